@@ -1,0 +1,13 @@
+/* One line per subcommand that has landed; each lives in cli/cmd_NAME.c and
+ * is listed in cli/meson.build.  Keep the table NULL-terminated. */
+#ifndef MW_CLI_COMMAND_TABLE_H
+#define MW_CLI_COMMAND_TABLE_H
+
+#include "commands.h"
+
+static const struct mw_cli_command mw_cli_commands[] = {
+    /* {"pop3", mw_cmd_pop3, "one POP3 session: stat, list, uidl, top, retr, dele, ..."}, */
+    {NULL, NULL, NULL},
+};
+
+#endif

@@ -1,0 +1,135 @@
+/* mailwire — transport: streams (TCP, TLS, fd, callbacks, command), TLS
+ * options, cancellation.
+ *
+ * A stream is a connected byte pipe with deadlines.  Sessions (POP3, SMTP)
+ * run over any stream; TLS is a stream that wraps another stream, so
+ * STARTTLS/STLS is "wrap the connected stream". */
+#ifndef MAILWIRE_NET_H
+#define MAILWIRE_NET_H
+
+#include "common.h"
+#include "error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Cancellation ------------------------------------------------------
+ * A cancel token can be shared by any number of streams and sessions.
+ * mw_cancel_request() is safe to call from another thread or from a signal
+ * handler; every blocking call watching the token returns MW_ECANCELED. */
+typedef struct mw_cancel mw_cancel;
+/* Returns 0, MW_ENOMEM or MW_EIO. */
+MW_EXTERN int mw_cancel_new(mw_cancel **out);
+MW_EXTERN void mw_cancel_request(mw_cancel *c); /* async-signal-safe */
+MW_EXTERN int mw_cancel_requested(const mw_cancel *c);
+MW_EXTERN void mw_cancel_reset(mw_cancel *c);
+MW_EXTERN void mw_cancel_free(mw_cancel *c);
+
+/* ---- Network options ---------------------------------------------------- */
+#define MW_NET_OPTS_VERSION 1
+typedef struct mw_net_opts {
+    unsigned version;
+    int connect_timeout_ms; /* per address tried; default 30000 */
+    int io_timeout_ms;      /* each read or write; default 60000 */
+    int family;             /* 0 any, 4 IPv4 only, 6 IPv6 only */
+    mw_cancel *cancel;      /* optional */
+} mw_net_opts;
+#define MW_NET_OPTS_INIT {MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL}
+
+/* ---- TLS ----------------------------------------------------------------- */
+
+/* What a policy callback learns of the peer. Valid only during the call. */
+typedef struct mw_tls_peer {
+    const char *subject;            /* one-line subject name */
+    const char *issuer;             /* one-line issuer name */
+    const unsigned char *der;       /* the leaf certificate, DER */
+    size_t der_len;
+    unsigned char cert_sha256[32];  /* SHA-256 of the DER certificate */
+    unsigned char spki_sha256[32];  /* SHA-256 of its SubjectPublicKeyInfo */
+    int verified;                   /* 1 when chain and host name verified */
+    const char *verify_error;       /* why not, or "" when verified */
+    const char *protocol;           /* "TLSv1.3" */
+    const char *cipher;
+} mw_tls_peer;
+
+/* Decides whether to go on with a peer: return 0 to accept, anything else to
+ * refuse (the connection then fails with MW_ECERT).  Called after OpenSSL's
+ * verification, whatever its result: a policy may accept an unverified peer
+ * (its own decision) or refuse a verified one. Without a policy, an
+ * unverified peer is refused. */
+typedef int (*mw_tls_policy_fn)(const mw_tls_peer *peer, void *userdata);
+
+#define MW_TLS_OPTS_VERSION 1
+typedef struct mw_tls_opts {
+    unsigned version;
+    const char *ca_file;      /* trust these CAs instead of the system store */
+    const char *ca_dir;
+    const char *pin;          /* "sha256:BASE64" of the certificate or its public key;
+                                 when set, a match is required (and enough) */
+    const char *cert_file;    /* client certificate (PEM) */
+    const char *key_file;     /* its key (PEM); default: cert_file */
+    const char *servername;   /* SNI and name checked; default: the host connected to */
+    int min_version;          /* 0 = TLS 1.2; 13 = TLS 1.3 */
+    int handshake_timeout_ms; /* default 30000 */
+    int insecure;             /* 1: skip verification (explicit, never default) */
+    mw_tls_policy_fn policy;
+    void *policy_userdata;
+} mw_tls_opts;
+#define MW_TLS_OPTS_INIT {MW_TLS_OPTS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 30000, 0, NULL, NULL}
+
+/* ---- Streams --------------------------------------------------------------- */
+typedef struct mw_stream mw_stream;
+
+/* Callbacks for a caller-made stream (the C face of Tcllib's -socketcmd).
+ * read/write return the number of bytes moved (read: 0 = end of stream) or
+ * a negative MW_E… code; they must give up by `deadline_ms` (MW_NO_DEADLINE
+ * = no limit) with MW_ETIMEOUT. close may be NULL. */
+typedef struct mw_stream_ops {
+    long (*read)(void *userdata, void *buf, size_t len, int64_t deadline_ms);
+    long (*write)(void *userdata, const void *buf, size_t len, int64_t deadline_ms);
+    void (*close)(void *userdata);
+} mw_stream_ops;
+
+/* Connects to host (name or address literal) and port, trying each resolved
+ * address in turn until one answers within connect_timeout_ms.  TCP_NODELAY is
+ * set.  Returns 0, MW_ENET, MW_ETIMEOUT, MW_ECANCELED, MW_EINVAL, MW_ENOMEM. */
+MW_EXTERN int mw_stream_tcp(mw_stream **out, const char *host, unsigned port,
+                            const mw_net_opts *opts, mw_error *err);
+/* Wraps already-connected descriptors (rfd may equal wfd). With own=1 they are
+ * closed by mw_stream_free.  Returns 0, MW_EINVAL, MW_ENOMEM. */
+MW_EXTERN int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own,
+                           const mw_net_opts *opts, mw_error *err);
+/* A stream whose I/O is done by the caller's callbacks. */
+MW_EXTERN int mw_stream_callbacks(mw_stream **out, const mw_stream_ops *ops, void *userdata,
+                                  mw_error *err);
+/* Runs `command` with /bin/sh -c; its stdin and stdout are the connection
+ * (a tunnel such as "ssh host nc localhost 110").  The child is reaped by
+ * mw_stream_free.  Returns 0, MW_EIO, MW_ENOMEM, MW_EINVAL. */
+MW_EXTERN int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *opts,
+                                mw_error *err);
+/* Runs a TLS client handshake over `inner` and returns a stream that
+ * encrypts.  `inner` is owned by the new stream from then on (freed with it,
+ * or on failure).  The host name checked is opts->servername, else the host
+ * `inner` was connected to by mw_stream_tcp.  Returns 0, MW_ETLS, MW_ECERT,
+ * MW_ETIMEOUT, MW_ENET, MW_ECANCELED, MW_ENOMEM, MW_EINVAL. */
+MW_EXTERN int mw_stream_tls(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts,
+                            mw_error *err);
+/* Reads up to len bytes; *got = 0 means the peer closed. */
+MW_EXTERN int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got,
+                             int64_t deadline_ms, mw_error *err);
+/* Writes all len bytes or fails. */
+MW_EXTERN int mw_stream_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms,
+                              mw_error *err);
+/* For TLS streams: the peer as seen at the handshake; NULL otherwise. */
+MW_EXTERN const mw_tls_peer *mw_stream_tls_peer(const mw_stream *s);
+/* For TLS streams: the tls-unique / tls-exporter channel binding data for
+ * SCRAM-PLUS (0 when unavailable). Copies at most len bytes, sets *out_len. */
+MW_EXTERN int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned char *buf,
+                                        size_t len, size_t *out_len);
+MW_EXTERN void mw_stream_free(mw_stream *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

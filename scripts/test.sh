@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit, scripted-server, real-server (Dovecot,
+# Postfix, smtp-sink on 127.0.0.1) and fuzz-corpus replay, built with
+# -Werror and AddressSanitizer + UndefinedBehaviorSanitizer.
+# Ends with one line: N passed, N failed, N skipped.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+bash scripts/deps.sh build
+
+build=${MW_BUILD_DIR:-build-test}
+if [ ! -f "$build/build.ninja" ]; then
+  meson setup "$build" --buildtype=debug -Db_sanitize=address,undefined -Db_lundef=false \
+        -Dwerror=true >"$build.setup.log" 2>&1 || { cat "$build.setup.log"; exit 1; }
+fi
+ninja -C "$build" >"$build.ninja.log" 2>&1 || { tail -60 "$build.ninja.log"; exit 1; }
+echo "build: ok ($(grep -c '' "$build.ninja.log") steps logged in $build.ninja.log)"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export MW_BUILD_DIR="$top/$build"
+
+# The real servers are started once for the whole run and always stopped.
+srvdir=""
+if [ -x tests/servers/start.sh ] && [ "${MW_NO_SERVERS:-0}" != 1 ]; then
+  srvdir=$(mktemp -d /tmp/mailwire-servers.XXXXXX)
+  trap 'bash tests/servers/stop.sh "$srvdir" >/dev/null 2>&1 || true; rm -rf "$srvdir"' EXIT
+  trap 'exit 130' INT TERM
+  if bash tests/servers/start.sh "$srvdir" >"$srvdir.start.log" 2>&1; then
+    set -a; . "$srvdir/env"; set +a
+    echo "servers: started in $srvdir"
+  else
+    echo "servers: FAILED to start; real-server tests will fail:" >&2
+    tail -30 "$srvdir.start.log" >&2
+    export MW_SERVERS_FAILED=1
+  fi
+fi
+
+set +e
+meson test -C "$build" --num-processes 2 --print-errorlogs ${MW_TEST_ARGS:-} >"$build.test.log" 2>&1
+rc=$?
+set -e
+grep -E '^ *[0-9]+/[0-9]+ ' "$build.test.log" | sed 's/^ *//' || true
+[ $rc -ne 0 ] && grep -A40 -E 'FAIL|TIMEOUT' "$build.test.log" | head -150
+python3 tests/summary.py "$build/meson-logs/testlog.json"

@@ -1,0 +1,60 @@
+/* Internal: a buffered, line-aware connection over a mw_stream, used by the
+ * POP3 and SMTP sessions.  It owns the stream, keeps the read buffer (so it
+ * can refuse STARTTLS while bytes from before the handshake are buffered),
+ * applies the per-I/O timeout and the whole-operation deadline, watches the
+ * cancel token, and feeds the trace hook. */
+#ifndef MW_NET_CONN_H
+#define MW_NET_CONN_H
+
+#include "mailwire/error.h"
+#include "mailwire/net.h"
+#include "mailwire/trace.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mw_conn mw_conn;
+
+#define MW_CONN_DEFAULT_MAX_LINE 8192
+
+/* Takes ownership of `s` (freed by mw_conn_free, also on failure). */
+int mw_conn_new(mw_conn **out, mw_stream *s, mw_error *err);
+void mw_conn_free(mw_conn *c);
+
+/* Limits and time: io_timeout_ms bounds each read/write (0 = none);
+ * mw_conn_set_deadline bounds everything until reset (MW_NO_DEADLINE). */
+void mw_conn_set_io_timeout(mw_conn *c, int io_timeout_ms);
+void mw_conn_set_deadline(mw_conn *c, int64_t deadline_ms);
+void mw_conn_set_max_line(mw_conn *c, size_t max_line);
+void mw_conn_set_cancel(mw_conn *c, mw_cancel *cancel);
+void mw_conn_set_trace(mw_conn *c, mw_trace_fn fn, void *userdata);
+/* Feeds one line to the trace hook, if any (the caller masks secrets). */
+void mw_conn_trace(mw_conn *c, int dir, const char *line, size_t len);
+/* The stream underneath (TLS peer info, channel binding). */
+mw_stream *mw_conn_stream(mw_conn *c);
+
+/* Reads one line.  On success *line points into the conn's buffer (valid
+ * until the next read call) and *len excludes the line end; CRLF and bare LF
+ * both end a line.  A line longer than max_line is MW_ETOOBIG (and the
+ * connection is unusable after).  The peer closing before a line end is
+ * MW_ENET.  Received lines are NOT traced here; callers trace them. */
+int mw_conn_read_line(mw_conn *c, const char **line, size_t *len, mw_error *err);
+
+/* Bulk access for bodies: makes at least one byte available (reading if the
+ * buffer is empty) and points *data at everything buffered.  The caller then
+ * mw_conn_consume()s what it used.  Peer closed: MW_ENET. */
+int mw_conn_peek(mw_conn *c, const char **data, size_t *len, mw_error *err);
+void mw_conn_consume(mw_conn *c, size_t n);
+/* Bytes received but not consumed yet. */
+size_t mw_conn_buffered(const mw_conn *c);
+
+/* Queues bytes; they go out on mw_conn_flush (or when the queue is large). */
+int mw_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err);
+int mw_conn_flush(mw_conn *c, mw_error *err);
+
+/* Wraps the stream in TLS (STARTTLS/STLS).  Refused with MW_EPROTO when
+ * bytes from before the handshake are buffered (RFC 3207 §4.1 / RFC 2595 §4:
+ * the client must discard them; we refuse, as they may be an injection). */
+int mw_conn_starttls(mw_conn *c, const mw_tls_opts *opts, mw_error *err);
+
+#endif

@@ -1,0 +1,20 @@
+/* Internal helpers to fill a mw_error. */
+#ifndef MW_UTIL_ERR_H
+#define MW_UTIL_ERR_H
+
+#include "mailwire/error.h"
+
+/* Sets err->code and err->message (printf-style), leaves the other fields
+ * alone, and returns code so callers can `return mw_err_set(...)`.  err may
+ * be NULL. */
+int mw_err_set(mw_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Records the server's reply text (len bytes, not NUL-terminated); control
+ * characters are replaced by '?' so an error message can be printed safely. */
+void mw_err_set_reply(mw_error *err, const char *text, size_t len);
+/* Records the command that failed (already masked by the caller). */
+void mw_err_set_command(mw_error *err, const char *cmd, size_t len);
+/* Copies at most dstsize-1 bytes of src[0..len) into dst, NUL-terminating,
+ * replacing bytes below 0x20 and 0x7F with '?'.  Returns the length written. */
+size_t mw_copy_printable(char *dst, size_t dstsize, const char *src, size_t len);
+
+#endif

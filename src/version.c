@@ -1,0 +1,15 @@
+#include "mailwire/common.h"
+#include "mw_config.h"
+
+#include <gsasl.h>
+#include <openssl/crypto.h>
+
+const char *mw_version(void) { return MW_VERSION; }
+
+const char *mw_openssl_version(void) { return OpenSSL_version(OPENSSL_VERSION); }
+
+const char *mw_gsasl_version(void)
+{
+    const char *v = gsasl_check_version(NULL);
+    return v ? v : "unknown";
+}
