@@ -1,0 +1,68 @@
+/* POP3 multi-line bodies: dot-unstuffing in place and the terminator
+ * (RFC 1939 §3), across any chunk boundary. */
+#include "proto/pop3_codec.h"
+
+#include <string.h>
+
+enum { ST_BOL = 0, ST_MID, ST_DOT, ST_DONE };
+
+void mw_pop3_body_init(mw_pop3_body *b)
+{
+    memset(b, 0, sizeof *b);
+    b->state = ST_BOL;
+}
+
+int mw_pop3_body_done(const mw_pop3_body *b)
+{
+    return b->state == ST_DONE;
+}
+
+int mw_pop3_body_decode(mw_pop3_body *b, char *buf, size_t len, size_t *consumed, size_t *produced)
+{
+    size_t i = 0, o = 0;
+    int st = b->state;
+    while (i < len && st != ST_DONE) {
+        if (st == ST_MID) {
+            /* The hot path: one memchr per line, one memmove per line only
+             * once a dot has been removed (before that, o == i). */
+            char *nl = memchr(buf + i, '\n', len - i);
+            size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+            size_t n = end - i;
+            if (o != i) memmove(buf + o, buf + i, n);
+            o += n;
+            i = end;
+            if (nl) {
+                st = ST_BOL;
+                b->lines++;
+            }
+        } else if (st == ST_BOL) {
+            if (buf[i] == '.') {
+                i++; /* a line-start dot is never data (RFC 1939 §3) */
+                st = ST_DOT;
+            } else {
+                st = ST_MID;
+            }
+        } else { /* ST_DOT: the line began with '.'; is it "." alone? */
+            char c = buf[i];
+            if (c == '\n') { /* ".\n": servers ending lines in bare LF */
+                i++;
+                st = ST_DONE;
+            } else if (c == '\r') {
+                if (i + 1 >= len) break; /* keep the CR until the next byte decides */
+                if (buf[i + 1] == '\n') {
+                    i += 2;
+                    st = ST_DONE;
+                } else {
+                    st = ST_MID; /* ".\rX": a stuffed line with a bare CR */
+                }
+            } else {
+                st = ST_MID; /* "..x" or ".x": the dot was stuffing */
+            }
+        }
+    }
+    b->state = st;
+    b->produced += o;
+    *consumed = i;
+    *produced = o;
+    return st == ST_DONE;
+}
