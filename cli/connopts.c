@@ -1,0 +1,452 @@
+/* Shared connection options of the mailwire commands (see connopts.h). */
+#include "connopts.h"
+
+#include "commands.h"
+#include "mailwire/netrc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define PASSWORD_MAX 1024
+
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+    while (n--)
+        *v++ = 0;
+}
+
+void mw_cli_conn_init(mw_cli_conn *c, const char *prog, unsigned default_port,
+                      unsigned implicit_port)
+{
+    memset(c, 0, sizeof *c);
+    c->prog = prog;
+    c->default_port = default_port;
+    c->implicit_port = implicit_port;
+    c->tls = MW_CLI_TLS_STARTTLS;
+    c->auth = "auto";
+    c->timeout_s = 60;
+}
+
+/* "--name VALUE" or "--name=VALUE".  Returns 1 and sets *val when argv[*i]
+ * is this option; -1 when the value is missing. */
+static int opt_value(const char *name, int argc, char **argv, int *i, const char **val)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0) return 0;
+    if (a[n] == '=') {
+        *val = a + n + 1;
+        return 1;
+    }
+    if (a[n] != '\0') return 0;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "mailwire: option %s needs a value\n", name);
+        return -1;
+    }
+    *val = argv[++*i];
+    return 1;
+}
+
+static int parse_port(const char *s, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || v == 0 || v > 65535 || s[0] == '-' || s[0] == '+') return -1;
+    *out = (unsigned)v;
+    return 0;
+}
+
+int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v = NULL;
+    int r;
+    if (!strcmp(a, "--allow-plaintext-password")) {
+        c->allow_plaintext = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--json")) {
+        c->json = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--password") || !strncmp(a, "--password=", 11)) {
+        fprintf(stderr,
+                "mailwire %s: a password is never taken from the command line (others can "
+                "read it); use MAILWIRE_PASSWORD, --password-file, --passwordeval or ~/.netrc\n",
+                c->prog);
+        return -1;
+    }
+#define STR_OPT(name, field)                                                                       \
+    if ((r = opt_value(name, argc, argv, i, &v)) != 0) {                                           \
+        if (r < 0) return -1;                                                                      \
+        c->field = v;                                                                              \
+        return 1;                                                                                  \
+    }
+    STR_OPT("--host", host)
+    STR_OPT("--user", user)
+    STR_OPT("--auth", auth)
+    STR_OPT("--cafile", cafile)
+    STR_OPT("--pin", pin)
+    STR_OPT("--cert", cert)
+    STR_OPT("--key", key)
+    STR_OPT("--trace", trace_path)
+    STR_OPT("--password-file", password_file)
+    STR_OPT("--passwordeval", passwordeval)
+#undef STR_OPT
+    if ((r = opt_value("--port", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        if (parse_port(v, &c->port)) {
+            fprintf(stderr, "mailwire %s: --port wants a number from 1 to 65535, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        return 1;
+    }
+    if ((r = opt_value("--tls", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        if (!strcmp(v, "starttls"))
+            c->tls = MW_CLI_TLS_STARTTLS;
+        else if (!strcmp(v, "implicit"))
+            c->tls = MW_CLI_TLS_IMPLICIT;
+        else if (!strcmp(v, "none"))
+            c->tls = MW_CLI_TLS_NONE;
+        else {
+            fprintf(stderr, "mailwire %s: --tls wants starttls, implicit or none, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        return 1;
+    }
+    if ((r = opt_value("--timeout", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        char *end;
+        errno = 0;
+        long t = strtol(v, &end, 10);
+        if (errno || end == v || *end || t < 1 || t > 86400) {
+            fprintf(stderr, "mailwire %s: --timeout wants seconds from 1 to 86400, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        c->timeout_s = (int)t;
+        return 1;
+    }
+    return 0;
+}
+
+static void trace_to_file(int dir, const char *line, size_t len, void *ud)
+{
+    FILE *f = ud;
+    const char *tag = dir == MW_TRACE_SEND ? "C: " : dir == MW_TRACE_RECV ? "S: " : "* ";
+    fputs(tag, f);
+    /* Control bytes other than TAB are shown as '?' so a trace stays one
+     * line per line. */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        fputc((ch < 0x20 && ch != '\t') || ch == 0x7F ? '?' : ch, f);
+    }
+    fputc('\n', f);
+    fflush(f);
+}
+
+int mw_cli_conn_finish(mw_cli_conn *c)
+{
+    if (!c->host) c->host = mw_mailhost();
+    if (!c->host || !*c->host) {
+        fprintf(stderr, "mailwire %s: no server: give --host or set MAILHOST\n", c->prog);
+        return EX_USAGE_;
+    }
+    if (!c->port) c->port = c->tls == MW_CLI_TLS_IMPLICIT ? c->implicit_port : c->default_port;
+    if ((c->cert && !c->key) || (c->key && !c->cert)) {
+        fprintf(stderr, "mailwire %s: --cert and --key go together\n", c->prog);
+        return EX_USAGE_;
+    }
+    if (c->tls == MW_CLI_TLS_NONE && (c->cafile || c->pin || c->cert)) {
+        fprintf(stderr, "mailwire %s: --cafile/--pin/--cert make no sense with --tls none\n",
+                c->prog);
+        return EX_USAGE_;
+    }
+    /* scsh: the login (and the password, kept for later) from ~/.netrc when
+     * not given. */
+    char path[4096];
+    if (mw_netrc_default_path(path, sizeof path) == 0) {
+        mw_netrc_entry e;
+        mw_error err;
+        mw_error_clear(&err);
+        int r = mw_netrc_lookup(&e, path, c->host, c->user, &err);
+        if (r < 0 && (r != MW_EPOLICY || !c->user)) {
+            /* A netrc we must not trust only matters when we needed it. */
+            fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
+            return r == MW_EPOLICY ? EX_NOPERM_ : EX_DATAERR_;
+        }
+        if (r == 1) {
+            if (!c->user && e.login[0]) {
+                memcpy(c->user_buf, e.login, sizeof c->user_buf);
+                c->user = c->user_buf;
+            }
+            if (e.password[0]) {
+                memcpy(c->netrc_password, e.password, sizeof c->netrc_password);
+                c->have_netrc_password = 1;
+            }
+        }
+        mw_netrc_entry_clear(&e);
+    }
+    if (c->trace_path) {
+        if (!strcmp(c->trace_path, "-")) {
+            c->trace = stderr;
+        } else {
+            int fd = open(c->trace_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            c->trace = fd >= 0 ? fdopen(fd, "w") : NULL;
+            if (!c->trace) {
+                fprintf(stderr, "mailwire %s: cannot write trace file %s: %s\n", c->prog,
+                        c->trace_path, strerror(errno));
+                if (fd >= 0) close(fd);
+                return EX_IOERR_;
+            }
+        }
+        c->trace_fn = trace_to_file;
+        c->trace_ud = c->trace;
+    }
+    return 0;
+}
+
+/* Reads the first line (at most PASSWORD_MAX bytes) of fd into a fresh
+ * buffer.  Returns NULL when nothing or too much was there. */
+static char *read_first_line(int fd, const char **why)
+{
+    char *buf = malloc(PASSWORD_MAX + 1);
+    if (!buf) {
+        *why = "out of memory";
+        return NULL;
+    }
+    size_t len = 0;
+    for (;;) {
+        if (len == PASSWORD_MAX) {
+            if (!memchr(buf, '\n', len)) {
+                *why = "longer than 1024 bytes";
+                wipe(buf, len);
+                free(buf);
+                return NULL;
+            }
+            break;
+        }
+        ssize_t n = read(fd, buf + len, PASSWORD_MAX - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+        if (memchr(buf, '\n', len)) break;
+    }
+    char *nl = memchr(buf, '\n', len);
+    size_t l = nl ? (size_t)(nl - buf) : len;
+    if (l && buf[l - 1] == '\r') l--;
+    wipe(buf + l, len - l);
+    buf[l] = '\0';
+    if (l == 0) {
+        *why = "empty";
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+static char *password_from_command(const char *cmd, const char **why)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        *why = "cannot make a pipe";
+        return NULL;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        *why = "cannot fork";
+        return NULL;
+    }
+    if (pid == 0) {
+        dup2(p[1], 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char *pw = read_first_line(p[0], why);
+    /* Drain the rest so the child is not killed by SIGPIPE mid-write. */
+    char sink[512];
+    while (read(p[0], sink, sizeof sink) > 0)
+        ;
+    close(p[0]);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (pw) {
+            wipe(pw, strlen(pw));
+            free(pw);
+        }
+        *why = "the command failed";
+        return NULL;
+    }
+    return pw;
+}
+
+static char *password_from_terminal(const char *user, const char *host, const char **why)
+{
+    if (!isatty(0)) {
+        *why = "no terminal to ask on";
+        return NULL;
+    }
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        *why = "cannot open /dev/tty";
+        return NULL;
+    }
+    char prompt[600];
+    int n = snprintf(prompt, sizeof prompt, "Password for %s@%s: ", user ? user : "", host);
+    if (n > 0 && write(fd, prompt, (size_t)n < sizeof prompt ? (size_t)n : sizeof prompt - 1) < 0)
+        n = 0;
+    struct termios old, quiet;
+    int restored = tcgetattr(fd, &old) != 0;
+    if (!restored) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(fd, TCSAFLUSH, &quiet);
+    }
+    char *pw = read_first_line(fd, why);
+    if (!restored) tcsetattr(fd, TCSAFLUSH, &old);
+    if (write(fd, "\n", 1) < 0) n = 0;
+    close(fd);
+    return pw;
+}
+
+int mw_cli_conn_password(mw_cli_conn *c)
+{
+    if (c->password) return 0;
+    const char *why = NULL, *src = NULL;
+    if (c->password_file) {
+        src = c->password_file;
+        int fd = open(c->password_file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+            fprintf(stderr, "mailwire %s: cannot read --password-file %s: %s\n", c->prog,
+                    c->password_file, strerror(errno));
+            return EX_IOERR_;
+        }
+        c->password = read_first_line(fd, &why);
+        close(fd);
+    } else if (c->passwordeval) {
+        src = "--passwordeval";
+        c->password = password_from_command(c->passwordeval, &why);
+    } else if (getenv("MAILWIRE_PASSWORD") && *getenv("MAILWIRE_PASSWORD")) {
+        c->password = strdup(getenv("MAILWIRE_PASSWORD"));
+        src = "MAILWIRE_PASSWORD";
+        why = "out of memory";
+    } else if (c->have_netrc_password) {
+        c->password = strdup(c->netrc_password);
+        src = "~/.netrc";
+        why = "out of memory";
+    } else {
+        src = "the terminal";
+        c->password = password_from_terminal(c->user, c->host, &why);
+        if (!c->password && !strcmp(why, "no terminal to ask on")) {
+            fprintf(stderr,
+                    "mailwire %s: no password: set MAILWIRE_PASSWORD, or use --password-file, "
+                    "--passwordeval or ~/.netrc\n",
+                    c->prog);
+            return EX_USAGE_;
+        }
+    }
+    if (!c->password) {
+        fprintf(stderr, "mailwire %s: no password from %s: %s\n", c->prog, src,
+                why ? why : "unknown error");
+        return EX_IOERR_;
+    }
+    return 0;
+}
+
+void mw_cli_conn_tls_opts(const mw_cli_conn *c, mw_tls_opts *out)
+{
+    mw_tls_opts t = MW_TLS_OPTS_INIT;
+    t.ca_file = c->cafile;
+    t.pin = c->pin;
+    t.cert_file = c->cert;
+    t.key_file = c->key;
+    t.handshake_timeout_ms = c->timeout_s * 1000;
+    *out = t;
+}
+
+void mw_cli_conn_net_opts(const mw_cli_conn *c, mw_net_opts *out)
+{
+    mw_net_opts n = MW_NET_OPTS_INIT;
+    n.connect_timeout_ms = c->timeout_s * 1000;
+    n.io_timeout_ms = c->timeout_s * 1000;
+    *out = n;
+}
+
+void mw_cli_conn_free(mw_cli_conn *c)
+{
+    if (c->password) {
+        wipe(c->password, strlen(c->password));
+        free(c->password);
+        c->password = NULL;
+    }
+    wipe(c->netrc_password, sizeof c->netrc_password);
+    if (c->trace && c->trace != stderr) fclose(c->trace);
+    c->trace = NULL;
+}
+
+void mw_cli_conn_usage(FILE *f)
+{
+    fputs("connection options:\n"
+          "  --host HOST            server (default: $MAILHOST)\n"
+          "  --port N               port (default: the protocol's; implicit TLS has its own)\n"
+          "  --tls MODE             starttls (default), implicit, none\n"
+          "  --user NAME            login (default: the ~/.netrc login for the host)\n"
+          "  --auth MECH            auto (default), user, apop, or a SASL mechanism\n"
+          "  --cafile FILE          trust the CAs in FILE instead of the system store\n"
+          "  --pin sha256:BASE64    require this certificate or public-key hash\n"
+          "  --cert FILE --key FILE client certificate and key\n"
+          "  --allow-plaintext-password  allow a password over an unencrypted link\n"
+          "  --timeout SECONDS      limit for each network read or write (default 60)\n"
+          "  --trace FILE           write the conversation to FILE, secrets masked\n"
+          "  --json                 output as JSON\n"
+          "  --password-file FILE   the password is the first line of FILE\n"
+          "  --passwordeval CMD     the password is the first line CMD prints\n"
+          "password sources, first found wins: --password-file, --passwordeval,\n"
+          "$MAILWIRE_PASSWORD, ~/.netrc, a prompt on the terminal.\n",
+          f);
+}
+
+void mw_cli_json_string(FILE *f, const char *s, size_t len)
+{
+    fputc('"', f);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        switch (ch) {
+        case '"':
+            fputs("\\\"", f);
+            break;
+        case '\\':
+            fputs("\\\\", f);
+            break;
+        case '\n':
+            fputs("\\n", f);
+            break;
+        case '\r':
+            fputs("\\r", f);
+            break;
+        case '\t':
+            fputs("\\t", f);
+            break;
+        default:
+            if (ch < 0x20 || ch == 0x7F)
+                fprintf(f, "\\u%04x", ch);
+            else
+                fputc(ch, f);
+        }
+    }
+    fputc('"', f);
+}
