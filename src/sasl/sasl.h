@@ -47,8 +47,7 @@
 
 /* Longest challenge accepted, in base64 characters (MW_ETOOBIG beyond). */
 #define MW_SASL_MAX_CHALLENGE (16 * 1024)
-/* Most mechanisms mw_sasl_choose() returns; also the most names of the
- * server's list it looks at. */
+/* Room enough for every mechanism mw_sasl_choose() can return. */
 #define MW_SASL_MAX_MECHS 16
 /* Longest mechanism name (RFC 4422 §3.1: 1 to 20 characters). */
 #define MW_SASL_MECH_NAME_MAX 20
@@ -92,7 +91,7 @@ typedef struct mw_sasl_policy {
 /* Picks the mechanisms to try, best first, from `offered` (the server's list:
  * names separated by spaces, as in SMTP's "250-AUTH ..." or POP3's CAPA
  * "SASL ..." line after the keyword; matched case-insensitively; unknown names
- * ignored; at most MW_SASL_MAX_MECHS names looked at).  offered == NULL means
+ * ignored; at most 64 names looked at).  offered == NULL means
  * the server did not say: only explicitly wanted mechanisms are returned.
  * out[] receives pointers to static upper-case names; *n_out their number.
  * Returns 0 (with *n_out >= 1), or
