@@ -1,0 +1,522 @@
+/* Streams over descriptors (fd, TCP, command) and caller callbacks, and the
+ * dispatch every stream kind goes through. */
+#include "net/stream_int.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- helpers --------------------------------------------------------------- */
+
+mw_stream *mw_stream_alloc(int kind)
+{
+    mw_stream *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->kind = kind;
+    s->rfd = s->wfd = -1;
+    s->pid = -1;
+    return s;
+}
+
+int64_t mw_deadline_min(int64_t deadline_ms, int io_timeout_ms)
+{
+    if (io_timeout_ms <= 0) return deadline_ms;
+    int64_t io = mw_now_ms() + io_timeout_ms;
+    return io < deadline_ms ? io : deadline_ms;
+}
+
+void mw_stream_set_cancel(mw_stream *s, mw_cancel *cancel)
+{
+    for (; s; s = s->inner)
+        s->cancel = cancel;
+}
+
+const char *mw_stream_host(const mw_stream *s)
+{
+    for (; s; s = s->inner)
+        if (s->host) return s->host;
+    return NULL;
+}
+
+static int canceled(mw_cancel *c, mw_error *err)
+{
+    (void)c;
+    return mw_err_set(err, MW_ECANCELED, "operation canceled");
+}
+
+int mw_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
+               mw_error *err)
+{
+    for (;;) {
+        if (mw_cancel_requested(cancel)) return canceled(cancel, err);
+        int timeout = -1;
+        if (deadline_ms != MW_NO_DEADLINE) {
+            int64_t left = deadline_ms - mw_now_ms();
+            if (left <= 0) return mw_err_set(err, MW_ETIMEOUT, "timed out %s", what);
+            timeout = left > INT_MAX ? INT_MAX : (int)left;
+        }
+        struct pollfd p[2] = {{.fd = fd, .events = events},
+                              {.fd = mw_cancel_fd(cancel), .events = POLLIN}};
+        int r = poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return mw_err_set(err, MW_ENET, "poll failed while %s: %s", what, strerror(errno));
+        }
+        if (mw_cancel_requested(cancel)) return canceled(cancel, err);
+        /* POLLHUP/POLLERR: let the following read/write report what happened. */
+        if (r > 0 && p[0].revents) return 0;
+    }
+}
+
+/* ---- descriptor streams ---------------------------------------------------- */
+
+static int set_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0) return -1;
+    return (fl & O_NONBLOCK) ? 0 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static int is_socket(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
+                   mw_error *err)
+{
+    for (;;) {
+        ssize_t n = read(s->rfd, buf, len);
+        if (n >= 0) {
+            *got = (size_t)n;
+            return 0;
+        }
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return mw_err_set(err, MW_ENET, "read failed: %s", strerror(errno));
+        int rc = mw_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
+        if (rc) return rc;
+    }
+}
+
+/* Writing to a pipe whose reader is gone raises SIGPIPE, which would kill a
+ * caller that did not ignore it; the library must not change the process's
+ * signal dispositions, so the signal is blocked in this thread around the
+ * write and a SIGPIPE it caused is consumed before unblocking. */
+static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigpending(&pending);
+    int was_pending = sigismember(&pending, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t n = write(fd, buf, len);
+    int saved = errno;
+    if (n < 0 && saved == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return n;
+}
+
+static int fd_write(mw_stream *s, const void *buf, size_t len, int64_t deadline, mw_error *err)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n =
+            s->wfd_socket ? send(s->wfd, p, len, MSG_NOSIGNAL) : write_nosigpipe(s->wfd, p, len);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            if (errno == EPIPE || errno == ECONNRESET)
+                return mw_err_set(err, MW_ENET, "write failed: the peer closed the connection");
+            return mw_err_set(err, MW_ENET, "write failed: %s", strerror(errno));
+        }
+        int rc = mw_wait_fd(s->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static void apply_opts(mw_stream *s, const mw_net_opts *opts)
+{
+    if (!opts) return;
+    s->io_timeout_ms = opts->io_timeout_ms > 0 ? opts->io_timeout_ms : 0;
+    s->cancel = opts->cancel;
+}
+
+int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *opts, mw_error *err)
+{
+    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    *out = NULL;
+    if (rfd < 0 || wfd < 0) return mw_err_set(err, MW_EINVAL, "invalid file descriptor");
+    if (opts && opts->version != MW_NET_OPTS_VERSION)
+        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    /* Non-blocking so that no single read or write can outlive a deadline. */
+    if (set_nonblock(rfd) != 0 || set_nonblock(wfd) != 0)
+        return mw_err_set(err, MW_EINVAL, "cannot make descriptor non-blocking: %s",
+                          strerror(errno));
+    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
+    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    s->rfd = rfd;
+    s->wfd = wfd;
+    s->own = own;
+    s->wfd_socket = is_socket(wfd);
+    apply_opts(s, opts);
+    *out = s;
+    return 0;
+}
+
+/* ---- TCP --------------------------------------------------------------- */
+
+static int valid_host(const char *host)
+{
+    if (!host || !*host || strlen(host) > 253 + 2 /* [IPv6] */) return 0;
+    for (const char *p = host; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7F) return 0;
+    return 1;
+}
+
+/* One address: non-blocking connect, wait for it within the deadline. */
+static int connect_one(const struct addrinfo *ai, int64_t deadline, mw_cancel *cancel, int *fdout,
+                       mw_error *err)
+{
+    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) return mw_err_set(err, MW_ENET, "socket: %s", strerror(errno));
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS && errno != EINTR) {
+            int e = errno;
+            close(fd);
+            return mw_err_set(err, MW_ENET, "%s", strerror(e));
+        }
+        int rc = mw_wait_fd(fd, POLLOUT, deadline, cancel, "connecting", err);
+        if (rc) {
+            close(fd);
+            return rc;
+        }
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
+        if (soerr) {
+            close(fd);
+            return mw_err_set(err, MW_ENET, "%s", strerror(soerr));
+        }
+    }
+    /* Small commands must not wait for delayed ACKs (Nagle). */
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *fdout = fd;
+    return 0;
+}
+
+static void addr_text(const struct addrinfo *ai, char *buf, size_t len)
+{
+    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST))
+        snprintf(buf, len, "?");
+}
+
+int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net_opts *opts,
+                  mw_error *err)
+{
+    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    *out = NULL;
+    if (!valid_host(host)) return mw_err_set(err, MW_EINVAL, "invalid host name");
+    if (port == 0 || port > 65535)
+        return mw_err_set(err, MW_EINVAL, "invalid port %u (1-65535)", port);
+    if (opts && opts->version != MW_NET_OPTS_VERSION)
+        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    mw_net_opts defaults = MW_NET_OPTS_INIT;
+    if (!opts) opts = &defaults;
+    if (opts->family != 0 && opts->family != 4 && opts->family != 6)
+        return mw_err_set(err, MW_EINVAL, "invalid address family %d (0, 4 or 6)", opts->family);
+
+    /* An IPv6 literal may come bracketed, as in a URL. */
+    char hostbuf[260];
+    const char *name = host;
+    size_t hl = strlen(host);
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        memcpy(hostbuf, host + 1, hl - 2);
+        hostbuf[hl - 2] = '\0';
+        name = hostbuf;
+    }
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", port);
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_family = opts->family == 4 ? AF_INET : opts->family == 6 ? AF_INET6 : AF_UNSPEC;
+    if (mw_cancel_requested(opts->cancel))
+        return mw_err_set(err, MW_ECANCELED, "operation canceled");
+    /* getaddrinfo has no deadline of its own (see the report: a resolver
+     * stall is bounded only by the resolver's configuration). */
+    int g = getaddrinfo(name, portstr, &hints, &res);
+    if (g != 0)
+        return mw_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
+                          g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+
+    int fd = -1, rc = MW_ENET, tried = 0;
+    char last[64] = "";
+    mw_error one = {0};
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        tried++;
+        int64_t deadline =
+            opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
+        rc = connect_one(ai, deadline, opts->cancel, &fd, &one);
+        addr_text(ai, last, sizeof last);
+        if (rc == 0 || rc == MW_ECANCELED) break;
+    }
+    freeaddrinfo(res);
+    if (rc == MW_ECANCELED)
+        return mw_err_set(err, rc, "operation canceled while connecting to %s", host);
+    if (rc != 0) {
+        if (rc == MW_ETIMEOUT)
+            return mw_err_set(
+                err, rc,
+                "connect to %s port %u timed out after %d ms (%d address%s tried, last %s)", host,
+                port, opts->connect_timeout_ms, tried, tried == 1 ? "" : "es", last);
+        return mw_err_set(err, rc, "cannot connect to %s port %u: %s (%d address%s tried, last %s)",
+                          host, port, one.message, tried, tried == 1 ? "" : "es", last);
+    }
+    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
+    char *h = strdup(name);
+    if (!s || !h) {
+        free(s);
+        free(h);
+        close(fd);
+        return mw_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    s->rfd = s->wfd = fd;
+    s->own = 1;
+    s->wfd_socket = 1;
+    s->host = h;
+    apply_opts(s, opts);
+    *out = s;
+    return 0;
+}
+
+/* ---- command stream ----------------------------------------------------- */
+
+int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *opts, mw_error *err)
+{
+    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    *out = NULL;
+    if (!command || !*command) return mw_err_set(err, MW_EINVAL, "empty command");
+    if (opts && opts->version != MW_NET_OPTS_VERSION)
+        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
+    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    /* One socketpair end is the child's stdin and stdout: a socket lets us
+     * send with MSG_NOSIGNAL, and shutdown gives the child its EOF. */
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        free(s);
+        return mw_err_set(err, MW_EIO, "socketpair: %s", strerror(errno));
+    }
+    char *const argv[] = {"/bin/sh", "-c", (char *)command, NULL};
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(sv[0]);
+        close(sv[1]);
+        free(s);
+        return mw_err_set(err, MW_EIO, "fork: %s", strerror(e));
+    }
+    if (pid == 0) {
+        /* Child: only async-signal-safe calls from here to exec. */
+        if (dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0) _exit(127);
+            /* Nothing but stdin, stdout and stderr reaches the command, even
+             * descriptors the caller opened without O_CLOEXEC. */
+#ifdef SYS_close_range
+        if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
+#endif
+        {
+            long max = sysconf(_SC_OPEN_MAX);
+            if (max < 0 || max > 65536) max = 65536;
+            for (int fd = 3; fd < max; fd++)
+                close(fd);
+        }
+        signal(SIGPIPE, SIG_DFL);
+        execv("/bin/sh", argv);
+        _exit(127);
+    }
+    close(sv[1]);
+    set_nonblock(sv[0]);
+    s->rfd = s->wfd = sv[0];
+    s->own = 1;
+    s->wfd_socket = 1;
+    s->pid = pid;
+    apply_opts(s, opts);
+    *out = s;
+    return 0;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+/* Waits up to ms for the child; 1 when it was reaped. */
+static int reap_within(pid_t pid, int ms)
+{
+    int64_t end = mw_now_ms() + ms;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD)) return 1;
+        if (r < 0 && errno != EINTR) return 1; /* nothing we can do */
+        if (mw_now_ms() >= end) return 0;
+        sleep_ms(5);
+    }
+}
+
+/* The command gets EOF on stdin and a bounded time to finish, then TERM, then
+ * KILL, so freeing a stream never leaves a zombie nor hangs for long. */
+static void reap_child(pid_t pid)
+{
+    if (reap_within(pid, 1000)) return;
+    kill(pid, SIGTERM);
+    if (reap_within(pid, 500)) return;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+}
+
+/* ---- callbacks stream ---------------------------------------------------- */
+
+int mw_stream_callbacks(mw_stream **out, const mw_stream_ops *ops, void *userdata, mw_error *err)
+{
+    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    *out = NULL;
+    if (!ops || !ops->read || !ops->write)
+        return mw_err_set(err, MW_EINVAL, "stream callbacks need read and write");
+    mw_stream *s = mw_stream_alloc(MW_STREAM_CB);
+    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    s->ops = *ops;
+    s->userdata = userdata;
+    *out = s;
+    return 0;
+}
+
+static int cb_result(long n, size_t len, const char *what, mw_error *err)
+{
+    if (n < 0) {
+        int code = (n >= MW_ERROR_LAST) ? (int)n : MW_EIO;
+        return mw_err_set(err, code, "stream callback failed %s: %s", what, mw_strerror(code));
+    }
+    if ((size_t)n > len)
+        return mw_err_set(err, MW_EINVAL, "stream callback returned %ld bytes for a %zu-byte %s", n,
+                          len, what);
+    return 0;
+}
+
+static int cb_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
+                   mw_error *err)
+{
+    long n = s->ops.read(s->userdata, buf, len, deadline);
+    int rc = cb_result(n, len, "reading", err);
+    if (rc) return rc;
+    *got = (size_t)n;
+    return 0;
+}
+
+static int cb_write(mw_stream *s, const void *buf, size_t len, int64_t deadline, mw_error *err)
+{
+    const char *p = buf;
+    while (len > 0) {
+        if (mw_cancel_requested(s->cancel))
+            return mw_err_set(err, MW_ECANCELED, "operation canceled");
+        if (deadline != MW_NO_DEADLINE && mw_now_ms() >= deadline)
+            return mw_err_set(err, MW_ETIMEOUT, "timed out waiting to send");
+        long n = s->ops.write(s->userdata, p, len, deadline);
+        int rc = cb_result(n, len, "writing", err);
+        if (rc) return rc;
+        if (n == 0) return mw_err_set(err, MW_ENET, "stream callback wrote nothing");
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* ---- public dispatch ------------------------------------------------------- */
+
+int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
+                   mw_error *err)
+{
+    if (!got) return mw_err_set(err, MW_EINVAL, "no output length pointer");
+    *got = 0;
+    if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream read arguments");
+    if (len == 0) return 0;
+    if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
+    int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
+    switch (s->kind) {
+    case MW_STREAM_FD:
+        return fd_read(s, buf, len, got, deadline, err);
+    case MW_STREAM_CB:
+        return cb_read(s, buf, len, got, deadline, err);
+    case MW_STREAM_TLS:
+        return mw_tls_read(s, buf, len, got, deadline, err);
+    }
+    return mw_err_set(err, MW_EINVAL, "unknown stream kind");
+}
+
+int mw_stream_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err)
+{
+    if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream write arguments");
+    if (len == 0) return 0;
+    if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
+    int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
+    switch (s->kind) {
+    case MW_STREAM_FD:
+        return fd_write(s, buf, len, deadline, err);
+    case MW_STREAM_CB:
+        return cb_write(s, buf, len, deadline, err);
+    case MW_STREAM_TLS:
+        return mw_tls_write(s, buf, len, deadline, err);
+    }
+    return mw_err_set(err, MW_EINVAL, "unknown stream kind");
+}
+
+void mw_stream_free(mw_stream *s)
+{
+    if (!s) return;
+    switch (s->kind) {
+    case MW_STREAM_FD:
+        if (s->own) {
+            if (s->rfd >= 0) close(s->rfd);
+            if (s->wfd >= 0 && s->wfd != s->rfd) close(s->wfd);
+        }
+        if (s->pid > 0) reap_child(s->pid);
+        break;
+    case MW_STREAM_CB:
+        if (s->ops.close) s->ops.close(s->userdata);
+        break;
+    case MW_STREAM_TLS:
+        mw_tls_close(s); /* frees s->inner too */
+        break;
+    }
+    free(s->host);
+    free(s);
+}

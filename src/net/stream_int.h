@@ -1,0 +1,77 @@
+/* Internal: the stream object shared by the stream kinds (stream.c: fd, TCP,
+ * command, callbacks; tls.c: TLS) and the helpers conn.c uses.
+ *
+ * A stream is blocking with deadlines: each read/write waits (poll) until the
+ * descriptor is ready, the deadline passes (MW_ETIMEOUT) or the cancel token
+ * fires (MW_ECANCELED).  Descriptors are non-blocking underneath so no single
+ * system call can outlive a deadline. */
+#ifndef MW_NET_STREAM_INT_H
+#define MW_NET_STREAM_INT_H
+
+#include "mailwire/error.h"
+#include "mailwire/net.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+enum mw_stream_kind {
+    MW_STREAM_FD = 1,  /* fd, TCP and command streams */
+    MW_STREAM_CB = 2,  /* caller callbacks */
+    MW_STREAM_TLS = 3, /* TLS over `inner` */
+};
+
+struct mw_tls; /* tls.c */
+
+struct mw_stream {
+    int kind;
+    /* MW_STREAM_FD */
+    int rfd, wfd;
+    int own;        /* close rfd/wfd on free */
+    int wfd_socket; /* wfd is a socket: send(MSG_NOSIGNAL) avoids SIGPIPE */
+    pid_t pid;      /* command child to reap on free, or -1 */
+    /* MW_STREAM_CB */
+    mw_stream_ops ops;
+    void *userdata;
+    /* MW_STREAM_TLS */
+    struct mw_tls *tls;
+    mw_stream *inner;
+    /* all kinds */
+    char *host;        /* the host name/literal connected to (TCP), or NULL */
+    int io_timeout_ms; /* bound on each read/write; 0 = none */
+    mw_cancel *cancel; /* watched in every wait; may be NULL */
+};
+
+/* Allocates a zeroed stream of `kind` (fds -1, pid -1). NULL on no memory. */
+mw_stream *mw_stream_alloc(int kind);
+
+/* Sets the cancel token on s and every stream under it (TLS inner). */
+void mw_stream_set_cancel(mw_stream *s, mw_cancel *cancel);
+/* The host name the innermost stream was connected to, or NULL. */
+const char *mw_stream_host(const mw_stream *s);
+
+/* The earlier of `deadline_ms` and now + io_timeout_ms (0 = no io timeout). */
+int64_t mw_deadline_min(int64_t deadline_ms, int io_timeout_ms);
+
+/* Waits until fd is ready for `events` (POLLIN/POLLOUT), watching the cancel
+ * token.  Returns 0, MW_ETIMEOUT, MW_ECANCELED or MW_ENET (poll failure).
+ * `what` names the wait in the error message ("reading", "connecting"). */
+int mw_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
+               mw_error *err);
+
+/* The cancel token's pollable descriptor (readable once cancel is
+ * requested), or -1. */
+int mw_cancel_fd(const mw_cancel *c);
+
+/* tls.c: the handshake with an explicit overall deadline (the earlier of it
+ * and now + opts->handshake_timeout_ms applies).  Owns `inner` as
+ * mw_stream_tls does. */
+int mw_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
+                mw_error *err);
+/* tls.c: the per-kind operations of a TLS stream. */
+int mw_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
+                mw_error *err);
+int mw_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err);
+void mw_tls_close(mw_stream *s);
+
+#endif

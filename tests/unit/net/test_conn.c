@@ -1,0 +1,720 @@
+/* Unit tests of src/net streams and the line-aware connection (conn.h). */
+#include "mwtest.h"
+
+#include "mailwire/net.h"
+#include "net/conn.h"
+#include "net/stream_int.h"
+#include "util/buf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- a callbacks stream fed from memory, in chunks ------------------------ */
+
+struct feed {
+    const char *data;
+    size_t len, pos;
+    size_t chunk; /* at most this many bytes per read (0 = all) */
+    size_t split; /* first read stops here when non-zero */
+    int reads;
+    mw_buf out; /* what was written */
+};
+
+static long feed_read(void *ud, void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    struct feed *f = ud;
+    size_t n = f->len - f->pos;
+    if (f->split && f->pos < f->split && n > f->split - f->pos) n = f->split - f->pos;
+    if (f->chunk && n > f->chunk) n = f->chunk;
+    if (n > len) n = len;
+    memcpy(buf, f->data + f->pos, n);
+    f->pos += n;
+    f->reads++;
+    return (long)n;
+}
+
+static long feed_write(void *ud, const void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    struct feed *f = ud;
+    return mw_buf_append(&f->out, buf, len) ? MW_ENOMEM : (long)len;
+}
+
+static long lying_read(void *ud, void *buf, size_t len, int64_t deadline)
+{
+    (void)ud;
+    (void)buf;
+    (void)deadline;
+    return (long)len + 1;
+}
+
+static long failing_read(void *ud, void *buf, size_t len, int64_t deadline)
+{
+    (void)ud;
+    (void)buf;
+    (void)len;
+    (void)deadline;
+    return MW_ETIMEOUT;
+}
+
+static const mw_stream_ops feed_ops = {feed_read, feed_write, NULL};
+
+static mw_conn *feed_conn(struct feed *f)
+{
+    mw_stream *s = NULL;
+    mw_conn *c = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_callbacks(&s, &feed_ops, f, &err), 0);
+    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    return c;
+}
+
+/* Reads every line until the stream ends; returns them joined by '|'. */
+static int read_all_lines(mw_conn *c, char *out, size_t outlen, int *last_rc)
+{
+    size_t used = 0;
+    int n = 0;
+    out[0] = '\0';
+    for (;;) {
+        const char *line;
+        size_t len;
+        mw_error err = {0};
+        int rc = mw_conn_read_line(c, &line, &len, &err);
+        if (rc) {
+            *last_rc = rc;
+            return n;
+        }
+        assert_true(used + len + 2 < outlen);
+        memcpy(out + used, line, len);
+        used += len;
+        out[used++] = '|';
+        out[used] = '\0';
+        n++;
+    }
+}
+
+static const char lines_in[] = "+OK hello\r\nsecond\nthird\r\n\r\nmid\rcr\r\n\nlast\r\n";
+static const char lines_out[] = "+OK hello|second|third||mid\rcr||last|";
+
+static void line_reader_every_chunk_size(void **state)
+{
+    (void)state;
+    size_t n = sizeof lines_in - 1;
+    for (size_t chunk = 1; chunk <= n; chunk++) {
+        struct feed f = {lines_in, n, 0, chunk, 0, 0, MW_BUF_INIT(0)};
+        mw_conn *c = feed_conn(&f);
+        char out[256];
+        int rc = 0;
+        assert_int_equal(read_all_lines(c, out, sizeof out, &rc), 7);
+        assert_string_equal(out, lines_out);
+        assert_int_equal(rc, MW_ENET); /* the feed ended: peer closed */
+        mw_conn_free(c);
+    }
+}
+
+static void line_reader_every_split_point(void **state)
+{
+    (void)state;
+    size_t n = sizeof lines_in - 1;
+    for (size_t split = 1; split < n; split++) {
+        struct feed f = {lines_in, n, 0, 0, split, 0, MW_BUF_INIT(0)};
+        mw_conn *c = feed_conn(&f);
+        char out[256];
+        int rc = 0;
+        assert_int_equal(read_all_lines(c, out, sizeof out, &rc), 7);
+        assert_string_equal(out, lines_out);
+        mw_conn_free(c);
+    }
+}
+
+/* A line of exactly max_line bytes passes with CRLF or LF; one byte more
+ * fails with MW_ETOOBIG, whatever the chunking, and the conn stays failed. */
+static void line_reader_limit_at_every_chunk_size(void **state)
+{
+    (void)state;
+    const char *ok_crlf = "0123456789\r\nnext\r\n";
+    const char *ok_lf = "0123456789\nnext\n";
+    const char *big = "0123456789A\r\nnext\r\n";
+    const char *big_nolf = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const char *ins[] = {ok_crlf, ok_lf, big, big_nolf};
+    int want[] = {0, 0, MW_ETOOBIG, MW_ETOOBIG};
+    for (int i = 0; i < 4; i++) {
+        size_t n = strlen(ins[i]);
+        for (size_t chunk = 1; chunk <= n; chunk++) {
+            struct feed f = {ins[i], n, 0, chunk, 0, 0, MW_BUF_INIT(0)};
+            mw_conn *c = feed_conn(&f);
+            mw_conn_set_max_line(c, 10);
+            const char *line;
+            size_t len;
+            mw_error err = {0};
+            int rc = mw_conn_read_line(c, &line, &len, &err);
+            assert_int_equal(rc, want[i]);
+            if (rc == 0) {
+                assert_int_equal(len, 10);
+                assert_memory_equal(line, "0123456789", 10);
+                assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+                assert_int_equal(len, 4);
+            } else {
+                assert_non_null(strstr(err.message, "10-byte limit"));
+                /* No unbounded buffering: it stopped reading near the limit. */
+                assert_true(f.pos <= 10 + 2 + chunk);
+                assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ESTATE);
+            }
+            mw_conn_free(c);
+        }
+    }
+}
+
+static void line_reader_eof_mid_line(void **state)
+{
+    (void)state;
+    struct feed f = {"+OK partial", 11, 0, 0, 0, 0, MW_BUF_INIT(0)};
+    mw_conn *c = feed_conn(&f);
+    const char *line;
+    size_t len;
+    mw_error err = {0};
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ENET);
+    assert_non_null(strstr(err.message, "closed the connection"));
+    mw_conn_free(c);
+}
+
+static void callbacks_stream_rejects_bad_counts(void **state)
+{
+    (void)state;
+    struct feed f = {"abc", 3, 0, 0, 0, 0, MW_BUF_INIT(0)};
+    mw_stream_ops ops = {feed_read, feed_write, NULL};
+    mw_stream *s = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_callbacks(&s, &ops, &f, &err), 0);
+    char buf[2];
+    size_t got = 0;
+    /* The feed returns at most len bytes; a 0-length read is a no-op. */
+    assert_int_equal(mw_stream_read(s, buf, 0, &got, MW_NO_DEADLINE, &err), 0);
+    assert_int_equal(got, 0);
+    assert_int_equal(mw_stream_read(s, buf, 2, &got, MW_NO_DEADLINE, &err), 0);
+    assert_int_equal(got, 2);
+    mw_stream_free(s);
+    /* A callback claiming more bytes than asked for is refused, not trusted. */
+    mw_stream_ops liar = {lying_read, feed_write, NULL};
+    assert_int_equal(mw_stream_callbacks(&s, &liar, &f, &err), 0);
+    assert_int_equal(mw_stream_read(s, buf, 2, &got, MW_NO_DEADLINE, &err), MW_EINVAL);
+    assert_int_equal(got, 0);
+    mw_stream_free(s);
+    /* A callback's own error code comes through. */
+    mw_stream_ops failing = {failing_read, feed_write, NULL};
+    assert_int_equal(mw_stream_callbacks(&s, &failing, &f, &err), 0);
+    assert_int_equal(mw_stream_read(s, buf, 2, &got, MW_NO_DEADLINE, &err), MW_ETIMEOUT);
+    mw_stream_free(s);
+    mw_stream_ops bad = {NULL, feed_write, NULL};
+    assert_int_equal(mw_stream_callbacks(&s, &bad, &f, &err), MW_EINVAL);
+    assert_null(s);
+}
+
+/* Writes are queued until flush, then arrive whole. */
+static void writes_are_buffered_until_flush(void **state)
+{
+    (void)state;
+    struct feed f = {"", 0, 0, 0, 0, 0, MW_BUF_INIT(0)};
+    mw_conn *c = feed_conn(&f);
+    mw_error err = {0};
+    assert_int_equal(mw_conn_write(c, "USER a\r\n", 8, &err), 0);
+    assert_int_equal(mw_conn_write(c, "PASS b\r\n", 8, &err), 0);
+    assert_int_equal(f.out.len, 0);
+    assert_int_equal(mw_conn_flush(c, &err), 0);
+    assert_int_equal(f.out.len, 16);
+    assert_memory_equal(f.out.data, "USER a\r\nPASS b\r\n", 16);
+    /* A large block goes out without an explicit flush. */
+    size_t big = 200 * 1024;
+    char *p = malloc(big);
+    memset(p, 'x', big);
+    assert_int_equal(mw_conn_write(c, "A", 1, &err), 0);
+    assert_int_equal(mw_conn_write(c, p, big, &err), 0);
+    assert_int_equal(f.out.len, 16 + 1 + big);
+    free(p);
+    mw_buf_free(&f.out);
+    mw_conn_free(c);
+}
+
+/* ---- over socketpairs -------------------------------------------------------- */
+
+static mw_conn *pair_conn(int *peer, const mw_net_opts *opts)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    mw_stream *s = NULL;
+    mw_conn *c = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_fd(&s, sv[0], sv[0], 1, opts, &err), 0);
+    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    *peer = sv[1];
+    return c;
+}
+
+struct writer {
+    int fd;
+    size_t total;
+};
+
+static void *write_body(void *arg)
+{
+    struct writer *w = arg;
+    char block[4096];
+    size_t sent = 0;
+    unsigned k = 0;
+    while (sent < w->total) {
+        size_t n = 0;
+        while (n < sizeof block && sent + n < w->total) {
+            block[n] = (char)('a' + (k++ % 26));
+            n++;
+        }
+        ssize_t r = write(w->fd, block, n);
+        if (r <= 0) break;
+        /* a short write: the remainder is regenerated with the right letters */
+        k -= (unsigned)(n - (size_t)r);
+        sent += (size_t)r;
+    }
+    close(w->fd);
+    return NULL;
+}
+
+/* A body is handed over in large blocks, not line by line, and intact. */
+static void peek_reads_large_blocks(void **state)
+{
+    (void)state;
+    int peer;
+    mw_conn *c = pair_conn(&peer, NULL);
+    struct writer w = {peer, 3 * 1024 * 1024};
+    pthread_t th;
+    pthread_create(&th, NULL, write_body, &w);
+    size_t total = 0, biggest = 0, calls = 0;
+    mw_error err = {0};
+    for (;;) {
+        const char *d;
+        size_t n;
+        int rc = mw_conn_peek(c, &d, &n, &err);
+        if (rc == MW_ENET) break;
+        assert_int_equal(rc, 0);
+        for (size_t i = 0; i < n; i++)
+            assert_int_equal(d[i], (char)('a' + ((total + i) % 26)));
+        total += n;
+        biggest = n > biggest ? n : biggest;
+        calls++;
+        mw_conn_consume(c, n);
+    }
+    pthread_join(th, NULL);
+    assert_int_equal(total, w.total);
+    assert_true(biggest >= 64 * 1024 / 2);
+    assert_true(calls < w.total / 1000);
+    mw_conn_free(c);
+}
+
+/* A peer that says nothing: the read fails with MW_ETIMEOUT within twice
+ * the timeout (measured). */
+static void stalled_peer_hits_io_timeout(void **state)
+{
+    (void)state;
+    int peer;
+    mw_conn *c = pair_conn(&peer, NULL);
+    mw_conn_set_io_timeout(c, 300);
+    const char *line;
+    size_t len;
+    mw_error err = {0};
+    int64_t t0 = mw_now_ms();
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
+    int64_t took = mw_now_ms() - t0;
+    printf("# stalled read gave up after %lld ms (timeout 300 ms)\n", (long long)took);
+    assert_true(took >= 290 && took < 600);
+    assert_non_null(strstr(err.message, "300 ms"));
+    close(peer);
+    mw_conn_free(c);
+}
+
+/* The stream's own io_timeout (mw_net_opts) applies too. */
+static void stream_io_timeout_from_opts(void **state)
+{
+    (void)state;
+    int peer;
+    mw_net_opts o = MW_NET_OPTS_INIT;
+    o.io_timeout_ms = 200;
+    mw_conn *c = pair_conn(&peer, &o);
+    const char *d;
+    size_t n;
+    mw_error err = {0};
+    int64_t t0 = mw_now_ms();
+    assert_int_equal(mw_conn_peek(c, &d, &n, &err), MW_ETIMEOUT);
+    int64_t took = mw_now_ms() - t0;
+    assert_true(took >= 190 && took < 400);
+    close(peer);
+    mw_conn_free(c);
+}
+
+/* A trickling peer resets the io timeout each time; the whole-operation
+ * deadline still ends it. */
+static void operation_deadline_bounds_a_trickle(void **state)
+{
+    (void)state;
+    int peer;
+    mw_conn *c = pair_conn(&peer, NULL);
+    mw_conn_set_io_timeout(c, 5000);
+    mw_conn_set_deadline(c, mw_now_ms() + 300);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < 20; i++) {
+            if (write(peer, "x", 1) != 1) break;
+            usleep(50000);
+        }
+        _exit(0);
+    }
+    const char *line;
+    size_t len;
+    mw_error err = {0};
+    int64_t t0 = mw_now_ms();
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
+    int64_t took = mw_now_ms() - t0;
+    assert_true(took < 600);
+    assert_non_null(strstr(err.message, "deadline"));
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(peer);
+    mw_conn_free(c);
+}
+
+struct canceller {
+    mw_cancel *cancel;
+    int delay_ms;
+};
+
+static void *cancel_later(void *arg)
+{
+    struct canceller *k = arg;
+    usleep((useconds_t)k->delay_ms * 1000);
+    mw_cancel_request(k->cancel);
+    return NULL;
+}
+
+static void cancel_from_another_thread(void **state)
+{
+    (void)state;
+    mw_cancel *cancel = NULL;
+    assert_int_equal(mw_cancel_new(&cancel), 0);
+    int peer;
+    mw_conn *c = pair_conn(&peer, NULL);
+    mw_conn_set_cancel(c, cancel);
+    mw_conn_set_io_timeout(c, 10000);
+    struct canceller k = {cancel, 100};
+    pthread_t th;
+    pthread_create(&th, NULL, cancel_later, &k);
+    const char *line;
+    size_t len;
+    mw_error err = {0};
+    int64_t t0 = mw_now_ms();
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
+    int64_t took = mw_now_ms() - t0;
+    pthread_join(th, NULL);
+    printf("# cancel requested after 100 ms; read returned after %lld ms\n", (long long)took);
+    assert_true(took >= 90 && took < 400);
+    assert_true(mw_cancel_requested(cancel));
+    /* After a reset the same connection works again. */
+    mw_cancel_reset(cancel);
+    assert_int_equal(write(peer, "+OK\r\n", 5), 5);
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_memory_equal(line, "+OK", 3);
+    close(peer);
+    mw_conn_free(c);
+    mw_cancel_free(cancel);
+}
+
+static mw_cancel *sig_cancel;
+static void on_alarm(int sig)
+{
+    (void)sig;
+    mw_cancel_request(sig_cancel);
+}
+
+static void cancel_from_a_signal_handler(void **state)
+{
+    (void)state;
+    assert_int_equal(mw_cancel_new(&sig_cancel), 0);
+    int peer;
+    mw_net_opts o = MW_NET_OPTS_INIT;
+    o.cancel = sig_cancel;
+    mw_conn *c = pair_conn(&peer, &o);
+    struct sigaction sa = {0}, old;
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, &old);
+    alarm(1);
+    const char *line;
+    size_t len;
+    mw_error err = {0};
+    int64_t t0 = mw_now_ms();
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
+    assert_true(mw_now_ms() - t0 < 1800);
+    sigaction(SIGALRM, &old, NULL);
+    close(peer);
+    mw_conn_free(c);
+    mw_cancel_free(sig_cancel);
+}
+
+static void starttls_refused_with_buffered_bytes(void **state)
+{
+    (void)state;
+    int peer;
+    mw_conn *c = pair_conn(&peer, NULL);
+    /* The server's reply to STLS and an injected command in one segment. */
+    const char *in = "+OK Begin TLS\r\nINJECT\r\n";
+    assert_int_equal(write(peer, in, strlen(in)), (ssize_t)strlen(in));
+    const char *line;
+    size_t len;
+    mw_error err = {0};
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mw_conn_buffered(c), 8);
+    mw_tls_opts t = MW_TLS_OPTS_INIT;
+    assert_int_equal(mw_conn_starttls(c, &t, &err), MW_EPROTO);
+    assert_string_equal(err.message,
+                        "8 bytes received before the TLS handshake (possible injection)");
+    close(peer);
+    mw_conn_free(c);
+}
+
+static void peer_close_while_writing_is_enet(void **state)
+{
+    (void)state;
+    int peer;
+    mw_conn *c = pair_conn(&peer, NULL);
+    close(peer);
+    mw_error err = {0};
+    assert_int_equal(mw_conn_write(c, "QUIT\r\n", 6, &err), 0);
+    assert_int_equal(mw_conn_flush(c, &err), MW_ENET);
+    mw_conn_free(c);
+}
+
+/* mw_stream_fd over pipes: a write to a pipe without reader fails with
+ * MW_ENET instead of killing the process with SIGPIPE. */
+static void fd_stream_over_pipes_no_sigpipe(void **state)
+{
+    (void)state;
+    int in[2], out[2];
+    assert_int_equal(pipe(in), 0);
+    assert_int_equal(pipe(out), 0);
+    mw_stream *s = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_fd(&s, in[0], out[1], 1, NULL, &err), 0);
+    assert_int_equal(write(in[1], "hi", 2), 2);
+    char buf[8];
+    size_t got;
+    assert_int_equal(mw_stream_read(s, buf, sizeof buf, &got, MW_NO_DEADLINE, &err), 0);
+    assert_int_equal(got, 2);
+    assert_int_equal(mw_stream_write(s, "ok", 2, MW_NO_DEADLINE, &err), 0);
+    assert_int_equal(read(out[0], buf, sizeof buf), 2);
+    close(out[0]);
+    assert_int_equal(mw_stream_write(s, "x", 1, MW_NO_DEADLINE, &err), MW_ENET);
+    sigset_t pend;
+    sigpending(&pend);
+    assert_false(sigismember(&pend, SIGPIPE));
+    close(in[1]);
+    mw_stream_free(s);
+}
+
+/* ---- TCP -------------------------------------------------------------------- */
+
+static int listen_on(int family, unsigned *port)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_storage ss = {0};
+    socklen_t sl;
+    if (family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sl = sizeof *a;
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        sl = sizeof *a;
+    }
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 4) != 0) {
+        close(fd);
+        return -1;
+    }
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    *port = ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                    : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    return fd;
+}
+
+static void tcp_roundtrip(const char *host, int family)
+{
+    unsigned port;
+    int l = listen_on(family, &port);
+    if (l < 0) {
+        printf("# %s: cannot listen, not tested here\n", host);
+        return;
+    }
+    mw_stream *s = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_tcp(&s, host, port, NULL, &err), 0);
+    int a = accept(l, NULL, NULL);
+    assert_true(a >= 0);
+    assert_int_equal(write(a, "+OK ready\r\n", 11), 11);
+    mw_conn *c = NULL;
+    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    const char *line;
+    size_t len;
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(len, 9);
+    assert_int_equal(mw_conn_write(c, "QUIT\r\n", 6, &err), 0);
+    assert_int_equal(mw_conn_flush(c, &err), 0);
+    char buf[16];
+    assert_int_equal(read(a, buf, sizeof buf), 6);
+    mw_conn_free(c);
+    close(a);
+    close(l);
+}
+
+static void tcp_connects_ipv4_and_ipv6(void **state)
+{
+    (void)state;
+    tcp_roundtrip("127.0.0.1", AF_INET);
+    tcp_roundtrip("localhost", AF_INET);
+    tcp_roundtrip("::1", AF_INET6);
+    tcp_roundtrip("[::1]", AF_INET6);
+}
+
+static void tcp_errors_are_clear(void **state)
+{
+    (void)state;
+    mw_stream *s = NULL;
+    mw_error err = {0};
+    unsigned port;
+    int l = listen_on(AF_INET, &port);
+    close(l); /* nobody listens there now */
+    assert_int_equal(mw_stream_tcp(&s, "127.0.0.1", port, NULL, &err), MW_ENET);
+    assert_non_null(strstr(err.message, "Connection refused"));
+    assert_null(s);
+    assert_int_equal(mw_stream_tcp(&s, "bad\r\nhost", 110, NULL, &err), MW_EINVAL);
+    assert_int_equal(mw_stream_tcp(&s, "127.0.0.1", 0, NULL, &err), MW_EINVAL);
+    assert_int_equal(mw_stream_tcp(&s, "127.0.0.1", 70000, NULL, &err), MW_EINVAL);
+    assert_int_equal(mw_stream_tcp(&s, "host.invalid", 110, NULL, &err), MW_ENET);
+    assert_non_null(strstr(err.message, "cannot resolve host.invalid"));
+    mw_net_opts o = MW_NET_OPTS_INIT;
+    o.family = 6;
+    assert_int_equal(mw_stream_tcp(&s, "127.0.0.1", 110, &o, &err), MW_ENET);
+    o.family = 5;
+    assert_int_equal(mw_stream_tcp(&s, "127.0.0.1", 110, &o, &err), MW_EINVAL);
+}
+
+/* ---- command stream ------------------------------------------------------------ */
+
+static void command_stream_talks_and_reaps(void **state)
+{
+    (void)state;
+    mw_stream *s = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_command(&s, "cat", NULL, &err), 0);
+    pid_t pid = s->pid;
+    assert_true(pid > 0);
+    mw_conn *c = NULL;
+    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    mw_conn_set_io_timeout(c, 5000);
+    assert_int_equal(mw_conn_write(c, "hello\r\nworld\n", 13, &err), 0);
+    assert_int_equal(mw_conn_flush(c, &err), 0);
+    const char *line;
+    size_t len;
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(line, "hello", 5);
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_memory_equal(line, "world", 5);
+    int64_t t0 = mw_now_ms();
+    mw_conn_free(c);
+    assert_true(mw_now_ms() - t0 < 1000); /* cat ends on EOF at once */
+    /* Reaped: no zombie left for this pid. */
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+    assert_int_equal(errno, ECHILD);
+}
+
+static void command_stream_leaks_no_descriptors(void **state)
+{
+    (void)state;
+    int leak = open("/dev/null", O_RDONLY); /* not O_CLOEXEC on purpose */
+    assert_true(leak > 2);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd,
+             "if test -e /proc/self/fd/%d; then echo leaked; else echo clean; fi; "
+             "test -e /proc/self/fd/0 && test -e /proc/self/fd/1 && echo std",
+             leak);
+    mw_stream *s = NULL;
+    mw_conn *c = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_command(&s, cmd, NULL, &err), 0);
+    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    mw_conn_set_io_timeout(c, 5000);
+    const char *line;
+    size_t len;
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(line, "clean", 5);
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_memory_equal(line, "std", 3);
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ENET);
+    mw_conn_free(c);
+    close(leak);
+}
+
+/* A command that ignores EOF and SIGTERM is killed; free stays bounded. */
+static void command_stream_kills_a_stubborn_child(void **state)
+{
+    (void)state;
+    mw_stream *s = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_command(&s, "trap '' TERM; while :; do sleep 1; done", NULL, &err),
+                     0);
+    pid_t pid = s->pid;
+    usleep(100000); /* let the shell install its trap */
+    int64_t t0 = mw_now_ms();
+    mw_stream_free(s);
+    int64_t took = mw_now_ms() - t0;
+    printf("# stubborn child reaped after %lld ms\n", (long long)took);
+    assert_true(took < 3000);
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(line_reader_every_chunk_size),
+        cmocka_unit_test(line_reader_every_split_point),
+        cmocka_unit_test(line_reader_limit_at_every_chunk_size),
+        cmocka_unit_test(line_reader_eof_mid_line),
+        cmocka_unit_test(callbacks_stream_rejects_bad_counts),
+        cmocka_unit_test(writes_are_buffered_until_flush),
+        cmocka_unit_test(peek_reads_large_blocks),
+        cmocka_unit_test(stalled_peer_hits_io_timeout),
+        cmocka_unit_test(stream_io_timeout_from_opts),
+        cmocka_unit_test(operation_deadline_bounds_a_trickle),
+        cmocka_unit_test(cancel_from_another_thread),
+        cmocka_unit_test(cancel_from_a_signal_handler),
+        cmocka_unit_test(starttls_refused_with_buffered_bytes),
+        cmocka_unit_test(peer_close_while_writing_is_enet),
+        cmocka_unit_test(fd_stream_over_pipes_no_sigpipe),
+        cmocka_unit_test(tcp_connects_ipv4_and_ipv6),
+        cmocka_unit_test(tcp_errors_are_clear),
+        cmocka_unit_test(command_stream_talks_and_reaps),
+        cmocka_unit_test(command_stream_leaks_no_descriptors),
+        cmocka_unit_test(command_stream_kills_a_stubborn_child),
+    };
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
