@@ -27,9 +27,9 @@ static int teardown(void **state)
 
 static char *path_in(const char *name)
 {
-    static char p[4][4200];
+    static char p[64][4200];
     static int k;
-    k = (k + 1) % 4;
+    k = (k + 1) % 64;
     snprintf(p[k], sizeof p[k], "%s/%s", dir, name);
     return p[k];
 }
