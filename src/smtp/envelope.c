@@ -1,0 +1,498 @@
+#include "smtp/envelope.h"
+
+#include "util/err.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+void mw_smtp_env_free(mw_smtp_env *env)
+{
+    free(env->originator);
+    for (size_t i = 0; i < env->nrcpt; i++)
+        free(env->rcpt[i]);
+    free(env->rcpt);
+    mw_buf_free(&env->header);
+    memset(env, 0, sizeof *env);
+}
+
+int mw_smtp_check_address(const char *addr, const char *what, mw_error *err)
+{
+    size_t n = strlen(addr);
+    if (n > MW_SMTP_MAX_PATH)
+        return mw_err_set(err, MW_EINVAL, "%s is longer than %d octets (RFC 5321 §4.5.3.1.3)", what,
+                          MW_SMTP_MAX_PATH);
+    int quoted = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)addr[i];
+        /* CR, LF, NUL would end or split the command line (RFC 5321 §2.3.8). */
+        if (c == '\r' || c == '\n')
+            return mw_err_set(err, MW_EINVAL, "%s contains a CR or LF: refused", what);
+        if (c < 0x20 || c == 0x7F)
+            return mw_err_set(err, MW_EINVAL, "%s contains control octet 0x%02X: refused", what, c);
+        if (c == '"')
+            quoted = !quoted;
+        else if (!quoted && (c == '<' || c == '>' || c == ' '))
+            return mw_err_set(err, MW_EINVAL, "%s contains '%c' outside quotes: refused", what, c);
+    }
+    return 0;
+}
+
+/* ---- RFC 5322 §3.4 address lists, leniently ---- */
+
+static int push_addr(char ***list, size_t *count, const char *a, size_t n, mw_error *err)
+{
+    while (n > 0 && (*a == ' ' || *a == '\t')) {
+        a++;
+        n--;
+    }
+    while (n > 0 && (a[n - 1] == ' ' || a[n - 1] == '\t'))
+        n--;
+    if (n == 0) return 0;
+    if (*count >= MW_SMTP_MAX_RCPT)
+        return mw_err_set(err, MW_ETOOBIG, "more than %d addresses", MW_SMTP_MAX_RCPT);
+    char **nl = realloc(*list, (*count + 1) * sizeof *nl);
+    if (!nl) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    *list = nl;
+    char *s = strndup(a, n);
+    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    nl[(*count)++] = s;
+    return 0;
+}
+
+/* One mailbox: "Name <addr>" (the route "@a,@b:" dropped, RFC 5322 §4.4)
+ * or a bare addr-spec with comments removed. */
+static int one_mailbox(const char *v, size_t n, char ***list, size_t *count, mw_error *err)
+{
+    char buf[1024];
+    size_t bl = 0;
+    int q = 0, depth = 0, in_angle = 0, had_angle = 0;
+    char angle[1024];
+    size_t al = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = v[i];
+        if (q) {
+            if (c == '\\' && i + 1 < n) {
+                if (in_angle && al + 2 < sizeof angle) {
+                    angle[al++] = c;
+                    angle[al++] = v[i + 1];
+                } else if (!in_angle && bl + 2 < sizeof buf) {
+                    buf[bl++] = c;
+                    buf[bl++] = v[i + 1];
+                }
+                i++;
+                continue;
+            }
+            if (c == '"') q = 0;
+        } else if (depth > 0) {
+            if (c == '\\')
+                i++;
+            else if (c == '(')
+                depth++;
+            else if (c == ')')
+                depth--;
+            continue;
+        } else if (c == '(') {
+            depth = 1;
+            continue;
+        } else if (c == '"') {
+            q = 1;
+        } else if (c == '<' && !in_angle) {
+            in_angle = 1;
+            had_angle = 1;
+            al = 0;
+            continue;
+        } else if (c == '>' && in_angle) {
+            in_angle = 0;
+            continue;
+        }
+        if (in_angle) {
+            if (al + 1 < sizeof angle) angle[al++] = c;
+        } else if (bl + 1 < sizeof buf) {
+            buf[bl++] = c;
+        }
+    }
+    if (had_angle) {
+        const char *a = angle;
+        if (al > 0 && angle[0] == '@') { /* obs-route */
+            const char *colon = memchr(angle, ':', al);
+            if (colon) {
+                al -= (size_t)(colon + 1 - angle);
+                a = colon + 1;
+            }
+        }
+        return push_addr(list, count, a, al, err);
+    }
+    /* addr-spec: white space around '@' and '.' is obsolete syntax; drop it. */
+    char out[1024];
+    size_t ol = 0;
+    q = 0;
+    for (size_t i = 0; i < bl; i++) {
+        if (buf[i] == '"') q = !q;
+        if (!q && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) continue;
+        out[ol++] = buf[i];
+    }
+    return push_addr(list, count, out, ol, err);
+}
+
+int mw_smtp_parse_addresses(const char *v, size_t n, char ***list, size_t *count, mw_error *err)
+{
+    size_t start = 0;
+    int q = 0, depth = 0, angle = 0;
+    for (size_t i = 0; i <= n; i++) {
+        char c = i < n ? v[i] : ',';
+        if (q) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                q = 0;
+            continue;
+        }
+        if (depth > 0) {
+            if (c == '\\')
+                i++;
+            else if (c == '(')
+                depth++;
+            else if (c == ')')
+                depth--;
+            if (i < n) continue;
+            c = ',';
+        }
+        if (c == '"')
+            q = 1;
+        else if (c == '(')
+            depth = 1;
+        else if (c == '<')
+            angle = 1;
+        else if (c == '>')
+            angle = 0;
+        else if (c == ':' && !angle) {
+            /* group "display-name:" — its mailboxes follow (RFC 5322 §3.4) */
+            start = i + 1;
+        } else if ((c == ',' || c == ';') && !angle) {
+            int rc = one_mailbox(v + start, i - start, list, count, err);
+            if (rc) return rc;
+            start = i + 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- header fields ---- */
+
+size_t mw_smtp_header_len(const char *data, size_t len, int *complete)
+{
+    size_t i = 0;
+    *complete = 0;
+    while (i < len) {
+        const char *nl = memchr(data + i, '\n', len - i);
+        size_t ll = nl ? (size_t)(nl - (data + i)) : len - i;
+        if (ll == 0 || (ll == 1 && data[i] == '\r')) {
+            if (!nl) return 0; /* a lone CR at the end: not known yet */
+            *complete = 1;
+            return i + ll + 1;
+        }
+        if (!nl) return 0;
+        i += ll + 1;
+    }
+    return 0;
+}
+
+typedef struct field {
+    const char *raw; /* whole field with folds and line end */
+    size_t raw_len;
+    const char *name;
+    size_t name_len;
+    char *value; /* unfolded */
+    int drop;
+} field;
+
+static int name_is(const field *f, const char *n)
+{
+    return f->name_len == strlen(n) && strncasecmp(f->name, n, f->name_len) == 0;
+}
+
+static void free_fields(field *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(f[i].value);
+    free(f);
+}
+
+/* Splits a header block into fields.  A line without a colon is kept as a
+ * nameless field (sent as it is). */
+static int split_fields(const char *h, size_t n, field **out, size_t *nout, mw_error *err)
+{
+    field *fs = NULL;
+    size_t nf = 0, i = 0;
+    while (i < n) {
+        const char *nl = memchr(h + i, '\n', n - i);
+        size_t ll = nl ? (size_t)(nl - (h + i)) : n - i;
+        if (ll == 0 || (ll == 1 && h[i] == '\r')) break; /* the empty line */
+        size_t end = i + ll + (nl ? 1 : 0);
+        /* RFC 5322 §2.2.3: continuation lines start with white space. */
+        while (end < n && (h[end] == ' ' || h[end] == '\t')) {
+            const char *nl2 = memchr(h + end, '\n', n - end);
+            end = nl2 ? (size_t)(nl2 - h) + 1 : n;
+        }
+        if (nf % 16 == 0) {
+            field *nfs = realloc(fs, (nf + 16) * sizeof *nfs);
+            if (!nfs) {
+                free_fields(fs, nf);
+                return mw_err_set(err, MW_ENOMEM, "out of memory");
+            }
+            fs = nfs;
+        }
+        field *f = &fs[nf++];
+        memset(f, 0, sizeof *f);
+        f->raw = h + i;
+        f->raw_len = end - i;
+        const char *colon = memchr(h + i, ':', ll);
+        if (colon) {
+            f->name = h + i;
+            f->name_len = (size_t)(colon - (h + i));
+            while (f->name_len > 0 &&
+                   (f->name[f->name_len - 1] == ' ' || f->name[f->name_len - 1] == '\t'))
+                f->name_len--;
+            const char *v = colon + 1;
+            size_t vl = (size_t)(h + end - v);
+            f->value = malloc(vl + 1);
+            if (!f->value) {
+                free_fields(fs, nf);
+                return mw_err_set(err, MW_ENOMEM, "out of memory");
+            }
+            size_t k = 0;
+            for (size_t j = 0; j < vl; j++)
+                if (v[j] != '\r' && v[j] != '\n') f->value[k++] = v[j];
+            f->value[k] = '\0';
+        }
+        i = end;
+    }
+    *out = fs;
+    *nout = nf;
+    return 0;
+}
+
+static void rfc5322_date(char *out, size_t n)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    /* RFC 5322 §3.3; day and month names written here, not by strftime,
+     * so the caller's locale cannot change them. */
+    snprintf(out, n, "%s, %d %s %04d %02d:%02d:%02d +0000", days[tm.tm_wday], tm.tm_mday,
+             mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+static void message_id(char *out, size_t n, const char *host)
+{
+    unsigned char r[12];
+    if (RAND_bytes(r, sizeof r) != 1) memset(r, 0, sizeof r);
+    char hex[25];
+    for (size_t i = 0; i < sizeof r; i++)
+        snprintf(hex + 2 * i, 3, "%02x", r[i]);
+    snprintf(out, n, "<%lld.%s@%s>", (long long)time(NULL), hex,
+             host && *host ? host : "localhost");
+}
+
+static int has_8bit(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80) return 1;
+    return 0;
+}
+
+static int check_extra_header(const char *h, mw_error *err)
+{
+    const char *colon = strchr(h, ':');
+    if (!colon || colon == h)
+        return mw_err_set(err, MW_EINVAL, "extra header \"%.60s\" is not \"Name: value\"", h);
+    for (const char *p = h; p < colon; p++)
+        if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7F)
+            return mw_err_set(err, MW_EINVAL, "extra header name \"%.60s\" is not valid", h);
+    for (const char *p = h; *p; p++)
+        if (*p == '\r' || *p == '\n')
+            return mw_err_set(err, MW_EINVAL,
+                              "extra header \"%.40s…\" contains CR or LF (header injection)", h);
+    return 0;
+}
+
+static int add_field(mw_buf *b, const char *name, const char *value)
+{
+    int rc = mw_buf_append_str(b, name);
+    if (!rc) rc = mw_buf_append(b, ": ", 2);
+    if (!rc) rc = mw_buf_append_str(b, value);
+    if (!rc) rc = mw_buf_append(b, "\r\n", 2);
+    return rc;
+}
+
+int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr, size_t hlen,
+                      const char *host, mw_error *err)
+{
+    memset(env, 0, sizeof *env);
+    env->header.max = MW_SMTP_MAX_HEADER + 64 * 1024;
+    int rc = 0;
+    field *fs = NULL, *xs = NULL;
+    size_t nf = 0, nx = 0;
+    mw_buf extra = MW_BUF_INIT(MW_SMTP_MAX_HEADER);
+    char **from = NULL;
+    size_t nfrom = 0;
+
+    /* The caller's extra fields are parsed as if they were at the top. */
+    for (size_t i = 0; i < msg->nheaders && !rc; i++) {
+        rc = check_extra_header(msg->headers[i], err);
+        if (!rc && (mw_buf_append_str(&extra, msg->headers[i]) || mw_buf_append(&extra, "\r\n", 2)))
+            rc = mw_err_set(err, MW_ETOOBIG, "extra headers too large");
+    }
+    if (!rc) rc = split_fields(extra.data ? extra.data : "", extra.len, &xs, &nx, err);
+    if (!rc) rc = split_fields(hdr, hlen, &fs, &nf, err);
+    if (rc) goto out;
+
+    /* RFC 5322 §3.6.6: a resent message takes its envelope from the
+     * Resent- fields (Tcllib: when any -header is resent-*). */
+    int resent = 0;
+    for (size_t i = 0; i < nf + nx; i++) {
+        field *f = i < nx ? &xs[i] : &fs[i - nx];
+        if (f->name_len > 7 && strncasecmp(f->name, "Resent-", 7) == 0) resent = 1;
+    }
+    const char *n_from = resent ? "Resent-From" : "From";
+    const char *n_sender = resent ? "Resent-Sender" : "Sender";
+    const char *n_to = resent ? "Resent-To" : "To";
+    const char *n_cc = resent ? "Resent-Cc" : "Cc";
+    const char *n_bcc = resent ? "Resent-Bcc" : "Bcc";
+    const char *n_date = resent ? "Resent-Date" : "Date";
+    const char *n_mid = resent ? "Resent-Message-ID" : "Message-ID";
+    int have_from = 0, have_sender = 0, have_date = 0, have_mid = 0;
+    const char *sender_val = NULL;
+    for (size_t i = 0; i < nf + nx && !rc; i++) {
+        field *f = i < nx ? &xs[i] : &fs[i - nx];
+        if (!f->name) continue;
+        if (has_8bit(f->raw, f->raw_len)) env->utf8 = 1;
+        if (name_is(f, n_from)) {
+            have_from = 1;
+            rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &from, &nfrom, err);
+        } else if (name_is(f, n_sender)) {
+            have_sender = 1;
+            sender_val = f->value;
+        } else if (name_is(f, n_date)) {
+            have_date = 1;
+        } else if (name_is(f, n_mid)) {
+            have_mid = 1;
+        }
+        if (!msg->recipients && (name_is(f, n_to) || name_is(f, n_cc) || name_is(f, n_bcc)))
+            rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &env->rcpt, &env->nrcpt, err);
+        /* Bcc never reaches the transmitted message (RFC 5322 §3.6.3). */
+        if (name_is(f, "Bcc") || name_is(f, "Resent-Bcc")) f->drop = 1;
+    }
+    if (rc) goto out;
+
+    /* Originator: the option, else From when it holds one mailbox, else
+     * Sender (RFC 5322 §3.6.2 requires it when From holds several). */
+    if (msg->originator) {
+        env->originator = strdup(msg->originator);
+    } else if (nfrom == 1) {
+        env->originator = strdup(from[0]);
+    } else if (sender_val) {
+        char **s = NULL;
+        size_t ns = 0;
+        rc = mw_smtp_parse_addresses(sender_val, strlen(sender_val), &s, &ns, err);
+        if (!rc && ns == 1) env->originator = strdup(s[0]);
+        for (size_t i = 0; i < ns; i++)
+            free(s[i]);
+        free(s);
+        if (!rc && ns != 1)
+            rc = mw_err_set(err, MW_EFORMAT, "%s must hold exactly one mailbox", n_sender);
+    } else if (nfrom > 1) {
+        rc = mw_err_set(err, MW_EFORMAT, "too many mailboxes in %s and no %s: give an originator",
+                        n_from, n_sender);
+    } else {
+        rc = mw_err_set(err, MW_EFORMAT, "no originator: give one, or a %s field", n_from);
+    }
+    if (!rc && !env->originator) rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (rc) goto out;
+    if ((rc = mw_smtp_check_address(env->originator, "the originator", err)) != 0) goto out;
+    if (has_8bit(env->originator, strlen(env->originator))) env->utf8 = 1;
+
+    if (msg->recipients) {
+        for (size_t i = 0; i < msg->nrecipients && !rc; i++)
+            rc = push_addr(&env->rcpt, &env->nrcpt, msg->recipients[i], strlen(msg->recipients[i]),
+                           err);
+        if (rc) goto out;
+    }
+    if (env->nrcpt == 0) {
+        rc = mw_err_set(err, MW_EFORMAT, "no recipients: give some, or %s/%s/%s fields", n_to, n_cc,
+                        n_bcc);
+        goto out;
+    }
+    for (size_t i = 0; i < env->nrcpt; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "recipient %zu", i + 1);
+        if ((rc = mw_smtp_check_address(env->rcpt[i], what, err)) != 0) goto out;
+        if (!env->rcpt[i][0]) {
+            rc = mw_err_set(err, MW_EINVAL, "recipient %zu is empty", i + 1);
+            goto out;
+        }
+        if (has_8bit(env->rcpt[i], strlen(env->rcpt[i]))) env->utf8 = 1;
+    }
+
+    if (!msg->rewrite_headers) {
+        if (nx > 0) { /* extra headers are still added */
+            env->rewritten = 1;
+            if (mw_buf_append(&env->header, extra.data, extra.len) ||
+                mw_buf_append(&env->header, hdr, hlen))
+                rc = mw_err_set(err, MW_ETOOBIG, "header block too large");
+        }
+        goto out;
+    }
+    env->rewritten = 1;
+    mw_buf *b = &env->header;
+    for (size_t i = 0; i < nf + nx && !rc; i++) {
+        field *f = i < nx ? &xs[i] : &fs[i - nx];
+        if (!f->drop && mw_buf_append(b, f->raw, f->raw_len))
+            rc = mw_err_set(err, MW_ETOOBIG, "header block too large");
+        /* A last field without a line end (no body) gets one. */
+        if (!rc && !f->drop && (f->raw_len == 0 || f->raw[f->raw_len - 1] != '\n') &&
+            mw_buf_append(b, "\r\n", 2))
+            rc = mw_err_set(err, MW_ETOOBIG, "header block too large");
+    }
+    char tmp[400];
+    if (!rc && !have_from && env->originator[0]) {
+        snprintf(tmp, sizeof tmp, "<%s>", env->originator);
+        rc = add_field(b, n_from, tmp);
+    } else if (!rc && msg->originator && env->originator[0] && !have_sender && nfrom > 0) {
+        /* RFC 5322 §3.6.2: when the agent sending is not the author, name
+         * it in Sender (Tcllib adds one when the originator differs). */
+        int differs = 1;
+        for (size_t i = 0; i < nfrom; i++)
+            if (strcasecmp(from[i], env->originator) == 0) differs = 0;
+        if (differs) {
+            snprintf(tmp, sizeof tmp, "<%s>", env->originator);
+            rc = add_field(b, n_sender, tmp);
+        }
+    }
+    if (!rc && !have_date) {
+        rfc5322_date(tmp, sizeof tmp);
+        rc = add_field(b, n_date, tmp);
+    }
+    if (!rc && !have_mid) {
+        message_id(tmp, sizeof tmp, host);
+        rc = add_field(b, n_mid, tmp);
+    }
+    if (!rc) rc = mw_buf_append(b, "\r\n", 2);
+    if (rc && rc != MW_EFORMAT) rc = mw_err_set(err, rc, "header block too large");
+out:
+    for (size_t i = 0; i < nfrom; i++)
+        free(from[i]);
+    free(from);
+    free_fields(fs, nf);
+    free_fields(xs, nx);
+    mw_buf_free(&extra);
+    if (rc) mw_smtp_env_free(env);
+    return rc;
+}

@@ -1,0 +1,1244 @@
+/* SMTP client session (RFC 5321) — see include/mailwire/smtp.h. */
+#include "mailwire/smtp.h"
+
+#include "net/conn.h"
+#include "proto/smtp_data.h"
+#include "proto/smtp_reply.h"
+#include "sasl/sasl.h"
+#include "smtp/envelope.h"
+#include "util/buf.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* One state variable, changed only in set_state (DESIGN.md). */
+enum st {
+    ST_INIT,   /* connecting, greeting, EHLO, TLS, AUTH */
+    ST_READY,  /* between transactions */
+    ST_DEAD,   /* the connection failed or the server closed it */
+    ST_CLOSED, /* QUIT sent */
+};
+
+/* Body chunks are read and encoded this many octets at a time; BDAT
+ * chunks are about this large. */
+#define CHUNK (64 * 1024)
+
+struct mw_smtp {
+    mw_conn *c;
+    enum st state;
+    mw_error err;
+    mw_smtp_reply *rep;
+    mw_smtp_caps caps;
+    int tls_active;
+    int tls_mode;
+    mw_tls_opts tls;
+    int have_tls_opts;
+    mw_net_opts net;
+    char *client;
+    char *username, *password, *token, *authzid, *auth;
+    int allow_plaintext, no_ir, queue;
+    mw_smtp_tlspolicy_fn tlspolicy;
+    void *tlspolicy_ud;
+    mw_trace_fn trace;
+    void *trace_ud;
+    int trace_secrets;
+    char *server;
+    unsigned port;
+    char *ehlo_text[2];
+    char auth_mech[32];
+    char hostname[256];
+    int dirty; /* a transaction was left open: RSET before the next */
+    int maxtime_ms;
+    int stop; /* an error not worth trying the next server for */
+};
+
+static void set_state(mw_smtp *s, enum st st)
+{
+    /* Once dead or closed, nothing more is sent on this connection. */
+    if (s->state == ST_DEAD || s->state == ST_CLOSED) return;
+    s->state = st;
+}
+
+static void trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trace_info(mw_smtp *s, const char *fmt, ...)
+{
+    if (!s->trace) return;
+    char line[400];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    s->trace(MW_TRACE_INFO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1,
+             s->trace_ud);
+}
+
+/* Any failure of the connection itself makes the session unusable. */
+static int conn_failed(mw_smtp *s, int rc)
+{
+    if (rc == MW_ENET || rc == MW_ETIMEOUT || rc == MW_ECANCELED || rc == MW_ETOOBIG ||
+        rc == MW_EPROTO || rc == MW_ETLS || rc == MW_ECERT)
+        set_state(s, ST_DEAD);
+    return rc;
+}
+
+/* Queues one command line.  `shown` is what the trace and the error
+ * record get (masked for AUTH), NULL = the line itself. */
+static int put_line(mw_smtp *s, const char *line, size_t len, const char *shown)
+{
+    if (s->state == ST_DEAD || s->state == ST_CLOSED)
+        return mw_err_set(&s->err, MW_ESTATE, "the connection is no longer usable");
+    /* Never let CR/LF/NUL into a command (checked earlier too). */
+    for (size_t i = 0; i < len; i++)
+        if (line[i] == '\r' || line[i] == '\n' || line[i] == '\0')
+            return mw_err_set(&s->err, MW_EINVAL, "CR, LF or NUL in a command: refused");
+    const char *sh = shown ? shown : line;
+    size_t shl = shown ? strlen(shown) : len;
+    mw_err_set_command(&s->err, sh, shl);
+    if (s->trace) s->trace(MW_TRACE_SEND, sh, shl, s->trace_ud);
+    int rc = mw_conn_write(s->c, line, len, &s->err);
+    if (!rc) rc = mw_conn_write(s->c, "\r\n", 2, &s->err);
+    return conn_failed(s, rc);
+}
+
+static int put_cmd(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int put_cmd(mw_smtp *s, const char *fmt, ...)
+{
+    char line[1200];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return mw_err_set(&s->err, MW_ETOOBIG, "command line too long");
+    return put_line(s, line, (size_t)n, NULL);
+}
+
+static int flush(mw_smtp *s)
+{
+    return conn_failed(s, mw_conn_flush(s->c, &s->err));
+}
+
+/* Reads one complete reply into s->rep.  `cmd` names what it answers (for
+ * the error record). */
+static int get_reply(mw_smtp *s, const char *cmd)
+{
+    mw_smtp_reply_init(s->rep);
+    for (;;) {
+        const char *line;
+        size_t len;
+        int rc = mw_conn_read_line(s->c, &line, &len, &s->err);
+        if (rc) {
+            if (rc == MW_ENET)
+                mw_err_set(&s->err, MW_ENET,
+                           "connection closed by the server waiting for the "
+                           "reply to %s",
+                           cmd);
+            mw_err_set_command(&s->err, cmd, strlen(cmd));
+            return conn_failed(s, rc);
+        }
+        if (s->trace) s->trace(MW_TRACE_RECV, line, len, s->trace_ud);
+        rc = mw_smtp_reply_feed(s->rep, line, len, &s->err);
+        if (rc < 0) {
+            mw_err_set_command(&s->err, cmd, strlen(cmd));
+            return conn_failed(s, rc);
+        }
+        if (rc == 1) break;
+    }
+    /* RFC 5321 §3.8: 421 means the server is closing the connection. */
+    if (s->rep->code == 421) set_state(s, ST_DEAD);
+    return 0;
+}
+
+/* Makes an error of the reply in s->rep: 4xx temporary, 5xx permanent. */
+static int reply_error(mw_smtp *s, const char *what)
+{
+    int code = s->rep->code;
+    int rc = code >= 500 ? MW_ESERVER : code >= 400 ? MW_ETEMP : MW_EPROTO;
+    size_t sl;
+    const char *sum = mw_smtp_reply_summary(s->rep, &sl);
+    char shown[200];
+    mw_copy_printable(shown, sizeof shown, sum, sl);
+    mw_err_set(&s->err, rc, "%s: %d%s%s %s", what, code, s->rep->enhanced[0] ? " " : "",
+               s->rep->enhanced, shown);
+    s->err.reply_code = code;
+    memcpy(s->err.enhanced, s->rep->enhanced, sizeof s->err.enhanced);
+    mw_err_set_reply(&s->err, sum, sl);
+    return rc;
+}
+
+static int is_2xx(const mw_smtp *s)
+{
+    return s->rep->code >= 200 && s->rep->code < 300;
+}
+
+static char *xstrdup(const char *p)
+{
+    return p ? strdup(p) : NULL;
+}
+
+static int bad_arg(const char *v, int allow_space)
+{
+    if (!v) return 0;
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if (*p < 0x20 || *p == 0x7F || (!allow_space && *p == ' ')) return 1;
+    return 0;
+}
+
+static void free_session(mw_smtp *s)
+{
+    if (!s) return;
+    mw_conn_free(s->c);
+    free(s->rep);
+    free(s->client);
+    free(s->username);
+    if (s->password) {
+        explicit_bzero(s->password, strlen(s->password));
+        free(s->password);
+    }
+    if (s->token) {
+        explicit_bzero(s->token, strlen(s->token));
+        free(s->token);
+    }
+    free(s->authzid);
+    free(s->auth);
+    free(s->server);
+    free(s->ehlo_text[0]);
+    free(s->ehlo_text[1]);
+    free(s);
+}
+
+/* ---- opening ---- */
+
+static int is_loopback(const char *h)
+{
+    return !strcasecmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1");
+}
+
+static int ehlo(mw_smtp *s, int which)
+{
+    int rc = put_cmd(s, "EHLO %s", s->client);
+    if (!rc) rc = flush(s);
+    if (!rc) rc = get_reply(s, "EHLO");
+    if (rc) return rc;
+    memset(&s->caps, 0, sizeof s->caps);
+    if (s->rep->code == 250) {
+        mw_smtp_caps_parse(&s->caps, s->rep);
+    } else if (s->rep->code >= 500 && s->rep->code != 554) {
+        /* RFC 5321 §4.1.4 / §3.2: an old server that does not know EHLO
+         * says 5xx; HELO then, with no extensions. */
+        rc = put_cmd(s, "HELO %s", s->client);
+        if (!rc) rc = flush(s);
+        if (!rc) rc = get_reply(s, "HELO");
+        if (rc) return rc;
+        if (s->rep->code != 250) return reply_error(s, "HELO refused");
+    } else {
+        return reply_error(s, "EHLO refused");
+    }
+    free(s->ehlo_text[which]);
+    s->ehlo_text[which] = strdup(s->rep->text);
+    if (!s->ehlo_text[which]) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    return 0;
+}
+
+static int starttls(mw_smtp *s)
+{
+    int required = s->tls_mode == MW_SMTP_TLS_STARTTLS;
+    if (!(s->caps.flags & MW_SMTP_CAP_STARTTLS)) {
+        if (s->tlspolicy && s->tlspolicy(0, "STARTTLS not offered", s->tlspolicy_ud) ==
+                                MW_SMTP_TLSPOLICY_INSECURE) {
+            trace_info(s, "STARTTLS not offered; the tlspolicy allows plain text");
+            return 0;
+        }
+        if (!required && !s->tlspolicy) return 0; /* opportunistic: plain text it is */
+        return mw_err_set(&s->err, MW_EUNSUPPORTED,
+                          "the server does not offer STARTTLS (RFC 3207) and TLS is required");
+    }
+    int rc = put_cmd(s, "STARTTLS");
+    if (!rc) rc = flush(s);
+    if (!rc) rc = get_reply(s, "STARTTLS");
+    if (rc) return rc;
+    if (s->rep->code != 220) {
+        int code = s->rep->code;
+        rc = reply_error(s, "STARTTLS refused");
+        if (code == 421) return rc;
+        if (s->tlspolicy) {
+            if (s->tlspolicy(code, s->err.reply, s->tlspolicy_ud) == MW_SMTP_TLSPOLICY_INSECURE) {
+                trace_info(s, "STARTTLS refused; the tlspolicy allows plain text");
+                mw_error_clear(&s->err);
+                return 0;
+            }
+        } else if (!required) {
+            trace_info(s, "STARTTLS refused; going on in plain text (opportunistic)");
+            mw_error_clear(&s->err);
+            return 0;
+        }
+        s->err.code = MW_ETLS;
+        return MW_ETLS;
+    }
+    /* RFC 3207 §4.2 (and the STARTTLS command-injection attacks): anything
+     * the server sent after its 220 and before the handshake is refused. */
+    size_t extra = mw_conn_buffered(s->c);
+    if (extra > 0) {
+        set_state(s, ST_DEAD);
+        return mw_err_set(&s->err, MW_EPROTO,
+                          "%zu bytes received after the 220 to STARTTLS, before the TLS "
+                          "handshake (possible injection): refused",
+                          extra);
+    }
+    mw_tls_opts o = s->tls;
+    if (!o.servername && s->server) o.servername = s->server;
+    rc = mw_conn_starttls(s->c, &o, &s->err);
+    if (rc) return conn_failed(s, rc);
+    s->tls_active = 1;
+    trace_info(s, "TLS established");
+    /* RFC 3207 §4.2: forget what was said in plain text, ask again. */
+    memset(&s->caps, 0, sizeof s->caps);
+    return ehlo(s, 1);
+}
+
+static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, int *fatal)
+{
+    mw_sasl *sa = NULL;
+    const char *ir = NULL;
+    int rc = mw_sasl_start(&sa, s->no_ir ? NULL : &ir, mech, creds, &s->err);
+    if (rc) return rc;
+    char line[MW_SASL_MAX_CHALLENGE + 64];
+    char shown[200];
+    int n;
+    /* RFC 4954 §4: the AUTH line with its initial response must fit the
+     * 512-octet command line; otherwise the response goes on its own. */
+    if (ir && strlen(ir) + strlen(mech) + 8 <= 510)
+        n = snprintf(line, sizeof line, "AUTH %s %s", mech, ir);
+    else
+        n = snprintf(line, sizeof line, "AUTH %s", mech);
+    if (s->trace_secrets)
+        mw_copy_printable(shown, sizeof shown, line, (size_t)n);
+    else
+        mw_sasl_mask(shown, sizeof shown, line, (size_t)n);
+    rc = put_line(s, line, (size_t)n, shown);
+    if (!rc) rc = flush(s);
+    while (!rc) {
+        if ((rc = get_reply(s, "AUTH")) != 0) break;
+        int code = s->rep->code;
+        if (code == 334) {
+            size_t cl;
+            const char *ch = mw_smtp_reply_line(s->rep, 0, &cl);
+            const char *resp = NULL;
+            int st = mw_sasl_step(sa, &resp, ch, cl, &s->err);
+            if (st < 0) {
+                /* RFC 4954 §4: "*" cancels the exchange; the server says 501. */
+                int keep = st;
+                mw_error saved = s->err;
+                rc = put_line(s, "*", 1, NULL);
+                if (!rc) rc = flush(s);
+                if (!rc) rc = get_reply(s, "AUTH *");
+                if (!rc) {
+                    s->err = saved;
+                    rc = keep;
+                }
+                break;
+            }
+            size_t rl = strlen(resp);
+            if (s->trace_secrets)
+                rc = put_line(s, resp, rl, NULL);
+            else {
+                mw_sasl_mask(shown, sizeof shown, resp, rl);
+                rc = put_line(s, resp, rl, shown);
+            }
+            if (!rc) rc = flush(s);
+            continue;
+        }
+        if (code == 235) {
+            rc = mw_sasl_check_success(sa, &s->err);
+            if (rc)
+                *fatal = 1; /* the server skipped its proof: do not trust it */
+            else
+                snprintf(s->auth_mech, sizeof s->auth_mech, "%s", mw_sasl_mech(sa));
+            break;
+        }
+        rc = reply_error(s, "authentication failed");
+        /* 421: the server is going away; anything else (535, 534, 538,
+         * 454, 504) lets the next mechanism try. */
+        s->err.code = rc = code == 421 ? MW_ETEMP : MW_EAUTH;
+        if (code == 421) *fatal = 1;
+        const char *se = mw_sasl_server_error(sa);
+        if (se && *se) {
+            size_t ml = strlen(s->err.message);
+            snprintf(s->err.message + ml, sizeof s->err.message - ml, " (%s)", se);
+        }
+        break;
+    }
+    mw_sasl_free(sa);
+    return rc;
+}
+
+static int authenticate(mw_smtp *s)
+{
+    if (!(s->caps.flags & MW_SMTP_CAP_AUTH) || !s->caps.auth[0]) {
+        s->stop = 1;
+        return mw_err_set(&s->err, MW_EUNSUPPORTED,
+                          "credentials given but the server offers no AUTH (RFC 4954)%s",
+                          s->tls_active ? "" : " before TLS");
+    }
+    unsigned char cb[64];
+    size_t cbl = 0;
+    const char *cbt = NULL;
+    if (s->tls_active) {
+        mw_stream *st = mw_conn_stream(s->c);
+        if (mw_stream_channel_binding(st, "tls-exporter", cb, sizeof cb, &cbl) == 0 && cbl)
+            cbt = "tls-exporter";
+        else if (mw_stream_channel_binding(st, "tls-unique", cb, sizeof cb, &cbl) == 0 && cbl)
+            cbt = "tls-unique";
+        else
+            cbl = 0;
+    }
+    mw_sasl_policy pol = {0};
+    pol.want = s->auth;
+    pol.tls = s->tls_active;
+    pol.allow_plaintext = s->allow_plaintext;
+    pol.has_password = s->password != NULL;
+    pol.has_token = s->token != NULL;
+    pol.want_external = s->tls_active && s->tls.cert_file != NULL;
+    pol.has_cb = cbt != NULL;
+    const char *mechs[MW_SASL_MAX_MECHS];
+    size_t nm = 0;
+    int rc = mw_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, s->caps.auth, &pol, &s->err);
+    if (rc) {
+        s->stop = 1;
+        return rc;
+    }
+    mw_sasl_creds cr = {0};
+    cr.authcid = s->username;
+    cr.authzid = s->authzid;
+    cr.password = s->password;
+    cr.token = s->token;
+    cr.service = "smtp";
+    cr.hostname = s->server;
+    cr.port = s->port;
+    cr.cb_type = cbt;
+    cr.cb_data = cbt ? cb : NULL;
+    cr.cb_len = cbl;
+    /* Strongest first; a refusal moves on to the next (issue 4). */
+    for (size_t i = 0; i < nm; i++) {
+        int fatal = 0;
+        rc = auth_one(s, mechs[i], &cr, &fatal);
+        if (rc == 0) {
+            trace_info(s, "authenticated with %s", mechs[i]);
+            return 0;
+        }
+        if (fatal || s->state == ST_DEAD) break;
+        trace_info(s, "%s failed: %s", mechs[i], s->err.message);
+    }
+    s->stop = 1;
+    return rc;
+}
+
+static const mw_tls_opts *tls_for(mw_smtp *s, mw_tls_opts *tmp)
+{
+    *tmp = s->tls;
+    if (!tmp->servername) tmp->servername = s->server;
+    return tmp;
+}
+
+/* One server and port: connect, greeting, EHLO, TLS, QUED, AUTH. */
+static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given, int64_t deadline)
+{
+    int rc;
+    mw_error_clear(&s->err);
+    s->stop = 0;
+    s->tls_active = 0;
+    s->state = ST_INIT;
+    free(s->server);
+    s->server = strdup(host);
+    s->port = port;
+    if (!s->server) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    mw_stream *st = given;
+    if (!st) {
+        trace_info(s, "connecting to %s port %u", host, port);
+        if ((rc = mw_stream_tcp(&st, host, port, &s->net, &s->err)) != 0) return rc;
+    }
+    if (s->tls_mode == MW_SMTP_TLS_IMPLICIT) {
+        mw_stream *t = NULL;
+        mw_tls_opts o;
+        if ((rc = mw_stream_tls(&t, st, tls_for(s, &o), &s->err)) != 0)
+            return rc; /* st was freed by mw_stream_tls */
+        st = t;
+        s->tls_active = 1;
+    }
+    if ((rc = mw_conn_new(&s->c, st, &s->err)) != 0) return rc;
+    mw_conn_set_io_timeout(s->c, s->net.io_timeout_ms);
+    mw_conn_set_deadline(s->c, deadline);
+    mw_conn_set_max_line(s->c, MW_SMTP_REPLY_MAX_LINE);
+    if (s->net.cancel) mw_conn_set_cancel(s->c, s->net.cancel);
+    if ((rc = get_reply(s, "the greeting")) != 0) return rc;
+    /* RFC 5321 §3.1: 220 is service ready; 554 (or 421) is no service. */
+    if (s->rep->code != 220) return reply_error(s, "greeting");
+    if (!s->client) {
+        if (is_loopback(host))
+            s->client = strdup("localhost");
+        else
+            s->client = strdup(s->hostname[0] ? s->hostname : "localhost");
+        if (!s->client) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    }
+    if ((rc = ehlo(s, 0)) != 0) return rc;
+    if (!s->tls_active &&
+        (s->tls_mode == MW_SMTP_TLS_STARTTLS || s->tls_mode == MW_SMTP_TLS_OPPORTUNISTIC)) {
+        if ((rc = starttls(s)) != 0) return rc;
+    }
+    if (s->queue && (s->caps.flags & MW_SMTP_CAP_XQUE)) {
+        /* Tcllib -queue: QUED asks the server to queue, not deliver now. */
+        rc = put_cmd(s, "QUED");
+        if (!rc) rc = flush(s);
+        if (!rc) rc = get_reply(s, "QUED");
+        if (rc) return rc;
+        if (s->rep->code == 421) return reply_error(s, "QUED");
+    }
+    if (s->username || s->token) {
+        if ((rc = authenticate(s)) != 0) return rc;
+    }
+    mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
+    set_state(s, ST_READY);
+    return 0;
+}
+
+int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
+{
+    if (!out) return mw_err_set(err, MW_EINVAL, "no output pointer");
+    *out = NULL;
+    if (!o || o->version != MW_SMTP_OPTS_VERSION) {
+        if (o && o->stream) mw_stream_free(o->stream);
+        return mw_err_set(err, MW_EINVAL, "options missing or of an unknown version");
+    }
+    mw_stream *given = o->stream;
+    int rc = 0;
+    /* Refuse before anything is sent (DESIGN: CR/LF/NUL never reach a
+     * command line). */
+    if (bad_arg(o->client, 0))
+        rc = mw_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
+    else if (o->client && (!*o->client || strlen(o->client) > 255))
+        rc = mw_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
+    else if (bad_arg(o->username, 1) || bad_arg(o->authzid, 1))
+        rc = mw_err_set(err, MW_EINVAL,
+                        "the AUTH identity contains CR, LF, NUL or a control "
+                        "octet");
+    else if (o->tls < MW_SMTP_TLS_STARTTLS || o->tls > MW_SMTP_TLS_IMPLICIT)
+        rc = mw_err_set(err, MW_EINVAL, "unknown TLS mode %d", o->tls);
+    else if ((o->username && !o->password && !o->token))
+        rc = mw_err_set(err, MW_EINVAL, "a user name without a password or token");
+    for (size_t i = 0; !rc && i < o->nservers; i++)
+        if (!o->servers[i] || !*o->servers[i] || bad_arg(o->servers[i], 0))
+            rc = mw_err_set(err, MW_EINVAL, "server %zu is empty or has control octets", i + 1);
+    for (size_t i = 0; !rc && i < o->nports; i++)
+        if (o->ports[i] == 0 || o->ports[i] > 65535)
+            rc = mw_err_set(err, MW_EINVAL, "port %u out of range", o->ports[i]);
+    if (rc) {
+        mw_stream_free(given);
+        return rc;
+    }
+    mw_smtp *s = calloc(1, sizeof *s);
+    if (!s || !(s->rep = malloc(sizeof *s->rep))) {
+        free(s);
+        mw_stream_free(given);
+        return mw_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    s->tls_mode = o->tls;
+    mw_tls_opts tdef = MW_TLS_OPTS_INIT;
+    s->tls = o->tls_opts ? *o->tls_opts : tdef;
+    mw_net_opts ndef = MW_NET_OPTS_INIT;
+    s->net = o->net ? *o->net : ndef;
+    s->client = xstrdup(o->client);
+    s->username = xstrdup(o->username);
+    s->password = xstrdup(o->password);
+    s->token = xstrdup(o->token);
+    s->authzid = xstrdup(o->authzid);
+    s->auth = xstrdup(o->auth);
+    s->allow_plaintext = o->allow_plaintext;
+    s->no_ir = o->no_initial_response;
+    s->queue = o->queue;
+    s->tlspolicy = o->tlspolicy;
+    s->tlspolicy_ud = o->tlspolicy_userdata;
+    s->trace = o->trace;
+    s->trace_ud = o->trace_userdata;
+    s->trace_secrets = o->trace_secrets;
+    if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 || bad_arg(s->hostname, 0))
+        s->hostname[0] = '\0';
+    s->hostname[sizeof s->hostname - 1] = '\0';
+
+    static const char *const def_servers[] = {"localhost"};
+    const char *const *servers = o->nservers ? o->servers : def_servers;
+    size_t nservers = o->nservers ? o->nservers : 1;
+    unsigned def_port = o->tls == MW_SMTP_TLS_IMPLICIT ? 465 : 587;
+    const unsigned *ports = o->nports ? o->ports : &def_port;
+    size_t nports = o->nports ? o->nports : 1;
+    int64_t deadline = o->open_timeout_ms > 0 ? mw_now_ms() + o->open_timeout_ms : MW_NO_DEADLINE;
+
+    rc = MW_ENET;
+    if (given) {
+        rc = try_one(s, servers[0], ports[0], given, deadline);
+    } else {
+        /* Every port of a server before the next server (Tcllib 1.4.5
+         * advanced the port only on EHLO failures; seed-semantics §2). */
+        for (size_t i = 0; i < nservers; i++) {
+            for (size_t j = 0; j < nports; j++) {
+                rc = try_one(s, servers[i], ports[j], NULL, deadline);
+                if (rc == 0) goto done;
+                if (s->err.code == 0) mw_err_set(&s->err, rc, "%s", mw_strerror(rc));
+                char msg[sizeof s->err.message + 300];
+                snprintf(msg, sizeof msg, "%.200s port %u: %s", servers[i], ports[j],
+                         s->err.message);
+                mw_copy_printable(s->err.message, sizeof s->err.message, msg, strlen(msg));
+                trace_info(s, "%s", s->err.message);
+                if (s->c && s->state != ST_DEAD && rc != MW_ETLS && rc != MW_ECERT) {
+                    /* Say goodbye politely when the server can still hear. */
+                    if (put_cmd(s, "QUIT") == 0) flush(s);
+                }
+                mw_conn_free(s->c);
+                s->c = NULL;
+                if (s->stop || rc == MW_EINVAL || rc == MW_ENOMEM || rc == MW_ECANCELED ||
+                    rc == MW_EPOLICY)
+                    goto done;
+            }
+        }
+    }
+done:
+    if (rc) {
+        if (err) *err = s->err;
+        free_session(s);
+        return rc;
+    }
+    trace_info(s, "ready on %s port %u%s", s->server, s->port, s->tls_active ? " (TLS)" : "");
+    *out = s;
+    return 0;
+}
+
+/* ---- the message source ---- */
+
+typedef struct src {
+    const mw_smtp_msg *m;
+    size_t pos; /* memory: next octet */
+    char *pre;  /* fd/callback: octets read ahead (the header block) */
+    size_t prelen, prepos;
+    int eof;
+} src;
+
+static long src_raw_read(src *r, char *buf, size_t len, mw_error *err)
+{
+    const mw_smtp_msg *m = r->m;
+    if (m->data) {
+        size_t n = m->len - r->pos < len ? m->len - r->pos : len;
+        memcpy(buf, m->data + r->pos, n);
+        r->pos += n;
+        return (long)n;
+    }
+    if (m->read) {
+        long n = m->read(buf, len, m->read_userdata);
+        if (n < 0)
+            return mw_err_set(err, n < MW_ERROR_LAST ? MW_EIO : (int)n,
+                              "the message source failed");
+        return n;
+    }
+    for (;;) {
+        ssize_t n = read(m->fd, buf, len);
+        if (n >= 0) return (long)n;
+        if (errno != EINTR)
+            return mw_err_set(err, MW_EIO, "reading the message: %s", strerror(errno));
+    }
+}
+
+/* Reads the header block ahead: into r->pre (streams) or just measures it
+ * (memory).  Points *hdr and *hlen at the block. */
+static int src_header(src *r, const char **hdr, size_t *hlen, mw_error *err)
+{
+    int complete;
+    if (r->m->data) {
+        size_t l = mw_smtp_header_len(r->m->data, r->m->len, &complete);
+        *hdr = r->m->data;
+        *hlen = complete ? l : r->m->len;
+        return 0;
+    }
+    mw_buf b = MW_BUF_INIT(MW_SMTP_MAX_HEADER + CHUNK);
+    for (;;) {
+        if (mw_buf_reserve(&b, CHUNK)) {
+            mw_buf_free(&b);
+            return mw_err_set(err, MW_ETOOBIG, "the header block is over %d octets",
+                              MW_SMTP_MAX_HEADER);
+        }
+        long n = src_raw_read(r, b.data + b.len, CHUNK, err);
+        if (n < 0) {
+            mw_buf_free(&b);
+            return (int)n;
+        }
+        b.len += (size_t)n;
+        b.data[b.len] = '\0';
+        size_t l = mw_smtp_header_len(b.data, b.len, &complete);
+        if (complete || n == 0) {
+            r->pre = b.data;
+            r->prelen = b.len;
+            *hdr = b.data;
+            *hlen = complete ? l : b.len;
+            if (n == 0) r->eof = 1;
+            return 0;
+        }
+        if (b.len > MW_SMTP_MAX_HEADER) {
+            mw_buf_free(&b);
+            return mw_err_set(err, MW_ETOOBIG,
+                              "no end of the header block in the first %d "
+                              "octets",
+                              MW_SMTP_MAX_HEADER);
+        }
+    }
+}
+
+static long src_read(src *r, char *buf, size_t len, mw_error *err)
+{
+    if (r->prepos < r->prelen) {
+        size_t n = r->prelen - r->prepos < len ? r->prelen - r->prepos : len;
+        memcpy(buf, r->pre + r->prepos, n);
+        r->prepos += n;
+        return (long)n;
+    }
+    if (r->eof) return 0;
+    return src_raw_read(r, buf, len, err);
+}
+
+/* ---- sending ---- */
+
+void mw_smtp_result_free(mw_smtp_result *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->nrcpt; i++) {
+        free(r->rcpt[i].address);
+        free(r->rcpt[i].text);
+    }
+    free(r->rcpt);
+    free(r->originator);
+    free(r->server);
+    free(r->final_text);
+    free(r);
+}
+
+static char *reply_text_dup(const mw_smtp_reply *rep)
+{
+    size_t sl;
+    const char *sum = mw_smtp_reply_summary(rep, &sl);
+    char *t = malloc(sl + 1);
+    if (t) mw_copy_printable(t, sl + 1, sum, sl);
+    return t;
+}
+
+/* RFC 3461 §4: xtext — '+', '=' and octets outside 33..126 as "+HH". */
+static void xtext(char *out, size_t outsz, const char *in)
+{
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p && o + 4 < outsz; p++) {
+        if (*p < 33 || *p > 126 || *p == '+' || *p == '=')
+            o += (size_t)snprintf(out + o, outsz - o, "+%02X", *p);
+        else
+            out[o++] = (char)*p;
+    }
+    out[o] = '\0';
+}
+
+static int has8(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)p[i] >= 0x80) return 1;
+    return 0;
+}
+
+static int check_dsn(const mw_smtp_msg *m, mw_error *err)
+{
+    if (m->dsn_notify) {
+        const char *p = m->dsn_notify;
+        if (!strcasecmp(p, "NEVER")) return 0;
+        char tmp[64];
+        snprintf(tmp, sizeof tmp, "%s", p);
+        for (char *save = NULL, *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
+            if (strcasecmp(t, "SUCCESS") && strcasecmp(t, "FAILURE") && strcasecmp(t, "DELAY"))
+                return mw_err_set(
+                    err, MW_EINVAL,
+                    "DSN NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY; not \"%.40s\"", p);
+        if (strlen(p) >= sizeof tmp) return mw_err_set(err, MW_EINVAL, "DSN NOTIFY too long");
+    }
+    if (m->dsn_ret && strcasecmp(m->dsn_ret, "FULL") && strcasecmp(m->dsn_ret, "HDRS"))
+        return mw_err_set(err, MW_EINVAL, "DSN RET must be FULL or HDRS");
+    if (m->dsn_envid && (strlen(m->dsn_envid) > 100 || bad_arg(m->dsn_envid, 1)))
+        return mw_err_set(err, MW_EINVAL, "DSN ENVID too long or has control octets");
+    return 0;
+}
+
+/* Writes one BDAT chunk (RFC 3030 §2). */
+static int put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding)
+{
+    char line[64];
+    int n = snprintf(line, sizeof line, "BDAT %zu%s", b->len, last ? " LAST" : "");
+    int rc = put_line(s, line, (size_t)n, NULL);
+    if (!rc && b->len) rc = conn_failed(s, mw_conn_write(s->c, b->data, b->len, &s->err));
+    (*outstanding)++;
+    b->len = 0;
+    return rc;
+}
+
+/* Streams the message: the rewritten header (when any), then the source
+ * from `skip` on, encoded; the end of the body and the final dot go out in
+ * the same write.  Returns with every reply to BDAT read (CHUNKING) or
+ * with the reply to the final dot. */
+static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int chunking,
+                    mw_smtp_result *res)
+{
+    mw_smtp_data_enc enc;
+    mw_smtp_data_init(&enc, chunking);
+    mw_buf out = MW_BUF_INIT(0);
+    char *in = malloc(CHUNK);
+    int rc = 0, outstanding = 0;
+    int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
+    mw_error local = {0};
+    if (!in) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    if (env->rewritten)
+        rc = mw_smtp_data_encode(&enc, env->header.data, env->header.len, &out, &local);
+    /* Skip the original header block (replaced by env->header). */
+    while (!rc && skip > 0) {
+        long n = src_read(r, in, skip < CHUNK ? skip : CHUNK, &local);
+        if (n <= 0) {
+            rc = n < 0 ? (int)n : 0;
+            break;
+        }
+        skip -= (size_t)n;
+    }
+    int first_fail = 0;
+    while (!rc) {
+        long n = src_read(r, in, CHUNK, &local);
+        if (n < 0) {
+            rc = (int)n;
+            break;
+        }
+        if (n == 0) break;
+        rc = mw_smtp_data_encode(&enc, in, (size_t)n, &out, &local);
+        if (!rc && out.len >= CHUNK) {
+            if (chunking) {
+                rc = put_bdat(s, &out, 0, &outstanding);
+                if (!rc && !pipelining) {
+                    rc = flush(s);
+                    if (!rc) rc = get_reply(s, "BDAT");
+                    outstanding--;
+                    if (!rc && !is_2xx(s)) {
+                        rc = reply_error(s, "message data refused");
+                        first_fail = 1;
+                    }
+                }
+            } else {
+                rc = conn_failed(s, mw_conn_write(s->c, out.data, out.len, &s->err));
+                out.len = 0;
+            }
+        }
+    }
+    free(in);
+    if (rc && !first_fail && (local.code || s->err.code == 0)) {
+        /* A local failure (source, line too long) in the middle of DATA:
+         * there is no way to abort DATA (RFC 5321 §4.1.1.4), so the
+         * connection is dropped and the server discards the message. */
+        if (local.code) s->err = local;
+        set_state(s, ST_DEAD);
+        trace_info(s, "aborting the transfer: %s", s->err.message);
+        mw_buf_free(&out);
+        return rc;
+    }
+    if (!rc) rc = mw_smtp_data_finish(&enc, &out, &s->err);
+    if (!rc) {
+        if (chunking)
+            rc = put_bdat(s, &out, 1, &outstanding);
+        else
+            rc = conn_failed(s, mw_conn_write(s->c, out.data, out.len, &s->err));
+    }
+    if (!rc) {
+        trace_info(s, "(%llu octets of message data%s)", (unsigned long long)enc.out_octets,
+                   chunking ? " in BDAT chunks" : "");
+        rc = flush(s);
+    }
+    mw_buf_free(&out);
+    res->octets = enc.out_octets;
+    /* Read every outstanding reply; the first failure counts. */
+    int frc = first_fail ? rc : 0;
+    while (!rc && outstanding > 0) {
+        rc = get_reply(s, chunking ? "BDAT" : "end of data");
+        outstanding--;
+        if (!rc && !is_2xx(s) && !frc) frc = reply_error(s, "message data refused");
+    }
+    if (!chunking && !rc) {
+        rc = get_reply(s, "end of data (.)");
+        if (!rc && !is_2xx(s)) frc = reply_error(s, "message data refused");
+    }
+    if (rc) return rc;
+    res->final_code = s->rep->code;
+    free(res->final_text);
+    res->final_text = reply_text_dup(s->rep);
+    return frc;
+}
+
+static int do_rset(mw_smtp *s)
+{
+    int rc = put_cmd(s, "RSET");
+    if (!rc) rc = flush(s);
+    if (!rc) rc = get_reply(s, "RSET");
+    if (!rc && s->rep->code != 250) rc = reply_error(s, "RSET refused");
+    if (!rc) s->dirty = 0;
+    return rc;
+}
+
+static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
+{
+    int rc;
+    if (!m || m->version != MW_SMTP_MSG_VERSION)
+        return mw_err_set(&s->err, MW_EINVAL, "message missing or of an unknown version");
+    int nsrc = (m->data != NULL) + (m->fd >= 0) + (m->read != NULL);
+    if (nsrc != 1) return mw_err_set(&s->err, MW_EINVAL, "give exactly one of data, fd or read");
+    if ((rc = check_dsn(m, &s->err)) != 0) return rc;
+    src r = {0};
+    r.m = m;
+    const char *hdr = "";
+    size_t hlen = 0;
+    int need_hdr = m->rewrite_headers || !m->originator || !m->recipients || m->nheaders;
+    if (need_hdr && (rc = src_header(&r, &hdr, &hlen, &s->err)) != 0) {
+        free(r.pre);
+        return rc;
+    }
+    mw_smtp_env env;
+    rc = mw_smtp_env_build(&env, m, hdr, hlen, s->hostname, &s->err);
+    if (rc) {
+        free(r.pre);
+        return rc;
+    }
+    size_t skip = env.rewritten ? hlen : 0;
+    mw_smtp_result *res = calloc(1, sizeof *res);
+    if (!res || !(res->rcpt = calloc(env.nrcpt, sizeof *res->rcpt))) {
+        free(res);
+        free(r.pre);
+        mw_smtp_env_free(&env);
+        return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    }
+    res->nrcpt = env.nrcpt;
+    for (size_t i = 0; i < env.nrcpt; i++) {
+        res->rcpt[i].address = env.rcpt[i];
+        env.rcpt[i] = NULL;
+    }
+    res->originator = env.originator;
+    env.originator = NULL;
+    res->server = strdup(s->server ? s->server : "");
+    res->port = s->port;
+    *resp = res;
+
+    /* What the message needs of the server, decided before MAIL. */
+    int utf8_addr = has8(res->originator, strlen(res->originator));
+    for (size_t i = 0; i < res->nrcpt; i++)
+        utf8_addr |= has8(res->rcpt[i].address, strlen(res->rcpt[i].address));
+    int smtputf8 = 0;
+    if (utf8_addr || env.utf8) {
+        if (s->caps.flags & MW_SMTP_CAP_SMTPUTF8)
+            smtputf8 = 1;
+        else if (utf8_addr) {
+            rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
+                            "an address is UTF-8 and the server does not offer SMTPUTF8 "
+                            "(RFC 6531)");
+            goto out;
+        }
+    }
+    uint64_t size = 0;
+    int eight = env.utf8;
+    if (m->data) {
+        size = (uint64_t)(m->len - skip) + (env.rewritten ? env.header.len : 0);
+        eight |= has8(m->data + skip, m->len - skip);
+    } else {
+        struct stat st;
+        if (m->size_hint)
+            size = m->size_hint;
+        else if (m->fd >= 0 && fstat(m->fd, &st) == 0 && S_ISREG(st.st_mode))
+            size = (uint64_t)st.st_size;
+        eight = 1; /* unknown until read: declare 8BITMIME when offered */
+    }
+    const char *body = NULL;
+    int has8bm = (s->caps.flags & MW_SMTP_CAP_8BITMIME) != 0;
+    if (m->body == MW_SMTP_BODY_8BITMIME || (m->body == MW_SMTP_BODY_AUTO && eight)) {
+        if (has8bm)
+            body = "8BITMIME";
+        else if (m->data && !smtputf8) {
+            rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
+                            "the message has 8-bit data and the server does not offer 8BITMIME "
+                            "(RFC 6152): encode it as 7-bit");
+            goto out;
+        }
+    } else if (m->body == MW_SMTP_BODY_7BIT && has8bm) {
+        body = "7BIT";
+    }
+    /* RFC 1870 §6: refuse early what the server said it will not take. */
+    if ((s->caps.flags & MW_SMTP_CAP_SIZE) && s->caps.size_max && size > s->caps.size_max) {
+        rc = mw_err_set(&s->err, MW_ETOOBIG,
+                        "the message (%llu octets) is over the server's SIZE limit of %llu",
+                        (unsigned long long)size, (unsigned long long)s->caps.size_max);
+        goto out;
+    }
+    int chunking = m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
+    int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
+    int dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
+    res->chunking = chunking;
+
+    char mail[700];
+    size_t ml = (size_t)snprintf(mail, sizeof mail, "MAIL FROM:<%s>", res->originator);
+    if ((s->caps.flags & MW_SMTP_CAP_SIZE) && size)
+        ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " SIZE=%llu", (unsigned long long)size);
+    if (body) ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " BODY=%s", body);
+    if (smtputf8) ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " SMTPUTF8");
+    if (dsn && m->dsn_ret)
+        ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " RET=%s", m->dsn_ret);
+    if (dsn && m->dsn_envid) {
+        char x[320];
+        xtext(x, sizeof x, m->dsn_envid);
+        ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " ENVID=%s", x);
+    }
+
+    /* RFC 2920: with PIPELINING, RSET, MAIL, every RCPT and (when a
+     * rejected recipient cannot stop the message: atleastone) DATA go out
+     * in one write and the replies are read in order afterwards. */
+    int pipe_data = pipelining && !chunking && m->atleastone;
+    int had_rset = s->dirty;
+    if (s->dirty) {
+        if ((rc = put_cmd(s, "RSET")) != 0) goto out;
+        if (!pipelining && (rc = flush(s)) == 0 && (rc = get_reply(s, "RSET")) == 0) {
+            had_rset = 0;
+            s->dirty = 0;
+        }
+        if (rc) goto out;
+    }
+    if ((rc = put_line(s, mail, ml, NULL)) != 0) goto out;
+    s->dirty = 1;
+    if (!pipelining) {
+        if ((rc = flush(s)) || (rc = get_reply(s, "MAIL"))) goto out;
+        if (s->rep->code != 250) {
+            rc = reply_error(s, "sender refused");
+            res->final_code = s->rep->code;
+            res->final_text = reply_text_dup(s->rep);
+            goto reset;
+        }
+    }
+    for (size_t i = 0; i < res->nrcpt; i++) {
+        char line[900];
+        size_t ll = (size_t)snprintf(line, sizeof line, "RCPT TO:<%s>", res->rcpt[i].address);
+        if (dsn && m->dsn_notify)
+            ll += (size_t)snprintf(line + ll, sizeof line - ll, " NOTIFY=%s", m->dsn_notify);
+        if (dsn && m->dsn_orcpt && !has8(res->rcpt[i].address, strlen(res->rcpt[i].address))) {
+            char x[800];
+            xtext(x, sizeof x, res->rcpt[i].address);
+            ll += (size_t)snprintf(line + ll, sizeof line - ll, " ORCPT=rfc822;%s", x);
+        }
+        if ((rc = put_line(s, line, ll, NULL)) != 0) goto out;
+        if (!pipelining) {
+            if ((rc = flush(s)) || (rc = get_reply(s, "RCPT"))) goto out;
+            mw_smtp_rcpt *rr = &res->rcpt[i];
+            rr->code = s->rep->code;
+            memcpy(rr->enhanced, s->rep->enhanced, sizeof rr->enhanced);
+            rr->text = reply_text_dup(s->rep);
+            if (s->rep->code == 421) goto out421;
+        }
+    }
+    if (pipe_data && (rc = put_cmd(s, "DATA")) != 0) goto out;
+    if (pipelining) {
+        if ((rc = flush(s)) != 0) goto out;
+        if (had_rset) {
+            if ((rc = get_reply(s, "RSET")) != 0) goto out;
+        }
+        if ((rc = get_reply(s, "MAIL")) != 0) goto out;
+        int mail_code = s->rep->code;
+        mw_error mail_err = {0};
+        if (mail_code != 250) {
+            reply_error(s, "sender refused");
+            mail_err = s->err;
+            res->final_code = mail_code;
+            res->final_text = reply_text_dup(s->rep);
+        }
+        for (size_t i = 0; i < res->nrcpt; i++) {
+            if ((rc = get_reply(s, "RCPT")) != 0) goto out;
+            mw_smtp_rcpt *rr = &res->rcpt[i];
+            rr->code = s->rep->code;
+            memcpy(rr->enhanced, s->rep->enhanced, sizeof rr->enhanced);
+            rr->text = reply_text_dup(s->rep);
+        }
+        if (pipe_data) {
+            if ((rc = get_reply(s, "DATA")) != 0) goto out;
+            if (s->rep->code == 354 && (mail_code != 250)) {
+                /* The server took DATA although MAIL failed: the only way
+                 * out of DATA without sending a message is to hang up. */
+                set_state(s, ST_DEAD);
+            }
+        }
+        if (mail_code != 250) {
+            s->err = mail_err;
+            rc = mail_err.code;
+            goto reset;
+        }
+    }
+    size_t nacc = 0, nperm = 0;
+    for (size_t i = 0; i < res->nrcpt; i++) {
+        mw_smtp_rcpt *rr = &res->rcpt[i];
+        rr->accepted = rr->code == 250 || rr->code == 251;
+        rr->permanent = rr->code >= 500;
+        if (rr->accepted)
+            nacc++;
+        else {
+            res->nrejected++;
+            nperm += rr->permanent;
+        }
+        if (rr->code == 421) goto out421;
+    }
+    if (nacc == 0 || (res->nrejected && !m->atleastone)) {
+        /* Tcllib: no DATA unless every recipient was accepted, or at least
+         * one with -atleastone; RSET and report the rejected ones. */
+        mw_smtp_rcpt *first = NULL;
+        for (size_t i = 0; i < res->nrcpt && !first; i++)
+            if (!res->rcpt[i].accepted) first = &res->rcpt[i];
+        rc = nperm ? MW_ESERVER : MW_ETEMP;
+        mw_err_set(&s->err, rc,
+                   "%zu of %zu recipients rejected (first: <%s> %d %s %s); "
+                   "message not sent",
+                   res->nrejected, res->nrcpt, first->address, first->code, first->enhanced,
+                   first->text ? first->text : "");
+        s->err.reply_code = first->code;
+        memcpy(s->err.enhanced, first->enhanced, sizeof s->err.enhanced);
+        mw_err_set_reply(&s->err, first->text ? first->text : "",
+                         first->text ? strlen(first->text) : 0);
+        if (pipe_data && s->rep->code == 354) {
+            /* Cannot happen with atleastone = 0 (DATA not pipelined), and
+             * with nacc == 0 a compliant server refuses DATA (RFC 2920 §3.1). */
+            set_state(s, ST_DEAD);
+            goto out;
+        }
+        goto reset;
+    }
+    if (!chunking) {
+        if (!pipe_data) {
+            if ((rc = put_cmd(s, "DATA")) || (rc = flush(s)) || (rc = get_reply(s, "DATA")))
+                goto out;
+        }
+        if (s->rep->code != 354) {
+            rc = reply_error(s, "DATA refused");
+            res->final_code = s->rep->code;
+            res->final_text = reply_text_dup(s->rep);
+            if (s->rep->code == 421) goto out;
+            goto reset;
+        }
+    }
+    rc = transfer(s, &r, &env, skip, chunking, res);
+    if (rc == 0) {
+        res->sent = 1;
+        s->dirty = 0;
+    } else if (s->state != ST_DEAD && (res->final_code >= 400 || chunking)) {
+        /* The transaction ended with the refusal; after BDAT failures
+         * RFC 3030 §2 asks for RSET. */
+        s->dirty = chunking;
+    }
+    goto out;
+out421:
+    rc = reply_error(s, "server closing the connection");
+    goto out;
+reset:
+    if (s->state == ST_READY) {
+        mw_error keep = s->err;
+        if (do_rset(s) == 0)
+            s->err = keep;
+        else if (s->state != ST_DEAD)
+            s->err = keep;
+    }
+out:
+    free(r.pre);
+    mw_smtp_env_free(&env);
+    return rc;
+}
+
+int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
+{
+    if (result) *result = NULL;
+    if (!s) return MW_EINVAL;
+    mw_error_clear(&s->err);
+    if (s->state != ST_READY)
+        return mw_err_set(&s->err, MW_ESTATE, "the session is not ready to send (%s)",
+                          s->state == ST_DEAD ? "the connection failed earlier" : "closed");
+    mw_conn_set_deadline(s->c, s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE);
+    mw_smtp_result *res = NULL;
+    int rc = send_tx(s, msg, &res);
+    if (s->c) mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
+    if (rc && s->err.code == 0) mw_err_set(&s->err, rc, "%s", mw_strerror(rc));
+    if (result)
+        *result = res;
+    else
+        mw_smtp_result_free(res);
+    return rc;
+}
+
+void mw_smtp_set_maxtime(mw_smtp *s, int ms)
+{
+    if (s) s->maxtime_ms = ms > 0 ? ms : 0;
+}
+
+int mw_smtp_quit(mw_smtp *s)
+{
+    if (!s || s->state != ST_READY) return MW_ESTATE;
+    int rc = put_cmd(s, "QUIT");
+    if (!rc) rc = flush(s);
+    if (!rc) rc = get_reply(s, "QUIT");
+    if (!rc && s->rep->code != 221) rc = reply_error(s, "QUIT");
+    set_state(s, ST_CLOSED);
+    return rc;
+}
+
+void mw_smtp_free(mw_smtp *s)
+{
+    free_session(s);
+}
+
+const mw_error *mw_smtp_error(const mw_smtp *s)
+{
+    return s ? &s->err : NULL;
+}
+
+const char *mw_smtp_ehlo_text(const mw_smtp *s, int which)
+{
+    if (!s || which < 0 || which > 1 || !s->ehlo_text[which]) return "";
+    return s->ehlo_text[which];
+}
+
+const char *mw_smtp_server(const mw_smtp *s, unsigned *port)
+{
+    if (port) *port = s ? s->port : 0;
+    return s && s->server ? s->server : "";
+}
+
+int mw_smtp_is_tls(const mw_smtp *s)
+{
+    return s ? s->tls_active : 0;
+}
+
+const char *mw_smtp_auth_mech(const mw_smtp *s)
+{
+    return s ? s->auth_mech : "";
+}
+
+int mw_smtp_sendmessage(const mw_smtp_opts *opts, const mw_smtp_msg *msg, int maxtime_ms,
+                        mw_smtp_result **result, mw_error *err)
+{
+    mw_smtp *s;
+    if (result) *result = NULL;
+    int rc = mw_smtp_open(&s, opts, err);
+    if (rc) return rc;
+    mw_smtp_set_maxtime(s, maxtime_ms);
+    rc = mw_smtp_send(s, msg, result);
+    if (rc && err) *err = s->err;
+    if (s->state == ST_READY) mw_smtp_quit(s);
+    mw_smtp_free(s);
+    return rc;
+}
