@@ -40,6 +40,9 @@ struct mw_tls {
     char subject[256];
     char issuer[256];
     char verify_error[320];
+    long first_vr;  /* the first verification error seen, or X509_V_OK */
+    X509 *bad_cert; /* the certificate it was about (for names), ref held */
+    int strict;
 };
 
 /* ---- BIO over the inner stream --------------------------------------------- */
@@ -94,6 +97,22 @@ static int bio_create(BIO *b)
 {
     BIO_set_init(b, 1);
     return 1;
+}
+
+/* Keeps the first verification error and its certificate: with a strict
+ * check OpenSSL stops the handshake before the peer certificate is stored
+ * in the session, and without one later errors would overwrite the first. */
+static int verify_cb(int preverify_ok, X509_STORE_CTX *xs)
+{
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct mw_tls *t = ssl ? SSL_get_app_data(ssl) : NULL;
+    if (!t) return preverify_ok;
+    if (!preverify_ok && t->first_vr == X509_V_OK) {
+        t->first_vr = X509_STORE_CTX_get_error(xs);
+        X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+        if (leaf && X509_up_ref(leaf)) t->bad_cert = leaf;
+    }
+    return t->strict ? preverify_ok : 1;
 }
 
 /* ---- errors -------------------------------------------------------------- */
@@ -248,6 +267,7 @@ static void tls_free(struct mw_tls *t)
     if (!t) return;
     SSL_free(t->ssl); /* frees the BIO */
     SSL_CTX_free(t->ctx);
+    X509_free(t->bad_cert);
     BIO_meth_free(t->meth);
     mw_stream_free(t->inner);
     free(t->der);
@@ -296,7 +316,8 @@ static int setup_ctx(struct mw_tls *t, const mw_tls_opts *o, int strict, mw_erro
     /* Strict: OpenSSL aborts the handshake itself on a bad chain (and tells
      * the server why).  Otherwise we decide after the handshake (pin,
      * policy, insecure), from the verification result OpenSSL still keeps. */
-    SSL_CTX_set_verify(t->ctx, strict ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    t->strict = strict;
+    SSL_CTX_set_verify(t->ctx, strict ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
     return 0;
 }
 
@@ -311,6 +332,7 @@ static int setup_ssl(struct mw_tls *t, const char *host, mw_error *err)
         !BIO_meth_set_create(t->meth, bio_create) || !(bio = BIO_new(t->meth)))
         return mw_err_set(err, MW_ENOMEM, "cannot set up TLS: %s", ssl_reason(why, sizeof why));
     BIO_set_data(bio, t);
+    SSL_set_app_data(t->ssl, t);
     SSL_set_bio(t->ssl, bio, bio);
     if (!host) return 0;
     if (is_ip_literal(host)) {
@@ -332,7 +354,7 @@ static int decide(struct mw_tls *t, const mw_tls_opts *o, const char *host,
     const char *who = host ? host : "the server";
     X509 *cert = SSL_get0_peer_certificate(t->ssl);
     if (!cert) return mw_err_set(err, MW_ECERT, "%s presented no certificate", who);
-    long vr = SSL_get_verify_result(t->ssl);
+    long vr = t->first_vr != X509_V_OK ? t->first_vr : SSL_get_verify_result(t->ssl);
     if (vr != X509_V_OK) verify_reason(vr, cert, t->verify_error, sizeof t->verify_error);
     if (fill_peer(t, cert)) return mw_err_set(err, MW_ENOMEM, "out of memory");
     t->peer.verified = vr == X509_V_OK;
@@ -401,20 +423,20 @@ int mw_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int6
     s->inner = inner;
     s->cancel = inner->cancel;
     int strict = !o->insecure && !npins && !o->policy;
+    /* The handshake deadline covers loading the trust store as well. */
+    t->deadline = mw_deadline_min(deadline_ms, o->handshake_timeout_ms);
     ERR_clear_error();
     if ((rc = setup_ctx(t, o, strict, err)) || (rc = setup_ssl(t, host, err))) goto fail;
     t->deadline = mw_deadline_min(deadline_ms, o->handshake_timeout_ms);
     if (SSL_connect(t->ssl) != 1) {
         char why[200];
-        long vr = SSL_get_verify_result(t->ssl);
-        X509 *cert = SSL_get0_peer_certificate(t->ssl);
-        if (t->io_rc) {
-            rc = mw_err_set(err, t->io_rc, "TLS handshake with %s: %s", host ? host : "the server",
-                            t->io_err.message);
-        } else if (strict && vr != X509_V_OK && cert) {
-            verify_reason(vr, cert, t->verify_error, sizeof t->verify_error);
+        if (strict && t->first_vr != X509_V_OK) {
+            verify_reason(t->first_vr, t->bad_cert, t->verify_error, sizeof t->verify_error);
             rc = mw_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", host,
                             t->verify_error);
+        } else if (t->io_rc) {
+            rc = mw_err_set(err, t->io_rc, "TLS handshake with %s: %s", host ? host : "the server",
+                            t->io_err.message);
         } else if (t->eof) {
             rc = mw_err_set(err, MW_ETLS, "%s closed the connection during the TLS handshake",
                             host ? host : "the server");

@@ -1,0 +1,512 @@
+/* Unit tests of the TLS stream against an in-process OpenSSL server with a
+ * test PKI made in memory (tlstest.c). */
+#include "mwtest.h"
+#include "tlstest.h"
+
+#include "mailwire/net.h"
+#include "net/conn.h"
+#include "util/base64.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct test_pki pki;
+
+static int setup(void **state)
+{
+    (void)state;
+    /* The test server writes with OpenSSL's socket BIO (write(2)); a client
+     * that has hung up must not kill the test program. */
+    signal(SIGPIPE, SIG_IGN);
+    pki_make(&pki);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    pki_free(&pki);
+    return 0;
+}
+
+/* Connects a TLS stream to a server presenting `cert`; returns the code. */
+static int tls_to(struct test_server *srv, X509 *cert, const mw_tls_opts *o, mw_stream **out,
+                  mw_error *err)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->cert = cert;
+    srv->key = pki.key;
+    return 0;
+    (void)o;
+    (void)out;
+    (void)err;
+}
+
+static int run_tls(struct test_server *srv, const mw_tls_opts *o, mw_stream **out, mw_error *err)
+{
+    int fd = server_start(srv);
+    mw_stream *s = NULL;
+    assert_int_equal(mw_stream_fd(&s, fd, fd, 1, NULL, err), 0);
+    return mw_stream_tls(out, s, o, err);
+}
+
+/* Reads the greeting, has one line echoed, closes; checks close_notify. */
+static void talk_and_close(struct test_server *srv, mw_stream *t)
+{
+    mw_conn *c = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_conn_new(&c, t, &err), 0);
+    mw_conn_set_io_timeout(c, 5000);
+    const char *line;
+    size_t len;
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(len, 18);
+    assert_memory_equal(line, "+OK hello over TLS", 18);
+    assert_int_equal(mw_conn_write(c, "NOOP\r\n", 6, &err), 0);
+    assert_int_equal(mw_conn_flush(c, &err), 0);
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_memory_equal(line, "NOOP", 4);
+    mw_conn_free(c);
+    server_join(srv);
+    assert_string_equal(srv->echoed, "NOOP\r\n");
+    assert_true(srv->got_close_notify);
+}
+
+static void verifies_with_test_ca(void **state)
+{
+    (void)state;
+    const char *names[] = {"localhost", "127.0.0.1"};
+    for (int i = 0; i < 2; i++) {
+        struct test_server srv;
+        tls_to(&srv, pki.good, NULL, NULL, NULL);
+        mw_tls_opts o = MW_TLS_OPTS_INIT;
+        o.ca_file = pki.ca_file;
+        o.servername = names[i];
+        mw_stream *t = NULL;
+        mw_error err = {0};
+        int rc = run_tls(&srv, &o, &t, &err);
+        if (rc) printf("# %s\n", err.message);
+        assert_int_equal(rc, 0);
+        const mw_tls_peer *p = mw_stream_tls_peer(t);
+        assert_non_null(p);
+        assert_true(p->verified);
+        assert_string_equal(p->verify_error, "");
+        assert_string_equal(p->protocol, "TLSv1.3");
+        assert_non_null(strstr(p->subject, "CN=localhost"));
+        assert_non_null(strstr(p->issuer, "CN=mailwire test CA"));
+        talk_and_close(&srv, t);
+    }
+}
+
+static void expect_cert_error(X509 *cert, const char *ca_file, const char *servername,
+                              const char *want)
+{
+    struct test_server srv;
+    tls_to(&srv, cert, NULL, NULL, NULL);
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.ca_file = ca_file;
+    o.servername = servername;
+    mw_stream *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(run_tls(&srv, &o, &t, &err), MW_ECERT);
+    assert_null(t);
+    printf("# %s\n", err.message);
+    if (!strstr(err.message, want)) fail_msg("message \"%s\" lacks \"%s\"", err.message, want);
+    server_join(&srv);
+    assert_false(srv.accepted); /* the handshake was aborted by the client */
+}
+
+static void expired_certificate_is_named(void **state)
+{
+    (void)state;
+    expect_cert_error(pki.expired, pki.ca_file, "localhost", "certificate has expired");
+}
+
+static void self_signed_certificate_is_named(void **state)
+{
+    (void)state;
+    expect_cert_error(pki.selfsigned, pki.ca_file, "localhost", "self-signed certificate");
+}
+
+static void wrong_host_is_named(void **state)
+{
+    (void)state;
+    expect_cert_error(pki.wronghost, pki.ca_file, "localhost",
+                      "host name mismatch (certificate is for wrong.example)");
+    expect_cert_error(pki.wronghost, pki.ca_file, "127.0.0.1",
+                      "host name mismatch (certificate is for wrong.example)");
+    /* The good certificate is not for another name either. */
+    expect_cert_error(pki.good, pki.ca_file, "mail.example",
+                      "host name mismatch (certificate is for localhost, 127.0.0.1)");
+}
+
+static void untrusted_ca_with_system_store(void **state)
+{
+    (void)state;
+    expect_cert_error(pki.good, NULL, "localhost",
+                      "unable to get local issuer certificate (CA not trusted)");
+}
+
+static void pin_text(const unsigned char d[32], char *out)
+{
+    memcpy(out, "sha256:", 7);
+    mw_base64_encode(out + 7, d, 32);
+}
+
+static void pins_match_and_mismatch(void **state)
+{
+    (void)state;
+    /* Learn the digests from a verified connection. */
+    struct test_server srv;
+    tls_to(&srv, pki.selfsigned, NULL, NULL, NULL);
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.insecure = 1;
+    o.servername = "localhost";
+    mw_stream *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(run_tls(&srv, &o, &t, &err), 0);
+    const mw_tls_peer *p = mw_stream_tls_peer(t);
+    assert_false(p->verified);
+    assert_string_equal(p->verify_error, "self-signed certificate");
+    char cert_pin[64], spki_pin[64];
+    pin_text(p->cert_sha256, cert_pin);
+    pin_text(p->spki_sha256, spki_pin);
+    talk_and_close(&srv, t);
+
+    /* A matching pin is enough, even for a self-signed certificate and
+     * with no CA; both kinds of pin work. */
+    const char *good[] = {cert_pin, spki_pin};
+    for (int i = 0; i < 2; i++) {
+        tls_to(&srv, pki.selfsigned, NULL, NULL, NULL);
+        mw_tls_opts po = MW_TLS_OPTS_INIT;
+        po.pin = good[i];
+        po.servername = "localhost";
+        assert_int_equal(run_tls(&srv, &po, &t, &err), 0);
+        talk_and_close(&srv, t);
+    }
+    /* A pin that does not match fails even when the chain verifies. */
+    char other[64];
+    unsigned char zero[32] = {0};
+    pin_text(zero, other);
+    tls_to(&srv, pki.good, NULL, NULL, NULL);
+    mw_tls_opts mo = MW_TLS_OPTS_INIT;
+    mo.pin = other;
+    mo.ca_file = pki.ca_file;
+    mo.servername = "localhost";
+    assert_int_equal(run_tls(&srv, &mo, &t, &err), MW_ECERT);
+    printf("# %s\n", err.message);
+    char want[160];
+    snprintf(want, sizeof want, "pin mismatch: expected %s, got ", other);
+    assert_non_null(strstr(err.message, want));
+    assert_non_null(strstr(err.message, spki_pin)); /* same key as the self-signed one */
+    server_join(&srv);
+    /* Malformed pins are refused before any byte is sent. */
+    mw_stream *s = NULL;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    assert_int_equal(mw_stream_fd(&s, sv[0], sv[0], 1, NULL, &err), 0);
+    mo.pin = "sha256:tooshort";
+    assert_int_equal(mw_stream_tls(&t, s, &mo, &err), MW_EINVAL);
+    assert_non_null(strstr(err.message, "invalid pin"));
+    close(sv[1]);
+}
+
+struct policy_seen {
+    int calls;
+    int verified;
+    char verify_error[200];
+    char subject[200];
+    int answer;
+};
+
+static int policy(const mw_tls_peer *p, void *ud)
+{
+    struct policy_seen *s = ud;
+    s->calls++;
+    s->verified = p->verified;
+    snprintf(s->verify_error, sizeof s->verify_error, "%s", p->verify_error);
+    snprintf(s->subject, sizeof s->subject, "%s", p->subject);
+    assert_true(p->der_len > 100);
+    return s->answer;
+}
+
+static void policy_can_refuse_and_accept(void **state)
+{
+    (void)state;
+    struct test_server srv;
+    mw_stream *t = NULL;
+    mw_error err = {0};
+    /* Refuses a verified peer. */
+    struct policy_seen seen = {0};
+    seen.answer = 1;
+    tls_to(&srv, pki.good, NULL, NULL, NULL);
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.ca_file = pki.ca_file;
+    o.servername = "localhost";
+    o.policy = policy;
+    o.policy_userdata = &seen;
+    assert_int_equal(run_tls(&srv, &o, &t, &err), MW_ECERT);
+    assert_non_null(strstr(err.message, "refused by the caller's policy"));
+    assert_int_equal(seen.calls, 1);
+    assert_true(seen.verified);
+    server_join(&srv);
+    /* Accepts an unverified (self-signed) peer, knowing why it is. */
+    memset(&seen, 0, sizeof seen);
+    tls_to(&srv, pki.selfsigned, NULL, NULL, NULL);
+    assert_int_equal(run_tls(&srv, &o, &t, &err), 0);
+    assert_int_equal(seen.calls, 1);
+    assert_false(seen.verified);
+    assert_string_equal(seen.verify_error, "self-signed certificate");
+    assert_non_null(strstr(seen.subject, "CN=localhost"));
+    talk_and_close(&srv, t);
+}
+
+static void starttls_over_conn(void **state)
+{
+    (void)state;
+    struct test_server srv;
+    tls_to(&srv, pki.good, NULL, NULL, NULL);
+    srv.plain_first = "+OK Begin TLS negotiation\r\n";
+    srv.plain_wait_line = 1;
+    int fd = server_start(&srv);
+    mw_stream *s = NULL;
+    mw_conn *c = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_fd(&s, fd, fd, 1, NULL, &err), 0);
+    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    mw_conn_set_io_timeout(c, 5000);
+    assert_int_equal(mw_conn_write(c, "STLS\r\n", 6, &err), 0);
+    assert_int_equal(mw_conn_flush(c, &err), 0);
+    const char *line;
+    size_t len;
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_memory_equal(line, "+OK", 3);
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.ca_file = pki.ca_file;
+    o.servername = "localhost";
+    assert_int_equal(mw_conn_starttls(c, &o, &err), 0);
+    assert_non_null(mw_stream_tls_peer(mw_conn_stream(c)));
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_memory_equal(line, "+OK hello over TLS", 18);
+    mw_conn_free(c);
+    server_join(&srv);
+    assert_true(srv.got_close_notify);
+}
+
+static void channel_binding_matches_server(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 2; v++) {
+        struct test_server srv;
+        tls_to(&srv, pki.good, NULL, NULL, NULL);
+        srv.max_version = v ? TLS1_2_VERSION : 0;
+        mw_tls_opts o = MW_TLS_OPTS_INIT;
+        o.ca_file = pki.ca_file;
+        o.servername = "localhost";
+        mw_stream *t = NULL;
+        mw_error err = {0};
+        assert_int_equal(run_tls(&srv, &o, &t, &err), 0);
+        unsigned char cb[64];
+        size_t n = 0;
+        assert_int_equal(mw_stream_channel_binding(t, "tls-exporter", cb, sizeof cb, &n), 0);
+        assert_int_equal(n, 32);
+        int unique = mw_stream_channel_binding(t, "tls-unique", cb + 32, 32, &n);
+        unsigned char uniq[32];
+        size_t un = n;
+        memcpy(uniq, cb + 32, n);
+        assert_int_equal(mw_stream_channel_binding(t, "tls-exporter", cb, 16, &n), MW_ETOOBIG);
+        assert_int_equal(mw_stream_channel_binding(t, "bogus", cb, 64, &n), MW_EINVAL);
+        assert_string_equal(mw_stream_tls_peer(t)->protocol, v ? "TLSv1.2" : "TLSv1.3");
+        talk_and_close(&srv, t);
+        unsigned char exp2[32];
+        assert_int_equal(mw_stream_channel_binding(NULL, "tls-exporter", exp2, 32, &n), MW_EINVAL);
+        assert_memory_equal(cb, srv.exporter, 32);
+        if (v == 0) {
+            assert_int_equal(unique, MW_EUNSUPPORTED); /* RFC 9266: not with TLS 1.3 */
+        } else {
+            /* The client's Finished, as the server received it. */
+            assert_int_equal(unique, 0);
+            assert_int_equal(un, srv.peer_finished_len);
+            assert_memory_equal(uniq, srv.peer_finished, un);
+        }
+    }
+}
+
+static void min_version_13_refuses_tls12_server(void **state)
+{
+    (void)state;
+    struct test_server srv;
+    tls_to(&srv, pki.good, NULL, NULL, NULL);
+    srv.max_version = TLS1_2_VERSION;
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.ca_file = pki.ca_file;
+    o.servername = "localhost";
+    o.min_version = 13;
+    mw_stream *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(run_tls(&srv, &o, &t, &err), MW_ETLS);
+    printf("# %s\n", err.message);
+    server_join(&srv);
+}
+
+static void client_certificate(void **state)
+{
+    (void)state;
+    for (int with = 0; with < 2; with++) {
+        struct test_server srv;
+        tls_to(&srv, pki.good, NULL, NULL, NULL);
+        srv.client_ca = pki.ca;
+        mw_tls_opts o = MW_TLS_OPTS_INIT;
+        o.ca_file = pki.ca_file;
+        o.servername = "localhost";
+        if (with) {
+            o.cert_file = pki.client_crt;
+            o.key_file = pki.client_keyfile;
+        }
+        mw_stream *t = NULL;
+        mw_error err = {0};
+        int rc = run_tls(&srv, &o, &t, &err);
+        if (with) {
+            assert_int_equal(rc, 0);
+            talk_and_close(&srv, t);
+            assert_true(srv.accepted);
+        } else {
+            /* TLS 1.3: the server's refusal arrives with the first read. */
+            if (rc == 0) {
+                char buf[64];
+                size_t got = 0;
+                rc = mw_stream_read(t, buf, sizeof buf, &got, mw_now_ms() + 5000, &err);
+                mw_stream_free(t);
+            }
+            assert_int_equal(rc, MW_ETLS);
+            printf("# without a client certificate: %s\n", err.message);
+            server_join(&srv);
+            assert_false(srv.accepted);
+        }
+    }
+    /* A key that does not load is a clear error. */
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.cert_file = pki.client_crt;
+    o.key_file = "/nonexistent/key.pem";
+    o.servername = "localhost";
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    mw_stream *s = NULL, *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_fd(&s, sv[0], sv[0], 1, NULL, &err), 0);
+    assert_int_equal(mw_stream_tls(&t, s, &o, &err), MW_ETLS);
+    assert_non_null(strstr(err.message, "cannot load client key /nonexistent/key.pem"));
+    close(sv[1]);
+}
+
+static void handshake_deadline(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    mw_stream *s = NULL, *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_fd(&s, sv[0], sv[0], 1, NULL, &err), 0);
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.servername = "localhost";
+    o.handshake_timeout_ms = 300;
+    int64_t t0 = mw_now_ms();
+    assert_int_equal(mw_stream_tls(&t, s, &o, &err), MW_ETIMEOUT);
+    int64_t took = mw_now_ms() - t0;
+    printf("# silent server: handshake gave up after %lld ms (deadline 300 ms)\n", (long long)took);
+    assert_true(took >= 290 && took < 600);
+    assert_non_null(strstr(err.message, "TLS handshake with localhost"));
+    close(sv[1]);
+}
+
+static void plain_text_peer_is_a_tls_error(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(write(sv[1], "+OK POP3 ready in clear\r\n", 25), 25);
+    mw_stream *s = NULL, *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_fd(&s, sv[0], sv[0], 1, NULL, &err), 0);
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.servername = "localhost";
+    assert_int_equal(mw_stream_tls(&t, s, &o, &err), MW_ETLS);
+    printf("# %s\n", err.message);
+    assert_non_null(strstr(err.message, "TLS handshake with localhost failed: "));
+    close(sv[1]);
+}
+
+/* TLS wraps any stream: here a caller's callbacks stream. */
+struct fdio {
+    int fd;
+};
+static long fdio_read(void *ud, void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    return (long)read(((struct fdio *)ud)->fd, buf, len);
+}
+static long fdio_write(void *ud, const void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    return (long)write(((struct fdio *)ud)->fd, buf, len);
+}
+static void fdio_close(void *ud)
+{
+    close(((struct fdio *)ud)->fd);
+}
+
+static void tls_over_callbacks_stream(void **state)
+{
+    (void)state;
+    struct test_server srv;
+    tls_to(&srv, pki.good, NULL, NULL, NULL);
+    struct fdio io = {server_start(&srv)};
+    mw_stream_ops ops = {fdio_read, fdio_write, fdio_close};
+    mw_stream *s = NULL, *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_callbacks(&s, &ops, &io, &err), 0);
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.ca_file = pki.ca_file;
+    o.servername = "localhost";
+    assert_int_equal(mw_stream_tls(&t, s, &o, &err), 0);
+    talk_and_close(&srv, t);
+}
+
+static void no_name_to_check_is_refused(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    mw_stream *s = NULL, *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_fd(&s, sv[0], sv[0], 1, NULL, &err), 0);
+    assert_int_equal(mw_stream_tls(&t, s, NULL, &err), MW_EINVAL);
+    assert_non_null(strstr(err.message, "no host name"));
+    close(sv[1]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(verifies_with_test_ca),
+        cmocka_unit_test(expired_certificate_is_named),
+        cmocka_unit_test(self_signed_certificate_is_named),
+        cmocka_unit_test(wrong_host_is_named),
+        cmocka_unit_test(untrusted_ca_with_system_store),
+        cmocka_unit_test(pins_match_and_mismatch),
+        cmocka_unit_test(policy_can_refuse_and_accept),
+        cmocka_unit_test(starttls_over_conn),
+        cmocka_unit_test(channel_binding_matches_server),
+        cmocka_unit_test(min_version_13_refuses_tls12_server),
+        cmocka_unit_test(client_certificate),
+        cmocka_unit_test(handshake_deadline),
+        cmocka_unit_test(plain_text_peer_is_a_tls_error),
+        cmocka_unit_test(tls_over_callbacks_stream),
+        cmocka_unit_test(no_name_to_check_is_refused),
+    };
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
