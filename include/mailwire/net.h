@@ -65,7 +65,8 @@ typedef struct mw_tls_opts {
     unsigned version;
     const char *ca_file;      /* trust these CAs instead of the system store */
     const char *ca_dir;
-    const char *pin;          /* "sha256:BASE64" of the certificate or its public key;
+    const char *pin;          /* "sha256:BASE64" of the certificate or its public key
+                                 (SubjectPublicKeyInfo), several separated by ';';
                                  when set, a match is required (and enough) */
     const char *cert_file;    /* client certificate (PEM) */
     const char *key_file;     /* its key (PEM); default: cert_file */
@@ -97,7 +98,9 @@ typedef struct mw_stream_ops {
 MW_EXTERN int mw_stream_tcp(mw_stream **out, const char *host, unsigned port,
                             const mw_net_opts *opts, mw_error *err);
 /* Wraps already-connected descriptors (rfd may equal wfd). With own=1 they are
- * closed by mw_stream_free.  Returns 0, MW_EINVAL, MW_ENOMEM. */
+ * closed by mw_stream_free.  The descriptors are switched to O_NONBLOCK (so no
+ * system call outlives a deadline).  Writing to a pipe whose reader is gone
+ * is MW_ENET, never a SIGPIPE.  Returns 0, MW_EINVAL, MW_ENOMEM. */
 MW_EXTERN int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own,
                            const mw_net_opts *opts, mw_error *err);
 /* A stream whose I/O is done by the caller's callbacks. */
@@ -123,8 +126,13 @@ MW_EXTERN int mw_stream_write(mw_stream *s, const void *buf, size_t len, int64_t
                               mw_error *err);
 /* For TLS streams: the peer as seen at the handshake; NULL otherwise. */
 MW_EXTERN const mw_tls_peer *mw_stream_tls_peer(const mw_stream *s);
-/* For TLS streams: the tls-unique / tls-exporter channel binding data for
- * SCRAM-PLUS (0 when unavailable). Copies at most len bytes, sets *out_len. */
+/* For TLS streams: the channel binding data for SCRAM-PLUS.  `type` is
+ * "tls-unique" (RFC 5929 §3; TLS 1.2 only, 12 bytes) or "tls-exporter"
+ * (RFC 9266; 32 bytes; TLS 1.3, or 1.2 with extended master secret).
+ * Copies the data to buf and sets *out_len.  Returns 0; MW_EUNSUPPORTED when
+ * the stream is not TLS or the type does not exist for the TLS version in use
+ * (*out_len = 0; a SCRAM-PLUS client then picks the other type or plain
+ * SCRAM); MW_ETOOBIG when len is too small; MW_EINVAL for an unknown type. */
 MW_EXTERN int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned char *buf,
                                         size_t len, size_t *out_len);
 MW_EXTERN void mw_stream_free(mw_stream *s);
