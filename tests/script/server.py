@@ -48,13 +48,28 @@ class _EndScript(Exception):
 
 
 def show(data, limit=160):
-    """A readable, bounded quote of client/server bytes."""
-    if isinstance(data, (bytes, bytearray)):
-        text = bytes(data[:limit]).decode("utf-8", "backslashreplace")
-        more = len(data) - limit
-    else:
-        text, more = data[:limit], len(data) - limit
-    q = repr(text)
+    """A readable, bounded quote of client/server bytes: printable ASCII as
+    is, CR LF TAB as \\r \\n \\t, anything else as \\xNN."""
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    more = len(data) - limit
+    out = []
+    for b in bytes(data[:limit]):
+        if b == 0x0D:
+            out.append("\\r")
+        elif b == 0x0A:
+            out.append("\\n")
+        elif b == 0x09:
+            out.append("\\t")
+        elif b == 0x5C:
+            out.append("\\\\")
+        elif b == 0x27:
+            out.append("\\'")
+        elif 0x20 <= b < 0x7F:
+            out.append(chr(b))
+        else:
+            out.append(f"\\x{b:02x}")
+    q = "'" + "".join(out) + "'"
     return q + (f"...(+{more} bytes)" if more > 0 else "")
 
 
@@ -584,7 +599,18 @@ class ScriptServer:
         opts = d.tls
         if self.certdir is None:
             raise Mismatch("tls: no certificate directory")
+        # RFC 3207 §4 / RFC 2595 §4: after the STARTTLS/STLS reply the next
+        # client bytes must be a TLS handshake record (type 22).  Bytes the
+        # script already read, or queued bytes that are not a handshake
+        # record, are plaintext the client sent too early (or injected).
         pending = bytes(conn.buf)
+        if not pending:
+            try:
+                peek = conn.sock.recv(64, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except (BlockingIOError, OSError):
+                peek = b""
+            if peek and peek[0] != 0x16:
+                pending = peek
         if pending:
             raise Mismatch(f"client sent {len(pending)} bytes before the TLS handshake that the "
                            f"script did not read (plaintext after STARTTLS?): {show(pending)}")
