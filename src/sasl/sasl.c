@@ -285,6 +285,9 @@ static int gs_map(mw_sasl *s, int grc, mw_error *err)
         return fail(s, err, MW_EINVAL,
                     "the user name or password is not valid for SASLprep (RFC 4013)");
     default:
+        if (s->challenges == 0)
+            return failf(s, err, MW_EINVAL, "GNU SASL cannot make the first message (%s)",
+                         gsasl_strerror(grc));
         return failf(s, err, MW_EPROTO, "malformed challenge from the server (%s)",
                      gsasl_strerror(grc));
     }
@@ -336,10 +339,13 @@ static int gs_start(mw_sasl *s, const mw_sasl_creds *c, mw_error *err)
     if (!rc) rc = set_prop(s, GSASL_HOSTNAME, c->hostname);
     if (rc) return mw_err_set(err, rc, "out of memory starting %s", name);
 
-    /* Channel binding goes to every SCRAM variant: -PLUS binds to it, plain
-     * SCRAM then says "y" (RFC 5802 §6: client supports binding, thinks the
-     * server does not), which exposes a downgrade. */
-    if ((f & MW_MF_SCRAM) && c->cb_type && c->cb_data && c->cb_len) {
+    /* Channel binding data goes to the -PLUS variants only.  RFC 5802 §6
+     * would have plain SCRAM send "y" when binding is possible, but the
+     * GNU SASL 2.2 client fails to build a "y" message (it returns an
+     * authentication error at the first step), so plain SCRAM says "n".
+     * mw_sasl_choose() puts -PLUS first whenever binding data exists, so the
+     * loss is only the downgrade signal to servers. */
+    if ((f & MW_MF_CB) && c->cb_type && c->cb_data && c->cb_len) {
         Gsasl_property p;
         if (strcmp(c->cb_type, "tls-exporter") == 0)
             p = GSASL_CB_TLS_EXPORTER;
@@ -566,7 +572,7 @@ int mw_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_
     raw[n] = '\0';
     int rc = 0;
 
-    if (!s->started) {
+    if (!s->started && (s->m->flags & MW_MF_CLIENT_FIRST)) {
         /* A client-first mechanism without initial response: RFC 4422 §5
          * has the server send an empty challenge first. */
         if (n)
