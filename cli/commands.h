@@ -28,4 +28,9 @@ struct mw_cli_command {
 /* Maps a library error code to the exit code documented for the CLI. */
 int mw_cli_exit_code(int mw_code);
 
+/* SMTP: `mailwire send` (sendmail-compatible) and `mailwire smtp` (cmd_smtp.c). */
+int mw_cmd_send(int argc, char **argv);
+int mw_cmd_smtp(int argc, char **argv);
+int mw_cli_sendmail(int argc, char **argv);
+
 #endif

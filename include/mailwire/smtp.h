@@ -207,6 +207,8 @@ MW_EXTERN const char *mw_smtp_ehlo_text(const mw_smtp *s, int which);
  * the SASL mechanism used ("" when none). */
 MW_EXTERN const char *mw_smtp_server(const mw_smtp *s, unsigned *port);
 MW_EXTERN int mw_smtp_is_tls(const mw_smtp *s);
+/* 1 while the session can take another mw_smtp_send (not dead, not quit). */
+MW_EXTERN int mw_smtp_alive(const mw_smtp *s);
 MW_EXTERN const char *mw_smtp_auth_mech(const mw_smtp *s);
 
 /* Tcllib's sendmessage: open, send one message, quit.  *result as in

@@ -1223,6 +1223,11 @@ int mw_smtp_is_tls(const mw_smtp *s)
     return s ? s->tls_active : 0;
 }
 
+int mw_smtp_alive(const mw_smtp *s)
+{
+    return s && s->state == ST_READY;
+}
+
 const char *mw_smtp_auth_mech(const mw_smtp *s)
 {
     return s ? s->auth_mech : "";

@@ -1,0 +1,629 @@
+/* mailwire smtp [OPTIONS] send|capa, and the engine of `mailwire send`
+ * (cmd_send.c): SMTP submission from the command line, public API only. */
+#include "commands.h"
+#include "connopts.h"
+
+#include "mailwire/error.h"
+#include "mailwire/smtp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#define MAX_LIST 32
+/* `mailwire send` holds the message in memory (to honour -i and -F). */
+#define SEND_MAX_MESSAGE (256u * 1024 * 1024)
+
+typedef struct smtp_cli {
+    mw_cli_conn conn;
+    const char *prog;
+    char *servers_buf;
+    const char *servers[MAX_LIST];
+    size_t nservers;
+    unsigned ports[MAX_LIST];
+    size_t nports;
+    int opportunistic;
+    const char *client;
+    int maxsecs;
+    mw_tls_opts tls;
+    mw_net_opts net;
+} smtp_cli;
+
+static int split_list(char *s, const char **out, size_t *n)
+{
+    *n = 0;
+    for (char *save = NULL, *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (*n >= MAX_LIST) return -1;
+        out[(*n)++] = t;
+    }
+    return *n ? 0 : -1;
+}
+
+/* Options shared by `send` and `smtp`: the connection options plus
+ * --servers, --ports, --tls opportunistic, --client, --maxsecs.  Returns 1
+ * consumed, 0 not ours, -1 usage error (printed). */
+static int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const char *v = NULL;
+    const char *names[] = {"--servers", "--ports", "--client", "--maxsecs"};
+    for (size_t k = 0; k < 4; k++) {
+        size_t nl = strlen(names[k]);
+        if (strncmp(a, names[k], nl) != 0 || (a[nl] != '\0' && a[nl] != '=')) continue;
+        if (a[nl] == '=')
+            v = a + nl + 1;
+        else if (*i + 1 < argc)
+            v = argv[++*i];
+        else {
+            fprintf(stderr, "mailwire %s: %s needs a value\n", c->prog, names[k]);
+            return -1;
+        }
+        if (k == 0) {
+            free(c->servers_buf);
+            c->servers_buf = strdup(v);
+            if (!c->servers_buf || split_list(c->servers_buf, c->servers, &c->nservers)) {
+                fprintf(stderr, "mailwire %s: --servers wants H1,H2,... (at most %d)\n", c->prog,
+                        MAX_LIST);
+                return -1;
+            }
+        } else if (k == 1) {
+            char tmp[512];
+            const char *p[MAX_LIST];
+            snprintf(tmp, sizeof tmp, "%s", v);
+            if (split_list(tmp, p, &c->nports)) {
+                fprintf(stderr, "mailwire %s: --ports wants P1,P2,...\n", c->prog);
+                return -1;
+            }
+            for (size_t j = 0; j < c->nports; j++) {
+                char *end;
+                errno = 0;
+                unsigned long n = strtoul(p[j], &end, 10);
+                if (errno || *end || n == 0 || n > 65535 || p[j][0] == '-') {
+                    fprintf(stderr, "mailwire %s: bad port '%s'\n", c->prog, p[j]);
+                    return -1;
+                }
+                c->ports[j] = (unsigned)n;
+            }
+        } else if (k == 2) {
+            c->client = v;
+        } else {
+            char *end;
+            long n = strtol(v, &end, 10);
+            if (*end || n < 0 || n > 86400) {
+                fprintf(stderr, "mailwire %s: bad --maxsecs '%s'\n", c->prog, v);
+                return -1;
+            }
+            c->maxsecs = (int)n;
+        }
+        return 1;
+    }
+    if (!strcmp(a, "--tls=opportunistic") ||
+        (!strcmp(a, "--tls") && *i + 1 < argc && !strcmp(argv[*i + 1], "opportunistic"))) {
+        if (a[5] == '\0') ++*i;
+        c->opportunistic = 1;
+        c->conn.tls = MW_CLI_TLS_STARTTLS;
+        return 1;
+    }
+    return mw_cli_conn_option(&c->conn, argc, argv, i);
+}
+
+static int smtp_finish(smtp_cli *c)
+{
+    if (c->nservers && !c->conn.host) c->conn.host = c->servers[0];
+    int rc = mw_cli_conn_finish(&c->conn);
+    if (rc) return rc;
+    if (!c->nservers) {
+        c->servers[0] = c->conn.host;
+        c->nservers = 1;
+    }
+    if (!c->nports) {
+        c->ports[0] = c->conn.port;
+        c->nports = 1;
+    }
+    return 0;
+}
+
+static int exit_for(int rc)
+{
+    if (rc == MW_ETOOBIG || rc == MW_EFORMAT) return EX_DATAERR_;
+    if (rc == MW_EUNSUPPORTED) return EX_UNAVAILABLE_;
+    return mw_cli_exit_code(rc);
+}
+
+static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
+{
+    if (login && c->conn.user) {
+        int rc = mw_cli_conn_password(&c->conn);
+        if (rc) return rc;
+    }
+    mw_cli_conn_tls_opts(&c->conn, &c->tls);
+    mw_cli_conn_net_opts(&c->conn, &c->net);
+    mw_smtp_opts o = MW_SMTP_OPTS_INIT;
+    o.servers = c->servers;
+    o.nservers = c->nservers;
+    o.ports = c->ports;
+    o.nports = c->nports;
+    o.client = c->client;
+    o.tls = c->opportunistic                     ? MW_SMTP_TLS_OPPORTUNISTIC
+            : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_SMTP_TLS_IMPLICIT
+            : c->conn.tls == MW_CLI_TLS_NONE     ? MW_SMTP_TLS_NONE
+                                                 : MW_SMTP_TLS_STARTTLS;
+    o.tls_opts = &c->tls;
+    o.net = &c->net;
+    if (login && c->conn.user) {
+        o.username = c->conn.user;
+        o.password = c->conn.password;
+        o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
+    }
+    o.allow_plaintext = c->conn.allow_plaintext;
+    o.trace = c->conn.trace_fn;
+    o.trace_userdata = c->conn.trace_ud;
+    mw_error err;
+    mw_error_clear(&err);
+    int rc = mw_smtp_open(s, &o, &err);
+    if (rc) {
+        fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
+        return exit_for(rc);
+    }
+    mw_smtp_set_maxtime(*s, c->maxsecs * 1000);
+    return 0;
+}
+
+static void json_str(const char *s)
+{
+    mw_cli_json_string(stdout, s ? s : "", s ? strlen(s) : 0);
+}
+
+static void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,
+                         const mw_error *err)
+{
+    if (c->conn.json) {
+        printf("{\"message\":");
+        json_str(name);
+        printf(",\"sent\":%s", r && r->sent ? "true" : "false");
+        if (rc) {
+            printf(",\"error\":");
+            json_str(err->message);
+            printf(",\"category\":");
+            json_str(mw_error_category(rc));
+        }
+        if (r) {
+            printf(",\"server\":");
+            json_str(r->server);
+            printf(",\"port\":%u,\"originator\":", r->port);
+            json_str(r->originator);
+            printf(",\"code\":%d,\"text\":", r->final_code);
+            json_str(r->final_text);
+            printf(",\"chunking\":%s,\"octets\":%llu,\"recipients\":[",
+                   r->chunking ? "true" : "false", (unsigned long long)r->octets);
+            for (size_t i = 0; i < r->nrcpt; i++) {
+                const mw_smtp_rcpt *p = &r->rcpt[i];
+                printf("%s{\"address\":", i ? "," : "");
+                json_str(p->address);
+                printf(",\"code\":%d,\"enhanced\":", p->code);
+                json_str(p->enhanced);
+                printf(",\"text\":");
+                json_str(p->text);
+                printf(",\"accepted\":%s,\"permanent\":%s}", p->accepted ? "true" : "false",
+                       p->permanent ? "true" : "false");
+            }
+            printf("]");
+        }
+        printf("}\n");
+        return;
+    }
+    /* Rejected recipients on stderr, one per line (Tcllib's list). */
+    if (r)
+        for (size_t i = 0; i < r->nrcpt; i++)
+            if (!r->rcpt[i].accepted && r->rcpt[i].code)
+                fprintf(stderr, "mailwire %s: %s: %d %s%s%s\n", c->prog, r->rcpt[i].address,
+                        r->rcpt[i].code, r->rcpt[i].enhanced, r->rcpt[i].enhanced[0] ? " " : "",
+                        r->rcpt[i].text ? r->rcpt[i].text : "");
+    if (rc)
+        fprintf(stderr, "mailwire %s: %s%s%s\n", c->prog, name ? name : "", name ? ": " : "",
+                err->message);
+}
+
+/* Exit code of one transaction (issue 4): 0 sent to all, 67 a recipient
+ * rejected, 75 temporary, 65 bad message, ... */
+static int tx_exit(int rc, const mw_smtp_result *r)
+{
+    if (r && r->nrejected) {
+        int perm = 0;
+        for (size_t i = 0; i < r->nrcpt; i++)
+            if (!r->rcpt[i].accepted && r->rcpt[i].permanent) perm = 1;
+        if (rc == 0 || rc == MW_ESERVER || rc == MW_ETEMP) return perm ? EX_NOUSER_ : EX_TEMPFAIL_;
+    }
+    return rc ? exit_for(rc) : 0;
+}
+
+static void smtp_cli_free(smtp_cli *c)
+{
+    mw_cli_conn_free(&c->conn);
+    free(c->servers_buf);
+}
+
+static void smtp_usage(FILE *f)
+{
+    fprintf(f, "usage: mailwire smtp [OPTIONS] send [--from ADDR] [--to ADDR]... "
+               "[--all-or-nothing] FILE...\n"
+               "       mailwire smtp [OPTIONS] capa\n"
+               "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
+               "  --maxsecs N\n");
+    mw_cli_conn_usage(f);
+}
+
+static int cmd_capa(smtp_cli *c, mw_smtp *s)
+{
+    const char *t[2] = {mw_smtp_ehlo_text(s, 0), mw_smtp_ehlo_text(s, 1)};
+    unsigned port;
+    const char *srv = mw_smtp_server(s, &port);
+    if (c->conn.json) {
+        printf("{\"server\":");
+        json_str(srv);
+        printf(",\"port\":%u,\"tls\":%s", port, mw_smtp_is_tls(s) ? "true" : "false");
+        for (int w = 0; w < 2; w++) {
+            printf(",\"%s\":[", w ? "after_tls" : "before_tls");
+            const char *p = t[w];
+            int first = 1;
+            while (*p) {
+                const char *nl = strchr(p, '\n');
+                size_t l = nl ? (size_t)(nl - p) : strlen(p);
+                printf("%s", first ? "" : ",");
+                mw_cli_json_string(stdout, p, l);
+                first = 0;
+                p += l + (nl ? 1 : 0);
+            }
+            printf("]");
+        }
+        printf("}\n");
+    } else {
+        for (int w = 0; w < 2; w++) {
+            if (w == 1 && !*t[1]) break;
+            printf("# %s\n",
+                   w ? "after TLS" : (mw_smtp_is_tls(s) && !*t[1] ? "over TLS" : "before TLS"));
+            fputs(t[w], stdout);
+        }
+    }
+    return 0;
+}
+
+static int read_file(const char *path, char **data, size_t *len)
+{
+    int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+    if (fd < 0) return -1;
+    size_t cap = 65536, n = 0;
+    char *b = malloc(cap);
+    for (;;) {
+        if (!b) break;
+        if (n == cap) {
+            if (cap >= SEND_MAX_MESSAGE) {
+                free(b);
+                b = NULL;
+                errno = EFBIG;
+                break;
+            }
+            char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                b = NULL;
+                break;
+            }
+            b = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            free(b);
+            b = NULL;
+            break;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    if (fd != 0) close(fd);
+    if (!b) return -1;
+    *data = b;
+    *len = n;
+    return 0;
+}
+
+int mw_cmd_smtp(int argc, char **argv)
+{
+    smtp_cli c;
+    memset(&c, 0, sizeof c);
+    c.prog = "smtp";
+    mw_cli_conn_init(&c.conn, "smtp", 587, 465);
+    const char *from = NULL;
+    const char *to[MAX_LIST * 8];
+    size_t nto = 0;
+    int all_or_nothing = 0;
+    const char *sub = NULL;
+    char **files = calloc((size_t)argc + 1, sizeof *files);
+    size_t nfiles = 0;
+    int rc = 0;
+    if (!files) return EX_SOFTWARE_;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            smtp_usage(stdout);
+            goto out;
+        }
+        if (sub && !strcmp(sub, "send")) {
+            if ((!strcmp(a, "--from") || !strcmp(a, "--to")) && i + 1 < argc) {
+                if (a[2] == 'f')
+                    from = argv[++i];
+                else if (nto < sizeof to / sizeof to[0])
+                    to[nto++] = argv[++i];
+                else {
+                    fprintf(stderr, "mailwire smtp: too many --to\n");
+                    rc = EX_USAGE_;
+                    goto out;
+                }
+                continue;
+            }
+            if (!strcmp(a, "--all-or-nothing")) {
+                all_or_nothing = 1;
+                continue;
+            }
+        }
+        int r = smtp_option(&c, argc, argv, &i);
+        if (r < 0) {
+            rc = EX_USAGE_;
+            goto out;
+        }
+        if (r > 0) continue;
+        if (!sub && (!strcmp(a, "send") || !strcmp(a, "capa"))) {
+            sub = a;
+            continue;
+        }
+        if (sub && !strcmp(sub, "send") && (a[0] != '-' || !strcmp(a, "-"))) {
+            files[nfiles++] = argv[i];
+            continue;
+        }
+        fprintf(stderr, "mailwire smtp: unexpected argument '%s'\n", a);
+        smtp_usage(stderr);
+        rc = EX_USAGE_;
+        goto out;
+    }
+    if (!sub || (!strcmp(sub, "send") && nfiles == 0)) {
+        smtp_usage(stderr);
+        rc = EX_USAGE_;
+        goto out;
+    }
+    if ((rc = smtp_finish(&c)) != 0) goto out;
+    mw_smtp *s = NULL;
+    if ((rc = smtp_open(&c, &s, !strcmp(sub, "send"))) != 0) goto out;
+    if (!strcmp(sub, "capa")) {
+        rc = cmd_capa(&c, s);
+    } else {
+        /* Every file over the one connection: one login for the batch. */
+        for (size_t f = 0; f < nfiles; f++) {
+            char *data = NULL;
+            size_t len = 0;
+            if (read_file(files[f], &data, &len) != 0) {
+                fprintf(stderr, "mailwire smtp: cannot read %s: %s\n", files[f], strerror(errno));
+                rc = rc ? rc : EX_IOERR_;
+                continue;
+            }
+            mw_smtp_msg m = MW_SMTP_MSG_INIT;
+            m.data = data;
+            m.len = len;
+            m.originator = from;
+            m.recipients = nto ? to : NULL;
+            m.nrecipients = nto;
+            m.atleastone = !all_or_nothing;
+            mw_smtp_result *r = NULL;
+            int src = mw_smtp_send(s, &m, &r);
+            print_result(&c, files[f], src, r, mw_smtp_error(s));
+            int e = tx_exit(src, r);
+            if (e && !rc) rc = e;
+            mw_smtp_result_free(r);
+            free(data);
+            if (src && !mw_smtp_alive(s)) {
+                /* The connection is gone: the remaining files are not sent. */
+                for (size_t g = f + 1; g < nfiles; g++)
+                    fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n", files[g]);
+                break;
+            }
+        }
+    }
+    mw_smtp_quit(s);
+    mw_smtp_free(s);
+out:
+    free(files);
+    smtp_cli_free(&c);
+    return rc;
+}
+
+/* ---- mailwire send: sendmail-compatible ---- */
+
+static void send_usage(FILE *f)
+{
+    fprintf(f, "usage: mailwire send [OPTIONS] [-t] [-f ADDR] [-F NAME] [-i|-oi] [-N NOTIFY]\n"
+               "                     [-R full|hdrs] [-V ENVID] [--all-or-nothing] [RECIPIENT...]\n"
+               "The message is read from stdin; without -i a line with a single '.' ends it.\n"
+               "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
+               "  --maxsecs N\n");
+    mw_cli_conn_usage(f);
+}
+
+/* Without -i, sendmail ends the input at a line holding only "." (and the
+ * rest is not part of the message). */
+static size_t cut_at_dot(const char *d, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (d[i] == '.' && (i + 1 == n || d[i + 1] == '\n' ||
+                            (d[i + 1] == '\r' && (i + 2 == n || d[i + 2] == '\n'))))
+            return i;
+        const char *nl = memchr(d + i, '\n', n - i);
+        if (!nl) break;
+        i = (size_t)(nl - d) + 1;
+    }
+    return n;
+}
+
+static int has_header(const char *d, size_t n, const char *name)
+{
+    size_t nl = strlen(name), i = 0;
+    while (i < n) {
+        if (d[i] == '\n' || (d[i] == '\r' && i + 1 < n && d[i + 1] == '\n'))
+            return 0; /* end of the header block */
+        if (n - i > nl && !strncasecmp(d + i, name, nl) && d[i + nl] == ':') return 1;
+        const char *e = memchr(d + i, '\n', n - i);
+        if (!e) return 0;
+        i = (size_t)(e - d) + 1;
+    }
+    return 0;
+}
+
+int mw_cli_sendmail(int argc, char **argv)
+{
+    smtp_cli c;
+    memset(&c, 0, sizeof c);
+    c.prog = "send";
+    mw_cli_conn_init(&c.conn, "send", 587, 465);
+    const char *from = NULL, *fullname = NULL, *notify = NULL, *ret = NULL, *envid = NULL;
+    int extract = 0, ignore_dots = 0, all_or_nothing = 0;
+    const char **rcpt = calloc((size_t)argc + 1, sizeof *rcpt);
+    size_t nrcpt = 0;
+    int rc = 0;
+    char *data = NULL;
+    char *fromhdr = NULL;
+    mw_smtp_result *r = NULL;
+    if (!rcpt) return EX_SOFTWARE_;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            send_usage(stdout);
+            goto out;
+        }
+        if (!strcmp(a, "-t")) {
+            extract = 1;
+            continue;
+        }
+        if (!strcmp(a, "-i") || !strcmp(a, "-oi")) {
+            ignore_dots = 1;
+            continue;
+        }
+        if (!strcmp(a, "--all-or-nothing")) {
+            all_or_nothing = 1;
+            continue;
+        }
+        /* -f ADDR / -fADDR and the like, as sendmail takes them. */
+        char opt = 0;
+        if (a[0] == '-' && strchr("fFNRV", a[1]) && a[1]) {
+            opt = a[1];
+            if (a[2])
+                val = a + 2;
+            else if (i + 1 < argc)
+                val = argv[++i];
+            else {
+                fprintf(stderr, "mailwire send: -%c needs a value\n", opt);
+                rc = EX_USAGE_;
+                goto out;
+            }
+        }
+        switch (opt) {
+        case 'f':
+            from = val;
+            continue;
+        case 'F':
+            fullname = val;
+            continue;
+        case 'N':
+            notify = val;
+            continue;
+        case 'R':
+            ret = val;
+            continue;
+        case 'V':
+            envid = val;
+            continue;
+        default:
+            break;
+        }
+        int r2 = smtp_option(&c, argc, argv, &i);
+        if (r2 < 0) {
+            rc = EX_USAGE_;
+            goto out;
+        }
+        if (r2 > 0) continue;
+        if (a[0] == '-') {
+            fprintf(stderr, "mailwire send: unknown option '%s'\n", a);
+            send_usage(stderr);
+            rc = EX_USAGE_;
+            goto out;
+        }
+        rcpt[nrcpt++] = a;
+    }
+    if (!extract && nrcpt == 0) {
+        fprintf(stderr, "mailwire send: no recipients: give them as arguments or use -t\n");
+        rc = EX_USAGE_;
+        goto out;
+    }
+    if (ret && strcasecmp(ret, "full") && strcasecmp(ret, "hdrs")) {
+        fprintf(stderr, "mailwire send: -R takes full or hdrs\n");
+        rc = EX_USAGE_;
+        goto out;
+    }
+    if ((rc = smtp_finish(&c)) != 0) goto out;
+    size_t len = 0;
+    if (read_file("-", &data, &len) != 0) {
+        fprintf(stderr, "mailwire send: cannot read the message: %s\n", strerror(errno));
+        rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
+        goto out;
+    }
+    if (!ignore_dots) len = cut_at_dot(data, len);
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.data = data;
+    m.len = len;
+    m.originator = from;
+    /* -t: the recipients come from To/Cc/Bcc (the library removes Bcc);
+     * recipients given as arguments as well are sent to too. */
+    m.recipients = extract ? NULL : rcpt;
+    m.nrecipients = extract ? 0 : nrcpt;
+    if (extract && nrcpt) {
+        fprintf(stderr, "mailwire send: with -t, give no recipient arguments\n");
+        rc = EX_USAGE_;
+        goto out;
+    }
+    const char *extra[1];
+    if (fullname && from && !has_header(data, len, "From")) {
+        size_t fl = strlen(fullname) + strlen(from) + 16;
+        fromhdr = malloc(fl);
+        if (!fromhdr) {
+            rc = EX_SOFTWARE_;
+            goto out;
+        }
+        snprintf(fromhdr, fl, "From: %s <%s>", fullname, from);
+        extra[0] = fromhdr;
+        m.headers = extra;
+        m.nheaders = 1;
+    }
+    m.atleastone = !all_or_nothing;
+    m.dsn_notify = notify;
+    m.dsn_ret = ret;
+    m.dsn_envid = envid;
+    mw_smtp *s = NULL;
+    if ((rc = smtp_open(&c, &s, 1)) != 0) goto out;
+    int src = mw_smtp_send(s, &m, &r);
+    print_result(&c, NULL, src, r, mw_smtp_error(s));
+    rc = tx_exit(src, r);
+    mw_smtp_quit(s);
+    mw_smtp_free(s);
+out:
+    mw_smtp_result_free(r);
+    free(fromhdr);
+    free(data);
+    free(rcpt);
+    smtp_cli_free(&c);
+    return rc;
+}
