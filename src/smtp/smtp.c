@@ -258,7 +258,7 @@ static int starttls(mw_smtp *s)
             return 0;
         }
         if (!required && !s->tlspolicy) return 0; /* opportunistic: plain text it is */
-        return mw_err_set(&s->err, MW_EUNSUPPORTED,
+        return mw_err_set(&s->err, MW_ETLS,
                           "the server does not offer STARTTLS (RFC 3207) and TLS is required");
     }
     int rc = put_cmd(s, "STARTTLS");
