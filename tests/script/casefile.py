@@ -67,6 +67,8 @@ class Directive:
         self.__dict__.update(kw)
 
     def __repr__(self):
+        if self.op in COLON_DIRECTIVES:
+            return f"{self.op}: {self.arg}"
         return f"{self.op} {self.arg}".rstrip()
 
 

@@ -67,6 +67,9 @@ class Probe:
             self.sock = socket.create_connection((self.host, port or self.port), self.timeout)
         except ConnectionRefusedError:
             raise Fail(6, f"connection to port {port or self.port} refused") from None
+        except ConnectionResetError:
+            # The server's RST can land before connect() has reported success.
+            raise Fail(7, "connection reset by the server (while connecting)") from None
         self.sock.settimeout(self.timeout)
         self.buf = b""
 
@@ -199,7 +202,7 @@ def main(argv):
         print(f"probe: {e}", file=sys.stderr)
         return e.code
     except (BrokenPipeError, ConnectionResetError) as e:
-        print(f"probe: connection lost while sending: {e}", file=sys.stderr)
+        print(f"probe: connection reset by the server (while sending): {e}", file=sys.stderr)
         return 7
     finally:
         probe.close()

@@ -43,6 +43,16 @@ class _Eof(Exception):
     pass
 
 
+class _ClientGone(Exception):
+    """The client closed or exited while the server was only talking or
+    sleeping (a client that gives up on purpose: oversize line, deadline).
+    The script ends; it fails only if a later directive needed the client."""
+
+
+# Directives that need the client to do something; the others only send.
+NEEDS_CLIENT = {"C", "C-re", "C-any", "C-until", "C-raw", "accept", "tls"}
+
+
 class _EndScript(Exception):
     """Ends the script successfully (C-opt saw a close, may-fail TLS failed)."""
 
@@ -186,19 +196,24 @@ class Conn:
 
     def send(self, data):
         view = memoryview(data)
-        while view:
-            try:
-                n = self.sock.send(view[:CHUNK])
-            except (BlockingIOError, ssl.SSLWantWriteError):
-                self._wait(selectors.EVENT_WRITE)
-                continue
-            except ssl.SSLWantReadError:
-                self._wait(selectors.EVENT_READ)
-                continue
-            except (BrokenPipeError, ConnectionResetError) as e:
-                raise Mismatch(f"the client closed the connection while the server was "
-                               f"sending ({e.strerror or e})") from None
-            view = view[n:]
+        try:
+            while view:
+                try:
+                    n = self.sock.send(view[:CHUNK])
+                except (BlockingIOError, ssl.SSLWantWriteError):
+                    self._wait(selectors.EVENT_WRITE)
+                    continue
+                except ssl.SSLWantReadError:
+                    self._wait(selectors.EVENT_READ)
+                    continue
+                view = view[n:]
+        except (BrokenPipeError, ConnectionResetError) as e:
+            raise _ClientGone(f"the client closed the connection while the server was "
+                              f"sending ({e.strerror or e})") from None
+        except ssl.SSLError as e:
+            raise _ClientGone(f"TLS error while the server was sending: {e.reason or e}") from None
+        except _Stopped:
+            raise _ClientGone("the client exited while the server was sending") from None
 
     def starttls(self, ctx):
         self.sock = ctx.wrap_socket(self.sock, server_side=True,
@@ -371,9 +386,14 @@ class ScriptServer:
                 self._no_connection()
                 return
             conn = self._accept(None)
-            for d in ds:
+            for i, d in enumerate(ds):
                 cur = d
-                conn = self._step(conn, d)
+                try:
+                    conn = self._step(conn, d)
+                except _ClientGone as gone:
+                    self._client_gone(conn, ds[i + 1:], str(gone))
+                    conn = None
+                    break
             cur = None
             if conn is not None:
                 self._finish(conn)
@@ -396,6 +416,15 @@ class ScriptServer:
             if self.error is None:
                 self._check_extra_connections()
             self.done.set()
+
+    def _client_gone(self, conn, rest, why):
+        (conn.log if conn else self.log).note(why)
+        need = next((d for d in rest if d.op in NEEDS_CLIENT), None)
+        if need is not None:
+            raise Mismatch(f"{why}; the script still expected at line {need.lineno}: {need!r}")
+        if conn is not None:
+            conn.close()
+        (conn.log if conn else self.log).note("the rest of the script only sends: it ends here")
 
     def _no_connection(self):
         # Waits for the runner's stop (client exited), then looks whether a
@@ -523,7 +552,8 @@ class ScriptServer:
             self._tls(conn, d)
         elif op == "sleep":
             log.note(f"sleep {d.ms} ms")
-            self.stopper.flag.wait(d.ms / 1000.0)
+            if self.stopper.flag.wait(d.ms / 1000.0):
+                raise _ClientGone(f"the client exited during sleep {d.ms}")
         elif op == "stall":
             log.note("stall: waiting for the client to close")
             try:
