@@ -6,7 +6,7 @@
 #include "commands.h"
 
 static const struct mw_cli_command mw_cli_commands[] = {
-    /* {"pop3", mw_cmd_pop3, "one POP3 session: stat, list, uidl, top, retr, dele, ..."}, */
+    {"pop3", mw_cmd_pop3, "one POP3 session: stat, list, uidl, top, retr, dele, ..."},
     {"send", mw_cmd_send, "send a message like sendmail: stdin, recipients or -t (SMTP)"},
     {"smtp", mw_cmd_smtp, "SMTP session: send FILE... over one connection, capa"},
     {NULL, NULL, NULL},

@@ -28,6 +28,9 @@ struct mw_cli_command {
 /* Maps a library error code to the exit code documented for the CLI. */
 int mw_cli_exit_code(int mw_code);
 
+/* POP3: `mailwire pop3` (cmd_pop3.c). */
+int mw_cmd_pop3(int argc, char **argv);
+
 /* SMTP: `mailwire send` (sendmail-compatible) and `mailwire smtp` (cmd_smtp.c). */
 int mw_cmd_send(int argc, char **argv);
 int mw_cmd_smtp(int argc, char **argv);

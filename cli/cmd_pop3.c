@@ -1,0 +1,517 @@
+/* mailwire pop3 [OPTIONS] COMMAND [ARGS]: one POP3 session — connect, log
+ * in, COMMAND, QUIT.  Uses only the public API. */
+#include "commands.h"
+#include "connopts.h"
+
+#include "mailwire/pop3.h"
+#include "mailwire/sasl.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+    fputs("usage: mailwire pop3 [OPTIONS] COMMAND [ARGS]\n"
+          "commands:\n"
+          "  stat                  COUNT OCTETS\n"
+          "  list [N]              N SIZE lines\n"
+          "  uidl [N]              N UID lines\n"
+          "  top N LINES           the header and LINES lines of the body\n"
+          "  retr N                the message on stdout, as the server holds it\n"
+          "  retr RANGE -o DIR     one file per message, DIR/N.eml\n"
+          "                        (RANGE: N, A-B, all, next)\n"
+          "  dele N|RANGE          mark for deletion (applied at QUIT)\n"
+          "  last                  the highest message number accessed (old servers)\n"
+          "  capa                  the server's capabilities\n"
+          "  noop                  nothing; checks the session\n"
+          "pop3 options:\n"
+          "  -o DIR                directory for retr RANGE\n"
+          "  --msex                end commands in a bare LF (old Exchange)\n"
+          "  --retr-mode MODE      retr (default), list or slow: how sizes are learned\n"
+          "  --no-pipelining       one command at a time even when PIPELINING is offered\n",
+          f);
+    mw_cli_conn_usage(f);
+}
+
+typedef struct cli_state {
+    mw_cli_conn conn;
+    const char *outdir;
+    int json;
+    int json_first;
+    FILE *out;
+    /* retr RANGE -o DIR */
+    int fd;
+    uint64_t fd_msg;
+    char path[4096];
+    int write_failed;
+} cli_state;
+
+static int report(mw_pop3 *p, int rc)
+{
+    const mw_error *e = mw_pop3_error(p);
+    const char *msg = e && e->message[0] ? e->message : mw_strerror(rc);
+    fprintf(stderr, "mailwire pop3: %s", msg);
+    if (e && e->command[0] && !strstr(msg, e->command))
+        fprintf(stderr, " (command: %s)", e->command);
+    fputc('\n', stderr);
+    return mw_cli_exit_code(rc);
+}
+
+static int parse_num(const char *s, uint64_t *v)
+{
+    if (!s || !*s || strlen(s) > 18) return -1;
+    uint64_t x = 0;
+    for (const char *c = s; *c; c++) {
+        if (*c < '0' || *c > '9') return -1;
+        x = x * 10 + (uint64_t)(*c - '0');
+    }
+    *v = x;
+    return 0;
+}
+
+/* RANGE: N, A-B, all, next → Tcllib start/end keywords. */
+static int range_words(const char *r, char *a, char *b, size_t n, int *has_end)
+{
+    *has_end = 1;
+    if (!strcmp(r, "all")) {
+        snprintf(a, n, "start");
+        snprintf(b, n, "end");
+        return 0;
+    }
+    if (!strcmp(r, "next")) {
+        snprintf(a, n, "next");
+        snprintf(b, n, "end");
+        return 0;
+    }
+    const char *dash = strchr(r, '-');
+    uint64_t x, y;
+    if (!dash) {
+        if (parse_num(r, &x) || x == 0) return -1;
+        snprintf(a, n, "%s", r);
+        *has_end = 0;
+        return 0;
+    }
+    char left[32];
+    size_t ll = (size_t)(dash - r);
+    if (ll == 0 || ll >= sizeof left) return -1;
+    memcpy(left, r, ll);
+    left[ll] = '\0';
+    if (parse_num(left, &x) || parse_num(dash + 1, &y) || x == 0 || y < x) return -1;
+    snprintf(a, n, "%s", left);
+    snprintf(b, n, "%s", dash + 1);
+    return 0;
+}
+
+static int stdout_sink(const char *data, size_t len, void *ud)
+{
+    cli_state *s = ud;
+    if (fwrite(data, 1, len, s->out) != len) {
+        s->write_failed = 1;
+        return MW_EIO;
+    }
+    return 0;
+}
+
+static void json_sep(cli_state *s)
+{
+    if (!s->json_first) fputc(',', s->out);
+    s->json_first = 0;
+}
+
+static int file_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr_info *info,
+                    void *ud)
+{
+    cli_state *s = ud;
+    if (s->fd < 0 || s->fd_msg != msg) {
+        snprintf(s->path, sizeof s->path, "%s/%llu.eml", s->outdir, (unsigned long long)msg);
+        s->fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        s->fd_msg = msg;
+        if (s->fd < 0) {
+            fprintf(stderr, "mailwire pop3: cannot create %s: %s\n", s->path, strerror(errno));
+            s->write_failed = 1;
+            return MW_EIO;
+        }
+    }
+    while (len > 0) {
+        ssize_t n = write(s->fd, data, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            fprintf(stderr, "mailwire pop3: cannot write %s: %s\n", s->path, strerror(errno));
+            s->write_failed = 1;
+            return MW_EIO;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    if (info) {
+        int rc = close(s->fd);
+        s->fd = -1;
+        if (rc) {
+            fprintf(stderr, "mailwire pop3: cannot write %s: %s\n", s->path, strerror(errno));
+            s->write_failed = 1;
+            return MW_EIO;
+        }
+        if (info->size_mismatch)
+            fprintf(stderr,
+                    "mailwire pop3: warning: message %llu: the server announced %llu octets "
+                    "but sent %llu\n",
+                    (unsigned long long)msg, (unsigned long long)info->declared,
+                    (unsigned long long)info->octets);
+        if (s->json) {
+            json_sep(s);
+            fprintf(s->out, "{\"msg\":%llu,\"file\":", (unsigned long long)msg);
+            mw_cli_json_string(s->out, s->path, strlen(s->path));
+            fprintf(s->out, ",\"octets\":%llu,\"size_mismatch\":%s}",
+                    (unsigned long long)info->octets, info->size_mismatch ? "true" : "false");
+        } else {
+            fprintf(s->out, "%s\n", s->path);
+        }
+    }
+    return 0;
+}
+
+/* Collects a message for --json output. */
+typedef struct grow {
+    char *data;
+    size_t len, cap;
+} grow;
+
+static int grow_sink(const char *data, size_t len, void *ud)
+{
+    grow *g = ud;
+    if (g->len + len > ((size_t)256 << 20)) return MW_ETOOBIG;
+    if (g->len + len > g->cap) {
+        size_t nc = g->cap ? g->cap : 65536;
+        while (nc < g->len + len)
+            nc *= 2;
+        char *n = realloc(g->data, nc);
+        if (!n) return MW_ENOMEM;
+        g->data = n;
+        g->cap = nc;
+    }
+    memcpy(g->data + g->len, data, len);
+    g->len += len;
+    return 0;
+}
+
+static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    FILE *o = s->out;
+    int rc = 0;
+    uint64_t n = 0, m = 0;
+    if (!strcmp(cmd, "stat")) {
+        if (argc != 1) return -1;
+        if ((rc = mw_pop3_stat(p, &n, &m))) return rc;
+        if (s->json)
+            fprintf(o, "{\"count\":%llu,\"octets\":%llu}\n", (unsigned long long)n,
+                    (unsigned long long)m);
+        else
+            fprintf(o, "%llu %llu\n", (unsigned long long)n, (unsigned long long)m);
+    } else if (!strcmp(cmd, "list") || !strcmp(cmd, "uidl")) {
+        int uidl = cmd[0] == 'u';
+        if (argc > 2 || (argc == 2 && (parse_num(argv[1], &n) || n == 0))) return -1;
+        if (argc == 2) {
+            char uid[71];
+            rc = uidl ? mw_pop3_uidl_one(p, n, uid) : mw_pop3_list_one(p, n, &m);
+            if (rc) return rc;
+            if (s->json) {
+                fprintf(o, "{\"msg\":%llu,", (unsigned long long)n);
+                if (uidl) {
+                    fputs("\"uid\":", o);
+                    mw_cli_json_string(o, uid, strlen(uid));
+                } else {
+                    fprintf(o, "\"size\":%llu", (unsigned long long)m);
+                }
+                fputs("}\n", o);
+            } else if (uidl) {
+                fprintf(o, "%llu %s\n", (unsigned long long)n, uid);
+            } else {
+                fprintf(o, "%llu %llu\n", (unsigned long long)n, (unsigned long long)m);
+            }
+            return 0;
+        }
+        size_t cnt = 0;
+        if (uidl) {
+            mw_pop3_uid *u;
+            if ((rc = mw_pop3_uidl(p, &u, &cnt))) return rc;
+            if (s->json) fputc('[', o);
+            for (size_t i = 0; i < cnt; i++) {
+                if (s->json) {
+                    fprintf(o, "%s{\"msg\":%llu,\"uid\":", i ? "," : "",
+                            (unsigned long long)u[i].msg);
+                    mw_cli_json_string(o, u[i].uid, strlen(u[i].uid));
+                    fputc('}', o);
+                } else {
+                    fprintf(o, "%llu %s\n", (unsigned long long)u[i].msg, u[i].uid);
+                }
+            }
+            mw_pop3_uidl_free(u);
+        } else {
+            mw_pop3_listing *l;
+            if ((rc = mw_pop3_list(p, &l, &cnt))) return rc;
+            if (s->json) fputc('[', o);
+            for (size_t i = 0; i < cnt; i++) {
+                if (s->json)
+                    fprintf(o, "%s{\"msg\":%llu,\"size\":%llu}", i ? "," : "",
+                            (unsigned long long)l[i].msg, (unsigned long long)l[i].size);
+                else
+                    fprintf(o, "%llu %llu\n", (unsigned long long)l[i].msg,
+                            (unsigned long long)l[i].size);
+            }
+            mw_pop3_list_free(l);
+        }
+        if (s->json) fputs("]\n", o);
+    } else if (!strcmp(cmd, "top") || (!strcmp(cmd, "retr") && argc == 2 && !s->outdir)) {
+        int top = cmd[0] == 't';
+        if ((top && argc != 3) || parse_num(argv[1], &n) || n == 0 ||
+            (top && parse_num(argv[2], &m)))
+            return -1;
+        mw_pop3_retr_info info;
+        memset(&info, 0, sizeof info);
+        if (s->json) {
+            grow g = {NULL, 0, 0};
+            rc = top ? mw_pop3_top(p, n, m, grow_sink, &g)
+                     : mw_pop3_retr(p, n, grow_sink, &g, &info);
+            if (!rc) {
+                fprintf(o, "{\"msg\":%llu,\"octets\":%zu,", (unsigned long long)n, g.len);
+                if (!top)
+                    fprintf(o, "\"size_mismatch\":%s,", info.size_mismatch ? "true" : "false");
+                fputs("\"data\":", o);
+                mw_cli_json_string(o, g.data ? g.data : "", g.len);
+                fputs("}\n", o);
+            }
+            free(g.data);
+        } else {
+            rc = top ? mw_pop3_top(p, n, m, stdout_sink, s)
+                     : mw_pop3_retr(p, n, stdout_sink, s, &info);
+        }
+        if (!rc && info.size_mismatch)
+            fprintf(stderr,
+                    "mailwire pop3: warning: message %llu: the server announced %llu octets but "
+                    "sent %llu\n",
+                    (unsigned long long)n, (unsigned long long)info.declared,
+                    (unsigned long long)info.octets);
+        return rc;
+    } else if (!strcmp(cmd, "retr") || !strcmp(cmd, "dele")) {
+        char a[32], b[32];
+        int has_end;
+        if (argc != 2 || range_words(argv[1], a, b, sizeof a, &has_end)) return -1;
+        int dele = cmd[0] == 'd';
+        if (!dele && !s->outdir) {
+            fprintf(stderr, "mailwire pop3: retr of a range needs -o DIR\n");
+            return -1;
+        }
+        uint64_t first, last;
+        if ((rc = mw_pop3_range(p, a, has_end ? b : NULL, &first, &last))) return rc;
+        if (!has_end && first > mw_pop3_count(p)) {
+            /* A single number over the count: let the library say so. */
+            return dele ? mw_pop3_dele(p, first) : mw_pop3_retr(p, first, stdout_sink, s, NULL);
+        }
+        if (s->json) fputs(dele ? "{\"deleted\":[" : "[", o);
+        if (dele) {
+            rc = mw_pop3_dele_range(p, first, last);
+            if (s->json && !rc)
+                for (uint64_t i = first; i <= last; i++)
+                    fprintf(o, "%s%llu", i == first ? "" : ",", (unsigned long long)i);
+        } else {
+            s->json_first = 1;
+            rc = mw_pop3_retr_range(p, first, last, -1, file_msg, s);
+            if (s->fd >= 0) {
+                /* Stopped mid-message: no partial file is left behind. */
+                close(s->fd);
+                s->fd = -1;
+                unlink(s->path);
+            }
+        }
+        if (s->json) fputs(dele ? "]}\n" : "]\n", o);
+        return rc;
+    } else if (!strcmp(cmd, "last")) {
+        if (argc != 1) return -1;
+        if ((rc = mw_pop3_last(p, &n))) return rc;
+        fprintf(o, s->json ? "{\"last\":%llu}\n" : "%llu\n", (unsigned long long)n);
+    } else if (!strcmp(cmd, "capa")) {
+        if (argc != 1) return -1;
+        if ((rc = mw_pop3_capa(p))) return rc;
+        size_t c = mw_pop3_capa_count(p);
+        if (s->json) fputc('[', o);
+        for (size_t i = 0; i < c; i++) {
+            const char *l = mw_pop3_capa_line(p, i);
+            if (s->json) {
+                if (i) fputc(',', o);
+                mw_cli_json_string(o, l, strlen(l));
+            } else {
+                fprintf(o, "%s\n", l);
+            }
+        }
+        if (s->json) fputs("]\n", o);
+    } else if (!strcmp(cmd, "noop")) {
+        if (argc != 1) return -1;
+        if ((rc = mw_pop3_noop(p))) return rc;
+        if (s->json) fputs("{\"ok\":true}\n", o);
+    } else {
+        return -2;
+    }
+    return rc;
+}
+
+int mw_cmd_pop3(int argc, char **argv)
+{
+    cli_state s;
+    memset(&s, 0, sizeof s);
+    s.fd = -1;
+    s.out = stdout;
+    mw_cli_conn_init(&s.conn, "pop3", 110, 995);
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    int nrest = 0;
+    if (!rest) return EX_SOFTWARE_;
+    int ex = EX_OK_;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = nrest == 0 || a[0] == '-' ? mw_cli_conn_option(&s.conn, argc, argv, &i) : 0;
+        if (r < 0) {
+            ex = EX_USAGE_;
+            goto done;
+        }
+        if (r > 0) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            goto done;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "mailwire pop3: -o needs a directory\n");
+                ex = EX_USAGE_;
+                goto done;
+            }
+            s.outdir = argv[++i];
+        } else if (!strcmp(a, "--msex")) {
+            o.msex = 1;
+        } else if (!strcmp(a, "--no-pipelining")) {
+            o.pipelining = 0;
+        } else if (!strcmp(a, "--retr-mode")) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            if (!strcmp(v, "retr"))
+                o.retr_mode = MW_POP3_RETR_RETR;
+            else if (!strcmp(v, "list"))
+                o.retr_mode = MW_POP3_RETR_LIST;
+            else if (!strcmp(v, "slow"))
+                o.retr_mode = MW_POP3_RETR_SLOW;
+            else {
+                fprintf(stderr, "mailwire pop3: --retr-mode wants retr, list or slow\n");
+                ex = EX_USAGE_;
+                goto done;
+            }
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "mailwire pop3: unknown option '%s'\n", a);
+            ex = EX_USAGE_;
+            goto done;
+        } else {
+            rest[nrest++] = argv[i];
+        }
+    }
+    if (nrest == 0) {
+        usage(stderr);
+        ex = EX_USAGE_;
+        goto done;
+    }
+    static const char *known[] = {"stat", "list", "uidl", "top",  "retr",
+                                  "dele", "last", "capa", "noop", NULL};
+    int ok = 0;
+    for (int k = 0; known[k]; k++)
+        ok |= !strcmp(rest[0], known[k]);
+    if (!ok) {
+        fprintf(stderr, "mailwire pop3: unknown command '%s'\n", rest[0]);
+        ex = EX_USAGE_;
+        goto done;
+    }
+    if ((ex = mw_cli_conn_finish(&s.conn))) goto done;
+    s.json = s.conn.json;
+    const char *auth = s.conn.auth;
+    if (!strcmp(auth, "auto"))
+        o.auth = MW_POP3_AUTH_AUTO;
+    else if (!strcmp(auth, "user"))
+        o.auth = MW_POP3_AUTH_USER;
+    else if (!strcmp(auth, "apop"))
+        o.auth = MW_POP3_AUTH_APOP;
+    else if (mw_sasl_mechanism_supported(auth)) {
+        o.auth = MW_POP3_AUTH_SASL;
+        o.sasl_mechs = auth;
+    } else {
+        fprintf(stderr,
+                "mailwire pop3: --auth wants auto, user, apop or a SASL mechanism, "
+                "not '%s'\n",
+                auth);
+        ex = EX_USAGE_;
+        goto done;
+    }
+    if (!s.conn.user && strcasecmp(auth, "EXTERNAL")) {
+        fprintf(stderr, "mailwire pop3: no user: give --user or a ~/.netrc login for %s\n",
+                s.conn.host);
+        ex = EX_USAGE_;
+        goto done;
+    }
+    if (strcasecmp(auth, "EXTERNAL") && (ex = mw_cli_conn_password(&s.conn))) goto done;
+    mw_tls_opts t;
+    mw_net_opts n;
+    mw_cli_conn_tls_opts(&s.conn, &t);
+    mw_cli_conn_net_opts(&s.conn, &n);
+    o.port = s.conn.port;
+    o.tls = s.conn.tls == MW_CLI_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
+            : s.conn.tls == MW_CLI_TLS_NONE   ? MW_POP3_TLS_NONE
+                                              : MW_POP3_TLS_STLS;
+    o.tls_opts = &t;
+    o.net_opts = &n;
+    o.user = s.conn.user;
+    o.password = s.conn.password;
+    o.allow_plaintext = s.conn.allow_plaintext;
+    o.trace = s.conn.trace_fn;
+    o.trace_userdata = s.conn.trace_ud;
+
+    mw_pop3 *p = NULL;
+    int rc = mw_pop3_open(&p, s.conn.host, &o);
+    if (rc) {
+        ex = p ? report(p, rc) : mw_cli_exit_code(rc);
+        mw_pop3_free(p);
+        goto done;
+    }
+    rc = run_command(p, &s, nrest, rest);
+    if (rc == -1 || rc == -2) {
+        fprintf(stderr, "mailwire pop3: bad arguments for '%s'\n", rest[0]);
+        usage(stderr);
+        ex = EX_USAGE_;
+        mw_pop3_free(p); /* no QUIT: nothing is applied */
+        goto done;
+    }
+    if (rc) {
+        ex = s.write_failed ? EX_IOERR_ : report(p, rc);
+        /* Deletions are applied only by a QUIT after success. */
+        mw_pop3_free(p);
+        goto done;
+    }
+    if (fflush(s.out) != 0) {
+        fprintf(stderr, "mailwire pop3: cannot write output: %s\n", strerror(errno));
+        ex = EX_IOERR_;
+        mw_pop3_free(p);
+        goto done;
+    }
+    int confirmed = 0;
+    rc = mw_pop3_quit(p, &confirmed);
+    if (rc && !strcmp(rest[0], "dele")) {
+        /* The deletion is only real once QUIT is confirmed. */
+        ex = report(p, rc);
+    } else if (rc) {
+        fprintf(stderr, "mailwire pop3: warning: QUIT not confirmed: %s\n",
+                mw_pop3_error(p)->message);
+    }
+    mw_pop3_free(p);
+done:
+    free(rest);
+    mw_cli_conn_free(&s.conn);
+    return ex;
+}

@@ -1,0 +1,259 @@
+/* mailwire — POP3 client (RFC 1939, RFC 2449 CAPA/PIPELINING/response
+ * codes, RFC 5034 AUTH, RFC 2595 STLS, RFC 3206 codes).
+ *
+ * The C face of Tcllib pop3 and scsh pop3: one handle per session.
+ *
+ *     mw_pop3_opts o = MW_POP3_OPTS_INIT;
+ *     o.tls = MW_POP3_TLS_STLS; o.user = "me"; o.password = pw;
+ *     mw_pop3 *p;
+ *     int rc = mw_pop3_open(&p, "pop.example.org", &o);
+ *     if (rc) { puts(mw_pop3_error(p)->message); mw_pop3_free(p); }
+ *     ... mw_pop3_retr(p, 1, sink, ud, NULL); ...
+ *     mw_pop3_quit(p, &confirmed); mw_pop3_free(p);
+ *
+ * Every function returns 0 or a negative MW_E… code (the codes each can
+ * return are listed with it); the detail is in mw_pop3_error(p): what went
+ * wrong in words, the server's text, its RFC 2449/3206 response code, and
+ * the command that failed (secrets masked).  After a network, timeout,
+ * TLS or protocol error the session is unusable: later calls return
+ * MW_ESTATE.  A server -ERR leaves it usable.
+ *
+ * Server -ERR replies map to codes by their response code: [IN-USE],
+ * [LOGIN-DELAY], [SYS/TEMP] -> MW_ETEMP; [AUTH] or any -ERR to a login
+ * command -> MW_EAUTH; otherwise MW_ESERVER. */
+#ifndef MAILWIRE_POP3_H
+#define MAILWIRE_POP3_H
+
+#include "common.h"
+#include "error.h"
+#include "mime.h"
+#include "net.h"
+#include "trace.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mw_pop3 mw_pop3;
+
+enum mw_pop3_tls_mode {
+    MW_POP3_TLS_NONE = 0,     /* plain text (passwords then need allow_plaintext) */
+    MW_POP3_TLS_STLS = 1,     /* RFC 2595 STLS; not offered or refused = MW_ETLS */
+    MW_POP3_TLS_IMPLICIT = 2, /* POP3S, TLS from the first byte (port 995) */
+};
+
+enum mw_pop3_auth_method {
+    MW_POP3_AUTH_AUTO = 0, /* the strongest SASL mechanism offered, else USER/PASS */
+    MW_POP3_AUTH_USER = 1, /* USER/PASS (RFC 1939 §7) */
+    MW_POP3_AUTH_APOP = 2, /* APOP (RFC 1939 §7): MD5, only when asked for */
+    MW_POP3_AUTH_SASL = 3, /* AUTH (RFC 5034) with sasl_mechs (NULL: strongest offered) */
+    MW_POP3_AUTH_NONE = 4, /* do not log in (the caller sends nothing more, or
+                              the stream is pre-authenticated) */
+};
+
+/* Tcllib -retr-mode: how a message's size is learned.  The body is always
+ * read to its terminating line, whatever the mode; a size that disagrees
+ * with the data is reported in mw_pop3_retr_info. */
+enum mw_pop3_retr_mode {
+    MW_POP3_RETR_RETR = 0, /* from "+OK 120 octets"; none there: switch to LIST for good */
+    MW_POP3_RETR_LIST = 1, /* from LIST n first; none there: switch to SLOW for good */
+    MW_POP3_RETR_SLOW = 2, /* not learned */
+};
+
+#define MW_POP3_OPTS_VERSION 1
+typedef struct mw_pop3_opts {
+    unsigned version;
+    unsigned port;               /* 0: 110, or 995 with implicit TLS */
+    int tls;                     /* enum mw_pop3_tls_mode; default MW_POP3_TLS_NONE */
+    const mw_tls_opts *tls_opts; /* NULL: verify against the system store */
+    const mw_net_opts *net_opts; /* NULL: defaults (connect 30 s, each I/O 60 s) */
+
+    const char *user;
+    const char *password;
+    const char *authzid;    /* SASL authorization identity, optional */
+    const char *token;      /* OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER) */
+    int auth;               /* enum mw_pop3_auth_method */
+    const char *sasl_mechs; /* "SCRAM-SHA-256 PLAIN": wanted mechanisms, in order */
+    int allow_plaintext;    /* 1: a password may go over an unencrypted link */
+    int sasl_ir;            /* 1 (default): send a SASL initial response */
+
+    int msex;               /* Tcllib -msex: end commands in a bare LF */
+    int retr_mode;          /* enum mw_pop3_retr_mode */
+    int pipelining;         /* 1 (default): use a command window when CAPA says PIPELINING */
+    unsigned window;        /* commands in flight when pipelining (default 32, max 1024) */
+    size_t max_line;        /* longest reply line accepted (default 8192, min 512) */
+    int skip_stat;          /* 1: no STAT after login (the count is then learned lazily) */
+    int command_timeout_ms; /* whole-command limit (a reply that never ends); 0 = none */
+
+    mw_trace_fn trace; /* each line sent and received; secrets masked */
+    void *trace_userdata;
+    int trace_secrets; /* 1: do not mask PASS, APOP digests, AUTH exchanges */
+
+    /* Tcllib -socketcmd: a connected stream to use instead of connecting to
+     * host (owned by the session from mw_pop3_open on, even on failure).
+     * With implicit TLS it is wrapped; host is then only the name checked. */
+    mw_stream *stream;
+    mw_cancel *cancel;
+} mw_pop3_opts;
+#define MW_POP3_OPTS_INIT                                                                          \
+    {                                                                                              \
+        MW_POP3_OPTS_VERSION, 0, MW_POP3_TLS_NONE, NULL, NULL, NULL, NULL, NULL, NULL,             \
+            MW_POP3_AUTH_AUTO, NULL, 0, 1, 0, MW_POP3_RETR_RETR, 1, 32, 8192, 0, 0, NULL, NULL, 0, \
+            NULL, NULL                                                                             \
+    }
+
+/* Connects, reads the greeting, asks CAPA, does STLS when asked (CAPA again
+ * over TLS, the old list forgotten), logs in, then STAT (the count is kept
+ * for ranges, as Tcllib's "limit").  *out is set whenever a handle could be
+ * made — also on failure, so mw_pop3_error() can be read — and must be
+ * freed with mw_pop3_free().
+ * Returns 0, MW_EINVAL (bad option, CR/LF/NUL in user or password),
+ * MW_ENET, MW_ETIMEOUT, MW_ECANCELED, MW_ETLS (STLS missing or refused,
+ * handshake), MW_ECERT, MW_EPROTO (not POP3, bytes injected after STLS),
+ * MW_ETOOBIG (line over max_line), MW_ESERVER (-ERR greeting), MW_ETEMP,
+ * MW_EAUTH, MW_EPOLICY (a password would go in clear), MW_EUNSUPPORTED
+ * (APOP without a valid timestamp, a wanted SASL mechanism not offered),
+ * MW_ENOMEM. */
+MW_EXTERN int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts);
+/* Closes without QUIT (the server then keeps the messages marked deleted)
+ * and frees the handle.  NULL is fine. */
+MW_EXTERN void mw_pop3_free(mw_pop3 *p);
+/* The detail of the last error.  Never NULL for a handle. */
+MW_EXTERN const mw_error *mw_pop3_error(const mw_pop3 *p);
+
+/* STAT (RFC 1939 §5).  Also refreshes the count used for ranges.
+ * Returns 0, MW_ESERVER, MW_ETEMP, MW_EPROTO, MW_ENET, MW_ETIMEOUT, MW_ESTATE. */
+MW_EXTERN int mw_pop3_stat(mw_pop3 *p, uint64_t *count, uint64_t *octets);
+/* The message count learned at login (or the last STAT); 0 if none. */
+MW_EXTERN uint64_t mw_pop3_count(const mw_pop3 *p);
+
+typedef struct mw_pop3_listing {
+    uint64_t msg;
+    uint64_t size;
+} mw_pop3_listing;
+typedef struct mw_pop3_uid {
+    uint64_t msg;
+    char uid[71]; /* 1-70 octets of 0x21-0x7E (RFC 1939 §7), NUL-terminated */
+} mw_pop3_uid;
+
+/* LIST of all messages: *items (free with mw_pop3_list_free) has *n
+ * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 10 million
+ * entries), MW_ENOMEM. */
+MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
+/* LIST msg.  msg is checked against the count (MW_EINVAL). */
+MW_EXTERN int mw_pop3_list_one(mw_pop3 *p, uint64_t msg, uint64_t *size);
+MW_EXTERN void mw_pop3_list_free(mw_pop3_listing *items);
+/* UIDL of all messages / of one (RFC 1939 §7); every uid is checked
+ * (MW_EPROTO on a bad one).  Free with mw_pop3_uidl_free. */
+MW_EXTERN int mw_pop3_uidl(mw_pop3 *p, mw_pop3_uid **items, size_t *n);
+MW_EXTERN int mw_pop3_uidl_one(mw_pop3 *p, uint64_t msg, char uid[71]);
+MW_EXTERN void mw_pop3_uidl_free(mw_pop3_uid *items);
+
+/* Receives a message in chunks, dot-unstuffed, exactly as the server holds
+ * it (line ends as sent, CRLF).  Return 0 to go on; anything else stops the
+ * delivery (the rest of the reply is read and dropped so the session stays
+ * usable) and is returned by the call. */
+typedef int (*mw_pop3_sink_fn)(const char *data, size_t len, void *userdata);
+
+typedef struct mw_pop3_retr_info {
+    uint64_t msg;
+    uint64_t octets;   /* delivered (unstuffed) */
+    uint64_t declared; /* size from the RETR reply or LIST, if known */
+    int size_known;    /* 1 when declared is set */
+    int size_mismatch; /* 1 when declared != octets (reported, not an error) */
+    int complete;      /* 1 when the terminating line was read */
+} mw_pop3_retr_info;
+
+/* RETR msg, streamed to sink.  info may be NULL.  Returns 0, MW_EINVAL
+ * (msg 0 or over the count), MW_ESERVER, MW_ETEMP, MW_ENET (dropped: the
+ * message is incomplete, info->complete = 0), MW_ETIMEOUT, MW_EPROTO,
+ * MW_ESTATE, or the sink's own code. */
+MW_EXTERN int mw_pop3_retr(mw_pop3 *p, uint64_t msg, mw_pop3_sink_fn sink, void *userdata,
+                           mw_pop3_retr_info *info);
+/* RETR into a fresh buffer (free()), NUL-terminated; MW_ETOOBIG when the
+ * message is over max bytes (0 = 64 MiB). */
+MW_EXTERN int mw_pop3_retr_buf(mw_pop3 *p, uint64_t msg, char **data, size_t *len, size_t max,
+                               mw_pop3_retr_info *info);
+/* TOP msg lines (RFC 1939 §7): the headers, the empty line, and up to
+ * `lines` lines of the body. */
+MW_EXTERN int mw_pop3_top(mw_pop3 *p, uint64_t msg, uint64_t lines, mw_pop3_sink_fn sink,
+                          void *userdata);
+
+/* DELE, RSET, NOOP (RFC 1939 §5-6).  Return 0, MW_EINVAL, MW_ESERVER,
+ * MW_ETEMP, MW_ENET, MW_ETIMEOUT, MW_EPROTO, MW_ESTATE. */
+MW_EXTERN int mw_pop3_dele(mw_pop3 *p, uint64_t msg);
+MW_EXTERN int mw_pop3_rset(mw_pop3 *p);
+MW_EXTERN int mw_pop3_noop(mw_pop3 *p);
+/* LAST (RFC 1460; removed from RFC 1939): the highest message number
+ * accessed.  A server without it gives MW_EUNSUPPORTED ("server has no
+ * LAST command: <its text>"). */
+MW_EXTERN int mw_pop3_last(mw_pop3 *p, uint64_t *last);
+
+/* CAPA (RFC 2449 §5) again; the list is kept.  MW_EUNSUPPORTED when the
+ * server answers -ERR. */
+MW_EXTERN int mw_pop3_capa(mw_pop3 *p);
+/* The capability lines known now (from open or the last mw_pop3_capa),
+ * e.g. "SASL PLAIN SCRAM-SHA-256"; valid until the next call on p. */
+MW_EXTERN size_t mw_pop3_capa_count(const mw_pop3 *p);
+MW_EXTERN const char *mw_pop3_capa_line(const mw_pop3 *p, size_t i);
+/* 1 when a capability with this keyword (case-insensitive) is listed. */
+MW_EXTERN int mw_pop3_has_capa(const mw_pop3 *p, const char *keyword);
+
+/* QUIT (RFC 1939 §6): the server applies the deletions.  *confirmed (may be
+ * NULL) is 1 only when it answered +OK; the connection is closed either
+ * way.  Returns 0, MW_ESERVER (-ERR: "some deleted messages not removed"),
+ * MW_ENET, MW_ETIMEOUT, MW_EPROTO, MW_ESTATE. */
+MW_EXTERN int mw_pop3_quit(mw_pop3 *p, int *confirmed);
+
+/* Tcllib ::pop3::config: the options in effect. Strings live as long as p. */
+typedef struct mw_pop3_config {
+    const char *host;
+    unsigned port;
+    int tls; /* enum mw_pop3_tls_mode */
+    int msex;
+    int retr_mode;  /* the current one (it may have fallen back) */
+    uint64_t limit; /* the message count used for ranges */
+    int pipelining; /* 1 when a command window is in use */
+    unsigned window;
+    const char *auth_used; /* "USER", "APOP", "SASL PLAIN", "" */
+    const char *greeting;  /* the greeting text */
+} mw_pop3_config;
+MW_EXTERN void mw_pop3_config_get(const mw_pop3 *p, mw_pop3_config *out);
+
+/* ---- Ranges (Tcllib retrieve/delete) ----------------------------------------
+ * start: a number, "start" (1), "next" (LAST + 1; 1 when LAST fails), "end"
+ * (the count).  end: NULL (only start), a number, "end" or "last" (the count).
+ * end is clamped to the count; start 0 becomes 1.  *first > *last means an
+ * empty range (nothing is sent).  Returns 0 or MW_EINVAL ("bad start index X"),
+ * or the codes of mw_pop3_last. */
+MW_EXTERN int mw_pop3_range(mw_pop3 *p, const char *start, const char *end, uint64_t *first,
+                            uint64_t *last);
+
+/* Receives the messages of a range: data chunks (info == NULL), then once
+ * per message a final call with data == NULL, len 0 and info set.  A
+ * nonzero return stops the range after draining what is in flight. */
+typedef int (*mw_pop3_msg_fn)(uint64_t msg, const char *data, size_t len,
+                              const mw_pop3_retr_info *info, void *userdata);
+/* RETR (top_lines < 0) or TOP msg top_lines, first..last, with a window of
+ * commands in flight when the server offers PIPELINING (RFC 2449 §6.6).
+ * Stops at the first failure (after reading the replies in flight). */
+MW_EXTERN int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long top_lines,
+                                 mw_pop3_msg_fn fn, void *userdata);
+/* DELE first..last (pipelined when offered); stops at the first failure. */
+MW_EXTERN int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last);
+
+/* ---- scsh retrieve-message / retrieve-headers --------------------------------
+ * The headers as an ordered list of (name, value) pairs — repeated fields
+ * kept, folding undone — through the mw_mime_headers accessors
+ * (mw_mime_headers_at: name/value).  Free with mw_mime_headers_free. */
+/* TOP msg 0: the headers only. */
+MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers);
+/* RETR msg: headers plus the body bytes after the empty line (a fresh
+ * NUL-terminated buffer to free(); MW_ETOOBIG over max, 0 = 64 MiB). */
+MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
+                                       char **body, size_t *body_len, size_t max);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,732 @@
+/* POP3 session: connection, commands and replies, simple commands
+ * (RFC 1939, RFC 2449, RFC 2595). */
+#include "pop3/pop3_int.h"
+
+#include "util/err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const char *state_name(int s)
+{
+    switch (s) {
+    case P3_NEW:
+        return "not connected";
+    case P3_AUTH:
+        return "authorization";
+    case P3_TRANS:
+        return "transaction";
+    case P3_CLOSED:
+        return "closed";
+    default:
+        return "unusable after an earlier error";
+    }
+}
+
+void pop3_set_state(mw_pop3 *p, int state)
+{
+    /* Policy lives here: once broken or closed, a session never comes back,
+     * and the connection goes away with it. */
+    if (p->state == P3_BROKEN && state != P3_BROKEN) return;
+    p->state = state;
+    if (state == P3_CLOSED && p->conn) {
+        mw_conn_free(p->conn);
+        p->conn = NULL;
+    }
+}
+
+int pop3_fatal(mw_pop3 *p, int rc)
+{
+    pop3_set_state(p, P3_BROKEN);
+    if (p->err.code == 0) p->err.code = rc;
+    return rc;
+}
+
+int pop3_require(mw_pop3 *p, int state, const char *what)
+{
+    if (p->state == state) return 0;
+    mw_error_clear(&p->err);
+    return mw_err_set(&p->err, MW_ESTATE, "%s: not possible, the session is %s", what,
+                      state_name(p->state));
+}
+
+static int has_line_break(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0') return 1;
+    return 0;
+}
+
+int pop3_send(mw_pop3 *p, const char *line, size_t len, const char *masked, int flush)
+{
+    mw_error_clear(&p->err);
+    if (has_line_break(line, len))
+        return mw_err_set(&p->err, MW_EINVAL, "CR, LF or NUL in a command; nothing sent");
+    /* RFC 2449 §4: command lines are at most 255 octets with the CRLF. */
+    if (len + 2 > P3_MAX_CMD)
+        return mw_err_set(&p->err, MW_EINVAL, "command of %zu octets is over the 255-octet limit",
+                          len + 2);
+    const char *show = masked ? masked : line;
+    size_t show_len = masked ? strlen(masked) : len;
+    mw_conn_trace(p->conn, MW_TRACE_SEND, show, show_len);
+    mw_err_set_command(&p->err, show, show_len);
+    char buf[P3_MAX_CMD + 2];
+    memcpy(buf, line, len);
+    size_t n = len;
+    /* Tcllib -msex: Exchange wanted commands ended by a bare LF. */
+    if (!p->msex) buf[n++] = '\r';
+    buf[n++] = '\n';
+    int rc = mw_conn_write(p->conn, buf, n, &p->err);
+    if (!rc && flush) rc = mw_conn_flush(p->conn, &p->err);
+    if (rc) return pop3_fatal(p, rc);
+    return 0;
+}
+
+int pop3_sendf(mw_pop3 *p, int flush, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line) {
+        mw_error_clear(&p->err);
+        return mw_err_set(&p->err, MW_EINVAL, "command too long");
+    }
+    return pop3_send(p, line, (size_t)n, NULL, flush);
+}
+
+int pop3_read_status(mw_pop3 *p, mw_pop3_status *st)
+{
+    const char *line;
+    size_t len;
+    int rc = mw_conn_read_line(p->conn, &line, &len, &p->err);
+    if (rc) {
+        if (rc == MW_ETOOBIG)
+            mw_err_set(&p->err, rc, "reply line over the %zu-octet limit (after %s)", p->max_line,
+                       p->err.command[0] ? p->err.command : "connecting");
+        return pop3_fatal(p, rc);
+    }
+    if (p->in_auth && !p->trace_secrets && len > 0 && line[0] == '+' &&
+        (len == 1 || line[1] == ' '))
+        mw_conn_trace(p->conn, MW_TRACE_RECV, "+ ****", 6);
+    else
+        mw_conn_trace(p->conn, MW_TRACE_RECV, line, len);
+    if (mw_pop3_parse_status(st, line, len)) {
+        mw_err_set_reply(&p->err, line, len);
+        mw_err_set(&p->err, MW_EPROTO, "server sent neither +OK nor -ERR: '%s'", p->err.reply);
+        return pop3_fatal(p, MW_EPROTO);
+    }
+    return 0;
+}
+
+int pop3_server_error(mw_pop3 *p, const mw_pop3_status *st, int dflt, const char *what)
+{
+    int code = dflt;
+    /* RFC 2449 §8.1 / RFC 3206: temporary conditions are worth retrying. */
+    if (!strcasecmp(st->code, "IN-USE") || !strcasecmp(st->code, "LOGIN-DELAY") ||
+        !strncasecmp(st->code, "SYS/TEMP", 8))
+        code = MW_ETEMP;
+    else if (!strcasecmp(st->code, "AUTH"))
+        code = MW_EAUTH;
+    else if (!strncasecmp(st->code, "SYS/PERM", 8) && dflt != MW_EAUTH)
+        code = MW_ESERVER;
+    mw_err_set_reply(&p->err, st->text, st->text_len);
+    mw_copy_printable(p->err.resp_code, sizeof p->err.resp_code, st->code, strlen(st->code));
+    if (st->kind == MW_POP3_CONT)
+        return mw_err_set(&p->err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what,
+                          p->err.reply);
+    return mw_err_set(&p->err, code, "%s: server said -ERR %s", what, p->err.reply);
+}
+
+int pop3_simple(mw_pop3 *p, mw_pop3_status *st, const char *what, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line) {
+        mw_error_clear(&p->err);
+        return mw_err_set(&p->err, MW_EINVAL, "%s: command too long", what);
+    }
+    int rc = pop3_send(p, line, (size_t)n, NULL, 1);
+    if (!rc) rc = pop3_read_status(p, st);
+    if (rc) return rc;
+    if (st->kind != MW_POP3_OK) return pop3_server_error(p, st, MW_ESERVER, what);
+    return 0;
+}
+
+int pop3_read_lines(mw_pop3 *p, pop3_line_fn fn, void *ud)
+{
+    int keep = 0;
+    for (;;) {
+        const char *line;
+        size_t len;
+        int rc = mw_conn_read_line(p->conn, &line, &len, &p->err);
+        if (rc) {
+            if (rc == MW_ENET)
+                mw_err_set(&p->err, rc, "connection closed in the middle of a multi-line reply");
+            return pop3_fatal(p, rc);
+        }
+        mw_conn_trace(p->conn, MW_TRACE_RECV, line, len);
+        /* RFC 1939 §3: "." ends the reply; a leading dot is stuffing. */
+        if (len == 1 && line[0] == '.') return keep;
+        if (len > 0 && line[0] == '.') {
+            line++;
+            len--;
+        }
+        if (!keep) {
+            rc = fn(p, line, len, ud);
+            if (rc) {
+                if (p->state == P3_BROKEN) return rc;
+                keep = rc;
+            }
+        }
+    }
+}
+
+int pop3_check_msg(mw_pop3 *p, uint64_t msg)
+{
+    mw_error_clear(&p->err);
+    if (msg == 0) return mw_err_set(&p->err, MW_EINVAL, "message numbers start at 1");
+    if (p->have_count && msg > p->count)
+        return mw_err_set(
+            &p->err, MW_EINVAL, "message %llu does not exist: the mailbox has %llu message%s",
+            (unsigned long long)msg, (unsigned long long)p->count, p->count == 1 ? "" : "s");
+    return 0;
+}
+
+/* ---- CAPA ------------------------------------------------------------------ */
+
+static void capa_forget(mw_pop3 *p)
+{
+    for (size_t i = 0; i < p->ncapa; i++)
+        free(p->capa[i]);
+    p->ncapa = 0;
+    p->capa_known = 0;
+}
+
+static int capa_line(mw_pop3 *p, const char *line, size_t len, void *ud)
+{
+    (void)ud;
+    if (p->ncapa >= P3_MAX_CAPA || len == 0) return 0; /* more than we look at: ignored */
+    char *s = malloc(len + 1);
+    if (!s) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+    mw_copy_printable(s, len + 1, line, len);
+    p->capa[p->ncapa++] = s;
+    return 0;
+}
+
+int pop3_do_capa(mw_pop3 *p)
+{
+    mw_pop3_status st;
+    capa_forget(p);
+    int rc = pop3_send(p, "CAPA", 4, NULL, 1);
+    if (!rc) rc = pop3_read_status(p, &st);
+    if (rc) return rc;
+    if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_EUNSUPPORTED, "CAPA");
+    rc = pop3_read_lines(p, capa_line, NULL);
+    if (!rc) p->capa_known = 1;
+    return rc;
+}
+
+static const char *capa_find(const mw_pop3 *p, const char *kw)
+{
+    size_t kl = strlen(kw);
+    for (size_t i = 0; i < p->ncapa; i++) {
+        const char *c = p->capa[i];
+        if (!strncasecmp(c, kw, kl) && (c[kl] == '\0' || c[kl] == ' ')) return c;
+    }
+    return NULL;
+}
+
+int mw_pop3_has_capa(const mw_pop3 *p, const char *keyword)
+{
+    return p && keyword && capa_find(p, keyword) != NULL;
+}
+
+size_t mw_pop3_capa_count(const mw_pop3 *p)
+{
+    return p ? p->ncapa : 0;
+}
+
+const char *mw_pop3_capa_line(const mw_pop3 *p, size_t i)
+{
+    return p && i < p->ncapa ? p->capa[i] : NULL;
+}
+
+int mw_pop3_capa(mw_pop3 *p)
+{
+    if (!p) return MW_EINVAL;
+    if (p->state != P3_AUTH && p->state != P3_TRANS) return pop3_require(p, P3_TRANS, "CAPA");
+    int rc = pop3_do_capa(p);
+    if (!rc) p->pipelining = p->want_pipelining && capa_find(p, "PIPELINING");
+    return rc;
+}
+
+/* ---- Opening ------------------------------------------------------------ */
+
+static int validate_opts(mw_pop3 *p, const mw_pop3_opts *o)
+{
+    if (o->version != MW_POP3_OPTS_VERSION)
+        return mw_err_set(&p->err, MW_EINVAL, "mw_pop3_opts version %u is not %u", o->version,
+                          MW_POP3_OPTS_VERSION);
+    if (o->tls < MW_POP3_TLS_NONE || o->tls > MW_POP3_TLS_IMPLICIT)
+        return mw_err_set(&p->err, MW_EINVAL, "unknown TLS mode %d", o->tls);
+    if (o->auth < MW_POP3_AUTH_AUTO || o->auth > MW_POP3_AUTH_NONE)
+        return mw_err_set(&p->err, MW_EINVAL, "unknown login method %d", o->auth);
+    if (o->retr_mode < MW_POP3_RETR_RETR || o->retr_mode > MW_POP3_RETR_SLOW)
+        return mw_err_set(&p->err, MW_EINVAL, "unknown retr mode %d", o->retr_mode);
+    if (o->port > 65535) return mw_err_set(&p->err, MW_EINVAL, "port %u out of range", o->port);
+    if (o->window > 1024)
+        return mw_err_set(&p->err, MW_EINVAL, "pipelining window %u over 1024", o->window);
+    if (o->max_line && o->max_line < 512)
+        return mw_err_set(&p->err, MW_EINVAL, "max_line %zu under 512", o->max_line);
+    const char *fields[] = {o->user, o->password, o->authzid, o->token, o->sasl_mechs};
+    const char *names[] = {"user name", "password", "authzid", "token", "SASL mechanism list"};
+    for (size_t i = 0; i < 5; i++)
+        if (fields[i] && has_line_break(fields[i], strlen(fields[i])))
+            return mw_err_set(&p->err, MW_EINVAL, "CR or LF in the %s; nothing sent", names[i]);
+    return 0;
+}
+
+static int read_greeting(mw_pop3 *p)
+{
+    mw_pop3_status st;
+    int rc = pop3_read_status(p, &st);
+    if (rc) return rc;
+    if (st.kind != MW_POP3_OK) {
+        pop3_server_error(p, &st, MW_ESERVER, "greeting");
+        mw_err_set(&p->err, p->err.code, "server refused the connection: -ERR %s", p->err.reply);
+        return pop3_fatal(p, p->err.code);
+    }
+    mw_copy_printable(p->greeting, sizeof p->greeting, st.text, st.text_len);
+    const char *ts;
+    size_t tl;
+    if (mw_pop3_find_timestamp(st.text, st.text_len, &ts, &tl) && tl < sizeof p->timestamp) {
+        memcpy(p->timestamp, ts, tl);
+        p->timestamp[tl] = '\0';
+    }
+    pop3_set_state(p, P3_AUTH);
+    return 0;
+}
+
+/* RFC 2595 §4: STLS, then TLS, then CAPA again (the list from before TLS is
+ * forgotten: a man in the middle could have changed it). */
+static int do_stls(mw_pop3 *p, const mw_pop3_opts *o)
+{
+    if (!p->capa_known || !capa_find(p, "STLS")) {
+        mw_error_clear(&p->err);
+        mw_err_set(&p->err, MW_ETLS,
+                   "STLS was asked for but the server does not offer it%s; not going on in "
+                   "plain text",
+                   p->capa_known ? "" : " (CAPA failed)");
+        return pop3_fatal(p, MW_ETLS);
+    }
+    mw_pop3_status st;
+    int rc = pop3_send(p, "STLS", 4, NULL, 1);
+    if (!rc) rc = pop3_read_status(p, &st);
+    if (rc) return rc;
+    if (st.kind != MW_POP3_OK) {
+        pop3_server_error(p, &st, MW_ETLS, "STLS");
+        mw_err_set(&p->err, MW_ETLS, "server refused STLS: -ERR %s; not going on in plain text",
+                   p->err.reply);
+        return pop3_fatal(p, MW_ETLS);
+    }
+    size_t extra = mw_conn_buffered(p->conn);
+    if (extra) {
+        mw_err_set(&p->err, MW_EPROTO,
+                   "server sent %zu bytes after its STLS +OK, before the TLS handshake "
+                   "(possible injection); refusing",
+                   extra);
+        return pop3_fatal(p, MW_EPROTO);
+    }
+    mw_tls_opts dflt = MW_TLS_OPTS_INIT;
+    rc = mw_conn_starttls(p->conn, o->tls_opts ? o->tls_opts : &dflt, &p->err);
+    if (rc) return pop3_fatal(p, rc);
+    mw_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (STLS)", 22);
+    capa_forget(p);
+    rc = pop3_do_capa(p);
+    if (rc && p->state == P3_BROKEN) return rc;
+    return 0;
+}
+
+int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
+{
+    mw_pop3_opts dflt = MW_POP3_OPTS_INIT;
+    const mw_pop3_opts *o = opts ? opts : &dflt;
+    if (!out) return MW_EINVAL;
+    *out = NULL;
+    mw_pop3 *p = calloc(1, sizeof *p);
+    if (!p) {
+        if (o->stream) mw_stream_free(o->stream);
+        return MW_ENOMEM;
+    }
+    *out = p;
+    p->scratch = malloc(P3_SCRATCH + 1);
+    p->host = strdup(host ? host : "");
+    if (!p->scratch || !p->host) {
+        if (o->stream) mw_stream_free(o->stream);
+        return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+    }
+    int rc = validate_opts(p, o);
+    if (!rc && !o->stream && (!host || !*host))
+        rc = mw_err_set(&p->err, MW_EINVAL, "no host to connect to");
+    if (rc) {
+        if (o->stream) mw_stream_free(o->stream);
+        pop3_set_state(p, P3_BROKEN);
+        return rc;
+    }
+    p->tls = o->tls;
+    p->port = o->port ? o->port : o->tls == MW_POP3_TLS_IMPLICIT ? 995 : 110;
+    p->msex = o->msex;
+    p->retr_mode = o->retr_mode;
+    p->want_pipelining = o->pipelining;
+    p->window = o->window ? o->window : 32;
+    p->max_line = o->max_line ? o->max_line : 8192;
+    p->command_timeout_ms = o->command_timeout_ms;
+    p->trace = o->trace;
+    p->trace_ud = o->trace_userdata;
+    p->trace_secrets = o->trace_secrets;
+
+    mw_net_opts ndflt = MW_NET_OPTS_INIT;
+    const mw_net_opts *n = o->net_opts ? o->net_opts : &ndflt;
+    mw_stream *s = o->stream;
+    if (!s) {
+        rc = mw_stream_tcp(&s, host, p->port, n, &p->err);
+        if (rc) {
+            pop3_set_state(p, P3_BROKEN);
+            return rc;
+        }
+    }
+    if (o->tls == MW_POP3_TLS_IMPLICIT) {
+        mw_tls_opts tdflt = MW_TLS_OPTS_INIT;
+        mw_tls_opts t = o->tls_opts ? *o->tls_opts : tdflt;
+        if (!t.servername && host && *host) t.servername = host;
+        mw_stream *ts = NULL;
+        rc = mw_stream_tls(&ts, s, &t, &p->err); /* owns s from here, also on failure */
+        if (rc) {
+            pop3_set_state(p, P3_BROKEN);
+            return rc;
+        }
+        s = ts;
+    }
+    rc = mw_conn_new(&p->conn, s, &p->err);
+    if (rc) {
+        pop3_set_state(p, P3_BROKEN);
+        return rc;
+    }
+    mw_conn_set_io_timeout(p->conn, n->io_timeout_ms);
+    mw_conn_set_max_line(p->conn, p->max_line);
+    if (o->cancel)
+        mw_conn_set_cancel(p->conn, o->cancel);
+    else if (n->cancel)
+        mw_conn_set_cancel(p->conn, n->cancel);
+    mw_conn_set_trace(p->conn, o->trace, o->trace_userdata);
+    if (p->command_timeout_ms > 0)
+        mw_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
+    if (o->tls == MW_POP3_TLS_IMPLICIT)
+        mw_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (implicit)", 25);
+
+    if ((rc = read_greeting(p))) return rc;
+    /* RFC 2449 §5: CAPA may be refused by old servers; that is not fatal
+     * unless we need it (STLS). */
+    rc = pop3_do_capa(p);
+    if (rc && p->state == P3_BROKEN) return rc;
+    if (o->tls == MW_POP3_TLS_STLS && (rc = do_stls(p, o))) return rc;
+    if ((rc = pop3_login(p, o))) return rc;
+    p->pipelining = p->want_pipelining && capa_find(p, "PIPELINING");
+    if (!o->skip_stat && o->auth != MW_POP3_AUTH_NONE) {
+        uint64_t c, oct;
+        if ((rc = mw_pop3_stat(p, &c, &oct))) return rc;
+    }
+    if (p->command_timeout_ms > 0) mw_conn_set_deadline(p->conn, MW_NO_DEADLINE);
+    mw_error_clear(&p->err);
+    return 0;
+}
+
+void mw_pop3_free(mw_pop3 *p)
+{
+    if (!p) return;
+    if (p->conn) mw_conn_free(p->conn);
+    capa_forget(p);
+    free(p->scratch);
+    free(p->host);
+    free(p);
+}
+
+const mw_error *mw_pop3_error(const mw_pop3 *p)
+{
+    return p ? &p->err : NULL;
+}
+
+uint64_t mw_pop3_count(const mw_pop3 *p)
+{
+    return p && p->have_count ? p->count : 0;
+}
+
+/* Each command may be bounded as a whole (a reply that never ends). */
+static void command_deadline(mw_pop3 *p, int on)
+{
+    if (p->command_timeout_ms > 0 && p->conn)
+        mw_conn_set_deadline(p->conn, on ? mw_now_ms() + p->command_timeout_ms : MW_NO_DEADLINE);
+}
+
+int mw_pop3_stat(mw_pop3 *p, uint64_t *count, uint64_t *octets)
+{
+    if (!p) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, "STAT");
+    if (rc) return rc;
+    mw_pop3_status st;
+    command_deadline(p, 1);
+    rc = pop3_simple(p, &st, "STAT", "STAT");
+    command_deadline(p, 0);
+    if (rc) return rc;
+    uint64_t c, o;
+    if (mw_pop3_parse_stat(st.text, st.text_len, &c, &o)) {
+        mw_err_set_reply(&p->err, st.text, st.text_len);
+        mw_err_set(&p->err, MW_EPROTO, "STAT reply is not 'count octets': '%s'", p->err.reply);
+        return pop3_fatal(p, MW_EPROTO);
+    }
+    p->count = c;
+    p->have_count = 1;
+    if (count) *count = c;
+    if (octets) *octets = o;
+    return 0;
+}
+
+/* ---- LIST / UIDL ------------------------------------------------------------ */
+
+typedef struct list_acc {
+    void *items;
+    size_t n, cap, size;
+    int uidl;
+} list_acc;
+
+static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
+{
+    list_acc *a = ud;
+    uint64_t msg, size = 0;
+    const char *uid = NULL;
+    size_t ul = 0;
+    int bad = a->uidl ? mw_pop3_parse_uidl(line, len, &msg, &uid, &ul)
+                      : mw_pop3_parse_listing(line, len, &msg, &size);
+    if (bad || (p->have_count && msg > p->count)) {
+        mw_err_set_reply(&p->err, line, len);
+        mw_err_set(&p->err, MW_EPROTO,
+                   bad ? "bad %s line: '%s'" : "%s names a message over the count: '%s'",
+                   a->uidl ? "UIDL" : "LIST", p->err.reply);
+        return MW_EPROTO;
+    }
+    if (a->n == a->cap) {
+        if (a->cap >= P3_MAX_LIST_ITEMS)
+            return mw_err_set(&p->err, MW_ETOOBIG, "listing of over %u entries", P3_MAX_LIST_ITEMS);
+        size_t ncap = a->cap ? a->cap * 2 : 64;
+        void *ni = realloc(a->items, ncap * a->size);
+        if (!ni) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+        a->items = ni;
+        a->cap = ncap;
+    }
+    if (a->uidl) {
+        mw_pop3_uid *u = (mw_pop3_uid *)a->items + a->n;
+        u->msg = msg;
+        memcpy(u->uid, uid, ul);
+        u->uid[ul] = '\0';
+    } else {
+        mw_pop3_listing *l = (mw_pop3_listing *)a->items + a->n;
+        l->msg = msg;
+        l->size = size;
+    }
+    a->n++;
+    return 0;
+}
+
+static int list_all(mw_pop3 *p, int uidl, void **items, size_t *n)
+{
+    *items = NULL;
+    *n = 0;
+    const char *what = uidl ? "UIDL" : "LIST";
+    int rc = pop3_require(p, P3_TRANS, what);
+    if (rc) return rc;
+    mw_pop3_status st;
+    command_deadline(p, 1);
+    rc = pop3_simple(p, &st, what, "%s", what);
+    list_acc a = {NULL, 0, 0, uidl ? sizeof(mw_pop3_uid) : sizeof(mw_pop3_listing), uidl};
+    if (!rc) rc = pop3_read_lines(p, list_line, &a);
+    command_deadline(p, 0);
+    if (rc == MW_EPROTO && p->state != P3_BROKEN)
+        pop3_fatal(p, rc); /* a server that lies in listings is not trusted further */
+    if (rc) {
+        free(a.items);
+        return rc;
+    }
+    *items = a.items;
+    *n = a.n;
+    return 0;
+}
+
+int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n)
+{
+    if (!p || !items || !n) return MW_EINVAL;
+    void *it;
+    int rc = list_all(p, 0, &it, n);
+    *items = it;
+    return rc;
+}
+
+int mw_pop3_uidl(mw_pop3 *p, mw_pop3_uid **items, size_t *n)
+{
+    if (!p || !items || !n) return MW_EINVAL;
+    void *it;
+    int rc = list_all(p, 1, &it, n);
+    *items = it;
+    return rc;
+}
+
+void mw_pop3_list_free(mw_pop3_listing *items)
+{
+    free(items);
+}
+void mw_pop3_uidl_free(mw_pop3_uid *items)
+{
+    free(items);
+}
+
+int mw_pop3_list_one(mw_pop3 *p, uint64_t msg, uint64_t *size)
+{
+    if (!p) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, "LIST");
+    if (!rc) rc = pop3_check_msg(p, msg);
+    if (rc) return rc;
+    mw_pop3_status st;
+    rc = pop3_simple(p, &st, "LIST", "LIST %llu", (unsigned long long)msg);
+    if (rc) return rc;
+    uint64_t m, s;
+    if (mw_pop3_parse_listing(st.text, st.text_len, &m, &s) || m != msg) {
+        mw_err_set_reply(&p->err, st.text, st.text_len);
+        return pop3_fatal(p, mw_err_set(&p->err, MW_EPROTO, "bad LIST %llu reply: '%s'",
+                                        (unsigned long long)msg, p->err.reply));
+    }
+    if (size) *size = s;
+    return 0;
+}
+
+int mw_pop3_uidl_one(mw_pop3 *p, uint64_t msg, char uid[71])
+{
+    if (!p || !uid) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, "UIDL");
+    if (!rc) rc = pop3_check_msg(p, msg);
+    if (rc) return rc;
+    mw_pop3_status st;
+    rc = pop3_simple(p, &st, "UIDL", "UIDL %llu", (unsigned long long)msg);
+    if (rc) return rc;
+    uint64_t m;
+    const char *u;
+    size_t ul;
+    if (mw_pop3_parse_uidl(st.text, st.text_len, &m, &u, &ul) || m != msg) {
+        mw_err_set_reply(&p->err, st.text, st.text_len);
+        return pop3_fatal(p, mw_err_set(&p->err, MW_EPROTO, "bad UIDL %llu reply: '%s'",
+                                        (unsigned long long)msg, p->err.reply));
+    }
+    memcpy(uid, u, ul);
+    uid[ul] = '\0';
+    return 0;
+}
+
+/* ---- DELE, RSET, NOOP, LAST, QUIT ------------------------------------------------ */
+
+int mw_pop3_dele(mw_pop3 *p, uint64_t msg)
+{
+    if (!p) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, "DELE");
+    if (!rc) rc = pop3_check_msg(p, msg);
+    if (rc) return rc;
+    mw_pop3_status st;
+    return pop3_simple(p, &st, "DELE", "DELE %llu", (unsigned long long)msg);
+}
+
+int mw_pop3_rset(mw_pop3 *p)
+{
+    if (!p) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, "RSET");
+    mw_pop3_status st;
+    return rc ? rc : pop3_simple(p, &st, "RSET", "RSET");
+}
+
+int mw_pop3_noop(mw_pop3 *p)
+{
+    if (!p) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, "NOOP");
+    mw_pop3_status st;
+    return rc ? rc : pop3_simple(p, &st, "NOOP", "NOOP");
+}
+
+int mw_pop3_last(mw_pop3 *p, uint64_t *last)
+{
+    if (!p) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, "LAST");
+    if (rc) return rc;
+    mw_pop3_status st;
+    rc = pop3_send(p, "LAST", 4, NULL, 1);
+    if (!rc) rc = pop3_read_status(p, &st);
+    if (rc) return rc;
+    if (st.kind != MW_POP3_OK) {
+        /* LAST left the standard with RFC 1725; Dovecot, for one, lacks it. */
+        int code = pop3_server_error(p, &st, MW_EUNSUPPORTED, "LAST");
+        if (code == MW_EUNSUPPORTED)
+            mw_err_set(&p->err, code, "server has no LAST command: -ERR %s", p->err.reply);
+        return code;
+    }
+    uint64_t v;
+    if (!mw_pop3_parse_retr_size(st.text, st.text_len, &v)) {
+        mw_err_set_reply(&p->err, st.text, st.text_len);
+        return mw_err_set(&p->err, MW_EPROTO, "LAST reply is not a number: '%s'", p->err.reply);
+    }
+    if (last) *last = v;
+    return 0;
+}
+
+int mw_pop3_quit(mw_pop3 *p, int *confirmed)
+{
+    if (confirmed) *confirmed = 0;
+    if (!p) return MW_EINVAL;
+    if (p->state != P3_AUTH && p->state != P3_TRANS) return pop3_require(p, P3_TRANS, "QUIT");
+    mw_pop3_status st;
+    /* Sent only now, after every earlier reply was read: Dovecot over TLS
+     * may cut a download short when QUIT arrives with the pipelined RETRs
+     * (tests/servers notes). */
+    int rc = pop3_send(p, "QUIT", 4, NULL, 1);
+    if (!rc) rc = pop3_read_status(p, &st);
+    if (rc) {
+        pop3_set_state(p, P3_CLOSED);
+        return rc;
+    }
+    if (st.kind != MW_POP3_OK) {
+        /* RFC 1939 §6: -ERR means some deleted messages were not removed. */
+        rc = pop3_server_error(p, &st, MW_ESERVER, "QUIT");
+    } else if (confirmed) {
+        *confirmed = 1;
+    }
+    pop3_set_state(p, P3_CLOSED);
+    return rc;
+}
+
+void mw_pop3_config_get(const mw_pop3 *p, mw_pop3_config *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!p) return;
+    out->host = p->host;
+    out->port = p->port;
+    out->tls = p->tls;
+    out->msex = p->msex;
+    out->retr_mode = p->retr_mode;
+    out->limit = p->have_count ? p->count : 0;
+    out->pipelining = p->pipelining;
+    out->window = p->pipelining ? p->window : 1;
+    out->auth_used = p->auth_used;
+    out->greeting = p->greeting;
+}

@@ -1,0 +1,412 @@
+/* POP3 message retrieval: RETR/TOP streamed and dot-unstuffed, ranges with
+ * a pipelining window (RFC 2449 §6.6), scsh retrieve-message/-headers. */
+#include "pop3/pop3_int.h"
+
+#include "util/buf.h"
+#include "util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_BUF_MAX ((size_t)64 * 1024 * 1024)
+
+int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info *info,
+                   const char *what)
+{
+    mw_pop3_body b;
+    mw_pop3_body_init(&b);
+    size_t carry = 0;
+    int sink_rc = 0;
+    char *w = p->scratch;
+    for (;;) {
+        const char *data;
+        size_t len;
+        int rc = mw_conn_peek(p->conn, &data, &len, &p->err);
+        if (rc) {
+            info->octets = b.produced;
+            info->complete = 0;
+            char why[sizeof p->err.message];
+            snprintf(why, sizeof why, "%s", p->err.message);
+            mw_err_set(&p->err, rc, "%s: %s after %llu octets; the message is incomplete", what,
+                       why, (unsigned long long)b.produced);
+            return pop3_fatal(p, rc);
+        }
+        /* The connection's buffer is read-only to us: copy a block into
+         * the scratch buffer and un-stuff it there in place. */
+        size_t take = len < P3_SCRATCH - carry ? len : P3_SCRATCH - carry;
+        memcpy(w + carry, data, take);
+        size_t have = carry + take, used, out;
+        int done = mw_pop3_body_decode(&b, w, have, &used, &out);
+        if (out && !sink_rc) sink_rc = sink(w, out, ud);
+        if (done) {
+            /* What follows the terminator is the next reply: leave it. */
+            mw_conn_consume(p->conn, used - carry);
+            break;
+        }
+        mw_conn_consume(p->conn, take);
+        carry = have - used;
+        memmove(w, w + used, carry);
+    }
+    info->octets = b.produced;
+    info->complete = 1;
+    if (info->size_known && info->declared != b.produced) {
+        info->size_mismatch = 1;
+        char note[128];
+        int n = snprintf(note, sizeof note, "%s: the server announced %llu octets but sent %llu",
+                         what, (unsigned long long)info->declared, (unsigned long long)b.produced);
+        mw_conn_trace(p->conn, MW_TRACE_INFO, note, (size_t)n);
+    }
+    if (sink_rc) {
+        mw_error_clear(&p->err);
+        return mw_err_set(&p->err, sink_rc < 0 ? sink_rc : MW_EIO,
+                          "%s: the receiver of the message stopped it (%d)", what, sink_rc);
+    }
+    return 0;
+}
+
+/* Reads the reply to one RETR/TOP already sent: status, then the body. */
+static int read_message_reply(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink, void *ud,
+                              mw_pop3_retr_info *info)
+{
+    char what[48];
+    snprintf(what, sizeof what, top < 0 ? "RETR %llu" : "TOP %llu", (unsigned long long)msg);
+    mw_pop3_status st;
+    int rc = pop3_read_status(p, &st);
+    if (rc) return rc;
+    char cmd[48];
+    if (top < 0)
+        snprintf(cmd, sizeof cmd, "RETR %llu", (unsigned long long)msg);
+    else
+        snprintf(cmd, sizeof cmd, "TOP %llu %ld", (unsigned long long)msg, top);
+    mw_err_set_command(&p->err, cmd, strlen(cmd));
+    if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_ESERVER, what);
+    info->msg = msg;
+    if (top < 0 && p->retr_mode == MW_POP3_RETR_RETR && !info->size_known) {
+        uint64_t sz;
+        if (mw_pop3_parse_retr_size(st.text, st.text_len, &sz)) {
+            info->declared = sz;
+            info->size_known = 1;
+        } else {
+            /* Tcllib: no size in the RETR reply switches to LIST for good. */
+            p->retr_mode = MW_POP3_RETR_LIST;
+        }
+    }
+    return pop3_read_body(p, sink, ud, info, what);
+}
+
+static int send_retr(mw_pop3 *p, uint64_t msg, long top, int flush)
+{
+    if (top < 0) return pop3_sendf(p, flush, "RETR %llu", (unsigned long long)msg);
+    return pop3_sendf(p, flush, "TOP %llu %ld", (unsigned long long)msg, top);
+}
+
+/* LIST n for -retr-mode list; no usable size falls back to slow for good. */
+static int size_by_list(mw_pop3 *p, uint64_t msg, mw_pop3_retr_info *info)
+{
+    uint64_t sz;
+    int rc = mw_pop3_list_one(p, msg, &sz);
+    if (rc == 0) {
+        info->declared = sz;
+        info->size_known = 1;
+        return 0;
+    }
+    if (p->state == P3_BROKEN) return rc;
+    if (rc == MW_ESERVER || rc == MW_EPROTO) p->retr_mode = MW_POP3_RETR_SLOW;
+    return rc == MW_ESERVER ? 0 : rc;
+}
+
+static int retr_common(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink, void *ud,
+                       mw_pop3_retr_info *info)
+{
+    mw_pop3_retr_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
+    info->msg = msg;
+    if (!p || !sink) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, top < 0 ? "RETR" : "TOP");
+    if (!rc) rc = pop3_check_msg(p, msg);
+    if (!rc && top < 0 && p->retr_mode == MW_POP3_RETR_LIST) rc = size_by_list(p, msg, info);
+    if (rc) return rc;
+    if (p->command_timeout_ms > 0)
+        mw_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
+    rc = send_retr(p, msg, top, 1);
+    if (!rc) rc = read_message_reply(p, msg, top, sink, ud, info);
+    if (p->conn) mw_conn_set_deadline(p->conn, MW_NO_DEADLINE);
+    return rc;
+}
+
+int mw_pop3_retr(mw_pop3 *p, uint64_t msg, mw_pop3_sink_fn sink, void *userdata,
+                 mw_pop3_retr_info *info)
+{
+    return retr_common(p, msg, -1, sink, userdata, info);
+}
+
+int mw_pop3_top(mw_pop3 *p, uint64_t msg, uint64_t lines, mw_pop3_sink_fn sink, void *userdata)
+{
+    if (lines > 999999999)
+        return p ? mw_err_set(&p->err, MW_EINVAL, "TOP line count too large") : MW_EINVAL;
+    return retr_common(p, msg, (long)lines, sink, userdata, NULL);
+}
+
+static int buf_sink(const char *data, size_t len, void *ud)
+{
+    return mw_buf_append(ud, data, len);
+}
+
+int mw_pop3_retr_buf(mw_pop3 *p, uint64_t msg, char **data, size_t *len, size_t max,
+                     mw_pop3_retr_info *info)
+{
+    if (!data || !len) return MW_EINVAL;
+    *data = NULL;
+    *len = 0;
+    mw_buf b = MW_BUF_INIT(max ? max : DEFAULT_BUF_MAX);
+    int rc = retr_common(p, msg, -1, buf_sink, &b, info);
+    if (rc == MW_ETOOBIG && p->state != P3_BROKEN)
+        mw_err_set(&p->err, rc, "RETR %llu: message over the %zu-byte limit",
+                   (unsigned long long)msg, b.max);
+    if (rc) {
+        mw_buf_free(&b);
+        return rc;
+    }
+    if (!b.data) {
+        *data = calloc(1, 1);
+        if (!*data) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+        return 0;
+    }
+    *data = mw_buf_take(&b, len);
+    return 0;
+}
+
+/* ---- Ranges ----------------------------------------------------------------- */
+
+static int parse_index(const char *s, uint64_t *v)
+{
+    if (!s || !*s) return -1;
+    uint64_t x = 0;
+    for (const char *c = s; *c; c++) {
+        if (*c < '0' || *c > '9' || c - s >= 18) return -1;
+        x = x * 10 + (uint64_t)(*c - '0');
+    }
+    *v = x;
+    return 0;
+}
+
+int mw_pop3_range(mw_pop3 *p, const char *start, const char *end, uint64_t *first, uint64_t *last)
+{
+    if (!p || !start || !first || !last) return MW_EINVAL;
+    int rc = pop3_require(p, P3_TRANS, "range");
+    if (rc) return rc;
+    if (!p->have_count && (rc = mw_pop3_stat(p, NULL, NULL))) return rc;
+    uint64_t a, b;
+    if (!strcmp(start, "start")) {
+        a = 1;
+    } else if (!strcmp(start, "end")) {
+        a = p->count;
+    } else if (!strcmp(start, "next")) {
+        uint64_t l = 0;
+        rc = mw_pop3_last(p, &l);
+        if (rc && p->state == P3_BROKEN) return rc;
+        /* Tcllib: a failed LAST counts as 0. */
+        a = rc ? 1 : l + 1;
+    } else if (parse_index(start, &a)) {
+        mw_error_clear(&p->err);
+        return mw_err_set(&p->err, MW_EINVAL, "bad start index '%s' (a number, start, next, end)",
+                          start);
+    }
+    if (a == 0) a = 1;
+    if (!end) {
+        b = a;
+    } else if (!strcmp(end, "end") || !strcmp(end, "last")) {
+        b = p->count;
+    } else if (parse_index(end, &b)) {
+        mw_error_clear(&p->err);
+        return mw_err_set(&p->err, MW_EINVAL, "bad end index '%s' (a number, end, last)", end);
+    }
+    if (b > p->count) b = p->count;
+    *first = a;
+    *last = b;
+    mw_error_clear(&p->err);
+    return 0;
+}
+
+typedef struct range_ctx {
+    mw_pop3_msg_fn fn;
+    void *ud;
+    uint64_t msg;
+} range_ctx;
+
+static int range_sink(const char *data, size_t len, void *ud)
+{
+    range_ctx *r = ud;
+    return r->fn(r->msg, data, len, NULL, r->ud);
+}
+
+static int check_range(mw_pop3 *p, uint64_t first, uint64_t last, const char *what)
+{
+    int rc = pop3_require(p, P3_TRANS, what);
+    if (rc) return rc;
+    if (first == 0 || (p->have_count && last > p->count && first <= last)) {
+        mw_error_clear(&p->err);
+        return mw_err_set(&p->err, MW_EINVAL, "%s: range %llu-%llu is outside 1-%llu", what,
+                          (unsigned long long)first, (unsigned long long)last,
+                          (unsigned long long)p->count);
+    }
+    return 0;
+}
+
+int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long top_lines, mw_pop3_msg_fn fn,
+                       void *userdata)
+{
+    if (!p || !fn) return MW_EINVAL;
+    const char *what = top_lines < 0 ? "RETR" : "TOP";
+    int rc = check_range(p, first, last, what);
+    if (rc || first > last) return rc;
+    /* -retr-mode list: one LIST for every size instead of one per message. */
+    mw_pop3_listing *sizes = NULL;
+    size_t nsizes = 0;
+    if (top_lines < 0 && p->retr_mode == MW_POP3_RETR_LIST) {
+        rc = mw_pop3_list(p, &sizes, &nsizes);
+        if (rc && p->state == P3_BROKEN) return rc;
+        if (rc) {
+            p->retr_mode = MW_POP3_RETR_SLOW;
+            sizes = NULL;
+            nsizes = 0;
+        }
+    }
+    uint64_t window = p->pipelining ? p->window : 1;
+    uint64_t sent = first, got = first, stop_at = last;
+    int first_err = 0;
+    mw_error saved;
+    memset(&saved, 0, sizeof saved);
+    range_ctx rctx = {fn, userdata, 0};
+    size_t si = 0;
+    while (got <= stop_at) {
+        /* Refill the window once half of it has drained (one write for
+         * many commands).  QUIT is never part of it. */
+        if (sent <= stop_at && sent - got <= window / 2) {
+            while (sent <= stop_at && sent - got < window) {
+                if ((rc = send_retr(p, sent, top_lines, 0))) goto out;
+                sent++;
+            }
+            if ((rc = mw_conn_flush(p->conn, &p->err))) {
+                rc = pop3_fatal(p, rc);
+                goto out;
+            }
+        }
+        mw_pop3_retr_info info;
+        memset(&info, 0, sizeof info);
+        info.msg = got;
+        while (si < nsizes && sizes[si].msg < got)
+            si++;
+        if (si < nsizes && sizes[si].msg == got) {
+            info.declared = sizes[si].size;
+            info.size_known = 1;
+        }
+        rctx.msg = got;
+        rc = read_message_reply(p, got, top_lines, range_sink, &rctx, &info);
+        if (p->state == P3_BROKEN) goto out;
+        if (!rc && !first_err) rc = fn(got, NULL, 0, &info, userdata);
+        if (rc && !first_err) {
+            /* Stop asking; read what is already in flight. */
+            first_err = rc;
+            saved = p->err;
+            stop_at = sent - 1;
+        }
+        got++;
+    }
+    rc = first_err;
+    if (rc) p->err = saved;
+out:
+    free(sizes);
+    return rc;
+}
+
+int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last)
+{
+    if (!p) return MW_EINVAL;
+    int rc = check_range(p, first, last, "DELE");
+    if (rc || first > last) return rc;
+    uint64_t window = p->pipelining ? p->window : 1;
+    uint64_t sent = first, got = first, stop_at = last;
+    int first_err = 0;
+    mw_error saved;
+    memset(&saved, 0, sizeof saved);
+    while (got <= stop_at) {
+        if (sent <= stop_at && sent - got <= window / 2) {
+            while (sent <= stop_at && sent - got < window) {
+                if ((rc = pop3_sendf(p, 0, "DELE %llu", (unsigned long long)sent))) return rc;
+                sent++;
+            }
+            if ((rc = mw_conn_flush(p->conn, &p->err))) return pop3_fatal(p, rc);
+        }
+        mw_pop3_status st;
+        if ((rc = pop3_read_status(p, &st))) return rc;
+        if (st.kind != MW_POP3_OK && !first_err) {
+            char what[40];
+            snprintf(what, sizeof what, "DELE %llu", (unsigned long long)got);
+            mw_err_set_command(&p->err, what, strlen(what));
+            first_err = pop3_server_error(p, &st, MW_ESERVER, what);
+            saved = p->err;
+            stop_at = sent - 1;
+        }
+        got++;
+    }
+    if (first_err) p->err = saved;
+    return first_err;
+}
+
+/* ---- scsh retrieve-message / retrieve-headers --------------------------------- */
+
+static int headers_from(mw_pop3 *p, const char *data, size_t len, mw_mime_headers **headers,
+                        size_t *consumed)
+{
+    mw_error e;
+    mw_error_clear(&e);
+    int rc = mw_mime_headers_parse(headers, data, len, consumed, NULL, &e);
+    if (rc) {
+        p->err = e;
+        if (!p->err.message[0])
+            mw_err_set(&p->err, rc, "cannot parse the message's header: %s", mw_strerror(rc));
+    }
+    return rc;
+}
+
+int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers)
+{
+    if (!headers) return MW_EINVAL;
+    *headers = NULL;
+    mw_buf b = MW_BUF_INIT(DEFAULT_BUF_MAX);
+    int rc = retr_common(p, msg, 0, buf_sink, &b, NULL);
+    if (!rc) rc = headers_from(p, b.data ? b.data : "", b.len, headers, NULL);
+    mw_buf_free(&b);
+    return rc;
+}
+
+int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers, char **body,
+                             size_t *body_len, size_t max)
+{
+    if (!headers || !body || !body_len) return MW_EINVAL;
+    *headers = NULL;
+    *body = NULL;
+    *body_len = 0;
+    char *data;
+    size_t len, used = 0;
+    int rc = mw_pop3_retr_buf(p, msg, &data, &len, max, NULL);
+    if (rc) return rc;
+    rc = headers_from(p, data, len, headers, &used);
+    if (!rc) {
+        *body_len = len - used;
+        *body = malloc(*body_len + 1);
+        if (!*body) {
+            mw_mime_headers_free(*headers);
+            *headers = NULL;
+            rc = mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+        } else {
+            memcpy(*body, data + used, *body_len);
+            (*body)[*body_len] = '\0';
+        }
+    }
+    free(data);
+    return rc;
+}
