@@ -556,7 +556,8 @@ int mw_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_
     if (s->state == ST_FAILED)
         return mw_err_set(err, MW_ESTATE, "the %s exchange already failed", s->m->name);
     if (len > MW_SASL_MAX_CHALLENGE)
-        return fail(s, err, MW_ETOOBIG, "challenge over the limit of 16384 bytes");
+        return failf(s, err, MW_ETOOBIG, "a challenge of %zu bytes is over the limit of %d", len,
+                     MW_SASL_MAX_CHALLENGE);
     int was_ir = s->ir_outstanding;
     s->ir_outstanding = 0;
     s->challenges++;
