@@ -135,6 +135,10 @@ static int get_reply(mw_smtp *s, const char *cmd)
         const char *line;
         size_t len;
         int rc = mw_conn_read_line(s->c, &line, &len, &s->err);
+        /* RFC 5321 §4.5.3.1.5 bounds reply lines: an oversize reply is the
+         * server breaking the protocol (MW_ETOOBIG stays for our message). */
+        if (rc == MW_ETOOBIG)
+            rc = s->err.code = MW_EPROTO;
         if (rc) {
             if (rc == MW_ENET)
                 mw_err_set(&s->err, MW_ENET,
@@ -146,6 +150,8 @@ static int get_reply(mw_smtp *s, const char *cmd)
         }
         if (s->trace) s->trace(MW_TRACE_RECV, line, len, s->trace_ud);
         rc = mw_smtp_reply_feed(s->rep, line, len, &s->err);
+        if (rc == MW_ETOOBIG)
+            rc = s->err.code = MW_EPROTO;
         if (rc < 0) {
             mw_err_set_command(&s->err, cmd, strlen(cmd));
             return conn_failed(s, rc);
