@@ -20,10 +20,69 @@ int mw_ascii_casecmp_n(const char *a, size_t alen, const char *b, size_t blen);
 
 /* Header block internals used by the message parser. */
 int mw_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_opts *in);
-/* Appends a field built from name and value without validating the value
- * (used for parsed copies); fold != 0 folds long values. */
+/* Appends a field from its raw bytes (name, colon, value, line end). */
 int mw_mime_headers_add_raw(mw_mime_headers *h, const char *raw, size_t len);
 /* Sets the separator written after the fields. */
 void mw_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len);
 
+/* Streaming conversion to UTF-8 (glibc iconv).  Invalid input becomes
+ * U+FFFD; an incomplete sequence at the end of a chunk waits for the next. */
+typedef struct mw_cv {
+    void *cd;
+    int identity;
+    char carry[16];
+    size_t ncarry;
+    unsigned long bad;
+} mw_cv;
+int mw_charset_is_utf8(const char *cs);
+/* Returns 0, or -1 when iconv does not know the charset. */
+int mw_cv_open(mw_cv *cv, const char *charset);
+int mw_cv_run(mw_cv *cv, const char *in, size_t len, int final, mw_buf *out);
+void mw_cv_close(mw_cv *cv);
+/* One-shot: returns 0, 1 for an unknown charset (nothing appended), or an
+ * mw_buf error. */
+int mw_charset_to_utf8(const char *charset, const char *in, size_t len, mw_buf *out);
+
+/* RFC 2047 decoding into out (UTF-8); see mw_mime_decode_field. */
+int mw_rfc2047_decode(const char *in, size_t len, mw_buf *out);
+
 #endif
+
+/* ---- the part tree ---- */
+enum { MW_K_LEAF, MW_K_MULTI, MW_K_MESSAGE };
+enum { MW_SRC_NONE, MW_SRC_RAW, MW_SRC_BYTES, MW_SRC_FILE };
+
+struct mw_mime_part {
+    struct mw_mime_part *parent, *first, *last, *next;
+    size_t nchild;
+    char *path;
+    mw_mime_headers *hdr;
+    mw_mime_ctype *ct, *cd;
+    char *type;     /* lowercased type/subtype (default text/plain) */
+    char *filename; /* decoded file name or NULL */
+    int enc;
+    int kind;
+    unsigned flags;
+    unsigned depth;
+    uint64_t decoded, rawsize;
+    int body_started; /* headers complete (or cut) and info derived */
+    int src;          /* where the body comes from when written */
+    int closed;       /* close delimiter seen */
+    mw_buf body;      /* leaf: raw (encoded) body; multipart: preamble */
+    mw_buf delim;     /* the delimiter line (with the line end before it) */
+    mw_buf close;     /* multipart: the close delimiter line */
+    mw_buf epilogue;  /* multipart: after the close delimiter */
+    char *file;       /* built from a file */
+    char *boundary;   /* built multipart */
+    int enc_forced;   /* builder: the caller chose the encoding */
+};
+
+/* Creates a part (parent may be NULL); path derived from the parent. */
+mw_mime_part *mw_part_new(mw_mime_part *parent, const mw_mime_header_opts *hopts);
+/* Reads Content-Type, -Transfer-Encoding, -Disposition from the headers.
+ * Returns the MW_MIME_F_ flags for what was malformed. */
+unsigned mw_part_derive(mw_mime_part *p);
+int mw_encoding_from_name(const char *s, size_t n);
+/* Writers (write.c, build.c). */
+int mw_write_part(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
+int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
