@@ -158,6 +158,7 @@ static int choose_wanted(const char **out, size_t out_cap, size_t *n, const char
         size_t len = (size_t)(p - start);
         const mw_sasl_mech_info *m = mw_sasl_mech_find(start, len);
         if (!m) {
+            *n = 0; /* a typo anywhere in the list voids the whole list */
             char name[MW_SASL_MECH_NAME_MAX + 2];
             mw_copy_printable(name, sizeof name, start, len);
             return mw_err_set(err, MW_EINVAL, "unknown SASL mechanism \"%s%s\"", name,

@@ -946,6 +946,11 @@ static void choose_explicit_wants(void **st)
     p.want = "XOAUTH2";
     assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EINVAL);
     assert_non_null(strstr(e.message, "token"));
+    /* An unknown name after good ones still fails, and returns nothing. */
+    p.want = "PLAIN LPAIN";
+    n = 5;
+    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EINVAL);
+    assert_int_equal(n, 0);
     /* Skips the unusable one, keeps the usable one. */
     p.want = "XOAUTH2 LOGIN LOGIN";
     expect_choice(ALL, &p, "LOGIN");
