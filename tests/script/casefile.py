@@ -5,7 +5,7 @@ with its line number before any server or client is started."""
 import re
 import shlex
 
-SECTION_RE = re.compile(r"^\[(stdin|stdout|file|server)(?:\s+([^\]]*?))?\s*\]\s*$")
+SECTION_RE = re.compile(r"^\[(stdin|stdout|file|input|server)(?:\s+([^\]]*?))?\s*\]\s*$")
 PLACEHOLDER_RE = re.compile(
     r"\{(mailwire|build|port(?::[A-Za-z0-9_.-]+)?|closedport|host|certdir|ca|tmp|srcdir|top|python)\}")
 
@@ -73,12 +73,13 @@ class Directive:
 
 
 class Block:
-    def __init__(self, lineno, kind, target, modifiers, lines):
+    def __init__(self, lineno, kind, target, modifiers, lines, mode=None):
         self.lineno = lineno
         self.kind = kind
-        self.target = target    # path for [file PATH]
+        self.target = target    # path for [file PATH] and [input PATH]
         self.modifiers = modifiers
         self.lines = lines
+        self.mode = mode        # permissions for [input PATH mode=NNN]
 
     def text(self):
         """The block content as a str (placeholders still in it)."""
@@ -284,10 +285,17 @@ def parse_case(path):
                 continue
             words = arg.split()
             target = None
-            if kind == "file":
+            mode = None
+            if kind in ("file", "input"):
                 if not words:
-                    raise CaseError(f"{path}:{lineno}: [file PATH] needs a path")
+                    raise CaseError(f"{path}:{lineno}: [{kind} PATH] needs a path")
                 target, words = words[0], words[1:]
+                if kind == "input":
+                    for w in [w for w in words if w.startswith("mode=")]:
+                        if not re.fullmatch(r"mode=0?[0-7]{3}", w):
+                            raise CaseError(f"{path}:{lineno}: mode= needs octal permissions like 600, got {w!r}")
+                        mode = int(w[5:], 8)
+                        words.remove(w)
             elif words and words[0] not in BLOCK_MODIFIERS:
                 raise CaseError(f"{path}:{lineno}: unknown modifier {words[0]!r} (crlf, nonl, esc)")
             bad = [w for w in words if w not in BLOCK_MODIFIERS]
@@ -295,7 +303,7 @@ def parse_case(path):
                 raise CaseError(f"{path}:{lineno}: unknown modifier {bad[0]!r} (crlf, nonl, esc)")
             if kind in ("stdin", "stdout") and case.block(kind):
                 raise CaseError(f"{path}:{lineno}: duplicate [{kind}]")
-            section = Block(lineno, kind, target, set(words), [])
+            section = Block(lineno, kind, target, set(words), [], mode)
             case.blocks.append(section)
             continue
         if isinstance(section, Block):

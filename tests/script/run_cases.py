@@ -32,6 +32,22 @@ DEFAULT_TIMEOUT = 20.0
 SERVER_JOIN = 5.0           # how long a script may take to wind down after the client exited
 TAIL_LINES = 15
 
+# Client process groups still running, so an interrupted run (meson's
+# timeout, Ctrl-C) can kill them: each client runs in its own session.
+_running = set()
+_running_lock = threading.Lock()
+
+
+def _kill_running(signum, frame):
+    with _running_lock:
+        for pid in list(_running):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    print(f"Bail out! interrupted by signal {signum}; running clients killed", flush=True)
+    os._exit(128 + signum)
+
 
 class CertDir:
     """The certificate dir, made at most once per run and only if needed."""
@@ -198,6 +214,16 @@ class CaseRun:
         elif case.block("stdin"):
             stdin = case.block("stdin")[0].data(self.subst)
 
+        for b in case.block("input"):
+            # Input files are written before the client starts; a relative
+            # path is relative to {tmp} (the client's working directory).
+            p = os.path.join(tmp, self.subst(b.target))
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            with open(p, "wb") as f:
+                f.write(b.data(self.subst))
+            if b.mode is not None:
+                os.chmod(p, b.mode)
+
         deadline = time.monotonic() + timeout + 5
         for s in servers.values():
             s.start(scripted.substitute_directives(s.server.directives, self.subst), deadline)
@@ -206,6 +232,8 @@ class CaseRun:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                 cwd=tmp, start_new_session=True)
+        with _running_lock:
+            _running.add(proc.pid)
         timed_out = False
         try:
             out, err = proc.communicate(stdin, timeout=timeout)
@@ -219,6 +247,8 @@ class CaseRun:
         self.duration = time.monotonic() - t0
         # Anything the client left running in its session goes now.
         self._kill_group(proc)
+        with _running_lock:
+            _running.discard(proc.pid)
         for s in servers.values():
             s.stop()
         for s in servers.values():
@@ -365,6 +395,8 @@ def main(argv):
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args(argv)
 
+    signal.signal(signal.SIGTERM, _kill_running)
+    signal.signal(signal.SIGINT, _kill_running)
     files = collect(a.paths, a.filter)
     if not files:
         print(f"1..0 # SKIP no cases in {' '.join(a.paths)}", flush=True)
@@ -405,6 +437,7 @@ def main(argv):
             r.problems.append(f"internal error in run_cases.py: {type(e).__name__}: {e}")
         return r
 
+    t0 = time.monotonic()
     par = [f for f in files if is_parallel(f)]
     seq = [f for f in files if f not in par]
     try:
@@ -415,6 +448,7 @@ def main(argv):
             report(run_one(f))
     finally:
         certs.cleanup()
+    print(f"# {counter[0]} cases, {counter[1]} failed, {time.monotonic() - t0:.1f} s", flush=True)
     return 1 if counter[1] else 0
 
 
