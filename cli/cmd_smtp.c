@@ -29,6 +29,7 @@ typedef struct smtp_cli {
     int opportunistic;
     const char *client;
     int maxsecs;
+    int queue;
     mw_tls_opts tls;
     mw_net_opts net;
 } smtp_cli;
@@ -101,6 +102,10 @@ static int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
         }
         return 1;
     }
+    if (!strcmp(a, "--queue")) {
+        c->queue = 1;
+        return 1;
+    }
     if (!strcmp(a, "--tls=opportunistic") ||
         (!strcmp(a, "--tls") && *i + 1 < argc && !strcmp(argv[*i + 1], "opportunistic"))) {
         if (a[5] == '\0') ++*i;
@@ -160,6 +165,7 @@ static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
         o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
     }
     o.allow_plaintext = c->conn.allow_plaintext;
+    o.queue = c->queue;
     o.trace = c->conn.trace_fn;
     o.trace_userdata = c->conn.trace_ud;
     mw_error err;
@@ -253,7 +259,7 @@ static void smtp_usage(FILE *f)
                "[--all-or-nothing] FILE...\n"
                "       mailwire smtp [OPTIONS] capa\n"
                "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
-               "  --maxsecs N\n");
+               "  --maxsecs N  --queue\n");
     mw_cli_conn_usage(f);
 }
 
@@ -449,7 +455,7 @@ static void send_usage(FILE *f)
                "                     [-R full|hdrs] [-V ENVID] [--all-or-nothing] [RECIPIENT...]\n"
                "The message is read from stdin; without -i a line with a single '.' ends it.\n"
                "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
-               "  --maxsecs N\n");
+               "  --maxsecs N  --queue\n");
     mw_cli_conn_usage(f);
 }
 
