@@ -38,6 +38,9 @@ static void usage(FILE *f)
     mw_cli_conn_usage(f);
 }
 
+/* run_command's answer for bad arguments (library codes are negative). */
+#define USAGE_ERR 1000
+
 typedef struct cli_state {
     mw_cli_conn conn;
     const char *outdir;
@@ -206,7 +209,7 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
     int rc = 0;
     uint64_t n = 0, m = 0;
     if (!strcmp(cmd, "stat")) {
-        if (argc != 1) return -1;
+        if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_stat(p, &n, &m))) return rc;
         if (s->json)
             fprintf(o, "{\"count\":%llu,\"octets\":%llu}\n", (unsigned long long)n,
@@ -215,7 +218,7 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
             fprintf(o, "%llu %llu\n", (unsigned long long)n, (unsigned long long)m);
     } else if (!strcmp(cmd, "list") || !strcmp(cmd, "uidl")) {
         int uidl = cmd[0] == 'u';
-        if (argc > 2 || (argc == 2 && (parse_num(argv[1], &n) || n == 0))) return -1;
+        if (argc > 2 || (argc == 2 && (parse_num(argv[1], &n) || n == 0))) return USAGE_ERR;
         if (argc == 2) {
             char uid[71];
             rc = uidl ? mw_pop3_uidl_one(p, n, uid) : mw_pop3_list_one(p, n, &m);
@@ -271,7 +274,7 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
         int top = cmd[0] == 't';
         if ((top && argc != 3) || parse_num(argv[1], &n) || n == 0 ||
             (top && parse_num(argv[2], &m)))
-            return -1;
+            return USAGE_ERR;
         mw_pop3_retr_info info;
         memset(&info, 0, sizeof info);
         if (s->json) {
@@ -301,11 +304,11 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
     } else if (!strcmp(cmd, "retr") || !strcmp(cmd, "dele")) {
         char a[32], b[32];
         int has_end;
-        if (argc != 2 || range_words(argv[1], a, b, sizeof a, &has_end)) return -1;
+        if (argc != 2 || range_words(argv[1], a, b, sizeof a, &has_end)) return USAGE_ERR;
         int dele = cmd[0] == 'd';
         if (!dele && !s->outdir) {
             fprintf(stderr, "mailwire pop3: retr of a range needs -o DIR\n");
-            return -1;
+            return USAGE_ERR;
         }
         uint64_t first, last;
         if ((rc = mw_pop3_range(p, a, has_end ? b : NULL, &first, &last))) return rc;
@@ -332,11 +335,11 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
         if (s->json) fputs(dele ? "]}\n" : "]\n", o);
         return rc;
     } else if (!strcmp(cmd, "last")) {
-        if (argc != 1) return -1;
+        if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_last(p, &n))) return rc;
         fprintf(o, s->json ? "{\"last\":%llu}\n" : "%llu\n", (unsigned long long)n);
     } else if (!strcmp(cmd, "capa")) {
-        if (argc != 1) return -1;
+        if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_capa(p))) return rc;
         size_t c = mw_pop3_capa_count(p);
         if (s->json) fputc('[', o);
@@ -351,11 +354,11 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
         }
         if (s->json) fputs("]\n", o);
     } else if (!strcmp(cmd, "noop")) {
-        if (argc != 1) return -1;
+        if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_noop(p))) return rc;
         if (s->json) fputs("{\"ok\":true}\n", o);
     } else {
-        return -2;
+        return USAGE_ERR;
     }
     return rc;
 }
@@ -481,7 +484,7 @@ int mw_cmd_pop3(int argc, char **argv)
         goto done;
     }
     rc = run_command(p, &s, nrest, rest);
-    if (rc == -1 || rc == -2) {
+    if (rc == USAGE_ERR) {
         fprintf(stderr, "mailwire pop3: bad arguments for '%s'\n", rest[0]);
         usage(stderr);
         ex = EX_USAGE_;

@@ -65,21 +65,20 @@ int pop3_send(mw_pop3 *p, const char *line, size_t len, const char *masked, int 
     mw_error_clear(&p->err);
     if (has_line_break(line, len))
         return mw_err_set(&p->err, MW_EINVAL, "CR, LF or NUL in a command; nothing sent");
-    /* RFC 2449 §4: command lines are at most 255 octets with the CRLF. */
-    if (len + 2 > P3_MAX_CMD)
-        return mw_err_set(&p->err, MW_EINVAL, "command of %zu octets is over the 255-octet limit",
-                          len + 2);
+    /* RFC 2449 §4: command lines are at most 255 octets with the CRLF.
+     * The base64 lines of an AUTH exchange are not commands (RFC 5034 §4
+     * limits only the AUTH line itself); DIGEST-MD5 answers run longer. */
+    size_t limit = p->in_auth ? 16384 : P3_MAX_CMD;
+    if (len + 2 > limit)
+        return mw_err_set(&p->err, MW_EINVAL, "command of %zu octets is over the %zu-octet limit",
+                          len + 2, limit);
     const char *show = masked ? masked : line;
     size_t show_len = masked ? strlen(masked) : len;
     mw_conn_trace(p->conn, MW_TRACE_SEND, show, show_len);
-    mw_err_set_command(&p->err, show, show_len);
-    char buf[P3_MAX_CMD + 2];
-    memcpy(buf, line, len);
-    size_t n = len;
+    if (!p->in_auth) mw_err_set_command(&p->err, show, show_len);
+    int rc = mw_conn_write(p->conn, line, len, &p->err);
     /* Tcllib -msex: Exchange wanted commands ended by a bare LF. */
-    if (!p->msex) buf[n++] = '\r';
-    buf[n++] = '\n';
-    int rc = mw_conn_write(p->conn, buf, n, &p->err);
+    if (!rc) rc = mw_conn_write(p->conn, p->msex ? "\n" : "\r\n", p->msex ? 1 : 2, &p->err);
     if (!rc && flush) rc = mw_conn_flush(p->conn, &p->err);
     if (rc) return pop3_fatal(p, rc);
     return 0;

@@ -156,9 +156,9 @@ static int sasl_try(mw_pop3 *p, const mw_pop3_opts *o, const char *mech, int *lo
         n = snprintf(line, sizeof line, "AUTH %s %s", mech, ir);
     else
         n = snprintf(line, sizeof line, "AUTH %s", mech);
-    p->in_auth = 1;
     rc = send_auth_line(p, line, (size_t)n);
     wipe(line, sizeof line);
+    p->in_auth = 1; /* from here on, lines of the exchange are masked */
     *local = 0;
     mw_pop3_status st;
     while (!rc) {
