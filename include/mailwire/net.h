@@ -107,8 +107,11 @@ MW_EXTERN int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own,
 MW_EXTERN int mw_stream_callbacks(mw_stream **out, const mw_stream_ops *ops, void *userdata,
                                   mw_error *err);
 /* Runs `command` with /bin/sh -c; its stdin and stdout are the connection
- * (a tunnel such as "ssh host nc localhost 110").  The child is reaped by
- * mw_stream_free.  Returns 0, MW_EIO, MW_ENOMEM, MW_EINVAL. */
+ * (a tunnel such as "ssh host nc localhost 110"); its stderr is the caller's;
+ * no other descriptor of the caller reaches it.  mw_stream_free closes the
+ * connection (EOF for the command) and reaps the child: up to 1 s to exit,
+ * then SIGTERM, 0.5 s later SIGKILL — never a zombie, never a long hang.
+ * Returns 0, MW_EIO, MW_ENOMEM, MW_EINVAL. */
 MW_EXTERN int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *opts,
                                 mw_error *err);
 /* Runs a TLS client handshake over `inner` and returns a stream that

@@ -123,10 +123,19 @@ static int check_usable(mw_conn *c, mw_error *err)
 }
 
 /* Records a fatal error: after a timeout, a cut or an oversize line the
- * stream is at an unknown point of the protocol, so nothing more is sent. */
+ * stream is at an unknown point of the protocol, so nothing more is sent.
+ * A cancelled read loses nothing (the bytes stay buffered), so the caller
+ * may reset the token and go on. */
 static int fail(mw_conn *c, int rc)
 {
     if (rc != 0 && rc != MW_ECANCELED) c->broken = rc;
+    return rc;
+}
+
+/* A write that failed (even by cancel) may have sent part of a command. */
+static int fail_write(mw_conn *c, int rc)
+{
+    if (rc != 0) c->broken = rc;
     return rc;
 }
 
@@ -243,7 +252,7 @@ static int send_all(mw_conn *c, const char *p, size_t len, mw_error *err)
         size_t n = len < MW_CONN_WRITE_BLOCK ? len : MW_CONN_WRITE_BLOCK;
         int rc = mw_stream_write(c->s, p, n, io_deadline(c), err);
         if (rc == MW_ETIMEOUT) timeout_detail(c, "sending", err);
-        if (rc) return fail(c, rc);
+        if (rc) return fail_write(c, rc);
         p += n;
         len -= n;
     }

@@ -358,7 +358,12 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
             for (int fd = 3; fd < max; fd++)
                 close(fd);
         }
+        /* The command starts with default SIGPIPE and no blocked signals,
+         * whatever the calling thread had. */
         signal(SIGPIPE, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
         execv("/bin/sh", argv);
         _exit(127);
     }

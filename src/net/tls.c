@@ -373,10 +373,14 @@ static int decide(struct mw_tls *t, const mw_tls_opts *o, const char *host,
                           who, want, npins > 1 ? " (or another pin)" : "", gc, gk);
     }
     if (o->policy) {
-        if (o->policy(&t->peer, o->policy_userdata) != 0)
-            return mw_err_set(err, MW_ECERT, "certificate of %s refused by the caller's policy%s%s",
-                              who, t->peer.verified ? "" : " (not verified: ",
-                              t->peer.verified ? "" : t->verify_error);
+        if (o->policy(&t->peer, o->policy_userdata) != 0) {
+            if (t->peer.verified)
+                return mw_err_set(err, MW_ECERT, "certificate of %s refused by the caller's policy",
+                                  who);
+            return mw_err_set(err, MW_ECERT,
+                              "certificate of %s refused by the caller's policy (not verified: %s)",
+                              who, t->verify_error);
+        }
         return 0;
     }
     /* A matching pin is enough (mw_tls_opts.pin); insecure is explicit. */
@@ -475,9 +479,10 @@ static int io_failure(struct mw_tls *t, int r, const char *what, mw_error *err)
         rc = mw_err_set(err, MW_ETLS, "TLS %s failed: %s", what,
                         e == SSL_ERROR_SSL ? ssl_reason(why, sizeof why) : "connection broken");
     }
-    /* After a timeout the record layer is mid-record: nothing more can be
-     * sent, not even close_notify. */
-    if (rc != MW_ECANCELED) t->failed = 1;
+    /* After a timeout, a cancel or a broken record the TLS state is at an
+     * unknown point (maybe mid-record): nothing more can be read or sent,
+     * not even close_notify. */
+    t->failed = 1;
     ERR_clear_error();
     return rc;
 }
