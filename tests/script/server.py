@@ -322,6 +322,7 @@ class ScriptServer:
         self.log = Transcript()
         self.error = None       # str when the script failed
         self.done = threading.Event()
+        self.played = threading.Event()     # the script itself is over
         self.directives = list(server.directives)
         self.deadline = None
         self.thread = None
@@ -413,6 +414,7 @@ class ScriptServer:
         finally:
             if conn is not None:
                 conn.close()
+            self.played.set()
             if self.error is None:
                 self._check_extra_connections()
             self.done.set()
@@ -750,13 +752,14 @@ def main(argv):
     rc = 0
     try:
         for s in servers.values():
-            while not s.done.wait(0.5):
+            while not s.played.wait(0.5):   # short waits keep Ctrl-C responsive
                 pass
     except KeyboardInterrupt:
-        for s in servers.values():
-            s.stop()
-        for s in servers.values():
-            s.join(5)
+        pass
+    for s in servers.values():
+        s.stop()
+    for s in servers.values():
+        s.join(5)
     for s in servers.values():
         print(f"{s.label}: {'ok' if s.error is None else 'FAILED'}")
         if s.error:
