@@ -410,16 +410,15 @@ int mw_cmd_smtp(int argc, char **argv)
     } else {
         /* Every file over the one connection: one login for the batch. */
         for (size_t f = 0; f < nfiles; f++) {
-            char *data = NULL;
-            size_t len = 0;
-            if (read_file(files[f], &data, &len) != 0) {
+            /* Streamed from the file: a large message costs no memory. */
+            int fd = strcmp(files[f], "-") ? open(files[f], O_RDONLY | O_CLOEXEC) : 0;
+            if (fd < 0) {
                 fprintf(stderr, "mailwire smtp: cannot read %s: %s\n", files[f], strerror(errno));
                 rc = rc ? rc : EX_IOERR_;
                 continue;
             }
             mw_smtp_msg m = MW_SMTP_MSG_INIT;
-            m.data = data;
-            m.len = len;
+            m.fd = fd;
             m.originator = from;
             m.recipients = nto ? to : NULL;
             m.nrecipients = nto;
@@ -430,7 +429,7 @@ int mw_cmd_smtp(int argc, char **argv)
             int e = tx_exit(src, r);
             if (e && !rc) rc = e;
             mw_smtp_result_free(r);
-            free(data);
+            if (fd != 0) close(fd);
             if (src && !mw_smtp_alive(s)) {
                 /* The connection is gone: the remaining files are not sent. */
                 for (size_t g = f + 1; g < nfiles; g++)

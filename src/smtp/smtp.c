@@ -137,8 +137,7 @@ static int get_reply(mw_smtp *s, const char *cmd)
         int rc = mw_conn_read_line(s->c, &line, &len, &s->err);
         /* RFC 5321 §4.5.3.1.5 bounds reply lines: an oversize reply is the
          * server breaking the protocol (MW_ETOOBIG stays for our message). */
-        if (rc == MW_ETOOBIG)
-            rc = s->err.code = MW_EPROTO;
+        if (rc == MW_ETOOBIG) rc = s->err.code = MW_EPROTO;
         if (rc) {
             if (rc == MW_ENET)
                 mw_err_set(&s->err, MW_ENET,
@@ -150,8 +149,7 @@ static int get_reply(mw_smtp *s, const char *cmd)
         }
         if (s->trace) s->trace(MW_TRACE_RECV, line, len, s->trace_ud);
         rc = mw_smtp_reply_feed(s->rep, line, len, &s->err);
-        if (rc == MW_ETOOBIG)
-            rc = s->err.code = MW_EPROTO;
+        if (rc == MW_ETOOBIG) rc = s->err.code = MW_EPROTO;
         if (rc < 0) {
             mw_err_set_command(&s->err, cmd, strlen(cmd));
             return conn_failed(s, rc);
@@ -798,7 +796,7 @@ static int put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding)
  * the same write.  Returns with every reply to BDAT read (CHUNKING) or
  * with the reply to the final dot. */
 static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int chunking,
-                    mw_smtp_result *res)
+                    int forbid8, mw_smtp_result *res)
 {
     mw_smtp_data_enc enc;
     mw_smtp_data_init(&enc, chunking);
@@ -828,6 +826,12 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
         }
         if (n == 0) break;
         rc = mw_smtp_data_encode(&enc, in, (size_t)n, &out, &local);
+        /* RFC 6152 §3: no 8-bit octet may go to a server that did not
+         * offer 8BITMIME; known only now for a stream source. */
+        if (!rc && forbid8 && enc.saw_8bit)
+            rc = mw_err_set(&local, MW_EUNSUPPORTED,
+                            "the message has 8-bit data and the server does not offer 8BITMIME "
+                            "(RFC 6152): transfer aborted");
         if (!rc && out.len >= CHUNK) {
             if (chunking) {
                 rc = put_bdat(s, &out, 0, &outstanding);
@@ -1139,7 +1143,8 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
             goto reset;
         }
     }
-    rc = transfer(s, &r, &env, skip, chunking, res);
+    int forbid8 = !(body && !strcmp(body, "8BITMIME")) && !smtputf8;
+    rc = transfer(s, &r, &env, skip, chunking, forbid8, res);
     if (rc == 0) {
         res->sent = 1;
         s->dirty = 0;
