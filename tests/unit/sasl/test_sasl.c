@@ -271,6 +271,24 @@ static void scram_works(void **st)
     }
 }
 
+static void scram_user_escaping_and_saslprep(void **st)
+{
+    (void)st;
+    /* RFC 5802 §5.1: ',' and '=' in the user name travel as =2C and =3D. */
+    mw_sasl_creds c = creds_for("a,b=c", "pw-s1");
+    outcome o = run("SCRAM-SHA-256", &c, "a,b=c", "pw-s1", USE_IR, NULL, NULL);
+    assert_int_equal(o.server_rc, GSASL_OK);
+    assert_non_null(memmem(o.first, o.first_len, "n=a=2Cb=3Dc,", 12));
+    /* RFC 4013 §2.3: control characters are prohibited: refused before
+     * anything is sent. */
+    c = creds_for("bell\007", "pw");
+    mw_sasl *s;
+    const char *ir;
+    mw_error e = {0};
+    assert_int_equal(mw_sasl_start(&s, &ir, "SCRAM-SHA-1", &c, &e), MW_EINVAL);
+    assert_non_null(strstr(e.message, "SASLprep"));
+}
+
 static void scram_unknown_user_fails(void **st)
 {
     (void)st;
@@ -500,6 +518,14 @@ static void oauth_without_ir(void **st)
     oauth_creds(&c);
     mw_sasl *s;
     const char *r;
+    const char *ir;
+    /* Asked for, not sent: the empty challenge gets the same message. */
+    assert_int_equal(mw_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), 0);
+    char first[512];
+    snprintf(first, sizeof first, "%s", ir);
+    assert_int_equal(mw_sasl_step(s, &r, "", 0, NULL), MW_SASL_DONE);
+    assert_string_equal(r, first);
+    mw_sasl_free(s);
     assert_int_equal(mw_sasl_start(&s, NULL, "XOAUTH2", &c, NULL), 0);
     assert_false(mw_sasl_finished(s));
     /* Data before our first message is refused. */
@@ -1081,6 +1107,7 @@ int main(void)
         cmocka_unit_test(cram_md5_rfc2195_example),
         cmocka_unit_test(digest_md5_works),
         cmocka_unit_test(scram_works),
+        cmocka_unit_test(scram_user_escaping_and_saslprep),
         cmocka_unit_test(scram_unknown_user_fails),
         cmocka_unit_test(scram_plus_binds_channel),
         cmocka_unit_test(scram_without_plus_says_n),
