@@ -2,6 +2,7 @@
 
 Everything is checked when the file is read, so a typo in a case is reported
 with its line number before any server or client is started."""
+import ipaddress
 import re
 import shlex
 
@@ -104,6 +105,7 @@ class Server:
     def __init__(self, name, lineno):
         self.name = name        # "" for the unnamed [server]
         self.lineno = lineno
+        self.listen = "127.0.0.1"
         self.directives = []
 
     @property
@@ -276,11 +278,26 @@ def parse_case(path):
         if m:
             kind, arg = m.group(1), (m.group(2) or "").strip()
             if kind == "server":
-                if arg and not re.fullmatch(r"[A-Za-z0-9_.-]+", arg):
+                words = arg.split()
+                opts = [w for w in words if "=" in w]
+                names = [w for w in words if "=" not in w]
+                if len(names) > 1 or (names and not re.fullmatch(r"[A-Za-z0-9_.-]+", names[0])):
                     raise CaseError(f"{path}:{lineno}: bad server name {arg!r}")
-                if any(s.name == arg for s in case.servers):
-                    raise CaseError(f"{path}:{lineno}: duplicate [server{' ' + arg if arg else ''}]")
-                section = Server(arg, lineno)
+                name = names[0] if names else ""
+                if any(s.name == name for s in case.servers):
+                    raise CaseError(f"{path}:{lineno}: duplicate [server{' ' + name if name else ''}]")
+                section = Server(name, lineno)
+                for o in opts:
+                    k, _, v = o.partition("=")
+                    if k != "listen" or not v:
+                        raise CaseError(f"{path}:{lineno}: unknown server option {o!r} (listen=ADDR)")
+                    try:
+                        ipaddress.ip_address(v)
+                    except ValueError:
+                        raise CaseError(f"{path}:{lineno}: listen= needs an IP address, got {v!r}") from None
+                    if not ipaddress.ip_address(v).is_loopback:
+                        raise CaseError(f"{path}:{lineno}: listen= must be a loopback address, got {v!r}")
+                    section.listen = v
                 case.servers.append(section)
                 continue
             words = arg.split()

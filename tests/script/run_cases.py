@@ -164,7 +164,13 @@ class CaseRun:
                 self.problems.append(f"no certificate dir: {self.certs.error}")
                 return
             self.closedport = free_closed_port()
-            servers = scripted.start_servers(case, self.certs.path)
+            try:
+                servers = scripted.start_servers(case, self.certs.path)
+            except OSError as e:
+                if any(":" in s.listen for s in case.servers):
+                    self.skip = f"cannot listen on the IPv6 loopback: {e.strerror or e}"
+                    return
+                raise
             self.vals = self._values({n: s.port for n, s in servers.items()}, tmp)
             for ln, req in case.multi["requires"]:
                 p = self.subst(req)

@@ -308,11 +308,13 @@ class Transcript:
 class ScriptServer:
     """Plays one [server] section on its own listening port."""
 
-    def __init__(self, case_path, server, certdir=None, host="127.0.0.1"):
+    def __init__(self, case_path, server, certdir=None):
         self.case_path = case_path
         self.server = server
         self.certdir = certdir
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        host = server.listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.lsock = socket.socket(family, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind((host, 0))
         self.lsock.listen(16)
