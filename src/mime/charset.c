@@ -19,7 +19,8 @@ int mw_cv_open(mw_cv *cv, const char *charset)
 {
     memset(cv, 0, sizeof *cv);
     cv->cd = (void *)-1;
-    if (!charset || !*charset || mw_charset_is_utf8(charset)) {
+    /* UTF-8 goes through iconv too, so that invalid bytes are replaced. */
+    if (!charset || !*charset) {
         cv->identity = 1;
         return 0;
     }

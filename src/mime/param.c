@@ -343,13 +343,17 @@ int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error
             const char *q = star + 1, *e = s + ne;
             if (q < e && *q >= '0' && *q <= '9') {
                 int num = 0;
-                while (q < e && *q >= '0' && *q <= '9' && num <= MAX_SECTION)
-                    num = num * 10 + (*q++ - '0');
+                while (q < e && *q >= '0' && *q <= '9') {
+                    if (num <= MAX_SECTION) num = num * 10 + (*q - '0');
+                    q++;
+                }
                 r->section = num > MAX_SECTION ? MAX_SECTION : num;
-            }
-            if (q < e && *q == '*') {
-                r->ext = 1;
-                q++;
+                if (q < e && *q == '*') {
+                    r->ext = 1;
+                    q++;
+                }
+            } else {
+                r->ext = 1; /* name*=charset'lang'value */
             }
             if (q != e || bl == 0) { /* not RFC 2231 after all: a plain name */
                 bl = ne - ns;

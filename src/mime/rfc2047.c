@@ -222,7 +222,7 @@ int mw_mime_word_encode(char **out, const char *text, size_t len, const char *ch
         }
         if (method == 'b' && !rc) {
             size_t start = i - used;
-            char *tmp = malloc((used + 2) / 3 * 4 + 1);
+            char *tmp = malloc((used + 2) / 3 * 4 + 8);
             if (!tmp) {
                 rc = MW_ENOMEM;
                 break;
