@@ -1,0 +1,327 @@
+/* Unit tests of the SMTP session over an in-memory stream (the server's
+ * replies are queued up front; what the client writes is captured), and of
+ * the envelope rules (addresses, originator, Bcc, Resent-). */
+#include "mwtest.h"
+
+#include "mailwire/smtp.h"
+#include "smtp/envelope.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fake {
+    const char *replies;
+    size_t rlen, rpos;
+    size_t step; /* bytes per read: exercises the reply reader's splits */
+    char out[1 << 20];
+    size_t olen;
+} fake;
+
+static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    fake *f = ud;
+    size_t n = f->rlen - f->rpos;
+    if (n > len) n = len;
+    if (n > f->step) n = f->step;
+    memcpy(buf, f->replies + f->rpos, n);
+    f->rpos += n;
+    return (long)n;
+}
+
+static long fake_write(void *ud, const void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    fake *f = ud;
+    if (f->olen + len > sizeof f->out) return MW_ENET;
+    memcpy(f->out + f->olen, buf, len);
+    f->olen += len;
+    return (long)len;
+}
+
+static const mw_stream_ops fake_ops = {fake_read, fake_write, NULL};
+
+static mw_smtp *open_fake(fake *f, const char *replies, size_t step)
+{
+    memset(f, 0, sizeof *f);
+    f->replies = replies;
+    f->rlen = strlen(replies);
+    f->step = step;
+    mw_stream *st;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
+    mw_smtp_opts o = MW_SMTP_OPTS_INIT;
+    static const char *const servers[] = {"127.0.0.1"};
+    o.servers = servers;
+    o.nservers = 1;
+    o.tls = MW_SMTP_TLS_NONE;
+    o.stream = st;
+    mw_smtp *s = NULL;
+    int rc = mw_smtp_open(&s, &o, &err);
+    if (rc) fail_msg("open: %s", err.message);
+    return s;
+}
+
+#define GREET "220 fake ESMTP\r\n250-fake\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+#define TX_OK "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n"
+
+typedef struct chunky {
+    const char *p;
+    size_t n, pos, step;
+} chunky;
+
+static long chunky_read(void *buf, size_t len, void *ud)
+{
+    chunky *c = ud;
+    size_t n = c->n - c->pos;
+    if (n > len) n = len;
+    if (n > c->step) n = c->step;
+    memcpy(buf, c->p + c->pos, n);
+    c->pos += n;
+    return (long)n;
+}
+
+/* The DATA part of the wire (after "DATA\r\n") must be the same whatever
+ * sizes the message source hands out. */
+static void callback_source_every_chunk_size(void **state)
+{
+    (void)state;
+    static const char msg[] = "Date: x\nMessage-ID: <1@x>\nFrom: a@x.test\n\n.a\r\n.\n"
+                              "b\r.\rc\r\n\r\n..\n.";
+    static const char want[] = "DATA\r\nDate: x\r\nMessage-ID: <1@x>\r\nFrom: a@x.test\r\n\r\n"
+                               "..a\r\n..\r\nb\r\n..\r\nc\r\n\r\n...\r\n..\r\n.\r\n";
+    for (size_t step = 1; step <= 17; step++) {
+        fake *f = malloc(sizeof *f);
+        mw_smtp *s = open_fake(f, GREET TX_OK "221 bye\r\n", step);
+        chunky c = {msg, sizeof msg - 1, 0, step};
+        mw_smtp_msg m = MW_SMTP_MSG_INIT;
+        m.read = chunky_read;
+        m.read_userdata = &c;
+        static const char *const rc_[] = {"b@y.test"};
+        m.recipients = rc_;
+        m.nrecipients = 1;
+        m.atleastone = 1;
+        mw_smtp_result *r = NULL;
+        int rc = mw_smtp_send(s, &m, &r);
+        if (rc) fail_msg("step %zu: %s", step, mw_smtp_error(s)->message);
+        assert_true(r->sent);
+        assert_int_equal(r->nrcpt, 1);
+        assert_int_equal(r->rcpt[0].code, 250);
+        assert_string_equal(r->originator, "a@x.test");
+        f->out[f->olen] = '\0';
+        const char *d = strstr(f->out, "DATA\r\n");
+        assert_non_null(d);
+        if (strcmp(d, want) != 0) fail_msg("step %zu: got \"%s\"", step, d);
+        /* MAIL, RCPT and DATA went out together (RFC 2920); a stream
+         * source may hold 8-bit data, so BODY=8BITMIME is declared. */
+        assert_non_null(strstr(f->out, "MAIL FROM:<a@x.test> BODY=8BITMIME\r\nRCPT "
+                                       "TO:<b@y.test>\r\nDATA\r\n"));
+        mw_smtp_result_free(r);
+        assert_int_equal(mw_smtp_quit(s), 0);
+        mw_smtp_free(s);
+        free(f);
+    }
+}
+
+static void fd_source_bcc_removed(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/mw-smtp-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    const char msg[] = "From: A <a@x.test>\nTo: b@y.test\nBcc: Secret <h@z.test>,\n k@z.test\n"
+                       "Subject: s\n\nbody\n";
+    assert_int_equal(write(fd, msg, sizeof msg - 1), (ssize_t)(sizeof msg - 1));
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s =
+        open_fake(f, GREET "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n250 ok\r\n", 5);
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.fd = fd;
+    m.atleastone = 1;
+    mw_smtp_result *r = NULL;
+    assert_int_equal(mw_smtp_send(s, &m, &r), 0);
+    assert_int_equal(r->nrcpt, 3);
+    assert_string_equal(r->rcpt[1].address, "h@z.test");
+    assert_string_equal(r->rcpt[2].address, "k@z.test");
+    f->out[f->olen] = '\0';
+    assert_non_null(strstr(f->out, "RCPT TO:<k@z.test>\r\n"));
+    assert_null(strstr(f->out, "Bcc"));
+    assert_null(strstr(f->out, "Secret"));
+    assert_non_null(strstr(f->out, "\r\nSubject: s\r\nDate: "));
+    assert_non_null(strstr(f->out, "\r\nMessage-ID: <"));
+    assert_non_null(strstr(f->out, "\r\n\r\nbody\r\n.\r\n"));
+    mw_smtp_result_free(r);
+    mw_smtp_free(s);
+    free(f);
+    close(fd);
+}
+
+static void many_messages_one_connection(void **state)
+{
+    (void)state;
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = open_fake(f, GREET TX_OK TX_OK TX_OK "221 bye\r\n", 4096);
+    for (int i = 0; i < 3; i++) {
+        mw_smtp_msg m = MW_SMTP_MSG_INIT;
+        m.data = "Subject: x\n\nhi\n";
+        m.len = strlen(m.data);
+        m.originator = "a@x.test";
+        static const char *const rc_[] = {"b@y.test"};
+        m.recipients = rc_;
+        m.nrecipients = 1;
+        m.atleastone = 1;
+        assert_int_equal(mw_smtp_send(s, &m, NULL), 0);
+    }
+    assert_int_equal(mw_smtp_quit(s), 0);
+    f->out[f->olen] = '\0';
+    int mails = 0, ehlos = 0;
+    for (const char *p = f->out; (p = strstr(p, "MAIL FROM:")); p++)
+        mails++;
+    for (const char *p = f->out; (p = strstr(p, "EHLO ")); p++)
+        ehlos++;
+    assert_int_equal(mails, 3);
+    assert_int_equal(ehlos, 1);
+    assert_null(strstr(f->out, "RSET")); /* none needed after a completed transaction */
+    mw_smtp_free(s);
+    free(f);
+}
+
+static void crlf_address_refused_before_sending(void **state)
+{
+    (void)state;
+    const char *bad[] = {"b@y.test\r\nRCPT TO:<e@vil>", "b@y.test\n", "b\r@y", "a<b>@y", "b y@z"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        fake *f = malloc(sizeof *f);
+        mw_smtp *s = open_fake(f, GREET TX_OK, 4096);
+        size_t before = f->olen;
+        mw_smtp_msg m = MW_SMTP_MSG_INIT;
+        m.data = "Subject: x\n\nhi\n";
+        m.len = strlen(m.data);
+        m.originator = "a@x.test";
+        const char *rc_[] = {"ok@y.test", bad[i]};
+        m.recipients = rc_;
+        m.nrecipients = 2;
+        assert_int_equal(mw_smtp_send(s, &m, NULL), MW_EINVAL);
+        assert_int_equal(f->olen, before); /* not one byte of MAIL */
+        /* The same in the originator. */
+        m.originator = bad[i];
+        m.nrecipients = 1;
+        assert_int_equal(mw_smtp_send(s, &m, NULL), MW_EINVAL);
+        assert_int_equal(f->olen, before);
+        mw_smtp_free(s);
+        free(f);
+    }
+    /* ... and in the EHLO name and AUTH identity, before connecting. */
+    mw_smtp_opts o = MW_SMTP_OPTS_INIT;
+    mw_smtp *s = NULL;
+    mw_error err = {0};
+    o.client = "a\r\nMAIL FROM:<x>";
+    assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
+    o.client = NULL;
+    o.username = "u\nv";
+    o.password = "p";
+    assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
+    assert_null(s);
+}
+
+static void addresses(void **state)
+{
+    (void)state;
+    struct {
+        const char *in;
+        const char *want[4];
+    } cases[] = {
+        {"a@b", {"a@b"}},
+        {"A <a@b>, \"B, Jr.\" <b@c>", {"a@b", "b@c"}},
+        {"group: x@y, (c) z@w;, last@q", {"x@y", "z@w", "last@q"}},
+        {"<@route,@r2:real@dom>", {"real@dom"}},
+        {"a@b (comment, with comma)", {"a@b"}},
+        {"\"quoted local\"@dom", {"\"quoted local\"@dom"}},
+        {"undisclosed-recipients:;", {NULL}},
+        {"", {NULL}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char **l = NULL;
+        size_t n = 0;
+        mw_error err = {0};
+        assert_int_equal(mw_smtp_parse_addresses(cases[i].in, strlen(cases[i].in), &l, &n, &err),
+                         0);
+        size_t k = 0;
+        while (k < 4 && cases[i].want[k])
+            k++;
+        if (n != k) fail_msg("case %zu: %zu addresses, want %zu", i, n, k);
+        for (size_t j = 0; j < n; j++) {
+            assert_string_equal(l[j], cases[i].want[j]);
+            free(l[j]);
+        }
+        free(l);
+    }
+}
+
+static void originator_rules(void **state)
+{
+    (void)state;
+    mw_smtp_env env;
+    mw_error err = {0};
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    const char *h1 = "From: a@x, b@x\r\nSender: s@x\r\nTo: t@y\r\n\r\n";
+    /* Several From mailboxes: the Sender is the originator. */
+    assert_int_equal(mw_smtp_env_build(&env, &m, h1, strlen(h1), "host", &err), 0);
+    assert_string_equal(env.originator, "s@x");
+    mw_smtp_env_free(&env);
+    /* Several From and no Sender: an error naming the problem. */
+    const char *h2 = "From: a@x, b@x\r\nTo: t@y\r\n\r\n";
+    assert_int_equal(mw_smtp_env_build(&env, &m, h2, strlen(h2), "host", &err), MW_EFORMAT);
+    assert_non_null(strstr(err.message, "too many mailboxes in From"));
+    /* No From and no originator. */
+    const char *h3 = "To: t@y\r\n\r\n";
+    assert_int_equal(mw_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), MW_EFORMAT);
+    /* The null reverse-path. */
+    m.originator = "";
+    assert_int_equal(mw_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), 0);
+    assert_string_equal(env.originator, "");
+    mw_smtp_env_free(&env);
+    /* An originator other than From: Sender added. */
+    m.originator = "bounce@x";
+    const char *h4 = "From: a@x\r\nTo: t@y\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\n";
+    assert_int_equal(mw_smtp_env_build(&env, &m, h4, strlen(h4), "host", &err), 0);
+    assert_non_null(strstr(env.header.data, "\r\nSender: <bounce@x>\r\n"));
+    assert_null(strstr(env.header.data, "\r\nDate: d\r\nDate:"));
+    mw_smtp_env_free(&env);
+    /* Resent-: the envelope comes from the Resent- fields only. */
+    m.originator = NULL;
+    const char *h5 = "From: a@x\r\nTo: t@y\r\nResent-From: r@x\r\nResent-To: rt@y\r\n"
+                     "Resent-Bcc: rb@y\r\n\r\n";
+    assert_int_equal(mw_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), 0);
+    assert_string_equal(env.originator, "r@x");
+    assert_int_equal(env.nrcpt, 2);
+    assert_string_equal(env.rcpt[0], "rt@y");
+    assert_string_equal(env.rcpt[1], "rb@y");
+    assert_null(strstr(env.header.data, "Resent-Bcc"));
+    assert_non_null(strstr(env.header.data, "Resent-Date: "));
+    assert_non_null(strstr(env.header.data, "Resent-Message-ID: <"));
+    mw_smtp_env_free(&env);
+    /* Header injection through an extra header is refused. */
+    const char *extra[] = {"X-A: b\r\nBcc: e@vil"};
+    m.headers = extra;
+    m.nheaders = 1;
+    assert_int_equal(mw_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), MW_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(callback_source_every_chunk_size),
+        cmocka_unit_test(fd_source_bcc_removed),
+        cmocka_unit_test(many_messages_one_connection),
+        cmocka_unit_test(crlf_address_refused_before_sending),
+        cmocka_unit_test(addresses),
+        cmocka_unit_test(originator_rules),
+    };
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
