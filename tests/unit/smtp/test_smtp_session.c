@@ -312,6 +312,71 @@ static void originator_rules(void **state)
     assert_int_equal(mw_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), MW_EINVAL);
 }
 
+typedef struct pol {
+    int calls, code, answer;
+    char reason[128];
+} pol;
+
+static int policy_cb(int code, const char *reason, void *ud)
+{
+    pol *p = ud;
+    p->calls++;
+    p->code = code;
+    snprintf(p->reason, sizeof p->reason, "%s", reason);
+    return p->answer;
+}
+
+static int open_policy(fake *f, const char *replies, pol *p, mw_smtp **out)
+{
+    memset(f, 0, sizeof *f);
+    f->replies = replies;
+    f->rlen = strlen(replies);
+    f->step = 4096;
+    mw_stream *st;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
+    mw_smtp_opts o = MW_SMTP_OPTS_INIT;
+    o.tls = MW_SMTP_TLS_STARTTLS;
+    o.tlspolicy = policy_cb;
+    o.tlspolicy_userdata = p;
+    o.stream = st;
+    return mw_smtp_open(out, &o, &err);
+}
+
+/* Tcllib's -tlspolicy: asked when STARTTLS is missing or refused; only its
+ * explicit "insecure" answer lets the session go on in plain text. */
+static void tlspolicy(void **state)
+{
+    (void)state;
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = NULL;
+    pol p = {0, -1, MW_SMTP_TLSPOLICY_INSECURE, ""};
+    assert_int_equal(open_policy(f, "220 x\r\n250 x\r\n", &p, &s), 0);
+    assert_int_equal(p.calls, 1);
+    assert_int_equal(p.code, 0);
+    assert_false(mw_smtp_is_tls(s));
+    mw_smtp_free(s);
+
+    pol q = {0, -1, 0, ""};
+    assert_int_equal(open_policy(f, "220 x\r\n250 x\r\n", &q, &s), MW_ETLS);
+    assert_int_equal(q.calls, 1);
+    assert_null(s);
+
+    pol r = {0, -1, MW_SMTP_TLSPOLICY_INSECURE, ""};
+    assert_int_equal(
+        open_policy(f, "220 x\r\n250-x\r\n250 STARTTLS\r\n454 4.7.0 no TLS now\r\n", &r, &s), 0);
+    assert_int_equal(r.code, 454);
+    assert_non_null(strstr(r.reason, "no TLS now"));
+    f->out[f->olen] = '\0';
+    assert_non_null(strstr(f->out, "STARTTLS\r\n"));
+    mw_smtp_free(s);
+
+    pol t = {0, -1, 0, ""};
+    assert_int_equal(open_policy(f, "220 x\r\n250-x\r\n250 STARTTLS\r\n454 4.7.0 no\r\n", &t, &s),
+                     MW_ETLS);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -321,6 +386,7 @@ int main(void)
         cmocka_unit_test(crlf_address_refused_before_sending),
         cmocka_unit_test(addresses),
         cmocka_unit_test(originator_rules),
+        cmocka_unit_test(tlspolicy),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);
