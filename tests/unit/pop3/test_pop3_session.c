@@ -1,0 +1,561 @@
+/* Unit tests of the POP3 session over an in-memory peer (a caller-supplied
+ * stream, Tcllib's -socketcmd): what goes on the wire, pipelining windows,
+ * retr modes, range keywords, draining after errors, trace masking, state
+ * after fatal errors. */
+#include "mwtest.h"
+
+#include "mailwire/pop3.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- The fake server ---------------------------------------------------------
+ * A script of exchanges: when the client has sent line `expect`, `reply` is
+ * queued for it to read.  Lines that arrive in one write call form a batch;
+ * the largest batch shows how many commands were in flight at once. */
+typedef struct step {
+    const char *expect;
+    const char *reply;
+} step;
+
+typedef struct peer {
+    const step *steps;
+    size_t nsteps, next;
+    char out[1 << 16];
+    size_t out_len, out_pos;
+    char in[4096];
+    size_t in_len;
+    char log[1 << 14]; /* every client line, '|'-separated */
+    size_t log_len;
+    size_t max_batch;
+    int mismatch;
+    char mismatch_text[256];
+    int raw_lf_seen;
+    int closed;
+} peer;
+
+static void queue(peer *p, const char *s)
+{
+    size_t n = strlen(s);
+    memcpy(p->out + p->out_len, s, n);
+    p->out_len += n;
+}
+
+static long peer_read(void *ud, void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    peer *p = ud;
+    if (p->out_pos == p->out_len) return 0; /* the script ran out: the server hangs up */
+    size_t n = p->out_len - p->out_pos;
+    if (n > len) n = len;
+    /* Small reads on purpose, so bodies cross chunk boundaries. */
+    if (n > 7) n = 7;
+    memcpy(buf, p->out + p->out_pos, n);
+    p->out_pos += n;
+    return (long)n;
+}
+
+static long peer_write(void *ud, const void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    peer *p = ud;
+    memcpy(p->in + p->in_len, buf, len);
+    p->in_len += len;
+    size_t batch = 0;
+    char *nl;
+    while ((nl = memchr(p->in, '\n', p->in_len))) {
+        size_t ll = (size_t)(nl - p->in);
+        int crlf = ll > 0 && p->in[ll - 1] == '\r';
+        if (!crlf) p->raw_lf_seen = 1;
+        size_t content = crlf ? ll - 1 : ll;
+        memcpy(p->log + p->log_len, p->in, content);
+        p->log_len += content;
+        p->log[p->log_len++] = '|';
+        p->log[p->log_len] = '\0';
+        if (p->next < p->nsteps && strlen(p->steps[p->next].expect) == content &&
+            !memcmp(p->steps[p->next].expect, p->in, content)) {
+            queue(p, p->steps[p->next].reply);
+            p->next++;
+        } else if (!p->mismatch) {
+            p->mismatch = 1;
+            snprintf(p->mismatch_text, sizeof p->mismatch_text,
+                     "step %zu: expected '%s', got '%.*s'", p->next,
+                     p->next < p->nsteps ? p->steps[p->next].expect : "(end)", (int)content, p->in);
+        }
+        batch++;
+        memmove(p->in, nl + 1, p->in_len - ll - 1);
+        p->in_len -= ll + 1;
+    }
+    if (batch > p->max_batch) p->max_batch = batch;
+    return (long)len;
+}
+
+static void peer_close(void *ud)
+{
+    ((peer *)ud)->closed = 1;
+}
+
+static const mw_stream_ops peer_ops = {peer_read, peer_write, peer_close};
+
+static char trace_buf[1 << 14];
+static size_t trace_len;
+
+static void trace_fn(int dir, const char *line, size_t len, void *ud)
+{
+    (void)ud;
+    const char *tag = dir == MW_TRACE_SEND ? "C:" : dir == MW_TRACE_RECV ? "S:" : "*:";
+    trace_len += (size_t)snprintf(trace_buf + trace_len, sizeof trace_buf - trace_len, "%s%.*s\n",
+                                  tag, (int)len, line);
+}
+
+#define GREETING   "+OK ready <1896.697170952@dbc.mtview.ca.us>\r\n"
+#define CAPA_PLAIN "+OK\r\nUSER\r\nTOP\r\nUIDL\r\n.\r\n"
+#define CAPA_PIPE  "+OK\r\nUSER\r\nPIPELINING\r\n.\r\n"
+
+static mw_pop3 *open_with(peer *pr, const step *steps, size_t n, mw_pop3_opts *o, int *rc)
+{
+    memset(pr, 0, sizeof *pr);
+    pr->steps = steps;
+    pr->nsteps = n;
+    queue(pr, GREETING);
+    mw_stream *s = NULL;
+    assert_int_equal(mw_stream_callbacks(&s, &peer_ops, pr, NULL), 0);
+    o->stream = s;
+    o->user = o->user ? o->user : "u";
+    o->password = o->password ? o->password : "pw";
+    o->allow_plaintext = 1;
+    o->trace = trace_fn;
+    trace_len = 0;
+    trace_buf[0] = '\0';
+    mw_pop3 *p = NULL;
+    *rc = mw_pop3_open(&p, "localhost", o);
+    return p;
+}
+
+#define LOGIN_STEPS(capa)                                                                          \
+    {"CAPA", capa}, {"USER u", "+OK\r\n"}, {"PASS pw", "+OK\r\n"},                                 \
+    {                                                                                              \
+        "STAT", "+OK 3 300\r\n"                                                                    \
+    }
+
+static void test_open_and_config(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN), {"QUIT", "+OK bye\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 5, &o, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(mw_pop3_count(p), 3);
+    mw_pop3_config c;
+    mw_pop3_config_get(p, &c);
+    assert_string_equal(c.auth_used, "USER");
+    assert_int_equal(c.limit, 3);
+    assert_int_equal(c.pipelining, 0);
+    assert_int_equal(c.window, 1);
+    assert_int_equal(c.retr_mode, MW_POP3_RETR_RETR);
+    assert_non_null(strstr(c.greeting, "<1896.697170952@dbc.mtview.ca.us>"));
+    assert_true(mw_pop3_has_capa(p, "uidl"));
+    assert_false(mw_pop3_has_capa(p, "PIPELINING"));
+    /* The password never reaches the trace. */
+    assert_non_null(strstr(trace_buf, "C:PASS ****\n"));
+    assert_null(strstr(trace_buf, "PASS pw"));
+    int confirmed = 0;
+    assert_int_equal(mw_pop3_quit(p, &confirmed), 0);
+    assert_int_equal(confirmed, 1);
+    assert_int_equal(pr.mismatch, 0);
+    assert_int_equal(pr.closed, 1); /* QUIT closes the connection */
+    assert_int_equal(mw_pop3_noop(p), MW_ESTATE);
+    mw_pop3_free(p);
+}
+
+static void test_apop_masked(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {{"CAPA", "-ERR\r\n"},
+                 {"APOP mrose c4c9334bac560ecc979e58001b3e22fb", "+OK\r\n"},
+                 {"STAT", "+OK 1 369\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.user = "mrose";
+    o.password = "tanstaaf";
+    o.auth = MW_POP3_AUTH_APOP;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 3, &o, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(pr.mismatch, 0);
+    assert_non_null(strstr(trace_buf, "C:APOP mrose ****\n"));
+    assert_null(strstr(trace_buf, "c4c9334b"));
+    mw_pop3_free(p);
+}
+
+static void test_msex(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN), {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.msex = 1;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 5, &o, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(mw_pop3_noop(p), 0);
+    assert_int_equal(pr.raw_lf_seen, 1);
+    mw_pop3_free(p);
+}
+
+static void test_plaintext_policy(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {{"CAPA", CAPA_PLAIN}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    memset(&pr, 0, sizeof pr);
+    pr.steps = st;
+    pr.nsteps = 1;
+    queue(&pr, GREETING);
+    mw_stream *s = NULL;
+    assert_int_equal(mw_stream_callbacks(&s, &peer_ops, &pr, NULL), 0);
+    o.stream = s;
+    o.user = "u";
+    o.password = "pw";
+    mw_pop3 *p = NULL;
+    rc = mw_pop3_open(&p, "localhost", &o);
+    assert_int_equal(rc, MW_EPOLICY);
+    assert_null(strstr(pr.log, "PASS"));
+    assert_null(strstr(pr.log, "USER"));
+    mw_pop3_free(p);
+}
+
+static void test_injection_in_arguments(void **state)
+{
+    (void)state;
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.user = "u\r\nDELE 1";
+    o.password = "pw";
+    mw_pop3 *p = NULL;
+    peer pr;
+    memset(&pr, 0, sizeof pr);
+    mw_stream *s = NULL;
+    assert_int_equal(mw_stream_callbacks(&s, &peer_ops, &pr, NULL), 0);
+    o.stream = s;
+    assert_int_equal(mw_pop3_open(&p, "localhost", &o), MW_EINVAL);
+    assert_int_equal(pr.log_len, 0);
+    mw_pop3_free(p);
+}
+
+typedef struct sink_acc {
+    char data[4096];
+    size_t len;
+    int calls;
+    int stop_after;
+} sink_acc;
+
+static int acc_sink(const char *d, size_t n, void *ud)
+{
+    sink_acc *a = ud;
+    memcpy(a->data + a->len, d, n);
+    a->len += n;
+    a->calls++;
+    return a->stop_after && a->calls >= a->stop_after ? MW_EIO : 0;
+}
+
+static void test_retr_chunks_and_sink_stop(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN),
+                 {"RETR 1", "+OK 30 octets\r\nline one\r\n..dot\r\nthe end here\r\n.\r\n"},
+                 {"RETR 2", "+OK\r\nabcdefghijklmnopqrstuvwxyz\r\n.\r\n"},
+                 {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 7, &o, &rc);
+    assert_int_equal(rc, 0);
+    sink_acc a;
+    memset(&a, 0, sizeof a);
+    mw_pop3_retr_info info;
+    assert_int_equal(mw_pop3_retr(p, 1, acc_sink, &a, &info), 0);
+    assert_int_equal(a.len, 30);
+    assert_memory_equal(a.data, "line one\r\n.dot\r\nthe end here\r\n", 30);
+    assert_true(a.calls > 1); /* it came in chunks */
+    assert_int_equal(info.size_known, 1);
+    assert_int_equal(info.size_mismatch, 0);
+    assert_int_equal(info.complete, 1);
+    /* A sink that stops: the rest is drained, the session stays usable. */
+    memset(&a, 0, sizeof a);
+    a.stop_after = 1;
+    assert_int_equal(mw_pop3_retr(p, 2, acc_sink, &a, NULL), MW_EIO);
+    /* No size in the reply: Tcllib switches to LIST mode for good. */
+    mw_pop3_config c;
+    mw_pop3_config_get(p, &c);
+    assert_int_equal(c.retr_mode, MW_POP3_RETR_LIST);
+    assert_int_equal(mw_pop3_noop(p), 0);
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
+static void test_retr_mode_list_fallback(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN),           {"LIST 1", "+OK 1 5\r\n"},
+                 {"RETR 1", "+OK\r\nabc\r\n.\r\n"}, {"LIST 2", "-ERR no sizes here\r\n"},
+                 {"RETR 2", "+OK\r\nx\r\n.\r\n"},   {"RETR 3", "+OK\r\ny\r\n.\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.retr_mode = MW_POP3_RETR_LIST;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 9, &o, &rc);
+    assert_int_equal(rc, 0);
+    sink_acc a;
+    memset(&a, 0, sizeof a);
+    mw_pop3_retr_info info;
+    assert_int_equal(mw_pop3_retr(p, 1, acc_sink, &a, &info), 0);
+    assert_int_equal(info.declared, 5);
+    assert_int_equal(info.size_mismatch, 0);
+    assert_int_equal(mw_pop3_retr(p, 2, acc_sink, &a, &info), 0);
+    assert_int_equal(info.size_known, 0);
+    mw_pop3_config c;
+    mw_pop3_config_get(p, &c);
+    assert_int_equal(c.retr_mode, MW_POP3_RETR_SLOW); /* for good: no LIST before RETR 3 */
+    assert_int_equal(mw_pop3_retr(p, 3, acc_sink, &a, &info), 0);
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
+typedef struct range_acc {
+    uint64_t ends[16];
+    size_t nends;
+    size_t bytes;
+} range_acc;
+
+static int range_fn(uint64_t msg, const char *d, size_t n, const mw_pop3_retr_info *info, void *ud)
+{
+    (void)d;
+    range_acc *r = ud;
+    if (info) r->ends[r->nends++] = msg;
+    r->bytes += n;
+    return 0;
+}
+
+static void test_pipelined_range(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {{"CAPA", CAPA_PIPE},
+                 {"USER u", "+OK\r\n"},
+                 {"PASS pw", "+OK\r\n"},
+                 {"STAT", "+OK 5 50\r\n"},
+                 {"RETR 1", "+OK\r\na\r\n.\r\n"},
+                 {"RETR 2", "+OK\r\nb\r\n.\r\n"},
+                 {"RETR 3", "-ERR gone\r\n"},
+                 {"RETR 4", "+OK\r\nd\r\n.\r\n"},
+                 {"RETR 5", "+OK\r\ne\r\n.\r\n"},
+                 {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.window = 4;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 10, &o, &rc);
+    assert_int_equal(rc, 0);
+    range_acc r;
+    memset(&r, 0, sizeof r);
+    /* Window 4: RETR 1-4 go out in one write, RETR 5 when half the window
+     * has drained (before RETR 3's reply is read).  RETR 3 fails: the
+     * replies in flight (4, 5) are read and dropped, no more is sent. */
+    rc = mw_pop3_retr_range(p, 1, 5, -1, range_fn, &r);
+    assert_int_equal(rc, MW_ESERVER);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "RETR 3"));
+    assert_string_equal(mw_pop3_error(p)->command, "RETR 3");
+    assert_int_equal(pr.max_batch, 4);
+    assert_int_equal(r.nends, 2);
+    assert_non_null(strstr(pr.log, "RETR 4|RETR 5|"));
+    /* The session is in step: the next command gets its own reply. */
+    assert_int_equal(mw_pop3_noop(p), 0);
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
+static void test_unpipelined_range_and_keywords(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN),         {"LAST", "+OK 1\r\n"},
+                 {"RETR 2", "+OK\r\nb\r\n.\r\n"}, {"RETR 3", "+OK\r\nc\r\n.\r\n"},
+                 {"DELE 2", "+OK\r\n"},           {"DELE 3", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 9, &o, &rc);
+    assert_int_equal(rc, 0);
+    uint64_t a, b;
+    assert_int_equal(mw_pop3_range(p, "next", "end", &a, &b), 0);
+    assert_true(a == 2 && b == 3);
+    assert_int_equal(mw_pop3_range(p, "start", "last", &a, &b), 0);
+    assert_true(a == 1 && b == 3);
+    assert_int_equal(mw_pop3_range(p, "0", "99", &a, &b), 0); /* 0 -> 1, clamped */
+    assert_true(a == 1 && b == 3);
+    assert_int_equal(mw_pop3_range(p, "end", NULL, &a, &b), 0);
+    assert_true(a == 3 && b == 3);
+    assert_int_equal(mw_pop3_range(p, "3", "1", &a, &b), 0); /* empty */
+    assert_true(a > b);
+    assert_int_equal(mw_pop3_range(p, "bogus", NULL, &a, &b), MW_EINVAL);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "bad start index 'bogus'"));
+    range_acc r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(mw_pop3_retr_range(p, 2, 3, -1, range_fn, &r), 0);
+    assert_int_equal(pr.max_batch, 1); /* one at a time without PIPELINING */
+    assert_int_equal(r.nends, 2);
+    assert_int_equal(mw_pop3_retr_range(p, 3, 2, -1, range_fn, &r), 0); /* sends nothing */
+    assert_int_equal(mw_pop3_dele_range(p, 2, 3), 0);
+    assert_int_equal(mw_pop3_retr_range(p, 1, 9, -1, range_fn, &r), MW_EINVAL);
+    assert_int_equal(mw_pop3_dele(p, 4), MW_EINVAL);
+    assert_int_equal(mw_pop3_dele(p, 0), MW_EINVAL);
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
+static void test_fatal_then_state(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN), {"NOOP", "what?\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 5, &o, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(mw_pop3_noop(p), MW_EPROTO);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "neither +OK nor -ERR: 'what?'"));
+    assert_int_equal(mw_pop3_noop(p), MW_ESTATE);
+    assert_int_equal(mw_pop3_quit(p, NULL), MW_ESTATE);
+    mw_pop3_free(p);
+}
+
+static void test_dropped_mid_retr(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN), {"RETR 1", "+OK 100 octets\r\npartial\r\nmore"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 5, &o, &rc);
+    assert_int_equal(rc, 0);
+    sink_acc a;
+    memset(&a, 0, sizeof a);
+    mw_pop3_retr_info info;
+    assert_int_equal(mw_pop3_retr(p, 1, acc_sink, &a, &info), MW_ENET);
+    assert_int_equal(info.complete, 0);
+    assert_int_equal(info.octets, 13);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "incomplete"));
+    mw_pop3_free(p);
+}
+
+static void test_retr_buf_limit(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN),
+                 {"RETR 1", "+OK 24 octets\r\n0123456789\r\n0123456789\r\n.\r\n"},
+                 {"RETR 2", "+OK 0 octets\r\n.\r\n"},
+                 {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 7, &o, &rc);
+    assert_int_equal(rc, 0);
+    char *d = NULL;
+    size_t l = 0;
+    assert_int_equal(mw_pop3_retr_buf(p, 1, &d, &l, 16, NULL), MW_ETOOBIG);
+    assert_null(d);
+    rc = mw_pop3_retr_buf(p, 2, &d, &l, 16, NULL);
+    if (rc)
+        print_message("%s / log %s / %s\n", mw_pop3_error(p)->message, pr.log, pr.mismatch_text);
+    assert_int_equal(rc, 0);
+    assert_non_null(d);
+    assert_int_equal(l, 0);
+    free(d);
+    assert_int_equal(mw_pop3_noop(p), 0); /* drained, still in step */
+    mw_pop3_free(p);
+}
+
+static void test_list_uidl_one(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN),
+                 {"LIST 2", "+OK 2 200\r\n"},
+                 {"UIDL 3", "+OK 3 abc-DEF\r\n"},
+                 {"LIST 1", "+OK 7 200\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 7, &o, &rc);
+    assert_int_equal(rc, 0);
+    uint64_t sz = 0;
+    assert_int_equal(mw_pop3_list_one(p, 2, &sz), 0);
+    assert_int_equal(sz, 200);
+    char uid[71];
+    assert_int_equal(mw_pop3_uidl_one(p, 3, uid), 0);
+    assert_string_equal(uid, "abc-DEF");
+    /* The server answers for another message: not trusted. */
+    assert_int_equal(mw_pop3_list_one(p, 1, &sz), MW_EPROTO);
+    mw_pop3_free(p);
+}
+
+static void test_auth_plain_ir_and_errors(void **state)
+{
+    (void)state;
+    peer pr;
+    /* "\0u\0pw" in base64 is AHUAcHc= */
+    step st[] = {{"CAPA", "+OK\r\nSASL PLAIN\r\n.\r\n"},
+                 {"AUTH PLAIN AHUAcHc=", "-ERR [SYS/TEMP] auth backend down\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 2, &o, &rc);
+    assert_int_equal(rc, MW_ETEMP);
+    const mw_error *e = mw_pop3_error(p);
+    assert_string_equal(e->resp_code, "SYS/TEMP");
+    assert_non_null(strstr(e->reply, "auth backend down"));
+    assert_string_equal(e->command, "AUTH PLAIN ****");
+    assert_non_null(strstr(trace_buf, "C:AUTH PLAIN ****\n"));
+    assert_null(strstr(trace_buf, "AHUAcHc="));
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
+static void test_bad_opts(void **state)
+{
+    (void)state;
+    mw_pop3 *p = NULL;
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.version = 99;
+    assert_int_equal(mw_pop3_open(&p, "localhost", &o), MW_EINVAL);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "version"));
+    mw_pop3_free(p);
+    mw_pop3_opts o2 = MW_POP3_OPTS_INIT;
+    assert_int_equal(mw_pop3_open(&p, NULL, &o2), MW_EINVAL);
+    mw_pop3_free(p);
+    mw_pop3_opts o3 = MW_POP3_OPTS_INIT;
+    o3.window = 5000;
+    assert_int_equal(mw_pop3_open(&p, "h", &o3), MW_EINVAL);
+    mw_pop3_free(p);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_open_and_config),
+    cmocka_unit_test(test_apop_masked),
+    cmocka_unit_test(test_msex),
+    cmocka_unit_test(test_plaintext_policy),
+    cmocka_unit_test(test_injection_in_arguments),
+    cmocka_unit_test(test_retr_chunks_and_sink_stop),
+    cmocka_unit_test(test_retr_mode_list_fallback),
+    cmocka_unit_test(test_pipelined_range),
+    cmocka_unit_test(test_unpipelined_range_and_keywords),
+    cmocka_unit_test(test_fatal_then_state),
+    cmocka_unit_test(test_dropped_mid_retr),
+    cmocka_unit_test(test_retr_buf_limit),
+    cmocka_unit_test(test_list_uidl_one),
+    cmocka_unit_test(test_auth_plain_ir_and_errors),
+    cmocka_unit_test(test_bad_opts),
+};
+
+MW_TEST_MAIN(tests)
