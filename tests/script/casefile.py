@@ -363,8 +363,8 @@ def _validate(case):
             raise CaseError(f"{p}:{h['cmd'][0]}: cmd: {e}") from None
     if "exit" in h:
         ln, v = h["exit"]
-        if v != "nonzero":
-            _int_arg(f"{p}:{ln}", v, "exit")
+        if v != "nonzero" and not re.fullmatch(r"\d{1,3}", v):
+            raise CaseError(f"{p}:{ln}: exit: expected a status 0-255 or 'nonzero', got {v!r}")
     for key in ("timeout", "max-duration", "min-duration"):
         if key in h:
             _float_arg(f"{p}:{h[key][0]}", h[key][1], key)

@@ -560,13 +560,17 @@ class ScriptServer:
                 raise _ClientGone(f"the client exited during sleep {d.ms}")
         elif op == "stall":
             log.note("stall: waiting for the client to close")
+            seen = bytearray()      # what the client said meanwhile, for the transcript
             try:
-                while conn.read_exact(CHUNK) and not conn.eof:
-                    pass
-                if conn.buf:
-                    log.add("C(ignored while stalled)", bytes(conn.buf))
+                while conn._fill():
+                    seen += conn.buf[:200 - len(seen)]
+                    conn.buf.clear()
             except _Stopped:
                 pass
+            seen += conn.buf[:200 - len(seen)]
+            if seen:
+                log.add("C (ignored: stalled)", bytes(seen))
+            log.note("client closed" if conn.eof else "client exited")
             conn.close()
             return None
         elif op == "close":
