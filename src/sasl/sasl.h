@@ -64,8 +64,9 @@ typedef struct mw_sasl_creds {
     unsigned port;        /* OAUTHBEARER port=; 0 leaves it out */
     /* Channel binding (RFC 5929 "tls-unique", RFC 9266 "tls-exporter") when
      * the connection is TLS: from mw_stream_channel_binding().  Required by
-     * the -PLUS mechanisms; with it, plain SCRAM sends the "y" flag
-     * (RFC 5802 §6) so a server that does support binding sees a downgrade. */
+     * the -PLUS mechanisms (up to 1024 bytes); ignored by the others.  Plain
+     * SCRAM always sends the "n" flag: GNU SASL 2.2 cannot build the "y" of
+     * RFC 5802 §6. */
     const char *cb_type;
     const unsigned char *cb_data;
     size_t cb_len;
