@@ -235,9 +235,13 @@ class CaseRun:
             s.start(scripted.substitute_directives(s.server.directives, self.subst), deadline)
 
         t0 = time.monotonic()
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                                cwd=tmp, start_new_session=True)
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                                    cwd=tmp, start_new_session=True)
+        except OSError as e:
+            self.problems.append(f"cannot run the client {argv[0]}: {e.strerror or e}")
+            return
         with _running_lock:
             _running.add(proc.pid)
         timed_out = False
@@ -415,6 +419,7 @@ def main(argv):
     counter = [0, 0]            # reported, failed
 
     def report(r):
+        r.name = r.name.replace("#", "\\#")   # TAP: '#' starts a directive
         with lock:
             counter[0] += 1
             n = counter[0]
