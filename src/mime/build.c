@@ -429,12 +429,27 @@ struct enc_out {
     int enc;
     mw_b64enc b64;
     mw_qpenc qp;
-    int lastcr;         /* identity: last byte was CR */
-    unsigned char last; /* identity: last byte written */
+    int lastcr; /* the last byte seen was a CR */
+    int canon;  /* text in base64: line ends made CRLF first */
     char *buf;
+    unsigned char *tmp;
 };
 
-/* Encodes one chunk; identity encodings get bare LF/CR made CRLF. */
+/* Bare LF and bare CR made CRLF; out needs 2 * n bytes. */
+static size_t crlf_normalize(const unsigned char *d, size_t n, unsigned char *out, int *lastcr)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = d[i];
+        if (c == '\n' && !*lastcr) out[o++] = '\r';
+        if (*lastcr && c != '\n') out[o++] = '\n';
+        out[o++] = c;
+        *lastcr = c == '\r';
+    }
+    return o;
+}
+
+/* Encodes one chunk; unencoded text gets bare LF/CR made CRLF. */
 static int enc_chunk(struct enc_out *e, const unsigned char *d, size_t n)
 {
     size_t o = 0;
@@ -443,7 +458,14 @@ static int enc_chunk(struct enc_out *e, const unsigned char *d, size_t n)
         size_t take = n > 8192 ? 8192 : n;
         switch (e->enc) {
         case MW_MIME_ENC_BASE64:
-            o = mw_b64enc_run(&e->b64, d, take, e->buf);
+            if (e->canon) {
+                /* RFC 2045 §6.8, RFC 2049 §4: text is put in canonical form
+                 * (CRLF line ends) before base64. */
+                size_t m = crlf_normalize(d, take, e->tmp, &e->lastcr);
+                o = mw_b64enc_run(&e->b64, e->tmp, m, e->buf);
+            } else {
+                o = mw_b64enc_run(&e->b64, d, take, e->buf);
+            }
             break;
         case MW_MIME_ENC_QP:
             o = mw_qpenc_run(&e->qp, d, take, e->buf);
@@ -453,16 +475,8 @@ static int enc_chunk(struct enc_out *e, const unsigned char *d, size_t n)
             o = take;
             break;
         default:
-            o = 0;
-            for (size_t i = 0; i < take; i++) {
-                unsigned char c = d[i];
-                if (c == '\n' && !e->lastcr) e->buf[o++] = '\r';
-                if (e->lastcr && c != '\n') e->buf[o++] = '\n';
-                e->buf[o++] = (char)c;
-                e->lastcr = c == '\r';
-            }
+            o = crlf_normalize(d, take, (unsigned char *)e->buf, &e->lastcr);
         }
-        if (o) e->last = (unsigned char)e->buf[o - 1];
         rc = o ? e->fn(e->buf, o, e->ud) : 0;
         d += take;
         n -= take;
@@ -473,13 +487,17 @@ static int enc_chunk(struct enc_out *e, const unsigned char *d, size_t n)
 static int enc_end(struct enc_out *e)
 {
     size_t o = 0;
-    if (e->enc == MW_MIME_ENC_BASE64)
-        o = mw_b64enc_end(&e->b64, e->buf);
-    else if (e->enc == MW_MIME_ENC_QP)
+    if (e->enc == MW_MIME_ENC_BASE64) {
+        if (e->canon && e->lastcr) {
+            static const unsigned char lf = '\n';
+            o = mw_b64enc_run(&e->b64, &lf, 1, e->buf);
+        }
+        o += mw_b64enc_end(&e->b64, e->buf + o);
+    } else if (e->enc == MW_MIME_ENC_QP) {
         o = mw_qpenc_end(&e->qp, e->buf);
-    else if (e->enc != MW_MIME_ENC_BINARY && e->lastcr)
+    } else if (e->enc != MW_MIME_ENC_BINARY && e->lastcr) {
         e->buf[o++] = '\n';
-    if (o) e->last = (unsigned char)e->buf[o - 1];
+    }
     return o ? e->fn(e->buf, o, e->ud) : 0;
 }
 
@@ -490,20 +508,22 @@ static int write_leaf_body(mw_mime_part *p, int enc, mw_mime_write_fn fn, void *
     e.fn = fn;
     e.ud = ud;
     e.enc = enc;
-    mw_qpenc_init(&e.qp, strncmp(p->type, "text/", 5) != 0);
+    e.canon = !strncmp(p->type, "text/", 5);
+    mw_qpenc_init(&e.qp, !e.canon);
     e.buf = malloc(8192 * 6 + 64);
-    if (!e.buf) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    e.tmp = malloc(8192 * 2);
     int rc = 0;
-    if (p->src == MW_SRC_BYTES) {
+    if (!e.buf || !e.tmp)
+        rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+    else if (p->src == MW_SRC_BYTES)
         rc = enc_chunk(&e, (const unsigned char *)p->body.data, p->body.len);
-    } else {
+    else {
         int fd = open(p->file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            free(e.buf);
-            return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(errno));
-        }
-        unsigned char *in = malloc(IO_CHUNK);
-        if (!in) rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+        unsigned char *in = fd >= 0 ? malloc(IO_CHUNK) : NULL;
+        if (fd < 0)
+            rc = mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(errno));
+        else if (!in)
+            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
         while (!rc) {
             size_t got;
             if (read_all(fd, in, IO_CHUNK, &got)) {
@@ -514,10 +534,11 @@ static int write_leaf_body(mw_mime_part *p, int enc, mw_mime_write_fn fn, void *
             rc = enc_chunk(&e, in, got);
         }
         free(in);
-        close(fd);
+        if (fd >= 0) close(fd);
     }
     if (!rc) rc = enc_end(&e);
     free(e.buf);
+    free(e.tmp);
     return rc;
 }
 

@@ -1,0 +1,451 @@
+/* Unit tests of the builder (build -> write -> parse gives back what was
+ * built), header injection, encoding choice, and parser limits. */
+#include "mwtest.h"
+
+#include "mailwire/mime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct bodies {
+    char *path[32];
+    char *data[32];
+    size_t len[32];
+    int n;
+};
+
+static int collect(mw_mime_part *p, const char *d, size_t n, void *ud)
+{
+    struct bodies *b = ud;
+    int i;
+    for (i = 0; i < b->n; i++)
+        if (!strcmp(b->path[i], mw_mime_part_path(p))) break;
+    if (i == b->n) {
+        if (b->n == 32) return 1;
+        b->path[i] = strdup(mw_mime_part_path(p));
+        b->data[i] = NULL;
+        b->len[i] = 0;
+        b->n++;
+    }
+    b->data[i] = realloc(b->data[i], b->len[i] + n + 1);
+    memcpy(b->data[i] + b->len[i], d, n);
+    b->len[i] += n;
+    b->data[i][b->len[i]] = '\0';
+    return 0;
+}
+
+static const char *body_of(struct bodies *b, const char *path, size_t *len)
+{
+    for (int i = 0; i < b->n; i++)
+        if (!strcmp(b->path[i], path)) {
+            *len = b->len[i];
+            return b->data[i];
+        }
+    *len = 0;
+    return NULL;
+}
+
+static void free_bodies(struct bodies *b)
+{
+    for (int i = 0; i < b->n; i++) {
+        free(b->path[i]);
+        free(b->data[i]);
+    }
+}
+
+static mw_mime_part *parse_collect(const char *msg, size_t len, struct bodies *b)
+{
+    mw_mime_parse_opts o = MW_MIME_PARSE_OPTS_INIT;
+    o.on_body = collect;
+    o.userdata = b;
+    mw_mime_part *root;
+    mw_error err = {0};
+    assert_int_equal(mw_mime_parse(&root, msg, len, &o, &err), 0);
+    return root;
+}
+
+static mw_mime_part *leaf(const char *type, const void *body, size_t len)
+{
+    mw_mime_part *p;
+    assert_int_equal(mw_mime_part_new(&p, type, NULL), 0);
+    assert_int_equal(mw_mime_part_set_body(p, body, len, NULL), 0);
+    return p;
+}
+
+static void test_build_then_parse(void **state)
+{
+    (void)state;
+    mw_error err = {0};
+    mw_mime_part *root, *alt, *att, *img, *related;
+    assert_int_equal(mw_mime_part_new(&root, "multipart/mixed", &err), 0);
+    assert_int_equal(mw_mime_part_header(root, "From", "a@example.org", MW_MIME_HDR_SET, &err), 0);
+    assert_int_equal(mw_mime_part_header(root, "To", "b@example.org", MW_MIME_HDR_SET, &err), 0);
+    char *subj;
+    assert_int_equal(mw_mime_encode_text(&subj, "Gr\xc3\xbc\xc3\x9f"
+                                                "e"),
+                     0);
+    assert_int_equal(mw_mime_part_header(root, "Subject", subj, MW_MIME_HDR_SET, &err), 0);
+    free(subj);
+    assert_int_equal(mw_mime_part_new(&alt, "multipart/alternative", &err), 0);
+    const char *text = "Hello,\nF\xc3\xbcr dich.\nFrom here a line starts with From\n";
+    mw_mime_part *t = leaf("text/plain", text, strlen(text));
+    assert_int_equal(mw_mime_part_set_param(t, "charset", "utf-8", &err), 0);
+    assert_int_equal(mw_mime_part_add(alt, t, &err), 0);
+    assert_int_equal(mw_mime_part_new(&related, "multipart/related", &err), 0);
+    const char *html = "<p>hi <img src=\"cid:i1@x\"></p>\n";
+    assert_int_equal(mw_mime_part_add(related, leaf("text/html", html, strlen(html)), &err), 0);
+    unsigned char png[3000];
+    for (size_t i = 0; i < sizeof png; i++)
+        png[i] = (unsigned char)(i * 7);
+    img = leaf("image/png", png, sizeof png);
+    assert_int_equal(mw_mime_part_set_content_id(img, "i1@x", &err), 0);
+    assert_int_equal(mw_mime_part_add(related, img, &err), 0);
+    assert_int_equal(mw_mime_part_add(alt, related, &err), 0);
+    assert_int_equal(mw_mime_part_add(root, alt, &err), 0);
+    att = leaf("application/octet-stream", "\x00\x01\x02zz", 5);
+    assert_int_equal(
+        mw_mime_part_set_disposition(att, "attachment", "r\xc3\xa9sum\xc3\xa9 2024.bin", &err), 0);
+    assert_int_equal(mw_mime_part_add(root, att, &err), 0);
+    /* a forwarded message */
+    mw_mime_part *inner = leaf("text/plain", "inner\n", 6), *msg;
+    assert_int_equal(mw_mime_part_header(inner, "Subject", "inner", MW_MIME_HDR_SET, &err), 0);
+    assert_int_equal(mw_mime_message_new(&msg, inner, &err), 0);
+    assert_int_equal(mw_mime_part_add(root, msg, &err), 0);
+
+    char *out;
+    size_t n;
+    assert_int_equal(mw_mime_part_to_buffer(root, &out, &n, &err), 0);
+    /* CRLF everywhere, no bare LF, no line over 998. */
+    for (size_t i = 0; i < n; i++)
+        if (out[i] == '\n') assert_true(i > 0 && out[i - 1] == '\r');
+    assert_non_null(strstr(out, "MIME-Version: 1.0\r\n"));
+    assert_non_null(strstr(out, "\r\nDate: "));
+    assert_non_null(strstr(out, "\r\nMessage-ID: <"));
+
+    struct bodies b = {0};
+    mw_mime_part *back = parse_collect(out, n, &b);
+    assert_string_equal(mw_mime_part_type(back), "multipart/mixed");
+    assert_int_equal(mw_mime_part_child_count(back), 3);
+    const char *hs = mw_mime_headers_get(mw_mime_part_headers(back), "subject", 0);
+    char *ds;
+    assert_int_equal(mw_mime_decode_field(&ds, NULL, hs, strlen(hs)), 0);
+    assert_string_equal(ds, "Gr\xc3\xbc\xc3\x9f"
+                            "e");
+    free(ds);
+    mw_mime_part *pt = mw_mime_part_child(mw_mime_part_child(back, 0), 0);
+    assert_string_equal(mw_mime_part_path(pt), "1.1.1");
+    assert_string_equal(mw_mime_part_charset(pt), "utf-8");
+    /* utf-8 8-bit text: base64, as Tcllib does */
+    assert_int_equal(mw_mime_part_encoding(pt), MW_MIME_ENC_BASE64);
+    size_t bl;
+    const char *bd = body_of(&b, "1.1.1", &bl);
+    const char *want = "Hello,\r\nF\xc3\xbcr dich.\r\nFrom here a line starts with From\r\n";
+    assert_int_equal(bl, strlen(want));
+    assert_memory_equal(bd, want, bl);
+    bd = body_of(&b, "1.1.2.1", &bl);
+    assert_memory_equal(bd, "<p>hi <img src=\"cid:i1@x\"></p>\r\n", bl);
+    mw_mime_part *pimg = mw_mime_part_child(mw_mime_part_child(mw_mime_part_child(back, 0), 1), 1);
+    assert_string_equal(mw_mime_part_type(pimg), "image/png");
+    assert_string_equal(mw_mime_part_content_id(pimg), "<i1@x>");
+    assert_int_equal(mw_mime_part_encoding(pimg), MW_MIME_ENC_BASE64);
+    bd = body_of(&b, "1.1.2.2", &bl);
+    assert_int_equal(bl, sizeof png);
+    assert_memory_equal(bd, png, sizeof png);
+    mw_mime_part *patt = mw_mime_part_child(back, 1);
+    assert_string_equal(mw_mime_part_filename(patt), "r\xc3\xa9sum\xc3\xa9 2024.bin");
+    assert_string_equal(mw_mime_part_disposition(patt), "attachment");
+    bd = body_of(&b, "1.2", &bl);
+    assert_int_equal(bl, 5);
+    assert_memory_equal(bd, "\x00\x01\x02zz", 5);
+    mw_mime_part *pm = mw_mime_part_child(back, 2);
+    assert_string_equal(mw_mime_part_type(pm), "message/rfc822");
+    assert_string_equal(
+        mw_mime_headers_get(mw_mime_part_headers(mw_mime_part_child(pm, 0)), "subject", 0),
+        "inner");
+    bd = body_of(&b, "1.3.1", &bl);
+    assert_memory_equal(bd, "inner\r\n", bl);
+    for (mw_mime_part *c = back; c; c = NULL)
+        assert_int_equal(mw_mime_part_flags(c), 0);
+
+    /* The parsed copy writes back the same bytes. */
+    char *again;
+    size_t an;
+    assert_int_equal(mw_mime_part_to_buffer(back, &again, &an, &err), 0);
+    assert_int_equal(an, n);
+    assert_memory_equal(again, out, n);
+    free(again);
+    free_bodies(&b);
+    mw_mime_part_free(back);
+    free(out);
+    mw_mime_part_free(root);
+}
+
+static void test_injection_and_content_fields(void **state)
+{
+    (void)state;
+    mw_error err = {0};
+    mw_mime_part *p = leaf("text/plain", "x", 1);
+    assert_int_equal(
+        mw_mime_part_header(p, "Subject", "hi\r\nBcc: victim@x", MW_MIME_HDR_SET, &err), MW_EINVAL);
+    assert_non_null(strstr(err.message, "injection"));
+    assert_int_equal(mw_mime_part_header(p, "Subject", "hi\nX: y", MW_MIME_HDR_APPEND, &err),
+                     MW_EINVAL);
+    assert_int_equal(mw_mime_part_header(p, "Content-Type", "text/html", MW_MIME_HDR_SET, &err),
+                     MW_EINVAL);
+    assert_non_null(strstr(err.message, "content setters"));
+    assert_int_equal(
+        mw_mime_part_header(p, "content-transfer-encoding", "8bit", MW_MIME_HDR_SET, &err),
+        MW_EINVAL);
+    assert_int_equal(mw_mime_part_header(p, "MIME-Version", "2.0", MW_MIME_HDR_SET, &err),
+                     MW_EINVAL);
+    assert_int_equal(mw_mime_part_set_param(p, "charset", "a\r\nb", &err), MW_EINVAL);
+    assert_int_equal(mw_mime_part_set_param(p, "boundary", "x", &err), MW_EINVAL);
+    assert_int_equal(mw_mime_part_set_disposition(p, "attachment", "a\nb", &err), MW_EINVAL);
+    assert_int_equal(mw_mime_part_set_content_id(p, "a b", &err), MW_EINVAL);
+    mw_mime_part_free(p);
+    assert_int_equal(mw_mime_part_new(&p, "nonsense", &err), MW_EINVAL);
+    assert_null(p);
+    p = leaf("text/plain", "x", 1);
+    assert_int_equal(mw_mime_part_header(p, "X-A", "1", MW_MIME_HDR_APPEND, &err), 0);
+    assert_int_equal(mw_mime_part_header(p, "X-A", "2", MW_MIME_HDR_APPEND, &err), 0);
+    assert_int_equal(mw_mime_headers_count_name(mw_mime_part_headers(p), "x-a"), 2);
+    assert_int_equal(mw_mime_part_header(p, "X-A", "3", MW_MIME_HDR_SET, &err), 0);
+    assert_string_equal(mw_mime_headers_get(mw_mime_part_headers(p), "x-a", 0), "3");
+    assert_int_equal(mw_mime_part_header(p, "X-A", NULL, MW_MIME_HDR_DELETE, &err), 0);
+    assert_null(mw_mime_headers_get(mw_mime_part_headers(p), "x-a", 0));
+    /* a leaf takes no parts; a part cannot be added twice */
+    mw_mime_part *q = leaf("text/plain", "y", 1), *m;
+    assert_int_equal(mw_mime_part_add(p, q, &err), MW_EINVAL);
+    assert_int_equal(mw_mime_part_new(&m, "multipart/mixed", &err), 0);
+    assert_int_equal(mw_mime_part_add(m, q, &err), 0);
+    assert_int_equal(mw_mime_part_add(m, q, &err), MW_EINVAL);
+    assert_int_equal(mw_mime_part_add(q, m, &err), MW_EINVAL);
+    mw_mime_part_free(m);
+    mw_mime_part_free(p);
+}
+
+/* Tcllib's choice of transfer encoding (seed-semantics §3). */
+static int enc_of(const char *type, const char *charset, const char *body, size_t len)
+{
+    mw_mime_part *p = leaf(type, body, len), *back;
+    if (charset) assert_int_equal(mw_mime_part_set_param(p, "charset", charset, NULL), 0);
+    char *out;
+    size_t n;
+    assert_int_equal(mw_mime_part_to_buffer(p, &out, &n, NULL), 0);
+    assert_int_equal(mw_mime_parse(&back, out, n, NULL, NULL), 0);
+    int e = mw_mime_part_encoding(back);
+    mw_mime_part_free(back);
+    mw_mime_part_free(p);
+    free(out);
+    return e;
+}
+
+static void test_encoding_choice(void **state)
+{
+    (void)state;
+    assert_int_equal(enc_of("image/gif", NULL, "GIF89a", 6), MW_MIME_ENC_BASE64);
+    assert_int_equal(enc_of("audio/x", NULL, "abc", 3), MW_MIME_ENC_BASE64);
+    assert_int_equal(enc_of("text/plain", NULL, "short\nlines\n", 12), MW_MIME_ENC_NONE);
+    assert_int_equal(enc_of("text/plain", "utf-8", "caf\xc3\xa9\n", 6), MW_MIME_ENC_BASE64);
+    assert_int_equal(enc_of("text/plain", "iso-8859-1", "caf\xe9\n", 5), MW_MIME_ENC_QP);
+    assert_int_equal(enc_of("text/plain", NULL, "caf\xe9\n", 5), MW_MIME_ENC_8BIT);
+    assert_int_equal(enc_of("text/plain", NULL, ".leading dot\n", 13), MW_MIME_ENC_QP);
+    assert_int_equal(enc_of("text/plain", NULL, "a\nFrom me\n", 10), MW_MIME_ENC_QP);
+    assert_int_equal(enc_of("text/plain", NULL, "trailing \n", 10), MW_MIME_ENC_QP);
+    char longl[100];
+    memset(longl, 'a', sizeof longl);
+    assert_int_equal(enc_of("text/plain", NULL, longl, sizeof longl), MW_MIME_ENC_QP);
+    assert_int_equal(enc_of("application/octet-stream", NULL, "\x00\x01", 2), MW_MIME_ENC_BASE64);
+    assert_int_equal(enc_of("application/json", NULL, "{}\n", 3), MW_MIME_ENC_NONE);
+    /* forced by the caller */
+    mw_mime_part *p = leaf("text/plain", "abc", 3), *back;
+    assert_int_equal(mw_mime_part_set_encoding(p, MW_MIME_ENC_BASE64, NULL), 0);
+    char *out;
+    size_t n;
+    assert_int_equal(mw_mime_part_to_buffer(p, &out, &n, NULL), 0);
+    assert_non_null(strstr(out, "Content-Transfer-Encoding: base64\r\n\r\nYWJj\r\n"));
+    assert_int_equal(mw_mime_parse(&back, out, n, NULL, NULL), 0);
+    assert_int_equal(mw_mime_part_encoding(back), MW_MIME_ENC_BASE64);
+    mw_mime_part_free(back);
+    free(out);
+    assert_int_equal(mw_mime_part_set_encoding(p, 99, NULL), MW_EINVAL);
+    mw_mime_part_free(p);
+}
+
+/* A body that contains what looks like boundaries of the usual style
+ * does not confuse the structure; the boundary is not in the content. */
+static void test_boundary_and_file(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/mw-mime-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    char big[200000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i % 251);
+    assert_int_equal(write(fd, big, sizeof big), (ssize_t)sizeof big);
+    close(fd);
+    mw_mime_part *root, *f, *t;
+    mw_error err = {0};
+    assert_int_equal(mw_mime_part_new(&root, "multipart/mixed", &err), 0);
+    const char *tricky = "--=_mw_\n--\n--=_mw_00000000000000000000000000000000--\n";
+    t = leaf("text/plain", tricky, strlen(tricky));
+    assert_int_equal(mw_mime_part_set_encoding(t, MW_MIME_ENC_7BIT, &err), 0);
+    assert_int_equal(mw_mime_part_add(root, t, &err), 0);
+    assert_int_equal(mw_mime_part_new(&f, "application/octet-stream", &err), 0);
+    assert_int_equal(mw_mime_part_set_body_file(f, path, &err), 0);
+    assert_int_equal(mw_mime_part_set_disposition(f, "attachment", "big.bin", &err), 0);
+    assert_int_equal(mw_mime_part_add(root, f, &err), 0);
+    char *out;
+    size_t n;
+    assert_int_equal(mw_mime_part_to_buffer(root, &out, &n, &err), 0);
+    struct bodies b = {0};
+    mw_mime_part *back = parse_collect(out, n, &b);
+    assert_int_equal(mw_mime_part_child_count(back), 2);
+    size_t bl;
+    const char *bd = body_of(&b, "1.2", &bl);
+    assert_int_equal(bl, sizeof big);
+    assert_memory_equal(bd, big, sizeof big);
+    bd = body_of(&b, "1.1", &bl);
+    assert_int_equal(bl, strlen(tricky) + 3); /* LF became CRLF */
+    assert_int_equal(mw_mime_part_flags(back), 0);
+    free_bodies(&b);
+    mw_mime_part_free(back);
+    free(out);
+    /* A file that vanished is an I/O error at write time. */
+    unlink(path);
+    assert_int_equal(mw_mime_part_to_buffer(root, &out, &n, &err), MW_EIO);
+    assert_int_equal(mw_mime_part_set_body_file(f, path, &err), MW_EIO);
+    mw_mime_part_free(root);
+    /* An empty multipart cannot be written. */
+    assert_int_equal(mw_mime_part_new(&root, "multipart/mixed", &err), 0);
+    assert_int_equal(mw_mime_part_to_buffer(root, &out, &n, &err), MW_EINVAL);
+    mw_mime_part_free(root);
+}
+
+static int count_warn;
+static void on_warn(mw_mime_part *p, const char *what, void *ud)
+{
+    (void)p;
+    (void)what;
+    (void)ud;
+    count_warn++;
+}
+
+static void test_parser_limits(void **state)
+{
+    (void)state;
+    mw_mime_parse_opts o = MW_MIME_PARSE_OPTS_INIT;
+    mw_mime_part *root;
+    mw_error err = {0};
+    /* header field size */
+    o.headers.max_field_len = 100;
+    char msg[400];
+    snprintf(msg, sizeof msg, "Subject: %0200d\r\n\r\nbody", 0);
+    assert_int_equal(mw_mime_parse(&root, msg, strlen(msg), &o, &err), MW_ETOOBIG);
+    assert_non_null(strstr(err.message, "longer than 100"));
+    /* in a sub-part too, and the path is named */
+    snprintf(msg, sizeof msg,
+             "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nX: %0200d\r\n\r\n--b--\r\n",
+             0);
+    assert_int_equal(mw_mime_parse(&root, msg, strlen(msg), &o, &err), MW_ETOOBIG);
+    assert_non_null(strstr(err.message, "part 1.1"));
+    /* depth */
+    o = (mw_mime_parse_opts)MW_MIME_PARSE_OPTS_INIT;
+    o.max_depth = 2;
+    o.on_warning = on_warn;
+    count_warn = 0;
+    const char *deep = "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"
+                       "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                       "Content-Type: multipart/mixed; boundary=c\r\n\r\n--c\r\n\r\nx\r\n--c--\r\n"
+                       "--b--\r\n--a--\r\n";
+    assert_int_equal(mw_mime_parse(&root, deep, strlen(deep), &o, &err), 0);
+    mw_mime_part *c = mw_mime_part_child(mw_mime_part_child(root, 0), 0);
+    assert_string_equal(mw_mime_part_path(c), "1.1.1");
+    assert_true(mw_mime_part_flags(c) & MW_MIME_F_TOO_DEEP);
+    assert_int_equal(mw_mime_part_child_count(c), 0);
+    assert_true(count_warn >= 1);
+    char *out;
+    size_t n;
+    assert_int_equal(mw_mime_part_to_buffer(root, &out, &n, &err), 0);
+    assert_int_equal(n, strlen(deep));
+    assert_memory_equal(out, deep, n);
+    free(out);
+    mw_mime_part_free(root);
+    /* parts */
+    o = (mw_mime_parse_opts)MW_MIME_PARSE_OPTS_INIT;
+    o.max_parts = 3;
+    const char *many =
+        "Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n\r\n1\r\n--a\r\n\r\n2"
+        "\r\n--a\r\n\r\n3\r\n--a\r\n\r\n4\r\n--a--\r\n";
+    assert_int_equal(mw_mime_parse(&root, many, strlen(many), &o, &err), 0);
+    assert_int_equal(mw_mime_part_child_count(root), 2);
+    assert_true(mw_mime_part_flags(root) & MW_MIME_F_TOO_MANY);
+    assert_int_equal(mw_mime_part_to_buffer(root, &out, &n, &err), 0);
+    assert_memory_equal(out, many, n);
+    free(out);
+    mw_mime_part_free(root);
+    /* kept bytes */
+    o = (mw_mime_parse_opts)MW_MIME_PARSE_OPTS_INIT;
+    o.max_kept = 10;
+    assert_int_equal(mw_mime_parse(&root, "A: b\r\n\r\n0123456789abc", 21, &o, &err), MW_ETOOBIG);
+    /* streaming: bodies not kept cannot be written back */
+    o = (mw_mime_parse_opts)MW_MIME_PARSE_OPTS_INIT;
+    o.keep_bodies = 0;
+    assert_int_equal(mw_mime_parse(&root, "A: b\r\n\r\nxyz", 11, &o, &err), 0);
+    assert_int_equal(mw_mime_part_decoded_size(root), 3);
+    assert_int_equal(mw_mime_part_to_buffer(root, &out, &n, &err), MW_ESTATE);
+    mw_mime_part_free(root);
+    o.version = 7;
+    assert_int_equal(mw_mime_parse(&root, "", 0, &o, &err), MW_EINVAL);
+}
+
+static int stop_body(mw_mime_part *p, const char *d, size_t n, void *ud)
+{
+    (void)p, (void)d, (void)n, (void)ud;
+    return 1;
+}
+
+static void test_to_utf8_and_cancel(void **state)
+{
+    (void)state;
+    const char *m = "Content-Type: text/plain; charset=iso-8859-1\r\n"
+                    "Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9 cr=E8me";
+    mw_mime_parse_opts o = MW_MIME_PARSE_OPTS_INIT;
+    struct bodies b = {0};
+    o.on_body = collect;
+    o.userdata = &b;
+    o.to_utf8 = 1;
+    mw_mime_part *root;
+    /* byte by byte, so multibyte output is cut everywhere */
+    mw_mime_parser *p;
+    assert_int_equal(mw_mime_parser_new(&p, &o), 0);
+    for (size_t i = 0; m[i]; i++)
+        assert_int_equal(mw_mime_parser_feed(p, m + i, 1), 0);
+    assert_int_equal(mw_mime_parser_finish(p, &root), 0);
+    mw_mime_parser_free(p);
+    size_t bl;
+    const char *bd = body_of(&b, "1", &bl);
+    assert_string_equal(bd, "caf\xc3\xa9 cr\xc3\xa8me");
+    assert_int_equal(mw_mime_part_decoded_size(root), 10); /* before conversion */
+    free_bodies(&b);
+    mw_mime_part_free(root);
+
+    o.on_body = stop_body;
+    mw_error err = {0};
+    assert_int_equal(mw_mime_parse(&root, m, strlen(m), &o, &err), MW_ECANCELED);
+    assert_int_equal(mw_mime_parser_new(&p, &o), 0);
+    assert_int_equal(mw_mime_parser_feed(p, m, strlen(m)), MW_ECANCELED);
+    assert_int_equal(mw_mime_parser_feed(p, "x", 1), MW_ESTATE);
+    assert_int_equal(mw_mime_parser_finish(p, &root), MW_ESTATE);
+    mw_mime_parser_free(p);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_build_then_parse), cmocka_unit_test(test_injection_and_content_fields),
+    cmocka_unit_test(test_encoding_choice),  cmocka_unit_test(test_boundary_and_file),
+    cmocka_unit_test(test_parser_limits),    cmocka_unit_test(test_to_utf8_and_cancel),
+};
+MW_TEST_MAIN(tests)
