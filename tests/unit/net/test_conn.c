@@ -615,6 +615,38 @@ static void tcp_errors_are_clear(void **state)
     assert_int_equal(mw_stream_tcp(&s, "127.0.0.1", 110, &o, &err), MW_EINVAL);
 }
 
+/* A listener whose accept queue is full drops SYNs (Linux, with
+ * tcp_abort_on_overflow=0): the connect hangs, and connect_timeout_ms ends
+ * it within twice the timeout. */
+static void tcp_connect_timeout(void **state)
+{
+    (void)state;
+    unsigned port;
+    int l = listen_on(AF_INET, &port);
+    assert_true(l >= 0);
+    assert_int_equal(listen(l, 0), 0);
+    mw_net_opts o = MW_NET_OPTS_INIT;
+    o.connect_timeout_ms = 300;
+    mw_stream *filler[4] = {NULL};
+    mw_error err = {0};
+    int rc = 0, i;
+    int64_t took = 0;
+    for (i = 0; i < 4; i++) {
+        int64_t t0 = mw_now_ms();
+        rc = mw_stream_tcp(&filler[i], "127.0.0.1", port, &o, &err);
+        took = mw_now_ms() - t0;
+        if (rc) break;
+    }
+    printf("# connection %d to a full accept queue: %s after %lld ms\n", i + 1,
+           rc ? err.message : "connected", (long long)took);
+    assert_int_equal(rc, MW_ETIMEOUT);
+    assert_true(took >= 290 && took < 600);
+    assert_non_null(strstr(err.message, "timed out after 300 ms"));
+    for (i = 0; i < 4; i++)
+        mw_stream_free(filler[i]);
+    close(l);
+}
+
 /* ---- command stream ------------------------------------------------------------ */
 
 static void command_stream_talks_and_reaps(void **state)
@@ -711,6 +743,7 @@ int main(void)
         cmocka_unit_test(fd_stream_over_pipes_no_sigpipe),
         cmocka_unit_test(tcp_connects_ipv4_and_ipv6),
         cmocka_unit_test(tcp_errors_are_clear),
+        cmocka_unit_test(tcp_connect_timeout),
         cmocka_unit_test(command_stream_talks_and_reaps),
         cmocka_unit_test(command_stream_leaks_no_descriptors),
         cmocka_unit_test(command_stream_kills_a_stubborn_child),
