@@ -2,7 +2,24 @@
  * POP3 and SMTP sessions.  It owns the stream, keeps the read buffer (so it
  * can refuse STARTTLS while bytes from before the handshake are buffered),
  * applies the per-I/O timeout and the whole-operation deadline, watches the
- * cancel token, and feeds the trace hook. */
+ * cancel token, and feeds the trace hook.
+ *
+ * Time: every read/write waits at most until the earlier of (now +
+ * io_timeout) and the operation deadline; MW_ETIMEOUT's message says which
+ * ("no progress for N ms while reading a line" / "operation deadline passed
+ * while sending").  Large writes go out in 64 KiB blocks, each with a fresh
+ * io timeout.
+ *
+ * Errors: after a timeout, a network error, an oversize line, a failed
+ * write (even a cancelled one) or a failed STARTTLS, the connection is
+ * broken: every later call returns MW_ESTATE ("connection unusable after an
+ * earlier ... error").  A cancelled READ is not fatal: nothing was lost, and
+ * after mw_cancel_reset() the caller may go on (plain streams only — a TLS
+ * stream is unusable after any failed read or write).
+ *
+ * Reading: the buffer is at least 64 KiB and reads ask for all free space,
+ * so a body costs one system call per block, not per line.  Lines are cut
+ * in memory; NUL and lone CR inside a line are passed through. */
 #ifndef MW_NET_CONN_H
 #define MW_NET_CONN_H
 
@@ -48,13 +65,21 @@ void mw_conn_consume(mw_conn *c, size_t n);
 /* Bytes received but not consumed yet. */
 size_t mw_conn_buffered(const mw_conn *c);
 
-/* Queues bytes; they go out on mw_conn_flush (or when the queue is large). */
+/* Queues bytes; they go out on mw_conn_flush (or when the queue reaches
+ * 64 KiB; a write of 64 KiB or more goes out at once, after the queue). */
 int mw_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err);
 int mw_conn_flush(mw_conn *c, mw_error *err);
 
-/* Wraps the stream in TLS (STARTTLS/STLS).  Refused with MW_EPROTO when
- * bytes from before the handshake are buffered (RFC 3207 §4.1 / RFC 2595 §4:
- * the client must discard them; we refuse, as they may be an injection). */
+/* Wraps the stream in TLS (STARTTLS/STLS).  Refused with MW_EPROTO "N bytes
+ * received before the TLS handshake (possible injection)" when bytes from
+ * before the handshake are buffered (RFC 3207 §4.1 / RFC 2595 §4: the client
+ * must discard them; we refuse, as they may be an injection), and the
+ * connection is then broken.  Queued writes are flushed first.  The
+ * handshake is bounded by opts->handshake_timeout_ms and the operation
+ * deadline.  The host name checked is opts->servername, else the host given
+ * to mw_stream_tcp.  On failure (MW_ETLS, MW_ECERT, MW_ETIMEOUT, ...) the
+ * stream is gone and the connection broken.  The same call does implicit
+ * TLS (POP3S/SMTPS) when made before anything is read. */
 int mw_conn_starttls(mw_conn *c, const mw_tls_opts *opts, mw_error *err);
 
 #endif
