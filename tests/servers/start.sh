@@ -36,7 +36,7 @@ if [ -e "$D/env" ]; then
   echo "start.sh: $D/env exists: servers already started there (stop.sh $D first)" >&2
   exit 1
 fi
-for prog in dovecot doveadm postfix postconf smtp-sink openssl python3 flock; do
+for prog in dovecot postconf smtp-sink openssl python3 flock; do
   command -v "$prog" >/dev/null || PATH=$PATH:/usr/sbin:/sbin
   command -v "$prog" >/dev/null || {
     echo "start.sh: $prog not found (run scripts/deps.sh build)" >&2
@@ -98,9 +98,11 @@ certs=$D/certs
 # messages in before anything has been delivered.
 mkdir -p "$D/mail"
 chmod 0755 "$D/mail"
+maildirs=()
 for u in "${users[@]}"; do
-  mkdir -p "$D/mail/$u/Maildir/cur" "$D/mail/$u/Maildir/new" "$D/mail/$u/Maildir/tmp"
+  maildirs+=("$D/mail/$u/Maildir/cur" "$D/mail/$u/Maildir/new" "$D/mail/$u/Maildir/tmp")
 done
+mkdir -p "${maildirs[@]}"
 chown -R "$mail_uid:$mail_gid" "$D/mail"
 chmod 0755 "$D/mail"/*
 
@@ -204,6 +206,14 @@ service pop3 {
   client_limit = 1
   process_limit = 256
 }
+# No authentication penalty: every test connects from 127.0.0.1, and
+# tests of wrong passwords would otherwise slow every later login from it
+# by up to 15 s (Dovecot's anvil doubles the delay per failure).
+service anvil {
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
+}
 service auth {
   unix_listener auth-postfix {
     mode = 0666
@@ -225,14 +235,15 @@ pfetc=$pf/etc
 pfq=$pf/queue
 mkdir -p "$pfetc" "$pf/data" "$pfq"
 # The queue layout post-install(1) would create (see postfix-files); made
-# here so postfix-script can skip its integrity check (quick-start), which
-# would otherwise read /etc/postfix/postfix-files.
+# here because the master is started directly (below), without
+# postfix-script, which would read /etc/postfix/postfix-files to make them.
+qdirs=()
 for q in active bounce corrupt defer deferred flush hold incoming private saved trace; do
-  mkdir -p "$pfq/$q"
-  chown postfix:root "$pfq/$q"
-  chmod 0700 "$pfq/$q"
+  qdirs+=("$pfq/$q")
 done
-mkdir -p "$pfq/maildrop" "$pfq/public" "$pfq/pid"
+mkdir -p "${qdirs[@]}" "$pfq/maildrop" "$pfq/public" "$pfq/pid"
+chown postfix:root "${qdirs[@]}"
+chmod 0700 "${qdirs[@]}"
 chown postfix:postdrop "$pfq/maildrop" "$pfq/public"
 chmod 0730 "$pfq/maildrop"
 chmod 0710 "$pfq/public"
@@ -240,7 +251,6 @@ chown root:root "$pfq" "$pfq/pid"
 chmod 0755 "$pfq" "$pfq/pid"
 chown postfix:root "$pf/data"
 chmod 0700 "$pf/data"
-touch "$pfq/quick-start"
 
 # virtual(8) mailbox map: user@test.domain -> user/Maildir/ (trailing slash
 # = Maildir format) under virtual_mailbox_base = $D/mail, the same Maildirs
@@ -367,7 +377,11 @@ postlog    unix-dgram n - n - 1 postlogd
 virtual    unix  - n n - - virtual
 EOF
 
-postfix -c "$pfetc" start </dev/null >"$pf/start.log" 2>&1 9>&- ||
+# master -w is what `postfix start` ends with, after postfix-script's
+# integrity checks (which read /etc/postfix/postfix-files and cost ~2 s).  It
+# returns when the master has bound its listeners and detached, or fails.
+pfdaemons=$(postconf -dh daemon_directory)
+"$pfdaemons/master" -c "$pfetc" -w </dev/null >"$pf/start.log" 2>&1 9>&- ||
   fail "postfix did not start: $(cat "$pf/start.log")"
 
 # ---- smtp-sink --------------------------------------------------------------
