@@ -9,6 +9,7 @@ static const struct mw_cli_command mw_cli_commands[] = {
     {"pop3", mw_cmd_pop3, "one POP3 session: stat, list, uidl, top, retr, dele, ..."},
     {"send", mw_cmd_send, "send a message like sendmail: stdin, recipients or -t (SMTP)"},
     {"smtp", mw_cmd_smtp, "SMTP session: send FILE... over one connection, capa"},
+    {"mime", mw_cmd_mime, "MIME: parse a message into its parts, or build one"},
     {NULL, NULL, NULL},
 };
 

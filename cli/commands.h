@@ -36,4 +36,7 @@ int mw_cmd_send(int argc, char **argv);
 int mw_cmd_smtp(int argc, char **argv);
 int mw_cli_sendmail(int argc, char **argv);
 
+/* cli/cmd_mime.c: mailwire mime parse|build */
+int mw_cmd_mime(int argc, char **argv);
+
 #endif
