@@ -33,9 +33,13 @@ int mw_smtp_check_address(const char *addr, const char *what, mw_error *err)
             return mw_err_set(err, MW_EINVAL, "%s contains a CR or LF: refused", what);
         if (c < 0x20 || c == 0x7F)
             return mw_err_set(err, MW_EINVAL, "%s contains control octet 0x%02X: refused", what, c);
+        /* '<' and '>' delimit the path: refused even inside quotes, as a
+         * server may not parse quoted local parts the way we do. */
+        if (c == '<' || c == '>')
+            return mw_err_set(err, MW_EINVAL, "%s contains '%c': refused", what, c);
         if (c == '"')
             quoted = !quoted;
-        else if (!quoted && (c == '<' || c == '>' || c == ' '))
+        else if (!quoted && c == ' ')
             return mw_err_set(err, MW_EINVAL, "%s contains '%c' outside quotes: refused", what, c);
     }
     return 0;
