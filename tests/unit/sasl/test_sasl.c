@@ -866,6 +866,26 @@ static void challenge_after_done(void **st)
     mw_sasl_free(s);
 }
 
+static void digest_md5_never_asks_for_a_security_layer(void **st)
+{
+    (void)st;
+    /* The sessions have no SASL security layer (RFC 2831 §2.3/§2.4), so the
+     * response must say qop=auth whatever else the server offers. */
+    const char *ch = "realm=\"x\",nonce=\"abc\",qop=\"auth,auth-int,auth-conf\",cipher=\"rc4\","
+                     "charset=utf-8,algorithm=md5-sess";
+    mw_sasl_creds c = creds_for("s1", "pw-s1");
+    mw_sasl *s;
+    const char *ir, *r;
+    assert_int_equal(mw_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
+    assert_int_equal(step_raw(s, ch, strlen(ch), &r, NULL), MW_SASL_CONTINUE);
+    char raw[1024];
+    size_t n;
+    decode(raw, sizeof raw, &n, r);
+    assert_non_null(strstr(raw, "qop=auth,"));
+    assert_non_null(strstr(raw, "digest-uri=\"smtp/mx.test\""));
+    mw_sasl_free(s);
+}
+
 static void digest_md5_garbage(void **st)
 {
     (void)st;
@@ -1128,6 +1148,7 @@ int main(void)
         cmocka_unit_test(garbage_challenges),
         cmocka_unit_test(oversize_challenge),
         cmocka_unit_test(challenge_after_done),
+        cmocka_unit_test(digest_md5_never_asks_for_a_security_layer),
         cmocka_unit_test(digest_md5_garbage),
         cmocka_unit_test(choose_order_over_tls),
         cmocka_unit_test(choose_refuses_plaintext_in_clear),
