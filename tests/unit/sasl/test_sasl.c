@@ -1043,6 +1043,31 @@ static void choose_bounds_the_list(void **st)
     expect_choice("SCRAM-SHA-256-PLUSX SCRAM-SHA PLAINPLAIN CRAM-MD5", &p, "CRAM-MD5");
 }
 
+static void bad_arguments(void **st)
+{
+    (void)st;
+    mw_sasl_creds c = creds_for("s1", "pw-s1");
+    mw_sasl *s;
+    const char *ir, *r;
+    assert_int_equal(mw_sasl_start(NULL, &ir, "PLAIN", &c, NULL), MW_EINVAL);
+    assert_int_equal(mw_sasl_start(&s, &ir, NULL, &c, NULL), MW_EINVAL);
+    assert_int_equal(mw_sasl_start(&s, &ir, "PLAIN", NULL, NULL), MW_EINVAL);
+    assert_int_equal(mw_sasl_step(NULL, &r, "", 0, NULL), MW_EINVAL);
+    assert_int_equal(mw_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
+    assert_int_equal(mw_sasl_step(s, NULL, "", 0, NULL), MW_EINVAL);
+    assert_int_equal(mw_sasl_step(s, &r, NULL, 4, NULL), MW_EINVAL);
+    mw_sasl_free(s);
+    assert_int_equal(mw_sasl_check_success(NULL, NULL), MW_EINVAL);
+    assert_string_equal(mw_sasl_mech(NULL), "");
+    assert_false(mw_sasl_finished(NULL));
+    mw_sasl_free(NULL);
+    const char *out[2];
+    size_t n;
+    mw_sasl_policy p = {NULL, 1, 0, 1, 0, 0, 0};
+    assert_int_equal(mw_sasl_choose(NULL, 2, &n, "PLAIN", &p, NULL), MW_EINVAL);
+    assert_int_equal(mw_sasl_choose(out, 2, &n, "PLAIN", NULL, NULL), MW_EINVAL);
+}
+
 static void public_mechanism_list(void **st)
 {
     (void)st;
@@ -1155,6 +1180,7 @@ int main(void)
         cmocka_unit_test(choose_explicit_wants),
         cmocka_unit_test(choose_nothing_usable),
         cmocka_unit_test(choose_bounds_the_list),
+        cmocka_unit_test(bad_arguments),
         cmocka_unit_test(public_mechanism_list),
         cmocka_unit_test(mask_lines),
         cmocka_unit_test(engines_in_threads),
