@@ -92,9 +92,11 @@ typedef struct mw_stream_ops {
     void (*close)(void *userdata);
 } mw_stream_ops;
 
-/* Connects to host (name or address literal) and port, trying each resolved
- * address in turn until one answers within connect_timeout_ms.  TCP_NODELAY is
- * set.  Returns 0, MW_ENET, MW_ETIMEOUT, MW_ECANCELED, MW_EINVAL, MW_ENOMEM. */
+/* Connects to host (name or address literal; an IPv6 literal may be given in
+ * brackets) and port, trying each resolved address in turn until one answers
+ * within connect_timeout_ms.  The name lookup is bounded by connect_timeout_ms
+ * too and watches the cancel token.  TCP_NODELAY is set.  Returns 0, MW_ENET,
+ * MW_ETIMEOUT, MW_ECANCELED, MW_EINVAL, MW_ENOMEM. */
 MW_EXTERN int mw_stream_tcp(mw_stream **out, const char *host, unsigned port,
                             const mw_net_opts *opts, mw_error *err);
 /* Wraps already-connected descriptors (rfd may equal wfd). With own=1 they are

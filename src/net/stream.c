@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,6 +240,88 @@ static void addr_text(const struct addrinfo *ai, char *buf, size_t len)
         snprintf(buf, len, "?");
 }
 
+/* Name lookup with a deadline and the cancel token.  getaddrinfo(3) has
+ * neither, so names (not address literals) go through glibc's
+ * getaddrinfo_a: we poll for completion in short steps and may walk away
+ * from a lookup that is still running.  The request then still belongs to
+ * glibc's worker, so it lives on the heap with two references — ours and
+ * the completion notification's — and the last one frees it. */
+#define EAI_CANCELED_MW (-10001)
+#define EAI_TIMEOUT_MW  (-10002)
+
+struct lookup {
+    atomic_int refs;
+    struct gaicb cb;
+    struct addrinfo hints;
+    char name[260];
+    char port[8];
+};
+
+static void lookup_unref(struct lookup *l)
+{
+    if (atomic_fetch_sub(&l->refs, 1) == 1) {
+        if (l->cb.ar_result) freeaddrinfo(l->cb.ar_result);
+        free(l);
+    }
+}
+
+static void lookup_done(union sigval sv)
+{
+    lookup_unref(sv.sival_ptr);
+}
+
+static int resolve(const char *name, const char *port, const struct addrinfo *hints,
+                   int64_t deadline, mw_cancel *cancel, struct addrinfo **res)
+{
+    *res = NULL;
+    if (mw_cancel_requested(cancel)) return EAI_CANCELED_MW;
+    /* Address literals need no lookup: answer at once, no thread. */
+    struct addrinfo numeric = *hints;
+    numeric.ai_flags |= AI_NUMERICHOST;
+    int g = getaddrinfo(name, port, &numeric, res);
+    if (g != EAI_NONAME) return g;
+    struct lookup *l = calloc(1, sizeof *l);
+    if (!l) return EAI_MEMORY;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    snprintf(l->port, sizeof l->port, "%s", port);
+    l->hints = *hints;
+    l->cb.ar_name = l->name;
+    l->cb.ar_service = l->port;
+    l->cb.ar_request = &l->hints;
+    atomic_init(&l->refs, 2);
+    struct sigevent sev;
+    memset(&sev, 0, sizeof sev);
+    sev.sigev_notify = SIGEV_THREAD;
+    sev.sigev_notify_function = lookup_done;
+    sev.sigev_value.sival_ptr = l;
+    struct gaicb *list[1] = {&l->cb};
+    if ((g = getaddrinfo_a(GAI_NOWAIT, list, 1, &sev)) != 0) {
+        free(l); /* not queued: no notification will come */
+        return g;
+    }
+    while ((g = gai_error(&l->cb)) == EAI_INPROGRESS) {
+        if (mw_cancel_requested(cancel)) {
+            g = EAI_CANCELED_MW;
+            break;
+        }
+        int64_t left = deadline == MW_NO_DEADLINE ? 50 : deadline - mw_now_ms();
+        if (left <= 0) {
+            g = EAI_TIMEOUT_MW;
+            break;
+        }
+        /* Short steps so the cancel token is seen within 50 ms. */
+        if (left > 50) left = 50;
+        struct timespec ts = {0, (long)left * 1000000L};
+        gai_suspend((const struct gaicb *const *)list, 1, &ts);
+    }
+    if (g == 0) {
+        *res = l->cb.ar_result;
+        l->cb.ar_result = NULL; /* ours now; lookup_unref must not free it */
+    }
+    lookup_unref(l);
+    return g;
+}
+
 int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net_opts *opts,
                   mw_error *err)
 {
@@ -268,11 +351,14 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
     struct addrinfo hints = {0}, *res = NULL;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_family = opts->family == 4 ? AF_INET : opts->family == 6 ? AF_INET6 : AF_UNSPEC;
-    if (mw_cancel_requested(opts->cancel))
-        return mw_err_set(err, MW_ECANCELED, "operation canceled");
-    /* getaddrinfo has no deadline of its own (see the report: a resolver
-     * stall is bounded only by the resolver's configuration). */
-    int g = getaddrinfo(name, portstr, &hints, &res);
+    int64_t lookup_deadline =
+        opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
+    int g = resolve(name, portstr, &hints, lookup_deadline, opts->cancel, &res);
+    if (g == EAI_CANCELED_MW)
+        return mw_err_set(err, MW_ECANCELED, "operation canceled while resolving %s", name);
+    if (g == EAI_TIMEOUT_MW)
+        return mw_err_set(err, MW_ETIMEOUT, "name lookup of %s timed out after %d ms", name,
+                          opts->connect_timeout_ms);
     if (g != 0)
         return mw_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
                           g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
