@@ -370,6 +370,11 @@ static int add_addresses(mw_mime_part *root, const char *field, char **vals, int
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         mw_mime_addrlist *l;
+        if (strpbrk(vals[i], "\r\n")) {
+            snprintf(err->message, sizeof err->message, "%s: CR or LF in an address", field);
+            rc = MW_EINVAL;
+            break;
+        }
         if ((rc = mw_mime_addrlist_parse(&l, vals[i], strlen(vals[i]), err))) break;
         if (mw_mime_addrlist_count(l) == 0) {
             rc = MW_EINVAL;
@@ -566,9 +571,11 @@ static int cmd_build(int argc, char **argv)
                 add_addresses(root, "To", to, nto, &err) ||
                 (ncc && add_addresses(root, "Cc", cc, ncc, &err))))
         ex = EX_DATAERR_;
-    if (!ex && (mw_mime_encode_text(&subj, subject) ||
-                mw_mime_part_header(root, "Subject", subj, MW_MIME_HDR_SET, &err)))
+    if (!ex && mw_mime_encode_text(&subj, subject)) {
+        snprintf(err.message, sizeof err.message, "Subject: CR or LF in the text");
         ex = EX_DATAERR_;
+    }
+    if (!ex && mw_mime_part_header(root, "Subject", subj, MW_MIME_HDR_SET, &err)) ex = EX_DATAERR_;
     free(subj);
     if (!ex) {
         int rc = mw_mime_part_write_fd(root, 1, &err);

@@ -145,7 +145,8 @@ MW_EXTERN int mw_mime_decode_field(char **out, size_t *outlen, const char *in, s
 MW_EXTERN int mw_mime_word_encode(char **out, const char *text, size_t len, const char *charset,
                                   char method);
 /* A UTF-8 text for an unstructured header (Subject): returned as is when it
- * is printable ASCII, else as encoded words (Q or B, whichever is shorter). */
+ * is printable ASCII, else as encoded words (Q or B, whichever is shorter).
+ * Returns 0, MW_EINVAL (CR or LF in the text), MW_ENOMEM. */
 MW_EXTERN int mw_mime_encode_text(char **out, const char *utf8text);
 
 /* ---------------------------------------------------------------------

@@ -261,6 +261,7 @@ int mw_mime_encode_text(char **out, const char *text)
 {
     size_t n = strlen(text);
     *out = NULL;
+    if (strpbrk(text, "\r\n")) return MW_EINVAL; /* a header value never carries a line break */
     if (!needs_encoding(text, n)) {
         *out = strdup(text);
         return *out ? 0 : MW_ENOMEM;
