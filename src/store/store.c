@@ -522,6 +522,45 @@ static int mbox_unlock(mw_store *s)
     return 0;
 }
 
+/* A dotlock is left over from a crash when the process named in it is gone
+ * (same host), or when it is older than DOTLOCK_STALE_S. */
+static int dotlock_stale(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return 0;
+    if (time(NULL) - st.st_mtime > DOTLOCK_STALE_S) return 1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return 0;
+    char buf[32];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0) return time(NULL) - st.st_mtime > 30; /* not ours: written by another tool */
+    buf[n] = '\0';
+    char *end;
+    long pid = strtol(buf, &end, 10);
+    if (pid <= 0 || (*end != '\n' && *end != '\0')) return 0;
+    return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Creates the dotlock holding our pid: written to a unique file first and
+ * linked to the lock name, so a lock never exists without its pid (a crash
+ * between create and write would leave an anonymous lock). Returns 0 or
+ * an errno (EEXIST: someone holds it). */
+static int dotlock_try(mw_store *s)
+{
+    char tmp[PATH_MAX_ + 64], pid[32];
+    snprintf(tmp, sizeof tmp, "%s.%ld.%lu", s->tmp_path, (long)getpid(),
+             atomic_fetch_add(&delivery_counter, 1));
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return errno;
+    int e = write(fd, pid, (size_t)n) == n ? 0 : (errno ? errno : EIO);
+    close(fd);
+    if (e == 0 && link(tmp, s->tmp_path) != 0) e = errno;
+    unlink(tmp);
+    return e;
+}
+
 static int mbox_begin(mw_store *s, const char *from)
 {
     int64_t deadline = mw_now_ms() + s->lock_timeout_ms;
@@ -529,16 +568,14 @@ static int mbox_begin(mw_store *s, const char *from)
     /* The dotlock is for readers that do not use fcntl locks (mutt, old
      * MUAs); the fcntl lock is for those that do.  Both with a bounded wait. */
     for (;;) {
-        int fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd >= 0) {
-            close(fd);
+        int e = dotlock_try(s);
+        if (e == 0) {
             s->dotlocked = 1;
             break;
         }
-        if (errno != EEXIST) return sys_fail(s, "create lock file", s->tmp_path, errno);
-        struct stat st;
-        if (stat(s->tmp_path, &st) == 0 && time(NULL) - st.st_mtime > DOTLOCK_STALE_S) {
-            unlink(s->tmp_path); /* left over from a crash */
+        if (e != EEXIST) return sys_fail(s, "create lock file", s->tmp_path, e);
+        if (dotlock_stale(s->tmp_path)) {
+            unlink(s->tmp_path);
             continue;
         }
         if (mw_now_ms() >= deadline)
