@@ -246,6 +246,34 @@ static void writes_are_buffered_until_flush(void **state)
     mw_conn_free(c);
 }
 
+struct traced {
+    int calls, dir;
+    char text[64];
+};
+
+static void trace_fn(int dir, const char *line, size_t len, void *ud)
+{
+    struct traced *t = ud;
+    t->calls++;
+    t->dir = dir;
+    snprintf(t->text, sizeof t->text, "%.*s", (int)len, line);
+}
+
+static void trace_hook_gets_lines(void **state)
+{
+    (void)state;
+    struct feed f = {"", 0, 0, 0, 0, 0, MW_BUF_INIT(0)};
+    mw_conn *c = feed_conn(&f);
+    mw_conn_trace(c, MW_TRACE_SEND, "NOOP", 4); /* no hook yet: nothing */
+    struct traced t = {0};
+    mw_conn_set_trace(c, trace_fn, &t);
+    mw_conn_trace(c, MW_TRACE_RECV, "+OK hi", 6);
+    assert_int_equal(t.calls, 1);
+    assert_int_equal(t.dir, MW_TRACE_RECV);
+    assert_string_equal(t.text, "+OK hi");
+    mw_conn_free(c);
+}
+
 /* ---- over socketpairs -------------------------------------------------------- */
 
 static mw_conn *pair_conn(int *peer, const mw_net_opts *opts)
@@ -754,6 +782,7 @@ int main(void)
         cmocka_unit_test(line_reader_eof_mid_line),
         cmocka_unit_test(callbacks_stream_rejects_bad_counts),
         cmocka_unit_test(writes_are_buffered_until_flush),
+        cmocka_unit_test(trace_hook_gets_lines),
         cmocka_unit_test(peek_reads_large_blocks),
         cmocka_unit_test(stalled_peer_hits_io_timeout),
         cmocka_unit_test(stream_io_timeout_from_opts),
