@@ -835,7 +835,11 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
         if (!rc && out.len >= CHUNK) {
             if (chunking) {
                 rc = put_bdat(s, &out, 0, &outstanding);
-                if (!rc && !pipelining) {
+                /* Without PIPELINING each chunk waits for its reply; with
+                 * it, at most 16 replies are left unread so the server
+                 * never blocks writing them while we block writing chunks
+                 * (the deadlock of RFC 2920 §3.1). */
+                while (!rc && outstanding > (pipelining ? 16 : 0)) {
                     rc = flush(s);
                     if (!rc) rc = get_reply(s, "BDAT");
                     outstanding--;
@@ -851,7 +855,19 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
         }
     }
     free(in);
-    if (rc && !first_fail && (local.code || s->err.code == 0)) {
+    if (first_fail) {
+        /* A chunk was refused: read the replies still owed (RFC 3030 §2:
+         * the rest fail too) so the session stays in step; RSET follows. */
+        mw_error keep = s->err;
+        int r2 = flush(s);
+        while (!r2 && outstanding-- > 0)
+            r2 = get_reply(s, "BDAT");
+        s->err = keep;
+        if (s->rep->code == 421 || r2) set_state(s, ST_DEAD);
+        mw_buf_free(&out);
+        return rc;
+    }
+    if (rc && (local.code || s->err.code == 0)) {
         /* A local failure (source, line too long) in the middle of DATA:
          * there is no way to abort DATA (RFC 5321 §4.1.1.4), so the
          * connection is dropped and the server discards the message. */
