@@ -431,7 +431,6 @@ int mw_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int6
     t->deadline = mw_deadline_min(deadline_ms, o->handshake_timeout_ms);
     ERR_clear_error();
     if ((rc = setup_ctx(t, o, strict, err)) || (rc = setup_ssl(t, host, err))) goto fail;
-    t->deadline = mw_deadline_min(deadline_ms, o->handshake_timeout_ms);
     if (SSL_connect(t->ssl) != 1) {
         char why[200];
         if (strict && t->first_vr != X509_V_OK) {
