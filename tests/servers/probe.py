@@ -21,6 +21,7 @@ import random
 import socket
 import ssl
 import sys
+import threading
 import time
 
 
@@ -67,29 +68,35 @@ def greeting(port, kind, cafile, timeout):
         sock.close()
 
 
+def wait_one(deadline, cafile, name, port, kind, errors):
+    last = "timeout"
+    while time.monotonic() < deadline:
+        try:
+            greeting(port, kind, cafile, 2.0)
+            return
+        except (OSError, ssl.SSLError) as e:
+            last = str(e)
+        time.sleep(0.05)
+    errors.append("probe.py: %s (%s on 127.0.0.1:%d) did not answer: %s"
+                  % (name, kind, port, last))
+
+
 def wait(secs, cafile, specs):
+    # One thread per service: they start in parallel, so wait in parallel.
     deadline = time.monotonic() + secs
-    pending = []
+    errors = []
+    threads = []
     for spec in specs:
         name, port, kind = spec.split(":")
-        pending.append((name, int(port), kind))
-    last = {}
-    while pending and time.monotonic() < deadline:
-        still = []
-        for name, port, kind in pending:
-            try:
-                greeting(port, kind, cafile, 2.0)
-            except (OSError, ssl.SSLError) as e:
-                last[name] = str(e)
-                still.append((name, port, kind))
-        pending = still
-        if pending:
-            time.sleep(0.05)
-    if pending:
-        for name, port, kind in pending:
-            print("probe.py: %s (%s on 127.0.0.1:%d) did not answer: %s"
-                  % (name, kind, port, last.get(name, "timeout")),
-                  file=sys.stderr)
+        t = threading.Thread(target=wait_one,
+                             args=(deadline, cafile, name, int(port), kind, errors))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    if errors:
+        for e in errors:
+            print(e, file=sys.stderr)
         sys.exit(1)
 
 
