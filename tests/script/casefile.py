@@ -221,7 +221,14 @@ def parse_directive(path, lineno, line):
     if word not in WORD_DIRECTIVES:
         raise CaseError(f"{where}: unknown directive {line[:40]!r} (see tests/script/README.md)")
     d = Directive(lineno, word, arg)
-    if word in ("stall", "close", "reset", "expect-close", "accept", "no-connection"):
+    if word == "stall":
+        d.min_ms = d.max_ms = None
+        for w in arg.split():
+            k, _, v = w.partition("=")
+            if k not in ("min", "max") or not v:
+                raise CaseError(f"{where}: usage: stall [min=MS] [max=MS]")
+            setattr(d, k + "_ms", _int_arg(where, v, f"stall {k}=MS"))
+    elif word in ("close", "reset", "expect-close", "accept", "no-connection"):
         if arg:
             raise CaseError(f"{where}: {word} takes no argument")
     elif word == "sleep":

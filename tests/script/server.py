@@ -561,6 +561,7 @@ class ScriptServer:
         elif op == "stall":
             log.note("stall: waiting for the client to close")
             seen = bytearray()      # what the client said meanwhile, for the transcript
+            t0 = time.monotonic()
             try:
                 while conn._fill():
                     seen += conn.buf[:200 - len(seen)]
@@ -570,8 +571,17 @@ class ScriptServer:
             seen += conn.buf[:200 - len(seen)]
             if seen:
                 log.add("C (ignored: stalled)", bytes(seen))
-            log.note("client closed" if conn.eof else "client exited")
+            ms = (time.monotonic() - t0) * 1000
+            log.note(f"client {'closed' if conn.eof else 'exited'} {ms:.0f} ms into the stall")
             conn.close()
+            # Measured here, from the moment the server went silent, so a
+            # deadline test does not count the client's start-up time.
+            if d.max_ms is not None and ms > d.max_ms:
+                raise Mismatch(f"the client gave up {ms:.0f} ms into the stall, "
+                               f"later than max={d.max_ms} ms")
+            if d.min_ms is not None and ms < d.min_ms:
+                raise Mismatch(f"the client gave up {ms:.0f} ms into the stall, "
+                               f"sooner than min={d.min_ms} ms")
             return None
         elif op == "close":
             log.note("server closes the connection")
