@@ -23,6 +23,7 @@ fi
 mw=$build/cli/mailwire
 work=$(mktemp -d /tmp/mw-bench-smtp.XXXXXX)
 srv=$work/srv
+chmod 755 "$work"   # the servers drop privileges and must reach $srv
 mkdir -p "$srv"
 cleanup() { bash "$top/tests/servers/stop.sh" "$srv" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
