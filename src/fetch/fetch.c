@@ -1,0 +1,617 @@
+/* mailwire fetch: one POP3 account into a store, in the order that never
+ * loses mail (see include/mailwire/fetch.h and DESIGN.md). */
+#include "mailwire/fetch.h"
+
+#include "util/buf.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+enum action { A_SKIP = 0, A_GET, A_DELE };
+
+typedef struct plan {
+    uint64_t num;
+    uint64_t size;
+    const char *uid; /* into the UIDL list, or NULL */
+    int action;
+    int stored; /* committed in the store */
+    int saved;  /* its UID is in a state file that was saved */
+} plan;
+
+typedef struct fctx {
+    const mw_fetch_opts *o;
+    mw_fetch_result *res;
+    mw_error *err;
+    int first_rc;
+    mw_pop3 *p;
+    mw_store *s;
+    mw_state *st;
+    plan *pl;
+    size_t n;
+    size_t cursor; /* plan index of the message being received */
+    uint64_t cur;  /* its number, valid while open */
+    int open;      /* a store delivery is in progress */
+    int stop;      /* the store or state failed: take no more messages */
+    int state_dirty;
+    size_t unsaved;
+    int64_t now;
+    mw_fetch_progress prog;
+    uint64_t last_progress_bytes;
+} fctx;
+
+/* Keeps the first error (with the prefix naming the step) and its code. */
+static int fail(fctx *c, int code, const char *step, const mw_error *src, const char *fallback)
+{
+    if (!c->first_rc) {
+        c->first_rc = code;
+        if (c->err) {
+            if (src)
+                *c->err = *src;
+            else
+                mw_error_clear(c->err);
+            /* src is never c->err, so its message survives the copy. */
+            const char *what = src && src->message[0] ? src->message : fallback;
+            mw_err_set(c->err, code, "%s: %s", step, what ? what : mw_strerror(code));
+        }
+    }
+    return code;
+}
+
+static void progress(fctx *c, int phase)
+{
+    c->prog.phase = phase;
+    c->last_progress_bytes = c->prog.bytes_done;
+    if (c->o->progress) c->o->progress(&c->prog, c->o->progress_userdata);
+}
+
+/* ---- state ------------------------------------------------------------------ */
+
+/* Writes the state; on success every stored message with a UID counts as
+ * saved, and only those may be deleted on the server. */
+static int save_state(fctx *c)
+{
+    if (!c->state_dirty) return 0;
+    int rc = mw_state_save(c->st);
+    if (rc) {
+        c->stop = 1;
+        return fail(c, rc, "state", mw_state_error(c->st), NULL);
+    }
+    for (size_t i = 0; i < c->n; i++)
+        if (c->pl[i].stored && c->pl[i].uid) c->pl[i].saved = 1;
+    c->state_dirty = 0;
+    c->unsaved = 0;
+    return 0;
+}
+
+typedef struct prune_ctx {
+    char **uids; /* sorted */
+    size_t n;
+} prune_ctx;
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Forget UIDs the server no longer lists (deleted by an earlier run), so
+ * the state does not grow for ever. */
+static int prune_visit(const char *uid, int64_t first_seen, void *ud)
+{
+    prune_ctx *pc = ud;
+    (void)first_seen;
+    const char *key = uid;
+    return bsearch(&key, pc->uids, pc->n, sizeof *pc->uids, cmp_str) ? 0 : 1;
+}
+
+/* ---- filter ----------------------------------------------------------------- */
+
+static int sink_buf(const char *data, size_t len, void *ud)
+{
+    return mw_buf_append(ud, data, len);
+}
+
+/* Writes all of data to fd before the deadline; SIGPIPE is blocked for this
+ * thread so a filter that exits early cannot kill the process. */
+static int write_all(int fd, const char *data, size_t len, int64_t deadline)
+{
+    sigset_t set, old, pend;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pend);
+    int was_pending = sigismember(&pend, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    int rc = 0, epipe = 0;
+    while (len) {
+        int64_t left = deadline - mw_now_ms();
+        if (left <= 0) {
+            rc = MW_ETIMEOUT;
+            break;
+        }
+        struct pollfd pfd = {fd, POLLOUT, 0};
+        int pr = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
+        if (pr < 0 && errno != EINTR) {
+            rc = MW_EIO;
+            break;
+        }
+        if (pr <= 0) continue;
+        ssize_t w = write(fd, data, len);
+        if (w < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            if (errno == EPIPE) epipe = 1;
+            /* A filter that does not read its input may still answer. */
+            break;
+        }
+        data += w;
+        len -= (size_t)w;
+    }
+    if (epipe && !was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+/* Runs the filter with the headers on stdin; *decision from its exit
+ * status (mpop: 0 fetch, 1 delete, 2 skip). */
+static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char *why, size_t whylen)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC)) {
+        snprintf(why, whylen, "pipe: %s", strerror(errno));
+        return MW_EIO;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[0], 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    char *argv[] = {(char *)"sh", (char *)"-c", (char *)c->o->filter, NULL};
+    pid_t pid;
+    int e = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[0]);
+    if (e) {
+        close(p[1]);
+        snprintf(why, whylen, "cannot start the filter: %s", strerror(e));
+        return MW_EIO;
+    }
+    int tmo = c->o->filter_timeout_ms > 0 ? c->o->filter_timeout_ms : 30000;
+    int64_t deadline = mw_now_ms() + tmo;
+    fcntl(p[1], F_SETFL, O_NONBLOCK);
+    int rc = write_all(p[1], hdr, len, deadline);
+    close(p[1]);
+    int status = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR) {
+            snprintf(why, whylen, "waitpid: %s", strerror(errno));
+            return MW_EIO;
+        }
+        if (mw_now_ms() >= deadline) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+            snprintf(why, whylen, "the filter ran longer than %d ms and was killed", tmo);
+            return MW_ETIMEOUT;
+        }
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    if (rc == MW_ETIMEOUT) {
+        snprintf(why, whylen, "the filter did not read its input within %d ms", tmo);
+        return rc;
+    }
+    if (!WIFEXITED(status)) {
+        snprintf(why, whylen, "the filter was killed by signal %d", WTERMSIG(status));
+        return MW_EIO;
+    }
+    switch (WEXITSTATUS(status)) {
+    case 0:
+        *decision = MW_FETCH_GET;
+        return 0;
+    case 1:
+        *decision = MW_FETCH_DELETE;
+        return 0;
+    case 2:
+        *decision = MW_FETCH_SKIP;
+        return 0;
+    default:
+        snprintf(why, whylen, "the filter exited with status %d (0 fetch, 1 delete, 2 skip)",
+                 WEXITSTATUS(status));
+        return MW_EIO;
+    }
+}
+
+/* TOP n 0 (RFC 1939 §7) for each candidate, then the filter's decision. */
+static int apply_filter(fctx *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->pl[i].action != A_GET) continue;
+        mw_buf b = MW_BUF_INIT(256 * 1024); /* headers only; a bound on what we hold */
+        int rc = mw_pop3_top(c->p, c->pl[i].num, 0, sink_buf, &b);
+        if (rc) {
+            mw_buf_free(&b);
+            const mw_error *pe = mw_pop3_error(c->p);
+            if (rc == MW_ESERVER || rc == MW_ETEMP || rc == MW_ETOOBIG) {
+                /* This message only: leave it on the server. */
+                fail(c, rc, "filter: TOP", rc == MW_ETOOBIG ? NULL : pe,
+                     "headers over 256 KiB; message left on the server");
+                c->pl[i].action = A_SKIP;
+                c->res->errors++;
+                continue;
+            }
+            return fail(c, rc, "pop3", pe, NULL);
+        }
+        int decision = MW_FETCH_GET;
+        char why[200];
+        rc = run_filter(c, b.data ? b.data : "", b.len, &decision, why, sizeof why);
+        mw_buf_free(&b);
+        if (rc) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "message %llu: %s; left on the server",
+                     (unsigned long long)c->pl[i].num, why);
+            fail(c, rc, "filter", NULL, msg);
+            c->pl[i].action = A_SKIP;
+            c->res->errors++;
+            continue;
+        }
+        c->pl[i].action = decision == MW_FETCH_GET      ? A_GET
+                          : decision == MW_FETCH_DELETE ? A_DELE
+                                                        : A_SKIP;
+    }
+    return 0;
+}
+
+/* ---- retrieval -------------------------------------------------------------- */
+
+static plan *find_plan(fctx *c, uint64_t msg)
+{
+    while (c->cursor < c->n && c->pl[c->cursor].num < msg)
+        c->cursor++;
+    return c->cursor < c->n && c->pl[c->cursor].num == msg ? &c->pl[c->cursor] : NULL;
+}
+
+static void abort_open(fctx *c)
+{
+    if (c->open) {
+        mw_store_abort(c->s);
+        c->open = 0;
+    }
+}
+
+/* Store failure: this message is not delivered; no more are taken. */
+static int store_failed(fctx *c, int rc)
+{
+    abort_open(c);
+    c->stop = 1;
+    c->res->errors++;
+    fail(c, rc, "store", mw_store_error(c->s), NULL);
+    return rc;
+}
+
+static int on_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr_info *info,
+                  void *ud)
+{
+    fctx *c = ud;
+    if (c->stop) return MW_ECANCELED;
+    if (c->open && c->cur != msg) abort_open(c); /* cannot happen: the last one ended */
+    if (!c->open) {
+        int rc = mw_store_begin(c->s, NULL);
+        if (rc) return store_failed(c, rc);
+        c->open = 1;
+        c->cur = msg;
+    }
+    if (!info) {
+        int rc = mw_store_write(c->s, data, len);
+        if (rc) return store_failed(c, rc);
+        c->prog.bytes_done += len;
+        if (c->prog.bytes_done - c->last_progress_bytes >= 256 * 1024) progress(c, 2);
+        return 0;
+    }
+    plan *pl = find_plan(c, msg);
+    if (!info->complete || (info->size_known && info->size_mismatch) || !pl) {
+        /* Not whole: never delivered, never deleted. */
+        abort_open(c);
+        c->res->errors++;
+        char m[200];
+        snprintf(m, sizeof m,
+                 "message %llu arrived incomplete or not as announced (%llu octets, server said "
+                 "%llu); not stored, left on the server",
+                 (unsigned long long)msg, (unsigned long long)info->octets,
+                 (unsigned long long)info->declared);
+        fail(c, MW_EPROTO, "pop3", NULL, m);
+        return 0;
+    }
+    int rc = mw_store_commit(c->s);
+    c->open = 0;
+    if (rc) return store_failed(c, rc);
+    pl->stored = 1;
+    c->res->fetched++;
+    c->res->bytes += info->octets;
+    c->prog.msgs_done++;
+    if (pl->uid) {
+        if ((rc = mw_state_add(c->st, pl->uid, c->now))) {
+            c->stop = 1;
+            return fail(c, rc, "state", NULL, "cannot record a UID");
+        }
+        c->state_dirty = 1;
+        if (++c->unsaved >= (c->o->batch ? c->o->batch : 100) && (rc = save_state(c))) return rc;
+    }
+    progress(c, 2);
+    return 0;
+}
+
+/* RETR every A_GET message, contiguous runs pipelined (RFC 2449 §6.6). */
+static int retrieve(fctx *c)
+{
+    size_t i = 0;
+    while (i < c->n && !c->stop) {
+        if (c->pl[i].action != A_GET) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j + 1 < c->n && c->pl[j + 1].action == A_GET && c->pl[j + 1].num == c->pl[j].num + 1)
+            j++;
+        c->cursor = i;
+        int rc = mw_pop3_retr_range(c->p, c->pl[i].num, c->pl[j].num, -1, on_msg, c);
+        /* A message cut short (connection dropped) must not be delivered. */
+        abort_open(c);
+        if (rc && !c->stop) {
+            if (rc == MW_ESERVER || rc == MW_ETEMP) {
+                /* -ERR for one message: go on after it. */
+                c->res->errors++;
+                fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+                while (i <= j && c->pl[i].stored)
+                    i++;
+                i++; /* the one refused */
+                continue;
+            }
+            return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+/* DELE (RFC 1939 §6) for every message whose deletion is safe now. */
+static int delete_marked(fctx *c)
+{
+    size_t i = 0;
+    while (i < c->n) {
+        plan *p = &c->pl[i];
+        int del = p->action == A_DELE ||
+                  (!c->o->keep && p->action == A_GET && (p->uid ? p->saved : p->stored));
+        if (!del) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j + 1 < c->n && c->pl[j + 1].num == c->pl[j].num + 1) {
+            plan *q = &c->pl[j + 1];
+            int qd = q->action == A_DELE ||
+                     (!c->o->keep && q->action == A_GET && (q->uid ? q->saved : q->stored));
+            if (!qd) break;
+            j++;
+        }
+        int rc = mw_pop3_dele_range(c->p, c->pl[i].num, c->pl[j].num);
+        if (rc) {
+            fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+            if (rc != MW_ESERVER && rc != MW_ETEMP) return rc;
+        } else {
+            c->res->deleted += j - i + 1;
+        }
+        i = j + 1;
+    }
+    return 0;
+}
+
+/* ---- deciding --------------------------------------------------------------- */
+
+static int build_plan(fctx *c)
+{
+    mw_pop3_listing *sizes = NULL;
+    size_t nsizes = 0;
+    int rc = mw_pop3_list(c->p, &sizes, &nsizes);
+    if (rc) return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+    c->res->messages = nsizes;
+    c->pl = calloc(nsizes ? nsizes : 1, sizeof *c->pl);
+    if (!c->pl) {
+        mw_pop3_list_free(sizes);
+        return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+    }
+    c->n = nsizes;
+    for (size_t i = 0; i < nsizes; i++) {
+        c->pl[i].num = sizes[i].msg;
+        c->pl[i].size = sizes[i].size;
+    }
+    mw_pop3_list_free(sizes);
+    return 0;
+}
+
+typedef struct uid_list {
+    mw_pop3_uid *items;
+    size_t n;
+} uid_list;
+
+/* UIDL (RFC 1939 §7), else LAST (RFC 1460), else every message is new. */
+static int learn_uids(fctx *c, uid_list *ul, uint64_t *last)
+{
+    *last = 0;
+    int rc = mw_pop3_uidl(c->p, &ul->items, &ul->n);
+    if (!rc) {
+        c->res->uid_mode = 2;
+        size_t k = 0;
+        for (size_t i = 0; i < c->n; i++) {
+            while (k < ul->n && ul->items[k].msg < c->pl[i].num)
+                k++;
+            if (k < ul->n && ul->items[k].msg == c->pl[i].num) c->pl[i].uid = ul->items[k].uid;
+        }
+        return 0;
+    }
+    if (rc != MW_ESERVER && rc != MW_EUNSUPPORTED)
+        return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+    rc = mw_pop3_last(c->p, last);
+    if (!rc) {
+        c->res->uid_mode = 1;
+        return 0;
+    }
+    if (rc != MW_ESERVER && rc != MW_EUNSUPPORTED)
+        return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+    c->res->uid_mode = 0;
+    return 0;
+}
+
+static int prune(fctx *c, const uid_list *ul)
+{
+    prune_ctx pc = {calloc(ul->n ? ul->n : 1, sizeof(char *)), ul->n};
+    if (!pc.uids) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+    for (size_t i = 0; i < ul->n; i++)
+        pc.uids[i] = ul->items[i].uid;
+    qsort(pc.uids, pc.n, sizeof *pc.uids, cmp_str);
+    size_t before = mw_state_count(c->st);
+    mw_state_filter(c->st, prune_visit, &pc);
+    if (mw_state_count(c->st) != before) c->state_dirty = 1;
+    free(pc.uids);
+    return 0;
+}
+
+static void decide(fctx *c, uint64_t last)
+{
+    const mw_fetch_opts *o = c->o;
+    for (size_t i = 0; i < c->n; i++) {
+        plan *p = &c->pl[i];
+        int seen = 0;
+        int64_t first = -1;
+        if (p->uid) {
+            seen = mw_state_contains(c->st, p->uid);
+            first = mw_state_first_seen(c->st, p->uid);
+        } else if (c->res->uid_mode == 1 && p->num <= last) {
+            seen = 1;
+        }
+        if (seen && o->only_new) {
+            /* Stored by an earlier run (the state on disk says so), which
+             * may have stopped before DELE/QUIT: delete it now unless kept.
+             * With LAST only, "seen" is the server's word, not ours. */
+            if (p->uid && !o->keep)
+                p->action = A_DELE;
+            else if (p->uid && o->keep && o->delete_after_days >= 0 && first >= 0 &&
+                     c->now - first >= (int64_t)o->delete_after_days * 86400)
+                p->action = A_DELE;
+            else
+                p->action = A_SKIP;
+            continue;
+        }
+        if (o->size_limit && p->size > o->size_limit) {
+            p->action = o->size_delete ? A_DELE : A_SKIP;
+            continue;
+        }
+        p->action = A_GET;
+    }
+}
+
+/* ---- the whole account ------------------------------------------------------ */
+
+static int check_opts(const mw_fetch_opts *o, mw_error *err)
+{
+    if (!o || o->version != MW_FETCH_OPTS_VERSION)
+        return mw_err_set(err, MW_EINVAL, "fetch: options missing or of another version");
+    if (!o->host || !*o->host) return mw_err_set(err, MW_EINVAL, "fetch: no host given");
+    if (!o->store_target || !*o->store_target)
+        return mw_err_set(err, MW_EINVAL, "fetch: no delivery target given");
+    if (!o->state_path || !*o->state_path)
+        return mw_err_set(err, MW_EINVAL, "fetch: no state file given");
+    return 0;
+}
+
+int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
+{
+    mw_fetch_result dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    if (err) mw_error_clear(err);
+    int rc = check_opts(o, err);
+    if (rc) return rc;
+
+    fctx c;
+    memset(&c, 0, sizeof c);
+    c.o = o;
+    c.res = res;
+    c.err = err;
+    c.now = o->now ? o->now : (int64_t)time(NULL);
+    uid_list ul = {NULL, 0};
+    uint64_t last = 0;
+    mw_error tmp;
+    memset(&tmp, 0, sizeof tmp);
+
+    progress(&c, 0);
+    /* The lock first: a second fetch of this account stops before it
+     * touches the server. */
+    rc = mw_state_open(&c.st, o->state_path, o->state_opts, &tmp);
+    if (rc) {
+        fail(&c, rc, "state", &tmp, NULL);
+        goto out;
+    }
+    rc = mw_store_open(&c.s, (mw_store_kind)o->store_kind, o->store_target, o->store_opts, &tmp);
+    if (rc) {
+        fail(&c, rc, "store", &tmp, NULL);
+        goto out;
+    }
+    mw_pop3_opts po = MW_POP3_OPTS_INIT;
+    if (o->pop3) po = *o->pop3;
+    rc = mw_pop3_open(&c.p, o->host, &po);
+    if (rc) {
+        fail(&c, rc, "pop3", c.p ? mw_pop3_error(c.p) : NULL, NULL);
+        goto out;
+    }
+    progress(&c, 1);
+    if (build_plan(&c) || learn_uids(&c, &ul, &last)) goto out;
+    if (c.res->uid_mode == 2 && (rc = prune(&c, &ul))) goto out;
+    decide(&c, last);
+    if (o->filter && *o->filter && apply_filter(&c)) goto out;
+    for (size_t i = 0; i < c.n; i++) {
+        if (c.pl[i].action == A_GET) {
+            c.prog.msgs_total++;
+            c.prog.bytes_total += c.pl[i].size;
+        } else if (c.pl[i].action == A_SKIP) {
+            res->skipped++;
+        }
+    }
+    progress(&c, 2);
+    if (retrieve(&c)) goto out;
+    /* Durable record before any DELE (the heart of it). */
+    if (save_state(&c)) goto out;
+    progress(&c, 3);
+    if (delete_marked(&c)) goto out;
+    int confirmed = 0;
+    rc = mw_pop3_quit(c.p, &confirmed);
+    res->quit_confirmed = confirmed;
+    if (rc) fail(&c, rc, "pop3", mw_pop3_error(c.p), NULL);
+out:
+    abort_open(&c);
+    /* Whatever happened, what was stored is recorded. */
+    if (c.st) save_state(&c);
+    if (c.res && c.pl)
+        for (size_t i = 0; i < c.n; i++)
+            if (c.pl[i].action == A_GET && !c.pl[i].stored && c.stop) res->skipped++;
+    progress(&c, 4);
+    mw_pop3_free(c.p); /* closes without QUIT if we did not get there */
+    mw_pop3_uidl_free(ul.items);
+    mw_store_free(c.s);
+    mw_state_free(c.st);
+    free(c.pl);
+    return c.first_rc;
+}
