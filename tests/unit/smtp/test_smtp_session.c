@@ -377,6 +377,59 @@ static void tlspolicy(void **state)
     free(f);
 }
 
+static mw_smtp *open_auth(fake *f, const char *replies, const char *user, const char *pw,
+                          const char *token, int no_ir, int *rc_out)
+{
+    memset(f, 0, sizeof *f);
+    f->replies = replies;
+    f->rlen = strlen(replies);
+    f->step = 4096;
+    mw_stream *st;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
+    mw_smtp_opts o = MW_SMTP_OPTS_INIT;
+    o.tls = MW_SMTP_TLS_NONE;
+    o.allow_plaintext = 1;
+    o.username = user;
+    o.password = pw;
+    o.token = token;
+    o.no_initial_response = no_ir;
+    o.stream = st;
+    mw_smtp *s = NULL;
+    *rc_out = mw_smtp_open(&s, &o, &err);
+    f->out[f->olen] = '\0';
+    return s;
+}
+
+/* XOAUTH2 with a token: one initial response (user=..^Aauth=Bearer ..^A^A);
+ * without the initial response the same message answers the empty 334. */
+static void auth_token_and_initial_response(void **state)
+{
+    (void)state;
+    fake *f = malloc(sizeof *f);
+    int rc;
+    mw_smtp *s = open_auth(f, "220 x\r\n250-x\r\n250 AUTH XOAUTH2 PLAIN\r\n235 ok\r\n", "u@x", NULL,
+                           "tok", 0, &rc);
+    assert_int_equal(rc, 0);
+    /* base64("user=u@x\1auth=Bearer tok\1\1") */
+    assert_non_null(strstr(f->out, "AUTH XOAUTH2 dXNlcj11QHgBYXV0aD1CZWFyZXIgdG9rAQE=\r\n"));
+    assert_string_equal(mw_smtp_auth_mech(s), "XOAUTH2");
+    mw_smtp_free(s);
+
+    s = open_auth(f, "220 x\r\n250-x\r\n250 AUTH PLAIN\r\n334 \r\n235 ok\r\n", "u", "p", NULL, 1,
+                  &rc);
+    assert_int_equal(rc, 0);
+    assert_non_null(strstr(f->out, "AUTH PLAIN\r\nAHUAcA==\r\n"));
+    mw_smtp_free(s);
+
+    /* A server that offers no AUTH while credentials are given: an error,
+     * never a silent unauthenticated session. */
+    s = open_auth(f, "220 x\r\n250 x\r\n", "u", "p", NULL, 0, &rc);
+    assert_int_equal(rc, MW_EUNSUPPORTED);
+    assert_null(s);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -387,6 +440,7 @@ int main(void)
         cmocka_unit_test(addresses),
         cmocka_unit_test(originator_rules),
         cmocka_unit_test(tlspolicy),
+        cmocka_unit_test(auth_token_and_initial_response),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);
