@@ -103,12 +103,13 @@ class Probe:
         return ln
 
     def nbytes(self, n):
-        while len(self.buf) < n:
+        buf = bytearray(self.buf)   # bytearray: appending is linear, not quadratic
+        while len(buf) < n:
             data = self._recv()
             if not data:
-                raise Fail(3, f"the server closed after {len(self.buf)} of {n} bytes")
-            self.buf += data
-        out, self.buf = self.buf[:n], self.buf[n:]
+                raise Fail(3, f"the server closed after {len(buf)} of {n} bytes")
+            buf += data
+        out, self.buf = bytes(buf[:n]), bytes(buf[n:])
         return out
 
     def rest(self):
