@@ -10,6 +10,7 @@ static const struct mw_cli_command mw_cli_commands[] = {
     {"send", mw_cmd_send, "send a message like sendmail: stdin, recipients or -t (SMTP)"},
     {"smtp", mw_cmd_smtp, "SMTP session: send FILE... over one connection, capa"},
     {"mime", mw_cmd_mime, "MIME: parse a message into its parts, or build one"},
+    {"fetch", mw_cmd_fetch, "fetch POP3 accounts into Maildir/mbox/MDA, never losing mail"},
     {NULL, NULL, NULL},
 };
 

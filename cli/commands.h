@@ -39,4 +39,7 @@ int mw_cli_sendmail(int argc, char **argv);
 /* cli/cmd_mime.c: mailwire mime parse|build */
 int mw_cmd_mime(int argc, char **argv);
 
+/* cli/cmd_fetch.c: mailwire fetch [ACCOUNT...] */
+int mw_cmd_fetch(int argc, char **argv);
+
 #endif

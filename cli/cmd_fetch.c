@@ -1,0 +1,563 @@
+/* mailwire fetch [ACCOUNT...] [--all]: POP3 accounts into Maildir, mbox or
+ * an MDA, in the order that never loses mail (mw_fetch_account).  Uses
+ * only the public API. */
+#include "commands.h"
+#include "connopts.h"
+
+#include "mailwire/config.h"
+#include "mailwire/fetch.h"
+#include "mailwire/sasl.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *f)
+{
+    fputs(
+        "usage: mailwire fetch [ACCOUNT...] [--all] [OPTIONS]\n"
+        "       mailwire fetch --host HOST --user NAME [--maildir DIR | --mbox FILE | --mda CMD]\n"
+        "fetch options:\n"
+        "  --config FILE         accounts file (default $XDG_CONFIG_HOME/mailwire/config)\n"
+        "  --all                 every account in the file\n"
+        "  --jobs N              fetch N accounts at once (default 1)\n"
+        "  --quiet               no summary lines (errors still go to stderr)\n"
+        "  --json                one JSON array with a record per account on stdout\n"
+        "  --state FILE          UIDL state file (one-shot; default\n"
+        "                        $XDG_STATE_HOME/mailwire/uidl/USER@HOST:PORT)\n"
+        "  --maildir DIR | --mbox FILE | --mda CMD   delivery (default ~/Maildir)\n"
+        "  --keep                leave messages on the server\n"
+        "  --only-new            only messages not fetched before (default)\n"
+        "  --all-messages        every message on the server\n"
+        "  --size-limit N        skip messages larger than N bytes\n"
+        "  --filter CMD          headers on stdin; exit 0 fetch, 1 delete, 2 skip\n"
+        "  --keep-crlf           store CRLF line ends as received (default: LF)\n",
+        f);
+    mw_cli_conn_usage(f);
+}
+
+typedef struct job {
+    char name[300];
+    char host[256];
+    mw_pop3_opts po;
+    mw_tls_opts tls;
+    mw_net_opts net;
+    mw_store_options so;
+    mw_fetch_opts fo;
+    char *password; /* owned, wiped */
+    char state_path[4096];
+    char target[4096];
+    /* results */
+    int rc;
+    mw_fetch_result res;
+    mw_error err;
+    double seconds;
+    /* progress display */
+    int64_t start_ms, last_ms;
+} job;
+
+typedef struct runner {
+    job *jobs;
+    size_t n, next;
+    int tty;
+    pthread_mutex_t mu;
+} runner;
+
+static runner *g_run; /* only for the progress callback's lock and tty flag */
+
+static void on_progress(const mw_fetch_progress *p, void *ud)
+{
+    job *j = ud;
+    int64_t now = mw_now_ms();
+    if (p->phase != 4 && now - j->last_ms < 200) return;
+    j->last_ms = now;
+    double secs = (double)(now - j->start_ms) / 1000.0;
+    double rate = secs > 0 ? (double)p->bytes_done / secs / 1e6 : 0;
+    pthread_mutex_lock(&g_run->mu);
+    if (p->phase == 4)
+        fprintf(stderr, "\r\033[K");
+    else
+        fprintf(stderr, "\r\033[K%s: %llu/%llu messages, %.1f/%.1f MB, %.1f MB/s", j->name,
+                (unsigned long long)p->msgs_done, (unsigned long long)p->msgs_total,
+                (double)p->bytes_done / 1e6, (double)p->bytes_total / 1e6, rate);
+    fflush(stderr);
+    pthread_mutex_unlock(&g_run->mu);
+}
+
+static void *worker(void *arg)
+{
+    runner *r = arg;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        size_t i = r->next < r->n ? r->next++ : r->n;
+        pthread_mutex_unlock(&r->mu);
+        if (i >= r->n) return NULL;
+        job *j = &r->jobs[i];
+        j->start_ms = mw_now_ms();
+        if (r->tty) {
+            j->fo.progress = on_progress;
+            j->fo.progress_userdata = j;
+        }
+        j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+        j->seconds = (double)(mw_now_ms() - j->start_ms) / 1000.0;
+    }
+}
+
+/* Creates the parent directories of path (0700), as mkdir -p. */
+static int mkparents(const char *path)
+{
+    char buf[4096];
+    if (strlen(path) >= sizeof buf) return -1;
+    strcpy(buf, path);
+    for (char *s = buf + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(buf, 0700) && errno != EEXIST) return -1;
+        *s = '/';
+    }
+    return 0;
+}
+
+static int default_state(char *out, size_t size, const char *leaf)
+{
+    const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    int n;
+    if (x && *x)
+        n = snprintf(out, size, "%s/mailwire/uidl/%s", x, leaf);
+    else if (home && *home)
+        n = snprintf(out, size, "%s/.local/state/mailwire/uidl/%s", home, leaf);
+    else
+        return -1;
+    return n > 0 && (size_t)n < size ? 0 : -1;
+}
+
+/* A UID state file name from an account name: '/' cannot be in it. */
+static void safe_leaf(char *out, size_t size, const char *s)
+{
+    size_t k = 0;
+    for (; *s && k + 1 < size; s++)
+        out[k++] = (*s == '/' || (unsigned char)*s < 0x20) ? '_' : *s;
+    out[k] = '\0';
+}
+
+static int auth_from(mw_pop3_opts *po, const char *auth)
+{
+    if (!auth || !strcmp(auth, "auto") || !strcmp(auth, "on"))
+        po->auth = MW_POP3_AUTH_AUTO;
+    else if (!strcmp(auth, "off"))
+        po->auth = MW_POP3_AUTH_NONE;
+    else if (!strcmp(auth, "user"))
+        po->auth = MW_POP3_AUTH_USER;
+    else if (!strcmp(auth, "apop"))
+        po->auth = MW_POP3_AUTH_APOP;
+    else if (mw_sasl_mechanism_supported(auth)) {
+        po->auth = MW_POP3_AUTH_SASL;
+        po->sasl_mechs = auth;
+    } else {
+        fprintf(stderr, "mailwire fetch: auth '%s' is not auto, user, apop or a SASL mechanism\n",
+                auth);
+        return EX_USAGE_;
+    }
+    return 0;
+}
+
+/* First line of a command's output (passwordeval). */
+static char *password_eval(const char *cmd)
+{
+    FILE *f = popen(cmd, "r");
+    if (!f) return NULL;
+    char line[1100];
+    char *got = fgets(line, sizeof line, f);
+    int st = pclose(f);
+    if (!got || st != 0) return NULL;
+    line[strcspn(line, "\r\n")] = '\0';
+    char *p = strdup(line);
+    explicit_bzero(line, sizeof line);
+    return p;
+}
+
+static int job_from_account(job *j, const mw_account *a, const char *home)
+{
+    snprintf(j->name, sizeof j->name, "%s", a->name);
+    if (!a->host) {
+        fprintf(stderr, "mailwire fetch: %s:%d: account %s has no host\n", a->file, a->line,
+                a->name);
+        return EX_USAGE_;
+    }
+    snprintf(j->host, sizeof j->host, "%s", a->host);
+    mw_pop3_opts po = MW_POP3_OPTS_INIT;
+    j->po = po;
+    mw_tls_opts t = MW_TLS_OPTS_INIT;
+    j->tls = t;
+    mw_net_opts n = MW_NET_OPTS_INIT;
+    j->net = n;
+    j->tls.ca_file = a->cafile;
+    j->tls.pin = a->pin;
+    j->tls.cert_file = a->cert;
+    j->tls.key_file = a->key;
+    if (a->timeout_s > 0) j->net.io_timeout_ms = j->net.connect_timeout_ms = a->timeout_s * 1000;
+    j->po.port = a->port > 0 ? (unsigned)a->port : 0;
+    j->po.tls = a->tls == MW_CONFIG_TLS_OFF        ? MW_POP3_TLS_NONE
+                : a->tls == MW_CONFIG_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
+                                                   : MW_POP3_TLS_STLS;
+    j->po.tls_opts = &j->tls;
+    j->po.net_opts = &j->net;
+    j->po.user = a->user;
+    int ex = auth_from(&j->po, a->auth);
+    if (ex) return ex;
+    if (j->po.auth != MW_POP3_AUTH_NONE) {
+        mw_error e;
+        if (a->password) {
+            j->password = strdup(a->password);
+        } else if (a->password_file) {
+            int rc = mw_config_read_password_file(&j->password, a->password_file, &e);
+            if (rc) {
+                fprintf(stderr, "mailwire fetch: %s: %s\n", a->name, e.message);
+                return mw_cli_exit_code(rc);
+            }
+        } else if (a->passwordeval) {
+            j->password = password_eval(a->passwordeval);
+            if (!j->password) {
+                fprintf(stderr, "mailwire fetch: %s: passwordeval gave no password\n", a->name);
+                return EX_NOPERM_;
+            }
+        }
+        j->po.password = j->password;
+    }
+    mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
+    j->fo = fo;
+    int kind = a->delivery ? a->delivery : MW_STORE_MAILDIR;
+    if (a->delivery_target)
+        snprintf(j->target, sizeof j->target, "%s", a->delivery_target);
+    else if (kind == MW_STORE_MAILDIR && home)
+        snprintf(j->target, sizeof j->target, "%s/Maildir", home);
+    j->fo.store_kind = kind;
+    j->fo.keep = a->keep;
+    j->fo.only_new = a->only_new;
+    j->fo.size_limit = a->size_limit;
+    j->fo.filter = a->filter;
+    j->fo.delete_after_days = a->delete_after_days;
+    char leaf[300];
+    safe_leaf(leaf, sizeof leaf, a->name);
+    if (default_state(j->state_path, sizeof j->state_path, leaf)) {
+        fprintf(stderr, "mailwire fetch: no $HOME or $XDG_STATE_HOME for the state file\n");
+        return EX_USAGE_;
+    }
+    return 0;
+}
+
+static void json_result(FILE *f, const job *j, int first)
+{
+    fprintf(f, "%s{\"account\":", first ? "" : ",");
+    mw_cli_json_string(f, j->name, strlen(j->name));
+    fprintf(f,
+            ",\"ok\":%s,\"messages\":%llu,\"fetched\":%llu,\"skipped\":%llu,\"deleted\":%llu,"
+            "\"bytes\":%llu,\"errors\":%llu,\"quit_confirmed\":%s,\"seconds\":%.3f",
+            j->rc ? "false" : "true", (unsigned long long)j->res.messages,
+            (unsigned long long)j->res.fetched, (unsigned long long)j->res.skipped,
+            (unsigned long long)j->res.deleted, (unsigned long long)j->res.bytes,
+            (unsigned long long)j->res.errors, j->res.quit_confirmed ? "true" : "false",
+            j->seconds);
+    if (j->rc) {
+        fprintf(f, ",\"error\":");
+        mw_cli_json_string(f, j->err.message, strlen(j->err.message));
+        fprintf(f, ",\"category\":\"%s\",\"exit\":%d", mw_error_category(j->rc),
+                mw_cli_exit_code(j->rc));
+    }
+    fputc('}', f);
+}
+
+int mw_cmd_fetch(int argc, char **argv)
+{
+    mw_cli_conn conn;
+    mw_cli_conn_init(&conn, "fetch", 110, 995);
+    const char *config = NULL, *state = NULL, *filter = NULL;
+    const char *maildir = NULL, *mbox = NULL, *mda = NULL;
+    int all = 0, jobs = 1, quiet = 0, keep = 0, only_new = 1, keep_crlf = 0, host_given = 0;
+    uint64_t size_limit = 0;
+    char **names = calloc((size_t)argc + 1, sizeof *names);
+    size_t nnames = 0;
+    job *js = NULL;
+    size_t nj = 0;
+    mw_config *cfg = NULL;
+    int ex = 0;
+    if (!names) return EX_SOFTWARE_;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--host") || !strncmp(a, "--host=", 7)) host_given = 1;
+        int r = a[0] == '-' ? mw_cli_conn_option(&conn, argc, argv, &i) : 0;
+        if (r < 0) {
+            ex = EX_USAGE_;
+            goto done;
+        }
+        if (r > 0) continue;
+        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+#define VAL(opt, var)                                                                              \
+    if (!strcmp(a, opt)) {                                                                         \
+        if (!next) {                                                                               \
+            fprintf(stderr, "mailwire fetch: %s needs a value\n", opt);                            \
+            ex = EX_USAGE_;                                                                        \
+            goto done;                                                                             \
+        }                                                                                          \
+        var = next;                                                                                \
+        i++;                                                                                       \
+        continue;                                                                                  \
+    }
+        const char *jobs_s = NULL, *size_s = NULL;
+        VAL("--config", config)
+        VAL("--state", state)
+        VAL("--filter", filter)
+        VAL("--maildir", maildir)
+        VAL("--mbox", mbox)
+        VAL("--mda", mda)
+        if (!strcmp(a, "--jobs") || !strcmp(a, "--size-limit")) {
+            if (!next) {
+                fprintf(stderr, "mailwire fetch: %s needs a value\n", a);
+                ex = EX_USAGE_;
+                goto done;
+            }
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(next, &end, 10);
+            if (errno || *end || !*next || next[0] == '-' ||
+                (!strcmp(a, "--jobs") && (v < 1 || v > 64))) {
+                fprintf(stderr, "mailwire fetch: bad value '%s' for %s\n", next, a);
+                ex = EX_USAGE_;
+                goto done;
+            }
+            if (!strcmp(a, "--jobs"))
+                jobs = (int)v, jobs_s = next;
+            else
+                size_limit = v, size_s = next;
+            (void)jobs_s;
+            (void)size_s;
+            i++;
+            continue;
+        }
+        if (!strcmp(a, "--all"))
+            all = 1;
+        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
+            quiet = 1;
+        else if (!strcmp(a, "--keep"))
+            keep = 1;
+        else if (!strcmp(a, "--only-new"))
+            only_new = 1;
+        else if (!strcmp(a, "--all-messages"))
+            only_new = 0;
+        else if (!strcmp(a, "--keep-crlf"))
+            keep_crlf = 1;
+        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            goto done;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "mailwire fetch: unknown option '%s'\n", a);
+            usage(stderr);
+            ex = EX_USAGE_;
+            goto done;
+        } else
+            names[nnames++] = argv[i];
+    }
+    if (!!maildir + !!mbox + !!mda > 1) {
+        fprintf(stderr, "mailwire fetch: give one of --maildir, --mbox, --mda\n");
+        ex = EX_USAGE_;
+        goto done;
+    }
+    const char *home = getenv("HOME");
+    if (host_given) {
+        /* One-shot: the account is the command line. */
+        if (nnames || all || config) {
+            fprintf(stderr, "mailwire fetch: --host does not go with accounts or --config\n");
+            ex = EX_USAGE_;
+            goto done;
+        }
+        if ((ex = mw_cli_conn_finish(&conn))) goto done;
+        js = calloc(1, sizeof *js);
+        if (!js) {
+            ex = EX_SOFTWARE_;
+            goto done;
+        }
+        nj = 1;
+        job *j = js;
+        snprintf(j->name, sizeof j->name, "%s@%s", conn.user ? conn.user : "", conn.host);
+        snprintf(j->host, sizeof j->host, "%s", conn.host);
+        mw_pop3_opts po = MW_POP3_OPTS_INIT;
+        j->po = po;
+        if ((ex = auth_from(&j->po, conn.auth))) goto done;
+        if (!conn.user && j->po.auth != MW_POP3_AUTH_NONE) {
+            fprintf(stderr, "mailwire fetch: no user: give --user or a ~/.netrc login for %s\n",
+                    conn.host);
+            ex = EX_USAGE_;
+            goto done;
+        }
+        if (j->po.auth != MW_POP3_AUTH_NONE && (!conn.auth || strcasecmp(conn.auth, "EXTERNAL")) &&
+            (ex = mw_cli_conn_password(&conn)))
+            goto done;
+        mw_cli_conn_tls_opts(&conn, &j->tls);
+        mw_cli_conn_net_opts(&conn, &j->net);
+        j->po.port = conn.port;
+        j->po.tls = conn.tls == MW_CLI_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
+                    : conn.tls == MW_CLI_TLS_NONE   ? MW_POP3_TLS_NONE
+                                                    : MW_POP3_TLS_STLS;
+        j->po.tls_opts = &j->tls;
+        j->po.net_opts = &j->net;
+        j->po.user = conn.user;
+        j->po.password = conn.password;
+        j->po.allow_plaintext = conn.allow_plaintext;
+        j->po.trace = conn.trace_fn;
+        j->po.trace_userdata = conn.trace_ud;
+        mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
+        j->fo = fo;
+        j->fo.store_kind = mbox ? MW_STORE_MBOX : mda ? MW_STORE_MDA : MW_STORE_MAILDIR;
+        const char *t = maildir ? maildir : mbox ? mbox : mda;
+        if (t)
+            snprintf(j->target, sizeof j->target, "%s", t);
+        else if (home)
+            snprintf(j->target, sizeof j->target, "%s/Maildir", home);
+        if (state) {
+            snprintf(j->state_path, sizeof j->state_path, "%s", state);
+        } else {
+            char leaf[600];
+            snprintf(leaf, sizeof leaf, "%s@%s:%u", conn.user ? conn.user : "", conn.host,
+                     conn.port);
+            char safe[600];
+            safe_leaf(safe, sizeof safe, leaf);
+            if (default_state(j->state_path, sizeof j->state_path, safe)) {
+                fprintf(stderr, "mailwire fetch: give --state FILE (no $HOME)\n");
+                ex = EX_USAGE_;
+                goto done;
+            }
+        }
+        j->fo.keep = keep;
+        j->fo.only_new = only_new;
+        j->fo.size_limit = size_limit;
+        j->fo.filter = filter;
+    } else {
+        char path[4096];
+        if (!config) {
+            const char *x = getenv("XDG_CONFIG_HOME");
+            if (x && *x)
+                snprintf(path, sizeof path, "%s/mailwire/config", x);
+            else if (home && *home)
+                snprintf(path, sizeof path, "%s/.config/mailwire/config", home);
+            else {
+                fprintf(stderr, "mailwire fetch: no --config, $XDG_CONFIG_HOME or $HOME\n");
+                ex = EX_USAGE_;
+                goto done;
+            }
+            config = path;
+        }
+        mw_config_options co = MW_CONFIG_OPTIONS_INIT;
+        co.home = home;
+        mw_error e;
+        int rc = mw_config_load(&cfg, config, &co, &e);
+        if (rc) {
+            fprintf(stderr, "mailwire fetch: %s\n", e.message);
+            ex = rc == MW_EIO || rc == MW_EFORMAT ? 78 /* EX_CONFIG */ : mw_cli_exit_code(rc);
+            goto done;
+        }
+        size_t want = all ? mw_config_count(cfg) : nnames;
+        if (!want && !all) want = mw_config_count(cfg) ? 1 : 0;
+        if (!want) {
+            fprintf(stderr, "mailwire fetch: %s has no accounts\n", config);
+            ex = EX_USAGE_;
+            goto done;
+        }
+        js = calloc(want, sizeof *js);
+        if (!js) {
+            ex = EX_SOFTWARE_;
+            goto done;
+        }
+        for (size_t k = 0; k < want; k++) {
+            const mw_account *a;
+            if (all || !nnames)
+                a = mw_config_account_at(cfg, k); /* no name: the first account */
+            else if (!(a = mw_config_find(cfg, names[k]))) {
+                fprintf(stderr, "mailwire fetch: no account '%s' in %s\n", names[k], config);
+                ex = EX_USAGE_;
+                goto done;
+            }
+            nj++;
+            if ((ex = job_from_account(&js[k], a, home))) goto done;
+            if (!js[k].target[0]) {
+                fprintf(stderr, "mailwire fetch: %s: no delivery target\n", a->name);
+                ex = EX_USAGE_;
+                goto done;
+            }
+            if (keep) js[k].fo.keep = 1;
+            if (!only_new) js[k].fo.only_new = 0;
+        }
+    }
+    for (size_t k = 0; k < nj; k++) {
+        job *j = &js[k];
+        j->so = (mw_store_options)MW_STORE_OPTIONS_INIT;
+        j->so.keep_crlf = keep_crlf;
+        j->fo.host = j->host;
+        j->fo.pop3 = &j->po;
+        j->fo.store_target = j->target;
+        j->fo.store_opts = &j->so;
+        j->fo.state_path = j->state_path;
+        if (mkparents(j->state_path)) {
+            fprintf(stderr, "mailwire fetch: cannot create the directory of %s: %s\n",
+                    j->state_path, strerror(errno));
+            ex = EX_IOERR_;
+            goto done;
+        }
+    }
+
+    runner r;
+    memset(&r, 0, sizeof r);
+    r.jobs = js;
+    r.n = nj;
+    r.tty = !quiet && !conn.json && isatty(2);
+    pthread_mutex_init(&r.mu, NULL);
+    g_run = &r;
+    size_t nt = (size_t)jobs < nj ? (size_t)jobs : nj;
+    if (nt <= 1) {
+        worker(&r);
+    } else {
+        pthread_t *th = calloc(nt, sizeof *th);
+        size_t started = 0;
+        for (; th && started < nt; started++)
+            if (pthread_create(&th[started], NULL, worker, &r)) break;
+        if (!started) worker(&r);
+        for (size_t k = 0; k < started; k++)
+            pthread_join(th[k], NULL);
+        free(th);
+    }
+    pthread_mutex_destroy(&r.mu);
+
+    if (conn.json) fputc('[', stdout);
+    for (size_t k = 0; k < nj; k++) {
+        job *j = &js[k];
+        if (j->rc) {
+            fprintf(stderr, "mailwire fetch: %s: %s\n", j->name, j->err.message);
+            if (!ex) ex = mw_cli_exit_code(j->rc);
+        }
+        if (conn.json)
+            json_result(stdout, j, k == 0);
+        else if (!quiet)
+            printf("%s: %llu fetched, %llu skipped, %llu deleted, %llu bytes, %llu errors, "
+                   "%.2f s%s\n",
+                   j->name, (unsigned long long)j->res.fetched, (unsigned long long)j->res.skipped,
+                   (unsigned long long)j->res.deleted, (unsigned long long)j->res.bytes,
+                   (unsigned long long)j->res.errors, j->seconds, j->rc ? " (failed)" : "");
+    }
+    if (conn.json) fputs("]\n", stdout);
+    if (fflush(stdout) && !ex) ex = EX_IOERR_;
+done:
+    for (size_t k = 0; k < nj; k++)
+        if (js[k].password) {
+            explicit_bzero(js[k].password, strlen(js[k].password));
+            free(js[k].password);
+        }
+    free(js);
+    free(names);
+    mw_config_free(cfg);
+    mw_cli_conn_free(&conn);
+    return ex;
+}
