@@ -9,7 +9,9 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -148,6 +150,52 @@ static void untrusted_ca_with_system_store(void **state)
     (void)state;
     expect_cert_error(pki.good, NULL, "localhost",
                       "unable to get local issuer certificate (CA not trusted)");
+}
+
+/* The system store path (no ca_file/ca_dir) trusts what OpenSSL's defaults
+ * trust: the hashed directory first, the bundle only when needed.  The
+ * test points OpenSSL's own overrides (SSL_CERT_DIR / SSL_CERT_FILE, read
+ * by OpenSSL, not by mailwire) at the test CA, once as a bundle, once as a
+ * hashed directory. */
+static void system_store_dir_then_bundle(void **state)
+{
+    (void)state;
+    char dir[128], empty[128], link[200];
+    snprintf(empty, sizeof empty, "%s/empty", pki.dir);
+    snprintf(dir, sizeof dir, "%s/hashed", pki.dir);
+    assert_int_equal(mkdir(empty, 0700), 0);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    snprintf(link, sizeof link, "%s/%08lx.0", dir, X509_subject_name_hash(pki.ca));
+    assert_int_equal(symlink(pki.ca_file, link), 0);
+    const char *cases[][2] = {
+        {empty, pki.ca_file},             /* only the bundle has it */
+        {dir, "/nonexistent/bundle.pem"}, /* only the directory has it */
+    };
+    for (int i = 0; i < 2; i++) {
+        setenv("SSL_CERT_DIR", cases[i][0], 1);
+        setenv("SSL_CERT_FILE", cases[i][1], 1);
+        struct test_server srv;
+        tls_to(&srv, pki.good, NULL, NULL, NULL);
+        mw_tls_opts o = MW_TLS_OPTS_INIT;
+        o.servername = "localhost";
+        mw_stream *t = NULL;
+        mw_error err = {0};
+        int rc = run_tls(&srv, &o, &t, &err);
+        if (rc) printf("# %s\n", err.message);
+        assert_int_equal(rc, 0);
+        assert_true(mw_stream_tls_peer(t)->verified);
+        talk_and_close(&srv, t);
+    }
+    /* Neither has it: CA not trusted. */
+    setenv("SSL_CERT_DIR", empty, 1);
+    setenv("SSL_CERT_FILE", "/nonexistent/bundle.pem", 1);
+    expect_cert_error(pki.good, NULL, "localhost",
+                      "unable to get local issuer certificate (CA not trusted)");
+    unsetenv("SSL_CERT_DIR");
+    unsetenv("SSL_CERT_FILE");
+    unlink(link);
+    rmdir(dir);
+    rmdir(empty);
 }
 
 static void pin_text(const unsigned char d[32], char *out)
@@ -505,6 +553,7 @@ int main(void)
         cmocka_unit_test(self_signed_certificate_is_named),
         cmocka_unit_test(wrong_host_is_named),
         cmocka_unit_test(untrusted_ca_with_system_store),
+        cmocka_unit_test(system_store_dir_then_bundle),
         cmocka_unit_test(pins_match_and_mismatch),
         cmocka_unit_test(policy_can_refuse_and_accept),
         cmocka_unit_test(starttls_over_conn),
