@@ -18,6 +18,10 @@ static int valid_utf8(const unsigned char *s, size_t n)
         for (size_t k = 1; k < l; k++)
             if ((s[i + k] & 0xc0) != 0x80) return 0;
         if (c == 0) return 0;
+        /* overlong forms, surrogates, above U+10FFFF (RFC 3629 §4) */
+        if ((c == 0xe0 && s[i + 1] < 0xa0) || (c == 0xed && s[i + 1] >= 0xa0) ||
+            (c == 0xf0 && s[i + 1] < 0x90) || (c == 0xf4 && s[i + 1] >= 0x90))
+            return 0;
         i += l;
     }
     return 1;
