@@ -291,16 +291,30 @@ static int lazy_get_by_subject(X509_LOOKUP *lu, X509_LOOKUP_TYPE type, const X50
                                X509_OBJECT *ret)
 {
     if (type != X509_LU_X509) return 0;
-    X509_STORE *b = lazy_bundle(lu);
-    if (!b) return 0;
+    X509_STORE *b = lazy_bundle(lu), *store = X509_LOOKUP_get_store(lu);
+    if (!b || !store) return 0;
+    /* As OpenSSL's own file and directory lookups do: every certificate of
+     * that name goes into the connection's store, where the chain builder
+     * also looks for alternatives (same name, other key). */
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(b);
+    int idx = X509_OBJECT_idx_by_subject(objs, type, (X509_NAME *)name);
+    if (idx < 0) return 0;
+    for (int i = idx; i < sk_X509_OBJECT_num(objs); i++) {
+        X509 *x = X509_OBJECT_get0_X509(sk_X509_OBJECT_value(objs, i));
+        if (!x || X509_NAME_cmp(X509_get_subject_name(x), name) != 0) break;
+        X509_STORE_add_cert(store, x);
+    }
+    ERR_clear_error();
+    if (!X509_STORE_lock(store)) return 0;
     X509_OBJECT *found =
-        X509_OBJECT_retrieve_by_subject(X509_STORE_get0_objects(b), type, (X509_NAME *)name);
+        X509_OBJECT_retrieve_by_subject(X509_STORE_get0_objects(store), type, (X509_NAME *)name);
     X509 *x = found ? X509_OBJECT_get0_X509(found) : NULL;
-    if (!x || X509_OBJECT_set1_X509(ret, x) != 1) return 0;
-    /* Like OpenSSL's own directory lookup, hand back a BORROWED reference
-     * (the bundle store keeps the certificate alive as long as this
-     * lookup): X509_STORE_CTX_get_by_subject() takes its own reference from
-     * the object and never releases the one set1 took. */
+    int ok = x && X509_OBJECT_set1_X509(ret, x) == 1;
+    X509_STORE_unlock(store);
+    if (!ok) return 0;
+    /* Like OpenSSL's own lookups, hand back a BORROWED reference (the store
+     * keeps the certificate alive): X509_STORE_CTX_get_by_subject() takes its
+     * own reference from the object and never releases the one set1 took. */
     X509_free(x);
     return 1;
 }

@@ -186,6 +186,26 @@ static void system_store_dir_then_bundle(void **state)
         assert_true(mw_stream_tls_peer(t)->verified);
         talk_and_close(&srv, t);
     }
+    /* A bundle holding another CA of the same name (another key): the right
+     * one is found whichever comes first. */
+    char twin[200];
+    snprintf(twin, sizeof twin, "%s/twin.pem", pki.dir);
+    for (int first = 0; first < 2; first++) {
+        pki_write_twin_bundle(&pki, twin, first);
+        setenv("SSL_CERT_DIR", empty, 1);
+        setenv("SSL_CERT_FILE", twin, 1);
+        struct test_server srv;
+        tls_to(&srv, pki.good, NULL, NULL, NULL);
+        mw_tls_opts o = MW_TLS_OPTS_INIT;
+        o.servername = "localhost";
+        mw_stream *t = NULL;
+        mw_error err = {0};
+        int rc = run_tls(&srv, &o, &t, &err);
+        if (rc) printf("# twin CA first=%d: %s\n", first, err.message);
+        assert_int_equal(rc, 0);
+        talk_and_close(&srv, t);
+    }
+    unlink(twin);
     /* Neither has it: CA not trusted. */
     setenv("SSL_CERT_DIR", empty, 1);
     setenv("SSL_CERT_FILE", "/nonexistent/bundle.pem", 1);

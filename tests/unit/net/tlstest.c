@@ -54,6 +54,8 @@ static X509 *make_cert(const char *cn, const char *san, EVP_PKEY *key, X509 *iss
         add_ext(c, signer, NID_basic_constraints, "CA:FALSE");
     }
     add_ext(c, signer, NID_subject_key_identifier, "hash");
+    /* As real CAs do: lets the chain builder tell same-name issuers apart. */
+    if (issuer) add_ext(c, signer, NID_authority_key_identifier, "keyid:always");
     if (san) add_ext(c, signer, NID_subject_alt_name, san);
     assert_true(X509_sign(c, issuer ? ikey : key, EVP_sha256()) > 0);
     return c;
@@ -91,6 +93,20 @@ void pki_make(struct test_pki *p)
     write_pem(p->ca_file, p->ca, NULL);
     write_pem(p->client_crt, p->client, NULL);
     write_pem(p->client_keyfile, NULL, p->client_key);
+}
+
+void pki_write_twin_bundle(struct test_pki *p, const char *path, int other_first)
+{
+    EVP_PKEY *k = new_key();
+    const long day = 86400;
+    X509 *twin = make_cert("mailwire test CA", NULL, k, NULL, NULL, -day, 30 * day, 1);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, other_first ? twin : p->ca), 1);
+    assert_int_equal(PEM_write_X509(f, other_first ? p->ca : twin), 1);
+    fclose(f);
+    X509_free(twin);
+    EVP_PKEY_free(k);
 }
 
 void pki_free(struct test_pki *p)

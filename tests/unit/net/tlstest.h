@@ -20,6 +20,9 @@ struct test_pki {
 /* Makes the PKI (fails the test on error). */
 void pki_make(struct test_pki *p);
 void pki_free(struct test_pki *p);
+/* Writes a PEM bundle to path: a CA with the SAME name as the test CA but
+ * another key (first when other_first), and the test CA. */
+void pki_write_twin_bundle(struct test_pki *p, const char *path, int other_first);
 
 struct test_server {
     int fd; /* server end of the socketpair */
