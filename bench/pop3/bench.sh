@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# POP3 retrieval bench (issue 3): fills a Dovecot mailbox and times, in one
+# run, `mailwire pop3 retr all -o DIR` against mpop (pipelines), curl, Python
+# poplib and the raw pipelined reference client (rawref.c) — medians of
+# RUNS runs and ratios to rawref.  Also client CPU time, STLS and POP3S, and
+# the peak RSS of retrieving one large message.
+#
+#   bash bench/pop3/bench.sh [BUILD_DIR]     (a release build is best)
+# Env: RUNS (default 5), SETS ("2000x20480 200x1048576"), BIG_MB (default
+# 1024; 0 skips), MODES ("plain stls pop3s").  Uses its own private servers
+# (tests/servers/start.sh; or the ones in the environment when MW_POP3_PORT
+# is set) and the demo user d1.  Not a test: prints figures.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=${1:-/tmp/mailwire-build-bench}
+RUNS=${RUNS:-5}
+SETS=${SETS:-"2000x20480 200x1048576"}
+BIG_MB=${BIG_MB:-1024}
+MODES=${MODES:-"plain stls pop3s"}
+if [ ! -x "$build/cli/mailwire" ]; then
+  meson setup "$build" --buildtype=release -Dtests=false >/dev/null
+  ninja -C "$build" cli/mailwire >/dev/null
+fi
+mw=$build/cli/mailwire
+work=$(mktemp -d /tmp/mw-bench-pop3.XXXXXX)
+chmod 755 "$work" # the servers run as other users and must reach it
+# Every tool writes its messages under a tmpfs when there is one, so the
+# figures measure the clients, not the disk.
+outroot=$(mktemp -d "${OUTROOT:-/dev/shm}/mw-bench-out.XXXXXX" 2>/dev/null || mktemp -d /tmp/mw-bench-out.XXXXXX)
+srv=$work/srv
+mkdir -p "$srv"
+cleanup() {
+  [ -n "${started:-}" ] && bash "$top/tests/servers/stop.sh" "$srv" >/dev/null 2>&1
+  rm -rf "$work" "$outroot"
+}
+trap cleanup EXIT
+cc -O2 -o "$work/rawref" "$top/bench/pop3/rawref.c" -lssl -lcrypto
+if [ -n "${MW_POP3_PORT:-}" ] && [ -n "${MW_MAILDIR_ROOT:-}" ]; then
+  echo "using the running servers (MW_POP3_PORT=$MW_POP3_PORT)"
+else
+  started=1
+  bash "$top/tests/servers/start.sh" "$srv" >"$work/start.log" 2>&1 || { cat "$work/start.log"; exit 1; }
+  set -a; . "$srv/env"; set +a
+fi
+user=d1 pass=pw-d1
+md=$MW_MAILDIR_ROOT/$user/Maildir
+
+fill() { # COUNT SIZE: messages of SIZE bytes (LF files, 76-char lines)
+  rm -rf "$md"; mkdir -p "$md/new" "$md/cur" "$md/tmp"
+  python3 - "$md/cur" "$1" "$2" <<'EOF'
+import sys, os
+d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+head = b"From: bench@test.domain\nTo: d1@test.domain\nSubject: bench %d\n\n"
+line = b"x" * 75 + b"\n"
+for i in range(n):
+    h = head % i
+    body = line * ((size - len(h)) // 76)
+    body += b"." + b"y" * max(0, size - len(h) - len(body) - 2) + b"\n"
+    m = h + body
+    w = len(m) + m.count(b"\n")
+    with open(os.path.join(d, "%d.M%dP1.bench,S=%d,W=%d:2," % (1700000000 + i, i, len(m), w)), "wb") as f:
+        f.write(m)
+EOF
+  chown -R "$MW_MAIL_OWNER" "$MW_MAILDIR_ROOT/$user"
+}
+
+port_of() { case $1 in pop3s) echo "$MW_POP3S_PORT" ;; *) echo "$MW_POP3_PORT" ;; esac; }
+
+# Each runner retrieves every message once; output goes to $work/out.
+run_mailwire() {
+  local tls=none; case $1 in stls) tls=starttls ;; pop3s) tls=implicit ;; esac
+  rm -rf "$outroot/out"; mkdir "$outroot/out"
+  MAILWIRE_PASSWORD=$pass "$mw" pop3 --host localhost --port "$(port_of "$1")" --tls $tls \
+    --cafile "$MW_CA_FILE" --allow-plaintext-password --auth user --user $user \
+    retr all -o "$outroot/out" >/dev/null
+}
+run_rawref() { "$work/rawref" localhost "$(port_of "$1")" "$1" $user $pass "$MW_CA_FILE" >/dev/null; }
+run_mpop() {
+  local t=(--tls=off); case $1 in stls) t=(--tls=on --tls-starttls=on) ;; pop3s) t=(--tls=on --tls-starttls=off) ;; esac
+  rm -rf "$outroot/mp"; mkdir -p "$outroot/mp/new" "$outroot/mp/cur" "$outroot/mp/tmp"
+  mpop --host=localhost --port="$(port_of "$1")" "${t[@]}" --tls-trust-file="$MW_CA_FILE" \
+    --auth=user --user=$user --passwordeval="echo $pass" --keep=on --only-new=off \
+    --received-header=off --pipelining=on --uidls-file="$outroot/mp.uidls" \
+    --delivery=maildir,"$outroot/mp" -q >/dev/null
+}
+run_curl() {
+  local scheme=pop3 extra=(); case $1 in stls) extra=(--ssl-reqd) ;; pop3s) scheme=pop3s ;; esac
+  local n; n=$(ls "$md/cur" | wc -l)
+  rm -rf "$outroot/cu"; mkdir "$outroot/cu"
+  { for i in $(seq 1 "$n"); do echo "url = \"$scheme://localhost:$(port_of "$1")/$i\""; echo "output = \"$outroot/cu/$i\""; done; } > "$outroot/curl.cfg"
+  curl -s -u $user:$pass --cacert "$MW_CA_FILE" "${extra[@]}" -K "$outroot/curl.cfg"
+}
+run_poplib() {
+  python3 - "$1" "$(port_of "$1")" "$MW_CA_FILE" $user $pass "$outroot/py" <<'EOF'
+import poplib, ssl, sys, os
+mode, port, ca, user, pw, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+ctx = ssl.create_default_context(cafile=ca)
+p = poplib.POP3_SSL("localhost", port, context=ctx) if mode == "pop3s" else poplib.POP3("localhost", port)
+if mode == "stls": p.stls(ctx)
+p.user(user); p.pass_(pw)
+os.makedirs(out, exist_ok=True)
+n = p.stat()[0]
+for i in range(1, n + 1):
+    with open(os.path.join(out, str(i)), "wb") as f:
+        f.write(b"\r\n".join(p.retr(i)[1]) + b"\r\n")
+p.quit()
+EOF
+}
+
+# median wall and CPU seconds of RUNS runs of "$@"
+measure() {
+  local walls=() cpus=()
+  for _ in $(seq "$RUNS"); do
+    local t0 t1 c
+    t0=$(date +%s.%N)
+    /usr/bin/time -o "$work/time" -f '%U %S' "$@" >/dev/null 2>&1 || true
+    c=$(tail -1 "$work/time")
+    t1=$(date +%s.%N)
+    walls+=("$(echo "$t1 - $t0" | bc -l)")
+    cpus+=("$(echo "$c" | awk '{print $1 + $2}')")
+  done
+  printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f ", a[int((NR+1)/2)]}'
+  printf '%s\n' "${cpus[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f\n", a[int((NR+1)/2)]}'
+}
+
+export -f run_mailwire run_rawref run_mpop run_curl run_poplib port_of
+export work outroot mw md user pass MW_CA_FILE MW_POP3_PORT MW_POP3S_PORT
+echo "POP3 bench: medians of $RUNS runs; ratio = tool / rawref (wall), cpu = client user+sys"
+for set in $SETS; do
+  count=${set%x*} size=${set#*x}
+  fill "$count" "$size"
+  for mode in $MODES; do
+    run_rawref "$mode" # warm-up: Dovecot builds its index on the first session
+    base=$(measure bash -c "run_rawref $mode")
+    bw=${base% *} bc_=${base#* }
+    printf '%-14s %-6s %-8s wall %7.3fs cpu %7.3fs\n' "$set" "$mode" rawref "$bw" "$bc_"
+    for tool in mailwire mpop curl poplib; do
+      r=$(measure bash -c "run_$tool $mode") || r="0 0"
+      w=${r% *} c=${r#* }
+      printf '%-14s %-6s %-8s wall %7.3fs cpu %7.3fs  ratio %5.2fx  cpu ratio %5.2fx\n' \
+        "$set" "$mode" "$tool" "$w" "$c" "$(echo "$w / $bw" | bc -l)" "$(echo "$c / ($bc_ + 0.0001)" | bc -l)"
+    done
+  done
+done
+
+if [ "$BIG_MB" -gt 0 ]; then
+  fill 1 $((BIG_MB * 1024 * 1024))
+  rm -rf "$outroot/out"; mkdir "$outroot/out"
+  MAILWIRE_PASSWORD=$pass /usr/bin/time -o "$work/time" -f '%M' "$mw" pop3 --host localhost \
+    --port "$MW_POP3_PORT" --tls none --allow-plaintext-password --auth user --user $user \
+    retr 1 -o "$outroot/out" >/dev/null
+  rss=$(tail -1 "$work/time")
+  echo "one ${BIG_MB} MiB message: peak RSS ${rss} KiB; file $(stat -c %s "$outroot/out/1.eml") bytes"
+fi
