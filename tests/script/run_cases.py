@@ -189,7 +189,10 @@ class CaseRun:
                                          f"{SERVER_JOIN:.0f} s after the client exited")
             for s in servers.values():
                 s.close()
-            shutil.rmtree(tmp, ignore_errors=True)
+            if self.problems and os.environ.get("MW_SCRIPT_KEEP") == "1":
+                self.problems.append(f"files kept in {tmp} (MW_SCRIPT_KEEP=1)")
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
 
     def _run_client(self, case, servers, tmp):
         timeout = float(case.get("timeout", DEFAULT_TIMEOUT))
