@@ -402,7 +402,22 @@ static int feed(mw_store *s, const char *p, size_t n)
         if (n) s->last_byte = (unsigned char)p[n - 1];
         return put_bytes(s, p, n);
     }
+    int mbox = s->kind == MW_STORE_MBOX;
     for (size_t i = 0; rc == 0 && i < n; i++) {
+        /* Bulk copy of a run with nothing to convert or quote: no CR held
+         * back, not at the start of an mbox line, up to the next CR (LF
+         * too for mbox, where a new line may need quoting). */
+        if (!s->pending_cr && !(mbox && s->in_prefix)) {
+            size_t j = i;
+            while (j < n && (s->keep_crlf || p[j] != '\r') && !(mbox && p[j] == '\n'))
+                j++;
+            if (j > i) {
+                s->last_byte = (unsigned char)p[j - 1];
+                if ((rc = put_bytes(s, p + i, j - i)) != 0) break;
+                i = j - 1;
+                continue;
+            }
+        }
         char c = p[i];
         if (!s->keep_crlf) {
             if (s->pending_cr) {
