@@ -1,0 +1,438 @@
+#!/usr/bin/env python3
+"""`mailwire fetch` against the real Dovecot (tests/servers), printing TAP.
+
+usage: test_fetch.py MAILWIRE [--crash-kills N] [--big N]
+
+Line ends: the server's Maildir files are written with LF (the Maildir
+convention), Dovecot serves them with CRLF, and the store writes LF by
+default (mw_store_options.keep_crlf = 0), so every fetched file must equal
+the file put on the server byte for byte.  mbox is mboxrd (">From " quoting
+undone when comparing); the MDA gets the LF form on stdin too.
+
+Crash safety: a fetch-and-delete killed with SIGKILL at random moments
+(seeded; the seed is printed).  After every kill, every message ever put on
+the server must be on the server or in the destination Maildir's new/,
+byte-exact; a file in new/ must equal one of the messages (never partial).
+After a final complete run, everything is in new/ and the server is empty.
+Duplicates (a message stored twice because a kill came after the store
+commit and before the state save) are counted and reported, not failures.
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+MW = sys.argv[1]
+KILLS = 200
+BIG = 2000
+args = sys.argv[2:]
+while args:
+    if args[0] == "--crash-kills":
+        KILLS = int(args[1])
+        args = args[2:]
+    elif args[0] == "--big":
+        BIG = int(args[1])
+        args = args[2:]
+    else:
+        sys.exit("unknown argument " + args[0])
+
+n_test = 0
+failed = 0
+
+
+def tap(ok, name, *diag, skip=None):
+    global n_test, failed
+    n_test += 1
+    print(("ok" if ok else "not ok") + " %d - %s" % (n_test, name.replace("#", "\\#")) +
+          (" # SKIP " + skip if skip else ""))
+    if not ok:
+        failed += 1
+        for d in diag:
+            for line in str(d).splitlines()[:40]:
+                print("# " + line)
+    sys.stdout.flush()
+
+
+def diag(msg):
+    print("# " + msg)
+    sys.stdout.flush()
+
+
+ENV = os.environ
+if not ENV.get("MW_POP3_PORT") or not ENV.get("MW_MAILDIR_ROOT"):
+    print("1..1")
+    print("ok 1 - interop fetch # SKIP servers not running")
+    sys.exit(0)
+
+ROOT = ENV["MW_MAILDIR_ROOT"]
+UID, GID = (int(x) for x in ENV["MW_MAIL_OWNER"].split(":"))
+PORT = ENV["MW_POP3_PORT"]
+CA = ENV["MW_CA_FILE"]
+WORK = tempfile.mkdtemp(prefix="mw-fetch-")
+SEQ = [0]
+
+
+def server_dir(user):
+    return os.path.join(ROOT, user, "Maildir")
+
+
+def reset_mailbox(user):
+    base = os.path.join(ROOT, user)
+    md = server_dir(user)
+    for d in (base, md, md + "/new", md + "/cur", md + "/tmp"):
+        os.makedirs(d, exist_ok=True)
+        os.chown(d, UID, GID)
+    for sub in ("new", "cur", "tmp"):
+        for f in os.listdir(os.path.join(md, sub)):
+            os.unlink(os.path.join(md, sub, f))
+    for f in os.listdir(md):
+        if f.startswith("dovecot"):
+            p = os.path.join(md, f)
+            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+
+
+def make_message(tag, size=0, subject=None):
+    """An LF message; unique by its Message-ID, with lines that need
+    dot-stuffing and a 'From ' line that mboxrd must quote."""
+    SEQ[0] += 1
+    subject = subject or "test %s %d" % (tag, SEQ[0])
+    body = ".leading dot\n..two dots\nFrom the start of a line\n>From quoted\n.\nx\n"
+    if size:
+        line = ("%s-%d " % (tag, SEQ[0]) * 20)[:75] + "\n"
+        body += line * max(1, size // len(line))
+    return (
+        "From: sender%d@test.domain\nTo: %s@test.domain\nSubject: %s\n"
+        "Message-ID: <%s.%d.%d@test>\n\n%s" % (SEQ[0], tag, subject, tag, SEQ[0], os.getpid(), body)
+    ).encode()
+
+
+def put(user, msgs):
+    md = server_dir(user)
+    for m in msgs:
+        SEQ[0] += 1
+        w = len(m) + m.count(b"\n")
+        name = "%d.M%dP%d.mwtest,S=%d,W=%d:2," % (int(time.time()), SEQ[0], os.getpid(), len(m), w)
+        p = os.path.join(md, "cur", name)
+        with open(p, "wb") as f:
+            f.write(m)
+        os.chown(p, UID, GID)
+
+
+def on_server(user):
+    md = server_dir(user)
+    out = []
+    for sub in ("new", "cur"):
+        d = os.path.join(md, sub)
+        for f in os.listdir(d):
+            try:
+                with open(os.path.join(d, f), "rb") as fh:
+                    out.append(fh.read())
+            except FileNotFoundError:
+                pass  # expunged while we looked: it was stored first
+    return out
+
+
+def maildir_files(path):
+    out = []
+    d = os.path.join(path, "new")
+    if os.path.isdir(d):
+        for f in sorted(os.listdir(d)):
+            with open(os.path.join(d, f), "rb") as fh:
+                out.append(fh.read())
+    return out
+
+
+def fetch(user, *extra, timeout=120, popen=False, password=None, env_extra=None):
+    cmd = [MW, "fetch", "--host", "localhost", "--port", PORT, "--cafile", CA, "--user", user,
+           "--state", os.path.join(WORK, user + ".state")] + list(extra)
+    env = dict(ENV)
+    env["MAILWIRE_PASSWORD"] = password or ("pw-" + user)
+    env.update(env_extra or {})
+    if popen:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.run(cmd, env=env, capture_output=True, timeout=timeout)
+
+
+def fetch_json(user, *extra, **kw):
+    r = fetch(user, "--json", *extra, **kw)
+    try:
+        j = json.loads(r.stdout.decode())[0]
+    except Exception:
+        j = {}
+    return r, j
+
+
+def same_multiset(a, b):
+    return sorted(a) == sorted(b)
+
+
+def show(r):
+    return "rc %d\nstdout: %s\nstderr: %s" % (r.returncode, r.stdout.decode(errors="replace"),
+                                             r.stderr.decode(errors="replace"))
+
+
+# ---- Maildir: fetch and delete, second run, new arrivals ---------------------
+user = "f1"
+reset_mailbox(user)
+dest = os.path.join(WORK, "md-f1")
+first = [make_message("f1", size=s) for s in (0, 10, 300, 5000, 70000, 1200, 0, 64000) * 4]
+put(user, first)
+r, j = fetch_json(user, "--maildir", dest)
+got = maildir_files(dest)
+tap(r.returncode == 0 and j.get("fetched") == len(first) and j.get("deleted") == len(first),
+    "maildir: %d messages fetched and deleted (exit 0, json counts)" % len(first), show(r))
+tap(same_multiset(got, first), "maildir: new/ holds every message byte-exact (LF, as on the server)",
+    "got %d files, want %d" % (len(got), len(first)))
+tap(on_server(user) == [], "maildir: the server's mailbox is empty after QUIT",
+    "%d left" % len(on_server(user)))
+r, j = fetch_json(user, "--maildir", dest)
+tap(r.returncode == 0 and j.get("fetched") == 0 and len(maildir_files(dest)) == len(first),
+    "maildir: a second run fetches nothing", show(r))
+later = [make_message("f1-late", size=s) for s in (100, 2000, 0)]
+put(user, later)
+r, j = fetch_json(user, "--maildir", dest)
+got = maildir_files(dest)
+tap(r.returncode == 0 and j.get("fetched") == 3 and same_multiset(got, first + later),
+    "maildir: new arrivals are fetched alone (3), byte-exact", show(r), "files %d" % len(got))
+r = fetch(user, "--maildir", dest)
+tap(r.returncode == 0 and r.stdout.decode().startswith("f1@localhost: 0 fetched"),
+    "summary line on stdout when not --json: " + r.stdout.decode().strip(), show(r))
+
+# ---- keep mode ----------------------------------------------------------------
+user = "f2"
+reset_mailbox(user)
+dest = os.path.join(WORK, "md-f2")
+msgs = [make_message("f2", size=s) for s in (0, 500, 9000, 20)]
+put(user, msgs)
+r, j = fetch_json(user, "--maildir", dest, "--keep")
+tap(r.returncode == 0 and j.get("fetched") == 4 and j.get("deleted") == 0 and
+    same_multiset(maildir_files(dest), msgs) and same_multiset(on_server(user), msgs),
+    "keep: 4 fetched, none deleted, server still holds all 4", show(r))
+r, j = fetch_json(user, "--maildir", dest, "--keep")
+tap(r.returncode == 0 and j.get("fetched") == 0 and j.get("skipped") == 4,
+    "keep: a second run fetches nothing (4 skipped as old)", show(r))
+r, j = fetch_json(user, "--maildir", dest, "--keep", "--all-messages")
+tap(r.returncode == 0 and j.get("fetched") == 4 and len(maildir_files(dest)) == 8,
+    "keep --all-messages: all 4 fetched again", show(r))
+r, j = fetch_json(user, "--maildir", dest)
+tap(r.returncode == 0 and j.get("fetched") == 0 and j.get("deleted") == 4 and on_server(user) == [],
+    "a delete run removes the messages fetched earlier in keep mode, fetching none", show(r))
+
+# ---- mbox ---------------------------------------------------------------------
+
+
+def mboxrd_split(data):
+    """Messages of an mboxrd file: split at 'From ' lines, drop the blank
+    line before each separator, undo one level of '>' before 'From '."""
+    out = []
+    cur = None
+    for line in data.split(b"\n")[:-1] if data.endswith(b"\n") else data.split(b"\n"):
+        if line.startswith(b"From "):
+            if cur is not None:
+                out.append(cur)
+            cur = []
+            continue
+        cur.append(line)
+    if cur is not None:
+        out.append(cur)
+    msgs = []
+    for lines in out:
+        if lines and lines[-1] == b"":
+            lines = lines[:-1]
+        fixed = []
+        for l in lines:
+            s = l.lstrip(b">")
+            if s.startswith(b"From ") and len(l) > len(s):
+                l = l[1:]
+            fixed.append(l)
+        msgs.append(b"\n".join(fixed) + b"\n")
+    return msgs
+
+
+user = "f3"
+reset_mailbox(user)
+mbox = os.path.join(WORK, "f3.mbox")
+msgs = [make_message("f3", size=s) for s in (0, 3000, 100, 45000, 7)]
+put(user, msgs)
+r, j = fetch_json(user, "--mbox", mbox)
+data = open(mbox, "rb").read() if os.path.exists(mbox) else b""
+got = mboxrd_split(data)
+tap(r.returncode == 0 and j.get("fetched") == 5 and same_multiset(got, msgs) and on_server(user) == [],
+    "mbox: 5 fetched and deleted, each message byte-exact after undoing mboxrd quoting", show(r),
+    "%d messages parsed from the mbox" % len(got))
+more = [make_message("f3-late", size=10)]
+put(user, more)
+r, j = fetch_json(user, "--mbox", mbox)
+got = mboxrd_split(open(mbox, "rb").read())
+tap(r.returncode == 0 and j.get("fetched") == 1 and same_multiset(got, msgs + more),
+    "mbox: a new arrival is appended alone", show(r))
+
+# ---- MDA ----------------------------------------------------------------------
+user = "f4"
+reset_mailbox(user)
+mdadir = os.path.join(WORK, "mda-f4")
+os.makedirs(mdadir)
+msgs = [make_message("f4", size=s) for s in (0, 800, 33000)]
+put(user, msgs)
+r, j = fetch_json(user, "--mda", "cat > %s/msg.$$" % mdadir)
+got = [open(os.path.join(mdadir, f), "rb").read() for f in os.listdir(mdadir)]
+tap(r.returncode == 0 and j.get("fetched") == 3 and same_multiset(got, msgs) and on_server(user) == [],
+    "mda: 3 messages piped to the command byte-exact, then deleted", show(r))
+r, j = fetch_json(user, "--mda", "cat > %s/msg.$$" % mdadir)
+tap(r.returncode == 0 and j.get("fetched") == 0 and len(os.listdir(mdadir)) == 3,
+    "mda: a second run delivers nothing", show(r))
+
+# ---- store faults: MDA failing, unwritable Maildir --------------------------------
+user = "f5"
+reset_mailbox(user)
+msgs = [make_message("f5", size=s) for s in (10, 2000, 400)]
+put(user, msgs)
+r, j = fetch_json(user, "--mda", "cat >/dev/null; echo mda-said-no >&2; exit 3")
+err = r.stderr.decode(errors="replace")
+tap(r.returncode != 0 and j.get("fetched") == 0 and j.get("deleted") == 0 and
+    same_multiset(on_server(user), msgs) and "store" in err and "3" in err,
+    "mda exiting 3: exit %d, nothing deleted on the server, stderr says why: %s" %
+    (r.returncode, err.strip().splitlines()[-1] if err.strip() else ""), show(r))
+ro = os.path.join(WORK, "readonly-md")
+os.makedirs(ro + "/new")
+os.makedirs(ro + "/cur")
+os.makedirs(ro + "/tmp")
+os.chmod(ro + "/tmp", 0o500)
+if os.geteuid() == 0:
+    tap(True, "unwritable Maildir tmp/", skip="running as root (permissions not enforced)")
+else:
+    r, j = fetch_json(user, "--maildir", ro)
+    tap(r.returncode == 74 and same_multiset(on_server(user), msgs),
+        "unwritable Maildir: exit 74 (EX_IOERR), nothing deleted", show(r))
+r = fetch(user, "--maildir", os.path.join(WORK, "md-f5"), password="wrong")
+tap(r.returncode == 77 and same_multiset(on_server(user), msgs),
+    "wrong password: exit 77, nothing touched", show(r))
+
+# ---- size limit and filter -------------------------------------------------------
+user = "f6"
+reset_mailbox(user)
+dest = os.path.join(WORK, "md-f6")
+small = [make_message("f6", size=100), make_message("f6", size=200)]
+large = [make_message("f6", size=20000)]
+spam = [make_message("f6", size=50, subject="spam offer")]
+put(user, small + large + spam)
+r, j = fetch_json(user, "--maildir", dest, "--size-limit", "5000",
+                  "--filter", "if grep -q '^Subject: spam'; then exit 1; fi; exit 0")
+tap(r.returncode == 0 and j.get("fetched") == 2 and same_multiset(maildir_files(dest), small) and
+    same_multiset(on_server(user), large),
+    "size limit skips the large one (left on the server); filter exit 1 deletes the spam unstored",
+    show(r), "server has %d" % len(on_server(user)))
+r, j = fetch_json(user, "--maildir", dest, "--filter", "exit 7")
+tap(r.returncode != 0 and j.get("fetched") == 0 and same_multiset(on_server(user), large) and
+    "status 7" in r.stderr.decode(),
+    "a filter exiting 7 is an error naming the status; the message stays", show(r))
+
+# ---- two fetches of one account at once ----------------------------------------
+user = "f7"
+reset_mailbox(user)
+dest = os.path.join(WORK, "md-f7")
+put(user, [make_message("f7", size=1000) for _ in range(3)])
+import fcntl
+
+lockf = open(os.path.join(WORK, user + ".state.lock"), "a")
+fcntl.flock(lockf, fcntl.LOCK_EX)
+r = fetch(user, "--maildir", dest)
+fcntl.flock(lockf, fcntl.LOCK_UN)
+lockf.close()
+tap(r.returncode == 75 and len(on_server(user)) == 3 and maildir_files(dest) == [],
+    "the account locked by another fetch: exit 75, nothing done", show(r))
+
+# ---- crash safety -----------------------------------------------------------------
+user = "f8"
+reset_mailbox(user)
+dest = os.path.join(WORK, "md-f8")
+seed = int(ENV.get("MW_FETCH_SEED", "20261122"))
+rng = random.Random(seed)
+diag("crash test: seed %d (MW_FETCH_SEED to repeat), %d kills" % (seed, KILLS))
+allmsgs = []
+BATCH = 12
+# Killed runs never reach their exit, so ASan's leak check there only costs
+# start-up time; the final complete run keeps it.
+KENV = {"ASAN_OPTIONS": "detect_leaks=0"}
+
+
+def refill():
+    ms = [make_message("f8", size=rng.choice((0, 200, 3000, 20000))) for _ in range(BATCH)]
+    put(user, ms)
+    allmsgs.extend(ms)
+
+
+refill()
+# How long does an uninterrupted run of one batch take? Kills are spread
+# over [0, 1.1 x that].
+t0 = time.monotonic()
+r = fetch(user, "--maildir", os.path.join(WORK, "md-f8-probe"), "--keep", "--all-messages",
+          env_extra=KENV)
+full = max(time.monotonic() - t0, 0.05)
+os.unlink(os.path.join(WORK, user + ".state"))
+diag("an uninterrupted run takes %.3f s" % full)
+kills = completions = 0
+bad = []
+start = time.monotonic()
+while kills < KILLS and time.monotonic() - start < 150:
+    p = fetch(user, "--maildir", dest, "--quiet", popen=True, env_extra=KENV)
+    time.sleep(rng.uniform(0, full * 1.1))
+    if p.poll() is None:
+        p.send_signal(signal.SIGKILL)
+        kills += 1
+    p.wait()
+    if p.returncode not in (0, -9):
+        bad.append("run exit %d: %s" % (p.returncode, p.stderr.read().decode(errors="replace")))
+    elif p.returncode == 0:
+        completions += 1
+    p.stderr.close()
+    srv = on_server(user)
+    got = maildir_files(dest)
+    have = set(srv) | set(got)
+    lost = [m for m in allmsgs if m not in have]
+    known = set(allmsgs)
+    foreign = [g for g in got if g not in known]
+    if lost or foreign:
+        bad.append("after kill %d: %d lost, %d partial/unknown files in new/" %
+                   (kills, len(lost), len(foreign)))
+        break
+    if not srv:
+        refill()
+elapsed = time.monotonic() - start
+tap(kills >= KILLS and not bad,
+    "crash: %d SIGKILLs (%d runs completed) in %.1f s; after each, every message on the server or "
+    "in new/ byte-exact, no partial file" % (kills, completions, elapsed), *bad[:5])
+r = fetch(user, "--maildir", dest)
+got = maildir_files(dest)
+missing = [m for m in allmsgs if m not in set(got)]
+dups = len(got) - len(set(got))
+tap(r.returncode == 0 and not missing and on_server(user) == [] and set(got) <= set(allmsgs),
+    "crash: after a final complete run all %d messages are in new/ byte-exact, server empty; "
+    "%d duplicates" % (len(allmsgs), dups), show(r), "missing %d" % len(missing))
+diag("crash: %d messages, %d kills, %d duplicate deliveries (stored, killed before the state "
+     "was saved)" % (len(allmsgs), kills, dups))
+
+# ---- 2,000 messages ---------------------------------------------------------------
+if BIG:
+    user = "f9"
+    reset_mailbox(user)
+    dest = os.path.join(WORK, "md-f9")
+    msgs = [make_message("f9", size=rng.choice((0, 500, 2000, 6000))) for _ in range(BIG)]
+    put(user, msgs)
+    t0 = time.monotonic()
+    r, j = fetch_json(user, "--maildir", dest, timeout=300)
+    el = time.monotonic() - t0
+    got = maildir_files(dest)
+    tap(r.returncode == 0 and j.get("fetched") == BIG and j.get("deleted") == BIG and
+        same_multiset(got, msgs) and on_server(user) == [],
+        "%d messages (%.1f MB) fetched and deleted in %.2f s (ASan build), byte-exact, server empty" %
+        (BIG, sum(len(m) for m in msgs) / 1e6, el), show(r))
+
+print("1..%d" % n_test)
+shutil.rmtree(WORK, ignore_errors=True)
+sys.exit(0)
