@@ -36,6 +36,7 @@ TAIL_LINES = 15
 # timeout, Ctrl-C) can kill them: each client runs in its own session.
 _running = set()
 _running_lock = threading.Lock()
+_temp_dirs = set()          # removed by the signal handler too
 
 
 def _kill_running(signum, frame):
@@ -45,6 +46,8 @@ def _kill_running(signum, frame):
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        for d in list(_temp_dirs):
+            shutil.rmtree(d, ignore_errors=True)
     print(f"Bail out! interrupted by signal {signum}; running clients killed", flush=True)
     os._exit(128 + signum)
 
@@ -71,6 +74,8 @@ class CertDir:
                 self.error = f"no MW_CERT_DIR and no {script}"
                 return None
             self.tmp = tempfile.mkdtemp(prefix="mw-script-certs-")
+            with _running_lock:
+                _temp_dirs.add(self.tmp)
             try:
                 r = subprocess.run(["bash", script, self.tmp], capture_output=True,
                                    text=True, timeout=120)
@@ -158,6 +163,8 @@ class CaseRun:
         self.case = case
         self.name = case.name
         tmp = tempfile.mkdtemp(prefix="mw-case-")
+        with _running_lock:
+            _temp_dirs.add(tmp)
         servers = {}
         try:
             if case.needs_certs() and self.certs.get() is None:
@@ -193,6 +200,8 @@ class CaseRun:
                 self.problems.append(f"files kept in {tmp} (MW_SCRIPT_KEEP=1)")
             else:
                 shutil.rmtree(tmp, ignore_errors=True)
+            with _running_lock:
+                _temp_dirs.discard(tmp)
 
     def _run_client(self, case, servers, tmp):
         timeout = float(case.get("timeout", DEFAULT_TIMEOUT))
