@@ -169,11 +169,15 @@ MW_EXTERN void mw_smtp_result_free(mw_smtp_result *r);
 /* Connects (servers × ports), reads the greeting, EHLO (HELO on 5xx),
  * STARTTLS per opts->tls (EHLO again over TLS, old capabilities dropped),
  * QUED, AUTH.  On success *out is a session ready for mw_smtp_send; on
- * failure *out is NULL and err says why (the last server's failure).
+ * failure *out is NULL and err says why (the last server's failure, its
+ * message prefixed with "HOST port N: ").
  * Returns 0, MW_EINVAL (bad option: CR/LF/NUL in the EHLO name or identity),
- * MW_ENET, MW_ETIMEOUT, MW_ETLS, MW_ECERT, MW_EAUTH, MW_EPOLICY (password
- * would go in clear), MW_EUNSUPPORTED (no AUTH offered / STARTTLS missing),
- * MW_ETEMP, MW_ESERVER, MW_EPROTO, MW_ETOOBIG, MW_ECANCELED, MW_ENOMEM. */
+ * MW_ENET, MW_ETIMEOUT, MW_ETLS (STARTTLS missing or refused, handshake
+ * failed), MW_ECERT, MW_EAUTH (every mechanism refused), MW_EPOLICY
+ * (password would go in clear), MW_EUNSUPPORTED (credentials given, no AUTH
+ * offered), MW_ETEMP (421/4xx), MW_ESERVER (5xx), MW_EPROTO (not SMTP,
+ * mixed codes, a reply over the line/line-count/size caps, bytes injected
+ * after STARTTLS), MW_ECANCELED, MW_ENOMEM. */
 MW_EXTERN int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *opts, mw_error *err);
 
 /* One transaction: MAIL, RCPT…, DATA or BDAT.  *result (may be NULL; free
@@ -188,6 +192,9 @@ MW_EXTERN int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *opts, mw_error *er
  *   MW_EINVAL   CR/LF/NUL or a bad character in an address (nothing sent);
  *   MW_ENET, MW_ETIMEOUT, MW_ECANCELED, MW_EIO (reading the source), MW_ENOMEM,
  *   MW_EPROTO, MW_ESTATE (the session is dead after an earlier failure).
+ * With PIPELINING, DATA joins MAIL and RCPT in one write only when
+ * atleastone is set (otherwise a rejected recipient could not stop a 354);
+ * the end of the body and the final dot always go out in one write.
  * A failed transaction is reset (RSET) before the next one. */
 MW_EXTERN int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result);
 /* Deadline for the next transactions, ms from the start of each
