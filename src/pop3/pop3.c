@@ -521,6 +521,13 @@ static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
                    a->uidl ? "UIDL" : "LIST", p->err.reply);
         return MW_EPROTO;
     }
+    /* A listing has at most one entry per message: the count bounds what
+     * we allocate for it. */
+    if (p->have_count && a->n >= p->count) {
+        mw_err_set_reply(&p->err, line, len);
+        return mw_err_set(&p->err, MW_EPROTO, "%s lists more entries than the %llu messages: '%s'",
+                          a->uidl ? "UIDL" : "LIST", (unsigned long long)p->count, p->err.reply);
+    }
     if (a->n == a->cap) {
         if (a->cap >= P3_MAX_LIST_ITEMS)
             return mw_err_set(&p->err, MW_ETOOBIG, "listing of over %u entries", P3_MAX_LIST_ITEMS);
