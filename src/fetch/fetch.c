@@ -380,6 +380,7 @@ static int retrieve(fctx *c)
                 i++; /* the one refused */
                 continue;
             }
+            c->res->errors++; /* the message in flight is lost to this run */
             return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
         }
         i = j + 1;
