@@ -516,6 +516,45 @@ static void plain_text_peer_is_a_tls_error(void **state)
     close(sv[1]);
 }
 
+/* A large body over TLS arrives intact through peek/consume, in blocks,
+ * and the server's close_notify ends it. */
+static void bulk_body_over_tls(void **state)
+{
+    (void)state;
+    struct test_server srv;
+    tls_to(&srv, pki.good, NULL, NULL, NULL);
+    srv.bulk = 8 * 1024 * 1024 + 13;
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.ca_file = pki.ca_file;
+    o.servername = "localhost";
+    mw_stream *t = NULL;
+    mw_error err = {0};
+    assert_int_equal(run_tls(&srv, &o, &t, &err), 0);
+    mw_conn *c = NULL;
+    assert_int_equal(mw_conn_new(&c, t, &err), 0);
+    mw_conn_set_io_timeout(c, 10000);
+    const char *line;
+    size_t len, total = 0, calls = 0;
+    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    for (;;) {
+        const char *d;
+        size_t n;
+        int rc = mw_conn_peek(c, &d, &n, &err);
+        if (rc == MW_ENET) break;
+        assert_int_equal(rc, 0);
+        for (size_t i = 0; i < n; i++)
+            if (d[i] != (char)('a' + (total + i) % 26)) fail_msg("byte %zu differs", total + i);
+        total += n;
+        calls++;
+        mw_conn_consume(c, n);
+    }
+    assert_non_null(strstr(err.message, "closed the connection"));
+    printf("# %zu bytes over TLS in %zu peeks\n", total, calls);
+    assert_int_equal(total, srv.bulk);
+    mw_conn_free(c);
+    server_join(&srv);
+}
+
 /* TLS wraps any stream: here a caller's callbacks stream. */
 struct fdio {
     int fd;
@@ -583,6 +622,7 @@ int main(void)
         cmocka_unit_test(handshake_deadline),
         cmocka_unit_test(plain_text_peer_is_a_tls_error),
         cmocka_unit_test(tls_over_callbacks_stream),
+        cmocka_unit_test(bulk_body_over_tls),
         cmocka_unit_test(no_name_to_check_is_refused),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -151,6 +151,23 @@ static void *server_main(void *arg)
         s->peer_finished_len =
             SSL_get_peer_finished(ssl, s->peer_finished, sizeof s->peer_finished);
         SSL_write(ssl, "+OK hello over TLS\r\n", 20);
+        if (s->bulk) {
+            /* 'a'..'z' repeated, in writes of odd sizes across records. */
+            char block[7001];
+            size_t sent = 0;
+            while (sent < s->bulk) {
+                size_t n = s->bulk - sent < sizeof block ? s->bulk - sent : sizeof block;
+                for (size_t i = 0; i < n; i++)
+                    block[i] = (char)('a' + (sent + i) % 26);
+                if (SSL_write(ssl, block, (int)n) <= 0) break;
+                sent += n;
+            }
+            SSL_shutdown(ssl);
+            SSL_free(ssl);
+            SSL_CTX_free(ctx);
+            close(s->fd);
+            return NULL;
+        }
         /* Echo one line back, then wait for the client's close_notify. */
         char buf[128];
         size_t used = 0;

@@ -32,6 +32,7 @@ struct test_server {
     const char *plain_first; /* sent in clear before the handshake (STARTTLS) */
     int plain_wait_line;     /* read one line in clear before the handshake */
     X509 *client_ca;         /* require a client certificate from this CA */
+    size_t bulk;             /* after the greeting: send this many pattern bytes, then close */
     /* results */
     int accepted;
     int got_close_notify;
