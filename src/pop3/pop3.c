@@ -135,9 +135,11 @@ int pop3_server_error(mw_pop3 *p, const mw_pop3_status *st, int dflt, const char
         code = MW_ESERVER;
     mw_err_set_reply(&p->err, st->text, st->text_len);
     mw_copy_printable(p->err.resp_code, sizeof p->err.resp_code, st->code, strlen(st->code));
-    if (st->kind == MW_POP3_CONT)
-        return mw_err_set(&p->err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what,
-                          p->err.reply);
+    if (st->kind == MW_POP3_CONT) {
+        /* A "+ " outside AUTH: the reply stream can no longer be trusted. */
+        mw_err_set(&p->err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what, p->err.reply);
+        return pop3_fatal(p, MW_EPROTO);
+    }
     return mw_err_set(&p->err, code, "%s: server said -ERR %s", what, p->err.reply);
 }
 
