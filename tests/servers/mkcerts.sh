@@ -31,10 +31,6 @@ mkdir -p "$work/newcerts"
 : >"$work/index.txt"
 echo 1000 >"$work/serial"
 
-newkey() { # newkey FILE
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null
-  chmod 0644 "$1" # test keys: servers drop privileges and must read them
-}
 
 # A minimal `openssl ca` configuration: openssl 3.0's `x509 -req` cannot set
 # an explicit notBefore/notAfter, `ca -startdate/-enddate` can.
@@ -93,17 +89,19 @@ authorityKeyIdentifier = keyid
 EOF
 
 # The CA itself.
-newkey "$dir/ca.key"
-openssl req -new -x509 -config "$work/ca.cnf" -extensions v3_ca \
-  -key "$dir/ca.key" -subj "/O=mailwire tests/CN=mailwire test CA" \
-  -days 3650 -out "$dir/ca.pem" 2>/dev/null
+# (Key and certificate or request in one openssl run each: every process
+# start counts on a loaded test machine.)
+keyopts=(-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+openssl req -new -x509 -config "$work/ca.cnf" -extensions v3_ca "${keyopts[@]}" \
+  -keyout "$dir/ca.key" -subj "/O=mailwire tests/CN=mailwire test CA" \
+  -days 3650 -out "$dir/ca.pem" 2>"$work/ca.log" || { cat "$work/ca.log" >&2; exit 1; }
 
 sign() { # sign NAME CN EXTSECTION [ca date options...]
   local name=$1 cn=$2 ext=$3
   shift 3
-  newkey "$dir/$name.key"
-  openssl req -new -config "$work/ca.cnf" -key "$dir/$name.key" \
-    -subj "/O=mailwire tests/CN=$cn" -out "$work/$name.csr" 2>/dev/null
+  openssl req -new -config "$work/ca.cnf" "${keyopts[@]}" -keyout "$dir/$name.key" \
+    -subj "/O=mailwire tests/CN=$cn" -out "$work/$name.csr" 2>"$work/$name.log" ||
+    { cat "$work/$name.log" >&2; exit 1; }
   openssl ca -batch -config "$work/ca.cnf" -cert "$dir/ca.pem" \
     -keyfile "$dir/ca.key" -in "$work/$name.csr" -out "$dir/$name.pem" \
     -extfile "$work/ca.cnf" -extensions "$ext" -notext "$@" 2>"$work/$name.log" ||
@@ -115,9 +113,8 @@ sign expired localhost srv_localhost -startdate 20200101000000Z -enddate 2021010
 sign wronghost wrong.example srv_wronghost -days 3650
 sign client mailwire-client client -days 3650
 
-newkey "$dir/selfsigned.key"
 openssl req -new -x509 -config "$work/ca.cnf" -extensions srv_selfsigned \
-  -key "$dir/selfsigned.key" -subj "/O=mailwire tests/CN=localhost" \
+  "${keyopts[@]}" -keyout "$dir/selfsigned.key" -subj "/O=mailwire tests/CN=localhost" \
   -days 3650 -out "$dir/selfsigned.pem" 2>"$work/selfsigned.log" ||
   { cat "$work/selfsigned.log" >&2; exit 1; }
 
@@ -131,4 +128,6 @@ if openssl verify -CAfile "$dir/ca.pem" "$dir/selfsigned.pem" >/dev/null 2>&1; t
   echo "mkcerts: selfsigned.pem unexpectedly verifies against the CA" >&2
   exit 1
 fi
+# Test keys: servers that drop privileges must be able to read them.
+chmod 0644 "$dir"/*.key
 chmod 0755 "$dir"

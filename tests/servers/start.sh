@@ -44,6 +44,11 @@ for prog in dovecot postconf smtp-sink openssl python3 flock; do
   }
 done
 
+# The system Python, if there is one: a version manager's shim (pyenv) can
+# cost seconds per start on a loaded machine; probe.py needs only the stdlib.
+py=/usr/bin/python3
+[ -x "$py" ] || py=$(command -v python3)
+
 # Dovecot creates UNIX sockets under its base_dir (longest name ~25 bytes),
 # and sun_path holds 107: keep the directory short.
 if [ ${#D} -gt 60 ]; then
@@ -232,7 +237,7 @@ pfdaemons=$(postconf -dh daemon_directory)
 lockfile=/tmp/mailwire-servers-ports.lock
 exec 9>>"$lockfile"
 flock -w 120 9 || fail "could not lock $lockfile within 120 s"
-mapfile -t ports < <(python3 "$here/probe.py" ports 7)
+mapfile -t ports < <("$py" "$here/probe.py" ports 7)
 [ ${#ports[@]} = 7 ] || fail "could not choose free ports"
 pop3_port=${ports[0]}
 pop3s_port=${ports[1]}
@@ -398,7 +403,7 @@ flock -u 9
 exec 9>&-
 
 # ---- wait until every port greets ---------------------------------------------
-python3 "$here/probe.py" wait 30 "$certs/ca.pem" \
+"$py" "$here/probe.py" wait 30 "$certs/ca.pem" \
   "dovecot-pop3:$pop3_port:pop3" "dovecot-pop3s:$pop3s_port:pop3s" \
   "postfix-submission:$smtp_port:smtp" "postfix-smtps:$smtps_port:smtps" \
   "postfix-noauth:$noauth_port:smtp" "smtp-sink:$sink_port:smtp" ||

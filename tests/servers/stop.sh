@@ -26,57 +26,67 @@ is_prog() {
   [[ $target == */"$exe" ]]
 }
 
-# stop_pid PID EXE NAME: SIGTERM, wait up to 5 s, then SIGKILL.
-stop_pid() {
-  local pid=$1 exe=$2 name=$3 i
-  is_prog "$pid" "$exe" || return 0
-  kill -TERM "$pid" 2>/dev/null
-  for i in $(seq 1 100); do
-    is_prog "$pid" "$exe" || return 0
-    sleep 0.05
-  done
-  echo "stop.sh: $name (pid $pid) ignored SIGTERM; killing it" >&2
-  kill -KILL "$pid" 2>/dev/null
-  sleep 0.1
-  if is_prog "$pid" "$exe"; then
-    echo "stop.sh: $name (pid $pid) is still running" >&2
-    rc=1
-  fi
+# Each entry: PID EXE NAME.  All get SIGTERM at once, then we wait up to 5 s
+# for all, then SIGKILL what is left.
+targets=()
+add_target() { # add_target PID EXE NAME
+  is_prog "$1" "$2" && targets+=("$1 $2 $3")
+  return 0
 }
 
-# --- smtp-sink
-if [ -f "$D/smtp-sink.pid" ]; then
-  stop_pid "$(cat "$D/smtp-sink.pid")" smtp-sink smtp-sink
-  rm -f "$D/smtp-sink.pid"
-fi
-
-# --- Postfix: the master's pid is in its queue directory; SIGTERM makes it
-# stop its children (what `postfix stop` does, without its 1 s polling).
+# smtp-sink: the pid start.sh recorded.
+[ -f "$D/smtp-sink.pid" ] && add_target "$(cat "$D/smtp-sink.pid")" smtp-sink smtp-sink
+# Postfix: the master's pid is in its queue directory; SIGTERM makes it stop
+# its children (what `postfix stop` does, without its 1 s polling).
 pfq=$D/postfix/queue
-if [ -f "$pfq/pid/master.pid" ]; then
-  stop_pid "$(awk '{print $1; exit}' "$pfq/pid/master.pid")" master postfix-master
-fi
+[ -f "$pfq/pid/master.pid" ] &&
+  add_target "$(awk '{print $1; exit}' "$pfq/pid/master.pid")" master postfix-master
+# Dovecot: master.pid in its base_dir; on SIGTERM it stops its children.
+[ -f "$D/dovecot/run/master.pid" ] && add_target "$(cat "$D/dovecot/run/master.pid")" dovecot dovecot
 
-# --- Dovecot: master.pid in its base_dir; on SIGTERM it stops its children.
-dvrun=$D/dovecot/run
-if [ -f "$dvrun/master.pid" ]; then
-  stop_pid "$(cat "$dvrun/master.pid")" dovecot dovecot
+for t in "${targets[@]}"; do
+  set -- $t
+  kill -TERM "$1" 2>/dev/null
+done
+for i in $(seq 1 100); do
+  alive=()
+  for t in "${targets[@]}"; do
+    set -- $t
+    is_prog "$1" "$2" && alive+=("$t")
+  done
+  targets=("${alive[@]}")
+  [ ${#targets[@]} = 0 ] && break
+  sleep 0.05
+done
+for t in "${targets[@]}"; do
+  set -- $t
+  echo "stop.sh: $3 (pid $1) ignored SIGTERM for 5 s; killing it" >&2
+  kill -KILL "$1" 2>/dev/null
+done
+if [ ${#targets[@]} != 0 ]; then
+  sleep 0.2
+  for t in "${targets[@]}"; do
+    set -- $t
+    if is_prog "$1" "$2"; then
+      echo "stop.sh: $3 (pid $1) is still running" >&2
+      rc=1
+    fi
+  done
 fi
+rm -f "$D/smtp-sink.pid"
 
 # Children that outlive their master (they should not) are found by being a
 # Dovecot, Postfix or smtp-sink binary whose working directory is in DIR
 # (Postfix daemons chdir to the queue, Dovecot's to its base_dir).
 leftover() {
-  local p cwd exe
-  for p in /proc/[0-9]*; do
-    exe=$(readlink "$p/exe" 2>/dev/null) || continue
+  local cwd pid exe
+  # One find over /proc (a readlink per process would fork hundreds of times).
+  find /proc -mindepth 2 -maxdepth 2 -name cwd \( -lname "$D" -o -lname "$D/*" \) \
+    -printf '%h\n' 2>/dev/null | while read -r cwd; do
+    pid=${cwd#/proc/}
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
     case "$exe" in
-    /usr/sbin/dovecot | /usr/lib/dovecot/* | /usr/lib/postfix/sbin/* | */smtp-sink) ;;
-    *) continue ;;
-    esac
-    cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
-    case "$cwd" in
-    "$D" | "$D"/*) echo "${p#/proc/}" ;;
+    /usr/sbin/dovecot | /usr/lib/dovecot/* | /usr/lib/postfix/sbin/* | */smtp-sink) echo "$pid" ;;
     esac
   done
 }
