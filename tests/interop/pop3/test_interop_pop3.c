@@ -449,6 +449,59 @@ static void test_last_unsupported(void)
     mw_pop3_free(p);
 }
 
+/* Tcllib -tls-callback: a policy sees the peer and decides. */
+static int policy_calls;
+static int policy_refuse(const mw_tls_peer *peer, void *ud)
+{
+    (void)ud;
+    policy_calls++;
+    return peer->der_len > 0 ? 1 : 2; /* refuse a verified, well-formed peer */
+}
+static int policy_accept_unverified(const mw_tls_peer *peer, void *ud)
+{
+    (void)ud;
+    policy_calls++;
+    /* No CA given: OpenSSL could not verify; the policy takes it anyway,
+     * having looked at the subject. */
+    return peer->verified == 0 && strstr(peer->subject, "localhost") ? 0 : 1;
+}
+
+static void test_tls_policy(void)
+{
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    mw_tls_opts t = MW_TLS_OPTS_INIT;
+    t.ca_file = env("MW_CA_FILE");
+    t.policy = policy_refuse;
+    o.tls_opts = &t;
+    o.tls = MW_POP3_TLS_STLS;
+    o.port = port_of("MW_POP3_PORT");
+    o.user = "p1";
+    o.password = "pw-p1";
+    mw_pop3 *p = NULL;
+    policy_calls = 0;
+    int rc = mw_pop3_open(&p, "localhost", &o);
+    tap(rc == MW_ECERT && policy_calls == 1,
+        "a TLS policy callback that refuses stops STLS (MW_ECERT)");
+    if (rc != MW_ECERT) diag("rc %d: %s", rc, mw_pop3_error(p)->message);
+    mw_pop3_free(p);
+    mw_tls_opts t2 = MW_TLS_OPTS_INIT;
+    char other_ca[1200];
+    snprintf(other_ca, sizeof other_ca, "%s/selfsigned.pem",
+             env("MW_CERT_DIR") ? env("MW_CERT_DIR") : ".");
+    t2.ca_file = other_ca; /* trusts something else: the server does not verify */
+    t2.policy = policy_accept_unverified;
+    o.tls_opts = &t2;
+    o.tls = MW_POP3_TLS_IMPLICIT;
+    o.port = port_of("MW_POP3S_PORT");
+    p = NULL;
+    policy_calls = 0;
+    rc = mw_pop3_open(&p, "localhost", &o);
+    tap(rc == 0 && policy_calls == 1,
+        "a TLS policy callback may accept an unverified peer (POP3S)");
+    if (rc) diag("rc %d: %s", rc, mw_pop3_error(p)->message);
+    mw_pop3_free(p);
+}
+
 int main(void)
 {
     if (!env("MW_POP3_PORT") || !env("MW_MAILDIR_ROOT") || !env("MW_MAIL_OWNER")) {
@@ -465,6 +518,7 @@ int main(void)
     test_byte_identical();
     test_dele_rset();
     test_last_unsupported();
+    test_tls_policy();
     printf("1..%d\n", test_no);
     return failures ? 1 : 0;
 }
