@@ -93,6 +93,9 @@ on_exit() {
   exit $rc
 }
 trap on_exit EXIT
+# A start interrupted half-way still stops what it started (via on_exit).
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 # ---- certificates -----------------------------------------------------------
 bash "$here/mkcerts.sh" "$D/certs" || fail "mkcerts.sh failed"
