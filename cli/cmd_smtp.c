@@ -495,7 +495,7 @@ int mw_cli_sendmail(int argc, char **argv)
     c.prog = "send";
     mw_cli_conn_init(&c.conn, "send", 587, 465);
     const char *from = NULL, *fullname = NULL, *notify = NULL, *ret = NULL, *envid = NULL;
-    int extract = 0, ignore_dots = 0, all_or_nothing = 0;
+    int extract = 0, ignore_dots = 0, all_or_nothing = 0, bcc_digest = 0;
     const char **rcpt = calloc((size_t)argc + 1, sizeof *rcpt);
     size_t nrcpt = 0;
     int rc = 0;
@@ -520,6 +520,10 @@ int mw_cli_sendmail(int argc, char **argv)
         }
         if (!strcmp(a, "--all-or-nothing")) {
             all_or_nothing = 1;
+            continue;
+        }
+        if (!strcmp(a, "--bcc-digest")) {
+            bcc_digest = 1;
             continue;
         }
         /* -f ADDR / -fADDR and the like, as sendmail takes them. */
@@ -614,6 +618,7 @@ int mw_cli_sendmail(int argc, char **argv)
         m.nheaders = 1;
     }
     m.atleastone = !all_or_nothing;
+    m.bcc_digest = bcc_digest;
     m.dsn_notify = notify;
     m.dsn_ret = ret;
     m.dsn_envid = envid;

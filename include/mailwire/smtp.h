@@ -134,11 +134,17 @@ typedef struct mw_smtp_msg {
     const char *dsn_ret;    /* "FULL" or "HDRS"; NULL = none */
     const char *dsn_envid;  /* ENVID (xtext-encoded for you); NULL = none */
     int dsn_orcpt;          /* 1: ORCPT=rfc822;<address> on each RCPT */
+    /* Tcllib's way with Bcc (memory messages, envelope from the header):
+     * the Bcc recipients are left out of the main transaction and get a
+     * second one, whose message is a multipart/digest ("Subject: [Bcc] …")
+     * holding the message as sent.  Their results follow the others in the
+     * result.  0 (default): Bcc recipients get the message without Bcc. */
+    int bcc_digest;
 } mw_smtp_msg;
 #define MW_SMTP_MSG_INIT                                                                           \
     {                                                                                              \
         MW_SMTP_MSG_VERSION, NULL, 0, -1, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, 1,                \
-            MW_SMTP_BODY_AUTO, 1, 0, NULL, NULL, NULL, 0                                           \
+            MW_SMTP_BODY_AUTO, 1, 0, NULL, NULL, NULL, 0, 0                                        \
     }
 
 /* The outcome for one recipient. */

@@ -15,6 +15,10 @@ void mw_smtp_env_free(mw_smtp_env *env)
     for (size_t i = 0; i < env->nrcpt; i++)
         free(env->rcpt[i]);
     free(env->rcpt);
+    for (size_t i = 0; i < env->nbcc; i++)
+        free(env->bcc[i]);
+    free(env->bcc);
+    free(env->subject);
     mw_buf_free(&env->header);
     memset(env, 0, sizeof *env);
 }
@@ -271,7 +275,12 @@ static int split_fields(const char *h, size_t n, field **out, size_t *nout, mw_e
             size_t k = 0;
             for (size_t j = 0; j < vl; j++)
                 if (v[j] != '\r' && v[j] != '\n') f->value[k++] = v[j];
+            /* RFC 5322 §2.2: the value without the white space around it. */
+            while (k > 0 && (f->value[k - 1] == ' ' || f->value[k - 1] == '\t'))
+                k--;
             f->value[k] = '\0';
+            size_t lead = strspn(f->value, " \t");
+            memmove(f->value, f->value + lead, k - lead + 1);
         }
         i = end;
     }
@@ -280,7 +289,7 @@ static int split_fields(const char *h, size_t n, field **out, size_t *nout, mw_e
     return 0;
 }
 
-static void rfc5322_date(char *out, size_t n)
+void mw_smtp_make_date(char *out, size_t n)
 {
     static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -294,7 +303,7 @@ static void rfc5322_date(char *out, size_t n)
              mons[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-static void message_id(char *out, size_t n, const char *host)
+void mw_smtp_make_msgid(char *out, size_t n, const char *host)
 {
     unsigned char r[12];
     if (RAND_bytes(r, sizeof r) != 1) memset(r, 0, sizeof r);
@@ -389,8 +398,12 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         } else if (name_is(f, n_mid)) {
             have_mid = 1;
         }
-        if (!msg->recipients && (name_is(f, n_to) || name_is(f, n_cc) || name_is(f, n_bcc)))
+        if (!msg->recipients && msg->bcc_digest && name_is(f, n_bcc))
+            rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &env->bcc, &env->nbcc, err);
+        else if (!msg->recipients && (name_is(f, n_to) || name_is(f, n_cc) || name_is(f, n_bcc)))
             rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &env->rcpt, &env->nrcpt, err);
+        if (!rc && name_is(f, "Subject") && !env->subject && !(env->subject = strdup(f->value)))
+            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
         /* Bcc never reaches the transmitted message (RFC 5322 §3.6.3). */
         if (name_is(f, "Bcc") || name_is(f, "Resent-Bcc")) f->drop = 1;
     }
@@ -444,6 +457,8 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         }
         if (has_8bit(env->rcpt[i], strlen(env->rcpt[i]))) env->utf8 = 1;
     }
+    for (size_t i = 0; i < env->nbcc; i++)
+        if ((rc = mw_smtp_check_address(env->bcc[i], "a Bcc recipient", err)) != 0) goto out;
 
     if (!msg->rewrite_headers) {
         if (nx > 0) { /* extra headers are still added */
@@ -481,11 +496,11 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         }
     }
     if (!rc && !have_date) {
-        rfc5322_date(tmp, sizeof tmp);
+        mw_smtp_make_date(tmp, sizeof tmp);
         rc = add_field(b, n_date, tmp);
     }
     if (!rc && !have_mid) {
-        message_id(tmp, sizeof tmp, host);
+        mw_smtp_make_msgid(tmp, sizeof tmp, host);
         rc = add_field(b, n_mid, tmp);
     }
     if (!rc) rc = mw_buf_append(b, "\r\n", 2);

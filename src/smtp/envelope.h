@@ -25,6 +25,9 @@ typedef struct mw_smtp_env {
     mw_buf header; /* rewritten header block, with its empty line (when rewriting) */
     int rewritten; /* header holds the block to send instead of the original */
     int utf8;      /* an address or a header field has 8-bit octets (RFC 6531) */
+    char **bcc;    /* with msg->bcc_digest: the Bcc recipients, kept apart */
+    size_t nbcc;
+    char *subject; /* the Subject value (unfolded), or NULL */
 } mw_smtp_env;
 
 void mw_smtp_env_free(mw_smtp_env *env);
@@ -45,6 +48,10 @@ int mw_smtp_parse_addresses(const char *v, size_t n, char ***list, size_t *count
  * MW_EFORMAT (no originator / no recipient), MW_ETOOBIG, MW_ENOMEM. */
 int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr, size_t hlen,
                       const char *host, mw_error *err);
+
+/* A Date value (RFC 5322 §3.3, UTC) and a Message-ID ("<time.random@host>"). */
+void mw_smtp_make_date(char *out, size_t n);
+void mw_smtp_make_msgid(char *out, size_t n, const char *host);
 
 /* The length of the header block at the start of data (through the empty
  * line), or 0 with *complete = 0 when no empty line is in data. */

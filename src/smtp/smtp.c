@@ -10,6 +10,7 @@
 #include "util/err.h"
 
 #include <errno.h>
+#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -919,6 +920,70 @@ static int do_rset(mw_smtp *s)
     return rc;
 }
 
+/* Tcllib's Bcc copy (seed-semantics §2): a second transaction to the Bcc
+ * recipients whose message is a multipart/digest (RFC 2046 §5.1.5) holding
+ * the message as sent.  Its recipients' results are appended to res. */
+static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp);
+
+static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
+                           mw_smtp_result *res)
+{
+    mw_buf d = MW_BUF_INIT(0);
+    char date[64], mid[400], boundary[80];
+    unsigned char rnd[9];
+    mw_smtp_make_date(date, sizeof date);
+    mw_smtp_make_msgid(mid, sizeof mid, s->hostname);
+    if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0x5a, sizeof rnd);
+    int bl = snprintf(boundary, sizeof boundary, "=_mw_bcc_");
+    for (size_t i = 0; i < sizeof rnd; i++)
+        bl += snprintf(boundary + bl, sizeof boundary - (size_t)bl, "%02x", rnd[i]);
+    int rc = mw_buf_printf(&d,
+                           "From: <%s>\r\nBcc:\r\nDate: %s\r\nSubject: [Bcc] %s\r\n"
+                           "Message-ID: %s\r\nMIME-Version: 1.0\r\n"
+                           "Content-Type: multipart/digest; boundary=\"%s\"\r\n\r\n"
+                           "--%s\r\nContent-Type: message/rfc822\r\n\r\n",
+                           res->originator, date, env->subject ? env->subject : "", mid, boundary,
+                           boundary);
+    if (!rc && env->rewritten) rc = mw_buf_append(&d, env->header.data, env->header.len);
+    if (!rc) rc = mw_buf_append(&d, m->data + skip, m->len - skip);
+    if (!rc) rc = mw_buf_printf(&d, "\r\n--%s--\r\n", boundary);
+    if (rc) {
+        mw_buf_free(&d);
+        return mw_err_set(&s->err, rc, "cannot build the Bcc copy");
+    }
+    mw_smtp_msg b = MW_SMTP_MSG_INIT;
+    b.data = d.data;
+    b.len = d.len;
+    b.originator = res->originator;
+    b.recipients = (const char *const *)env->bcc;
+    b.nrecipients = env->nbcc;
+    b.rewrite_headers = 0;
+    b.atleastone = m->atleastone;
+    b.body = m->body;
+    b.use_chunking = m->use_chunking;
+    b.dsn_notify = m->dsn_notify;
+    b.dsn_ret = m->dsn_ret;
+    b.dsn_orcpt = m->dsn_orcpt;
+    mw_smtp_result *r2 = NULL;
+    trace_info(s, "sending the Bcc copy (multipart/digest) to %zu recipients", env->nbcc);
+    rc = send_tx(s, &b, &r2);
+    mw_buf_free(&d);
+    if (r2) {
+        mw_smtp_rcpt *all = realloc(res->rcpt, (res->nrcpt + r2->nrcpt) * sizeof *all);
+        if (all) {
+            memcpy(all + res->nrcpt, r2->rcpt, r2->nrcpt * sizeof *all);
+            res->rcpt = all;
+            res->nrcpt += r2->nrcpt;
+            res->nrejected += r2->nrejected;
+            r2->nrcpt = 0; /* moved */
+        } else if (!rc) {
+            rc = mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+        }
+        mw_smtp_result_free(r2);
+    }
+    return rc;
+}
+
 static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
 {
     int rc;
@@ -927,6 +992,8 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
     int nsrc = (m->data != NULL) + (m->fd >= 0) + (m->read != NULL);
     if (nsrc != 1) return mw_err_set(&s->err, MW_EINVAL, "give exactly one of data, fd or read");
     if ((rc = check_dsn(m, &s->err)) != 0) return rc;
+    if (m->bcc_digest && !m->data)
+        return mw_err_set(&s->err, MW_EINVAL, "bcc_digest needs the message in memory");
     src r = {0};
     r.m = m;
     const char *hdr = "";
@@ -1182,6 +1249,14 @@ reset:
             s->err = keep;
     }
 out:
+    if (m->bcc_digest && env.nbcc > 0 && s->state == ST_READY) {
+        mw_error keep = s->err;
+        int rc2 = send_bcc_digest(s, m, &env, skip, res);
+        if (rc)
+            s->err = keep; /* the main transaction's failure is the one to report */
+        else
+            rc = rc2;
+    }
     free(r.pre);
     mw_smtp_env_free(&env);
     return rc;
