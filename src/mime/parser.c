@@ -28,8 +28,11 @@ struct mw_mime_parser {
     int state;
     mw_mime_part **ms; /* multiparts whose boundary is active, outermost first */
     size_t nm, msize;
-    char held[2]; /* the line end before a possible delimiter */
+    char held[2];      /* the line end before a possible delimiter, kept across runs */
+    const char *heldp; /* where the held line end is: in the input buffer or held[] */
     size_t nheld;
+    const char *pend; /* body bytes not yet passed on: contiguous runs are joined so */
+    size_t npend;     /* that decoding and callbacks see big chunks, not lines */
     int bol;
     mw_buf in;
     size_t nparts, warnings, kept;
@@ -143,7 +146,7 @@ static int decode(mw_mime_parser *p, mw_mime_part *part, const char *d, size_t n
 }
 
 /* Body bytes of the current region: kept raw if asked, decoded for leaves. */
-static int emit(mw_mime_parser *p, const char *d, size_t n)
+static int emit_now(mw_mime_parser *p, const char *d, size_t n)
 {
     mw_mime_part *part = p->cur;
     if (!n) return 0;
@@ -164,9 +167,29 @@ static int emit(mw_mime_parser *p, const char *d, size_t n)
     return 0;
 }
 
+static int flush_pend(mw_mime_parser *p)
+{
+    size_t n = p->npend;
+    p->npend = 0;
+    return n ? emit_now(p, p->pend, n) : 0;
+}
+
+static int emit(mw_mime_parser *p, const char *d, size_t n)
+{
+    if (!n) return 0;
+    if (p->npend && p->pend + p->npend == d) {
+        p->npend += n;
+        return 0;
+    }
+    int rc = flush_pend(p);
+    p->pend = d;
+    p->npend = n;
+    return rc;
+}
+
 static int flush_held(mw_mime_parser *p)
 {
-    int rc = emit(p, p->held, p->nheld);
+    int rc = emit(p, p->heldp, p->nheld);
     p->nheld = 0;
     return rc;
 }
@@ -388,6 +411,7 @@ static int on_boundary(mw_mime_parser *p, size_t lvl, int isclose, const char *l
         p->bol = ll > 0 && line[ll - 1] == '\n';
         return emit(p, line, ll);
     }
+    if ((rc = flush_pend(p))) return rc;
     while (p->cur != m) {
         mw_mime_part *c = p->cur;
         if ((rc = end_part(p, c))) return rc;
@@ -395,7 +419,7 @@ static int on_boundary(mw_mime_parser *p, size_t lvl, int isclose, const char *l
     }
     p->nm = lvl + 1;
     if (isclose) {
-        if ((rc = set_buf(p, &m->close, p->held, p->nheld, line, ll))) return rc;
+        if ((rc = set_buf(p, &m->close, p->heldp, p->nheld, line, ll))) return rc;
         m->closed = 1;
         p->nm = lvl;
         p->state = S_BODY;
@@ -404,7 +428,7 @@ static int on_boundary(mw_mime_parser *p, size_t lvl, int isclose, const char *l
         if (!c) return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
         p->nparts++;
         c->src = m->src;
-        if ((rc = set_buf(p, &c->delim, p->held, p->nheld, line, ll))) return rc;
+        if ((rc = set_buf(p, &c->delim, p->heldp, p->nheld, line, ll))) return rc;
         p->cur = c;
         p->state = S_HEADERS;
     }
@@ -478,7 +502,7 @@ static int run(mw_mime_parser *p, int eof)
             size_t le = (e > i && d[e - 1] == '\r') ? e - 1 : e;
             if ((rc = emit(p, d + i, le - i))) break;
             p->nheld = e + 1 - le;
-            memcpy(p->held, d + le, p->nheld);
+            p->heldp = d + le;
             i = e + 1;
             p->bol = 1;
         } else {
@@ -489,6 +513,12 @@ static int run(mw_mime_parser *p, int eof)
             i = end;
             break;
         }
+    }
+    if (!rc) rc = flush_pend(p);
+    if (p->nheld && p->heldp != p->held) {
+        /* The input buffer is about to move: keep the line end ourselves. */
+        memmove(p->held, p->heldp, p->nheld);
+        p->heldp = p->held;
     }
     mw_buf_consume(&p->in, i);
     return rc;
@@ -519,8 +549,9 @@ int mw_mime_parser_finish(mw_mime_parser *p, mw_mime_part **root)
         return mw_err_set(&p->err, MW_ESTATE,
                           p->failed ? "parser stopped after an error" : "parser already finished");
     int rc = run(p, 1);
-    if (!rc && p->in.len) rc = emit(p, p->in.data, p->in.len);
     if (!rc) rc = flush_held(p);
+    if (!rc && p->in.len) rc = emit(p, p->in.data, p->in.len);
+    if (!rc) rc = flush_pend(p);
     while (!rc && p->cur) {
         mw_mime_part *c = p->cur;
         rc = end_part(p, c);
