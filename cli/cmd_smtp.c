@@ -451,7 +451,9 @@ out:
 static void send_usage(FILE *f)
 {
     fprintf(f, "usage: mailwire send [OPTIONS] [-t] [-f ADDR] [-F NAME] [-i|-oi] [-N NOTIFY]\n"
-               "                     [-R full|hdrs] [-V ENVID] [--all-or-nothing] [RECIPIENT...]\n"
+               "                     [-R full|hdrs] [-V ENVID] [--all-or-nothing] [--bcc-digest]\n"
+               "                     [RECIPIENT...]\n"
+               "Recipients rejected go to stderr (exit 67); --all-or-nothing sends to none then.\n"
                "The message is read from stdin; without -i a line with a single '.' ends it.\n"
                "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
                "  --maxsecs N  --queue\n");
