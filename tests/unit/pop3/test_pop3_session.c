@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- The fake server ---------------------------------------------------------
  * A script of exchanges: when the client has sent line `expect`, `reply` is
@@ -33,6 +34,7 @@ typedef struct peer {
     char mismatch_text[256];
     int raw_lf_seen;
     int closed;
+    int trickle_ms; /* >0: one byte per read, this long apart, forever once the script is out */
 } peer;
 
 static void queue(peer *p, const char *s)
@@ -44,8 +46,16 @@ static void queue(peer *p, const char *s)
 
 static long peer_read(void *ud, void *buf, size_t len, int64_t deadline)
 {
-    (void)deadline;
     peer *p = ud;
+    if (p->trickle_ms > 0 && p->out_pos == p->out_len) {
+        /* A server that keeps a reply alive with a byte now and then. */
+        if (deadline != MW_NO_DEADLINE && mw_now_ms() + p->trickle_ms > deadline)
+            return MW_ETIMEOUT;
+        struct timespec ts = {0, (long)p->trickle_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        *(char *)buf = 'x';
+        return 1;
+    }
     if (p->out_pos == p->out_len) return 0; /* the script ran out: the server hangs up */
     size_t n = p->out_len - p->out_pos;
     if (n > len) n = len;
@@ -540,6 +550,30 @@ static void test_bad_opts(void **state)
     mw_pop3_free(p);
 }
 
+static void test_command_deadline(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN), {"RETR 1", "+OK\r\nstart of a body that never ends"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.command_timeout_ms = 400;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 5, &o, &rc);
+    assert_int_equal(rc, 0);
+    pr.trickle_ms = 20; /* each read makes progress: only the whole-command limit ends it */
+    sink_acc a;
+    memset(&a, 0, sizeof a);
+    int64_t t0 = mw_now_ms();
+    rc = mw_pop3_retr(p, 1, acc_sink, &a, NULL);
+    int64_t took = mw_now_ms() - t0;
+    if (rc != MW_ETIMEOUT)
+        print_message("%s (%lld ms)\n", mw_pop3_error(p)->message, (long long)took);
+    assert_int_equal(rc, MW_ETIMEOUT);
+    assert_true(took >= 350 && took < 2000);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "incomplete"));
+    mw_pop3_free(p);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_open_and_config),
     cmocka_unit_test(test_apop_masked),
@@ -556,6 +590,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_list_uidl_one),
     cmocka_unit_test(test_auth_plain_ir_and_errors),
     cmocka_unit_test(test_bad_opts),
+    cmocka_unit_test(test_command_deadline),
 };
 
 MW_TEST_MAIN(tests)
