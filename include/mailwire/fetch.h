@@ -70,8 +70,10 @@ typedef struct mw_fetch_result {
 #define MW_FETCH_OPTS_VERSION 1
 typedef struct mw_fetch_opts {
     unsigned version;
-    const char *host;                   /* POP3 server */
-    const mw_pop3_opts *pop3;           /* connection, TLS, login (port, user, password...) */
+    const char *host; /* POP3 server */
+    /* Connection, TLS, login (port, user, password...).  A pop3->stream is
+     * owned by the fetch from the call on, even when it fails early. */
+    const mw_pop3_opts *pop3;
     int store_kind;                     /* enum mw_store_kind */
     const char *store_target;           /* Maildir directory, mbox file or MDA command */
     const mw_store_options *store_opts; /* may be NULL */

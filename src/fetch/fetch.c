@@ -545,7 +545,10 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
     memset(res, 0, sizeof *res);
     if (err) mw_error_clear(err);
     int rc = check_opts(o, err);
-    if (rc) return rc;
+    if (rc) {
+        if (o && o->pop3 && o->pop3->stream) mw_stream_free(o->pop3->stream);
+        return rc;
+    }
 
     fctx c;
     memset(&c, 0, sizeof c);
@@ -555,6 +558,7 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
     c.now = o->now ? o->now : (int64_t)time(NULL);
     uid_list ul = {NULL, 0};
     uint64_t last = 0;
+    int opened = 0;
     mw_error tmp;
     memset(&tmp, 0, sizeof tmp);
 
@@ -573,6 +577,7 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
     }
     mw_pop3_opts po = MW_POP3_OPTS_INIT;
     if (o->pop3) po = *o->pop3;
+    opened = 1; /* the session owns po.stream from here on */
     rc = mw_pop3_open(&c.p, o->host, &po);
     if (rc) {
         fail(&c, rc, "pop3", c.p ? mw_pop3_error(c.p) : NULL, NULL);
@@ -602,6 +607,8 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
     res->quit_confirmed = confirmed;
     if (rc) fail(&c, rc, "pop3", mw_pop3_error(c.p), NULL);
 out:
+    /* A caller-made stream is ours from the call on (as mw_pop3_open's). */
+    if (!opened && o->pop3 && o->pop3->stream) mw_stream_free(o->pop3->stream);
     abort_open(&c);
     /* Whatever happened, what was stored is recorded. */
     if (c.st) save_state(&c);

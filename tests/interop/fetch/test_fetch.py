@@ -90,6 +90,7 @@ def reset_mailbox(user):
     for sub in ("new", "cur", "tmp"):
         for f in os.listdir(os.path.join(md, sub)):
             os.unlink(os.path.join(md, sub, f))
+            CACHE.pop(os.path.join(md, sub, f), None)
     for f in os.listdir(md):
         if f.startswith("dovecot"):
             p = os.path.join(md, f)
@@ -123,6 +124,18 @@ def put(user, msgs):
         os.chown(p, UID, GID)
 
 
+# Maildir files never change once in new/ or cur/ (a rename may add flags),
+# so their contents are cached by path: the crash loop reads each file once.
+CACHE = {}
+
+
+def read_cached(p):
+    if p not in CACHE:
+        with open(p, "rb") as fh:
+            CACHE[p] = fh.read()
+    return CACHE[p]
+
+
 def on_server(user):
     md = server_dir(user)
     out = []
@@ -130,8 +143,7 @@ def on_server(user):
         d = os.path.join(md, sub)
         for f in os.listdir(d):
             try:
-                with open(os.path.join(d, f), "rb") as fh:
-                    out.append(fh.read())
+                out.append(read_cached(os.path.join(d, f)))
             except FileNotFoundError:
                 pass  # expunged while we looked: it was stored first
     return out
@@ -142,8 +154,7 @@ def maildir_files(path):
     d = os.path.join(path, "new")
     if os.path.isdir(d):
         for f in sorted(os.listdir(d)):
-            with open(os.path.join(d, f), "rb") as fh:
-                out.append(fh.read())
+            out.append(read_cached(os.path.join(d, f)))
     return out
 
 
@@ -347,6 +358,43 @@ lockf.close()
 tap(r.returncode == 75 and len(on_server(user)) == 3 and maildir_files(dest) == [],
     "the account locked by another fetch: exit 75, nothing done", show(r))
 
+# ---- accounts from a config file, two at once ------------------------------------
+cfg = os.path.join(WORK, "config")
+with open(cfg, "w") as f:
+    f.write("defaults\nhost localhost\nport %s\ntls starttls\ncafile %s\n\n" % (PORT, CA))
+    for u in ("f15", "f16"):
+        f.write("account %s\nuser %s\npassword pw-%s\ndelivery maildir %s/md-%s\n\n" %
+                (u, u, u, WORK, u))
+os.chmod(cfg, 0o600)
+want = {}
+for u, k in (("f15", 3), ("f16", 5)):
+    reset_mailbox(u)
+    want[u] = [make_message(u, size=1000 * i) for i in range(k)]
+    put(u, want[u])
+env = dict(ENV)
+env["XDG_STATE_HOME"] = os.path.join(WORK, "xdg-state")
+env.pop("MAILWIRE_PASSWORD", None)
+r = subprocess.run([MW, "fetch", "--config", cfg, "--all", "--jobs", "2", "--json"], env=env,
+                   capture_output=True, timeout=120)
+try:
+    js = {x["account"]: x for x in json.loads(r.stdout.decode())}
+except Exception:
+    js = {}
+tap(r.returncode == 0 and js.get("f15", {}).get("fetched") == 3 and
+    js.get("f16", {}).get("fetched") == 5 and
+    all(same_multiset(maildir_files(os.path.join(WORK, "md-" + u)), want[u]) for u in want) and
+    os.path.exists(os.path.join(WORK, "xdg-state", "mailwire", "uidl", "f15")),
+    "config: --all --jobs 2 fetches both accounts in parallel, byte-exact, state under "
+    "$XDG_STATE_HOME/mailwire/uidl/NAME", show(r))
+r = subprocess.run([MW, "fetch", "--config", cfg, "f16", "nosuch"], env=env, capture_output=True,
+                   timeout=60)
+tap(r.returncode == 64 and b"no account 'nosuch'" in r.stderr, "config: an unknown account is a "
+    "usage error naming it", show(r))
+os.chmod(cfg, 0o644)
+r = subprocess.run([MW, "fetch", "--config", cfg, "f16"], env=env, capture_output=True, timeout=60)
+tap(r.returncode != 0 and b"config" in r.stderr, "config: a password in a file others can read "
+    "is refused", show(r))
+
 # ---- crash safety -----------------------------------------------------------------
 user = "f8"
 reset_mailbox(user)
@@ -379,7 +427,8 @@ diag("an uninterrupted run takes %.3f s" % full)
 kills = completions = 0
 bad = []
 start = time.monotonic()
-while kills < KILLS and time.monotonic() - start < 150:
+def one_kill_round():
+    global kills, completions
     p = fetch(user, "--maildir", dest, "--quiet", popen=True, env_extra=KENV)
     time.sleep(rng.uniform(0, full * 1.1))
     if p.poll() is None:
@@ -391,6 +440,8 @@ while kills < KILLS and time.monotonic() - start < 150:
     elif p.returncode == 0:
         completions += 1
     p.stderr.close()
+    # The server first, then new/: a message expunged in between was
+    # stored before its DELE, so it is found in new/.
     srv = on_server(user)
     got = maildir_files(dest)
     have = set(srv) | set(got)
@@ -400,9 +451,18 @@ while kills < KILLS and time.monotonic() - start < 150:
     if lost or foreign:
         bad.append("after kill %d: %d lost, %d partial/unknown files in new/" %
                    (kills, len(lost), len(foreign)))
-        break
+        return False
     if not srv:
         refill()
+    return True
+
+
+try:
+    while kills < KILLS and time.monotonic() - start < 240 and not bad:
+        if not one_kill_round():
+            break
+except Exception as e:  # a broken harness is a failure, not a traceback
+    bad.append("harness: %r" % e)
 elapsed = time.monotonic() - start
 tap(kills >= KILLS and not bad,
     "crash: %d SIGKILLs (%d runs completed) in %.1f s; after each, every message on the server or "

@@ -1,0 +1,319 @@
+/* mw_fetch_account against an in-memory POP3 server (a stream made of
+ * callbacks): the order that never loses mail is checked at the moment
+ * each command arrives — a DELE only for a message whose file is already
+ * in new/ and whose UID is already in the state file ON DISK, QUIT last,
+ * RETRs pipelined — plus option checks and the per-account lock. */
+#include "mwtest.h"
+
+#include "mailwire/fetch.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define NMSG 7
+
+typedef struct fake {
+    char out[1 << 16]; /* what the server has to send */
+    size_t out_len, out_pos;
+    char in[4096]; /* a partial command line */
+    size_t in_len;
+    int closed;
+    const char *dir; /* test directory: Maildir at dir/md, state dir/state */
+    int dele_ok;     /* DELEs that found their message stored and recorded */
+    int dele_bad;    /* DELEs that came too early */
+    int after_quit;  /* commands after QUIT */
+    int quit_seen;
+    int max_retr_in_flight; /* RETRs received before the first one was answered */
+    int retr_unanswered;
+    char deleted[NMSG + 1];
+} fake;
+
+static void say(fake *f, const char *s)
+{
+    size_t n = strlen(s);
+    assert_true(f->out_len + n < sizeof f->out);
+    memcpy(f->out + f->out_len, s, n);
+    f->out_len += n;
+}
+
+static void body_of(int n, char *buf, size_t size)
+{
+    /* The wire form: CRLF, a dot-stuffed line. */
+    snprintf(buf, size, "Subject: m%d\r\n\r\nbody %d\r\n..dot line\r\n", n, n);
+}
+
+static size_t octets_of(int n)
+{
+    char b[256];
+    body_of(n, b, sizeof b);
+    return strlen(b) - 1; /* one stuffing dot is not part of the message */
+}
+
+static int file_has(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+static int maildir_has(const char *dir, int n)
+{
+    char p[512], want[64];
+    snprintf(p, sizeof p, "%s/md/new", dir);
+    snprintf(want, sizeof want, "Subject: m%d\n\nbody %d\n.dot line\n", n, n);
+    DIR *d = opendir(p);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char f[800];
+        snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+        found = file_has(f, want);
+    }
+    closedir(d);
+    return found;
+}
+
+static void command(fake *f, const char *line)
+{
+    char buf[512];
+    int n = 0;
+    if (f->quit_seen) f->after_quit++;
+    if (!strcmp(line, "CAPA")) {
+        say(f, "+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n");
+    } else if (!strncmp(line, "USER ", 5) || !strncmp(line, "PASS ", 5)) {
+        say(f, "+OK\r\n");
+    } else if (!strcmp(line, "STAT")) {
+        snprintf(buf, sizeof buf, "+OK %d 0\r\n", NMSG);
+        say(f, buf);
+    } else if (!strcmp(line, "LIST")) {
+        say(f, "+OK\r\n");
+        for (int i = 1; i <= NMSG; i++) {
+            snprintf(buf, sizeof buf, "%d %zu\r\n", i, octets_of(i));
+            say(f, buf);
+        }
+        say(f, ".\r\n");
+    } else if (!strcmp(line, "UIDL")) {
+        say(f, "+OK\r\n");
+        for (int i = 1; i <= NMSG; i++) {
+            snprintf(buf, sizeof buf, "%d uid-%d\r\n", i, i);
+            say(f, buf);
+        }
+        say(f, ".\r\n");
+    } else if (sscanf(line, "RETR %d", &n) == 1 && n >= 1 && n <= NMSG) {
+        f->retr_unanswered++;
+        if (f->retr_unanswered > f->max_retr_in_flight) f->max_retr_in_flight = f->retr_unanswered;
+        char b[256];
+        body_of(n, b, sizeof b);
+        snprintf(buf, sizeof buf, "+OK %zu octets\r\n%s.\r\n", octets_of(n), b);
+        say(f, buf);
+    } else if (sscanf(line, "DELE %d", &n) == 1 && n >= 1 && n <= NMSG) {
+        char state[512], uid[32];
+        snprintf(state, sizeof state, "%s/state", f->dir);
+        snprintf(uid, sizeof uid, " uid-%d\n", n);
+        if (maildir_has(f->dir, n) && file_has(state, uid))
+            f->dele_ok++;
+        else
+            f->dele_bad++;
+        f->deleted[n] = 1;
+        say(f, "+OK\r\n");
+    } else if (!strcmp(line, "QUIT")) {
+        f->quit_seen = 1;
+        say(f, "+OK bye\r\n");
+    } else {
+        say(f, "-ERR unknown\r\n");
+    }
+}
+
+static long fake_write(void *ud, const void *data, size_t len, int64_t deadline)
+{
+    fake *f = ud;
+    (void)deadline;
+    const char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\n' && f->in_len && f->in[f->in_len - 1] == '\r') {
+            f->in[f->in_len - 1] = '\0';
+            command(f, f->in);
+            f->in_len = 0;
+        } else if (f->in_len + 1 < sizeof f->in) {
+            f->in[f->in_len++] = p[i];
+        }
+    }
+    return (long)len;
+}
+
+static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
+{
+    fake *f = ud;
+    (void)deadline;
+    if (f->out_pos == f->out_len) {
+        if (f->quit_seen) return 0;
+        return MW_ENET; /* the client waits for an answer to nothing */
+    }
+    /* Small reads: the client sees replies in pieces. */
+    size_t n = f->out_len - f->out_pos;
+    if (n > len) n = len;
+    if (n > 100) n = 100;
+    memcpy(buf, f->out + f->out_pos, n);
+    f->out_pos += n;
+    if (f->out_pos == f->out_len) f->retr_unanswered = 0;
+    return (long)n;
+}
+
+static const mw_stream_ops fake_ops = {fake_read, fake_write, NULL};
+
+typedef struct env {
+    char dir[64];
+    char md[128], state[128];
+} env;
+
+static void env_make(env *e)
+{
+    snprintf(e->dir, sizeof e->dir, "/tmp/mw-fetch-unit.XXXXXX");
+    assert_non_null(mkdtemp(e->dir));
+    snprintf(e->md, sizeof e->md, "%s/md", e->dir);
+    snprintf(e->state, sizeof e->state, "%s/state", e->dir);
+}
+
+static void env_drop(env *e)
+{
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static int run_fake(env *e, fake *f, int keep, mw_fetch_result *res, mw_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->dir = e->dir;
+    say(f, "+OK fake POP3\r\n");
+    mw_stream *s = NULL;
+    assert_int_equal(mw_stream_callbacks(&s, &fake_ops, f, NULL), 0);
+    mw_pop3_opts po = MW_POP3_OPTS_INIT;
+    po.stream = s;
+    po.user = "u";
+    po.password = "pw";
+    po.auth = MW_POP3_AUTH_USER;
+    po.allow_plaintext = 1;
+    po.window = 4;
+    mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
+    fo.host = "fake";
+    fo.pop3 = &po;
+    fo.store_target = e->md;
+    fo.state_path = e->state;
+    fo.keep = keep;
+    fo.batch = 3; /* several saves in one run */
+    return mw_fetch_account(res, &fo, err);
+}
+
+static void test_order(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    assert_int_equal(run_fake(&e, f, 0, &r, &err), 0);
+    assert_int_equal(r.fetched, NMSG);
+    assert_int_equal(r.deleted, NMSG);
+    assert_int_equal(f->dele_ok, NMSG); /* every DELE after file + state on disk */
+    assert_int_equal(f->dele_bad, 0);
+    assert_int_equal(f->quit_seen, 1);
+    assert_int_equal(f->after_quit, 0);
+    assert_true(f->max_retr_in_flight > 1); /* RETRs were pipelined */
+    for (int i = 1; i <= NMSG; i++)
+        assert_true(maildir_has(e.dir, i));
+    free(f);
+    env_drop(&e);
+}
+
+static void test_second_run_deletes_only(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    /* keep: stored and recorded, nothing deleted */
+    assert_int_equal(run_fake(&e, f, 1, &r, &err), 0);
+    assert_int_equal(r.fetched, NMSG);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(f->dele_ok + f->dele_bad, 0);
+    /* the same server again without keep: nothing fetched, all deleted,
+     * each DELE backed by the state saved by the first run */
+    assert_int_equal(run_fake(&e, f, 0, &r, &err), 0);
+    assert_int_equal(r.fetched, 0);
+    assert_int_equal(r.deleted, NMSG);
+    assert_int_equal(f->dele_ok, NMSG);
+    assert_int_equal(f->dele_bad, 0);
+    free(f);
+    env_drop(&e);
+}
+
+static void test_bad_options(void **unused)
+{
+    (void)unused;
+    mw_fetch_result r;
+    mw_error err;
+    mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
+    assert_int_equal(mw_fetch_account(&r, &fo, &err), MW_EINVAL);
+    assert_non_null(strstr(err.message, "no host"));
+    fo.host = "h";
+    assert_int_equal(mw_fetch_account(&r, &fo, &err), MW_EINVAL);
+    assert_non_null(strstr(err.message, "delivery target"));
+    fo.store_target = "/tmp/x";
+    assert_int_equal(mw_fetch_account(&r, &fo, &err), MW_EINVAL);
+    assert_non_null(strstr(err.message, "state file"));
+    fo.version = 99;
+    assert_int_equal(mw_fetch_account(&r, &fo, &err), MW_EINVAL);
+    assert_int_equal(mw_fetch_account(&r, NULL, &err), MW_EINVAL);
+}
+
+/* The lock is taken before the network: a locked account fails with
+ * MW_ETEMP and the server never hears from us. */
+static void test_locked(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    char lock[200];
+    snprintf(lock, sizeof lock, "%s.lock", e.state);
+    int fd = open(lock, O_CREAT | O_RDWR, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(flock(fd, LOCK_EX), 0);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    assert_int_equal(run_fake(&e, f, 0, &r, &err), MW_ETEMP);
+    assert_non_null(strstr(err.message, "state"));
+    assert_int_equal(f->out_pos, 0); /* the greeting was never read */
+    assert_int_equal(r.fetched, 0);
+    close(fd);
+    free(f);
+    env_drop(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_order),
+        cmocka_unit_test(test_second_run_deletes_only),
+        cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_locked),
+    };
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
