@@ -7,7 +7,8 @@
 #
 #   bash bench/pop3/bench.sh [BUILD_DIR]     (a release build is best)
 # Env: RUNS (default 5), SETS ("2000x20480 200x1048576"), BIG_MB (default
-# 1024; 0 skips), MODES ("plain stls pop3s").  Uses its own private servers
+# 1024; 0 skips), MODES ("plain stls pop3s"), TOOLS ("mailwire mpop curl
+# poplib"; curl opens no pipeline and takes minutes for 2000 messages).  Uses its own private servers
 # (tests/servers/start.sh; or the ones in the environment when MW_POP3_PORT
 # is set) and the demo user d1.  Not a test: prints figures.
 set -euo pipefail
@@ -17,6 +18,7 @@ RUNS=${RUNS:-5}
 SETS=${SETS:-"2000x20480 200x1048576"}
 BIG_MB=${BIG_MB:-1024}
 MODES=${MODES:-"plain stls pop3s"}
+TOOLS=${TOOLS:-"mailwire mpop curl poplib"}
 if [ ! -x "$build/cli/mailwire" ]; then
   meson setup "$build" --buildtype=release -Dtests=false >/dev/null
   ninja -C "$build" cli/mailwire >/dev/null
@@ -134,7 +136,7 @@ for set in $SETS; do
     base=$(measure bash -c "run_rawref $mode")
     bw=${base% *} bc_=${base#* }
     printf '%-14s %-6s %-8s wall %7.3fs cpu %7.3fs\n' "$set" "$mode" rawref "$bw" "$bc_"
-    for tool in mailwire mpop curl poplib; do
+    for tool in $TOOLS; do
       r=$(measure bash -c "run_$tool $mode") || r="0 0"
       w=${r% *} c=${r#* }
       printf '%-14s %-6s %-8s wall %7.3fs cpu %7.3fs  ratio %5.2fx  cpu ratio %5.2fx\n' \
