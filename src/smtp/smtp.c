@@ -1052,7 +1052,8 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
         struct stat st;
         if (m->size_hint)
             size = m->size_hint;
-        else if (m->fd >= 0 && fstat(m->fd, &st) == 0 && S_ISREG(st.st_mode))
+        else if ((s->caps.flags & MW_SMTP_CAP_SIZE) && m->fd >= 0 && fstat(m->fd, &st) == 0 &&
+                 S_ISREG(st.st_mode))
             size = (uint64_t)st.st_size;
         eight = 1; /* unknown until read: declare 8BITMIME when offered */
     }
