@@ -367,6 +367,10 @@ static int setup_ctx(struct mw_tls *t, const mw_tls_opts *o, int strict, mw_erro
     /* POP3 and SMTP end their data themselves, and many servers close
      * without close_notify: a bare EOF is end of stream, not an error. */
     SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    /* Read ahead: one read of the inner stream takes in whole records (and
+     * several of them) instead of a 5-byte header, then the body. */
+    SSL_CTX_set_read_ahead(t->ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(t->ctx, 64 * 1024);
     if (o->ca_file || o->ca_dir) {
         if (SSL_CTX_load_verify_locations(t->ctx, o->ca_file, o->ca_dir) != 1)
             return mw_err_set(err, MW_ETLS, "cannot load CA %s %s: %s",
