@@ -105,7 +105,10 @@ MW_EXTERN int mw_stream_tcp(mw_stream **out, const char *host, unsigned port,
  * is MW_ENET, never a SIGPIPE.  Returns 0, MW_EINVAL, MW_ENOMEM. */
 MW_EXTERN int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own,
                            const mw_net_opts *opts, mw_error *err);
-/* A stream whose I/O is done by the caller's callbacks. */
+/* A stream whose I/O is done by the caller's callbacks.  A cancel token
+ * (set on a session using this stream) is checked before each callback, not
+ * during one: a callback that may block long should watch its own deadline.
+ * A callback returning more bytes than asked for is MW_EINVAL. */
 MW_EXTERN int mw_stream_callbacks(mw_stream **out, const mw_stream_ops *ops, void *userdata,
                                   mw_error *err);
 /* Runs `command` with /bin/sh -c; its stdin and stdout are the connection
