@@ -309,7 +309,6 @@ int mw_cmd_fetch(int argc, char **argv)
         continue;                                                                                  \
     }
         const char *jobs_s = NULL, *size_s = NULL;
-        VAL("--config", config)
         VAL("--state", state)
         VAL("--filter", filter)
         VAL("--maildir", maildir)
@@ -362,6 +361,9 @@ int mw_cmd_fetch(int argc, char **argv)
         } else
             names[nnames++] = argv[i];
     }
+    /* connopts takes --config and --account (shared with pop3 and send). */
+    if (conn.config_path) config = conn.config_path;
+    if (conn.account) names[nnames++] = (char *)conn.account;
     if (!!maildir + !!mbox + !!mda > 1) {
         fprintf(stderr, "mailwire fetch: give one of --maildir, --mbox, --mda\n");
         ex = EX_USAGE_;

@@ -98,6 +98,8 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
     STR_OPT("--trace", trace_path)
     STR_OPT("--password-file", password_file)
     STR_OPT("--passwordeval", passwordeval)
+    STR_OPT("--account", account)
+    STR_OPT("--config", config_path)
 #undef STR_OPT
     if ((r = opt_value("--port", argc, argv, i, &v)) != 0) {
         if (r < 0) return -1;
@@ -110,6 +112,7 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
     }
     if ((r = opt_value("--tls", argc, argv, i, &v)) != 0) {
         if (r < 0) return -1;
+        c->tls_given = 1;
         if (!strcmp(v, "starttls"))
             c->tls = MW_CLI_TLS_STARTTLS;
         else if (!strcmp(v, "implicit"))
@@ -134,6 +137,7 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
             return -1;
         }
         c->timeout_s = (int)t;
+        c->timeout_given = 1;
         return 1;
     }
     return 0;
@@ -154,8 +158,68 @@ static void trace_to_file(int dir, const char *line, size_t len, void *ud)
     fflush(f);
 }
 
+/* --account: what the command line did not set comes from the account. */
+static int apply_account(mw_cli_conn *c)
+{
+    char path[4096];
+    const char *file = c->config_path;
+    const char *x = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    if (!file) {
+        if (x && *x)
+            snprintf(path, sizeof path, "%s/mailwire/config", x);
+        else if (home && *home)
+            snprintf(path, sizeof path, "%s/.config/mailwire/config", home);
+        else {
+            fprintf(stderr, "mailwire %s: --account needs --config, $XDG_CONFIG_HOME or $HOME\n",
+                    c->prog);
+            return EX_USAGE_;
+        }
+        file = path;
+    }
+    mw_config_options co = MW_CONFIG_OPTIONS_INIT;
+    co.home = home;
+    mw_error err;
+    mw_error_clear(&err);
+    int rc = mw_config_load(&c->config, file, &co, &err);
+    if (rc) {
+        fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
+        return rc == MW_EPOLICY ? EX_NOPERM_ : 78; /* EX_CONFIG */
+    }
+    const mw_account *a = mw_config_find(c->config, c->account);
+    if (!a) {
+        fprintf(stderr, "mailwire %s: no account '%s' in %s\n", c->prog, c->account, file);
+        return EX_USAGE_;
+    }
+    if (!c->host) c->host = a->host;
+    if (!c->port && a->port > 0) c->port = (unsigned)a->port;
+    if (!c->tls_given && a->tls)
+        c->tls = a->tls == MW_CONFIG_TLS_OFF        ? MW_CLI_TLS_NONE
+                 : a->tls == MW_CONFIG_TLS_IMPLICIT ? MW_CLI_TLS_IMPLICIT
+                                                    : MW_CLI_TLS_STARTTLS;
+    if (!c->user) c->user = a->user;
+    if (!strcmp(c->auth, "auto") && a->auth && strcmp(a->auth, "on") && strcmp(a->auth, "off"))
+        c->auth = a->auth;
+    if (!c->cafile) c->cafile = a->cafile;
+    if (!c->pin) c->pin = a->pin;
+    if (!c->cert && !c->key) {
+        c->cert = a->cert;
+        c->key = a->key;
+    }
+    if (!c->timeout_given && a->timeout_s > 0) c->timeout_s = a->timeout_s;
+    if (!c->password_file && !c->passwordeval && !c->password) {
+        c->password_file = a->password_file;
+        c->passwordeval = a->passwordeval;
+        if (a->password && !(c->password = strdup(a->password))) return EX_SOFTWARE_;
+    }
+    return 0;
+}
+
 int mw_cli_conn_finish(mw_cli_conn *c)
 {
+    if (c->account) {
+        int ex = apply_account(c);
+        if (ex) return ex;
+    }
     if (!c->host) c->host = mw_mailhost();
     if (!c->host || !*c->host) {
         fprintf(stderr, "mailwire %s: no server: give --host or set MAILHOST\n", c->prog);
@@ -396,6 +460,8 @@ void mw_cli_conn_free(mw_cli_conn *c)
     wipe(c->netrc_password, sizeof c->netrc_password);
     if (c->trace && c->trace != stderr) fclose(c->trace);
     c->trace = NULL;
+    mw_config_free(c->config);
+    c->config = NULL;
 }
 
 void mw_cli_conn_usage(FILE *f)
@@ -415,6 +481,8 @@ void mw_cli_conn_usage(FILE *f)
           "  --json                 output as JSON\n"
           "  --password-file FILE   the password is the first line of FILE\n"
           "  --passwordeval CMD     the password is the first line CMD prints\n"
+          "  --account NAME         settings of account NAME in the accounts file fill the\n"
+          "                         options not given (--config FILE: that file)\n"
           "password sources, first found wins: --password-file, --passwordeval,\n"
           "$MAILWIRE_PASSWORD, ~/.netrc, a prompt on the terminal.\n",
           f);

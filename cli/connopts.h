@@ -38,6 +38,7 @@
 #ifndef MW_CLI_CONNOPTS_H
 #define MW_CLI_CONNOPTS_H
 
+#include "mailwire/config.h"
 #include "mailwire/net.h"
 #include "mailwire/trace.h"
 
@@ -71,6 +72,17 @@ typedef struct mw_cli_conn {
     char user_buf[256];
     char netrc_password[256]; /* kept from the netrc lookup in finish */
     int have_netrc_password;
+
+    /* --account NAME [--config FILE] (added for `fetch`/`pop3`/`send`): in
+     * finish, the account's settings (mailwire.conf, include/mailwire/
+     * config.h) fill what the command line left unset: host, port, tls,
+     * user, auth, cafile, pin, cert, key, timeout, and the password source
+     * (password_file, passwordeval, or a `password` line).  Default file:
+     * $XDG_CONFIG_HOME/mailwire/config, else ~/.config/mailwire/config. */
+    const char *account;
+    const char *config_path;
+    int tls_given, timeout_given;
+    mw_config *config; /* owned, freed by mw_cli_conn_free */
 } mw_cli_conn;
 
 void mw_cli_conn_init(mw_cli_conn *c, const char *prog, unsigned default_port,

@@ -390,6 +390,22 @@ r = subprocess.run([MW, "fetch", "--config", cfg, "f16", "nosuch"], env=env, cap
                    timeout=60)
 tap(r.returncode == 64 and b"no account 'nosuch'" in r.stderr, "config: an unknown account is a "
     "usage error naming it", show(r))
+reset_mailbox("f17")
+m17 = [make_message("f17", size=10), make_message("f17", size=2000)]
+put("f17", m17)
+with open(cfg, "a") as f:
+    f.write("account f17 : f15\nuser f17\npassword pw-f17\ndelivery mbox %s/f17.mbox\n" % WORK)
+r = subprocess.run([MW, "pop3", "--account", "f17", "--config", cfg, "stat"], env=env,
+                   capture_output=True, timeout=60)
+tap(r.returncode == 0 and r.stdout.startswith(b"2 "),
+    "pop3 --account: host, port, TLS, CA, user and password from the account (inherited from "
+    "another account): stat says 2", show(r))
+r = subprocess.run([MW, "fetch", "--account", "f17", "--config", cfg, "--json"], env=env,
+                   capture_output=True, timeout=60)
+got = mboxrd_split(open(os.path.join(WORK, "f17.mbox"), "rb").read()) if os.path.exists(
+    os.path.join(WORK, "f17.mbox")) else []
+tap(r.returncode == 0 and same_multiset(got, m17) and on_server("f17") == [],
+    "fetch --account f17: mbox delivery from the account, byte-exact, deleted", show(r))
 os.chmod(cfg, 0o644)
 r = subprocess.run([MW, "fetch", "--config", cfg, "f16"], env=env, capture_output=True, timeout=60)
 tap(r.returncode != 0 and b"config" in r.stderr, "config: a password in a file others can read "
