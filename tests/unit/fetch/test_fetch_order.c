@@ -193,7 +193,8 @@ static void env_drop(env *e)
     assert_int_equal(system(cmd), 0);
 }
 
-static int run_fake(env *e, fake *f, int keep, mw_fetch_result *res, mw_error *err)
+static int run_fake_at(env *e, fake *f, int keep, int days, int64_t now, mw_fetch_result *res,
+                       mw_error *err)
 {
     memset(f, 0, sizeof *f);
     f->dir = e->dir;
@@ -213,8 +214,15 @@ static int run_fake(env *e, fake *f, int keep, mw_fetch_result *res, mw_error *e
     fo.store_target = e->md;
     fo.state_path = e->state;
     fo.keep = keep;
+    fo.delete_after_days = days;
+    fo.now = now;
     fo.batch = 3; /* several saves in one run */
     return mw_fetch_account(res, &fo, err);
+}
+
+static int run_fake(env *e, fake *f, int keep, mw_fetch_result *res, mw_error *err)
+{
+    return run_fake_at(e, f, keep, -1, 0, res, err);
 }
 
 static void test_order(void **unused)
@@ -259,6 +267,34 @@ static void test_second_run_deletes_only(void **unused)
     assert_int_equal(r.deleted, NMSG);
     assert_int_equal(f->dele_ok, NMSG);
     assert_int_equal(f->dele_bad, 0);
+    free(f);
+    env_drop(&e);
+}
+
+/* keep + delete after N days, counted from the first_seen time recorded
+ * in the state when the message was fetched. */
+static void test_delete_after_days(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    const int64_t t0 = 1700000000;
+    assert_int_equal(run_fake_at(&e, f, 1, 3, t0, &r, &err), 0);
+    assert_int_equal(r.fetched, NMSG);
+    assert_int_equal(r.deleted, 0);
+    /* two days later: not yet */
+    assert_int_equal(run_fake_at(&e, f, 1, 3, t0 + 2 * 86400, &r, &err), 0);
+    assert_int_equal(r.fetched, 0);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(r.skipped, NMSG);
+    /* three days later: all deleted, none fetched again */
+    assert_int_equal(run_fake_at(&e, f, 1, 3, t0 + 3 * 86400, &r, &err), 0);
+    assert_int_equal(r.fetched, 0);
+    assert_int_equal(r.deleted, NMSG);
+    assert_int_equal(f->dele_ok, NMSG);
     free(f);
     env_drop(&e);
 }
@@ -311,6 +347,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order),
         cmocka_unit_test(test_second_run_deletes_only),
+        cmocka_unit_test(test_delete_after_days),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_locked),
     };
