@@ -30,6 +30,8 @@ typedef struct smtp_cli {
     const char *client;
     int maxsecs;
     int queue;
+    const char *headers[MAX_LIST + 1]; /* --header "Name: value" (+1 for -F) */
+    size_t nheaders;
     mw_tls_opts tls;
     mw_net_opts net;
 } smtp_cli;
@@ -100,6 +102,16 @@ static int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
             }
             c->maxsecs = (int)n;
         }
+        return 1;
+    }
+    if (!strcmp(a, "--header") || !strncmp(a, "--header=", 9)) {
+        const char *hv = a[8] == '=' ? a + 9 : (*i + 1 < argc ? argv[++*i] : NULL);
+        if (!hv || c->nheaders >= MAX_LIST || !strchr(hv, ':')) {
+            fprintf(stderr, "mailwire %s: --header wants \"Name: value\" (at most %d)\n", c->prog,
+                    MAX_LIST);
+            return -1;
+        }
+        c->headers[c->nheaders++] = hv;
         return 1;
     }
     if (!strcmp(a, "--queue")) {
@@ -259,7 +271,8 @@ static void smtp_usage(FILE *f)
                "[--all-or-nothing] FILE...\n"
                "       mailwire smtp [OPTIONS] capa\n"
                "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
-               "  --maxsecs N  --queue\n");
+               "  --maxsecs N  --queue\n"
+               "              --header \"Name: value\" (added to each message; repeatable)\n");
     mw_cli_conn_usage(f);
 }
 
@@ -423,6 +436,8 @@ int mw_cmd_smtp(int argc, char **argv)
             m.recipients = nto ? to : NULL;
             m.nrecipients = nto;
             m.atleastone = !all_or_nothing;
+            m.headers = c.headers;
+            m.nheaders = c.nheaders;
             mw_smtp_result *r = NULL;
             int src = mw_smtp_send(s, &m, &r);
             print_result(&c, files[f], src, r, mw_smtp_error(s));
@@ -456,7 +471,8 @@ static void send_usage(FILE *f)
                "Recipients rejected go to stderr (exit 67); --all-or-nothing sends to none then.\n"
                "The message is read from stdin; without -i a line with a single '.' ends it.\n"
                "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
-               "  --maxsecs N  --queue\n");
+               "  --maxsecs N  --queue\n"
+               "              --header \"Name: value\" (added to each message; repeatable)\n");
     mw_cli_conn_usage(f);
 }
 
@@ -606,7 +622,8 @@ int mw_cli_sendmail(int argc, char **argv)
         rc = EX_USAGE_;
         goto out;
     }
-    const char *extra[1];
+    m.headers = c.headers;
+    m.nheaders = c.nheaders;
     if (fullname && from && !has_header(data, len, "From")) {
         size_t fl = strlen(fullname) + strlen(from) + 16;
         fromhdr = malloc(fl);
@@ -615,9 +632,8 @@ int mw_cli_sendmail(int argc, char **argv)
             goto out;
         }
         snprintf(fromhdr, fl, "From: %s <%s>", fullname, from);
-        extra[0] = fromhdr;
-        m.headers = extra;
-        m.nheaders = 1;
+        c.headers[c.nheaders++] = fromhdr;
+        m.nheaders = c.nheaders;
     }
     m.atleastone = !all_or_nothing;
     m.bcc_digest = bcc_digest;
