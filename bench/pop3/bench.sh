@@ -70,11 +70,16 @@ port_of() { case $1 in pop3s) echo "$MW_POP3S_PORT" ;; *) echo "$MW_POP3_PORT" ;
 
 # Each runner retrieves every message once; output goes to $work/out.
 run_mailwire() {
-  local tls=none; case $1 in stls) tls=starttls ;; pop3s) tls=implicit ;; esac
+  local t=(--tls none); case $1 in stls) t=(--tls starttls --cafile "$MW_CA_FILE") ;; pop3s) t=(--tls implicit --cafile "$MW_CA_FILE") ;; esac
   rm -rf "$outroot/out"; mkdir "$outroot/out"
-  MAILWIRE_PASSWORD=$pass "$mw" pop3 --host localhost --port "$(port_of "$1")" --tls $tls \
-    --cafile "$MW_CA_FILE" --allow-plaintext-password --auth user --user $user \
-    retr all -o "$outroot/out" >/dev/null
+  MAILWIRE_PASSWORD=$pass "$mw" pop3 --host localhost --port "$(port_of "$1")" "${t[@]}" \
+    --allow-plaintext-password --auth user --user $user retr all -o "$outroot/out" >/dev/null &&
+    check_count "$outroot/out"
+}
+# Every run must have delivered every message, or its time means nothing.
+check_count() {
+  local got; got=$(find "$1" -type f | grep -vc 'uidls$' || true)
+  [ "$got" = "$(ls "$md/cur" | wc -l)" ] || { echo "only $got messages in $1" >&2; return 1; }
 }
 run_rawref() { "$work/rawref" localhost "$(port_of "$1")" "$1" $user $pass "$MW_CA_FILE" >/dev/null; }
 run_mpop() {
@@ -83,14 +88,14 @@ run_mpop() {
   mpop --host=localhost --port="$(port_of "$1")" "${t[@]}" --tls-trust-file="$MW_CA_FILE" \
     --auth=user --user=$user --passwordeval="echo $pass" --keep=on --only-new=off \
     --received-header=off --pipelining=on --uidls-file="$outroot/mp.uidls" \
-    --delivery=maildir,"$outroot/mp" -q >/dev/null
+    --delivery=maildir,"$outroot/mp" -q >/dev/null && check_count "$outroot/mp"
 }
 run_curl() {
   local scheme=pop3 extra=(); case $1 in stls) extra=(--ssl-reqd) ;; pop3s) scheme=pop3s ;; esac
   local n; n=$(ls "$md/cur" | wc -l)
   rm -rf "$outroot/cu"; mkdir "$outroot/cu"
   { for i in $(seq 1 "$n"); do echo "url = \"$scheme://localhost:$(port_of "$1")/$i\""; echo "output = \"$outroot/cu/$i\""; done; } > "$outroot/curl.cfg"
-  curl -s -u $user:$pass --cacert "$MW_CA_FILE" "${extra[@]}" -K "$outroot/curl.cfg"
+  curl -s -u $user:$pass --cacert "$MW_CA_FILE" "${extra[@]}" -K "$outroot/curl.cfg" && check_count "$outroot/cu"
 }
 run_poplib() {
   python3 - "$1" "$(port_of "$1")" "$MW_CA_FILE" $user $pass "$outroot/py" <<'EOF'
@@ -107,25 +112,27 @@ for i in range(1, n + 1):
         f.write(b"\r\n".join(p.retr(i)[1]) + b"\r\n")
 p.quit()
 EOF
+  check_count "$outroot/py"
 }
 
 # median wall and CPU seconds of RUNS runs of "$@"
 measure() {
-  local walls=() cpus=()
+  local walls=() cpus=() failed=0
   for _ in $(seq "$RUNS"); do
     local t0 t1 c
     t0=$(date +%s.%N)
-    /usr/bin/time -o "$work/time" -f '%U %S' "$@" >/dev/null 2>&1 || true
+    /usr/bin/time -o "$work/time" -f '%U %S' "$@" >/dev/null 2>"$work/err" || failed=1
     c=$(tail -1 "$work/time")
     t1=$(date +%s.%N)
     walls+=("$(echo "$t1 - $t0" | bc -l)")
     cpus+=("$(echo "$c" | awk '{print $1 + $2}')")
   done
+  [ $failed = 0 ] || { echo "FAILED: $(tail -2 "$work/err" | tr '\n' ' ')" >&2; return 1; }
   printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f ", a[int((NR+1)/2)]}'
   printf '%s\n' "${cpus[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f\n", a[int((NR+1)/2)]}'
 }
 
-export -f run_mailwire run_rawref run_mpop run_curl run_poplib port_of
+export -f check_count run_mailwire run_rawref run_mpop run_curl run_poplib port_of
 export work outroot mw md user pass MW_CA_FILE MW_POP3_PORT MW_POP3S_PORT
 echo "POP3 bench: medians of $RUNS runs; ratio = tool / rawref (wall), cpu = client user+sys"
 for set in $SETS; do
@@ -133,11 +140,11 @@ for set in $SETS; do
   fill "$count" "$size"
   for mode in $MODES; do
     run_rawref "$mode" # warm-up: Dovecot builds its index on the first session
-    base=$(measure bash -c "run_rawref $mode")
+    base=$(measure bash -c "run_rawref $mode") || { echo "$set $mode rawref FAILED"; continue; }
     bw=${base% *} bc_=${base#* }
     printf '%-14s %-6s %-8s wall %7.3fs cpu %7.3fs\n' "$set" "$mode" rawref "$bw" "$bc_"
     for tool in $TOOLS; do
-      r=$(measure bash -c "run_$tool $mode") || r="0 0"
+      r=$(measure bash -c "run_$tool $mode") || { printf '%-14s %-6s %-8s FAILED\n' "$set" "$mode" "$tool"; continue; }
       w=${r% *} c=${r#* }
       printf '%-14s %-6s %-8s wall %7.3fs cpu %7.3fs  ratio %5.2fx  cpu ratio %5.2fx\n' \
         "$set" "$mode" "$tool" "$w" "$c" "$(echo "$w / $bw" | bc -l)" "$(echo "$c / ($bc_ + 0.0001)" | bc -l)"
