@@ -614,7 +614,8 @@ int mw_cli_sendmail(int argc, char **argv)
     m.len = len;
     m.originator = from;
     /* -t: the recipients come from To/Cc/Bcc (the library removes Bcc);
-     * recipients given as arguments as well are sent to too. */
+     * recipient arguments with -t are refused below rather than guessed
+     * at (sendmail adds them, some others subtract them). */
     m.recipients = extract ? NULL : rcpt;
     m.nrecipients = extract ? 0 : nrcpt;
     if (extract && nrcpt) {
