@@ -17,6 +17,8 @@ servers, not at mailwire):
 Without MW_POP3_PORT in the environment the servers are not running: one
 skipped case, never a silent pass.
 """
+import base64
+import hmac
 import os
 import poplib
 import smtplib
@@ -198,6 +200,42 @@ def main():
             p.close()
     t.run("POP3 wrong password refused with -ERR", pop3_bad_pass)
 
+    def pop3_apop():
+        # APOP works only with {PLAIN} password storage (RFC 1939 section 7).
+        p = poplib.POP3(HOST, pop3_port, timeout=TIMEOUT)
+        try:
+            r = p.apop("p2", "pw-p2")
+        finally:
+            p.quit()
+        return (r.startswith(b"+OK"), repr(r))
+    t.run("POP3 APOP as p2", pop3_apop)
+
+    def pop3_auth_cram():
+        # RFC 5034 AUTH with a challenge: CRAM-MD5 (RFC 2195), by hand.
+        p = poplib.POP3(HOST, pop3_port, timeout=TIMEOUT)
+        try:
+            r = p._shortcmd("AUTH CRAM-MD5")
+            if not r.startswith(b"+ "):
+                return (False, "AUTH CRAM-MD5 answered %r" % r)
+            chal = base64.b64decode(r[2:])
+            digest = hmac.new(b"pw-p3", chal, "md5").hexdigest()
+            r = p._shortcmd(base64.b64encode(("p3 " + digest).encode()).decode())
+        finally:
+            p.quit()
+        return (r.startswith(b"+OK"), repr(r))
+    t.run("POP3 AUTH CRAM-MD5 as p3", pop3_auth_cram)
+
+    def smtp_cram():
+        s = smtplib.SMTP(HOST, smtp_port, timeout=TIMEOUT)
+        try:
+            s.starttls(context=ctx())
+            s.ehlo("smoke.test")
+            s.user, s.password = "s3", "pw-s3"  # what auth_cram_md5 uses
+            code, text = s.auth("CRAM-MD5", s.auth_cram_md5)
+        finally:
+            s.quit()
+        return (code == 235, "%d %r" % (code, text))
+
     def smtp_before_after_tls():
         s = smtplib.SMTP(HOST, smtp_port, timeout=TIMEOUT)
         try:
@@ -223,6 +261,8 @@ def main():
         return (not problems, "%s; before %r; after %r" % (problems, before, after))
     t.run("submission: STARTTLS offered, AUTH only after TLS, extensions",
           smtp_before_after_tls)
+
+    t.run("submission: AUTH CRAM-MD5 as s3 (through Dovecot)", smtp_cram)
 
     def smtps():
         s = smtplib.SMTP_SSL(HOST, smtps_port, timeout=TIMEOUT, context=ctx())
