@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -58,34 +59,54 @@ typedef struct job {
     mw_error err;
     double seconds;
     /* progress display */
-    int64_t start_ms, last_ms;
+    int64_t start_ms;
+    mw_fetch_progress prog; /* the latest, under runner.mu */
+    int active;
 } job;
 
 typedef struct runner {
     job *jobs;
     size_t n, next;
     int tty;
+    int64_t last_print_ms;
     pthread_mutex_t mu;
 } runner;
 
 static runner *g_run; /* only for the progress callback's lock and tty flag */
 
+/* One status line on stderr for all accounts being fetched: messages and
+ * bytes done of the total, and the rate, redrawn at most 5 times a second. */
 static void on_progress(const mw_fetch_progress *p, void *ud)
 {
     job *j = ud;
     int64_t now = mw_now_ms();
-    if (p->phase != 4 && now - j->last_ms < 200) return;
-    j->last_ms = now;
-    double secs = (double)(now - j->start_ms) / 1000.0;
-    double rate = secs > 0 ? (double)p->bytes_done / secs / 1e6 : 0;
     pthread_mutex_lock(&g_run->mu);
-    if (p->phase == 4)
-        fprintf(stderr, "\r\033[K");
-    else
-        fprintf(stderr, "\r\033[K%s: %llu/%llu messages, %.1f/%.1f MB, %.1f MB/s", j->name,
-                (unsigned long long)p->msgs_done, (unsigned long long)p->msgs_total,
-                (double)p->bytes_done / 1e6, (double)p->bytes_total / 1e6, rate);
-    fflush(stderr);
+    j->prog = *p;
+    j->active = p->phase != 4;
+    if (p->phase == 4 || now - g_run->last_print_ms >= 200) {
+        g_run->last_print_ms = now;
+        struct winsize ws;
+        size_t width = ioctl(2, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10 ? ws.ws_col - 1 : 79;
+        char line[1024];
+        size_t len = 0;
+        for (size_t k = 0; k < g_run->n && len < sizeof line; k++) {
+            const job *o = &g_run->jobs[k];
+            if (!o->active) continue;
+            double secs = (double)(now - o->start_ms) / 1000.0;
+            double rate = secs > 0 ? (double)o->prog.bytes_done / secs / 1e6 : 0;
+            int w = snprintf(
+                line + len, sizeof line - len, "%s%s: %llu/%llu msgs %.1f/%.1f MB %.1f MB/s",
+                len ? " | " : "", o->name, (unsigned long long)o->prog.msgs_done,
+                (unsigned long long)o->prog.msgs_total, (double)o->prog.bytes_done / 1e6,
+                (double)o->prog.bytes_total / 1e6, rate);
+            if (w < 0) break;
+            len += (size_t)w;
+        }
+        if (len > width) len = width;
+        if (len > sizeof line - 1) len = sizeof line - 1;
+        fprintf(stderr, "\r\033[K%.*s", (int)len, line);
+        fflush(stderr);
+    }
     pthread_mutex_unlock(&g_run->mu);
 }
 
@@ -95,10 +116,10 @@ static void *worker(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->mu);
         size_t i = r->next < r->n ? r->next++ : r->n;
+        if (i < r->n) r->jobs[i].start_ms = mw_now_ms(); /* read by on_progress */
         pthread_mutex_unlock(&r->mu);
         if (i >= r->n) return NULL;
         job *j = &r->jobs[i];
-        j->start_ms = mw_now_ms();
         if (r->tty) {
             j->fo.progress = on_progress;
             j->fo.progress_userdata = j;
