@@ -14,6 +14,7 @@ Crash safety: a fetch-and-delete killed with SIGKILL at random moments
 the server must be on the server or in the destination Maildir's new/,
 byte-exact; a file in new/ must equal one of the messages (never partial).
 After a final complete run, everything is in new/ and the server is empty.
+Users: f1-f9, f15-f18 here; f10-f14 belong to test_fetch_faults.c (both may run at once).
 Duplicates (a message stored twice because a kill came after the store
 commit and before the state save) are counted and reported, not failures.
 """
@@ -213,6 +214,26 @@ tap(r.returncode == 0 and j.get("fetched") == 3 and same_multiset(got, first + l
 r = fetch(user, "--maildir", dest)
 tap(r.returncode == 0 and r.stdout.decode().startswith("f1@localhost: 0 fetched"),
     "summary line on stdout when not --json: " + r.stdout.decode().strip(), show(r))
+
+# ---- POP3S, trace masked -----------------------------------------------------------
+user = "f18"
+reset_mailbox(user)
+dest = os.path.join(WORK, "md-f18")
+msgs = [make_message("f18", size=s) for s in (0, 4000)]
+put(user, msgs)
+trace = os.path.join(WORK, "f18.trace")
+env = dict(ENV)
+env["MAILWIRE_PASSWORD"] = "pw-" + user
+r = subprocess.run([MW, "fetch", "--host", "localhost", "--port", ENV["MW_POP3S_PORT"], "--tls",
+                    "implicit", "--cafile", CA, "--user", user, "--auth", "user", "--state",
+                    os.path.join(WORK, user + ".state"), "--maildir", dest, "--trace", trace],
+                   env=env, capture_output=True, timeout=120)
+tr = open(trace, "rb").read() if os.path.exists(trace) else b""
+tap(r.returncode == 0 and same_multiset(maildir_files(dest), msgs) and on_server(user) == [] and
+    b"C: PASS" in tr and b"pw-f18" not in tr and b"C: DELE 2" in tr and
+    tr.rfind(b"C: QUIT") > tr.rfind(b"C: DELE"),
+    "POP3S (implicit TLS): fetched and deleted; the trace masks PASS and shows DELE before QUIT",
+    show(r), tr.decode(errors="replace")[-600:])
 
 # ---- keep mode ----------------------------------------------------------------
 user = "f2"
