@@ -25,7 +25,10 @@ extern "C" {
 
 typedef enum mw_store_kind {
     MW_STORE_MAILDIR = 1, /* target: a Maildir directory (tmp/ new/ cur/ created 0700) */
-    MW_STORE_MBOX = 2,    /* target: an mbox file (mboxrd, created 0600) */
+    MW_STORE_MBOX = 2,    /* target: an mbox file (mboxrd, created 0600); locks: fcntl and
+                             TARGET.lock (holding the pid); TARGET.mwpending exists while a
+                             message is written, so the next delivery can cut off a half
+                             message left by a crash */
     MW_STORE_MDA = 3,     /* target: a command run with /bin/sh -c, message on stdin */
 } mw_store_kind;
 

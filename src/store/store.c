@@ -48,6 +48,8 @@ struct mw_store {
     char unique[256];         /* Maildir unique name */
     int dotlocked, fcntl_locked;
     off_t mbox_old_size;
+    char pending_path[PATH_MAX_]; /* mbox: "<mbox>.mwpending" while a message is written */
+    int pending_written;
     pid_t mda_pid;
     int mda_epipe;         /* the MDA closed its input early */
     int64_t deadline;      /* MDA */
@@ -525,6 +527,8 @@ static void sleep_ms(int ms)
 
 static int mbox_unlock(mw_store *s)
 {
+    if (s->pending_written) unlink(s->pending_path);
+    s->pending_written = 0;
     if (s->fcntl_locked && s->fd >= 0) {
         struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
         fcntl(s->fd, F_SETLK, &fl);
@@ -576,6 +580,84 @@ static int dotlock_try(mw_store *s)
     return e;
 }
 
+/* A delivery killed mid-write (SIGKILL, power cut) cannot truncate the
+ * mbox itself.  So while a message is written, "<mbox>.mwpending" holds the
+ * mbox's size before it; the next delivery (under the same locks) finds it
+ * and cuts the half message off -- but only when nothing but that one
+ * message follows, i.e. a single "From " line starts in the tail (our own
+ * body lines are quoted), so mail appended later by others is never cut. */
+static int mbox_recover(mw_store *s)
+{
+    char eb[128];
+    snprintf(s->pending_path, sizeof s->pending_path, "%s.mwpending", s->target);
+    int pfd = open(s->pending_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (pfd < 0) return errno == ENOENT ? 0 : sys_fail(s, "open", s->pending_path, errno);
+    char buf[65536];
+    ssize_t n = read(pfd, buf, 31);
+    close(pfd);
+    buf[n > 0 ? n : 0] = '\0';
+    char *end;
+    long long old = strtoll(buf, &end, 10);
+    struct stat st;
+    if (fstat(s->fd, &st) != 0) return sys_fail(s, "stat", s->target, errno);
+    if (n > 0 && *end == '\n' && old >= 0 && old < st.st_size) {
+        /* count "From " at line starts in [old, size) */
+        int froms = 0, bol = 1;
+        size_t match = 0;
+        if (old > 0) {
+            char c;
+            bol = pread(s->fd, &c, 1, old - 1) == 1 && c == '\n';
+        }
+        for (off_t pos = old; pos < st.st_size && froms < 2;) {
+            ssize_t r = pread(s->fd, buf, sizeof buf, pos);
+            if (r <= 0) return sys_fail(s, "read", s->target, r < 0 ? errno : EIO);
+            for (ssize_t i = 0; i < r; i++) {
+                if (bol || match) {
+                    if (buf[i] == "From "[match]) {
+                        if (++match == 5) {
+                            froms++;
+                            match = 0;
+                        }
+                        bol = 0;
+                        continue;
+                    }
+                    match = 0;
+                }
+                bol = buf[i] == '\n';
+            }
+            pos += r;
+        }
+        if (froms <= 1) {
+            if (fault(s, MW_STORE_OP_TRUNCATE, s->target) || ftruncate(s->fd, (off_t)old) != 0 ||
+                fsync(s->fd) != 0)
+                return mw_err_set(&s->err, MW_EIO,
+                                  "cannot cut a half-written message off %s (from a crashed "
+                                  "delivery): %s",
+                                  s->target, mw_store_errtext(errno, eb, sizeof eb));
+        }
+    }
+    unlink(s->pending_path);
+    return 0;
+}
+
+static int mbox_mark_pending(mw_store *s)
+{
+    char line[32];
+    int n = snprintf(line, sizeof line, "%lld\n", (long long)s->mbox_old_size);
+    if (fault(s, MW_STORE_OP_OPEN, s->pending_path))
+        return sys_fail(s, "create", s->pending_path, errno);
+    int fd = open(s->pending_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return sys_fail(s, "create", s->pending_path, errno);
+    int e = write(fd, line, (size_t)n) == n ? 0 : (errno ? errno : EIO);
+    close(fd);
+    if (e) {
+        unlink(s->pending_path);
+        return sys_fail(s, "write", s->pending_path, e);
+    }
+    s->pending_written = 1;
+    return 0;
+}
+
 static int mbox_begin(mw_store *s, const char *from)
 {
     int64_t deadline = mw_now_ms() + s->lock_timeout_ms;
@@ -623,12 +705,14 @@ static int mbox_begin(mw_store *s, const char *from)
         sleep_ms(50);
     }
     s->fcntl_locked = 1;
+    if ((rc = mbox_recover(s)) != 0) goto fail;
     struct stat st;
     if (fstat(s->fd, &st) != 0) {
         rc = sys_fail(s, "stat", s->target, errno);
         goto fail;
     }
     s->mbox_old_size = st.st_size;
+    if ((rc = mbox_mark_pending(s)) != 0) goto fail;
     /* A previous message must end with a newline before the next "From ". */
     if (st.st_size > 0) {
         char last;
@@ -674,6 +758,7 @@ static int mbox_rollback(mw_store *s)
             snprintf(s->err.message + len, sizeof s->err.message - len,
                      "; and cannot truncate %s back to %lld bytes: %s", s->target,
                      (long long)s->mbox_old_size, mw_store_errtext(errno, eb, sizeof eb));
+            s->pending_written = 0; /* keep the marker: the next delivery cuts it off */
         }
     }
     mbox_unlock(s);

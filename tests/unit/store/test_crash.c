@@ -217,6 +217,12 @@ static int check(void *ud, int complete, char *why, size_t size)
     } else {
         int junk = count_mbox(sc, counts);
         if (junk > sc->junk_max) sc->junk_max = junk;
+        /* a half message left by a kill is cut off by the next delivery */
+        if (complete && junk) {
+            snprintf(why, size, "after a complete run the mbox still holds %d partial message(s)",
+                     junk);
+            return -1;
+        }
     }
     int dups = 0;
     for (int i = 0; i < NMSG; i++) {

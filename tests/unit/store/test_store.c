@@ -436,6 +436,70 @@ static void mbox_lock_contention(void **state)
     mw_store_free(s);
 }
 
+/* A child dies in the middle of writing a message (as after SIGKILL: no
+ * clean-up runs); returns the mbox size the child left. */
+static void die_mid_mbox_write(const char *mb)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        mw_store *s;
+        if (mw_store_open(&s, MW_STORE_MBOX, mb, NULL, NULL) != 0 || mw_store_begin(s, NULL) != 0)
+            _exit(1);
+        size_t n = 200000;
+        char *m = malloc(n);
+        memset(m, 'h', n);
+        if (mw_store_write(s, "Subject: half\n\nFrom inside\n", 27) != 0 ||
+            mw_store_write(s, m, n) != 0)
+            _exit(2);
+        _exit(0); /* no commit, no abort: a crash */
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+static void mbox_crash_leftover_cut(void **state)
+{
+    (void)state;
+    const char *mb = path_in("mbox-crash");
+    unlink(mb);
+    mw_store *s;
+    assert_int_equal(mw_store_open(&s, MW_STORE_MBOX, mb, NULL, NULL), 0);
+    assert_int_equal(mw_store_deliver(s, "A: 1\n\none\n", 10, NULL), 0);
+    size_t before_n;
+    char *before = st_read(mb, &before_n);
+    die_mid_mbox_write(mb);
+    struct stat sb;
+    stat(mb, &sb);
+    assert_true((size_t)sb.st_size > before_n + 60000); /* the half message is there */
+    assert_int_equal(access(path_in("mbox-crash.mwpending"), F_OK), 0);
+    /* the next delivery cuts it off, then appends */
+    assert_int_equal(mw_store_deliver(s, "A: 2\n\ntwo\n", 10, NULL), 0);
+    size_t n;
+    char *data = st_read(mb, &n);
+    assert_memory_equal(data, before, before_n);
+    assert_null(strstr(data, "Subject: half"));
+    assert_non_null(strstr(data + before_n, "\nA: 2\n\ntwo\n\n"));
+    assert_int_equal(access(path_in("mbox-crash.mwpending"), F_OK), -1);
+    free(data);
+
+    /* when another program appended mail after the half message, nothing
+     * is cut: that mail must survive */
+    die_mid_mbox_write(mb);
+    FILE *f = fopen(mb, "ab");
+    fputs("\nFrom other@example Mon Jan  1 00:00:00 2024\nA: other\n\nbody\n\n", f);
+    fclose(f);
+    assert_int_equal(mw_store_deliver(s, "A: 3\n\nthree\n", 12, NULL), 0);
+    data = st_read(mb, &n);
+    assert_non_null(strstr(data, "A: other\n\nbody\n"));
+    assert_non_null(strstr(data, "A: 3\n\nthree\n"));
+    assert_non_null(strstr(data, "Subject: half"));
+    assert_int_equal(access(path_in("mbox-crash.mwpending"), F_OK), -1);
+    free(data);
+    free(before);
+    mw_store_free(s);
+}
+
 /* ---- MDA --------------------------------------------------------------- */
 
 static void mda_byte_exact(void **state)
@@ -555,6 +619,7 @@ int main(void)
         cmocka_unit_test(mbox_crlf_and_existing_file),
         cmocka_unit_test(mbox_fault_truncates),
         cmocka_unit_test(mbox_lock_contention),
+        cmocka_unit_test(mbox_crash_leftover_cut),
         cmocka_unit_test(mda_byte_exact),
         cmocka_unit_test(mda_failures),
         cmocka_unit_test(bad_arguments),
