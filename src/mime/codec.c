@@ -92,13 +92,18 @@ static size_t qp_byte(mw_qpdec *d, unsigned char c, unsigned char *out);
 /* A '=' that does not start a valid escape is kept literally. */
 static size_t qp_malformed(mw_qpdec *d, unsigned char c, unsigned char *out)
 {
-    char saved[3];
+    char saved[3], ws[sizeof d->ws];
     int ns = d->neq;
+    size_t nws = d->nws;
     memcpy(saved, d->eq, sizeof saved);
+    memcpy(ws, d->ws, nws);
     d->neq = 0;
+    d->nws = 0;
     d->malformed++;
     size_t o = 0;
     out[o++] = '=';
+    for (size_t k = 0; k < nws; k++)
+        o += qp_byte(d, (unsigned char)ws[k], out + o);
     for (int k = 1; k < ns; k++)
         o += qp_byte(d, (unsigned char)saved[k], out + o);
     o += qp_byte(d, c, out + o);
@@ -111,9 +116,15 @@ static size_t qp_byte(mw_qpdec *d, unsigned char c, unsigned char *out)
     if (d->neq == 1) {
         if (c == '\n') {
             d->neq = 0; /* soft line break */
+            d->nws = 0;
             return 0;
         }
-        if (c == '\r' || hexval(c) >= 0) {
+        if ((c == ' ' || c == '\t') && d->nws < sizeof d->ws) {
+            /* Rule 3: transport padding after a soft break's '=' */
+            d->ws[d->nws++] = (char)c;
+            return 0;
+        }
+        if (c == '\r' || (hexval(c) >= 0 && d->nws == 0)) {
             d->eq[1] = (char)c;
             d->neq = 2;
             return 0;
@@ -124,6 +135,7 @@ static size_t qp_byte(mw_qpdec *d, unsigned char c, unsigned char *out)
         if (d->eq[1] == '\r') {
             if (c == '\n') {
                 d->neq = 0;
+                d->nws = 0;
                 return 0;
             }
             return qp_malformed(d, c, out);

@@ -21,7 +21,9 @@ def text(lines):
 
 def qp(s):
     import quopri
-    return quopri.encodestring(s.encode('utf-8')).decode().replace('\n', '\r\n')
+    # encode with LF line ends, then make them CRLF (quopri leaves CR alone)
+    lf = s.replace('\r\n', '\n').encode('utf-8')
+    return quopri.encodestring(lf).decode().replace('\n', '\r\n')
 
 
 def b64(nbytes):

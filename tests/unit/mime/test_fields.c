@@ -295,6 +295,12 @@ static void test_qp_helpers(void **state)
     assert_int_equal(mw_mime_qp_decode(&d, &dn, "a=\r\nb=3Dc  \r\nd=\ne=4", 20), 0);
     assert_string_equal(d, "ab=c\r\nde=4");
     free(d);
+    /* RFC 2045 §6.7 rule 3: padding after a soft break's '=' is dropped;
+     * '=' followed by anything else stays as it is. */
+    const char *pad = "a= \t\r\nb=  \nc= x=\t=4g";
+    assert_int_equal(mw_mime_qp_decode(&d, &dn, pad, strlen(pad)), 0);
+    assert_string_equal(d, "abc= x=\t=4g");
+    free(d);
 }
 
 static const struct CMUnitTest tests[] = {
