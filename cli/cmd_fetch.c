@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,17 @@ typedef struct runner {
 } runner;
 
 static runner *g_run; /* only for the progress callback's lock and tty flag */
+
+/* SIGINT/SIGTERM: stop cleanly (the message in flight is dropped, what was
+ * stored is recorded in the state, nothing more is deleted); a second
+ * signal kills at once (SA_RESETHAND), which is safe too. */
+static mw_cancel *g_cancel;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (g_cancel) mw_cancel_request(g_cancel);
+}
 
 /* One status line on stderr for all accounts being fetched: messages and
  * bytes done of the total, and the rate, redrawn at most 5 times a second. */
@@ -515,8 +527,21 @@ int mw_cmd_fetch(int argc, char **argv)
             if (!only_new) js[k].fo.only_new = 0;
         }
     }
+    if (mw_cancel_new(&g_cancel)) {
+        ex = EX_SOFTWARE_;
+        goto done;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     for (size_t k = 0; k < nj; k++) {
         job *j = &js[k];
+        j->po.cancel = g_cancel;
+        j->net.cancel = g_cancel;
         j->so = (mw_store_options)MW_STORE_OPTIONS_INIT;
         j->so.keep_crlf = keep_crlf;
         j->fo.host = j->host;
@@ -573,6 +598,12 @@ int mw_cmd_fetch(int argc, char **argv)
     if (conn.json) fputs("]\n", stdout);
     if (fflush(stdout) && !ex) ex = EX_IOERR_;
 done:
+    if (g_cancel) {
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        mw_cancel_free(g_cancel);
+        g_cancel = NULL;
+    }
     for (size_t k = 0; k < nj; k++)
         if (js[k].password) {
             explicit_bzero(js[k].password, strlen(js[k].password));

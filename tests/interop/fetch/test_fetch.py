@@ -432,6 +432,32 @@ r = subprocess.run([MW, "fetch", "--config", cfg, "f16"], env=env, capture_outpu
 tap(r.returncode != 0 and b"config" in r.stderr, "config: a password in a file others can read "
     "is refused", show(r))
 
+# ---- SIGTERM: a clean stop records what was stored ----------------------------------
+user = "f19"
+reset_mailbox(user)
+dest = os.path.join(WORK, "md-f19")
+msgs = [make_message("f19", size=3000) for _ in range(300)]
+put(user, msgs)
+p = fetch(user, "--maildir", dest, "--quiet", popen=True)
+t0 = time.monotonic()
+while len(os.listdir(dest + "/new") if os.path.isdir(dest + "/new") else []) < 20 and \
+        time.monotonic() - t0 < 60 and p.poll() is None:
+    time.sleep(0.005)
+p.send_signal(signal.SIGTERM)
+p.wait()
+err = p.stderr.read().decode(errors="replace")
+p.stderr.close()
+first = len(maildir_files(dest))
+state_lines = open(os.path.join(WORK, user + ".state")).read().count("\n") - 1 \
+    if os.path.exists(os.path.join(WORK, user + ".state")) else -1
+r, j = fetch_json(user, "--maildir", dest, timeout=300)
+got = maildir_files(dest)
+tap(p.returncode == 75 and 0 < first < 300 and state_lines == first and
+    r.returncode == 0 and j.get("fetched") == 300 - first and same_multiset(got, msgs),
+    "SIGTERM mid-fetch: exit 75, the %d messages stored are all in the saved state; the next run "
+    "fetches the other %d, no duplicate" % (first, 300 - first),
+    "first run exit %s: %s" % (p.returncode, err), "state lines %d" % state_lines, show(r))
+
 # ---- crash safety -----------------------------------------------------------------
 user = "f8"
 reset_mailbox(user)
