@@ -26,7 +26,8 @@ static void usage(FILE *f)
         "       mailwire fetch --host HOST --user NAME [--maildir DIR | --mbox FILE | --mda CMD]\n"
         "fetch options:\n"
         "  --config FILE         accounts file (default $XDG_CONFIG_HOME/mailwire/config)\n"
-        "  --all                 every account in the file\n"
+        "  --all                 every account in the file (no ACCOUNT: the one called\n"
+        "                        \"default\", else the first)\n"
         "  --jobs N              fetch N accounts at once (default 1)\n"
         "  --quiet               no summary lines (errors still go to stderr)\n"
         "  --json                one JSON array with a record per account on stdout\n"
@@ -509,8 +510,11 @@ int mw_cmd_fetch(int argc, char **argv)
         }
         for (size_t k = 0; k < want; k++) {
             const mw_account *a;
-            if (all || !nnames)
-                a = mw_config_account_at(cfg, k); /* no name: the first account */
+            if (all)
+                a = mw_config_account_at(cfg, k);
+            else if (!nnames) /* as mpop: the account called "default", else the first */
+                a = mw_config_find(cfg, "default") ? mw_config_find(cfg, "default")
+                                                   : mw_config_account_at(cfg, 0);
             else if (!(a = mw_config_find(cfg, names[k]))) {
                 fprintf(stderr, "mailwire fetch: no account '%s' in %s\n", names[k], config);
                 ex = EX_USAGE_;
