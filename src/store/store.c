@@ -5,6 +5,7 @@
 #include "store/store_int.h"
 #include "util/err.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -148,6 +149,27 @@ static char *safe_hostname(const char *h)
     return out;
 }
 
+/* Maildir spec: files in tmp/ not accessed for 36 hours are left over from
+ * deliveries that crashed and may be deleted.  Best effort: errors here do
+ * not stop a delivery. */
+#define MAILDIR_TMP_STALE_S (36 * 3600)
+static void maildir_clean_tmp(const char *tmpdir)
+{
+    DIR *d = opendir(tmpdir);
+    if (!d) return;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (now - st.st_atime > MAILDIR_TMP_STALE_S && now - st.st_mtime > MAILDIR_TMP_STALE_S)
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
 static int open_maildir(mw_store *s)
 {
     char p[PATH_MAX_];
@@ -157,6 +179,10 @@ static int open_maildir(mw_store *s)
         if ((size_t)snprintf(p, sizeof p, "%s/%s", s->target, sub[i]) >= sizeof p)
             return mw_err_set(&s->err, MW_EINVAL, "Maildir path too long: %s", s->target);
         rc = ensure_dir(s, p);
+    }
+    if (rc == 0) {
+        snprintf(p, sizeof p, "%s/tmp", s->target);
+        maildir_clean_tmp(p);
     }
     return rc;
 }

@@ -204,6 +204,24 @@ static void maildir_fault(mw_store_op op, int nth, int errnum, const char *want_
     mw_store_free(s);
 }
 
+static void maildir_stale_tmp_cleaned(void **state)
+{
+    (void)state;
+    mw_store *s;
+    assert_int_equal(mw_store_open(&s, MW_STORE_MAILDIR, path_in("M5"), NULL, NULL), 0);
+    mw_store_free(s);
+    /* left by crashed deliveries: one 37 hours old, one fresh */
+    st_write(path_in("M5/tmp/old.M1P1Q1.h"), "x", 1);
+    st_write(path_in("M5/tmp/fresh.M1P1Q1.h"), "y", 1);
+    time_t then = time(NULL) - 37 * 3600;
+    struct timespec ts[2] = {{then, 0}, {then, 0}};
+    assert_int_equal(utimensat(AT_FDCWD, path_in("M5/tmp/old.M1P1Q1.h"), ts, 0), 0);
+    assert_int_equal(mw_store_open(&s, MW_STORE_MAILDIR, path_in("M5"), NULL, NULL), 0);
+    assert_int_equal(access(path_in("M5/tmp/old.M1P1Q1.h"), F_OK), -1);
+    assert_int_equal(access(path_in("M5/tmp/fresh.M1P1Q1.h"), F_OK), 0);
+    mw_store_free(s);
+}
+
 static void maildir_faults(void **state)
 {
     (void)state;
@@ -614,6 +632,7 @@ int main(void)
         cmocka_unit_test(maildir_keep_crlf_exact),
         cmocka_unit_test(maildir_large_streamed),
         cmocka_unit_test(maildir_abort_and_states),
+        cmocka_unit_test(maildir_stale_tmp_cleaned),
         cmocka_unit_test(maildir_faults),
         cmocka_unit_test(mbox_roundtrip_every_split),
         cmocka_unit_test(mbox_crlf_and_existing_file),
