@@ -9,7 +9,7 @@ want=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libssl-dev libgsasl-dev libcmocka-dev openssl python3
       dovecot-core dovecot-pop3d postfix procps iproute2)
 if [ "${1:-build}" = bench ]; then
-  want+=(mpop msmtp fetchmail curl libgmime-3.0-dev valgrind hyperfine time)
+  want+=(mpop msmtp fetchmail curl libgmime-3.0-dev valgrind hyperfine time bc)
 fi
 
 missing=()
