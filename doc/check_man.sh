@@ -12,7 +12,7 @@ for page in "$@"; do
         echo "ok $n - $name renders without warnings # SKIP groff not installed"
         continue
     fi
-    msgs=$(groff -man -ww -z -K utf8 "$page" 2>&1)
+    msgs=$(groff -t -man -ww -z -K utf8 "$page" 2>&1)
     rc=$?
     if [ "$rc" -eq 0 ] && [ -z "$msgs" ]; then
         echo "ok $n - $name renders without warnings"
