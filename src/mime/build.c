@@ -613,6 +613,11 @@ static int root_fields(mw_mime_part *p, mw_error *err)
         rc = mw_mime_headers_set(p->hdr, "Message-ID", buf);
     }
     if (rc) return mw_err_set(err, rc, "%s", mw_mime_headers_error(p->hdr)->message);
+    /* The usual order: the caller's fields, then the MIME ones. */
+    static const char *const mime_fields[] = {"MIME-Version", "Content-Type", "Content-Disposition",
+                                              "Content-ID", "Content-Transfer-Encoding"};
+    for (size_t i = 0; i < sizeof mime_fields / sizeof mime_fields[0]; i++)
+        mw_mime_headers_move_last(p->hdr, mime_fields[i]);
     return 0;
 }
 

@@ -461,3 +461,17 @@ int mw_mime_headers_write(const mw_mime_headers *h, mw_mime_write_fn fn, void *u
     if (h->sep_len) return fn(h->sep, h->sep_len, userdata);
     return 0;
 }
+
+void mw_mime_headers_move_last(mw_mime_headers *h, const char *name)
+{
+    size_t nl = strlen(name), w = 0, k = 0;
+    struct field_rec moved[16];
+    for (size_t i = 0; i < h->n; i++) {
+        struct field_rec r = h->f[i];
+        if (k < 16 && r.name_len && !mw_ascii_casecmp_n(r.raw, r.name_len, name, nl))
+            moved[k++] = r;
+        else
+            h->f[w++] = r;
+    }
+    memcpy(h->f + w, moved, k * sizeof moved[0]);
+}

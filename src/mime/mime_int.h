@@ -22,6 +22,8 @@ int mw_ascii_casecmp_n(const char *a, size_t alen, const char *b, size_t blen);
 int mw_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_opts *in);
 /* Appends a field from its raw bytes (name, colon, value, line end). */
 int mw_mime_headers_add_raw(mw_mime_headers *h, const char *raw, size_t len);
+/* Moves the fields named name (at most 16) after all the others. */
+void mw_mime_headers_move_last(mw_mime_headers *h, const char *name);
 /* Sets the separator written after the fields. */
 void mw_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len);
 
