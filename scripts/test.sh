@@ -15,6 +15,14 @@ if [ ! -f "$build/build.ninja" ]; then
 fi
 ninja -C "$build" >"$build.ninja.log" 2>&1 || { tail -60 "$build.ninja.log"; exit 1; }
 echo "build: ok ($(grep -c '' "$build.ninja.log") steps logged in $build.ninja.log)"
+# The demo and the benches build -O3 without sanitizers, where gcc warns of
+# things the debug build does not see; -Werror there too.
+rel=${build}-release
+if [ ! -f "$rel/build.ninja" ]; then
+  meson setup "$rel" --buildtype=release -Dtests=false >"$rel.setup.log" 2>&1 || { cat "$rel.setup.log"; exit 1; }
+fi
+ninja -C "$rel" >"$rel.ninja.log" 2>&1 || { tail -40 "$rel.ninja.log"; exit 1; }
+echo "release build (-O3 -Werror, library and command): ok"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
