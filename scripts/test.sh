@@ -49,5 +49,9 @@ meson test -C "$build" --num-processes 2 --print-errorlogs ${MW_TEST_ARGS:-} >"$
 rc=$?
 set -e
 grep -E '^ *[0-9]+/[0-9]+ ' "$build.test.log" | sed 's/^ *//' || true
-[ $rc -ne 0 ] && grep -A40 -E 'FAIL|TIMEOUT' "$build.test.log" | head -150
+if [ $rc -ne 0 ]; then
+  # The first failures in detail (the whole log is in $build.test.log); a
+  # closed pipe must not end the script before the summary line.
+  { grep -A40 -E 'FAIL|TIMEOUT' "$build.test.log" | head -150; } || true
+fi
 python3 tests/summary.py "$build/meson-logs/testlog.json"
