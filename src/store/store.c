@@ -591,12 +591,18 @@ static int dotlock_stale(const char *path)
  * linked to the lock name, so a lock never exists without its pid (a crash
  * between create and write would leave an anonymous lock). Returns 0 or
  * an errno (EEXIST: someone holds it). */
+static int no_permission(int e)
+{
+    return e == EACCES || e == EPERM || e == EROFS;
+}
+
 static int dotlock_try(mw_store *s)
 {
     char tmp[PATH_MAX_ + 64], pid[32];
     snprintf(tmp, sizeof tmp, "%s.%ld.%lu", s->tmp_path, (long)getpid(),
              atomic_fetch_add(&delivery_counter, 1));
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (fault(s, MW_STORE_OP_OPEN, s->tmp_path)) return errno;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0) return errno;
     int e = write(fd, pid, (size_t)n) == n ? 0 : (errno ? errno : EIO);
@@ -670,10 +676,15 @@ static int mbox_mark_pending(mw_store *s)
 {
     char line[32];
     int n = snprintf(line, sizeof line, "%lld\n", (long long)s->mbox_old_size);
-    if (fault(s, MW_STORE_OP_OPEN, s->pending_path))
+    int fd = -1;
+    if (!fault(s, MW_STORE_OP_OPEN, s->pending_path))
+        fd = open(s->pending_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        /* Without write access to the directory there is no marker; a
+         * crash mid-write then leaves its half message (as with mpop). */
+        if (no_permission(errno)) return 0;
         return sys_fail(s, "create", s->pending_path, errno);
-    int fd = open(s->pending_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return sys_fail(s, "create", s->pending_path, errno);
+    }
     int e = write(fd, line, (size_t)n) == n ? 0 : (errno ? errno : EIO);
     close(fd);
     if (e) {
@@ -696,6 +707,9 @@ static int mbox_begin(mw_store *s, const char *from)
             s->dotlocked = 1;
             break;
         }
+        /* A spool directory we may not write to (/var/mail without the
+         * mail group): go on with the fcntl lock alone, as procmail does. */
+        if (no_permission(e)) break;
         if (e != EEXIST) return sys_fail(s, "create lock file", s->tmp_path, e);
         if (dotlock_stale(s->tmp_path)) {
             unlink(s->tmp_path);

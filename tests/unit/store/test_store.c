@@ -518,6 +518,41 @@ static void mbox_crash_leftover_cut(void **state)
     mw_store_free(s);
 }
 
+/* Refuses creating the dotlock and the marker, as a spool directory the
+ * user cannot write to would. */
+static int deny_lock_files(mw_store_op op, const char *path, void *ud)
+{
+    int *denied = ud;
+    size_t n = strlen(path);
+    if (op == MW_STORE_OP_OPEN && ((n > 5 && !strcmp(path + n - 5, ".lock")) ||
+                                   (n > 10 && !strcmp(path + n - 10, ".mwpending")))) {
+        (*denied)++;
+        return EACCES;
+    }
+    return 0;
+}
+
+static void mbox_unwritable_directory(void **state)
+{
+    (void)state;
+    const char *mb = path_in("mbox-spool");
+    mw_store_options o = MW_STORE_OPTIONS_INIT;
+    int denied = 0;
+    o.fault = deny_lock_files;
+    o.fault_userdata = &denied;
+    mw_store *s;
+    assert_int_equal(mw_store_open(&s, MW_STORE_MBOX, mb, &o, NULL), 0);
+    assert_int_equal(mw_store_deliver(s, "A: b\n\nc\n", 8, NULL), 0);
+    mw_store_free(s);
+    assert_int_equal(denied, 2); /* the dotlock and the marker were refused */
+    size_t n;
+    char *data = st_read(mb, &n);
+    assert_non_null(strstr(data, "\nA: b\n\nc\n\n"));
+    free(data);
+    assert_int_equal(access(path_in("mbox-spool.lock"), F_OK), -1);
+    assert_int_equal(access(path_in("mbox-spool.mwpending"), F_OK), -1);
+}
+
 /* ---- MDA --------------------------------------------------------------- */
 
 static void mda_byte_exact(void **state)
@@ -639,6 +674,7 @@ int main(void)
         cmocka_unit_test(mbox_fault_truncates),
         cmocka_unit_test(mbox_lock_contention),
         cmocka_unit_test(mbox_crash_leftover_cut),
+        cmocka_unit_test(mbox_unwritable_directory),
         cmocka_unit_test(mda_byte_exact),
         cmocka_unit_test(mda_failures),
         cmocka_unit_test(bad_arguments),
