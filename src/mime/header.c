@@ -375,7 +375,7 @@ static int render(mw_buf *b, const char *name, const char *value)
     size_t vl = strlen(value);
     for (size_t i = 0; i < vl && !rc; i++) {
         if (mw_is_wsp((unsigned char)value[i]) && col >= FOLD_AT && i > 0) {
-            /* fold only if the rest would not fit: find next WSP distance */
+            /* the white space starts the continuation line */
             rc = mw_buf_append(b, "\r\n", 2);
             col = 0;
         }

@@ -45,43 +45,42 @@ mw_mime_part *mw_part_new(mw_mime_part *parent, const mw_mime_header_opts *hopts
 
 void mw_mime_part_free(mw_mime_part *p)
 {
-    while (p) {
-        mw_mime_part *c = p->first;
-        while (c) {
-            mw_mime_part *n = c->next;
-            c->parent = NULL;
-            c->next = NULL;
-            mw_mime_part_free(c);
-            c = n;
-        }
-        if (p->parent) {
-            /* Detach from a parent (a part freed on its own). */
-            mw_mime_part **pp = &p->parent->first, *prev = NULL;
-            while (*pp && *pp != p) {
-                prev = *pp;
-                pp = &(*pp)->next;
-            }
-            if (*pp) {
-                *pp = p->next;
-                if (p->parent->last == p) p->parent->last = prev;
-                p->parent->nchild--;
-            }
-        }
-        mw_mime_headers_free(p->hdr);
-        mw_mime_ctype_free(p->ct);
-        mw_mime_ctype_free(p->cd);
-        free(p->type);
-        free(p->filename);
-        free(p->path);
-        mw_buf_free(&p->body);
-        mw_buf_free(&p->delim);
-        mw_buf_free(&p->close);
-        mw_buf_free(&p->epilogue);
-        free(p->file);
-        free(p->boundary);
-        free(p);
-        p = NULL;
+    if (!p) return;
+    /* Children first; the recursion is bounded by max_depth when parsed. */
+    mw_mime_part *c = p->first;
+    while (c) {
+        mw_mime_part *n = c->next;
+        c->parent = NULL;
+        c->next = NULL;
+        mw_mime_part_free(c);
+        c = n;
     }
+    if (p->parent) {
+        /* A part freed on its own leaves its parent's list. */
+        mw_mime_part **pp = &p->parent->first, *prev = NULL;
+        while (*pp && *pp != p) {
+            prev = *pp;
+            pp = &(*pp)->next;
+        }
+        if (*pp) {
+            *pp = p->next;
+            if (p->parent->last == p) p->parent->last = prev;
+            p->parent->nchild--;
+        }
+    }
+    mw_mime_headers_free(p->hdr);
+    mw_mime_ctype_free(p->ct);
+    mw_mime_ctype_free(p->cd);
+    free(p->type);
+    free(p->filename);
+    free(p->path);
+    mw_buf_free(&p->body);
+    mw_buf_free(&p->delim);
+    mw_buf_free(&p->close);
+    mw_buf_free(&p->epilogue);
+    free(p->file);
+    free(p->boundary);
+    free(p);
 }
 
 static const char *enc_names[] = {"",       "7bit",   "8bit", "binary", "quoted-printable",
