@@ -98,6 +98,7 @@ run_curl() {
   curl -s -u $user:$pass --cacert "$MW_CA_FILE" "${extra[@]}" -K "$outroot/curl.cfg" && check_count "$outroot/cu"
 }
 run_poplib() {
+  rm -rf "$outroot/py"
   python3 - "$1" "$(port_of "$1")" "$MW_CA_FILE" $user $pass "$outroot/py" <<'EOF'
 import poplib, ssl, sys, os
 mode, port, ca, user, pw, out = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
