@@ -30,6 +30,7 @@ static inline void st_rm_rf(const char *path)
 /* Reads a whole file; NULL when it cannot. */
 static inline char *st_read(const char *path, size_t *len)
 {
+    *len = 0;
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 4096, n = 0;
