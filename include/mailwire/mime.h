@@ -233,6 +233,8 @@ MW_EXTERN const char *mw_mime_encoding_name(int encoding);     /* "base64", ... 
 MW_EXTERN const char *mw_mime_part_disposition(const mw_mime_part *part); /* "attachment" */
 MW_EXTERN const char *mw_mime_part_filename(const mw_mime_part *part);    /* UTF-8, decoded */
 MW_EXTERN const char *mw_mime_part_content_id(const mw_mime_part *part);
+/* Parsed: the bytes its body decoded to (before any UTF-8 conversion).
+ * Built: the size of the body given (a file's size when it was set). */
 MW_EXTERN uint64_t mw_mime_part_decoded_size(const mw_mime_part *part);
 MW_EXTERN unsigned mw_mime_part_flags(const mw_mime_part *part);
 MW_EXTERN int mw_mime_part_is_multipart(const mw_mime_part *part);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define IO_CHUNK (64 * 1024)
@@ -215,6 +216,7 @@ int mw_mime_part_set_body(mw_mime_part *p, const void *data, size_t len, mw_erro
     p->file = NULL;
     p->src = MW_SRC_BYTES;
     if (mw_buf_append(&p->body, data, len)) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    p->decoded = len; /* Tcllib getproperty size: the body's size */
     return 0;
 }
 
@@ -226,13 +228,17 @@ int mw_mime_part_set_body_file(mw_mime_part *p, const char *path, mw_error *err)
         return mw_err_set(err, MW_EINVAL, "a %s part has sub-parts, not a body", p->type);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", path, strerror(errno));
+    struct stat st;
+    int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     close(fd);
+    if (!ok) return mw_err_set(err, MW_EIO, "%.200s: not a regular file", path);
     char *f = strdup(path);
     if (!f) return mw_err_set(err, MW_ENOMEM, "out of memory");
     free(p->file);
     p->file = f;
     mw_buf_free(&p->body);
     p->src = MW_SRC_FILE;
+    p->decoded = (uint64_t)st.st_size; /* as read now; the file is read again when written */
     return 0;
 }
 

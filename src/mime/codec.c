@@ -193,13 +193,42 @@ size_t mw_qpdec_run(mw_qpdec *d, const char *in, size_t len, unsigned char *out)
     size_t o = 0, i = 0;
     while (i < len) {
         if (d->neq == 0 && d->cr == 0 && d->nws == 0) {
-            /* Fast path: copy a run of ordinary characters. */
-            size_t j = i;
-            while (j < len && qp_plain((unsigned char)in[j]))
-                j++;
-            memcpy(out + o, in + i, j - i);
-            o += j - i;
-            i = j;
+            /* Fast path, byte for byte what qp_byte would do from this
+             * state, without its buffering: ordinary characters; white
+             * space followed by an ordinary character (data, RFC 2045 §6.7
+             * rule 3 only drops it at a line end); CRLF and a bare LF (no
+             * white space is pending); "=XX" with two hex digits (rule 1)
+             * and the soft break "=CRLF" (rule 5).  Anything else, or a
+             * sequence cut by the chunk end, goes to qp_byte.  Copied while
+             * scanning: in text the runs are words, too short for memcpy. */
+            while (i < len) {
+                unsigned char c = (unsigned char)in[i];
+                if (qp_plain(c)) {
+                    out[o++] = c;
+                    i++;
+                } else if ((c == ' ' || c == '\t') && i + 1 < len &&
+                           qp_plain((unsigned char)in[i + 1])) {
+                    out[o++] = c;
+                    out[o++] = (unsigned char)in[i + 1];
+                    i += 2;
+                } else if (c == '\n') {
+                    out[o++] = c;
+                    i++;
+                } else if (c == '\r' && i + 1 < len && in[i + 1] == '\n') {
+                    out[o++] = '\r';
+                    out[o++] = '\n';
+                    i += 2;
+                } else if (c == '=' && i + 2 < len && in[i + 1] == '\r' && in[i + 2] == '\n') {
+                    i += 3;
+                } else if (c == '=' && i + 2 < len && hexval((unsigned char)in[i + 1]) >= 0 &&
+                           hexval((unsigned char)in[i + 2]) >= 0) {
+                    out[o++] = (unsigned char)(hexval((unsigned char)in[i + 1]) << 4 |
+                                               hexval((unsigned char)in[i + 2]));
+                    i += 3;
+                } else {
+                    break;
+                }
+            }
             if (i == len) break;
         }
         o += qp_byte(d, (unsigned char)in[i++], out + o);

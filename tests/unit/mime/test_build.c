@@ -296,6 +296,9 @@ static void test_boundary_and_file(void **state)
     assert_int_equal(mw_mime_part_add(root, t, &err), 0);
     assert_int_equal(mw_mime_part_new(&f, "application/octet-stream", &err), 0);
     assert_int_equal(mw_mime_part_set_body_file(f, path, &err), 0);
+    assert_int_equal(mw_mime_part_decoded_size(f), sizeof big);
+    assert_int_equal(mw_mime_part_decoded_size(t), strlen(tricky));
+    assert_int_equal(mw_mime_part_set_body_file(t, "/", &err), MW_EIO);
     assert_int_equal(mw_mime_part_set_disposition(f, "attachment", "big.bin", &err), 0);
     assert_int_equal(mw_mime_part_add(root, f, &err), 0);
     char *out;
