@@ -1097,10 +1097,17 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
         ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " ENVID=%s", x);
     }
 
-    /* RFC 2920: with PIPELINING, RSET, MAIL, every RCPT and (when a
-     * rejected recipient cannot stop the message: atleastone) DATA go out
-     * in one write and the replies are read in order afterwards. */
-    int pipe_data = pipelining && !chunking && m->atleastone;
+    /* RFC 2920: with PIPELINING, RSET, MAIL, every RCPT and DATA go out in
+     * one write and the replies are read in order afterwards.  DATA joins
+     * them only when no outcome of the RCPTs could make us want to stop:
+     * with atleastone (any accepted recipient gets the message), or with a
+     * single recipient — if its RCPT fails there is no valid recipient and
+     * RFC 2920 §3.1 has the server refuse DATA (503 or 554), so nothing is
+     * sent; if it succeeds every recipient was accepted.  With several
+     * recipients and atleastone off (Tcllib's all-or-nothing), DATA waits
+     * for the RCPT replies, since a server would accept DATA after only
+     * some of them were accepted. */
+    int pipe_data = pipelining && !chunking && (m->atleastone || res->nrcpt == 1);
     int had_rset = s->dirty;
     if (s->dirty) {
         if ((rc = put_cmd(s, "RSET")) != 0) goto out;
@@ -1207,8 +1214,9 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
         mw_err_set_reply(&s->err, first->text ? first->text : "",
                          first->text ? strlen(first->text) : 0);
         if (pipe_data && s->rep->code == 354) {
-            /* Cannot happen with atleastone = 0 (DATA not pipelined), and
-             * with nacc == 0 a compliant server refuses DATA (RFC 2920 §3.1). */
+            /* DATA is pipelined only with atleastone or one recipient, so
+             * here nacc == 0 and a compliant server refuses DATA (RFC 2920
+             * §3.1); one that did not leaves us no way out but hanging up. */
             set_state(s, ST_DEAD);
             goto out;
         }
