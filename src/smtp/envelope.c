@@ -335,8 +335,8 @@ void mw_smtp_make_msgid(char *out, size_t n, const char *host)
              * between processes on one host most of the time. */
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
-            unsigned long long x = (unsigned long long)ts.tv_nsec ^
-                                   ((unsigned long long)(uintptr_t)seed << 20);
+            unsigned long long x =
+                (unsigned long long)ts.tv_nsec ^ ((unsigned long long)(uintptr_t)seed << 20);
             memcpy(seed, &x, sizeof x);
         }
         seed_gen = gen;

@@ -57,7 +57,8 @@ struct mw_smtp {
     char hostname[256];
     int dirty; /* a transaction was left open: RSET before the next */
     int maxtime_ms;
-    int stop; /* an error not worth trying the next server for */
+    int64_t tx_deadline; /* of the transaction in progress (maxsecs) */
+    int stop;            /* an error not worth trying the next server for */
 };
 
 static void set_state(mw_smtp *s, enum st st)
@@ -780,6 +781,50 @@ static int check_dsn(const mw_smtp_msg *m, mw_error *err)
     return 0;
 }
 
+/* The server may answer in the middle of the data transfer (a 552 for a
+ * message too big, a 554 from a content filter, a 421) and close the
+ * connection; our write then fails with a broken pipe or a reset, and the
+ * server's reply, already in our receive queue, is the real reason.  RFC
+ * 5321 §4.1.1.4 / RFC 2920 §3.2 let a server reply before the end of the
+ * data.  So after a failed write, read what is left on the stream (bounded:
+ * 4 KiB, 2 seconds, the operation deadline) and when it holds a complete
+ * reply, report that reply, keeping the write failure in the message.
+ * The connection is dead either way. */
+static void salvage_reply(mw_smtp *s, const char *what)
+{
+    mw_stream *st = mw_conn_stream(s->c);
+    if (!st) return;
+    char buf[4096];
+    size_t have = 0;
+    int64_t dl = mw_now_ms() + 2000;
+    if (s->tx_deadline != MW_NO_DEADLINE && s->tx_deadline < dl) dl = s->tx_deadline;
+    mw_error tmp = {0};
+    mw_smtp_reply_init(s->rep);
+    size_t start = 0;
+    while (have < sizeof buf) {
+        size_t got = 0;
+        if (mw_stream_read(st, buf + have, sizeof buf - have, &got, dl, &tmp) || got == 0) break;
+        have += got;
+        char *nl;
+        while ((nl = memchr(buf + start, '\n', have - start)) != NULL) {
+            size_t len = (size_t)(nl - (buf + start));
+            if (len > 0 && buf[start + len - 1] == '\r') len--;
+            if (s->trace) s->trace(MW_TRACE_RECV, buf + start, len, s->trace_ud);
+            int fr = mw_smtp_reply_feed(s->rep, buf + start, len, &tmp);
+            start = (size_t)(nl - buf) + 1;
+            if (fr < 0) return;
+            if (fr == 1) {
+                char label[sizeof s->err.message + 64];
+                snprintf(label, sizeof label, "%s (the server replied, then %.120s)", what,
+                         s->err.message);
+                reply_error(s, label);
+                set_state(s, ST_DEAD);
+                return;
+            }
+        }
+    }
+}
+
 /* Writes one BDAT chunk (RFC 3030 §2). */
 static int put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding)
 {
@@ -902,6 +947,15 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
     if (!chunking && !rc) {
         rc = get_reply(s, "end of data (.)");
         if (!rc && !is_2xx(s)) frc = reply_error(s, "message data refused");
+    }
+    if (rc == MW_ENET && s->err.reply_code == 0) {
+        salvage_reply(s, "message data refused");
+        if (s->err.reply_code) {
+            res->final_code = s->rep->code;
+            free(res->final_text);
+            res->final_text = reply_text_dup(s->rep);
+            rc = s->err.code;
+        }
     }
     if (rc) return rc;
     res->final_code = s->rep->code;
@@ -1279,7 +1333,8 @@ int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
     if (s->state != ST_READY)
         return mw_err_set(&s->err, MW_ESTATE, "the session is not ready to send (%s)",
                           s->state == ST_DEAD ? "the connection failed earlier" : "closed");
-    mw_conn_set_deadline(s->c, s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE);
+    s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
+    mw_conn_set_deadline(s->c, s->tx_deadline);
     mw_smtp_result *res = NULL;
     int rc = send_tx(s, msg, &res);
     if (s->c) mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
