@@ -239,7 +239,14 @@ static int ehlo(mw_smtp *s, int which)
         mw_smtp_caps_parse(&s->caps, s->rep);
     } else if (s->rep->code >= 500 && s->rep->code != 554) {
         /* RFC 5321 §4.1.4 / §3.2: an old server that does not know EHLO
-         * says 5xx; HELO then, with no extensions. */
+         * says 5xx (500, 502, 504); HELO then, with no extensions.  Not
+         * after 554: §3.1 makes 554 the "no SMTP service here" answer (a
+         * server that refuses this client then answers every command but
+         * QUIT with 503 or 554), and §4.2.3 lists 554 as "transaction
+         * failed", not "command not recognized"; HELO cannot help, and the
+         * issue's "HELO when EHLO gets 5xx" is meant for servers that do
+         * not know EHLO.  The 554 is reported and the next server, if
+         * any, is tried. */
         rc = put_cmd(s, "HELO %s", s->client);
         if (!rc) rc = flush(s);
         if (!rc) rc = get_reply(s, "HELO");
