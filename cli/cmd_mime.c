@@ -152,7 +152,7 @@ static void json_str(FILE *f, const char *s)
             fputc(c, f);
             p++;
         } else {
-            int len = c >= 0xf0 && c < 0xf5 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+            int len = c >= 0xf5 ? 0 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
             int ok = len > 0;
             for (int k = 1; ok && k < len; k++)
                 ok = (p[k] & 0xc0) == 0x80;
@@ -218,10 +218,11 @@ static void print_part(mw_mime_part *p, int json, int *first)
         if (mw_mime_part_flags(p)) printf(" flags=0x%x", mw_mime_part_flags(p));
         fputc('\n', stdout);
     }
+    size_t nshown = 0;
     for (size_t i = 0; i < nh; i++) {
         mw_mime_field f;
         mw_mime_headers_at(h, i, &f);
-        if (!f.name_len) continue;
+        if (!f.name_len) continue; /* a line that is not a field */
         char *dec = NULL;
         if (mw_mime_decode_field(&dec, NULL, f.value, f.value_len)) dec = NULL;
         char name[256];
@@ -229,7 +230,7 @@ static void print_part(mw_mime_part *p, int json, int *first)
         memcpy(name, f.name, nl);
         name[nl] = '\0';
         if (json) {
-            fputs(i ? ", [" : "[", stdout);
+            fputs(nshown ? ", [" : "[", stdout);
             json_str(stdout, name);
             fputs(", ", stdout);
             json_str(stdout, dec ? dec : "");
@@ -242,6 +243,7 @@ static void print_part(mw_mime_part *p, int json, int *first)
             fputc('\n', stdout);
         }
         free(dec);
+        nshown++;
     }
     if (json) fputs("]}", stdout);
     for (size_t i = 0; i < mw_mime_part_child_count(p); i++)

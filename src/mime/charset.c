@@ -68,8 +68,12 @@ int mw_cv_run(mw_cv *cv, const char *in, size_t len, int final, mw_buf *out)
             out->data[out->len] = '\0';
             if (r != (size_t)-1) break;
             if (errno == E2BIG) continue;
-            if (errno == EINVAL && !(final && len == 0) && il < sizeof cv->carry) {
-                /* An incomplete sequence: keep it for the next call. */
+            /* An incomplete sequence: keep it for the next call.  Some
+             * converters (glibc's UTF-7) say EILSEQ for a sequence cut
+             * short, so an error in the last few bytes is retried too:
+             * the result must not depend on where the input was cut. */
+            if ((errno == EINVAL || (errno == EILSEQ && il < 8)) && !(final && len == 0) &&
+                il < sizeof cv->carry) {
                 memcpy(cv->carry, ip, il);
                 cv->ncarry = il;
                 il = 0;

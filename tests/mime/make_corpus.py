@@ -317,3 +317,11 @@ Content-Type: text/plain
 read as one leaf
 --x--
 """))
+
+w('mbox-from-line.eml', crlf("""From sender@example.org Mon Jan  1 00:00:00 2024
+From: sender@example.org
+Subject: starts with an mbox From_ line
+Content-Type: text/plain; charset=utf-7
+
+Hi +AOk- there
+"""))
