@@ -613,16 +613,14 @@ int mw_cli_sendmail(int argc, char **argv)
     m.data = data;
     m.len = len;
     m.originator = from;
-    /* -t: the recipients come from To/Cc/Bcc (the library removes Bcc);
-     * recipient arguments with -t are refused below rather than guessed
-     * at (sendmail adds them, some others subtract them). */
-    m.recipients = extract ? NULL : rcpt;
-    m.nrecipients = extract ? 0 : nrcpt;
-    if (extract && nrcpt) {
-        fprintf(stderr, "mailwire send: with -t, give no recipient arguments\n");
-        rc = EX_USAGE_;
-        goto out;
-    }
+    /* -t: the recipients come from To/Cc/Bcc (the library removes Bcc),
+     * plus any recipient arguments, as Postfix's sendmail ("added to any
+     * recipients specified on the command line") and msmtp do; Sendmail 8
+     * and Exim by default remove the argument addresses instead, which
+     * would silently drop mail the caller named, so we add. */
+    m.recipients = nrcpt ? rcpt : NULL;
+    m.nrecipients = nrcpt;
+    m.header_recipients = extract;
     m.headers = c.headers;
     m.nheaders = c.nheaders;
     if (fullname && from && !has_header(data, len, "From")) {

@@ -100,7 +100,7 @@ typedef long (*mw_smtp_read_fn)(void *buf, size_t len, void *userdata);
 
 enum mw_smtp_body { MW_SMTP_BODY_AUTO = 0, MW_SMTP_BODY_7BIT = 1, MW_SMTP_BODY_8BITMIME = 2 };
 
-#define MW_SMTP_MSG_VERSION 1
+#define MW_SMTP_MSG_VERSION 2 /* 2 added header_recipients; 1 is still accepted */
 typedef struct mw_smtp_msg {
     unsigned version;
     /* The message (RFC 5322 header and body; any line ends): exactly one of
@@ -140,11 +140,17 @@ typedef struct mw_smtp_msg {
      * holding the message as sent.  Their results follow the others in the
      * result.  0 (default): Bcc recipients get the message without Bcc. */
     int bcc_digest;
+    /* 1: the recipients are those given in `recipients` PLUS those of To,
+     * Cc and Bcc (sendmail -t with recipient arguments, as Postfix's
+     * sendmail and msmtp do); an address already found in the header is
+     * not added twice.  0 (default): `recipients` when given, else the
+     * header's.  (Version 2 of this struct.) */
+    int header_recipients;
 } mw_smtp_msg;
 #define MW_SMTP_MSG_INIT                                                                           \
     {                                                                                              \
         MW_SMTP_MSG_VERSION, NULL, 0, -1, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, 1,                \
-            MW_SMTP_BODY_AUTO, 1, 0, NULL, NULL, NULL, 0, 0                                        \
+            MW_SMTP_BODY_AUTO, 1, 0, NULL, NULL, NULL, 0, 0, 0                                     \
     }
 
 /* The outcome for one recipient. */

@@ -434,9 +434,10 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         } else if (name_is(f, n_mid)) {
             have_mid = 1;
         }
-        if (!msg->recipients && msg->bcc_digest && name_is(f, n_bcc))
+        int hdr_rcpt = !msg->recipients || msg->header_recipients;
+        if (hdr_rcpt && msg->bcc_digest && name_is(f, n_bcc))
             rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &env->bcc, &env->nbcc, err);
-        else if (!msg->recipients && (name_is(f, n_to) || name_is(f, n_cc) || name_is(f, n_bcc)))
+        else if (hdr_rcpt && (name_is(f, n_to) || name_is(f, n_cc) || name_is(f, n_bcc)))
             rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &env->rcpt, &env->nrcpt, err);
         if (!rc && name_is(f, "Subject") && !env->subject && !(env->subject = strdup(f->value)))
             rc = mw_err_set(err, MW_ENOMEM, "out of memory");
@@ -473,9 +474,17 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
     if (has_8bit(env->originator, strlen(env->originator))) env->utf8 = 1;
 
     if (msg->recipients) {
-        for (size_t i = 0; i < msg->nrecipients && !rc; i++)
-            rc = push_addr(&env->rcpt, &env->nrcpt, msg->recipients[i], strlen(msg->recipients[i]),
-                           err);
+        size_t from_header = env->nrcpt; /* header_recipients: found above */
+        for (size_t i = 0; i < msg->nrecipients && !rc; i++) {
+            int dup = 0;
+            for (size_t j = 0; j < from_header && !dup; j++)
+                dup = !strcasecmp(env->rcpt[j], msg->recipients[i]);
+            for (size_t j = 0; j < env->nbcc && !dup; j++)
+                dup = !strcasecmp(env->bcc[j], msg->recipients[i]);
+            if (!dup)
+                rc = push_addr(&env->rcpt, &env->nrcpt, msg->recipients[i],
+                               strlen(msg->recipients[i]), err);
+        }
         if (rc) goto out;
     }
     if (env->nrcpt == 0) {

@@ -10,6 +10,7 @@
 #include "util/err.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1048,8 +1049,16 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
 static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
 {
     int rc;
-    if (!m || m->version != MW_SMTP_MSG_VERSION)
+    if (!m || (m->version != MW_SMTP_MSG_VERSION && m->version != 1))
         return mw_err_set(&s->err, MW_EINVAL, "message missing or of an unknown version");
+    mw_smtp_msg v2;
+    if (m->version == 1) {
+        /* A caller built against version 1 has no header_recipients. */
+        memset(&v2, 0, sizeof v2);
+        memcpy(&v2, m, offsetof(mw_smtp_msg, header_recipients));
+        v2.version = MW_SMTP_MSG_VERSION;
+        m = &v2;
+    }
     int nsrc = (m->data != NULL) + (m->fd >= 0) + (m->read != NULL);
     if (nsrc != 1) return mw_err_set(&s->err, MW_EINVAL, "give exactly one of data, fd or read");
     if ((rc = check_dsn(m, &s->err)) != 0) return rc;
@@ -1059,7 +1068,8 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
     r.m = m;
     const char *hdr = "";
     size_t hlen = 0;
-    int need_hdr = m->rewrite_headers || !m->originator || !m->recipients || m->nheaders;
+    int need_hdr = m->rewrite_headers || !m->originator || !m->recipients || m->nheaders ||
+                   m->header_recipients;
     if (need_hdr && (rc = src_header(&r, &hdr, &hlen, &s->err)) != 0) {
         free(r.pre);
         return rc;
