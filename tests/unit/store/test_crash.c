@@ -57,7 +57,7 @@ static int worker(void *ud)
         char uid[32];
         snprintf(uid, sizeof uid, "uid-%04d", i);
         if (mw_state_contains(st, uid)) continue;
-        size_t len;
+        size_t len = 0;
         char *m = make_msg(i, 1, &len);
         int rc = mw_store_begin(s, NULL);
         for (size_t off = 0; rc == 0 && off < len; off += 1000)
@@ -127,7 +127,7 @@ static int count_maildir(scenario *sc, int *counts, char *why, size_t size)
 
 static int count_mbox(scenario *sc, int *counts)
 {
-    size_t n;
+    size_t n = 0;
     char *data = st_read(sc->store_path, &n);
     if (!data) return 0;
     int junk = 0;

@@ -76,7 +76,7 @@ static void roundtrip_many(void **state)
     mw_state_free(st);
 
     /* the file is readable text as documented */
-    size_t n;
+    size_t n = 0;
     char *data = st_read(sp, &n);
     assert_non_null(data);
     assert_memory_equal(data, "mailwire-uidl 1\n1700000000 UID-000000-0\n", 40);
@@ -197,7 +197,7 @@ static void expect_damaged(const char *content, size_t len, int code, int line, 
     if (!strstr(err.message, want) || !strstr(err.message, what))
         fail_msg("message '%s' lacks '%s' or '%s'", err.message, want, what);
     /* never silently reset: the file is left as it was */
-    size_t n;
+    size_t n = 0;
     char *again = st_read(sp, &n);
     assert_int_equal(n, len);
     assert_memory_equal(again, content, len);
@@ -254,7 +254,7 @@ static void atomic_save_faults(void **state)
     }
     assert_int_equal(mw_state_save(st), 0);
     mw_state_free(st);
-    size_t old_n;
+    size_t old_n = 0;
     char *old = st_read(sp, &old_n);
 
     struct {
@@ -283,7 +283,7 @@ static void atomic_save_faults(void **state)
         if (!strstr(m, cases[c].what) || !strstr(m, "unchanged"))
             fail_msg("case %zu: message '%s'", c, m);
         mw_state_free(st);
-        size_t n;
+        size_t n = 0;
         char *now = st_read(sp, &n);
         if (!now) fail_msg("case %zu: state file gone", c);
         if (n != old_n || memcmp(now, old, n) != 0)

@@ -318,7 +318,7 @@ static void mbox_roundtrip_every_split(void **state)
                 assert_int_equal(mw_store_deliver(s, "X: y\n\nz\n", 8, NULL), 0);
             }
             mw_store_free(s);
-            size_t len;
+            size_t len = 0;
             char *data = st_read(mb, &len);
             char *msgs[8], *froms[8];
             assert_int_equal(mbox_split(data, len, msgs, 8, froms), 4);
@@ -352,7 +352,7 @@ static void mbox_crlf_and_existing_file(void **state)
     assert_int_equal(mw_store_deliver(s, m, sizeof m - 1, NULL), 0);
     assert_string_equal(mw_store_last_path(s), mb);
     mw_store_free(s);
-    size_t len;
+    size_t len = 0;
     char *data = st_read(mb, &len);
     const char *second = strstr(data, "\nFrom MAILER-DAEMON ");
     assert_non_null(second);
@@ -375,7 +375,7 @@ static void mbox_fault_truncates(void **state)
     struct stat sb; /* created by the store: private to its owner */
     assert_int_equal(stat(mb, &sb), 0);
     assert_int_equal(sb.st_mode & 077, 0);
-    size_t before_n;
+    size_t before_n = 0;
     char *before = st_read(mb, &before_n);
 
     const mw_store_op ops[] = {MW_STORE_OP_WRITE, MW_STORE_OP_WRITE, MW_STORE_OP_FSYNC};
@@ -400,7 +400,7 @@ static void mbox_fault_truncates(void **state)
         assert_non_null(
             strstr(mw_store_error(s)->message, t == 2 ? "Input/output error" : "No space left"));
         mw_store_free(s);
-        size_t after_n;
+        size_t after_n = 0;
         char *after = st_read(mb, &after_n);
         assert_int_equal(after_n, before_n);
         assert_memory_equal(after, before, before_n);
@@ -484,7 +484,7 @@ static void mbox_crash_leftover_cut(void **state)
     mw_store *s;
     assert_int_equal(mw_store_open(&s, MW_STORE_MBOX, mb, NULL, NULL), 0);
     assert_int_equal(mw_store_deliver(s, "A: 1\n\none\n", 10, NULL), 0);
-    size_t before_n;
+    size_t before_n = 0;
     char *before = st_read(mb, &before_n);
     die_mid_mbox_write(mb);
     struct stat sb;
@@ -493,7 +493,7 @@ static void mbox_crash_leftover_cut(void **state)
     assert_int_equal(access(path_in("mbox-crash.mwpending"), F_OK), 0);
     /* the next delivery cuts it off, then appends */
     assert_int_equal(mw_store_deliver(s, "A: 2\n\ntwo\n", 10, NULL), 0);
-    size_t n;
+    size_t n = 0;
     char *data = st_read(mb, &n);
     assert_memory_equal(data, before, before_n);
     assert_null(strstr(data, "Subject: half"));
@@ -545,7 +545,7 @@ static void mbox_unwritable_directory(void **state)
     assert_int_equal(mw_store_deliver(s, "A: b\n\nc\n", 8, NULL), 0);
     mw_store_free(s);
     assert_int_equal(denied, 2); /* the dotlock and the marker were refused */
-    size_t n;
+    size_t n = 0;
     char *data = st_read(mb, &n);
     assert_non_null(strstr(data, "\nA: b\n\nc\n\n"));
     free(data);

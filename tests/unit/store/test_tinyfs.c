@@ -77,13 +77,13 @@ static void mbox_disk_full(void **state)
     size_t n = 1 << 20;
     char *m = big_message(n);
     assert_int_equal(mw_store_deliver(s, m, 10000, NULL), 0);
-    size_t before_n;
+    size_t before_n = 0;
     char *before = st_read(mb, &before_n);
     assert_int_equal(mw_store_deliver(s, m, n, NULL), MW_EIO);
     const char *msg = mw_store_error(s)->message;
     if (!strstr(msg, "No space left on device") || !strstr(msg, mb)) fail_msg("message: %s", msg);
     printf("# %s\n", msg);
-    size_t after_n;
+    size_t after_n = 0;
     char *after = st_read(mb, &after_n);
     assert_int_equal(after_n, before_n);
     assert_memory_equal(after, before, before_n);
