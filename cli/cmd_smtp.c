@@ -34,6 +34,11 @@ typedef struct smtp_cli {
     size_t nheaders;
     mw_tls_opts tls;
     mw_net_opts net;
+    /* OAuth 2.0 bearer token for XOAUTH2/OAUTHBEARER: the first line of a
+     * file or of a command's output (never an argument: ps shows those). */
+    const char *token_file, *token_eval;
+    char *token;
+    int dsn_orcpt; /* --dsn-orcpt: ORCPT=rfc822;ADDR on each RCPT (RFC 3461 §4.2) */
 } smtp_cli;
 
 static int split_list(char *s, const char **out, size_t *n)
@@ -118,6 +123,21 @@ static int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
         c->queue = 1;
         return 1;
     }
+    if (!strcmp(a, "--dsn-orcpt")) {
+        c->dsn_orcpt = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--oauth-token-file") || !strcmp(a, "--oauth-token-eval")) {
+        if (*i + 1 >= argc) {
+            fprintf(stderr, "mailwire %s: %s needs a value\n", c->prog, a);
+            return -1;
+        }
+        if (a[14] == 'f')
+            c->token_file = argv[++*i];
+        else
+            c->token_eval = argv[++*i];
+        return 1;
+    }
     if (!strcmp(a, "--tls=opportunistic") ||
         (!strcmp(a, "--tls") && *i + 1 < argc && !strcmp(argv[*i + 1], "opportunistic"))) {
         if (a[5] == '\0') ++*i;
@@ -151,9 +171,84 @@ static int exit_for(int rc)
     return mw_cli_exit_code(rc);
 }
 
+/* The first line of what `f` gives, at most 16 KiB (an OAuth token is a
+ * few KiB at most); NULL with *why set on failure. */
+static char *first_line(FILE *f, const char **why)
+{
+    size_t cap = 16384, n = 0;
+    char *b = malloc(cap);
+    if (!b) {
+        *why = "out of memory";
+        return NULL;
+    }
+    int ch;
+    while ((ch = getc(f)) != EOF && ch != '\n') {
+        if (n + 1 >= cap) {
+            explicit_bzero(b, n);
+            free(b);
+            *why = "the first line is over 16 KiB";
+            return NULL;
+        }
+        b[n++] = (char)ch;
+    }
+    if (n > 0 && b[n - 1] == '\r') n--;
+    b[n] = '\0';
+    if (n == 0 || memchr(b, '\0', n) != NULL || strchr(b, '\r')) {
+        explicit_bzero(b, n);
+        free(b);
+        *why = n == 0 ? "it is empty" : "it holds a NUL or CR";
+        return NULL;
+    }
+    return b;
+}
+
+static int load_token(smtp_cli *c)
+{
+    const char *why = NULL;
+    if (c->token_file) {
+        FILE *f = fopen(c->token_file, "re");
+        if (!f) {
+            fprintf(stderr, "mailwire %s: cannot read --oauth-token-file %s: %s\n", c->prog,
+                    c->token_file, strerror(errno));
+            return EX_IOERR_;
+        }
+        c->token = first_line(f, &why);
+        fclose(f);
+    } else {
+        fflush(NULL);
+        FILE *f = popen(c->token_eval, "re");
+        if (!f) {
+            fprintf(stderr, "mailwire %s: cannot run --oauth-token-eval: %s\n", c->prog,
+                    strerror(errno));
+            return EX_IOERR_;
+        }
+        c->token = first_line(f, &why);
+        /* Drain so the command does not die of SIGPIPE, then its status. */
+        while (getc(f) != EOF) {}
+        int st = pclose(f);
+        if (c->token && st != 0) {
+            explicit_bzero(c->token, strlen(c->token));
+            free(c->token);
+            c->token = NULL;
+            why = "the command failed";
+        }
+    }
+    if (!c->token) {
+        fprintf(stderr, "mailwire %s: no OAuth token from %s: %s\n", c->prog,
+                c->token_file ? c->token_file : "--oauth-token-eval", why ? why : "unknown error");
+        return EX_IOERR_;
+    }
+    return 0;
+}
+
 static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
 {
-    if (login && c->conn.user) {
+    int want_token = login && (c->token_file || c->token_eval);
+    if (want_token && !c->token) {
+        int rc = load_token(c);
+        if (rc) return rc;
+    }
+    if (login && c->conn.user && !want_token) {
         int rc = mw_cli_conn_password(&c->conn);
         if (rc) return rc;
     }
@@ -171,7 +266,12 @@ static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
                                                  : MW_SMTP_TLS_STARTTLS;
     o.tls_opts = &c->tls;
     o.net = &c->net;
-    if (login && c->conn.user) {
+    if (want_token) {
+        /* XOAUTH2 needs the user name; OAUTHBEARER takes it when given. */
+        o.username = c->conn.user;
+        o.token = c->token;
+        o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
+    } else if (login && c->conn.user) {
         o.username = c->conn.user;
         o.password = c->conn.password;
         o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
@@ -263,16 +363,24 @@ static void smtp_cli_free(smtp_cli *c)
 {
     mw_cli_conn_free(&c->conn);
     free(c->servers_buf);
+    if (c->token) {
+        explicit_bzero(c->token, strlen(c->token));
+        free(c->token);
+    }
 }
 
 static void smtp_usage(FILE *f)
 {
-    fprintf(f, "usage: mailwire smtp [OPTIONS] send [--from ADDR] [--to ADDR]... "
-               "[--all-or-nothing] FILE...\n"
-               "       mailwire smtp [OPTIONS] capa\n"
-               "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
-               "  --maxsecs N  --queue\n"
-               "              --header \"Name: value\" (added to each message; repeatable)\n");
+    fprintf(f,
+            "usage: mailwire smtp [OPTIONS] send [--from ADDR] [--to ADDR]... "
+            "[--all-or-nothing] FILE...\n"
+            "       mailwire smtp [OPTIONS] capa\n"
+            "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
+            "  --maxsecs N  --queue\n"
+            "              --header \"Name: value\" (added to each message; repeatable)\n"
+            "              --dsn-orcpt (ORCPT=rfc822;ADDR on each RCPT, RFC 3461)\n"
+            "              --oauth-token-file FILE | --oauth-token-eval CMD (XOAUTH2 or\n"
+            "                OAUTHBEARER with the token on the first line, --user for XOAUTH2)\n");
     mw_cli_conn_usage(f);
 }
 
@@ -436,6 +544,7 @@ int mw_cmd_smtp(int argc, char **argv)
             m.recipients = nto ? to : NULL;
             m.nrecipients = nto;
             m.atleastone = !all_or_nothing;
+            m.dsn_orcpt = c.dsn_orcpt;
             m.headers = c.headers;
             m.nheaders = c.nheaders;
             mw_smtp_result *r = NULL;
@@ -465,14 +574,18 @@ out:
 
 static void send_usage(FILE *f)
 {
-    fprintf(f, "usage: mailwire send [OPTIONS] [-t] [-f ADDR] [-F NAME] [-i|-oi] [-N NOTIFY]\n"
-               "                     [-R full|hdrs] [-V ENVID] [--all-or-nothing] [--bcc-digest]\n"
-               "                     [RECIPIENT...]\n"
-               "Recipients rejected go to stderr (exit 67); --all-or-nothing sends to none then.\n"
-               "The message is read from stdin; without -i a line with a single '.' ends it.\n"
-               "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
-               "  --maxsecs N  --queue\n"
-               "              --header \"Name: value\" (added to each message; repeatable)\n");
+    fprintf(f,
+            "usage: mailwire send [OPTIONS] [-t] [-f ADDR] [-F NAME] [-i|-oi] [-N NOTIFY]\n"
+            "                     [-R full|hdrs] [-V ENVID] [--all-or-nothing] [--bcc-digest]\n"
+            "                     [RECIPIENT...]\n"
+            "Recipients rejected go to stderr (exit 67); --all-or-nothing sends to none then.\n"
+            "The message is read from stdin; without -i a line with a single '.' ends it.\n"
+            "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
+            "  --maxsecs N  --queue\n"
+            "              --header \"Name: value\" (added to each message; repeatable)\n"
+            "              --dsn-orcpt (ORCPT=rfc822;ADDR on each RCPT, RFC 3461)\n"
+            "              --oauth-token-file FILE | --oauth-token-eval CMD (XOAUTH2 or\n"
+            "                OAUTHBEARER with the token on the first line, --user for XOAUTH2)\n");
     mw_cli_conn_usage(f);
 }
 
@@ -639,6 +752,7 @@ int mw_cli_sendmail(int argc, char **argv)
     m.dsn_notify = notify;
     m.dsn_ret = ret;
     m.dsn_envid = envid;
+    m.dsn_orcpt = c.dsn_orcpt;
     mw_smtp *s = NULL;
     if ((rc = smtp_open(&c, &s, 1)) != 0) goto out;
     int src = mw_smtp_send(s, &m, &r);
