@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 typedef struct fake {
@@ -186,6 +187,65 @@ static void many_messages_one_connection(void **state)
     assert_int_equal(mails, 3);
     assert_int_equal(ehlos, 1);
     assert_null(strstr(f->out, "RSET")); /* none needed after a completed transaction */
+    mw_smtp_free(s);
+    free(f);
+}
+
+/* Message-IDs come from a per-thread seed and a counter: each differs
+ * from the last, and a forked child must not repeat the parent's next one. */
+static void msgid_unique_and_fork_safe(void **state)
+{
+    (void)state;
+    char a[200], b[200], c[200];
+    mw_smtp_make_msgid(a, sizeof a, "h.test");
+    mw_smtp_make_msgid(b, sizeof b, "h.test");
+    assert_string_not_equal(a, b);
+    assert_non_null(strstr(a, "@h.test>"));
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char m[200];
+        mw_smtp_make_msgid(m, sizeof m, "h.test");
+        ssize_t w = write(fds[1], m, strlen(m) + 1);
+        _exit(w > 0 ? 0 : 1);
+    }
+    close(fds[1]);
+    memset(c, 0, sizeof c);
+    ssize_t n = read(fds[0], c, sizeof c - 1);
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(n > 0);
+    char parent_next[200];
+    mw_smtp_make_msgid(parent_next, sizeof parent_next, "h.test");
+    assert_string_not_equal(c, parent_next);
+    assert_string_not_equal(c, b);
+}
+
+/* A version-1 mw_smtp_msg (no header_recipients) is still accepted: its
+ * recipients are used as given, the header's To is not added. */
+static void msg_version_1_accepted(void **state)
+{
+    (void)state;
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = open_fake(f, GREET TX_OK "221 bye\r\n", 4096);
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.version = 1;
+    m.header_recipients = 1; /* not part of version 1: must be ignored */
+    m.data = "To: other@y.test\nSubject: x\n\nhi\n";
+    m.len = strlen(m.data);
+    m.originator = "a@x.test";
+    static const char *const rc_[] = {"b@y.test"};
+    m.recipients = rc_;
+    m.nrecipients = 1;
+    assert_int_equal(mw_smtp_send(s, &m, NULL), 0);
+    f->out[f->olen] = '\0';
+    assert_non_null(strstr(f->out, "RCPT TO:<b@y.test>\r\nDATA\r\n"));
+    assert_null(strstr(f->out, "RCPT TO:<other@y.test>"));
+    m.version = 99;
+    assert_int_equal(mw_smtp_send(s, &m, NULL), MW_EINVAL);
     mw_smtp_free(s);
     free(f);
 }
@@ -437,6 +497,8 @@ int main(void)
         cmocka_unit_test(fd_source_bcc_removed),
         cmocka_unit_test(many_messages_one_connection),
         cmocka_unit_test(crlf_address_refused_before_sending),
+        cmocka_unit_test(msgid_unique_and_fork_safe),
+        cmocka_unit_test(msg_version_1_accepted),
         cmocka_unit_test(addresses),
         cmocka_unit_test(originator_rules),
         cmocka_unit_test(tlspolicy),
