@@ -14,7 +14,8 @@ Crash safety: a fetch-and-delete killed with SIGKILL at random moments
 the server must be on the server or in the destination Maildir's new/,
 byte-exact; a file in new/ must equal one of the messages (never partial).
 After a final complete run, everything is in new/ and the server is empty.
-Users: f1-f9, f15-f18 here; f10-f14 belong to test_fetch_faults.c (both may run at once).
+Users: f2-f9, f15-f20 here; f10-f14 belong to test_fetch_faults.c (both may run
+at once); f1 is left to tests/interop/servers_smoke.py (Postfix delivers to it).
 Duplicates (a message stored twice because a kill came after the store
 commit and before the state save) are counted and reported, not failures.
 """
@@ -189,10 +190,10 @@ def show(r):
 
 
 # ---- Maildir: fetch and delete, second run, new arrivals ---------------------
-user = "f1"
+user = "f20"
 reset_mailbox(user)
-dest = os.path.join(WORK, "md-f1")
-first = [make_message("f1", size=s) for s in (0, 10, 300, 5000, 70000, 1200, 0, 64000) * 4]
+dest = os.path.join(WORK, "md-f20")
+first = [make_message("f20", size=s) for s in (0, 10, 300, 5000, 70000, 1200, 0, 64000) * 4]
 put(user, first)
 r, j = fetch_json(user, "--maildir", dest)
 got = maildir_files(dest)
@@ -212,7 +213,7 @@ got = maildir_files(dest)
 tap(r.returncode == 0 and j.get("fetched") == 3 and same_multiset(got, first + later),
     "maildir: new arrivals are fetched alone (3), byte-exact", show(r), "files %d" % len(got))
 r = fetch(user, "--maildir", dest)
-tap(r.returncode == 0 and r.stdout.decode().startswith("f1@localhost: 0 fetched"),
+tap(r.returncode == 0 and r.stdout.decode().startswith("f20@localhost: 0 fetched"),
     "summary line on stdout when not --json: " + r.stdout.decode().strip(), show(r))
 
 # ---- POP3S, trace masked -----------------------------------------------------------
