@@ -46,12 +46,14 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 # median MB/s (input bytes / parse seconds) and remembers the last line.
 rate() {
   local name=$1; shift
-  local r=() line
+  local r=() c=() line
   for _ in $(seq "$RUNS"); do
     line=$("$@" 2>"$work/err") || { echo "$name failed:" >&2; cat "$work/err" >&2; return 1; }
     r+=("$(echo "$line" | awk '{printf "%.3f", $2 / $1 / 1e6}')")
+    c+=("$(echo "$line" | awk '{printf "%.3f", $5 ? $2 / $5 / 1e6 : 0}')")
   done
   echo "$line" >"$work/last.$name"
+  printf '%s\n' "${c[@]}" | median >"$work/cpu.$name"
   printf '%s\n' "${r[@]}" | median
 }
 run_cli() {
@@ -60,18 +62,26 @@ run_cli() {
   for f in "${files[@]}"; do "$mw" mime parse --json "$f" >/dev/null; done
   e=$(date +%s.%N)
   n=$(cat "${files[@]}" | wc -c)
-  echo "$(echo "$e - $s" | bc -l) $n 0 0"
+  echo "$(echo "$e - $s" | bc -l) $n 0 0 0"
 }
 
 g=$(rate gmime "$work/gmime_parse" "${files[@]}")
 m=$(rate mailwire "$work/mw_parse" "${files[@]}")
 c=$(rate cli run_cli)
 p=$(rate python python3 "$here/py_parse.py" "${files[@]}")
-row() { printf '%-40s %8.1f MB/s  %5.2fx  %s\n' "$1" "$2" "$(echo "$2 / $g" | bc -l)" "$3"; }
+gc=$(cat "$work/cpu.gmime")
+# Wall-clock MB/s and ratio, then MB per CPU-second (parse only) and its
+# ratio: on a loaded machine the CPU figure is the steadier one.
+row() {
+  local c=${4:-0}
+  printf '%-40s %7.1f MB/s %5.2fx' "$1" "$2" "$(echo "$2 / $g" | bc -l)"
+  if [ "$c" != 0 ]; then printf ' | CPU %7.1f MB/s %5.2fx' "$c" "$(echo "$c / $gc" | bc -l)"; fi
+  printf '  %s\n' "$3"
+}
 dec() { awk '{printf "decoded %.1f MB in %d leaves", $3 / 1e6, $4}' "$work/last.$1"; }
-row "mailwire (mw_parse.c, library)" "$m" "$(dec mailwire)"
-row "GMime 3 (gmime_parse.c)" "$g" "$(dec gmime)"
-row "Python email (policy.default)" "$p" "$(dec python)"
+row "mailwire (mw_parse.c, library)" "$m" "$(dec mailwire)" "$(cat "$work/cpu.mailwire")"
+row "GMime 3 (gmime_parse.c)" "$g" "$(dec gmime)" "$gc"
+row "Python email (policy.default)" "$p" "$(dec python)" "$(cat "$work/cpu.python")"
 row "mailwire mime parse --json (per file)" "$c" "process per message"
 
 # 2. BIG_MB MB attachment, streamed into a temp file.
@@ -98,6 +108,6 @@ rm -f "$work/gm.bin" "$big"
 [ "$osz" = $((BIG_MB * 1024 * 1024)) ] || echo "WARNING: mailwire extracted $osz bytes"
 [ "$gsz" = $((BIG_MB * 1024 * 1024)) ] || echo "WARNING: GMime extracted $gsz bytes"
 printf '%-40s %8.1f MB/s  peak RSS %6.1f MB (target <= 16)\n' "mailwire mime parse --extract" \
-  "$(echo "$size / $mt / 1e6" | bc -l)" "$(echo "$mr / 1024" | bc -l)"
+  "$(echo "$size / $mt / 1000000" | bc -l)" "$(echo "$mr / 1024" | bc -l)"
 printf '%-40s %8.1f MB/s  peak RSS %6.1f MB\n' "GMime 3 (file stream, --extract)" \
-  "$(echo "$size / $gt / 1e6" | bc -l)" "$(echo "$gr / 1024" | bc -l)"
+  "$(echo "$size / $gt / 1000000" | bc -l)" "$(echo "$gr / 1024" | bc -l)"
