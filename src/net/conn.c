@@ -236,6 +236,25 @@ int mw_conn_peek(mw_conn *c, const char **data, size_t *len, mw_error *err)
     return 0;
 }
 
+int mw_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error *err)
+{
+    *data = NULL;
+    *len = 0;
+    if (min == 0 || min > MW_CONN_READ_BLOCK)
+        return mw_err_set(err, MW_EINVAL, "cannot wait for %zu buffered bytes", min);
+    int rc = check_usable(c, err);
+    if (rc) return rc;
+    /* fill() compacts when the free tail is short, and rcap >= 64 KiB, so
+     * every round has room to read into until min bytes are here. */
+    while (c->rend - c->rstart < min)
+        if ((rc = fill(c, "reading data", err))) return rc;
+    /* The caller may rewrite the bytes: nothing of them was searched. */
+    c->scanned = 0;
+    *data = c->rbuf + c->rstart;
+    *len = c->rend - c->rstart;
+    return 0;
+}
+
 void mw_conn_consume(mw_conn *c, size_t n)
 {
     size_t have = c->rend - c->rstart;

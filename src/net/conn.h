@@ -62,6 +62,13 @@ int mw_conn_read_line(mw_conn *c, const char **line, size_t *len, mw_error *err)
  * mw_conn_consume()s what it used.  Peer closed: MW_ENET. */
 int mw_conn_peek(mw_conn *c, const char **data, size_t *len, mw_error *err);
 void mw_conn_consume(mw_conn *c, size_t n);
+/* The same, for decoders that work in place (POP3 dot-unstuffing): makes at
+ * least `min` bytes available (1 <= min <= 64 KiB; reading as often as
+ * needed) and points *data at everything buffered, writable.  The caller
+ * may change only bytes it then consumes: the rest is the peer's data still
+ * to come.  Saves copying every body byte into a second buffer.  min out of
+ * range: MW_EINVAL. */
+int mw_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error *err);
 /* Bytes received but not consumed yet. */
 size_t mw_conn_buffered(const mw_conn *c);
 

@@ -368,9 +368,8 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
         return MW_ENOMEM;
     }
     *out = p;
-    p->scratch = malloc(P3_SCRATCH + 1);
     p->host = strdup(host ? host : "");
-    if (!p->scratch || !p->host) {
+    if (!p->host) {
         if (o->stream) mw_stream_free(o->stream);
         return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
     }
@@ -455,7 +454,6 @@ void mw_pop3_free(mw_pop3 *p)
     if (!p) return;
     if (p->conn) mw_conn_free(p->conn);
     capa_forget(p);
-    free(p->scratch);
     free(p->host);
     free(p);
 }

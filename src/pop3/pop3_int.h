@@ -16,7 +16,6 @@ enum pop3_state {
 };
 
 #define P3_MAX_CAPA       128
-#define P3_SCRATCH        (64 * 1024)
 #define P3_MAX_LIST_ITEMS (10u * 1000 * 1000)
 #define P3_MAX_CMD        255 /* RFC 2449 §4: a command line is at most 255 octets */
 
@@ -48,7 +47,6 @@ struct mw_pop3 {
     uint64_t count;
     int have_count;
     char auth_used[48];
-    char *scratch; /* P3_SCRATCH + 1 bytes for bodies */
 };
 
 void pop3_set_state(mw_pop3 *p, int state);

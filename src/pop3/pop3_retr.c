@@ -16,13 +16,14 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
 {
     mw_pop3_body b;
     mw_pop3_body_init(&b);
+    /* The decoder leaves at most one byte unconsumed (a CR after a
+     * line-start dot); then two bytes are needed for it to go on. */
     size_t carry = 0;
     int sink_rc = 0;
-    char *w = p->scratch;
     for (;;) {
-        const char *data;
+        char *data;
         size_t len;
-        int rc = mw_conn_peek(p->conn, &data, &len, &p->err);
+        int rc = mw_conn_peek_mut(p->conn, carry + 1, &data, &len, &p->err);
         if (rc) {
             info->octets = b.produced;
             info->complete = 0;
@@ -32,21 +33,16 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
                        why, (unsigned long long)b.produced);
             return pop3_fatal(p, rc);
         }
-        /* The connection's buffer is read-only to us: copy a block into
-         * the scratch buffer and un-stuff it there in place. */
-        size_t take = len < P3_SCRATCH - carry ? len : P3_SCRATCH - carry;
-        memcpy(w + carry, data, take);
-        size_t have = carry + take, used, out;
-        int done = mw_pop3_body_decode(&b, w, have, &used, &out);
-        if (out && !sink_rc) sink_rc = sink(w, out, ud);
-        if (done) {
-            /* What follows the terminator is the next reply: leave it. */
-            mw_conn_consume(p->conn, used - carry);
-            break;
-        }
-        mw_conn_consume(p->conn, take);
-        carry = have - used;
-        memmove(w, w + used, carry);
+        /* Un-stuffed in place in the connection's buffer: the output never
+         * passes the input, and what is decoded is consumed, so no byte is
+         * copied before the sink sees it.  What follows the terminator is
+         * the next reply: it is left unconsumed. */
+        size_t used, out;
+        int done = mw_pop3_body_decode(&b, data, len, &used, &out);
+        if (out && !sink_rc) sink_rc = sink(data, out, ud);
+        mw_conn_consume(p->conn, used);
+        if (done) break;
+        carry = len - used;
     }
     info->octets = b.produced;
     info->complete = 1;

@@ -34,7 +34,8 @@ typedef struct peer {
     char mismatch_text[256];
     int raw_lf_seen;
     int closed;
-    int trickle_ms; /* >0: one byte per read, this long apart, forever once the script is out */
+    int trickle_ms;  /* >0: one byte per read, this long apart, forever once the script is out */
+    size_t max_read; /* bytes per read at most; 0: 7 */
 } peer;
 
 static void queue(peer *p, const char *s)
@@ -60,7 +61,8 @@ static long peer_read(void *ud, void *buf, size_t len, int64_t deadline)
     size_t n = p->out_len - p->out_pos;
     if (n > len) n = len;
     /* Small reads on purpose, so bodies cross chunk boundaries. */
-    if (n > 7) n = 7;
+    size_t cap = p->max_read ? p->max_read : 7;
+    if (n > cap) n = cap;
     memcpy(buf, p->out + p->out_pos, n);
     p->out_pos += n;
     return (long)n;
@@ -388,6 +390,66 @@ static void test_pipelined_range(void **state)
     mw_pop3_free(p);
 }
 
+/* Bodies are un-stuffed in place in the connection's buffer, where the next
+ * pipelined reply may already wait: every read size puts the chunk edges
+ * (and the CR after a line-start dot, which the decoder must see with its
+ * next byte) somewhere else; each message must come out exact and the
+ * reply after it untouched. */
+typedef struct msg_acc {
+    char data[3][256];
+    size_t len[3];
+    size_t nends;
+} msg_acc;
+
+static int msg_fn(uint64_t msg, const char *d, size_t n, const mw_pop3_retr_info *info, void *ud)
+{
+    msg_acc *m = ud;
+    assert_true(msg >= 1 && msg <= 3);
+    assert_true(m->len[msg - 1] + n <= sizeof m->data[0]);
+    memcpy(m->data[msg - 1] + m->len[msg - 1], d, n);
+    m->len[msg - 1] += n;
+    if (info) {
+        assert_int_equal(info->complete, 1);
+        assert_int_equal(info->octets, m->len[msg - 1]);
+        m->nends++;
+    }
+    return 0;
+}
+
+static void test_pipelined_bodies_every_read_size(void **state)
+{
+    (void)state;
+    static const char *wire[3] = {
+        "+OK\r\n..a\r\n...\r\n.\rX\r\n..\r\nz\r\n.\r\n",
+        "+OK\r\n.\r\n", /* empty message */
+        "+OK\r\nbare lf\n..\n.x\r\nend\r\n.\r\n",
+    };
+    static const char *want[3] = {".a\r\n..\r\n\rX\r\n.\r\nz\r\n", "", "bare lf\n.\nx\r\nend\r\n"};
+    for (size_t rs = 1; rs <= 64; rs++) {
+        peer pr;
+        step st[] = {{"CAPA", CAPA_PIPE},    {"USER u", "+OK\r\n"},
+                     {"PASS pw", "+OK\r\n"}, {"STAT", "+OK 3 90\r\n"},
+                     {"RETR 1", wire[0]},    {"RETR 2", wire[1]},
+                     {"RETR 3", wire[2]},    {"NOOP", "+OK still here\r\n"}};
+        mw_pop3_opts o = MW_POP3_OPTS_INIT;
+        int rc;
+        mw_pop3 *p = open_with(&pr, st, 8, &o, &rc);
+        assert_int_equal(rc, 0);
+        pr.max_read = rs;
+        msg_acc m;
+        memset(&m, 0, sizeof m);
+        assert_int_equal(mw_pop3_retr_range(p, 1, 3, -1, msg_fn, &m), 0);
+        assert_int_equal(m.nends, 3);
+        for (int i = 0; i < 3; i++) {
+            assert_int_equal(m.len[i], strlen(want[i]));
+            assert_memory_equal(m.data[i], want[i], m.len[i]);
+        }
+        assert_int_equal(mw_pop3_noop(p), 0);
+        assert_int_equal(pr.mismatch, 0);
+        mw_pop3_free(p);
+    }
+}
+
 static void test_unpipelined_range_and_keywords(void **state)
 {
     (void)state;
@@ -583,6 +645,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_retr_chunks_and_sink_stop),
     cmocka_unit_test(test_retr_mode_list_fallback),
     cmocka_unit_test(test_pipelined_range),
+    cmocka_unit_test(test_pipelined_bodies_every_read_size),
     cmocka_unit_test(test_unpipelined_range_and_keywords),
     cmocka_unit_test(test_fatal_then_state),
     cmocka_unit_test(test_dropped_mid_retr),
