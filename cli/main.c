@@ -9,24 +9,35 @@
 int mw_cli_exit_code(int code)
 {
     switch (code) {
-    case MW_OK: return EX_OK_;
-    case MW_EINVAL: return EX_USAGE_;
-    case MW_EFORMAT: return EX_DATAERR_;
-    case MW_ENET: return EX_UNAVAILABLE_;
-    case MW_EIO: return EX_IOERR_;
+    case MW_OK:
+        return EX_OK_;
+    case MW_EINVAL:
+        return EX_USAGE_;
+    case MW_EFORMAT:
+        return EX_DATAERR_;
+    case MW_ENET:
+        return EX_UNAVAILABLE_;
+    case MW_EIO:
+        return EX_IOERR_;
     case MW_ETEMP:
-    case MW_ETIMEOUT: return EX_TEMPFAIL_;
+    case MW_ETIMEOUT:
+        return EX_TEMPFAIL_;
     case MW_EPROTO:
-    case MW_ETOOBIG: return EX_PROTOCOL_;
+    case MW_ETOOBIG:
+        return EX_PROTOCOL_;
     case MW_EAUTH:
     case MW_ECERT:
     case MW_ETLS:
-    case MW_EPOLICY: return EX_NOPERM_;
+    case MW_EPOLICY:
+        return EX_NOPERM_;
     case MW_ESERVER:
     case MW_EUNSUPPORTED:
-    case MW_ESTATE: return EX_UNAVAILABLE_;
-    case MW_ECANCELED: return EX_TEMPFAIL_;
-    default: return EX_SOFTWARE_;
+    case MW_ESTATE:
+        return EX_UNAVAILABLE_;
+    case MW_ECANCELED:
+        return EX_TEMPFAIL_;
+    default:
+        return EX_SOFTWARE_;
     }
 }
 
@@ -63,15 +74,13 @@ int main(int argc, char **argv)
         return EX_USAGE_;
     }
     const char *name = argv[1];
-    if (!strcmp(name, "--version") || !strcmp(name, "-V"))
-        return cmd_version(argc - 1, argv + 1);
+    if (!strcmp(name, "--version") || !strcmp(name, "-V")) return cmd_version(argc - 1, argv + 1);
     if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
         usage(stdout);
         return EX_OK_;
     }
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
-        if (!strcmp(name, builtin[i].name))
-            return builtin[i].run(argc - 1, argv + 1);
+        if (!strcmp(name, builtin[i].name)) return builtin[i].run(argc - 1, argv + 1);
     for (size_t i = 0; mw_cli_commands[i].name; i++)
         if (!strcmp(name, mw_cli_commands[i].name))
             return mw_cli_commands[i].run(argc - 1, argv + 1);

@@ -40,8 +40,7 @@ static void wr(const char *s, size_t n)
 {
     while (n) {
         long w = ssl ? SSL_write(ssl, s, (int)n) : write(fd, s, n);
-        if (w <= 0)
-            die("write failed");
+        if (w <= 0) die("write failed");
         s += w;
         n -= (size_t)w;
     }
@@ -54,16 +53,13 @@ static void line(char *out, size_t cap)
     for (;;) {
         if (pos == have) {
             long r = rd(buf, sizeof buf);
-            if (r <= 0)
-                die("connection closed");
+            if (r <= 0) die("connection closed");
             have = (size_t)r;
             pos = 0;
         }
         char c = buf[pos++];
-        if (c == '\n')
-            break;
-        if (k + 1 < cap && c != '\r')
-            out[k++] = c;
+        if (c == '\n') break;
+        if (k + 1 < cap && c != '\r') out[k++] = c;
     }
     out[k] = '\0';
 }
@@ -74,40 +70,33 @@ static void cmd(const char *c, char *reply, size_t cap)
     int n = snprintf(l, sizeof l, "%s\r\n", c);
     wr(l, (size_t)n);
     line(reply, cap);
-    if (strncmp(reply, "+OK", 3))
-        die(reply);
+    if (strncmp(reply, "+OK", 3)) die(reply);
 }
 
 static void tls_wrap(const char *host, const char *ca)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (ca)
-        SSL_CTX_load_verify_locations(ctx, ca, NULL);
+    if (ca) SSL_CTX_load_verify_locations(ctx, ca, NULL);
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
     SSL_set_tlsext_host_name(ssl, host);
     SSL_set1_host(ssl, host);
-    if (SSL_connect(ssl) != 1)
-        die("TLS handshake failed");
+    if (SSL_connect(ssl) != 1) die("TLS handshake failed");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 6)
-        die("usage: rawref HOST PORT plain|stls|pop3s USER PASS [CAFILE]");
+    if (argc < 6) die("usage: rawref HOST PORT plain|stls|pop3s USER PASS [CAFILE]");
     const char *host = argv[1], *mode = argv[3], *ca = argc > 6 ? argv[6] : NULL;
     struct addrinfo hints = {0}, *ai;
     hints.ai_socktype = SOCK_STREAM;
-    if (getaddrinfo(host, argv[2], &hints, &ai))
-        die("cannot resolve");
+    if (getaddrinfo(host, argv[2], &hints, &ai)) die("cannot resolve");
     fd = socket(ai->ai_family, SOCK_STREAM, 0);
-    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen))
-        die("cannot connect");
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen)) die("cannot connect");
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (!strcmp(mode, "pop3s"))
-        tls_wrap(host, ca);
+    if (!strcmp(mode, "pop3s")) tls_wrap(host, ca);
     char r[1024], c[600];
     line(r, sizeof r);
     if (!strcmp(mode, "stls")) {
@@ -134,8 +123,7 @@ int main(int argc, char **argv)
     while (done < count) {
         if (pos == have) {
             long n = rd(buf, sizeof buf);
-            if (n <= 0)
-                die("connection closed early");
+            if (n <= 0) die("connection closed early");
             have = (size_t)n;
             pos = 0;
         }

@@ -33,8 +33,7 @@ static void replies(int fd, int n)
             }
             memmove(rbuf, rbuf + l, rlen - l);
             rlen -= l;
-            if (n == 0)
-                return;
+            if (n == 0) return;
         }
         ssize_t r = read(fd, rbuf + rlen, sizeof rbuf - rlen);
         if (r <= 0) {
@@ -60,25 +59,21 @@ static void put(int fd, const char *p, size_t n)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5)
-        return 64;
+    if (argc != 5) return 64;
     FILE *f = fopen(argv[4], "rb");
-    if (!f)
-        return 66;
+    if (!f) return 66;
     char *body = malloc(4 << 20), *in = malloc(2 << 20);
     size_t n = fread(in, 1, 2 << 20, f), o = 0;
     fclose(f);
     int bol = 1;
     for (size_t i = 0; i < n; i++) {
-        if (bol && in[i] == '.')
-            body[o++] = '.';
+        if (bol && in[i] == '.') body[o++] = '.';
         bol = 0;
         if (in[i] == '\n') {
             body[o++] = '\r';
             bol = 1;
         }
-        if (in[i] != '\r')
-            body[o++] = in[i];
+        if (in[i] != '\r') body[o++] = in[i];
     }
     if (!bol) {
         body[o++] = '\r';

@@ -35,21 +35,24 @@ typedef struct mw_net_opts {
     int family;             /* 0 any, 4 IPv4 only, 6 IPv6 only */
     mw_cancel *cancel;      /* optional */
 } mw_net_opts;
-#define MW_NET_OPTS_INIT {MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL}
+#define MW_NET_OPTS_INIT                                                                           \
+    {                                                                                              \
+        MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL                                                 \
+    }
 
 /* ---- TLS ----------------------------------------------------------------- */
 
 /* What a policy callback learns of the peer. Valid only during the call. */
 typedef struct mw_tls_peer {
-    const char *subject;            /* one-line subject name */
-    const char *issuer;             /* one-line issuer name */
-    const unsigned char *der;       /* the leaf certificate, DER */
+    const char *subject;      /* one-line subject name */
+    const char *issuer;       /* one-line issuer name */
+    const unsigned char *der; /* the leaf certificate, DER */
     size_t der_len;
-    unsigned char cert_sha256[32];  /* SHA-256 of the DER certificate */
-    unsigned char spki_sha256[32];  /* SHA-256 of its SubjectPublicKeyInfo */
-    int verified;                   /* 1 when chain and host name verified */
-    const char *verify_error;       /* why not, or "" when verified */
-    const char *protocol;           /* "TLSv1.3" */
+    unsigned char cert_sha256[32]; /* SHA-256 of the DER certificate */
+    unsigned char spki_sha256[32]; /* SHA-256 of its SubjectPublicKeyInfo */
+    int verified;                  /* 1 when chain and host name verified */
+    const char *verify_error;      /* why not, or "" when verified */
+    const char *protocol;          /* "TLSv1.3" */
     const char *cipher;
 } mw_tls_peer;
 
@@ -63,7 +66,7 @@ typedef int (*mw_tls_policy_fn)(const mw_tls_peer *peer, void *userdata);
 #define MW_TLS_OPTS_VERSION 1
 typedef struct mw_tls_opts {
     unsigned version;
-    const char *ca_file;      /* trust these CAs instead of the system store */
+    const char *ca_file; /* trust these CAs instead of the system store */
     const char *ca_dir;
     const char *pin;          /* "sha256:BASE64" of the certificate or its public key
                                  (SubjectPublicKeyInfo), several separated by ';';
@@ -77,7 +80,10 @@ typedef struct mw_tls_opts {
     mw_tls_policy_fn policy;
     void *policy_userdata;
 } mw_tls_opts;
-#define MW_TLS_OPTS_INIT {MW_TLS_OPTS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 30000, 0, NULL, NULL}
+#define MW_TLS_OPTS_INIT                                                                           \
+    {                                                                                              \
+        MW_TLS_OPTS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 30000, 0, NULL, NULL           \
+    }
 
 /* ---- Streams --------------------------------------------------------------- */
 typedef struct mw_stream mw_stream;
@@ -103,8 +109,8 @@ MW_EXTERN int mw_stream_tcp(mw_stream **out, const char *host, unsigned port,
  * closed by mw_stream_free.  The descriptors are switched to O_NONBLOCK (so no
  * system call outlives a deadline).  Writing to a pipe whose reader is gone
  * is MW_ENET, never a SIGPIPE.  Returns 0, MW_EINVAL, MW_ENOMEM. */
-MW_EXTERN int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own,
-                           const mw_net_opts *opts, mw_error *err);
+MW_EXTERN int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *opts,
+                           mw_error *err);
 /* A stream whose I/O is done by the caller's callbacks.  A cancel token
  * (set on a session using this stream) is checked before each callback, not
  * during one: a callback that may block long should watch its own deadline.
@@ -127,8 +133,8 @@ MW_EXTERN int mw_stream_command(mw_stream **out, const char *command, const mw_n
 MW_EXTERN int mw_stream_tls(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts,
                             mw_error *err);
 /* Reads up to len bytes; *got = 0 means the peer closed. */
-MW_EXTERN int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got,
-                             int64_t deadline_ms, mw_error *err);
+MW_EXTERN int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
+                             mw_error *err);
 /* Writes all len bytes or fails. */
 MW_EXTERN int mw_stream_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms,
                               mw_error *err);

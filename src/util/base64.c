@@ -3,7 +3,10 @@
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-size_t mw_base64_encoded_len(size_t n) { return (n + 2) / 3 * 4; }
+size_t mw_base64_encoded_len(size_t n)
+{
+    return (n + 2) / 3 * 4;
+}
 
 void mw_base64_encode(char *out, const unsigned char *in, size_t n)
 {
@@ -27,23 +30,17 @@ void mw_base64_encode(char *out, const unsigned char *in, size_t n)
 
 static int b64_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
     return -1;
 }
 
 long mw_base64_decode_strict(unsigned char *out, const char *in, size_t len)
 {
-    if (len % 4)
-        return -1;
+    if (len % 4) return -1;
     size_t o = 0;
     for (size_t i = 0; i < len; i += 4) {
         int pad = 0, v[4];
@@ -57,15 +54,13 @@ long mw_base64_decode_strict(unsigned char *out, const char *in, size_t len)
             if (pad) /* data after '=' */
                 return -1;
             v[k] = b64_value(c);
-            if (v[k] < 0)
-                return -1;
+            if (v[k] < 0) return -1;
         }
-        unsigned w = (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
+        unsigned w =
+            (unsigned)v[0] << 18 | (unsigned)v[1] << 12 | (unsigned)v[2] << 6 | (unsigned)v[3];
         out[o++] = (unsigned char)(w >> 16);
-        if (pad < 2)
-            out[o++] = (unsigned char)(w >> 8);
-        if (pad < 1)
-            out[o++] = (unsigned char)w;
+        if (pad < 2) out[o++] = (unsigned char)(w >> 8);
+        if (pad < 1) out[o++] = (unsigned char)w;
     }
     return (long)o;
 }

@@ -8,22 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static size_t buf_max(const mw_buf *b) { return b->max ? b->max : SIZE_MAX / 2; }
+static size_t buf_max(const mw_buf *b)
+{
+    return b->max ? b->max : SIZE_MAX / 2;
+}
 
 int mw_buf_reserve(mw_buf *b, size_t extra)
 {
     size_t max = buf_max(b);
-    if (extra > max || b->len > max - extra)
-        return MW_ETOOBIG;
+    if (extra > max || b->len > max - extra) return MW_ETOOBIG;
     size_t need = b->len + extra;
-    if (b->data && need <= b->cap)
-        return 0;
+    if (b->data && need <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap = cap > SIZE_MAX / 4 ? need : cap * 2;
     char *p = realloc(b->data, cap + 1);
-    if (!p)
-        return MW_ENOMEM;
+    if (!p) return MW_ENOMEM;
     b->data = p;
     b->cap = cap;
     b->data[b->len] = '\0';
@@ -33,18 +33,22 @@ int mw_buf_reserve(mw_buf *b, size_t extra)
 int mw_buf_append(mw_buf *b, const void *p, size_t n)
 {
     int rc = mw_buf_reserve(b, n);
-    if (rc)
-        return rc;
-    if (n)
-        memcpy(b->data + b->len, p, n);
+    if (rc) return rc;
+    if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
 }
 
-int mw_buf_append_str(mw_buf *b, const char *s) { return mw_buf_append(b, s, strlen(s)); }
+int mw_buf_append_str(mw_buf *b, const char *s)
+{
+    return mw_buf_append(b, s, strlen(s));
+}
 
-int mw_buf_append_char(mw_buf *b, char c) { return mw_buf_append(b, &c, 1); }
+int mw_buf_append_char(mw_buf *b, char c)
+{
+    return mw_buf_append(b, &c, 1);
+}
 
 int mw_buf_printf(mw_buf *b, const char *fmt, ...)
 {
@@ -52,11 +56,9 @@ int mw_buf_printf(mw_buf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return MW_EINVAL;
+    if (n < 0) return MW_EINVAL;
     int rc = mw_buf_reserve(b, (size_t)n);
-    if (rc)
-        return rc;
+    if (rc) return rc;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -72,15 +74,13 @@ void mw_buf_consume(mw_buf *b, size_t n)
         memmove(b->data, b->data + n, b->len - n);
         b->len -= n;
     }
-    if (b->data)
-        b->data[b->len] = '\0';
+    if (b->data) b->data[b->len] = '\0';
 }
 
 void mw_buf_reset(mw_buf *b)
 {
     b->len = 0;
-    if (b->data)
-        b->data[0] = '\0';
+    if (b->data) b->data[0] = '\0';
 }
 
 void mw_buf_free(mw_buf *b)
@@ -92,11 +92,9 @@ void mw_buf_free(mw_buf *b)
 
 char *mw_buf_take(mw_buf *b, size_t *len)
 {
-    if (!b->data && mw_buf_reserve(b, 0))
-        return NULL;
+    if (!b->data && mw_buf_reserve(b, 0)) return NULL;
     char *p = b->data;
-    if (len)
-        *len = b->len;
+    if (len) *len = b->len;
     b->data = NULL;
     b->len = b->cap = 0;
     return p;

@@ -5,13 +5,16 @@
 #include <stddef.h>
 
 typedef struct mw_buf {
-    char *data;   /* always NUL-terminated when non-NULL (not counted in len) */
+    char *data; /* always NUL-terminated when non-NULL (not counted in len) */
     size_t len;
-    size_t cap;   /* allocated, excluding the NUL */
-    size_t max;   /* len never exceeds this; 0 = SIZE_MAX/2 */
+    size_t cap; /* allocated, excluding the NUL */
+    size_t max; /* len never exceeds this; 0 = SIZE_MAX/2 */
 } mw_buf;
 
-#define MW_BUF_INIT(maxbytes) {NULL, 0, 0, (maxbytes)}
+#define MW_BUF_INIT(maxbytes)                                                                      \
+    {                                                                                              \
+        NULL, 0, 0, (maxbytes)                                                                     \
+    }
 
 /* Each returns 0, MW_ENOMEM, or MW_ETOOBIG when len would pass max (the
  * buffer is then left as it was). */

@@ -27,12 +27,10 @@ int main(int argc, char **argv)
         }
         struct dirent *e;
         while ((e = readdir(d)) && n < sizeof names / sizeof names[0]) {
-            if (e->d_name[0] == '.')
-                continue;
+            if (e->d_name[0] == '.') continue;
             size_t len = strlen(argv[a]) + strlen(e->d_name) + 2;
             names[n] = malloc(len);
-            if (!names[n])
-                return 1;
+            if (!names[n]) return 1;
             snprintf(names[n], len, "%s/%s", argv[a], e->d_name);
             n++;
         }
@@ -46,8 +44,7 @@ int main(int argc, char **argv)
         if (!f || fstat(fileno(f), &st) != 0) {
             printf("not ok %zu - %s: cannot read\n", i + 1, names[i]);
             failed = 1;
-            if (f)
-                fclose(f);
+            if (f) fclose(f);
             continue;
         }
         size_t size = (size_t)st.st_size;
