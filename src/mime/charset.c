@@ -42,51 +42,65 @@ void mw_cv_close(mw_cv *cv)
     cv->cd = (void *)-1;
 }
 
+/* Converts one block (after the bytes carried from the block before).
+ * Blocks are always MW_CV_BLOCK bytes but the last, whatever the chunks
+ * the caller passed, so the result never depends on where the input was
+ * cut (stateful converters such as glibc's UTF-7 report errors at places
+ * that depend on the cuts). */
+static int cv_block(mw_cv *cv, const char *in, size_t len, int last, mw_buf *out)
+{
+    int rc;
+    char tmp[sizeof cv->carry + MW_CV_BLOCK];
+    memcpy(tmp, cv->carry, cv->ncarry);
+    memcpy(tmp + cv->ncarry, in, len);
+    char *ip = tmp;
+    size_t il = cv->ncarry + len;
+    cv->ncarry = 0;
+    while (il > 0) {
+        if ((rc = mw_buf_reserve(out, il * 4 + 16))) return rc;
+        char *op = out->data + out->len;
+        size_t ol = out->cap - out->len;
+        size_t r = iconv((iconv_t)cv->cd, &ip, &il, &op, &ol);
+        out->len = (size_t)(op - out->data);
+        out->data[out->len] = '\0';
+        if (r != (size_t)-1) break;
+        if (errno == E2BIG) continue;
+        if (errno == EINVAL && !last && il < sizeof cv->carry) {
+            /* An incomplete sequence: it continues in the next block. */
+            memcpy(cv->carry, ip, il);
+            cv->ncarry = il;
+            break;
+        }
+        /* EILSEQ (or an incomplete sequence at the very end): one
+         * replacement character, skip one byte, go on. */
+        cv->bad++;
+        if ((rc = mw_buf_append(out, REPLACEMENT, 3))) return rc;
+        ip++;
+        il--;
+    }
+    return 0;
+}
+
 int mw_cv_run(mw_cv *cv, const char *in, size_t len, int final, mw_buf *out)
 {
     int rc;
     if (cv->identity) return mw_buf_append(out, in, len);
-    /* Bytes left over from the previous call (an incomplete sequence). */
-    char tmp[sizeof cv->carry + 4096];
-    while (len > 0 || (final && cv->ncarry)) {
-        size_t take = sizeof tmp - cv->ncarry;
+    while (len > 0) {
+        size_t take = MW_CV_BLOCK - cv->nstage;
         if (take > len) take = len;
-        memcpy(tmp, cv->carry, cv->ncarry);
-        memcpy(tmp + cv->ncarry, in, take);
-        size_t tl = cv->ncarry + take;
+        memcpy(cv->stage + cv->nstage, in, take);
+        cv->nstage += take;
         in += take;
         len -= take;
-        cv->ncarry = 0;
-        char *ip = tmp;
-        size_t il = tl;
-        while (il > 0) {
-            if ((rc = mw_buf_reserve(out, il * 4 + 16))) return rc;
-            char *op = out->data + out->len;
-            size_t ol = out->cap - out->len;
-            size_t r = iconv((iconv_t)cv->cd, &ip, &il, &op, &ol);
-            out->len = (size_t)(op - out->data);
-            out->data[out->len] = '\0';
-            if (r != (size_t)-1) break;
-            if (errno == E2BIG) continue;
-            /* An incomplete sequence: keep it for the next call.  Some
-             * converters (glibc's UTF-7) say EILSEQ for a sequence cut
-             * short, so an error in the last few bytes is retried too:
-             * the result must not depend on where the input was cut. */
-            if ((errno == EINVAL || (errno == EILSEQ && il < 8)) && !(final && len == 0) &&
-                il < sizeof cv->carry) {
-                memcpy(cv->carry, ip, il);
-                cv->ncarry = il;
-                il = 0;
-                break;
-            }
-            /* EILSEQ (or an incomplete sequence at the very end): one
-             * replacement character, skip one byte, go on. */
-            cv->bad++;
-            if ((rc = mw_buf_append(out, REPLACEMENT, 3))) return rc;
-            ip++;
-            il--;
+        if (cv->nstage == MW_CV_BLOCK) {
+            cv->nstage = 0;
+            if ((rc = cv_block(cv, cv->stage, MW_CV_BLOCK, 0, out))) return rc;
         }
-        if (final && len == 0) break;
+    }
+    if (final) {
+        size_t n = cv->nstage;
+        cv->nstage = 0;
+        return cv_block(cv, cv->stage, n, 1, out);
     }
     return 0;
 }

@@ -28,12 +28,15 @@ void mw_mime_headers_move_last(mw_mime_headers *h, const char *name);
 void mw_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len);
 
 /* Streaming conversion to UTF-8 (glibc iconv).  Invalid input becomes
- * U+FFFD; an incomplete sequence at the end of a chunk waits for the next. */
+ * U+FFFD; output comes in blocks (see cv_block), all of it once final. */
+#define MW_CV_BLOCK 4096
 typedef struct mw_cv {
     void *cd;
     int identity;
     char carry[16];
     size_t ncarry;
+    char stage[MW_CV_BLOCK]; /* input is converted in blocks of this size */
+    size_t nstage;
     unsigned long bad;
 } mw_cv;
 int mw_charset_is_utf8(const char *cs);
