@@ -23,18 +23,33 @@ int mw_pop3_body_decode(mw_pop3_body *b, char *buf, size_t len, size_t *consumed
     int st = b->state;
     while (i < len && st != ST_DONE) {
         if (st == ST_MID) {
-            /* The hot path: one memchr per line, one memmove per line only
-             * once a dot has been removed (before that, o == i). */
-            char *nl = memchr(buf + i, '\n', len - i);
-            size_t end = nl ? (size_t)(nl - buf) + 1 : len;
+            /* The hot path.  Only a dot at the start of a line means
+             * anything (RFC 1939 §3), so look for dots, not line ends: a
+             * base64 part has none, text about one a line.  A dot at i
+             * itself is data (ST_MID: not at a line start).  One memmove
+             * per run of data, only once a dot has been removed (before
+             * that, o == i). */
+            size_t k = i, end = len;
+            int next = ST_MID;
+            for (;;) {
+                char *d = memchr(buf + k, '.', len - k);
+                if (!d) {
+                    if (buf[len - 1] == '\n') next = ST_BOL;
+                    break;
+                }
+                size_t j = (size_t)(d - buf);
+                if (j > i && buf[j - 1] == '\n') {
+                    end = j;
+                    next = ST_BOL;
+                    break;
+                }
+                k = j + 1;
+            }
             size_t n = end - i;
             if (o != i) memmove(buf + o, buf + i, n);
             o += n;
             i = end;
-            if (nl) {
-                st = ST_BOL;
-                b->lines++;
-            }
+            st = next;
         } else if (st == ST_BOL) {
             if (buf[i] == '.') {
                 i++; /* a line-start dot is never data (RFC 1939 §3) */

@@ -79,7 +79,6 @@ int mw_pop3_find_timestamp(const char *greeting, size_t len, const char **ts, si
 typedef struct mw_pop3_body {
     int state;
     uint64_t produced; /* message octets delivered so far (unstuffed) */
-    uint64_t lines;    /* complete lines delivered */
 } mw_pop3_body;
 
 void mw_pop3_body_init(mw_pop3_body *b);

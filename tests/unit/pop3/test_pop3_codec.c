@@ -312,7 +312,6 @@ static void test_body_exact(void **state)
     assert_int_equal(c, sizeof in - 1 - 3);
     assert_int_equal(p, strlen("From: a\r\n\r\n.leading\r\n"));
     assert_memory_equal(buf, "From: a\r\n\r\n.leading\r\n", p);
-    assert_int_equal(b.lines, 3);
 
     /* A lone CR after a line-start dot waits for the next byte. */
     mw_pop3_body_init(&b);

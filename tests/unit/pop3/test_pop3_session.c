@@ -406,7 +406,7 @@ static int msg_fn(uint64_t msg, const char *d, size_t n, const mw_pop3_retr_info
     msg_acc *m = ud;
     assert_true(msg >= 1 && msg <= 3);
     assert_true(m->len[msg - 1] + n <= sizeof m->data[0]);
-    memcpy(m->data[msg - 1] + m->len[msg - 1], d, n);
+    if (n) memcpy(m->data[msg - 1] + m->len[msg - 1], d, n);
     m->len[msg - 1] += n;
     if (info) {
         assert_int_equal(info->complete, 1);
