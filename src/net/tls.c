@@ -35,6 +35,9 @@ struct mw_tls {
     int eof;         /* the inner stream reported end of stream */
     int established; /* handshake done; close_notify may be sent */
     int failed;      /* a fatal TLS error: no close_notify */
+    int nowait;      /* the BIO answers "retry" instead of reading the inner stream */
+    int deferred;    /* a read error met after data was returned: the next read's */
+    mw_error deferred_err;
     mw_tls_peer peer;
     unsigned char *der;
     char subject[256];
@@ -52,6 +55,13 @@ static int bio_read_ex(BIO *b, char *buf, size_t len, size_t *readbytes)
 {
     struct mw_tls *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
+    if (t->nowait) {
+        /* Only what OpenSSL already holds may be decrypted now (see
+         * mw_tls_read); the standard non-blocking answer leaves a partial
+         * record buffered inside OpenSSL for the next, blocking, read. */
+        BIO_set_retry_read(b);
+        return 0;
+    }
     size_t got = 0;
     int rc = mw_stream_read(t->inner, buf, len, &got, t->deadline, &t->io_err);
     if (rc) {
@@ -569,16 +579,50 @@ int mw_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadli
                 mw_error *err)
 {
     struct mw_tls *t = s->tls;
+    if (t->deferred) {
+        t->deferred = 0;
+        if (err) *err = t->deferred_err;
+        return t->deferred_err.code;
+    }
     if (t->failed)
         return mw_err_set(err, MW_ETLS, "TLS connection unusable after an earlier error");
     t->deadline = deadline_ms;
     t->io_rc = 0;
     ERR_clear_error();
     int r = SSL_read_ex(t->ssl, buf, len, got);
-    if (r == 1) return 0;
-    *got = 0;
-    if (SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN) return 0;
-    return io_failure(t, r, "read", err);
+    if (r != 1) {
+        *got = 0;
+        if (SSL_get_error(t->ssl, r) == SSL_ERROR_ZERO_RETURN) return 0;
+        return io_failure(t, r, "read", err);
+    }
+    /* SSL_read returns one record at most, and servers send small ones
+     * (Dovecot: ~3.4 KB on average), so a caller asking for 64 KiB got a
+     * few KB per call, and each chunk went on to its sink (one write(2) per
+     * record for `pop3 retr -o`).  Records already read ahead are decrypted
+     * into the same call, without touching the socket: the BIO answers
+     * "retry" meanwhile (SSL_ERROR_WANT_READ), so this never waits. */
+    while (*got < len && SSL_has_pending(t->ssl)) {
+        size_t more = 0;
+        t->nowait = 1;
+        r = SSL_read_ex(t->ssl, (char *)buf + *got, len - *got, &more);
+        t->nowait = 0;
+        if (r == 1) {
+            *got += more;
+            continue;
+        }
+        int e = SSL_get_error(t->ssl, r);
+        if (e == SSL_ERROR_WANT_READ) {
+            ERR_clear_error();
+        } else if (e != SSL_ERROR_ZERO_RETURN) {
+            /* The data before the error is good: deliver it, and report
+             * the error on the next read. */
+            io_failure(t, r, "read", &t->deferred_err);
+            t->deferred = 1;
+        }
+        /* close_notify: the next SSL_read reports it again. */
+        break;
+    }
+    return 0;
 }
 
 int mw_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err)
