@@ -4,6 +4,7 @@
  * In every case no message that was not durably stored and recorded is
  * deleted on the server, and the error says why.  Prints TAP; skipped when
  * the servers are not running. */
+#include "tap.h"
 #include "mailwire/fetch.h"
 
 #include <dirent.h>
@@ -15,20 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int test_no, failures;
-
-static void tap(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s %d - ", ok ? "ok" : "not ok", ++test_no);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok) failures++;
-    fflush(stdout);
-}
 
 static const char *root, *ca;
 static unsigned port, owner_uid, owner_gid;
@@ -264,9 +251,8 @@ int main(void)
         "progress callback: %u calls, last says %llu of 4 done", r.progress_calls,
         (unsigned long long)r.last_done);
 
-    printf("1..%d\n", test_no);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", work);
     if (system(cmd)) {}
-    return 0;
+    return tap_done();
 }

@@ -2,6 +2,7 @@
  * every login method, byte-identical retrieval vs the Maildir files,
  * pipelined ranges, DELE + QUIT, RSET, wrong password, retrieve-headers.
  * Prints TAP; every case is skipped when the servers are not running. */
+#include "tap.h"
 #include "mailwire/pop3.h"
 
 #include <dirent.h>
@@ -13,31 +14,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int test_no;
-static int failures;
-
-static void tap(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s %d - ", ok ? "ok" : "not ok", ++test_no);
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok) failures++;
-    fflush(stdout);
-}
-
-static void diag(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("# ");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-}
 
 static const char *env(const char *n)
 {
@@ -519,6 +495,5 @@ int main(void)
     test_dele_rset();
     test_last_unsupported();
     test_tls_policy();
-    printf("1..%d\n", test_no);
-    return failures ? 1 : 0;
+    return tap_done();
 }
