@@ -168,11 +168,13 @@ static void json_str(FILE *f, const char *s)
     fputc('"', f);
 }
 
-/* Printable text for the terminal: control characters shown as '?'. */
+/* Printable text for the terminal: control characters shown as '?'.  A tab
+ * is white space (unfolding keeps the folding tab, RFC 5322 §2.2.3): shown
+ * as a space. */
 static void text_str(FILE *f, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, f);
+        fputc(*p == '\t' ? ' ' : *p < 0x20 || *p == 0x7f ? '?' : *p, f);
 }
 
 static void print_part(mw_mime_part *p, int json, int *first)
