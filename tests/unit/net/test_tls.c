@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -555,6 +556,65 @@ static void bulk_body_over_tls(void **state)
     server_join(&srv);
 }
 
+/* One read hands over every record OpenSSL has already read ahead, not one
+ * record per call (servers send small records: Dovecot ~3.4 KB), and never
+ * waits for more to do so; a record that fails to decrypt after good ones
+ * is reported on the next read, after the good data. */
+static void small_records_in_one_read(void **state)
+{
+    (void)state;
+    for (int garbage = 0; garbage <= 1; garbage++) {
+        struct test_server srv;
+        tls_to(&srv, pki.good, NULL, NULL, NULL);
+        srv.records = 20;
+        srv.record_size = 100;
+        srv.garbage_after = garbage;
+        int fd = server_start(&srv);
+        mw_stream *s = NULL, *t = NULL;
+        mw_error err = {0};
+        assert_int_equal(mw_stream_fd(&s, fd, fd, 1, NULL, &err), 0);
+        mw_tls_opts o = MW_TLS_OPTS_INIT;
+        o.ca_file = pki.ca_file;
+        o.servername = "localhost";
+        o.min_version = 13;
+        assert_int_equal(mw_stream_tls(&t, s, &o, &err), 0);
+        mw_conn *c = NULL;
+        assert_int_equal(mw_conn_new(&c, t, &err), 0);
+        mw_conn_set_io_timeout(c, 5000);
+        const char *line;
+        size_t len;
+        assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+        assert_int_equal(mw_conn_buffered(c), 0);
+        assert_int_equal(mw_conn_write(c, "GO\r\n", 4, &err), 0);
+        assert_int_equal(mw_conn_flush(c, &err), 0);
+        /* Wait until every record is in the socket: 5 + 100 + 1 + 16
+         * (TLS 1.3 header, data, content type, AEAD tag) bytes each. */
+        size_t want = (size_t)srv.records * (5 + srv.record_size + 1 + 16) + (garbage ? 45 : 0);
+        for (int i = 0; i < 500; i++) {
+            int queued = 0;
+            assert_int_equal(ioctl(fd, FIONREAD, &queued), 0);
+            if ((size_t)queued >= want) break;
+            usleep(10000);
+        }
+        const char *d;
+        size_t n;
+        assert_int_equal(mw_conn_peek(c, &d, &n, &err), 0);
+        assert_int_equal(n, (size_t)srv.records * srv.record_size);
+        for (size_t i = 0; i < n; i++)
+            if (d[i] != (char)('A' + (int)(i / srv.record_size) % 26))
+                fail_msg("byte %zu differs", i);
+        mw_conn_consume(c, n);
+        if (garbage) {
+            assert_int_equal(mw_conn_peek(c, &d, &n, &err), MW_ETLS);
+            assert_non_null(strstr(err.message, "TLS read failed"));
+            /* and the connection stays unusable */
+            assert_int_equal(mw_conn_peek(c, &d, &n, &err), MW_ESTATE);
+        }
+        mw_conn_free(c);
+        server_join(&srv);
+    }
+}
+
 /* TLS wraps any stream: here a caller's callbacks stream. */
 struct fdio {
     int fd;
@@ -623,6 +683,7 @@ int main(void)
         cmocka_unit_test(plain_text_peer_is_a_tls_error),
         cmocka_unit_test(tls_over_callbacks_stream),
         cmocka_unit_test(bulk_body_over_tls),
+        cmocka_unit_test(small_records_in_one_read),
         cmocka_unit_test(no_name_to_check_is_refused),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);

@@ -151,6 +151,29 @@ static void *server_main(void *arg)
         s->peer_finished_len =
             SSL_get_peer_finished(ssl, s->peer_finished, sizeof s->peer_finished);
         SSL_write(ssl, "+OK hello over TLS\r\n", 20);
+        if (s->records) {
+            char go[64];
+            if (SSL_read(ssl, go, sizeof go) > 0) {
+                char block[4096];
+                for (int r = 0; r < s->records; r++) {
+                    memset(block, 'A' + r % 26, s->record_size);
+                    if (SSL_write(ssl, block, (int)s->record_size) <= 0) break;
+                }
+                if (s->garbage_after) {
+                    /* TLS 1.3 application data (RFC 8446 §5.2) whose tag
+                     * cannot match: the client must fail on it. */
+                    unsigned char junk[5 + 40] = {0x17, 0x03, 0x03, 0x00, 40};
+                    memset(junk + 5, 0x5a, 40);
+                    if (write(s->fd, junk, sizeof junk) < 0) {}
+                }
+                char c;
+                while (read(s->fd, &c, 1) > 0) {}
+            }
+            SSL_free(ssl);
+            SSL_CTX_free(ctx);
+            close(s->fd);
+            return NULL;
+        }
         if (s->bulk) {
             /* 'a'..'z' repeated, in writes of odd sizes across records. */
             char block[7001];

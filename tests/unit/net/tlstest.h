@@ -33,6 +33,13 @@ struct test_server {
     int plain_wait_line;     /* read one line in clear before the handshake */
     X509 *client_ca;         /* require a client certificate from this CA */
     size_t bulk;             /* after the greeting: send this many pattern bytes, then close */
+    /* after the greeting and one line from the client: `records` records of
+     * record_size bytes ('A', 'B', ... one letter per record), then (with
+     * garbage_after) a forged application-data record that cannot decrypt;
+     * then waits for the client to hang up */
+    int records;
+    size_t record_size;
+    int garbage_after;
     /* results */
     int accepted;
     int got_close_notify;
