@@ -2,6 +2,7 @@
 
 #include "util/err.h"
 
+#include <stdint.h>
 #include <string.h>
 
 void mw_smtp_data_init(mw_smtp_data_enc *e, int bdat)
@@ -21,15 +22,38 @@ static int end_line(mw_smtp_data_enc *e, mw_buf *out)
     return mw_buf_append(out, "\r\n", 2);
 }
 
+/* Whether any octet of p[0..n) is >= 0x80: eight octets at a time. */
+static int has_8bit(const char *p, size_t n)
+{
+    uint64_t acc = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+    for (; i < n; i++)
+        acc |= (unsigned char)p[i];
+    return (acc & UINT64_C(0x8080808080808080)) != 0;
+}
+
 int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *out, mw_error *err)
 {
-    size_t i = 0;
-    int rc;
+    int rc = 0;
     e->in_octets += n;
-    size_t before = out->len;
-    /* Reserve roughly what we will add, so the common case is one copy. */
-    if ((rc = mw_buf_reserve(out, n + n / 32 + 8)) != 0)
-        return mw_err_set(err, rc, "no room for the encoded message data");
+    /* Every input octet yields at most two output octets (a bare CR or LF
+     * becomes CRLF, a line-start '.' becomes "..", the LF of a CRLF yields
+     * nothing of its own), so one reservation covers the whole call and the
+     * loop writes straight into the buffer. */
+    if (n > SIZE_MAX / 4 || (rc = mw_buf_reserve(out, 2 * n)) != 0)
+        return mw_err_set(err, rc ? rc : MW_ETOOBIG, "no room for the encoded message data");
+    char *const start = out->data + out->len;
+    char *o = start;
+    size_t i = 0;
+    /* The next LF at or after i (n: none), found once per LF rather than
+     * once per line, so CR-only input is not scanned quadratically. */
+    size_t next_lf = 0;
+    int lf_known = 0;
     while (i < n) {
         if (e->after_cr) {
             e->after_cr = 0;
@@ -42,22 +66,28 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
         if (e->at_line_start) {
             e->at_line_start = 0;
             /* RFC 5321 §4.5.2: a line starting with "." gets one more. */
-            if (in[i] == '.' && !e->bdat && (rc = mw_buf_append_char(out, '.')) != 0)
-                return mw_err_set(err, rc, "no room for the encoded message data");
+            if (in[i] == '.' && !e->bdat) *o++ = '.';
         }
-        /* Copy the run up to the next CR or LF in one go. */
-        size_t j = i;
-        while (j < n && in[j] != '\r' && in[j] != '\n') {
-            if ((unsigned char)in[j] >= 0x80) e->saw_8bit = 1;
-            j++;
+        /* The run up to the next CR or LF, copied in one go. */
+        if (!lf_known || next_lf < i) {
+            const char *lf = memchr(in + i, '\n', n - i);
+            next_lf = lf ? (size_t)(lf - in) : n;
+            lf_known = 1;
         }
-        if (e->max_line && e->line_len + (j - i) > e->max_line)
+        size_t j = next_lf;
+        const char *cr = memchr(in + i, '\r', j - i);
+        if (cr) j = (size_t)(cr - in);
+        if (!e->saw_8bit && has_8bit(in + i, j - i)) e->saw_8bit = 1;
+        if (e->max_line && e->line_len + (j - i) > e->max_line) {
+            out->len += (size_t)(o - start);
+            out->data[out->len] = '\0';
             return mw_err_set(err, MW_ETOOBIG,
                               "line %llu of the message is longer than %zu octets "
                               "(RFC 5321 §4.5.3.1.6); encode it (quoted-printable or base64)",
                               (unsigned long long)e->line_no, e->max_line);
-        if (j > i && (rc = mw_buf_append(out, in + i, j - i)) != 0)
-            return mw_err_set(err, rc, "no room for the encoded message data");
+        }
+        memcpy(o, in + i, j - i);
+        o += j - i;
         e->line_len += j - i;
         i = j;
         if (i == n) break;
@@ -69,10 +99,15 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
         else
             e->saw_bare_eol = 1;
         i++;
-        if ((rc = end_line(e, out)) != 0)
-            return mw_err_set(err, rc, "no room for the encoded message data");
+        *o++ = '\r';
+        *o++ = '\n';
+        e->at_line_start = 1;
+        e->line_len = 0;
+        e->line_no++;
     }
-    e->out_octets += out->len - before;
+    out->len += (size_t)(o - start);
+    out->data[out->len] = '\0';
+    e->out_octets += (size_t)(o - start);
     return 0;
 }
 
