@@ -12,7 +12,14 @@
  * fsync'd under lock; MDA: the command read everything and exited 0).  Any
  * other result means the message was NOT delivered, and nothing of it is
  * left behind (tmp file removed, mbox truncated back), so a caller may only
- * delete a message on the server after a 0 from commit. */
+ * delete a message on the server after a 0 from commit.
+ *
+ * Maildir with defer_dir_sync (options version 2): commit fsyncs the file
+ * and links it into new/, but leaves new/ itself unsynced, so a 0 from
+ * commit means "complete and fsync'd, entry not yet durable"; the caller
+ * must call mw_store_sync() (one fsync of new/ for any number of messages)
+ * and get 0 before it deletes those messages anywhere or records them as
+ * delivered.  mw_fetch_account does exactly that before each state save. */
 #ifndef MAILWIRE_STORE_H
 #define MAILWIRE_STORE_H
 
@@ -46,7 +53,8 @@ typedef enum mw_store_op {
  * or directory concerned. */
 typedef int (*mw_store_fault_fn)(mw_store_op op, const char *path, void *userdata);
 
-#define MW_STORE_OPTIONS_VERSION 1
+/* Version 2 added defer_dir_sync; version 1 structs are still accepted. */
+#define MW_STORE_OPTIONS_VERSION 2
 typedef struct mw_store_options {
     unsigned version;
     /* 0 (default): line ends CRLF are stored as LF, the Unix convention for
@@ -64,10 +72,14 @@ typedef struct mw_store_options {
     const char *hostname;
     mw_store_fault_fn fault;
     void *fault_userdata;
+    /* Maildir, version >= 2: 1 = commit does not fsync new/; mw_store_sync()
+     * does, once for all messages committed since (see the top of this
+     * file).  0 (default): every commit fsyncs new/. */
+    int defer_dir_sync;
 } mw_store_options;
 #define MW_STORE_OPTIONS_INIT                                                                      \
     {                                                                                              \
-        MW_STORE_OPTIONS_VERSION, 0, NULL, 10000, 300000, NULL, NULL, NULL                         \
+        MW_STORE_OPTIONS_VERSION, 0, NULL, 10000, 300000, NULL, NULL, NULL, 0                      \
     }
 
 typedef struct mw_store mw_store;
@@ -110,6 +122,14 @@ MW_EXTERN int mw_store_deliver(mw_store *s, const void *data, size_t len,
 MW_EXTERN const char *mw_store_last_path(const mw_store *s);
 /* Bytes the last committed message occupies in the store. */
 MW_EXTERN uint64_t mw_store_last_size(const mw_store *s);
+/* Makes every message committed so far durable: Maildir with
+ * defer_dir_sync fsyncs new/ when a commit left it unsynced; otherwise (and
+ * for mbox and MDA, whose commits are already durable) does nothing.
+ * Returns 0, or MW_EIO: then the messages committed since the last
+ * successful sync may not survive a crash (their files stay in new/, so at
+ * worst they are fetched again later) and must not be deleted on the server;
+ * the next call tries again. */
+MW_EXTERN int mw_store_sync(mw_store *s);
 
 /* ---- UIDL state journal --------------------------------------------------
  * One file per account listing the UIDs (RFC 1939 §7) already delivered,

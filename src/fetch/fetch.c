@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -79,12 +80,28 @@ static void progress(fctx *c, int phase)
 
 /* ---- state ------------------------------------------------------------------ */
 
-/* Writes the state; on success every stored message with a UID counts as
- * saved, and only those may be deleted on the server. */
+/* Makes the stored messages durable, then writes the state; on success
+ * every stored message with a UID counts as saved, and only those may be
+ * deleted on the server.
+ *
+ * The store runs with defer_dir_sync: a commit fsyncs the message file and
+ * links it into new/, and mw_store_sync() fsyncs new/ once for the batch (one
+ * directory fsync per batch instead of per message).  A message is durable
+ * once its file AND its directory entry are fsync'd, so the sync comes
+ * first, the state naming its UID second, DELE (delete_marked, after the
+ * final save) last.  A crash anywhere before leaves the message on the
+ * server and out of the state: fetched again, never lost.  Messages without
+ * a UID are deleted on "stored" alone, which is safe because the final
+ * save_state() — and so this sync — always runs before delete_marked(). */
 static int save_state(fctx *c)
 {
+    int rc = c->s ? mw_store_sync(c->s) : 0;
+    if (rc) {
+        c->stop = 1;
+        return fail(c, rc, "store", mw_store_error(c->s), NULL);
+    }
     if (!c->state_dirty) return 0;
-    int rc = mw_state_save(c->st);
+    rc = mw_state_save(c->st);
     if (rc) {
         c->stop = 1;
         return fail(c, rc, "state", mw_state_error(c->st), NULL);
@@ -570,7 +587,20 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
         fail(&c, rc, "state", &tmp, NULL);
         goto out;
     }
-    rc = mw_store_open(&c.s, (mw_store_kind)o->store_kind, o->store_target, o->store_opts, &tmp);
+    /* The caller's store options, with the directory fsync deferred to
+     * save_state() (see there).  A version-1 struct ends before
+     * defer_dir_sync. */
+    mw_store_options so = MW_STORE_OPTIONS_INIT;
+    const mw_store_options *sop = &so;
+    if (o->store_opts && o->store_opts->version == 1)
+        memcpy(&so, o->store_opts, offsetof(mw_store_options, defer_dir_sync));
+    else if (o->store_opts && o->store_opts->version == MW_STORE_OPTIONS_VERSION)
+        so = *o->store_opts;
+    else if (o->store_opts)
+        sop = o->store_opts; /* unknown version: mw_store_open names it */
+    so.version = MW_STORE_OPTIONS_VERSION;
+    so.defer_dir_sync = 1;
+    rc = mw_store_open(&c.s, (mw_store_kind)o->store_kind, o->store_target, sop, &tmp);
     if (rc) {
         fail(&c, rc, "store", &tmp, NULL);
         goto out;

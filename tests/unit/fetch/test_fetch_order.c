@@ -2,7 +2,12 @@
  * callbacks): the order that never loses mail is checked at the moment
  * each command arrives — a DELE only for a message whose file is already
  * in new/ and whose UID is already in the state file ON DISK, QUIT last,
- * RETRs pipelined — plus option checks and the per-account lock. */
+ * RETRs pipelined — plus option checks and the per-account lock.  The
+ * store's and state's fault hooks follow the file system operations: the
+ * new/ directory must have been fsync'd after the last link into it
+ * before the state is written and before any DELE (the store defers that
+ * fsync to one per batch), and a failing directory fsync stops the run
+ * with nothing deleted and nothing recorded. */
 #include "mwtest.h"
 
 #include "mailwire/fetch.h"
@@ -32,7 +37,47 @@ typedef struct fake {
     int max_retr_in_flight; /* RETRs received before the first one was answered */
     int retr_unanswered;
     char deleted[NMSG + 1];
+    /* file system order, seen through the fault hooks */
+    int links;               /* messages linked into new/ */
+    int unsynced;            /* links into new/ since new/ was last fsync'd */
+    int dir_syncs;           /* fsyncs of new/ that made some link durable */
+    int state_saves;         /* state files renamed into place */
+    int state_save_unsynced; /* ... while a link into new/ was not yet durable */
+    int dele_unsynced;       /* DELEs while a link into new/ was not yet durable */
 } fake;
+
+/* EIO for every fsync of new/ when set (test_dir_sync_fails). */
+static int fail_dir_sync;
+
+static int ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && !strcmp(s + n - m, tail);
+}
+
+static int store_hook(mw_store_op op, const char *path, void *ud)
+{
+    fake *f = ud;
+    if (op == MW_STORE_OP_RENAME && strstr(path, "/md/new/")) {
+        f->links++;
+        f->unsynced++;
+    } else if (op == MW_STORE_OP_FSYNC && ends_with(path, "/md/new")) {
+        if (fail_dir_sync) return EIO;
+        if (f->unsynced) f->dir_syncs++;
+        f->unsynced = 0;
+    }
+    return 0;
+}
+
+static int state_hook(mw_store_op op, const char *path, void *ud)
+{
+    fake *f = ud;
+    if (op == MW_STORE_OP_RENAME && ends_with(path, "/state")) {
+        f->state_saves++;
+        if (f->unsynced) f->state_save_unsynced++;
+    }
+    return 0;
+}
 
 static void say(fake *f, const char *s)
 {
@@ -126,6 +171,7 @@ static void command(fake *f, const char *line)
             f->dele_ok++;
         else
             f->dele_bad++;
+        if (f->unsynced) f->dele_unsynced++;
         f->deleted[n] = 1;
         say(f, "+OK\r\n");
     } else if (!strcmp(line, "QUIT")) {
@@ -208,7 +254,16 @@ static int run_fake_at(env *e, fake *f, int keep, int days, int64_t now, mw_fetc
     po.auth = MW_POP3_AUTH_USER;
     po.allow_plaintext = 1;
     po.window = 4;
+    /* static: mw_fetch_account keeps pointers only for the call */
+    static mw_store_options so = MW_STORE_OPTIONS_INIT;
+    static mw_state_options sto = MW_STATE_OPTIONS_INIT;
+    so.fault = store_hook;
+    so.fault_userdata = f;
+    sto.fault = state_hook;
+    sto.fault_userdata = f;
     mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
+    fo.store_opts = &so;
+    fo.state_opts = &sto;
     fo.host = "fake";
     fo.pop3 = &po;
     fo.store_target = e->md;
@@ -243,6 +298,37 @@ static void test_order(void **unused)
     assert_true(f->max_retr_in_flight > 1); /* RETRs were pipelined */
     for (int i = 1; i <= NMSG; i++)
         assert_true(maildir_has(e.dir, i));
+    /* new/ fsync'd before every state save and every DELE, but once per
+     * batch of 3 (saves after messages 3, 6 and 7), not once per message */
+    assert_int_equal(f->links, NMSG);
+    assert_int_equal(f->unsynced, 0);
+    assert_int_equal(f->state_save_unsynced, 0);
+    assert_int_equal(f->dele_unsynced, 0);
+    assert_int_equal(f->state_saves, 3);
+    assert_int_equal(f->dir_syncs, 3);
+    free(f);
+    env_drop(&e);
+}
+
+/* The directory fsync fails: the run fails, no UID is recorded and no
+ * message is deleted (the files stay in new/: at worst fetched again). */
+static void test_dir_sync_fails(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    fail_dir_sync = 1;
+    int rc = run_fake(&e, f, 0, &r, &err);
+    fail_dir_sync = 0;
+    assert_int_equal(rc, MW_EIO);
+    assert_non_null(strstr(err.message, "/md/new"));
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(f->dele_ok + f->dele_bad, 0);
+    assert_int_equal(f->state_saves, 0);
+    assert_false(file_has(e.state, " uid-"));
     free(f);
     env_drop(&e);
 }
@@ -346,6 +432,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order),
+        cmocka_unit_test(test_dir_sync_fails),
         cmocka_unit_test(test_second_run_deletes_only),
         cmocka_unit_test(test_delete_after_days),
         cmocka_unit_test(test_bad_options),

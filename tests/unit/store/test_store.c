@@ -660,6 +660,77 @@ static void bad_arguments(void **state)
     mw_store_free(s);
 }
 
+/* Counts the fsyncs of a Maildir's new/ directory; EIO on them when fail. */
+typedef struct dir_syncs {
+    int n, fail;
+} dir_syncs;
+
+static int count_dir_syncs(mw_store_op op, const char *path, void *ud)
+{
+    dir_syncs *d = ud;
+    size_t len = strlen(path);
+    if (op != MW_STORE_OP_FSYNC || len < 4 || strcmp(path + len - 4, "/new")) return 0;
+    d->n++;
+    return d->fail ? EIO : 0;
+}
+
+/* defer_dir_sync: commits fsync the file and link it into new/ but leave
+ * new/ to mw_store_sync(), one fsync for any number of commits; a failed
+ * sync is reported, leaves the files in place and is retried; version-1
+ * option structs are still accepted (and never defer). */
+static void maildir_deferred_dir_sync(void **state)
+{
+    (void)state;
+    dir_syncs d = {0, 0};
+    mw_store *s;
+    mw_store_options o = MW_STORE_OPTIONS_INIT;
+    o.fault = count_dir_syncs;
+    o.fault_userdata = &d;
+    o.defer_dir_sync = 1;
+    assert_int_equal(mw_store_open(&s, MW_STORE_MAILDIR, path_in("Mdefer"), &o, NULL), 0);
+    assert_int_equal(mw_store_sync(s), 0); /* nothing committed: nothing to do */
+    assert_int_equal(d.n, 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(d.n, 0);
+    assert_int_equal(st_count(path_in("Mdefer/new"), NULL, 0), 5);
+    assert_int_equal(mw_store_sync(s), 0);
+    assert_int_equal(d.n, 1);
+    assert_int_equal(mw_store_sync(s), 0); /* already durable */
+    assert_int_equal(d.n, 1);
+    assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    d.fail = 1;
+    assert_int_equal(mw_store_sync(s), MW_EIO);
+    assert_non_null(strstr(mw_store_error(s)->message, "fsync directory"));
+    assert_non_null(strstr(mw_store_error(s)->message, "Mdefer/new"));
+    assert_int_equal(st_count(path_in("Mdefer/new"), NULL, 0), 6);
+    d.fail = 0;
+    assert_int_equal(mw_store_sync(s), 0); /* tried again */
+    assert_int_equal(d.n, 3);
+    assert_int_equal(mw_store_sync(s), 0);
+    assert_int_equal(d.n, 3);
+    mw_store_free(s);
+
+    /* version 1: the struct ends before defer_dir_sync; each commit syncs */
+    d.n = 0;
+    mw_store_options v1 = MW_STORE_OPTIONS_INIT;
+    v1.version = 1;
+    v1.fault = count_dir_syncs;
+    v1.fault_userdata = &d;
+    v1.defer_dir_sync = 1; /* must be ignored */
+    assert_int_equal(mw_store_open(&s, MW_STORE_MAILDIR, path_in("Mv1"), &v1, NULL), 0);
+    assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(d.n, 2);
+    assert_int_equal(mw_store_sync(s), 0);
+    assert_int_equal(d.n, 2);
+    mw_store_free(s);
+    v1.version = 3;
+    mw_error err;
+    assert_int_equal(mw_store_open(&s, MW_STORE_MAILDIR, path_in("Mv1"), &v1, &err), MW_EINVAL);
+    assert_int_equal(mw_store_sync(NULL), MW_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +740,7 @@ int main(void)
         cmocka_unit_test(maildir_abort_and_states),
         cmocka_unit_test(maildir_stale_tmp_cleaned),
         cmocka_unit_test(maildir_faults),
+        cmocka_unit_test(maildir_deferred_dir_sync),
         cmocka_unit_test(mbox_roundtrip_every_split),
         cmocka_unit_test(mbox_crlf_and_existing_file),
         cmocka_unit_test(mbox_fault_truncates),
