@@ -129,38 +129,46 @@ EOF
 cmd_poplib() { CMD=(python3 "$work/bench_poplib.py" "$1" "$(port_of "$1")" "$MW_CA_FILE" $user $pass "$outroot/py"); }
 check_poplib() { check_count "$outroot/py"; }
 
-# median wall and CPU seconds of RUNS runs of TOOL MODE
-measure() {
-  local walls=() cpus=() failed=0 CMD=()
-  for _ in $(seq "$RUNS"); do
-    local t0 t1 c
-    "prep_$1" "$2"
-    "cmd_$1" "$2"
-    t0=$(date +%s.%N)
-    /usr/bin/time -o "$work/time" -f '%U %S' "${CMD[@]}" >/dev/null 2>"$work/err" || failed=1
-    t1=$(date +%s.%N)
-    "check_$1" "$2" 2>>"$work/err" || failed=1
-    c=$(tail -1 "$work/time")
-    walls+=("$(echo "$t1 - $t0" | bc -l)")
-    cpus+=("$(echo "$c" | awk '{print $1 + $2}')")
-  done
-  [ $failed = 0 ] || { echo "FAILED: $(tail -2 "$work/err" | tr '\n' ' ')" >&2; return 1; }
-  printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f ", a[int((NR+1)/2)]}'
-  printf '%s\n' "${cpus[@]}" | sort -g | awk '{a[NR]=$1} END {printf "%.3f\n", a[int((NR+1)/2)]}'
+# One timed run of TOOL MODE: prints "wall cpu" (seconds), or fails.
+run_once() {
+  local CMD=() t0 t1
+  "prep_$1" "$2"
+  "cmd_$1" "$2"
+  t0=$(date +%s.%N)
+  /usr/bin/time -o "$work/time" -f '%U %S' "${CMD[@]}" >/dev/null 2>"$work/err.$1" || return 1
+  t1=$(date +%s.%N)
+  "check_$1" "$2" 2>>"$work/err.$1" || return 1
+  echo "$(echo "$t1 - $t0" | bc -l) $(tail -1 "$work/time" | awk '{print $1 + $2}')"
 }
+median() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {printf "%.3f", a[int((NR+1)/2)]}'; }
 
 echo "POP3 bench: medians of $RUNS runs; ratio = tool / rawref (wall), cpu = client user+sys"
+# The tools take turns within each round (rawref, tool 1, tool 2, rawref,
+# ...): on a shared machine the load changes within seconds, and running
+# one tool's RUNS back to back charged those swings to whichever tool ran
+# during them.
 for set in $SETS; do
   count=${set%x*} size=${set#*x}
   fill "$count" "$size"
   for mode in $MODES; do
     cmd_rawref "$mode"; "${CMD[@]}" >/dev/null # warm-up: Dovecot builds its index on the first session
-    base=$(measure rawref "$mode") || { echo "$set $mode rawref FAILED"; continue; }
-    bw=${base% *} bc_=${base#* }
+    declare -A walls=() cpus=() failed=()
+    for _ in $(seq "$RUNS"); do
+      for tool in rawref $TOOLS; do
+        [ -n "${failed[$tool]:-}" ] && continue
+        if r=$(run_once "$tool" "$mode"); then
+          walls[$tool]+="${r% *} " cpus[$tool]+="${r#* } "
+        else
+          failed[$tool]="$(tail -2 "$work/err.$tool" | tr '\n' ' ')"
+        fi
+      done
+    done
+    if [ -n "${failed[rawref]:-}" ]; then echo "$set $mode rawref FAILED: ${failed[rawref]}"; continue; fi
+    bw=$(median "${walls[rawref]}") bc_=$(median "${cpus[rawref]}")
     printf '%-14s %-6s %-8s wall %7.3fs cpu %7.3fs\n' "$set" "$mode" rawref "$bw" "$bc_"
     for tool in $TOOLS; do
-      r=$(measure "$tool" "$mode") || { printf '%-14s %-6s %-8s FAILED\n' "$set" "$mode" "$tool"; continue; }
-      w=${r% *} c=${r#* }
+      if [ -n "${failed[$tool]:-}" ]; then printf '%-14s %-6s %-8s FAILED: %s\n' "$set" "$mode" "$tool" "${failed[$tool]}"; continue; fi
+      w=$(median "${walls[$tool]}") c=$(median "${cpus[$tool]}")
       printf '%-14s %-6s %-8s wall %7.3fs cpu %7.3fs  ratio %5.2fx  cpu ratio %5.2fx\n' \
         "$set" "$mode" "$tool" "$w" "$c" "$(echo "$w / $bw" | bc -l)" "$(echo "$c / ($bc_ + 0.0001)" | bc -l)"
     done
