@@ -103,10 +103,20 @@ static int is_socket(int fd)
 static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
                    mw_error *err)
 {
+    /* A read that came back short emptied the descriptor, so the next one
+     * (typically for the reply to a command just sent) would most likely
+     * fail with EAGAIN: one system call spent before the poll.  Then wait
+     * first.  After a full read more may be queued: read first.  Past the
+     * deadline, read first as well, so data already there is still taken. */
+    if (s->rd_short && (deadline == MW_NO_DEADLINE || deadline > mw_now_ms())) {
+        int rc = mw_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
+        if (rc) return rc;
+    }
     for (;;) {
         ssize_t n = read(s->rfd, buf, len);
         if (n >= 0) {
             *got = (size_t)n;
+            s->rd_short = (size_t)n < len;
             return 0;
         }
         if (errno == EINTR) continue;

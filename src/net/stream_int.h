@@ -29,6 +29,7 @@ struct mw_stream {
     int rfd, wfd;
     int own;        /* close rfd/wfd on free */
     int wfd_socket; /* wfd is a socket: send(MSG_NOSIGNAL) avoids SIGPIPE */
+    int rd_short;   /* the last read returned less than asked: wait before the next */
     pid_t pid;      /* command child to reap on free, or -1 */
     /* MW_STREAM_CB */
     mw_stream_ops ops;

@@ -711,6 +711,30 @@ static int src_header(src *r, const char **hdr, size_t *hlen, mw_error *err)
     }
 }
 
+static long src_read(src *r, char *buf, size_t len, mw_error *err);
+
+/* The next piece of the message without a copy where it is already in
+ * memory (the header read-ahead, a message given as data): points *p at up
+ * to `len` octets and returns their number, 0 at the end, or a negative
+ * code.  Otherwise reads into buf. */
+static long src_next(src *r, const char **p, char *buf, size_t len, mw_error *err)
+{
+    if (r->prepos < r->prelen) {
+        size_t n = r->prelen - r->prepos < len ? r->prelen - r->prepos : len;
+        *p = r->pre + r->prepos;
+        r->prepos += n;
+        return (long)n;
+    }
+    if (r->m->data) {
+        size_t n = r->m->len - r->pos < len ? r->m->len - r->pos : len;
+        *p = r->m->data + r->pos;
+        r->pos += n;
+        return (long)n;
+    }
+    *p = buf;
+    return src_read(r, buf, len, err);
+}
+
 static long src_read(src *r, char *buf, size_t len, mw_error *err)
 {
     if (r->prepos < r->prelen) {
@@ -873,13 +897,14 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
     }
     int first_fail = 0;
     while (!rc) {
-        long n = src_read(r, in, CHUNK, &local);
+        const char *p;
+        long n = src_next(r, &p, in, CHUNK, &local);
         if (n < 0) {
             rc = (int)n;
             break;
         }
         if (n == 0) break;
-        rc = mw_smtp_data_encode(&enc, in, (size_t)n, &out, &local);
+        rc = mw_smtp_data_encode(&enc, p, (size_t)n, &out, &local);
         /* RFC 6152 §3: no 8-bit octet may go to a server that did not
          * offer 8BITMIME; known only now for a stream source. */
         if (!rc && forbid8 && enc.saw_8bit)

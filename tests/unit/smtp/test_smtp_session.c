@@ -201,6 +201,17 @@ static void msgid_unique_and_fork_safe(void **state)
     mw_smtp_make_msgid(b, sizeof b, "h.test");
     assert_string_not_equal(a, b);
     assert_non_null(strstr(a, "@h.test>"));
+    /* <time.SEED.counter@host>: SEED is 24 lowercase hex digits (12 random
+     * octets), the same in both, and the counter goes up by one. */
+    const char *d1 = strchr(a, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    assert_non_null(d2);
+    assert_int_equal(d2 - d1 - 1, 24);
+    for (const char *p = d1 + 1; p < d2; p++)
+        assert_non_null(strchr("0123456789abcdef", *p));
+    const char *e1 = strchr(b, '.');
+    assert_non_null(e1);
+    assert_memory_equal(d1, e1, 26);
+    assert_int_equal(strtoull(e1 + 26, NULL, 16), strtoull(d2 + 1, NULL, 16) + 1);
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
