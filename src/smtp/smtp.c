@@ -713,11 +713,10 @@ static int src_header(src *r, const char **hdr, size_t *hlen, mw_error *err)
 
 static long src_read(src *r, char *buf, size_t len, mw_error *err);
 
-/* The next piece of the message without a copy where it is already in
- * memory (the header read-ahead, a message given as data): points *p at up
- * to `len` octets and returns their number, 0 at the end, or a negative
- * code.  Otherwise reads into buf. */
-static long src_next(src *r, const char **p, char *buf, size_t len, mw_error *err)
+/* The next piece of the message that is already in memory (the header
+ * read-ahead, a message given as data), without a copy: points *p at up to
+ * `len` octets and returns their number; 0 when nothing is in memory. */
+static long src_mem_next(src *r, const char **p, size_t len)
 {
     if (r->prepos < r->prelen) {
         size_t n = r->prelen - r->prepos < len ? r->prelen - r->prepos : len;
@@ -731,6 +730,14 @@ static long src_next(src *r, const char **p, char *buf, size_t len, mw_error *er
         r->pos += n;
         return (long)n;
     }
+    return 0;
+}
+
+/* The next piece of the message: from memory without a copy, else read
+ * into buf.  Returns its length, 0 at the end, or a negative code. */
+static long src_next(src *r, const char **p, char *buf, size_t len, mw_error *err)
+{
+    if (r->prepos < r->prelen || r->m->data) return src_mem_next(r, p, len);
     *p = buf;
     return src_read(r, buf, len, err);
 }
@@ -873,27 +880,76 @@ static int put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding)
  * from `skip` on, encoded; the end of the body and the final dot go out in
  * the same write.  Returns with every reply to BDAT read (CHUNKING) or
  * with the reply to the final dot. */
-static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int chunking,
-                    int forbid8, mw_smtp_result *res)
-{
+/* The start of a transfer: the encoder, its output, and a local failure
+ * met while encoding ahead (reported by transfer as if met there). */
+typedef struct xfer {
     mw_smtp_data_enc enc;
-    mw_smtp_data_init(&enc, chunking);
-    mw_buf out = MW_BUF_INIT(0);
-    char *in = malloc(CHUNK);
-    int rc = 0, outstanding = 0;
-    int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
-    mw_error local = {0};
-    if (!in) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    mw_buf out;
+    mw_error local;
+    int rc;
+    int started; /* header encoded and the original header skipped */
+} xfer;
+
+/* Whether the rest of the message is in memory (header read-ahead, data). */
+static int src_in_memory(const src *r)
+{
+    return r->prepos < r->prelen || (r->m->data && r->pos < r->m->len);
+}
+
+/* Encodes the rewritten header and skips the original one.  Only octets
+ * already in memory are involved (the original header lies in the
+ * read-ahead or the data), so this reads nothing from the source. */
+static void xfer_start(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int chunking)
+{
+    mw_smtp_data_init(&x->enc, chunking);
+    x->started = 1;
     if (env->rewritten)
-        rc = mw_smtp_data_encode(&enc, env->header.data, env->header.len, &out, &local);
-    /* Skip the original header block (replaced by env->header). */
-    while (!rc && skip > 0) {
-        long n = src_read(r, in, skip < CHUNK ? skip : CHUNK, &local);
-        if (n <= 0) {
-            rc = n < 0 ? (int)n : 0;
-            break;
-        }
+        x->rc = mw_smtp_data_encode(&x->enc, env->header.data, env->header.len, &x->out, &x->local);
+    while (!x->rc && skip > 0 && src_in_memory(r)) {
+        const char *p;
+        long n = src_mem_next(r, &p, skip < CHUNK ? skip : CHUNK);
         skip -= (size_t)n;
+    }
+}
+
+/* Encodes ahead, while the replies to MAIL/RCPT/DATA are on their way: the
+ * header and whatever of the message is already in memory, up to one
+ * CHUNK of output, so that after the 354 only the rest (for a file, the
+ * read that finds its end) is left before the write.  Nothing is read from
+ * the source here: a refused DATA consumes nothing more of it. */
+static void xfer_ahead(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int forbid8)
+{
+    xfer_start(x, r, env, skip, 0);
+    while (!x->rc && x->out.len < CHUNK && src_in_memory(r)) {
+        const char *p;
+        long n = src_mem_next(r, &p, CHUNK);
+        x->rc = mw_smtp_data_encode(&x->enc, p, (size_t)n, &x->out, &x->local);
+        if (!x->rc && forbid8 && x->enc.saw_8bit)
+            x->rc = mw_err_set(&x->local, MW_EUNSUPPORTED,
+                               "the message has 8-bit data and the server does not offer "
+                               "8BITMIME (RFC 6152): transfer aborted");
+    }
+}
+
+static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int chunking,
+                    int forbid8, mw_smtp_result *res, xfer *x)
+{
+    if (!x->started) xfer_start(x, r, env, skip, chunking);
+    mw_smtp_data_enc enc = x->enc;
+    mw_buf out = x->out;
+    x->out = (mw_buf)MW_BUF_INIT(0);
+    mw_error local = x->local;
+    int rc = x->rc, outstanding = 0;
+    char *in = malloc(CHUNK);
+    int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
+    if (!in) {
+        mw_buf_free(&out);
+        return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    }
+    /* Encoded ahead up to a CHUNK: it goes out before more is read. */
+    if (!rc && !chunking && out.len >= CHUNK) {
+        rc = conn_failed(s, mw_conn_write(s->c, out.data, out.len, &s->err));
+        out.len = 0;
     }
     int first_fail = 0;
     while (!rc) {
@@ -1091,6 +1147,7 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
         return mw_err_set(&s->err, MW_EINVAL, "bcc_digest needs the message in memory");
     src r = {0};
     r.m = m;
+    xfer xf = {0};
     const char *hdr = "";
     size_t hlen = 0;
     int need_hdr = m->rewrite_headers || !m->originator || !m->recipients || m->nheaders ||
@@ -1175,6 +1232,7 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
         goto out;
     }
     int chunking = m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
+    int forbid8 = !(body && !strcmp(body, "8BITMIME")) && !smtputf8;
     int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
     int dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
     res->chunking = chunking;
@@ -1247,6 +1305,9 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
     if (pipe_data && (rc = put_cmd(s, "DATA")) != 0) goto out;
     if (pipelining) {
         if ((rc = flush(s)) != 0) goto out;
+        /* The replies take a round trip: encode meanwhile what is already
+         * in memory, so that after the 354 the message goes out at once. */
+        if (pipe_data) xfer_ahead(&xf, &r, &env, skip, forbid8);
         if (had_rset) {
             if ((rc = get_reply(s, "RSET")) != 0) goto out;
         }
@@ -1331,8 +1392,7 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
             goto reset;
         }
     }
-    int forbid8 = !(body && !strcmp(body, "8BITMIME")) && !smtputf8;
-    rc = transfer(s, &r, &env, skip, chunking, forbid8, res);
+    rc = transfer(s, &r, &env, skip, chunking, forbid8, res, &xf);
     if (rc == 0) {
         res->sent = 1;
         s->dirty = 0;
@@ -1363,6 +1423,7 @@ out:
             rc = rc2;
     }
     free(r.pre);
+    mw_buf_free(&xf.out);
     mw_smtp_env_free(&env);
     return rc;
 }
