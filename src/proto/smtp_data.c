@@ -47,13 +47,17 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
      * loop writes straight into the buffer. */
     if (n > SIZE_MAX / 4 || (rc = mw_buf_reserve(out, 2 * n)) != 0)
         return mw_err_set(err, rc ? rc : MW_ETOOBIG, "no room for the encoded message data");
+    /* Once per call, not per line (the flag matters after a call that
+     * succeeded, when every octet has gone through). */
+    if (!e->saw_8bit && has_8bit(in, n)) e->saw_8bit = 1;
     char *const start = out->data + out->len;
     char *o = start;
     size_t i = 0;
-    /* The next LF at or after i (n: none), found once per LF rather than
-     * once per line, so CR-only input is not scanned quadratically. */
-    size_t next_lf = 0;
-    int lf_known = 0;
+    /* The next LF and the next CR at or after i (n: none), each looked for
+     * again only once passed: CR-only input is not scanned quadratically
+     * for LFs, and LF-only input costs one scan for CRs per call. */
+    size_t next_lf = 0, next_cr = 0;
+    int known = 0;
     while (i < n) {
         if (e->after_cr) {
             e->after_cr = 0;
@@ -69,15 +73,16 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
             if (in[i] == '.' && !e->bdat) *o++ = '.';
         }
         /* The run up to the next CR or LF, copied in one go. */
-        if (!lf_known || next_lf < i) {
+        if (!known || next_lf < i) {
             const char *lf = memchr(in + i, '\n', n - i);
             next_lf = lf ? (size_t)(lf - in) : n;
-            lf_known = 1;
         }
-        size_t j = next_lf;
-        const char *cr = memchr(in + i, '\r', j - i);
-        if (cr) j = (size_t)(cr - in);
-        if (!e->saw_8bit && has_8bit(in + i, j - i)) e->saw_8bit = 1;
+        if (!known || next_cr < i) {
+            const char *cr = memchr(in + i, '\r', n - i);
+            next_cr = cr ? (size_t)(cr - in) : n;
+        }
+        known = 1;
+        size_t j = next_lf < next_cr ? next_lf : next_cr;
         if (e->max_line && e->line_len + (j - i) > e->max_line) {
             out->len += (size_t)(o - start);
             out->data[out->len] = '\0';
