@@ -392,15 +392,16 @@ int mw_cli_conn_password(mw_cli_conn *c)
     if (c->password) return 0;
     const char *why = NULL, *src = NULL;
     if (c->password_file) {
-        src = c->password_file;
-        int fd = open(c->password_file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            fprintf(stderr, "mailwire %s: cannot read --password-file %s: %s\n", c->prog,
-                    c->password_file, strerror(errno));
-            return EX_IOERR_;
+        /* The same rule as ~/.netrc and the accounts file: a file holding a
+         * password that group or others can read is refused, not used. */
+        mw_error e;
+        mw_error_clear(&e);
+        int rc = mw_config_read_password_file(&c->password, c->password_file, &e);
+        if (rc != 0) {
+            fprintf(stderr, "mailwire %s: password file: %s\n", c->prog, e.message);
+            return rc == MW_EPOLICY ? EX_NOPERM_ : rc == MW_EIO ? EX_IOERR_ : EX_DATAERR_;
         }
-        c->password = read_first_line(fd, &why);
-        close(fd);
+        return 0;
     } else if (c->passwordeval) {
         src = "--passwordeval";
         c->password = password_from_command(c->passwordeval, &why);
