@@ -60,6 +60,10 @@ struct mw_smtp {
     int maxtime_ms;
     int64_t tx_deadline; /* of the transaction in progress (maxsecs) */
     int stop;            /* an error not worth trying the next server for */
+    /* Kept across the messages of a batch instead of allocated for each:
+     * the buffer a stream source is read into, and the encoded output. */
+    char *chunk;
+    mw_buf xout;
 };
 
 static void set_state(mw_smtp *s, enum st st)
@@ -219,6 +223,8 @@ static void free_session(mw_smtp *s)
     free(s->server);
     free(s->ehlo_text[0]);
     free(s->ehlo_text[1]);
+    free(s->chunk);
+    mw_buf_free(&s->xout);
     free(s);
 }
 
@@ -880,6 +886,20 @@ static int put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding)
  * from `skip` on, encoded; the end of the body and the final dot go out in
  * the same write.  Returns with every reply to BDAT read (CHUNKING) or
  * with the reply to the final dot. */
+/* Hands the output buffer back to the session for the next message (not
+ * one grown past a few chunks: the memory a batch keeps stays bounded). */
+static void xout_release(mw_smtp *s, mw_buf *b)
+{
+    if (b->data && !s->xout.data && b->cap <= 4 * CHUNK) {
+        s->xout = *b;
+        s->xout.len = 0;
+        s->xout.data[0] = '\0';
+    } else {
+        mw_buf_free(b);
+    }
+    *b = (mw_buf)MW_BUF_INIT(0);
+}
+
 /* The start of a transfer: the encoder, its output, and a local failure
  * met while encoding ahead (reported by transfer as if met there). */
 typedef struct xfer {
@@ -940,10 +960,11 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
     x->out = (mw_buf)MW_BUF_INIT(0);
     mw_error local = x->local;
     int rc = x->rc, outstanding = 0;
-    char *in = malloc(CHUNK);
+    if (!s->chunk) s->chunk = malloc(CHUNK);
+    char *in = s->chunk;
     int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
     if (!in) {
-        mw_buf_free(&out);
+        xout_release(s, &out);
         return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
     }
     /* Encoded ahead up to a CHUNK: it goes out before more is read. */
@@ -989,7 +1010,6 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
             }
         }
     }
-    free(in);
     if (first_fail) {
         /* A chunk was refused: read the replies still owed (RFC 3030 §2:
          * the rest fail too) so the session stays in step; RSET follows. */
@@ -999,7 +1019,7 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
             r2 = get_reply(s, "BDAT");
         s->err = keep;
         if (s->rep->code == 421 || r2) set_state(s, ST_DEAD);
-        mw_buf_free(&out);
+        xout_release(s, &out);
         return rc;
     }
     if (rc && (local.code || s->err.code == 0)) {
@@ -1009,7 +1029,7 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
         if (local.code) s->err = local;
         set_state(s, ST_DEAD);
         trace_info(s, "aborting the transfer: %s", s->err.message);
-        mw_buf_free(&out);
+        xout_release(s, &out);
         return rc;
     }
     if (!rc) rc = mw_smtp_data_finish(&enc, &out, &s->err);
@@ -1024,7 +1044,7 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
                    chunking ? " in BDAT chunks" : "");
         rc = flush(s);
     }
-    mw_buf_free(&out);
+    xout_release(s, &out);
     res->octets = enc.out_octets;
     /* Read every outstanding reply; the first failure counts. */
     int frc = first_fail ? rc : 0;
@@ -1180,6 +1200,9 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
     res->server = strdup(s->server ? s->server : "");
     res->port = s->port;
     *resp = res;
+    /* Every exit from here on goes through `out`, which hands it back. */
+    xf.out = s->xout; /* empty; reused from the previous message */
+    s->xout = (mw_buf)MW_BUF_INIT(0);
 
     /* What the message needs of the server, decided before MAIL. */
     int utf8_addr = has8(res->originator, strlen(res->originator));
@@ -1423,7 +1446,7 @@ out:
             rc = rc2;
     }
     free(r.pre);
-    mw_buf_free(&xf.out);
+    xout_release(s, &xf.out);
     mw_smtp_env_free(&env);
     return rc;
 }
