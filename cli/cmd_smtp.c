@@ -4,6 +4,7 @@
 #include "connopts.h"
 
 #include "mailwire/error.h"
+#include "mailwire/mime.h"
 #include "mailwire/smtp.h"
 
 #include <errno.h>
@@ -619,6 +620,23 @@ static int has_header(const char *d, size_t n, const char *name)
     return 0;
 }
 
+/* The first address of the message's From field, malloc'd, or NULL. */
+static char *from_field_address(const char *d, size_t n)
+{
+    mw_mime_headers *h = NULL;
+    char *addr = NULL;
+    if (mw_mime_headers_parse(&h, d, n, NULL, NULL, NULL) != 0) return NULL;
+    const char *v = mw_mime_headers_get(h, "From", 0);
+    mw_mime_addrlist *l = NULL;
+    if (v && mw_mime_addrlist_parse(&l, v, strlen(v), NULL) == 0) {
+        const mw_mime_address *a = mw_mime_addrlist_count(l) ? mw_mime_addrlist_at(l, 0) : NULL;
+        if (a && a->address) addr = strdup(a->address);
+        mw_mime_addrlist_free(l);
+    }
+    mw_mime_headers_free(h);
+    return addr;
+}
+
 int mw_cli_sendmail(int argc, char **argv)
 {
     smtp_cli c;
@@ -631,7 +649,7 @@ int mw_cli_sendmail(int argc, char **argv)
     size_t nrcpt = 0;
     int rc = 0;
     char *data = NULL;
-    char *fromhdr = NULL;
+    char *fromhdr = NULL, *sender = NULL;
     mw_smtp_result *r = NULL;
     if (!rcpt) return EX_SOFTWARE_;
     for (int i = 1; i < argc; i++) {
@@ -714,7 +732,6 @@ int mw_cli_sendmail(int argc, char **argv)
         rc = EX_USAGE_;
         goto out;
     }
-    if ((rc = smtp_finish(&c)) != 0) goto out;
     size_t len = 0;
     if (read_file("-", &data, &len) != 0) {
         fprintf(stderr, "mailwire send: cannot read the message: %s\n", strerror(errno));
@@ -722,6 +739,11 @@ int mw_cli_sendmail(int argc, char **argv)
         goto out;
     }
     if (!ignore_dots) len = cut_at_dot(data, len);
+    /* Without --account or --host, the sender picks the account (-f, else
+     * the From field), as msmtp's --read-envelope-from does. */
+    sender = from ? strdup(from) : from_field_address(data, len);
+    c.conn.from_address = sender;
+    if ((rc = smtp_finish(&c)) != 0) goto out;
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
     m.data = data;
     m.len = len;
@@ -763,6 +785,7 @@ int mw_cli_sendmail(int argc, char **argv)
 out:
     mw_smtp_result_free(r);
     free(fromhdr);
+    free(sender);
     free(data);
     free(rcpt);
     smtp_cli_free(&c);

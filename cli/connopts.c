@@ -158,37 +158,64 @@ static void trace_to_file(int dir, const char *line, size_t len, void *ud)
     fflush(f);
 }
 
-/* --account: what the command line did not set comes from the account. */
-static int apply_account(mw_cli_conn *c)
+/* Loads the accounts file (--config, else the XDG default) into c->config.
+ * With `optional`, a default file that does not exist is not an error: *found
+ * is then 0. */
+static int load_accounts(mw_cli_conn *c, int optional, int *found, char *path, size_t pathsize)
 {
-    char path[4096];
     const char *file = c->config_path;
     const char *x = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+    *found = 0;
     if (!file) {
         if (x && *x)
-            snprintf(path, sizeof path, "%s/mailwire/config", x);
+            snprintf(path, pathsize, "%s/mailwire/config", x);
         else if (home && *home)
-            snprintf(path, sizeof path, "%s/.config/mailwire/config", home);
+            snprintf(path, pathsize, "%s/.config/mailwire/config", home);
+        else if (optional)
+            return 0;
         else {
             fprintf(stderr, "mailwire %s: --account needs --config, $XDG_CONFIG_HOME or $HOME\n",
                     c->prog);
             return EX_USAGE_;
         }
-        file = path;
+        if (optional && access(path, F_OK) != 0) return 0;
+    } else {
+        snprintf(path, pathsize, "%s", file);
     }
     mw_config_options co = MW_CONFIG_OPTIONS_INIT;
     co.home = home;
     mw_error err;
     mw_error_clear(&err);
-    int rc = mw_config_load(&c->config, file, &co, &err);
+    int rc = mw_config_load(&c->config, path, &co, &err);
     if (rc) {
         fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
         return rc == MW_EPOLICY ? EX_NOPERM_ : 78; /* EX_CONFIG */
     }
-    const mw_account *a = mw_config_find(c->config, c->account);
-    if (!a) {
-        fprintf(stderr, "mailwire %s: no account '%s' in %s\n", c->prog, c->account, file);
-        return EX_USAGE_;
+    *found = 1;
+    return 0;
+}
+
+/* --account (or the account chosen by from_address): what the command line
+ * did not set comes from the account. */
+static int apply_account(mw_cli_conn *c)
+{
+    char path[4096];
+    int found = 0;
+    const mw_account *a = NULL;
+    if (c->account) {
+        int ex = load_accounts(c, 0, &found, path, sizeof path);
+        if (ex) return ex;
+        a = mw_config_find(c->config, c->account);
+        if (!a) {
+            fprintf(stderr, "mailwire %s: no account '%s' in %s\n", c->prog, c->account, path);
+            return EX_USAGE_;
+        }
+    } else {
+        int ex = load_accounts(c, 1, &found, path, sizeof path);
+        if (ex || !found) return ex;
+        a = mw_config_find_by_from(c->config, c->from_address);
+        if (!a) return 0; /* no account for this sender: the usual defaults */
+        c->account = a->name;
     }
     if (!c->host) c->host = a->host;
     if (!c->port && a->port > 0) c->port = (unsigned)a->port;
@@ -216,7 +243,7 @@ static int apply_account(mw_cli_conn *c)
 
 int mw_cli_conn_finish(mw_cli_conn *c)
 {
-    if (c->account) {
+    if (c->account || (c->from_address && *c->from_address && !c->host)) {
         int ex = apply_account(c);
         if (ex) return ex;
     }

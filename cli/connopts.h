@@ -83,6 +83,10 @@ typedef struct mw_cli_conn {
     const char *config_path;
     int tls_given, timeout_given;
     mw_config *config; /* owned, freed by mw_cli_conn_free */
+    /* `send`: the sender's address.  With neither --account nor --host, the
+     * account whose `from` equals it (case-insensitively) is used, when the
+     * accounts file exists and has one (as msmtp's --read-envelope-from). */
+    const char *from_address;
 } mw_cli_conn;
 
 void mw_cli_conn_init(mw_cli_conn *c, const char *prog, unsigned default_port,
