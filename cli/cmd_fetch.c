@@ -6,6 +6,7 @@
 
 #include "mailwire/config.h"
 #include "mailwire/fetch.h"
+#include "mailwire/netrc.h"
 #include "mailwire/sasl.h"
 
 #include <errno.h>
@@ -52,7 +53,8 @@ typedef struct job {
     mw_net_opts net;
     mw_store_options so;
     mw_fetch_opts fo;
-    char *password; /* owned, wiped */
+    char *password;       /* owned, wiped */
+    char netrc_user[256]; /* the ~/.netrc login, when the account names none */
     char state_path[4096];
     char target[4096];
     /* results */
@@ -259,6 +261,27 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
             if (!j->password) {
                 fprintf(stderr, "mailwire fetch: %s: passwordeval gave no password\n", a->name);
                 return EX_NOPERM_;
+            }
+        } else {
+            /* No password in the account: ~/.netrc, as for one-shot fetches
+             * (its mode is checked; the machine matched without regard to case). */
+            char path[4096];
+            mw_netrc_entry ne;
+            mw_error_clear(&e);
+            if (mw_netrc_default_path(path, sizeof path) == 0) {
+                int rc = mw_netrc_lookup(&ne, path, a->host, a->user, &e);
+                if (rc < 0) {
+                    fprintf(stderr, "mailwire fetch: %s: %s\n", a->name, e.message);
+                    return mw_cli_exit_code(rc);
+                }
+                if (rc == 1 && ne.password[0]) {
+                    j->password = strdup(ne.password);
+                    if (!j->po.user && ne.login[0]) {
+                        snprintf(j->netrc_user, sizeof j->netrc_user, "%s", ne.login);
+                        j->po.user = j->netrc_user;
+                    }
+                }
+                mw_netrc_entry_clear(&ne);
             }
         }
         j->po.password = j->password;
