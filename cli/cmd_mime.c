@@ -1,6 +1,7 @@
 /* mailwire mime parse | build: read a message's MIME tree, or write a
  * message.  Uses only the public API. */
 #include "commands.h"
+#include "connopts.h"
 
 #include "mailwire/error.h"
 #include "mailwire/mime.h"
@@ -131,41 +132,13 @@ static void on_warning(mw_mime_part *p, const char *what, void *ud)
     fprintf(stderr, "mailwire: warning: part %s: %s\n", mw_mime_part_path(p), what);
 }
 
-/* JSON string: control characters escaped, invalid UTF-8 replaced. */
+/* JSON string (null for NULL): the CLI's one JSON writer. */
 static void json_str(FILE *f, const char *s)
 {
-    if (!s) {
+    if (!s)
         fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        unsigned char c = *p;
-        if (c == '"' || c == '\\') {
-            fprintf(f, "\\%c", c);
-            p++;
-        } else if (c < 0x20 || c == 0x7f) {
-            fprintf(f, "\\u%04x", c);
-            p++;
-        } else if (c < 0x80) {
-            fputc(c, f);
-            p++;
-        } else {
-            int len = c >= 0xf5 ? 0 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
-            int ok = len > 0;
-            for (int k = 1; ok && k < len; k++)
-                ok = (p[k] & 0xc0) == 0x80;
-            if (ok) {
-                fwrite(p, 1, (size_t)len, f);
-                p += len;
-            } else {
-                fputs("\\ufffd", f);
-                p++;
-            }
-        }
-    }
-    fputc('"', f);
+    else
+        mw_cli_json_string(f, s, strlen(s));
 }
 
 /* Printable text for the terminal: control characters shown as '?'.  A tab

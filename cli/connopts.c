@@ -516,11 +516,51 @@ void mw_cli_conn_usage(FILE *f)
           f);
 }
 
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629 §4: no overlong
+ * forms, no surrogates, nothing above U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+    unsigned char c = p[0];
+    size_t len;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else
+        return 0;
+    if (n < len || p[1] < lo || p[1] > hi) return 0;
+    for (size_t k = 2; k < len; k++)
+        if ((p[k] & 0xC0) != 0x80) return 0;
+    return len;
+}
+
 void mw_cli_json_string(FILE *f, const char *s, size_t len)
 {
+    /* Valid JSON whatever the bytes: control characters escaped, bytes that
+     * are not well-formed UTF-8 replaced by U+FFFD (the byte-exact data is
+     * what the non-JSON output is for). */
+    const unsigned char *p = (const unsigned char *)s;
     fputc('"', f);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
+    for (size_t i = 0; i < len;) {
+        unsigned char ch = p[i];
+        if (ch >= 0x80) {
+            size_t n = utf8_seq(p + i, len - i);
+            if (n) {
+                fwrite(p + i, 1, n, f);
+                i += n;
+            } else {
+                fputs("\\ufffd", f);
+                i++;
+            }
+            continue;
+        }
         switch (ch) {
         case '"':
             fputs("\\\"", f);
@@ -543,6 +583,7 @@ void mw_cli_json_string(FILE *f, const char *s, size_t len)
             else
                 fputc(ch, f);
         }
+        i++;
     }
     fputc('"', f);
 }
