@@ -202,21 +202,6 @@ static int auth_from(mw_pop3_opts *po, const char *auth)
     return 0;
 }
 
-/* First line of a command's output (passwordeval). */
-static char *password_eval(const char *cmd)
-{
-    FILE *f = popen(cmd, "r");
-    if (!f) return NULL;
-    char line[1100];
-    char *got = fgets(line, sizeof line, f);
-    int st = pclose(f);
-    if (!got || st != 0) return NULL;
-    line[strcspn(line, "\r\n")] = '\0';
-    char *p = strdup(line);
-    explicit_bzero(line, sizeof line);
-    return p;
-}
-
 static int job_from_account(job *j, const mw_account *a, const char *home)
 {
     snprintf(j->name, sizeof j->name, "%s", a->name);
@@ -257,9 +242,11 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
                 return mw_cli_exit_code(rc);
             }
         } else if (a->passwordeval) {
-            j->password = password_eval(a->passwordeval);
+            const char *why = "unknown error";
+            j->password = mw_cli_password_from_command(a->passwordeval, &why);
             if (!j->password) {
-                fprintf(stderr, "mailwire fetch: %s: passwordeval gave no password\n", a->name);
+                fprintf(stderr, "mailwire fetch: %s: passwordeval gave no password: %s\n", a->name,
+                        why);
                 return EX_NOPERM_;
             }
         } else {

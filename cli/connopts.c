@@ -345,7 +345,7 @@ static char *read_first_line(int fd, const char **why)
     return buf;
 }
 
-static char *password_from_command(const char *cmd, const char **why)
+char *mw_cli_password_from_command(const char *cmd, const char **why)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
@@ -431,7 +431,7 @@ int mw_cli_conn_password(mw_cli_conn *c)
         return 0;
     } else if (c->passwordeval) {
         src = "--passwordeval";
-        c->password = password_from_command(c->passwordeval, &why);
+        c->password = mw_cli_password_from_command(c->passwordeval, &why);
     } else if (getenv("MAILWIRE_PASSWORD") && *getenv("MAILWIRE_PASSWORD")) {
         c->password = strdup(getenv("MAILWIRE_PASSWORD"));
         src = "MAILWIRE_PASSWORD";

@@ -106,6 +106,10 @@ int mw_cli_conn_password(mw_cli_conn *c);
 void mw_cli_conn_tls_opts(const mw_cli_conn *c, mw_tls_opts *out);
 void mw_cli_conn_net_opts(const mw_cli_conn *c, mw_net_opts *out);
 void mw_cli_conn_free(mw_cli_conn *c);
+/* Runs cmd with /bin/sh -c and returns its first output line (at most 1024
+ * bytes, line end removed), malloc'd; the caller wipes and frees it.  NULL
+ * with *why set when the command fails, prints nothing, or prints too much. */
+char *mw_cli_password_from_command(const char *cmd, const char **why);
 /* Prints the option summary above, for --help. */
 void mw_cli_conn_usage(FILE *f);
 
