@@ -84,18 +84,28 @@ int pop3_send(mw_pop3 *p, const char *line, size_t len, const char *masked, int 
     return 0;
 }
 
-int pop3_sendf(mw_pop3 *p, int flush, const char *fmt, ...)
+/* Formats a command into line[512] and sends it; `what` (or NULL) names it
+ * in the error when it does not fit. */
+__attribute__((format(printf, 4, 0))) static int
+pop3_vsendf(mw_pop3 *p, int flush, const char *what, const char *fmt, va_list ap)
 {
     char line[512];
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
     if (n < 0 || (size_t)n >= sizeof line) {
         mw_error_clear(&p->err);
-        return mw_err_set(&p->err, MW_EINVAL, "command too long");
+        return what ? mw_err_set(&p->err, MW_EINVAL, "%s: command too long", what)
+                    : mw_err_set(&p->err, MW_EINVAL, "command too long");
     }
     return pop3_send(p, line, (size_t)n, NULL, flush);
+}
+
+int pop3_sendf(mw_pop3 *p, int flush, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = pop3_vsendf(p, flush, NULL, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 int pop3_read_status(mw_pop3 *p, mw_pop3_status *st)
@@ -145,16 +155,10 @@ int pop3_server_error(mw_pop3 *p, const mw_pop3_status *st, int dflt, const char
 
 int pop3_simple(mw_pop3 *p, mw_pop3_status *st, const char *what, const char *fmt, ...)
 {
-    char line[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
+    int rc = pop3_vsendf(p, 1, what, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof line) {
-        mw_error_clear(&p->err);
-        return mw_err_set(&p->err, MW_EINVAL, "%s: command too long", what);
-    }
-    int rc = pop3_send(p, line, (size_t)n, NULL, 1);
     if (!rc) rc = pop3_read_status(p, st);
     if (rc) return rc;
     if (st->kind != MW_POP3_OK) return pop3_server_error(p, st, MW_ESERVER, what);
