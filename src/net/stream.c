@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,9 +101,51 @@ static int is_socket(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
+/* A socket read that blocks in the kernel until data, the end of the
+ * stream, or SO_RCVTIMEO: one system call per reply instead of poll + read
+ * (about 3 µs a round trip on loopback).  Used only when no cancel token is
+ * set (a token needs poll to watch its pipe) and the deadline is ahead.
+ * The timeout set is never later than the deadline; it is changed only when
+ * it would be (a shrinking operation deadline), and a timeout that fires
+ * before the deadline just loops.  Returns 1 when it did not apply. */
+static int sock_timed_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
+                           mw_error *err)
+{
+    for (;;) {
+        int64_t left = 0;
+        if (deadline != MW_NO_DEADLINE) {
+            left = deadline - mw_now_ms();
+            if (left <= 0) return 1; /* the poll path reports the timeout */
+            if (left > INT_MAX / 2) left = INT_MAX / 2;
+        }
+        if ((left == 0 && s->rcvtimeo_ms != 0) ||
+            (left > 0 && (s->rcvtimeo_ms == 0 || s->rcvtimeo_ms > left))) {
+            struct timeval tv = {.tv_sec = (time_t)(left / 1000),
+                                 .tv_usec = (suseconds_t)(left % 1000) * 1000};
+            if (setsockopt(s->rfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+                s->sock_timed = 0; /* poll from now on */
+                return 1;
+            }
+            s->rcvtimeo_ms = (int)left;
+        }
+        ssize_t n = recv(s->rfd, buf, len, 0);
+        if (n >= 0) {
+            *got = (size_t)n;
+            s->rd_short = (size_t)n < len;
+            return 0;
+        }
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+        return mw_err_set(err, MW_ENET, "read failed: %s", strerror(errno));
+    }
+}
+
 static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
                    mw_error *err)
 {
+    if (s->sock_timed && !s->cancel) {
+        int rc = sock_timed_read(s, buf, len, got, deadline, err);
+        if (rc != 1) return rc;
+    }
     /* A read that came back short emptied the descriptor, so the next one
      * (typically for the reply to a command just sent) would most likely
      * fail with EAGAIN: one system call spent before the poll.  Then wait
@@ -113,7 +156,7 @@ static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
         if (rc) return rc;
     }
     for (;;) {
-        ssize_t n = read(s->rfd, buf, len);
+        ssize_t n = s->sock_timed ? recv(s->rfd, buf, len, MSG_DONTWAIT) : read(s->rfd, buf, len);
         if (n >= 0) {
             *got = (size_t)n;
             s->rd_short = (size_t)n < len;
@@ -154,8 +197,9 @@ static int fd_write(mw_stream *s, const void *buf, size_t len, int64_t deadline,
 {
     const char *p = buf;
     while (len > 0) {
-        ssize_t n =
-            s->wfd_socket ? send(s->wfd, p, len, MSG_NOSIGNAL) : write_nosigpipe(s->wfd, p, len);
+        ssize_t n = s->wfd_socket
+                        ? send(s->wfd, p, len, MSG_NOSIGNAL | (s->sock_timed ? MSG_DONTWAIT : 0))
+                        : write_nosigpipe(s->wfd, p, len);
         if (n > 0) {
             p += n;
             len -= (size_t)n;
@@ -408,6 +452,10 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
     s->own = 1;
     s->wfd_socket = 1;
     s->host = h;
+    /* Our own socket, so its mode is ours to choose: blocking, with every
+     * call that must not wait passing MSG_DONTWAIT (see sock_timed_read). */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0) s->sock_timed = 1;
     apply_opts(s, opts);
     *out = s;
     return 0;

@@ -4,7 +4,9 @@
  * A stream is blocking with deadlines: each read/write waits (poll) until the
  * descriptor is ready, the deadline passes (MW_ETIMEOUT) or the cancel token
  * fires (MW_ECANCELED).  Descriptors are non-blocking underneath so no single
- * system call can outlive a deadline. */
+ * system call can outlive a deadline; the one exception is a TCP socket we
+ * opened, read with no cancel token set, which blocks in recv under an
+ * SO_RCVTIMEO no later than the deadline (see fd_read). */
 #ifndef MW_NET_STREAM_INT_H
 #define MW_NET_STREAM_INT_H
 
@@ -27,10 +29,14 @@ struct mw_stream {
     int kind;
     /* MW_STREAM_FD */
     int rfd, wfd;
-    int own;        /* close rfd/wfd on free */
-    int wfd_socket; /* wfd is a socket: send(MSG_NOSIGNAL) avoids SIGPIPE */
-    int rd_short;   /* the last read returned less than asked: wait before the next */
-    pid_t pid;      /* command child to reap on free, or -1 */
+    int own;         /* close rfd/wfd on free */
+    int wfd_socket;  /* wfd is a socket: send(MSG_NOSIGNAL) avoids SIGPIPE */
+    int rd_short;    /* the last read returned less than asked: wait before the next */
+    int sock_timed;  /* a socket left blocking: reads without a cancel token block
+                      * in recv under SO_RCVTIMEO (one system call per wait, not
+                      * poll + read); every other call passes MSG_DONTWAIT */
+    int rcvtimeo_ms; /* the SO_RCVTIMEO now set on rfd (0 = none, block) */
+    pid_t pid;       /* command child to reap on free, or -1 */
     /* MW_STREAM_CB */
     mw_stream_ops ops;
     void *userdata;
