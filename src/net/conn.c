@@ -11,7 +11,8 @@
  * line made fetchmail ~40x slower than needed (test-servers.md). */
 #define MW_CONN_READ_BLOCK (64 * 1024)
 /* Writes are queued up to this much before going out on their own. */
-#define MW_CONN_WRITE_BLOCK (64 * 1024)
+#define MW_CONN_WRITE_BLOCK  (64 * 1024)
+#define MW_CONN_WRITE_DIRECT (4 * 1024) /* sent without a copy when nothing is queued */
 /* The largest line limit a caller may set: the buffer is sized from it. */
 #define MW_CONN_MAX_LINE_CAP (16 * 1024 * 1024)
 
@@ -292,7 +293,7 @@ int mw_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err)
 {
     int rc = check_usable(c, err);
     if (rc) return rc;
-    if (len >= MW_CONN_WRITE_BLOCK) {
+    if (len >= MW_CONN_WRITE_BLOCK || (c->wbuf.len == 0 && len >= MW_CONN_WRITE_DIRECT)) {
         /* Large blocks go straight out after what is queued. */
         if ((rc = mw_conn_flush(c, err))) return rc;
         return send_all(c, data, len, err);

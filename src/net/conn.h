@@ -73,7 +73,9 @@ int mw_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error 
 size_t mw_conn_buffered(const mw_conn *c);
 
 /* Queues bytes; they go out on mw_conn_flush (or when the queue reaches
- * 64 KiB; a write of 64 KiB or more goes out at once, after the queue). */
+ * 64 KiB).  A write of 64 KiB or more goes out at once, after the queue,
+ * and so does one of 4 KiB or more when nothing is queued (a message
+ * body): there is nothing to join it with, and the copy is saved. */
 int mw_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err);
 int mw_conn_flush(mw_conn *c, mw_error *err);
 
