@@ -304,6 +304,15 @@ int mw_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err)
     return 0;
 }
 
+int mw_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err)
+{
+    int rc = check_usable(c, err);
+    if (rc) return rc;
+    if ((rc = mw_buf_append(&c->wbuf, data, len)))
+        return mw_err_set(err, rc, "cannot queue %zu bytes: %s", len, mw_strerror(rc));
+    return 0;
+}
+
 int mw_conn_starttls(mw_conn *c, const mw_tls_opts *opts, mw_error *err)
 {
     int rc = check_usable(c, err);

@@ -78,6 +78,10 @@ size_t mw_conn_buffered(const mw_conn *c);
  * body): there is nothing to join it with, and the copy is saved. */
 int mw_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err);
 int mw_conn_flush(mw_conn *c, mw_error *err);
+/* Queues bytes whatever their size, sent only by mw_conn_flush: for data
+ * that must leave in one write with what follows it (SMTP: the end of a
+ * message and the next envelope, so that the server answers both at once). */
+int mw_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err);
 
 /* Wraps the stream in TLS (STARTTLS/STLS).  Refused with MW_EPROTO "N bytes
  * received before the TLS handshake (possible injection)" when bytes from
