@@ -374,7 +374,8 @@ static void smtp_usage(FILE *f)
 {
     fprintf(f,
             "usage: mailwire smtp [OPTIONS] send [--from ADDR] [--to ADDR]... "
-            "[--all-or-nothing] FILE...\n"
+            "[--all-or-nothing]\n"
+            "                              [--no-message-pipelining] FILE...\n"
             "       mailwire smtp [OPTIONS] capa\n"
             "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
             "  --maxsecs N  --queue\n"
@@ -461,6 +462,58 @@ static int read_file(const char *path, char **data, size_t *len)
     return 0;
 }
 
+/* `smtp send FILE…` as a batch: the library asks for the next file while
+ * the server is still answering the previous one. */
+typedef struct batch {
+    smtp_cli *c;
+    char **files;
+    size_t nfiles;
+    size_t taken; /* files looked at so far */
+    int *fd;      /* fd[i]: the open file of message i (several are in hand at once) */
+    size_t *name; /* name[i]: its index in files[] */
+    const char *from;
+    const char *const *to;
+    size_t nto;
+    int atleastone;
+    int rc; /* exit status so far */
+} batch;
+
+static int batch_next(void *ud, size_t index, mw_smtp_msg *m)
+{
+    batch *b = ud;
+    while (b->taken < b->nfiles) {
+        const char *path = b->files[b->taken++];
+        /* Streamed from the file: a large message costs no memory. */
+        int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
+        if (fd < 0) {
+            fprintf(stderr, "mailwire smtp: cannot read %s: %s\n", path, strerror(errno));
+            if (!b->rc) b->rc = EX_IOERR_;
+            continue;
+        }
+        b->fd[index] = fd;
+        b->name[index] = b->taken - 1;
+        m->fd = fd;
+        m->originator = b->from;
+        m->recipients = b->nto ? b->to : NULL;
+        m->nrecipients = b->nto;
+        m->atleastone = b->atleastone;
+        m->dsn_orcpt = b->c->dsn_orcpt;
+        m->headers = b->c->headers;
+        m->nheaders = b->c->nheaders;
+        return 1;
+    }
+    return 0;
+}
+
+static void batch_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+{
+    batch *b = ud;
+    print_result(b->c, b->files[b->name[index]], rc, r, err);
+    int e = tx_exit(rc, r);
+    if (e && !b->rc) b->rc = e;
+    if (b->fd[index] != 0) close(b->fd[index]);
+}
+
 int mw_cmd_smtp(int argc, char **argv)
 {
     smtp_cli c;
@@ -470,7 +523,7 @@ int mw_cmd_smtp(int argc, char **argv)
     const char *from = NULL;
     const char *to[MAX_LIST * 8];
     size_t nto = 0;
-    int all_or_nothing = 0;
+    int all_or_nothing = 0, no_msg_pipelining = 0;
     const char *sub = NULL;
     char **files = calloc((size_t)argc + 1, sizeof *files);
     size_t nfiles = 0;
@@ -497,6 +550,10 @@ int mw_cmd_smtp(int argc, char **argv)
             }
             if (!strcmp(a, "--all-or-nothing")) {
                 all_or_nothing = 1;
+                continue;
+            }
+            if (!strcmp(a, "--no-message-pipelining")) {
+                no_msg_pipelining = 1;
                 continue;
             }
         }
@@ -530,37 +587,27 @@ int mw_cmd_smtp(int argc, char **argv)
     if (!strcmp(sub, "capa")) {
         rc = cmd_capa(&c, s);
     } else {
-        /* Every file over the one connection: one login for the batch. */
-        for (size_t f = 0; f < nfiles; f++) {
-            /* Streamed from the file: a large message costs no memory. */
-            int fd = strcmp(files[f], "-") ? open(files[f], O_RDONLY | O_CLOEXEC) : 0;
-            if (fd < 0) {
-                fprintf(stderr, "mailwire smtp: cannot read %s: %s\n", files[f], strerror(errno));
-                rc = rc ? rc : EX_IOERR_;
-                continue;
-            }
-            mw_smtp_msg m = MW_SMTP_MSG_INIT;
-            m.fd = fd;
-            m.originator = from;
-            m.recipients = nto ? to : NULL;
-            m.nrecipients = nto;
-            m.atleastone = !all_or_nothing;
-            m.dsn_orcpt = c.dsn_orcpt;
-            m.headers = c.headers;
-            m.nheaders = c.nheaders;
-            mw_smtp_result *r = NULL;
-            int src = mw_smtp_send(s, &m, &r);
-            print_result(&c, files[f], src, r, mw_smtp_error(s));
-            int e = tx_exit(src, r);
-            if (e && !rc) rc = e;
-            mw_smtp_result_free(r);
-            if (fd != 0) close(fd);
-            if (src && !mw_smtp_alive(s)) {
-                /* The connection is gone: the remaining files are not sent. */
-                for (size_t g = f + 1; g < nfiles; g++)
-                    fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n", files[g]);
-                break;
-            }
+        /* Every file over the one connection: one login for the batch,
+         * and each file opened while the server answers the previous. */
+        batch b = {.c = &c,
+                   .files = files,
+                   .nfiles = nfiles,
+                   .from = from,
+                   .to = to,
+                   .nto = nto,
+                   .atleastone = !all_or_nothing};
+        if (no_msg_pipelining) mw_smtp_set_message_pipelining(s, 0);
+        b.fd = calloc(nfiles, sizeof *b.fd);
+        b.name = calloc(nfiles, sizeof *b.name);
+        int brc = b.fd && b.name ? mw_smtp_send_batch(s, batch_next, batch_done, &b) : MW_ENOMEM;
+        if (brc == MW_ENOMEM && !b.rc) b.rc = EX_SOFTWARE_;
+        free(b.fd);
+        free(b.name);
+        if (b.rc && !rc) rc = b.rc;
+        if (brc && !mw_smtp_alive(s)) {
+            /* The connection is gone: the remaining files are not sent. */
+            for (size_t g = b.taken; g < nfiles; g++)
+                fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n", files[g]);
         }
     }
     mw_smtp_quit(s);

@@ -209,6 +209,35 @@ MW_EXTERN int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *opts, mw_error *er
  * the end of the body and the final dot always go out in one write.
  * A failed transaction is reset (RSET) before the next one. */
 MW_EXTERN int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result);
+/* A batch of messages over the session, each sent as by mw_smtp_send:
+ * they are taken from `next` one at a time and each outcome goes to
+ * `done`.  While the server is answering the end of one message, the next
+ * is already asked for and prepared (its header read ahead, its envelope
+ * built), so a batch of files costs little more than its round trips.
+ *
+ * next(ud, index, msg): fill *msg (it arrives set to MW_SMTP_MSG_INIT)
+ *   and return 1; return 0 when there are no more; a negative mw_code
+ *   ends the batch and is returned.  What msg points to (data, fd,
+ *   addresses) must stay valid until done() has been called for it.
+ * done(ud, index, rc, result, err): exactly once for every message next
+ *   gave, in order, with what mw_smtp_send would have returned for it;
+ *   result (NULL when the transaction never reached the envelope) and err
+ *   are valid only during the call.
+ * Returns 0 when every message was tried, next's negative code, or, when
+ * a failure left the session unusable, that failure's code: no more
+ * messages are asked for then, and one already taken is reported to done
+ * with MW_ESTATE. */
+/* With PIPELINING, a batch also sends the next message's envelope (MAIL,
+ * RCPT… and DATA) in the same write as the end of a message's data (RFC
+ * 2920 §3.1 allows message content first in a group): one round trip per
+ * message instead of two.  Not after BDAT, nor before a Bcc digest.
+ * mw_smtp_set_message_pipelining(s, 0) turns that off (each message then
+ * waits for the previous one's final reply); on by default. */
+MW_EXTERN void mw_smtp_set_message_pipelining(mw_smtp *s, int on);
+typedef int (*mw_smtp_next_fn)(void *ud, size_t index, mw_smtp_msg *msg);
+typedef void (*mw_smtp_done_fn)(void *ud, size_t index, int rc, const mw_smtp_result *result,
+                                const mw_error *err);
+MW_EXTERN int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, void *ud);
 /* Deadline for the next transactions, ms from the start of each
  * mw_smtp_send (Tcllib -maxsecs); 0 = none. */
 MW_EXTERN void mw_smtp_set_maxtime(mw_smtp *s, int ms);

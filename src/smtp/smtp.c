@@ -8,6 +8,7 @@
 #include "smtp/envelope.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/fmt.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -58,8 +59,9 @@ struct mw_smtp {
     char hostname[256];
     int dirty; /* a transaction was left open: RSET before the next */
     int maxtime_ms;
-    int64_t tx_deadline; /* of the transaction in progress (maxsecs) */
-    int stop;            /* an error not worth trying the next server for */
+    int no_message_pipelining; /* mw_smtp_set_message_pipelining(s, 0) */
+    int64_t tx_deadline;       /* of the transaction in progress (maxsecs) */
+    int stop;                  /* an error not worth trying the next server for */
     /* Kept across the messages of a batch instead of allocated for each:
      * the buffer a stream source is read into, and the encoded output. */
     char *chunk;
@@ -874,8 +876,12 @@ static void salvage_reply(mw_smtp *s, const char *what)
 static int put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding)
 {
     char line[64];
-    int n = snprintf(line, sizeof line, "BDAT %zu%s", b->len, last ? " LAST" : "");
-    int rc = put_line(s, line, (size_t)n, NULL);
+    mw_fmt f;
+    mw_fmt_init(&f, line, sizeof line);
+    mw_fmt_mem(&f, "BDAT ", 5);
+    mw_fmt_uint(&f, b->len, 1);
+    if (last) mw_fmt_mem(&f, " LAST", 5);
+    int rc = put_line(s, line, f.len, NULL);
     if (!rc && b->len) rc = conn_failed(s, mw_conn_write(s->c, b->data, b->len, &s->err));
     (*outstanding)++;
     b->len = 0;
@@ -908,6 +914,14 @@ typedef struct xfer {
     mw_error local;
     int rc;
     int started; /* header encoded and the original header skipped */
+    /* Set by transfer_send when the data went out (or the write failed)
+     * and its replies are still to be read by transfer_replies. */
+    int pending;
+    int wrc;         /* the write's outcome */
+    int outstanding; /* BDAT replies owed */
+    int chunking;
+    int hold; /* set by the caller: queue the end of the data, do not flush */
+    int held; /* it was: the caller flushes (with the next envelope) */
 } xfer;
 
 /* Whether the rest of the message is in memory (header read-ahead, data). */
@@ -933,16 +947,32 @@ static void xfer_start(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int
 }
 
 /* Encodes ahead, while the replies to MAIL/RCPT/DATA are on their way: the
- * header and whatever of the message is already in memory, up to one
- * CHUNK of output, so that after the 354 only the rest (for a file, the
- * read that finds its end) is left before the write.  Nothing is read from
- * the source here: a refused DATA consumes nothing more of it. */
-static void xfer_ahead(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int forbid8)
+ * header, whatever of the message is already in memory, and what the
+ * source gives (into `buf`, CHUNK octets) up to one CHUNK of output — for
+ * a small file that includes the read that finds its end — so that after
+ * the 354 the message goes out at once.  A source error met here is
+ * reported by transfer, as if met there. */
+static void xfer_ahead(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int forbid8, char *buf)
 {
     xfer_start(x, r, env, skip, 0);
-    while (!x->rc && x->out.len < CHUNK && src_in_memory(r)) {
+    while (!x->rc && x->out.len < CHUNK) {
         const char *p;
-        long n = src_mem_next(r, &p, CHUNK);
+        long n;
+        if (src_in_memory(r)) {
+            n = src_mem_next(r, &p, CHUNK);
+        } else {
+            if (r->eof || r->m->data || !buf) break;
+            p = buf;
+            n = src_raw_read(r, buf, CHUNK, &x->local);
+            if (n < 0) {
+                x->rc = (int)n;
+                break;
+            }
+            if (n == 0) {
+                r->eof = 1;
+                break;
+            }
+        }
         x->rc = mw_smtp_data_encode(&x->enc, p, (size_t)n, &x->out, &x->local);
         if (!x->rc && forbid8 && x->enc.saw_8bit)
             x->rc = mw_err_set(&x->local, MW_EUNSUPPORTED,
@@ -951,8 +981,12 @@ static void xfer_ahead(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int
     }
 }
 
-static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int chunking,
-                    int forbid8, mw_smtp_result *res, xfer *x)
+/* The first half of a transfer: the message goes out, up to and including
+ * its end (final dot, or BDAT LAST) and the flush.  Returns non-zero when
+ * the transfer is over already (a refused chunk, a local failure); else 0
+ * with x->pending set: transfer_replies reads what the server says. */
+static int transfer_send(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int chunking,
+                         int forbid8, mw_smtp_result *res, xfer *x)
 {
     if (!x->started) xfer_start(x, r, env, skip, chunking);
     mw_smtp_data_enc enc = x->enc;
@@ -1036,18 +1070,34 @@ static int transfer(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip, int
     if (!rc) {
         if (chunking)
             rc = put_bdat(s, &out, 1, &outstanding);
+        else if (x->hold)
+            rc = conn_failed(s, mw_conn_queue(s->c, out.data, out.len, &s->err));
         else
             rc = conn_failed(s, mw_conn_write(s->c, out.data, out.len, &s->err));
     }
     if (!rc) {
         trace_info(s, "(%llu octets of message data%s)", (unsigned long long)enc.out_octets,
                    chunking ? " in BDAT chunks" : "");
-        rc = flush(s);
+        if (x->hold && !chunking)
+            x->held = 1;
+        else
+            rc = flush(s);
     }
     xout_release(s, &out);
     res->octets = enc.out_octets;
-    /* Read every outstanding reply; the first failure counts. */
-    int frc = first_fail ? rc : 0;
+    x->pending = 1;
+    x->wrc = rc;
+    x->outstanding = outstanding;
+    x->chunking = chunking;
+    return 0;
+}
+
+/* The second half: every reply still owed; the first failure counts. */
+static int transfer_replies(mw_smtp *s, xfer *x, mw_smtp_result *res)
+{
+    int rc = x->wrc, outstanding = x->outstanding, chunking = x->chunking;
+    x->pending = 0;
+    int frc = 0;
     while (!rc && outstanding > 0) {
         rc = get_reply(s, chunking ? "BDAT" : "end of data");
         outstanding--;
@@ -1147,61 +1197,94 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
     return rc;
 }
 
-static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
+/* One transaction, in three steps so that a batch can prepare the next
+ * message while the server is still answering this one:
+ *   tx_prepare  checks the message, reads its header ahead, builds the
+ *               envelope, the result and the MAIL line (no network);
+ *   tx_begin    RSET, MAIL, RCPT, DATA/BDAT and the data, up to the flush
+ *               of its end, leaving the final reply unread (xf.pending);
+ *   tx_end      reads what is owed, resets after a failure, sends the Bcc
+ *               digest, frees.
+ * mw_smtp_send runs the three in a row. */
+enum tx_after { AFTER_OUT = 0, AFTER_RESET, AFTER_421 };
+typedef struct tx {
+    mw_smtp_msg m; /* the caller's message (version 1 upgraded) */
+    src r;
+    xfer xf;
+    mw_smtp_env env;
+    int built; /* env and res exist: tx_end must run */
+    mw_smtp_result *res;
+    size_t skip;
+    int chunking, forbid8, pipelining, dsn;
+    char mail[700];
+    size_t ml;
+    enum tx_after after;
+    int pipe_data; /* DATA went with the envelope (PIPELINING) */
+    int had_rset;  /* an RSET reply is owed before MAIL's */
+    int env_sent;  /* tx_envelope is done */
+    int prep_rc;   /* batch: tx_prepare's outcome, kept until its turn */
+    mw_error prep_err;
+} tx;
+
+static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
 {
     int rc;
+    memset(t, 0, sizeof *t);
     if (!m || (m->version != MW_SMTP_MSG_VERSION && m->version != 1))
         return mw_err_set(&s->err, MW_EINVAL, "message missing or of an unknown version");
-    mw_smtp_msg v2;
     if (m->version == 1) {
         /* A caller built against version 1 has no header_recipients. */
-        memset(&v2, 0, sizeof v2);
-        memcpy(&v2, m, offsetof(mw_smtp_msg, header_recipients));
-        v2.version = MW_SMTP_MSG_VERSION;
-        m = &v2;
+        memcpy(&t->m, m, offsetof(mw_smtp_msg, header_recipients));
+        t->m.version = MW_SMTP_MSG_VERSION;
+    } else {
+        t->m = *m;
     }
+    m = &t->m;
     int nsrc = (m->data != NULL) + (m->fd >= 0) + (m->read != NULL);
     if (nsrc != 1) return mw_err_set(&s->err, MW_EINVAL, "give exactly one of data, fd or read");
     if ((rc = check_dsn(m, &s->err)) != 0) return rc;
     if (m->bcc_digest && !m->data)
         return mw_err_set(&s->err, MW_EINVAL, "bcc_digest needs the message in memory");
-    src r = {0};
-    r.m = m;
-    xfer xf = {0};
+    src *r = &t->r;
+    r->m = m;
     const char *hdr = "";
     size_t hlen = 0;
     int need_hdr = m->rewrite_headers || !m->originator || !m->recipients || m->nheaders ||
                    m->header_recipients;
-    if (need_hdr && (rc = src_header(&r, &hdr, &hlen, &s->err)) != 0) {
-        free(r.pre);
+    if (need_hdr && (rc = src_header(r, &hdr, &hlen, &s->err)) != 0) {
+        free(r->pre);
+        r->pre = NULL;
         return rc;
     }
-    mw_smtp_env env;
-    rc = mw_smtp_env_build(&env, m, hdr, hlen, s->hostname, &s->err);
+    mw_smtp_env *envp = &t->env;
+    rc = mw_smtp_env_build(envp, m, hdr, hlen, s->hostname, &s->err);
     if (rc) {
-        free(r.pre);
+        free(r->pre);
+        r->pre = NULL;
         return rc;
     }
-    size_t skip = env.rewritten ? hlen : 0;
+    size_t skip = t->skip = envp->rewritten ? hlen : 0;
     mw_smtp_result *res = calloc(1, sizeof *res);
-    if (!res || !(res->rcpt = calloc(env.nrcpt, sizeof *res->rcpt))) {
+    if (!res || !(res->rcpt = calloc(envp->nrcpt, sizeof *res->rcpt))) {
         free(res);
-        free(r.pre);
-        mw_smtp_env_free(&env);
+        free(r->pre);
+        r->pre = NULL;
+        mw_smtp_env_free(envp);
         return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
     }
-    res->nrcpt = env.nrcpt;
-    for (size_t i = 0; i < env.nrcpt; i++) {
-        res->rcpt[i].address = env.rcpt[i];
-        env.rcpt[i] = NULL;
+    res->nrcpt = envp->nrcpt;
+    for (size_t i = 0; i < envp->nrcpt; i++) {
+        res->rcpt[i].address = envp->rcpt[i];
+        envp->rcpt[i] = NULL;
     }
-    res->originator = env.originator;
-    env.originator = NULL;
+    res->originator = envp->originator;
+    envp->originator = NULL;
     res->server = strdup(s->server ? s->server : "");
     res->port = s->port;
-    *resp = res;
-    /* Every exit from here on goes through `out`, which hands it back. */
-    xf.out = s->xout; /* empty; reused from the previous message */
+    t->res = res;
+    t->built = 1;
+    /* Every exit from here on goes through tx_end, which hands it back. */
+    t->xf.out = s->xout; /* empty; reused from the previous message */
     s->xout = (mw_buf)MW_BUF_INIT(0);
 
     /* What the message needs of the server, decided before MAIL. */
@@ -1209,20 +1292,20 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
     for (size_t i = 0; i < res->nrcpt; i++)
         utf8_addr |= has8(res->rcpt[i].address, strlen(res->rcpt[i].address));
     int smtputf8 = 0;
-    if (utf8_addr || env.utf8) {
+    if (utf8_addr || envp->utf8) {
         if (s->caps.flags & MW_SMTP_CAP_SMTPUTF8)
             smtputf8 = 1;
         else if (utf8_addr) {
             rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
                             "an address is UTF-8 and the server does not offer SMTPUTF8 "
                             "(RFC 6531)");
-            goto out;
+            goto fail;
         }
     }
     uint64_t size = 0;
-    int eight = env.utf8;
+    int eight = envp->utf8;
     if (m->data) {
-        size = (uint64_t)(m->len - skip) + (env.rewritten ? env.header.len : 0);
+        size = (uint64_t)(m->len - skip) + (envp->rewritten ? envp->header.len : 0);
         eight |= has8(m->data + skip, m->len - skip);
     } else {
         struct stat st;
@@ -1242,7 +1325,7 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
             rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
                             "the message has 8-bit data and the server does not offer 8BITMIME "
                             "(RFC 6152): encode it as 7-bit");
-            goto out;
+            goto fail;
         }
     } else if (m->body == MW_SMTP_BODY_7BIT && has8bm) {
         body = "7BIT";
@@ -1252,27 +1335,76 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
         rc = mw_err_set(&s->err, MW_ETOOBIG,
                         "the message (%llu octets) is over the server's SIZE limit of %llu",
                         (unsigned long long)size, (unsigned long long)s->caps.size_max);
-        goto out;
+        goto fail;
     }
-    int chunking = m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
-    int forbid8 = !(body && !strcmp(body, "8BITMIME")) && !smtputf8;
-    int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
-    int dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
+    int chunking = t->chunking = m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
+    t->forbid8 = !(body && !strcmp(body, "8BITMIME")) && !smtputf8;
+    t->pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
+    int dsn = t->dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
     res->chunking = chunking;
 
-    char mail[700];
-    size_t ml = (size_t)snprintf(mail, sizeof mail, "MAIL FROM:<%s>", res->originator);
-    if ((s->caps.flags & MW_SMTP_CAP_SIZE) && size)
-        ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " SIZE=%llu", (unsigned long long)size);
-    if (body) ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " BODY=%s", body);
-    if (smtputf8) ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " SMTPUTF8");
-    if (dsn && m->dsn_ret)
-        ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " RET=%s", m->dsn_ret);
+    /* Command lines are put together without printf (per message, on the
+     * path between two replies); one cut short is refused, not sent. */
+    char *mail = t->mail;
+    mw_fmt mf;
+    mw_fmt_init(&mf, mail, sizeof t->mail);
+    mw_fmt_mem(&mf, "MAIL FROM:<", 11);
+    mw_fmt_str(&mf, res->originator);
+    mw_fmt_mem(&mf, ">", 1);
+    if ((s->caps.flags & MW_SMTP_CAP_SIZE) && size) {
+        mw_fmt_mem(&mf, " SIZE=", 6);
+        mw_fmt_uint(&mf, size, 1);
+    }
+    if (body) {
+        mw_fmt_mem(&mf, " BODY=", 6);
+        mw_fmt_str(&mf, body);
+    }
+    if (smtputf8) mw_fmt_mem(&mf, " SMTPUTF8", 9);
+    if (dsn && m->dsn_ret) {
+        mw_fmt_mem(&mf, " RET=", 5);
+        mw_fmt_str(&mf, m->dsn_ret);
+    }
     if (dsn && m->dsn_envid) {
         char x[320];
         xtext(x, sizeof x, m->dsn_envid);
-        ml += (size_t)snprintf(mail + ml, sizeof mail - ml, " ENVID=%s", x);
+        mw_fmt_mem(&mf, " ENVID=", 7);
+        mw_fmt_str(&mf, x);
     }
+    if (mf.over) {
+        rc = mw_err_set(&s->err, MW_ETOOBIG, "the MAIL command would be over %zu octets",
+                        sizeof t->mail - 1);
+        goto fail;
+    }
+    t->ml = mf.len;
+    return 0;
+fail:
+    t->after = AFTER_OUT;
+    return rc;
+}
+
+/* Post-transfer bookkeeping, once the transfer's outcome is known. */
+static void tx_transferred(mw_smtp *s, tx *t, int rc)
+{
+    if (rc == 0) {
+        t->res->sent = 1;
+        s->dirty = 0;
+    } else if (s->state != ST_DEAD && (t->res->final_code >= 400 || t->chunking)) {
+        /* The transaction ended with the refusal; after BDAT failures
+         * RFC 3030 §2 asks for RSET. */
+        s->dirty = t->chunking;
+    }
+}
+
+/* The envelope: RSET when owed, MAIL, RCPT… and, pipelined, DATA.  With
+ * PIPELINING it is written and flushed and the message encoded ahead, the
+ * replies left unread (t->env_sent); without, each command waits for its
+ * reply here. */
+static int tx_envelope(mw_smtp *s, tx *t)
+{
+    int rc;
+    const mw_smtp_msg *m = &t->m;
+    mw_smtp_result *res = t->res;
+    int chunking = t->chunking, pipelining = t->pipelining, dsn = t->dsn;
 
     /* RFC 2920: with PIPELINING, RSET, MAIL, every RCPT and DATA go out in
      * one write and the replies are read in order afterwards.  DATA joins
@@ -1284,7 +1416,7 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
      * recipients and atleastone off (Tcllib's all-or-nothing), DATA waits
      * for the RCPT replies, since a server would accept DATA after only
      * some of them were accepted. */
-    int pipe_data = pipelining && !chunking && (m->atleastone || res->nrcpt == 1);
+    int pipe_data = t->pipe_data = pipelining && !chunking && (m->atleastone || res->nrcpt == 1);
     int had_rset = s->dirty;
     if (s->dirty) {
         if ((rc = put_cmd(s, "RSET")) != 0) goto out;
@@ -1294,7 +1426,7 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
         }
         if (rc) goto out;
     }
-    if ((rc = put_line(s, mail, ml, NULL)) != 0) goto out;
+    if ((rc = put_line(s, t->mail, t->ml, NULL)) != 0) goto out;
     s->dirty = 1;
     if (!pipelining) {
         if ((rc = flush(s)) || (rc = get_reply(s, "MAIL"))) goto out;
@@ -1306,16 +1438,32 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
         }
     }
     for (size_t i = 0; i < res->nrcpt; i++) {
-        char line[900];
-        size_t ll = (size_t)snprintf(line, sizeof line, "RCPT TO:<%s>", res->rcpt[i].address);
-        if (dsn && m->dsn_notify)
-            ll += (size_t)snprintf(line + ll, sizeof line - ll, " NOTIFY=%s", m->dsn_notify);
+        char line[1200]; /* ORCPT may triple a 256-octet address */
+        mw_fmt lf;
+        mw_fmt_init(&lf, line, sizeof line);
+        mw_fmt_mem(&lf, "RCPT TO:<", 9);
+        mw_fmt_str(&lf, res->rcpt[i].address);
+        mw_fmt_mem(&lf, ">", 1);
+        if (dsn && m->dsn_notify) {
+            mw_fmt_mem(&lf, " NOTIFY=", 8);
+            mw_fmt_str(&lf, m->dsn_notify);
+        }
         if (dsn && m->dsn_orcpt && !has8(res->rcpt[i].address, strlen(res->rcpt[i].address))) {
             char x[800];
             xtext(x, sizeof x, res->rcpt[i].address);
-            ll += (size_t)snprintf(line + ll, sizeof line - ll, " ORCPT=rfc822;%s", x);
+            mw_fmt_mem(&lf, " ORCPT=rfc822;", 14);
+            mw_fmt_str(&lf, x);
         }
-        if ((rc = put_line(s, line, ll, NULL)) != 0) goto out;
+        if (lf.over) {
+            /* Cannot happen (addresses, NOTIFY and ORCPT are bounded), but
+             * MAIL is queued already: never leave the session out of step. */
+            set_state(s, ST_DEAD);
+            rc = mw_err_set(&s->err, MW_ETOOBIG,
+                            "the RCPT command for <%s> would be over %zu octets",
+                            res->rcpt[i].address, sizeof line - 1);
+            goto out;
+        }
+        if ((rc = put_line(s, line, lf.len, NULL)) != 0) goto out;
         if (!pipelining) {
             if ((rc = flush(s)) || (rc = get_reply(s, "RCPT"))) goto out;
             mw_smtp_rcpt *rr = &res->rcpt[i];
@@ -1325,12 +1473,43 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
             if (s->rep->code == 421) goto out421;
         }
     }
-    if (pipe_data && (rc = put_cmd(s, "DATA")) != 0) goto out;
+    if (pipe_data && (rc = put_line(s, "DATA", 4, NULL)) != 0) goto out;
+    t->had_rset = had_rset;
     if (pipelining) {
         if ((rc = flush(s)) != 0) goto out;
         /* The replies take a round trip: encode meanwhile what is already
-         * in memory, so that after the 354 the message goes out at once. */
-        if (pipe_data) xfer_ahead(&xf, &r, &env, skip, forbid8);
+         * in memory (and read a small file to its end), so that after the
+         * 354 the message goes out at once. */
+        if (pipe_data) {
+            if (!s->chunk) s->chunk = malloc(CHUNK);
+            xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, s->chunk);
+        }
+    }
+    t->env_sent = 1;
+    return 0;
+out421:
+    t->after = AFTER_421;
+    return rc;
+reset:
+    t->after = AFTER_RESET;
+    return rc;
+out:
+    t->after = AFTER_OUT;
+    return rc;
+}
+
+/* The rest: the envelope's replies (pipelined), DATA, the data. */
+static int tx_rest(mw_smtp *s, tx *t)
+{
+    int rc = 0;
+    const mw_smtp_msg *m = &t->m;
+    mw_smtp_result *res = t->res;
+    src *r = &t->r;
+    mw_smtp_env *envp = &t->env;
+    int chunking = t->chunking, forbid8 = t->forbid8, pipelining = t->pipelining;
+    size_t skip = t->skip;
+    int pipe_data = t->pipe_data, had_rset = t->had_rset;
+    if (pipelining) {
         if (had_rset) {
             if ((rc = get_reply(s, "RSET")) != 0) goto out;
         }
@@ -1415,40 +1594,86 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
             goto reset;
         }
     }
-    rc = transfer(s, &r, &env, skip, chunking, forbid8, res, &xf);
-    if (rc == 0) {
-        res->sent = 1;
-        s->dirty = 0;
-    } else if (s->state != ST_DEAD && (res->final_code >= 400 || chunking)) {
-        /* The transaction ended with the refusal; after BDAT failures
-         * RFC 3030 §2 asks for RSET. */
-        s->dirty = chunking;
-    }
+    rc = transfer_send(s, r, envp, skip, chunking, forbid8, res, &t->xf);
+    if (!t->xf.pending) tx_transferred(s, t, rc);
     goto out;
 out421:
-    rc = reply_error(s, "server closing the connection");
-    goto out;
+    t->after = AFTER_421;
+    return rc;
 reset:
-    if (s->state == ST_READY) {
+    t->after = AFTER_RESET;
+    return rc;
+out:
+    t->after = AFTER_OUT;
+    return rc;
+}
+
+static int tx_begin(mw_smtp *s, tx *t)
+{
+    int rc = t->env_sent ? 0 : tx_envelope(s, t);
+    return rc ? rc : tx_rest(s, t);
+}
+
+static int tx_end(mw_smtp *s, tx *t, int rc)
+{
+    const mw_smtp_msg *m = &t->m;
+    if (t->xf.pending) {
+        rc = transfer_replies(s, &t->xf, t->res);
+        tx_transferred(s, t, rc);
+    }
+    if (t->after == AFTER_421) rc = reply_error(s, "server closing the connection");
+    if (t->after == AFTER_RESET && s->state == ST_READY) {
         mw_error keep = s->err;
         if (do_rset(s) == 0)
             s->err = keep;
         else if (s->state != ST_DEAD)
             s->err = keep;
     }
-out:
-    if (m->bcc_digest && env.nbcc > 0 && s->state == ST_READY) {
+    if (m->bcc_digest && t->env.nbcc > 0 && s->state == ST_READY) {
         mw_error keep = s->err;
-        int rc2 = send_bcc_digest(s, m, &env, skip, res);
+        int rc2 = send_bcc_digest(s, m, &t->env, t->skip, t->res);
         if (rc)
             s->err = keep; /* the main transaction's failure is the one to report */
         else
             rc = rc2;
     }
-    free(r.pre);
-    xout_release(s, &xf.out);
-    mw_smtp_env_free(&env);
+    free(t->r.pre);
+    t->r.pre = NULL;
+    xout_release(s, &t->xf.out);
+    mw_smtp_env_free(&t->env);
+    t->built = 0;
     return rc;
+}
+
+/* A prepared transaction that will not be sent (the session died first):
+ * only the memory goes. */
+static void tx_discard(mw_smtp *s, tx *t)
+{
+    if (t->built) {
+        xout_release(s, &t->xf.out);
+        mw_smtp_env_free(&t->env);
+    }
+    free(t->r.pre);
+    t->r.pre = NULL;
+    t->built = 0;
+}
+
+static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
+{
+    tx t;
+    int rc = tx_prepare(s, &t, m);
+    *resp = t.res;
+    if (t.built) {
+        if (!rc) rc = tx_begin(s, &t);
+        rc = tx_end(s, &t, rc);
+    }
+    return rc;
+}
+
+static int not_ready(mw_smtp *s)
+{
+    return mw_err_set(&s->err, MW_ESTATE, "the session is not ready to send (%s)",
+                      s->state == ST_DEAD ? "the connection failed earlier" : "closed");
 }
 
 int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
@@ -1456,9 +1681,7 @@ int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
     if (result) *result = NULL;
     if (!s) return MW_EINVAL;
     mw_error_clear(&s->err);
-    if (s->state != ST_READY)
-        return mw_err_set(&s->err, MW_ESTATE, "the session is not ready to send (%s)",
-                          s->state == ST_DEAD ? "the connection failed earlier" : "closed");
+    if (s->state != ST_READY) return not_ready(s);
     s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
     mw_conn_set_deadline(s->c, s->tx_deadline);
     mw_smtp_result *res = NULL;
@@ -1470,6 +1693,197 @@ int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
     else
         mw_smtp_result_free(res);
     return rc;
+}
+
+/* mw_smtp_send_batch's state: up to three messages are in hand at once —
+ * one whose final reply is still owed (fin), the one being sent (cur) and
+ * the next, prepared (pre). */
+typedef struct batch {
+    mw_smtp *s;
+    mw_smtp_next_fn next;
+    mw_smtp_done_fn done;
+    void *ud;
+    tx slot[3];
+    int used[3];
+    size_t asked; /* messages taken from next() */
+    int more;     /* next() may have more: 1, none: 0, its failure: < 0 */
+} batch;
+
+/* Takes the next message and prepares it (no network); NULL when there
+ * are no more.  A failed preparation is kept for the message's turn. */
+static tx *batch_take(batch *b)
+{
+    if (b->more <= 0) return NULL;
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    b->more = b->next(b->ud, b->asked, &m);
+    if (b->more <= 0) return NULL;
+    b->asked++;
+    int k = 0;
+    while (b->used[k])
+        k++;
+    b->used[k] = 1;
+    tx *t = &b->slot[k];
+    mw_smtp *s = b->s;
+    mw_error keep = s->err;
+    mw_error_clear(&s->err);
+    t->prep_rc = 0; /* tx_prepare clears the rest */
+    int rc = tx_prepare(s, t, &m);
+    t->prep_rc = rc;
+    t->prep_err = s->err;
+    s->err = keep;
+    return t;
+}
+
+/* Reports a message to done() with rc, and frees its slot. */
+static void batch_report(batch *b, tx *t, size_t index, int rc)
+{
+    mw_smtp *s = b->s;
+    if (rc && s->err.code == 0) mw_err_set(&s->err, rc, "%s", mw_strerror(rc));
+    b->done(b->ud, index, rc, t->res, &s->err);
+    mw_smtp_result_free(t->res);
+    t->res = NULL;
+    b->used[t - b->slot] = 0;
+}
+
+/* Reads the final reply of a message whose data went out, and reports it. */
+static int batch_finish(batch *b, tx *t, size_t index, int rc)
+{
+    if (t->built) rc = tx_end(b->s, t, rc);
+    batch_report(b, t, index, rc);
+    return rc;
+}
+
+/* The session died: messages in hand were not sent. */
+static void batch_abandon(batch *b, tx *t, size_t index)
+{
+    mw_smtp *s = b->s;
+    tx_discard(s, t);
+    mw_smtp_result_free(t->res);
+    t->res = NULL;
+    mw_error_clear(&s->err);
+    not_ready(s);
+    b->done(b->ud, index, MW_ESTATE, NULL, &s->err);
+    b->used[t - b->slot] = 0;
+}
+
+int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, void *ud)
+{
+    if (!s) return MW_EINVAL;
+    mw_error_clear(&s->err);
+    if (!next || !done) return mw_err_set(&s->err, MW_EINVAL, "next and done are both needed");
+    if (s->state != ST_READY) return not_ready(s);
+    batch *b = calloc(1, sizeof *b);
+    if (!b) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    b->s = s;
+    b->next = next;
+    b->done = done;
+    b->ud = ud;
+    b->more = 1;
+    tx *fin = NULL, *cur = batch_take(b), *pre = NULL;
+    size_t i = 0; /* index of cur; fin is i - 1 */
+    int last = 0, fin_crossed = 0;
+    while (cur) {
+        mw_error_clear(&s->err);
+        if (!fin) {
+            s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
+            mw_conn_set_deadline(s->c, s->tx_deadline);
+        }
+        int rc = cur->prep_rc;
+        if (rc) s->err = cur->prep_err;
+        if (!rc && cur->built && !cur->env_sent) rc = tx_envelope(s, cur);
+        mw_error cur_err = s->err;
+        /* The envelope's replies (and, crossed, the previous message's
+         * final reply) are on their way: take and prepare the next
+         * message meanwhile, so opening and reading it costs no time. */
+        if (!pre) pre = batch_take(b);
+        /* The previous message's final reply: read now, reported to done()
+         * only after this message's data went out, so that the caller's
+         * work (closing a file, printing) is not between a reply and the
+         * write it allows. */
+        tx *fin_unreported = NULL;
+        mw_error fin_err;
+        int fin_rc = 0;
+        if (fin) {
+            mw_error_clear(&s->err);
+            fin_rc = last = tx_end(s, fin, 0);
+            fin_err = s->err;
+            if (fin_crossed && s->state == ST_READY) s->dirty = 1; /* cur's envelope is open */
+            fin_crossed = 0;
+            if (s->state != ST_READY) {
+                batch_report(b, fin, i - 1, fin_rc);
+                batch_abandon(b, cur, i);
+                if (pre) batch_abandon(b, pre, i + 1);
+                free(b);
+                return last ? last : MW_ESTATE;
+            }
+            fin_unreported = fin;
+            fin = NULL;
+            s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
+            mw_conn_set_deadline(s->c, s->tx_deadline);
+        }
+        s->err = cur_err;
+        /* RFC 2920 §3.1: message content may be followed in the same group
+         * by the next MAIL and RCPTs (and DATA, as the group's last
+         * command).  The end of a DATA transfer closes the transaction
+         * whatever its reply, so the next envelope needs no RSET and goes
+         * out in the same write as the final dot: one round trip per
+         * message instead of two, and the server answers both at once.
+         * Not after BDAT (a refused chunk asks for RSET) nor before a Bcc
+         * digest (another transaction follows this one). */
+        int cross = pre && !pre->prep_rc && pre->built && cur->pipelining && !cur->chunking &&
+                    !(cur->m.bcc_digest && cur->env.nbcc > 0) && !s->no_message_pipelining;
+        cur->xf.hold = cross;
+        if (!rc && cur->built) rc = tx_rest(s, cur);
+        int crossed = 0;
+        if (cur->xf.held) {
+            mw_error keep = s->err;
+            s->dirty = 0;
+            int erc = tx_envelope(s, pre); /* flushes the held data with it */
+            if (erc) {
+                /* Only a dead connection fails here (the lines are
+                 * bounded): the next message's outcome, in its turn. */
+                pre->prep_rc = erc;
+                pre->prep_err = s->err;
+            } else {
+                crossed = 1;
+            }
+            s->err = keep;
+        }
+        if (fin_unreported) {
+            mw_error keep = s->err;
+            s->err = fin_err;
+            batch_report(b, fin_unreported, i - 1, fin_rc);
+            s->err = keep;
+        }
+        if (crossed) {
+            fin = cur;
+            fin_crossed = 1;
+        } else {
+            last = batch_finish(b, cur, i, rc);
+            if (s->state != ST_READY) {
+                if (pre) batch_abandon(b, pre, i + 1);
+                free(b);
+                return last ? last : MW_ESTATE;
+            }
+        }
+        if (s->c && !fin) mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
+        cur = pre;
+        pre = NULL;
+        i++;
+    }
+    if (fin) {
+        /* Cannot happen: a message is crossed only with a next one. */
+        last = batch_finish(b, fin, i - 1, 0);
+    }
+    if (s->c) mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
+    int more = b->more;
+    free(b);
+    return more < 0 ? more : 0;
+}
+
+void mw_smtp_set_message_pipelining(mw_smtp *s, int on)
+{
+    if (s) s->no_message_pipelining = !on;
 }
 
 void mw_smtp_set_maxtime(mw_smtp *s, int ms)
