@@ -952,9 +952,10 @@ static void xfer_start(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int
  * a small file that includes the read that finds its end — so that after
  * the 354 the message goes out at once.  A source error met here is
  * reported by transfer, as if met there. */
-static void xfer_ahead(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int forbid8, char *buf)
+static void xfer_ahead(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int forbid8, char *buf,
+                       int chunking)
 {
-    xfer_start(x, r, env, skip, 0);
+    xfer_start(x, r, env, skip, chunking);
     while (!x->rc && x->out.len < CHUNK) {
         const char *p;
         long n;
@@ -1220,6 +1221,7 @@ typedef struct tx {
     size_t ml;
     enum tx_after after;
     int pipe_data; /* DATA went with the envelope (PIPELINING) */
+    int pipe_bdat; /* the whole message went with it as BDAT LAST (RFC 3030 §4.2) */
     int had_rset;  /* an RSET reply is owed before MAIL's */
     int env_sent;  /* tx_envelope is done */
     int prep_rc;   /* batch: tx_prepare's outcome, kept until its turn */
@@ -1475,6 +1477,33 @@ static int tx_envelope(mw_smtp *s, tx *t)
     }
     if (pipe_data && (rc = put_line(s, "DATA", 4, NULL)) != 0) goto out;
     t->had_rset = had_rset;
+    /* RFC 3030 §4.2: with PIPELINING, BDAT may follow the RCPTs in the same
+     * group; a BDAT after a failed MAIL or with no accepted recipient is
+     * refused, and its data (counted, not dot-terminated) is skipped, so
+     * nothing is delivered and the session stays in step.  When the whole
+     * message fits in one chunk it is encoded now and goes out with its
+     * envelope as BDAT LAST: one round trip per message.  As for DATA,
+     * only when no RCPT outcome could make us want to stop. */
+    if (pipelining && chunking && (m->atleastone || res->nrcpt == 1)) {
+        if (!s->chunk) s->chunk = malloc(CHUNK);
+        xfer *x = &t->xf;
+        xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, 1);
+        int whole = !x->rc && !src_in_memory(&t->r) && (t->r.eof || m->data);
+        if (whole && (rc = mw_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) goto out;
+        if (whole) {
+            int outstanding = 0;
+            trace_info(s, "(%llu octets of message data in BDAT chunks)",
+                       (unsigned long long)x->enc.out_octets);
+            if ((rc = put_bdat(s, &x->out, 1, &outstanding)) != 0) goto out;
+            res->octets = x->enc.out_octets;
+            xout_release(s, &x->out);
+            x->pending = 1;
+            x->wrc = 0;
+            x->outstanding = outstanding;
+            x->chunking = 1;
+            t->pipe_bdat = 1;
+        }
+    }
     if (pipelining) {
         if ((rc = flush(s)) != 0) goto out;
         /* The replies take a round trip: encode meanwhile what is already
@@ -1482,7 +1511,7 @@ static int tx_envelope(mw_smtp *s, tx *t)
          * 354 the message goes out at once. */
         if (pipe_data) {
             if (!s->chunk) s->chunk = malloc(CHUNK);
-            xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, s->chunk);
+            xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, s->chunk, 0);
         }
     }
     t->env_sent = 1;
@@ -1495,6 +1524,18 @@ reset:
     return rc;
 out:
     t->after = AFTER_OUT;
+    return rc;
+}
+
+/* A transaction that failed before its data: reads the reply owed to a
+ * BDAT LAST sent with the envelope, keeping the error that counts. */
+static int bdat_drain(mw_smtp *s, tx *t)
+{
+    if (!t->xf.pending) return 0;
+    t->xf.pending = 0;
+    mw_error keep = s->err;
+    int rc = get_reply(s, "BDAT");
+    if (!rc) s->err = keep;
     return rc;
 }
 
@@ -1538,6 +1579,7 @@ static int tx_rest(mw_smtp *s, tx *t)
             }
         }
         if (mail_code != 250) {
+            if ((rc = bdat_drain(s, t)) != 0) goto out;
             s->err = mail_err;
             rc = mail_err.code;
             goto reset;
@@ -1579,8 +1621,17 @@ static int tx_rest(mw_smtp *s, tx *t)
             set_state(s, ST_DEAD);
             goto out;
         }
+        /* The BDAT sent along is refused too (no valid recipient). */
+        if (t->pipe_bdat) {
+            int r2 = bdat_drain(s, t);
+            if (r2) {
+                rc = r2;
+                goto out;
+            }
+        }
         goto reset;
     }
+    if (t->pipe_bdat) goto out; /* the BDAT reply is read by tx_end */
     if (!chunking) {
         if (!pipe_data) {
             if ((rc = put_cmd(s, "DATA")) || (rc = flush(s)) || (rc = get_reply(s, "DATA")))
