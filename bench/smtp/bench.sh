@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # SMTP submission bench (issue 4): N messages of SIZE bytes to smtp-sink,
-# in one run: `mailwire smtp send` (one connection), Postfix's smtp-source
-# -d (one connection), Python's smtplib (one connection), msmtp and curl (a
-# process and a connection per message), and the raw pipelined reference
-# (rawsmtp.c) — medians of RUNS runs and ratios to the raw reference.
+# in one run: `mailwire smtp send` (one connection; by default the next
+# message's envelope rides with the end of the previous one, and with
+# --no-message-pipelining each message waits for the previous reply),
+# Postfix's `smtp-source -d`, Python's smtplib (one connection each), msmtp
+# and curl (a process and a connection per message), and the raw pipelined
+# reference (rawsmtp.c) in both protocols — medians of RUNS interleaved
+# runs and ratios to the raw reference.
 #
 #   bash bench/smtp/bench.sh [BUILD_DIR]     (a release build is best)
-# Env: RUNS (default 5), N (1000), SIZE (10240), NPROC (100: messages sent by
+# Env: RUNS (default 15), N (1000), SIZE (10240), NPROC (20: messages sent by
 # the process-per-message clients; their time is scaled to N).
 # Uses its own private servers (tests/servers/start.sh).  Not a test.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-/tmp/mailwire-build-bench}
-RUNS=${RUNS:-5}
-N=${N:-1000}
-SIZE=${SIZE:-10240}
-NPROC=${NPROC:-100}
+export RUNS=${RUNS:-15} N=${N:-1000} SIZE=${SIZE:-10240} NPROC=${NPROC:-20}
 if [ ! -x "$build/cli/mailwire" ]; then
   meson setup "$build" --buildtype=release -Dtests=false >/dev/null
   ninja -C "$build" cli/mailwire >/dev/null
@@ -30,70 +30,99 @@ trap cleanup EXIT
 cc -O2 -o "$work/rawsmtp" "$top/bench/smtp/rawsmtp.c"
 bash "$top/tests/servers/start.sh" "$srv" >"$work/start.log" 2>&1 || { cat "$work/start.log"; exit 1; }
 set -a; . "$srv/env"; set +a
-port=$MW_SINK_PORT
+
+python3 - "$work" "$mw" "$MW_SINK_PORT" <<'PY'
+import os, statistics, subprocess, sys, time, shutil
+work, mw, port = sys.argv[1], sys.argv[2], sys.argv[3]
+runs, n, size, nproc = (int(os.environ[k]) for k in ("RUNS", "N", "SIZE", "NPROC"))
 
 # N message files of SIZE bytes (LF line ends, 76-character lines).
-python3 - "$work/msgs" "$N" "$SIZE" <<'PY'
-import sys, os
-d, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+d = os.path.join(work, "msgs")
 os.makedirs(d)
+files = []
 for i in range(n):
     head = b"From: a@x.test\nTo: b@y.test\nSubject: bench %d\n\n" % i
     line = b"x" * 75 + b"\n"
     body = line * ((size - len(head)) // len(line) + 1)
-    open(os.path.join(d, "m%05d" % i), "wb").write((head + body)[:size - 1] + b"\n")
+    f = os.path.join(d, "m%05d" % i)
+    open(f, "wb").write((head + body)[:size - 1] + b"\n")
+    files.append(f)
+
+raw = os.path.join(work, "rawsmtp")
+env = ["--from", "a@x.test", "--to", "b@y.test"]
+mwc = [mw, "smtp", "--host", "127.0.0.1", "--port", port, "--tls", "none", "send"] + env
+smtplib_py = ("import smtplib, sys\n"
+              "s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]))\ns.ehlo('localhost')\n"
+              "for f in sys.argv[2:]:\n"
+              "    s.sendmail('a@x.test', ['b@y.test'], open(f, 'rb').read())\ns.quit()\n")
+per_proc = files[:nproc]
+msmtp = shutil.which("msmtp")
+curl = shutil.which("curl")
+
+# name, [commands], scale, same-protocol reference name
+clients = [
+    ("raw reference", [[raw, "127.0.0.1", port, str(n), files[0]]], 1, None),
+    ("raw reference, messages pipelined", [[raw, "127.0.0.1", port, str(n), files[0], "x"]], 1, None),
+    ("mailwire smtp send", [mwc + files], 1, "raw reference, messages pipelined"),
+    ("mailwire smtp send --no-message-pipelining",
+     [mwc + ["--no-message-pipelining"] + files], 1, "raw reference"),
+    ("smtp-source -d", [["smtp-source", "-d", "-m", str(n), "-l", str(size), "-f", "a@x.test",
+                         "-t", "b@y.test", "127.0.0.1:" + port]], 1, None),
+    ("python smtplib", [[sys.executable, "-c", smtplib_py, port] + files], 1, None),
+]
+if msmtp:
+    clients.append(("msmtp (process per message)*",
+                    [[msmtp, "--host=127.0.0.1", "--port=" + port, "--tls=off", "--auth=off",
+                      "-f", "a@x.test", "b@y.test", "<" + f] for f in per_proc], n / nproc, None))
+if curl:
+    clients.append(("curl (process per message)*",
+                    [[curl, "-s", "smtp://127.0.0.1:" + port, "--mail-from", "a@x.test",
+                      "--mail-rcpt", "b@y.test", "-T", f] for f in per_proc], n / nproc, None))
+
+null = open(os.devnull, "wb")
+def run(cmds):
+    t0 = time.perf_counter()
+    for c in cmds:
+        stdin = None
+        if c[-1].startswith("<"):
+            stdin = open(c[-1][1:], "rb")
+            c = c[:-1]
+        r = subprocess.run(c, stdin=stdin, stdout=null, stderr=subprocess.PIPE)
+        if r.returncode:
+            sys.exit("%s failed (%d): %s" % (c[0], r.returncode, r.stderr.decode()[:300]))
+    return time.perf_counter() - t0
+
+# Interleaved: each run times every client once, so a change of machine
+# load touches all of them alike.  The slow process-per-message clients
+# run a third as often.
+times = {c[0]: [] for c in clients}
+for i in range(runs):
+    for name, cmds, scale, _ in clients:
+        if scale != 1 and i % 3:
+            continue
+        times[name].append(run(cmds) * scale)
+# One-message runs: the fixed cost of a process (start-up, connection).
+one = {"raw reference": [], "mailwire smtp send": []}
+for i in range(runs):
+    one["raw reference"].append(run([[raw, "127.0.0.1", port, "1", files[0]]]))
+    one["mailwire smtp send"].append(run([mwc + files[:1]]))
+
+med = {k: statistics.median(v) for k, v in times.items()}
+base = med["raw reference"]
+print("SMTP bench: %d x %d bytes to smtp-sink on 127.0.0.1, median of %d interleaved runs"
+      % (n, size, runs))
+print("%-44s %9s %8s %12s" % ("client", "time", "x raw", "x same-proto"))
+for name, _, _, ref in clients:
+    same = "%.2f" % (med[name] / med[ref]) if ref else ""
+    print("%-44s %8.3fs %7.2fx %12s" % (name, med[name], med[name] / base, same))
+o_raw, o_mw = (statistics.median(one[k]) for k in ("raw reference", "mailwire smtp send"))
+print("one message (start-up + connection): raw %.1f ms, mailwire %.1f ms" % (o_raw * 1e3, o_mw * 1e3))
+pm = lambda t, o: (t - o) / (n - 1) * 1e6
+print("per message after start-up: raw %.1f us, mailwire --no-message-pipelining %.1f us (x%.2f); "
+      "raw pipelined %.1f us, mailwire %.1f us (x%.2f)" % (
+          pm(base, o_raw), pm(med["mailwire smtp send --no-message-pipelining"], o_mw),
+          pm(med["mailwire smtp send --no-message-pipelining"], o_mw) / pm(base, o_raw),
+          pm(med["raw reference, messages pipelined"], o_raw), pm(med["mailwire smtp send"], o_mw),
+          pm(med["mailwire smtp send"], o_mw) / pm(med["raw reference, messages pipelined"], o_raw)))
+print("* sent %d messages, time scaled to %d" % (nproc, n))
 PY
-files=("$work"/msgs/m*)
-one=${files[0]}
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-timeit() { # NAME SCALE CMD...: median seconds of RUNS runs, scaled
-  local name=$1 scale=$2; shift 2
-  local t=()
-  for _ in $(seq "$RUNS"); do
-    local s e
-    s=$(date +%s.%N)
-    "$@" >/dev/null 2>"$work/err" || { echo "$name failed:"; cat "$work/err"; return 1; }
-    e=$(date +%s.%N)
-    t+=("$(echo "($e - $s) * $scale" | bc -l)")
-  done
-  printf '%s\n' "${t[@]}" | median
-}
-
-run_raw() { "$work/rawsmtp" 127.0.0.1 "$port" "$N" "$one"; }
-run_mw() { "$mw" smtp --host 127.0.0.1 --port "$port" --tls none send --from a@x.test --to b@y.test "${files[@]}"; }
-run_source() { smtp-source -d -m "$N" -l "$SIZE" -f a@x.test -t b@y.test "127.0.0.1:$port"; }
-run_smtplib() {
-  python3 - "$port" "${files[@]}" <<'PY'
-import smtplib, sys
-s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
-s.ehlo("localhost")
-for f in sys.argv[2:]:
-    s.sendmail("a@x.test", ["b@y.test"], open(f, "rb").read())
-s.quit()
-PY
-}
-run_msmtp() {
-  for f in "${files[@]:0:$NPROC}"; do
-    msmtp --host=127.0.0.1 --port="$port" --tls=off --auth=off -f a@x.test b@y.test <"$f"
-  done
-}
-run_curl() {
-  for f in "${files[@]:0:$NPROC}"; do
-    curl -s "smtp://127.0.0.1:$port" --mail-from a@x.test --mail-rcpt b@y.test -T "$f"
-  done
-}
-
-scale=$(echo "$N / $NPROC" | bc -l)
-echo "SMTP bench: $N x $SIZE bytes to smtp-sink on 127.0.0.1, median of $RUNS runs"
-raw=$(timeit raw 1 run_raw)
-printf '%-34s %8.3f s  %6.2fx\n' "raw pipelined reference" "$raw" 1
-for c in "mailwire smtp send:run_mw:1" "smtp-source -d:run_source:1" \
-         "python smtplib:run_smtplib:1" "msmtp (process per message)*:run_msmtp:$scale" \
-         "curl (process per message)*:run_curl:$scale"; do
-  IFS=: read -r name fn sc <<<"$c"
-  if [ "$fn" = run_msmtp ] && ! command -v msmtp >/dev/null; then echo "$name: not installed"; continue; fi
-  t=$(timeit "$name" "$sc" "$fn") || continue
-  printf '%-34s %8.3f s  %6.2fx\n' "$name" "$t" "$(echo "$t / $raw" | bc -l)"
-done
-echo "* sent $NPROC messages, time scaled to $N"
