@@ -242,6 +242,11 @@ static int load_token(smtp_cli *c)
     return 0;
 }
 
+static void json_str(const char *s)
+{
+    mw_cli_json_string(stdout, s ? s : "", s ? strlen(s) : 0);
+}
+
 static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
 {
     int want_token = login && (c->token_file || c->token_eval);
@@ -286,15 +291,24 @@ static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
     int rc = mw_smtp_open(s, &o, &err);
     if (rc) {
         fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
+        if (c->conn.json) {
+            /* Programs get the failure as JSON too: nothing was sent. */
+            printf("{\"sent\":false,\"error\":");
+            json_str(err.message);
+            printf(",\"category\":");
+            json_str(mw_error_category(rc));
+            printf(",\"command\":");
+            json_str(err.command);
+            printf(",\"code\":%d,\"enhanced\":", err.reply_code);
+            json_str(err.enhanced);
+            printf(",\"text\":");
+            json_str(err.reply);
+            printf("}\n");
+        }
         return exit_for(rc);
     }
     mw_smtp_set_maxtime(*s, c->maxsecs * 1000);
     return 0;
-}
-
-static void json_str(const char *s)
-{
-    mw_cli_json_string(stdout, s ? s : "", s ? strlen(s) : 0);
 }
 
 static void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,

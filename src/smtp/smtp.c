@@ -387,6 +387,11 @@ static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, in
             break;
         }
         rc = reply_error(s, "authentication failed");
+        /* The command that failed is the exchange, not its last (masked)
+         * line. */
+        char cmd[64];
+        int cl = snprintf(cmd, sizeof cmd, "AUTH %s", mech);
+        mw_err_set_command(&s->err, cmd, cl > 0 && (size_t)cl < sizeof cmd ? (size_t)cl : 0);
         /* 421: the server is going away; anything else (535, 534, 538,
          * 454, 504) lets the next mechanism try. */
         s->err.code = rc = code == 421 ? MW_ETEMP : MW_EAUTH;
@@ -619,8 +624,11 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
                 mw_copy_printable(s->err.message, sizeof s->err.message, msg, strlen(msg));
                 trace_info(s, "%s", s->err.message);
                 if (s->c && s->state != ST_DEAD && rc != MW_ETLS && rc != MW_ECERT) {
-                    /* Say goodbye politely when the server can still hear. */
+                    /* Say goodbye politely when the server can still hear;
+                     * the error keeps naming the command that failed. */
+                    mw_error keep = s->err;
                     if (put_cmd(s, "QUIT") == 0) flush(s);
+                    s->err = keep;
                 }
                 mw_conn_free(s->c);
                 s->c = NULL;
@@ -1314,8 +1322,13 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
         if (m->size_hint)
             size = m->size_hint;
         else if ((s->caps.flags & MW_SMTP_CAP_SIZE) && m->fd >= 0 && fstat(m->fd, &st) == 0 &&
-                 S_ISREG(st.st_mode))
+                 S_ISREG(st.st_mode)) {
+            /* The file, with its header as rewritten (Date, Message-ID…
+             * added, Bcc removed); line ends made CRLF are not counted:
+             * an estimate, as RFC 1870 §4 allows. */
             size = (uint64_t)st.st_size;
+            if (envp->rewritten && size >= skip) size = size - skip + envp->header.len;
+        }
         eight = 1; /* unknown until read: declare 8BITMIME when offered */
     }
     const char *body = NULL;
