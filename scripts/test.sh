@@ -23,6 +23,20 @@ if [ ! -f "$rel/build.ninja" ]; then
 fi
 ninja -C "$rel" >"$rel.ninja.log" 2>&1 || { tail -40 "$rel.ninja.log"; exit 1; }
 echo "release build (-O3 -Werror, library and command): ok"
+# Fuzzing proper (tests/fuzz/run_fuzzers.py): the libFuzzer binaries of a
+# clang build with ASan+UBSan, each parser fuzzed for a few seconds.
+fz=${build}-fuzz
+if [ "${MW_NO_FUZZ:-0}" != 1 ] && command -v clang >/dev/null; then
+  if [ ! -f "$fz/build.ninja" ]; then
+    CC=clang meson setup "$fz" --buildtype=debug -Dfuzzing=true -Db_sanitize=address,undefined \
+          -Db_lundef=false -Dwerror=true >"$fz.setup.log" 2>&1 || { cat "$fz.setup.log"; exit 1; }
+  fi
+  targets=$(ninja -C "$fz" -t targets all | sed -n 's|^\(tests/fuzz/fuzz-[A-Za-z0-9_]*\): .*|\1|p')
+  # shellcheck disable=SC2086
+  ninja -C "$fz" $targets >"$fz.ninja.log" 2>&1 || { tail -40 "$fz.ninja.log"; exit 1; }
+  export MW_FUZZ_BUILD_DIR="$top/$fz"
+  echo "fuzz build (clang, libFuzzer, ASan+UBSan): ok"
+fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
