@@ -18,6 +18,8 @@ typedef struct fake {
     size_t step; /* bytes per read: exercises the reply reader's splits */
     char out[1 << 20];
     size_t olen;
+    size_t mail_rpos[8]; /* reply bytes read when each MAIL was written */
+    int nmail;
 } fake;
 
 static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
@@ -37,6 +39,7 @@ static long fake_write(void *ud, const void *buf, size_t len, int64_t deadline)
     (void)deadline;
     fake *f = ud;
     if (f->olen + len > sizeof f->out) return MW_ENET;
+    if (f->nmail < 8 && memmem(buf, len, "MAIL FROM:", 10)) f->mail_rpos[f->nmail++] = f->rpos;
     memcpy(f->out + f->olen, buf, len);
     f->olen += len;
     return (long)len;
@@ -501,6 +504,148 @@ static void auth_token_and_initial_response(void **state)
     free(f);
 }
 
+/* ---- mw_smtp_send_batch ---- */
+
+typedef struct bt {
+    int n;         /* messages next() gives */
+    int fail_at;   /* next() returns MW_EIO at this index (-1: never) */
+    int asked;     /* next() calls */
+    int done_n;    /* done() calls */
+    size_t idx[8]; /* done()'s indexes, in call order */
+    int rc[8];     /* done()'s rc */
+    char text[8][32];
+} bt;
+
+static int bt_next(void *ud, size_t index, mw_smtp_msg *m)
+{
+    bt *b = ud;
+    b->asked++;
+    if ((int)index == b->fail_at) return MW_EIO;
+    if ((int)index >= b->n) return 0;
+    static const char *const rcpt[] = {"b@y.test"};
+    m->data = "Subject: x\n\nhi\n";
+    m->len = strlen(m->data);
+    m->originator = "a@x.test";
+    m->recipients = rcpt;
+    m->nrecipients = 1;
+    m->atleastone = 1;
+    return 1;
+}
+
+static void bt_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+{
+    bt *b = ud;
+    assert_non_null(err);
+    if (b->done_n < 8) {
+        b->idx[b->done_n] = index;
+        b->rc[b->done_n] = rc;
+        snprintf(b->text[b->done_n], sizeof b->text[0], "%s",
+                 r && r->final_text ? r->final_text : "");
+    }
+    b->done_n++;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+#define ENV_OK "250 ok\r\n250 ok\r\n354 go\r\n"
+
+/* Three messages: done() once each, in order, with each one's own final
+ * reply; with PIPELINING the next envelope follows the dot at once. */
+static void batch_in_order_messages_pipelined(void **state)
+{
+    (void)state;
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = open_fake(f,
+                           GREET ENV_OK "250 q1\r\n" ENV_OK "250 q2\r\n" ENV_OK "250 q3\r\n"
+                                        "221 bye\r\n",
+                           4096);
+    bt b = {.n = 3, .fail_at = -1};
+    assert_int_equal(mw_smtp_send_batch(s, bt_next, bt_done, &b), 0);
+    assert_int_equal(b.done_n, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(b.idx[i], i);
+        assert_int_equal(b.rc[i], 0);
+        char want[8];
+        snprintf(want, sizeof want, "q%d", i + 1);
+        assert_string_equal(b.text[i], want);
+    }
+    assert_int_equal(b.asked, 4); /* the fourth said "no more" */
+    assert_int_equal(mw_smtp_quit(s), 0);
+    f->out[f->olen] = '\0';
+    assert_int_equal(count(f->out, "MAIL FROM:"), 3);
+    assert_int_equal(count(f->out, "\r\n.\r\nMAIL FROM:"), 2);
+    assert_null(strstr(f->out, "RSET"));
+    mw_smtp_free(s);
+
+    /* Replies one byte per read, to see when each MAIL was written: the
+     * second goes out with the first dot, before "250 q1" was read; with
+     * message pipelining off, only after it. */
+    static const char two[] = GREET ENV_OK "250 q1\r\n" ENV_OK "250 q2\r\n221 bye\r\n";
+    size_t q1_at = strlen(GREET ENV_OK), q1_end = q1_at + strlen("250 q1\r\n");
+    for (int on = 1; on >= 0; on--) {
+        s = open_fake(f, two, 1);
+        mw_smtp_set_message_pipelining(s, on);
+        bt c = {.n = 2, .fail_at = -1};
+        assert_int_equal(mw_smtp_send_batch(s, bt_next, bt_done, &c), 0);
+        assert_int_equal(c.done_n, 2);
+        assert_string_equal(c.text[1], "q2");
+        assert_int_equal(f->nmail, 2);
+        if (on)
+            assert_true(f->mail_rpos[1] <= q1_at);
+        else
+            assert_true(f->mail_rpos[1] >= q1_end);
+        assert_int_equal(mw_smtp_quit(s), 0);
+        mw_smtp_free(s);
+    }
+    free(f);
+}
+
+/* next() failing ends the batch with its code; what came before is sent
+ * and reported. */
+static void batch_next_failure_returned(void **state)
+{
+    (void)state;
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = open_fake(f, GREET ENV_OK "250 q1\r\n221 bye\r\n", 4096);
+    bt b = {.n = 3, .fail_at = 1};
+    assert_int_equal(mw_smtp_send_batch(s, bt_next, bt_done, &b), MW_EIO);
+    assert_int_equal(b.done_n, 1);
+    assert_int_equal(b.rc[0], 0);
+    assert_int_equal(b.asked, 2);
+    assert_true(mw_smtp_alive(s));
+    mw_smtp_free(s);
+    free(f);
+}
+
+/* 421 to the first dot, after the second envelope went out with it: the
+ * first is a temporary failure, the second (and one already taken) are
+ * reported unsent, nothing more is asked for, the batch returns the 421. */
+static void batch_session_death_reports_all(void **state)
+{
+    (void)state;
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = open_fake(f, GREET ENV_OK "421 4.3.2 going away\r\n", 4096);
+    bt b = {.n = 5, .fail_at = -1};
+    int rc = mw_smtp_send_batch(s, bt_next, bt_done, &b);
+    assert_int_equal(rc, MW_ETEMP);
+    assert_int_equal(b.rc[0], MW_ETEMP);
+    assert_true(b.done_n >= 2);
+    for (int i = 1; i < b.done_n; i++) {
+        assert_int_equal(b.idx[i], i);
+        assert_int_equal(b.rc[i], MW_ESTATE);
+    }
+    assert_int_equal(b.asked, b.done_n); /* every message taken was reported */
+    assert_false(mw_smtp_alive(s));
+    mw_smtp_free(s);
+    free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -514,6 +659,9 @@ int main(void)
         cmocka_unit_test(originator_rules),
         cmocka_unit_test(tlspolicy),
         cmocka_unit_test(auth_token_and_initial_response),
+        cmocka_unit_test(batch_in_order_messages_pipelined),
+        cmocka_unit_test(batch_next_failure_returned),
+        cmocka_unit_test(batch_session_death_reports_all),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);
