@@ -1002,7 +1002,7 @@ static int transfer_send(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip
     mw_buf out = x->out;
     x->out = (mw_buf)MW_BUF_INIT(0);
     mw_error local = x->local;
-    int rc = x->rc, outstanding = 0;
+    int rc = x->rc, outstanding = 0, chunks = 0;
     if (!s->chunk) s->chunk = malloc(CHUNK);
     char *in = s->chunk;
     int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
@@ -1034,6 +1034,7 @@ static int transfer_send(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip
         if (!rc && out.len >= CHUNK) {
             if (chunking) {
                 rc = put_bdat(s, &out, 0, &outstanding);
+                chunks++;
                 /* Without PIPELINING each chunk waits for its reply; with
                  * it, at most 16 replies are left unread so the server
                  * never blocks writing them while we block writing chunks
@@ -1066,10 +1067,18 @@ static int transfer_send(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip
         return rc;
     }
     if (rc && (local.code || s->err.code == 0)) {
+        if (local.code) s->err = local;
+        if (chunking && chunks == 0) {
+            /* Met before any BDAT went out: nothing of the message reached
+             * the server, so the session lives on (RSET before the next,
+             * as after any BDAT transaction that did not end well). */
+            trace_info(s, "not sending the message: %s", s->err.message);
+            xout_release(s, &out);
+            return rc;
+        }
         /* A local failure (source, line too long) in the middle of DATA:
          * there is no way to abort DATA (RFC 5321 §4.1.1.4), so the
          * connection is dropped and the server discards the message. */
-        if (local.code) s->err = local;
         set_state(s, ST_DEAD);
         trace_info(s, "aborting the transfer: %s", s->err.message);
         xout_release(s, &out);
