@@ -1419,6 +1419,13 @@ static void tx_transferred(mw_smtp *s, tx *t, int rc)
     }
 }
 
+/* Where a step of the transaction left it: what tx_end has to do. */
+static int tx_stop(tx *t, enum tx_after after, int rc)
+{
+    t->after = after;
+    return rc;
+}
+
 /* The envelope: RSET when owed, MAIL, RCPT… and, pipelined, DATA.  With
  * PIPELINING it is written and flushed and the message encoded ahead, the
  * replies left unread (t->env_sent); without, each command waits for its
@@ -1539,14 +1546,11 @@ static int tx_envelope(mw_smtp *s, tx *t)
     t->env_sent = 1;
     return 0;
 out421:
-    t->after = AFTER_421;
-    return rc;
+    return tx_stop(t, AFTER_421, rc);
 reset:
-    t->after = AFTER_RESET;
-    return rc;
+    return tx_stop(t, AFTER_RESET, rc);
 out:
-    t->after = AFTER_OUT;
-    return rc;
+    return tx_stop(t, AFTER_OUT, rc);
 }
 
 /* A transaction that failed before its data: reads the reply owed to a
@@ -1671,14 +1675,11 @@ static int tx_rest(mw_smtp *s, tx *t)
     if (!t->xf.pending) tx_transferred(s, t, rc);
     goto out;
 out421:
-    t->after = AFTER_421;
-    return rc;
+    return tx_stop(t, AFTER_421, rc);
 reset:
-    t->after = AFTER_RESET;
-    return rc;
+    return tx_stop(t, AFTER_RESET, rc);
 out:
-    t->after = AFTER_OUT;
-    return rc;
+    return tx_stop(t, AFTER_OUT, rc);
 }
 
 static int tx_begin(mw_smtp *s, tx *t)
