@@ -80,7 +80,8 @@ typedef struct mw_pop3_opts {
     int msex;               /* Tcllib -msex: end commands in a bare LF */
     int retr_mode;          /* enum mw_pop3_retr_mode */
     int pipelining;         /* 1 (default): use a command window when CAPA says PIPELINING */
-    unsigned window;        /* commands in flight when pipelining (default 32, max 1024) */
+    unsigned window;        /* commands in flight when pipelining (default 32, max 1024);
+                               refilled after every reply */
     size_t max_line;        /* longest reply line accepted (default 8192, min 512) */
     int skip_stat;          /* 1: no STAT after login (the count is then learned lazily) */
     int command_timeout_ms; /* whole-command limit (a reply that never ends); 0 = none */
@@ -140,6 +141,25 @@ typedef struct mw_pop3_uid {
  * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 10 million
  * entries), MW_ENOMEM. */
 MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
+/* LIST and UIDL of all messages together (what a fetch needs before its
+ * first RETR).  When the server offers PIPELINING (RFC 2449 §6.6) and it is
+ * in use, both commands go out in one write and both replies are read:
+ * one round trip instead of two.  Without it: LIST, then UIDL, in turn.
+ * items and n as mw_pop3_list, uids and nuids as mw_pop3_uidl, with the same
+ * checks and caps.  When no count is known (opened with skip_stat) and the
+ * listing is numbered 1..n, n becomes the count (STAT would have said it:
+ * RFC 1939 §5) and bounds the UIDL entries.
+ * UIDL refused (-ERR) or failing without breaking the session: the LIST
+ * result stands, *uids is NULL, *uidl_rc gets the code (MW_ESERVER,
+ * MW_ETEMP, MW_ETOOBIG, MW_ENOMEM; 0 when UIDL succeeded) and
+ * mw_pop3_error(p) says why — the caller can fall back to LAST.
+ * Returns 0 (LIST read), or LIST's error (after a pipelined UIDL's reply
+ * was read, so the session stays usable after an -ERR): MW_ESERVER,
+ * MW_ETEMP, MW_ETOOBIG, MW_ENOMEM, or one that ends the session:
+ * MW_EPROTO (a bad LIST or UIDL line), MW_ENET, MW_ETIMEOUT, MW_ESTATE.
+ * Free with mw_pop3_list_free and mw_pop3_uidl_free. */
+MW_EXTERN int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_uid **uids,
+                                size_t *nuids, int *uidl_rc);
 /* LIST msg.  msg is checked against the count (MW_EINVAL). */
 MW_EXTERN int mw_pop3_list_one(mw_pop3 *p, uint64_t msg, uint64_t *size);
 MW_EXTERN void mw_pop3_list_free(mw_pop3_listing *items);
@@ -241,6 +261,36 @@ MW_EXTERN int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long
                                  mw_pop3_msg_fn fn, void *userdata);
 /* DELE first..last (pipelined when offered); stops at the first failure. */
 MW_EXTERN int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last);
+
+/* The most commands mw_pop3_opts.window allows, and the cap on commands in
+ * flight for mw_pop3_retr_msgs. */
+#define MW_POP3_WINDOW_MAX 1024
+/* mw_pop3_retr_msgs' default window in bytes (window_bytes 0). */
+#define MW_POP3_WINDOW_BYTES ((uint64_t)4 * 1024 * 1024)
+/* RETR each of msgs[0..n-1] (message numbers strictly ascending, each
+ * within the count: MW_EINVAL otherwise), delivered to fn as by
+ * mw_pop3_retr_range.  When PIPELINING is in use the window is counted in
+ * bytes: RETRs are sent, and topped up after every reply, while the sizes
+ * (msgs[i].size, e.g. from LIST) of those not yet answered add up to at
+ * most window_bytes (0: MW_POP3_WINDOW_BYTES); always at least one, at most
+ * MW_POP3_WINDOW_MAX commands (mw_pop3_opts.window is not used: small
+ * messages then fill a high-latency link, large ones do not pile up).
+ * What a stop after a failure still has to read is bounded the same way.
+ * The sizes only steer the window; the declared size is learned as by
+ * mw_pop3_retr (retr_mode).  Without PIPELINING one at a time.  Stops at
+ * the first failure (after reading the replies in flight).  Returns the
+ * codes of mw_pop3_retr_range. */
+MW_EXTERN int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n,
+                                uint64_t window_bytes, mw_pop3_msg_fn fn, void *userdata);
+/* DELE each of msgs[0..n-1] (strictly ascending, within the count:
+ * MW_EINVAL), pipelined with mw_pop3_opts.window when offered.  Unlike
+ * mw_pop3_dele_range it goes on after an -ERR (one message refused does
+ * not keep the others).  *deleted (may be NULL) is set to how many were
+ * answered +OK, also when the call fails part-way (applied by the server
+ * only after a confirmed QUIT).  Returns 0, the first -ERR's code
+ * (MW_ESERVER, MW_ETEMP; mw_pop3_error names that DELE), or MW_EINVAL,
+ * MW_ENET, MW_ETIMEOUT, MW_EPROTO, MW_ESTATE. */
+MW_EXTERN int mw_pop3_dele_msgs(mw_pop3 *p, const uint64_t *msgs, size_t n, size_t *deleted);
 
 /* ---- scsh retrieve-message / retrieve-headers --------------------------------
  * The headers as an ordered list of (name, value) pairs — repeated fields

@@ -44,6 +44,7 @@ typedef struct fctx {
     size_t n;
     size_t cursor; /* plan index of the message being received */
     uint64_t cur;  /* its number, valid while open */
+    uint64_t done; /* the last message whose reply ended (stored or not) */
     int open;      /* a store delivery is in progress */
     int stop;      /* the store or state failed: take no more messages */
     int state_dirty;
@@ -338,6 +339,7 @@ static int on_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr
         if (c->prog.bytes_done - c->last_progress_bytes >= 256 * 1024) progress(c, 2);
         return 0;
     }
+    c->done = msg;
     plan *pl = find_plan(c, msg);
     if (!info->complete || (info->size_known && info->size_mismatch) || !pl) {
         /* Not whole: never delivered, never deleted. */
@@ -371,79 +373,94 @@ static int on_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr
     return 0;
 }
 
-/* RETR every A_GET message, contiguous runs pipelined (RFC 2449 §6.6). */
+/* RETR every A_GET message in one pipeline (RFC 2449 §6.6), the window
+ * counted in bytes of their LIST sizes (mw_pop3_retr_msgs): gaps left by
+ * skipped messages do not drain it. */
 static int retrieve(fctx *c)
 {
+    mw_pop3_listing *want = calloc(c->n ? c->n : 1, sizeof *want);
+    if (!want) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
     size_t i = 0;
+    int ret = 0;
     while (i < c->n && !c->stop) {
-        if (c->pl[i].action != A_GET) {
-            i++;
-            continue;
-        }
-        size_t j = i;
-        while (j + 1 < c->n && c->pl[j + 1].action == A_GET && c->pl[j + 1].num == c->pl[j].num + 1)
-            j++;
+        size_t k = 0;
+        for (size_t j = i; j < c->n; j++)
+            if (c->pl[j].action == A_GET) {
+                want[k].msg = c->pl[j].num;
+                want[k].size = c->pl[j].size;
+                k++;
+            }
+        if (!k) break;
         c->cursor = i;
-        int rc = mw_pop3_retr_range(c->p, c->pl[i].num, c->pl[j].num, -1, on_msg, c);
+        c->done = 0;
+        int rc = mw_pop3_retr_msgs(c->p, want, k, 0, on_msg, c);
         /* A message cut short (connection dropped) must not be delivered. */
         abort_open(c);
         if (rc && !c->stop) {
             if (rc == MW_ESERVER || rc == MW_ETEMP) {
-                /* -ERR for one message: go on after it. */
+                /* -ERR for one message: go on after it.  Replies end in
+                 * order, so the refused one is the first wanted message
+                 * after the last reply that ended. */
                 c->res->errors++;
                 fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
-                while (i <= j && c->pl[i].stored)
+                while (i < c->n && (c->pl[i].action != A_GET || c->pl[i].num <= c->done))
                     i++;
                 i++; /* the one refused */
                 continue;
             }
             c->res->errors++; /* the message in flight is lost to this run */
-            return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+            ret = fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
         }
-        i = j + 1;
+        break;
     }
-    return 0;
+    free(want);
+    return ret;
 }
 
-/* DELE (RFC 1939 §6) for every message whose deletion is safe now. */
+static int deletable(const fctx *c, const plan *p)
+{
+    return p->action == A_DELE ||
+           (!c->o->keep && p->action == A_GET && (p->uid ? p->saved : p->stored));
+}
+
+/* DELE (RFC 1939 §6) for every message whose deletion is safe now, in one
+ * pipeline.  A refused DELE does not stop the others, and every +OK counts,
+ * also those before and after a refusal. */
 static int delete_marked(fctx *c)
 {
-    size_t i = 0;
-    while (i < c->n) {
-        plan *p = &c->pl[i];
-        int del = p->action == A_DELE ||
-                  (!c->o->keep && p->action == A_GET && (p->uid ? p->saved : p->stored));
-        if (!del) {
-            i++;
-            continue;
-        }
-        size_t j = i;
-        while (j + 1 < c->n && c->pl[j + 1].num == c->pl[j].num + 1) {
-            plan *q = &c->pl[j + 1];
-            int qd = q->action == A_DELE ||
-                     (!c->o->keep && q->action == A_GET && (q->uid ? q->saved : q->stored));
-            if (!qd) break;
-            j++;
-        }
-        int rc = mw_pop3_dele_range(c->p, c->pl[i].num, c->pl[j].num);
-        if (rc) {
-            fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
-            if (rc != MW_ESERVER && rc != MW_ETEMP) return rc;
-        } else {
-            c->res->deleted += j - i + 1;
-        }
-        i = j + 1;
+    uint64_t *nums = calloc(c->n ? c->n : 1, sizeof *nums);
+    if (!nums) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++)
+        if (deletable(c, &c->pl[i])) nums[k++] = c->pl[i].num;
+    size_t done = 0;
+    int rc = k ? mw_pop3_dele_msgs(c->p, nums, k, &done) : 0;
+    free(nums);
+    c->res->deleted += done;
+    if (rc) {
+        fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+        if (rc != MW_ESERVER && rc != MW_ETEMP) return rc;
     }
     return 0;
 }
 
 /* ---- deciding --------------------------------------------------------------- */
 
-static int build_plan(fctx *c)
+typedef struct uid_list {
+    mw_pop3_uid *items;
+    size_t n;
+} uid_list;
+
+/* LIST and UIDL (RFC 1939 §7) in one round trip when pipelining; without
+ * UIDL, LAST (RFC 1460); without either, every message is new.  LIST's
+ * count is the number of messages (no STAT is sent). */
+static int list_and_uids(fctx *c, uid_list *ul, uint64_t *last)
 {
+    *last = 0;
     mw_pop3_listing *sizes = NULL;
     size_t nsizes = 0;
-    int rc = mw_pop3_list(c->p, &sizes, &nsizes);
+    int urc = 0;
+    int rc = mw_pop3_list_uidl(c->p, &sizes, &nsizes, &ul->items, &ul->n, &urc);
     if (rc) return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
     c->res->messages = nsizes;
     c->pl = calloc(nsizes ? nsizes : 1, sizeof *c->pl);
@@ -457,20 +474,7 @@ static int build_plan(fctx *c)
         c->pl[i].size = sizes[i].size;
     }
     mw_pop3_list_free(sizes);
-    return 0;
-}
-
-typedef struct uid_list {
-    mw_pop3_uid *items;
-    size_t n;
-} uid_list;
-
-/* UIDL (RFC 1939 §7), else LAST (RFC 1460), else every message is new. */
-static int learn_uids(fctx *c, uid_list *ul, uint64_t *last)
-{
-    *last = 0;
-    int rc = mw_pop3_uidl(c->p, &ul->items, &ul->n);
-    if (!rc) {
+    if (!urc) {
         c->res->uid_mode = 2;
         size_t k = 0;
         for (size_t i = 0; i < c->n; i++) {
@@ -480,8 +484,8 @@ static int learn_uids(fctx *c, uid_list *ul, uint64_t *last)
         }
         return 0;
     }
-    if (rc != MW_ESERVER && rc != MW_EUNSUPPORTED)
-        return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+    if (urc != MW_ESERVER && urc != MW_EUNSUPPORTED)
+        return fail(c, urc, "pop3", mw_pop3_error(c->p), NULL);
     rc = mw_pop3_last(c->p, last);
     if (!rc) {
         c->res->uid_mode = 1;
@@ -607,6 +611,9 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
     }
     mw_pop3_opts po = MW_POP3_OPTS_INIT;
     if (o->pop3) po = *o->pop3;
+    /* The number of messages comes from LIST (list_and_uids): STAT after
+     * login would cost a round trip for nothing. */
+    po.skip_stat = 1;
     opened = 1; /* the session owns po.stream from here on */
     rc = mw_pop3_open(&c.p, o->host, &po);
     if (rc) {
@@ -614,7 +621,7 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
         goto out;
     }
     progress(&c, 1);
-    if (build_plan(&c) || learn_uids(&c, &ul, &last)) goto out;
+    if (list_and_uids(&c, &ul, &last)) goto out;
     if (c.res->uid_mode == 2 && (rc = prune(&c, &ul))) goto out;
     decide(&c, last);
     if (o->filter && *o->filter && apply_filter(&c)) goto out;

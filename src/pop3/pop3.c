@@ -287,8 +287,9 @@ static int validate_opts(mw_pop3 *p, const mw_pop3_opts *o)
     if (o->retr_mode < MW_POP3_RETR_RETR || o->retr_mode > MW_POP3_RETR_SLOW)
         return mw_err_set(&p->err, MW_EINVAL, "unknown retr mode %d", o->retr_mode);
     if (o->port > 65535) return mw_err_set(&p->err, MW_EINVAL, "port %u out of range", o->port);
-    if (o->window > 1024)
-        return mw_err_set(&p->err, MW_EINVAL, "pipelining window %u over 1024", o->window);
+    if (o->window > MW_POP3_WINDOW_MAX)
+        return mw_err_set(&p->err, MW_EINVAL, "pipelining window %u over %d", o->window,
+                          MW_POP3_WINDOW_MAX);
     if (o->max_line && o->max_line < 512)
         return mw_err_set(&p->err, MW_EINVAL, "max_line %zu under 512", o->max_line);
     const char *fields[] = {o->user, o->password, o->authzid, o->token, o->sasl_mechs};
@@ -555,19 +556,21 @@ static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
     return 0;
 }
 
-static int list_all(mw_pop3 *p, int uidl, void **items, size_t *n)
+/* Reads one LIST or UIDL reply whose command was sent: its status line,
+ * then every entry, checked and bounded by list_line. */
+static int read_listing(mw_pop3 *p, int uidl, void **items, size_t *n)
 {
     *items = NULL;
     *n = 0;
     const char *what = uidl ? "UIDL" : "LIST";
-    int rc = pop3_require(p, P3_TRANS, what);
-    if (rc) return rc;
+    /* Named in errors even when the other command went out after it. */
+    mw_err_set_command(&p->err, what, 4);
     mw_pop3_status st;
-    command_deadline(p, 1);
-    rc = pop3_simple(p, &st, what, "%s", what);
+    int rc = pop3_read_status(p, &st);
+    if (rc) return rc;
+    if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_ESERVER, what);
     list_acc a = {NULL, 0, 0, uidl ? sizeof(mw_pop3_uid) : sizeof(mw_pop3_listing), uidl};
-    if (!rc) rc = pop3_read_lines(p, list_line, &a);
-    command_deadline(p, 0);
+    rc = pop3_read_lines(p, list_line, &a);
     if (rc == MW_EPROTO && p->state != P3_BROKEN)
         pop3_fatal(p, rc); /* a server that lies in listings is not trusted further */
     if (rc) {
@@ -576,6 +579,84 @@ static int list_all(mw_pop3 *p, int uidl, void **items, size_t *n)
     }
     *items = a.items;
     *n = a.n;
+    return 0;
+}
+
+static int list_all(mw_pop3 *p, int uidl, void **items, size_t *n)
+{
+    *items = NULL;
+    *n = 0;
+    const char *what = uidl ? "UIDL" : "LIST";
+    int rc = pop3_require(p, P3_TRANS, what);
+    if (rc) return rc;
+    command_deadline(p, 1);
+    rc = pop3_send(p, what, 4, NULL, 1);
+    if (!rc) rc = read_listing(p, uidl, items, n);
+    command_deadline(p, 0);
+    return rc;
+}
+
+/* Without a STAT (mw_pop3_opts.skip_stat) the count comes from LIST: RFC
+ * 1939 §5 counts in STAT exactly the messages LIST lists (neither includes
+ * those marked deleted).  Only a listing numbered 1..n, as a session that
+ * deleted nothing has, is taken; the count then bounds the UIDL that
+ * follows as STAT's would. */
+static void count_from_list(mw_pop3 *p, const mw_pop3_listing *l, size_t n)
+{
+    if (p->have_count) return;
+    for (size_t i = 0; i < n; i++)
+        if (l[i].msg != i + 1) return;
+    p->count = n;
+    p->have_count = 1;
+}
+
+int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_uid **uids,
+                      size_t *nuids, int *uidl_rc)
+{
+    if (!p || !items || !n || !uids || !nuids || !uidl_rc) return MW_EINVAL;
+    *items = NULL;
+    *uids = NULL;
+    *n = *nuids = 0;
+    *uidl_rc = 0;
+    int rc = pop3_require(p, P3_TRANS, "LIST");
+    if (rc) return rc;
+    /* RFC 2449 §6.6: with PIPELINING the client may send several commands
+     * before reading; the replies come back in order.  Two short lines go
+     * in one write, so the server's two replies cost one round trip. */
+    int piped = p->pipelining;
+    command_deadline(p, 1);
+    rc = pop3_send(p, "LIST", 4, NULL, !piped);
+    if (!rc && piped) rc = pop3_send(p, "UIDL", 4, NULL, 1);
+    void *li = NULL, *ui = NULL;
+    size_t nl = 0, nu = 0;
+    if (!rc) rc = read_listing(p, 0, &li, &nl);
+    if (!rc) count_from_list(p, li, nl);
+    if (p->state == P3_TRANS && (piped || !rc)) {
+        /* Pipelined, the UIDL reply is read even after a LIST -ERR, so the
+         * session stays in step; LIST's error is the one reported. */
+        mw_error list_err = p->err;
+        int urc = piped ? 0 : pop3_send(p, "UIDL", 4, NULL, 1);
+        if (!urc) urc = read_listing(p, 1, &ui, &nu);
+        if (p->state == P3_BROKEN) {
+            rc = urc;
+        } else if (rc) {
+            free(ui);
+            ui = NULL;
+            p->err = list_err;
+        } else if (urc) {
+            *uidl_rc = urc; /* the detail stays in mw_pop3_error(p) */
+        }
+    }
+    command_deadline(p, 0);
+    if (rc) {
+        free(li);
+        free(ui);
+        return rc;
+    }
+    *items = li;
+    *n = nl;
+    *uids = ui;
+    *nuids = nu;
     return 0;
 }
 

@@ -251,16 +251,40 @@ static int check_range(mw_pop3 *p, uint64_t first, uint64_t last, const char *wh
     return 0;
 }
 
-int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long top_lines, mw_pop3_msg_fn fn,
-                       void *userdata)
+/* The messages of one pipelined run: first..first+n-1, or a list. */
+typedef struct run {
+    const mw_pop3_listing *list; /* RETR: numbers and sizes (for the byte window) */
+    const uint64_t *nums;        /* DELE: numbers */
+    uint64_t first;              /* neither: a range */
+    uint64_t n;
+} run;
+
+static uint64_t run_msg(const run *r, uint64_t i)
 {
-    if (!p || !fn) return MW_EINVAL;
-    const char *what = top_lines < 0 ? "RETR" : "TOP";
-    int rc = check_range(p, first, last, what);
-    if (rc || first > last) return rc;
+    return r->list ? r->list[i].msg : r->nums ? r->nums[i] : r->first + i;
+}
+
+static uint64_t run_size(const run *r, uint64_t i)
+{
+    return r->list ? r->list[i].size : 0;
+}
+
+/* RETR/TOP over a run with a window of commands in flight (RFC 2449 §6.6),
+ * refilled after every reply so the server always has the next requests
+ * queued: at most max_cmds unanswered, and, when sizes are known, at most
+ * max_bytes of announced size unanswered (always at least one).
+ *
+ * No deadlock: we write only after a whole reply was read, and what is
+ * unanswered is at most 1024 commands of at most 30 octets — far less than
+ * the socket buffers hold — so a write never waits for the server while
+ * the server waits for us to read. */
+static int retr_run(mw_pop3 *p, const run *r, long top_lines, uint64_t max_cmds, uint64_t max_bytes,
+                    mw_pop3_msg_fn fn, void *userdata)
+{
     /* -retr-mode list: one LIST for every size instead of one per message. */
     mw_pop3_listing *sizes = NULL;
     size_t nsizes = 0;
+    int rc;
     if (top_lines < 0 && p->retr_mode == MW_POP3_RETR_LIST) {
         rc = mw_pop3_list(p, &sizes, &nsizes);
         if (rc && p->state == P3_BROKEN) return rc;
@@ -270,44 +294,47 @@ int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long top_lines
             nsizes = 0;
         }
     }
-    uint64_t window = p->pipelining ? p->window : 1;
-    uint64_t sent = first, got = first, stop_at = last;
+    uint64_t sent = 0, got = 0, stop_at = r->n, in_flight = 0;
     int first_err = 0;
     mw_error saved;
     memset(&saved, 0, sizeof saved);
     range_ctx rctx = {fn, userdata, 0};
     size_t si = 0;
-    while (got <= stop_at) {
-        /* Refill the window once half of it has drained (one write for
-         * many commands).  QUIT is never part of it. */
-        if (sent <= stop_at && sent - got <= window / 2) {
-            while (sent <= stop_at && sent - got < window) {
-                if ((rc = send_retr(p, sent, top_lines, 0))) goto out;
-                sent++;
-            }
-            if ((rc = mw_conn_flush(p->conn, &p->err))) {
-                rc = pop3_fatal(p, rc);
-                goto out;
-            }
+    while (got < stop_at) {
+        int queued = 0;
+        while (sent < stop_at && sent - got < max_cmds &&
+               (sent == got || in_flight + run_size(r, sent) <= max_bytes)) {
+            if ((rc = send_retr(p, run_msg(r, sent), top_lines, 0))) goto out;
+            in_flight += run_size(r, sent);
+            sent++;
+            queued = 1;
         }
+        /* One write for whatever went into the queue; QUIT is never part
+         * of it. */
+        if (queued && (rc = mw_conn_flush(p->conn, &p->err))) {
+            rc = pop3_fatal(p, rc);
+            goto out;
+        }
+        uint64_t msg = run_msg(r, got);
         mw_pop3_retr_info info;
         memset(&info, 0, sizeof info);
-        info.msg = got;
-        while (si < nsizes && sizes[si].msg < got)
+        info.msg = msg;
+        while (si < nsizes && sizes[si].msg < msg)
             si++;
-        if (si < nsizes && sizes[si].msg == got) {
+        if (si < nsizes && sizes[si].msg == msg) {
             info.declared = sizes[si].size;
             info.size_known = 1;
         }
-        rctx.msg = got;
-        rc = read_message_reply(p, got, top_lines, range_sink, &rctx, &info);
+        rctx.msg = msg;
+        rc = read_message_reply(p, msg, top_lines, range_sink, &rctx, &info);
         if (p->state == P3_BROKEN) goto out;
-        if (!rc && !first_err) rc = fn(got, NULL, 0, &info, userdata);
+        in_flight -= run_size(r, got);
+        if (!rc && !first_err) rc = fn(msg, NULL, 0, &info, userdata);
         if (rc && !first_err) {
             /* Stop asking; read what is already in flight. */
             first_err = rc;
             saved = p->err;
-            stop_at = sent - 1;
+            stop_at = sent;
         }
         got++;
     }
@@ -318,38 +345,101 @@ out:
     return rc;
 }
 
+int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long top_lines, mw_pop3_msg_fn fn,
+                       void *userdata)
+{
+    if (!p || !fn) return MW_EINVAL;
+    const char *what = top_lines < 0 ? "RETR" : "TOP";
+    int rc = check_range(p, first, last, what);
+    if (rc || first > last) return rc;
+    run r = {NULL, NULL, first, last - first + 1};
+    return retr_run(p, &r, top_lines, p->pipelining ? p->window : 1, UINT64_MAX, fn, userdata);
+}
+
+/* Message numbers of a list: each within the count, strictly ascending (the
+ * replies are matched to them in order, and a number twice is a mistake). */
+static int check_list(mw_pop3 *p, const run *r, const char *what)
+{
+    int rc = pop3_require(p, P3_TRANS, what);
+    for (uint64_t i = 0; !rc && i < r->n; i++) {
+        rc = pop3_check_msg(p, run_msg(r, i));
+        if (!rc && i && run_msg(r, i) <= run_msg(r, i - 1))
+            rc = mw_err_set(&p->err, MW_EINVAL, "%s: message numbers not in ascending order", what);
+    }
+    return rc;
+}
+
+int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, uint64_t window_bytes,
+                      mw_pop3_msg_fn fn, void *userdata)
+{
+    if (!p || !fn || (n && !msgs)) return MW_EINVAL;
+    run r = {msgs, NULL, 0, n};
+    int rc = check_list(p, &r, "RETR");
+    if (rc || n == 0) return rc;
+    uint64_t bytes = window_bytes ? window_bytes : MW_POP3_WINDOW_BYTES;
+    return retr_run(p, &r, -1, p->pipelining ? MW_POP3_WINDOW_MAX : 1, bytes, fn, userdata);
+}
+
+/* DELE over a run, pipelined as RETR is.  stop: no more DELE after the
+ * first -ERR (what is in flight is still read and counted). */
+static int dele_run(mw_pop3 *p, const run *r, int stop, size_t *deleted)
+{
+    uint64_t window = p->pipelining ? p->window : 1;
+    uint64_t sent = 0, got = 0, stop_at = r->n;
+    size_t ok = 0;
+    int first_err = 0, rc = 0;
+    mw_error saved;
+    memset(&saved, 0, sizeof saved);
+    while (got < stop_at) {
+        int queued = 0;
+        while (sent < stop_at && sent - got < window) {
+            if ((rc = pop3_sendf(p, 0, "DELE %llu", (unsigned long long)run_msg(r, sent))))
+                goto out;
+            sent++;
+            queued = 1;
+        }
+        if (queued && (rc = mw_conn_flush(p->conn, &p->err))) {
+            rc = pop3_fatal(p, rc);
+            goto out;
+        }
+        mw_pop3_status st;
+        if ((rc = pop3_read_status(p, &st))) goto out;
+        if (st.kind == MW_POP3_OK) {
+            ok++;
+        } else if (!first_err) {
+            char what[40];
+            snprintf(what, sizeof what, "DELE %llu", (unsigned long long)run_msg(r, got));
+            mw_err_set_command(&p->err, what, strlen(what));
+            first_err = pop3_server_error(p, &st, MW_ESERVER, what);
+            saved = p->err;
+            if (stop) stop_at = sent;
+        }
+        got++;
+    }
+    rc = first_err;
+    if (first_err) p->err = saved;
+out:
+    if (deleted) *deleted = ok;
+    return rc;
+}
+
 int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last)
 {
     if (!p) return MW_EINVAL;
     int rc = check_range(p, first, last, "DELE");
     if (rc || first > last) return rc;
-    uint64_t window = p->pipelining ? p->window : 1;
-    uint64_t sent = first, got = first, stop_at = last;
-    int first_err = 0;
-    mw_error saved;
-    memset(&saved, 0, sizeof saved);
-    while (got <= stop_at) {
-        if (sent <= stop_at && sent - got <= window / 2) {
-            while (sent <= stop_at && sent - got < window) {
-                if ((rc = pop3_sendf(p, 0, "DELE %llu", (unsigned long long)sent))) return rc;
-                sent++;
-            }
-            if ((rc = mw_conn_flush(p->conn, &p->err))) return pop3_fatal(p, rc);
-        }
-        mw_pop3_status st;
-        if ((rc = pop3_read_status(p, &st))) return rc;
-        if (st.kind != MW_POP3_OK && !first_err) {
-            char what[40];
-            snprintf(what, sizeof what, "DELE %llu", (unsigned long long)got);
-            mw_err_set_command(&p->err, what, strlen(what));
-            first_err = pop3_server_error(p, &st, MW_ESERVER, what);
-            saved = p->err;
-            stop_at = sent - 1;
-        }
-        got++;
-    }
-    if (first_err) p->err = saved;
-    return first_err;
+    run r = {NULL, NULL, first, last - first + 1};
+    return dele_run(p, &r, 1, NULL);
+}
+
+int mw_pop3_dele_msgs(mw_pop3 *p, const uint64_t *msgs, size_t n, size_t *deleted)
+{
+    if (deleted) *deleted = 0;
+    if (!p || (n && !msgs)) return MW_EINVAL;
+    run r = {NULL, msgs, 0, n};
+    int rc = check_list(p, &r, "DELE");
+    if (rc || n == 0) return rc;
+    return dele_run(p, &r, 0, deleted);
 }
 
 /* ---- scsh retrieve-message / retrieve-headers --------------------------------- */
