@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,8 +17,11 @@
 #include <unistd.h>
 
 #define MAX_LIST 32
-/* `mailwire send` holds the message in memory (to honour -i and -F). */
+/* `mailwire send` streams the message from stdin; only --bcc-digest (whose
+ * digest copy is built in memory) holds it all, up to this much. */
 #define SEND_MAX_MESSAGE (256u * 1024 * 1024)
+/* The header block read ahead of the connection (account by From, -F). */
+#define SEND_MAX_HEADER (1024u * 1024)
 
 typedef struct smtp_cli {
     mw_cli_conn conn;
@@ -667,6 +671,126 @@ static size_t cut_at_dot(const char *d, size_t n)
     return n;
 }
 
+/* stdin as a message source for `mailwire send`, streamed: without -i a
+ * line holding only "." ends it (cut_at_dot's rule, across reads).  The
+ * header block is read ahead into `head` (to pick the account by From and
+ * to see whether -F must add one); the library gets head, then the rest. */
+typedef struct stdin_src {
+    char buf[65536];
+    size_t start, end;
+    int eof, done, bol, ignore_dots, failed;
+    char *head;
+    size_t hlen, hpos;
+} stdin_src;
+
+static int sin_refill(stdin_src *S)
+{
+    if (S->start > 0) {
+        memmove(S->buf, S->buf + S->start, S->end - S->start);
+        S->end -= S->start;
+        S->start = 0;
+    }
+    for (;;) {
+        ssize_t r = read(0, S->buf + S->end, sizeof S->buf - S->end);
+        if (r > 0) {
+            S->end += (size_t)r;
+            return 0;
+        }
+        if (r == 0) {
+            S->eof = 1;
+            return 0;
+        }
+        if (errno != EINTR) {
+            S->failed = errno;
+            return -1;
+        }
+    }
+}
+
+/* Up to len octets of the message from stdin, stopping at the end line. */
+static long sin_read(stdin_src *S, char *o, size_t len)
+{
+    size_t n = 0;
+    while (n < len && !S->done) {
+        if (S->end - S->start < 3 && !S->eof) {
+            if (sin_refill(S) != 0) return n ? (long)n : -1;
+            continue;
+        }
+        size_t a = S->end - S->start;
+        if (a == 0) {
+            S->done = 1;
+            break;
+        }
+        const char *p = S->buf + S->start;
+        if (S->bol && !S->ignore_dots && p[0] == '.' &&
+            ((a == 1 && S->eof) || (a >= 2 && p[1] == '\n') ||
+             (a >= 2 && p[1] == '\r' && ((a == 2 && S->eof) || (a >= 3 && p[2] == '\n'))))) {
+            S->done = 1;
+            break;
+        }
+        size_t want = len - n < a ? len - n : a;
+        const char *nl = memchr(p, '\n', want);
+        size_t k = nl ? (size_t)(nl - p) + 1 : want;
+        memcpy(o + n, p, k);
+        n += k;
+        S->start += k;
+        S->bol = nl != NULL;
+    }
+    return (long)n;
+}
+
+/* Length of the header block in d (through its empty line), 0 if none yet. */
+static size_t header_block_end(const char *d, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        if (d[i] == '\n') return i + 1;
+        if (d[i] == '\r' && i + 1 < n && d[i + 1] == '\n') return i + 2;
+        const char *nl = memchr(d + i, '\n', n - i);
+        if (!nl) return 0;
+        i = (size_t)(nl - d) + 1;
+    }
+    return 0;
+}
+
+/* Reads the header block ahead (and what came with its last read). */
+static int sin_read_head(stdin_src *S)
+{
+    size_t cap = 0;
+    S->bol = 1;
+    while (!S->done && !(S->hlen && header_block_end(S->head, S->hlen))) {
+        if (S->hlen + 65536 > cap) {
+            if (cap >= SEND_MAX_HEADER) {
+                errno = EFBIG;
+                return -1;
+            }
+            size_t nc = cap ? cap * 2 : 65536;
+            char *nh = realloc(S->head, nc);
+            if (!nh) return -1;
+            S->head = nh;
+            cap = nc;
+        }
+        long r = sin_read(S, S->head + S->hlen, 65536);
+        if (r < 0) {
+            errno = S->failed;
+            return -1;
+        }
+        S->hlen += (size_t)r;
+    }
+    return 0;
+}
+
+static long send_source_read(void *buf, size_t len, void *ud)
+{
+    stdin_src *S = ud;
+    if (S->hpos < S->hlen) {
+        size_t k = S->hlen - S->hpos < len ? S->hlen - S->hpos : len;
+        memcpy(buf, S->head + S->hpos, k);
+        S->hpos += k;
+        return (long)k;
+    }
+    return sin_read(S, buf, len);
+}
+
 static int has_header(const char *d, size_t n, const char *name)
 {
     size_t nl = strlen(name), i = 0;
@@ -710,6 +834,7 @@ int mw_cli_sendmail(int argc, char **argv)
     size_t nrcpt = 0;
     int rc = 0;
     char *data = NULL;
+    stdin_src *sin = NULL;
     char *fromhdr = NULL, *sender = NULL;
     mw_smtp_result *r = NULL;
     if (!rcpt) return EX_SOFTWARE_;
@@ -794,20 +919,51 @@ int mw_cli_sendmail(int argc, char **argv)
         goto out;
     }
     size_t len = 0;
-    if (read_file("-", &data, &len) != 0) {
-        fprintf(stderr, "mailwire send: cannot read the message: %s\n", strerror(errno));
-        rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
-        goto out;
+    if (bcc_digest) {
+        /* The digest copy is built from the message in memory. */
+        if (read_file("-", &data, &len) != 0) {
+            fprintf(stderr, "mailwire send: cannot read the message: %s%s\n", strerror(errno),
+                    errno == EFBIG ? " (--bcc-digest holds it in memory: 256 MiB at most)" : "");
+            rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
+            goto out;
+        }
+        if (!ignore_dots) len = cut_at_dot(data, len);
+    } else {
+        /* Streamed: only the header block is read before connecting. */
+        if (!(sin = calloc(1, sizeof *sin))) {
+            rc = EX_SOFTWARE_;
+            goto out;
+        }
+        sin->ignore_dots = ignore_dots;
+        if (sin_read_head(sin) != 0) {
+            fprintf(stderr, "mailwire send: cannot read the message: %s\n",
+                    errno == EFBIG ? "no end of the header block in its first 1 MiB"
+                                   : strerror(errno));
+            rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
+            goto out;
+        }
+        data = sin->head;
+        len = sin->hlen;
     }
-    if (!ignore_dots) len = cut_at_dot(data, len);
     /* Without --account or --host, the sender picks the account (-f, else
      * the From field), as msmtp's --read-envelope-from does. */
     sender = from ? strdup(from) : from_field_address(data, len);
     c.conn.from_address = sender;
     if ((rc = smtp_finish(&c)) != 0) goto out;
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    m.data = data;
-    m.len = len;
+    struct stat st;
+    if (sin && !sin->done) {
+        m.read = send_source_read;
+        m.read_userdata = sin;
+        /* SIZE= from a regular file on stdin (an estimate, RFC 1870 §4). */
+        if (fstat(0, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+            m.size_hint = (uint64_t)st.st_size;
+    } else {
+        /* Read whole already (all of a short message came with its
+         * header): from memory, so SIZE and the 8-bit check are exact. */
+        m.data = data;
+        m.len = len;
+    }
     m.originator = from;
     /* -t: the recipients come from To/Cc/Bcc (the library removes Bcc),
      * plus any recipient arguments, as Postfix's sendmail ("added to any
@@ -847,7 +1003,11 @@ out:
     mw_smtp_result_free(r);
     free(fromhdr);
     free(sender);
-    free(data);
+    if (sin)
+        free(sin->head); /* data points there */
+    else
+        free(data);
+    free(sin);
     free(rcpt);
     smtp_cli_free(&c);
     return rc;

@@ -249,6 +249,35 @@ def thousand():
     return None
 
 
+@case("send streams stdin: 100 MB through a pipe to smtp-sink with a bounded peak RSS")
+def send_streams():
+    # Before streaming, `send` held the whole message: its peak RSS was
+    # over 100 MB here.  The bound leaves room for the sanitizers' own.
+    p = subprocess.Popen([mailwire(), "send", "--host", "127.0.0.1", "--port",
+                          os.environ["MW_SINK_PORT"], "--tls", "none", "-f", "a@x.test",
+                          "b@y.test"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env_for("nobody"))
+    chunk = (b"y" * 76 + b"\n") * 13617  # ~1 MB
+    try:
+        p.stdin.write(b"Subject: big\n\n")
+        for _ in range(100):
+            p.stdin.write(chunk)
+        p.stdin.close()
+    except BrokenPipeError:
+        pass
+    err = p.stderr.read().decode("utf-8", "replace")
+    p.stdout.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        return "exit %d: %s" % (p.returncode, err.strip()[:500])
+    rss_mb = ru.ru_maxrss / 1024
+    print("# 100 MB message from a pipe: peak RSS %.1f MB" % rss_mb)
+    if rss_mb > 48:
+        return "peak RSS %.1f MB for a 100 MB message: not streamed" % rss_mb
+    return None
+
+
 def main():
     print("1..%d" % len(cases))
     have = bool(os.environ.get("MW_SMTP_PORT"))
