@@ -11,10 +11,12 @@
 #
 #   bash bench/fetch/bench.sh [BUILD_DIR]     (a release build, -Dtests=false)
 # Env: RUNS (5), N (2000), SIZE (20480), LAT_N (200), DELAY (50 ms one way),
-#   LAT_RUNS (3), TOOLS ("mailwire mpop fetchmail"), MODES ("delete keep"),
+#   LAT_RUNS (3), TOOLS ("mailwire mpop fetchmail"), MODES ("delete keep"; empty: only the proxy part),
 #   OLD_MW (path of another mailwire binary, e.g. an older commit, measured as
 #   "mw-old" next to "mailwire"), OUTROOT (where the clients write; default
-#   /tmp, a real disk: fsync cost is part of what is measured).
+#   /tmp, a real disk: fsync cost is part of what is measured), LAT_TOOLS
+#   (through the proxy: "poplib mailwire mpop", plus mw-old with OLD_MW; the
+#   poplib ratio column needs poplib in it).
 # Uses its own private servers (tests/servers/start.sh) and user d1.
 # Not a test: prints figures.
 set -euo pipefail
@@ -27,14 +29,15 @@ LAT_N=${LAT_N:-200}
 DELAY=${DELAY:-50}
 LAT_RUNS=${LAT_RUNS:-3}
 TOOLS=${TOOLS:-"mailwire mpop fetchmail"}
-MODES=${MODES:-"delete keep"}
+MODES=${MODES-"delete keep"}
+LAT_TOOLS=${LAT_TOOLS:-"poplib mailwire mpop"}
 bash "$top/scripts/deps.sh" bench
 if [ ! -x "$build/cli/mailwire" ]; then
   meson setup "$build" --buildtype=release -Dtests=false >/dev/null
   ninja -C "$build" cli/mailwire >/dev/null
 fi
 mw=$build/cli/mailwire
-[ -n "${OLD_MW:-}" ] && TOOLS="mailwire mw-old ${TOOLS#mailwire}"
+[ -n "${OLD_MW:-}" ] && TOOLS="mailwire mw-old ${TOOLS#mailwire}" && LAT_TOOLS="$LAT_TOOLS mw-old"
 work=$(mktemp -d /tmp/mw-bench-fetch.XXXXXX)
 chmod 755 "$work" # the servers drop privileges and must reach it
 out=$(mktemp -d "${OUTROOT:-/tmp}/mw-bench-fetch-out.XXXXXX")
@@ -188,8 +191,9 @@ proxy_pid=$!
 for _ in $(seq 50); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
 pport=$(cat "$work/proxy.port")
 echo "through the delaying proxy (+$DELAY ms each way): $LAT_N x $SIZE B, keep mode, $LAT_RUNS runs"
-pl=$(measure poplib keep "$pport" "$LAT_N" "$LAT_RUNS") || pl=
-for tool in poplib mailwire mpop; do
+pl=
+case " $LAT_TOOLS " in *" poplib "*) pl=$(measure poplib keep "$pport" "$LAT_N" "$LAT_RUNS") || pl= ;; esac
+for tool in $LAT_TOOLS; do
   if [ "$tool" = poplib ]; then r=$pl; else r=$(measure "$tool" keep "$pport" "$LAT_N" "$LAT_RUNS") || r=; fi
   [ -n "$r" ] || { echo "$tool FAILED"; continue; }
   set -- $r

@@ -48,6 +48,9 @@ typedef struct fake {
 
 /* EIO for every fsync of new/ when set (test_dir_sync_fails). */
 static int fail_dir_sync;
+/* mw_fetch_opts.filter and filter_timeout_ms for the next run (test_filter_timeout). */
+static const char *filter_cmd;
+static int filter_ms;
 
 static int ends_with(const char *s, const char *tail)
 {
@@ -163,6 +166,9 @@ static void command(fake *f, const char *line)
         body_of(n, b, sizeof b);
         snprintf(buf, sizeof buf, "+OK %zu octets\r\n%s.\r\n", octets_of(n), b);
         say(f, buf);
+    } else if (sscanf(line, "TOP %d 0", &n) == 1 && n >= 1 && n <= NMSG) {
+        snprintf(buf, sizeof buf, "+OK\r\nSubject: m%d\r\n\r\n.\r\n", n);
+        say(f, buf);
     } else if (sscanf(line, "DELE %d", &n) == 1 && n >= 1 && n <= NMSG) {
         char state[512], uid[32];
         snprintf(state, sizeof state, "%s/state", f->dir);
@@ -272,6 +278,8 @@ static int run_fake_at(env *e, fake *f, int keep, int days, int64_t now, mw_fetc
     fo.delete_after_days = days;
     fo.now = now;
     fo.batch = 3; /* several saves in one run */
+    fo.filter = filter_cmd;
+    fo.filter_timeout_ms = filter_ms;
     return mw_fetch_account(res, &fo, err);
 }
 
@@ -385,6 +393,64 @@ static void test_delete_after_days(void **unused)
     env_drop(&e);
 }
 
+/* A filter that outlives filter_timeout_ms is killed: that message is an
+ * error and stays on the server (not stored, not deleted), and the run
+ * does not wait for the filter's own end. */
+static void test_filter_timeout(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    filter_cmd = "exec sleep 20"; /* exec: the kill reaches sleep itself */
+    filter_ms = 200;
+    int64_t t0 = mw_now_ms();
+    int rc = run_fake(&e, f, 0, &r, &err);
+    int64_t took = mw_now_ms() - t0;
+    filter_cmd = NULL;
+    filter_ms = 0;
+    assert_int_equal(rc, MW_ETIMEOUT);
+    assert_non_null(strstr(err.message, "ran longer than 200 ms and was killed"));
+    assert_true(took >= NMSG * 200 && took < NMSG * 200 + 5000);
+    assert_int_equal(r.fetched, 0);
+    assert_int_equal(r.errors, NMSG);
+    assert_int_equal(r.skipped, NMSG);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(f->dele_ok + f->dele_bad, 0);
+    assert_int_equal(f->links, 0);
+    assert_int_equal(f->quit_seen, 1);
+    free(f);
+    env_drop(&e);
+}
+
+/* A filter that answers in time decides: exit 2 skips, and the headers it
+ * got on stdin are the message's (TOP n 0). */
+static void test_filter_decides(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    filter_cmd = "if grep -q '^Subject: m[24]'; then exit 2; fi; exit 0";
+    filter_ms = 5000;
+    int rc = run_fake(&e, f, 0, &r, &err);
+    filter_cmd = NULL;
+    filter_ms = 0;
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.fetched, NMSG - 2);
+    assert_int_equal(r.skipped, 2);
+    assert_int_equal(r.deleted, NMSG - 2);
+    assert_false(maildir_has(e.dir, 2));
+    assert_true(maildir_has(e.dir, 3));
+    assert_int_equal(f->deleted[4], 0);
+    free(f);
+    env_drop(&e);
+}
+
 static void test_bad_options(void **unused)
 {
     (void)unused;
@@ -435,6 +501,8 @@ int main(void)
         cmocka_unit_test(test_dir_sync_fails),
         cmocka_unit_test(test_second_run_deletes_only),
         cmocka_unit_test(test_delete_after_days),
+        cmocka_unit_test(test_filter_timeout),
+        cmocka_unit_test(test_filter_decides),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_locked),
     };

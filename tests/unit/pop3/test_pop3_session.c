@@ -374,9 +374,10 @@ static void test_pipelined_range(void **state)
     assert_int_equal(rc, 0);
     range_acc r;
     memset(&r, 0, sizeof r);
-    /* Window 4: RETR 1-4 go out in one write, RETR 5 when half the window
-     * has drained (before RETR 3's reply is read).  RETR 3 fails: the
-     * replies in flight (4, 5) are read and dropped, no more is sent. */
+    /* Window 4: RETR 1-4 go out in one write, RETR 5 as soon as RETR 1's
+     * reply is read (the window is topped up after every reply).  RETR 3
+     * fails: the replies in flight (4, 5) are read and dropped, no more is
+     * sent. */
     rc = mw_pop3_retr_range(p, 1, 5, -1, range_fn, &r);
     assert_int_equal(rc, MW_ESERVER);
     assert_non_null(strstr(mw_pop3_error(p)->message, "RETR 3"));
@@ -384,6 +385,7 @@ static void test_pipelined_range(void **state)
     assert_int_equal(pr.max_batch, 4);
     assert_int_equal(r.nends, 2);
     assert_non_null(strstr(pr.log, "RETR 4|RETR 5|"));
+    assert_non_null(strstr(trace_buf, "C:RETR 4\nS:+OK\nC:RETR 5\nS:+OK\n"));
     /* The session is in step: the next command gets its own reply. */
     assert_int_equal(mw_pop3_noop(p), 0);
     assert_int_equal(pr.mismatch, 0);
@@ -573,6 +575,198 @@ static void test_list_uidl_one(void **state)
     mw_pop3_free(p);
 }
 
+#define LOGIN_NO_STAT(capa)                                                                        \
+    {"CAPA", capa}, {"USER u", "+OK\r\n"},                                                         \
+    {                                                                                              \
+        "PASS pw", "+OK\r\n"                                                                       \
+    }
+#define LIST3 "+OK\r\n1 100\r\n2 200\r\n3 300\r\n.\r\n"
+#define UIDL3 "+OK\r\n1 u-1\r\n2 u-2\r\n3 u-3\r\n.\r\n"
+
+/* With PIPELINING, LIST and UIDL leave in one write (RFC 2449 §6.6); with
+ * skip_stat the count comes from LIST and bounds the UIDL entries. */
+static void test_list_uidl_pipelined(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_NO_STAT(CAPA_PIPE), {"LIST", LIST3}, {"UIDL", UIDL3}, {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.skip_stat = 1;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 6, &o, &rc);
+    assert_int_equal(rc, 0);
+    assert_int_equal(mw_pop3_count(p), 0);
+    mw_pop3_listing *l = NULL;
+    mw_pop3_uid *u = NULL;
+    size_t nl = 0, nu = 0;
+    int urc = -1;
+    assert_int_equal(mw_pop3_list_uidl(p, &l, &nl, &u, &nu, &urc), 0);
+    assert_int_equal(pr.max_batch, 2); /* both commands in one write */
+    assert_non_null(strstr(trace_buf, "C:LIST\nC:UIDL\nS:+OK\nS:1 100\n"));
+    assert_int_equal(urc, 0);
+    assert_int_equal(nl, 3);
+    assert_int_equal(l[2].msg, 3);
+    assert_int_equal(l[2].size, 300);
+    assert_int_equal(nu, 3);
+    assert_string_equal(u[1].uid, "u-2");
+    assert_int_equal(mw_pop3_count(p), 3); /* what STAT would have said */
+    assert_int_equal(mw_pop3_noop(p), 0);
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_list_free(l);
+    mw_pop3_uidl_free(u);
+    mw_pop3_free(p);
+}
+
+/* UIDL refused: LIST stands, the caller learns why; the session stays in
+ * step.  LIST refused: UIDL's pipelined reply is read (and dropped), LIST's
+ * error is the one reported. */
+static void test_list_uidl_refusals(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_NO_STAT(CAPA_PIPE),
+                 {"LIST", LIST3},
+                 {"UIDL", "-ERR no UIDL here\r\n"},
+                 {"LIST", "-ERR [SYS/TEMP] busy\r\n"},
+                 {"UIDL", UIDL3},
+                 {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.skip_stat = 1;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 8, &o, &rc);
+    assert_int_equal(rc, 0);
+    mw_pop3_listing *l = NULL;
+    mw_pop3_uid *u = NULL;
+    size_t nl = 0, nu = 0;
+    int urc = 0;
+    assert_int_equal(mw_pop3_list_uidl(p, &l, &nl, &u, &nu, &urc), 0);
+    assert_int_equal(urc, MW_ESERVER);
+    assert_null(u);
+    assert_int_equal(nu, 0);
+    assert_int_equal(nl, 3);
+    assert_string_equal(mw_pop3_error(p)->command, "UIDL");
+    assert_non_null(strstr(mw_pop3_error(p)->message, "no UIDL here"));
+    mw_pop3_list_free(l);
+    rc = mw_pop3_list_uidl(p, &l, &nl, &u, &nu, &urc);
+    assert_int_equal(rc, MW_ETEMP);
+    assert_null(l);
+    assert_null(u);
+    assert_string_equal(mw_pop3_error(p)->command, "LIST");
+    assert_non_null(strstr(mw_pop3_error(p)->message, "busy"));
+    assert_int_equal(mw_pop3_noop(p), 0);
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
+/* Without PIPELINING: LIST, its whole reply, then UIDL.  A UIDL entry for a
+ * message over the count (here from STAT) ends the session. */
+static void test_list_uidl_lockstep(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {
+        LOGIN_STEPS(CAPA_PLAIN), {"LIST", LIST3}, {"UIDL", "+OK\r\n1 u-1\r\n4 u-4\r\n.\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 6, &o, &rc);
+    assert_int_equal(rc, 0);
+    mw_pop3_listing *l = NULL;
+    mw_pop3_uid *u = NULL;
+    size_t nl = 0, nu = 0;
+    int urc = 0;
+    assert_int_equal(mw_pop3_list_uidl(p, &l, &nl, &u, &nu, &urc), MW_EPROTO);
+    assert_int_equal(pr.max_batch, 1);
+    assert_non_null(strstr(trace_buf, "C:LIST\nS:+OK\nS:1 100\nS:2 200\nS:3 300\nS:.\nC:UIDL\n"));
+    assert_null(l);
+    assert_null(u);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "over the count"));
+    assert_int_equal(mw_pop3_noop(p), MW_ESTATE);
+    mw_pop3_free(p);
+}
+
+/* The byte window: RETRs go out while the sizes of those unanswered add up
+ * to at most window_bytes (at least one), topped up after every reply. */
+static void test_retr_msgs_byte_window(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PIPE),
+                 {"RETR 1", "+OK\r\na\r\n.\r\n"},
+                 {"RETR 2", "+OK\r\nb\r\n.\r\n"},
+                 {"RETR 3", "+OK\r\nc\r\n.\r\n"},
+                 {"RETR 5", "+OK\r\ne\r\n.\r\n"},
+                 {"RETR 6", "+OK\r\nf\r\n.\r\n"},
+                 {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 10, &o, &rc);
+    assert_int_equal(rc, 0);
+    /* STAT said 3: message 5 is out of range; descending order is refused. */
+    mw_pop3_listing bad[] = {{1, 10}, {5, 10}};
+    range_acc r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(mw_pop3_retr_msgs(p, bad, 2, 0, range_fn, &r), MW_EINVAL);
+    mw_pop3_listing down[] = {{2, 10}, {1, 10}};
+    assert_int_equal(mw_pop3_retr_msgs(p, down, 2, 0, range_fn, &r), MW_EINVAL);
+    assert_int_equal(pr.log_len, strlen("CAPA|USER u|PASS pw|STAT|"));
+    mw_pop3_free(p);
+
+    step st2[] = {{"CAPA", CAPA_PIPE},
+                  {"USER u", "+OK\r\n"},
+                  {"PASS pw", "+OK\r\n"},
+                  {"STAT", "+OK 6 600\r\n"},
+                  {"RETR 1", "+OK\r\na\r\n.\r\n"},
+                  {"RETR 2", "+OK\r\nb\r\n.\r\n"},
+                  {"RETR 3", "+OK\r\nc\r\n.\r\n"},
+                  {"RETR 5", "+OK\r\ne\r\n.\r\n"},
+                  {"RETR 6", "+OK\r\nf\r\n.\r\n"},
+                  {"NOOP", "+OK\r\n"}};
+    p = open_with(&pr, st2, 10, &o, &rc);
+    assert_int_equal(rc, 0);
+    /* 100 + 100 fit in 250, 300 more does not: two in the first write; RETR
+     * 3 (300) alone once both are answered... */
+    mw_pop3_listing want[] = {{1, 100}, {2, 100}, {3, 300}, {5, 1000}, {6, 10}};
+    memset(&r, 0, sizeof r);
+    assert_int_equal(mw_pop3_retr_msgs(p, want, 5, 250, range_fn, &r), 0);
+    assert_int_equal(r.nends, 5);
+    assert_int_equal(r.ends[3], 5);
+    assert_int_equal(pr.max_batch, 2);
+    /* (bodies are not traced, status lines are) */
+    assert_non_null(strstr(trace_buf, "C:RETR 1\nC:RETR 2\nS:+OK\nS:+OK\nC:RETR 3\nS:+OK\n"
+                                      /* ...and 1000 over the window goes alone */
+                                      "C:RETR 5\nS:+OK\nC:RETR 6\nS:+OK\n"));
+    assert_int_equal(mw_pop3_noop(p), 0);
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
+/* mw_pop3_dele_msgs: pipelined, goes on after an -ERR, counts every +OK
+ * (before and after the refusal) and names the refused DELE. */
+static void test_dele_msgs_counts(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PIPE),
+                 {"DELE 1", "+OK\r\n"},
+                 {"DELE 2", "-ERR locked\r\n"},
+                 {"DELE 3", "+OK\r\n"},
+                 {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 8, &o, &rc);
+    assert_int_equal(rc, 0);
+    uint64_t nums[] = {1, 2, 3};
+    size_t done = 99;
+    assert_int_equal(mw_pop3_dele_msgs(p, nums, 3, &done), MW_ESERVER);
+    assert_int_equal(done, 2);
+    assert_int_equal(pr.max_batch, 3);
+    assert_string_equal(mw_pop3_error(p)->command, "DELE 2");
+    assert_non_null(strstr(mw_pop3_error(p)->message, "locked"));
+    assert_int_equal(mw_pop3_noop(p), 0);
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
 static void test_auth_plain_ir_and_errors(void **state)
 {
     (void)state;
@@ -651,6 +845,11 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_dropped_mid_retr),
     cmocka_unit_test(test_retr_buf_limit),
     cmocka_unit_test(test_list_uidl_one),
+    cmocka_unit_test(test_list_uidl_pipelined),
+    cmocka_unit_test(test_list_uidl_refusals),
+    cmocka_unit_test(test_list_uidl_lockstep),
+    cmocka_unit_test(test_retr_msgs_byte_window),
+    cmocka_unit_test(test_dele_msgs_counts),
     cmocka_unit_test(test_auth_plain_ir_and_errors),
     cmocka_unit_test(test_bad_opts),
     cmocka_unit_test(test_command_deadline),
