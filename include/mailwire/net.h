@@ -30,7 +30,7 @@ MW_EXTERN void mw_cancel_free(mw_cancel *c);
 #define MW_NET_OPTS_VERSION 1
 typedef struct mw_net_opts {
     unsigned version;
-    int connect_timeout_ms; /* per address tried; default 30000 */
+    int connect_timeout_ms; /* the whole connect (every address raced); default 30000 */
     int io_timeout_ms;      /* each read or write; default 60000 */
     int family;             /* 0 any, 4 IPv4 only, 6 IPv6 only */
     mw_cancel *cancel;      /* optional */
@@ -99,10 +99,13 @@ typedef struct mw_stream_ops {
 } mw_stream_ops;
 
 /* Connects to host (name or address literal; an IPv6 literal may be given in
- * brackets) and port, trying each resolved address in turn until one answers
- * within connect_timeout_ms.  The name lookup is bounded by connect_timeout_ms
- * too and watches the cancel token.  TCP_NODELAY is set.  Returns 0, MW_ENET,
- * MW_ETIMEOUT, MW_ECANCELED, MW_EINVAL, MW_ENOMEM. */
+ * brackets) and port.  The resolved addresses are raced as Happy Eyeballs
+ * does (RFC 8305): families alternating, a new attempt every 250 ms (at once
+ * when one fails) while earlier ones keep going, the first to connect wins;
+ * a black-holed IPv6 route costs 250 ms, not a timeout.  connect_timeout_ms
+ * bounds the name lookup and, separately, the whole race; both watch the
+ * cancel token.  TCP_NODELAY is set.  Returns 0, MW_ENET, MW_ETIMEOUT,
+ * MW_ECANCELED, MW_EINVAL, MW_ENOMEM. */
 MW_EXTERN int mw_stream_tcp(mw_stream **out, const char *host, unsigned port,
                             const mw_net_opts *opts, mw_error *err);
 /* Wraps already-connected descriptors (rfd may equal wfd). With own=1 they are

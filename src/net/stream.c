@@ -256,42 +256,139 @@ static int valid_host(const char *host)
     return 1;
 }
 
-/* One address: non-blocking connect, wait for it within the deadline. */
-static int connect_one(const struct addrinfo *ai, int64_t deadline, mw_cancel *cancel, int *fdout,
-                       mw_error *err)
-{
-    int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-    if (fd < 0) return mw_err_set(err, MW_ENET, "socket: %s", strerror(errno));
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-        if (errno != EINPROGRESS && errno != EINTR) {
-            int e = errno;
-            close(fd);
-            return mw_err_set(err, MW_ENET, "%s", strerror(e));
-        }
-        int rc = mw_wait_fd(fd, POLLOUT, deadline, cancel, "connecting", err);
-        if (rc) {
-            close(fd);
-            return rc;
-        }
-        int soerr = 0;
-        socklen_t sl = sizeof soerr;
-        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
-        if (soerr) {
-            close(fd);
-            return mw_err_set(err, MW_ENET, "%s", strerror(soerr));
-        }
-    }
-    /* Small commands must not wait for delayed ACKs (Nagle). */
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    *fdout = fd;
-    return 0;
-}
-
 static void addr_text(const struct addrinfo *ai, char *buf, size_t len)
 {
     if (getnameinfo(ai->ai_addr, ai->ai_addrlen, buf, (socklen_t)len, NULL, 0, NI_NUMERICHOST))
         snprintf(buf, len, "?");
+}
+
+/* RFC 8305 §4: the addresses in the order to try them — the families
+ * alternating, starting with the resolver's first choice (which follows
+ * RFC 6724), so that one broken family costs one attempt delay, not every
+ * address of it in turn. */
+size_t mw_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max)
+{
+    const struct addrinfo *a[MW_TCP_MAX_ADDRS], *b[MW_TCP_MAX_ADDRS];
+    size_t na = 0, nb = 0, n = 0, i = 0, j = 0;
+    if (max > MW_TCP_MAX_ADDRS) max = MW_TCP_MAX_ADDRS;
+    int fam = res ? res->ai_family : 0;
+    for (const struct addrinfo *p = res; p; p = p->ai_next) {
+        if (p->ai_family == fam) {
+            if (na < max) a[na++] = p;
+        } else if (nb < max) {
+            b[nb++] = p;
+        }
+    }
+    while ((i < na || j < nb) && n < max) {
+        if (i < na) out[n++] = a[i++];
+        if (j < nb && n < max) out[n++] = b[j++];
+    }
+    return n;
+}
+
+/* Happy Eyeballs (RFC 8305 §5): one connection attempt is started, and the
+ * next after `delay_ms` if none has connected by then (at once when one
+ * fails); the first to connect wins and the others are closed.  Every
+ * attempt runs under one deadline, timeout_ms from the start (0: none).
+ * Returns 0 with *fdout, MW_ETIMEOUT, MW_ECANCELED or MW_ENET (the last
+ * failure's errno in *last_errno); *tried counts attempts started and
+ * `last` names the last address tried. */
+int mw_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
+                         mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
+                         size_t lastsz)
+{
+    const struct addrinfo *order[MW_TCP_MAX_ADDRS];
+    size_t n = mw_tcp_order(res, order, MW_TCP_MAX_ADDRS);
+    int pend[MW_TCP_MAX_ADDRS];
+    size_t np = 0, next = 0;
+    int64_t now = mw_now_ms();
+    int64_t deadline = timeout_ms > 0 ? now + timeout_ms : MW_NO_DEADLINE;
+    int64_t next_at = now;
+    int rc = MW_ENET, winner = -1;
+    *tried = 0;
+    *last_errno = ECONNREFUSED;
+    if (lastsz) last[0] = '\0';
+    for (;;) {
+        if (mw_cancel_requested(cancel)) {
+            rc = MW_ECANCELED;
+            break;
+        }
+        now = mw_now_ms();
+        if (deadline != MW_NO_DEADLINE && now >= deadline) {
+            rc = MW_ETIMEOUT;
+            break;
+        }
+        /* Start the next attempt when it is due (at once when none is
+         * pending), one per delay. */
+        while (next < n && (np == 0 || now >= next_at)) {
+            const struct addrinfo *ai = order[next++];
+            (*tried)++;
+            addr_text(ai, last, lastsz);
+            int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                            ai->ai_protocol);
+            if (fd < 0) {
+                *last_errno = errno;
+                continue;
+            }
+            if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
+                winner = fd;
+                break;
+            }
+            if (errno != EINPROGRESS && errno != EINTR) {
+                *last_errno = errno;
+                close(fd);
+                continue;
+            }
+            pend[np++] = fd;
+            next_at = now + delay_ms;
+            break;
+        }
+        if (winner >= 0) break;
+        if (np == 0) {
+            if (next >= n) break; /* every address failed */
+            continue;
+        }
+        struct pollfd pf[MW_TCP_MAX_ADDRS + 1];
+        for (size_t k = 0; k < np; k++)
+            pf[k] = (struct pollfd){.fd = pend[k], .events = POLLOUT};
+        int cfd = mw_cancel_fd(cancel);
+        pf[np] = (struct pollfd){.fd = cfd, .events = POLLIN};
+        int64_t wait = -1;
+        if (next < n) wait = next_at > now ? next_at - now : 0;
+        if (deadline != MW_NO_DEADLINE && (wait < 0 || deadline - now < wait))
+            wait = deadline - now;
+        if (wait > INT_MAX) wait = INT_MAX;
+        int r = poll(pf, np + (cfd >= 0), (int)wait);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            *last_errno = errno;
+            break;
+        }
+        for (size_t k = np; k-- > 0;) {
+            if (!pf[k].revents) continue;
+            int soerr = 0;
+            socklen_t sl = sizeof soerr;
+            if (getsockopt(pend[k], SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
+            if (soerr == 0) {
+                winner = pend[k];
+                pend[k] = pend[--np];
+                break;
+            }
+            *last_errno = soerr;
+            close(pend[k]);
+            pend[k] = pend[--np];
+            next_at = now; /* a failure starts the next attempt at once */
+        }
+        if (winner >= 0) break;
+    }
+    for (size_t k = 0; k < np; k++)
+        close(pend[k]);
+    if (winner < 0) return rc;
+    /* Small commands must not wait for delayed ACKs (Nagle). */
+    int one = 1;
+    setsockopt(winner, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *fdout = winner;
+    return 0;
 }
 
 /* Name lookup with a deadline and the cancel token.  getaddrinfo(3) has
@@ -417,29 +514,20 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
         return mw_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
                           g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
 
-    int fd = -1, rc = MW_ENET, tried = 0;
+    int fd = -1, tried = 0, last_errno = 0;
     char last[64] = "";
-    mw_error one = {0};
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        tried++;
-        int64_t deadline =
-            opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
-        rc = connect_one(ai, deadline, opts->cancel, &fd, &one);
-        addr_text(ai, last, sizeof last);
-        if (rc == 0 || rc == MW_ECANCELED) break;
-    }
+    int rc = mw_tcp_connect_happy(res, opts->connect_timeout_ms, MW_TCP_ATTEMPT_DELAY_MS,
+                                  opts->cancel, &fd, &tried, &last_errno, last, sizeof last);
     freeaddrinfo(res);
     if (rc == MW_ECANCELED)
         return mw_err_set(err, rc, "operation canceled while connecting to %s", host);
-    if (rc != 0) {
-        if (rc == MW_ETIMEOUT)
-            return mw_err_set(
-                err, rc,
-                "connect to %s port %u timed out after %d ms (%d address%s tried, last %s)", host,
-                port, opts->connect_timeout_ms, tried, tried == 1 ? "" : "es", last);
+    if (rc == MW_ETIMEOUT)
+        return mw_err_set(
+            err, rc, "connect to %s port %u timed out after %d ms (%d address%s tried, last %s)",
+            host, port, opts->connect_timeout_ms, tried, tried == 1 ? "" : "es", last);
+    if (rc != 0)
         return mw_err_set(err, rc, "cannot connect to %s port %u: %s (%d address%s tried, last %s)",
-                          host, port, one.message, tried, tried == 1 ? "" : "es", last);
-    }
+                          host, port, strerror(last_errno), tried, tried == 1 ? "" : "es", last);
     mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
     char *h = strdup(name);
     if (!s || !h) {

@@ -60,6 +60,17 @@ const char *mw_stream_host(const mw_stream *s);
 /* The earlier of `deadline_ms` and now + io_timeout_ms (0 = no io timeout). */
 int64_t mw_deadline_min(int64_t deadline_ms, int io_timeout_ms);
 
+/* Happy Eyeballs (RFC 8305), stream.c: the order of attempts (families
+ * alternating) and the racing connect.  Internal; the unit tests call them
+ * with hand-made address lists. */
+struct addrinfo;
+#define MW_TCP_MAX_ADDRS        32
+#define MW_TCP_ATTEMPT_DELAY_MS 250 /* RFC 8305 §5 "Connection Attempt Delay" */
+size_t mw_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max);
+int mw_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
+                         mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
+                         size_t lastsz);
+
 /* Waits until fd is ready for `events` (POLLIN/POLLOUT), watching the cancel
  * token.  Returns 0, MW_ETIMEOUT, MW_ECANCELED or MW_ENET (poll failure).
  * `what` names the wait in the error message ("reading", "connecting"). */

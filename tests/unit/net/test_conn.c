@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <netdb.h>
 #include <unistd.h>
 
 /* ---- a callbacks stream fed from memory, in chunks ------------------------ */
@@ -697,6 +698,153 @@ static void tcp_connect_timeout(void **state)
     close(l);
 }
 
+/* ---- Happy Eyeballs (RFC 8305) ---------------------------------------------- */
+
+/* A listener that drops SYNs: its accept queue is full (listen backlog 0
+ * and connections nobody accepts), so a new connect hangs. */
+static int blackhole(unsigned *port, int filler[3])
+{
+    int l = listen_on(AF_INET, port);
+    assert_true(l >= 0);
+    assert_int_equal(listen(l, 0), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < 3; i++) {
+        filler[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        connect(filler[i], (struct sockaddr *)&a, sizeof a);
+    }
+    usleep(100 * 1000);
+    return l;
+}
+
+static void sin_at(struct sockaddr_in *sin, struct addrinfo *ai, unsigned port,
+                   struct addrinfo *next)
+{
+    memset(sin, 0, sizeof *sin);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons((uint16_t)port);
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    memset(ai, 0, sizeof *ai);
+    ai->ai_family = AF_INET;
+    ai->ai_socktype = SOCK_STREAM;
+    ai->ai_addr = (struct sockaddr *)sin;
+    ai->ai_addrlen = sizeof *sin;
+    ai->ai_next = next;
+}
+
+static void happy_order_alternates_families(void **state)
+{
+    (void)state;
+    struct addrinfo ai[5];
+    int fam[5] = {AF_INET6, AF_INET6, AF_INET6, AF_INET, AF_INET};
+    for (int i = 0; i < 5; i++) {
+        memset(&ai[i], 0, sizeof ai[i]);
+        ai[i].ai_family = fam[i];
+        ai[i].ai_next = i < 4 ? &ai[i + 1] : NULL;
+    }
+    const struct addrinfo *o[8];
+    assert_int_equal(mw_tcp_order(ai, o, 8), 5);
+    const struct addrinfo *want[5] = {&ai[0], &ai[3], &ai[1], &ai[4], &ai[2]};
+    for (int i = 0; i < 5; i++)
+        assert_ptr_equal(o[i], want[i]);
+    /* One family: the resolver's order as it is. */
+    assert_int_equal(mw_tcp_order(&ai[3], o, 8), 2);
+    assert_ptr_equal(o[0], &ai[3]);
+    assert_ptr_equal(o[1], &ai[4]);
+}
+
+/* The first address swallows SYNs: the second is tried after the attempt
+ * delay and wins, long before the connect timeout. */
+static void happy_blackholed_first_address(void **state)
+{
+    (void)state;
+    unsigned p1, p2;
+    int fill[3];
+    int l1 = blackhole(&p1, fill);
+    int l2 = listen_on(AF_INET, &p2);
+    assert_true(l2 >= 0);
+    struct sockaddr_in s1, s2;
+    struct addrinfo a1, a2;
+    sin_at(&s2, &a2, p2, NULL);
+    sin_at(&s1, &a1, p1, &a2);
+    int fd = -1, tried = 0, e = 0;
+    char last[64];
+    int64_t t0 = mw_now_ms();
+    int rc = mw_tcp_connect_happy(&a1, 10000, 250, NULL, &fd, &tried, &e, last, sizeof last);
+    int64_t took = mw_now_ms() - t0;
+    printf("# first address black-holed: connected in %lld ms after %d attempts\n", (long long)took,
+           tried);
+    assert_int_equal(rc, 0);
+    assert_int_equal(tried, 2);
+    assert_true(took >= 240 && took < 2000);
+    int a = accept(l2, NULL, NULL); /* it is the second listener that got it */
+    assert_true(a >= 0);
+    close(a);
+    close(fd);
+    for (int i = 0; i < 3; i++)
+        close(fill[i]);
+    close(l1);
+    close(l2);
+}
+
+/* A refused first address starts the next attempt at once. */
+static void happy_refused_first_goes_on_at_once(void **state)
+{
+    (void)state;
+    unsigned p1, p2;
+    int l1 = listen_on(AF_INET, &p1);
+    close(l1);
+    int l2 = listen_on(AF_INET, &p2);
+    struct sockaddr_in s1, s2;
+    struct addrinfo a1, a2;
+    sin_at(&s2, &a2, p2, NULL);
+    sin_at(&s1, &a1, p1, &a2);
+    int fd = -1, tried = 0, e = 0;
+    char last[64];
+    int64_t t0 = mw_now_ms();
+    assert_int_equal(
+        mw_tcp_connect_happy(&a1, 10000, 2000, NULL, &fd, &tried, &e, last, sizeof last), 0);
+    int64_t took = mw_now_ms() - t0;
+    assert_int_equal(tried, 2);
+    assert_true(took < 1000); /* not the 2 s attempt delay */
+    close(fd);
+    close(l2);
+    /* Every address refused: MW_ENET with the reason and the last address. */
+    sin_at(&s2, &a2, p1, NULL);
+    assert_int_equal(
+        mw_tcp_connect_happy(&a1, 10000, 250, NULL, &fd, &tried, &e, last, sizeof last), MW_ENET);
+    assert_int_equal(e, ECONNREFUSED);
+    assert_int_equal(tried, 2);
+    assert_string_equal(last, "127.0.0.1");
+}
+
+/* Every address black-holed: one deadline for the whole race. */
+static void happy_all_blackholed_one_deadline(void **state)
+{
+    (void)state;
+    unsigned p1, p2;
+    int f1[3], f2[3];
+    int l1 = blackhole(&p1, f1), l2 = blackhole(&p2, f2);
+    struct sockaddr_in s1, s2;
+    struct addrinfo a1, a2;
+    sin_at(&s2, &a2, p2, NULL);
+    sin_at(&s1, &a1, p1, &a2);
+    int fd = -1, tried = 0, e = 0;
+    char last[64];
+    int64_t t0 = mw_now_ms();
+    int rc = mw_tcp_connect_happy(&a1, 600, 250, NULL, &fd, &tried, &e, last, sizeof last);
+    int64_t took = mw_now_ms() - t0;
+    assert_int_equal(rc, MW_ETIMEOUT);
+    assert_int_equal(tried, 2);
+    assert_true(took >= 590 && took < 1200);
+    for (int i = 0; i < 3; i++) {
+        close(f1[i]);
+        close(f2[i]);
+    }
+    close(l1);
+    close(l2);
+}
+
 /* ---- command stream ------------------------------------------------------------ */
 
 static void command_stream_talks_and_reaps(void **state)
@@ -788,6 +936,10 @@ int main(void)
         cmocka_unit_test(stream_io_timeout_from_opts),
         cmocka_unit_test(operation_deadline_bounds_a_trickle),
         cmocka_unit_test(cancel_from_another_thread),
+        cmocka_unit_test(happy_order_alternates_families),
+        cmocka_unit_test(happy_blackholed_first_address),
+        cmocka_unit_test(happy_refused_first_goes_on_at_once),
+        cmocka_unit_test(happy_all_blackholed_one_deadline),
         cmocka_unit_test(cancel_from_a_signal_handler),
         cmocka_unit_test(starttls_refused_with_buffered_bytes),
         cmocka_unit_test(peer_close_while_writing_is_enet),
