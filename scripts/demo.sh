@@ -48,12 +48,16 @@ run "$MW" send "${common[@]}" --port "$MW_SMTP_PORT" --trace "$srv/smtp-trace.tx
 echo "(the SMTP conversation, from the trace; the AUTH exchange is masked:)"
 grep -E '^(C: (AUTH|MAIL|RCPT|BDAT|DATA|QUIT)|S: 235|S: 250 2\.0\.0|\* )' "$srv/smtp-trace.txt" | head -14
 
-say "Sending two plain messages; a Bcc recipient gets a copy but never appears in the headers"
+say "Two plain messages in one batch ('mailwire smtp send FILE FILE'); a Bcc recipient gets a copy but never appears in the headers"
 for i in 1 2; do
   printf 'From: %s@%s\nTo: %s@%s\nBcc: d2@%s\nSubject: plain message %s\n\nPlain text %s.\n' \
-    "$user" "$MW_MAIL_DOMAIN" "$user" "$MW_MAIL_DOMAIN" "$MW_MAIL_DOMAIN" "$i" "$i" \
-  | run "$MW" send "${common[@]}" --port "$MW_SMTP_PORT" -t
+    "$user" "$MW_MAIL_DOMAIN" "$user" "$MW_MAIL_DOMAIN" "$MW_MAIL_DOMAIN" "$i" "$i" >"$srv/plain$i.eml"
 done
+run "$MW" smtp "${common[@]}" --port "$MW_SMTP_PORT" --trace "$srv/batch-trace.txt" send \
+    "$srv/plain1.eml" "$srv/plain2.eml"
+echo "(one login for both, and one round trip each: Postfix offers CHUNKING and PIPELINING, so"
+echo " MAIL, both RCPTs and the whole message as BDAT LAST go out in one write:)"
+grep -E '^(C: (MAIL|RCPT|BDAT|QUIT)|S: 250 2\.(0\.0|1\.[05]))' "$srv/batch-trace.txt" | head -16
 
 wait_for() { # N: until the POP3 mailbox holds N messages (Postfix delivers asynchronously)
   for _ in $(seq 1 100); do
