@@ -1,5 +1,6 @@
 #include "smtp/envelope.h"
 
+#include "mailwire/mime.h"
 #include "util/err.h"
 #include "util/fmt.h"
 
@@ -52,7 +53,7 @@ int mw_smtp_check_address(const char *addr, const char *what, mw_error *err)
     return 0;
 }
 
-/* ---- RFC 5322 §3.4 address lists, leniently ---- */
+/* ---- address lists ---- */
 
 static int push_addr(char ***list, size_t *count, const char *a, size_t n, mw_error *err)
 {
@@ -74,122 +75,21 @@ static int push_addr(char ***list, size_t *count, const char *a, size_t n, mw_er
     return 0;
 }
 
-/* One mailbox: "Name <addr>" (the route "@a,@b:" dropped, RFC 5322 §4.4)
- * or a bare addr-spec with comments removed. */
-static int one_mailbox(const char *v, size_t n, char ***list, size_t *count, mw_error *err)
-{
-    char buf[1024];
-    size_t bl = 0;
-    int q = 0, depth = 0, in_angle = 0, had_angle = 0;
-    char angle[1024];
-    size_t al = 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = v[i];
-        if (q) {
-            if (c == '\\' && i + 1 < n) {
-                if (in_angle && al + 2 < sizeof angle) {
-                    angle[al++] = c;
-                    angle[al++] = v[i + 1];
-                } else if (!in_angle && bl + 2 < sizeof buf) {
-                    buf[bl++] = c;
-                    buf[bl++] = v[i + 1];
-                }
-                i++;
-                continue;
-            }
-            if (c == '"') q = 0;
-        } else if (depth > 0) {
-            if (c == '\\')
-                i++;
-            else if (c == '(')
-                depth++;
-            else if (c == ')')
-                depth--;
-            continue;
-        } else if (c == '(') {
-            depth = 1;
-            continue;
-        } else if (c == '"') {
-            q = 1;
-        } else if (c == '<' && !in_angle) {
-            in_angle = 1;
-            had_angle = 1;
-            al = 0;
-            continue;
-        } else if (c == '>' && in_angle) {
-            in_angle = 0;
-            continue;
-        }
-        if (in_angle) {
-            if (al + 1 < sizeof angle) angle[al++] = c;
-        } else if (bl + 1 < sizeof buf) {
-            buf[bl++] = c;
-        }
-    }
-    if (had_angle) {
-        const char *a = angle;
-        if (al > 0 && angle[0] == '@') { /* obs-route */
-            const char *colon = memchr(angle, ':', al);
-            if (colon) {
-                al -= (size_t)(colon + 1 - angle);
-                a = colon + 1;
-            }
-        }
-        return push_addr(list, count, a, al, err);
-    }
-    /* addr-spec: white space around '@' and '.' is obsolete syntax; drop it. */
-    char out[1024];
-    size_t ol = 0;
-    q = 0;
-    for (size_t i = 0; i < bl; i++) {
-        if (buf[i] == '"') q = !q;
-        if (!q && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n')) continue;
-        out[ol++] = buf[i];
-    }
-    return push_addr(list, count, out, ol, err);
-}
-
+/* The addresses of a field's value, parsed by the MIME layer's address
+ * list parser (RFC 5322 §3.4 and the obsolete syntax of §4.4: groups,
+ * comments, quoted local parts, routes dropped).  An address it names an
+ * error for is still taken as written: the server judges it (RCPT), and
+ * mw_smtp_check_address refuses what must never reach a command line. */
 int mw_smtp_parse_addresses(const char *v, size_t n, char ***list, size_t *count, mw_error *err)
 {
-    size_t start = 0;
-    int q = 0, depth = 0, angle = 0;
-    for (size_t i = 0; i <= n; i++) {
-        char c = i < n ? v[i] : ',';
-        if (q) {
-            if (c == '\\')
-                i++;
-            else if (c == '"')
-                q = 0;
-            continue;
-        }
-        if (depth > 0) {
-            if (c == '\\')
-                i++;
-            else if (c == '(')
-                depth++;
-            else if (c == ')')
-                depth--;
-            if (i < n) continue;
-            c = ',';
-        }
-        if (c == '"')
-            q = 1;
-        else if (c == '(')
-            depth = 1;
-        else if (c == '<')
-            angle = 1;
-        else if (c == '>')
-            angle = 0;
-        else if (c == ':' && !angle) {
-            /* group "display-name:" — its mailboxes follow (RFC 5322 §3.4) */
-            start = i + 1;
-        } else if ((c == ',' || c == ';') && !angle) {
-            int rc = one_mailbox(v + start, i - start, list, count, err);
-            if (rc) return rc;
-            start = i + 1;
-        }
+    mw_mime_addrlist *l = NULL;
+    int rc = mw_mime_addrlist_parse(&l, v, n, err);
+    for (size_t i = 0; !rc && i < mw_mime_addrlist_count(l); i++) {
+        const mw_mime_address *a = mw_mime_addrlist_at(l, i);
+        if (a->address) rc = push_addr(list, count, a->address, strlen(a->address), err);
     }
-    return 0;
+    mw_mime_addrlist_free(l);
+    return rc;
 }
 
 /* ---- header fields ---- */
