@@ -83,7 +83,8 @@ typedef struct mw_pop3_opts {
     unsigned window;        /* commands in flight when pipelining (default 32, max 1024);
                                refilled after every reply */
     size_t max_line;        /* longest reply line accepted (default 8192, min 512) */
-    int skip_stat;          /* 1: no STAT after login (the count is then learned lazily) */
+    int skip_stat;          /* 1: no STAT after login (the count is then learned lazily,
+                               or from mw_pop3_list_uidl) */
     int command_timeout_ms; /* whole-command limit (a reply that never ends); 0 = none */
 
     mw_trace_fn trace; /* each line sent and received; secrets masked */
@@ -125,7 +126,8 @@ MW_EXTERN const mw_error *mw_pop3_error(const mw_pop3 *p);
 /* STAT (RFC 1939 §5).  Also refreshes the count used for ranges.
  * Returns 0, MW_ESERVER, MW_ETEMP, MW_EPROTO, MW_ENET, MW_ETIMEOUT, MW_ESTATE. */
 MW_EXTERN int mw_pop3_stat(mw_pop3 *p, uint64_t *count, uint64_t *octets);
-/* The message count learned at login (or the last STAT); 0 if none. */
+/* The message count learned at login (or the last STAT, or — without a
+ * STAT — from mw_pop3_list_uidl's listing); 0 if none. */
 MW_EXTERN uint64_t mw_pop3_count(const mw_pop3 *p);
 
 typedef struct mw_pop3_listing {

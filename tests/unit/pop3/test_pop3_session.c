@@ -740,6 +740,30 @@ static void test_retr_msgs_byte_window(void **state)
     mw_pop3_free(p);
 }
 
+/* Without PIPELINING mw_pop3_retr_msgs asks for one message at a time,
+ * whatever the byte window. */
+static void test_retr_msgs_unpipelined(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {
+        LOGIN_STEPS(CAPA_PLAIN), {"RETR 1", "+OK\r\na\r\n.\r\n"}, {"RETR 3", "+OK\r\nc\r\n.\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 6, &o, &rc);
+    assert_int_equal(rc, 0);
+    mw_pop3_listing want[] = {{1, 10}, {3, 10}};
+    range_acc r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(mw_pop3_retr_msgs(p, want, 2, 0, range_fn, &r), 0);
+    assert_int_equal(r.nends, 2);
+    assert_int_equal(r.ends[1], 3);
+    assert_int_equal(pr.max_batch, 1);
+    assert_non_null(strstr(trace_buf, "C:RETR 1\nS:+OK\nC:RETR 3\nS:+OK\n"));
+    assert_int_equal(pr.mismatch, 0);
+    mw_pop3_free(p);
+}
+
 /* mw_pop3_dele_msgs: pipelined, goes on after an -ERR, counts every +OK
  * (before and after the refusal) and names the refused DELE. */
 static void test_dele_msgs_counts(void **state)
@@ -849,6 +873,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_list_uidl_refusals),
     cmocka_unit_test(test_list_uidl_lockstep),
     cmocka_unit_test(test_retr_msgs_byte_window),
+    cmocka_unit_test(test_retr_msgs_unpipelined),
     cmocka_unit_test(test_dele_msgs_counts),
     cmocka_unit_test(test_auth_plain_ir_and_errors),
     cmocka_unit_test(test_bad_opts),
