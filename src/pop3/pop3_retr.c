@@ -274,12 +274,14 @@ static uint64_t run_size(const run *r, uint64_t i)
  * queued: at most max_cmds unanswered, and, when sizes are known, at most
  * max_bytes of announced size unanswered (always at least one).
  *
- * No deadlock (RFC 2449 §6.6 warns of it): we write only after a whole
- * reply was read, and what is unanswered is at most 1024 commands of at
- * most 37 octets ("TOP <20 digits> <9 digits>" CRLF), under 40 KB — less
- * than a peer's socket receive buffer holds by default — so a write does
- * not wait on a server that is itself waiting for us to read.  The replies
- * the window asks for cost no memory here: they are read as they come. */
+ * No deadlock.  RFC 2449 §6.6: "If either the client or server uses
+ * blocking writes, it MUST not exceed the window size of the underlying
+ * transport layer."  Our writes block (until a deadline), so we write only
+ * after a whole reply was read, and what is unanswered is at most 1024
+ * commands of at most 37 octets ("TOP <20 digits> <9 digits>" CRLF), under
+ * 40 KB — within the 64 KB a TCP window holds without scaling.  The
+ * replies the window asks for cost no memory here: they are read as they
+ * come. */
 static int retr_run(mw_pop3 *p, const run *r, long top_lines, uint64_t max_cmds, uint64_t max_bytes,
                     mw_pop3_msg_fn fn, void *userdata)
 {
