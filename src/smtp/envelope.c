@@ -115,9 +115,9 @@ size_t mw_smtp_header_len(const char *data, size_t len, int *complete)
 typedef struct field {
     const char *raw; /* whole field with folds and line end */
     size_t raw_len;
-    const char *name;
+    const char *name; /* NULL for a line that is not a field */
     size_t name_len;
-    char *value; /* unfolded */
+    const char *value; /* unfolded, white space around it dropped */
     int drop;
 } field;
 
@@ -126,66 +126,39 @@ static int name_is(const field *f, const char *n)
     return f->name_len == strlen(n) && strncasecmp(f->name, n, f->name_len) == 0;
 }
 
-static void free_fields(field *f, size_t n)
+static void free_fields(field *f, mw_mime_headers *h)
 {
-    for (size_t i = 0; i < n; i++)
-        free(f[i].value);
     free(f);
+    mw_mime_headers_free(h);
 }
 
-/* Splits a header block into fields.  A line without a colon is kept as a
- * nameless field (sent as it is). */
-static int split_fields(const char *h, size_t n, field **out, size_t *nout, mw_error *err)
+/* Splits a header block into fields with the MIME layer's header parser
+ * (RFC 5322 §2.2: values unfolded, the white space around them dropped).
+ * A line that is not a field is kept, nameless, and sent as it is.  The
+ * fields point into *h, which the caller frees with them. */
+static int split_fields(const char *hdr, size_t n, field **out, size_t *nout, mw_mime_headers **h,
+                        mw_error *err)
 {
-    field *fs = NULL;
-    size_t nf = 0, i = 0;
-    while (i < n) {
-        const char *nl = memchr(h + i, '\n', n - i);
-        size_t ll = nl ? (size_t)(nl - (h + i)) : n - i;
-        if (ll == 0 || (ll == 1 && h[i] == '\r')) break; /* the empty line */
-        size_t end = i + ll + (nl ? 1 : 0);
-        /* RFC 5322 §2.2.3: continuation lines start with white space. */
-        while (end < n && (h[end] == ' ' || h[end] == '\t')) {
-            const char *nl2 = memchr(h + end, '\n', n - end);
-            end = nl2 ? (size_t)(nl2 - h) + 1 : n;
+    mw_mime_header_opts ho = MW_MIME_HEADER_OPTS_INIT;
+    ho.max_field_len = ho.max_total = MW_SMTP_MAX_HEADER + 64 * 1024;
+    ho.max_fields = 65536;
+    *out = NULL;
+    *nout = 0;
+    int rc = mw_mime_headers_parse(h, hdr, n, NULL, &ho, err);
+    if (rc) return rc;
+    size_t nf = mw_mime_headers_count(*h);
+    field *fs = calloc(nf ? nf : 1, sizeof *fs);
+    if (!fs) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    for (size_t i = 0; i < nf; i++) {
+        mw_mime_field mf;
+        mw_mime_headers_at(*h, i, &mf);
+        fs[i].raw = mf.raw;
+        fs[i].raw_len = mf.raw_len;
+        if (mf.name_len) {
+            fs[i].name = mf.name;
+            fs[i].name_len = mf.name_len;
+            fs[i].value = mf.value;
         }
-        if (nf % 16 == 0) {
-            field *nfs = realloc(fs, (nf + 16) * sizeof *nfs);
-            if (!nfs) {
-                free_fields(fs, nf);
-                return mw_err_set(err, MW_ENOMEM, "out of memory");
-            }
-            fs = nfs;
-        }
-        field *f = &fs[nf++];
-        memset(f, 0, sizeof *f);
-        f->raw = h + i;
-        f->raw_len = end - i;
-        const char *colon = memchr(h + i, ':', ll);
-        if (colon) {
-            f->name = h + i;
-            f->name_len = (size_t)(colon - (h + i));
-            while (f->name_len > 0 &&
-                   (f->name[f->name_len - 1] == ' ' || f->name[f->name_len - 1] == '\t'))
-                f->name_len--;
-            const char *v = colon + 1;
-            size_t vl = (size_t)(h + end - v);
-            f->value = malloc(vl + 1);
-            if (!f->value) {
-                free_fields(fs, nf);
-                return mw_err_set(err, MW_ENOMEM, "out of memory");
-            }
-            size_t k = 0;
-            for (size_t j = 0; j < vl; j++)
-                if (v[j] != '\r' && v[j] != '\n') f->value[k++] = v[j];
-            /* RFC 5322 §2.2: the value without the white space around it. */
-            while (k > 0 && (f->value[k - 1] == ' ' || f->value[k - 1] == '\t'))
-                k--;
-            f->value[k] = '\0';
-            size_t lead = strspn(f->value, " \t");
-            memmove(f->value, f->value + lead, k - lead + 1);
-        }
-        i = end;
     }
     *out = fs;
     *nout = nf;
@@ -325,6 +298,7 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
     int rc = 0;
     field *fs = NULL, *xs = NULL;
     size_t nf = 0, nx = 0;
+    mw_mime_headers *hfs = NULL, *hxs = NULL;
     mw_buf extra = MW_BUF_INIT(MW_SMTP_MAX_HEADER);
     char **from = NULL;
     size_t nfrom = 0;
@@ -335,8 +309,8 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         if (!rc && (mw_buf_append_str(&extra, msg->headers[i]) || mw_buf_append(&extra, "\r\n", 2)))
             rc = mw_err_set(err, MW_ETOOBIG, "extra headers too large");
     }
-    if (!rc) rc = split_fields(extra.data ? extra.data : "", extra.len, &xs, &nx, err);
-    if (!rc) rc = split_fields(hdr, hlen, &fs, &nf, err);
+    if (!rc) rc = split_fields(extra.data ? extra.data : "", extra.len, &xs, &nx, &hxs, err);
+    if (!rc) rc = split_fields(hdr, hlen, &fs, &nf, &hfs, err);
     if (rc) goto out;
 
     /* RFC 5322 §3.6.6: a resent message takes its envelope from the
@@ -501,8 +475,8 @@ out:
     for (size_t i = 0; i < nfrom; i++)
         free(from[i]);
     free(from);
-    free_fields(fs, nf);
-    free_fields(xs, nx);
+    free_fields(fs, hfs);
+    free_fields(xs, hxs);
     mw_buf_free(&extra);
     if (rc) mw_smtp_env_free(env);
     return rc;
