@@ -218,6 +218,7 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
     mw_net_opts n = MW_NET_OPTS_INIT;
     j->net = n;
     j->tls.ca_file = a->cafile;
+    j->tls.crl_file = a->crlfile;
     j->tls.pin = a->pin;
     j->tls.cert_file = a->cert;
     j->tls.key_file = a->key;

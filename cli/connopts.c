@@ -92,6 +92,7 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
     STR_OPT("--user", user)
     STR_OPT("--auth", auth)
     STR_OPT("--cafile", cafile)
+    STR_OPT("--crlfile", crlfile)
     STR_OPT("--pin", pin)
     STR_OPT("--cert", cert)
     STR_OPT("--key", key)
@@ -227,6 +228,7 @@ static int apply_account(mw_cli_conn *c)
     if (!strcmp(c->auth, "auto") && a->auth && strcmp(a->auth, "on") && strcmp(a->auth, "off"))
         c->auth = a->auth;
     if (!c->cafile) c->cafile = a->cafile;
+    if (!c->crlfile) c->crlfile = a->crlfile;
     if (!c->pin) c->pin = a->pin;
     if (!c->cert && !c->key) {
         c->cert = a->cert;
@@ -257,8 +259,9 @@ int mw_cli_conn_finish(mw_cli_conn *c)
         fprintf(stderr, "mailwire %s: --cert and --key go together\n", c->prog);
         return EX_USAGE_;
     }
-    if (c->tls == MW_CLI_TLS_NONE && (c->cafile || c->pin || c->cert)) {
-        fprintf(stderr, "mailwire %s: --cafile/--pin/--cert make no sense with --tls none\n",
+    if (c->tls == MW_CLI_TLS_NONE && (c->cafile || c->crlfile || c->pin || c->cert)) {
+        fprintf(stderr,
+                "mailwire %s: --cafile/--crlfile/--pin/--cert make no sense with --tls none\n",
                 c->prog);
         return EX_USAGE_;
     }
@@ -463,6 +466,7 @@ void mw_cli_conn_tls_opts(const mw_cli_conn *c, mw_tls_opts *out)
 {
     mw_tls_opts t = MW_TLS_OPTS_INIT;
     t.ca_file = c->cafile;
+    t.crl_file = c->crlfile;
     t.pin = c->pin;
     t.cert_file = c->cert;
     t.key_file = c->key;
@@ -501,6 +505,7 @@ void mw_cli_conn_usage(FILE *f)
           "  --user NAME            login (default: the ~/.netrc login for the host)\n"
           "  --auth MECH            auto (default), user, apop, or a SASL mechanism\n"
           "  --cafile FILE          trust the CAs in FILE instead of the system store\n"
+          "  --crlfile FILE         refuse certificates revoked by the CRLs in FILE (PEM)\n"
           "  --pin sha256:BASE64    require this certificate or public-key hash\n"
           "  --cert FILE --key FILE client certificate and key\n"
           "  --allow-plaintext-password  allow a password over an unencrypted link\n"

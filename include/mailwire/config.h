@@ -73,6 +73,7 @@ typedef struct mw_account {
     const char *filter;
     int delete_after_days; /* -1 (default): not used */
     const char *from;
+    const char *crlfile; /* PEM CRLs to check the server's chain against */
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

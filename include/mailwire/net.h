@@ -63,7 +63,7 @@ typedef struct mw_tls_peer {
  * unverified peer is refused. */
 typedef int (*mw_tls_policy_fn)(const mw_tls_peer *peer, void *userdata);
 
-#define MW_TLS_OPTS_VERSION 1
+#define MW_TLS_OPTS_VERSION 2 /* 2 added crl_file; 1 is still accepted */
 typedef struct mw_tls_opts {
     unsigned version;
     const char *ca_file; /* trust these CAs instead of the system store */
@@ -79,11 +79,21 @@ typedef struct mw_tls_opts {
     int insecure;             /* 1: skip verification (explicit, never default) */
     mw_tls_policy_fn policy;
     void *policy_userdata;
+    /* PEM CRLs (version 2): a certificate they revoke is refused, and every
+     * certificate of the chain but the trust anchor must be covered by one
+     * (OpenSSL's CRL_CHECK_ALL, as curl --crlfile) — a missing or expired
+     * CRL is an error, never a silent pass. */
+    const char *crl_file;
 } mw_tls_opts;
 #define MW_TLS_OPTS_INIT                                                                           \
     {                                                                                              \
-        MW_TLS_OPTS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 30000, 0, NULL, NULL           \
+        MW_TLS_OPTS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, 0, 30000, 0, NULL, NULL, NULL     \
     }
+
+/* Copies a caller's mw_tls_opts of any supported version into the current
+ * one (fields a version lacks get their defaults).  Returns 0, or MW_EINVAL
+ * for an unknown version (dst then holds the defaults). */
+MW_EXTERN int mw_tls_opts_copy(mw_tls_opts *dst, const mw_tls_opts *src);
 
 /* ---- Streams --------------------------------------------------------------- */
 typedef struct mw_stream mw_stream;

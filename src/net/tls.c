@@ -18,6 +18,7 @@
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #define MW_TLS_MAX_PINS 8
@@ -190,6 +191,22 @@ static void verify_reason(long vr, X509 *cert, char *buf, size_t len)
         return;
     case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
         snprintf(buf, len, "self-signed certificate");
+        return;
+    case X509_V_ERR_CERT_REVOKED:
+        snprintf(buf, len, "certificate revoked (by the CRL given)");
+        return;
+    case X509_V_ERR_UNABLE_TO_GET_CRL:
+        snprintf(buf, len, "no CRL covers a certificate of the chain (CRL checking is on)");
+        return;
+    case X509_V_ERR_CRL_HAS_EXPIRED:
+        snprintf(buf, len, "the CRL has expired (its next update is past)");
+        return;
+    case X509_V_ERR_CRL_NOT_YET_VALID:
+        snprintf(buf, len, "the CRL is not yet valid");
+        return;
+    case X509_V_ERR_CRL_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE:
+        snprintf(buf, len, "the CRL's signature does not verify");
         return;
     case X509_V_ERR_HOSTNAME_MISMATCH:
     case X509_V_ERR_IP_ADDRESS_MISMATCH:
@@ -365,6 +382,36 @@ static int is_ip_literal(const char *h)
     return inet_pton(AF_INET, h, tmp) == 1 || inet_pton(AF_INET6, h, tmp) == 1;
 }
 
+int mw_tls_opts_copy(mw_tls_opts *dst, const mw_tls_opts *src)
+{
+    mw_tls_opts d = MW_TLS_OPTS_INIT;
+    *dst = d;
+    if (!src) return 0;
+    if (src->version == 1) {
+        /* Version 1 ends before crl_file: copy only what it has. */
+        memcpy(dst, src, offsetof(mw_tls_opts, crl_file));
+        dst->version = MW_TLS_OPTS_VERSION;
+        return 0;
+    }
+    if (src->version != MW_TLS_OPTS_VERSION) return MW_EINVAL;
+    *dst = *src;
+    return 0;
+}
+
+/* The CRLs of o->crl_file into the context's store, and checking on. */
+static int load_crls(struct mw_tls *t, const char *file, mw_error *err)
+{
+    char why[200];
+    X509_STORE *store = SSL_CTX_get_cert_store(t->ctx);
+    X509_LOOKUP *lu = store ? X509_STORE_add_lookup(store, X509_LOOKUP_file()) : NULL;
+    int n = lu ? X509_load_crl_file(lu, file, X509_FILETYPE_PEM) : 0;
+    if (n <= 0)
+        return mw_err_set(err, MW_ETLS, "cannot load CRLs from %s: %s", file,
+                          ssl_reason(why, sizeof why));
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return 0;
+}
+
 static int setup_ctx(struct mw_tls *t, const mw_tls_opts *o, int strict, mw_error *err)
 {
     char why[200];
@@ -389,6 +436,10 @@ static int setup_ctx(struct mw_tls *t, const mw_tls_opts *o, int strict, mw_erro
     } else if (use_system_store(t) != 0) {
         return mw_err_set(err, MW_ETLS, "cannot use the system CA store: %s",
                           ssl_reason(why, sizeof why));
+    }
+    if (o->crl_file) {
+        int rc = load_crls(t, o->crl_file, err);
+        if (rc) return rc;
     }
     if (o->cert_file) {
         const char *key = o->key_file ? o->key_file : o->cert_file;
@@ -486,12 +537,12 @@ int mw_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int6
     }
     *out = NULL;
     if (!inner) return mw_err_set(err, MW_EINVAL, "no stream to wrap in TLS");
-    mw_tls_opts defaults = MW_TLS_OPTS_INIT;
-    const mw_tls_opts *o = opts ? opts : &defaults;
+    mw_tls_opts copy;
+    const mw_tls_opts *o = &copy;
     unsigned char pins[MW_TLS_MAX_PINS][32];
     int npins = 0, rc = 0;
-    if (o->version != MW_TLS_OPTS_VERSION)
-        rc = mw_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported", o->version);
+    if (mw_tls_opts_copy(&copy, opts) != 0)
+        rc = mw_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported", opts->version);
     else if (o->min_version != 0 && o->min_version != 12 && o->min_version != 13)
         rc = mw_err_set(err, MW_EINVAL, "invalid TLS min_version %d (0, 12 or 13)", o->min_version);
     else if (o->pin)

@@ -409,8 +409,10 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
         }
     }
     if (o->tls == MW_POP3_TLS_IMPLICIT) {
-        mw_tls_opts tdflt = MW_TLS_OPTS_INIT;
-        mw_tls_opts t = o->tls_opts ? *o->tls_opts : tdflt;
+        mw_tls_opts t;
+        if (mw_tls_opts_copy(&t, o->tls_opts) != 0)
+            return mw_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
+                              o->tls_opts->version);
         if (!t.servername && host && *host) t.servername = host;
         mw_stream *ts = NULL;
         rc = mw_stream_tls(&ts, s, &t, &p->err); /* owns s from here, also on failure */

@@ -577,8 +577,13 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         return mw_err_set(err, MW_ENOMEM, "out of memory");
     }
     s->tls_mode = o->tls;
-    mw_tls_opts tdef = MW_TLS_OPTS_INIT;
-    s->tls = o->tls_opts ? *o->tls_opts : tdef;
+    if (mw_tls_opts_copy(&s->tls, o->tls_opts) != 0) {
+        free(s->rep);
+        free(s);
+        mw_stream_free(given);
+        return mw_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported",
+                          o->tls_opts->version);
+    }
     mw_net_opts ndef = MW_NET_OPTS_INIT;
     s->net = o->net ? *o->net : ndef;
     s->client = xstrdup(o->client);

@@ -55,6 +55,7 @@ static const struct key keys[] = {
     {"passwordeval", K_TEXT, F(passwordeval), 0},
     {"password_file", K_PATH, F(password_file), 0},
     {"cafile", K_PATH, F(cafile), 0},
+    {"crlfile", K_PATH, F(crlfile), 0},
     {"pin", K_PIN, F(pin), 0},
     {"cert", K_PATH, F(cert), 0},
     {"key", K_PATH, F(key), 0},
@@ -72,19 +73,13 @@ static const struct key keys[] = {
 
 /* The string fields, for copying and freeing. */
 static const size_t str_fields[] = {
-    offsetof(mw_account, host),
-    offsetof(mw_account, user),
-    offsetof(mw_account, auth),
-    offsetof(mw_account, password),
-    offsetof(mw_account, passwordeval),
-    offsetof(mw_account, password_file),
-    offsetof(mw_account, cafile),
-    offsetof(mw_account, pin),
-    offsetof(mw_account, cert),
-    offsetof(mw_account, key),
-    offsetof(mw_account, delivery_target),
-    offsetof(mw_account, filter),
-    offsetof(mw_account, from),
+    offsetof(mw_account, host),         offsetof(mw_account, user),
+    offsetof(mw_account, auth),         offsetof(mw_account, password),
+    offsetof(mw_account, passwordeval), offsetof(mw_account, password_file),
+    offsetof(mw_account, cafile),       offsetof(mw_account, crlfile),
+    offsetof(mw_account, pin),          offsetof(mw_account, cert),
+    offsetof(mw_account, key),          offsetof(mw_account, delivery_target),
+    offsetof(mw_account, filter),       offsetof(mw_account, from),
     offsetof(mw_account, name),
 };
 #define NSTR (sizeof str_fields / sizeof str_fields[0])

@@ -13,6 +13,8 @@
 #                                  (so the ONLY defect is the missing trust)
 #   client.pem, client.key         client certificate (extendedKeyUsage
 #                                  clientAuth) signed by the CA, CN=mailwire-client
+#   revoked.pem, revoked.key       like good.pem (same SAN), but revoked
+#   crl.pem                        the CA's CRL, revoking revoked.pem only
 # Keys are unencrypted PEM (EC P-256: fast to generate, accepted by OpenSSL,
 # Python's ssl, Dovecot and Postfix).  Everything else the script needs
 # (openssl ca database, CSRs, extension files) stays in DIR/.ca/.
@@ -112,6 +114,13 @@ sign good localhost srv_localhost -days 3650
 sign expired localhost srv_localhost -startdate 20200101000000Z -enddate 20210101000000Z
 sign wronghost wrong.example srv_wronghost -days 3650
 sign client mailwire-client client -days 3650
+sign revoked localhost srv_localhost -days 3650
+openssl ca -batch -config "$work/ca.cnf" -cert "$dir/ca.pem" -keyfile "$dir/ca.key" \
+  -revoke "$dir/revoked.pem" -crl_reason keyCompromise 2>"$work/revoke.log" ||
+  { cat "$work/revoke.log" >&2; exit 1; }
+openssl ca -batch -config "$work/ca.cnf" -cert "$dir/ca.pem" -keyfile "$dir/ca.key" \
+  -gencrl -crldays 3650 -out "$dir/crl.pem" 2>"$work/crl.log" ||
+  { cat "$work/crl.log" >&2; exit 1; }
 
 openssl req -new -x509 -config "$work/ca.cnf" -extensions srv_selfsigned \
   "${keyopts[@]}" -keyout "$dir/selfsigned.key" -subj "/O=mailwire tests/CN=localhost" \
@@ -122,6 +131,12 @@ openssl req -new -x509 -config "$work/ca.cnf" -extensions srv_selfsigned \
 openssl verify -CAfile "$dir/ca.pem" "$dir/good.pem" "$dir/wronghost.pem" "$dir/client.pem" >/dev/null
 if openssl verify -CAfile "$dir/ca.pem" "$dir/expired.pem" >/dev/null 2>&1; then
   echo "mkcerts: expired.pem unexpectedly verifies" >&2
+  exit 1
+fi
+openssl verify -CAfile "$dir/ca.pem" -CRLfile "$dir/crl.pem" -crl_check "$dir/good.pem" >/dev/null
+if openssl verify -CAfile "$dir/ca.pem" -CRLfile "$dir/crl.pem" -crl_check "$dir/revoked.pem" \
+     >/dev/null 2>&1; then
+  echo "mkcerts: revoked.pem unexpectedly verifies with the CRL" >&2
   exit 1
 fi
 if openssl verify -CAfile "$dir/ca.pem" "$dir/selfsigned.pem" >/dev/null 2>&1; then

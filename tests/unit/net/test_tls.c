@@ -8,6 +8,7 @@
 #include "util/base64.h"
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -664,9 +665,37 @@ static void no_name_to_check_is_refused(void **state)
     close(sv[1]);
 }
 
+/* A caller built against version 1 of mw_tls_opts passes a shorter struct:
+ * only that much is read (ASan would catch a read past it), the new field
+ * gets its default; an unknown version is refused. */
+static void tls_opts_version_1_copied(void **state)
+{
+    (void)state;
+    size_t v1 = offsetof(mw_tls_opts, crl_file);
+    mw_tls_opts full = MW_TLS_OPTS_INIT;
+    full.version = 1;
+    full.ca_file = "ca.pem";
+    full.min_version = 13;
+    char *old = malloc(v1);
+    assert_non_null(old);
+    memcpy(old, &full, v1);
+    mw_tls_opts got;
+    assert_int_equal(mw_tls_opts_copy(&got, (const mw_tls_opts *)(void *)old), 0);
+    assert_int_equal(got.version, MW_TLS_OPTS_VERSION);
+    assert_string_equal(got.ca_file, "ca.pem");
+    assert_int_equal(got.min_version, 13);
+    assert_null(got.crl_file);
+    free(old);
+    full.version = 7;
+    assert_int_equal(mw_tls_opts_copy(&got, &full), MW_EINVAL);
+    assert_int_equal(mw_tls_opts_copy(&got, NULL), 0);
+    assert_int_equal(got.handshake_timeout_ms, 30000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tls_opts_version_1_copied),
         cmocka_unit_test(verifies_with_test_ca),
         cmocka_unit_test(expired_certificate_is_named),
         cmocka_unit_test(self_signed_certificate_is_named),

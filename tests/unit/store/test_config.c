@@ -18,6 +18,7 @@ static const char example[] = "# mailwire accounts\n"
                               "user \"me \\\"quoted\\\" \\\\ here\"\n"
                               "passwordeval pass show mail/work\n"
                               "cafile ~/ca.pem\n"
+                              "crlfile ~/crl.pem\n"
                               "pin sha256:AAAA+/==\n"
                               "keep on\n"
                               "size_limit 10m\n"
@@ -62,6 +63,7 @@ static void parse_example(void **state)
     assert_string_equal(w->user, "me \"quoted\" \\ here");
     assert_string_equal(w->passwordeval, "pass show mail/work");
     assert_string_equal(w->cafile, "/home/me/ca.pem");
+    assert_string_equal(w->crlfile, "/home/me/crl.pem");
     assert_string_equal(w->pin, "sha256:AAAA+/==");
     assert_int_equal(w->keep, 1);
     assert_int_equal(w->only_new, 1);
