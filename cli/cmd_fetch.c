@@ -273,6 +273,10 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
             }
         }
         j->po.password = j->password;
+        if (mw_cli_auth_is_token(a->auth)) {
+            j->po.token = j->password; /* the password sources hold the token */
+            j->po.password = NULL;
+        }
     }
     mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
     j->fo = fo;
@@ -454,6 +458,10 @@ int mw_cmd_fetch(int argc, char **argv)
         j->po.net_opts = &j->net;
         j->po.user = conn.user;
         j->po.password = conn.password;
+        if (mw_cli_auth_is_token(conn.auth)) {
+            j->po.token = conn.password; /* the password sources hold the token */
+            j->po.password = NULL;
+        }
         j->po.allow_plaintext = conn.allow_plaintext;
         j->po.trace = conn.trace_fn;
         j->po.trace_userdata = conn.trace_ud;

@@ -472,6 +472,10 @@ int mw_cmd_pop3(int argc, char **argv)
     o.net_opts = &n;
     o.user = s.conn.user;
     o.password = s.conn.password;
+    if (mw_cli_auth_is_token(auth)) {
+        o.token = o.password; /* the password sources hold the token */
+        o.password = NULL;
+    }
     o.allow_plaintext = s.conn.allow_plaintext;
     o.trace = s.conn.trace_fn;
     o.trace_userdata = s.conn.trace_ud;

@@ -285,6 +285,10 @@ static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
         o.username = c->conn.user;
         o.password = c->conn.password;
         o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
+        if (mw_cli_auth_is_token(c->conn.auth)) {
+            o.token = o.password; /* the password sources hold the token */
+            o.password = NULL;
+        }
     }
     o.allow_plaintext = c->conn.allow_plaintext;
     o.queue = c->queue;

@@ -462,6 +462,11 @@ int mw_cli_conn_password(mw_cli_conn *c)
     return 0;
 }
 
+int mw_cli_auth_is_token(const char *auth)
+{
+    return auth && (!strcasecmp(auth, "XOAUTH2") || !strcasecmp(auth, "OAUTHBEARER"));
+}
+
 void mw_cli_conn_tls_opts(const mw_cli_conn *c, mw_tls_opts *out)
 {
     mw_tls_opts t = MW_TLS_OPTS_INIT;

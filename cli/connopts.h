@@ -102,6 +102,10 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i);
 int mw_cli_conn_finish(mw_cli_conn *c);
 /* Finds the password (see above).  Returns 0 or a sysexits code. */
 int mw_cli_conn_password(mw_cli_conn *c);
+/* 1 when auth names an OAuth 2.0 mechanism (XOAUTH2, OAUTHBEARER): then
+ * the "password" the sources give is the access token, as with mpop's and
+ * msmtp's passwordeval. */
+int mw_cli_auth_is_token(const char *auth);
 /* TLS and network options reflecting the command line (strings point into
  * the mw_cli_conn). */
 void mw_cli_conn_tls_opts(const mw_cli_conn *c, mw_tls_opts *out);
