@@ -498,7 +498,27 @@ typedef struct batch {
     size_t nto;
     int atleastone;
     int rc; /* exit status so far */
+    /* The progress line on a terminal (stderr), as fetch has. */
+    int tty, shown;
+    size_t done, sent;
+    uint64_t octets;
+    int64_t start_ms, last_ms;
 } batch;
+
+/* Messages done and sent, megabytes and rate, redrawn at most 5 times a
+ * second; `final` draws it once more and ends the line. */
+static void batch_progress(batch *b, int final)
+{
+    int64_t now = mw_now_ms();
+    if (!final && b->shown && now - b->last_ms < 200) return;
+    b->last_ms = now;
+    double secs = (double)(now - b->start_ms) / 1000.0;
+    double mb = (double)b->octets / 1e6;
+    fprintf(stderr, "\r\033[Kmailwire smtp: %zu/%zu messages, %zu sent, %.1f MB, %.1f MB/s%s",
+            b->done, b->nfiles, b->sent, mb, secs > 0 ? mb / secs : 0.0, final ? "\n" : "");
+    fflush(stderr);
+    b->shown = !final;
+}
 
 static int batch_next(void *ud, size_t index, mw_smtp_msg *m)
 {
@@ -530,10 +550,20 @@ static int batch_next(void *ud, size_t index, mw_smtp_msg *m)
 static void batch_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
 {
     batch *b = ud;
+    if (b->shown && (rc || (r && r->nrejected))) {
+        fputs("\r\033[K", stderr); /* the error lines take the progress line's place */
+        b->shown = 0;
+    }
     print_result(b->c, b->files[b->name[index]], rc, r, err);
     int e = tx_exit(rc, r);
     if (e && !b->rc) b->rc = e;
     if (b->fd[index] != 0) close(b->fd[index]);
+    b->done++;
+    if (r && r->sent) {
+        b->sent++;
+        b->octets += r->octets;
+    }
+    if (b->tty) batch_progress(b, 0);
 }
 
 int mw_cmd_smtp(int argc, char **argv)
@@ -619,12 +649,15 @@ int mw_cmd_smtp(int argc, char **argv)
                    .nto = nto,
                    .atleastone = !all_or_nothing};
         if (no_msg_pipelining) mw_smtp_set_message_pipelining(s, 0);
+        b.tty = !c.conn.json && nfiles > 1 && isatty(2);
+        b.start_ms = mw_now_ms();
         b.fd = calloc(nfiles, sizeof *b.fd);
         b.name = calloc(nfiles, sizeof *b.name);
         int brc = b.fd && b.name ? mw_smtp_send_batch(s, batch_next, batch_done, &b) : MW_ENOMEM;
         if (brc == MW_ENOMEM && !b.rc) b.rc = EX_SOFTWARE_;
         free(b.fd);
         free(b.name);
+        if (b.tty && b.done) batch_progress(&b, 1);
         if (b.rc && !rc) rc = b.rc;
         if (brc && !mw_smtp_alive(s)) {
             /* The connection is gone: the remaining files are not sent. */

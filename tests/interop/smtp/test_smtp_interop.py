@@ -278,6 +278,54 @@ def send_streams():
     return None
 
 
+@case("smtp send on a terminal: a progress line on stderr, redrawn, ending with every message counted")
+def progress_on_a_tty():
+    import pty
+    import select
+    with tempfile.TemporaryDirectory() as d:
+        files = []
+        for i in range(300):
+            f = os.path.join(d, "m%03d" % i)
+            with open(f, "wb") as fh:
+                fh.write(b"Subject: p %d\n\n" % i + (b"x" * 70 + b"\n") * 30)
+            files.append(f)
+        master, slave = pty.openpty()
+        p = subprocess.Popen([mailwire(), "smtp", "--host", "127.0.0.1", "--port",
+                              os.environ["MW_SINK_PORT"], "--tls", "none", "send", "--from",
+                              "a@x.test", "--to", "b@y.test"] + files,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                             env=env_for("nobody"))
+        os.close(slave)
+        out = b""
+        while True:
+            r, _, _ = select.select([master], [], [], 60)
+            if not r:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        rc = p.wait(timeout=60)
+        text = out.decode("utf-8", "replace")
+        if rc != 0:
+            return "exit %d: %s" % (rc, text[-300:])
+        if "\r\x1b[Kmailwire smtp: 300/300 messages, 300 sent" not in text:
+            return "no final progress line in: %r" % text[-300:]
+        if not text.endswith("\n"):
+            return "the progress line is not ended: %r" % text[-100:]
+    # Not a terminal (the other cases): no progress line at all.
+    rc, _, err = run(["smtp", "--host", "127.0.0.1", "--port", os.environ["MW_SINK_PORT"],
+                      "--tls", "none", "send", "--from", "a@x.test", "--to", "b@y.test"] +
+                     files[:0] + [os.devnull, os.devnull])
+    if "messages," in err:
+        return "progress printed to a non-terminal: %r" % err
+    return None
+
+
 def main():
     print("1..%d" % len(cases))
     have = bool(os.environ.get("MW_SMTP_PORT"))
