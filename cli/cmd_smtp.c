@@ -488,9 +488,14 @@ static int read_file(const char *path, char **data, size_t *len)
  * the server is still answering the previous one. */
 typedef struct batch {
     smtp_cli *c;
+    mw_smtp *s;
     char **files;
     size_t nfiles;
-    size_t taken; /* files looked at so far */
+    /* This connection's share: files[todo[0..ntodo)], taken so far; those
+     * lost with the connection go to retry[] for the next one. */
+    size_t *todo, ntodo, taken;
+    size_t *retry, nretry;
+    int may_retry;
     int *fd;      /* fd[i]: the open file of message i (several are in hand at once) */
     size_t *name; /* name[i]: its index in files[] */
     const char *from;
@@ -523,8 +528,9 @@ static void batch_progress(batch *b, int final)
 static int batch_next(void *ud, size_t index, mw_smtp_msg *m)
 {
     batch *b = ud;
-    while (b->taken < b->nfiles) {
-        const char *path = b->files[b->taken++];
+    while (b->taken < b->ntodo) {
+        size_t f = b->todo[b->taken++];
+        const char *path = b->files[f];
         /* Streamed from the file: a large message costs no memory. */
         int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
         if (fd < 0) {
@@ -533,7 +539,7 @@ static int batch_next(void *ud, size_t index, mw_smtp_msg *m)
             continue;
         }
         b->fd[index] = fd;
-        b->name[index] = b->taken - 1;
+        b->name[index] = f;
         m->fd = fd;
         m->originator = b->from;
         m->recipients = b->nto ? b->to : NULL;
@@ -547,9 +553,23 @@ static int batch_next(void *ud, size_t index, mw_smtp_msg *m)
     return 0;
 }
 
+/* Failures that say nothing about the message: the connection went away
+ * (or the server closed it, 421) before its end was accepted. */
+static int lost_with_connection(int rc)
+{
+    return rc == MW_ENET || rc == MW_ETIMEOUT || rc == MW_ESTATE || rc == MW_ETEMP;
+}
+
 static void batch_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
 {
     batch *b = ud;
+    if (rc && b->may_retry && lost_with_connection(rc) && !mw_smtp_alive(b->s)) {
+        /* Sent again over a new connection (at worst a duplicate, if the
+         * server took it and its reply was lost: RFC 5321 §6.1). */
+        if (b->fd[index] != 0) close(b->fd[index]);
+        b->retry[b->nretry++] = b->name[index];
+        return;
+    }
     if (b->shown && (rc || (r && r->nrejected))) {
         fputs("\r\033[K", stderr); /* the error lines take the progress line's place */
         b->shown = 0;
@@ -640,7 +660,10 @@ int mw_cmd_smtp(int argc, char **argv)
         rc = cmd_capa(&c, s);
     } else {
         /* Every file over the one connection: one login for the batch,
-         * and each file opened while the server answers the previous. */
+         * and each file opened while the server answers the previous.  A
+         * connection lost (or closed by the server: a per-connection
+         * message limit) is made again for the files left, as long as
+         * each connection gets at least one message through (3 tries). */
         batch b = {.c = &c,
                    .files = files,
                    .nfiles = nfiles,
@@ -648,22 +671,62 @@ int mw_cmd_smtp(int argc, char **argv)
                    .to = to,
                    .nto = nto,
                    .atleastone = !all_or_nothing};
-        if (no_msg_pipelining) mw_smtp_set_message_pipelining(s, 0);
         b.tty = !c.conn.json && nfiles > 1 && isatty(2);
         b.start_ms = mw_now_ms();
         b.fd = calloc(nfiles, sizeof *b.fd);
         b.name = calloc(nfiles, sizeof *b.name);
-        int brc = b.fd && b.name ? mw_smtp_send_batch(s, batch_next, batch_done, &b) : MW_ENOMEM;
-        if (brc == MW_ENOMEM && !b.rc) b.rc = EX_SOFTWARE_;
+        b.todo = calloc(nfiles, sizeof *b.todo);
+        b.retry = calloc(nfiles, sizeof *b.retry);
+        if (!b.fd || !b.name || !b.todo || !b.retry) {
+            rc = EX_SOFTWARE_;
+            nfiles = 0;
+        }
+        for (size_t f = 0; f < nfiles; f++)
+            b.todo[f] = f;
+        b.ntodo = nfiles;
+        int fruitless = 0;
+        while (b.ntodo > 0) {
+            if (no_msg_pipelining) mw_smtp_set_message_pipelining(s, 0);
+            b.s = s;
+            b.taken = 0;
+            b.nretry = 0;
+            b.may_retry = fruitless < 2;
+            size_t sent_before = b.sent;
+            int brc = mw_smtp_send_batch(s, batch_next, batch_done, &b);
+            if (brc == MW_ENOMEM && !b.rc) b.rc = EX_SOFTWARE_;
+            if (mw_smtp_alive(s)) break;
+            /* Left: those lost with the connection, then those not taken. */
+            size_t left = b.nretry;
+            for (size_t k = b.taken; k < b.ntodo; k++)
+                b.retry[left++] = b.todo[k];
+            memcpy(b.todo, b.retry, left * sizeof *b.todo);
+            b.ntodo = left;
+            if (left == 0) break;
+            fruitless = b.sent > sent_before ? 0 : fruitless + 1;
+            mw_smtp_free(s);
+            s = NULL;
+            if (b.may_retry) {
+                if (b.shown) fputs("\r\033[K", stderr);
+                b.shown = 0;
+                fprintf(stderr,
+                        "mailwire smtp: the connection was lost; connecting again for the %zu "
+                        "message%s left\n",
+                        left, left == 1 ? "" : "s");
+                if (smtp_open(&c, &s, 1) == 0) continue;
+            }
+            /* The remaining files are not sent. */
+            for (size_t k = 0; k < b.ntodo; k++)
+                fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n",
+                        files[b.todo[k]]);
+            if (!b.rc) b.rc = EX_TEMPFAIL_;
+            break;
+        }
         free(b.fd);
         free(b.name);
+        free(b.todo);
+        free(b.retry);
         if (b.tty && b.done) batch_progress(&b, 1);
         if (b.rc && !rc) rc = b.rc;
-        if (brc && !mw_smtp_alive(s)) {
-            /* The connection is gone: the remaining files are not sent. */
-            for (size_t g = b.taken; g < nfiles; g++)
-                fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n", files[g]);
-        }
     }
     mw_smtp_quit(s);
     mw_smtp_free(s);
