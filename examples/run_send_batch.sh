@@ -26,9 +26,10 @@ if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q '^50 sent, 0 failed$' &&
 else
     echo "not ok 1 - example send_batch to smtp-sink (exit $rc)"
 fi
-# s19 is one of the SMTP test users; its password is pw-s19.
-out=$(MAILWIRE_USER=s19 MAILWIRE_PASSWORD=pw-s19 "$prog" 127.0.0.1 "$MW_SMTP_PORT" "$MW_CA_FILE" \
-      s19@"${MW_MAIL_DOMAIN:-test.domain}" s20@"${MW_MAIL_DOMAIN:-test.domain}" \
+# s14 and s16 are SMTP test users no other test uses (a test that fetches
+# its mailbox back must not find these messages there); password pw-s14.
+out=$(MAILWIRE_USER=s14 MAILWIRE_PASSWORD=pw-s14 "$prog" 127.0.0.1 "$MW_SMTP_PORT" "$MW_CA_FILE" \
+      s14@"${MW_MAIL_DOMAIN:-test.domain}" s16@"${MW_MAIL_DOMAIN:-test.domain}" \
       "$dir/m1" "$dir/m2" "$dir/m3" 2>&1)
 rc=$?
 printf '%s\n' "$out" | sed 's/^/# /'
