@@ -26,10 +26,10 @@ if [ $rc -eq 0 ] && printf '%s\n' "$out" | grep -q '^50 sent, 0 failed$' &&
 else
     echo "not ok 1 - example send_batch to smtp-sink (exit $rc)"
 fi
-# s14 and s16 are SMTP test users no other test uses (a test that fetches
-# its mailbox back must not find these messages there); password pw-s14.
-out=$(MAILWIRE_USER=s14 MAILWIRE_PASSWORD=pw-s14 "$prog" 127.0.0.1 "$MW_SMTP_PORT" "$MW_CA_FILE" \
-      s14@"${MW_MAIL_DOMAIN:-test.domain}" s16@"${MW_MAIL_DOMAIN:-test.domain}" \
+# s8 is the one SMTP test user no other test sends to (a test that fetches
+# a mailbox back must not find these messages there); password pw-s8.
+out=$(MAILWIRE_USER=s8 MAILWIRE_PASSWORD=pw-s8 "$prog" 127.0.0.1 "$MW_SMTP_PORT" "$MW_CA_FILE" \
+      s8@"${MW_MAIL_DOMAIN:-test.domain}" s8@"${MW_MAIL_DOMAIN:-test.domain}" \
       "$dir/m1" "$dir/m2" "$dir/m3" 2>&1)
 rc=$?
 printf '%s\n' "$out" | sed 's/^/# /'
