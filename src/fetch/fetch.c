@@ -136,11 +136,6 @@ static int prune_visit(const char *uid, int64_t first_seen, void *ud)
 
 /* ---- filter ----------------------------------------------------------------- */
 
-static int sink_buf(const char *data, size_t len, void *ud)
-{
-    return mw_buf_append(ud, data, len);
-}
-
 /* Writes all of data to fd before the deadline; SIGPIPE is blocked for this
  * thread so a filter that exits early cannot kill the process. */
 static int write_all(int fd, const char *data, size_t len, int64_t deadline)
@@ -254,41 +249,101 @@ static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char 
 }
 
 /* TOP n 0 (RFC 1939 §7) for each candidate, then the filter's decision. */
+/* The filter's view of one run of TOPs: the headers of the message being
+ * received, and how far the run got. */
+typedef struct filter_run {
+    fctx *c;
+    size_t base;       /* c->pl index of the run's first message */
+    uint64_t first;    /* its number (the run's numbers are contiguous) */
+    mw_buf hdr;        /* headers only; a bound on what we hold */
+    uint64_t last_end; /* last message whose headers came whole (0: none) */
+    uint64_t too_big;  /* a message whose headers passed the bound */
+    int stopped;       /* the run failed: what is still in flight is ignored */
+} filter_run;
+
+/* Decides one message from its headers (the filter command). */
+static void filter_one(fctx *c, plan *p, const char *hdr, size_t len)
+{
+    int decision = MW_FETCH_GET;
+    char why[200];
+    int rc = run_filter(c, hdr, len, &decision, why, sizeof why);
+    if (rc) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "message %llu: %s; left on the server",
+                 (unsigned long long)p->num, why);
+        fail(c, rc, "filter", NULL, msg);
+        p->action = A_SKIP;
+        c->res->errors++;
+        return;
+    }
+    p->action = decision == MW_FETCH_GET ? A_GET : decision == MW_FETCH_DELETE ? A_DELE : A_SKIP;
+}
+
+/* mw_pop3_retr_range's callback for TOP n 0: a piece of headers, or (data
+ * NULL) the end of a message's, when the filter decides it. */
+static int filter_top(uint64_t msg, const char *data, size_t len, const mw_pop3_retr_info *info,
+                      void *ud)
+{
+    (void)info;
+    filter_run *f = ud;
+    if (f->stopped) return 0;
+    if (msg != (f->last_end ? f->last_end + 1 : f->first)) {
+        /* Data of a later message: the one before it was refused (-ERR),
+         * and the run is stopping; the replies in flight are ignored. */
+        f->stopped = 1;
+        return 0;
+    }
+    if (data) {
+        int rc = mw_buf_append(&f->hdr, data, len);
+        if (rc) {
+            f->too_big = msg; /* stops the run; this message is left */
+            f->stopped = 1;
+        }
+        return rc;
+    }
+    f->last_end = msg;
+    filter_one(f->c, &f->c->pl[f->base + (size_t)(msg - f->first)], f->hdr.data ? f->hdr.data : "",
+               f->hdr.len);
+    mw_buf_reset(&f->hdr);
+    return 0;
+}
+
+/* The filter decides every A_GET message from its headers.  The TOPs of a
+ * run of consecutive messages are pipelined (RFC 2449 §6.6), so while the
+ * filter judges one message the next headers are already on their way: a
+ * high-latency link costs one round trip per run, not one per message.
+ * A message whose TOP is refused, or whose headers pass 256 KiB, is left
+ * on the server and the run goes on after it. */
 static int apply_filter(fctx *c)
 {
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->pl[i].action != A_GET) continue;
-        mw_buf b = MW_BUF_INIT(256 * 1024); /* headers only; a bound on what we hold */
-        int rc = mw_pop3_top(c->p, c->pl[i].num, 0, sink_buf, &b);
-        if (rc) {
-            mw_buf_free(&b);
-            const mw_error *pe = mw_pop3_error(c->p);
-            if (rc == MW_ESERVER || rc == MW_ETEMP || rc == MW_ETOOBIG) {
-                /* This message only: leave it on the server. */
-                fail(c, rc, "filter: TOP", rc == MW_ETOOBIG ? NULL : pe,
-                     "headers over 256 KiB; message left on the server");
-                c->pl[i].action = A_SKIP;
-                c->res->errors++;
-                continue;
-            }
-            return fail(c, rc, "pop3", pe, NULL);
-        }
-        int decision = MW_FETCH_GET;
-        char why[200];
-        rc = run_filter(c, b.data ? b.data : "", b.len, &decision, why, sizeof why);
-        mw_buf_free(&b);
-        if (rc) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "message %llu: %s; left on the server",
-                     (unsigned long long)c->pl[i].num, why);
-            fail(c, rc, "filter", NULL, msg);
-            c->pl[i].action = A_SKIP;
-            c->res->errors++;
+    size_t i = 0;
+    while (i < c->n && !c->stop) {
+        if (c->pl[i].action != A_GET) {
+            i++;
             continue;
         }
-        c->pl[i].action = decision == MW_FETCH_GET      ? A_GET
-                          : decision == MW_FETCH_DELETE ? A_DELE
-                                                        : A_SKIP;
+        size_t j = i;
+        while (j + 1 < c->n && c->pl[j + 1].action == A_GET && c->pl[j + 1].num == c->pl[j].num + 1)
+            j++;
+        filter_run f = {c, i, c->pl[i].num, MW_BUF_INIT(256 * 1024), 0, 0, 0};
+        int rc = mw_pop3_retr_range(c->p, c->pl[i].num, c->pl[j].num, 0, filter_top, &f);
+        mw_buf_free(&f.hdr);
+        if (!rc) {
+            i = j + 1;
+            continue;
+        }
+        if (rc != MW_ESERVER && rc != MW_ETEMP && rc != MW_ETOOBIG)
+            return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+        /* The message the run stopped at: its headers were too big, or its
+         * TOP was the reply after the last one that ended. */
+        uint64_t bad = f.too_big ? f.too_big : f.last_end ? f.last_end + 1 : c->pl[i].num;
+        size_t k = i + (size_t)(bad - c->pl[i].num);
+        if (k > j) return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+        fail(c, rc, "filter: TOP", rc == MW_ETOOBIG ? NULL : mw_pop3_error(c->p),
+             "headers over 256 KiB; message left on the server");
+        c->pl[k].action = A_SKIP;
+        c->res->errors++;
+        i = k + 1;
     }
     return 0;
 }
