@@ -1,0 +1,120 @@
+/* libFuzzer target: a whole SMTP client session against arbitrary server
+ * output.  The input is what the "server" says, handed out in pieces whose
+ * sizes come from the input's first byte; the client opens (greeting,
+ * EHLO/HELO, maybe AUTH PLAIN without TLS as allowed), then sends a batch
+ * of three messages (messages pipelined when offered, BDAT when offered),
+ * then one more with mw_smtp_send, then QUIT.  Whatever the server says,
+ * the session must end without a crash, a leak or undefined behaviour, and
+ * the batch must report every message it took exactly once, in order. */
+#include "mailwire/net.h"
+#include "mailwire/smtp.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+typedef struct server {
+    const uint8_t *p;
+    size_t n, pos, step;
+    size_t written;
+} server;
+
+static long srv_read(void *ud, void *buf, size_t len, int64_t deadline)
+{
+    (void)deadline;
+    server *s = ud;
+    size_t n = s->n - s->pos;
+    if (n > len) n = len;
+    if (n > s->step) n = s->step;
+    memcpy(buf, s->p + s->pos, n);
+    s->pos += n;
+    return (long)n; /* 0 at the end: the server closed */
+}
+
+static long srv_write(void *ud, const void *buf, size_t len, int64_t deadline)
+{
+    (void)buf;
+    (void)deadline;
+    server *s = ud;
+    s->written += len;
+    return (long)len;
+}
+
+typedef struct batch {
+    int asked, done;
+    size_t last;
+} batch;
+
+static const char *const rcpt[] = {"b@y.test", "c@y.test"};
+
+static int next_msg(void *ud, size_t index, mw_smtp_msg *m)
+{
+    batch *b = ud;
+    if (b->asked >= 3) return 0;
+    b->asked++;
+    static const char *const bodies[] = {
+        "Subject: one\n\nhello\n.dot line\n",
+        "From: x@y.test\nTo: t@y.test\nBcc: h@y.test\n\n8-bit caf\xc3\xa9\r\n",
+        "Subject: three\n\n" /* empty body */,
+    };
+    m->data = bodies[index % 3];
+    m->len = strlen(m->data);
+    m->originator = index == 1 ? NULL : "a@x.test";
+    m->recipients = index == 1 ? NULL : rcpt;
+    m->nrecipients = index == 1 ? 0 : 1 + index % 2;
+    m->atleastone = index != 2;
+    return 1;
+}
+
+static void msg_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+{
+    (void)rc;
+    (void)r;
+    batch *b = ud;
+    if (!err) abort();
+    if ((int)index != b->done || b->done >= b->asked) abort(); /* once each, in order */
+    b->done++;
+    b->last = index;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) return 0;
+    server srv = {data + 1, size - 1, 0, (size_t)(data[0] % 64) + 1, 0};
+    mw_stream *st = NULL;
+    mw_error err;
+    static const mw_stream_ops ops = {srv_read, srv_write, NULL};
+    if (mw_stream_callbacks(&st, &ops, &srv, &err) != 0) return 0;
+    static const char *const servers[] = {"127.0.0.1"};
+    mw_smtp_opts o = MW_SMTP_OPTS_INIT;
+    o.servers = servers;
+    o.nservers = 1;
+    o.tls = MW_SMTP_TLS_NONE;
+    o.stream = st;
+    if (data[0] & 0x80) {
+        o.username = "u";
+        o.password = "p";
+        o.auth = "PLAIN";
+        o.allow_plaintext = 1;
+    }
+    mw_smtp *s = NULL;
+    if (mw_smtp_open(&s, &o, &err) != 0) return 0; /* the stream is freed */
+    mw_smtp_set_message_pipelining(s, !(data[0] & 0x40));
+    batch b = {0, 0, 0};
+    (void)mw_smtp_send_batch(s, next_msg, msg_done, &b);
+    if (b.done != b.asked) abort();
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.data = "Subject: four\n\nx\n";
+    m.len = strlen(m.data);
+    m.originator = "";
+    m.recipients = rcpt;
+    m.nrecipients = 1;
+    mw_smtp_result *r = NULL;
+    (void)mw_smtp_send(s, &m, &r);
+    mw_smtp_result_free(r);
+    mw_smtp_quit(s);
+    mw_smtp_free(s);
+    return 0;
+}
