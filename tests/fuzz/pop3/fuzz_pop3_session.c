@@ -6,6 +6,7 @@
  * TOPs a range, DELEs what it listed and QUITs.  Whatever the server says,
  * the session ends without a crash, a leak or undefined behaviour, every
  * message handed to the callback ends at most once, and in order. */
+#include "../fake_server.h"
 #include "mailwire/net.h"
 #include "mailwire/pop3.h"
 
@@ -14,31 +15,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct server {
-    const uint8_t *p;
-    size_t n, pos, step;
-} server;
-
-static long srv_read(void *ud, void *buf, size_t len, int64_t deadline)
-{
-    (void)deadline;
-    server *s = ud;
-    size_t n = s->n - s->pos;
-    if (n > len) n = len;
-    if (n > s->step) n = s->step;
-    memcpy(buf, s->p + s->pos, n);
-    s->pos += n;
-    return (long)n; /* 0 at the end: the server closed */
-}
-
-static long srv_write(void *ud, const void *buf, size_t len, int64_t deadline)
-{
-    (void)ud;
-    (void)buf;
-    (void)deadline;
-    return (long)len;
-}
 
 typedef struct seen {
     uint64_t last_end; /* the last message that ended; ends must ascend */
@@ -60,11 +36,9 @@ static int on_msg(uint64_t msg, const char *d, size_t len, const mw_pop3_retr_in
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    server srv = {data + 1, size - 1, 0, (size_t)(data[0] % 64) + 1};
+    fake_server srv;
     mw_stream *st = NULL;
-    mw_error err;
-    static const mw_stream_ops ops = {srv_read, srv_write, NULL};
-    if (mw_stream_callbacks(&st, &ops, &srv, &err) != 0) return 0;
+    if (fake_server_stream(&st, &srv, data, size) != 0) return 0;
     mw_pop3_opts o = MW_POP3_OPTS_INIT;
     o.stream = st;
     o.tls = MW_POP3_TLS_NONE;

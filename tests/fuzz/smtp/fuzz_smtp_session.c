@@ -6,6 +6,7 @@
  * then one more with mw_smtp_send, then QUIT.  Whatever the server says,
  * the session must end without a crash, a leak or undefined behaviour, and
  * the batch must report every message it took exactly once, in order. */
+#include "../fake_server.h"
 #include "mailwire/net.h"
 #include "mailwire/smtp.h"
 
@@ -14,33 +15,6 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct server {
-    const uint8_t *p;
-    size_t n, pos, step;
-    size_t written;
-} server;
-
-static long srv_read(void *ud, void *buf, size_t len, int64_t deadline)
-{
-    (void)deadline;
-    server *s = ud;
-    size_t n = s->n - s->pos;
-    if (n > len) n = len;
-    if (n > s->step) n = s->step;
-    memcpy(buf, s->p + s->pos, n);
-    s->pos += n;
-    return (long)n; /* 0 at the end: the server closed */
-}
-
-static long srv_write(void *ud, const void *buf, size_t len, int64_t deadline)
-{
-    (void)buf;
-    (void)deadline;
-    server *s = ud;
-    s->written += len;
-    return (long)len;
-}
 
 typedef struct batch {
     int asked, done;
@@ -82,11 +56,10 @@ static void msg_done(void *ud, size_t index, int rc, const mw_smtp_result *r, co
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
-    server srv = {data + 1, size - 1, 0, (size_t)(data[0] % 64) + 1, 0};
+    fake_server srv;
     mw_stream *st = NULL;
     mw_error err;
-    static const mw_stream_ops ops = {srv_read, srv_write, NULL};
-    if (mw_stream_callbacks(&st, &ops, &srv, &err) != 0) return 0;
+    if (fake_server_stream(&st, &srv, data, size) != 0) return 0;
     static const char *const servers[] = {"127.0.0.1"};
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
     o.servers = servers;
