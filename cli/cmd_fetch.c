@@ -223,6 +223,7 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
     j->tls.cert_file = a->cert;
     j->tls.key_file = a->key;
     if (a->timeout_s > 0) j->net.io_timeout_ms = j->net.connect_timeout_ms = a->timeout_s * 1000;
+    j->net.proxy = a->proxy;
     j->po.port = a->port > 0 ? (unsigned)a->port : 0;
     j->po.tls = a->tls == MW_CONFIG_TLS_OFF        ? MW_POP3_TLS_NONE
                 : a->tls == MW_CONFIG_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT

@@ -93,6 +93,7 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
     STR_OPT("--auth", auth)
     STR_OPT("--cafile", cafile)
     STR_OPT("--crlfile", crlfile)
+    STR_OPT("--proxy", proxy)
     STR_OPT("--pin", pin)
     STR_OPT("--cert", cert)
     STR_OPT("--key", key)
@@ -229,6 +230,7 @@ static int apply_account(mw_cli_conn *c)
         c->auth = a->auth;
     if (!c->cafile) c->cafile = a->cafile;
     if (!c->crlfile) c->crlfile = a->crlfile;
+    if (!c->proxy) c->proxy = a->proxy;
     if (!c->pin) c->pin = a->pin;
     if (!c->cert && !c->key) {
         c->cert = a->cert;
@@ -484,6 +486,7 @@ void mw_cli_conn_net_opts(const mw_cli_conn *c, mw_net_opts *out)
     mw_net_opts n = MW_NET_OPTS_INIT;
     n.connect_timeout_ms = c->timeout_s * 1000;
     n.io_timeout_ms = c->timeout_s * 1000;
+    n.proxy = c->proxy;
     *out = n;
 }
 
@@ -511,6 +514,7 @@ void mw_cli_conn_usage(FILE *f)
           "  --auth MECH            auto (default), user, apop, or a SASL mechanism\n"
           "  --cafile FILE          trust the CAs in FILE instead of the system store\n"
           "  --crlfile FILE         refuse certificates revoked by the CRLs in FILE (PEM)\n"
+          "  --proxy URL            connect through socks5://, socks5h:// or http:// (CONNECT)\n"
           "  --pin sha256:BASE64    require this certificate or public-key hash\n"
           "  --cert FILE --key FILE client certificate and key\n"
           "  --allow-plaintext-password  allow a password over an unencrypted link\n"

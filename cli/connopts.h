@@ -10,6 +10,7 @@
  *   --auth MECH          auto (default) | user | apop | PLAIN | SCRAM-SHA-256 | ...
  *   --cafile FILE        trust these CAs instead of the system store
  *   --crlfile FILE       refuse certificates revoked by these CRLs (PEM)
+ *   --proxy URL          socks5://, socks5h:// or http:// (CONNECT) proxy
  *   --pin sha256:BASE64  require this certificate / public key hash
  *   --cert FILE --key FILE   client certificate
  *   --allow-plaintext-password   allow a password over an unencrypted link
@@ -57,7 +58,7 @@ typedef struct mw_cli_conn {
     int tls;          /* enum mw_cli_tls_mode */
     const char *user; /* after finish: --user or the netrc login, or NULL */
     const char *auth; /* "auto" unless given */
-    const char *cafile, *crlfile, *pin, *cert, *key;
+    const char *cafile, *crlfile, *pin, *cert, *key, *proxy;
     int allow_plaintext;
     int timeout_s;
     const char *trace_path;

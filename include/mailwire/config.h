@@ -74,6 +74,7 @@ typedef struct mw_account {
     int delete_after_days; /* -1 (default): not used */
     const char *from;
     const char *crlfile; /* PEM CRLs to check the server's chain against */
+    const char *proxy;   /* socks5://, socks5h:// or http:// proxy URL */
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

@@ -27,18 +27,27 @@ MW_EXTERN void mw_cancel_reset(mw_cancel *c);
 MW_EXTERN void mw_cancel_free(mw_cancel *c);
 
 /* ---- Network options ---------------------------------------------------- */
-#define MW_NET_OPTS_VERSION 1
+#define MW_NET_OPTS_VERSION 2 /* 2 added proxy; 1 is still accepted */
 typedef struct mw_net_opts {
     unsigned version;
     int connect_timeout_ms; /* the whole connect (every address raced); default 30000 */
     int io_timeout_ms;      /* each read or write; default 60000 */
     int family;             /* 0 any, 4 IPv4 only, 6 IPv6 only */
     mw_cancel *cancel;      /* optional */
+    /* (version 2) Connect through a proxy: "socks5://[USER[:PASS]@]HOST[:PORT]"
+     * (names resolved here), "socks5h://…" (names resolved by the proxy),
+     * or "http://…" (HTTP CONNECT); default ports 1080 / 8080; USER and
+     * PASS percent-decoded.  TLS is still end to end and verifies the
+     * target host, never the proxy.  NULL: direct. */
+    const char *proxy;
 } mw_net_opts;
 #define MW_NET_OPTS_INIT                                                                           \
     {                                                                                              \
-        MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL                                                 \
+        MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL, NULL                                           \
     }
+/* Copies a caller's mw_net_opts of any supported version into the current
+ * one (fields a version lacks get their defaults).  Returns 0 or MW_EINVAL. */
+MW_EXTERN int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src);
 
 /* ---- TLS ----------------------------------------------------------------- */
 

@@ -1,8 +1,11 @@
 /* Streams over descriptors (fd, TCP, command) and caller callbacks, and the
  * dispatch every stream kind goes through. */
 #include "net/stream_int.h"
+#include "net/proxy.h"
 #include "util/err.h"
 
+#include <arpa/inet.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -229,7 +232,7 @@ int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *
     if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
     if (rfd < 0 || wfd < 0) return mw_err_set(err, MW_EINVAL, "invalid file descriptor");
-    if (opts && opts->version != MW_NET_OPTS_VERSION)
+    if (opts && opts->version != MW_NET_OPTS_VERSION && opts->version != 1)
         return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
     /* Non-blocking so that no single read or write can outlive a deadline. */
     if (set_nonblock(rfd) != 0 || set_nonblock(wfd) != 0)
@@ -473,38 +476,19 @@ static int resolve(const char *name, const char *port, const struct addrinfo *hi
     return g;
 }
 
-int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net_opts *opts,
+/* Resolves name (with the connect deadline and the cancel token) into
+ * *res.  Returns 0 or an mw_code with err set. */
+static int lookup(const char *name, unsigned port, const mw_net_opts *opts, struct addrinfo **res,
                   mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
-    *out = NULL;
-    if (!valid_host(host)) return mw_err_set(err, MW_EINVAL, "invalid host name");
-    if (port == 0 || port > 65535)
-        return mw_err_set(err, MW_EINVAL, "invalid port %u (1-65535)", port);
-    if (opts && opts->version != MW_NET_OPTS_VERSION)
-        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
-    mw_net_opts defaults = MW_NET_OPTS_INIT;
-    if (!opts) opts = &defaults;
-    if (opts->family != 0 && opts->family != 4 && opts->family != 6)
-        return mw_err_set(err, MW_EINVAL, "invalid address family %d (0, 4 or 6)", opts->family);
-
-    /* An IPv6 literal may come bracketed, as in a URL. */
-    char hostbuf[260];
-    const char *name = host;
-    size_t hl = strlen(host);
-    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-        memcpy(hostbuf, host + 1, hl - 2);
-        hostbuf[hl - 2] = '\0';
-        name = hostbuf;
-    }
     char portstr[8];
     snprintf(portstr, sizeof portstr, "%u", port);
-    struct addrinfo hints = {0}, *res = NULL;
+    struct addrinfo hints = {0}, *r = NULL;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_family = opts->family == 4 ? AF_INET : opts->family == 6 ? AF_INET6 : AF_UNSPEC;
     int64_t lookup_deadline =
         opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
-    int g = resolve(name, portstr, &hints, lookup_deadline, opts->cancel, &res);
+    int g = resolve(name, portstr, &hints, lookup_deadline, opts->cancel, &r);
     if (g == EAI_CANCELED_MW)
         return mw_err_set(err, MW_ECANCELED, "operation canceled while resolving %s", name);
     if (g == EAI_TIMEOUT_MW)
@@ -513,7 +497,18 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
     if (g != 0)
         return mw_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
                           g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+    *res = r;
+    return 0;
+}
 
+/* A TCP connection to name (unbracketed) port, its addresses raced.  host
+ * is the name as the caller gave it, for messages. */
+static int tcp_direct(mw_stream **out, const char *name, const char *host, unsigned port,
+                      const mw_net_opts *opts, mw_error *err)
+{
+    struct addrinfo *res = NULL;
+    int lrc = lookup(name, port, opts, &res, err);
+    if (lrc) return lrc;
     int fd = -1, tried = 0, last_errno = 0;
     char last[64] = "";
     int rc = mw_tcp_connect_happy(res, opts->connect_timeout_ms, MW_TCP_ATTEMPT_DELAY_MS,
@@ -549,6 +544,100 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
     return 0;
 }
 
+int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src)
+{
+    mw_net_opts d = MW_NET_OPTS_INIT;
+    *dst = d;
+    if (!src) return 0;
+    if (src->version == 1) {
+        /* Version 1 ends before proxy: copy only what it has. */
+        memcpy(dst, src, offsetof(mw_net_opts, proxy));
+        dst->version = MW_NET_OPTS_VERSION;
+        return 0;
+    }
+    if (src->version != MW_NET_OPTS_VERSION) return MW_EINVAL;
+    *dst = *src;
+    return 0;
+}
+
+/* Through the proxy of opts: a connection to it, then its handshake for
+ * name port (the connect timeout again for that).  The stream then names
+ * the target host, which TLS verifies — never the proxy. */
+static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, unsigned port,
+                         const mw_net_opts *opts, mw_error *err)
+{
+    mw_proxy px;
+    int rc = mw_proxy_parse(&px, opts->proxy, err);
+    if (rc) return rc;
+    mw_stream *s = NULL;
+    mw_error pe = {0};
+    if ((rc = tcp_direct(&s, px.host, px.host, px.port, opts, &pe)) != 0)
+        return mw_err_set(err, rc, "proxy: %s", pe.message);
+    char target[INET6_ADDRSTRLEN + 1];
+    const char *ask = name;
+    unsigned char tmp[16];
+    if (px.kind == MW_PROXY_SOCKS5 && inet_pton(AF_INET, name, tmp) != 1 &&
+        inet_pton(AF_INET6, name, tmp) != 1) {
+        /* socks5:// (not socks5h://): the name is resolved here. */
+        struct addrinfo *res = NULL;
+        if ((rc = lookup(name, port, opts, &res, err)) != 0) {
+            mw_stream_free(s);
+            return rc;
+        }
+        const void *a = res->ai_family == AF_INET
+                            ? (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
+                            : (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
+        inet_ntop(res->ai_family, a, target, sizeof target);
+        freeaddrinfo(res);
+        ask = target;
+    }
+    int64_t deadline =
+        opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
+    rc = mw_proxy_handshake(s, &px, ask, port, deadline, err);
+    if (rc) {
+        if (rc == MW_ETIMEOUT && err)
+            mw_err_set(err, rc, "the proxy %s port %u did not answer within %d ms", px.host,
+                       px.port, opts->connect_timeout_ms);
+        mw_stream_free(s);
+        return rc;
+    }
+    char *h = strdup(name);
+    if (!h) {
+        mw_stream_free(s);
+        return mw_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    free(s->host);
+    s->host = h;
+    *out = s;
+    return 0;
+}
+
+int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net_opts *opts,
+                  mw_error *err)
+{
+    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    *out = NULL;
+    if (!valid_host(host)) return mw_err_set(err, MW_EINVAL, "invalid host name");
+    if (port == 0 || port > 65535)
+        return mw_err_set(err, MW_EINVAL, "invalid port %u (1-65535)", port);
+    mw_net_opts o;
+    if (mw_net_opts_copy(&o, opts) != 0)
+        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    if (o.family != 0 && o.family != 4 && o.family != 6)
+        return mw_err_set(err, MW_EINVAL, "invalid address family %d (0, 4 or 6)", o.family);
+    /* An IPv6 literal may come bracketed, as in a URL. */
+    char name[260];
+    size_t hl = strlen(host);
+    if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+        memcpy(name, host + 1, hl - 2);
+        name[hl - 2] = '\0';
+    } else {
+        snprintf(name, sizeof name, "%s", host);
+    }
+    if (o.proxy && *o.proxy) return tcp_via_proxy(out, name, host, port, &o, err);
+    return tcp_direct(out, name, host, port, &o, err);
+}
+
 /* ---- command stream ----------------------------------------------------- */
 
 int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *opts, mw_error *err)
@@ -556,7 +645,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
     if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
     if (!command || !*command) return mw_err_set(err, MW_EINVAL, "empty command");
-    if (opts && opts->version != MW_NET_OPTS_VERSION)
+    if (opts && opts->version != MW_NET_OPTS_VERSION && opts->version != 1)
         return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
     mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
     if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");

@@ -584,8 +584,12 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         return mw_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported",
                           o->tls_opts->version);
     }
-    mw_net_opts ndef = MW_NET_OPTS_INIT;
-    s->net = o->net ? *o->net : ndef;
+    if (mw_net_opts_copy(&s->net, o->net) != 0) {
+        free(s->rep);
+        free(s);
+        mw_stream_free(given);
+        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", o->net->version);
+    }
     s->client = xstrdup(o->client);
     s->username = xstrdup(o->username);
     s->password = xstrdup(o->password);

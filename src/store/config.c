@@ -56,6 +56,7 @@ static const struct key keys[] = {
     {"password_file", K_PATH, F(password_file), 0},
     {"cafile", K_PATH, F(cafile), 0},
     {"crlfile", K_PATH, F(crlfile), 0},
+    {"proxy", K_TEXT, F(proxy), 0},
     {"pin", K_PIN, F(pin), 0},
     {"cert", K_PATH, F(cert), 0},
     {"key", K_PATH, F(key), 0},
@@ -80,7 +81,7 @@ static const size_t str_fields[] = {
     offsetof(mw_account, pin),          offsetof(mw_account, cert),
     offsetof(mw_account, key),          offsetof(mw_account, delivery_target),
     offsetof(mw_account, filter),       offsetof(mw_account, from),
-    offsetof(mw_account, name),
+    offsetof(mw_account, name),         offsetof(mw_account, proxy),
 };
 #define NSTR (sizeof str_fields / sizeof str_fields[0])
 

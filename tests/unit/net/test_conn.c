@@ -3,6 +3,7 @@
 
 #include "mailwire/net.h"
 #include "net/conn.h"
+#include "net/proxy.h"
 #include "net/stream_int.h"
 #include "util/buf.h"
 
@@ -12,6 +13,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -845,6 +847,53 @@ static void happy_all_blackholed_one_deadline(void **state)
     close(l2);
 }
 
+/* ---- proxy URLs ------------------------------------------------------------- */
+
+static void proxy_urls_parsed_and_refused(void **state)
+{
+    (void)state;
+    mw_proxy px;
+    mw_error err = {0};
+    assert_int_equal(mw_proxy_parse(&px, "socks5h://u:p%40x@[::1]:1081", &err), 0);
+    assert_int_equal(px.kind, MW_PROXY_SOCKS5H);
+    assert_string_equal(px.host, "::1");
+    assert_int_equal(px.port, 1081);
+    assert_string_equal(px.user, "u");
+    assert_string_equal(px.pass, "p@x");
+    assert_true(px.has_auth);
+    assert_int_equal(mw_proxy_parse(&px, "HTTP://proxy.example/", &err), 0);
+    assert_int_equal(px.kind, MW_PROXY_HTTP);
+    assert_int_equal(px.port, 8080);
+    assert_false(px.has_auth);
+    assert_int_equal(mw_proxy_parse(&px, "socks5://10.0.0.1", &err), 0);
+    assert_int_equal(px.port, 1080);
+    static const char *const bad[] = {
+        "ftp://h",           "socks5://",         "socks5://h:0",  "socks5://h:99999",
+        "socks5://h:1x",     "socks5://h:1/path", "socks5://[::1", "socks5://u:p%0d@h",
+        "socks5://u%00:p@h", "socks5://:1",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        memset(&err, 0, sizeof err);
+        if (mw_proxy_parse(&px, bad[i], &err) != MW_EINVAL) fail_msg("accepted %s", bad[i]);
+        assert_non_null(strstr(err.message, "proxy"));
+        assert_null(strstr(err.message, "p%0d")); /* a password is never repeated */
+    }
+    /* A version-1 mw_net_opts is read no further than its own end. */
+    size_t v1 = offsetof(mw_net_opts, proxy);
+    mw_net_opts full = MW_NET_OPTS_INIT;
+    full.version = 1;
+    full.io_timeout_ms = 1234;
+    char *old = malloc(v1);
+    assert_non_null(old);
+    memcpy(old, &full, v1);
+    mw_net_opts got;
+    assert_int_equal(mw_net_opts_copy(&got, (const mw_net_opts *)(void *)old), 0);
+    assert_int_equal(got.io_timeout_ms, 1234);
+    assert_null(got.proxy);
+    assert_int_equal(got.version, MW_NET_OPTS_VERSION);
+    free(old);
+}
+
 /* ---- command stream ------------------------------------------------------------ */
 
 static void command_stream_talks_and_reaps(void **state)
@@ -936,6 +985,7 @@ int main(void)
         cmocka_unit_test(stream_io_timeout_from_opts),
         cmocka_unit_test(operation_deadline_bounds_a_trickle),
         cmocka_unit_test(cancel_from_another_thread),
+        cmocka_unit_test(proxy_urls_parsed_and_refused),
         cmocka_unit_test(happy_order_alternates_families),
         cmocka_unit_test(happy_blackholed_first_address),
         cmocka_unit_test(happy_refused_first_goes_on_at_once),
