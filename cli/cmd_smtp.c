@@ -443,47 +443,6 @@ static int cmd_capa(smtp_cli *c, mw_smtp *s)
     return 0;
 }
 
-static int read_file(const char *path, char **data, size_t *len)
-{
-    int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
-    if (fd < 0) return -1;
-    size_t cap = 65536, n = 0;
-    char *b = malloc(cap);
-    for (;;) {
-        if (!b) break;
-        if (n == cap) {
-            if (cap >= SEND_MAX_MESSAGE) {
-                free(b);
-                b = NULL;
-                errno = EFBIG;
-                break;
-            }
-            char *nb = realloc(b, cap * 2);
-            if (!nb) {
-                free(b);
-                b = NULL;
-                break;
-            }
-            b = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, b + n, cap - n);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            free(b);
-            b = NULL;
-            break;
-        }
-        if (r == 0) break;
-        n += (size_t)r;
-    }
-    if (fd != 0) close(fd);
-    if (!b) return -1;
-    *data = b;
-    *len = n;
-    return 0;
-}
-
 /* `smtp send FILE…` as a batch: the library asks for the next file while
  * the server is still answering the previous one. */
 typedef struct batch {
@@ -755,26 +714,11 @@ static void send_usage(FILE *f)
     mw_cli_conn_usage(f);
 }
 
-/* Without -i, sendmail ends the input at a line holding only "." (and the
- * rest is not part of the message). */
-static size_t cut_at_dot(const char *d, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        if (d[i] == '.' && (i + 1 == n || d[i + 1] == '\n' ||
-                            (d[i + 1] == '\r' && (i + 2 == n || d[i + 2] == '\n'))))
-            return i;
-        const char *nl = memchr(d + i, '\n', n - i);
-        if (!nl) break;
-        i = (size_t)(nl - d) + 1;
-    }
-    return n;
-}
-
 /* stdin as a message source for `mailwire send`, streamed: without -i a
- * line holding only "." ends it (cut_at_dot's rule, across reads).  The
- * header block is read ahead into `head` (to pick the account by From and
- * to see whether -F must add one); the library gets head, then the rest. */
+ * line holding only "." ends it (and the rest is not part of the message),
+ * as sendmail does, across reads.  The header block is read ahead into
+ * `head` (to pick the account by From and to see whether -F must add one);
+ * the library gets head, then the rest. */
 typedef struct stdin_src {
     char buf[65536];
     size_t start, end;
@@ -852,14 +796,16 @@ static size_t header_block_end(const char *d, size_t n)
     return 0;
 }
 
-/* Reads the header block ahead (and what came with its last read). */
-static int sin_read_head(stdin_src *S)
+/* Reads ahead into head: the header block (and what came with its last
+ * read), or with `whole` the entire message (--bcc-digest builds its copy
+ * in memory).  EFBIG past SEND_MAX_HEADER / SEND_MAX_MESSAGE. */
+static int sin_read_ahead(stdin_src *S, int whole)
 {
-    size_t cap = 0;
+    size_t cap = 0, max = whole ? SEND_MAX_MESSAGE : SEND_MAX_HEADER;
     S->bol = 1;
-    while (!S->done && !(S->hlen && header_block_end(S->head, S->hlen))) {
+    while (!S->done && (whole || !(S->hlen && header_block_end(S->head, S->hlen)))) {
         if (S->hlen + 65536 > cap) {
-            if (cap >= SEND_MAX_HEADER) {
+            if (cap >= max) {
                 errno = EFBIG;
                 return -1;
             }
@@ -933,7 +879,6 @@ int mw_cli_sendmail(int argc, char **argv)
     const char **rcpt = calloc((size_t)argc + 1, sizeof *rcpt);
     size_t nrcpt = 0;
     int rc = 0;
-    char *data = NULL;
     stdin_src *sin = NULL;
     char *fromhdr = NULL, *sender = NULL;
     mw_smtp_result *r = NULL;
@@ -1018,33 +963,23 @@ int mw_cli_sendmail(int argc, char **argv)
         rc = EX_USAGE_;
         goto out;
     }
-    size_t len = 0;
-    if (bcc_digest) {
-        /* The digest copy is built from the message in memory. */
-        if (read_file("-", &data, &len) != 0) {
-            fprintf(stderr, "mailwire send: cannot read the message: %s%s\n", strerror(errno),
-                    errno == EFBIG ? " (--bcc-digest holds it in memory: 256 MiB at most)" : "");
-            rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
-            goto out;
-        }
-        if (!ignore_dots) len = cut_at_dot(data, len);
-    } else {
-        /* Streamed: only the header block is read before connecting. */
-        if (!(sin = calloc(1, sizeof *sin))) {
-            rc = EX_SOFTWARE_;
-            goto out;
-        }
-        sin->ignore_dots = ignore_dots;
-        if (sin_read_head(sin) != 0) {
-            fprintf(stderr, "mailwire send: cannot read the message: %s\n",
-                    errno == EFBIG ? "no end of the header block in its first 1 MiB"
-                                   : strerror(errno));
-            rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
-            goto out;
-        }
-        data = sin->head;
-        len = sin->hlen;
+    /* Streamed: only the header block is read before connecting (all of
+     * the message with --bcc-digest). */
+    if (!(sin = calloc(1, sizeof *sin))) {
+        rc = EX_SOFTWARE_;
+        goto out;
     }
+    sin->ignore_dots = ignore_dots;
+    if (sin_read_ahead(sin, bcc_digest) != 0) {
+        fprintf(stderr, "mailwire send: cannot read the message: %s\n",
+                errno != EFBIG ? strerror(errno)
+                : bcc_digest   ? "over 256 MiB (--bcc-digest holds it in memory)"
+                               : "no end of the header block in its first 1 MiB");
+        rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
+        goto out;
+    }
+    const char *data = sin->head;
+    size_t len = sin->hlen;
     /* Without --account or --host, the sender picks the account (-f, else
      * the From field), as msmtp's --read-envelope-from does. */
     sender = from ? strdup(from) : from_field_address(data, len);
@@ -1052,7 +987,7 @@ int mw_cli_sendmail(int argc, char **argv)
     if ((rc = smtp_finish(&c)) != 0) goto out;
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
     struct stat st;
-    if (sin && !sin->done) {
+    if (!sin->done) {
         m.read = send_source_read;
         m.read_userdata = sin;
         /* SIZE= from a regular file on stdin (an estimate, RFC 1870 §4). */
@@ -1103,10 +1038,7 @@ out:
     mw_smtp_result_free(r);
     free(fromhdr);
     free(sender);
-    if (sin)
-        free(sin->head); /* data points there */
-    else
-        free(data);
+    if (sin) free(sin->head);
     free(sin);
     free(rcpt);
     smtp_cli_free(&c);
