@@ -12,6 +12,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import taplib  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROXY = os.path.join(HERE, "..", "..", "tools", "proxy.py")
 
@@ -176,27 +179,8 @@ def unreachable(d):
 
 
 def main():
-    print("1..%d" % len(cases))
-    have = bool(os.environ.get("MW_POP3S_PORT"))
-    failed = 0
     with tempfile.TemporaryDirectory() as d:
-        for n, (name, fn) in enumerate(cases, 1):
-            if not have:
-                print("ok %d - %s # SKIP servers not running" % (n, name))
-                continue
-            try:
-                why = fn(d)
-            except Exception as e:  # a crash of the test is a failure, never a pass
-                why = "%s: %s" % (type(e).__name__, e)
-            if why:
-                failed += 1
-                print("not ok %d - %s" % (n, name))
-                for line in str(why).splitlines():
-                    print("# " + line)
-            else:
-                print("ok %d - %s" % (n, name))
-            sys.stdout.flush()
-    return 1 if failed else 0
+        return taplib.run_cases(cases, bool(os.environ.get("MW_POP3S_PORT")), lambda fn: fn(d))
 
 
 if __name__ == "__main__":
