@@ -70,6 +70,9 @@ getent group postdrop >/dev/null || { echo "start.sh: group postdrop missing (in
 users=()
 for p in p s f; do for i in $(seq 1 20); do users+=("$p$i"); done; done
 for i in $(seq 1 5); do users+=("d$i"); done
+# Families of ten for later areas: h (hardening), q (sendmail/queue),
+# o (OAuth), t (Tcl binding), a (API/engine); see README.md "Users".
+for p in h q o t a; do for i in $(seq 1 10); do users+=("$p$i"); done; done
 domain=test.domain
 
 started_ok=0
