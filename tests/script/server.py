@@ -558,6 +558,12 @@ class ScriptServer:
             log.note(f"sleep {d.ms} ms")
             if self.stopper.flag.wait(d.ms / 1000.0):
                 raise _ClientGone(f"the client exited during sleep {d.ms}")
+        elif op == "trickle":
+            log.note(f"S: trickle {show(d.data, 40)}, one byte every {d.ms} ms")
+            for i in range(len(d.data)):
+                if i and self.stopper.flag.wait(d.ms / 1000.0):
+                    raise _ClientGone(f"the client exited during trickle after {i} bytes")
+                conn.send(d.data[i:i + 1])
         elif op == "stall":
             log.note("stall: waiting for the client to close")
             seen = bytearray()      # what the client said meanwhile, for the transcript
