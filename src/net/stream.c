@@ -534,24 +534,32 @@ static int lookup(const char *name, unsigned port, const mw_net_opts *opts, stru
 }
 
 /* A TCP connection to name (unbracketed) port, its addresses raced.  host
- * is the name as the caller gave it, for messages. */
+ * is the name as the caller gave it, for messages; start is when the
+ * session began (its max_time_ms, if any, bounds the lookup and the race
+ * together). */
 static int tcp_direct(mw_stream **out, const char *name, const char *host, unsigned port,
-                      const mw_net_opts *opts, mw_error *err)
+                      const mw_net_opts *opts, int64_t start, mw_error *err)
 {
     struct addrinfo *res = NULL;
     int lrc = lookup(name, port, opts, &res, err);
     if (lrc) return lrc;
     int fd = -1, tried = 0, last_errno = 0;
     char last[64] = "";
-    int rc = mw_tcp_connect_happy(res, opts->connect_timeout_ms, MW_TCP_ATTEMPT_DELAY_MS,
-                                  opts->cancel, &fd, &tried, &last_errno, last, sizeof last);
+    int race_ms = opts->connect_timeout_ms;
+    if (opts->max_time_ms > 0) {
+        int64_t left = start + opts->max_time_ms - mw_now_ms();
+        if (left < 1) left = 1;
+        if (race_ms <= 0 || left < race_ms) race_ms = (int)left;
+    }
+    int rc = mw_tcp_connect_happy(res, race_ms, MW_TCP_ATTEMPT_DELAY_MS, opts->cancel, &fd, &tried,
+                                  &last_errno, last, sizeof last);
     freeaddrinfo(res);
     if (rc == MW_ECANCELED)
         return mw_err_set(err, rc, "operation canceled while connecting to %s", host);
     if (rc == MW_ETIMEOUT)
         return mw_err_set(
             err, rc, "connect to %s port %u timed out after %d ms (%d address%s tried, last %s)",
-            host, port, opts->connect_timeout_ms, tried, tried == 1 ? "" : "es", last);
+            host, port, race_ms, tried, tried == 1 ? "" : "es", last);
     if (rc != 0)
         return mw_err_set(err, rc, "cannot connect to %s port %u: %s (%d address%s tried, last %s)",
                           host, port, strerror(last_errno), tried, tried == 1 ? "" : "es", last);
@@ -571,7 +579,7 @@ static int tcp_direct(mw_stream **out, const char *name, const char *host, unsig
      * call that must not wait passing MSG_DONTWAIT (see sock_timed_read). */
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0) s->sock_timed = 1;
-    apply_opts(s, opts, mw_now_ms());
+    apply_opts(s, opts, start);
     *out = s;
     return 0;
 }
@@ -599,14 +607,14 @@ int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src)
  * name port (the connect timeout again for that).  The stream then names
  * the target host, which TLS verifies — never the proxy. */
 static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, unsigned port,
-                         const mw_net_opts *opts, mw_error *err)
+                         const mw_net_opts *opts, int64_t start, mw_error *err)
 {
     mw_proxy px;
     int rc = mw_proxy_parse(&px, opts->proxy, err);
     if (rc) return rc;
     mw_stream *s = NULL;
     mw_error pe = {0};
-    if ((rc = tcp_direct(&s, px.host, px.host, px.port, opts, &pe)) != 0)
+    if ((rc = tcp_direct(&s, px.host, px.host, px.port, opts, start, &pe)) != 0)
         return mw_err_set(err, rc, "proxy: %s", pe.message);
     char target[INET6_ADDRSTRLEN + 1];
     const char *ask = name;
@@ -665,11 +673,8 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
     /* max_time_ms counts from here: it bounds the lookup and the connect
      * too, as a connect timeout when it is the shorter. */
     int64_t start = mw_now_ms();
-    int by_max_time = 0;
-    if (o.max_time_ms > 0 && (o.connect_timeout_ms <= 0 || o.max_time_ms < o.connect_timeout_ms)) {
+    if (o.max_time_ms > 0 && (o.connect_timeout_ms <= 0 || o.max_time_ms < o.connect_timeout_ms))
         o.connect_timeout_ms = o.max_time_ms;
-        by_max_time = 1;
-    }
     /* An IPv6 literal may come bracketed, as in a URL. */
     char name[260];
     size_t hl = strlen(host);
@@ -680,17 +685,16 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
         snprintf(name, sizeof name, "%s", host);
     }
     if (o.proxy && *o.proxy)
-        rc = tcp_via_proxy(out, name, host, port, &o, err);
+        rc = tcp_via_proxy(out, name, host, port, &o, start, err);
     else
-        rc = tcp_direct(out, name, host, port, &o, err);
-    if (rc == MW_ETIMEOUT && by_max_time) {
+        rc = tcp_direct(out, name, host, port, &o, start, err);
+    if (rc == MW_ETIMEOUT && o.max_time_ms > 0 && mw_now_ms() >= start + o.max_time_ms) {
         char t[32];
         ms_text(t, sizeof t, o.max_time_ms);
         return mw_err_set(err, rc,
                           "session exceeded its max-time of %s while connecting to %s port %u", t,
                           host, port);
     }
-    if (rc == 0) (*out)->op_deadline = o.max_time_ms > 0 ? start + o.max_time_ms : MW_NO_DEADLINE;
     return rc;
 }
 
