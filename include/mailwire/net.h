@@ -42,7 +42,9 @@ typedef struct mw_net_opts {
     const char *proxy;
     /* (version 3) Whole-session limits of a stream made by mw_stream_tcp,
      * mw_stream_fd or mw_stream_command (and of a TLS stream over it),
-     * counted from its creation, the connect included.  Every wait of a
+     * counted from its creation, the connect included.  (NULL options:
+     * the defaults for TCP; no timeout and no limits for fd and command
+     * streams, as before version 3.)  Every wait of a
      * read or write ends at the earliest of its own deadline, now +
      * io_timeout_ms, the max_time_ms deadline and the end of the current
      * rate window.  Both end the session with MW_ETIMEOUT and a message

@@ -276,7 +276,7 @@ int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *
     s->wfd = wfd;
     s->own = own;
     s->wfd_socket = is_socket(wfd);
-    apply_opts(s, &o, mw_now_ms());
+    if (opts) apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;
     return 0;
 }
@@ -757,7 +757,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
     s->own = 1;
     s->wfd_socket = 1;
     s->pid = pid;
-    apply_opts(s, &o, mw_now_ms());
+    if (opts) apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;
     return 0;
 }
