@@ -217,7 +217,11 @@ static void capa_forget(mw_pop3 *p)
 
 static int capa_line(mw_pop3 *p, const char *line, size_t len, void *ud)
 {
-    (void)ud;
+    /* A CAPA reply that never ends must not hold the session: past 100
+     * times what is kept, the server is broken. */
+    if (++*(size_t *)ud > 100 * P3_MAX_CAPA)
+        return pop3_fatal(p, mw_err_set(&p->err, MW_EPROTO, "CAPA reply of more than %d lines",
+                                        100 * P3_MAX_CAPA));
     if (p->ncapa >= P3_MAX_CAPA || len == 0) return 0; /* more than we look at: ignored */
     char *s = malloc(len + 1);
     if (!s) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
@@ -234,7 +238,8 @@ int pop3_do_capa(mw_pop3 *p)
     if (!rc) rc = pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_EUNSUPPORTED, "CAPA");
-    rc = pop3_read_lines(p, capa_line, NULL);
+    size_t nlines = 0;
+    rc = pop3_read_lines(p, capa_line, &nlines);
     if (!rc) p->capa_known = 1;
     return rc;
 }
