@@ -295,9 +295,9 @@ MW_EXTERN int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last);
  * messages then fill a high-latency link, large ones do not pile up).
  * What a stop after a failure still has to read is bounded the same way.
  * The sizes steer the window and bound each RETR (see mw_pop3_retr); the
- * declared size is learned as by mw_pop3_retr (retr_mode).  Without PIPELINING one at a time.  Stops at
- * the first failure (after reading the replies in flight).  Returns the
- * codes of mw_pop3_retr_range. */
+ * declared size is learned as by mw_pop3_retr (retr_mode).  Without
+ * PIPELINING one at a time.  Stops at the first failure (after reading the
+ * replies in flight).  Returns the codes of mw_pop3_retr_range. */
 MW_EXTERN int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n,
                                 uint64_t window_bytes, mw_pop3_msg_fn fn, void *userdata);
 /* DELE each of msgs[0..n-1] (strictly ascending, within the count:
