@@ -99,6 +99,11 @@ int pop3_read_lines(mw_pop3 *p, pop3_line_fn fn, void *ud);
  * came from (UINT64_MAX: none, the bound is the cap), for the error. */
 int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info *info,
                    const char *what, uint64_t announced, uint64_t bound);
+/* TOP msgs[i].msg lines for each (ascending, within the count), pipelined
+ * as mw_pop3_retr_range; each reply is bounded by msgs[i].size as a RETR
+ * is (see pop3_message_bound), without the session's cap. */
+int pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines, mw_pop3_msg_fn fn,
+                  void *userdata);
 /* Checks a message number against the count. */
 int pop3_check_msg(mw_pop3 *p, uint64_t msg);
 int pop3_do_capa(mw_pop3 *p);

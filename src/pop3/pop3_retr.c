@@ -130,7 +130,11 @@ static int read_message_reply(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_f
         }
     }
     uint64_t announced = UINT64_MAX, bound = UINT64_MAX;
-    if (top < 0) {
+    if (top >= 0 && listed != UINT64_MAX) {
+        /* TOP brings a part of the message: its size bounds it too. */
+        announced = listed;
+        bound = pop3_message_bound(listed, 0);
+    } else if (top < 0) {
         if (info->size_known) announced = info->declared;
         if (listed < announced) announced = listed;
         if (announced != UINT64_MAX)
@@ -357,7 +361,8 @@ static int retr_run(mw_pop3 *p, const run *r, long top_lines, uint64_t max_cmds,
     while (got < stop_at) {
         int queued = 0;
         while (sent < stop_at && sent - got < max_cmds &&
-               (sent == got || in_flight + run_size(r, sent) <= max_bytes)) {
+               (sent == got ||
+                (in_flight <= max_bytes && run_size(r, sent) <= max_bytes - in_flight))) {
             if ((rc = send_retr(p, run_msg(r, sent), top_lines, 0))) goto out;
             in_flight += run_size(r, sent);
             sent++;
@@ -433,6 +438,16 @@ int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, uint64_
     if (rc || n == 0) return rc;
     uint64_t bytes = window_bytes ? window_bytes : MW_POP3_WINDOW_BYTES;
     return retr_run(p, &r, -1, p->pipelining ? MW_POP3_WINDOW_MAX : 1, bytes, fn, userdata);
+}
+
+int pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines, mw_pop3_msg_fn fn,
+                  void *userdata)
+{
+    if (!p || !fn || (n && !msgs) || lines < 0) return MW_EINVAL;
+    run r = {msgs, NULL, 0, n};
+    int rc = check_list(p, &r, "TOP");
+    if (rc || n == 0) return rc;
+    return retr_run(p, &r, lines, p->pipelining ? p->window : 1, UINT64_MAX, fn, userdata);
 }
 
 /* DELE over a run, pipelined as RETR is.  stop: no more DELE after the
