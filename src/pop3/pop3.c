@@ -215,9 +215,18 @@ static void capa_forget(mw_pop3 *p)
     p->capa_known = 0;
 }
 
+/* A CAPA reply longer than this is not a capability list (servers send
+ * a few dozen lines): the session ends without reading the rest. */
+#define P3_MAX_CAPA_LINES 1000
+
 static int capa_line(mw_pop3 *p, const char *line, size_t len, void *ud)
 {
-    (void)ud;
+    size_t *lines = ud;
+    if (++*lines > P3_MAX_CAPA_LINES) {
+        mw_err_set(&p->err, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it",
+                   P3_MAX_CAPA_LINES);
+        return pop3_fatal(p, MW_ETOOBIG);
+    }
     if (p->ncapa >= P3_MAX_CAPA || len == 0) return 0; /* more than we look at: ignored */
     char *s = malloc(len + 1);
     if (!s) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
@@ -234,7 +243,8 @@ int pop3_do_capa(mw_pop3 *p)
     if (!rc) rc = pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_EUNSUPPORTED, "CAPA");
-    rc = pop3_read_lines(p, capa_line, NULL);
+    size_t lines = 0;
+    rc = pop3_read_lines(p, capa_line, &lines);
     if (!rc) p->capa_known = 1;
     return rc;
 }
