@@ -46,7 +46,13 @@ class _Eof(Exception):
 class _ClientGone(Exception):
     """The client closed or exited while the server was only talking or
     sleeping (a client that gives up on purpose: oversize line, deadline).
-    The script ends; it fails only if a later directive needed the client."""
+    The script ends; it fails only if a later directive needed the client
+    (but see _reconnect_after: a closed connection before an `accept`).
+    exited: the client process ended (not only this connection)."""
+
+    def __init__(self, msg, exited=False):
+        super().__init__(msg)
+        self.exited = exited
 
 
 # Directives that need the client to do something; the others only send.
@@ -213,7 +219,8 @@ class Conn:
         except ssl.SSLError as e:
             raise _ClientGone(f"TLS error while the server was sending: {e.reason or e}") from None
         except _Stopped:
-            raise _ClientGone("the client exited while the server was sending") from None
+            raise _ClientGone("the client exited while the server was sending",
+                              exited=True) from None
 
     def starttls(self, ctx):
         self.sock = ctx.wrap_socket(self.sock, server_side=True,
@@ -389,14 +396,28 @@ class ScriptServer:
                 self._no_connection()
                 return
             conn = self._accept(None)
-            for i, d in enumerate(ds):
+            i = 0
+            while i < len(ds):
+                d = ds[i]
                 cur = d
                 try:
                     conn = self._step(conn, d)
                 except _ClientGone as gone:
+                    nxt = self._reconnect_after(ds, i + 1, gone)
+                    if nxt is not None:
+                        # The client dropped this connection on purpose and
+                        # connects again: what was left to send on the old
+                        # one is moot; go on at the accept.
+                        conn.log.note(f"{gone}; the script goes on at the accept on line "
+                                      f"{ds[nxt].lineno}")
+                        conn.close()
+                        conn = None
+                        i = nxt
+                        continue
                     self._client_gone(conn, ds[i + 1:], str(gone))
                     conn = None
                     break
+                i += 1
             cur = None
             if conn is not None:
                 self._finish(conn)
@@ -420,6 +441,19 @@ class ScriptServer:
             if self.error is None:
                 self._check_extra_connections()
             self.done.set()
+
+    def _reconnect_after(self, ds, start, gone):
+        """Index of the `accept` that comes next when the client closed the
+        connection (it did not exit) and only send-only directives stand
+        before that accept; else None."""
+        if gone.exited:
+            return None
+        for k in range(start, len(ds)):
+            if ds[k].op == "accept":
+                return k
+            if ds[k].op in NEEDS_CLIENT:
+                return None
+        return None
 
     def _client_gone(self, conn, rest, why):
         (conn.log if conn else self.log).note(why)
@@ -557,7 +591,7 @@ class ScriptServer:
         elif op == "sleep":
             log.note(f"sleep {d.ms} ms")
             if self.stopper.flag.wait(d.ms / 1000.0):
-                raise _ClientGone(f"the client exited during sleep {d.ms}")
+                raise _ClientGone(f"the client exited during sleep {d.ms}", exited=True)
         elif op == "stall":
             log.note("stall: waiting for the client to close")
             seen = bytearray()      # what the client said meanwhile, for the transcript
