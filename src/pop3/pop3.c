@@ -823,3 +823,12 @@ void mw_pop3_config_get(const mw_pop3 *p, mw_pop3_config *out)
     out->auth_used = p->auth_used;
     out->greeting = p->greeting;
 }
+
+int mw_pop3_tls_info(const mw_pop3 *p, mw_tls_info *out)
+{
+    if (!out) return MW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!p) return MW_EINVAL;
+    if (!p->conn) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(mw_conn_stream(p->conn), out);
+}
