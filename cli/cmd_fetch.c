@@ -620,6 +620,11 @@ int mw_cmd_fetch(int argc, char **argv)
                    (unsigned long long)j->res.errors, j->seconds, j->rc ? " (failed)" : "");
     }
     if (conn.json) fputs("]\n", stdout);
+    for (size_t k = 0; k < nj; k++) /* --json: the first failure's error object last */
+        if (js[k].rc) {
+            mw_cli_json_error(ex, js[k].rc, &js[k].err, NULL);
+            break;
+        }
     if (fflush(stdout) && !ex) ex = EX_IOERR_;
 done:
     if (g_cancel) {

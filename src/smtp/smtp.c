@@ -516,6 +516,8 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     free(s->greeting);
     if (!(s->greeting = strdup(s->rep->text)))
         return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    for (size_t n = strlen(s->greeting); n > 0 && s->greeting[n - 1] == '\n'; n--)
+        s->greeting[n - 1] = '\0';
     if (!s->client) {
         if (is_loopback(host))
             s->client = strdup("localhost");
