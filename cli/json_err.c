@@ -32,6 +32,8 @@ static struct {
     int cur_over;
     char first[LINE_MAX_KEPT];
     int have_first;
+    char any[LINE_MAX_KEPT]; /* the first non-empty line, whatever it says */
+    int have_any;
 } J;
 
 /* A line is kept when it is the first that reads as an error: the CLI's
@@ -40,6 +42,10 @@ static void keep_line(void)
 {
     J.cur[J.curlen] = '\0';
     const char *l = J.cur;
+    if (!J.have_any && J.curlen) {
+        memcpy(J.any, J.cur, J.curlen + 1);
+        J.have_any = 1;
+    }
     if (!J.have_first && !strncmp(l, "mailwire", 8) && !strstr(l, ": warning: ") &&
         strncmp(l, "mailwire: usage", 15)) {
         memcpy(J.first, J.cur, J.curlen + 1);
@@ -147,6 +153,7 @@ void mw_cli_json_error(int exit_code, int mw_code, const mw_error *e, const char
                       : e && e->message[0] ? e->message
                       : mw_code            ? mw_strerror(mw_code)
                       : J.have_first       ? strip_prefix(J.first)
+                      : J.have_any         ? J.any
                                            : "failed";
     FILE *f = stdout;
     fputs("{\"ok\":false", f);
@@ -166,7 +173,7 @@ void mw_cli_json_error(int exit_code, int mw_code, const mw_error *e, const char
 int mw_cli_json_finish(int exit_code)
 {
     if (J.on && exit_code != 0 && !J.reported) {
-        if (J.curlen && !J.have_first) keep_line(); /* a last line without '\n' */
+        if (J.curlen) keep_line(); /* a last line without '\n' */
         mw_cli_json_error(exit_code, 0, NULL, NULL);
     }
     if (J.real_stderr) {

@@ -86,7 +86,8 @@ int main(int argc, char **argv)
             mw_cli_json_start(name, argc - 1, argv + 1);
             return mw_cli_json_finish(mw_cli_commands[i].run(argc - 1, argv + 1));
         }
+    mw_cli_json_start(name, argc - 1, argv + 1);
     fprintf(stderr, "mailwire: unknown command '%s'\n", name);
     usage(stderr);
-    return EX_USAGE_;
+    return mw_cli_json_finish(EX_USAGE_);
 }
