@@ -575,7 +575,14 @@ static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
         printf("}\n");
         return 0;
     }
-    printf("SMTP server at %s port %u\nGreeting: 220 %s\n", srv, port, g);
+    printf("SMTP server at %s port %u\nGreeting: 220 ", srv, port);
+    for (const char *p = g; *p; p++) { /* a multi-line greeting, one line each */
+        if (*p == '\n')
+            fputs("\n              ", stdout);
+        else
+            putchar(*p);
+    }
+    putchar('\n');
     mw_cli_print_tls_info(stdout, tls ? &ti : NULL, how, 0);
     if (!esmtp) {
         printf("Capabilities: %s\n", noesmtp);
