@@ -852,6 +852,12 @@ int mw_cmd_smtp(int argc, char **argv)
             for (size_t k = 0; k < b.ntodo; k++)
                 fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n",
                         files[b.todo[k]]);
+            if (!b.rc) {
+                char m[300];
+                snprintf(m, sizeof m, "%zu message%s not sent: the connection was lost", b.ntodo,
+                         b.ntodo == 1 ? "" : "s");
+                mw_cli_json_error(EX_TEMPFAIL_, 0, NULL, m);
+            }
             if (!b.rc) b.rc = EX_TEMPFAIL_;
             break;
         }
