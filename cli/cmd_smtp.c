@@ -484,6 +484,13 @@ static const struct {
     {"XQUE", "queue, do not deliver now (QUED)"},
 };
 
+/* The server's bytes on a terminal: control octets as '?'. */
+static void put_printable(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        putchar((unsigned char)p[i] < 0x20 || p[i] == 0x7F ? '?' : p[i]);
+}
+
 /* The keyword of an EHLO line, its length. */
 static size_t ehlo_kw(const char *l, size_t len)
 {
@@ -588,7 +595,9 @@ static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
         printf("Capabilities: %s\n", noesmtp);
         return 0;
     }
-    printf("EHLO name: %.*s\n", (int)namelen, ehlo);
+    printf("EHLO name: ");
+    put_printable(ehlo, namelen);
+    putchar('\n');
     printf("Capabilities (before login%s):\n", tls ? ", over TLS" : "");
     int starttls = 0;
     for (const char *p = kws; *p;) {
@@ -598,10 +607,12 @@ static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
         for (size_t i = 0; i < sizeof ehlo_words / sizeof ehlo_words[0]; i++)
             if (strlen(ehlo_words[i].kw) == k && !strncasecmp(p, ehlo_words[i].kw, k))
                 what = ehlo_words[i].what;
-        if (l && what)
-            printf("    %-24.*s  %s\n", (int)l, p, what);
-        else if (l)
-            printf("    %.*s\n", (int)l, p);
+        if (l) {
+            printf("    ");
+            put_printable(p, l);
+            if (what) printf("%*s  %s", l < 24 ? (int)(24 - l) : 0, "", what);
+            putchar('\n');
+        }
         if (k == 8 && !strncasecmp(p, "STARTTLS", 8)) starttls = 1;
         p += l + (p[l] == '\n');
     }
@@ -609,7 +620,9 @@ static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
         printf("Maximum message size: %llu bytes (%.2f MiB)\n", size, (double)size / 1048576.0);
     else if (size_given)
         printf("Maximum message size: no fixed limit (SIZE 0)\n");
-    printf("Authentication: %.*s\n", auth ? (int)authlen : 4, auth ? auth : "none");
+    printf("Authentication: ");
+    put_printable(auth ? auth : "none", auth ? authlen : 4);
+    putchar('\n');
     if (!tls && starttls)
         printf("(A server may offer more, or other, mechanisms after STARTTLS.)\n");
     return 0;

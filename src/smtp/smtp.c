@@ -513,11 +513,18 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     if ((rc = get_reply(s, "the greeting")) != 0) return rc;
     /* RFC 5321 §3.1: 220 is service ready; 554 (or 421) is no service. */
     if (s->rep->code != 220) return reply_error(s, "greeting");
+    /* Kept printable (a terminal shows it): control octets but the line
+     * breaks become '?', the last line break goes. */
     free(s->greeting);
-    if (!(s->greeting = strdup(s->rep->text)))
-        return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
-    for (size_t n = strlen(s->greeting); n > 0 && s->greeting[n - 1] == '\n'; n--)
-        s->greeting[n - 1] = '\0';
+    size_t gl = s->rep->text_len;
+    while (gl > 0 && s->rep->text[gl - 1] == '\n')
+        gl--;
+    if (!(s->greeting = malloc(gl + 1))) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    for (size_t k = 0; k < gl; k++) {
+        unsigned char ch = (unsigned char)s->rep->text[k];
+        s->greeting[k] = (ch < 0x20 && ch != '\n') || ch == 0x7F ? '?' : (char)ch;
+    }
+    s->greeting[gl] = '\0';
     if (!s->client) {
         if (is_loopback(host))
             s->client = strdup("localhost");
