@@ -260,11 +260,13 @@ static int serverinfo(mw_pop3 *p, cli_state *s)
             mw_cli_json_string(o, l, strlen(l));
         }
         fputs("],\"sasl\":[", o);
+        int first = 1;
         for (const char *w = sasl; w && *w;) {
             size_t l = strcspn(w, " ");
             if (l) {
-                if (w != sasl) fputc(',', o);
+                if (!first) fputc(',', o);
                 mw_cli_json_string(o, w, l);
+                first = 0;
             }
             w += l;
             w += strspn(w, " ");
