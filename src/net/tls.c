@@ -766,10 +766,12 @@ static void name_2253(const X509_NAME *name, char *out, size_t outsz)
 static void time_iso(const ASN1_TIME *t, char *out, size_t outsz)
 {
     struct tm tm;
+    char buf[96]; /* room for any int values: no truncation to reason about */
     out[0] = '\0';
-    if (t && ASN1_TIME_to_tm(t, &tm) == 1)
-        snprintf(out, outsz, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return;
+    int n = snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    if (n > 0 && (size_t)n < outsz) memcpy(out, buf, (size_t)n + 1);
 }
 
 int mw_stream_tls_info(const mw_stream *s, mw_tls_info *out)
