@@ -318,6 +318,7 @@ static void json_result(FILE *f, const job *j, int first)
         mw_cli_json_string(f, j->err.message, strlen(j->err.message));
         fprintf(f, ",\"category\":\"%s\",\"exit\":%d", mw_error_category(j->rc),
                 mw_cli_exit_code(j->rc));
+        mw_cli_json_error_fields(f, &j->err); /* command, reply, code, ... */
     }
     fputc('}', f);
 }
@@ -620,11 +621,7 @@ int mw_cmd_fetch(int argc, char **argv)
                    (unsigned long long)j->res.errors, j->seconds, j->rc ? " (failed)" : "");
     }
     if (conn.json) fputs("]\n", stdout);
-    for (size_t k = 0; k < nj; k++) /* --json: the first failure's error object last */
-        if (js[k].rc) {
-            mw_cli_json_error(ex, js[k].rc, &js[k].err, NULL);
-            break;
-        }
+    if (conn.json) mw_cli_json_handled(); /* the records hold the errors */
     if (fflush(stdout) && !ex) ex = EX_IOERR_;
 done:
     if (g_cancel) {

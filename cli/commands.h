@@ -54,6 +54,12 @@ void mw_cli_json_start(const char *program, int argc, char **argv);
 int mw_cli_json_on(void);
 void mw_cli_json_error(int exit_code, int mw_code, const mw_error *e, const char *message);
 int mw_cli_json_finish(int exit_code);
+/* A command whose own JSON output already carries its errors (fetch: one
+ * record per account) says so: no separate object then. */
+void mw_cli_json_handled(void);
+/* The detail fields of the error object (,"command":...,"resp_code":...). */
+#include <stdio.h>
+void mw_cli_json_error_fields(FILE *f, const mw_error *e);
 
 /* cli/serverinfo.c: the TLS details of `pop3|smtp serverinfo`, as text
  * lines or as a JSON value (null when t is NULL); how: "STLS", "implicit". */

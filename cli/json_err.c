@@ -145,6 +145,20 @@ static void str_field(FILE *f, const char *name, const char *v)
     mw_cli_json_string(f, v ? v : "", v ? strlen(v) : 0);
 }
 
+void mw_cli_json_error_fields(FILE *f, const mw_error *e)
+{
+    str_field(f, "command", e ? e->command : "");
+    str_field(f, "reply", e ? e->reply : "");
+    fprintf(f, ",\"code\":%d", e ? e->reply_code : 0);
+    str_field(f, "enhanced", e ? e->enhanced : "");
+    str_field(f, "resp_code", e ? e->resp_code : "");
+}
+
+void mw_cli_json_handled(void)
+{
+    J.reported = 1;
+}
+
 void mw_cli_json_error(int exit_code, int mw_code, const mw_error *e, const char *message)
 {
     if (!J.on || J.reported) return;
@@ -161,11 +175,7 @@ void mw_cli_json_error(int exit_code, int mw_code, const mw_error *e, const char
     str_field(f, "error", msg);
     str_field(f, "category", mw_code ? mw_error_category(mw_code) : exit_category(exit_code));
     fprintf(f, ",\"exit\":%d", exit_code);
-    str_field(f, "command", e ? e->command : "");
-    str_field(f, "reply", e ? e->reply : "");
-    fprintf(f, ",\"code\":%d", e ? e->reply_code : 0);
-    str_field(f, "enhanced", e ? e->enhanced : "");
-    str_field(f, "resp_code", e ? e->resp_code : "");
+    mw_cli_json_error_fields(f, e);
     fputs("}\n", f);
     fflush(f);
 }

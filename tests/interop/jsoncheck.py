@@ -16,7 +16,10 @@ value:
     !path         the field does not exist
 path is dot-separated keys and list indexes ("tls.sha256", "capabilities.0").
 With --error, the last value must be a complete error object (every key of
-the documented object, "ok": false, "exit" equal to CODE).
+the documented object, "ok": false, "exit" equal to CODE).  With --record
+PATH, the value at PATH of the last value must be one (fetch: an account's
+record carries the same fields but "program").  With --single, stdout
+must hold exactly one JSON value.
 
 Prints the last value and "jsoncheck: ok"; exits with CODE (the client's
 exit status, so the case still checks it) when every check holds, else 99
@@ -43,6 +46,8 @@ def get(v, path):
 def main(argv):
     exit_code = None
     want_error = False
+    record = None
+    single = False
     args = []
     i = 0
     while i < len(argv):
@@ -52,6 +57,12 @@ def main(argv):
         elif argv[i] == "--error":
             want_error = True
             i += 1
+        elif argv[i] == "--single":
+            single = True
+            i += 1
+        elif argv[i] == "--record":
+            record = argv[i + 1]
+            i += 2
         else:
             args.append(argv[i])
             i += 1
@@ -72,11 +83,23 @@ def main(argv):
     if not values:
         bad.append("no JSON value on stdout")
     last = values[-1] if values else None
-    if want_error and last is not None:
+    if single and len(values) != 1:
+        bad.append("%d JSON values on stdout, not one" % len(values))
+    target = last
+    if record is not None and last is not None:
+        try:
+            target = get(last, record)
+        except (KeyError, IndexError, ValueError, TypeError):
+            bad.append("no value at %s" % record)
+            target = None
+    if (want_error or record is not None) and target is not None:
+        last_saved, last = last, target
         if not isinstance(last, dict):
-            bad.append("the last value is not an object")
+            bad.append("the error value is not an object")
         else:
             for k, t in ERROR_KEYS.items():
+                if record is not None and k == "program":
+                    continue
                 if k not in last:
                     bad.append("error object without %r" % k)
                 elif type(last[k]) is not t:
@@ -87,6 +110,7 @@ def main(argv):
             if last.get("exit") != exit_code:
                 bad.append("error object: exit %r, but the client exited %d"
                            % (last.get("exit"), exit_code))
+        last = last_saved
     for c in args[1:]:
         try:
             if c.startswith("!"):

@@ -220,16 +220,20 @@ def _():
     return None
 
 
-@case("fetch --json, wrong password (Dovecot): the account record, then the error object (auth, 77)")
+@case("fetch --json, wrong password (Dovecot): one JSON array, the account record with the error fields (auth, 77)")
 def _():
     rc, out, err = run(["fetch"] + common("MW_POP3_PORT", "starttls", ["--user", "h9", "--json"]) +
                        ["--maildir", os.path.join(TMP, "md")], password="wrong-h9")
-    why = error_object(out, rc, "fetch", "auth")
-    if why or rc != 77:
-        return "%s (exit %d) %s" % (why, rc, err)
-    first = json_lines(out)[0]
-    if not isinstance(first, list) or first[0].get("ok") is not False:
-        return "account record %r" % (first,)
+    vals = json_lines(out)
+    if rc != 77 or len(vals) != 1 or not isinstance(vals[0], list) or len(vals[0]) != 1:
+        return "exit %d, want one array of one record: %r %s" % (rc, out, err)
+    rec = vals[0][0]
+    keys = {"ok", "error", "category", "exit", "command", "reply", "code", "enhanced",
+            "resp_code", "account"}
+    if not keys <= set(rec) or rec["ok"] is not False or rec["exit"] != 77:
+        return "record %r" % rec
+    if rec["category"] != "auth" or rec["resp_code"] != "AUTH" or "wrong-h9" in out:
+        return "record %r" % rec
     return None
 
 
