@@ -238,7 +238,7 @@ static int serverinfo(mw_pop3 *p, cli_state *s)
     }
     size_t nc = mw_pop3_capa_count(p);
     const char *sasl = NULL;
-    int user = !capa; /* RFC 1939 servers have USER/PASS */
+    int user = 0; /* without CAPA unknown: USER/PASS is optional in RFC 1939 §7 */
     for (size_t i = 0; i < nc; i++) {
         const char *l = mw_pop3_capa_line(p, i);
         if (!strncasecmp(l, "SASL", 4) && (l[4] == ' ' || !l[4])) sasl = l[4] ? l + 5 : "";
@@ -271,7 +271,11 @@ static int serverinfo(mw_pop3 *p, cli_state *s)
             w += l;
             w += strspn(w, " ");
         }
-        fprintf(o, "],\"user\":%s,\"apop\":%s", user ? "true" : "false", apop ? "true" : "false");
+        fprintf(o, "],\"user\":%s,\"apop\":%s",
+                !capa  ? "null"
+                : user ? "true"
+                       : "false",
+                apop ? "true" : "false");
         if (!capa) {
             fputs(",\"note\":", o);
             mw_cli_json_string(o, nocapa, strlen(nocapa));
@@ -295,7 +299,10 @@ static int serverinfo(mw_pop3 *p, cli_state *s)
         snprintf(login + strlen(login), sizeof login - strlen(login), "%sUSER", *login ? ", " : "");
     if (apop)
         snprintf(login + strlen(login), sizeof login - strlen(login), "%sAPOP", *login ? ", " : "");
-    fprintf(o, "Login: %s\n", *login ? login : "none offered");
+    if (!capa)
+        fprintf(o, "Login: %s%s(USER/PASS not known without CAPA)\n", login, *login ? " " : "");
+    else
+        fprintf(o, "Login: %s\n", *login ? login : "none offered");
     return 0;
 }
 
