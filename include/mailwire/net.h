@@ -209,6 +209,29 @@ MW_EXTERN int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned
                                         size_t len, size_t *out_len);
 MW_EXTERN void mw_stream_free(mw_stream *s);
 
+/* ---- TLS session details ----------------------------------------------------
+ * What `mailwire pop3|smtp serverinfo` shows of a TLS session: copied into a
+ * caller's struct (no allocation, nothing to free).  Every string is
+ * NUL-terminated, printable ASCII (other bytes escaped or '?'), truncated to
+ * its field. */
+typedef struct mw_tls_info {
+    char protocol[32];      /* "TLSv1.3" */
+    char cipher[64];        /* "TLS_AES_256_GCM_SHA384" */
+    char subject[512];      /* of the server's certificate, RFC 2253 ("CN=localhost,O=x") */
+    char issuer[512];       /* the same for its issuer */
+    char not_before[32];    /* validity, UTC, "2026-01-31T12:00:00Z" */
+    char not_after[32];     /* (ISO 8601 / RFC 3339) */
+    char sha256[96];        /* SHA-256 of the DER certificate: "AB:CD:...", as
+                               `openssl x509 -fingerprint -sha256` prints it */
+    char cert_pin[52];      /* the same as mw_tls_opts.pin takes: "sha256:BASE64" */
+    char spki_pin[52];      /* "sha256:BASE64" of its SubjectPublicKeyInfo */
+    int verified;           /* 1 when chain and host name were verified */
+    char verify_error[320]; /* why not, or "" */
+} mw_tls_info;
+/* Fills *out for a TLS stream.  Returns 0, MW_EUNSUPPORTED (not a TLS
+ * stream, or no handshake done: *out is then zeroed), MW_EINVAL (NULL). */
+MW_EXTERN int mw_stream_tls_info(const mw_stream *s, mw_tls_info *out);
+
 #ifdef __cplusplus
 }
 #endif

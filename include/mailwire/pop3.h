@@ -320,6 +320,11 @@ MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers
 MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
                                        char **body, size_t *body_len, size_t max);
 
+/* The TLS details of the session (STLS or implicit TLS) into *out, as
+ * mw_stream_tls_info.  Returns 0, MW_EUNSUPPORTED (not over TLS, or the
+ * connection is gone), MW_EINVAL. */
+MW_EXTERN int mw_pop3_tls_info(const mw_pop3 *p, mw_tls_info *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -271,6 +271,16 @@ MW_EXTERN const char *mw_smtp_auth_mech(const mw_smtp *s);
 MW_EXTERN int mw_smtp_sendmessage(const mw_smtp_opts *opts, const mw_smtp_msg *msg, int maxtime_ms,
                                   mw_smtp_result **result, mw_error *err);
 
+/* The server's 220 greeting (lines joined by '\n', without codes).  Valid
+ * until mw_smtp_free. */
+MW_EXTERN const char *mw_smtp_greeting(const mw_smtp *s);
+/* 1 when the server answered EHLO (RFC 5321 §4.1.1.1), 0 when it refused
+ * EHLO and the session went on with HELO (no extensions). */
+MW_EXTERN int mw_smtp_esmtp(const mw_smtp *s);
+/* The TLS details of the session into *out, as mw_stream_tls_info.  Returns
+ * 0, MW_EUNSUPPORTED (not over TLS, or the connection is gone), MW_EINVAL. */
+MW_EXTERN int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -62,7 +62,12 @@ static int has_line_break(const char *s, size_t n)
 
 int pop3_send(mw_pop3 *p, const char *line, size_t len, const char *masked, int flush)
 {
+    /* The lines of an AUTH exchange are not commands: the AUTH line stays
+     * the command an error names. */
+    char cmd[sizeof p->err.command];
+    memcpy(cmd, p->err.command, sizeof cmd);
     mw_error_clear(&p->err);
+    if (p->in_auth) memcpy(p->err.command, cmd, sizeof cmd);
     if (has_line_break(line, len))
         return mw_err_set(&p->err, MW_EINVAL, "CR, LF or NUL in a command; nothing sent");
     /* RFC 2449 §4: command lines are at most 255 octets with the CRLF.
@@ -870,4 +875,13 @@ void mw_pop3_config_get(const mw_pop3 *p, mw_pop3_config *out)
     out->window = p->pipelining ? p->window : 1;
     out->auth_used = p->auth_used;
     out->greeting = p->greeting;
+}
+
+int mw_pop3_tls_info(const mw_pop3 *p, mw_tls_info *out)
+{
+    if (!out) return MW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!p) return MW_EINVAL;
+    if (!p->conn) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(mw_conn_stream(p->conn), out);
 }

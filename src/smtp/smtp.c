@@ -55,6 +55,8 @@ struct mw_smtp {
     char *server;
     unsigned port;
     char *ehlo_text[2];
+    char *greeting; /* the 220 text (mw_smtp_greeting) */
+    int helo_only;  /* EHLO refused, HELO used (mw_smtp_esmtp) */
     char auth_mech[32];
     char hostname[256];
     int dirty; /* a transaction was left open: RSET before the next */
@@ -225,6 +227,7 @@ static void free_session(mw_smtp *s)
     free(s->server);
     free(s->ehlo_text[0]);
     free(s->ehlo_text[1]);
+    free(s->greeting);
     free(s->chunk);
     mw_buf_free(&s->xout);
     free(s);
@@ -244,6 +247,7 @@ static int ehlo(mw_smtp *s, int which)
     if (!rc) rc = get_reply(s, "EHLO");
     if (rc) return rc;
     memset(&s->caps, 0, sizeof s->caps);
+    s->helo_only = 0;
     if (s->rep->code == 250) {
         mw_smtp_caps_parse(&s->caps, s->rep);
     } else if (s->rep->code >= 500 && s->rep->code != 554) {
@@ -261,6 +265,7 @@ static int ehlo(mw_smtp *s, int which)
         if (!rc) rc = get_reply(s, "HELO");
         if (rc) return rc;
         if (s->rep->code != 250) return reply_error(s, "HELO refused");
+        s->helo_only = 1;
     } else {
         return reply_error(s, "EHLO refused");
     }
@@ -508,6 +513,18 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     if ((rc = get_reply(s, "the greeting")) != 0) return rc;
     /* RFC 5321 §3.1: 220 is service ready; 554 (or 421) is no service. */
     if (s->rep->code != 220) return reply_error(s, "greeting");
+    /* Kept printable (a terminal shows it): control octets but the line
+     * breaks become '?', the last line break goes. */
+    free(s->greeting);
+    size_t gl = s->rep->text_len;
+    while (gl > 0 && s->rep->text[gl - 1] == '\n')
+        gl--;
+    if (!(s->greeting = malloc(gl + 1))) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    for (size_t k = 0; k < gl; k++) {
+        unsigned char ch = (unsigned char)s->rep->text[k];
+        s->greeting[k] = (ch < 0x20 && ch != '\n') || ch == 0x7F ? '?' : (char)ch;
+    }
+    s->greeting[gl] = '\0';
     if (!s->client) {
         if (is_loopback(host))
             s->client = strdup("localhost");
@@ -2043,4 +2060,23 @@ int mw_smtp_sendmessage(const mw_smtp_opts *opts, const mw_smtp_msg *msg, int ma
     if (s->state == ST_READY) mw_smtp_quit(s);
     mw_smtp_free(s);
     return rc;
+}
+
+const char *mw_smtp_greeting(const mw_smtp *s)
+{
+    return s && s->greeting ? s->greeting : "";
+}
+
+int mw_smtp_esmtp(const mw_smtp *s)
+{
+    return s && !s->helo_only;
+}
+
+int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out)
+{
+    if (!out) return MW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!s) return MW_EINVAL;
+    if (!s->c || !s->tls_active) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(mw_conn_stream(s->c), out);
 }
