@@ -1,8 +1,8 @@
 /* Dates (RFC 5322 §3.3 and the obsolete forms of §4.3) and unique IDs. */
 #include "mime/mime_int.h"
 #include "util/err.h"
+#include "util/random.h"
 
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -215,7 +215,7 @@ int mw_mime_unique_id(char *buf, size_t size, const char *domain)
             domain = "mailwire.invalid";
     }
     if (strpbrk(domain, "<>\r\n \t@")) return MW_EINVAL;
-    if (RAND_bytes(r, sizeof r) != 1) return MW_EINVAL;
+    if (mw_random_bytes(r, sizeof r, NULL)) return MW_EIO;
     char hex[33];
     for (size_t k = 0; k < sizeof r; k++)
         snprintf(hex + 2 * k, 3, "%02x", r[k]);

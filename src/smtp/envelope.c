@@ -3,6 +3,7 @@
 #include "mailwire/mime.h"
 #include "util/err.h"
 #include "util/fmt.h"
+#include "util/random.h"
 
 #include <pthread.h>
 #include <stdint.h>
@@ -10,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 void mw_smtp_env_free(mw_smtp_env *env)
@@ -211,7 +211,7 @@ static void msgid_init(void)
     pthread_atfork(NULL, NULL, msgid_forked);
 }
 
-void mw_smtp_make_msgid(char *out, size_t n, const char *host)
+int mw_smtp_make_msgid(char *out, size_t n, const char *host, mw_error *err)
 {
     static _Thread_local unsigned char seed[12];
     static _Thread_local unsigned long seed_gen;
@@ -223,15 +223,8 @@ void mw_smtp_make_msgid(char *out, size_t n, const char *host)
          * unique, not secret, and the first RAND_bytes of a process sets
          * up OpenSSL's DRBG and providers (8M instructions, a tenth of a
          * 1000-message batch when TLS is not used at all). */
-        if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
-            /* No randomness: time and address of the state still differ
-             * between processes on one host most of the time. */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            unsigned long long x =
-                (unsigned long long)ts.tv_nsec ^ ((unsigned long long)(uintptr_t)seed << 20);
-            memcpy(seed, &x, sizeof x);
-        }
+        int rc = mw_random_bytes(seed, sizeof seed, err);
+        if (rc) return rc;
         seed_gen = gen;
         counter = 0;
     }
@@ -244,7 +237,7 @@ void mw_smtp_make_msgid(char *out, size_t n, const char *host)
         hex[2 * i] = digits[seed[i] >> 4];
         hex[2 * i + 1] = digits[seed[i] & 15];
     }
-    if (n == 0) return;
+    if (n == 0) return 0;
     mw_fmt f;
     mw_fmt_init(&f, out, n);
     time_t now = time(NULL);
@@ -257,6 +250,7 @@ void mw_smtp_make_msgid(char *out, size_t n, const char *host)
     mw_fmt_mem(&f, "@", 1);
     mw_fmt_str(&f, host && *host ? host : "localhost");
     mw_fmt_mem(&f, ">", 1);
+    return 0;
 }
 
 static int has_8bit(const char *s, size_t n)
@@ -466,7 +460,7 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         rc = add_field(b, n_date, tmp);
     }
     if (!rc && !have_mid) {
-        mw_smtp_make_msgid(tmp, sizeof tmp, host);
+        if ((rc = mw_smtp_make_msgid(tmp, sizeof tmp, host, err))) goto out;
         rc = add_field(b, n_mid, tmp);
     }
     if (!rc) rc = mw_buf_append(b, "\r\n", 2);

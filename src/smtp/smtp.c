@@ -9,10 +9,10 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fmt.h"
+#include "util/random.h"
 
 #include <errno.h>
 #include <stddef.h>
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -688,7 +688,7 @@ static long src_raw_read(src *r, char *buf, size_t len, mw_error *err)
         ssize_t n = read(m->fd, buf, len);
         if (n >= 0) return (long)n;
         if (errno != EINTR)
-            return mw_err_set(err, MW_EIO, "reading the message: %s", strerror(errno));
+            return mw_err_set(err, MW_EIO, "reading the message: %s", MW_ERRNO_TEXT(errno));
     }
 }
 
@@ -1172,8 +1172,8 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
     char date[64], mid[400], boundary[80];
     unsigned char rnd[9];
     mw_smtp_make_date(date, sizeof date);
-    mw_smtp_make_msgid(mid, sizeof mid, s->hostname);
-    if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0x5a, sizeof rnd);
+    if (mw_smtp_make_msgid(mid, sizeof mid, s->hostname, &s->err)) return s->err.code;
+    if (mw_random_bytes(rnd, sizeof rnd, &s->err)) return s->err.code;
     int bl = snprintf(boundary, sizeof boundary, "=_mw_bcc_");
     for (size_t i = 0; i < sizeof rnd; i++)
         bl += snprintf(boundary + bl, sizeof boundary - (size_t)bl, "%02x", rnd[i]);

@@ -534,13 +534,12 @@ static int slurp(const char *path, size_t max, char **out, size_t *outlen, struc
 {
     char eb[128];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mw_err_set(err, MW_EIO, "%s: %s", path, mw_store_errtext(errno, eb, sizeof eb));
+    if (fd < 0) return mw_err_set(err, MW_EIO, "%s: %s", path, mw_errno_text(errno, eb, sizeof eb));
     if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
         int e = errno;
         close(fd);
         return mw_err_set(err, MW_EIO, "%s: %s", path,
-                          S_ISREG(sb->st_mode) ? mw_store_errtext(e, eb, sizeof eb)
+                          S_ISREG(sb->st_mode) ? mw_errno_text(e, eb, sizeof eb)
                                                : "not a regular file");
     }
     if ((uint64_t)sb->st_size > max) {
