@@ -1,5 +1,5 @@
 /* mailwire fetch: one POP3 account into a store, in the order that never
- * loses mail (see include/mailwire/fetch.h and DESIGN.md). */
+ * loses mail (see include/mailwire/fetch.h and docs/ARCHITECTURE.md). */
 #include "mailwire/fetch.h"
 
 #include "util/buf.h"

@@ -411,7 +411,7 @@ static int latin_charset(const char *cs)
     return !strncasecmp(cs, "iso-8859-", 9) && cs[9] >= '1' && cs[9] <= '8' && !cs[10];
 }
 
-/* The transfer encoding Tcllib would choose (seed-semantics §3), with one
+/* The transfer encoding Tcllib's mime package would choose, with one
  * deliberate change: 8-bit text without a charset is labelled 8bit rather
  * than sent unlabelled. */
 static int choose_encoding(mw_mime_part *p, const struct stats *st)

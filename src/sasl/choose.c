@@ -95,7 +95,7 @@ static int unusable(const mw_sasl_mech_info *m, const mw_sasl_policy *pol, mw_er
         return mw_err_set(err, MW_EUNSUPPORTED,
                           "%s needs TLS channel binding data, which this connection lacks",
                           m->name);
-    /* DESIGN "Security defaults": no password in clear unless asked for. */
+    /* docs/CONVENTIONS.md "Safe defaults": no password in clear unless asked for. */
     if ((f & MW_MF_CLEARTEXT) && !pol->tls && !pol->allow_plaintext)
         return mw_err_set(err, MW_EPOLICY,
                           "%s would send the %s in clear text over an unencrypted connection "

@@ -1,5 +1,5 @@
 /* Internal: the envelope from the message's header (Tcllib sendmessage's
- * rules, seed-semantics §2) and the header rewrite (Bcc removed; Date,
+ * rules) and the header rewrite (Bcc removed; Date,
  * Message-ID, From, Sender added).  Kept apart from the session so it can
  * move onto the MIME layer's header and address parsers when they land. */
 #ifndef MW_SMTP_ENVELOPE_H

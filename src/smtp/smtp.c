@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* One state variable, changed only in set_state (DESIGN.md). */
+/* One state variable, changed only in set_state (docs/ARCHITECTURE.md). */
 enum st {
     ST_INIT,   /* connecting, greeting, EHLO, TLS, AUTH */
     ST_READY,  /* between transactions */
@@ -252,10 +252,9 @@ static int ehlo(mw_smtp *s, int which)
          * after 554: §3.1 makes 554 the "no SMTP service here" answer (a
          * server that refuses this client then answers every command but
          * QUIT with 503 or 554), and §4.2.3 lists 554 as "transaction
-         * failed", not "command not recognized"; HELO cannot help, and the
-         * issue's "HELO when EHLO gets 5xx" is meant for servers that do
-         * not know EHLO.  The 554 is reported and the next server, if
-         * any, is tried. */
+         * failed", not "command not recognized"; HELO cannot help: the
+         * fallback to HELO is meant for servers that do not know EHLO.  The 554 is reported and the
+         * next server, if any, is tried. */
         rc = put_cmd(s, "HELO %s", s->client);
         if (!rc) rc = flush(s);
         if (!rc) rc = get_reply(s, "HELO");
@@ -453,7 +452,7 @@ static int authenticate(mw_smtp *s)
     cr.cb_type = cbt;
     cr.cb_data = cbt ? cb : NULL;
     cr.cb_len = cbl;
-    /* Strongest first; a refusal moves on to the next (issue 4). */
+    /* Strongest first; a refusal moves on to the next (RFC 4954 §4). */
     for (size_t i = 0; i < nm; i++) {
         int fatal = 0;
         rc = auth_one(s, mechs[i], &cr, &fatal);
@@ -546,8 +545,8 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     }
     mw_stream *given = o->stream;
     int rc = 0;
-    /* Refuse before anything is sent (DESIGN: CR/LF/NUL never reach a
-     * command line). */
+    /* Refuse before anything is sent (docs/CONVENTIONS.md "Safe defaults":
+     * CR/LF/NUL never reach a command line). */
     if (bad_arg(o->client, 0))
         rc = mw_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     else if (o->client && (!*o->client || strlen(o->client) > 255))
@@ -621,7 +620,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         rc = try_one(s, servers[0], ports[0], given, deadline);
     } else {
         /* Every port of a server before the next server (Tcllib 1.4.5
-         * advanced the port only on EHLO failures; seed-semantics §2). */
+         * advanced the port only on EHLO failures). */
         for (size_t i = 0; i < nservers; i++) {
             for (size_t j = 0; j < nports; j++) {
                 rc = try_one(s, servers[i], ports[j], NULL, deadline);
@@ -1160,7 +1159,7 @@ static int do_rset(mw_smtp *s)
     return rc;
 }
 
-/* Tcllib's Bcc copy (seed-semantics §2): a second transaction to the Bcc
+/* Tcllib's Bcc copy: a second transaction to the Bcc
  * recipients whose message is a multipart/digest (RFC 2046 §5.1.5) holding
  * the message as sent.  Its recipients' results are appended to res. */
 static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp);

@@ -1,7 +1,7 @@
 /* Mail stores: Maildir, mbox (mboxrd) and MDA delivery, one message at a
- * time, streamed.  The durability order follows the Maildir rules
- * (https://cr.yp.to/proto/maildir.html): write into tmp/, fsync, link into
- * new/, fsync new/ — only then is a message delivered. */
+ * time, streamed.  The durability order follows the Maildir rules: write
+ * into tmp/, fsync, link into new/, fsync new/ — only then is a message
+ * delivered. */
 #include "store/store_int.h"
 #include "util/err.h"
 
@@ -136,7 +136,7 @@ static char *safe_hostname(const char *h)
     for (size_t i = 0; i < n && j < 200; i++) {
         unsigned char c = (unsigned char)h[i];
         if (c == '/' || c == ':' || c < 0x21 || c > 0x7E) {
-            j += (size_t)sprintf(out + j, "\\%03o", c);
+            j += (size_t)snprintf(out + j, n * 4 + 1 - j, "\\%03o", c);
         } else {
             out[j++] = (char)c;
         }

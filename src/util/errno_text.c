@@ -4,7 +4,9 @@
  * comes in two shapes: POSIX (XSI) returns an int and fills the buffer;
  * GNU (glibc with _GNU_SOURCE) returns a char * that may point to a static
  * string instead.  _Generic on the type of the unevaluated call picks the
- * matching handler at compile time, so no feature-test macro decides it. */
+ * matching handler at compile time, so no feature-test macro decides it.
+ *
+ * checksrc: allow strerror_r: this file is the one wrapper around it */
 #include "util/err.h"
 
 #include <stdio.h>
