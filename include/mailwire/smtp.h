@@ -31,12 +31,12 @@ extern "C" {
 typedef struct mw_smtp mw_smtp;
 
 /* How TLS is used. */
-enum mw_smtp_tls_mode {
-    MW_SMTP_TLS_STARTTLS = 0,      /* STARTTLS required (default): not offered or failed = error */
-    MW_SMTP_TLS_OPPORTUNISTIC = 1, /* STARTTLS when offered (Tcllib -usetls 1); see tlspolicy */
-    MW_SMTP_TLS_NONE = 2,          /* plain text only */
-    MW_SMTP_TLS_IMPLICIT = 3,      /* TLS from the first byte (port 465, RFC 8314) */
-};
+/* Older names of enum mw_tls_mode's values (include/mailwire/net.h);
+ * MW_TLS_OPPORTUNISTIC is Tcllib's -usetls 1 (see tlspolicy below). */
+#define MW_SMTP_TLS_STARTTLS      MW_TLS_STARTTLS
+#define MW_SMTP_TLS_OPPORTUNISTIC MW_TLS_OPPORTUNISTIC
+#define MW_SMTP_TLS_NONE          MW_TLS_NONE
+#define MW_SMTP_TLS_IMPLICIT      MW_TLS_IMPLICIT
 
 /* Tcllib's -tlspolicy: called when STARTTLS is wanted but the server does not
  * offer it (code 0) or refuses it (code = the reply code; reason = its
@@ -61,7 +61,7 @@ typedef struct mw_smtp_opts {
     /* EHLO name; default "localhost" when the server is localhost or a
      * loopback address, else this host's name (gethostname). */
     const char *client;
-    int tls;                        /* enum mw_smtp_tls_mode */
+    int tls;                        /* enum mw_tls_mode; default MW_TLS_STARTTLS (required) */
     const mw_tls_opts *tls_opts;    /* CA, pin, client certificate...; NULL = defaults */
     mw_smtp_tlspolicy_fn tlspolicy; /* NULL: no fall back to plain text */
     void *tlspolicy_userdata;
