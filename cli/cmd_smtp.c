@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "connopts.h"
 
+#include "mailwire/config.h"
 #include "mailwire/error.h"
 #include "mailwire/mime.h"
 #include "mailwire/smtp.h"
@@ -176,67 +177,25 @@ static int exit_for(int rc)
     return mw_cli_exit_code(rc);
 }
 
-/* The first line of what `f` gives, at most 16 KiB (an OAuth token is a
- * few KiB at most); NULL with *why set on failure. */
-static char *first_line(FILE *f, const char **why)
-{
-    size_t cap = 16384, n = 0;
-    char *b = malloc(cap);
-    if (!b) {
-        *why = "out of memory";
-        return NULL;
-    }
-    int ch;
-    while ((ch = getc(f)) != EOF && ch != '\n') {
-        if (n + 1 >= cap) {
-            explicit_bzero(b, n);
-            free(b);
-            *why = "the first line is over 16 KiB";
-            return NULL;
-        }
-        b[n++] = (char)ch;
-    }
-    if (n > 0 && b[n - 1] == '\r') n--;
-    b[n] = '\0';
-    if (n == 0 || memchr(b, '\0', n) != NULL || strchr(b, '\r')) {
-        explicit_bzero(b, n);
-        free(b);
-        *why = n == 0 ? "it is empty" : "it holds a NUL or CR";
-        return NULL;
-    }
-    return b;
-}
-
 static int load_token(smtp_cli *c)
 {
+    /* The library's one secret reader: the first line, at most
+     * MW_SECRET_MAX bytes, from the file or the command's output. */
+    mw_error e;
+    mw_error_clear(&e);
     const char *why = NULL;
     if (c->token_file) {
-        FILE *f = fopen(c->token_file, "re");
-        if (!f) {
+        int fd = open(c->token_file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
             fprintf(stderr, "mailwire %s: cannot read --oauth-token-file %s: %s\n", c->prog,
                     c->token_file, strerror(errno));
             return EX_IOERR_;
         }
-        c->token = first_line(f, &why);
-        fclose(f);
+        if (mw_secret_from_fd(&c->token, fd, c->token_file, &e)) why = e.message;
+        close(fd);
     } else {
         fflush(NULL);
-        FILE *f = popen(c->token_eval, "re");
-        if (!f) {
-            fprintf(stderr, "mailwire %s: cannot run --oauth-token-eval: %s\n", c->prog,
-                    strerror(errno));
-            return EX_IOERR_;
-        }
-        c->token = first_line(f, &why);
-        /* Drain so the command does not die of SIGPIPE, then its status. */
-        while (getc(f) != EOF) {}
-        int st = pclose(f);
-        if (c->token && st != 0) {
-            explicit_bzero(c->token, strlen(c->token));
-            free(c->token);
-            c->token = NULL;
-            why = "the command failed";
-        }
+        if (mw_secret_from_command(&c->token, c->token_eval, &e)) why = e.message;
     }
     if (!c->token) {
         fprintf(stderr, "mailwire %s: no OAuth token from %s: %s\n", c->prog,

@@ -2,6 +2,7 @@
 #include "connopts.h"
 
 #include "commands.h"
+#include "mailwire/config.h"
 #include "mailwire/netrc.h"
 
 #include <errno.h>
@@ -11,8 +12,6 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
-
-#define PASSWORD_MAX 1024
 
 static void wipe(void *p, size_t n)
 {
@@ -379,83 +378,35 @@ int mw_cli_conn_finish(mw_cli_conn *c)
     return 0;
 }
 
-/* Reads the first line (at most PASSWORD_MAX bytes) of fd into a fresh
- * buffer.  Returns NULL when nothing or too much was there. */
+/* The first line of fd, or of a command's output, through the library's
+ * one secret reader (at most MW_SECRET_MAX bytes).  NULL with *why set
+ * (to text that lives until the next call) on failure. */
+static char why_text[sizeof(((mw_error *)0)->message)];
+
+static char *secret_or_why(int rc, char *secret, const mw_error *e, const char **why)
+{
+    if (rc == 0) return secret;
+    snprintf(why_text, sizeof why_text, "%s", e->message);
+    *why = why_text;
+    return NULL;
+}
+
 static char *read_first_line(int fd, const char **why)
 {
-    char *buf = malloc(PASSWORD_MAX + 1);
-    if (!buf) {
-        *why = "out of memory";
-        return NULL;
-    }
-    size_t len = 0;
-    for (;;) {
-        if (len == PASSWORD_MAX) {
-            if (!memchr(buf, '\n', len)) {
-                *why = "longer than 1024 bytes";
-                wipe(buf, len);
-                free(buf);
-                return NULL;
-            }
-            break;
-        }
-        ssize_t n = read(fd, buf + len, PASSWORD_MAX - len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        len += (size_t)n;
-        if (memchr(buf, '\n', len)) break;
-    }
-    char *nl = memchr(buf, '\n', len);
-    size_t l = nl ? (size_t)(nl - buf) : len;
-    if (l && buf[l - 1] == '\r') l--;
-    wipe(buf + l, len - l);
-    buf[l] = '\0';
-    if (l == 0) {
-        *why = "empty";
-        free(buf);
-        return NULL;
-    }
-    return buf;
+    char *pw = NULL;
+    mw_error e;
+    mw_error_clear(&e);
+    int rc = mw_secret_from_fd(&pw, fd, "the terminal", &e);
+    return secret_or_why(rc, pw, &e, why);
 }
 
 char *mw_cli_password_from_command(const char *cmd, const char **why)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) {
-        *why = "cannot make a pipe";
-        return NULL;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        *why = "cannot fork";
-        return NULL;
-    }
-    if (pid == 0) {
-        dup2(p[1], 1);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    char *pw = read_first_line(p[0], why);
-    /* Drain the rest so the child is not killed by SIGPIPE mid-write. */
-    char sink[512];
-    while (read(p[0], sink, sizeof sink) > 0)
-        ;
-    close(p[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        if (pw) {
-            wipe(pw, strlen(pw));
-            free(pw);
-        }
-        *why = "the command failed";
-        return NULL;
-    }
-    return pw;
+    char *pw = NULL;
+    mw_error e;
+    mw_error_clear(&e);
+    int rc = mw_secret_from_command(&pw, cmd, &e);
+    return secret_or_why(rc, pw, &e, why);
 }
 
 static char *password_from_terminal(const char *user, const char *host, const char **why)

@@ -1,5 +1,5 @@
 /* mailwire fetch: one POP3 account into a store, in the order that never
- * loses mail (see include/mailwire/fetch.h and DESIGN.md). */
+ * loses mail (see include/mailwire/fetch.h and docs/ARCHITECTURE.md). */
 #include "mailwire/fetch.h"
 
 #include "pop3/pop3_int.h"
@@ -251,7 +251,7 @@ static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char 
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC)) {
-        snprintf(why, whylen, "pipe: %s", strerror(errno));
+        snprintf(why, whylen, "pipe: %s", MW_ERRNO_TEXT(errno));
         return MW_EIO;
     }
     posix_spawn_file_actions_t fa;
@@ -265,7 +265,7 @@ static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char 
     close(p[0]);
     if (e) {
         close(p[1]);
-        snprintf(why, whylen, "cannot start the filter: %s", strerror(e));
+        snprintf(why, whylen, "cannot start the filter: %s", MW_ERRNO_TEXT(e));
         return MW_EIO;
     }
     int tmo = c->o->filter_timeout_ms > 0 ? c->o->filter_timeout_ms : 30000;
@@ -278,7 +278,7 @@ static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char 
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid) break;
         if (w < 0 && errno != EINTR) {
-            snprintf(why, whylen, "waitpid: %s", strerror(errno));
+            snprintf(why, whylen, "waitpid: %s", MW_ERRNO_TEXT(errno));
             return MW_EIO;
         }
         if (mw_now_ms() >= deadline) {

@@ -91,7 +91,7 @@ int mw_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, con
         int r = poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
         if (r < 0) {
             if (errno == EINTR) continue;
-            return mw_err_set(err, MW_ENET, "poll failed while %s: %s", what, strerror(errno));
+            return mw_err_set(err, MW_ENET, "poll failed while %s: %s", what, MW_ERRNO_TEXT(errno));
         }
         if (mw_cancel_requested(cancel)) return canceled(cancel, err);
         /* POLLHUP/POLLERR: let the following read/write report what happened. */
@@ -148,7 +148,7 @@ static int sock_timed_read(mw_stream *s, void *buf, size_t len, size_t *got, int
             return 0;
         }
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-        return mw_err_set(err, MW_ENET, "read failed: %s", strerror(errno));
+        return mw_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
     }
 }
 
@@ -177,7 +177,7 @@ static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
         }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return mw_err_set(err, MW_ENET, "read failed: %s", strerror(errno));
+            return mw_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
         int rc = mw_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
         if (rc) return rc;
     }
@@ -224,7 +224,7 @@ static int fd_write(mw_stream *s, const void *buf, size_t len, size_t *done, int
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             if (errno == EPIPE || errno == ECONNRESET)
                 return mw_err_set(err, MW_ENET, "write failed: the peer closed the connection");
-            return mw_err_set(err, MW_ENET, "write failed: %s", strerror(errno));
+            return mw_err_set(err, MW_ENET, "write failed: %s", MW_ERRNO_TEXT(errno));
         }
         int rc = mw_wait_fd(s->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
         if (rc) return rc;
@@ -269,7 +269,7 @@ int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *
     /* Non-blocking so that no single read or write can outlive a deadline. */
     if (set_nonblock(rfd) != 0 || set_nonblock(wfd) != 0)
         return mw_err_set(err, MW_EINVAL, "cannot make descriptor non-blocking: %s",
-                          strerror(errno));
+                          MW_ERRNO_TEXT(errno));
     mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
     if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
     s->rfd = rfd;
@@ -528,7 +528,7 @@ static int lookup(const char *name, unsigned port, const mw_net_opts *opts, stru
                           opts->connect_timeout_ms);
     if (g != 0)
         return mw_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
-                          g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+                          g == EAI_SYSTEM ? MW_ERRNO_TEXT(errno) : gai_strerror(g));
     *res = r;
     return 0;
 }
@@ -562,7 +562,8 @@ static int tcp_direct(mw_stream **out, const char *name, const char *host, unsig
             host, port, race_ms, tried, tried == 1 ? "" : "es", last);
     if (rc != 0)
         return mw_err_set(err, rc, "cannot connect to %s port %u: %s (%d address%s tried, last %s)",
-                          host, port, strerror(last_errno), tried, tried == 1 ? "" : "es", last);
+                          host, port, MW_ERRNO_TEXT(last_errno), tried, tried == 1 ? "" : "es",
+                          last);
     mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
     char *h = strdup(name);
     if (!s || !h) {
@@ -717,7 +718,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         free(s);
-        return mw_err_set(err, MW_EIO, "socketpair: %s", strerror(errno));
+        return mw_err_set(err, MW_EIO, "socketpair: %s", MW_ERRNO_TEXT(errno));
     }
     char *const argv[] = {"/bin/sh", "-c", (char *)command, NULL};
     pid_t pid = fork();
@@ -726,7 +727,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
         close(sv[0]);
         close(sv[1]);
         free(s);
-        return mw_err_set(err, MW_EIO, "fork: %s", strerror(e));
+        return mw_err_set(err, MW_EIO, "fork: %s", MW_ERRNO_TEXT(e));
     }
     if (pid == 0) {
         /* Child: only async-signal-safe calls from here to exec. */

@@ -6,7 +6,7 @@
 #include "net/conn.h"
 #include "proto/pop3_codec.h"
 
-/* One state variable, changed only in pop3_set_state() (DESIGN.md). */
+/* One state variable, changed only in pop3_set_state() (docs/ARCHITECTURE.md). */
 enum pop3_state {
     P3_NEW = 0, /* nothing sent yet */
     P3_AUTH,    /* RFC 1939 §4 AUTHORIZATION */

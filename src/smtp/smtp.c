@@ -9,10 +9,10 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fmt.h"
+#include "util/random.h"
 
 #include <errno.h>
 #include <stddef.h>
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* One state variable, changed only in set_state (DESIGN.md). */
+/* One state variable, changed only in set_state (docs/ARCHITECTURE.md). */
 enum st {
     ST_INIT,   /* connecting, greeting, EHLO, TLS, AUTH */
     ST_READY,  /* between transactions */
@@ -256,10 +256,9 @@ static int ehlo(mw_smtp *s, int which)
          * after 554: §3.1 makes 554 the "no SMTP service here" answer (a
          * server that refuses this client then answers every command but
          * QUIT with 503 or 554), and §4.2.3 lists 554 as "transaction
-         * failed", not "command not recognized"; HELO cannot help, and the
-         * issue's "HELO when EHLO gets 5xx" is meant for servers that do
-         * not know EHLO.  The 554 is reported and the next server, if
-         * any, is tried. */
+         * failed", not "command not recognized"; HELO cannot help: the
+         * fallback to HELO is meant for servers that do not know EHLO.  The 554 is reported and the
+         * next server, if any, is tried. */
         rc = put_cmd(s, "HELO %s", s->client);
         if (!rc) rc = flush(s);
         if (!rc) rc = get_reply(s, "HELO");
@@ -458,7 +457,7 @@ static int authenticate(mw_smtp *s)
     cr.cb_type = cbt;
     cr.cb_data = cbt ? cb : NULL;
     cr.cb_len = cbl;
-    /* Strongest first; a refusal moves on to the next (issue 4). */
+    /* Strongest first; a refusal moves on to the next (RFC 4954 §4). */
     for (size_t i = 0; i < nm; i++) {
         int fatal = 0;
         rc = auth_one(s, mechs[i], &cr, &fatal);
@@ -563,8 +562,8 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     }
     mw_stream *given = o->stream;
     int rc = 0;
-    /* Refuse before anything is sent (DESIGN: CR/LF/NUL never reach a
-     * command line). */
+    /* Refuse before anything is sent (docs/CONVENTIONS.md "Safe defaults":
+     * CR/LF/NUL never reach a command line). */
     if (bad_arg(o->client, 0))
         rc = mw_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     else if (o->client && (!*o->client || strlen(o->client) > 255))
@@ -638,7 +637,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         rc = try_one(s, servers[0], ports[0], given, deadline);
     } else {
         /* Every port of a server before the next server (Tcllib 1.4.5
-         * advanced the port only on EHLO failures; seed-semantics §2). */
+         * advanced the port only on EHLO failures). */
         for (size_t i = 0; i < nservers; i++) {
             for (size_t j = 0; j < nports; j++) {
                 rc = try_one(s, servers[i], ports[j], NULL, deadline);
@@ -705,7 +704,7 @@ static long src_raw_read(src *r, char *buf, size_t len, mw_error *err)
         ssize_t n = read(m->fd, buf, len);
         if (n >= 0) return (long)n;
         if (errno != EINTR)
-            return mw_err_set(err, MW_EIO, "reading the message: %s", strerror(errno));
+            return mw_err_set(err, MW_EIO, "reading the message: %s", MW_ERRNO_TEXT(errno));
     }
 }
 
@@ -1177,7 +1176,7 @@ static int do_rset(mw_smtp *s)
     return rc;
 }
 
-/* Tcllib's Bcc copy (seed-semantics §2): a second transaction to the Bcc
+/* Tcllib's Bcc copy: a second transaction to the Bcc
  * recipients whose message is a multipart/digest (RFC 2046 §5.1.5) holding
  * the message as sent.  Its recipients' results are appended to res. */
 static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp);
@@ -1189,8 +1188,8 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
     char date[64], mid[400], boundary[80];
     unsigned char rnd[9];
     mw_smtp_make_date(date, sizeof date);
-    mw_smtp_make_msgid(mid, sizeof mid, s->hostname);
-    if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0x5a, sizeof rnd);
+    if (mw_smtp_make_msgid(mid, sizeof mid, s->hostname, &s->err)) return s->err.code;
+    if (mw_random_bytes(rnd, sizeof rnd, &s->err)) return s->err.code;
     int bl = snprintf(boundary, sizeof boundary, "=_mw_bcc_");
     for (size_t i = 0; i < sizeof rnd; i++)
         bl += snprintf(boundary + bl, sizeof boundary - (size_t)bl, "%02x", rnd[i]);

@@ -20,7 +20,6 @@
 #define CONFIG_FILE_MAX     (1u << 20)
 #define CONFIG_LINE_MAX     4096
 #define CONFIG_ACCOUNTS_MAX 1000
-#define PASSWORD_FILE_MAX   1024
 
 enum kind {
     K_TOKEN,
@@ -585,13 +584,12 @@ static int slurp(const char *path, size_t max, char **out, size_t *outlen, struc
 {
     char eb[128];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mw_err_set(err, MW_EIO, "%s: %s", path, mw_store_errtext(errno, eb, sizeof eb));
+    if (fd < 0) return mw_err_set(err, MW_EIO, "%s: %s", path, mw_errno_text(errno, eb, sizeof eb));
     if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
         int e = errno;
         close(fd);
         return mw_err_set(err, MW_EIO, "%s: %s", path,
-                          S_ISREG(sb->st_mode) ? mw_store_errtext(e, eb, sizeof eb)
+                          S_ISREG(sb->st_mode) ? mw_errno_text(e, eb, sizeof eb)
                                                : "not a regular file");
     }
     if ((uint64_t)sb->st_size > max) {
@@ -677,30 +675,5 @@ const mw_account *mw_config_find_by_from(const mw_config *c, const char *address
 
 int mw_config_read_password_file(char **out, const char *path, mw_error *err)
 {
-    if (!out || !path)
-        return mw_err_set(err, MW_EINVAL, "mw_config_read_password_file: bad arguments");
-    *out = NULL;
-    char *text;
-    size_t len;
-    struct stat sb;
-    int rc = slurp(path, PASSWORD_FILE_MAX, &text, &len, &sb, err);
-    if (rc) return rc;
-    if (sb.st_mode & 077) {
-        memset(text, 0, len);
-        free(text);
-        return mw_err_set(err, MW_EPOLICY,
-                          "%s: password file can be read by group or others (chmod 600 %s)", path,
-                          path);
-    }
-    size_t n = strcspn(text, "\r\n");
-    if (n == 0 || (n < len && text[n] == '\0')) {
-        memset(text, 0, len);
-        free(text);
-        return mw_err_set(err, MW_EFORMAT, "%s: %s", path,
-                          n == 0 ? "the first line is empty" : "NUL byte in the password");
-    }
-    memset(text + n, 0, len - n);
-    text[n] = '\0';
-    *out = text;
-    return 0;
+    return mw_secret_from_file(out, path, err);
 }

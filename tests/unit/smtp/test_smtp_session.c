@@ -3,6 +3,7 @@
  * the envelope rules (addresses, originator, Bcc, Resent-). */
 #include "mwtest.h"
 
+#include "mailwire/mime.h"
 #include "mailwire/smtp.h"
 #include "smtp/envelope.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fake {
@@ -252,8 +254,8 @@ static void msgid_unique_and_fork_safe(void **state)
 {
     (void)state;
     char a[200], b[200], c[200];
-    mw_smtp_make_msgid(a, sizeof a, "h.test");
-    mw_smtp_make_msgid(b, sizeof b, "h.test");
+    assert_int_equal(mw_smtp_make_msgid(a, sizeof a, "h.test", NULL), 0);
+    assert_int_equal(mw_smtp_make_msgid(b, sizeof b, "h.test", NULL), 0);
     assert_string_not_equal(a, b);
     assert_non_null(strstr(a, "@h.test>"));
     /* <time.SEED.counter@host>: SEED is 24 lowercase hex digits (12 random
@@ -267,13 +269,29 @@ static void msgid_unique_and_fork_safe(void **state)
     assert_non_null(e1);
     assert_memory_equal(d1, e1, 26);
     assert_int_equal(strtoull(e1 + 26, NULL, 16), strtoull(d2 + 1, NULL, 16) + 1);
+    /* One maker: the MIME layer's Message-ID continues the same sequence. */
+    char m2[200];
+    assert_int_equal(mw_mime_unique_id(m2, sizeof m2, "h.test"), 0);
+    const char *f1 = strchr(m2, '.');
+    assert_non_null(f1);
+    assert_memory_equal(f1, e1, 26);
+    assert_int_equal(strtoull(f1 + 26, NULL, 16), strtoull(e1 + 26, NULL, 16) + 1);
+    /* And the Date: the MIME layer's format in UTC. */
+    char d[64], w1[MW_MIME_DATE_SIZE], w2[MW_MIME_DATE_SIZE];
+    time_t before = time(NULL);
+    mw_smtp_make_date(d, sizeof d);
+    time_t after = time(NULL);
+    assert_int_equal(mw_mime_date_format(w1, sizeof w1, (int64_t)before, 0), 0);
+    assert_int_equal(mw_mime_date_format(w2, sizeof w2, (int64_t)after, 0), 0);
+    assert_true(strcmp(d, w1) == 0 || strcmp(d, w2) == 0);
+    assert_non_null(strstr(d, " +0000"));
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         char m[200];
-        mw_smtp_make_msgid(m, sizeof m, "h.test");
+        mw_smtp_make_msgid(m, sizeof m, "h.test", NULL);
         ssize_t w = write(fds[1], m, strlen(m) + 1);
         _exit(w > 0 ? 0 : 1);
     }
@@ -285,7 +303,7 @@ static void msgid_unique_and_fork_safe(void **state)
     waitpid(pid, &st, 0);
     assert_true(n > 0);
     char parent_next[200];
-    mw_smtp_make_msgid(parent_next, sizeof parent_next, "h.test");
+    assert_int_equal(mw_smtp_make_msgid(parent_next, sizeof parent_next, "h.test", NULL), 0);
     assert_string_not_equal(c, parent_next);
     assert_string_not_equal(c, b);
 }
