@@ -236,6 +236,10 @@ static int short_options(send_args *A, smtp_cli *c, int argc, char **argv, int *
         case 'U': /* initial user submission */
         case 'n': /* no aliasing */
         case 'm': /* me too */
+        case 'c': /* the rest: undocumented letters Postfix's getopt takes */
+        case 'x':
+        case '7':
+        case '8':
             continue;
         case 'I':
             A->mode = 'i';
@@ -245,7 +249,7 @@ static int short_options(send_args *A, smtp_cli *c, int argc, char **argv, int *
         }
         /* The rest take a value: what follows the letter, else the next word. */
         const char *v = p[1] ? p + 1 : NULL;
-        if (!v && strchr("bfrFNRVBCLXho", o)) {
+        if (!v && strchr("bfrFNRVBCLXhoAeOp", o)) {
             if (*i + 1 >= argc) {
                 fprintf(stderr, "mailwire send: -%c needs a value\n", o);
                 return -1;
@@ -310,6 +314,10 @@ static int short_options(send_args *A, smtp_cli *c, int argc, char **argv, int *
         case 'L': /* log label */
         case 'X': /* traffic log: Postfix ignores it too */
         case 'h': /* hop count */
+        case 'A':
+        case 'e':
+        case 'O':
+        case 'p':
             return 1;
         case 'o':
             /* -oi is -i; every other -oX (-oem -oee -odi -odb -o7 -o8
@@ -371,7 +379,8 @@ int mw_cli_sendmail(int argc, char **argv)
                 A.rcpt[A.nrcpt++] = argv[i];
             break;
         }
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        /* -h alone is help; with more it is sendmail's -h HOPS. */
+        if (!strcmp(a, "--help") || (!strcmp(a, "-h") && argc == 2)) {
             send_usage(stdout);
             goto out;
         }

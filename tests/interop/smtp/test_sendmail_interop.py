@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""`mailwire send` as /usr/sbin/sendmail against the real Postfix of
+tests/servers/: the exact call lines of cron, mutt, git send-email and
+PHP's mail(), every flag Postfix's sendmail(1) takes, the default sender
+and account; each message is fetched back from Dovecot and compared: the
+delivered copy is the sent message plus the servers' trace fields, plus
+only the header fields that were missing (Date, Message-ID, From), never a
+Sender.  Users q1..q10 (tests/servers/README.md)."""
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import taplib  # noqa: E402
+from test_smtp_interop import (crlf, dom, env_for, fixed_message, mailwire,  # noqa: E402
+                               pop_fetch_all, strip_trace, submission)
+
+cases = []
+
+
+def case(name):
+    def deco(fn):
+        cases.append((name, fn))
+        return fn
+    return deco
+
+
+def send(args, user, stdin, env=None):
+    e = env or env_for(user)
+    p = subprocess.run([mailwire(), "send"] + args, input=stdin, capture_output=True, env=e,
+                       timeout=120)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def one_back(user):
+    got = pop_fetch_all(user, 1)
+    if len(got) != 1:
+        return None, "%s: expected 1 message, found %d" % (user, len(got))
+    trace, rest = strip_trace(got[0])
+    return (trace, rest), None
+
+
+def identical(user, msg):
+    got, why = one_back(user)
+    if why:
+        return why
+    if got[1] != crlf(msg):
+        return "delivered copy differs from the sent message:\n%r\n%r" % (got[1][:400],
+                                                                         crlf(msg)[:400])
+    return None
+
+
+def call_line(name, sender, rcpt, argv, body=b"line one\n.\nafter a lone dot (kept with -i)\n"):
+    def fn():
+        msg = fixed_message("call-" + name.replace(" ", "-"), dom(sender), dom(rcpt), body)
+        args = submission(sender) + [a.replace("RCPT", dom(rcpt)) for a in argv]
+        rc, out, err = send(args, sender, msg)
+        if rc != 0:
+            return "exit %d: %s" % (rc, err.strip())
+        return identical(rcpt, msg)
+    return fn
+
+
+case("Debian cron: sendmail -FCronDaemon -i -B8BITMIME -oem USER delivers it unchanged")(
+    call_line("cron", "q1", "q2", ["-FCronDaemon", "-i", "-B8BITMIME", "-oem", "RCPT"],
+              body=b"/etc/cron.daily: caf\xc3\xa9 8-bit output\n.\n"))
+case("mutt: sendmail -oem -oi -- RCPT delivers it unchanged")(
+    call_line("mutt", "q1", "q3", ["-oem", "-oi", "--", "RCPT"]))
+case("git send-email: sendmail -i RCPT delivers it unchanged")(
+    call_line("git", "q1", "q4", ["-i", "RCPT"]))
+
+
+@case("PHP mail(): sendmail -t -i; only the missing Date and Message-ID are added")
+def php_mail():
+    msg = (b"To: " + dom("q5").encode() + b"\nSubject: php mail()\nFrom: " +
+           dom("q1").encode() + b"\nX-PHP-Originating-Script: 0:x.php\n\n.\nbody\n")
+    rc, out, err = send(submission("q1") + ["-t", "-i"], "q1", msg)
+    if rc != 0:
+        return "exit %d: %s" % (rc, err.strip())
+    got, why = one_back("q5")
+    if why:
+        return why
+    head, _, body = got[1].partition(b"\r\n\r\n")
+    fields = head.split(b"\r\n")
+    orig = crlf(msg).partition(b"\r\n\r\n")[0].split(b"\r\n")
+    if fields[:len(orig)] != orig:
+        return "the message's own fields changed: %r" % fields
+    added = sorted(f.split(b":")[0].lower() for f in fields[len(orig):])
+    if added != [b"date", b"message-id"]:
+        return "added fields %r, wanted date and message-id" % added
+    if body != b".\r\nbody\r\n":
+        return "body changed: %r" % body
+    return None
+
+
+@case("-f other than From: no Sender field is added (byte-identical)")
+def no_sender():
+    msg = fixed_message("no-sender", dom("q1"), dom("q6"), b"bounces go elsewhere\n")
+    rc, out, err = send(submission("q1") + ["-i", "-f", dom("q1").replace("q1@", "q1+verp@"),
+                                            dom("q6")], "q1", msg)
+    if rc != 0:
+        return "exit %d: %s" % (rc, err.strip())
+    got, why = one_back("q6")
+    if why:
+        return why
+    if b"\r\nsender:" in got[1].lower():
+        return "a Sender field was added"
+    if got[1] != crlf(msg):
+        return "delivered copy differs from the sent message"
+    if not any(b"q1+verp@" in t for t in got[0]):
+        return "the envelope sender (Return-Path) is not the -f address: %r" % got[0]
+    return None
+
+
+@case("every other Postfix sendmail(1) flag is taken: -G -U -n -m -h -L -X -o... -r -N -R -V -B7BIT -v")
+def flag_soup():
+    msg = fixed_message("flags", dom("q1"), dom("q7"), b"flags\n")
+    argv = ["-G", "-U", "-n", "-m", "-h", "5", "-L", "label", "-X", "/dev/null", "-odi", "-odb",
+            "-oee", "-oem", "-o7", "-o8", "-oAx", "-bm", "-oi", "-r", dom("q1"), "-N", "never",
+            "-R", "hdrs", "-V", "envid-1", "-B7BIT", "-v", "-Ui", dom("q7")]
+    rc, out, err = send(submission("q1") + argv, "q1", msg)
+    if rc != 0:
+        return "exit %d: %s" % (rc, err.strip())
+    if not re.search(r"sent to 1 of 1 recipient via 127\.0\.0\.1 port \d+: 250 ", err):
+        return "-v printed no delivery line: %r" % err
+    return identical("q7", msg)
+
+
+def accounts(d, text):
+    os.makedirs(os.path.join(d, "mailwire"), exist_ok=True)
+    p = os.path.join(d, "mailwire", "config")
+    with open(p, "w") as f:
+        f.write(text)
+    os.chmod(p, 0o600)
+    return p
+
+
+@case("no From and no -f: the sender is the account's from, via the account called default")
+def default_sender():
+    with tempfile.TemporaryDirectory() as d:
+        accounts(d, "account other\n  host 127.0.0.1\n  port 1\n  from nobody@else.test\n\n"
+                    "account default\n  host 127.0.0.1\n  port %s\n  cafile %s\n  user q8\n"
+                    "  password pw-q8\n  from %s\n" % (os.environ["MW_SMTP_PORT"],
+                                                         os.environ["MW_CA_FILE"], dom("q8")))
+        e = env_for("q8")
+        e.pop("MAILWIRE_PASSWORD")
+        e["XDG_CONFIG_HOME"] = d
+        msg = b"To: " + dom("q9").encode() + b"\nSubject: no from\n\nwho sent me?\n"
+        rc, out, err = send(["-i", dom("q9")], "q8", msg, env=e)
+        if rc != 0:
+            return "exit %d: %s" % (rc, err.strip())
+    got, why = one_back("q9")
+    if why:
+        return why
+    if not any(t.lower().startswith(b"return-path: <" + dom("q8").encode() + b">")
+               for t in got[0]):
+        return "envelope sender is not the account's from: %r" % got[0]
+    if b"\r\nFrom: <" + dom("q8").encode() + b">\r\n" not in b"\r\n" + got[1]:
+        return "no From field with the account's from added: %r" % got[1][:300]
+    return None
+
+
+@case("-bi / -I (newaliases) do nothing and exit 0; -bd (a daemon) is refused with exit 64")
+def modes():
+    rc, _, err = send(["-bi"], "q1", b"")
+    rc2, _, err2 = send(["-I"], "q1", b"")
+    rc3, _, err3 = send(["-bd"], "q1", b"")
+    if rc or rc2:
+        return "-bi/-I exit %d/%d: %s %s" % (rc, rc2, err, err2)
+    if rc3 != 64 or "-bd is not supported" not in err3:
+        return "-bd: exit %d: %s" % (rc3, err3)
+    return None
+
+
+def main():
+    return taplib.run_cases(cases, bool(os.environ.get("MW_SMTP_PORT")))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
