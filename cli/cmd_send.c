@@ -5,6 +5,7 @@
  * (cmd_smtp.c, smtp_cli.h). */
 #include "commands.h"
 #include "connopts.h"
+#include "queue_cli.h"
 #include "smtp_cli.h"
 
 #include "mailwire/config.h"
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* `mailwire send` streams the message from stdin; only --bcc-digest (whose
@@ -211,7 +213,12 @@ static char *from_field_address(const char *d, size_t n)
 typedef struct send_args {
     const char *from, *fullname, *notify, *ret, *envid;
     int extract, ignore_dots, all_or_nothing, bcc_digest, verbose, body;
-    char mode; /* 'm' deliver (default), 's' SMTP on stdin, 'i' aliases (nothing to do) */
+    char mode; /* 'm' deliver (default), 's' SMTP on stdin, 'i' aliases (nothing to do),
+                * 'q' run the queue, 'p' list it */
+    int enqueue;
+    queue_cli qc;
+    int qargc; /* the long options, handed to `queue` for -q and -bp */
+    char **qargv;
     char *config_buf;
     const char **rcpt;
     size_t nrcpt;
@@ -246,6 +253,11 @@ static int short_options(send_args *A, smtp_cli *c, int argc, char **argv, int *
         case 'I':
             A->mode = 'i';
             continue;
+        case 'q':
+            /* -q, -qIID, -qRSITE, -qSSITE: run the queue (all of it: we
+             * have one destination); -qINTERVAL is ignored, as Postfix does. */
+            if (!p[1] || strchr("IRS", p[1])) A->mode = 'q';
+            return 1;
         default:
             break;
         }
@@ -266,6 +278,8 @@ static int short_options(send_args *A, smtp_cli *c, int argc, char **argv, int *
                 A->mode = 'i';
             } else if (!strcmp(v, "s")) {
                 A->mode = 's';
+            } else if (!strcmp(v, "p")) {
+                A->mode = 'p';
             } else {
                 fprintf(stderr,
                         "mailwire send: -b%s is not supported (mailwire is a client: -bm "
@@ -719,6 +733,227 @@ out:
     return rc;
 }
 
+/* ---- --enqueue: through the durable queue (queue_cli.h) ---- */
+
+/* -t's recipients for the queue, which needs them at once: the To, Cc
+ * and Bcc fields' addresses, after the argument ones, without repeats. */
+static int add_unique(const char ***list, size_t *n, size_t *cap, const char *a)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcasecmp((*list)[i], a)) return 0;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        const char **nl = realloc(*list, nc * sizeof *nl);
+        if (!nl) return -1;
+        *list = nl;
+        *cap = nc;
+    }
+    (*list)[(*n)++] = a;
+    return 0;
+}
+
+typedef struct enq_src {
+    const char *pre;
+    size_t prelen, prepos;
+    stdin_src *sin;
+} enq_src;
+
+static long enq_read(void *buf, size_t len, void *ud)
+{
+    enq_src *E = ud;
+    if (E->prepos < E->prelen) {
+        size_t k = E->prelen - E->prepos < len ? E->prelen - E->prepos : len;
+        memcpy(buf, E->pre + E->prepos, k);
+        E->prepos += k;
+        return (long)k;
+    }
+    long r = send_source_read(buf, len, E->sin);
+    return r < 0 ? MW_EIO : r;
+}
+
+typedef struct enq_ctx {
+    smtp_cli *c;
+    int kind; /* the immediate attempt's event, 0 when none */
+    int json;
+    int verbose;
+    char why[320]; /* why the immediate attempt was deferred */
+} enq_ctx;
+
+static int enq_connect(const mw_queue_entry *e, mw_smtp **out, mw_error *err, void *ud)
+{
+    (void)e;
+    enq_ctx *x = ud;
+    mw_error_clear(err);
+    int rc = smtp_open_err(x->c, out, 1, err);
+    if (rc == 0) return 0;
+    if (!err->code) {
+        err->code = MW_EAUTH;
+        snprintf(err->message, sizeof err->message, "cannot log in (see above)");
+    }
+    return err->code;
+}
+
+static void enq_event(const mw_queue_event *ev, void *ud)
+{
+    enq_ctx *x = ud;
+    x->kind = ev->kind;
+    if (ev->kind == MW_QUEUE_EV_DEFERRED) {
+        /* the reason: the session's error, else the first pending refusal */
+        const char *w = ev->err && ev->err->message[0] ? ev->err->message : NULL;
+        for (size_t i = 0; !w && i < ev->entry->nrcpt; i++)
+            if (ev->entry->rcpt[i].state == MW_QUEUE_PENDING) w = ev->entry->rcpt[i].text;
+        snprintf(x->why, sizeof x->why, "%s", w ? w : "");
+    }
+    if (x->json || ev->kind == MW_QUEUE_EV_FAILED || x->verbose)
+        queue_print_event(ev, x->json, "send");
+}
+
+static void date_now(char *out, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/* Stores the message with its envelope, then tries it once at once.
+ * Exit 0 when it went or is queued, 67 when recipients failed for good,
+ * 75 when it could not be stored (nothing of it is left then). */
+static int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin,
+                        const char *sender)
+{
+    const char *data = sin->head;
+    size_t len = sin->hlen;
+    const char **rl = NULL;
+    size_t nr = 0, cap = 0;
+    int rc = 0;
+    char *pre = NULL;
+    size_t prelen = 0;
+    mw_mime_headers *h = NULL;
+    mw_mime_addrlist **lists = NULL;
+    size_t nlists = 0;
+    mw_queue *q = NULL;
+    for (size_t i = 0; i < A->nrcpt; i++)
+        if (add_unique(&rl, &nr, &cap, A->rcpt[i])) goto nomem;
+    size_t hb = header_block_end(data, len);
+    if (A->extract && mw_mime_headers_parse(&h, data, hb ? hb : len, NULL, NULL, NULL) == 0) {
+        const char *names[] = {"To", "Cc", "Bcc"};
+        for (size_t k = 0; k < 3; k++)
+            for (size_t j = 0; j < mw_mime_headers_count_name(h, names[k]); j++) {
+                const char *v = mw_mime_headers_get(h, names[k], j);
+                mw_mime_addrlist *l = NULL;
+                if (!v || mw_mime_addrlist_parse(&l, v, strlen(v), NULL) != 0) continue;
+                mw_mime_addrlist **nl = realloc(lists, (nlists + 1) * sizeof *nl);
+                if (!nl) {
+                    mw_mime_addrlist_free(l);
+                    goto nomem;
+                }
+                lists = nl;
+                lists[nlists++] = l;
+                for (size_t m = 0; m < mw_mime_addrlist_count(l); m++) {
+                    const mw_mime_address *ad = mw_mime_addrlist_at(l, m);
+                    if (ad && ad->address && ad->address[0] &&
+                        add_unique(&rl, &nr, &cap, ad->address))
+                        goto nomem;
+                }
+            }
+    }
+    if (nr == 0) {
+        fprintf(stderr, "mailwire send: no recipients: give them as arguments, or To/Cc/Bcc "
+                        "fields with -t\n");
+        rc = EX_USAGE_;
+        goto out;
+    }
+    /* What sendmail mode adds, added now: every attempt then sends the
+     * same bytes (one Message-ID however many attempts). */
+    {
+        FILE *f = open_memstream(&pre, &prelen);
+        if (!f) goto nomem;
+        for (size_t i = 0; i < c->nheaders; i++)
+            fprintf(f, "%s\r\n", c->headers[i]);
+        if (!has_header(data, len, "From")) {
+            if (A->fullname)
+                fprintf(f, "From: %s <%s>\r\n", A->fullname, sender);
+            else
+                fprintf(f, "From: <%s>\r\n", sender);
+        }
+        if (!has_header(data, len, "Date")) {
+            char d[64];
+            date_now(d, sizeof d);
+            fprintf(f, "Date: %s\r\n", d);
+        }
+        if (!has_header(data, len, "Message-ID")) {
+            char host[256] = "localhost";
+            if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+                snprintf(host, sizeof host, "localhost");
+            host[sizeof host - 1] = '\0';
+            uint32_t r = 0;
+            int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+            if (ufd >= 0) {
+                if (read(ufd, &r, sizeof r) != (ssize_t)sizeof r) r = 0;
+                close(ufd);
+            }
+            fprintf(f, "Message-ID: <%lld.%ld.%08x@%s>\r\n", (long long)time(NULL), (long)getpid(),
+                    (unsigned)r, host);
+        }
+        if (fclose(f) != 0) goto nomem;
+    }
+    if ((rc = queue_cli_open(qc, &q, "send")) != 0) goto out;
+    enq_src E = {pre, prelen, 0, sin};
+    mw_queue_env env = {sender, rl, nr, c->conn.account, A->notify, A->ret, A->envid, A->body};
+    char id[MW_QUEUE_ID_MAX];
+    mw_error err;
+    mw_error_clear(&err);
+    int qrc = mw_queue_add(q, &env, enq_read, &E, id, &err);
+    if (qrc) {
+        fprintf(stderr, "mailwire send: not queued, nothing kept: %s\n", err.message);
+        if (c->conn.json) {
+            printf("{\"queued\":false,\"error\":");
+            mw_cli_json_string(stdout, err.message, strlen(err.message));
+            printf("}\n");
+        }
+        rc = qrc == MW_EINVAL               ? EX_DATAERR_
+             : qrc == MW_EIO && sin->failed ? EX_IOERR_
+                                            : EX_TEMPFAIL_;
+        goto out;
+    }
+    /* In the queue now: one attempt at once, unless a runner is busy. */
+    enq_ctx x = {c, 0, c->conn.json, A->verbose};
+    mw_queue_run_opts ro = MW_QUEUE_RUN_INIT;
+    ro.connect = enq_connect;
+    ro.connect_userdata = &x;
+    ro.event = enq_event;
+    ro.event_userdata = &x;
+    ro.only = id;
+    ro.maxtime_ms = c->maxsecs * 1000;
+    mw_error_clear(&err);
+    int rrc = mw_queue_run(q, &ro, NULL, &err);
+    if (x.kind == MW_QUEUE_EV_SENT) {
+        queue_kick(qc); /* the server is reachable: wake a daemon for the rest */
+    } else if (x.kind == MW_QUEUE_EV_FAILED) {
+        rc = EX_NOUSER_;
+    } else {
+        if (!c->conn.json)
+            fprintf(stderr, "mailwire send: queued as %s%s%s\n", id, rrc || x.why[0] ? ": " : "",
+                    rrc ? err.message : x.why);
+        else if (!x.kind)
+            printf("{\"event\":\"queued\",\"id\":\"%s\"}\n", id);
+    }
+    goto out;
+nomem:
+    fprintf(stderr, "mailwire send: out of memory\n");
+    rc = EX_SOFTWARE_;
+out:
+    mw_queue_close(q);
+    for (size_t i = 0; i < nlists; i++)
+        mw_mime_addrlist_free(lists[i]);
+    free(lists);
+    mw_mime_headers_free(h);
+    free(pre);
+    free(rl);
+    return rc;
+}
+
 int mw_cli_sendmail(int argc, char **argv)
 {
     smtp_cli c;
@@ -730,11 +965,17 @@ int mw_cli_sendmail(int argc, char **argv)
     A.mode = 'm';
     A.body = MW_SMTP_BODY_AUTO;
     A.rcpt = calloc((size_t)argc + 1, sizeof *A.rcpt);
+    A.qargv = calloc((size_t)argc + 3, sizeof *A.qargv);
     int rc = 0;
     stdin_src *sin = NULL;
     char *fromhdr = NULL, *sender = NULL;
     mw_smtp_result *r = NULL;
-    if (!A.rcpt) return EX_SOFTWARE_;
+    if (!A.rcpt || !A.qargv) {
+        free(A.rcpt);
+        free(A.qargv);
+        return EX_SOFTWARE_;
+    }
+    A.qargv[A.qargc++] = (char *)"queue";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--")) {
@@ -755,9 +996,19 @@ int mw_cli_sendmail(int argc, char **argv)
             A.bcc_digest = 1;
             continue;
         }
+        if (!strcmp(a, "--enqueue")) {
+            A.enqueue = 1;
+            continue;
+        }
         if (a[0] == '-' && a[1] == '-') {
-            int r2 = smtp_option(&c, argc, argv, &i);
-            if (r2 > 0) continue;
+            int start = i;
+            int r2 = queue_option(&A.qc, argc, argv, &i, "send");
+            if (r2 == 0) r2 = smtp_option(&c, argc, argv, &i);
+            if (r2 > 0) {
+                for (int k = start; k <= i; k++)
+                    A.qargv[A.qargc++] = argv[k];
+                continue;
+            }
             if (r2 == 0) {
                 fprintf(stderr, "mailwire send: unknown option '%s'\n", a);
                 send_usage(stderr);
@@ -776,6 +1027,13 @@ int mw_cli_sendmail(int argc, char **argv)
     }
     if (A.mode == 'i') goto out; /* -bi / -I: no alias database to build */
     if (A.verbose > 1 && !c.conn.trace_path) c.conn.trace_path = "-";
+    if (A.mode == 'q' || A.mode == 'p') {
+        /* -q is `queue flush` (deliver all queued mail), -bp `queue list`. */
+        A.qargv[A.qargc++] = (char *)(A.mode == 'q' ? "flush" : "list");
+        A.qargv[A.qargc] = NULL;
+        rc = mw_cmd_queue(A.qargc, A.qargv);
+        goto out;
+    }
     if (A.mode == 's') {
         c.conn.json = 0; /* stdout is the SMTP dialogue */
         rc = bs_session(&c, &A);
@@ -821,6 +1079,14 @@ int mw_cli_sendmail(int argc, char **argv)
             goto out;
         }
         originator = sender;
+    }
+    {
+        const mw_account *acct =
+            c.conn.config && c.conn.account ? mw_config_find(c.conn.config, c.conn.account) : NULL;
+        if (A.enqueue || (acct && acct->queue)) {
+            rc = send_enqueue(&c, &A, &A.qc, sin, originator ? originator : sender);
+            goto out;
+        }
     }
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
     struct stat st;
@@ -891,6 +1157,7 @@ out:
     if (sin) free(sin->head);
     free(sin);
     free(A.rcpt);
+    free(A.qargv);
     free(A.config_buf);
     smtp_cli_free(&c);
     return rc;

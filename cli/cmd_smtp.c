@@ -224,6 +224,11 @@ static void json_str(const char *s)
 
 int smtp_open(smtp_cli *c, mw_smtp **s, int login)
 {
+    return smtp_open_err(c, s, login, NULL);
+}
+
+int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
+{
     int want_token = login && (c->token_file || c->token_eval);
     if (want_token && !c->token) {
         int rc = load_token(c);
@@ -268,6 +273,7 @@ int smtp_open(smtp_cli *c, mw_smtp **s, int login)
     mw_error err;
     mw_error_clear(&err);
     int rc = mw_smtp_open(s, &o, &err);
+    if (rc && out) *out = err;
     if (rc) {
         fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
         if (c->conn.json) {

@@ -42,4 +42,7 @@ int mw_cmd_mime(int argc, char **argv);
 /* cli/cmd_fetch.c: mailwire fetch [ACCOUNT...] */
 int mw_cmd_fetch(int argc, char **argv);
 
+/* cli/cmd_queue.c: mailwire queue run|flush|list|drop */
+int mw_cmd_queue(int argc, char **argv);
+
 #endif

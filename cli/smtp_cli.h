@@ -43,6 +43,9 @@ int exit_for(int rc);
 /* Opens a session (with login when `login`); 0 or a sysexits code, the
  * failure printed (and as JSON with --json). */
 int smtp_open(smtp_cli *c, mw_smtp **s, int login);
+/* The same, with the library's error copied to *out when opening failed
+ * (out->code stays 0 when the failure was before connecting). */
+int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out);
 /* One transaction's outcome: JSON line, or the rejections on stderr. */
 void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,
                   const mw_error *err);

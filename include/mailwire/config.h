@@ -28,7 +28,7 @@
  * (sha256:BASE64), cert, key, timeout (seconds), delivery (maildir PATH |
  * mbox PATH | mda COMMAND), keep (on|off), only_new (on|off), size_limit
  * (bytes, suffix k/m/g allowed, 0 = none), filter (COMMAND),
- * delete_after_days (N), from (address). */
+ * delete_after_days (N), from (address), queue (on|off). */
 #ifndef MAILWIRE_CONFIG_H
 #define MAILWIRE_CONFIG_H
 
@@ -75,6 +75,7 @@ typedef struct mw_account {
     const char *from;
     const char *crlfile; /* PEM CRLs to check the server's chain against */
     const char *proxy;   /* socks5://, socks5h:// or http:// proxy URL */
+    int queue;           /* 1: `send` goes through the outgoing queue (queue.h) */
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

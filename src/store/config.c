@@ -68,6 +68,7 @@ static const struct key keys[] = {
     {"filter", K_TEXT, F(filter), 0},
     {"delete_after_days", K_DAYS, F(delete_after_days), 0},
     {"from", K_TOKEN, F(from), 0},
+    {"queue", K_BOOL, F(queue), 0},
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])
