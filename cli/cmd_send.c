@@ -918,7 +918,7 @@ static int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin
         goto out;
     }
     /* In the queue now: one attempt at once, unless a runner is busy. */
-    enq_ctx x = {c, 0, c->conn.json, A->verbose};
+    enq_ctx x = {c, 0, c->conn.json, A->verbose, ""};
     mw_queue_run_opts ro = MW_QUEUE_RUN_INIT;
     ro.connect = enq_connect;
     ro.connect_userdata = &x;
