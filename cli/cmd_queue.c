@@ -210,8 +210,11 @@ int queue_list(mw_queue *q, int json, const char *prog)
                e->sender, e->attempts);
         for (size_t k = 0; k < e->nrcpt; k++) {
             const mw_queue_rcpt *r = &e->rcpt[k];
-            if (r->state == MW_QUEUE_PENDING && r->text && r->text[0])
-                printf("    (%s%s%s)\n", r->code ? "" : "", r->text, "");
+            if (r->state == MW_QUEUE_PENDING && r->code)
+                printf("    (%d %s%s%s)\n", r->code, r->enhanced, r->enhanced[0] ? " " : "",
+                       r->text ? r->text : "");
+            else if (r->state == MW_QUEUE_PENDING && r->text && r->text[0])
+                printf("    (%s)\n", r->text);
             printf("    %-8s %s\n", state_name(r->state), r->address);
         }
     }

@@ -800,9 +800,14 @@ static void enq_event(const mw_queue_event *ev, void *ud)
     if (ev->kind == MW_QUEUE_EV_DEFERRED) {
         /* the reason: the session's error, else the first pending refusal */
         const char *w = ev->err && ev->err->message[0] ? ev->err->message : NULL;
-        for (size_t i = 0; !w && i < ev->entry->nrcpt; i++)
-            if (ev->entry->rcpt[i].state == MW_QUEUE_PENDING) w = ev->entry->rcpt[i].text;
         snprintf(x->why, sizeof x->why, "%s", w ? w : "");
+        for (size_t i = 0; !w && i < ev->entry->nrcpt; i++) {
+            const mw_queue_rcpt *r = &ev->entry->rcpt[i];
+            if (r->state != MW_QUEUE_PENDING) continue;
+            snprintf(x->why, sizeof x->why, "<%s>: %d %s%s%s", r->address, r->code, r->enhanced,
+                     r->enhanced[0] ? " " : "", r->text ? r->text : "");
+            break;
+        }
     }
     if (x->json || ev->kind == MW_QUEUE_EV_FAILED || x->verbose)
         queue_print_event(ev, x->json, "send");
