@@ -35,7 +35,7 @@ static void send_usage(FILE *f)
 {
     fprintf(f,
             "usage: mailwire send [OPTIONS] [-t] [-f ADDR] [-F NAME] [-i|-oi] [-N NOTIFY]\n"
-            "                     [-R full|hdrs] [-V ENVID] [-B 7BIT|8BITMIME] [-v]\n"
+            "                     [-R full|hdrs] [-V ENVID] [-B 7BIT|8BITMIME|BINARYMIME] [-v]\n"
             "                     [--all-or-nothing] [--bcc-digest] [--] [RECIPIENT...]\n"
             "       mailwire send -bs [OPTIONS]  (SMTP on stdin/stdout, relayed to the server)\n"
             "       mailwire send -bi | -I      (no alias database: does nothing)\n"
@@ -313,8 +313,11 @@ static int short_options(send_args *A, smtp_cli *c, int argc, char **argv, int *
                 A->body = MW_SMTP_BODY_AUTO; /* 8-bit allowed: BODY=8BITMIME when offered */
             else if (!strcasecmp(v, "7BIT"))
                 A->body = MW_SMTP_BODY_7BIT;
+            else if (!strcasecmp(v, "BINARYMIME"))
+                A->body = MW_SMTP_BODY_BINARYMIME;
             else {
-                fprintf(stderr, "mailwire send: -B takes 7BIT or 8BITMIME, not '%s'\n", v);
+                fprintf(stderr, "mailwire send: -B takes 7BIT, 8BITMIME or BINARYMIME, not '%s'\n",
+                        v);
                 return -1;
             }
             return 1;

@@ -100,7 +100,15 @@ typedef long (*mw_smtp_read_fn)(void *buf, size_t len, void *userdata);
 
 #define MW_SMTP_REWRITE_SENDMAIL 2
 
-enum mw_smtp_body { MW_SMTP_BODY_AUTO = 0, MW_SMTP_BODY_7BIT = 1, MW_SMTP_BODY_8BITMIME = 2 };
+/* BINARYMIME (RFC 3030 §3): the body goes as it is, in BDAT chunks (no
+ * line end repaired, no line limit); only to a server offering CHUNKING
+ * and BINARYMIME, else MW_EUNSUPPORTED before MAIL. */
+enum mw_smtp_body {
+    MW_SMTP_BODY_AUTO = 0,
+    MW_SMTP_BODY_7BIT = 1,
+    MW_SMTP_BODY_8BITMIME = 2,
+    MW_SMTP_BODY_BINARYMIME = 3
+};
 
 #define MW_SMTP_MSG_VERSION 2 /* 2 added header_recipients; 1 is still accepted */
 typedef struct mw_smtp_msg {
