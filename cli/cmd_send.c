@@ -36,7 +36,10 @@ static void send_usage(FILE *f)
     fprintf(f,
             "usage: mailwire send [OPTIONS] [-t] [-f ADDR] [-F NAME] [-i|-oi] [-N NOTIFY]\n"
             "                     [-R full|hdrs] [-V ENVID] [-B 7BIT|8BITMIME|BINARYMIME] [-v]\n"
-            "                     [--all-or-nothing] [--bcc-digest] [--] [RECIPIENT...]\n"
+            "                     [--all-or-nothing] [--bcc-digest] [--downgrade] [--]\n"
+            "                     [RECIPIENT...]\n"
+            "-BBINARYMIME: the body as it is, in BDAT (a server offering CHUNKING and\n"
+            "  BINARYMIME); --downgrade: else re-encoded as 7-bit (base64), not refused.\n"
             "       mailwire send -bs [OPTIONS]  (SMTP on stdin/stdout, relayed to the server)\n"
             "       mailwire send -bi | -I      (no alias database: does nothing)\n"
             "       mailwire send -q | -bp      (`mailwire queue flush` | `mailwire queue list`)\n"
@@ -213,13 +216,111 @@ static char *from_field_address(const char *d, size_t n)
     return addr;
 }
 
+/* ---- --downgrade: a binary message re-encoded as 7-bit ---- */
+
+/* Whether the session's EHLO reply (the one over TLS when TLS was
+ * started) names the extension `cap`. */
+static int ehlo_has(const mw_smtp *s, const char *cap)
+{
+    const char *t = mw_smtp_ehlo_text(s, 1);
+    if (!t || !*t) t = mw_smtp_ehlo_text(s, 0);
+    size_t n = strlen(cap);
+    for (const char *p = t; p && *p;) {
+        if (!strncasecmp(p, cap, n) && (p[n] == '\0' || p[n] == '\n' || p[n] == ' ')) return 1;
+        p = strchr(p, '\n');
+        if (p) p++;
+    }
+    return 0;
+}
+
+/* The field named `name` starts at d[i] (case-insensitively). */
+static int field_is(const char *d, size_t n, size_t i, const char *name)
+{
+    size_t k = strlen(name);
+    return n - i > k && !strncasecmp(d + i, name, k) && d[i + k] == ':';
+}
+
+/* A single-part message with its body base64-encoded (RFC 2045 §6.8) and
+ * Content-Transfer-Encoding set to base64; a multipart one is refused (its
+ * parts would each need re-encoding).  *out is malloc'd.  0, or -1 with
+ * *why set. */
+static int downgrade_7bit(const char *d, size_t n, char **out, size_t *olen, const char **why)
+{
+    size_t hb = header_block_end(d, n);
+    if (!hb) hb = n;
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *f = open_memstream(&buf, &blen);
+    if (!f) {
+        *why = "out of memory";
+        return -1;
+    }
+    int have_mv = 0, skip = 0, multi = 0;
+    for (size_t i = 0; i < hb;) {
+        const char *nl = memchr(d + i, '\n', hb - i);
+        size_t e = nl ? (size_t)(nl - d) + 1 : hb;
+        size_t l = e - i;
+        while (l > 0 && (d[i + l - 1] == '\n' || d[i + l - 1] == '\r'))
+            l--;
+        if (l == 0) break; /* the empty line */
+        if (d[i] != ' ' && d[i] != '\t') {
+            skip = field_is(d, n, i, "Content-Transfer-Encoding");
+            if (field_is(d, n, i, "MIME-Version")) have_mv = 1;
+            if (field_is(d, n, i, "Content-Type")) {
+                const char *v = d + i + 13;
+                while (v < d + i + l && (*v == ' ' || *v == '\t'))
+                    v++;
+                if ((size_t)(d + i + l - v) >= 10 && !strncasecmp(v, "multipart/", 10)) multi = 1;
+            }
+        }
+        if (!skip) {
+            fwrite(d + i, 1, l, f);
+            fputs("\r\n", f);
+        }
+        i = e;
+    }
+    if (multi) {
+        fclose(f);
+        free(buf);
+        *why = "it is multipart: --downgrade re-encodes single-part messages only";
+        return -1;
+    }
+    if (!have_mv) fputs("MIME-Version: 1.0\r\n", f);
+    fputs("Content-Transfer-Encoding: base64\r\n\r\n", f);
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *b = (const unsigned char *)d + hb;
+    size_t bn = n - hb, col = 0;
+    for (size_t i = 0; i < bn; i += 3) {
+        unsigned v = (unsigned)b[i] << 16;
+        if (i + 1 < bn) v |= (unsigned)b[i + 1] << 8;
+        if (i + 2 < bn) v |= b[i + 2];
+        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63],
+                     i + 1 < bn ? b64[(v >> 6) & 63] : '=', i + 2 < bn ? b64[v & 63] : '='};
+        fwrite(q, 1, 4, f);
+        col += 4;
+        if (col == 76) {
+            fputs("\r\n", f);
+            col = 0;
+        }
+    }
+    if (col) fputs("\r\n", f);
+    if (fclose(f) != 0) {
+        free(buf);
+        *why = "out of memory";
+        return -1;
+    }
+    *out = buf;
+    *olen = blen;
+    return 0;
+}
+
 /* What the command line asked for. */
 typedef struct send_args {
     const char *from, *fullname, *notify, *ret, *envid;
     int extract, ignore_dots, all_or_nothing, bcc_digest, verbose, body;
     char mode; /* 'm' deliver (default), 's' SMTP on stdin, 'i' aliases (nothing to do),
                 * 'q' run the queue, 'p' list it */
-    int enqueue;
+    int enqueue, downgrade;
     queue_cli qc;
     int qargc; /* the long options, handed to `queue` for -q and -bp */
     char **qargv;
@@ -980,7 +1081,8 @@ int mw_cli_sendmail(int argc, char **argv)
     A.qargv = calloc((size_t)argc + 3, sizeof *A.qargv);
     int rc = 0;
     stdin_src *sin = NULL;
-    char *fromhdr = NULL, *sender = NULL;
+    char *fromhdr = NULL, *sender = NULL, *whole = NULL, *seven = NULL;
+    size_t whole_len = 0, seven_len = 0;
     mw_smtp_result *r = NULL;
     if (!A.rcpt || !A.qargv) {
         free(A.rcpt);
@@ -1010,6 +1112,10 @@ int mw_cli_sendmail(int argc, char **argv)
         }
         if (!strcmp(a, "--enqueue")) {
             A.enqueue = 1;
+            continue;
+        }
+        if (!strcmp(a, "--downgrade")) {
+            A.downgrade = 1;
             continue;
         }
         if (a[0] == '-' && a[1] == '-') {
@@ -1148,6 +1254,52 @@ int mw_cli_sendmail(int argc, char **argv)
     m.dsn_orcpt = c.dsn_orcpt;
     mw_smtp *s = NULL;
     if ((rc = smtp_open(&c, &s, 1)) != 0) goto out;
+    if (A.downgrade && A.body == MW_SMTP_BODY_BINARYMIME &&
+        !(ehlo_has(s, "BINARYMIME") && ehlo_has(s, "CHUNKING"))) {
+        /* The server cannot take it as it is: this one message, 7-bit. */
+        const char *why = NULL;
+        char tmp[65536];
+        size_t cap = 0;
+        long n;
+        while ((n = send_source_read(tmp, sizeof tmp, sin)) > 0) {
+            if (whole_len + (size_t)n > SEND_MAX_MESSAGE) {
+                why = "over 256 MiB (--downgrade holds it in memory)";
+                break;
+            }
+            if (whole_len + (size_t)n > cap) {
+                size_t nc = cap ? cap * 2 : 131072;
+                while (nc < whole_len + (size_t)n)
+                    nc *= 2;
+                char *nb = realloc(whole, nc);
+                if (!nb) {
+                    why = "out of memory";
+                    break;
+                }
+                whole = nb;
+                cap = nc;
+            }
+            memcpy(whole + whole_len, tmp, (size_t)n);
+            whole_len += (size_t)n;
+        }
+        if (!why && n < 0) why = "cannot read the message";
+        if (!why && downgrade_7bit(whole ? whole : "", whole_len, &seven, &seven_len, &why) == 0) {
+            m.read = NULL;
+            m.read_userdata = NULL;
+            m.data = seven;
+            m.len = seven_len;
+            m.size_hint = 0;
+            m.body = MW_SMTP_BODY_7BIT;
+            if (A.verbose)
+                fprintf(stderr, "mailwire send: the server does not offer BINARYMIME: the message "
+                                "goes re-encoded as 7-bit (base64)\n");
+        } else {
+            fprintf(stderr, "mailwire send: cannot downgrade the message to 7-bit: %s\n", why);
+            mw_smtp_quit(s);
+            mw_smtp_free(s);
+            rc = EX_DATAERR_;
+            goto out;
+        }
+    }
     int src = mw_smtp_send(s, &m, &r);
     print_result(&c, NULL, src, r, mw_smtp_error(s));
     rc = tx_exit(src, r);
@@ -1166,6 +1318,8 @@ out:
     mw_smtp_result_free(r);
     free(fromhdr);
     free(sender);
+    free(whole);
+    free(seven);
     if (sin) free(sin->head);
     free(sin);
     free(A.rcpt);

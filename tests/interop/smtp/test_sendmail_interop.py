@@ -222,6 +222,51 @@ def bs_refused():
     return None
 
 
+BINARY_BODY = bytes(range(256)) + b"\r\n.\r\nbare\rCR bare\nLF\x00" * 3
+
+
+def binary_message(tag, frm, to):
+    return (b"Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMessage-ID: <" + tag.encode() +
+            b"@mailwire.test>\r\nFrom: " + dom(frm).encode() + b"\r\nTo: " + dom(to).encode() +
+            b"\r\nSubject: " + tag.encode() + b"\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: binary\r\n\r\n" + BINARY_BODY)
+
+
+@case("BINARYMIME: Postfix does not offer it: a binary body gets a clear refusal (exit 69), "
+      "nothing delivered")
+def binary_refused():
+    msg = binary_message("bin-refused", "q1", "q4")
+    rc, out, err = send(submission("q1") + ["-i", "-BBINARYMIME", dom("q4")], "q1", msg)
+    if rc != 69 or "does not offer BINARYMIME (RFC 3030)" not in err:
+        return "want exit 69 and the refusal, got %d: %s" % (rc, err)
+    got = pop_fetch_all("q4", 0, deadline_s=3)
+    if got:
+        return "%d message(s) delivered" % len(got)
+    return None
+
+
+@case("BINARYMIME --downgrade to Postfix: delivered as base64 7-bit; decoded, the body is the "
+      "binary one, octet for octet")
+def binary_downgrade():
+    import base64
+    msg = binary_message("bin-down", "q1", "q4")
+    rc, out, err = send(submission("q1") + ["-i", "-BBINARYMIME", "--downgrade", "-v",
+                                            dom("q4")], "q1", msg)
+    if rc != 0 or "re-encoded as 7-bit" not in err:
+        return "exit %d: %s" % (rc, err)
+    got, why = one_back("q4")
+    if why:
+        return why
+    head, _, body = got[1].partition(b"\r\n\r\n")
+    if b"\r\nContent-Transfer-Encoding: base64" not in head or b": binary" in head:
+        return "header not downgraded: %r" % head
+    if any(c > 127 for c in got[1]) or max(len(x) for x in body.split(b"\r\n")) > 76:
+        return "the delivered copy is not 7-bit base64"
+    if base64.b64decode(body) != BINARY_BODY:
+        return "decoded body differs from the binary body"
+    return None
+
+
 def main():
     return taplib.run_cases(cases, bool(os.environ.get("MW_SMTP_PORT")))
 
