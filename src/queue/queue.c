@@ -74,9 +74,22 @@ static int write_all(int fd, const char *p, size_t n)
 
 static int sub(const mw_queue *q, char *out, const char *a, const char *b)
 {
-    int n = b ? snprintf(out, Q_PATH, "%s/%s/%s", q->dir, a, b)
-              : snprintf(out, Q_PATH, "%s/%s", q->dir, a);
-    return n < 0 || n >= Q_PATH ? -1 : 0;
+    /* Put together by hand: DIR/A[/B], refused when over Q_PATH. */
+    size_t ld = strlen(q->dir), la = strlen(a), lb = b ? strlen(b) : 0;
+    if (ld + 1 + la + (b ? 1 + lb : 0) >= Q_PATH) return -1;
+    char *o = out;
+    memcpy(o, q->dir, ld);
+    o += ld;
+    *o++ = '/';
+    memcpy(o, a, la);
+    o += la;
+    if (b) {
+        *o++ = '/';
+        memcpy(o, b, lb);
+        o += lb;
+    }
+    *o = '\0';
+    return 0;
 }
 
 /* An ID: fixed-width hex time (so names sort by age), then pid and random. */
