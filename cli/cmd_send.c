@@ -1017,7 +1017,16 @@ static int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin
     char id[MW_QUEUE_ID_MAX];
     mw_error err;
     mw_error_clear(&err);
-    int qrc = mw_queue_add(q, &env, enq_read, &E, id, &err);
+    /* One attempt at once; into the queue (durably) only what must wait. */
+    enq_ctx x = {c, 0, c->conn.json, A->verbose, ""};
+    mw_queue_run_opts ro = MW_QUEUE_RUN_INIT;
+    ro.connect = enq_connect;
+    ro.connect_userdata = &x;
+    ro.event = enq_event;
+    ro.event_userdata = &x;
+    ro.maxtime_ms = c->maxsecs * 1000;
+    int queued = 0;
+    int qrc = mw_queue_send(q, &env, enq_read, &E, &ro, id, &queued, &err);
     if (qrc) {
         fprintf(stderr, "mailwire send: not queued, nothing kept: %s\n", err.message);
         if (c->conn.json) {
@@ -1030,27 +1039,12 @@ static int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin
                                             : EX_TEMPFAIL_;
         goto out;
     }
-    /* In the queue now: one attempt at once, unless a runner is busy. */
-    enq_ctx x = {c, 0, c->conn.json, A->verbose, ""};
-    mw_queue_run_opts ro = MW_QUEUE_RUN_INIT;
-    ro.connect = enq_connect;
-    ro.connect_userdata = &x;
-    ro.event = enq_event;
-    ro.event_userdata = &x;
-    ro.only = id;
-    ro.maxtime_ms = c->maxsecs * 1000;
-    mw_error_clear(&err);
-    int rrc = mw_queue_run(q, &ro, NULL, &err);
     if (x.kind == MW_QUEUE_EV_SENT) {
         queue_kick(qc); /* the server is reachable: wake a daemon for the rest */
     } else if (x.kind == MW_QUEUE_EV_FAILED) {
         rc = EX_NOUSER_;
-    } else {
-        if (!c->conn.json)
-            fprintf(stderr, "mailwire send: queued as %s%s%s\n", id, rrc || x.why[0] ? ": " : "",
-                    rrc ? err.message : x.why);
-        else if (!x.kind)
-            printf("{\"event\":\"queued\",\"id\":\"%s\"}\n", id);
+    } else if (!c->conn.json) {
+        fprintf(stderr, "mailwire send: queued as %s%s%s\n", id, x.why[0] ? ": " : "", x.why);
     }
     goto out;
 nomem:

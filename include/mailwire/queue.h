@@ -167,6 +167,21 @@ typedef struct mw_queue_stats {
 MW_EXTERN int mw_queue_run(mw_queue *q, const mw_queue_run_opts *ro, mw_queue_stats *stats,
                            mw_error *err);
 
+/* Sends a message now, and queues it only when some recipients must wait:
+ * the message is spooled (not fsync'd) into tmp/, one session is made
+ * with ro->connect and the message sent; when every recipient was
+ * accepted or refused for good it is gone (ro->event gets SENT or FAILED,
+ * *queued = 0), else it is committed into the queue as mw_queue_add does,
+ * with its recipients' states (DEFERRED, *queued = 1).  A crash before the
+ * commit leaves only a tmp/ file (removed by a later run), and the caller,
+ * not told, still holds the message.  Costs no fsync when the message
+ * goes at once.  *id gets its ID either way.  Returns 0, or as
+ * mw_queue_add (a commit that failed: nothing queued, and the recipients
+ * the server accepted did get it). */
+MW_EXTERN int mw_queue_send(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, void *ud,
+                            const mw_queue_run_opts *ro, char id[MW_QUEUE_ID_MAX], int *queued,
+                            mw_error *err);
+
 #ifdef __cplusplus
 }
 #endif

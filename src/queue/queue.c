@@ -11,6 +11,7 @@
 #endif
 #include "mailwire/queue.h"
 
+#include "queue/queue_int.h"
 #include "util/err.h"
 
 #include <dirent.h>
@@ -167,7 +168,7 @@ static void rcpt_free(mw_queue_rcpt *r)
     free(r->text);
 }
 
-static void entry_clear(mw_queue_entry *e)
+void mw_queue_entry_clear(mw_queue_entry *e)
 {
     free(e->sender);
     free(e->account);
@@ -183,7 +184,7 @@ static void entry_clear(mw_queue_entry *e)
 void mw_queue_entries_free(mw_queue_entry *e, size_t n)
 {
     for (size_t i = 0; e && i < n; i++)
-        entry_clear(&e[i]);
+        mw_queue_entry_clear(&e[i]);
     free(e);
 }
 
@@ -206,7 +207,7 @@ static int put(FILE *f, const char *k, const char *v)
 }
 
 /* Serialises e into a malloc'd buffer. */
-static char *env_text(const mw_queue_entry *e, size_t *len)
+char *mw_queue_env_text(const mw_queue_entry *e, size_t *len)
 {
     char *buf = NULL;
     FILE *f = open_memstream(&buf, len);
@@ -316,6 +317,19 @@ static int env_parse(mw_queue_entry *e, char *t)
     return bad ? -1 : 0;
 }
 
+int mw_queue_env_parse(mw_queue_entry *e, const char *text, size_t len)
+{
+    memset(e, 0, sizeof *e);
+    char *t = malloc(len + 1);
+    if (!t) return -1;
+    memcpy(t, text, len);
+    t[len] = '\0';
+    int rc = env_parse(e, t);
+    free(t);
+    if (rc) mw_queue_entry_clear(e);
+    return rc;
+}
+
 static int read_small(const char *path, char **out, size_t max)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -356,7 +370,7 @@ static int load_entry(const mw_queue *q, const char *id, mw_queue_entry *e)
         e->size = (uint64_t)st.st_size;
     else if (rc == 0)
         rc = -1; /* no message file: not a usable entry */
-    if (rc) entry_clear(e);
+    if (rc) mw_queue_entry_clear(e);
     return rc;
 }
 
@@ -368,7 +382,7 @@ static int save_entry(const mw_queue *q, const mw_queue_entry *e, mw_error *err)
     snprintf(name, sizeof name, "%s.env", e->id);
     if (sub(q, tmp, "tmp", name) || sub(q, dst, "env", e->id))
         return mw_err_set(err, MW_EINVAL, "queue: path too long");
-    char *text = env_text(e, &len);
+    char *text = mw_queue_env_text(e, &len);
     if (!text) return mw_err_set(err, MW_ENOMEM, "out of memory");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int e2 = fd < 0 ? errno : write_all(fd, text, len);
@@ -395,12 +409,8 @@ static int save_entry(const mw_queue *q, const mw_queue_entry *e, mw_error *err)
 
 /* ---- enqueue ---- */
 
-int mw_queue_add(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, void *ud,
-                 char id[MW_QUEUE_ID_MAX], mw_error *err)
+static int check_env(const mw_queue_env *env, mw_error *err)
 {
-    if (!q || !env || !read || !id)
-        return mw_err_set(err, MW_EINVAL, "mw_queue_add: bad arguments");
-    id[0] = '\0';
     if (!env->sender || !clean_value(env->sender) || strchr(env->sender, '\t'))
         return mw_err_set(err, MW_EINVAL, "queue: bad sender address");
     if (env->nrecipients == 0 || env->nrecipients > Q_MAX_RCPT)
@@ -413,33 +423,57 @@ int mw_queue_add(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, voi
     if (!clean_value(env->account) || !clean_value(env->dsn_notify) || !clean_value(env->dsn_ret) ||
         !clean_value(env->dsn_envid))
         return mw_err_set(err, MW_EINVAL, "queue: control character in an envelope option");
+    return 0;
+}
 
-    mw_queue_entry e;
-    memset(&e, 0, sizeof e);
-    new_id(e.id);
-    e.created = e.next_attempt = time(NULL);
-    e.body = env->body;
-    e.sender = (char *)env->sender;
-    e.account = (char *)env->account;
-    e.dsn_notify = (char *)env->dsn_notify;
-    e.dsn_ret = (char *)env->dsn_ret;
-    e.dsn_envid = (char *)env->dsn_envid;
-    e.nrcpt = env->nrecipients;
-    e.rcpt = calloc(e.nrcpt, sizeof *e.rcpt);
-    if (!e.rcpt) return mw_err_set(err, MW_ENOMEM, "out of memory");
-    for (size_t i = 0; i < e.nrcpt; i++)
-        e.rcpt[i].address = (char *)env->recipients[i];
+/* A new entry pointing at env's strings (only rcpt[] and the recipients'
+ * texts are its own: entry_shallow_free). */
+static int entry_from_env(mw_queue_entry *e, const mw_queue_env *env, mw_error *err)
+{
+    memset(e, 0, sizeof *e);
+    new_id(e->id);
+    e->created = e->next_attempt = time(NULL);
+    e->body = env->body;
+    e->sender = (char *)env->sender;
+    e->account = (char *)env->account;
+    e->dsn_notify = (char *)env->dsn_notify;
+    e->dsn_ret = (char *)env->dsn_ret;
+    e->dsn_envid = (char *)env->dsn_envid;
+    e->nrcpt = env->nrecipients;
+    e->rcpt = calloc(e->nrcpt, sizeof *e->rcpt);
+    if (!e->rcpt) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    for (size_t i = 0; i < e->nrcpt; i++)
+        e->rcpt[i].address = (char *)env->recipients[i];
+    return 0;
+}
 
-    char tmsg[Q_PATH], tenv[Q_PATH], dmsg[Q_PATH], denv[Q_PATH], name[MW_QUEUE_ID_MAX + 8];
-    snprintf(name, sizeof name, "%s.msg", e.id);
+static void entry_shallow_free(mw_queue_entry *e)
+{
+    for (size_t i = 0; e->rcpt && i < e->nrcpt; i++)
+        free(e->rcpt[i].text);
+    free(e->rcpt);
+    e->rcpt = NULL;
+}
+
+static void tmp_names(const mw_queue *q, const char *id, char *tmsg, char *tenv)
+{
+    char name[MW_QUEUE_ID_MAX + 8];
+    snprintf(name, sizeof name, "%s.msg", id);
     sub(q, tmsg, "tmp", name);
-    snprintf(name, sizeof name, "%s.env", e.id);
+    snprintf(name, sizeof name, "%s.env", id);
     sub(q, tenv, "tmp", name);
-    sub(q, dmsg, "msg", e.id);
-    sub(q, denv, "env", e.id);
-    int rc = 0, moved = 0;
+}
+
+/* The message from `read` into tmp/ID.msg (fsync'd when `sync`); on
+ * failure nothing is left.  Returns 0 with *fd_out open for reading. */
+static int spool(const mw_queue *q, const char *id, mw_smtp_read_fn read, void *ud, int sync,
+                 int *fd_out, mw_error *err)
+{
+    char tmsg[Q_PATH], tenv[Q_PATH];
+    tmp_names(q, id, tmsg, tenv);
+    int rc = 0;
     char *buf = malloc(65536);
-    int fd = buf ? open(tmsg, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
+    int fd = buf ? open(tmsg, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
     if (!buf) {
         rc = mw_err_set(err, MW_ENOMEM, "out of memory");
         goto fail;
@@ -461,27 +495,49 @@ int mw_queue_add(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, voi
             goto fail;
         }
     }
-    if (fsync(fd) != 0) {
+    if (sync && fsync(fd) != 0) {
         rc = sys_err(err, "fsync", tmsg, errno);
         goto fail;
     }
-    if (close(fd) != 0) {
-        fd = -1;
-        rc = sys_err(err, "write", tmsg, errno);
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        rc = sys_err(err, "seek", tmsg, errno);
         goto fail;
     }
-    fd = -1;
-    /* The envelope, written beside it (tmp/), then both moved in: the
-     * message first, the envelope last (the commit). */
+    free(buf);
+    *fd_out = fd;
+    return 0;
+fail:
+    if (fd >= 0) close(fd);
+    unlink(tmsg);
+    free(buf);
+    return rc;
+}
+
+/* Moves a spooled message into the queue: (fsync of the message unless
+ * done,) the envelope written beside it in tmp/ and fsync'd, the message
+ * renamed into msg/, msg/ fsync'd, the envelope renamed into env/ (the
+ * commit), env/ fsync'd.  On failure nothing of it is left. */
+static int commit(const mw_queue *q, const mw_queue_entry *e, int msgfd, int msg_synced,
+                  mw_error *err)
+{
+    char tmsg[Q_PATH], tenv[Q_PATH], dmsg[Q_PATH], denv[Q_PATH], d[Q_PATH];
+    tmp_names(q, e->id, tmsg, tenv);
+    sub(q, dmsg, "msg", e->id);
+    sub(q, denv, "env", e->id);
+    int rc = 0, moved = 0, e2;
+    if (!msg_synced && fsync(msgfd) != 0) {
+        rc = sys_err(err, "fsync", tmsg, errno);
+        goto fail;
+    }
     {
         size_t len = 0;
-        char *text = env_text(&e, &len);
+        char *text = mw_queue_env_text(e, &len);
         if (!text) {
             rc = mw_err_set(err, MW_ENOMEM, "out of memory");
             goto fail;
         }
         int efd = open(tenv, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        int e2 = efd < 0 ? errno : write_all(efd, text, len);
+        e2 = efd < 0 ? errno : write_all(efd, text, len);
         free(text);
         if (!e2 && fsync(efd) != 0) e2 = errno;
         if (efd >= 0 && close(efd) != 0 && !e2) e2 = errno;
@@ -490,13 +546,11 @@ int mw_queue_add(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, voi
             goto fail;
         }
     }
-    char d[Q_PATH];
     if (rename(tmsg, dmsg) != 0) {
         rc = sys_err(err, "rename", dmsg, errno);
         goto fail;
     }
     moved = 1;
-    int e2;
     sub(q, d, "msg", NULL);
     if ((e2 = fsync_dir(d)) != 0) {
         rc = sys_err(err, "fsync", d, e2);
@@ -513,17 +567,30 @@ int mw_queue_add(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, voi
         rc = sys_err(err, "fsync", d, e2);
         goto fail;
     }
-    snprintf(id, MW_QUEUE_ID_MAX, "%s", e.id);
-    free(buf);
-    free(e.rcpt);
     return 0;
 fail:
-    if (fd >= 0) close(fd);
     unlink(tmsg);
     unlink(tenv);
     if (moved) unlink(dmsg);
-    free(buf);
-    free(e.rcpt);
+    return rc;
+}
+
+int mw_queue_add(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, void *ud,
+                 char id[MW_QUEUE_ID_MAX], mw_error *err)
+{
+    if (!q || !env || !read || !id)
+        return mw_err_set(err, MW_EINVAL, "mw_queue_add: bad arguments");
+    id[0] = '\0';
+    int rc = check_env(env, err);
+    if (rc) return rc;
+    mw_queue_entry e;
+    if ((rc = entry_from_env(&e, env, err)) != 0) return rc;
+    int fd = -1;
+    rc = spool(q, e.id, read, ud, 1, &fd, err);
+    if (!rc) rc = commit(q, &e, fd, 1, err);
+    if (fd >= 0) close(fd);
+    if (!rc) snprintf(id, MW_QUEUE_ID_MAX, "%s", e.id);
+    entry_shallow_free(&e);
     return rc;
 }
 
@@ -708,6 +775,63 @@ static void apply_result(mw_queue_entry *e, const size_t *idx, size_t npend, int
     }
 }
 
+/* One attempt at e's pending recipients over *s with the message on fd
+ * (or, when trc is set, the failure to get that far: terr), recorded in
+ * e's recipients, attempts and next attempt.  A session left unusable is
+ * freed (*s = NULL).  Returns how many recipients are still pending. */
+static size_t attempt(const mw_queue *q, mw_queue_entry *e, mw_smtp **s, int fd, int trc,
+                      mw_error *terr, int maxtime_ms)
+{
+    size_t npend = 0;
+    size_t *idx = calloc(e->nrcpt, sizeof *idx);
+    const char **rl = calloc(e->nrcpt, sizeof *rl);
+    mw_smtp_result *r = NULL;
+    if (!idx || !rl) {
+        trc = mw_err_set(terr, MW_ENOMEM, "out of memory");
+        for (size_t k = 0; k < e->nrcpt; k++)
+            npend += e->rcpt[k].state == MW_QUEUE_PENDING;
+        goto out;
+    }
+    for (size_t k = 0; k < e->nrcpt; k++)
+        if (e->rcpt[k].state == MW_QUEUE_PENDING) {
+            rl[npend] = e->rcpt[k].address;
+            idx[npend++] = k;
+        }
+    if (*s && !trc && fd >= 0) {
+        mw_smtp_msg m = MW_SMTP_MSG_INIT;
+        m.fd = fd;
+        m.originator = e->sender;
+        m.recipients = rl;
+        m.nrecipients = npend;
+        /* The queued message already holds what sendmail mode adds
+         * (cli/cmd_send.c); Bcc goes. */
+        m.rewrite_headers = MW_SMTP_REWRITE_SENDMAIL;
+        m.atleastone = 1;
+        m.body = e->body;
+        m.dsn_notify = e->dsn_notify;
+        m.dsn_ret = e->dsn_ret;
+        m.dsn_envid = e->dsn_envid;
+        mw_smtp_set_maxtime(*s, maxtime_ms);
+        trc = mw_smtp_send(*s, &m, &r);
+        if (trc) *terr = *mw_smtp_error(*s);
+        if (!mw_smtp_alive(*s)) {
+            mw_smtp_free(*s);
+            *s = NULL;
+        }
+    }
+    apply_result(e, idx, npend, trc, r, terr);
+    npend = 0;
+    for (size_t k = 0; k < e->nrcpt; k++)
+        npend += e->rcpt[k].state == MW_QUEUE_PENDING;
+out:
+    e->attempts++;
+    e->next_attempt = time(NULL) + backoff(q, e->attempts);
+    mw_smtp_result_free(r);
+    free(rl);
+    free(idx);
+    return npend;
+}
+
 int mw_queue_run(mw_queue *q, const mw_queue_run_opts *ro, mw_queue_stats *stats, mw_error *err)
 {
     mw_queue_stats st0;
@@ -788,55 +912,20 @@ int mw_queue_run(mw_queue *q, const mw_queue_run_opts *ro, mw_queue_stats *stats
                     conn_failed = 0;
                 }
             }
-            const char **rl = NULL;
-            mw_smtp_result *r = NULL;
+            int fd = -1;
             if (s && !trc) {
                 char p[Q_PATH];
                 sub(q, p, "msg", e->id);
-                int fd = open(p, O_RDONLY | O_CLOEXEC);
-                rl = calloc(npend, sizeof *rl);
-                if (fd < 0 || !rl) {
-                    trc = fd < 0 ? sys_err(&terr, "open", p, errno)
-                                 : mw_err_set(&terr, MW_ENOMEM, "out of memory");
-                } else {
-                    for (size_t k = 0; k < npend; k++)
-                        rl[k] = e->rcpt[idx[k]].address;
-                    mw_smtp_msg m = MW_SMTP_MSG_INIT;
-                    m.fd = fd;
-                    m.originator = e->sender;
-                    m.recipients = rl;
-                    m.nrecipients = npend;
-                    /* The queued message already holds what sendmail mode
-                     * adds (cli/cmd_send.c); Bcc goes. */
-                    m.rewrite_headers = MW_SMTP_REWRITE_SENDMAIL;
-                    m.atleastone = 1;
-                    m.body = e->body;
-                    m.dsn_notify = e->dsn_notify;
-                    m.dsn_ret = e->dsn_ret;
-                    m.dsn_envid = e->dsn_envid;
-                    mw_smtp_set_maxtime(s, ro->maxtime_ms);
-                    trc = mw_smtp_send(s, &m, &r);
-                    if (trc) terr = *mw_smtp_error(s);
-                }
-                if (fd >= 0) close(fd);
-                if (!mw_smtp_alive(s)) {
-                    mw_smtp_free(s);
-                    s = NULL;
-                }
+                if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+                    trc = sys_err(&terr, "open", p, errno);
             }
-            apply_result(e, idx, npend, trc, r, &terr);
-            mw_smtp_result_free(r);
-            free(rl);
-            e->attempts++;
-            e->next_attempt = time(NULL) + backoff(q, e->attempts);
-            npend = 0;
-            for (size_t k = 0; k < e->nrcpt; k++)
-                npend += e->rcpt[k].state == MW_QUEUE_PENDING;
+            npend = attempt(q, e, &s, fd, trc, &terr, ro->maxtime_ms);
+            if (fd >= 0) close(fd);
         }
         size_t nfail = 0;
         for (size_t k = 0; k < e->nrcpt; k++)
             nfail += e->rcpt[k].state == MW_QUEUE_FAILED;
-        mw_queue_event ev = {0, e, trc, trc ? &terr : NULL};
+        mw_queue_event ev = {0, e, terr.code, terr.code ? &terr : NULL};
         if (npend > 0) {
             /* Recorded before anything else happens. */
             if ((rc = save_entry(q, e, err)) != 0) break;
@@ -870,5 +959,62 @@ int mw_queue_run(mw_queue *q, const mw_queue_run_opts *ro, mw_queue_stats *stats
     if (mw_queue_list(q, &left, &nleft, &lerr) == 0) stats->left = nleft;
     mw_queue_entries_free(left, nleft);
     close(lk);
+    return rc;
+}
+
+/* ---- send now, queue what cannot go ---- */
+
+int mw_queue_send(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, void *ud,
+                  const mw_queue_run_opts *ro, char id[MW_QUEUE_ID_MAX], int *queued, mw_error *err)
+{
+    if (!q || !env || !read || !id || !ro || !ro->connect || !queued)
+        return mw_err_set(err, MW_EINVAL, "mw_queue_send: bad arguments");
+    id[0] = '\0';
+    *queued = 0;
+    int rc = check_env(env, err);
+    if (rc) return rc;
+    mw_queue_entry e;
+    if ((rc = entry_from_env(&e, env, err)) != 0) return rc;
+    /* Not fsync'd yet: while the attempt runs the message is not in the
+     * queue, and the caller has not been told it was taken. */
+    int fd = -1;
+    if ((rc = spool(q, e.id, read, ud, 0, &fd, err)) != 0) {
+        entry_shallow_free(&e);
+        return rc;
+    }
+    snprintf(id, MW_QUEUE_ID_MAX, "%s", e.id);
+    mw_smtp *s = NULL;
+    mw_error terr;
+    mw_error_clear(&terr);
+    int trc = ro->connect(&e, &s, &terr, ro->connect_userdata);
+    if (trc || !s) {
+        if (!trc) trc = mw_err_set(&terr, MW_ENET, "no session");
+        s = NULL;
+    }
+    size_t npend = attempt(q, &e, &s, fd, trc, &terr, ro->maxtime_ms);
+    if (s) {
+        mw_smtp_quit(s);
+        mw_smtp_free(s);
+    }
+    size_t nfail = 0;
+    for (size_t k = 0; k < e.nrcpt; k++)
+        nfail += e.rcpt[k].state == MW_QUEUE_FAILED;
+    mw_queue_event ev = {0, &e, terr.code, terr.code ? &terr : NULL};
+    if (npend > 0) {
+        /* Some recipients must wait: now the message enters the queue. */
+        if ((rc = commit(q, &e, fd, 0, err)) == 0) {
+            *queued = 1;
+            ev.kind = MW_QUEUE_EV_DEFERRED;
+            if (ro->event) ro->event(&ev, ro->event_userdata);
+        }
+    } else {
+        char tmsg[Q_PATH], tenv[Q_PATH];
+        tmp_names(q, e.id, tmsg, tenv);
+        unlink(tmsg);
+        ev.kind = nfail ? MW_QUEUE_EV_FAILED : MW_QUEUE_EV_SENT;
+        if (ro->event) ro->event(&ev, ro->event_userdata);
+    }
+    close(fd);
+    entry_shallow_free(&e);
     return rc;
 }

@@ -183,22 +183,27 @@ def kills():
         p, n_enq = counted(base_enq, message("probe-enq", "q8"))
         if p.returncode != 0:
             return "probe enqueue: " + show(p)
+        # Server down: the message is committed into the queue (fsyncs, renames).
+        p, n_down = counted(down, message("probe-down", "q8"))
+        if p.returncode != 0:
+            return "probe enqueue (server down): " + show(p)
         for i in range(2):
             p = run(down, stdin=message("probe-run-%d" % i, "q8"))
         p, n_run = counted(base_run)
         if p.returncode != 0 or n_enq < 10 or n_run < 10:
             return "probe runs: %d and %d calls counted: is the killat shim loaded? %s" % (
                 n_enq, n_run, show(p))
-        print("# a complete enqueue+send makes %d counted calls, a flush of 2 messages %d" %
-              (n_enq, n_run))
-        accepted = {"probe-enq", "probe-run-0", "probe-run-1"}  # send exited 0 for these
+        print("# counted calls of a complete run: send --enqueue (sent at once) %d, (server down, "
+              "queued) %d, a flush of 2 messages %d" % (n_enq, n_down, n_run))
+        accepted = {"probe-enq", "probe-down", "probe-run-0", "probe-run-1"}  # send exited 0
         not_accepted = 0
         killed = 0
         for k in range(KILLS):
             if k % 2 == 0:
                 tag = "k%d" % k
-                p = run(base_enq, stdin=message(tag, "q8"),
-                        extra_env=killat_env(rnd.randint(1, n_enq)))
+                up = k % 4 == 0
+                p = run(base_enq if up else down, stdin=message(tag, "q8"),
+                        extra_env=killat_env(rnd.randint(1, n_enq if up else n_down)))
                 if p.returncode == 0:
                     accepted.add(tag)
                 elif p.returncode == -signal.SIGKILL:
