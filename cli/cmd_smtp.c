@@ -2,6 +2,7 @@
  * (cmd_send.c): SMTP submission from the command line, public API only. */
 #include "commands.h"
 #include "connopts.h"
+#include "smtp_cli.h"
 
 #include "mailwire/config.h"
 #include "mailwire/error.h"
@@ -17,36 +18,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define MAX_LIST 32
-/* `mailwire send` streams the message from stdin; only --bcc-digest (whose
- * digest copy is built in memory) holds it all, up to this much. */
-#define SEND_MAX_MESSAGE (256u * 1024 * 1024)
-/* The header block read ahead of the connection (account by From, -F). */
-#define SEND_MAX_HEADER (1024u * 1024)
-
-typedef struct smtp_cli {
-    mw_cli_conn conn;
-    const char *prog;
-    char *servers_buf;
-    const char *servers[MAX_LIST];
-    size_t nservers;
-    unsigned ports[MAX_LIST];
-    size_t nports;
-    int opportunistic;
-    const char *client;
-    int maxsecs;
-    int queue;
-    const char *headers[MAX_LIST + 1]; /* --header "Name: value" (+1 for -F) */
-    size_t nheaders;
-    mw_tls_opts tls;
-    mw_net_opts net;
-    /* OAuth 2.0 bearer token for XOAUTH2/OAUTHBEARER: the first line of a
-     * file or of a command's output (never an argument: ps shows those). */
-    const char *token_file, *token_eval;
-    char *token;
-    int dsn_orcpt; /* --dsn-orcpt: ORCPT=rfc822;ADDR on each RCPT (RFC 3461 §4.2) */
-} smtp_cli;
-
 static int split_list(char *s, const char **out, size_t *n)
 {
     *n = 0;
@@ -60,7 +31,7 @@ static int split_list(char *s, const char **out, size_t *n)
 /* Options shared by `send` and `smtp`: the connection options plus
  * --servers, --ports, --tls opportunistic, --client, --maxsecs.  Returns 1
  * consumed, 0 not ours, -1 usage error (printed). */
-static int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
+int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
 {
     const char *a = argv[*i];
     const char *v = NULL;
@@ -154,7 +125,7 @@ static int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
     return mw_cli_conn_option(&c->conn, argc, argv, i);
 }
 
-static int smtp_finish(smtp_cli *c)
+int smtp_finish(smtp_cli *c)
 {
     if (c->nservers && !c->conn.host) c->conn.host = c->servers[0];
     int rc = mw_cli_conn_finish(&c->conn);
@@ -170,7 +141,7 @@ static int smtp_finish(smtp_cli *c)
     return 0;
 }
 
-static int exit_for(int rc)
+int exit_for(int rc)
 {
     if (rc == MW_ETOOBIG || rc == MW_EFORMAT) return EX_DATAERR_;
     if (rc == MW_EUNSUPPORTED) return EX_UNAVAILABLE_;
@@ -210,7 +181,12 @@ static void json_str(const char *s)
     mw_cli_json_string(stdout, s ? s : "", s ? strlen(s) : 0);
 }
 
-static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
+int smtp_open(smtp_cli *c, mw_smtp **s, int login)
+{
+    return smtp_open_err(c, s, login, NULL);
+}
+
+int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
 {
     int want_token = login && (c->token_file || c->token_eval);
     if (want_token && !c->token) {
@@ -256,6 +232,7 @@ static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
     mw_error err;
     mw_error_clear(&err);
     int rc = mw_smtp_open(s, &o, &err);
+    if (rc && out) *out = err;
     if (rc) {
         fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
         /* Programs get the failure as JSON too (nothing was sent). */
@@ -266,8 +243,8 @@ static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
     return 0;
 }
 
-static void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,
-                         const mw_error *err)
+void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,
+                  const mw_error *err)
 {
     if (c->conn.json) {
         printf("{\"message\":");
@@ -317,8 +294,7 @@ static void print_result(const smtp_cli *c, const char *name, int rc, const mw_s
 }
 
 /* The --json error object of a failed transaction (after its result). */
-static void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_error *err,
-                          const char *name)
+void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_error *err, const char *name)
 {
     if (!ex || !mw_cli_json_on()) return;
     char msg[600];
@@ -347,7 +323,7 @@ static void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_erro
 
 /* Exit code of one transaction (issue 4): 0 sent to all, 67 a recipient
  * rejected, 75 temporary, 65 bad message, ... */
-static int tx_exit(int rc, const mw_smtp_result *r)
+int tx_exit(int rc, const mw_smtp_result *r)
 {
     if (r && r->nrejected) {
         int perm = 0;
@@ -358,7 +334,7 @@ static int tx_exit(int rc, const mw_smtp_result *r)
     return rc ? exit_for(rc) : 0;
 }
 
-static void smtp_cli_free(smtp_cli *c)
+void smtp_cli_free(smtp_cli *c)
 {
     mw_cli_conn_free(&c->conn);
     free(c->servers_buf);
@@ -844,357 +820,6 @@ int mw_cmd_smtp(int argc, char **argv)
     mw_smtp_free(s);
 out:
     free(files);
-    smtp_cli_free(&c);
-    return rc;
-}
-
-/* ---- mailwire send: sendmail-compatible ---- */
-
-static void send_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: mailwire send [OPTIONS] [-t] [-f ADDR] [-F NAME] [-i|-oi] [-N NOTIFY]\n"
-            "                     [-R full|hdrs] [-V ENVID] [--all-or-nothing] [--bcc-digest]\n"
-            "                     [RECIPIENT...]\n"
-            "Recipients rejected go to stderr (exit 67); --all-or-nothing sends to none then.\n"
-            "The message is read from stdin; without -i a line with a single '.' ends it.\n"
-            "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
-            "  --maxsecs N  --queue\n"
-            "              --header \"Name: value\" (added to each message; repeatable)\n"
-            "              --dsn-orcpt (ORCPT=rfc822;ADDR on each RCPT, RFC 3461)\n"
-            "              --oauth-token-file FILE | --oauth-token-eval CMD (XOAUTH2 or\n"
-            "                OAUTHBEARER with the token on the first line, --user for XOAUTH2)\n");
-    mw_cli_conn_usage(f);
-}
-
-/* stdin as a message source for `mailwire send`, streamed: without -i a
- * line holding only "." ends it (and the rest is not part of the message),
- * as sendmail does, across reads.  The header block is read ahead into
- * `head` (to pick the account by From and to see whether -F must add one);
- * the library gets head, then the rest. */
-typedef struct stdin_src {
-    char buf[65536];
-    size_t start, end;
-    int eof, done, bol, ignore_dots, failed;
-    char *head;
-    size_t hlen, hpos;
-} stdin_src;
-
-static int sin_refill(stdin_src *S)
-{
-    if (S->start > 0) {
-        memmove(S->buf, S->buf + S->start, S->end - S->start);
-        S->end -= S->start;
-        S->start = 0;
-    }
-    for (;;) {
-        ssize_t r = read(0, S->buf + S->end, sizeof S->buf - S->end);
-        if (r > 0) {
-            S->end += (size_t)r;
-            return 0;
-        }
-        if (r == 0) {
-            S->eof = 1;
-            return 0;
-        }
-        if (errno != EINTR) {
-            S->failed = errno;
-            return -1;
-        }
-    }
-}
-
-/* Up to len octets of the message from stdin, stopping at the end line. */
-static long sin_read(stdin_src *S, char *o, size_t len)
-{
-    size_t n = 0;
-    while (n < len && !S->done) {
-        if (S->end - S->start < 3 && !S->eof) {
-            if (sin_refill(S) != 0) return n ? (long)n : -1;
-            continue;
-        }
-        size_t a = S->end - S->start;
-        if (a == 0) {
-            S->done = 1;
-            break;
-        }
-        const char *p = S->buf + S->start;
-        if (S->bol && !S->ignore_dots && p[0] == '.' &&
-            ((a == 1 && S->eof) || (a >= 2 && p[1] == '\n') ||
-             (a >= 2 && p[1] == '\r' && ((a == 2 && S->eof) || (a >= 3 && p[2] == '\n'))))) {
-            S->done = 1;
-            break;
-        }
-        size_t want = len - n < a ? len - n : a;
-        const char *nl = memchr(p, '\n', want);
-        size_t k = nl ? (size_t)(nl - p) + 1 : want;
-        memcpy(o + n, p, k);
-        n += k;
-        S->start += k;
-        S->bol = nl != NULL;
-    }
-    return (long)n;
-}
-
-/* Length of the header block in d (through its empty line), 0 if none yet. */
-static size_t header_block_end(const char *d, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        if (d[i] == '\n') return i + 1;
-        if (d[i] == '\r' && i + 1 < n && d[i + 1] == '\n') return i + 2;
-        const char *nl = memchr(d + i, '\n', n - i);
-        if (!nl) return 0;
-        i = (size_t)(nl - d) + 1;
-    }
-    return 0;
-}
-
-/* Reads ahead into head: the header block (and what came with its last
- * read), or with `whole` the entire message (--bcc-digest builds its copy
- * in memory).  EFBIG past SEND_MAX_HEADER / SEND_MAX_MESSAGE. */
-static int sin_read_ahead(stdin_src *S, int whole)
-{
-    size_t cap = 0, max = whole ? SEND_MAX_MESSAGE : SEND_MAX_HEADER;
-    S->bol = 1;
-    while (!S->done && (whole || !(S->hlen && header_block_end(S->head, S->hlen)))) {
-        if (S->hlen + 65536 > cap) {
-            if (cap >= max) {
-                errno = EFBIG;
-                return -1;
-            }
-            size_t nc = cap ? cap * 2 : 65536;
-            char *nh = realloc(S->head, nc);
-            if (!nh) return -1;
-            S->head = nh;
-            cap = nc;
-        }
-        long r = sin_read(S, S->head + S->hlen, 65536);
-        if (r < 0) {
-            errno = S->failed;
-            return -1;
-        }
-        S->hlen += (size_t)r;
-    }
-    return 0;
-}
-
-static long send_source_read(void *buf, size_t len, void *ud)
-{
-    stdin_src *S = ud;
-    if (S->hpos < S->hlen) {
-        size_t k = S->hlen - S->hpos < len ? S->hlen - S->hpos : len;
-        memcpy(buf, S->head + S->hpos, k);
-        S->hpos += k;
-        return (long)k;
-    }
-    return sin_read(S, buf, len);
-}
-
-static int has_header(const char *d, size_t n, const char *name)
-{
-    size_t nl = strlen(name), i = 0;
-    while (i < n) {
-        if (d[i] == '\n' || (d[i] == '\r' && i + 1 < n && d[i + 1] == '\n'))
-            return 0; /* end of the header block */
-        if (n - i > nl && !strncasecmp(d + i, name, nl) && d[i + nl] == ':') return 1;
-        const char *e = memchr(d + i, '\n', n - i);
-        if (!e) return 0;
-        i = (size_t)(e - d) + 1;
-    }
-    return 0;
-}
-
-/* The first address of the message's From field, malloc'd, or NULL. */
-static char *from_field_address(const char *d, size_t n)
-{
-    mw_mime_headers *h = NULL;
-    char *addr = NULL;
-    if (mw_mime_headers_parse(&h, d, n, NULL, NULL, NULL) != 0) return NULL;
-    const char *v = mw_mime_headers_get(h, "From", 0);
-    mw_mime_addrlist *l = NULL;
-    if (v && mw_mime_addrlist_parse(&l, v, strlen(v), NULL) == 0) {
-        const mw_mime_address *a = mw_mime_addrlist_count(l) ? mw_mime_addrlist_at(l, 0) : NULL;
-        if (a && a->address) addr = strdup(a->address);
-        mw_mime_addrlist_free(l);
-    }
-    mw_mime_headers_free(h);
-    return addr;
-}
-
-int mw_cli_sendmail(int argc, char **argv)
-{
-    smtp_cli c;
-    memset(&c, 0, sizeof c);
-    c.prog = "send";
-    mw_cli_conn_init(&c.conn, "send", 587, 465);
-    const char *from = NULL, *fullname = NULL, *notify = NULL, *ret = NULL, *envid = NULL;
-    int extract = 0, ignore_dots = 0, all_or_nothing = 0, bcc_digest = 0;
-    const char **rcpt = calloc((size_t)argc + 1, sizeof *rcpt);
-    size_t nrcpt = 0;
-    int rc = 0;
-    stdin_src *sin = NULL;
-    char *fromhdr = NULL, *sender = NULL;
-    mw_smtp_result *r = NULL;
-    if (!rcpt) return EX_SOFTWARE_;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            send_usage(stdout);
-            goto out;
-        }
-        if (!strcmp(a, "-t")) {
-            extract = 1;
-            continue;
-        }
-        if (!strcmp(a, "-i") || !strcmp(a, "-oi")) {
-            ignore_dots = 1;
-            continue;
-        }
-        if (!strcmp(a, "--all-or-nothing")) {
-            all_or_nothing = 1;
-            continue;
-        }
-        if (!strcmp(a, "--bcc-digest")) {
-            bcc_digest = 1;
-            continue;
-        }
-        /* -f ADDR / -fADDR and the like, as sendmail takes them. */
-        char opt = 0;
-        if (a[0] == '-' && strchr("fFNRV", a[1]) && a[1]) {
-            opt = a[1];
-            if (a[2])
-                val = a + 2;
-            else if (i + 1 < argc)
-                val = argv[++i];
-            else {
-                fprintf(stderr, "mailwire send: -%c needs a value\n", opt);
-                rc = EX_USAGE_;
-                goto out;
-            }
-        }
-        switch (opt) {
-        case 'f':
-            from = val;
-            continue;
-        case 'F':
-            fullname = val;
-            continue;
-        case 'N':
-            notify = val;
-            continue;
-        case 'R':
-            ret = val;
-            continue;
-        case 'V':
-            envid = val;
-            continue;
-        default:
-            break;
-        }
-        int r2 = smtp_option(&c, argc, argv, &i);
-        if (r2 < 0) {
-            rc = EX_USAGE_;
-            goto out;
-        }
-        if (r2 > 0) continue;
-        if (a[0] == '-') {
-            fprintf(stderr, "mailwire send: unknown option '%s'\n", a);
-            send_usage(stderr);
-            rc = EX_USAGE_;
-            goto out;
-        }
-        rcpt[nrcpt++] = a;
-    }
-    if (!extract && nrcpt == 0) {
-        fprintf(stderr, "mailwire send: no recipients: give them as arguments or use -t\n");
-        rc = EX_USAGE_;
-        goto out;
-    }
-    if (ret && strcasecmp(ret, "full") && strcasecmp(ret, "hdrs")) {
-        fprintf(stderr, "mailwire send: -R takes full or hdrs\n");
-        rc = EX_USAGE_;
-        goto out;
-    }
-    /* Streamed: only the header block is read before connecting (all of
-     * the message with --bcc-digest). */
-    if (!(sin = calloc(1, sizeof *sin))) {
-        rc = EX_SOFTWARE_;
-        goto out;
-    }
-    sin->ignore_dots = ignore_dots;
-    if (sin_read_ahead(sin, bcc_digest) != 0) {
-        fprintf(stderr, "mailwire send: cannot read the message: %s\n",
-                errno != EFBIG ? strerror(errno)
-                : bcc_digest   ? "over 256 MiB (--bcc-digest holds it in memory)"
-                               : "no end of the header block in its first 1 MiB");
-        rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
-        goto out;
-    }
-    const char *data = sin->head;
-    size_t len = sin->hlen;
-    /* Without --account or --host, the sender picks the account (-f, else
-     * the From field), as msmtp's --read-envelope-from does. */
-    sender = from ? strdup(from) : from_field_address(data, len);
-    c.conn.from_address = sender;
-    if ((rc = smtp_finish(&c)) != 0) goto out;
-    mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    struct stat st;
-    if (!sin->done) {
-        m.read = send_source_read;
-        m.read_userdata = sin;
-        /* SIZE= from a regular file on stdin (an estimate, RFC 1870 §4). */
-        if (fstat(0, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-            m.size_hint = (uint64_t)st.st_size;
-    } else {
-        /* Read whole already (all of a short message came with its
-         * header): from memory, so SIZE and the 8-bit check are exact. */
-        m.data = data;
-        m.len = len;
-    }
-    m.originator = from;
-    /* -t: the recipients come from To/Cc/Bcc (the library removes Bcc),
-     * plus any recipient arguments, as Postfix's sendmail ("added to any
-     * recipients specified on the command line") and msmtp do; Sendmail 8
-     * and Exim by default remove the argument addresses instead, which
-     * would silently drop mail the caller named, so we add. */
-    m.recipients = nrcpt ? rcpt : NULL;
-    m.nrecipients = nrcpt;
-    m.header_recipients = extract;
-    m.headers = c.headers;
-    m.nheaders = c.nheaders;
-    if (fullname && from && !has_header(data, len, "From")) {
-        size_t fl = strlen(fullname) + strlen(from) + 16;
-        fromhdr = malloc(fl);
-        if (!fromhdr) {
-            rc = EX_SOFTWARE_;
-            goto out;
-        }
-        snprintf(fromhdr, fl, "From: %s <%s>", fullname, from);
-        c.headers[c.nheaders++] = fromhdr;
-        m.nheaders = c.nheaders;
-    }
-    m.atleastone = !all_or_nothing;
-    m.bcc_digest = bcc_digest;
-    m.dsn_notify = notify;
-    m.dsn_ret = ret;
-    m.dsn_envid = envid;
-    m.dsn_orcpt = c.dsn_orcpt;
-    mw_smtp *s = NULL;
-    if ((rc = smtp_open(&c, &s, 1)) != 0) goto out;
-    int src = mw_smtp_send(s, &m, &r);
-    print_result(&c, NULL, src, r, mw_smtp_error(s));
-    rc = tx_exit(src, r);
-    json_tx_error(rc, src, r, mw_smtp_error(s), NULL);
-    mw_smtp_quit(s);
-    mw_smtp_free(s);
-out:
-    mw_smtp_result_free(r);
-    free(fromhdr);
-    free(sender);
-    if (sin) free(sin->head);
-    free(sin);
-    free(rcpt);
     smtp_cli_free(&c);
     return rc;
 }

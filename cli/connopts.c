@@ -280,6 +280,7 @@ static int apply_account(mw_cli_conn *c)
         int ex = load_accounts(c, 1, &found, path, sizeof path);
         if (ex || !found) return ex;
         a = mw_config_find_by_from(c->config, c->from_address);
+        if (!a) a = mw_config_find(c->config, "default"); /* as msmtp and fetch */
         if (!a) return 0; /* no account for this sender: the usual defaults */
         c->account = a->name;
     }
@@ -314,7 +315,7 @@ static int apply_account(mw_cli_conn *c)
 
 int mw_cli_conn_finish(mw_cli_conn *c)
 {
-    if (c->account || (c->from_address && *c->from_address && !c->host)) {
+    if (c->account || (c->from_address && !c->host)) {
         int ex = apply_account(c);
         if (ex) return ex;
     }

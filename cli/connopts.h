@@ -95,7 +95,8 @@ typedef struct mw_cli_conn {
     mw_config *config; /* owned, freed by mw_cli_conn_free */
     /* `send`: the sender's address.  With neither --account nor --host, the
      * account whose `from` equals it (case-insensitively) is used, when the
-     * accounts file exists and has one (as msmtp's --read-envelope-from). */
+     * accounts file exists and has one (as msmtp's --read-envelope-from),
+     * else the account called "default"; "" (no sender) picks "default". */
     const char *from_address;
 } mw_cli_conn;
 

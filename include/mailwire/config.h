@@ -29,7 +29,8 @@
  * mbox PATH | mda COMMAND), keep (on|off), only_new (on|off), size_limit
  * (bytes, suffix k/m/g allowed, 0 = none), filter (COMMAND),
  * delete_after_days (N), from (address), max_time (seconds, 0 = none),
- * speed_limit (bytes per second, 0 = none), speed_time (seconds). */
+ * speed_limit (bytes per second, 0 = none), speed_time (seconds),
+ * queue (on|off). */
 #ifndef MAILWIRE_CONFIG_H
 #define MAILWIRE_CONFIG_H
 
@@ -82,6 +83,7 @@ typedef struct mw_account {
     int max_time_ms;   /* 0: not given (no limit) */
     long speed_limit;  /* -1: not given (the default floor) */
     int speed_time_ms; /* 0: not given (the default) */
+    int queue;           /* 1: `send` goes through the outgoing queue (queue.h) */
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

@@ -98,7 +98,17 @@ typedef struct mw_smtp_opts {
  * at the end, or a negative MW_E… code (which aborts the transaction). */
 typedef long (*mw_smtp_read_fn)(void *buf, size_t len, void *userdata);
 
-enum mw_smtp_body { MW_SMTP_BODY_AUTO = 0, MW_SMTP_BODY_7BIT = 1, MW_SMTP_BODY_8BITMIME = 2 };
+#define MW_SMTP_REWRITE_SENDMAIL 2
+
+/* BINARYMIME (RFC 3030 §3): the body goes as it is, in BDAT chunks (no
+ * line end repaired, no line limit); only to a server offering CHUNKING
+ * and BINARYMIME, else MW_EUNSUPPORTED before MAIL. */
+enum mw_smtp_body {
+    MW_SMTP_BODY_AUTO = 0,
+    MW_SMTP_BODY_7BIT = 1,
+    MW_SMTP_BODY_8BITMIME = 2,
+    MW_SMTP_BODY_BINARYMIME = 3
+};
 
 #define MW_SMTP_MSG_VERSION 2 /* 2 added header_recipients; 1 is still accepted */
 typedef struct mw_smtp_msg {
@@ -126,7 +136,9 @@ typedef struct mw_smtp_msg {
     int atleastone;
     /* 1 (default): remove Bcc/Resent-Bcc, add Date and Message-ID when
      * missing, From when missing, Sender when the originator differs from
-     * From.  0: send the message bytes as they are (normalised). */
+     * From.  0: send the message bytes as they are (normalised).
+     * MW_SMTP_REWRITE_SENDMAIL: as 1 but never adds Sender (what sendmail
+     * programs do; Tcllib's Sender rule is only for 1). */
     int rewrite_headers;
     int body;           /* enum mw_smtp_body: BODY= (RFC 6152) */
     int use_chunking;   /* 1 (default): BDAT when CHUNKING is offered (RFC 3030) */

@@ -968,7 +968,8 @@ static int src_in_memory(const src *r)
  * read-ahead or the data), so this reads nothing from the source. */
 static void xfer_start(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int chunking)
 {
-    mw_smtp_data_init(&x->enc, chunking);
+    mw_smtp_data_init(&x->enc, chunking != 0);
+    x->enc.binary_body = chunking == 2;
     x->started = 1;
     if (env->rewritten)
         x->rc = mw_smtp_data_encode(&x->enc, env->header.data, env->header.len, &x->out, &x->local);
@@ -1367,7 +1368,18 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
     }
     const char *body = NULL;
     int has8bm = (s->caps.flags & MW_SMTP_CAP_8BITMIME) != 0;
-    if (m->body == MW_SMTP_BODY_8BITMIME || (m->body == MW_SMTP_BODY_AUTO && eight)) {
+    int binary = m->body == MW_SMTP_BODY_BINARYMIME;
+    if (binary) {
+        if (!(s->caps.flags & MW_SMTP_CAP_BINARYMIME) || !(s->caps.flags & MW_SMTP_CAP_CHUNKING)) {
+            rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
+                            "the message is binary and the server does not offer %s (RFC 3030): "
+                            "re-encode it as 7-bit",
+                            (s->caps.flags & MW_SMTP_CAP_CHUNKING) ? "BINARYMIME"
+                                                                   : "CHUNKING and BINARYMIME");
+            goto fail;
+        }
+        body = "BINARYMIME";
+    } else if (m->body == MW_SMTP_BODY_8BITMIME || (m->body == MW_SMTP_BODY_AUTO && eight)) {
         if (has8bm)
             body = "8BITMIME";
         else if (m->data && !smtputf8) {
@@ -1386,11 +1398,13 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
                         (unsigned long long)size, (unsigned long long)s->caps.size_max);
         goto fail;
     }
-    int chunking = t->chunking = m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
-    t->forbid8 = !(body && !strcmp(body, "8BITMIME")) && !smtputf8;
+    /* chunking 2: BDAT with the body as it is (BINARYMIME, xfer_start) */
+    int chunking = t->chunking =
+        binary ? 2 : m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
+    t->forbid8 = !(body && (!strcmp(body, "8BITMIME") || binary)) && !smtputf8;
     t->pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
     int dsn = t->dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
-    res->chunking = chunking;
+    res->chunking = chunking != 0;
 
     /* Command lines are put together without printf (per message, on the
      * path between two replies); one cut short is refused, not sent. */
@@ -1543,7 +1557,7 @@ static int tx_envelope(mw_smtp *s, tx *t)
     if (pipelining && chunking && (m->atleastone || res->nrcpt == 1)) {
         if (!s->chunk) s->chunk = malloc(CHUNK);
         xfer *x = &t->xf;
-        xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, 1);
+        xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, chunking);
         int whole = !x->rc && !src_in_memory(&t->r) && (t->r.eof || m->data);
         if (whole && (rc = mw_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) goto out;
         if (whole) {

@@ -72,6 +72,7 @@ static const struct key keys[] = {
     {"max_time", K_MSECS, F(max_time_ms), 0},
     {"speed_limit", K_RATE, F(speed_limit), 0},
     {"speed_time", K_MSECS, F(speed_time_ms), 0},
+    {"queue", K_BOOL, F(queue), 0},
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])
