@@ -44,6 +44,8 @@ try:
             f.write(os.urandom(1 << 20))
     empty(rcpt)
 
+    # Linux counts the parent's resident pages at the fork in the child's
+    # ru_maxrss: this script holds nothing big when it starts the example.
     def run(file):
         args = [prog, "127.0.0.1", env["MW_SMTP_PORT"], env["MW_CA_FILE"],
                 "%s@%s" % (sender, dom), "%s@%s" % (rcpt, dom), "Alert: disk full",
