@@ -158,7 +158,8 @@ static int build_reply(char **out, size_t *len, const mw_mime_headers *h, const 
 
 /* Sends one reply over the SMTP session, opened at the first reply.  The
  * reverse-path is null, so that no automatic answer comes back (RFC 3834
- * §3.3).  Returns 0 only when the server took it for the recipient. */
+ * §3.3).  Returns 0 only when the server took it for the recipient (a
+ * rejected recipient fails the send: atleastone is 0). */
 static int send_reply(mw_smtp **s, const mw_smtp_opts *so, const char *msg, size_t len,
                       const char *to)
 {
@@ -177,10 +178,7 @@ static int send_reply(mw_smtp **s, const mw_smtp_opts *so, const char *msg, size
     m.nrecipients = 1;
     mw_smtp_result *r = NULL;
     rc = mw_smtp_send(*s, &m, &r);
-    if (rc)
-        report("sending the reply", rc, mw_smtp_error(*s));
-    else if (!r->sent || r->nrejected)
-        rc = MW_ESERVER;
+    if (rc) report("sending the reply", rc, mw_smtp_error(*s));
     mw_smtp_result_free(r);
     return rc;
 }
@@ -235,6 +233,7 @@ static int respond(const char *host, const mw_pop3_opts *po, const mw_smtp_opts 
             if (!smtp || !mw_smtp_alive(smtp)) stop = 1; /* cannot send any more */
         }
         if (skip) printf("message %s: no reply (%s), kept\n", uids[i].uid, skip);
+        if (rc) printf("message %s: not answered (%s), kept\n", uids[i].uid, mw_strerror(rc));
         failed |= rc != 0;
         mw_mime_headers_free(hs.h);
         if (rc == MW_ESTATE) stop = 1; /* the POP3 session died on an earlier error */

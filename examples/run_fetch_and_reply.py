@@ -3,8 +3,10 @@
 # six messages in a1's mailbox (written into its Maildir), three of them
 # automatic (Auto-Submitted, Precedence: bulk, MAILER-DAEMON); the responder
 # logs in as a1 and must reply to the other three, whose senders are a2
-# (one through Reply-To), delete those three and keep the rest.  A second
-# run finds nothing more to answer.
+# (one through Reply-To), delete those three and keep the rest.  A message
+# whose reply is refused (its Reply-To is an unknown user: 550 at RCPT) is
+# kept, the run goes on with the next one and exits 1.  A second run finds
+# nothing more to answer.
 # usage: run_fetch_and_reply.py PATH/TO/fetch_and_reply
 import email
 import email.header
@@ -16,9 +18,9 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from example_tap import ok, comment, servers_or_skip, files, empty, put, wait_for, read, FAILED
 
-NAMES = ["fetch_and_reply exits 0, three replies and three skips reported",
+NAMES = ["fetch_and_reply: three replies, three skips and a refused reply reported (exit 1)",
          "the three replies reach the senders, threaded and marked auto-replied",
-         "the answered messages are deleted, the automatic ones kept",
+         "the answered messages are deleted, the automatic and the refused ones kept",
          "a second run sends nothing"]
 print("1..%d" % len(NAMES))
 env = servers_or_skip(NAMES)
@@ -46,6 +48,8 @@ inbox = [
          ("Message-ID", "<m4.%s@test>" % tag)]),
     msg([("From", "Mail Delivery System <MAILER-DAEMON@%s>" % dom),
          ("Subject", "Undelivered Mail"), ("Message-ID", "<m5.%s@test>" % tag)]),
+    msg([("From", a2), ("Reply-To", "nobody-here@%s" % dom), ("Subject", "refused"),
+         ("Message-ID", "<m7.%s@test>" % tag)]),
     # A long body (read and dropped) and a subject that already says "Re:".
     msg([("From", a2), ("Subject", "Re: last\n one"), ("Auto-Submitted", "no"),
          ("Message-ID", "<m6.%s@test>" % tag)], "x" * 70 + "\n" * 3000),
@@ -67,9 +71,11 @@ def run():
 rc, lines = run()
 replied = [l for l in lines if l.endswith(": replied to %s@%s, deleted" % (sender, dom))]
 skipped = sorted(l.split("(")[1].split(")")[0] for l in lines if ": no reply (" in l)
-ok(rc == 0 and len(replied) == 3
+refused = [l for l in lines if "sending the reply" in l and "nobody-here@" in l]
+refused += [l for l in lines if ": not answered (" in l]
+ok(rc == 1 and len(replied) == 3 and len(refused) == 2
    and skipped == ["Auto-Submitted", "Precedence", "from MAILER-DAEMON"], NAMES[0],
-   "exit %d, replied %d, skipped %s" % (rc, len(replied), skipped))
+   "exit %d, replied %d, skipped %s, refused %d" % (rc, len(replied), skipped, len(refused)))
 
 got = {}
 for p in wait_for(sender, 3):
@@ -96,11 +102,11 @@ if len(got) != 3:
 ok(not bad, NAMES[1], "\n".join(bad))
 
 left = sorted(email.message_from_bytes(read(p))["Message-ID"] for p in files(me))
-ok(left == ["<m%d.%s@test>" % (i, tag) for i in (3, 4, 5)], NAMES[2], left)
+ok(left == ["<m%d.%s@test>" % (i, tag) for i in (3, 4, 5, 7)], NAMES[2], left)
 
 rc, lines = run()
 again = [l for l in lines if "replied" in l]
-ok(rc == 0 and not again and sum(": no reply (" in l for l in lines) == 3
+ok(rc == 1 and not again and sum(": no reply (" in l for l in lines) == 3
    and len(files(sender)) == 3, NAMES[3], "exit %d, %s" % (rc, again))
 empty(me)
 empty(sender)
