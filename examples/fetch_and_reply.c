@@ -275,7 +275,7 @@ int main(int argc, char **argv)
     mw_tls_opts tls = MW_TLS_OPTS_INIT; /* certificates and host names verified */
     if (strcmp(argv[4], "-") != 0) tls.ca_file = argv[4];
     mw_net_opts net = MW_NET_OPTS_INIT;
-    net.cancel = cancel_token;
+    net.cancel = cancel_token; /* watched by both sessions */
 
     mw_pop3_opts po = MW_POP3_OPTS_INIT; /* tls: MW_TLS_STARTTLS, required */
     po.port = pop3_port;
@@ -283,7 +283,6 @@ int main(int argc, char **argv)
     po.net_opts = &net;
     po.user = user;
     po.password = password;
-    po.cancel = cancel_token;
 
     const char *servers[] = {host};
     mw_smtp_opts so = MW_SMTP_OPTS_INIT; /* tls: MW_TLS_STARTTLS, required */
