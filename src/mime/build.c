@@ -3,10 +3,10 @@
 #include "mime/codec.h"
 #include "mime/mime_int.h"
 #include "util/err.h"
+#include "util/random.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,7 +227,7 @@ int mw_mime_part_set_body_file(mw_mime_part *p, const char *path, mw_error *err)
     if (p->kind != MW_K_LEAF)
         return mw_err_set(err, MW_EINVAL, "a %s part has sub-parts, not a body", p->type);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", path, strerror(errno));
+    if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", path, MW_ERRNO_TEXT(errno));
     struct stat st;
     int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     close(fd);
@@ -382,14 +382,14 @@ static int scan_source(mw_mime_part *p, struct stats *st, mw_error *err)
         scan(st, (const unsigned char *)p->body.data, p->body.len);
     } else {
         int fd = open(p->file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(errno));
+        if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(errno));
         unsigned char *buf = malloc(IO_CHUNK);
         size_t got = 0;
         int rc = 0;
         if (!buf) rc = mw_err_set(err, MW_ENOMEM, "out of memory");
         while (!rc) {
             if (read_all(fd, buf, IO_CHUNK, &got)) {
-                rc = mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(errno));
+                rc = mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(errno));
                 break;
             }
             if (!got) break;
@@ -411,7 +411,7 @@ static int latin_charset(const char *cs)
     return !strncasecmp(cs, "iso-8859-", 9) && cs[9] >= '1' && cs[9] <= '8' && !cs[10];
 }
 
-/* The transfer encoding Tcllib would choose (seed-semantics §3), with one
+/* The transfer encoding Tcllib's mime package would choose, with one
  * deliberate change: 8-bit text without a charset is labelled 8bit rather
  * than sent unlabelled. */
 static int choose_encoding(mw_mime_part *p, const struct stats *st)
@@ -544,7 +544,7 @@ int mw_leaf_open(mw_leaf **out, mw_mime_part *p, int enc, mw_mime_write_fn fn, v
         if (l->fd < 0) {
             int e = errno;
             mw_leaf_free(l);
-            return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(e));
+            return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(e));
         }
         if (!(l->in = malloc(IO_CHUNK))) {
             mw_leaf_free(l);
@@ -573,7 +573,7 @@ int mw_leaf_step(mw_leaf *l, mw_error *err)
     } else {
         size_t got;
         if (read_all(l->fd, l->in, IO_CHUNK, &got))
-            return mw_err_set(err, MW_EIO, "%.200s: %s", l->p->file, strerror(errno));
+            return mw_err_set(err, MW_EIO, "%.200s: %s", l->p->file, MW_ERRNO_TEXT(errno));
         if (got) return enc_chunk(&l->e, l->in, got);
         rc = 0;
     }
@@ -602,10 +602,10 @@ static int write_leaf_body(mw_mime_part *p, int enc, mw_mime_write_fn fn, void *
     return rc == 1 ? 0 : rc;
 }
 
-static int gen_boundary(char *b, size_t size)
+static int gen_boundary(char *b, size_t size, mw_error *err)
 {
     unsigned char r[16];
-    if (RAND_bytes(r, sizeof r) != 1) return -1;
+    if (mw_random_bytes(r, sizeof r, err)) return MW_EIO;
     /* "=_" cannot appear in base64 or quoted-printable output (RFC 2045
      * §6.7 encodes '='), so only unencoded bodies need checking. */
     int n = snprintf(b, size, "=_mw_");
@@ -689,8 +689,7 @@ int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error
         char b[64];
         int tries = 0;
         do {
-            if (gen_boundary(b, sizeof b))
-                return mw_err_set(err, MW_EINVAL, "no random bytes for a boundary");
+            if ((rc = gen_boundary(b, sizeof b, err))) return rc;
         } while (boundary_in(p, b) && ++tries < 8);
         if (tries == 8)
             return mw_err_set(err, MW_EINVAL, "no boundary found that the content lacks");

@@ -1,6 +1,6 @@
 /* POP3 login: USER/PASS and APOP (RFC 1939 §7), AUTH (RFC 5034) through
  * the shared SASL engine.  No password goes over an unencrypted link unless
- * the caller allowed it (DESIGN.md, security defaults). */
+ * the caller allowed it (docs/CONVENTIONS.md, "Safe defaults"). */
 #include "pop3/pop3_int.h"
 
 #include "sasl/sasl.h"
