@@ -158,8 +158,8 @@ static int build_reply(char **out, size_t *len, const mw_mime_headers *h, const 
 
 /* Sends one reply over the SMTP session, opened at the first reply.  The
  * reverse-path is null, so that no automatic answer comes back (RFC 3834
- * §3.3).  Returns 0 only when the server took it for the recipient (a
- * rejected recipient fails the send: atleastone is 0). */
+ * §3.3).  Returns 0 only when the server took it for the recipient (its
+ * only one: a rejected RCPT fails the send). */
 static int send_reply(mw_smtp **s, const mw_smtp_opts *so, const char *msg, size_t len,
                       const char *to)
 {
