@@ -319,6 +319,14 @@ MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers
  * NUL-terminated buffer to free(); MW_ETOOBIG over max, 0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
                                        char **body, size_t *body_len, size_t max);
+/* The same with the body as lines (scsh's "a list of strings, each string
+ * representing a line"): *lines is a NULL-terminated array of *nlines
+ * NUL-terminated strings, line ends (CRLF or LF) removed, dot-stuffing
+ * undone; one allocation, freed with a single free().  A line holding a
+ * NUL is cut there (the count stays right).  Returns as
+ * mw_pop3_retrieve_message. */
+MW_EXTERN int mw_pop3_retrieve_message_lines(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
+                                             char ***lines, size_t *nlines, size_t max);
 
 /* The TLS details of the session (STLS or implicit TLS) into *out, as
  * mw_stream_tls_info.  Returns 0, MW_EUNSUPPORTED (not over TLS, or the
