@@ -543,6 +543,7 @@ int mw_cmd_fetch(int argc, char **argv)
             }
             nj++;
             if ((ex = job_from_account(&js[k], a, home))) goto done;
+            mw_cli_conn_limits(&conn, a, &js[k].net); /* max_time, speed_limit, speed_time */
             if (!js[k].target[0]) {
                 fprintf(stderr, "mailwire fetch: %s: no delivery target\n", a->name);
                 ex = EX_USAGE_;

@@ -27,7 +27,7 @@ MW_EXTERN void mw_cancel_reset(mw_cancel *c);
 MW_EXTERN void mw_cancel_free(mw_cancel *c);
 
 /* ---- Network options ---------------------------------------------------- */
-#define MW_NET_OPTS_VERSION 2 /* 2 added proxy; 1 is still accepted */
+#define MW_NET_OPTS_VERSION 3 /* 3 added the session limits, 2 proxy; 1 and 2 still accepted */
 typedef struct mw_net_opts {
     unsigned version;
     int connect_timeout_ms; /* the whole connect (every address raced); default 30000 */
@@ -40,11 +40,36 @@ typedef struct mw_net_opts {
      * PASS percent-decoded.  TLS is still end to end and verifies the
      * target host, never the proxy.  NULL: direct. */
     const char *proxy;
+    /* (version 3) Whole-session limits of a stream made by mw_stream_tcp,
+     * mw_stream_fd or mw_stream_command (and of a TLS stream over it),
+     * counted from its creation, the connect included.  (NULL options:
+     * the defaults for TCP; no timeout and no limits for fd and command
+     * streams, as before version 3.)  Every wait of a
+     * read or write ends at the earliest of its own deadline, now +
+     * io_timeout_ms, the max_time_ms deadline and the end of the current
+     * rate window.  Both end the session with MW_ETIMEOUT and a message
+     * naming the limit ("session exceeded its max-time of 5 s", "transfer
+     * slower than 10 bytes/s over 20 s (7 bytes moved)").
+     * max_time_ms: the whole session; 0 (default): no limit.
+     * speed_limit / speed_time_ms: a floor on the transfer rate, as curl's
+     * --speed-limit/--speed-time: fewer than speed_limit bytes per second
+     * (both directions together) averaged over speed_time_ms of waiting
+     * is an error.  Only time spent waiting for the peer counts (not the
+     * caller's time between calls).  speed_limit 0: no floor.  Default 1
+     * byte/s over 300000 ms: a server that trickles bytes to keep each read
+     * within io_timeout_ms is ended within about 5 minutes, while any
+     * transfer that makes real progress never is. */
+    int max_time_ms;
+    unsigned speed_limit;
+    int speed_time_ms;
 } mw_net_opts;
 #define MW_NET_OPTS_INIT                                                                           \
     {                                                                                              \
-        MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL, NULL                                           \
+        MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL, NULL, 0, 1, 300000                             \
     }
+/* The defaults of the version 3 fields. */
+#define MW_NET_DEFAULT_SPEED_LIMIT   1
+#define MW_NET_DEFAULT_SPEED_TIME_MS 300000
 /* Copies a caller's mw_net_opts of any supported version into the current
  * one (fields a version lacks get their defaults).  Returns 0 or MW_EINVAL. */
 MW_EXTERN int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src);
@@ -71,6 +96,17 @@ typedef struct mw_tls_peer {
  * (its own decision) or refuse a verified one. Without a policy, an
  * unverified peer is refused. */
 typedef int (*mw_tls_policy_fn)(const mw_tls_peer *peer, void *userdata);
+
+/* How a session protects its connection: one enum for POP3 and SMTP.  The
+ * zero value, the default, requires TLS. */
+enum mw_tls_mode {
+    MW_TLS_STARTTLS = 0,      /* STLS (RFC 2595) / STARTTLS (RFC 3207) required: not offered,
+                                 refused or failed = MW_ETLS, never plain text */
+    MW_TLS_OPPORTUNISTIC = 1, /* upgrade when offered, else go on in plain text (where a
+                                 login then still needs allow_plaintext) */
+    MW_TLS_NONE = 2,          /* plain text, on purpose */
+    MW_TLS_IMPLICIT = 3,      /* TLS from the first byte (POP3S 995, submissions 465; RFC 8314) */
+};
 
 #define MW_TLS_OPTS_VERSION 2 /* 2 added crl_file; 1 is still accepted */
 typedef struct mw_tls_opts {

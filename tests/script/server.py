@@ -12,6 +12,7 @@ connects, and prints the result of each (Ctrl-C stops it).
 Every wait is bounded: by the case deadline and by a 'stop' signal the
 runner gives when the client has exited (a self-pipe wakes the waits, so
 nothing polls).  Format: tests/script/README.md."""
+import base64
 import collections
 import os
 import random
@@ -50,7 +51,7 @@ class _ClientGone(Exception):
 
 
 # Directives that need the client to do something; the others only send.
-NEEDS_CLIENT = {"C", "C-re", "C-any", "C-until", "C-raw", "accept", "tls"}
+NEEDS_CLIENT = {"C", "C-re", "C-any", "C-until", "C-raw", "accept", "tls", "scram-first"}
 
 
 class _EndScript(Exception):
@@ -558,6 +559,28 @@ class ScriptServer:
             log.note(f"sleep {d.ms} ms")
             if self.stopper.flag.wait(d.ms / 1000.0):
                 raise _ClientGone(f"the client exited during sleep {d.ms}")
+        elif op == "scram-first":
+            # RFC 5802 §7: the client-first message is the last word of the
+            # AUTH line (base64); the server-first message extends its nonce.
+            try:
+                line, ending = self._expect_line(conn, d)
+            except (_Eof, _Stopped):
+                raise Mismatch(f"expected an AUTH line with a SCRAM client-first message, "
+                               f"but {self._closed_text(conn)}") from None
+            try:
+                first = base64.b64decode(line.split()[-1], validate=True).decode("ascii")
+                cnonce = next(f[2:] for f in first.split(",") if f.startswith("r="))
+            except (ValueError, IndexError, StopIteration, UnicodeDecodeError):
+                raise Mismatch(f"no SCRAM client-first message in {show(line)}") from None
+            msg = f"r={cnonce}SRV,s=QSXCR+Q6sek8bf92,i={d.iterations}"
+            log.note(f"S: server-first {msg!r}")
+            conn.send(f"{d.prefix} ".encode() + base64.b64encode(msg.encode()) + b"\r\n")
+        elif op == "trickle":
+            log.note(f"S: trickle {show(d.data, 40)}, one byte every {d.ms} ms")
+            for i in range(len(d.data)):
+                if i and self.stopper.flag.wait(d.ms / 1000.0):
+                    raise _ClientGone(f"the client exited during trickle after {i} bytes")
+                conn.send(d.data[i:i + 1])
         elif op == "stall":
             log.note("stall: waiting for the client to close")
             seen = bytearray()      # what the client said meanwhile, for the transcript
