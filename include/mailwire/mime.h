@@ -187,7 +187,7 @@ typedef struct mw_mime_parse_opts {
     size_t max_kept;             /* bytes kept when keep_bodies (default 256 MiB) */
     int to_utf8;                 /* convert text/ bodies to UTF-8 before on_body */
     /* Callbacks (each may be NULL); a non-zero return stops the parser,
-     * which then returns MW_ECANCELED. */
+     * which then returns that value unchanged (and fails from then on). */
     int (*on_part)(mw_mime_part *part, void *userdata); /* headers read */
     int (*on_body)(mw_mime_part *part, const char *data, size_t len,
                    void *userdata);                         /* decoded leaf body, in chunks */

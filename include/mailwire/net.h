@@ -148,8 +148,8 @@ typedef struct mw_stream mw_stream;
  * a negative MW_E… code; they must give up by `deadline_ms` (MW_NO_DEADLINE
  * = no limit) with MW_ETIMEOUT. close may be NULL. */
 typedef struct mw_stream_ops {
-    long (*read)(void *userdata, void *buf, size_t len, int64_t deadline_ms);
-    long (*write)(void *userdata, const void *buf, size_t len, int64_t deadline_ms);
+    long (*read)(void *buf, size_t len, int64_t deadline_ms, void *userdata);
+    long (*write)(const void *buf, size_t len, int64_t deadline_ms, void *userdata);
     void (*close)(void *userdata);
 } mw_stream_ops;
 

@@ -129,8 +129,9 @@ static int deliver(mw_mime_parser *p, mw_mime_part *part, const char *d, size_t 
         d = p->conv.data;
         n = p->conv.len;
     }
-    if (n && p->o.on_body(part, d, n, p->o.userdata))
-        return mw_err_set(&p->err, MW_ECANCELED, "stopped by the body callback");
+    int rc = n ? p->o.on_body(part, d, n, p->o.userdata) : 0;
+    /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
+    if (rc) return mw_err_set(&p->err, rc, "stopped by the body callback (%d)", rc);
     return 0;
 }
 
@@ -257,8 +258,8 @@ static int check_bnd(const mw_mime_parser *p, const char *s, size_t n, int eof, 
 
 static int call_part(mw_mime_parser *p, mw_mime_part *part)
 {
-    if (p->o.on_part && p->o.on_part(part, p->o.userdata))
-        return fail(p, mw_err_set(&p->err, MW_ECANCELED, "stopped by the part callback"));
+    int rc = p->o.on_part ? p->o.on_part(part, p->o.userdata) : 0;
+    if (rc) return fail(p, mw_err_set(&p->err, rc, "stopped by the part callback (%d)", rc));
     return 0;
 }
 
@@ -385,8 +386,8 @@ static int end_part(mw_mime_parser *p, mw_mime_part *part)
                 break;
             }
     }
-    if (p->o.on_part_end && p->o.on_part_end(part, p->o.userdata))
-        return fail(p, mw_err_set(&p->err, MW_ECANCELED, "stopped by the part-end callback"));
+    rc = p->o.on_part_end ? p->o.on_part_end(part, p->o.userdata) : 0;
+    if (rc) return fail(p, mw_err_set(&p->err, rc, "stopped by the part-end callback (%d)", rc));
     return 0;
 }
 

@@ -92,8 +92,9 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
     }
     if (sink_rc) {
         mw_error_clear(&p->err);
-        return mw_err_set(&p->err, sink_rc < 0 ? sink_rc : MW_EIO,
-                          "%s: the receiver of the message stopped it (%d)", what, sink_rc);
+        /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
+        return mw_err_set(&p->err, sink_rc, "%s: the receiver of the message stopped it (%d)", what,
+                          sink_rc);
     }
     return 0;
 }

@@ -33,7 +33,7 @@ struct feed {
     mw_buf out; /* what was written */
 };
 
-static long feed_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long feed_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     struct feed *f = ud;
@@ -47,14 +47,14 @@ static long feed_read(void *ud, void *buf, size_t len, int64_t deadline)
     return (long)n;
 }
 
-static long feed_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static long feed_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     struct feed *f = ud;
     return mw_buf_append(&f->out, buf, len) ? MW_ENOMEM : (long)len;
 }
 
-static long lying_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long lying_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)ud;
     (void)buf;
@@ -62,7 +62,7 @@ static long lying_read(void *ud, void *buf, size_t len, int64_t deadline)
     return (long)len + 1;
 }
 
-static long failing_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long failing_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)ud;
     (void)buf;
