@@ -20,7 +20,7 @@ extern "C" {
  * handler; every blocking call watching the token returns MW_ECANCELED. */
 typedef struct mw_cancel mw_cancel;
 /* Returns 0, MW_ENOMEM or MW_EIO. */
-MW_EXTERN int mw_cancel_new(mw_cancel **out);
+MW_EXTERN int mw_cancel_new(mw_cancel **out, mw_error *err);
 MW_EXTERN void mw_cancel_request(mw_cancel *c); /* async-signal-safe */
 MW_EXTERN int mw_cancel_requested(const mw_cancel *c);
 MW_EXTERN void mw_cancel_reset(mw_cancel *c);

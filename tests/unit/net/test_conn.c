@@ -440,7 +440,7 @@ static void cancel_from_another_thread(void **state)
 {
     (void)state;
     mw_cancel *cancel = NULL;
-    assert_int_equal(mw_cancel_new(&cancel), 0);
+    assert_int_equal(mw_cancel_new(&cancel, NULL), 0);
     int peer;
     mw_conn *c = pair_conn(&peer, NULL);
     mw_conn_set_cancel(c, cancel);
@@ -481,7 +481,7 @@ static void on_alarm(int sig)
 static void cancel_from_a_signal_handler(void **state)
 {
     (void)state;
-    assert_int_equal(mw_cancel_new(&sig_cancel), 0);
+    assert_int_equal(mw_cancel_new(&sig_cancel, NULL), 0);
     int peer;
     mw_net_opts o = MW_NET_OPTS_INIT;
     o.cancel = sig_cancel;
@@ -653,7 +653,7 @@ static void tcp_errors_are_clear(void **state)
     assert_int_equal(mw_stream_tcp(&s, "127.0.0.1", 110, &o, &err), MW_EINVAL);
     /* A cancelled token stops before the lookup. */
     mw_net_opts co = MW_NET_OPTS_INIT;
-    assert_int_equal(mw_cancel_new(&co.cancel), 0);
+    assert_int_equal(mw_cancel_new(&co.cancel, NULL), 0);
     mw_cancel_request(co.cancel);
     assert_int_equal(mw_stream_tcp(&s, "localhost", 110, &co, &err), MW_ECANCELED);
     assert_non_null(strstr(err.message, "while resolving localhost"));
