@@ -37,11 +37,6 @@ extern "C" {
 
 typedef struct mw_pop3 mw_pop3;
 
-/* Older names of enum mw_tls_mode's values (include/mailwire/net.h). */
-#define MW_POP3_TLS_NONE     MW_TLS_NONE
-#define MW_POP3_TLS_STLS     MW_TLS_STARTTLS
-#define MW_POP3_TLS_IMPLICIT MW_TLS_IMPLICIT
-
 enum mw_pop3_auth_method {
     MW_POP3_AUTH_AUTO = 0, /* the strongest SASL mechanism offered, else USER/PASS */
     MW_POP3_AUTH_USER = 1, /* USER/PASS (RFC 1939 §7) */
@@ -66,7 +61,7 @@ typedef struct mw_pop3_opts {
     unsigned port;               /* 0: 110, or 995 with implicit TLS */
     int tls;                     /* enum mw_tls_mode; default MW_TLS_STARTTLS (required) */
     const mw_tls_opts *tls_opts; /* NULL: verify against the system store */
-    const mw_net_opts *net_opts; /* NULL: defaults (connect 30 s, each I/O 60 s) */
+    const mw_net_opts *net;      /* timeouts, limits, cancel token; NULL: defaults */
 
     const char *user;
     const char *password;
@@ -95,13 +90,12 @@ typedef struct mw_pop3_opts {
      * host (owned by the session from mw_pop3_open on, even on failure).
      * With implicit TLS it is wrapped; host is then only the name checked. */
     mw_stream *stream;
-    mw_cancel *cancel;
 } mw_pop3_opts;
 #define MW_POP3_OPTS_INIT                                                                          \
     {                                                                                              \
         MW_POP3_OPTS_VERSION, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, NULL, NULL, NULL,              \
             MW_POP3_AUTH_AUTO, NULL, 0, 1, 0, MW_POP3_RETR_RETR, 1, 32, 8192, 0, 0, NULL, NULL, 0, \
-            NULL, NULL                                                                             \
+            NULL                                                                                   \
     }
 
 /* Connects, reads the greeting, asks CAPA, does STLS when asked (CAPA again

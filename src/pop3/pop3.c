@@ -408,7 +408,7 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
         return rc;
     }
     p->tls = o->tls;
-    p->port = o->port ? o->port : o->tls == MW_POP3_TLS_IMPLICIT ? 995 : 110;
+    p->port = o->port ? o->port : o->tls == MW_TLS_IMPLICIT ? 995 : 110;
     p->msex = o->msex;
     p->retr_mode = o->retr_mode;
     p->want_pipelining = o->pipelining;
@@ -420,7 +420,7 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
     p->trace_secrets = o->trace_secrets;
 
     mw_net_opts ndflt = MW_NET_OPTS_INIT;
-    const mw_net_opts *n = o->net_opts ? o->net_opts : &ndflt;
+    const mw_net_opts *n = o->net ? o->net : &ndflt;
     mw_stream *s = o->stream;
     if (!s) {
         rc = mw_stream_tcp(&s, host, p->port, n, &p->err);
@@ -429,7 +429,7 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
             return rc;
         }
     }
-    if (o->tls == MW_POP3_TLS_IMPLICIT) {
+    if (o->tls == MW_TLS_IMPLICIT) {
         mw_tls_opts t;
         if (mw_tls_opts_copy(&t, o->tls_opts) != 0)
             return mw_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
@@ -450,14 +450,11 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
     }
     mw_conn_set_io_timeout(p->conn, n->io_timeout_ms);
     mw_conn_set_max_line(p->conn, p->max_line);
-    if (o->cancel)
-        mw_conn_set_cancel(p->conn, o->cancel);
-    else if (n->cancel)
-        mw_conn_set_cancel(p->conn, n->cancel);
+    if (n->cancel) mw_conn_set_cancel(p->conn, n->cancel);
     mw_conn_set_trace(p->conn, o->trace, o->trace_userdata);
     if (p->command_timeout_ms > 0)
         mw_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
-    if (o->tls == MW_POP3_TLS_IMPLICIT)
+    if (o->tls == MW_TLS_IMPLICIT)
         mw_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (implicit)", 25);
 
     if ((rc = read_greeting(p))) return rc;

@@ -62,7 +62,7 @@ static mw_smtp *open_fake(fake *f, const char *replies, size_t step)
     static const char *const servers[] = {"127.0.0.1"};
     o.servers = servers;
     o.nservers = 1;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.stream = st;
     mw_smtp *s = NULL;
     int rc = mw_smtp_open(&s, &o, &err);
@@ -366,7 +366,7 @@ static void crlf_address_refused_before_sending(void **state)
     o.client = "a\r\nMAIL FROM:<x>";
     assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
     o.client = NULL;
-    o.username = "u\nv";
+    o.user = "u\nv";
     o.password = "p";
     assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
     assert_null(s);
@@ -480,7 +480,7 @@ static int open_policy(fake *f, const char *replies, pol *p, mw_smtp **out)
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.tls = MW_SMTP_TLS_STARTTLS;
+    o.tls = MW_TLS_STARTTLS;
     o.tlspolicy = policy_cb;
     o.tlspolicy_userdata = p;
     o.stream = st;
@@ -532,12 +532,12 @@ static mw_smtp *open_auth(fake *f, const char *replies, const char *user, const 
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.allow_plaintext = 1;
-    o.username = user;
+    o.user = user;
     o.password = pw;
     o.token = token;
-    o.no_initial_response = no_ir;
+    o.sasl_ir = !no_ir;
     o.stream = st;
     mw_smtp *s = NULL;
     *rc_out = mw_smtp_open(&s, &o, &err);
