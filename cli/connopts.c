@@ -598,7 +598,7 @@ void mw_cli_conn_usage(FILE *f)
           "  --proxy URL            connect through socks5://, socks5h:// or http:// (CONNECT)\n"
           "  --pin sha256:BASE64    require this certificate or public-key hash\n"
           "  --cert FILE --key FILE client certificate and key\n"
-          "  --allow-plaintext-password  allow a password over an unencrypted link\n"
+          "  --allow-plaintext-password  allow a login (any mechanism) over an unencrypted link\n"
           "  --timeout SECONDS      limit for each network read or write (default 60)\n"
           "  --max-time SECONDS     limit for the whole session (default 0: none)\n"
           "  --speed-limit BYTES    end a session slower than BYTES/s (default 1; 0: never)\n"

@@ -265,6 +265,23 @@ MW_EXTERN int mw_mime_part_write_fd(mw_mime_part *part, int fd, mw_error *err);
 /* *out is malloc'd and NUL-terminated; *len (may be NULL) its length. */
 MW_EXTERN int mw_mime_part_to_buffer(mw_mime_part *part, char **out, size_t *len, mw_error *err);
 
+/* A pull reader over the bytes mw_mime_part_write would write, for a
+ * consumer that asks for data (mw_smtp_msg.read: set read to
+ * mw_mime_reader_read and read_userdata to the reader).  Header blocks and
+ * delimiters are prepared by mw_mime_reader_new (as the writer would:
+ * Date, Message-ID, boundaries); bodies are encoded as they are read, a
+ * file-backed body 64 KiB at a time, never whole in memory.  The part must
+ * not change, nor be freed, while the reader lives.
+ * mw_mime_reader_new returns 0, MW_EINVAL, MW_ESTATE, MW_EIO, MW_ENOMEM
+ * (as mw_mime_part_write); mw_mime_reader_read returns the number of bytes
+ * put in buf, 0 at the end, or a negative MW_E… (MW_EIO: a body file; the
+ * detail in mw_mime_reader_error), the same code again on later calls. */
+typedef struct mw_mime_reader mw_mime_reader;
+MW_EXTERN int mw_mime_reader_new(mw_mime_reader **out, mw_mime_part *part, mw_error *err);
+MW_EXTERN long mw_mime_reader_read(void *buf, size_t len, void *userdata);
+MW_EXTERN const mw_error *mw_mime_reader_error(const mw_mime_reader *r);
+MW_EXTERN void mw_mime_reader_free(mw_mime_reader *r);
+
 /* A new part of type "type/subtype" (parameters are set one by one).
  * multipart/... parts take sub-parts, message/rfc822 takes one part (the
  * message), others take a body.  Returns 0, MW_EINVAL, MW_ENOMEM. */

@@ -97,6 +97,17 @@ typedef struct mw_tls_peer {
  * unverified peer is refused. */
 typedef int (*mw_tls_policy_fn)(const mw_tls_peer *peer, void *userdata);
 
+/* How a session protects its connection: one enum for POP3 and SMTP.  The
+ * zero value, the default, requires TLS. */
+enum mw_tls_mode {
+    MW_TLS_STARTTLS = 0,      /* STLS (RFC 2595) / STARTTLS (RFC 3207) required: not offered,
+                                 refused or failed = MW_ETLS, never plain text */
+    MW_TLS_OPPORTUNISTIC = 1, /* upgrade when offered, else go on in plain text (where a
+                                 login then still needs allow_plaintext) */
+    MW_TLS_NONE = 2,          /* plain text, on purpose */
+    MW_TLS_IMPLICIT = 3,      /* TLS from the first byte (POP3S 995, submissions 465; RFC 8314) */
+};
+
 #define MW_TLS_OPTS_VERSION 2 /* 2 added crl_file; 1 is still accepted */
 typedef struct mw_tls_opts {
     unsigned version;

@@ -36,11 +36,10 @@ extern "C" {
 
 typedef struct mw_pop3 mw_pop3;
 
-enum mw_pop3_tls_mode {
-    MW_POP3_TLS_NONE = 0,     /* plain text (passwords then need allow_plaintext) */
-    MW_POP3_TLS_STLS = 1,     /* RFC 2595 STLS; not offered or refused = MW_ETLS */
-    MW_POP3_TLS_IMPLICIT = 2, /* POP3S, TLS from the first byte (port 995) */
-};
+/* Older names of enum mw_tls_mode's values (include/mailwire/net.h). */
+#define MW_POP3_TLS_NONE     MW_TLS_NONE
+#define MW_POP3_TLS_STLS     MW_TLS_STARTTLS
+#define MW_POP3_TLS_IMPLICIT MW_TLS_IMPLICIT
 
 enum mw_pop3_auth_method {
     MW_POP3_AUTH_AUTO = 0, /* the strongest SASL mechanism offered, else USER/PASS */
@@ -64,7 +63,7 @@ enum mw_pop3_retr_mode {
 typedef struct mw_pop3_opts {
     unsigned version;
     unsigned port;               /* 0: 110, or 995 with implicit TLS */
-    int tls;                     /* enum mw_pop3_tls_mode; default MW_POP3_TLS_NONE */
+    int tls;                     /* enum mw_tls_mode; default MW_TLS_STARTTLS (required) */
     const mw_tls_opts *tls_opts; /* NULL: verify against the system store */
     const mw_net_opts *net_opts; /* NULL: defaults (connect 30 s, each I/O 60 s) */
 
@@ -74,7 +73,7 @@ typedef struct mw_pop3_opts {
     const char *token;      /* OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER) */
     int auth;               /* enum mw_pop3_auth_method */
     const char *sasl_mechs; /* "SCRAM-SHA-256 PLAIN": wanted mechanisms, in order */
-    int allow_plaintext;    /* 1: a password may go over an unencrypted link */
+    int allow_plaintext;    /* 1: a login (any mechanism) may go over an unencrypted link */
     int sasl_ir;            /* 1 (default): send a SASL initial response */
 
     int msex;               /* Tcllib -msex: end commands in a bare LF */
@@ -99,7 +98,7 @@ typedef struct mw_pop3_opts {
 } mw_pop3_opts;
 #define MW_POP3_OPTS_INIT                                                                          \
     {                                                                                              \
-        MW_POP3_OPTS_VERSION, 0, MW_POP3_TLS_NONE, NULL, NULL, NULL, NULL, NULL, NULL,             \
+        MW_POP3_OPTS_VERSION, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, NULL, NULL, NULL,              \
             MW_POP3_AUTH_AUTO, NULL, 0, 1, 0, MW_POP3_RETR_RETR, 1, 32, 8192, 0, 0, NULL, NULL, 0, \
             NULL, NULL                                                                             \
     }
@@ -113,7 +112,7 @@ typedef struct mw_pop3_opts {
  * MW_ENET, MW_ETIMEOUT, MW_ECANCELED, MW_ETLS (STLS missing or refused,
  * handshake), MW_ECERT, MW_EPROTO (not POP3, bytes injected after STLS),
  * MW_ETOOBIG (line over max_line), MW_ESERVER (-ERR greeting), MW_ETEMP,
- * MW_EAUTH, MW_EPOLICY (a password would go in clear), MW_EUNSUPPORTED
+ * MW_EAUTH, MW_EPOLICY (a login over plain text without allow_plaintext), MW_EUNSUPPORTED
  * (APOP without a valid timestamp, a wanted SASL mechanism not offered),
  * MW_ENOMEM. */
 MW_EXTERN int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts);
@@ -231,7 +230,7 @@ MW_EXTERN int mw_pop3_quit(mw_pop3 *p, int *confirmed);
 typedef struct mw_pop3_config {
     const char *host;
     unsigned port;
-    int tls; /* enum mw_pop3_tls_mode */
+    int tls; /* enum mw_tls_mode */
     int msex;
     int retr_mode;  /* the current one (it may have fallen back) */
     uint64_t limit; /* the message count used for ranges */

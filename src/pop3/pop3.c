@@ -285,7 +285,7 @@ static int validate_opts(mw_pop3 *p, const mw_pop3_opts *o)
     if (o->version != MW_POP3_OPTS_VERSION)
         return mw_err_set(&p->err, MW_EINVAL, "mw_pop3_opts version %u is not %u", o->version,
                           MW_POP3_OPTS_VERSION);
-    if (o->tls < MW_POP3_TLS_NONE || o->tls > MW_POP3_TLS_IMPLICIT)
+    if (o->tls < MW_TLS_STARTTLS || o->tls > MW_TLS_IMPLICIT)
         return mw_err_set(&p->err, MW_EINVAL, "unknown TLS mode %d", o->tls);
     if (o->auth < MW_POP3_AUTH_AUTO || o->auth > MW_POP3_AUTH_NONE)
         return mw_err_set(&p->err, MW_EINVAL, "unknown login method %d", o->auth);
@@ -356,8 +356,14 @@ static int do_stls(mw_pop3 *p, const mw_pop3_opts *o)
                    extra);
         return pop3_fatal(p, MW_EPROTO);
     }
-    mw_tls_opts dflt = MW_TLS_OPTS_INIT;
-    rc = mw_conn_starttls(p->conn, o->tls_opts ? o->tls_opts : &dflt, &p->err);
+    /* The name given to open is the one checked, also on a caller's stream
+     * (RFC 2595 §2.4), unless tls_opts names another. */
+    mw_tls_opts t;
+    if (mw_tls_opts_copy(&t, o->tls_opts) != 0)
+        return mw_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
+                          o->tls_opts->version);
+    if (!t.servername && p->host[0]) t.servername = p->host;
+    rc = mw_conn_starttls(p->conn, &t, &p->err);
     if (rc) return pop3_fatal(p, rc);
     mw_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (STLS)", 22);
     capa_forget(p);
@@ -449,7 +455,15 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
      * unless we need it (STLS). */
     rc = pop3_do_capa(p);
     if (rc && p->state == P3_BROKEN) return rc;
-    if (o->tls == MW_POP3_TLS_STLS && (rc = do_stls(p, o))) return rc;
+    if (o->tls == MW_TLS_STARTTLS && (rc = do_stls(p, o))) return rc;
+    if (o->tls == MW_TLS_OPPORTUNISTIC) {
+        if (p->capa_known && capa_find(p, "STLS")) {
+            if ((rc = do_stls(p, o))) return rc;
+            p->tls = MW_TLS_STARTTLS;
+        } else {
+            p->tls = MW_TLS_NONE; /* a login now needs allow_plaintext */
+        }
+    }
     if ((rc = pop3_login(p, o))) return rc;
     p->pipelining = p->want_pipelining && capa_find(p, "PIPELINING");
     if (!o->skip_stat && o->auth != MW_POP3_AUTH_NONE) {

@@ -73,6 +73,10 @@ static int login_apop(mw_pop3 *p, const mw_pop3_opts *o)
     mw_error_clear(&p->err);
     int rc = need_password(p, o, "APOP");
     if (rc) return rc;
+    if (p->tls == MW_POP3_TLS_NONE && !o->allow_plaintext)
+        return mw_err_set(&p->err, MW_EPOLICY,
+                          "APOP: no login over an unencrypted connection (use TLS, or allow "
+                          "plaintext logins explicitly)");
     if (!p->timestamp[0])
         return mw_err_set(&p->err, MW_EUNSUPPORTED,
                           "APOP asked for, but the greeting has no valid timestamp: '%s'",

@@ -1420,6 +1420,8 @@ static void tx_transferred(mw_smtp *s, tx *t, int rc)
 {
     if (rc == 0) {
         t->res->sent = 1;
+        for (size_t i = 0; i < t->res->nrcpt; i++)
+            t->res->rcpt[i].delivered = t->res->rcpt[i].accepted;
         s->dirty = 0;
     } else if (s->state != ST_DEAD && (t->res->final_code >= 400 || t->chunking)) {
         /* The transaction ended with the refusal; after BDAT failures
@@ -1647,6 +1649,12 @@ static int tx_rest(mw_smtp *s, tx *t)
                    first->text ? first->text : "");
         s->err.reply_code = first->code;
         memcpy(s->err.enhanced, first->enhanced, sizeof s->err.enhanced);
+        res->final_code = first->code;
+        free(res->final_text);
+        size_t fl = strlen(first->enhanced) + 1 + (first->text ? strlen(first->text) : 0) + 1;
+        if ((res->final_text = malloc(fl)))
+            snprintf(res->final_text, fl, "%s%s%s", first->enhanced, first->enhanced[0] ? " " : "",
+                     first->text ? first->text : "");
         mw_err_set_reply(&s->err, first->text ? first->text : "",
                          first->text ? strlen(first->text) : 0);
         if (pipe_data && s->rep->code == 354) {
