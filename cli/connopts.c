@@ -30,6 +30,33 @@ void mw_cli_conn_init(mw_cli_conn *c, const char *prog, unsigned default_port,
     c->tls = MW_CLI_TLS_STARTTLS;
     c->auth = "auto";
     c->timeout_s = 60;
+    c->speed_limit = MW_NET_DEFAULT_SPEED_LIMIT;
+    c->speed_time_ms = MW_NET_DEFAULT_SPEED_TIME_MS;
+}
+
+/* SECONDS with up to three decimals ("2.5"), from min_ms to max_ms.  -1
+ * when it is not that. */
+static int parse_seconds_ms(const char *v, long min_ms, long max_ms, int *out)
+{
+    long ms = 0;
+    const char *p = v;
+    if (!(*p >= '0' && *p <= '9')) return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        ms = ms * 10 + (*p - '0');
+        if (ms > max_ms) return -1;
+    }
+    ms *= 1000;
+    if (*p == '.') {
+        long scale = 100;
+        if (!(p[1] >= '0' && p[1] <= '9')) return -1;
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) {
+            if (scale == 0) return -1; /* finer than a millisecond */
+            ms += (*p - '0') * scale;
+        }
+    }
+    if (*p || ms < min_ms || ms > max_ms) return -1;
+    *out = (int)ms;
+    return 0;
 }
 
 /* "--name VALUE" or "--name=VALUE".  Returns 1 and sets *val when argv[*i]
@@ -141,6 +168,44 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
         c->timeout_given = 1;
         return 1;
     }
+    if ((r = opt_value("--max-time", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        if (parse_seconds_ms(v, 0, 604800L * 1000, &c->max_time_ms)) {
+            fprintf(stderr,
+                    "mailwire %s: --max-time wants seconds from 0 (none) to 604800, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        c->max_time_given = 1;
+        return 1;
+    }
+    if ((r = opt_value("--speed-time", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        if (parse_seconds_ms(v, 1, 86400L * 1000, &c->speed_time_ms)) {
+            fprintf(stderr,
+                    "mailwire %s: --speed-time wants seconds from 0.001 to 86400, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        c->speed_time_given = 1;
+        return 1;
+    }
+    if ((r = opt_value("--speed-limit", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        char *end;
+        errno = 0;
+        unsigned long b = strtoul(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-' || v[0] == '+' || b > 1000000000UL) {
+            fprintf(stderr,
+                    "mailwire %s: --speed-limit wants bytes per second from 0 (none) to "
+                    "1000000000, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        c->speed_limit = (unsigned)b;
+        c->speed_limit_given = 1;
+        return 1;
+    }
     return 0;
 }
 
@@ -215,6 +280,7 @@ static int apply_account(mw_cli_conn *c)
         int ex = load_accounts(c, 1, &found, path, sizeof path);
         if (ex || !found) return ex;
         a = mw_config_find_by_from(c->config, c->from_address);
+        if (!a) a = mw_config_find(c->config, "default"); /* as msmtp and fetch */
         if (!a) return 0; /* no account for this sender: the usual defaults */
         c->account = a->name;
     }
@@ -236,6 +302,9 @@ static int apply_account(mw_cli_conn *c)
         c->key = a->key;
     }
     if (!c->timeout_given && a->timeout_s > 0) c->timeout_s = a->timeout_s;
+    if (!c->max_time_given && a->max_time_ms > 0) c->max_time_ms = a->max_time_ms;
+    if (!c->speed_limit_given && a->speed_limit >= 0) c->speed_limit = (unsigned)a->speed_limit;
+    if (!c->speed_time_given && a->speed_time_ms > 0) c->speed_time_ms = a->speed_time_ms;
     if (!c->password_file && !c->passwordeval && !c->password) {
         c->password_file = a->password_file;
         c->passwordeval = a->passwordeval;
@@ -246,7 +315,7 @@ static int apply_account(mw_cli_conn *c)
 
 int mw_cli_conn_finish(mw_cli_conn *c)
 {
-    if (c->account || (c->from_address && *c->from_address && !c->host)) {
+    if (c->account || (c->from_address && !c->host)) {
         int ex = apply_account(c);
         if (ex) return ex;
     }
@@ -438,7 +507,20 @@ void mw_cli_conn_net_opts(const mw_cli_conn *c, mw_net_opts *out)
     n.connect_timeout_ms = c->timeout_s * 1000;
     n.io_timeout_ms = c->timeout_s * 1000;
     n.proxy = c->proxy;
+    n.max_time_ms = c->max_time_ms;
+    n.speed_limit = c->speed_limit;
+    n.speed_time_ms = c->speed_time_ms;
     *out = n;
+}
+
+void mw_cli_conn_limits(const mw_cli_conn *c, const mw_account *a, mw_net_opts *n)
+{
+    if (a && a->max_time_ms > 0) n->max_time_ms = a->max_time_ms;
+    if (a && a->speed_limit >= 0) n->speed_limit = (unsigned)a->speed_limit;
+    if (a && a->speed_time_ms > 0) n->speed_time_ms = a->speed_time_ms;
+    if (c->max_time_given) n->max_time_ms = c->max_time_ms;
+    if (c->speed_limit_given) n->speed_limit = c->speed_limit;
+    if (c->speed_time_given) n->speed_time_ms = c->speed_time_ms;
 }
 
 void mw_cli_conn_free(mw_cli_conn *c)
@@ -470,6 +552,9 @@ void mw_cli_conn_usage(FILE *f)
           "  --cert FILE --key FILE client certificate and key\n"
           "  --allow-plaintext-password  allow a login (any mechanism) over an unencrypted link\n"
           "  --timeout SECONDS      limit for each network read or write (default 60)\n"
+          "  --max-time SECONDS     limit for the whole session (default 0: none)\n"
+          "  --speed-limit BYTES    end a session slower than BYTES/s (default 1; 0: never)\n"
+          "  --speed-time SECONDS   ... averaged over SECONDS of waiting (default 300)\n"
           "  --trace FILE           write the conversation to FILE, secrets masked\n"
           "  --json                 output as JSON\n"
           "  --password-file FILE   the password is the first line of FILE\n"

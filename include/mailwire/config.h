@@ -28,7 +28,9 @@
  * (sha256:BASE64), cert, key, timeout (seconds), delivery (maildir PATH |
  * mbox PATH | mda COMMAND), keep (on|off), only_new (on|off), size_limit
  * (bytes, suffix k/m/g allowed, 0 = none), filter (COMMAND),
- * delete_after_days (N), from (address). */
+ * delete_after_days (N), from (address), max_time (seconds, 0 = none),
+ * speed_limit (bytes per second, 0 = none), speed_time (seconds),
+ * queue (on|off). */
 #ifndef MAILWIRE_CONFIG_H
 #define MAILWIRE_CONFIG_H
 
@@ -75,6 +77,13 @@ typedef struct mw_account {
     const char *from;
     const char *crlfile; /* PEM CRLs to check the server's chain against */
     const char *proxy;   /* socks5://, socks5h:// or http:// proxy URL */
+    /* Session limits (mw_net_opts max_time_ms, speed_limit, speed_time_ms):
+     * keys max_time and speed_time (seconds, up to three decimals),
+     * speed_limit (bytes per second, 0 = no floor). */
+    int max_time_ms;   /* 0: not given (no limit) */
+    long speed_limit;  /* -1: not given (the default floor) */
+    int speed_time_ms; /* 0: not given (the default) */
+    int queue;         /* 1: `send` goes through the outgoing queue (queue.h) */
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

@@ -179,7 +179,9 @@ typedef struct mw_mime_parse_opts {
     unsigned version;            /* MW_MIME_PARSE_OPTS_VERSION */
     mw_mime_header_opts headers; /* limits of each header block */
     size_t max_depth;            /* nesting of parts (default 32); deeper parts are leaves */
-    size_t max_parts;            /* parts in the tree (default 10000) */
+    size_t max_parts;            /* parts in the tree (default 10000); the header
+                                    blocks of all parts together: at most 16 x
+                                    headers.max_total (MW_ETOOBIG) */
     int keep_bodies;             /* keep the raw bodies so the tree can be written back
                                     byte for byte (default 1 in mw_mime_parse) */
     size_t max_kept;             /* bytes kept when keep_bodies (default 256 MiB) */

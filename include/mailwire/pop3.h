@@ -139,8 +139,10 @@ typedef struct mw_pop3_uid {
 } mw_pop3_uid;
 
 /* LIST of all messages: *items (free with mw_pop3_list_free) has *n
- * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 10 million
- * entries), MW_ENOMEM. */
+ * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 1 million
+ * entries, whatever the count), MW_ENOMEM.  A listing
+ * (here and in the UIDL calls) that runs past the count or the cap ends
+ * the session at once: the rest of the reply is not read. */
 MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
 /* LIST and UIDL of all messages together (what a fetch needs before its
  * first RETR).  When the server offers PIPELINING (RFC 2449 §6.6) and it is
@@ -158,6 +160,10 @@ MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
  * was read, so the session stays usable after an -ERR): MW_ESERVER,
  * MW_ETEMP, MW_ETOOBIG, MW_ENOMEM, or one that ends the session:
  * MW_EPROTO (a bad LIST or UIDL line), MW_ENET, MW_ETIMEOUT, MW_ESTATE.
+ * One exception to the checks: a UIDL line whose number is good but whose
+ * uid breaks RFC 1939 §7 (a space, over 70 octets, octets outside
+ * 0x21-0x7E) gives an entry with uid "" and the rest is read (one bad line
+ * costs one message; mw_fetch_account leaves that message on the server).
  * Free with mw_pop3_list_free and mw_pop3_uidl_free. */
 MW_EXTERN int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_uid **uids,
                                 size_t *nuids, int *uidl_rc);
@@ -185,7 +191,13 @@ typedef struct mw_pop3_retr_info {
     int complete;      /* 1 when the terminating line was read */
 } mw_pop3_retr_info;
 
-/* RETR msg, streamed to sink.  info may be NULL.  Returns 0, MW_EINVAL
+/* A RETR is read up to its announced size + max(size, 64 KiB) octets, the
+ * size being the smallest known (mw_pop3_retr_msgs' msgs[i].size, the LIST
+ * n of MW_POP3_RETR_LIST, the "+OK n octets" of the reply); past that it
+ * fails with MW_ETOOBIG, info->complete = 0, and the session is unusable
+ * (the rest of the reply is never read).  No size known: no bound.
+ *
+ * RETR msg, streamed to sink.  info may be NULL.  Returns 0, MW_EINVAL
  * (msg 0 or over the count), MW_ESERVER, MW_ETEMP, MW_ENET (dropped: the
  * message is incomplete, info->complete = 0), MW_ETIMEOUT, MW_EPROTO,
  * MW_ESTATE, or the sink's own code. */
@@ -281,10 +293,10 @@ MW_EXTERN int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last);
  * MW_POP3_WINDOW_MAX commands (mw_pop3_opts.window is not used: small
  * messages then fill a high-latency link, large ones do not pile up).
  * What a stop after a failure still has to read is bounded the same way.
- * The sizes only steer the window; the declared size is learned as by
- * mw_pop3_retr (retr_mode).  Without PIPELINING one at a time.  Stops at
- * the first failure (after reading the replies in flight).  Returns the
- * codes of mw_pop3_retr_range. */
+ * The sizes steer the window and bound each RETR (see mw_pop3_retr); the
+ * declared size is learned as by mw_pop3_retr (retr_mode).  Without
+ * PIPELINING one at a time.  Stops at the first failure (after reading the
+ * replies in flight).  Returns the codes of mw_pop3_retr_range. */
 MW_EXTERN int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n,
                                 uint64_t window_bytes, mw_pop3_msg_fn fn, void *userdata);
 /* DELE each of msgs[0..n-1] (strictly ascending, within the count:
@@ -307,6 +319,19 @@ MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers
  * NUL-terminated buffer to free(); MW_ETOOBIG over max, 0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
                                        char **body, size_t *body_len, size_t max);
+/* The same with the body as lines (scsh's "a list of strings, each string
+ * representing a line"): *lines is a NULL-terminated array of *nlines
+ * NUL-terminated strings, line ends (CRLF or LF) removed, dot-stuffing
+ * undone; one allocation, freed with a single free().  A line holding a
+ * NUL is cut there (the count stays right).  Returns as
+ * mw_pop3_retrieve_message. */
+MW_EXTERN int mw_pop3_retrieve_message_lines(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
+                                             char ***lines, size_t *nlines, size_t max);
+
+/* The TLS details of the session (STLS or implicit TLS) into *out, as
+ * mw_stream_tls_info.  Returns 0, MW_EUNSUPPORTED (not over TLS, or the
+ * connection is gone), MW_EINVAL. */
+MW_EXTERN int mw_pop3_tls_info(const mw_pop3 *p, mw_tls_info *out);
 
 #ifdef __cplusplus
 }

@@ -367,7 +367,8 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         mw_fmt_str(&f, env->originator);
         mw_fmt_mem(&f, ">", 1);
         rc = add_field(b, n_from, tmp);
-    } else if (!rc && msg->originator && env->originator[0] && !have_sender && nfrom > 0) {
+    } else if (!rc && msg->rewrite_headers == 1 && msg->originator && env->originator[0] &&
+               !have_sender && nfrom > 0) {
         /* RFC 5322 §3.6.2: when the agent sending is not the author, name
          * it in Sender (Tcllib adds one when the originator differs). */
         int differs = 1;

@@ -55,6 +55,8 @@ struct mw_smtp {
     char *server;
     unsigned port;
     char *ehlo_text[2];
+    char *greeting; /* the 220 text (mw_smtp_greeting) */
+    int helo_only;  /* EHLO refused, HELO used (mw_smtp_esmtp) */
     char auth_mech[32];
     char hostname[256];
     int dirty; /* a transaction was left open: RSET before the next */
@@ -225,6 +227,7 @@ static void free_session(mw_smtp *s)
     free(s->server);
     free(s->ehlo_text[0]);
     free(s->ehlo_text[1]);
+    free(s->greeting);
     free(s->chunk);
     mw_buf_free(&s->xout);
     free(s);
@@ -244,6 +247,7 @@ static int ehlo(mw_smtp *s, int which)
     if (!rc) rc = get_reply(s, "EHLO");
     if (rc) return rc;
     memset(&s->caps, 0, sizeof s->caps);
+    s->helo_only = 0;
     if (s->rep->code == 250) {
         mw_smtp_caps_parse(&s->caps, s->rep);
     } else if (s->rep->code >= 500 && s->rep->code != 554) {
@@ -260,6 +264,7 @@ static int ehlo(mw_smtp *s, int which)
         if (!rc) rc = get_reply(s, "HELO");
         if (rc) return rc;
         if (s->rep->code != 250) return reply_error(s, "HELO refused");
+        s->helo_only = 1;
     } else {
         return reply_error(s, "EHLO refused");
     }
@@ -507,6 +512,18 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     if ((rc = get_reply(s, "the greeting")) != 0) return rc;
     /* RFC 5321 §3.1: 220 is service ready; 554 (or 421) is no service. */
     if (s->rep->code != 220) return reply_error(s, "greeting");
+    /* Kept printable (a terminal shows it): control octets but the line
+     * breaks become '?', the last line break goes. */
+    free(s->greeting);
+    size_t gl = s->rep->text_len;
+    while (gl > 0 && s->rep->text[gl - 1] == '\n')
+        gl--;
+    if (!(s->greeting = malloc(gl + 1))) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    for (size_t k = 0; k < gl; k++) {
+        unsigned char ch = (unsigned char)s->rep->text[k];
+        s->greeting[k] = (ch < 0x20 && ch != '\n') || ch == 0x7F ? '?' : (char)ch;
+    }
+    s->greeting[gl] = '\0';
     if (!s->client) {
         if (is_loopback(host))
             s->client = strdup("localhost");
@@ -951,7 +968,8 @@ static int src_in_memory(const src *r)
  * read-ahead or the data), so this reads nothing from the source. */
 static void xfer_start(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int chunking)
 {
-    mw_smtp_data_init(&x->enc, chunking);
+    mw_smtp_data_init(&x->enc, chunking != 0);
+    x->enc.binary_body = chunking == 2;
     x->started = 1;
     if (env->rewritten)
         x->rc = mw_smtp_data_encode(&x->enc, env->header.data, env->header.len, &x->out, &x->local);
@@ -1350,7 +1368,18 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
     }
     const char *body = NULL;
     int has8bm = (s->caps.flags & MW_SMTP_CAP_8BITMIME) != 0;
-    if (m->body == MW_SMTP_BODY_8BITMIME || (m->body == MW_SMTP_BODY_AUTO && eight)) {
+    int binary = m->body == MW_SMTP_BODY_BINARYMIME;
+    if (binary) {
+        if (!(s->caps.flags & MW_SMTP_CAP_BINARYMIME) || !(s->caps.flags & MW_SMTP_CAP_CHUNKING)) {
+            rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
+                            "the message is binary and the server does not offer %s (RFC 3030): "
+                            "re-encode it as 7-bit",
+                            (s->caps.flags & MW_SMTP_CAP_CHUNKING) ? "BINARYMIME"
+                                                                   : "CHUNKING and BINARYMIME");
+            goto fail;
+        }
+        body = "BINARYMIME";
+    } else if (m->body == MW_SMTP_BODY_8BITMIME || (m->body == MW_SMTP_BODY_AUTO && eight)) {
         if (has8bm)
             body = "8BITMIME";
         else if (m->data && !smtputf8) {
@@ -1369,11 +1398,13 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
                         (unsigned long long)size, (unsigned long long)s->caps.size_max);
         goto fail;
     }
-    int chunking = t->chunking = m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
-    t->forbid8 = !(body && !strcmp(body, "8BITMIME")) && !smtputf8;
+    /* chunking 2: BDAT with the body as it is (BINARYMIME, xfer_start) */
+    int chunking = t->chunking =
+        binary ? 2 : m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
+    t->forbid8 = !(body && (!strcmp(body, "8BITMIME") || binary)) && !smtputf8;
     t->pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
     int dsn = t->dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
-    res->chunking = chunking;
+    res->chunking = chunking != 0;
 
     /* Command lines are put together without printf (per message, on the
      * path between two replies); one cut short is refused, not sent. */
@@ -1419,6 +1450,8 @@ static void tx_transferred(mw_smtp *s, tx *t, int rc)
 {
     if (rc == 0) {
         t->res->sent = 1;
+        for (size_t i = 0; i < t->res->nrcpt; i++)
+            t->res->rcpt[i].delivered = t->res->rcpt[i].accepted;
         s->dirty = 0;
     } else if (s->state != ST_DEAD && (t->res->final_code >= 400 || t->chunking)) {
         /* The transaction ended with the refusal; after BDAT failures
@@ -1524,7 +1557,7 @@ static int tx_envelope(mw_smtp *s, tx *t)
     if (pipelining && chunking && (m->atleastone || res->nrcpt == 1)) {
         if (!s->chunk) s->chunk = malloc(CHUNK);
         xfer *x = &t->xf;
-        xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, 1);
+        xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, chunking);
         int whole = !x->rc && !src_in_memory(&t->r) && (t->r.eof || m->data);
         if (whole && (rc = mw_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) goto out;
         if (whole) {
@@ -1646,6 +1679,12 @@ static int tx_rest(mw_smtp *s, tx *t)
                    first->text ? first->text : "");
         s->err.reply_code = first->code;
         memcpy(s->err.enhanced, first->enhanced, sizeof s->err.enhanced);
+        res->final_code = first->code;
+        free(res->final_text);
+        size_t fl = strlen(first->enhanced) + 1 + (first->text ? strlen(first->text) : 0) + 1;
+        if ((res->final_text = malloc(fl)))
+            snprintf(res->final_text, fl, "%s%s%s", first->enhanced, first->enhanced[0] ? " " : "",
+                     first->text ? first->text : "");
         mw_err_set_reply(&s->err, first->text ? first->text : "",
                          first->text ? strlen(first->text) : 0);
         if (pipe_data && s->rep->code == 354) {
@@ -2034,4 +2073,23 @@ int mw_smtp_sendmessage(const mw_smtp_opts *opts, const mw_smtp_msg *msg, int ma
     if (s->state == ST_READY) mw_smtp_quit(s);
     mw_smtp_free(s);
     return rc;
+}
+
+const char *mw_smtp_greeting(const mw_smtp *s)
+{
+    return s && s->greeting ? s->greeting : "";
+}
+
+int mw_smtp_esmtp(const mw_smtp *s)
+{
+    return s && !s->helo_only;
+}
+
+int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out)
+{
+    if (!out) return MW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!s) return MW_EINVAL;
+    if (!s->c || !s->tls_active) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(mw_conn_stream(s->c), out);
 }

@@ -328,6 +328,25 @@ static void test_byte_identical(void)
             !strcmp(mw_mime_headers_get(h, "Subject", 0), "message 2"),
         "retrieve-message: headers and body bytes");
     mw_mime_headers_free(h);
+    /* The same body as lines (scsh): line ends gone, the count right. */
+    char **lines = NULL;
+    size_t nl = 0;
+    rc = mw_pop3_retrieve_message_lines(p, 2, &h, &lines, &nl, 0);
+    size_t want_lines = 0;
+    for (const char *q = want; (q = strstr(q, "\r\n")); q += 2)
+        want_lines++;
+    int lok = rc == 0 && nl == want_lines && lines[nl] == NULL;
+    size_t off = 0;
+    for (size_t i = 0; lok && i < nl; i++) {
+        size_t ll = strlen(lines[i]);
+        lok = !strchr(lines[i], '\r') && !memcmp(want + off, lines[i], ll) &&
+              !memcmp(want + off + ll, "\r\n", 2);
+        off += ll + 2;
+    }
+    tap(lok && off == bl, "retrieve-message as lines: %zu lines, CRLF removed, joined back = body",
+        nl);
+    free(lines);
+    mw_mime_headers_free(h);
     free(body);
     free(d);
     (void)l;

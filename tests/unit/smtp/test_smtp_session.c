@@ -196,6 +196,58 @@ static void many_messages_one_connection(void **state)
     free(f);
 }
 
+/* The default delivers to the accepted recipients (atleastone); each
+ * recipient's result says whether the message went to them.  Tcllib's
+ * all-or-nothing (atleastone 0) sends to nobody and says so with the
+ * refusal's code and enhanced code. */
+static void atleastone_default_and_delivered(void **state)
+{
+    (void)state;
+    static const char *const rcpts[] = {"b@y.test", "bad@y.test", "c@y.test"};
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = open_fake(f,
+                           GREET "250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n"
+                                 "354 go\r\n250 2.0.0 queued\r\n",
+                           4096);
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.data = "Subject: x\n\nhi\n";
+    m.len = strlen(m.data);
+    m.originator = "a@x.test";
+    m.recipients = rcpts;
+    m.nrecipients = 3;
+    mw_smtp_result *r = NULL;
+    assert_int_equal(mw_smtp_send(s, &m, &r), 0);
+    assert_true(r->sent);
+    assert_int_equal(r->nrejected, 1);
+    assert_int_equal(r->rcpt[0].delivered, 1);
+    assert_int_equal(r->rcpt[1].delivered, 0);
+    assert_int_equal(r->rcpt[2].delivered, 1);
+    assert_string_equal(r->rcpt[1].enhanced, "5.1.1");
+    assert_int_equal(r->final_code, 250);
+    mw_smtp_result_free(r);
+    mw_smtp_free(s);
+    free(f);
+
+    f = malloc(sizeof *f);
+    s = open_fake(f, GREET "250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n250 reset\r\n",
+                  4096);
+    m.atleastone = 0;
+    r = NULL;
+    assert_int_equal(mw_smtp_send(s, &m, &r), MW_ESERVER);
+    assert_false(r->sent);
+    for (size_t i = 0; i < r->nrcpt; i++)
+        assert_int_equal(r->rcpt[i].delivered, 0);
+    assert_int_equal(r->rcpt[0].accepted, 1); /* its RCPT was accepted, yet no mail */
+    assert_int_equal(r->final_code, 550);
+    assert_string_equal(r->final_text, "5.1.1 no such user");
+    f->out[f->olen] = '\0';
+    assert_null(strstr(f->out, "DATA"));
+    assert_non_null(strstr(f->out, "RSET"));
+    mw_smtp_result_free(r);
+    mw_smtp_free(s);
+    free(f);
+}
+
 /* Message-IDs come from a per-thread seed and a counter: each differs
  * from the last, and a forked child must not repeat the parent's next one. */
 static void msgid_unique_and_fork_safe(void **state)
@@ -670,6 +722,7 @@ int main(void)
         cmocka_unit_test(callback_source_every_chunk_size),
         cmocka_unit_test(fd_source_bcc_removed),
         cmocka_unit_test(many_messages_one_connection),
+        cmocka_unit_test(atleastone_default_and_delivered),
         cmocka_unit_test(crlf_address_refused_before_sending),
         cmocka_unit_test(msgid_unique_and_fork_safe),
         cmocka_unit_test(msg_version_1_accepted),
