@@ -68,7 +68,7 @@ static int fail(fctx *c, int code, const char *step, const mw_error *src, const 
                 mw_error_clear(c->err);
             /* src is never c->err, so its message survives the copy. */
             const char *what = src && src->message[0] ? src->message : fallback;
-            mw_err_set(c->err, code, "%s: %s", step, what ? what : mw_strerror(code));
+            mwi_err_set(c->err, code, "%s: %s", step, what ? what : mw_strerror(code));
         }
     }
     return code;
@@ -148,7 +148,7 @@ static int open_session(fctx *c)
     mw_error e;
     int rc = mw_pop3_open(&c->p, c->o->host, &po, &e);
     if (rc) return fail(c, rc, "pop3", &e, NULL);
-    pop3_set_message_cap(c->p, c->o->size_limit);
+    mwi_pop3_set_message_cap(c->p, c->o->size_limit);
     return 0;
 }
 
@@ -362,7 +362,7 @@ static int filter_top(uint64_t msg, const char *data, size_t len, const mw_pop3_
         return 0;
     }
     if (data) {
-        int rc = mw_buf_append(&f->hdr, data, len);
+        int rc = mwi_buf_append(&f->hdr, data, len);
         if (rc) {
             f->too_big = msg; /* stops the run; this message is left */
             f->stopped = 1;
@@ -372,7 +372,7 @@ static int filter_top(uint64_t msg, const char *data, size_t len, const mw_pop3_
     f->last_end = msg;
     filter_one(f->c, &f->c->pl[f->base + (size_t)(msg - f->first)], f->hdr.data ? f->hdr.data : "",
                f->hdr.len);
-    mw_buf_reset(&f->hdr);
+    mwi_buf_reset(&f->hdr);
     return 0;
 }
 
@@ -394,21 +394,21 @@ static int apply_filter(fctx *c)
         while (j + 1 < c->n && c->pl[j + 1].action == A_GET && c->pl[j + 1].num == c->pl[j].num + 1)
             j++;
         filter_run f = {c, i, c->pl[i].num, MW_BUF_INIT(256 * 1024), 0, 0, 0};
-        /* The LIST sizes bound each TOP reply (pop3_top_msgs). */
+        /* The LIST sizes bound each TOP reply (mwi_pop3_top_msgs). */
         mw_pop3_listing *run = calloc(j - i + 1, sizeof *run);
         if (!run) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
         for (size_t k = i; k <= j; k++) {
             run[k - i].msg = c->pl[k].num;
             run[k - i].size = c->pl[k].size;
         }
-        int rc = pop3_top_msgs(c->p, run, j - i + 1, 0, filter_top, &f);
+        int rc = mwi_pop3_top_msgs(c->p, run, j - i + 1, 0, filter_top, &f);
         free(run);
-        mw_buf_free(&f.hdr);
+        mwi_buf_free(&f.hdr);
         if (!rc) {
             i = j + 1;
             continue;
         }
-        uint64_t over = pop3_overflow_msg(c->p);
+        uint64_t over = mwi_pop3_overflow_msg(c->p);
         if (rc == MW_ETOOBIG && over >= c->pl[i].num && over <= c->pl[j].num) {
             /* A TOP reply far past the message's size: that message is
              * left on the server, a new session goes on after it. */
@@ -554,7 +554,7 @@ static int retrieve(fctx *c)
                 continue;
             }
             c->res->errors++; /* the message in flight is lost to this run */
-            uint64_t over = pop3_overflow_msg(c->p);
+            uint64_t over = mwi_pop3_overflow_msg(c->p);
             if (rc == MW_ETOOBIG && over) {
                 char m[sizeof c->err->message + 64];
                 snprintf(m, sizeof m, "%s; not stored, left on the server",
@@ -727,12 +727,12 @@ static void decide(fctx *c, uint64_t last)
 static int check_opts(const mw_fetch_opts *o, mw_error *err)
 {
     if (!o || o->version != MW_FETCH_OPTS_VERSION)
-        return mw_err_set(err, MW_EINVAL, "fetch: options missing or of another version");
-    if (!o->host || !*o->host) return mw_err_set(err, MW_EINVAL, "fetch: no host given");
+        return mwi_err_set(err, MW_EINVAL, "fetch: options missing or of another version");
+    if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "fetch: no host given");
     if (!o->store_target || !*o->store_target)
-        return mw_err_set(err, MW_EINVAL, "fetch: no delivery target given");
+        return mwi_err_set(err, MW_EINVAL, "fetch: no delivery target given");
     if (!o->state_path || !*o->state_path)
-        return mw_err_set(err, MW_EINVAL, "fetch: no state file given");
+        return mwi_err_set(err, MW_EINVAL, "fetch: no state file given");
     return 0;
 }
 

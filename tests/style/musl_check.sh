@@ -34,12 +34,12 @@ int main(void)
 {
     char full[MW_ERRNO_TEXT_SIZE], cut[6], other[MW_ERRNO_TEXT_SIZE];
     unsigned char r[16] = {0}, zero[16] = {0};
-    mw_errno_text(ENOENT, full, sizeof full);
-    mw_errno_text(ENOENT, cut, sizeof cut);
-    mw_errno_text(EACCES, other, sizeof other);
+    mwi_errno_text(ENOENT, full, sizeof full);
+    mwi_errno_text(ENOENT, cut, sizeof cut);
+    mwi_errno_text(EACCES, other, sizeof other);
     int ok = strlen(full) > 5 && strcmp(full, "error 2") && strcmp(full, other) &&
              strlen(cut) == 5 && !strncmp(full, cut, 5) &&
-             mw_random_bytes(r, sizeof r, NULL) == 0 && memcmp(r, zero, sizeof r);
+             mwi_random_bytes(r, sizeof r, NULL) == 0 && memcmp(r, zero, sizeof r);
     printf("# ENOENT: \"%s\", cut: \"%s\", EACCES: \"%s\"\n", full, cut, other);
     return !ok;
 }
