@@ -1,0 +1,174 @@
+/* mailwire — the event loop: many sessions in one thread, none of them
+ * blocking.
+ *
+ * A loop holds jobs (today: a POP3 fetch of one account into a store).
+ * Every job is a state machine over a non-blocking socket; the loop never
+ * waits by itself except in mw_loop_run().  Two ways to drive it:
+ *
+ * (a) from an event loop of your own (libuv, GLib, epoll, ...):
+ *
+ *         n = mw_loop_fds(loop, fds, cap);      which descriptors, which events
+ *         t = mw_loop_timeout_ms(loop);         the next deadline (-1: none)
+ *         ... wait for them ...
+ *         mw_loop_action(loop, fd, MW_LOOP_IN); for each ready descriptor
+ *         mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);  when t ran out
+ *
+ *     The set of descriptors may change after every call that drives the
+ *     loop (mw_loop_action, mw_loop_add_*, mw_loop_cancel): ask again.
+ *
+ * (b) mw_loop_run(loop, deadline): a ready-made poll(2) runner built on (a).
+ *
+ * A job ends exactly once: its done callback gets the result (0 or a
+ * negative MW_E* code) and the detail in an mw_error, from inside
+ * mw_loop_action / mw_loop_run, never from the call that added or cancelled
+ * it.  The job handle is invalid once the callback returned.
+ *
+ * One loop is used by one thread at a time; it starts no thread.  Name
+ * lookup is not on the loop yet: a job's host must be a numeric address
+ * (getaddrinfo would block).  The store (include/mailwire/store.h) is
+ * called from the loop: its fsyncs take the time the local disk takes. */
+#ifndef MAILWIRE_LOOP_H
+#define MAILWIRE_LOOP_H
+
+#include "common.h"
+#include "error.h"
+#include "net.h"
+#include "store.h"
+#include "trace.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mw_loop mw_loop;
+typedef struct mw_loop_job mw_loop_job;
+
+/* Events, as bits (mapped to POLLIN/POLLOUT by the caller's loop). */
+#define MW_LOOP_IN  1
+#define MW_LOOP_OUT 2
+#define MW_LOOP_ERR 4 /* error or hang-up; treated like MW_LOOP_IN (the read says what) */
+/* The descriptor argument of mw_loop_action for "a deadline may be due". */
+#define MW_LOOP_TIMEOUT (-1)
+
+#define MW_LOOP_OPTS_VERSION 1
+typedef struct mw_loop_opts {
+    unsigned version;
+    size_t max_jobs; /* jobs at once; default (0) 100000, adding more is MW_ETOOBIG */
+} mw_loop_opts;
+#define MW_LOOP_OPTS_INIT                                                                          \
+    {                                                                                              \
+        MW_LOOP_OPTS_VERSION, 0                                                                    \
+    }
+
+/* Creates a loop.  opts may be NULL.  Returns 0, MW_EINVAL, MW_ENOMEM; on
+ * failure *out is NULL and err (may be NULL) says why. */
+MW_EXTERN int mw_loop_new(mw_loop **out, const mw_loop_opts *opts, mw_error *err);
+/* Closes every job's connection (no QUIT: nothing is deleted on the
+ * server) and frees the loop, without calling done callbacks.  NULL is
+ * fine.  Not from inside a callback of this loop. */
+MW_EXTERN void mw_loop_free(mw_loop *loop);
+
+typedef struct mw_loop_fd {
+    int fd;
+    int events; /* MW_LOOP_IN | MW_LOOP_OUT */
+} mw_loop_fd;
+
+/* Writes up to cap entries into fds and returns how many descriptors the
+ * loop waits on (may be more than cap: call again with more room). */
+MW_EXTERN size_t mw_loop_fds(mw_loop *loop, mw_loop_fd *fds, size_t cap);
+/* Milliseconds until the earliest deadline of any job (0: something is
+ * due now, call mw_loop_action(loop, MW_LOOP_TIMEOUT, 0)), or -1 when no
+ * job is running. */
+MW_EXTERN int mw_loop_timeout_ms(mw_loop *loop);
+/* Tells the loop that fd is ready for `events` (MW_LOOP_*), or, with fd
+ * MW_LOOP_TIMEOUT, that time passed.  Runs the jobs concerned as far as
+ * they go without waiting, ends the jobs whose deadline passed, and calls
+ * the done callbacks of the jobs that ended.  A descriptor the loop does
+ * not know (closed meanwhile) is ignored.  Returns the number of jobs
+ * still running. */
+MW_EXTERN size_t mw_loop_action(mw_loop *loop, int fd, int events);
+/* Jobs added and not yet ended. */
+MW_EXTERN size_t mw_loop_running(const mw_loop *loop);
+
+/* Runs the loop with poll(2) until no job is left (0) or deadline_ms
+ * (mw_now_ms() clock, MW_NO_DEADLINE for none) passes with jobs still
+ * running (MW_ETIMEOUT; they go on at the next call).  MW_ENET when poll
+ * fails, MW_ENOMEM. */
+MW_EXTERN int mw_loop_run(mw_loop *loop, int64_t deadline_ms, mw_error *err);
+
+/* Ends a job: its connection is closed without QUIT (so the POP3 server
+ * deletes nothing of that session, RFC 1939 §6) and its done callback gets
+ * MW_ECANCELED at the next mw_loop_action / mw_loop_run.  Messages already
+ * committed to the store stay there.  May be called from any callback of
+ * the loop.  Returns 0, or MW_ESTATE when the job has already ended. */
+MW_EXTERN int mw_loop_cancel(mw_loop *loop, mw_loop_job *job);
+
+/* What a job did, given to its done callback. */
+typedef struct mw_loop_result {
+    int code;            /* 0, or the negative MW_E* code (or a callback's stop value) */
+    const mw_error *err; /* the detail; err->code == code */
+    uint64_t messages;   /* messages on the server when the session listed them */
+    uint64_t stored;     /* messages committed durably to the store */
+    uint64_t deleted;    /* messages marked deleted (+OK to DELE) */
+    uint64_t bytes;      /* message octets received (after dot-unstuffing) */
+    int quit_ok;         /* 1: the server said +OK to QUIT, the deletions are done */
+} mw_loop_result;
+
+typedef void (*mw_loop_done_fn)(mw_loop_job *job, const mw_loop_result *res, void *userdata);
+/* After each message is durable in the store: its number, its unique-id
+ * ("" without UIDL) and its size.  Return 0 to go on; any other value ends
+ * the job like mw_loop_cancel, with that value as its result. */
+typedef int (*mw_loop_stored_fn)(mw_loop_job *job, uint64_t msg, const char *uid, uint64_t size,
+                                 void *userdata);
+
+#define MW_LOOP_POP3_OPTS_VERSION 1
+typedef struct mw_loop_pop3_opts {
+    unsigned version;
+    const char *host; /* a numeric IPv4 or IPv6 address (no name lookup yet) */
+    unsigned port;    /* 0: 110, or 995 with MW_TLS_IMPLICIT */
+    int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or MW_TLS_NONE */
+    /* The CA to verify against (ca_file / ca_dir, else the system's),
+     * servername, min_version and handshake_timeout_ms are used; pin,
+     * policy, client certificates, CRLs and insecure are not on the loop
+     * yet and are refused (MW_EUNSUPPORTED).  NULL: defaults. */
+    const mw_tls_opts *tls_opts;
+    const char *user;
+    const char *password;
+    int allow_plaintext;    /* 1: USER/PASS without TLS allowed */
+    int keep;               /* 1: no DELE */
+    int connect_timeout_ms; /* default 30000 */
+    int io_timeout_ms;      /* longest wait without progress; default 60000 */
+    int max_time_ms;        /* the whole job; default 0 = no bound beyond the others */
+    unsigned window;        /* RETR commands in flight with PIPELINING; default 16, max 1024 */
+    mw_store *store;        /* borrowed; one job per store at a time */
+    mw_loop_stored_fn stored;
+    void *stored_userdata;
+    mw_trace_fn trace;
+    void *trace_userdata;
+} mw_loop_pop3_opts;
+#define MW_LOOP_POP3_OPTS_INIT                                                                     \
+    {                                                                                              \
+        MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
+            0, 16, NULL, NULL, NULL, NULL, NULL                                                    \
+    }
+
+/* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
+ * UIDL, RETR of every message (pipelined when the server offers
+ * PIPELINING) into opts->store, DELE of each message only after its
+ * commit and mw_store_sync returned 0 (unless keep), QUIT.  The strings
+ * of opts are copied; the store is borrowed until the job ends.  *out
+ * (may be NULL) is the job, valid until its done callback returned.
+ * Returns 0 (the job runs; done will be called), or MW_EINVAL,
+ * MW_EUNSUPPORTED, MW_ENOMEM, MW_ENET (no socket), MW_ETOOBIG (max_jobs);
+ * then nothing was added, done will not be called, and err says why. */
+MW_EXTERN int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out,
+                                     const mw_loop_pop3_opts *opts, mw_loop_done_fn done,
+                                     void *userdata, mw_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,245 @@
+/* The event loop: descriptors to jobs, deadlines, ending jobs, and the
+ * poll(2) runner (include/mailwire/loop.h). */
+#include "loop/loop_int.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MW_LOOP_DEFAULT_MAX_JOBS 100000
+/* Steps of one job per action before it yields to the others. */
+#define MW_LOOP_FDMAP_MAX (1 << 24)
+
+struct mw_loop {
+    size_t max_jobs;
+    size_t njobs;
+    struct mw_loop_job *head, *tail;
+    struct mw_loop_job **fdmap; /* descriptor -> job */
+    size_t fdmap_len;
+    struct pollfd *pfd; /* mw_loop_run's array */
+    mw_loop_fd *lfd;
+    size_t pfd_cap;
+    int reaping;
+};
+
+int mw_loop_new(mw_loop **out, const mw_loop_opts *opts, mw_error *err)
+{
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output loop pointer");
+    *out = NULL;
+    if (opts && opts->version != MW_LOOP_OPTS_VERSION)
+        return mwi_err_set(err, MW_EINVAL, "mw_loop_opts version %u not supported", opts->version);
+    mw_loop *l = calloc(1, sizeof *l);
+    if (!l) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    l->max_jobs = opts && opts->max_jobs ? opts->max_jobs : MW_LOOP_DEFAULT_MAX_JOBS;
+    *out = l;
+    return 0;
+}
+
+static void unlink_job(mw_loop *l, struct mw_loop_job *j)
+{
+    if (j->prev)
+        j->prev->next = j->next;
+    else
+        l->head = j->next;
+    if (j->next)
+        j->next->prev = j->prev;
+    else
+        l->tail = j->prev;
+    j->prev = j->next = NULL;
+    mwi_loop_set_fd(j, -1);
+    l->njobs--;
+}
+
+void mw_loop_free(mw_loop *loop)
+{
+    if (!loop) return;
+    while (loop->head) {
+        struct mw_loop_job *j = loop->head;
+        unlink_job(loop, j);
+        j->ops->destroy(j);
+        free(j);
+    }
+    free(loop->fdmap);
+    free(loop->pfd);
+    free(loop->lfd);
+    free(loop);
+}
+
+int mwi_loop_attach(mw_loop *loop, struct mw_loop_job *job, mw_error *err)
+{
+    if (loop->njobs >= loop->max_jobs)
+        return mwi_err_set(err, MW_ETOOBIG, "the loop already runs %zu jobs (max_jobs)",
+                           loop->njobs);
+    job->loop = loop;
+    job->fd = -1;
+    job->prev = loop->tail;
+    job->next = NULL;
+    if (loop->tail)
+        loop->tail->next = job;
+    else
+        loop->head = job;
+    loop->tail = job;
+    loop->njobs++;
+    return 0;
+}
+
+int mwi_loop_set_fd(struct mw_loop_job *job, int fd)
+{
+    mw_loop *l = job->loop;
+    if (job->fd >= 0 && (size_t)job->fd < l->fdmap_len && l->fdmap[job->fd] == job)
+        l->fdmap[job->fd] = NULL;
+    job->fd = -1;
+    if (fd < 0) return 0;
+    if (fd >= MW_LOOP_FDMAP_MAX) return MW_ETOOBIG;
+    if ((size_t)fd >= l->fdmap_len) {
+        size_t n = l->fdmap_len ? l->fdmap_len : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct mw_loop_job **m = realloc(l->fdmap, n * sizeof *m);
+        if (!m) return MW_ENOMEM;
+        memset(m + l->fdmap_len, 0, (n - l->fdmap_len) * sizeof *m);
+        l->fdmap = m;
+        l->fdmap_len = n;
+    }
+    l->fdmap[fd] = job;
+    job->fd = fd;
+    return 0;
+}
+
+size_t mw_loop_fds(mw_loop *loop, mw_loop_fd *fds, size_t cap)
+{
+    size_t n = 0;
+    if (!loop) return 0;
+    for (struct mw_loop_job *j = loop->head; j; j = j->next) {
+        if (j->done || j->fd < 0 || !j->want) continue;
+        if (fds && n < cap) {
+            fds[n].fd = j->fd;
+            fds[n].events = j->want;
+        }
+        n++;
+    }
+    return n;
+}
+
+int mw_loop_timeout_ms(mw_loop *loop)
+{
+    if (!loop || !loop->head) return -1;
+    int64_t now = mw_now_ms(), first = MW_NO_DEADLINE;
+    for (struct mw_loop_job *j = loop->head; j; j = j->next) {
+        if (j->done || j->again || j->cancel_rc) return 0;
+        if (j->deadline < first) first = j->deadline;
+    }
+    if (first == MW_NO_DEADLINE) return -1;
+    if (first <= now) return 0;
+    return first - now > 24 * 3600 * 1000 ? 24 * 3600 * 1000 : (int)(first - now);
+}
+
+size_t mw_loop_running(const mw_loop *loop)
+{
+    return loop ? loop->njobs : 0;
+}
+
+/* Calls the done callbacks of the jobs that ended, and frees them.  A
+ * callback may add jobs (appended at the tail) and cancel others. */
+static void reap(mw_loop *l)
+{
+    if (l->reaping) return;
+    l->reaping = 1;
+    struct mw_loop_job *j = l->head;
+    while (j) {
+        struct mw_loop_job *next = j->next;
+        if (j->done) {
+            unlink_job(l, j);
+            j->ops->destroy(j);
+            j->result.code = j->err.code;
+            j->result.err = &j->err;
+            if (j->done_fn) j->done_fn(j, &j->result, j->userdata);
+            free(j);
+            next = l->head; /* the callback may have changed the list */
+            while (next && !next->done)
+                next = next->next;
+        }
+        j = next;
+    }
+    l->reaping = 0;
+}
+
+size_t mw_loop_action(mw_loop *loop, int fd, int events)
+{
+    if (!loop) return 0;
+    if (fd >= 0) {
+        if ((size_t)fd < loop->fdmap_len && loop->fdmap[fd] && !loop->fdmap[fd]->done) {
+            struct mw_loop_job *j = loop->fdmap[fd];
+            int ev = events & (MW_LOOP_IN | MW_LOOP_OUT);
+            if (events & MW_LOOP_ERR) ev |= MW_LOOP_IN | (j->want & MW_LOOP_OUT);
+            j->again = 0;
+            j->ops->step(j, ev);
+        }
+    } else {
+        int64_t now = mw_now_ms();
+        for (struct mw_loop_job *j = loop->head; j; j = j->next) {
+            if (j->done) continue;
+            if (j->again || j->cancel_rc || j->deadline <= now) {
+                j->again = 0;
+                j->ops->step(j, 0);
+            }
+        }
+    }
+    reap(loop);
+    return loop->njobs;
+}
+
+int mw_loop_cancel(mw_loop *loop, mw_loop_job *job)
+{
+    if (!loop || !job || job->loop != loop) return MW_EINVAL;
+    if (job->done || job->cancel_rc) return MW_ESTATE;
+    job->cancel_rc = MW_ECANCELED;
+    return 0;
+}
+
+int mw_loop_run(mw_loop *loop, int64_t deadline_ms, mw_error *err)
+{
+    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    while (loop->njobs) {
+        size_t n = mw_loop_fds(loop, loop->lfd, loop->pfd_cap);
+        if (n > loop->pfd_cap) {
+            size_t cap = n + n / 2 + 16;
+            struct pollfd *p = realloc(loop->pfd, cap * sizeof *p);
+            if (p) loop->pfd = p;
+            mw_loop_fd *q = p ? realloc(loop->lfd, cap * sizeof *q) : NULL;
+            if (q) loop->lfd = q;
+            if (!p || !q) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+            loop->pfd_cap = cap;
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            loop->pfd[i].fd = loop->lfd[i].fd;
+            loop->pfd[i].events = (short)(((loop->lfd[i].events & MW_LOOP_IN) ? POLLIN : 0) |
+                                          ((loop->lfd[i].events & MW_LOOP_OUT) ? POLLOUT : 0));
+            loop->pfd[i].revents = 0;
+        }
+        int64_t now = mw_now_ms();
+        if (deadline_ms != MW_NO_DEADLINE && now >= deadline_ms)
+            return mwi_err_set(err, MW_ETIMEOUT, "%zu jobs still running at the deadline",
+                               loop->njobs);
+        int t = mw_loop_timeout_ms(loop);
+        if (deadline_ms != MW_NO_DEADLINE && (t < 0 || deadline_ms - now < t))
+            t = (int)(deadline_ms - now);
+        int r = poll(loop->pfd, (nfds_t)n, t);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return mwi_err_set(err, MW_ENET, "poll: %s", MW_ERRNO_TEXT(errno));
+        }
+        for (size_t i = 0; r > 0 && i < n; i++) {
+            short re = loop->pfd[i].revents;
+            if (!re) continue;
+            int ev = ((re & POLLIN) ? MW_LOOP_IN : 0) | ((re & POLLOUT) ? MW_LOOP_OUT : 0) |
+                     ((re & (POLLERR | POLLHUP | POLLNVAL)) ? MW_LOOP_ERR : 0);
+            mw_loop_action(loop, loop->pfd[i].fd, ev);
+        }
+        mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
+    }
+    return 0;
+}

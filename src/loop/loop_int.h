@@ -1,0 +1,52 @@
+/* Internal: what the loop (loop.c) knows of a job, and what a job kind
+ * (pop3_job.c) gives it.  A job owns one descriptor at a time; the loop
+ * maps descriptors to jobs, asks each job which events it waits for and
+ * when its deadline is, and calls its step function. */
+#ifndef MW_LOOP_LOOP_INT_H
+#define MW_LOOP_LOOP_INT_H
+
+#include "mailwire/loop.h"
+
+#include <stdint.h>
+
+struct mw_loop_job;
+
+typedef struct mwi_job_ops {
+    /* Runs the job as far as it goes without waiting.  events: what the
+     * descriptor is ready for (0 when called for a deadline or a retry).
+     * The job updates its fd/want/deadline/again fields, or sets done. */
+    void (*step)(struct mw_loop_job *job, int events);
+    /* Closes everything the job holds (no QUIT) and frees its state. */
+    void (*destroy)(struct mw_loop_job *job);
+} mwi_job_ops;
+
+struct mw_loop_job {
+    mw_loop *loop;
+    const mwi_job_ops *ops;
+    void *impl;
+    struct mw_loop_job *prev, *next;
+    int fd;           /* -1 when none */
+    int want;         /* MW_LOOP_IN | MW_LOOP_OUT */
+    int64_t deadline; /* mw_now_ms() clock, MW_NO_DEADLINE for none */
+    int again;        /* work left that no descriptor event will announce */
+    int done;         /* ended: result holds the outcome */
+    int cancel_rc;    /* nonzero: end with this at the next step */
+    mw_loop_result result;
+    mw_error err;
+    mw_loop_done_fn done_fn;
+    void *userdata;
+};
+
+/* loop.c: takes a new job into the loop (counts it, links it).  Returns 0
+ * or MW_ETOOBIG. */
+int mwi_loop_attach(mw_loop *loop, struct mw_loop_job *job, mw_error *err);
+/* loop.c: the job now uses descriptor fd (or -1); keeps the fd map. */
+int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
+
+/* pop3_job.c: a fetch job over an already connected descriptor (plain
+ * text, no TLS) — for the fuzz target, which plays the server over a
+ * socketpair.  The job owns fd from the call on, even on failure. */
+int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                               int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
+
+#endif

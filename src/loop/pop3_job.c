@@ -1,0 +1,872 @@
+/* A POP3 fetch as a non-blocking state machine on the loop (loop.h):
+ * connect, greeting, CAPA, STLS (RFC 2595), USER/PASS (RFC 1939 §7),
+ * LIST and UIDL, RETR pipelined (RFC 2449 §6.6), store, DELE after the
+ * durable store, QUIT (RFC 1939 §6).  The replies go through the I/O-free
+ * codecs of src/proto; TLS is OpenSSL over the non-blocking socket, its
+ * WANT_READ / WANT_WRITE becoming the events the job waits for. */
+#include "loop/loop_int.h"
+#include "loop/loop_tls.h"
+#include "proto/pop3_codec.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define P3L_IN_CAP      (32 * 1024) /* input buffer: a few reads' worth */
+#define P3L_LINE_MAX    8192        /* a status or listing line */
+#define P3L_CMD_MAX     255         /* RFC 2449 §4 */
+#define P3L_OUT_CAP     (64 * 1024) /* commands queued, at most the window's */
+#define P3L_WINDOW_MAX  1024
+#define P3L_MAX_MSGS    (1000u * 1000)
+#define P3L_READ_BUDGET (256 * 1024) /* bytes per step before yielding to other jobs */
+
+enum p3l_state {
+    S_CONNECTING,
+    S_HANDSHAKE,
+    S_GREETING,
+    S_CAPA,
+    S_STLS,
+    S_USER,
+    S_PASS,
+    S_LIST,
+    S_TRANSFER,
+    S_QUIT,
+    S_DONE,
+};
+static const char *const state_name[] = {"connecting", "TLS handshake", "greeting", "CAPA",
+                                         "STLS",       "USER",          "PASS",     "LIST/UIDL",
+                                         "transfer",   "QUIT",          "done"};
+
+enum p3l_kind { K_GREET, K_CAPA, K_STLS, K_USER, K_PASS, K_LIST, K_UIDL, K_RETR, K_DELE, K_QUIT };
+static const char *const kind_name[] = {"",     "CAPA", "STLS", "USER", "PASS",
+                                        "LIST", "UIDL", "RETR", "DELE", "QUIT"};
+
+typedef struct p3l_msg {
+    uint64_t num, size;
+    char *uid;
+} p3l_msg;
+
+typedef struct p3l_cmd {
+    int kind;
+    uint64_t arg;
+} p3l_cmd;
+
+typedef struct p3l {
+    mw_loop_job *job;
+    int state;
+    char *host, *user, *password;
+    unsigned port;
+    int tls_mode, allow_plaintext, keep;
+    int connect_timeout_ms, io_timeout_ms;
+    unsigned window;
+    mw_store *store;
+    mw_loop_stored_fn stored;
+    void *stored_ud;
+    mw_trace_fn trace;
+    void *trace_ud;
+    mwi_ltls_cfg tlscfg;
+    mwi_ltls *tls;
+    int64_t total_deadline, step_deadline;
+    char in[P3L_IN_CAP];
+    size_t in_len;
+    char *out;
+    size_t out_len, out_off;
+    int wblock; /* the last write would block: MW_LOOP_OUT or MW_LOOP_IN (TLS) */
+    int rwant;  /* a TLS read needs this too (MW_LOOP_OUT during renegotiation) */
+    int eof;
+    int after_stls;
+    int capa_stls, capa_pipelining, capa_uidl;
+    int ml;      /* in a multi-line reply of this kind (K_CAPA, K_LIST, K_UIDL), or -1 */
+    int in_body; /* in a RETR body */
+    mw_pop3_body body;
+    size_t body_msg; /* index into msgs */
+    p3l_cmd q[P3L_WINDOW_MAX + 8];
+    size_t q_head, q_len;
+    p3l_msg *msgs;
+    size_t nmsgs, msgs_cap;
+    size_t next_retr;
+    int list_done, uidl_done;
+} p3l;
+
+static void trace(p3l *p, int dir, const char *line, size_t len)
+{
+    if (p->trace) p->trace(dir, line, len, p->trace_ud);
+}
+
+static void tracef(p3l *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void tracef(p3l *p, const char *fmt, ...)
+{
+    if (!p->trace) return;
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    trace(p, MW_TRACE_INFO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+static void set_state(p3l *p, int st)
+{
+    if (p->state == st || p->state == S_DONE) return;
+    tracef(p, "state %s -> %s", state_name[p->state], state_name[st]);
+    p->state = st;
+}
+
+static void close_conn(p3l *p)
+{
+    if (p->tls) {
+        mwi_ltls_free(p->tls);
+        p->tls = NULL;
+    }
+    if (p->job->fd >= 0) {
+        int fd = p->job->fd;
+        mwi_loop_set_fd(p->job, -1);
+        close(fd);
+    }
+    p->job->want = 0;
+}
+
+/* Ends the job: the connection is closed without QUIT unless QUIT was
+ * answered already.  The code goes into the job's error as it is. */
+static void end_job(p3l *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void end_job(p3l *p, int code, const char *fmt, ...)
+{
+    mw_loop_job *j = p->job;
+    if (j->done) return;
+    if (code) {
+        char msg[sizeof j->err.message];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        mwi_err_set(&j->err, code, "%s", msg);
+        tracef(p, "job ends: %s", msg);
+    } else {
+        j->err.code = 0;
+    }
+    if (p->in_body && p->store) mw_store_abort(p->store);
+    p->in_body = 0;
+    close_conn(p);
+    set_state(p, S_DONE);
+    j->done = 1;
+}
+
+static void progress(p3l *p)
+{
+    p->step_deadline =
+        p->io_timeout_ms > 0 ? mw_now_ms() + p->io_timeout_ms : (int64_t)MW_NO_DEADLINE;
+}
+
+/* Queues a command line (CR LF added); arg is the number for RETR/DELE. */
+static int send_cmd(p3l *p, int kind, const char *line, uint64_t arg)
+{
+    size_t len = strlen(line);
+    if (len > P3L_CMD_MAX - 2 || strpbrk(line, "\r\n")) {
+        end_job(p, MW_EINVAL, "command %s refused: too long or holding CR/LF", kind_name[kind]);
+        return -1;
+    }
+    if (p->q_len >= sizeof p->q / sizeof p->q[0] || p->out_len + len + 2 > P3L_OUT_CAP) {
+        end_job(p, MW_ETOOBIG, "too many commands queued");
+        return -1;
+    }
+    if (!p->out && !(p->out = malloc(P3L_OUT_CAP))) {
+        end_job(p, MW_ENOMEM, "out of memory");
+        return -1;
+    }
+    memcpy(p->out + p->out_len, line, len);
+    memcpy(p->out + p->out_len + len, "\r\n", 2);
+    p->out_len += len + 2;
+    size_t slot = (p->q_head + p->q_len) % (sizeof p->q / sizeof p->q[0]);
+    p->q[slot].kind = kind;
+    p->q[slot].arg = arg;
+    p->q_len++;
+    if (kind == K_PASS)
+        trace(p, MW_TRACE_SEND, "PASS ****", 9);
+    else
+        trace(p, MW_TRACE_SEND, line, len);
+    return 0;
+}
+
+static void err_command(p3l *p, const p3l_cmd *c)
+{
+    char buf[64];
+    int n;
+    if (c->kind == K_RETR || c->kind == K_DELE)
+        n = snprintf(buf, sizeof buf, "%s %llu", kind_name[c->kind], (unsigned long long)c->arg);
+    else if (c->kind == K_PASS)
+        n = snprintf(buf, sizeof buf, "PASS ****");
+    else if (c->kind == K_USER)
+        n = snprintf(buf, sizeof buf, "USER %.40s", p->user);
+    else
+        n = snprintf(buf, sizeof buf, "%s", kind_name[c->kind]);
+    if (n > 0) mwi_err_set_command(&p->job->err, buf, strlen(buf));
+}
+
+/* -ERR to a command: the code for it (RFC 2449 §8, RFC 3206). */
+static int err_code(const mw_pop3_status *st, int dflt)
+{
+    if (!strcmp(st->code, "IN-USE") || !strcmp(st->code, "LOGIN-DELAY") ||
+        !strcmp(st->code, "SYS/TEMP"))
+        return MW_ETEMP;
+    if (!strcmp(st->code, "AUTH")) return MW_EAUTH;
+    return dflt;
+}
+
+static void refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code)
+{
+    err_command(p, c);
+    mwi_err_set_reply(&p->job->err, st->text, st->text_len);
+    snprintf(p->job->err.resp_code, sizeof p->job->err.resp_code, "%s", st->code);
+    end_job(p, err_code(st, code), "%s refused by the server: %.200s", kind_name[c->kind],
+            p->job->err.reply);
+}
+
+static void start_handshake(p3l *p);
+
+static void start_login(p3l *p)
+{
+    if (!p->tls && !p->allow_plaintext) {
+        end_job(p, MW_EPOLICY,
+                "login over an unencrypted connection not allowed "
+                "(allow_plaintext)");
+        return;
+    }
+    char line[P3L_CMD_MAX + 1];
+    snprintf(line, sizeof line, "USER %s", p->user);
+    set_state(p, S_USER);
+    send_cmd(p, K_USER, line, 0);
+}
+
+static void after_capa(p3l *p)
+{
+    if (!p->tls && p->tls_mode == MW_TLS_STARTTLS) {
+        if (!p->capa_stls) {
+            end_job(p, MW_ETLS, "the server does not offer STLS (RFC 2595) and TLS is required");
+            return;
+        }
+        set_state(p, S_STLS);
+        send_cmd(p, K_STLS, "STLS", 0);
+        return;
+    }
+    start_login(p);
+}
+
+static void fill_window(p3l *p)
+{
+    unsigned window = p->capa_pipelining ? p->window : 1;
+    while (!p->job->done && p->next_retr < p->nmsgs && p->q_len < window) {
+        char line[40];
+        snprintf(line, sizeof line, "RETR %llu", (unsigned long long)p->msgs[p->next_retr].num);
+        if (send_cmd(p, K_RETR, line, p->next_retr) != 0) return;
+        p->next_retr++;
+    }
+    if (!p->job->done && p->next_retr >= p->nmsgs && p->q_len == 0 && !p->in_body) {
+        set_state(p, S_QUIT);
+        send_cmd(p, K_QUIT, "QUIT", 0);
+    }
+}
+
+static void start_transfer(p3l *p)
+{
+    tracef(p, "%zu messages to fetch", p->nmsgs);
+    p->job->result.messages = p->nmsgs;
+    set_state(p, S_TRANSFER);
+    fill_window(p);
+}
+
+/* The message is complete: durable store first, then DELE (never before). */
+static void message_done(p3l *p)
+{
+    p3l_msg *m = &p->msgs[p->body_msg];
+    p->in_body = 0;
+    int rc = mw_store_commit(p->store);
+    if (rc == 0) rc = mw_store_sync(p->store);
+    if (rc) {
+        end_job(p, rc, "storing message %llu: %s", (unsigned long long)m->num,
+                mw_store_error(p->store)->message);
+        return;
+    }
+    p->job->result.stored++;
+    tracef(p, "message %llu stored (%llu octets)", (unsigned long long)m->num,
+           (unsigned long long)p->body.produced);
+    if (p->stored) {
+        rc = p->stored(p->job, m->num, m->uid ? m->uid : "", p->body.produced, p->stored_ud);
+        if (rc) {
+            end_job(p, rc, "stopped by the stored callback after message %llu",
+                    (unsigned long long)m->num);
+            return;
+        }
+    }
+    if (p->job->cancel_rc) {
+        end_job(p, p->job->cancel_rc, "cancelled after message %llu", (unsigned long long)m->num);
+        return;
+    }
+    if (!p->keep) {
+        char line[40];
+        snprintf(line, sizeof line, "DELE %llu", (unsigned long long)m->num);
+        if (send_cmd(p, K_DELE, line, m->num) != 0) return;
+    }
+    fill_window(p);
+}
+
+static int add_msg(p3l *p, uint64_t num, uint64_t size)
+{
+    if (p->nmsgs >= P3L_MAX_MSGS) {
+        end_job(p, MW_ETOOBIG, "more than %u messages listed", P3L_MAX_MSGS);
+        return -1;
+    }
+    if (p->nmsgs == p->msgs_cap) {
+        size_t cap = p->msgs_cap ? p->msgs_cap * 2 : 16;
+        p3l_msg *m = realloc(p->msgs, cap * sizeof *m);
+        if (!m) {
+            end_job(p, MW_ENOMEM, "out of memory");
+            return -1;
+        }
+        p->msgs = m;
+        p->msgs_cap = cap;
+    }
+    if (p->nmsgs && p->msgs[p->nmsgs - 1].num >= num) {
+        end_job(p, MW_EPROTO, "LIST not in ascending message order at %llu",
+                (unsigned long long)num);
+        return -1;
+    }
+    p->msgs[p->nmsgs].num = num;
+    p->msgs[p->nmsgs].size = size;
+    p->msgs[p->nmsgs].uid = NULL;
+    p->nmsgs++;
+    return 0;
+}
+
+/* One line of a multi-line reply (dot-unstuffed already). */
+static void ml_line(p3l *p, const char *l, size_t len)
+{
+    uint64_t a, b;
+    if (p->ml == K_CAPA) {
+        size_t w = strcspn(l, " ");
+        if (w > len) w = len;
+        if (w == 4 && !memcmp(l, "STLS", 4)) p->capa_stls = 1;
+        if (w == 10 && !memcmp(l, "PIPELINING", 10)) p->capa_pipelining = 1;
+        if (w == 4 && !memcmp(l, "UIDL", 4)) p->capa_uidl = 1;
+    } else if (p->ml == K_LIST) {
+        if (mwi_pop3_parse_listing(l, len, &a, &b) != 0) {
+            end_job(p, MW_EPROTO, "malformed LIST line: %.*s", (int)(len > 80 ? 80 : len), l);
+            return;
+        }
+        add_msg(p, a, b);
+    } else if (p->ml == K_UIDL) {
+        const char *uid;
+        size_t ul;
+        if (mwi_pop3_parse_uidl(l, len, &a, &uid, &ul) != 0) return; /* a bad UID: none kept */
+        for (size_t i = 0; i < p->nmsgs; i++)
+            if (p->msgs[i].num == a && !p->msgs[i].uid) {
+                if (!(p->msgs[i].uid = malloc(ul + 1))) {
+                    end_job(p, MW_ENOMEM, "out of memory");
+                    return;
+                }
+                memcpy(p->msgs[i].uid, uid, ul);
+                p->msgs[i].uid[ul] = 0;
+                break;
+            }
+    }
+}
+
+static void ml_end(p3l *p)
+{
+    int k = p->ml;
+    p->ml = -1;
+    if (k == K_CAPA) {
+        after_capa(p);
+    } else if (k == K_LIST || k == K_UIDL) {
+        if (k == K_LIST) p->list_done = 1;
+        if (k == K_UIDL) p->uidl_done = 1;
+        if (k == K_LIST && p->capa_uidl && !p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
+        if (p->list_done && (p->uidl_done || !p->capa_uidl)) start_transfer(p);
+    }
+}
+
+/* A status line, the answer to the oldest command in flight. */
+static void status_line(p3l *p, const char *l, size_t len)
+{
+    mw_pop3_status st;
+    if (p->q_len == 0) {
+        end_job(p, MW_EPROTO, "the server sent a line no command asked for");
+        return;
+    }
+    p3l_cmd c = p->q[p->q_head];
+    p->q_head = (p->q_head + 1) % (sizeof p->q / sizeof p->q[0]);
+    p->q_len--;
+    if (mwi_pop3_parse_status(&st, l, len) != 0 || st.kind == MW_POP3_CONT) {
+        err_command(p, &c);
+        mwi_err_set_reply(&p->job->err, l, len);
+        end_job(p, MW_EPROTO, "neither +OK nor -ERR in answer to %s",
+                c.kind == K_GREET ? "the greeting" : kind_name[c.kind]);
+        return;
+    }
+    int ok = st.kind == MW_POP3_OK;
+    switch (c.kind) {
+    case K_GREET:
+        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
+        set_state(p, S_CAPA);
+        send_cmd(p, K_CAPA, "CAPA", 0);
+        return;
+    case K_CAPA:
+        p->capa_stls = p->capa_pipelining = p->capa_uidl = 0;
+        if (ok)
+            p->ml = K_CAPA;
+        else
+            after_capa(p); /* no CAPA (RFC 2449 is optional): nothing offered */
+        return;
+    case K_STLS:
+        if (!ok) return refuse(p, &c, &st, MW_ETLS);
+        start_handshake(p); /* process() checks that nothing follows the +OK */
+        return;
+    case K_USER:
+        if (!ok) return refuse(p, &c, &st, MW_EAUTH);
+        set_state(p, S_PASS);
+        {
+            char line[P3L_CMD_MAX + 1];
+            snprintf(line, sizeof line, "PASS %s", p->password);
+            send_cmd(p, K_PASS, line, 0);
+            explicit_bzero(line, sizeof line);
+        }
+        return;
+    case K_PASS:
+        if (!ok) return refuse(p, &c, &st, MW_EAUTH);
+        set_state(p, S_LIST);
+        send_cmd(p, K_LIST, "LIST", 0);
+        if (p->capa_uidl && p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
+        return;
+    case K_LIST:
+    case K_UIDL:
+        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
+        p->ml = c.kind;
+        return;
+    case K_RETR:
+        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
+        if (mw_store_begin(p->store, NULL) != 0) {
+            end_job(p, mw_store_error(p->store)->code ? mw_store_error(p->store)->code : MW_EIO,
+                    "store: %s", mw_store_error(p->store)->message);
+            return;
+        }
+        p->in_body = 1;
+        p->body_msg = (size_t)c.arg;
+        mwi_pop3_body_init(&p->body);
+        return;
+    case K_DELE:
+        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
+        p->job->result.deleted++;
+        fill_window(p);
+        return;
+    case K_QUIT:
+        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
+        p->job->result.quit_ok = 1;
+        end_job(p, 0, "%s", "done");
+        return;
+    }
+}
+
+/* Takes what is in p->in as far as it goes. */
+static void process(p3l *p)
+{
+    size_t pos = 0;
+    while (!p->job->done && p->state != S_HANDSHAKE) {
+        if (p->in_body) {
+            size_t used = 0, made = 0;
+            if (pos == p->in_len) break;
+            int fin = mwi_pop3_body_decode(&p->body, p->in + pos, p->in_len - pos, &used, &made);
+            if (made && mw_store_write(p->store, p->in + pos, made) != 0) {
+                p->in_body = 0; /* the store aborted the delivery itself */
+                end_job(p, mw_store_error(p->store)->code, "store: %s",
+                        mw_store_error(p->store)->message);
+                break;
+            }
+            p->job->result.bytes += made;
+            pos += used;
+            if (fin) {
+                message_done(p);
+                continue;
+            }
+            if (used == 0) break; /* a CR kept for the next read */
+            continue;
+        }
+        char *nl = memchr(p->in + pos, '\n', p->in_len - pos);
+        if (!nl) {
+            if (p->in_len - pos > P3L_LINE_MAX)
+                end_job(p, MW_ETOOBIG, "a reply line is longer than %d octets", P3L_LINE_MAX);
+            break;
+        }
+        char *l = p->in + pos;
+        size_t len = (size_t)(nl - l);
+        pos += len + 1;
+        if (len && l[len - 1] == '\r') len--;
+        if (len > P3L_LINE_MAX) {
+            end_job(p, MW_ETOOBIG, "a reply line is longer than %d octets", P3L_LINE_MAX);
+            break;
+        }
+        trace(p, MW_TRACE_RECV, l, len);
+        if (p->ml >= 0) {
+            if (len == 1 && l[0] == '.')
+                ml_end(p);
+            else if (len && l[0] == '.')
+                ml_line(p, l + 1, len - 1);
+            else
+                ml_line(p, l, len);
+        } else {
+            status_line(p, l, len);
+        }
+        if (p->state == S_HANDSHAKE && pos != p->in_len) {
+            /* RFC 2595 §4 leaves no room for bytes between +OK and the
+             * handshake: they would be taken as said under TLS. */
+            end_job(p, MW_EPROTO, "the server sent data after its STLS reply");
+            break;
+        }
+    }
+    if (pos) {
+        memmove(p->in, p->in + pos, p->in_len - pos);
+        p->in_len -= pos;
+    }
+}
+
+static int do_write(p3l *p)
+{
+    while (p->out_off < p->out_len) {
+        size_t n = 0;
+        int rc = p->tls ? mwi_ltls_write(p->tls, p->out + p->out_off, p->out_len - p->out_off, &n,
+                                         &p->wblock, &p->job->err)
+                        : mwi_lplain_write(p->job->fd, p->out + p->out_off, p->out_len - p->out_off,
+                                           &n, &p->wblock, &p->job->err);
+        if (rc) return rc;
+        if (!n) return 0;
+        p->out_off += n;
+        progress(p);
+    }
+    p->out_off = p->out_len = 0;
+    p->wblock = 0;
+    return 0;
+}
+
+static int do_read(p3l *p, size_t *total)
+{
+    p->rwant = 0;
+    while (p->in_len < sizeof p->in && !p->eof) {
+        size_t n = 0;
+        int rc = p->tls ? mwi_ltls_read(p->tls, p->in + p->in_len, sizeof p->in - p->in_len, &n,
+                                        &p->rwant, &p->eof, &p->job->err)
+                        : mwi_lplain_read(p->job->fd, p->in + p->in_len, sizeof p->in - p->in_len,
+                                          &n, &p->eof, &p->job->err);
+        if (rc) return rc;
+        if (!n) break;
+        p->in_len += n;
+        *total += n;
+        progress(p);
+    }
+    return 0;
+}
+
+static void update_wait(p3l *p)
+{
+    mw_loop_job *j = p->job;
+    if (j->done) return;
+    int w = 0;
+    if (p->state == S_CONNECTING) {
+        w = MW_LOOP_OUT;
+    } else if (p->state == S_HANDSHAKE) {
+        w = p->wblock ? p->wblock : MW_LOOP_IN;
+    } else {
+        w = MW_LOOP_IN | p->rwant;
+        if (p->out_off < p->out_len) w |= p->wblock ? p->wblock : MW_LOOP_OUT;
+    }
+    j->want = w;
+    j->deadline = p->step_deadline < p->total_deadline ? p->step_deadline : p->total_deadline;
+}
+
+static void start_handshake(p3l *p)
+{
+    int rc = mwi_ltls_new(&p->tls, &p->tlscfg, p->job->fd, p->host, &p->job->err);
+    if (rc) {
+        end_job(p, rc, "%s", p->job->err.message);
+        return;
+    }
+    set_state(p, S_HANDSHAKE);
+    int hs = p->tlscfg.handshake_timeout_ms > 0 ? p->tlscfg.handshake_timeout_ms : 30000;
+    p->step_deadline = mw_now_ms() + hs;
+}
+
+static void step(mw_loop_job *j, int events)
+{
+    p3l *p = j->impl;
+    if (j->cancel_rc) {
+        end_job(p, j->cancel_rc, "cancelled by the caller (in state %s)", state_name[p->state]);
+        return;
+    }
+    if (p->state == S_CONNECTING) {
+        if (!(events & MW_LOOP_OUT)) goto deadline;
+        int e = 0;
+        socklen_t el = sizeof e;
+        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
+        if (e == EINPROGRESS || e == EALREADY) goto deadline;
+        if (e) {
+            end_job(p, MW_ENET, "connect to %s port %u: %s", p->host, p->port, MW_ERRNO_TEXT(e));
+            return;
+        }
+        tracef(p, "connected to %s port %u", p->host, p->port);
+        progress(p);
+        p->q[0].kind = K_GREET;
+        p->q_head = 0;
+        p->q_len = 1;
+        if (p->tls_mode == MW_TLS_IMPLICIT) {
+            start_handshake(p);
+            if (j->done) return;
+        } else {
+            set_state(p, S_GREETING);
+        }
+    }
+    for (int round = 0; !j->done; round++) {
+        if (p->state == S_HANDSHAKE) {
+            int rc = mwi_ltls_handshake(p->tls, &p->wblock, &j->err);
+            if (rc < 0) {
+                end_job(p, rc, "%s", j->err.message);
+                return;
+            }
+            if (rc == 0) break; /* waiting for p->wblock */
+            p->wblock = 0;
+            tracef(p, "TLS established (%s)", mwi_ltls_version(p->tls));
+            progress(p);
+            if (p->q_len) {
+                set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
+            } else {
+                set_state(p, S_CAPA); /* RFC 2595 §4: capabilities again after STLS */
+                send_cmd(p, K_CAPA, "CAPA", 0);
+            }
+            continue;
+        }
+        size_t got = 0;
+        size_t before = p->out_len - p->out_off;
+        int rc = do_write(p);
+        if (!rc) rc = do_read(p, &got);
+        if (rc) {
+            end_job(p, rc, "%s (in state %s)", j->err.message, state_name[p->state]);
+            return;
+        }
+        size_t had = p->in_len;
+        process(p);
+        if (j->done) return;
+        if (p->state == S_HANDSHAKE) continue;
+        int wrote = before != p->out_len - p->out_off;
+        if (p->eof && p->in_len == had) {
+            end_job(p, MW_ENET, "the server closed the connection (in state %s)",
+                    state_name[p->state]);
+            return;
+        }
+        if (!got && !wrote && p->out_off == p->out_len) break;
+        if (!got && p->out_off < p->out_len && p->wblock) break;
+        if (round > 64 || got >= P3L_READ_BUDGET) {
+            j->again = 1; /* let the other jobs run; come back without an event */
+            break;
+        }
+    }
+deadline:
+    if (j->done) return;
+    if (mw_now_ms() >=
+        (p->step_deadline < p->total_deadline ? p->step_deadline : p->total_deadline)) {
+        end_job(p, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",
+                p->step_deadline < p->total_deadline ? "timeout" : "max_time_ms",
+                state_name[p->state]);
+        return;
+    }
+    update_wait(p);
+}
+
+static void destroy(mw_loop_job *j)
+{
+    p3l *p = j->impl;
+    if (!p) return;
+    if (p->in_body && p->store) mw_store_abort(p->store);
+    close_conn(p);
+    for (size_t i = 0; i < p->nmsgs; i++)
+        free(p->msgs[i].uid);
+    free(p->msgs);
+    free(p->out);
+    free(p->host);
+    free(p->user);
+    if (p->password) {
+        explicit_bzero(p->password, strlen(p->password));
+        free(p->password);
+    }
+    mwi_ltls_cfg_free(&p->tlscfg);
+    free(p);
+    j->impl = NULL;
+}
+
+static const mwi_job_ops pop3_ops = {step, destroy};
+
+static int bad_arg(const char *s)
+{
+    return !s || !*s || strpbrk(s, "\r\n") || strlen(s) > P3L_CMD_MAX - 7;
+}
+
+static char *dup_or_null(const char *s, int *fail)
+{
+    if (!s) return NULL;
+    char *d = strdup(s);
+    if (!d) *fail = 1;
+    return d;
+}
+
+/* Checks opts and builds the job (not attached, no socket yet). */
+static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, mw_error *err)
+{
+    *out = NULL;
+    if (!o || o->version != MW_LOOP_POP3_OPTS_VERSION)
+        return mwi_err_set(err, MW_EINVAL, "mw_loop_pop3_opts missing or of another version");
+    if (bad_arg(o->user) || bad_arg(o->password))
+        return mwi_err_set(err, MW_EINVAL,
+                           "user and password must be given, without CR or LF, at most %d "
+                           "octets",
+                           P3L_CMD_MAX - 7);
+    if (!o->store) return mwi_err_set(err, MW_EINVAL, "no store to fetch into");
+    if (with_host && (!o->host || !*o->host))
+        return mwi_err_set(err, MW_EINVAL, "no host to connect to");
+    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE)
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "TLS mode %d not on the loop yet (STARTTLS, IMPLICIT or NONE)", o->tls);
+    if (o->window > P3L_WINDOW_MAX)
+        return mwi_err_set(err, MW_EINVAL, "window %u over %d", o->window, P3L_WINDOW_MAX);
+    mw_loop_job *j = calloc(1, sizeof *j);
+    p3l *p = calloc(1, sizeof *p);
+    if (!j || !p) {
+        free(j);
+        free(p);
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    j->impl = p;
+    j->ops = &pop3_ops;
+    j->fd = -1;
+    p->job = j;
+    p->ml = -1;
+    int fail = 0;
+    p->host = dup_or_null(o->host, &fail);
+    p->user = dup_or_null(o->user, &fail);
+    p->password = dup_or_null(o->password, &fail);
+    p->tls_mode = o->tls;
+    p->port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 995 : 110);
+    p->allow_plaintext = o->allow_plaintext;
+    p->keep = o->keep;
+    p->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 30000;
+    p->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
+    p->total_deadline = o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
+    p->window = o->window ? o->window : 16;
+    p->store = o->store;
+    p->stored = o->stored;
+    p->stored_ud = o->stored_userdata;
+    p->trace = o->trace;
+    p->trace_ud = o->trace_userdata;
+    int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
+    if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->tlscfg, o->tls_opts, err);
+    if (rc) {
+        destroy(j);
+        free(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+static int attach(mw_loop *loop, mw_loop_job *j, int fd, mw_loop_done_fn done, void *ud,
+                  mw_error *err)
+{
+    int rc = mwi_loop_attach(loop, j, err);
+    if (rc) {
+        if (fd >= 0) close(fd);
+        destroy(j);
+        free(j);
+        return rc;
+    }
+    j->done_fn = done;
+    j->userdata = ud;
+    if ((rc = mwi_loop_set_fd(j, fd)) != 0) {
+        close(fd);
+        mwi_err_set(&j->err, rc, "descriptor %d cannot be watched", fd);
+        end_job(j->impl, rc, "descriptor %d cannot be watched", fd);
+    }
+    return 0;
+}
+
+int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                           mw_loop_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    mw_loop_job *j;
+    int rc = build(&j, opts, 1, err);
+    if (rc) return rc;
+    p3l *p = j->impl;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    char port[16];
+    snprintf(port, sizeof port, "%u", p->port);
+    if (getaddrinfo(p->host, port, &hints, &res) != 0 || !res) {
+        rc = mwi_err_set(err, MW_EUNSUPPORTED,
+                         "%s is not a numeric address (name lookup is not on the loop yet)",
+                         p->host);
+        destroy(j);
+        free(j);
+        return rc;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = mwi_err_set(err, MW_ENET, "socket: %s", MW_ERRNO_TEXT(errno));
+        freeaddrinfo(res);
+        destroy(j);
+        free(j);
+        return rc;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int cr = connect(fd, res->ai_addr, res->ai_addrlen);
+    int ce = errno;
+    freeaddrinfo(res);
+    if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
+    p->step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    if (!j->done && cr != 0 && ce != EINPROGRESS)
+        end_job(p, MW_ENET, "connect to %s port %u: %s", p->host, p->port, MW_ERRNO_TEXT(ce));
+    /* Connected already or not: the first OUT event (or the deadline) says. */
+    if (!j->done) update_wait(p);
+    if (out) *out = j;
+    return 0;
+}
+
+int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                               int fd, mw_loop_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    mw_loop_job *j;
+    int rc = build(&j, opts, 0, err);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    p3l *p = j->impl;
+    if (!p->host && !(p->host = strdup("peer"))) {
+        close(fd);
+        destroy(j);
+        free(j);
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    p->tls_mode = MW_TLS_NONE;
+    if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
+    p->step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    if (!j->done) update_wait(p);
+    if (out) *out = j;
+    return 0;
+}
