@@ -46,8 +46,8 @@ static const char *const state_name[] = {"connecting", "TLS handshake", "greetin
                                          "transfer",   "QUIT",          "done"};
 
 enum p3l_kind { K_GREET, K_CAPA, K_STLS, K_USER, K_PASS, K_LIST, K_UIDL, K_RETR, K_DELE, K_QUIT };
-static const char *const kind_name[] = {"",     "CAPA", "STLS", "USER", "PASS",
-                                        "LIST", "UIDL", "RETR", "DELE", "QUIT"};
+static const char *const kind_name[] = {"greeting", "CAPA", "STLS", "USER", "PASS",
+                                        "LIST",     "UIDL", "RETR", "DELE", "QUIT"};
 
 typedef struct p3l_msg {
     uint64_t num, size;
@@ -223,7 +223,7 @@ static int err_code(const mw_pop3_status *st, int dflt)
 
 static void refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code)
 {
-    err_command(p, c);
+    if (c->kind != K_GREET) err_command(p, c);
     mwi_err_set_reply(&p->job->err, st->text, st->text_len);
     snprintf(p->job->err.resp_code, sizeof p->job->err.resp_code, "%s", st->code);
     end_job(p, err_code(st, code), "%s refused by the server: %.200s", kind_name[c->kind],
