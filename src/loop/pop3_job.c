@@ -484,9 +484,9 @@ static void process(p3l *p)
             if (pos == p->in_len) break;
             int fin = mwi_pop3_body_decode(&p->body, p->in + pos, p->in_len - pos, &used, &made);
             if (made && mw_store_write(p->store, p->in + pos, made) != 0) {
+                int sc = mw_store_error(p->store)->code;
                 p->in_body = 0; /* the store aborted the delivery itself */
-                end_job(p, mw_store_error(p->store)->code, "store: %s",
-                        mw_store_error(p->store)->message);
+                end_job(p, sc ? sc : MW_EIO, "store: %s", mw_store_error(p->store)->message);
                 break;
             }
             p->job->result.bytes += made;
