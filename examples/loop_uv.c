@@ -139,8 +139,8 @@ int main(int argc, char **argv)
     mw_store **stores = calloc((size_t)naccounts, sizeof *stores);
     for (int i = 0; stores && i < naccounts; i++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s", argv[4], argv[5 + 2 * i]);
-        if (mw_store_open(&stores[i], MW_STORE_MAILDIR, path, NULL, &err) != 0) {
+        if (snprintf(path, sizeof path, "%s/%s", argv[4], argv[5 + 2 * i]) >= (int)sizeof path ||
+            mw_store_open(&stores[i], MW_STORE_MAILDIR, path, NULL, &err) != 0) {
             fprintf(stderr, "%s: %s\n", path, err.message);
             return 1;
         }

@@ -34,8 +34,7 @@ static void clean(void)
     while ((e = readdir(d)))
         if (e->d_name[0] != '.') {
             char f[512];
-            snprintf(f, sizeof f, "%s/new/%s", g_dir, e->d_name);
-            unlink(f);
+            if (snprintf(f, sizeof f, "%s/new/%s", g_dir, e->d_name) < (int)sizeof f) unlink(f);
         }
     closedir(d);
 }

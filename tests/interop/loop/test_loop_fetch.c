@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NUSERS     200
@@ -81,8 +82,7 @@ static int clear_dir(const char *dir)
     char p[1024];
     while ((e = readdir(d)))
         if (e->d_name[0] != '.') {
-            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-            unlink(p);
+            if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) < (int)sizeof p) unlink(p);
         }
     closedir(d);
     return 0;
@@ -119,8 +119,9 @@ static int put_server(const char *root, user *u)
     }
     for (int k = 1; k <= u->nmsg; k++) {
         /* Names sort in k order, so Dovecot numbers them 1..n in order. */
-        snprintf(p, sizeof p, "%s/%s/Maildir/new/17000000%02d.M%dP1.loop", root, u->name, k,
-                 u->idx);
+        /* Unique per run (Dovecot gives a reappearing name a new UID). */
+        snprintf(p, sizeof p, "%s/%s/Maildir/new/%lld%02d.M%dP%d.loop", root, u->name,
+                 (long long)time(NULL), k, u->idx, (int)getpid());
         FILE *f = fopen(p, "wb");
         if (!f || fwrite(u->msgs[k - 1], 1, u->lens[k - 1], f) != u->lens[k - 1]) {
             if (f) fclose(f);
@@ -144,8 +145,8 @@ static int check_local(user *u, int *first_k)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
         char f[1400];
-        snprintf(f, sizeof f, "%s/%s", p, e->d_name);
-        FILE *fp = fopen(f, "rb");
+        FILE *fp =
+            snprintf(f, sizeof f, "%s/%s", p, e->d_name) < (int)sizeof f ? fopen(f, "rb") : NULL;
         if (!fp) {
             bad = 1;
             continue;
@@ -308,8 +309,8 @@ int main(void)
     printf("# e200: %d messages on the server\n", cleft);
     ok(cleft == CANCEL_MSG, "e200: nothing deleted on the server (no QUIT sent)", NULL);
     printf("# 200 sessions, %llu messages, %llu octets in %lld ms; RSS before jobs %ld KiB, "
-           "peak %ld KiB, (peak - before) / 200 = %ld KiB per session (this build's "
-           "sanitizers included)\n",
+           "peak %ld KiB, (peak - before) / 200 = %ld KiB per session (with this build's "
+           "sanitizers, if any)\n",
            (unsigned long long)msgs, (unsigned long long)bytes, (long long)(t1 - t0), rss0,
            ru.ru_maxrss, (ru.ru_maxrss - rss0) / NUSERS);
     mw_loop_free(g_loop);
@@ -322,7 +323,7 @@ int main(void)
         char p[1100];
         static const char *const sub[] = {"new", "cur", "tmp"};
         for (int s = 0; s < 3; s++) {
-            snprintf(p, sizeof p, "%s/%s", g_users[i].local, sub[s]);
+            if (snprintf(p, sizeof p, "%s/%s", g_users[i].local, sub[s]) >= (int)sizeof p) continue;
             clear_dir(p);
             rmdir(p);
         }
