@@ -1,6 +1,7 @@
 /* The event loop: descriptors to jobs, deadlines, ending jobs, and the
  * poll(2) runner (include/mailwire/loop.h). */
 #include "loop/loop_int.h"
+#include "loop/loop_tls.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -22,7 +23,13 @@ struct mw_loop {
     mw_loop_fd *lfd;
     size_t pfd_cap;
     int reaping;
+    mwi_ltls_cache *tls_cache;
 };
+
+mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop)
+{
+    return &loop->tls_cache;
+}
 
 int mw_loop_new(mw_loop **out, const mw_loop_opts *opts, mw_error *err)
 {
@@ -61,6 +68,7 @@ void mw_loop_free(mw_loop *loop)
         j->ops->destroy(j);
         free(j);
     }
+    mwi_ltls_cache_free(loop->tls_cache);
     free(loop->fdmap);
     free(loop->pfd);
     free(loop->lfd);

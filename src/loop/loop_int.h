@@ -43,6 +43,9 @@ int mwi_loop_attach(mw_loop *loop, struct mw_loop_job *job, mw_error *err);
 /* loop.c: the job now uses descriptor fd (or -1); keeps the fd map. */
 int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
 
+/* loop.c: the loop's TLS context cache (loop_tls.h). */
+struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
+
 /* pop3_job.c: a fetch job over an already connected descriptor (plain
  * text, no TLS) — for the fuzz target, which plays the server over a
  * socketpair.  The job owns fd from the call on, even on failure. */

@@ -82,7 +82,63 @@ void mwi_ltls_free(mwi_ltls *t)
     free(t);
 }
 
-int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, int fd, const char *host, mw_error *err)
+struct mwi_ltls_cache {
+    char *ca_file, *ca_dir;
+    int min_version;
+    SSL_CTX *ctx;
+};
+
+void mwi_ltls_cache_free(mwi_ltls_cache *c)
+{
+    if (!c) return;
+    SSL_CTX_free(c->ctx);
+    free(c->ca_file);
+    free(c->ca_dir);
+    free(c);
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
+
+/* The context: trust store, TLS floor, verification.  One per loop and
+ * configuration (the trust store is the bulk of a context's memory). */
+static int make_ctx(SSL_CTX **out, const mwi_ltls_cfg *cfg, mw_error *err)
+{
+    char why[200];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    *out = NULL;
+    if (!ctx)
+        return mwi_err_set(err, MW_ENOMEM, "cannot create TLS context: %s",
+                           ssl_reason(why, sizeof why));
+    /* As src/net/tls.c: TLS 1.2 floor (RFC 8996), EOF without
+     * close_notify is an end of stream, full verification. */
+    SSL_CTX_set_min_proto_version(ctx, cfg->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                              SSL_MODE_RELEASE_BUFFERS);
+    int rc = 0;
+    if (cfg->ca_file || cfg->ca_dir) {
+        if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) != 1)
+            rc =
+                mwi_err_set(err, MW_ETLS, "cannot load CA %s: %s",
+                            cfg->ca_file ? cfg->ca_file : cfg->ca_dir, ssl_reason(why, sizeof why));
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        rc = mwi_err_set(err, MW_ETLS, "cannot use the system CA store: %s",
+                         ssl_reason(why, sizeof why));
+    }
+    if (rc) {
+        SSL_CTX_free(ctx);
+        return rc;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    *out = ctx;
+    return 0;
+}
+
+int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, mwi_ltls_cache **cache, int fd,
+                 const char *host, mw_error *err)
 {
     char why[200];
     *out = NULL;
@@ -93,30 +149,25 @@ int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, int fd, const char *ho
     snprintf(t->host, sizeof t->host, "%s", name);
     ERR_clear_error();
     int rc = 0;
-    if (!(t->ctx = SSL_CTX_new(TLS_client_method()))) {
-        rc = mwi_err_set(err, MW_ENOMEM, "cannot create TLS context: %s",
-                         ssl_reason(why, sizeof why));
-        goto fail;
-    }
-    /* As src/net/tls.c: TLS 1.2 floor (RFC 8996), EOF without
-     * close_notify is an end of stream, full verification. */
-    SSL_CTX_set_min_proto_version(t->ctx, cfg->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-    SSL_CTX_set_options(t->ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(t->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                                 SSL_MODE_RELEASE_BUFFERS);
-    if (cfg->ca_file || cfg->ca_dir) {
-        if (SSL_CTX_load_verify_locations(t->ctx, cfg->ca_file, cfg->ca_dir) != 1) {
-            rc =
-                mwi_err_set(err, MW_ETLS, "cannot load CA %s: %s",
-                            cfg->ca_file ? cfg->ca_file : cfg->ca_dir, ssl_reason(why, sizeof why));
-            goto fail;
+    mwi_ltls_cache *c = cache ? *cache : NULL;
+    if (c && same_str(c->ca_file, cfg->ca_file) && same_str(c->ca_dir, cfg->ca_dir) &&
+        c->min_version == cfg->min_version && SSL_CTX_up_ref(c->ctx) == 1) {
+        t->ctx = c->ctx;
+    } else {
+        if ((rc = make_ctx(&t->ctx, cfg, err)) != 0) goto fail;
+        mwi_ltls_cache *nc = cache ? calloc(1, sizeof *nc) : NULL;
+        if (nc && (!cfg->ca_file || (nc->ca_file = strdup(cfg->ca_file))) &&
+            (!cfg->ca_dir || (nc->ca_dir = strdup(cfg->ca_dir))) && SSL_CTX_up_ref(t->ctx) == 1) {
+            nc->ctx = t->ctx;
+            nc->min_version = cfg->min_version;
+            mwi_ltls_cache_free(*cache);
+            *cache = nc;
+        } else if (nc) {
+            free(nc->ca_file);
+            free(nc->ca_dir);
+            free(nc); /* no cache this time: only memory is lost, not safety */
         }
-    } else if (SSL_CTX_set_default_verify_paths(t->ctx) != 1) {
-        rc = mwi_err_set(err, MW_ETLS, "cannot use the system CA store: %s",
-                         ssl_reason(why, sizeof why));
-        goto fail;
     }
-    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
     if (!(t->ssl = SSL_new(t->ctx)) || SSL_set_fd(t->ssl, fd) != 1) {
         rc = mwi_err_set(err, MW_ENOMEM, "cannot set up TLS: %s", ssl_reason(why, sizeof why));
         goto fail;

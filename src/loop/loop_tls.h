@@ -25,9 +25,16 @@ typedef struct mwi_ltls mwi_ltls;
 int mwi_ltls_cfg_init(mwi_ltls_cfg *cfg, const mw_tls_opts *o, mw_error *err);
 void mwi_ltls_cfg_free(mwi_ltls_cfg *cfg);
 
+/* The loop's TLS context, kept for the next job with the same trust
+ * configuration (a context is not changed once made). */
+typedef struct mwi_ltls_cache mwi_ltls_cache;
+void mwi_ltls_cache_free(mwi_ltls_cache *c);
+
 /* A client over the non-blocking socket fd (not owned), checking the
- * certificate against cfg->servername or host. */
-int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, int fd, const char *host, mw_error *err);
+ * certificate against cfg->servername or host.  cache (may be NULL): the
+ * loop's context, used when it fits, replaced when it does not. */
+int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, mwi_ltls_cache **cache, int fd,
+                 const char *host, mw_error *err);
 void mwi_ltls_free(mwi_ltls *t);
 /* 1: handshake done and the certificate accepted; 0: call again when fd
  * is ready for *want (MW_LOOP_IN / MW_LOOP_OUT); < 0: the error (err set:

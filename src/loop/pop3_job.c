@@ -23,7 +23,6 @@
 #define P3L_IN_CAP      (32 * 1024) /* input buffer: a few reads' worth */
 #define P3L_LINE_MAX    8192        /* a status or listing line */
 #define P3L_CMD_MAX     255         /* RFC 2449 §4 */
-#define P3L_OUT_CAP     (64 * 1024) /* commands queued, at most the window's */
 #define P3L_WINDOW_MAX  1024
 #define P3L_MAX_MSGS    (1000u * 1000)
 #define P3L_READ_BUDGET (256 * 1024) /* bytes per step before yielding to other jobs */
@@ -88,8 +87,9 @@ typedef struct p3l {
     int in_body; /* in a RETR body */
     mw_pop3_body body;
     size_t body_msg; /* index into msgs */
-    p3l_cmd q[P3L_WINDOW_MAX + 8];
-    size_t q_head, q_len;
+    p3l_cmd *q;      /* commands in flight, a ring of q_cap */
+    size_t q_cap, q_head, q_len;
+    size_t out_cap;
     p3l_msg *msgs;
     size_t nmsgs, msgs_cap;
     size_t next_retr;
@@ -174,18 +174,19 @@ static int send_cmd(p3l *p, int kind, const char *line, uint64_t arg)
         end_job(p, MW_EINVAL, "command %s refused: too long or holding CR/LF", kind_name[kind]);
         return -1;
     }
-    if (p->q_len >= sizeof p->q / sizeof p->q[0] || p->out_len + len + 2 > P3L_OUT_CAP) {
-        end_job(p, MW_ETOOBIG, "too many commands queued");
-        return -1;
+    if (p->out_off) { /* written already: make room */
+        memmove(p->out, p->out + p->out_off, p->out_len - p->out_off);
+        p->out_len -= p->out_off;
+        p->out_off = 0;
     }
-    if (!p->out && !(p->out = malloc(P3L_OUT_CAP))) {
-        end_job(p, MW_ENOMEM, "out of memory");
+    if (p->q_len >= p->q_cap || p->out_len + len + 2 > p->out_cap) {
+        end_job(p, MW_ETOOBIG, "too many commands queued");
         return -1;
     }
     memcpy(p->out + p->out_len, line, len);
     memcpy(p->out + p->out_len + len, "\r\n", 2);
     p->out_len += len + 2;
-    size_t slot = (p->q_head + p->q_len) % (sizeof p->q / sizeof p->q[0]);
+    size_t slot = (p->q_head + p->q_len) % p->q_cap;
     p->q[slot].kind = kind;
     p->q[slot].arg = arg;
     p->q_len++;
@@ -402,7 +403,7 @@ static void status_line(p3l *p, const char *l, size_t len)
         return;
     }
     p3l_cmd c = p->q[p->q_head];
-    p->q_head = (p->q_head + 1) % (sizeof p->q / sizeof p->q[0]);
+    p->q_head = (p->q_head + 1) % p->q_cap;
     p->q_len--;
     if (mwi_pop3_parse_status(&st, l, len) != 0 || st.kind == MW_POP3_CONT) {
         err_command(p, &c);
@@ -591,7 +592,8 @@ static void update_wait(p3l *p)
 
 static void start_handshake(p3l *p)
 {
-    int rc = mwi_ltls_new(&p->tls, &p->tlscfg, p->job->fd, p->host, &p->job->err);
+    int rc = mwi_ltls_new(&p->tls, &p->tlscfg, mwi_loop_tls_cache(p->job->loop), p->job->fd,
+                          p->host, &p->job->err);
     if (rc) {
         end_job(p, rc, "%s", p->job->err.message);
         return;
@@ -696,6 +698,7 @@ static void destroy(mw_loop_job *j)
         free(p->msgs[i].uid);
     free(p->msgs);
     free(p->out);
+    free(p->q);
     free(p->host);
     free(p->user);
     if (p->password) {
@@ -765,6 +768,12 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
     p->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
     p->total_deadline = o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
     p->window = o->window ? o->window : 16;
+    /* In flight at most: the window's RETRs, one DELE, LIST and UIDL. */
+    p->q_cap = p->window + 8;
+    p->out_cap = p->q_cap * (P3L_CMD_MAX + 2);
+    p->q = calloc(p->q_cap, sizeof *p->q);
+    p->out = malloc(p->out_cap);
+    if (!p->q || !p->out) fail = 1;
     p->store = o->store;
     p->stored = o->stored;
     p->stored_ud = o->stored_userdata;
