@@ -318,6 +318,7 @@ static void json_result(FILE *f, const job *j, int first)
         mw_cli_json_string(f, j->err.message, strlen(j->err.message));
         fprintf(f, ",\"category\":\"%s\",\"exit\":%d", mw_error_category(j->rc),
                 mw_cli_exit_code(j->rc));
+        mw_cli_json_error_fields(f, &j->err); /* command, reply, code, ... */
     }
     fputc('}', f);
 }
@@ -542,6 +543,7 @@ int mw_cmd_fetch(int argc, char **argv)
             }
             nj++;
             if ((ex = job_from_account(&js[k], a, home))) goto done;
+            mw_cli_conn_limits(&conn, a, &js[k].net); /* max_time, speed_limit, speed_time */
             if (!js[k].target[0]) {
                 fprintf(stderr, "mailwire fetch: %s: no delivery target\n", a->name);
                 ex = EX_USAGE_;
@@ -620,6 +622,7 @@ int mw_cmd_fetch(int argc, char **argv)
                    (unsigned long long)j->res.errors, j->seconds, j->rc ? " (failed)" : "");
     }
     if (conn.json) fputs("]\n", stdout);
+    if (conn.json) mw_cli_json_handled(); /* the records hold the errors */
     if (fflush(stdout) && !ex) ex = EX_IOERR_;
 done:
     if (g_cancel) {

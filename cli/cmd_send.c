@@ -1297,6 +1297,7 @@ int mw_cli_sendmail(int argc, char **argv)
     int src = mw_smtp_send(s, &m, &r);
     print_result(&c, NULL, src, r, mw_smtp_error(s));
     rc = tx_exit(src, r);
+    json_tx_error(rc, src, r, mw_smtp_error(s), NULL);
     if (A.verbose && !c.conn.json && r) {
         size_t ok = 0;
         for (size_t k = 0; k < r->nrcpt; k++)

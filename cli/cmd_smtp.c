@@ -4,6 +4,7 @@
 #include "connopts.h"
 #include "smtp_cli.h"
 
+#include "mailwire/config.h"
 #include "mailwire/error.h"
 #include "mailwire/mime.h"
 #include "mailwire/smtp.h"
@@ -147,67 +148,25 @@ int exit_for(int rc)
     return mw_cli_exit_code(rc);
 }
 
-/* The first line of what `f` gives, at most 16 KiB (an OAuth token is a
- * few KiB at most); NULL with *why set on failure. */
-static char *first_line(FILE *f, const char **why)
-{
-    size_t cap = 16384, n = 0;
-    char *b = malloc(cap);
-    if (!b) {
-        *why = "out of memory";
-        return NULL;
-    }
-    int ch;
-    while ((ch = getc(f)) != EOF && ch != '\n') {
-        if (n + 1 >= cap) {
-            explicit_bzero(b, n);
-            free(b);
-            *why = "the first line is over 16 KiB";
-            return NULL;
-        }
-        b[n++] = (char)ch;
-    }
-    if (n > 0 && b[n - 1] == '\r') n--;
-    b[n] = '\0';
-    if (n == 0 || memchr(b, '\0', n) != NULL || strchr(b, '\r')) {
-        explicit_bzero(b, n);
-        free(b);
-        *why = n == 0 ? "it is empty" : "it holds a NUL or CR";
-        return NULL;
-    }
-    return b;
-}
-
 static int load_token(smtp_cli *c)
 {
+    /* The library's one secret reader: the first line, at most
+     * MW_SECRET_MAX bytes, from the file or the command's output. */
+    mw_error e;
+    mw_error_clear(&e);
     const char *why = NULL;
     if (c->token_file) {
-        FILE *f = fopen(c->token_file, "re");
-        if (!f) {
+        int fd = open(c->token_file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
             fprintf(stderr, "mailwire %s: cannot read --oauth-token-file %s: %s\n", c->prog,
                     c->token_file, strerror(errno));
             return EX_IOERR_;
         }
-        c->token = first_line(f, &why);
-        fclose(f);
+        if (mw_secret_from_fd(&c->token, fd, c->token_file, &e)) why = e.message;
+        close(fd);
     } else {
         fflush(NULL);
-        FILE *f = popen(c->token_eval, "re");
-        if (!f) {
-            fprintf(stderr, "mailwire %s: cannot run --oauth-token-eval: %s\n", c->prog,
-                    strerror(errno));
-            return EX_IOERR_;
-        }
-        c->token = first_line(f, &why);
-        /* Drain so the command does not die of SIGPIPE, then its status. */
-        while (getc(f) != EOF) {}
-        int st = pclose(f);
-        if (c->token && st != 0) {
-            explicit_bzero(c->token, strlen(c->token));
-            free(c->token);
-            c->token = NULL;
-            why = "the command failed";
-        }
+        if (mw_secret_from_command(&c->token, c->token_eval, &e)) why = e.message;
     }
     if (!c->token) {
         fprintf(stderr, "mailwire %s: no OAuth token from %s: %s\n", c->prog,
@@ -276,20 +235,8 @@ int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
     if (rc && out) *out = err;
     if (rc) {
         fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
-        if (c->conn.json) {
-            /* Programs get the failure as JSON too: nothing was sent. */
-            printf("{\"sent\":false,\"error\":");
-            json_str(err.message);
-            printf(",\"category\":");
-            json_str(mw_error_category(rc));
-            printf(",\"command\":");
-            json_str(err.command);
-            printf(",\"code\":%d,\"enhanced\":", err.reply_code);
-            json_str(err.enhanced);
-            printf(",\"text\":");
-            json_str(err.reply);
-            printf("}\n");
-        }
+        /* Programs get the failure as JSON too (nothing was sent). */
+        mw_cli_json_error(exit_for(rc), rc, &err, NULL);
         return exit_for(rc);
     }
     mw_smtp_set_maxtime(*s, c->maxsecs * 1000);
@@ -346,6 +293,34 @@ void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_res
                 err->message);
 }
 
+/* The --json error object of a failed transaction (after its result). */
+void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_error *err, const char *name)
+{
+    if (!ex || !mw_cli_json_on()) return;
+    char msg[600];
+    if (rc) {
+        snprintf(msg, sizeof msg, "%s%s%s", name ? name : "", name ? ": " : "", err->message);
+        mw_cli_json_error(ex, rc, err, msg);
+        return;
+    }
+    /* Sent, but some recipients were refused (exit 67 or 75). */
+    mw_error e;
+    mw_error_clear(&e);
+    for (size_t i = 0; r && i < r->nrcpt; i++) {
+        const mw_smtp_rcpt *p = &r->rcpt[i];
+        if (p->accepted) continue;
+        snprintf(msg, sizeof msg, "%s%s%zu recipient%s refused; first: %s: %d %s", name ? name : "",
+                 name ? ": " : "", r->nrejected, r->nrejected == 1 ? "" : "s", p->address, p->code,
+                 p->text ? p->text : "");
+        snprintf(e.command, sizeof e.command, "RCPT TO:<%s>", p->address);
+        snprintf(e.reply, sizeof e.reply, "%s", p->text ? p->text : "");
+        e.reply_code = p->code;
+        snprintf(e.enhanced, sizeof e.enhanced, "%s", p->enhanced);
+        break;
+    }
+    mw_cli_json_error(ex, 0, &e, msg);
+}
+
 /* Exit code of one transaction (issue 4): 0 sent to all, 67 a recipient
  * rejected, 75 temporary, 65 bad message, ... */
 int tx_exit(int rc, const mw_smtp_result *r)
@@ -376,6 +351,7 @@ static void smtp_usage(FILE *f)
             "[--all-or-nothing]\n"
             "                              [--no-message-pipelining] FILE...\n"
             "       mailwire smtp [OPTIONS] capa\n"
+            "       mailwire smtp [OPTIONS] serverinfo   (greeting, TLS, capabilities; no login)\n"
             "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
             "  --maxsecs N  --queue\n"
             "              --header \"Name: value\" (added to each message; repeatable)\n"
@@ -417,6 +393,173 @@ static int cmd_capa(smtp_cli *c, mw_smtp *s)
             fputs(t[w], stdout);
         }
     }
+    return 0;
+}
+
+/* What an EHLO keyword means (RFC 5321 and the extension RFCs), for
+ * serverinfo. */
+static const struct {
+    const char *kw, *what;
+} ehlo_words[] = {
+    {"SIZE", "largest message accepted (RFC 1870)"},
+    {"PIPELINING", "commands grouped in one write (RFC 2920)"},
+    {"STARTTLS", "TLS via STARTTLS (RFC 3207)"},
+    {"AUTH", "authentication mechanisms (RFC 4954)"},
+    {"8BITMIME", "8-bit message bodies (RFC 6152)"},
+    {"SMTPUTF8", "UTF-8 addresses and headers (RFC 6531)"},
+    {"DSN", "delivery status notifications (RFC 3461)"},
+    {"ENHANCEDSTATUSCODES", "enhanced status codes (RFC 2034)"},
+    {"CHUNKING", "BDAT (RFC 3030)"},
+    {"BINARYMIME", "binary bodies (RFC 3030)"},
+    {"VRFY", "address verification (RFC 5321 §3.5)"},
+    {"ETRN", "remote queue start (RFC 1985)"},
+    {"DELIVERBY", "deliver by a time (RFC 2852)"},
+    {"REQUIRETLS", "TLS required along the way (RFC 8689)"},
+    {"MT-PRIORITY", "message priorities (RFC 6710)"},
+    {"XQUE", "queue, do not deliver now (QUED)"},
+};
+
+/* The server's bytes on a terminal: control octets as '?'. */
+static void put_printable(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        putchar((unsigned char)p[i] < 0x20 || p[i] == 0x7F ? '?' : p[i]);
+}
+
+/* The keyword of an EHLO line, its length. */
+static size_t ehlo_kw(const char *l, size_t len)
+{
+    size_t k = 0;
+    while (k < len && l[k] != ' ' && l[k] != '=')
+        k++;
+    return k;
+}
+
+/* serverinfo: greeting, TLS and the EHLO keywords before login (after
+ * STARTTLS when TLS is on), as msmtp --serverinfo shows them.  A server that
+ * refuses EHLO (HELO only) is no error. */
+static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
+{
+    unsigned port;
+    const char *srv = mw_smtp_server(s, &port);
+    const char *g = mw_smtp_greeting(s);
+    int esmtp = mw_smtp_esmtp(s);
+    const char *ehlo = *mw_smtp_ehlo_text(s, 1) ? mw_smtp_ehlo_text(s, 1) : mw_smtp_ehlo_text(s, 0);
+    mw_tls_info ti;
+    int tls = mw_smtp_tls_info(s, &ti) == 0;
+    const char *how = c->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STARTTLS";
+    /* The first line of the EHLO reply is the server's name; then keywords. */
+    const char *kws = strchr(ehlo, '\n');
+    kws = esmtp && kws ? kws + 1 : "";
+    const char *first_nl = strchr(ehlo, '\n');
+    size_t namelen = first_nl ? (size_t)(first_nl - ehlo) : strlen(ehlo);
+    unsigned long long size = 0;
+    int size_given = 0;
+    const char *auth = NULL;
+    size_t authlen = 0;
+    for (const char *p = kws; *p;) {
+        size_t l = strcspn(p, "\n");
+        size_t k = ehlo_kw(p, l);
+        if (k == 4 && !strncasecmp(p, "SIZE", 4)) {
+            size_given = 1;
+            size = l > 5 ? strtoull(p + 5, NULL, 10) : 0;
+        }
+        if (k == 4 && !strncasecmp(p, "AUTH", 4) && !auth) {
+            auth = l > 5 ? p + 5 : "";
+            authlen = l > 5 ? l - 5 : 0;
+        }
+        p += l + (p[l] == '\n');
+    }
+    static const char noesmtp[] = "the server does not speak ESMTP (EHLO refused, HELO "
+                                  "accepted): no extensions";
+    if (c->conn.json) {
+        printf("{\"protocol\":\"smtp\",\"host\":");
+        json_str(srv);
+        printf(",\"port\":%u,\"greeting\":", port);
+        json_str(g);
+        printf(",\"esmtp\":%s,\"name\":", esmtp ? "true" : "false");
+        mw_cli_json_string(stdout, ehlo, namelen);
+        printf(",\"tls\":");
+        mw_cli_print_tls_info(stdout, tls ? &ti : NULL, how, 1);
+        printf(",\"capabilities\":[");
+        int first = 1;
+        for (const char *p = kws; *p;) {
+            size_t l = strcspn(p, "\n");
+            if (l) {
+                printf("%s", first ? "" : ",");
+                mw_cli_json_string(stdout, p, l);
+                first = 0;
+            }
+            p += l + (p[l] == '\n');
+        }
+        printf("],\"size\":");
+        if (size_given)
+            printf("%llu", size);
+        else
+            printf("null");
+        printf(",\"auth\":[");
+        first = 1;
+        for (size_t i = 0; auth && i < authlen;) {
+            size_t l = strcspn(auth + i, " ");
+            if (l > authlen - i) l = authlen - i;
+            if (l) {
+                printf("%s", first ? "" : ",");
+                mw_cli_json_string(stdout, auth + i, l);
+                first = 0;
+            }
+            i += l + 1;
+        }
+        printf("]");
+        if (!esmtp) {
+            printf(",\"note\":");
+            json_str(noesmtp);
+        }
+        printf("}\n");
+        return 0;
+    }
+    printf("SMTP server at %s port %u\nGreeting: 220 ", srv, port);
+    for (const char *p = g; *p; p++) { /* a multi-line greeting, one line each */
+        if (*p == '\n')
+            fputs("\n              ", stdout);
+        else
+            putchar(*p);
+    }
+    putchar('\n');
+    mw_cli_print_tls_info(stdout, tls ? &ti : NULL, how, 0);
+    if (!esmtp) {
+        printf("Capabilities: %s\n", noesmtp);
+        return 0;
+    }
+    printf("EHLO name: ");
+    put_printable(ehlo, namelen);
+    putchar('\n');
+    printf("Capabilities (before login%s):\n", tls ? ", over TLS" : "");
+    int starttls = 0;
+    for (const char *p = kws; *p;) {
+        size_t l = strcspn(p, "\n");
+        size_t k = ehlo_kw(p, l);
+        const char *what = NULL;
+        for (size_t i = 0; i < sizeof ehlo_words / sizeof ehlo_words[0]; i++)
+            if (strlen(ehlo_words[i].kw) == k && !strncasecmp(p, ehlo_words[i].kw, k))
+                what = ehlo_words[i].what;
+        if (l) {
+            printf("    ");
+            put_printable(p, l);
+            if (what) printf("%*s  %s", l < 24 ? (int)(24 - l) : 0, "", what);
+            putchar('\n');
+        }
+        if (k == 8 && !strncasecmp(p, "STARTTLS", 8)) starttls = 1;
+        p += l + (p[l] == '\n');
+    }
+    if (size_given && size)
+        printf("Maximum message size: %llu bytes (%.2f MiB)\n", size, (double)size / 1048576.0);
+    else if (size_given)
+        printf("Maximum message size: no fixed limit (SIZE 0)\n");
+    printf("Authentication: ");
+    put_printable(auth ? auth : "none", auth ? authlen : 4);
+    putchar('\n');
+    if (!tls && starttls)
+        printf("(A server may offer more, or other, mechanisms after STARTTLS.)\n");
     return 0;
 }
 
@@ -512,6 +655,7 @@ static void batch_done(void *ud, size_t index, int rc, const mw_smtp_result *r, 
     }
     print_result(b->c, b->files[b->name[index]], rc, r, err);
     int e = tx_exit(rc, r);
+    if (e && !b->rc) json_tx_error(e, rc, r, err, b->files[b->name[index]]); /* the first */
     if (e && !b->rc) b->rc = e;
     if (b->fd[index] != 0) close(b->fd[index]);
     b->done++;
@@ -571,7 +715,7 @@ int mw_cmd_smtp(int argc, char **argv)
             goto out;
         }
         if (r > 0) continue;
-        if (!sub && (!strcmp(a, "send") || !strcmp(a, "capa"))) {
+        if (!sub && (!strcmp(a, "send") || !strcmp(a, "capa") || !strcmp(a, "serverinfo"))) {
             sub = a;
             continue;
         }
@@ -594,6 +738,8 @@ int mw_cmd_smtp(int argc, char **argv)
     if ((rc = smtp_open(&c, &s, !strcmp(sub, "send"))) != 0) goto out;
     if (!strcmp(sub, "capa")) {
         rc = cmd_capa(&c, s);
+    } else if (!strcmp(sub, "serverinfo")) {
+        rc = cmd_serverinfo(&c, s);
     } else {
         /* Every file over the one connection: one login for the batch,
          * and each file opened while the server answers the previous.  A
@@ -654,6 +800,12 @@ int mw_cmd_smtp(int argc, char **argv)
             for (size_t k = 0; k < b.ntodo; k++)
                 fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n",
                         files[b.todo[k]]);
+            if (!b.rc) {
+                char m[300];
+                snprintf(m, sizeof m, "%zu message%s not sent: the connection was lost", b.ntodo,
+                         b.ntodo == 1 ? "" : "s");
+                mw_cli_json_error(EX_TEMPFAIL_, 0, NULL, m);
+            }
             if (!b.rc) b.rc = EX_TEMPFAIL_;
             break;
         }

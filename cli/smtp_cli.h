@@ -51,6 +51,9 @@ void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_res
                   const mw_error *err);
 /* Exit code of one transaction: 0, 67 a recipient rejected, 75, 65 ... */
 int tx_exit(int rc, const mw_smtp_result *r);
+/* The --json error object of a failed transaction (after its result); ex
+ * is tx_exit's code, name the file or NULL. */
+void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_error *err, const char *name);
 void smtp_cli_free(smtp_cli *c);
 
 #endif

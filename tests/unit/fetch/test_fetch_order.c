@@ -258,6 +258,7 @@ static int run_fake_at(env *e, fake *f, int keep, int days, int64_t now, mw_fetc
     po.user = "u";
     po.password = "pw";
     po.auth = MW_POP3_AUTH_USER;
+    po.tls = MW_TLS_NONE; /* the fake server speaks no TLS */
     po.allow_plaintext = 1;
     po.window = 4;
     /* static: mw_fetch_account keeps pointers only for the call */
