@@ -751,22 +751,19 @@ static int bs_session(smtp_cli *c, send_args *A)
             in->bol = 1;
             in->done = 0;
             int orc = 0;
+            mw_error openerr;
+            mw_error_clear(&openerr);
             if (!s) {
                 /* The first transaction's sender picks the account. */
                 if (!finished) {
                     c->conn.from_address = mail;
-                    if ((orc = smtp_finish(c)) != 0) {
-                        rc = orc;
-                        break;
-                    }
-                    finished = 1;
+                    finished = smtp_finish(c) == 0 ? 1 : -1;
                 }
-                orc = smtp_open(c, &s, 1);
+                orc = finished < 0 ? EX_USAGE_ : smtp_open_err(c, &s, 1, &openerr);
             }
             mw_smtp_result *r = NULL;
             int src;
             const mw_error *err = NULL;
-            mw_error openerr;
             if (orc == 0) {
                 mw_smtp_msg m = MW_SMTP_MSG_INIT;
                 m.read = bs_data_read;
@@ -783,10 +780,12 @@ static int bs_session(smtp_cli *c, send_args *A)
                 src = mw_smtp_send(s, &m, &r);
                 err = mw_smtp_error(s);
             } else {
+                /* Not relayed: 451, so the client keeps the message. */
                 src = MW_ENET;
-                mw_error_clear(&openerr);
-                snprintf(openerr.message, sizeof openerr.message,
-                         "cannot reach the relay server (see stderr)");
+                if (!openerr.message[0])
+                    snprintf(openerr.message, sizeof openerr.message, "%s",
+                             finished < 0 ? "no relay server configured (see stderr)"
+                                          : "cannot log in to the relay server (see stderr)");
                 err = &openerr;
             }
             /* The rest of the data when the relay stopped early. */
@@ -1072,7 +1071,7 @@ int mw_cli_sendmail(int argc, char **argv)
     A.mode = 'm';
     A.body = MW_SMTP_BODY_AUTO;
     A.rcpt = calloc((size_t)argc + 1, sizeof *A.rcpt);
-    A.qargv = calloc((size_t)argc + 3, sizeof *A.qargv);
+    A.qargv = calloc((size_t)argc + 5, sizeof *A.qargv);
     int rc = 0;
     stdin_src *sin = NULL;
     char *fromhdr = NULL, *sender = NULL, *whole = NULL, *seven = NULL;
@@ -1141,6 +1140,10 @@ int mw_cli_sendmail(int argc, char **argv)
     if (A.verbose > 1 && !c.conn.trace_path) c.conn.trace_path = "-";
     if (A.mode == 'q' || A.mode == 'p') {
         /* -q is `queue flush` (deliver all queued mail), -bp `queue list`. */
+        if (c.conn.config_path) { /* -C */
+            A.qargv[A.qargc++] = (char *)"--config";
+            A.qargv[A.qargc++] = (char *)c.conn.config_path;
+        }
         A.qargv[A.qargc++] = (char *)(A.mode == 'q' ? "flush" : "list");
         A.qargv[A.qargc] = NULL;
         rc = mw_cmd_queue(A.qargc, A.qargv);
