@@ -83,7 +83,7 @@ typedef struct mw_account {
     int max_time_ms;   /* 0: not given (no limit) */
     long speed_limit;  /* -1: not given (the default floor) */
     int speed_time_ms; /* 0: not given (the default) */
-    int queue;           /* 1: `send` goes through the outgoing queue (queue.h) */
+    int queue;         /* 1: `send` goes through the outgoing queue (queue.h) */
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

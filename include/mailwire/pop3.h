@@ -139,8 +139,8 @@ typedef struct mw_pop3_uid {
 } mw_pop3_uid;
 
 /* LIST of all messages: *items (free with mw_pop3_list_free) has *n
- * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 10 million
- * entries, or 1 million when no count is known), MW_ENOMEM.  A listing
+ * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 1 million
+ * entries, whatever the count), MW_ENOMEM.  A listing
  * (here and in the UIDL calls) that runs past the count or the cap ends
  * the session at once: the rest of the reply is not read. */
 MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);

@@ -582,7 +582,7 @@ static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
                    a->uidl ? "UIDL" : "LIST", (unsigned long long)p->count, p->err.reply);
         return list_overflow(p, MW_EPROTO);
     }
-    size_t most = p->have_count ? P3_MAX_LIST_ITEMS : P3_MAX_LIST_NOCOUNT;
+    size_t most = P3_MAX_LIST_ITEMS;
     if (a->n >= most) {
         mw_err_set(&p->err, MW_ETOOBIG, "%s reply of over %zu entries%s; stopped reading it",
                    a->uidl ? "UIDL" : "LIST", most,
