@@ -71,6 +71,10 @@ typedef struct mw_queue_env {
     const char *dsn_ret;
     const char *dsn_envid;
     int body; /* enum mw_smtp_body */
+    /* 0: each attempt applies sendmail's header rule (Bcc removed; From,
+     * Date, Message-ID added when missing: MW_SMTP_REWRITE_SENDMAIL).
+     * 1: the message goes exactly as given (an SMTP relay's data). */
+    int raw;
 } mw_queue_env;
 
 /* Stores the message read from `read` (until it returns 0) with its
@@ -104,6 +108,7 @@ typedef struct mw_queue_entry {
     time_t created, next_attempt;
     unsigned attempts;
     uint64_t size; /* octets of the message file */
+    int raw;       /* as mw_queue_env */
     size_t nrcpt;
     mw_queue_rcpt *rcpt;
 } mw_queue_entry;

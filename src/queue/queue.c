@@ -210,6 +210,7 @@ char *mw_queue_env_text(const mw_queue_entry *e, size_t *len)
     int bad = fprintf(f, "mailwire-queue 1\ncreated %lld\nnext %lld\nattempts %u\nbody %d\n",
                       (long long)e->created, (long long)e->next_attempt, e->attempts, e->body) < 0;
     bad |= fprintf(f, "sender %s\n", e->sender ? e->sender : "") < 0;
+    if (e->raw) bad |= fprintf(f, "raw 1\n") < 0;
     bad |= put(f, "account", e->account) | put(f, "notify", e->dsn_notify) |
            put(f, "ret", e->dsn_ret) | put(f, "envid", e->dsn_envid);
     for (size_t i = 0; i < e->nrcpt && !bad; i++) {
@@ -254,6 +255,8 @@ static int env_parse(mw_queue_entry *e, char *t)
             e->next_attempt = (time_t)strtoll(v, NULL, 10);
         } else if (!strcmp(l, "attempts")) {
             e->attempts = (unsigned)strtoul(v, NULL, 10);
+        } else if (!strcmp(l, "raw")) {
+            e->raw = !strcmp(v, "1");
         } else if (!strcmp(l, "body")) {
             e->body = (int)strtol(v, NULL, 10);
         } else if (!strcmp(l, "sender")) {
@@ -429,6 +432,7 @@ static int entry_from_env(mw_queue_entry *e, const mw_queue_env *env, mw_error *
     new_id(e->id);
     e->created = e->next_attempt = time(NULL);
     e->body = env->body;
+    e->raw = env->raw != 0;
     e->sender = (char *)env->sender;
     e->account = (char *)env->account;
     e->dsn_notify = (char *)env->dsn_notify;
@@ -800,7 +804,7 @@ static size_t attempt(const mw_queue *q, mw_queue_entry *e, mw_smtp **s, int fd,
         m.nrecipients = npend;
         /* The queued message already holds what sendmail mode adds
          * (cli/cmd_send.c); Bcc goes. */
-        m.rewrite_headers = MW_SMTP_REWRITE_SENDMAIL;
+        m.rewrite_headers = e->raw ? 0 : MW_SMTP_REWRITE_SENDMAIL;
         m.atleastone = 1;
         m.body = e->body;
         m.dsn_notify = e->dsn_notify;
