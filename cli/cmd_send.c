@@ -39,7 +39,7 @@ static void send_usage(FILE *f)
             "                     [--all-or-nothing] [--bcc-digest] [--downgrade] [--]\n"
             "                     [RECIPIENT...]\n"
             "-BBINARYMIME: the body as it is, in BDAT (a server offering CHUNKING and\n"
-            "  BINARYMIME); --downgrade: else re-encoded as 7-bit (base64), not refused.\n"
+            "  BINARYMIME); --downgrade: else each part not 7-bit goes base64, not refused.\n"
             "       mailwire send -bs [OPTIONS]  (SMTP on stdin/stdout, relayed to the server)\n"
             "       mailwire send -bi | -I      (no alias database: does nothing)\n"
             "       mailwire send -q | -bp      (`mailwire queue flush` | `mailwire queue list`)\n"
@@ -230,87 +230,6 @@ static int ehlo_has(const mw_smtp *s, const char *cap)
         p = strchr(p, '\n');
         if (p) p++;
     }
-    return 0;
-}
-
-/* The field named `name` starts at d[i] (case-insensitively). */
-static int field_is(const char *d, size_t n, size_t i, const char *name)
-{
-    size_t k = strlen(name);
-    return n - i > k && !strncasecmp(d + i, name, k) && d[i + k] == ':';
-}
-
-/* A single-part message with its body base64-encoded (RFC 2045 §6.8) and
- * Content-Transfer-Encoding set to base64; a multipart one is refused (its
- * parts would each need re-encoding).  *out is malloc'd.  0, or -1 with
- * *why set. */
-static int downgrade_7bit(const char *d, size_t n, char **out, size_t *olen, const char **why)
-{
-    size_t hb = header_block_end(d, n);
-    if (!hb) hb = n;
-    char *buf = NULL;
-    size_t blen = 0;
-    FILE *f = open_memstream(&buf, &blen);
-    if (!f) {
-        *why = "out of memory";
-        return -1;
-    }
-    int have_mv = 0, skip = 0, multi = 0;
-    for (size_t i = 0; i < hb;) {
-        const char *nl = memchr(d + i, '\n', hb - i);
-        size_t e = nl ? (size_t)(nl - d) + 1 : hb;
-        size_t l = e - i;
-        while (l > 0 && (d[i + l - 1] == '\n' || d[i + l - 1] == '\r'))
-            l--;
-        if (l == 0) break; /* the empty line */
-        if (d[i] != ' ' && d[i] != '\t') {
-            skip = field_is(d, n, i, "Content-Transfer-Encoding");
-            if (field_is(d, n, i, "MIME-Version")) have_mv = 1;
-            if (field_is(d, n, i, "Content-Type")) {
-                const char *v = d + i + 13;
-                while (v < d + i + l && (*v == ' ' || *v == '\t'))
-                    v++;
-                if ((size_t)(d + i + l - v) >= 10 && !strncasecmp(v, "multipart/", 10)) multi = 1;
-            }
-        }
-        if (!skip) {
-            fwrite(d + i, 1, l, f);
-            fputs("\r\n", f);
-        }
-        i = e;
-    }
-    if (multi) {
-        fclose(f);
-        free(buf);
-        *why = "it is multipart: --downgrade re-encodes single-part messages only";
-        return -1;
-    }
-    if (!have_mv) fputs("MIME-Version: 1.0\r\n", f);
-    fputs("Content-Transfer-Encoding: base64\r\n\r\n", f);
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *b = (const unsigned char *)d + hb;
-    size_t bn = n - hb, col = 0;
-    for (size_t i = 0; i < bn; i += 3) {
-        unsigned v = (unsigned)b[i] << 16;
-        if (i + 1 < bn) v |= (unsigned)b[i + 1] << 8;
-        if (i + 2 < bn) v |= b[i + 2];
-        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63],
-                     i + 1 < bn ? b64[(v >> 6) & 63] : '=', i + 2 < bn ? b64[v & 63] : '='};
-        fwrite(q, 1, 4, f);
-        col += 4;
-        if (col == 76) {
-            fputs("\r\n", f);
-            col = 0;
-        }
-    }
-    if (col) fputs("\r\n", f);
-    if (fclose(f) != 0) {
-        free(buf);
-        *why = "out of memory";
-        return -1;
-    }
-    *out = buf;
-    *olen = blen;
     return 0;
 }
 
@@ -1359,7 +1278,11 @@ int mw_cli_sendmail(int argc, char **argv)
             whole_len += (size_t)n;
         }
         if (!why && n < 0) why = "cannot read the message";
-        if (!why && downgrade_7bit(whole ? whole : "", whole_len, &seven, &seven_len, &why) == 0) {
+        mw_error derr;
+        mw_error_clear(&derr);
+        if (!why && mw_smtp_downgrade_7bit(whole, whole_len, &seven, &seven_len, &derr) != 0)
+            why = derr.message;
+        if (!why) {
             m.read = NULL;
             m.read_userdata = NULL;
             m.data = seven;
