@@ -56,9 +56,8 @@ typedef struct cli_state {
     int write_failed;
 } cli_state;
 
-static int report(mw_pop3 *p, int rc)
+static int report_err(const mw_error *e, int rc)
 {
-    const mw_error *e = mw_pop3_error(p);
     const char *msg = e && e->message[0] ? e->message : mw_strerror(rc);
     fprintf(stderr, "mailwire pop3: %s", msg);
     if (e && e->command[0] && !strstr(msg, e->command))
@@ -66,6 +65,11 @@ static int report(mw_pop3 *p, int rc)
     fputc('\n', stderr);
     mw_cli_json_error(mw_cli_exit_code(rc), rc, e, NULL);
     return mw_cli_exit_code(rc);
+}
+
+static int report(mw_pop3 *p, int rc)
+{
+    return report_err(mw_pop3_error(p), rc);
 }
 
 static int parse_num(const char *s, uint64_t *v)
@@ -574,11 +578,11 @@ int mw_cmd_pop3(int argc, char **argv)
     mw_cli_conn_tls_opts(&s.conn, &t);
     mw_cli_conn_net_opts(&s.conn, &n);
     o.port = s.conn.port;
-    o.tls = s.conn.tls == MW_CLI_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
-            : s.conn.tls == MW_CLI_TLS_NONE   ? MW_POP3_TLS_NONE
-                                              : MW_POP3_TLS_STLS;
+    o.tls = s.conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+            : s.conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
+                                              : MW_TLS_STARTTLS;
     o.tls_opts = &t;
-    o.net_opts = &n;
+    o.net = &n;
     o.user = info ? NULL : s.conn.user;
     o.password = info ? NULL : s.conn.password;
     if (mw_cli_auth_is_token(auth)) {
@@ -590,10 +594,10 @@ int mw_cmd_pop3(int argc, char **argv)
     o.trace_userdata = s.conn.trace_ud;
 
     mw_pop3 *p = NULL;
-    int rc = mw_pop3_open(&p, s.conn.host, &o);
+    mw_error oe;
+    int rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
     if (rc) {
-        ex = p ? report(p, rc) : mw_cli_exit_code(rc);
-        mw_pop3_free(p);
+        ex = report_err(&oe, rc);
         goto done;
     }
     rc = run_command(p, &s, nrest, rest);

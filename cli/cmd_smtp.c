@@ -205,21 +205,21 @@ int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
     o.ports = c->ports;
     o.nports = c->nports;
     o.client = c->client;
-    o.tls = c->opportunistic                     ? MW_SMTP_TLS_OPPORTUNISTIC
-            : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_SMTP_TLS_IMPLICIT
-            : c->conn.tls == MW_CLI_TLS_NONE     ? MW_SMTP_TLS_NONE
-                                                 : MW_SMTP_TLS_STARTTLS;
+    o.tls = c->opportunistic                     ? MW_TLS_OPPORTUNISTIC
+            : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+            : c->conn.tls == MW_CLI_TLS_NONE     ? MW_TLS_NONE
+                                                 : MW_TLS_STARTTLS;
     o.tls_opts = &c->tls;
     o.net = &c->net;
     if (want_token) {
         /* XOAUTH2 needs the user name; OAUTHBEARER takes it when given. */
-        o.username = c->conn.user;
+        o.user = c->conn.user;
         o.token = c->token;
-        o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
+        o.sasl_mechs = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
     } else if (login && c->conn.user) {
-        o.username = c->conn.user;
+        o.user = c->conn.user;
         o.password = c->conn.password;
-        o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
+        o.sasl_mechs = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
         if (mw_cli_auth_is_token(c->conn.auth)) {
             o.token = o.password; /* the password sources hold the token */
             o.password = NULL;
@@ -604,7 +604,7 @@ static void batch_progress(batch *b, int final)
     b->shown = !final;
 }
 
-static int batch_next(void *ud, size_t index, mw_smtp_msg *m)
+static int batch_next(size_t index, mw_smtp_msg *m, void *ud)
 {
     batch *b = ud;
     while (b->taken < b->ntodo) {
@@ -639,7 +639,7 @@ static int lost_with_connection(int rc)
     return rc == MW_ENET || rc == MW_ETIMEOUT || rc == MW_ESTATE || rc == MW_ETEMP;
 }
 
-static void batch_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+static void batch_done(size_t index, int rc, const mw_smtp_result *r, const mw_error *err, void *ud)
 {
     batch *b = ud;
     if (rc && b->may_retry && lost_with_connection(rc) && !mw_smtp_alive(b->s)) {

@@ -53,7 +53,7 @@ static int build_alert(mw_mime_part **out, char **argv, mw_error *err)
     int rc = mw_mime_part_new(&root, "multipart/mixed", err);
     if (!rc) rc = mw_mime_part_header(root, "From", from, MW_MIME_HDR_SET, err);
     if (!rc) rc = mw_mime_part_header(root, "To", to, MW_MIME_HDR_SET, err);
-    if (!rc) rc = mw_mime_encode_text(&subject, argv[6]); /* RFC 2047 when not ASCII */
+    if (!rc) rc = mw_mime_encode_text(&subject, argv[6], NULL); /* RFC 2047 when not ASCII */
     if (!rc) rc = mw_mime_part_header(root, "Subject", subject, MW_MIME_HDR_SET, err);
 
     if (!rc) rc = mw_mime_part_new(&body, "text/plain", err);
@@ -80,7 +80,7 @@ static int build_alert(mw_mime_part **out, char **argv, mw_error *err)
 /* Sends the message the reader produces: SMTP pulls it in pieces. */
 static int send_alert(char **argv, unsigned port, mw_mime_reader *reader)
 {
-    if (mw_cancel_new(&cancel_token) != 0) return fail("cancel token", MW_ENOMEM, NULL);
+    if (mw_cancel_new(&cancel_token, NULL) != 0) return fail("cancel token", MW_ENOMEM, NULL);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -98,7 +98,7 @@ static int send_alert(char **argv, unsigned port, mw_mime_reader *reader)
     so.nports = 1;
     so.tls_opts = &tls;
     so.net = &net;
-    so.username = getenv("MAILWIRE_USER");
+    so.user = getenv("MAILWIRE_USER");
     so.password = getenv("MAILWIRE_PASSWORD");
 
     mw_smtp_msg m = MW_SMTP_MSG_INIT; /* envelope from the From and To fields */

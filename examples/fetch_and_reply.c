@@ -117,13 +117,13 @@ static int build_reply(char **out, size_t *len, const mw_mime_headers *h, const 
     const char *raw = mw_mime_headers_get(h, "Subject", 0);
     char *decoded = NULL, *subject = NULL, *line = NULL;
     size_t n = 0;
-    int rc = mw_mime_decode_field(&decoded, &n, raw ? raw : "", raw ? strlen(raw) : 0);
+    int rc = mw_mime_decode_field(&decoded, &n, raw ? raw : "", raw ? strlen(raw) : 0, NULL);
     for (size_t i = 0; !rc && i < n; i++) /* encoded words may hide CR, LF or NUL */
         if ((unsigned char)decoded[i] < 0x20) decoded[i] = ' ';
     if (!rc && !(line = malloc(n + 5))) rc = MW_ENOMEM;
     if (!rc) {
         snprintf(line, n + 5, "%s%s", strncasecmp(decoded, "Re:", 3) ? "Re: " : "", decoded);
-        rc = mw_mime_encode_text(&subject, line);
+        rc = mw_mime_encode_text(&subject, line, NULL);
     }
     const char *id = mw_mime_headers_get(h, "Message-ID", 0);
     const char *refs = mw_mime_headers_get(h, "References", 0);
@@ -187,10 +187,10 @@ static int send_reply(mw_smtp **s, const mw_smtp_opts *so, const char *msg, size
 static int respond(const char *host, const mw_pop3_opts *po, const mw_smtp_opts *so, const char *me)
 {
     mw_pop3 *p = NULL;
-    int rc = mw_pop3_open(&p, host, po); /* connect, STLS, CAPA, login, STAT */
+    mw_error oerr;
+    int rc = mw_pop3_open(&p, host, po, &oerr); /* connect, STLS, CAPA, login, STAT */
     if (rc) {
-        report("POP3 login", rc, p ? mw_pop3_error(p) : NULL);
-        mw_pop3_free(p); /* set even on failure, for the error detail */
+        report("POP3 login", rc, &oerr);
         return 1;
     }
     mw_pop3_uid *uids = NULL;
@@ -204,7 +204,7 @@ static int respond(const char *host, const mw_pop3_opts *po, const mw_smtp_opts 
     for (size_t i = 0; i < n && !stop && !mw_cancel_requested(cancel_token); i++) {
         struct header_sink hs = {NULL, 0};
         char to[320];
-        if ((rc = mw_mime_headers_new(&hs.h, NULL)) != 0) {
+        if ((rc = mw_mime_headers_new(&hs.h, NULL, NULL)) != 0) {
             failed = 1;
             break;
         }
@@ -266,7 +266,7 @@ int main(int argc, char **argv)
     char me[320];
     snprintf(me, sizeof me, "%s@%s", user, argv[6]);
 
-    if (mw_cancel_new(&cancel_token) != 0) return 1;
+    if (mw_cancel_new(&cancel_token, NULL) != 0) return 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -280,7 +280,7 @@ int main(int argc, char **argv)
     mw_pop3_opts po = MW_POP3_OPTS_INIT; /* tls: MW_TLS_STARTTLS, required */
     po.port = pop3_port;
     po.tls_opts = &tls;
-    po.net_opts = &net;
+    po.net = &net;
     po.user = user;
     po.password = password;
 
@@ -292,7 +292,7 @@ int main(int argc, char **argv)
     so.nports = 1;
     so.tls_opts = &tls;
     so.net = &net;
-    so.username = user;
+    so.user = user;
     so.password = password;
 
     int status = respond(host, &po, &so, me);

@@ -141,7 +141,7 @@ int main(int argc, char **argv)
     o.on_warning = on_warning;
     o.userdata = &st;
     mw_mime_parser *p = NULL;
-    int rc = mw_mime_parser_new(&p, &o);
+    int rc = mw_mime_parser_new(&p, &o, NULL);
     if (rc) {
         fprintf(stderr, "stream_parse: %s\n", mw_strerror(rc));
         close(st.dir);

@@ -382,12 +382,12 @@ static int do_stls(mw_pop3 *p, const mw_pop3_opts *o)
     return 0;
 }
 
-int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
+/* mw_pop3_open's work; *out is set as soon as a handle exists, so that the
+ * error record can be read on failure. */
+static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
 {
     mw_pop3_opts dflt = MW_POP3_OPTS_INIT;
     const mw_pop3_opts *o = opts ? opts : &dflt;
-    if (!out) return MW_EINVAL;
-    *out = NULL;
     mw_pop3 *p = calloc(1, sizeof *p);
     if (!p) {
         if (o->stream) mw_stream_free(o->stream);
@@ -408,7 +408,7 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
         return rc;
     }
     p->tls = o->tls;
-    p->port = o->port ? o->port : o->tls == MW_POP3_TLS_IMPLICIT ? 995 : 110;
+    p->port = o->port ? o->port : o->tls == MW_TLS_IMPLICIT ? 995 : 110;
     p->msex = o->msex;
     p->retr_mode = o->retr_mode;
     p->want_pipelining = o->pipelining;
@@ -420,7 +420,7 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
     p->trace_secrets = o->trace_secrets;
 
     mw_net_opts ndflt = MW_NET_OPTS_INIT;
-    const mw_net_opts *n = o->net_opts ? o->net_opts : &ndflt;
+    const mw_net_opts *n = o->net ? o->net : &ndflt;
     mw_stream *s = o->stream;
     if (!s) {
         rc = mw_stream_tcp(&s, host, p->port, n, &p->err);
@@ -429,7 +429,7 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
             return rc;
         }
     }
-    if (o->tls == MW_POP3_TLS_IMPLICIT) {
+    if (o->tls == MW_TLS_IMPLICIT) {
         mw_tls_opts t;
         if (mw_tls_opts_copy(&t, o->tls_opts) != 0)
             return mw_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
@@ -450,14 +450,11 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
     }
     mw_conn_set_io_timeout(p->conn, n->io_timeout_ms);
     mw_conn_set_max_line(p->conn, p->max_line);
-    if (o->cancel)
-        mw_conn_set_cancel(p->conn, o->cancel);
-    else if (n->cancel)
-        mw_conn_set_cancel(p->conn, n->cancel);
+    if (n->cancel) mw_conn_set_cancel(p->conn, n->cancel);
     mw_conn_set_trace(p->conn, o->trace, o->trace_userdata);
     if (p->command_timeout_ms > 0)
         mw_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
-    if (o->tls == MW_POP3_TLS_IMPLICIT)
+    if (o->tls == MW_TLS_IMPLICIT)
         mw_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (implicit)", 25);
 
     if ((rc = read_greeting(p))) return rc;
@@ -482,6 +479,29 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
     }
     if (p->command_timeout_ms > 0) mw_conn_set_deadline(p->conn, MW_NO_DEADLINE);
     mw_error_clear(&p->err);
+    return 0;
+}
+
+int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts, mw_error *err)
+{
+    if (err) mw_error_clear(err);
+    if (!out) {
+        if (opts && opts->stream) mw_stream_free(opts->stream);
+        return mw_err_set(err, MW_EINVAL, "mw_pop3_open: no place for the handle");
+    }
+    *out = NULL;
+    mw_pop3 *p = NULL;
+    int rc = open_session(&p, host, opts);
+    if (rc) {
+        if (err && p)
+            *err = p->err;
+        else if (p == NULL)
+            mw_err_set(err, rc, "out of memory");
+        if (err && !err->code) err->code = rc;
+        mw_pop3_free(p); /* no QUIT: nothing was done */
+        return rc;
+    }
+    *out = p;
     return 0;
 }
 

@@ -39,7 +39,7 @@ static int login_user(mw_pop3 *p, const mw_pop3_opts *o)
     mw_error_clear(&p->err);
     int rc = need_password(p, o, "USER/PASS");
     if (rc) return rc;
-    if (p->tls == MW_POP3_TLS_NONE && !o->allow_plaintext)
+    if (p->tls == MW_TLS_NONE && !o->allow_plaintext)
         return mw_err_set(&p->err, MW_EPOLICY,
                           "USER/PASS would send the password unencrypted; use TLS or allow "
                           "plaintext passwords explicitly");
@@ -73,7 +73,7 @@ static int login_apop(mw_pop3 *p, const mw_pop3_opts *o)
     mw_error_clear(&p->err);
     int rc = need_password(p, o, "APOP");
     if (rc) return rc;
-    if (p->tls == MW_POP3_TLS_NONE && !o->allow_plaintext)
+    if (p->tls == MW_TLS_NONE && !o->allow_plaintext)
         return mw_err_set(&p->err, MW_EPOLICY,
                           "APOP: no login over an unencrypted connection (use TLS, or allow "
                           "plaintext logins explicitly)");
@@ -133,7 +133,7 @@ static int sasl_try(mw_pop3 *p, const mw_pop3_opts *o, const char *mech, int *lo
     cr.port = p->port;
     unsigned char cb[64];
     size_t cbl = 0;
-    if (p->tls != MW_POP3_TLS_NONE) {
+    if (p->tls != MW_TLS_NONE) {
         mw_stream *s = mw_conn_stream(p->conn);
         if (s && mw_stream_channel_binding(s, "tls-exporter", cb, sizeof cb, &cbl) == 0 && cbl) {
             cr.cb_type = "tls-exporter";
@@ -219,7 +219,7 @@ static int login_sasl(mw_pop3 *p, const mw_pop3_opts *o, int automatic)
     mw_sasl_policy pol;
     memset(&pol, 0, sizeof pol);
     pol.want = o->sasl_mechs;
-    pol.tls = p->tls != MW_POP3_TLS_NONE;
+    pol.tls = p->tls != MW_TLS_NONE;
     pol.allow_plaintext = o->allow_plaintext;
     pol.has_password = o->password != NULL;
     pol.has_token = o->token != NULL;

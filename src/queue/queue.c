@@ -13,6 +13,7 @@
 
 #include "queue/queue_int.h"
 #include "util/err.h"
+#include "util/random.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -88,16 +88,17 @@ static int sub(const mw_queue *q, char *out, const char *a, const char *b)
     return 0;
 }
 
-/* An ID: fixed-width hex time (so names sort by age), then pid and random. */
-static void new_id(char id[MW_QUEUE_ID_MAX])
+/* An ID: fixed-width hex time (so names sort by age), then pid and random
+ * (MW_EIO when the kernel has no random bytes: no weaker fallback). */
+static int new_id(char id[MW_QUEUE_ID_MAX], mw_error *err)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     uint32_t r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-        r ^= (uint32_t)tv.tv_usec * 2654435761u;
+    if (mw_random_bytes(&r, sizeof r, err)) return MW_EIO;
     snprintf(id, MW_QUEUE_ID_MAX, "%010llX%05lX.%lX.%08" PRIX32, (unsigned long long)tv.tv_sec,
              (unsigned long)tv.tv_usec, (unsigned long)getpid(), r);
+    return 0;
 }
 
 static int valid_id(const char *id)
@@ -429,7 +430,7 @@ static int check_env(const mw_queue_env *env, mw_error *err)
 static int entry_from_env(mw_queue_entry *e, const mw_queue_env *env, mw_error *err)
 {
     memset(e, 0, sizeof *e);
-    new_id(e->id);
+    if (new_id(e->id, err)) return MW_EIO;
     e->created = e->next_attempt = time(NULL);
     e->body = env->body;
     e->raw = env->raw != 0;

@@ -276,7 +276,7 @@ static int ehlo(mw_smtp *s, int which)
 
 static int starttls(mw_smtp *s)
 {
-    int required = s->tls_mode == MW_SMTP_TLS_STARTTLS;
+    int required = s->tls_mode == MW_TLS_STARTTLS;
     if (!(s->caps.flags & MW_SMTP_CAP_STARTTLS)) {
         if (s->tlspolicy && s->tlspolicy(0, "STARTTLS not offered", s->tlspolicy_ud) ==
                                 MW_SMTP_TLSPOLICY_INSECURE) {
@@ -496,7 +496,7 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
         trace_info(s, "connecting to %s port %u", host, port);
         if ((rc = mw_stream_tcp(&st, host, port, &s->net, &s->err)) != 0) return rc;
     }
-    if (s->tls_mode == MW_SMTP_TLS_IMPLICIT) {
+    if (s->tls_mode == MW_TLS_IMPLICIT) {
         mw_stream *t = NULL;
         mw_tls_opts o;
         if ((rc = mw_stream_tls(&t, st, tls_for(s, &o), &s->err)) != 0)
@@ -532,8 +532,7 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
         if (!s->client) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
     }
     if ((rc = ehlo(s, 0)) != 0) return rc;
-    if (!s->tls_active &&
-        (s->tls_mode == MW_SMTP_TLS_STARTTLS || s->tls_mode == MW_SMTP_TLS_OPPORTUNISTIC)) {
+    if (!s->tls_active && (s->tls_mode == MW_TLS_STARTTLS || s->tls_mode == MW_TLS_OPPORTUNISTIC)) {
         if ((rc = starttls(s)) != 0) return rc;
     }
     if (s->queue && (s->caps.flags & MW_SMTP_CAP_XQUE)) {
@@ -568,13 +567,13 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         rc = mw_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     else if (o->client && (!*o->client || strlen(o->client) > 255))
         rc = mw_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
-    else if (bad_arg(o->username, 1) || bad_arg(o->authzid, 1))
+    else if (bad_arg(o->user, 1) || bad_arg(o->authzid, 1))
         rc = mw_err_set(err, MW_EINVAL,
                         "the AUTH identity contains CR, LF, NUL or a control "
                         "octet");
-    else if (o->tls < MW_SMTP_TLS_STARTTLS || o->tls > MW_SMTP_TLS_IMPLICIT)
+    else if (o->tls < MW_TLS_STARTTLS || o->tls > MW_TLS_IMPLICIT)
         rc = mw_err_set(err, MW_EINVAL, "unknown TLS mode %d", o->tls);
-    else if ((o->username && !o->password && !o->token))
+    else if ((o->user && !o->password && !o->token))
         rc = mw_err_set(err, MW_EINVAL, "a user name without a password or token");
     for (size_t i = 0; !rc && i < o->nservers; i++)
         if (!o->servers[i] || !*o->servers[i] || bad_arg(o->servers[i], 0))
@@ -607,13 +606,13 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", o->net->version);
     }
     s->client = xstrdup(o->client);
-    s->username = xstrdup(o->username);
+    s->username = xstrdup(o->user);
     s->password = xstrdup(o->password);
     s->token = xstrdup(o->token);
     s->authzid = xstrdup(o->authzid);
-    s->auth = xstrdup(o->auth);
+    s->auth = xstrdup(o->sasl_mechs);
     s->allow_plaintext = o->allow_plaintext;
-    s->no_ir = o->no_initial_response;
+    s->no_ir = !o->sasl_ir;
     s->queue = o->queue;
     s->tlspolicy = o->tlspolicy;
     s->tlspolicy_ud = o->tlspolicy_userdata;
@@ -627,7 +626,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     static const char *const def_servers[] = {"localhost"};
     const char *const *servers = o->nservers ? o->servers : def_servers;
     size_t nservers = o->nservers ? o->nservers : 1;
-    unsigned def_port = o->tls == MW_SMTP_TLS_IMPLICIT ? 465 : 587;
+    unsigned def_port = o->tls == MW_TLS_IMPLICIT ? 465 : 587;
     const unsigned *ports = o->nports ? o->ports : &def_port;
     size_t nports = o->nports ? o->nports : 1;
     int64_t deadline = o->open_timeout_ms > 0 ? mw_now_ms() + o->open_timeout_ms : MW_NO_DEADLINE;
@@ -697,7 +696,7 @@ static long src_raw_read(src *r, char *buf, size_t len, mw_error *err)
         long n = m->read(buf, len, m->read_userdata);
         if (n < 0)
             return mw_err_set(err, n < MW_ERROR_LAST ? MW_EIO : (int)n,
-                              "the message source failed");
+                              "the message source failed (%ld)", n);
         return n;
     }
     for (;;) {
@@ -1836,7 +1835,7 @@ static tx *batch_take(batch *b)
 {
     if (b->more <= 0) return NULL;
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    b->more = b->next(b->ud, b->asked, &m);
+    b->more = b->next(b->asked, &m, b->ud);
     if (b->more <= 0) return NULL;
     b->asked++;
     int k = 0;
@@ -1860,7 +1859,7 @@ static void batch_report(batch *b, tx *t, size_t index, int rc)
 {
     mw_smtp *s = b->s;
     if (rc && s->err.code == 0) mw_err_set(&s->err, rc, "%s", mw_strerror(rc));
-    b->done(b->ud, index, rc, t->res, &s->err);
+    b->done(index, rc, t->res, &s->err, b->ud);
     mw_smtp_result_free(t->res);
     t->res = NULL;
     b->used[t - b->slot] = 0;
@@ -1883,7 +1882,7 @@ static void batch_abandon(batch *b, tx *t, size_t index)
     t->res = NULL;
     mw_error_clear(&s->err);
     not_ready(s);
-    b->done(b->ud, index, MW_ESTATE, NULL, &s->err);
+    b->done(index, MW_ESTATE, NULL, &s->err, b->ud);
     b->used[t - b->slot] = 0;
 }
 

@@ -197,7 +197,7 @@ static void command(fake *f, const char *line)
     }
 }
 
-static long fake_write(void *ud, const void *data, size_t len, int64_t deadline)
+static long fake_write(const void *data, size_t len, int64_t deadline, void *ud)
 {
     fake *f = ud;
     (void)deadline;
@@ -214,7 +214,7 @@ static long fake_write(void *ud, const void *data, size_t len, int64_t deadline)
     return (long)len;
 }
 
-static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long fake_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     fake *f = ud;
     (void)deadline;

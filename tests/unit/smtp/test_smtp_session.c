@@ -24,7 +24,7 @@ typedef struct fake {
     int nmail;
 } fake;
 
-static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long fake_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     fake *f = ud;
@@ -36,7 +36,7 @@ static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
     return (long)n;
 }
 
-static long fake_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static long fake_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     fake *f = ud;
@@ -62,7 +62,7 @@ static mw_smtp *open_fake(fake *f, const char *replies, size_t step)
     static const char *const servers[] = {"127.0.0.1"};
     o.servers = servers;
     o.nservers = 1;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.stream = st;
     mw_smtp *s = NULL;
     int rc = mw_smtp_open(&s, &o, &err);
@@ -366,7 +366,7 @@ static void crlf_address_refused_before_sending(void **state)
     o.client = "a\r\nMAIL FROM:<x>";
     assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
     o.client = NULL;
-    o.username = "u\nv";
+    o.user = "u\nv";
     o.password = "p";
     assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
     assert_null(s);
@@ -480,7 +480,7 @@ static int open_policy(fake *f, const char *replies, pol *p, mw_smtp **out)
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.tls = MW_SMTP_TLS_STARTTLS;
+    o.tls = MW_TLS_STARTTLS;
     o.tlspolicy = policy_cb;
     o.tlspolicy_userdata = p;
     o.stream = st;
@@ -532,12 +532,12 @@ static mw_smtp *open_auth(fake *f, const char *replies, const char *user, const 
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.allow_plaintext = 1;
-    o.username = user;
+    o.user = user;
     o.password = pw;
     o.token = token;
-    o.no_initial_response = no_ir;
+    o.sasl_ir = !no_ir;
     o.stream = st;
     mw_smtp *s = NULL;
     *rc_out = mw_smtp_open(&s, &o, &err);
@@ -586,7 +586,7 @@ typedef struct bt {
     char text[8][32];
 } bt;
 
-static int bt_next(void *ud, size_t index, mw_smtp_msg *m)
+static int bt_next(size_t index, mw_smtp_msg *m, void *ud)
 {
     bt *b = ud;
     b->asked++;
@@ -602,7 +602,7 @@ static int bt_next(void *ud, size_t index, mw_smtp_msg *m)
     return 1;
 }
 
-static void bt_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+static void bt_done(size_t index, int rc, const mw_smtp_result *r, const mw_error *err, void *ud)
 {
     bt *b = ud;
     assert_non_null(err);

@@ -139,10 +139,10 @@ static int one_pop3(char *why, size_t whylen)
         o.sasl_mechs = "PLAIN";
         o.user = "u";
         o.password = "pw";
-        rc = mw_pop3_open(&p, "localhost", &o);
+        rc = mw_pop3_open(&p, "localhost", &o, &err);
         if (!rc) rc = mw_pop3_retr(p, 1, count_sink, &got, NULL);
         if (!rc) rc = mw_pop3_quit(p, NULL);
-        if (rc) snprintf(why, whylen, "pop3: %s", p ? mw_pop3_error(p)->message : "no handle");
+        if (rc) snprintf(why, whylen, "pop3: %s", p ? mw_pop3_error(p)->message : err.message);
         mw_pop3_free(p);
     } else {
         close(fd);
@@ -174,7 +174,7 @@ static int one_smtp(char *why, size_t whylen)
     o.stream = s;
     o.tls = MW_TLS_NONE;
     o.allow_plaintext = 1;
-    o.username = "u";
+    o.user = "u";
     o.password = "pw";
     mw_smtp *sm = NULL;
     rc = mw_smtp_open(&sm, &o, &err);
