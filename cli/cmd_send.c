@@ -583,7 +583,16 @@ static int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin
     }
     if ((rc = queue_cli_open(qc, &q, "send")) != 0) goto out;
     enq_src E = {pre, prelen, 0, sin};
-    mw_queue_env env = {sender, rl, nr, c->conn.account, A->notify, A->ret, A->envid, A->body, 0};
+    mw_queue_env env = {MW_QUEUE_ENV_VERSION,
+                        sender,
+                        rl,
+                        nr,
+                        c->conn.account,
+                        A->notify,
+                        A->ret,
+                        A->envid,
+                        A->body,
+                        0};
     char id[MW_QUEUE_ID_MAX];
     mw_error err;
     mw_error_clear(&err);
@@ -841,10 +850,15 @@ static int use_queue(const smtp_cli *c, const send_args *A)
 static void bs_via_queue(smtp_cli *c, send_args *A, mw_queue *q, bs_in *in, const char *mail,
                          char **rcpt, size_t nrcpt)
 {
-    mw_queue_env env = {mail,      (const char *const *)rcpt,
-                        nrcpt,     c->conn.account,
-                        A->notify, A->ret,
-                        A->envid,  A->body,
+    mw_queue_env env = {MW_QUEUE_ENV_VERSION,
+                        mail,
+                        (const char *const *)rcpt,
+                        nrcpt,
+                        c->conn.account,
+                        A->notify,
+                        A->ret,
+                        A->envid,
+                        A->body,
                         1};
     enq_ctx x = {c, 0, 0, A->verbose, "", 0, ""};
     mw_queue_run_opts ro = MW_QUEUE_RUN_INIT;

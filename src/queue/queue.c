@@ -164,7 +164,7 @@ static void rcpt_free(mw_queue_rcpt *r)
     free(r->text);
 }
 
-void mw_queue_entry_clear(mw_queue_entry *e)
+void mwi_queue_entry_clear(mw_queue_entry *e)
 {
     free(e->sender);
     free(e->account);
@@ -180,7 +180,7 @@ void mw_queue_entry_clear(mw_queue_entry *e)
 void mw_queue_entries_free(mw_queue_entry *e, size_t n)
 {
     for (size_t i = 0; e && i < n; i++)
-        mw_queue_entry_clear(&e[i]);
+        mwi_queue_entry_clear(&e[i]);
     free(e);
 }
 
@@ -203,7 +203,7 @@ static int put(FILE *f, const char *k, const char *v)
 }
 
 /* Serialises e into a malloc'd buffer. */
-char *mw_queue_env_text(const mw_queue_entry *e, size_t *len)
+char *mwi_queue_env_text(const mw_queue_entry *e, size_t *len)
 {
     char *buf = NULL;
     FILE *f = open_memstream(&buf, len);
@@ -316,7 +316,7 @@ static int env_parse(mw_queue_entry *e, char *t)
     return bad ? -1 : 0;
 }
 
-int mw_queue_env_parse(mw_queue_entry *e, const char *text, size_t len)
+int mwi_queue_env_parse(mw_queue_entry *e, const char *text, size_t len)
 {
     memset(e, 0, sizeof *e);
     char *t = malloc(len + 1);
@@ -325,7 +325,7 @@ int mw_queue_env_parse(mw_queue_entry *e, const char *text, size_t len)
     t[len] = '\0';
     int rc = env_parse(e, t);
     free(t);
-    if (rc) mw_queue_entry_clear(e);
+    if (rc) mwi_queue_entry_clear(e);
     return rc;
 }
 
@@ -369,7 +369,7 @@ static int load_entry(const mw_queue *q, const char *id, mw_queue_entry *e)
         e->size = (uint64_t)st.st_size;
     else if (rc == 0)
         rc = -1; /* no message file: not a usable entry */
-    if (rc) mw_queue_entry_clear(e);
+    if (rc) mwi_queue_entry_clear(e);
     return rc;
 }
 
@@ -381,7 +381,7 @@ static int save_entry(const mw_queue *q, const mw_queue_entry *e, mw_error *err)
     snprintf(name, sizeof name, "%s.env", e->id);
     if (sub(q, tmp, "tmp", name) || sub(q, dst, "env", e->id))
         return mw_err_set(err, MW_EINVAL, "queue: path too long");
-    char *text = mw_queue_env_text(e, &len);
+    char *text = mwi_queue_env_text(e, &len);
     if (!text) return mw_err_set(err, MW_ENOMEM, "out of memory");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int e2 = fd < 0 ? errno : write_all(fd, text, len);
@@ -410,6 +410,8 @@ static int save_entry(const mw_queue *q, const mw_queue_entry *e, mw_error *err)
 
 static int check_env(const mw_queue_env *env, mw_error *err)
 {
+    if (env->version < 1 || env->version > MW_QUEUE_ENV_VERSION)
+        return mw_err_set(err, MW_EINVAL, "queue: mw_queue_env version %u unknown", env->version);
     if (!env->sender || !clean_value(env->sender) || strchr(env->sender, '\t'))
         return mw_err_set(err, MW_EINVAL, "queue: bad sender address");
     if (env->nrecipients == 0 || env->nrecipients > Q_MAX_RCPT)
@@ -531,7 +533,7 @@ static int commit(const mw_queue *q, const mw_queue_entry *e, int msgfd, int msg
     }
     {
         size_t len = 0;
-        char *text = mw_queue_env_text(e, &len);
+        char *text = mwi_queue_env_text(e, &len);
         if (!text) {
             rc = mw_err_set(err, MW_ENOMEM, "out of memory");
             goto fail;

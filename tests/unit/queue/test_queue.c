@@ -99,7 +99,8 @@ static void add_list_drop(void **state)
     char *dir = make_dir();
     mw_queue *q = open_q(dir);
     const char *rcpt[] = {"b@y.test", "c@y.test"};
-    mw_queue_env env = {"a@x.test", rcpt, 2, "work", "SUCCESS,FAILURE", "HDRS", "id-1", 0, 0};
+    mw_queue_env env = {MW_QUEUE_ENV_VERSION, "a@x.test", rcpt,   2, "work",
+                        "SUCCESS,FAILURE",    "HDRS",     "id-1", 0, 0};
     src s = {"Subject: s\r\n\r\nbody\r\n", 0};
     char id[MW_QUEUE_ID_MAX];
     mw_error err;
@@ -137,7 +138,7 @@ static void refused_input_leaves_nothing(void **state)
     char *dir = make_dir();
     mw_queue *q = open_q(dir);
     const char *bad[] = {"b@y.test", "evil@y.test\r\nRCPT TO:<x@z>"};
-    mw_queue_env env = {"a@x.test", bad, 2, NULL, NULL, NULL, NULL, 0, 0};
+    mw_queue_env env = {MW_QUEUE_ENV_VERSION, "a@x.test", bad, 2, NULL, NULL, NULL, NULL, 0, 0};
     src s = {"x\r\n", 0};
     char id[MW_QUEUE_ID_MAX];
     mw_error err;
@@ -158,7 +159,7 @@ static void deferred_backoff_and_lock(void **state)
     char *dir = make_dir();
     mw_queue *q = open_q(dir);
     const char *rcpt[] = {"b@y.test"};
-    mw_queue_env env = {"a@x.test", rcpt, 1, NULL, NULL, NULL, NULL, 0, 0};
+    mw_queue_env env = {MW_QUEUE_ENV_VERSION, "a@x.test", rcpt, 1, NULL, NULL, NULL, NULL, 0, 0};
     src s = {"Subject: s\r\n\r\nbody\r\n", 0};
     char id[MW_QUEUE_ID_MAX];
     mw_error err;
@@ -218,7 +219,7 @@ static void send_defers_into_the_queue(void **state)
     char *dir = make_dir();
     mw_queue *q = open_q(dir);
     const char *rcpt[] = {"b@y.test"};
-    mw_queue_env env = {"a@x.test", rcpt, 1, NULL, NULL, NULL, NULL, 0, 0};
+    mw_queue_env env = {MW_QUEUE_ENV_VERSION, "a@x.test", rcpt, 1, NULL, NULL, NULL, NULL, 0, 0};
     src s = {"Subject: s\r\n\r\nbody\r\n", 0};
     char id[MW_QUEUE_ID_MAX];
     mw_error err;
