@@ -94,9 +94,9 @@ static int put_as_is(dg *g, const char *d, size_t n, const char *what)
 {
     if (!is_7bit(d, n))
         return mwi_err_set(g->err, MW_EFORMAT,
-                          "cannot make the message 7-bit: %s holds 8-bit "
-                          "data, a NUL, a bare CR or a line over 998 octets",
-                          what);
+                           "cannot make the message 7-bit: %s holds 8-bit "
+                           "data, a NUL, a bare CR or a line over 998 octets",
+                           what);
     fwrite(d, 1, n, g->f);
     return 0;
 }
@@ -105,9 +105,9 @@ static int entity(dg *g, const char *d, size_t n, int depth, int top, int final_
 {
     if (depth > DG_MAX_DEPTH)
         return mwi_err_set(g->err, MW_EFORMAT,
-                          "cannot make the message 7-bit: MIME parts nested "
-                          "over %d deep",
-                          DG_MAX_DEPTH);
+                           "cannot make the message 7-bit: MIME parts nested "
+                           "over %d deep",
+                           DG_MAX_DEPTH);
     size_t hb = header_end(d, n);
     char ctv[2048];
     size_t ctl = 0;
