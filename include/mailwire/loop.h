@@ -114,7 +114,8 @@ typedef struct mw_loop_result {
     uint64_t stored;     /* messages committed durably to the store */
     uint64_t deleted;    /* messages marked deleted (+OK to DELE) */
     uint64_t bytes;      /* message octets received (after dot-unstuffing) */
-    int quit_ok;         /* 1: the server said +OK to QUIT, the deletions are done */
+    int quit_ok;         /* 1: the server said +OK / 221 to QUIT (POP3: the deletions are done) */
+    int sent;            /* SMTP: 1 once the server said 2xx to the end of the data */
 } mw_loop_result;
 
 typedef void (*mw_loop_done_fn)(mw_loop_job *job, const mw_loop_result *res, void *userdata);
@@ -167,6 +168,44 @@ typedef struct mw_loop_pop3_opts {
 MW_EXTERN int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out,
                                      const mw_loop_pop3_opts *opts, mw_loop_done_fn done,
                                      void *userdata, mw_error *err);
+
+#define MW_LOOP_SMTP_OPTS_VERSION 1
+typedef struct mw_loop_smtp_opts {
+    unsigned version;
+    const char *host; /* a numeric IPv4 or IPv6 address (no name lookup yet) */
+    unsigned port;    /* 0: 587, or 465 with MW_TLS_IMPLICIT */
+    int tls;          /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or NONE */
+    const mw_tls_opts *tls_opts; /* as in mw_loop_pop3_opts */
+    const char *user;            /* AUTH PLAIN (RFC 4616) when set */
+    const char *password;
+    int allow_plaintext; /* 1: AUTH without TLS allowed */
+    const char *helo;    /* the EHLO name; default "localhost" */
+    const char *from;    /* the envelope sender ("" for the null path) */
+    const char *const *rcpt;
+    size_t nrcpt;
+    const char *message; /* the message (header and body, any line ends); borrowed
+                            until the job ends */
+    size_t message_len;
+    int connect_timeout_ms; /* default 30000 */
+    int io_timeout_ms;      /* default 60000 */
+    int max_time_ms;        /* default 0 = none */
+    mw_trace_fn trace;
+    void *trace_userdata;
+} mw_loop_smtp_opts;
+#define MW_LOOP_SMTP_OPTS_INIT                                                                     \
+    {                                                                                              \
+        MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
+            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL                                          \
+    }
+
+/* Adds a send of one message: EHLO, STARTTLS (RFC 3207) and EHLO again,
+ * AUTH PLAIN when a user is set, MAIL, RCPT for each recipient (every one
+ * must be accepted), DATA with the message dot-stuffed and its line ends
+ * made CRLF (RFC 5321 §4.5.2), QUIT.  One command at a time (no
+ * PIPELINING yet).  result.sent is 1 once the server accepted the data.
+ * Returns as mw_loop_add_pop3_fetch. */
+MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                                    mw_loop_done_fn done, void *userdata, mw_error *err);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,13 @@
 #include "util/err.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,5 +255,33 @@ int mw_loop_run(mw_loop *loop, int64_t deadline_ms, mw_error *err)
         }
         mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
     }
+    return 0;
+}
+
+int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_rc,
+                        int *connect_errno, mw_error *err)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char ps[16];
+    *fd = -1;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    snprintf(ps, sizeof ps, "%u", port);
+    if (getaddrinfo(host, ps, &hints, &res) != 0 || !res)
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "%s is not a numeric address (name lookup is not on the loop yet)",
+                           host);
+    int s = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s < 0) {
+        int e = errno;
+        freeaddrinfo(res);
+        return mwi_err_set(err, MW_ENET, "socket: %s", MW_ERRNO_TEXT(e));
+    }
+    int one = 1;
+    setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    *connect_rc = connect(s, res->ai_addr, res->ai_addrlen);
+    *connect_errno = *connect_rc ? errno : 0;
+    freeaddrinfo(res);
+    *fd = s;
     return 0;
 }

@@ -43,6 +43,13 @@ int mwi_loop_attach(mw_loop *loop, struct mw_loop_job *job, mw_error *err);
 /* loop.c: the job now uses descriptor fd (or -1); keeps the fd map. */
 int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
 
+/* loop.c: a non-blocking TCP socket to a numeric host, its connect
+ * started (*connect_rc, *connect_errno: connect's result; EINPROGRESS is
+ * the usual).  Returns 0, MW_EUNSUPPORTED (not a numeric address: no name
+ * lookup on the loop yet) or MW_ENET (no socket). */
+int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_rc,
+                        int *connect_errno, mw_error *err);
+
 /* loop.c: the loop's TLS context cache (loop_tls.h). */
 struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
 
@@ -51,5 +58,9 @@ struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
  * socketpair.  The job owns fd from the call on, even on failure. */
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
+
+/* smtp_job.c: the same for a send job (plain text over fd). */
+int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                              int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
 
 #endif

@@ -10,9 +10,6 @@
 #include "util/err.h"
 
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -819,32 +816,12 @@ int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_
     int rc = build(&j, opts, 1, err);
     if (rc) return rc;
     p3l *p = j->impl;
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
-    char port[16];
-    snprintf(port, sizeof port, "%u", p->port);
-    if (getaddrinfo(p->host, port, &hints, &res) != 0 || !res) {
-        rc = mwi_err_set(err, MW_EUNSUPPORTED,
-                         "%s is not a numeric address (name lookup is not on the loop yet)",
-                         p->host);
+    int fd = -1, cr = 0, ce = 0;
+    if ((rc = mwi_loop_tcp_socket(p->host, p->port, &fd, &cr, &ce, err)) != 0) {
         destroy(j);
         free(j);
         return rc;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        rc = mwi_err_set(err, MW_ENET, "socket: %s", MW_ERRNO_TEXT(errno));
-        freeaddrinfo(res);
-        destroy(j);
-        free(j);
-        return rc;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int cr = connect(fd, res->ai_addr, res->ai_addrlen);
-    int ce = errno;
-    freeaddrinfo(res);
     if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
     p->step_deadline = mw_now_ms() + p->connect_timeout_ms;
     if (!j->done && cr != 0 && ce != EINPROGRESS)
