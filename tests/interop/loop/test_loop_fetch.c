@@ -3,8 +3,9 @@
  * (tests/servers/README.md).  Every job must end with a result; every
  * message must be stored byte-identical and deleted on the server; one job
  * (e200) is cancelled after its 3rd stored message, by progress, and its
- * server mailbox must keep every message.  Times and memory are printed as
- * diagnostics, never judged. */
+ * server mailbox must keep every message.  50 SMTP sends (a8 to a10,
+ * STARTTLS, AUTH) run on the same loop at the same time.  Times and memory
+ * are printed as diagnostics, never judged. */
 #include "mailwire/loop.h"
 
 #include <dirent.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #define NUSERS     200
+#define NSEND      50 /* SMTP sends (a8 to a10) mixed into the same loop */
 #define CANCEL_AT  3
 #define CANCEL_MSG 8
 
@@ -173,6 +175,21 @@ static int check_local(user *u, int *first_k)
     return bad ? -1 : n;
 }
 
+typedef struct send_res {
+    int n, code, sent;
+    char msg[320];
+} send_res;
+
+static void send_done(mw_loop_job *job, const mw_loop_result *res, void *ud)
+{
+    send_res *r = ud;
+    (void)job;
+    r->n++;
+    r->code = res->code;
+    r->sent = res->sent;
+    snprintf(r->msg, sizeof r->msg, "%s", res->err->message);
+}
+
 static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
 {
     user *u = ud;
@@ -261,7 +278,32 @@ int main(void)
         else
             printf("# %s: %s\n", u->name, err.message);
     }
-    ok(added == NUSERS && mw_loop_running(g_loop) == NUSERS, "200 jobs added, 200 running", NULL);
+    /* SMTP sends beside the fetches (STARTTLS, AUTH PLAIN through Postfix). */
+    static send_res sends[NSEND];
+    const char *sport = getenv("MW_SMTP_PORT");
+    static const char *const to[] = {"a10@test.domain"};
+    static const char body[] = "From: a8@test.domain\nTo: a10@test.domain\nSubject: loop mix\n\n"
+                               ".dot line\nbody\n";
+    int sadded = 0;
+    for (int i = 0; sport && i < NSEND; i++) {
+        mw_loop_smtp_opts so = MW_LOOP_SMTP_OPTS_INIT;
+        so.host = "127.0.0.1";
+        so.port = (unsigned)strtoul(sport, NULL, 10);
+        so.tls_opts = &tls;
+        so.user = "a8";
+        so.password = "pw-a8";
+        so.from = "a8@test.domain";
+        so.rcpt = to;
+        so.nrcpt = 1;
+        so.message = body;
+        so.message_len = sizeof body - 1;
+        if (mw_loop_add_smtp_send(g_loop, NULL, &so, send_done, &sends[i], &err) == 0)
+            sadded++;
+        else
+            printf("# send %d: %s\n", i, err.message);
+    }
+    ok(added == NUSERS && sadded == NSEND && mw_loop_running(g_loop) == NUSERS + NSEND,
+       "200 fetch jobs and 50 send jobs added, 250 running", NULL);
     /* A generous bound against a hang, not a measurement. */
     int rc = mw_loop_run(g_loop, mw_now_ms() + 900000, &err);
     int64_t t1 = mw_now_ms();
@@ -294,8 +336,15 @@ int main(void)
             gone = 0;
         }
     }
-    ok(one_result, "every job reported exactly one result", NULL);
-    ok(good, "199 jobs: 0, QUIT +OK, every message stored and deleted", NULL);
+    for (int i = 0; i < NSEND; i++) {
+        if (sends[i].n != 1) one_result = 0;
+        if (sends[i].code != 0 || !sends[i].sent) {
+            printf("# send %d: %d %s\n", i, sends[i].code, sends[i].msg);
+            good = 0;
+        }
+    }
+    ok(one_result, "every job (fetch and send) reported exactly one result", NULL);
+    ok(good, "199 fetches: 0, QUIT +OK, every message stored and deleted; 50 sends: 0, sent", NULL);
     ok(same, "199 jobs: every message stored byte-identical", NULL);
     ok(gone, "199 jobs: the server mailboxes are empty", NULL);
     user *c = &g_users[NUSERS - 1];
@@ -308,11 +357,12 @@ int main(void)
     int cleft = server_count(root, c->name);
     printf("# e200: %d messages on the server\n", cleft);
     ok(cleft == CANCEL_MSG, "e200: nothing deleted on the server (no QUIT sent)", NULL);
-    printf("# 200 sessions, %llu messages, %llu octets in %lld ms; RSS before jobs %ld KiB, "
-           "peak %ld KiB, (peak - before) / 200 = %ld KiB per session (with this build's "
+    printf("# 200 POP3 + 50 SMTP sessions, %llu messages, %llu octets in %lld ms; RSS before jobs "
+           "%ld KiB, "
+           "peak %ld KiB, (peak - before) / 250 = %ld KiB per session (with this build's "
            "sanitizers, if any)\n",
            (unsigned long long)msgs, (unsigned long long)bytes, (long long)(t1 - t0), rss0,
-           ru.ru_maxrss, (ru.ru_maxrss - rss0) / NUSERS);
+           ru.ru_maxrss, (ru.ru_maxrss - rss0) / (NUSERS + NSEND));
     mw_loop_free(g_loop);
     for (int i = 0; i < NUSERS; i++) {
         mw_store_free(g_users[i].store);
