@@ -70,8 +70,8 @@ void mw_loop_free(mw_loop *loop)
     if (!loop) return;
     while (loop->head) {
         struct mw_loop_job *j = loop->head;
+        j->ops->destroy(j); /* closes the job's descriptor: before unlinking forgets it */
         unlink_job(loop, j);
-        j->ops->destroy(j);
         free(j);
     }
     mwi_ltls_cache_free(loop->tls_cache);
@@ -165,8 +165,8 @@ static void reap(mw_loop *l)
     while (j) {
         struct mw_loop_job *next = j->next;
         if (j->done) {
-            unlink_job(l, j);
             j->ops->destroy(j);
+            unlink_job(l, j);
             j->result.code = j->err.code;
             j->result.err = &j->err;
             if (j->done_fn) j->done_fn(j, &j->result, j->userdata);

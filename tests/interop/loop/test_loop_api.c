@@ -1,0 +1,132 @@
+/* The loop's API without a server: constructors, the fd/timeout calls on
+ * an empty and a full loop, max_jobs, cancel (once, then MW_ESTATE), a
+ * job's own deadline, mw_loop_run's deadline, and mw_loop_free with jobs
+ * still running (no callback).  Jobs run over socketpairs whose other end
+ * the test plays.  TAP. */
+#include "loop/loop_int.h"
+#include "mailwire/loop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int ntest, failed;
+static void ok(int cond, const char *name)
+{
+    printf("%sok %d - %s\n", cond ? "" : "not ", ++ntest, name);
+    if (!cond) failed = 1;
+}
+
+typedef struct res {
+    int n, code;
+} res;
+
+static void done_cb(mw_loop_job *j, const mw_loop_result *r, void *ud)
+{
+    (void)j;
+    res *t = ud;
+    t->n++;
+    t->code = r->code;
+}
+
+static mw_store *g_store;
+
+static int add_job(mw_loop *loop, mw_loop_job **job, int *peer, int io_ms, res *r, mw_error *err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+    mw_loop_pop3_opts o = MW_LOOP_POP3_OPTS_INIT;
+    o.user = "u";
+    o.password = "p";
+    o.allow_plaintext = 1;
+    o.store = g_store;
+    if (io_ms) o.io_timeout_ms = io_ms;
+    *peer = sv[1];
+    return mwi_loop_add_pop3_fetch_fd(loop, job, &o, sv[0], done_cb, r, err);
+}
+
+int main(void)
+{
+    printf("1..16\n");
+    char tmpl[] = "/tmp/mw-loop-api-XXXXXX";
+    char *base = mkdtemp(tmpl);
+    if (!base || mw_store_open(&g_store, MW_STORE_MAILDIR, base, NULL, NULL) != 0) {
+        printf("Bail out! no store\n");
+        return 1;
+    }
+    mw_error err = {0};
+    mw_loop *loop = (mw_loop *)&err;
+    mw_loop_opts bad = MW_LOOP_OPTS_INIT;
+    bad.version = 99;
+    ok(mw_loop_new(NULL, NULL, &err) == MW_EINVAL, "mw_loop_new without out: MW_EINVAL");
+    ok(mw_loop_new(&loop, &bad, &err) == MW_EINVAL && loop == NULL,
+       "an unknown opts version: MW_EINVAL, *out NULL");
+
+    mw_loop_opts lo = MW_LOOP_OPTS_INIT;
+    lo.max_jobs = 2;
+    ok(mw_loop_new(&loop, &lo, &err) == 0 && loop, "mw_loop_new with max_jobs 2");
+    ok(mw_loop_running(loop) == 0 && mw_loop_timeout_ms(loop) == -1 &&
+           mw_loop_fds(loop, NULL, 0) == 0 && mw_loop_run(loop, MW_NO_DEADLINE, &err) == 0,
+       "empty loop: nothing running, no deadline, no descriptor, run returns 0");
+
+    res r1 = {0}, r2 = {0}, r3 = {0};
+    mw_loop_job *j1 = NULL, *j2 = NULL, *j3 = NULL;
+    int p1 = -1, p2 = -1, p3 = -1;
+    int a1 = add_job(loop, &j1, &p1, 0, &r1, &err), a2 = add_job(loop, &j2, &p2, 300, &r2, &err);
+    ok(a1 == 0 && a2 == 0 && j1 && j2 && mw_loop_running(loop) == 2, "two jobs added");
+    int a3 = add_job(loop, &j3, &p3, 0, &r3, &err);
+    ok(a3 == MW_ETOOBIG && j3 == NULL, "a third job over max_jobs: MW_ETOOBIG, *out NULL");
+    mw_loop_fd fds[2];
+    ok(mw_loop_fds(loop, fds, 0) == 2 && mw_loop_fds(loop, fds, 2) == 2 &&
+           (fds[0].events & MW_LOOP_OUT) && (fds[1].events & MW_LOOP_OUT),
+       "mw_loop_fds: two descriptors, each waiting for its connect (OUT)");
+    int t = mw_loop_timeout_ms(loop);
+    ok(t > 0 && t <= 30000, "mw_loop_timeout_ms: the connect deadline (30 s default)");
+
+    ok(mw_loop_cancel(loop, j1) == 0 && mw_loop_cancel(loop, j1) == MW_ESTATE,
+       "cancel: 0, then MW_ESTATE for the same job");
+    ok(mw_loop_timeout_ms(loop) == 0 && r1.n == 0,
+       "a cancelled job is due at once; its callback has not run yet");
+    mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
+    ok(r1.n == 1 && r1.code == MW_ECANCELED && mw_loop_running(loop) == 1,
+       "its callback ran once with MW_ECANCELED; one job left");
+
+    /* Job 2: the connect is done, the greeting never comes; its own
+     * io_timeout_ms (300) ends it.  mw_loop_run's deadline is a bound. */
+    int64_t past = mw_now_ms() - 1;
+    ok(mw_loop_run(loop, past, &err) == MW_ETIMEOUT && mw_loop_running(loop) == 1,
+       "mw_loop_run with its deadline passed: MW_ETIMEOUT, the job still runs");
+    ok(mw_loop_run(loop, mw_now_ms() + 120000, &err) == 0 && r2.n == 1 && r2.code == MW_ETIMEOUT,
+       "a silent server: the job ends by its own deadline, MW_ETIMEOUT");
+
+    /* mw_loop_free with a job running: no callback, everything closed. */
+    res r4 = {0};
+    mw_loop_job *j4 = NULL;
+    int p4 = -1;
+    ok(add_job(loop, &j4, &p4, 0, &r4, &err) == 0 && send(p4, "+OK hi\r\n", 8, 0) == 8,
+       "a fourth job added, its greeting sent");
+    /* The only job now: connect done (OUT), then the greeting (IN). */
+    for (int k = 0; k < 2 && mw_loop_fds(loop, fds, 2) == 1; k++)
+        mw_loop_action(loop, fds[0].fd, MW_LOOP_IN | MW_LOOP_OUT);
+    char buf[64] = {0};
+    ssize_t got = recv(p4, buf, sizeof buf - 1, MSG_DONTWAIT);
+    ok(got > 0 && !strncmp(buf, "CAPA\r\n", 6), "the job answered the greeting with CAPA");
+    mw_loop_free(loop);
+    char c;
+    ssize_t eof = recv(p4, &c, 1, MSG_DONTWAIT);
+    printf("# recv after free: %zd (%s)\n", eof, eof < 0 ? strerror(errno) : "");
+    ok(r4.n == 0 && eof == 0,
+       "mw_loop_free: no callback, the job's connection closed (EOF at the peer, no QUIT)");
+    close(p1);
+    close(p2);
+    close(p4);
+    mw_store_free(g_store);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
+    if (system(cmd) != 0) printf("# cleanup failed\n");
+    return failed;
+}
