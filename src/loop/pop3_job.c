@@ -629,6 +629,7 @@ static void step(mw_loop_job *j, int events)
             set_state(p, S_GREETING);
         }
     }
+    size_t step_total = 0; /* bytes read in this step, for fairness */
     for (int round = 0; !j->done; round++) {
         if (p->state == S_HANDSHAKE) {
             int rc = mwi_ltls_handshake(p->tls, &p->wblock, &j->err);
@@ -668,7 +669,8 @@ static void step(mw_loop_job *j, int events)
         }
         if (!got && !wrote && p->out_off == p->out_len) break;
         if (!got && p->out_off < p->out_len && p->wblock) break;
-        if (round > 64 || got >= P3L_READ_BUDGET) {
+        step_total += got;
+        if (round > 64 || step_total >= P3L_READ_BUDGET) {
             j->again = 1; /* let the other jobs run; come back without an event */
             break;
         }

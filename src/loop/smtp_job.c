@@ -444,6 +444,7 @@ static void step(mw_loop_job *j, int events)
             set_state(p, S_GREETING);
         }
     }
+    size_t step_total = 0; /* bytes read in this step, for fairness */
     for (int round = 0; !j->done; round++) {
         if (p->state == S_HANDSHAKE) {
             int rc = mwi_ltls_handshake(p->tls, &p->wblock, &j->err);
@@ -483,7 +484,8 @@ static void step(mw_loop_job *j, int events)
         int wrote = before != p->out.len - p->out_off;
         if (!got && !wrote) break;
         if (!got && p->out_off < p->out.len && p->wblock) break;
-        if (round > 64 || got >= SJ_READ_BUDGET) {
+        step_total += got;
+        if (round > 64 || step_total >= SJ_READ_BUDGET) {
             j->again = 1;
             break;
         }
