@@ -58,14 +58,17 @@ static int nmsg_for(int i)
 /* A message with the lines that matter: dot-stuffing, a long line, 8-bit. */
 static char *make_msg(int u, int k, size_t *len)
 {
-    size_t cap = 64 * 1024, n = 0;
+    /* e1's first message is large (~2 MB): its job must yield to the
+     * others (the loop's read budget) and still arrive whole. */
+    int lines = u == 1 && k == 1 ? 12000 : 1 + (u * 7 + k * 13) % 40;
+    size_t cap = (size_t)lines * 256 + 1024, n = 0;
     char *b = malloc(cap);
     if (!b) return NULL;
     n += (size_t)snprintf(b + n, cap - n,
                           "From: loop@test.domain\nTo: e%d@test.domain\nSubject: loop %d/%d\n"
                           "X-Loop-Id: e%d-%d\n\n.leading dot\n..two dots\n.\n \xc3\xa9t\xc3\xa9\n",
                           u, u, k, u, k);
-    for (int r = 0; r < 1 + (u * 7 + k * 13) % 40; r++)
+    for (int r = 0; r < lines; r++)
         n += (size_t)snprintf(b + n, cap - n, "line %d of message %d for e%d %.*s\n", r, k, u,
                               (r * 31) % 200,
                               "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklm"
@@ -153,7 +156,7 @@ static int check_local(user *u, int *first_k)
             bad = 1;
             continue;
         }
-        static char buf[128 * 1024];
+        static char buf[4 * 1024 * 1024];
         size_t got = fread(buf, 1, sizeof buf, fp);
         fclose(fp);
         int match = 0;
