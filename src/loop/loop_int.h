@@ -53,13 +53,14 @@ int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_r
 /* loop.c: the loop's TLS context cache (loop_tls.h). */
 struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
 
-/* pop3_job.c: a fetch job over an already connected descriptor (plain
- * text, no TLS) — for the fuzz target, which plays the server over a
- * socketpair.  The job owns fd from the call on, even on failure. */
+/* pop3_job.c: a fetch job over an already connected descriptor, for the
+ * tests that play the server over a socketpair (opts->tls as given; the
+ * certificate name is tls_opts->servername, else "peer").  The job owns
+ * fd from the call on, even on failure. */
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
 
-/* smtp_job.c: the same for a send job (plain text over fd). */
+/* smtp_job.c: the same for a send job. */
 int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                               int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
 

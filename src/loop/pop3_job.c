@@ -851,7 +851,6 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
         free(j);
         return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
-    p->tls_mode = MW_TLS_NONE;
     if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
     p->step_deadline = mw_now_ms() + p->connect_timeout_ms;
     if (!j->done) update_wait(p);

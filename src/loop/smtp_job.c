@@ -541,7 +541,7 @@ static char *dup_s(const char *s, int *fail)
 }
 
 /* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
- * from the call on), plain text. */
+ * from the call on). */
 static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o, int given_fd,
                     int *fd_taken, mw_loop_done_fn done, void *userdata, mw_error *err)
 {
@@ -603,10 +603,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->tlscfg, o->tls_opts, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
-    if (given_fd >= 0)
-        p->tls_mode = MW_TLS_NONE;
-    else if (!rc)
-        rc = mwi_loop_tcp_socket(p->host, p->port, &fd, &cr, &ce, err);
+    if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->host, p->port, &fd, &cr, &ce, err);
     if (!rc) rc = mwi_loop_attach(loop, j, err);
     if (rc) {
         if (fd >= 0) close(fd);

@@ -49,9 +49,81 @@ static int add_job(mw_loop *loop, mw_loop_job **job, int *peer, int io_ms, res *
     return mwi_loop_add_pop3_fetch_fd(loop, job, &o, sv[0], done_cb, r, err);
 }
 
+/* Runs one job (POP3 or SMTP, TLS required) against a scripted peer that
+ * writes `script` in pieces, each after the job asked for something; the
+ * job's sends go into `sent`.  Returns the job's result code. */
+static int scripted(int smtp, const char *const *script, char *sent, size_t sentsz)
+{
+    mw_loop *loop = NULL;
+    int sv[2];
+    res r = {0};
+    if (mw_loop_new(&loop, NULL, NULL) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+        return 1;
+    int rc;
+    if (smtp) {
+        static const char *const to[] = {"b@test.domain"};
+        mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+        o.host = "peer";
+        o.from = "a@test.domain";
+        o.rcpt = to;
+        o.nrcpt = 1;
+        o.message = "x\n";
+        o.message_len = 2;
+        rc = mwi_loop_add_smtp_send_fd(loop, NULL, &o, sv[0], done_cb, &r, NULL);
+    } else {
+        mw_loop_pop3_opts o = MW_LOOP_POP3_OPTS_INIT;
+        o.user = "u";
+        o.password = "p";
+        o.store = g_store;
+        rc = mwi_loop_add_pop3_fetch_fd(loop, NULL, &o, sv[0], done_cb, &r, NULL);
+    }
+    size_t used = 0;
+    for (int k = 0; !rc && mw_loop_running(loop) && k < 50; k++) {
+        if (k > 0 && script[k - 1] && send(sv[1], script[k - 1], strlen(script[k - 1]), 0) < 0)
+            break;
+        mw_loop_fd f;
+        if (mw_loop_fds(loop, &f, 1) == 1) mw_loop_action(loop, f.fd, MW_LOOP_IN | MW_LOOP_OUT);
+        ssize_t n = recv(sv[1], sent + used, sentsz - used - 1, MSG_DONTWAIT);
+        if (n > 0) used += (size_t)n;
+        sent[used] = 0;
+        if (k > 0 && !script[k - 1]) break;
+    }
+    close(sv[1]);
+    mw_loop_run(loop, mw_now_ms() + 60000, NULL);
+    mw_loop_free(loop);
+    return rc ? rc : r.n == 1 ? r.code : 1;
+}
+
+static void stls_cases(void)
+{
+    char sent[2048];
+    /* RFC 2595 §4 / RFC 3207 §4: bytes after the STLS / STARTTLS reply,
+     * before the handshake, must not be taken (a man in the middle could
+     * have put them there). */
+    static const char *const pop_inject[] = {"+OK hi\r\n", "+OK\r\nSTLS\r\nUSER\r\n.\r\n",
+                                             "+OK go\r\n+OK injected\r\n", NULL};
+    int rc = scripted(0, pop_inject, sent, sizeof sent);
+    ok(rc == MW_EPROTO && strstr(sent, "STLS\r\n") && !strstr(sent, "USER"),
+       "POP3: data after the +OK to STLS: MW_EPROTO, no USER sent");
+    static const char *const pop_nostls[] = {"+OK hi\r\n", "+OK\r\nUSER\r\n.\r\n", NULL};
+    rc = scripted(0, pop_nostls, sent, sizeof sent);
+    ok(rc == MW_ETLS && !strstr(sent, "USER") && !strstr(sent, "PASS"),
+       "POP3: STLS not offered with TLS required: MW_ETLS, no USER/PASS sent");
+    static const char *const smtp_inject[] = {"220 hi\r\n", "250-hi\r\n250 STARTTLS\r\n",
+                                              "220 go\r\n250 injected\r\n", NULL};
+    rc = scripted(1, smtp_inject, sent, sizeof sent);
+    ok(rc == MW_EPROTO && strstr(sent, "STARTTLS\r\n") && !strstr(sent, "MAIL"),
+       "SMTP: data after the 220 to STARTTLS: MW_EPROTO, no MAIL sent");
+    static const char *const smtp_nostls[] = {"220 hi\r\n", "250-hi\r\n250 8BITMIME\r\n", NULL};
+    rc = scripted(1, smtp_nostls, sent, sizeof sent);
+    ok(rc == MW_ETLS && !strstr(sent, "MAIL"),
+       "SMTP: STARTTLS not offered with TLS required: MW_ETLS, no MAIL sent");
+}
+
 int main(void)
 {
-    printf("1..16\n");
+    printf("1..20\n");
     char tmpl[] = "/tmp/mw-loop-api-XXXXXX";
     char *base = mkdtemp(tmpl);
     if (!base || mw_store_open(&g_store, MW_STORE_MAILDIR, base, NULL, NULL) != 0) {
@@ -124,6 +196,7 @@ int main(void)
     close(p1);
     close(p2);
     close(p4);
+    stls_cases();
     mw_store_free(g_store);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
