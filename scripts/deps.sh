@@ -7,7 +7,8 @@ set -euo pipefail
 
 want=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libssl-dev libgsasl-dev libcmocka-dev openssl python3 clang-format git
-      dovecot-core dovecot-pop3d postfix procps iproute2)
+      dovecot-core dovecot-pop3d postfix procps iproute2
+      tcl8.6-dev tcllib tcl-tls)
 if [ "${1:-build}" = bench ]; then
   want+=(mpop msmtp fetchmail curl libgmime-3.0-dev valgrind hyperfine time bc)
 fi
