@@ -31,10 +31,20 @@ testConstraint tls [expr {![catch {package require tls}]}]
 
 # ---- the scripted server ----------------------------------------------------
 set ::fake(n) 0
+set ::fake(pipe) {}
+# The dialogs and logs live in a directory of this run, removed at exit.
+set ::fake(dir) [file join [expr {[info exists ::env(TMPDIR)] ? $::env(TMPDIR) : "/tmp"}] \
+                     mwtcl-test-[pid]]
+file mkdir $::fake(dir)
+rename exit __exit_before_mwtcl
+proc exit {{code 0}} {
+    catch {file delete -force $::fake(dir)}
+    __exit_before_mwtcl $code
+}
 proc setupServer {dialog} {
     global fake
     incr fake(n)
-    set base [file join [temporaryDirectory] fake[pid]-$fake(n)]
+    set base [file join $fake(dir) fake$fake(n)]
     set fake(dialog) $base.dialog
     set fake(log) $base.log
     set f [open $fake(dialog) w]
