@@ -10,5 +10,12 @@
 if {![package vsatisfies [package provide Tcl] 8.6]} {return}
 package ifneeded mailwire 0.1 [list load [file join $dir mailwiretcl[info sharedlibextension]] Mailwire]
 package ifneeded pop3 1.11 [list source [file join $dir pop3.tcl]]
-package ifneeded smtp 1.4.5 [list source [file join $dir smtp.tcl]]
-package ifneeded smtp 1.5.1.1 [list source [file join $dir smtp.tcl]]
+package ifneeded smtp 1.4.5 [list apply {dir {
+    namespace eval ::mailwire {variable smtpVersion 1.4.5}
+    source [file join $dir smtp.tcl]
+}} $dir]
+# Loaded as 1.5.1.1, -servers and -ports pair up as in Tcllib 1.5.
+package ifneeded smtp 1.5.1.1 [list apply {dir {
+    namespace eval ::mailwire {variable smtpVersion 1.5.1.1}
+    source [file join $dir smtp.tcl]
+}} $dir]

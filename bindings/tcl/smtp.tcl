@@ -1,0 +1,292 @@
+# smtp.tcl -- Tcllib's smtp 1.4.5 API (::smtp::sendmessage) on mailwire's
+# SMTP engine.
+#
+# The options, their checks and error texts, and Tcllib's header rules
+# (envelope from the -header values only, Bcc removed and sent as a
+# multipart/digest, Date and Message-ID added, Resent- mode, Sender) are
+# applied here to a token of Tcllib's own mime package; the message is
+# built with mime::buildmessage and sent by libmailwire
+# (::mailwire::smtp::_send, bindings/tcl/smtpcmd.c): PIPELINING, STARTTLS
+# with a certificate check, SASL from GNU SASL, deadlines.  See
+# bindings/tcl/doc/mailwire-smtp.n for what differs from Tcllib and why.
+
+package require Tcl 8.6
+package require mime
+package require mailwire
+
+namespace eval ::smtp {
+    namespace export sendmessage
+}
+
+proc ::smtp::Boolean {value} {
+    switch -- [string tolower $value] {
+        0 - false - no - off { return 0 }
+        1 - true - yes - on { return 1 }
+        default { error "unknown boolean value: $value" }
+    }
+}
+
+proc ::smtp::sendmessage {part args} {
+    set alo 0
+    set debug 0
+    set nullOrig 0
+    set queue 0
+    set maxsecs 120
+    set originator ""
+    set recipients ""
+    set servers [list localhost]
+    set client ""
+    set ports [list 25]
+    set usetls 1
+    set tlspolicy {}
+    set username {}
+    set password {}
+    # mailwire's own (none of them is needed by a Tcllib program).
+    set mw [list]
+    array set header {}
+    set lowerL {}
+    set mixedL {}
+
+    if {[llength $args] % 2} {
+        error "Each option must have a value!  Invalid option list: $args"
+    }
+    foreach {option value} $args {
+        switch -- $option {
+            -atleastone { set alo [Boolean $value] }
+            -debug      { set debug [Boolean $value] }
+            -queue      { set queue [Boolean $value] }
+            -usetls     { set usetls [Boolean $value] }
+            -tlspolicy  { set tlspolicy $value }
+            -maxsecs    { set maxsecs [expr {$value < 0 ? 0 : $value}] }
+            -header {
+                if {[llength $value] != 2} {
+                    error "-header expects a key and a value, not $value"
+                }
+                lassign $value mixed hvalue
+                set lower [string tolower $mixed]
+                if {$lower in {content-type content-transfer-encoding content-md5 mime-version}} {
+                    error "Content-Type, Content-Transfer-Encoding, Content-MD5, and MIME-Version cannot be user-specified."
+                }
+                if {$lower ni $lowerL} {
+                    lappend lowerL $lower
+                    lappend mixedL $mixed
+                }
+                lappend header($lower) $hvalue
+            }
+            -originator {
+                set originator $value
+                if {$originator eq ""} { set nullOrig 1 }
+            }
+            -recipients { set recipients $value }
+            -servers    { set servers $value }
+            -client     { set client $value }
+            -ports      { set ports $value }
+            -username   { set username $value }
+            -password   { set password $value }
+            -cafile - -mechanisms - -timeout - -trace {
+                lappend mw $option $value
+            }
+            -tlsverify - -allowplaintext {
+                lappend mw $option [Boolean $value]
+            }
+            default { error "unknown option $option" }
+        }
+    }
+
+    # Resent mode: a Resent-* header makes every derived name Resent-.
+    set prefixL ""
+    set prefixM ""
+    if {[lsearch -glob $lowerL resent-*] >= 0} {
+        set prefixL resent-
+        set prefixM Resent-
+    }
+    foreach mixed {From Sender To cc Dcc Bcc Date Message-ID} {
+        set lower [string tolower $mixed]
+        set L($lower) $prefixL$lower
+        set M($lower) $prefixM$mixed
+    }
+
+    # The originator: -originator, else the From values, else the user.
+    if {$nullOrig} {
+        set sender ""
+    } else {
+        set who -originator
+        if {$originator eq ""} {
+            if {![info exists header($L(from))]} {
+                set originator $::tcl_platform(user)
+            } else {
+                set originator [join $header($L(from)) ,]
+                set who $M(from)
+            }
+        }
+        if {$L(from) ni $lowerL} {
+            lappend lowerL $L(from)
+            lappend mixedL $M(from)
+            lappend header($L(from)) $originator
+        }
+        set addrs [::mime::parseaddress $originator]
+        if {[llength $addrs] > 1} {
+            error "too many mailboxes in $who: $originator"
+        }
+        array set aprops {error ""}
+        array set aprops [lindex $addrs 0]
+        if {$aprops(error) ne ""} {
+            error "error in $who: $aprops(error)"
+        }
+        set sender $aprops(address)
+        set from [join $header($L(from)) ,]
+        if {$L(sender) ni $lowerL && $originator ne $from} {
+            unset aprops
+            array set aprops {error ""}
+            array set aprops [lindex [::mime::parseaddress $from] 0]
+            if {$aprops(error) ne ""} {
+                error "error in $M(from): $aprops(error)"
+            }
+            if {$aprops(address) ne $sender} {
+                lappend lowerL $L(sender)
+                lappend mixedL $M(sender)
+                lappend header($L(sender)) $aprops(address)
+            }
+        }
+    }
+
+    # The recipients: -recipients, else To, cc and Dcc (Dcc dropped).
+    if {$recipients ne ""} {
+        set who -recipients
+    } elseif {![info exists header($L(to))]} {
+        error "need -header \"$M(to) ...\""
+    } else {
+        set recipients [join $header($L(to)) ,]
+        set who $M(to)
+        if {[info exists header($L(cc))]} {
+            append recipients , [join $header($L(cc)) ,]
+            append who / $M(cc)
+        }
+        set i [lsearch -exact $lowerL $L(dcc)]
+        if {$i >= 0} {
+            append recipients , [join $header($L(dcc)) ,]
+            append who / $M(dcc)
+            unset header($L(dcc))
+            set lowerL [lreplace $lowerL $i $i]
+            set mixedL [lreplace $mixedL $i $i]
+        }
+    }
+
+    # Bcc: never in the message; its addresses get the digest.
+    set brecipients {}
+    set i [lsearch -exact $lowerL $L(bcc)]
+    if {$i >= 0} {
+        set bcc 1
+        foreach addr [::mime::parseaddress [join $header($L(bcc)) ,]] {
+            array unset aprops
+            array set aprops {error ""}
+            array set aprops $addr
+            if {$aprops(error) ne ""} {
+                error "error in $M(bcc): $aprops(error)"
+            }
+            lappend brecipients $aprops(address)
+        }
+        unset header($L(bcc))
+        set lowerL [lreplace $lowerL $i $i]
+        set mixedL [lreplace $mixedL $i $i]
+    } else {
+        set bcc 0
+    }
+    if {$L(to) ni $lowerL} {
+        lappend lowerL $L(bcc)
+        lappend mixedL $M(bcc)
+        lappend header($L(bcc)) ""
+    }
+
+    set vrecipients {}
+    foreach addr [::mime::parseaddress $recipients] {
+        array unset aprops
+        array set aprops {error ""}
+        array set aprops $addr
+        if {$aprops(error) ne ""} {
+            error "error in $who: $aprops(error)"
+        }
+        lappend vrecipients $aprops(address)
+    }
+
+    if {$L(date) ni $lowerL && [catch {::mime::getheader $part $L(date)}]} {
+        lappend lowerL $L(date)
+        lappend mixedL $M(date)
+        lappend header($L(date)) [::mime::parsedatetime -now proper]
+    }
+    if {$L(message-id) ni $lowerL && [catch {::mime::getheader $part $L(message-id)}]} {
+        lappend lowerL $L(message-id)
+        lappend mixedL $M(message-id)
+        lappend header($L(message-id)) [::mime::uniqueID]
+    }
+
+    # The part's own values of the fields about to be appended, restored
+    # on return.
+    set saved {}
+    foreach lower $lowerL mixed $mixedL {
+        if {[catch {::mime::getheader $part $lower} old]} {
+            lappend saved $mixed {} 0
+        } else {
+            lappend saved $mixed $old 1
+        }
+        foreach value $header($lower) {
+            ::mime::setheader $part $mixed $value -mode append
+        }
+    }
+
+    if {$client eq ""} {
+        if {$servers eq "localhost"} {
+            set client localhost
+        } else {
+            set client [info hostname]
+        }
+    }
+
+    set data [::mime::buildmessage $part]
+    set bccdata {}
+    set inner {}
+    set outer {}
+    if {$bcc} {
+        set inner [::mime::initialize -canonical message/rfc822 \
+                       -header [list Content-Description "Original Message"] \
+                       -parts [list $part]]
+        set subject "\[$M(bcc)\]"
+        if {[info exists header(subject)]} {
+            append subject " " [lindex $header(subject) 0]
+        }
+        set outer [::mime::initialize -canonical multipart/digest \
+                       -header [list From $originator] \
+                       -header [list Bcc ""] \
+                       -header [list Date [::mime::parsedatetime -now proper]] \
+                       -header [list Subject $subject] \
+                       -header [list Message-ID [::mime::uniqueID]] \
+                       -header [list Content-Description "Blind Carbon Copy"] \
+                       -parts [list $inner]]
+        set bccdata [::mime::buildmessage $outer]
+    }
+
+    set code [catch {
+        ::mailwire::smtp::_send -servers $servers -ports $ports \
+            -portrule [expr {[package vsatisfies [package present smtp] 1.5] ? "1.5" : "1.4"}] \
+            -client $client -usetls $usetls -tlspolicy $tlspolicy \
+            -username $username -password $password -debug $debug -maxsecs $maxsecs \
+            -queue $queue -atleastone $alo -sender $sender -recipients $vrecipients \
+            -data $data -bcc $brecipients -bccdata $bccdata {*}$mw
+    } result opts]
+
+    if {$bcc} {
+        catch {::mime::finalize $inner -subordinates none}
+        catch {::mime::finalize $outer -subordinates none}
+    }
+    foreach {mixed old existed} $saved {
+        catch {::mime::setheader $part $mixed {} -mode delete}
+        if {$existed} {
+            foreach v $old {
+                ::mime::setheader $part $mixed $v -mode append
+            }
+        }
+    }
+    return -options $opts $result
+}
+
+package provide smtp [expr {[info exists ::mailwire::smtpVersion] ? $::mailwire::smtpVersion : "1.4.5"}]
