@@ -9,6 +9,8 @@
 #   Send TEXT      send TEXT and CRLF
 #   Respond TEXT   read a line (logged), then send TEXT and CRLF
 #   Read           read a line (logged)
+#   Data TEXT      read message lines up to the lone ".", logged as one
+#                  "DATA <n lines> <md5-free checksum>" entry, then send TEXT
 #   Close          close the connection
 # After the dialog it logs every further line until the client closes.
 # The log holds the lines received, one a line, without their CR; a line
@@ -40,6 +42,16 @@ proc serve {sock addr port} {
                 if {[gets $sock line] < 0} break
                 logline $line
                 if {$kind eq "Respond"} { puts -nonewline $sock "$text\r\n" }
+            }
+            Data {
+                set n 0
+                set sum 0
+                while {[gets $sock line] >= 0 && $line ne ".\r"} {
+                    incr n
+                    foreach c [split $line ""] { set sum [expr {($sum * 31 + [scan $c %c]) % 1000003}] }
+                }
+                puts $log "DATA $n $sum"
+                puts -nonewline $sock "$text\r\n"
             }
             Close { close $sock; set done 1; return }
         }
