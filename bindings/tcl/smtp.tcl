@@ -27,6 +27,42 @@ proc ::smtp::Boolean {value} {
 }
 
 proc ::smtp::sendmessage {part args} {
+    set p [Prepare $part $args]
+    set code [catch {
+        ::mailwire::smtp::_send {*}[dict get $p session] {*}[dict get $p message]
+    } result opts]
+    Restore $p
+    return -options $opts $result
+}
+
+# mailwire's batch extension: the tokens, each with Tcllib's header rules
+# and the same options, over one connection.  Returns one result per token
+# (each what sendmessage returns for it).
+proc ::smtp::sendmessages {parts args} {
+    set prepared {}
+    set messages {}
+    foreach part $parts {
+        if {[catch {Prepare $part $args} p opts]} {
+            foreach q $prepared { Restore $q }
+            return -options $opts $p
+        }
+        lappend prepared $p
+        lappend messages [dict get $p message]
+    }
+    if {![llength $prepared]} {
+        return {}
+    }
+    set code [catch {
+        ::mailwire::smtp::_send {*}[dict get [lindex $prepared 0] session] -messages $messages
+    } result opts]
+    foreach q $prepared { Restore $q }
+    return -options $opts $result
+}
+
+# Tcllib's option checks and header rules for one part: the session
+# options, the message (envelope and bytes), and what to restore.
+proc ::smtp::Prepare {part argList} {
+    set args $argList
     set alo 0
     set debug 0
     set nullOrig 0
@@ -265,20 +301,26 @@ proc ::smtp::sendmessage {part args} {
         set bccdata [::mime::buildmessage $outer]
     }
 
-    set code [catch {
-        ::mailwire::smtp::_send -servers $servers -ports $ports \
-            -portrule [expr {[package vsatisfies [package present smtp] 1.5] ? "1.5" : "1.4"}] \
-            -client $client -usetls $usetls -tlspolicy $tlspolicy \
-            -username $username -password $password -debug $debug -maxsecs $maxsecs \
-            -queue $queue -atleastone $alo -sender $sender -recipients $vrecipients \
-            -data $data -bcc $brecipients -bccdata $bccdata {*}$mw
-    } result opts]
+    set session [list -servers $servers -ports $ports \
+                     -portrule [expr {[package vsatisfies [package present smtp] 1.5] ? "1.5" : "1.4"}] \
+                     -client $client -usetls $usetls -tlspolicy $tlspolicy \
+                     -username $username -password $password -debug $debug -maxsecs $maxsecs \
+                     -queue $queue -atleastone $alo {*}$mw]
+    set message [list -sender $sender -recipients $vrecipients -data $data \
+                     -bcc $brecipients -bccdata $bccdata]
+    return [dict create session $session message $message part $part saved $saved \
+                inner $inner outer $outer]
+}
 
-    if {$bcc} {
-        catch {::mime::finalize $inner -subordinates none}
-        catch {::mime::finalize $outer -subordinates none}
+# Finalizes the Bcc digest parts and puts the part's headers back.
+proc ::smtp::Restore {p} {
+    foreach k {inner outer} {
+        if {[dict get $p $k] ne ""} {
+            catch {::mime::finalize [dict get $p $k] -subordinates none}
+        }
     }
-    foreach {mixed old existed} $saved {
+    set part [dict get $p part]
+    foreach {mixed old existed} [dict get $p saved] {
         catch {::mime::setheader $part $mixed {} -mode delete}
         if {$existed} {
             foreach v $old {
@@ -286,7 +328,6 @@ proc ::smtp::sendmessage {part args} {
             }
         }
     }
-    return -options $opts $result
 }
 
 package provide smtp [expr {[info exists ::mailwire::smtpVersion] ? $::mailwire::smtpVersion : "1.4.5"}]

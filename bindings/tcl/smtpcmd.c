@@ -123,6 +123,63 @@ static int send_error(Tcl_Interp *interp, int rc, const mw_error *e, const mw_sm
     return mwtcl_error(interp, "SMTP", "send", rc, e->message[0] ? e->message : mw_strerror(rc));
 }
 
+/* One message of a session (and its Bcc digest); *out gets Tcllib's result
+ * with a reference held. */
+static int send_message(Tcl_Interp *interp, mw_smtp *s, const char *sender, const char **rcpts,
+                        size_t nrc, Tcl_Obj *data, const char **bcc, size_t nbcc, Tcl_Obj *bccdata,
+                        int alo, Tcl_Obj **out)
+{
+    int len, ret = TCL_ERROR;
+    mw_smtp_result *r1 = NULL, *r2 = NULL;
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.data = (const char *)Tcl_GetByteArrayFromObj(data, &len);
+    m.len = (size_t)len;
+    m.originator = sender;
+    m.recipients = rcpts;
+    m.nrecipients = nrc;
+    m.atleastone = alo;
+    m.rewrite_headers = 0; /* smtp.tcl applied Tcllib's rules already */
+    m.use_chunking = 0;    /* DATA, as Tcllib */
+    int rc = mw_smtp_send(s, &m, &r1);
+    Tcl_Obj *res = Tcl_NewListObj(0, NULL);
+    Tcl_IncrRefCount(res);
+    if (rc && !rcpt_refusal(r1)) {
+        ret = send_error(interp, rc, mw_smtp_error(s), r1);
+        goto out;
+    }
+    append_rejected(res, r1);
+    if (bcc && nbcc && bccdata) {
+        mw_smtp_msg b = MW_SMTP_MSG_INIT;
+        b.data = (const char *)Tcl_GetByteArrayFromObj(bccdata, &len);
+        b.len = (size_t)len;
+        b.originator = sender;
+        b.recipients = bcc;
+        b.nrecipients = nbcc;
+        b.atleastone = alo;
+        b.rewrite_headers = 0;
+        b.use_chunking = 0;
+        rc = mw_smtp_send(s, &b, &r2);
+        if (rc && !rcpt_refusal(r2)) {
+            ret = send_error(interp, rc, mw_smtp_error(s), r2);
+            goto out;
+        }
+        /* Tcllib: [append cres $cres2] — a string append, kept. */
+        Tcl_Obj *more = Tcl_NewListObj(0, NULL);
+        Tcl_IncrRefCount(more);
+        append_rejected(more, r2);
+        Tcl_AppendObjToObj(res, more);
+        Tcl_DecrRefCount(more);
+    }
+    *out = res;
+    res = NULL;
+    ret = TCL_OK;
+out:
+    if (res) Tcl_DecrRefCount(res);
+    mw_smtp_result_free(r1);
+    mw_smtp_result_free(r2);
+    return ret;
+}
+
 static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
 {
     (void)cd;
@@ -134,7 +191,8 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         "-servers",   "-ports",      "-portrule",       "-client",  "-usetls",  "-tlspolicy",
         "-username",  "-password",   "-debug",          "-maxsecs", "-queue",   "-atleastone",
         "-sender",    "-recipients", "-data",           "-bcc",     "-bccdata", "-cafile",
-        "-tlsverify", "-mechanisms", "-allowplaintext", "-timeout", "-trace",   NULL};
+        "-tlsverify", "-mechanisms", "-allowplaintext", "-timeout", "-trace",   "-messages",
+        NULL};
     enum {
         O_SERVERS,
         O_PORTS,
@@ -158,10 +216,11 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         O_MECHS,
         O_PLAIN,
         O_TIMEOUT,
-        O_TRACE
+        O_TRACE,
+        O_MESSAGES
     };
     Tcl_Obj *servers = NULL, *ports = NULL, *rcpts = NULL, *bcc = NULL, *data = NULL,
-            *bccdata = NULL;
+            *bccdata = NULL, *messages = NULL;
     const char *client = NULL, *user = NULL, *pass = NULL, *sender = "", *cafile = NULL,
                *mechs = NULL;
     int usetls = 1, debug = 0, maxsecs = 120, queue = 0, alo = 0, verify = 1, plain = -1,
@@ -243,17 +302,19 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         case O_TRACE:
             if (Tcl_GetCharLength(v)) c.trace = v;
             break;
+        case O_MESSAGES:
+            messages = v;
+            break;
         }
         if (ok != TCL_OK) return TCL_ERROR;
     }
-    if (!data) return mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "no -data");
+    if (!data && !messages) return mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "no -data");
     c.debug = debug;
 
     const char **srv = NULL, **rc_list = NULL, **bcc_list = NULL, **port_s = NULL;
     size_t nsrv = 0, nrc = 0, nbcc = 0, nport = 0;
     int ret = TCL_ERROR;
     mw_smtp *s = NULL;
-    mw_smtp_result *r1 = NULL, *r2 = NULL;
     if (servers && str_list(interp, servers, &srv, &nsrv) != TCL_OK) goto out;
     if (ports && str_list(interp, ports, &port_s, &nport) != TCL_OK) goto out;
     if (rcpts && str_list(interp, rcpts, &rc_list, &nrc) != TCL_OK) goto out;
@@ -322,51 +383,60 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
     }
     if (maxsecs > 0) mw_smtp_set_maxtime(s, maxsecs * 1000);
 
-    int len;
-    mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    m.data = (const char *)Tcl_GetByteArrayFromObj(data, &len);
-    m.len = (size_t)len;
-    m.originator = sender;
-    m.recipients = rc_list;
-    m.nrecipients = nrc;
-    m.atleastone = alo;
-    m.rewrite_headers = 0; /* smtp.tcl applied Tcllib's rules already */
-    m.use_chunking = 0;    /* DATA, as Tcllib */
-    rc = mw_smtp_send(s, &m, &r1);
-    Tcl_Obj *res = Tcl_NewListObj(0, NULL);
-    Tcl_IncrRefCount(res);
-    if (rc && !rcpt_refusal(r1)) {
-        ret = send_error(interp, rc, mw_smtp_error(s), r1);
-        Tcl_DecrRefCount(res);
-        goto out;
-    }
-    append_rejected(res, r1);
-    if (bcc && bccdata && nbcc) {
-        mw_smtp_msg b = MW_SMTP_MSG_INIT;
-        b.data = (const char *)Tcl_GetByteArrayFromObj(bccdata, &len);
-        b.len = (size_t)len;
-        b.originator = sender;
-        b.recipients = bcc_list;
-        b.nrecipients = nbcc;
-        b.atleastone = alo;
-        b.rewrite_headers = 0;
-        b.use_chunking = 0;
-        rc = mw_smtp_send(s, &b, &r2);
-        if (rc && !rcpt_refusal(r2)) {
-            ret = send_error(interp, rc, mw_smtp_error(s), r2);
-            Tcl_DecrRefCount(res);
-            goto out;
+    Tcl_Obj *res;
+    if (!messages) {
+        const char *sd = sender;
+        ret = send_message(interp, s, sd, rc_list, nrc, data, bcc_list, nbcc, bccdata, alo, &res);
+        if (ret != TCL_OK) goto out;
+    } else {
+        /* The batch extension: each element is {-sender s -recipients l
+         * -data d ?-bcc l -bccdata d?}; one result per message. */
+        int nm;
+        Tcl_Obj **ms;
+        if (Tcl_ListObjGetElements(interp, messages, &nm, &ms) != TCL_OK) goto out;
+        res = Tcl_NewListObj(0, NULL);
+        Tcl_IncrRefCount(res);
+        for (int i = 0; i < nm; i++) {
+            Tcl_Obj *d = NULL, *bd = NULL, *rl = NULL, *bl = NULL;
+            const char *sd = "";
+            int ne;
+            Tcl_Obj **e;
+            if (Tcl_ListObjGetElements(interp, ms[i], &ne, &e) != TCL_OK || ne % 2) {
+                Tcl_DecrRefCount(res);
+                ret = mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "bad -messages element");
+                goto out;
+            }
+            for (int k = 0; k < ne; k += 2) {
+                const char *key = Tcl_GetString(e[k]);
+                if (!strcmp(key, "-sender"))
+                    sd = Tcl_GetString(e[k + 1]);
+                else if (!strcmp(key, "-recipients"))
+                    rl = e[k + 1];
+                else if (!strcmp(key, "-data"))
+                    d = e[k + 1];
+                else if (!strcmp(key, "-bcc"))
+                    bl = e[k + 1];
+                else if (!strcmp(key, "-bccdata"))
+                    bd = e[k + 1];
+            }
+            const char **r_l = NULL, **b_l = NULL;
+            size_t nr = 0, nb = 0;
+            Tcl_Obj *one = NULL;
+            int ok = d && (!rl || str_list(interp, rl, &r_l, &nr) == TCL_OK) &&
+                     (!bl || str_list(interp, bl, &b_l, &nb) == TCL_OK);
+            if (ok)
+                ok = send_message(interp, s, sd, r_l, nr, d, b_l, nb, bd, alo, &one) == TCL_OK;
+            else if (!d)
+                mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "a message without -data");
+            Tcl_Free((char *)r_l);
+            Tcl_Free((char *)b_l);
+            if (!ok) {
+                Tcl_DecrRefCount(res);
+                goto out;
+            }
+            Tcl_ListObjAppendElement(NULL, res, one);
+            Tcl_DecrRefCount(one);
         }
-        /* Tcllib: [append cres $cres2] — a string append, kept. */
-        Tcl_Obj *more = Tcl_NewListObj(0, NULL);
-        append_rejected(more, r2);
-        if (Tcl_IsShared(res)) {
-            Tcl_Obj *cp = Tcl_DuplicateObj(res);
-            Tcl_DecrRefCount(res);
-            res = cp;
-            Tcl_IncrRefCount(res);
-        }
-        Tcl_AppendObjToObj(res, more);
     }
     mw_smtp_quit(s);
     Tcl_SetObjResult(interp, res);
@@ -374,8 +444,6 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
     ret = TCL_OK;
 out:
     if (s) mw_smtp_free(s);
-    mw_smtp_result_free(r1);
-    mw_smtp_result_free(r2);
     Tcl_Free((char *)srv);
     Tcl_Free((char *)port_s);
     Tcl_Free((char *)rc_list);
