@@ -8,7 +8,7 @@
 # [package require -exact smtp 1.5.1] still loads Tcllib's own.  pop3 1.11
 # is above Debian's 1.10, so [package require pop3] gets the binding.
 if {![package vsatisfies [package provide Tcl] 8.6]} {return}
-package ifneeded mailwire 0.1 [list load [file join $dir mailwiretcl[info sharedlibextension]] Mailwire]
+package ifneeded mailwire 0.1 [list ::load [file join $dir mailwiretcl[info sharedlibextension]] Mailwire]
 package ifneeded pop3 1.11 [list source [file join $dir pop3.tcl]]
 package ifneeded smtp 1.4.5 [list apply {dir {
     namespace eval ::mailwire {variable smtpVersion 1.4.5}
