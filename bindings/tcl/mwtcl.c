@@ -21,6 +21,7 @@ int Mailwire_Init(Tcl_Interp *interp)
     if (!Tcl_InitStubs(interp, "8.6", 0)) return TCL_ERROR;
     if (mwtcl_pop3_init(interp) != TCL_OK) return TCL_ERROR;
     if (mwtcl_smtp_init(interp) != TCL_OK) return TCL_ERROR;
+    if (mwtcl_mime_init(interp) != TCL_OK) return TCL_ERROR;
     Tcl_SetVar2(interp, "::mailwire::version", NULL, mw_version(), TCL_GLOBAL_ONLY);
     return Tcl_PkgProvide(interp, "mailwire", "0.1");
 }

@@ -12,6 +12,7 @@
 /* Called from Mailwire_Init. */
 int mwtcl_pop3_init(Tcl_Interp *interp);
 int mwtcl_smtp_init(Tcl_Interp *interp);
+int mwtcl_mime_init(Tcl_Interp *interp);
 
 /* Sets the interp result to a Tcl error with errorCode
  * {MAILWIRE <area> <stage> <category>} and returns TCL_ERROR. */

@@ -36,6 +36,7 @@ typedef struct sess {
     char last_sent[16];  /* keyword of the last command sent */
     int busy;            /* inside an engine call */
     int closed;          /* the program closed the channel */
+    int stacked;         /* not a plain Tcl TCP channel (e.g. tls::socket's) */
     Tcl_Obj *trace_cmd;
     Tcl_Obj *tls_cmd;
     char host[256];
@@ -75,7 +76,11 @@ static long chan_read(void *ud, void *buf, size_t len, int64_t deadline)
     if (len > 1 << 20) len = 1 << 20;
     for (;;) {
         if (s->closed) return MW_ENET;
-        int n = Tcl_Read(s->chan, buf, (int)len);
+        /* A plain socket: straight from the driver into the engine's
+         * buffer (what Tcl already buffered comes first).  A stacked
+         * channel (tls::socket) through Tcl's buffers, which drive its
+         * handshake. */
+        int n = s->stacked ? Tcl_Read(s->chan, buf, (int)len) : Tcl_ReadRaw(s->chan, buf, (int)len);
         if (n > 0) return n;
         if (Tcl_Eof(s->chan)) return 0;
         if (n < 0 && Tcl_GetErrno() != EAGAIN) return MW_ENET;
@@ -473,6 +478,11 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
     snprintf(s->name, sizeof s->name, "%s", cname);
     snprintf(s->host, sizeof s->host, "%s", Tcl_GetString(objv[2]));
     s->eat_capa = !want_capa;
+    /* Only Tcl's own TCP channel with nothing stacked on it is read raw;
+     * anything else (tls::socket's, a reflected channel) goes through
+     * Tcl's buffers.  (Tcl_GetChannel gives the bottom of a stack.) */
+    s->stacked =
+        Tcl_GetTopChannel(ch) != ch || strcmp(Tcl_GetChannelType(ch)->typeName, "tcp") != 0;
     if (trace) {
         s->trace_cmd = trace;
         Tcl_IncrRefCount(trace);

@@ -18,6 +18,17 @@ namespace eval ::smtp {
     namespace export sendmessage
 }
 
+# Tcllib's mime chooses a part's transfer encoding by looking at every
+# character of its body in Tcl (::mime::encodingasciiP, encodinglineP),
+# which is most of a sendmessage's time; the binding puts C versions with
+# the same results in their place (bindings/tcl/mimefast.c).
+foreach {helper fast} {encodingasciiP asciiP encodinglineP lineP} {
+    if {[info procs ::mime::$helper] ne "" && [info args ::mime::$helper] eq "line"} {
+        rename ::mime::$helper {}
+        interp alias {} ::mime::$helper {} ::mailwire::mime::$fast
+    }
+}
+
 proc ::smtp::Boolean {value} {
     switch -- [string tolower $value] {
         0 - false - no - off { return 0 }
@@ -248,7 +259,7 @@ proc ::smtp::Prepare {part argList} {
     if {$L(date) ni $lowerL && [catch {::mime::getheader $part $L(date)}]} {
         lappend lowerL $L(date)
         lappend mixedL $M(date)
-        lappend header($L(date)) [::mime::parsedatetime -now proper]
+        lappend header($L(date)) [::mailwire::mime::now]
     }
     if {$L(message-id) ni $lowerL && [catch {::mime::getheader $part $L(message-id)}]} {
         lappend lowerL $L(message-id)
@@ -293,7 +304,7 @@ proc ::smtp::Prepare {part argList} {
         set outer [::mime::initialize -canonical multipart/digest \
                        -header [list From $originator] \
                        -header [list Bcc ""] \
-                       -header [list Date [::mime::parsedatetime -now proper]] \
+                       -header [list Date [::mailwire::mime::now]] \
                        -header [list Subject $subject] \
                        -header [list Message-ID [::mime::uniqueID]] \
                        -header [list Content-Description "Blind Carbon Copy"] \
