@@ -56,9 +56,9 @@ for i in range(n):
 PY
 chown -R "$MW_MAIL_OWNER" "$MW_MAILDIR_ROOT/$user"
 
-run() { # LABEL IMPL ARGS...: RUNS runs, the median ms on stdout, one line per run on stderr
+run() { # LABEL IMPL ARGS...: RUNS runs; "median-ms median-cpu-ms" on stdout, one line per run on stderr
   local label=$1 impl=$2; shift 2
-  local ms=() out
+  local ms=() cpu=() out
   for _ in $(seq "$RUNS"); do
     if [ "$impl" = tcllib ]; then
       out=$(env -u TCLLIBPATH tclsh "$top/bench/tcl/bench.tcl" "$1" tcllib "${@:2}")
@@ -68,8 +68,10 @@ run() { # LABEL IMPL ARGS...: RUNS runs, the median ms on stdout, one line per r
     echo "  $label: $out" >&2
     grep -q '"ms":' <<<"$out" || { echo "bench: $label failed" >&2; return 1; }
     ms+=("$(sed -n 's/.*"ms":\([0-9]*\).*/\1/p' <<<"$out")")
+    cpu+=("$(sed -n 's/.*"cpu_ms":\([0-9]*\).*/\1/p' <<<"$out")")
   done
-  printf '%s\n' "${ms[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
+  echo "$(printf '%s\n' "${ms[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")" \
+       "$(printf '%s\n' "${cpu[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b > 0 ? a / b : 0) }'; }
 
@@ -81,12 +83,17 @@ echo "send $SCOUNT x $SSIZE B (smtp-sink, port $MW_SINK_PORT):"
 s_tl=$(run "tcllib smtp, a connection each" tcllib send "$MW_SINK_PORT" "$SCOUNT" "$SSIZE" each)
 s_mw=$(run "binding, a connection each" mailwire send "$MW_SINK_PORT" "$SCOUNT" "$SSIZE" each)
 s_mb=$(run "binding batch, one connection" mailwire send "$MW_SINK_PORT" "$SCOUNT" "$SSIZE" batch)
-printf '\n%-44s %10s %10s\n' "median of $RUNS runs" "ms" "speed-up"
-printf '%-44s %10s %10s\n' "retrieve: Tcllib pop3 1.10" "$r_tl" "1.0"
-printf '%-44s %10s %10s\n' "retrieve: binding" "$r_mw" "$(ratio "$r_tl" "$r_mw")"
-printf '%-44s %10s %10s\n' "retrieve: binding, -pipeline 1" "$r_mp" "$(ratio "$r_tl" "$r_mp")"
-printf '%-44s %10s %10s\n' "sendmessage: Tcllib smtp 1.5.1" "$s_tl" "1.0"
-printf '%-44s %10s %10s\n' "sendmessage: binding" "$s_mw" "$(ratio "$s_tl" "$s_mw")"
-printf '%-44s %10s %10s\n' "sendmessages (batch): binding" "$s_mb" "$(ratio "$s_tl" "$s_mb")"
-printf '{"retrieve":{"tcllib_ms":%s,"binding_ms":%s,"binding_pipelined_ms":%s},"send":{"tcllib_ms":%s,"binding_ms":%s,"binding_batch_ms":%s}}\n' \
-  "$r_tl" "$r_mw" "$r_mp" "$s_tl" "$s_mw" "$s_mb"
+row() { # LABEL "ms cpu" "ms cpu" (the Tcllib reference)
+  set -- "$1" $2 $3
+  printf '%-40s %9s %9s %9s %9s\n' "$1" "$2" "$(ratio "$4" "$2")" "$3" "$(ratio "$5" "$3")"
+}
+printf '\n%-40s %9s %9s %9s %9s\n' "median of $RUNS runs" "wall ms" "speed-up" "cpu ms" "cpu gain"
+row "retrieve: Tcllib pop3 1.10" "$r_tl" "$r_tl"
+row "retrieve: binding" "$r_mw" "$r_tl"
+row "retrieve: binding, -pipeline 1" "$r_mp" "$r_tl"
+row "sendmessage: Tcllib smtp 1.5.1" "$s_tl" "$s_tl"
+row "sendmessage: binding" "$s_mw" "$s_tl"
+row "sendmessages (batch): binding" "$s_mb" "$s_tl"
+j() { set -- $1; printf '{"ms":%s,"cpu_ms":%s}' "$1" "$2"; }
+printf '{"retrieve":{"tcllib":%s,"binding":%s,"binding_pipelined":%s},"send":{"tcllib":%s,"binding":%s,"binding_batch":%s}}\n' \
+  "$(j "$r_tl")" "$(j "$r_mw")" "$(j "$r_mp")" "$(j "$s_tl")" "$(j "$s_mw")" "$(j "$s_mb")"

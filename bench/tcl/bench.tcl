@@ -14,9 +14,18 @@ proc loadImpl {pkg mw tl} {
         package require -exact $pkg $mw
     }
 }
+# This process's CPU time (user + system) in ms, from /proc (Linux).
+proc cpu {} {
+    set f [open /proc/self/stat]
+    set st [read $f]
+    close $f
+    set rest [lrange [string range $st [expr {[string last ")" $st] + 2}] end] 0 end]
+    # utime and stime are fields 14 and 15 (11 and 12 after the name).
+    expr {([lindex $rest 11] + [lindex $rest 12]) * 1000 / 100}
+}
 proc report {ms count bytes} {
-    puts [format {{"what":"%s","impl":"%s","ms":%d,"count":%d,"bytes":%d}} \
-              $::what $::impl $ms $count $bytes]
+    puts [format {{"what":"%s","impl":"%s","ms":%d,"cpu_ms":%d,"count":%d,"bytes":%d}} \
+              $::what $::impl $ms [expr {[cpu] - $::cpu0}] $count $bytes]
 }
 switch -- $what {
     retr {
@@ -26,6 +35,7 @@ switch -- $what {
         # What a program does against the debug noise of Tcllib's pop3.
         ::log::lvSuppress debug
         set t0 [clock milliseconds]
+        set ::cpu0 [cpu]
         set c [pop3::open {*}$extra 127.0.0.1 $user $pass $port]
         set msgs [pop3::retrieve $c start end]
         pop3::close $c
@@ -47,6 +57,7 @@ switch -- $what {
         set opts [list -servers 127.0.0.1 -ports $port -header {From t1@test.domain} \
                       -header {To t2@test.domain} -header {Subject bench}]
         set t0 [clock milliseconds]
+        set ::cpu0 [cpu]
         if {$how eq "batch"} {
             set r [smtp::sendmessages $toks {*}$opts]
             if {[llength $r] != $count || [llength [join $r]]} { error "batch: $r" }
