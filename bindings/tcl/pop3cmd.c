@@ -107,15 +107,33 @@ static long chan_write(void *ud, const void *buf, size_t len, int64_t deadline)
         }
     }
     if (s->closed) return MW_ENET;
-    if (len > skip) {
-        if (len - skip > 1 << 30) len = skip + (1 << 30);
-        if (Tcl_Write(s->chan, b + skip, (int)(len - skip)) < 0) return MW_ENET;
-        while (Tcl_OutputBuffered(s->chan) > 0) {
+    const char *p = b + skip;
+    size_t left = len - skip;
+    if (!s->stacked) {
+        /* A plain socket: straight to the driver, waiting (up to the
+         * deadline) while the socket's buffer is full. */
+        while (left > 0) {
+            int chunk = left > (1 << 30) ? 1 << 30 : (int)left;
+            int n = Tcl_WriteRaw(s->chan, p, chunk);
+            if (n > 0) {
+                p += n;
+                left -= (size_t)n;
+                continue;
+            }
+            if (n < 0 && Tcl_GetErrno() != EAGAIN) return MW_ENET;
             int rc = wait_chan(s, POLLOUT, deadline);
             if (rc) return rc;
             if (s->closed) return MW_ENET;
-            if (Tcl_Flush(s->chan) != TCL_OK && Tcl_GetErrno() != EAGAIN) return MW_ENET;
         }
+    } else if (left > 0) {
+        /* A stacked channel (tls::socket): Tcl's own write, in blocking
+         * mode for the while (a non-blocking flush would be left to an
+         * event loop that is not running).  Commands are short; the
+         * deadline is not watched here. */
+        if (Tcl_SetChannelOption(NULL, s->chan, "-blocking", "1") != TCL_OK) return MW_ENET;
+        int bad = Tcl_Write(s->chan, p, (int)left) < 0 || Tcl_Flush(s->chan) != TCL_OK;
+        if (Tcl_SetChannelOption(NULL, s->chan, "-blocking", "0") != TCL_OK) bad = 1;
+        if (bad) return MW_ENET;
     }
     return (long)len;
 }
