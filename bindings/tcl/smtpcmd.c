@@ -17,7 +17,6 @@
 
 #include <mailwire/smtp.h>
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,8 +30,22 @@ typedef struct ctx {
 static void on_trace(int dir, const char *line, size_t len, void *ud)
 {
     ctx *c = ud;
-    if (c->debug && dir != MW_TRACE_INFO)
-        fprintf(stderr, "%s %.*s\n", dir == MW_TRACE_SEND ? "-->" : "<--", (int)len, line);
+    if (c->debug && dir != MW_TRACE_INFO) {
+        /* [puts stderr], as Tcllib's -debug (so a program's own puts or a
+         * test's capture sees it). */
+        Tcl_Obj *v[3];
+        v[0] = Tcl_NewStringObj("puts", 4);
+        v[1] = Tcl_NewStringObj("stderr", 6);
+        v[2] = Tcl_NewStringObj(dir == MW_TRACE_SEND ? "--> " : "<-- ", 4);
+        Tcl_AppendToObj(v[2], line, (int)len);
+        for (int i = 0; i < 3; i++)
+            Tcl_IncrRefCount(v[i]);
+        if (Tcl_EvalObjv(c->interp, 3, v, TCL_EVAL_GLOBAL) != TCL_OK)
+            Tcl_BackgroundException(c->interp, TCL_ERROR);
+        Tcl_ResetResult(c->interp);
+        for (int i = 0; i < 3; i++)
+            Tcl_DecrRefCount(v[i]);
+    }
     if (!c->trace) return;
     Tcl_Obj *cmd = Tcl_DuplicateObj(c->trace);
     Tcl_IncrRefCount(cmd);
