@@ -225,11 +225,11 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
     if (a->timeout_s > 0) j->net.io_timeout_ms = j->net.connect_timeout_ms = a->timeout_s * 1000;
     j->net.proxy = a->proxy;
     j->po.port = a->port > 0 ? (unsigned)a->port : 0;
-    j->po.tls = a->tls == MW_CONFIG_TLS_OFF        ? MW_POP3_TLS_NONE
-                : a->tls == MW_CONFIG_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
-                                                   : MW_POP3_TLS_STLS;
+    j->po.tls = a->tls == MW_CONFIG_TLS_OFF        ? MW_TLS_NONE
+                : a->tls == MW_CONFIG_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+                                                   : MW_TLS_STARTTLS;
     j->po.tls_opts = &j->tls;
-    j->po.net_opts = &j->net;
+    j->po.net = &j->net;
     j->po.user = a->user;
     int ex = auth_from(&j->po, a->auth);
     if (ex) return ex;
@@ -318,6 +318,7 @@ static void json_result(FILE *f, const job *j, int first)
         mw_cli_json_string(f, j->err.message, strlen(j->err.message));
         fprintf(f, ",\"category\":\"%s\",\"exit\":%d", mw_error_category(j->rc),
                 mw_cli_exit_code(j->rc));
+        mw_cli_json_error_fields(f, &j->err); /* command, reply, code, ... */
     }
     fputc('}', f);
 }
@@ -452,11 +453,11 @@ int mw_cmd_fetch(int argc, char **argv)
         mw_cli_conn_tls_opts(&conn, &j->tls);
         mw_cli_conn_net_opts(&conn, &j->net);
         j->po.port = conn.port;
-        j->po.tls = conn.tls == MW_CLI_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
-                    : conn.tls == MW_CLI_TLS_NONE   ? MW_POP3_TLS_NONE
-                                                    : MW_POP3_TLS_STLS;
+        j->po.tls = conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+                    : conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
+                                                    : MW_TLS_STARTTLS;
         j->po.tls_opts = &j->tls;
-        j->po.net_opts = &j->net;
+        j->po.net = &j->net;
         j->po.user = conn.user;
         j->po.password = conn.password;
         if (mw_cli_auth_is_token(conn.auth)) {
@@ -542,6 +543,7 @@ int mw_cmd_fetch(int argc, char **argv)
             }
             nj++;
             if ((ex = job_from_account(&js[k], a, home))) goto done;
+            mw_cli_conn_limits(&conn, a, &js[k].net); /* max_time, speed_limit, speed_time */
             if (!js[k].target[0]) {
                 fprintf(stderr, "mailwire fetch: %s: no delivery target\n", a->name);
                 ex = EX_USAGE_;
@@ -551,7 +553,7 @@ int mw_cmd_fetch(int argc, char **argv)
             if (!only_new) js[k].fo.only_new = 0;
         }
     }
-    if (mw_cancel_new(&g_cancel)) {
+    if (mw_cancel_new(&g_cancel, NULL)) {
         ex = EX_SOFTWARE_;
         goto done;
     }
@@ -564,7 +566,6 @@ int mw_cmd_fetch(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     for (size_t k = 0; k < nj; k++) {
         job *j = &js[k];
-        j->po.cancel = g_cancel;
         j->net.cancel = g_cancel;
         j->so = (mw_store_options)MW_STORE_OPTIONS_INIT;
         j->so.keep_crlf = keep_crlf;
@@ -620,6 +621,7 @@ int mw_cmd_fetch(int argc, char **argv)
                    (unsigned long long)j->res.errors, j->seconds, j->rc ? " (failed)" : "");
     }
     if (conn.json) fputs("]\n", stdout);
+    if (conn.json) mw_cli_json_handled(); /* the records hold the errors */
     if (fflush(stdout) && !ex) ex = EX_IOERR_;
 done:
     if (g_cancel) {

@@ -63,7 +63,7 @@ static int wait_chan(sess *s, short events, int64_t deadline)
     }
 }
 
-static long chan_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long chan_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     sess *s = ud;
     if (s->inj_off < s->inj_len) {
@@ -89,7 +89,7 @@ static long chan_read(void *ud, void *buf, size_t len, int64_t deadline)
     }
 }
 
-static long chan_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static long chan_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     sess *s = ud;
     const char *b = buf;
@@ -279,9 +279,8 @@ static int get_sess(Tcl_Interp *interp, Tcl_HashTable *t, Tcl_Obj *name, sess **
 }
 
 /* After an engine call: the error text Tcllib would raise. */
-static int fail(sess *s, int rc, const char *stage)
+static int fail_err(sess *s, int rc, const char *stage, const mw_error *e)
 {
-    const mw_error *e = mw_pop3_error(s->p);
     const char *line = s->last_recv;
     int server = rc == MW_ESERVER || rc == MW_ETEMP || rc == MW_EAUTH || rc == MW_EUNSUPPORTED ||
                  (rc == MW_EPROTO && strncmp(line, "+OK", 3) != 0);
@@ -300,6 +299,11 @@ static int fail(sess *s, int rc, const char *stage)
         return TCL_ERROR;
     }
     return mwtcl_error(s->interp, "POP3", stage, rc, e->message[0] ? e->message : mw_strerror(rc));
+}
+
+static int fail(sess *s, int rc, const char *stage)
+{
+    return fail_err(s, rc, stage, mw_pop3_error(s->p));
 }
 
 /* ---- text shapes ---------------------------------------------------------- */
@@ -388,9 +392,10 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
     o.user = Tcl_GetString(objv[3]);
     o.password = Tcl_GetString(objv[4]);
     o.auth = MW_POP3_AUTH_USER;
+    o.tls = MW_TLS_NONE;   /* Tcllib: plain text unless -stls (or a TLS -socketcmd) */
     o.allow_plaintext = 1; /* Tcllib's API: plain USER/PASS unless -stls or a TLS socket */
     o.pipelining = 0;
-    o.net_opts = &net;
+    o.net = &net;
     o.tls_opts = &tls;
     int want_capa = 0, verify = 1, requiretls = 0;
     Tcl_Obj *trace = NULL, *tlscb = NULL;
@@ -431,7 +436,7 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
             break;
         case O_STLS:
             if (Tcl_GetBooleanFromObj(interp, val, &b) != TCL_OK) return TCL_ERROR;
-            o.tls = b ? MW_POP3_TLS_STLS : MW_POP3_TLS_NONE;
+            o.tls = b ? MW_TLS_STARTTLS : MW_TLS_NONE;
             if (b) want_capa = 1;
             break;
         case O_TLSCB:
@@ -483,7 +488,7 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
             break;
         }
     }
-    if (requiretls && o.tls == MW_POP3_TLS_NONE) o.allow_plaintext = 0;
+    if (requiretls && o.tls == MW_TLS_NONE) o.allow_plaintext = 0;
 
     Tcl_HashEntry *old = Tcl_FindHashEntry(t, cname);
     if (old) sess_drop(Tcl_GetHashValue(old));
@@ -540,7 +545,8 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
     }
     o.stream = st;
     s->busy = 1;
-    rc = mw_pop3_open(&s->p, s->host, &o);
+    mw_error_clear(&e);
+    rc = mw_pop3_open(&s->p, s->host, &o, &e);
     s->busy = 0;
     if (s->closed) {
         sess_forget(s);
@@ -560,7 +566,7 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
             if (strcmp(stage, "nostls")) stage = "tls";
         }
         if (rc == MW_EPOLICY) stage = "login";
-        int r = s->p ? fail(s, rc, stage) : mwtcl_error(interp, "POP3", stage, rc, mw_strerror(rc));
+        int r = fail_err(s, rc, stage, &e);
         sess_drop(s);
         return r;
     }
@@ -743,9 +749,9 @@ static int run_op(sess *s, op_t op, int objc, Tcl_Obj *const objv[])
         Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("auth", -1), Tcl_NewStringObj(c.auth_used, -1));
         Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("pipelining", -1), Tcl_NewIntObj(c.pipelining));
         Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("tls", -1),
-                       Tcl_NewStringObj(c.tls == MW_POP3_TLS_STLS       ? "stls"
-                                        : c.tls == MW_POP3_TLS_IMPLICIT ? "implicit"
-                                                                        : "none",
+                       Tcl_NewStringObj(c.tls == MW_TLS_STARTTLS   ? "stls"
+                                        : c.tls == MW_TLS_IMPLICIT ? "implicit"
+                                                                   : "none",
                                         -1));
         Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("greeting", -1),
                        Tcl_NewStringObj(c.greeting ? c.greeting : "", -1));

@@ -343,14 +343,14 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
     }
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
     o.client = client && *client ? client : NULL;
-    o.tls = usetls ? MW_SMTP_TLS_OPPORTUNISTIC : MW_SMTP_TLS_NONE;
+    o.tls = usetls ? MW_TLS_OPPORTUNISTIC : MW_TLS_NONE;
     o.tls_opts = &tls;
     o.tlspolicy = on_policy;
     o.tlspolicy_userdata = &c;
     o.net = &net;
-    o.username = user && *user ? user : NULL;
+    o.user = user && *user ? user : NULL;
     o.password = pass && *pass ? pass : NULL;
-    o.auth = mechs;
+    o.sasl_mechs = mechs;
     /* Credentials in clear only when the program turned TLS off itself
      * (-usetls 0) or says so (-allowplaintext 1). */
     o.allow_plaintext = plain >= 0 ? plain : !usetls;

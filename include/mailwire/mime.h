@@ -47,7 +47,8 @@ typedef struct mw_mime_field {
 } mw_mime_field;
 
 /* Creates an empty block.  opts may be NULL.  Returns 0, MW_ENOMEM, MW_EINVAL. */
-MW_EXTERN int mw_mime_headers_new(mw_mime_headers **out, const mw_mime_header_opts *opts);
+MW_EXTERN int mw_mime_headers_new(mw_mime_headers **out, const mw_mime_header_opts *opts,
+                                  mw_error *err);
 MW_EXTERN void mw_mime_headers_free(mw_mime_headers *h);
 
 /* Feeds len bytes.  *consumed (may be NULL) is set to the bytes used.
@@ -138,16 +139,17 @@ MW_EXTERN void mw_mime_ctype_free(mw_mime_ctype *ct);
  * encoding letter) stays as text, an unknown charset keeps its bytes,
  * invalid bytes become U+FFFD.  *out is malloc'd and NUL-terminated.
  * Returns 0 or MW_ENOMEM. */
-MW_EXTERN int mw_mime_decode_field(char **out, size_t *outlen, const char *in, size_t len);
+MW_EXTERN int mw_mime_decode_field(char **out, size_t *outlen, const char *in, size_t len,
+                                   mw_error *err);
 /* Encodes text (in charset; NULL = UTF-8) as encoded words of at most 75
  * characters separated by spaces, method 'B' or 'Q' (Tcllib word_encode).
  * UTF-8 characters are never split.  Returns 0, MW_EINVAL, MW_ENOMEM. */
 MW_EXTERN int mw_mime_word_encode(char **out, const char *text, size_t len, const char *charset,
-                                  char method);
+                                  char method, mw_error *err);
 /* A UTF-8 text for an unstructured header (Subject): returned as is when it
  * is printable ASCII, else as encoded words (Q or B, whichever is shorter).
  * Returns 0, MW_EINVAL (CR or LF in the text), MW_ENOMEM. */
-MW_EXTERN int mw_mime_encode_text(char **out, const char *utf8text);
+MW_EXTERN int mw_mime_encode_text(char **out, const char *utf8text, mw_error *err);
 
 /* ---------------------------------------------------------------------
  * Part 3: the MIME tree, parsed (push-style, streaming) or built.
@@ -179,13 +181,15 @@ typedef struct mw_mime_parse_opts {
     unsigned version;            /* MW_MIME_PARSE_OPTS_VERSION */
     mw_mime_header_opts headers; /* limits of each header block */
     size_t max_depth;            /* nesting of parts (default 32); deeper parts are leaves */
-    size_t max_parts;            /* parts in the tree (default 10000) */
+    size_t max_parts;            /* parts in the tree (default 10000); the header
+                                    blocks of all parts together: at most 16 x
+                                    headers.max_total (MW_ETOOBIG) */
     int keep_bodies;             /* keep the raw bodies so the tree can be written back
                                     byte for byte (default 1 in mw_mime_parse) */
     size_t max_kept;             /* bytes kept when keep_bodies (default 256 MiB) */
     int to_utf8;                 /* convert text/ bodies to UTF-8 before on_body */
     /* Callbacks (each may be NULL); a non-zero return stops the parser,
-     * which then returns MW_ECANCELED. */
+     * which then returns that value unchanged (and fails from then on). */
     int (*on_part)(mw_mime_part *part, void *userdata); /* headers read */
     int (*on_body)(mw_mime_part *part, const char *data, size_t len,
                    void *userdata);                         /* decoded leaf body, in chunks */
@@ -202,7 +206,8 @@ typedef struct mw_mime_parse_opts {
 
 typedef struct mw_mime_parser mw_mime_parser;
 /* Returns 0, MW_EINVAL (bad options), MW_ENOMEM. */
-MW_EXTERN int mw_mime_parser_new(mw_mime_parser **out, const mw_mime_parse_opts *opts);
+MW_EXTERN int mw_mime_parser_new(mw_mime_parser **out, const mw_mime_parse_opts *opts,
+                                 mw_error *err);
 /* Feeds len bytes (any chunking gives the same result).  Returns 0,
  * MW_ETOOBIG (a header block or the kept bodies over their limit),
  * MW_ECANCELED (a callback said stop), MW_ENOMEM, MW_ESTATE (after an error
@@ -264,6 +269,23 @@ MW_EXTERN int mw_mime_part_write(mw_mime_part *part, mw_mime_write_fn fn, void *
 MW_EXTERN int mw_mime_part_write_fd(mw_mime_part *part, int fd, mw_error *err);
 /* *out is malloc'd and NUL-terminated; *len (may be NULL) its length. */
 MW_EXTERN int mw_mime_part_to_buffer(mw_mime_part *part, char **out, size_t *len, mw_error *err);
+
+/* A pull reader over the bytes mw_mime_part_write would write, for a
+ * consumer that asks for data (mw_smtp_msg.read: set read to
+ * mw_mime_reader_read and read_userdata to the reader).  Header blocks and
+ * delimiters are prepared by mw_mime_reader_new (as the writer would:
+ * Date, Message-ID, boundaries); bodies are encoded as they are read, a
+ * file-backed body 64 KiB at a time, never whole in memory.  The part must
+ * not change, nor be freed, while the reader lives.
+ * mw_mime_reader_new returns 0, MW_EINVAL, MW_ESTATE, MW_EIO, MW_ENOMEM
+ * (as mw_mime_part_write); mw_mime_reader_read returns the number of bytes
+ * put in buf, 0 at the end, or a negative MW_E… (MW_EIO: a body file; the
+ * detail in mw_mime_reader_error), the same code again on later calls. */
+typedef struct mw_mime_reader mw_mime_reader;
+MW_EXTERN int mw_mime_reader_new(mw_mime_reader **out, mw_mime_part *part, mw_error *err);
+MW_EXTERN long mw_mime_reader_read(void *buf, size_t len, void *userdata);
+MW_EXTERN const mw_error *mw_mime_reader_error(const mw_mime_reader *r);
+MW_EXTERN void mw_mime_reader_free(mw_mime_reader *r);
 
 /* A new part of type "type/subtype" (parameters are set one by one).
  * multipart/... parts take sub-parts, message/rfc822 takes one part (the
@@ -354,9 +376,12 @@ MW_EXTERN int mw_mime_date_parse(mw_mime_date *out, const char *s, size_t len);
 MW_EXTERN int mw_mime_date_format(char *buf, size_t size, int64_t t, int zone_minutes);
 /* The current time in the local zone. */
 MW_EXTERN int mw_mime_date_now(char *buf, size_t size);
-/* A Message-ID "<time.32-hex-random@domain>" (random from OpenSSL's
- * RAND_bytes).  domain NULL: the host name if it has a dot, else
- * "mailwire.invalid".  Returns 0, MW_EINVAL, MW_ETOOBIG. */
+/* A Message-ID "<time.SEED.COUNTER@domain>": SEED is 24 hex digits drawn
+ * from the kernel's getrandom once per thread (and again after a fork),
+ * COUNTER goes up by one per call.  domain NULL: the host name if it has a
+ * dot, else "mailwire.invalid".  The SMTP layer's Message-IDs come from
+ * here too.  Returns 0, MW_EINVAL (domain with <, >, @, space or a line
+ * end), MW_ETOOBIG (size too small), MW_EIO (no random bytes). */
 MW_EXTERN int mw_mime_unique_id(char *buf, size_t size, const char *domain);
 /* Quoted-printable (RFC 2045 §6.7), whole buffers: *out malloc'd and
  * NUL-terminated.  Encoding treats LF/CRLF as line ends (text). */

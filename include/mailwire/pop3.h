@@ -3,11 +3,12 @@
  *
  * The C face of Tcllib pop3 and scsh pop3: one handle per session.
  *
- *     mw_pop3_opts o = MW_POP3_OPTS_INIT;
- *     o.tls = MW_POP3_TLS_STLS; o.user = "me"; o.password = pw;
+ *     mw_pop3_opts o = MW_POP3_OPTS_INIT;   // STLS required by default
+ *     o.user = "me"; o.password = pw;
  *     mw_pop3 *p;
- *     int rc = mw_pop3_open(&p, "pop.example.org", &o);
- *     if (rc) { puts(mw_pop3_error(p)->message); mw_pop3_free(p); }
+ *     mw_error err;
+ *     int rc = mw_pop3_open(&p, "pop.example.org", &o, &err);
+ *     if (rc) { puts(err.message); return; }  // p is NULL
  *     ... mw_pop3_retr(p, 1, sink, ud, NULL); ...
  *     mw_pop3_quit(p, &confirmed); mw_pop3_free(p);
  *
@@ -36,12 +37,6 @@ extern "C" {
 
 typedef struct mw_pop3 mw_pop3;
 
-enum mw_pop3_tls_mode {
-    MW_POP3_TLS_NONE = 0,     /* plain text (passwords then need allow_plaintext) */
-    MW_POP3_TLS_STLS = 1,     /* RFC 2595 STLS; not offered or refused = MW_ETLS */
-    MW_POP3_TLS_IMPLICIT = 2, /* POP3S, TLS from the first byte (port 995) */
-};
-
 enum mw_pop3_auth_method {
     MW_POP3_AUTH_AUTO = 0, /* the strongest SASL mechanism offered, else USER/PASS */
     MW_POP3_AUTH_USER = 1, /* USER/PASS (RFC 1939 §7) */
@@ -64,9 +59,9 @@ enum mw_pop3_retr_mode {
 typedef struct mw_pop3_opts {
     unsigned version;
     unsigned port;               /* 0: 110, or 995 with implicit TLS */
-    int tls;                     /* enum mw_pop3_tls_mode; default MW_POP3_TLS_NONE */
+    int tls;                     /* enum mw_tls_mode; default MW_TLS_STARTTLS (required) */
     const mw_tls_opts *tls_opts; /* NULL: verify against the system store */
-    const mw_net_opts *net_opts; /* NULL: defaults (connect 30 s, each I/O 60 s) */
+    const mw_net_opts *net;      /* timeouts, limits, cancel token; NULL: defaults */
 
     const char *user;
     const char *password;
@@ -74,7 +69,7 @@ typedef struct mw_pop3_opts {
     const char *token;      /* OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER) */
     int auth;               /* enum mw_pop3_auth_method */
     const char *sasl_mechs; /* "SCRAM-SHA-256 PLAIN": wanted mechanisms, in order */
-    int allow_plaintext;    /* 1: a password may go over an unencrypted link */
+    int allow_plaintext;    /* 1: a login (any mechanism) may go over an unencrypted link */
     int sasl_ir;            /* 1 (default): send a SASL initial response */
 
     int msex;               /* Tcllib -msex: end commands in a bare LF */
@@ -95,28 +90,28 @@ typedef struct mw_pop3_opts {
      * host (owned by the session from mw_pop3_open on, even on failure).
      * With implicit TLS it is wrapped; host is then only the name checked. */
     mw_stream *stream;
-    mw_cancel *cancel;
 } mw_pop3_opts;
 #define MW_POP3_OPTS_INIT                                                                          \
     {                                                                                              \
-        MW_POP3_OPTS_VERSION, 0, MW_POP3_TLS_NONE, NULL, NULL, NULL, NULL, NULL, NULL,             \
+        MW_POP3_OPTS_VERSION, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, NULL, NULL, NULL,              \
             MW_POP3_AUTH_AUTO, NULL, 0, 1, 0, MW_POP3_RETR_RETR, 1, 32, 8192, 0, 0, NULL, NULL, 0, \
-            NULL, NULL                                                                             \
+            NULL                                                                                   \
     }
 
 /* Connects, reads the greeting, asks CAPA, does STLS when asked (CAPA again
  * over TLS, the old list forgotten), logs in, then STAT (the count is kept
- * for ranges, as Tcllib's "limit").  *out is set whenever a handle could be
- * made — also on failure, so mw_pop3_error() can be read — and must be
- * freed with mw_pop3_free().
+ * for ranges, as Tcllib's "limit").  On success *out is the session (free
+ * it with mw_pop3_free); on failure *out is NULL and err (may be NULL) says
+ * why.  opts->stream is the session's from the call on, also on failure.
  * Returns 0, MW_EINVAL (bad option, CR/LF/NUL in user or password),
  * MW_ENET, MW_ETIMEOUT, MW_ECANCELED, MW_ETLS (STLS missing or refused,
  * handshake), MW_ECERT, MW_EPROTO (not POP3, bytes injected after STLS),
  * MW_ETOOBIG (line over max_line), MW_ESERVER (-ERR greeting), MW_ETEMP,
- * MW_EAUTH, MW_EPOLICY (a password would go in clear), MW_EUNSUPPORTED
+ * MW_EAUTH, MW_EPOLICY (a login over plain text without allow_plaintext), MW_EUNSUPPORTED
  * (APOP without a valid timestamp, a wanted SASL mechanism not offered),
  * MW_ENOMEM. */
-MW_EXTERN int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts);
+MW_EXTERN int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts,
+                           mw_error *err);
 /* Closes without QUIT (the server then keeps the messages marked deleted)
  * and frees the handle.  NULL is fine. */
 MW_EXTERN void mw_pop3_free(mw_pop3 *p);
@@ -140,8 +135,10 @@ typedef struct mw_pop3_uid {
 } mw_pop3_uid;
 
 /* LIST of all messages: *items (free with mw_pop3_list_free) has *n
- * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 10 million
- * entries), MW_ENOMEM. */
+ * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 1 million
+ * entries, whatever the count), MW_ENOMEM.  A listing
+ * (here and in the UIDL calls) that runs past the count or the cap ends
+ * the session at once: the rest of the reply is not read. */
 MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
 /* LIST and UIDL of all messages together (what a fetch needs before its
  * first RETR).  When the server offers PIPELINING (RFC 2449 §6.6) and it is
@@ -159,6 +156,10 @@ MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
  * was read, so the session stays usable after an -ERR): MW_ESERVER,
  * MW_ETEMP, MW_ETOOBIG, MW_ENOMEM, or one that ends the session:
  * MW_EPROTO (a bad LIST or UIDL line), MW_ENET, MW_ETIMEOUT, MW_ESTATE.
+ * One exception to the checks: a UIDL line whose number is good but whose
+ * uid breaks RFC 1939 §7 (a space, over 70 octets, octets outside
+ * 0x21-0x7E) gives an entry with uid "" and the rest is read (one bad line
+ * costs one message; mw_fetch_account leaves that message on the server).
  * Free with mw_pop3_list_free and mw_pop3_uidl_free. */
 MW_EXTERN int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_uid **uids,
                                 size_t *nuids, int *uidl_rc);
@@ -186,7 +187,13 @@ typedef struct mw_pop3_retr_info {
     int complete;      /* 1 when the terminating line was read */
 } mw_pop3_retr_info;
 
-/* RETR msg, streamed to sink.  info may be NULL.  Returns 0, MW_EINVAL
+/* A RETR is read up to its announced size + max(size, 64 KiB) octets, the
+ * size being the smallest known (mw_pop3_retr_msgs' msgs[i].size, the LIST
+ * n of MW_POP3_RETR_LIST, the "+OK n octets" of the reply); past that it
+ * fails with MW_ETOOBIG, info->complete = 0, and the session is unusable
+ * (the rest of the reply is never read).  No size known: no bound.
+ *
+ * RETR msg, streamed to sink.  info may be NULL.  Returns 0, MW_EINVAL
  * (msg 0 or over the count), MW_ESERVER, MW_ETEMP, MW_ENET (dropped: the
  * message is incomplete, info->complete = 0), MW_ETIMEOUT, MW_EPROTO,
  * MW_ESTATE, or the sink's own code. */
@@ -231,7 +238,7 @@ MW_EXTERN int mw_pop3_quit(mw_pop3 *p, int *confirmed);
 typedef struct mw_pop3_config {
     const char *host;
     unsigned port;
-    int tls; /* enum mw_pop3_tls_mode */
+    int tls; /* enum mw_tls_mode */
     int msex;
     int retr_mode;  /* the current one (it may have fallen back) */
     uint64_t limit; /* the message count used for ranges */
@@ -282,10 +289,10 @@ MW_EXTERN int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last);
  * MW_POP3_WINDOW_MAX commands (mw_pop3_opts.window is not used: small
  * messages then fill a high-latency link, large ones do not pile up).
  * What a stop after a failure still has to read is bounded the same way.
- * The sizes only steer the window; the declared size is learned as by
- * mw_pop3_retr (retr_mode).  Without PIPELINING one at a time.  Stops at
- * the first failure (after reading the replies in flight).  Returns the
- * codes of mw_pop3_retr_range. */
+ * The sizes steer the window and bound each RETR (see mw_pop3_retr); the
+ * declared size is learned as by mw_pop3_retr (retr_mode).  Without
+ * PIPELINING one at a time.  Stops at the first failure (after reading the
+ * replies in flight).  Returns the codes of mw_pop3_retr_range. */
 MW_EXTERN int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n,
                                 uint64_t window_bytes, mw_pop3_msg_fn fn, void *userdata);
 /* DELE each of msgs[0..n-1] (strictly ascending, within the count:
@@ -308,6 +315,19 @@ MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers
  * NUL-terminated buffer to free(); MW_ETOOBIG over max, 0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
                                        char **body, size_t *body_len, size_t max);
+/* The same with the body as lines (scsh's "a list of strings, each string
+ * representing a line"): *lines is a NULL-terminated array of *nlines
+ * NUL-terminated strings, line ends (CRLF or LF) removed, dot-stuffing
+ * undone; one allocation, freed with a single free().  A line holding a
+ * NUL is cut there (the count stays right).  Returns as
+ * mw_pop3_retrieve_message. */
+MW_EXTERN int mw_pop3_retrieve_message_lines(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
+                                             char ***lines, size_t *nlines, size_t max);
+
+/* The TLS details of the session (STLS or implicit TLS) into *out, as
+ * mw_stream_tls_info.  Returns 0, MW_EUNSUPPORTED (not over TLS, or the
+ * connection is gone), MW_EINVAL. */
+MW_EXTERN int mw_pop3_tls_info(const mw_pop3 *p, mw_tls_info *out);
 
 #ifdef __cplusplus
 }

@@ -29,30 +29,40 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-mw_stream *mw_stream_alloc(int kind)
+mw_stream *mwi_stream_alloc(int kind)
 {
     mw_stream *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->kind = kind;
     s->rfd = s->wfd = -1;
     s->pid = -1;
+    s->op_deadline = MW_NO_DEADLINE;
     return s;
 }
 
-int64_t mw_deadline_min(int64_t deadline_ms, int io_timeout_ms)
+/* A limit for a message: "5 s" when whole seconds, else "1500 ms". */
+static void ms_text(char *buf, size_t n, int ms)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, n, "%d s", ms / 1000);
+    else
+        snprintf(buf, n, "%d ms", ms);
+}
+
+int64_t mwi_deadline_min(int64_t deadline_ms, int io_timeout_ms)
 {
     if (io_timeout_ms <= 0) return deadline_ms;
     int64_t io = mw_now_ms() + io_timeout_ms;
     return io < deadline_ms ? io : deadline_ms;
 }
 
-void mw_stream_set_cancel(mw_stream *s, mw_cancel *cancel)
+void mwi_stream_set_cancel(mw_stream *s, mw_cancel *cancel)
 {
     for (; s; s = s->inner)
         s->cancel = cancel;
 }
 
-const char *mw_stream_host(const mw_stream *s)
+const char *mwi_stream_host(const mw_stream *s)
 {
     for (; s; s = s->inner)
         if (s->host) return s->host;
@@ -62,26 +72,27 @@ const char *mw_stream_host(const mw_stream *s)
 static int canceled(mw_cancel *c, mw_error *err)
 {
     (void)c;
-    return mw_err_set(err, MW_ECANCELED, "operation canceled");
+    return mwi_err_set(err, MW_ECANCELED, "operation canceled");
 }
 
-int mw_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
-               mw_error *err)
+int mwi_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
+                mw_error *err)
 {
     for (;;) {
         if (mw_cancel_requested(cancel)) return canceled(cancel, err);
         int timeout = -1;
         if (deadline_ms != MW_NO_DEADLINE) {
             int64_t left = deadline_ms - mw_now_ms();
-            if (left <= 0) return mw_err_set(err, MW_ETIMEOUT, "timed out %s", what);
+            if (left <= 0) return mwi_err_set(err, MW_ETIMEOUT, "timed out %s", what);
             timeout = left > INT_MAX ? INT_MAX : (int)left;
         }
         struct pollfd p[2] = {{.fd = fd, .events = events},
-                              {.fd = mw_cancel_fd(cancel), .events = POLLIN}};
+                              {.fd = mwi_cancel_fd(cancel), .events = POLLIN}};
         int r = poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
         if (r < 0) {
             if (errno == EINTR) continue;
-            return mw_err_set(err, MW_ENET, "poll failed while %s: %s", what, strerror(errno));
+            return mwi_err_set(err, MW_ENET, "poll failed while %s: %s", what,
+                               MW_ERRNO_TEXT(errno));
         }
         if (mw_cancel_requested(cancel)) return canceled(cancel, err);
         /* POLLHUP/POLLERR: let the following read/write report what happened. */
@@ -138,7 +149,7 @@ static int sock_timed_read(mw_stream *s, void *buf, size_t len, size_t *got, int
             return 0;
         }
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-        return mw_err_set(err, MW_ENET, "read failed: %s", strerror(errno));
+        return mwi_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
     }
 }
 
@@ -155,7 +166,7 @@ static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
      * first.  After a full read more may be queued: read first.  Past the
      * deadline, read first as well, so data already there is still taken. */
     if (s->rd_short && (deadline == MW_NO_DEADLINE || deadline > mw_now_ms())) {
-        int rc = mw_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
+        int rc = mwi_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
         if (rc) return rc;
     }
     for (;;) {
@@ -167,8 +178,8 @@ static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
         }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return mw_err_set(err, MW_ENET, "read failed: %s", strerror(errno));
-        int rc = mw_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
+            return mwi_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
+        int rc = mwi_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
         if (rc) return rc;
     }
 }
@@ -196,7 +207,8 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
     return n;
 }
 
-static int fd_write(mw_stream *s, const void *buf, size_t len, int64_t deadline, mw_error *err)
+static int fd_write(mw_stream *s, const void *buf, size_t len, size_t *done, int64_t deadline,
+                    mw_error *err)
 {
     const char *p = buf;
     while (len > 0) {
@@ -206,45 +218,66 @@ static int fd_write(mw_stream *s, const void *buf, size_t len, int64_t deadline,
         if (n > 0) {
             p += n;
             len -= (size_t)n;
+            *done += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             if (errno == EPIPE || errno == ECONNRESET)
-                return mw_err_set(err, MW_ENET, "write failed: the peer closed the connection");
-            return mw_err_set(err, MW_ENET, "write failed: %s", strerror(errno));
+                return mwi_err_set(err, MW_ENET, "write failed: the peer closed the connection");
+            return mwi_err_set(err, MW_ENET, "write failed: %s", MW_ERRNO_TEXT(errno));
         }
-        int rc = mw_wait_fd(s->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
+        int rc = mwi_wait_fd(s->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
         if (rc) return rc;
     }
     return 0;
 }
 
-static void apply_opts(mw_stream *s, const mw_net_opts *opts)
+/* opts is a current-version copy (mw_net_opts_copy); start is when the
+ * session began (max_time_ms counts from there). */
+static void apply_opts(mw_stream *s, const mw_net_opts *opts, int64_t start)
 {
-    if (!opts) return;
     s->io_timeout_ms = opts->io_timeout_ms > 0 ? opts->io_timeout_ms : 0;
     s->cancel = opts->cancel;
+    s->max_time_ms = opts->max_time_ms > 0 ? opts->max_time_ms : 0;
+    s->op_deadline = s->max_time_ms ? start + s->max_time_ms : MW_NO_DEADLINE;
+    s->speed_limit = opts->speed_limit;
+    s->speed_time_ms = opts->speed_time_ms;
+    mwi_rate_init(&s->rate, opts->speed_limit, opts->speed_time_ms);
+}
+
+/* The limits of version 3 must make sense: a negative time is a mistake. */
+static int check_limits(const mw_net_opts *o, mw_error *err)
+{
+    if (o->max_time_ms < 0)
+        return mwi_err_set(err, MW_EINVAL, "invalid max_time_ms %d (0 = none)", o->max_time_ms);
+    if (o->speed_limit && o->speed_time_ms <= 0)
+        return mwi_err_set(err, MW_EINVAL, "speed_limit %u needs a speed_time_ms above 0",
+                           o->speed_limit);
+    return 0;
 }
 
 int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *opts, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
-    if (rfd < 0 || wfd < 0) return mw_err_set(err, MW_EINVAL, "invalid file descriptor");
-    if (opts && opts->version != MW_NET_OPTS_VERSION && opts->version != 1)
-        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    if (rfd < 0 || wfd < 0) return mwi_err_set(err, MW_EINVAL, "invalid file descriptor");
+    mw_net_opts o;
+    if (mw_net_opts_copy(&o, opts) != 0)
+        return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    int lrc = check_limits(&o, err);
+    if (lrc) return lrc;
     /* Non-blocking so that no single read or write can outlive a deadline. */
     if (set_nonblock(rfd) != 0 || set_nonblock(wfd) != 0)
-        return mw_err_set(err, MW_EINVAL, "cannot make descriptor non-blocking: %s",
-                          strerror(errno));
-    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_EINVAL, "cannot make descriptor non-blocking: %s",
+                           MW_ERRNO_TEXT(errno));
+    mw_stream *s = mwi_stream_alloc(MW_STREAM_FD);
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     s->rfd = rfd;
     s->wfd = wfd;
     s->own = own;
     s->wfd_socket = is_socket(wfd);
-    apply_opts(s, opts);
+    if (opts) apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;
     return 0;
 }
@@ -269,7 +302,7 @@ static void addr_text(const struct addrinfo *ai, char *buf, size_t len)
  * alternating, starting with the resolver's first choice (which follows
  * RFC 6724), so that one broken family costs one attempt delay, not every
  * address of it in turn. */
-size_t mw_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max)
+size_t mwi_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max)
 {
     const struct addrinfo *a[MW_TCP_MAX_ADDRS], *b[MW_TCP_MAX_ADDRS];
     size_t na = 0, nb = 0, n = 0, i = 0, j = 0;
@@ -296,12 +329,12 @@ size_t mw_tcp_order(const struct addrinfo *res, const struct addrinfo **out, siz
  * Returns 0 with *fdout, MW_ETIMEOUT, MW_ECANCELED or MW_ENET (the last
  * failure's errno in *last_errno); *tried counts attempts started and
  * `last` names the last address tried. */
-int mw_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
-                         mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
-                         size_t lastsz)
+int mwi_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
+                          mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
+                          size_t lastsz)
 {
     const struct addrinfo *order[MW_TCP_MAX_ADDRS];
-    size_t n = mw_tcp_order(res, order, MW_TCP_MAX_ADDRS);
+    size_t n = mwi_tcp_order(res, order, MW_TCP_MAX_ADDRS);
     int pend[MW_TCP_MAX_ADDRS];
     size_t np = 0, next = 0;
     int64_t now = mw_now_ms();
@@ -354,7 +387,7 @@ int mw_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_m
         struct pollfd pf[MW_TCP_MAX_ADDRS + 1];
         for (size_t k = 0; k < np; k++)
             pf[k] = (struct pollfd){.fd = pend[k], .events = POLLOUT};
-        int cfd = mw_cancel_fd(cancel);
+        int cfd = mwi_cancel_fd(cancel);
         pf[np] = (struct pollfd){.fd = cfd, .events = POLLIN};
         int64_t wait = -1;
         if (next < n) wait = next_at > now ? next_at - now : 0;
@@ -490,46 +523,55 @@ static int lookup(const char *name, unsigned port, const mw_net_opts *opts, stru
         opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
     int g = resolve(name, portstr, &hints, lookup_deadline, opts->cancel, &r);
     if (g == EAI_CANCELED_MW)
-        return mw_err_set(err, MW_ECANCELED, "operation canceled while resolving %s", name);
+        return mwi_err_set(err, MW_ECANCELED, "operation canceled while resolving %s", name);
     if (g == EAI_TIMEOUT_MW)
-        return mw_err_set(err, MW_ETIMEOUT, "name lookup of %s timed out after %d ms", name,
-                          opts->connect_timeout_ms);
+        return mwi_err_set(err, MW_ETIMEOUT, "name lookup of %s timed out after %d ms", name,
+                           opts->connect_timeout_ms);
     if (g != 0)
-        return mw_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
-                          g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+        return mwi_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
+                           g == EAI_SYSTEM ? MW_ERRNO_TEXT(errno) : gai_strerror(g));
     *res = r;
     return 0;
 }
 
 /* A TCP connection to name (unbracketed) port, its addresses raced.  host
- * is the name as the caller gave it, for messages. */
+ * is the name as the caller gave it, for messages; start is when the
+ * session began (its max_time_ms, if any, bounds the lookup and the race
+ * together). */
 static int tcp_direct(mw_stream **out, const char *name, const char *host, unsigned port,
-                      const mw_net_opts *opts, mw_error *err)
+                      const mw_net_opts *opts, int64_t start, mw_error *err)
 {
     struct addrinfo *res = NULL;
     int lrc = lookup(name, port, opts, &res, err);
     if (lrc) return lrc;
     int fd = -1, tried = 0, last_errno = 0;
     char last[64] = "";
-    int rc = mw_tcp_connect_happy(res, opts->connect_timeout_ms, MW_TCP_ATTEMPT_DELAY_MS,
-                                  opts->cancel, &fd, &tried, &last_errno, last, sizeof last);
+    int race_ms = opts->connect_timeout_ms;
+    if (opts->max_time_ms > 0) {
+        int64_t left = start + opts->max_time_ms - mw_now_ms();
+        if (left < 1) left = 1;
+        if (race_ms <= 0 || left < race_ms) race_ms = (int)left;
+    }
+    int rc = mwi_tcp_connect_happy(res, race_ms, MW_TCP_ATTEMPT_DELAY_MS, opts->cancel, &fd, &tried,
+                                   &last_errno, last, sizeof last);
     freeaddrinfo(res);
     if (rc == MW_ECANCELED)
-        return mw_err_set(err, rc, "operation canceled while connecting to %s", host);
+        return mwi_err_set(err, rc, "operation canceled while connecting to %s", host);
     if (rc == MW_ETIMEOUT)
-        return mw_err_set(
+        return mwi_err_set(
             err, rc, "connect to %s port %u timed out after %d ms (%d address%s tried, last %s)",
-            host, port, opts->connect_timeout_ms, tried, tried == 1 ? "" : "es", last);
+            host, port, race_ms, tried, tried == 1 ? "" : "es", last);
     if (rc != 0)
-        return mw_err_set(err, rc, "cannot connect to %s port %u: %s (%d address%s tried, last %s)",
-                          host, port, strerror(last_errno), tried, tried == 1 ? "" : "es", last);
-    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
+        return mwi_err_set(err, rc,
+                           "cannot connect to %s port %u: %s (%d address%s tried, last %s)", host,
+                           port, MW_ERRNO_TEXT(last_errno), tried, tried == 1 ? "" : "es", last);
+    mw_stream *s = mwi_stream_alloc(MW_STREAM_FD);
     char *h = strdup(name);
     if (!s || !h) {
         free(s);
         free(h);
         close(fd);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     s->rfd = s->wfd = fd;
     s->own = 1;
@@ -539,7 +581,7 @@ static int tcp_direct(mw_stream **out, const char *name, const char *host, unsig
      * call that must not wait passing MSG_DONTWAIT (see sock_timed_read). */
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0) s->sock_timed = 1;
-    apply_opts(s, opts);
+    apply_opts(s, opts, start);
     *out = s;
     return 0;
 }
@@ -549,9 +591,12 @@ int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src)
     mw_net_opts d = MW_NET_OPTS_INIT;
     *dst = d;
     if (!src) return 0;
-    if (src->version == 1) {
-        /* Version 1 ends before proxy: copy only what it has. */
-        memcpy(dst, src, offsetof(mw_net_opts, proxy));
+    if (src->version == 1 || src->version == 2) {
+        /* Version 1 ends before proxy, version 2 before max_time_ms: copy
+         * only what the caller's struct has; the rest keeps its default. */
+        memcpy(dst, src,
+               src->version == 1 ? offsetof(mw_net_opts, proxy)
+                                 : offsetof(mw_net_opts, max_time_ms));
         dst->version = MW_NET_OPTS_VERSION;
         return 0;
     }
@@ -564,15 +609,15 @@ int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src)
  * name port (the connect timeout again for that).  The stream then names
  * the target host, which TLS verifies — never the proxy. */
 static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, unsigned port,
-                         const mw_net_opts *opts, mw_error *err)
+                         const mw_net_opts *opts, int64_t start, mw_error *err)
 {
     mw_proxy px;
-    int rc = mw_proxy_parse(&px, opts->proxy, err);
+    int rc = mwi_proxy_parse(&px, opts->proxy, err);
     if (rc) return rc;
     mw_stream *s = NULL;
     mw_error pe = {0};
-    if ((rc = tcp_direct(&s, px.host, px.host, px.port, opts, &pe)) != 0)
-        return mw_err_set(err, rc, "proxy: %s", pe.message);
+    if ((rc = tcp_direct(&s, px.host, px.host, px.port, opts, start, &pe)) != 0)
+        return mwi_err_set(err, rc, "proxy: %s", pe.message);
     char target[INET6_ADDRSTRLEN + 1];
     const char *ask = name;
     unsigned char tmp[16];
@@ -593,18 +638,18 @@ static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, un
     }
     int64_t deadline =
         opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
-    rc = mw_proxy_handshake(s, &px, ask, port, deadline, err);
+    rc = mwi_proxy_handshake(s, &px, ask, port, deadline, err);
     if (rc) {
         if (rc == MW_ETIMEOUT && err)
-            mw_err_set(err, rc, "the proxy %s port %u did not answer within %d ms", px.host,
-                       px.port, opts->connect_timeout_ms);
+            mwi_err_set(err, rc, "the proxy %s port %u did not answer within %d ms", px.host,
+                        px.port, opts->connect_timeout_ms);
         mw_stream_free(s);
         return rc;
     }
     char *h = strdup(name);
     if (!h) {
         mw_stream_free(s);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     free(s->host);
     s->host = h;
@@ -615,16 +660,23 @@ static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, un
 int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net_opts *opts,
                   mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
-    if (!valid_host(host)) return mw_err_set(err, MW_EINVAL, "invalid host name");
+    if (!valid_host(host)) return mwi_err_set(err, MW_EINVAL, "invalid host name");
     if (port == 0 || port > 65535)
-        return mw_err_set(err, MW_EINVAL, "invalid port %u (1-65535)", port);
+        return mwi_err_set(err, MW_EINVAL, "invalid port %u (1-65535)", port);
     mw_net_opts o;
     if (mw_net_opts_copy(&o, opts) != 0)
-        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+        return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
     if (o.family != 0 && o.family != 4 && o.family != 6)
-        return mw_err_set(err, MW_EINVAL, "invalid address family %d (0, 4 or 6)", o.family);
+        return mwi_err_set(err, MW_EINVAL, "invalid address family %d (0, 4 or 6)", o.family);
+    int rc = check_limits(&o, err);
+    if (rc) return rc;
+    /* max_time_ms counts from here: it bounds the lookup and the connect
+     * too, as a connect timeout when it is the shorter. */
+    int64_t start = mw_now_ms();
+    if (o.max_time_ms > 0 && (o.connect_timeout_ms <= 0 || o.max_time_ms < o.connect_timeout_ms))
+        o.connect_timeout_ms = o.max_time_ms;
     /* An IPv6 literal may come bracketed, as in a URL. */
     char name[260];
     size_t hl = strlen(host);
@@ -634,27 +686,40 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
     } else {
         snprintf(name, sizeof name, "%s", host);
     }
-    if (o.proxy && *o.proxy) return tcp_via_proxy(out, name, host, port, &o, err);
-    return tcp_direct(out, name, host, port, &o, err);
+    if (o.proxy && *o.proxy)
+        rc = tcp_via_proxy(out, name, host, port, &o, start, err);
+    else
+        rc = tcp_direct(out, name, host, port, &o, start, err);
+    if (rc == MW_ETIMEOUT && o.max_time_ms > 0 && mw_now_ms() >= start + o.max_time_ms) {
+        char t[32];
+        ms_text(t, sizeof t, o.max_time_ms);
+        return mwi_err_set(err, rc,
+                           "session exceeded its max-time of %s while connecting to %s port %u", t,
+                           host, port);
+    }
+    return rc;
 }
 
 /* ---- command stream ----------------------------------------------------- */
 
 int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *opts, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
-    if (!command || !*command) return mw_err_set(err, MW_EINVAL, "empty command");
-    if (opts && opts->version != MW_NET_OPTS_VERSION && opts->version != 1)
-        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
-    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!command || !*command) return mwi_err_set(err, MW_EINVAL, "empty command");
+    mw_net_opts o;
+    if (mw_net_opts_copy(&o, opts) != 0)
+        return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    int lrc = check_limits(&o, err);
+    if (lrc) return lrc;
+    mw_stream *s = mwi_stream_alloc(MW_STREAM_FD);
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     /* One socketpair end is the child's stdin and stdout: a socket lets us
      * send with MSG_NOSIGNAL, and shutdown gives the child its EOF. */
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         free(s);
-        return mw_err_set(err, MW_EIO, "socketpair: %s", strerror(errno));
+        return mwi_err_set(err, MW_EIO, "socketpair: %s", MW_ERRNO_TEXT(errno));
     }
     char *const argv[] = {"/bin/sh", "-c", (char *)command, NULL};
     pid_t pid = fork();
@@ -663,7 +728,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
         close(sv[0]);
         close(sv[1]);
         free(s);
-        return mw_err_set(err, MW_EIO, "fork: %s", strerror(e));
+        return mwi_err_set(err, MW_EIO, "fork: %s", MW_ERRNO_TEXT(e));
     }
     if (pid == 0) {
         /* Child: only async-signal-safe calls from here to exec. */
@@ -694,7 +759,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
     s->own = 1;
     s->wfd_socket = 1;
     s->pid = pid;
-    apply_opts(s, opts);
+    if (opts) apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;
     return 0;
 }
@@ -734,12 +799,12 @@ static void reap_child(pid_t pid)
 
 int mw_stream_callbacks(mw_stream **out, const mw_stream_ops *ops, void *userdata, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
     if (!ops || !ops->read || !ops->write)
-        return mw_err_set(err, MW_EINVAL, "stream callbacks need read and write");
-    mw_stream *s = mw_stream_alloc(MW_STREAM_CB);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_EINVAL, "stream callbacks need read and write");
+    mw_stream *s = mwi_stream_alloc(MW_STREAM_CB);
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     s->ops = *ops;
     s->userdata = userdata;
     *out = s;
@@ -750,79 +815,187 @@ static int cb_result(long n, size_t len, const char *what, mw_error *err)
 {
     if (n < 0) {
         int code = (n >= MW_ERROR_LAST) ? (int)n : MW_EIO;
-        return mw_err_set(err, code, "stream callback failed %s: %s", what, mw_strerror(code));
+        return mwi_err_set(err, code, "stream callback failed %s: %s", what, mw_strerror(code));
     }
     if ((size_t)n > len)
-        return mw_err_set(err, MW_EINVAL, "stream callback returned %ld bytes for a %zu-byte %s", n,
-                          len, what);
+        return mwi_err_set(err, MW_EINVAL, "stream callback returned %ld bytes for a %zu-byte %s",
+                           n, len, what);
     return 0;
 }
 
 static int cb_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
                    mw_error *err)
 {
-    long n = s->ops.read(s->userdata, buf, len, deadline);
+    long n = s->ops.read(buf, len, deadline, s->userdata);
     int rc = cb_result(n, len, "reading", err);
     if (rc) return rc;
     *got = (size_t)n;
     return 0;
 }
 
-static int cb_write(mw_stream *s, const void *buf, size_t len, int64_t deadline, mw_error *err)
+static int cb_write(mw_stream *s, const void *buf, size_t len, size_t *done, int64_t deadline,
+                    mw_error *err)
 {
     const char *p = buf;
     while (len > 0) {
         if (mw_cancel_requested(s->cancel))
-            return mw_err_set(err, MW_ECANCELED, "operation canceled");
+            return mwi_err_set(err, MW_ECANCELED, "operation canceled");
         if (deadline != MW_NO_DEADLINE && mw_now_ms() >= deadline)
-            return mw_err_set(err, MW_ETIMEOUT, "timed out waiting to send");
-        long n = s->ops.write(s->userdata, p, len, deadline);
+            return mwi_err_set(err, MW_ETIMEOUT, "timed out waiting to send");
+        long n = s->ops.write(p, len, deadline, s->userdata);
         int rc = cb_result(n, len, "writing", err);
         if (rc) return rc;
-        if (n == 0) return mw_err_set(err, MW_ENET, "stream callback wrote nothing");
+        if (n == 0) return mwi_err_set(err, MW_ENET, "stream callback wrote nothing");
         p += n;
         len -= (size_t)n;
+        *done += (size_t)n;
     }
     return 0;
 }
 
 /* ---- public dispatch ------------------------------------------------------- */
 
-int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
-                   mw_error *err)
+static int kind_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
+                     mw_error *err)
 {
-    if (!got) return mw_err_set(err, MW_EINVAL, "no output length pointer");
-    *got = 0;
-    if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream read arguments");
-    if (len == 0) return 0;
-    if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
-    int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
     switch (s->kind) {
     case MW_STREAM_FD:
         return fd_read(s, buf, len, got, deadline, err);
     case MW_STREAM_CB:
         return cb_read(s, buf, len, got, deadline, err);
     case MW_STREAM_TLS:
-        return mw_tls_read(s, buf, len, got, deadline, err);
+        return mwi_tls_read(s, buf, len, got, deadline, err);
     }
-    return mw_err_set(err, MW_EINVAL, "unknown stream kind");
+    return mwi_err_set(err, MW_EINVAL, "unknown stream kind");
+}
+
+/* Writes what it can by the deadline; *done counts the bytes that went out
+ * (also on failure, so a limit check can go on from there). */
+static int kind_write(mw_stream *s, const void *buf, size_t len, size_t *done, int64_t deadline,
+                      mw_error *err)
+{
+    int rc;
+    switch (s->kind) {
+    case MW_STREAM_FD:
+        return fd_write(s, buf, len, done, deadline, err);
+    case MW_STREAM_CB:
+        return cb_write(s, buf, len, done, deadline, err);
+    case MW_STREAM_TLS:
+        rc = mwi_tls_write(s, buf, len, deadline, err);
+        if (!rc) *done = len;
+        return rc;
+    }
+    return mwi_err_set(err, MW_EINVAL, "unknown stream kind");
+}
+
+/* ---- session limits (mw_net_opts version 3) ----------------------------------- */
+
+enum { LIM_NONE, LIM_OP, LIM_RATE };
+
+static int has_limits(const mw_stream *s)
+{
+    return s->op_deadline != MW_NO_DEADLINE || mwi_rate_on(&s->rate);
+}
+
+/* The earliest of deadline, the session's max-time deadline and the end of
+ * the rate window (counted from now); *which says if it is one of the last
+ * two. */
+static int64_t limit_deadline(const mw_stream *s, int64_t deadline, int64_t now, int *which)
+{
+    *which = LIM_NONE;
+    if (s->op_deadline <= deadline) {
+        deadline = s->op_deadline;
+        *which = LIM_OP;
+    }
+    if (mwi_rate_on(&s->rate)) {
+        int64_t end = now + mwi_rate_budget(&s->rate);
+        if (end < deadline) {
+            deadline = end;
+            *which = LIM_RATE;
+        }
+    }
+    return deadline;
+}
+
+static int max_time_exceeded(mw_stream *s, const char *what, mw_error *err)
+{
+    char t[32];
+    ms_text(t, sizeof t, s->max_time_ms);
+    s->limit_hit = 1;
+    return mwi_err_set(err, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t, what);
+}
+
+static int too_slow(mw_stream *s, const char *what, mw_error *err)
+{
+    char t[32];
+    ms_text(t, sizeof t, s->speed_time_ms);
+    s->limit_hit = 1;
+    return mwi_err_set(
+        err, MW_ETIMEOUT, "transfer slower than %u byte%s/s over %s (%llu byte%s moved) while %s",
+        s->speed_limit, s->speed_limit == 1 ? "" : "s", t, (unsigned long long)s->rate.failed_bytes,
+        s->rate.failed_bytes == 1 ? "" : "s", what);
+}
+
+int mwi_stream_limit_hit(const mw_stream *s)
+{
+    for (; s; s = s->inner)
+        if (s->limit_hit) return 1;
+    return 0;
+}
+
+int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
+                   mw_error *err)
+{
+    if (!got) return mwi_err_set(err, MW_EINVAL, "no output length pointer");
+    *got = 0;
+    if (!s || (!buf && len)) return mwi_err_set(err, MW_EINVAL, "invalid stream read arguments");
+    if (len == 0) return 0;
+    if (mw_cancel_requested(s->cancel)) return mwi_err_set(err, MW_ECANCELED, "operation canceled");
+    int64_t deadline = mwi_deadline_min(deadline_ms, s->io_timeout_ms);
+    s->limit_hit = 0;
+    if (!has_limits(s)) return kind_read(s, buf, len, got, deadline, err);
+    for (;;) {
+        int which;
+        int64_t t0 = mw_now_ms();
+        int64_t dl = limit_deadline(s, deadline, t0, &which);
+        if (which == LIM_OP && t0 >= dl) return max_time_exceeded(s, "waiting for data", err);
+        int rc = kind_read(s, buf, len, got, dl, err);
+        if (mwi_rate_account(&s->rate, mw_now_ms() - t0, *got) != 0) {
+            *got = 0;
+            return too_slow(s, "waiting for data", err);
+        }
+        if (rc == MW_ETIMEOUT && which == LIM_RATE) continue; /* window not over yet */
+        if (rc == MW_ETIMEOUT && which == LIM_OP)
+            return max_time_exceeded(s, "waiting for data", err);
+        return rc;
+    }
 }
 
 int mw_stream_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err)
 {
-    if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream write arguments");
+    if (!s || (!buf && len)) return mwi_err_set(err, MW_EINVAL, "invalid stream write arguments");
     if (len == 0) return 0;
-    if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
-    int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
-    switch (s->kind) {
-    case MW_STREAM_FD:
-        return fd_write(s, buf, len, deadline, err);
-    case MW_STREAM_CB:
-        return cb_write(s, buf, len, deadline, err);
-    case MW_STREAM_TLS:
-        return mw_tls_write(s, buf, len, deadline, err);
+    if (mw_cancel_requested(s->cancel)) return mwi_err_set(err, MW_ECANCELED, "operation canceled");
+    int64_t deadline = mwi_deadline_min(deadline_ms, s->io_timeout_ms);
+    s->limit_hit = 0;
+    size_t done = 0;
+    if (!has_limits(s)) return kind_write(s, buf, len, &done, deadline, err);
+    const char *p = buf;
+    for (;;) {
+        int which;
+        int64_t t0 = mw_now_ms();
+        int64_t dl = limit_deadline(s, deadline, t0, &which);
+        if (which == LIM_OP && t0 >= dl) return max_time_exceeded(s, "sending", err);
+        done = 0;
+        int rc = kind_write(s, p, len, &done, dl, err);
+        if (mwi_rate_account(&s->rate, mw_now_ms() - t0, done) != 0)
+            return too_slow(s, "sending", err);
+        p += done;
+        len -= done;
+        if (rc == MW_ETIMEOUT && which == LIM_RATE && len > 0) continue;
+        if (rc == MW_ETIMEOUT && which == LIM_OP) return max_time_exceeded(s, "sending", err);
+        return rc;
     }
-    return mw_err_set(err, MW_EINVAL, "unknown stream kind");
 }
 
 void mw_stream_free(mw_stream *s)
@@ -840,7 +1013,7 @@ void mw_stream_free(mw_stream *s)
         if (s->ops.close) s->ops.close(s->userdata);
         break;
     case MW_STREAM_TLS:
-        mw_tls_close(s); /* frees s->inner too */
+        mwi_tls_close(s); /* frees s->inner too */
         break;
     }
     free(s->host);

@@ -20,7 +20,6 @@
 #define CONFIG_FILE_MAX     (1u << 20)
 #define CONFIG_LINE_MAX     4096
 #define CONFIG_ACCOUNTS_MAX 1000
-#define PASSWORD_FILE_MAX   1024
 
 enum kind {
     K_TOKEN,
@@ -34,7 +33,9 @@ enum kind {
     K_DELIVERY,
     K_BOOL,
     K_SIZE,
-    K_DAYS
+    K_DAYS,
+    K_MSECS, /* seconds with up to three decimals, kept in ms (max_time, speed_time) */
+    K_RATE,  /* bytes per second (speed_limit), a long */
 };
 
 struct key {
@@ -68,6 +69,10 @@ static const struct key keys[] = {
     {"filter", K_TEXT, F(filter), 0},
     {"delete_after_days", K_DAYS, F(delete_after_days), 0},
     {"from", K_TOKEN, F(from), 0},
+    {"max_time", K_MSECS, F(max_time_ms), 0},
+    {"speed_limit", K_RATE, F(speed_limit), 0},
+    {"speed_time", K_MSECS, F(speed_time_ms), 0},
+    {"queue", K_BOOL, F(queue), 0},
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -117,6 +122,7 @@ static void acct_init(cfg_acct *a)
     memset(a, 0, sizeof *a);
     a->pub.only_new = 1;
     a->pub.delete_after_days = -1;
+    a->pub.speed_limit = -1;
 }
 
 static void acct_clear(cfg_acct *a)
@@ -150,6 +156,9 @@ static int acct_inherit(cfg_acct *dst, const cfg_acct *src)
             } else if (key->kind == K_SIZE) {
                 memcpy((char *)&dst->pub + offs[j], (const char *)&src->pub + offs[j],
                        sizeof(uint64_t));
+            } else if (key->kind == K_RATE) {
+                memcpy((char *)&dst->pub + offs[j], (const char *)&src->pub + offs[j],
+                       sizeof(long));
             } else {
                 memcpy((char *)&dst->pub + offs[j], (const char *)&src->pub + offs[j], sizeof(int));
             }
@@ -167,7 +176,7 @@ static int perr(parser *p, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return mw_err_set(p->err, code, "%s:%zu: %s", p->name, p->line, what);
+    return mwi_err_set(p->err, code, "%s:%zu: %s", p->name, p->line, what);
 }
 
 /* ~ expansion: "~" and "~/…" only. */
@@ -200,6 +209,30 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
         v = v * 10 + (unsigned long long)(*s - '0');
     }
     *out = v;
+    return 0;
+}
+
+/* Seconds with up to three decimals ("2.5") into ms, at most max_ms; -1
+ * when not that. */
+static int parse_msecs(const char *s, unsigned long long max_ms, unsigned long long *out)
+{
+    unsigned long long ms = 0;
+    if (*s < '0' || *s > '9') return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        ms = ms * 10 + (unsigned long long)(*s - '0');
+        if (ms > max_ms) return -1;
+    }
+    ms *= 1000;
+    if (*s == '.') {
+        unsigned long long scale = 100;
+        if (s[1] < '0' || s[1] > '9') return -1;
+        for (s++; *s >= '0' && *s <= '9'; s++, scale /= 10) {
+            if (!scale) return -1; /* finer than a millisecond */
+            ms += (unsigned long long)(*s - '0') * scale;
+        }
+    }
+    if (*s || ms > max_ms) return -1;
+    *out = ms;
     return 0;
 }
 
@@ -262,6 +295,24 @@ static int set_value(parser *p, size_t k, const char *v)
                         v);
         *ip = (int)u;
         break;
+    case K_MSECS: {
+        /* max_time: 0 = none, up to a week; speed_time: above 0, up to a day. */
+        int is_max = key->off == offsetof(mw_account, max_time_ms);
+        unsigned long long lim = is_max ? 604800000ull : 86400000ull;
+        if (parse_msecs(v, lim, &u) != 0 || (!is_max && u == 0))
+            return perr(p, MW_EFORMAT, "%s: \"%s\" is not a number of seconds from %s to %s",
+                        key->name, v, is_max ? "0 (none)" : "0.001", is_max ? "604800" : "86400");
+        *ip = (int)u;
+        break;
+    }
+    case K_RATE:
+        if (parse_uint(v, 1000000000ull, &u) != 0)
+            return perr(p, MW_EFORMAT,
+                        "speed_limit: \"%s\" is not a number of bytes per second from 0 (none) to "
+                        "1000000000",
+                        v);
+        a->speed_limit = (long)u;
+        break;
     case K_TLS:
         if (!strcmp(v, "off"))
             *ip = MW_CONFIG_TLS_OFF;
@@ -321,7 +372,7 @@ static int set_value(parser *p, size_t k, const char *v)
             val = strdup(target);
         else if ((rc = expand_path(p, "delivery", target, &val)) != 0)
             return rc;
-        if (!val) return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        if (!val) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
         *ip = kind;
         sp = str_at(a, key->off2);
         break;
@@ -329,7 +380,7 @@ static int set_value(parser *p, size_t k, const char *v)
     }
     if (key->kind == K_TOKEN || key->kind == K_TEXT || key->kind == K_PATH || key->kind == K_PIN ||
         key->kind == K_AUTH || key->kind == K_DELIVERY) {
-        if (!val) return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        if (!val) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
         if (*sp && sp == str_at(a, offsetof(mw_account, password))) memset(*sp, 0, strlen(*sp));
         free(*sp);
         *sp = val;
@@ -382,7 +433,7 @@ static int start_account(parser *p, char *args)
     if (p->c->n == p->c->cap) {
         size_t nc = p->c->cap ? p->c->cap * 2 : 8;
         cfg_acct *na = realloc(p->c->a, nc * sizeof *na);
-        if (!na) return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        if (!na) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
         p->c->a = na;
         p->c->cap = nc;
     }
@@ -393,7 +444,7 @@ static int start_account(parser *p, char *args)
     a->pub.file = p->c->file;
     if (!(*str_at(&a->pub, offsetof(mw_account, name)) = strdup(name)) ||
         acct_inherit(a, &p->defaults) != 0)
-        return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
     while (parents) {
         char *comma = strchr(parents, ',');
         if (comma) *comma = '\0';
@@ -408,7 +459,7 @@ static int start_account(parser *p, char *args)
         if (!par || par == a)
             return perr(p, MW_EFORMAT, "account \"%s\": parent \"%s\" is not defined above", name,
                         parents);
-        if (acct_inherit(a, par) != 0) return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        if (acct_inherit(a, par) != 0) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
         parents = comma ? comma + 1 : NULL;
     }
     p->cur = a;
@@ -472,7 +523,8 @@ static int parse_line(parser *p, char *l)
 static int parse_all(parser *p, const char *text, size_t len)
 {
     if (len > CONFIG_FILE_MAX)
-        return mw_err_set(p->err, MW_ETOOBIG, "%s: larger than %u bytes", p->name, CONFIG_FILE_MAX);
+        return mwi_err_set(p->err, MW_ETOOBIG, "%s: larger than %u bytes", p->name,
+                           CONFIG_FILE_MAX);
     char line[CONFIG_LINE_MAX + 1];
     size_t pos = 0;
     while (pos < len) {
@@ -500,11 +552,11 @@ static int do_parse(mw_config **out, const char *text, size_t len, const char *n
     mw_config_options def = MW_CONFIG_OPTIONS_INIT;
     if (!opt) opt = &def;
     if (opt->version != MW_CONFIG_OPTIONS_VERSION)
-        return mw_err_set(err, MW_EINVAL, "config options: unknown version %u", opt->version);
+        return mwi_err_set(err, MW_EINVAL, "config options: unknown version %u", opt->version);
     mw_config *c = calloc(1, sizeof *c);
     if (!c || !(c->file = strdup(name ? name : "(config)"))) {
         free(c);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     parser p = {c, c->file, 0, opt, err, {{0}, 0}, NULL, 0};
     acct_init(&p.defaults);
@@ -522,7 +574,8 @@ static int do_parse(mw_config **out, const char *text, size_t len, const char *n
 int mw_config_parse(mw_config **out, const char *text, size_t len, const char *name,
                     const mw_config_options *opt, mw_error *err)
 {
-    if (!out || (!text && len)) return mw_err_set(err, MW_EINVAL, "mw_config_parse: bad arguments");
+    if (!out || (!text && len))
+        return mwi_err_set(err, MW_EINVAL, "mw_config_parse: bad arguments");
     *out = NULL;
     int hp;
     return do_parse(out, text ? text : "", len, name, opt, err, &hp);
@@ -535,23 +588,23 @@ static int slurp(const char *path, size_t max, char **out, size_t *outlen, struc
     char eb[128];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return mw_err_set(err, MW_EIO, "%s: %s", path, mw_store_errtext(errno, eb, sizeof eb));
+        return mwi_err_set(err, MW_EIO, "%s: %s", path, mwi_errno_text(errno, eb, sizeof eb));
     if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
         int e = errno;
         close(fd);
-        return mw_err_set(err, MW_EIO, "%s: %s", path,
-                          S_ISREG(sb->st_mode) ? mw_store_errtext(e, eb, sizeof eb)
-                                               : "not a regular file");
+        return mwi_err_set(err, MW_EIO, "%s: %s", path,
+                           S_ISREG(sb->st_mode) ? mwi_errno_text(e, eb, sizeof eb)
+                                                : "not a regular file");
     }
     if ((uint64_t)sb->st_size > max) {
         close(fd);
-        return mw_err_set(err, MW_ETOOBIG, "%s: larger than %zu bytes", path, max);
+        return mwi_err_set(err, MW_ETOOBIG, "%s: larger than %zu bytes", path, max);
     }
     size_t size = (size_t)sb->st_size, got = 0;
     char *buf = malloc(size + 1);
     if (!buf) {
         close(fd);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     while (got < size) {
         ssize_t r = read(fd, buf + got, size - got);
@@ -568,10 +621,11 @@ static int slurp(const char *path, size_t max, char **out, size_t *outlen, struc
 
 int mw_config_load(mw_config **out, const char *path, const mw_config_options *opt, mw_error *err)
 {
-    if (!out || !path || !*path) return mw_err_set(err, MW_EINVAL, "mw_config_load: bad arguments");
+    if (!out || !path || !*path)
+        return mwi_err_set(err, MW_EINVAL, "mw_config_load: bad arguments");
     *out = NULL;
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     struct stat sb;
     int rc = slurp(path, CONFIG_FILE_MAX, &text, &len, &sb, err);
     if (rc) return rc;
@@ -582,9 +636,9 @@ int mw_config_load(mw_config **out, const char *path, const mw_config_options *o
     if (rc == 0 && has_password && (sb.st_mode & 077) && !(opt && opt->skip_permission_check)) {
         mw_config_free(*out);
         *out = NULL;
-        return mw_err_set(err, MW_EPOLICY,
-                          "%s: holds a password but group or others can read it (chmod 600 %s)",
-                          path, path);
+        return mwi_err_set(err, MW_EPOLICY,
+                           "%s: holds a password but group or others can read it (chmod 600 %s)",
+                           path, path);
     }
     return rc;
 }
@@ -626,30 +680,5 @@ const mw_account *mw_config_find_by_from(const mw_config *c, const char *address
 
 int mw_config_read_password_file(char **out, const char *path, mw_error *err)
 {
-    if (!out || !path)
-        return mw_err_set(err, MW_EINVAL, "mw_config_read_password_file: bad arguments");
-    *out = NULL;
-    char *text;
-    size_t len;
-    struct stat sb;
-    int rc = slurp(path, PASSWORD_FILE_MAX, &text, &len, &sb, err);
-    if (rc) return rc;
-    if (sb.st_mode & 077) {
-        memset(text, 0, len);
-        free(text);
-        return mw_err_set(err, MW_EPOLICY,
-                          "%s: password file can be read by group or others (chmod 600 %s)", path,
-                          path);
-    }
-    size_t n = strcspn(text, "\r\n");
-    if (n == 0 || (n < len && text[n] == '\0')) {
-        memset(text, 0, len);
-        free(text);
-        return mw_err_set(err, MW_EFORMAT, "%s: %s", path,
-                          n == 0 ? "the first line is empty" : "NUL byte in the password");
-    }
-    memset(text + n, 0, len - n);
-    text[n] = '\0';
-    *out = text;
-    return 0;
+    return mw_secret_from_file(out, path, err);
 }

@@ -3,6 +3,7 @@
  * the envelope rules (addresses, originator, Bcc, Resent-). */
 #include "mwtest.h"
 
+#include "mailwire/mime.h"
 #include "mailwire/smtp.h"
 #include "smtp/envelope.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fake {
@@ -22,7 +24,7 @@ typedef struct fake {
     int nmail;
 } fake;
 
-static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long fake_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     fake *f = ud;
@@ -34,7 +36,7 @@ static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
     return (long)n;
 }
 
-static long fake_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static long fake_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     fake *f = ud;
@@ -60,7 +62,7 @@ static mw_smtp *open_fake(fake *f, const char *replies, size_t step)
     static const char *const servers[] = {"127.0.0.1"};
     o.servers = servers;
     o.nservers = 1;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.stream = st;
     mw_smtp *s = NULL;
     int rc = mw_smtp_open(&s, &o, &err);
@@ -194,14 +196,66 @@ static void many_messages_one_connection(void **state)
     free(f);
 }
 
+/* The default delivers to the accepted recipients (atleastone); each
+ * recipient's result says whether the message went to them.  Tcllib's
+ * all-or-nothing (atleastone 0) sends to nobody and says so with the
+ * refusal's code and enhanced code. */
+static void atleastone_default_and_delivered(void **state)
+{
+    (void)state;
+    static const char *const rcpts[] = {"b@y.test", "bad@y.test", "c@y.test"};
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = open_fake(f,
+                           GREET "250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n"
+                                 "354 go\r\n250 2.0.0 queued\r\n",
+                           4096);
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.data = "Subject: x\n\nhi\n";
+    m.len = strlen(m.data);
+    m.originator = "a@x.test";
+    m.recipients = rcpts;
+    m.nrecipients = 3;
+    mw_smtp_result *r = NULL;
+    assert_int_equal(mw_smtp_send(s, &m, &r), 0);
+    assert_true(r->sent);
+    assert_int_equal(r->nrejected, 1);
+    assert_int_equal(r->rcpt[0].delivered, 1);
+    assert_int_equal(r->rcpt[1].delivered, 0);
+    assert_int_equal(r->rcpt[2].delivered, 1);
+    assert_string_equal(r->rcpt[1].enhanced, "5.1.1");
+    assert_int_equal(r->final_code, 250);
+    mw_smtp_result_free(r);
+    mw_smtp_free(s);
+    free(f);
+
+    f = malloc(sizeof *f);
+    s = open_fake(f, GREET "250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n250 reset\r\n",
+                  4096);
+    m.atleastone = 0;
+    r = NULL;
+    assert_int_equal(mw_smtp_send(s, &m, &r), MW_ESERVER);
+    assert_false(r->sent);
+    for (size_t i = 0; i < r->nrcpt; i++)
+        assert_int_equal(r->rcpt[i].delivered, 0);
+    assert_int_equal(r->rcpt[0].accepted, 1); /* its RCPT was accepted, yet no mail */
+    assert_int_equal(r->final_code, 550);
+    assert_string_equal(r->final_text, "5.1.1 no such user");
+    f->out[f->olen] = '\0';
+    assert_null(strstr(f->out, "DATA"));
+    assert_non_null(strstr(f->out, "RSET"));
+    mw_smtp_result_free(r);
+    mw_smtp_free(s);
+    free(f);
+}
+
 /* Message-IDs come from a per-thread seed and a counter: each differs
  * from the last, and a forked child must not repeat the parent's next one. */
 static void msgid_unique_and_fork_safe(void **state)
 {
     (void)state;
     char a[200], b[200], c[200];
-    mw_smtp_make_msgid(a, sizeof a, "h.test");
-    mw_smtp_make_msgid(b, sizeof b, "h.test");
+    assert_int_equal(mwi_smtp_make_msgid(a, sizeof a, "h.test", NULL), 0);
+    assert_int_equal(mwi_smtp_make_msgid(b, sizeof b, "h.test", NULL), 0);
     assert_string_not_equal(a, b);
     assert_non_null(strstr(a, "@h.test>"));
     /* <time.SEED.counter@host>: SEED is 24 lowercase hex digits (12 random
@@ -215,13 +269,29 @@ static void msgid_unique_and_fork_safe(void **state)
     assert_non_null(e1);
     assert_memory_equal(d1, e1, 26);
     assert_int_equal(strtoull(e1 + 26, NULL, 16), strtoull(d2 + 1, NULL, 16) + 1);
+    /* One maker: the MIME layer's Message-ID continues the same sequence. */
+    char m2[200];
+    assert_int_equal(mw_mime_unique_id(m2, sizeof m2, "h.test"), 0);
+    const char *f1 = strchr(m2, '.');
+    assert_non_null(f1);
+    assert_memory_equal(f1, e1, 26);
+    assert_int_equal(strtoull(f1 + 26, NULL, 16), strtoull(e1 + 26, NULL, 16) + 1);
+    /* And the Date: the MIME layer's format in UTC. */
+    char d[64], w1[MW_MIME_DATE_SIZE], w2[MW_MIME_DATE_SIZE];
+    time_t before = time(NULL);
+    mwi_smtp_make_date(d, sizeof d);
+    time_t after = time(NULL);
+    assert_int_equal(mw_mime_date_format(w1, sizeof w1, (int64_t)before, 0), 0);
+    assert_int_equal(mw_mime_date_format(w2, sizeof w2, (int64_t)after, 0), 0);
+    assert_true(strcmp(d, w1) == 0 || strcmp(d, w2) == 0);
+    assert_non_null(strstr(d, " +0000"));
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         char m[200];
-        mw_smtp_make_msgid(m, sizeof m, "h.test");
+        mwi_smtp_make_msgid(m, sizeof m, "h.test", NULL);
         ssize_t w = write(fds[1], m, strlen(m) + 1);
         _exit(w > 0 ? 0 : 1);
     }
@@ -233,7 +303,7 @@ static void msgid_unique_and_fork_safe(void **state)
     waitpid(pid, &st, 0);
     assert_true(n > 0);
     char parent_next[200];
-    mw_smtp_make_msgid(parent_next, sizeof parent_next, "h.test");
+    assert_int_equal(mwi_smtp_make_msgid(parent_next, sizeof parent_next, "h.test", NULL), 0);
     assert_string_not_equal(c, parent_next);
     assert_string_not_equal(c, b);
 }
@@ -296,7 +366,7 @@ static void crlf_address_refused_before_sending(void **state)
     o.client = "a\r\nMAIL FROM:<x>";
     assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
     o.client = NULL;
-    o.username = "u\nv";
+    o.user = "u\nv";
     o.password = "p";
     assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
     assert_null(s);
@@ -322,7 +392,7 @@ static void addresses(void **state)
         char **l = NULL;
         size_t n = 0;
         mw_error err = {0};
-        assert_int_equal(mw_smtp_parse_addresses(cases[i].in, strlen(cases[i].in), &l, &n, &err),
+        assert_int_equal(mwi_smtp_parse_addresses(cases[i].in, strlen(cases[i].in), &l, &n, &err),
                          0);
         size_t k = 0;
         while (k < 4 && cases[i].want[k])
@@ -344,33 +414,33 @@ static void originator_rules(void **state)
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
     const char *h1 = "From: a@x, b@x\r\nSender: s@x\r\nTo: t@y\r\n\r\n";
     /* Several From mailboxes: the Sender is the originator. */
-    assert_int_equal(mw_smtp_env_build(&env, &m, h1, strlen(h1), "host", &err), 0);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h1, strlen(h1), "host", &err), 0);
     assert_string_equal(env.originator, "s@x");
-    mw_smtp_env_free(&env);
+    mwi_smtp_env_free(&env);
     /* Several From and no Sender: an error naming the problem. */
     const char *h2 = "From: a@x, b@x\r\nTo: t@y\r\n\r\n";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h2, strlen(h2), "host", &err), MW_EFORMAT);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h2, strlen(h2), "host", &err), MW_EFORMAT);
     assert_non_null(strstr(err.message, "too many mailboxes in From"));
     /* No From and no originator. */
     const char *h3 = "To: t@y\r\n\r\n";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), MW_EFORMAT);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), MW_EFORMAT);
     /* The null reverse-path. */
     m.originator = "";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), 0);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), 0);
     assert_string_equal(env.originator, "");
-    mw_smtp_env_free(&env);
+    mwi_smtp_env_free(&env);
     /* An originator other than From: Sender added. */
     m.originator = "bounce@x";
     const char *h4 = "From: a@x\r\nTo: t@y\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\n";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h4, strlen(h4), "host", &err), 0);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h4, strlen(h4), "host", &err), 0);
     assert_non_null(strstr(env.header.data, "\r\nSender: <bounce@x>\r\n"));
     assert_null(strstr(env.header.data, "\r\nDate: d\r\nDate:"));
-    mw_smtp_env_free(&env);
+    mwi_smtp_env_free(&env);
     /* Resent-: the envelope comes from the Resent- fields only. */
     m.originator = NULL;
     const char *h5 = "From: a@x\r\nTo: t@y\r\nResent-From: r@x\r\nResent-To: rt@y\r\n"
                      "Resent-Bcc: rb@y\r\n\r\n";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), 0);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), 0);
     assert_string_equal(env.originator, "r@x");
     assert_int_equal(env.nrcpt, 2);
     assert_string_equal(env.rcpt[0], "rt@y");
@@ -378,12 +448,12 @@ static void originator_rules(void **state)
     assert_null(strstr(env.header.data, "Resent-Bcc"));
     assert_non_null(strstr(env.header.data, "Resent-Date: "));
     assert_non_null(strstr(env.header.data, "Resent-Message-ID: <"));
-    mw_smtp_env_free(&env);
+    mwi_smtp_env_free(&env);
     /* Header injection through an extra header is refused. */
     const char *extra[] = {"X-A: b\r\nBcc: e@vil"};
     m.headers = extra;
     m.nheaders = 1;
-    assert_int_equal(mw_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), MW_EINVAL);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), MW_EINVAL);
 }
 
 typedef struct pol {
@@ -410,7 +480,7 @@ static int open_policy(fake *f, const char *replies, pol *p, mw_smtp **out)
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.tls = MW_SMTP_TLS_STARTTLS;
+    o.tls = MW_TLS_STARTTLS;
     o.tlspolicy = policy_cb;
     o.tlspolicy_userdata = p;
     o.stream = st;
@@ -462,12 +532,12 @@ static mw_smtp *open_auth(fake *f, const char *replies, const char *user, const 
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.allow_plaintext = 1;
-    o.username = user;
+    o.user = user;
     o.password = pw;
     o.token = token;
-    o.no_initial_response = no_ir;
+    o.sasl_ir = !no_ir;
     o.stream = st;
     mw_smtp *s = NULL;
     *rc_out = mw_smtp_open(&s, &o, &err);
@@ -516,7 +586,7 @@ typedef struct bt {
     char text[8][32];
 } bt;
 
-static int bt_next(void *ud, size_t index, mw_smtp_msg *m)
+static int bt_next(size_t index, mw_smtp_msg *m, void *ud)
 {
     bt *b = ud;
     b->asked++;
@@ -532,7 +602,7 @@ static int bt_next(void *ud, size_t index, mw_smtp_msg *m)
     return 1;
 }
 
-static void bt_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+static void bt_done(size_t index, int rc, const mw_smtp_result *r, const mw_error *err, void *ud)
 {
     bt *b = ud;
     assert_non_null(err);
@@ -652,6 +722,7 @@ int main(void)
         cmocka_unit_test(callback_source_every_chunk_size),
         cmocka_unit_test(fd_source_bcc_removed),
         cmocka_unit_test(many_messages_one_connection),
+        cmocka_unit_test(atleastone_default_and_delivered),
         cmocka_unit_test(crlf_address_refused_before_sending),
         cmocka_unit_test(msgid_unique_and_fork_safe),
         cmocka_unit_test(msg_version_1_accepted),
