@@ -11,6 +11,7 @@
 #   Read           read a line (logged)
 #   Data TEXT      read message lines up to the lone ".", logged as one
 #                  "DATA <n lines> <md5-free checksum>" entry, then send TEXT
+#   DataNoReply    as Data, but no reply at all (a server that hangs)
 #   Close          close the connection
 # After the dialog it logs every further line until the client closes.
 # The log holds the lines received, one a line, without their CR; a line
@@ -43,7 +44,7 @@ proc serve {sock addr port} {
                 logline $line
                 if {$kind eq "Respond"} { puts -nonewline $sock "$text\r\n" }
             }
-            Data {
+            Data - DataNoReply {
                 set n 0
                 set sum 0
                 while {[gets $sock line] >= 0 && $line ne ".\r"} {
@@ -51,7 +52,7 @@ proc serve {sock addr port} {
                     foreach c [split $line ""] { set sum [expr {($sum * 31 + [scan $c %c]) % 1000003}] }
                 }
                 puts $log "DATA $n $sum"
-                puts -nonewline $sock "$text\r\n"
+                if {$kind eq "Data"} { puts -nonewline $sock "$text\r\n" }
             }
             Close { close $sock; set done 1; return }
         }
