@@ -17,9 +17,9 @@ build=${1:-/tmp/mailwire-build-bench-tcl}
 RUNS=${RUNS:-3}
 COUNT=${COUNT:-2000} SIZE=${SIZE:-20480}
 SCOUNT=${SCOUNT:-1000} SSIZE=${SSIZE:-10240}
-if [ ! -f "$build/bindings/tcl/mailwiretcl.so" ]; then
-  meson setup "$build" --buildtype=release -Dtests=false >/dev/null
-  ninja -C "$build" bindings/tcl/mailwiretcl.so >/dev/null
+if [ ! -f "$build/bindings/tcl/mailwiretcl.so" ] || [ ! -x "$build/cli/mailwire" ]; then
+  [ -f "$build/build.ninja" ] || meson setup "$build" --buildtype=release -Dtests=false >/dev/null
+  ninja -C "$build" bindings/tcl/mailwiretcl.so cli/mailwire >/dev/null
 fi
 work=$(mktemp -d /tmp/mw-bench-tcl.XXXXXX)
 chmod 755 "$work"
@@ -79,6 +79,22 @@ echo "retrieve $COUNT x $SIZE B (Dovecot, port $MW_POP3_PORT):"
 r_tl=$(run "tcllib pop3" tcllib retr "$MW_POP3_PORT" $user $pass)
 r_mw=$(run "binding" mailwire retr "$MW_POP3_PORT" $user $pass)
 r_mp=$(run "binding -pipeline 1" mailwire retr "$MW_POP3_PORT" $user $pass -pipeline 1)
+# The floor: mailwire's own command (pipelined, into a tmpfs) on the same mailbox.
+floor() {
+  local ms=() out t0 t1
+  for _ in $(seq "$RUNS"); do
+    out=$(mktemp -d "${OUTROOT:-/dev/shm}/mw-bench-tcl-out.XXXXXX" 2>/dev/null || mktemp -d)
+    t0=$(date +%s%N)
+    MAILWIRE_PASSWORD=$pass "$build/cli/mailwire" pop3 --host 127.0.0.1 --port "$MW_POP3_PORT" \
+      --tls none --allow-plaintext-password --user $user retr all -o "$out" >/dev/null
+    t1=$(date +%s%N)
+    echo "  mailwire CLI: $(( (t1 - t0) / 1000000 )) ms, $(ls "$out" | wc -l) messages" >&2
+    ms+=($(( (t1 - t0) / 1000000 )))
+    rm -rf "$out"
+  done
+  printf '%s\n' "${ms[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p"
+}
+r_cli=$(floor)
 echo "send $SCOUNT x $SSIZE B (smtp-sink, port $MW_SINK_PORT):"
 s_tl=$(run "tcllib smtp, a connection each" tcllib send "$MW_SINK_PORT" "$SCOUNT" "$SSIZE" each)
 s_mw=$(run "binding, a connection each" mailwire send "$MW_SINK_PORT" "$SCOUNT" "$SSIZE" each)
@@ -91,9 +107,10 @@ printf '\n%-40s %9s %9s %9s %9s\n' "median of $RUNS runs" "wall ms" "speed-up" "
 row "retrieve: Tcllib pop3 1.10" "$r_tl" "$r_tl"
 row "retrieve: binding" "$r_mw" "$r_tl"
 row "retrieve: binding, -pipeline 1" "$r_mp" "$r_tl"
+printf '%-40s %9s %9s\n' "retrieve: mailwire CLI (the floor)" "$r_cli" "$(ratio "${r_tl%% *}" "$r_cli")"
 row "sendmessage: Tcllib smtp 1.5.1" "$s_tl" "$s_tl"
 row "sendmessage: binding" "$s_mw" "$s_tl"
 row "sendmessages (batch): binding" "$s_mb" "$s_tl"
 j() { set -- $1; printf '{"ms":%s,"cpu_ms":%s}' "$1" "$2"; }
-printf '{"retrieve":{"tcllib":%s,"binding":%s,"binding_pipelined":%s},"send":{"tcllib":%s,"binding":%s,"binding_batch":%s}}\n' \
+printf '{"retrieve":{"cli_ms":'"$r_cli"',"tcllib":%s,"binding":%s,"binding_pipelined":%s},"send":{"tcllib":%s,"binding":%s,"binding_batch":%s}}\n' \
   "$(j "$r_tl")" "$(j "$r_mw")" "$(j "$r_mp")" "$(j "$s_tl")" "$(j "$s_mw")" "$(j "$s_mb")"

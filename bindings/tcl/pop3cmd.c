@@ -793,6 +793,11 @@ static int cmd_op(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const ob
     }
     sess *s;
     if (get_sess(interp, t, objv[2], &s) != TCL_OK) return TCL_ERROR;
+    if (s->busy) { /* called again from a -trace or -tls-callback script */
+        Tcl_SetObjResult(interp, Tcl_ObjPrintf("channel \"%s\" is busy with a POP3 command",
+                                               Tcl_GetString(objv[2])));
+        return TCL_ERROR;
+    }
     s->busy = 1;
     s->last_recv[0] = 0;
     int r = run_op(s, (op_t)idx, objc - 1, objv + 1);
