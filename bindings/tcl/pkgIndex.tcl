@@ -14,7 +14,8 @@ package ifneeded smtp 1.4.5 [list apply {dir {
     namespace eval ::mailwire {variable smtpVersion 1.4.5}
     source [file join $dir smtp.tcl]
 }} $dir]
-# Loaded as 1.5.1.1, -servers and -ports pair up as in Tcllib 1.5.
+# 1.5.1.1 only so that it outranks Debian's Tcllib 1.5.1; the API is
+# 1.4.5's either way (see ::smtp::portRule in smtp.tcl).
 package ifneeded smtp 1.5.1.1 [list apply {dir {
     namespace eval ::mailwire {variable smtpVersion 1.5.1.1}
     source [file join $dir smtp.tcl]

@@ -16,6 +16,11 @@ package require mailwire
 
 namespace eval ::smtp {
     namespace export sendmessage
+    # How -servers and -ports go together: "1.4" (1.4.5: one port index,
+    # moved on only when EHLO/HELO is refused) or "1.5" (pairs, as Tcllib
+    # 1.5; a missing port is 25).  Whatever version number Tcl loaded the
+    # binding under, it is 1.4.5's unless the program sets this.
+    variable portRule 1.4
 }
 
 # Tcllib's mime chooses a part's transfer encoding by looking at every
@@ -313,7 +318,7 @@ proc ::smtp::Prepare {part argList} {
     }
 
     set session [list -servers $servers -ports $ports \
-                     -portrule [expr {[package vsatisfies [package present smtp] 1.5] ? "1.5" : "1.4"}] \
+                     -portrule $::smtp::portRule \
                      -client $client -usetls $usetls -tlspolicy $tlspolicy \
                      -username $username -password $password -debug $debug -maxsecs $maxsecs \
                      -queue $queue -atleastone $alo {*}$mw]
