@@ -337,11 +337,14 @@ proc ::smtp::Restore {p} {
     }
     set part [dict get $p part]
     foreach {mixed old existed} [dict get $p saved] {
-        catch {::mime::setheader $part $mixed {} -mode delete}
-        if {$existed} {
-            foreach v $old {
+        if {$existed && [llength $old]} {
+            # write mode keeps the field where it was in the part
+            ::mime::setheader $part $mixed [lindex $old 0] -mode write
+            foreach v [lrange $old 1 end] {
                 ::mime::setheader $part $mixed $v -mode append
             }
+        } else {
+            catch {::mime::setheader $part $mixed {} -mode delete}
         }
     }
 }
