@@ -49,6 +49,13 @@ if {$infail ne ""} {
     lappend tap "not ok [incr n] - $infail"
     foreach d $detail { lappend tap "# $d" }
 }
+# A sanitizer's report (the module is instrumented in the test build) is a
+# failure of its own, whatever the tests said.
+set san [lsearch -all -inline -regexp $lines {ERROR: (Address|Leak)Sanitizer|runtime error:}]
+if {[llength $san]} {
+    lappend tap "not ok [incr n] - sanitizer report"
+    foreach d [lrange $san 0 20] { lappend tap "# $d" }
+}
 if {![regexp -line {^\S+:\tTotal\t} $output]} {
     lappend tap "not ok [incr n] - (load) the file did not run to its end"
     foreach d [lrange $lines end-20 end] { lappend tap "# $d" }
