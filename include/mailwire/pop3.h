@@ -199,7 +199,7 @@ typedef struct mw_pop3_retr_info {
  * MW_ESTATE, or the sink's own code. */
 MW_EXTERN int mw_pop3_retr(mw_pop3 *p, uint64_t msg, mw_pop3_sink_fn sink, void *userdata,
                            mw_pop3_retr_info *info);
-/* RETR into a fresh buffer (free()), NUL-terminated; MW_ETOOBIG when the
+/* RETR into a fresh buffer (mw_free()), NUL-terminated; MW_ETOOBIG when the
  * message is over max bytes (0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retr_buf(mw_pop3 *p, uint64_t msg, char **data, size_t *len, size_t max,
                                mw_pop3_retr_info *info);
@@ -312,13 +312,13 @@ MW_EXTERN int mw_pop3_dele_msgs(mw_pop3 *p, const uint64_t *msgs, size_t n, size
 /* TOP msg 0: the headers only. */
 MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers);
 /* RETR msg: headers plus the body bytes after the empty line (a fresh
- * NUL-terminated buffer to free(); MW_ETOOBIG over max, 0 = 64 MiB). */
+ * NUL-terminated buffer for mw_free(); MW_ETOOBIG over max, 0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
                                        char **body, size_t *body_len, size_t max);
 /* The same with the body as lines (scsh's "a list of strings, each string
  * representing a line"): *lines is a NULL-terminated array of *nlines
  * NUL-terminated strings, line ends (CRLF or LF) removed, dot-stuffing
- * undone; one allocation, freed with a single free().  A line holding a
+ * undone; one allocation, freed with a single mw_free().  A line holding a
  * NUL is cut there (the count stays right).  Returns as
  * mw_pop3_retrieve_message. */
 MW_EXTERN int mw_pop3_retrieve_message_lines(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,

@@ -5,6 +5,7 @@
 #include "pop3/pop3_int.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,14 +14,12 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <spawn.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 enum action { A_SKIP = 0, A_GET, A_DELE };
 
@@ -250,46 +249,28 @@ static int write_all(int fd, const char *data, size_t len, int64_t deadline)
  * status (mpop: 0 fetch, 1 delete, 2 skip). */
 static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char *why, size_t whylen)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC)) {
-        snprintf(why, whylen, "pipe: %s", MW_ERRNO_TEXT(errno));
-        return MW_EIO;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[0], 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    char *argv[] = {(char *)"sh", (char *)"-c", (char *)c->o->filter, NULL};
-    pid_t pid;
-    int e = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[0]);
-    if (e) {
-        close(p[1]);
-        snprintf(why, whylen, "cannot start the filter: %s", MW_ERRNO_TEXT(e));
+    mwi_proc pr;
+    mw_error e;
+    if (mwi_proc_start(&pr, c->o->filter, MWI_PROC_IN_PIPE | MWI_PROC_OUT_NULL, &e)) {
+        snprintf(why, whylen, "the filter: %.180s", e.message);
         return MW_EIO;
     }
     int tmo = c->o->filter_timeout_ms > 0 ? c->o->filter_timeout_ms : 30000;
     int64_t deadline = mw_now_ms() + tmo;
-    fcntl(p[1], F_SETFL, O_NONBLOCK);
-    int rc = write_all(p[1], hdr, len, deadline);
-    close(p[1]);
+    int rc = write_all(pr.in, hdr, len, deadline);
+    close(pr.in);
+    pr.in = -1;
     int status = 0;
-    for (;;) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid) break;
-        if (w < 0 && errno != EINTR) {
-            snprintf(why, whylen, "waitpid: %s", MW_ERRNO_TEXT(errno));
-            return MW_EIO;
-        }
-        if (mw_now_ms() >= deadline) {
-            kill(pid, SIGKILL);
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-            snprintf(why, whylen, "the filter ran longer than %d ms and was killed", tmo);
-            return MW_ETIMEOUT;
-        }
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    int w = mwi_proc_wait(&pr, deadline, &status);
+    if (w < 0) {
+        snprintf(why, whylen, "waitpid: %s", MW_ERRNO_TEXT(errno));
+        mwi_proc_end(&pr, 0, NULL);
+        return MW_EIO;
+    }
+    if (w == 0) {
+        mwi_proc_end(&pr, 0, &status);
+        snprintf(why, whylen, "the filter ran longer than %d ms and was killed", tmo);
+        return MW_ETIMEOUT;
     }
     if (rc == MW_ETIMEOUT) {
         snprintf(why, whylen, "the filter did not read its input within %d ms", tmo);

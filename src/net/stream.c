@@ -3,6 +3,7 @@
 #include "net/stream_int.h"
 #include "net/proxy.h"
 #include "util/err.h"
+#include "util/proc.h"
 
 #include <arpa/inet.h>
 #include <stddef.h>
@@ -21,7 +22,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -716,83 +716,28 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
     if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     /* One socketpair end is the child's stdin and stdout: a socket lets us
      * send with MSG_NOSIGNAL, and shutdown gives the child its EOF. */
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    mwi_proc pr;
+    int prc = mwi_proc_start(&pr, command, MWI_PROC_SOCKET, err);
+    if (prc) {
         free(s);
-        return mwi_err_set(err, MW_EIO, "socketpair: %s", MW_ERRNO_TEXT(errno));
+        return prc;
     }
-    char *const argv[] = {"/bin/sh", "-c", (char *)command, NULL};
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(sv[0]);
-        close(sv[1]);
-        free(s);
-        return mwi_err_set(err, MW_EIO, "fork: %s", MW_ERRNO_TEXT(e));
-    }
-    if (pid == 0) {
-        /* Child: only async-signal-safe calls from here to exec. */
-        if (dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0) _exit(127);
-            /* Nothing but stdin, stdout and stderr reaches the command, even
-             * descriptors the caller opened without O_CLOEXEC. */
-#ifdef SYS_close_range
-        if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
-#endif
-        {
-            long max = sysconf(_SC_OPEN_MAX);
-            if (max < 0 || max > 65536) max = 65536;
-            for (int fd = 3; fd < max; fd++)
-                close(fd);
-        }
-        /* The command starts with default SIGPIPE and no blocked signals,
-         * whatever the calling thread had. */
-        signal(SIGPIPE, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execv("/bin/sh", argv);
-        _exit(127);
-    }
-    close(sv[1]);
-    set_nonblock(sv[0]);
-    s->rfd = s->wfd = sv[0];
+    s->rfd = s->wfd = pr.in;
     s->own = 1;
     s->wfd_socket = 1;
-    s->pid = pid;
+    s->pid = pr.pid;
     if (opts) apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;
     return 0;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-}
-
-/* Waits up to ms for the child; 1 when it was reaped. */
-static int reap_within(pid_t pid, int ms)
-{
-    int64_t end = mw_now_ms() + ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid || (r < 0 && errno == ECHILD)) return 1;
-        if (r < 0 && errno != EINTR) return 1; /* nothing we can do */
-        if (mw_now_ms() >= end) return 0;
-        sleep_ms(5);
-    }
-}
-
-/* The command gets EOF on stdin and a bounded time to finish, then TERM, then
- * KILL, so freeing a stream never leaves a zombie nor hangs for long. */
+/* The command gets EOF on stdin (the caller closed it) and a bounded time to
+ * finish, then TERM, then KILL, so freeing a stream never leaves a zombie
+ * nor hangs for long. */
 static void reap_child(pid_t pid)
 {
-    if (reap_within(pid, 1000)) return;
-    kill(pid, SIGTERM);
-    if (reap_within(pid, 500)) return;
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    mwi_proc pr = {pid, -1, -1};
+    mwi_proc_end(&pr, 1000, NULL);
 }
 
 /* ---- callbacks stream ---------------------------------------------------- */

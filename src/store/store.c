@@ -4,6 +4,7 @@
  * delivered. */
 #include "store/store_int.h"
 #include "util/err.h"
+#include "util/proc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,7 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #define OUTBUF_SIZE     65536
 #define PATH_MAX_       4096
@@ -53,7 +52,7 @@ struct mw_store {
     off_t mbox_old_size;
     char pending_path[PATH_MAX_]; /* mbox: "<mbox>.mwpending" while a message is written */
     int pending_written;
-    pid_t mda_pid;
+    mwi_proc mda;          /* the MDA's process; its stdin is fd */
     int mda_epipe;         /* the MDA closed its input early */
     int64_t deadline;      /* MDA */
     uint64_t written;      /* bytes handed to the file/pipe */
@@ -838,25 +837,10 @@ static int mbox_commit(mw_store *s)
 
 static int mda_begin(mw_store *s)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) return sys_fail(s, "create a pipe for", "the MDA", errno);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[0], 0);
-    char *argv[] = {"sh", "-c", s->target, NULL};
-    pid_t pid;
-    int e = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[0]);
-    if (e != 0) {
-        close(p[1]);
-        char eb[128];
-        return mwi_err_set(&s->err, MW_EIO, "cannot run MDA command '%s': %s", s->target,
-                           mwi_errno_text(e, eb, sizeof eb));
-    }
-    s->fd = p[1];
-    fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
-    s->mda_pid = pid;
+    int rc = mwi_proc_start(&s->mda, s->target, MWI_PROC_IN_PIPE, &s->err);
+    if (rc) return rc;
+    s->fd = s->mda.in; /* the delivery writes it; s->mda.in is not closed twice */
+    s->mda.in = -1;
     s->deadline = mw_now_ms() + s->mda_timeout_ms;
     return 0;
 }
@@ -865,25 +849,18 @@ static int mda_begin(mw_store *s)
  * timeout, -1 on error (errno). */
 static int mda_wait(mw_store *s, int *status)
 {
-    for (;;) {
-        pid_t r = waitpid(s->mda_pid, status, WNOHANG);
-        if (r == s->mda_pid) return 1;
-        if (r < 0 && errno != EINTR) return -1;
-        if (mw_now_ms() >= s->deadline) return 0;
-        sleep_ms(5);
-    }
+    return mwi_proc_wait(&s->mda, s->deadline, status);
 }
 
 static void mda_kill(mw_store *s)
 {
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
-    if (s->mda_pid > 0) {
-        kill(s->mda_pid, SIGKILL);
-        int st;
-        while (waitpid(s->mda_pid, &st, 0) < 0 && errno == EINTR) {}
+    if (s->mda.pid > 0) {
+        kill(s->mda.pid, SIGKILL);
+        mwi_proc_wait(&s->mda, MW_NO_DEADLINE, NULL);
     }
-    s->mda_pid = 0;
+    s->mda.pid = -1;
 }
 
 /* The MDA stopped reading early: say how it ended, then make sure it is gone. */
@@ -893,7 +870,6 @@ static void mda_reap_after_epipe(mw_store *s)
     s->fd = -1;
     int status = 0;
     if (mda_wait(s, &status) == 1) {
-        s->mda_pid = 0;
         size_t len = strlen(s->err.message);
         if (WIFEXITED(status))
             snprintf(s->err.message + len, sizeof s->err.message - len, " (exit status %d)",
@@ -919,10 +895,9 @@ static int mda_commit(mw_store *s)
                            s->target, s->mda_timeout_ms);
     if (w < 0) {
         int e = errno;
-        s->mda_pid = 0;
+        s->mda.pid = -1;
         return sys_fail(s, "wait for MDA command", s->target, e);
     }
-    s->mda_pid = 0;
     if (WIFSIGNALED(status))
         return mwi_err_set(&s->err, MW_EIO, "MDA command '%s' was killed by signal %d", s->target,
                            WTERMSIG(status));
@@ -975,7 +950,7 @@ static int undo(mw_store *s)
         maildir_cleanup(s);
     else if (s->kind == MW_STORE_MBOX)
         rc = mbox_rollback(s);
-    else if (s->mda_epipe && s->mda_pid > 0)
+    else if (s->mda_epipe && s->mda.pid > 0)
         mda_reap_after_epipe(s);
     else
         mda_kill(s);

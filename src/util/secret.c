@@ -4,6 +4,7 @@
 #include "mailwire/config.h"
 
 #include "util/err.h"
+#include "util/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +13,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 static void wipe(void *p, size_t n)
 {
@@ -91,38 +90,24 @@ int mw_secret_from_command(char **out, const char *command, mw_error *err)
     if (!out || !command || !*command)
         return mwi_err_set(err, MW_EINVAL, "mw_secret_from_command: bad arguments");
     *out = NULL;
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0)
-        return mwi_err_set(err, MW_EIO, "cannot make a pipe: %s", MW_ERRNO_TEXT(errno));
-    char *const argv[] = {"/bin/sh", "-c", (char *)command, NULL};
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(p[0]);
-        close(p[1]);
-        return mwi_err_set(err, MW_EIO, "cannot start the command: %s", MW_ERRNO_TEXT(e));
-    }
-    if (pid == 0) {
-        /* Only async-signal-safe calls between fork and exec. */
-        if (dup2(p[1], 1) < 0) _exit(127);
-        execve("/bin/sh", argv, environ);
-        _exit(127);
-    }
-    close(p[1]);
+    mwi_proc pr;
+    int rc = mwi_proc_start(&pr, command, MWI_PROC_OUT_PIPE, err);
+    if (rc) return rc;
     char *secret = NULL;
     mw_error mine;
     mw_error_clear(&mine);
-    int rc = mw_secret_from_fd(&secret, p[0], "the command's output", &mine);
+    rc = mw_secret_from_fd(&secret, pr.out, "the command's output", &mine);
     /* Drain the rest so the command is not killed by SIGPIPE mid-write. */
     char sink[512];
     ssize_t r;
-    while ((r = read(p[0], sink, sizeof sink)) > 0 || (r < 0 && errno == EINTR))
+    while ((r = read(pr.out, sink, sizeof sink)) > 0 || (r < 0 && errno == EINTR))
         ;
     wipe(sink, sizeof sink);
-    close(p[0]);
+    close(pr.out);
+    pr.out = -1;
+    /* No deadline on purpose: the command may be asking a person for a PIN. */
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    mwi_proc_wait(&pr, MW_NO_DEADLINE, &status);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         if (secret) wipe(secret, strlen(secret));
         free(secret);

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # src/util's system helpers build and work on a libc other than glibc:
-# errno_text.c, random.c, secret.c and err.c compiled with musl-gcc (C11,
+# errno_text.c, random.c, secret.c, proc.c, clock.c and err.c compiled with musl-gcc (C11,
 # -Werror), and a small program linked against musl checks that the errno
 # text (musl's strerror_r is the POSIX one) and random bytes work.  TAP.
 # Skips when musl-gcc is not installed (Debian: musl-tools).
 top=$(cd "$(dirname "$0")/../.." && pwd)
 musl=${MUSL_GCC:-musl-gcc}
-files=(errno_text random secret err)
+files=(errno_text random secret proc clock err)
 echo "1..$(( ${#files[@]} + 1 ))"
 if ! command -v "$musl" >/dev/null; then
   for i in $(seq 1 $(( ${#files[@]} + 1 ))); do echo "ok $i - musl # SKIP $musl not installed"; done
