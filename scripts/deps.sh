@@ -11,6 +11,7 @@ want=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
 want+=(musl-tools) # tests/style/musl_check.sh: src/util on a non-glibc libc
 want+=(swaks) # an SMTP client we did not write, for `send -bs` (interop-sendmail)
 want+=(libuv1-dev) # examples/loop_uv.c: mw_loop inside libuv
+want+=(tcl8.6-dev tcllib tcl-tls) # bindings/tcl: the Tcl binding, Tcllib's mime and its reference packages
 if [ "${1:-build}" = bench ]; then
   want+=(mpop msmtp fetchmail curl libgmime-3.0-dev valgrind hyperfine time bc)
 fi
