@@ -7,7 +7,11 @@ set -euo pipefail
 
 want=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libssl-dev libgsasl-dev libcmocka-dev openssl python3 clang-format git
-      dovecot-core dovecot-pop3d postfix procps iproute2)
+      dovecot-core dovecot-pop3d postfix procps iproute2
+      nodejs libcurl4-openssl-dev libjson-c-dev)
+# npm for the OAuth test provider (tests/servers/start-oauth.sh); a nodejs
+# that ships its own npm (not Debian's) conflicts with the npm package.
+command -v npm >/dev/null || want+=(npm)
 if [ "${1:-build}" = bench ]; then
   want+=(mpop msmtp fetchmail curl libgmime-3.0-dev valgrind hyperfine time bc)
 fi
