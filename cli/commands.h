@@ -42,4 +42,7 @@ int mw_cmd_mime(int argc, char **argv);
 /* cli/cmd_fetch.c: mailwire fetch [ACCOUNT...] */
 int mw_cmd_fetch(int argc, char **argv);
 
+/* cli/cmd_oauth.c: mailwire oauth login|status|logout ACCOUNT */
+int mw_cmd_oauth(int argc, char **argv);
+
 #endif

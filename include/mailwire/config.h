@@ -28,7 +28,9 @@
  * (sha256:BASE64), cert, key, timeout (seconds), delivery (maildir PATH |
  * mbox PATH | mda COMMAND), keep (on|off), only_new (on|off), size_limit
  * (bytes, suffix k/m/g allowed, 0 = none), filter (COMMAND),
- * delete_after_days (N), from (address). */
+ * delete_after_days (N), from (address), oauth_provider (google | microsoft
+ * | custom), oauth_client_id, oauth_client_secret, oauth_device_url,
+ * oauth_auth_url, oauth_token_url, oauth_revoke_url, oauth_scope. */
 #ifndef MAILWIRE_CONFIG_H
 #define MAILWIRE_CONFIG_H
 
@@ -75,6 +77,16 @@ typedef struct mw_account {
     const char *from;
     const char *crlfile; /* PEM CRLs to check the server's chain against */
     const char *proxy;   /* socks5://, socks5h:// or http:// proxy URL */
+    /* OAuth 2.0 (include/mailwire/oauth.h, `mailwire oauth`): a preset
+     * (google, microsoft) and/or every endpoint given; NULL when not set. */
+    const char *oauth_provider;
+    const char *oauth_client_id;
+    const char *oauth_client_secret;
+    const char *oauth_device_url;
+    const char *oauth_auth_url;
+    const char *oauth_token_url;
+    const char *oauth_revoke_url;
+    const char *oauth_scope;
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

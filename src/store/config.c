@@ -68,6 +68,14 @@ static const struct key keys[] = {
     {"filter", K_TEXT, F(filter), 0},
     {"delete_after_days", K_DAYS, F(delete_after_days), 0},
     {"from", K_TOKEN, F(from), 0},
+    {"oauth_provider", K_TOKEN, F(oauth_provider), 0},
+    {"oauth_client_id", K_TOKEN, F(oauth_client_id), 0},
+    {"oauth_client_secret", K_TEXT, F(oauth_client_secret), 0},
+    {"oauth_device_url", K_TOKEN, F(oauth_device_url), 0},
+    {"oauth_auth_url", K_TOKEN, F(oauth_auth_url), 0},
+    {"oauth_token_url", K_TOKEN, F(oauth_token_url), 0},
+    {"oauth_revoke_url", K_TOKEN, F(oauth_revoke_url), 0},
+    {"oauth_scope", K_TEXT, F(oauth_scope), 0},
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -82,6 +90,10 @@ static const size_t str_fields[] = {
     offsetof(mw_account, key),          offsetof(mw_account, delivery_target),
     offsetof(mw_account, filter),       offsetof(mw_account, from),
     offsetof(mw_account, name),         offsetof(mw_account, proxy),
+    offsetof(mw_account, oauth_provider), offsetof(mw_account, oauth_client_id),
+    offsetof(mw_account, oauth_client_secret), offsetof(mw_account, oauth_device_url),
+    offsetof(mw_account, oauth_auth_url), offsetof(mw_account, oauth_token_url),
+    offsetof(mw_account, oauth_revoke_url), offsetof(mw_account, oauth_scope),
 };
 #define NSTR (sizeof str_fields / sizeof str_fields[0])
 

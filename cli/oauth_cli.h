@@ -1,0 +1,26 @@
+/* OAuth 2.0 for the commands (cli/cmd_oauth.c): `mailwire oauth`, and the
+ * access token for pop3, fetch, send and smtp when the account has OAuth
+ * settings (oauth_provider or oauth_token_url). */
+#ifndef MW_CLI_OAUTH_H
+#define MW_CLI_OAUTH_H
+
+#include "connopts.h"
+#include "mailwire/config.h"
+#include "mailwire/trace.h"
+
+/* 1 when the account gets its token from mailwire's token store. */
+int mw_cli_oauth_enabled(const mw_account *a);
+/* The SASL mechanism the account's provider wants ("XOAUTH2"), for an
+ * account without an explicit `auth`. */
+const char *mw_cli_oauth_mechanism(const mw_account *a);
+/* 1 when the provider's POP3 wants AUTH XOAUTH2 without an initial
+ * response (Microsoft: the token in a second step). */
+int mw_cli_oauth_pop3_two_step(const mw_account *a);
+/* A current access token for account a (refreshed when due; refused = 1:
+ * the server refused the last one, refresh once).  tls from the account and
+ * the command line; trace as the command's.  *token malloc'd (wipe, free).
+ * Returns 0 or a sysexits code (message printed, prefixed "mailwire PROG"). */
+int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn *c, int refused,
+                       char **token);
+
+#endif
