@@ -3,6 +3,7 @@
  * only the public API. */
 #include "commands.h"
 #include "connopts.h"
+#include "oauth_cli.h"
 
 #include "mailwire/config.h"
 #include "mailwire/fetch.h"
@@ -66,6 +67,7 @@ typedef struct job {
     int64_t start_ms;
     mw_fetch_progress prog; /* the latest, under runner.mu */
     int active;
+    const mw_account *oauth; /* tokens from the OAuth store (cli/cmd_oauth.c) */
 } job;
 
 typedef struct runner {
@@ -140,6 +142,20 @@ static void *worker(void *arg)
             j->fo.progress_userdata = j;
         }
         j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+        if (j->rc == MW_EAUTH && j->oauth) {
+            /* The server refused the token: refresh once and log in again
+             * (nothing was fetched or deleted before the login). */
+            char *tok = NULL;
+            if (mw_cli_oauth_token("fetch", j->oauth, NULL, j->po.trace, j->po.trace_userdata, 1,
+                                   &tok) == 0) {
+                if (j->password) explicit_bzero(j->password, strlen(j->password));
+                free(j->password);
+                j->password = tok;
+                j->po.token = tok;
+                mw_error_clear(&j->err);
+                j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+            }
+        }
         j->seconds = (double)(mw_now_ms() - j->start_ms) / 1000.0;
     }
 }
@@ -231,11 +247,17 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
     j->po.tls_opts = &j->tls;
     j->po.net_opts = &j->net;
     j->po.user = a->user;
-    int ex = auth_from(&j->po, a->auth);
+    const char *auth = a->auth;
+    if (mw_cli_oauth_enabled(a) && (!auth || !strcmp(auth, "on"))) auth = mw_cli_oauth_mechanism(a);
+    int ex = auth_from(&j->po, auth);
     if (ex) return ex;
     if (j->po.auth != MW_POP3_AUTH_NONE) {
         mw_error e;
-        if (a->password) {
+        if (mw_cli_oauth_enabled(a) && mw_cli_auth_is_token(auth)) {
+            j->oauth = a;
+            if (mw_cli_oauth_pop3_two_step(a)) j->po.sasl_ir = 0;
+            if ((ex = mw_cli_oauth_token("fetch", a, NULL, NULL, NULL, 0, &j->password))) return ex;
+        } else if (a->password) {
             j->password = strdup(a->password);
         } else if (a->password_file) {
             int rc = mw_config_read_password_file(&j->password, a->password_file, &e);
@@ -274,7 +296,7 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
             }
         }
         j->po.password = j->password;
-        if (mw_cli_auth_is_token(a->auth)) {
+        if (mw_cli_auth_is_token(auth)) {
             j->po.token = j->password; /* the password sources hold the token */
             j->po.password = NULL;
         }
@@ -463,6 +485,7 @@ int mw_cmd_fetch(int argc, char **argv)
             j->po.token = conn.password; /* the password sources hold the token */
             j->po.password = NULL;
         }
+        j->oauth = mw_cli_oauth_account(&conn);
         j->po.allow_plaintext = conn.allow_plaintext;
         j->po.trace = conn.trace_fn;
         j->po.trace_userdata = conn.trace_ud;

@@ -64,7 +64,7 @@ int mw_cli_oauth_pop3_two_step(const mw_account *a)
     return p ? p->pop3_two_step : 0;
 }
 
-/* $XDG_DATA_HOME/mailwire/oauth/ACCOUNT.json, else ~/.local/share/... */
+/* $XDG_DATA_HOME/mailwire/oauth/KEY.json, else ~/.local/share/... */
 static int store_path(char *out, size_t n, const char *account)
 {
     char leaf[200];
@@ -123,7 +123,15 @@ static int fill_opts(const char *prog, const mw_account *a, mw_oauth_opts *o, ch
                 a->name);
         return EX_DATAERR_;
     }
-    if (store_path(path, pathsz, a->name) != 0) {
+    /* Keyed by user and client, not by account: an account for sending that
+     * inherits from the one for fetching (`account w-send : w`) shares its
+     * login. */
+    char key[400];
+    if (a->user)
+        snprintf(key, sizeof key, "%s_%s", a->user, o->client_id);
+    else
+        snprintf(key, sizeof key, "%s", a->name);
+    if (store_path(path, pathsz, key) != 0) {
         fprintf(stderr, "mailwire %s: no $HOME or $XDG_DATA_HOME for the token store\n", prog);
         return EX_USAGE_;
     }
@@ -131,21 +139,32 @@ static int fill_opts(const char *prog, const mw_account *a, mw_oauth_opts *o, ch
     return 0;
 }
 
-static int open_oauth(const char *prog, const mw_account *a, const mw_cli_conn *c, mw_tls_opts *tls,
-                      mw_oauth **oa)
+static int open_oauth(const char *prog, const mw_account *a, const mw_cli_conn *c,
+                      mw_trace_fn trace_fn, void *trace_ud, mw_tls_opts *tls, mw_oauth **oa)
 {
     mw_oauth_opts o = MW_OAUTH_OPTS_INIT;
     char path[4096];
     int ex = fill_opts(prog, a, &o, path, sizeof path);
     if (ex) return ex;
-    mw_cli_conn_tls_opts(c, tls);
+    if (c) {
+        mw_cli_conn_tls_opts(c, tls);
+    } else {
+        mw_tls_opts t0 = MW_TLS_OPTS_INIT;
+        *tls = t0;
+        tls->pin = a->pin;
+        tls->cert_file = a->cert;
+        tls->key_file = a->key;
+    }
     if (!tls->ca_file && a->cafile) tls->ca_file = a->cafile;
     if (!tls->crl_file && a->crlfile) tls->crl_file = a->crlfile;
     o.tls_opts = tls;
-    o.proxy = c->proxy ? c->proxy : a->proxy;
-    if (c->timeout_s > 0) o.timeout_ms = c->timeout_s * 1000;
-    o.trace = c->trace_fn;
-    o.trace_userdata = c->trace_ud;
+    o.proxy = c && c->proxy ? c->proxy : a->proxy;
+    if (c && c->timeout_s > 0)
+        o.timeout_ms = c->timeout_s * 1000;
+    else if (a->timeout_s > 0)
+        o.timeout_ms = a->timeout_s * 1000;
+    o.trace = c ? c->trace_fn : trace_fn;
+    o.trace_userdata = c ? c->trace_ud : trace_ud;
     mw_error e;
     mw_error_clear(&e);
     int rc = mw_oauth_new(oa, &o, &e);
@@ -156,13 +175,13 @@ static int open_oauth(const char *prog, const mw_account *a, const mw_cli_conn *
     return 0;
 }
 
-int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn *c, int refused,
-                       char **token)
+int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn *c,
+                       mw_trace_fn trace_fn, void *trace_ud, int refused, char **token)
 {
     *token = NULL;
     mw_tls_opts tls;
     mw_oauth *oa = NULL;
-    int ex = open_oauth(prog, a, c, &tls, &oa);
+    int ex = open_oauth(prog, a, c, trace_fn, trace_ud, &tls, &oa);
     if (ex) return ex;
     mw_error e;
     mw_error_clear(&e);
@@ -173,6 +192,27 @@ int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn 
         if (rc == MW_ESTATE) return EX_NOPERM_; /* not logged in: a permission matter */
         return mw_cli_exit_code(rc);
     }
+    return 0;
+}
+
+const mw_account *mw_cli_oauth_account(const mw_cli_conn *c)
+{
+    const mw_account *a = c->config && c->account ? mw_config_find(c->config, c->account) : NULL;
+    return mw_cli_oauth_enabled(a) ? a : NULL;
+}
+
+int mw_cli_oauth_conn_token(mw_cli_conn *c, int refused)
+{
+    const mw_account *a = mw_cli_oauth_account(c);
+    if (!a) return EX_SOFTWARE_;
+    char *tok = NULL;
+    int ex = mw_cli_oauth_token(c->prog, a, c, NULL, NULL, refused, &tok);
+    if (ex) return ex;
+    if (c->password) {
+        memset(c->password, 0, strlen(c->password));
+        free(c->password);
+    }
+    c->password = tok;
     return 0;
 }
 
@@ -322,7 +362,7 @@ int mw_cmd_oauth(int argc, char **argv)
     }
     mw_tls_opts tls;
     mw_oauth *oa = NULL;
-    ex = open_oauth("oauth", a, &c, &tls, &oa);
+    ex = open_oauth("oauth", a, &c, NULL, NULL, &tls, &oa);
     if (ex) {
         mw_cli_conn_free(&c);
         return ex;

@@ -2,6 +2,7 @@
  * in, COMMAND, QUIT.  Uses only the public API. */
 #include "commands.h"
 #include "connopts.h"
+#include "oauth_cli.h"
 
 #include "mailwire/pop3.h"
 #include "mailwire/sasl.h"
@@ -482,6 +483,14 @@ int mw_cmd_pop3(int argc, char **argv)
 
     mw_pop3 *p = NULL;
     int rc = mw_pop3_open(&p, s.conn.host, &o);
+    if (rc == MW_EAUTH && o.token && mw_cli_oauth_account(&s.conn)) {
+        /* The server refused the token: refresh once (cli/cmd_oauth.c). */
+        mw_pop3_free(p);
+        p = NULL;
+        if ((ex = mw_cli_oauth_conn_token(&s.conn, 1))) goto done;
+        o.token = s.conn.password;
+        rc = mw_pop3_open(&p, s.conn.host, &o);
+    }
     if (rc) {
         ex = p ? report(p, rc) : mw_cli_exit_code(rc);
         mw_pop3_free(p);

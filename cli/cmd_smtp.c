@@ -2,6 +2,7 @@
  * (cmd_send.c): SMTP submission from the command line, public API only. */
 #include "commands.h"
 #include "connopts.h"
+#include "oauth_cli.h"
 
 #include "mailwire/error.h"
 #include "mailwire/mime.h"
@@ -297,6 +298,14 @@ static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
     mw_error err;
     mw_error_clear(&err);
     int rc = mw_smtp_open(s, &o, &err);
+    if (rc == MW_EAUTH && o.token && !want_token && mw_cli_oauth_account(&c->conn)) {
+        /* The server refused the token: refresh once (cli/cmd_oauth.c). */
+        int ex = mw_cli_oauth_conn_token(&c->conn, 1);
+        if (ex) return ex;
+        o.token = c->conn.password;
+        mw_error_clear(&err);
+        rc = mw_smtp_open(s, &o, &err);
+    }
     if (rc) {
         fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
         if (c->conn.json) {

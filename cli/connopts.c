@@ -1,5 +1,6 @@
 /* Shared connection options of the mailwire commands (see connopts.h). */
 #include "connopts.h"
+#include "oauth_cli.h"
 
 #include "commands.h"
 #include "mailwire/netrc.h"
@@ -228,6 +229,7 @@ static int apply_account(mw_cli_conn *c)
     if (!c->user) c->user = a->user;
     if (!strcmp(c->auth, "auto") && a->auth && strcmp(a->auth, "on") && strcmp(a->auth, "off"))
         c->auth = a->auth;
+    if (!strcmp(c->auth, "auto") && mw_cli_oauth_enabled(a)) c->auth = mw_cli_oauth_mechanism(a);
     if (!c->cafile) c->cafile = a->cafile;
     if (!c->crlfile) c->crlfile = a->crlfile;
     if (!c->proxy) c->proxy = a->proxy;
@@ -421,6 +423,9 @@ static char *password_from_terminal(const char *user, const char *host, const ch
 
 int mw_cli_conn_password(mw_cli_conn *c)
 {
+    /* An account with OAuth settings: the token store (cli/cmd_oauth.c). */
+    if (mw_cli_auth_is_token(c->auth) && mw_cli_oauth_account(c))
+        return mw_cli_oauth_conn_token(c, 0);
     if (c->password) return 0;
     const char *why = NULL, *src = NULL;
     if (c->password_file) {

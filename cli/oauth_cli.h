@@ -17,10 +17,16 @@ const char *mw_cli_oauth_mechanism(const mw_account *a);
  * response (Microsoft: the token in a second step). */
 int mw_cli_oauth_pop3_two_step(const mw_account *a);
 /* A current access token for account a (refreshed when due; refused = 1:
- * the server refused the last one, refresh once).  tls from the account and
- * the command line; trace as the command's.  *token malloc'd (wipe, free).
- * Returns 0 or a sysexits code (message printed, prefixed "mailwire PROG"). */
-int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn *c, int refused,
-                       char **token);
+ * the server refused the last one, refresh once).  TLS options and trace
+ * from c (the command line over the account), or with c NULL from the
+ * account and trace_fn.  *token malloc'd (wipe, free).  Returns 0 or a
+ * sysexits code (message printed, prefixed "mailwire PROG"). */
+int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn *c,
+                       mw_trace_fn trace_fn, void *trace_ud, int refused, char **token);
+/* The --account of c when it has OAuth settings, else NULL. */
+const mw_account *mw_cli_oauth_account(const mw_cli_conn *c);
+/* Puts a current access token into c->password (the one before wiped);
+ * refused = 1 after the server refused it.  0 or a sysexits code. */
+int mw_cli_oauth_conn_token(mw_cli_conn *c, int refused);
 
 #endif
