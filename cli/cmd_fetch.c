@@ -256,7 +256,7 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
         if (mw_cli_oauth_enabled(a) && mw_cli_auth_is_token(auth)) {
             j->oauth = a;
             if (mw_cli_oauth_pop3_two_step(a)) j->po.sasl_ir = 0;
-            if ((ex = mw_cli_oauth_token("fetch", a, NULL, NULL, NULL, 0, &j->password))) return ex;
+            /* The token itself comes when the trace is known (mw_cmd_fetch). */
         } else if (a->password) {
             j->password = strdup(a->password);
         } else if (a->password_file) {
@@ -565,6 +565,20 @@ int mw_cmd_fetch(int argc, char **argv)
             }
             nj++;
             if ((ex = job_from_account(&js[k], a, home))) goto done;
+            if (conn.trace_path) {
+                /* --trace in account mode: every job's conversation (lines of
+                 * parallel jobs interleave, each line whole). */
+                if ((ex = mw_cli_conn_open_trace(&conn))) goto done;
+                js[k].po.trace = conn.trace_fn;
+                js[k].po.trace_userdata = conn.trace_ud;
+            }
+            if (js[k].oauth) {
+                ex = mw_cli_oauth_token("fetch", js[k].oauth, NULL, js[k].po.trace,
+                                        js[k].po.trace_userdata, 0, &js[k].password);
+                if (ex) goto done;
+                js[k].po.token = js[k].password;
+                js[k].po.password = NULL;
+            }
             if (!js[k].target[0]) {
                 fprintf(stderr, "mailwire fetch: %s: no delivery target\n", a->name);
                 ex = EX_USAGE_;

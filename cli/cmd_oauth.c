@@ -39,6 +39,30 @@ static const preset presets[] = {
      NULL, "XOAUTH2", 1},
 };
 
+/* Exit codes for OAuth failures: 77 when the user must act (log in again,
+ * fix the account or the certificate), 75 when trying later may work (the
+ * provider failing, answering garbage, unreachable). */
+static int oauth_exit(int rc)
+{
+    switch (rc) {
+    case MW_EAUTH:
+    case MW_ECERT:
+    case MW_ETLS:
+    case MW_EPOLICY:
+    case MW_ESTATE:
+        return EX_NOPERM_;
+    case MW_EPROTO:
+    case MW_ETOOBIG:
+    case MW_ESERVER:
+    case MW_ETEMP:
+    case MW_ENET:
+    case MW_ETIMEOUT:
+        return EX_TEMPFAIL_;
+    default:
+        return mw_cli_exit_code(rc);
+    }
+}
+
 static const preset *find_preset(const mw_account *a)
 {
     if (!a || !a->oauth_provider) return NULL;
@@ -189,8 +213,7 @@ int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn 
     mw_oauth_free(oa);
     if (rc) {
         fprintf(stderr, "mailwire %s: account %s: %s\n", prog, a->name, e.message);
-        if (rc == MW_ESTATE) return EX_NOPERM_; /* not logged in: a permission matter */
-        return mw_cli_exit_code(rc);
+        return oauth_exit(rc);
     }
     return 0;
 }
@@ -423,7 +446,7 @@ int mw_cmd_oauth(int argc, char **argv)
         if (rc == MW_ESTATE) {
             mw_oauth_free(oa);
             mw_cli_conn_free(&c);
-            return EX_NOPERM_;
+            return EX_NOPERM_; /* not logged in */
         }
     } else {
         rc = mw_oauth_logout(oa, &e);
@@ -444,11 +467,10 @@ int mw_cmd_oauth(int argc, char **argv)
             mw_cli_json_string(stdout, a->name, strlen(a->name));
             printf(",\"ok\":false,\"error\":");
             mw_cli_json_string(stdout, e.message, strlen(e.message));
-            printf(",\"category\":\"%s\",\"exit\":%d}\n", mw_error_category(rc),
-                   mw_cli_exit_code(rc));
+            printf(",\"category\":\"%s\",\"exit\":%d}\n", mw_error_category(rc), oauth_exit(rc));
         }
     }
     mw_oauth_free(oa);
     mw_cli_conn_free(&c);
-    return rc ? mw_cli_exit_code(rc) : 0;
+    return rc ? oauth_exit(rc) : 0;
 }

@@ -247,6 +247,28 @@ static int apply_account(mw_cli_conn *c)
     return 0;
 }
 
+int mw_cli_conn_open_trace(mw_cli_conn *c)
+{
+    if (c->trace) return 0;
+    if (c->trace_path) {
+        if (!strcmp(c->trace_path, "-")) {
+            c->trace = stderr;
+        } else {
+            int fd = open(c->trace_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            c->trace = fd >= 0 ? fdopen(fd, "w") : NULL;
+            if (!c->trace) {
+                fprintf(stderr, "mailwire %s: cannot write trace file %s: %s\n", c->prog,
+                        c->trace_path, strerror(errno));
+                if (fd >= 0) close(fd);
+                return EX_IOERR_;
+            }
+        }
+        c->trace_fn = trace_to_file;
+        c->trace_ud = c->trace;
+    }
+    return 0;
+}
+
 int mw_cli_conn_finish(mw_cli_conn *c)
 {
     if (c->account || (c->from_address && *c->from_address && !c->host)) {
@@ -294,22 +316,8 @@ int mw_cli_conn_finish(mw_cli_conn *c)
         }
         mw_netrc_entry_clear(&e);
     }
-    if (c->trace_path) {
-        if (!strcmp(c->trace_path, "-")) {
-            c->trace = stderr;
-        } else {
-            int fd = open(c->trace_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            c->trace = fd >= 0 ? fdopen(fd, "w") : NULL;
-            if (!c->trace) {
-                fprintf(stderr, "mailwire %s: cannot write trace file %s: %s\n", c->prog,
-                        c->trace_path, strerror(errno));
-                if (fd >= 0) close(fd);
-                return EX_IOERR_;
-            }
-        }
-        c->trace_fn = trace_to_file;
-        c->trace_ud = c->trace;
-    }
+    int tex = mw_cli_conn_open_trace(c);
+    if (tex) return tex;
     return 0;
 }
 

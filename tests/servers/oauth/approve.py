@@ -79,7 +79,10 @@ class Agent:
             step = answer(url, page) if status == 200 else None
             if step is None:
                 return url, status, page
-            url, method, form = urllib.parse.urljoin(url, step[0]), "POST", step[1]
+            if len(step) == 3:  # ("GET", link, None): follow a link
+                url, method, form = urllib.parse.urljoin(url, step[1]), step[0], step[2]
+            else:
+                url, method, form = urllib.parse.urljoin(url, step[0]), "POST", step[1]
         return url, 0, "too many steps"
 
 
@@ -124,13 +127,15 @@ def main():
                 del fields["confirm"]
                 fields["abort"] = "yes"
             return action, fields
+        if a.deny and "/interaction/" in url:
+            # Sign-in or consent page: the user cancels (a GET of the
+            # provider's abort link), which ends in access_denied.
+            m = re.search(r'href="([^"]*/abort)"', page)
+            return None if not m else ("GET", html.unescape(m.group(1)), None)
         if 'name="login"' in text:
             fields.update({"login": a.user, "password": "any", "prompt": "login"})
             return action, fields
         if fields.get("prompt") == "consent" or "consent" in page:
-            if a.deny:
-                m = re.search(r'href="([^"]*/abort)"', page)
-                return None if not m else (m.group(1), {})
             fields["prompt"] = "consent"
             return action, fields
         return None
@@ -142,6 +147,9 @@ def main():
     first = re.sub(r"<[^>]+>", " ", page)
     first = " ".join(first.split())[:200]
     ok = status == 200 and ("Success" in page or "/callback" in final or "successful" in page)
+    if a.deny:
+        ok = status in (200, 400) and ("/callback" in final or "abort" in page.lower() or
+                                       "denied" in page.lower() or "interrupted" in page.lower())
     print("%s %s %s" % ("approved" if ok else "ended", status, final if "/callback" in final else first))
     return 0 if ok else 1
 
