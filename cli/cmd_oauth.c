@@ -244,13 +244,14 @@ int mw_cli_oauth_conn_token(mw_cli_conn *c, int refused)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: mailwire oauth login [--device | --browser] [--no-open] ACCOUNT\n"
+            "usage: mailwire oauth login [--device | --browser] [--login-timeout SECONDS] ACCOUNT\n"
             "       mailwire oauth status ACCOUNT\n"
             "       mailwire oauth logout ACCOUNT\n"
             "  login   obtain tokens: the device flow (print a URL and a code; default when the\n"
             "          provider has a device endpoint) or the browser flow (authorization code\n"
             "          with PKCE, redirect to 127.0.0.1; the browser is opened when there is a\n"
-            "          display, else the URL is printed)\n"
+            "          display, else the URL is printed; --login-timeout: how long to wait\n"
+            "          for the redirect, default 600)\n"
             "  status  scopes and expiry of the stored tokens (never the tokens)\n"
             "  logout  revoke the tokens at the provider and delete them\n"
             "The account (--account is implied) needs oauth_provider (google, microsoft) or\n"
