@@ -486,6 +486,7 @@ int mw_cmd_fetch(int argc, char **argv)
             j->po.password = NULL;
         }
         j->oauth = mw_cli_oauth_account(&conn);
+        if (j->oauth && mw_cli_oauth_pop3_two_step(j->oauth)) j->po.sasl_ir = 0;
         j->po.allow_plaintext = conn.allow_plaintext;
         j->po.trace = conn.trace_fn;
         j->po.trace_userdata = conn.trace_ud;

@@ -133,6 +133,8 @@ static int fill_opts(const char *prog, const mw_account *a, mw_oauth_opts *o, ch
     if (a->oauth_token_url) o->token_url = a->oauth_token_url;
     if (a->oauth_revoke_url) o->revoke_url = a->oauth_revoke_url;
     if (a->oauth_scope) o->scope = a->oauth_scope;
+    o->secret_store_cmd = a->oauth_secret_store;
+    o->secret_lookup_cmd = a->oauth_secret_lookup;
     o->client_id = a->oauth_client_id;
     o->client_secret = a->oauth_client_secret;
     if (!o->client_id) {

@@ -481,9 +481,11 @@ int mw_cmd_pop3(int argc, char **argv)
     o.trace = s.conn.trace_fn;
     o.trace_userdata = s.conn.trace_ud;
 
+    const mw_account *oauth_acct = mw_cli_oauth_account(&s.conn);
+    if (oauth_acct && mw_cli_oauth_pop3_two_step(oauth_acct)) o.sasl_ir = 0;
     mw_pop3 *p = NULL;
     int rc = mw_pop3_open(&p, s.conn.host, &o);
-    if (rc == MW_EAUTH && o.token && mw_cli_oauth_account(&s.conn)) {
+    if (rc == MW_EAUTH && o.token && oauth_acct) {
         /* The server refused the token: refresh once (cli/cmd_oauth.c). */
         mw_pop3_free(p);
         p = NULL;

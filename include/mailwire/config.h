@@ -30,7 +30,8 @@
  * (bytes, suffix k/m/g allowed, 0 = none), filter (COMMAND),
  * delete_after_days (N), from (address), oauth_provider (google | microsoft
  * | custom), oauth_client_id, oauth_client_secret, oauth_device_url,
- * oauth_auth_url, oauth_token_url, oauth_revoke_url, oauth_scope. */
+ * oauth_auth_url, oauth_token_url, oauth_revoke_url, oauth_scope,
+ * oauth_secret_store, oauth_secret_lookup (commands). */
 #ifndef MAILWIRE_CONFIG_H
 #define MAILWIRE_CONFIG_H
 
@@ -87,6 +88,8 @@ typedef struct mw_account {
     const char *oauth_token_url;
     const char *oauth_revoke_url;
     const char *oauth_scope;
+    const char *oauth_secret_store;  /* command storing the refresh token (stdin) */
+    const char *oauth_secret_lookup; /* command printing it */
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

@@ -63,11 +63,20 @@ typedef struct mw_oauth_opts {
      * which fields came back) — never a token. */
     mw_trace_fn trace;
     void *trace_userdata;
+    /* A secret store for the refresh token instead of the store file
+     * (e.g. "secret-tool store --label=mail service mailwire user me" and
+     * "secret-tool lookup service mailwire user me", or "pass insert -m -f
+     * mail/me" and "pass show mail/me"): store_cmd gets the token on its
+     * standard input, lookup_cmd prints it as its first line.  Run with
+     * /bin/sh -c; the token is never in their argv or environment.  The
+     * file then holds only the access token cache.  Both or neither. */
+    const char *secret_store_cmd;
+    const char *secret_lookup_cmd;
 } mw_oauth_opts;
 #define MW_OAUTH_OPTS_INIT                                                                         \
     {                                                                                              \
         MW_OAUTH_OPTS_VERSION, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,   \
-            30000, 60, NULL, NULL                                                                  \
+            30000, 60, NULL, NULL, NULL, NULL                                                      \
     }
 
 typedef struct mw_oauth mw_oauth;

@@ -17,7 +17,9 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,6 +34,7 @@ struct mw_oauth {
 typedef struct store {
     char *refresh_token, *access_token, *scope;
     long long expires_at, obtained_at, refreshes;
+    int rt_external; /* the refresh token is in the secret store (not loaded yet) */
 } store;
 
 static void wipe_free(char *s)
@@ -81,6 +84,10 @@ int mw_oauth_new(mw_oauth **out, const mw_oauth_opts *opts, mw_error *err)
         return mw_err_set(err, MW_EINVAL, "OAuth: no token endpoint (oauth_token_url)");
     if (!opts->store_path || !opts->store_path[0])
         return mw_err_set(err, MW_EINVAL, "OAuth: no token store path");
+    if (!opts->secret_store_cmd != !opts->secret_lookup_cmd)
+        return mw_err_set(err, MW_EINVAL,
+                          "OAuth: a secret store needs both commands (oauth_secret_store and "
+                          "oauth_secret_lookup)");
     mw_oauth *oa = calloc(1, sizeof *oa);
     if (!oa) return mw_err_set(err, MW_ENOMEM, "out of memory");
     oa->o = *opts;
@@ -168,6 +175,9 @@ static int store_load(const mw_oauth *oa, store *s, mw_error *err)
     if (json_object_object_get_ex(o, "expires_at", &v)) s->expires_at = json_object_get_int64(v);
     if (json_object_object_get_ex(o, "obtained_at", &v)) s->obtained_at = json_object_get_int64(v);
     if (json_object_object_get_ex(o, "refreshes", &v)) s->refreshes = json_object_get_int64(v);
+    if (json_object_object_get_ex(o, "refresh_token_in", &v) &&
+        json_object_is_type(v, json_type_string) && !strcmp(json_object_get_string(v), "command"))
+        s->rt_external = 1;
     /* json-c keeps copies of the strings in the object: wipe them too. */
     if (json_object_object_get_ex(o, "refresh_token", &v) &&
         json_object_is_type(v, json_type_string))
@@ -200,6 +210,128 @@ static int make_parent(const char *path, mw_error *err)
     return 0;
 }
 
+static void sleep_ms(long ms);
+
+/* ---- the secret-store commands ------------------------------------------------- */
+
+/* Runs cmd with /bin/sh -c; in (may be NULL) goes to its stdin, its first
+ * output line (at most outsz - 1 bytes) to out when out is not NULL.  The
+ * child is killed after the HTTP timeout.  0, or MW_EIO with the reason. */
+static int run_cmd(const mw_oauth *oa, const char *cmd, const char *in, char *out, size_t outsz,
+                   mw_error *err)
+{
+    int pin[2], pout[2];
+    if (pipe2(pin, O_CLOEXEC) != 0) return mw_err_set(err, MW_EIO, "pipe (errno %d)", errno);
+    if (pipe2(pout, O_CLOEXEC) != 0) {
+        close(pin[0]);
+        close(pin[1]);
+        return mw_err_set(err, MW_EIO, "pipe (errno %d)", errno);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(pin[0]), close(pin[1]), close(pout[0]), close(pout[1]);
+        return mw_err_set(err, MW_EIO, "fork (errno %d)", errno);
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls here (the caller may be threaded). */
+        dup2(pin[0], 0);
+        dup2(pout[1], 1);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(pin[0]);
+    close(pout[1]);
+    if (in) {
+        size_t n = strlen(in), off = 0;
+        while (off < n) {
+            ssize_t w = write(pin[1], in + off, n - off);
+            if (w < 0 && errno == EINTR) continue;
+            if (w <= 0) break;
+            off += (size_t)w;
+        }
+        if (off == n && write(pin[1], "\n", 1) != 1) {
+            /* the command did not read: its exit status tells */
+        }
+    }
+    close(pin[1]);
+    size_t got = 0;
+    char junk[512];
+    long long deadline = (long long)time(NULL) + oa->o.timeout_ms / 1000 + 1;
+    for (;;) {
+        struct pollfd pf = {pout[0], POLLIN, 0};
+        long long left = deadline - (long long)time(NULL);
+        if (left <= 0 || poll(&pf, 1, (int)(left * 1000)) <= 0) break;
+        ssize_t r = (out && got + 1 < outsz) ? read(pout[0], out + got, outsz - 1 - got)
+                                             : read(pout[0], junk, sizeof junk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        if (out && got + 1 < outsz) got += (size_t)r;
+    }
+    close(pout[0]);
+    int status = 0, done = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        if (w == pid) {
+            done = 1;
+            break;
+        }
+        if (w < 0 && errno != EINTR) break;
+        if ((long long)time(NULL) > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        sleep_ms(20);
+    }
+    if (out) {
+        out[got] = '\0';
+        char *nl = strchr(out, '\n');
+        if (nl) *nl = '\0';
+        if (got && out[strlen(out) - 1] == '\r') out[strlen(out) - 1] = '\0';
+    }
+    if (!done || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (out) OPENSSL_cleanse(out, outsz);
+        return mw_err_set(err, MW_EIO, "secret store command failed (%s %d): %.160s",
+                          !done               ? "timed out,"
+                          : WIFEXITED(status) ? "exit status"
+                                              : "signal",
+                          !done               ? 0
+                          : WIFEXITED(status) ? WEXITSTATUS(status)
+                                              : WTERMSIG(status),
+                          cmd);
+    }
+    if (out && !out[0])
+        return mw_err_set(err, MW_EAUTH,
+                          "the secret store command printed no refresh token (%.160s); run "
+                          "`mailwire oauth login` again",
+                          cmd);
+    return 0;
+}
+
+static int secret_put(const mw_oauth *oa, const char *token, mw_error *err)
+{
+    return run_cmd(oa, oa->o.secret_store_cmd, token, NULL, 0, err);
+}
+
+/* Loads the refresh token from the secret store when it lives there. */
+static int secret_get(const mw_oauth *oa, store *s, mw_error *err)
+{
+    if (s->refresh_token || !s->rt_external) return 0;
+    if (!oa->o.secret_lookup_cmd)
+        return mw_err_set(err, MW_EINVAL,
+                          "the refresh token is in a secret store, but no oauth_secret_lookup "
+                          "command is set");
+    char *buf = malloc(MW_OAUTH_MAX_TOKEN + 2);
+    if (!buf) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    int rc = run_cmd(oa, oa->o.secret_lookup_cmd, NULL, buf, MW_OAUTH_MAX_TOKEN + 2, err);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    s->refresh_token = buf;
+    return 0;
+}
+
 /* Writes the store to a new 0600 file beside it, fsyncs and renames it over
  * the old one: a crash leaves the old or the new store, never half. */
 static int store_save(const mw_oauth *oa, const store *s, mw_error *err)
@@ -209,8 +341,18 @@ static int store_save(const mw_oauth *oa, const store *s, mw_error *err)
     if (rc) return rc;
     json_object *o = json_object_new_object();
     if (!o) return mw_err_set(err, MW_ENOMEM, "out of memory");
-    if (s->refresh_token)
+    if (oa->o.secret_store_cmd && (s->refresh_token || s->rt_external)) {
+        if (s->refresh_token) {
+            rc = secret_put(oa, s->refresh_token, err);
+            if (rc) {
+                json_object_put(o);
+                return rc;
+            }
+        }
+        json_object_object_add(o, "refresh_token_in", json_object_new_string("command"));
+    } else if (s->refresh_token) {
         json_object_object_add(o, "refresh_token", json_object_new_string(s->refresh_token));
+    }
     if (s->access_token)
         json_object_object_add(o, "access_token", json_object_new_string(s->access_token));
     if (s->scope) json_object_object_add(o, "scope", json_object_new_string(s->scope));
@@ -364,6 +506,8 @@ static int hand_out(mw_oauth *oa, const store *s, int from_refresh, char **token
 /* The refresh grant on s (already loaded, store locked). */
 static int do_refresh(mw_oauth *oa, store *s, mw_error *err)
 {
+    int src = secret_get(oa, s, err);
+    if (src) return src;
     if (!s->refresh_token || !s->refresh_token[0])
         return mw_err_set(err, MW_EAUTH,
                           "no refresh token stored (the provider gave none): run `mailwire oauth "
@@ -470,7 +614,7 @@ int mw_oauth_get_status(mw_oauth *oa, mw_oauth_status *st, mw_error *err)
         return 0;
     }
     if (rc) return rc;
-    st->logged_in = s.refresh_token && s.refresh_token[0];
+    st->logged_in = (s.refresh_token && s.refresh_token[0]) || s.rt_external;
     st->have_access = s.access_token && s.access_token[0];
     st->expires_at = s.expires_at;
     st->obtained_at = s.obtained_at;
@@ -848,7 +992,8 @@ int mw_oauth_logout(mw_oauth *oa, mw_error *err)
         return rc;
     }
     int rrc = 0;
-    if (rc == 0 && oa->o.revoke_url) {
+    if (rc == 0 && oa->o.revoke_url && s.rt_external) rrc = secret_get(oa, &s, err);
+    if (rc == 0 && !rrc && oa->o.revoke_url) {
         if (s.refresh_token) rrc = revoke_one(oa, s.refresh_token, "refresh_token", err);
         if (!rrc && s.access_token) rrc = revoke_one(oa, s.access_token, "access_token", err);
     }

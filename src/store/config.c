@@ -76,6 +76,8 @@ static const struct key keys[] = {
     {"oauth_token_url", K_TOKEN, F(oauth_token_url), 0},
     {"oauth_revoke_url", K_TOKEN, F(oauth_revoke_url), 0},
     {"oauth_scope", K_TEXT, F(oauth_scope), 0},
+    {"oauth_secret_store", K_TEXT, F(oauth_secret_store), 0},
+    {"oauth_secret_lookup", K_TEXT, F(oauth_secret_lookup), 0},
 };
 #undef F
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -106,6 +108,8 @@ static const size_t str_fields[] = {
     offsetof(mw_account, oauth_token_url),
     offsetof(mw_account, oauth_revoke_url),
     offsetof(mw_account, oauth_scope),
+    offsetof(mw_account, oauth_secret_store),
+    offsetof(mw_account, oauth_secret_lookup),
 };
 #define NSTR (sizeof str_fields / sizeof str_fields[0])
 

@@ -297,6 +297,33 @@ def t_oauthbearer():
     return send_and_fetch("o2", "o2-send", "o2", "OAUTHBEARER")
 
 
+@case("fetch --jobs 2 of two OAuth accounts (XOAUTH2 and OAUTHBEARER): all messages, byte-identical")
+def t_jobs():
+    want = {}
+    for u in ("o1", "o2"):
+        clear_mailbox(u)
+        want[u] = [("From: j@test.domain\nSubject: %s job %d\n\nbody %d\n" % (u, i, i)).encode()
+                   for i in range(20)]
+        put(u, want[u])
+        shutil.rmtree(os.path.join(T, "md-" + u), ignore_errors=True)
+        for sub in ("new", "cur", "tmp"):
+            os.makedirs(os.path.join(T, "md-" + u, sub))
+    tr = os.path.join(T, "jobs.trace")
+    r = mw("fetch", "--config", CFG, "--jobs", "2", "--trace", tr, "--json", "o1", "o2")
+    if r.returncode != 0:
+        return "fetch exit %d: %s %s" % (r.returncode, r.stdout.decode(), r.stderr.decode())
+    for u in ("o1", "o2"):
+        got = maildir_files(os.path.join(T, "md-" + u))
+        if sorted(got) != sorted(want[u]):
+            return "%s: fetched %d of %d" % (u, len(got), len(want[u]))
+    trace = open(tr, "rb").read()
+    if b"AUTH XOAUTH2" not in trace or b"AUTH OAUTHBEARER" not in trace:
+        return "not both mechanisms in the trace"
+    if leaks([trace, r.stdout, r.stderr], secrets_of("o1") + secrets_of("o2")):
+        return "a token appears in the trace or the JSON output"
+    return None
+
+
 @case("the browser step denied: exit 77, access_denied named")
 def t_denied():
     r, ap = login("o6", "o6", flow="code", deny=True)
@@ -498,6 +525,44 @@ def t_logout():
     if r.returncode != 77:
         return "status after logout: exit %d" % r.returncode
     return None
+
+
+@case("refresh token in a secret-store command: not in the file; refresh and logout use it")
+def t_secret_cmd():
+    sec = os.path.join(T, "secret-o9")
+    extra = ('oauth_secret_store "umask 077; cat > %s"\n'
+             'oauth_secret_lookup "cat %s"\n' % (sec, sec))
+    write_config(account("o9", "o9", E["MW_OAUTH_POP3S_PORT"], "implicit", extra=extra))
+    try:
+        r, ap = login("o9", "o9")
+        if r[0] != 0:
+            return "login exit %d\n%s\n%s" % (r[0], r[2], ap)
+        p, s = store("o9")
+        rt1 = open(sec).read().strip()
+        if "refresh_token" in s or s.get("refresh_token_in") != "command" or len(rt1) < 10:
+            return "store file: %s; secret file %d bytes" % (sorted(s), len(rt1))
+        now = int(time.time())
+        s["expires_at"], s["obtained_at"] = now - 10, now - 20
+        with open(p + ".new", "w") as f:
+            json.dump(s, f)
+        os.chmod(p + ".new", 0o600)
+        os.rename(p + ".new", p)
+        tr = os.path.join(T, "pop3-o9.trace")
+        r = mw("pop3", "--config", CFG, "--account", "o9", "--trace", tr, "stat")
+        trace = open(tr).read()
+        if r.returncode != 0 or trace.count("grant_type=refresh_token") != 1:
+            return "pop3 exit %d: %s\n%s" % (r.returncode, r.stderr.decode(), trace[-1500:])
+        rt2 = open(sec).read().strip()
+        if rt2 == rt1:
+            return "the rotated refresh token was not handed to the store command"
+        if rt1 in trace or rt2 in trace:
+            return "a refresh token in the trace"
+        r = mw("oauth", "logout", "--config", CFG, "o9")
+        if r.returncode != 0:
+            return "logout exit %d: %s" % (r.returncode, r.stderr.decode())
+        return None
+    finally:
+        write_config()
 
 
 @case("tokens never in argv or environment of children (MDA), nor in JSON output")
