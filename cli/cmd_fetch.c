@@ -340,6 +340,7 @@ static void json_result(FILE *f, const job *j, int first)
         mw_cli_json_string(f, j->err.message, strlen(j->err.message));
         fprintf(f, ",\"category\":\"%s\",\"exit\":%d", mw_error_category(j->rc),
                 mw_cli_exit_code(j->rc));
+        mw_cli_json_error_fields(f, &j->err); /* command, reply, code, ... */
     }
     fputc('}', f);
 }
@@ -566,6 +567,7 @@ int mw_cmd_fetch(int argc, char **argv)
             }
             nj++;
             if ((ex = job_from_account(&js[k], a, home))) goto done;
+            mw_cli_conn_limits(&conn, a, &js[k].net); /* max_time, speed_limit, speed_time */
             if (conn.trace_path) {
                 /* --trace in account mode: every job's conversation (lines of
                  * parallel jobs interleave, each line whole). */
@@ -658,6 +660,7 @@ int mw_cmd_fetch(int argc, char **argv)
                    (unsigned long long)j->res.errors, j->seconds, j->rc ? " (failed)" : "");
     }
     if (conn.json) fputs("]\n", stdout);
+    if (conn.json) mw_cli_json_handled(); /* the records hold the errors */
     if (fflush(stdout) && !ex) ex = EX_IOERR_;
 done:
     if (g_cancel) {

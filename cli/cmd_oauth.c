@@ -465,13 +465,7 @@ int mw_cmd_oauth(int argc, char **argv)
     }
     if (rc) {
         fprintf(stderr, "mailwire oauth: %s: %s\n", a->name, e.message);
-        if (c.json) {
-            printf("{\"account\":");
-            mw_cli_json_string(stdout, a->name, strlen(a->name));
-            printf(",\"ok\":false,\"error\":");
-            mw_cli_json_string(stdout, e.message, strlen(e.message));
-            printf(",\"category\":\"%s\",\"exit\":%d}\n", mw_error_category(rc), oauth_exit(rc));
-        }
+        mw_cli_json_error(oauth_exit(rc), rc, &e, NULL); /* with --json only */
     }
     mw_oauth_free(oa);
     mw_cli_conn_free(&c);

@@ -30,6 +30,8 @@ static void usage(FILE *f)
           "  last                  the highest message number accessed (old servers)\n"
           "  capa                  the server's capabilities\n"
           "  noop                  nothing; checks the session\n"
+          "  serverinfo            greeting, TLS details, capabilities before login\n"
+          "                        (no login, no password asked)\n"
           "pop3 options:\n"
           "  -o DIR                directory for retr RANGE\n"
           "  --msex                end commands in a bare LF (old Exchange)\n"
@@ -63,6 +65,7 @@ static int report(mw_pop3 *p, int rc)
     if (e && e->command[0] && !strstr(msg, e->command))
         fprintf(stderr, " (command: %s)", e->command);
     fputc('\n', stderr);
+    mw_cli_json_error(mw_cli_exit_code(rc), rc, e, NULL);
     return mw_cli_exit_code(rc);
 }
 
@@ -200,6 +203,107 @@ static int grow_sink(const char *data, size_t len, void *ud)
     }
     memcpy(g->data + g->len, data, len);
     g->len += len;
+    return 0;
+}
+
+/* An APOP timestamp in the greeting: <...@...> (RFC 1939 §7). */
+static int has_timestamp(const char *g)
+{
+    const char *lt = strchr(g, '<');
+    const char *gt = lt ? strchr(lt, '>') : NULL;
+    const char *at = lt ? strchr(lt, '@') : NULL;
+    return gt && at && at < gt;
+}
+
+/* serverinfo: what the server shows before login (after STLS when TLS is
+ * on), as mpop --serverinfo does.  A server that refuses CAPA (RFC 2449
+ * came after it) is no error. */
+static int serverinfo(mw_pop3 *p, cli_state *s)
+{
+    FILE *o = s->out;
+    mw_pop3_config cf;
+    mw_pop3_config_get(p, &cf);
+    mw_tls_info ti;
+    int tls = mw_pop3_tls_info(p, &ti) == 0;
+    const char *how = s->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STLS";
+    int capa = 1, rc = 0;
+    if (mw_pop3_capa_count(p) == 0) {
+        /* None known from the open: ask again to tell "-ERR" from an
+         * empty list. */
+        rc = mw_pop3_capa(p);
+        if (rc == MW_EUNSUPPORTED || rc == MW_ESERVER) {
+            capa = 0;
+            rc = 0;
+        }
+        if (rc) return rc;
+    }
+    size_t nc = mw_pop3_capa_count(p);
+    const char *sasl = NULL;
+    int user = 0; /* without CAPA unknown: USER/PASS is optional in RFC 1939 §7 */
+    for (size_t i = 0; i < nc; i++) {
+        const char *l = mw_pop3_capa_line(p, i);
+        if (!strncasecmp(l, "SASL", 4) && (l[4] == ' ' || !l[4])) sasl = l[4] ? l + 5 : "";
+        if (!strcasecmp(l, "USER")) user = 1;
+    }
+    int apop = has_timestamp(cf.greeting);
+    static const char nocapa[] = "no CAPA: the server predates RFC 2449";
+    if (s->json) {
+        fputs("{\"protocol\":\"pop3\",\"host\":", o);
+        mw_cli_json_string(o, cf.host, strlen(cf.host));
+        fprintf(o, ",\"port\":%u,\"greeting\":", cf.port);
+        mw_cli_json_string(o, cf.greeting, strlen(cf.greeting));
+        fputs(",\"tls\":", o);
+        mw_cli_print_tls_info(o, tls ? &ti : NULL, how, 1);
+        fprintf(o, ",\"capa\":%s,\"capabilities\":[", capa ? "true" : "false");
+        for (size_t i = 0; i < nc; i++) {
+            const char *l = mw_pop3_capa_line(p, i);
+            if (i) fputc(',', o);
+            mw_cli_json_string(o, l, strlen(l));
+        }
+        fputs("],\"sasl\":[", o);
+        int first = 1;
+        for (const char *w = sasl; w && *w;) {
+            size_t l = strcspn(w, " ");
+            if (l) {
+                if (!first) fputc(',', o);
+                mw_cli_json_string(o, w, l);
+                first = 0;
+            }
+            w += l;
+            w += strspn(w, " ");
+        }
+        fprintf(o, "],\"user\":%s,\"apop\":%s",
+                !capa  ? "null"
+                : user ? "true"
+                       : "false",
+                apop ? "true" : "false");
+        if (!capa) {
+            fputs(",\"note\":", o);
+            mw_cli_json_string(o, nocapa, strlen(nocapa));
+        }
+        fputs("}\n", o);
+        return 0;
+    }
+    fprintf(o, "POP3 server at %s port %u\nGreeting: +OK %s\n", cf.host, cf.port, cf.greeting);
+    mw_cli_print_tls_info(o, tls ? &ti : NULL, how, 0);
+    if (!capa) {
+        fprintf(o, "Capabilities: %s\n", nocapa);
+    } else {
+        fprintf(o, "Capabilities (before login%s):\n", tls ? ", over TLS" : "");
+        for (size_t i = 0; i < nc; i++)
+            fprintf(o, "    %s\n", mw_pop3_capa_line(p, i));
+        if (nc == 0) fputs("    (none: CAPA gave an empty list)\n", o);
+    }
+    char login[700] = "";
+    if (sasl && *sasl) snprintf(login, sizeof login, "SASL %.600s", sasl);
+    if (user)
+        snprintf(login + strlen(login), sizeof login - strlen(login), "%sUSER", *login ? ", " : "");
+    if (apop)
+        snprintf(login + strlen(login), sizeof login - strlen(login), "%sAPOP", *login ? ", " : "");
+    if (!capa)
+        fprintf(o, "Login: %s%s(USER/PASS not known without CAPA)\n", login, *login ? " " : "");
+    else
+        fprintf(o, "Login: %s\n", *login ? login : "none offered");
     return 0;
 }
 
@@ -354,6 +458,9 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
             }
         }
         if (s->json) fputs("]\n", o);
+    } else if (!strcmp(cmd, "serverinfo")) {
+        if (argc != 1) return USAGE_ERR;
+        return serverinfo(p, s);
     } else if (!strcmp(cmd, "noop")) {
         if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_noop(p))) return rc;
@@ -424,8 +531,8 @@ int mw_cmd_pop3(int argc, char **argv)
         ex = EX_USAGE_;
         goto done;
     }
-    static const char *known[] = {"stat", "list", "uidl", "top",  "retr",
-                                  "dele", "last", "capa", "noop", NULL};
+    static const char *known[] = {"stat", "list", "uidl", "top",        "retr", "dele",
+                                  "last", "capa", "noop", "serverinfo", NULL};
     int ok = 0;
     for (int k = 0; known[k]; k++)
         ok |= !strcmp(rest[0], known[k]);
@@ -454,13 +561,15 @@ int mw_cmd_pop3(int argc, char **argv)
         ex = EX_USAGE_;
         goto done;
     }
-    if (!s.conn.user && strcasecmp(auth, "EXTERNAL")) {
+    int info = !strcmp(rest[0], "serverinfo"); /* no login at all */
+    if (info) o.auth = MW_POP3_AUTH_NONE;
+    if (!info && !s.conn.user && strcasecmp(auth, "EXTERNAL")) {
         fprintf(stderr, "mailwire pop3: no user: give --user or a ~/.netrc login for %s\n",
                 s.conn.host);
         ex = EX_USAGE_;
         goto done;
     }
-    if (strcasecmp(auth, "EXTERNAL") && (ex = mw_cli_conn_password(&s.conn))) goto done;
+    if (!info && strcasecmp(auth, "EXTERNAL") && (ex = mw_cli_conn_password(&s.conn))) goto done;
     mw_tls_opts t;
     mw_net_opts n;
     mw_cli_conn_tls_opts(&s.conn, &t);
@@ -471,8 +580,8 @@ int mw_cmd_pop3(int argc, char **argv)
                                               : MW_POP3_TLS_STLS;
     o.tls_opts = &t;
     o.net_opts = &n;
-    o.user = s.conn.user;
-    o.password = s.conn.password;
+    o.user = info ? NULL : s.conn.user;
+    o.password = info ? NULL : s.conn.password;
     if (mw_cli_auth_is_token(auth)) {
         o.token = o.password; /* the password sources hold the token */
         o.password = NULL;

@@ -2,8 +2,10 @@
  * (cmd_send.c): SMTP submission from the command line, public API only. */
 #include "commands.h"
 #include "connopts.h"
+#include "smtp_cli.h"
 #include "oauth_cli.h"
 
+#include "mailwire/config.h"
 #include "mailwire/error.h"
 #include "mailwire/mime.h"
 #include "mailwire/smtp.h"
@@ -16,36 +18,6 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-
-#define MAX_LIST 32
-/* `mailwire send` streams the message from stdin; only --bcc-digest (whose
- * digest copy is built in memory) holds it all, up to this much. */
-#define SEND_MAX_MESSAGE (256u * 1024 * 1024)
-/* The header block read ahead of the connection (account by From, -F). */
-#define SEND_MAX_HEADER (1024u * 1024)
-
-typedef struct smtp_cli {
-    mw_cli_conn conn;
-    const char *prog;
-    char *servers_buf;
-    const char *servers[MAX_LIST];
-    size_t nservers;
-    unsigned ports[MAX_LIST];
-    size_t nports;
-    int opportunistic;
-    const char *client;
-    int maxsecs;
-    int queue;
-    const char *headers[MAX_LIST + 1]; /* --header "Name: value" (+1 for -F) */
-    size_t nheaders;
-    mw_tls_opts tls;
-    mw_net_opts net;
-    /* OAuth 2.0 bearer token for XOAUTH2/OAUTHBEARER: the first line of a
-     * file or of a command's output (never an argument: ps shows those). */
-    const char *token_file, *token_eval;
-    char *token;
-    int dsn_orcpt; /* --dsn-orcpt: ORCPT=rfc822;ADDR on each RCPT (RFC 3461 §4.2) */
-} smtp_cli;
 
 static int split_list(char *s, const char **out, size_t *n)
 {
@@ -60,7 +32,7 @@ static int split_list(char *s, const char **out, size_t *n)
 /* Options shared by `send` and `smtp`: the connection options plus
  * --servers, --ports, --tls opportunistic, --client, --maxsecs.  Returns 1
  * consumed, 0 not ours, -1 usage error (printed). */
-static int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
+int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
 {
     const char *a = argv[*i];
     const char *v = NULL;
@@ -154,7 +126,7 @@ static int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
     return mw_cli_conn_option(&c->conn, argc, argv, i);
 }
 
-static int smtp_finish(smtp_cli *c)
+int smtp_finish(smtp_cli *c)
 {
     if (c->nservers && !c->conn.host) c->conn.host = c->servers[0];
     int rc = mw_cli_conn_finish(&c->conn);
@@ -170,74 +142,32 @@ static int smtp_finish(smtp_cli *c)
     return 0;
 }
 
-static int exit_for(int rc)
+int exit_for(int rc)
 {
     if (rc == MW_ETOOBIG || rc == MW_EFORMAT) return EX_DATAERR_;
     if (rc == MW_EUNSUPPORTED) return EX_UNAVAILABLE_;
     return mw_cli_exit_code(rc);
 }
 
-/* The first line of what `f` gives, at most 16 KiB (an OAuth token is a
- * few KiB at most); NULL with *why set on failure. */
-static char *first_line(FILE *f, const char **why)
-{
-    size_t cap = 16384, n = 0;
-    char *b = malloc(cap);
-    if (!b) {
-        *why = "out of memory";
-        return NULL;
-    }
-    int ch;
-    while ((ch = getc(f)) != EOF && ch != '\n') {
-        if (n + 1 >= cap) {
-            explicit_bzero(b, n);
-            free(b);
-            *why = "the first line is over 16 KiB";
-            return NULL;
-        }
-        b[n++] = (char)ch;
-    }
-    if (n > 0 && b[n - 1] == '\r') n--;
-    b[n] = '\0';
-    if (n == 0 || memchr(b, '\0', n) != NULL || strchr(b, '\r')) {
-        explicit_bzero(b, n);
-        free(b);
-        *why = n == 0 ? "it is empty" : "it holds a NUL or CR";
-        return NULL;
-    }
-    return b;
-}
-
 static int load_token(smtp_cli *c)
 {
+    /* The library's one secret reader: the first line, at most
+     * MW_SECRET_MAX bytes, from the file or the command's output. */
+    mw_error e;
+    mw_error_clear(&e);
     const char *why = NULL;
     if (c->token_file) {
-        FILE *f = fopen(c->token_file, "re");
-        if (!f) {
+        int fd = open(c->token_file, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
             fprintf(stderr, "mailwire %s: cannot read --oauth-token-file %s: %s\n", c->prog,
                     c->token_file, strerror(errno));
             return EX_IOERR_;
         }
-        c->token = first_line(f, &why);
-        fclose(f);
+        if (mw_secret_from_fd(&c->token, fd, c->token_file, &e)) why = e.message;
+        close(fd);
     } else {
         fflush(NULL);
-        FILE *f = popen(c->token_eval, "re");
-        if (!f) {
-            fprintf(stderr, "mailwire %s: cannot run --oauth-token-eval: %s\n", c->prog,
-                    strerror(errno));
-            return EX_IOERR_;
-        }
-        c->token = first_line(f, &why);
-        /* Drain so the command does not die of SIGPIPE, then its status. */
-        while (getc(f) != EOF) {}
-        int st = pclose(f);
-        if (c->token && st != 0) {
-            explicit_bzero(c->token, strlen(c->token));
-            free(c->token);
-            c->token = NULL;
-            why = "the command failed";
-        }
+        if (mw_secret_from_command(&c->token, c->token_eval, &e)) why = e.message;
     }
     if (!c->token) {
         fprintf(stderr, "mailwire %s: no OAuth token from %s: %s\n", c->prog,
@@ -252,7 +182,12 @@ static void json_str(const char *s)
     mw_cli_json_string(stdout, s ? s : "", s ? strlen(s) : 0);
 }
 
-static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
+int smtp_open(smtp_cli *c, mw_smtp **s, int login)
+{
+    return smtp_open_err(c, s, login, NULL);
+}
+
+int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
 {
     int want_token = login && (c->token_file || c->token_eval);
     if (want_token && !c->token) {
@@ -306,30 +241,19 @@ static int smtp_open(smtp_cli *c, mw_smtp **s, int login)
         mw_error_clear(&err);
         rc = mw_smtp_open(s, &o, &err);
     }
+    if (rc && out) *out = err;
     if (rc) {
         fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
-        if (c->conn.json) {
-            /* Programs get the failure as JSON too: nothing was sent. */
-            printf("{\"sent\":false,\"error\":");
-            json_str(err.message);
-            printf(",\"category\":");
-            json_str(mw_error_category(rc));
-            printf(",\"command\":");
-            json_str(err.command);
-            printf(",\"code\":%d,\"enhanced\":", err.reply_code);
-            json_str(err.enhanced);
-            printf(",\"text\":");
-            json_str(err.reply);
-            printf("}\n");
-        }
+        /* Programs get the failure as JSON too (nothing was sent). */
+        mw_cli_json_error(exit_for(rc), rc, &err, NULL);
         return exit_for(rc);
     }
     mw_smtp_set_maxtime(*s, c->maxsecs * 1000);
     return 0;
 }
 
-static void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,
-                         const mw_error *err)
+void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,
+                  const mw_error *err)
 {
     if (c->conn.json) {
         printf("{\"message\":");
@@ -378,9 +302,37 @@ static void print_result(const smtp_cli *c, const char *name, int rc, const mw_s
                 err->message);
 }
 
+/* The --json error object of a failed transaction (after its result). */
+void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_error *err, const char *name)
+{
+    if (!ex || !mw_cli_json_on()) return;
+    char msg[600];
+    if (rc) {
+        snprintf(msg, sizeof msg, "%s%s%s", name ? name : "", name ? ": " : "", err->message);
+        mw_cli_json_error(ex, rc, err, msg);
+        return;
+    }
+    /* Sent, but some recipients were refused (exit 67 or 75). */
+    mw_error e;
+    mw_error_clear(&e);
+    for (size_t i = 0; r && i < r->nrcpt; i++) {
+        const mw_smtp_rcpt *p = &r->rcpt[i];
+        if (p->accepted) continue;
+        snprintf(msg, sizeof msg, "%s%s%zu recipient%s refused; first: %s: %d %s", name ? name : "",
+                 name ? ": " : "", r->nrejected, r->nrejected == 1 ? "" : "s", p->address, p->code,
+                 p->text ? p->text : "");
+        snprintf(e.command, sizeof e.command, "RCPT TO:<%s>", p->address);
+        snprintf(e.reply, sizeof e.reply, "%s", p->text ? p->text : "");
+        e.reply_code = p->code;
+        snprintf(e.enhanced, sizeof e.enhanced, "%s", p->enhanced);
+        break;
+    }
+    mw_cli_json_error(ex, 0, &e, msg);
+}
+
 /* Exit code of one transaction (issue 4): 0 sent to all, 67 a recipient
  * rejected, 75 temporary, 65 bad message, ... */
-static int tx_exit(int rc, const mw_smtp_result *r)
+int tx_exit(int rc, const mw_smtp_result *r)
 {
     if (r && r->nrejected) {
         int perm = 0;
@@ -391,7 +343,7 @@ static int tx_exit(int rc, const mw_smtp_result *r)
     return rc ? exit_for(rc) : 0;
 }
 
-static void smtp_cli_free(smtp_cli *c)
+void smtp_cli_free(smtp_cli *c)
 {
     mw_cli_conn_free(&c->conn);
     free(c->servers_buf);
@@ -408,6 +360,7 @@ static void smtp_usage(FILE *f)
             "[--all-or-nothing]\n"
             "                              [--no-message-pipelining] FILE...\n"
             "       mailwire smtp [OPTIONS] capa\n"
+            "       mailwire smtp [OPTIONS] serverinfo   (greeting, TLS, capabilities; no login)\n"
             "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
             "  --maxsecs N  --queue\n"
             "              --header \"Name: value\" (added to each message; repeatable)\n"
@@ -449,6 +402,173 @@ static int cmd_capa(smtp_cli *c, mw_smtp *s)
             fputs(t[w], stdout);
         }
     }
+    return 0;
+}
+
+/* What an EHLO keyword means (RFC 5321 and the extension RFCs), for
+ * serverinfo. */
+static const struct {
+    const char *kw, *what;
+} ehlo_words[] = {
+    {"SIZE", "largest message accepted (RFC 1870)"},
+    {"PIPELINING", "commands grouped in one write (RFC 2920)"},
+    {"STARTTLS", "TLS via STARTTLS (RFC 3207)"},
+    {"AUTH", "authentication mechanisms (RFC 4954)"},
+    {"8BITMIME", "8-bit message bodies (RFC 6152)"},
+    {"SMTPUTF8", "UTF-8 addresses and headers (RFC 6531)"},
+    {"DSN", "delivery status notifications (RFC 3461)"},
+    {"ENHANCEDSTATUSCODES", "enhanced status codes (RFC 2034)"},
+    {"CHUNKING", "BDAT (RFC 3030)"},
+    {"BINARYMIME", "binary bodies (RFC 3030)"},
+    {"VRFY", "address verification (RFC 5321 §3.5)"},
+    {"ETRN", "remote queue start (RFC 1985)"},
+    {"DELIVERBY", "deliver by a time (RFC 2852)"},
+    {"REQUIRETLS", "TLS required along the way (RFC 8689)"},
+    {"MT-PRIORITY", "message priorities (RFC 6710)"},
+    {"XQUE", "queue, do not deliver now (QUED)"},
+};
+
+/* The server's bytes on a terminal: control octets as '?'. */
+static void put_printable(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        putchar((unsigned char)p[i] < 0x20 || p[i] == 0x7F ? '?' : p[i]);
+}
+
+/* The keyword of an EHLO line, its length. */
+static size_t ehlo_kw(const char *l, size_t len)
+{
+    size_t k = 0;
+    while (k < len && l[k] != ' ' && l[k] != '=')
+        k++;
+    return k;
+}
+
+/* serverinfo: greeting, TLS and the EHLO keywords before login (after
+ * STARTTLS when TLS is on), as msmtp --serverinfo shows them.  A server that
+ * refuses EHLO (HELO only) is no error. */
+static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
+{
+    unsigned port;
+    const char *srv = mw_smtp_server(s, &port);
+    const char *g = mw_smtp_greeting(s);
+    int esmtp = mw_smtp_esmtp(s);
+    const char *ehlo = *mw_smtp_ehlo_text(s, 1) ? mw_smtp_ehlo_text(s, 1) : mw_smtp_ehlo_text(s, 0);
+    mw_tls_info ti;
+    int tls = mw_smtp_tls_info(s, &ti) == 0;
+    const char *how = c->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STARTTLS";
+    /* The first line of the EHLO reply is the server's name; then keywords. */
+    const char *kws = strchr(ehlo, '\n');
+    kws = esmtp && kws ? kws + 1 : "";
+    const char *first_nl = strchr(ehlo, '\n');
+    size_t namelen = first_nl ? (size_t)(first_nl - ehlo) : strlen(ehlo);
+    unsigned long long size = 0;
+    int size_given = 0;
+    const char *auth = NULL;
+    size_t authlen = 0;
+    for (const char *p = kws; *p;) {
+        size_t l = strcspn(p, "\n");
+        size_t k = ehlo_kw(p, l);
+        if (k == 4 && !strncasecmp(p, "SIZE", 4)) {
+            size_given = 1;
+            size = l > 5 ? strtoull(p + 5, NULL, 10) : 0;
+        }
+        if (k == 4 && !strncasecmp(p, "AUTH", 4) && !auth) {
+            auth = l > 5 ? p + 5 : "";
+            authlen = l > 5 ? l - 5 : 0;
+        }
+        p += l + (p[l] == '\n');
+    }
+    static const char noesmtp[] = "the server does not speak ESMTP (EHLO refused, HELO "
+                                  "accepted): no extensions";
+    if (c->conn.json) {
+        printf("{\"protocol\":\"smtp\",\"host\":");
+        json_str(srv);
+        printf(",\"port\":%u,\"greeting\":", port);
+        json_str(g);
+        printf(",\"esmtp\":%s,\"name\":", esmtp ? "true" : "false");
+        mw_cli_json_string(stdout, ehlo, namelen);
+        printf(",\"tls\":");
+        mw_cli_print_tls_info(stdout, tls ? &ti : NULL, how, 1);
+        printf(",\"capabilities\":[");
+        int first = 1;
+        for (const char *p = kws; *p;) {
+            size_t l = strcspn(p, "\n");
+            if (l) {
+                printf("%s", first ? "" : ",");
+                mw_cli_json_string(stdout, p, l);
+                first = 0;
+            }
+            p += l + (p[l] == '\n');
+        }
+        printf("],\"size\":");
+        if (size_given)
+            printf("%llu", size);
+        else
+            printf("null");
+        printf(",\"auth\":[");
+        first = 1;
+        for (size_t i = 0; auth && i < authlen;) {
+            size_t l = strcspn(auth + i, " ");
+            if (l > authlen - i) l = authlen - i;
+            if (l) {
+                printf("%s", first ? "" : ",");
+                mw_cli_json_string(stdout, auth + i, l);
+                first = 0;
+            }
+            i += l + 1;
+        }
+        printf("]");
+        if (!esmtp) {
+            printf(",\"note\":");
+            json_str(noesmtp);
+        }
+        printf("}\n");
+        return 0;
+    }
+    printf("SMTP server at %s port %u\nGreeting: 220 ", srv, port);
+    for (const char *p = g; *p; p++) { /* a multi-line greeting, one line each */
+        if (*p == '\n')
+            fputs("\n              ", stdout);
+        else
+            putchar(*p);
+    }
+    putchar('\n');
+    mw_cli_print_tls_info(stdout, tls ? &ti : NULL, how, 0);
+    if (!esmtp) {
+        printf("Capabilities: %s\n", noesmtp);
+        return 0;
+    }
+    printf("EHLO name: ");
+    put_printable(ehlo, namelen);
+    putchar('\n');
+    printf("Capabilities (before login%s):\n", tls ? ", over TLS" : "");
+    int starttls = 0;
+    for (const char *p = kws; *p;) {
+        size_t l = strcspn(p, "\n");
+        size_t k = ehlo_kw(p, l);
+        const char *what = NULL;
+        for (size_t i = 0; i < sizeof ehlo_words / sizeof ehlo_words[0]; i++)
+            if (strlen(ehlo_words[i].kw) == k && !strncasecmp(p, ehlo_words[i].kw, k))
+                what = ehlo_words[i].what;
+        if (l) {
+            printf("    ");
+            put_printable(p, l);
+            if (what) printf("%*s  %s", l < 24 ? (int)(24 - l) : 0, "", what);
+            putchar('\n');
+        }
+        if (k == 8 && !strncasecmp(p, "STARTTLS", 8)) starttls = 1;
+        p += l + (p[l] == '\n');
+    }
+    if (size_given && size)
+        printf("Maximum message size: %llu bytes (%.2f MiB)\n", size, (double)size / 1048576.0);
+    else if (size_given)
+        printf("Maximum message size: no fixed limit (SIZE 0)\n");
+    printf("Authentication: ");
+    put_printable(auth ? auth : "none", auth ? authlen : 4);
+    putchar('\n');
+    if (!tls && starttls)
+        printf("(A server may offer more, or other, mechanisms after STARTTLS.)\n");
     return 0;
 }
 
@@ -544,6 +664,7 @@ static void batch_done(void *ud, size_t index, int rc, const mw_smtp_result *r, 
     }
     print_result(b->c, b->files[b->name[index]], rc, r, err);
     int e = tx_exit(rc, r);
+    if (e && !b->rc) json_tx_error(e, rc, r, err, b->files[b->name[index]]); /* the first */
     if (e && !b->rc) b->rc = e;
     if (b->fd[index] != 0) close(b->fd[index]);
     b->done++;
@@ -603,7 +724,7 @@ int mw_cmd_smtp(int argc, char **argv)
             goto out;
         }
         if (r > 0) continue;
-        if (!sub && (!strcmp(a, "send") || !strcmp(a, "capa"))) {
+        if (!sub && (!strcmp(a, "send") || !strcmp(a, "capa") || !strcmp(a, "serverinfo"))) {
             sub = a;
             continue;
         }
@@ -626,6 +747,8 @@ int mw_cmd_smtp(int argc, char **argv)
     if ((rc = smtp_open(&c, &s, !strcmp(sub, "send"))) != 0) goto out;
     if (!strcmp(sub, "capa")) {
         rc = cmd_capa(&c, s);
+    } else if (!strcmp(sub, "serverinfo")) {
+        rc = cmd_serverinfo(&c, s);
     } else {
         /* Every file over the one connection: one login for the batch,
          * and each file opened while the server answers the previous.  A
@@ -686,6 +809,12 @@ int mw_cmd_smtp(int argc, char **argv)
             for (size_t k = 0; k < b.ntodo; k++)
                 fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n",
                         files[b.todo[k]]);
+            if (!b.rc) {
+                char m[300];
+                snprintf(m, sizeof m, "%zu message%s not sent: the connection was lost", b.ntodo,
+                         b.ntodo == 1 ? "" : "s");
+                mw_cli_json_error(EX_TEMPFAIL_, 0, NULL, m);
+            }
             if (!b.rc) b.rc = EX_TEMPFAIL_;
             break;
         }
@@ -700,356 +829,6 @@ int mw_cmd_smtp(int argc, char **argv)
     mw_smtp_free(s);
 out:
     free(files);
-    smtp_cli_free(&c);
-    return rc;
-}
-
-/* ---- mailwire send: sendmail-compatible ---- */
-
-static void send_usage(FILE *f)
-{
-    fprintf(f,
-            "usage: mailwire send [OPTIONS] [-t] [-f ADDR] [-F NAME] [-i|-oi] [-N NOTIFY]\n"
-            "                     [-R full|hdrs] [-V ENVID] [--all-or-nothing] [--bcc-digest]\n"
-            "                     [RECIPIENT...]\n"
-            "Recipients rejected go to stderr (exit 67); --all-or-nothing sends to none then.\n"
-            "The message is read from stdin; without -i a line with a single '.' ends it.\n"
-            "SMTP options: --servers H1,H2  --ports P1,P2  --tls opportunistic  --client NAME"
-            "  --maxsecs N  --queue\n"
-            "              --header \"Name: value\" (added to each message; repeatable)\n"
-            "              --dsn-orcpt (ORCPT=rfc822;ADDR on each RCPT, RFC 3461)\n"
-            "              --oauth-token-file FILE | --oauth-token-eval CMD (XOAUTH2 or\n"
-            "                OAUTHBEARER with the token on the first line, --user for XOAUTH2)\n");
-    mw_cli_conn_usage(f);
-}
-
-/* stdin as a message source for `mailwire send`, streamed: without -i a
- * line holding only "." ends it (and the rest is not part of the message),
- * as sendmail does, across reads.  The header block is read ahead into
- * `head` (to pick the account by From and to see whether -F must add one);
- * the library gets head, then the rest. */
-typedef struct stdin_src {
-    char buf[65536];
-    size_t start, end;
-    int eof, done, bol, ignore_dots, failed;
-    char *head;
-    size_t hlen, hpos;
-} stdin_src;
-
-static int sin_refill(stdin_src *S)
-{
-    if (S->start > 0) {
-        memmove(S->buf, S->buf + S->start, S->end - S->start);
-        S->end -= S->start;
-        S->start = 0;
-    }
-    for (;;) {
-        ssize_t r = read(0, S->buf + S->end, sizeof S->buf - S->end);
-        if (r > 0) {
-            S->end += (size_t)r;
-            return 0;
-        }
-        if (r == 0) {
-            S->eof = 1;
-            return 0;
-        }
-        if (errno != EINTR) {
-            S->failed = errno;
-            return -1;
-        }
-    }
-}
-
-/* Up to len octets of the message from stdin, stopping at the end line. */
-static long sin_read(stdin_src *S, char *o, size_t len)
-{
-    size_t n = 0;
-    while (n < len && !S->done) {
-        if (S->end - S->start < 3 && !S->eof) {
-            if (sin_refill(S) != 0) return n ? (long)n : -1;
-            continue;
-        }
-        size_t a = S->end - S->start;
-        if (a == 0) {
-            S->done = 1;
-            break;
-        }
-        const char *p = S->buf + S->start;
-        if (S->bol && !S->ignore_dots && p[0] == '.' &&
-            ((a == 1 && S->eof) || (a >= 2 && p[1] == '\n') ||
-             (a >= 2 && p[1] == '\r' && ((a == 2 && S->eof) || (a >= 3 && p[2] == '\n'))))) {
-            S->done = 1;
-            break;
-        }
-        size_t want = len - n < a ? len - n : a;
-        const char *nl = memchr(p, '\n', want);
-        size_t k = nl ? (size_t)(nl - p) + 1 : want;
-        memcpy(o + n, p, k);
-        n += k;
-        S->start += k;
-        S->bol = nl != NULL;
-    }
-    return (long)n;
-}
-
-/* Length of the header block in d (through its empty line), 0 if none yet. */
-static size_t header_block_end(const char *d, size_t n)
-{
-    for (size_t i = 0; i < n;) {
-        if (d[i] == '\n') return i + 1;
-        if (d[i] == '\r' && i + 1 < n && d[i + 1] == '\n') return i + 2;
-        const char *nl = memchr(d + i, '\n', n - i);
-        if (!nl) return 0;
-        i = (size_t)(nl - d) + 1;
-    }
-    return 0;
-}
-
-/* Reads ahead into head: the header block (and what came with its last
- * read), or with `whole` the entire message (--bcc-digest builds its copy
- * in memory).  EFBIG past SEND_MAX_HEADER / SEND_MAX_MESSAGE. */
-static int sin_read_ahead(stdin_src *S, int whole)
-{
-    size_t cap = 0, max = whole ? SEND_MAX_MESSAGE : SEND_MAX_HEADER;
-    S->bol = 1;
-    while (!S->done && (whole || !(S->hlen && header_block_end(S->head, S->hlen)))) {
-        if (S->hlen + 65536 > cap) {
-            if (cap >= max) {
-                errno = EFBIG;
-                return -1;
-            }
-            size_t nc = cap ? cap * 2 : 65536;
-            char *nh = realloc(S->head, nc);
-            if (!nh) return -1;
-            S->head = nh;
-            cap = nc;
-        }
-        long r = sin_read(S, S->head + S->hlen, 65536);
-        if (r < 0) {
-            errno = S->failed;
-            return -1;
-        }
-        S->hlen += (size_t)r;
-    }
-    return 0;
-}
-
-static long send_source_read(void *buf, size_t len, void *ud)
-{
-    stdin_src *S = ud;
-    if (S->hpos < S->hlen) {
-        size_t k = S->hlen - S->hpos < len ? S->hlen - S->hpos : len;
-        memcpy(buf, S->head + S->hpos, k);
-        S->hpos += k;
-        return (long)k;
-    }
-    return sin_read(S, buf, len);
-}
-
-static int has_header(const char *d, size_t n, const char *name)
-{
-    size_t nl = strlen(name), i = 0;
-    while (i < n) {
-        if (d[i] == '\n' || (d[i] == '\r' && i + 1 < n && d[i + 1] == '\n'))
-            return 0; /* end of the header block */
-        if (n - i > nl && !strncasecmp(d + i, name, nl) && d[i + nl] == ':') return 1;
-        const char *e = memchr(d + i, '\n', n - i);
-        if (!e) return 0;
-        i = (size_t)(e - d) + 1;
-    }
-    return 0;
-}
-
-/* The first address of the message's From field, malloc'd, or NULL. */
-static char *from_field_address(const char *d, size_t n)
-{
-    mw_mime_headers *h = NULL;
-    char *addr = NULL;
-    if (mw_mime_headers_parse(&h, d, n, NULL, NULL, NULL) != 0) return NULL;
-    const char *v = mw_mime_headers_get(h, "From", 0);
-    mw_mime_addrlist *l = NULL;
-    if (v && mw_mime_addrlist_parse(&l, v, strlen(v), NULL) == 0) {
-        const mw_mime_address *a = mw_mime_addrlist_count(l) ? mw_mime_addrlist_at(l, 0) : NULL;
-        if (a && a->address) addr = strdup(a->address);
-        mw_mime_addrlist_free(l);
-    }
-    mw_mime_headers_free(h);
-    return addr;
-}
-
-int mw_cli_sendmail(int argc, char **argv)
-{
-    smtp_cli c;
-    memset(&c, 0, sizeof c);
-    c.prog = "send";
-    mw_cli_conn_init(&c.conn, "send", 587, 465);
-    const char *from = NULL, *fullname = NULL, *notify = NULL, *ret = NULL, *envid = NULL;
-    int extract = 0, ignore_dots = 0, all_or_nothing = 0, bcc_digest = 0;
-    const char **rcpt = calloc((size_t)argc + 1, sizeof *rcpt);
-    size_t nrcpt = 0;
-    int rc = 0;
-    stdin_src *sin = NULL;
-    char *fromhdr = NULL, *sender = NULL;
-    mw_smtp_result *r = NULL;
-    if (!rcpt) return EX_SOFTWARE_;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            send_usage(stdout);
-            goto out;
-        }
-        if (!strcmp(a, "-t")) {
-            extract = 1;
-            continue;
-        }
-        if (!strcmp(a, "-i") || !strcmp(a, "-oi")) {
-            ignore_dots = 1;
-            continue;
-        }
-        if (!strcmp(a, "--all-or-nothing")) {
-            all_or_nothing = 1;
-            continue;
-        }
-        if (!strcmp(a, "--bcc-digest")) {
-            bcc_digest = 1;
-            continue;
-        }
-        /* -f ADDR / -fADDR and the like, as sendmail takes them. */
-        char opt = 0;
-        if (a[0] == '-' && strchr("fFNRV", a[1]) && a[1]) {
-            opt = a[1];
-            if (a[2])
-                val = a + 2;
-            else if (i + 1 < argc)
-                val = argv[++i];
-            else {
-                fprintf(stderr, "mailwire send: -%c needs a value\n", opt);
-                rc = EX_USAGE_;
-                goto out;
-            }
-        }
-        switch (opt) {
-        case 'f':
-            from = val;
-            continue;
-        case 'F':
-            fullname = val;
-            continue;
-        case 'N':
-            notify = val;
-            continue;
-        case 'R':
-            ret = val;
-            continue;
-        case 'V':
-            envid = val;
-            continue;
-        default:
-            break;
-        }
-        int r2 = smtp_option(&c, argc, argv, &i);
-        if (r2 < 0) {
-            rc = EX_USAGE_;
-            goto out;
-        }
-        if (r2 > 0) continue;
-        if (a[0] == '-') {
-            fprintf(stderr, "mailwire send: unknown option '%s'\n", a);
-            send_usage(stderr);
-            rc = EX_USAGE_;
-            goto out;
-        }
-        rcpt[nrcpt++] = a;
-    }
-    if (!extract && nrcpt == 0) {
-        fprintf(stderr, "mailwire send: no recipients: give them as arguments or use -t\n");
-        rc = EX_USAGE_;
-        goto out;
-    }
-    if (ret && strcasecmp(ret, "full") && strcasecmp(ret, "hdrs")) {
-        fprintf(stderr, "mailwire send: -R takes full or hdrs\n");
-        rc = EX_USAGE_;
-        goto out;
-    }
-    /* Streamed: only the header block is read before connecting (all of
-     * the message with --bcc-digest). */
-    if (!(sin = calloc(1, sizeof *sin))) {
-        rc = EX_SOFTWARE_;
-        goto out;
-    }
-    sin->ignore_dots = ignore_dots;
-    if (sin_read_ahead(sin, bcc_digest) != 0) {
-        fprintf(stderr, "mailwire send: cannot read the message: %s\n",
-                errno != EFBIG ? strerror(errno)
-                : bcc_digest   ? "over 256 MiB (--bcc-digest holds it in memory)"
-                               : "no end of the header block in its first 1 MiB");
-        rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
-        goto out;
-    }
-    const char *data = sin->head;
-    size_t len = sin->hlen;
-    /* Without --account or --host, the sender picks the account (-f, else
-     * the From field), as msmtp's --read-envelope-from does. */
-    sender = from ? strdup(from) : from_field_address(data, len);
-    c.conn.from_address = sender;
-    if ((rc = smtp_finish(&c)) != 0) goto out;
-    mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    struct stat st;
-    if (!sin->done) {
-        m.read = send_source_read;
-        m.read_userdata = sin;
-        /* SIZE= from a regular file on stdin (an estimate, RFC 1870 §4). */
-        if (fstat(0, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-            m.size_hint = (uint64_t)st.st_size;
-    } else {
-        /* Read whole already (all of a short message came with its
-         * header): from memory, so SIZE and the 8-bit check are exact. */
-        m.data = data;
-        m.len = len;
-    }
-    m.originator = from;
-    /* -t: the recipients come from To/Cc/Bcc (the library removes Bcc),
-     * plus any recipient arguments, as Postfix's sendmail ("added to any
-     * recipients specified on the command line") and msmtp do; Sendmail 8
-     * and Exim by default remove the argument addresses instead, which
-     * would silently drop mail the caller named, so we add. */
-    m.recipients = nrcpt ? rcpt : NULL;
-    m.nrecipients = nrcpt;
-    m.header_recipients = extract;
-    m.headers = c.headers;
-    m.nheaders = c.nheaders;
-    if (fullname && from && !has_header(data, len, "From")) {
-        size_t fl = strlen(fullname) + strlen(from) + 16;
-        fromhdr = malloc(fl);
-        if (!fromhdr) {
-            rc = EX_SOFTWARE_;
-            goto out;
-        }
-        snprintf(fromhdr, fl, "From: %s <%s>", fullname, from);
-        c.headers[c.nheaders++] = fromhdr;
-        m.nheaders = c.nheaders;
-    }
-    m.atleastone = !all_or_nothing;
-    m.bcc_digest = bcc_digest;
-    m.dsn_notify = notify;
-    m.dsn_ret = ret;
-    m.dsn_envid = envid;
-    m.dsn_orcpt = c.dsn_orcpt;
-    mw_smtp *s = NULL;
-    if ((rc = smtp_open(&c, &s, 1)) != 0) goto out;
-    int src = mw_smtp_send(s, &m, &r);
-    print_result(&c, NULL, src, r, mw_smtp_error(s));
-    rc = tx_exit(src, r);
-    mw_smtp_quit(s);
-    mw_smtp_free(s);
-out:
-    mw_smtp_result_free(r);
-    free(fromhdr);
-    free(sender);
-    if (sin) free(sin->head);
-    free(sin);
-    free(rcpt);
     smtp_cli_free(&c);
     return rc;
 }

@@ -42,6 +42,32 @@ int mw_cmd_mime(int argc, char **argv);
 /* cli/cmd_fetch.c: mailwire fetch [ACCOUNT...] */
 int mw_cmd_fetch(int argc, char **argv);
 
+/* --json errors (cli/json_err.c): with --json, a failing command prints one
+ * error object as the last line of stdout (mailwire(1), JSON ERRORS).
+ * main() calls start before the command and finish after it; finish prints
+ * a generic object (exit code, first error line of stderr) when the command
+ * printed none itself.  Commands that know the library's error record call
+ * mw_cli_json_error (a no-op without --json, and after the first object);
+ * message NULL: e's message. */
+#include "mailwire/error.h"
+void mw_cli_json_start(const char *program, int argc, char **argv);
+int mw_cli_json_on(void);
+void mw_cli_json_error(int exit_code, int mw_code, const mw_error *e, const char *message);
+int mw_cli_json_finish(int exit_code);
+/* A command whose own JSON output already carries its errors (fetch: one
+ * record per account) says so: no separate object then. */
+void mw_cli_json_handled(void);
+/* The detail fields of the error object (,"command":...,"resp_code":...). */
+#include <stdio.h>
+void mw_cli_json_error_fields(FILE *f, const mw_error *e);
+
+/* cli/serverinfo.c: the TLS details of `pop3|smtp serverinfo`, as text
+ * lines or as a JSON value (null when t is NULL); how: "STLS", "implicit". */
+#include "mailwire/net.h"
+#include <stdio.h>
+void mw_cli_print_tls_info(FILE *f, const mw_tls_info *t, const char *how, int json);
+/* cli/cmd_queue.c: mailwire queue run|flush|list|drop */
+int mw_cmd_queue(int argc, char **argv);
 /* cli/cmd_oauth.c: mailwire oauth login|status|logout ACCOUNT */
 int mw_cmd_oauth(int argc, char **argv);
 

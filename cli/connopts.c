@@ -3,6 +3,7 @@
 #include "oauth_cli.h"
 
 #include "commands.h"
+#include "mailwire/config.h"
 #include "mailwire/netrc.h"
 
 #include <errno.h>
@@ -12,8 +13,6 @@
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
-
-#define PASSWORD_MAX 1024
 
 static void wipe(void *p, size_t n)
 {
@@ -32,6 +31,33 @@ void mw_cli_conn_init(mw_cli_conn *c, const char *prog, unsigned default_port,
     c->tls = MW_CLI_TLS_STARTTLS;
     c->auth = "auto";
     c->timeout_s = 60;
+    c->speed_limit = MW_NET_DEFAULT_SPEED_LIMIT;
+    c->speed_time_ms = MW_NET_DEFAULT_SPEED_TIME_MS;
+}
+
+/* SECONDS with up to three decimals ("2.5"), from min_ms to max_ms.  -1
+ * when it is not that. */
+static int parse_seconds_ms(const char *v, long min_ms, long max_ms, int *out)
+{
+    long ms = 0;
+    const char *p = v;
+    if (!(*p >= '0' && *p <= '9')) return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        ms = ms * 10 + (*p - '0');
+        if (ms > max_ms) return -1;
+    }
+    ms *= 1000;
+    if (*p == '.') {
+        long scale = 100;
+        if (!(p[1] >= '0' && p[1] <= '9')) return -1;
+        for (p++; *p >= '0' && *p <= '9'; p++, scale /= 10) {
+            if (scale == 0) return -1; /* finer than a millisecond */
+            ms += (*p - '0') * scale;
+        }
+    }
+    if (*p || ms < min_ms || ms > max_ms) return -1;
+    *out = (int)ms;
+    return 0;
 }
 
 /* "--name VALUE" or "--name=VALUE".  Returns 1 and sets *val when argv[*i]
@@ -143,6 +169,44 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
         c->timeout_given = 1;
         return 1;
     }
+    if ((r = opt_value("--max-time", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        if (parse_seconds_ms(v, 0, 604800L * 1000, &c->max_time_ms)) {
+            fprintf(stderr,
+                    "mailwire %s: --max-time wants seconds from 0 (none) to 604800, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        c->max_time_given = 1;
+        return 1;
+    }
+    if ((r = opt_value("--speed-time", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        if (parse_seconds_ms(v, 1, 86400L * 1000, &c->speed_time_ms)) {
+            fprintf(stderr,
+                    "mailwire %s: --speed-time wants seconds from 0.001 to 86400, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        c->speed_time_given = 1;
+        return 1;
+    }
+    if ((r = opt_value("--speed-limit", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        char *end;
+        errno = 0;
+        unsigned long b = strtoul(v, &end, 10);
+        if (errno || end == v || *end || v[0] == '-' || v[0] == '+' || b > 1000000000UL) {
+            fprintf(stderr,
+                    "mailwire %s: --speed-limit wants bytes per second from 0 (none) to "
+                    "1000000000, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        c->speed_limit = (unsigned)b;
+        c->speed_limit_given = 1;
+        return 1;
+    }
     return 0;
 }
 
@@ -217,6 +281,7 @@ static int apply_account(mw_cli_conn *c)
         int ex = load_accounts(c, 1, &found, path, sizeof path);
         if (ex || !found) return ex;
         a = mw_config_find_by_from(c->config, c->from_address);
+        if (!a) a = mw_config_find(c->config, "default"); /* as msmtp and fetch */
         if (!a) return 0; /* no account for this sender: the usual defaults */
         c->account = a->name;
     }
@@ -239,6 +304,9 @@ static int apply_account(mw_cli_conn *c)
         c->key = a->key;
     }
     if (!c->timeout_given && a->timeout_s > 0) c->timeout_s = a->timeout_s;
+    if (!c->max_time_given && a->max_time_ms > 0) c->max_time_ms = a->max_time_ms;
+    if (!c->speed_limit_given && a->speed_limit >= 0) c->speed_limit = (unsigned)a->speed_limit;
+    if (!c->speed_time_given && a->speed_time_ms > 0) c->speed_time_ms = a->speed_time_ms;
     if (!c->password_file && !c->passwordeval && !c->password) {
         c->password_file = a->password_file;
         c->passwordeval = a->passwordeval;
@@ -271,7 +339,7 @@ int mw_cli_conn_open_trace(mw_cli_conn *c)
 
 int mw_cli_conn_finish(mw_cli_conn *c)
 {
-    if (c->account || (c->from_address && *c->from_address && !c->host)) {
+    if (c->account || (c->from_address && !c->host)) {
         int ex = apply_account(c);
         if (ex) return ex;
     }
@@ -321,83 +389,35 @@ int mw_cli_conn_finish(mw_cli_conn *c)
     return 0;
 }
 
-/* Reads the first line (at most PASSWORD_MAX bytes) of fd into a fresh
- * buffer.  Returns NULL when nothing or too much was there. */
+/* The first line of fd, or of a command's output, through the library's
+ * one secret reader (at most MW_SECRET_MAX bytes).  NULL with *why set
+ * (to text that lives until the next call) on failure. */
+static char why_text[sizeof(((mw_error *)0)->message)];
+
+static char *secret_or_why(int rc, char *secret, const mw_error *e, const char **why)
+{
+    if (rc == 0) return secret;
+    snprintf(why_text, sizeof why_text, "%s", e->message);
+    *why = why_text;
+    return NULL;
+}
+
 static char *read_first_line(int fd, const char **why)
 {
-    char *buf = malloc(PASSWORD_MAX + 1);
-    if (!buf) {
-        *why = "out of memory";
-        return NULL;
-    }
-    size_t len = 0;
-    for (;;) {
-        if (len == PASSWORD_MAX) {
-            if (!memchr(buf, '\n', len)) {
-                *why = "longer than 1024 bytes";
-                wipe(buf, len);
-                free(buf);
-                return NULL;
-            }
-            break;
-        }
-        ssize_t n = read(fd, buf + len, PASSWORD_MAX - len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        len += (size_t)n;
-        if (memchr(buf, '\n', len)) break;
-    }
-    char *nl = memchr(buf, '\n', len);
-    size_t l = nl ? (size_t)(nl - buf) : len;
-    if (l && buf[l - 1] == '\r') l--;
-    wipe(buf + l, len - l);
-    buf[l] = '\0';
-    if (l == 0) {
-        *why = "empty";
-        free(buf);
-        return NULL;
-    }
-    return buf;
+    char *pw = NULL;
+    mw_error e;
+    mw_error_clear(&e);
+    int rc = mw_secret_from_fd(&pw, fd, "the terminal", &e);
+    return secret_or_why(rc, pw, &e, why);
 }
 
 char *mw_cli_password_from_command(const char *cmd, const char **why)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) {
-        *why = "cannot make a pipe";
-        return NULL;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(p[0]);
-        close(p[1]);
-        *why = "cannot fork";
-        return NULL;
-    }
-    if (pid == 0) {
-        dup2(p[1], 1);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(p[1]);
-    char *pw = read_first_line(p[0], why);
-    /* Drain the rest so the child is not killed by SIGPIPE mid-write. */
-    char sink[512];
-    while (read(p[0], sink, sizeof sink) > 0)
-        ;
-    close(p[0]);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        if (pw) {
-            wipe(pw, strlen(pw));
-            free(pw);
-        }
-        *why = "the command failed";
-        return NULL;
-    }
-    return pw;
+    char *pw = NULL;
+    mw_error e;
+    mw_error_clear(&e);
+    int rc = mw_secret_from_command(&pw, cmd, &e);
+    return secret_or_why(rc, pw, &e, why);
 }
 
 static char *password_from_terminal(const char *user, const char *host, const char **why)
@@ -500,7 +520,20 @@ void mw_cli_conn_net_opts(const mw_cli_conn *c, mw_net_opts *out)
     n.connect_timeout_ms = c->timeout_s * 1000;
     n.io_timeout_ms = c->timeout_s * 1000;
     n.proxy = c->proxy;
+    n.max_time_ms = c->max_time_ms;
+    n.speed_limit = c->speed_limit;
+    n.speed_time_ms = c->speed_time_ms;
     *out = n;
+}
+
+void mw_cli_conn_limits(const mw_cli_conn *c, const mw_account *a, mw_net_opts *n)
+{
+    if (a && a->max_time_ms > 0) n->max_time_ms = a->max_time_ms;
+    if (a && a->speed_limit >= 0) n->speed_limit = (unsigned)a->speed_limit;
+    if (a && a->speed_time_ms > 0) n->speed_time_ms = a->speed_time_ms;
+    if (c->max_time_given) n->max_time_ms = c->max_time_ms;
+    if (c->speed_limit_given) n->speed_limit = c->speed_limit;
+    if (c->speed_time_given) n->speed_time_ms = c->speed_time_ms;
 }
 
 void mw_cli_conn_free(mw_cli_conn *c)
@@ -530,8 +563,11 @@ void mw_cli_conn_usage(FILE *f)
           "  --proxy URL            connect through socks5://, socks5h:// or http:// (CONNECT)\n"
           "  --pin sha256:BASE64    require this certificate or public-key hash\n"
           "  --cert FILE --key FILE client certificate and key\n"
-          "  --allow-plaintext-password  allow a password over an unencrypted link\n"
+          "  --allow-plaintext-password  allow a login (any mechanism) over an unencrypted link\n"
           "  --timeout SECONDS      limit for each network read or write (default 60)\n"
+          "  --max-time SECONDS     limit for the whole session (default 0: none)\n"
+          "  --speed-limit BYTES    end a session slower than BYTES/s (default 1; 0: never)\n"
+          "  --speed-time SECONDS   ... averaged over SECONDS of waiting (default 300)\n"
           "  --trace FILE           write the conversation to FILE, secrets masked\n"
           "  --json                 output as JSON\n"
           "  --password-file FILE   the password is the first line of FILE\n"

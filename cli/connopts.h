@@ -15,6 +15,9 @@
  *   --cert FILE --key FILE   client certificate
  *   --allow-plaintext-password   allow a password over an unencrypted link
  *   --timeout SECONDS    each network read/write (default 60)
+ *   --max-time SECONDS   the whole session (default 0: none)
+ *   --speed-limit BYTES --speed-time SECONDS   end a session slower than
+ *                        BYTES/s over SECONDS of waiting (default 1 over 300)
  *   --trace FILE         the conversation, secrets masked ("-" = stderr)
  *   --json               machine-readable output
  *   --password-file FILE first line of FILE is the password
@@ -84,10 +87,16 @@ typedef struct mw_cli_conn {
     const char *account;
     const char *config_path;
     int tls_given, timeout_given;
+    /* --max-time, --speed-limit, --speed-time (ms and bytes/s; *_given: set
+     * on the command line, so the account does not override them). */
+    int max_time_ms, speed_time_ms;
+    unsigned speed_limit;
+    int max_time_given, speed_limit_given, speed_time_given;
     mw_config *config; /* owned, freed by mw_cli_conn_free */
     /* `send`: the sender's address.  With neither --account nor --host, the
      * account whose `from` equals it (case-insensitively) is used, when the
-     * accounts file exists and has one (as msmtp's --read-envelope-from). */
+     * accounts file exists and has one (as msmtp's --read-envelope-from),
+     * else the account called "default"; "" (no sender) picks "default". */
     const char *from_address;
 } mw_cli_conn;
 
@@ -114,6 +123,10 @@ int mw_cli_auth_is_token(const char *auth);
  * the mw_cli_conn). */
 void mw_cli_conn_tls_opts(const mw_cli_conn *c, mw_tls_opts *out);
 void mw_cli_conn_net_opts(const mw_cli_conn *c, mw_net_opts *out);
+/* The session limits of an account (max_time, speed_limit, speed_time),
+ * overridden by those given on the command line, into *n (for commands
+ * that build their options from an account without mw_cli_conn_finish). */
+void mw_cli_conn_limits(const mw_cli_conn *c, const mw_account *a, mw_net_opts *n);
 void mw_cli_conn_free(mw_cli_conn *c);
 /* Runs cmd with /bin/sh -c and returns its first output line (at most 1024
  * bytes, line end removed), malloc'd; the caller wipes and frees it.  NULL

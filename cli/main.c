@@ -82,9 +82,12 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++)
         if (!strcmp(name, builtin[i].name)) return builtin[i].run(argc - 1, argv + 1);
     for (size_t i = 0; mw_cli_commands[i].name; i++)
-        if (!strcmp(name, mw_cli_commands[i].name))
-            return mw_cli_commands[i].run(argc - 1, argv + 1);
+        if (!strcmp(name, mw_cli_commands[i].name)) {
+            mw_cli_json_start(name, argc - 1, argv + 1);
+            return mw_cli_json_finish(mw_cli_commands[i].run(argc - 1, argv + 1));
+        }
+    mw_cli_json_start(name, argc - 1, argv + 1);
     fprintf(stderr, "mailwire: unknown command '%s'\n", name);
     usage(stderr);
-    return EX_USAGE_;
+    return mw_cli_json_finish(EX_USAGE_);
 }

@@ -38,6 +38,21 @@ if [ "${MW_NO_FUZZ:-0}" != 1 ] && command -v clang >/dev/null; then
   echo "fuzz build (clang, libFuzzer, ASan+UBSan): ok"
 fi
 
+# ThreadSanitizer: the library built with -fsanitize=thread and the threads
+# test (tests/unit/thread/) linked to it; unit-threads-tsan runs it.
+ts=${build}-tsan
+if [ ! -f "$ts/build.ninja" ]; then
+  meson setup "$ts" --buildtype=debug -Db_sanitize=thread -Dtests=false >"$ts.setup.log" 2>&1 \
+    || { cat "$ts.setup.log"; exit 1; }
+fi
+ninja -C "$ts" libmailwire.a >"$ts.ninja.log" 2>&1 || { tail -40 "$ts.ninja.log"; exit 1; }
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror -g -O1 -fsanitize=thread -Iinclude tests/unit/thread/test_threads.c \
+   "$ts/libmailwire.a" $(pkg-config --libs openssl libgsasl) -pthread -o "$ts/test_threads_tsan" \
+   >>"$ts.ninja.log" 2>&1 || { tail -40 "$ts.ninja.log"; exit 1; }
+export MW_TSAN_BUILD_DIR="$top/$ts"
+echo "ThreadSanitizer build (library + threads test): ok"
+
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export MW_BUILD_DIR="$top/$build"

@@ -28,10 +28,12 @@
  * (sha256:BASE64), cert, key, timeout (seconds), delivery (maildir PATH |
  * mbox PATH | mda COMMAND), keep (on|off), only_new (on|off), size_limit
  * (bytes, suffix k/m/g allowed, 0 = none), filter (COMMAND),
- * delete_after_days (N), from (address), oauth_provider (google | microsoft
- * | custom), oauth_client_id, oauth_client_secret, oauth_device_url,
- * oauth_auth_url, oauth_token_url, oauth_revoke_url, oauth_scope,
- * oauth_secret_store, oauth_secret_lookup (commands). */
+ * delete_after_days (N), from (address), max_time (seconds, 0 = none),
+ * speed_limit (bytes per second, 0 = none), speed_time (seconds),
+ * queue (on|off), oauth_provider (google | microsoft | custom),
+ * oauth_client_id, oauth_client_secret, oauth_device_url, oauth_auth_url,
+ * oauth_token_url, oauth_revoke_url, oauth_scope, oauth_secret_store,
+ * oauth_secret_lookup (commands). */
 #ifndef MAILWIRE_CONFIG_H
 #define MAILWIRE_CONFIG_H
 
@@ -78,6 +80,13 @@ typedef struct mw_account {
     const char *from;
     const char *crlfile; /* PEM CRLs to check the server's chain against */
     const char *proxy;   /* socks5://, socks5h:// or http:// proxy URL */
+    /* Session limits (mw_net_opts max_time_ms, speed_limit, speed_time_ms):
+     * keys max_time and speed_time (seconds, up to three decimals),
+     * speed_limit (bytes per second, 0 = no floor). */
+    int max_time_ms;   /* 0: not given (no limit) */
+    long speed_limit;  /* -1: not given (the default floor) */
+    int speed_time_ms; /* 0: not given (the default) */
+    int queue;         /* 1: `send` goes through the outgoing queue (queue.h) */
     /* OAuth 2.0 (include/mailwire/oauth.h, `mailwire oauth`): a preset
      * (google, microsoft) and/or every endpoint given; NULL when not set. */
     const char *oauth_provider;
@@ -127,8 +136,26 @@ MW_EXTERN const mw_account *mw_config_find_by_from(const mw_config *c, const cha
 /* Reads a password from the first line of a file (without its line end),
  * refusing a file that group or others can read.  *out is malloc'd; the
  * caller wipes and frees it.  Returns 0, MW_EIO, MW_EPOLICY, MW_ETOOBIG
- * (over 1024 bytes), MW_EFORMAT (empty or NUL byte), MW_ENOMEM. */
+ * (first line over MW_SECRET_MAX bytes), MW_EFORMAT (empty, NUL or CR),
+ * MW_ENOMEM.  The same as mw_secret_from_file. */
 MW_EXTERN int mw_config_read_password_file(char **out, const char *path, mw_error *err);
+
+/* Secrets (passwords, OAuth tokens): the first line, without its line end,
+ * of what a descriptor, a file or a command gives.  One limit for all:
+ * MW_SECRET_MAX bytes, room for a multi-KiB OAuth token.  *out is malloc'd
+ * and NULL on failure; the caller wipes and frees it.  Every function
+ * returns 0, MW_EINVAL (bad arguments), MW_ENOMEM, MW_EIO (cannot read;
+ * the command failed), MW_ETOOBIG (first line over MW_SECRET_MAX),
+ * MW_EFORMAT (empty first line, a NUL or a CR in it).  `what` names the
+ * source in error messages (NULL: "the secret"). */
+#define MW_SECRET_MAX 65536u
+MW_EXTERN int mw_secret_from_fd(char **out, int fd, const char *what, mw_error *err);
+/* A file that group or others can read is refused (MW_EPOLICY). */
+MW_EXTERN int mw_secret_from_file(char **out, const char *path, mw_error *err);
+/* Runs command with /bin/sh -c, its stdout a pipe (stdin and stderr the
+ * caller's), reads the first line and the rest (discarded); a non-zero
+ * exit is MW_EIO.  No deadline: the command may ask a person (a PIN). */
+MW_EXTERN int mw_secret_from_command(char **out, const char *command, mw_error *err);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,7 @@
  *     mw_fetch_result r; mw_error e;
  *     int rc = mw_fetch_account(&r, &fo, &e);
  *
- * The order (DESIGN.md "Never lose mail"):
+ * The order (docs/CONVENTIONS.md "Never lose mail"):
  *   1. each message is streamed (RETR, pipelined) straight into the store,
  *      never held whole in memory; mw_store_commit() makes it durable;
  *   2. its UID is recorded in the state journal, saved atomically after

@@ -179,7 +179,9 @@ typedef struct mw_mime_parse_opts {
     unsigned version;            /* MW_MIME_PARSE_OPTS_VERSION */
     mw_mime_header_opts headers; /* limits of each header block */
     size_t max_depth;            /* nesting of parts (default 32); deeper parts are leaves */
-    size_t max_parts;            /* parts in the tree (default 10000) */
+    size_t max_parts;            /* parts in the tree (default 10000); the header
+                                    blocks of all parts together: at most 16 x
+                                    headers.max_total (MW_ETOOBIG) */
     int keep_bodies;             /* keep the raw bodies so the tree can be written back
                                     byte for byte (default 1 in mw_mime_parse) */
     size_t max_kept;             /* bytes kept when keep_bodies (default 256 MiB) */
@@ -264,6 +266,23 @@ MW_EXTERN int mw_mime_part_write(mw_mime_part *part, mw_mime_write_fn fn, void *
 MW_EXTERN int mw_mime_part_write_fd(mw_mime_part *part, int fd, mw_error *err);
 /* *out is malloc'd and NUL-terminated; *len (may be NULL) its length. */
 MW_EXTERN int mw_mime_part_to_buffer(mw_mime_part *part, char **out, size_t *len, mw_error *err);
+
+/* A pull reader over the bytes mw_mime_part_write would write, for a
+ * consumer that asks for data (mw_smtp_msg.read: set read to
+ * mw_mime_reader_read and read_userdata to the reader).  Header blocks and
+ * delimiters are prepared by mw_mime_reader_new (as the writer would:
+ * Date, Message-ID, boundaries); bodies are encoded as they are read, a
+ * file-backed body 64 KiB at a time, never whole in memory.  The part must
+ * not change, nor be freed, while the reader lives.
+ * mw_mime_reader_new returns 0, MW_EINVAL, MW_ESTATE, MW_EIO, MW_ENOMEM
+ * (as mw_mime_part_write); mw_mime_reader_read returns the number of bytes
+ * put in buf, 0 at the end, or a negative MW_E… (MW_EIO: a body file; the
+ * detail in mw_mime_reader_error), the same code again on later calls. */
+typedef struct mw_mime_reader mw_mime_reader;
+MW_EXTERN int mw_mime_reader_new(mw_mime_reader **out, mw_mime_part *part, mw_error *err);
+MW_EXTERN long mw_mime_reader_read(void *buf, size_t len, void *userdata);
+MW_EXTERN const mw_error *mw_mime_reader_error(const mw_mime_reader *r);
+MW_EXTERN void mw_mime_reader_free(mw_mime_reader *r);
 
 /* A new part of type "type/subtype" (parameters are set one by one).
  * multipart/... parts take sub-parts, message/rfc822 takes one part (the
@@ -354,9 +373,12 @@ MW_EXTERN int mw_mime_date_parse(mw_mime_date *out, const char *s, size_t len);
 MW_EXTERN int mw_mime_date_format(char *buf, size_t size, int64_t t, int zone_minutes);
 /* The current time in the local zone. */
 MW_EXTERN int mw_mime_date_now(char *buf, size_t size);
-/* A Message-ID "<time.32-hex-random@domain>" (random from OpenSSL's
- * RAND_bytes).  domain NULL: the host name if it has a dot, else
- * "mailwire.invalid".  Returns 0, MW_EINVAL, MW_ETOOBIG. */
+/* A Message-ID "<time.SEED.COUNTER@domain>": SEED is 24 hex digits drawn
+ * from the kernel's getrandom once per thread (and again after a fork),
+ * COUNTER goes up by one per call.  domain NULL: the host name if it has a
+ * dot, else "mailwire.invalid".  The SMTP layer's Message-IDs come from
+ * here too.  Returns 0, MW_EINVAL (domain with <, >, @, space or a line
+ * end), MW_ETOOBIG (size too small), MW_EIO (no random bytes). */
 MW_EXTERN int mw_mime_unique_id(char *buf, size_t size, const char *domain);
 /* Quoted-printable (RFC 2045 §6.7), whole buffers: *out malloc'd and
  * NUL-terminated.  Encoding treats LF/CRLF as line ends (text). */

@@ -27,7 +27,7 @@ MW_EXTERN void mw_cancel_reset(mw_cancel *c);
 MW_EXTERN void mw_cancel_free(mw_cancel *c);
 
 /* ---- Network options ---------------------------------------------------- */
-#define MW_NET_OPTS_VERSION 2 /* 2 added proxy; 1 is still accepted */
+#define MW_NET_OPTS_VERSION 3 /* 3 added the session limits, 2 proxy; 1 and 2 still accepted */
 typedef struct mw_net_opts {
     unsigned version;
     int connect_timeout_ms; /* the whole connect (every address raced); default 30000 */
@@ -40,11 +40,36 @@ typedef struct mw_net_opts {
      * PASS percent-decoded.  TLS is still end to end and verifies the
      * target host, never the proxy.  NULL: direct. */
     const char *proxy;
+    /* (version 3) Whole-session limits of a stream made by mw_stream_tcp,
+     * mw_stream_fd or mw_stream_command (and of a TLS stream over it),
+     * counted from its creation, the connect included.  (NULL options:
+     * the defaults for TCP; no timeout and no limits for fd and command
+     * streams, as before version 3.)  Every wait of a
+     * read or write ends at the earliest of its own deadline, now +
+     * io_timeout_ms, the max_time_ms deadline and the end of the current
+     * rate window.  Both end the session with MW_ETIMEOUT and a message
+     * naming the limit ("session exceeded its max-time of 5 s", "transfer
+     * slower than 10 bytes/s over 20 s (7 bytes moved)").
+     * max_time_ms: the whole session; 0 (default): no limit.
+     * speed_limit / speed_time_ms: a floor on the transfer rate, as curl's
+     * --speed-limit/--speed-time: fewer than speed_limit bytes per second
+     * (both directions together) averaged over speed_time_ms of waiting
+     * is an error.  Only time spent waiting for the peer counts (not the
+     * caller's time between calls).  speed_limit 0: no floor.  Default 1
+     * byte/s over 300000 ms: a server that trickles bytes to keep each read
+     * within io_timeout_ms is ended within about 5 minutes, while any
+     * transfer that makes real progress never is. */
+    int max_time_ms;
+    unsigned speed_limit;
+    int speed_time_ms;
 } mw_net_opts;
 #define MW_NET_OPTS_INIT                                                                           \
     {                                                                                              \
-        MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL, NULL                                           \
+        MW_NET_OPTS_VERSION, 30000, 60000, 0, NULL, NULL, 0, 1, 300000                             \
     }
+/* The defaults of the version 3 fields. */
+#define MW_NET_DEFAULT_SPEED_LIMIT   1
+#define MW_NET_DEFAULT_SPEED_TIME_MS 300000
 /* Copies a caller's mw_net_opts of any supported version into the current
  * one (fields a version lacks get their defaults).  Returns 0 or MW_EINVAL. */
 MW_EXTERN int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src);
@@ -71,6 +96,17 @@ typedef struct mw_tls_peer {
  * (its own decision) or refuse a verified one. Without a policy, an
  * unverified peer is refused. */
 typedef int (*mw_tls_policy_fn)(const mw_tls_peer *peer, void *userdata);
+
+/* How a session protects its connection: one enum for POP3 and SMTP.  The
+ * zero value, the default, requires TLS. */
+enum mw_tls_mode {
+    MW_TLS_STARTTLS = 0,      /* STLS (RFC 2595) / STARTTLS (RFC 3207) required: not offered,
+                                 refused or failed = MW_ETLS, never plain text */
+    MW_TLS_OPPORTUNISTIC = 1, /* upgrade when offered, else go on in plain text (where a
+                                 login then still needs allow_plaintext) */
+    MW_TLS_NONE = 2,          /* plain text, on purpose */
+    MW_TLS_IMPLICIT = 3,      /* TLS from the first byte (POP3S 995, submissions 465; RFC 8314) */
+};
 
 #define MW_TLS_OPTS_VERSION 2 /* 2 added crl_file; 1 is still accepted */
 typedef struct mw_tls_opts {
@@ -172,6 +208,29 @@ MW_EXTERN const mw_tls_peer *mw_stream_tls_peer(const mw_stream *s);
 MW_EXTERN int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned char *buf,
                                         size_t len, size_t *out_len);
 MW_EXTERN void mw_stream_free(mw_stream *s);
+
+/* ---- TLS session details ----------------------------------------------------
+ * What `mailwire pop3|smtp serverinfo` shows of a TLS session: copied into a
+ * caller's struct (no allocation, nothing to free).  Every string is
+ * NUL-terminated, printable ASCII (other bytes escaped or '?'), truncated to
+ * its field. */
+typedef struct mw_tls_info {
+    char protocol[32];      /* "TLSv1.3" */
+    char cipher[64];        /* "TLS_AES_256_GCM_SHA384" */
+    char subject[512];      /* of the server's certificate, RFC 2253 ("CN=localhost,O=x") */
+    char issuer[512];       /* the same for its issuer */
+    char not_before[32];    /* validity, UTC, "2026-01-31T12:00:00Z" */
+    char not_after[32];     /* (ISO 8601 / RFC 3339) */
+    char sha256[96];        /* SHA-256 of the DER certificate: "AB:CD:...", as
+                               `openssl x509 -fingerprint -sha256` prints it */
+    char cert_pin[52];      /* the same as mw_tls_opts.pin takes: "sha256:BASE64" */
+    char spki_pin[52];      /* "sha256:BASE64" of its SubjectPublicKeyInfo */
+    int verified;           /* 1 when chain and host name were verified */
+    char verify_error[320]; /* why not, or "" */
+} mw_tls_info;
+/* Fills *out for a TLS stream.  Returns 0, MW_EUNSUPPORTED (not a TLS
+ * stream, or no handshake done: *out is then zeroed), MW_EINVAL (NULL). */
+MW_EXTERN int mw_stream_tls_info(const mw_stream *s, mw_tls_info *out);
 
 #ifdef __cplusplus
 }

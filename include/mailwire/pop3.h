@@ -36,11 +36,10 @@ extern "C" {
 
 typedef struct mw_pop3 mw_pop3;
 
-enum mw_pop3_tls_mode {
-    MW_POP3_TLS_NONE = 0,     /* plain text (passwords then need allow_plaintext) */
-    MW_POP3_TLS_STLS = 1,     /* RFC 2595 STLS; not offered or refused = MW_ETLS */
-    MW_POP3_TLS_IMPLICIT = 2, /* POP3S, TLS from the first byte (port 995) */
-};
+/* Older names of enum mw_tls_mode's values (include/mailwire/net.h). */
+#define MW_POP3_TLS_NONE     MW_TLS_NONE
+#define MW_POP3_TLS_STLS     MW_TLS_STARTTLS
+#define MW_POP3_TLS_IMPLICIT MW_TLS_IMPLICIT
 
 enum mw_pop3_auth_method {
     MW_POP3_AUTH_AUTO = 0, /* the strongest SASL mechanism offered, else USER/PASS */
@@ -64,7 +63,7 @@ enum mw_pop3_retr_mode {
 typedef struct mw_pop3_opts {
     unsigned version;
     unsigned port;               /* 0: 110, or 995 with implicit TLS */
-    int tls;                     /* enum mw_pop3_tls_mode; default MW_POP3_TLS_NONE */
+    int tls;                     /* enum mw_tls_mode; default MW_TLS_STARTTLS (required) */
     const mw_tls_opts *tls_opts; /* NULL: verify against the system store */
     const mw_net_opts *net_opts; /* NULL: defaults (connect 30 s, each I/O 60 s) */
 
@@ -74,7 +73,7 @@ typedef struct mw_pop3_opts {
     const char *token;      /* OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER) */
     int auth;               /* enum mw_pop3_auth_method */
     const char *sasl_mechs; /* "SCRAM-SHA-256 PLAIN": wanted mechanisms, in order */
-    int allow_plaintext;    /* 1: a password may go over an unencrypted link */
+    int allow_plaintext;    /* 1: a login (any mechanism) may go over an unencrypted link */
     int sasl_ir;            /* 1 (default): send a SASL initial response */
 
     int msex;               /* Tcllib -msex: end commands in a bare LF */
@@ -99,7 +98,7 @@ typedef struct mw_pop3_opts {
 } mw_pop3_opts;
 #define MW_POP3_OPTS_INIT                                                                          \
     {                                                                                              \
-        MW_POP3_OPTS_VERSION, 0, MW_POP3_TLS_NONE, NULL, NULL, NULL, NULL, NULL, NULL,             \
+        MW_POP3_OPTS_VERSION, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, NULL, NULL, NULL,              \
             MW_POP3_AUTH_AUTO, NULL, 0, 1, 0, MW_POP3_RETR_RETR, 1, 32, 8192, 0, 0, NULL, NULL, 0, \
             NULL, NULL                                                                             \
     }
@@ -113,7 +112,7 @@ typedef struct mw_pop3_opts {
  * MW_ENET, MW_ETIMEOUT, MW_ECANCELED, MW_ETLS (STLS missing or refused,
  * handshake), MW_ECERT, MW_EPROTO (not POP3, bytes injected after STLS),
  * MW_ETOOBIG (line over max_line), MW_ESERVER (-ERR greeting), MW_ETEMP,
- * MW_EAUTH, MW_EPOLICY (a password would go in clear), MW_EUNSUPPORTED
+ * MW_EAUTH, MW_EPOLICY (a login over plain text without allow_plaintext), MW_EUNSUPPORTED
  * (APOP without a valid timestamp, a wanted SASL mechanism not offered),
  * MW_ENOMEM. */
 MW_EXTERN int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts);
@@ -141,7 +140,9 @@ typedef struct mw_pop3_uid {
 
 /* LIST of all messages: *items (free with mw_pop3_list_free) has *n
  * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 10 million
- * entries), MW_ENOMEM. */
+ * entries, or 1 million when no count is known), MW_ENOMEM.  A listing
+ * (here and in the UIDL calls) that runs past the count or the cap ends
+ * the session at once: the rest of the reply is not read. */
 MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
 /* LIST and UIDL of all messages together (what a fetch needs before its
  * first RETR).  When the server offers PIPELINING (RFC 2449 §6.6) and it is
@@ -159,6 +160,10 @@ MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
  * was read, so the session stays usable after an -ERR): MW_ESERVER,
  * MW_ETEMP, MW_ETOOBIG, MW_ENOMEM, or one that ends the session:
  * MW_EPROTO (a bad LIST or UIDL line), MW_ENET, MW_ETIMEOUT, MW_ESTATE.
+ * One exception to the checks: a UIDL line whose number is good but whose
+ * uid breaks RFC 1939 §7 (a space, over 70 octets, octets outside
+ * 0x21-0x7E) gives an entry with uid "" and the rest is read (one bad line
+ * costs one message; mw_fetch_account leaves that message on the server).
  * Free with mw_pop3_list_free and mw_pop3_uidl_free. */
 MW_EXTERN int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_uid **uids,
                                 size_t *nuids, int *uidl_rc);
@@ -186,7 +191,13 @@ typedef struct mw_pop3_retr_info {
     int complete;      /* 1 when the terminating line was read */
 } mw_pop3_retr_info;
 
-/* RETR msg, streamed to sink.  info may be NULL.  Returns 0, MW_EINVAL
+/* A RETR is read up to its announced size + max(size, 64 KiB) octets, the
+ * size being the smallest known (mw_pop3_retr_msgs' msgs[i].size, the LIST
+ * n of MW_POP3_RETR_LIST, the "+OK n octets" of the reply); past that it
+ * fails with MW_ETOOBIG, info->complete = 0, and the session is unusable
+ * (the rest of the reply is never read).  No size known: no bound.
+ *
+ * RETR msg, streamed to sink.  info may be NULL.  Returns 0, MW_EINVAL
  * (msg 0 or over the count), MW_ESERVER, MW_ETEMP, MW_ENET (dropped: the
  * message is incomplete, info->complete = 0), MW_ETIMEOUT, MW_EPROTO,
  * MW_ESTATE, or the sink's own code. */
@@ -231,7 +242,7 @@ MW_EXTERN int mw_pop3_quit(mw_pop3 *p, int *confirmed);
 typedef struct mw_pop3_config {
     const char *host;
     unsigned port;
-    int tls; /* enum mw_pop3_tls_mode */
+    int tls; /* enum mw_tls_mode */
     int msex;
     int retr_mode;  /* the current one (it may have fallen back) */
     uint64_t limit; /* the message count used for ranges */
@@ -282,10 +293,10 @@ MW_EXTERN int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last);
  * MW_POP3_WINDOW_MAX commands (mw_pop3_opts.window is not used: small
  * messages then fill a high-latency link, large ones do not pile up).
  * What a stop after a failure still has to read is bounded the same way.
- * The sizes only steer the window; the declared size is learned as by
- * mw_pop3_retr (retr_mode).  Without PIPELINING one at a time.  Stops at
- * the first failure (after reading the replies in flight).  Returns the
- * codes of mw_pop3_retr_range. */
+ * The sizes steer the window and bound each RETR (see mw_pop3_retr); the
+ * declared size is learned as by mw_pop3_retr (retr_mode).  Without
+ * PIPELINING one at a time.  Stops at the first failure (after reading the
+ * replies in flight).  Returns the codes of mw_pop3_retr_range. */
 MW_EXTERN int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n,
                                 uint64_t window_bytes, mw_pop3_msg_fn fn, void *userdata);
 /* DELE each of msgs[0..n-1] (strictly ascending, within the count:
@@ -308,6 +319,11 @@ MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers
  * NUL-terminated buffer to free(); MW_ETOOBIG over max, 0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
                                        char **body, size_t *body_len, size_t max);
+
+/* The TLS details of the session (STLS or implicit TLS) into *out, as
+ * mw_stream_tls_info.  Returns 0, MW_EUNSUPPORTED (not over TLS, or the
+ * connection is gone), MW_EINVAL. */
+MW_EXTERN int mw_pop3_tls_info(const mw_pop3 *p, mw_tls_info *out);
 
 #ifdef __cplusplus
 }

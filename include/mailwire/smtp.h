@@ -31,12 +31,12 @@ extern "C" {
 typedef struct mw_smtp mw_smtp;
 
 /* How TLS is used. */
-enum mw_smtp_tls_mode {
-    MW_SMTP_TLS_STARTTLS = 0,      /* STARTTLS required (default): not offered or failed = error */
-    MW_SMTP_TLS_OPPORTUNISTIC = 1, /* STARTTLS when offered (Tcllib -usetls 1); see tlspolicy */
-    MW_SMTP_TLS_NONE = 2,          /* plain text only */
-    MW_SMTP_TLS_IMPLICIT = 3,      /* TLS from the first byte (port 465, RFC 8314) */
-};
+/* Older names of enum mw_tls_mode's values (include/mailwire/net.h);
+ * MW_TLS_OPPORTUNISTIC is Tcllib's -usetls 1 (see tlspolicy below). */
+#define MW_SMTP_TLS_STARTTLS      MW_TLS_STARTTLS
+#define MW_SMTP_TLS_OPPORTUNISTIC MW_TLS_OPPORTUNISTIC
+#define MW_SMTP_TLS_NONE          MW_TLS_NONE
+#define MW_SMTP_TLS_IMPLICIT      MW_TLS_IMPLICIT
 
 /* Tcllib's -tlspolicy: called when STARTTLS is wanted but the server does not
  * offer it (code 0) or refuses it (code = the reply code; reason = its
@@ -61,7 +61,7 @@ typedef struct mw_smtp_opts {
     /* EHLO name; default "localhost" when the server is localhost or a
      * loopback address, else this host's name (gethostname). */
     const char *client;
-    int tls;                        /* enum mw_smtp_tls_mode */
+    int tls;                        /* enum mw_tls_mode; default MW_TLS_STARTTLS (required) */
     const mw_tls_opts *tls_opts;    /* CA, pin, client certificate...; NULL = defaults */
     mw_smtp_tlspolicy_fn tlspolicy; /* NULL: no fall back to plain text */
     void *tlspolicy_userdata;
@@ -98,7 +98,17 @@ typedef struct mw_smtp_opts {
  * at the end, or a negative MW_E… code (which aborts the transaction). */
 typedef long (*mw_smtp_read_fn)(void *buf, size_t len, void *userdata);
 
-enum mw_smtp_body { MW_SMTP_BODY_AUTO = 0, MW_SMTP_BODY_7BIT = 1, MW_SMTP_BODY_8BITMIME = 2 };
+#define MW_SMTP_REWRITE_SENDMAIL 2
+
+/* BINARYMIME (RFC 3030 §3): the body goes as it is, in BDAT chunks (no
+ * line end repaired, no line limit); only to a server offering CHUNKING
+ * and BINARYMIME, else MW_EUNSUPPORTED before MAIL. */
+enum mw_smtp_body {
+    MW_SMTP_BODY_AUTO = 0,
+    MW_SMTP_BODY_7BIT = 1,
+    MW_SMTP_BODY_8BITMIME = 2,
+    MW_SMTP_BODY_BINARYMIME = 3
+};
 
 #define MW_SMTP_MSG_VERSION 2 /* 2 added header_recipients; 1 is still accepted */
 typedef struct mw_smtp_msg {
@@ -119,12 +129,16 @@ typedef struct mw_smtp_msg {
     /* Extra header fields, "Name: value" each, put before the message's own. */
     const char *const *headers;
     size_t nheaders;
-    /* 1 (Tcllib's -atleastone): deliver to the accepted recipients even when
-     * others are rejected.  0: any rejected recipient aborts (RSET). */
+    /* 1 (default, as sendmail, msmtp and Python's smtplib): deliver to the
+     * accepted recipients even when others are rejected (rcpt[].delivered
+     * tells who got it).  0 (Tcllib's default, -atleastone 0): any rejected
+     * recipient aborts the transaction (RSET) and nobody gets the message. */
     int atleastone;
     /* 1 (default): remove Bcc/Resent-Bcc, add Date and Message-ID when
      * missing, From when missing, Sender when the originator differs from
-     * From.  0: send the message bytes as they are (normalised). */
+     * From.  0: send the message bytes as they are (normalised).
+     * MW_SMTP_REWRITE_SENDMAIL: as 1 but never adds Sender (what sendmail
+     * programs do; Tcllib's Sender rule is only for 1). */
     int rewrite_headers;
     int body;           /* enum mw_smtp_body: BODY= (RFC 6152) */
     int use_chunking;   /* 1 (default): BDAT when CHUNKING is offered (RFC 3030) */
@@ -149,7 +163,7 @@ typedef struct mw_smtp_msg {
 } mw_smtp_msg;
 #define MW_SMTP_MSG_INIT                                                                           \
     {                                                                                              \
-        MW_SMTP_MSG_VERSION, NULL, 0, -1, NULL, NULL, NULL, NULL, 0, NULL, 0, 0, 1,                \
+        MW_SMTP_MSG_VERSION, NULL, 0, -1, NULL, NULL, NULL, NULL, 0, NULL, 0, 1, 1,                \
             MW_SMTP_BODY_AUTO, 1, 0, NULL, NULL, NULL, 0, 0, 0                                     \
     }
 
@@ -159,8 +173,10 @@ typedef struct mw_smtp_rcpt {
     int code;          /* the RCPT reply code (0 when never answered) */
     char enhanced[16]; /* "5.1.1" or "" */
     char *text;        /* the reply text (printable), without the enhanced code */
-    int accepted;      /* 250/251 */
+    int accepted;      /* the RCPT was accepted (250/251) */
     int permanent;     /* 5xx (else temporary when not accepted) */
+    int delivered;     /* 1: the server took the message for this recipient (its RCPT
+                          accepted and the data too); 0 whenever it did not go to them */
 } mw_smtp_rcpt;
 
 typedef struct mw_smtp_result {
@@ -171,8 +187,10 @@ typedef struct mw_smtp_result {
     char *originator;   /* the reverse-path used */
     char *server;       /* the server that took the connection */
     unsigned port;
-    int final_code;   /* reply to the end of data (or the failing command) */
-    char *final_text; /* e.g. "2.0.0 Ok: queued as 4Xk..." */
+    int final_code;   /* reply to the end of data, or to the failing command (the first
+                         rejected RCPT when atleastone is 0) */
+    char *final_text; /* that reply's text with its enhanced code, e.g. "2.0.0 Ok: queued
+                         as 4Xk..." or "5.1.1 <x@y>: Recipient address rejected" */
     int chunking;     /* 1 when BDAT was used */
     uint64_t octets;  /* message octets sent on the wire */
 } mw_smtp_result;
@@ -264,6 +282,16 @@ MW_EXTERN const char *mw_smtp_auth_mech(const mw_smtp *s);
  * `maxtime_ms` bounds the transaction (0 = none). */
 MW_EXTERN int mw_smtp_sendmessage(const mw_smtp_opts *opts, const mw_smtp_msg *msg, int maxtime_ms,
                                   mw_smtp_result **result, mw_error *err);
+
+/* The server's 220 greeting (lines joined by '\n', without codes).  Valid
+ * until mw_smtp_free. */
+MW_EXTERN const char *mw_smtp_greeting(const mw_smtp *s);
+/* 1 when the server answered EHLO (RFC 5321 §4.1.1.1), 0 when it refused
+ * EHLO and the session went on with HELO (no extensions). */
+MW_EXTERN int mw_smtp_esmtp(const mw_smtp *s);
+/* The TLS details of the session into *out, as mw_stream_tls_info.  Returns
+ * 0, MW_EUNSUPPORTED (not over TLS, or the connection is gone), MW_EINVAL. */
+MW_EXTERN int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /* mailwire fetch: one POP3 account into a store, in the order that never
- * loses mail (see include/mailwire/fetch.h and DESIGN.md). */
+ * loses mail (see include/mailwire/fetch.h and docs/ARCHITECTURE.md). */
 #include "mailwire/fetch.h"
 
+#include "pop3/pop3_int.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -28,8 +29,9 @@ typedef struct plan {
     uint64_t size;
     const char *uid; /* into the UIDL list, or NULL */
     int action;
-    int stored; /* committed in the store */
-    int saved;  /* its UID is in a state file that was saved */
+    int stored;  /* committed in the store */
+    int saved;   /* its UID is in a state file that was saved */
+    int bad_uid; /* UIDL gave it a unique-id that breaks RFC 1939 §7 */
 } plan;
 
 typedef struct fctx {
@@ -134,6 +136,71 @@ static int prune_visit(const char *uid, int64_t first_seen, void *ud)
     return bsearch(&key, pc->uids, pc->n, sizeof *pc->uids, cmp_str) ? 0 : 1;
 }
 
+/* ---- sessions ---------------------------------------------------------------- */
+
+/* Logs in (again): the caller's pop3 options, no STAT (the count comes
+ * from LIST), the size limit as the cap on every message read. */
+static int open_session(fctx *c)
+{
+    mw_pop3_opts po = MW_POP3_OPTS_INIT;
+    if (c->o->pop3) po = *c->o->pop3;
+    po.skip_stat = 1;
+    int rc = mw_pop3_open(&c->p, c->o->host, &po);
+    if (rc) return fail(c, rc, "pop3", c->p ? mw_pop3_error(c->p) : NULL, NULL);
+    pop3_set_message_cap(c->p, c->o->size_limit);
+    return 0;
+}
+
+/* A new session after one was ended on purpose (a message running past its
+ * size).  Message numbers hold only within a session (RFC 1939 §5), so the
+ * new session's LIST and UIDL must give every planned message the same
+ * number, size and UID; otherwise (or without UIDs to compare) the run ends
+ * here and what is left waits for the next run. */
+static int reopen(fctx *c)
+{
+    mw_pop3_free(c->p);
+    c->p = NULL;
+    if (c->o->pop3 && c->o->pop3->stream)
+        return fail(c, MW_ENET, "pop3", NULL,
+                    "cannot reconnect over a caller-made stream; the rest is left for the next "
+                    "run");
+    if (c->res->uid_mode != 2)
+        return fail(c, MW_EPROTO, "pop3", NULL,
+                    "without UIDL the messages of a new session cannot be matched to this one's; "
+                    "the rest is left for the next run");
+    int rc = open_session(c);
+    if (rc) return rc;
+    mw_pop3_listing *sizes = NULL;
+    mw_pop3_uid *uids = NULL;
+    size_t ns = 0, nu = 0;
+    int urc = 0;
+    rc = mw_pop3_list_uidl(c->p, &sizes, &ns, &uids, &nu, &urc);
+    if (!rc && urc) rc = urc;
+    int same = !rc;
+    size_t k = 0, u = 0;
+    for (size_t i = 0; same && i < c->n; i++) {
+        const plan *pl = &c->pl[i];
+        while (k < ns && sizes[k].msg < pl->num)
+            k++;
+        while (u < nu && uids[u].msg < pl->num)
+            u++;
+        const char *nuid = u < nu && uids[u].msg == pl->num ? uids[u].uid : NULL;
+        const char *ouid = pl->bad_uid ? "" : pl->uid;
+        same = k < ns && sizes[k].msg == pl->num && sizes[k].size == pl->size &&
+               (ouid && nuid ? !strcmp(ouid, nuid) : !ouid && !nuid);
+    }
+    mw_pop3_list_free(sizes);
+    mw_pop3_uidl_free(uids);
+    if (rc) return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+    if (!same) {
+        mw_pop3_free(c->p);
+        c->p = NULL;
+        return fail(c, MW_EPROTO, "pop3", NULL,
+                    "the mailbox changed between sessions; the rest is left for the next run");
+    }
+    return 0;
+}
+
 /* ---- filter ----------------------------------------------------------------- */
 
 /* Writes all of data to fd before the deadline; SIGPIPE is blocked for this
@@ -184,7 +251,7 @@ static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char 
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC)) {
-        snprintf(why, whylen, "pipe: %s", strerror(errno));
+        snprintf(why, whylen, "pipe: %s", MW_ERRNO_TEXT(errno));
         return MW_EIO;
     }
     posix_spawn_file_actions_t fa;
@@ -198,7 +265,7 @@ static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char 
     close(p[0]);
     if (e) {
         close(p[1]);
-        snprintf(why, whylen, "cannot start the filter: %s", strerror(e));
+        snprintf(why, whylen, "cannot start the filter: %s", MW_ERRNO_TEXT(e));
         return MW_EIO;
     }
     int tmo = c->o->filter_timeout_ms > 0 ? c->o->filter_timeout_ms : 30000;
@@ -211,7 +278,7 @@ static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char 
         pid_t w = waitpid(pid, &status, WNOHANG);
         if (w == pid) break;
         if (w < 0 && errno != EINTR) {
-            snprintf(why, whylen, "waitpid: %s", strerror(errno));
+            snprintf(why, whylen, "waitpid: %s", MW_ERRNO_TEXT(errno));
             return MW_EIO;
         }
         if (mw_now_ms() >= deadline) {
@@ -326,10 +393,32 @@ static int apply_filter(fctx *c)
         while (j + 1 < c->n && c->pl[j + 1].action == A_GET && c->pl[j + 1].num == c->pl[j].num + 1)
             j++;
         filter_run f = {c, i, c->pl[i].num, MW_BUF_INIT(256 * 1024), 0, 0, 0};
-        int rc = mw_pop3_retr_range(c->p, c->pl[i].num, c->pl[j].num, 0, filter_top, &f);
+        /* The LIST sizes bound each TOP reply (pop3_top_msgs). */
+        mw_pop3_listing *run = calloc(j - i + 1, sizeof *run);
+        if (!run) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+        for (size_t k = i; k <= j; k++) {
+            run[k - i].msg = c->pl[k].num;
+            run[k - i].size = c->pl[k].size;
+        }
+        int rc = pop3_top_msgs(c->p, run, j - i + 1, 0, filter_top, &f);
+        free(run);
         mw_buf_free(&f.hdr);
         if (!rc) {
             i = j + 1;
+            continue;
+        }
+        uint64_t over = pop3_overflow_msg(c->p);
+        if (rc == MW_ETOOBIG && over >= c->pl[i].num && over <= c->pl[j].num) {
+            /* A TOP reply far past the message's size: that message is
+             * left on the server, a new session goes on after it. */
+            char m[sizeof c->err->message + 64];
+            snprintf(m, sizeof m, "%s; message left on the server", mw_pop3_error(c->p)->message);
+            fail(c, rc, "filter: TOP", NULL, m);
+            size_t k = i + (size_t)(over - c->pl[i].num);
+            c->pl[k].action = A_SKIP;
+            c->res->errors++;
+            if (reopen(c)) return c->first_rc;
+            i = k + 1;
             continue;
         }
         if (rc != MW_ESERVER && rc != MW_ETEMP && rc != MW_ETOOBIG)
@@ -464,6 +553,19 @@ static int retrieve(fctx *c)
                 continue;
             }
             c->res->errors++; /* the message in flight is lost to this run */
+            uint64_t over = pop3_overflow_msg(c->p);
+            if (rc == MW_ETOOBIG && over) {
+                char m[sizeof c->err->message + 64];
+                snprintf(m, sizeof m, "%s; not stored, left on the server",
+                         mw_pop3_error(c->p)->message);
+                fail(c, rc, "pop3", NULL, m);
+                /* A reply far past its announced size: that message stays
+                 * on the server, and a new session fetches the rest. */
+                while (i < c->n && c->pl[i].num <= over)
+                    i++;
+                if ((ret = reopen(c))) break;
+                continue;
+            }
             ret = fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
         }
         break;
@@ -535,7 +637,12 @@ static int list_and_uids(fctx *c, uid_list *ul, uint64_t *last)
         for (size_t i = 0; i < c->n; i++) {
             while (k < ul->n && ul->items[k].msg < c->pl[i].num)
                 k++;
-            if (k < ul->n && ul->items[k].msg == c->pl[i].num) c->pl[i].uid = ul->items[k].uid;
+            if (k < ul->n && ul->items[k].msg == c->pl[i].num) {
+                if (ul->items[k].uid[0])
+                    c->pl[i].uid = ul->items[k].uid;
+                else
+                    c->pl[i].bad_uid = 1; /* RFC 1939 §7 broken: see decide() */
+            }
         }
         return 0;
     }
@@ -573,6 +680,20 @@ static void decide(fctx *c, uint64_t last)
         plan *p = &c->pl[i];
         int seen = 0;
         int64_t first = -1;
+        if (p->bad_uid) {
+            /* Its unique-id cannot be kept in the state (nor told apart
+             * from others'): left on the server, the rest goes on. */
+            char m[200];
+            snprintf(m, sizeof m,
+                     "message %llu: UIDL gave it a unique-id that breaks RFC 1939 §7 (a space, "
+                     "over 70 octets or an octet outside 0x21-0x7E); not fetched, left on the "
+                     "server",
+                     (unsigned long long)p->num);
+            fail(c, MW_EPROTO, "pop3", NULL, m);
+            c->res->errors++;
+            p->action = A_SKIP;
+            continue;
+        }
         if (p->uid) {
             seen = mw_state_contains(c->st, p->uid);
             first = mw_state_first_seen(c->st, p->uid);
@@ -664,17 +785,10 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
         fail(&c, rc, "store", &tmp, NULL);
         goto out;
     }
-    mw_pop3_opts po = MW_POP3_OPTS_INIT;
-    if (o->pop3) po = *o->pop3;
     /* The number of messages comes from LIST (list_and_uids): STAT after
      * login would cost a round trip for nothing. */
-    po.skip_stat = 1;
-    opened = 1; /* the session owns po.stream from here on */
-    rc = mw_pop3_open(&c.p, o->host, &po);
-    if (rc) {
-        fail(&c, rc, "pop3", c.p ? mw_pop3_error(c.p) : NULL, NULL);
-        goto out;
-    }
+    opened = 1; /* the session owns the caller's stream from here on */
+    if (open_session(&c)) goto out;
     progress(&c, 1);
     if (list_and_uids(&c, &ul, &last)) goto out;
     if (c.res->uid_mode == 2 && (rc = prune(&c, &ul))) goto out;

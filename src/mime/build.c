@@ -3,10 +3,10 @@
 #include "mime/codec.h"
 #include "mime/mime_int.h"
 #include "util/err.h"
+#include "util/random.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,7 +227,7 @@ int mw_mime_part_set_body_file(mw_mime_part *p, const char *path, mw_error *err)
     if (p->kind != MW_K_LEAF)
         return mw_err_set(err, MW_EINVAL, "a %s part has sub-parts, not a body", p->type);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", path, strerror(errno));
+    if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", path, MW_ERRNO_TEXT(errno));
     struct stat st;
     int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     close(fd);
@@ -382,14 +382,14 @@ static int scan_source(mw_mime_part *p, struct stats *st, mw_error *err)
         scan(st, (const unsigned char *)p->body.data, p->body.len);
     } else {
         int fd = open(p->file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(errno));
+        if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(errno));
         unsigned char *buf = malloc(IO_CHUNK);
         size_t got = 0;
         int rc = 0;
         if (!buf) rc = mw_err_set(err, MW_ENOMEM, "out of memory");
         while (!rc) {
             if (read_all(fd, buf, IO_CHUNK, &got)) {
-                rc = mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(errno));
+                rc = mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(errno));
                 break;
             }
             if (!got) break;
@@ -411,7 +411,7 @@ static int latin_charset(const char *cs)
     return !strncasecmp(cs, "iso-8859-", 9) && cs[9] >= '1' && cs[9] <= '8' && !cs[10];
 }
 
-/* The transfer encoding Tcllib would choose (seed-semantics §3), with one
+/* The transfer encoding Tcllib's mime package would choose, with one
  * deliberate change: 8-bit text without a charset is labelled 8bit rather
  * than sent unlabelled. */
 static int choose_encoding(mw_mime_part *p, const struct stats *st)
@@ -507,51 +507,105 @@ static int enc_end(struct enc_out *e)
     return o ? e->fn(e->buf, o, e->ud) : 0;
 }
 
-static int write_leaf_body(mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud, mw_error *err)
-{
+/* A leaf body encoded a piece at a time: mw_leaf_step reads one input piece
+ * (the whole in-memory body, or IO_CHUNK bytes of the file) and hands its
+ * encoding to fn.  write_leaf_body runs it to the end; the pull reader
+ * (reader.c) one step per refill, so a file is never held whole. */
+struct mw_leaf {
     struct enc_out e;
-    memset(&e, 0, sizeof e);
-    e.fn = fn;
-    e.ud = ud;
-    e.enc = enc;
-    e.canon = !strncmp(p->type, "text/", 5);
-    mw_qpenc_init(&e.qp, !e.canon);
-    e.buf = malloc(8192 * 6 + 64);
-    e.tmp = malloc(8192 * 2);
-    int rc = 0;
-    if (!e.buf || !e.tmp)
-        rc = mw_err_set(err, MW_ENOMEM, "out of memory");
-    else if (p->src == MW_SRC_BYTES)
-        rc = enc_chunk(&e, (const unsigned char *)p->body.data, p->body.len);
-    else {
-        int fd = open(p->file, O_RDONLY | O_CLOEXEC);
-        unsigned char *in = fd >= 0 ? malloc(IO_CHUNK) : NULL;
-        if (fd < 0)
-            rc = mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(errno));
-        else if (!in)
-            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
-        while (!rc) {
-            size_t got;
-            if (read_all(fd, in, IO_CHUNK, &got)) {
-                rc = mw_err_set(err, MW_EIO, "%.200s: %s", p->file, strerror(errno));
-                break;
-            }
-            if (!got) break;
-            rc = enc_chunk(&e, in, got);
-        }
-        free(in);
-        if (fd >= 0) close(fd);
+    mw_mime_part *p;
+    int fd;
+    unsigned char *in;
+    size_t off; /* in-memory body: how much was encoded */
+    int done;
+};
+
+int mw_leaf_open(mw_leaf **out, mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud,
+                 mw_error *err)
+{
+    mw_leaf *l = calloc(1, sizeof *l);
+    *out = NULL;
+    if (!l) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    l->p = p;
+    l->fd = -1;
+    l->e.fn = fn;
+    l->e.ud = ud;
+    l->e.enc = enc;
+    l->e.canon = !strncmp(p->type, "text/", 5);
+    mw_qpenc_init(&l->e.qp, !l->e.canon);
+    l->e.buf = malloc(8192 * 6 + 64);
+    l->e.tmp = malloc(8192 * 2);
+    if (!l->e.buf || !l->e.tmp) {
+        mw_leaf_free(l);
+        return mw_err_set(err, MW_ENOMEM, "out of memory");
     }
-    if (!rc) rc = enc_end(&e);
-    free(e.buf);
-    free(e.tmp);
-    return rc;
+    if (p->src == MW_SRC_FILE) {
+        l->fd = open(p->file, O_RDONLY | O_CLOEXEC);
+        if (l->fd < 0) {
+            int e = errno;
+            mw_leaf_free(l);
+            return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(e));
+        }
+        if (!(l->in = malloc(IO_CHUNK))) {
+            mw_leaf_free(l);
+            return mw_err_set(err, MW_ENOMEM, "out of memory");
+        }
+    }
+    *out = l;
+    return 0;
 }
 
-static int gen_boundary(char *b, size_t size)
+/* 0: a piece was encoded (more may follow), 1: the body is finished, or
+ * fn's non-zero value / MW_EIO. */
+int mw_leaf_step(mw_leaf *l, mw_error *err)
+{
+    if (l->done) return 1;
+    int rc;
+    if (l->fd < 0) {
+        size_t n = l->p->body.len - l->off;
+        if (n) {
+            n = n > IO_CHUNK ? IO_CHUNK : n;
+            rc = enc_chunk(&l->e, (const unsigned char *)l->p->body.data + l->off, n);
+            l->off += n;
+            return rc;
+        }
+        rc = 0;
+    } else {
+        size_t got;
+        if (read_all(l->fd, l->in, IO_CHUNK, &got))
+            return mw_err_set(err, MW_EIO, "%.200s: %s", l->p->file, MW_ERRNO_TEXT(errno));
+        if (got) return enc_chunk(&l->e, l->in, got);
+        rc = 0;
+    }
+    if (!rc) rc = enc_end(&l->e);
+    if (!rc) l->done = 1;
+    return rc ? rc : 1;
+}
+
+void mw_leaf_free(mw_leaf *l)
+{
+    if (!l) return;
+    if (l->fd >= 0) close(l->fd);
+    free(l->in);
+    free(l->e.buf);
+    free(l->e.tmp);
+    free(l);
+}
+
+static int write_leaf_body(mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud, mw_error *err)
+{
+    mw_leaf *l;
+    int rc = mw_leaf_open(&l, p, enc, fn, ud, err);
+    while (!rc)
+        rc = mw_leaf_step(l, err);
+    mw_leaf_free(l);
+    return rc == 1 ? 0 : rc;
+}
+
+static int gen_boundary(char *b, size_t size, mw_error *err)
 {
     unsigned char r[16];
-    if (RAND_bytes(r, sizeof r) != 1) return -1;
+    if (mw_random_bytes(r, sizeof r, err)) return MW_EIO;
     /* "=_" cannot appear in base64 or quoted-printable output (RFC 2045
      * §6.7 encodes '='), so only unencoded bodies need checking. */
     int n = snprintf(b, size, "=_mw_");
@@ -635,8 +689,7 @@ int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error
         char b[64];
         int tries = 0;
         do {
-            if (gen_boundary(b, sizeof b))
-                return mw_err_set(err, MW_EINVAL, "no random bytes for a boundary");
+            if ((rc = gen_boundary(b, sizeof b, err))) return rc;
         } while (boundary_in(p, b) && ++tries < 8);
         if (tries == 8)
             return mw_err_set(err, MW_EINVAL, "no boundary found that the content lacks");
@@ -692,6 +745,8 @@ int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error
         return mw_err_set(err, rc, "out of memory");
     p->enc = enc;
     if ((rc = mw_mime_headers_write(p->hdr, fn, ud))) return rc;
+    /* The pull reader plans the output first and encodes bodies later. */
+    if (fn == mw_reader_plan_fn) return mw_reader_plan_leaf(ud, p, enc, err);
     return write_leaf_body(p, enc, fn, ud, err);
 }
 

@@ -1,8 +1,10 @@
 /* Dates (RFC 5322 §3.3 and the obsolete forms of §4.3) and unique IDs. */
 #include "mime/mime_int.h"
 #include "util/err.h"
+#include "util/fmt.h"
+#include "util/random.h"
 
-#include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -180,6 +182,9 @@ int mw_mime_date_parse(mw_mime_date *out, const char *s, size_t n)
     return 0;
 }
 
+/* RFC 5322 §3.3, written with the table above and util/fmt.h, not
+ * strftime (the caller's locale cannot change the names) nor printf (this
+ * runs once per message sent: SMTP's Date field comes from here too). */
 int mw_mime_date_format(char *buf, size_t size, int64_t t, int zone_minutes)
 {
     if (size < MW_MIME_DATE_SIZE || zone_minutes < -1439 || zone_minutes > 1439) return MW_EINVAL;
@@ -187,10 +192,25 @@ int mw_mime_date_format(char *buf, size_t size, int64_t t, int zone_minutes)
     struct tm tm;
     if (!gmtime_r(&local, &tm)) return MW_EINVAL;
     int az = zone_minutes < 0 ? -zone_minutes : zone_minutes;
-    int n = snprintf(buf, size, "%s, %d %s %04d %02d:%02d:%02d %c%02d%02d", Wdays[tm.tm_wday],
-                     tm.tm_mday, Months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, zone_minutes < 0 ? '-' : '+', az / 60, az % 60);
-    return n > 0 && (size_t)n < size ? 0 : MW_EINVAL;
+    mw_fmt f;
+    mw_fmt_init(&f, buf, size);
+    mw_fmt_str(&f, Wdays[tm.tm_wday]);
+    mw_fmt_mem(&f, ", ", 2);
+    mw_fmt_uint(&f, (unsigned)tm.tm_mday, 1);
+    mw_fmt_mem(&f, " ", 1);
+    mw_fmt_str(&f, Months[tm.tm_mon]);
+    mw_fmt_mem(&f, " ", 1);
+    mw_fmt_uint(&f, (unsigned long long)((long long)tm.tm_year + 1900), 4);
+    mw_fmt_mem(&f, " ", 1);
+    mw_fmt_uint(&f, (unsigned)tm.tm_hour, 2);
+    mw_fmt_mem(&f, ":", 1);
+    mw_fmt_uint(&f, (unsigned)tm.tm_min, 2);
+    mw_fmt_mem(&f, ":", 1);
+    mw_fmt_uint(&f, (unsigned)tm.tm_sec, 2);
+    mw_fmt_mem(&f, zone_minutes < 0 ? " -" : " +", 2);
+    mw_fmt_uint(&f, (unsigned)(az / 60), 2);
+    mw_fmt_uint(&f, (unsigned)(az % 60), 2);
+    return f.over ? MW_EINVAL : 0;
 }
 
 int mw_mime_date_now(char *buf, size_t size)
@@ -201,10 +221,30 @@ int mw_mime_date_now(char *buf, size_t size)
     return mw_mime_date_format(buf, size, (int64_t)now, (int)(tm.tm_gmtoff / 60));
 }
 
+/* Message-ID (RFC 5322 §3.6.4): unique, not secret; SMTP's come from here
+ * too.  Drawing random octets per message cost a system call for every
+ * message of a batch; instead each thread draws 12 random octets once and
+ * adds a counter.  A fork copies that state, so a pthread_atfork handler
+ * bumps a generation number that makes every thread of the child draw
+ * afresh. */
+static unsigned long msgid_generation = 1;
+static pthread_once_t msgid_once = PTHREAD_ONCE_INIT;
+static void msgid_forked(void)
+{
+    __atomic_add_fetch(&msgid_generation, 1, __ATOMIC_RELAXED);
+}
+static void msgid_init(void)
+{
+    pthread_atfork(NULL, NULL, msgid_forked);
+}
+
 int mw_mime_unique_id(char *buf, size_t size, const char *domain)
 {
-    unsigned char r[16];
+    static _Thread_local unsigned char seed[12];
+    static _Thread_local unsigned long seed_gen;
+    static _Thread_local unsigned long long counter;
     char host[256];
+    if (!buf || size == 0) return MW_EINVAL;
     if (!domain || !*domain) {
         /* The host name when it looks qualified; else a name that cannot
          * collide with a real domain (RFC 2606). */
@@ -215,10 +255,35 @@ int mw_mime_unique_id(char *buf, size_t size, const char *domain)
             domain = "mailwire.invalid";
     }
     if (strpbrk(domain, "<>\r\n \t@")) return MW_EINVAL;
-    if (RAND_bytes(r, sizeof r) != 1) return MW_EINVAL;
-    char hex[33];
-    for (size_t k = 0; k < sizeof r; k++)
-        snprintf(hex + 2 * k, 3, "%02x", r[k]);
-    int n = snprintf(buf, size, "<%lld.%s@%s>", (long long)time(NULL), hex, domain);
-    return n > 0 && (size_t)n < size ? 0 : MW_ETOOBIG;
+    pthread_once(&msgid_once, msgid_init);
+    unsigned long gen = __atomic_load_n(&msgid_generation, __ATOMIC_RELAXED);
+    if (seed_gen != gen) {
+        /* The kernel's generator, not OpenSSL's: the first RAND_bytes of a
+         * process sets up its DRBG and providers, costly when TLS is not
+         * used at all. */
+        if (mw_random_bytes(seed, sizeof seed, NULL)) return MW_EIO;
+        seed_gen = gen;
+        counter = 0;
+    }
+    counter++;
+    /* <time.seed-in-hex.counter@domain>, by table and without printf. */
+    static const char digits[] = "0123456789abcdef";
+    char hex[24];
+    for (size_t i = 0; i < sizeof seed; i++) {
+        hex[2 * i] = digits[seed[i] >> 4];
+        hex[2 * i + 1] = digits[seed[i] & 15];
+    }
+    mw_fmt f;
+    mw_fmt_init(&f, buf, size);
+    time_t now = time(NULL);
+    mw_fmt_mem(&f, "<", 1);
+    mw_fmt_uint(&f, now > 0 ? (unsigned long long)now : 0, 1);
+    mw_fmt_mem(&f, ".", 1);
+    mw_fmt_mem(&f, hex, sizeof hex);
+    mw_fmt_mem(&f, ".", 1);
+    mw_fmt_hex(&f, counter);
+    mw_fmt_mem(&f, "@", 1);
+    mw_fmt_str(&f, domain);
+    mw_fmt_mem(&f, ">", 1);
+    return f.over ? MW_ETOOBIG : 0;
 }

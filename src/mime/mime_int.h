@@ -91,3 +91,13 @@ int mw_encoding_from_name(const char *s, size_t n);
 /* Writers (write.c, build.c). */
 int mw_write_part(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
 int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
+/* A leaf body encoded a piece at a time (build.c). */
+typedef struct mw_leaf mw_leaf;
+int mw_leaf_open(mw_leaf **out, mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud,
+                 mw_error *err);
+int mw_leaf_step(mw_leaf *l, mw_error *err);
+void mw_leaf_free(mw_leaf *l);
+/* The pull reader's planning pass (reader.c): the writer hands it every
+ * byte but the built leaf bodies, which it records to encode on demand. */
+int mw_reader_plan_fn(const char *data, size_t len, void *ud);
+int mw_reader_plan_leaf(void *ud, mw_mime_part *p, int enc, mw_error *err);

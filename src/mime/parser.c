@@ -5,6 +5,7 @@
 #include "mime/mime_int.h"
 #include "util/err.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,11 @@
 #define MAX_PAD        256
 #define LOOK           (2 + MAX_BOUNDARY + 2 + MAX_PAD + 2)
 #define HARD_MAX_DEPTH 1000
-#define DECODE_SLICE   8192
+/* Every part keeps its header block in the tree: all of them together may
+ * hold at most this many times headers.max_total (16 MiB by default), so
+ * max_parts small parts cannot each bring a whole block's worth. */
+#define ALL_HEADERS_FACTOR 16
+#define DECODE_SLICE       8192
 
 enum { S_HEADERS, S_BODY };
 
@@ -36,6 +41,7 @@ struct mw_mime_parser {
     int bol;
     mw_buf in;
     size_t nparts, warnings, kept;
+    size_t hdr_bytes; /* header bytes of all parts so far */
     mw_b64dec b64;
     mw_qpdec qp;
     mw_cv cv;
@@ -465,6 +471,17 @@ static int run(mw_mime_parser *p, int eof)
             }
             size_t used = 0;
             int r = mw_mime_headers_feed(p->cur->hdr, d + i, end - i, &used);
+            size_t all = p->o.headers.max_total > SIZE_MAX / ALL_HEADERS_FACTOR
+                             ? SIZE_MAX
+                             : p->o.headers.max_total * ALL_HEADERS_FACTOR;
+            p->hdr_bytes += used;
+            if (r >= 0 && p->hdr_bytes > all) {
+                rc = fail(p, mw_err_set(&p->err, MW_ETOOBIG,
+                                        "part %s: the header blocks of all parts are over the "
+                                        "%zu bytes allowed together",
+                                        p->cur->path, all));
+                break;
+            }
             if (r < 0) {
                 rc = fail(p, mw_err_set(&p->err, r, "part %s: %s", p->cur->path,
                                         mw_mime_headers_error(p->cur->hdr)->message));

@@ -57,7 +57,7 @@ static int fd_write(const char *d, size_t n, void *ud)
     while (n) {
         ssize_t r = write(w->fd, d, n);
         if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) return mw_err_set(w->err, MW_EIO, "write: %s", strerror(errno));
+        if (r <= 0) return mw_err_set(w->err, MW_EIO, "write: %s", MW_ERRNO_TEXT(errno));
         d += r;
         n -= (size_t)r;
     }

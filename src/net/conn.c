@@ -4,6 +4,7 @@
 #include "util/buf.h"
 #include "util/err.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -149,6 +150,16 @@ static int64_t io_deadline(mw_conn *c)
  * operation's deadline. */
 static int timeout_detail(mw_conn *c, const char *what, mw_error *err)
 {
+    /* A session limit of the stream (max-time, rate floor) already named
+     * itself: keep its message, with what we were doing. */
+    if (mw_stream_limit_hit(c->s)) {
+        if (!err) return MW_ETIMEOUT;
+        char m[sizeof err->message];
+        snprintf(m, sizeof m, "%s", err->message);
+        char *w = strstr(m, " while ");
+        if (w) *w = '\0';
+        return mw_err_set(err, MW_ETIMEOUT, "%s while %s", m, what);
+    }
     if (c->deadline != MW_NO_DEADLINE && mw_now_ms() >= c->deadline)
         return mw_err_set(err, MW_ETIMEOUT, "operation deadline passed while %s", what);
     return mw_err_set(err, MW_ETIMEOUT, "no progress for %d ms while %s", c->io_timeout_ms, what);

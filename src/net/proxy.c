@@ -221,6 +221,17 @@ static int socks5(mw_stream *s, const mw_proxy *px, const char *host, unsigned p
 
 /* ---- HTTP CONNECT -------------------------------------------------------------- */
 
+/* The status code of "HTTP/1.x SP 3DIGIT SP reason" (RFC 9112 §4) from the
+ * text after "HTTP/1.x"; -1 when it is not there. */
+static int http_status(const char *p)
+{
+    if (p[0] != ' ' || p[1] < '1' || p[1] > '5') return -1;
+    for (int i = 2; i <= 3; i++)
+        if (p[i] < '0' || p[i] > '9') return -1;
+    if (p[4] != ' ' && p[4] != '\r' && p[4] != '\n') return -1;
+    return (p[1] - '0') * 100 + (p[2] - '0') * 10 + (p[3] - '0');
+}
+
 static int http_connect(mw_stream *s, const mw_proxy *px, const char *host, unsigned port,
                         int64_t deadline, mw_error *err)
 {
@@ -256,7 +267,7 @@ static int http_connect(mw_stream *s, const mw_proxy *px, const char *host, unsi
     }
     head[hl] = '\0';
     int code = 0;
-    if (strncmp(head, "HTTP/1.", 7) != 0 || sscanf(head + 8, " %3d", &code) != 1)
+    if (strncmp(head, "HTTP/1.", 7) != 0 || (code = http_status(head + 8)) < 0)
         return mw_err_set(err, MW_EPROTO, "not an HTTP proxy's answer to CONNECT");
     if (code / 100 == 2) return 0;
     char line[200];

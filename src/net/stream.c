@@ -36,7 +36,17 @@ mw_stream *mw_stream_alloc(int kind)
     s->kind = kind;
     s->rfd = s->wfd = -1;
     s->pid = -1;
+    s->op_deadline = MW_NO_DEADLINE;
     return s;
+}
+
+/* A limit for a message: "5 s" when whole seconds, else "1500 ms". */
+static void ms_text(char *buf, size_t n, int ms)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, n, "%d s", ms / 1000);
+    else
+        snprintf(buf, n, "%d ms", ms);
 }
 
 int64_t mw_deadline_min(int64_t deadline_ms, int io_timeout_ms)
@@ -81,7 +91,7 @@ int mw_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, con
         int r = poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
         if (r < 0) {
             if (errno == EINTR) continue;
-            return mw_err_set(err, MW_ENET, "poll failed while %s: %s", what, strerror(errno));
+            return mw_err_set(err, MW_ENET, "poll failed while %s: %s", what, MW_ERRNO_TEXT(errno));
         }
         if (mw_cancel_requested(cancel)) return canceled(cancel, err);
         /* POLLHUP/POLLERR: let the following read/write report what happened. */
@@ -138,7 +148,7 @@ static int sock_timed_read(mw_stream *s, void *buf, size_t len, size_t *got, int
             return 0;
         }
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-        return mw_err_set(err, MW_ENET, "read failed: %s", strerror(errno));
+        return mw_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
     }
 }
 
@@ -167,7 +177,7 @@ static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
         }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return mw_err_set(err, MW_ENET, "read failed: %s", strerror(errno));
+            return mw_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
         int rc = mw_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
         if (rc) return rc;
     }
@@ -196,7 +206,8 @@ static ssize_t write_nosigpipe(int fd, const void *buf, size_t len)
     return n;
 }
 
-static int fd_write(mw_stream *s, const void *buf, size_t len, int64_t deadline, mw_error *err)
+static int fd_write(mw_stream *s, const void *buf, size_t len, size_t *done, int64_t deadline,
+                    mw_error *err)
 {
     const char *p = buf;
     while (len > 0) {
@@ -206,13 +217,14 @@ static int fd_write(mw_stream *s, const void *buf, size_t len, int64_t deadline,
         if (n > 0) {
             p += n;
             len -= (size_t)n;
+            *done += (size_t)n;
             continue;
         }
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             if (errno == EPIPE || errno == ECONNRESET)
                 return mw_err_set(err, MW_ENET, "write failed: the peer closed the connection");
-            return mw_err_set(err, MW_ENET, "write failed: %s", strerror(errno));
+            return mw_err_set(err, MW_ENET, "write failed: %s", MW_ERRNO_TEXT(errno));
         }
         int rc = mw_wait_fd(s->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
         if (rc) return rc;
@@ -220,11 +232,28 @@ static int fd_write(mw_stream *s, const void *buf, size_t len, int64_t deadline,
     return 0;
 }
 
-static void apply_opts(mw_stream *s, const mw_net_opts *opts)
+/* opts is a current-version copy (mw_net_opts_copy); start is when the
+ * session began (max_time_ms counts from there). */
+static void apply_opts(mw_stream *s, const mw_net_opts *opts, int64_t start)
 {
-    if (!opts) return;
     s->io_timeout_ms = opts->io_timeout_ms > 0 ? opts->io_timeout_ms : 0;
     s->cancel = opts->cancel;
+    s->max_time_ms = opts->max_time_ms > 0 ? opts->max_time_ms : 0;
+    s->op_deadline = s->max_time_ms ? start + s->max_time_ms : MW_NO_DEADLINE;
+    s->speed_limit = opts->speed_limit;
+    s->speed_time_ms = opts->speed_time_ms;
+    mw_rate_init(&s->rate, opts->speed_limit, opts->speed_time_ms);
+}
+
+/* The limits of version 3 must make sense: a negative time is a mistake. */
+static int check_limits(const mw_net_opts *o, mw_error *err)
+{
+    if (o->max_time_ms < 0)
+        return mw_err_set(err, MW_EINVAL, "invalid max_time_ms %d (0 = none)", o->max_time_ms);
+    if (o->speed_limit && o->speed_time_ms <= 0)
+        return mw_err_set(err, MW_EINVAL, "speed_limit %u needs a speed_time_ms above 0",
+                          o->speed_limit);
+    return 0;
 }
 
 int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *opts, mw_error *err)
@@ -232,19 +261,22 @@ int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *
     if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
     if (rfd < 0 || wfd < 0) return mw_err_set(err, MW_EINVAL, "invalid file descriptor");
-    if (opts && opts->version != MW_NET_OPTS_VERSION && opts->version != 1)
+    mw_net_opts o;
+    if (mw_net_opts_copy(&o, opts) != 0)
         return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    int lrc = check_limits(&o, err);
+    if (lrc) return lrc;
     /* Non-blocking so that no single read or write can outlive a deadline. */
     if (set_nonblock(rfd) != 0 || set_nonblock(wfd) != 0)
         return mw_err_set(err, MW_EINVAL, "cannot make descriptor non-blocking: %s",
-                          strerror(errno));
+                          MW_ERRNO_TEXT(errno));
     mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
     if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
     s->rfd = rfd;
     s->wfd = wfd;
     s->own = own;
     s->wfd_socket = is_socket(wfd);
-    apply_opts(s, opts);
+    if (opts) apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;
     return 0;
 }
@@ -496,33 +528,42 @@ static int lookup(const char *name, unsigned port, const mw_net_opts *opts, stru
                           opts->connect_timeout_ms);
     if (g != 0)
         return mw_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
-                          g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+                          g == EAI_SYSTEM ? MW_ERRNO_TEXT(errno) : gai_strerror(g));
     *res = r;
     return 0;
 }
 
 /* A TCP connection to name (unbracketed) port, its addresses raced.  host
- * is the name as the caller gave it, for messages. */
+ * is the name as the caller gave it, for messages; start is when the
+ * session began (its max_time_ms, if any, bounds the lookup and the race
+ * together). */
 static int tcp_direct(mw_stream **out, const char *name, const char *host, unsigned port,
-                      const mw_net_opts *opts, mw_error *err)
+                      const mw_net_opts *opts, int64_t start, mw_error *err)
 {
     struct addrinfo *res = NULL;
     int lrc = lookup(name, port, opts, &res, err);
     if (lrc) return lrc;
     int fd = -1, tried = 0, last_errno = 0;
     char last[64] = "";
-    int rc = mw_tcp_connect_happy(res, opts->connect_timeout_ms, MW_TCP_ATTEMPT_DELAY_MS,
-                                  opts->cancel, &fd, &tried, &last_errno, last, sizeof last);
+    int race_ms = opts->connect_timeout_ms;
+    if (opts->max_time_ms > 0) {
+        int64_t left = start + opts->max_time_ms - mw_now_ms();
+        if (left < 1) left = 1;
+        if (race_ms <= 0 || left < race_ms) race_ms = (int)left;
+    }
+    int rc = mw_tcp_connect_happy(res, race_ms, MW_TCP_ATTEMPT_DELAY_MS, opts->cancel, &fd, &tried,
+                                  &last_errno, last, sizeof last);
     freeaddrinfo(res);
     if (rc == MW_ECANCELED)
         return mw_err_set(err, rc, "operation canceled while connecting to %s", host);
     if (rc == MW_ETIMEOUT)
         return mw_err_set(
             err, rc, "connect to %s port %u timed out after %d ms (%d address%s tried, last %s)",
-            host, port, opts->connect_timeout_ms, tried, tried == 1 ? "" : "es", last);
+            host, port, race_ms, tried, tried == 1 ? "" : "es", last);
     if (rc != 0)
         return mw_err_set(err, rc, "cannot connect to %s port %u: %s (%d address%s tried, last %s)",
-                          host, port, strerror(last_errno), tried, tried == 1 ? "" : "es", last);
+                          host, port, MW_ERRNO_TEXT(last_errno), tried, tried == 1 ? "" : "es",
+                          last);
     mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
     char *h = strdup(name);
     if (!s || !h) {
@@ -539,7 +580,7 @@ static int tcp_direct(mw_stream **out, const char *name, const char *host, unsig
      * call that must not wait passing MSG_DONTWAIT (see sock_timed_read). */
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0) s->sock_timed = 1;
-    apply_opts(s, opts);
+    apply_opts(s, opts, start);
     *out = s;
     return 0;
 }
@@ -549,9 +590,12 @@ int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src)
     mw_net_opts d = MW_NET_OPTS_INIT;
     *dst = d;
     if (!src) return 0;
-    if (src->version == 1) {
-        /* Version 1 ends before proxy: copy only what it has. */
-        memcpy(dst, src, offsetof(mw_net_opts, proxy));
+    if (src->version == 1 || src->version == 2) {
+        /* Version 1 ends before proxy, version 2 before max_time_ms: copy
+         * only what the caller's struct has; the rest keeps its default. */
+        memcpy(dst, src,
+               src->version == 1 ? offsetof(mw_net_opts, proxy)
+                                 : offsetof(mw_net_opts, max_time_ms));
         dst->version = MW_NET_OPTS_VERSION;
         return 0;
     }
@@ -564,14 +608,14 @@ int mw_net_opts_copy(mw_net_opts *dst, const mw_net_opts *src)
  * name port (the connect timeout again for that).  The stream then names
  * the target host, which TLS verifies — never the proxy. */
 static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, unsigned port,
-                         const mw_net_opts *opts, mw_error *err)
+                         const mw_net_opts *opts, int64_t start, mw_error *err)
 {
     mw_proxy px;
     int rc = mw_proxy_parse(&px, opts->proxy, err);
     if (rc) return rc;
     mw_stream *s = NULL;
     mw_error pe = {0};
-    if ((rc = tcp_direct(&s, px.host, px.host, px.port, opts, &pe)) != 0)
+    if ((rc = tcp_direct(&s, px.host, px.host, px.port, opts, start, &pe)) != 0)
         return mw_err_set(err, rc, "proxy: %s", pe.message);
     char target[INET6_ADDRSTRLEN + 1];
     const char *ask = name;
@@ -625,6 +669,13 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
         return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
     if (o.family != 0 && o.family != 4 && o.family != 6)
         return mw_err_set(err, MW_EINVAL, "invalid address family %d (0, 4 or 6)", o.family);
+    int rc = check_limits(&o, err);
+    if (rc) return rc;
+    /* max_time_ms counts from here: it bounds the lookup and the connect
+     * too, as a connect timeout when it is the shorter. */
+    int64_t start = mw_now_ms();
+    if (o.max_time_ms > 0 && (o.connect_timeout_ms <= 0 || o.max_time_ms < o.connect_timeout_ms))
+        o.connect_timeout_ms = o.max_time_ms;
     /* An IPv6 literal may come bracketed, as in a URL. */
     char name[260];
     size_t hl = strlen(host);
@@ -634,8 +685,18 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
     } else {
         snprintf(name, sizeof name, "%s", host);
     }
-    if (o.proxy && *o.proxy) return tcp_via_proxy(out, name, host, port, &o, err);
-    return tcp_direct(out, name, host, port, &o, err);
+    if (o.proxy && *o.proxy)
+        rc = tcp_via_proxy(out, name, host, port, &o, start, err);
+    else
+        rc = tcp_direct(out, name, host, port, &o, start, err);
+    if (rc == MW_ETIMEOUT && o.max_time_ms > 0 && mw_now_ms() >= start + o.max_time_ms) {
+        char t[32];
+        ms_text(t, sizeof t, o.max_time_ms);
+        return mw_err_set(err, rc,
+                          "session exceeded its max-time of %s while connecting to %s port %u", t,
+                          host, port);
+    }
+    return rc;
 }
 
 /* ---- command stream ----------------------------------------------------- */
@@ -645,8 +706,11 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
     if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
     if (!command || !*command) return mw_err_set(err, MW_EINVAL, "empty command");
-    if (opts && opts->version != MW_NET_OPTS_VERSION && opts->version != 1)
+    mw_net_opts o;
+    if (mw_net_opts_copy(&o, opts) != 0)
         return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+    int lrc = check_limits(&o, err);
+    if (lrc) return lrc;
     mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
     if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
     /* One socketpair end is the child's stdin and stdout: a socket lets us
@@ -654,7 +718,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         free(s);
-        return mw_err_set(err, MW_EIO, "socketpair: %s", strerror(errno));
+        return mw_err_set(err, MW_EIO, "socketpair: %s", MW_ERRNO_TEXT(errno));
     }
     char *const argv[] = {"/bin/sh", "-c", (char *)command, NULL};
     pid_t pid = fork();
@@ -663,7 +727,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
         close(sv[0]);
         close(sv[1]);
         free(s);
-        return mw_err_set(err, MW_EIO, "fork: %s", strerror(e));
+        return mw_err_set(err, MW_EIO, "fork: %s", MW_ERRNO_TEXT(e));
     }
     if (pid == 0) {
         /* Child: only async-signal-safe calls from here to exec. */
@@ -694,7 +758,7 @@ int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *o
     s->own = 1;
     s->wfd_socket = 1;
     s->pid = pid;
-    apply_opts(s, opts);
+    if (opts) apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;
     return 0;
 }
@@ -768,7 +832,8 @@ static int cb_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
     return 0;
 }
 
-static int cb_write(mw_stream *s, const void *buf, size_t len, int64_t deadline, mw_error *err)
+static int cb_write(mw_stream *s, const void *buf, size_t len, size_t *done, int64_t deadline,
+                    mw_error *err)
 {
     const char *p = buf;
     while (len > 0) {
@@ -782,21 +847,16 @@ static int cb_write(mw_stream *s, const void *buf, size_t len, int64_t deadline,
         if (n == 0) return mw_err_set(err, MW_ENET, "stream callback wrote nothing");
         p += n;
         len -= (size_t)n;
+        *done += (size_t)n;
     }
     return 0;
 }
 
 /* ---- public dispatch ------------------------------------------------------- */
 
-int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
-                   mw_error *err)
+static int kind_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
+                     mw_error *err)
 {
-    if (!got) return mw_err_set(err, MW_EINVAL, "no output length pointer");
-    *got = 0;
-    if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream read arguments");
-    if (len == 0) return 0;
-    if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
-    int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
     switch (s->kind) {
     case MW_STREAM_FD:
         return fd_read(s, buf, len, got, deadline, err);
@@ -808,21 +868,133 @@ int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
     return mw_err_set(err, MW_EINVAL, "unknown stream kind");
 }
 
+/* Writes what it can by the deadline; *done counts the bytes that went out
+ * (also on failure, so a limit check can go on from there). */
+static int kind_write(mw_stream *s, const void *buf, size_t len, size_t *done, int64_t deadline,
+                      mw_error *err)
+{
+    int rc;
+    switch (s->kind) {
+    case MW_STREAM_FD:
+        return fd_write(s, buf, len, done, deadline, err);
+    case MW_STREAM_CB:
+        return cb_write(s, buf, len, done, deadline, err);
+    case MW_STREAM_TLS:
+        rc = mw_tls_write(s, buf, len, deadline, err);
+        if (!rc) *done = len;
+        return rc;
+    }
+    return mw_err_set(err, MW_EINVAL, "unknown stream kind");
+}
+
+/* ---- session limits (mw_net_opts version 3) ----------------------------------- */
+
+enum { LIM_NONE, LIM_OP, LIM_RATE };
+
+static int has_limits(const mw_stream *s)
+{
+    return s->op_deadline != MW_NO_DEADLINE || mw_rate_on(&s->rate);
+}
+
+/* The earliest of deadline, the session's max-time deadline and the end of
+ * the rate window (counted from now); *which says if it is one of the last
+ * two. */
+static int64_t limit_deadline(const mw_stream *s, int64_t deadline, int64_t now, int *which)
+{
+    *which = LIM_NONE;
+    if (s->op_deadline <= deadline) {
+        deadline = s->op_deadline;
+        *which = LIM_OP;
+    }
+    if (mw_rate_on(&s->rate)) {
+        int64_t end = now + mw_rate_budget(&s->rate);
+        if (end < deadline) {
+            deadline = end;
+            *which = LIM_RATE;
+        }
+    }
+    return deadline;
+}
+
+static int max_time_exceeded(mw_stream *s, const char *what, mw_error *err)
+{
+    char t[32];
+    ms_text(t, sizeof t, s->max_time_ms);
+    s->limit_hit = 1;
+    return mw_err_set(err, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t, what);
+}
+
+static int too_slow(mw_stream *s, const char *what, mw_error *err)
+{
+    char t[32];
+    ms_text(t, sizeof t, s->speed_time_ms);
+    s->limit_hit = 1;
+    return mw_err_set(
+        err, MW_ETIMEOUT, "transfer slower than %u byte%s/s over %s (%llu byte%s moved) while %s",
+        s->speed_limit, s->speed_limit == 1 ? "" : "s", t, (unsigned long long)s->rate.failed_bytes,
+        s->rate.failed_bytes == 1 ? "" : "s", what);
+}
+
+int mw_stream_limit_hit(const mw_stream *s)
+{
+    for (; s; s = s->inner)
+        if (s->limit_hit) return 1;
+    return 0;
+}
+
+int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
+                   mw_error *err)
+{
+    if (!got) return mw_err_set(err, MW_EINVAL, "no output length pointer");
+    *got = 0;
+    if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream read arguments");
+    if (len == 0) return 0;
+    if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
+    int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
+    s->limit_hit = 0;
+    if (!has_limits(s)) return kind_read(s, buf, len, got, deadline, err);
+    for (;;) {
+        int which;
+        int64_t t0 = mw_now_ms();
+        int64_t dl = limit_deadline(s, deadline, t0, &which);
+        if (which == LIM_OP && t0 >= dl) return max_time_exceeded(s, "waiting for data", err);
+        int rc = kind_read(s, buf, len, got, dl, err);
+        if (mw_rate_account(&s->rate, mw_now_ms() - t0, *got) != 0) {
+            *got = 0;
+            return too_slow(s, "waiting for data", err);
+        }
+        if (rc == MW_ETIMEOUT && which == LIM_RATE) continue; /* window not over yet */
+        if (rc == MW_ETIMEOUT && which == LIM_OP)
+            return max_time_exceeded(s, "waiting for data", err);
+        return rc;
+    }
+}
+
 int mw_stream_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err)
 {
     if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream write arguments");
     if (len == 0) return 0;
     if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
     int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
-    switch (s->kind) {
-    case MW_STREAM_FD:
-        return fd_write(s, buf, len, deadline, err);
-    case MW_STREAM_CB:
-        return cb_write(s, buf, len, deadline, err);
-    case MW_STREAM_TLS:
-        return mw_tls_write(s, buf, len, deadline, err);
+    s->limit_hit = 0;
+    size_t done = 0;
+    if (!has_limits(s)) return kind_write(s, buf, len, &done, deadline, err);
+    const char *p = buf;
+    for (;;) {
+        int which;
+        int64_t t0 = mw_now_ms();
+        int64_t dl = limit_deadline(s, deadline, t0, &which);
+        if (which == LIM_OP && t0 >= dl) return max_time_exceeded(s, "sending", err);
+        done = 0;
+        int rc = kind_write(s, p, len, &done, dl, err);
+        if (mw_rate_account(&s->rate, mw_now_ms() - t0, done) != 0)
+            return too_slow(s, "sending", err);
+        p += done;
+        len -= done;
+        if (rc == MW_ETIMEOUT && which == LIM_RATE && len > 0) continue;
+        if (rc == MW_ETIMEOUT && which == LIM_OP) return max_time_exceeded(s, "sending", err);
+        return rc;
     }
-    return mw_err_set(err, MW_EINVAL, "unknown stream kind");
 }
 
 void mw_stream_free(mw_stream *s)

@@ -12,6 +12,7 @@
 
 #include "mailwire/error.h"
 #include "mailwire/net.h"
+#include "net/rate.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -47,7 +48,22 @@ struct mw_stream {
     char *host;        /* the host name/literal connected to (TCP), or NULL */
     int io_timeout_ms; /* bound on each read/write; 0 = none */
     mw_cancel *cancel; /* watched in every wait; may be NULL */
+    /* Session limits (mw_net_opts version 3), applied by mw_stream_read/
+     * mw_stream_write.  Set on the stream made from the options (TCP, fd,
+     * command); a TLS stream over it has none of its own, its inner
+     * stream's reads and writes carry them. */
+    int64_t op_deadline; /* when max_time_ms runs out, or MW_NO_DEADLINE */
+    int max_time_ms;
+    unsigned speed_limit;
+    int speed_time_ms;
+    mw_rate rate;
+    int limit_hit; /* the last MW_ETIMEOUT came from one of these limits */
 };
+
+/* 1 when the last MW_ETIMEOUT of s (or of a stream under it) came from a
+ * session limit (max_time_ms, the rate floor): its message then says so
+ * and should be kept. */
+int mw_stream_limit_hit(const mw_stream *s);
 
 /* Allocates a zeroed stream of `kind` (fds -1, pid -1). NULL on no memory. */
 mw_stream *mw_stream_alloc(int kind);

@@ -62,7 +62,12 @@ static int has_line_break(const char *s, size_t n)
 
 int pop3_send(mw_pop3 *p, const char *line, size_t len, const char *masked, int flush)
 {
+    /* The lines of an AUTH exchange are not commands: the AUTH line stays
+     * the command an error names. */
+    char cmd[sizeof p->err.command];
+    memcpy(cmd, p->err.command, sizeof cmd);
     mw_error_clear(&p->err);
+    if (p->in_auth) memcpy(p->err.command, cmd, sizeof cmd);
     if (has_line_break(line, len))
         return mw_err_set(&p->err, MW_EINVAL, "CR, LF or NUL in a command; nothing sent");
     /* RFC 2449 §4: command lines are at most 255 octets with the CRLF.
@@ -215,9 +220,18 @@ static void capa_forget(mw_pop3 *p)
     p->capa_known = 0;
 }
 
+/* A CAPA reply longer than this is not a capability list (servers send
+ * a few dozen lines): the session ends without reading the rest. */
+#define P3_MAX_CAPA_LINES 1000
+
 static int capa_line(mw_pop3 *p, const char *line, size_t len, void *ud)
 {
-    (void)ud;
+    size_t *lines = ud;
+    if (++*lines > P3_MAX_CAPA_LINES) {
+        mw_err_set(&p->err, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it",
+                   P3_MAX_CAPA_LINES);
+        return pop3_fatal(p, MW_ETOOBIG);
+    }
     if (p->ncapa >= P3_MAX_CAPA || len == 0) return 0; /* more than we look at: ignored */
     char *s = malloc(len + 1);
     if (!s) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
@@ -234,7 +248,8 @@ int pop3_do_capa(mw_pop3 *p)
     if (!rc) rc = pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_EUNSUPPORTED, "CAPA");
-    rc = pop3_read_lines(p, capa_line, NULL);
+    size_t lines = 0;
+    rc = pop3_read_lines(p, capa_line, &lines);
     if (!rc) p->capa_known = 1;
     return rc;
 }
@@ -280,7 +295,7 @@ static int validate_opts(mw_pop3 *p, const mw_pop3_opts *o)
     if (o->version != MW_POP3_OPTS_VERSION)
         return mw_err_set(&p->err, MW_EINVAL, "mw_pop3_opts version %u is not %u", o->version,
                           MW_POP3_OPTS_VERSION);
-    if (o->tls < MW_POP3_TLS_NONE || o->tls > MW_POP3_TLS_IMPLICIT)
+    if (o->tls < MW_TLS_STARTTLS || o->tls > MW_TLS_IMPLICIT)
         return mw_err_set(&p->err, MW_EINVAL, "unknown TLS mode %d", o->tls);
     if (o->auth < MW_POP3_AUTH_AUTO || o->auth > MW_POP3_AUTH_NONE)
         return mw_err_set(&p->err, MW_EINVAL, "unknown login method %d", o->auth);
@@ -351,8 +366,14 @@ static int do_stls(mw_pop3 *p, const mw_pop3_opts *o)
                    extra);
         return pop3_fatal(p, MW_EPROTO);
     }
-    mw_tls_opts dflt = MW_TLS_OPTS_INIT;
-    rc = mw_conn_starttls(p->conn, o->tls_opts ? o->tls_opts : &dflt, &p->err);
+    /* The name given to open is the one checked, also on a caller's stream
+     * (RFC 2595 §2.4), unless tls_opts names another. */
+    mw_tls_opts t;
+    if (mw_tls_opts_copy(&t, o->tls_opts) != 0)
+        return mw_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
+                          o->tls_opts->version);
+    if (!t.servername && p->host[0]) t.servername = p->host;
+    rc = mw_conn_starttls(p->conn, &t, &p->err);
     if (rc) return pop3_fatal(p, rc);
     mw_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (STLS)", 22);
     capa_forget(p);
@@ -444,7 +465,15 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
      * unless we need it (STLS). */
     rc = pop3_do_capa(p);
     if (rc && p->state == P3_BROKEN) return rc;
-    if (o->tls == MW_POP3_TLS_STLS && (rc = do_stls(p, o))) return rc;
+    if (o->tls == MW_TLS_STARTTLS && (rc = do_stls(p, o))) return rc;
+    if (o->tls == MW_TLS_OPPORTUNISTIC) {
+        if (p->capa_known && capa_find(p, "STLS")) {
+            if ((rc = do_stls(p, o))) return rc;
+            p->tls = MW_TLS_STARTTLS;
+        } else {
+            p->tls = MW_TLS_NONE; /* a login now needs allow_plaintext */
+        }
+    }
     if ((rc = pop3_login(p, o))) return rc;
     p->pipelining = p->want_pipelining && capa_find(p, "PIPELINING");
     if (!o->skip_stat && o->auth != MW_POP3_AUTH_NONE) {
@@ -511,7 +540,15 @@ typedef struct list_acc {
     void *items;
     size_t n, cap, size;
     int uidl;
+    int lenient; /* UIDL: a bad unique-id gives an entry with uid "" */
 } list_acc;
+
+/* A listing that runs past what it may hold ends the session at once: the
+ * rest of the reply is not read (it may never end). */
+static int list_overflow(mw_pop3 *p, int rc)
+{
+    return pop3_fatal(p, rc);
+}
 
 static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
 {
@@ -521,24 +558,40 @@ static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
     size_t ul = 0;
     int bad = a->uidl ? mw_pop3_parse_uidl(line, len, &msg, &uid, &ul)
                       : mw_pop3_parse_listing(line, len, &msg, &size);
+    /* RFC 1939 §7: a unique-id is 1-70 octets of 0x21-0x7E.  One that is
+     * not costs its own message only (fetch leaves it on the server): the
+     * entry keeps the number, with an empty uid. */
+    if (bad && a->lenient && !mw_pop3_parse_uidl_msg(line, len, &msg)) {
+        bad = 0;
+        uid = "";
+        ul = 0;
+    }
     if (bad || (p->have_count && msg > p->count)) {
         mw_err_set_reply(&p->err, line, len);
         mw_err_set(&p->err, MW_EPROTO,
                    bad ? "bad %s line: '%s'" : "%s names a message over the count: '%s'",
                    a->uidl ? "UIDL" : "LIST", p->err.reply);
-        return MW_EPROTO;
+        return list_overflow(p, MW_EPROTO);
     }
     /* A listing has at most one entry per message: the count bounds what
-     * we allocate for it. */
+     * we allocate for it, and how long we read. */
     if (p->have_count && a->n >= p->count) {
         mw_err_set_reply(&p->err, line, len);
-        return mw_err_set(&p->err, MW_EPROTO, "%s lists more entries than the %llu messages: '%s'",
-                          a->uidl ? "UIDL" : "LIST", (unsigned long long)p->count, p->err.reply);
+        mw_err_set(&p->err, MW_EPROTO,
+                   "%s lists more entries than the %llu messages: '%s'; stopped reading it",
+                   a->uidl ? "UIDL" : "LIST", (unsigned long long)p->count, p->err.reply);
+        return list_overflow(p, MW_EPROTO);
+    }
+    size_t most = p->have_count ? P3_MAX_LIST_ITEMS : P3_MAX_LIST_NOCOUNT;
+    if (a->n >= most) {
+        mw_err_set(&p->err, MW_ETOOBIG, "%s reply of over %zu entries%s; stopped reading it",
+                   a->uidl ? "UIDL" : "LIST", most,
+                   p->have_count ? "" : " with no message count (STAT) to bound it");
+        return list_overflow(p, MW_ETOOBIG);
     }
     if (a->n == a->cap) {
-        if (a->cap >= P3_MAX_LIST_ITEMS)
-            return mw_err_set(&p->err, MW_ETOOBIG, "listing of over %u entries", P3_MAX_LIST_ITEMS);
         size_t ncap = a->cap ? a->cap * 2 : 64;
+        if (ncap > most) ncap = most;
         void *ni = realloc(a->items, ncap * a->size);
         if (!ni) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
         a->items = ni;
@@ -560,7 +613,7 @@ static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
 
 /* Reads one LIST or UIDL reply whose command was sent: its status line,
  * then every entry, checked and bounded by list_line. */
-static int read_listing(mw_pop3 *p, int uidl, void **items, size_t *n)
+static int read_listing(mw_pop3 *p, int uidl, int lenient, void **items, size_t *n)
 {
     *items = NULL;
     *n = 0;
@@ -571,7 +624,7 @@ static int read_listing(mw_pop3 *p, int uidl, void **items, size_t *n)
     int rc = pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_ESERVER, what);
-    list_acc a = {NULL, 0, 0, uidl ? sizeof(mw_pop3_uid) : sizeof(mw_pop3_listing), uidl};
+    list_acc a = {NULL, 0, 0, uidl ? sizeof(mw_pop3_uid) : sizeof(mw_pop3_listing), uidl, lenient};
     rc = pop3_read_lines(p, list_line, &a);
     if (rc == MW_EPROTO && p->state != P3_BROKEN)
         pop3_fatal(p, rc); /* a server that lies in listings is not trusted further */
@@ -593,7 +646,7 @@ static int list_all(mw_pop3 *p, int uidl, void **items, size_t *n)
     if (rc) return rc;
     command_deadline(p, 1);
     rc = pop3_send(p, what, 4, NULL, 1);
-    if (!rc) rc = read_listing(p, uidl, items, n);
+    if (!rc) rc = read_listing(p, uidl, 0, items, n);
     command_deadline(p, 0);
     return rc;
 }
@@ -631,14 +684,14 @@ int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_ui
     if (!rc && piped) rc = pop3_send(p, "UIDL", 4, NULL, 1);
     void *li = NULL, *ui = NULL;
     size_t nl = 0, nu = 0;
-    if (!rc) rc = read_listing(p, 0, &li, &nl);
+    if (!rc) rc = read_listing(p, 0, 0, &li, &nl);
     if (!rc) count_from_list(p, li, nl);
     if (p->state == P3_TRANS && (piped || !rc)) {
         /* Pipelined, the UIDL reply is read even after a LIST -ERR, so the
          * session stays in step; LIST's error is the one reported. */
         mw_error list_err = p->err;
         int urc = piped ? 0 : pop3_send(p, "UIDL", 4, NULL, 1);
-        if (!urc) urc = read_listing(p, 1, &ui, &nu);
+        if (!urc) urc = read_listing(p, 1, 1, &ui, &nu);
         if (p->state == P3_BROKEN) {
             rc = urc;
         } else if (rc) {
@@ -822,4 +875,13 @@ void mw_pop3_config_get(const mw_pop3 *p, mw_pop3_config *out)
     out->window = p->pipelining ? p->window : 1;
     out->auth_used = p->auth_used;
     out->greeting = p->greeting;
+}
+
+int mw_pop3_tls_info(const mw_pop3 *p, mw_tls_info *out)
+{
+    if (!out) return MW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!p) return MW_EINVAL;
+    if (!p->conn) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(mw_conn_stream(p->conn), out);
 }

@@ -1,6 +1,6 @@
 /* POP3 login: USER/PASS and APOP (RFC 1939 §7), AUTH (RFC 5034) through
  * the shared SASL engine.  No password goes over an unencrypted link unless
- * the caller allowed it (DESIGN.md, security defaults). */
+ * the caller allowed it (docs/CONVENTIONS.md, "Safe defaults"). */
 #include "pop3/pop3_int.h"
 
 #include "sasl/sasl.h"
@@ -73,6 +73,10 @@ static int login_apop(mw_pop3 *p, const mw_pop3_opts *o)
     mw_error_clear(&p->err);
     int rc = need_password(p, o, "APOP");
     if (rc) return rc;
+    if (p->tls == MW_POP3_TLS_NONE && !o->allow_plaintext)
+        return mw_err_set(&p->err, MW_EPOLICY,
+                          "APOP: no login over an unencrypted connection (use TLS, or allow "
+                          "plaintext logins explicitly)");
     if (!p->timestamp[0])
         return mw_err_set(&p->err, MW_EUNSUPPORTED,
                           "APOP asked for, but the greeting has no valid timestamp: '%s'",

@@ -6,7 +6,7 @@
 #include "net/conn.h"
 #include "proto/pop3_codec.h"
 
-/* One state variable, changed only in pop3_set_state() (DESIGN.md). */
+/* One state variable, changed only in pop3_set_state() (docs/ARCHITECTURE.md). */
 enum pop3_state {
     P3_NEW = 0, /* nothing sent yet */
     P3_AUTH,    /* RFC 1939 §4 AUTHORIZATION */
@@ -17,6 +17,15 @@ enum pop3_state {
 
 #define P3_MAX_CAPA       128
 #define P3_MAX_LIST_ITEMS (10u * 1000 * 1000)
+/* A listing read with no message count known (skip_stat) has at most this
+ * many entries: a reply that never ends stops here (about 16 MB of LIST
+ * entries), not at P3_MAX_LIST_ITEMS. */
+#define P3_MAX_LIST_NOCOUNT (1000u * 1000)
+/* RFC 1939 §5 sizes are exact, but servers that store bare LF may count
+ * their own line ends: a message may run past its announced size by
+ * max(size, 64 KiB), not more (so at most twice the size, or size + 64 KiB
+ * for small ones).  Past that the server is not sending that message. */
+#define P3_SIZE_SLACK_MIN ((uint64_t)64 * 1024)
 #define P3_MAX_CMD        255 /* RFC 2449 §4: a command line is at most 255 octets */
 
 struct mw_pop3 {
@@ -47,7 +56,19 @@ struct mw_pop3 {
     uint64_t count;
     int have_count;
     char auth_used[48];
+
+    uint64_t max_message;  /* RETR: never more octets than this (0: no cap) */
+    uint64_t overflow_msg; /* the message whose RETR ran past its bound (0: none) */
 };
+
+/* The most octets a RETR of a message announced as `size` may bring:
+ * size + max(size, 64 KiB), capped at `cap` when it is > 0. */
+uint64_t pop3_message_bound(uint64_t size, uint64_t cap);
+/* Sets the cap on every message's octets (fetch's --size-limit); 0: none. */
+void pop3_set_message_cap(mw_pop3 *p, uint64_t cap);
+/* The message whose RETR was stopped past its bound (the session is then
+ * broken), or 0. */
+uint64_t pop3_overflow_msg(const mw_pop3 *p);
 
 void pop3_set_state(mw_pop3 *p, int state);
 /* Marks the session unusable after error rc and returns rc. */
@@ -72,9 +93,17 @@ int pop3_simple(mw_pop3 *p, mw_pop3_status *st, const char *what, const char *fm
  * to fn; stops at ".".  fn returns 0 or a code (the rest is still read). */
 typedef int (*pop3_line_fn)(mw_pop3 *p, const char *line, size_t len, void *ud);
 int pop3_read_lines(mw_pop3 *p, pop3_line_fn fn, void *ud);
-/* Reads a multi-line body to its terminator, streaming to sink. */
+/* Reads a multi-line body to its terminator, streaming to sink.  More
+ * than `bound` octets (UINT64_MAX: none) ends the session with MW_ETOOBIG:
+ * the rest of that reply is never read.  `announced` is the size the bound
+ * came from (UINT64_MAX: none, the bound is the cap), for the error. */
 int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info *info,
-                   const char *what);
+                   const char *what, uint64_t announced, uint64_t bound);
+/* TOP msgs[i].msg lines for each (ascending, within the count), pipelined
+ * as mw_pop3_retr_range; each reply is bounded by msgs[i].size as a RETR
+ * is (see pop3_message_bound), without the session's cap. */
+int pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines, mw_pop3_msg_fn fn,
+                  void *userdata);
 /* Checks a message number against the count. */
 int pop3_check_msg(mw_pop3 *p, uint64_t msg);
 int pop3_do_capa(mw_pop3 *p);

@@ -11,8 +11,25 @@
 
 #define DEFAULT_BUF_MAX ((size_t)64 * 1024 * 1024)
 
+uint64_t pop3_message_bound(uint64_t size, uint64_t cap)
+{
+    uint64_t slack = size > P3_SIZE_SLACK_MIN ? size : P3_SIZE_SLACK_MIN;
+    uint64_t b = size > UINT64_MAX - slack ? UINT64_MAX : size + slack;
+    return cap && cap < b ? cap : b;
+}
+
+void pop3_set_message_cap(mw_pop3 *p, uint64_t cap)
+{
+    if (p) p->max_message = cap;
+}
+
+uint64_t pop3_overflow_msg(const mw_pop3 *p)
+{
+    return p ? p->overflow_msg : 0;
+}
+
 int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info *info,
-                   const char *what)
+                   const char *what, uint64_t announced, uint64_t bound)
 {
     mw_pop3_body b;
     mw_pop3_body_init(&b);
@@ -39,6 +56,26 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
          * the next reply: it is left unconsumed. */
         size_t used, out;
         int done = mw_pop3_body_decode(&b, data, len, &used, &out);
+        if (b.produced > bound) {
+            /* A reply far longer than announced: stop reading it (what is
+             * left of it may never end); the session cannot go on. */
+            info->octets = b.produced - out;
+            info->complete = 0;
+            p->overflow_msg = info->msg;
+            mw_error_clear(&p->err);
+            mw_err_set_command(&p->err, what, strlen(what));
+            if (announced == UINT64_MAX || bound < pop3_message_bound(announced, 0))
+                mw_err_set(&p->err, MW_ETOOBIG,
+                           "%s: the message runs past the %llu-octet size limit; stopped reading "
+                           "it, the message is incomplete",
+                           what, (unsigned long long)bound);
+            else
+                mw_err_set(&p->err, MW_ETOOBIG,
+                           "%s: the server sent over %llu octets for a message announced as %llu "
+                           "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
+                           what, (unsigned long long)bound, (unsigned long long)announced);
+            return pop3_fatal(p, MW_ETOOBIG);
+        }
         if (out && !sink_rc) sink_rc = sink(data, out, ud);
         mw_conn_consume(p->conn, used);
         if (done) break;
@@ -61,9 +98,13 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
     return 0;
 }
 
-/* Reads the reply to one RETR/TOP already sent: status, then the body. */
+/* Reads the reply to one RETR/TOP already sent: status, then the body.
+ * listed: the size the caller knows (LIST), UINT64_MAX when none.  A RETR
+ * is bounded by the smallest size announced (listed, the LIST n of
+ * -retr-mode list, the "+OK n octets" of the reply) plus the slack of
+ * pop3_message_bound, and by the session's cap. */
 static int read_message_reply(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink, void *ud,
-                              mw_pop3_retr_info *info)
+                              mw_pop3_retr_info *info, uint64_t listed)
 {
     char what[48];
     snprintf(what, sizeof what, top < 0 ? "RETR %llu" : "TOP %llu", (unsigned long long)msg);
@@ -88,7 +129,20 @@ static int read_message_reply(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_f
             p->retr_mode = MW_POP3_RETR_LIST;
         }
     }
-    return pop3_read_body(p, sink, ud, info, what);
+    uint64_t announced = UINT64_MAX, bound = UINT64_MAX;
+    if (top >= 0 && listed != UINT64_MAX) {
+        /* TOP brings a part of the message: its size bounds it too. */
+        announced = listed;
+        bound = pop3_message_bound(listed, 0);
+    } else if (top < 0) {
+        if (info->size_known) announced = info->declared;
+        if (listed < announced) announced = listed;
+        if (announced != UINT64_MAX)
+            bound = pop3_message_bound(announced, p->max_message);
+        else if (p->max_message)
+            bound = p->max_message;
+    }
+    return pop3_read_body(p, sink, ud, info, what, announced, bound);
 }
 
 static int send_retr(mw_pop3 *p, uint64_t msg, long top, int flush)
@@ -127,7 +181,7 @@ static int retr_common(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink,
     if (p->command_timeout_ms > 0)
         mw_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
     rc = send_retr(p, msg, top, 1);
-    if (!rc) rc = read_message_reply(p, msg, top, sink, ud, info);
+    if (!rc) rc = read_message_reply(p, msg, top, sink, ud, info, UINT64_MAX);
     if (p->conn) mw_conn_set_deadline(p->conn, MW_NO_DEADLINE);
     return rc;
 }
@@ -307,7 +361,8 @@ static int retr_run(mw_pop3 *p, const run *r, long top_lines, uint64_t max_cmds,
     while (got < stop_at) {
         int queued = 0;
         while (sent < stop_at && sent - got < max_cmds &&
-               (sent == got || in_flight + run_size(r, sent) <= max_bytes)) {
+               (sent == got ||
+                (in_flight <= max_bytes && run_size(r, sent) <= max_bytes - in_flight))) {
             if ((rc = send_retr(p, run_msg(r, sent), top_lines, 0))) goto out;
             in_flight += run_size(r, sent);
             sent++;
@@ -330,7 +385,8 @@ static int retr_run(mw_pop3 *p, const run *r, long top_lines, uint64_t max_cmds,
             info.size_known = 1;
         }
         rctx.msg = msg;
-        rc = read_message_reply(p, msg, top_lines, range_sink, &rctx, &info);
+        rc = read_message_reply(p, msg, top_lines, range_sink, &rctx, &info,
+                                r->list ? run_size(r, got) : UINT64_MAX);
         if (p->state == P3_BROKEN) goto out;
         in_flight -= run_size(r, got);
         if (!rc && !first_err) rc = fn(msg, NULL, 0, &info, userdata);
@@ -382,6 +438,16 @@ int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, uint64_
     if (rc || n == 0) return rc;
     uint64_t bytes = window_bytes ? window_bytes : MW_POP3_WINDOW_BYTES;
     return retr_run(p, &r, -1, p->pipelining ? MW_POP3_WINDOW_MAX : 1, bytes, fn, userdata);
+}
+
+int pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines, mw_pop3_msg_fn fn,
+                  void *userdata)
+{
+    if (!p || !fn || (n && !msgs) || lines < 0) return MW_EINVAL;
+    run r = {msgs, NULL, 0, n};
+    int rc = check_list(p, &r, "TOP");
+    if (rc || n == 0) return rc;
+    return retr_run(p, &r, lines, p->pipelining ? p->window : 1, UINT64_MAX, fn, userdata);
 }
 
 /* DELE over a run, pipelined as RETR is.  stop: no more DELE after the

@@ -49,6 +49,13 @@ int mw_pop3_parse_listing(const char *text, size_t len, uint64_t *msg, uint64_t 
 int mw_pop3_parse_uidl(const char *text, size_t len, uint64_t *msg, const char **uid,
                        size_t *uid_len);
 
+/* The message number of a UIDL line whose unique-id breaks RFC 1939 §7
+ * (a space in it, over 70 octets, octets outside 0x21-0x7E): "msg SP
+ * something".  Returns 0 when the number is good (>= 1, at most 18 digits)
+ * and something follows its space, else MW_EPROTO (the line names no
+ * message at all). */
+int mw_pop3_parse_uidl_msg(const char *text, size_t len, uint64_t *msg);
+
 /* 1 when uid[0..len) is a valid unique-id (RFC 1939 §7). */
 int mw_pop3_uid_valid(const char *uid, size_t len);
 

@@ -141,6 +141,14 @@ int mw_pop3_parse_uidl(const char *text, size_t len, uint64_t *msg, const char *
     return 0;
 }
 
+int mw_pop3_parse_uidl_msg(const char *text, size_t len, uint64_t *msg)
+{
+    size_t pos = 0;
+    if (scan_number(text, len, &pos, msg) || *msg == 0 || pos + 1 >= len || text[pos] != ' ')
+        return MW_EPROTO;
+    return 0;
+}
+
 int mw_pop3_parse_retr_size(const char *text, size_t len, uint64_t *size)
 {
     size_t pos = 0;

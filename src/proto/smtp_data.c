@@ -67,6 +67,11 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
             }
             e->saw_bare_eol = 1; /* the CR was bare */
         }
+        if (e->in_body) { /* binary: the rest as it is */
+            memcpy(o, in + i, n - i);
+            o += n - i;
+            break;
+        }
         if (e->at_line_start) {
             e->at_line_start = 0;
             /* RFC 5321 §4.5.2: a line starting with "." gets one more. */
@@ -106,6 +111,7 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
         i++;
         *o++ = '\r';
         *o++ = '\n';
+        if (e->binary_body && e->line_len == 0) e->in_body = 1; /* the header's end */
         e->at_line_start = 1;
         e->line_len = 0;
         e->line_no++;
@@ -122,7 +128,7 @@ int mw_smtp_data_finish(mw_smtp_data_enc *e, mw_buf *out, mw_error *err)
     int rc = 0;
     /* RFC 5321 §4.1.1.4: the data ends with CRLF "." CRLF, the CRLF being
      * the end of the last line; add one when the message lacks it. */
-    if (!e->at_line_start) rc = end_line(e, out);
+    if (!e->at_line_start && !e->in_body) rc = end_line(e, out);
     if (!rc && !e->bdat) rc = mw_buf_append(out, ".\r\n", 3);
     if (rc) return mw_err_set(err, rc, "no room for the end of the message data");
     e->after_cr = 0;

@@ -31,6 +31,11 @@ typedef struct mw_smtp_data_enc {
     int saw_8bit;     /* an octet >= 0x80 went through */
     int saw_bare_eol; /* a bare CR or LF was repaired */
     size_t max_line;  /* default MW_SMTP_MAX_LINE_OCTETS; 0 = no limit */
+    /* BODY=BINARYMIME (RFC 3030 §3, with bdat): the header is encoded as
+     * above, then after its empty line every octet goes as it is (no line
+     * end repaired, no line limit, nothing added at the end). */
+    int binary_body;
+    int in_body; /* binary_body: the header's empty line has passed */
 } mw_smtp_data_enc;
 
 void mw_smtp_data_init(mw_smtp_data_enc *e, int bdat);

@@ -95,12 +95,20 @@ static int unusable(const mw_sasl_mech_info *m, const mw_sasl_policy *pol, mw_er
         return mw_err_set(err, MW_EUNSUPPORTED,
                           "%s needs TLS channel binding data, which this connection lacks",
                           m->name);
-    /* DESIGN "Security defaults": no password in clear unless asked for. */
-    if ((f & MW_MF_CLEARTEXT) && !pol->tls && !pol->allow_plaintext)
+    /* No login over an unencrypted link unless the caller allowed it, whatever
+     * the mechanism: even where the secret is not sent in clear (SCRAM, RFC
+     * 5802 §9), the session it opens, mail included, would be (RFC 8314 §5). */
+    if (!pol->tls && !pol->allow_plaintext) {
+        if (f & MW_MF_CLEARTEXT)
+            return mw_err_set(err, MW_EPOLICY,
+                              "%s would send the %s in clear text over an unencrypted connection "
+                              "(use TLS, or allow plaintext passwords explicitly)",
+                              m->name, (f & MW_MF_TOKEN) ? "token" : "password");
         return mw_err_set(err, MW_EPOLICY,
-                          "%s would send the %s in clear text over an unencrypted connection "
-                          "(use TLS, or allow plaintext passwords explicitly)",
-                          m->name, (f & MW_MF_TOKEN) ? "token" : "password");
+                          "%s: no login over an unencrypted connection (use TLS, or allow "
+                          "plaintext logins explicitly)",
+                          m->name);
+    }
     return 0;
 }
 

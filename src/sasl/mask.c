@@ -1,4 +1,4 @@
-/* Masking AUTH exchanges in traces (DESIGN "Security defaults"). */
+/* Masking AUTH exchanges in traces (docs/CONVENTIONS.md, "Safe defaults"). */
 #include "sasl/sasl.h"
 
 #include <string.h>

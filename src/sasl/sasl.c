@@ -19,6 +19,8 @@
  * with no deadline).  Real servers use 4096 (RFC 7677 §4) to a few hundred
  * thousand. */
 #define MW_SASL_SCRAM_MAX_ITER 1000000UL
+/* A DIGEST-MD5 challenge must be shorter than this (RFC 2831 §2.1.1). */
+#define MW_SASL_DIGEST_MD5_MAX 2048
 /* Longest user name, authzid, host or token accepted (bytes). */
 #define MW_SASL_MAX_CRED 4096
 
@@ -423,19 +425,36 @@ static int scram_check_server_first(mw_sasl *s, const char *m, size_t n, mw_erro
     if (end - it < 2 || it[0] != 'i' || it[1] != '=')
         return fail(s, err, MW_EPROTO, "server-first message lacks the iteration count (i=)");
     it += 2;
+    /* Every digit is looked at (so that the error can name the count), but
+     * the value stops growing past the cap: no overflow, whatever the length. */
     unsigned long iter = 0;
+    int over = 0;
     const char *p = it;
     for (; p < end && *p >= '0' && *p <= '9'; p++) {
+        if (over) continue;
         iter = iter * 10 + (unsigned long)(*p - '0');
-        if (iter > MW_SASL_SCRAM_MAX_ITER) break;
+        if (iter > MW_SASL_SCRAM_MAX_ITER) over = 1;
     }
-    if (p == it || (p < end && *p != ','))
-        return fail(s, err, MW_EPROTO, "the iteration count is not a number");
-    if (iter == 0 || iter > MW_SASL_SCRAM_MAX_ITER) {
-        s->state = ST_FAILED;
-        return mw_err_set(err, MW_EPROTO, "%s: iteration count out of range (1 to %lu)", s->m->name,
-                          MW_SASL_SCRAM_MAX_ITER);
+    size_t nd = (size_t)(p - it);
+    if (nd == 0 || (p < end && *p != ',')) {
+        const char *ce = memchr(it, ',', (size_t)(end - it));
+        char shown[24];
+        mw_copy_printable(shown, sizeof shown, it, (size_t)((ce ? ce : end) - it));
+        return failf(s, err, MW_EPROTO, "the iteration count \"%s%s\" is not a number", shown,
+                     (size_t)((ce ? ce : end) - it) >= sizeof shown ? "..." : "");
     }
+    if (over) {
+        /* 20 digits are shown; a longer count is too big for any integer
+         * type (2^64 has 20 digits) and is said to be. */
+        if (nd <= 20)
+            return failf(s, err, MW_EPROTO, "iteration count %.*s exceeds the cap %lu", (int)nd, it,
+                         MW_SASL_SCRAM_MAX_ITER);
+        return failf(s, err, MW_EPROTO,
+                     "iteration count %.20s... (%zu digits, too big for any integer) "
+                     "exceeds the cap %lu",
+                     it, nd, MW_SASL_SCRAM_MAX_ITER);
+    }
+    if (iter == 0) return fail(s, err, MW_EPROTO, "iteration count 0 is below the minimum of 1");
     return 0;
 }
 
@@ -572,6 +591,15 @@ int mw_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_
     size_t n = (size_t)dl;
     raw[n] = '\0';
     int rc = 0;
+    /* RFC 2831 §2.1.1: a digest-challenge is less than 2048 bytes; GNU SASL
+     * parses whatever it is given, so the bound is kept here. */
+    if (s->m->id == MW_M_DIGEST_MD5 && n >= MW_SASL_DIGEST_MD5_MAX) {
+        free(raw);
+        return failf(s, err, MW_ETOOBIG,
+                     "a challenge of %zu bytes is over the limit (RFC 2831 section 2.1.1: "
+                     "less than %d)",
+                     n, MW_SASL_DIGEST_MD5_MAX);
+    }
 
     if (!s->started && (s->m->flags & MW_MF_CLIENT_FIRST)) {
         /* A client-first mechanism without initial response: RFC 4422 §5

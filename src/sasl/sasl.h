@@ -128,10 +128,12 @@ int mw_sasl_start(mw_sasl **out, const char **ir_b64, const char *mech, const mw
  * CRLF, may be empty).  *resp_b64 receives the base64 response to send as
  * the next line (possibly ""), owned by the engine until the next call.
  * Returns MW_SASL_CONTINUE or MW_SASL_DONE (see above), or
- *   MW_ETOOBIG  the challenge is over MW_SASL_MAX_CHALLENGE,
+ *   MW_ETOOBIG  the challenge is over MW_SASL_MAX_CHALLENGE, or a DIGEST-MD5
+ *               challenge decodes to 2048 bytes or more (RFC 2831 §2.1.1),
  *   MW_EPROTO   bad base64, a challenge the mechanism cannot parse (SCRAM
  *               server-first without nonce/salt/iterations, a nonce that does
- *               not extend ours, an iteration count out of range), or a
+ *               not extend ours, an iteration count of 0 or above the cap of
+ *               1000000 — the message names the count and the cap), or a
  *               challenge after the mechanism finished,
  *   MW_EAUTH    the server's proof did not verify ("server signature did
  *               not verify"), or the server sent a SCRAM "e=" error,

@@ -4,13 +4,11 @@
 #include "util/err.h"
 #include "util/fmt.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 
 void mw_smtp_env_free(mw_smtp_env *env)
@@ -165,98 +163,20 @@ static int split_fields(const char *hdr, size_t n, field **out, size_t *nout, mw
     return 0;
 }
 
+/* Both from the MIME layer's one maker (src/mime/date.c). */
 void mw_smtp_make_date(char *out, size_t n)
 {
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const mons[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    /* RFC 5322 §3.3; day and month names written here, not by strftime,
-     * so the caller's locale cannot change them. */
-    mw_fmt f;
     if (n == 0) return;
-    mw_fmt_init(&f, out, n);
-    mw_fmt_str(&f, days[tm.tm_wday]);
-    mw_fmt_mem(&f, ", ", 2);
-    mw_fmt_uint(&f, (unsigned)tm.tm_mday, 1);
-    mw_fmt_mem(&f, " ", 1);
-    mw_fmt_str(&f, mons[tm.tm_mon]);
-    mw_fmt_mem(&f, " ", 1);
-    mw_fmt_uint(&f, (unsigned)(tm.tm_year + 1900), 4);
-    mw_fmt_mem(&f, " ", 1);
-    mw_fmt_uint(&f, (unsigned)tm.tm_hour, 2);
-    mw_fmt_mem(&f, ":", 1);
-    mw_fmt_uint(&f, (unsigned)tm.tm_min, 2);
-    mw_fmt_mem(&f, ":", 1);
-    mw_fmt_uint(&f, (unsigned)tm.tm_sec, 2);
-    mw_fmt_mem(&f, " +0000", 6);
+    if (mw_mime_date_format(out, n, (int64_t)time(NULL), 0) != 0) out[0] = '\0';
 }
 
-/* Message-ID (RFC 5322 §3.6.4): unique, not secret.  Drawing 12 random
- * octets per message cost a getpid() system call inside OpenSSL (its fork
- * check) for every message of a batch; instead each thread draws 12 random
- * octets once and adds a counter.  A fork copies that state, so a
- * pthread_atfork handler bumps a generation number that makes every thread
- * of the child draw afresh. */
-static unsigned long msgid_generation = 1;
-static pthread_once_t msgid_once = PTHREAD_ONCE_INIT;
-static void msgid_forked(void)
+int mw_smtp_make_msgid(char *out, size_t n, const char *host, mw_error *err)
 {
-    __atomic_add_fetch(&msgid_generation, 1, __ATOMIC_RELAXED);
-}
-static void msgid_init(void)
-{
-    pthread_atfork(NULL, NULL, msgid_forked);
-}
-
-void mw_smtp_make_msgid(char *out, size_t n, const char *host)
-{
-    static _Thread_local unsigned char seed[12];
-    static _Thread_local unsigned long seed_gen;
-    static _Thread_local unsigned long long counter;
-    pthread_once(&msgid_once, msgid_init);
-    unsigned long gen = __atomic_load_n(&msgid_generation, __ATOMIC_RELAXED);
-    if (seed_gen != gen) {
-        /* The kernel's generator, not RAND_bytes: these octets need to be
-         * unique, not secret, and the first RAND_bytes of a process sets
-         * up OpenSSL's DRBG and providers (8M instructions, a tenth of a
-         * 1000-message batch when TLS is not used at all). */
-        if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) {
-            /* No randomness: time and address of the state still differ
-             * between processes on one host most of the time. */
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            unsigned long long x =
-                (unsigned long long)ts.tv_nsec ^ ((unsigned long long)(uintptr_t)seed << 20);
-            memcpy(seed, &x, sizeof x);
-        }
-        seed_gen = gen;
-        counter = 0;
-    }
-    counter++;
-    /* <time.seed-in-hex.counter@host>, by table and without printf: this
-     * runs once per message. */
-    static const char digits[] = "0123456789abcdef";
-    char hex[24];
-    for (size_t i = 0; i < sizeof seed; i++) {
-        hex[2 * i] = digits[seed[i] >> 4];
-        hex[2 * i + 1] = digits[seed[i] & 15];
-    }
-    if (n == 0) return;
-    mw_fmt f;
-    mw_fmt_init(&f, out, n);
-    time_t now = time(NULL);
-    mw_fmt_mem(&f, "<", 1);
-    mw_fmt_uint(&f, now > 0 ? (unsigned long long)now : 0, 1);
-    mw_fmt_mem(&f, ".", 1);
-    mw_fmt_mem(&f, hex, sizeof hex);
-    mw_fmt_mem(&f, ".", 1);
-    mw_fmt_hex(&f, counter);
-    mw_fmt_mem(&f, "@", 1);
-    mw_fmt_str(&f, host && *host ? host : "localhost");
-    mw_fmt_mem(&f, ">", 1);
+    int rc = mw_mime_unique_id(out, n, host && *host ? host : "localhost");
+    if (rc == MW_EIO)
+        return mw_err_set(err, rc, "no random bytes from the kernel for a Message-ID");
+    if (rc) return mw_err_set(err, rc, "cannot make a Message-ID for host \"%.100s\"", host);
+    return 0;
 }
 
 static int has_8bit(const char *s, size_t n)
@@ -447,7 +367,8 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         mw_fmt_str(&f, env->originator);
         mw_fmt_mem(&f, ">", 1);
         rc = add_field(b, n_from, tmp);
-    } else if (!rc && msg->originator && env->originator[0] && !have_sender && nfrom > 0) {
+    } else if (!rc && msg->rewrite_headers == 1 && msg->originator && env->originator[0] &&
+               !have_sender && nfrom > 0) {
         /* RFC 5322 §3.6.2: when the agent sending is not the author, name
          * it in Sender (Tcllib adds one when the originator differs). */
         int differs = 1;
@@ -466,7 +387,7 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         rc = add_field(b, n_date, tmp);
     }
     if (!rc && !have_mid) {
-        mw_smtp_make_msgid(tmp, sizeof tmp, host);
+        if ((rc = mw_smtp_make_msgid(tmp, sizeof tmp, host, err))) goto out;
         rc = add_field(b, n_mid, tmp);
     }
     if (!rc) rc = mw_buf_append(b, "\r\n", 2);

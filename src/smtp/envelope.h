@@ -1,5 +1,5 @@
 /* Internal: the envelope from the message's header (Tcllib sendmessage's
- * rules, seed-semantics §2) and the header rewrite (Bcc removed; Date,
+ * rules) and the header rewrite (Bcc removed; Date,
  * Message-ID, From, Sender added).  Kept apart from the session so it can
  * move onto the MIME layer's header and address parsers when they land. */
 #ifndef MW_SMTP_ENVELOPE_H
@@ -49,9 +49,10 @@ int mw_smtp_parse_addresses(const char *v, size_t n, char ***list, size_t *count
 int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr, size_t hlen,
                       const char *host, mw_error *err);
 
-/* A Date value (RFC 5322 §3.3, UTC) and a Message-ID ("<time.random@host>"). */
+/* A Date value (RFC 5322 §3.3, UTC) and a Message-ID ("<time.random@host>").
+ * The Message-ID needs random bytes: 0, or MW_EIO when the kernel has none. */
 void mw_smtp_make_date(char *out, size_t n);
-void mw_smtp_make_msgid(char *out, size_t n, const char *host);
+int mw_smtp_make_msgid(char *out, size_t n, const char *host, mw_error *err);
 
 /* The length of the header block at the start of data (through the empty
  * line), or 0 with *complete = 0 when no empty line is in data. */

@@ -9,10 +9,10 @@
 #include "util/buf.h"
 #include "util/err.h"
 #include "util/fmt.h"
+#include "util/random.h"
 
 #include <errno.h>
 #include <stddef.h>
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* One state variable, changed only in set_state (DESIGN.md). */
+/* One state variable, changed only in set_state (docs/ARCHITECTURE.md). */
 enum st {
     ST_INIT,   /* connecting, greeting, EHLO, TLS, AUTH */
     ST_READY,  /* between transactions */
@@ -55,6 +55,8 @@ struct mw_smtp {
     char *server;
     unsigned port;
     char *ehlo_text[2];
+    char *greeting; /* the 220 text (mw_smtp_greeting) */
+    int helo_only;  /* EHLO refused, HELO used (mw_smtp_esmtp) */
     char auth_mech[32];
     char hostname[256];
     int dirty; /* a transaction was left open: RSET before the next */
@@ -225,6 +227,7 @@ static void free_session(mw_smtp *s)
     free(s->server);
     free(s->ehlo_text[0]);
     free(s->ehlo_text[1]);
+    free(s->greeting);
     free(s->chunk);
     mw_buf_free(&s->xout);
     free(s);
@@ -244,6 +247,7 @@ static int ehlo(mw_smtp *s, int which)
     if (!rc) rc = get_reply(s, "EHLO");
     if (rc) return rc;
     memset(&s->caps, 0, sizeof s->caps);
+    s->helo_only = 0;
     if (s->rep->code == 250) {
         mw_smtp_caps_parse(&s->caps, s->rep);
     } else if (s->rep->code >= 500 && s->rep->code != 554) {
@@ -252,15 +256,15 @@ static int ehlo(mw_smtp *s, int which)
          * after 554: §3.1 makes 554 the "no SMTP service here" answer (a
          * server that refuses this client then answers every command but
          * QUIT with 503 or 554), and §4.2.3 lists 554 as "transaction
-         * failed", not "command not recognized"; HELO cannot help, and the
-         * issue's "HELO when EHLO gets 5xx" is meant for servers that do
-         * not know EHLO.  The 554 is reported and the next server, if
-         * any, is tried. */
+         * failed", not "command not recognized"; HELO cannot help: the
+         * fallback to HELO is meant for servers that do not know EHLO.  The 554 is reported and the
+         * next server, if any, is tried. */
         rc = put_cmd(s, "HELO %s", s->client);
         if (!rc) rc = flush(s);
         if (!rc) rc = get_reply(s, "HELO");
         if (rc) return rc;
         if (s->rep->code != 250) return reply_error(s, "HELO refused");
+        s->helo_only = 1;
     } else {
         return reply_error(s, "EHLO refused");
     }
@@ -453,7 +457,7 @@ static int authenticate(mw_smtp *s)
     cr.cb_type = cbt;
     cr.cb_data = cbt ? cb : NULL;
     cr.cb_len = cbl;
-    /* Strongest first; a refusal moves on to the next (issue 4). */
+    /* Strongest first; a refusal moves on to the next (RFC 4954 §4). */
     for (size_t i = 0; i < nm; i++) {
         int fatal = 0;
         rc = auth_one(s, mechs[i], &cr, &fatal);
@@ -508,6 +512,18 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     if ((rc = get_reply(s, "the greeting")) != 0) return rc;
     /* RFC 5321 §3.1: 220 is service ready; 554 (or 421) is no service. */
     if (s->rep->code != 220) return reply_error(s, "greeting");
+    /* Kept printable (a terminal shows it): control octets but the line
+     * breaks become '?', the last line break goes. */
+    free(s->greeting);
+    size_t gl = s->rep->text_len;
+    while (gl > 0 && s->rep->text[gl - 1] == '\n')
+        gl--;
+    if (!(s->greeting = malloc(gl + 1))) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    for (size_t k = 0; k < gl; k++) {
+        unsigned char ch = (unsigned char)s->rep->text[k];
+        s->greeting[k] = (ch < 0x20 && ch != '\n') || ch == 0x7F ? '?' : (char)ch;
+    }
+    s->greeting[gl] = '\0';
     if (!s->client) {
         if (is_loopback(host))
             s->client = strdup("localhost");
@@ -546,8 +562,8 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     }
     mw_stream *given = o->stream;
     int rc = 0;
-    /* Refuse before anything is sent (DESIGN: CR/LF/NUL never reach a
-     * command line). */
+    /* Refuse before anything is sent (docs/CONVENTIONS.md "Safe defaults":
+     * CR/LF/NUL never reach a command line). */
     if (bad_arg(o->client, 0))
         rc = mw_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     else if (o->client && (!*o->client || strlen(o->client) > 255))
@@ -621,7 +637,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         rc = try_one(s, servers[0], ports[0], given, deadline);
     } else {
         /* Every port of a server before the next server (Tcllib 1.4.5
-         * advanced the port only on EHLO failures; seed-semantics §2). */
+         * advanced the port only on EHLO failures). */
         for (size_t i = 0; i < nservers; i++) {
             for (size_t j = 0; j < nports; j++) {
                 rc = try_one(s, servers[i], ports[j], NULL, deadline);
@@ -688,7 +704,7 @@ static long src_raw_read(src *r, char *buf, size_t len, mw_error *err)
         ssize_t n = read(m->fd, buf, len);
         if (n >= 0) return (long)n;
         if (errno != EINTR)
-            return mw_err_set(err, MW_EIO, "reading the message: %s", strerror(errno));
+            return mw_err_set(err, MW_EIO, "reading the message: %s", MW_ERRNO_TEXT(errno));
     }
 }
 
@@ -952,7 +968,8 @@ static int src_in_memory(const src *r)
  * read-ahead or the data), so this reads nothing from the source. */
 static void xfer_start(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int chunking)
 {
-    mw_smtp_data_init(&x->enc, chunking);
+    mw_smtp_data_init(&x->enc, chunking != 0);
+    x->enc.binary_body = chunking == 2;
     x->started = 1;
     if (env->rewritten)
         x->rc = mw_smtp_data_encode(&x->enc, env->header.data, env->header.len, &x->out, &x->local);
@@ -1160,7 +1177,7 @@ static int do_rset(mw_smtp *s)
     return rc;
 }
 
-/* Tcllib's Bcc copy (seed-semantics §2): a second transaction to the Bcc
+/* Tcllib's Bcc copy: a second transaction to the Bcc
  * recipients whose message is a multipart/digest (RFC 2046 §5.1.5) holding
  * the message as sent.  Its recipients' results are appended to res. */
 static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp);
@@ -1172,8 +1189,8 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
     char date[64], mid[400], boundary[80];
     unsigned char rnd[9];
     mw_smtp_make_date(date, sizeof date);
-    mw_smtp_make_msgid(mid, sizeof mid, s->hostname);
-    if (RAND_bytes(rnd, sizeof rnd) != 1) memset(rnd, 0x5a, sizeof rnd);
+    if (mw_smtp_make_msgid(mid, sizeof mid, s->hostname, &s->err)) return s->err.code;
+    if (mw_random_bytes(rnd, sizeof rnd, &s->err)) return s->err.code;
     int bl = snprintf(boundary, sizeof boundary, "=_mw_bcc_");
     for (size_t i = 0; i < sizeof rnd; i++)
         bl += snprintf(boundary + bl, sizeof boundary - (size_t)bl, "%02x", rnd[i]);
@@ -1351,7 +1368,18 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
     }
     const char *body = NULL;
     int has8bm = (s->caps.flags & MW_SMTP_CAP_8BITMIME) != 0;
-    if (m->body == MW_SMTP_BODY_8BITMIME || (m->body == MW_SMTP_BODY_AUTO && eight)) {
+    int binary = m->body == MW_SMTP_BODY_BINARYMIME;
+    if (binary) {
+        if (!(s->caps.flags & MW_SMTP_CAP_BINARYMIME) || !(s->caps.flags & MW_SMTP_CAP_CHUNKING)) {
+            rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
+                            "the message is binary and the server does not offer %s (RFC 3030): "
+                            "re-encode it as 7-bit",
+                            (s->caps.flags & MW_SMTP_CAP_CHUNKING) ? "BINARYMIME"
+                                                                   : "CHUNKING and BINARYMIME");
+            goto fail;
+        }
+        body = "BINARYMIME";
+    } else if (m->body == MW_SMTP_BODY_8BITMIME || (m->body == MW_SMTP_BODY_AUTO && eight)) {
         if (has8bm)
             body = "8BITMIME";
         else if (m->data && !smtputf8) {
@@ -1370,11 +1398,13 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
                         (unsigned long long)size, (unsigned long long)s->caps.size_max);
         goto fail;
     }
-    int chunking = t->chunking = m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
-    t->forbid8 = !(body && !strcmp(body, "8BITMIME")) && !smtputf8;
+    /* chunking 2: BDAT with the body as it is (BINARYMIME, xfer_start) */
+    int chunking = t->chunking =
+        binary ? 2 : m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
+    t->forbid8 = !(body && (!strcmp(body, "8BITMIME") || binary)) && !smtputf8;
     t->pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
     int dsn = t->dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
-    res->chunking = chunking;
+    res->chunking = chunking != 0;
 
     /* Command lines are put together without printf (per message, on the
      * path between two replies); one cut short is refused, not sent. */
@@ -1420,6 +1450,8 @@ static void tx_transferred(mw_smtp *s, tx *t, int rc)
 {
     if (rc == 0) {
         t->res->sent = 1;
+        for (size_t i = 0; i < t->res->nrcpt; i++)
+            t->res->rcpt[i].delivered = t->res->rcpt[i].accepted;
         s->dirty = 0;
     } else if (s->state != ST_DEAD && (t->res->final_code >= 400 || t->chunking)) {
         /* The transaction ended with the refusal; after BDAT failures
@@ -1525,7 +1557,7 @@ static int tx_envelope(mw_smtp *s, tx *t)
     if (pipelining && chunking && (m->atleastone || res->nrcpt == 1)) {
         if (!s->chunk) s->chunk = malloc(CHUNK);
         xfer *x = &t->xf;
-        xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, 1);
+        xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, chunking);
         int whole = !x->rc && !src_in_memory(&t->r) && (t->r.eof || m->data);
         if (whole && (rc = mw_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) goto out;
         if (whole) {
@@ -1647,6 +1679,12 @@ static int tx_rest(mw_smtp *s, tx *t)
                    first->text ? first->text : "");
         s->err.reply_code = first->code;
         memcpy(s->err.enhanced, first->enhanced, sizeof s->err.enhanced);
+        res->final_code = first->code;
+        free(res->final_text);
+        size_t fl = strlen(first->enhanced) + 1 + (first->text ? strlen(first->text) : 0) + 1;
+        if ((res->final_text = malloc(fl)))
+            snprintf(res->final_text, fl, "%s%s%s", first->enhanced, first->enhanced[0] ? " " : "",
+                     first->text ? first->text : "");
         mw_err_set_reply(&s->err, first->text ? first->text : "",
                          first->text ? strlen(first->text) : 0);
         if (pipe_data && s->rep->code == 354) {
@@ -2035,4 +2073,23 @@ int mw_smtp_sendmessage(const mw_smtp_opts *opts, const mw_smtp_msg *msg, int ma
     if (s->state == ST_READY) mw_smtp_quit(s);
     mw_smtp_free(s);
     return rc;
+}
+
+const char *mw_smtp_greeting(const mw_smtp *s)
+{
+    return s && s->greeting ? s->greeting : "";
+}
+
+int mw_smtp_esmtp(const mw_smtp *s)
+{
+    return s && !s->helo_only;
+}
+
+int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out)
+{
+    if (!out) return MW_EINVAL;
+    memset(out, 0, sizeof *out);
+    if (!s) return MW_EINVAL;
+    if (!s->c || !s->tls_active) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(mw_conn_stream(s->c), out);
 }

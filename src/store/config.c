@@ -20,7 +20,6 @@
 #define CONFIG_FILE_MAX     (1u << 20)
 #define CONFIG_LINE_MAX     4096
 #define CONFIG_ACCOUNTS_MAX 1000
-#define PASSWORD_FILE_MAX   1024
 
 enum kind {
     K_TOKEN,
@@ -34,7 +33,9 @@ enum kind {
     K_DELIVERY,
     K_BOOL,
     K_SIZE,
-    K_DAYS
+    K_DAYS,
+    K_MSECS, /* seconds with up to three decimals, kept in ms (max_time, speed_time) */
+    K_RATE,  /* bytes per second (speed_limit), a long */
 };
 
 struct key {
@@ -68,6 +69,10 @@ static const struct key keys[] = {
     {"filter", K_TEXT, F(filter), 0},
     {"delete_after_days", K_DAYS, F(delete_after_days), 0},
     {"from", K_TOKEN, F(from), 0},
+    {"max_time", K_MSECS, F(max_time_ms), 0},
+    {"speed_limit", K_RATE, F(speed_limit), 0},
+    {"speed_time", K_MSECS, F(speed_time_ms), 0},
+    {"queue", K_BOOL, F(queue), 0},
     {"oauth_provider", K_TOKEN, F(oauth_provider), 0},
     {"oauth_client_id", K_TOKEN, F(oauth_client_id), 0},
     {"oauth_client_secret", K_TEXT, F(oauth_client_secret), 0},
@@ -145,6 +150,7 @@ static void acct_init(cfg_acct *a)
     memset(a, 0, sizeof *a);
     a->pub.only_new = 1;
     a->pub.delete_after_days = -1;
+    a->pub.speed_limit = -1;
 }
 
 static void acct_clear(cfg_acct *a)
@@ -178,6 +184,9 @@ static int acct_inherit(cfg_acct *dst, const cfg_acct *src)
             } else if (key->kind == K_SIZE) {
                 memcpy((char *)&dst->pub + offs[j], (const char *)&src->pub + offs[j],
                        sizeof(uint64_t));
+            } else if (key->kind == K_RATE) {
+                memcpy((char *)&dst->pub + offs[j], (const char *)&src->pub + offs[j],
+                       sizeof(long));
             } else {
                 memcpy((char *)&dst->pub + offs[j], (const char *)&src->pub + offs[j], sizeof(int));
             }
@@ -228,6 +237,30 @@ static int parse_uint(const char *s, unsigned long long max, unsigned long long 
         v = v * 10 + (unsigned long long)(*s - '0');
     }
     *out = v;
+    return 0;
+}
+
+/* Seconds with up to three decimals ("2.5") into ms, at most max_ms; -1
+ * when not that. */
+static int parse_msecs(const char *s, unsigned long long max_ms, unsigned long long *out)
+{
+    unsigned long long ms = 0;
+    if (*s < '0' || *s > '9') return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        ms = ms * 10 + (unsigned long long)(*s - '0');
+        if (ms > max_ms) return -1;
+    }
+    ms *= 1000;
+    if (*s == '.') {
+        unsigned long long scale = 100;
+        if (s[1] < '0' || s[1] > '9') return -1;
+        for (s++; *s >= '0' && *s <= '9'; s++, scale /= 10) {
+            if (!scale) return -1; /* finer than a millisecond */
+            ms += (unsigned long long)(*s - '0') * scale;
+        }
+    }
+    if (*s || ms > max_ms) return -1;
+    *out = ms;
     return 0;
 }
 
@@ -289,6 +322,24 @@ static int set_value(parser *p, size_t k, const char *v)
             return perr(p, MW_EFORMAT, "delete_after_days: \"%s\" is not a number from 0 to 100000",
                         v);
         *ip = (int)u;
+        break;
+    case K_MSECS: {
+        /* max_time: 0 = none, up to a week; speed_time: above 0, up to a day. */
+        int is_max = key->off == offsetof(mw_account, max_time_ms);
+        unsigned long long lim = is_max ? 604800000ull : 86400000ull;
+        if (parse_msecs(v, lim, &u) != 0 || (!is_max && u == 0))
+            return perr(p, MW_EFORMAT, "%s: \"%s\" is not a number of seconds from %s to %s",
+                        key->name, v, is_max ? "0 (none)" : "0.001", is_max ? "604800" : "86400");
+        *ip = (int)u;
+        break;
+    }
+    case K_RATE:
+        if (parse_uint(v, 1000000000ull, &u) != 0)
+            return perr(p, MW_EFORMAT,
+                        "speed_limit: \"%s\" is not a number of bytes per second from 0 (none) to "
+                        "1000000000",
+                        v);
+        a->speed_limit = (long)u;
         break;
     case K_TLS:
         if (!strcmp(v, "off"))
@@ -562,13 +613,12 @@ static int slurp(const char *path, size_t max, char **out, size_t *outlen, struc
 {
     char eb[128];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return mw_err_set(err, MW_EIO, "%s: %s", path, mw_store_errtext(errno, eb, sizeof eb));
+    if (fd < 0) return mw_err_set(err, MW_EIO, "%s: %s", path, mw_errno_text(errno, eb, sizeof eb));
     if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
         int e = errno;
         close(fd);
         return mw_err_set(err, MW_EIO, "%s: %s", path,
-                          S_ISREG(sb->st_mode) ? mw_store_errtext(e, eb, sizeof eb)
+                          S_ISREG(sb->st_mode) ? mw_errno_text(e, eb, sizeof eb)
                                                : "not a regular file");
     }
     if ((uint64_t)sb->st_size > max) {
@@ -654,30 +704,5 @@ const mw_account *mw_config_find_by_from(const mw_config *c, const char *address
 
 int mw_config_read_password_file(char **out, const char *path, mw_error *err)
 {
-    if (!out || !path)
-        return mw_err_set(err, MW_EINVAL, "mw_config_read_password_file: bad arguments");
-    *out = NULL;
-    char *text;
-    size_t len;
-    struct stat sb;
-    int rc = slurp(path, PASSWORD_FILE_MAX, &text, &len, &sb, err);
-    if (rc) return rc;
-    if (sb.st_mode & 077) {
-        memset(text, 0, len);
-        free(text);
-        return mw_err_set(err, MW_EPOLICY,
-                          "%s: password file can be read by group or others (chmod 600 %s)", path,
-                          path);
-    }
-    size_t n = strcspn(text, "\r\n");
-    if (n == 0 || (n < len && text[n] == '\0')) {
-        memset(text, 0, len);
-        free(text);
-        return mw_err_set(err, MW_EFORMAT, "%s: %s", path,
-                          n == 0 ? "the first line is empty" : "NUL byte in the password");
-    }
-    memset(text + n, 0, len - n);
-    text[n] = '\0';
-    *out = text;
-    return 0;
+    return mw_secret_from_file(out, path, err);
 }

@@ -180,13 +180,13 @@ static int read_file(mw_state *st, char **out, size_t *outlen)
     if (fd < 0) {
         if (errno == ENOENT) return 0;
         return mw_err_set(&st->err, MW_EIO, "cannot open state file %s: %s", st->path,
-                          mw_store_errtext(errno, eb, sizeof eb));
+                          mw_errno_text(errno, eb, sizeof eb));
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         close(fd);
         return mw_err_set(&st->err, MW_EIO, "cannot stat %s: %s", st->path,
-                          mw_store_errtext(errno, eb, sizeof eb));
+                          mw_errno_text(errno, eb, sizeof eb));
     }
     if ((uint64_t)sb.st_size > STATE_FILE_MAX) {
         close(fd);
@@ -208,7 +208,7 @@ static int read_file(mw_state *st, char **out, size_t *outlen)
             free(buf);
             close(fd);
             return mw_err_set(&st->err, MW_EIO, "cannot read state file %s: %s", st->path,
-                              mw_store_errtext(e, eb, sizeof eb));
+                              mw_errno_text(e, eb, sizeof eb));
         }
         got += (size_t)r;
     }
@@ -226,7 +226,7 @@ static int take_lock(mw_state *st, int timeout_ms)
     st->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->lock_fd < 0)
         return mw_err_set(&st->err, MW_EIO, "cannot open lock file %s: %s", lp,
-                          mw_store_errtext(errno, eb, sizeof eb));
+                          mw_errno_text(errno, eb, sizeof eb));
     int64_t deadline = mw_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     /* flock locks belong to the open file description: released by the
      * kernel when a fetch dies, so a crash never leaves the account locked. */
@@ -234,7 +234,7 @@ static int take_lock(mw_state *st, int timeout_ms)
         if (errno == EINTR) continue;
         if (errno != EWOULDBLOCK)
             return mw_err_set(&st->err, MW_EIO, "cannot lock %s: %s", lp,
-                              mw_store_errtext(errno, eb, sizeof eb));
+                              mw_errno_text(errno, eb, sizeof eb));
         if (mw_now_ms() >= deadline)
             return mw_err_set(&st->err, MW_ETEMP,
                               "%s is locked: another fetch of this account is running", lp);
@@ -405,12 +405,12 @@ int mw_state_save(mw_state *st)
     int e = mw_store_fsync_dir(st->fault, st->fault_ud, dir);
     if (e)
         return mw_err_set(&st->err, MW_EIO, "cannot fsync directory %s after saving %s: %s", dir,
-                          st->path, mw_store_errtext(e, eb, sizeof eb));
+                          st->path, mw_errno_text(e, eb, sizeof eb));
     return 0;
 fail:;
     int err = errno;
     if (fd >= 0) close(fd);
     unlink(tmp);
     return mw_err_set(&st->err, MW_EIO, "cannot %s %s (state %s unchanged): %s", what, tmp,
-                      st->path, mw_store_errtext(err, eb, sizeof eb));
+                      st->path, mw_errno_text(err, eb, sizeof eb));
 }

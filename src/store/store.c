@@ -1,7 +1,7 @@
 /* Mail stores: Maildir, mbox (mboxrd) and MDA delivery, one message at a
- * time, streamed.  The durability order follows the Maildir rules
- * (https://cr.yp.to/proto/maildir.html): write into tmp/, fsync, link into
- * new/, fsync new/ — only then is a message delivered. */
+ * time, streamed.  The durability order follows the Maildir rules: write
+ * into tmp/, fsync, link into new/, fsync new/ — only then is a message
+ * delivered. */
 #include "store/store_int.h"
 #include "util/err.h"
 
@@ -72,12 +72,6 @@ static atomic_ulong delivery_counter; /* Q<n> of Maildir names: unique within th
 
 /* ---- helpers shared with state.c ------------------------------------------ */
 
-const char *mw_store_errtext(int e, char *buf, size_t size)
-{
-    /* GNU strerror_r returns the text (maybe a static string). */
-    return strerror_r(e, buf, size);
-}
-
 int mw_store_fault_check(mw_store_fault_fn fn, void *ud, mw_store_op op, const char *path)
 {
     if (!fn) return 0;
@@ -111,7 +105,7 @@ static int sys_fail(mw_store *s, const char *what, const char *path, int e)
 {
     char eb[128];
     return mw_err_set(&s->err, MW_EIO, "cannot %s %s: %s", what, path,
-                      mw_store_errtext(e, eb, sizeof eb));
+                      mw_errno_text(e, eb, sizeof eb));
 }
 
 static int fault(mw_store *s, mw_store_op op, const char *path)
@@ -142,7 +136,7 @@ static char *safe_hostname(const char *h)
     for (size_t i = 0; i < n && j < 200; i++) {
         unsigned char c = (unsigned char)h[i];
         if (c == '/' || c == ':' || c < 0x21 || c > 0x7E) {
-            j += (size_t)sprintf(out + j, "\\%03o", c);
+            j += (size_t)snprintf(out + j, n * 4 + 1 - j, "\\%03o", c);
         } else {
             out[j++] = (char)c;
         }
@@ -552,7 +546,7 @@ static int maildir_commit(mw_store *s)
         /* Not durable, so not delivered: take it back out of new/. */
         unlink(newp);
         return mw_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
-                          mw_store_errtext(e, eb, sizeof eb));
+                          mw_errno_text(e, eb, sizeof eb));
     }
     unlink(s->tmp_path);
     s->tmp_path[0] = '\0';
@@ -683,7 +677,7 @@ static int mbox_recover(mw_store *s)
                 return mw_err_set(&s->err, MW_EIO,
                                   "cannot cut a half-written message off %s (from a crashed "
                                   "delivery): %s",
-                                  s->target, mw_store_errtext(errno, eb, sizeof eb));
+                                  s->target, mw_errno_text(errno, eb, sizeof eb));
         }
     }
     unlink(s->pending_path);
@@ -815,7 +809,7 @@ static int mbox_rollback(mw_store *s)
             size_t len = strlen(s->err.message);
             snprintf(s->err.message + len, sizeof s->err.message - len,
                      "; and cannot truncate %s back to %lld bytes: %s", s->target,
-                     (long long)s->mbox_old_size, mw_store_errtext(errno, eb, sizeof eb));
+                     (long long)s->mbox_old_size, mw_errno_text(errno, eb, sizeof eb));
             s->pending_written = 0; /* keep the marker: the next delivery cuts it off */
         }
     }
@@ -858,7 +852,7 @@ static int mda_begin(mw_store *s)
         close(p[1]);
         char eb[128];
         return mw_err_set(&s->err, MW_EIO, "cannot run MDA command '%s': %s", s->target,
-                          mw_store_errtext(e, eb, sizeof eb));
+                          mw_errno_text(e, eb, sizeof eb));
     }
     s->fd = p[1];
     fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
@@ -1027,7 +1021,7 @@ int mw_store_sync(mw_store *s)
          * not taken back out of new/ (they are complete and fsync'd); the
          * caller just must not treat them as delivered. */
         return mw_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
-                          mw_store_errtext(e, eb, sizeof eb));
+                          mw_errno_text(e, eb, sizeof eb));
     s->dir_unsynced = 0;
     return 0;
 }

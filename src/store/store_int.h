@@ -10,8 +10,6 @@
 /* Asks the fault hook (if any) about op on path; returns the errno it
  * injects (and sets errno to it), or 0. */
 int mw_store_fault_check(mw_store_fault_fn fn, void *ud, mw_store_op op, const char *path);
-/* The system's text for errno e (thread-safe). */
-const char *mw_store_errtext(int e, char *buf, size_t size);
 /* fsync of a directory, asking the fault hook first; returns 0 or an errno. */
 int mw_store_fsync_dir(mw_store_fault_fn fn, void *ud, const char *dir);
 /* The directory part of path into dir ("." when none); 0 or -1 when too long. */

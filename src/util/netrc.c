@@ -187,12 +187,12 @@ int mw_netrc_lookup(mw_netrc_entry *out, const char *path, const char *host, con
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         if (errno == ENOENT) return 0;
-        return mw_err_set(err, MW_EIO, "netrc: cannot open %s: %s", path, strerror(errno));
+        return mw_err_set(err, MW_EIO, "netrc: cannot open %s: %s", path, MW_ERRNO_TEXT(errno));
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         close(fd);
-        return mw_err_set(err, MW_EIO, "netrc: cannot stat %s: %s", path, strerror(errno));
+        return mw_err_set(err, MW_EIO, "netrc: cannot stat %s: %s", path, MW_ERRNO_TEXT(errno));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
@@ -225,7 +225,7 @@ int mw_netrc_lookup(mw_netrc_entry *out, const char *path, const char *host, con
             wipe(text, len);
             free(text);
             close(fd);
-            return mw_err_set(err, MW_EIO, "netrc: cannot read %s: %s", path, strerror(e));
+            return mw_err_set(err, MW_EIO, "netrc: cannot read %s: %s", path, MW_ERRNO_TEXT(e));
         }
         if (n == 0) break;
         len += (size_t)n;

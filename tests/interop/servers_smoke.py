@@ -306,7 +306,7 @@ def main():
     sent = t.run("submission: STARTTLS + AUTH as s1, mail to s2 accepted",
                  send_submission)
 
-    def find_in_maildir(user, token, secs=10):
+    def find_in_maildir(user, token, secs=120):
         base = os.path.join(maildirs, user, "Maildir")
         deadline = time.monotonic() + secs
         while time.monotonic() < deadline:

@@ -21,7 +21,7 @@ BLOCK_MODIFIERS = {"crlf", "nonl", "esc"}
 COLON_DIRECTIVES = ("S-raw", "S", "C-re", "C-opt", "C-until", "C-raw", "C")
 WORD_DIRECTIVES = {"tls", "sleep", "stall", "close", "reset", "expect-close",
                    "garbage", "lines", "repeat", "accept", "no-connection",
-                   "C-any"}
+                   "C-any", "trickle", "scram-first"}
 TERMINAL = {"close", "reset", "stall", "expect-close"}
 TLS_VERSIONS = {"1.2", "1.3"}
 
@@ -253,6 +253,20 @@ def parse_directive(path, lineno, line):
                 raise CaseError(f"{where}: usage: repeat N ESCAPED-TEXT")
         else:
             d.text = text
+    elif word == "trickle":
+        ms, _, text = arg.partition(" ")
+        d.ms = _int_arg(where, ms, "trickle MS", 1)
+        try:
+            d.data = decode_esc(text)
+        except ValueError as e:
+            raise CaseError(f"{where}: trickle: {e}") from None
+        if not d.data:
+            raise CaseError(f"{where}: usage: trickle MS ESCAPED-TEXT")
+    elif word == "scram-first":
+        parts = arg.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise CaseError(f"{where}: usage: scram-first PREFIX ITERATIONS")
+        d.prefix, d.iterations = parts
     elif word == "tls":
         d.tls = _parse_tls(where, arg)
     return d

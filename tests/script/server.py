@@ -12,6 +12,7 @@ connects, and prints the result of each (Ctrl-C stops it).
 Every wait is bounded: by the case deadline and by a 'stop' signal the
 runner gives when the client has exited (a self-pipe wakes the waits, so
 nothing polls).  Format: tests/script/README.md."""
+import base64
 import collections
 import os
 import random
@@ -46,11 +47,17 @@ class _Eof(Exception):
 class _ClientGone(Exception):
     """The client closed or exited while the server was only talking or
     sleeping (a client that gives up on purpose: oversize line, deadline).
-    The script ends; it fails only if a later directive needed the client."""
+    The script ends; it fails only if a later directive needed the client
+    (but see _reconnect_after: a closed connection before an `accept`).
+    exited: the client process ended (not only this connection)."""
+
+    def __init__(self, msg, exited=False):
+        super().__init__(msg)
+        self.exited = exited
 
 
 # Directives that need the client to do something; the others only send.
-NEEDS_CLIENT = {"C", "C-re", "C-any", "C-until", "C-raw", "accept", "tls"}
+NEEDS_CLIENT = {"C", "C-re", "C-any", "C-until", "C-raw", "accept", "tls", "scram-first"}
 
 
 class _EndScript(Exception):
@@ -213,7 +220,8 @@ class Conn:
         except ssl.SSLError as e:
             raise _ClientGone(f"TLS error while the server was sending: {e.reason or e}") from None
         except _Stopped:
-            raise _ClientGone("the client exited while the server was sending") from None
+            raise _ClientGone("the client exited while the server was sending",
+                              exited=True) from None
 
     def starttls(self, ctx):
         self.sock = ctx.wrap_socket(self.sock, server_side=True,
@@ -389,14 +397,28 @@ class ScriptServer:
                 self._no_connection()
                 return
             conn = self._accept(None)
-            for i, d in enumerate(ds):
+            i = 0
+            while i < len(ds):
+                d = ds[i]
                 cur = d
                 try:
                     conn = self._step(conn, d)
                 except _ClientGone as gone:
+                    nxt = self._reconnect_after(ds, i + 1, gone)
+                    if nxt is not None:
+                        # The client dropped this connection on purpose and
+                        # connects again: what was left to send on the old
+                        # one is moot; go on at the accept.
+                        conn.log.note(f"{gone}; the script goes on at the accept on line "
+                                      f"{ds[nxt].lineno}")
+                        conn.close()
+                        conn = None
+                        i = nxt
+                        continue
                     self._client_gone(conn, ds[i + 1:], str(gone))
                     conn = None
                     break
+                i += 1
             cur = None
             if conn is not None:
                 self._finish(conn)
@@ -420,6 +442,19 @@ class ScriptServer:
             if self.error is None:
                 self._check_extra_connections()
             self.done.set()
+
+    def _reconnect_after(self, ds, start, gone):
+        """Index of the `accept` that comes next when the client closed the
+        connection (it did not exit) and only send-only directives stand
+        before that accept; else None."""
+        if gone.exited:
+            return None
+        for k in range(start, len(ds)):
+            if ds[k].op == "accept":
+                return k
+            if ds[k].op in NEEDS_CLIENT:
+                return None
+        return None
 
     def _client_gone(self, conn, rest, why):
         (conn.log if conn else self.log).note(why)
@@ -557,7 +592,30 @@ class ScriptServer:
         elif op == "sleep":
             log.note(f"sleep {d.ms} ms")
             if self.stopper.flag.wait(d.ms / 1000.0):
-                raise _ClientGone(f"the client exited during sleep {d.ms}")
+                raise _ClientGone(f"the client exited during sleep {d.ms}", exited=True)
+        elif op == "scram-first":
+            # RFC 5802 §7: the client-first message is the last word of the
+            # AUTH line (base64); the server-first message extends its nonce.
+            try:
+                line, ending = self._expect_line(conn, d)
+            except (_Eof, _Stopped):
+                raise Mismatch(f"expected an AUTH line with a SCRAM client-first message, "
+                               f"but {self._closed_text(conn)}") from None
+            try:
+                first = base64.b64decode(line.split()[-1], validate=True).decode("ascii")
+                cnonce = next(f[2:] for f in first.split(",") if f.startswith("r="))
+            except (ValueError, IndexError, StopIteration, UnicodeDecodeError):
+                raise Mismatch(f"no SCRAM client-first message in {show(line)}") from None
+            msg = f"r={cnonce}SRV,s=QSXCR+Q6sek8bf92,i={d.iterations}"
+            log.note(f"S: server-first {msg!r}")
+            conn.send(f"{d.prefix} ".encode() + base64.b64encode(msg.encode()) + b"\r\n")
+        elif op == "trickle":
+            log.note(f"S: trickle {show(d.data, 40)}, one byte every {d.ms} ms")
+            for i in range(len(d.data)):
+                if i and self.stopper.flag.wait(d.ms / 1000.0):
+                    raise _ClientGone(f"the client exited during trickle after {i} bytes",
+                                     exited=True)
+                conn.send(d.data[i:i + 1])
         elif op == "stall":
             log.note("stall: waiting for the client to close")
             seen = bytearray()      # what the client said meanwhile, for the transcript

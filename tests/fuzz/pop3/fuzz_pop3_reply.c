@@ -30,6 +30,10 @@ static void lines(const char *in, size_t len)
         if (mw_pop3_parse_listing(in + i, ll, &a, &b) == 0 && a == 0) abort();
         if (mw_pop3_parse_uidl(in + i, ll, &a, &uid, &ul) == 0 && !mw_pop3_uid_valid(uid, ul))
             abort();
+        /* Every line parse_uidl takes names a message parse_uidl_msg finds. */
+        if (mw_pop3_parse_uidl(in + i, ll, &a, &uid, &ul) == 0 &&
+            (mw_pop3_parse_uidl_msg(in + i, ll, &b) != 0 || b != a))
+            abort();
         (void)mw_pop3_parse_retr_size(in + i, ll, &a);
         if (mw_pop3_find_timestamp(in + i, ll, &ts, &tl) &&
             (tl < 5 || ts[0] != '<' || ts[tl - 1] != '>'))

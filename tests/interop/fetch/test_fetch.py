@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`mailwire fetch` against the real Dovecot (tests/servers), printing TAP.
 
-usage: test_fetch.py MAILWIRE [--crash-kills N] [--big N]
+usage: test_fetch.py MAILWIRE KILLAT_SO [--crash-kills N] [--big N]
 
 Line ends: the server's Maildir files are written with LF (the Maildir
 convention), Dovecot serves them with CRLF, and the store writes LF by
@@ -9,8 +9,11 @@ default (mw_store_options.keep_crlf = 0), so every fetched file must equal
 the file put on the server byte for byte.  mbox is mboxrd (">From " quoting
 undone when comparing); the MDA gets the LF form on stdin too.
 
-Crash safety: a fetch-and-delete killed with SIGKILL at random moments
-(seeded; the seed is printed).  After every kill, every message ever put on
+Crash safety: a fetch-and-delete killed with SIGKILL at points drawn from
+its own progress (seeded; the seed is printed): tests/tools/killat.c counts
+the calls that change state outside the process (file and socket writes,
+fsync, rename, link, unlink) and kills the run just before the N-th, so the
+number of kills does not depend on the machine's speed or load.  After every kill, every message ever put on
 the server must be on the server or in the destination Maildir's new/,
 byte-exact; a file in new/ must equal one of the messages (never partial).
 After a final complete run, everything is in new/ and the server is empty.
@@ -30,9 +33,10 @@ import tempfile
 import time
 
 MW = sys.argv[1]
+KILLAT = os.path.abspath(sys.argv[2])
 KILLS = 200
 BIG = 2000
-args = sys.argv[2:]
+args = sys.argv[3:]
 while args:
     if args[0] == "--crash-kills":
         KILLS = int(args[1])
@@ -187,6 +191,19 @@ def same_multiset(a, b):
 def show(r):
     return "rc %d\nstdout: %s\nstderr: %s" % (r.returncode, r.stdout.decode(errors="replace"),
                                              r.stderr.decode(errors="replace"))
+
+
+def killat_env(n, sig=signal.SIGKILL, count=None):
+    """Environment that makes tests/tools/killat.c signal the run just before
+    its n-th state-changing call (n=None: never) and write its count."""
+    asan = ENV.get("ASAN_OPTIONS", "")
+    e = {"LD_PRELOAD": KILLAT, "MW_KILLAT_SIG": str(int(sig)),
+         "ASAN_OPTIONS": (asan + ":" if asan else "") + "verify_asan_link_order=0"}
+    if n is not None:
+        e["MW_KILLAT"] = str(n)
+    if count:
+        e["MW_KILLAT_COUNT"] = count
+    return e
 
 
 # ---- Maildir: fetch and delete, second run, new arrivals ---------------------
@@ -439,13 +456,14 @@ reset_mailbox(user)
 dest = os.path.join(WORK, "md-f19")
 msgs = [make_message("f19", size=3000) for _ in range(300)]
 put(user, msgs)
-p = fetch(user, "--maildir", dest, "--quiet", popen=True)
-t0 = time.monotonic()
-while len(os.listdir(dest + "/new") if os.path.isdir(dest + "/new") else []) < 20 and \
-        time.monotonic() - t0 < 60 and p.poll() is None:
-    time.sleep(0.005)
-p.send_signal(signal.SIGTERM)
-p.wait()
+# SIGTERM from the run's own progress: just before its 150th state-changing
+# call (each stored message takes several: data write, fsync, link, state).
+p = fetch(user, "--maildir", dest, "--quiet", popen=True, env_extra=killat_env(150, signal.SIGTERM))
+try:
+    p.wait(timeout=300)
+except subprocess.TimeoutExpired:
+    p.kill()
+    p.wait()
 err = p.stderr.read().decode(errors="replace")
 p.stderr.close()
 first = len(maildir_files(dest))
@@ -468,9 +486,7 @@ rng = random.Random(seed)
 diag("crash test: seed %d (MW_FETCH_SEED to repeat), %d kills" % (seed, KILLS))
 allmsgs = []
 BATCH = 12
-# Killed runs never reach their exit, so ASan's leak check there only costs
-# start-up time; the final complete run keeps it.
-KENV = {"ASAN_OPTIONS": "detect_leaks=0"}
+COUNT = os.path.join(WORK, "killat.count")
 
 
 def refill():
@@ -479,42 +495,67 @@ def refill():
     allmsgs.extend(ms)
 
 
+def kenv(n):
+    # Killed runs never reach their exit, so ASan's leak check there only
+    # costs start-up time; the final complete run keeps it.
+    e = killat_env(n, count=COUNT)
+    e["ASAN_OPTIONS"] += ":detect_leaks=0"
+    return e
+
+
+def counted_calls():
+    try:
+        with open(COUNT) as fh:
+            return int(fh.read())
+    except (OSError, ValueError):
+        return 0
+
+
 refill()
-# How long does an uninterrupted run of one batch take? Kills are spread
-# over [0, that], the estimate following the runs that complete.
-t0 = time.monotonic()
+# How many state-changing calls does an uninterrupted run of one batch make?
+# Kill points are drawn from [1, the most seen + 1]: every prefix of a run.
+if os.path.exists(COUNT):
+    os.unlink(COUNT)
 r = fetch(user, "--maildir", os.path.join(WORK, "md-f8-probe"), "--keep", "--all-messages",
-          env_extra=KENV)
-full = probe = max(time.monotonic() - t0, 0.05)
+          env_extra=kenv(None))
 os.unlink(os.path.join(WORK, user + ".state"))
-diag("an uninterrupted run takes %.3f s" % full)
-kills = completions = effective = 0
+most = counted_calls()
+diag("an uninterrupted run of %d messages makes %d state-changing calls" % (BATCH, most))
+kills = completions = effective = rounds = 0
 state_seen = [0, 0]
 bad = []
+if most < 10:
+    bad.append("the probe run counted %d calls: is the killat shim loaded? %s" % (most, show(r)))
 start = time.monotonic()
+
+
 def one_kill_round():
-    global kills, completions, full
-    t_start = time.monotonic()
-    p = fetch(user, "--maildir", dest, "--quiet", popen=True, env_extra=KENV)
-    time.sleep(rng.uniform(0, full))
-    if p.poll() is None:
-        p.send_signal(signal.SIGKILL)
+    global kills, completions, most, effective, rounds
+    rounds += 1
+    if os.path.exists(COUNT):
+        os.unlink(COUNT)
+    n = rng.randint(1, most + 1)
+    p = fetch(user, "--maildir", dest, "--quiet", popen=True, env_extra=kenv(n))
+    try:
+        p.wait(timeout=300)  # a hang guard, not a measurement
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        bad.append("run with kill point %d hung" % n)
+        return False
+    if p.returncode == -9:
         kills += 1
-    p.wait()
-    if p.returncode == 0:
-        # Follow the machine's speed: kill times stay spread over a whole
-        # run without wasting rounds on runs that finish first.
-        full = max(0.7 * full + 0.3 * (time.monotonic() - t_start), probe * 0.6)
-    if p.returncode not in (0, -9):
-        bad.append("run exit %d: %s" % (p.returncode, p.stderr.read().decode(errors="replace")))
     elif p.returncode == 0:
         completions += 1
+        most = max(most, counted_calls())
+    else:
+        bad.append("run exit %d (kill point %d): %s" %
+                   (p.returncode, n, p.stderr.read().decode(errors="replace")))
     p.stderr.close()
     # The server first, then new/: a message expunged in between was
     # stored before its DELE, so it is found in new/.
     srv = on_server(user)
     got = maildir_files(dest)
-    global effective
     if p.returncode == -9 and (len(got) != state_seen[0] or len(srv) != state_seen[1]):
         effective += 1  # the killed run had stored or deleted something
     state_seen[:] = [len(got), len(srv)]
@@ -523,25 +564,28 @@ def one_kill_round():
     known = set(allmsgs)
     foreign = [g for g in got if g not in known]
     if lost or foreign:
-        bad.append("after kill %d: %d lost, %d partial/unknown files in new/" %
-                   (kills, len(lost), len(foreign)))
+        bad.append("after kill %d (kill point %d): %d lost, %d partial/unknown files in new/" %
+                   (kills, n, len(lost), len(foreign)))
         return False
     if not srv:
         refill()
     return True
 
 
+# The round cap only stops a harness that makes no progress; with kill
+# points drawn from the count of a complete run most rounds are kills.
 try:
-    while kills < KILLS and time.monotonic() - start < 240 and not bad:
+    while kills < KILLS and rounds < 4 * KILLS and not bad:
         if not one_kill_round():
             break
 except Exception as e:  # a broken harness is a failure, not a traceback
     bad.append("harness: %r" % e)
 elapsed = time.monotonic() - start
-tap(kills >= KILLS and not bad,
-    "crash: %d SIGKILLs (%d of them after the run had stored or deleted mail; %d runs completed) "
-    "in %.1f s; after each, every message on the server or in new/ byte-exact, no partial file" %
-    (kills, effective, completions, elapsed), *bad[:5])
+tap(kills >= KILLS and not bad and effective > KILLS // 4,
+    "crash: %d SIGKILLs at progress points (%d of them after the run had stored or deleted "
+    "mail; %d runs completed; %d rounds) in %.1f s; after each, every message on the server "
+    "or in new/ byte-exact, no partial file" % (kills, effective, completions, rounds, elapsed),
+    *bad[:5])
 r = fetch(user, "--maildir", dest)
 got = maildir_files(dest)
 missing = [m for m in allmsgs if m not in set(got)]

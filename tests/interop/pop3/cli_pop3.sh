@@ -67,8 +67,15 @@ files=$(ls "$md/new" "$md/cur" | grep -c '\.cli')
   || nok "dele 2-3" "rc $rc, files $files: $got"
 
 err=$("$mw" pop3 --host localhost --port "$MW_POP3_PORT" --user "$user" --tls none stat 2>&1 >/dev/null); rc=$?
-# Without TLS only SCRAM (no password in clear) may be used: it works.
-[ $rc = 0 ] && ok "--tls none logs in with SCRAM, no password in clear" || nok "--tls none" "rc $rc: $err"
+# Without TLS no login at all unless allowed, SCRAM included: the session
+# and the mail in it would be plain text.
+[ $rc = 77 ] && [[ $err == *"no login over an unencrypted connection"* ]] \
+  && ok "--tls none without --allow-plaintext-password: no login (SCRAM included), exit 77" \
+  || nok "--tls none refused" "rc $rc: $err"
+err=$("$mw" pop3 --host localhost --port "$MW_POP3_PORT" --user "$user" --tls none \
+      --allow-plaintext-password stat 2>&1 >/dev/null); rc=$?
+[ $rc = 0 ] && ok "--tls none --allow-plaintext-password logs in (SCRAM, no password in clear)" \
+  || nok "--tls none allowed" "rc $rc: $err"
 
 err=$("$mw" pop3 --host localhost --port "$MW_POP3_PORT" --user "$user" stat 2>&1 >/dev/null); rc=$?
 [ $rc = 77 ] && [[ $err == *certificate* ]] && ok "STLS to an untrusted CA exits 77" || nok "untrusted CA" "rc $rc: $err"

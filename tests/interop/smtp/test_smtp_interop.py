@@ -65,7 +65,7 @@ def dom(u):
     return "%s@%s" % (u, os.environ.get("MW_MAIL_DOMAIN", "test.domain"))
 
 
-def pop_fetch_all(user, want, deadline_s=20):
+def pop_fetch_all(user, want, deadline_s=120):
     """Messages of `user` over POP3 with STLS, waiting until `want` are there
     (Postfix delivers asynchronously).  Deletes them afterwards."""
     ctx = ssl.create_default_context(cafile=os.environ["MW_CA_FILE"])

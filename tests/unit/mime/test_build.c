@@ -328,6 +328,106 @@ static void test_boundary_and_file(void **state)
     mw_mime_part_free(root);
 }
 
+/* Reads a whole reader with reads of at most step bytes. */
+static char *read_all_pull(mw_mime_reader *r, size_t step, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *out = malloc(cap);
+    for (;;) {
+        while (cap - n < step)
+            out = realloc(out, cap *= 2);
+        long got = mw_mime_reader_read(out + n, step, r);
+        assert_true(got >= 0);
+        if (!got) break;
+        assert_true((size_t)got <= step);
+        n += (size_t)got;
+    }
+    *len = n;
+    return out;
+}
+
+/* The boundary a written multipart got: the writer picks a fresh one each
+ * time, so outputs are compared with it replaced. */
+static void unboundary(char *m, size_t n)
+{
+    char *b = strstr(m, "boundary=\"");
+    assert_non_null(b);
+    b += 10;
+    size_t bl = (size_t)(strchr(b, '"') - b);
+    char pat[80];
+    assert_true(bl < sizeof pat);
+    memcpy(pat, b, bl);
+    for (char *q = m; (q = memmem(q, n - (size_t)(q - m), pat, bl)); q += bl)
+        memset(q, 'B', bl);
+}
+
+/* The pull reader gives the writer's bytes, whatever the read size, and
+ * encodes a file-backed body as it goes. */
+static void test_reader_matches_writer(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/mw-mime-reader-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    static char big[300000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)(i * 7 % 253);
+    assert_int_equal(write(fd, big, sizeof big), (ssize_t)sizeof big);
+    close(fd);
+    mw_error err = {0};
+    mw_mime_part *root, *f, *t, *inner;
+    assert_int_equal(mw_mime_part_new(&root, "multipart/mixed", &err), 0);
+    assert_int_equal(mw_mime_part_header(root, "Subject", "alert", MW_MIME_HDR_SET, &err), 0);
+    assert_int_equal(
+        mw_mime_part_header(root, "Date", "Mon, 7 Dec 2026 06:00:00 +0000", MW_MIME_HDR_SET, &err),
+        0);
+    assert_int_equal(mw_mime_part_header(root, "Message-ID", "<r@x.test>", MW_MIME_HDR_SET, &err),
+                     0);
+    static const char alert[] = "disk at 97%\nFrom here on\n";
+    t = leaf("text/plain", alert, sizeof alert - 1);
+    assert_int_equal(mw_mime_part_add(root, t, &err), 0);
+    assert_int_equal(mw_mime_part_new(&f, "application/octet-stream", &err), 0);
+    assert_int_equal(mw_mime_part_set_body_file(f, path, &err), 0);
+    assert_int_equal(mw_mime_part_set_disposition(f, "attachment", "log.bin", &err), 0);
+    assert_int_equal(mw_mime_part_add(root, f, &err), 0);
+    inner = leaf("text/plain", "inner\n", 6);
+    mw_mime_part *msg;
+    assert_int_equal(mw_mime_message_new(&msg, inner, &err), 0);
+    assert_int_equal(mw_mime_part_add(root, msg, &err), 0);
+    char *want;
+    size_t wn;
+    assert_int_equal(mw_mime_part_to_buffer(root, &want, &wn, &err), 0);
+    unboundary(want, wn);
+    static const size_t steps[] = {1, 7, 76, 4096, 1 << 20};
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        mw_mime_reader *r;
+        assert_int_equal(mw_mime_reader_new(&r, root, &err), 0);
+        size_t n;
+        char *got = read_all_pull(r, steps[i], &n);
+        unboundary(got, n);
+        assert_int_equal(n, wn);
+        assert_memory_equal(got, want, n);
+        assert_int_equal(mw_mime_reader_read(got, 10, r), 0); /* the end stays the end */
+        free(got);
+        mw_mime_reader_free(r);
+    }
+    /* The file goes away between planning and reading: MW_EIO, named, and
+     * the same code again. */
+    mw_mime_reader *r;
+    assert_int_equal(mw_mime_reader_new(&r, root, &err), 0);
+    unlink(path);
+    char buf[4096];
+    long got;
+    while ((got = mw_mime_reader_read(buf, sizeof buf, r)) > 0) {}
+    assert_int_equal(got, MW_EIO);
+    assert_non_null(strstr(mw_mime_reader_error(r)->message, path));
+    assert_int_equal(mw_mime_reader_read(buf, sizeof buf, r), MW_EIO);
+    mw_mime_reader_free(r);
+    assert_int_equal(mw_mime_reader_new(NULL, root, &err), MW_EINVAL);
+    free(want);
+    mw_mime_part_free(root);
+}
+
 static int count_warn;
 static void on_warn(mw_mime_part *p, const char *what, void *ud)
 {
@@ -447,9 +547,161 @@ static void test_to_utf8_and_cancel(void **state)
     mw_mime_parser_free(p);
 }
 
+/* A growing string for generated messages. */
+typedef struct gen {
+    char *p;
+    size_t n, cap;
+} gen;
+
+static void gen_add(gen *g, const char *s, size_t n)
+{
+    if (g->n + n + 1 > g->cap) {
+        g->cap = (g->n + n + 1) * 2;
+        g->p = realloc(g->p, g->cap);
+        assert_non_null(g->p);
+    }
+    memcpy(g->p + g->n, s, n);
+    g->n += n;
+    g->p[g->n] = '\0';
+}
+
+static void gen_str(gen *g, const char *s)
+{
+    gen_add(g, s, strlen(s));
+}
+
+/* The default bounds, each hit by a message made for it.  Nesting: 5000
+ * multiparts inside each other (and 5000 message/rfc822) parse; from the
+ * default depth 32 on a part is a leaf flagged MW_MIME_F_TOO_DEEP. */
+static void test_default_depth_bound(void **state)
+{
+    (void)state;
+    for (int rfc822 = 0; rfc822 < 2; rfc822++) {
+        gen g = {0};
+        char line[128];
+        for (int i = 0; i < 5000; i++) {
+            if (rfc822) {
+                gen_str(&g, "Content-Type: message/rfc822\r\n\r\n");
+            } else {
+                snprintf(line, sizeof line,
+                         "Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n", i, i);
+                gen_str(&g, line);
+            }
+        }
+        gen_str(&g, "\r\ninnermost\r\n");
+        mw_mime_parse_opts o = MW_MIME_PARSE_OPTS_INIT;
+        o.on_warning = on_warn;
+        count_warn = 0;
+        mw_mime_part *root = NULL;
+        mw_error err = {0};
+        assert_int_equal(mw_mime_parse(&root, g.p, g.n, &o, &err), 0);
+        mw_mime_part *c = root;
+        int depth = 0;
+        while (mw_mime_part_child_count(c) > 0) {
+            c = mw_mime_part_child(c, 0);
+            depth++;
+        }
+        assert_int_equal(depth, 32);
+        assert_true(mw_mime_part_flags(c) & MW_MIME_F_TOO_DEEP);
+        assert_true(count_warn >= 1);
+        mw_mime_part_free(root);
+        free(g.p);
+    }
+}
+
+/* Parts: 10 050 parts in one multipart; the default max_parts (10000)
+ * keeps the tree at 10000 parts, the rest read as the last part's body,
+ * and the multipart is flagged MW_MIME_F_TOO_MANY. */
+static void test_default_parts_bound(void **state)
+{
+    (void)state;
+    gen g = {0};
+    gen_str(&g, "Content-Type: multipart/mixed; boundary=z\r\n\r\n");
+    for (int i = 0; i < 10050; i++)
+        gen_str(&g, "--z\r\n\r\nx\r\n");
+    gen_str(&g, "--z--\r\n");
+    mw_mime_parse_opts o = MW_MIME_PARSE_OPTS_INIT;
+    mw_mime_part *root = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_mime_parse(&root, g.p, g.n, &o, &err), 0);
+    assert_int_equal(mw_mime_part_child_count(root), 9999); /* + the root: 10000 */
+    assert_true(mw_mime_part_flags(root) & MW_MIME_F_TOO_MANY);
+    mw_mime_part_free(root);
+    free(g.p);
+}
+
+/* Header fields: 4097 of them (default max_fields 4096), and one field of
+ * 300 KiB (default max_field_len 256 KiB): a named MW_ETOOBIG each. */
+static void test_default_header_bounds(void **state)
+{
+    (void)state;
+    gen g = {0};
+    for (int i = 0; i < 4097; i++)
+        gen_str(&g, "X-A: b\r\n");
+    gen_str(&g, "\r\nbody\r\n");
+    mw_mime_part *root = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_mime_parse(&root, g.p, g.n, NULL, &err), MW_ETOOBIG);
+    assert_null(root);
+    assert_non_null(strstr(err.message, "more than 4096 fields"));
+    free(g.p);
+
+    memset(&g, 0, sizeof g);
+    gen_str(&g, "Subject: ");
+    char chunk[1024];
+    memset(chunk, 'a', sizeof chunk);
+    for (int i = 0; i < 300; i++)
+        gen_add(&g, chunk, sizeof chunk);
+    gen_str(&g, "\r\n\r\nbody\r\n");
+    assert_int_equal(mw_mime_parse(&root, g.p, g.n, NULL, &err), MW_ETOOBIG);
+    assert_non_null(strstr(err.message, "longer than 262144"));
+    free(g.p);
+}
+
+/* All header blocks together: 40 parts of 600 header bytes each are
+ * 24 000 bytes, over 16 x a max_total of 1000: a named MW_ETOOBIG,
+ * though each block is within its own bound. */
+static void test_all_headers_bound(void **state)
+{
+    (void)state;
+    gen g = {0};
+    gen_str(&g, "Content-Type: multipart/mixed; boundary=q\r\n\r\n");
+    char hdr[700];
+    memset(hdr, 0, sizeof hdr);
+    for (int i = 0; i < 40; i++) {
+        gen_str(&g, "--q\r\n");
+        for (int k = 0; k < 10; k++) {
+            snprintf(hdr, sizeof hdr, "X-%d: %054d\r\n", k, i);
+            gen_str(&g, hdr);
+        }
+        gen_str(&g, "\r\nx\r\n");
+    }
+    gen_str(&g, "--q--\r\n");
+    mw_mime_parse_opts o = MW_MIME_PARSE_OPTS_INIT;
+    o.headers.max_total = 1000;
+    mw_mime_part *root = NULL;
+    mw_error err = {0};
+    assert_int_equal(mw_mime_parse(&root, g.p, g.n, &o, &err), MW_ETOOBIG);
+    assert_non_null(strstr(err.message, "header blocks of all parts are over the 16000 bytes"));
+    /* With a max_total of 2000 (32 000 together) the same message parses. */
+    o.headers.max_total = 2000;
+    assert_int_equal(mw_mime_parse(&root, g.p, g.n, &o, &err), 0);
+    assert_int_equal(mw_mime_part_child_count(root), 40);
+    mw_mime_part_free(root);
+    free(g.p);
+}
+
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_build_then_parse), cmocka_unit_test(test_injection_and_content_fields),
-    cmocka_unit_test(test_encoding_choice),  cmocka_unit_test(test_boundary_and_file),
-    cmocka_unit_test(test_parser_limits),    cmocka_unit_test(test_to_utf8_and_cancel),
+    cmocka_unit_test(test_build_then_parse),
+    cmocka_unit_test(test_injection_and_content_fields),
+    cmocka_unit_test(test_encoding_choice),
+    cmocka_unit_test(test_boundary_and_file),
+    cmocka_unit_test(test_reader_matches_writer),
+    cmocka_unit_test(test_parser_limits),
+    cmocka_unit_test(test_default_depth_bound),
+    cmocka_unit_test(test_default_parts_bound),
+    cmocka_unit_test(test_default_header_bounds),
+    cmocka_unit_test(test_all_headers_bound),
+    cmocka_unit_test(test_to_utf8_and_cancel),
 };
 MW_TEST_MAIN(tests)

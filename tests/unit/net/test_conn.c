@@ -365,7 +365,7 @@ static void stalled_peer_hits_io_timeout(void **state)
     assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
     printf("# stalled read gave up after %lld ms (timeout 300 ms)\n", (long long)took);
-    assert_true(took >= 290 && took < 600);
+    assert_true(took >= 290 && took < 30000); /* the peer never writes: bounded, not a hang */
     assert_non_null(strstr(err.message, "300 ms"));
     close(peer);
     mw_conn_free(c);
@@ -385,7 +385,7 @@ static void stream_io_timeout_from_opts(void **state)
     int64_t t0 = mw_now_ms();
     assert_int_equal(mw_conn_peek(c, &d, &n, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
-    assert_true(took >= 190 && took < 400);
+    assert_true(took >= 190 && took < 30000);
     close(peer);
     mw_conn_free(c);
 }
@@ -400,8 +400,8 @@ static void operation_deadline_bounds_a_trickle(void **state)
     mw_conn_set_io_timeout(c, 5000);
     mw_conn_set_deadline(c, mw_now_ms() + 300);
     pid_t pid = fork();
-    if (pid == 0) {
-        for (int i = 0; i < 20; i++) {
+    if (pid == 0) { /* trickles for 120 s: only the deadline can end the read sooner */
+        for (int i = 0; i < 2400; i++) {
             if (write(peer, "x", 1) != 1) break;
             usleep(50000);
         }
@@ -413,7 +413,7 @@ static void operation_deadline_bounds_a_trickle(void **state)
     int64_t t0 = mw_now_ms();
     assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
-    assert_true(took < 600);
+    assert_true(took < 60000);
     assert_non_null(strstr(err.message, "deadline"));
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
@@ -495,7 +495,7 @@ static void cancel_from_a_signal_handler(void **state)
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
     assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
-    assert_true(mw_now_ms() - t0 < 1800);
+    assert_true(mw_now_ms() - t0 < 30000); /* nothing else would end the read */
     sigaction(SIGALRM, &old, NULL);
     close(peer);
     mw_conn_free(c);
@@ -693,7 +693,7 @@ static void tcp_connect_timeout(void **state)
     printf("# connection %d to a full accept queue: %s after %lld ms\n", i + 1,
            rc ? err.message : "connected", (long long)took);
     assert_int_equal(rc, MW_ETIMEOUT);
-    assert_true(took >= 290 && took < 600);
+    assert_true(took >= 290 && took < 30000);
     assert_non_null(strstr(err.message, "timed out after 300 ms"));
     for (i = 0; i < 4; i++)
         mw_stream_free(filler[i]);
@@ -772,14 +772,14 @@ static void happy_blackholed_first_address(void **state)
     int fd = -1, tried = 0, e = 0;
     char last[64];
     int64_t t0 = mw_now_ms();
-    int rc = mw_tcp_connect_happy(&a1, 10000, 250, NULL, &fd, &tried, &e, last, sizeof last);
+    int rc = mw_tcp_connect_happy(&a1, 120000, 250, NULL, &fd, &tried, &e, last, sizeof last);
     int64_t took = mw_now_ms() - t0;
     printf("# first address black-holed: connected in %lld ms after %d attempts\n", (long long)took,
            tried);
     assert_int_equal(rc, 0);
     assert_int_equal(tried, 2);
-    assert_true(took >= 240 && took < 2000);
-    int a = accept(l2, NULL, NULL); /* it is the second listener that got it */
+    assert_true(took >= 240 && took < 60000); /* not the 120 s connect deadline */
+    int a = accept(l2, NULL, NULL);           /* it is the second listener that got it */
     assert_true(a >= 0);
     close(a);
     close(fd);
@@ -805,10 +805,10 @@ static void happy_refused_first_goes_on_at_once(void **state)
     char last[64];
     int64_t t0 = mw_now_ms();
     assert_int_equal(
-        mw_tcp_connect_happy(&a1, 10000, 2000, NULL, &fd, &tried, &e, last, sizeof last), 0);
+        mw_tcp_connect_happy(&a1, 120000, 60000, NULL, &fd, &tried, &e, last, sizeof last), 0);
     int64_t took = mw_now_ms() - t0;
     assert_int_equal(tried, 2);
-    assert_true(took < 1000); /* not the 2 s attempt delay */
+    assert_true(took < 30000); /* not the 60 s attempt delay */
     close(fd);
     close(l2);
     /* Every address refused: MW_ENET with the reason and the last address. */
@@ -834,11 +834,13 @@ static void happy_all_blackholed_one_deadline(void **state)
     int fd = -1, tried = 0, e = 0;
     char last[64];
     int64_t t0 = mw_now_ms();
-    int rc = mw_tcp_connect_happy(&a1, 600, 250, NULL, &fd, &tried, &e, last, sizeof last);
+    /* One 4 s deadline for the race; a deadline per attempt would end the
+     * second one (started at 2.5 s) at 6.5 s. */
+    int rc = mw_tcp_connect_happy(&a1, 4000, 2500, NULL, &fd, &tried, &e, last, sizeof last);
     int64_t took = mw_now_ms() - t0;
     assert_int_equal(rc, MW_ETIMEOUT);
     assert_int_equal(tried, 2);
-    assert_true(took >= 590 && took < 1200);
+    assert_true(took >= 3990 && took < 6400);
     for (int i = 0; i < 3; i++) {
         close(f1[i]);
         close(f2[i]);
@@ -901,7 +903,14 @@ static void command_stream_talks_and_reaps(void **state)
     (void)state;
     mw_stream *s = NULL;
     mw_error err = {0};
-    assert_int_equal(mw_stream_command(&s, "cat", NULL, &err), 0);
+    char marker[] = "/tmp/mw-cat-eof-XXXXXX";
+    int mfd = mkstemp(marker);
+    assert_true(mfd >= 0);
+    close(mfd);
+    unlink(marker);
+    char cmd[96];
+    snprintf(cmd, sizeof cmd, "cat; : > %s", marker); /* TERM or KILL would skip the marker */
+    assert_int_equal(mw_stream_command(&s, cmd, NULL, &err), 0);
     pid_t pid = s->pid;
     assert_true(pid > 0);
     mw_conn *c = NULL;
@@ -916,9 +925,9 @@ static void command_stream_talks_and_reaps(void **state)
     assert_memory_equal(line, "hello", 5);
     assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
     assert_memory_equal(line, "world", 5);
-    int64_t t0 = mw_now_ms();
     mw_conn_free(c);
-    assert_true(mw_now_ms() - t0 < 1000); /* cat ends on EOF at once */
+    assert_int_equal(access(marker, F_OK), 0); /* cat ended on EOF, not on a signal */
+    unlink(marker);
     /* Reaped: no zombie left for this pid. */
     assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
     assert_int_equal(errno, ECHILD);
@@ -966,7 +975,7 @@ static void command_stream_kills_a_stubborn_child(void **state)
     mw_stream_free(s);
     int64_t took = mw_now_ms() - t0;
     printf("# stubborn child reaped after %lld ms\n", (long long)took);
-    assert_true(took < 3000);
+    assert_true(took < 60000); /* bounded: TERM ignored, KILL ends it */
     assert_int_equal(waitpid(pid, NULL, WNOHANG), -1);
 }
 

@@ -131,6 +131,15 @@ static void test_uidl(void **state)
         assert_int_equal(mw_pop3_parse_uidl(bad[i], strlen(bad[i]), &m, &uid, &ul), MW_EPROTO);
     assert_int_equal(mw_pop3_parse_uidl(S("2 abc "), &m, &uid, &ul), 0);
     assert_int_equal(ul, 3);
+
+    /* The number of a line whose unique-id is bad (fetch skips only it). */
+    assert_int_equal(mw_pop3_parse_uidl_msg(S("12 a b"), &m), 0);
+    assert_int_equal(m, 12);
+    assert_int_equal(mw_pop3_parse_uidl_msg(S("3 caf\xc3\xa9"), &m), 0);
+    assert_int_equal(m, 3);
+    const char *nomsg[] = {"", "1", "1 ", "0 a", "x a", " 1 a", "1234567890123456789 a"};
+    for (size_t i = 0; i < sizeof nomsg / sizeof nomsg[0]; i++)
+        assert_int_equal(mw_pop3_parse_uidl_msg(nomsg[i], strlen(nomsg[i]), &m), MW_EPROTO);
     assert_true(mw_pop3_uid_valid(S("!")));
     assert_false(mw_pop3_uid_valid(S("")));
     assert_false(mw_pop3_uid_valid(S("a\xc3\xa9")));

@@ -23,7 +23,7 @@ typedef struct step {
 typedef struct peer {
     const step *steps;
     size_t nsteps, next;
-    char out[1 << 16];
+    char out[1 << 18];
     size_t out_len, out_pos;
     char in[4096];
     size_t in_len;
@@ -41,6 +41,7 @@ typedef struct peer {
 static void queue(peer *p, const char *s)
 {
     size_t n = strlen(s);
+    assert_true(n <= sizeof p->out - p->out_len);
     memcpy(p->out + p->out_len, s, n);
     p->out_len += n;
 }
@@ -134,6 +135,7 @@ static mw_pop3 *open_with(peer *pr, const step *steps, size_t n, mw_pop3_opts *o
     mw_stream *s = NULL;
     assert_int_equal(mw_stream_callbacks(&s, &peer_ops, pr, NULL), 0);
     o->stream = s;
+    o->tls = MW_TLS_NONE; /* the scripted peer speaks no TLS */
     o->user = o->user ? o->user : "u";
     o->password = o->password ? o->password : "pw";
     o->allow_plaintext = 1;
@@ -218,28 +220,86 @@ static void test_msex(void **state)
     mw_pop3_free(p);
 }
 
-static void test_plaintext_policy(void **state)
+/* Opens a session on a scripted peer with o as given (no test defaults). */
+static int open_raw(peer *pr, const step *steps, size_t n, mw_pop3_opts *o)
+{
+    memset(pr, 0, sizeof *pr);
+    pr->steps = steps;
+    pr->nsteps = n;
+    queue(pr, GREETING);
+    mw_stream *s = NULL;
+    assert_int_equal(mw_stream_callbacks(&s, &peer_ops, pr, NULL), 0);
+    o->stream = s;
+    mw_pop3 *p = NULL;
+    int rc = mw_pop3_open(&p, "localhost", o);
+    if (rc && p) print_message("# open: %s\n", mw_pop3_error(p)->message);
+    mw_pop3_free(p);
+    return rc;
+}
+
+#define CAPA_SCRAM "+OK\r\nUSER\r\nSASL SCRAM-SHA-256 PLAIN\r\nUIDL\r\n.\r\n"
+
+/* The library's defaults require TLS: a server offering no STLS gets CAPA
+ * and nothing else, and the open fails with MW_ETLS. */
+static void test_default_requires_tls(void **state)
 {
     (void)state;
     peer pr;
-    step st[] = {{"CAPA", CAPA_PLAIN}};
+    step st[] = {{"CAPA", CAPA_SCRAM}};
     mw_pop3_opts o = MW_POP3_OPTS_INIT;
-    int rc;
-    memset(&pr, 0, sizeof pr);
-    pr.steps = st;
-    pr.nsteps = 1;
-    queue(&pr, GREETING);
-    mw_stream *s = NULL;
-    assert_int_equal(mw_stream_callbacks(&s, &peer_ops, &pr, NULL), 0);
-    o.stream = s;
     o.user = "u";
     o.password = "pw";
-    mw_pop3 *p = NULL;
-    rc = mw_pop3_open(&p, "localhost", &o);
-    assert_int_equal(rc, MW_EPOLICY);
-    assert_null(strstr(pr.log, "PASS"));
+    assert_int_equal(open_raw(&pr, st, 1, &o), MW_ETLS);
+    assert_string_equal(pr.log, "CAPA|");
+    assert_int_equal(pr.mismatch, 0);
+}
+
+/* Offered, STLS is the only command after CAPA: the handshake with a peer
+ * that speaks no TLS fails, and no login follows. */
+static void test_default_stls_then_nothing(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {{"CAPA", "+OK\r\nSTLS\r\nUSER\r\nSASL SCRAM-SHA-256\r\n.\r\n"},
+                 {"STLS", "+OK begin TLS\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.user = "u";
+    o.password = "pw";
+    int rc = open_raw(&pr, st, 2, &o);
+    assert_int_equal(rc, MW_ETLS); /* the peer hangs up mid-handshake */
+    /* After STLS only handshake bytes (binary, logged as whatever they hold). */
+    assert_int_equal(strncmp(pr.log, "CAPA|STLS|", 10), 0);
     assert_null(strstr(pr.log, "USER"));
-    mw_pop3_free(p);
+    assert_null(strstr(pr.log, "AUTH"));
+}
+
+/* Plain text on purpose: a login still needs allow_plaintext, whatever the
+ * mechanism (SCRAM too), and nothing of it is sent without. */
+static void test_plaintext_policy(void **state)
+{
+    (void)state;
+    static const int auths[] = {MW_POP3_AUTH_AUTO, MW_POP3_AUTH_USER, MW_POP3_AUTH_SASL,
+                                MW_POP3_AUTH_APOP};
+    for (size_t i = 0; i < sizeof auths / sizeof auths[0]; i++) {
+        peer pr;
+        step st[] = {{"CAPA", CAPA_SCRAM}};
+        mw_pop3_opts o = MW_POP3_OPTS_INIT;
+        o.tls = MW_TLS_NONE;
+        o.auth = auths[i];
+        o.user = "u";
+        o.password = "pw";
+        assert_int_equal(open_raw(&pr, st, 1, &o), MW_EPOLICY);
+        assert_string_equal(pr.log, "CAPA|");
+    }
+    /* Opportunistic TLS without STLS offered is plain text too. */
+    peer pr;
+    step st[] = {{"CAPA", CAPA_SCRAM}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.tls = MW_TLS_OPPORTUNISTIC;
+    o.user = "u";
+    o.password = "pw";
+    assert_int_equal(open_raw(&pr, st, 1, &o), MW_EPOLICY);
+    assert_string_equal(pr.log, "CAPA|");
 }
 
 static void test_injection_in_arguments(void **state)
@@ -849,8 +909,174 @@ static void test_command_deadline(void **state)
     if (rc != MW_ETIMEOUT)
         print_message("%s (%lld ms)\n", mw_pop3_error(p)->message, (long long)took);
     assert_int_equal(rc, MW_ETIMEOUT);
-    assert_true(took >= 350 && took < 2000);
+    assert_true(took >= 350 && took < 60000); /* the body never ends: bounded by the limit */
     assert_non_null(strstr(mw_pop3_error(p)->message, "incomplete"));
+    mw_pop3_free(p);
+}
+
+/* Counts what a sink got, keeping nothing. */
+static int count_sink(const char *d, size_t n, void *ud)
+{
+    (void)d;
+    *(size_t *)ud += n;
+    return 0;
+}
+
+/* "+OK 10 octets" then a body of `body` octets of 63-octet lines and ".". */
+static const char *big_reply(size_t body)
+{
+    static char r[200 * 1024];
+    size_t n = (size_t)snprintf(r, sizeof r, "+OK 10 octets\r\n");
+    while (body >= 64) {
+        memset(r + n, 'x', 62);
+        memcpy(r + n + 62, "\r\n", 2);
+        n += 64;
+        body -= 64;
+    }
+    memset(r + n, 'y', body);
+    n += body;
+    memcpy(r + n, "\r\n.\r\n", 6); /* with its NUL */
+    return r;
+}
+
+/* RETR is bounded by its announced size + max(size, 64 KiB): 10 + 65536
+ * octets pass (the mismatch is reported), one octet more ends the session
+ * with MW_ETOOBIG, and the rest of the reply is not read. */
+static void test_retr_bound(void **state)
+{
+    (void)state;
+    for (int over = 0; over < 2; over++) {
+        peer pr;
+        /* The message: 65546 octets (with its last CRLF) or 65547+. */
+        size_t body = 10 + 65536 - 2 + (size_t)over * 64 * 1024;
+        step st[] = {LOGIN_STEPS(CAPA_PLAIN), {"RETR 1", big_reply(body)}, {"NOOP", "+OK\r\n"}};
+        mw_pop3_opts o = MW_POP3_OPTS_INIT;
+        int rc;
+        mw_pop3 *p = open_with(&pr, st, 6, &o, &rc);
+        assert_int_equal(rc, 0);
+        pr.max_read = 4096;
+        size_t got = 0;
+        mw_pop3_retr_info info;
+        rc = mw_pop3_retr(p, 1, count_sink, &got, &info);
+        if (!over) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(got, 65546);
+            assert_int_equal(info.complete, 1);
+            assert_int_equal(info.size_mismatch, 1);
+            assert_int_equal(mw_pop3_noop(p), 0);
+        } else {
+            assert_int_equal(rc, MW_ETOOBIG);
+            assert_true(got <= 65546);
+            assert_int_equal(info.complete, 0);
+            assert_non_null(strstr(mw_pop3_error(p)->message,
+                                   "RETR 1: the server sent over 65546 octets for a message "
+                                   "announced as 10 octets"));
+            /* Stopped: most of the reply was never read. */
+            assert_true(pr.out_len - pr.out_pos > 50 * 1024);
+            assert_int_equal(mw_pop3_noop(p), MW_ESTATE);
+        }
+        assert_int_equal(pr.mismatch, 0);
+        mw_pop3_free(p);
+    }
+}
+
+/* The LIST size given to mw_pop3_retr_msgs bounds the RETR too (the reply
+ * here has no size). */
+static void test_retr_msgs_bound_by_list(void **state)
+{
+    (void)state;
+    peer pr;
+    static char reply[100 * 1024];
+    snprintf(reply, sizeof reply, "+OK\r\n");
+    size_t n = strlen(reply);
+    memset(reply + n, 'z', 80 * 1024);
+    memcpy(reply + n + 80 * 1024, "\r\n.\r\n", 6); /* with its NUL */
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN), {"RETR 2", reply}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 5, &o, &rc);
+    assert_int_equal(rc, 0);
+    pr.max_read = 4096;
+    mw_pop3_listing want[] = {{2, 60}};
+    range_acc r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(mw_pop3_retr_msgs(p, want, 1, 0, range_fn, &r), MW_ETOOBIG);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "over 65596 octets"));
+    assert_non_null(strstr(mw_pop3_error(p)->message, "announced as 60 octets"));
+    assert_int_equal(mw_pop3_noop(p), MW_ESTATE);
+    mw_pop3_free(p);
+}
+
+/* A listing stops at the count: the entry after it ends the session at
+ * once, the rest of a reply that could go on for ever is not read. */
+static void test_listing_stops_at_count(void **state)
+{
+    (void)state;
+    static char reply[64 * 1024];
+    size_t n = (size_t)snprintf(reply, sizeof reply, "+OK\r\n");
+    for (int i = 0; n + 16 < 60 * 1024; i++)
+        n += (size_t)snprintf(reply + n, sizeof reply - n, "%d 100\r\n", i % 3 + 1);
+    for (int uidl = 0; uidl < 2; uidl++) {
+        peer pr;
+        step st[] = {LOGIN_STEPS(CAPA_PLAIN), {uidl ? "UIDL" : "LIST", reply}};
+        mw_pop3_opts o = MW_POP3_OPTS_INIT;
+        int rc;
+        mw_pop3 *p = open_with(&pr, st, 5, &o, &rc);
+        assert_int_equal(rc, 0);
+        pr.max_read = 512;
+        void *items = NULL;
+        size_t ni = 0;
+        rc = uidl ? mw_pop3_uidl(p, (mw_pop3_uid **)&items, &ni)
+                  : mw_pop3_list(p, (mw_pop3_listing **)&items, &ni);
+        assert_int_equal(rc, MW_EPROTO);
+        assert_null(items);
+        assert_non_null(strstr(mw_pop3_error(p)->message, "more entries than the 3 messages"));
+        assert_true(pr.out_len - pr.out_pos > 50 * 1024);
+        assert_int_equal(mw_pop3_noop(p), MW_ESTATE);
+        mw_pop3_free(p);
+    }
+}
+
+/* One UIDL line with a unique-id outside RFC 1939 §7 costs its message
+ * only in mw_pop3_list_uidl (an entry with uid ""); mw_pop3_uidl stays
+ * strict.  A line with no message number is still fatal. */
+static void test_list_uidl_bad_uid_line(void **state)
+{
+    (void)state;
+    peer pr;
+    char uidl[600];
+    char longuid[301];
+    memset(longuid, 'u', 300);
+    longuid[300] = '\0';
+    snprintf(uidl, sizeof uidl, "+OK\r\n1 a b\r\n2 %s\r\n3 ok-3\r\n.\r\n", longuid);
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN),
+                 {"LIST", LIST3},
+                 {"UIDL", uidl},
+                 {"UIDL", uidl},
+                 {"NOOP", "+OK\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 8, &o, &rc);
+    assert_int_equal(rc, 0);
+    mw_pop3_listing *l = NULL;
+    mw_pop3_uid *u = NULL;
+    size_t nl = 0, nu = 0;
+    int urc = -1;
+    assert_int_equal(mw_pop3_list_uidl(p, &l, &nl, &u, &nu, &urc), 0);
+    assert_int_equal(urc, 0);
+    assert_int_equal(nl, 3);
+    assert_int_equal(nu, 3);
+    assert_int_equal(u[0].msg, 1);
+    assert_string_equal(u[0].uid, "");
+    assert_int_equal(u[1].msg, 2);
+    assert_string_equal(u[1].uid, "");
+    assert_string_equal(u[2].uid, "ok-3");
+    mw_pop3_list_free(l);
+    mw_pop3_uidl_free(u);
+    u = NULL;
+    assert_int_equal(mw_pop3_uidl(p, &u, &nu), MW_EPROTO);
+    assert_non_null(strstr(mw_pop3_error(p)->message, "bad UIDL line: '1 a b'"));
+    assert_int_equal(mw_pop3_noop(p), MW_ESTATE);
     mw_pop3_free(p);
 }
 
@@ -858,6 +1084,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_open_and_config),
     cmocka_unit_test(test_apop_masked),
     cmocka_unit_test(test_msex),
+    cmocka_unit_test(test_default_requires_tls),
+    cmocka_unit_test(test_default_stls_then_nothing),
     cmocka_unit_test(test_plaintext_policy),
     cmocka_unit_test(test_injection_in_arguments),
     cmocka_unit_test(test_retr_chunks_and_sink_stop),
@@ -878,6 +1106,10 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_auth_plain_ir_and_errors),
     cmocka_unit_test(test_bad_opts),
     cmocka_unit_test(test_command_deadline),
+    cmocka_unit_test(test_retr_bound),
+    cmocka_unit_test(test_retr_msgs_bound_by_list),
+    cmocka_unit_test(test_listing_stops_at_count),
+    cmocka_unit_test(test_list_uidl_bad_uid_line),
 };
 
 MW_TEST_MAIN(tests)

@@ -669,6 +669,39 @@ static void scram_rejects_bad_fields(void **st)
     }
 }
 
+/* A count above the cap is refused before any hashing, and the message
+ * names the count and the cap; one too long for any integer is cut. */
+static void scram_iteration_cap_named(void **st)
+{
+    (void)st;
+    static const struct {
+        const char *count, *want;
+    } t[] = {
+        {"100000000", "iteration count 100000000 exceeds the cap 1000000"},
+        {"2147483647", "iteration count 2147483647 exceeds the cap 1000000"},
+        {"1000001", "iteration count 1000001 exceeds the cap 1000000"},
+        {"18446744073709551617", "iteration count 18446744073709551617 exceeds the cap"},
+        {"123456789012345678901234567890",
+         "iteration count 12345678901234567890... (30 digits, too big for any integer) exceeds "
+         "the cap 1000000"},
+        {"0", "iteration count 0 is below the minimum of 1"},
+        {"12x", "the iteration count \"12x\" is not a number"},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        scram_pair p;
+        scram_begin(&p, "pw-s1");
+        const char *comma = memchr(p.sf, ',', p.sf_len);
+        char msg[512];
+        snprintf(msg, sizeof msg, "%.*sSRV,s=QSXCR+Q6sek8bf92,i=%s", (int)(comma - p.sf), p.sf,
+                 t[i].count);
+        const char *r;
+        mw_error e = {0};
+        assert_int_equal(step_raw(p.c, msg, strlen(msg), &r, &e), MW_EPROTO);
+        if (!strstr(e.message, t[i].want)) fail_msg("i=%s: got \"%s\"", t[i].count, e.message);
+        scram_end(&p);
+    }
+}
+
 /* Runs SCRAM up to the server-final message and hands it to `tamper`. */
 static int scram_final_with(void (*tamper)(char *msg, size_t *n), mw_error *e, int *early)
 {
@@ -906,6 +939,39 @@ static void digest_md5_garbage(void **st)
     }
 }
 
+/* RFC 2831 §2.1.1: a digest-challenge is less than 2048 bytes. */
+static void digest_md5_challenge_bounded(void **st)
+{
+    (void)st;
+    for (size_t len = 2046; len <= 2049; len++) {
+        char raw[2100];
+        const char *head = "realm=\"x\",nonce=\"abc\",qop=\"auth\",charset=utf-8,"
+                           "algorithm=md5-sess,x=\"";
+        size_t hl = strlen(head);
+        memcpy(raw, head, hl);
+        memset(raw + hl, 'a', len - hl - 1);
+        raw[len - 1] = '"';
+        mw_sasl_creds c = creds_for("s1", "pw-s1");
+        mw_sasl *s;
+        const char *ir, *r;
+        mw_error e = {0};
+        assert_int_equal(mw_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
+        char b64[2900];
+        mw_base64_encode(b64, (const unsigned char *)raw, len);
+        int rc = mw_sasl_step(s, &r, b64, strlen(b64), &e);
+        if (len < 2048) {
+            if (rc == MW_ETOOBIG) fail_msg("%zu bytes refused: %s", len, e.message);
+        } else {
+            assert_int_equal(rc, MW_ETOOBIG);
+            assert_non_null(strstr(e.message, "RFC 2831"));
+            char want[64];
+            snprintf(want, sizeof want, "challenge of %zu bytes", len);
+            assert_non_null(strstr(e.message, want));
+        }
+        mw_sasl_free(s);
+    }
+}
+
 /* ---- choice ----------------------------------------------------------------------- */
 
 static const char *ALL = "plain LOGIN cram-md5 DIGEST-MD5 SCRAM-SHA-1 SCRAM-SHA-1-PLUS "
@@ -952,10 +1018,17 @@ static void choose_refuses_plaintext_in_clear(void **st)
 {
     (void)st;
     mw_sasl_policy p = {NULL, 0, 0, 1, 1, 0, 0};
-    expect_choice(ALL, &p, "SCRAM-SHA-256 SCRAM-SHA-1 DIGEST-MD5 CRAM-MD5");
     const char *out[MW_SASL_MAX_MECHS];
     size_t n = 7;
     mw_error e = {0};
+    /* No login at all over an unencrypted link unless allowed: SCRAM, which
+     * sends no password, would still open a session anyone can read. */
+    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EPOLICY);
+    assert_int_equal(n, 0);
+    n = 7;
+    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "SCRAM-SHA-256", &p, &e),
+                     MW_EPOLICY);
+    assert_non_null(strstr(e.message, "no login over an unencrypted connection"));
     assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "PLAIN LOGIN", &p, &e), MW_EPOLICY);
     assert_int_equal(n, 0);
     assert_non_null(strstr(e.message, "clear text"));
@@ -1167,6 +1240,8 @@ int main(void)
         cmocka_unit_test(scram_truncated_server_first_every_split),
         cmocka_unit_test(scram_rejects_wrong_nonce),
         cmocka_unit_test(scram_rejects_bad_fields),
+        cmocka_unit_test(scram_iteration_cap_named),
+        cmocka_unit_test(digest_md5_challenge_bounded),
         cmocka_unit_test(scram_server_final_checked),
         cmocka_unit_test(scram_server_final_every_split),
         cmocka_unit_test(digest_md5_early_success_refused),

@@ -3,6 +3,7 @@
  * the envelope rules (addresses, originator, Bcc, Resent-). */
 #include "mwtest.h"
 
+#include "mailwire/mime.h"
 #include "mailwire/smtp.h"
 #include "smtp/envelope.h"
 
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 typedef struct fake {
@@ -194,14 +196,66 @@ static void many_messages_one_connection(void **state)
     free(f);
 }
 
+/* The default delivers to the accepted recipients (atleastone); each
+ * recipient's result says whether the message went to them.  Tcllib's
+ * all-or-nothing (atleastone 0) sends to nobody and says so with the
+ * refusal's code and enhanced code. */
+static void atleastone_default_and_delivered(void **state)
+{
+    (void)state;
+    static const char *const rcpts[] = {"b@y.test", "bad@y.test", "c@y.test"};
+    fake *f = malloc(sizeof *f);
+    mw_smtp *s = open_fake(f,
+                           GREET "250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n"
+                                 "354 go\r\n250 2.0.0 queued\r\n",
+                           4096);
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.data = "Subject: x\n\nhi\n";
+    m.len = strlen(m.data);
+    m.originator = "a@x.test";
+    m.recipients = rcpts;
+    m.nrecipients = 3;
+    mw_smtp_result *r = NULL;
+    assert_int_equal(mw_smtp_send(s, &m, &r), 0);
+    assert_true(r->sent);
+    assert_int_equal(r->nrejected, 1);
+    assert_int_equal(r->rcpt[0].delivered, 1);
+    assert_int_equal(r->rcpt[1].delivered, 0);
+    assert_int_equal(r->rcpt[2].delivered, 1);
+    assert_string_equal(r->rcpt[1].enhanced, "5.1.1");
+    assert_int_equal(r->final_code, 250);
+    mw_smtp_result_free(r);
+    mw_smtp_free(s);
+    free(f);
+
+    f = malloc(sizeof *f);
+    s = open_fake(f, GREET "250 ok\r\n250 ok\r\n550 5.1.1 no such user\r\n250 ok\r\n250 reset\r\n",
+                  4096);
+    m.atleastone = 0;
+    r = NULL;
+    assert_int_equal(mw_smtp_send(s, &m, &r), MW_ESERVER);
+    assert_false(r->sent);
+    for (size_t i = 0; i < r->nrcpt; i++)
+        assert_int_equal(r->rcpt[i].delivered, 0);
+    assert_int_equal(r->rcpt[0].accepted, 1); /* its RCPT was accepted, yet no mail */
+    assert_int_equal(r->final_code, 550);
+    assert_string_equal(r->final_text, "5.1.1 no such user");
+    f->out[f->olen] = '\0';
+    assert_null(strstr(f->out, "DATA"));
+    assert_non_null(strstr(f->out, "RSET"));
+    mw_smtp_result_free(r);
+    mw_smtp_free(s);
+    free(f);
+}
+
 /* Message-IDs come from a per-thread seed and a counter: each differs
  * from the last, and a forked child must not repeat the parent's next one. */
 static void msgid_unique_and_fork_safe(void **state)
 {
     (void)state;
     char a[200], b[200], c[200];
-    mw_smtp_make_msgid(a, sizeof a, "h.test");
-    mw_smtp_make_msgid(b, sizeof b, "h.test");
+    assert_int_equal(mw_smtp_make_msgid(a, sizeof a, "h.test", NULL), 0);
+    assert_int_equal(mw_smtp_make_msgid(b, sizeof b, "h.test", NULL), 0);
     assert_string_not_equal(a, b);
     assert_non_null(strstr(a, "@h.test>"));
     /* <time.SEED.counter@host>: SEED is 24 lowercase hex digits (12 random
@@ -215,13 +269,29 @@ static void msgid_unique_and_fork_safe(void **state)
     assert_non_null(e1);
     assert_memory_equal(d1, e1, 26);
     assert_int_equal(strtoull(e1 + 26, NULL, 16), strtoull(d2 + 1, NULL, 16) + 1);
+    /* One maker: the MIME layer's Message-ID continues the same sequence. */
+    char m2[200];
+    assert_int_equal(mw_mime_unique_id(m2, sizeof m2, "h.test"), 0);
+    const char *f1 = strchr(m2, '.');
+    assert_non_null(f1);
+    assert_memory_equal(f1, e1, 26);
+    assert_int_equal(strtoull(f1 + 26, NULL, 16), strtoull(e1 + 26, NULL, 16) + 1);
+    /* And the Date: the MIME layer's format in UTC. */
+    char d[64], w1[MW_MIME_DATE_SIZE], w2[MW_MIME_DATE_SIZE];
+    time_t before = time(NULL);
+    mw_smtp_make_date(d, sizeof d);
+    time_t after = time(NULL);
+    assert_int_equal(mw_mime_date_format(w1, sizeof w1, (int64_t)before, 0), 0);
+    assert_int_equal(mw_mime_date_format(w2, sizeof w2, (int64_t)after, 0), 0);
+    assert_true(strcmp(d, w1) == 0 || strcmp(d, w2) == 0);
+    assert_non_null(strstr(d, " +0000"));
     int fds[2];
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         char m[200];
-        mw_smtp_make_msgid(m, sizeof m, "h.test");
+        mw_smtp_make_msgid(m, sizeof m, "h.test", NULL);
         ssize_t w = write(fds[1], m, strlen(m) + 1);
         _exit(w > 0 ? 0 : 1);
     }
@@ -233,7 +303,7 @@ static void msgid_unique_and_fork_safe(void **state)
     waitpid(pid, &st, 0);
     assert_true(n > 0);
     char parent_next[200];
-    mw_smtp_make_msgid(parent_next, sizeof parent_next, "h.test");
+    assert_int_equal(mw_smtp_make_msgid(parent_next, sizeof parent_next, "h.test", NULL), 0);
     assert_string_not_equal(c, parent_next);
     assert_string_not_equal(c, b);
 }
@@ -652,6 +722,7 @@ int main(void)
         cmocka_unit_test(callback_source_every_chunk_size),
         cmocka_unit_test(fd_source_bcc_removed),
         cmocka_unit_test(many_messages_one_connection),
+        cmocka_unit_test(atleastone_default_and_delivered),
         cmocka_unit_test(crlf_address_refused_before_sending),
         cmocka_unit_test(msgid_unique_and_fork_safe),
         cmocka_unit_test(msg_version_1_accepted),

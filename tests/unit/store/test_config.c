@@ -230,10 +230,17 @@ static void file_permissions(void **state)
     assert_int_equal(mw_config_read_password_file(&secret, pw, &err), MW_EFORMAT);
     st_write(pw, "ab\0c\n", 5);
     assert_int_equal(mw_config_read_password_file(&secret, pw, &err), MW_EFORMAT);
-    char big[2000];
-    memset(big, 'p', sizeof big);
-    st_write(pw, big, sizeof big);
+    /* One limit for every secret's first line: MW_SECRET_MAX. */
+    char *big = malloc(MW_SECRET_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'p', MW_SECRET_MAX + 1);
+    st_write(pw, big, MW_SECRET_MAX + 1);
     assert_int_equal(mw_config_read_password_file(&secret, pw, &err), MW_ETOOBIG);
+    st_write(pw, big, MW_SECRET_MAX);
+    assert_int_equal(mw_config_read_password_file(&secret, pw, &err), 0);
+    assert_int_equal(strlen(secret), MW_SECRET_MAX);
+    free(secret);
+    free(big);
     st_rm_rf(dir);
     free(dir);
 }

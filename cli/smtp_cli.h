@@ -1,0 +1,59 @@
+/* The SMTP side of the CLI shared by `mailwire smtp` (cmd_smtp.c, where
+ * these live), `mailwire send` (cmd_send.c) and `mailwire queue`
+ * (cmd_queue.c): options, opening a session, printing results. */
+#ifndef MW_CLI_SMTP_CLI_H
+#define MW_CLI_SMTP_CLI_H
+
+#include "connopts.h"
+
+#include "mailwire/smtp.h"
+
+#define MAX_LIST 32
+
+typedef struct smtp_cli {
+    mw_cli_conn conn;
+    const char *prog;
+    char *servers_buf;
+    const char *servers[MAX_LIST];
+    size_t nservers;
+    unsigned ports[MAX_LIST];
+    size_t nports;
+    int opportunistic;
+    const char *client;
+    int maxsecs;
+    int queue;
+    const char *headers[MAX_LIST + 1]; /* --header "Name: value" (+1 for -F) */
+    size_t nheaders;
+    mw_tls_opts tls;
+    mw_net_opts net;
+    /* OAuth 2.0 bearer token for XOAUTH2/OAUTHBEARER: the first line of a
+     * file or of a command's output (never an argument: ps shows those). */
+    const char *token_file, *token_eval;
+    char *token;
+    int dsn_orcpt; /* --dsn-orcpt: ORCPT=rfc822;ADDR on each RCPT (RFC 3461 §4.2) */
+} smtp_cli;
+
+/* Options shared by `send` and `smtp`; 1 consumed, 0 not ours, -1 usage
+ * error (printed). */
+int smtp_option(smtp_cli *c, int argc, char **argv, int *i);
+/* Host/port defaults (and the account) once the options are read. */
+int smtp_finish(smtp_cli *c);
+/* A sysexits code for a library code. */
+int exit_for(int rc);
+/* Opens a session (with login when `login`); 0 or a sysexits code, the
+ * failure printed (and as JSON with --json). */
+int smtp_open(smtp_cli *c, mw_smtp **s, int login);
+/* The same, with the library's error copied to *out when opening failed
+ * (out->code stays 0 when the failure was before connecting). */
+int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out);
+/* One transaction's outcome: JSON line, or the rejections on stderr. */
+void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,
+                  const mw_error *err);
+/* Exit code of one transaction: 0, 67 a recipient rejected, 75, 65 ... */
+int tx_exit(int rc, const mw_smtp_result *r);
+/* The --json error object of a failed transaction (after its result); ex
+ * is tx_exit's code, name the file or NULL. */
+void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_error *err, const char *name);
+void smtp_cli_free(smtp_cli *c);
+
+#endif
