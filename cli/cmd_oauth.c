@@ -347,7 +347,14 @@ int mw_cmd_oauth(int argc, char **argv)
         } else if (!strcmp(argv[i], "--browser")) {
             flow = 2;
         } else if (!strcmp(argv[i], "--login-timeout") && i + 1 < argc) {
-            login_timeout = atoi(argv[++i]);
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 86400) {
+                fprintf(stderr, "mailwire oauth: bad --login-timeout %s (1..86400 seconds)\n",
+                        argv[i]);
+                return EX_USAGE_;
+            }
+            login_timeout = (int)v;
         } else if (argv[i][0] == '-') {
             fprintf(stderr, "mailwire oauth: unknown option %s\n", argv[i]);
             return EX_USAGE_;

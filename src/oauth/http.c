@@ -26,7 +26,10 @@ int mw_oauth_form_add(char **s, const char *name, const char *value)
     if (!n) return MW_ENOMEM;
     char *p = n + old;
     if (old) *p++ = '&';
-    p += sprintf(p, "%s=", name);
+    size_t nl = strlen(name);
+    memcpy(p, name, nl);
+    p += nl;
+    *p++ = '=';
     for (const unsigned char *v = (const unsigned char *)value; *v; v++) {
         if ((*v >= 'A' && *v <= 'Z') || (*v >= 'a' && *v <= 'z') || (*v >= '0' && *v <= '9') ||
             *v == '-' || *v == '.' || *v == '_' || *v == '~') {
@@ -68,7 +71,11 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 /* "sha256:B64;sha256:B64" -> curl's "sha256//B64;sha256//B64". */
 static char *curl_pin(const char *pin)
 {
-    char *out = malloc(strlen(pin) * 2 + 1), *p = out;
+    /* Each element grows by at most 8 ("sha256//") plus its ';'. */
+    size_t elems = 1;
+    for (const char *s = pin; *s; s++)
+        elems += *s == ';' || *s == ' ';
+    char *out = malloc(strlen(pin) + 9 * elems + 1), *p = out;
     if (!out) return NULL;
     for (const char *s = pin; *s;) {
         while (*s == ';' || *s == ' ')
@@ -76,7 +83,8 @@ static char *curl_pin(const char *pin)
         if (!*s) break;
         if (p != out) *p++ = ';';
         if (!strncasecmp(s, "sha256:", 7)) s += 7;
-        p += sprintf(p, "sha256//");
+        memcpy(p, "sha256//", 8);
+        p += 8;
         while (*s && *s != ';' && *s != ' ')
             *p++ = *s++;
     }

@@ -651,7 +651,7 @@ class Scripted:
         self.srv.server_close()
 
 
-def scripted_login(answers, device_body=None):
+def scripted_login(answers, device_body=None, args=()):
     s = Scripted(answers, device_body)
     try:
         write_config("""
@@ -666,7 +666,7 @@ oauth_device_url %s/device
 oauth_token_url %s/token
 """ % (E["MW_OAUTH_POP3S_PORT"], CA, s.url, s.url))
         tr = os.path.join(T, "scripted.trace")
-        r = mw("oauth", "login", "--config", CFG, "--trace", tr, "o8", timeout=300)
+        r = mw("oauth", "login", "--config", CFG, "--trace", tr, *args, "o8", timeout=300)
         return r, s.polls, open(tr).read() if os.path.exists(tr) else ""
     finally:
         s.close()
@@ -726,6 +726,28 @@ def t_oversized():
 def t_wrongtype():
     return expect([(200, json.dumps({"access_token": 12345, "token_type": "Bearer"}))], 75,
                   ["access_token", "not a string"])
+
+
+def spki_pin(pem):
+    der = subprocess.run(["openssl", "x509", "-in", pem, "-pubkey", "-noout"], capture_output=True,
+                         check=True).stdout
+    key = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=der,
+                         capture_output=True, check=True).stdout
+    import hashlib
+    return "sha256:" + base64.b64encode(hashlib.sha256(key).digest()).decode()
+
+
+@case("scripted: --pin of the endpoint's key: login ok; another pin: exit 77, named")
+def t_pin():
+    good = spki_pin(os.path.join(E["MW_CERT_DIR"], "good.pem"))
+    other = spki_pin(os.path.join(E["MW_CERT_DIR"], "selfsigned.pem"))
+    r, _, _ = scripted_login([(200, GOOD)], args=("--pin", other + ";" + good))
+    if r.returncode != 0:
+        return "right pin (second of two): exit %d: %s" % (r.returncode, r.stderr.decode())
+    r, _, _ = scripted_login([(200, GOOD)], args=("--pin", other))
+    if r.returncode != 77 or "certificate" not in r.stderr.decode():
+        return "wrong pin: exit %d: %s" % (r.returncode, r.stderr.decode())
+    return None
 
 
 @case("scripted: invalid_grant at the device poll: exit 77, says to log in again")
