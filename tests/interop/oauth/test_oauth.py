@@ -472,6 +472,38 @@ def t_skew():
     return None
 
 
+@case("4 processes needing a refresh at once share one rotating refresh token: all log in, 1 refresh")
+def t_concurrent():
+    write_config(account("o10", "o10", E["MW_OAUTH_POP3S_PORT"], "implicit"))
+    try:
+        r, ap = login("o10", "o10")
+        if r[0] != 0:
+            return "login exit %d\n%s\n%s" % (r[0], r[2], ap)
+        p, s = store("o10")
+        now = int(time.time())
+        s["expires_at"], s["obtained_at"] = now - 10, now - 3610  # stale: refresh due
+        with open(p + ".new", "w") as f:
+            json.dump(s, f)
+        os.chmod(p + ".new", 0o600)
+        os.rename(p + ".new", p)
+        procs = [subprocess.Popen([MW, "pop3", "--config", CFG, "--account", "o10", "stat"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+                 for _ in range(4)]
+        outs = [(q.wait(timeout=300), q.stderr.read().decode()) for q in procs]
+        for q in procs:
+            q.stdout.close()
+            q.stderr.close()
+        bad = [o for o in outs if o[0] != 0]
+        if bad:
+            return "failed: %s" % bad
+        # The new access token lives an hour: whoever came second found it.
+        if status("o10").get("refreshes") != 1:
+            return "refreshes: %s" % status("o10")
+        return None
+    finally:
+        write_config()
+
+
 @case("refresh token revoked at the provider: fetch exits 77 and says to run oauth login")
 def t_revoked():
     r, ap = login("o4", "o4")
