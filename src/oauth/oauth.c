@@ -769,8 +769,7 @@ static int query_get(const char *q, const char *name, char *out, size_t outsz)
         if (seglen > nl && !strncmp(p, name, nl) && p[nl] == '=') {
             size_t o = 0;
             for (const char *v = p + nl + 1; v < p + seglen && o + 1 < outsz; v++) {
-                if (*v == '%' && v + 2 < p + seglen + 0 + 1 && hexval(v[1]) >= 0 &&
-                    hexval(v[2]) >= 0) {
+                if (*v == '%' && v + 2 < p + seglen && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
                     out[o++] = (char)(hexval(v[1]) * 16 + hexval(v[2]));
                     v += 2;
                 } else {
@@ -998,13 +997,11 @@ int mw_oauth_logout(mw_oauth *oa, mw_error *err)
         if (!rrc && s.access_token) rrc = revoke_one(oa, s.access_token, "access_token", err);
     }
     store_clear(&s);
-    mw_error e2;
     if (unlink(oa->o.store_path) != 0 && errno != ENOENT) {
         store_unlock(lk);
         return mw_err_set(err, MW_EIO, "token store %.200s: cannot delete (errno %d)",
                           oa->o.store_path, errno);
     }
-    (void)e2;
     store_unlock(lk);
     return rrc ? rrc : (rc == MW_EFORMAT ? 0 : rc);
 }
