@@ -68,6 +68,7 @@ typedef struct job {
     mw_fetch_progress prog; /* the latest, under runner.mu */
     int active;
     const mw_account *oauth; /* tokens from the OAuth store (cli/cmd_oauth.c) */
+    int token_failed;        /* the store or the provider failed (not the server) */
 } job;
 
 typedef struct runner {
@@ -127,6 +128,25 @@ static void on_progress(const mw_fetch_progress *p, void *ud)
     pthread_mutex_unlock(&g_run->mu);
 }
 
+/* A current OAuth token for job j (refused: after the server refused the
+ * last one).  0, or an mw code with j->err set. */
+static int job_token(job *j, int refused)
+{
+    char *tok = NULL;
+    int rc =
+        mw_cli_oauth_token_err(j->oauth, j->po.trace, j->po.trace_userdata, refused, &tok, &j->err);
+    if (rc) {
+        j->token_failed = 1;
+        return rc;
+    }
+    if (j->password) explicit_bzero(j->password, strlen(j->password));
+    free(j->password);
+    j->password = tok;
+    j->po.token = tok;
+    j->po.password = NULL;
+    return 0;
+}
+
 static void *worker(void *arg)
 {
     runner *r = arg;
@@ -141,20 +161,16 @@ static void *worker(void *arg)
             j->fo.progress = on_progress;
             j->fo.progress_userdata = j;
         }
-        j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
-        if (j->rc == MW_EAUTH && j->oauth) {
+        /* OAuth: the token is taken (refreshed when due) when the job
+         * starts, not when it was set up: earlier jobs may outlast it. */
+        j->rc = j->oauth ? job_token(j, 0) : 0;
+        if (!j->rc) j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+        if (j->rc == MW_EAUTH && j->oauth && !j->token_failed) {
             /* The server refused the token: refresh once and log in again
              * (nothing was fetched or deleted before the login). */
-            char *tok = NULL;
-            if (mw_cli_oauth_token("fetch", j->oauth, NULL, j->po.trace, j->po.trace_userdata, 1,
-                                   &tok) == 0) {
-                if (j->password) explicit_bzero(j->password, strlen(j->password));
-                free(j->password);
-                j->password = tok;
-                j->po.token = tok;
-                mw_error_clear(&j->err);
-                j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
-            }
+            mw_error_clear(&j->err);
+            j->rc = job_token(j, 1);
+            if (!j->rc) j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
         }
         j->seconds = (double)(mw_now_ms() - j->start_ms) / 1000.0;
     }
@@ -574,13 +590,6 @@ int mw_cmd_fetch(int argc, char **argv)
                 if ((ex = mw_cli_conn_open_trace(&conn))) goto done;
                 js[k].po.trace = conn.trace_fn;
                 js[k].po.trace_userdata = conn.trace_ud;
-            }
-            if (js[k].oauth) {
-                ex = mw_cli_oauth_token("fetch", js[k].oauth, NULL, js[k].po.trace,
-                                        js[k].po.trace_userdata, 0, &js[k].password);
-                if (ex) goto done;
-                js[k].po.token = js[k].password;
-                js[k].po.password = NULL;
             }
             if (!js[k].target[0]) {
                 fprintf(stderr, "mailwire fetch: %s: no delivery target\n", a->name);

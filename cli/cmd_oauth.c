@@ -8,6 +8,7 @@
 #include "mailwire/error.h"
 #include "mailwire/oauth.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,17 +110,30 @@ static int store_path(char *out, size_t n, const char *account)
 }
 
 /* Fills o from the account (preset first, explicit keys win). */
-static int fill_opts(const char *prog, const mw_account *a, mw_oauth_opts *o, char *path,
-                     size_t pathsz)
+static int cli_err(mw_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int cli_err(mw_error *err, int code, const char *fmt, ...)
+{
+    mw_error_clear(err);
+    err->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Fills o from the account (preset first, explicit keys win).  0, or
+ * MW_EFORMAT / MW_EINVAL with err set. */
+static int fill_opts(const mw_account *a, mw_oauth_opts *o, char *path, size_t pathsz,
+                     mw_error *err)
 {
     const preset *p = find_preset(a);
-    if (a->oauth_provider && !p && strcasecmp(a->oauth_provider, "custom") != 0) {
-        fprintf(stderr,
-                "mailwire %s: account %s: unknown oauth_provider \"%s\" (google, microsoft or "
-                "custom)\n",
-                prog, a->name, a->oauth_provider);
-        return EX_DATAERR_;
-    }
+    if (a->oauth_provider && !p && strcasecmp(a->oauth_provider, "custom") != 0)
+        return cli_err(err, MW_EFORMAT,
+                       "account %s: unknown oauth_provider \"%.60s\" (google, microsoft or "
+                       "custom)",
+                       a->name, a->oauth_provider);
     if (p) {
         o->device_url = p->device_url;
         o->auth_url = p->auth_url;
@@ -137,18 +151,14 @@ static int fill_opts(const char *prog, const mw_account *a, mw_oauth_opts *o, ch
     o->secret_lookup_cmd = a->oauth_secret_lookup;
     o->client_id = a->oauth_client_id;
     o->client_secret = a->oauth_client_secret;
-    if (!o->client_id) {
-        fprintf(stderr,
-                "mailwire %s: account %s: no oauth_client_id (register an application with the "
-                "provider and put its client id in the account)\n",
-                prog, a->name);
-        return EX_DATAERR_;
-    }
-    if (!o->token_url) {
-        fprintf(stderr, "mailwire %s: account %s: no oauth_token_url and no oauth_provider\n", prog,
-                a->name);
-        return EX_DATAERR_;
-    }
+    if (!o->client_id)
+        return cli_err(err, MW_EFORMAT,
+                       "account %s: no oauth_client_id (register an application with the "
+                       "provider and put its client id in the account)",
+                       a->name);
+    if (!o->token_url)
+        return cli_err(err, MW_EFORMAT, "account %s: no oauth_token_url and no oauth_provider",
+                       a->name);
     /* Keyed by user and client, not by account: an account for sending that
      * inherits from the one for fetching (`account w-send : w`) shares its
      * login. */
@@ -157,10 +167,8 @@ static int fill_opts(const char *prog, const mw_account *a, mw_oauth_opts *o, ch
         snprintf(key, sizeof key, "%s_%s", a->user, o->client_id);
     else
         snprintf(key, sizeof key, "%s", a->name);
-    if (store_path(path, pathsz, key) != 0) {
-        fprintf(stderr, "mailwire %s: no $HOME or $XDG_DATA_HOME for the token store\n", prog);
-        return EX_USAGE_;
-    }
+    if (store_path(path, pathsz, key) != 0)
+        return cli_err(err, MW_EINVAL, "no $HOME or $XDG_DATA_HOME for the token store");
     o->store_path = path;
     return 0;
 }
@@ -170,8 +178,12 @@ static int open_oauth(const char *prog, const mw_account *a, const mw_cli_conn *
 {
     mw_oauth_opts o = MW_OAUTH_OPTS_INIT;
     char path[4096];
-    int ex = fill_opts(prog, a, &o, path, sizeof path);
-    if (ex) return ex;
+    mw_error fe;
+    int frc = fill_opts(a, &o, path, sizeof path, &fe);
+    if (frc) {
+        fprintf(stderr, "mailwire %s: %s\n", prog, fe.message);
+        return frc == MW_EFORMAT ? EX_DATAERR_ : EX_USAGE_;
+    }
     if (c) {
         mw_cli_conn_tls_opts(c, tls);
     } else {
@@ -218,6 +230,50 @@ int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn 
         return oauth_exit(rc);
     }
     return 0;
+}
+
+int mw_cli_oauth_token_err(const mw_account *a, mw_trace_fn trace_fn, void *trace_ud, int refused,
+                           char **token, mw_error *err)
+{
+    *token = NULL;
+    mw_oauth_opts o = MW_OAUTH_OPTS_INIT;
+    char path[4096];
+    int frc = fill_opts(a, &o, path, sizeof path, err);
+    if (frc) return frc;
+    mw_tls_opts tls = MW_TLS_OPTS_INIT;
+    tls.ca_file = a->cafile;
+    tls.crl_file = a->crlfile;
+    tls.pin = a->pin;
+    tls.cert_file = a->cert;
+    tls.key_file = a->key;
+    o.tls_opts = &tls;
+    o.proxy = a->proxy;
+    if (a->timeout_s > 0) o.timeout_ms = a->timeout_s * 1000;
+    o.trace = trace_fn;
+    o.trace_userdata = trace_ud;
+    mw_oauth *oa = NULL;
+    int rc = mw_oauth_new(&oa, &o, err);
+    if (!rc) rc = mw_oauth_token(oa, refused, token, err);
+    mw_oauth_free(oa);
+    switch (rc) {
+    case 0:
+        return 0;
+    case MW_ESTATE:
+    case MW_EPOLICY:
+    case MW_ECERT:
+    case MW_ETLS:
+        err->code = MW_EAUTH;
+        return MW_EAUTH;
+    case MW_EPROTO:
+    case MW_ETOOBIG:
+    case MW_ESERVER:
+    case MW_ENET:
+    case MW_ETIMEOUT:
+        err->code = MW_ETEMP;
+        return MW_ETEMP;
+    default:
+        return rc;
+    }
 }
 
 const mw_account *mw_cli_oauth_account(const mw_cli_conn *c)
@@ -407,7 +463,8 @@ int mw_cmd_oauth(int argc, char **argv)
     if (!strcmp(verb, "login")) {
         mw_oauth_opts probe = MW_OAUTH_OPTS_INIT;
         char path[4096];
-        fill_opts("oauth", a, &probe, path, sizeof path);
+        mw_error pe;
+        fill_opts(a, &probe, path, sizeof path, &pe); /* checked by open_oauth already */
         if (flow == 0) flow = probe.device_url ? 1 : 2;
         if (flow == 1)
             rc = mw_oauth_login_device(oa, show_device, &ui, &e);

@@ -23,6 +23,11 @@ int mw_cli_oauth_pop3_two_step(const mw_account *a);
  * sysexits code (message printed, prefixed "mailwire PROG"). */
 int mw_cli_oauth_token(const char *prog, const mw_account *a, const mw_cli_conn *c,
                        mw_trace_fn trace_fn, void *trace_ud, int refused, char **token);
+/* The same without printing, for threads: returns an mw code with err
+ * set — MW_EAUTH when the user must act (not logged in, grant revoked),
+ * MW_ETEMP when the provider failed or answered garbage, others as is. */
+int mw_cli_oauth_token_err(const mw_account *a, mw_trace_fn trace_fn, void *trace_ud, int refused,
+                           char **token, mw_error *err);
 /* The --account of c when it has OAuth settings, else NULL. */
 const mw_account *mw_cli_oauth_account(const mw_cli_conn *c);
 /* Puts a current access token into c->password (the one before wiped);
