@@ -743,6 +743,17 @@ def t_500():
     return expect([(500, "<html>oops</html>")], 75, ["HTTP 500"])
 
 
+@case("scripted: HTTP 404 with an HTML page (wrong endpoint): exit 75, says check the URL")
+def t_404():
+    return expect([(404, "<html>not found</html>")], 75, ["HTTP 404", "endpoint URL"])
+
+
+@case("scripted: HTTP 401 invalid_client: exit 77, says check the client id")
+def t_401():
+    return expect([(401, json.dumps({"error": "invalid_client"}))], 77,
+                  ["invalid_client", "oauth_client_id"])
+
+
 @case("scripted: malformed JSON: exit 75, named")
 def t_malformed():
     return expect([(200, '{"access_token": "x", ')], 75, ["malformed JSON"])
