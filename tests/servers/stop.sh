@@ -44,7 +44,11 @@ pfq=$D/postfix/queue
 # Dovecot: master.pid in its base_dir; on SIGTERM it stops its children.
 [ -f "$D/dovecot/run/master.pid" ] && add_target "$(cat "$D/dovecot/run/master.pid")" dovecot dovecot
 # start-oauth.sh: the OAuth provider (node) and the second Dovecot.
-[ -f "$D/oauth/provider.pid" ] && add_target "$(cat "$D/oauth/provider.pid")" node oauth-provider
+# (Debian's binary is /usr/bin/node, some builds call it nodejs.)
+if [ -f "$D/oauth/provider.pid" ]; then
+  add_target "$(cat "$D/oauth/provider.pid")" node oauth-provider
+  add_target "$(cat "$D/oauth/provider.pid")" nodejs oauth-provider
+fi
 [ -f "$D/dvo/run/master.pid" ] && add_target "$(cat "$D/dvo/run/master.pid")" dovecot dovecot-oauth
 
 for t in "${targets[@]}"; do
