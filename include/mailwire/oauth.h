@@ -131,10 +131,10 @@ MW_EXTERN int mw_oauth_refresh(mw_oauth *oa, mw_error *err);
  * it with mw_oauth_token_free (wipes it). */
 MW_EXTERN int mw_oauth_token(mw_oauth *oa, int refused, char **token, mw_error *err);
 MW_EXTERN void mw_oauth_token_free(char *token);
-/* The same as a plain callback type, for sessions that ask for a token
- * when they log in (userdata = the mw_oauth). */
-typedef int (*mw_token_fn)(void *userdata, int refused, char **token, mw_error *err);
-MW_EXTERN int mw_oauth_token_cb(void *userdata, int refused, char **token, mw_error *err);
+/* The same as a plain callback type (userdata last, as every callback;
+ * here the mw_oauth), for code that asks for a token when it logs in. */
+typedef int (*mw_token_fn)(int refused, char **token, mw_error *err, void *userdata);
+MW_EXTERN int mw_oauth_token_cb(int refused, char **token, mw_error *err, void *userdata);
 
 /* Revokes the refresh token (and the access token) at the revocation
  * endpoint when there is one, then deletes the store.  The store is

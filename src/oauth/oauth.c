@@ -599,7 +599,7 @@ int mw_oauth_token(mw_oauth *oa, int refused, char **token, mw_error *err)
     return rc;
 }
 
-int mw_oauth_token_cb(void *userdata, int refused, char **token, mw_error *err)
+int mw_oauth_token_cb(int refused, char **token, mw_error *err, void *userdata)
 {
     return mw_oauth_token(userdata, refused, token, err);
 }
