@@ -600,7 +600,7 @@ int mw_cmd_fetch(int argc, char **argv)
             if (!only_new) js[k].fo.only_new = 0;
         }
     }
-    if (mw_cancel_new(&g_cancel)) {
+    if (mw_cancel_new(&g_cancel, NULL)) {
         ex = EX_SOFTWARE_;
         goto done;
     }

@@ -199,7 +199,7 @@ static void print_part(mw_mime_part *p, int json, int *first)
         mw_mime_headers_at(h, i, &f);
         if (!f.name_len) continue; /* a line that is not a field */
         char *dec = NULL;
-        if (mw_mime_decode_field(&dec, NULL, f.value, f.value_len)) dec = NULL;
+        if (mw_mime_decode_field(&dec, NULL, f.value, f.value_len, NULL)) dec = NULL;
         char name[256];
         size_t nl = f.name_len < sizeof name - 1 ? f.name_len : sizeof name - 1;
         memcpy(name, f.name, nl);
@@ -276,7 +276,7 @@ static int cmd_parse(int argc, char **argv)
     o.on_warning = on_warning;
     o.userdata = &c;
     mw_mime_parser *p;
-    int rc = mw_mime_parser_new(&p, &o);
+    int rc = mw_mime_parser_new(&p, &o, NULL);
     char *buf = malloc(READ_CHUNK);
     int ex = EX_OK_;
     if (rc || !buf) {
@@ -548,7 +548,7 @@ static int cmd_build(int argc, char **argv)
                 add_addresses(root, "To", to, nto, &err) ||
                 (ncc && add_addresses(root, "Cc", cc, ncc, &err))))
         ex = EX_DATAERR_;
-    if (!ex && mw_mime_encode_text(&subj, subject)) {
+    if (!ex && mw_mime_encode_text(&subj, subject, NULL)) {
         snprintf(err.message, sizeof err.message, "Subject: CR or LF in the text");
         ex = EX_DATAERR_;
     }

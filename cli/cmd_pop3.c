@@ -57,9 +57,8 @@ typedef struct cli_state {
     int write_failed;
 } cli_state;
 
-static int report(mw_pop3 *p, int rc)
+static int report_err(const mw_error *e, int rc)
 {
-    const mw_error *e = mw_pop3_error(p);
     const char *msg = e && e->message[0] ? e->message : mw_strerror(rc);
     fprintf(stderr, "mailwire pop3: %s", msg);
     if (e && e->command[0] && !strstr(msg, e->command))
@@ -67,6 +66,11 @@ static int report(mw_pop3 *p, int rc)
     fputc('\n', stderr);
     mw_cli_json_error(mw_cli_exit_code(rc), rc, e, NULL);
     return mw_cli_exit_code(rc);
+}
+
+static int report(mw_pop3 *p, int rc)
+{
+    return report_err(mw_pop3_error(p), rc);
 }
 
 static int parse_num(const char *s, uint64_t *v)
@@ -593,18 +597,18 @@ int mw_cmd_pop3(int argc, char **argv)
     const mw_account *oauth_acct = mw_cli_oauth_account(&s.conn);
     if (oauth_acct && mw_cli_oauth_pop3_two_step(oauth_acct)) o.sasl_ir = 0;
     mw_pop3 *p = NULL;
-    int rc = mw_pop3_open(&p, s.conn.host, &o);
+    mw_error oe;
+    int rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
     if (rc == MW_EAUTH && o.token && oauth_acct) {
         /* The server refused the token: refresh once (cli/cmd_oauth.c). */
         mw_pop3_free(p);
         p = NULL;
         if ((ex = mw_cli_oauth_conn_token(&s.conn, 1))) goto done;
         o.token = s.conn.password;
-        rc = mw_pop3_open(&p, s.conn.host, &o);
+        rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
     }
     if (rc) {
-        ex = p ? report(p, rc) : mw_cli_exit_code(rc);
-        mw_pop3_free(p);
+        ex = report_err(&oe, rc);
         goto done;
     }
     rc = run_command(p, &s, nrest, rest);

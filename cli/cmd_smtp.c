@@ -613,7 +613,7 @@ static void batch_progress(batch *b, int final)
     b->shown = !final;
 }
 
-static int batch_next(void *ud, size_t index, mw_smtp_msg *m)
+static int batch_next(size_t index, mw_smtp_msg *m, void *ud)
 {
     batch *b = ud;
     while (b->taken < b->ntodo) {
@@ -648,7 +648,7 @@ static int lost_with_connection(int rc)
     return rc == MW_ENET || rc == MW_ETIMEOUT || rc == MW_ESTATE || rc == MW_ETEMP;
 }
 
-static void batch_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+static void batch_done(size_t index, int rc, const mw_smtp_result *r, const mw_error *err, void *ud)
 {
     batch *b = ud;
     if (rc && b->may_retry && lost_with_connection(rc) && !mw_smtp_alive(b->s)) {

@@ -62,7 +62,7 @@ static int build_message(char **out, size_t *len, const char *from, const char *
     if (!rc) rc = mw_mime_part_header(root, "From", from, MW_MIME_HDR_SET, err);
     if (!rc) rc = mw_mime_part_header(root, "To", to, MW_MIME_HDR_SET, err);
     /* Non-ASCII header text must become RFC 2047 encoded words first. */
-    if (!rc) rc = mw_mime_encode_text(&subject, subject_utf8);
+    if (!rc) rc = mw_mime_encode_text(&subject, subject_utf8, NULL);
     if (!rc) rc = mw_mime_part_header(root, "Subject", subject, MW_MIME_HDR_SET, err);
     if (!rc) rc = mw_mime_part_set_body(root, text, strlen(text), err);
     /* The writer adds MIME-Version, Date and Message-ID and picks the
@@ -161,7 +161,7 @@ static int subject_matches(mw_pop3 *p, uint64_t msg, const char *want, int *rc)
     const char *raw = mw_mime_headers_get(h, "Subject", 0);
     char *subject = NULL;
     size_t n = 0;
-    if (raw && (*rc = mw_mime_decode_field(&subject, &n, raw, strlen(raw))) == 0)
+    if (raw && (*rc = mw_mime_decode_field(&subject, &n, raw, strlen(raw), NULL)) == 0)
         found = strcmp(subject, want) == 0;
     free(subject);
     mw_mime_headers_free(h);
@@ -174,10 +174,10 @@ static int fetch_and_check(const char *host, const mw_pop3_opts *po, const char 
                            const char *text)
 {
     mw_pop3 *p = NULL;
-    int rc = mw_pop3_open(&p, host, po); /* connect, STLS, CAPA, login, STAT */
+    mw_error oerr;
+    int rc = mw_pop3_open(&p, host, po, &oerr); /* connect, STLS, CAPA, login, STAT */
     if (rc) {
-        report("POP3 login", rc, p ? mw_pop3_error(p) : NULL);
-        mw_pop3_free(p); /* *p is set even on failure, for the error detail */
+        report("POP3 login", rc, &oerr);
         return -1;
     }
     mw_pop3_uid *uids = NULL;
@@ -274,7 +274,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    if (mw_cancel_new(&cancel_token) != 0) return 1;
+    if (mw_cancel_new(&cancel_token, NULL) != 0) return 1;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;

@@ -39,7 +39,7 @@ struct batch {
 /* Called for each message in turn, while the previous one is still on its
  * way: open the next file and describe the message.  Return 1 with *m
  * filled, 0 when there are no more. */
-static int next_message(void *ud, size_t index, mw_smtp_msg *m)
+static int next_message(size_t index, mw_smtp_msg *m, void *ud)
 {
     struct batch *b = ud;
     while (b->next_file < b->nfiles) {
@@ -63,8 +63,8 @@ static int next_message(void *ud, size_t index, mw_smtp_msg *m)
 
 /* Called once per message, in order, with what mw_smtp_send would have
  * returned; result and err are valid only during the call. */
-static void message_done(void *ud, size_t index, int rc, const mw_smtp_result *r,
-                         const mw_error *err)
+static void message_done(size_t index, int rc, const mw_smtp_result *r, const mw_error *err,
+                         void *ud)
 {
     struct batch *b = ud;
     close(b->fds[index % 64]);

@@ -76,7 +76,7 @@ int main(int argc, char **argv)
         s.last = NULL;
         mw_mime_parser *p;
         mw_mime_part *root = NULL;
-        if (mw_mime_parser_new(&p, &o)) return 1;
+        if (mw_mime_parser_new(&p, &o, NULL)) return 1;
         if (mw_mime_parser_feed(p, data[i], len[i]) || mw_mime_parser_finish(p, &root)) {
             fprintf(stderr, "mw_parse: %s: %s\n", argv[i + 1], mw_mime_parser_error(p)->message);
             return 1;

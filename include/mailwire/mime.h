@@ -47,7 +47,8 @@ typedef struct mw_mime_field {
 } mw_mime_field;
 
 /* Creates an empty block.  opts may be NULL.  Returns 0, MW_ENOMEM, MW_EINVAL. */
-MW_EXTERN int mw_mime_headers_new(mw_mime_headers **out, const mw_mime_header_opts *opts);
+MW_EXTERN int mw_mime_headers_new(mw_mime_headers **out, const mw_mime_header_opts *opts,
+                                  mw_error *err);
 MW_EXTERN void mw_mime_headers_free(mw_mime_headers *h);
 
 /* Feeds len bytes.  *consumed (may be NULL) is set to the bytes used.
@@ -138,16 +139,17 @@ MW_EXTERN void mw_mime_ctype_free(mw_mime_ctype *ct);
  * encoding letter) stays as text, an unknown charset keeps its bytes,
  * invalid bytes become U+FFFD.  *out is malloc'd and NUL-terminated.
  * Returns 0 or MW_ENOMEM. */
-MW_EXTERN int mw_mime_decode_field(char **out, size_t *outlen, const char *in, size_t len);
+MW_EXTERN int mw_mime_decode_field(char **out, size_t *outlen, const char *in, size_t len,
+                                   mw_error *err);
 /* Encodes text (in charset; NULL = UTF-8) as encoded words of at most 75
  * characters separated by spaces, method 'B' or 'Q' (Tcllib word_encode).
  * UTF-8 characters are never split.  Returns 0, MW_EINVAL, MW_ENOMEM. */
 MW_EXTERN int mw_mime_word_encode(char **out, const char *text, size_t len, const char *charset,
-                                  char method);
+                                  char method, mw_error *err);
 /* A UTF-8 text for an unstructured header (Subject): returned as is when it
  * is printable ASCII, else as encoded words (Q or B, whichever is shorter).
  * Returns 0, MW_EINVAL (CR or LF in the text), MW_ENOMEM. */
-MW_EXTERN int mw_mime_encode_text(char **out, const char *utf8text);
+MW_EXTERN int mw_mime_encode_text(char **out, const char *utf8text, mw_error *err);
 
 /* ---------------------------------------------------------------------
  * Part 3: the MIME tree, parsed (push-style, streaming) or built.
@@ -187,7 +189,7 @@ typedef struct mw_mime_parse_opts {
     size_t max_kept;             /* bytes kept when keep_bodies (default 256 MiB) */
     int to_utf8;                 /* convert text/ bodies to UTF-8 before on_body */
     /* Callbacks (each may be NULL); a non-zero return stops the parser,
-     * which then returns MW_ECANCELED. */
+     * which then returns that value unchanged (and fails from then on). */
     int (*on_part)(mw_mime_part *part, void *userdata); /* headers read */
     int (*on_body)(mw_mime_part *part, const char *data, size_t len,
                    void *userdata);                         /* decoded leaf body, in chunks */
@@ -204,7 +206,8 @@ typedef struct mw_mime_parse_opts {
 
 typedef struct mw_mime_parser mw_mime_parser;
 /* Returns 0, MW_EINVAL (bad options), MW_ENOMEM. */
-MW_EXTERN int mw_mime_parser_new(mw_mime_parser **out, const mw_mime_parse_opts *opts);
+MW_EXTERN int mw_mime_parser_new(mw_mime_parser **out, const mw_mime_parse_opts *opts,
+                                 mw_error *err);
 /* Feeds len bytes (any chunking gives the same result).  Returns 0,
  * MW_ETOOBIG (a header block or the kept bodies over their limit),
  * MW_ECANCELED (a callback said stop), MW_ENOMEM, MW_ESTATE (after an error

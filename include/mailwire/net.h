@@ -20,7 +20,7 @@ extern "C" {
  * handler; every blocking call watching the token returns MW_ECANCELED. */
 typedef struct mw_cancel mw_cancel;
 /* Returns 0, MW_ENOMEM or MW_EIO. */
-MW_EXTERN int mw_cancel_new(mw_cancel **out);
+MW_EXTERN int mw_cancel_new(mw_cancel **out, mw_error *err);
 MW_EXTERN void mw_cancel_request(mw_cancel *c); /* async-signal-safe */
 MW_EXTERN int mw_cancel_requested(const mw_cancel *c);
 MW_EXTERN void mw_cancel_reset(mw_cancel *c);
@@ -148,8 +148,8 @@ typedef struct mw_stream mw_stream;
  * a negative MW_E… code; they must give up by `deadline_ms` (MW_NO_DEADLINE
  * = no limit) with MW_ETIMEOUT. close may be NULL. */
 typedef struct mw_stream_ops {
-    long (*read)(void *userdata, void *buf, size_t len, int64_t deadline_ms);
-    long (*write)(void *userdata, const void *buf, size_t len, int64_t deadline_ms);
+    long (*read)(void *buf, size_t len, int64_t deadline_ms, void *userdata);
+    long (*write)(const void *buf, size_t len, int64_t deadline_ms, void *userdata);
     void (*close)(void *userdata);
 } mw_stream_ops;
 

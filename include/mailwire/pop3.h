@@ -3,11 +3,12 @@
  *
  * The C face of Tcllib pop3 and scsh pop3: one handle per session.
  *
- *     mw_pop3_opts o = MW_POP3_OPTS_INIT;
- *     o.tls = MW_POP3_TLS_STLS; o.user = "me"; o.password = pw;
+ *     mw_pop3_opts o = MW_POP3_OPTS_INIT;   // STLS required by default
+ *     o.user = "me"; o.password = pw;
  *     mw_pop3 *p;
- *     int rc = mw_pop3_open(&p, "pop.example.org", &o);
- *     if (rc) { puts(mw_pop3_error(p)->message); mw_pop3_free(p); }
+ *     mw_error err;
+ *     int rc = mw_pop3_open(&p, "pop.example.org", &o, &err);
+ *     if (rc) { puts(err.message); return; }  // p is NULL
  *     ... mw_pop3_retr(p, 1, sink, ud, NULL); ...
  *     mw_pop3_quit(p, &confirmed); mw_pop3_free(p);
  *
@@ -105,9 +106,9 @@ typedef struct mw_pop3_opts {
 
 /* Connects, reads the greeting, asks CAPA, does STLS when asked (CAPA again
  * over TLS, the old list forgotten), logs in, then STAT (the count is kept
- * for ranges, as Tcllib's "limit").  *out is set whenever a handle could be
- * made — also on failure, so mw_pop3_error() can be read — and must be
- * freed with mw_pop3_free().
+ * for ranges, as Tcllib's "limit").  On success *out is the session (free
+ * it with mw_pop3_free); on failure *out is NULL and err (may be NULL) says
+ * why.  opts->stream is the session's from the call on, also on failure.
  * Returns 0, MW_EINVAL (bad option, CR/LF/NUL in user or password),
  * MW_ENET, MW_ETIMEOUT, MW_ECANCELED, MW_ETLS (STLS missing or refused,
  * handshake), MW_ECERT, MW_EPROTO (not POP3, bytes injected after STLS),
@@ -115,7 +116,8 @@ typedef struct mw_pop3_opts {
  * MW_EAUTH, MW_EPOLICY (a login over plain text without allow_plaintext), MW_EUNSUPPORTED
  * (APOP without a valid timestamp, a wanted SASL mechanism not offered),
  * MW_ENOMEM. */
-MW_EXTERN int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts);
+MW_EXTERN int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts,
+                           mw_error *err);
 /* Closes without QUIT (the server then keeps the messages marked deleted)
  * and frees the handle.  NULL is fine. */
 MW_EXTERN void mw_pop3_free(mw_pop3 *p);
@@ -139,8 +141,8 @@ typedef struct mw_pop3_uid {
 } mw_pop3_uid;
 
 /* LIST of all messages: *items (free with mw_pop3_list_free) has *n
- * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 10 million
- * entries, or 1 million when no count is known), MW_ENOMEM.  A listing
+ * entries.  Returns the codes of mw_pop3_stat, MW_ETOOBIG (over 1 million
+ * entries, whatever the count), MW_ENOMEM.  A listing
  * (here and in the UIDL calls) that runs past the count or the cap ends
  * the session at once: the rest of the reply is not read. */
 MW_EXTERN int mw_pop3_list(mw_pop3 *p, mw_pop3_listing **items, size_t *n);
@@ -319,6 +321,14 @@ MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers
  * NUL-terminated buffer to free(); MW_ETOOBIG over max, 0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
                                        char **body, size_t *body_len, size_t max);
+/* The same with the body as lines (scsh's "a list of strings, each string
+ * representing a line"): *lines is a NULL-terminated array of *nlines
+ * NUL-terminated strings, line ends (CRLF or LF) removed, dot-stuffing
+ * undone; one allocation, freed with a single free().  A line holding a
+ * NUL is cut there (the count stays right).  Returns as
+ * mw_pop3_retrieve_message. */
+MW_EXTERN int mw_pop3_retrieve_message_lines(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
+                                             char ***lines, size_t *nlines, size_t max);
 
 /* The TLS details of the session (STLS or implicit TLS) into *out, as
  * mw_stream_tls_info.  Returns 0, MW_EUNSUPPORTED (not over TLS, or the

@@ -252,9 +252,9 @@ MW_EXTERN int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **
  * mw_smtp_set_message_pipelining(s, 0) turns that off (each message then
  * waits for the previous one's final reply); on by default. */
 MW_EXTERN void mw_smtp_set_message_pipelining(mw_smtp *s, int on);
-typedef int (*mw_smtp_next_fn)(void *ud, size_t index, mw_smtp_msg *msg);
-typedef void (*mw_smtp_done_fn)(void *ud, size_t index, int rc, const mw_smtp_result *result,
-                                const mw_error *err);
+typedef int (*mw_smtp_next_fn)(size_t index, mw_smtp_msg *msg, void *userdata);
+typedef void (*mw_smtp_done_fn)(size_t index, int rc, const mw_smtp_result *result,
+                                const mw_error *err, void *userdata);
 MW_EXTERN int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, void *ud);
 /* Deadline for the next transactions, ms from the start of each
  * mw_smtp_send (Tcllib -maxsecs); 0 = none. */

@@ -145,8 +145,9 @@ static int open_session(fctx *c)
     mw_pop3_opts po = MW_POP3_OPTS_INIT;
     if (c->o->pop3) po = *c->o->pop3;
     po.skip_stat = 1;
-    int rc = mw_pop3_open(&c->p, c->o->host, &po);
-    if (rc) return fail(c, rc, "pop3", c->p ? mw_pop3_error(c->p) : NULL, NULL);
+    mw_error e;
+    int rc = mw_pop3_open(&c->p, c->o->host, &po, &e);
+    if (rc) return fail(c, rc, "pop3", &e, NULL);
     pop3_set_message_cap(c->p, c->o->size_limit);
     return 0;
 }

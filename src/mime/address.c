@@ -368,7 +368,7 @@ int mw_mime_address_format(char **out, const char *display, const char *addr)
         if (!ascii || strstr(display, "=?")) {
             char *w;
             /* RFC 2047 §5(3): in a phrase, an encoded word stands alone. */
-            rc = mw_mime_word_encode(&w, display, strlen(display), "UTF-8", 'q');
+            rc = mw_mime_word_encode(&w, display, strlen(display), "UTF-8", 'q', NULL);
             if (!rc) {
                 rc = mw_buf_append_str(&b, w);
                 free(w);

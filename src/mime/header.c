@@ -61,14 +61,15 @@ int mw_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_o
     return 0;
 }
 
-int mw_mime_headers_new(mw_mime_headers **out, const mw_mime_header_opts *opts)
+int mw_mime_headers_new(mw_mime_headers **out, const mw_mime_header_opts *opts, mw_error *err)
 {
+    if (!out) return mw_err_set(err, MW_EINVAL, "mw_mime_headers_new: no place for the headers");
     *out = NULL;
     mw_mime_headers *h = calloc(1, sizeof *h);
-    if (!h) return MW_ENOMEM;
+    if (!h) return mw_err_set(err, MW_ENOMEM, "out of memory");
     if (mw_mime_headers_init_defaults(&h->o, opts)) {
         free(h);
-        return MW_EINVAL;
+        return mw_err_set(err, MW_EINVAL, "bad mw_mime_header_opts (version or limits)");
     }
     h->cur.max = h->o.max_field_len;
     h->state = ST_LINE_START;
@@ -287,8 +288,8 @@ int mw_mime_headers_parse(mw_mime_headers **out, const char *data, size_t len, s
 {
     mw_mime_headers *h;
     *out = NULL;
-    int rc = mw_mime_headers_new(&h, opts);
-    if (rc) return mw_err_set(err, rc, rc == MW_EINVAL ? "bad header options" : "out of memory");
+    int rc = mw_mime_headers_new(&h, opts, err);
+    if (rc) return rc;
     size_t used = 0;
     rc = mw_mime_headers_feed(h, data, len, &used);
     if (rc == 0) rc = mw_mime_headers_finish(h);

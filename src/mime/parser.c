@@ -61,23 +61,27 @@ static void warn(mw_mime_parser *p, mw_mime_part *part, const char *what)
     if (p->o.on_warning) p->o.on_warning(part, what, p->o.userdata);
 }
 
-int mw_mime_parser_new(mw_mime_parser **out, const mw_mime_parse_opts *opts)
+int mw_mime_parser_new(mw_mime_parser **out, const mw_mime_parse_opts *opts, mw_error *err)
 {
+    if (!out) return mw_err_set(err, MW_EINVAL, "mw_mime_parser_new: no place for the parser");
     *out = NULL;
     mw_mime_parse_opts o = MW_MIME_PARSE_OPTS_INIT;
     if (opts) {
-        if (opts->version != MW_MIME_PARSE_OPTS_VERSION) return MW_EINVAL;
+        if (opts->version != MW_MIME_PARSE_OPTS_VERSION)
+            return mw_err_set(err, MW_EINVAL, "mw_mime_parse_opts version %u not supported",
+                              opts->version);
         o = *opts;
     }
     mw_mime_header_opts ho;
-    if (mw_mime_headers_init_defaults(&ho, &o.headers)) return MW_EINVAL;
+    if (mw_mime_headers_init_defaults(&ho, &o.headers))
+        return mw_err_set(err, MW_EINVAL, "bad header limits in mw_mime_parse_opts");
     o.headers = ho;
     if (!o.max_depth) o.max_depth = 32;
     if (o.max_depth > HARD_MAX_DEPTH) o.max_depth = HARD_MAX_DEPTH;
     if (!o.max_parts) o.max_parts = 10000;
     if (!o.max_kept) o.max_kept = (size_t)256 * 1024 * 1024;
     mw_mime_parser *p = calloc(1, sizeof *p);
-    if (!p) return MW_ENOMEM;
+    if (!p) return mw_err_set(err, MW_ENOMEM, "out of memory");
     p->o = o;
     p->in.max = CHUNK + LOOK;
     p->root = p->cur = mw_part_new(NULL, &p->o.headers);
@@ -87,7 +91,7 @@ int mw_mime_parser_new(mw_mime_parser **out, const mw_mime_parse_opts *opts)
         mw_mime_part_free(p->root);
         free(p->ms);
         free(p);
-        return MW_ENOMEM;
+        return mw_err_set(err, MW_ENOMEM, "out of memory");
     }
     p->root->src = p->o.keep_bodies ? MW_SRC_RAW : MW_SRC_NONE;
     p->nparts = 1;
@@ -129,8 +133,9 @@ static int deliver(mw_mime_parser *p, mw_mime_part *part, const char *d, size_t 
         d = p->conv.data;
         n = p->conv.len;
     }
-    if (n && p->o.on_body(part, d, n, p->o.userdata))
-        return mw_err_set(&p->err, MW_ECANCELED, "stopped by the body callback");
+    int rc = n ? p->o.on_body(part, d, n, p->o.userdata) : 0;
+    /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
+    if (rc) return mw_err_set(&p->err, rc, "stopped by the body callback (%d)", rc);
     return 0;
 }
 
@@ -257,8 +262,8 @@ static int check_bnd(const mw_mime_parser *p, const char *s, size_t n, int eof, 
 
 static int call_part(mw_mime_parser *p, mw_mime_part *part)
 {
-    if (p->o.on_part && p->o.on_part(part, p->o.userdata))
-        return fail(p, mw_err_set(&p->err, MW_ECANCELED, "stopped by the part callback"));
+    int rc = p->o.on_part ? p->o.on_part(part, p->o.userdata) : 0;
+    if (rc) return fail(p, mw_err_set(&p->err, rc, "stopped by the part callback (%d)", rc));
     return 0;
 }
 
@@ -385,8 +390,8 @@ static int end_part(mw_mime_parser *p, mw_mime_part *part)
                 break;
             }
     }
-    if (p->o.on_part_end && p->o.on_part_end(part, p->o.userdata))
-        return fail(p, mw_err_set(&p->err, MW_ECANCELED, "stopped by the part-end callback"));
+    rc = p->o.on_part_end ? p->o.on_part_end(part, p->o.userdata) : 0;
+    if (rc) return fail(p, mw_err_set(&p->err, rc, "stopped by the part-end callback (%d)", rc));
     return 0;
 }
 
@@ -588,7 +593,7 @@ int mw_mime_parse(mw_mime_part **root, const char *data, size_t len, const mw_mi
 {
     mw_mime_parser *p;
     *root = NULL;
-    int rc = mw_mime_parser_new(&p, opts);
+    int rc = mw_mime_parser_new(&p, opts, err);
     if (rc) return mw_err_set(err, rc, rc == MW_EINVAL ? "bad parser options" : "out of memory");
     rc = mw_mime_parser_feed(p, data, len);
     if (!rc) rc = mw_mime_parser_finish(p, root);

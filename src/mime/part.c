@@ -9,7 +9,7 @@ mw_mime_part *mw_part_new(mw_mime_part *parent, const mw_mime_header_opts *hopts
 {
     mw_mime_part *p = calloc(1, sizeof *p);
     if (!p) return NULL;
-    if (mw_mime_headers_new(&p->hdr, hopts)) {
+    if (mw_mime_headers_new(&p->hdr, hopts, NULL)) {
         free(p);
         return NULL;
     }

@@ -1,6 +1,7 @@
 /* RFC 2047 encoded words: decoding (lenient) and encoding. */
 #include "mime/codec.h"
 #include "mime/mime_int.h"
+#include "util/err.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -145,14 +146,15 @@ int mw_rfc2047_decode(const char *in, size_t len, mw_buf *out)
     return rc;
 }
 
-int mw_mime_decode_field(char **out, size_t *outlen, const char *in, size_t len)
+int mw_mime_decode_field(char **out, size_t *outlen, const char *in, size_t len, mw_error *err)
 {
     mw_buf b = MW_BUF_INIT(0);
+    if (!out || (!in && len)) return mw_err_set(err, MW_EINVAL, "mw_mime_decode_field: no text");
     *out = NULL;
     int rc = mw_rfc2047_decode(in, len, &b);
     if (rc) {
         mw_buf_free(&b);
-        return rc;
+        return mw_err_set(err, rc, "decoding a header field: out of memory");
     }
     *out = mw_buf_take(&b, outlen);
     return 0;
@@ -174,14 +176,18 @@ static int q_needs(unsigned char c)
              strchr("!*+-/", c));
 }
 
-int mw_mime_word_encode(char **out, const char *text, size_t len, const char *charset, char method)
+int mw_mime_word_encode(char **out, const char *text, size_t len, const char *charset, char method,
+                        mw_error *err)
 {
     *out = NULL;
     if (!charset) charset = "UTF-8";
     size_t cl = strlen(charset);
-    if (cl == 0 || cl > 40 || strpbrk(charset, "? \t\r\n")) return MW_EINVAL;
+    if (cl == 0 || cl > 40 || strpbrk(charset, "? \t\r\n"))
+        return mw_err_set(err, MW_EINVAL, "encoded word: bad charset name '%.40s'", charset);
     method = (char)mw_lower((unsigned char)method);
-    if (method != 'b' && method != 'q') return MW_EINVAL;
+    if (method != 'b' && method != 'q')
+        return mw_err_set(err, MW_EINVAL, "encoded word: method '%c' is neither B nor Q",
+                          method >= 32 && method < 127 ? method : '?');
     int utf8 = mw_charset_is_utf8(charset);
     mw_buf b = MW_BUF_INIT(0);
     /* RFC 2047 §2: an encoded word is at most 75 characters. */
@@ -257,17 +263,20 @@ static int needs_encoding(const char *s, size_t n)
     return memmem(s, n, "=?", 2) != NULL;
 }
 
-int mw_mime_encode_text(char **out, const char *text)
+int mw_mime_encode_text(char **out, const char *text, mw_error *err)
 {
+    if (!out || !text) return mw_err_set(err, MW_EINVAL, "mw_mime_encode_text: no text");
     size_t n = strlen(text);
     *out = NULL;
-    if (strpbrk(text, "\r\n")) return MW_EINVAL; /* a header value never carries a line break */
+    /* A header value never carries a line break (header injection). */
+    if (strpbrk(text, "\r\n"))
+        return mw_err_set(err, MW_EINVAL, "a header text may not hold CR or LF");
     if (!needs_encoding(text, n)) {
         *out = strdup(text);
-        return *out ? 0 : MW_ENOMEM;
+        return *out ? 0 : mw_err_set(err, MW_ENOMEM, "out of memory");
     }
     size_t qn = 0;
     for (size_t i = 0; i < n; i++)
         qn += q_needs((unsigned char)text[i]) && text[i] != ' ' ? 3 : 1;
-    return mw_mime_word_encode(out, text, n, "UTF-8", qn <= (n + 2) / 3 * 4 ? 'q' : 'b');
+    return mw_mime_word_encode(out, text, n, "UTF-8", qn <= (n + 2) / 3 * 4 ? 'q' : 'b', err);
 }

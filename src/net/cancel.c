@@ -15,15 +15,17 @@ struct mw_cancel {
     int pipe[2]; /* [0] polled by waiters, [1] written by mw_cancel_request */
 };
 
-int mw_cancel_new(mw_cancel **out)
+int mw_cancel_new(mw_cancel **out, mw_error *err)
 {
-    if (!out) return MW_EINVAL;
+    if (!out) return mw_err_set(err, MW_EINVAL, "mw_cancel_new: no place for the token");
     *out = NULL;
     mw_cancel *c = calloc(1, sizeof *c);
-    if (!c) return MW_ENOMEM;
+    if (!c) return mw_err_set(err, MW_ENOMEM, "out of memory");
     if (pipe2(c->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+        int e = errno;
         free(c);
-        return MW_EIO;
+        char b[96];
+        return mw_err_set(err, MW_EIO, "cancel token: pipe: %s", mw_errno_text(e, b, sizeof b));
     }
     atomic_init(&c->flag, 0);
     *out = c;

@@ -825,7 +825,7 @@ static int cb_result(long n, size_t len, const char *what, mw_error *err)
 static int cb_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline,
                    mw_error *err)
 {
-    long n = s->ops.read(s->userdata, buf, len, deadline);
+    long n = s->ops.read(buf, len, deadline, s->userdata);
     int rc = cb_result(n, len, "reading", err);
     if (rc) return rc;
     *got = (size_t)n;
@@ -841,7 +841,7 @@ static int cb_write(mw_stream *s, const void *buf, size_t len, size_t *done, int
             return mw_err_set(err, MW_ECANCELED, "operation canceled");
         if (deadline != MW_NO_DEADLINE && mw_now_ms() >= deadline)
             return mw_err_set(err, MW_ETIMEOUT, "timed out waiting to send");
-        long n = s->ops.write(s->userdata, p, len, deadline);
+        long n = s->ops.write(p, len, deadline, s->userdata);
         int rc = cb_result(n, len, "writing", err);
         if (rc) return rc;
         if (n == 0) return mw_err_set(err, MW_ENET, "stream callback wrote nothing");

@@ -382,12 +382,12 @@ static int do_stls(mw_pop3 *p, const mw_pop3_opts *o)
     return 0;
 }
 
-int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
+/* mw_pop3_open's work; *out is set as soon as a handle exists, so that the
+ * error record can be read on failure. */
+static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
 {
     mw_pop3_opts dflt = MW_POP3_OPTS_INIT;
     const mw_pop3_opts *o = opts ? opts : &dflt;
-    if (!out) return MW_EINVAL;
-    *out = NULL;
     mw_pop3 *p = calloc(1, sizeof *p);
     if (!p) {
         if (o->stream) mw_stream_free(o->stream);
@@ -482,6 +482,29 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
     }
     if (p->command_timeout_ms > 0) mw_conn_set_deadline(p->conn, MW_NO_DEADLINE);
     mw_error_clear(&p->err);
+    return 0;
+}
+
+int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts, mw_error *err)
+{
+    if (err) mw_error_clear(err);
+    if (!out) {
+        if (opts && opts->stream) mw_stream_free(opts->stream);
+        return mw_err_set(err, MW_EINVAL, "mw_pop3_open: no place for the handle");
+    }
+    *out = NULL;
+    mw_pop3 *p = NULL;
+    int rc = open_session(&p, host, opts);
+    if (rc) {
+        if (err && p)
+            *err = p->err;
+        else if (p == NULL)
+            mw_err_set(err, rc, "out of memory");
+        if (err && !err->code) err->code = rc;
+        mw_pop3_free(p); /* no QUIT: nothing was done */
+        return rc;
+    }
+    *out = p;
     return 0;
 }
 
@@ -582,7 +605,7 @@ static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
                    a->uidl ? "UIDL" : "LIST", (unsigned long long)p->count, p->err.reply);
         return list_overflow(p, MW_EPROTO);
     }
-    size_t most = p->have_count ? P3_MAX_LIST_ITEMS : P3_MAX_LIST_NOCOUNT;
+    size_t most = P3_MAX_LIST_ITEMS;
     if (a->n >= most) {
         mw_err_set(&p->err, MW_ETOOBIG, "%s reply of over %zu entries%s; stopped reading it",
                    a->uidl ? "UIDL" : "LIST", most,

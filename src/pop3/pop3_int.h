@@ -15,12 +15,11 @@ enum pop3_state {
     P3_BROKEN,  /* a network/TLS/protocol error: no more commands */
 };
 
-#define P3_MAX_CAPA       128
-#define P3_MAX_LIST_ITEMS (10u * 1000 * 1000)
-/* A listing read with no message count known (skip_stat) has at most this
- * many entries: a reply that never ends stops here (about 16 MB of LIST
- * entries), not at P3_MAX_LIST_ITEMS. */
-#define P3_MAX_LIST_NOCOUNT (1000u * 1000)
+#define P3_MAX_CAPA 128
+/* A listing has at most this many entries, whatever the count says: a
+ * reply that never ends stops here, and memory stays bounded (16 MB of LIST
+ * entries, 80 MB of UIDL ones); a larger mailbox cannot be listed. */
+#define P3_MAX_LIST_ITEMS (1000u * 1000)
 /* RFC 1939 §5 sizes are exact, but servers that store bare LF may count
  * their own line ends: a message may run past its announced size by
  * max(size, 64 KiB), not more (so at most twice the size, or size + 64 KiB

@@ -92,8 +92,9 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
     }
     if (sink_rc) {
         mw_error_clear(&p->err);
-        return mw_err_set(&p->err, sink_rc < 0 ? sink_rc : MW_EIO,
-                          "%s: the receiver of the message stopped it (%d)", what, sink_rc);
+        /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
+        return mw_err_set(&p->err, sink_rc, "%s: the receiver of the message stopped it (%d)", what,
+                          sink_rc);
     }
     return 0;
 }
@@ -537,6 +538,54 @@ int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers
     if (!rc) rc = headers_from(p, b.data ? b.data : "", b.len, headers, NULL);
     mw_buf_free(&b);
     return rc;
+}
+
+/* One block: the pointer array, then the text with each line end made a
+ * NUL (a CRLF leaves its CR behind the NUL, unused). */
+static char **split_lines(const char *d, size_t n, size_t *count)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += d[i] == '\n';
+    if (n && d[n - 1] != '\n') k++; /* a last line without its end */
+    if (k > (SIZE_MAX - n - 1) / sizeof(char *) - 1) return NULL;
+    char **v = malloc((k + 1) * sizeof *v + n + 1);
+    if (!v) return NULL;
+    char *t = (char *)(v + k + 1);
+    memcpy(t, d, n);
+    t[n] = '\0';
+    size_t li = 0;
+    for (size_t i = 0, start = 0; i <= n && li < k; i++) {
+        if (i < n && t[i] != '\n') continue;
+        size_t end = i;
+        if (end > start && t[end - 1] == '\r') end--;
+        t[end] = '\0';
+        v[li++] = t + start;
+        start = i + 1;
+    }
+    v[k] = NULL;
+    *count = k;
+    return v;
+}
+
+int mw_pop3_retrieve_message_lines(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
+                                   char ***lines, size_t *nlines, size_t max)
+{
+    if (!lines || !nlines) return MW_EINVAL;
+    *lines = NULL;
+    *nlines = 0;
+    char *body;
+    size_t len;
+    int rc = mw_pop3_retrieve_message(p, msg, headers, &body, &len, max);
+    if (rc) return rc;
+    *lines = split_lines(body, len, nlines);
+    free(body);
+    if (!*lines) {
+        mw_mime_headers_free(*headers);
+        *headers = NULL;
+        return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+    }
+    return 0;
 }
 
 int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers, char **body,

@@ -38,16 +38,11 @@ struct mw_queue {
     long lifetime_s, backoff_min_s, backoff_max_s;
 };
 
-static const char *err_text(int e, char *buf, size_t n)
-{
-    /* GNU strerror_r: thread-safe, returns the text. */
-    return strerror_r(e, buf, n);
-}
-
 static int sys_err(mw_error *err, const char *what, const char *path, int e)
 {
     char b[128];
-    return mw_err_set(err, MW_EIO, "queue: cannot %s %s: %s", what, path, err_text(e, b, sizeof b));
+    return mw_err_set(err, MW_EIO, "queue: cannot %s %s: %s", what, path,
+                      mw_errno_text(e, b, sizeof b));
 }
 
 static int fsync_dir(const char *dir)

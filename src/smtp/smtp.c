@@ -697,7 +697,7 @@ static long src_raw_read(src *r, char *buf, size_t len, mw_error *err)
         long n = m->read(buf, len, m->read_userdata);
         if (n < 0)
             return mw_err_set(err, n < MW_ERROR_LAST ? MW_EIO : (int)n,
-                              "the message source failed");
+                              "the message source failed (%ld)", n);
         return n;
     }
     for (;;) {
@@ -1836,7 +1836,7 @@ static tx *batch_take(batch *b)
 {
     if (b->more <= 0) return NULL;
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    b->more = b->next(b->ud, b->asked, &m);
+    b->more = b->next(b->asked, &m, b->ud);
     if (b->more <= 0) return NULL;
     b->asked++;
     int k = 0;
@@ -1860,7 +1860,7 @@ static void batch_report(batch *b, tx *t, size_t index, int rc)
 {
     mw_smtp *s = b->s;
     if (rc && s->err.code == 0) mw_err_set(&s->err, rc, "%s", mw_strerror(rc));
-    b->done(b->ud, index, rc, t->res, &s->err);
+    b->done(index, rc, t->res, &s->err, b->ud);
     mw_smtp_result_free(t->res);
     t->res = NULL;
     b->used[t - b->slot] = 0;
@@ -1883,7 +1883,7 @@ static void batch_abandon(batch *b, tx *t, size_t index)
     t->res = NULL;
     mw_error_clear(&s->err);
     not_ready(s);
-    b->done(b->ud, index, MW_ESTATE, NULL, &s->err);
+    b->done(index, MW_ESTATE, NULL, &s->err, b->ud);
     b->used[t - b->slot] = 0;
 }
 

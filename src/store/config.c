@@ -648,7 +648,7 @@ int mw_config_load(mw_config **out, const char *path, const mw_config_options *o
 {
     if (!out || !path || !*path) return mw_err_set(err, MW_EINVAL, "mw_config_load: bad arguments");
     *out = NULL;
-    char *text = NULL; /* set by slurp on success (gcc -O3 cannot tell) */
+    char *text = NULL;
     size_t len = 0;
     struct stat sb;
     int rc = slurp(path, CONFIG_FILE_MAX, &text, &len, &sb, err);

@@ -16,7 +16,7 @@ typedef struct fake_server {
     size_t written;
 } fake_server;
 
-static inline long fake_server_read(void *ud, void *buf, size_t len, int64_t deadline)
+static inline long fake_server_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     fake_server *s = ud;
@@ -28,7 +28,7 @@ static inline long fake_server_read(void *ud, void *buf, size_t len, int64_t dea
     return (long)n;
 }
 
-static inline long fake_server_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static inline long fake_server_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)buf;
     (void)deadline;

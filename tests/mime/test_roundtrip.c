@@ -92,7 +92,7 @@ static int run(const char *data, size_t len, const size_t *cuts, size_t ncuts, s
     opts.on_part_end = on_end;
     opts.userdata = sum;
     mw_mime_parser *p;
-    int rc = mw_mime_parser_new(&p, &opts);
+    int rc = mw_mime_parser_new(&p, &opts, NULL);
     if (rc) return rc;
     size_t at = 0;
     for (size_t k = 0; k <= ncuts && !rc; k++) {

@@ -29,7 +29,7 @@ static int parse(const char *d, size_t n, size_t cut, struct out *o, size_t *use
     opts.max_field_len = 4096;
     opts.max_fields = 64;
     mw_mime_headers *h;
-    if (mw_mime_headers_new(&h, &opts)) abort();
+    if (mw_mime_headers_new(&h, &opts, NULL)) abort();
     size_t u1 = 0, u2 = 0;
     int rc = mw_mime_headers_feed(h, d, cut, &u1);
     if (rc == 0) rc = mw_mime_headers_feed(h, d + cut, n - cut, &u2);

@@ -43,7 +43,7 @@ static int parse(const uint8_t *data, size_t size, size_t step, struct out *o, u
     opts.to_utf8 = utf8;
     opts.on_body = on_body;
     mw_mime_parser *p;
-    if (mw_mime_parser_new(&p, &opts)) abort();
+    if (mw_mime_parser_new(&p, &opts, NULL)) abort();
     sum = 1469598103934665603ull;
     int rc = 0;
     for (size_t at = 0; at < size && !rc; at += step)

@@ -18,7 +18,7 @@ struct src {
     size_t len, pos, chunk;
 };
 
-static long src_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long src_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     struct src *s = ud;
@@ -30,7 +30,7 @@ static long src_read(void *ud, void *buf, size_t len, int64_t deadline)
     return (long)n;
 }
 
-static long src_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static long src_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)ud;
     (void)buf;

@@ -49,7 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.skip_stat = (data[0] & 0x80) != 0;
     o.pipelining = (data[0] & 0x40) == 0;
     mw_pop3 *p = NULL;
-    if (mw_pop3_open(&p, "127.0.0.1", &o) != 0) {
+    if (mw_pop3_open(&p, "127.0.0.1", &o, NULL) != 0) {
         mw_pop3_free(p);
         return 0;
     }

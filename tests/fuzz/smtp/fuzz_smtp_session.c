@@ -23,7 +23,7 @@ typedef struct batch {
 
 static const char *const rcpt[] = {"b@y.test", "c@y.test"};
 
-static int next_msg(void *ud, size_t index, mw_smtp_msg *m)
+static int next_msg(size_t index, mw_smtp_msg *m, void *ud)
 {
     batch *b = ud;
     if (b->asked >= 3) return 0;
@@ -42,7 +42,7 @@ static int next_msg(void *ud, size_t index, mw_smtp_msg *m)
     return 1;
 }
 
-static void msg_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+static void msg_done(size_t index, int rc, const mw_smtp_result *r, const mw_error *err, void *ud)
 {
     (void)rc;
     (void)r;

@@ -382,6 +382,27 @@ tap(r.returncode != 0 and j.get("fetched") == 0 and same_multiset(on_server(user
     "status 7" in r.stderr.decode(),
     "a filter exiting 7 is an error naming the status; the message stays", show(r))
 
+# ---- the RETR bound on an honest server ----------------------------------------
+# A RETR may bring at most its LIST size + max(size, 64 KiB), and never more
+# than --size-limit: a message whose LIST size is exactly the limit (Dovecot
+# counts CRLF: the W= of its file name) must still come whole, with a body
+# larger than the 64 KiB slack; one octet lower it is skipped by its size.
+user = "h7"
+reset_mailbox(user)
+dest = os.path.join(WORK, "md-h7")
+msgs = [make_message("h7", size=s) for s in (300, 5000, 200000)]
+put(user, msgs)
+wire = max(len(m) + m.count(b"\n") for m in msgs)
+r, j = fetch_json(user, "--maildir", dest, "--keep", "--size-limit", str(wire - 1))
+tap(r.returncode == 0 and j.get("fetched") == 2 and j.get("skipped") == 1,
+    "size limit one octet under the largest LIST size skips it", show(r))
+shutil.rmtree(dest, ignore_errors=True)
+os.unlink(os.path.join(WORK, user + ".state"))
+r, j = fetch_json(user, "--maildir", dest, "--keep", "--size-limit", str(wire))
+tap(r.returncode == 0 and j.get("fetched") == 3 and same_multiset(maildir_files(dest), msgs),
+    "a message at exactly --size-limit (LIST size, 200 KB: past the 64 KiB slack) comes whole",
+    show(r))
+
 # ---- two fetches of one account at once ----------------------------------------
 user = "f7"
 reset_mailbox(user)

@@ -24,7 +24,7 @@
 #define NMSG 7
 
 typedef struct fake {
-    char out[1 << 16]; /* what the server has to send */
+    char out[1 << 18]; /* what the server has to send */
     size_t out_len, out_pos;
     char in[4096]; /* a partial command line */
     size_t in_len;
@@ -48,6 +48,9 @@ typedef struct fake {
 
 /* EIO for every fsync of new/ when set (test_dir_sync_fails). */
 static int fail_dir_sync;
+/* A message whose UIDL unique-id breaks RFC 1939 §7, one whose RETR runs
+ * 80 KB past its size (0: none; test_bad_uid, test_retr_overflow). */
+static int bad_uid_msg, overflow_msg;
 /* mw_fetch_opts.filter and filter_timeout_ms for the next run (test_filter_timeout). */
 static const char *filter_cmd;
 static int filter_ms;
@@ -155,7 +158,10 @@ static void command(fake *f, const char *line)
     } else if (!strcmp(line, "UIDL")) {
         say(f, "+OK\r\n");
         for (int i = 1; i <= NMSG; i++) {
-            snprintf(buf, sizeof buf, "%d uid-%d\r\n", i, i);
+            if (i == bad_uid_msg)
+                snprintf(buf, sizeof buf, "%d uid %d\r\n", i, i); /* a space in it */
+            else
+                snprintf(buf, sizeof buf, "%d uid-%d\r\n", i, i);
             say(f, buf);
         }
         say(f, ".\r\n");
@@ -164,8 +170,11 @@ static void command(fake *f, const char *line)
         if (f->retr_unanswered > f->max_retr_in_flight) f->max_retr_in_flight = f->retr_unanswered;
         char b[256];
         body_of(n, b, sizeof b);
-        snprintf(buf, sizeof buf, "+OK %zu octets\r\n%s.\r\n", octets_of(n), b);
+        snprintf(buf, sizeof buf, "+OK %zu octets\r\n%s", octets_of(n), b);
         say(f, buf);
+        for (int k = 0; n == overflow_msg && k < 1000; k++)
+            say(f, "an 80-octet line of a message far longer than its announced size........\r\n");
+        say(f, ".\r\n");
     } else if (sscanf(line, "TOP %d 0", &n) == 1 && n >= 1 && n <= NMSG) {
         snprintf(buf, sizeof buf, "+OK\r\nSubject: m%d\r\n\r\n.\r\n", n);
         say(f, buf);
@@ -188,7 +197,7 @@ static void command(fake *f, const char *line)
     }
 }
 
-static long fake_write(void *ud, const void *data, size_t len, int64_t deadline)
+static long fake_write(const void *data, size_t len, int64_t deadline, void *ud)
 {
     fake *f = ud;
     (void)deadline;
@@ -205,7 +214,7 @@ static long fake_write(void *ud, const void *data, size_t len, int64_t deadline)
     return (long)len;
 }
 
-static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long fake_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     fake *f = ud;
     (void)deadline;
@@ -495,6 +504,79 @@ static void test_locked(void **unused)
     env_drop(&e);
 }
 
+/* A UIDL line whose unique-id breaks RFC 1939 §7 costs that message only:
+ * not fetched, not deleted, an error; every other message is fetched and
+ * deleted in the safe order. */
+static void test_bad_uid(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    bad_uid_msg = 3;
+    int rc = run_fake(&e, f, 0, &r, &err);
+    bad_uid_msg = 0;
+    assert_int_equal(rc, MW_EPROTO);
+    assert_non_null(strstr(err.message, "message 3: UIDL gave it a unique-id that breaks"));
+    assert_int_equal(r.fetched, NMSG - 1);
+    assert_int_equal(r.errors, 1);
+    assert_int_equal(r.deleted, NMSG - 1);
+    assert_int_equal(f->dele_bad, 0);
+    assert_int_equal(f->deleted[3], 0);
+    assert_false(maildir_has(e.dir, 3));
+    for (int i = 1; i <= NMSG; i++)
+        if (i != 3) assert_true(maildir_has(e.dir, i) && f->deleted[i]);
+    free(f);
+    env_drop(&e);
+}
+
+static int dir_entries(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') n++;
+    closedir(d);
+    return n;
+}
+
+/* A RETR far past its announced size: cut at size + 64 KiB, the partial
+ * copy removed, the message left on the server.  Over a caller-made
+ * stream there is no new session for the rest: the run ends with what was
+ * stored recorded in the state and nothing deleted (a later run does). */
+static void test_retr_overflow(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    overflow_msg = 3;
+    int rc = run_fake(&e, f, 0, &r, &err);
+    overflow_msg = 0;
+    assert_int_equal(rc, MW_ETOOBIG);
+    assert_non_null(strstr(err.message, "RETR 3: the server sent over"));
+    assert_non_null(strstr(err.message, "left on the server"));
+    assert_int_equal(r.fetched, 2);
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(f->dele_ok + f->dele_bad, 0);
+    assert_true(maildir_has(e.dir, 1) && maildir_has(e.dir, 2));
+    assert_false(maildir_has(e.dir, 3));
+    char p[256];
+    snprintf(p, sizeof p, "%s/md/tmp", e.dir);
+    assert_int_equal(dir_entries(p), 0); /* the partial copy is gone */
+    snprintf(p, sizeof p, "%s/state", e.dir);
+    assert_true(file_has(p, " uid-1\n") && file_has(p, " uid-2\n"));
+    assert_false(file_has(p, " uid-3\n"));
+    free(f);
+    env_drop(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -506,6 +588,8 @@ int main(void)
         cmocka_unit_test(test_filter_decides),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_locked),
+        cmocka_unit_test(test_bad_uid),
+        cmocka_unit_test(test_retr_overflow),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -84,7 +84,7 @@ static void test_every_split(void **state)
     size_t len = strlen(BLOCK);
     for (size_t cut = 0; cut <= len; cut++) {
         mw_mime_headers *h;
-        assert_int_equal(mw_mime_headers_new(&h, NULL), 0);
+        assert_int_equal(mw_mime_headers_new(&h, NULL, NULL), 0);
         size_t u1 = 0, u2 = 0;
         int rc = mw_mime_headers_feed(h, BLOCK, cut, &u1);
         if (rc == 0) {
@@ -96,7 +96,7 @@ static void test_every_split(void **state)
         mw_mime_headers_free(h);
     }
     mw_mime_headers *h;
-    assert_int_equal(mw_mime_headers_new(&h, NULL), 0);
+    assert_int_equal(mw_mime_headers_new(&h, NULL, NULL), 0);
     size_t total = 0, u;
     int rc = 0;
     for (size_t i = 0; i < len && rc == 0; i++) {
@@ -172,7 +172,7 @@ static void test_limits(void **state)
     assert_non_null(strstr(err.message, "longer than 20 bytes"));
 
     o.version = 99;
-    assert_int_equal(mw_mime_headers_new(&h, &o), MW_EINVAL);
+    assert_int_equal(mw_mime_headers_new(&h, &o, NULL), MW_EINVAL);
 }
 
 static void test_set_append_delete(void **state)
@@ -209,7 +209,7 @@ static void test_fold_long_value(void **state)
 {
     (void)state;
     mw_mime_headers *h;
-    assert_int_equal(mw_mime_headers_new(&h, NULL), 0);
+    assert_int_equal(mw_mime_headers_new(&h, NULL, NULL), 0);
     char v[400];
     size_t n = 0;
     for (int i = 0; i < 60; i++)

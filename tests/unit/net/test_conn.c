@@ -33,7 +33,7 @@ struct feed {
     mw_buf out; /* what was written */
 };
 
-static long feed_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long feed_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     struct feed *f = ud;
@@ -47,14 +47,14 @@ static long feed_read(void *ud, void *buf, size_t len, int64_t deadline)
     return (long)n;
 }
 
-static long feed_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static long feed_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     struct feed *f = ud;
     return mw_buf_append(&f->out, buf, len) ? MW_ENOMEM : (long)len;
 }
 
-static long lying_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long lying_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)ud;
     (void)buf;
@@ -62,7 +62,7 @@ static long lying_read(void *ud, void *buf, size_t len, int64_t deadline)
     return (long)len + 1;
 }
 
-static long failing_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long failing_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)ud;
     (void)buf;
@@ -440,7 +440,7 @@ static void cancel_from_another_thread(void **state)
 {
     (void)state;
     mw_cancel *cancel = NULL;
-    assert_int_equal(mw_cancel_new(&cancel), 0);
+    assert_int_equal(mw_cancel_new(&cancel, NULL), 0);
     int peer;
     mw_conn *c = pair_conn(&peer, NULL);
     mw_conn_set_cancel(c, cancel);
@@ -481,7 +481,7 @@ static void on_alarm(int sig)
 static void cancel_from_a_signal_handler(void **state)
 {
     (void)state;
-    assert_int_equal(mw_cancel_new(&sig_cancel), 0);
+    assert_int_equal(mw_cancel_new(&sig_cancel, NULL), 0);
     int peer;
     mw_net_opts o = MW_NET_OPTS_INIT;
     o.cancel = sig_cancel;
@@ -653,7 +653,7 @@ static void tcp_errors_are_clear(void **state)
     assert_int_equal(mw_stream_tcp(&s, "127.0.0.1", 110, &o, &err), MW_EINVAL);
     /* A cancelled token stops before the lookup. */
     mw_net_opts co = MW_NET_OPTS_INIT;
-    assert_int_equal(mw_cancel_new(&co.cancel), 0);
+    assert_int_equal(mw_cancel_new(&co.cancel, NULL), 0);
     mw_cancel_request(co.cancel);
     assert_int_equal(mw_stream_tcp(&s, "localhost", 110, &co, &err), MW_ECANCELED);
     assert_non_null(strstr(err.message, "while resolving localhost"));

@@ -620,12 +620,12 @@ static void small_records_in_one_read(void **state)
 struct fdio {
     int fd;
 };
-static long fdio_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long fdio_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     return (long)read(((struct fdio *)ud)->fd, buf, len);
 }
-static long fdio_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static long fdio_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     return (long)write(((struct fdio *)ud)->fd, buf, len);

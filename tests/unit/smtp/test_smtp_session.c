@@ -24,7 +24,7 @@ typedef struct fake {
     int nmail;
 } fake;
 
-static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
+static long fake_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     fake *f = ud;
@@ -36,7 +36,7 @@ static long fake_read(void *ud, void *buf, size_t len, int64_t deadline)
     return (long)n;
 }
 
-static long fake_write(void *ud, const void *buf, size_t len, int64_t deadline)
+static long fake_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     fake *f = ud;
@@ -586,7 +586,7 @@ typedef struct bt {
     char text[8][32];
 } bt;
 
-static int bt_next(void *ud, size_t index, mw_smtp_msg *m)
+static int bt_next(size_t index, mw_smtp_msg *m, void *ud)
 {
     bt *b = ud;
     b->asked++;
@@ -602,7 +602,7 @@ static int bt_next(void *ud, size_t index, mw_smtp_msg *m)
     return 1;
 }
 
-static void bt_done(void *ud, size_t index, int rc, const mw_smtp_result *r, const mw_error *err)
+static void bt_done(size_t index, int rc, const mw_smtp_result *r, const mw_error *err, void *ud)
 {
     bt *b = ud;
     assert_non_null(err);

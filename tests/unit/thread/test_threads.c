@@ -139,10 +139,10 @@ static int one_pop3(char *why, size_t whylen)
         o.sasl_mechs = "PLAIN";
         o.user = "u";
         o.password = "pw";
-        rc = mw_pop3_open(&p, "localhost", &o);
+        rc = mw_pop3_open(&p, "localhost", &o, &err);
         if (!rc) rc = mw_pop3_retr(p, 1, count_sink, &got, NULL);
         if (!rc) rc = mw_pop3_quit(p, NULL);
-        if (rc) snprintf(why, whylen, "pop3: %s", p ? mw_pop3_error(p)->message : "no handle");
+        if (rc) snprintf(why, whylen, "pop3: %s", p ? mw_pop3_error(p)->message : err.message);
         mw_pop3_free(p);
     } else {
         close(fd);
