@@ -793,6 +793,28 @@ def t_pin():
     return None
 
 
+@case("scripted: --proxy (HTTP CONNECT, tests/tools/proxy.py) carries the provider's requests")
+def t_proxy():
+    tool = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "proxy.py")
+    pf, lf = os.path.join(T, "proxy.port"), os.path.join(T, "proxy.log")
+    px = subprocess.Popen([sys.executable, tool, pf, lf], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+    try:
+        if not wait_for(lambda: os.path.exists(pf) and open(pf).read().strip(), 60):
+            return "proxy.py did not start"
+        port = open(pf).read().strip()
+        r, _, _ = scripted_login([(200, GOOD)], args=("--proxy", "http://127.0.0.1:%s" % port))
+        if r.returncode != 0:
+            return "exit %d: %s" % (r.returncode, r.stderr.decode())
+        log = open(lf).read() if os.path.exists(lf) else ""
+        if log.count("http 127.0.0.1") < 2:  # the device endpoint and one poll
+            return "proxy log: %r" % log
+        return None
+    finally:
+        px.kill()
+        px.wait()
+
+
 @case("scripted: invalid_grant at the device poll: exit 77, says to log in again")
 def t_invalid_grant():
     return expect([(400, json.dumps({"error": "invalid_grant"}))], 77, ["invalid_grant", "oauth login"])
