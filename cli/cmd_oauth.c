@@ -497,6 +497,7 @@ int mw_cmd_oauth(int argc, char **argv)
                        st.expires_at, st.expires_at ? st.expires_at - now : 0, st.refreshes);
                 mw_cli_json_string(stdout, st.scope, strlen(st.scope));
                 printf("}\n");
+                mw_cli_json_handled(); /* logged_in says it: no second object */
             } else if (!st.logged_in && !st.have_access) {
                 printf("%s: not logged in (run mailwire oauth login %s)\n", a->name, a->name);
             } else {
