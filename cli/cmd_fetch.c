@@ -257,11 +257,11 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
     if (a->timeout_s > 0) j->net.io_timeout_ms = j->net.connect_timeout_ms = a->timeout_s * 1000;
     j->net.proxy = a->proxy;
     j->po.port = a->port > 0 ? (unsigned)a->port : 0;
-    j->po.tls = a->tls == MW_CONFIG_TLS_OFF        ? MW_POP3_TLS_NONE
-                : a->tls == MW_CONFIG_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
-                                                   : MW_POP3_TLS_STLS;
+    j->po.tls = a->tls == MW_CONFIG_TLS_OFF        ? MW_TLS_NONE
+                : a->tls == MW_CONFIG_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+                                                   : MW_TLS_STARTTLS;
     j->po.tls_opts = &j->tls;
-    j->po.net_opts = &j->net;
+    j->po.net = &j->net;
     j->po.user = a->user;
     const char *auth = a->auth;
     if (mw_cli_oauth_enabled(a) && (!auth || !strcmp(auth, "on"))) auth = mw_cli_oauth_mechanism(a);
@@ -491,11 +491,11 @@ int mw_cmd_fetch(int argc, char **argv)
         mw_cli_conn_tls_opts(&conn, &j->tls);
         mw_cli_conn_net_opts(&conn, &j->net);
         j->po.port = conn.port;
-        j->po.tls = conn.tls == MW_CLI_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
-                    : conn.tls == MW_CLI_TLS_NONE   ? MW_POP3_TLS_NONE
-                                                    : MW_POP3_TLS_STLS;
+        j->po.tls = conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+                    : conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
+                                                    : MW_TLS_STARTTLS;
         j->po.tls_opts = &j->tls;
-        j->po.net_opts = &j->net;
+        j->po.net = &j->net;
         j->po.user = conn.user;
         j->po.password = conn.password;
         if (mw_cli_auth_is_token(conn.auth)) {
@@ -613,7 +613,6 @@ int mw_cmd_fetch(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     for (size_t k = 0; k < nj; k++) {
         job *j = &js[k];
-        j->po.cancel = g_cancel;
         j->net.cancel = g_cancel;
         j->so = (mw_store_options)MW_STORE_OPTIONS_INIT;
         j->so.keep_crlf = keep_crlf;

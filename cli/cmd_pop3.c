@@ -579,11 +579,11 @@ int mw_cmd_pop3(int argc, char **argv)
     mw_cli_conn_tls_opts(&s.conn, &t);
     mw_cli_conn_net_opts(&s.conn, &n);
     o.port = s.conn.port;
-    o.tls = s.conn.tls == MW_CLI_TLS_IMPLICIT ? MW_POP3_TLS_IMPLICIT
-            : s.conn.tls == MW_CLI_TLS_NONE   ? MW_POP3_TLS_NONE
-                                              : MW_POP3_TLS_STLS;
+    o.tls = s.conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+            : s.conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
+                                              : MW_TLS_STARTTLS;
     o.tls_opts = &t;
-    o.net_opts = &n;
+    o.net = &n;
     o.user = info ? NULL : s.conn.user;
     o.password = info ? NULL : s.conn.password;
     if (mw_cli_auth_is_token(auth)) {

@@ -206,21 +206,21 @@ int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
     o.ports = c->ports;
     o.nports = c->nports;
     o.client = c->client;
-    o.tls = c->opportunistic                     ? MW_SMTP_TLS_OPPORTUNISTIC
-            : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_SMTP_TLS_IMPLICIT
-            : c->conn.tls == MW_CLI_TLS_NONE     ? MW_SMTP_TLS_NONE
-                                                 : MW_SMTP_TLS_STARTTLS;
+    o.tls = c->opportunistic                     ? MW_TLS_OPPORTUNISTIC
+            : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+            : c->conn.tls == MW_CLI_TLS_NONE     ? MW_TLS_NONE
+                                                 : MW_TLS_STARTTLS;
     o.tls_opts = &c->tls;
     o.net = &c->net;
     if (want_token) {
         /* XOAUTH2 needs the user name; OAUTHBEARER takes it when given. */
-        o.username = c->conn.user;
+        o.user = c->conn.user;
         o.token = c->token;
-        o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
+        o.sasl_mechs = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
     } else if (login && c->conn.user) {
-        o.username = c->conn.user;
+        o.user = c->conn.user;
         o.password = c->conn.password;
-        o.auth = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
+        o.sasl_mechs = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
         if (mw_cli_auth_is_token(c->conn.auth)) {
             o.token = o.password; /* the password sources hold the token */
             o.password = NULL;

@@ -392,7 +392,7 @@ int mw_cli_conn_finish(mw_cli_conn *c)
 /* The first line of fd, or of a command's output, through the library's
  * one secret reader (at most MW_SECRET_MAX bytes).  NULL with *why set
  * (to text that lives until the next call) on failure. */
-static char why_text[sizeof(((mw_error *)0)->message)];
+static _Thread_local char why_text[sizeof(((mw_error *)0)->message)];
 
 static char *secret_or_why(int rc, char *secret, const mw_error *e, const char **why)
 {

@@ -98,7 +98,7 @@ static int send_alert(char **argv, unsigned port, mw_mime_reader *reader)
     so.nports = 1;
     so.tls_opts = &tls;
     so.net = &net;
-    so.username = getenv("MAILWIRE_USER");
+    so.user = getenv("MAILWIRE_USER");
     so.password = getenv("MAILWIRE_PASSWORD");
 
     mw_smtp_msg m = MW_SMTP_MSG_INIT; /* envelope from the From and To fields */

@@ -280,7 +280,7 @@ int main(int argc, char **argv)
     mw_pop3_opts po = MW_POP3_OPTS_INIT; /* tls: MW_TLS_STARTTLS, required */
     po.port = pop3_port;
     po.tls_opts = &tls;
-    po.net_opts = &net;
+    po.net = &net;
     po.user = user;
     po.password = password;
 
@@ -292,7 +292,7 @@ int main(int argc, char **argv)
     so.nports = 1;
     so.tls_opts = &tls;
     so.net = &net;
-    so.username = user;
+    so.user = user;
     so.password = password;
 
     int status = respond(host, &po, &so, me);

@@ -86,10 +86,10 @@ static int send_message(const char *host, unsigned port, const mw_tls_opts *tls,
     so.nservers = 1;
     so.ports = ports;
     so.nports = 1;
-    so.tls = MW_SMTP_TLS_STARTTLS; /* the default: no STARTTLS is an error */
+    so.tls = MW_TLS_STARTTLS; /* the default: no STARTTLS is an error */
     so.tls_opts = tls;
     so.net = net;
-    so.username = user;
+    so.user = user;
     so.password = password;
 
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
@@ -319,12 +319,11 @@ int main(int argc, char **argv)
 
     mw_pop3_opts po = MW_POP3_OPTS_INIT;
     po.port = pop3_port;
-    po.tls = MW_POP3_TLS_STLS; /* not offered or refused: MW_ETLS, never plain text */
+    po.tls = MW_TLS_STARTTLS; /* not offered or refused: MW_ETLS, never plain text */
     po.tls_opts = &tls;
-    po.net_opts = &net;
+    po.net = &net;
     po.user = user;
     po.password = password;
-    po.cancel = cancel_token;
 
     /* Delivery takes a moment: look again for up to 30 seconds. */
     int64_t deadline = mw_now_ms() + 30000;

@@ -93,13 +93,13 @@ int main(int argc, char **argv)
     o.ports = ports;
     o.nports = 1;
     if (!strcmp(argv[3], "none")) {
-        o.tls = MW_SMTP_TLS_NONE;
+        o.tls = MW_TLS_NONE;
     } else {
-        o.tls = MW_SMTP_TLS_STARTTLS; /* the default: never falls back to plain text */
+        o.tls = MW_TLS_STARTTLS; /* the default: never falls back to plain text */
         if (strcmp(argv[3], "-")) tls.ca_file = argv[3];
         o.tls_opts = &tls;
     }
-    o.username = getenv("MAILWIRE_USER");
+    o.user = getenv("MAILWIRE_USER");
     o.password = getenv("MAILWIRE_PASSWORD");
 
     mw_error err;

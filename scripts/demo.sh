@@ -115,5 +115,7 @@ echo "A wrong password is refused with the server's text:"
 MAILWIRE_PASSWORD=wrong run "$MW" pop3 "${common[@]}" --port "$MW_POP3_PORT" stat || echo "(exit $?)"
 echo "A password over a connection without TLS is not sent unless allowed:"
 MAILWIRE_PASSWORD=pw-$user run "$MW" pop3 --host 127.0.0.1 --user "$user" --port "$MW_POP3_PORT" --tls none --auth user stat || echo "(exit $?)"
+echo "Nor is any other login (SCRAM hides the password, not the session and its mail):"
+MAILWIRE_PASSWORD=pw-$user run "$MW" pop3 --host 127.0.0.1 --user "$user" --port "$MW_POP3_PORT" --tls none stat || echo "(exit $?)"
 
 say "Stopping the servers"

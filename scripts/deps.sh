@@ -8,6 +8,7 @@ set -euo pipefail
 want=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       libssl-dev libgsasl-dev libcmocka-dev openssl python3 clang-format git
       dovecot-core dovecot-pop3d postfix procps iproute2)
+want+=(musl-tools) # tests/style/musl_check.sh: src/util on a non-glibc libc
 want+=(swaks) # an SMTP client we did not write, for `send -bs` (interop-sendmail)
 want+=(nodejs libcurl4-openssl-dev libjson-c-dev) # OAuth: test provider, HTTP, JSON
 # npm for the OAuth test provider (tests/servers/start-oauth.sh); a nodejs

@@ -26,6 +26,11 @@ MW_EXTERN const char *mw_gsasl_version(void);
 #define MW_NO_DEADLINE INT64_MAX
 MW_EXTERN int64_t mw_now_ms(void);
 
+/* Frees a buffer the library returned (a char ** output, a lines array of
+ * mw_pop3_retrieve_message_lines...).  Handles, lists and results have
+ * free functions of their own.  NULL is fine. */
+MW_EXTERN void mw_free(void *p);
+
 #ifdef __cplusplus
 }
 #endif

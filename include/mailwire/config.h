@@ -134,15 +134,15 @@ MW_EXTERN const mw_account *mw_config_find(const mw_config *c, const char *name)
 MW_EXTERN const mw_account *mw_config_find_by_from(const mw_config *c, const char *address);
 
 /* Reads a password from the first line of a file (without its line end),
- * refusing a file that group or others can read.  *out is malloc'd; the
- * caller wipes and frees it.  Returns 0, MW_EIO, MW_EPOLICY, MW_ETOOBIG
+ * refusing a file that group or others can read.  *out is the caller's: the
+ * caller wipes it and frees it with mw_free.  Returns 0, MW_EIO, MW_EPOLICY, MW_ETOOBIG
  * (first line over MW_SECRET_MAX bytes), MW_EFORMAT (empty, NUL or CR),
  * MW_ENOMEM.  The same as mw_secret_from_file. */
 MW_EXTERN int mw_config_read_password_file(char **out, const char *path, mw_error *err);
 
 /* Secrets (passwords, OAuth tokens): the first line, without its line end,
  * of what a descriptor, a file or a command gives.  One limit for all:
- * MW_SECRET_MAX bytes, room for a multi-KiB OAuth token.  *out is malloc'd
+ * MW_SECRET_MAX bytes, room for a multi-KiB OAuth token.  *out (mw_free)
  * and NULL on failure; the caller wipes and frees it.  Every function
  * returns 0, MW_EINVAL (bad arguments), MW_ENOMEM, MW_EIO (cannot read;
  * the command failed), MW_ETOOBIG (first line over MW_SECRET_MAX),

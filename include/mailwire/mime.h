@@ -137,7 +137,8 @@ MW_EXTERN void mw_mime_ctype_free(mw_mime_ctype *ct);
  * field_decode).  White space between adjacent words is dropped and words
  * of one charset are joined before conversion; a broken word (no end, bad
  * encoding letter) stays as text, an unknown charset keeps its bytes,
- * invalid bytes become U+FFFD.  *out is malloc'd and NUL-terminated.
+ * invalid bytes become U+FFFD.  *out is NUL-terminated, freed with
+ * mw_free().
  * Returns 0 or MW_ENOMEM. */
 MW_EXTERN int mw_mime_decode_field(char **out, size_t *outlen, const char *in, size_t len,
                                    mw_error *err);
@@ -267,7 +268,8 @@ MW_EXTERN void mw_mime_part_free(mw_mime_part *part);
 MW_EXTERN int mw_mime_part_write(mw_mime_part *part, mw_mime_write_fn fn, void *userdata,
                                  mw_error *err);
 MW_EXTERN int mw_mime_part_write_fd(mw_mime_part *part, int fd, mw_error *err);
-/* *out is malloc'd and NUL-terminated; *len (may be NULL) its length. */
+/* *out is NUL-terminated (free it with mw_free); *len (may be NULL) its
+ * length. */
 MW_EXTERN int mw_mime_part_to_buffer(mw_mime_part *part, char **out, size_t *len, mw_error *err);
 
 /* A pull reader over the bytes mw_mime_part_write would write, for a
@@ -383,7 +385,7 @@ MW_EXTERN int mw_mime_date_now(char *buf, size_t size);
  * here too.  Returns 0, MW_EINVAL (domain with <, >, @, space or a line
  * end), MW_ETOOBIG (size too small), MW_EIO (no random bytes). */
 MW_EXTERN int mw_mime_unique_id(char *buf, size_t size, const char *domain);
-/* Quoted-printable (RFC 2045 §6.7), whole buffers: *out malloc'd and
+/* Quoted-printable (RFC 2045 §6.7), whole buffers: *out (mw_free) and
  * NUL-terminated.  Encoding treats LF/CRLF as line ends (text). */
 MW_EXTERN int mw_mime_qp_encode(char **out, size_t *outlen, const void *in, size_t len);
 MW_EXTERN int mw_mime_qp_decode(char **out, size_t *outlen, const char *in, size_t len);

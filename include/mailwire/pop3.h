@@ -37,11 +37,6 @@ extern "C" {
 
 typedef struct mw_pop3 mw_pop3;
 
-/* Older names of enum mw_tls_mode's values (include/mailwire/net.h). */
-#define MW_POP3_TLS_NONE     MW_TLS_NONE
-#define MW_POP3_TLS_STLS     MW_TLS_STARTTLS
-#define MW_POP3_TLS_IMPLICIT MW_TLS_IMPLICIT
-
 enum mw_pop3_auth_method {
     MW_POP3_AUTH_AUTO = 0, /* the strongest SASL mechanism offered, else USER/PASS */
     MW_POP3_AUTH_USER = 1, /* USER/PASS (RFC 1939 §7) */
@@ -66,7 +61,7 @@ typedef struct mw_pop3_opts {
     unsigned port;               /* 0: 110, or 995 with implicit TLS */
     int tls;                     /* enum mw_tls_mode; default MW_TLS_STARTTLS (required) */
     const mw_tls_opts *tls_opts; /* NULL: verify against the system store */
-    const mw_net_opts *net_opts; /* NULL: defaults (connect 30 s, each I/O 60 s) */
+    const mw_net_opts *net;      /* timeouts, limits, cancel token; NULL: defaults */
 
     const char *user;
     const char *password;
@@ -95,13 +90,12 @@ typedef struct mw_pop3_opts {
      * host (owned by the session from mw_pop3_open on, even on failure).
      * With implicit TLS it is wrapped; host is then only the name checked. */
     mw_stream *stream;
-    mw_cancel *cancel;
 } mw_pop3_opts;
 #define MW_POP3_OPTS_INIT                                                                          \
     {                                                                                              \
         MW_POP3_OPTS_VERSION, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, NULL, NULL, NULL,              \
             MW_POP3_AUTH_AUTO, NULL, 0, 1, 0, MW_POP3_RETR_RETR, 1, 32, 8192, 0, 0, NULL, NULL, 0, \
-            NULL, NULL                                                                             \
+            NULL                                                                                   \
     }
 
 /* Connects, reads the greeting, asks CAPA, does STLS when asked (CAPA again
@@ -205,7 +199,7 @@ typedef struct mw_pop3_retr_info {
  * MW_ESTATE, or the sink's own code. */
 MW_EXTERN int mw_pop3_retr(mw_pop3 *p, uint64_t msg, mw_pop3_sink_fn sink, void *userdata,
                            mw_pop3_retr_info *info);
-/* RETR into a fresh buffer (free()), NUL-terminated; MW_ETOOBIG when the
+/* RETR into a fresh buffer (mw_free()), NUL-terminated; MW_ETOOBIG when the
  * message is over max bytes (0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retr_buf(mw_pop3 *p, uint64_t msg, char **data, size_t *len, size_t max,
                                mw_pop3_retr_info *info);
@@ -318,13 +312,13 @@ MW_EXTERN int mw_pop3_dele_msgs(mw_pop3 *p, const uint64_t *msgs, size_t n, size
 /* TOP msg 0: the headers only. */
 MW_EXTERN int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers);
 /* RETR msg: headers plus the body bytes after the empty line (a fresh
- * NUL-terminated buffer to free(); MW_ETOOBIG over max, 0 = 64 MiB). */
+ * NUL-terminated buffer for mw_free(); MW_ETOOBIG over max, 0 = 64 MiB). */
 MW_EXTERN int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,
                                        char **body, size_t *body_len, size_t max);
 /* The same with the body as lines (scsh's "a list of strings, each string
  * representing a line"): *lines is a NULL-terminated array of *nlines
  * NUL-terminated strings, line ends (CRLF or LF) removed, dot-stuffing
- * undone; one allocation, freed with a single free().  A line holding a
+ * undone; one allocation, freed with a single mw_free().  A line holding a
  * NUL is cut there (the count stays right).  Returns as
  * mw_pop3_retrieve_message. */
 MW_EXTERN int mw_pop3_retrieve_message_lines(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers,

@@ -30,13 +30,8 @@ extern "C" {
 
 typedef struct mw_smtp mw_smtp;
 
-/* How TLS is used. */
-/* Older names of enum mw_tls_mode's values (include/mailwire/net.h);
- * MW_TLS_OPPORTUNISTIC is Tcllib's -usetls 1 (see tlspolicy below). */
-#define MW_SMTP_TLS_STARTTLS      MW_TLS_STARTTLS
-#define MW_SMTP_TLS_OPPORTUNISTIC MW_TLS_OPPORTUNISTIC
-#define MW_SMTP_TLS_NONE          MW_TLS_NONE
-#define MW_SMTP_TLS_IMPLICIT      MW_TLS_IMPLICIT
+/* How TLS is used: enum mw_tls_mode of <mailwire/net.h>; MW_TLS_OPPORTUNISTIC
+ * is Tcllib's -usetls 1 (see tlspolicy below). */
 
 /* Tcllib's -tlspolicy: called when STARTTLS is wanted but the server does not
  * offer it (code 0) or refuses it (code = the reply code; reason = its
@@ -66,15 +61,17 @@ typedef struct mw_smtp_opts {
     mw_smtp_tlspolicy_fn tlspolicy; /* NULL: no fall back to plain text */
     void *tlspolicy_userdata;
     const mw_net_opts *net; /* timeouts, cancel; NULL = defaults */
-    /* AUTH (RFC 4954), done when username or token is set. */
-    const char *username;
+    /* AUTH (RFC 4954), done when user or token is set. */
+    const char *user;
     const char *password;
     const char *token;   /* OAuth 2.0 bearer token (XOAUTH2 / OAUTHBEARER) */
     const char *authzid; /* act as this user; optional */
-    const char *auth; /* mechanisms wanted, in order ("SCRAM-SHA-256 PLAIN"); NULL = best offered */
-    int allow_plaintext;     /* allow PLAIN/LOGIN/tokens without TLS (explicit) */
-    int no_initial_response; /* never send the SASL initial response on the AUTH line */
-    int queue;               /* Tcllib -queue: send QUED when the server offers XQUE */
+    /* SASL mechanisms wanted, in order ("SCRAM-SHA-256 PLAIN"); NULL = the
+     * strongest offered (as mw_pop3_opts.sasl_mechs). */
+    const char *sasl_mechs;
+    int allow_plaintext; /* 1: a login (any mechanism) may go over an unencrypted link */
+    int sasl_ir;         /* 1 (default): send a SASL initial response on the AUTH line */
+    int queue;           /* Tcllib -queue: send QUED when the server offers XQUE */
     /* Trace of the conversation (Tcllib -debug); AUTH exchanges are masked
      * unless trace_secrets is 1. */
     mw_trace_fn trace;
@@ -90,8 +87,8 @@ typedef struct mw_smtp_opts {
 } mw_smtp_opts;
 #define MW_SMTP_OPTS_INIT                                                                          \
     {                                                                                              \
-        MW_SMTP_OPTS_VERSION, NULL, 0, NULL, 0, NULL, MW_SMTP_TLS_STARTTLS, NULL, NULL, NULL,      \
-            NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL                    \
+        MW_SMTP_OPTS_VERSION, NULL, 0, NULL, 0, NULL, MW_TLS_STARTTLS, NULL, NULL, NULL, NULL,     \
+            NULL, NULL, NULL, NULL, NULL, 0, 1, 0, NULL, NULL, 0, 0, NULL                          \
     }
 
 /* Reads up to len bytes of the message into buf: returns the number read, 0

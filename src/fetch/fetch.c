@@ -5,6 +5,7 @@
 #include "pop3/pop3_int.h"
 #include "util/buf.h"
 #include "util/err.h"
+#include "util/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -13,14 +14,12 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
-#include <spawn.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 enum action { A_SKIP = 0, A_GET, A_DELE };
 
@@ -68,7 +67,7 @@ static int fail(fctx *c, int code, const char *step, const mw_error *src, const 
                 mw_error_clear(c->err);
             /* src is never c->err, so its message survives the copy. */
             const char *what = src && src->message[0] ? src->message : fallback;
-            mw_err_set(c->err, code, "%s: %s", step, what ? what : mw_strerror(code));
+            mwi_err_set(c->err, code, "%s: %s", step, what ? what : mw_strerror(code));
         }
     }
     return code;
@@ -148,7 +147,7 @@ static int open_session(fctx *c)
     mw_error e;
     int rc = mw_pop3_open(&c->p, c->o->host, &po, &e);
     if (rc) return fail(c, rc, "pop3", &e, NULL);
-    pop3_set_message_cap(c->p, c->o->size_limit);
+    mwi_pop3_set_message_cap(c->p, c->o->size_limit);
     return 0;
 }
 
@@ -250,46 +249,28 @@ static int write_all(int fd, const char *data, size_t len, int64_t deadline)
  * status (mpop: 0 fetch, 1 delete, 2 skip). */
 static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char *why, size_t whylen)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC)) {
-        snprintf(why, whylen, "pipe: %s", MW_ERRNO_TEXT(errno));
-        return MW_EIO;
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[0], 0);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    char *argv[] = {(char *)"sh", (char *)"-c", (char *)c->o->filter, NULL};
-    pid_t pid;
-    int e = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[0]);
-    if (e) {
-        close(p[1]);
-        snprintf(why, whylen, "cannot start the filter: %s", MW_ERRNO_TEXT(e));
+    mwi_proc pr;
+    mw_error e;
+    if (mwi_proc_start(&pr, c->o->filter, MWI_PROC_IN_PIPE | MWI_PROC_OUT_NULL, &e)) {
+        snprintf(why, whylen, "the filter: %s", e.message);
         return MW_EIO;
     }
     int tmo = c->o->filter_timeout_ms > 0 ? c->o->filter_timeout_ms : 30000;
     int64_t deadline = mw_now_ms() + tmo;
-    fcntl(p[1], F_SETFL, O_NONBLOCK);
-    int rc = write_all(p[1], hdr, len, deadline);
-    close(p[1]);
+    int rc = write_all(pr.in, hdr, len, deadline);
+    close(pr.in);
+    pr.in = -1;
     int status = 0;
-    for (;;) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid) break;
-        if (w < 0 && errno != EINTR) {
-            snprintf(why, whylen, "waitpid: %s", MW_ERRNO_TEXT(errno));
-            return MW_EIO;
-        }
-        if (mw_now_ms() >= deadline) {
-            kill(pid, SIGKILL);
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-            snprintf(why, whylen, "the filter ran longer than %d ms and was killed", tmo);
-            return MW_ETIMEOUT;
-        }
-        struct timespec ts = {0, 5 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+    int w = mwi_proc_wait(&pr, deadline, &status);
+    if (w < 0) {
+        snprintf(why, whylen, "waitpid: %s", MW_ERRNO_TEXT(errno));
+        mwi_proc_end(&pr, 0, NULL);
+        return MW_EIO;
+    }
+    if (w == 0) {
+        mwi_proc_end(&pr, 0, &status);
+        snprintf(why, whylen, "the filter ran longer than %d ms and was killed", tmo);
+        return MW_ETIMEOUT;
     }
     if (rc == MW_ETIMEOUT) {
         snprintf(why, whylen, "the filter did not read its input within %d ms", tmo);
@@ -362,7 +343,7 @@ static int filter_top(uint64_t msg, const char *data, size_t len, const mw_pop3_
         return 0;
     }
     if (data) {
-        int rc = mw_buf_append(&f->hdr, data, len);
+        int rc = mwi_buf_append(&f->hdr, data, len);
         if (rc) {
             f->too_big = msg; /* stops the run; this message is left */
             f->stopped = 1;
@@ -372,7 +353,7 @@ static int filter_top(uint64_t msg, const char *data, size_t len, const mw_pop3_
     f->last_end = msg;
     filter_one(f->c, &f->c->pl[f->base + (size_t)(msg - f->first)], f->hdr.data ? f->hdr.data : "",
                f->hdr.len);
-    mw_buf_reset(&f->hdr);
+    mwi_buf_reset(&f->hdr);
     return 0;
 }
 
@@ -394,21 +375,21 @@ static int apply_filter(fctx *c)
         while (j + 1 < c->n && c->pl[j + 1].action == A_GET && c->pl[j + 1].num == c->pl[j].num + 1)
             j++;
         filter_run f = {c, i, c->pl[i].num, MW_BUF_INIT(256 * 1024), 0, 0, 0};
-        /* The LIST sizes bound each TOP reply (pop3_top_msgs). */
+        /* The LIST sizes bound each TOP reply (mwi_pop3_top_msgs). */
         mw_pop3_listing *run = calloc(j - i + 1, sizeof *run);
         if (!run) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
         for (size_t k = i; k <= j; k++) {
             run[k - i].msg = c->pl[k].num;
             run[k - i].size = c->pl[k].size;
         }
-        int rc = pop3_top_msgs(c->p, run, j - i + 1, 0, filter_top, &f);
+        int rc = mwi_pop3_top_msgs(c->p, run, j - i + 1, 0, filter_top, &f);
         free(run);
-        mw_buf_free(&f.hdr);
+        mwi_buf_free(&f.hdr);
         if (!rc) {
             i = j + 1;
             continue;
         }
-        uint64_t over = pop3_overflow_msg(c->p);
+        uint64_t over = mwi_pop3_overflow_msg(c->p);
         if (rc == MW_ETOOBIG && over >= c->pl[i].num && over <= c->pl[j].num) {
             /* A TOP reply far past the message's size: that message is
              * left on the server, a new session goes on after it. */
@@ -554,7 +535,7 @@ static int retrieve(fctx *c)
                 continue;
             }
             c->res->errors++; /* the message in flight is lost to this run */
-            uint64_t over = pop3_overflow_msg(c->p);
+            uint64_t over = mwi_pop3_overflow_msg(c->p);
             if (rc == MW_ETOOBIG && over) {
                 char m[sizeof c->err->message + 64];
                 snprintf(m, sizeof m, "%s; not stored, left on the server",
@@ -727,12 +708,12 @@ static void decide(fctx *c, uint64_t last)
 static int check_opts(const mw_fetch_opts *o, mw_error *err)
 {
     if (!o || o->version != MW_FETCH_OPTS_VERSION)
-        return mw_err_set(err, MW_EINVAL, "fetch: options missing or of another version");
-    if (!o->host || !*o->host) return mw_err_set(err, MW_EINVAL, "fetch: no host given");
+        return mwi_err_set(err, MW_EINVAL, "fetch: options missing or of another version");
+    if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "fetch: no host given");
     if (!o->store_target || !*o->store_target)
-        return mw_err_set(err, MW_EINVAL, "fetch: no delivery target given");
+        return mwi_err_set(err, MW_EINVAL, "fetch: no delivery target given");
     if (!o->state_path || !*o->state_path)
-        return mw_err_set(err, MW_EINVAL, "fetch: no state file given");
+        return mwi_err_set(err, MW_EINVAL, "fetch: no state file given");
     return 0;
 }
 

@@ -62,7 +62,7 @@ static int lex(struct lexer *lx, struct tok *t)
             if (b > a && lx->s[b - 1] == ')') b--;
             lx->comment.len = 0;
             if (b - a > lx->comment.max) b = a + lx->comment.max; /* a display name needs no more */
-            if (mw_buf_append(&lx->comment, lx->s + a, b - a)) return -2;
+            if (mwi_buf_append(&lx->comment, lx->s + a, b - a)) return -2;
             ws = 1;
             continue;
         }
@@ -107,7 +107,7 @@ static int append_unquoted(mw_buf *b, const struct tok *t)
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         if (s[i] == '\\' && i + 1 < n) i++;
-        if (s[i] != '\r' && s[i] != '\n') rc = mw_buf_append_char(b, s[i]);
+        if (s[i] != '\r' && s[i] != '\n') rc = mwi_buf_append_char(b, s[i]);
     }
     return rc;
 }
@@ -119,21 +119,21 @@ static int phrase_text(const struct tok *t, size_t n, char **out)
     mw_buf raw = MW_BUF_INIT(0);
     int rc = 0;
     for (size_t k = 0; k < n && !rc; k++) {
-        if (k && t[k].ws_before) rc = mw_buf_append_char(&raw, ' ');
+        if (k && t[k].ws_before) rc = mwi_buf_append_char(&raw, ' ');
         if (rc) break;
         if (t[k].kind == T_QUOTED)
             rc = append_unquoted(&raw, &t[k]);
         else
-            rc = mw_buf_append(&raw, t[k].s, t[k].n);
+            rc = mwi_buf_append(&raw, t[k].s, t[k].n);
     }
     mw_buf dec = MW_BUF_INIT(0);
-    if (!rc) rc = mw_rfc2047_decode(raw.data ? raw.data : "", raw.len, &dec);
-    mw_buf_free(&raw);
+    if (!rc) rc = mwi_rfc2047_decode(raw.data ? raw.data : "", raw.len, &dec);
+    mwi_buf_free(&raw);
     if (rc) {
-        mw_buf_free(&dec);
+        mwi_buf_free(&dec);
         return rc;
     }
-    *out = mw_buf_take(&dec, NULL);
+    *out = mwi_buf_take(&dec, NULL);
     return *out ? 0 : MW_ENOMEM;
 }
 
@@ -222,21 +222,21 @@ static int mailbox(const struct tok *t, size_t n, const char *comment, const cha
     mw_buf local = MW_BUF_INIT(0), dom = MW_BUF_INIT(0);
     rc = 0;
     for (size_t k = 0; k < at && !rc; k++)
-        rc = mw_buf_append(&local, spec[k].s, spec[k].n);
+        rc = mwi_buf_append(&local, spec[k].s, spec[k].n);
     for (size_t k = at + 1; k < ns && !rc; k++)
-        rc = mw_buf_append(&dom, spec[k].s, spec[k].n);
+        rc = mwi_buf_append(&dom, spec[k].s, spec[k].n);
     if (!rc) {
         a->local = dupn(local.data ? local.data : "", local.len);
         a->domain = at < ns ? dupn(dom.data ? dom.data : "", dom.len) : NULL;
         mw_buf full = MW_BUF_INIT(0);
-        rc = mw_buf_append(&full, local.data ? local.data : "", local.len);
-        if (!rc && at < ns) rc = mw_buf_printf(&full, "@%s", dom.data ? dom.data : "");
-        if (!rc) a->address = full.data ? mw_buf_take(&full, NULL) : dupn("", 0);
-        mw_buf_free(&full);
+        rc = mwi_buf_append(&full, local.data ? local.data : "", local.len);
+        if (!rc && at < ns) rc = mwi_buf_printf(&full, "@%s", dom.data ? dom.data : "");
+        if (!rc) a->address = full.data ? mwi_buf_take(&full, NULL) : dupn("", 0);
+        mwi_buf_free(&full);
         if (!a->local || (at < ns && !a->domain) || !a->address) rc = MW_ENOMEM;
     }
-    mw_buf_free(&local);
-    mw_buf_free(&dom);
+    mwi_buf_free(&local);
+    mwi_buf_free(&dom);
     if (!rc && !a->error) {
         if (ns == 0)
             a->error = "empty address";
@@ -261,7 +261,7 @@ int mw_mime_addrlist_parse(mw_mime_addrlist **out, const char *s, size_t len, mw
     struct lexer lx = {s, len, 0, MW_BUF_INIT(4096)};
     char *group = NULL;
     int rc = 0, in_angle = 0, seen_at = 0;
-    if (!l) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!l) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     for (;;) {
         struct tok tk;
         int r = lex(&lx, &tk);
@@ -284,8 +284,8 @@ int mw_mime_addrlist_parse(mw_mime_addrlist **out, const char *s, size_t len, mw
                                (tk.s[0] == ',' || (tk.s[0] == ';' && group)));
         if (!boundary) {
             if (nt == MAX_TOKENS) {
-                rc =
-                    mw_err_set(err, MW_ETOOBIG, "address list has more than %d tokens", MAX_TOKENS);
+                rc = mwi_err_set(err, MW_ETOOBIG, "address list has more than %d tokens",
+                                 MAX_TOKENS);
                 break;
             }
             if (nt == cap) {
@@ -309,7 +309,7 @@ int mw_mime_addrlist_parse(mw_mime_addrlist **out, const char *s, size_t len, mw
         }
         if (nt > 0) {
             if (l->n == MAX_ADDRS) {
-                rc = mw_err_set(err, MW_ETOOBIG, "more than %d addresses", MAX_ADDRS);
+                rc = mwi_err_set(err, MW_ETOOBIG, "more than %d addresses", MAX_ADDRS);
                 break;
             }
             mw_mime_address *na = realloc(l->a, (l->n + 1) * sizeof *na);
@@ -336,10 +336,10 @@ int mw_mime_addrlist_parse(mw_mime_addrlist **out, const char *s, size_t len, mw
     }
     free(t);
     free(group);
-    mw_buf_free(&lx.comment);
+    mwi_buf_free(&lx.comment);
     if (rc) {
         mw_mime_addrlist_free(l);
-        if (rc == MW_ENOMEM) mw_err_set(err, rc, "out of memory");
+        if (rc == MW_ENOMEM) mwi_err_set(err, rc, "out of memory");
         return rc;
     }
     *out = l;
@@ -370,27 +370,27 @@ int mw_mime_address_format(char **out, const char *display, const char *addr)
             /* RFC 2047 §5(3): in a phrase, an encoded word stands alone. */
             rc = mw_mime_word_encode(&w, display, strlen(display), "UTF-8", 'q', NULL);
             if (!rc) {
-                rc = mw_buf_append_str(&b, w);
+                rc = mwi_buf_append_str(&b, w);
                 free(w);
             }
         } else if (needs_quotes(display)) {
-            rc = mw_buf_append_char(&b, '"');
+            rc = mwi_buf_append_char(&b, '"');
             for (const char *p = display; *p && !rc; p++) {
-                if (*p == '"' || *p == '\\') rc = mw_buf_append_char(&b, '\\');
-                if (!rc) rc = mw_buf_append_char(&b, *p);
+                if (*p == '"' || *p == '\\') rc = mwi_buf_append_char(&b, '\\');
+                if (!rc) rc = mwi_buf_append_char(&b, *p);
             }
-            if (!rc) rc = mw_buf_append_char(&b, '"');
+            if (!rc) rc = mwi_buf_append_char(&b, '"');
         } else {
-            rc = mw_buf_append_str(&b, display);
+            rc = mwi_buf_append_str(&b, display);
         }
-        if (!rc) rc = mw_buf_printf(&b, " <%s>", addr);
+        if (!rc) rc = mwi_buf_printf(&b, " <%s>", addr);
     } else {
-        rc = mw_buf_append_str(&b, addr);
+        rc = mwi_buf_append_str(&b, addr);
     }
     if (rc) {
-        mw_buf_free(&b);
+        mwi_buf_free(&b);
         return rc;
     }
-    *out = mw_buf_take(&b, NULL);
+    *out = mwi_buf_take(&b, NULL);
     return 0;
 }

@@ -20,9 +20,9 @@
 static int set_internal(mw_mime_part *p, const char *name, const char *value, mw_error *err)
 {
     int rc = mw_mime_headers_set(p->hdr, name, value);
-    if (rc) return mw_err_set(err, rc, "%s", mw_mime_headers_error(p->hdr)->message);
-    mw_part_derive(p);
-    if (!p->type) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (rc) return mwi_err_set(err, rc, "%s", mw_mime_headers_error(p->hdr)->message);
+    mwi_part_derive(p);
+    if (!p->type) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -40,26 +40,26 @@ static int render_param(mw_buf *b, const char *name, const char *value)
     }
     int rc;
     if (ascii && vl <= 60) {
-        if (token) return mw_buf_printf(b, "; %s=%s", name, value);
-        rc = mw_buf_printf(b, "; %s=\"", name);
+        if (token) return mwi_buf_printf(b, "; %s=%s", name, value);
+        rc = mwi_buf_printf(b, "; %s=\"", name);
         for (size_t i = 0; i < vl && !rc; i++) {
-            if (value[i] == '"' || value[i] == '\\') rc = mw_buf_append_char(b, '\\');
-            if (!rc) rc = mw_buf_append_char(b, value[i]);
+            if (value[i] == '"' || value[i] == '\\') rc = mwi_buf_append_char(b, '\\');
+            if (!rc) rc = mwi_buf_append_char(b, value[i]);
         }
-        return rc ? rc : mw_buf_append_char(b, '"');
+        return rc ? rc : mwi_buf_append_char(b, '"');
     }
     mw_buf enc = MW_BUF_INIT(0);
-    rc = mw_buf_append_str(&enc, "utf-8''");
+    rc = mwi_buf_append_str(&enc, "utf-8''");
     for (size_t i = 0; i < vl && !rc; i++) {
         unsigned char c = (unsigned char)value[i];
         /* RFC 2231 §7 attribute-char */
         if (c > 32 && c < 127 && !strchr("*'%()<>@,;:\\\"/[]?=", c))
-            rc = mw_buf_append_char(&enc, (char)c);
+            rc = mwi_buf_append_char(&enc, (char)c);
         else
-            rc = mw_buf_printf(&enc, "%%%02X", c);
+            rc = mwi_buf_printf(&enc, "%%%02X", c);
     }
     if (!rc && enc.len <= 60) {
-        rc = mw_buf_printf(b, "; %s*=%s", name, enc.data);
+        rc = mwi_buf_printf(b, "; %s*=%s", name, enc.data);
     } else {
         size_t off = 0;
         for (int sec = 0; off < enc.len && !rc; sec++) {
@@ -71,11 +71,11 @@ static int render_param(mw_buf *b, const char *name, const char *value)
                 else if (take > 1 && enc.data[off + take - 2] == '%')
                     take -= 2;
             }
-            rc = mw_buf_printf(b, "; %s*%d*=%.*s", name, sec, (int)take, enc.data + off);
+            rc = mwi_buf_printf(b, "; %s*%d*=%.*s", name, sec, (int)take, enc.data + off);
             off += take;
         }
     }
-    mw_buf_free(&enc);
+    mwi_buf_free(&enc);
     return rc;
 }
 
@@ -86,7 +86,7 @@ static int rebuild_ctype(mw_mime_part *p, const char *field, const char *type,
                          mw_error *err)
 {
     mw_buf b = MW_BUF_INIT(64 * 1024);
-    int rc = mw_buf_append_str(&b, type);
+    int rc = mwi_buf_append_str(&b, type);
     int done = 0;
     for (size_t i = 0; ct && i < mw_mime_ctype_param_count(ct) && !rc; i++) {
         mw_mime_param pr;
@@ -100,11 +100,11 @@ static int rebuild_ctype(mw_mime_part *p, const char *field, const char *type,
     }
     if (!rc && pname && pvalue && !done) rc = render_param(&b, pname, pvalue);
     if (rc) {
-        mw_buf_free(&b);
-        return mw_err_set(err, rc, rc == MW_ETOOBIG ? "parameters too long" : "out of memory");
+        mwi_buf_free(&b);
+        return mwi_err_set(err, rc, rc == MW_ETOOBIG ? "parameters too long" : "out of memory");
     }
     rc = set_internal(p, field, b.data, err);
-    mw_buf_free(&b);
+    mwi_buf_free(&b);
     return rc;
 }
 
@@ -122,10 +122,10 @@ int mw_mime_part_new(mw_mime_part **out, const char *type, mw_error *err)
 {
     *out = NULL;
     if (!type || !valid_type(type))
-        return mw_err_set(err, MW_EINVAL, "invalid content type \"%.64s\" (want type/subtype)",
-                          type ? type : "");
-    mw_mime_part *p = mw_part_new(NULL, NULL);
-    if (!p) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_EINVAL, "invalid content type \"%.64s\" (want type/subtype)",
+                           type ? type : "");
+    mw_mime_part *p = mwi_part_new(NULL, NULL);
+    if (!p) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     p->src = MW_SRC_BYTES;
     int rc = rebuild_ctype(p, "Content-Type", type, NULL, NULL, NULL, err);
     if (rc) {
@@ -143,26 +143,26 @@ int mw_mime_part_new(mw_mime_part **out, const char *type, mw_error *err)
 static int check_built(mw_mime_part *p, mw_error *err)
 {
     if (p->src == MW_SRC_RAW || p->src == MW_SRC_NONE)
-        return mw_err_set(err, MW_ESTATE, "part %s was parsed, not built: its body is fixed",
-                          p->path);
+        return mwi_err_set(err, MW_ESTATE, "part %s was parsed, not built: its body is fixed",
+                           p->path);
     return 0;
 }
 
 int mw_mime_part_set_param(mw_mime_part *p, const char *name, const char *value, mw_error *err)
 {
     if (!name || !*name || strpbrk(name, " \t\r\n;=\"*'%()<>@,:\\/[]?"))
-        return mw_err_set(err, MW_EINVAL, "invalid parameter name");
+        return mwi_err_set(err, MW_EINVAL, "invalid parameter name");
     if (value && strpbrk(value, "\r\n"))
-        return mw_err_set(err, MW_EINVAL, "CR or LF in parameter %.32s (header injection)", name);
+        return mwi_err_set(err, MW_EINVAL, "CR or LF in parameter %.32s (header injection)", name);
     char lname[64];
     size_t nl = strlen(name);
-    if (nl >= sizeof lname) return mw_err_set(err, MW_EINVAL, "parameter name too long");
+    if (nl >= sizeof lname) return mwi_err_set(err, MW_EINVAL, "parameter name too long");
     for (size_t i = 0; i <= nl; i++)
         lname[i] = (char)mw_lower((unsigned char)name[i]);
     if (!strcmp(lname, "boundary"))
-        return mw_err_set(err, MW_EINVAL, "the boundary is chosen by the builder");
+        return mwi_err_set(err, MW_EINVAL, "the boundary is chosen by the builder");
     char *type = strdup(mw_mime_part_type(p));
-    if (!type) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!type) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     mw_mime_ctype *old = p->ct;
     p->ct = NULL; /* rebuild_ctype re-derives; keep the old list alive till then */
     int rc = rebuild_ctype(p, "Content-Type", type, old, lname, value, err);
@@ -178,9 +178,9 @@ int mw_mime_part_set_disposition(mw_mime_part *p, const char *disp, const char *
                                  mw_error *err)
 {
     if (!disp || !*disp || strpbrk(disp, " \t\r\n;=\"/"))
-        return mw_err_set(err, MW_EINVAL, "invalid disposition type");
+        return mwi_err_set(err, MW_EINVAL, "invalid disposition type");
     if (filename && strpbrk(filename, "\r\n"))
-        return mw_err_set(err, MW_EINVAL, "CR or LF in file name (header injection)");
+        return mwi_err_set(err, MW_EINVAL, "CR or LF in file name (header injection)");
     return rebuild_ctype(p, "Content-Disposition", disp, NULL, filename ? "filename" : NULL,
                          filename, err);
 }
@@ -188,17 +188,17 @@ int mw_mime_part_set_disposition(mw_mime_part *p, const char *disp, const char *
 int mw_mime_part_set_content_id(mw_mime_part *p, const char *id, mw_error *err)
 {
     if (!id || strpbrk(id, "\r\n <>"))
-        return mw_err_set(err, MW_EINVAL, "invalid Content-ID (no spaces, CR, LF or <>)");
+        return mwi_err_set(err, MW_EINVAL, "invalid Content-ID (no spaces, CR, LF or <>)");
     char buf[1024];
     if ((size_t)snprintf(buf, sizeof buf, "<%s>", id) >= sizeof buf)
-        return mw_err_set(err, MW_EINVAL, "Content-ID too long");
+        return mwi_err_set(err, MW_EINVAL, "Content-ID too long");
     return set_internal(p, "Content-ID", buf, err);
 }
 
 int mw_mime_part_set_encoding(mw_mime_part *p, int enc, mw_error *err)
 {
     if (enc < MW_MIME_ENC_NONE || enc >= MW_MIME_ENC_UNKNOWN)
-        return mw_err_set(err, MW_EINVAL, "unknown transfer encoding %d", enc);
+        return mwi_err_set(err, MW_EINVAL, "unknown transfer encoding %d", enc);
     int rc = check_built(p, err);
     if (rc) return rc;
     p->enc_forced = enc == MW_MIME_ENC_NONE ? 0 : enc;
@@ -210,12 +210,12 @@ int mw_mime_part_set_body(mw_mime_part *p, const void *data, size_t len, mw_erro
     int rc = check_built(p, err);
     if (rc) return rc;
     if (p->kind != MW_K_LEAF)
-        return mw_err_set(err, MW_EINVAL, "a %s part has sub-parts, not a body", p->type);
+        return mwi_err_set(err, MW_EINVAL, "a %s part has sub-parts, not a body", p->type);
     p->body.len = 0;
     free(p->file);
     p->file = NULL;
     p->src = MW_SRC_BYTES;
-    if (mw_buf_append(&p->body, data, len)) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (mwi_buf_append(&p->body, data, len)) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     p->decoded = len; /* Tcllib getproperty size: the body's size */
     return 0;
 }
@@ -225,18 +225,18 @@ int mw_mime_part_set_body_file(mw_mime_part *p, const char *path, mw_error *err)
     int rc = check_built(p, err);
     if (rc) return rc;
     if (p->kind != MW_K_LEAF)
-        return mw_err_set(err, MW_EINVAL, "a %s part has sub-parts, not a body", p->type);
+        return mwi_err_set(err, MW_EINVAL, "a %s part has sub-parts, not a body", p->type);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", path, MW_ERRNO_TEXT(errno));
+    if (fd < 0) return mwi_err_set(err, MW_EIO, "%.200s: %s", path, MW_ERRNO_TEXT(errno));
     struct stat st;
     int ok = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     close(fd);
-    if (!ok) return mw_err_set(err, MW_EIO, "%.200s: not a regular file", path);
+    if (!ok) return mwi_err_set(err, MW_EIO, "%.200s: not a regular file", path);
     char *f = strdup(path);
-    if (!f) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!f) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     free(p->file);
     p->file = f;
-    mw_buf_free(&p->body);
+    mwi_buf_free(&p->body);
     p->src = MW_SRC_FILE;
     p->decoded = (uint64_t)st.st_size; /* as read now; the file is read again when written */
     return 0;
@@ -265,13 +265,13 @@ int mw_mime_part_add(mw_mime_part *parent, mw_mime_part *child, mw_error *err)
 {
     int rc = check_built(parent, err);
     if (rc) return rc;
-    if (child->parent) return mw_err_set(err, MW_EINVAL, "the part already has a parent");
+    if (child->parent) return mwi_err_set(err, MW_EINVAL, "the part already has a parent");
     for (mw_mime_part *a = parent; a; a = a->parent)
-        if (a == child) return mw_err_set(err, MW_EINVAL, "a part cannot contain itself");
+        if (a == child) return mwi_err_set(err, MW_EINVAL, "a part cannot contain itself");
     if (parent->kind == MW_K_LEAF)
-        return mw_err_set(err, MW_EINVAL, "a %s part cannot have sub-parts", parent->type);
+        return mwi_err_set(err, MW_EINVAL, "a %s part cannot have sub-parts", parent->type);
     if (parent->kind == MW_K_MESSAGE && parent->nchild)
-        return mw_err_set(err, MW_EINVAL, "a message/rfc822 part holds one message");
+        return mwi_err_set(err, MW_EINVAL, "a message/rfc822 part holds one message");
     child->parent = parent;
     if (parent->last)
         parent->last->next = child;
@@ -291,12 +291,12 @@ static int is_content_field(const char *name)
 int mw_mime_part_header(mw_mime_part *p, const char *name, const char *value, int mode,
                         mw_error *err)
 {
-    if (!name) return mw_err_set(err, MW_EINVAL, "no header name");
+    if (!name) return mwi_err_set(err, MW_EINVAL, "no header name");
     /* Tcllib's setheader refuses these: they describe the body, and have
      * their own setters. */
     if (is_content_field(name))
-        return mw_err_set(err, MW_EINVAL,
-                          "%.64s is set through the content setters, not as a header", name);
+        return mwi_err_set(err, MW_EINVAL,
+                           "%.64s is set through the content setters, not as a header", name);
     int rc;
     switch (mode) {
     case MW_MIME_HDR_SET:
@@ -309,11 +309,11 @@ int mw_mime_part_header(mw_mime_part *p, const char *name, const char *value, in
         mw_mime_headers_delete(p->hdr, name);
         return 0;
     default:
-        return mw_err_set(err, MW_EINVAL, "unknown header mode %d", mode);
+        return mwi_err_set(err, MW_EINVAL, "unknown header mode %d", mode);
     }
     if (rc)
-        return mw_err_set(err, rc, "%s",
-                          value ? mw_mime_headers_error(p->hdr)->message : "no value");
+        return mwi_err_set(err, rc, "%s",
+                           value ? mw_mime_headers_error(p->hdr)->message : "no value");
     return 0;
 }
 
@@ -382,14 +382,14 @@ static int scan_source(mw_mime_part *p, struct stats *st, mw_error *err)
         scan(st, (const unsigned char *)p->body.data, p->body.len);
     } else {
         int fd = open(p->file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(errno));
+        if (fd < 0) return mwi_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(errno));
         unsigned char *buf = malloc(IO_CHUNK);
         size_t got = 0;
         int rc = 0;
-        if (!buf) rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+        if (!buf) rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
         while (!rc) {
             if (read_all(fd, buf, IO_CHUNK, &got)) {
-                rc = mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(errno));
+                rc = mwi_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(errno));
                 break;
             }
             if (!got) break;
@@ -468,13 +468,13 @@ static int enc_chunk(struct enc_out *e, const unsigned char *d, size_t n)
                 /* RFC 2045 §6.8, RFC 2049 §4: text is put in canonical form
                  * (CRLF line ends) before base64. */
                 size_t m = crlf_normalize(d, take, e->tmp, &e->lastcr);
-                o = mw_b64enc_run(&e->b64, e->tmp, m, e->buf);
+                o = mwi_b64enc_run(&e->b64, e->tmp, m, e->buf);
             } else {
-                o = mw_b64enc_run(&e->b64, d, take, e->buf);
+                o = mwi_b64enc_run(&e->b64, d, take, e->buf);
             }
             break;
         case MW_MIME_ENC_QP:
-            o = mw_qpenc_run(&e->qp, d, take, e->buf);
+            o = mwi_qpenc_run(&e->qp, d, take, e->buf);
             break;
         case MW_MIME_ENC_BINARY:
             memcpy(e->buf, d, take);
@@ -496,18 +496,18 @@ static int enc_end(struct enc_out *e)
     if (e->enc == MW_MIME_ENC_BASE64) {
         if (e->canon && e->lastcr) {
             static const unsigned char lf = '\n';
-            o = mw_b64enc_run(&e->b64, &lf, 1, e->buf);
+            o = mwi_b64enc_run(&e->b64, &lf, 1, e->buf);
         }
-        o += mw_b64enc_end(&e->b64, e->buf + o);
+        o += mwi_b64enc_end(&e->b64, e->buf + o);
     } else if (e->enc == MW_MIME_ENC_QP) {
-        o = mw_qpenc_end(&e->qp, e->buf);
+        o = mwi_qpenc_end(&e->qp, e->buf);
     } else if (e->enc != MW_MIME_ENC_BINARY && e->lastcr) {
         e->buf[o++] = '\n';
     }
     return o ? e->fn(e->buf, o, e->ud) : 0;
 }
 
-/* A leaf body encoded a piece at a time: mw_leaf_step reads one input piece
+/* A leaf body encoded a piece at a time: mwi_leaf_step reads one input piece
  * (the whole in-memory body, or IO_CHUNK bytes of the file) and hands its
  * encoding to fn.  write_leaf_body runs it to the end; the pull reader
  * (reader.c) one step per refill, so a file is never held whole. */
@@ -520,35 +520,35 @@ struct mw_leaf {
     int done;
 };
 
-int mw_leaf_open(mw_leaf **out, mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud,
-                 mw_error *err)
+int mwi_leaf_open(mw_leaf **out, mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud,
+                  mw_error *err)
 {
     mw_leaf *l = calloc(1, sizeof *l);
     *out = NULL;
-    if (!l) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!l) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     l->p = p;
     l->fd = -1;
     l->e.fn = fn;
     l->e.ud = ud;
     l->e.enc = enc;
     l->e.canon = !strncmp(p->type, "text/", 5);
-    mw_qpenc_init(&l->e.qp, !l->e.canon);
+    mwi_qpenc_init(&l->e.qp, !l->e.canon);
     l->e.buf = malloc(8192 * 6 + 64);
     l->e.tmp = malloc(8192 * 2);
     if (!l->e.buf || !l->e.tmp) {
-        mw_leaf_free(l);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        mwi_leaf_free(l);
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     if (p->src == MW_SRC_FILE) {
         l->fd = open(p->file, O_RDONLY | O_CLOEXEC);
         if (l->fd < 0) {
             int e = errno;
-            mw_leaf_free(l);
-            return mw_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(e));
+            mwi_leaf_free(l);
+            return mwi_err_set(err, MW_EIO, "%.200s: %s", p->file, MW_ERRNO_TEXT(e));
         }
         if (!(l->in = malloc(IO_CHUNK))) {
-            mw_leaf_free(l);
-            return mw_err_set(err, MW_ENOMEM, "out of memory");
+            mwi_leaf_free(l);
+            return mwi_err_set(err, MW_ENOMEM, "out of memory");
         }
     }
     *out = l;
@@ -557,7 +557,7 @@ int mw_leaf_open(mw_leaf **out, mw_mime_part *p, int enc, mw_mime_write_fn fn, v
 
 /* 0: a piece was encoded (more may follow), 1: the body is finished, or
  * fn's non-zero value / MW_EIO. */
-int mw_leaf_step(mw_leaf *l, mw_error *err)
+int mwi_leaf_step(mw_leaf *l, mw_error *err)
 {
     if (l->done) return 1;
     int rc;
@@ -573,7 +573,7 @@ int mw_leaf_step(mw_leaf *l, mw_error *err)
     } else {
         size_t got;
         if (read_all(l->fd, l->in, IO_CHUNK, &got))
-            return mw_err_set(err, MW_EIO, "%.200s: %s", l->p->file, MW_ERRNO_TEXT(errno));
+            return mwi_err_set(err, MW_EIO, "%.200s: %s", l->p->file, MW_ERRNO_TEXT(errno));
         if (got) return enc_chunk(&l->e, l->in, got);
         rc = 0;
     }
@@ -582,7 +582,7 @@ int mw_leaf_step(mw_leaf *l, mw_error *err)
     return rc ? rc : 1;
 }
 
-void mw_leaf_free(mw_leaf *l)
+void mwi_leaf_free(mw_leaf *l)
 {
     if (!l) return;
     if (l->fd >= 0) close(l->fd);
@@ -595,17 +595,17 @@ void mw_leaf_free(mw_leaf *l)
 static int write_leaf_body(mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud, mw_error *err)
 {
     mw_leaf *l;
-    int rc = mw_leaf_open(&l, p, enc, fn, ud, err);
+    int rc = mwi_leaf_open(&l, p, enc, fn, ud, err);
     while (!rc)
-        rc = mw_leaf_step(l, err);
-    mw_leaf_free(l);
+        rc = mwi_leaf_step(l, err);
+    mwi_leaf_free(l);
     return rc == 1 ? 0 : rc;
 }
 
 static int gen_boundary(char *b, size_t size, mw_error *err)
 {
     unsigned char r[16];
-    if (mw_random_bytes(r, sizeof r, err)) return MW_EIO;
+    if (mwi_random_bytes(r, sizeof r, err)) return MW_EIO;
     /* "=_" cannot appear in base64 or quoted-printable output (RFC 2045
      * §6.7 encodes '='), so only unencoded bodies need checking. */
     int n = snprintf(b, size, "=_mw_");
@@ -664,24 +664,24 @@ static int root_fields(mw_mime_part *p, mw_error *err)
     char buf[512];
     if (!rc && !mw_mime_headers_get(p->hdr, "date", 0)) {
         if (mw_mime_date_now(buf, sizeof buf))
-            return mw_err_set(err, MW_EINVAL, "cannot read the clock");
+            return mwi_err_set(err, MW_EINVAL, "cannot read the clock");
         rc = mw_mime_headers_set(p->hdr, "Date", buf);
     }
     if (!rc && !mw_mime_headers_get(p->hdr, "message-id", 0)) {
         if (mw_mime_unique_id(buf, sizeof buf, NULL))
-            return mw_err_set(err, MW_EINVAL, "cannot make a Message-ID");
+            return mwi_err_set(err, MW_EINVAL, "cannot make a Message-ID");
         rc = mw_mime_headers_set(p->hdr, "Message-ID", buf);
     }
-    if (rc) return mw_err_set(err, rc, "%s", mw_mime_headers_error(p->hdr)->message);
+    if (rc) return mwi_err_set(err, rc, "%s", mw_mime_headers_error(p->hdr)->message);
     /* The usual order: the caller's fields, then the MIME ones. */
     static const char *const mime_fields[] = {"MIME-Version", "Content-Type", "Content-Disposition",
                                               "Content-ID", "Content-Transfer-Encoding"};
     for (size_t i = 0; i < sizeof mime_fields / sizeof mime_fields[0]; i++)
-        mw_mime_headers_move_last(p->hdr, mime_fields[i]);
+        mwi_mime_headers_move_last(p->hdr, mime_fields[i]);
     return 0;
 }
 
-int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err)
+int mwi_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err)
 {
     int rc = 0;
     if (!p->parent && (rc = root_fields(p, err))) return rc;
@@ -692,16 +692,16 @@ int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error
             if ((rc = gen_boundary(b, sizeof b, err))) return rc;
         } while (boundary_in(p, b) && ++tries < 8);
         if (tries == 8)
-            return mw_err_set(err, MW_EINVAL, "no boundary found that the content lacks");
+            return mwi_err_set(err, MW_EINVAL, "no boundary found that the content lacks");
         free(p->boundary);
         p->boundary = strdup(b);
-        if (!p->boundary) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        if (!p->boundary) return mwi_err_set(err, MW_ENOMEM, "out of memory");
         mw_mime_ctype *old = p->ct;
         p->ct = NULL;
         char *type = strdup(old ? mw_mime_ctype_value(old) : p->type);
         if (!type) {
             p->ct = old;
-            return mw_err_set(err, MW_ENOMEM, "out of memory");
+            return mwi_err_set(err, MW_ENOMEM, "out of memory");
         }
         rc = rebuild_ctype(p, "Content-Type", type, old, "boundary", b, err);
         free(type);
@@ -712,14 +712,14 @@ int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error
         mw_mime_ctype_free(old);
         if ((rc = mw_mime_headers_write(p->hdr, fn, ud))) return rc;
         if (!p->first)
-            return mw_err_set(err, MW_EINVAL, "multipart part %s has no sub-parts", p->path);
+            return mwi_err_set(err, MW_EINVAL, "multipart part %s has no sub-parts", p->path);
         /* RFC 2046 §5.1.1: the CRLF before each delimiter belongs to it. */
         for (mw_mime_part *c = p->first; c && !rc; c = c->next) {
             if (c != p->first) rc = fn("\r\n", 2, ud);
             if (!rc) rc = fn("--", 2, ud);
             if (!rc) rc = put_str(fn, ud, b);
             if (!rc) rc = fn("\r\n", 2, ud);
-            if (!rc) rc = mw_write_part(c, fn, ud, err);
+            if (!rc) rc = mwi_write_part(c, fn, ud, err);
         }
         if (!rc) rc = fn("\r\n--", 4, ud);
         if (!rc) rc = put_str(fn, ud, b);
@@ -729,8 +729,9 @@ int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error
     if (p->kind == MW_K_MESSAGE) {
         mw_mime_headers_delete(p->hdr, "Content-Transfer-Encoding");
         if ((rc = mw_mime_headers_write(p->hdr, fn, ud))) return rc;
-        if (!p->first) return mw_err_set(err, MW_EINVAL, "message part %s has no message", p->path);
-        return mw_write_part(p->first, fn, ud, err);
+        if (!p->first)
+            return mwi_err_set(err, MW_EINVAL, "message part %s has no message", p->path);
+        return mwi_write_part(p->first, fn, ud, err);
     }
     int enc = p->enc_forced;
     if (!enc) {
@@ -742,11 +743,11 @@ int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error
         mw_mime_headers_delete(p->hdr, "Content-Transfer-Encoding");
     else if ((rc = mw_mime_headers_set(p->hdr, "Content-Transfer-Encoding",
                                        mw_mime_encoding_name(enc))))
-        return mw_err_set(err, rc, "out of memory");
+        return mwi_err_set(err, rc, "out of memory");
     p->enc = enc;
     if ((rc = mw_mime_headers_write(p->hdr, fn, ud))) return rc;
     /* The pull reader plans the output first and encodes bodies later. */
-    if (fn == mw_reader_plan_fn) return mw_reader_plan_leaf(ud, p, enc, err);
+    if (fn == mwi_reader_plan_fn) return mwi_reader_plan_leaf(ud, p, enc, err);
     return write_leaf_body(p, enc, fn, ud, err);
 }
 

@@ -7,15 +7,15 @@
 
 static const char REPLACEMENT[] = "\xEF\xBF\xBD"; /* U+FFFD */
 
-int mw_charset_is_utf8(const char *cs)
+int mwi_charset_is_utf8(const char *cs)
 {
-    return !mw_ascii_casecmp_n(cs, strlen(cs), "utf-8", 5) ||
-           !mw_ascii_casecmp_n(cs, strlen(cs), "utf8", 4) ||
-           !mw_ascii_casecmp_n(cs, strlen(cs), "us-ascii", 8) ||
-           !mw_ascii_casecmp_n(cs, strlen(cs), "ascii", 5);
+    return !mwi_ascii_casecmp_n(cs, strlen(cs), "utf-8", 5) ||
+           !mwi_ascii_casecmp_n(cs, strlen(cs), "utf8", 4) ||
+           !mwi_ascii_casecmp_n(cs, strlen(cs), "us-ascii", 8) ||
+           !mwi_ascii_casecmp_n(cs, strlen(cs), "ascii", 5);
 }
 
-int mw_cv_open(mw_cv *cv, const char *charset)
+int mwi_cv_open(mw_cv *cv, const char *charset)
 {
     memset(cv, 0, sizeof *cv);
     cv->cd = (void *)-1;
@@ -36,7 +36,7 @@ int mw_cv_open(mw_cv *cv, const char *charset)
     return 0;
 }
 
-void mw_cv_close(mw_cv *cv)
+void mwi_cv_close(mw_cv *cv)
 {
     if (cv->cd != (void *)-1) iconv_close((iconv_t)cv->cd);
     cv->cd = (void *)-1;
@@ -57,7 +57,7 @@ static int cv_block(mw_cv *cv, const char *in, size_t len, int last, mw_buf *out
     size_t il = cv->ncarry + len;
     cv->ncarry = 0;
     while (il > 0) {
-        if ((rc = mw_buf_reserve(out, il * 4 + 16))) return rc;
+        if ((rc = mwi_buf_reserve(out, il * 4 + 16))) return rc;
         char *op = out->data + out->len;
         size_t ol = out->cap - out->len;
         size_t r = iconv((iconv_t)cv->cd, &ip, &il, &op, &ol);
@@ -74,17 +74,17 @@ static int cv_block(mw_cv *cv, const char *in, size_t len, int last, mw_buf *out
         /* EILSEQ (or an incomplete sequence at the very end): one
          * replacement character, skip one byte, go on. */
         cv->bad++;
-        if ((rc = mw_buf_append(out, REPLACEMENT, 3))) return rc;
+        if ((rc = mwi_buf_append(out, REPLACEMENT, 3))) return rc;
         ip++;
         il--;
     }
     return 0;
 }
 
-int mw_cv_run(mw_cv *cv, const char *in, size_t len, int final, mw_buf *out)
+int mwi_cv_run(mw_cv *cv, const char *in, size_t len, int final, mw_buf *out)
 {
     int rc;
-    if (cv->identity) return mw_buf_append(out, in, len);
+    if (cv->identity) return mwi_buf_append(out, in, len);
     while (len > 0) {
         size_t take = MW_CV_BLOCK - cv->nstage;
         if (take > len) take = len;
@@ -105,11 +105,11 @@ int mw_cv_run(mw_cv *cv, const char *in, size_t len, int final, mw_buf *out)
     return 0;
 }
 
-int mw_charset_to_utf8(const char *charset, const char *in, size_t len, mw_buf *out)
+int mwi_charset_to_utf8(const char *charset, const char *in, size_t len, mw_buf *out)
 {
     mw_cv cv;
-    if (mw_cv_open(&cv, charset)) return 1;
-    int rc = mw_cv_run(&cv, in, len, 1, out);
-    mw_cv_close(&cv);
+    if (mwi_cv_open(&cv, charset)) return 1;
+    int rc = mwi_cv_run(&cv, in, len, 1, out);
+    mwi_cv_close(&cv);
     return rc;
 }

@@ -34,7 +34,7 @@ static size_t b64_flush(mw_b64dec *d, unsigned char *out)
     return o;
 }
 
-size_t mw_b64dec_run(mw_b64dec *d, const char *in, size_t len, unsigned char *out)
+size_t mwi_b64dec_run(mw_b64dec *d, const char *in, size_t len, unsigned char *out)
 {
     size_t o = 0;
     uint32_t acc = d->acc;
@@ -65,7 +65,7 @@ size_t mw_b64dec_run(mw_b64dec *d, const char *in, size_t len, unsigned char *ou
     return o;
 }
 
-size_t mw_b64dec_end(mw_b64dec *d, unsigned char *out)
+size_t mwi_b64dec_end(mw_b64dec *d, unsigned char *out)
 {
     return b64_flush(d, out);
 }
@@ -188,7 +188,7 @@ static inline int qp_plain(unsigned char c)
     return c > 32 ? c != '=' : (c != ' ' && c != '\t' && c != '\n' && c != '\r');
 }
 
-size_t mw_qpdec_run(mw_qpdec *d, const char *in, size_t len, unsigned char *out)
+size_t mwi_qpdec_run(mw_qpdec *d, const char *in, size_t len, unsigned char *out)
 {
     size_t o = 0, i = 0;
     while (i < len) {
@@ -236,7 +236,7 @@ size_t mw_qpdec_run(mw_qpdec *d, const char *in, size_t len, unsigned char *out)
     return o;
 }
 
-size_t mw_qpdec_end(mw_qpdec *d, unsigned char *out)
+size_t mwi_qpdec_end(mw_qpdec *d, unsigned char *out)
 {
     size_t o = 0;
     if (d->neq) {
@@ -255,7 +255,7 @@ size_t mw_qpdec_end(mw_qpdec *d, unsigned char *out)
 
 static const char hexd[] = "0123456789ABCDEF";
 
-void mw_qpenc_init(mw_qpenc *e, int binary)
+void mwi_qpenc_init(mw_qpenc *e, int binary)
 {
     memset(e, 0, sizeof *e);
     e->pending_ws = -1;
@@ -298,7 +298,7 @@ static size_t qp_hard_break(mw_qpenc *e, char *out)
     return o;
 }
 
-size_t mw_qpenc_run(mw_qpenc *e, const unsigned char *in, size_t len, char *out)
+size_t mwi_qpenc_run(mw_qpenc *e, const unsigned char *in, size_t len, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
@@ -339,7 +339,7 @@ size_t mw_qpenc_run(mw_qpenc *e, const unsigned char *in, size_t len, char *out)
     return o;
 }
 
-size_t mw_qpenc_end(mw_qpenc *e, char *out)
+size_t mwi_qpenc_end(mw_qpenc *e, char *out)
 {
     size_t o = 0;
     if (e->cr) {
@@ -376,7 +376,7 @@ static size_t b64_quantum(mw_b64enc *e, const unsigned char *q, int n, char *out
     return o;
 }
 
-size_t mw_b64enc_run(mw_b64enc *e, const unsigned char *in, size_t len, char *out)
+size_t mwi_b64enc_run(mw_b64enc *e, const unsigned char *in, size_t len, char *out)
 {
     size_t o = 0, i = 0;
     while (e->nrest > 0 && e->nrest < 3 && i < len)
@@ -392,7 +392,7 @@ size_t mw_b64enc_run(mw_b64enc *e, const unsigned char *in, size_t len, char *ou
     return o;
 }
 
-size_t mw_b64enc_end(mw_b64enc *e, char *out)
+size_t mwi_b64enc_end(mw_b64enc *e, char *out)
 {
     size_t o = 0;
     if (e->nrest) o += b64_quantum(e, e->rest, e->nrest, out);
@@ -415,9 +415,9 @@ int mw_mime_qp_encode(char **out, size_t *outlen, const void *in, size_t len)
     *out = malloc(len * 6 + 32);
     if (!*out) return MW_ENOMEM;
     mw_qpenc e;
-    mw_qpenc_init(&e, 0);
-    size_t o = mw_qpenc_run(&e, in, len, *out);
-    o += mw_qpenc_end(&e, *out + o);
+    mwi_qpenc_init(&e, 0);
+    size_t o = mwi_qpenc_run(&e, in, len, *out);
+    o += mwi_qpenc_end(&e, *out + o);
     (*out)[o] = '\0';
     if (outlen) *outlen = o;
     return 0;
@@ -429,8 +429,8 @@ int mw_mime_qp_decode(char **out, size_t *outlen, const char *in, size_t len)
     if (!*out) return MW_ENOMEM;
     mw_qpdec d;
     memset(&d, 0, sizeof d);
-    size_t o = mw_qpdec_run(&d, in, len, (unsigned char *)*out);
-    o += mw_qpdec_end(&d, (unsigned char *)*out + o);
+    size_t o = mwi_qpdec_run(&d, in, len, (unsigned char *)*out);
+    o += mwi_qpdec_end(&d, (unsigned char *)*out + o);
     (*out)[o] = '\0';
     if (outlen) *outlen = o;
     return 0;

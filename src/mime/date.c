@@ -261,7 +261,7 @@ int mw_mime_unique_id(char *buf, size_t size, const char *domain)
         /* The kernel's generator, not OpenSSL's: the first RAND_bytes of a
          * process sets up its DRBG and providers, costly when TLS is not
          * used at all. */
-        if (mw_random_bytes(seed, sizeof seed, NULL)) return MW_EIO;
+        if (mwi_random_bytes(seed, sizeof seed, NULL)) return MW_EIO;
         seed_gen = gen;
         counter = 0;
     }

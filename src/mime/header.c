@@ -37,7 +37,7 @@ struct mw_mime_headers {
     mw_error err;
 };
 
-int mw_ascii_casecmp_n(const char *a, size_t alen, const char *b, size_t blen)
+int mwi_ascii_casecmp_n(const char *a, size_t alen, const char *b, size_t blen)
 {
     if (alen != blen) return alen < blen ? -1 : 1;
     for (size_t i = 0; i < alen; i++) {
@@ -47,7 +47,7 @@ int mw_ascii_casecmp_n(const char *a, size_t alen, const char *b, size_t blen)
     return 0;
 }
 
-int mw_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_opts *in)
+int mwi_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_opts *in)
 {
     mw_mime_header_opts d = MW_MIME_HEADER_OPTS_INIT;
     if (in) {
@@ -63,13 +63,13 @@ int mw_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_o
 
 int mw_mime_headers_new(mw_mime_headers **out, const mw_mime_header_opts *opts, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "mw_mime_headers_new: no place for the headers");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "mw_mime_headers_new: no place for the headers");
     *out = NULL;
     mw_mime_headers *h = calloc(1, sizeof *h);
-    if (!h) return mw_err_set(err, MW_ENOMEM, "out of memory");
-    if (mw_mime_headers_init_defaults(&h->o, opts)) {
+    if (!h) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    if (mwi_mime_headers_init_defaults(&h->o, opts)) {
         free(h);
-        return mw_err_set(err, MW_EINVAL, "bad mw_mime_header_opts (version or limits)");
+        return mwi_err_set(err, MW_EINVAL, "bad mw_mime_header_opts (version or limits)");
     }
     h->cur.max = h->o.max_field_len;
     h->state = ST_LINE_START;
@@ -83,7 +83,7 @@ void mw_mime_headers_free(mw_mime_headers *h)
     for (size_t i = 0; i < h->n; i++)
         free(h->f[i].raw);
     free(h->f);
-    mw_buf_free(&h->cur);
+    mwi_buf_free(&h->cur);
     free(h);
 }
 
@@ -153,17 +153,17 @@ static int make_rec(struct field_rec *r, const char *raw, size_t len)
 static int push_rec(mw_mime_headers *h, const char *raw, size_t len, size_t at)
 {
     if (h->n >= h->o.max_fields)
-        return mw_err_set(&h->err, MW_ETOOBIG, "header block has more than %zu fields",
-                          h->o.max_fields);
+        return mwi_err_set(&h->err, MW_ETOOBIG, "header block has more than %zu fields",
+                           h->o.max_fields);
     if (h->n == h->cap) {
         size_t nc = h->cap ? h->cap * 2 : 16;
         struct field_rec *nf = realloc(h->f, nc * sizeof *nf);
-        if (!nf) return mw_err_set(&h->err, MW_ENOMEM, "out of memory");
+        if (!nf) return mwi_err_set(&h->err, MW_ENOMEM, "out of memory");
         h->f = nf;
         h->cap = nc;
     }
     struct field_rec r;
-    if (make_rec(&r, raw, len)) return mw_err_set(&h->err, MW_ENOMEM, "out of memory");
+    if (make_rec(&r, raw, len)) return mwi_err_set(&h->err, MW_ENOMEM, "out of memory");
     if (at > h->n) at = h->n;
     memmove(h->f + at + 1, h->f + at, (h->n - at) * sizeof *h->f);
     h->f[at] = r;
@@ -171,18 +171,18 @@ static int push_rec(mw_mime_headers *h, const char *raw, size_t len, size_t at)
     return 0;
 }
 
-int mw_mime_headers_add_raw(mw_mime_headers *h, const char *raw, size_t len)
+int mwi_mime_headers_add_raw(mw_mime_headers *h, const char *raw, size_t len)
 {
     return push_rec(h, raw, len, h->n);
 }
 
-void mw_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len)
+void mwi_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len)
 {
     h->sep_len = len > 2 ? 2 : len;
     memcpy(h->sep, sep, h->sep_len);
     h->complete = len > 0;
     h->state = ST_DONE;
-    mw_buf_free(&h->cur);
+    mwi_buf_free(&h->cur);
 }
 
 static int commit(mw_mime_headers *h)
@@ -197,12 +197,12 @@ static int commit(mw_mime_headers *h)
 static int cur_append(mw_mime_headers *h, const char *p, size_t n)
 {
     if (n > h->o.max_total - h->total)
-        return mw_err_set(&h->err, MW_ETOOBIG, "header block longer than %zu bytes",
-                          h->o.max_total);
-    int rc = mw_buf_append(&h->cur, p, n);
+        return mwi_err_set(&h->err, MW_ETOOBIG, "header block longer than %zu bytes",
+                           h->o.max_total);
+    int rc = mwi_buf_append(&h->cur, p, n);
     if (rc == MW_ETOOBIG)
-        return mw_err_set(&h->err, rc, "header field longer than %zu bytes", h->o.max_field_len);
-    if (rc) return mw_err_set(&h->err, rc, "out of memory");
+        return mwi_err_set(&h->err, rc, "header field longer than %zu bytes", h->o.max_field_len);
+    if (rc) return mwi_err_set(&h->err, rc, "out of memory");
     h->total += n;
     return 0;
 }
@@ -212,7 +212,7 @@ int mw_mime_headers_feed(mw_mime_headers *h, const char *data, size_t len, size_
     size_t i = 0;
     int rc = 0;
     if (consumed) *consumed = 0;
-    if (h->state == ST_DONE) return mw_err_set(&h->err, MW_ESTATE, "header block already ended");
+    if (h->state == ST_DONE) return mwi_err_set(&h->err, MW_ESTATE, "header block already ended");
     while (i < len) {
         char c = data[i];
         switch (h->state) {
@@ -220,7 +220,7 @@ int mw_mime_headers_feed(mw_mime_headers *h, const char *data, size_t len, size_
             if (c == '\n') {
                 i++;
                 if ((rc = commit(h))) goto out;
-                mw_mime_headers_set_sep(h, "\n", 1);
+                mwi_mime_headers_set_sep(h, "\n", 1);
                 rc = 1;
                 goto out;
             }
@@ -241,7 +241,7 @@ int mw_mime_headers_feed(mw_mime_headers *h, const char *data, size_t len, size_
             if (c == '\n') {
                 i++;
                 if ((rc = commit(h))) goto out;
-                mw_mime_headers_set_sep(h, "\r\n", 2);
+                mwi_mime_headers_set_sep(h, "\r\n", 2);
                 rc = 1;
                 goto out;
             }
@@ -279,7 +279,7 @@ int mw_mime_headers_finish(mw_mime_headers *h)
         if ((rc = cur_append(h, "\r", 1))) return rc;
     }
     if ((rc = commit(h))) return rc;
-    mw_mime_headers_set_sep(h, "", 0);
+    mwi_mime_headers_set_sep(h, "", 0);
     return 0;
 }
 
@@ -335,7 +335,7 @@ static long find_index(const mw_mime_headers *h, const char *name, size_t nth)
     size_t nl = strlen(name);
     for (size_t i = 0; i < h->n; i++) {
         const struct field_rec *r = &h->f[i];
-        if (r->name_len && !mw_ascii_casecmp_n(r->raw, r->name_len, name, nl)) {
+        if (r->name_len && !mwi_ascii_casecmp_n(r->raw, r->name_len, name, nl)) {
             if (nth == 0) return (long)i;
             nth--;
         }
@@ -370,30 +370,30 @@ size_t mw_mime_headers_count_name(const mw_mime_headers *h, const char *name)
  * stays on one line. */
 static int render(mw_buf *b, const char *name, const char *value)
 {
-    int rc = mw_buf_append_str(b, name);
-    if (!rc) rc = mw_buf_append(b, ": ", 2);
+    int rc = mwi_buf_append_str(b, name);
+    if (!rc) rc = mwi_buf_append(b, ": ", 2);
     size_t col = b->len;
     size_t vl = strlen(value);
     for (size_t i = 0; i < vl && !rc; i++) {
         if (mw_is_wsp((unsigned char)value[i]) && col >= FOLD_AT && i > 0) {
             /* the white space starts the continuation line */
-            rc = mw_buf_append(b, "\r\n", 2);
+            rc = mwi_buf_append(b, "\r\n", 2);
             col = 0;
         }
-        if (!rc) rc = mw_buf_append_char(b, value[i]);
+        if (!rc) rc = mwi_buf_append_char(b, value[i]);
         col++;
     }
-    if (!rc) rc = mw_buf_append(b, "\r\n", 2);
+    if (!rc) rc = mwi_buf_append(b, "\r\n", 2);
     return rc;
 }
 
 static int check_nv(mw_mime_headers *h, const char *name, const char *value)
 {
     if (!name || !valid_name(name, strlen(name)))
-        return mw_err_set(&h->err, MW_EINVAL, "invalid header field name");
+        return mwi_err_set(&h->err, MW_EINVAL, "invalid header field name");
     if (value && strpbrk(value, "\r\n"))
-        return mw_err_set(&h->err, MW_EINVAL,
-                          "CR or LF in the value of header field %.64s (header injection)", name);
+        return mwi_err_set(&h->err, MW_EINVAL,
+                           "CR or LF in the value of header field %.64s (header injection)", name);
     return 0;
 }
 
@@ -402,15 +402,15 @@ static int insert_field(mw_mime_headers *h, const char *name, const char *value,
     mw_buf b = MW_BUF_INIT(h->o.max_field_len);
     int rc = render(&b, name, value);
     if (rc == MW_ETOOBIG)
-        rc = mw_err_set(&h->err, rc, "header field %.64s longer than %zu bytes", name,
-                        h->o.max_field_len);
+        rc = mwi_err_set(&h->err, rc, "header field %.64s longer than %zu bytes", name,
+                         h->o.max_field_len);
     else if (rc)
-        rc = mw_err_set(&h->err, rc, "out of memory");
+        rc = mwi_err_set(&h->err, rc, "out of memory");
     if (!rc) rc = push_rec(h, b.data, b.len, at);
-    mw_buf_free(&b);
+    mwi_buf_free(&b);
     if (!rc && !h->complete && h->state != ST_DONE) {
         /* A block made by the caller ends with CRLF. */
-        mw_mime_headers_set_sep(h, "\r\n", 2);
+        mwi_mime_headers_set_sep(h, "\r\n", 2);
     }
     return rc;
 }
@@ -463,13 +463,13 @@ int mw_mime_headers_write(const mw_mime_headers *h, mw_mime_write_fn fn, void *u
     return 0;
 }
 
-void mw_mime_headers_move_last(mw_mime_headers *h, const char *name)
+void mwi_mime_headers_move_last(mw_mime_headers *h, const char *name)
 {
     size_t nl = strlen(name), w = 0, k = 0;
     struct field_rec moved[16];
     for (size_t i = 0; i < h->n; i++) {
         struct field_rec r = h->f[i];
-        if (k < 16 && r.name_len && !mw_ascii_casecmp_n(r.raw, r.name_len, name, nl))
+        if (k < 16 && r.name_len && !mwi_ascii_casecmp_n(r.raw, r.name_len, name, nl))
             moved[k++] = r;
         else
             h->f[w++] = r;

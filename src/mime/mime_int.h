@@ -16,16 +16,16 @@ static inline int mw_lower(int c)
 {
     return (c >= 'A' && c <= 'Z') ? c + 32 : c;
 }
-int mw_ascii_casecmp_n(const char *a, size_t alen, const char *b, size_t blen);
+int mwi_ascii_casecmp_n(const char *a, size_t alen, const char *b, size_t blen);
 
 /* Header block internals used by the message parser. */
-int mw_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_opts *in);
+int mwi_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_opts *in);
 /* Appends a field from its raw bytes (name, colon, value, line end). */
-int mw_mime_headers_add_raw(mw_mime_headers *h, const char *raw, size_t len);
+int mwi_mime_headers_add_raw(mw_mime_headers *h, const char *raw, size_t len);
 /* Moves the fields named name (at most 16) after all the others. */
-void mw_mime_headers_move_last(mw_mime_headers *h, const char *name);
+void mwi_mime_headers_move_last(mw_mime_headers *h, const char *name);
 /* Sets the separator written after the fields. */
-void mw_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len);
+void mwi_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len);
 
 /* Streaming conversion to UTF-8 (glibc iconv).  Invalid input becomes
  * U+FFFD; output comes in blocks (see cv_block), all of it once final. */
@@ -39,17 +39,17 @@ typedef struct mw_cv {
     size_t nstage;
     unsigned long bad;
 } mw_cv;
-int mw_charset_is_utf8(const char *cs);
+int mwi_charset_is_utf8(const char *cs);
 /* Returns 0, or -1 when iconv does not know the charset. */
-int mw_cv_open(mw_cv *cv, const char *charset);
-int mw_cv_run(mw_cv *cv, const char *in, size_t len, int final, mw_buf *out);
-void mw_cv_close(mw_cv *cv);
+int mwi_cv_open(mw_cv *cv, const char *charset);
+int mwi_cv_run(mw_cv *cv, const char *in, size_t len, int final, mw_buf *out);
+void mwi_cv_close(mw_cv *cv);
 /* One-shot: returns 0, 1 for an unknown charset (nothing appended), or an
  * mw_buf error. */
-int mw_charset_to_utf8(const char *charset, const char *in, size_t len, mw_buf *out);
+int mwi_charset_to_utf8(const char *charset, const char *in, size_t len, mw_buf *out);
 
 /* RFC 2047 decoding into out (UTF-8); see mw_mime_decode_field. */
-int mw_rfc2047_decode(const char *in, size_t len, mw_buf *out);
+int mwi_rfc2047_decode(const char *in, size_t len, mw_buf *out);
 
 #endif
 
@@ -83,21 +83,21 @@ struct mw_mime_part {
 };
 
 /* Creates a part (parent may be NULL); path derived from the parent. */
-mw_mime_part *mw_part_new(mw_mime_part *parent, const mw_mime_header_opts *hopts);
+mw_mime_part *mwi_part_new(mw_mime_part *parent, const mw_mime_header_opts *hopts);
 /* Reads Content-Type, -Transfer-Encoding, -Disposition from the headers.
  * Returns the MW_MIME_F_ flags for what was malformed. */
-unsigned mw_part_derive(mw_mime_part *p);
-int mw_encoding_from_name(const char *s, size_t n);
+unsigned mwi_part_derive(mw_mime_part *p);
+int mwi_encoding_from_name(const char *s, size_t n);
 /* Writers (write.c, build.c). */
-int mw_write_part(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
-int mw_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
+int mwi_write_part(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
+int mwi_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
 /* A leaf body encoded a piece at a time (build.c). */
 typedef struct mw_leaf mw_leaf;
-int mw_leaf_open(mw_leaf **out, mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud,
-                 mw_error *err);
-int mw_leaf_step(mw_leaf *l, mw_error *err);
-void mw_leaf_free(mw_leaf *l);
+int mwi_leaf_open(mw_leaf **out, mw_mime_part *p, int enc, mw_mime_write_fn fn, void *ud,
+                  mw_error *err);
+int mwi_leaf_step(mw_leaf *l, mw_error *err);
+void mwi_leaf_free(mw_leaf *l);
 /* The pull reader's planning pass (reader.c): the writer hands it every
  * byte but the built leaf bodies, which it records to encode on demand. */
-int mw_reader_plan_fn(const char *data, size_t len, void *ud);
-int mw_reader_plan_leaf(void *ud, mw_mime_part *p, int enc, mw_error *err);
+int mwi_reader_plan_fn(const char *data, size_t len, void *ud);
+int mwi_reader_plan_leaf(void *ud, mw_mime_part *p, int enc, mw_error *err);

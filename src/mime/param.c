@@ -57,7 +57,7 @@ const char *mw_mime_ctype_param(const mw_mime_ctype *ct, const char *name)
 {
     size_t nl = strlen(name);
     for (size_t i = 0; i < ct->n; i++)
-        if (!mw_ascii_casecmp_n(ct->p[i].name, strlen(ct->p[i].name), name, nl))
+        if (!mwi_ascii_casecmp_n(ct->p[i].name, strlen(ct->p[i].name), name, nl))
             return ct->p[i].value;
     return NULL;
 }
@@ -131,11 +131,11 @@ static int pct_decode(mw_buf *b, const char *s, size_t n)
         int rc;
         if (s[i] == '%' && i + 2 < n && hexv((unsigned char)s[i + 1]) >= 0 &&
             hexv((unsigned char)s[i + 2]) >= 0) {
-            rc = mw_buf_append_char(
+            rc = mwi_buf_append_char(
                 b, (char)(hexv((unsigned char)s[i + 1]) << 4 | hexv((unsigned char)s[i + 2])));
             i += 2;
         } else {
-            rc = mw_buf_append_char(b, s[i]);
+            rc = mwi_buf_append_char(b, s[i]);
         }
         if (rc) return rc;
     }
@@ -152,7 +152,7 @@ static int read_value(const char *s, size_t *pi, size_t len, mw_buf *v)
         i++;
         while (i < len && s[i] != '"' && !rc) {
             if (s[i] == '\\' && i + 1 < len) i++;
-            if (s[i] != '\r' && s[i] != '\n') rc = mw_buf_append_char(v, s[i]);
+            if (s[i] != '\r' && s[i] != '\n') rc = mwi_buf_append_char(v, s[i]);
             i++;
         }
         if (i < len) i++;
@@ -164,7 +164,7 @@ static int read_value(const char *s, size_t *pi, size_t len, mw_buf *v)
         while (e > st &&
                (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r' || s[e - 1] == '\n'))
             e--;
-        rc = mw_buf_append(v, s + st, e - st);
+        rc = mwi_buf_append(v, s + st, e - st);
     }
     *pi = i;
     return rc;
@@ -222,26 +222,26 @@ static int merge(mw_mime_ctype *ct, struct rawp *raw, size_t nraw, const char *b
                 }
                 if (!rc) rc = pct_decode(&v, val, vl);
             } else {
-                rc = mw_buf_append(&v, val, vl);
+                rc = mwi_buf_append(&v, val, vl);
             }
         }
     } else if (plain) {
         if (memmem(plain->val, plain->vlen, "=?", 2)) {
             /* Not standard, but common: RFC 2047 words inside a quoted
              * parameter (file names from many mailers). */
-            rc = mw_rfc2047_decode(plain->val, plain->vlen, &v);
+            rc = mwi_rfc2047_decode(plain->val, plain->vlen, &v);
         } else {
-            rc = mw_buf_append(&v, plain->val, plain->vlen);
+            rc = mwi_buf_append(&v, plain->val, plain->vlen);
         }
     }
     if (!rc && ext_any && charset) {
         mw_buf u = MW_BUF_INIT(0);
-        int r = mw_charset_to_utf8(charset, v.data ? v.data : "", v.len, &u);
+        int r = mwi_charset_to_utf8(charset, v.data ? v.data : "", v.len, &u);
         if (r == 0) {
-            mw_buf_free(&v);
+            mwi_buf_free(&v);
             v = u;
         } else {
-            mw_buf_free(&u);
+            mwi_buf_free(&u);
         }
     }
     mw_mime_param *np = realloc(ct->p, (ct->n + 1) * sizeof *np);
@@ -252,7 +252,7 @@ static int merge(mw_mime_ctype *ct, struct rawp *raw, size_t nraw, const char *b
         memset(p, 0, sizeof *p);
         p->name = dup_n(base, strlen(base));
         p->value_len = v.len;
-        p->value = v.data ? mw_buf_take(&v, NULL) : dup_n("", 0);
+        p->value = v.data ? mwi_buf_take(&v, NULL) : dup_n("", 0);
         p->charset = charset;
         p->language = lang;
         if (!p->name || !p->value) {
@@ -266,7 +266,7 @@ static int merge(mw_mime_ctype *ct, struct rawp *raw, size_t nraw, const char *b
     }
     free(charset);
     free(lang);
-    mw_buf_free(&v);
+    mwi_buf_free(&v);
     return rc;
 }
 
@@ -277,7 +277,7 @@ int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error
     struct rawp raw[MAX_PARAMS];
     size_t nraw = 0;
     int rc = 0;
-    if (!ct) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!ct) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     size_t i = skip_cfws(s, 0, len);
     size_t st = i;
     while (i < len && is_tchar((unsigned char)s[i]))
@@ -290,23 +290,23 @@ int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error
         while (i < len && is_tchar((unsigned char)s[i]))
             i++;
         if (i == s2 || tend == st) {
-            rc = mw_err_set(err, MW_EFORMAT, "content type without a type or subtype");
+            rc = mwi_err_set(err, MW_EFORMAT, "content type without a type or subtype");
             goto fail;
         }
         mw_buf t = MW_BUF_INIT(0);
-        if (mw_buf_append(&t, s + st, tend - st) || mw_buf_append_char(&t, '/') ||
-            mw_buf_append(&t, s + s2, i - s2)) {
-            mw_buf_free(&t);
-            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+        if (mwi_buf_append(&t, s + st, tend - st) || mwi_buf_append_char(&t, '/') ||
+            mwi_buf_append(&t, s + s2, i - s2)) {
+            mwi_buf_free(&t);
+            rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
             goto fail;
         }
         ct->value = dup_lower(t.data, t.len);
-        mw_buf_free(&t);
+        mwi_buf_free(&t);
     } else {
         ct->value = dup_lower(s + st, tend - st);
     }
     if (!ct->value) {
-        rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+        rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
         goto fail;
     }
     /* Parameters: ; attribute = value ... */
@@ -330,8 +330,8 @@ int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error
         struct rawp *r = &raw[nraw];
         mw_buf v = MW_BUF_INIT(64 * 1024);
         if (read_value(s, &i, len, &v)) {
-            mw_buf_free(&v);
-            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+            mwi_buf_free(&v);
+            rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
             goto fail;
         }
         /* RFC 2231 §3/§4: name*N, name*N*, name* */
@@ -363,11 +363,11 @@ int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error
         }
         r->base = dup_lower(s + ns, bl);
         r->vlen = v.len;
-        r->val = v.data ? mw_buf_take(&v, NULL) : dup_n("", 0);
+        r->val = v.data ? mwi_buf_take(&v, NULL) : dup_n("", 0);
         if (!r->base || !r->val) {
             free(r->base);
             free(r->val);
-            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+            rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
             goto fail;
         }
         nraw++;
@@ -377,7 +377,7 @@ int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error
         for (size_t j = 0; j < k && !seen; j++)
             seen = !strcmp(raw[j].base, raw[k].base);
         if (!seen && (rc = merge(ct, raw, nraw, raw[k].base))) {
-            rc = mw_err_set(err, rc, "out of memory");
+            rc = mwi_err_set(err, rc, "out of memory");
             goto fail;
         }
     }

@@ -63,35 +63,35 @@ static void warn(mw_mime_parser *p, mw_mime_part *part, const char *what)
 
 int mw_mime_parser_new(mw_mime_parser **out, const mw_mime_parse_opts *opts, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "mw_mime_parser_new: no place for the parser");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "mw_mime_parser_new: no place for the parser");
     *out = NULL;
     mw_mime_parse_opts o = MW_MIME_PARSE_OPTS_INIT;
     if (opts) {
         if (opts->version != MW_MIME_PARSE_OPTS_VERSION)
-            return mw_err_set(err, MW_EINVAL, "mw_mime_parse_opts version %u not supported",
-                              opts->version);
+            return mwi_err_set(err, MW_EINVAL, "mw_mime_parse_opts version %u not supported",
+                               opts->version);
         o = *opts;
     }
     mw_mime_header_opts ho;
-    if (mw_mime_headers_init_defaults(&ho, &o.headers))
-        return mw_err_set(err, MW_EINVAL, "bad header limits in mw_mime_parse_opts");
+    if (mwi_mime_headers_init_defaults(&ho, &o.headers))
+        return mwi_err_set(err, MW_EINVAL, "bad header limits in mw_mime_parse_opts");
     o.headers = ho;
     if (!o.max_depth) o.max_depth = 32;
     if (o.max_depth > HARD_MAX_DEPTH) o.max_depth = HARD_MAX_DEPTH;
     if (!o.max_parts) o.max_parts = 10000;
     if (!o.max_kept) o.max_kept = (size_t)256 * 1024 * 1024;
     mw_mime_parser *p = calloc(1, sizeof *p);
-    if (!p) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!p) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     p->o = o;
     p->in.max = CHUNK + LOOK;
-    p->root = p->cur = mw_part_new(NULL, &p->o.headers);
+    p->root = p->cur = mwi_part_new(NULL, &p->o.headers);
     p->ms = calloc(o.max_depth + 1, sizeof *p->ms);
     p->msize = o.max_depth + 1;
     if (!p->root || !p->ms) {
         mw_mime_part_free(p->root);
         free(p->ms);
         free(p);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     p->root->src = p->o.keep_bodies ? MW_SRC_RAW : MW_SRC_NONE;
     p->nparts = 1;
@@ -105,9 +105,9 @@ void mw_mime_parser_free(mw_mime_parser *p)
 {
     if (!p) return;
     mw_mime_part_free(p->root);
-    if (p->cv_on) mw_cv_close(&p->cv);
-    mw_buf_free(&p->conv);
-    mw_buf_free(&p->in);
+    if (p->cv_on) mwi_cv_close(&p->cv);
+    mwi_buf_free(&p->conv);
+    mwi_buf_free(&p->in);
     free(p->ms);
     free(p);
 }
@@ -128,14 +128,14 @@ static int deliver(mw_mime_parser *p, mw_mime_part *part, const char *d, size_t 
     if (!p->o.on_body) return 0;
     if (p->cv_on) {
         p->conv.len = 0;
-        int rc = mw_cv_run(&p->cv, d, n, final, &p->conv);
-        if (rc) return mw_err_set(&p->err, rc, "out of memory converting to UTF-8");
+        int rc = mwi_cv_run(&p->cv, d, n, final, &p->conv);
+        if (rc) return mwi_err_set(&p->err, rc, "out of memory converting to UTF-8");
         d = p->conv.data;
         n = p->conv.len;
     }
     int rc = n ? p->o.on_body(part, d, n, p->o.userdata) : 0;
     /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
-    if (rc) return mw_err_set(&p->err, rc, "stopped by the body callback (%d)", rc);
+    if (rc) return mwi_err_set(&p->err, rc, "stopped by the body callback (%d)", rc);
     return 0;
 }
 
@@ -147,8 +147,8 @@ static int decode(mw_mime_parser *p, mw_mime_part *part, const char *d, size_t n
         return deliver(p, part, d, n, 0);
     while (n && !rc) {
         size_t take = n < DECODE_SLICE ? n : DECODE_SLICE;
-        size_t o = part->enc == MW_MIME_ENC_BASE64 ? mw_b64dec_run(&p->b64, d, take, out)
-                                                   : mw_qpdec_run(&p->qp, d, take, out);
+        size_t o = part->enc == MW_MIME_ENC_BASE64 ? mwi_b64dec_run(&p->b64, d, take, out)
+                                                   : mwi_qpdec_run(&p->qp, d, take, out);
         rc = deliver(p, part, (const char *)out, o, 0);
         d += take;
         n -= take;
@@ -163,11 +163,12 @@ static int emit_now(mw_mime_parser *p, const char *d, size_t n)
     if (!n) return 0;
     if (p->o.keep_bodies) {
         if (n > p->o.max_kept - p->kept)
-            return fail(p, mw_err_set(&p->err, MW_ETOOBIG,
-                                      "message bodies over the %zu bytes allowed to be kept",
-                                      p->o.max_kept));
+            return fail(p, mwi_err_set(&p->err, MW_ETOOBIG,
+                                       "message bodies over the %zu bytes allowed to be kept",
+                                       p->o.max_kept));
         mw_buf *b = part->kind == MW_K_MULTI && part->closed ? &part->epilogue : &part->body;
-        if (mw_buf_append(b, d, n)) return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
+        if (mwi_buf_append(b, d, n))
+            return fail(p, mwi_err_set(&p->err, MW_ENOMEM, "out of memory"));
         p->kept += n;
     }
     part->rawsize += n;
@@ -263,7 +264,7 @@ static int check_bnd(const mw_mime_parser *p, const char *s, size_t n, int eof, 
 static int call_part(mw_mime_parser *p, mw_mime_part *part)
 {
     int rc = p->o.on_part ? p->o.on_part(part, p->o.userdata) : 0;
-    if (rc) return fail(p, mw_err_set(&p->err, rc, "stopped by the part callback (%d)", rc));
+    if (rc) return fail(p, mwi_err_set(&p->err, rc, "stopped by the part callback (%d)", rc));
     return 0;
 }
 
@@ -273,8 +274,8 @@ static int begin_body(mw_mime_parser *p)
     mw_mime_part *part = p->cur;
     part->body_started = 1;
     part->src = p->o.keep_bodies ? MW_SRC_RAW : MW_SRC_NONE;
-    unsigned f = mw_part_derive(part);
-    if (!part->type) return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
+    unsigned f = mwi_part_derive(part);
+    if (!part->type) return fail(p, mwi_err_set(&p->err, MW_ENOMEM, "out of memory"));
     part->flags |= f;
     if (f & MW_MIME_F_BAD_CTYPE) warn(p, part, "unreadable Content-Type, text/plain assumed");
     if (part->enc == MW_MIME_ENC_UNKNOWN)
@@ -295,7 +296,7 @@ static int begin_body(mw_mime_parser *p)
             warn(p, part, "multipart nested too deep, read as a single part");
         } else {
             part->boundary = strdup(b);
-            if (!part->boundary) return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
+            if (!part->boundary) return fail(p, mwi_err_set(&p->err, MW_ENOMEM, "out of memory"));
             part->kind = MW_K_MULTI;
             p->ms[p->nm++] = part;
             p->state = S_BODY;
@@ -312,8 +313,8 @@ static int begin_body(mw_mime_parser *p)
             part->flags |= MW_MIME_F_TOO_MANY;
             warn(p, part, "too many parts, the rest is read as a single part");
         } else {
-            mw_mime_part *c = mw_part_new(part, &p->o.headers);
-            if (!c) return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
+            mw_mime_part *c = mwi_part_new(part, &p->o.headers);
+            if (!c) return fail(p, mwi_err_set(&p->err, MW_ENOMEM, "out of memory"));
             p->nparts++;
             part->kind = MW_K_MESSAGE;
             c->src = part->src;
@@ -327,8 +328,8 @@ static int begin_body(mw_mime_parser *p)
     p->cv_on = 0;
     if (p->o.to_utf8 && !strncmp(part->type, "text/", 5)) {
         const char *cs = mw_mime_part_charset(part);
-        if (cs && !mw_charset_is_utf8(cs)) {
-            if (mw_cv_open(&p->cv, cs) == 0) {
+        if (cs && !mwi_charset_is_utf8(cs)) {
+            if (mwi_cv_open(&p->cv, cs) == 0) {
                 p->cv_on = 1;
             } else {
                 part->flags |= MW_MIME_F_BAD_CHARSET;
@@ -347,11 +348,11 @@ static int end_part(mw_mime_parser *p, mw_mime_part *part)
     if (!part->body_started) {
         if ((rc = mw_mime_headers_finish(part->hdr)))
             return fail(p,
-                        mw_err_set(&p->err, rc, "%s", mw_mime_headers_error(part->hdr)->message));
+                        mwi_err_set(&p->err, rc, "%s", mw_mime_headers_error(part->hdr)->message));
         /* Its headers were cut (by a delimiter or the end of input): it has
          * no body, whatever its type says. */
-        part->flags |= MW_MIME_F_CUT_HEADERS | mw_part_derive(part);
-        if (!part->type) return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
+        part->flags |= MW_MIME_F_CUT_HEADERS | mwi_part_derive(part);
+        if (!part->type) return fail(p, mwi_err_set(&p->err, MW_ENOMEM, "out of memory"));
         part->body_started = 1;
         part->kind = MW_K_LEAF;
         memset(&p->b64, 0, sizeof p->b64);
@@ -363,10 +364,10 @@ static int end_part(mw_mime_parser *p, mw_mime_part *part)
         unsigned char out[128];
         size_t o = 0;
         if (part->enc == MW_MIME_ENC_BASE64) {
-            o = mw_b64dec_end(&p->b64, out);
+            o = mwi_b64dec_end(&p->b64, out);
             if (p->b64.skipped) part->flags |= MW_MIME_F_BAD_ENCODING;
         } else if (part->enc == MW_MIME_ENC_QP) {
-            o = mw_qpdec_end(&p->qp, out);
+            o = mwi_qpdec_end(&p->qp, out);
             if (p->qp.malformed) part->flags |= MW_MIME_F_BAD_ENCODING;
         }
         if ((rc = deliver(p, part, (const char *)out, o, 1))) return fail(p, rc);
@@ -377,7 +378,7 @@ static int end_part(mw_mime_parser *p, mw_mime_part *part)
                 part->flags |= MW_MIME_F_BAD_CHARSET;
                 warn(p, part, "invalid bytes for the charset replaced by U+FFFD");
             }
-            mw_cv_close(&p->cv);
+            mwi_cv_close(&p->cv);
             p->cv_on = 0;
         }
     } else if (part->kind == MW_K_MULTI && !part->closed) {
@@ -391,7 +392,7 @@ static int end_part(mw_mime_parser *p, mw_mime_part *part)
             }
     }
     rc = p->o.on_part_end ? p->o.on_part_end(part, p->o.userdata) : 0;
-    if (rc) return fail(p, mw_err_set(&p->err, rc, "stopped by the part-end callback (%d)", rc));
+    if (rc) return fail(p, mwi_err_set(&p->err, rc, "stopped by the part-end callback (%d)", rc));
     return 0;
 }
 
@@ -399,12 +400,12 @@ static int set_buf(mw_mime_parser *p, mw_buf *b, const char *a, size_t an, const
 {
     if (!p->o.keep_bodies) return 0;
     if (an + cn > p->o.max_kept - p->kept)
-        return fail(p, mw_err_set(&p->err, MW_ETOOBIG,
-                                  "message bodies over the %zu bytes allowed to be kept",
-                                  p->o.max_kept));
+        return fail(p, mwi_err_set(&p->err, MW_ETOOBIG,
+                                   "message bodies over the %zu bytes allowed to be kept",
+                                   p->o.max_kept));
     p->kept += an + cn;
-    if (mw_buf_append(b, a, an) || mw_buf_append(b, c, cn))
-        return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
+    if (mwi_buf_append(b, a, an) || mwi_buf_append(b, c, cn))
+        return fail(p, mwi_err_set(&p->err, MW_ENOMEM, "out of memory"));
     return 0;
 }
 
@@ -435,8 +436,8 @@ static int on_boundary(mw_mime_parser *p, size_t lvl, int isclose, const char *l
         p->nm = lvl;
         p->state = S_BODY;
     } else {
-        mw_mime_part *c = mw_part_new(m, &p->o.headers);
-        if (!c) return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
+        mw_mime_part *c = mwi_part_new(m, &p->o.headers);
+        if (!c) return fail(p, mwi_err_set(&p->err, MW_ENOMEM, "out of memory"));
         p->nparts++;
         c->src = m->src;
         if ((rc = set_buf(p, &c->delim, p->heldp, p->nheld, line, ll))) return rc;
@@ -481,15 +482,15 @@ static int run(mw_mime_parser *p, int eof)
                              : p->o.headers.max_total * ALL_HEADERS_FACTOR;
             p->hdr_bytes += used;
             if (r >= 0 && p->hdr_bytes > all) {
-                rc = fail(p, mw_err_set(&p->err, MW_ETOOBIG,
-                                        "part %s: the header blocks of all parts are over the "
-                                        "%zu bytes allowed together",
-                                        p->cur->path, all));
+                rc = fail(p, mwi_err_set(&p->err, MW_ETOOBIG,
+                                         "part %s: the header blocks of all parts are over the "
+                                         "%zu bytes allowed together",
+                                         p->cur->path, all));
                 break;
             }
             if (r < 0) {
-                rc = fail(p, mw_err_set(&p->err, r, "part %s: %s", p->cur->path,
-                                        mw_mime_headers_error(p->cur->hdr)->message));
+                rc = fail(p, mwi_err_set(&p->err, r, "part %s: %s", p->cur->path,
+                                         mw_mime_headers_error(p->cur->hdr)->message));
                 break;
             }
             i += used;
@@ -542,20 +543,20 @@ static int run(mw_mime_parser *p, int eof)
         memmove(p->held, p->heldp, p->nheld);
         p->heldp = p->held;
     }
-    mw_buf_consume(&p->in, i);
+    mwi_buf_consume(&p->in, i);
     return rc;
 }
 
 int mw_mime_parser_feed(mw_mime_parser *p, const char *data, size_t len)
 {
     if (p->failed || p->finished)
-        return mw_err_set(&p->err, MW_ESTATE,
-                          p->failed ? "parser stopped after an error" : "parser already finished");
+        return mwi_err_set(&p->err, MW_ESTATE,
+                           p->failed ? "parser stopped after an error" : "parser already finished");
     while (len) {
         size_t room = CHUNK + LOOK - p->in.len;
         size_t take = len < room ? len : room;
-        if (mw_buf_append(&p->in, data, take))
-            return fail(p, mw_err_set(&p->err, MW_ENOMEM, "out of memory"));
+        if (mwi_buf_append(&p->in, data, take))
+            return fail(p, mwi_err_set(&p->err, MW_ENOMEM, "out of memory"));
         data += take;
         len -= take;
         int rc = run(p, 0);
@@ -568,8 +569,8 @@ int mw_mime_parser_finish(mw_mime_parser *p, mw_mime_part **root)
 {
     if (root) *root = NULL;
     if (p->failed || p->finished)
-        return mw_err_set(&p->err, MW_ESTATE,
-                          p->failed ? "parser stopped after an error" : "parser already finished");
+        return mwi_err_set(&p->err, MW_ESTATE,
+                           p->failed ? "parser stopped after an error" : "parser already finished");
     int rc = run(p, 1);
     if (!rc) rc = flush_held(p);
     if (!rc && p->in.len) rc = emit(p, p->in.data, p->in.len);
@@ -594,7 +595,7 @@ int mw_mime_parse(mw_mime_part **root, const char *data, size_t len, const mw_mi
     mw_mime_parser *p;
     *root = NULL;
     int rc = mw_mime_parser_new(&p, opts, err);
-    if (rc) return mw_err_set(err, rc, rc == MW_EINVAL ? "bad parser options" : "out of memory");
+    if (rc) return mwi_err_set(err, rc, rc == MW_EINVAL ? "bad parser options" : "out of memory");
     rc = mw_mime_parser_feed(p, data, len);
     if (!rc) rc = mw_mime_parser_finish(p, root);
     if (rc && err) *err = p->err;

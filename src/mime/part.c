@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-mw_mime_part *mw_part_new(mw_mime_part *parent, const mw_mime_header_opts *hopts)
+mw_mime_part *mwi_part_new(mw_mime_part *parent, const mw_mime_header_opts *hopts)
 {
     mw_mime_part *p = calloc(1, sizeof *p);
     if (!p) return NULL;
@@ -74,10 +74,10 @@ void mw_mime_part_free(mw_mime_part *p)
     free(p->type);
     free(p->filename);
     free(p->path);
-    mw_buf_free(&p->body);
-    mw_buf_free(&p->delim);
-    mw_buf_free(&p->close);
-    mw_buf_free(&p->epilogue);
+    mwi_buf_free(&p->body);
+    mwi_buf_free(&p->delim);
+    mwi_buf_free(&p->close);
+    mwi_buf_free(&p->epilogue);
     free(p->file);
     free(p->boundary);
     free(p);
@@ -92,16 +92,16 @@ const char *mw_mime_encoding_name(int e)
     return e == MW_MIME_ENC_NONE ? "7bit" : enc_names[e];
 }
 
-int mw_encoding_from_name(const char *s, size_t n)
+int mwi_encoding_from_name(const char *s, size_t n)
 {
     for (int e = MW_MIME_ENC_7BIT; e < MW_MIME_ENC_UNKNOWN; e++)
-        if (!mw_ascii_casecmp_n(s, n, enc_names[e], strlen(enc_names[e]))) return e;
+        if (!mwi_ascii_casecmp_n(s, n, enc_names[e], strlen(enc_names[e]))) return e;
     /* Old mailers wrote these (RFC 1341 era). */
-    if (!mw_ascii_casecmp_n(s, n, "quoted_printable", 16)) return MW_MIME_ENC_QP;
+    if (!mwi_ascii_casecmp_n(s, n, "quoted_printable", 16)) return MW_MIME_ENC_QP;
     return MW_MIME_ENC_UNKNOWN;
 }
 
-unsigned mw_part_derive(mw_mime_part *p)
+unsigned mwi_part_derive(mw_mime_part *p)
 {
     unsigned flags = 0;
     mw_mime_ctype_free(p->ct);
@@ -142,7 +142,7 @@ unsigned mw_part_derive(mw_mime_part *p)
         while (e < b && f.value[e] != ' ' && f.value[e] != '\t' && f.value[e] != '(' &&
                f.value[e] != ';')
             e++;
-        p->enc = mw_encoding_from_name(f.value + a, e - a);
+        p->enc = mwi_encoding_from_name(f.value + a, e - a);
     }
     if (!mw_mime_headers_find(p->hdr, "content-disposition", 0, &f))
         mw_mime_ctype_parse(&p->cd, f.value, f.value_len, NULL);

@@ -43,19 +43,19 @@ static seg *new_seg(mw_mime_reader *r)
     return s;
 }
 
-int mw_reader_plan_fn(const char *data, size_t len, void *ud)
+int mwi_reader_plan_fn(const char *data, size_t len, void *ud)
 {
     mw_mime_reader *r = ud;
     seg *s = r->nseg && !r->segs[r->nseg - 1].leaf ? &r->segs[r->nseg - 1] : new_seg(r);
     if (!s) return MW_ENOMEM;
-    return mw_buf_append(&s->bytes, data, len);
+    return mwi_buf_append(&s->bytes, data, len);
 }
 
-int mw_reader_plan_leaf(void *ud, mw_mime_part *p, int enc, mw_error *err)
+int mwi_reader_plan_leaf(void *ud, mw_mime_part *p, int enc, mw_error *err)
 {
     mw_mime_reader *r = ud;
     seg *s = new_seg(r);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     s->leaf = 1;
     s->p = p;
     s->enc = enc;
@@ -64,18 +64,18 @@ int mw_reader_plan_leaf(void *ud, mw_mime_part *p, int enc, mw_error *err)
 
 static int capture(const char *data, size_t len, void *ud)
 {
-    return mw_buf_append(&((mw_mime_reader *)ud)->out, data, len);
+    return mwi_buf_append(&((mw_mime_reader *)ud)->out, data, len);
 }
 
 int mw_mime_reader_new(mw_mime_reader **out, mw_mime_part *part, mw_error *err)
 {
-    if (!out || !part) return mw_err_set(err, MW_EINVAL, "mw_mime_reader_new: no part");
+    if (!out || !part) return mwi_err_set(err, MW_EINVAL, "mw_mime_reader_new: no part");
     *out = NULL;
     mw_mime_reader *r = calloc(1, sizeof *r);
-    if (!r) return mw_err_set(err, MW_ENOMEM, "out of memory");
-    int rc = mw_write_part(part, mw_reader_plan_fn, r, err);
+    if (!r) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    int rc = mwi_write_part(part, mwi_reader_plan_fn, r, err);
     if (rc) {
-        if (rc == MW_ENOMEM || rc == MW_ETOOBIG) mw_err_set(err, rc, "out of memory");
+        if (rc == MW_ENOMEM || rc == MW_ETOOBIG) mwi_err_set(err, rc, "out of memory");
         mw_mime_reader_free(r);
         return rc;
     }
@@ -85,7 +85,7 @@ int mw_mime_reader_new(mw_mime_reader **out, mw_mime_part *part, mw_error *err)
 
 static long fail(mw_mime_reader *r, int rc)
 {
-    if (!r->err.code) mw_err_set(&r->err, rc, "reading the message: error %d", rc);
+    if (!r->err.code) mwi_err_set(&r->err, rc, "reading the message: error %d", rc);
     r->failed = r->err.code;
     return r->failed;
 }
@@ -105,7 +105,7 @@ long mw_mime_reader_read(void *buf, size_t len, void *userdata)
             n += k;
             r->out_pos += k;
             if (r->out_pos == r->out.len) {
-                mw_buf_reset(&r->out);
+                mwi_buf_reset(&r->out);
                 r->out_pos = 0;
             }
             continue;
@@ -125,10 +125,10 @@ long mw_mime_reader_read(void *buf, size_t len, void *userdata)
             continue;
         }
         int rc = 0;
-        if (!r->leaf) rc = mw_leaf_open(&r->leaf, s->p, s->enc, capture, r, &r->err);
-        if (!rc) rc = mw_leaf_step(r->leaf, &r->err);
+        if (!r->leaf) rc = mwi_leaf_open(&r->leaf, s->p, s->enc, capture, r, &r->err);
+        if (!rc) rc = mwi_leaf_step(r->leaf, &r->err);
         if (rc == 1) {
-            mw_leaf_free(r->leaf);
+            mwi_leaf_free(r->leaf);
             r->leaf = NULL;
             r->cur++;
         } else if (rc) {
@@ -147,9 +147,9 @@ void mw_mime_reader_free(mw_mime_reader *r)
 {
     if (!r) return;
     for (size_t i = 0; i < r->nseg; i++)
-        mw_buf_free(&r->segs[i].bytes);
+        mwi_buf_free(&r->segs[i].bytes);
     free(r->segs);
-    mw_leaf_free(r->leaf);
-    mw_buf_free(&r->out);
+    mwi_leaf_free(r->leaf);
+    mwi_buf_free(&r->out);
     free(r);
 }

@@ -52,11 +52,11 @@ static int find_word(const char *s, size_t n, struct word *w)
 static int decode_word_bytes(const struct word *w, mw_buf *b)
 {
     if (w->enc == 'b') {
-        int rc = mw_buf_reserve(b, w->tlen / 4 * 3 + 6);
+        int rc = mwi_buf_reserve(b, w->tlen / 4 * 3 + 6);
         if (rc) return rc;
         mw_b64dec d = {0};
-        size_t o = mw_b64dec_run(&d, w->text, w->tlen, (unsigned char *)b->data + b->len);
-        o += mw_b64dec_end(&d, (unsigned char *)b->data + b->len + o);
+        size_t o = mwi_b64dec_run(&d, w->text, w->tlen, (unsigned char *)b->data + b->len);
+        o += mwi_b64dec_end(&d, (unsigned char *)b->data + b->len + o);
         b->len += o;
         b->data[b->len] = '\0';
         return 0;
@@ -66,14 +66,14 @@ static int decode_word_bytes(const struct word *w, mw_buf *b)
         char c = w->text[i];
         int rc;
         if (c == '_') {
-            rc = mw_buf_append_char(b, ' ');
+            rc = mwi_buf_append_char(b, ' ');
         } else if (c == '=' && i + 2 < w->tlen && hexv((unsigned char)w->text[i + 1]) >= 0 &&
                    hexv((unsigned char)w->text[i + 2]) >= 0) {
-            rc = mw_buf_append_char(b, (char)(hexv((unsigned char)w->text[i + 1]) << 4 |
-                                              hexv((unsigned char)w->text[i + 2])));
+            rc = mwi_buf_append_char(b, (char)(hexv((unsigned char)w->text[i + 1]) << 4 |
+                                               hexv((unsigned char)w->text[i + 2])));
             i += 2;
         } else {
-            rc = mw_buf_append_char(b, c);
+            rc = mwi_buf_append_char(b, c);
         }
         if (rc) return rc;
     }
@@ -85,9 +85,9 @@ static int flush_pending(mw_buf *pend, char *cs, mw_buf *out)
 {
     int rc = 0;
     if (pend->len || cs[0]) {
-        int r = mw_charset_to_utf8(cs, pend->data ? pend->data : "", pend->len, out);
+        int r = mwi_charset_to_utf8(cs, pend->data ? pend->data : "", pend->len, out);
         if (r == 1) /* unknown charset: the bytes as they are */
-            r = mw_buf_append(out, pend->data ? pend->data : "", pend->len);
+            r = mwi_buf_append(out, pend->data ? pend->data : "", pend->len);
         rc = r;
     }
     pend->len = 0;
@@ -95,7 +95,7 @@ static int flush_pending(mw_buf *pend, char *cs, mw_buf *out)
     return rc;
 }
 
-int mw_rfc2047_decode(const char *in, size_t len, mw_buf *out)
+int mwi_rfc2047_decode(const char *in, size_t len, mw_buf *out)
 {
     mw_buf pend = MW_BUF_INIT(0);
     char cs[64] = "";
@@ -120,7 +120,7 @@ int mw_rfc2047_decode(const char *in, size_t len, mw_buf *out)
             }
         if (!(q && last_was_word && only_ws) && stop > i) {
             if ((rc = flush_pending(&pend, cs, out))) break;
-            if ((rc = mw_buf_append(out, in + i, stop - i))) break;
+            if ((rc = mwi_buf_append(out, in + i, stop - i))) break;
             last_was_word = 0;
         }
         if (!q) {
@@ -141,22 +141,22 @@ int mw_rfc2047_decode(const char *in, size_t len, mw_buf *out)
         i = stop + w.len;
     }
     if (!rc) rc = flush_pending(&pend, cs, out);
-    mw_buf_free(&pend);
-    if (!rc && !out->data) rc = mw_buf_reserve(out, 1);
+    mwi_buf_free(&pend);
+    if (!rc && !out->data) rc = mwi_buf_reserve(out, 1);
     return rc;
 }
 
 int mw_mime_decode_field(char **out, size_t *outlen, const char *in, size_t len, mw_error *err)
 {
     mw_buf b = MW_BUF_INIT(0);
-    if (!out || (!in && len)) return mw_err_set(err, MW_EINVAL, "mw_mime_decode_field: no text");
+    if (!out || (!in && len)) return mwi_err_set(err, MW_EINVAL, "mw_mime_decode_field: no text");
     *out = NULL;
-    int rc = mw_rfc2047_decode(in, len, &b);
+    int rc = mwi_rfc2047_decode(in, len, &b);
     if (rc) {
-        mw_buf_free(&b);
-        return mw_err_set(err, rc, "decoding a header field: out of memory");
+        mwi_buf_free(&b);
+        return mwi_err_set(err, rc, "decoding a header field: out of memory");
     }
-    *out = mw_buf_take(&b, outlen);
+    *out = mwi_buf_take(&b, outlen);
     return 0;
 }
 
@@ -183,20 +183,20 @@ int mw_mime_word_encode(char **out, const char *text, size_t len, const char *ch
     if (!charset) charset = "UTF-8";
     size_t cl = strlen(charset);
     if (cl == 0 || cl > 40 || strpbrk(charset, "? \t\r\n"))
-        return mw_err_set(err, MW_EINVAL, "encoded word: bad charset name '%.40s'", charset);
+        return mwi_err_set(err, MW_EINVAL, "encoded word: bad charset name '%.40s'", charset);
     method = (char)mw_lower((unsigned char)method);
     if (method != 'b' && method != 'q')
-        return mw_err_set(err, MW_EINVAL, "encoded word: method '%c' is neither B nor Q",
-                          method >= 32 && method < 127 ? method : '?');
-    int utf8 = mw_charset_is_utf8(charset);
+        return mwi_err_set(err, MW_EINVAL, "encoded word: method '%c' is neither B nor Q",
+                           method >= 32 && method < 127 ? method : '?');
+    int utf8 = mwi_charset_is_utf8(charset);
     mw_buf b = MW_BUF_INIT(0);
     /* RFC 2047 §2: an encoded word is at most 75 characters. */
     size_t room = 75 - (cl + 7);
     size_t i = 0;
     int rc = 0;
     while (i < len && !rc) {
-        if (b.len) rc = mw_buf_append_char(&b, ' ');
-        if (!rc) rc = mw_buf_printf(&b, "=?%s?%c?", charset, method == 'b' ? 'B' : 'Q');
+        if (b.len) rc = mwi_buf_append_char(&b, ' ');
+        if (!rc) rc = mwi_buf_printf(&b, "=?%s?%c?", charset, method == 'b' ? 'B' : 'Q');
         size_t used = 0;
         while (i < len && !rc) {
             size_t cn = utf8 ? utf8_len((unsigned char)text[i]) : 1;
@@ -217,11 +217,11 @@ int mw_mime_word_encode(char **out, const char *text, size_t len, const char *ch
             for (size_t k = 0; k < cn && !rc; k++) {
                 unsigned char c = (unsigned char)text[i + k];
                 if (c == ' ')
-                    rc = mw_buf_append_char(&b, '_');
+                    rc = mwi_buf_append_char(&b, '_');
                 else if (q_needs(c))
-                    rc = mw_buf_printf(&b, "=%02X", c);
+                    rc = mwi_buf_printf(&b, "=%02X", c);
                 else
-                    rc = mw_buf_append_char(&b, (char)c);
+                    rc = mwi_buf_append_char(&b, (char)c);
             }
             used += need;
             i += cn;
@@ -234,21 +234,21 @@ int mw_mime_word_encode(char **out, const char *text, size_t len, const char *ch
                 break;
             }
             mw_b64enc e = {0};
-            size_t o = mw_b64enc_run(&e, (const unsigned char *)text + start, used, tmp);
-            o += mw_b64enc_end(&e, tmp + o);
+            size_t o = mwi_b64enc_run(&e, (const unsigned char *)text + start, used, tmp);
+            o += mwi_b64enc_end(&e, tmp + o);
             while (o > 0 && (tmp[o - 1] == '\n' || tmp[o - 1] == '\r'))
                 o--;
-            rc = mw_buf_append(&b, tmp, o);
+            rc = mwi_buf_append(&b, tmp, o);
             free(tmp);
         }
-        if (!rc) rc = mw_buf_append(&b, "?=", 2);
+        if (!rc) rc = mwi_buf_append(&b, "?=", 2);
     }
-    if (!rc && !b.data) rc = mw_buf_reserve(&b, 1);
+    if (!rc && !b.data) rc = mwi_buf_reserve(&b, 1);
     if (rc) {
-        mw_buf_free(&b);
+        mwi_buf_free(&b);
         return rc;
     }
-    *out = mw_buf_take(&b, NULL);
+    *out = mwi_buf_take(&b, NULL);
     return 0;
 }
 
@@ -265,15 +265,15 @@ static int needs_encoding(const char *s, size_t n)
 
 int mw_mime_encode_text(char **out, const char *text, mw_error *err)
 {
-    if (!out || !text) return mw_err_set(err, MW_EINVAL, "mw_mime_encode_text: no text");
+    if (!out || !text) return mwi_err_set(err, MW_EINVAL, "mw_mime_encode_text: no text");
     size_t n = strlen(text);
     *out = NULL;
     /* A header value never carries a line break (header injection). */
     if (strpbrk(text, "\r\n"))
-        return mw_err_set(err, MW_EINVAL, "a header text may not hold CR or LF");
+        return mwi_err_set(err, MW_EINVAL, "a header text may not hold CR or LF");
     if (!needs_encoding(text, n)) {
         *out = strdup(text);
-        return *out ? 0 : mw_err_set(err, MW_ENOMEM, "out of memory");
+        return *out ? 0 : mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     size_t qn = 0;
     for (size_t i = 0; i < n; i++)

@@ -17,15 +17,15 @@ struct mw_cancel {
 
 int mw_cancel_new(mw_cancel **out, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "mw_cancel_new: no place for the token");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "mw_cancel_new: no place for the token");
     *out = NULL;
     mw_cancel *c = calloc(1, sizeof *c);
-    if (!c) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!c) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     if (pipe2(c->pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
         int e = errno;
         free(c);
         char b[96];
-        return mw_err_set(err, MW_EIO, "cancel token: pipe: %s", mw_errno_text(e, b, sizeof b));
+        return mwi_err_set(err, MW_EIO, "cancel token: pipe: %s", mwi_errno_text(e, b, sizeof b));
     }
     atomic_init(&c->flag, 0);
     *out = c;
@@ -64,7 +64,7 @@ void mw_cancel_free(mw_cancel *c)
     free(c);
 }
 
-int mw_cancel_fd(const mw_cancel *c)
+int mwi_cancel_fd(const mw_cancel *c)
 {
     return c ? c->pipe[0] : -1;
 }

@@ -34,14 +34,14 @@ struct mw_conn {
     int broken; /* a code: the connection cannot be used after this error */
 };
 
-int mw_conn_new(mw_conn **out, mw_stream *s, mw_error *err)
+int mwi_conn_new(mw_conn **out, mw_stream *s, mw_error *err)
 {
     if (!out) {
         mw_stream_free(s);
-        return mw_err_set(err, MW_EINVAL, "no output connection pointer");
+        return mwi_err_set(err, MW_EINVAL, "no output connection pointer");
     }
     *out = NULL;
-    if (!s) return mw_err_set(err, MW_EINVAL, "no stream");
+    if (!s) return mwi_err_set(err, MW_EINVAL, "no stream");
     mw_conn *c = calloc(1, sizeof *c);
     if (c) c->rcap = MW_CONN_READ_BLOCK;
     if (c && !(c->rbuf = malloc(c->rcap))) {
@@ -50,7 +50,7 @@ int mw_conn_new(mw_conn **out, mw_stream *s, mw_error *err)
     }
     if (!c) {
         mw_stream_free(s);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     c->s = s;
     c->deadline = MW_NO_DEADLINE;
@@ -62,55 +62,55 @@ int mw_conn_new(mw_conn **out, mw_stream *s, mw_error *err)
     return 0;
 }
 
-void mw_conn_free(mw_conn *c)
+void mwi_conn_free(mw_conn *c)
 {
     if (!c) return;
     mw_stream_free(c->s);
-    mw_buf_free(&c->wbuf);
+    mwi_buf_free(&c->wbuf);
     free(c->rbuf);
     free(c);
 }
 
-void mw_conn_set_io_timeout(mw_conn *c, int io_timeout_ms)
+void mwi_conn_set_io_timeout(mw_conn *c, int io_timeout_ms)
 {
     c->io_timeout_ms = io_timeout_ms > 0 ? io_timeout_ms : 0;
 }
 
-void mw_conn_set_deadline(mw_conn *c, int64_t deadline_ms)
+void mwi_conn_set_deadline(mw_conn *c, int64_t deadline_ms)
 {
     c->deadline = deadline_ms;
 }
 
-void mw_conn_set_max_line(mw_conn *c, size_t max_line)
+void mwi_conn_set_max_line(mw_conn *c, size_t max_line)
 {
     if (max_line == 0) max_line = MW_CONN_DEFAULT_MAX_LINE;
     if (max_line > MW_CONN_MAX_LINE_CAP) max_line = MW_CONN_MAX_LINE_CAP;
     c->max_line = max_line;
 }
 
-void mw_conn_set_cancel(mw_conn *c, mw_cancel *cancel)
+void mwi_conn_set_cancel(mw_conn *c, mw_cancel *cancel)
 {
     c->cancel = cancel;
-    mw_stream_set_cancel(c->s, cancel);
+    mwi_stream_set_cancel(c->s, cancel);
 }
 
-void mw_conn_set_trace(mw_conn *c, mw_trace_fn fn, void *userdata)
+void mwi_conn_set_trace(mw_conn *c, mw_trace_fn fn, void *userdata)
 {
     c->trace = fn;
     c->trace_ud = userdata;
 }
 
-void mw_conn_trace(mw_conn *c, int dir, const char *line, size_t len)
+void mwi_conn_trace(mw_conn *c, int dir, const char *line, size_t len)
 {
     if (c && c->trace) c->trace(dir, line, len, c->trace_ud);
 }
 
-mw_stream *mw_conn_stream(mw_conn *c)
+mw_stream *mwi_conn_stream(mw_conn *c)
 {
     return c ? c->s : NULL;
 }
 
-size_t mw_conn_buffered(const mw_conn *c)
+size_t mwi_conn_buffered(const mw_conn *c)
 {
     return c ? c->rend - c->rstart : 0;
 }
@@ -118,9 +118,9 @@ size_t mw_conn_buffered(const mw_conn *c)
 static int check_usable(mw_conn *c, mw_error *err)
 {
     if (c->broken)
-        return mw_err_set(err, MW_ESTATE, "connection unusable after an earlier %s error",
-                          mw_error_category(c->broken));
-    if (mw_cancel_requested(c->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
+        return mwi_err_set(err, MW_ESTATE, "connection unusable after an earlier %s error",
+                           mw_error_category(c->broken));
+    if (mw_cancel_requested(c->cancel)) return mwi_err_set(err, MW_ECANCELED, "operation canceled");
     return 0;
 }
 
@@ -143,7 +143,7 @@ static int fail_write(mw_conn *c, int rc)
 
 static int64_t io_deadline(mw_conn *c)
 {
-    return mw_deadline_min(c->deadline, c->io_timeout_ms);
+    return mwi_deadline_min(c->deadline, c->io_timeout_ms);
 }
 
 /* Explains which limit a timeout hit: the per-I/O one or the whole
@@ -152,17 +152,17 @@ static int timeout_detail(mw_conn *c, const char *what, mw_error *err)
 {
     /* A session limit of the stream (max-time, rate floor) already named
      * itself: keep its message, with what we were doing. */
-    if (mw_stream_limit_hit(c->s)) {
+    if (mwi_stream_limit_hit(c->s)) {
         if (!err) return MW_ETIMEOUT;
         char m[sizeof err->message];
         snprintf(m, sizeof m, "%s", err->message);
         char *w = strstr(m, " while ");
         if (w) *w = '\0';
-        return mw_err_set(err, MW_ETIMEOUT, "%s while %s", m, what);
+        return mwi_err_set(err, MW_ETIMEOUT, "%s while %s", m, what);
     }
     if (c->deadline != MW_NO_DEADLINE && mw_now_ms() >= c->deadline)
-        return mw_err_set(err, MW_ETIMEOUT, "operation deadline passed while %s", what);
-    return mw_err_set(err, MW_ETIMEOUT, "no progress for %d ms while %s", c->io_timeout_ms, what);
+        return mwi_err_set(err, MW_ETIMEOUT, "operation deadline passed while %s", what);
+    return mwi_err_set(err, MW_ETIMEOUT, "no progress for %d ms while %s", c->io_timeout_ms, what);
 }
 
 /* Reads more bytes to the end of the buffer (compacting first when the
@@ -181,7 +181,8 @@ static int fill(mw_conn *c, const char *what, mw_error *err)
     if (rc == MW_ETIMEOUT) timeout_detail(c, what, err);
     if (rc) return fail(c, rc);
     if (got == 0)
-        return fail(c, mw_err_set(err, MW_ENET, "the server closed the connection while %s", what));
+        return fail(c,
+                    mwi_err_set(err, MW_ENET, "the server closed the connection while %s", what));
     c->rend += got;
     return 0;
 }
@@ -192,13 +193,13 @@ static int ensure_line_room(mw_conn *c, mw_error *err)
     size_t need = c->max_line + 2;
     if (c->rcap >= need) return 0;
     char *n = realloc(c->rbuf, need);
-    if (!n) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!n) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     c->rbuf = n;
     c->rcap = need;
     return 0;
 }
 
-int mw_conn_read_line(mw_conn *c, const char **line, size_t *len, mw_error *err)
+int mwi_conn_read_line(mw_conn *c, const char **line, size_t *len, mw_error *err)
 {
     *line = NULL;
     *len = 0;
@@ -212,9 +213,9 @@ int mw_conn_read_line(mw_conn *c, const char **line, size_t *len, mw_error *err)
             size_t n = (size_t)(lf - start);
             size_t content = (n > 0 && start[n - 1] == '\r') ? n - 1 : n;
             if (content > c->max_line)
-                return fail(c, mw_err_set(err, MW_ETOOBIG,
-                                          "line of %zu bytes is over the %zu-byte limit", content,
-                                          c->max_line));
+                return fail(c, mwi_err_set(err, MW_ETOOBIG,
+                                           "line of %zu bytes is over the %zu-byte limit", content,
+                                           c->max_line));
             c->rstart += n + 1;
             c->scanned = 0;
             *line = start;
@@ -226,14 +227,14 @@ int mw_conn_read_line(mw_conn *c, const char **line, size_t *len, mw_error *err)
          * ends one must not make us buffer without limit.  With max_line+2
          * bytes and no LF, the line is over the limit whatever comes next. */
         if (have >= c->max_line + 2)
-            return fail(
-                c, mw_err_set(err, MW_ETOOBIG, "line longer than the %zu-byte limit", c->max_line));
+            return fail(c, mwi_err_set(err, MW_ETOOBIG, "line longer than the %zu-byte limit",
+                                       c->max_line));
         rc = fill(c, "reading a line", err);
         if (rc) return rc;
     }
 }
 
-int mw_conn_peek(mw_conn *c, const char **data, size_t *len, mw_error *err)
+int mwi_conn_peek(mw_conn *c, const char **data, size_t *len, mw_error *err)
 {
     *data = NULL;
     *len = 0;
@@ -248,12 +249,12 @@ int mw_conn_peek(mw_conn *c, const char **data, size_t *len, mw_error *err)
     return 0;
 }
 
-int mw_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error *err)
+int mwi_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error *err)
 {
     *data = NULL;
     *len = 0;
     if (min == 0 || min > MW_CONN_READ_BLOCK)
-        return mw_err_set(err, MW_EINVAL, "cannot wait for %zu buffered bytes", min);
+        return mwi_err_set(err, MW_EINVAL, "cannot wait for %zu buffered bytes", min);
     int rc = check_usable(c, err);
     if (rc) return rc;
     /* fill() compacts when the free tail is short, and rcap >= 64 KiB, so
@@ -267,7 +268,7 @@ int mw_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error 
     return 0;
 }
 
-void mw_conn_consume(mw_conn *c, size_t n)
+void mwi_conn_consume(mw_conn *c, size_t n)
 {
     size_t have = c->rend - c->rstart;
     if (n > have) n = have;
@@ -290,54 +291,54 @@ static int send_all(mw_conn *c, const char *p, size_t len, mw_error *err)
     return 0;
 }
 
-int mw_conn_flush(mw_conn *c, mw_error *err)
+int mwi_conn_flush(mw_conn *c, mw_error *err)
 {
     int rc = check_usable(c, err);
     if (rc) return rc;
     if (c->wbuf.len == 0) return 0;
     rc = send_all(c, c->wbuf.data, c->wbuf.len, err);
-    mw_buf_reset(&c->wbuf);
+    mwi_buf_reset(&c->wbuf);
     return rc;
 }
 
-int mw_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err)
+int mwi_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err)
 {
     int rc = check_usable(c, err);
     if (rc) return rc;
     if (len >= MW_CONN_WRITE_BLOCK || (c->wbuf.len == 0 && len >= MW_CONN_WRITE_DIRECT)) {
         /* Large blocks go straight out after what is queued. */
-        if ((rc = mw_conn_flush(c, err))) return rc;
+        if ((rc = mwi_conn_flush(c, err))) return rc;
         return send_all(c, data, len, err);
     }
-    if ((rc = mw_buf_append(&c->wbuf, data, len)))
-        return mw_err_set(err, rc, "cannot queue %zu bytes: %s", len, mw_strerror(rc));
-    if (c->wbuf.len >= MW_CONN_WRITE_BLOCK) return mw_conn_flush(c, err);
+    if ((rc = mwi_buf_append(&c->wbuf, data, len)))
+        return mwi_err_set(err, rc, "cannot queue %zu bytes: %s", len, mw_strerror(rc));
+    if (c->wbuf.len >= MW_CONN_WRITE_BLOCK) return mwi_conn_flush(c, err);
     return 0;
 }
 
-int mw_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err)
+int mwi_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err)
 {
     int rc = check_usable(c, err);
     if (rc) return rc;
-    if ((rc = mw_buf_append(&c->wbuf, data, len)))
-        return mw_err_set(err, rc, "cannot queue %zu bytes: %s", len, mw_strerror(rc));
+    if ((rc = mwi_buf_append(&c->wbuf, data, len)))
+        return mwi_err_set(err, rc, "cannot queue %zu bytes: %s", len, mw_strerror(rc));
     return 0;
 }
 
-int mw_conn_starttls(mw_conn *c, const mw_tls_opts *opts, mw_error *err)
+int mwi_conn_starttls(mw_conn *c, const mw_tls_opts *opts, mw_error *err)
 {
     int rc = check_usable(c, err);
     if (rc) return rc;
     size_t n = c->rend - c->rstart;
     if (n > 0)
         return fail(
-            c, mw_err_set(err, MW_EPROTO,
-                          "%zu bytes received before the TLS handshake (possible injection)", n));
-    if ((rc = mw_conn_flush(c, err))) return rc;
+            c, mwi_err_set(err, MW_EPROTO,
+                           "%zu bytes received before the TLS handshake (possible injection)", n));
+    if ((rc = mwi_conn_flush(c, err))) return rc;
     mw_stream *t = NULL;
-    rc = mw_tls_wrap(&t, c->s, opts, c->deadline, err);
+    rc = mwi_tls_wrap(&t, c->s, opts, c->deadline, err);
     if (rc) {
-        c->s = NULL; /* freed by mw_tls_wrap */
+        c->s = NULL; /* freed by mwi_tls_wrap */
         c->broken = rc;
         return rc;
     }

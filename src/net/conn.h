@@ -34,54 +34,54 @@ typedef struct mw_conn mw_conn;
 
 #define MW_CONN_DEFAULT_MAX_LINE 8192
 
-/* Takes ownership of `s` (freed by mw_conn_free, also on failure). */
-int mw_conn_new(mw_conn **out, mw_stream *s, mw_error *err);
-void mw_conn_free(mw_conn *c);
+/* Takes ownership of `s` (freed by mwi_conn_free, also on failure). */
+int mwi_conn_new(mw_conn **out, mw_stream *s, mw_error *err);
+void mwi_conn_free(mw_conn *c);
 
 /* Limits and time: io_timeout_ms bounds each read/write (0 = none);
- * mw_conn_set_deadline bounds everything until reset (MW_NO_DEADLINE). */
-void mw_conn_set_io_timeout(mw_conn *c, int io_timeout_ms);
-void mw_conn_set_deadline(mw_conn *c, int64_t deadline_ms);
-void mw_conn_set_max_line(mw_conn *c, size_t max_line);
-void mw_conn_set_cancel(mw_conn *c, mw_cancel *cancel);
-void mw_conn_set_trace(mw_conn *c, mw_trace_fn fn, void *userdata);
+ * mwi_conn_set_deadline bounds everything until reset (MW_NO_DEADLINE). */
+void mwi_conn_set_io_timeout(mw_conn *c, int io_timeout_ms);
+void mwi_conn_set_deadline(mw_conn *c, int64_t deadline_ms);
+void mwi_conn_set_max_line(mw_conn *c, size_t max_line);
+void mwi_conn_set_cancel(mw_conn *c, mw_cancel *cancel);
+void mwi_conn_set_trace(mw_conn *c, mw_trace_fn fn, void *userdata);
 /* Feeds one line to the trace hook, if any (the caller masks secrets). */
-void mw_conn_trace(mw_conn *c, int dir, const char *line, size_t len);
+void mwi_conn_trace(mw_conn *c, int dir, const char *line, size_t len);
 /* The stream underneath (TLS peer info, channel binding). */
-mw_stream *mw_conn_stream(mw_conn *c);
+mw_stream *mwi_conn_stream(mw_conn *c);
 
 /* Reads one line.  On success *line points into the conn's buffer (valid
  * until the next read call) and *len excludes the line end; CRLF and bare LF
  * both end a line.  A line longer than max_line is MW_ETOOBIG (and the
  * connection is unusable after).  The peer closing before a line end is
  * MW_ENET.  Received lines are NOT traced here; callers trace them. */
-int mw_conn_read_line(mw_conn *c, const char **line, size_t *len, mw_error *err);
+int mwi_conn_read_line(mw_conn *c, const char **line, size_t *len, mw_error *err);
 
 /* Bulk access for bodies: makes at least one byte available (reading if the
  * buffer is empty) and points *data at everything buffered.  The caller then
- * mw_conn_consume()s what it used.  Peer closed: MW_ENET. */
-int mw_conn_peek(mw_conn *c, const char **data, size_t *len, mw_error *err);
-void mw_conn_consume(mw_conn *c, size_t n);
+ * mwi_conn_consume()s what it used.  Peer closed: MW_ENET. */
+int mwi_conn_peek(mw_conn *c, const char **data, size_t *len, mw_error *err);
+void mwi_conn_consume(mw_conn *c, size_t n);
 /* The same, for decoders that work in place (POP3 dot-unstuffing): makes at
  * least `min` bytes available (1 <= min <= 64 KiB; reading as often as
  * needed) and points *data at everything buffered, writable.  The caller
  * may change only bytes it then consumes: the rest is the peer's data still
  * to come.  Saves copying every body byte into a second buffer.  min out of
  * range: MW_EINVAL. */
-int mw_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error *err);
+int mwi_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error *err);
 /* Bytes received but not consumed yet. */
-size_t mw_conn_buffered(const mw_conn *c);
+size_t mwi_conn_buffered(const mw_conn *c);
 
-/* Queues bytes; they go out on mw_conn_flush (or when the queue reaches
+/* Queues bytes; they go out on mwi_conn_flush (or when the queue reaches
  * 64 KiB).  A write of 64 KiB or more goes out at once, after the queue,
  * and so does one of 4 KiB or more when nothing is queued (a message
  * body): there is nothing to join it with, and the copy is saved. */
-int mw_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err);
-int mw_conn_flush(mw_conn *c, mw_error *err);
-/* Queues bytes whatever their size, sent only by mw_conn_flush: for data
+int mwi_conn_write(mw_conn *c, const void *data, size_t len, mw_error *err);
+int mwi_conn_flush(mw_conn *c, mw_error *err);
+/* Queues bytes whatever their size, sent only by mwi_conn_flush: for data
  * that must leave in one write with what follows it (SMTP: the end of a
  * message and the next envelope, so that the server answers both at once). */
-int mw_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err);
+int mwi_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err);
 
 /* Wraps the stream in TLS (STARTTLS/STLS).  Refused with MW_EPROTO "N bytes
  * received before the TLS handshake (possible injection)" when bytes from
@@ -93,6 +93,6 @@ int mw_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err);
  * to mw_stream_tcp.  On failure (MW_ETLS, MW_ECERT, MW_ETIMEOUT, ...) the
  * stream is gone and the connection broken.  The same call does implicit
  * TLS (POP3S/SMTPS) when made before anything is read. */
-int mw_conn_starttls(mw_conn *c, const mw_tls_opts *opts, mw_error *err);
+int mwi_conn_starttls(mw_conn *c, const mw_tls_opts *opts, mw_error *err);
 
 #endif

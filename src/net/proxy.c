@@ -44,7 +44,7 @@ static int decode(char *dst, size_t cap, const char *src, size_t n)
     return 0;
 }
 
-int mw_proxy_parse(mw_proxy *px, const char *url, mw_error *err)
+int mwi_proxy_parse(mw_proxy *px, const char *url, mw_error *err)
 {
     memset(px, 0, sizeof *px);
     const char *p;
@@ -58,20 +58,20 @@ int mw_proxy_parse(mw_proxy *px, const char *url, mw_error *err)
         px->kind = MW_PROXY_HTTP;
         p = url + 7;
     } else {
-        return mw_err_set(err, MW_EINVAL,
-                          "proxy: want socks5://, socks5h:// or http://HOST[:PORT]");
+        return mwi_err_set(err, MW_EINVAL,
+                           "proxy: want socks5://, socks5h:// or http://HOST[:PORT]");
     }
     px->port = px->kind == MW_PROXY_HTTP ? 8080 : 1080;
     size_t n = strcspn(p, "/?#");
     if (p[n] && strcmp(p + n, "/") != 0)
-        return mw_err_set(err, MW_EINVAL, "proxy: nothing may follow HOST:PORT but \"/\"");
+        return mwi_err_set(err, MW_EINVAL, "proxy: nothing may follow HOST:PORT but \"/\"");
     const char *at = memchr(p, '@', n);
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         size_t ul = colon ? (size_t)(colon - p) : (size_t)(at - p);
         if (decode(px->user, sizeof px->user, p, ul) != 0 ||
             (colon && decode(px->pass, sizeof px->pass, colon + 1, (size_t)(at - colon - 1)) != 0))
-            return mw_err_set(err, MW_EINVAL, "proxy: bad or too long user name or password");
+            return mwi_err_set(err, MW_EINVAL, "proxy: bad or too long user name or password");
         px->has_auth = 1;
         n -= (size_t)(at + 1 - p);
         p = at + 1;
@@ -79,25 +79,25 @@ int mw_proxy_parse(mw_proxy *px, const char *url, mw_error *err)
     const char *hend;
     if (n > 0 && p[0] == '[') {
         const char *rb = memchr(p, ']', n);
-        if (!rb) return mw_err_set(err, MW_EINVAL, "proxy: unterminated [IPv6] host");
+        if (!rb) return mwi_err_set(err, MW_EINVAL, "proxy: unterminated [IPv6] host");
         if ((size_t)(rb - p - 1) >= sizeof px->host)
-            return mw_err_set(err, MW_EINVAL, "proxy: host too long");
+            return mwi_err_set(err, MW_EINVAL, "proxy: host too long");
         memcpy(px->host, p + 1, (size_t)(rb - p - 1));
         hend = rb + 1;
     } else {
         const char *colon = memchr(p, ':', n);
         hend = colon ? colon : p + n;
         if ((size_t)(hend - p) >= sizeof px->host)
-            return mw_err_set(err, MW_EINVAL, "proxy: host too long");
+            return mwi_err_set(err, MW_EINVAL, "proxy: host too long");
         memcpy(px->host, p, (size_t)(hend - p));
     }
-    if (!px->host[0]) return mw_err_set(err, MW_EINVAL, "proxy: no host");
+    if (!px->host[0]) return mwi_err_set(err, MW_EINVAL, "proxy: no host");
     if (hend < p + n) {
-        if (*hend != ':') return mw_err_set(err, MW_EINVAL, "proxy: junk after the host");
+        if (*hend != ':') return mwi_err_set(err, MW_EINVAL, "proxy: junk after the host");
         char *e;
         unsigned long v = strtoul(hend + 1, &e, 10);
         if (e == hend + 1 || e != p + n || v == 0 || v > 65535)
-            return mw_err_set(err, MW_EINVAL, "proxy: bad port");
+            return mwi_err_set(err, MW_EINVAL, "proxy: bad port");
         px->port = (unsigned)v;
     }
     return 0;
@@ -118,7 +118,7 @@ static int get(mw_stream *s, unsigned char *b, size_t n, int64_t deadline, mw_er
         size_t got = 0;
         int rc = mw_stream_read(s, b, n, &got, deadline, err);
         if (rc) return rc;
-        if (got == 0) return mw_err_set(err, MW_EPROTO, "the proxy closed the connection");
+        if (got == 0) return mwi_err_set(err, MW_EPROTO, "the proxy closed the connection");
         b += got;
         n -= got;
     }
@@ -154,10 +154,10 @@ static int socks5(mw_stream *s, const mw_proxy *px, const char *host, unsigned p
     b[3] = 2;
     if ((rc = put(s, b, px->has_auth ? 4 : 3, deadline, err)) || (rc = get(s, b, 2, deadline, err)))
         return rc;
-    if (b[0] != 5) return mw_err_set(err, MW_EPROTO, "not a SOCKS5 proxy (version %u)", b[0]);
+    if (b[0] != 5) return mwi_err_set(err, MW_EPROTO, "not a SOCKS5 proxy (version %u)", b[0]);
     if (b[1] == 0xFF)
-        return mw_err_set(err, MW_EAUTH, "the SOCKS5 proxy accepts none of our methods%s",
-                          px->has_auth ? "" : " (it may want a user name and password)");
+        return mwi_err_set(err, MW_EAUTH, "the SOCKS5 proxy accepts none of our methods%s",
+                           px->has_auth ? "" : " (it may want a user name and password)");
     if (b[1] == 2 && px->has_auth) {
         /* RFC 1929 §2: VER 1, ULEN, UNAME, PLEN, PASSWD. */
         size_t ul = strlen(px->user), pl = strlen(px->pass), n = 0;
@@ -172,9 +172,9 @@ static int socks5(mw_stream *s, const mw_proxy *px, const char *host, unsigned p
         memset(b, 0, n); /* the password */
         if (rc || (rc = get(s, b, 2, deadline, err))) return rc;
         if (b[1] != 0)
-            return mw_err_set(err, MW_EAUTH, "the SOCKS5 proxy refused the user name or password");
+            return mwi_err_set(err, MW_EAUTH, "the SOCKS5 proxy refused the user name or password");
     } else if (b[1] != 0) {
-        return mw_err_set(err, MW_EPROTO, "the SOCKS5 proxy chose method %u, not offered", b[1]);
+        return mwi_err_set(err, MW_EPROTO, "the SOCKS5 proxy chose method %u, not offered", b[1]);
     }
     /* RFC 1928 §4: CONNECT to an IPv4/IPv6 address or a domain name. */
     size_t n = 0;
@@ -191,7 +191,7 @@ static int socks5(mw_stream *s, const mw_proxy *px, const char *host, unsigned p
         n += 16;
     } else if (px->kind == MW_PROXY_SOCKS5H) {
         size_t hl = strlen(host);
-        if (hl > 255) return mw_err_set(err, MW_EINVAL, "host name too long for SOCKS5");
+        if (hl > 255) return mwi_err_set(err, MW_EINVAL, "host name too long for SOCKS5");
         b[n++] = 3;
         b[n++] = (unsigned char)hl;
         memcpy(b + n, host, hl);
@@ -199,22 +199,22 @@ static int socks5(mw_stream *s, const mw_proxy *px, const char *host, unsigned p
     } else {
         /* socks5:// resolves names itself (mw_stream_tcp, with the
          * deadline) and hands an address literal here. */
-        return mw_err_set(err, MW_EINVAL, "SOCKS5 without remote resolution needs an address");
+        return mwi_err_set(err, MW_EINVAL, "SOCKS5 without remote resolution needs an address");
     }
     b[n++] = (unsigned char)(port >> 8);
     b[n++] = (unsigned char)(port & 0xFF);
     if ((rc = put(s, b, n, deadline, err)) || (rc = get(s, b, 4, deadline, err))) return rc;
-    if (b[0] != 5) return mw_err_set(err, MW_EPROTO, "not a SOCKS5 reply (version %u)", b[0]);
+    if (b[0] != 5) return mwi_err_set(err, MW_EPROTO, "not a SOCKS5 reply (version %u)", b[0]);
     if (b[1] != 0)
-        return mw_err_set(err, MW_ENET, "the SOCKS5 proxy could not connect to %s port %u: %s",
-                          host, port, socks_reason(b[1]));
+        return mwi_err_set(err, MW_ENET, "the SOCKS5 proxy could not connect to %s port %u: %s",
+                           host, port, socks_reason(b[1]));
     /* The bound address, whose length its type gives, then the port. */
     size_t alen = b[3] == 1 ? 4 : b[3] == 4 ? 16 : 0;
     if (b[3] == 3) {
         if ((rc = get(s, b, 1, deadline, err))) return rc;
         alen = b[0];
     } else if (!alen) {
-        return mw_err_set(err, MW_EPROTO, "SOCKS5 reply with address type %u", b[3]);
+        return mwi_err_set(err, MW_EPROTO, "SOCKS5 reply with address type %u", b[3]);
     }
     return get(s, b, alen + 2, deadline, err);
 }
@@ -243,7 +243,7 @@ static int http_connect(mw_stream *s, const mw_proxy *px, const char *host, unsi
     if (px->has_auth) {
         char cred[520], b64[700];
         int cl = snprintf(cred, sizeof cred, "%s:%s", px->user, px->pass);
-        mw_base64_encode(b64, (const unsigned char *)cred, (size_t)cl);
+        mwi_base64_encode(b64, (const unsigned char *)cred, (size_t)cl);
         memset(cred, 0, sizeof cred);
         n += snprintf(req + n, sizeof req - (size_t)n, "Proxy-Authorization: Basic %s\r\n", b64);
         memset(b64, 0, sizeof b64);
@@ -258,7 +258,7 @@ static int http_connect(mw_stream *s, const mw_proxy *px, const char *host, unsi
     size_t hl = 0;
     for (;;) {
         if (hl + 1 >= sizeof head)
-            return mw_err_set(err, MW_EPROTO, "the proxy's answer to CONNECT is over 8 KiB");
+            return mwi_err_set(err, MW_EPROTO, "the proxy's answer to CONNECT is over 8 KiB");
         if ((rc = get(s, (unsigned char *)head + hl, 1, deadline, err))) return rc;
         hl++;
         if (hl >= 2 && head[hl - 1] == '\n' &&
@@ -268,19 +268,19 @@ static int http_connect(mw_stream *s, const mw_proxy *px, const char *host, unsi
     head[hl] = '\0';
     int code = 0;
     if (strncmp(head, "HTTP/1.", 7) != 0 || (code = http_status(head + 8)) < 0)
-        return mw_err_set(err, MW_EPROTO, "not an HTTP proxy's answer to CONNECT");
+        return mwi_err_set(err, MW_EPROTO, "not an HTTP proxy's answer to CONNECT");
     if (code / 100 == 2) return 0;
     char line[200];
-    mw_copy_printable(line, sizeof line, head, strcspn(head, "\r\n"));
+    mwi_copy_printable(line, sizeof line, head, strcspn(head, "\r\n"));
     if (code == 407)
-        return mw_err_set(err, MW_EAUTH, "the HTTP proxy wants%s credentials: %s",
-                          px->has_auth ? " other" : "", line);
-    return mw_err_set(err, MW_ENET, "the HTTP proxy could not connect to %s port %u: %s", host,
-                      port, line);
+        return mwi_err_set(err, MW_EAUTH, "the HTTP proxy wants%s credentials: %s",
+                           px->has_auth ? " other" : "", line);
+    return mwi_err_set(err, MW_ENET, "the HTTP proxy could not connect to %s port %u: %s", host,
+                       port, line);
 }
 
-int mw_proxy_handshake(mw_stream *s, const mw_proxy *px, const char *host, unsigned port,
-                       int64_t deadline, mw_error *err)
+int mwi_proxy_handshake(mw_stream *s, const mw_proxy *px, const char *host, unsigned port,
+                        int64_t deadline, mw_error *err)
 {
     if (px->kind == MW_PROXY_HTTP) return http_connect(s, px, host, port, deadline, err);
     return socks5(s, px, host, port, deadline, err);

@@ -22,7 +22,7 @@ typedef struct mw_proxy {
  * "socks5h://…" (names resolved by the proxy) or "http://…" (CONNECT);
  * default ports 1080 and 8080; an IPv6 HOST in brackets.  Errors never
  * repeat the password.  Returns 0 or MW_EINVAL. */
-int mw_proxy_parse(mw_proxy *px, const char *url, mw_error *err);
+int mwi_proxy_parse(mw_proxy *px, const char *url, mw_error *err);
 
 /* Over s, already connected to the proxy: asks it for host:port, all
  * before `deadline`.  For socks5:// host must be an address literal (the
@@ -30,7 +30,7 @@ int mw_proxy_parse(mw_proxy *px, const char *url, mw_error *err);
  * tunnel), MW_ENET (the proxy refused: its reason named), MW_EAUTH (proxy
  * credentials refused or needed), MW_EPROTO (not a proxy answer),
  * MW_ETIMEOUT, MW_ECANCELED, MW_EINVAL. */
-int mw_proxy_handshake(mw_stream *s, const mw_proxy *px, const char *host, unsigned port,
-                       int64_t deadline, mw_error *err);
+int mwi_proxy_handshake(mw_stream *s, const mw_proxy *px, const char *host, unsigned port,
+                        int64_t deadline, mw_error *err);
 
 #endif

@@ -1,7 +1,7 @@
 /* Transfer-rate floor bookkeeping (see rate.h). */
 #include "net/rate.h"
 
-void mw_rate_init(mw_rate *r, unsigned bytes_per_s, int window_ms)
+void mwi_rate_init(mw_rate *r, unsigned bytes_per_s, int window_ms)
 {
     r->need = 0;
     r->window_ms = 0;
@@ -15,19 +15,19 @@ void mw_rate_init(mw_rate *r, unsigned bytes_per_s, int window_ms)
     r->need = need ? need : 1;
 }
 
-int mw_rate_on(const mw_rate *r)
+int mwi_rate_on(const mw_rate *r)
 {
     return r->need != 0;
 }
 
-int64_t mw_rate_budget(const mw_rate *r)
+int64_t mwi_rate_budget(const mw_rate *r)
 {
     if (!r->need) return INT64_MAX;
     int64_t left = r->window_ms - r->waited_ms;
     return left > 0 ? left : 0;
 }
 
-int mw_rate_account(mw_rate *r, int64_t ms, uint64_t n)
+int mwi_rate_account(mw_rate *r, int64_t ms, uint64_t n)
 {
     if (!r->need) return 0;
     if (ms < 0) ms = 0;

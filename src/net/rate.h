@@ -22,14 +22,14 @@ typedef struct mw_rate {
 } mw_rate;
 
 /* bytes_per_s 0 or window_ms <= 0: no floor. */
-void mw_rate_init(mw_rate *r, unsigned bytes_per_s, int window_ms);
+void mwi_rate_init(mw_rate *r, unsigned bytes_per_s, int window_ms);
 /* 1 when a floor is set. */
-int mw_rate_on(const mw_rate *r);
+int mwi_rate_on(const mw_rate *r);
 /* Waiting time left in the current window (ms, >= 0); INT64_MAX when off. */
-int64_t mw_rate_budget(const mw_rate *r);
+int64_t mwi_rate_budget(const mw_rate *r);
 /* Records one I/O call that waited `ms` and moved `n` bytes.  Returns 0, or
  * -1 when the window ended below the floor (failed_bytes says how many it
  * held; the window then starts over). */
-int mw_rate_account(mw_rate *r, int64_t ms, uint64_t n);
+int mwi_rate_account(mw_rate *r, int64_t ms, uint64_t n);
 
 #endif

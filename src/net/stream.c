@@ -3,6 +3,7 @@
 #include "net/stream_int.h"
 #include "net/proxy.h"
 #include "util/err.h"
+#include "util/proc.h"
 
 #include <arpa/inet.h>
 #include <stddef.h>
@@ -21,7 +22,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -29,7 +29,7 @@
 
 /* ---- helpers --------------------------------------------------------------- */
 
-mw_stream *mw_stream_alloc(int kind)
+mw_stream *mwi_stream_alloc(int kind)
 {
     mw_stream *s = calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -49,20 +49,20 @@ static void ms_text(char *buf, size_t n, int ms)
         snprintf(buf, n, "%d ms", ms);
 }
 
-int64_t mw_deadline_min(int64_t deadline_ms, int io_timeout_ms)
+int64_t mwi_deadline_min(int64_t deadline_ms, int io_timeout_ms)
 {
     if (io_timeout_ms <= 0) return deadline_ms;
     int64_t io = mw_now_ms() + io_timeout_ms;
     return io < deadline_ms ? io : deadline_ms;
 }
 
-void mw_stream_set_cancel(mw_stream *s, mw_cancel *cancel)
+void mwi_stream_set_cancel(mw_stream *s, mw_cancel *cancel)
 {
     for (; s; s = s->inner)
         s->cancel = cancel;
 }
 
-const char *mw_stream_host(const mw_stream *s)
+const char *mwi_stream_host(const mw_stream *s)
 {
     for (; s; s = s->inner)
         if (s->host) return s->host;
@@ -72,26 +72,27 @@ const char *mw_stream_host(const mw_stream *s)
 static int canceled(mw_cancel *c, mw_error *err)
 {
     (void)c;
-    return mw_err_set(err, MW_ECANCELED, "operation canceled");
+    return mwi_err_set(err, MW_ECANCELED, "operation canceled");
 }
 
-int mw_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
-               mw_error *err)
+int mwi_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
+                mw_error *err)
 {
     for (;;) {
         if (mw_cancel_requested(cancel)) return canceled(cancel, err);
         int timeout = -1;
         if (deadline_ms != MW_NO_DEADLINE) {
             int64_t left = deadline_ms - mw_now_ms();
-            if (left <= 0) return mw_err_set(err, MW_ETIMEOUT, "timed out %s", what);
+            if (left <= 0) return mwi_err_set(err, MW_ETIMEOUT, "timed out %s", what);
             timeout = left > INT_MAX ? INT_MAX : (int)left;
         }
         struct pollfd p[2] = {{.fd = fd, .events = events},
-                              {.fd = mw_cancel_fd(cancel), .events = POLLIN}};
+                              {.fd = mwi_cancel_fd(cancel), .events = POLLIN}};
         int r = poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
         if (r < 0) {
             if (errno == EINTR) continue;
-            return mw_err_set(err, MW_ENET, "poll failed while %s: %s", what, MW_ERRNO_TEXT(errno));
+            return mwi_err_set(err, MW_ENET, "poll failed while %s: %s", what,
+                               MW_ERRNO_TEXT(errno));
         }
         if (mw_cancel_requested(cancel)) return canceled(cancel, err);
         /* POLLHUP/POLLERR: let the following read/write report what happened. */
@@ -148,7 +149,7 @@ static int sock_timed_read(mw_stream *s, void *buf, size_t len, size_t *got, int
             return 0;
         }
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-        return mw_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
+        return mwi_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
     }
 }
 
@@ -165,7 +166,7 @@ static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
      * first.  After a full read more may be queued: read first.  Past the
      * deadline, read first as well, so data already there is still taken. */
     if (s->rd_short && (deadline == MW_NO_DEADLINE || deadline > mw_now_ms())) {
-        int rc = mw_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
+        int rc = mwi_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
         if (rc) return rc;
     }
     for (;;) {
@@ -177,8 +178,8 @@ static int fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
         }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return mw_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
-        int rc = mw_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
+            return mwi_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
+        int rc = mwi_wait_fd(s->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
         if (rc) return rc;
     }
 }
@@ -223,10 +224,10 @@ static int fd_write(mw_stream *s, const void *buf, size_t len, size_t *done, int
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             if (errno == EPIPE || errno == ECONNRESET)
-                return mw_err_set(err, MW_ENET, "write failed: the peer closed the connection");
-            return mw_err_set(err, MW_ENET, "write failed: %s", MW_ERRNO_TEXT(errno));
+                return mwi_err_set(err, MW_ENET, "write failed: the peer closed the connection");
+            return mwi_err_set(err, MW_ENET, "write failed: %s", MW_ERRNO_TEXT(errno));
         }
-        int rc = mw_wait_fd(s->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
+        int rc = mwi_wait_fd(s->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
         if (rc) return rc;
     }
     return 0;
@@ -242,36 +243,36 @@ static void apply_opts(mw_stream *s, const mw_net_opts *opts, int64_t start)
     s->op_deadline = s->max_time_ms ? start + s->max_time_ms : MW_NO_DEADLINE;
     s->speed_limit = opts->speed_limit;
     s->speed_time_ms = opts->speed_time_ms;
-    mw_rate_init(&s->rate, opts->speed_limit, opts->speed_time_ms);
+    mwi_rate_init(&s->rate, opts->speed_limit, opts->speed_time_ms);
 }
 
 /* The limits of version 3 must make sense: a negative time is a mistake. */
 static int check_limits(const mw_net_opts *o, mw_error *err)
 {
     if (o->max_time_ms < 0)
-        return mw_err_set(err, MW_EINVAL, "invalid max_time_ms %d (0 = none)", o->max_time_ms);
+        return mwi_err_set(err, MW_EINVAL, "invalid max_time_ms %d (0 = none)", o->max_time_ms);
     if (o->speed_limit && o->speed_time_ms <= 0)
-        return mw_err_set(err, MW_EINVAL, "speed_limit %u needs a speed_time_ms above 0",
-                          o->speed_limit);
+        return mwi_err_set(err, MW_EINVAL, "speed_limit %u needs a speed_time_ms above 0",
+                           o->speed_limit);
     return 0;
 }
 
 int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *opts, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
-    if (rfd < 0 || wfd < 0) return mw_err_set(err, MW_EINVAL, "invalid file descriptor");
+    if (rfd < 0 || wfd < 0) return mwi_err_set(err, MW_EINVAL, "invalid file descriptor");
     mw_net_opts o;
     if (mw_net_opts_copy(&o, opts) != 0)
-        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+        return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
     int lrc = check_limits(&o, err);
     if (lrc) return lrc;
     /* Non-blocking so that no single read or write can outlive a deadline. */
     if (set_nonblock(rfd) != 0 || set_nonblock(wfd) != 0)
-        return mw_err_set(err, MW_EINVAL, "cannot make descriptor non-blocking: %s",
-                          MW_ERRNO_TEXT(errno));
-    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_EINVAL, "cannot make descriptor non-blocking: %s",
+                           MW_ERRNO_TEXT(errno));
+    mw_stream *s = mwi_stream_alloc(MW_STREAM_FD);
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     s->rfd = rfd;
     s->wfd = wfd;
     s->own = own;
@@ -301,7 +302,7 @@ static void addr_text(const struct addrinfo *ai, char *buf, size_t len)
  * alternating, starting with the resolver's first choice (which follows
  * RFC 6724), so that one broken family costs one attempt delay, not every
  * address of it in turn. */
-size_t mw_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max)
+size_t mwi_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max)
 {
     const struct addrinfo *a[MW_TCP_MAX_ADDRS], *b[MW_TCP_MAX_ADDRS];
     size_t na = 0, nb = 0, n = 0, i = 0, j = 0;
@@ -328,12 +329,12 @@ size_t mw_tcp_order(const struct addrinfo *res, const struct addrinfo **out, siz
  * Returns 0 with *fdout, MW_ETIMEOUT, MW_ECANCELED or MW_ENET (the last
  * failure's errno in *last_errno); *tried counts attempts started and
  * `last` names the last address tried. */
-int mw_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
-                         mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
-                         size_t lastsz)
+int mwi_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
+                          mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
+                          size_t lastsz)
 {
     const struct addrinfo *order[MW_TCP_MAX_ADDRS];
-    size_t n = mw_tcp_order(res, order, MW_TCP_MAX_ADDRS);
+    size_t n = mwi_tcp_order(res, order, MW_TCP_MAX_ADDRS);
     int pend[MW_TCP_MAX_ADDRS];
     size_t np = 0, next = 0;
     int64_t now = mw_now_ms();
@@ -386,7 +387,7 @@ int mw_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_m
         struct pollfd pf[MW_TCP_MAX_ADDRS + 1];
         for (size_t k = 0; k < np; k++)
             pf[k] = (struct pollfd){.fd = pend[k], .events = POLLOUT};
-        int cfd = mw_cancel_fd(cancel);
+        int cfd = mwi_cancel_fd(cancel);
         pf[np] = (struct pollfd){.fd = cfd, .events = POLLIN};
         int64_t wait = -1;
         if (next < n) wait = next_at > now ? next_at - now : 0;
@@ -522,13 +523,13 @@ static int lookup(const char *name, unsigned port, const mw_net_opts *opts, stru
         opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
     int g = resolve(name, portstr, &hints, lookup_deadline, opts->cancel, &r);
     if (g == EAI_CANCELED_MW)
-        return mw_err_set(err, MW_ECANCELED, "operation canceled while resolving %s", name);
+        return mwi_err_set(err, MW_ECANCELED, "operation canceled while resolving %s", name);
     if (g == EAI_TIMEOUT_MW)
-        return mw_err_set(err, MW_ETIMEOUT, "name lookup of %s timed out after %d ms", name,
-                          opts->connect_timeout_ms);
+        return mwi_err_set(err, MW_ETIMEOUT, "name lookup of %s timed out after %d ms", name,
+                           opts->connect_timeout_ms);
     if (g != 0)
-        return mw_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
-                          g == EAI_SYSTEM ? MW_ERRNO_TEXT(errno) : gai_strerror(g));
+        return mwi_err_set(err, MW_ENET, "cannot resolve %s: %s", name,
+                           g == EAI_SYSTEM ? MW_ERRNO_TEXT(errno) : gai_strerror(g));
     *res = r;
     return 0;
 }
@@ -551,26 +552,26 @@ static int tcp_direct(mw_stream **out, const char *name, const char *host, unsig
         if (left < 1) left = 1;
         if (race_ms <= 0 || left < race_ms) race_ms = (int)left;
     }
-    int rc = mw_tcp_connect_happy(res, race_ms, MW_TCP_ATTEMPT_DELAY_MS, opts->cancel, &fd, &tried,
-                                  &last_errno, last, sizeof last);
+    int rc = mwi_tcp_connect_happy(res, race_ms, MW_TCP_ATTEMPT_DELAY_MS, opts->cancel, &fd, &tried,
+                                   &last_errno, last, sizeof last);
     freeaddrinfo(res);
     if (rc == MW_ECANCELED)
-        return mw_err_set(err, rc, "operation canceled while connecting to %s", host);
+        return mwi_err_set(err, rc, "operation canceled while connecting to %s", host);
     if (rc == MW_ETIMEOUT)
-        return mw_err_set(
+        return mwi_err_set(
             err, rc, "connect to %s port %u timed out after %d ms (%d address%s tried, last %s)",
             host, port, race_ms, tried, tried == 1 ? "" : "es", last);
     if (rc != 0)
-        return mw_err_set(err, rc, "cannot connect to %s port %u: %s (%d address%s tried, last %s)",
-                          host, port, MW_ERRNO_TEXT(last_errno), tried, tried == 1 ? "" : "es",
-                          last);
-    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
+        return mwi_err_set(err, rc,
+                           "cannot connect to %s port %u: %s (%d address%s tried, last %s)", host,
+                           port, MW_ERRNO_TEXT(last_errno), tried, tried == 1 ? "" : "es", last);
+    mw_stream *s = mwi_stream_alloc(MW_STREAM_FD);
     char *h = strdup(name);
     if (!s || !h) {
         free(s);
         free(h);
         close(fd);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     s->rfd = s->wfd = fd;
     s->own = 1;
@@ -611,12 +612,12 @@ static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, un
                          const mw_net_opts *opts, int64_t start, mw_error *err)
 {
     mw_proxy px;
-    int rc = mw_proxy_parse(&px, opts->proxy, err);
+    int rc = mwi_proxy_parse(&px, opts->proxy, err);
     if (rc) return rc;
     mw_stream *s = NULL;
     mw_error pe = {0};
     if ((rc = tcp_direct(&s, px.host, px.host, px.port, opts, start, &pe)) != 0)
-        return mw_err_set(err, rc, "proxy: %s", pe.message);
+        return mwi_err_set(err, rc, "proxy: %s", pe.message);
     char target[INET6_ADDRSTRLEN + 1];
     const char *ask = name;
     unsigned char tmp[16];
@@ -637,18 +638,18 @@ static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, un
     }
     int64_t deadline =
         opts->connect_timeout_ms > 0 ? mw_now_ms() + opts->connect_timeout_ms : MW_NO_DEADLINE;
-    rc = mw_proxy_handshake(s, &px, ask, port, deadline, err);
+    rc = mwi_proxy_handshake(s, &px, ask, port, deadline, err);
     if (rc) {
         if (rc == MW_ETIMEOUT && err)
-            mw_err_set(err, rc, "the proxy %s port %u did not answer within %d ms", px.host,
-                       px.port, opts->connect_timeout_ms);
+            mwi_err_set(err, rc, "the proxy %s port %u did not answer within %d ms", px.host,
+                        px.port, opts->connect_timeout_ms);
         mw_stream_free(s);
         return rc;
     }
     char *h = strdup(name);
     if (!h) {
         mw_stream_free(s);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     free(s->host);
     s->host = h;
@@ -659,16 +660,16 @@ static int tcp_via_proxy(mw_stream **out, const char *name, const char *host, un
 int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net_opts *opts,
                   mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
-    if (!valid_host(host)) return mw_err_set(err, MW_EINVAL, "invalid host name");
+    if (!valid_host(host)) return mwi_err_set(err, MW_EINVAL, "invalid host name");
     if (port == 0 || port > 65535)
-        return mw_err_set(err, MW_EINVAL, "invalid port %u (1-65535)", port);
+        return mwi_err_set(err, MW_EINVAL, "invalid port %u (1-65535)", port);
     mw_net_opts o;
     if (mw_net_opts_copy(&o, opts) != 0)
-        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+        return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
     if (o.family != 0 && o.family != 4 && o.family != 6)
-        return mw_err_set(err, MW_EINVAL, "invalid address family %d (0, 4 or 6)", o.family);
+        return mwi_err_set(err, MW_EINVAL, "invalid address family %d (0, 4 or 6)", o.family);
     int rc = check_limits(&o, err);
     if (rc) return rc;
     /* max_time_ms counts from here: it bounds the lookup and the connect
@@ -692,9 +693,9 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
     if (rc == MW_ETIMEOUT && o.max_time_ms > 0 && mw_now_ms() >= start + o.max_time_ms) {
         char t[32];
         ms_text(t, sizeof t, o.max_time_ms);
-        return mw_err_set(err, rc,
-                          "session exceeded its max-time of %s while connecting to %s port %u", t,
-                          host, port);
+        return mwi_err_set(err, rc,
+                           "session exceeded its max-time of %s while connecting to %s port %u", t,
+                           host, port);
     }
     return rc;
 }
@@ -703,107 +704,52 @@ int mw_stream_tcp(mw_stream **out, const char *host, unsigned port, const mw_net
 
 int mw_stream_command(mw_stream **out, const char *command, const mw_net_opts *opts, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
-    if (!command || !*command) return mw_err_set(err, MW_EINVAL, "empty command");
+    if (!command || !*command) return mwi_err_set(err, MW_EINVAL, "empty command");
     mw_net_opts o;
     if (mw_net_opts_copy(&o, opts) != 0)
-        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
+        return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", opts->version);
     int lrc = check_limits(&o, err);
     if (lrc) return lrc;
-    mw_stream *s = mw_stream_alloc(MW_STREAM_FD);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    mw_stream *s = mwi_stream_alloc(MW_STREAM_FD);
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     /* One socketpair end is the child's stdin and stdout: a socket lets us
      * send with MSG_NOSIGNAL, and shutdown gives the child its EOF. */
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    mwi_proc pr;
+    int prc = mwi_proc_start(&pr, command, MWI_PROC_SOCKET, err);
+    if (prc) {
         free(s);
-        return mw_err_set(err, MW_EIO, "socketpair: %s", MW_ERRNO_TEXT(errno));
+        return prc;
     }
-    char *const argv[] = {"/bin/sh", "-c", (char *)command, NULL};
-    pid_t pid = fork();
-    if (pid < 0) {
-        int e = errno;
-        close(sv[0]);
-        close(sv[1]);
-        free(s);
-        return mw_err_set(err, MW_EIO, "fork: %s", MW_ERRNO_TEXT(e));
-    }
-    if (pid == 0) {
-        /* Child: only async-signal-safe calls from here to exec. */
-        if (dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0) _exit(127);
-            /* Nothing but stdin, stdout and stderr reaches the command, even
-             * descriptors the caller opened without O_CLOEXEC. */
-#ifdef SYS_close_range
-        if (syscall(SYS_close_range, 3, ~0U, 0) != 0)
-#endif
-        {
-            long max = sysconf(_SC_OPEN_MAX);
-            if (max < 0 || max > 65536) max = 65536;
-            for (int fd = 3; fd < max; fd++)
-                close(fd);
-        }
-        /* The command starts with default SIGPIPE and no blocked signals,
-         * whatever the calling thread had. */
-        signal(SIGPIPE, SIG_DFL);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        execv("/bin/sh", argv);
-        _exit(127);
-    }
-    close(sv[1]);
-    set_nonblock(sv[0]);
-    s->rfd = s->wfd = sv[0];
+    s->rfd = s->wfd = pr.in;
     s->own = 1;
     s->wfd_socket = 1;
-    s->pid = pid;
+    s->pid = pr.pid;
     if (opts) apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;
     return 0;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-}
-
-/* Waits up to ms for the child; 1 when it was reaped. */
-static int reap_within(pid_t pid, int ms)
-{
-    int64_t end = mw_now_ms() + ms;
-    for (;;) {
-        int st;
-        pid_t r = waitpid(pid, &st, WNOHANG);
-        if (r == pid || (r < 0 && errno == ECHILD)) return 1;
-        if (r < 0 && errno != EINTR) return 1; /* nothing we can do */
-        if (mw_now_ms() >= end) return 0;
-        sleep_ms(5);
-    }
-}
-
-/* The command gets EOF on stdin and a bounded time to finish, then TERM, then
- * KILL, so freeing a stream never leaves a zombie nor hangs for long. */
+/* The command gets EOF on stdin (the caller closed it) and a bounded time to
+ * finish, then TERM, then KILL, so freeing a stream never leaves a zombie
+ * nor hangs for long. */
 static void reap_child(pid_t pid)
 {
-    if (reap_within(pid, 1000)) return;
-    kill(pid, SIGTERM);
-    if (reap_within(pid, 500)) return;
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    mwi_proc pr = {pid, -1, -1};
+    mwi_proc_end(&pr, 1000, NULL);
 }
 
 /* ---- callbacks stream ---------------------------------------------------- */
 
 int mw_stream_callbacks(mw_stream **out, const mw_stream_ops *ops, void *userdata, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     *out = NULL;
     if (!ops || !ops->read || !ops->write)
-        return mw_err_set(err, MW_EINVAL, "stream callbacks need read and write");
-    mw_stream *s = mw_stream_alloc(MW_STREAM_CB);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_EINVAL, "stream callbacks need read and write");
+    mw_stream *s = mwi_stream_alloc(MW_STREAM_CB);
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     s->ops = *ops;
     s->userdata = userdata;
     *out = s;
@@ -814,11 +760,11 @@ static int cb_result(long n, size_t len, const char *what, mw_error *err)
 {
     if (n < 0) {
         int code = (n >= MW_ERROR_LAST) ? (int)n : MW_EIO;
-        return mw_err_set(err, code, "stream callback failed %s: %s", what, mw_strerror(code));
+        return mwi_err_set(err, code, "stream callback failed %s: %s", what, mw_strerror(code));
     }
     if ((size_t)n > len)
-        return mw_err_set(err, MW_EINVAL, "stream callback returned %ld bytes for a %zu-byte %s", n,
-                          len, what);
+        return mwi_err_set(err, MW_EINVAL, "stream callback returned %ld bytes for a %zu-byte %s",
+                           n, len, what);
     return 0;
 }
 
@@ -838,13 +784,13 @@ static int cb_write(mw_stream *s, const void *buf, size_t len, size_t *done, int
     const char *p = buf;
     while (len > 0) {
         if (mw_cancel_requested(s->cancel))
-            return mw_err_set(err, MW_ECANCELED, "operation canceled");
+            return mwi_err_set(err, MW_ECANCELED, "operation canceled");
         if (deadline != MW_NO_DEADLINE && mw_now_ms() >= deadline)
-            return mw_err_set(err, MW_ETIMEOUT, "timed out waiting to send");
+            return mwi_err_set(err, MW_ETIMEOUT, "timed out waiting to send");
         long n = s->ops.write(p, len, deadline, s->userdata);
         int rc = cb_result(n, len, "writing", err);
         if (rc) return rc;
-        if (n == 0) return mw_err_set(err, MW_ENET, "stream callback wrote nothing");
+        if (n == 0) return mwi_err_set(err, MW_ENET, "stream callback wrote nothing");
         p += n;
         len -= (size_t)n;
         *done += (size_t)n;
@@ -863,9 +809,9 @@ static int kind_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t d
     case MW_STREAM_CB:
         return cb_read(s, buf, len, got, deadline, err);
     case MW_STREAM_TLS:
-        return mw_tls_read(s, buf, len, got, deadline, err);
+        return mwi_tls_read(s, buf, len, got, deadline, err);
     }
-    return mw_err_set(err, MW_EINVAL, "unknown stream kind");
+    return mwi_err_set(err, MW_EINVAL, "unknown stream kind");
 }
 
 /* Writes what it can by the deadline; *done counts the bytes that went out
@@ -880,11 +826,11 @@ static int kind_write(mw_stream *s, const void *buf, size_t len, size_t *done, i
     case MW_STREAM_CB:
         return cb_write(s, buf, len, done, deadline, err);
     case MW_STREAM_TLS:
-        rc = mw_tls_write(s, buf, len, deadline, err);
+        rc = mwi_tls_write(s, buf, len, deadline, err);
         if (!rc) *done = len;
         return rc;
     }
-    return mw_err_set(err, MW_EINVAL, "unknown stream kind");
+    return mwi_err_set(err, MW_EINVAL, "unknown stream kind");
 }
 
 /* ---- session limits (mw_net_opts version 3) ----------------------------------- */
@@ -893,7 +839,7 @@ enum { LIM_NONE, LIM_OP, LIM_RATE };
 
 static int has_limits(const mw_stream *s)
 {
-    return s->op_deadline != MW_NO_DEADLINE || mw_rate_on(&s->rate);
+    return s->op_deadline != MW_NO_DEADLINE || mwi_rate_on(&s->rate);
 }
 
 /* The earliest of deadline, the session's max-time deadline and the end of
@@ -906,8 +852,8 @@ static int64_t limit_deadline(const mw_stream *s, int64_t deadline, int64_t now,
         deadline = s->op_deadline;
         *which = LIM_OP;
     }
-    if (mw_rate_on(&s->rate)) {
-        int64_t end = now + mw_rate_budget(&s->rate);
+    if (mwi_rate_on(&s->rate)) {
+        int64_t end = now + mwi_rate_budget(&s->rate);
         if (end < deadline) {
             deadline = end;
             *which = LIM_RATE;
@@ -921,7 +867,7 @@ static int max_time_exceeded(mw_stream *s, const char *what, mw_error *err)
     char t[32];
     ms_text(t, sizeof t, s->max_time_ms);
     s->limit_hit = 1;
-    return mw_err_set(err, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t, what);
+    return mwi_err_set(err, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t, what);
 }
 
 static int too_slow(mw_stream *s, const char *what, mw_error *err)
@@ -929,13 +875,13 @@ static int too_slow(mw_stream *s, const char *what, mw_error *err)
     char t[32];
     ms_text(t, sizeof t, s->speed_time_ms);
     s->limit_hit = 1;
-    return mw_err_set(
+    return mwi_err_set(
         err, MW_ETIMEOUT, "transfer slower than %u byte%s/s over %s (%llu byte%s moved) while %s",
         s->speed_limit, s->speed_limit == 1 ? "" : "s", t, (unsigned long long)s->rate.failed_bytes,
         s->rate.failed_bytes == 1 ? "" : "s", what);
 }
 
-int mw_stream_limit_hit(const mw_stream *s)
+int mwi_stream_limit_hit(const mw_stream *s)
 {
     for (; s; s = s->inner)
         if (s->limit_hit) return 1;
@@ -945,12 +891,12 @@ int mw_stream_limit_hit(const mw_stream *s)
 int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
                    mw_error *err)
 {
-    if (!got) return mw_err_set(err, MW_EINVAL, "no output length pointer");
+    if (!got) return mwi_err_set(err, MW_EINVAL, "no output length pointer");
     *got = 0;
-    if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream read arguments");
+    if (!s || (!buf && len)) return mwi_err_set(err, MW_EINVAL, "invalid stream read arguments");
     if (len == 0) return 0;
-    if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
-    int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
+    if (mw_cancel_requested(s->cancel)) return mwi_err_set(err, MW_ECANCELED, "operation canceled");
+    int64_t deadline = mwi_deadline_min(deadline_ms, s->io_timeout_ms);
     s->limit_hit = 0;
     if (!has_limits(s)) return kind_read(s, buf, len, got, deadline, err);
     for (;;) {
@@ -959,7 +905,7 @@ int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
         int64_t dl = limit_deadline(s, deadline, t0, &which);
         if (which == LIM_OP && t0 >= dl) return max_time_exceeded(s, "waiting for data", err);
         int rc = kind_read(s, buf, len, got, dl, err);
-        if (mw_rate_account(&s->rate, mw_now_ms() - t0, *got) != 0) {
+        if (mwi_rate_account(&s->rate, mw_now_ms() - t0, *got) != 0) {
             *got = 0;
             return too_slow(s, "waiting for data", err);
         }
@@ -972,10 +918,10 @@ int mw_stream_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t dea
 
 int mw_stream_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err)
 {
-    if (!s || (!buf && len)) return mw_err_set(err, MW_EINVAL, "invalid stream write arguments");
+    if (!s || (!buf && len)) return mwi_err_set(err, MW_EINVAL, "invalid stream write arguments");
     if (len == 0) return 0;
-    if (mw_cancel_requested(s->cancel)) return mw_err_set(err, MW_ECANCELED, "operation canceled");
-    int64_t deadline = mw_deadline_min(deadline_ms, s->io_timeout_ms);
+    if (mw_cancel_requested(s->cancel)) return mwi_err_set(err, MW_ECANCELED, "operation canceled");
+    int64_t deadline = mwi_deadline_min(deadline_ms, s->io_timeout_ms);
     s->limit_hit = 0;
     size_t done = 0;
     if (!has_limits(s)) return kind_write(s, buf, len, &done, deadline, err);
@@ -987,7 +933,7 @@ int mw_stream_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_
         if (which == LIM_OP && t0 >= dl) return max_time_exceeded(s, "sending", err);
         done = 0;
         int rc = kind_write(s, p, len, &done, dl, err);
-        if (mw_rate_account(&s->rate, mw_now_ms() - t0, done) != 0)
+        if (mwi_rate_account(&s->rate, mw_now_ms() - t0, done) != 0)
             return too_slow(s, "sending", err);
         p += done;
         len -= done;
@@ -1012,7 +958,7 @@ void mw_stream_free(mw_stream *s)
         if (s->ops.close) s->ops.close(s->userdata);
         break;
     case MW_STREAM_TLS:
-        mw_tls_close(s); /* frees s->inner too */
+        mwi_tls_close(s); /* frees s->inner too */
         break;
     }
     free(s->host);

@@ -63,18 +63,18 @@ struct mw_stream {
 /* 1 when the last MW_ETIMEOUT of s (or of a stream under it) came from a
  * session limit (max_time_ms, the rate floor): its message then says so
  * and should be kept. */
-int mw_stream_limit_hit(const mw_stream *s);
+int mwi_stream_limit_hit(const mw_stream *s);
 
 /* Allocates a zeroed stream of `kind` (fds -1, pid -1). NULL on no memory. */
-mw_stream *mw_stream_alloc(int kind);
+mw_stream *mwi_stream_alloc(int kind);
 
 /* Sets the cancel token on s and every stream under it (TLS inner). */
-void mw_stream_set_cancel(mw_stream *s, mw_cancel *cancel);
+void mwi_stream_set_cancel(mw_stream *s, mw_cancel *cancel);
 /* The host name the innermost stream was connected to, or NULL. */
-const char *mw_stream_host(const mw_stream *s);
+const char *mwi_stream_host(const mw_stream *s);
 
 /* The earlier of `deadline_ms` and now + io_timeout_ms (0 = no io timeout). */
-int64_t mw_deadline_min(int64_t deadline_ms, int io_timeout_ms);
+int64_t mwi_deadline_min(int64_t deadline_ms, int io_timeout_ms);
 
 /* Happy Eyeballs (RFC 8305), stream.c: the order of attempts (families
  * alternating) and the racing connect.  Internal; the unit tests call them
@@ -82,30 +82,30 @@ int64_t mw_deadline_min(int64_t deadline_ms, int io_timeout_ms);
 struct addrinfo;
 #define MW_TCP_MAX_ADDRS        32
 #define MW_TCP_ATTEMPT_DELAY_MS 250 /* RFC 8305 §5 "Connection Attempt Delay" */
-size_t mw_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max);
-int mw_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
-                         mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
-                         size_t lastsz);
+size_t mwi_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max);
+int mwi_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
+                          mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
+                          size_t lastsz);
 
 /* Waits until fd is ready for `events` (POLLIN/POLLOUT), watching the cancel
  * token.  Returns 0, MW_ETIMEOUT, MW_ECANCELED or MW_ENET (poll failure).
  * `what` names the wait in the error message ("reading", "connecting"). */
-int mw_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
-               mw_error *err);
+int mwi_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
+                mw_error *err);
 
 /* The cancel token's pollable descriptor (readable once cancel is
  * requested), or -1. */
-int mw_cancel_fd(const mw_cancel *c);
+int mwi_cancel_fd(const mw_cancel *c);
 
 /* tls.c: the handshake with an explicit overall deadline (the earlier of it
  * and now + opts->handshake_timeout_ms applies).  Owns `inner` as
  * mw_stream_tls does. */
-int mw_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
-                mw_error *err);
+int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
+                 mw_error *err);
 /* tls.c: the per-kind operations of a TLS stream. */
-int mw_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
-                mw_error *err);
-int mw_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err);
-void mw_tls_close(mw_stream *s);
+int mwi_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
+                 mw_error *err);
+int mwi_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err);
+void mwi_tls_close(mw_stream *s);
 
 #endif

@@ -58,7 +58,7 @@ static int bio_read_ex(BIO *b, char *buf, size_t len, size_t *readbytes)
     BIO_clear_retry_flags(b);
     if (t->nowait) {
         /* Only what OpenSSL already holds may be decrypted now (see
-         * mw_tls_read); the standard non-blocking answer leaves a partial
+         * mwi_tls_read); the standard non-blocking answer leaves a partial
          * record buffered inside OpenSSL for the next, blocking, read. */
         BIO_set_retry_read(b);
         return 0;
@@ -153,8 +153,8 @@ static void cert_names(X509 *cert, char *buf, size_t len)
         char one[128] = "";
         if (gn->type == GEN_DNS) {
             const ASN1_IA5STRING *s = gn->d.dNSName;
-            mw_copy_printable(one, sizeof one, (const char *)ASN1_STRING_get0_data(s),
-                              (size_t)ASN1_STRING_length(s));
+            mwi_copy_printable(one, sizeof one, (const char *)ASN1_STRING_get0_data(s),
+                               (size_t)ASN1_STRING_length(s));
         } else if (gn->type == GEN_IPADD) {
             const ASN1_OCTET_STRING *s = gn->d.iPAddress;
             int l = ASN1_STRING_length(s);
@@ -171,8 +171,8 @@ static void cert_names(X509 *cert, char *buf, size_t len)
         const ASN1_STRING *cn =
             idx >= 0 ? X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx)) : NULL;
         if (cn)
-            mw_copy_printable(buf, len, (const char *)ASN1_STRING_get0_data(cn),
-                              (size_t)ASN1_STRING_length(cn));
+            mwi_copy_printable(buf, len, (const char *)ASN1_STRING_get0_data(cn),
+                               (size_t)ASN1_STRING_length(cn));
         else
             snprintf(buf, len, "no names");
     }
@@ -237,25 +237,25 @@ static int parse_pins(const char *spec, unsigned char pins[][32], int *npins, mw
         const char *end = strchr(p, ';');
         size_t l = end ? (size_t)(end - p) : strlen(p);
         if (l < 7 || strncmp(p, "sha256:", 7) != 0 || l - 7 != 44 || *npins == MW_TLS_MAX_PINS)
-            return mw_err_set(err, MW_EINVAL,
-                              "invalid pin: expected sha256:BASE64 of a 32-byte digest (at most "
-                              "%d, separated by ';')",
-                              MW_TLS_MAX_PINS);
+            return mwi_err_set(err, MW_EINVAL,
+                               "invalid pin: expected sha256:BASE64 of a 32-byte digest (at most "
+                               "%d, separated by ';')",
+                               MW_TLS_MAX_PINS);
         unsigned char tmp[33];
-        if (mw_base64_decode_strict(tmp, p + 7, 44) != 32)
-            return mw_err_set(err, MW_EINVAL, "invalid pin: the base64 digest is not 32 bytes");
+        if (mwi_base64_decode_strict(tmp, p + 7, 44) != 32)
+            return mwi_err_set(err, MW_EINVAL, "invalid pin: the base64 digest is not 32 bytes");
         memcpy(pins[(*npins)++], tmp, 32);
         p += l;
         if (*p == ';') p++;
     }
-    if (*npins == 0) return mw_err_set(err, MW_EINVAL, "invalid pin: empty");
+    if (*npins == 0) return mwi_err_set(err, MW_EINVAL, "invalid pin: empty");
     return 0;
 }
 
 static void pin_text(const unsigned char d[32], char out[52])
 {
     memcpy(out, "sha256:", 7);
-    mw_base64_encode(out + 7, d, 32);
+    mwi_base64_encode(out + 7, d, 32);
 }
 
 /* ---- peer ------------------------------------------------------------------- */
@@ -406,8 +406,8 @@ static int load_crls(struct mw_tls *t, const char *file, mw_error *err)
     X509_LOOKUP *lu = store ? X509_STORE_add_lookup(store, X509_LOOKUP_file()) : NULL;
     int n = lu ? X509_load_crl_file(lu, file, X509_FILETYPE_PEM) : 0;
     if (n <= 0)
-        return mw_err_set(err, MW_ETLS, "cannot load CRLs from %s: %s", file,
-                          ssl_reason(why, sizeof why));
+        return mwi_err_set(err, MW_ETLS, "cannot load CRLs from %s: %s", file,
+                           ssl_reason(why, sizeof why));
     X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
     return 0;
 }
@@ -417,8 +417,8 @@ static int setup_ctx(struct mw_tls *t, const mw_tls_opts *o, int strict, mw_erro
     char why[200];
     t->ctx = SSL_CTX_new(TLS_client_method());
     if (!t->ctx)
-        return mw_err_set(err, MW_ENOMEM, "cannot create TLS context: %s",
-                          ssl_reason(why, sizeof why));
+        return mwi_err_set(err, MW_ENOMEM, "cannot create TLS context: %s",
+                           ssl_reason(why, sizeof why));
     /* TLS 1.2 is the floor (RFC 8996 deprecates 1.0 and 1.1). */
     SSL_CTX_set_min_proto_version(t->ctx, o->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
     /* POP3 and SMTP end their data themselves, and many servers close
@@ -430,12 +430,12 @@ static int setup_ctx(struct mw_tls *t, const mw_tls_opts *o, int strict, mw_erro
     SSL_CTX_set_default_read_buffer_len(t->ctx, 64 * 1024);
     if (o->ca_file || o->ca_dir) {
         if (SSL_CTX_load_verify_locations(t->ctx, o->ca_file, o->ca_dir) != 1)
-            return mw_err_set(err, MW_ETLS, "cannot load CA %s %s: %s",
-                              o->ca_file ? "file" : "directory",
-                              o->ca_file ? o->ca_file : o->ca_dir, ssl_reason(why, sizeof why));
+            return mwi_err_set(err, MW_ETLS, "cannot load CA %s %s: %s",
+                               o->ca_file ? "file" : "directory",
+                               o->ca_file ? o->ca_file : o->ca_dir, ssl_reason(why, sizeof why));
     } else if (use_system_store(t) != 0) {
-        return mw_err_set(err, MW_ETLS, "cannot use the system CA store: %s",
-                          ssl_reason(why, sizeof why));
+        return mwi_err_set(err, MW_ETLS, "cannot use the system CA store: %s",
+                           ssl_reason(why, sizeof why));
     }
     if (o->crl_file) {
         int rc = load_crls(t, o->crl_file, err);
@@ -444,14 +444,14 @@ static int setup_ctx(struct mw_tls *t, const mw_tls_opts *o, int strict, mw_erro
     if (o->cert_file) {
         const char *key = o->key_file ? o->key_file : o->cert_file;
         if (SSL_CTX_use_certificate_chain_file(t->ctx, o->cert_file) != 1)
-            return mw_err_set(err, MW_ETLS, "cannot load client certificate %s: %s", o->cert_file,
-                              ssl_reason(why, sizeof why));
+            return mwi_err_set(err, MW_ETLS, "cannot load client certificate %s: %s", o->cert_file,
+                               ssl_reason(why, sizeof why));
         if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1)
-            return mw_err_set(err, MW_ETLS, "cannot load client key %s: %s", key,
-                              ssl_reason(why, sizeof why));
+            return mwi_err_set(err, MW_ETLS, "cannot load client key %s: %s", key,
+                               ssl_reason(why, sizeof why));
         if (SSL_CTX_check_private_key(t->ctx) != 1)
-            return mw_err_set(err, MW_ETLS, "client key %s does not match certificate %s", key,
-                              o->cert_file);
+            return mwi_err_set(err, MW_ETLS, "client key %s does not match certificate %s", key,
+                               o->cert_file);
     }
     /* Strict: OpenSSL aborts the handshake itself on a bad chain (and tells
      * the server why).  Otherwise we decide after the handshake (pin,
@@ -470,7 +470,7 @@ static int setup_ssl(struct mw_tls *t, const char *host, mw_error *err)
     if (!t->ssl || !t->meth || !BIO_meth_set_read_ex(t->meth, bio_read_ex) ||
         !BIO_meth_set_write_ex(t->meth, bio_write_ex) || !BIO_meth_set_ctrl(t->meth, bio_ctrl) ||
         !BIO_meth_set_create(t->meth, bio_create) || !(bio = BIO_new(t->meth)))
-        return mw_err_set(err, MW_ENOMEM, "cannot set up TLS: %s", ssl_reason(why, sizeof why));
+        return mwi_err_set(err, MW_ENOMEM, "cannot set up TLS: %s", ssl_reason(why, sizeof why));
     BIO_set_data(bio, t);
     SSL_set_app_data(t->ssl, t);
     SSL_set_bio(t->ssl, bio, bio);
@@ -478,11 +478,11 @@ static int setup_ssl(struct mw_tls *t, const char *host, mw_error *err)
     if (is_ip_literal(host)) {
         /* RFC 6066 §3: no SNI for address literals; check the IP SAN. */
         if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) != 1)
-            return mw_err_set(err, MW_EINVAL, "cannot check address %s", host);
+            return mwi_err_set(err, MW_EINVAL, "cannot check address %s", host);
     } else {
         SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         if (SSL_set1_host(t->ssl, host) != 1 || SSL_set_tlsext_host_name(t->ssl, host) != 1)
-            return mw_err_set(err, MW_EINVAL, "invalid TLS server name %s", host);
+            return mwi_err_set(err, MW_EINVAL, "invalid TLS server name %s", host);
     }
     return 0;
 }
@@ -493,10 +493,10 @@ static int decide(struct mw_tls *t, const mw_tls_opts *o, const char *host,
 {
     const char *who = host ? host : "the server";
     X509 *cert = SSL_get0_peer_certificate(t->ssl);
-    if (!cert) return mw_err_set(err, MW_ECERT, "%s presented no certificate", who);
+    if (!cert) return mwi_err_set(err, MW_ECERT, "%s presented no certificate", who);
     long vr = t->first_vr != X509_V_OK ? t->first_vr : SSL_get_verify_result(t->ssl);
     if (vr != X509_V_OK) verify_reason(vr, cert, t->verify_error, sizeof t->verify_error);
-    if (fill_peer(t, cert)) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (fill_peer(t, cert)) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     t->peer.verified = vr == X509_V_OK;
     int pinned = 0;
     for (int i = 0; i < npins; i++)
@@ -507,56 +507,58 @@ static int decide(struct mw_tls *t, const mw_tls_opts *o, const char *host,
         pin_text(pins[0], want);
         pin_text(t->peer.cert_sha256, gc);
         pin_text(t->peer.spki_sha256, gk);
-        return mw_err_set(err, MW_ECERT,
-                          "certificate of %s not accepted: pin mismatch: expected %s%s, got %s "
-                          "(certificate) / %s (public key)",
-                          who, want, npins > 1 ? " (or another pin)" : "", gc, gk);
+        return mwi_err_set(err, MW_ECERT,
+                           "certificate of %s not accepted: pin mismatch: expected %s%s, got %s "
+                           "(certificate) / %s (public key)",
+                           who, want, npins > 1 ? " (or another pin)" : "", gc, gk);
     }
     if (o->policy) {
         if (o->policy(&t->peer, o->policy_userdata) != 0) {
             if (t->peer.verified)
-                return mw_err_set(err, MW_ECERT, "certificate of %s refused by the caller's policy",
-                                  who);
-            return mw_err_set(err, MW_ECERT,
-                              "certificate of %s refused by the caller's policy (not verified: %s)",
-                              who, t->verify_error);
+                return mwi_err_set(err, MW_ECERT,
+                                   "certificate of %s refused by the caller's policy", who);
+            return mwi_err_set(
+                err, MW_ECERT,
+                "certificate of %s refused by the caller's policy (not verified: %s)", who,
+                t->verify_error);
         }
         return 0;
     }
     /* A matching pin is enough (mw_tls_opts.pin); insecure is explicit. */
     if (pinned || o->insecure || t->peer.verified) return 0;
-    return mw_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", who, t->verify_error);
+    return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", who, t->verify_error);
 }
 
-int mw_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
-                mw_error *err)
+int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
+                 mw_error *err)
 {
     if (!out) {
         mw_stream_free(inner);
-        return mw_err_set(err, MW_EINVAL, "no output stream pointer");
+        return mwi_err_set(err, MW_EINVAL, "no output stream pointer");
     }
     *out = NULL;
-    if (!inner) return mw_err_set(err, MW_EINVAL, "no stream to wrap in TLS");
+    if (!inner) return mwi_err_set(err, MW_EINVAL, "no stream to wrap in TLS");
     mw_tls_opts copy;
     const mw_tls_opts *o = &copy;
     unsigned char pins[MW_TLS_MAX_PINS][32];
     int npins = 0, rc = 0;
     if (mw_tls_opts_copy(&copy, opts) != 0)
-        rc = mw_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported", opts->version);
+        rc = mwi_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported", opts->version);
     else if (o->min_version != 0 && o->min_version != 12 && o->min_version != 13)
-        rc = mw_err_set(err, MW_EINVAL, "invalid TLS min_version %d (0, 12 or 13)", o->min_version);
+        rc =
+            mwi_err_set(err, MW_EINVAL, "invalid TLS min_version %d (0, 12 or 13)", o->min_version);
     else if (o->pin)
         rc = parse_pins(o->pin, pins, &npins, err);
-    const char *host = o->servername ? o->servername : mw_stream_host(inner);
+    const char *host = o->servername ? o->servername : mwi_stream_host(inner);
     if (!rc && !host && !o->insecure && !npins && !o->policy)
-        rc = mw_err_set(err, MW_EINVAL,
-                        "no host name to check the certificate against (set servername)");
+        rc = mwi_err_set(err, MW_EINVAL,
+                         "no host name to check the certificate against (set servername)");
     if (!rc && host && strpbrk(host, "\r\n"))
-        rc = mw_err_set(err, MW_EINVAL, "invalid TLS server name");
+        rc = mwi_err_set(err, MW_EINVAL, "invalid TLS server name");
     struct mw_tls *t = NULL;
     mw_stream *s = NULL;
-    if (!rc && (!(t = calloc(1, sizeof *t)) || !(s = mw_stream_alloc(MW_STREAM_TLS))))
-        rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!rc && (!(t = calloc(1, sizeof *t)) || !(s = mwi_stream_alloc(MW_STREAM_TLS))))
+        rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
     if (rc) {
         free(t);
         mw_stream_free(inner);
@@ -568,24 +570,24 @@ int mw_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int6
     s->cancel = inner->cancel;
     int strict = !o->insecure && !npins && !o->policy;
     /* The handshake deadline covers loading the trust store as well. */
-    t->deadline = mw_deadline_min(deadline_ms, o->handshake_timeout_ms);
+    t->deadline = mwi_deadline_min(deadline_ms, o->handshake_timeout_ms);
     ERR_clear_error();
     if ((rc = setup_ctx(t, o, strict, err)) || (rc = setup_ssl(t, host, err))) goto fail;
     if (SSL_connect(t->ssl) != 1) {
         char why[200];
         if (strict && t->first_vr != X509_V_OK) {
             verify_reason(t->first_vr, t->bad_cert, t->verify_error, sizeof t->verify_error);
-            rc = mw_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", host,
-                            t->verify_error);
+            rc = mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", host,
+                             t->verify_error);
         } else if (t->io_rc) {
-            rc = mw_err_set(err, t->io_rc, "TLS handshake with %s: %s", host ? host : "the server",
-                            t->io_err.message);
+            rc = mwi_err_set(err, t->io_rc, "TLS handshake with %s: %s", host ? host : "the server",
+                             t->io_err.message);
         } else if (t->eof) {
-            rc = mw_err_set(err, MW_ETLS, "%s closed the connection during the TLS handshake",
-                            host ? host : "the server");
+            rc = mwi_err_set(err, MW_ETLS, "%s closed the connection during the TLS handshake",
+                             host ? host : "the server");
         } else {
-            rc = mw_err_set(err, MW_ETLS, "TLS handshake with %s failed: %s",
-                            host ? host : "the server", ssl_reason(why, sizeof why));
+            rc = mwi_err_set(err, MW_ETLS, "TLS handshake with %s failed: %s",
+                             host ? host : "the server", ssl_reason(why, sizeof why));
         }
         t->failed = 1;
         goto fail;
@@ -602,7 +604,7 @@ fail:
 
 int mw_stream_tls(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, mw_error *err)
 {
-    return mw_tls_wrap(out, inner, opts, MW_NO_DEADLINE, err);
+    return mwi_tls_wrap(out, inner, opts, MW_NO_DEADLINE, err);
 }
 
 /* Turns a failed SSL_* call into our error. */
@@ -613,10 +615,10 @@ static int io_failure(struct mw_tls *t, int r, const char *what, mw_error *err)
     int rc;
     if (t->io_rc) {
         rc = t->io_rc;
-        mw_err_set(err, rc, "%s", t->io_err.message);
+        mwi_err_set(err, rc, "%s", t->io_err.message);
     } else {
-        rc = mw_err_set(err, MW_ETLS, "TLS %s failed: %s", what,
-                        e == SSL_ERROR_SSL ? ssl_reason(why, sizeof why) : "connection broken");
+        rc = mwi_err_set(err, MW_ETLS, "TLS %s failed: %s", what,
+                         e == SSL_ERROR_SSL ? ssl_reason(why, sizeof why) : "connection broken");
     }
     /* After a timeout, a cancel or a broken record the TLS state is at an
      * unknown point (maybe mid-record): nothing more can be read or sent,
@@ -626,8 +628,8 @@ static int io_failure(struct mw_tls *t, int r, const char *what, mw_error *err)
     return rc;
 }
 
-int mw_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
-                mw_error *err)
+int mwi_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
+                 mw_error *err)
 {
     struct mw_tls *t = s->tls;
     if (t->deferred) {
@@ -636,7 +638,7 @@ int mw_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadli
         return t->deferred_err.code;
     }
     if (t->failed)
-        return mw_err_set(err, MW_ETLS, "TLS connection unusable after an earlier error");
+        return mwi_err_set(err, MW_ETLS, "TLS connection unusable after an earlier error");
     t->deadline = deadline_ms;
     t->io_rc = 0;
     ERR_clear_error();
@@ -676,11 +678,11 @@ int mw_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadli
     return 0;
 }
 
-int mw_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err)
+int mwi_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err)
 {
     struct mw_tls *t = s->tls;
     if (t->failed)
-        return mw_err_set(err, MW_ETLS, "TLS connection unusable after an earlier error");
+        return mwi_err_set(err, MW_ETLS, "TLS connection unusable after an earlier error");
     t->deadline = deadline_ms;
     t->io_rc = 0;
     ERR_clear_error();
@@ -690,7 +692,7 @@ int mw_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms,
     return io_failure(t, r, "write", err);
 }
 
-void mw_tls_close(mw_stream *s)
+void mwi_tls_close(mw_stream *s)
 {
     struct mw_tls *t = s->tls;
     if (!t) return;
@@ -758,7 +760,7 @@ static void name_2253(const X509_NAME *name, char *out, size_t outsz)
     if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0) {
         char *data = NULL;
         long n = BIO_get_mem_data(b, &data);
-        if (n > 0 && data) mw_copy_printable(out, outsz, data, (size_t)n);
+        if (n > 0 && data) mwi_copy_printable(out, outsz, data, (size_t)n);
     }
     BIO_free(b);
 }

@@ -26,31 +26,31 @@ static const char *state_name(int s)
     }
 }
 
-void pop3_set_state(mw_pop3 *p, int state)
+void mwi_pop3_set_state(mw_pop3 *p, int state)
 {
     /* Policy lives here: once broken or closed, a session never comes back,
      * and the connection goes away with it. */
     if (p->state == P3_BROKEN && state != P3_BROKEN) return;
     p->state = state;
     if (state == P3_CLOSED && p->conn) {
-        mw_conn_free(p->conn);
+        mwi_conn_free(p->conn);
         p->conn = NULL;
     }
 }
 
-int pop3_fatal(mw_pop3 *p, int rc)
+int mwi_pop3_fatal(mw_pop3 *p, int rc)
 {
-    pop3_set_state(p, P3_BROKEN);
+    mwi_pop3_set_state(p, P3_BROKEN);
     if (p->err.code == 0) p->err.code = rc;
     return rc;
 }
 
-int pop3_require(mw_pop3 *p, int state, const char *what)
+int mwi_pop3_require(mw_pop3 *p, int state, const char *what)
 {
     if (p->state == state) return 0;
     mw_error_clear(&p->err);
-    return mw_err_set(&p->err, MW_ESTATE, "%s: not possible, the session is %s", what,
-                      state_name(p->state));
+    return mwi_err_set(&p->err, MW_ESTATE, "%s: not possible, the session is %s", what,
+                       state_name(p->state));
 }
 
 static int has_line_break(const char *s, size_t n)
@@ -60,7 +60,7 @@ static int has_line_break(const char *s, size_t n)
     return 0;
 }
 
-int pop3_send(mw_pop3 *p, const char *line, size_t len, const char *masked, int flush)
+int mwi_pop3_send(mw_pop3 *p, const char *line, size_t len, const char *masked, int flush)
 {
     /* The lines of an AUTH exchange are not commands: the AUTH line stays
      * the command an error names. */
@@ -69,23 +69,23 @@ int pop3_send(mw_pop3 *p, const char *line, size_t len, const char *masked, int 
     mw_error_clear(&p->err);
     if (p->in_auth) memcpy(p->err.command, cmd, sizeof cmd);
     if (has_line_break(line, len))
-        return mw_err_set(&p->err, MW_EINVAL, "CR, LF or NUL in a command; nothing sent");
+        return mwi_err_set(&p->err, MW_EINVAL, "CR, LF or NUL in a command; nothing sent");
     /* RFC 2449 §4: command lines are at most 255 octets with the CRLF.
      * The base64 lines of an AUTH exchange are not commands (RFC 5034 §4
      * limits only the AUTH line itself); DIGEST-MD5 answers run longer. */
     size_t limit = p->in_auth ? 16384 : P3_MAX_CMD;
     if (len + 2 > limit)
-        return mw_err_set(&p->err, MW_EINVAL, "command of %zu octets is over the %zu-octet limit",
-                          len + 2, limit);
+        return mwi_err_set(&p->err, MW_EINVAL, "command of %zu octets is over the %zu-octet limit",
+                           len + 2, limit);
     const char *show = masked ? masked : line;
     size_t show_len = masked ? strlen(masked) : len;
-    mw_conn_trace(p->conn, MW_TRACE_SEND, show, show_len);
-    if (!p->in_auth) mw_err_set_command(&p->err, show, show_len);
-    int rc = mw_conn_write(p->conn, line, len, &p->err);
+    mwi_conn_trace(p->conn, MW_TRACE_SEND, show, show_len);
+    if (!p->in_auth) mwi_err_set_command(&p->err, show, show_len);
+    int rc = mwi_conn_write(p->conn, line, len, &p->err);
     /* Tcllib -msex: Exchange wanted commands ended by a bare LF. */
-    if (!rc) rc = mw_conn_write(p->conn, p->msex ? "\n" : "\r\n", p->msex ? 1 : 2, &p->err);
-    if (!rc && flush) rc = mw_conn_flush(p->conn, &p->err);
-    if (rc) return pop3_fatal(p, rc);
+    if (!rc) rc = mwi_conn_write(p->conn, p->msex ? "\n" : "\r\n", p->msex ? 1 : 2, &p->err);
+    if (!rc && flush) rc = mwi_conn_flush(p->conn, &p->err);
+    if (rc) return mwi_pop3_fatal(p, rc);
     return 0;
 }
 
@@ -98,13 +98,13 @@ pop3_vsendf(mw_pop3 *p, int flush, const char *what, const char *fmt, va_list ap
     int n = vsnprintf(line, sizeof line, fmt, ap);
     if (n < 0 || (size_t)n >= sizeof line) {
         mw_error_clear(&p->err);
-        return what ? mw_err_set(&p->err, MW_EINVAL, "%s: command too long", what)
-                    : mw_err_set(&p->err, MW_EINVAL, "command too long");
+        return what ? mwi_err_set(&p->err, MW_EINVAL, "%s: command too long", what)
+                    : mwi_err_set(&p->err, MW_EINVAL, "command too long");
     }
-    return pop3_send(p, line, (size_t)n, NULL, flush);
+    return mwi_pop3_send(p, line, (size_t)n, NULL, flush);
 }
 
-int pop3_sendf(mw_pop3 *p, int flush, const char *fmt, ...)
+int mwi_pop3_sendf(mw_pop3 *p, int flush, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -113,31 +113,31 @@ int pop3_sendf(mw_pop3 *p, int flush, const char *fmt, ...)
     return rc;
 }
 
-int pop3_read_status(mw_pop3 *p, mw_pop3_status *st)
+int mwi_pop3_read_status(mw_pop3 *p, mw_pop3_status *st)
 {
     const char *line;
     size_t len;
-    int rc = mw_conn_read_line(p->conn, &line, &len, &p->err);
+    int rc = mwi_conn_read_line(p->conn, &line, &len, &p->err);
     if (rc) {
         if (rc == MW_ETOOBIG)
-            mw_err_set(&p->err, rc, "reply line over the %zu-octet limit (after %s)", p->max_line,
-                       p->err.command[0] ? p->err.command : "connecting");
-        return pop3_fatal(p, rc);
+            mwi_err_set(&p->err, rc, "reply line over the %zu-octet limit (after %s)", p->max_line,
+                        p->err.command[0] ? p->err.command : "connecting");
+        return mwi_pop3_fatal(p, rc);
     }
     if (p->in_auth && !p->trace_secrets && len > 0 && line[0] == '+' &&
         (len == 1 || line[1] == ' '))
-        mw_conn_trace(p->conn, MW_TRACE_RECV, "+ ****", 6);
+        mwi_conn_trace(p->conn, MW_TRACE_RECV, "+ ****", 6);
     else
-        mw_conn_trace(p->conn, MW_TRACE_RECV, line, len);
-    if (mw_pop3_parse_status(st, line, len)) {
-        mw_err_set_reply(&p->err, line, len);
-        mw_err_set(&p->err, MW_EPROTO, "server sent neither +OK nor -ERR: '%s'", p->err.reply);
-        return pop3_fatal(p, MW_EPROTO);
+        mwi_conn_trace(p->conn, MW_TRACE_RECV, line, len);
+    if (mwi_pop3_parse_status(st, line, len)) {
+        mwi_err_set_reply(&p->err, line, len);
+        mwi_err_set(&p->err, MW_EPROTO, "server sent neither +OK nor -ERR: '%s'", p->err.reply);
+        return mwi_pop3_fatal(p, MW_EPROTO);
     }
     return 0;
 }
 
-int pop3_server_error(mw_pop3 *p, const mw_pop3_status *st, int dflt, const char *what)
+int mwi_pop3_server_error(mw_pop3 *p, const mw_pop3_status *st, int dflt, const char *what)
 {
     int code = dflt;
     /* RFC 2449 §8.1 / RFC 3206: temporary conditions are worth retrying. */
@@ -148,41 +148,41 @@ int pop3_server_error(mw_pop3 *p, const mw_pop3_status *st, int dflt, const char
         code = MW_EAUTH;
     else if (!strncasecmp(st->code, "SYS/PERM", 8) && dflt != MW_EAUTH)
         code = MW_ESERVER;
-    mw_err_set_reply(&p->err, st->text, st->text_len);
-    mw_copy_printable(p->err.resp_code, sizeof p->err.resp_code, st->code, strlen(st->code));
+    mwi_err_set_reply(&p->err, st->text, st->text_len);
+    mwi_copy_printable(p->err.resp_code, sizeof p->err.resp_code, st->code, strlen(st->code));
     if (st->kind == MW_POP3_CONT) {
         /* A "+ " outside AUTH: the reply stream can no longer be trusted. */
-        mw_err_set(&p->err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what, p->err.reply);
-        return pop3_fatal(p, MW_EPROTO);
+        mwi_err_set(&p->err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what, p->err.reply);
+        return mwi_pop3_fatal(p, MW_EPROTO);
     }
-    return mw_err_set(&p->err, code, "%s: server said -ERR %s", what, p->err.reply);
+    return mwi_err_set(&p->err, code, "%s: server said -ERR %s", what, p->err.reply);
 }
 
-int pop3_simple(mw_pop3 *p, mw_pop3_status *st, const char *what, const char *fmt, ...)
+int mwi_pop3_simple(mw_pop3 *p, mw_pop3_status *st, const char *what, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int rc = pop3_vsendf(p, 1, what, fmt, ap);
     va_end(ap);
-    if (!rc) rc = pop3_read_status(p, st);
+    if (!rc) rc = mwi_pop3_read_status(p, st);
     if (rc) return rc;
-    if (st->kind != MW_POP3_OK) return pop3_server_error(p, st, MW_ESERVER, what);
+    if (st->kind != MW_POP3_OK) return mwi_pop3_server_error(p, st, MW_ESERVER, what);
     return 0;
 }
 
-int pop3_read_lines(mw_pop3 *p, pop3_line_fn fn, void *ud)
+int mwi_pop3_read_lines(mw_pop3 *p, pop3_line_fn fn, void *ud)
 {
     int keep = 0;
     for (;;) {
         const char *line;
         size_t len;
-        int rc = mw_conn_read_line(p->conn, &line, &len, &p->err);
+        int rc = mwi_conn_read_line(p->conn, &line, &len, &p->err);
         if (rc) {
             if (rc == MW_ENET)
-                mw_err_set(&p->err, rc, "connection closed in the middle of a multi-line reply");
-            return pop3_fatal(p, rc);
+                mwi_err_set(&p->err, rc, "connection closed in the middle of a multi-line reply");
+            return mwi_pop3_fatal(p, rc);
         }
-        mw_conn_trace(p->conn, MW_TRACE_RECV, line, len);
+        mwi_conn_trace(p->conn, MW_TRACE_RECV, line, len);
         /* RFC 1939 §3: "." ends the reply; a leading dot is stuffing. */
         if (len == 1 && line[0] == '.') return keep;
         if (len > 0 && line[0] == '.') {
@@ -199,12 +199,12 @@ int pop3_read_lines(mw_pop3 *p, pop3_line_fn fn, void *ud)
     }
 }
 
-int pop3_check_msg(mw_pop3 *p, uint64_t msg)
+int mwi_pop3_check_msg(mw_pop3 *p, uint64_t msg)
 {
     mw_error_clear(&p->err);
-    if (msg == 0) return mw_err_set(&p->err, MW_EINVAL, "message numbers start at 1");
+    if (msg == 0) return mwi_err_set(&p->err, MW_EINVAL, "message numbers start at 1");
     if (p->have_count && msg > p->count)
-        return mw_err_set(
+        return mwi_err_set(
             &p->err, MW_EINVAL, "message %llu does not exist: the mailbox has %llu message%s",
             (unsigned long long)msg, (unsigned long long)p->count, p->count == 1 ? "" : "s");
     return 0;
@@ -228,28 +228,28 @@ static int capa_line(mw_pop3 *p, const char *line, size_t len, void *ud)
 {
     size_t *lines = ud;
     if (++*lines > P3_MAX_CAPA_LINES) {
-        mw_err_set(&p->err, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it",
-                   P3_MAX_CAPA_LINES);
-        return pop3_fatal(p, MW_ETOOBIG);
+        mwi_err_set(&p->err, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it",
+                    P3_MAX_CAPA_LINES);
+        return mwi_pop3_fatal(p, MW_ETOOBIG);
     }
     if (p->ncapa >= P3_MAX_CAPA || len == 0) return 0; /* more than we look at: ignored */
     char *s = malloc(len + 1);
-    if (!s) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
-    mw_copy_printable(s, len + 1, line, len);
+    if (!s) return mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
+    mwi_copy_printable(s, len + 1, line, len);
     p->capa[p->ncapa++] = s;
     return 0;
 }
 
-int pop3_do_capa(mw_pop3 *p)
+int mwi_pop3_do_capa(mw_pop3 *p)
 {
     mw_pop3_status st;
     capa_forget(p);
-    int rc = pop3_send(p, "CAPA", 4, NULL, 1);
-    if (!rc) rc = pop3_read_status(p, &st);
+    int rc = mwi_pop3_send(p, "CAPA", 4, NULL, 1);
+    if (!rc) rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
-    if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_EUNSUPPORTED, "CAPA");
+    if (st.kind != MW_POP3_OK) return mwi_pop3_server_error(p, &st, MW_EUNSUPPORTED, "CAPA");
     size_t lines = 0;
-    rc = pop3_read_lines(p, capa_line, &lines);
+    rc = mwi_pop3_read_lines(p, capa_line, &lines);
     if (!rc) p->capa_known = 1;
     return rc;
 }
@@ -282,8 +282,8 @@ const char *mw_pop3_capa_line(const mw_pop3 *p, size_t i)
 int mw_pop3_capa(mw_pop3 *p)
 {
     if (!p) return MW_EINVAL;
-    if (p->state != P3_AUTH && p->state != P3_TRANS) return pop3_require(p, P3_TRANS, "CAPA");
-    int rc = pop3_do_capa(p);
+    if (p->state != P3_AUTH && p->state != P3_TRANS) return mwi_pop3_require(p, P3_TRANS, "CAPA");
+    int rc = mwi_pop3_do_capa(p);
     if (!rc) p->pipelining = p->want_pipelining && capa_find(p, "PIPELINING");
     return rc;
 }
@@ -293,46 +293,46 @@ int mw_pop3_capa(mw_pop3 *p)
 static int validate_opts(mw_pop3 *p, const mw_pop3_opts *o)
 {
     if (o->version != MW_POP3_OPTS_VERSION)
-        return mw_err_set(&p->err, MW_EINVAL, "mw_pop3_opts version %u is not %u", o->version,
-                          MW_POP3_OPTS_VERSION);
+        return mwi_err_set(&p->err, MW_EINVAL, "mw_pop3_opts version %u is not %u", o->version,
+                           MW_POP3_OPTS_VERSION);
     if (o->tls < MW_TLS_STARTTLS || o->tls > MW_TLS_IMPLICIT)
-        return mw_err_set(&p->err, MW_EINVAL, "unknown TLS mode %d", o->tls);
+        return mwi_err_set(&p->err, MW_EINVAL, "unknown TLS mode %d", o->tls);
     if (o->auth < MW_POP3_AUTH_AUTO || o->auth > MW_POP3_AUTH_NONE)
-        return mw_err_set(&p->err, MW_EINVAL, "unknown login method %d", o->auth);
+        return mwi_err_set(&p->err, MW_EINVAL, "unknown login method %d", o->auth);
     if (o->retr_mode < MW_POP3_RETR_RETR || o->retr_mode > MW_POP3_RETR_SLOW)
-        return mw_err_set(&p->err, MW_EINVAL, "unknown retr mode %d", o->retr_mode);
-    if (o->port > 65535) return mw_err_set(&p->err, MW_EINVAL, "port %u out of range", o->port);
+        return mwi_err_set(&p->err, MW_EINVAL, "unknown retr mode %d", o->retr_mode);
+    if (o->port > 65535) return mwi_err_set(&p->err, MW_EINVAL, "port %u out of range", o->port);
     if (o->window > MW_POP3_WINDOW_MAX)
-        return mw_err_set(&p->err, MW_EINVAL, "pipelining window %u over %d", o->window,
-                          MW_POP3_WINDOW_MAX);
+        return mwi_err_set(&p->err, MW_EINVAL, "pipelining window %u over %d", o->window,
+                           MW_POP3_WINDOW_MAX);
     if (o->max_line && o->max_line < 512)
-        return mw_err_set(&p->err, MW_EINVAL, "max_line %zu under 512", o->max_line);
+        return mwi_err_set(&p->err, MW_EINVAL, "max_line %zu under 512", o->max_line);
     const char *fields[] = {o->user, o->password, o->authzid, o->token, o->sasl_mechs};
     const char *names[] = {"user name", "password", "authzid", "token", "SASL mechanism list"};
     for (size_t i = 0; i < 5; i++)
         if (fields[i] && has_line_break(fields[i], strlen(fields[i])))
-            return mw_err_set(&p->err, MW_EINVAL, "CR or LF in the %s; nothing sent", names[i]);
+            return mwi_err_set(&p->err, MW_EINVAL, "CR or LF in the %s; nothing sent", names[i]);
     return 0;
 }
 
 static int read_greeting(mw_pop3 *p)
 {
     mw_pop3_status st;
-    int rc = pop3_read_status(p, &st);
+    int rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) {
-        pop3_server_error(p, &st, MW_ESERVER, "greeting");
-        mw_err_set(&p->err, p->err.code, "server refused the connection: -ERR %s", p->err.reply);
-        return pop3_fatal(p, p->err.code);
+        mwi_pop3_server_error(p, &st, MW_ESERVER, "greeting");
+        mwi_err_set(&p->err, p->err.code, "server refused the connection: -ERR %s", p->err.reply);
+        return mwi_pop3_fatal(p, p->err.code);
     }
-    mw_copy_printable(p->greeting, sizeof p->greeting, st.text, st.text_len);
+    mwi_copy_printable(p->greeting, sizeof p->greeting, st.text, st.text_len);
     const char *ts;
     size_t tl;
-    if (mw_pop3_find_timestamp(st.text, st.text_len, &ts, &tl) && tl < sizeof p->timestamp) {
+    if (mwi_pop3_find_timestamp(st.text, st.text_len, &ts, &tl) && tl < sizeof p->timestamp) {
         memcpy(p->timestamp, ts, tl);
         p->timestamp[tl] = '\0';
     }
-    pop3_set_state(p, P3_AUTH);
+    mwi_pop3_set_state(p, P3_AUTH);
     return 0;
 }
 
@@ -342,42 +342,42 @@ static int do_stls(mw_pop3 *p, const mw_pop3_opts *o)
 {
     if (!p->capa_known || !capa_find(p, "STLS")) {
         mw_error_clear(&p->err);
-        mw_err_set(&p->err, MW_ETLS,
-                   "STLS was asked for but the server does not offer it%s; not going on in "
-                   "plain text",
-                   p->capa_known ? "" : " (CAPA failed)");
-        return pop3_fatal(p, MW_ETLS);
+        mwi_err_set(&p->err, MW_ETLS,
+                    "STLS was asked for but the server does not offer it%s; not going on in "
+                    "plain text",
+                    p->capa_known ? "" : " (CAPA failed)");
+        return mwi_pop3_fatal(p, MW_ETLS);
     }
     mw_pop3_status st;
-    int rc = pop3_send(p, "STLS", 4, NULL, 1);
-    if (!rc) rc = pop3_read_status(p, &st);
+    int rc = mwi_pop3_send(p, "STLS", 4, NULL, 1);
+    if (!rc) rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) {
-        pop3_server_error(p, &st, MW_ETLS, "STLS");
-        mw_err_set(&p->err, MW_ETLS, "server refused STLS: -ERR %s; not going on in plain text",
-                   p->err.reply);
-        return pop3_fatal(p, MW_ETLS);
+        mwi_pop3_server_error(p, &st, MW_ETLS, "STLS");
+        mwi_err_set(&p->err, MW_ETLS, "server refused STLS: -ERR %s; not going on in plain text",
+                    p->err.reply);
+        return mwi_pop3_fatal(p, MW_ETLS);
     }
-    size_t extra = mw_conn_buffered(p->conn);
+    size_t extra = mwi_conn_buffered(p->conn);
     if (extra) {
-        mw_err_set(&p->err, MW_EPROTO,
-                   "server sent %zu bytes after its STLS +OK, before the TLS handshake "
-                   "(possible injection); refusing",
-                   extra);
-        return pop3_fatal(p, MW_EPROTO);
+        mwi_err_set(&p->err, MW_EPROTO,
+                    "server sent %zu bytes after its STLS +OK, before the TLS handshake "
+                    "(possible injection); refusing",
+                    extra);
+        return mwi_pop3_fatal(p, MW_EPROTO);
     }
     /* The name given to open is the one checked, also on a caller's stream
      * (RFC 2595 §2.4), unless tls_opts names another. */
     mw_tls_opts t;
     if (mw_tls_opts_copy(&t, o->tls_opts) != 0)
-        return mw_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
-                          o->tls_opts->version);
+        return mwi_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
+                           o->tls_opts->version);
     if (!t.servername && p->host[0]) t.servername = p->host;
-    rc = mw_conn_starttls(p->conn, &t, &p->err);
-    if (rc) return pop3_fatal(p, rc);
-    mw_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (STLS)", 22);
+    rc = mwi_conn_starttls(p->conn, &t, &p->err);
+    if (rc) return mwi_pop3_fatal(p, rc);
+    mwi_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (STLS)", 22);
     capa_forget(p);
-    rc = pop3_do_capa(p);
+    rc = mwi_pop3_do_capa(p);
     if (rc && p->state == P3_BROKEN) return rc;
     return 0;
 }
@@ -397,18 +397,18 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
     p->host = strdup(host ? host : "");
     if (!p->host) {
         if (o->stream) mw_stream_free(o->stream);
-        return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
     }
     int rc = validate_opts(p, o);
     if (!rc && !o->stream && (!host || !*host))
-        rc = mw_err_set(&p->err, MW_EINVAL, "no host to connect to");
+        rc = mwi_err_set(&p->err, MW_EINVAL, "no host to connect to");
     if (rc) {
         if (o->stream) mw_stream_free(o->stream);
-        pop3_set_state(p, P3_BROKEN);
+        mwi_pop3_set_state(p, P3_BROKEN);
         return rc;
     }
     p->tls = o->tls;
-    p->port = o->port ? o->port : o->tls == MW_POP3_TLS_IMPLICIT ? 995 : 110;
+    p->port = o->port ? o->port : o->tls == MW_TLS_IMPLICIT ? 995 : 110;
     p->msex = o->msex;
     p->retr_mode = o->retr_mode;
     p->want_pipelining = o->pipelining;
@@ -420,50 +420,47 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
     p->trace_secrets = o->trace_secrets;
 
     mw_net_opts ndflt = MW_NET_OPTS_INIT;
-    const mw_net_opts *n = o->net_opts ? o->net_opts : &ndflt;
+    const mw_net_opts *n = o->net ? o->net : &ndflt;
     mw_stream *s = o->stream;
     if (!s) {
         rc = mw_stream_tcp(&s, host, p->port, n, &p->err);
         if (rc) {
-            pop3_set_state(p, P3_BROKEN);
+            mwi_pop3_set_state(p, P3_BROKEN);
             return rc;
         }
     }
-    if (o->tls == MW_POP3_TLS_IMPLICIT) {
+    if (o->tls == MW_TLS_IMPLICIT) {
         mw_tls_opts t;
         if (mw_tls_opts_copy(&t, o->tls_opts) != 0)
-            return mw_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
-                              o->tls_opts->version);
+            return mwi_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
+                               o->tls_opts->version);
         if (!t.servername && host && *host) t.servername = host;
         mw_stream *ts = NULL;
         rc = mw_stream_tls(&ts, s, &t, &p->err); /* owns s from here, also on failure */
         if (rc) {
-            pop3_set_state(p, P3_BROKEN);
+            mwi_pop3_set_state(p, P3_BROKEN);
             return rc;
         }
         s = ts;
     }
-    rc = mw_conn_new(&p->conn, s, &p->err);
+    rc = mwi_conn_new(&p->conn, s, &p->err);
     if (rc) {
-        pop3_set_state(p, P3_BROKEN);
+        mwi_pop3_set_state(p, P3_BROKEN);
         return rc;
     }
-    mw_conn_set_io_timeout(p->conn, n->io_timeout_ms);
-    mw_conn_set_max_line(p->conn, p->max_line);
-    if (o->cancel)
-        mw_conn_set_cancel(p->conn, o->cancel);
-    else if (n->cancel)
-        mw_conn_set_cancel(p->conn, n->cancel);
-    mw_conn_set_trace(p->conn, o->trace, o->trace_userdata);
+    mwi_conn_set_io_timeout(p->conn, n->io_timeout_ms);
+    mwi_conn_set_max_line(p->conn, p->max_line);
+    if (n->cancel) mwi_conn_set_cancel(p->conn, n->cancel);
+    mwi_conn_set_trace(p->conn, o->trace, o->trace_userdata);
     if (p->command_timeout_ms > 0)
-        mw_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
-    if (o->tls == MW_POP3_TLS_IMPLICIT)
-        mw_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (implicit)", 25);
+        mwi_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
+    if (o->tls == MW_TLS_IMPLICIT)
+        mwi_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (implicit)", 25);
 
     if ((rc = read_greeting(p))) return rc;
     /* RFC 2449 §5: CAPA may be refused by old servers; that is not fatal
      * unless we need it (STLS). */
-    rc = pop3_do_capa(p);
+    rc = mwi_pop3_do_capa(p);
     if (rc && p->state == P3_BROKEN) return rc;
     if (o->tls == MW_TLS_STARTTLS && (rc = do_stls(p, o))) return rc;
     if (o->tls == MW_TLS_OPPORTUNISTIC) {
@@ -474,13 +471,13 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
             p->tls = MW_TLS_NONE; /* a login now needs allow_plaintext */
         }
     }
-    if ((rc = pop3_login(p, o))) return rc;
+    if ((rc = mwi_pop3_login(p, o))) return rc;
     p->pipelining = p->want_pipelining && capa_find(p, "PIPELINING");
     if (!o->skip_stat && o->auth != MW_POP3_AUTH_NONE) {
         uint64_t c, oct;
         if ((rc = mw_pop3_stat(p, &c, &oct))) return rc;
     }
-    if (p->command_timeout_ms > 0) mw_conn_set_deadline(p->conn, MW_NO_DEADLINE);
+    if (p->command_timeout_ms > 0) mwi_conn_set_deadline(p->conn, MW_NO_DEADLINE);
     mw_error_clear(&p->err);
     return 0;
 }
@@ -490,7 +487,7 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts, mw_e
     if (err) mw_error_clear(err);
     if (!out) {
         if (opts && opts->stream) mw_stream_free(opts->stream);
-        return mw_err_set(err, MW_EINVAL, "mw_pop3_open: no place for the handle");
+        return mwi_err_set(err, MW_EINVAL, "mw_pop3_open: no place for the handle");
     }
     *out = NULL;
     mw_pop3 *p = NULL;
@@ -499,7 +496,7 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts, mw_e
         if (err && p)
             *err = p->err;
         else if (p == NULL)
-            mw_err_set(err, rc, "out of memory");
+            mwi_err_set(err, rc, "out of memory");
         if (err && !err->code) err->code = rc;
         mw_pop3_free(p); /* no QUIT: nothing was done */
         return rc;
@@ -511,7 +508,7 @@ int mw_pop3_open(mw_pop3 **out, const char *host, const mw_pop3_opts *opts, mw_e
 void mw_pop3_free(mw_pop3 *p)
 {
     if (!p) return;
-    if (p->conn) mw_conn_free(p->conn);
+    if (p->conn) mwi_conn_free(p->conn);
     capa_forget(p);
     free(p->host);
     free(p);
@@ -531,24 +528,24 @@ uint64_t mw_pop3_count(const mw_pop3 *p)
 static void command_deadline(mw_pop3 *p, int on)
 {
     if (p->command_timeout_ms > 0 && p->conn)
-        mw_conn_set_deadline(p->conn, on ? mw_now_ms() + p->command_timeout_ms : MW_NO_DEADLINE);
+        mwi_conn_set_deadline(p->conn, on ? mw_now_ms() + p->command_timeout_ms : MW_NO_DEADLINE);
 }
 
 int mw_pop3_stat(mw_pop3 *p, uint64_t *count, uint64_t *octets)
 {
     if (!p) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, "STAT");
+    int rc = mwi_pop3_require(p, P3_TRANS, "STAT");
     if (rc) return rc;
     mw_pop3_status st;
     command_deadline(p, 1);
-    rc = pop3_simple(p, &st, "STAT", "STAT");
+    rc = mwi_pop3_simple(p, &st, "STAT", "STAT");
     command_deadline(p, 0);
     if (rc) return rc;
     uint64_t c, o;
-    if (mw_pop3_parse_stat(st.text, st.text_len, &c, &o)) {
-        mw_err_set_reply(&p->err, st.text, st.text_len);
-        mw_err_set(&p->err, MW_EPROTO, "STAT reply is not 'count octets': '%s'", p->err.reply);
-        return pop3_fatal(p, MW_EPROTO);
+    if (mwi_pop3_parse_stat(st.text, st.text_len, &c, &o)) {
+        mwi_err_set_reply(&p->err, st.text, st.text_len);
+        mwi_err_set(&p->err, MW_EPROTO, "STAT reply is not 'count octets': '%s'", p->err.reply);
+        return mwi_pop3_fatal(p, MW_EPROTO);
     }
     p->count = c;
     p->have_count = 1;
@@ -570,7 +567,7 @@ typedef struct list_acc {
  * rest of the reply is not read (it may never end). */
 static int list_overflow(mw_pop3 *p, int rc)
 {
-    return pop3_fatal(p, rc);
+    return mwi_pop3_fatal(p, rc);
 }
 
 static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
@@ -579,44 +576,44 @@ static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
     uint64_t msg, size = 0;
     const char *uid = NULL;
     size_t ul = 0;
-    int bad = a->uidl ? mw_pop3_parse_uidl(line, len, &msg, &uid, &ul)
-                      : mw_pop3_parse_listing(line, len, &msg, &size);
+    int bad = a->uidl ? mwi_pop3_parse_uidl(line, len, &msg, &uid, &ul)
+                      : mwi_pop3_parse_listing(line, len, &msg, &size);
     /* RFC 1939 §7: a unique-id is 1-70 octets of 0x21-0x7E.  One that is
      * not costs its own message only (fetch leaves it on the server): the
      * entry keeps the number, with an empty uid. */
-    if (bad && a->lenient && !mw_pop3_parse_uidl_msg(line, len, &msg)) {
+    if (bad && a->lenient && !mwi_pop3_parse_uidl_msg(line, len, &msg)) {
         bad = 0;
         uid = "";
         ul = 0;
     }
     if (bad || (p->have_count && msg > p->count)) {
-        mw_err_set_reply(&p->err, line, len);
-        mw_err_set(&p->err, MW_EPROTO,
-                   bad ? "bad %s line: '%s'" : "%s names a message over the count: '%s'",
-                   a->uidl ? "UIDL" : "LIST", p->err.reply);
+        mwi_err_set_reply(&p->err, line, len);
+        mwi_err_set(&p->err, MW_EPROTO,
+                    bad ? "bad %s line: '%s'" : "%s names a message over the count: '%s'",
+                    a->uidl ? "UIDL" : "LIST", p->err.reply);
         return list_overflow(p, MW_EPROTO);
     }
     /* A listing has at most one entry per message: the count bounds what
      * we allocate for it, and how long we read. */
     if (p->have_count && a->n >= p->count) {
-        mw_err_set_reply(&p->err, line, len);
-        mw_err_set(&p->err, MW_EPROTO,
-                   "%s lists more entries than the %llu messages: '%s'; stopped reading it",
-                   a->uidl ? "UIDL" : "LIST", (unsigned long long)p->count, p->err.reply);
+        mwi_err_set_reply(&p->err, line, len);
+        mwi_err_set(&p->err, MW_EPROTO,
+                    "%s lists more entries than the %llu messages: '%s'; stopped reading it",
+                    a->uidl ? "UIDL" : "LIST", (unsigned long long)p->count, p->err.reply);
         return list_overflow(p, MW_EPROTO);
     }
     size_t most = P3_MAX_LIST_ITEMS;
     if (a->n >= most) {
-        mw_err_set(&p->err, MW_ETOOBIG, "%s reply of over %zu entries%s; stopped reading it",
-                   a->uidl ? "UIDL" : "LIST", most,
-                   p->have_count ? "" : " with no message count (STAT) to bound it");
+        mwi_err_set(&p->err, MW_ETOOBIG, "%s reply of over %zu entries%s; stopped reading it",
+                    a->uidl ? "UIDL" : "LIST", most,
+                    p->have_count ? "" : " with no message count (STAT) to bound it");
         return list_overflow(p, MW_ETOOBIG);
     }
     if (a->n == a->cap) {
         size_t ncap = a->cap ? a->cap * 2 : 64;
         if (ncap > most) ncap = most;
         void *ni = realloc(a->items, ncap * a->size);
-        if (!ni) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+        if (!ni) return mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
         a->items = ni;
         a->cap = ncap;
     }
@@ -642,15 +639,15 @@ static int read_listing(mw_pop3 *p, int uidl, int lenient, void **items, size_t 
     *n = 0;
     const char *what = uidl ? "UIDL" : "LIST";
     /* Named in errors even when the other command went out after it. */
-    mw_err_set_command(&p->err, what, 4);
+    mwi_err_set_command(&p->err, what, 4);
     mw_pop3_status st;
-    int rc = pop3_read_status(p, &st);
+    int rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
-    if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_ESERVER, what);
+    if (st.kind != MW_POP3_OK) return mwi_pop3_server_error(p, &st, MW_ESERVER, what);
     list_acc a = {NULL, 0, 0, uidl ? sizeof(mw_pop3_uid) : sizeof(mw_pop3_listing), uidl, lenient};
-    rc = pop3_read_lines(p, list_line, &a);
+    rc = mwi_pop3_read_lines(p, list_line, &a);
     if (rc == MW_EPROTO && p->state != P3_BROKEN)
-        pop3_fatal(p, rc); /* a server that lies in listings is not trusted further */
+        mwi_pop3_fatal(p, rc); /* a server that lies in listings is not trusted further */
     if (rc) {
         free(a.items);
         return rc;
@@ -665,10 +662,10 @@ static int list_all(mw_pop3 *p, int uidl, void **items, size_t *n)
     *items = NULL;
     *n = 0;
     const char *what = uidl ? "UIDL" : "LIST";
-    int rc = pop3_require(p, P3_TRANS, what);
+    int rc = mwi_pop3_require(p, P3_TRANS, what);
     if (rc) return rc;
     command_deadline(p, 1);
-    rc = pop3_send(p, what, 4, NULL, 1);
+    rc = mwi_pop3_send(p, what, 4, NULL, 1);
     if (!rc) rc = read_listing(p, uidl, 0, items, n);
     command_deadline(p, 0);
     return rc;
@@ -696,15 +693,15 @@ int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_ui
     *uids = NULL;
     *n = *nuids = 0;
     *uidl_rc = 0;
-    int rc = pop3_require(p, P3_TRANS, "LIST");
+    int rc = mwi_pop3_require(p, P3_TRANS, "LIST");
     if (rc) return rc;
     /* RFC 2449 §6.6: with PIPELINING the client may send several commands
      * before reading; the replies come back in order.  Two short lines go
      * in one write, so the server's two replies cost one round trip. */
     int piped = p->pipelining;
     command_deadline(p, 1);
-    rc = pop3_send(p, "LIST", 4, NULL, !piped);
-    if (!rc && piped) rc = pop3_send(p, "UIDL", 4, NULL, 1);
+    rc = mwi_pop3_send(p, "LIST", 4, NULL, !piped);
+    if (!rc && piped) rc = mwi_pop3_send(p, "UIDL", 4, NULL, 1);
     void *li = NULL, *ui = NULL;
     size_t nl = 0, nu = 0;
     if (!rc) rc = read_listing(p, 0, 0, &li, &nl);
@@ -713,7 +710,7 @@ int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_ui
         /* Pipelined, the UIDL reply is read even after a LIST -ERR, so the
          * session stays in step; LIST's error is the one reported. */
         mw_error list_err = p->err;
-        int urc = piped ? 0 : pop3_send(p, "UIDL", 4, NULL, 1);
+        int urc = piped ? 0 : mwi_pop3_send(p, "UIDL", 4, NULL, 1);
         if (!urc) urc = read_listing(p, 1, 1, &ui, &nu);
         if (p->state == P3_BROKEN) {
             rc = urc;
@@ -768,17 +765,17 @@ void mw_pop3_uidl_free(mw_pop3_uid *items)
 int mw_pop3_list_one(mw_pop3 *p, uint64_t msg, uint64_t *size)
 {
     if (!p) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, "LIST");
-    if (!rc) rc = pop3_check_msg(p, msg);
+    int rc = mwi_pop3_require(p, P3_TRANS, "LIST");
+    if (!rc) rc = mwi_pop3_check_msg(p, msg);
     if (rc) return rc;
     mw_pop3_status st;
-    rc = pop3_simple(p, &st, "LIST", "LIST %llu", (unsigned long long)msg);
+    rc = mwi_pop3_simple(p, &st, "LIST", "LIST %llu", (unsigned long long)msg);
     if (rc) return rc;
     uint64_t m, s;
-    if (mw_pop3_parse_listing(st.text, st.text_len, &m, &s) || m != msg) {
-        mw_err_set_reply(&p->err, st.text, st.text_len);
-        return pop3_fatal(p, mw_err_set(&p->err, MW_EPROTO, "bad LIST %llu reply: '%s'",
-                                        (unsigned long long)msg, p->err.reply));
+    if (mwi_pop3_parse_listing(st.text, st.text_len, &m, &s) || m != msg) {
+        mwi_err_set_reply(&p->err, st.text, st.text_len);
+        return mwi_pop3_fatal(p, mwi_err_set(&p->err, MW_EPROTO, "bad LIST %llu reply: '%s'",
+                                             (unsigned long long)msg, p->err.reply));
     }
     if (size) *size = s;
     return 0;
@@ -787,19 +784,19 @@ int mw_pop3_list_one(mw_pop3 *p, uint64_t msg, uint64_t *size)
 int mw_pop3_uidl_one(mw_pop3 *p, uint64_t msg, char uid[71])
 {
     if (!p || !uid) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, "UIDL");
-    if (!rc) rc = pop3_check_msg(p, msg);
+    int rc = mwi_pop3_require(p, P3_TRANS, "UIDL");
+    if (!rc) rc = mwi_pop3_check_msg(p, msg);
     if (rc) return rc;
     mw_pop3_status st;
-    rc = pop3_simple(p, &st, "UIDL", "UIDL %llu", (unsigned long long)msg);
+    rc = mwi_pop3_simple(p, &st, "UIDL", "UIDL %llu", (unsigned long long)msg);
     if (rc) return rc;
     uint64_t m;
     const char *u;
     size_t ul;
-    if (mw_pop3_parse_uidl(st.text, st.text_len, &m, &u, &ul) || m != msg) {
-        mw_err_set_reply(&p->err, st.text, st.text_len);
-        return pop3_fatal(p, mw_err_set(&p->err, MW_EPROTO, "bad UIDL %llu reply: '%s'",
-                                        (unsigned long long)msg, p->err.reply));
+    if (mwi_pop3_parse_uidl(st.text, st.text_len, &m, &u, &ul) || m != msg) {
+        mwi_err_set_reply(&p->err, st.text, st.text_len);
+        return mwi_pop3_fatal(p, mwi_err_set(&p->err, MW_EPROTO, "bad UIDL %llu reply: '%s'",
+                                             (unsigned long long)msg, p->err.reply));
     }
     memcpy(uid, u, ul);
     uid[ul] = '\0';
@@ -811,49 +808,49 @@ int mw_pop3_uidl_one(mw_pop3 *p, uint64_t msg, char uid[71])
 int mw_pop3_dele(mw_pop3 *p, uint64_t msg)
 {
     if (!p) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, "DELE");
-    if (!rc) rc = pop3_check_msg(p, msg);
+    int rc = mwi_pop3_require(p, P3_TRANS, "DELE");
+    if (!rc) rc = mwi_pop3_check_msg(p, msg);
     if (rc) return rc;
     mw_pop3_status st;
-    return pop3_simple(p, &st, "DELE", "DELE %llu", (unsigned long long)msg);
+    return mwi_pop3_simple(p, &st, "DELE", "DELE %llu", (unsigned long long)msg);
 }
 
 int mw_pop3_rset(mw_pop3 *p)
 {
     if (!p) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, "RSET");
+    int rc = mwi_pop3_require(p, P3_TRANS, "RSET");
     mw_pop3_status st;
-    return rc ? rc : pop3_simple(p, &st, "RSET", "RSET");
+    return rc ? rc : mwi_pop3_simple(p, &st, "RSET", "RSET");
 }
 
 int mw_pop3_noop(mw_pop3 *p)
 {
     if (!p) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, "NOOP");
+    int rc = mwi_pop3_require(p, P3_TRANS, "NOOP");
     mw_pop3_status st;
-    return rc ? rc : pop3_simple(p, &st, "NOOP", "NOOP");
+    return rc ? rc : mwi_pop3_simple(p, &st, "NOOP", "NOOP");
 }
 
 int mw_pop3_last(mw_pop3 *p, uint64_t *last)
 {
     if (!p) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, "LAST");
+    int rc = mwi_pop3_require(p, P3_TRANS, "LAST");
     if (rc) return rc;
     mw_pop3_status st;
-    rc = pop3_send(p, "LAST", 4, NULL, 1);
-    if (!rc) rc = pop3_read_status(p, &st);
+    rc = mwi_pop3_send(p, "LAST", 4, NULL, 1);
+    if (!rc) rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) {
         /* LAST left the standard with RFC 1725; Dovecot, for one, lacks it. */
-        int code = pop3_server_error(p, &st, MW_EUNSUPPORTED, "LAST");
+        int code = mwi_pop3_server_error(p, &st, MW_EUNSUPPORTED, "LAST");
         if (code == MW_EUNSUPPORTED)
-            mw_err_set(&p->err, code, "server has no LAST command: -ERR %s", p->err.reply);
+            mwi_err_set(&p->err, code, "server has no LAST command: -ERR %s", p->err.reply);
         return code;
     }
     uint64_t v;
-    if (!mw_pop3_parse_retr_size(st.text, st.text_len, &v)) {
-        mw_err_set_reply(&p->err, st.text, st.text_len);
-        return mw_err_set(&p->err, MW_EPROTO, "LAST reply is not a number: '%s'", p->err.reply);
+    if (!mwi_pop3_parse_retr_size(st.text, st.text_len, &v)) {
+        mwi_err_set_reply(&p->err, st.text, st.text_len);
+        return mwi_err_set(&p->err, MW_EPROTO, "LAST reply is not a number: '%s'", p->err.reply);
     }
     if (last) *last = v;
     return 0;
@@ -863,24 +860,24 @@ int mw_pop3_quit(mw_pop3 *p, int *confirmed)
 {
     if (confirmed) *confirmed = 0;
     if (!p) return MW_EINVAL;
-    if (p->state != P3_AUTH && p->state != P3_TRANS) return pop3_require(p, P3_TRANS, "QUIT");
+    if (p->state != P3_AUTH && p->state != P3_TRANS) return mwi_pop3_require(p, P3_TRANS, "QUIT");
     mw_pop3_status st;
     /* Sent only now, after every earlier reply was read: Dovecot over TLS
      * may cut a download short when QUIT arrives with the pipelined RETRs
      * (tests/servers notes). */
-    int rc = pop3_send(p, "QUIT", 4, NULL, 1);
-    if (!rc) rc = pop3_read_status(p, &st);
+    int rc = mwi_pop3_send(p, "QUIT", 4, NULL, 1);
+    if (!rc) rc = mwi_pop3_read_status(p, &st);
     if (rc) {
-        pop3_set_state(p, P3_CLOSED);
+        mwi_pop3_set_state(p, P3_CLOSED);
         return rc;
     }
     if (st.kind != MW_POP3_OK) {
         /* RFC 1939 §6: -ERR means some deleted messages were not removed. */
-        rc = pop3_server_error(p, &st, MW_ESERVER, "QUIT");
+        rc = mwi_pop3_server_error(p, &st, MW_ESERVER, "QUIT");
     } else if (confirmed) {
         *confirmed = 1;
     }
-    pop3_set_state(p, P3_CLOSED);
+    mwi_pop3_set_state(p, P3_CLOSED);
     return rc;
 }
 
@@ -906,5 +903,5 @@ int mw_pop3_tls_info(const mw_pop3 *p, mw_tls_info *out)
     memset(out, 0, sizeof *out);
     if (!p) return MW_EINVAL;
     if (!p->conn) return MW_EUNSUPPORTED;
-    return mw_stream_tls_info(mw_conn_stream(p->conn), out);
+    return mw_stream_tls_info(mwi_conn_stream(p->conn), out);
 }

@@ -20,17 +20,17 @@ static void wipe(void *p, size_t n)
 
 static int login_failed(mw_pop3 *p, const mw_pop3_status *st, const char *what)
 {
-    int code = pop3_server_error(p, st, MW_EAUTH, what);
+    int code = mwi_pop3_server_error(p, st, MW_EAUTH, what);
     /* A refused login is final for this connection: RFC 1939 §7 lets the
      * server close, and we do not try again behind the caller's back. */
-    mw_err_set(&p->err, code, "%s refused: -ERR %s", what, p->err.reply);
+    mwi_err_set(&p->err, code, "%s refused: -ERR %s", what, p->err.reply);
     return code;
 }
 
 static int need_password(mw_pop3 *p, const mw_pop3_opts *o, const char *what)
 {
-    if (!o->user || !*o->user) return mw_err_set(&p->err, MW_EINVAL, "%s needs a user name", what);
-    if (!o->password) return mw_err_set(&p->err, MW_EINVAL, "%s needs a password", what);
+    if (!o->user || !*o->user) return mwi_err_set(&p->err, MW_EINVAL, "%s needs a user name", what);
+    if (!o->password) return mwi_err_set(&p->err, MW_EINVAL, "%s needs a password", what);
     return 0;
 }
 
@@ -39,27 +39,27 @@ static int login_user(mw_pop3 *p, const mw_pop3_opts *o)
     mw_error_clear(&p->err);
     int rc = need_password(p, o, "USER/PASS");
     if (rc) return rc;
-    if (p->tls == MW_POP3_TLS_NONE && !o->allow_plaintext)
-        return mw_err_set(&p->err, MW_EPOLICY,
-                          "USER/PASS would send the password unencrypted; use TLS or allow "
-                          "plaintext passwords explicitly");
+    if (p->tls == MW_TLS_NONE && !o->allow_plaintext)
+        return mwi_err_set(&p->err, MW_EPOLICY,
+                           "USER/PASS would send the password unencrypted; use TLS or allow "
+                           "plaintext passwords explicitly");
     mw_pop3_status st;
     char line[P3_MAX_CMD + 1];
     int n = snprintf(line, sizeof line, "USER %s", o->user);
     if (n < 0 || (size_t)n >= sizeof line)
-        return mw_err_set(&p->err, MW_EINVAL, "user name too long");
-    rc = pop3_send(p, line, (size_t)n, NULL, 1);
-    if (!rc) rc = pop3_read_status(p, &st);
+        return mwi_err_set(&p->err, MW_EINVAL, "user name too long");
+    rc = mwi_pop3_send(p, line, (size_t)n, NULL, 1);
+    if (!rc) rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) return login_failed(p, &st, "USER");
     n = snprintf(line, sizeof line, "PASS %s", o->password);
     if (n < 0 || (size_t)n >= sizeof line) {
         wipe(line, sizeof line);
-        return mw_err_set(&p->err, MW_EINVAL, "password too long");
+        return mwi_err_set(&p->err, MW_EINVAL, "password too long");
     }
-    rc = pop3_send(p, line, (size_t)n, p->trace_secrets ? NULL : "PASS ****", 1);
+    rc = mwi_pop3_send(p, line, (size_t)n, p->trace_secrets ? NULL : "PASS ****", 1);
     wipe(line, sizeof line);
-    if (!rc) rc = pop3_read_status(p, &st);
+    if (!rc) rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) return login_failed(p, &st, "PASS");
     snprintf(p->auth_used, sizeof p->auth_used, "USER");
@@ -73,14 +73,14 @@ static int login_apop(mw_pop3 *p, const mw_pop3_opts *o)
     mw_error_clear(&p->err);
     int rc = need_password(p, o, "APOP");
     if (rc) return rc;
-    if (p->tls == MW_POP3_TLS_NONE && !o->allow_plaintext)
-        return mw_err_set(&p->err, MW_EPOLICY,
-                          "APOP: no login over an unencrypted connection (use TLS, or allow "
-                          "plaintext logins explicitly)");
+    if (p->tls == MW_TLS_NONE && !o->allow_plaintext)
+        return mwi_err_set(&p->err, MW_EPOLICY,
+                           "APOP: no login over an unencrypted connection (use TLS, or allow "
+                           "plaintext logins explicitly)");
     if (!p->timestamp[0])
-        return mw_err_set(&p->err, MW_EUNSUPPORTED,
-                          "APOP asked for, but the greeting has no valid timestamp: '%s'",
-                          p->greeting);
+        return mwi_err_set(&p->err, MW_EUNSUPPORTED,
+                           "APOP asked for, but the greeting has no valid timestamp: '%s'",
+                           p->greeting);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -90,7 +90,7 @@ static int login_apop(mw_pop3 *p, const mw_pop3_opts *o)
              EVP_DigestFinal_ex(ctx, md, &mdlen);
     EVP_MD_CTX_free(ctx);
     if (!ok || mdlen != 16)
-        return mw_err_set(&p->err, MW_EUNSUPPORTED, "MD5 is not available for APOP");
+        return mwi_err_set(&p->err, MW_EUNSUPPORTED, "MD5 is not available for APOP");
     char hex[33];
     for (unsigned i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
@@ -99,11 +99,11 @@ static int login_apop(mw_pop3 *p, const mw_pop3_opts *o)
     snprintf(masked, sizeof masked, "APOP %s ****", o->user);
     wipe(hex, sizeof hex);
     if (n < 0 || (size_t)n >= sizeof line)
-        return mw_err_set(&p->err, MW_EINVAL, "user name too long");
+        return mwi_err_set(&p->err, MW_EINVAL, "user name too long");
     mw_pop3_status st;
-    rc = pop3_send(p, line, (size_t)n, p->trace_secrets ? NULL : masked, 1);
+    rc = mwi_pop3_send(p, line, (size_t)n, p->trace_secrets ? NULL : masked, 1);
     wipe(line, sizeof line);
-    if (!rc) rc = pop3_read_status(p, &st);
+    if (!rc) rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
     if (st.kind != MW_POP3_OK) return login_failed(p, &st, "APOP");
     snprintf(p->auth_used, sizeof p->auth_used, "APOP");
@@ -114,8 +114,8 @@ static int login_apop(mw_pop3 *p, const mw_pop3_opts *o)
 static int send_auth_line(mw_pop3 *p, const char *line, size_t len)
 {
     char masked[64];
-    if (!p->trace_secrets) mw_sasl_mask(masked, sizeof masked, line, len);
-    return pop3_send(p, line, len, p->trace_secrets ? NULL : masked, 1);
+    if (!p->trace_secrets) mwi_sasl_mask(masked, sizeof masked, line, len);
+    return mwi_pop3_send(p, line, len, p->trace_secrets ? NULL : masked, 1);
 }
 
 /* One AUTH attempt (RFC 5034 §4).  Returns 0, or an error; *local is set
@@ -133,8 +133,8 @@ static int sasl_try(mw_pop3 *p, const mw_pop3_opts *o, const char *mech, int *lo
     cr.port = p->port;
     unsigned char cb[64];
     size_t cbl = 0;
-    if (p->tls != MW_POP3_TLS_NONE) {
-        mw_stream *s = mw_conn_stream(p->conn);
+    if (p->tls != MW_TLS_NONE) {
+        mw_stream *s = mwi_conn_stream(p->conn);
         if (s && mw_stream_channel_binding(s, "tls-exporter", cb, sizeof cb, &cbl) == 0 && cbl) {
             cr.cb_type = "tls-exporter";
         } else if (s && mw_stream_channel_binding(s, "tls-unique", cb, sizeof cb, &cbl) == 0 &&
@@ -150,7 +150,7 @@ static int sasl_try(mw_pop3 *p, const mw_pop3_opts *o, const char *mech, int *lo
     mw_sasl *s = NULL;
     const char *ir = NULL;
     mw_error_clear(&p->err);
-    int rc = mw_sasl_start(&s, o->sasl_ir ? &ir : NULL, mech, &cr, &p->err);
+    int rc = mwi_sasl_start(&s, o->sasl_ir ? &ir : NULL, mech, &cr, &p->err);
     if (rc) return rc;
     char line[P3_MAX_CMD + 1];
     int n;
@@ -166,46 +166,46 @@ static int sasl_try(mw_pop3 *p, const mw_pop3_opts *o, const char *mech, int *lo
     *local = 0;
     mw_pop3_status st;
     while (!rc) {
-        if ((rc = pop3_read_status(p, &st))) break;
+        if ((rc = mwi_pop3_read_status(p, &st))) break;
         if (st.kind == MW_POP3_OK) {
             /* Early success: a mutual mechanism whose server proof never
-             * came is refused (mw_sasl_check_success). */
-            rc = mw_sasl_check_success(s, &p->err);
+             * came is refused (mwi_sasl_check_success). */
+            rc = mwi_sasl_check_success(s, &p->err);
             if (rc) {
-                pop3_fatal(p, rc);
-                mw_err_set(&p->err, rc, "AUTH %s: server said +OK before proving itself: %s", mech,
-                           p->err.message);
+                mwi_pop3_fatal(p, rc);
+                mwi_err_set(&p->err, rc, "AUTH %s: server said +OK before proving itself: %s", mech,
+                            p->err.message);
             }
             break;
         }
         if (st.kind == MW_POP3_ERR) {
             rc = login_failed(p, &st, "AUTH");
-            const char *se = mw_sasl_server_error(s);
+            const char *se = mwi_sasl_server_error(s);
             if (se && *se) {
                 char msg[sizeof p->err.message];
                 memcpy(msg, p->err.message, sizeof msg);
-                mw_err_set(&p->err, rc, "%s (%s)", msg, se);
+                mwi_err_set(&p->err, rc, "%s (%s)", msg, se);
             }
             break;
         }
         const char *resp = NULL;
-        int sr = mw_sasl_step(s, &resp, st.text, st.text_len, &p->err);
+        int sr = mwi_sasl_step(s, &resp, st.text, st.text_len, &p->err);
         if (sr < 0) {
             /* RFC 5034 §4: "*" cancels; the server answers -ERR. */
             char why[sizeof p->err.message];
             snprintf(why, sizeof why, "%s", p->err.message);
             int cr2 = send_auth_line(p, "*", 1);
-            if (!cr2) cr2 = pop3_read_status(p, &st);
+            if (!cr2) cr2 = mwi_pop3_read_status(p, &st);
             rc = sr;
             if (!cr2 || p->state != P3_BROKEN)
-                mw_err_set(&p->err, sr, "AUTH %s: bad server challenge, cancelled: %s", mech, why);
+                mwi_err_set(&p->err, sr, "AUTH %s: bad server challenge, cancelled: %s", mech, why);
             break;
         }
         rc = send_auth_line(p, resp, strlen(resp));
     }
     p->in_auth = 0;
     wipe(cb, sizeof cb);
-    mw_sasl_free(s);
+    mwi_sasl_free(s);
     if (!rc) snprintf(p->auth_used, sizeof p->auth_used, "SASL %s", mech);
     return rc;
 }
@@ -219,7 +219,7 @@ static int login_sasl(mw_pop3 *p, const mw_pop3_opts *o, int automatic)
     mw_sasl_policy pol;
     memset(&pol, 0, sizeof pol);
     pol.want = o->sasl_mechs;
-    pol.tls = p->tls != MW_POP3_TLS_NONE;
+    pol.tls = p->tls != MW_TLS_NONE;
     pol.allow_plaintext = o->allow_plaintext;
     pol.has_password = o->password != NULL;
     pol.has_token = o->token != NULL;
@@ -227,20 +227,20 @@ static int login_sasl(mw_pop3 *p, const mw_pop3_opts *o, int automatic)
     if (pol.tls) {
         unsigned char cb[64];
         size_t cbl = 0;
-        mw_stream *s = mw_conn_stream(p->conn);
+        mw_stream *s = mwi_conn_stream(p->conn);
         pol.has_cb = s && (mw_stream_channel_binding(s, "tls-exporter", cb, sizeof cb, &cbl) == 0 ||
                            mw_stream_channel_binding(s, "tls-unique", cb, sizeof cb, &cbl) == 0);
     }
     const char *mechs[MW_SASL_MAX_MECHS];
     size_t nm = 0;
     mw_error_clear(&p->err);
-    int rc = mw_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, line, &pol, &p->err);
+    int rc = mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, line, &pol, &p->err);
     if (rc) {
         if (automatic && rc == MW_EUNSUPPORTED) return 1; /* nothing usable offered: USER/PASS */
         return rc;
     }
     if (!o->user && !o->token && strcasecmp(mechs[0], "EXTERNAL"))
-        return mw_err_set(&p->err, MW_EINVAL, "AUTH needs a user name");
+        return mwi_err_set(&p->err, MW_EINVAL, "AUTH needs a user name");
     for (size_t i = 0; i < nm; i++) {
         int local = 0;
         rc = sasl_try(p, o, mechs[i], &local);
@@ -252,7 +252,7 @@ static int login_sasl(mw_pop3 *p, const mw_pop3_opts *o, int automatic)
     return rc;
 }
 
-int pop3_login(mw_pop3 *p, const mw_pop3_opts *o)
+int mwi_pop3_login(mw_pop3 *p, const mw_pop3_opts *o)
 {
     int rc;
     switch (o->auth) {
@@ -274,9 +274,9 @@ int pop3_login(mw_pop3 *p, const mw_pop3_opts *o)
         break;
     }
     if (rc) {
-        if (p->state != P3_BROKEN) pop3_set_state(p, P3_BROKEN);
+        if (p->state != P3_BROKEN) mwi_pop3_set_state(p, P3_BROKEN);
         return rc;
     }
-    pop3_set_state(p, P3_TRANS);
+    mwi_pop3_set_state(p, P3_TRANS);
     return 0;
 }

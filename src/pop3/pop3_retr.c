@@ -11,28 +11,28 @@
 
 #define DEFAULT_BUF_MAX ((size_t)64 * 1024 * 1024)
 
-uint64_t pop3_message_bound(uint64_t size, uint64_t cap)
+uint64_t mwi_pop3_message_bound(uint64_t size, uint64_t cap)
 {
     uint64_t slack = size > P3_SIZE_SLACK_MIN ? size : P3_SIZE_SLACK_MIN;
     uint64_t b = size > UINT64_MAX - slack ? UINT64_MAX : size + slack;
     return cap && cap < b ? cap : b;
 }
 
-void pop3_set_message_cap(mw_pop3 *p, uint64_t cap)
+void mwi_pop3_set_message_cap(mw_pop3 *p, uint64_t cap)
 {
     if (p) p->max_message = cap;
 }
 
-uint64_t pop3_overflow_msg(const mw_pop3 *p)
+uint64_t mwi_pop3_overflow_msg(const mw_pop3 *p)
 {
     return p ? p->overflow_msg : 0;
 }
 
-int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info *info,
-                   const char *what, uint64_t announced, uint64_t bound)
+int mwi_pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info *info,
+                       const char *what, uint64_t announced, uint64_t bound)
 {
     mw_pop3_body b;
-    mw_pop3_body_init(&b);
+    mwi_pop3_body_init(&b);
     /* The decoder leaves at most one byte unconsumed (a CR after a
      * line-start dot); then two bytes are needed for it to go on. */
     size_t carry = 0;
@@ -40,22 +40,22 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
     for (;;) {
         char *data;
         size_t len;
-        int rc = mw_conn_peek_mut(p->conn, carry + 1, &data, &len, &p->err);
+        int rc = mwi_conn_peek_mut(p->conn, carry + 1, &data, &len, &p->err);
         if (rc) {
             info->octets = b.produced;
             info->complete = 0;
             char why[sizeof p->err.message];
             snprintf(why, sizeof why, "%s", p->err.message);
-            mw_err_set(&p->err, rc, "%s: %s after %llu octets; the message is incomplete", what,
-                       why, (unsigned long long)b.produced);
-            return pop3_fatal(p, rc);
+            mwi_err_set(&p->err, rc, "%s: %s after %llu octets; the message is incomplete", what,
+                        why, (unsigned long long)b.produced);
+            return mwi_pop3_fatal(p, rc);
         }
         /* Un-stuffed in place in the connection's buffer: the output never
          * passes the input, and what is decoded is consumed, so no byte is
          * copied before the sink sees it.  What follows the terminator is
          * the next reply: it is left unconsumed. */
         size_t used, out;
-        int done = mw_pop3_body_decode(&b, data, len, &used, &out);
+        int done = mwi_pop3_body_decode(&b, data, len, &used, &out);
         if (b.produced > bound) {
             /* A reply far longer than announced: stop reading it (what is
              * left of it may never end); the session cannot go on. */
@@ -63,21 +63,21 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
             info->complete = 0;
             p->overflow_msg = info->msg;
             mw_error_clear(&p->err);
-            mw_err_set_command(&p->err, what, strlen(what));
-            if (announced == UINT64_MAX || bound < pop3_message_bound(announced, 0))
-                mw_err_set(&p->err, MW_ETOOBIG,
-                           "%s: the message runs past the %llu-octet size limit; stopped reading "
-                           "it, the message is incomplete",
-                           what, (unsigned long long)bound);
+            mwi_err_set_command(&p->err, what, strlen(what));
+            if (announced == UINT64_MAX || bound < mwi_pop3_message_bound(announced, 0))
+                mwi_err_set(&p->err, MW_ETOOBIG,
+                            "%s: the message runs past the %llu-octet size limit; stopped reading "
+                            "it, the message is incomplete",
+                            what, (unsigned long long)bound);
             else
-                mw_err_set(&p->err, MW_ETOOBIG,
-                           "%s: the server sent over %llu octets for a message announced as %llu "
-                           "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
-                           what, (unsigned long long)bound, (unsigned long long)announced);
-            return pop3_fatal(p, MW_ETOOBIG);
+                mwi_err_set(&p->err, MW_ETOOBIG,
+                            "%s: the server sent over %llu octets for a message announced as %llu "
+                            "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
+                            what, (unsigned long long)bound, (unsigned long long)announced);
+            return mwi_pop3_fatal(p, MW_ETOOBIG);
         }
         if (out && !sink_rc) sink_rc = sink(data, out, ud);
-        mw_conn_consume(p->conn, used);
+        mwi_conn_consume(p->conn, used);
         if (done) break;
         carry = len - used;
     }
@@ -88,13 +88,13 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
         char note[128];
         int n = snprintf(note, sizeof note, "%s: the server announced %llu octets but sent %llu",
                          what, (unsigned long long)info->declared, (unsigned long long)b.produced);
-        mw_conn_trace(p->conn, MW_TRACE_INFO, note, (size_t)n);
+        mwi_conn_trace(p->conn, MW_TRACE_INFO, note, (size_t)n);
     }
     if (sink_rc) {
         mw_error_clear(&p->err);
         /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
-        return mw_err_set(&p->err, sink_rc, "%s: the receiver of the message stopped it (%d)", what,
-                          sink_rc);
+        return mwi_err_set(&p->err, sink_rc, "%s: the receiver of the message stopped it (%d)",
+                           what, sink_rc);
     }
     return 0;
 }
@@ -103,26 +103,26 @@ int pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info
  * listed: the size the caller knows (LIST), UINT64_MAX when none.  A RETR
  * is bounded by the smallest size announced (listed, the LIST n of
  * -retr-mode list, the "+OK n octets" of the reply) plus the slack of
- * pop3_message_bound, and by the session's cap. */
+ * mwi_pop3_message_bound, and by the session's cap. */
 static int read_message_reply(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink, void *ud,
                               mw_pop3_retr_info *info, uint64_t listed)
 {
     char what[48];
     snprintf(what, sizeof what, top < 0 ? "RETR %llu" : "TOP %llu", (unsigned long long)msg);
     mw_pop3_status st;
-    int rc = pop3_read_status(p, &st);
+    int rc = mwi_pop3_read_status(p, &st);
     if (rc) return rc;
     char cmd[48];
     if (top < 0)
         snprintf(cmd, sizeof cmd, "RETR %llu", (unsigned long long)msg);
     else
         snprintf(cmd, sizeof cmd, "TOP %llu %ld", (unsigned long long)msg, top);
-    mw_err_set_command(&p->err, cmd, strlen(cmd));
-    if (st.kind != MW_POP3_OK) return pop3_server_error(p, &st, MW_ESERVER, what);
+    mwi_err_set_command(&p->err, cmd, strlen(cmd));
+    if (st.kind != MW_POP3_OK) return mwi_pop3_server_error(p, &st, MW_ESERVER, what);
     info->msg = msg;
     if (top < 0 && p->retr_mode == MW_POP3_RETR_RETR && !info->size_known) {
         uint64_t sz;
-        if (mw_pop3_parse_retr_size(st.text, st.text_len, &sz)) {
+        if (mwi_pop3_parse_retr_size(st.text, st.text_len, &sz)) {
             info->declared = sz;
             info->size_known = 1;
         } else {
@@ -134,22 +134,22 @@ static int read_message_reply(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_f
     if (top >= 0 && listed != UINT64_MAX) {
         /* TOP brings a part of the message: its size bounds it too. */
         announced = listed;
-        bound = pop3_message_bound(listed, 0);
+        bound = mwi_pop3_message_bound(listed, 0);
     } else if (top < 0) {
         if (info->size_known) announced = info->declared;
         if (listed < announced) announced = listed;
         if (announced != UINT64_MAX)
-            bound = pop3_message_bound(announced, p->max_message);
+            bound = mwi_pop3_message_bound(announced, p->max_message);
         else if (p->max_message)
             bound = p->max_message;
     }
-    return pop3_read_body(p, sink, ud, info, what, announced, bound);
+    return mwi_pop3_read_body(p, sink, ud, info, what, announced, bound);
 }
 
 static int send_retr(mw_pop3 *p, uint64_t msg, long top, int flush)
 {
-    if (top < 0) return pop3_sendf(p, flush, "RETR %llu", (unsigned long long)msg);
-    return pop3_sendf(p, flush, "TOP %llu %ld", (unsigned long long)msg, top);
+    if (top < 0) return mwi_pop3_sendf(p, flush, "RETR %llu", (unsigned long long)msg);
+    return mwi_pop3_sendf(p, flush, "TOP %llu %ld", (unsigned long long)msg, top);
 }
 
 /* LIST n for -retr-mode list; no usable size falls back to slow for good. */
@@ -175,15 +175,15 @@ static int retr_common(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink,
     memset(info, 0, sizeof *info);
     info->msg = msg;
     if (!p || !sink) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, top < 0 ? "RETR" : "TOP");
-    if (!rc) rc = pop3_check_msg(p, msg);
+    int rc = mwi_pop3_require(p, P3_TRANS, top < 0 ? "RETR" : "TOP");
+    if (!rc) rc = mwi_pop3_check_msg(p, msg);
     if (!rc && top < 0 && p->retr_mode == MW_POP3_RETR_LIST) rc = size_by_list(p, msg, info);
     if (rc) return rc;
     if (p->command_timeout_ms > 0)
-        mw_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
+        mwi_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
     rc = send_retr(p, msg, top, 1);
     if (!rc) rc = read_message_reply(p, msg, top, sink, ud, info, UINT64_MAX);
-    if (p->conn) mw_conn_set_deadline(p->conn, MW_NO_DEADLINE);
+    if (p->conn) mwi_conn_set_deadline(p->conn, MW_NO_DEADLINE);
     return rc;
 }
 
@@ -196,13 +196,13 @@ int mw_pop3_retr(mw_pop3 *p, uint64_t msg, mw_pop3_sink_fn sink, void *userdata,
 int mw_pop3_top(mw_pop3 *p, uint64_t msg, uint64_t lines, mw_pop3_sink_fn sink, void *userdata)
 {
     if (lines > 999999999)
-        return p ? mw_err_set(&p->err, MW_EINVAL, "TOP line count too large") : MW_EINVAL;
+        return p ? mwi_err_set(&p->err, MW_EINVAL, "TOP line count too large") : MW_EINVAL;
     return retr_common(p, msg, (long)lines, sink, userdata, NULL);
 }
 
 static int buf_sink(const char *data, size_t len, void *ud)
 {
-    return mw_buf_append(ud, data, len);
+    return mwi_buf_append(ud, data, len);
 }
 
 int mw_pop3_retr_buf(mw_pop3 *p, uint64_t msg, char **data, size_t *len, size_t max,
@@ -214,18 +214,18 @@ int mw_pop3_retr_buf(mw_pop3 *p, uint64_t msg, char **data, size_t *len, size_t 
     mw_buf b = MW_BUF_INIT(max ? max : DEFAULT_BUF_MAX);
     int rc = retr_common(p, msg, -1, buf_sink, &b, info);
     if (rc == MW_ETOOBIG && p->state != P3_BROKEN)
-        mw_err_set(&p->err, rc, "RETR %llu: message over the %zu-byte limit",
-                   (unsigned long long)msg, b.max);
+        mwi_err_set(&p->err, rc, "RETR %llu: message over the %zu-byte limit",
+                    (unsigned long long)msg, b.max);
     if (rc) {
-        mw_buf_free(&b);
+        mwi_buf_free(&b);
         return rc;
     }
     if (!b.data) {
         *data = calloc(1, 1);
-        if (!*data) return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+        if (!*data) return mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
         return 0;
     }
-    *data = mw_buf_take(&b, len);
+    *data = mwi_buf_take(&b, len);
     return 0;
 }
 
@@ -246,7 +246,7 @@ static int parse_index(const char *s, uint64_t *v)
 int mw_pop3_range(mw_pop3 *p, const char *start, const char *end, uint64_t *first, uint64_t *last)
 {
     if (!p || !start || !first || !last) return MW_EINVAL;
-    int rc = pop3_require(p, P3_TRANS, "range");
+    int rc = mwi_pop3_require(p, P3_TRANS, "range");
     if (rc) return rc;
     if (!p->have_count && (rc = mw_pop3_stat(p, NULL, NULL))) return rc;
     uint64_t a, b;
@@ -262,8 +262,8 @@ int mw_pop3_range(mw_pop3 *p, const char *start, const char *end, uint64_t *firs
         a = rc ? 1 : l + 1;
     } else if (parse_index(start, &a)) {
         mw_error_clear(&p->err);
-        return mw_err_set(&p->err, MW_EINVAL, "bad start index '%s' (a number, start, next, end)",
-                          start);
+        return mwi_err_set(&p->err, MW_EINVAL, "bad start index '%s' (a number, start, next, end)",
+                           start);
     }
     if (a == 0) a = 1;
     if (!end) {
@@ -272,7 +272,7 @@ int mw_pop3_range(mw_pop3 *p, const char *start, const char *end, uint64_t *firs
         b = p->count;
     } else if (parse_index(end, &b)) {
         mw_error_clear(&p->err);
-        return mw_err_set(&p->err, MW_EINVAL, "bad end index '%s' (a number, end, last)", end);
+        return mwi_err_set(&p->err, MW_EINVAL, "bad end index '%s' (a number, end, last)", end);
     }
     if (b > p->count) b = p->count;
     *first = a;
@@ -295,13 +295,13 @@ static int range_sink(const char *data, size_t len, void *ud)
 
 static int check_range(mw_pop3 *p, uint64_t first, uint64_t last, const char *what)
 {
-    int rc = pop3_require(p, P3_TRANS, what);
+    int rc = mwi_pop3_require(p, P3_TRANS, what);
     if (rc) return rc;
     if (first == 0 || (p->have_count && last > p->count && first <= last)) {
         mw_error_clear(&p->err);
-        return mw_err_set(&p->err, MW_EINVAL, "%s: range %llu-%llu is outside 1-%llu", what,
-                          (unsigned long long)first, (unsigned long long)last,
-                          (unsigned long long)p->count);
+        return mwi_err_set(&p->err, MW_EINVAL, "%s: range %llu-%llu is outside 1-%llu", what,
+                           (unsigned long long)first, (unsigned long long)last,
+                           (unsigned long long)p->count);
     }
     return 0;
 }
@@ -371,8 +371,8 @@ static int retr_run(mw_pop3 *p, const run *r, long top_lines, uint64_t max_cmds,
         }
         /* One write for whatever went into the queue; QUIT is never part
          * of it. */
-        if (queued && (rc = mw_conn_flush(p->conn, &p->err))) {
-            rc = pop3_fatal(p, rc);
+        if (queued && (rc = mwi_conn_flush(p->conn, &p->err))) {
+            rc = mwi_pop3_fatal(p, rc);
             goto out;
         }
         uint64_t msg = run_msg(r, got);
@@ -421,11 +421,12 @@ int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long top_lines
  * replies are matched to them in order, and a number twice is a mistake). */
 static int check_list(mw_pop3 *p, const run *r, const char *what)
 {
-    int rc = pop3_require(p, P3_TRANS, what);
+    int rc = mwi_pop3_require(p, P3_TRANS, what);
     for (uint64_t i = 0; !rc && i < r->n; i++) {
-        rc = pop3_check_msg(p, run_msg(r, i));
+        rc = mwi_pop3_check_msg(p, run_msg(r, i));
         if (!rc && i && run_msg(r, i) <= run_msg(r, i - 1))
-            rc = mw_err_set(&p->err, MW_EINVAL, "%s: message numbers not in ascending order", what);
+            rc =
+                mwi_err_set(&p->err, MW_EINVAL, "%s: message numbers not in ascending order", what);
     }
     return rc;
 }
@@ -441,8 +442,8 @@ int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, uint64_
     return retr_run(p, &r, -1, p->pipelining ? MW_POP3_WINDOW_MAX : 1, bytes, fn, userdata);
 }
 
-int pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines, mw_pop3_msg_fn fn,
-                  void *userdata)
+int mwi_pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines,
+                      mw_pop3_msg_fn fn, void *userdata)
 {
     if (!p || !fn || (n && !msgs) || lines < 0) return MW_EINVAL;
     run r = {msgs, NULL, 0, n};
@@ -464,24 +465,24 @@ static int dele_run(mw_pop3 *p, const run *r, int stop, size_t *deleted)
     while (got < stop_at) {
         int queued = 0;
         while (sent < stop_at && sent - got < window) {
-            if ((rc = pop3_sendf(p, 0, "DELE %llu", (unsigned long long)run_msg(r, sent))))
+            if ((rc = mwi_pop3_sendf(p, 0, "DELE %llu", (unsigned long long)run_msg(r, sent))))
                 goto out;
             sent++;
             queued = 1;
         }
-        if (queued && (rc = mw_conn_flush(p->conn, &p->err))) {
-            rc = pop3_fatal(p, rc);
+        if (queued && (rc = mwi_conn_flush(p->conn, &p->err))) {
+            rc = mwi_pop3_fatal(p, rc);
             goto out;
         }
         mw_pop3_status st;
-        if ((rc = pop3_read_status(p, &st))) goto out;
+        if ((rc = mwi_pop3_read_status(p, &st))) goto out;
         if (st.kind == MW_POP3_OK) {
             ok++;
         } else if (!first_err) {
             char what[40];
             snprintf(what, sizeof what, "DELE %llu", (unsigned long long)run_msg(r, got));
-            mw_err_set_command(&p->err, what, strlen(what));
-            first_err = pop3_server_error(p, &st, MW_ESERVER, what);
+            mwi_err_set_command(&p->err, what, strlen(what));
+            first_err = mwi_pop3_server_error(p, &st, MW_ESERVER, what);
             saved = p->err;
             if (stop) stop_at = sent;
         }
@@ -524,7 +525,7 @@ static int headers_from(mw_pop3 *p, const char *data, size_t len, mw_mime_header
     if (rc) {
         p->err = e;
         if (!p->err.message[0])
-            mw_err_set(&p->err, rc, "cannot parse the message's header: %s", mw_strerror(rc));
+            mwi_err_set(&p->err, rc, "cannot parse the message's header: %s", mw_strerror(rc));
     }
     return rc;
 }
@@ -536,7 +537,7 @@ int mw_pop3_retrieve_headers(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers
     mw_buf b = MW_BUF_INIT(DEFAULT_BUF_MAX);
     int rc = retr_common(p, msg, 0, buf_sink, &b, NULL);
     if (!rc) rc = headers_from(p, b.data ? b.data : "", b.len, headers, NULL);
-    mw_buf_free(&b);
+    mwi_buf_free(&b);
     return rc;
 }
 
@@ -583,7 +584,7 @@ int mw_pop3_retrieve_message_lines(mw_pop3 *p, uint64_t msg, mw_mime_headers **h
     if (!*lines) {
         mw_mime_headers_free(*headers);
         *headers = NULL;
-        return mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
     }
     return 0;
 }
@@ -606,7 +607,7 @@ int mw_pop3_retrieve_message(mw_pop3 *p, uint64_t msg, mw_mime_headers **headers
         if (!*body) {
             mw_mime_headers_free(*headers);
             *headers = NULL;
-            rc = mw_err_set(&p->err, MW_ENOMEM, "out of memory");
+            rc = mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
         } else {
             memcpy(*body, data + used, *body_len);
             (*body)[*body_len] = '\0';

@@ -6,18 +6,18 @@
 
 enum { ST_BOL = 0, ST_MID, ST_DOT, ST_DONE };
 
-void mw_pop3_body_init(mw_pop3_body *b)
+void mwi_pop3_body_init(mw_pop3_body *b)
 {
     memset(b, 0, sizeof *b);
     b->state = ST_BOL;
 }
 
-int mw_pop3_body_done(const mw_pop3_body *b)
+int mwi_pop3_body_done(const mw_pop3_body *b)
 {
     return b->state == ST_DONE;
 }
 
-int mw_pop3_body_decode(mw_pop3_body *b, char *buf, size_t len, size_t *consumed, size_t *produced)
+int mwi_pop3_body_decode(mw_pop3_body *b, char *buf, size_t len, size_t *consumed, size_t *produced)
 {
     size_t i = 0, o = 0;
     int st = b->state;

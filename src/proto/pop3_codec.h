@@ -28,7 +28,7 @@ typedef struct mw_pop3_status {
 /* Returns 0, or MW_EPROTO when the line is neither +OK, -ERR nor "+ ".
  * Only the exact upper-case indicators count (RFC 1939 §3 says they are
  * upper case); "+OKAY" is not +OK. */
-int mw_pop3_parse_status(mw_pop3_status *out, const char *line, size_t len);
+int mwi_pop3_parse_status(mw_pop3_status *out, const char *line, size_t len);
 
 /* ---- Scan listings -------------------------------------------------------
  * Numbers are decimal without sign, at most 18 digits (no overflow). */
@@ -36,40 +36,40 @@ int mw_pop3_parse_status(mw_pop3_status *out, const char *line, size_t len);
 
 /* RFC 1939 §5 STAT: "nn mm" (then optionally a space and anything).
  * Returns 0 or MW_EPROTO. */
-int mw_pop3_parse_stat(const char *text, size_t len, uint64_t *count, uint64_t *octets);
+int mwi_pop3_parse_stat(const char *text, size_t len, uint64_t *count, uint64_t *octets);
 
 /* RFC 1939 §5 LIST scan listing "msg size" (a line of the multi-line reply,
  * or the text of a single-message +OK).  Strict: one space, digits only;
  * trailing text after a further space is allowed ("information beyond").
  * The message number must be >= 1.  Returns 0 or MW_EPROTO. */
-int mw_pop3_parse_listing(const char *text, size_t len, uint64_t *msg, uint64_t *size);
+int mwi_pop3_parse_listing(const char *text, size_t len, uint64_t *msg, uint64_t *size);
 
 /* RFC 1939 §7 UIDL "msg uid": the uid is 1-70 octets in 0x21-0x7E.
  * *uid points into text.  Returns 0 or MW_EPROTO. */
-int mw_pop3_parse_uidl(const char *text, size_t len, uint64_t *msg, const char **uid,
-                       size_t *uid_len);
+int mwi_pop3_parse_uidl(const char *text, size_t len, uint64_t *msg, const char **uid,
+                        size_t *uid_len);
 
 /* The message number of a UIDL line whose unique-id breaks RFC 1939 §7
  * (a space in it, over 70 octets, octets outside 0x21-0x7E): "msg SP
  * something".  Returns 0 when the number is good (>= 1, at most 18 digits)
  * and something follows its space, else MW_EPROTO (the line names no
  * message at all). */
-int mw_pop3_parse_uidl_msg(const char *text, size_t len, uint64_t *msg);
+int mwi_pop3_parse_uidl_msg(const char *text, size_t len, uint64_t *msg);
 
 /* 1 when uid[0..len) is a valid unique-id (RFC 1939 §7). */
-int mw_pop3_uid_valid(const char *uid, size_t len);
+int mwi_pop3_uid_valid(const char *uid, size_t len);
 
 /* The size announced in a RETR reply ("+OK 120 octets" — RFC 1939 §7 gives
  * it as an example, servers vary).  Returns 1 and sets *size when the text
  * starts with a number followed by end or space, else 0. */
-int mw_pop3_parse_retr_size(const char *text, size_t len, uint64_t *size);
+int mwi_pop3_parse_retr_size(const char *text, size_t len, uint64_t *size);
 
 /* RFC 1939 §7 APOP: the greeting's timestamp, a msg-id "<local@domain>".
  * Strict: exactly one '<'…'>' pair, only 0x21-0x7E inside, one '@' with
  * something on each side, at most 250 octets in all.  *ts points at '<' and
  * *ts_len includes both brackets (the digest covers them).
  * Returns 1 when a valid timestamp is found, 0 otherwise. */
-int mw_pop3_find_timestamp(const char *greeting, size_t len, const char **ts, size_t *ts_len);
+int mwi_pop3_find_timestamp(const char *greeting, size_t len, const char **ts, size_t *ts_len);
 
 /* ---- Multi-line bodies ----------------------------------------------------
  * RFC 1939 §3: lines end in CRLF (bare LF is accepted as well); a line that
@@ -88,13 +88,14 @@ typedef struct mw_pop3_body {
     uint64_t produced; /* message octets delivered so far (unstuffed) */
 } mw_pop3_body;
 
-void mw_pop3_body_init(mw_pop3_body *b);
+void mwi_pop3_body_init(mw_pop3_body *b);
 /* Decodes buf[0..len) in place.  Sets *consumed (input bytes used) and
  * *produced (bytes of message data now at buf[0..*produced)).  Returns 1
  * when the terminating line was consumed (the bytes after it belong to the
  * next reply and are not consumed), 0 when more input is needed. */
-int mw_pop3_body_decode(mw_pop3_body *b, char *buf, size_t len, size_t *consumed, size_t *produced);
+int mwi_pop3_body_decode(mw_pop3_body *b, char *buf, size_t len, size_t *consumed,
+                         size_t *produced);
 /* 1 once the terminator has been seen. */
-int mw_pop3_body_done(const mw_pop3_body *b);
+int mwi_pop3_body_done(const mw_pop3_body *b);
 
 #endif

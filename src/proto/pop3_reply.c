@@ -36,7 +36,7 @@ static size_t scan_resp_code(const char *s, size_t len, char *code, size_t code_
     return i + 1;
 }
 
-int mw_pop3_parse_status(mw_pop3_status *out, const char *line, size_t len)
+int mwi_pop3_parse_status(mw_pop3_status *out, const char *line, size_t len)
 {
     memset(out, 0, sizeof *out);
     size_t skip;
@@ -100,18 +100,18 @@ static int scan_pair(const char *s, size_t len, uint64_t *a, uint64_t *b)
     return 0;
 }
 
-int mw_pop3_parse_stat(const char *text, size_t len, uint64_t *count, uint64_t *octets)
+int mwi_pop3_parse_stat(const char *text, size_t len, uint64_t *count, uint64_t *octets)
 {
     return scan_pair(text, len, count, octets);
 }
 
-int mw_pop3_parse_listing(const char *text, size_t len, uint64_t *msg, uint64_t *size)
+int mwi_pop3_parse_listing(const char *text, size_t len, uint64_t *msg, uint64_t *size)
 {
     if (scan_pair(text, len, msg, size) || *msg == 0) return MW_EPROTO;
     return 0;
 }
 
-int mw_pop3_uid_valid(const char *uid, size_t len)
+int mwi_pop3_uid_valid(const char *uid, size_t len)
 {
     if (len < 1 || len > 70) return 0;
     for (size_t i = 0; i < len; i++) {
@@ -121,8 +121,8 @@ int mw_pop3_uid_valid(const char *uid, size_t len)
     return 1;
 }
 
-int mw_pop3_parse_uidl(const char *text, size_t len, uint64_t *msg, const char **uid,
-                       size_t *uid_len)
+int mwi_pop3_parse_uidl(const char *text, size_t len, uint64_t *msg, const char **uid,
+                        size_t *uid_len)
 {
     size_t pos = 0;
     if (scan_number(text, len, &pos, msg) || *msg == 0 || pos >= len || text[pos] != ' ')
@@ -135,13 +135,13 @@ int mw_pop3_parse_uidl(const char *text, size_t len, uint64_t *msg, const char *
      * only slack we give (some servers pad). */
     for (size_t j = pos; j < len; j++)
         if (text[j] != ' ') return MW_EPROTO;
-    if (!mw_pop3_uid_valid(text + start, pos - start)) return MW_EPROTO;
+    if (!mwi_pop3_uid_valid(text + start, pos - start)) return MW_EPROTO;
     *uid = text + start;
     *uid_len = pos - start;
     return 0;
 }
 
-int mw_pop3_parse_uidl_msg(const char *text, size_t len, uint64_t *msg)
+int mwi_pop3_parse_uidl_msg(const char *text, size_t len, uint64_t *msg)
 {
     size_t pos = 0;
     if (scan_number(text, len, &pos, msg) || *msg == 0 || pos + 1 >= len || text[pos] != ' ')
@@ -149,7 +149,7 @@ int mw_pop3_parse_uidl_msg(const char *text, size_t len, uint64_t *msg)
     return 0;
 }
 
-int mw_pop3_parse_retr_size(const char *text, size_t len, uint64_t *size)
+int mwi_pop3_parse_retr_size(const char *text, size_t len, uint64_t *size)
 {
     size_t pos = 0;
     uint64_t v;
@@ -158,7 +158,7 @@ int mw_pop3_parse_retr_size(const char *text, size_t len, uint64_t *size)
     return 1;
 }
 
-int mw_pop3_find_timestamp(const char *g, size_t len, const char **ts, size_t *ts_len)
+int mwi_pop3_find_timestamp(const char *g, size_t len, const char **ts, size_t *ts_len)
 {
     const char *lt = memchr(g, '<', len);
     if (!lt) return 0;

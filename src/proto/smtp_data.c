@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-void mw_smtp_data_init(mw_smtp_data_enc *e, int bdat)
+void mwi_smtp_data_init(mw_smtp_data_enc *e, int bdat)
 {
     memset(e, 0, sizeof *e);
     e->bdat = bdat;
@@ -19,7 +19,7 @@ static int end_line(mw_smtp_data_enc *e, mw_buf *out)
     e->at_line_start = 1;
     e->line_len = 0;
     e->line_no++;
-    return mw_buf_append(out, "\r\n", 2);
+    return mwi_buf_append(out, "\r\n", 2);
 }
 
 /* Whether any octet of p[0..n) is >= 0x80: eight octets at a time. */
@@ -37,7 +37,7 @@ static int has_8bit(const char *p, size_t n)
     return (acc & UINT64_C(0x8080808080808080)) != 0;
 }
 
-int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *out, mw_error *err)
+int mwi_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *out, mw_error *err)
 {
     int rc = 0;
     e->in_octets += n;
@@ -45,8 +45,8 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
      * becomes CRLF, a line-start '.' becomes "..", the LF of a CRLF yields
      * nothing of its own), so one reservation covers the whole call and the
      * loop writes straight into the buffer. */
-    if (n > SIZE_MAX / 4 || (rc = mw_buf_reserve(out, 2 * n)) != 0)
-        return mw_err_set(err, rc ? rc : MW_ETOOBIG, "no room for the encoded message data");
+    if (n > SIZE_MAX / 4 || (rc = mwi_buf_reserve(out, 2 * n)) != 0)
+        return mwi_err_set(err, rc ? rc : MW_ETOOBIG, "no room for the encoded message data");
     /* Once per call, not per line (the flag matters after a call that
      * succeeded, when every octet has gone through). */
     if (!e->saw_8bit && has_8bit(in, n)) e->saw_8bit = 1;
@@ -91,10 +91,10 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
         if (e->max_line && e->line_len + (j - i) > e->max_line) {
             out->len += (size_t)(o - start);
             out->data[out->len] = '\0';
-            return mw_err_set(err, MW_ETOOBIG,
-                              "line %llu of the message is longer than %zu octets "
-                              "(RFC 5321 §4.5.3.1.6); encode it (quoted-printable or base64)",
-                              (unsigned long long)e->line_no, e->max_line);
+            return mwi_err_set(err, MW_ETOOBIG,
+                               "line %llu of the message is longer than %zu octets "
+                               "(RFC 5321 §4.5.3.1.6); encode it (quoted-printable or base64)",
+                               (unsigned long long)e->line_no, e->max_line);
         }
         memcpy(o, in + i, j - i);
         o += j - i;
@@ -122,15 +122,15 @@ int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *o
     return 0;
 }
 
-int mw_smtp_data_finish(mw_smtp_data_enc *e, mw_buf *out, mw_error *err)
+int mwi_smtp_data_finish(mw_smtp_data_enc *e, mw_buf *out, mw_error *err)
 {
     size_t before = out->len;
     int rc = 0;
     /* RFC 5321 §4.1.1.4: the data ends with CRLF "." CRLF, the CRLF being
      * the end of the last line; add one when the message lacks it. */
     if (!e->at_line_start && !e->in_body) rc = end_line(e, out);
-    if (!rc && !e->bdat) rc = mw_buf_append(out, ".\r\n", 3);
-    if (rc) return mw_err_set(err, rc, "no room for the end of the message data");
+    if (!rc && !e->bdat) rc = mwi_buf_append(out, ".\r\n", 3);
+    if (rc) return mwi_err_set(err, rc, "no room for the end of the message data");
     e->after_cr = 0;
     e->out_octets += out->len - before;
     return 0;

@@ -38,12 +38,12 @@ typedef struct mw_smtp_data_enc {
     int in_body; /* binary_body: the header's empty line has passed */
 } mw_smtp_data_enc;
 
-void mw_smtp_data_init(mw_smtp_data_enc *e, int bdat);
+void mwi_smtp_data_init(mw_smtp_data_enc *e, int bdat);
 /* Appends the encoding of in[0..n) to out.  Returns 0, MW_ETOOBIG (a line
- * over max_line: err names the line number), or what mw_buf_append says. */
-int mw_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *out, mw_error *err);
+ * over max_line: err names the line number), or what mwi_buf_append says. */
+int mwi_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *out, mw_error *err);
 /* Ends the message: a final CRLF unless the input ended with a line end,
  * then ".\r\n" (not with bdat). */
-int mw_smtp_data_finish(mw_smtp_data_enc *e, mw_buf *out, mw_error *err);
+int mwi_smtp_data_finish(mw_smtp_data_enc *e, mw_buf *out, mw_error *err);
 
 #endif

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-void mw_smtp_reply_init(mw_smtp_reply *r)
+void mwi_smtp_reply_init(mw_smtp_reply *r)
 {
     r->code = 0;
     r->enhanced[0] = '\0';
@@ -22,7 +22,7 @@ static int is_digit(char c)
 
 /* RFC 3463 §2: status-code = class "." subject "." detail; class is 2, 4
  * or 5; subject and detail are 1 to 3 digits. */
-size_t mw_smtp_parse_enhanced(const char *text, size_t len, char *out, size_t outsize)
+size_t mwi_smtp_parse_enhanced(const char *text, size_t len, char *out, size_t outsize)
 {
     size_t i = 0;
     if (outsize > 0) out[0] = '\0';
@@ -45,38 +45,39 @@ size_t mw_smtp_parse_enhanced(const char *text, size_t len, char *out, size_t ou
     return i < len ? i + 1 : i;
 }
 
-int mw_smtp_reply_feed(mw_smtp_reply *r, const char *line, size_t len, mw_error *err)
+int mwi_smtp_reply_feed(mw_smtp_reply *r, const char *line, size_t len, mw_error *err)
 {
-    if (r->complete) return mw_err_set(err, MW_EPROTO, "reply line after the end of the reply");
+    if (r->complete) return mwi_err_set(err, MW_EPROTO, "reply line after the end of the reply");
     if (len > MW_SMTP_REPLY_MAX_LINE)
-        return mw_err_set(err, MW_ETOOBIG, "reply line of %zu octets is over the limit of %d", len,
-                          MW_SMTP_REPLY_MAX_LINE);
+        return mwi_err_set(err, MW_ETOOBIG, "reply line of %zu octets is over the limit of %d", len,
+                           MW_SMTP_REPLY_MAX_LINE);
     if (r->nlines >= MW_SMTP_REPLY_MAX_LINES)
-        return mw_err_set(err, MW_ETOOBIG, "reply has more than %d lines", MW_SMTP_REPLY_MAX_LINES);
+        return mwi_err_set(err, MW_ETOOBIG, "reply has more than %d lines",
+                           MW_SMTP_REPLY_MAX_LINES);
     /* RFC 5321 §4.2: Reply-line = *( Reply-code "-" [ textstring ] CRLF )
      *   Reply-code [ SP textstring ] CRLF; codes are 2-5, 0-5, 0-9. */
     if (len < 3 || line[0] < '2' || line[0] > '5' || line[1] < '0' || line[1] > '5' ||
         !is_digit(line[2]) || (len > 3 && line[3] != ' ' && line[3] != '-')) {
         char shown[64];
-        mw_copy_printable(shown, sizeof shown, line, len);
-        return mw_err_set(err, MW_EPROTO, "not an SMTP reply line: \"%s\"", shown);
+        mwi_copy_printable(shown, sizeof shown, line, len);
+        return mwi_err_set(err, MW_EPROTO, "not an SMTP reply line: \"%s\"", shown);
     }
     int code = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
     if (r->nlines > 0 && code != r->code)
-        return mw_err_set(err, MW_EPROTO,
-                          "multi-line reply mixes codes %d and %d (RFC 5321 §4.2.1)", r->code,
-                          code);
+        return mwi_err_set(err, MW_EPROTO,
+                           "multi-line reply mixes codes %d and %d (RFC 5321 §4.2.1)", r->code,
+                           code);
     const char *text = len > 4 ? line + 4 : "";
     size_t tlen = len > 4 ? len - 4 : 0;
     if (r->text_len + tlen + 1 > MW_SMTP_REPLY_MAX_TEXT)
-        return mw_err_set(err, MW_ETOOBIG, "reply text is over the limit of %d octets",
-                          MW_SMTP_REPLY_MAX_TEXT);
+        return mwi_err_set(err, MW_ETOOBIG, "reply text is over the limit of %d octets",
+                           MW_SMTP_REPLY_MAX_TEXT);
     if (r->nlines == 0) {
         r->code = code;
         /* RFC 3463 §3: the class of the enhanced code matches the reply's
          * first digit; anything else is ordinary text. */
         char enh[16];
-        if (mw_smtp_parse_enhanced(text, tlen, enh, sizeof enh) && enh[0] == line[0])
+        if (mwi_smtp_parse_enhanced(text, tlen, enh, sizeof enh) && enh[0] == line[0])
             memcpy(r->enhanced, enh, sizeof enh);
     }
     memcpy(r->text + r->text_len, text, tlen);
@@ -91,7 +92,7 @@ int mw_smtp_reply_feed(mw_smtp_reply *r, const char *line, size_t len, mw_error 
     return 0;
 }
 
-const char *mw_smtp_reply_line(const mw_smtp_reply *r, size_t i, size_t *len)
+const char *mwi_smtp_reply_line(const mw_smtp_reply *r, size_t i, size_t *len)
 {
     const char *p = r->text;
     const char *end = r->text + r->text_len;
@@ -108,10 +109,10 @@ const char *mw_smtp_reply_line(const mw_smtp_reply *r, size_t i, size_t *len)
     return "";
 }
 
-const char *mw_smtp_reply_summary(const mw_smtp_reply *r, size_t *len)
+const char *mwi_smtp_reply_summary(const mw_smtp_reply *r, size_t *len)
 {
     size_t l;
-    const char *t = mw_smtp_reply_line(r, 0, &l);
+    const char *t = mwi_smtp_reply_line(r, 0, &l);
     if (r->enhanced[0]) {
         size_t e = strlen(r->enhanced);
         if (l >= e) {
@@ -147,7 +148,7 @@ static void add_mech(mw_smtp_caps *caps, const char *m, size_t ml)
         up[i] = c;
     }
     up[ml] = '\0';
-    if (mw_smtp_caps_has_auth(caps, up)) return;
+    if (mwi_smtp_caps_has_auth(caps, up)) return;
     size_t cur = strlen(caps->auth);
     if (cur + (cur ? 1 : 0) + ml + 1 > sizeof caps->auth) return;
     if (cur) caps->auth[cur++] = ' ';
@@ -167,12 +168,12 @@ static void add_mechs(mw_smtp_caps *caps, const char *p, size_t n)
     }
 }
 
-int mw_smtp_caps_parse(mw_smtp_caps *caps, const mw_smtp_reply *ehlo)
+int mwi_smtp_caps_parse(mw_smtp_caps *caps, const mw_smtp_reply *ehlo)
 {
     memset(caps, 0, sizeof *caps);
     for (size_t i = 1; i < ehlo->nlines; i++) {
         size_t len;
-        const char *l = mw_smtp_reply_line(ehlo, i, &len);
+        const char *l = mwi_smtp_reply_line(ehlo, i, &len);
         size_t kl = 0;
         while (kl < len && l[kl] != ' ' && l[kl] != '=')
             kl++;
@@ -224,7 +225,7 @@ int mw_smtp_caps_parse(mw_smtp_caps *caps, const mw_smtp_reply *ehlo)
     return 0;
 }
 
-int mw_smtp_caps_has_auth(const mw_smtp_caps *caps, const char *mech)
+int mwi_smtp_caps_has_auth(const mw_smtp_caps *caps, const char *mech)
 {
     size_t ml = strlen(mech);
     const char *p = caps->auth;

@@ -32,21 +32,21 @@ typedef struct mw_smtp_reply {
     size_t text_len;
 } mw_smtp_reply;
 
-void mw_smtp_reply_init(mw_smtp_reply *r);
+void mwi_smtp_reply_init(mw_smtp_reply *r);
 /* Feeds one line.  Returns 0 (more lines follow), 1 (the reply is complete),
  * MW_EPROTO (not a reply line; code differs from earlier lines; a line after
  * completion), MW_ETOOBIG (line, line count or total text over the caps). */
-int mw_smtp_reply_feed(mw_smtp_reply *r, const char *line, size_t len, mw_error *err);
+int mwi_smtp_reply_feed(mw_smtp_reply *r, const char *line, size_t len, mw_error *err);
 /* The text of the last line (or of line `i`), without '\n'. */
-const char *mw_smtp_reply_line(const mw_smtp_reply *r, size_t i, size_t *len);
+const char *mwi_smtp_reply_line(const mw_smtp_reply *r, size_t i, size_t *len);
 /* Text of the first line with the enhanced code stripped; for messages. */
-const char *mw_smtp_reply_summary(const mw_smtp_reply *r, size_t *len);
+const char *mwi_smtp_reply_summary(const mw_smtp_reply *r, size_t *len);
 
 /* Parses an RFC 3463 enhanced status code at the start of text:
  * class "." subject "." detail, class 2/4/5, subject and detail 1-3 digits,
  * followed by a space or the end.  Writes it NUL-terminated to out (>= 12
  * bytes) and returns the number of bytes it took in text (0 when none). */
-size_t mw_smtp_parse_enhanced(const char *text, size_t len, char *out, size_t outsize);
+size_t mwi_smtp_parse_enhanced(const char *text, size_t len, char *out, size_t outsize);
 
 /* ---- EHLO capabilities ---- */
 enum {
@@ -78,8 +78,8 @@ typedef struct mw_smtp_caps {
  * the server's name and is skipped).  Unknown keywords are ignored; a
  * malformed SIZE argument is ignored as if no limit were declared.  Returns
  * 0 (never fails on content; the reply was already bounded). */
-int mw_smtp_caps_parse(mw_smtp_caps *caps, const mw_smtp_reply *ehlo);
+int mwi_smtp_caps_parse(mw_smtp_caps *caps, const mw_smtp_reply *ehlo);
 /* 1 when `mech` (case-insensitive) is in caps->auth. */
-int mw_smtp_caps_has_auth(const mw_smtp_caps *caps, const char *mech);
+int mwi_smtp_caps_has_auth(const mw_smtp_caps *caps, const char *mech);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "queue/queue_int.h"
 #include "util/err.h"
+#include "util/random.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -22,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -41,8 +41,8 @@ struct mw_queue {
 static int sys_err(mw_error *err, const char *what, const char *path, int e)
 {
     char b[128];
-    return mw_err_set(err, MW_EIO, "queue: cannot %s %s: %s", what, path,
-                      mw_errno_text(e, b, sizeof b));
+    return mwi_err_set(err, MW_EIO, "queue: cannot %s %s: %s", what, path,
+                       mwi_errno_text(e, b, sizeof b));
 }
 
 static int fsync_dir(const char *dir)
@@ -88,16 +88,17 @@ static int sub(const mw_queue *q, char *out, const char *a, const char *b)
     return 0;
 }
 
-/* An ID: fixed-width hex time (so names sort by age), then pid and random. */
-static void new_id(char id[MW_QUEUE_ID_MAX])
+/* An ID: fixed-width hex time (so names sort by age), then pid and random
+ * (MW_EIO when the kernel has no random bytes: no weaker fallback). */
+static int new_id(char id[MW_QUEUE_ID_MAX], mw_error *err)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     uint32_t r = 0;
-    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != (ssize_t)sizeof r)
-        r ^= (uint32_t)tv.tv_usec * 2654435761u;
+    if (mwi_random_bytes(&r, sizeof r, err)) return MW_EIO;
     snprintf(id, MW_QUEUE_ID_MAX, "%010llX%05lX.%lX.%08" PRIX32, (unsigned long long)tv.tv_sec,
              (unsigned long)tv.tv_usec, (unsigned long)getpid(), r);
+    return 0;
 }
 
 static int valid_id(const char *id)
@@ -119,14 +120,14 @@ static int clean_value(const char *s)
 
 int mw_queue_open(mw_queue **out, const mw_queue_opts *o, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "mw_queue_open: no out");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "mw_queue_open: no out");
     *out = NULL;
-    if (!o || !o->dir || !*o->dir) return mw_err_set(err, MW_EINVAL, "queue: no directory given");
+    if (!o || !o->dir || !*o->dir) return mwi_err_set(err, MW_EINVAL, "queue: no directory given");
     mw_queue *q = calloc(1, sizeof *q);
-    if (!q) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!q) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     if (strlen(o->dir) >= Q_PATH - 64) {
         free(q);
-        return mw_err_set(err, MW_EINVAL, "queue: directory name too long");
+        return mwi_err_set(err, MW_EINVAL, "queue: directory name too long");
     }
     snprintf(q->dir, sizeof q->dir, "%s", o->dir);
     q->lifetime_s = o->lifetime_s > 0 ? o->lifetime_s : 5L * 24 * 3600;
@@ -163,7 +164,7 @@ static void rcpt_free(mw_queue_rcpt *r)
     free(r->text);
 }
 
-void mw_queue_entry_clear(mw_queue_entry *e)
+void mwi_queue_entry_clear(mw_queue_entry *e)
 {
     free(e->sender);
     free(e->account);
@@ -179,7 +180,7 @@ void mw_queue_entry_clear(mw_queue_entry *e)
 void mw_queue_entries_free(mw_queue_entry *e, size_t n)
 {
     for (size_t i = 0; e && i < n; i++)
-        mw_queue_entry_clear(&e[i]);
+        mwi_queue_entry_clear(&e[i]);
     free(e);
 }
 
@@ -202,7 +203,7 @@ static int put(FILE *f, const char *k, const char *v)
 }
 
 /* Serialises e into a malloc'd buffer. */
-char *mw_queue_env_text(const mw_queue_entry *e, size_t *len)
+char *mwi_queue_env_text(const mw_queue_entry *e, size_t *len)
 {
     char *buf = NULL;
     FILE *f = open_memstream(&buf, len);
@@ -312,7 +313,7 @@ static int env_parse(mw_queue_entry *e, char *t)
     return bad ? -1 : 0;
 }
 
-int mw_queue_env_parse(mw_queue_entry *e, const char *text, size_t len)
+int mwi_queue_env_parse(mw_queue_entry *e, const char *text, size_t len)
 {
     memset(e, 0, sizeof *e);
     char *t = malloc(len + 1);
@@ -321,7 +322,7 @@ int mw_queue_env_parse(mw_queue_entry *e, const char *text, size_t len)
     t[len] = '\0';
     int rc = env_parse(e, t);
     free(t);
-    if (rc) mw_queue_entry_clear(e);
+    if (rc) mwi_queue_entry_clear(e);
     return rc;
 }
 
@@ -365,7 +366,7 @@ static int load_entry(const mw_queue *q, const char *id, mw_queue_entry *e)
         e->size = (uint64_t)st.st_size;
     else if (rc == 0)
         rc = -1; /* no message file: not a usable entry */
-    if (rc) mw_queue_entry_clear(e);
+    if (rc) mwi_queue_entry_clear(e);
     return rc;
 }
 
@@ -376,9 +377,9 @@ static int save_entry(const mw_queue *q, const mw_queue_entry *e, mw_error *err)
     size_t len = 0;
     snprintf(name, sizeof name, "%s.env", e->id);
     if (sub(q, tmp, "tmp", name) || sub(q, dst, "env", e->id))
-        return mw_err_set(err, MW_EINVAL, "queue: path too long");
-    char *text = mw_queue_env_text(e, &len);
-    if (!text) return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_EINVAL, "queue: path too long");
+    char *text = mwi_queue_env_text(e, &len);
+    if (!text) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int e2 = fd < 0 ? errno : write_all(fd, text, len);
     free(text);
@@ -407,17 +408,17 @@ static int save_entry(const mw_queue *q, const mw_queue_entry *e, mw_error *err)
 static int check_env(const mw_queue_env *env, mw_error *err)
 {
     if (!env->sender || !clean_value(env->sender) || strchr(env->sender, '\t'))
-        return mw_err_set(err, MW_EINVAL, "queue: bad sender address");
+        return mwi_err_set(err, MW_EINVAL, "queue: bad sender address");
     if (env->nrecipients == 0 || env->nrecipients > Q_MAX_RCPT)
-        return mw_err_set(err, MW_EINVAL, "queue: %s recipients",
-                          env->nrecipients ? "too many" : "no");
+        return mwi_err_set(err, MW_EINVAL, "queue: %s recipients",
+                           env->nrecipients ? "too many" : "no");
     for (size_t i = 0; i < env->nrecipients; i++)
         if (!env->recipients[i] || !env->recipients[i][0] || !clean_value(env->recipients[i]) ||
             strchr(env->recipients[i], ' ') || strchr(env->recipients[i], '\t'))
-            return mw_err_set(err, MW_EINVAL, "queue: bad recipient address %zu", i + 1);
+            return mwi_err_set(err, MW_EINVAL, "queue: bad recipient address %zu", i + 1);
     if (!clean_value(env->account) || !clean_value(env->dsn_notify) || !clean_value(env->dsn_ret) ||
         !clean_value(env->dsn_envid))
-        return mw_err_set(err, MW_EINVAL, "queue: control character in an envelope option");
+        return mwi_err_set(err, MW_EINVAL, "queue: control character in an envelope option");
     return 0;
 }
 
@@ -426,7 +427,7 @@ static int check_env(const mw_queue_env *env, mw_error *err)
 static int entry_from_env(mw_queue_entry *e, const mw_queue_env *env, mw_error *err)
 {
     memset(e, 0, sizeof *e);
-    new_id(e->id);
+    if (new_id(e->id, err)) return MW_EIO;
     e->created = e->next_attempt = time(NULL);
     e->body = env->body;
     e->sender = (char *)env->sender;
@@ -436,7 +437,7 @@ static int entry_from_env(mw_queue_entry *e, const mw_queue_env *env, mw_error *
     e->dsn_envid = (char *)env->dsn_envid;
     e->nrcpt = env->nrecipients;
     e->rcpt = calloc(e->nrcpt, sizeof *e->rcpt);
-    if (!e->rcpt) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!e->rcpt) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     for (size_t i = 0; i < e->nrcpt; i++)
         e->rcpt[i].address = (char *)env->recipients[i];
     return 0;
@@ -470,7 +471,7 @@ static int spool(const mw_queue *q, const char *id, mw_smtp_read_fn read, void *
     char *buf = malloc(65536);
     int fd = buf ? open(tmsg, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600) : -1;
     if (!buf) {
-        rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+        rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
         goto fail;
     }
     if (fd < 0) {
@@ -480,7 +481,7 @@ static int spool(const mw_queue *q, const char *id, mw_smtp_read_fn read, void *
     for (;;) {
         long n = read(buf, 65536, ud);
         if (n < 0) {
-            rc = mw_err_set(err, (int)n, "queue: reading the message failed");
+            rc = mwi_err_set(err, (int)n, "queue: reading the message failed");
             goto fail;
         }
         if (n == 0) break;
@@ -526,9 +527,9 @@ static int commit(const mw_queue *q, const mw_queue_entry *e, int msgfd, int msg
     }
     {
         size_t len = 0;
-        char *text = mw_queue_env_text(e, &len);
+        char *text = mwi_queue_env_text(e, &len);
         if (!text) {
-            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+            rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
             goto fail;
         }
         int efd = open(tenv, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -574,7 +575,7 @@ int mw_queue_add(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, voi
                  char id[MW_QUEUE_ID_MAX], mw_error *err)
 {
     if (!q || !env || !read || !id)
-        return mw_err_set(err, MW_EINVAL, "mw_queue_add: bad arguments");
+        return mwi_err_set(err, MW_EINVAL, "mw_queue_add: bad arguments");
     id[0] = '\0';
     int rc = check_env(env, err);
     if (rc) return rc;
@@ -600,7 +601,7 @@ static int cmp_entry(const void *a, const void *b)
 
 int mw_queue_list(mw_queue *q, mw_queue_entry **out, size_t *n, mw_error *err)
 {
-    if (!q || !out || !n) return mw_err_set(err, MW_EINVAL, "mw_queue_list: bad arguments");
+    if (!q || !out || !n) return mwi_err_set(err, MW_EINVAL, "mw_queue_list: bad arguments");
     *out = NULL;
     *n = 0;
     char d[Q_PATH];
@@ -617,7 +618,7 @@ int mw_queue_list(mw_queue *q, mw_queue_entry **out, size_t *n, mw_error *err)
             size_t nc = cap ? cap * 2 : 16;
             mw_queue_entry *nv = realloc(v, nc * sizeof *nv);
             if (!nv) {
-                rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+                rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
                 break;
             }
             v = nv;
@@ -649,7 +650,7 @@ static int take_lock(const mw_queue *q, int wait, int *fd_out, mw_error *err)
         int e = errno;
         close(fd);
         if (e == EWOULDBLOCK)
-            return mw_err_set(err, MW_ESTATE, "queue %s: another run holds its lock", q->dir);
+            return mwi_err_set(err, MW_ESTATE, "queue %s: another run holds its lock", q->dir);
         return sys_err(err, "lock", p, e);
     }
     *fd_out = fd;
@@ -662,7 +663,7 @@ static int remove_entry(const mw_queue *q, const char *id, mw_error *err)
     char p[Q_PATH], d[Q_PATH];
     sub(q, p, "env", id);
     if (unlink(p) != 0)
-        return errno == ENOENT ? mw_err_set(err, MW_EINVAL, "queue: no entry %s", id)
+        return errno == ENOENT ? mwi_err_set(err, MW_EINVAL, "queue: no entry %s", id)
                                : sys_err(err, "remove", p, errno);
     sub(q, d, "env", NULL);
     int e = fsync_dir(d);
@@ -675,7 +676,7 @@ static int remove_entry(const mw_queue *q, const char *id, mw_error *err)
 int mw_queue_drop(mw_queue *q, const char *id, mw_error *err)
 {
     if (!q || !id || !valid_id(id))
-        return mw_err_set(err, MW_EINVAL, "queue: bad ID '%s'", id ? id : "");
+        return mwi_err_set(err, MW_EINVAL, "queue: bad ID '%s'", id ? id : "");
     int lk = -1;
     int rc = take_lock(q, 0, &lk, err);
     if (rc) return rc;
@@ -782,7 +783,7 @@ static size_t attempt(const mw_queue *q, mw_queue_entry *e, mw_smtp **s, int fd,
     const char **rl = calloc(e->nrcpt, sizeof *rl);
     mw_smtp_result *r = NULL;
     if (!idx || !rl) {
-        trc = mw_err_set(terr, MW_ENOMEM, "out of memory");
+        trc = mwi_err_set(terr, MW_ENOMEM, "out of memory");
         for (size_t k = 0; k < e->nrcpt; k++)
             npend += e->rcpt[k].state == MW_QUEUE_PENDING;
         goto out;
@@ -832,9 +833,10 @@ int mw_queue_run(mw_queue *q, const mw_queue_run_opts *ro, mw_queue_stats *stats
     mw_queue_stats st0;
     if (!stats) stats = &st0;
     memset(stats, 0, sizeof *stats);
-    if (!q || !ro || !ro->connect) return mw_err_set(err, MW_EINVAL, "mw_queue_run: bad arguments");
+    if (!q || !ro || !ro->connect)
+        return mwi_err_set(err, MW_EINVAL, "mw_queue_run: bad arguments");
     if (ro->only && !valid_id(ro->only))
-        return mw_err_set(err, MW_EINVAL, "queue: bad ID '%s'", ro->only);
+        return mwi_err_set(err, MW_EINVAL, "queue: bad ID '%s'", ro->only);
     int lk = -1;
     int rc = take_lock(q, ro->wait_lock, &lk, err);
     if (rc) return rc;
@@ -862,7 +864,7 @@ int mw_queue_run(mw_queue *q, const mw_queue_run_opts *ro, mw_queue_stats *stats
         free(idx);
         idx = calloc(e->nrcpt, sizeof *idx);
         if (!idx) {
-            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+            rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
             break;
         }
         size_t npend = 0;
@@ -963,7 +965,7 @@ int mw_queue_send(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, vo
                   const mw_queue_run_opts *ro, char id[MW_QUEUE_ID_MAX], int *queued, mw_error *err)
 {
     if (!q || !env || !read || !id || !ro || !ro->connect || !queued)
-        return mw_err_set(err, MW_EINVAL, "mw_queue_send: bad arguments");
+        return mwi_err_set(err, MW_EINVAL, "mw_queue_send: bad arguments");
     id[0] = '\0';
     *queued = 0;
     int rc = check_env(env, err);
@@ -983,7 +985,7 @@ int mw_queue_send(mw_queue *q, const mw_queue_env *env, mw_smtp_read_fn read, vo
     mw_error_clear(&terr);
     int trc = ro->connect(&e, &s, &terr, ro->connect_userdata);
     if (trc || !s) {
-        if (!trc) trc = mw_err_set(&terr, MW_ENET, "no session");
+        if (!trc) trc = mwi_err_set(&terr, MW_ENET, "no session");
         s = NULL;
     }
     size_t npend = attempt(q, &e, &s, fd, trc, &terr, ro->maxtime_ms);

@@ -8,12 +8,12 @@
 #include <stddef.h>
 
 /* Parses text[0..len) (up to its first NUL) into *e (zeroed first; free
- * with mw_queue_entries_free(e, 0)-style clearing: mw_queue_entry_clear).
+ * with mw_queue_entries_free(e, 0)-style clearing: mwi_queue_entry_clear).
  * Returns 0, or -1 when malformed (e then cleared). */
-int mw_queue_env_parse(mw_queue_entry *e, const char *text, size_t len);
+int mwi_queue_env_parse(mw_queue_entry *e, const char *text, size_t len);
 /* The envelope file's text for e, malloc'd (*len its length); NULL when out
  * of memory. */
-char *mw_queue_env_text(const mw_queue_entry *e, size_t *len);
-void mw_queue_entry_clear(mw_queue_entry *e);
+char *mwi_queue_env_text(const mw_queue_entry *e, size_t *len);
+void mwi_queue_entry_clear(mw_queue_entry *e);
 
 #endif

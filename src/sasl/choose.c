@@ -11,7 +11,7 @@
  * hostile capability line costs bounded work. */
 #define MAX_OFFERED_NAMES 64
 
-const mw_sasl_mech_info mw_sasl_mech_table[MW_M_COUNT] = {
+const mw_sasl_mech_info mwi_sasl_mech_table[MW_M_COUNT] = {
     {"EXTERNAL", MW_M_EXTERNAL, MW_MF_CLIENT_FIRST | MW_MF_GSASL | MW_MF_EXTERNAL},
     /* RFC 7628 §5: bearer tokens only over TLS. */
     {"OAUTHBEARER", MW_M_OAUTHBEARER, MW_MF_CLIENT_FIRST | MW_MF_CLEARTEXT | MW_MF_TOKEN},
@@ -31,12 +31,12 @@ const mw_sasl_mech_info mw_sasl_mech_table[MW_M_COUNT] = {
     {"LOGIN", MW_M_LOGIN, MW_MF_CLEARTEXT | MW_MF_PASSWORD | MW_MF_GSASL},
 };
 
-const mw_sasl_mech_info *mw_sasl_mech_find(const char *name, size_t len)
+const mw_sasl_mech_info *mwi_sasl_mech_find(const char *name, size_t len)
 {
     if (!name || len == 0 || len > MW_SASL_MECH_NAME_MAX) return NULL;
     for (int i = 0; i < MW_M_COUNT; i++) {
-        const char *n = mw_sasl_mech_table[i].name;
-        if (strlen(n) == len && strncasecmp(n, name, len) == 0) return &mw_sasl_mech_table[i];
+        const char *n = mwi_sasl_mech_table[i].name;
+        if (strlen(n) == len && strncasecmp(n, name, len) == 0) return &mwi_sasl_mech_table[i];
     }
     return NULL;
 }
@@ -54,7 +54,7 @@ const char *const *mw_sasl_mechanisms(void)
 
 int mw_sasl_mechanism_supported(const char *name)
 {
-    return name && mw_sasl_mech_find(name, strlen(name)) != NULL;
+    return name && mwi_sasl_mech_find(name, strlen(name)) != NULL;
 }
 
 static int is_sep(char c)
@@ -75,7 +75,7 @@ static void parse_offered(const char *list, unsigned *mask)
             p++;
         if (p > start) {
             names++;
-            const mw_sasl_mech_info *m = mw_sasl_mech_find(start, (size_t)(p - start));
+            const mw_sasl_mech_info *m = mwi_sasl_mech_find(start, (size_t)(p - start));
             if (m) *mask |= 1u << m->id;
         }
     }
@@ -86,28 +86,28 @@ static int unusable(const mw_sasl_mech_info *m, const mw_sasl_policy *pol, mw_er
 {
     unsigned f = m->flags;
     if ((f & MW_MF_EXTERNAL) && !pol->want_external)
-        return mw_err_set(err, MW_EUNSUPPORTED, "%s needs a TLS client certificate", m->name);
+        return mwi_err_set(err, MW_EUNSUPPORTED, "%s needs a TLS client certificate", m->name);
     if ((f & MW_MF_TOKEN) && !pol->has_token)
-        return mw_err_set(err, MW_EINVAL, "%s needs an OAuth 2.0 token", m->name);
+        return mwi_err_set(err, MW_EINVAL, "%s needs an OAuth 2.0 token", m->name);
     if ((f & MW_MF_PASSWORD) && !pol->has_password)
-        return mw_err_set(err, MW_EINVAL, "%s needs a password", m->name);
+        return mwi_err_set(err, MW_EINVAL, "%s needs a password", m->name);
     if ((f & MW_MF_CB) && !(pol->tls && pol->has_cb))
-        return mw_err_set(err, MW_EUNSUPPORTED,
-                          "%s needs TLS channel binding data, which this connection lacks",
-                          m->name);
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "%s needs TLS channel binding data, which this connection lacks",
+                           m->name);
     /* No login over an unencrypted link unless the caller allowed it, whatever
      * the mechanism: even where the secret is not sent in clear (SCRAM, RFC
      * 5802 §9), the session it opens, mail included, would be (RFC 8314 §5). */
     if (!pol->tls && !pol->allow_plaintext) {
         if (f & MW_MF_CLEARTEXT)
-            return mw_err_set(err, MW_EPOLICY,
-                              "%s would send the %s in clear text over an unencrypted connection "
-                              "(use TLS, or allow plaintext passwords explicitly)",
-                              m->name, (f & MW_MF_TOKEN) ? "token" : "password");
-        return mw_err_set(err, MW_EPOLICY,
-                          "%s: no login over an unencrypted connection (use TLS, or allow "
-                          "plaintext logins explicitly)",
-                          m->name);
+            return mwi_err_set(err, MW_EPOLICY,
+                               "%s would send the %s in clear text over an unencrypted connection "
+                               "(use TLS, or allow plaintext passwords explicitly)",
+                               m->name, (f & MW_MF_TOKEN) ? "token" : "password");
+        return mwi_err_set(err, MW_EPOLICY,
+                           "%s: no login over an unencrypted connection (use TLS, or allow "
+                           "plaintext logins explicitly)",
+                           m->name);
     }
     return 0;
 }
@@ -127,7 +127,7 @@ static int choose_auto(const char **out, size_t out_cap, size_t *n, unsigned off
     mw_error why;
     memset(&why, 0, sizeof why);
     for (int i = 0; i < MW_M_COUNT; i++) {
-        const mw_sasl_mech_info *m = &mw_sasl_mech_table[i];
+        const mw_sasl_mech_info *m = &mwi_sasl_mech_table[i];
         if (!(offered & (1u << i))) continue;
         mw_error e;
         memset(&e, 0, sizeof e);
@@ -141,9 +141,9 @@ static int choose_auto(const char **out, size_t out_cap, size_t *n, unsigned off
         }
     }
     if (*n) return 0;
-    if (first_fail == MW_EPOLICY) return mw_err_set(err, MW_EPOLICY, "%s", why.message);
-    return mw_err_set(err, MW_EUNSUPPORTED,
-                      "the server offers no SASL mechanism usable with the credentials given");
+    if (first_fail == MW_EPOLICY) return mwi_err_set(err, MW_EPOLICY, "%s", why.message);
+    return mwi_err_set(err, MW_EUNSUPPORTED,
+                       "the server offers no SASL mechanism usable with the credentials given");
 }
 
 static int choose_wanted(const char **out, size_t out_cap, size_t *n, const char *want,
@@ -164,19 +164,19 @@ static int choose_wanted(const char **out, size_t out_cap, size_t *n, const char
         if (p == start) continue;
         names++;
         size_t len = (size_t)(p - start);
-        const mw_sasl_mech_info *m = mw_sasl_mech_find(start, len);
+        const mw_sasl_mech_info *m = mwi_sasl_mech_find(start, len);
         if (!m) {
             *n = 0; /* a typo anywhere in the list voids the whole list */
             char name[MW_SASL_MECH_NAME_MAX + 2];
-            mw_copy_printable(name, sizeof name, start, len);
-            return mw_err_set(err, MW_EINVAL, "unknown SASL mechanism \"%s%s\"", name,
-                              len > MW_SASL_MECH_NAME_MAX + 1 ? "..." : "");
+            mwi_copy_printable(name, sizeof name, start, len);
+            return mwi_err_set(err, MW_EINVAL, "unknown SASL mechanism \"%s%s\"", name,
+                               len > MW_SASL_MECH_NAME_MAX + 1 ? "..." : "");
         }
         mw_error e;
         memset(&e, 0, sizeof e);
         int rc = 0;
         if (offered_known && !(offered & (1u << m->id)))
-            rc = mw_err_set(&e, MW_EUNSUPPORTED, "the server does not offer %s", m->name);
+            rc = mwi_err_set(&e, MW_EUNSUPPORTED, "the server does not offer %s", m->name);
         else
             rc = unusable(m, pol, &e);
         if (rc == 0) {
@@ -187,16 +187,16 @@ static int choose_wanted(const char **out, size_t out_cap, size_t *n, const char
         }
     }
     if (*n) return 0;
-    if (!first_fail) return mw_err_set(err, MW_EINVAL, "no SASL mechanism named");
-    return mw_err_set(err, first_fail, "%s", why.message);
+    if (!first_fail) return mwi_err_set(err, MW_EINVAL, "no SASL mechanism named");
+    return mwi_err_set(err, first_fail, "%s", why.message);
 }
 
-int mw_sasl_choose(const char **out, size_t out_cap, size_t *n_out, const char *offered,
-                   const mw_sasl_policy *policy, mw_error *err)
+int mwi_sasl_choose(const char **out, size_t out_cap, size_t *n_out, const char *offered,
+                    const mw_sasl_policy *policy, mw_error *err)
 {
     if (n_out) *n_out = 0;
     if (!out || !n_out || !policy || out_cap == 0)
-        return mw_err_set(err, MW_EINVAL, "mw_sasl_choose: bad arguments");
+        return mwi_err_set(err, MW_EINVAL, "mwi_sasl_choose: bad arguments");
     unsigned mask = 0;
     if (offered) parse_offered(offered, &mask);
     const char *want = policy->want;
@@ -204,7 +204,7 @@ int mw_sasl_choose(const char **out, size_t out_cap, size_t *n_out, const char *
     if (want && *want)
         return choose_wanted(out, out_cap, n_out, want, mask, offered != NULL, policy, err);
     if (!offered)
-        return mw_err_set(err, MW_EUNSUPPORTED,
-                          "the server did not list its SASL mechanisms and none was asked for");
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "the server did not list its SASL mechanisms and none was asked for");
     return choose_auto(out, out_cap, n_out, mask, policy, err);
 }

@@ -14,7 +14,7 @@ static size_t emit(char *out, size_t outsz, size_t pos, const char *s, size_t n)
     return pos + n;
 }
 
-size_t mw_sasl_mask(char *out, size_t outsz, const char *line, size_t len)
+size_t mwi_sasl_mask(char *out, size_t outsz, const char *line, size_t len)
 {
     if (!out || outsz == 0) return 0;
     out[0] = '\0';

@@ -72,10 +72,10 @@ static int set_out(mw_sasl *s, const char *raw, size_t n)
     wipe_free(s->out, s->out_len + 1);
     s->out = NULL;
     s->out_len = 0;
-    size_t enc = mw_base64_encoded_len(n);
+    size_t enc = mwi_base64_encoded_len(n);
     char *o = malloc(enc + 1);
     if (!o) return MW_ENOMEM;
-    mw_base64_encode(o, (const unsigned char *)raw, n);
+    mwi_base64_encode(o, (const unsigned char *)raw, n);
     s->out = o;
     s->out_len = enc;
     return 0;
@@ -85,7 +85,7 @@ static int set_out(mw_sasl *s, const char *raw, size_t n)
 static int fail(mw_sasl *s, mw_error *err, int code, const char *what)
 {
     s->state = ST_FAILED;
-    return mw_err_set(err, code, "%s: %s", s->m->name, what);
+    return mwi_err_set(err, code, "%s: %s", s->m->name, what);
 }
 
 __attribute__((format(printf, 4, 5))) static int failf(mw_sasl *s, mw_error *err, int code,
@@ -129,12 +129,12 @@ static int check_cred(const char *what, const char *v, int required, const char 
                       mw_error *err)
 {
     if (!v || !*v) {
-        if (required) return mw_err_set(err, MW_EINVAL, "%s needs %s", mech, what);
+        if (required) return mwi_err_set(err, MW_EINVAL, "%s needs %s", mech, what);
         return 0;
     }
     if (strlen(v) > MW_SASL_MAX_CRED)
-        return mw_err_set(err, MW_EINVAL, "the %s for %s is over %d bytes", what, mech,
-                          MW_SASL_MAX_CRED);
+        return mwi_err_set(err, MW_EINVAL, "the %s for %s is over %d bytes", what, mech,
+                           MW_SASL_MAX_CRED);
     return 0;
 }
 
@@ -242,16 +242,18 @@ static int oauth_start(mw_sasl *s, const mw_sasl_creds *c, mw_error *err)
     /* ^A separates the fields: a control character in a value would let it
      * forge fields of its own. */
     if ((c->authcid && has_ctl(c->authcid)) || (c->authzid && has_ctl(c->authzid)))
-        return mw_err_set(err, MW_EINVAL, "the user name for %s contains control characters", name);
+        return mwi_err_set(err, MW_EINVAL, "the user name for %s contains control characters",
+                           name);
     if (!xo && c->hostname && has_ctl(c->hostname))
-        return mw_err_set(err, MW_EINVAL, "the host name for %s contains control characters", name);
+        return mwi_err_set(err, MW_EINVAL, "the host name for %s contains control characters",
+                           name);
     if (!is_b64token(c->token))
-        return mw_err_set(err, MW_EINVAL,
-                          "the token for %s is not a bearer token (RFC 6750 §2.1 allows "
-                          "letters, digits and -._~+/ then '=' padding)",
-                          name);
+        return mwi_err_set(err, MW_EINVAL,
+                           "the token for %s is not a bearer token (RFC 6750 §2.1 allows "
+                           "letters, digits and -._~+/ then '=' padding)",
+                           name);
     rc = xo ? build_xoauth2(s, c) : build_oauthbearer(s, c);
-    return rc ? mw_err_set(err, rc, "out of memory starting %s", name) : 0;
+    return rc ? mwi_err_set(err, rc, "out of memory starting %s", name) : 0;
 }
 
 /* RFC 7628 §3.2.2: a failure comes as a challenge holding error JSON; the
@@ -260,7 +262,7 @@ static int oauth_start(mw_sasl *s, const mw_sasl_creds *c, mw_error *err)
 static int oauth_error_challenge(mw_sasl *s, const unsigned char *data, size_t n, const char **resp,
                                  mw_error *err)
 {
-    mw_copy_printable(s->server_error, sizeof s->server_error, (const char *)data, n);
+    mwi_copy_printable(s->server_error, sizeof s->server_error, (const char *)data, n);
     int rc = s->m->id == MW_M_OAUTHBEARER ? set_out(s, "\001", 1) : set_out(s, "", 0);
     if (rc) return fail(s, err, rc, "out of memory");
     *resp = s->out;
@@ -316,36 +318,37 @@ static int gs_start(mw_sasl *s, const mw_sasl_creds *c, mw_error *err)
         (rc = check_cred("the server's host name", c->hostname, 1, name, err)))
         return rc;
     if ((f & MW_MF_CB) && (!c->cb_type || !c->cb_data || c->cb_len == 0))
-        return mw_err_set(err, MW_EINVAL, "%s needs TLS channel binding data", name);
-    if (c->cb_len > 1024) return mw_err_set(err, MW_EINVAL, "channel binding data over 1024 bytes");
+        return mwi_err_set(err, MW_EINVAL, "%s needs TLS channel binding data", name);
+    if (c->cb_len > 1024)
+        return mwi_err_set(err, MW_EINVAL, "channel binding data over 1024 bytes");
 
     pthread_mutex_lock(&gsasl_init_lock);
     int grc = gsasl_init(&s->ctx);
     pthread_mutex_unlock(&gsasl_init_lock);
     if (grc != GSASL_OK) {
         s->ctx = NULL;
-        return mw_err_set(err, grc == GSASL_MALLOC_ERROR ? MW_ENOMEM : MW_EUNSUPPORTED,
-                          "GNU SASL failed to start: %s", gsasl_strerror(grc));
+        return mwi_err_set(err, grc == GSASL_MALLOC_ERROR ? MW_ENOMEM : MW_EUNSUPPORTED,
+                           "GNU SASL failed to start: %s", gsasl_strerror(grc));
     }
     gsasl_callback_set(s->ctx, no_callback);
     grc = gsasl_client_start(s->ctx, name, &s->gs);
     if (grc != GSASL_OK) {
         s->gs = NULL;
-        return mw_err_set(err, grc == GSASL_MALLOC_ERROR ? MW_ENOMEM : MW_EUNSUPPORTED,
-                          "GNU SASL cannot run %s: %s", name, gsasl_strerror(grc));
+        return mwi_err_set(err, grc == GSASL_MALLOC_ERROR ? MW_ENOMEM : MW_EUNSUPPORTED,
+                           "GNU SASL cannot run %s: %s", name, gsasl_strerror(grc));
     }
     rc = set_prop(s, GSASL_AUTHID, c->authcid);
     if (!rc) rc = set_prop(s, GSASL_AUTHZID, c->authzid);
     if (!rc) rc = set_prop(s, GSASL_PASSWORD, c->password);
     if (!rc) rc = set_prop(s, GSASL_SERVICE, c->service && *c->service ? c->service : "smtp");
     if (!rc) rc = set_prop(s, GSASL_HOSTNAME, c->hostname);
-    if (rc) return mw_err_set(err, rc, "out of memory starting %s", name);
+    if (rc) return mwi_err_set(err, rc, "out of memory starting %s", name);
 
     /* Channel binding data goes to the -PLUS variants only.  RFC 5802 §6
      * would have plain SCRAM send "y" when binding is possible, but the
      * GNU SASL 2.2 client fails to build a "y" message (it returns an
      * authentication error at the first step), so plain SCRAM says "n".
-     * mw_sasl_choose() puts -PLUS first whenever binding data exists, so the
+     * mwi_sasl_choose() puts -PLUS first whenever binding data exists, so the
      * loss is only the downgrade signal to servers. */
     if ((f & MW_MF_CB) && c->cb_type && c->cb_data && c->cb_len) {
         Gsasl_property p;
@@ -354,15 +357,15 @@ static int gs_start(mw_sasl *s, const mw_sasl_creds *c, mw_error *err)
         else if (strcmp(c->cb_type, "tls-unique") == 0)
             p = GSASL_CB_TLS_UNIQUE;
         else
-            return mw_err_set(err, MW_EINVAL,
-                              "unknown channel binding type (want tls-exporter "
-                              "or tls-unique)");
-        char *b64 = malloc(mw_base64_encoded_len(c->cb_len) + 1);
-        if (!b64) return mw_err_set(err, MW_ENOMEM, "out of memory starting %s", name);
-        mw_base64_encode(b64, c->cb_data, c->cb_len);
+            return mwi_err_set(err, MW_EINVAL,
+                               "unknown channel binding type (want tls-exporter "
+                               "or tls-unique)");
+        char *b64 = malloc(mwi_base64_encoded_len(c->cb_len) + 1);
+        if (!b64) return mwi_err_set(err, MW_ENOMEM, "out of memory starting %s", name);
+        mwi_base64_encode(b64, c->cb_data, c->cb_len);
         grc = gsasl_property_set(s->gs, p, b64);
         free(b64);
-        if (grc != GSASL_OK) return mw_err_set(err, MW_ENOMEM, "out of memory starting %s", name);
+        if (grc != GSASL_OK) return mwi_err_set(err, MW_ENOMEM, "out of memory starting %s", name);
     }
     return 0;
 }
@@ -418,7 +421,7 @@ static int scram_check_server_first(mw_sasl *s, const char *m, size_t n, mw_erro
     if (sl == 0 || sl % 4 != 0) return fail(s, err, MW_EPROTO, "the salt is not valid base64");
     unsigned char *tmp = malloc(sl / 4 * 3);
     if (!tmp) return fail(s, err, MW_ENOMEM, "out of memory");
-    long saltlen = mw_base64_decode_strict(tmp, salt, sl);
+    long saltlen = mwi_base64_decode_strict(tmp, salt, sl);
     free(tmp);
     if (saltlen <= 0) return fail(s, err, MW_EPROTO, "the salt is not valid base64");
     const char *it = c2 + 1;
@@ -439,7 +442,7 @@ static int scram_check_server_first(mw_sasl *s, const char *m, size_t n, mw_erro
     if (nd == 0 || (p < end && *p != ',')) {
         const char *ce = memchr(it, ',', (size_t)(end - it));
         char shown[24];
-        mw_copy_printable(shown, sizeof shown, it, (size_t)((ce ? ce : end) - it));
+        mwi_copy_printable(shown, sizeof shown, it, (size_t)((ce ? ce : end) - it));
         return failf(s, err, MW_EPROTO, "the iteration count \"%s%s\" is not a number", shown,
                      (size_t)((ce ? ce : end) - it) >= sizeof shown ? "..." : "");
     }
@@ -464,8 +467,8 @@ static int scram_check_server_final(mw_sasl *s, const char *m, size_t n, mw_erro
 {
     if (n >= 2 && m[0] == 'e' && m[1] == '=') {
         const char *e = memchr(m, ',', n);
-        mw_copy_printable(s->server_error, sizeof s->server_error, m + 2,
-                          (size_t)((e ? e : m + n) - (m + 2)));
+        mwi_copy_printable(s->server_error, sizeof s->server_error, m + 2,
+                           (size_t)((e ? e : m + n) - (m + 2)));
         return failf(s, err, MW_EAUTH, "the server reports an error: %s", s->server_error);
     }
     if (n < 2 || m[0] != 'v' || m[1] != '=')
@@ -514,7 +517,7 @@ static int first_message(mw_sasl *s, mw_error *err)
     size_t cap = s->out_len / 4 * 3 + 1;
     char *raw = malloc(cap);
     if (!raw) return fail(s, err, MW_ENOMEM, "out of memory");
-    long dl = s->out_len ? mw_base64_decode_strict((unsigned char *)raw, s->out, s->out_len) : 0;
+    long dl = s->out_len ? mwi_base64_decode_strict((unsigned char *)raw, s->out, s->out_len) : 0;
     if (dl < 0) {
         wipe_free(raw, cap);
         return fail(s, err, MW_EPROTO, "cannot decode our own first message");
@@ -532,20 +535,21 @@ static int first_message(mw_sasl *s, mw_error *err)
 
 /* ---- the public face of the engine -------------------------------------------- */
 
-int mw_sasl_start(mw_sasl **out, const char **ir_b64, const char *mech, const mw_sasl_creds *creds,
-                  mw_error *err)
+int mwi_sasl_start(mw_sasl **out, const char **ir_b64, const char *mech, const mw_sasl_creds *creds,
+                   mw_error *err)
 {
     if (out) *out = NULL;
     if (ir_b64) *ir_b64 = NULL;
-    if (!out || !mech || !creds) return mw_err_set(err, MW_EINVAL, "mw_sasl_start: bad arguments");
-    const mw_sasl_mech_info *m = mw_sasl_mech_find(mech, strlen(mech));
+    if (!out || !mech || !creds)
+        return mwi_err_set(err, MW_EINVAL, "mwi_sasl_start: bad arguments");
+    const mw_sasl_mech_info *m = mwi_sasl_mech_find(mech, strlen(mech));
     if (!m) {
         char name[MW_SASL_MECH_NAME_MAX + 1];
-        mw_copy_printable(name, sizeof name, mech, strlen(mech));
-        return mw_err_set(err, MW_EINVAL, "unknown SASL mechanism \"%s\"", name);
+        mwi_copy_printable(name, sizeof name, mech, strlen(mech));
+        return mwi_err_set(err, MW_EINVAL, "unknown SASL mechanism \"%s\"", name);
     }
     mw_sasl *s = calloc(1, sizeof *s);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory starting %s", m->name);
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory starting %s", m->name);
     s->m = m;
     int rc = (m->flags & MW_MF_GSASL) ? gs_start(s, creds, err) : oauth_start(s, creds, err);
     if (rc == 0 && ir_b64 && (m->flags & MW_MF_CLIENT_FIRST)) {
@@ -559,21 +563,21 @@ int mw_sasl_start(mw_sasl **out, const char **ir_b64, const char *mech, const mw
     }
     if (rc) {
         if (ir_b64) *ir_b64 = NULL;
-        mw_sasl_free(s);
+        mwi_sasl_free(s);
         return rc;
     }
     *out = s;
     return 0;
 }
 
-int mw_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_t len,
-                 mw_error *err)
+int mwi_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_t len,
+                  mw_error *err)
 {
     if (resp_b64) *resp_b64 = NULL;
     if (!s || !resp_b64 || (!challenge && len))
-        return mw_err_set(err, MW_EINVAL, "mw_sasl_step: bad arguments");
+        return mwi_err_set(err, MW_EINVAL, "mwi_sasl_step: bad arguments");
     if (s->state == ST_FAILED)
-        return mw_err_set(err, MW_ESTATE, "the %s exchange already failed", s->m->name);
+        return mwi_err_set(err, MW_ESTATE, "the %s exchange already failed", s->m->name);
     if (len > MW_SASL_MAX_CHALLENGE)
         return failf(s, err, MW_ETOOBIG, "a challenge of %zu bytes is over the limit of %d", len,
                      MW_SASL_MAX_CHALLENGE);
@@ -583,7 +587,7 @@ int mw_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_
 
     unsigned char *raw = malloc(len / 4 * 3 + 1);
     if (!raw) return fail(s, err, MW_ENOMEM, "out of memory");
-    long dl = len ? mw_base64_decode_strict(raw, challenge, len) : 0;
+    long dl = len ? mwi_base64_decode_strict(raw, challenge, len) : 0;
     if (dl < 0) {
         free(raw);
         return fail(s, err, MW_EPROTO, "the server's challenge is not valid base64");
@@ -652,41 +656,41 @@ int mw_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_
     return s->finished ? MW_SASL_DONE : MW_SASL_CONTINUE;
 }
 
-int mw_sasl_finished(const mw_sasl *s)
+int mwi_sasl_finished(const mw_sasl *s)
 {
     return s && s->finished;
 }
 
-int mw_sasl_mutual(const mw_sasl *s)
+int mwi_sasl_mutual(const mw_sasl *s)
 {
     return s && (s->m->flags & MW_MF_MUTUAL) != 0;
 }
 
-int mw_sasl_check_success(const mw_sasl *s, mw_error *err)
+int mwi_sasl_check_success(const mw_sasl *s, mw_error *err)
 {
-    if (!s) return mw_err_set(err, MW_EINVAL, "mw_sasl_check_success: no engine");
+    if (!s) return mwi_err_set(err, MW_EINVAL, "mwi_sasl_check_success: no engine");
     if (s->server_error[0])
-        return mw_err_set(err, MW_EPROTO, "the server reported success after a %s error (%s)",
-                          s->m->name, s->server_error);
+        return mwi_err_set(err, MW_EPROTO, "the server reported success after a %s error (%s)",
+                           s->m->name, s->server_error);
     if ((s->m->flags & MW_MF_MUTUAL) && !s->finished)
-        return mw_err_set(err, MW_EAUTH,
-                          "the server reported success before proving its identity (%s "
-                          "exchange not finished: server not verified)",
-                          s->m->name);
+        return mwi_err_set(err, MW_EAUTH,
+                           "the server reported success before proving its identity (%s "
+                           "exchange not finished: server not verified)",
+                           s->m->name);
     return 0;
 }
 
-const char *mw_sasl_mech(const mw_sasl *s)
+const char *mwi_sasl_mech(const mw_sasl *s)
 {
     return s ? s->m->name : "";
 }
 
-const char *mw_sasl_server_error(const mw_sasl *s)
+const char *mwi_sasl_server_error(const mw_sasl *s)
 {
     return s ? s->server_error : "";
 }
 
-void mw_sasl_free(mw_sasl *s)
+void mwi_sasl_free(mw_sasl *s)
 {
     if (!s) return;
     if (s->gs) gsasl_finish(s->gs);

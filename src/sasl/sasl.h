@@ -1,11 +1,11 @@
 /* Internal SASL client engine shared by POP3 (RFC 5034) and SMTP (RFC 4954).
  *
- * The engine does no I/O.  A session picks mechanisms with mw_sasl_choose(),
- * starts one with mw_sasl_start() (which may hand back an initial response),
+ * The engine does no I/O.  A session picks mechanisms with mwi_sasl_choose(),
+ * starts one with mwi_sasl_start() (which may hand back an initial response),
  * then feeds every server challenge (the base64 text after "+ " or "334 ")
- * to mw_sasl_step() and sends back the base64 response it returns.  When the
+ * to mwi_sasl_step() and sends back the base64 response it returns.  When the
  * server reports success (+OK / 235) the session calls
- * mw_sasl_check_success(): a mutual-authentication mechanism (SCRAM,
+ * mwi_sasl_check_success(): a mutual-authentication mechanism (SCRAM,
  * DIGEST-MD5) that has not yet verified the server is an error then.
  *
  * GNU SASL does the mechanisms it has (PLAIN, LOGIN, CRAM-MD5, DIGEST-MD5,
@@ -16,26 +16,26 @@
  * Typical session loop:
  *
  *     const char *mechs[MW_SASL_MAX_MECHS]; size_t n;
- *     rc = mw_sasl_choose(mechs, MW_SASL_MAX_MECHS, &n, offered, &policy, err);
+ *     rc = mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &n, offered, &policy, err);
  *     for each mechs[i] (falling back on MW_EAUTH / server refusal):
  *         const char *ir;
- *         rc = mw_sasl_start(&s, &ir, mechs[i], &creds, err);
+ *         rc = mwi_sasl_start(&s, &ir, mechs[i], &creds, err);
  *         send "AUTH <mech>" plus " <ir>" when ir != NULL (ir is "=" when the
  *             initial response is empty, RFC 4954 §4 / RFC 5034 §4);
  *         loop: read reply;
- *             continuation "+ X" / "334 X": rc = mw_sasl_step(s, &resp, X, len, err);
+ *             continuation "+ X" / "334 X": rc = mwi_sasl_step(s, &resp, X, len, err);
  *                 rc < 0: send "*" (cancel, RFC 4954 §4), read the reply, fail with rc;
  *                 else send resp (possibly the empty line) and go on reading;
- *             success: rc = mw_sasl_check_success(s, err); done (rc is 0 or MW_EAUTH);
- *             failure: MW_EAUTH; mw_sasl_server_error(s) may add the server's
+ *             success: rc = mwi_sasl_check_success(s, err); done (rc is 0 or MW_EAUTH);
+ *             failure: MW_EAUTH; mwi_sasl_server_error(s) may add the server's
  *                 OAuth/SCRAM error text;
- *         mw_sasl_free(s);
+ *         mwi_sasl_free(s);
  *
  * A session that does not want to send an initial response (it would make
  * the command line too long, or the caller disabled it) passes ir_b64 = NULL
- * to mw_sasl_start(); the first message is then produced by mw_sasl_step()
+ * to mwi_sasl_start(); the first message is then produced by mwi_sasl_step()
  * when the server sends its empty challenge.  If it asked for the initial
- * response but then did not send it, mw_sasl_step() given an empty first
+ * response but then did not send it, mwi_sasl_step() given an empty first
  * challenge returns that same message again. */
 #ifndef MW_SASL_SASL_H
 #define MW_SASL_SASL_H
@@ -47,13 +47,13 @@
 
 /* Longest challenge accepted, in base64 characters (MW_ETOOBIG beyond). */
 #define MW_SASL_MAX_CHALLENGE (16 * 1024)
-/* Room enough for every mechanism mw_sasl_choose() can return. */
+/* Room enough for every mechanism mwi_sasl_choose() can return. */
 #define MW_SASL_MAX_MECHS 16
 /* Longest mechanism name (RFC 4422 §3.1: 1 to 20 characters). */
 #define MW_SASL_MECH_NAME_MAX 20
 
 /* What the client knows.  Strings are NUL-terminated and copied by
- * mw_sasl_start(); NULL means "not given". */
+ * mwi_sasl_start(); NULL means "not given". */
 typedef struct mw_sasl_creds {
     const char *authcid;  /* the user name (authentication identity) */
     const char *authzid;  /* act as this user (authorization identity), optional */
@@ -72,7 +72,7 @@ typedef struct mw_sasl_creds {
     size_t cb_len;
 } mw_sasl_creds;
 
-/* What the caller allows, for mw_sasl_choose(). */
+/* What the caller allows, for mwi_sasl_choose(). */
 typedef struct mw_sasl_policy {
     /* NULL or "" or "auto": the strongest offered mechanisms, in the order
      * EXTERNAL (want_external), OAUTHBEARER, XOAUTH2 (has_token),
@@ -103,12 +103,12 @@ typedef struct mw_sasl_policy {
  *   MW_EINVAL       a wanted name is not a mechanism mailwire supports, or bad
  *                   arguments.
  * err (may be NULL) says which. */
-int mw_sasl_choose(const char **out, size_t out_cap, size_t *n_out, const char *offered,
-                   const mw_sasl_policy *policy, mw_error *err);
+int mwi_sasl_choose(const char **out, size_t out_cap, size_t *n_out, const char *offered,
+                    const mw_sasl_policy *policy, mw_error *err);
 
 typedef struct mw_sasl mw_sasl;
 
-/* Return values of mw_sasl_step() besides errors. */
+/* Return values of mwi_sasl_step() besides errors. */
 #define MW_SASL_CONTINUE 0 /* send the response; the mechanism expects more */
 #define MW_SASL_DONE     1 /* send the response; the client side is complete */
 
@@ -121,8 +121,8 @@ typedef struct mw_sasl mw_sasl;
  * Returns 0, or MW_EINVAL (unknown mechanism; a credential it needs is
  * missing; ^A, CR, LF in an OAuth user, host or token), MW_ENOMEM,
  * MW_EUNSUPPORTED (GNU SASL lacks the mechanism). */
-int mw_sasl_start(mw_sasl **out, const char **ir_b64, const char *mech, const mw_sasl_creds *creds,
-                  mw_error *err);
+int mwi_sasl_start(mw_sasl **out, const char **ir_b64, const char *mech, const mw_sasl_creds *creds,
+                   mw_error *err);
 
 /* Feeds one server challenge: `challenge` is the base64 text (len bytes, no
  * CRLF, may be empty).  *resp_b64 receives the base64 response to send as
@@ -139,31 +139,31 @@ int mw_sasl_start(mw_sasl **out, const char **ir_b64, const char *mech, const mw
  *               not verify"), or the server sent a SCRAM "e=" error,
  *   MW_ENOMEM.
  * After an error the engine accepts no more challenges (MW_ESTATE). */
-int mw_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_t len,
-                 mw_error *err);
+int mwi_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_t len,
+                  mw_error *err);
 
 /* 1 once the client side has completed the mechanism (all messages sent,
  * the server's proof verified when there is one), else 0. */
-int mw_sasl_finished(const mw_sasl *s);
+int mwi_sasl_finished(const mw_sasl *s);
 /* 1 when the mechanism authenticates the server too (SCRAM, DIGEST-MD5). */
-int mw_sasl_mutual(const mw_sasl *s);
+int mwi_sasl_mutual(const mw_sasl *s);
 /* To call when the server reports success.  Returns 0 when that is
  * acceptable, MW_EAUTH when the mechanism is mutual and has not verified
  * the server yet ("early success": the server skipped its proof). */
-int mw_sasl_check_success(const mw_sasl *s, mw_error *err);
+int mwi_sasl_check_success(const mw_sasl *s, mw_error *err);
 /* The mechanism's canonical (upper-case) name. */
-const char *mw_sasl_mech(const mw_sasl *s);
+const char *mwi_sasl_mech(const mw_sasl *s);
 /* The error the server sent inside the exchange (OAuth error JSON of RFC
  * 7628 §3.2.2, SCRAM "e=" value), printable, or "" when none. */
-const char *mw_sasl_server_error(const mw_sasl *s);
+const char *mwi_sasl_server_error(const mw_sasl *s);
 /* Frees the engine and wipes the secrets it holds.  NULL is fine. */
-void mw_sasl_free(mw_sasl *s);
+void mwi_sasl_free(mw_sasl *s);
 
 /* Masks a client line of an AUTH exchange for a trace: "AUTH PLAIN <b64>"
  * becomes "AUTH PLAIN ****"; "AUTH CRAM-MD5" stays; a continuation response
  * becomes "****"; the cancel line "*" and the empty line stay as they are.
  * A trailing CR LF is dropped.  Writes at most outsz bytes including the
  * NUL; returns the length written. */
-size_t mw_sasl_mask(char *out, size_t outsz, const char *line, size_t len);
+size_t mwi_sasl_mask(char *out, size_t outsz, const char *line, size_t len);
 
 #endif

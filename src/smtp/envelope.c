@@ -11,7 +11,7 @@
 #include <strings.h>
 #include <time.h>
 
-void mw_smtp_env_free(mw_smtp_env *env)
+void mwi_smtp_env_free(mw_smtp_env *env)
 {
     free(env->originator);
     for (size_t i = 0; i < env->nrcpt; i++)
@@ -21,32 +21,33 @@ void mw_smtp_env_free(mw_smtp_env *env)
         free(env->bcc[i]);
     free(env->bcc);
     free(env->subject);
-    mw_buf_free(&env->header);
+    mwi_buf_free(&env->header);
     memset(env, 0, sizeof *env);
 }
 
-int mw_smtp_check_address(const char *addr, const char *what, mw_error *err)
+int mwi_smtp_check_address(const char *addr, const char *what, mw_error *err)
 {
     size_t n = strlen(addr);
     if (n > MW_SMTP_MAX_PATH)
-        return mw_err_set(err, MW_EINVAL, "%s is longer than %d octets (RFC 5321 §4.5.3.1.3)", what,
-                          MW_SMTP_MAX_PATH);
+        return mwi_err_set(err, MW_EINVAL, "%s is longer than %d octets (RFC 5321 §4.5.3.1.3)",
+                           what, MW_SMTP_MAX_PATH);
     int quoted = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)addr[i];
         /* CR, LF, NUL would end or split the command line (RFC 5321 §2.3.8). */
         if (c == '\r' || c == '\n')
-            return mw_err_set(err, MW_EINVAL, "%s contains a CR or LF: refused", what);
+            return mwi_err_set(err, MW_EINVAL, "%s contains a CR or LF: refused", what);
         if (c < 0x20 || c == 0x7F)
-            return mw_err_set(err, MW_EINVAL, "%s contains control octet 0x%02X: refused", what, c);
+            return mwi_err_set(err, MW_EINVAL, "%s contains control octet 0x%02X: refused", what,
+                               c);
         /* '<' and '>' delimit the path: refused even inside quotes, as a
          * server may not parse quoted local parts the way we do. */
         if (c == '<' || c == '>')
-            return mw_err_set(err, MW_EINVAL, "%s contains '%c': refused", what, c);
+            return mwi_err_set(err, MW_EINVAL, "%s contains '%c': refused", what, c);
         if (c == '"')
             quoted = !quoted;
         else if (!quoted && c == ' ')
-            return mw_err_set(err, MW_EINVAL, "%s contains '%c' outside quotes: refused", what, c);
+            return mwi_err_set(err, MW_EINVAL, "%s contains '%c' outside quotes: refused", what, c);
     }
     return 0;
 }
@@ -63,12 +64,12 @@ static int push_addr(char ***list, size_t *count, const char *a, size_t n, mw_er
         n--;
     if (n == 0) return 0;
     if (*count >= MW_SMTP_MAX_RCPT)
-        return mw_err_set(err, MW_ETOOBIG, "more than %d addresses", MW_SMTP_MAX_RCPT);
+        return mwi_err_set(err, MW_ETOOBIG, "more than %d addresses", MW_SMTP_MAX_RCPT);
     char **nl = realloc(*list, (*count + 1) * sizeof *nl);
-    if (!nl) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!nl) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     *list = nl;
     char *s = strndup(a, n);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     nl[(*count)++] = s;
     return 0;
 }
@@ -77,8 +78,8 @@ static int push_addr(char ***list, size_t *count, const char *a, size_t n, mw_er
  * list parser (RFC 5322 §3.4 and the obsolete syntax of §4.4: groups,
  * comments, quoted local parts, routes dropped).  An address it names an
  * error for is still taken as written: the server judges it (RCPT), and
- * mw_smtp_check_address refuses what must never reach a command line. */
-int mw_smtp_parse_addresses(const char *v, size_t n, char ***list, size_t *count, mw_error *err)
+ * mwi_smtp_check_address refuses what must never reach a command line. */
+int mwi_smtp_parse_addresses(const char *v, size_t n, char ***list, size_t *count, mw_error *err)
 {
     mw_mime_addrlist *l = NULL;
     int rc = mw_mime_addrlist_parse(&l, v, n, err);
@@ -92,7 +93,7 @@ int mw_smtp_parse_addresses(const char *v, size_t n, char ***list, size_t *count
 
 /* ---- header fields ---- */
 
-size_t mw_smtp_header_len(const char *data, size_t len, int *complete)
+size_t mwi_smtp_header_len(const char *data, size_t len, int *complete)
 {
     size_t i = 0;
     *complete = 0;
@@ -146,7 +147,7 @@ static int split_fields(const char *hdr, size_t n, field **out, size_t *nout, mw
     if (rc) return rc;
     size_t nf = mw_mime_headers_count(*h);
     field *fs = calloc(nf ? nf : 1, sizeof *fs);
-    if (!fs) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!fs) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     for (size_t i = 0; i < nf; i++) {
         mw_mime_field mf;
         mw_mime_headers_at(*h, i, &mf);
@@ -164,18 +165,18 @@ static int split_fields(const char *hdr, size_t n, field **out, size_t *nout, mw
 }
 
 /* Both from the MIME layer's one maker (src/mime/date.c). */
-void mw_smtp_make_date(char *out, size_t n)
+void mwi_smtp_make_date(char *out, size_t n)
 {
     if (n == 0) return;
     if (mw_mime_date_format(out, n, (int64_t)time(NULL), 0) != 0) out[0] = '\0';
 }
 
-int mw_smtp_make_msgid(char *out, size_t n, const char *host, mw_error *err)
+int mwi_smtp_make_msgid(char *out, size_t n, const char *host, mw_error *err)
 {
     int rc = mw_mime_unique_id(out, n, host && *host ? host : "localhost");
     if (rc == MW_EIO)
-        return mw_err_set(err, rc, "no random bytes from the kernel for a Message-ID");
-    if (rc) return mw_err_set(err, rc, "cannot make a Message-ID for host \"%.100s\"", host);
+        return mwi_err_set(err, rc, "no random bytes from the kernel for a Message-ID");
+    if (rc) return mwi_err_set(err, rc, "cannot make a Message-ID for host \"%.100s\"", host);
     return 0;
 }
 
@@ -190,28 +191,28 @@ static int check_extra_header(const char *h, mw_error *err)
 {
     const char *colon = strchr(h, ':');
     if (!colon || colon == h)
-        return mw_err_set(err, MW_EINVAL, "extra header \"%.60s\" is not \"Name: value\"", h);
+        return mwi_err_set(err, MW_EINVAL, "extra header \"%.60s\" is not \"Name: value\"", h);
     for (const char *p = h; p < colon; p++)
         if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7F)
-            return mw_err_set(err, MW_EINVAL, "extra header name \"%.60s\" is not valid", h);
+            return mwi_err_set(err, MW_EINVAL, "extra header name \"%.60s\" is not valid", h);
     for (const char *p = h; *p; p++)
         if (*p == '\r' || *p == '\n')
-            return mw_err_set(err, MW_EINVAL,
-                              "extra header \"%.40s…\" contains CR or LF (header injection)", h);
+            return mwi_err_set(err, MW_EINVAL,
+                               "extra header \"%.40s…\" contains CR or LF (header injection)", h);
     return 0;
 }
 
 static int add_field(mw_buf *b, const char *name, const char *value)
 {
-    int rc = mw_buf_append_str(b, name);
-    if (!rc) rc = mw_buf_append(b, ": ", 2);
-    if (!rc) rc = mw_buf_append_str(b, value);
-    if (!rc) rc = mw_buf_append(b, "\r\n", 2);
+    int rc = mwi_buf_append_str(b, name);
+    if (!rc) rc = mwi_buf_append(b, ": ", 2);
+    if (!rc) rc = mwi_buf_append_str(b, value);
+    if (!rc) rc = mwi_buf_append(b, "\r\n", 2);
     return rc;
 }
 
-int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr, size_t hlen,
-                      const char *host, mw_error *err)
+int mwi_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr, size_t hlen,
+                       const char *host, mw_error *err)
 {
     memset(env, 0, sizeof *env);
     env->header.max = MW_SMTP_MAX_HEADER + 64 * 1024;
@@ -226,8 +227,9 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
     /* The caller's extra fields are parsed as if they were at the top. */
     for (size_t i = 0; i < msg->nheaders && !rc; i++) {
         rc = check_extra_header(msg->headers[i], err);
-        if (!rc && (mw_buf_append_str(&extra, msg->headers[i]) || mw_buf_append(&extra, "\r\n", 2)))
-            rc = mw_err_set(err, MW_ETOOBIG, "extra headers too large");
+        if (!rc &&
+            (mwi_buf_append_str(&extra, msg->headers[i]) || mwi_buf_append(&extra, "\r\n", 2)))
+            rc = mwi_err_set(err, MW_ETOOBIG, "extra headers too large");
     }
     if (!rc) rc = split_fields(extra.data ? extra.data : "", extra.len, &xs, &nx, &hxs, err);
     if (!rc) rc = split_fields(hdr, hlen, &fs, &nf, &hfs, err);
@@ -255,7 +257,7 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         if (has_8bit(f->raw, f->raw_len)) env->utf8 = 1;
         if (name_is(f, n_from)) {
             have_from = 1;
-            rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &from, &nfrom, err);
+            rc = mwi_smtp_parse_addresses(f->value, strlen(f->value), &from, &nfrom, err);
         } else if (name_is(f, n_sender)) {
             have_sender = 1;
             sender_val = f->value;
@@ -266,11 +268,11 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         }
         int hdr_rcpt = !msg->recipients || msg->header_recipients;
         if (hdr_rcpt && msg->bcc_digest && name_is(f, n_bcc))
-            rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &env->bcc, &env->nbcc, err);
+            rc = mwi_smtp_parse_addresses(f->value, strlen(f->value), &env->bcc, &env->nbcc, err);
         else if (hdr_rcpt && (name_is(f, n_to) || name_is(f, n_cc) || name_is(f, n_bcc)))
-            rc = mw_smtp_parse_addresses(f->value, strlen(f->value), &env->rcpt, &env->nrcpt, err);
+            rc = mwi_smtp_parse_addresses(f->value, strlen(f->value), &env->rcpt, &env->nrcpt, err);
         if (!rc && name_is(f, "Subject") && !env->subject && !(env->subject = strdup(f->value)))
-            rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+            rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
         /* Bcc never reaches the transmitted message (RFC 5322 §3.6.3). */
         if (name_is(f, "Bcc") || name_is(f, "Resent-Bcc")) f->drop = 1;
     }
@@ -285,22 +287,22 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
     } else if (sender_val) {
         char **s = NULL;
         size_t ns = 0;
-        rc = mw_smtp_parse_addresses(sender_val, strlen(sender_val), &s, &ns, err);
+        rc = mwi_smtp_parse_addresses(sender_val, strlen(sender_val), &s, &ns, err);
         if (!rc && ns == 1) env->originator = strdup(s[0]);
         for (size_t i = 0; i < ns; i++)
             free(s[i]);
         free(s);
         if (!rc && ns != 1)
-            rc = mw_err_set(err, MW_EFORMAT, "%s must hold exactly one mailbox", n_sender);
+            rc = mwi_err_set(err, MW_EFORMAT, "%s must hold exactly one mailbox", n_sender);
     } else if (nfrom > 1) {
-        rc = mw_err_set(err, MW_EFORMAT, "too many mailboxes in %s and no %s: give an originator",
-                        n_from, n_sender);
+        rc = mwi_err_set(err, MW_EFORMAT, "too many mailboxes in %s and no %s: give an originator",
+                         n_from, n_sender);
     } else {
-        rc = mw_err_set(err, MW_EFORMAT, "no originator: give one, or a %s field", n_from);
+        rc = mwi_err_set(err, MW_EFORMAT, "no originator: give one, or a %s field", n_from);
     }
-    if (!rc && !env->originator) rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!rc && !env->originator) rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
     if (rc) goto out;
-    if ((rc = mw_smtp_check_address(env->originator, "the originator", err)) != 0) goto out;
+    if ((rc = mwi_smtp_check_address(env->originator, "the originator", err)) != 0) goto out;
     if (has_8bit(env->originator, strlen(env->originator))) env->utf8 = 1;
 
     if (msg->recipients) {
@@ -318,33 +320,33 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         if (rc) goto out;
     }
     if (env->nrcpt == 0) {
-        rc = mw_err_set(err, MW_EFORMAT, "no recipients: give some, or %s/%s/%s fields", n_to, n_cc,
-                        n_bcc);
+        rc = mwi_err_set(err, MW_EFORMAT, "no recipients: give some, or %s/%s/%s fields", n_to,
+                         n_cc, n_bcc);
         goto out;
     }
     for (size_t i = 0; i < env->nrcpt; i++) {
-        if (mw_smtp_check_address(env->rcpt[i], "", NULL) != 0) {
+        if (mwi_smtp_check_address(env->rcpt[i], "", NULL) != 0) {
             /* Named only when refused: no snprintf per good recipient. */
             char what[64];
             snprintf(what, sizeof what, "recipient %zu", i + 1);
-            rc = mw_smtp_check_address(env->rcpt[i], what, err);
+            rc = mwi_smtp_check_address(env->rcpt[i], what, err);
             goto out;
         }
         if (!env->rcpt[i][0]) {
-            rc = mw_err_set(err, MW_EINVAL, "recipient %zu is empty", i + 1);
+            rc = mwi_err_set(err, MW_EINVAL, "recipient %zu is empty", i + 1);
             goto out;
         }
         if (has_8bit(env->rcpt[i], strlen(env->rcpt[i]))) env->utf8 = 1;
     }
     for (size_t i = 0; i < env->nbcc; i++)
-        if ((rc = mw_smtp_check_address(env->bcc[i], "a Bcc recipient", err)) != 0) goto out;
+        if ((rc = mwi_smtp_check_address(env->bcc[i], "a Bcc recipient", err)) != 0) goto out;
 
     if (!msg->rewrite_headers) {
         if (nx > 0) { /* extra headers are still added */
             env->rewritten = 1;
-            if (mw_buf_append(&env->header, extra.data, extra.len) ||
-                mw_buf_append(&env->header, hdr, hlen))
-                rc = mw_err_set(err, MW_ETOOBIG, "header block too large");
+            if (mwi_buf_append(&env->header, extra.data, extra.len) ||
+                mwi_buf_append(&env->header, hdr, hlen))
+                rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
         }
         goto out;
     }
@@ -352,12 +354,12 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
     mw_buf *b = &env->header;
     for (size_t i = 0; i < nf + nx && !rc; i++) {
         field *f = i < nx ? &xs[i] : &fs[i - nx];
-        if (!f->drop && mw_buf_append(b, f->raw, f->raw_len))
-            rc = mw_err_set(err, MW_ETOOBIG, "header block too large");
+        if (!f->drop && mwi_buf_append(b, f->raw, f->raw_len))
+            rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
         /* A last field without a line end (no body) gets one. */
         if (!rc && !f->drop && (f->raw_len == 0 || f->raw[f->raw_len - 1] != '\n') &&
-            mw_buf_append(b, "\r\n", 2))
-            rc = mw_err_set(err, MW_ETOOBIG, "header block too large");
+            mwi_buf_append(b, "\r\n", 2))
+            rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
     }
     char tmp[400];
     mw_fmt f;
@@ -383,22 +385,22 @@ int mw_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr,
         }
     }
     if (!rc && !have_date) {
-        mw_smtp_make_date(tmp, sizeof tmp);
+        mwi_smtp_make_date(tmp, sizeof tmp);
         rc = add_field(b, n_date, tmp);
     }
     if (!rc && !have_mid) {
-        if ((rc = mw_smtp_make_msgid(tmp, sizeof tmp, host, err))) goto out;
+        if ((rc = mwi_smtp_make_msgid(tmp, sizeof tmp, host, err))) goto out;
         rc = add_field(b, n_mid, tmp);
     }
-    if (!rc) rc = mw_buf_append(b, "\r\n", 2);
-    if (rc && rc != MW_EFORMAT) rc = mw_err_set(err, rc, "header block too large");
+    if (!rc) rc = mwi_buf_append(b, "\r\n", 2);
+    if (rc && rc != MW_EFORMAT) rc = mwi_err_set(err, rc, "header block too large");
 out:
     for (size_t i = 0; i < nfrom; i++)
         free(from[i]);
     free(from);
     free_fields(fs, hfs);
     free_fields(xs, hxs);
-    mw_buf_free(&extra);
-    if (rc) mw_smtp_env_free(env);
+    mwi_buf_free(&extra);
+    if (rc) mwi_smtp_env_free(env);
     return rc;
 }

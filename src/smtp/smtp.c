@@ -105,17 +105,17 @@ static int conn_failed(mw_smtp *s, int rc)
 static int put_line(mw_smtp *s, const char *line, size_t len, const char *shown)
 {
     if (s->state == ST_DEAD || s->state == ST_CLOSED)
-        return mw_err_set(&s->err, MW_ESTATE, "the connection is no longer usable");
+        return mwi_err_set(&s->err, MW_ESTATE, "the connection is no longer usable");
     /* Never let CR/LF/NUL into a command (checked earlier too). */
     for (size_t i = 0; i < len; i++)
         if (line[i] == '\r' || line[i] == '\n' || line[i] == '\0')
-            return mw_err_set(&s->err, MW_EINVAL, "CR, LF or NUL in a command: refused");
+            return mwi_err_set(&s->err, MW_EINVAL, "CR, LF or NUL in a command: refused");
     const char *sh = shown ? shown : line;
     size_t shl = shown ? strlen(shown) : len;
-    mw_err_set_command(&s->err, sh, shl);
+    mwi_err_set_command(&s->err, sh, shl);
     if (s->trace) s->trace(MW_TRACE_SEND, sh, shl, s->trace_ud);
-    int rc = mw_conn_write(s->c, line, len, &s->err);
-    if (!rc) rc = mw_conn_write(s->c, "\r\n", 2, &s->err);
+    int rc = mwi_conn_write(s->c, line, len, &s->err);
+    if (!rc) rc = mwi_conn_write(s->c, "\r\n", 2, &s->err);
     return conn_failed(s, rc);
 }
 
@@ -128,41 +128,41 @@ static int put_cmd(mw_smtp *s, const char *fmt, ...)
     int n = vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof line)
-        return mw_err_set(&s->err, MW_ETOOBIG, "command line too long");
+        return mwi_err_set(&s->err, MW_ETOOBIG, "command line too long");
     return put_line(s, line, (size_t)n, NULL);
 }
 
 static int flush(mw_smtp *s)
 {
-    return conn_failed(s, mw_conn_flush(s->c, &s->err));
+    return conn_failed(s, mwi_conn_flush(s->c, &s->err));
 }
 
 /* Reads one complete reply into s->rep.  `cmd` names what it answers (for
  * the error record). */
 static int get_reply(mw_smtp *s, const char *cmd)
 {
-    mw_smtp_reply_init(s->rep);
+    mwi_smtp_reply_init(s->rep);
     for (;;) {
         const char *line;
         size_t len;
-        int rc = mw_conn_read_line(s->c, &line, &len, &s->err);
+        int rc = mwi_conn_read_line(s->c, &line, &len, &s->err);
         /* RFC 5321 §4.5.3.1.5 bounds reply lines: an oversize reply is the
          * server breaking the protocol (MW_ETOOBIG stays for our message). */
         if (rc == MW_ETOOBIG) rc = s->err.code = MW_EPROTO;
         if (rc) {
             if (rc == MW_ENET)
-                mw_err_set(&s->err, MW_ENET,
-                           "connection closed by the server waiting for the "
-                           "reply to %s",
-                           cmd);
-            mw_err_set_command(&s->err, cmd, strlen(cmd));
+                mwi_err_set(&s->err, MW_ENET,
+                            "connection closed by the server waiting for the "
+                            "reply to %s",
+                            cmd);
+            mwi_err_set_command(&s->err, cmd, strlen(cmd));
             return conn_failed(s, rc);
         }
         if (s->trace) s->trace(MW_TRACE_RECV, line, len, s->trace_ud);
-        rc = mw_smtp_reply_feed(s->rep, line, len, &s->err);
+        rc = mwi_smtp_reply_feed(s->rep, line, len, &s->err);
         if (rc == MW_ETOOBIG) rc = s->err.code = MW_EPROTO;
         if (rc < 0) {
-            mw_err_set_command(&s->err, cmd, strlen(cmd));
+            mwi_err_set_command(&s->err, cmd, strlen(cmd));
             return conn_failed(s, rc);
         }
         if (rc == 1) break;
@@ -178,14 +178,14 @@ static int reply_error(mw_smtp *s, const char *what)
     int code = s->rep->code;
     int rc = code >= 500 ? MW_ESERVER : code >= 400 ? MW_ETEMP : MW_EPROTO;
     size_t sl;
-    const char *sum = mw_smtp_reply_summary(s->rep, &sl);
+    const char *sum = mwi_smtp_reply_summary(s->rep, &sl);
     char shown[200];
-    mw_copy_printable(shown, sizeof shown, sum, sl);
-    mw_err_set(&s->err, rc, "%s: %d%s%s %s", what, code, s->rep->enhanced[0] ? " " : "",
-               s->rep->enhanced, shown);
+    mwi_copy_printable(shown, sizeof shown, sum, sl);
+    mwi_err_set(&s->err, rc, "%s: %d%s%s %s", what, code, s->rep->enhanced[0] ? " " : "",
+                s->rep->enhanced, shown);
     s->err.reply_code = code;
     memcpy(s->err.enhanced, s->rep->enhanced, sizeof s->err.enhanced);
-    mw_err_set_reply(&s->err, sum, sl);
+    mwi_err_set_reply(&s->err, sum, sl);
     return rc;
 }
 
@@ -210,7 +210,7 @@ static int bad_arg(const char *v, int allow_space)
 static void free_session(mw_smtp *s)
 {
     if (!s) return;
-    mw_conn_free(s->c);
+    mwi_conn_free(s->c);
     free(s->rep);
     free(s->client);
     free(s->username);
@@ -229,7 +229,7 @@ static void free_session(mw_smtp *s)
     free(s->ehlo_text[1]);
     free(s->greeting);
     free(s->chunk);
-    mw_buf_free(&s->xout);
+    mwi_buf_free(&s->xout);
     free(s);
 }
 
@@ -249,7 +249,7 @@ static int ehlo(mw_smtp *s, int which)
     memset(&s->caps, 0, sizeof s->caps);
     s->helo_only = 0;
     if (s->rep->code == 250) {
-        mw_smtp_caps_parse(&s->caps, s->rep);
+        mwi_smtp_caps_parse(&s->caps, s->rep);
     } else if (s->rep->code >= 500 && s->rep->code != 554) {
         /* RFC 5321 §4.1.4 / §3.2: an old server that does not know EHLO
          * says 5xx (500, 502, 504); HELO then, with no extensions.  Not
@@ -270,13 +270,13 @@ static int ehlo(mw_smtp *s, int which)
     }
     free(s->ehlo_text[which]);
     s->ehlo_text[which] = strdup(s->rep->text);
-    if (!s->ehlo_text[which]) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    if (!s->ehlo_text[which]) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     return 0;
 }
 
 static int starttls(mw_smtp *s)
 {
-    int required = s->tls_mode == MW_SMTP_TLS_STARTTLS;
+    int required = s->tls_mode == MW_TLS_STARTTLS;
     if (!(s->caps.flags & MW_SMTP_CAP_STARTTLS)) {
         if (s->tlspolicy && s->tlspolicy(0, "STARTTLS not offered", s->tlspolicy_ud) ==
                                 MW_SMTP_TLSPOLICY_INSECURE) {
@@ -284,8 +284,8 @@ static int starttls(mw_smtp *s)
             return 0;
         }
         if (!required && !s->tlspolicy) return 0; /* opportunistic: plain text it is */
-        return mw_err_set(&s->err, MW_ETLS,
-                          "the server does not offer STARTTLS (RFC 3207) and TLS is required");
+        return mwi_err_set(&s->err, MW_ETLS,
+                           "the server does not offer STARTTLS (RFC 3207) and TLS is required");
     }
     int rc = put_cmd(s, "STARTTLS");
     if (!rc) rc = flush(s);
@@ -311,17 +311,17 @@ static int starttls(mw_smtp *s)
     }
     /* RFC 3207 §4.2 (and the STARTTLS command-injection attacks): anything
      * the server sent after its 220 and before the handshake is refused. */
-    size_t extra = mw_conn_buffered(s->c);
+    size_t extra = mwi_conn_buffered(s->c);
     if (extra > 0) {
         set_state(s, ST_DEAD);
-        return mw_err_set(&s->err, MW_EPROTO,
-                          "%zu bytes received after the 220 to STARTTLS, before the TLS "
-                          "handshake (possible injection): refused",
-                          extra);
+        return mwi_err_set(&s->err, MW_EPROTO,
+                           "%zu bytes received after the 220 to STARTTLS, before the TLS "
+                           "handshake (possible injection): refused",
+                           extra);
     }
     mw_tls_opts o = s->tls;
     if (!o.servername && s->server) o.servername = s->server;
-    rc = mw_conn_starttls(s->c, &o, &s->err);
+    rc = mwi_conn_starttls(s->c, &o, &s->err);
     if (rc) return conn_failed(s, rc);
     s->tls_active = 1;
     trace_info(s, "TLS established");
@@ -334,7 +334,7 @@ static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, in
 {
     mw_sasl *sa = NULL;
     const char *ir = NULL;
-    int rc = mw_sasl_start(&sa, s->no_ir ? NULL : &ir, mech, creds, &s->err);
+    int rc = mwi_sasl_start(&sa, s->no_ir ? NULL : &ir, mech, creds, &s->err);
     if (rc) return rc;
     char line[MW_SASL_MAX_CHALLENGE + 64];
     char shown[200];
@@ -346,9 +346,9 @@ static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, in
     else
         n = snprintf(line, sizeof line, "AUTH %s", mech);
     if (s->trace_secrets)
-        mw_copy_printable(shown, sizeof shown, line, (size_t)n);
+        mwi_copy_printable(shown, sizeof shown, line, (size_t)n);
     else
-        mw_sasl_mask(shown, sizeof shown, line, (size_t)n);
+        mwi_sasl_mask(shown, sizeof shown, line, (size_t)n);
     rc = put_line(s, line, (size_t)n, shown);
     if (!rc) rc = flush(s);
     while (!rc) {
@@ -356,9 +356,9 @@ static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, in
         int code = s->rep->code;
         if (code == 334) {
             size_t cl;
-            const char *ch = mw_smtp_reply_line(s->rep, 0, &cl);
+            const char *ch = mwi_smtp_reply_line(s->rep, 0, &cl);
             const char *resp = NULL;
-            int st = mw_sasl_step(sa, &resp, ch, cl, &s->err);
+            int st = mwi_sasl_step(sa, &resp, ch, cl, &s->err);
             if (st < 0) {
                 /* RFC 4954 §4: "*" cancels the exchange; the server says 501. */
                 int keep = st;
@@ -376,18 +376,18 @@ static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, in
             if (s->trace_secrets)
                 rc = put_line(s, resp, rl, NULL);
             else {
-                mw_sasl_mask(shown, sizeof shown, resp, rl);
+                mwi_sasl_mask(shown, sizeof shown, resp, rl);
                 rc = put_line(s, resp, rl, shown);
             }
             if (!rc) rc = flush(s);
             continue;
         }
         if (code == 235) {
-            rc = mw_sasl_check_success(sa, &s->err);
+            rc = mwi_sasl_check_success(sa, &s->err);
             if (rc)
                 *fatal = 1; /* the server skipped its proof: do not trust it */
             else
-                snprintf(s->auth_mech, sizeof s->auth_mech, "%s", mw_sasl_mech(sa));
+                snprintf(s->auth_mech, sizeof s->auth_mech, "%s", mwi_sasl_mech(sa));
             break;
         }
         rc = reply_error(s, "authentication failed");
@@ -395,19 +395,19 @@ static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, in
          * line. */
         char cmd[64];
         int cl = snprintf(cmd, sizeof cmd, "AUTH %s", mech);
-        mw_err_set_command(&s->err, cmd, cl > 0 && (size_t)cl < sizeof cmd ? (size_t)cl : 0);
+        mwi_err_set_command(&s->err, cmd, cl > 0 && (size_t)cl < sizeof cmd ? (size_t)cl : 0);
         /* 421: the server is going away; anything else (535, 534, 538,
          * 454, 504) lets the next mechanism try. */
         s->err.code = rc = code == 421 ? MW_ETEMP : MW_EAUTH;
         if (code == 421) *fatal = 1;
-        const char *se = mw_sasl_server_error(sa);
+        const char *se = mwi_sasl_server_error(sa);
         if (se && *se) {
             size_t ml = strlen(s->err.message);
             snprintf(s->err.message + ml, sizeof s->err.message - ml, " (%s)", se);
         }
         break;
     }
-    mw_sasl_free(sa);
+    mwi_sasl_free(sa);
     return rc;
 }
 
@@ -415,15 +415,15 @@ static int authenticate(mw_smtp *s)
 {
     if (!(s->caps.flags & MW_SMTP_CAP_AUTH) || !s->caps.auth[0]) {
         s->stop = 1;
-        return mw_err_set(&s->err, MW_EUNSUPPORTED,
-                          "credentials given but the server offers no AUTH (RFC 4954)%s",
-                          s->tls_active ? "" : " before TLS");
+        return mwi_err_set(&s->err, MW_EUNSUPPORTED,
+                           "credentials given but the server offers no AUTH (RFC 4954)%s",
+                           s->tls_active ? "" : " before TLS");
     }
     unsigned char cb[64];
     size_t cbl = 0;
     const char *cbt = NULL;
     if (s->tls_active) {
-        mw_stream *st = mw_conn_stream(s->c);
+        mw_stream *st = mwi_conn_stream(s->c);
         if (mw_stream_channel_binding(st, "tls-exporter", cb, sizeof cb, &cbl) == 0 && cbl)
             cbt = "tls-exporter";
         else if (mw_stream_channel_binding(st, "tls-unique", cb, sizeof cb, &cbl) == 0 && cbl)
@@ -441,7 +441,7 @@ static int authenticate(mw_smtp *s)
     pol.has_cb = cbt != NULL;
     const char *mechs[MW_SASL_MAX_MECHS];
     size_t nm = 0;
-    int rc = mw_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, s->caps.auth, &pol, &s->err);
+    int rc = mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, s->caps.auth, &pol, &s->err);
     if (rc) {
         s->stop = 1;
         return rc;
@@ -490,13 +490,13 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     free(s->server);
     s->server = strdup(host);
     s->port = port;
-    if (!s->server) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    if (!s->server) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     mw_stream *st = given;
     if (!st) {
         trace_info(s, "connecting to %s port %u", host, port);
         if ((rc = mw_stream_tcp(&st, host, port, &s->net, &s->err)) != 0) return rc;
     }
-    if (s->tls_mode == MW_SMTP_TLS_IMPLICIT) {
+    if (s->tls_mode == MW_TLS_IMPLICIT) {
         mw_stream *t = NULL;
         mw_tls_opts o;
         if ((rc = mw_stream_tls(&t, st, tls_for(s, &o), &s->err)) != 0)
@@ -504,11 +504,11 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
         st = t;
         s->tls_active = 1;
     }
-    if ((rc = mw_conn_new(&s->c, st, &s->err)) != 0) return rc;
-    mw_conn_set_io_timeout(s->c, s->net.io_timeout_ms);
-    mw_conn_set_deadline(s->c, deadline);
-    mw_conn_set_max_line(s->c, MW_SMTP_REPLY_MAX_LINE);
-    if (s->net.cancel) mw_conn_set_cancel(s->c, s->net.cancel);
+    if ((rc = mwi_conn_new(&s->c, st, &s->err)) != 0) return rc;
+    mwi_conn_set_io_timeout(s->c, s->net.io_timeout_ms);
+    mwi_conn_set_deadline(s->c, deadline);
+    mwi_conn_set_max_line(s->c, MW_SMTP_REPLY_MAX_LINE);
+    if (s->net.cancel) mwi_conn_set_cancel(s->c, s->net.cancel);
     if ((rc = get_reply(s, "the greeting")) != 0) return rc;
     /* RFC 5321 §3.1: 220 is service ready; 554 (or 421) is no service. */
     if (s->rep->code != 220) return reply_error(s, "greeting");
@@ -518,7 +518,7 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     size_t gl = s->rep->text_len;
     while (gl > 0 && s->rep->text[gl - 1] == '\n')
         gl--;
-    if (!(s->greeting = malloc(gl + 1))) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    if (!(s->greeting = malloc(gl + 1))) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     for (size_t k = 0; k < gl; k++) {
         unsigned char ch = (unsigned char)s->rep->text[k];
         s->greeting[k] = (ch < 0x20 && ch != '\n') || ch == 0x7F ? '?' : (char)ch;
@@ -529,11 +529,10 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
             s->client = strdup("localhost");
         else
             s->client = strdup(s->hostname[0] ? s->hostname : "localhost");
-        if (!s->client) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+        if (!s->client) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     }
     if ((rc = ehlo(s, 0)) != 0) return rc;
-    if (!s->tls_active &&
-        (s->tls_mode == MW_SMTP_TLS_STARTTLS || s->tls_mode == MW_SMTP_TLS_OPPORTUNISTIC)) {
+    if (!s->tls_active && (s->tls_mode == MW_TLS_STARTTLS || s->tls_mode == MW_TLS_OPPORTUNISTIC)) {
         if ((rc = starttls(s)) != 0) return rc;
     }
     if (s->queue && (s->caps.flags & MW_SMTP_CAP_XQUE)) {
@@ -547,41 +546,41 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     if (s->username || s->token) {
         if ((rc = authenticate(s)) != 0) return rc;
     }
-    mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
+    mwi_conn_set_deadline(s->c, MW_NO_DEADLINE);
     set_state(s, ST_READY);
     return 0;
 }
 
 int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "no output pointer");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output pointer");
     *out = NULL;
     if (!o || o->version != MW_SMTP_OPTS_VERSION) {
         if (o && o->stream) mw_stream_free(o->stream);
-        return mw_err_set(err, MW_EINVAL, "options missing or of an unknown version");
+        return mwi_err_set(err, MW_EINVAL, "options missing or of an unknown version");
     }
     mw_stream *given = o->stream;
     int rc = 0;
     /* Refuse before anything is sent (docs/CONVENTIONS.md "Safe defaults":
      * CR/LF/NUL never reach a command line). */
     if (bad_arg(o->client, 0))
-        rc = mw_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
+        rc = mwi_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     else if (o->client && (!*o->client || strlen(o->client) > 255))
-        rc = mw_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
-    else if (bad_arg(o->username, 1) || bad_arg(o->authzid, 1))
-        rc = mw_err_set(err, MW_EINVAL,
-                        "the AUTH identity contains CR, LF, NUL or a control "
-                        "octet");
-    else if (o->tls < MW_SMTP_TLS_STARTTLS || o->tls > MW_SMTP_TLS_IMPLICIT)
-        rc = mw_err_set(err, MW_EINVAL, "unknown TLS mode %d", o->tls);
-    else if ((o->username && !o->password && !o->token))
-        rc = mw_err_set(err, MW_EINVAL, "a user name without a password or token");
+        rc = mwi_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
+    else if (bad_arg(o->user, 1) || bad_arg(o->authzid, 1))
+        rc = mwi_err_set(err, MW_EINVAL,
+                         "the AUTH identity contains CR, LF, NUL or a control "
+                         "octet");
+    else if (o->tls < MW_TLS_STARTTLS || o->tls > MW_TLS_IMPLICIT)
+        rc = mwi_err_set(err, MW_EINVAL, "unknown TLS mode %d", o->tls);
+    else if ((o->user && !o->password && !o->token))
+        rc = mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
     for (size_t i = 0; !rc && i < o->nservers; i++)
         if (!o->servers[i] || !*o->servers[i] || bad_arg(o->servers[i], 0))
-            rc = mw_err_set(err, MW_EINVAL, "server %zu is empty or has control octets", i + 1);
+            rc = mwi_err_set(err, MW_EINVAL, "server %zu is empty or has control octets", i + 1);
     for (size_t i = 0; !rc && i < o->nports; i++)
         if (o->ports[i] == 0 || o->ports[i] > 65535)
-            rc = mw_err_set(err, MW_EINVAL, "port %u out of range", o->ports[i]);
+            rc = mwi_err_set(err, MW_EINVAL, "port %u out of range", o->ports[i]);
     if (rc) {
         mw_stream_free(given);
         return rc;
@@ -590,30 +589,30 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     if (!s || !(s->rep = malloc(sizeof *s->rep))) {
         free(s);
         mw_stream_free(given);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     s->tls_mode = o->tls;
     if (mw_tls_opts_copy(&s->tls, o->tls_opts) != 0) {
         free(s->rep);
         free(s);
         mw_stream_free(given);
-        return mw_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported",
-                          o->tls_opts->version);
+        return mwi_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported",
+                           o->tls_opts->version);
     }
     if (mw_net_opts_copy(&s->net, o->net) != 0) {
         free(s->rep);
         free(s);
         mw_stream_free(given);
-        return mw_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", o->net->version);
+        return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", o->net->version);
     }
     s->client = xstrdup(o->client);
-    s->username = xstrdup(o->username);
+    s->username = xstrdup(o->user);
     s->password = xstrdup(o->password);
     s->token = xstrdup(o->token);
     s->authzid = xstrdup(o->authzid);
-    s->auth = xstrdup(o->auth);
+    s->auth = xstrdup(o->sasl_mechs);
     s->allow_plaintext = o->allow_plaintext;
-    s->no_ir = o->no_initial_response;
+    s->no_ir = !o->sasl_ir;
     s->queue = o->queue;
     s->tlspolicy = o->tlspolicy;
     s->tlspolicy_ud = o->tlspolicy_userdata;
@@ -627,7 +626,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     static const char *const def_servers[] = {"localhost"};
     const char *const *servers = o->nservers ? o->servers : def_servers;
     size_t nservers = o->nservers ? o->nservers : 1;
-    unsigned def_port = o->tls == MW_SMTP_TLS_IMPLICIT ? 465 : 587;
+    unsigned def_port = o->tls == MW_TLS_IMPLICIT ? 465 : 587;
     const unsigned *ports = o->nports ? o->ports : &def_port;
     size_t nports = o->nports ? o->nports : 1;
     int64_t deadline = o->open_timeout_ms > 0 ? mw_now_ms() + o->open_timeout_ms : MW_NO_DEADLINE;
@@ -642,11 +641,11 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
             for (size_t j = 0; j < nports; j++) {
                 rc = try_one(s, servers[i], ports[j], NULL, deadline);
                 if (rc == 0) goto done;
-                if (s->err.code == 0) mw_err_set(&s->err, rc, "%s", mw_strerror(rc));
+                if (s->err.code == 0) mwi_err_set(&s->err, rc, "%s", mw_strerror(rc));
                 char msg[sizeof s->err.message + 300];
                 snprintf(msg, sizeof msg, "%.200s port %u: %s", servers[i], ports[j],
                          s->err.message);
-                mw_copy_printable(s->err.message, sizeof s->err.message, msg, strlen(msg));
+                mwi_copy_printable(s->err.message, sizeof s->err.message, msg, strlen(msg));
                 trace_info(s, "%s", s->err.message);
                 if (s->c && s->state != ST_DEAD && rc != MW_ETLS && rc != MW_ECERT) {
                     /* Say goodbye politely when the server can still hear;
@@ -655,7 +654,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
                     if (put_cmd(s, "QUIT") == 0) flush(s);
                     s->err = keep;
                 }
-                mw_conn_free(s->c);
+                mwi_conn_free(s->c);
                 s->c = NULL;
                 if (s->stop || rc == MW_EINVAL || rc == MW_ENOMEM || rc == MW_ECANCELED ||
                     rc == MW_EPOLICY)
@@ -696,15 +695,15 @@ static long src_raw_read(src *r, char *buf, size_t len, mw_error *err)
     if (m->read) {
         long n = m->read(buf, len, m->read_userdata);
         if (n < 0)
-            return mw_err_set(err, n < MW_ERROR_LAST ? MW_EIO : (int)n,
-                              "the message source failed (%ld)", n);
+            return mwi_err_set(err, n < MW_ERROR_LAST ? MW_EIO : (int)n,
+                               "the message source failed (%ld)", n);
         return n;
     }
     for (;;) {
         ssize_t n = read(m->fd, buf, len);
         if (n >= 0) return (long)n;
         if (errno != EINTR)
-            return mw_err_set(err, MW_EIO, "reading the message: %s", MW_ERRNO_TEXT(errno));
+            return mwi_err_set(err, MW_EIO, "reading the message: %s", MW_ERRNO_TEXT(errno));
     }
 }
 
@@ -714,26 +713,26 @@ static int src_header(src *r, const char **hdr, size_t *hlen, mw_error *err)
 {
     int complete;
     if (r->m->data) {
-        size_t l = mw_smtp_header_len(r->m->data, r->m->len, &complete);
+        size_t l = mwi_smtp_header_len(r->m->data, r->m->len, &complete);
         *hdr = r->m->data;
         *hlen = complete ? l : r->m->len;
         return 0;
     }
     mw_buf b = MW_BUF_INIT(MW_SMTP_MAX_HEADER + CHUNK);
     for (;;) {
-        if (mw_buf_reserve(&b, CHUNK)) {
-            mw_buf_free(&b);
-            return mw_err_set(err, MW_ETOOBIG, "the header block is over %d octets",
-                              MW_SMTP_MAX_HEADER);
+        if (mwi_buf_reserve(&b, CHUNK)) {
+            mwi_buf_free(&b);
+            return mwi_err_set(err, MW_ETOOBIG, "the header block is over %d octets",
+                               MW_SMTP_MAX_HEADER);
         }
         long n = src_raw_read(r, b.data + b.len, CHUNK, err);
         if (n < 0) {
-            mw_buf_free(&b);
+            mwi_buf_free(&b);
             return (int)n;
         }
         b.len += (size_t)n;
         b.data[b.len] = '\0';
-        size_t l = mw_smtp_header_len(b.data, b.len, &complete);
+        size_t l = mwi_smtp_header_len(b.data, b.len, &complete);
         if (complete || n == 0) {
             r->pre = b.data;
             r->prelen = b.len;
@@ -743,11 +742,11 @@ static int src_header(src *r, const char **hdr, size_t *hlen, mw_error *err)
             return 0;
         }
         if (b.len > MW_SMTP_MAX_HEADER) {
-            mw_buf_free(&b);
-            return mw_err_set(err, MW_ETOOBIG,
-                              "no end of the header block in the first %d "
-                              "octets",
-                              MW_SMTP_MAX_HEADER);
+            mwi_buf_free(&b);
+            return mwi_err_set(err, MW_ETOOBIG,
+                               "no end of the header block in the first %d "
+                               "octets",
+                               MW_SMTP_MAX_HEADER);
         }
     }
 }
@@ -814,9 +813,9 @@ void mw_smtp_result_free(mw_smtp_result *r)
 static char *reply_text_dup(const mw_smtp_reply *rep)
 {
     size_t sl;
-    const char *sum = mw_smtp_reply_summary(rep, &sl);
+    const char *sum = mwi_smtp_reply_summary(rep, &sl);
     char *t = malloc(sl + 1);
-    if (t) mw_copy_printable(t, sl + 1, sum, sl);
+    if (t) mwi_copy_printable(t, sl + 1, sum, sl);
     return t;
 }
 
@@ -849,15 +848,15 @@ static int check_dsn(const mw_smtp_msg *m, mw_error *err)
         snprintf(tmp, sizeof tmp, "%s", p);
         for (char *save = NULL, *t = strtok_r(tmp, ",", &save); t; t = strtok_r(NULL, ",", &save))
             if (strcasecmp(t, "SUCCESS") && strcasecmp(t, "FAILURE") && strcasecmp(t, "DELAY"))
-                return mw_err_set(
+                return mwi_err_set(
                     err, MW_EINVAL,
                     "DSN NOTIFY must be NEVER or SUCCESS,FAILURE,DELAY; not \"%.40s\"", p);
-        if (strlen(p) >= sizeof tmp) return mw_err_set(err, MW_EINVAL, "DSN NOTIFY too long");
+        if (strlen(p) >= sizeof tmp) return mwi_err_set(err, MW_EINVAL, "DSN NOTIFY too long");
     }
     if (m->dsn_ret && strcasecmp(m->dsn_ret, "FULL") && strcasecmp(m->dsn_ret, "HDRS"))
-        return mw_err_set(err, MW_EINVAL, "DSN RET must be FULL or HDRS");
+        return mwi_err_set(err, MW_EINVAL, "DSN RET must be FULL or HDRS");
     if (m->dsn_envid && (strlen(m->dsn_envid) > 100 || bad_arg(m->dsn_envid, 1)))
-        return mw_err_set(err, MW_EINVAL, "DSN ENVID too long or has control octets");
+        return mwi_err_set(err, MW_EINVAL, "DSN ENVID too long or has control octets");
     return 0;
 }
 
@@ -872,14 +871,14 @@ static int check_dsn(const mw_smtp_msg *m, mw_error *err)
  * The connection is dead either way. */
 static void salvage_reply(mw_smtp *s, const char *what)
 {
-    mw_stream *st = mw_conn_stream(s->c);
+    mw_stream *st = mwi_conn_stream(s->c);
     if (!st) return;
     char buf[4096];
     size_t have = 0;
     int64_t dl = mw_now_ms() + 2000;
     if (s->tx_deadline != MW_NO_DEADLINE && s->tx_deadline < dl) dl = s->tx_deadline;
     mw_error tmp = {0};
-    mw_smtp_reply_init(s->rep);
+    mwi_smtp_reply_init(s->rep);
     size_t start = 0;
     while (have < sizeof buf) {
         size_t got = 0;
@@ -890,7 +889,7 @@ static void salvage_reply(mw_smtp *s, const char *what)
             size_t len = (size_t)(nl - (buf + start));
             if (len > 0 && buf[start + len - 1] == '\r') len--;
             if (s->trace) s->trace(MW_TRACE_RECV, buf + start, len, s->trace_ud);
-            int fr = mw_smtp_reply_feed(s->rep, buf + start, len, &tmp);
+            int fr = mwi_smtp_reply_feed(s->rep, buf + start, len, &tmp);
             start = (size_t)(nl - buf) + 1;
             if (fr < 0) return;
             if (fr == 1) {
@@ -915,7 +914,7 @@ static int put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding)
     mw_fmt_uint(&f, b->len, 1);
     if (last) mw_fmt_mem(&f, " LAST", 5);
     int rc = put_line(s, line, f.len, NULL);
-    if (!rc && b->len) rc = conn_failed(s, mw_conn_write(s->c, b->data, b->len, &s->err));
+    if (!rc && b->len) rc = conn_failed(s, mwi_conn_write(s->c, b->data, b->len, &s->err));
     (*outstanding)++;
     b->len = 0;
     return rc;
@@ -934,7 +933,7 @@ static void xout_release(mw_smtp *s, mw_buf *b)
         s->xout.len = 0;
         s->xout.data[0] = '\0';
     } else {
-        mw_buf_free(b);
+        mwi_buf_free(b);
     }
     *b = (mw_buf)MW_BUF_INIT(0);
 }
@@ -968,11 +967,12 @@ static int src_in_memory(const src *r)
  * read-ahead or the data), so this reads nothing from the source. */
 static void xfer_start(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int chunking)
 {
-    mw_smtp_data_init(&x->enc, chunking != 0);
+    mwi_smtp_data_init(&x->enc, chunking != 0);
     x->enc.binary_body = chunking == 2;
     x->started = 1;
     if (env->rewritten)
-        x->rc = mw_smtp_data_encode(&x->enc, env->header.data, env->header.len, &x->out, &x->local);
+        x->rc =
+            mwi_smtp_data_encode(&x->enc, env->header.data, env->header.len, &x->out, &x->local);
     while (!x->rc && skip > 0 && src_in_memory(r)) {
         const char *p;
         long n = src_mem_next(r, &p, skip < CHUNK ? skip : CHUNK);
@@ -1008,11 +1008,11 @@ static void xfer_ahead(xfer *x, src *r, const mw_smtp_env *env, size_t skip, int
                 break;
             }
         }
-        x->rc = mw_smtp_data_encode(&x->enc, p, (size_t)n, &x->out, &x->local);
+        x->rc = mwi_smtp_data_encode(&x->enc, p, (size_t)n, &x->out, &x->local);
         if (!x->rc && forbid8 && x->enc.saw_8bit)
-            x->rc = mw_err_set(&x->local, MW_EUNSUPPORTED,
-                               "the message has 8-bit data and the server does not offer "
-                               "8BITMIME (RFC 6152): transfer aborted");
+            x->rc = mwi_err_set(&x->local, MW_EUNSUPPORTED,
+                                "the message has 8-bit data and the server does not offer "
+                                "8BITMIME (RFC 6152): transfer aborted");
     }
 }
 
@@ -1034,11 +1034,11 @@ static int transfer_send(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip
     int pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
     if (!in) {
         xout_release(s, &out);
-        return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     }
     /* Encoded ahead up to a CHUNK: it goes out before more is read. */
     if (!rc && !chunking && out.len >= CHUNK) {
-        rc = conn_failed(s, mw_conn_write(s->c, out.data, out.len, &s->err));
+        rc = conn_failed(s, mwi_conn_write(s->c, out.data, out.len, &s->err));
         out.len = 0;
     }
     int first_fail = 0;
@@ -1050,13 +1050,13 @@ static int transfer_send(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip
             break;
         }
         if (n == 0) break;
-        rc = mw_smtp_data_encode(&enc, p, (size_t)n, &out, &local);
+        rc = mwi_smtp_data_encode(&enc, p, (size_t)n, &out, &local);
         /* RFC 6152 §3: no 8-bit octet may go to a server that did not
          * offer 8BITMIME; known only now for a stream source. */
         if (!rc && forbid8 && enc.saw_8bit)
-            rc = mw_err_set(&local, MW_EUNSUPPORTED,
-                            "the message has 8-bit data and the server does not offer 8BITMIME "
-                            "(RFC 6152): transfer aborted");
+            rc = mwi_err_set(&local, MW_EUNSUPPORTED,
+                             "the message has 8-bit data and the server does not offer 8BITMIME "
+                             "(RFC 6152): transfer aborted");
         if (!rc && out.len >= CHUNK) {
             if (chunking) {
                 rc = put_bdat(s, &out, 0, &outstanding);
@@ -1075,7 +1075,7 @@ static int transfer_send(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip
                     }
                 }
             } else {
-                rc = conn_failed(s, mw_conn_write(s->c, out.data, out.len, &s->err));
+                rc = conn_failed(s, mwi_conn_write(s->c, out.data, out.len, &s->err));
                 out.len = 0;
             }
         }
@@ -1110,14 +1110,14 @@ static int transfer_send(mw_smtp *s, src *r, const mw_smtp_env *env, size_t skip
         xout_release(s, &out);
         return rc;
     }
-    if (!rc) rc = mw_smtp_data_finish(&enc, &out, &s->err);
+    if (!rc) rc = mwi_smtp_data_finish(&enc, &out, &s->err);
     if (!rc) {
         if (chunking)
             rc = put_bdat(s, &out, 1, &outstanding);
         else if (x->hold)
-            rc = conn_failed(s, mw_conn_queue(s->c, out.data, out.len, &s->err));
+            rc = conn_failed(s, mwi_conn_queue(s->c, out.data, out.len, &s->err));
         else
-            rc = conn_failed(s, mw_conn_write(s->c, out.data, out.len, &s->err));
+            rc = conn_failed(s, mwi_conn_write(s->c, out.data, out.len, &s->err));
     }
     if (!rc) {
         trace_info(s, "(%llu octets of message data%s)", (unsigned long long)enc.out_octets,
@@ -1188,25 +1188,25 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
     mw_buf d = MW_BUF_INIT(0);
     char date[64], mid[400], boundary[80];
     unsigned char rnd[9];
-    mw_smtp_make_date(date, sizeof date);
-    if (mw_smtp_make_msgid(mid, sizeof mid, s->hostname, &s->err)) return s->err.code;
-    if (mw_random_bytes(rnd, sizeof rnd, &s->err)) return s->err.code;
+    mwi_smtp_make_date(date, sizeof date);
+    if (mwi_smtp_make_msgid(mid, sizeof mid, s->hostname, &s->err)) return s->err.code;
+    if (mwi_random_bytes(rnd, sizeof rnd, &s->err)) return s->err.code;
     int bl = snprintf(boundary, sizeof boundary, "=_mw_bcc_");
     for (size_t i = 0; i < sizeof rnd; i++)
         bl += snprintf(boundary + bl, sizeof boundary - (size_t)bl, "%02x", rnd[i]);
-    int rc = mw_buf_printf(&d,
-                           "From: <%s>\r\nBcc:\r\nDate: %s\r\nSubject: [Bcc] %s\r\n"
-                           "Message-ID: %s\r\nMIME-Version: 1.0\r\n"
-                           "Content-Type: multipart/digest; boundary=\"%s\"\r\n\r\n"
-                           "--%s\r\nContent-Type: message/rfc822\r\n\r\n",
-                           res->originator, date, env->subject ? env->subject : "", mid, boundary,
-                           boundary);
-    if (!rc && env->rewritten) rc = mw_buf_append(&d, env->header.data, env->header.len);
-    if (!rc) rc = mw_buf_append(&d, m->data + skip, m->len - skip);
-    if (!rc) rc = mw_buf_printf(&d, "\r\n--%s--\r\n", boundary);
+    int rc = mwi_buf_printf(&d,
+                            "From: <%s>\r\nBcc:\r\nDate: %s\r\nSubject: [Bcc] %s\r\n"
+                            "Message-ID: %s\r\nMIME-Version: 1.0\r\n"
+                            "Content-Type: multipart/digest; boundary=\"%s\"\r\n\r\n"
+                            "--%s\r\nContent-Type: message/rfc822\r\n\r\n",
+                            res->originator, date, env->subject ? env->subject : "", mid, boundary,
+                            boundary);
+    if (!rc && env->rewritten) rc = mwi_buf_append(&d, env->header.data, env->header.len);
+    if (!rc) rc = mwi_buf_append(&d, m->data + skip, m->len - skip);
+    if (!rc) rc = mwi_buf_printf(&d, "\r\n--%s--\r\n", boundary);
     if (rc) {
-        mw_buf_free(&d);
-        return mw_err_set(&s->err, rc, "cannot build the Bcc copy");
+        mwi_buf_free(&d);
+        return mwi_err_set(&s->err, rc, "cannot build the Bcc copy");
     }
     mw_smtp_msg b = MW_SMTP_MSG_INIT;
     b.data = d.data;
@@ -1224,7 +1224,7 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
     mw_smtp_result *r2 = NULL;
     trace_info(s, "sending the Bcc copy (multipart/digest) to %zu recipients", env->nbcc);
     rc = send_tx(s, &b, &r2);
-    mw_buf_free(&d);
+    mwi_buf_free(&d);
     if (r2) {
         mw_smtp_rcpt *all = realloc(res->rcpt, (res->nrcpt + r2->nrcpt) * sizeof *all);
         if (all) {
@@ -1234,7 +1234,7 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
             res->nrejected += r2->nrejected;
             r2->nrcpt = 0; /* moved */
         } else if (!rc) {
-            rc = mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+            rc = mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
         }
         mw_smtp_result_free(r2);
     }
@@ -1276,7 +1276,7 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
     int rc;
     memset(t, 0, sizeof *t);
     if (!m || (m->version != MW_SMTP_MSG_VERSION && m->version != 1))
-        return mw_err_set(&s->err, MW_EINVAL, "message missing or of an unknown version");
+        return mwi_err_set(&s->err, MW_EINVAL, "message missing or of an unknown version");
     if (m->version == 1) {
         /* A caller built against version 1 has no header_recipients. */
         memcpy(&t->m, m, offsetof(mw_smtp_msg, header_recipients));
@@ -1286,10 +1286,10 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
     }
     m = &t->m;
     int nsrc = (m->data != NULL) + (m->fd >= 0) + (m->read != NULL);
-    if (nsrc != 1) return mw_err_set(&s->err, MW_EINVAL, "give exactly one of data, fd or read");
+    if (nsrc != 1) return mwi_err_set(&s->err, MW_EINVAL, "give exactly one of data, fd or read");
     if ((rc = check_dsn(m, &s->err)) != 0) return rc;
     if (m->bcc_digest && !m->data)
-        return mw_err_set(&s->err, MW_EINVAL, "bcc_digest needs the message in memory");
+        return mwi_err_set(&s->err, MW_EINVAL, "bcc_digest needs the message in memory");
     src *r = &t->r;
     r->m = m;
     const char *hdr = "";
@@ -1302,7 +1302,7 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
         return rc;
     }
     mw_smtp_env *envp = &t->env;
-    rc = mw_smtp_env_build(envp, m, hdr, hlen, s->hostname, &s->err);
+    rc = mwi_smtp_env_build(envp, m, hdr, hlen, s->hostname, &s->err);
     if (rc) {
         free(r->pre);
         r->pre = NULL;
@@ -1314,8 +1314,8 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
         free(res);
         free(r->pre);
         r->pre = NULL;
-        mw_smtp_env_free(envp);
-        return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+        mwi_smtp_env_free(envp);
+        return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     }
     res->nrcpt = envp->nrcpt;
     for (size_t i = 0; i < envp->nrcpt; i++) {
@@ -1341,9 +1341,9 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
         if (s->caps.flags & MW_SMTP_CAP_SMTPUTF8)
             smtputf8 = 1;
         else if (utf8_addr) {
-            rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
-                            "an address is UTF-8 and the server does not offer SMTPUTF8 "
-                            "(RFC 6531)");
+            rc = mwi_err_set(&s->err, MW_EUNSUPPORTED,
+                             "an address is UTF-8 and the server does not offer SMTPUTF8 "
+                             "(RFC 6531)");
             goto fail;
         }
     }
@@ -1371,11 +1371,11 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
     int binary = m->body == MW_SMTP_BODY_BINARYMIME;
     if (binary) {
         if (!(s->caps.flags & MW_SMTP_CAP_BINARYMIME) || !(s->caps.flags & MW_SMTP_CAP_CHUNKING)) {
-            rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
-                            "the message is binary and the server does not offer %s (RFC 3030): "
-                            "re-encode it as 7-bit",
-                            (s->caps.flags & MW_SMTP_CAP_CHUNKING) ? "BINARYMIME"
-                                                                   : "CHUNKING and BINARYMIME");
+            rc = mwi_err_set(&s->err, MW_EUNSUPPORTED,
+                             "the message is binary and the server does not offer %s (RFC 3030): "
+                             "re-encode it as 7-bit",
+                             (s->caps.flags & MW_SMTP_CAP_CHUNKING) ? "BINARYMIME"
+                                                                    : "CHUNKING and BINARYMIME");
             goto fail;
         }
         body = "BINARYMIME";
@@ -1383,9 +1383,9 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
         if (has8bm)
             body = "8BITMIME";
         else if (m->data && !smtputf8) {
-            rc = mw_err_set(&s->err, MW_EUNSUPPORTED,
-                            "the message has 8-bit data and the server does not offer 8BITMIME "
-                            "(RFC 6152): encode it as 7-bit");
+            rc = mwi_err_set(&s->err, MW_EUNSUPPORTED,
+                             "the message has 8-bit data and the server does not offer 8BITMIME "
+                             "(RFC 6152): encode it as 7-bit");
             goto fail;
         }
     } else if (m->body == MW_SMTP_BODY_7BIT && has8bm) {
@@ -1393,9 +1393,9 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
     }
     /* RFC 1870 §6: refuse early what the server said it will not take. */
     if ((s->caps.flags & MW_SMTP_CAP_SIZE) && s->caps.size_max && size > s->caps.size_max) {
-        rc = mw_err_set(&s->err, MW_ETOOBIG,
-                        "the message (%llu octets) is over the server's SIZE limit of %llu",
-                        (unsigned long long)size, (unsigned long long)s->caps.size_max);
+        rc = mwi_err_set(&s->err, MW_ETOOBIG,
+                         "the message (%llu octets) is over the server's SIZE limit of %llu",
+                         (unsigned long long)size, (unsigned long long)s->caps.size_max);
         goto fail;
     }
     /* chunking 2: BDAT with the body as it is (BINARYMIME, xfer_start) */
@@ -1434,8 +1434,8 @@ static int tx_prepare(mw_smtp *s, tx *t, const mw_smtp_msg *m)
         mw_fmt_str(&mf, x);
     }
     if (mf.over) {
-        rc = mw_err_set(&s->err, MW_ETOOBIG, "the MAIL command would be over %zu octets",
-                        sizeof t->mail - 1);
+        rc = mwi_err_set(&s->err, MW_ETOOBIG, "the MAIL command would be over %zu octets",
+                         sizeof t->mail - 1);
         goto fail;
     }
     t->ml = mf.len;
@@ -1530,9 +1530,9 @@ static int tx_envelope(mw_smtp *s, tx *t)
             /* Cannot happen (addresses, NOTIFY and ORCPT are bounded), but
              * MAIL is queued already: never leave the session out of step. */
             set_state(s, ST_DEAD);
-            rc = mw_err_set(&s->err, MW_ETOOBIG,
-                            "the RCPT command for <%s> would be over %zu octets",
-                            res->rcpt[i].address, sizeof line - 1);
+            rc = mwi_err_set(&s->err, MW_ETOOBIG,
+                             "the RCPT command for <%s> would be over %zu octets",
+                             res->rcpt[i].address, sizeof line - 1);
             goto out;
         }
         if ((rc = put_line(s, line, lf.len, NULL)) != 0) goto out;
@@ -1559,7 +1559,7 @@ static int tx_envelope(mw_smtp *s, tx *t)
         xfer *x = &t->xf;
         xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, chunking);
         int whole = !x->rc && !src_in_memory(&t->r) && (t->r.eof || m->data);
-        if (whole && (rc = mw_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) goto out;
+        if (whole && (rc = mwi_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) goto out;
         if (whole) {
             int outstanding = 0;
             trace_info(s, "(%llu octets of message data in BDAT chunks)",
@@ -1672,11 +1672,11 @@ static int tx_rest(mw_smtp *s, tx *t)
         for (size_t i = 0; i < res->nrcpt && !first; i++)
             if (!res->rcpt[i].accepted) first = &res->rcpt[i];
         rc = nperm ? MW_ESERVER : MW_ETEMP;
-        mw_err_set(&s->err, rc,
-                   "%zu of %zu recipients rejected (first: <%s> %d %s %s); "
-                   "message not sent",
-                   res->nrejected, res->nrcpt, first->address, first->code, first->enhanced,
-                   first->text ? first->text : "");
+        mwi_err_set(&s->err, rc,
+                    "%zu of %zu recipients rejected (first: <%s> %d %s %s); "
+                    "message not sent",
+                    res->nrejected, res->nrcpt, first->address, first->code, first->enhanced,
+                    first->text ? first->text : "");
         s->err.reply_code = first->code;
         memcpy(s->err.enhanced, first->enhanced, sizeof s->err.enhanced);
         res->final_code = first->code;
@@ -1685,8 +1685,8 @@ static int tx_rest(mw_smtp *s, tx *t)
         if ((res->final_text = malloc(fl)))
             snprintf(res->final_text, fl, "%s%s%s", first->enhanced, first->enhanced[0] ? " " : "",
                      first->text ? first->text : "");
-        mw_err_set_reply(&s->err, first->text ? first->text : "",
-                         first->text ? strlen(first->text) : 0);
+        mwi_err_set_reply(&s->err, first->text ? first->text : "",
+                          first->text ? strlen(first->text) : 0);
         if (pipe_data && s->rep->code == 354) {
             /* DATA is pipelined only with atleastone or one recipient, so
              * here nacc == 0 and a compliant server refuses DATA (RFC 2920
@@ -1761,7 +1761,7 @@ static int tx_end(mw_smtp *s, tx *t, int rc)
     free(t->r.pre);
     t->r.pre = NULL;
     xout_release(s, &t->xf.out);
-    mw_smtp_env_free(&t->env);
+    mwi_smtp_env_free(&t->env);
     t->built = 0;
     return rc;
 }
@@ -1772,7 +1772,7 @@ static void tx_discard(mw_smtp *s, tx *t)
 {
     if (t->built) {
         xout_release(s, &t->xf.out);
-        mw_smtp_env_free(&t->env);
+        mwi_smtp_env_free(&t->env);
     }
     free(t->r.pre);
     t->r.pre = NULL;
@@ -1793,8 +1793,8 @@ static int send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
 
 static int not_ready(mw_smtp *s)
 {
-    return mw_err_set(&s->err, MW_ESTATE, "the session is not ready to send (%s)",
-                      s->state == ST_DEAD ? "the connection failed earlier" : "closed");
+    return mwi_err_set(&s->err, MW_ESTATE, "the session is not ready to send (%s)",
+                       s->state == ST_DEAD ? "the connection failed earlier" : "closed");
 }
 
 int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
@@ -1804,11 +1804,11 @@ int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
     mw_error_clear(&s->err);
     if (s->state != ST_READY) return not_ready(s);
     s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
-    mw_conn_set_deadline(s->c, s->tx_deadline);
+    mwi_conn_set_deadline(s->c, s->tx_deadline);
     mw_smtp_result *res = NULL;
     int rc = send_tx(s, msg, &res);
-    if (s->c) mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
-    if (rc && s->err.code == 0) mw_err_set(&s->err, rc, "%s", mw_strerror(rc));
+    if (s->c) mwi_conn_set_deadline(s->c, MW_NO_DEADLINE);
+    if (rc && s->err.code == 0) mwi_err_set(&s->err, rc, "%s", mw_strerror(rc));
     if (result)
         *result = res;
     else
@@ -1859,7 +1859,7 @@ static tx *batch_take(batch *b)
 static void batch_report(batch *b, tx *t, size_t index, int rc)
 {
     mw_smtp *s = b->s;
-    if (rc && s->err.code == 0) mw_err_set(&s->err, rc, "%s", mw_strerror(rc));
+    if (rc && s->err.code == 0) mwi_err_set(&s->err, rc, "%s", mw_strerror(rc));
     b->done(index, rc, t->res, &s->err, b->ud);
     mw_smtp_result_free(t->res);
     t->res = NULL;
@@ -1891,10 +1891,10 @@ int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, v
 {
     if (!s) return MW_EINVAL;
     mw_error_clear(&s->err);
-    if (!next || !done) return mw_err_set(&s->err, MW_EINVAL, "next and done are both needed");
+    if (!next || !done) return mwi_err_set(&s->err, MW_EINVAL, "next and done are both needed");
     if (s->state != ST_READY) return not_ready(s);
     batch *b = calloc(1, sizeof *b);
-    if (!b) return mw_err_set(&s->err, MW_ENOMEM, "out of memory");
+    if (!b) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     b->s = s;
     b->next = next;
     b->done = done;
@@ -1907,7 +1907,7 @@ int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, v
         mw_error_clear(&s->err);
         if (!fin) {
             s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
-            mw_conn_set_deadline(s->c, s->tx_deadline);
+            mwi_conn_set_deadline(s->c, s->tx_deadline);
         }
         int rc = cur->prep_rc;
         if (rc) s->err = cur->prep_err;
@@ -1940,7 +1940,7 @@ int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, v
             fin_unreported = fin;
             fin = NULL;
             s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
-            mw_conn_set_deadline(s->c, s->tx_deadline);
+            mwi_conn_set_deadline(s->c, s->tx_deadline);
         }
         s->err = cur_err;
         /* RFC 2920 §3.1: message content may be followed in the same group
@@ -1987,7 +1987,7 @@ int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, v
                 return last ? last : MW_ESTATE;
             }
         }
-        if (s->c && !fin) mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
+        if (s->c && !fin) mwi_conn_set_deadline(s->c, MW_NO_DEADLINE);
         cur = pre;
         pre = NULL;
         i++;
@@ -1996,7 +1996,7 @@ int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, v
         /* Cannot happen: a message is crossed only with a next one. */
         last = batch_finish(b, fin, i - 1, 0);
     }
-    if (s->c) mw_conn_set_deadline(s->c, MW_NO_DEADLINE);
+    if (s->c) mwi_conn_set_deadline(s->c, MW_NO_DEADLINE);
     int more = b->more;
     free(b);
     return more < 0 ? more : 0;
@@ -2091,5 +2091,5 @@ int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out)
     memset(out, 0, sizeof *out);
     if (!s) return MW_EINVAL;
     if (!s->c || !s->tls_active) return MW_EUNSUPPORTED;
-    return mw_stream_tls_info(mw_conn_stream(s->c), out);
+    return mw_stream_tls_info(mwi_conn_stream(s->c), out);
 }

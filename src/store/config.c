@@ -204,7 +204,7 @@ static int perr(parser *p, int code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return mw_err_set(p->err, code, "%s:%zu: %s", p->name, p->line, what);
+    return mwi_err_set(p->err, code, "%s:%zu: %s", p->name, p->line, what);
 }
 
 /* ~ expansion: "~" and "~/…" only. */
@@ -400,7 +400,7 @@ static int set_value(parser *p, size_t k, const char *v)
             val = strdup(target);
         else if ((rc = expand_path(p, "delivery", target, &val)) != 0)
             return rc;
-        if (!val) return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        if (!val) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
         *ip = kind;
         sp = str_at(a, key->off2);
         break;
@@ -408,7 +408,7 @@ static int set_value(parser *p, size_t k, const char *v)
     }
     if (key->kind == K_TOKEN || key->kind == K_TEXT || key->kind == K_PATH || key->kind == K_PIN ||
         key->kind == K_AUTH || key->kind == K_DELIVERY) {
-        if (!val) return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        if (!val) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
         if (*sp && sp == str_at(a, offsetof(mw_account, password))) memset(*sp, 0, strlen(*sp));
         free(*sp);
         *sp = val;
@@ -461,7 +461,7 @@ static int start_account(parser *p, char *args)
     if (p->c->n == p->c->cap) {
         size_t nc = p->c->cap ? p->c->cap * 2 : 8;
         cfg_acct *na = realloc(p->c->a, nc * sizeof *na);
-        if (!na) return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        if (!na) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
         p->c->a = na;
         p->c->cap = nc;
     }
@@ -472,7 +472,7 @@ static int start_account(parser *p, char *args)
     a->pub.file = p->c->file;
     if (!(*str_at(&a->pub, offsetof(mw_account, name)) = strdup(name)) ||
         acct_inherit(a, &p->defaults) != 0)
-        return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
     while (parents) {
         char *comma = strchr(parents, ',');
         if (comma) *comma = '\0';
@@ -487,7 +487,7 @@ static int start_account(parser *p, char *args)
         if (!par || par == a)
             return perr(p, MW_EFORMAT, "account \"%s\": parent \"%s\" is not defined above", name,
                         parents);
-        if (acct_inherit(a, par) != 0) return mw_err_set(p->err, MW_ENOMEM, "out of memory");
+        if (acct_inherit(a, par) != 0) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
         parents = comma ? comma + 1 : NULL;
     }
     p->cur = a;
@@ -551,7 +551,8 @@ static int parse_line(parser *p, char *l)
 static int parse_all(parser *p, const char *text, size_t len)
 {
     if (len > CONFIG_FILE_MAX)
-        return mw_err_set(p->err, MW_ETOOBIG, "%s: larger than %u bytes", p->name, CONFIG_FILE_MAX);
+        return mwi_err_set(p->err, MW_ETOOBIG, "%s: larger than %u bytes", p->name,
+                           CONFIG_FILE_MAX);
     char line[CONFIG_LINE_MAX + 1];
     size_t pos = 0;
     while (pos < len) {
@@ -579,11 +580,11 @@ static int do_parse(mw_config **out, const char *text, size_t len, const char *n
     mw_config_options def = MW_CONFIG_OPTIONS_INIT;
     if (!opt) opt = &def;
     if (opt->version != MW_CONFIG_OPTIONS_VERSION)
-        return mw_err_set(err, MW_EINVAL, "config options: unknown version %u", opt->version);
+        return mwi_err_set(err, MW_EINVAL, "config options: unknown version %u", opt->version);
     mw_config *c = calloc(1, sizeof *c);
     if (!c || !(c->file = strdup(name ? name : "(config)"))) {
         free(c);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     parser p = {c, c->file, 0, opt, err, {{0}, 0}, NULL, 0};
     acct_init(&p.defaults);
@@ -601,7 +602,8 @@ static int do_parse(mw_config **out, const char *text, size_t len, const char *n
 int mw_config_parse(mw_config **out, const char *text, size_t len, const char *name,
                     const mw_config_options *opt, mw_error *err)
 {
-    if (!out || (!text && len)) return mw_err_set(err, MW_EINVAL, "mw_config_parse: bad arguments");
+    if (!out || (!text && len))
+        return mwi_err_set(err, MW_EINVAL, "mw_config_parse: bad arguments");
     *out = NULL;
     int hp;
     return do_parse(out, text ? text : "", len, name, opt, err, &hp);
@@ -613,23 +615,24 @@ static int slurp(const char *path, size_t max, char **out, size_t *outlen, struc
 {
     char eb[128];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return mw_err_set(err, MW_EIO, "%s: %s", path, mw_errno_text(errno, eb, sizeof eb));
+    if (fd < 0)
+        return mwi_err_set(err, MW_EIO, "%s: %s", path, mwi_errno_text(errno, eb, sizeof eb));
     if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
         int e = errno;
         close(fd);
-        return mw_err_set(err, MW_EIO, "%s: %s", path,
-                          S_ISREG(sb->st_mode) ? mw_errno_text(e, eb, sizeof eb)
-                                               : "not a regular file");
+        return mwi_err_set(err, MW_EIO, "%s: %s", path,
+                           S_ISREG(sb->st_mode) ? mwi_errno_text(e, eb, sizeof eb)
+                                                : "not a regular file");
     }
     if ((uint64_t)sb->st_size > max) {
         close(fd);
-        return mw_err_set(err, MW_ETOOBIG, "%s: larger than %zu bytes", path, max);
+        return mwi_err_set(err, MW_ETOOBIG, "%s: larger than %zu bytes", path, max);
     }
     size_t size = (size_t)sb->st_size, got = 0;
     char *buf = malloc(size + 1);
     if (!buf) {
         close(fd);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     while (got < size) {
         ssize_t r = read(fd, buf + got, size - got);
@@ -646,7 +649,8 @@ static int slurp(const char *path, size_t max, char **out, size_t *outlen, struc
 
 int mw_config_load(mw_config **out, const char *path, const mw_config_options *opt, mw_error *err)
 {
-    if (!out || !path || !*path) return mw_err_set(err, MW_EINVAL, "mw_config_load: bad arguments");
+    if (!out || !path || !*path)
+        return mwi_err_set(err, MW_EINVAL, "mw_config_load: bad arguments");
     *out = NULL;
     char *text = NULL;
     size_t len = 0;
@@ -660,9 +664,9 @@ int mw_config_load(mw_config **out, const char *path, const mw_config_options *o
     if (rc == 0 && has_password && (sb.st_mode & 077) && !(opt && opt->skip_permission_check)) {
         mw_config_free(*out);
         *out = NULL;
-        return mw_err_set(err, MW_EPOLICY,
-                          "%s: holds a password but group or others can read it (chmod 600 %s)",
-                          path, path);
+        return mwi_err_set(err, MW_EPOLICY,
+                           "%s: holds a password but group or others can read it (chmod 600 %s)",
+                           path, path);
     }
     return rc;
 }

@@ -112,7 +112,7 @@ static int insert(mw_state *st, const char *uid, size_t n, int64_t first_seen)
     return 0;
 }
 
-mw_state *mw_state_new_detached(void)
+mw_state *mwi_state_new_detached(void)
 {
     mw_state *st = calloc(1, sizeof *st);
     if (st) st->lock_fd = -1;
@@ -121,11 +121,12 @@ mw_state *mw_state_new_detached(void)
 
 static int parse_fail(mw_state *st, const char *name, size_t line, const char *what)
 {
-    return mw_err_set(&st->err, MW_EFORMAT,
-                      "%s:%zu: %s (the state file is damaged; fix or remove it)", name, line, what);
+    return mwi_err_set(&st->err, MW_EFORMAT,
+                       "%s:%zu: %s (the state file is damaged; fix or remove it)", name, line,
+                       what);
 }
 
-int mw_state_parse(mw_state *st, const char *data, size_t len, const char *name)
+int mwi_state_parse(mw_state *st, const char *data, size_t len, const char *name)
 {
     size_t pos = 0, line = 0;
     while (pos < len) {
@@ -134,8 +135,8 @@ int mw_state_parse(mw_state *st, const char *data, size_t len, const char *name)
         const char *nl = memchr(p, '\n', len - pos);
         size_t n = nl ? (size_t)(nl - p) : len - pos;
         if (n > MW_STATE_LINE_MAX)
-            return mw_err_set(&st->err, MW_ETOOBIG, "%s:%zu: line longer than %d bytes", name, line,
-                              MW_STATE_LINE_MAX);
+            return mwi_err_set(&st->err, MW_ETOOBIG, "%s:%zu: line longer than %d bytes", name,
+                               line, MW_STATE_LINE_MAX);
         /* Every line we write ends with LF; a last line without one means
          * the file was cut short (not by us: we rename whole files). */
         if (!nl) return parse_fail(st, name, line, "last line has no newline (file truncated?)");
@@ -163,8 +164,8 @@ int mw_state_parse(mw_state *st, const char *data, size_t len, const char *name)
                               "bad UID (1..200 printable characters, no spaces or controls)");
         int r = insert(st, p + i, n - i, t);
         if (r < 0)
-            return mw_err_set(&st->err, MW_ENOMEM, "%s:%zu: out of memory or too many entries",
-                              name, line);
+            return mwi_err_set(&st->err, MW_ENOMEM, "%s:%zu: out of memory or too many entries",
+                               name, line);
         if (r > 0) return parse_fail(st, name, line, "UID listed twice");
     }
     if (line == 0 && len == 0) return 0; /* empty file: treated like a missing one */
@@ -179,25 +180,25 @@ static int read_file(mw_state *st, char **out, size_t *outlen)
     int fd = open(st->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         if (errno == ENOENT) return 0;
-        return mw_err_set(&st->err, MW_EIO, "cannot open state file %s: %s", st->path,
-                          mw_errno_text(errno, eb, sizeof eb));
+        return mwi_err_set(&st->err, MW_EIO, "cannot open state file %s: %s", st->path,
+                           mwi_errno_text(errno, eb, sizeof eb));
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         close(fd);
-        return mw_err_set(&st->err, MW_EIO, "cannot stat %s: %s", st->path,
-                          mw_errno_text(errno, eb, sizeof eb));
+        return mwi_err_set(&st->err, MW_EIO, "cannot stat %s: %s", st->path,
+                           mwi_errno_text(errno, eb, sizeof eb));
     }
     if ((uint64_t)sb.st_size > STATE_FILE_MAX) {
         close(fd);
-        return mw_err_set(&st->err, MW_ETOOBIG, "state file %s is larger than %u bytes", st->path,
-                          STATE_FILE_MAX);
+        return mwi_err_set(&st->err, MW_ETOOBIG, "state file %s is larger than %u bytes", st->path,
+                           STATE_FILE_MAX);
     }
     size_t size = (size_t)sb.st_size;
     char *buf = malloc(size + 1);
     if (!buf) {
         close(fd);
-        return mw_err_set(&st->err, MW_ENOMEM, "out of memory reading %s", st->path);
+        return mwi_err_set(&st->err, MW_ENOMEM, "out of memory reading %s", st->path);
     }
     size_t got = 0;
     while (got < size) {
@@ -207,8 +208,8 @@ static int read_file(mw_state *st, char **out, size_t *outlen)
             int e = r < 0 ? errno : EIO;
             free(buf);
             close(fd);
-            return mw_err_set(&st->err, MW_EIO, "cannot read state file %s: %s", st->path,
-                              mw_errno_text(e, eb, sizeof eb));
+            return mwi_err_set(&st->err, MW_EIO, "cannot read state file %s: %s", st->path,
+                               mwi_errno_text(e, eb, sizeof eb));
         }
         got += (size_t)r;
     }
@@ -222,22 +223,22 @@ static int take_lock(mw_state *st, int timeout_ms)
 {
     char eb[128], lp[4200];
     if ((size_t)snprintf(lp, sizeof lp, "%s.lock", st->path) >= sizeof lp)
-        return mw_err_set(&st->err, MW_EINVAL, "state file path is too long");
+        return mwi_err_set(&st->err, MW_EINVAL, "state file path is too long");
     st->lock_fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->lock_fd < 0)
-        return mw_err_set(&st->err, MW_EIO, "cannot open lock file %s: %s", lp,
-                          mw_errno_text(errno, eb, sizeof eb));
+        return mwi_err_set(&st->err, MW_EIO, "cannot open lock file %s: %s", lp,
+                           mwi_errno_text(errno, eb, sizeof eb));
     int64_t deadline = mw_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     /* flock locks belong to the open file description: released by the
      * kernel when a fetch dies, so a crash never leaves the account locked. */
     while (flock(st->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno == EINTR) continue;
         if (errno != EWOULDBLOCK)
-            return mw_err_set(&st->err, MW_EIO, "cannot lock %s: %s", lp,
-                              mw_errno_text(errno, eb, sizeof eb));
+            return mwi_err_set(&st->err, MW_EIO, "cannot lock %s: %s", lp,
+                               mwi_errno_text(errno, eb, sizeof eb));
         if (mw_now_ms() >= deadline)
-            return mw_err_set(&st->err, MW_ETEMP,
-                              "%s is locked: another fetch of this account is running", lp);
+            return mwi_err_set(&st->err, MW_ETEMP,
+                               "%s is locked: another fetch of this account is running", lp);
         struct timespec ts = {0, 20 * 1000000L};
         nanosleep(&ts, NULL);
     }
@@ -246,18 +247,18 @@ static int take_lock(mw_state *st, int timeout_ms)
 
 int mw_state_open(mw_state **out, const char *path, const mw_state_options *opt, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "mw_state_open: out is NULL");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "mw_state_open: out is NULL");
     *out = NULL;
     mw_state_options def = MW_STATE_OPTIONS_INIT;
     if (!opt) opt = &def;
     if (opt->version != MW_STATE_OPTIONS_VERSION)
-        return mw_err_set(err, MW_EINVAL, "state options: unknown version %u", opt->version);
+        return mwi_err_set(err, MW_EINVAL, "state options: unknown version %u", opt->version);
     if (!path || !*path || strlen(path) > 4000)
-        return mw_err_set(err, MW_EINVAL, "state file path is empty or too long");
-    mw_state *st = mw_state_new_detached();
+        return mwi_err_set(err, MW_EINVAL, "state file path is empty or too long");
+    mw_state *st = mwi_state_new_detached();
     if (!st || !(st->path = strdup(path))) {
         mw_state_free(st);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     st->fault = opt->fault;
     st->fault_ud = opt->fault_userdata;
@@ -265,7 +266,7 @@ int mw_state_open(mw_state **out, const char *path, const mw_state_options *opt,
     char *data = NULL;
     size_t len = 0;
     if (rc == 0) rc = read_file(st, &data, &len);
-    if (rc == 0 && data) rc = mw_state_parse(st, data, len, path);
+    if (rc == 0 && data) rc = mwi_state_parse(st, data, len, path);
     free(data);
     if (rc) {
         if (err) *err = st->err;
@@ -317,11 +318,11 @@ int64_t mw_state_first_seen(const mw_state *st, const char *uid)
 int mw_state_add(mw_state *st, const char *uid, int64_t first_seen)
 {
     if (!uid || !uid_valid(uid, strlen(uid)))
-        return mw_err_set(&st->err, MW_EINVAL, "UID must be 1..%d characters in 0x21..0x7E",
-                          MW_STATE_UID_MAX);
-    if (first_seen < 0) return mw_err_set(&st->err, MW_EINVAL, "first-seen time is negative");
+        return mwi_err_set(&st->err, MW_EINVAL, "UID must be 1..%d characters in 0x21..0x7E",
+                           MW_STATE_UID_MAX);
+    if (first_seen < 0) return mwi_err_set(&st->err, MW_EINVAL, "first-seen time is negative");
     int r = insert(st, uid, strlen(uid), first_seen);
-    if (r < 0) return mw_err_set(&st->err, MW_ENOMEM, "out of memory or too many UIDs");
+    if (r < 0) return mwi_err_set(&st->err, MW_ENOMEM, "out of memory or too many UIDs");
     return 0;
 }
 
@@ -367,13 +368,13 @@ static int write_all(int fd, const char *p, size_t n)
 int mw_state_save(mw_state *st)
 {
     char eb[128], tmp[4200], dir[4200];
-    if (!st->path) return mw_err_set(&st->err, MW_ESTATE, "state has no file");
+    if (!st->path) return mwi_err_set(&st->err, MW_ESTATE, "state has no file");
     snprintf(tmp, sizeof tmp, "%s.tmp", st->path);
-    if (mw_store_dirname(dir, sizeof dir, st->path) != 0)
-        return mw_err_set(&st->err, MW_EINVAL, "state file path is too long");
+    if (mwi_store_dirname(dir, sizeof dir, st->path) != 0)
+        return mwi_err_set(&st->err, MW_EINVAL, "state file path is too long");
     const char *what = "create";
     int fd = -1;
-    if (mw_store_fault_check(st->fault, st->fault_ud, MW_STORE_OP_OPEN, tmp)) goto fail;
+    if (mwi_store_fault_check(st->fault, st->fault_ud, MW_STORE_OP_OPEN, tmp)) goto fail;
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) goto fail;
     what = "write";
@@ -381,7 +382,7 @@ int mw_state_save(mw_state *st)
     size_t len = (size_t)snprintf(buf, sizeof buf, "%s\n", STATE_MAGIC);
     for (size_t i = 0; i <= st->n; i++) {
         if (i == st->n || len + MW_STATE_UID_MAX + 32 > sizeof buf) {
-            if (mw_store_fault_check(st->fault, st->fault_ud, MW_STORE_OP_WRITE, tmp) ||
+            if (mwi_store_fault_check(st->fault, st->fault_ud, MW_STORE_OP_WRITE, tmp) ||
                 write_all(fd, buf, len) != 0)
                 goto fail;
             len = 0;
@@ -391,26 +392,26 @@ int mw_state_save(mw_state *st)
                                     st->e[i].first_seen, st->e[i].uid);
     }
     what = "fsync";
-    if (mw_store_fault_check(st->fault, st->fault_ud, MW_STORE_OP_FSYNC, tmp) || fsync(fd) != 0)
+    if (mwi_store_fault_check(st->fault, st->fault_ud, MW_STORE_OP_FSYNC, tmp) || fsync(fd) != 0)
         goto fail;
     what = "close";
     int c = close(fd);
     fd = -1;
     if (c != 0) goto fail;
     what = "rename";
-    if (mw_store_fault_check(st->fault, st->fault_ud, MW_STORE_OP_RENAME, st->path) ||
+    if (mwi_store_fault_check(st->fault, st->fault_ud, MW_STORE_OP_RENAME, st->path) ||
         rename(tmp, st->path) != 0)
         goto fail;
     /* The rename is durable only once the directory is on disk. */
-    int e = mw_store_fsync_dir(st->fault, st->fault_ud, dir);
+    int e = mwi_store_fsync_dir(st->fault, st->fault_ud, dir);
     if (e)
-        return mw_err_set(&st->err, MW_EIO, "cannot fsync directory %s after saving %s: %s", dir,
-                          st->path, mw_errno_text(e, eb, sizeof eb));
+        return mwi_err_set(&st->err, MW_EIO, "cannot fsync directory %s after saving %s: %s", dir,
+                           st->path, mwi_errno_text(e, eb, sizeof eb));
     return 0;
 fail:;
     int err = errno;
     if (fd >= 0) close(fd);
     unlink(tmp);
-    return mw_err_set(&st->err, MW_EIO, "cannot %s %s (state %s unchanged): %s", what, tmp,
-                      st->path, mw_errno_text(err, eb, sizeof eb));
+    return mwi_err_set(&st->err, MW_EIO, "cannot %s %s (state %s unchanged): %s", what, tmp,
+                       st->path, mwi_errno_text(err, eb, sizeof eb));
 }

@@ -4,6 +4,7 @@
  * delivered. */
 #include "store/store_int.h"
 #include "util/err.h"
+#include "util/proc.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -12,7 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,8 +24,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-extern char **environ;
 
 #define OUTBUF_SIZE     65536
 #define PATH_MAX_       4096
@@ -53,7 +52,7 @@ struct mw_store {
     off_t mbox_old_size;
     char pending_path[PATH_MAX_]; /* mbox: "<mbox>.mwpending" while a message is written */
     int pending_written;
-    pid_t mda_pid;
+    mwi_proc mda;          /* the MDA's process; its stdin is fd */
     int mda_epipe;         /* the MDA closed its input early */
     int64_t deadline;      /* MDA */
     uint64_t written;      /* bytes handed to the file/pipe */
@@ -72,7 +71,7 @@ static atomic_ulong delivery_counter; /* Q<n> of Maildir names: unique within th
 
 /* ---- helpers shared with state.c ------------------------------------------ */
 
-int mw_store_fault_check(mw_store_fault_fn fn, void *ud, mw_store_op op, const char *path)
+int mwi_store_fault_check(mw_store_fault_fn fn, void *ud, mw_store_op op, const char *path)
 {
     if (!fn) return 0;
     int e = fn(op, path, ud);
@@ -80,7 +79,7 @@ int mw_store_fault_check(mw_store_fault_fn fn, void *ud, mw_store_op op, const c
     return e;
 }
 
-int mw_store_dirname(char *dir, size_t size, const char *path)
+int mwi_store_dirname(char *dir, size_t size, const char *path)
 {
     const char *slash = strrchr(path, '/');
     if (!slash) return snprintf(dir, size, ".") < (int)size ? 0 : -1;
@@ -91,9 +90,9 @@ int mw_store_dirname(char *dir, size_t size, const char *path)
     return 0;
 }
 
-int mw_store_fsync_dir(mw_store_fault_fn fn, void *ud, const char *dir)
+int mwi_store_fsync_dir(mw_store_fault_fn fn, void *ud, const char *dir)
 {
-    if (mw_store_fault_check(fn, ud, MW_STORE_OP_FSYNC, dir)) return errno;
+    if (mwi_store_fault_check(fn, ud, MW_STORE_OP_FSYNC, dir)) return errno;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return errno;
     int rc = fsync(fd) == 0 ? 0 : errno;
@@ -104,13 +103,13 @@ int mw_store_fsync_dir(mw_store_fault_fn fn, void *ud, const char *dir)
 static int sys_fail(mw_store *s, const char *what, const char *path, int e)
 {
     char eb[128];
-    return mw_err_set(&s->err, MW_EIO, "cannot %s %s: %s", what, path,
-                      mw_errno_text(e, eb, sizeof eb));
+    return mwi_err_set(&s->err, MW_EIO, "cannot %s %s: %s", what, path,
+                       mwi_errno_text(e, eb, sizeof eb));
 }
 
 static int fault(mw_store *s, mw_store_op op, const char *path)
 {
-    return mw_store_fault_check(s->fault, s->fault_ud, op, path);
+    return mwi_store_fault_check(s->fault, s->fault_ud, op, path);
 }
 
 /* ---- open / free ------------------------------------------------------------ */
@@ -121,7 +120,7 @@ static int ensure_dir(mw_store *s, const char *path)
         struct stat st;
         if (stat(path, &st) != 0) return sys_fail(s, "stat", path, errno);
         if (!S_ISDIR(st.st_mode))
-            return mw_err_set(&s->err, MW_EIO, "%s exists and is not a directory", path);
+            return mwi_err_set(&s->err, MW_EIO, "%s exists and is not a directory", path);
         return 0;
     }
     return sys_fail(s, "create directory", path, errno);
@@ -173,7 +172,7 @@ static int open_maildir(mw_store *s)
     static const char *const sub[] = {"tmp", "new", "cur"};
     for (size_t i = 0; rc == 0 && i < 3; i++) {
         if ((size_t)snprintf(p, sizeof p, "%s/%s", s->target, sub[i]) >= sizeof p)
-            return mw_err_set(&s->err, MW_EINVAL, "Maildir path too long: %s", s->target);
+            return mwi_err_set(&s->err, MW_EINVAL, "Maildir path too long: %s", s->target);
         rc = ensure_dir(s, p);
     }
     if (rc == 0) {
@@ -185,7 +184,7 @@ static int open_maildir(mw_store *s)
 
 static int open_mbox(mw_store *s)
 {
-    if (mw_store_fault_check(s->fault, s->fault_ud, MW_STORE_OP_OPEN, s->target))
+    if (mwi_store_fault_check(s->fault, s->fault_ud, MW_STORE_OP_OPEN, s->target))
         return sys_fail(s, "open mbox", s->target, errno);
     int fd = open(s->target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) return sys_fail(s, "open mbox", s->target, errno);
@@ -196,22 +195,22 @@ static int open_mbox(mw_store *s)
 int mw_store_open(mw_store **out, mw_store_kind kind, const char *target,
                   const mw_store_options *opt, mw_error *err)
 {
-    if (!out) return mw_err_set(err, MW_EINVAL, "mw_store_open: out is NULL");
+    if (!out) return mwi_err_set(err, MW_EINVAL, "mw_store_open: out is NULL");
     *out = NULL;
     mw_store_options def = MW_STORE_OPTIONS_INIT;
     if (!opt) opt = &def;
     if (opt->version != 1 && opt->version != MW_STORE_OPTIONS_VERSION)
-        return mw_err_set(err, MW_EINVAL, "store options: unknown version %u", opt->version);
+        return mwi_err_set(err, MW_EINVAL, "store options: unknown version %u", opt->version);
     if (kind != MW_STORE_MAILDIR && kind != MW_STORE_MBOX && kind != MW_STORE_MDA)
-        return mw_err_set(err, MW_EINVAL, "unknown store kind %d", (int)kind);
-    if (!target || !*target) return mw_err_set(err, MW_EINVAL, "store target is empty");
+        return mwi_err_set(err, MW_EINVAL, "unknown store kind %d", (int)kind);
+    if (!target || !*target) return mwi_err_set(err, MW_EINVAL, "store target is empty");
     if (strlen(target) > PATH_MAX_ - 300)
-        return mw_err_set(err, MW_EINVAL, "store target is too long");
+        return mwi_err_set(err, MW_EINVAL, "store target is too long");
     if (opt->envelope_from && strpbrk(opt->envelope_from, " \t\r\n"))
-        return mw_err_set(err, MW_EINVAL, "envelope sender contains white space or CR/LF");
+        return mwi_err_set(err, MW_EINVAL, "envelope sender contains white space or CR/LF");
 
     mw_store *s = calloc(1, sizeof *s);
-    if (!s) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     s->kind = kind;
     s->fd = -1;
     s->keep_crlf = opt->keep_crlf;
@@ -232,7 +231,7 @@ int mw_store_open(mw_store **out, mw_store_kind kind, const char *target,
     s->hostname = safe_hostname(host);
     if (!s->target || !s->envelope_from || !s->hostname) {
         mw_store_free(s);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     int rc = 0;
     if (kind == MW_STORE_MAILDIR)
@@ -332,9 +331,9 @@ static int raw_write(mw_store *s, const char *p, size_t n)
         if (w < 0 && errno == EAGAIN && s->kind == MW_STORE_MDA) {
             int64_t left = s->deadline - mw_now_ms();
             if (left <= 0) {
-                rc = mw_err_set(&s->err, MW_ETIMEOUT,
-                                "MDA command '%s' did not read its input within %d ms", s->target,
-                                s->mda_timeout_ms);
+                rc = mwi_err_set(&s->err, MW_ETIMEOUT,
+                                 "MDA command '%s' did not read its input within %d ms", s->target,
+                                 s->mda_timeout_ms);
                 break;
             }
             struct pollfd pfd = {s->fd, POLLOUT, 0};
@@ -344,9 +343,9 @@ static int raw_write(mw_store *s, const char *p, size_t n)
         if (w < 0 && errno == EPIPE) {
             epipe = 1;
             s->mda_epipe = 1;
-            rc = mw_err_set(&s->err, MW_EIO,
-                            "MDA command '%s' stopped reading its input after %llu bytes",
-                            s->target, (unsigned long long)s->written);
+            rc = mwi_err_set(&s->err, MW_EIO,
+                             "MDA command '%s' stopped reading its input after %llu bytes",
+                             s->target, (unsigned long long)s->written);
             break;
         }
         rc = sys_fail(s, "write", fd_name(s), w < 0 ? errno : EIO);
@@ -492,7 +491,7 @@ static int maildir_begin(mw_store *s)
         if (s->fd >= 0) return 0;
         if (errno != EEXIST) return sys_fail(s, "create", s->tmp_path, errno);
     }
-    return mw_err_set(&s->err, MW_EIO, "cannot find a unique file name in %s/tmp", s->target);
+    return mwi_err_set(&s->err, MW_EIO, "cannot find a unique file name in %s/tmp", s->target);
 }
 
 static void maildir_cleanup(mw_store *s)
@@ -541,12 +540,12 @@ static int maildir_commit(mw_store *s)
     if (s->defer_dir_sync)
         s->dir_unsynced = 1;
     else
-        e = mw_store_fsync_dir(s->fault, s->fault_ud, newdir);
+        e = mwi_store_fsync_dir(s->fault, s->fault_ud, newdir);
     if (e) {
         /* Not durable, so not delivered: take it back out of new/. */
         unlink(newp);
-        return mw_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
-                          mw_errno_text(e, eb, sizeof eb));
+        return mwi_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
+                           mwi_errno_text(e, eb, sizeof eb));
     }
     unlink(s->tmp_path);
     s->tmp_path[0] = '\0';
@@ -674,10 +673,10 @@ static int mbox_recover(mw_store *s)
         if (froms <= 1) {
             if (fault(s, MW_STORE_OP_TRUNCATE, s->target) || ftruncate(s->fd, (off_t)old) != 0 ||
                 fsync(s->fd) != 0)
-                return mw_err_set(&s->err, MW_EIO,
-                                  "cannot cut a half-written message off %s (from a crashed "
-                                  "delivery): %s",
-                                  s->target, mw_errno_text(errno, eb, sizeof eb));
+                return mwi_err_set(&s->err, MW_EIO,
+                                   "cannot cut a half-written message off %s (from a crashed "
+                                   "delivery): %s",
+                                   s->target, mwi_errno_text(errno, eb, sizeof eb));
         }
     }
     unlink(s->pending_path);
@@ -728,8 +727,8 @@ static int mbox_begin(mw_store *s, const char *from)
             continue;
         }
         if (mw_now_ms() >= deadline)
-            return mw_err_set(&s->err, MW_ETIMEOUT, "mbox %s is locked (%s exists)", s->target,
-                              s->tmp_path);
+            return mwi_err_set(&s->err, MW_ETIMEOUT, "mbox %s is locked (%s exists)", s->target,
+                               s->tmp_path);
         sleep_ms(50);
     }
     int rc = 0;
@@ -750,8 +749,8 @@ static int mbox_begin(mw_store *s, const char *from)
             goto fail;
         }
         if (mw_now_ms() >= deadline) {
-            rc = mw_err_set(&s->err, MW_ETIMEOUT, "mbox %s is locked by another process (fcntl)",
-                            s->target);
+            rc = mwi_err_set(&s->err, MW_ETIMEOUT, "mbox %s is locked by another process (fcntl)",
+                             s->target);
             goto fail;
         }
         sleep_ms(50);
@@ -809,7 +808,7 @@ static int mbox_rollback(mw_store *s)
             size_t len = strlen(s->err.message);
             snprintf(s->err.message + len, sizeof s->err.message - len,
                      "; and cannot truncate %s back to %lld bytes: %s", s->target,
-                     (long long)s->mbox_old_size, mw_errno_text(errno, eb, sizeof eb));
+                     (long long)s->mbox_old_size, mwi_errno_text(errno, eb, sizeof eb));
             s->pending_written = 0; /* keep the marker: the next delivery cuts it off */
         }
     }
@@ -838,25 +837,10 @@ static int mbox_commit(mw_store *s)
 
 static int mda_begin(mw_store *s)
 {
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) != 0) return sys_fail(s, "create a pipe for", "the MDA", errno);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, p[0], 0);
-    char *argv[] = {"sh", "-c", s->target, NULL};
-    pid_t pid;
-    int e = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(p[0]);
-    if (e != 0) {
-        close(p[1]);
-        char eb[128];
-        return mw_err_set(&s->err, MW_EIO, "cannot run MDA command '%s': %s", s->target,
-                          mw_errno_text(e, eb, sizeof eb));
-    }
-    s->fd = p[1];
-    fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
-    s->mda_pid = pid;
+    int rc = mwi_proc_start(&s->mda, s->target, MWI_PROC_IN_PIPE, &s->err);
+    if (rc) return rc;
+    s->fd = s->mda.in; /* the delivery writes it; s->mda.in is not closed twice */
+    s->mda.in = -1;
     s->deadline = mw_now_ms() + s->mda_timeout_ms;
     return 0;
 }
@@ -865,25 +849,18 @@ static int mda_begin(mw_store *s)
  * timeout, -1 on error (errno). */
 static int mda_wait(mw_store *s, int *status)
 {
-    for (;;) {
-        pid_t r = waitpid(s->mda_pid, status, WNOHANG);
-        if (r == s->mda_pid) return 1;
-        if (r < 0 && errno != EINTR) return -1;
-        if (mw_now_ms() >= s->deadline) return 0;
-        sleep_ms(5);
-    }
+    return mwi_proc_wait(&s->mda, s->deadline, status);
 }
 
 static void mda_kill(mw_store *s)
 {
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
-    if (s->mda_pid > 0) {
-        kill(s->mda_pid, SIGKILL);
-        int st;
-        while (waitpid(s->mda_pid, &st, 0) < 0 && errno == EINTR) {}
+    if (s->mda.pid > 0) {
+        kill(s->mda.pid, SIGKILL);
+        mwi_proc_wait(&s->mda, MW_NO_DEADLINE, NULL);
     }
-    s->mda_pid = 0;
+    s->mda.pid = -1;
 }
 
 /* The MDA stopped reading early: say how it ended, then make sure it is gone. */
@@ -893,7 +870,6 @@ static void mda_reap_after_epipe(mw_store *s)
     s->fd = -1;
     int status = 0;
     if (mda_wait(s, &status) == 1) {
-        s->mda_pid = 0;
         size_t len = strlen(s->err.message);
         if (WIFEXITED(status))
             snprintf(s->err.message + len, sizeof s->err.message - len, " (exit status %d)",
@@ -915,23 +891,22 @@ static int mda_commit(mw_store *s)
     int status = 0;
     int w = mda_wait(s, &status);
     if (w == 0)
-        return mw_err_set(&s->err, MW_ETIMEOUT, "MDA command '%s' did not finish within %d ms",
-                          s->target, s->mda_timeout_ms);
+        return mwi_err_set(&s->err, MW_ETIMEOUT, "MDA command '%s' did not finish within %d ms",
+                           s->target, s->mda_timeout_ms);
     if (w < 0) {
         int e = errno;
-        s->mda_pid = 0;
+        s->mda.pid = -1;
         return sys_fail(s, "wait for MDA command", s->target, e);
     }
-    s->mda_pid = 0;
     if (WIFSIGNALED(status))
-        return mw_err_set(&s->err, MW_EIO, "MDA command '%s' was killed by signal %d", s->target,
-                          WTERMSIG(status));
+        return mwi_err_set(&s->err, MW_EIO, "MDA command '%s' was killed by signal %d", s->target,
+                           WTERMSIG(status));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return mw_err_set(&s->err, MW_EIO, "MDA command '%s' failed with exit status %d%s",
-                          s->target, WEXITSTATUS(status),
-                          epipe ? " (it did not read the whole message)" : "");
+        return mwi_err_set(&s->err, MW_EIO, "MDA command '%s' failed with exit status %d%s",
+                           s->target, WEXITSTATUS(status),
+                           epipe ? " (it did not read the whole message)" : "");
     if (epipe)
-        return mw_err_set(
+        return mwi_err_set(
             &s->err, MW_EIO,
             "MDA command '%s' exited 0 without reading the whole message (%llu bytes read)",
             s->target, (unsigned long long)s->written);
@@ -945,12 +920,12 @@ static int mda_commit(mw_store *s)
 int mw_store_begin(mw_store *s, const char *envelope_from)
 {
     if (!s) return MW_EINVAL;
-    if (s->active) return mw_err_set(&s->err, MW_ESTATE, "a delivery is already in progress");
+    if (s->active) return mwi_err_set(&s->err, MW_ESTATE, "a delivery is already in progress");
     mw_error_clear(&s->err);
     const char *from = envelope_from ? envelope_from : s->envelope_from;
     if (!*from || strpbrk(from, " \t\r\n") || strlen(from) > 320)
-        return mw_err_set(&s->err, MW_EINVAL,
-                          "envelope sender is empty, too long, or contains white space or CR/LF");
+        return mwi_err_set(&s->err, MW_EINVAL,
+                           "envelope sender is empty, too long, or contains white space or CR/LF");
     s->last_path[0] = '\0';
     s->last_size = 0;
     s->written = 0;
@@ -975,7 +950,7 @@ static int undo(mw_store *s)
         maildir_cleanup(s);
     else if (s->kind == MW_STORE_MBOX)
         rc = mbox_rollback(s);
-    else if (s->mda_epipe && s->mda_pid > 0)
+    else if (s->mda_epipe && s->mda.pid > 0)
         mda_reap_after_epipe(s);
     else
         mda_kill(s);
@@ -987,8 +962,8 @@ static int undo(mw_store *s)
 int mw_store_write(mw_store *s, const void *data, size_t len)
 {
     if (!s) return MW_EINVAL;
-    if (!s->active) return mw_err_set(&s->err, MW_ESTATE, "no delivery in progress");
-    if (len && !data) return mw_err_set(&s->err, MW_EINVAL, "mw_store_write: data is NULL");
+    if (!s->active) return mwi_err_set(&s->err, MW_ESTATE, "no delivery in progress");
+    if (len && !data) return mwi_err_set(&s->err, MW_EINVAL, "mw_store_write: data is NULL");
     int rc = feed(s, data, len);
     if (rc) undo(s);
     return rc;
@@ -997,7 +972,7 @@ int mw_store_write(mw_store *s, const void *data, size_t len)
 int mw_store_commit(mw_store *s)
 {
     if (!s) return MW_EINVAL;
-    if (!s->active) return mw_err_set(&s->err, MW_ESTATE, "no delivery in progress");
+    if (!s->active) return mwi_err_set(&s->err, MW_ESTATE, "no delivery in progress");
     int rc = finish_stream(s);
     if (rc == 0 && s->kind != MW_STORE_MBOX) rc = flush_out(s);
     if (rc == 0)
@@ -1015,13 +990,13 @@ int mw_store_sync(mw_store *s)
     if (!s->dir_unsynced) return 0;
     char newdir[PATH_MAX_], eb[128];
     snprintf(newdir, sizeof newdir, "%s/new", s->target);
-    int e = mw_store_fsync_dir(s->fault, s->fault_ud, newdir);
+    int e = mwi_store_fsync_dir(s->fault, s->fault_ud, newdir);
     if (e)
         /* dir_unsynced stays set: the next call tries again.  The files are
          * not taken back out of new/ (they are complete and fsync'd); the
          * caller just must not treat them as delivered. */
-        return mw_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
-                          mw_errno_text(e, eb, sizeof eb));
+        return mwi_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
+                           mwi_errno_text(e, eb, sizeof eb));
     s->dir_unsynced = 0;
     return 0;
 }

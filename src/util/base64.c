@@ -3,12 +3,12 @@
 static const char b64_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-size_t mw_base64_encoded_len(size_t n)
+size_t mwi_base64_encoded_len(size_t n)
 {
     return (n + 2) / 3 * 4;
 }
 
-void mw_base64_encode(char *out, const unsigned char *in, size_t n)
+void mwi_base64_encode(char *out, const unsigned char *in, size_t n)
 {
     size_t i = 0, o = 0;
     for (; i + 2 < n; i += 3) {
@@ -38,7 +38,7 @@ static int b64_value(unsigned char c)
     return -1;
 }
 
-long mw_base64_decode_strict(unsigned char *out, const char *in, size_t len)
+long mwi_base64_decode_strict(unsigned char *out, const char *in, size_t len)
 {
     if (len % 4) return -1;
     size_t o = 0;

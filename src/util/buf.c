@@ -13,7 +13,7 @@ static size_t buf_max(const mw_buf *b)
     return b->max ? b->max : SIZE_MAX / 2;
 }
 
-int mw_buf_reserve(mw_buf *b, size_t extra)
+int mwi_buf_reserve(mw_buf *b, size_t extra)
 {
     size_t max = buf_max(b);
     if (extra > max || b->len > max - extra) return MW_ETOOBIG;
@@ -30,9 +30,9 @@ int mw_buf_reserve(mw_buf *b, size_t extra)
     return 0;
 }
 
-int mw_buf_append(mw_buf *b, const void *p, size_t n)
+int mwi_buf_append(mw_buf *b, const void *p, size_t n)
 {
-    int rc = mw_buf_reserve(b, n);
+    int rc = mwi_buf_reserve(b, n);
     if (rc) return rc;
     if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
@@ -40,24 +40,24 @@ int mw_buf_append(mw_buf *b, const void *p, size_t n)
     return 0;
 }
 
-int mw_buf_append_str(mw_buf *b, const char *s)
+int mwi_buf_append_str(mw_buf *b, const char *s)
 {
-    return mw_buf_append(b, s, strlen(s));
+    return mwi_buf_append(b, s, strlen(s));
 }
 
-int mw_buf_append_char(mw_buf *b, char c)
+int mwi_buf_append_char(mw_buf *b, char c)
 {
-    return mw_buf_append(b, &c, 1);
+    return mwi_buf_append(b, &c, 1);
 }
 
-int mw_buf_printf(mw_buf *b, const char *fmt, ...)
+int mwi_buf_printf(mw_buf *b, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     if (n < 0) return MW_EINVAL;
-    int rc = mw_buf_reserve(b, (size_t)n);
+    int rc = mwi_buf_reserve(b, (size_t)n);
     if (rc) return rc;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -66,7 +66,7 @@ int mw_buf_printf(mw_buf *b, const char *fmt, ...)
     return 0;
 }
 
-void mw_buf_consume(mw_buf *b, size_t n)
+void mwi_buf_consume(mw_buf *b, size_t n)
 {
     if (n >= b->len) {
         b->len = 0;
@@ -77,22 +77,22 @@ void mw_buf_consume(mw_buf *b, size_t n)
     if (b->data) b->data[b->len] = '\0';
 }
 
-void mw_buf_reset(mw_buf *b)
+void mwi_buf_reset(mw_buf *b)
 {
     b->len = 0;
     if (b->data) b->data[0] = '\0';
 }
 
-void mw_buf_free(mw_buf *b)
+void mwi_buf_free(mw_buf *b)
 {
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
 }
 
-char *mw_buf_take(mw_buf *b, size_t *len)
+char *mwi_buf_take(mw_buf *b, size_t *len)
 {
-    if (!b->data && mw_buf_reserve(b, 0)) return NULL;
+    if (!b->data && mwi_buf_reserve(b, 0)) return NULL;
     char *p = b->data;
     if (len) *len = b->len;
     b->data = NULL;

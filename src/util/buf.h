@@ -18,16 +18,16 @@ typedef struct mw_buf {
 
 /* Each returns 0, MW_ENOMEM, or MW_ETOOBIG when len would pass max (the
  * buffer is then left as it was). */
-int mw_buf_reserve(mw_buf *b, size_t extra);
-int mw_buf_append(mw_buf *b, const void *p, size_t n);
-int mw_buf_append_str(mw_buf *b, const char *s);
-int mw_buf_append_char(mw_buf *b, char c);
-int mw_buf_printf(mw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int mwi_buf_reserve(mw_buf *b, size_t extra);
+int mwi_buf_append(mw_buf *b, const void *p, size_t n);
+int mwi_buf_append_str(mw_buf *b, const char *s);
+int mwi_buf_append_char(mw_buf *b, char c);
+int mwi_buf_printf(mw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes. */
-void mw_buf_consume(mw_buf *b, size_t n);
-void mw_buf_reset(mw_buf *b);
-void mw_buf_free(mw_buf *b);
+void mwi_buf_consume(mw_buf *b, size_t n);
+void mwi_buf_reset(mw_buf *b);
+void mwi_buf_free(mw_buf *b);
 /* Hands over the storage (NUL-terminated); the buffer is left empty. */
-char *mw_buf_take(mw_buf *b, size_t *len);
+char *mwi_buf_take(mw_buf *b, size_t *len);
 
 #endif

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-size_t mw_copy_printable(char *dst, size_t dstsize, const char *src, size_t len)
+size_t mwi_copy_printable(char *dst, size_t dstsize, const char *src, size_t len)
 {
     if (dstsize == 0) return 0;
     size_t n = len < dstsize - 1 ? len : dstsize - 1;
@@ -16,7 +16,7 @@ size_t mw_copy_printable(char *dst, size_t dstsize, const char *src, size_t len)
     return n;
 }
 
-int mw_err_set(mw_error *err, int code, const char *fmt, ...)
+int mwi_err_set(mw_error *err, int code, const char *fmt, ...)
 {
     if (!err) return code;
     err->code = code;
@@ -27,14 +27,14 @@ int mw_err_set(mw_error *err, int code, const char *fmt, ...)
     return code;
 }
 
-void mw_err_set_reply(mw_error *err, const char *text, size_t len)
+void mwi_err_set_reply(mw_error *err, const char *text, size_t len)
 {
-    if (err) mw_copy_printable(err->reply, sizeof err->reply, text, len);
+    if (err) mwi_copy_printable(err->reply, sizeof err->reply, text, len);
 }
 
-void mw_err_set_command(mw_error *err, const char *cmd, size_t len)
+void mwi_err_set_command(mw_error *err, const char *cmd, size_t len)
 {
-    if (err) mw_copy_printable(err->command, sizeof err->command, cmd, len);
+    if (err) mwi_copy_printable(err->command, sizeof err->command, cmd, len);
 }
 
 void mw_error_clear(mw_error *err)

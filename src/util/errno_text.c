@@ -27,7 +27,7 @@ static const char *from_xsi(int r, char *tmp)
     return r == 0 ? tmp : NULL;
 }
 
-const char *mw_errno_text(int e, char *buf, size_t n)
+const char *mwi_errno_text(int e, char *buf, size_t n)
 {
     if (!buf || n == 0) return "";
     char tmp[256];

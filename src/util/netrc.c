@@ -97,8 +97,8 @@ static void skip_macdef(lexer *lx)
     }
 }
 
-int mw_netrc_parse(mw_netrc_entry *out, const char *text, size_t len, const char *host,
-                   const char *login, mw_error *err)
+int mwi_netrc_parse(mw_netrc_entry *out, const char *text, size_t len, const char *host,
+                    const char *login, mw_error *err)
 {
     lexer lx = {text, len, 0};
     char tok[NETRC_MAX_TOKEN + 1];
@@ -152,7 +152,7 @@ int mw_netrc_parse(mw_netrc_entry *out, const char *text, size_t len, const char
             skip_macdef(&lx);
         } else {
             wipe(tok, sizeof tok);
-            mw_err_set(err, MW_EFORMAT, "netrc: unknown keyword");
+            mwi_err_set(err, MW_EFORMAT, "netrc: unknown keyword");
             goto fail;
         }
     }
@@ -168,9 +168,9 @@ int mw_netrc_parse(mw_netrc_entry *out, const char *text, size_t len, const char
     return found;
 #undef CLOSE_ENTRY
 syntax:
-    mw_err_set(err, MW_EFORMAT,
-               "netrc: syntax error (missing value, unterminated quote or a "
-               "token over 255 octets)");
+    mwi_err_set(err, MW_EFORMAT,
+                "netrc: syntax error (missing value, unterminated quote or a "
+                "token over 255 octets)");
 fail:
     wipe(&cur, sizeof cur);
     wipe(&dflt, sizeof dflt);
@@ -182,38 +182,38 @@ int mw_netrc_lookup(mw_netrc_entry *out, const char *path, const char *host, con
                     mw_error *err)
 {
     if (!out || !path || !host)
-        return mw_err_set(err, MW_EINVAL, "netrc: path and host are required");
+        return mwi_err_set(err, MW_EINVAL, "netrc: path and host are required");
     memset(out, 0, sizeof *out);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         if (errno == ENOENT) return 0;
-        return mw_err_set(err, MW_EIO, "netrc: cannot open %s: %s", path, MW_ERRNO_TEXT(errno));
+        return mwi_err_set(err, MW_EIO, "netrc: cannot open %s: %s", path, MW_ERRNO_TEXT(errno));
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
         close(fd);
-        return mw_err_set(err, MW_EIO, "netrc: cannot stat %s: %s", path, MW_ERRNO_TEXT(errno));
+        return mwi_err_set(err, MW_EIO, "netrc: cannot stat %s: %s", path, MW_ERRNO_TEXT(errno));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        return mw_err_set(err, MW_EPOLICY, "netrc: %s is not a regular file", path);
+        return mwi_err_set(err, MW_EPOLICY, "netrc: %s is not a regular file", path);
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         close(fd);
-        return mw_err_set(err, MW_EPOLICY,
-                          "netrc: %s is accessible by group or others (mode %03o); "
-                          "refusing to use it (chmod 600 it)",
-                          path, (unsigned)(st.st_mode & 0777));
+        return mwi_err_set(err, MW_EPOLICY,
+                           "netrc: %s is accessible by group or others (mode %03o); "
+                           "refusing to use it (chmod 600 it)",
+                           path, (unsigned)(st.st_mode & 0777));
     }
     if (st.st_size > NETRC_MAX_FILE) {
         close(fd);
-        return mw_err_set(err, MW_EFORMAT, "netrc: %s is over 1 MiB", path);
+        return mwi_err_set(err, MW_EFORMAT, "netrc: %s is over 1 MiB", path);
     }
     size_t cap = (size_t)st.st_size + 1, len = 0;
     char *text = malloc(cap);
     if (!text) {
         close(fd);
-        return mw_err_set(err, MW_ENOMEM, "netrc: out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "netrc: out of memory");
     }
     for (;;) {
         if (len == cap) /* the file grew while we read it: keep what fits */
@@ -225,13 +225,13 @@ int mw_netrc_lookup(mw_netrc_entry *out, const char *path, const char *host, con
             wipe(text, len);
             free(text);
             close(fd);
-            return mw_err_set(err, MW_EIO, "netrc: cannot read %s: %s", path, MW_ERRNO_TEXT(e));
+            return mwi_err_set(err, MW_EIO, "netrc: cannot read %s: %s", path, MW_ERRNO_TEXT(e));
         }
         if (n == 0) break;
         len += (size_t)n;
     }
     close(fd);
-    int r = mw_netrc_parse(out, text, len, host, login, err);
+    int r = mwi_netrc_parse(out, text, len, host, login, err);
     wipe(text, len);
     free(text);
     return r;

@@ -6,7 +6,7 @@
 #include "mailwire/netrc.h"
 
 /* Same result as mw_netrc_lookup() on text[0..len). */
-int mw_netrc_parse(mw_netrc_entry *out, const char *text, size_t len, const char *host,
-                   const char *login, mw_error *err);
+int mwi_netrc_parse(mw_netrc_entry *out, const char *text, size_t len, const char *host,
+                    const char *login, mw_error *err);
 
 #endif

@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <sys/random.h>
 
-int mw_random_bytes(void *buf, size_t n, mw_error *err)
+int mwi_random_bytes(void *buf, size_t n, mw_error *err)
 {
     unsigned char *p = buf;
     size_t got = 0;
@@ -16,8 +16,8 @@ int mw_random_bytes(void *buf, size_t n, mw_error *err)
         ssize_t r = getrandom(p + got, n - got, 0);
         if (r < 0) {
             if (errno == EINTR) continue;
-            return mw_err_set(err, MW_EIO, "no random bytes from the kernel (getrandom): %s",
-                              MW_ERRNO_TEXT(errno));
+            return mwi_err_set(err, MW_EIO, "no random bytes from the kernel (getrandom): %s",
+                               MW_ERRNO_TEXT(errno));
         }
         got += (size_t)r;
     }

@@ -43,7 +43,7 @@ for call in strerror sprintf vsprintf strcpy strcat sscanf atoi atol rand srand 
             ctime asctime strtok gets tmpnam system; do
   expect_fail "call-$call" "$call() is banned" "int f(int x) { return (int)$call (x); }"
 done
-expect_fail reason-and-replacement "use mw_errno_text() or MW_ERRNO_TEXT()" \
+expect_fail reason-and-replacement "use mwi_errno_text() or MW_ERRNO_TEXT()" \
   'const char *f(int e) { return strerror(e); }'
 expect_fail line-number "planted.c:3: sprintf()" $'#include <stdio.h>\n\nvoid f(char *b) { sprintf(b, "x"); }'
 expect_fail design-doc "cites DESIGN.md" '/* as DESIGN.md says */'

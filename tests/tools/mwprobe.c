@@ -149,10 +149,10 @@ int main(int argc, char **argv)
     }
     if (rc) return fail(rc, &err);
     mw_conn *c = NULL;
-    if ((rc = mw_conn_new(&c, s, &err))) return fail(rc, &err);
-    mw_conn_set_io_timeout(c, (int)io_timeout);
-    if (deadline) mw_conn_set_deadline(c, mw_now_ms() + deadline);
-    if (max_line) mw_conn_set_max_line(c, (size_t)max_line);
+    if ((rc = mwi_conn_new(&c, s, &err))) return fail(rc, &err);
+    mwi_conn_set_io_timeout(c, (int)io_timeout);
+    if (deadline) mwi_conn_set_deadline(c, mw_now_ms() + deadline);
+    if (max_line) mwi_conn_set_max_line(c, (size_t)max_line);
     for (; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         const char *line;
@@ -160,29 +160,29 @@ int main(int argc, char **argv)
         fflush(stdout);
         if (!strcmp(a, "tls")) {
             /* Implicit TLS is STARTTLS at the very start. */
-            rc = mw_conn_starttls(c, &tls, &err);
+            rc = mwi_conn_starttls(c, &tls, &err);
         } else if (!strcmp(a, "starttls")) {
-            rc = mw_conn_starttls(c, &tls, &err);
+            rc = mwi_conn_starttls(c, &tls, &err);
         } else if (!strcmp(a, "read")) {
-            if ((rc = mw_conn_read_line(c, &line, &len, &err)) == 0) print_line(line, len);
+            if ((rc = mwi_conn_read_line(c, &line, &len, &err)) == 0) print_line(line, len);
         } else if (!strncmp(a, "read-until:", 11)) {
             const char *t = a + 11;
             do {
-                if ((rc = mw_conn_read_line(c, &line, &len, &err)) == 0) print_line(line, len);
+                if ((rc = mwi_conn_read_line(c, &line, &len, &err)) == 0) print_line(line, len);
             } while (rc == 0 && !(len == strlen(t) && !memcmp(line, t, len)));
         } else if (!strcmp(a, "read-all")) {
-            while ((rc = mw_conn_read_line(c, &line, &len, &err)) == 0)
+            while ((rc = mwi_conn_read_line(c, &line, &len, &err)) == 0)
                 print_line(line, len);
-            if (rc == MW_ENET && mw_conn_buffered(c) == 0 && strstr(err.message, "closed"))
+            if (rc == MW_ENET && mwi_conn_buffered(c) == 0 && strstr(err.message, "closed"))
                 rc = 0; /* the end we were waiting for */
         } else if (!strncmp(a, "send:", 5)) {
             if (strpbrk(a + 5, "\r\n")) return usage("send text with CR or LF");
             printf("> %s\n", a + 5);
-            if (!(rc = mw_conn_write(c, a + 5, strlen(a + 5), &err)) &&
-                !(rc = mw_conn_write(c, "\r\n", 2, &err)))
-                rc = mw_conn_flush(c, &err);
+            if (!(rc = mwi_conn_write(c, a + 5, strlen(a + 5), &err)) &&
+                !(rc = mwi_conn_write(c, "\r\n", 2, &err)))
+                rc = mwi_conn_flush(c, &err);
         } else if (!strcmp(a, "peer")) {
-            const mw_tls_peer *p = mw_stream_tls_peer(mw_conn_stream(c));
+            const mw_tls_peer *p = mw_stream_tls_peer(mwi_conn_stream(c));
             if (!p) {
                 rc = MW_EUNSUPPORTED;
                 snprintf(err.message, sizeof err.message, "not a TLS connection");
@@ -193,18 +193,18 @@ int main(int argc, char **argv)
         } else if (!strncmp(a, "cb:", 3)) {
             unsigned char buf[64];
             size_t n = 0;
-            rc = mw_stream_channel_binding(mw_conn_stream(c), a + 3, buf, sizeof buf, &n);
+            rc = mw_stream_channel_binding(mwi_conn_stream(c), a + 3, buf, sizeof buf, &n);
             if (rc) snprintf(err.message, sizeof err.message, "no %s channel binding", a + 3);
             printf("%s:", a + 3);
             for (size_t k = 0; k < n; k++)
                 printf("%02x", buf[k]);
             printf("\n");
         } else {
-            mw_conn_free(c);
+            mwi_conn_free(c);
             return usage("unknown action");
         }
     }
     fflush(stdout);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     return rc ? fail(rc, &err) : 0;
 }

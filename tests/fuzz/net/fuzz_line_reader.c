@@ -50,26 +50,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mw_stream *st = NULL;
     mw_conn *c = NULL;
     mw_error err = {0};
-    if (mw_stream_callbacks(&st, &ops, &s, &err) || mw_conn_new(&c, st, &err)) abort();
-    mw_conn_set_max_line(c, max_line);
+    if (mw_stream_callbacks(&st, &ops, &s, &err) || mwi_conn_new(&c, st, &err)) abort();
+    mwi_conn_set_max_line(c, max_line);
     size_t accounted = 0; /* bytes handed out as lines (with their ends) or peeked */
     for (unsigned step = 0;; step++) {
         int rc;
         if (pattern & (1u << (step % 8))) {
             const char *d;
             size_t n;
-            rc = mw_conn_peek(c, &d, &n, &err);
+            rc = mwi_conn_peek(c, &d, &n, &err);
             if (rc == 0) {
                 if (n == 0 || memcmp(d, s.data + accounted, n) != 0) abort();
                 /* consume about half, at least one byte */
                 size_t take = n / 2 + 1;
-                mw_conn_consume(c, take);
+                mwi_conn_consume(c, take);
                 accounted += take;
             }
         } else {
             const char *line;
             size_t len;
-            rc = mw_conn_read_line(c, &line, &len, &err);
+            rc = mwi_conn_read_line(c, &line, &len, &err);
             if (rc == 0) {
                 if (len > max_line || memchr(line, '\n', len)) abort();
                 if (memcmp(line, s.data + accounted, len) != 0) abort();
@@ -84,8 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         }
         if (rc != 0) abort();
-        if (mw_conn_buffered(c) + accounted != s.pos) abort();
+        if (mwi_conn_buffered(c) + accounted != s.pos) abort();
     }
-    mw_conn_free(c);
+    mwi_conn_free(c);
     return 0;
 }

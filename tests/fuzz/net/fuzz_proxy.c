@@ -23,13 +23,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mw_proxy px;
     mw_error err;
     int pick = data[1];
-    if (mw_proxy_parse(&px, urls[pick % 5], &err) != 0) abort();
+    if (mwi_proxy_parse(&px, urls[pick % 5], &err) != 0) abort();
     const char *host = targets[(pick / 5) % 3];
     if (px.kind == MW_PROXY_SOCKS5 && host[0] == 'm') host = "127.0.0.1";
     fake_server srv;
     mw_stream *st = NULL;
     if (fake_server_stream(&st, &srv, data + 1, size - 1) != 0) return 0;
-    (void)mw_proxy_handshake(st, &px, host, 995, MW_NO_DEADLINE, &err);
+    (void)mwi_proxy_handshake(st, &px, host, 995, MW_NO_DEADLINE, &err);
     mw_stream_free(st);
     return 0;
 }

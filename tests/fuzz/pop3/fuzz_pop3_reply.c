@@ -18,7 +18,7 @@ static void lines(const char *in, size_t len)
         size_t ll = end - i;
         if (ll && in[i + ll - 1] == '\r') ll--;
         mw_pop3_status st;
-        if (mw_pop3_parse_status(&st, in + i, ll) == 0) {
+        if (mwi_pop3_parse_status(&st, in + i, ll) == 0) {
             if (st.text + st.text_len > in + i + ll || st.rest + st.rest_len > in + i + ll ||
                 strlen(st.code) >= sizeof st.code)
                 abort();
@@ -26,16 +26,16 @@ static void lines(const char *in, size_t len)
         uint64_t a, b;
         const char *uid, *ts;
         size_t ul, tl;
-        (void)mw_pop3_parse_stat(in + i, ll, &a, &b);
-        if (mw_pop3_parse_listing(in + i, ll, &a, &b) == 0 && a == 0) abort();
-        if (mw_pop3_parse_uidl(in + i, ll, &a, &uid, &ul) == 0 && !mw_pop3_uid_valid(uid, ul))
+        (void)mwi_pop3_parse_stat(in + i, ll, &a, &b);
+        if (mwi_pop3_parse_listing(in + i, ll, &a, &b) == 0 && a == 0) abort();
+        if (mwi_pop3_parse_uidl(in + i, ll, &a, &uid, &ul) == 0 && !mwi_pop3_uid_valid(uid, ul))
             abort();
         /* Every line parse_uidl takes names a message parse_uidl_msg finds. */
-        if (mw_pop3_parse_uidl(in + i, ll, &a, &uid, &ul) == 0 &&
-            (mw_pop3_parse_uidl_msg(in + i, ll, &b) != 0 || b != a))
+        if (mwi_pop3_parse_uidl(in + i, ll, &a, &uid, &ul) == 0 &&
+            (mwi_pop3_parse_uidl_msg(in + i, ll, &b) != 0 || b != a))
             abort();
-        (void)mw_pop3_parse_retr_size(in + i, ll, &a);
-        if (mw_pop3_find_timestamp(in + i, ll, &ts, &tl) &&
+        (void)mwi_pop3_parse_retr_size(in + i, ll, &a);
+        if (mwi_pop3_find_timestamp(in + i, ll, &ts, &tl) &&
             (tl < 5 || ts[0] != '<' || ts[tl - 1] != '>'))
             abort();
         i = end + 1;
@@ -54,12 +54,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!whole || !work || !out) abort();
     memcpy(whole, in, len);
     mw_pop3_body b1, b2;
-    mw_pop3_body_init(&b1);
+    mwi_pop3_body_init(&b1);
     size_t c1, p1;
-    int d1 = mw_pop3_body_decode(&b1, whole, len, &c1, &p1);
+    int d1 = mwi_pop3_body_decode(&b1, whole, len, &c1, &p1);
     if (p1 > c1 || c1 > len || (!d1 && len >= 2 && c1 == 0)) abort();
 
-    mw_pop3_body_init(&b2);
+    mwi_pop3_body_init(&b2);
     size_t fed = 0, carry = 0, o = 0;
     int d2 = 0;
     while (!d2 && (fed < len || carry > 1)) {
@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(work + carry, in + fed, take);
         fed += take;
         size_t have = carry + take, c, p;
-        d2 = mw_pop3_body_decode(&b2, work, have, &c, &p);
+        d2 = mwi_pop3_body_decode(&b2, work, have, &c, &p);
         if (p > c || c > have) abort();
         memcpy(out + o, work, p);
         o += p;

@@ -41,7 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fake_server_stream(&st, &srv, data, size) != 0) return 0;
     mw_pop3_opts o = MW_POP3_OPTS_INIT;
     o.stream = st;
-    o.tls = MW_POP3_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.user = "u";
     o.password = "p";
     o.auth = MW_POP3_AUTH_USER;

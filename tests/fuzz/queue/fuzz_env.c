@@ -18,11 +18,11 @@ static int same_str(const char *a, const char *b)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     mw_queue_entry e, f;
-    if (mw_queue_env_parse(&e, (const char *)data, size) != 0) return 0;
+    if (mwi_queue_env_parse(&e, (const char *)data, size) != 0) return 0;
     size_t len = 0;
-    char *t = mw_queue_env_text(&e, &len);
+    char *t = mwi_queue_env_text(&e, &len);
     if (!t) abort();
-    if (mw_queue_env_parse(&f, t, len) != 0) abort();
+    if (mwi_queue_env_parse(&f, t, len) != 0) abort();
     if (!same_str(e.sender, f.sender) || !same_str(e.account, f.account) ||
         !same_str(e.dsn_notify, f.dsn_notify) || !same_str(e.dsn_ret, f.dsn_ret) ||
         !same_str(e.dsn_envid, f.dsn_envid) || e.body != f.body || e.created != f.created ||
@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     }
     free(t);
-    mw_queue_entry_clear(&e);
-    mw_queue_entry_clear(&f);
+    mwi_queue_entry_clear(&e);
+    mwi_queue_entry_clear(&f);
     return 0;
 }

@@ -1,5 +1,5 @@
-/* mw_sasl_choose() on arbitrary server lists and wanted lists, and
- * mw_sasl_mask() on arbitrary client lines.  Byte 0: policy flags; the rest
+/* mwi_sasl_choose() on arbitrary server lists and wanted lists, and
+ * mwi_sasl_mask() on arbitrary client lines.  Byte 0: policy flags; the rest
  * up to the first NUL is the server's list, after it the wanted list (if
  * any).  The whole input is also masked. */
 #include <stdint.h>
@@ -25,8 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = 0;
     mw_error err;
     memset(&err, 0, sizeof err);
-    int rc = mw_sasl_choose(out, (size_t)(data[0] >> 6) + 1, &n, (data[0] & 64) ? NULL : text, &pol,
-                            &err);
+    int rc = mwi_sasl_choose(out, (size_t)(data[0] >> 6) + 1, &n, (data[0] & 64) ? NULL : text,
+                             &pol, &err);
     if (rc == 0 && (n == 0 || n > (size_t)(data[0] >> 6) + 1)) abort();
     if (rc != 0 && (n != 0 || err.message[0] == '\0')) abort();
     for (size_t i = 0; i < n; i++) {
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (strstr(out[i], "-PLUS") && !(pol.tls && pol.has_cb)) abort();
     }
     char masked[128];
-    size_t m = mw_sasl_mask(masked, sizeof masked, (const char *)data, size);
+    size_t m = mwi_sasl_mask(masked, sizeof masked, (const char *)data, size);
     if (m >= sizeof masked || strlen(masked) != m) abort();
     free(text);
     return 0;

@@ -79,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     gsasl_property_set(ss, GSASL_SERVICE, "smtp");
     gsasl_property_set(ss, GSASL_HOSTNAME, "mx.example");
     char cb64[64];
-    mw_base64_encode(cb64, cb, sizeof cb);
+    mwi_base64_encode(cb64, cb, sizeof cb);
     if (bind) gsasl_property_set(ss, GSASL_CB_TLS_EXPORTER, cb64);
 
     mw_sasl_creds c;
@@ -97,7 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *ir = NULL;
     mw_error err;
     memset(&err, 0, sizeof err);
-    if (mw_sasl_start(&s, want_ir ? &ir : NULL, mech, &c, &err) != 0)
+    if (mwi_sasl_start(&s, want_ir ? &ir : NULL, mech, &c, &err) != 0)
         abort(); /* every credential it needs is there */
 
     /* The server's first challenge, raw. */
@@ -110,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (o64) {
             size_t l = strlen(o64);
             out = malloc(l + 1);
-            long dl = mw_base64_decode_strict((unsigned char *)out, o64, l);
+            long dl = mwi_base64_decode_strict((unsigned char *)out, o64, l);
             out_len = dl > 0 ? (size_t)dl : 0;
             gsasl_free(o64);
         }
@@ -126,11 +126,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(out);
         out = NULL;
         edited |= edit(msg, &n, &p, end);
-        char *b64 = malloc(mw_base64_encoded_len(n) + 1);
-        mw_base64_encode(b64, (const unsigned char *)msg, n);
+        char *b64 = malloc(mwi_base64_encoded_len(n) + 1);
+        mwi_base64_encode(b64, (const unsigned char *)msg, n);
         free(msg);
         const char *resp = NULL;
-        int rc = mw_sasl_step(s, &resp, b64, strlen(b64), &err);
+        int rc = mwi_sasl_step(s, &resp, b64, strlen(b64), &err);
         free(b64);
         if (rc < 0) {
             client_failed = 1;
@@ -138,7 +138,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         if (final_data) {
             final_seen = 1;
-            accepted = mw_sasl_check_success(s, &err) == 0;
+            accepted = mwi_sasl_check_success(s, &err) == 0;
             break;
         }
         char *o64 = NULL;
@@ -147,19 +147,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (o64) {
             size_t l = strlen(o64);
             out = malloc(l + 1);
-            long dl = mw_base64_decode_strict((unsigned char *)out, o64, l);
+            long dl = mwi_base64_decode_strict((unsigned char *)out, o64, l);
             out_len = dl > 0 ? (size_t)dl : 0;
             gsasl_free(o64);
         }
     }
     free(out);
     if (!client_failed && !final_seen && src == GSASL_OK)
-        accepted = mw_sasl_check_success(s, &err) == 0;
+        accepted = mwi_sasl_check_success(s, &err) == 0;
     /* The honest exchange works. */
     if (!edited && !wrong && (client_failed || !accepted)) abort();
     /* A wrong password never ends in an accepted login. */
     if (wrong && accepted) abort();
-    mw_sasl_free(s);
+    mwi_sasl_free(s);
     gsasl_finish(ss);
     gsasl_done(ctx);
     return 0;

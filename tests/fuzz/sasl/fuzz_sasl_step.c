@@ -24,7 +24,7 @@ static size_t find_nonce(const char *ir_b64, char *out, size_t cap)
     size_t len = strlen(ir_b64);
     unsigned char raw[512];
     if (len / 4 * 3 >= sizeof raw) return 0;
-    long n = mw_base64_decode_strict(raw, ir_b64, len);
+    long n = mwi_base64_decode_strict(raw, ir_b64, len);
     if (n <= 0) return 0;
     const char *r = memmem(raw, (size_t)n, ",r=", 3);
     if (!r) return 0;
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&err, 0, sizeof err);
     mw_sasl *s = NULL;
     const char *ir = NULL;
-    if (mw_sasl_start(&s, want_ir ? &ir : NULL, mech, &c, &err) != 0) return 0;
+    if (mwi_sasl_start(&s, want_ir ? &ir : NULL, mech, &c, &err) != 0) return 0;
     char nonce[128] = "";
     size_t nonce_len = ir ? find_nonce(ir, nonce, sizeof nonce) : 0;
 
@@ -93,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Each 2-byte "%N" grows into the nonce. */
     size_t chal_cap = size * (nonce_len / 2 + 1) + 1;
     char *chal = malloc(chal_cap);
-    char *b64 = malloc(mw_base64_encoded_len(chal_cap) + 1);
+    char *b64 = malloc(mwi_base64_encoded_len(chal_cap) + 1);
     while (chal && b64 && p <= end) {
         const uint8_t *nl = memchr(p, '\n', (size_t)(end - p));
         const uint8_t *e = nl ? nl : end;
@@ -110,10 +110,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *resp = NULL;
         int rc;
         if (raw_mode) {
-            rc = mw_sasl_step(s, &resp, chal, n, &err);
+            rc = mwi_sasl_step(s, &resp, chal, n, &err);
         } else {
-            mw_base64_encode(b64, (const unsigned char *)chal, n);
-            rc = mw_sasl_step(s, &resp, b64, strlen(b64), &err);
+            mwi_base64_encode(b64, (const unsigned char *)chal, n);
+            rc = mwi_sasl_step(s, &resp, b64, strlen(b64), &err);
         }
         if (rc < 0) {
             if (resp || err.message[0] == '\0')
@@ -124,10 +124,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!nl) break;
         p = nl + 1;
     }
-    (void)mw_sasl_check_success(s, &err);
-    (void)mw_sasl_finished(s);
-    (void)strlen(mw_sasl_server_error(s));
-    mw_sasl_free(s);
+    (void)mwi_sasl_check_success(s, &err);
+    (void)mwi_sasl_finished(s);
+    (void)strlen(mwi_sasl_server_error(s));
+    mwi_sasl_free(s);
     free(chal);
     free(b64);
     return 0;

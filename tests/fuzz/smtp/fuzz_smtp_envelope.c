@@ -17,22 +17,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mw_error err;
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
     mw_smtp_env env;
-    if (mw_smtp_env_build(&env, &m, p, size, "fuzz.host", &err) == 0) {
+    if (mwi_smtp_env_build(&env, &m, p, size, "fuzz.host", &err) == 0) {
         for (size_t i = 0; i < env.nrcpt; i++)
-            if (strpbrk(env.rcpt[i], "\r\n<>") || mw_smtp_check_address(env.rcpt[i], "r", &err))
+            if (strpbrk(env.rcpt[i], "\r\n<>") || mwi_smtp_check_address(env.rcpt[i], "r", &err))
                 abort();
         if (strpbrk(env.originator, "\r\n<>")) abort();
-        mw_smtp_env_free(&env);
+        mwi_smtp_env_free(&env);
     }
     /* DATA: the output never holds a bare CR or LF, and only the final
      * CRLF.CRLF ends it. */
     size_t cut = size ? data[0] % (size + 1) : 0;
     mw_smtp_data_enc e;
-    mw_smtp_data_init(&e, 0);
+    mwi_smtp_data_init(&e, 0);
     mw_buf out = MW_BUF_INIT(0);
-    int rc = mw_smtp_data_encode(&e, p, cut, &out, &err);
-    if (!rc) rc = mw_smtp_data_encode(&e, p + cut, size - cut, &out, &err);
-    if (!rc) rc = mw_smtp_data_finish(&e, &out, &err);
+    int rc = mwi_smtp_data_encode(&e, p, cut, &out, &err);
+    if (!rc) rc = mwi_smtp_data_encode(&e, p + cut, size - cut, &out, &err);
+    if (!rc) rc = mwi_smtp_data_finish(&e, &out, &err);
     if (!rc) {
         for (size_t i = 0; i < out.len; i++) {
             if (out.data[i] == '\r' && (i + 1 >= out.len || out.data[i + 1] != '\n')) abort();
@@ -43,6 +43,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          : (!end || (size_t)(end - out.data) + 5 != out.len))
             abort();
     }
-    mw_buf_free(&out);
+    mwi_buf_free(&out);
     return 0;
 }

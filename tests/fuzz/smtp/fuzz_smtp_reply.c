@@ -16,22 +16,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mw_error err;
     const char *p = (const char *)data;
     const char *end = p + size;
-    mw_smtp_reply_init(&r);
+    mwi_smtp_reply_init(&r);
     while (p < end) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t len = nl ? (size_t)(nl - p) : (size_t)(end - p);
         if (len > 0 && p[len - 1] == '\r') len--;
-        int rc = mw_smtp_reply_feed(&r, p, len, &err);
+        int rc = mwi_smtp_reply_feed(&r, p, len, &err);
         if (rc < 0) {
-            mw_smtp_reply_init(&r);
+            mwi_smtp_reply_init(&r);
         } else if (rc == 1) {
             if (r.text_len > MW_SMTP_REPLY_MAX_TEXT || r.nlines > MW_SMTP_REPLY_MAX_LINES) abort();
             mw_smtp_caps caps;
-            mw_smtp_caps_parse(&caps, &r);
+            mwi_smtp_caps_parse(&caps, &r);
             if (strlen(caps.auth) >= sizeof caps.auth) abort();
             size_t sl;
-            (void)mw_smtp_reply_summary(&r, &sl);
-            mw_smtp_reply_init(&r);
+            (void)mwi_smtp_reply_summary(&r, &sl);
+            mwi_smtp_reply_init(&r);
         }
         p += (nl ? (size_t)(nl - p) + 1 : (size_t)(end - p));
     }

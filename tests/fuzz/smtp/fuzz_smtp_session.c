@@ -64,12 +64,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
     o.servers = servers;
     o.nservers = 1;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.stream = st;
     if (data[0] & 0x80) {
-        o.username = "u";
+        o.user = "u";
         o.password = "p";
-        o.auth = "PLAIN";
+        o.sasl_mechs = "PLAIN";
         o.allow_plaintext = 1;
     }
     mw_smtp *s = NULL;

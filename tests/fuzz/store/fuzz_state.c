@@ -12,9 +12,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    mw_state *st = mw_state_new_detached();
+    mw_state *st = mwi_state_new_detached();
     if (!st) return 0;
-    int rc = mw_state_parse(st, (const char *)data, size, "fuzz.uidl");
+    int rc = mwi_state_parse(st, (const char *)data, size, "fuzz.uidl");
     if (rc == 0) {
         /* every data line was taken: its UID must be found */
         size_t lines = 0;

@@ -152,7 +152,7 @@ static void do_fetch(run *r, const char *user, fault *store_fault, fault *state_
     t.ca_file = ca;
     mw_pop3_opts po = MW_POP3_OPTS_INIT;
     po.port = port;
-    po.tls = MW_POP3_TLS_STLS;
+    po.tls = MW_TLS_STARTTLS;
     po.tls_opts = &t;
     po.user = user;
     po.password = pw;

@@ -42,10 +42,10 @@ static int open_conn(mw_conn **c, unsigned port, int implicit, const mw_tls_opts
     mw_stream *s = NULL;
     int rc = mw_stream_tcp(&s, "127.0.0.1", port, &net, err);
     if (rc) return rc;
-    if ((rc = mw_conn_new(c, s, err))) return rc;
-    mw_conn_set_io_timeout(*c, 10000);
-    if (implicit && (rc = mw_conn_starttls(*c, tls, err))) {
-        mw_conn_free(*c);
+    if ((rc = mwi_conn_new(c, s, err))) return rc;
+    mwi_conn_set_io_timeout(*c, 10000);
+    if (implicit && (rc = mwi_conn_starttls(*c, tls, err))) {
+        mwi_conn_free(*c);
         *c = NULL;
     }
     return rc;
@@ -55,7 +55,7 @@ static int read_line(mw_conn *c, char *out, size_t outlen, mw_error *err)
 {
     const char *line;
     size_t len;
-    int rc = mw_conn_read_line(c, &line, &len, err);
+    int rc = mwi_conn_read_line(c, &line, &len, err);
     if (rc) return rc;
     if (len >= outlen) len = outlen - 1;
     memcpy(out, line, len);
@@ -65,9 +65,9 @@ static int read_line(mw_conn *c, char *out, size_t outlen, mw_error *err)
 
 static int send_line(mw_conn *c, const char *text, mw_error *err)
 {
-    int rc = mw_conn_write(c, text, strlen(text), err);
-    if (!rc) rc = mw_conn_write(c, "\r\n", 2, err);
-    return rc ? rc : mw_conn_flush(c, err);
+    int rc = mwi_conn_write(c, text, strlen(text), err);
+    if (!rc) rc = mwi_conn_write(c, "\r\n", 2, err);
+    return rc ? rc : mwi_conn_flush(c, err);
 }
 
 /* "sha256:BASE64" of the SPKI of the certificate in a PEM file. */
@@ -86,7 +86,7 @@ static int spki_pin(const char *pem, char out[64])
     X509_free(x);
     if (!good) return -1;
     memcpy(out, "sha256:", 7);
-    mw_base64_encode(out + 7, md, 32);
+    mwi_base64_encode(out + 7, md, 32);
     return 0;
 }
 
@@ -122,12 +122,12 @@ int main(void)
     /* 1 */
     rc = open_conn(&c, pop3s, 1, &tls, &err);
     if (!rc) rc = read_line(c, line, sizeof line, &err);
-    const mw_tls_peer *peer = c ? mw_stream_tls_peer(mw_conn_stream(c)) : NULL;
+    const mw_tls_peer *peer = c ? mw_stream_tls_peer(mwi_conn_stream(c)) : NULL;
     ok(rc == 0 && !strncmp(line, "+OK", 3) && peer && peer->verified, names[0], err.message);
     if (peer) printf("# greeting: %s (%s, %s)\n", line, peer->protocol, peer->cipher);
     if (c) {
         send_line(c, "QUIT", &err);
-        mw_conn_free(c);
+        mwi_conn_free(c);
         c = NULL;
     }
 
@@ -139,7 +139,7 @@ int main(void)
     ok(rc == MW_ECERT &&
            strstr(err.message, "unable to get local issuer certificate (CA not trusted)"),
        names[1], err.message);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     c = NULL;
 
     /* 3 */
@@ -151,7 +151,7 @@ int main(void)
     printf("# %s\n", err.message);
     ok(rc == MW_ECERT && strstr(err.message, "host name mismatch (certificate is for localhost"),
        names[2], err.message);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     c = NULL;
 
     /* 4 */
@@ -172,9 +172,9 @@ int main(void)
     unsigned char cb[64];
     size_t cbl = 0;
     int cbrc =
-        c ? mw_stream_channel_binding(mw_conn_stream(c), "tls-exporter", cb, sizeof cb, &cbl) : -1;
+        c ? mw_stream_channel_binding(mwi_conn_stream(c), "tls-exporter", cb, sizeof cb, &cbl) : -1;
     ok(cbrc == 0 && cbl == 32, names[4], "no tls-exporter data");
-    mw_conn_free(c);
+    mwi_conn_free(c);
     c = NULL;
 
     /* 6: RFC 2595 §4 STLS */
@@ -185,13 +185,13 @@ int main(void)
     if (!rc) rc = read_line(c, line, sizeof line, &err);
     if (!rc && strncmp(line, "+OK", 3))
         rc = -1, snprintf(err.message, sizeof err.message, "STLS answered: %.200s", line);
-    if (!rc) rc = mw_conn_starttls(c, &tls, &err);
+    if (!rc) rc = mwi_conn_starttls(c, &tls, &err);
     int saw_user = 0;
     if (!rc) rc = send_line(c, "CAPA", &err);
     while (!rc && !(rc = read_line(c, line, sizeof line, &err)) && strcmp(line, "."))
         saw_user |= !strcmp(line, "USER");
     ok(rc == 0 && saw_user, names[5], err.message);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     c = NULL;
 
     /* 7 */
@@ -200,7 +200,7 @@ int main(void)
     if (!rc) rc = read_line(c, line, sizeof line, &err);
     ok(rc == 0 && !strncmp(line, "220", 3), names[6], err.message);
     if (c) send_line(c, "QUIT", &err);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     c = NULL;
 
     /* 8: RFC 3207 STARTTLS */
@@ -213,7 +213,7 @@ int main(void)
     if (!rc) rc = read_line(c, line, sizeof line, &err);
     if (!rc && strncmp(line, "220", 3))
         rc = -1, snprintf(err.message, sizeof err.message, "STARTTLS answered: %.200s", line);
-    if (!rc) rc = mw_conn_starttls(c, &tls, &err);
+    if (!rc) rc = mwi_conn_starttls(c, &tls, &err);
     int saw_auth = 0;
     if (!rc) rc = send_line(c, "EHLO probe.test", &err);
     while (!rc && !(rc = read_line(c, line, sizeof line, &err))) {
@@ -222,6 +222,6 @@ int main(void)
     }
     ok(rc == 0 && saw_auth, names[7], err.message);
     if (c) send_line(c, "QUIT", &err);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     return n_failed ? 1 : 0;
 }

@@ -163,7 +163,7 @@ static int open_as(mw_pop3 **p, const char *user, int tls, int auth, const char 
     t.ca_file = env("MW_CA_FILE");
     o.tls_opts = &t;
     o.tls = tls;
-    o.port = port_of(tls == MW_POP3_TLS_IMPLICIT ? "MW_POP3S_PORT" : "MW_POP3_PORT");
+    o.port = port_of(tls == MW_TLS_IMPLICIT ? "MW_POP3S_PORT" : "MW_POP3_PORT");
     o.user = user;
     snprintf(password, sizeof password, "pw-%s", user);
     o.password = password;
@@ -180,17 +180,17 @@ static void test_logins(void)
         const char *mechs;
         const char *expect_used;
     } m[] = {
-        {"USER/PASS over STLS", MW_POP3_TLS_STLS, MW_POP3_AUTH_USER, NULL, "USER"},
-        {"USER/PASS over POP3S", MW_POP3_TLS_IMPLICIT, MW_POP3_AUTH_USER, NULL, "USER"},
-        {"APOP", MW_POP3_TLS_STLS, MW_POP3_AUTH_APOP, NULL, "APOP"},
-        {"PLAIN", MW_POP3_TLS_STLS, MW_POP3_AUTH_SASL, "PLAIN", "SASL PLAIN"},
-        {"LOGIN", MW_POP3_TLS_STLS, MW_POP3_AUTH_SASL, "LOGIN", "SASL LOGIN"},
-        {"CRAM-MD5", MW_POP3_TLS_STLS, MW_POP3_AUTH_SASL, "CRAM-MD5", "SASL CRAM-MD5"},
-        {"DIGEST-MD5", MW_POP3_TLS_STLS, MW_POP3_AUTH_SASL, "DIGEST-MD5", "SASL DIGEST-MD5"},
-        {"SCRAM-SHA-1", MW_POP3_TLS_STLS, MW_POP3_AUTH_SASL, "SCRAM-SHA-1", "SASL SCRAM-SHA-1"},
-        {"SCRAM-SHA-256", MW_POP3_TLS_STLS, MW_POP3_AUTH_SASL, "SCRAM-SHA-256",
+        {"USER/PASS over STLS", MW_TLS_STARTTLS, MW_POP3_AUTH_USER, NULL, "USER"},
+        {"USER/PASS over POP3S", MW_TLS_IMPLICIT, MW_POP3_AUTH_USER, NULL, "USER"},
+        {"APOP", MW_TLS_STARTTLS, MW_POP3_AUTH_APOP, NULL, "APOP"},
+        {"PLAIN", MW_TLS_STARTTLS, MW_POP3_AUTH_SASL, "PLAIN", "SASL PLAIN"},
+        {"LOGIN", MW_TLS_STARTTLS, MW_POP3_AUTH_SASL, "LOGIN", "SASL LOGIN"},
+        {"CRAM-MD5", MW_TLS_STARTTLS, MW_POP3_AUTH_SASL, "CRAM-MD5", "SASL CRAM-MD5"},
+        {"DIGEST-MD5", MW_TLS_STARTTLS, MW_POP3_AUTH_SASL, "DIGEST-MD5", "SASL DIGEST-MD5"},
+        {"SCRAM-SHA-1", MW_TLS_STARTTLS, MW_POP3_AUTH_SASL, "SCRAM-SHA-1", "SASL SCRAM-SHA-1"},
+        {"SCRAM-SHA-256", MW_TLS_STARTTLS, MW_POP3_AUTH_SASL, "SCRAM-SHA-256",
          "SASL SCRAM-SHA-256"},
-        {"auto (strongest offered) over POP3S", MW_POP3_TLS_IMPLICIT, MW_POP3_AUTH_AUTO, NULL,
+        {"auto (strongest offered) over POP3S", MW_TLS_IMPLICIT, MW_POP3_AUTH_AUTO, NULL,
          "SASL SCRAM-SHA-256"},
     };
     msgset ms;
@@ -220,7 +220,7 @@ static void test_wrong_password(void)
     mw_tls_opts t = MW_TLS_OPTS_INIT;
     t.ca_file = env("MW_CA_FILE");
     o.tls_opts = &t;
-    o.tls = MW_POP3_TLS_STLS;
+    o.tls = MW_TLS_STARTTLS;
     o.port = port_of("MW_POP3_PORT");
     o.user = "p1";
     o.password = "wrong";
@@ -269,7 +269,7 @@ static void test_byte_identical(void)
         return;
     }
     mw_pop3 *p = NULL;
-    int rc = open_as(&p, "p2", MW_POP3_TLS_STLS, MW_POP3_AUTH_AUTO, NULL);
+    int rc = open_as(&p, "p2", MW_TLS_STARTTLS, MW_POP3_AUTH_AUTO, NULL);
     tap(rc == 0 && mw_pop3_count(p) == ms.n, "p2 has the %zu messages written", ms.n);
     if (rc) {
         diag("%s", perr(p));
@@ -390,7 +390,7 @@ static void test_dele_rset(void)
         return;
     }
     mw_pop3 *p = NULL;
-    int rc = open_as(&p, "p3", MW_POP3_TLS_STLS, MW_POP3_AUTH_AUTO, NULL);
+    int rc = open_as(&p, "p3", MW_TLS_STARTTLS, MW_POP3_AUTH_AUTO, NULL);
     char keep[3][71];
     mw_pop3_uid *u = NULL;
     size_t n = 0;
@@ -413,7 +413,7 @@ static void test_dele_rset(void)
     if (rc) diag("rc %d: %s", rc, perr(p));
     mw_pop3_free(p);
     p = NULL;
-    rc = open_as(&p, "p3", MW_POP3_TLS_STLS, MW_POP3_AUTH_AUTO, NULL);
+    rc = open_as(&p, "p3", MW_TLS_STARTTLS, MW_POP3_AUTH_AUTO, NULL);
     n = 0;
     u = NULL;
     if (!rc) rc = mw_pop3_uidl(p, &u, &n);
@@ -428,7 +428,7 @@ static void test_dele_rset(void)
     if (!rc) rc = mw_pop3_dele_range(p, 1, 3);
     mw_pop3_free(p);
     p = NULL;
-    rc = open_as(&p, "p3", MW_POP3_TLS_STLS, MW_POP3_AUTH_AUTO, NULL);
+    rc = open_as(&p, "p3", MW_TLS_STARTTLS, MW_POP3_AUTH_AUTO, NULL);
     tap(rc == 0 && mw_pop3_count(p) == 3, "DELE without QUIT deletes nothing");
     if (!rc) rc = mw_pop3_dele_range(p, 1, 3);
     confirmed = 0;
@@ -441,7 +441,7 @@ static void test_dele_rset(void)
 static void test_last_unsupported(void)
 {
     mw_pop3 *p = NULL;
-    int rc = open_as(&p, "p1", MW_POP3_TLS_STLS, MW_POP3_AUTH_AUTO, NULL);
+    int rc = open_as(&p, "p1", MW_TLS_STARTTLS, MW_POP3_AUTH_AUTO, NULL);
     uint64_t l = 0;
     if (!rc) rc = mw_pop3_last(p, &l);
     tap(rc == MW_EUNSUPPORTED && strstr(perr(p), "no LAST"),
@@ -476,7 +476,7 @@ static void test_tls_policy(void)
     t.ca_file = env("MW_CA_FILE");
     t.policy = policy_refuse;
     o.tls_opts = &t;
-    o.tls = MW_POP3_TLS_STLS;
+    o.tls = MW_TLS_STARTTLS;
     o.port = port_of("MW_POP3_PORT");
     o.user = "p1";
     o.password = "pw-p1";
@@ -494,7 +494,7 @@ static void test_tls_policy(void)
     t2.ca_file = other_ca; /* trusts something else: the server does not verify */
     t2.policy = policy_accept_unverified;
     o.tls_opts = &t2;
-    o.tls = MW_POP3_TLS_IMPLICIT;
+    o.tls = MW_TLS_IMPLICIT;
     o.port = port_of("MW_POP3S_PORT");
     p = NULL;
     policy_calls = 0;

@@ -51,7 +51,7 @@ static long feed_write(const void *buf, size_t len, int64_t deadline, void *ud)
 {
     (void)deadline;
     struct feed *f = ud;
-    return mw_buf_append(&f->out, buf, len) ? MW_ENOMEM : (long)len;
+    return mwi_buf_append(&f->out, buf, len) ? MW_ENOMEM : (long)len;
 }
 
 static long lying_read(void *buf, size_t len, int64_t deadline, void *ud)
@@ -79,7 +79,7 @@ static mw_conn *feed_conn(struct feed *f)
     mw_conn *c = NULL;
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&s, &feed_ops, f, &err), 0);
-    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
     return c;
 }
 
@@ -93,7 +93,7 @@ static int read_all_lines(mw_conn *c, char *out, size_t outlen, int *last_rc)
         const char *line;
         size_t len;
         mw_error err = {0};
-        int rc = mw_conn_read_line(c, &line, &len, &err);
+        int rc = mwi_conn_read_line(c, &line, &len, &err);
         if (rc) {
             *last_rc = rc;
             return n;
@@ -122,7 +122,7 @@ static void line_reader_every_chunk_size(void **state)
         assert_int_equal(read_all_lines(c, out, sizeof out, &rc), 7);
         assert_string_equal(out, lines_out);
         assert_int_equal(rc, MW_ENET); /* the feed ended: peer closed */
-        mw_conn_free(c);
+        mwi_conn_free(c);
     }
 }
 
@@ -137,7 +137,7 @@ static void line_reader_every_split_point(void **state)
         int rc = 0;
         assert_int_equal(read_all_lines(c, out, sizeof out, &rc), 7);
         assert_string_equal(out, lines_out);
-        mw_conn_free(c);
+        mwi_conn_free(c);
     }
 }
 
@@ -157,24 +157,24 @@ static void line_reader_limit_at_every_chunk_size(void **state)
         for (size_t chunk = 1; chunk <= n; chunk++) {
             struct feed f = {ins[i], n, 0, chunk, 0, 0, MW_BUF_INIT(0)};
             mw_conn *c = feed_conn(&f);
-            mw_conn_set_max_line(c, 10);
+            mwi_conn_set_max_line(c, 10);
             const char *line;
             size_t len;
             mw_error err = {0};
-            int rc = mw_conn_read_line(c, &line, &len, &err);
+            int rc = mwi_conn_read_line(c, &line, &len, &err);
             assert_int_equal(rc, want[i]);
             if (rc == 0) {
                 assert_int_equal(len, 10);
                 assert_memory_equal(line, "0123456789", 10);
-                assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+                assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
                 assert_int_equal(len, 4);
             } else {
                 assert_non_null(strstr(err.message, "10-byte limit"));
                 /* No unbounded buffering: it stopped reading near the limit. */
                 assert_true(f.pos <= 10 + 2 + chunk);
-                assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ESTATE);
+                assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ESTATE);
             }
-            mw_conn_free(c);
+            mwi_conn_free(c);
         }
     }
 }
@@ -187,9 +187,9 @@ static void line_reader_eof_mid_line(void **state)
     const char *line;
     size_t len;
     mw_error err = {0};
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ENET);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ENET);
     assert_non_null(strstr(err.message, "closed the connection"));
-    mw_conn_free(c);
+    mwi_conn_free(c);
 }
 
 static void callbacks_stream_rejects_bad_counts(void **state)
@@ -231,22 +231,22 @@ static void writes_are_buffered_until_flush(void **state)
     struct feed f = {"", 0, 0, 0, 0, 0, MW_BUF_INIT(0)};
     mw_conn *c = feed_conn(&f);
     mw_error err = {0};
-    assert_int_equal(mw_conn_write(c, "USER a\r\n", 8, &err), 0);
-    assert_int_equal(mw_conn_write(c, "PASS b\r\n", 8, &err), 0);
+    assert_int_equal(mwi_conn_write(c, "USER a\r\n", 8, &err), 0);
+    assert_int_equal(mwi_conn_write(c, "PASS b\r\n", 8, &err), 0);
     assert_int_equal(f.out.len, 0);
-    assert_int_equal(mw_conn_flush(c, &err), 0);
+    assert_int_equal(mwi_conn_flush(c, &err), 0);
     assert_int_equal(f.out.len, 16);
     assert_memory_equal(f.out.data, "USER a\r\nPASS b\r\n", 16);
     /* A large block goes out without an explicit flush. */
     size_t big = 200 * 1024;
     char *p = malloc(big);
     memset(p, 'x', big);
-    assert_int_equal(mw_conn_write(c, "A", 1, &err), 0);
-    assert_int_equal(mw_conn_write(c, p, big, &err), 0);
+    assert_int_equal(mwi_conn_write(c, "A", 1, &err), 0);
+    assert_int_equal(mwi_conn_write(c, p, big, &err), 0);
     assert_int_equal(f.out.len, 16 + 1 + big);
     free(p);
-    mw_buf_free(&f.out);
-    mw_conn_free(c);
+    mwi_buf_free(&f.out);
+    mwi_conn_free(c);
 }
 
 struct traced {
@@ -267,14 +267,14 @@ static void trace_hook_gets_lines(void **state)
     (void)state;
     struct feed f = {"", 0, 0, 0, 0, 0, MW_BUF_INIT(0)};
     mw_conn *c = feed_conn(&f);
-    mw_conn_trace(c, MW_TRACE_SEND, "NOOP", 4); /* no hook yet: nothing */
+    mwi_conn_trace(c, MW_TRACE_SEND, "NOOP", 4); /* no hook yet: nothing */
     struct traced t = {0};
-    mw_conn_set_trace(c, trace_fn, &t);
-    mw_conn_trace(c, MW_TRACE_RECV, "+OK hi", 6);
+    mwi_conn_set_trace(c, trace_fn, &t);
+    mwi_conn_trace(c, MW_TRACE_RECV, "+OK hi", 6);
     assert_int_equal(t.calls, 1);
     assert_int_equal(t.dir, MW_TRACE_RECV);
     assert_string_equal(t.text, "+OK hi");
-    mw_conn_free(c);
+    mwi_conn_free(c);
 }
 
 /* ---- over socketpairs -------------------------------------------------------- */
@@ -287,7 +287,7 @@ static mw_conn *pair_conn(int *peer, const mw_net_opts *opts)
     mw_conn *c = NULL;
     mw_error err = {0};
     assert_int_equal(mw_stream_fd(&s, sv[0], sv[0], 1, opts, &err), 0);
-    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
     *peer = sv[1];
     return c;
 }
@@ -333,7 +333,7 @@ static void peek_reads_large_blocks(void **state)
     for (;;) {
         const char *d;
         size_t n;
-        int rc = mw_conn_peek(c, &d, &n, &err);
+        int rc = mwi_conn_peek(c, &d, &n, &err);
         if (rc == MW_ENET) break;
         assert_int_equal(rc, 0);
         for (size_t i = 0; i < n; i++)
@@ -341,13 +341,13 @@ static void peek_reads_large_blocks(void **state)
         total += n;
         biggest = n > biggest ? n : biggest;
         calls++;
-        mw_conn_consume(c, n);
+        mwi_conn_consume(c, n);
     }
     pthread_join(th, NULL);
     assert_int_equal(total, w.total);
     assert_true(biggest >= 64 * 1024 / 2);
     assert_true(calls < w.total / 1000);
-    mw_conn_free(c);
+    mwi_conn_free(c);
 }
 
 /* A peer that says nothing: the read fails with MW_ETIMEOUT within twice
@@ -357,18 +357,18 @@ static void stalled_peer_hits_io_timeout(void **state)
     (void)state;
     int peer;
     mw_conn *c = pair_conn(&peer, NULL);
-    mw_conn_set_io_timeout(c, 300);
+    mwi_conn_set_io_timeout(c, 300);
     const char *line;
     size_t len;
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
     printf("# stalled read gave up after %lld ms (timeout 300 ms)\n", (long long)took);
     assert_true(took >= 290 && took < 30000); /* the peer never writes: bounded, not a hang */
     assert_non_null(strstr(err.message, "300 ms"));
     close(peer);
-    mw_conn_free(c);
+    mwi_conn_free(c);
 }
 
 /* The stream's own io_timeout (mw_net_opts) applies too. */
@@ -383,11 +383,11 @@ static void stream_io_timeout_from_opts(void **state)
     size_t n;
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
-    assert_int_equal(mw_conn_peek(c, &d, &n, &err), MW_ETIMEOUT);
+    assert_int_equal(mwi_conn_peek(c, &d, &n, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
     assert_true(took >= 190 && took < 30000);
     close(peer);
-    mw_conn_free(c);
+    mwi_conn_free(c);
 }
 
 /* A trickling peer resets the io timeout each time; the whole-operation
@@ -397,8 +397,8 @@ static void operation_deadline_bounds_a_trickle(void **state)
     (void)state;
     int peer;
     mw_conn *c = pair_conn(&peer, NULL);
-    mw_conn_set_io_timeout(c, 5000);
-    mw_conn_set_deadline(c, mw_now_ms() + 300);
+    mwi_conn_set_io_timeout(c, 5000);
+    mwi_conn_set_deadline(c, mw_now_ms() + 300);
     pid_t pid = fork();
     if (pid == 0) { /* trickles for 120 s: only the deadline can end the read sooner */
         for (int i = 0; i < 2400; i++) {
@@ -411,14 +411,14 @@ static void operation_deadline_bounds_a_trickle(void **state)
     size_t len;
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
     assert_true(took < 60000);
     assert_non_null(strstr(err.message, "deadline"));
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     close(peer);
-    mw_conn_free(c);
+    mwi_conn_free(c);
 }
 
 struct canceller {
@@ -443,15 +443,15 @@ static void cancel_from_another_thread(void **state)
     assert_int_equal(mw_cancel_new(&cancel, NULL), 0);
     int peer;
     mw_conn *c = pair_conn(&peer, NULL);
-    mw_conn_set_cancel(c, cancel);
-    mw_conn_set_io_timeout(c, 10000);
+    mwi_conn_set_cancel(c, cancel);
+    mwi_conn_set_io_timeout(c, 10000);
     struct canceller k = {cancel, 100, 0};
     pthread_t th;
     pthread_create(&th, NULL, cancel_later, &k);
     const char *line;
     size_t len;
     mw_error err = {0};
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
     int64_t done = mw_now_ms();
     pthread_join(th, NULL);
     /* The read was blocked until the request (it did not return before it)
@@ -464,10 +464,10 @@ static void cancel_from_another_thread(void **state)
     /* After a reset the same connection works again. */
     mw_cancel_reset(cancel);
     assert_int_equal(write(peer, "+OK\r\n", 5), 5);
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_memory_equal(line, "+OK", 3);
     close(peer);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     mw_cancel_free(cancel);
 }
 
@@ -494,11 +494,11 @@ static void cancel_from_a_signal_handler(void **state)
     size_t len;
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
     assert_true(mw_now_ms() - t0 < 30000); /* nothing else would end the read */
     sigaction(SIGALRM, &old, NULL);
     close(peer);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     mw_cancel_free(sig_cancel);
 }
 
@@ -513,14 +513,14 @@ static void starttls_refused_with_buffered_bytes(void **state)
     const char *line;
     size_t len;
     mw_error err = {0};
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
-    assert_int_equal(mw_conn_buffered(c), 8);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_buffered(c), 8);
     mw_tls_opts t = MW_TLS_OPTS_INIT;
-    assert_int_equal(mw_conn_starttls(c, &t, &err), MW_EPROTO);
+    assert_int_equal(mwi_conn_starttls(c, &t, &err), MW_EPROTO);
     assert_string_equal(err.message,
                         "8 bytes received before the TLS handshake (possible injection)");
     close(peer);
-    mw_conn_free(c);
+    mwi_conn_free(c);
 }
 
 static void peer_close_while_writing_is_enet(void **state)
@@ -530,9 +530,9 @@ static void peer_close_while_writing_is_enet(void **state)
     mw_conn *c = pair_conn(&peer, NULL);
     close(peer);
     mw_error err = {0};
-    assert_int_equal(mw_conn_write(c, "QUIT\r\n", 6, &err), 0);
-    assert_int_equal(mw_conn_flush(c, &err), MW_ENET);
-    mw_conn_free(c);
+    assert_int_equal(mwi_conn_write(c, "QUIT\r\n", 6, &err), 0);
+    assert_int_equal(mwi_conn_flush(c, &err), MW_ENET);
+    mwi_conn_free(c);
 }
 
 /* mw_stream_fd over pipes: a write to a pipe without reader fails with
@@ -606,16 +606,16 @@ static void tcp_roundtrip(const char *host, int family)
     assert_true(a >= 0);
     assert_int_equal(write(a, "+OK ready\r\n", 11), 11);
     mw_conn *c = NULL;
-    assert_int_equal(mw_conn_new(&c, s, &err), 0);
+    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
     const char *line;
     size_t len;
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_int_equal(len, 9);
-    assert_int_equal(mw_conn_write(c, "QUIT\r\n", 6, &err), 0);
-    assert_int_equal(mw_conn_flush(c, &err), 0);
+    assert_int_equal(mwi_conn_write(c, "QUIT\r\n", 6, &err), 0);
+    assert_int_equal(mwi_conn_flush(c, &err), 0);
     char buf[16];
     assert_int_equal(read(a, buf, sizeof buf), 6);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     close(a);
     close(l);
 }
@@ -745,12 +745,12 @@ static void happy_order_alternates_families(void **state)
         ai[i].ai_next = i < 4 ? &ai[i + 1] : NULL;
     }
     const struct addrinfo *o[8];
-    assert_int_equal(mw_tcp_order(ai, o, 8), 5);
+    assert_int_equal(mwi_tcp_order(ai, o, 8), 5);
     const struct addrinfo *want[5] = {&ai[0], &ai[3], &ai[1], &ai[4], &ai[2]};
     for (int i = 0; i < 5; i++)
         assert_ptr_equal(o[i], want[i]);
     /* One family: the resolver's order as it is. */
-    assert_int_equal(mw_tcp_order(&ai[3], o, 8), 2);
+    assert_int_equal(mwi_tcp_order(&ai[3], o, 8), 2);
     assert_ptr_equal(o[0], &ai[3]);
     assert_ptr_equal(o[1], &ai[4]);
 }
@@ -772,7 +772,7 @@ static void happy_blackholed_first_address(void **state)
     int fd = -1, tried = 0, e = 0;
     char last[64];
     int64_t t0 = mw_now_ms();
-    int rc = mw_tcp_connect_happy(&a1, 120000, 250, NULL, &fd, &tried, &e, last, sizeof last);
+    int rc = mwi_tcp_connect_happy(&a1, 120000, 250, NULL, &fd, &tried, &e, last, sizeof last);
     int64_t took = mw_now_ms() - t0;
     printf("# first address black-holed: connected in %lld ms after %d attempts\n", (long long)took,
            tried);
@@ -805,7 +805,7 @@ static void happy_refused_first_goes_on_at_once(void **state)
     char last[64];
     int64_t t0 = mw_now_ms();
     assert_int_equal(
-        mw_tcp_connect_happy(&a1, 120000, 60000, NULL, &fd, &tried, &e, last, sizeof last), 0);
+        mwi_tcp_connect_happy(&a1, 120000, 60000, NULL, &fd, &tried, &e, last, sizeof last), 0);
     int64_t took = mw_now_ms() - t0;
     assert_int_equal(tried, 2);
     assert_true(took < 30000); /* not the 60 s attempt delay */
@@ -814,7 +814,7 @@ static void happy_refused_first_goes_on_at_once(void **state)
     /* Every address refused: MW_ENET with the reason and the last address. */
     sin_at(&s2, &a2, p1, NULL);
     assert_int_equal(
-        mw_tcp_connect_happy(&a1, 10000, 250, NULL, &fd, &tried, &e, last, sizeof last), MW_ENET);
+        mwi_tcp_connect_happy(&a1, 10000, 250, NULL, &fd, &tried, &e, last, sizeof last), MW_ENET);
     assert_int_equal(e, ECONNREFUSED);
     assert_int_equal(tried, 2);
     assert_string_equal(last, "127.0.0.1");
@@ -836,7 +836,7 @@ static void happy_all_blackholed_one_deadline(void **state)
     int64_t t0 = mw_now_ms();
     /* One 4 s deadline for the race; a deadline per attempt would end the
      * second one (started at 2.5 s) at 6.5 s. */
-    int rc = mw_tcp_connect_happy(&a1, 4000, 2500, NULL, &fd, &tried, &e, last, sizeof last);
+    int rc = mwi_tcp_connect_happy(&a1, 4000, 2500, NULL, &fd, &tried, &e, last, sizeof last);
     int64_t took = mw_now_ms() - t0;
     assert_int_equal(rc, MW_ETIMEOUT);
     assert_int_equal(tried, 2);
@@ -856,18 +856,18 @@ static void proxy_urls_parsed_and_refused(void **state)
     (void)state;
     mw_proxy px;
     mw_error err = {0};
-    assert_int_equal(mw_proxy_parse(&px, "socks5h://u:p%40x@[::1]:1081", &err), 0);
+    assert_int_equal(mwi_proxy_parse(&px, "socks5h://u:p%40x@[::1]:1081", &err), 0);
     assert_int_equal(px.kind, MW_PROXY_SOCKS5H);
     assert_string_equal(px.host, "::1");
     assert_int_equal(px.port, 1081);
     assert_string_equal(px.user, "u");
     assert_string_equal(px.pass, "p@x");
     assert_true(px.has_auth);
-    assert_int_equal(mw_proxy_parse(&px, "HTTP://proxy.example/", &err), 0);
+    assert_int_equal(mwi_proxy_parse(&px, "HTTP://proxy.example/", &err), 0);
     assert_int_equal(px.kind, MW_PROXY_HTTP);
     assert_int_equal(px.port, 8080);
     assert_false(px.has_auth);
-    assert_int_equal(mw_proxy_parse(&px, "socks5://10.0.0.1", &err), 0);
+    assert_int_equal(mwi_proxy_parse(&px, "socks5://10.0.0.1", &err), 0);
     assert_int_equal(px.port, 1080);
     static const char *const bad[] = {
         "ftp://h",           "socks5://",         "socks5://h:0",  "socks5://h:99999",
@@ -876,7 +876,7 @@ static void proxy_urls_parsed_and_refused(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&err, 0, sizeof err);
-        if (mw_proxy_parse(&px, bad[i], &err) != MW_EINVAL) fail_msg("accepted %s", bad[i]);
+        if (mwi_proxy_parse(&px, bad[i], &err) != MW_EINVAL) fail_msg("accepted %s", bad[i]);
         assert_non_null(strstr(err.message, "proxy"));
         assert_null(strstr(err.message, "p%0d")); /* a password is never repeated */
     }
@@ -914,18 +914,18 @@ static void command_stream_talks_and_reaps(void **state)
     pid_t pid = s->pid;
     assert_true(pid > 0);
     mw_conn *c = NULL;
-    assert_int_equal(mw_conn_new(&c, s, &err), 0);
-    mw_conn_set_io_timeout(c, 5000);
-    assert_int_equal(mw_conn_write(c, "hello\r\nworld\n", 13, &err), 0);
-    assert_int_equal(mw_conn_flush(c, &err), 0);
+    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
+    mwi_conn_set_io_timeout(c, 5000);
+    assert_int_equal(mwi_conn_write(c, "hello\r\nworld\n", 13, &err), 0);
+    assert_int_equal(mwi_conn_flush(c, &err), 0);
     const char *line;
     size_t len;
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_int_equal(len, 5);
     assert_memory_equal(line, "hello", 5);
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_memory_equal(line, "world", 5);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     assert_int_equal(access(marker, F_OK), 0); /* cat ended on EOF, not on a signal */
     unlink(marker);
     /* Reaped: no zombie left for this pid. */
@@ -947,17 +947,17 @@ static void command_stream_leaks_no_descriptors(void **state)
     mw_conn *c = NULL;
     mw_error err = {0};
     assert_int_equal(mw_stream_command(&s, cmd, NULL, &err), 0);
-    assert_int_equal(mw_conn_new(&c, s, &err), 0);
-    mw_conn_set_io_timeout(c, 5000);
+    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
+    mwi_conn_set_io_timeout(c, 5000);
     const char *line;
     size_t len;
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_int_equal(len, 5);
     assert_memory_equal(line, "clean", 5);
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_memory_equal(line, "std", 3);
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ENET);
-    mw_conn_free(c);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ENET);
+    mwi_conn_free(c);
     close(leak);
 }
 

@@ -25,13 +25,13 @@ static void rate_off(void **st)
 {
     (void)st;
     mw_rate r;
-    mw_rate_init(&r, 0, 1000);
-    assert_false(mw_rate_on(&r));
-    assert_true(mw_rate_budget(&r) == INT64_MAX);
+    mwi_rate_init(&r, 0, 1000);
+    assert_false(mwi_rate_on(&r));
+    assert_true(mwi_rate_budget(&r) == INT64_MAX);
     for (int i = 0; i < 1000; i++)
-        assert_int_equal(mw_rate_account(&r, 1000000, 0), 0);
-    mw_rate_init(&r, 5, 0); /* no window: no floor either */
-    assert_false(mw_rate_on(&r));
+        assert_int_equal(mwi_rate_account(&r, 1000000, 0), 0);
+    mwi_rate_init(&r, 5, 0); /* no window: no floor either */
+    assert_false(mwi_rate_on(&r));
 }
 
 static void rate_trickle_fails_after_one_window(void **st)
@@ -39,34 +39,34 @@ static void rate_trickle_fails_after_one_window(void **st)
     (void)st;
     /* 3 bytes/s over 4000 ms: 12 bytes needed.  One byte per 2000 ms. */
     mw_rate r;
-    mw_rate_init(&r, 3, 4000);
-    assert_true(mw_rate_on(&r));
-    assert_true(mw_rate_budget(&r) == 4000);
-    assert_int_equal(mw_rate_account(&r, 2000, 1), 0);
-    assert_true(mw_rate_budget(&r) == 2000);
-    assert_int_equal(mw_rate_account(&r, 2000, 1), -1);
+    mwi_rate_init(&r, 3, 4000);
+    assert_true(mwi_rate_on(&r));
+    assert_true(mwi_rate_budget(&r) == 4000);
+    assert_int_equal(mwi_rate_account(&r, 2000, 1), 0);
+    assert_true(mwi_rate_budget(&r) == 2000);
+    assert_int_equal(mwi_rate_account(&r, 2000, 1), -1);
     assert_true(r.failed_bytes == 2);
     /* The next window starts over. */
-    assert_true(mw_rate_budget(&r) == 4000);
+    assert_true(mwi_rate_budget(&r) == 4000);
 }
 
 static void rate_enough_bytes_start_a_new_window(void **st)
 {
     (void)st;
     mw_rate r;
-    mw_rate_init(&r, 3, 4000);
+    mwi_rate_init(&r, 3, 4000);
     /* 12 bytes in 3999 ms: satisfied, the window restarts at once. */
-    assert_int_equal(mw_rate_account(&r, 3999, 11), 0);
-    assert_true(mw_rate_budget(&r) == 1);
-    assert_int_equal(mw_rate_account(&r, 0, 1), 0);
-    assert_true(mw_rate_budget(&r) == 4000);
+    assert_int_equal(mwi_rate_account(&r, 3999, 11), 0);
+    assert_true(mwi_rate_budget(&r) == 1);
+    assert_int_equal(mwi_rate_account(&r, 0, 1), 0);
+    assert_true(mwi_rate_budget(&r) == 4000);
     /* A steady flow just at the floor never fails: 3 bytes each 1000 ms. */
     for (int i = 0; i < 10000; i++)
-        assert_int_equal(mw_rate_account(&r, 1000, 3), 0);
+        assert_int_equal(mwi_rate_account(&r, 1000, 3), 0);
     /* A fast burst then silence: caught one window after the burst. */
-    assert_int_equal(mw_rate_account(&r, 1, 1000000), 0);
+    assert_int_equal(mwi_rate_account(&r, 1, 1000000), 0);
     int calls = 0;
-    while (mw_rate_account(&r, 500, 0) == 0)
+    while (mwi_rate_account(&r, 500, 0) == 0)
         calls++;
     assert_int_equal(calls, 7); /* 8 x 500 ms = the 4000 ms window */
     assert_true(r.failed_bytes == 0);
@@ -77,15 +77,15 @@ static void rate_rounding_and_overflow(void **st)
     (void)st;
     mw_rate r;
     /* 1 byte/s over 300 ms would need 0.3 bytes: at least one is needed. */
-    mw_rate_init(&r, 1, 300);
+    mwi_rate_init(&r, 1, 300);
     assert_true(r.need == 1);
-    assert_int_equal(mw_rate_account(&r, 299, 0), 0);
-    assert_int_equal(mw_rate_account(&r, 1, 0), -1);
+    assert_int_equal(mwi_rate_account(&r, 299, 0), 0);
+    assert_int_equal(mwi_rate_account(&r, 1, 0), -1);
     /* Huge values neither overflow nor wrap into a pass. */
-    mw_rate_init(&r, 1000000000u, 86400000);
+    mwi_rate_init(&r, 1000000000u, 86400000);
     assert_true(r.need == 1000000000ull * 86400);
-    assert_int_equal(mw_rate_account(&r, INT64_MAX, 5), -1);
-    assert_int_equal(mw_rate_account(&r, -5, UINT64_MAX), 0); /* a clock going back counts 0 */
+    assert_int_equal(mwi_rate_account(&r, INT64_MAX, 5), -1);
+    assert_int_equal(mwi_rate_account(&r, -5, UINT64_MAX), 0); /* a clock going back counts 0 */
 }
 
 /* ---- streams over a socket pair ------------------------------------------------- */
@@ -123,7 +123,7 @@ static void max_time_ends_a_read(void **st)
     assert_int_equal(rc, MW_ETIMEOUT);
     assert_true(reads > 1);
     assert_non_null(strstr(err.message, "max-time of 300 ms"));
-    assert_true(mw_stream_limit_hit(s));
+    assert_true(mwi_stream_limit_hit(s));
     /* And every later call too, at once. */
     assert_int_equal(mw_stream_write(s, "y", 1, MW_NO_DEADLINE, &err), MW_ETIMEOUT);
     assert_non_null(strstr(err.message, "max-time"));
@@ -153,7 +153,7 @@ static void rate_floor_ends_a_silent_peer_not_a_fast_one(void **st)
     assert_int_equal(mw_stream_read(s, buf, sizeof buf, &got, MW_NO_DEADLINE, &err), MW_ETIMEOUT);
     assert_non_null(strstr(err.message, "transfer slower than 1000 bytes/s over 200 ms"));
     assert_non_null(strstr(err.message, "(0 bytes moved)"));
-    assert_true(mw_stream_limit_hit(s));
+    assert_true(mwi_stream_limit_hit(s));
     mw_stream_free(s);
     close(peer);
 }
@@ -189,14 +189,14 @@ static void conn_keeps_the_limit_message(void **st)
     mw_stream *s = pair_stream(&peer, &o);
     mw_conn *c = NULL;
     mw_error err = {0};
-    assert_int_equal(mw_conn_new(&c, s, &err), 0);
-    mw_conn_set_io_timeout(c, 60000);
+    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
+    mwi_conn_set_io_timeout(c, 60000);
     const char *line;
     size_t len;
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
     assert_string_equal(err.message,
                         "session exceeded its max-time of 200 ms while reading a line");
-    mw_conn_free(c);
+    mwi_conn_free(c);
     close(peer);
 }
 

@@ -62,18 +62,18 @@ static void talk_and_close(struct test_server *srv, mw_stream *t)
 {
     mw_conn *c = NULL;
     mw_error err = {0};
-    assert_int_equal(mw_conn_new(&c, t, &err), 0);
-    mw_conn_set_io_timeout(c, 5000);
+    assert_int_equal(mwi_conn_new(&c, t, &err), 0);
+    mwi_conn_set_io_timeout(c, 5000);
     const char *line;
     size_t len;
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_int_equal(len, 18);
     assert_memory_equal(line, "+OK hello over TLS", 18);
-    assert_int_equal(mw_conn_write(c, "NOOP\r\n", 6, &err), 0);
-    assert_int_equal(mw_conn_flush(c, &err), 0);
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_write(c, "NOOP\r\n", 6, &err), 0);
+    assert_int_equal(mwi_conn_flush(c, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_memory_equal(line, "NOOP", 4);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     server_join(srv);
     assert_string_equal(srv->echoed, "NOOP\r\n");
     assert_true(srv->got_close_notify);
@@ -223,7 +223,7 @@ static void system_store_dir_then_bundle(void **state)
 static void pin_text(const unsigned char d[32], char *out)
 {
     memcpy(out, "sha256:", 7);
-    mw_base64_encode(out + 7, d, 32);
+    mwi_base64_encode(out + 7, d, 32);
 }
 
 static void pins_match_and_mismatch(void **state)
@@ -354,22 +354,22 @@ static void starttls_over_conn(void **state)
     mw_conn *c = NULL;
     mw_error err = {0};
     assert_int_equal(mw_stream_fd(&s, fd, fd, 1, NULL, &err), 0);
-    assert_int_equal(mw_conn_new(&c, s, &err), 0);
-    mw_conn_set_io_timeout(c, 5000);
-    assert_int_equal(mw_conn_write(c, "STLS\r\n", 6, &err), 0);
-    assert_int_equal(mw_conn_flush(c, &err), 0);
+    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
+    mwi_conn_set_io_timeout(c, 5000);
+    assert_int_equal(mwi_conn_write(c, "STLS\r\n", 6, &err), 0);
+    assert_int_equal(mwi_conn_flush(c, &err), 0);
     const char *line;
     size_t len;
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_memory_equal(line, "+OK", 3);
     mw_tls_opts o = MW_TLS_OPTS_INIT;
     o.ca_file = pki.ca_file;
     o.servername = "localhost";
-    assert_int_equal(mw_conn_starttls(c, &o, &err), 0);
-    assert_non_null(mw_stream_tls_peer(mw_conn_stream(c)));
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_starttls(c, &o, &err), 0);
+    assert_non_null(mw_stream_tls_peer(mwi_conn_stream(c)));
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     assert_memory_equal(line, "+OK hello over TLS", 18);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     server_join(&srv);
     assert_true(srv.got_close_notify);
 }
@@ -533,27 +533,27 @@ static void bulk_body_over_tls(void **state)
     mw_error err = {0};
     assert_int_equal(run_tls(&srv, &o, &t, &err), 0);
     mw_conn *c = NULL;
-    assert_int_equal(mw_conn_new(&c, t, &err), 0);
-    mw_conn_set_io_timeout(c, 10000);
+    assert_int_equal(mwi_conn_new(&c, t, &err), 0);
+    mwi_conn_set_io_timeout(c, 10000);
     const char *line;
     size_t len, total = 0, calls = 0;
-    assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
     for (;;) {
         const char *d;
         size_t n;
-        int rc = mw_conn_peek(c, &d, &n, &err);
+        int rc = mwi_conn_peek(c, &d, &n, &err);
         if (rc == MW_ENET) break;
         assert_int_equal(rc, 0);
         for (size_t i = 0; i < n; i++)
             if (d[i] != (char)('a' + (total + i) % 26)) fail_msg("byte %zu differs", total + i);
         total += n;
         calls++;
-        mw_conn_consume(c, n);
+        mwi_conn_consume(c, n);
     }
     assert_non_null(strstr(err.message, "closed the connection"));
     printf("# %zu bytes over TLS in %zu peeks\n", total, calls);
     assert_int_equal(total, srv.bulk);
-    mw_conn_free(c);
+    mwi_conn_free(c);
     server_join(&srv);
 }
 
@@ -580,14 +580,14 @@ static void small_records_in_one_read(void **state)
         o.min_version = 13;
         assert_int_equal(mw_stream_tls(&t, s, &o, &err), 0);
         mw_conn *c = NULL;
-        assert_int_equal(mw_conn_new(&c, t, &err), 0);
-        mw_conn_set_io_timeout(c, 5000);
+        assert_int_equal(mwi_conn_new(&c, t, &err), 0);
+        mwi_conn_set_io_timeout(c, 5000);
         const char *line;
         size_t len;
-        assert_int_equal(mw_conn_read_line(c, &line, &len, &err), 0);
-        assert_int_equal(mw_conn_buffered(c), 0);
-        assert_int_equal(mw_conn_write(c, "GO\r\n", 4, &err), 0);
-        assert_int_equal(mw_conn_flush(c, &err), 0);
+        assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
+        assert_int_equal(mwi_conn_buffered(c), 0);
+        assert_int_equal(mwi_conn_write(c, "GO\r\n", 4, &err), 0);
+        assert_int_equal(mwi_conn_flush(c, &err), 0);
         /* Wait until every record is in the socket: 5 + 100 + 1 + 16
          * (TLS 1.3 header, data, content type, AEAD tag) bytes each. */
         size_t want = (size_t)srv.records * (5 + srv.record_size + 1 + 16) + (garbage ? 45 : 0);
@@ -599,19 +599,19 @@ static void small_records_in_one_read(void **state)
         }
         const char *d;
         size_t n;
-        assert_int_equal(mw_conn_peek(c, &d, &n, &err), 0);
+        assert_int_equal(mwi_conn_peek(c, &d, &n, &err), 0);
         assert_int_equal(n, (size_t)srv.records * srv.record_size);
         for (size_t i = 0; i < n; i++)
             if (d[i] != (char)('A' + (int)(i / srv.record_size) % 26))
                 fail_msg("byte %zu differs", i);
-        mw_conn_consume(c, n);
+        mwi_conn_consume(c, n);
         if (garbage) {
-            assert_int_equal(mw_conn_peek(c, &d, &n, &err), MW_ETLS);
+            assert_int_equal(mwi_conn_peek(c, &d, &n, &err), MW_ETLS);
             assert_non_null(strstr(err.message, "TLS read failed"));
             /* and the connection stays unusable */
-            assert_int_equal(mw_conn_peek(c, &d, &n, &err), MW_ESTATE);
+            assert_int_equal(mwi_conn_peek(c, &d, &n, &err), MW_ESTATE);
         }
-        mw_conn_free(c);
+        mwi_conn_free(c);
         server_join(&srv);
     }
 }

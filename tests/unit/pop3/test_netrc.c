@@ -15,7 +15,7 @@ static int parse(mw_netrc_entry *e, const char *text, const char *host, const ch
 {
     mw_error err;
     mw_error_clear(&err);
-    return mw_netrc_parse(e, text, strlen(text), host, login, &err);
+    return mwi_netrc_parse(e, text, strlen(text), host, login, &err);
 }
 
 static void test_match_case_insensitive(void **state)

@@ -128,7 +128,8 @@ static void trace_fn(int dir, const char *line, size_t len, void *ud)
 
 static mw_error open_err; /* the last open_with's error */
 
-static mw_pop3 *open_with(peer *pr, const step *steps, size_t n, mw_pop3_opts *o, int *rc)
+/* A scripted peer that greets, then answers steps; o->stream is its stream. */
+static void peer_start(peer *pr, const step *steps, size_t n, mw_pop3_opts *o)
 {
     memset(pr, 0, sizeof *pr);
     pr->steps = steps;
@@ -137,6 +138,11 @@ static mw_pop3 *open_with(peer *pr, const step *steps, size_t n, mw_pop3_opts *o
     mw_stream *s = NULL;
     assert_int_equal(mw_stream_callbacks(&s, &peer_ops, pr, NULL), 0);
     o->stream = s;
+}
+
+static mw_pop3 *open_with(peer *pr, const step *steps, size_t n, mw_pop3_opts *o, int *rc)
+{
+    peer_start(pr, steps, n, o);
     o->tls = MW_TLS_NONE; /* the scripted peer speaks no TLS */
     o->user = o->user ? o->user : "u";
     o->password = o->password ? o->password : "pw";
@@ -225,13 +231,7 @@ static void test_msex(void **state)
 /* Opens a session on a scripted peer with o as given (no test defaults). */
 static int open_raw(peer *pr, const step *steps, size_t n, mw_pop3_opts *o)
 {
-    memset(pr, 0, sizeof *pr);
-    pr->steps = steps;
-    pr->nsteps = n;
-    queue(pr, GREETING);
-    mw_stream *s = NULL;
-    assert_int_equal(mw_stream_callbacks(&s, &peer_ops, pr, NULL), 0);
-    o->stream = s;
+    peer_start(pr, steps, n, o);
     mw_pop3 *p = NULL;
     mw_error e;
     int rc = mw_pop3_open(&p, "localhost", o, &e);

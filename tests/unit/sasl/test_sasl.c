@@ -54,7 +54,7 @@ static void server_open(server *sv, const char *mech, const char *user, const ch
     gsasl_property_set(sv->ss, GSASL_HOSTNAME, "mx.test");
     if (cb_type) {
         char b64[256];
-        mw_base64_encode(b64, cb, cb_len);
+        mwi_base64_encode(b64, cb, cb_len);
         gsasl_property_set(sv->ss,
                            strcmp(cb_type, "tls-exporter") == 0 ? GSASL_CB_TLS_EXPORTER
                                                                 : GSASL_CB_TLS_UNIQUE,
@@ -75,8 +75,8 @@ enum { USE_IR, NO_IR, IR_NOT_SENT };
 typedef struct outcome {
     int server_rc;   /* GNU SASL's final answer on the server side */
     int client_rc;   /* the first negative engine result, or 0 */
-    int success_rc;  /* mw_sasl_check_success when the server said yes */
-    int finished;    /* mw_sasl_finished at the end */
+    int success_rc;  /* mwi_sasl_check_success when the server said yes */
+    int finished;    /* mwi_sasl_finished at the end */
     char first[512]; /* the first client message, decoded */
     size_t first_len;
     mw_error err;
@@ -90,7 +90,7 @@ static void decode(char *out, size_t cap, size_t *n, const char *b64)
     size_t len = strlen(b64);
     if (strcmp(b64, "=") == 0) len = 0;
     assert_true(len / 4 * 3 < cap);
-    long dl = mw_base64_decode_strict((unsigned char *)out, b64, len);
+    long dl = mwi_base64_decode_strict((unsigned char *)out, b64, len);
     assert_true(dl >= 0);
     out[dl] = '\0';
     *n = (size_t)dl;
@@ -106,7 +106,7 @@ static outcome run(const char *mech, const mw_sasl_creds *creds, const char *ser
     server_open(&sv, mech, server_user, server_pass, scb_type, scb, 32);
     mw_sasl *c = NULL;
     const char *ir = NULL;
-    int rc = mw_sasl_start(&c, ir_mode == NO_IR ? NULL : &ir, mech, creds, &o.err);
+    int rc = mwi_sasl_start(&c, ir_mode == NO_IR ? NULL : &ir, mech, creds, &o.err);
     assert_int_equal(rc, 0);
     char *chal = NULL;
     int src;
@@ -121,7 +121,7 @@ static outcome run(const char *mech, const mw_sasl_creds *creds, const char *ser
         /* GNU SASL's "OK with data" is RFC 4954's final 334 challenge. */
         int ok_with_data = src == GSASL_OK;
         const char *resp = NULL;
-        rc = mw_sasl_step(c, &resp, chal, strlen(chal), &o.err);
+        rc = mwi_sasl_step(c, &resp, chal, strlen(chal), &o.err);
         gsasl_free(chal);
         chal = NULL;
         if (rc < 0) {
@@ -139,9 +139,9 @@ static outcome run(const char *mech, const mw_sasl_creds *creds, const char *ser
     }
     gsasl_free(chal);
     o.server_rc = src;
-    if (src == GSASL_OK && !o.client_rc) o.success_rc = mw_sasl_check_success(c, &o.err);
-    o.finished = mw_sasl_finished(c);
-    mw_sasl_free(c);
+    if (src == GSASL_OK && !o.client_rc) o.success_rc = mwi_sasl_check_success(c, &o.err);
+    o.finished = mwi_sasl_finished(c);
+    mwi_sasl_free(c);
     server_close(&sv);
     return o;
 }
@@ -192,17 +192,17 @@ static void plain_bytes_with_authzid(void **st)
     c.authzid = "boss";
     mw_sasl *s;
     const char *ir;
-    assert_int_equal(mw_sasl_start(&s, &ir, "plain", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "plain", &c, NULL), 0);
     char raw[64];
     size_t n;
     decode(raw, sizeof raw, &n, ir);
     /* RFC 4616 §2: [authzid] NUL authcid NUL passwd */
     assert_int_equal(n, 13);
     assert_memory_equal(raw, "boss\0s1\0pw-s1", 14);
-    assert_string_equal(mw_sasl_mech(s), "PLAIN");
-    assert_true(mw_sasl_finished(s));
-    assert_false(mw_sasl_mutual(s));
-    mw_sasl_free(s);
+    assert_string_equal(mwi_sasl_mech(s), "PLAIN");
+    assert_true(mwi_sasl_finished(s));
+    assert_false(mwi_sasl_mutual(s));
+    mwi_sasl_free(s);
 }
 
 static void login_works(void **st)
@@ -218,15 +218,15 @@ static void login_has_no_initial_response(void **st)
     mw_sasl_creds c = creds_for("s1", "pw-s1");
     mw_sasl *s;
     const char *ir = "x";
-    assert_int_equal(mw_sasl_start(&s, &ir, "LOGIN", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "LOGIN", &c, NULL), 0);
     assert_null(ir);
     const char *r;
-    assert_int_equal(mw_sasl_step(s, &r, "VXNlcm5hbWU6", 12, NULL), MW_SASL_CONTINUE);
+    assert_int_equal(mwi_sasl_step(s, &r, "VXNlcm5hbWU6", 12, NULL), MW_SASL_CONTINUE);
     assert_string_equal(r, "czE="); /* "s1" */
-    assert_int_equal(mw_sasl_step(s, &r, "UGFzc3dvcmQ6", 12, NULL), MW_SASL_DONE);
+    assert_int_equal(mwi_sasl_step(s, &r, "UGFzc3dvcmQ6", 12, NULL), MW_SASL_DONE);
     assert_string_equal(r, "cHctczE="); /* "pw-s1" */
-    assert_true(mw_sasl_finished(s));
-    mw_sasl_free(s);
+    assert_true(mwi_sasl_finished(s));
+    mwi_sasl_free(s);
 }
 
 static void cram_md5_works(void **st)
@@ -243,13 +243,13 @@ static void cram_md5_rfc2195_example(void **st)
     mw_sasl_creds c = creds_for("tim", "tanstaaftanstaaf");
     mw_sasl *s;
     const char *ir = "x", *r;
-    assert_int_equal(mw_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
     assert_null(ir);
     const char *chal = "PDE4OTYuNjk3MTcwOTUyQHBvc3RvZmZpY2UucmVzdG9uLm1jaS5uZXQ+";
-    assert_int_equal(mw_sasl_step(s, &r, chal, strlen(chal), NULL), MW_SASL_DONE);
+    assert_int_equal(mwi_sasl_step(s, &r, chal, strlen(chal), NULL), MW_SASL_DONE);
     assert_string_equal(r, "dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw");
-    assert_int_equal(mw_sasl_check_success(s, NULL), 0);
-    mw_sasl_free(s);
+    assert_int_equal(mwi_sasl_check_success(s, NULL), 0);
+    mwi_sasl_free(s);
 }
 
 static void digest_md5_works(void **st)
@@ -285,7 +285,7 @@ static void scram_user_escaping_and_saslprep(void **st)
     mw_sasl *s;
     const char *ir;
     mw_error e = {0};
-    assert_int_equal(mw_sasl_start(&s, &ir, "SCRAM-SHA-1", &c, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "SCRAM-SHA-1", &c, &e), MW_EINVAL);
     assert_non_null(strstr(e.message, "SASLprep"));
 }
 
@@ -354,13 +354,13 @@ static void plus_needs_binding_data(void **st)
     mw_sasl *s;
     const char *ir;
     mw_error e = {0};
-    assert_int_equal(mw_sasl_start(&s, &ir, "SCRAM-SHA-256-PLUS", &c, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "SCRAM-SHA-256-PLUS", &c, &e), MW_EINVAL);
     assert_null(s);
     assert_non_null(strstr(e.message, "channel binding"));
     c.cb_type = "tls-server-end-point";
     c.cb_data = cb_a;
     c.cb_len = 32;
-    assert_int_equal(mw_sasl_start(&s, &ir, "SCRAM-SHA-256-PLUS", &c, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "SCRAM-SHA-256-PLUS", &c, &e), MW_EINVAL);
 }
 
 static void missing_credentials_refused(void **st)
@@ -370,16 +370,16 @@ static void missing_credentials_refused(void **st)
     mw_sasl *s;
     const char *ir;
     mw_error e = {0};
-    assert_int_equal(mw_sasl_start(&s, &ir, "SCRAM-SHA-1", &c, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "SCRAM-SHA-1", &c, &e), MW_EINVAL);
     assert_non_null(strstr(e.message, "password"));
     c = creds_for(NULL, "pw");
-    assert_int_equal(mw_sasl_start(&s, &ir, "PLAIN", &c, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "PLAIN", &c, &e), MW_EINVAL);
     c = creds_for("s1", "pw");
     c.hostname = NULL;
-    assert_int_equal(mw_sasl_start(&s, &ir, "DIGEST-MD5", &c, &e), MW_EINVAL);
-    assert_int_equal(mw_sasl_start(&s, &ir, "GSSAPI", &c, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "DIGEST-MD5", &c, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "GSSAPI", &c, &e), MW_EINVAL);
     assert_non_null(strstr(e.message, "unknown SASL mechanism"));
-    assert_int_equal(mw_sasl_start(&s, &ir, "XOAUTH2", &c, &e), MW_EINVAL); /* no token */
+    assert_int_equal(mwi_sasl_start(&s, &ir, "XOAUTH2", &c, &e), MW_EINVAL); /* no token */
 }
 
 static void external_sends_authzid_or_empty(void **st)
@@ -389,16 +389,16 @@ static void external_sends_authzid_or_empty(void **st)
     memset(&c, 0, sizeof c);
     mw_sasl *s;
     const char *ir, *r;
-    assert_int_equal(mw_sasl_start(&s, &ir, "EXTERNAL", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "EXTERNAL", &c, NULL), 0);
     assert_string_equal(ir, "=");
     /* Not sent after all: the empty challenge gets the empty response. */
-    assert_int_equal(mw_sasl_step(s, &r, "", 0, NULL), MW_SASL_DONE);
+    assert_int_equal(mwi_sasl_step(s, &r, "", 0, NULL), MW_SASL_DONE);
     assert_string_equal(r, "");
-    mw_sasl_free(s);
+    mwi_sasl_free(s);
     c.authzid = "s1";
-    assert_int_equal(mw_sasl_start(&s, &ir, "EXTERNAL", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "EXTERNAL", &c, NULL), 0);
     assert_string_equal(ir, "czE=");
-    mw_sasl_free(s);
+    mwi_sasl_free(s);
 }
 
 /* ---- OAuth ------------------------------------------------------------------- */
@@ -417,14 +417,14 @@ static void expect_ir(const char *mech, const mw_sasl_creds *c, const char *want
     mw_sasl *s;
     const char *ir;
     mw_error e = {0};
-    assert_int_equal(mw_sasl_start(&s, &ir, mech, c, &e), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, mech, c, &e), 0);
     char raw[512];
     size_t n;
     decode(raw, sizeof raw, &n, ir);
     assert_int_equal(n, wlen);
     assert_memory_equal(raw, want, wlen);
-    assert_true(mw_sasl_finished(s));
-    mw_sasl_free(s);
+    assert_true(mwi_sasl_finished(s));
+    mwi_sasl_free(s);
 }
 
 static void xoauth2_layout(void **st)
@@ -468,21 +468,21 @@ static void oauth_error_challenge(void **st)
     oauth_creds(&c);
     const char json[] = "{\"status\":\"invalid_token\",\"scope\":\"mail\"}";
     char b64[128];
-    mw_base64_encode(b64, (const unsigned char *)json, strlen(json));
+    mwi_base64_encode(b64, (const unsigned char *)json, strlen(json));
     const char *mechs[] = {"OAUTHBEARER", "XOAUTH2"};
     const char *answers[] = {"AQ==", ""}; /* ^A (RFC 7628 §3.2.3), empty */
     for (int i = 0; i < 2; i++) {
         mw_sasl *s;
         const char *ir, *r;
-        assert_int_equal(mw_sasl_start(&s, &ir, mechs[i], &c, NULL), 0);
-        assert_int_equal(mw_sasl_step(s, &r, b64, strlen(b64), NULL), MW_SASL_DONE);
+        assert_int_equal(mwi_sasl_start(&s, &ir, mechs[i], &c, NULL), 0);
+        assert_int_equal(mwi_sasl_step(s, &r, b64, strlen(b64), NULL), MW_SASL_DONE);
         assert_string_equal(r, answers[i]);
-        assert_string_equal(mw_sasl_server_error(s), json);
+        assert_string_equal(mwi_sasl_server_error(s), json);
         mw_error e = {0};
-        assert_int_equal(mw_sasl_check_success(s, &e), MW_EPROTO);
+        assert_int_equal(mwi_sasl_check_success(s, &e), MW_EPROTO);
         /* A second challenge is a protocol error. */
-        assert_int_equal(mw_sasl_step(s, &r, b64, strlen(b64), &e), MW_EPROTO);
-        mw_sasl_free(s);
+        assert_int_equal(mwi_sasl_step(s, &r, b64, strlen(b64), &e), MW_EPROTO);
+        mwi_sasl_free(s);
     }
 }
 
@@ -494,20 +494,20 @@ static void oauth_refuses_bad_values(void **st)
     const char *ir;
     oauth_creds(&c);
     c.token = "abc def";
-    assert_int_equal(mw_sasl_start(&s, &ir, "XOAUTH2", &c, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "XOAUTH2", &c, NULL), MW_EINVAL);
     c.token = "abc\001auth=Bearer evil";
-    assert_int_equal(mw_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), MW_EINVAL);
     c.token = "=abc";
-    assert_int_equal(mw_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), MW_EINVAL);
     oauth_creds(&c);
     c.authcid = "user\001auth=Bearer x";
-    assert_int_equal(mw_sasl_start(&s, &ir, "XOAUTH2", &c, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "XOAUTH2", &c, NULL), MW_EINVAL);
     oauth_creds(&c);
     c.hostname = "h\r\nx";
-    assert_int_equal(mw_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), MW_EINVAL);
     oauth_creds(&c);
     c.authcid = NULL;
-    assert_int_equal(mw_sasl_start(&s, &ir, "XOAUTH2", &c, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "XOAUTH2", &c, NULL), MW_EINVAL);
     assert_null(s);
 }
 
@@ -520,23 +520,23 @@ static void oauth_without_ir(void **st)
     const char *r;
     const char *ir;
     /* Asked for, not sent: the empty challenge gets the same message. */
-    assert_int_equal(mw_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "OAUTHBEARER", &c, NULL), 0);
     char first[512];
     snprintf(first, sizeof first, "%s", ir);
-    assert_int_equal(mw_sasl_step(s, &r, "", 0, NULL), MW_SASL_DONE);
+    assert_int_equal(mwi_sasl_step(s, &r, "", 0, NULL), MW_SASL_DONE);
     assert_string_equal(r, first);
-    mw_sasl_free(s);
-    assert_int_equal(mw_sasl_start(&s, NULL, "XOAUTH2", &c, NULL), 0);
-    assert_false(mw_sasl_finished(s));
+    mwi_sasl_free(s);
+    assert_int_equal(mwi_sasl_start(&s, NULL, "XOAUTH2", &c, NULL), 0);
+    assert_false(mwi_sasl_finished(s));
     /* Data before our first message is refused. */
-    assert_int_equal(mw_sasl_step(s, &r, "eA==", 4, NULL), MW_EPROTO);
-    mw_sasl_free(s);
-    assert_int_equal(mw_sasl_start(&s, NULL, "XOAUTH2", &c, NULL), 0);
-    assert_int_equal(mw_sasl_step(s, &r, "", 0, NULL), MW_SASL_DONE);
+    assert_int_equal(mwi_sasl_step(s, &r, "eA==", 4, NULL), MW_EPROTO);
+    mwi_sasl_free(s);
+    assert_int_equal(mwi_sasl_start(&s, NULL, "XOAUTH2", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_step(s, &r, "", 0, NULL), MW_SASL_DONE);
     assert_true(strlen(r) > 40);
     /* An empty challenge after the token is not an error report. */
-    assert_int_equal(mw_sasl_step(s, &r, "", 0, NULL), MW_EPROTO);
-    mw_sasl_free(s);
+    assert_int_equal(mwi_sasl_step(s, &r, "", 0, NULL), MW_EPROTO);
+    mwi_sasl_free(s);
 }
 
 /* ---- hostile challenges --------------------------------------------------------- */
@@ -555,7 +555,7 @@ static void scram_begin(scram_pair *p, const char *pass)
     mw_sasl_creds c = creds_for("s1", pass);
     server_open(&p->sv, "SCRAM-SHA-256", "s1", "pw-s1", NULL, NULL, 0);
     const char *ir;
-    assert_int_equal(mw_sasl_start(&p->c, &ir, "SCRAM-SHA-256", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&p->c, &ir, "SCRAM-SHA-256", &c, NULL), 0);
     char *chal;
     assert_int_equal(gsasl_step64(p->sv.ss, ir, &chal), GSASL_NEEDS_MORE);
     decode(p->sf, sizeof p->sf, &p->sf_len, chal);
@@ -564,7 +564,7 @@ static void scram_begin(scram_pair *p, const char *pass)
 
 static void scram_end(scram_pair *p)
 {
-    mw_sasl_free(p->c);
+    mwi_sasl_free(p->c);
     server_close(&p->sv);
 }
 
@@ -572,8 +572,8 @@ static int step_raw(mw_sasl *s, const char *raw, size_t n, const char **r, mw_er
 {
     char b64[2048];
     assert_true(n < 1500);
-    mw_base64_encode(b64, (const unsigned char *)raw, n);
-    return mw_sasl_step(s, r, b64, strlen(b64), e);
+    mwi_base64_encode(b64, (const unsigned char *)raw, n);
+    return mwi_sasl_step(s, r, b64, strlen(b64), e);
 }
 
 static void scram_truncated_server_first_every_split(void **st)
@@ -592,7 +592,7 @@ static void scram_truncated_server_first_every_split(void **st)
             /* An empty first challenge asks for the initial response again
              * (it was not sent): the same client-first message. */
             assert_int_equal(rc, MW_SASL_CONTINUE);
-            assert_false(mw_sasl_finished(p.c));
+            assert_false(mwi_sasl_finished(p.c));
             scram_end(&p);
             continue;
         }
@@ -606,7 +606,7 @@ static void scram_truncated_server_first_every_split(void **st)
             assert_int_equal(rc, MW_EPROTO);
             assert_true(strlen(e.message) > 0);
             /* No more steps after an error. */
-            assert_int_equal(mw_sasl_step(p.c, &r, "", 0, NULL), MW_ESTATE);
+            assert_int_equal(mwi_sasl_step(p.c, &r, "", 0, NULL), MW_ESTATE);
         }
         scram_end(&p);
     }
@@ -709,13 +709,13 @@ static int scram_final_with(void (*tamper)(char *msg, size_t *n), mw_error *e, i
     scram_begin(&p, "pw-s1");
     const char *r;
     char b64[1024];
-    mw_base64_encode(b64, (const unsigned char *)p.sf, p.sf_len);
-    assert_int_equal(mw_sasl_step(p.c, &r, b64, strlen(b64), e), MW_SASL_CONTINUE);
+    mwi_base64_encode(b64, (const unsigned char *)p.sf, p.sf_len);
+    assert_int_equal(mwi_sasl_step(p.c, &r, b64, strlen(b64), e), MW_SASL_CONTINUE);
     char *chal;
     assert_int_equal(gsasl_step64(p.sv.ss, r, &chal), GSASL_OK);
     /* The server accepted the proof; before its signature is checked, a
      * success would be early. */
-    *early = mw_sasl_check_success(p.c, NULL);
+    *early = mwi_sasl_check_success(p.c, NULL);
     char msg[512];
     size_t n;
     decode(msg, sizeof msg, &n, chal);
@@ -724,9 +724,9 @@ static int scram_final_with(void (*tamper)(char *msg, size_t *n), mw_error *e, i
     int rc = step_raw(p.c, msg, n, &r, e);
     if (rc == MW_SASL_DONE) {
         assert_string_equal(r, "");
-        assert_int_equal(mw_sasl_check_success(p.c, e), 0);
+        assert_int_equal(mwi_sasl_check_success(p.c, e), 0);
         /* Anything after the end is a protocol error. */
-        assert_int_equal(mw_sasl_step(p.c, &r, "dj14", 4, NULL), MW_EPROTO);
+        assert_int_equal(mwi_sasl_step(p.c, &r, "dj14", 4, NULL), MW_EPROTO);
     }
     scram_end(&p);
     return rc;
@@ -781,8 +781,8 @@ static void scram_server_final_every_split(void **st)
         scram_begin(&p, "pw-s1");
         const char *r;
         char b64[1024];
-        mw_base64_encode(b64, (const unsigned char *)p.sf, p.sf_len);
-        assert_int_equal(mw_sasl_step(p.c, &r, b64, strlen(b64), NULL), MW_SASL_CONTINUE);
+        mwi_base64_encode(b64, (const unsigned char *)p.sf, p.sf_len);
+        assert_int_equal(mwi_sasl_step(p.c, &r, b64, strlen(b64), NULL), MW_SASL_CONTINUE);
         char *chal;
         assert_int_equal(gsasl_step64(p.sv.ss, r, &chal), GSASL_OK);
         char msg[512];
@@ -792,7 +792,7 @@ static void scram_server_final_every_split(void **st)
         assert_int_equal(n, 46); /* "v=" + base64 of 32 bytes */
         int rc = step_raw(p.c, msg, cut, &r, NULL);
         assert_true(rc == MW_EAUTH || rc == MW_EPROTO);
-        assert_int_not_equal(mw_sasl_check_success(p.c, NULL), 0);
+        assert_int_not_equal(mwi_sasl_check_success(p.c, NULL), 0);
         scram_end(&p);
     }
 }
@@ -805,21 +805,21 @@ static void digest_md5_early_success_refused(void **st)
     mw_sasl_creds c = creds_for("s1", "pw-s1");
     mw_sasl *s;
     const char *ir, *r;
-    assert_int_equal(mw_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
     assert_null(ir);
-    assert_true(mw_sasl_mutual(s));
+    assert_true(mwi_sasl_mutual(s));
     char *chal;
     assert_int_equal(gsasl_step64(sv.ss, "", &chal), GSASL_NEEDS_MORE);
-    assert_int_equal(mw_sasl_step(s, &r, chal, strlen(chal), NULL), MW_SASL_CONTINUE);
+    assert_int_equal(mwi_sasl_step(s, &r, chal, strlen(chal), NULL), MW_SASL_CONTINUE);
     gsasl_free(chal);
-    assert_false(mw_sasl_finished(s));
+    assert_false(mwi_sasl_finished(s));
     mw_error e = {0};
-    assert_int_equal(mw_sasl_check_success(s, &e), MW_EAUTH);
+    assert_int_equal(mwi_sasl_check_success(s, &e), MW_EAUTH);
     assert_non_null(strstr(e.message, "before proving"));
     /* A forged rspauth is refused too. */
     const char *forged = "rspauth=00000000000000000000000000000000";
     assert_int_equal(step_raw(s, forged, strlen(forged), &r, &e), MW_EAUTH);
-    mw_sasl_free(s);
+    mwi_sasl_free(s);
     server_close(&sv);
 }
 
@@ -839,12 +839,12 @@ static void garbage_challenges(void **st)
             c.cb_len = 32;
             mw_sasl *s;
             const char *ir, *r;
-            assert_int_equal(mw_sasl_start(&s, &ir, mechs[m], &c, NULL), 0);
+            assert_int_equal(mwi_sasl_start(&s, &ir, mechs[m], &c, NULL), 0);
             mw_error e = {0};
-            assert_int_equal(mw_sasl_step(s, &r, bad[b], strlen(bad[b]), &e), MW_EPROTO);
+            assert_int_equal(mwi_sasl_step(s, &r, bad[b], strlen(bad[b]), &e), MW_EPROTO);
             assert_null(r);
             assert_non_null(strstr(e.message, "base64"));
-            mw_sasl_free(s);
+            mwi_sasl_free(s);
         }
     }
 }
@@ -855,18 +855,18 @@ static void oversize_challenge(void **st)
     mw_sasl_creds c = creds_for("s1", "pw-s1");
     mw_sasl *s;
     const char *ir, *r;
-    assert_int_equal(mw_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
     size_t n = MW_SASL_MAX_CHALLENGE + 4;
     char *big = malloc(n + 1);
     memset(big, 'A', n);
     big[n] = '\0';
-    assert_int_equal(mw_sasl_step(s, &r, big, n, NULL), MW_ETOOBIG);
-    assert_int_equal(mw_sasl_step(s, &r, "AAAA", 4, NULL), MW_ESTATE);
-    mw_sasl_free(s);
+    assert_int_equal(mwi_sasl_step(s, &r, big, n, NULL), MW_ETOOBIG);
+    assert_int_equal(mwi_sasl_step(s, &r, "AAAA", 4, NULL), MW_ESTATE);
+    mwi_sasl_free(s);
     /* Right at the limit is fine for the size check. */
-    assert_int_equal(mw_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
-    assert_int_equal(mw_sasl_step(s, &r, big, MW_SASL_MAX_CHALLENGE, NULL), MW_SASL_DONE);
-    mw_sasl_free(s);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_step(s, &r, big, MW_SASL_MAX_CHALLENGE, NULL), MW_SASL_DONE);
+    mwi_sasl_free(s);
     free(big);
 }
 
@@ -878,25 +878,25 @@ static void challenge_after_done(void **st)
     for (int i = 0; i < 3; i++) {
         mw_sasl *s;
         const char *ir, *r;
-        assert_int_equal(mw_sasl_start(&s, &ir, m[i], &c, NULL), 0);
+        assert_int_equal(mwi_sasl_start(&s, &ir, m[i], &c, NULL), 0);
         int steps = ir ? 0 : (i == 2 ? 2 : 1);
         for (int k = 0; k < steps; k++)
-            assert_true(mw_sasl_step(s, &r, "eA==", 4, NULL) >= 0);
-        assert_true(mw_sasl_finished(s));
-        assert_int_equal(mw_sasl_check_success(s, NULL), 0);
+            assert_true(mwi_sasl_step(s, &r, "eA==", 4, NULL) >= 0);
+        assert_true(mwi_sasl_finished(s));
+        assert_int_equal(mwi_sasl_check_success(s, NULL), 0);
         mw_error e = {0};
-        assert_int_equal(mw_sasl_step(s, &r, "eA==", 4, &e), MW_EPROTO);
-        mw_sasl_free(s);
+        assert_int_equal(mwi_sasl_step(s, &r, "eA==", 4, &e), MW_EPROTO);
+        mwi_sasl_free(s);
     }
     /* Server-first mechanisms refuse an empty first challenge. */
     mw_sasl *s;
     const char *ir, *r;
-    assert_int_equal(mw_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
-    assert_int_equal(mw_sasl_step(s, &r, "", 0, NULL), MW_EPROTO);
-    mw_sasl_free(s);
-    assert_int_equal(mw_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
-    assert_int_equal(mw_sasl_step(s, &r, "", 0, NULL), MW_EPROTO);
-    mw_sasl_free(s);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_step(s, &r, "", 0, NULL), MW_EPROTO);
+    mwi_sasl_free(s);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_step(s, &r, "", 0, NULL), MW_EPROTO);
+    mwi_sasl_free(s);
 }
 
 static void digest_md5_never_asks_for_a_security_layer(void **st)
@@ -909,14 +909,14 @@ static void digest_md5_never_asks_for_a_security_layer(void **st)
     mw_sasl_creds c = creds_for("s1", "pw-s1");
     mw_sasl *s;
     const char *ir, *r;
-    assert_int_equal(mw_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
     assert_int_equal(step_raw(s, ch, strlen(ch), &r, NULL), MW_SASL_CONTINUE);
     char raw[1024];
     size_t n;
     decode(raw, sizeof raw, &n, r);
     assert_non_null(strstr(raw, "qop=auth,"));
     assert_non_null(strstr(raw, "digest-uri=\"smtp/mx.test\""));
-    mw_sasl_free(s);
+    mwi_sasl_free(s);
 }
 
 static void digest_md5_garbage(void **st)
@@ -932,10 +932,10 @@ static void digest_md5_garbage(void **st)
         mw_sasl_creds c = creds_for("s1", "pw-s1");
         mw_sasl *s;
         const char *ir, *r;
-        assert_int_equal(mw_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
+        assert_int_equal(mwi_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
         int rc = step_raw(s, bad[i], strlen(bad[i]), &r, NULL);
         assert_int_equal(rc, MW_EPROTO);
-        mw_sasl_free(s);
+        mwi_sasl_free(s);
     }
 }
 
@@ -955,10 +955,10 @@ static void digest_md5_challenge_bounded(void **st)
         mw_sasl *s;
         const char *ir, *r;
         mw_error e = {0};
-        assert_int_equal(mw_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
+        assert_int_equal(mwi_sasl_start(&s, &ir, "DIGEST-MD5", &c, NULL), 0);
         char b64[2900];
-        mw_base64_encode(b64, (const unsigned char *)raw, len);
-        int rc = mw_sasl_step(s, &r, b64, strlen(b64), &e);
+        mwi_base64_encode(b64, (const unsigned char *)raw, len);
+        int rc = mwi_sasl_step(s, &r, b64, strlen(b64), &e);
         if (len < 2048) {
             if (rc == MW_ETOOBIG) fail_msg("%zu bytes refused: %s", len, e.message);
         } else {
@@ -968,7 +968,7 @@ static void digest_md5_challenge_bounded(void **st)
             snprintf(want, sizeof want, "challenge of %zu bytes", len);
             assert_non_null(strstr(e.message, want));
         }
-        mw_sasl_free(s);
+        mwi_sasl_free(s);
     }
 }
 
@@ -983,7 +983,7 @@ static void expect_choice(const char *offered, const mw_sasl_policy *p, const ch
     const char *out[MW_SASL_MAX_MECHS];
     size_t n = 99;
     mw_error e = {0};
-    int rc = mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, offered, p, &e);
+    int rc = mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, offered, p, &e);
     if (rc) fail_msg("choose: %d %s", rc, e.message);
     char got[512] = "";
     for (size_t i = 0; i < n; i++) {
@@ -1023,16 +1023,17 @@ static void choose_refuses_plaintext_in_clear(void **st)
     mw_error e = {0};
     /* No login at all over an unencrypted link unless allowed: SCRAM, which
      * sends no password, would still open a session anyone can read. */
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EPOLICY);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EPOLICY);
     assert_int_equal(n, 0);
     n = 7;
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "SCRAM-SHA-256", &p, &e),
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "SCRAM-SHA-256", &p, &e),
                      MW_EPOLICY);
     assert_non_null(strstr(e.message, "no login over an unencrypted connection"));
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "PLAIN LOGIN", &p, &e), MW_EPOLICY);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "PLAIN LOGIN", &p, &e),
+                     MW_EPOLICY);
     assert_int_equal(n, 0);
     assert_non_null(strstr(e.message, "clear text"));
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "XOAUTH2", &p, &e), MW_EPOLICY);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "XOAUTH2", &p, &e), MW_EPOLICY);
     p.allow_plaintext = 1;
     expect_choice("PLAIN LOGIN", &p, "PLAIN LOGIN");
     expect_choice("LOGIN PLAIN XOAUTH2", &p, "XOAUTH2 PLAIN LOGIN");
@@ -1051,24 +1052,24 @@ static void choose_explicit_wants(void **st)
     size_t n;
     mw_error e = {0};
     p.want = "GSSAPI";
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EINVAL);
     assert_non_null(strstr(e.message, "GSSAPI"));
     p.want = "SCRAM-SHA-256";
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "PLAIN", &p, &e), MW_EUNSUPPORTED);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "PLAIN", &p, &e), MW_EUNSUPPORTED);
     assert_non_null(strstr(e.message, "does not offer SCRAM-SHA-256"));
     p.want = "PLAIN";
     p.tls = 0;
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "PLAIN", &p, &e), MW_EPOLICY);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "PLAIN", &p, &e), MW_EPOLICY);
     p.want = "SCRAM-SHA-256-PLUS";
     p.tls = 1;
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EUNSUPPORTED);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EUNSUPPORTED);
     p.want = "XOAUTH2";
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EINVAL);
     assert_non_null(strstr(e.message, "token"));
     /* An unknown name after good ones still fails, and returns nothing. */
     p.want = "PLAIN LPAIN";
     n = 5;
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, ALL, &p, &e), MW_EINVAL);
     assert_int_equal(n, 0);
     /* Skips the unusable one, keeps the usable one. */
     p.want = "XOAUTH2 LOGIN LOGIN";
@@ -1082,13 +1083,13 @@ static void choose_nothing_usable(void **st)
     const char *out[MW_SASL_MAX_MECHS];
     size_t n;
     mw_error e = {0};
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "GSSAPI NTLM", &p, &e),
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "GSSAPI NTLM", &p, &e),
                      MW_EUNSUPPORTED);
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "", &p, &e), MW_EUNSUPPORTED);
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, NULL, &p, &e), MW_EUNSUPPORTED);
-    assert_int_equal(mw_sasl_choose(out, 0, &n, ALL, &p, &e), MW_EINVAL);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, "", &p, &e), MW_EUNSUPPORTED);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, NULL, &p, &e), MW_EUNSUPPORTED);
+    assert_int_equal(mwi_sasl_choose(out, 0, &n, ALL, &p, &e), MW_EINVAL);
     /* A small out[] gets the best ones. */
-    assert_int_equal(mw_sasl_choose(out, 2, &n, ALL, &p, &e), 0);
+    assert_int_equal(mwi_sasl_choose(out, 2, &n, ALL, &p, &e), 0);
     assert_int_equal(n, 2);
     assert_string_equal(out[0], "SCRAM-SHA-256");
     assert_string_equal(out[1], "SCRAM-SHA-1");
@@ -1105,7 +1106,7 @@ static void choose_bounds_the_list(void **st)
     mw_sasl_policy p = {NULL, 1, 0, 1, 0, 0, 0};
     const char *out[MW_SASL_MAX_MECHS];
     size_t n;
-    assert_int_equal(mw_sasl_choose(out, MW_SASL_MAX_MECHS, &n, list, &p, NULL), MW_EUNSUPPORTED);
+    assert_int_equal(mwi_sasl_choose(out, MW_SASL_MAX_MECHS, &n, list, &p, NULL), MW_EUNSUPPORTED);
     /* 63 junk names: SCRAM is the 64th and is seen. */
     list[0] = '\0';
     for (int i = 0; i < 63; i++)
@@ -1122,23 +1123,23 @@ static void bad_arguments(void **st)
     mw_sasl_creds c = creds_for("s1", "pw-s1");
     mw_sasl *s;
     const char *ir, *r;
-    assert_int_equal(mw_sasl_start(NULL, &ir, "PLAIN", &c, NULL), MW_EINVAL);
-    assert_int_equal(mw_sasl_start(&s, &ir, NULL, &c, NULL), MW_EINVAL);
-    assert_int_equal(mw_sasl_start(&s, &ir, "PLAIN", NULL, NULL), MW_EINVAL);
-    assert_int_equal(mw_sasl_step(NULL, &r, "", 0, NULL), MW_EINVAL);
-    assert_int_equal(mw_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
-    assert_int_equal(mw_sasl_step(s, NULL, "", 0, NULL), MW_EINVAL);
-    assert_int_equal(mw_sasl_step(s, &r, NULL, 4, NULL), MW_EINVAL);
-    mw_sasl_free(s);
-    assert_int_equal(mw_sasl_check_success(NULL, NULL), MW_EINVAL);
-    assert_string_equal(mw_sasl_mech(NULL), "");
-    assert_false(mw_sasl_finished(NULL));
-    mw_sasl_free(NULL);
+    assert_int_equal(mwi_sasl_start(NULL, &ir, "PLAIN", &c, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, NULL, &c, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "PLAIN", NULL, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_step(NULL, &r, "", 0, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_start(&s, &ir, "CRAM-MD5", &c, NULL), 0);
+    assert_int_equal(mwi_sasl_step(s, NULL, "", 0, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_step(s, &r, NULL, 4, NULL), MW_EINVAL);
+    mwi_sasl_free(s);
+    assert_int_equal(mwi_sasl_check_success(NULL, NULL), MW_EINVAL);
+    assert_string_equal(mwi_sasl_mech(NULL), "");
+    assert_false(mwi_sasl_finished(NULL));
+    mwi_sasl_free(NULL);
     const char *out[2];
     size_t n;
     mw_sasl_policy p = {NULL, 1, 0, 1, 0, 0, 0};
-    assert_int_equal(mw_sasl_choose(NULL, 2, &n, "PLAIN", &p, NULL), MW_EINVAL);
-    assert_int_equal(mw_sasl_choose(out, 2, &n, "PLAIN", NULL, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_choose(NULL, 2, &n, "PLAIN", &p, NULL), MW_EINVAL);
+    assert_int_equal(mwi_sasl_choose(out, 2, &n, "PLAIN", NULL, NULL), MW_EINVAL);
 }
 
 static void public_mechanism_list(void **st)
@@ -1161,7 +1162,7 @@ static void public_mechanism_list(void **st)
 static void expect_mask(const char *line, const char *want)
 {
     char out[64];
-    size_t n = mw_sasl_mask(out, sizeof out, line, strlen(line));
+    size_t n = mwi_sasl_mask(out, sizeof out, line, strlen(line));
     assert_string_equal(out, want);
     assert_int_equal(n, strlen(want));
 }
@@ -1181,9 +1182,9 @@ static void mask_lines(void **st)
     expect_mask("AUTH secret\001stuff", "AUTH ****");
     expect_mask("AUTHPLAIN x", "****");
     char small[8];
-    assert_int_equal(mw_sasl_mask(small, sizeof small, "AUTH PLAIN xyz", 14), 7);
+    assert_int_equal(mwi_sasl_mask(small, sizeof small, "AUTH PLAIN xyz", 14), 7);
     assert_string_equal(small, "AUTH PL");
-    assert_int_equal(mw_sasl_mask(small, 0, "x", 1), 0);
+    assert_int_equal(mwi_sasl_mask(small, 0, "x", 1), 0);
 }
 
 /* ---- threads ----------------------------------------------------------------------- */

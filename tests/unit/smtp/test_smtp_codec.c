@@ -11,12 +11,12 @@
 /* Feeds a reply given as '\n'-separated lines; returns the last result. */
 static int feed_all(mw_smtp_reply *r, const char *s, mw_error *err)
 {
-    mw_smtp_reply_init(r);
+    mwi_smtp_reply_init(r);
     int rc = 0;
     while (*s) {
         const char *nl = strchr(s, '\n');
         size_t len = nl ? (size_t)(nl - s) : strlen(s);
-        rc = mw_smtp_reply_feed(r, s, len, err);
+        rc = mwi_smtp_reply_feed(r, s, len, err);
         if (rc != 0) return rc;
         s += len + (nl ? 1 : 0);
     }
@@ -32,7 +32,7 @@ static void reply_single(void **state)
     assert_int_equal(r->code, 250);
     assert_string_equal(r->enhanced, "2.1.0");
     size_t len;
-    const char *t = mw_smtp_reply_summary(r, &len);
+    const char *t = mwi_smtp_reply_summary(r, &len);
     assert_int_equal(len, 2);
     assert_memory_equal(t, "Ok", 2);
     /* A bare code with no text is a complete reply (RFC 5321 §4.2). */
@@ -47,17 +47,17 @@ static void reply_multi(void **state)
     (void)state;
     mw_smtp_reply *r = malloc(sizeof *r);
     mw_error err = {0};
-    mw_smtp_reply_init(r);
-    assert_int_equal(mw_smtp_reply_feed(r, "250-mail.example", 16, &err), 0);
-    assert_int_equal(mw_smtp_reply_feed(r, "250-PIPELINING", 14, &err), 0);
-    assert_int_equal(mw_smtp_reply_feed(r, "250 SIZE 1000", 13, &err), 1);
+    mwi_smtp_reply_init(r);
+    assert_int_equal(mwi_smtp_reply_feed(r, "250-mail.example", 16, &err), 0);
+    assert_int_equal(mwi_smtp_reply_feed(r, "250-PIPELINING", 14, &err), 0);
+    assert_int_equal(mwi_smtp_reply_feed(r, "250 SIZE 1000", 13, &err), 1);
     assert_int_equal(r->nlines, 3);
     size_t len;
-    const char *l = mw_smtp_reply_line(r, 1, &len);
+    const char *l = mwi_smtp_reply_line(r, 1, &len);
     assert_int_equal(len, 10);
     assert_memory_equal(l, "PIPELINING", 10);
     /* Nothing may follow a complete reply. */
-    assert_int_equal(mw_smtp_reply_feed(r, "250 x", 5, &err), MW_EPROTO);
+    assert_int_equal(mwi_smtp_reply_feed(r, "250 x", 5, &err), MW_EPROTO);
     free(r);
 }
 
@@ -78,8 +78,8 @@ static void reply_garbage(void **state)
     mw_error err = {0};
     const char *bad[] = {"", "25", "2x0 ok", "650 no", "190 no", "260 no", "250_x", "250x", "abc"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        mw_smtp_reply_init(r);
-        assert_int_equal(mw_smtp_reply_feed(r, bad[i], strlen(bad[i]), &err), MW_EPROTO);
+        mwi_smtp_reply_init(r);
+        assert_int_equal(mwi_smtp_reply_feed(r, bad[i], strlen(bad[i]), &err), MW_EPROTO);
     }
     free(r);
 }
@@ -92,23 +92,23 @@ static void reply_limits(void **state)
     char *line = malloc(MW_SMTP_REPLY_MAX_LINE + 2);
     memset(line, 'a', MW_SMTP_REPLY_MAX_LINE + 1);
     memcpy(line, "250 ", 4);
-    mw_smtp_reply_init(r);
-    assert_int_equal(mw_smtp_reply_feed(r, line, MW_SMTP_REPLY_MAX_LINE + 1, &err), MW_ETOOBIG);
+    mwi_smtp_reply_init(r);
+    assert_int_equal(mwi_smtp_reply_feed(r, line, MW_SMTP_REPLY_MAX_LINE + 1, &err), MW_ETOOBIG);
     /* Exactly at the cap is fine. */
-    mw_smtp_reply_init(r);
-    assert_int_equal(mw_smtp_reply_feed(r, line, MW_SMTP_REPLY_MAX_LINE, &err), 1);
+    mwi_smtp_reply_init(r);
+    assert_int_equal(mwi_smtp_reply_feed(r, line, MW_SMTP_REPLY_MAX_LINE, &err), 1);
     /* Too many lines. */
-    mw_smtp_reply_init(r);
+    mwi_smtp_reply_init(r);
     int rc = 0;
     for (int i = 0; i <= MW_SMTP_REPLY_MAX_LINES && rc == 0; i++)
-        rc = mw_smtp_reply_feed(r, "250-x", 5, &err);
+        rc = mwi_smtp_reply_feed(r, "250-x", 5, &err);
     assert_int_equal(rc, MW_ETOOBIG);
     /* Too much text in total, in lines each under the line cap. */
-    mw_smtp_reply_init(r);
+    mwi_smtp_reply_init(r);
     memcpy(line, "250-", 4);
     rc = 0;
     for (int i = 0; i < 100 && rc == 0; i++)
-        rc = mw_smtp_reply_feed(r, line, 1000, &err);
+        rc = mwi_smtp_reply_feed(r, line, 1000, &err);
     assert_int_equal(rc, MW_ETOOBIG);
     free(line);
     free(r);
@@ -118,13 +118,13 @@ static void enhanced_codes(void **state)
 {
     (void)state;
     char out[16];
-    assert_int_equal(mw_smtp_parse_enhanced("5.1.1 no", 8, out, sizeof out), 6);
+    assert_int_equal(mwi_smtp_parse_enhanced("5.1.1 no", 8, out, sizeof out), 6);
     assert_string_equal(out, "5.1.1");
-    assert_int_equal(mw_smtp_parse_enhanced("4.123.456", 9, out, sizeof out), 9);
-    assert_int_equal(mw_smtp_parse_enhanced("3.1.1 x", 7, out, sizeof out), 0);
-    assert_int_equal(mw_smtp_parse_enhanced("5.1234.1 x", 10, out, sizeof out), 0);
-    assert_int_equal(mw_smtp_parse_enhanced("5.1.1x", 6, out, sizeof out), 0);
-    assert_int_equal(mw_smtp_parse_enhanced("5..1 x", 6, out, sizeof out), 0);
+    assert_int_equal(mwi_smtp_parse_enhanced("4.123.456", 9, out, sizeof out), 9);
+    assert_int_equal(mwi_smtp_parse_enhanced("3.1.1 x", 7, out, sizeof out), 0);
+    assert_int_equal(mwi_smtp_parse_enhanced("5.1234.1 x", 10, out, sizeof out), 0);
+    assert_int_equal(mwi_smtp_parse_enhanced("5.1.1x", 6, out, sizeof out), 0);
+    assert_int_equal(mwi_smtp_parse_enhanced("5..1 x", 6, out, sizeof out), 0);
     /* The class must match the reply code's first digit (RFC 3463 §3). */
     mw_smtp_reply *r = malloc(sizeof *r);
     mw_error err = {0};
@@ -156,7 +156,7 @@ static void ehlo_caps(void **state)
                               &err),
                      1);
     mw_smtp_caps caps;
-    mw_smtp_caps_parse(&caps, r);
+    mwi_smtp_caps_parse(&caps, r);
     unsigned want = MW_SMTP_CAP_PIPELINING | MW_SMTP_CAP_SIZE | MW_SMTP_CAP_AUTH |
                     MW_SMTP_CAP_STARTTLS | MW_SMTP_CAP_8BITMIME | MW_SMTP_CAP_SMTPUTF8 |
                     MW_SMTP_CAP_DSN | MW_SMTP_CAP_CHUNKING | MW_SMTP_CAP_XQUE |
@@ -165,16 +165,16 @@ static void ehlo_caps(void **state)
     assert_int_equal(caps.size_max, 10240000);
     /* Every AUTH line counts, the AUTH= form too; duplicates dropped. */
     assert_string_equal(caps.auth, "LOGIN PLAIN CRAM-MD5 SCRAM-SHA-256");
-    assert_true(mw_smtp_caps_has_auth(&caps, "cram-md5"));
-    assert_false(mw_smtp_caps_has_auth(&caps, "CRAM"));
+    assert_true(mwi_smtp_caps_has_auth(&caps, "cram-md5"));
+    assert_false(mwi_smtp_caps_has_auth(&caps, "CRAM"));
 
     /* The first line is the server's name, never a keyword. */
     assert_int_equal(feed_all(r, "250-STARTTLS\n250 SIZE x12\n", &err), 1);
-    mw_smtp_caps_parse(&caps, r);
+    mwi_smtp_caps_parse(&caps, r);
     assert_int_equal(caps.flags, MW_SMTP_CAP_SIZE);
     assert_int_equal(caps.size_max, 0);
     assert_int_equal(feed_all(r, "250-x\n250 SIZE 99999999999999999999999\n", &err), 1);
-    mw_smtp_caps_parse(&caps, r);
+    mwi_smtp_caps_parse(&caps, r);
     assert_int_equal(caps.size_max, 0);
     free(r);
 }
@@ -185,25 +185,25 @@ static char *encode_split(const char *in, size_t n, size_t *splits, size_t nspli
                           int *rc_out)
 {
     mw_smtp_data_enc e;
-    mw_smtp_data_init(&e, bdat);
+    mwi_smtp_data_init(&e, bdat);
     mw_buf out = MW_BUF_INIT(0);
     mw_error err = {0};
     size_t pos = 0;
     int rc = 0;
     for (size_t k = 0; k <= nsplits && rc == 0; k++) {
         size_t end = k < nsplits ? splits[k] : n;
-        rc = mw_smtp_data_encode(&e, in + pos, end - pos, &out, &err);
+        rc = mwi_smtp_data_encode(&e, in + pos, end - pos, &out, &err);
         pos = end;
     }
-    if (rc == 0) rc = mw_smtp_data_finish(&e, &out, &err);
+    if (rc == 0) rc = mwi_smtp_data_finish(&e, &out, &err);
     *rc_out = rc;
     if (rc) {
-        mw_buf_free(&out);
+        mwi_buf_free(&out);
         return NULL;
     }
-    if (!out.data) mw_buf_append(&out, "", 0);
+    if (!out.data) mwi_buf_append(&out, "", 0);
     size_t l;
-    return mw_buf_take(&out, &l);
+    return mwi_buf_take(&out, &l);
 }
 
 struct dcase {
@@ -292,18 +292,18 @@ static void data_long_line(void **state)
     for (size_t s = 0; s <= 1000; s += 97) {
         size_t sp[1] = {s};
         mw_smtp_data_enc e;
-        mw_smtp_data_init(&e, 0);
+        mwi_smtp_data_init(&e, 0);
         mw_buf out = MW_BUF_INIT(0);
         mw_error err = {0};
         in[999] = '\n';
         in[998] = 'x';
-        rc = mw_smtp_data_encode(&e, "ok\n", 3, &out, &err);
+        rc = mwi_smtp_data_encode(&e, "ok\n", 3, &out, &err);
         assert_int_equal(rc, 0);
-        rc = mw_smtp_data_encode(&e, in, sp[0], &out, &err);
-        if (rc == 0) rc = mw_smtp_data_encode(&e, in + sp[0], 1000 - sp[0], &out, &err);
+        rc = mwi_smtp_data_encode(&e, in, sp[0], &out, &err);
+        if (rc == 0) rc = mwi_smtp_data_encode(&e, in + sp[0], 1000 - sp[0], &out, &err);
         assert_int_equal(rc, MW_ETOOBIG);
         assert_non_null(strstr(err.message, "line 2 "));
-        mw_buf_free(&out);
+        mwi_buf_free(&out);
     }
     free(in);
 }
@@ -312,18 +312,18 @@ static void data_flags(void **state)
 {
     (void)state;
     mw_smtp_data_enc e;
-    mw_smtp_data_init(&e, 0);
+    mwi_smtp_data_init(&e, 0);
     mw_buf out = MW_BUF_INIT(0);
     mw_error err = {0};
-    assert_int_equal(mw_smtp_data_encode(&e, "a\r\nb\r\n", 6, &out, &err), 0);
+    assert_int_equal(mwi_smtp_data_encode(&e, "a\r\nb\r\n", 6, &out, &err), 0);
     assert_false(e.saw_8bit);
     assert_false(e.saw_bare_eol);
-    assert_int_equal(mw_smtp_data_encode(&e, "\xe9\n", 2, &out, &err), 0);
+    assert_int_equal(mwi_smtp_data_encode(&e, "\xe9\n", 2, &out, &err), 0);
     assert_true(e.saw_8bit);
     assert_true(e.saw_bare_eol);
-    assert_int_equal(mw_smtp_data_finish(&e, &out, &err), 0);
+    assert_int_equal(mwi_smtp_data_finish(&e, &out, &err), 0);
     assert_int_equal(e.out_octets, out.len);
-    mw_buf_free(&out);
+    mwi_buf_free(&out);
 }
 
 /* The octet-at-a-time statement of the encoding (RFC 5321 §4.5.2, every
@@ -394,16 +394,16 @@ static void data_random_vs_reference(void **state)
                     splits[b] = t;
                 }
         mw_smtp_data_enc e;
-        mw_smtp_data_init(&e, bdat);
+        mwi_smtp_data_init(&e, bdat);
         mw_buf out = MW_BUF_INIT(0);
         mw_error err = {0};
         size_t pos = 0;
         for (int k = 0; k <= 3; k++) {
             size_t end = k < 3 ? splits[k] : n;
-            assert_int_equal(mw_smtp_data_encode(&e, in + pos, end - pos, &out, &err), 0);
+            assert_int_equal(mwi_smtp_data_encode(&e, in + pos, end - pos, &out, &err), 0);
             pos = end;
         }
-        assert_int_equal(mw_smtp_data_finish(&e, &out, &err), 0);
+        assert_int_equal(mwi_smtp_data_finish(&e, &out, &err), 0);
         if (out.len != wl || memcmp(out.data, want, wl) != 0)
             fail_msg("round %d: output differs from the reference (%zu vs %zu octets)", round,
                      out.len, wl);
@@ -413,7 +413,7 @@ static void data_random_vs_reference(void **state)
                      e.saw_bare_eol, saw8, bare);
         assert_int_equal(e.out_octets, out.len);
         assert_int_equal(e.in_octets, n);
-        mw_buf_free(&out);
+        mwi_buf_free(&out);
     }
 }
 

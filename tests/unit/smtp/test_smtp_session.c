@@ -62,7 +62,7 @@ static mw_smtp *open_fake(fake *f, const char *replies, size_t step)
     static const char *const servers[] = {"127.0.0.1"};
     o.servers = servers;
     o.nservers = 1;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.stream = st;
     mw_smtp *s = NULL;
     int rc = mw_smtp_open(&s, &o, &err);
@@ -254,8 +254,8 @@ static void msgid_unique_and_fork_safe(void **state)
 {
     (void)state;
     char a[200], b[200], c[200];
-    assert_int_equal(mw_smtp_make_msgid(a, sizeof a, "h.test", NULL), 0);
-    assert_int_equal(mw_smtp_make_msgid(b, sizeof b, "h.test", NULL), 0);
+    assert_int_equal(mwi_smtp_make_msgid(a, sizeof a, "h.test", NULL), 0);
+    assert_int_equal(mwi_smtp_make_msgid(b, sizeof b, "h.test", NULL), 0);
     assert_string_not_equal(a, b);
     assert_non_null(strstr(a, "@h.test>"));
     /* <time.SEED.counter@host>: SEED is 24 lowercase hex digits (12 random
@@ -279,7 +279,7 @@ static void msgid_unique_and_fork_safe(void **state)
     /* And the Date: the MIME layer's format in UTC. */
     char d[64], w1[MW_MIME_DATE_SIZE], w2[MW_MIME_DATE_SIZE];
     time_t before = time(NULL);
-    mw_smtp_make_date(d, sizeof d);
+    mwi_smtp_make_date(d, sizeof d);
     time_t after = time(NULL);
     assert_int_equal(mw_mime_date_format(w1, sizeof w1, (int64_t)before, 0), 0);
     assert_int_equal(mw_mime_date_format(w2, sizeof w2, (int64_t)after, 0), 0);
@@ -291,7 +291,7 @@ static void msgid_unique_and_fork_safe(void **state)
     assert_true(pid >= 0);
     if (pid == 0) {
         char m[200];
-        mw_smtp_make_msgid(m, sizeof m, "h.test", NULL);
+        mwi_smtp_make_msgid(m, sizeof m, "h.test", NULL);
         ssize_t w = write(fds[1], m, strlen(m) + 1);
         _exit(w > 0 ? 0 : 1);
     }
@@ -303,7 +303,7 @@ static void msgid_unique_and_fork_safe(void **state)
     waitpid(pid, &st, 0);
     assert_true(n > 0);
     char parent_next[200];
-    assert_int_equal(mw_smtp_make_msgid(parent_next, sizeof parent_next, "h.test", NULL), 0);
+    assert_int_equal(mwi_smtp_make_msgid(parent_next, sizeof parent_next, "h.test", NULL), 0);
     assert_string_not_equal(c, parent_next);
     assert_string_not_equal(c, b);
 }
@@ -366,7 +366,7 @@ static void crlf_address_refused_before_sending(void **state)
     o.client = "a\r\nMAIL FROM:<x>";
     assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
     o.client = NULL;
-    o.username = "u\nv";
+    o.user = "u\nv";
     o.password = "p";
     assert_int_equal(mw_smtp_open(&s, &o, &err), MW_EINVAL);
     assert_null(s);
@@ -392,7 +392,7 @@ static void addresses(void **state)
         char **l = NULL;
         size_t n = 0;
         mw_error err = {0};
-        assert_int_equal(mw_smtp_parse_addresses(cases[i].in, strlen(cases[i].in), &l, &n, &err),
+        assert_int_equal(mwi_smtp_parse_addresses(cases[i].in, strlen(cases[i].in), &l, &n, &err),
                          0);
         size_t k = 0;
         while (k < 4 && cases[i].want[k])
@@ -414,33 +414,33 @@ static void originator_rules(void **state)
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
     const char *h1 = "From: a@x, b@x\r\nSender: s@x\r\nTo: t@y\r\n\r\n";
     /* Several From mailboxes: the Sender is the originator. */
-    assert_int_equal(mw_smtp_env_build(&env, &m, h1, strlen(h1), "host", &err), 0);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h1, strlen(h1), "host", &err), 0);
     assert_string_equal(env.originator, "s@x");
-    mw_smtp_env_free(&env);
+    mwi_smtp_env_free(&env);
     /* Several From and no Sender: an error naming the problem. */
     const char *h2 = "From: a@x, b@x\r\nTo: t@y\r\n\r\n";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h2, strlen(h2), "host", &err), MW_EFORMAT);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h2, strlen(h2), "host", &err), MW_EFORMAT);
     assert_non_null(strstr(err.message, "too many mailboxes in From"));
     /* No From and no originator. */
     const char *h3 = "To: t@y\r\n\r\n";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), MW_EFORMAT);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), MW_EFORMAT);
     /* The null reverse-path. */
     m.originator = "";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), 0);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h3, strlen(h3), "host", &err), 0);
     assert_string_equal(env.originator, "");
-    mw_smtp_env_free(&env);
+    mwi_smtp_env_free(&env);
     /* An originator other than From: Sender added. */
     m.originator = "bounce@x";
     const char *h4 = "From: a@x\r\nTo: t@y\r\nDate: d\r\nMessage-ID: <m@x>\r\n\r\n";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h4, strlen(h4), "host", &err), 0);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h4, strlen(h4), "host", &err), 0);
     assert_non_null(strstr(env.header.data, "\r\nSender: <bounce@x>\r\n"));
     assert_null(strstr(env.header.data, "\r\nDate: d\r\nDate:"));
-    mw_smtp_env_free(&env);
+    mwi_smtp_env_free(&env);
     /* Resent-: the envelope comes from the Resent- fields only. */
     m.originator = NULL;
     const char *h5 = "From: a@x\r\nTo: t@y\r\nResent-From: r@x\r\nResent-To: rt@y\r\n"
                      "Resent-Bcc: rb@y\r\n\r\n";
-    assert_int_equal(mw_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), 0);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), 0);
     assert_string_equal(env.originator, "r@x");
     assert_int_equal(env.nrcpt, 2);
     assert_string_equal(env.rcpt[0], "rt@y");
@@ -448,12 +448,12 @@ static void originator_rules(void **state)
     assert_null(strstr(env.header.data, "Resent-Bcc"));
     assert_non_null(strstr(env.header.data, "Resent-Date: "));
     assert_non_null(strstr(env.header.data, "Resent-Message-ID: <"));
-    mw_smtp_env_free(&env);
+    mwi_smtp_env_free(&env);
     /* Header injection through an extra header is refused. */
     const char *extra[] = {"X-A: b\r\nBcc: e@vil"};
     m.headers = extra;
     m.nheaders = 1;
-    assert_int_equal(mw_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), MW_EINVAL);
+    assert_int_equal(mwi_smtp_env_build(&env, &m, h5, strlen(h5), "host", &err), MW_EINVAL);
 }
 
 typedef struct pol {
@@ -480,7 +480,7 @@ static int open_policy(fake *f, const char *replies, pol *p, mw_smtp **out)
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.tls = MW_SMTP_TLS_STARTTLS;
+    o.tls = MW_TLS_STARTTLS;
     o.tlspolicy = policy_cb;
     o.tlspolicy_userdata = p;
     o.stream = st;
@@ -532,12 +532,12 @@ static mw_smtp *open_auth(fake *f, const char *replies, const char *user, const 
     mw_error err = {0};
     assert_int_equal(mw_stream_callbacks(&st, &fake_ops, f, &err), 0);
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.tls = MW_SMTP_TLS_NONE;
+    o.tls = MW_TLS_NONE;
     o.allow_plaintext = 1;
-    o.username = user;
+    o.user = user;
     o.password = pw;
     o.token = token;
-    o.no_initial_response = no_ir;
+    o.sasl_ir = !no_ir;
     o.stream = st;
     mw_smtp *s = NULL;
     *rc_out = mw_smtp_open(&s, &o, &err);

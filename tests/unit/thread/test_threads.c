@@ -174,7 +174,7 @@ static int one_smtp(char *why, size_t whylen)
     o.stream = s;
     o.tls = MW_TLS_NONE;
     o.allow_plaintext = 1;
-    o.username = "u";
+    o.user = "u";
     o.password = "pw";
     mw_smtp *sm = NULL;
     rc = mw_smtp_open(&sm, &o, &err);

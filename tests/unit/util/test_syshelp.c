@@ -1,6 +1,6 @@
 /* The errno text and random-bytes helpers of src/util.  Built twice: with
  * the project's _GNU_SOURCE (GNU strerror_r) and with POSIX only (XSI
- * strerror_r), so both shapes of mw_errno_text are run. */
+ * strerror_r), so both shapes of mwi_errno_text are run. */
 #include "mwtest.h"
 
 #include "mailwire/error.h"
@@ -17,8 +17,8 @@ static void errno_text_names_the_error(void **state)
 {
     (void)state;
     char a[MW_ERRNO_TEXT_SIZE], b[MW_ERRNO_TEXT_SIZE];
-    const char *ta = mw_errno_text(ENOENT, a, sizeof a);
-    const char *tb = mw_errno_text(EACCES, b, sizeof b);
+    const char *ta = mwi_errno_text(ENOENT, a, sizeof a);
+    const char *tb = mwi_errno_text(EACCES, b, sizeof b);
     assert_ptr_equal(ta, a);
     assert_ptr_equal(tb, b);
     assert_true(strlen(a) > 0);
@@ -33,16 +33,16 @@ static void errno_text_is_cut_and_terminated(void **state)
 {
     (void)state;
     char full[MW_ERRNO_TEXT_SIZE];
-    mw_errno_text(ENOENT, full, sizeof full);
+    mwi_errno_text(ENOENT, full, sizeof full);
     char small[6];
     memset(small, 'x', sizeof small);
-    mw_errno_text(ENOENT, small, sizeof small);
+    mwi_errno_text(ENOENT, small, sizeof small);
     assert_int_equal(strlen(small), sizeof small - 1);
     assert_memory_equal(small, full, sizeof small - 1);
     char one[1] = {'x'};
-    assert_string_equal(mw_errno_text(ENOENT, one, sizeof one), "");
+    assert_string_equal(mwi_errno_text(ENOENT, one, sizeof one), "");
     char untouched = 'x';
-    assert_string_equal(mw_errno_text(ENOENT, &untouched, 0), "");
+    assert_string_equal(mwi_errno_text(ENOENT, &untouched, 0), "");
     assert_int_equal(untouched, 'x');
 }
 
@@ -50,7 +50,7 @@ static void errno_text_unknown_number(void **state)
 {
     (void)state;
     char buf[MW_ERRNO_TEXT_SIZE];
-    mw_errno_text(987654, buf, sizeof buf);
+    mwi_errno_text(987654, buf, sizeof buf);
     assert_true(strlen(buf) > 0);
     assert_non_null(strstr(buf, "987654"));
 }
@@ -61,8 +61,8 @@ static void errno_text_macro_in_an_error_record(void **state)
     mw_error err;
     mw_error_clear(&err);
     char want[MW_ERRNO_TEXT_SIZE];
-    mw_errno_text(EPIPE, want, sizeof want);
-    assert_int_equal(mw_err_set(&err, MW_EIO, "write: %s", MW_ERRNO_TEXT(EPIPE)), MW_EIO);
+    mwi_errno_text(EPIPE, want, sizeof want);
+    assert_int_equal(mwi_err_set(&err, MW_EIO, "write: %s", MW_ERRNO_TEXT(EPIPE)), MW_EIO);
     assert_true(strncmp(err.message, "write: ", 7) == 0);
     assert_string_equal(err.message + 7, want);
 }
@@ -73,11 +73,11 @@ static void random_bytes_fill_and_differ(void **state)
     unsigned char a[64], b[64], zero[64] = {0};
     memset(a, 0, sizeof a);
     memset(b, 0, sizeof b);
-    assert_int_equal(mw_random_bytes(a, sizeof a, NULL), 0);
-    assert_int_equal(mw_random_bytes(b, sizeof b, NULL), 0);
+    assert_int_equal(mwi_random_bytes(a, sizeof a, NULL), 0);
+    assert_int_equal(mwi_random_bytes(b, sizeof b, NULL), 0);
     assert_memory_not_equal(a, b, sizeof a);
     assert_memory_not_equal(a, zero, sizeof a);
-    assert_int_equal(mw_random_bytes(NULL, 0, NULL), 0);
+    assert_int_equal(mwi_random_bytes(NULL, 0, NULL), 0);
 }
 
 static void random_bytes_fill_a_large_buffer_to_the_end(void **state)
@@ -88,7 +88,7 @@ static void random_bytes_fill_a_large_buffer_to_the_end(void **state)
     size_t n = 1u << 20;
     unsigned char *p = calloc(n, 1);
     assert_non_null(p);
-    assert_int_equal(mw_random_bytes(p, n, NULL), 0);
+    assert_int_equal(mwi_random_bytes(p, n, NULL), 0);
     unsigned char zero[256] = {0};
     assert_memory_not_equal(p + n - sizeof zero, zero, sizeof zero);
     free(p);
@@ -104,10 +104,10 @@ static void random_bytes_fail_with_a_clear_error(void **state)
     assert_true(p != MAP_FAILED);
     mw_error err;
     mw_error_clear(&err);
-    assert_int_equal(mw_random_bytes(p, 16, &err), MW_EIO);
+    assert_int_equal(mwi_random_bytes(p, 16, &err), MW_EIO);
     assert_int_equal(err.code, MW_EIO);
     assert_non_null(strstr(err.message, "getrandom"));
-    assert_int_equal(mw_random_bytes(p, 16, NULL), MW_EIO);
+    assert_int_equal(mwi_random_bytes(p, 16, NULL), MW_EIO);
     munmap(p, (size_t)pg);
 }
 
