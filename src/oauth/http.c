@@ -17,7 +17,7 @@ static void curl_init(void)
     curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-int mw_oauth_form_add(char **s, const char *name, const char *value)
+int mwi_oauth_form_add(char **s, const char *name, const char *value)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t old = *s ? strlen(*s) : 0;
@@ -92,19 +92,19 @@ static char *curl_pin(const char *pin)
     return out;
 }
 
-int mw_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *form, long *status,
-                       char **body, size_t *len, mw_error *err)
+int mwi_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *form, long *status,
+                        char **body, size_t *len, mw_error *err)
 {
     *body = NULL;
     *len = 0;
     *status = 0;
     if (strncasecmp(url, "https://", 8) != 0)
-        return mw_err_set(err, MW_EPOLICY,
-                          "OAuth endpoint %.200s is not https: tokens only go over TLS", url);
+        return mwi_err_set(err, MW_EPOLICY,
+                           "OAuth endpoint %.200s is not https: tokens only go over TLS", url);
     pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK) return mw_err_set(err, MW_ENOMEM, "libcurl did not initialize");
+    if (curl_init_rc != CURLE_OK) return mwi_err_set(err, MW_ENOMEM, "libcurl did not initialize");
     CURL *c = curl_easy_init();
-    if (!c) return mw_err_set(err, MW_ENOMEM, "out of memory (curl handle)");
+    if (!c) return mwi_err_set(err, MW_ENOMEM, "out of memory (curl handle)");
     sink s = {NULL, 0, 0};
     char ebuf[CURL_ERROR_SIZE] = "";
     char *pin = NULL;
@@ -149,10 +149,10 @@ int mw_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *form
         *body = s.buf ? s.buf : strdup("");
         *len = s.len;
         s.buf = NULL;
-        if (!*body) rc = mw_err_set(err, MW_ENOMEM, "out of memory");
+        if (!*body) rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
     } else if (s.over) {
-        rc = mw_err_set(err, MW_ETOOBIG, "OAuth endpoint %.150s: response over %d bytes", url,
-                        MW_OAUTH_MAX_BODY);
+        rc = mwi_err_set(err, MW_ETOOBIG, "OAuth endpoint %.150s: response over %d bytes", url,
+                         MW_OAUTH_MAX_BODY);
     } else {
         const char *why = ebuf[0] ? ebuf : curl_easy_strerror(cr);
         switch (cr) {
@@ -161,25 +161,26 @@ int mw_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *form
         case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
         case CURLE_SSL_CRL_BADFILE:
         case CURLE_SSL_ISSUER_ERROR:
-            rc = mw_err_set(err, MW_ECERT,
-                            "OAuth endpoint %.120s: certificate not accepted: %.120s; check "
-                            "--cafile/--pin",
-                            url, why);
+            rc = mwi_err_set(err, MW_ECERT,
+                             "OAuth endpoint %.120s: certificate not accepted: %.120s; check "
+                             "--cafile/--pin",
+                             url, why);
             break;
         case CURLE_SSL_CONNECT_ERROR:
         case CURLE_SSL_CERTPROBLEM:
         case CURLE_SSL_CIPHER:
-            rc = mw_err_set(err, MW_ETLS, "OAuth endpoint %.120s: TLS: %.150s", url, why);
+            rc = mwi_err_set(err, MW_ETLS, "OAuth endpoint %.120s: TLS: %.150s", url, why);
             break;
         case CURLE_OPERATION_TIMEDOUT:
-            rc = mw_err_set(err, MW_ETIMEOUT, "OAuth endpoint %.120s: timed out: %.120s", url, why);
+            rc =
+                mwi_err_set(err, MW_ETIMEOUT, "OAuth endpoint %.120s: timed out: %.120s", url, why);
             break;
         case CURLE_UNSUPPORTED_PROTOCOL:
         case CURLE_URL_MALFORMAT:
-            rc = mw_err_set(err, MW_EINVAL, "OAuth endpoint %.120s: %.150s", url, why);
+            rc = mwi_err_set(err, MW_EINVAL, "OAuth endpoint %.120s: %.150s", url, why);
             break;
         default:
-            rc = mw_err_set(err, MW_ENET, "OAuth endpoint %.120s: %.150s", url, why);
+            rc = mwi_err_set(err, MW_ENET, "OAuth endpoint %.120s: %.150s", url, why);
             break;
         }
     }

@@ -77,19 +77,19 @@ int mw_oauth_new(mw_oauth **out, const mw_oauth_opts *opts, mw_error *err)
 {
     *out = NULL;
     if (!opts || opts->version != MW_OAUTH_OPTS_VERSION)
-        return mw_err_set(err, MW_EINVAL, "mw_oauth_new: unknown options version");
+        return mwi_err_set(err, MW_EINVAL, "mw_oauth_new: unknown options version");
     if (!opts->client_id || !opts->client_id[0])
-        return mw_err_set(err, MW_EINVAL, "OAuth: no client id (oauth_client_id)");
+        return mwi_err_set(err, MW_EINVAL, "OAuth: no client id (oauth_client_id)");
     if (!opts->token_url || !opts->token_url[0])
-        return mw_err_set(err, MW_EINVAL, "OAuth: no token endpoint (oauth_token_url)");
+        return mwi_err_set(err, MW_EINVAL, "OAuth: no token endpoint (oauth_token_url)");
     if (!opts->store_path || !opts->store_path[0])
-        return mw_err_set(err, MW_EINVAL, "OAuth: no token store path");
+        return mwi_err_set(err, MW_EINVAL, "OAuth: no token store path");
     if (!opts->secret_store_cmd != !opts->secret_lookup_cmd)
-        return mw_err_set(err, MW_EINVAL,
-                          "OAuth: a secret store needs both commands (oauth_secret_store and "
-                          "oauth_secret_lookup)");
+        return mwi_err_set(err, MW_EINVAL,
+                           "OAuth: a secret store needs both commands (oauth_secret_store and "
+                           "oauth_secret_lookup)");
     mw_oauth *oa = calloc(1, sizeof *oa);
-    if (!oa) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!oa) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     oa->o = *opts;
     const char **f[] = {&oa->o.client_id, &oa->o.client_secret, &oa->o.device_url,
                         &oa->o.auth_url,  &oa->o.token_url,     &oa->o.revoke_url,
@@ -99,7 +99,7 @@ int mw_oauth_new(mw_oauth **out, const mw_oauth_opts *opts, mw_error *err)
         if (!*f[i]) continue;
         if (!(oa->strs[i] = strdup(*f[i]))) {
             mw_oauth_free(oa);
-            return mw_err_set(err, MW_ENOMEM, "out of memory");
+            return mwi_err_set(err, MW_ENOMEM, "out of memory");
         }
         *f[i] = oa->strs[i];
     }
@@ -127,41 +127,41 @@ static int store_load(const mw_oauth *oa, store *s, mw_error *err)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
         if (errno == ENOENT)
-            return mw_err_set(err, MW_ESTATE,
-                              "no OAuth tokens stored (%.200s): run `mailwire oauth login` first",
-                              path);
-        return mw_err_set(err, MW_EIO, "token store %.200s: cannot open (errno %d)", path, errno);
+            return mwi_err_set(err, MW_ESTATE,
+                               "no OAuth tokens stored (%.200s): run `mailwire oauth login` first",
+                               path);
+        return mwi_err_set(err, MW_EIO, "token store %.200s: cannot open (errno %d)", path, errno);
     }
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         close(fd);
-        return mw_err_set(err, MW_EIO, "token store %.200s: not a regular file", path);
+        return mwi_err_set(err, MW_EIO, "token store %.200s: not a regular file", path);
     }
     if (st.st_mode & 077) {
         close(fd);
-        return mw_err_set(err, MW_EPOLICY,
-                          "token store %.200s: readable by others (mode %03o); chmod 600 it", path,
-                          (unsigned)(st.st_mode & 0777));
+        return mwi_err_set(err, MW_EPOLICY,
+                           "token store %.200s: readable by others (mode %03o); chmod 600 it", path,
+                           (unsigned)(st.st_mode & 0777));
     }
     if (st.st_size > MW_OAUTH_MAX_BODY) {
         close(fd);
-        return mw_err_set(err, MW_ETOOBIG, "token store %.200s: over %d bytes", path,
-                          MW_OAUTH_MAX_BODY);
+        return mwi_err_set(err, MW_ETOOBIG, "token store %.200s: over %d bytes", path,
+                           MW_OAUTH_MAX_BODY);
     }
     char buf[MW_OAUTH_MAX_BODY + 1];
     ssize_t n = 0, r;
     while ((r = read(fd, buf + n, sizeof buf - 1 - (size_t)n)) > 0)
         n += r;
     close(fd);
-    if (r < 0) return mw_err_set(err, MW_EIO, "token store %.200s: read error", path);
+    if (r < 0) return mwi_err_set(err, MW_EIO, "token store %.200s: read error", path);
     buf[n] = '\0';
     json_object *o = json_tokener_parse(buf);
     OPENSSL_cleanse(buf, (size_t)n);
     if (!o || !json_object_is_type(o, json_type_object)) {
         json_object_put(o);
-        return mw_err_set(err, MW_EFORMAT,
-                          "token store %.200s: not valid JSON; run `mailwire oauth login` again",
-                          path);
+        return mwi_err_set(err, MW_EFORMAT,
+                           "token store %.200s: not valid JSON; run `mailwire oauth login` again",
+                           path);
     }
     json_object *v;
     if (json_object_object_get_ex(o, "refresh_token", &v) &&
@@ -194,7 +194,7 @@ static int make_parent(const char *path, mw_error *err)
 {
     char d[4096];
     if (snprintf(d, sizeof d, "%s", path) >= (int)sizeof d)
-        return mw_err_set(err, MW_EINVAL, "token store path too long");
+        return mwi_err_set(err, MW_EINVAL, "token store path too long");
     char *slash = strrchr(d, '/');
     if (!slash || slash == d) return 0;
     *slash = '\0';
@@ -202,11 +202,11 @@ static int make_parent(const char *path, mw_error *err)
         if (*p != '/') continue;
         *p = '\0';
         if (mkdir(d, 0700) != 0 && errno != EEXIST)
-            return mw_err_set(err, MW_EIO, "cannot make %.200s (errno %d)", d, errno);
+            return mwi_err_set(err, MW_EIO, "cannot make %.200s (errno %d)", d, errno);
         *p = '/';
     }
     if (mkdir(d, 0700) != 0 && errno != EEXIST)
-        return mw_err_set(err, MW_EIO, "cannot make %.200s (errno %d)", d, errno);
+        return mwi_err_set(err, MW_EIO, "cannot make %.200s (errno %d)", d, errno);
     return 0;
 }
 
@@ -221,16 +221,16 @@ static int run_cmd(const mw_oauth *oa, const char *cmd, const char *in, char *ou
                    mw_error *err)
 {
     int pin[2], pout[2];
-    if (pipe2(pin, O_CLOEXEC) != 0) return mw_err_set(err, MW_EIO, "pipe (errno %d)", errno);
+    if (pipe2(pin, O_CLOEXEC) != 0) return mwi_err_set(err, MW_EIO, "pipe (errno %d)", errno);
     if (pipe2(pout, O_CLOEXEC) != 0) {
         close(pin[0]);
         close(pin[1]);
-        return mw_err_set(err, MW_EIO, "pipe (errno %d)", errno);
+        return mwi_err_set(err, MW_EIO, "pipe (errno %d)", errno);
     }
     pid_t pid = fork();
     if (pid < 0) {
         close(pin[0]), close(pin[1]), close(pout[0]), close(pout[1]);
-        return mw_err_set(err, MW_EIO, "fork (errno %d)", errno);
+        return mwi_err_set(err, MW_EIO, "fork (errno %d)", errno);
     }
     if (pid == 0) {
         /* Only async-signal-safe calls here (the caller may be threaded). */
@@ -291,20 +291,20 @@ static int run_cmd(const mw_oauth *oa, const char *cmd, const char *in, char *ou
     }
     if (!done || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         if (out) OPENSSL_cleanse(out, outsz);
-        return mw_err_set(err, MW_EIO, "secret store command failed (%s %d): %.160s",
-                          !done               ? "timed out,"
-                          : WIFEXITED(status) ? "exit status"
-                                              : "signal",
-                          !done               ? 0
-                          : WIFEXITED(status) ? WEXITSTATUS(status)
-                                              : WTERMSIG(status),
-                          cmd);
+        return mwi_err_set(err, MW_EIO, "secret store command failed (%s %d): %.160s",
+                           !done               ? "timed out,"
+                           : WIFEXITED(status) ? "exit status"
+                                               : "signal",
+                           !done               ? 0
+                           : WIFEXITED(status) ? WEXITSTATUS(status)
+                                               : WTERMSIG(status),
+                           cmd);
     }
     if (out && !out[0])
-        return mw_err_set(err, MW_EAUTH,
-                          "the secret store command printed no refresh token (%.160s); run "
-                          "`mailwire oauth login` again",
-                          cmd);
+        return mwi_err_set(err, MW_EAUTH,
+                           "the secret store command printed no refresh token (%.160s); run "
+                           "`mailwire oauth login` again",
+                           cmd);
     return 0;
 }
 
@@ -318,11 +318,11 @@ static int secret_get(const mw_oauth *oa, store *s, mw_error *err)
 {
     if (s->refresh_token || !s->rt_external) return 0;
     if (!oa->o.secret_lookup_cmd)
-        return mw_err_set(err, MW_EINVAL,
-                          "the refresh token is in a secret store, but no oauth_secret_lookup "
-                          "command is set");
+        return mwi_err_set(err, MW_EINVAL,
+                           "the refresh token is in a secret store, but no oauth_secret_lookup "
+                           "command is set");
     char *buf = malloc(MW_OAUTH_MAX_TOKEN + 2);
-    if (!buf) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!buf) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     int rc = run_cmd(oa, oa->o.secret_lookup_cmd, NULL, buf, MW_OAUTH_MAX_TOKEN + 2, err);
     if (rc) {
         free(buf);
@@ -340,7 +340,7 @@ static int store_save(const mw_oauth *oa, const store *s, mw_error *err)
     int rc = make_parent(path, err);
     if (rc) return rc;
     json_object *o = json_object_new_object();
-    if (!o) return mw_err_set(err, MW_ENOMEM, "out of memory");
+    if (!o) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     if (oa->o.secret_store_cmd && (s->refresh_token || s->rt_external)) {
         if (s->refresh_token) {
             rc = secret_put(oa, s->refresh_token, err);
@@ -366,7 +366,7 @@ static int store_save(const mw_oauth *oa, const store *s, mw_error *err)
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0) {
         json_object_put(o);
-        return mw_err_set(err, MW_EIO, "token store %.200s: cannot write (errno %d)", tmp, errno);
+        return mwi_err_set(err, MW_EIO, "token store %.200s: cannot write (errno %d)", tmp, errno);
     }
     size_t off = 0;
     while (off < len) {
@@ -381,7 +381,7 @@ static int store_save(const mw_oauth *oa, const store *s, mw_error *err)
     if (close(fd) != 0) ok = 0;
     if (!ok || rename(tmp, path) != 0) {
         unlink(tmp);
-        return mw_err_set(err, MW_EIO, "token store %.200s: write failed (errno %d)", path, errno);
+        return mwi_err_set(err, MW_EIO, "token store %.200s: write failed (errno %d)", path, errno);
     }
     return 0;
 }
@@ -396,16 +396,16 @@ static int store_lock(const mw_oauth *oa, mw_error *err)
     if (rc) return rc;
     int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
-        return mw_err_set(err, MW_EIO, "token store lock %.200s: cannot open (errno %d)", lp,
-                          errno);
+        return mwi_err_set(err, MW_EIO, "token store lock %.200s: cannot open (errno %d)", lp,
+                           errno);
     long waited = 0, limit = 2L * oa->o.timeout_ms + 5000;
     while (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         if (errno != EWOULDBLOCK && errno != EINTR) break;
         if (waited >= limit) {
             close(fd);
-            return mw_err_set(err, MW_ETIMEOUT,
-                              "token store %.200s: locked by another process for %ld ms", lp,
-                              waited);
+            return mwi_err_set(err, MW_ETIMEOUT,
+                               "token store %.200s: locked by another process for %ld ms", lp,
+                               waited);
         }
         struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
@@ -423,9 +423,9 @@ static void store_unlock(int fd)
 
 static int add_client(const mw_oauth *oa, char **form)
 {
-    int rc = mw_oauth_form_add(form, "client_id", oa->o.client_id);
+    int rc = mwi_oauth_form_add(form, "client_id", oa->o.client_id);
     if (!rc && oa->o.client_secret)
-        rc = mw_oauth_form_add(form, "client_secret", oa->o.client_secret);
+        rc = mwi_oauth_form_add(form, "client_secret", oa->o.client_secret);
     return rc;
 }
 
@@ -438,12 +438,12 @@ static int request(const mw_oauth *oa, const char *url, const char *what, const 
     memset(r, 0, sizeof *r);
     r->expires_in = r->interval = -1;
     trace(oa, MW_TRACE_SEND, "oauth: POST %.200s (%s)", url, what);
-    int rc = mw_oauth_http_post(&oa->o, url, form, status, &body, &len, err);
+    int rc = mwi_oauth_http_post(&oa->o, url, form, status, &body, &len, err);
     if (rc) {
         trace(oa, MW_TRACE_INFO, "oauth: %s", err ? err->message : "HTTP failed");
         return rc;
     }
-    rc = mw_oauth_parse_resp(body, len, *status, kind, r, err);
+    rc = mwi_oauth_parse_resp(body, len, *status, kind, r, err);
     OPENSSL_cleanse(body, len);
     free(body);
     if (rc == 0 && r->error)
@@ -497,7 +497,7 @@ static int hand_out(mw_oauth *oa, const store *s, int from_refresh, char **token
     if (!*token || !oa->last_token) {
         wipe_free(*token);
         *token = NULL;
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     oa->last_from_refresh = from_refresh;
     return 0;
@@ -509,16 +509,16 @@ static int do_refresh(mw_oauth *oa, store *s, mw_error *err)
     int src = secret_get(oa, s, err);
     if (src) return src;
     if (!s->refresh_token || !s->refresh_token[0])
-        return mw_err_set(err, MW_EAUTH,
-                          "no refresh token stored (the provider gave none): run `mailwire oauth "
-                          "login` again");
+        return mwi_err_set(err, MW_EAUTH,
+                           "no refresh token stored (the provider gave none): run `mailwire oauth "
+                           "login` again");
     char *form = NULL;
-    int rc = mw_oauth_form_add(&form, "grant_type", "refresh_token");
-    if (!rc) rc = mw_oauth_form_add(&form, "refresh_token", s->refresh_token);
+    int rc = mwi_oauth_form_add(&form, "grant_type", "refresh_token");
+    if (!rc) rc = mwi_oauth_form_add(&form, "refresh_token", s->refresh_token);
     if (!rc) rc = add_client(oa, &form);
     if (rc) {
         wipe_free(form);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     long status;
     mw_oauth_resp r;
@@ -526,7 +526,7 @@ static int do_refresh(mw_oauth *oa, store *s, mw_error *err)
     rc = request(oa, oa->o.token_url, "grant_type=refresh_token", form, MW_OAUTH_RESP_TOKEN,
                  &status, &r, err);
     wipe_free(form);
-    if (rc == 0 && r.error) rc = mw_oauth_error_for(&r, "token", err);
+    if (rc == 0 && r.error) rc = mwi_oauth_error_for(&r, "token", err);
     if (rc == 0) {
         absorb(s, &r, t0);
         s->refreshes++;
@@ -534,7 +534,7 @@ static int do_refresh(mw_oauth *oa, store *s, mw_error *err)
          * the old one may already be dead. */
         rc = store_save(oa, s, err);
     }
-    mw_oauth_resp_clear(&r);
+    mwi_oauth_resp_clear(&r);
     return rc;
 }
 
@@ -567,9 +567,9 @@ int mw_oauth_token(mw_oauth *oa, int refused, char **token, mw_error *err)
 {
     *token = NULL;
     if (refused && oa->last_from_refresh)
-        return mw_err_set(err, MW_EAUTH,
-                          "the server refused a token just issued by the provider: check the "
-                          "account's user name and oauth_scope, and the system clock");
+        return mwi_err_set(err, MW_EAUTH,
+                           "the server refused a token just issued by the provider: check the "
+                           "account's user name and oauth_scope, and the system clock");
     store s;
     int rc = store_load(oa, &s, err);
     if (rc) return rc;
@@ -651,14 +651,14 @@ static int save_login(mw_oauth *oa, mw_oauth_resp *r, long long t0, mw_error *er
 int mw_oauth_login_device(mw_oauth *oa, mw_oauth_device_fn show, void *userdata, mw_error *err)
 {
     if (!oa->o.device_url)
-        return mw_err_set(err, MW_EINVAL,
-                          "OAuth: no device authorization endpoint (oauth_device_url)");
+        return mwi_err_set(err, MW_EINVAL,
+                           "OAuth: no device authorization endpoint (oauth_device_url)");
     char *form = NULL;
     int rc = add_client(oa, &form);
-    if (!rc && oa->o.scope) rc = mw_oauth_form_add(&form, "scope", oa->o.scope);
+    if (!rc && oa->o.scope) rc = mwi_oauth_form_add(&form, "scope", oa->o.scope);
     if (rc) {
         free(form);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     long status;
     mw_oauth_resp d;
@@ -666,9 +666,9 @@ int mw_oauth_login_device(mw_oauth *oa, mw_oauth_device_fn show, void *userdata,
                  &d, err);
     free(form);
     form = NULL;
-    if (rc == 0 && d.error) rc = mw_oauth_error_for(&d, "device authorization", err);
+    if (rc == 0 && d.error) rc = mwi_oauth_error_for(&d, "device authorization", err);
     if (rc) {
-        mw_oauth_resp_clear(&d);
+        mwi_oauth_resp_clear(&d);
         return rc;
     }
     /* RFC 8628 section 3.2: interval defaults to 5 s; the code's lifetime
@@ -678,25 +678,25 @@ int mw_oauth_login_device(mw_oauth *oa, mw_oauth_device_fn show, void *userdata,
     mw_oauth_device_prompt p = {d.verification_uri, d.verification_uri_complete, d.user_code,
                                 (int)life, (int)interval};
     if (show && show(&p, 0, userdata)) {
-        mw_oauth_resp_clear(&d);
-        return mw_err_set(err, MW_ECANCELED, "device login canceled");
+        mwi_oauth_resp_clear(&d);
+        return mwi_err_set(err, MW_ECANCELED, "device login canceled");
     }
-    rc = mw_oauth_form_add(&form, "grant_type", "urn:ietf:params:oauth:grant-type:device_code");
-    if (!rc) rc = mw_oauth_form_add(&form, "device_code", d.device_code);
+    rc = mwi_oauth_form_add(&form, "grant_type", "urn:ietf:params:oauth:grant-type:device_code");
+    if (!rc) rc = mwi_oauth_form_add(&form, "device_code", d.device_code);
     if (!rc) rc = add_client(oa, &form);
-    mw_oauth_resp_clear(&d);
+    mwi_oauth_resp_clear(&d);
     if (rc) {
         wipe_free(form);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     long long deadline = now_s() + life;
     unsigned polls = 0;
     for (;;) {
         if (now_s() + interval > deadline + 1) {
-            rc = mw_err_set(err, MW_ETIMEOUT,
-                            "device login: the code expired (%lld s) before it was approved; "
-                            "run `mailwire oauth login` again",
-                            life);
+            rc = mwi_err_set(err, MW_ETIMEOUT,
+                             "device login: the code expired (%lld s) before it was approved; "
+                             "run `mailwire oauth login` again",
+                             life);
             break;
         }
         sleep_ms((long)interval * 1000);
@@ -706,25 +706,25 @@ int mw_oauth_login_device(mw_oauth *oa, mw_oauth_device_fn show, void *userdata,
         rc = request(oa, oa->o.token_url, "grant_type=device_code", form, MW_OAUTH_RESP_TOKEN,
                      &status, &r, err);
         if (rc == 0 && r.error && !strcmp(r.error, "authorization_pending")) {
-            mw_oauth_resp_clear(&r);
+            mwi_oauth_resp_clear(&r);
         } else if (rc == 0 && r.error && !strcmp(r.error, "slow_down")) {
             interval += 5; /* RFC 8628 section 3.5 */
             trace(oa, MW_TRACE_INFO, "oauth: slow_down: polling every %lld s now", interval);
-            mw_oauth_resp_clear(&r);
+            mwi_oauth_resp_clear(&r);
         } else if (rc == 0 && r.error) {
-            rc = mw_oauth_error_for(&r, "token", err);
-            mw_oauth_resp_clear(&r);
+            rc = mwi_oauth_error_for(&r, "token", err);
+            mwi_oauth_resp_clear(&r);
             break;
         } else if (rc == 0) {
             rc = save_login(oa, &r, t0, err);
-            mw_oauth_resp_clear(&r);
+            mwi_oauth_resp_clear(&r);
             break;
         } else {
-            mw_oauth_resp_clear(&r);
+            mwi_oauth_resp_clear(&r);
             break;
         }
         if (show && show(NULL, polls, userdata)) {
-            rc = mw_err_set(err, MW_ECANCELED, "device login canceled");
+            rc = mwi_err_set(err, MW_ECANCELED, "device login canceled");
             break;
         }
     }
@@ -801,10 +801,10 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
                         mw_error *err)
 {
     if (!oa->o.auth_url)
-        return mw_err_set(err, MW_EINVAL, "OAuth: no authorization endpoint (oauth_auth_url)");
+        return mwi_err_set(err, MW_EINVAL, "OAuth: no authorization endpoint (oauth_auth_url)");
     unsigned char rnd[32 + 16];
     if (RAND_bytes(rnd, sizeof rnd) != 1)
-        return mw_err_set(err, MW_EIO, "no random bytes for PKCE");
+        return mwi_err_set(err, MW_EIO, "no random bytes for PKCE");
     char verifier[64], state[32], challenge[64];
     b64url(verifier, rnd, 32); /* 43 characters, RFC 7636 section 4.1 */
     b64url(state, rnd + 32, 16);
@@ -815,7 +815,7 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
     OPENSSL_cleanse(rnd, sizeof rnd);
 
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (ls < 0) return mw_err_set(err, MW_EIO, "loopback listener: socket (errno %d)", errno);
+    if (ls < 0) return mwi_err_set(err, MW_EIO, "loopback listener: socket (errno %d)", errno);
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
@@ -824,20 +824,20 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
     if (bind(ls, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(ls, 8) != 0 ||
         getsockname(ls, (struct sockaddr *)&sa, &sl) != 0) {
         close(ls);
-        return mw_err_set(err, MW_EIO, "loopback listener on 127.0.0.1 (errno %d)", errno);
+        return mwi_err_set(err, MW_EIO, "loopback listener on 127.0.0.1 (errno %d)", errno);
     }
     char redirect[64];
     snprintf(redirect, sizeof redirect, "http://127.0.0.1:%u/callback", ntohs(sa.sin_port));
     char *q = NULL;
-    int rc = mw_oauth_form_add(&q, "response_type", "code");
-    if (!rc) rc = mw_oauth_form_add(&q, "client_id", oa->o.client_id);
-    if (!rc) rc = mw_oauth_form_add(&q, "redirect_uri", redirect);
-    if (!rc && oa->o.scope) rc = mw_oauth_form_add(&q, "scope", oa->o.scope);
-    if (!rc) rc = mw_oauth_form_add(&q, "state", state);
-    if (!rc) rc = mw_oauth_form_add(&q, "code_challenge", challenge);
-    if (!rc) rc = mw_oauth_form_add(&q, "code_challenge_method", "S256");
+    int rc = mwi_oauth_form_add(&q, "response_type", "code");
+    if (!rc) rc = mwi_oauth_form_add(&q, "client_id", oa->o.client_id);
+    if (!rc) rc = mwi_oauth_form_add(&q, "redirect_uri", redirect);
+    if (!rc && oa->o.scope) rc = mwi_oauth_form_add(&q, "scope", oa->o.scope);
+    if (!rc) rc = mwi_oauth_form_add(&q, "state", state);
+    if (!rc) rc = mwi_oauth_form_add(&q, "code_challenge", challenge);
+    if (!rc) rc = mwi_oauth_form_add(&q, "code_challenge_method", "S256");
     /* A refresh token needs consent on several providers (offline_access). */
-    if (!rc) rc = mw_oauth_form_add(&q, "prompt", "consent");
+    if (!rc) rc = mwi_oauth_form_add(&q, "prompt", "consent");
     char *url = NULL;
     if (!rc) {
         size_t n = strlen(oa->o.auth_url) + strlen(q) + 4 +
@@ -850,13 +850,13 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
     free(q);
     if (rc || !url) {
         close(ls);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     trace(oa, MW_TRACE_INFO, "oauth: waiting for the redirect to %s", redirect);
     if (open_url && open_url(url, userdata)) {
         free(url);
         close(ls);
-        return mw_err_set(err, MW_ECANCELED, "login canceled");
+        return mwi_err_set(err, MW_ECANCELED, "login canceled");
     }
     free(url);
     long long deadline = now_s() + (timeout_s > 0 ? timeout_s : 300);
@@ -865,10 +865,10 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
     while (rc == 1) {
         long long left = deadline - now_s();
         if (left <= 0) {
-            rc = mw_err_set(err, MW_ETIMEOUT,
-                            "no redirect to %s within %d s: the browser step was not finished; "
-                            "run `mailwire oauth login` again",
-                            redirect, timeout_s);
+            rc = mwi_err_set(err, MW_ETIMEOUT,
+                             "no redirect to %s within %d s: the browser step was not finished; "
+                             "run `mailwire oauth login` again",
+                             redirect, timeout_s);
             break;
         }
         struct pollfd pf = {ls, POLLIN, 0};
@@ -906,10 +906,10 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
             reply_page(c, "200 OK", "Login refused. You can close this page.\n");
             mw_oauth_resp r = {0};
             r.error = er;
-            rc = mw_oauth_error_for(&r, "authorization", err);
+            rc = mwi_oauth_error_for(&r, "authorization", err);
         } else if (!query_get(qs, "code", code, sizeof code) || !code[0]) {
             reply_page(c, "400 Bad Request", "no code\n");
-            rc = mw_err_set(err, MW_EPROTO, "authorization redirect without a code");
+            rc = mwi_err_set(err, MW_EPROTO, "authorization redirect without a code");
         } else {
             reply_page(c, "200 OK", "mailwire: login complete. You can close this page.\n");
             rc = 0;
@@ -923,16 +923,16 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
         return rc;
     }
     char *form = NULL;
-    rc = mw_oauth_form_add(&form, "grant_type", "authorization_code");
-    if (!rc) rc = mw_oauth_form_add(&form, "code", code);
-    if (!rc) rc = mw_oauth_form_add(&form, "redirect_uri", redirect);
-    if (!rc) rc = mw_oauth_form_add(&form, "code_verifier", verifier);
+    rc = mwi_oauth_form_add(&form, "grant_type", "authorization_code");
+    if (!rc) rc = mwi_oauth_form_add(&form, "code", code);
+    if (!rc) rc = mwi_oauth_form_add(&form, "redirect_uri", redirect);
+    if (!rc) rc = mwi_oauth_form_add(&form, "code_verifier", verifier);
     if (!rc) rc = add_client(oa, &form);
     OPENSSL_cleanse(code, sizeof code);
     OPENSSL_cleanse(verifier, sizeof verifier);
     if (rc) {
         wipe_free(form);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     long status;
     mw_oauth_resp r;
@@ -940,9 +940,9 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
     rc = request(oa, oa->o.token_url, "grant_type=authorization_code", form, MW_OAUTH_RESP_TOKEN,
                  &status, &r, err);
     wipe_free(form);
-    if (rc == 0 && r.error) rc = mw_oauth_error_for(&r, "token", err);
+    if (rc == 0 && r.error) rc = mwi_oauth_error_for(&r, "token", err);
     if (rc == 0) rc = save_login(oa, &r, t0, err);
-    mw_oauth_resp_clear(&r);
+    mwi_oauth_resp_clear(&r);
     return rc;
 }
 
@@ -951,30 +951,30 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
 static int revoke_one(mw_oauth *oa, const char *tok, const char *hint, mw_error *err)
 {
     char *form = NULL;
-    int rc = mw_oauth_form_add(&form, "token", tok);
-    if (!rc) rc = mw_oauth_form_add(&form, "token_type_hint", hint);
+    int rc = mwi_oauth_form_add(&form, "token", tok);
+    if (!rc) rc = mwi_oauth_form_add(&form, "token_type_hint", hint);
     if (!rc) rc = add_client(oa, &form);
     if (rc) {
         wipe_free(form);
-        return mw_err_set(err, MW_ENOMEM, "out of memory");
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     long status = 0;
     char *body = NULL;
     size_t len = 0;
     trace(oa, MW_TRACE_SEND, "oauth: POST %.200s (revoke %s)", oa->o.revoke_url, hint);
-    rc = mw_oauth_http_post(&oa->o, oa->o.revoke_url, form, &status, &body, &len, err);
+    rc = mwi_oauth_http_post(&oa->o, oa->o.revoke_url, form, &status, &body, &len, err);
     wipe_free(form);
     if (rc) return rc;
     trace(oa, MW_TRACE_RECV, "oauth: HTTP %ld", status);
     /* RFC 7009 section 2.2: 200 also for a token already invalid. */
     if (status != 200) {
         mw_oauth_resp r;
-        if (mw_oauth_parse_resp(body, len, status, MW_OAUTH_RESP_TOKEN, &r, err) == 0 && r.error)
-            rc = mw_oauth_error_for(&r, "revocation", err);
+        if (mwi_oauth_parse_resp(body, len, status, MW_OAUTH_RESP_TOKEN, &r, err) == 0 && r.error)
+            rc = mwi_oauth_error_for(&r, "revocation", err);
         else
-            rc = mw_err_set(err, status >= 500 ? MW_ETEMP : MW_ESERVER,
-                            "revocation endpoint: HTTP %ld", status);
-        mw_oauth_resp_clear(&r);
+            rc = mwi_err_set(err, status >= 500 ? MW_ETEMP : MW_ESERVER,
+                             "revocation endpoint: HTTP %ld", status);
+        mwi_oauth_resp_clear(&r);
     }
     free(body);
     return rc;
@@ -999,8 +999,8 @@ int mw_oauth_logout(mw_oauth *oa, mw_error *err)
     store_clear(&s);
     if (unlink(oa->o.store_path) != 0 && errno != ENOENT) {
         store_unlock(lk);
-        return mw_err_set(err, MW_EIO, "token store %.200s: cannot delete (errno %d)",
-                          oa->o.store_path, errno);
+        return mwi_err_set(err, MW_EIO, "token store %.200s: cannot delete (errno %d)",
+                           oa->o.store_path, errno);
     }
     store_unlock(lk);
     return rrc ? rrc : (rc == MW_EFORMAT ? 0 : rc);

@@ -30,24 +30,24 @@ enum { MW_OAUTH_RESP_TOKEN = 0, MW_OAUTH_RESP_DEVICE = 1 };
  * the caller decides) — else MW_EPROTO (malformed, or fields of the wrong
  * type), MW_ETOOBIG (over a limit), MW_ETEMP (5xx without an OAuth error),
  * MW_ESERVER (other statuses).  r is always safe to pass to
- * mw_oauth_resp_clear. */
-int mw_oauth_parse_resp(const char *body, size_t len, long http_status, int kind, mw_oauth_resp *r,
-                        mw_error *err);
-void mw_oauth_resp_clear(mw_oauth_resp *r);
+ * mwi_oauth_resp_clear. */
+int mwi_oauth_parse_resp(const char *body, size_t len, long http_status, int kind, mw_oauth_resp *r,
+                         mw_error *err);
+void mwi_oauth_resp_clear(mw_oauth_resp *r);
 
 /* The named error and advice for an OAuth error code from endpoint `what`
  * ("token", "device"): sets err, returns the mw code. */
-int mw_oauth_error_for(const mw_oauth_resp *r, const char *what, mw_error *err);
+int mwi_oauth_error_for(const mw_oauth_resp *r, const char *what, mw_error *err);
 
 /* POSTs form (application/x-www-form-urlencoded, already encoded) to url.
  * On 0, *body (malloc'd, NUL-terminated, *len bytes) and *status are set.
  * MW_ECERT / MW_ETLS / MW_ENET / MW_ETIMEOUT / MW_ETOOBIG / MW_EPOLICY
  * (not https) otherwise. */
-int mw_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *form, long *status,
-                       char **body, size_t *len, mw_error *err);
+int mwi_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *form, long *status,
+                        char **body, size_t *len, mw_error *err);
 
 /* Appends "&name=value" (value percent-encoded, RFC 3986 unreserved kept)
  * to the malloc'd string *s; returns 0 or MW_ENOMEM. */
-int mw_oauth_form_add(char **s, const char *name, const char *value);
+int mwi_oauth_form_add(char **s, const char *name, const char *value);
 
 #endif

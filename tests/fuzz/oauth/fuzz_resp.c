@@ -16,9 +16,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             mw_oauth_resp r;
             mw_error e;
             memset(&e, 0, sizeof e);
-            int rc = mw_oauth_parse_resp((const char *)data, size, statuses[s], kind, &r, &e);
-            if (rc == 0 && r.error) mw_oauth_error_for(&r, "token", &e);
-            mw_oauth_resp_clear(&r);
+            int rc = mwi_oauth_parse_resp((const char *)data, size, statuses[s], kind, &r, &e);
+            if (rc == 0 && r.error) mwi_oauth_error_for(&r, "token", &e);
+            mwi_oauth_resp_clear(&r);
         }
     }
     return 0;

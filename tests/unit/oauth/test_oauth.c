@@ -236,43 +236,43 @@ static void parser_limits(void **state)
     mw_oauth_resp r;
     mw_error e;
     const char *ok = "{\"access_token\":\"a\",\"token_type\":\"bearer\",\"expires_in\":\"60\"}";
-    assert_int_equal(mw_oauth_parse_resp(ok, strlen(ok), 200, MW_OAUTH_RESP_TOKEN, &r, &e), 0);
+    assert_int_equal(mwi_oauth_parse_resp(ok, strlen(ok), 200, MW_OAUTH_RESP_TOKEN, &r, &e), 0);
     assert_string_equal(r.access_token, "a");
     assert_int_equal(r.expires_in, 60);
-    mw_oauth_resp_clear(&r);
+    mwi_oauth_resp_clear(&r);
     const char *mac = "{\"access_token\":\"a\",\"token_type\":\"mac\"}";
-    assert_int_equal(mw_oauth_parse_resp(mac, strlen(mac), 200, MW_OAUTH_RESP_TOKEN, &r, &e),
+    assert_int_equal(mwi_oauth_parse_resp(mac, strlen(mac), 200, MW_OAUTH_RESP_TOKEN, &r, &e),
                      MW_EUNSUPPORTED);
-    mw_oauth_resp_clear(&r);
+    mwi_oauth_resp_clear(&r);
     const char *ctl = "{\"access_token\":\"a\\nb\"}";
-    assert_int_equal(mw_oauth_parse_resp(ctl, strlen(ctl), 200, MW_OAUTH_RESP_TOKEN, &r, &e),
+    assert_int_equal(mwi_oauth_parse_resp(ctl, strlen(ctl), 200, MW_OAUTH_RESP_TOKEN, &r, &e),
                      MW_EPROTO);
-    mw_oauth_resp_clear(&r);
+    mwi_oauth_resp_clear(&r);
     const char *neg = "{\"access_token\":\"a\",\"expires_in\":-5}";
-    assert_int_equal(mw_oauth_parse_resp(neg, strlen(neg), 200, MW_OAUTH_RESP_TOKEN, &r, &e),
+    assert_int_equal(mwi_oauth_parse_resp(neg, strlen(neg), 200, MW_OAUTH_RESP_TOKEN, &r, &e),
                      MW_EPROTO);
-    mw_oauth_resp_clear(&r);
+    mwi_oauth_resp_clear(&r);
     char deep[41];
     memset(deep, '[', 40);
     deep[40] = '\0';
-    assert_int_equal(mw_oauth_parse_resp(deep, strlen(deep), 200, MW_OAUTH_RESP_TOKEN, &r, &e),
+    assert_int_equal(mwi_oauth_parse_resp(deep, strlen(deep), 200, MW_OAUTH_RESP_TOKEN, &r, &e),
                      MW_EPROTO);
-    mw_oauth_resp_clear(&r);
+    mwi_oauth_resp_clear(&r);
     const char *dup_err = "{\"error\":\"slow_down\"}";
     assert_int_equal(
-        mw_oauth_parse_resp(dup_err, strlen(dup_err), 400, MW_OAUTH_RESP_TOKEN, &r, &e), 0);
+        mwi_oauth_parse_resp(dup_err, strlen(dup_err), 400, MW_OAUTH_RESP_TOKEN, &r, &e), 0);
     assert_string_equal(r.error, "slow_down");
-    mw_oauth_resp_clear(&r);
-    assert_int_equal(mw_oauth_parse_resp("x", MW_OAUTH_MAX_BODY + 1, 200, 0, &r, &e), MW_ETOOBIG);
-    mw_oauth_resp_clear(&r);
+    mwi_oauth_resp_clear(&r);
+    assert_int_equal(mwi_oauth_parse_resp("x", MW_OAUTH_MAX_BODY + 1, 200, 0, &r, &e), MW_ETOOBIG);
+    mwi_oauth_resp_clear(&r);
 }
 
 static void form_encoding(void **state)
 {
     (void)state;
     char *f = NULL;
-    assert_int_equal(mw_oauth_form_add(&f, "a", "x y+z/~-._"), 0);
-    assert_int_equal(mw_oauth_form_add(&f, "b", "\xc3\xa9&="), 0);
+    assert_int_equal(mwi_oauth_form_add(&f, "a", "x y+z/~-._"), 0);
+    assert_int_equal(mwi_oauth_form_add(&f, "b", "\xc3\xa9&="), 0);
     assert_string_equal(f, "a=x%20y%2Bz%2F~-._&b=%C3%A9%26%3D");
     free(f);
 }
