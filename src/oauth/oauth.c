@@ -1,8 +1,10 @@
 /* OAuth 2.0 client: flows, token store, token provider (include/mailwire/
  * oauth.h). */
+#include "mailwire/config.h"
 #include "mailwire/oauth.h"
 #include "oauth/oauth_int.h"
 #include "util/err.h"
+#include "util/proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -210,110 +212,47 @@ static int make_parent(const char *path, mw_error *err)
     return 0;
 }
 
-static void sleep_ms(long ms);
-
 /* ---- the secret-store commands ------------------------------------------------- */
 
-/* Runs cmd with /bin/sh -c; in (may be NULL) goes to its stdin, its first
- * output line (at most outsz - 1 bytes) to out when out is not NULL.  The
- * child is killed after the HTTP timeout.  0, or MW_EIO with the reason. */
-static int run_cmd(const mw_oauth *oa, const char *cmd, const char *in, char *out, size_t outsz,
-                   mw_error *err)
+/* The store command gets the refresh token on its stdin (src/util/proc.c
+ * starts it: nothing else inherited, reaped whatever happens).  It may ask
+ * a person to unlock a keyring: five minutes, then it is ended. */
+static int secret_put(const mw_oauth *oa, const char *token, mw_error *err)
 {
-    int pin[2], pout[2];
-    if (pipe2(pin, O_CLOEXEC) != 0) return mwi_err_set(err, MW_EIO, "pipe (errno %d)", errno);
-    if (pipe2(pout, O_CLOEXEC) != 0) {
-        close(pin[0]);
-        close(pin[1]);
-        return mwi_err_set(err, MW_EIO, "pipe (errno %d)", errno);
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(pin[0]), close(pin[1]), close(pout[0]), close(pout[1]);
-        return mwi_err_set(err, MW_EIO, "fork (errno %d)", errno);
-    }
-    if (pid == 0) {
-        /* Only async-signal-safe calls here (the caller may be threaded). */
-        dup2(pin[0], 0);
-        dup2(pout[1], 1);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(pin[0]);
-    close(pout[1]);
-    if (in) {
-        size_t n = strlen(in), off = 0;
-        while (off < n) {
-            ssize_t w = write(pin[1], in + off, n - off);
-            if (w < 0 && errno == EINTR) continue;
-            if (w <= 0) break;
+    mwi_proc pr;
+    int rc = mwi_proc_start(&pr, oa->o.secret_store_cmd, MWI_PROC_IN_PIPE | MWI_PROC_OUT_NULL, err);
+    if (rc) return rc;
+    size_t n = strlen(token), off = 0;
+    int64_t deadline = mw_now_ms() + 300000;
+    int wrote = 1;
+    while (off < n + 1 && wrote) {
+        const char *b = off < n ? token + off : "\n";
+        size_t len = off < n ? n - off : 1;
+        ssize_t w = write(pr.in, b, len);
+        if (w > 0) {
             off += (size_t)w;
+        } else if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
+            struct pollfd pf = {pr.in, POLLOUT, 0};
+            int64_t left = deadline - mw_now_ms();
+            if (left <= 0 || poll(&pf, 1, (int)(left > 1000 ? 1000 : left)) < 0) wrote = 0;
+        } else {
+            wrote = 0; /* the command did not read it: its exit status tells */
         }
-        if (off == n && write(pin[1], "\n", 1) != 1) {
-            /* the command did not read: its exit status tells */
-        }
     }
-    close(pin[1]);
-    size_t got = 0;
-    char junk[512];
-    long long deadline = (long long)time(NULL) + oa->o.timeout_ms / 1000 + 1;
-    for (;;) {
-        struct pollfd pf = {pout[0], POLLIN, 0};
-        long long left = deadline - (long long)time(NULL);
-        if (left <= 0 || poll(&pf, 1, (int)(left * 1000)) <= 0) break;
-        ssize_t r = (out && got + 1 < outsz) ? read(pout[0], out + got, outsz - 1 - got)
-                                             : read(pout[0], junk, sizeof junk);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        if (out && got + 1 < outsz) got += (size_t)r;
-    }
-    close(pout[0]);
-    int status = 0, done = 0;
-    for (;;) {
-        pid_t w = waitpid(pid, &status, WNOHANG);
-        if (w == pid) {
-            done = 1;
-            break;
-        }
-        if (w < 0 && errno != EINTR) break;
-        if ((long long)time(NULL) > deadline) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            break;
-        }
-        sleep_ms(20);
-    }
-    if (out) {
-        out[got] = '\0';
-        char *nl = strchr(out, '\n');
-        if (nl) *nl = '\0';
-        if (got && out[strlen(out) - 1] == '\r') out[strlen(out) - 1] = '\0';
-    }
-    if (!done || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        if (out) OPENSSL_cleanse(out, outsz);
-        return mwi_err_set(err, MW_EIO, "secret store command failed (%s %d): %.160s",
-                           !done               ? "timed out,"
-                           : WIFEXITED(status) ? "exit status"
-                                               : "signal",
-                           !done               ? 0
-                           : WIFEXITED(status) ? WEXITSTATUS(status)
-                                               : WTERMSIG(status),
-                           cmd);
-    }
-    if (out && !out[0])
-        return mwi_err_set(err, MW_EAUTH,
-                           "the secret store command printed no refresh token (%.160s); run "
-                           "`mailwire oauth login` again",
-                           cmd);
+    int status = 0;
+    int64_t left = deadline - mw_now_ms();
+    mwi_proc_end(&pr, left > 0 ? (int)left : 0, &status);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return mwi_err_set(err, MW_EIO, "oauth_secret_store command failed (%s %d): %.160s",
+                           WIFEXITED(status) ? "exit status" : "signal",
+                           WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status),
+                           oa->o.secret_store_cmd);
     return 0;
 }
 
-static int secret_put(const mw_oauth *oa, const char *token, mw_error *err)
-{
-    return run_cmd(oa, oa->o.secret_store_cmd, token, NULL, 0, err);
-}
-
-/* Loads the refresh token from the secret store when it lives there. */
+/* Loads the refresh token from the secret store when it lives there
+ * (mw_secret_from_command: the first line; no deadline, as a PIN may be
+ * asked for). */
 static int secret_get(const mw_oauth *oa, store *s, mw_error *err)
 {
     if (s->refresh_token || !s->rt_external) return 0;
@@ -321,14 +260,21 @@ static int secret_get(const mw_oauth *oa, store *s, mw_error *err)
         return mwi_err_set(err, MW_EINVAL,
                            "the refresh token is in a secret store, but no oauth_secret_lookup "
                            "command is set");
-    char *buf = malloc(MW_OAUTH_MAX_TOKEN + 2);
-    if (!buf) return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    int rc = run_cmd(oa, oa->o.secret_lookup_cmd, NULL, buf, MW_OAUTH_MAX_TOKEN + 2, err);
+    char *tok = NULL;
+    int rc = mw_secret_from_command(&tok, oa->o.secret_lookup_cmd, err);
+    if (rc == MW_EFORMAT)
+        return mwi_err_set(err, MW_EAUTH,
+                           "the oauth_secret_lookup command printed no refresh token (%.160s); "
+                           "run `mailwire oauth login` again",
+                           oa->o.secret_lookup_cmd);
     if (rc) {
-        free(buf);
-        return rc;
+        char why[200];
+        mwi_copy_printable(why, sizeof why, err ? err->message : "",
+                           err ? strnlen(err->message, sizeof why - 1) : 0);
+        return mwi_err_set(err, rc, "oauth_secret_lookup command: %s: %.120s", why,
+                           oa->o.secret_lookup_cmd);
     }
-    s->refresh_token = buf;
+    s->refresh_token = tok;
     return 0;
 }
 

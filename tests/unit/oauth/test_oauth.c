@@ -221,6 +221,7 @@ static void secret_lookup_failure_named(void **state)
     char *t = NULL;
     assert_int_equal(mw_oauth_token(oa, 0, &t, &e), MW_EIO);
     assert_non_null(strstr(e.message, "exit status 3"));
+    assert_non_null(strstr(e.message, "oauth_secret_lookup"));
     mw_oauth_free(oa);
     /* a lookup that prints nothing: log in again */
     o.secret_lookup_cmd = "true";
