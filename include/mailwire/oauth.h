@@ -70,8 +70,8 @@ typedef struct mw_oauth_opts {
      * standard input, lookup_cmd prints it as its first line.  Run with
      * /bin/sh -c; the token is never in their argv or environment.  Either
      * may ask a person (a PIN): the lookup has no deadline, the store five
-     * minutes.  The
-     * file then holds only the access token cache.  Both or neither. */
+     * minutes.  The file then holds only the access token cache.  Both
+     * or neither. */
     const char *secret_store_cmd;
     const char *secret_lookup_cmd;
 } mw_oauth_opts;
