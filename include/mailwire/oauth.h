@@ -96,7 +96,8 @@ typedef struct mw_oauth_device_prompt {
     int interval;   /* seconds between polls */
 } mw_oauth_device_prompt;
 /* Called once with the prompt, then after every poll with prompt NULL and
- * `polls` counted; return nonzero to give up (MW_ECANCELED). */
+ * `polls` counted; return nonzero to give up: the login returns that
+ * value unchanged (err says the callback stopped it). */
 typedef int (*mw_oauth_device_fn)(const mw_oauth_device_prompt *prompt, unsigned polls,
                                   void *userdata);
 
@@ -109,7 +110,7 @@ MW_EXTERN int mw_oauth_login_device(mw_oauth *oa, mw_oauth_device_fn show, void 
                                     mw_error *err);
 
 /* Called with the authorization URL (to open in a browser or print).
- * Return nonzero to give up. */
+ * Return nonzero to give up (returned unchanged by the login). */
 typedef int (*mw_oauth_browser_fn)(const char *url, void *userdata);
 /* Authorization code flow with PKCE S256 and a redirect to a listener on
  * 127.0.0.1 (RFC 8252 section 7.3): waits up to timeout_s for the redirect,

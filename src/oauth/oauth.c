@@ -623,9 +623,13 @@ int mw_oauth_login_device(mw_oauth *oa, mw_oauth_device_fn show, void *userdata,
     long long life = d.expires_in > 0 ? d.expires_in : 1800;
     mw_oauth_device_prompt p = {d.verification_uri, d.verification_uri_complete, d.user_code,
                                 (int)life, (int)interval};
-    if (show && show(&p, 0, userdata)) {
+    int stop = show ? show(&p, 0, userdata) : 0;
+    if (stop) {
+        /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
         mwi_oauth_resp_clear(&d);
-        return mwi_err_set(err, MW_ECANCELED, "device login canceled");
+        mwi_err_set(err, stop < 0 ? stop : MW_ECANCELED,
+                    "device login stopped by the callback (%d)", stop);
+        return stop;
     }
     rc = mwi_oauth_form_add(&form, "grant_type", "urn:ietf:params:oauth:grant-type:device_code");
     if (!rc) rc = mwi_oauth_form_add(&form, "device_code", d.device_code);
@@ -669,8 +673,11 @@ int mw_oauth_login_device(mw_oauth *oa, mw_oauth_device_fn show, void *userdata,
             mwi_oauth_resp_clear(&r);
             break;
         }
-        if (show && show(NULL, polls, userdata)) {
-            rc = mwi_err_set(err, MW_ECANCELED, "device login canceled");
+        int st = show ? show(NULL, polls, userdata) : 0;
+        if (st) {
+            mwi_err_set(err, st < 0 ? st : MW_ECANCELED,
+                        "device login stopped by the callback (%d)", st);
+            rc = st;
             break;
         }
     }
@@ -799,10 +806,13 @@ int mw_oauth_login_pkce(mw_oauth *oa, mw_oauth_browser_fn open_url, void *userda
         return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     trace(oa, MW_TRACE_INFO, "oauth: waiting for the redirect to %s", redirect);
-    if (open_url && open_url(url, userdata)) {
+    int stop = open_url ? open_url(url, userdata) : 0;
+    if (stop) {
         free(url);
         close(ls);
-        return mwi_err_set(err, MW_ECANCELED, "login canceled");
+        mwi_err_set(err, stop < 0 ? stop : MW_ECANCELED, "login stopped by the callback (%d)",
+                    stop);
+        return stop;
     }
     free(url);
     long long deadline = now_s() + (timeout_s > 0 ? timeout_s : 300);
