@@ -29,6 +29,7 @@
 #include "common.h"
 #include "error.h"
 #include "net.h"
+#include "token.h"
 #include "trace.h"
 
 #include <stddef.h>
@@ -134,9 +135,8 @@ MW_EXTERN int mw_oauth_refresh(mw_oauth *oa, mw_error *err);
  * it with mw_oauth_token_free (wipes it). */
 MW_EXTERN int mw_oauth_token(mw_oauth *oa, int refused, char **token, mw_error *err);
 MW_EXTERN void mw_oauth_token_free(char *token);
-/* The same as a plain callback type (userdata last, as every callback;
- * here the mw_oauth), for code that asks for a token when it logs in. */
-typedef int (*mw_token_fn)(int refused, char **token, mw_error *err, void *userdata);
+/* mw_oauth_token as a token provider (token.h) for mw_pop3_opts.token_fn
+ * and mw_smtp_opts.token_fn; userdata = the mw_oauth. */
 MW_EXTERN int mw_oauth_token_cb(int refused, char **token, mw_error *err, void *userdata);
 
 /* Revokes the refresh token (and the access token) at the revocation

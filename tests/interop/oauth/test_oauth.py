@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """OAuth 2.0 end to end (tests/servers/start-oauth.sh), printing TAP.
 
-usage: test_oauth.py MAILWIRE
+usage: test_oauth.py MAILWIRE [SESSION_TOKEN]
 
 `mailwire oauth login` against the real oidc-provider, the user played by
 tests/servers/oauth/approve.py over HTTPS; then `send` through Postfix and
@@ -35,6 +35,7 @@ import threading
 import time
 
 MW = os.path.abspath(sys.argv[1])
+SESSION_TOKEN = os.path.abspath(sys.argv[2]) if len(sys.argv) > 2 else None
 E = os.environ
 n_test = 0
 failed = 0
@@ -469,6 +470,38 @@ def t_skew():
         return "pop3 exit %d: %s\n%s" % (r.returncode, r.stderr.decode(), trace.decode()[-2000:])
     if b"refused the access token" not in trace or trace.count(b"grant_type=refresh_token") != 1:
         return "no single refresh after the refusal:\n" + trace.decode()[-2000:]
+    return None
+
+
+@case("library session, token_fn = mw_oauth_token_cb: refused token -> callback refreshes, AUTH again")
+def t_session_cb():
+    if not SESSION_TOKEN:
+        return "session_token helper not given"
+    # o3's last token (5 s, from the previous cases) must be dead at the
+    # provider; then the store is made to claim an hour left.
+    write_config(account("o3", "o3", E["MW_OAUTH_POP3S_PORT"], "implicit",
+                         scope="openid offline_access mail short"))
+    if not wait_for(lambda: status("o3").get("expires_in", 1) < 0, 120, 0.5):
+        return "o3's token never expired: %s" % status("o3")
+    p, s = store("o3")
+    now = int(time.time())
+    s["expires_at"], s["obtained_at"] = now + 3600, now
+    with open(p + ".new", "w") as f:
+        json.dump(s, f)
+    os.chmod(p + ".new", 0o600)
+    os.rename(p + ".new", p)
+    tr = os.path.join(T, "session-cb.trace")
+    r = subprocess.run([SESSION_TOKEN, p, ISS + "/token", CA, E["MW_OAUTH_POP3S_PORT"], "o3",
+                        "XOAUTH2", tr], capture_output=True, timeout=300, env=ENV)
+    out = r.stdout.decode()
+    trace = open(tr).read() if os.path.exists(tr) else ""
+    write_config()
+    if r.returncode != 0 or not out.startswith("ok "):
+        return "exit %d: %s %s\n%s" % (r.returncode, out, r.stderr.decode(), trace[-2000:])
+    if trace.count("AUTH XOAUTH2") != 2 or trace.count("grant_type=refresh_token") != 1:
+        return "want 2 AUTH and 1 refresh in one session:\n" + trace[-2000:]
+    if leaks([trace, out], secrets_of("o3")):
+        return "a token in the trace"
     return None
 
 
