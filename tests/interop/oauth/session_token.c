@@ -1,12 +1,13 @@
-/* Helper of test_oauth.py: a POP3 session (the library, not the command)
- * that gets its token from mailwire's store through the token-provider
- * callback (mw_pop3_opts.token_fn = mw_oauth_token_cb).
+/* Helper of test_oauth.py: a POP3 or SMTP session (the library, not the
+ * command) that gets its token from mailwire's store through the
+ * token-provider callback (token_fn = mw_oauth_token_cb).
  *
- *   session_token STORE TOKEN_URL CA PORT USER MECH TRACE
+ *   session_token STORE TOKEN_URL CA PORT USER MECH TRACE pop3|smtp
  *
- * Logs in over POP3S, STAT, QUIT; prints "ok COUNT" or "error: ..." and
- * exits 0 or 1.  The trace (oauth HTTP exchanges and the POP3 lines,
- * secrets masked) goes to TRACE. */
+ * pop3: logs in over POP3S, STAT, QUIT.  smtp: STARTTLS, AUTH, QUIT.
+ * Prints "ok ..." or "error: ..." and exits 0 or 1.  The trace (oauth
+ * HTTP exchanges and the session's lines, secrets masked) goes to TRACE. */
+#include "mailwire/smtp.h"
 #include "mailwire/oauth.h"
 #include "mailwire/pop3.h"
 
@@ -25,8 +26,8 @@ static void to_file(int dir, const char *line, size_t len, void *ud)
 
 int main(int argc, char **argv)
 {
-    if (argc != 8) {
-        fprintf(stderr, "usage: session_token STORE TOKEN_URL CA PORT USER MECH TRACE\n");
+    if (argc != 9) {
+        fprintf(stderr, "usage: session_token STORE TOKEN_URL CA PORT USER MECH TRACE pop3|smtp\n");
         return 2;
     }
     FILE *tr = fopen(argv[7], "w");
@@ -46,6 +47,35 @@ int main(int argc, char **argv)
     if (rc) {
         printf("error: %s\n", e.message);
         return 1;
+    }
+    if (!strcmp(argv[8], "smtp")) {
+        const char *servers[] = {"127.0.0.1"};
+        unsigned ports[] = {(unsigned)strtoul(argv[4], NULL, 10)};
+        mw_smtp_opts so = MW_SMTP_OPTS_INIT;
+        so.servers = servers;
+        so.nservers = 1;
+        so.ports = ports;
+        so.nports = 1;
+        so.tls = MW_TLS_STARTTLS;
+        so.tls_opts = &tls;
+        so.user = argv[5];
+        so.sasl_mechs = argv[6];
+        so.token_fn = mw_oauth_token_cb;
+        so.token_userdata = oa;
+        so.trace = to_file;
+        so.trace_userdata = tr;
+        mw_smtp *sm = NULL;
+        rc = mw_smtp_open(&sm, &so, &e);
+        if (!rc) mw_smtp_quit(sm);
+        mw_smtp_free(sm);
+        mw_oauth_free(oa);
+        fclose(tr);
+        if (rc) {
+            printf("error: %s\n", e.message);
+            return 1;
+        }
+        printf("ok smtp\n");
+        return 0;
     }
     mw_pop3_opts po = MW_POP3_OPTS_INIT;
     po.port = (unsigned)strtoul(argv[4], NULL, 10);

@@ -492,7 +492,7 @@ def t_session_cb():
     os.rename(p + ".new", p)
     tr = os.path.join(T, "session-cb.trace")
     r = subprocess.run([SESSION_TOKEN, p, ISS + "/token", CA, E["MW_OAUTH_POP3S_PORT"], "o3",
-                        "XOAUTH2", tr], capture_output=True, timeout=300, env=ENV)
+                        "XOAUTH2", tr, "pop3"], capture_output=True, timeout=300, env=ENV)
     out = r.stdout.decode()
     trace = open(tr).read() if os.path.exists(tr) else ""
     write_config()
@@ -500,6 +500,38 @@ def t_session_cb():
         return "exit %d: %s %s\n%s" % (r.returncode, out, r.stderr.decode(), trace[-2000:])
     if trace.count("AUTH XOAUTH2") != 2 or trace.count("grant_type=refresh_token") != 1:
         return "want 2 AUTH and 1 refresh in one session:\n" + trace[-2000:]
+    if leaks([trace, out], secrets_of("o3")):
+        return "a token in the trace"
+    return None
+
+
+@case("library SMTP session, token_fn: refused token (Postfix via Dovecot) -> refreshed, AUTH again")
+def t_session_cb_smtp():
+    if not SESSION_TOKEN:
+        return "session_token helper not given"
+    write_config(account("o3", "o3", E["MW_OAUTH_POP3S_PORT"], "implicit",
+                         scope="openid offline_access mail short"))
+    # The token of the previous case (5 s) must be dead at the provider.
+    ok = wait_for(lambda: status("o3").get("expires_in", 1) < 0, 120, 0.5)
+    write_config()
+    if not ok:
+        return "o3's token never expired: %s" % status("o3")
+    p, s = store("o3")
+    now = int(time.time())
+    s["expires_at"], s["obtained_at"] = now + 3600, now
+    with open(p + ".new", "w") as f:
+        json.dump(s, f)
+    os.chmod(p + ".new", 0o600)
+    os.rename(p + ".new", p)
+    tr = os.path.join(T, "session-cb-smtp.trace")
+    r = subprocess.run([SESSION_TOKEN, p, ISS + "/token", CA, E["MW_OAUTH_SMTP_PORT"], "o3",
+                        "OAUTHBEARER", tr, "smtp"], capture_output=True, timeout=300, env=ENV)
+    out = r.stdout.decode()
+    trace = open(tr).read() if os.path.exists(tr) else ""
+    if r.returncode != 0 or not out.startswith("ok smtp"):
+        return "exit %d: %s %s\n%s" % (r.returncode, out, r.stderr.decode(), trace[-2000:])
+    if trace.count("AUTH OAUTHBEARER") != 2 or trace.count("grant_type=refresh_token") != 1:
+        return "want 2 AUTH and 1 refresh on one connection:\n" + trace[-2000:]
     if leaks([trace, out], secrets_of("o3")):
         return "a token in the trace"
     return None
