@@ -39,7 +39,7 @@ static void send_usage(FILE *f)
             "                     [--all-or-nothing] [--bcc-digest] [--downgrade] [--]\n"
             "                     [RECIPIENT...]\n"
             "-BBINARYMIME: the body as it is, in BDAT (a server offering CHUNKING and\n"
-            "  BINARYMIME); --downgrade: else re-encoded as 7-bit (base64), not refused.\n"
+            "  BINARYMIME); --downgrade: else each part not 7-bit goes base64, not refused.\n"
             "       mailwire send -bs [OPTIONS]  (SMTP on stdin/stdout, relayed to the server)\n"
             "       mailwire send -bi | -I      (no alias database: does nothing)\n"
             "       mailwire send -q | -bp      (`mailwire queue flush` | `mailwire queue list`)\n"
@@ -233,87 +233,6 @@ static int ehlo_has(const mw_smtp *s, const char *cap)
     return 0;
 }
 
-/* The field named `name` starts at d[i] (case-insensitively). */
-static int field_is(const char *d, size_t n, size_t i, const char *name)
-{
-    size_t k = strlen(name);
-    return n - i > k && !strncasecmp(d + i, name, k) && d[i + k] == ':';
-}
-
-/* A single-part message with its body base64-encoded (RFC 2045 §6.8) and
- * Content-Transfer-Encoding set to base64; a multipart one is refused (its
- * parts would each need re-encoding).  *out is malloc'd.  0, or -1 with
- * *why set. */
-static int downgrade_7bit(const char *d, size_t n, char **out, size_t *olen, const char **why)
-{
-    size_t hb = header_block_end(d, n);
-    if (!hb) hb = n;
-    char *buf = NULL;
-    size_t blen = 0;
-    FILE *f = open_memstream(&buf, &blen);
-    if (!f) {
-        *why = "out of memory";
-        return -1;
-    }
-    int have_mv = 0, skip = 0, multi = 0;
-    for (size_t i = 0; i < hb;) {
-        const char *nl = memchr(d + i, '\n', hb - i);
-        size_t e = nl ? (size_t)(nl - d) + 1 : hb;
-        size_t l = e - i;
-        while (l > 0 && (d[i + l - 1] == '\n' || d[i + l - 1] == '\r'))
-            l--;
-        if (l == 0) break; /* the empty line */
-        if (d[i] != ' ' && d[i] != '\t') {
-            skip = field_is(d, n, i, "Content-Transfer-Encoding");
-            if (field_is(d, n, i, "MIME-Version")) have_mv = 1;
-            if (field_is(d, n, i, "Content-Type")) {
-                const char *v = d + i + 13;
-                while (v < d + i + l && (*v == ' ' || *v == '\t'))
-                    v++;
-                if ((size_t)(d + i + l - v) >= 10 && !strncasecmp(v, "multipart/", 10)) multi = 1;
-            }
-        }
-        if (!skip) {
-            fwrite(d + i, 1, l, f);
-            fputs("\r\n", f);
-        }
-        i = e;
-    }
-    if (multi) {
-        fclose(f);
-        free(buf);
-        *why = "it is multipart: --downgrade re-encodes single-part messages only";
-        return -1;
-    }
-    if (!have_mv) fputs("MIME-Version: 1.0\r\n", f);
-    fputs("Content-Transfer-Encoding: base64\r\n\r\n", f);
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    const unsigned char *b = (const unsigned char *)d + hb;
-    size_t bn = n - hb, col = 0;
-    for (size_t i = 0; i < bn; i += 3) {
-        unsigned v = (unsigned)b[i] << 16;
-        if (i + 1 < bn) v |= (unsigned)b[i + 1] << 8;
-        if (i + 2 < bn) v |= b[i + 2];
-        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63],
-                     i + 1 < bn ? b64[(v >> 6) & 63] : '=', i + 2 < bn ? b64[v & 63] : '='};
-        fwrite(q, 1, 4, f);
-        col += 4;
-        if (col == 76) {
-            fputs("\r\n", f);
-            col = 0;
-        }
-    }
-    if (col) fputs("\r\n", f);
-    if (fclose(f) != 0) {
-        free(buf);
-        *why = "out of memory";
-        return -1;
-    }
-    *out = buf;
-    *olen = blen;
-    return 0;
-}
-
 /* What the command line asked for. */
 typedef struct send_args {
     const char *from, *fullname, *notify, *ret, *envid;
@@ -480,6 +399,245 @@ static char *default_sender(const mw_cli_conn *cc)
     char *s = malloc(n);
     if (s) snprintf(s, n, "%s@%s", user, host);
     return s;
+}
+
+/* ---- --enqueue: through the durable queue (queue_cli.h) ---- */
+
+/* -t's recipients for the queue, which needs them at once: the To, Cc
+ * and Bcc fields' addresses, after the argument ones, without repeats. */
+static int add_unique(const char ***list, size_t *n, size_t *cap, const char *a)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcasecmp((*list)[i], a)) return 0;
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        const char **nl = realloc(*list, nc * sizeof *nl);
+        if (!nl) return -1;
+        *list = nl;
+        *cap = nc;
+    }
+    (*list)[(*n)++] = a;
+    return 0;
+}
+
+typedef struct enq_src {
+    const char *pre;
+    size_t prelen, prepos;
+    stdin_src *sin;
+} enq_src;
+
+static long enq_read(void *buf, size_t len, void *ud)
+{
+    enq_src *E = ud;
+    if (E->prepos < E->prelen) {
+        size_t k = E->prelen - E->prepos < len ? E->prelen - E->prepos : len;
+        memcpy(buf, E->pre + E->prepos, k);
+        E->prepos += k;
+        return (long)k;
+    }
+    long r = send_source_read(buf, len, E->sin);
+    return r < 0 ? MW_EIO : r;
+}
+
+typedef struct enq_ctx {
+    smtp_cli *c;
+    int kind; /* the immediate attempt's event, 0 when none */
+    int json;
+    int verbose;
+    char why[320];    /* why the immediate attempt was deferred */
+    size_t nsent;     /* recipients that took it */
+    char failed[400]; /* the first recipient refused for good, with its reply */
+} enq_ctx;
+
+static int enq_connect(const mw_queue_entry *e, mw_smtp **out, mw_error *err, void *ud)
+{
+    (void)e;
+    enq_ctx *x = ud;
+    mw_error_clear(err);
+    int rc = smtp_open_err(x->c, out, 1, err);
+    if (rc == 0) return 0;
+    if (!err->code) {
+        err->code = MW_EAUTH;
+        snprintf(err->message, sizeof err->message, "cannot log in (see above)");
+    }
+    return err->code;
+}
+
+static void enq_event(const mw_queue_event *ev, void *ud)
+{
+    enq_ctx *x = ud;
+    x->kind = ev->kind;
+    x->nsent = 0;
+    for (size_t i = 0; i < ev->entry->nrcpt; i++) {
+        const mw_queue_rcpt *r = &ev->entry->rcpt[i];
+        x->nsent += r->state == MW_QUEUE_SENT;
+        if (r->state == MW_QUEUE_FAILED && !x->failed[0])
+            snprintf(x->failed, sizeof x->failed, "%d %s <%s>: %s", r->code >= 500 ? r->code : 554,
+                     r->enhanced[0] ? r->enhanced : "5.0.0", r->address, r->text ? r->text : "");
+    }
+    if (ev->kind == MW_QUEUE_EV_DEFERRED) {
+        /* the reason: the session's error, else the first pending refusal */
+        const char *w = ev->err && ev->err->message[0] ? ev->err->message : NULL;
+        snprintf(x->why, sizeof x->why, "%s", w ? w : "");
+        for (size_t i = 0; !w && i < ev->entry->nrcpt; i++) {
+            const mw_queue_rcpt *r = &ev->entry->rcpt[i];
+            if (r->state != MW_QUEUE_PENDING) continue;
+            snprintf(x->why, sizeof x->why, "<%s>: %d %s%s%s", r->address, r->code, r->enhanced,
+                     r->enhanced[0] ? " " : "", r->text ? r->text : "");
+            break;
+        }
+    }
+    if (x->json || ev->kind == MW_QUEUE_EV_FAILED || x->verbose)
+        queue_print_event(ev, x->json, "send");
+}
+
+static void date_now(char *out, size_t n)
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+/* Stores the message with its envelope, then tries it once at once.
+ * Exit 0 when it went or is queued, 67 when recipients failed for good,
+ * 75 when it could not be stored (nothing of it is left then). */
+static int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin,
+                        const char *sender)
+{
+    const char *data = sin->head;
+    size_t len = sin->hlen;
+    const char **rl = NULL;
+    size_t nr = 0, cap = 0;
+    int rc = 0;
+    char *pre = NULL;
+    size_t prelen = 0;
+    mw_mime_headers *h = NULL;
+    mw_mime_addrlist **lists = NULL;
+    size_t nlists = 0;
+    mw_queue *q = NULL;
+    for (size_t i = 0; i < A->nrcpt; i++)
+        if (add_unique(&rl, &nr, &cap, A->rcpt[i])) goto nomem;
+    size_t hb = header_block_end(data, len);
+    if (A->extract && mw_mime_headers_parse(&h, data, hb ? hb : len, NULL, NULL, NULL) == 0) {
+        const char *names[] = {"To", "Cc", "Bcc"};
+        for (size_t k = 0; k < 3; k++)
+            for (size_t j = 0; j < mw_mime_headers_count_name(h, names[k]); j++) {
+                const char *v = mw_mime_headers_get(h, names[k], j);
+                mw_mime_addrlist *l = NULL;
+                if (!v || mw_mime_addrlist_parse(&l, v, strlen(v), NULL) != 0) continue;
+                mw_mime_addrlist **nl = realloc(lists, (nlists + 1) * sizeof *nl);
+                if (!nl) {
+                    mw_mime_addrlist_free(l);
+                    goto nomem;
+                }
+                lists = nl;
+                lists[nlists++] = l;
+                for (size_t m = 0; m < mw_mime_addrlist_count(l); m++) {
+                    const mw_mime_address *ad = mw_mime_addrlist_at(l, m);
+                    if (ad && ad->address && ad->address[0] &&
+                        add_unique(&rl, &nr, &cap, ad->address))
+                        goto nomem;
+                }
+            }
+    }
+    if (nr == 0) {
+        fprintf(stderr, "mailwire send: no recipients: give them as arguments, or To/Cc/Bcc "
+                        "fields with -t\n");
+        rc = EX_USAGE_;
+        goto out;
+    }
+    /* What sendmail mode adds, added now: every attempt then sends the
+     * same bytes (one Message-ID however many attempts). */
+    {
+        FILE *f = open_memstream(&pre, &prelen);
+        if (!f) goto nomem;
+        for (size_t i = 0; i < c->nheaders; i++)
+            fprintf(f, "%s\r\n", c->headers[i]);
+        if (!has_header(data, len, "From")) {
+            if (A->fullname)
+                fprintf(f, "From: %s <%s>\r\n", A->fullname, sender);
+            else
+                fprintf(f, "From: <%s>\r\n", sender);
+        }
+        if (!has_header(data, len, "Date")) {
+            char d[64];
+            date_now(d, sizeof d);
+            fprintf(f, "Date: %s\r\n", d);
+        }
+        if (!has_header(data, len, "Message-ID")) {
+            char host[256] = "localhost";
+            if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+                snprintf(host, sizeof host, "localhost");
+            host[sizeof host - 1] = '\0';
+            uint32_t r = 0;
+            int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+            if (ufd >= 0) {
+                if (read(ufd, &r, sizeof r) != (ssize_t)sizeof r) r = 0;
+                close(ufd);
+            }
+            fprintf(f, "Message-ID: <%lld.%ld.%08x@%s>\r\n", (long long)time(NULL), (long)getpid(),
+                    (unsigned)r, host);
+        }
+        if (fclose(f) != 0) goto nomem;
+    }
+    if ((rc = queue_cli_open(qc, &q, "send")) != 0) goto out;
+    enq_src E = {pre, prelen, 0, sin};
+    mw_queue_env env = {MW_QUEUE_ENV_VERSION,
+                        sender,
+                        rl,
+                        nr,
+                        c->conn.account,
+                        A->notify,
+                        A->ret,
+                        A->envid,
+                        A->body,
+                        0};
+    char id[MW_QUEUE_ID_MAX];
+    mw_error err;
+    mw_error_clear(&err);
+    /* One attempt at once; into the queue (durably) only what must wait. */
+    enq_ctx x = {c, 0, c->conn.json, A->verbose, "", 0, ""};
+    mw_queue_run_opts ro = MW_QUEUE_RUN_INIT;
+    ro.connect = enq_connect;
+    ro.connect_userdata = &x;
+    ro.event = enq_event;
+    ro.event_userdata = &x;
+    ro.maxtime_ms = c->maxsecs * 1000;
+    int queued = 0;
+    int qrc = mw_queue_send(q, &env, enq_read, &E, &ro, id, &queued, &err);
+    if (qrc) {
+        fprintf(stderr, "mailwire send: not queued, nothing kept: %s\n", err.message);
+        if (c->conn.json) {
+            printf("{\"queued\":false,\"error\":");
+            mw_cli_json_string(stdout, err.message, strlen(err.message));
+            printf("}\n");
+        }
+        rc = qrc == MW_EINVAL               ? EX_DATAERR_
+             : qrc == MW_EIO && sin->failed ? EX_IOERR_
+                                            : EX_TEMPFAIL_;
+        goto out;
+    }
+    if (x.kind == MW_QUEUE_EV_SENT) {
+        queue_kick(qc); /* the server is reachable: wake a daemon for the rest */
+    } else if (x.kind == MW_QUEUE_EV_FAILED) {
+        rc = EX_NOUSER_;
+    } else if (!c->conn.json) {
+        fprintf(stderr, "mailwire send: queued as %s%s%s\n", id, x.why[0] ? ": " : "", x.why);
+    }
+    goto out;
+nomem:
+    fprintf(stderr, "mailwire send: out of memory\n");
+    rc = EX_SOFTWARE_;
+out:
+    mw_queue_close(q);
+    for (size_t i = 0; i < nlists; i++)
+        mw_mime_addrlist_free(lists[i]);
+    free(lists);
+    mw_mime_headers_free(h);
+    free(pre);
+    free(rl);
+    return rc;
 }
 
 /* ---- -bs: an SMTP dialogue on stdin/stdout, relayed ----
@@ -679,6 +837,56 @@ static void bs_final(int rc, const mw_smtp_result *r, const mw_error *err)
              err && err->message[0] ? err->message : "failed");
 }
 
+/* --enqueue, or the account's `queue on` (once the account is known). */
+static int use_queue(const smtp_cli *c, const send_args *A)
+{
+    const mw_account *acct =
+        c->conn.config && c->conn.account ? mw_config_find(c->conn.config, c->conn.account) : NULL;
+    return A->enqueue || (acct && acct->queue);
+}
+
+/* -bs with the queue: the transaction's data go through mw_queue_send
+ * (sent at once, or kept); the reply says which. */
+static void bs_via_queue(smtp_cli *c, send_args *A, mw_queue *q, bs_in *in, const char *mail,
+                         char **rcpt, size_t nrcpt)
+{
+    mw_queue_env env = {MW_QUEUE_ENV_VERSION,
+                        mail,
+                        (const char *const *)rcpt,
+                        nrcpt,
+                        c->conn.account,
+                        A->notify,
+                        A->ret,
+                        A->envid,
+                        A->body,
+                        1};
+    enq_ctx x = {c, 0, 0, A->verbose, "", 0, ""};
+    mw_queue_run_opts ro = MW_QUEUE_RUN_INIT;
+    ro.connect = enq_connect;
+    ro.connect_userdata = &x;
+    ro.event = enq_event;
+    ro.event_userdata = &x;
+    ro.maxtime_ms = c->maxsecs * 1000;
+    char id[MW_QUEUE_ID_MAX];
+    int queued = 0;
+    mw_error err;
+    mw_error_clear(&err);
+    int qrc = mw_queue_send(q, &env, bs_data_read, in, &ro, id, &queued, &err);
+    char scratch[4096];
+    while (!in->done && !(in->eof && in->s == in->e))
+        if (bs_data_read(scratch, sizeof scratch, in) < 0) break;
+    if (!in->done) return;
+    if (qrc)
+        bs_reply("451 4.3.0 not queued, nothing kept: %s", err.message);
+    else if (x.kind == MW_QUEUE_EV_DEFERRED)
+        bs_reply("250 2.0.0 Ok: queued as %s%s%s", id, x.why[0] ? ": " : "", x.why);
+    else if (x.kind == MW_QUEUE_EV_FAILED && x.nsent == 0)
+        bs_reply("%s", x.failed);
+    else
+        bs_reply("250 2.0.0 Ok: sent as %s%s", id,
+                 x.kind == MW_QUEUE_EV_FAILED ? " (some recipients failed: see the report)" : "");
+}
+
 static int bs_session(smtp_cli *c, send_args *A)
 {
     bs_in *in = calloc(1, sizeof *in);
@@ -688,6 +896,7 @@ static int bs_session(smtp_cli *c, send_args *A)
     size_t nrcpt = 0;
     int have_mail = 0, finished = 0, rc = 0;
     mw_smtp *s = NULL;
+    mw_queue *q = NULL;
     char host[256] = "localhost";
     if (!in || !line || !rcpt) {
         rc = EX_SOFTWARE_;
@@ -751,22 +960,42 @@ static int bs_session(smtp_cli *c, send_args *A)
             in->bol = 1;
             in->done = 0;
             int orc = 0;
+            mw_error openerr;
+            mw_error_clear(&openerr);
             if (!s) {
                 /* The first transaction's sender picks the account. */
                 if (!finished) {
                     c->conn.from_address = mail;
-                    if ((orc = smtp_finish(c)) != 0) {
-                        rc = orc;
-                        break;
-                    }
-                    finished = 1;
+                    finished = smtp_finish(c) == 0 ? 1 : -1;
                 }
-                orc = smtp_open(c, &s, 1);
+                orc = finished < 0           ? EX_USAGE_
+                      : q || use_queue(c, A) ? 0
+                                             : smtp_open_err(c, &s, 1, &openerr);
+            }
+            if (finished > 0 && !q && use_queue(c, A)) {
+                if (queue_cli_open(&A->qc, &q, "send") != 0) {
+                    rc = EX_TEMPFAIL_;
+                    break;
+                }
+            }
+            if (q) {
+                /* Through the queue: 250 once it is sent or safely queued. */
+                if (s) { /* no direct session in this mode */
+                    mw_smtp_quit(s);
+                    mw_smtp_free(s);
+                    s = NULL;
+                }
+                bs_via_queue(c, A, q, in, mail, rcpt, nrcpt);
+                if (!in->done) break; /* input ended inside DATA */
+                for (size_t k = 0; k < nrcpt; k++)
+                    free(rcpt[k]);
+                nrcpt = 0;
+                have_mail = 0;
+                continue;
             }
             mw_smtp_result *r = NULL;
             int src;
             const mw_error *err = NULL;
-            mw_error openerr;
             if (orc == 0) {
                 mw_smtp_msg m = MW_SMTP_MSG_INIT;
                 m.read = bs_data_read;
@@ -783,10 +1012,12 @@ static int bs_session(smtp_cli *c, send_args *A)
                 src = mw_smtp_send(s, &m, &r);
                 err = mw_smtp_error(s);
             } else {
+                /* Not relayed: 451, so the client keeps the message. */
                 src = MW_ENET;
-                mw_error_clear(&openerr);
-                snprintf(openerr.message, sizeof openerr.message,
-                         "cannot reach the relay server (see stderr)");
+                if (!openerr.message[0])
+                    snprintf(openerr.message, sizeof openerr.message, "%s",
+                             finished < 0 ? "no relay server configured (see stderr)"
+                                          : "cannot log in to the relay server (see stderr)");
                 err = &openerr;
             }
             /* The rest of the data when the relay stopped early. */
@@ -832,232 +1063,13 @@ out:
         mw_smtp_quit(s);
         mw_smtp_free(s);
     }
+    mw_queue_close(q);
     for (size_t k = 0; k < nrcpt; k++)
         free(rcpt[k]);
     free(rcpt);
     free(mail);
     free(line);
     free(in);
-    return rc;
-}
-
-/* ---- --enqueue: through the durable queue (queue_cli.h) ---- */
-
-/* -t's recipients for the queue, which needs them at once: the To, Cc
- * and Bcc fields' addresses, after the argument ones, without repeats. */
-static int add_unique(const char ***list, size_t *n, size_t *cap, const char *a)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (!strcasecmp((*list)[i], a)) return 0;
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        const char **nl = realloc(*list, nc * sizeof *nl);
-        if (!nl) return -1;
-        *list = nl;
-        *cap = nc;
-    }
-    (*list)[(*n)++] = a;
-    return 0;
-}
-
-typedef struct enq_src {
-    const char *pre;
-    size_t prelen, prepos;
-    stdin_src *sin;
-} enq_src;
-
-static long enq_read(void *buf, size_t len, void *ud)
-{
-    enq_src *E = ud;
-    if (E->prepos < E->prelen) {
-        size_t k = E->prelen - E->prepos < len ? E->prelen - E->prepos : len;
-        memcpy(buf, E->pre + E->prepos, k);
-        E->prepos += k;
-        return (long)k;
-    }
-    long r = send_source_read(buf, len, E->sin);
-    return r < 0 ? MW_EIO : r;
-}
-
-typedef struct enq_ctx {
-    smtp_cli *c;
-    int kind; /* the immediate attempt's event, 0 when none */
-    int json;
-    int verbose;
-    char why[320]; /* why the immediate attempt was deferred */
-} enq_ctx;
-
-static int enq_connect(const mw_queue_entry *e, mw_smtp **out, mw_error *err, void *ud)
-{
-    (void)e;
-    enq_ctx *x = ud;
-    mw_error_clear(err);
-    int rc = smtp_open_err(x->c, out, 1, err);
-    if (rc == 0) return 0;
-    if (!err->code) {
-        err->code = MW_EAUTH;
-        snprintf(err->message, sizeof err->message, "cannot log in (see above)");
-    }
-    return err->code;
-}
-
-static void enq_event(const mw_queue_event *ev, void *ud)
-{
-    enq_ctx *x = ud;
-    x->kind = ev->kind;
-    if (ev->kind == MW_QUEUE_EV_DEFERRED) {
-        /* the reason: the session's error, else the first pending refusal */
-        const char *w = ev->err && ev->err->message[0] ? ev->err->message : NULL;
-        snprintf(x->why, sizeof x->why, "%s", w ? w : "");
-        for (size_t i = 0; !w && i < ev->entry->nrcpt; i++) {
-            const mw_queue_rcpt *r = &ev->entry->rcpt[i];
-            if (r->state != MW_QUEUE_PENDING) continue;
-            snprintf(x->why, sizeof x->why, "<%s>: %d %s%s%s", r->address, r->code, r->enhanced,
-                     r->enhanced[0] ? " " : "", r->text ? r->text : "");
-            break;
-        }
-    }
-    if (x->json || ev->kind == MW_QUEUE_EV_FAILED || x->verbose)
-        queue_print_event(ev, x->json, "send");
-}
-
-static void date_now(char *out, size_t n)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, n, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-}
-
-/* Stores the message with its envelope, then tries it once at once.
- * Exit 0 when it went or is queued, 67 when recipients failed for good,
- * 75 when it could not be stored (nothing of it is left then). */
-static int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin,
-                        const char *sender)
-{
-    const char *data = sin->head;
-    size_t len = sin->hlen;
-    const char **rl = NULL;
-    size_t nr = 0, cap = 0;
-    int rc = 0;
-    char *pre = NULL;
-    size_t prelen = 0;
-    mw_mime_headers *h = NULL;
-    mw_mime_addrlist **lists = NULL;
-    size_t nlists = 0;
-    mw_queue *q = NULL;
-    for (size_t i = 0; i < A->nrcpt; i++)
-        if (add_unique(&rl, &nr, &cap, A->rcpt[i])) goto nomem;
-    size_t hb = header_block_end(data, len);
-    if (A->extract && mw_mime_headers_parse(&h, data, hb ? hb : len, NULL, NULL, NULL) == 0) {
-        const char *names[] = {"To", "Cc", "Bcc"};
-        for (size_t k = 0; k < 3; k++)
-            for (size_t j = 0; j < mw_mime_headers_count_name(h, names[k]); j++) {
-                const char *v = mw_mime_headers_get(h, names[k], j);
-                mw_mime_addrlist *l = NULL;
-                if (!v || mw_mime_addrlist_parse(&l, v, strlen(v), NULL) != 0) continue;
-                mw_mime_addrlist **nl = realloc(lists, (nlists + 1) * sizeof *nl);
-                if (!nl) {
-                    mw_mime_addrlist_free(l);
-                    goto nomem;
-                }
-                lists = nl;
-                lists[nlists++] = l;
-                for (size_t m = 0; m < mw_mime_addrlist_count(l); m++) {
-                    const mw_mime_address *ad = mw_mime_addrlist_at(l, m);
-                    if (ad && ad->address && ad->address[0] &&
-                        add_unique(&rl, &nr, &cap, ad->address))
-                        goto nomem;
-                }
-            }
-    }
-    if (nr == 0) {
-        fprintf(stderr, "mailwire send: no recipients: give them as arguments, or To/Cc/Bcc "
-                        "fields with -t\n");
-        rc = EX_USAGE_;
-        goto out;
-    }
-    /* What sendmail mode adds, added now: every attempt then sends the
-     * same bytes (one Message-ID however many attempts). */
-    {
-        FILE *f = open_memstream(&pre, &prelen);
-        if (!f) goto nomem;
-        for (size_t i = 0; i < c->nheaders; i++)
-            fprintf(f, "%s\r\n", c->headers[i]);
-        if (!has_header(data, len, "From")) {
-            if (A->fullname)
-                fprintf(f, "From: %s <%s>\r\n", A->fullname, sender);
-            else
-                fprintf(f, "From: <%s>\r\n", sender);
-        }
-        if (!has_header(data, len, "Date")) {
-            char d[64];
-            date_now(d, sizeof d);
-            fprintf(f, "Date: %s\r\n", d);
-        }
-        if (!has_header(data, len, "Message-ID")) {
-            char host[256] = "localhost";
-            if (gethostname(host, sizeof host - 1) != 0 || !host[0])
-                snprintf(host, sizeof host, "localhost");
-            host[sizeof host - 1] = '\0';
-            uint32_t r = 0;
-            int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-            if (ufd >= 0) {
-                if (read(ufd, &r, sizeof r) != (ssize_t)sizeof r) r = 0;
-                close(ufd);
-            }
-            fprintf(f, "Message-ID: <%lld.%ld.%08x@%s>\r\n", (long long)time(NULL), (long)getpid(),
-                    (unsigned)r, host);
-        }
-        if (fclose(f) != 0) goto nomem;
-    }
-    if ((rc = queue_cli_open(qc, &q, "send")) != 0) goto out;
-    enq_src E = {pre, prelen, 0, sin};
-    mw_queue_env env = {sender, rl, nr, c->conn.account, A->notify, A->ret, A->envid, A->body};
-    char id[MW_QUEUE_ID_MAX];
-    mw_error err;
-    mw_error_clear(&err);
-    /* One attempt at once; into the queue (durably) only what must wait. */
-    enq_ctx x = {c, 0, c->conn.json, A->verbose, ""};
-    mw_queue_run_opts ro = MW_QUEUE_RUN_INIT;
-    ro.connect = enq_connect;
-    ro.connect_userdata = &x;
-    ro.event = enq_event;
-    ro.event_userdata = &x;
-    ro.maxtime_ms = c->maxsecs * 1000;
-    int queued = 0;
-    int qrc = mw_queue_send(q, &env, enq_read, &E, &ro, id, &queued, &err);
-    if (qrc) {
-        fprintf(stderr, "mailwire send: not queued, nothing kept: %s\n", err.message);
-        if (c->conn.json) {
-            printf("{\"queued\":false,\"error\":");
-            mw_cli_json_string(stdout, err.message, strlen(err.message));
-            printf("}\n");
-        }
-        rc = qrc == MW_EINVAL               ? EX_DATAERR_
-             : qrc == MW_EIO && sin->failed ? EX_IOERR_
-                                            : EX_TEMPFAIL_;
-        goto out;
-    }
-    if (x.kind == MW_QUEUE_EV_SENT) {
-        queue_kick(qc); /* the server is reachable: wake a daemon for the rest */
-    } else if (x.kind == MW_QUEUE_EV_FAILED) {
-        rc = EX_NOUSER_;
-    } else if (!c->conn.json) {
-        fprintf(stderr, "mailwire send: queued as %s%s%s\n", id, x.why[0] ? ": " : "", x.why);
-    }
-    goto out;
-nomem:
-    fprintf(stderr, "mailwire send: out of memory\n");
-    rc = EX_SOFTWARE_;
-out:
-    mw_queue_close(q);
-    for (size_t i = 0; i < nlists; i++)
-        mw_mime_addrlist_free(lists[i]);
-    free(lists);
-    mw_mime_headers_free(h);
-    free(pre);
-    free(rl);
     return rc;
 }
 
@@ -1072,7 +1084,7 @@ int mw_cli_sendmail(int argc, char **argv)
     A.mode = 'm';
     A.body = MW_SMTP_BODY_AUTO;
     A.rcpt = calloc((size_t)argc + 1, sizeof *A.rcpt);
-    A.qargv = calloc((size_t)argc + 3, sizeof *A.qargv);
+    A.qargv = calloc((size_t)argc + 5, sizeof *A.qargv);
     int rc = 0;
     stdin_src *sin = NULL;
     char *fromhdr = NULL, *sender = NULL, *whole = NULL, *seven = NULL;
@@ -1141,6 +1153,10 @@ int mw_cli_sendmail(int argc, char **argv)
     if (A.verbose > 1 && !c.conn.trace_path) c.conn.trace_path = "-";
     if (A.mode == 'q' || A.mode == 'p') {
         /* -q is `queue flush` (deliver all queued mail), -bp `queue list`. */
+        if (c.conn.config_path) { /* -C */
+            A.qargv[A.qargc++] = (char *)"--config";
+            A.qargv[A.qargc++] = (char *)c.conn.config_path;
+        }
         A.qargv[A.qargc++] = (char *)(A.mode == 'q' ? "flush" : "list");
         A.qargv[A.qargc] = NULL;
         rc = mw_cmd_queue(A.qargc, A.qargv);
@@ -1276,7 +1292,11 @@ int mw_cli_sendmail(int argc, char **argv)
             whole_len += (size_t)n;
         }
         if (!why && n < 0) why = "cannot read the message";
-        if (!why && downgrade_7bit(whole ? whole : "", whole_len, &seven, &seven_len, &why) == 0) {
+        mw_error derr;
+        mw_error_clear(&derr);
+        if (!why && mw_smtp_downgrade_7bit(whole, whole_len, &seven, &seven_len, &derr) != 0)
+            why = derr.message;
+        if (!why) {
             m.read = NULL;
             m.read_userdata = NULL;
             m.data = seven;

@@ -62,7 +62,9 @@ MW_EXTERN void mw_queue_close(mw_queue *q);
 
 /* The envelope of a message to enqueue.  Addresses must hold no control
  * octet (checked: MW_EINVAL). */
+#define MW_QUEUE_ENV_VERSION 1
 typedef struct mw_queue_env {
+    unsigned version;   /* MW_QUEUE_ENV_VERSION */
     const char *sender; /* "" for the null reverse-path */
     const char *const *recipients;
     size_t nrecipients;
@@ -71,7 +73,15 @@ typedef struct mw_queue_env {
     const char *dsn_ret;
     const char *dsn_envid;
     int body; /* enum mw_smtp_body */
+    /* 0: each attempt applies sendmail's header rule (Bcc removed; From,
+     * Date, Message-ID added when missing: MW_SMTP_REWRITE_SENDMAIL).
+     * 1: the message goes exactly as given (an SMTP relay's data). */
+    int raw;
 } mw_queue_env;
+#define MW_QUEUE_ENV_INIT                                                                          \
+    {                                                                                              \
+        MW_QUEUE_ENV_VERSION, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, 0                          \
+    }
 
 /* Stores the message read from `read` (until it returns 0) with its
  * envelope; *id gets the new entry's ID.  Only when this returns 0 is the
@@ -104,6 +114,7 @@ typedef struct mw_queue_entry {
     time_t created, next_attempt;
     unsigned attempts;
     uint64_t size; /* octets of the message file */
+    int raw;       /* as mw_queue_env */
     size_t nrcpt;
     mw_queue_rcpt *rcpt;
 } mw_queue_entry;

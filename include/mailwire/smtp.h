@@ -296,6 +296,18 @@ MW_EXTERN int mw_smtp_esmtp(const mw_smtp *s);
  * 0, MW_EUNSUPPORTED (not over TLS, or the connection is gone), MW_EINVAL. */
 MW_EXTERN int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out);
 
+/* The message data[0..len) made 7-bit, for a server that does not offer
+ * BINARYMIME (or 8BITMIME): every MIME entity whose body is not 7-bit
+ * (RFC 2045 §2.7) gets a base64 body and Content-Transfer-Encoding:
+ * base64; multiparts (their delimiters, preamble and epilogue kept) and
+ * message/rfc822 are walked; MIME-Version is added when missing.  *out is
+ * malloc'd (send it with body MW_SMTP_BODY_7BIT).  Returns 0, MW_EFORMAT
+ * (what cannot be re-encoded this way: an 8-bit header field, preamble or
+ * epilogue, a line over 998 octets there, parts nested over 32 deep),
+ * MW_ENOMEM, MW_EINVAL. */
+MW_EXTERN int mw_smtp_downgrade_7bit(const char *data, size_t len, char **out, size_t *out_len,
+                                     mw_error *err);
+
 #ifdef __cplusplus
 }
 #endif

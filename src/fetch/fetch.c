@@ -252,7 +252,7 @@ static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char 
     mwi_proc pr;
     mw_error e;
     if (mwi_proc_start(&pr, c->o->filter, MWI_PROC_IN_PIPE | MWI_PROC_OUT_NULL, &e)) {
-        snprintf(why, whylen, "the filter: %s", e.message);
+        snprintf(why, whylen, "the filter: %.180s", e.message);
         return MW_EIO;
     }
     int tmo = c->o->filter_timeout_ms > 0 ? c->o->filter_timeout_ms : 30000;

@@ -211,6 +211,7 @@ char *mwi_queue_env_text(const mw_queue_entry *e, size_t *len)
     int bad = fprintf(f, "mailwire-queue 1\ncreated %lld\nnext %lld\nattempts %u\nbody %d\n",
                       (long long)e->created, (long long)e->next_attempt, e->attempts, e->body) < 0;
     bad |= fprintf(f, "sender %s\n", e->sender ? e->sender : "") < 0;
+    if (e->raw) bad |= fprintf(f, "raw 1\n") < 0;
     bad |= put(f, "account", e->account) | put(f, "notify", e->dsn_notify) |
            put(f, "ret", e->dsn_ret) | put(f, "envid", e->dsn_envid);
     for (size_t i = 0; i < e->nrcpt && !bad; i++) {
@@ -255,6 +256,8 @@ static int env_parse(mw_queue_entry *e, char *t)
             e->next_attempt = (time_t)strtoll(v, NULL, 10);
         } else if (!strcmp(l, "attempts")) {
             e->attempts = (unsigned)strtoul(v, NULL, 10);
+        } else if (!strcmp(l, "raw")) {
+            e->raw = !strcmp(v, "1");
         } else if (!strcmp(l, "body")) {
             e->body = (int)strtol(v, NULL, 10);
         } else if (!strcmp(l, "sender")) {
@@ -407,6 +410,8 @@ static int save_entry(const mw_queue *q, const mw_queue_entry *e, mw_error *err)
 
 static int check_env(const mw_queue_env *env, mw_error *err)
 {
+    if (env->version < 1 || env->version > MW_QUEUE_ENV_VERSION)
+        return mwi_err_set(err, MW_EINVAL, "queue: mw_queue_env version %u unknown", env->version);
     if (!env->sender || !clean_value(env->sender) || strchr(env->sender, '\t'))
         return mwi_err_set(err, MW_EINVAL, "queue: bad sender address");
     if (env->nrecipients == 0 || env->nrecipients > Q_MAX_RCPT)
@@ -430,6 +435,7 @@ static int entry_from_env(mw_queue_entry *e, const mw_queue_env *env, mw_error *
     if (new_id(e->id, err)) return MW_EIO;
     e->created = e->next_attempt = time(NULL);
     e->body = env->body;
+    e->raw = env->raw != 0;
     e->sender = (char *)env->sender;
     e->account = (char *)env->account;
     e->dsn_notify = (char *)env->dsn_notify;
@@ -801,7 +807,7 @@ static size_t attempt(const mw_queue *q, mw_queue_entry *e, mw_smtp **s, int fd,
         m.nrecipients = npend;
         /* The queued message already holds what sendmail mode adds
          * (cli/cmd_send.c); Bcc goes. */
-        m.rewrite_headers = MW_SMTP_REWRITE_SENDMAIL;
+        m.rewrite_headers = e->raw ? 0 : MW_SMTP_REWRITE_SENDMAIL;
         m.atleastone = 1;
         m.body = e->body;
         m.dsn_notify = e->dsn_notify;

@@ -7,8 +7,8 @@
 
 #include <stddef.h>
 
-/* Parses text[0..len) (up to its first NUL) into *e (zeroed first; free
- * with mw_queue_entries_free(e, 0)-style clearing: mwi_queue_entry_clear).
+/* Parses text[0..len) (up to its first NUL) into *e (zeroed first; its
+ * strings freed with mwi_queue_entry_clear).
  * Returns 0, or -1 when malformed (e then cleared). */
 int mwi_queue_env_parse(mw_queue_entry *e, const char *text, size_t len);
 /* The envelope file's text for e, malloc'd (*len its length); NULL when out

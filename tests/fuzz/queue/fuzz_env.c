@@ -25,8 +25,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (mwi_queue_env_parse(&f, t, len) != 0) abort();
     if (!same_str(e.sender, f.sender) || !same_str(e.account, f.account) ||
         !same_str(e.dsn_notify, f.dsn_notify) || !same_str(e.dsn_ret, f.dsn_ret) ||
-        !same_str(e.dsn_envid, f.dsn_envid) || e.body != f.body || e.created != f.created ||
-        e.next_attempt != f.next_attempt || e.attempts != f.attempts || e.nrcpt != f.nrcpt)
+        !same_str(e.dsn_envid, f.dsn_envid) || e.body != f.body || e.raw != f.raw ||
+        e.created != f.created || e.next_attempt != f.next_attempt || e.attempts != f.attempts ||
+        e.nrcpt != f.nrcpt)
         abort();
     for (size_t i = 0; i < e.nrcpt; i++) {
         const mw_queue_rcpt *a = &e.rcpt[i], *b = &f.rcpt[i];
