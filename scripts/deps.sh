@@ -12,6 +12,10 @@ want+=(musl-tools) # tests/style/musl_check.sh: src/util on a non-glibc libc
 want+=(swaks) # an SMTP client we did not write, for `send -bs` (interop-sendmail)
 want+=(libuv1-dev) # examples/loop_uv.c: mw_loop inside libuv
 want+=(tcl8.6-dev tcllib tcl-tls) # bindings/tcl: the Tcl binding, Tcllib's mime and its reference packages
+want+=(nodejs libcurl4-openssl-dev libjson-c-dev) # OAuth: test provider, HTTP, JSON
+# npm for the OAuth test provider (tests/servers/start-oauth.sh); a nodejs
+# that ships its own npm (not Debian's) conflicts with the npm package.
+command -v npm >/dev/null || want+=(npm)
 if [ "${1:-build}" = bench ]; then
   want+=(mpop msmtp fetchmail curl libgmime-3.0-dev valgrind hyperfine time bc)
 fi

@@ -46,6 +46,8 @@ struct mw_smtp {
     mw_net_opts net;
     char *client;
     char *username, *password, *token, *authzid, *auth;
+    mw_token_fn token_fn; /* version 2 options: the token provider (token.h) */
+    void *token_ud;
     int allow_plaintext, no_ir, queue;
     mw_smtp_tlspolicy_fn tlspolicy;
     void *tlspolicy_ud;
@@ -436,7 +438,7 @@ static int authenticate(mw_smtp *s)
     pol.tls = s->tls_active;
     pol.allow_plaintext = s->allow_plaintext;
     pol.has_password = s->password != NULL;
-    pol.has_token = s->token != NULL;
+    pol.has_token = s->token != NULL || s->token_fn != NULL;
     pol.want_external = s->tls_active && s->tls.cert_file != NULL;
     pol.has_cb = cbt != NULL;
     const char *mechs[MW_SASL_MAX_MECHS];
@@ -460,7 +462,44 @@ static int authenticate(mw_smtp *s)
     /* Strongest first; a refusal moves on to the next (RFC 4954 §4). */
     for (size_t i = 0; i < nm; i++) {
         int fatal = 0;
+        int oauth = !strcasecmp(mechs[i], "XOAUTH2") || !strcasecmp(mechs[i], "OAUTHBEARER");
+        char *fresh = NULL;
+        if (oauth && !s->token && s->token_fn) {
+            mw_error_clear(&s->err);
+            rc = s->token_fn(0, &fresh, &s->err, s->token_ud);
+            if (rc || !fresh) {
+                s->stop = 1;
+                return rc ? rc
+                          : mwi_err_set(&s->err, MW_EINVAL, "the token provider gave no token");
+            }
+            cr.token = fresh;
+        }
         rc = auth_one(s, mechs[i], &cr, &fatal);
+        if (rc && fresh && !fatal && s->state != ST_DEAD) {
+            /* Refused: one new token from the provider (refused = 1), one
+             * more AUTH (RFC 4954 §4 allows it after a failure). */
+            char *again = NULL;
+            mw_error keep = s->err;
+            int cr2 = s->token_fn(1, &again, &s->err, s->token_ud);
+            if (cr2 == 0 && again) {
+                explicit_bzero(fresh, strlen(fresh));
+                free(fresh);
+                fresh = again;
+                cr.token = fresh;
+                trace_info(s, "%s refused; again with a new token", mechs[i]);
+                rc = auth_one(s, mechs[i], &cr, &fatal);
+            } else if (cr2 == 0) {
+                s->err = keep;
+            } else {
+                rc = cr2;
+                fatal = 1;
+            }
+        }
+        if (fresh) {
+            explicit_bzero(fresh, strlen(fresh));
+            free(fresh);
+            cr.token = s->token;
+        }
         if (rc == 0) {
             trace_info(s, "authenticated with %s", mechs[i]);
             return 0;
@@ -543,7 +582,7 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
         if (rc) return rc;
         if (s->rep->code == 421) return reply_error(s, "QUED");
     }
-    if (s->username || s->token) {
+    if (s->username || s->token || s->token_fn) {
         if ((rc = authenticate(s)) != 0) return rc;
     }
     mwi_conn_set_deadline(s->c, MW_NO_DEADLINE);
@@ -555,7 +594,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
 {
     if (!out) return mwi_err_set(err, MW_EINVAL, "no output pointer");
     *out = NULL;
-    if (!o || o->version != MW_SMTP_OPTS_VERSION) {
+    if (!o || o->version < 1 || o->version > MW_SMTP_OPTS_VERSION) {
         if (o && o->stream) mw_stream_free(o->stream);
         return mwi_err_set(err, MW_EINVAL, "options missing or of an unknown version");
     }
@@ -573,7 +612,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
                          "octet");
     else if (o->tls < MW_TLS_STARTTLS || o->tls > MW_TLS_IMPLICIT)
         rc = mwi_err_set(err, MW_EINVAL, "unknown TLS mode %d", o->tls);
-    else if ((o->user && !o->password && !o->token))
+    else if ((o->user && !o->password && !o->token && !(o->version >= 2 && o->token_fn)))
         rc = mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
     for (size_t i = 0; !rc && i < o->nservers; i++)
         if (!o->servers[i] || !*o->servers[i] || bad_arg(o->servers[i], 0))
@@ -609,6 +648,10 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     s->username = xstrdup(o->user);
     s->password = xstrdup(o->password);
     s->token = xstrdup(o->token);
+    if (o->version >= 2) {
+        s->token_fn = o->token_fn;
+        s->token_ud = o->token_userdata;
+    }
     s->authzid = xstrdup(o->authzid);
     s->auth = xstrdup(o->sasl_mechs);
     s->allow_plaintext = o->allow_plaintext;
