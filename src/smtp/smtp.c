@@ -354,18 +354,44 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     return 0;
 }
 
-int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
+/* Every port of a server before the next server (Tcllib 1.4.5 advanced
+ * the port only on EHLO failures); stops at the first that works and at
+ * an error that another server would meet as well. */
+static int failover(mw_smtp *s, const char *const *servers, size_t nservers, const unsigned *ports,
+                    size_t nports, int64_t deadline)
 {
-    if (!out) return mwi_err_set(err, MW_EINVAL, "no output pointer");
-    *out = NULL;
-    if (!o || o->version != MW_SMTP_OPTS_VERSION) {
-        if (o && o->stream) mw_stream_free(o->stream);
-        return mwi_err_set(err, MW_EINVAL, "options missing or of an unknown version");
+    int rc = MW_ENET;
+    for (size_t i = 0; i < nservers; i++) {
+        for (size_t j = 0; j < nports; j++) {
+            rc = try_one(s, servers[i], ports[j], NULL, deadline);
+            if (rc == 0) return 0;
+            if (s->err.code == 0) mwi_err_set(&s->err, rc, "%s", mw_strerror(rc));
+            char msg[sizeof s->err.message + 300];
+            snprintf(msg, sizeof msg, "%.200s port %u: %s", servers[i], ports[j], s->err.message);
+            mwi_copy_printable(s->err.message, sizeof s->err.message, msg, strlen(msg));
+            mwi_smtp_trace_info(s, "%s", s->err.message);
+            if (s->c && s->state != ST_DEAD && rc != MW_ETLS && rc != MW_ECERT) {
+                /* Say goodbye politely when the server can still hear;
+                 * the error keeps naming the command that failed. */
+                mw_error keep = s->err;
+                if (mwi_smtp_put_cmd(s, "QUIT") == 0) mwi_smtp_flush(s);
+                s->err = keep;
+            }
+            mwi_conn_free(s->c);
+            s->c = NULL;
+            if (s->stop || rc == MW_EINVAL || rc == MW_ENOMEM || rc == MW_ECANCELED ||
+                rc == MW_EPOLICY)
+                return rc;
+        }
     }
-    mw_stream *given = o->stream;
+    return rc;
+}
+
+/* Refuse before anything is sent (docs/CONVENTIONS.md "Safe defaults":
+ * CR/LF/NUL never reach a command line). */
+static int check_opts(const mw_smtp_opts *o, mw_error *err)
+{
     int rc = 0;
-    /* Refuse before anything is sent (docs/CONVENTIONS.md "Safe defaults":
-     * CR/LF/NUL never reach a command line). */
     if (mwi_smtp_bad_arg(o->client, 0))
         rc = mwi_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     else if (o->client && (!*o->client || strlen(o->client) > 255))
@@ -384,6 +410,19 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     for (size_t i = 0; !rc && i < o->nports; i++)
         if (o->ports[i] == 0 || o->ports[i] > 65535)
             rc = mwi_err_set(err, MW_EINVAL, "port %u out of range", o->ports[i]);
+    return rc;
+}
+
+int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
+{
+    if (!out) return mwi_err_set(err, MW_EINVAL, "no output pointer");
+    *out = NULL;
+    if (!o || o->version != MW_SMTP_OPTS_VERSION) {
+        if (o && o->stream) mw_stream_free(o->stream);
+        return mwi_err_set(err, MW_EINVAL, "options missing or of an unknown version");
+    }
+    mw_stream *given = o->stream;
+    int rc = check_opts(o, err);
     if (rc) {
         mw_stream_free(given);
         return rc;
@@ -434,38 +473,10 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     size_t nports = o->nports ? o->nports : 1;
     int64_t deadline = o->open_timeout_ms > 0 ? mw_now_ms() + o->open_timeout_ms : MW_NO_DEADLINE;
 
-    rc = MW_ENET;
-    if (given) {
+    if (given)
         rc = try_one(s, servers[0], ports[0], given, deadline);
-    } else {
-        /* Every port of a server before the next server (Tcllib 1.4.5
-         * advanced the port only on EHLO failures). */
-        for (size_t i = 0; i < nservers; i++) {
-            for (size_t j = 0; j < nports; j++) {
-                rc = try_one(s, servers[i], ports[j], NULL, deadline);
-                if (rc == 0) goto done;
-                if (s->err.code == 0) mwi_err_set(&s->err, rc, "%s", mw_strerror(rc));
-                char msg[sizeof s->err.message + 300];
-                snprintf(msg, sizeof msg, "%.200s port %u: %s", servers[i], ports[j],
-                         s->err.message);
-                mwi_copy_printable(s->err.message, sizeof s->err.message, msg, strlen(msg));
-                mwi_smtp_trace_info(s, "%s", s->err.message);
-                if (s->c && s->state != ST_DEAD && rc != MW_ETLS && rc != MW_ECERT) {
-                    /* Say goodbye politely when the server can still hear;
-                     * the error keeps naming the command that failed. */
-                    mw_error keep = s->err;
-                    if (mwi_smtp_put_cmd(s, "QUIT") == 0) mwi_smtp_flush(s);
-                    s->err = keep;
-                }
-                mwi_conn_free(s->c);
-                s->c = NULL;
-                if (s->stop || rc == MW_EINVAL || rc == MW_ENOMEM || rc == MW_ECANCELED ||
-                    rc == MW_EPOLICY)
-                    goto done;
-            }
-        }
-    }
-done:
+    else
+        rc = failover(s, servers, nservers, ports, nports, deadline);
     if (rc) {
         if (err) *err = s->err;
         free_session(s);
