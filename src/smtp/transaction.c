@@ -350,6 +350,45 @@ static int tx_stop(mwi_smtp_tx *t, enum mwi_smtp_tx_after after, int rc)
     return rc;
 }
 
+/* Queues the RCPT command for one address, with the DSN parameters the
+ * server takes (RFC 3461 §4.1, §4.2). */
+static int put_rcpt(mw_smtp *s, const mw_smtp_msg *m, int dsn, const char *address)
+{
+    char line[1200]; /* ORCPT may triple a 256-octet address */
+    mw_fmt lf;
+    mw_fmt_init(&lf, line, sizeof line);
+    mw_fmt_mem(&lf, "RCPT TO:<", 9);
+    mw_fmt_str(&lf, address);
+    mw_fmt_mem(&lf, ">", 1);
+    if (dsn && m->dsn_notify) {
+        mw_fmt_mem(&lf, " NOTIFY=", 8);
+        mw_fmt_str(&lf, m->dsn_notify);
+    }
+    if (dsn && m->dsn_orcpt && !has8(address, strlen(address))) {
+        char x[800];
+        xtext(x, sizeof x, address);
+        mw_fmt_mem(&lf, " ORCPT=rfc822;", 14);
+        mw_fmt_str(&lf, x);
+    }
+    if (lf.over) {
+        /* Cannot happen (addresses, NOTIFY and ORCPT are bounded), but
+         * MAIL is queued already: never leave the session out of step. */
+        mwi_smtp_set_state(s, ST_DEAD);
+        return mwi_err_set(&s->err, MW_ETOOBIG,
+                           "the RCPT command for <%s> would be over %zu octets", address,
+                           sizeof line - 1);
+    }
+    return mwi_smtp_put_line(s, line, lf.len, NULL);
+}
+
+/* Keeps the reply to one RCPT in its result. */
+static void rcpt_reply(mw_smtp *s, mw_smtp_rcpt *rr)
+{
+    rr->code = s->rep->code;
+    memcpy(rr->enhanced, s->rep->enhanced, sizeof rr->enhanced);
+    rr->text = mwi_smtp_reply_text_dup(s->rep);
+}
+
 /* The envelope: RSET when owed, MAIL, RCPT… and, pipelined, DATA.  With
  * PIPELINING it is written and flushed and the message encoded ahead, the
  * replies left unread (t->env_sent); without, each command waits for its
@@ -394,38 +433,10 @@ int mwi_smtp_tx_envelope(mw_smtp *s, mwi_smtp_tx *t)
         }
     }
     for (size_t i = 0; i < res->nrcpt; i++) {
-        char line[1200]; /* ORCPT may triple a 256-octet address */
-        mw_fmt lf;
-        mw_fmt_init(&lf, line, sizeof line);
-        mw_fmt_mem(&lf, "RCPT TO:<", 9);
-        mw_fmt_str(&lf, res->rcpt[i].address);
-        mw_fmt_mem(&lf, ">", 1);
-        if (dsn && m->dsn_notify) {
-            mw_fmt_mem(&lf, " NOTIFY=", 8);
-            mw_fmt_str(&lf, m->dsn_notify);
-        }
-        if (dsn && m->dsn_orcpt && !has8(res->rcpt[i].address, strlen(res->rcpt[i].address))) {
-            char x[800];
-            xtext(x, sizeof x, res->rcpt[i].address);
-            mw_fmt_mem(&lf, " ORCPT=rfc822;", 14);
-            mw_fmt_str(&lf, x);
-        }
-        if (lf.over) {
-            /* Cannot happen (addresses, NOTIFY and ORCPT are bounded), but
-             * MAIL is queued already: never leave the session out of step. */
-            mwi_smtp_set_state(s, ST_DEAD);
-            rc = mwi_err_set(&s->err, MW_ETOOBIG,
-                             "the RCPT command for <%s> would be over %zu octets",
-                             res->rcpt[i].address, sizeof line - 1);
-            goto out;
-        }
-        if ((rc = mwi_smtp_put_line(s, line, lf.len, NULL)) != 0) goto out;
+        if ((rc = put_rcpt(s, m, dsn, res->rcpt[i].address)) != 0) goto out;
         if (!pipelining) {
             if ((rc = mwi_smtp_flush(s)) || (rc = mwi_smtp_get_reply(s, "RCPT"))) goto out;
-            mw_smtp_rcpt *rr = &res->rcpt[i];
-            rr->code = s->rep->code;
-            memcpy(rr->enhanced, s->rep->enhanced, sizeof rr->enhanced);
-            rr->text = mwi_smtp_reply_text_dup(s->rep);
+            rcpt_reply(s, &res->rcpt[i]);
             if (s->rep->code == 421) goto out421;
         }
     }
@@ -490,6 +501,32 @@ static int bdat_drain(mw_smtp *s, mwi_smtp_tx *t)
     return rc;
 }
 
+/* The error and the result when recipients were refused and the message
+ * is not sent: the first refusal names the reason. */
+static int rcpt_refusal(mw_smtp *s, mw_smtp_result *res, size_t nperm)
+{
+    mw_smtp_rcpt *first = NULL;
+    for (size_t i = 0; i < res->nrcpt && !first; i++)
+        if (!res->rcpt[i].accepted) first = &res->rcpt[i];
+    int rc = nperm ? MW_ESERVER : MW_ETEMP;
+    mwi_err_set(&s->err, rc,
+                "%zu of %zu recipients rejected (first: <%s> %d %s %s); "
+                "message not sent",
+                res->nrejected, res->nrcpt, first->address, first->code, first->enhanced,
+                first->text ? first->text : "");
+    s->err.reply_code = first->code;
+    memcpy(s->err.enhanced, first->enhanced, sizeof s->err.enhanced);
+    res->final_code = first->code;
+    free(res->final_text);
+    size_t fl = strlen(first->enhanced) + 1 + (first->text ? strlen(first->text) : 0) + 1;
+    if ((res->final_text = malloc(fl)))
+        snprintf(res->final_text, fl, "%s%s%s", first->enhanced, first->enhanced[0] ? " " : "",
+                 first->text ? first->text : "");
+    mwi_err_set_reply(&s->err, first->text ? first->text : "",
+                      first->text ? strlen(first->text) : 0);
+    return rc;
+}
+
 /* The rest: the envelope's replies (pipelined), DATA, the data. */
 int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t)
 {
@@ -516,10 +553,7 @@ int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t)
         }
         for (size_t i = 0; i < res->nrcpt; i++) {
             if ((rc = mwi_smtp_get_reply(s, "RCPT")) != 0) goto out;
-            mw_smtp_rcpt *rr = &res->rcpt[i];
-            rr->code = s->rep->code;
-            memcpy(rr->enhanced, s->rep->enhanced, sizeof rr->enhanced);
-            rr->text = mwi_smtp_reply_text_dup(s->rep);
+            rcpt_reply(s, &res->rcpt[i]);
         }
         if (pipe_data) {
             if ((rc = mwi_smtp_get_reply(s, "DATA")) != 0) goto out;
@@ -552,25 +586,7 @@ int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t)
     if (nacc == 0 || (res->nrejected && !m->atleastone)) {
         /* Tcllib: no DATA unless every recipient was accepted, or at least
          * one with -atleastone; RSET and report the rejected ones. */
-        mw_smtp_rcpt *first = NULL;
-        for (size_t i = 0; i < res->nrcpt && !first; i++)
-            if (!res->rcpt[i].accepted) first = &res->rcpt[i];
-        rc = nperm ? MW_ESERVER : MW_ETEMP;
-        mwi_err_set(&s->err, rc,
-                    "%zu of %zu recipients rejected (first: <%s> %d %s %s); "
-                    "message not sent",
-                    res->nrejected, res->nrcpt, first->address, first->code, first->enhanced,
-                    first->text ? first->text : "");
-        s->err.reply_code = first->code;
-        memcpy(s->err.enhanced, first->enhanced, sizeof s->err.enhanced);
-        res->final_code = first->code;
-        free(res->final_text);
-        size_t fl = strlen(first->enhanced) + 1 + (first->text ? strlen(first->text) : 0) + 1;
-        if ((res->final_text = malloc(fl)))
-            snprintf(res->final_text, fl, "%s%s%s", first->enhanced, first->enhanced[0] ? " " : "",
-                     first->text ? first->text : "");
-        mwi_err_set_reply(&s->err, first->text ? first->text : "",
-                          first->text ? strlen(first->text) : 0);
+        rc = rcpt_refusal(s, res, nperm);
         if (pipe_data && s->rep->code == 354) {
             /* DATA is pipelined only with atleastone or one recipient, so
              * here nacc == 0 and a compliant server refuses DATA (RFC 2920
