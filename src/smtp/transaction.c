@@ -154,7 +154,9 @@ static int send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *
     return rc;
 }
 
-int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m)
+/* Takes the caller's message: checks it, reads its header ahead, builds
+ * the envelope and the result (t->built: mwi_smtp_tx_end must run). */
+static int tx_take(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m)
 {
     int rc;
     memset(t, 0, sizeof *t);
@@ -191,7 +193,7 @@ int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m)
         r->pre = NULL;
         return rc;
     }
-    size_t skip = t->skip = envp->rewritten ? hlen : 0;
+    t->skip = envp->rewritten ? hlen : 0;
     mw_smtp_result *res = calloc(1, sizeof *res);
     if (!res || !(res->rcpt = calloc(envp->nrcpt, sizeof *res->rcpt))) {
         free(res);
@@ -214,27 +216,18 @@ int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m)
     /* Every exit from here on goes through mwi_smtp_tx_end, which hands it back. */
     t->xf.out = s->xout; /* empty; reused from the previous message */
     s->xout = (mw_buf)MW_BUF_INIT(0);
+    return 0;
+}
 
-    /* What the message needs of the server, decided before MAIL. */
-    int utf8_addr = has8(res->originator, strlen(res->originator));
-    for (size_t i = 0; i < res->nrcpt; i++)
-        utf8_addr |= has8(res->rcpt[i].address, strlen(res->rcpt[i].address));
-    int smtputf8 = 0;
-    if (utf8_addr || envp->utf8) {
-        if (s->caps.flags & MW_SMTP_CAP_SMTPUTF8)
-            smtputf8 = 1;
-        else if (utf8_addr) {
-            rc = mwi_err_set(&s->err, MW_EUNSUPPORTED,
-                             "an address is UTF-8 and the server does not offer SMTPUTF8 "
-                             "(RFC 6531)");
-            goto fail;
-        }
-    }
+/* The message's size for MAIL's SIZE parameter (RFC 1870), 0 when not
+ * known; *eight is set when it has (or may have) 8-bit octets. */
+static uint64_t msg_size(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *envp, size_t skip,
+                         int *eight)
+{
     uint64_t size = 0;
-    int eight = envp->utf8;
     if (m->data) {
         size = (uint64_t)(m->len - skip) + (envp->rewritten ? envp->header.len : 0);
-        eight |= has8(m->data + skip, m->len - skip);
+        *eight |= has8(m->data + skip, m->len - skip);
     } else {
         struct stat st;
         if (m->size_hint)
@@ -247,48 +240,46 @@ int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m)
             size = (uint64_t)st.st_size;
             if (envp->rewritten && size >= skip) size = size - skip + envp->header.len;
         }
-        eight = 1; /* unknown until read: declare 8BITMIME when offered */
+        *eight = 1; /* unknown until read: declare 8BITMIME when offered */
     }
-    const char *body = NULL;
+    return size;
+}
+
+/* MAIL's BODY parameter (RFC 6152, RFC 3030) into *body (NULL: none), or
+ * the refusal of a message the server cannot take. */
+static int body_param(mw_smtp *s, const mw_smtp_msg *m, int eight, int smtputf8, const char **body)
+{
     int has8bm = (s->caps.flags & MW_SMTP_CAP_8BITMIME) != 0;
     int binary = m->body == MW_SMTP_BODY_BINARYMIME;
     if (binary) {
         if (!(s->caps.flags & MW_SMTP_CAP_BINARYMIME) || !(s->caps.flags & MW_SMTP_CAP_CHUNKING)) {
-            rc = mwi_err_set(&s->err, MW_EUNSUPPORTED,
-                             "the message is binary and the server does not offer %s (RFC 3030): "
-                             "re-encode it as 7-bit",
-                             (s->caps.flags & MW_SMTP_CAP_CHUNKING) ? "BINARYMIME"
-                                                                    : "CHUNKING and BINARYMIME");
-            goto fail;
+            return mwi_err_set(&s->err, MW_EUNSUPPORTED,
+                               "the message is binary and the server does not offer %s (RFC 3030): "
+                               "re-encode it as 7-bit",
+                               (s->caps.flags & MW_SMTP_CAP_CHUNKING) ? "BINARYMIME"
+                                                                      : "CHUNKING and BINARYMIME");
         }
-        body = "BINARYMIME";
+        *body = "BINARYMIME";
     } else if (m->body == MW_SMTP_BODY_8BITMIME || (m->body == MW_SMTP_BODY_AUTO && eight)) {
         if (has8bm)
-            body = "8BITMIME";
+            *body = "8BITMIME";
         else if (m->data && !smtputf8) {
-            rc = mwi_err_set(&s->err, MW_EUNSUPPORTED,
-                             "the message has 8-bit data and the server does not offer 8BITMIME "
-                             "(RFC 6152): encode it as 7-bit");
-            goto fail;
+            return mwi_err_set(&s->err, MW_EUNSUPPORTED,
+                               "the message has 8-bit data and the server does not offer 8BITMIME "
+                               "(RFC 6152): encode it as 7-bit");
         }
     } else if (m->body == MW_SMTP_BODY_7BIT && has8bm) {
-        body = "7BIT";
+        *body = "7BIT";
     }
-    /* RFC 1870 §6: refuse early what the server said it will not take. */
-    if ((s->caps.flags & MW_SMTP_CAP_SIZE) && s->caps.size_max && size > s->caps.size_max) {
-        rc = mwi_err_set(&s->err, MW_ETOOBIG,
-                         "the message (%llu octets) is over the server's SIZE limit of %llu",
-                         (unsigned long long)size, (unsigned long long)s->caps.size_max);
-        goto fail;
-    }
-    /* chunking 2: BDAT with the body as it is (BINARYMIME, xfer_start) */
-    int chunking = t->chunking =
-        binary ? 2 : m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
-    t->forbid8 = !(body && (!strcmp(body, "8BITMIME") || binary)) && !smtputf8;
-    t->pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
-    int dsn = t->dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
-    res->chunking = chunking != 0;
+    return 0;
+}
 
+/* The MAIL command of the transaction into t->mail. */
+static int mail_line(mw_smtp *s, mwi_smtp_tx *t, uint64_t size, const char *body, int smtputf8)
+{
+    const mw_smtp_msg *m = &t->m;
+    const mw_smtp_result *res = t->res;
+    int dsn = t->dsn;
     /* Command lines are put together without printf (per message, on the
      * path between two replies); one cut short is refused, not sent. */
     char *mail = t->mail;
@@ -317,11 +308,58 @@ int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m)
         mw_fmt_str(&mf, x);
     }
     if (mf.over) {
-        rc = mwi_err_set(&s->err, MW_ETOOBIG, "the MAIL command would be over %zu octets",
-                         sizeof t->mail - 1);
-        goto fail;
+        return mwi_err_set(&s->err, MW_ETOOBIG, "the MAIL command would be over %zu octets",
+                           sizeof t->mail - 1);
     }
     t->ml = mf.len;
+    return 0;
+}
+
+int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m)
+{
+    int rc = tx_take(s, t, m);
+    if (rc) return rc;
+    m = &t->m;
+    mw_smtp_result *res = t->res;
+    const mw_smtp_env *envp = &t->env;
+    size_t skip = t->skip;
+
+    /* What the message needs of the server, decided before MAIL. */
+    int utf8_addr = has8(res->originator, strlen(res->originator));
+    for (size_t i = 0; i < res->nrcpt; i++)
+        utf8_addr |= has8(res->rcpt[i].address, strlen(res->rcpt[i].address));
+    int smtputf8 = 0;
+    if (utf8_addr || envp->utf8) {
+        if (s->caps.flags & MW_SMTP_CAP_SMTPUTF8)
+            smtputf8 = 1;
+        else if (utf8_addr) {
+            rc = mwi_err_set(&s->err, MW_EUNSUPPORTED,
+                             "an address is UTF-8 and the server does not offer SMTPUTF8 "
+                             "(RFC 6531)");
+            goto fail;
+        }
+    }
+    int eight = envp->utf8;
+    uint64_t size = msg_size(s, m, envp, skip, &eight);
+    const char *body = NULL;
+    int binary = m->body == MW_SMTP_BODY_BINARYMIME;
+    if ((rc = body_param(s, m, eight, smtputf8, &body)) != 0) goto fail;
+    /* RFC 1870 §6: refuse early what the server said it will not take. */
+    if ((s->caps.flags & MW_SMTP_CAP_SIZE) && s->caps.size_max && size > s->caps.size_max) {
+        rc = mwi_err_set(&s->err, MW_ETOOBIG,
+                         "the message (%llu octets) is over the server's SIZE limit of %llu",
+                         (unsigned long long)size, (unsigned long long)s->caps.size_max);
+        goto fail;
+    }
+    /* chunking 2: BDAT with the body as it is (BINARYMIME, xfer_start) */
+    int chunking = t->chunking =
+        binary ? 2 : m->use_chunking && (s->caps.flags & MW_SMTP_CAP_CHUNKING);
+    t->forbid8 = !(body && (!strcmp(body, "8BITMIME") || binary)) && !smtputf8;
+    t->pipelining = (s->caps.flags & MW_SMTP_CAP_PIPELINING) != 0;
+    t->dsn = (s->caps.flags & MW_SMTP_CAP_DSN) != 0;
+    res->chunking = chunking != 0;
+
+    if ((rc = mail_line(s, t, size, body, smtputf8)) != 0) goto fail;
     return 0;
 fail:
     t->after = AFTER_OUT;
