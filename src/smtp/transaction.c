@@ -427,6 +427,38 @@ static void rcpt_reply(mw_smtp *s, mw_smtp_rcpt *rr)
     rr->text = mwi_smtp_reply_text_dup(s->rep);
 }
 
+/* RFC 3030 §4.2: with PIPELINING, BDAT may follow the RCPTs in the same
+ * group; a BDAT after a failed MAIL or with no accepted recipient is
+ * refused, and its data (counted, not dot-terminated) is skipped, so
+ * nothing is delivered and the session stays in step.  When the whole
+ * message fits in one chunk it is encoded now and goes out with its
+ * envelope as BDAT LAST: one round trip per message.  As for DATA,
+ * only when no RCPT outcome could make us want to stop. */
+static int bdat_with_envelope(mw_smtp *s, mwi_smtp_tx *t)
+{
+    int rc;
+    const mw_smtp_msg *m = &t->m;
+    if (!s->chunk) s->chunk = malloc(MWI_SMTP_CHUNK);
+    mwi_smtp_xfer *x = &t->xf;
+    mwi_smtp_xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, t->chunking);
+    int whole = !x->rc && !mwi_smtp_src_in_memory(&t->r) && (t->r.eof || m->data);
+    if (whole && (rc = mwi_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) return rc;
+    if (whole) {
+        int outstanding = 0;
+        mwi_smtp_trace_info(s, "(%llu octets of message data in BDAT chunks)",
+                            (unsigned long long)x->enc.out_octets);
+        if ((rc = mwi_smtp_put_bdat(s, &x->out, 1, &outstanding)) != 0) return rc;
+        t->res->octets = x->enc.out_octets;
+        mwi_smtp_xout_release(s, &x->out);
+        x->pending = 1;
+        x->wrc = 0;
+        x->outstanding = outstanding;
+        x->chunking = 1;
+        t->pipe_bdat = 1;
+    }
+    return 0;
+}
+
 /* The envelope: RSET when owed, MAIL, RCPT… and, pipelined, DATA.  With
  * PIPELINING it is written and flushed and the message encoded ahead, the
  * replies left unread (t->env_sent); without, each command waits for its
@@ -480,33 +512,9 @@ int mwi_smtp_tx_envelope(mw_smtp *s, mwi_smtp_tx *t)
     }
     if (pipe_data && (rc = mwi_smtp_put_line(s, "DATA", 4, NULL)) != 0) goto out;
     t->had_rset = had_rset;
-    /* RFC 3030 §4.2: with PIPELINING, BDAT may follow the RCPTs in the same
-     * group; a BDAT after a failed MAIL or with no accepted recipient is
-     * refused, and its data (counted, not dot-terminated) is skipped, so
-     * nothing is delivered and the session stays in step.  When the whole
-     * message fits in one chunk it is encoded now and goes out with its
-     * envelope as BDAT LAST: one round trip per message.  As for DATA,
-     * only when no RCPT outcome could make us want to stop. */
-    if (pipelining && chunking && (m->atleastone || res->nrcpt == 1)) {
-        if (!s->chunk) s->chunk = malloc(MWI_SMTP_CHUNK);
-        mwi_smtp_xfer *x = &t->xf;
-        mwi_smtp_xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, chunking);
-        int whole = !x->rc && !mwi_smtp_src_in_memory(&t->r) && (t->r.eof || m->data);
-        if (whole && (rc = mwi_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) goto out;
-        if (whole) {
-            int outstanding = 0;
-            mwi_smtp_trace_info(s, "(%llu octets of message data in BDAT chunks)",
-                                (unsigned long long)x->enc.out_octets);
-            if ((rc = mwi_smtp_put_bdat(s, &x->out, 1, &outstanding)) != 0) goto out;
-            res->octets = x->enc.out_octets;
-            mwi_smtp_xout_release(s, &x->out);
-            x->pending = 1;
-            x->wrc = 0;
-            x->outstanding = outstanding;
-            x->chunking = 1;
-            t->pipe_bdat = 1;
-        }
-    }
+    if (pipelining && chunking && (m->atleastone || res->nrcpt == 1) &&
+        (rc = bdat_with_envelope(s, t)) != 0)
+        goto out;
     if (pipelining) {
         if ((rc = mwi_smtp_flush(s)) != 0) goto out;
         /* The replies take a round trip: encode meanwhile what is already
@@ -565,6 +573,45 @@ static int rcpt_refusal(mw_smtp *s, mw_smtp_result *res, size_t nperm)
     return rc;
 }
 
+/* The replies to a pipelined envelope (RFC 2920 §3.1), in order: RSET,
+ * MAIL, each RCPT, DATA.  A refused MAIL sets *refused. */
+static int envelope_replies(mw_smtp *s, mwi_smtp_tx *t, int *refused)
+{
+    int rc;
+    mw_smtp_result *res = t->res;
+    if (t->had_rset) {
+        if ((rc = mwi_smtp_get_reply(s, "RSET")) != 0) return rc;
+    }
+    if ((rc = mwi_smtp_get_reply(s, "MAIL")) != 0) return rc;
+    int mail_code = s->rep->code;
+    mw_error mail_err = {0};
+    if (mail_code != 250) {
+        mwi_smtp_reply_error(s, "sender refused");
+        mail_err = s->err;
+        res->final_code = mail_code;
+        res->final_text = mwi_smtp_reply_text_dup(s->rep);
+    }
+    for (size_t i = 0; i < res->nrcpt; i++) {
+        if ((rc = mwi_smtp_get_reply(s, "RCPT")) != 0) return rc;
+        rcpt_reply(s, &res->rcpt[i]);
+    }
+    if (t->pipe_data) {
+        if ((rc = mwi_smtp_get_reply(s, "DATA")) != 0) return rc;
+        if (s->rep->code == 354 && (mail_code != 250)) {
+            /* The server took DATA although MAIL failed: the only way
+             * out of DATA without sending a message is to hang up. */
+            mwi_smtp_set_state(s, ST_DEAD);
+        }
+    }
+    if (mail_code != 250) {
+        if ((rc = bdat_drain(s, t)) != 0) return rc;
+        s->err = mail_err;
+        *refused = 1;
+        return mail_err.code;
+    }
+    return 0;
+}
+
 /* The rest: the envelope's replies (pipelined), DATA, the data. */
 int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t)
 {
@@ -575,38 +622,12 @@ int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t)
     mw_smtp_env *envp = &t->env;
     int chunking = t->chunking, forbid8 = t->forbid8, pipelining = t->pipelining;
     size_t skip = t->skip;
-    int pipe_data = t->pipe_data, had_rset = t->had_rset;
+    int pipe_data = t->pipe_data;
     if (pipelining) {
-        if (had_rset) {
-            if ((rc = mwi_smtp_get_reply(s, "RSET")) != 0) goto out;
-        }
-        if ((rc = mwi_smtp_get_reply(s, "MAIL")) != 0) goto out;
-        int mail_code = s->rep->code;
-        mw_error mail_err = {0};
-        if (mail_code != 250) {
-            mwi_smtp_reply_error(s, "sender refused");
-            mail_err = s->err;
-            res->final_code = mail_code;
-            res->final_text = mwi_smtp_reply_text_dup(s->rep);
-        }
-        for (size_t i = 0; i < res->nrcpt; i++) {
-            if ((rc = mwi_smtp_get_reply(s, "RCPT")) != 0) goto out;
-            rcpt_reply(s, &res->rcpt[i]);
-        }
-        if (pipe_data) {
-            if ((rc = mwi_smtp_get_reply(s, "DATA")) != 0) goto out;
-            if (s->rep->code == 354 && (mail_code != 250)) {
-                /* The server took DATA although MAIL failed: the only way
-                 * out of DATA without sending a message is to hang up. */
-                mwi_smtp_set_state(s, ST_DEAD);
-            }
-        }
-        if (mail_code != 250) {
-            if ((rc = bdat_drain(s, t)) != 0) goto out;
-            s->err = mail_err;
-            rc = mail_err.code;
-            goto reset;
-        }
+        int refused = 0;
+        rc = envelope_replies(s, t, &refused);
+        if (rc && refused) goto reset;
+        if (rc) goto out;
     }
     size_t nacc = 0, nperm = 0;
     for (size_t i = 0; i < res->nrcpt; i++) {
