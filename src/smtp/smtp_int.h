@@ -2,8 +2,9 @@
  *   smtp.c        the session: commands and replies, the state setter,
  *                 connect and failover, greeting, EHLO/HELO, STARTTLS, QUIT
  *   auth.c        AUTH through the SASL engine (RFC 4954)
- *   transaction.c one transaction: MAIL, RCPT, DATA or BDAT, replies, RSET,
- *                 the Bcc digest; mw_smtp_send
+ *   transaction.c one transaction: MAIL, RCPT, DATA or BDAT, replies, RSET;
+ *                 mw_smtp_send
+ *   bcc.c         Tcllib's Bcc digest, a second transaction
  *   message.c     the message source (data, fd, read), the header read
  *                 ahead, encoding (dot-stuffing) and BDAT chunks
  *   batch.c       mw_smtp_send_batch: messages pipelined one after another */
@@ -183,7 +184,15 @@ int mwi_smtp_tx_envelope(mw_smtp *s, mwi_smtp_tx *t);
 int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t);
 int mwi_smtp_tx_end(mw_smtp *s, mwi_smtp_tx *t, int rc);
 void mwi_smtp_tx_discard(mw_smtp *s, mwi_smtp_tx *t);
+/* One transaction, its three steps in a row (mw_smtp_send). */
+int mwi_smtp_send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp);
 /* Sets the "not ready to send" error; returns MW_ESTATE. */
 int mwi_smtp_not_ready(mw_smtp *s);
+
+/* ---- the Bcc digest (bcc.c) ---- */
+
+/* The Bcc copy to env's Bcc recipients; their results are appended to res. */
+int mwi_smtp_send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
+                             mw_smtp_result *res);
 
 #endif
