@@ -232,10 +232,10 @@ static void xfer_start(mwi_smtp_xfer *x, mwi_smtp_src *r, const mw_smtp_env *env
 
 /* Encodes ahead, while the replies to MAIL/RCPT/DATA are on their way: the
  * header, whatever of the message is already in memory, and what the
- * source gives (into `buf`, MWI_SMTP_CHUNK octets) up to one MWI_SMTP_CHUNK of output — for
- * a small file that includes the read that finds its end — so that after
- * the 354 the message goes out at once.  A source error met here is
- * reported by transfer, as if met there. */
+ * source gives (into `buf`, MWI_SMTP_CHUNK octets) up to MWI_SMTP_CHUNK of
+ * output — for a small file that includes the read that finds its end — so
+ * that after the 354 the message goes out at once.  A source error met
+ * here is reported by transfer, as if met there. */
 void mwi_smtp_xfer_ahead(mwi_smtp_xfer *x, mwi_smtp_src *r, const mw_smtp_env *env, size_t skip,
                          int forbid8, char *buf, int chunking)
 {
@@ -266,6 +266,63 @@ void mwi_smtp_xfer_ahead(mwi_smtp_xfer *x, mwi_smtp_src *r, const mw_smtp_env *e
     }
 }
 
+/* Without PIPELINING each BDAT chunk waits for its reply; with it, at
+ * most 16 replies are left unread so the server never blocks writing them
+ * while we block writing chunks (the deadlock of RFC 2920 §3.1). */
+static int bdat_window(mw_smtp *s, int *outstanding, int pipelining, int *first_fail)
+{
+    int rc = 0;
+    while (!rc && *outstanding > (pipelining ? 16 : 0)) {
+        rc = mwi_smtp_flush(s);
+        if (!rc) rc = mwi_smtp_get_reply(s, "BDAT");
+        (*outstanding)--;
+        if (!rc && !mwi_smtp_is_2xx(s)) {
+            rc = mwi_smtp_reply_error(s, "message data refused");
+            *first_fail = 1;
+        }
+    }
+    return rc;
+}
+
+/* A chunk was refused: read the replies still owed (RFC 3030 §2: the rest
+ * fail too) so the session stays in step; RSET follows. */
+static void bdat_refused(mw_smtp *s, int outstanding)
+{
+    mw_error keep = s->err;
+    int r2 = mwi_smtp_flush(s);
+    while (!r2 && outstanding-- > 0)
+        r2 = mwi_smtp_get_reply(s, "BDAT");
+    s->err = keep;
+    if (s->rep->code == 421 || r2) mwi_smtp_set_state(s, ST_DEAD);
+}
+
+/* A failure of our own (the source, a line too long) during the transfer. */
+static void local_failure(mw_smtp *s, const mw_error *local, int nothing_sent)
+{
+    if (local->code) s->err = *local;
+    if (nothing_sent) {
+        /* Met before any BDAT went out: nothing of the message reached
+         * the server, so the session lives on (RSET before the next, as
+         * after any BDAT transaction that did not end well). */
+        mwi_smtp_trace_info(s, "not sending the message: %s", s->err.message);
+        return;
+    }
+    /* In the middle of DATA there is no way to abort it (RFC 5321
+     * §4.1.1.4), so the connection is dropped and the server discards the
+     * message. */
+    mwi_smtp_set_state(s, ST_DEAD);
+    mwi_smtp_trace_info(s, "aborting the transfer: %s", s->err.message);
+}
+
+/* The end of the data: BDAT LAST, or the rest with the final dot (queued
+ * only when the caller holds it to go out with the next envelope). */
+static int put_end(mw_smtp *s, mw_buf *out, int chunking, int hold, int *outstanding)
+{
+    if (chunking) return mwi_smtp_put_bdat(s, out, 1, outstanding);
+    if (hold) return mwi_smtp_conn_failed(s, mwi_conn_queue(s->c, out->data, out->len, &s->err));
+    return mwi_smtp_conn_failed(s, mwi_conn_write(s->c, out->data, out->len, &s->err));
+}
+
 /* The first half of a transfer: the message goes out, up to and including
  * its end (final dot, or BDAT LAST) and the mwi_smtp_flush.  Returns non-zero when
  * the transfer is over already (a refused chunk, a local failure); else 0
@@ -286,7 +343,7 @@ int mwi_smtp_transfer_send(mw_smtp *s, mwi_smtp_src *r, const mw_smtp_env *env, 
         mwi_smtp_xout_release(s, &out);
         return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     }
-    /* Encoded ahead up to a MWI_SMTP_CHUNK: it goes out before more is read. */
+    /* Encoded ahead up to MWI_SMTP_CHUNK: it goes out before more is read. */
     if (!rc && !chunking && out.len >= MWI_SMTP_CHUNK) {
         rc = mwi_smtp_conn_failed(s, mwi_conn_write(s->c, out.data, out.len, &s->err));
         out.len = 0;
@@ -311,64 +368,23 @@ int mwi_smtp_transfer_send(mw_smtp *s, mwi_smtp_src *r, const mw_smtp_env *env, 
             if (chunking) {
                 rc = mwi_smtp_put_bdat(s, &out, 0, &outstanding);
                 chunks++;
-                /* Without PIPELINING each chunk waits for its reply; with
-                 * it, at most 16 replies are left unread so the server
-                 * never blocks writing them while we block writing chunks
-                 * (the deadlock of RFC 2920 §3.1). */
-                while (!rc && outstanding > (pipelining ? 16 : 0)) {
-                    rc = mwi_smtp_flush(s);
-                    if (!rc) rc = mwi_smtp_get_reply(s, "BDAT");
-                    outstanding--;
-                    if (!rc && !mwi_smtp_is_2xx(s)) {
-                        rc = mwi_smtp_reply_error(s, "message data refused");
-                        first_fail = 1;
-                    }
-                }
+                if (!rc) rc = bdat_window(s, &outstanding, pipelining, &first_fail);
             } else {
                 rc = mwi_smtp_conn_failed(s, mwi_conn_write(s->c, out.data, out.len, &s->err));
                 out.len = 0;
             }
         }
     }
-    if (first_fail) {
-        /* A chunk was refused: read the replies still owed (RFC 3030 §2:
-         * the rest fail too) so the session stays in step; RSET follows. */
-        mw_error keep = s->err;
-        int r2 = mwi_smtp_flush(s);
-        while (!r2 && outstanding-- > 0)
-            r2 = mwi_smtp_get_reply(s, "BDAT");
-        s->err = keep;
-        if (s->rep->code == 421 || r2) mwi_smtp_set_state(s, ST_DEAD);
-        mwi_smtp_xout_release(s, &out);
-        return rc;
-    }
-    if (rc && (local.code || s->err.code == 0)) {
-        if (local.code) s->err = local;
-        if (chunking && chunks == 0) {
-            /* Met before any BDAT went out: nothing of the message reached
-             * the server, so the session lives on (RSET before the next,
-             * as after any BDAT transaction that did not end well). */
-            mwi_smtp_trace_info(s, "not sending the message: %s", s->err.message);
-            mwi_smtp_xout_release(s, &out);
-            return rc;
-        }
-        /* A local failure (source, line too long) in the middle of DATA:
-         * there is no way to abort DATA (RFC 5321 §4.1.1.4), so the
-         * connection is dropped and the server discards the message. */
-        mwi_smtp_set_state(s, ST_DEAD);
-        mwi_smtp_trace_info(s, "aborting the transfer: %s", s->err.message);
+    if (first_fail || (rc && (local.code || s->err.code == 0))) {
+        if (first_fail)
+            bdat_refused(s, outstanding);
+        else
+            local_failure(s, &local, chunking && chunks == 0);
         mwi_smtp_xout_release(s, &out);
         return rc;
     }
     if (!rc) rc = mwi_smtp_data_finish(&enc, &out, &s->err);
-    if (!rc) {
-        if (chunking)
-            rc = mwi_smtp_put_bdat(s, &out, 1, &outstanding);
-        else if (x->hold)
-            rc = mwi_smtp_conn_failed(s, mwi_conn_queue(s->c, out.data, out.len, &s->err));
-        else
-            rc = mwi_smtp_conn_failed(s, mwi_conn_write(s->c, out.data, out.len, &s->err));
-    }
+    if (!rc) rc = put_end(s, &out, chunking, x->hold, &outstanding);
     if (!rc) {
         mwi_smtp_trace_info(s, "(%llu octets of message data%s)",
                             (unsigned long long)enc.out_octets, chunking ? " in BDAT chunks" : "");
