@@ -77,28 +77,82 @@ static void batch_abandon(batch *b, mwi_smtp_tx *t, size_t index)
     b->used[t - b->slot] = 0;
 }
 
+static batch *batch_new(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, void *ud)
+{
+    batch *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->s = s;
+    b->next = next;
+    b->done = done;
+    b->ud = ud;
+    b->more = 1;
+    return b;
+}
+
+/* The deadline of the transaction that starts now (mw_smtp_set_maxtime). */
+static void start_deadline(mw_smtp *s)
+{
+    s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
+    mwi_conn_set_deadline(s->c, s->tx_deadline);
+}
+
+/* RFC 2920 §3.1: message content may be followed in the same group by the
+ * next MAIL and RCPTs (and DATA, as the group's last command).  The end
+ * of a DATA transfer closes the transaction whatever its reply, so the
+ * next envelope needs no RSET and goes out in the same write as the final
+ * dot: one round trip per message instead of two, and the server answers
+ * both at once.  Not after BDAT (a refused chunk asks for RSET) nor before
+ * a Bcc digest (another transaction follows this one). */
+static int can_cross(const mw_smtp *s, const mwi_smtp_tx *cur, const mwi_smtp_tx *pre)
+{
+    return pre && !pre->prep_rc && pre->built && cur->pipelining && !cur->chunking &&
+           !(cur->m.bcc_digest && cur->env.nbcc > 0) && !s->no_message_pipelining;
+}
+
+/* The next envelope, out with the held end of this message's data; 1 when
+ * it went. */
+static int cross_envelope(mw_smtp *s, mwi_smtp_tx *pre)
+{
+    int crossed = 0;
+    mw_error keep = s->err;
+    s->dirty = 0;
+    int erc = mwi_smtp_tx_envelope(s, pre); /* flushes the held data with it */
+    if (erc) {
+        /* Only a dead connection fails here (the lines are bounded): the
+         * next message's outcome, in its turn. */
+        pre->prep_rc = erc;
+        pre->prep_err = s->err;
+    } else {
+        crossed = 1;
+    }
+    s->err = keep;
+    return crossed;
+}
+
+/* Reports a message whose final reply was read earlier, with its error. */
+static void report_late(batch *b, mwi_smtp_tx *t, size_t index, int rc, const mw_error *e)
+{
+    mw_smtp *s = b->s;
+    mw_error keep = s->err;
+    s->err = *e;
+    batch_report(b, t, index, rc);
+    s->err = keep;
+}
+
 int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, void *ud)
 {
     if (!s) return MW_EINVAL;
     mw_error_clear(&s->err);
     if (!next || !done) return mwi_err_set(&s->err, MW_EINVAL, "next and done are both needed");
     if (s->state != ST_READY) return mwi_smtp_not_ready(s);
-    batch *b = calloc(1, sizeof *b);
+    batch *b = batch_new(s, next, done, ud);
     if (!b) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
-    b->s = s;
-    b->next = next;
-    b->done = done;
-    b->ud = ud;
-    b->more = 1;
     mwi_smtp_tx *fin = NULL, *cur = batch_take(b), *pre = NULL;
     size_t i = 0; /* index of cur; fin is i - 1 */
     int last = 0, fin_crossed = 0;
     while (cur) {
         mw_error_clear(&s->err);
-        if (!fin) {
-            s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
-            mwi_conn_set_deadline(s->c, s->tx_deadline);
-        }
+        if (!fin) start_deadline(s);
         int rc = cur->prep_rc;
         if (rc) s->err = cur->prep_err;
         if (!rc && cur->built && !cur->env_sent) rc = mwi_smtp_tx_envelope(s, cur);
@@ -129,43 +183,13 @@ int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, v
             }
             fin_unreported = fin;
             fin = NULL;
-            s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
-            mwi_conn_set_deadline(s->c, s->tx_deadline);
+            start_deadline(s);
         }
         s->err = cur_err;
-        /* RFC 2920 §3.1: message content may be followed in the same group
-         * by the next MAIL and RCPTs (and DATA, as the group's last
-         * command).  The end of a DATA transfer closes the transaction
-         * whatever its reply, so the next envelope needs no RSET and goes
-         * out in the same write as the final dot: one round trip per
-         * message instead of two, and the server answers both at once.
-         * Not after BDAT (a refused chunk asks for RSET) nor before a Bcc
-         * digest (another transaction follows this one). */
-        int cross = pre && !pre->prep_rc && pre->built && cur->pipelining && !cur->chunking &&
-                    !(cur->m.bcc_digest && cur->env.nbcc > 0) && !s->no_message_pipelining;
-        cur->xf.hold = cross;
+        cur->xf.hold = can_cross(s, cur, pre);
         if (!rc && cur->built) rc = mwi_smtp_tx_rest(s, cur);
-        int crossed = 0;
-        if (cur->xf.held) {
-            mw_error keep = s->err;
-            s->dirty = 0;
-            int erc = mwi_smtp_tx_envelope(s, pre); /* flushes the held data with it */
-            if (erc) {
-                /* Only a dead connection fails here (the lines are
-                 * bounded): the next message's outcome, in its turn. */
-                pre->prep_rc = erc;
-                pre->prep_err = s->err;
-            } else {
-                crossed = 1;
-            }
-            s->err = keep;
-        }
-        if (fin_unreported) {
-            mw_error keep = s->err;
-            s->err = fin_err;
-            batch_report(b, fin_unreported, i - 1, fin_rc);
-            s->err = keep;
-        }
+        int crossed = cur->xf.held && cross_envelope(s, pre);
+        if (fin_unreported) report_late(b, fin_unreported, i - 1, fin_rc, &fin_err);
         if (crossed) {
             fin = cur;
             fin_crossed = 1;
