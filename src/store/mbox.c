@@ -178,6 +178,22 @@ static int mbox_mark_pending(mw_store *s)
     return 0;
 }
 
+/* The separator: "From SENDER DATE" with the date as asctime() writes it. */
+static int put_from_line(mw_store *s, const char *from)
+{
+    static const char *const wd[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const mo[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    char line[512];
+    int n =
+        snprintf(line, sizeof line, "From %s %s %s %2d %02d:%02d:%02d %d\n", from, wd[tm.tm_wday],
+                 mo[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
+    return mwi_store_put_bytes(s, line, (size_t)n);
+}
+
 static int mbox_begin(mw_store *s, const char *from)
 {
     int64_t deadline = mw_now_ms() + s->lock_timeout_ms;
@@ -245,18 +261,7 @@ static int mbox_begin(mw_store *s, const char *from)
         }
         if (last != '\n' && (rc = mwi_store_put_bytes(s, "\n", 1)) != 0) goto fail;
     }
-    /* The separator: "From SENDER DATE" with the date as asctime() writes it. */
-    static const char *const wd[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const mo[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL);
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    char line[512];
-    int n =
-        snprintf(line, sizeof line, "From %s %s %s %2d %02d:%02d:%02d %d\n", from, wd[tm.tm_wday],
-                 mo[tm.tm_mon], tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, tm.tm_year + 1900);
-    if ((rc = mwi_store_put_bytes(s, line, (size_t)n)) != 0) goto fail;
+    if ((rc = put_from_line(s, from)) != 0) goto fail;
     s->in_prefix = 1;
     s->last_byte = '\n';
     return 0;
