@@ -3,6 +3,7 @@
  * only the public API. */
 #include "commands.h"
 #include "connopts.h"
+#include "oauth_cli.h"
 
 #include "mailwire/config.h"
 #include "mailwire/fetch.h"
@@ -66,6 +67,8 @@ typedef struct job {
     int64_t start_ms;
     mw_fetch_progress prog; /* the latest, under runner.mu */
     int active;
+    const mw_account *oauth; /* tokens from the OAuth store (cli/cmd_oauth.c) */
+    int token_failed;        /* the store or the provider failed (not the server) */
 } job;
 
 typedef struct runner {
@@ -125,6 +128,25 @@ static void on_progress(const mw_fetch_progress *p, void *ud)
     pthread_mutex_unlock(&g_run->mu);
 }
 
+/* A current OAuth token for job j (refused: after the server refused the
+ * last one).  0, or an mw code with j->err set. */
+static int job_token(job *j, int refused)
+{
+    char *tok = NULL;
+    int rc =
+        mw_cli_oauth_token_err(j->oauth, j->po.trace, j->po.trace_userdata, refused, &tok, &j->err);
+    if (rc) {
+        j->token_failed = 1;
+        return rc;
+    }
+    if (j->password) explicit_bzero(j->password, strlen(j->password));
+    free(j->password);
+    j->password = tok;
+    j->po.token = tok;
+    j->po.password = NULL;
+    return 0;
+}
+
 static void *worker(void *arg)
 {
     runner *r = arg;
@@ -139,7 +161,17 @@ static void *worker(void *arg)
             j->fo.progress = on_progress;
             j->fo.progress_userdata = j;
         }
-        j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+        /* OAuth: the token is taken (refreshed when due) when the job
+         * starts, not when it was set up: earlier jobs may outlast it. */
+        j->rc = j->oauth ? job_token(j, 0) : 0;
+        if (!j->rc) j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+        if (j->rc == MW_EAUTH && j->oauth && !j->token_failed) {
+            /* The server refused the token: refresh once and log in again
+             * (nothing was fetched or deleted before the login). */
+            mw_error_clear(&j->err);
+            j->rc = job_token(j, 1);
+            if (!j->rc) j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+        }
         j->seconds = (double)(mw_now_ms() - j->start_ms) / 1000.0;
     }
 }
@@ -231,11 +263,17 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
     j->po.tls_opts = &j->tls;
     j->po.net = &j->net;
     j->po.user = a->user;
-    int ex = auth_from(&j->po, a->auth);
+    const char *auth = a->auth;
+    if (mw_cli_oauth_enabled(a) && (!auth || !strcmp(auth, "on"))) auth = mw_cli_oauth_mechanism(a);
+    int ex = auth_from(&j->po, auth);
     if (ex) return ex;
     if (j->po.auth != MW_POP3_AUTH_NONE) {
         mw_error e;
-        if (a->password) {
+        if (mw_cli_oauth_enabled(a) && mw_cli_auth_is_token(auth)) {
+            j->oauth = a;
+            if (mw_cli_oauth_pop3_two_step(a)) j->po.sasl_ir = 0;
+            /* The token itself comes when the trace is known (mw_cmd_fetch). */
+        } else if (a->password) {
             j->password = strdup(a->password);
         } else if (a->password_file) {
             int rc = mw_config_read_password_file(&j->password, a->password_file, &e);
@@ -274,7 +312,7 @@ static int job_from_account(job *j, const mw_account *a, const char *home)
             }
         }
         j->po.password = j->password;
-        if (mw_cli_auth_is_token(a->auth)) {
+        if (mw_cli_auth_is_token(auth)) {
             j->po.token = j->password; /* the password sources hold the token */
             j->po.password = NULL;
         }
@@ -464,6 +502,8 @@ int mw_cmd_fetch(int argc, char **argv)
             j->po.token = conn.password; /* the password sources hold the token */
             j->po.password = NULL;
         }
+        j->oauth = mw_cli_oauth_account(&conn);
+        if (j->oauth && mw_cli_oauth_pop3_two_step(j->oauth)) j->po.sasl_ir = 0;
         j->po.allow_plaintext = conn.allow_plaintext;
         j->po.trace = conn.trace_fn;
         j->po.trace_userdata = conn.trace_ud;
@@ -544,6 +584,13 @@ int mw_cmd_fetch(int argc, char **argv)
             nj++;
             if ((ex = job_from_account(&js[k], a, home))) goto done;
             mw_cli_conn_limits(&conn, a, &js[k].net); /* max_time, speed_limit, speed_time */
+            if (conn.trace_path) {
+                /* --trace in account mode: every job's conversation (lines of
+                 * parallel jobs interleave, each line whole). */
+                if ((ex = mw_cli_conn_open_trace(&conn))) goto done;
+                js[k].po.trace = conn.trace_fn;
+                js[k].po.trace_userdata = conn.trace_ud;
+            }
             if (!js[k].target[0]) {
                 fprintf(stderr, "mailwire fetch: %s: no delivery target\n", a->name);
                 ex = EX_USAGE_;

@@ -2,6 +2,7 @@
  * in, COMMAND, QUIT.  Uses only the public API. */
 #include "commands.h"
 #include "connopts.h"
+#include "oauth_cli.h"
 
 #include "mailwire/pop3.h"
 #include "mailwire/sasl.h"
@@ -593,9 +594,19 @@ int mw_cmd_pop3(int argc, char **argv)
     o.trace = s.conn.trace_fn;
     o.trace_userdata = s.conn.trace_ud;
 
+    const mw_account *oauth_acct = mw_cli_oauth_account(&s.conn);
+    if (oauth_acct && mw_cli_oauth_pop3_two_step(oauth_acct)) o.sasl_ir = 0;
     mw_pop3 *p = NULL;
     mw_error oe;
     int rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
+    if (rc == MW_EAUTH && o.token && oauth_acct) {
+        /* The server refused the token: refresh once (cli/cmd_oauth.c). */
+        mw_pop3_free(p);
+        p = NULL;
+        if ((ex = mw_cli_oauth_conn_token(&s.conn, 1))) goto done;
+        o.token = s.conn.password;
+        rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
+    }
     if (rc) {
         ex = report_err(&oe, rc);
         goto done;

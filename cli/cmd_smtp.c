@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "connopts.h"
 #include "smtp_cli.h"
+#include "oauth_cli.h"
 
 #include "mailwire/config.h"
 #include "mailwire/error.h"
@@ -232,6 +233,14 @@ int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
     mw_error err;
     mw_error_clear(&err);
     int rc = mw_smtp_open(s, &o, &err);
+    if (rc == MW_EAUTH && o.token && !want_token && mw_cli_oauth_account(&c->conn)) {
+        /* The server refused the token: refresh once (cli/cmd_oauth.c). */
+        int ex = mw_cli_oauth_conn_token(&c->conn, 1);
+        if (ex) return ex;
+        o.token = c->conn.password;
+        mw_error_clear(&err);
+        rc = mw_smtp_open(s, &o, &err);
+    }
     if (rc && out) *out = err;
     if (rc) {
         fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);

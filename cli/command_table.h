@@ -12,6 +12,7 @@ static const struct mw_cli_command mw_cli_commands[] = {
     {"mime", mw_cmd_mime, "MIME: parse a message into its parts, or build one"},
     {"fetch", mw_cmd_fetch, "fetch POP3 accounts into Maildir/mbox/MDA, never losing mail"},
     {"queue", mw_cmd_queue, "the outgoing queue: run, flush, list, drop (send --enqueue)"},
+    {"oauth", mw_cmd_oauth, "OAuth 2.0: login, status, logout (tokens for XOAUTH2/OAUTHBEARER)"},
     {NULL, NULL, NULL},
 };
 

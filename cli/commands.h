@@ -68,5 +68,7 @@ void mw_cli_json_error_fields(FILE *f, const mw_error *e);
 void mw_cli_print_tls_info(FILE *f, const mw_tls_info *t, const char *how, int json);
 /* cli/cmd_queue.c: mailwire queue run|flush|list|drop */
 int mw_cmd_queue(int argc, char **argv);
+/* cli/cmd_oauth.c: mailwire oauth login|status|logout ACCOUNT */
+int mw_cmd_oauth(int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /* Shared connection options of the mailwire commands (see connopts.h). */
 #include "connopts.h"
+#include "oauth_cli.h"
 
 #include "commands.h"
 #include "mailwire/config.h"
@@ -293,6 +294,7 @@ static int apply_account(mw_cli_conn *c)
     if (!c->user) c->user = a->user;
     if (!strcmp(c->auth, "auto") && a->auth && strcmp(a->auth, "on") && strcmp(a->auth, "off"))
         c->auth = a->auth;
+    if (!strcmp(c->auth, "auto") && mw_cli_oauth_enabled(a)) c->auth = mw_cli_oauth_mechanism(a);
     if (!c->cafile) c->cafile = a->cafile;
     if (!c->crlfile) c->crlfile = a->crlfile;
     if (!c->proxy) c->proxy = a->proxy;
@@ -309,6 +311,28 @@ static int apply_account(mw_cli_conn *c)
         c->password_file = a->password_file;
         c->passwordeval = a->passwordeval;
         if (a->password && !(c->password = strdup(a->password))) return EX_SOFTWARE_;
+    }
+    return 0;
+}
+
+int mw_cli_conn_open_trace(mw_cli_conn *c)
+{
+    if (c->trace) return 0;
+    if (c->trace_path) {
+        if (!strcmp(c->trace_path, "-")) {
+            c->trace = stderr;
+        } else {
+            int fd = open(c->trace_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            c->trace = fd >= 0 ? fdopen(fd, "w") : NULL;
+            if (!c->trace) {
+                fprintf(stderr, "mailwire %s: cannot write trace file %s: %s\n", c->prog,
+                        c->trace_path, strerror(errno));
+                if (fd >= 0) close(fd);
+                return EX_IOERR_;
+            }
+        }
+        c->trace_fn = trace_to_file;
+        c->trace_ud = c->trace;
     }
     return 0;
 }
@@ -360,22 +384,8 @@ int mw_cli_conn_finish(mw_cli_conn *c)
         }
         mw_netrc_entry_clear(&e);
     }
-    if (c->trace_path) {
-        if (!strcmp(c->trace_path, "-")) {
-            c->trace = stderr;
-        } else {
-            int fd = open(c->trace_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-            c->trace = fd >= 0 ? fdopen(fd, "w") : NULL;
-            if (!c->trace) {
-                fprintf(stderr, "mailwire %s: cannot write trace file %s: %s\n", c->prog,
-                        c->trace_path, strerror(errno));
-                if (fd >= 0) close(fd);
-                return EX_IOERR_;
-            }
-        }
-        c->trace_fn = trace_to_file;
-        c->trace_ud = c->trace;
-    }
+    int tex = mw_cli_conn_open_trace(c);
+    if (tex) return tex;
     return 0;
 }
 
@@ -441,6 +451,9 @@ static char *password_from_terminal(const char *user, const char *host, const ch
 
 int mw_cli_conn_password(mw_cli_conn *c)
 {
+    /* An account with OAuth settings: the token store (cli/cmd_oauth.c). */
+    if (mw_cli_auth_is_token(c->auth) && mw_cli_oauth_account(c))
+        return mw_cli_oauth_conn_token(c, 0);
     if (c->password) return 0;
     const char *why = NULL, *src = NULL;
     if (c->password_file) {

@@ -110,6 +110,9 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i);
  * ~/.netrc) and opens the trace file.  Returns 0 or a sysexits code (a
  * message was printed). */
 int mw_cli_conn_finish(mw_cli_conn *c);
+/* Opens --trace FILE (done by finish; for commands that do not call it).
+ * Returns 0 or a sysexits code (a message was printed). */
+int mw_cli_conn_open_trace(mw_cli_conn *c);
 /* Finds the password (see above).  Returns 0 or a sysexits code. */
 int mw_cli_conn_password(mw_cli_conn *c);
 /* 1 when auth names an OAuth 2.0 mechanism (XOAUTH2, OAUTHBEARER): then

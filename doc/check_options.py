@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 
-COMMANDS = ['fetch', 'pop3', 'send', 'smtp', 'mime', 'queue']
+COMMANDS = ['fetch', 'pop3', 'send', 'smtp', 'mime', 'queue', 'oauth']
 # Tokens in the help text that look like options but are not ones.
 NOT_OPTIONS = {'-'}
 

@@ -10,6 +10,11 @@ want=(meson ninja-build pkg-config gcc clang libclang-rt-14-dev
       dovecot-core dovecot-pop3d postfix procps iproute2)
 want+=(musl-tools) # tests/style/musl_check.sh: src/util on a non-glibc libc
 want+=(swaks) # an SMTP client we did not write, for `send -bs` (interop-sendmail)
+want+=(tcl8.6-dev tcllib tcl-tls) # bindings/tcl: the Tcl binding, Tcllib's mime and its reference packages
+want+=(nodejs libcurl4-openssl-dev libjson-c-dev) # OAuth: test provider, HTTP, JSON
+# npm for the OAuth test provider (tests/servers/start-oauth.sh); a nodejs
+# that ships its own npm (not Debian's) conflicts with the npm package.
+command -v npm >/dev/null || want+=(npm)
 if [ "${1:-build}" = bench ]; then
   want+=(mpop msmtp fetchmail curl libgmime-3.0-dev valgrind hyperfine time bc)
 fi

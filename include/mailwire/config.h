@@ -30,7 +30,10 @@
  * (bytes, suffix k/m/g allowed, 0 = none), filter (COMMAND),
  * delete_after_days (N), from (address), max_time (seconds, 0 = none),
  * speed_limit (bytes per second, 0 = none), speed_time (seconds),
- * queue (on|off). */
+ * queue (on|off), oauth_provider (google | microsoft | custom),
+ * oauth_client_id, oauth_client_secret, oauth_device_url, oauth_auth_url,
+ * oauth_token_url, oauth_revoke_url, oauth_scope, oauth_secret_store,
+ * oauth_secret_lookup (commands). */
 #ifndef MAILWIRE_CONFIG_H
 #define MAILWIRE_CONFIG_H
 
@@ -84,6 +87,18 @@ typedef struct mw_account {
     long speed_limit;  /* -1: not given (the default floor) */
     int speed_time_ms; /* 0: not given (the default) */
     int queue;         /* 1: `send` goes through the outgoing queue (queue.h) */
+    /* OAuth 2.0 (include/mailwire/oauth.h, `mailwire oauth`): a preset
+     * (google, microsoft) and/or every endpoint given; NULL when not set. */
+    const char *oauth_provider;
+    const char *oauth_client_id;
+    const char *oauth_client_secret;
+    const char *oauth_device_url;
+    const char *oauth_auth_url;
+    const char *oauth_token_url;
+    const char *oauth_revoke_url;
+    const char *oauth_scope;
+    const char *oauth_secret_store;  /* command storing the refresh token (stdin) */
+    const char *oauth_secret_lookup; /* command printing it */
 } mw_account;
 
 #define MW_CONFIG_OPTIONS_VERSION 1

@@ -29,6 +29,7 @@
 #include "error.h"
 #include "mime.h"
 #include "net.h"
+#include "token.h"
 #include "trace.h"
 
 #ifdef __cplusplus
@@ -55,7 +56,7 @@ enum mw_pop3_retr_mode {
     MW_POP3_RETR_SLOW = 2, /* not learned */
 };
 
-#define MW_POP3_OPTS_VERSION 1
+#define MW_POP3_OPTS_VERSION 2 /* 2 added token_fn, token_userdata; 1 is still accepted */
 typedef struct mw_pop3_opts {
     unsigned version;
     unsigned port;               /* 0: 110, or 995 with implicit TLS */
@@ -90,12 +91,18 @@ typedef struct mw_pop3_opts {
      * host (owned by the session from mw_pop3_open on, even on failure).
      * With implicit TLS it is wrapped; host is then only the name checked. */
     mw_stream *stream;
+
+    /* Version 2: without `token`, XOAUTH2/OAUTHBEARER ask token_fn for one
+     * (token.h), and once more with refused = 1 when the server refuses it
+     * (then AUTH is tried again in the same session). */
+    mw_token_fn token_fn;
+    void *token_userdata;
 } mw_pop3_opts;
 #define MW_POP3_OPTS_INIT                                                                          \
     {                                                                                              \
         MW_POP3_OPTS_VERSION, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, NULL, NULL, NULL,              \
             MW_POP3_AUTH_AUTO, NULL, 0, 1, 0, MW_POP3_RETR_RETR, 1, 32, 8192, 0, 0, NULL, NULL, 0, \
-            NULL                                                                                   \
+            NULL, NULL, NULL                                                                       \
     }
 
 /* Connects, reads the greeting, asks CAPA, does STLS when asked (CAPA again

@@ -20,6 +20,7 @@
 #include "common.h"
 #include "error.h"
 #include "net.h"
+#include "token.h"
 #include "trace.h"
 
 #include <sys/types.h>
@@ -41,7 +42,7 @@ typedef struct mw_smtp mw_smtp;
 #define MW_SMTP_TLSPOLICY_INSECURE 1
 typedef int (*mw_smtp_tlspolicy_fn)(int code, const char *reason, void *userdata);
 
-#define MW_SMTP_OPTS_VERSION 1
+#define MW_SMTP_OPTS_VERSION 2 /* 2 added token_fn, token_userdata; 1 is still accepted */
 typedef struct mw_smtp_opts {
     unsigned version;
     /* Servers × ports: every port of a server is tried before the next
@@ -84,11 +85,16 @@ typedef struct mw_smtp_opts {
      * owned by the session from then on (also on failure).  servers[0] is
      * then only the name for TLS checks and the EHLO default. */
     mw_stream *stream;
+    /* Version 2: without `token`, XOAUTH2/OAUTHBEARER ask token_fn for one
+     * (token.h), and once more with refused = 1 when the server refuses it
+     * (then AUTH is tried again on the same connection). */
+    mw_token_fn token_fn;
+    void *token_userdata;
 } mw_smtp_opts;
 #define MW_SMTP_OPTS_INIT                                                                          \
     {                                                                                              \
         MW_SMTP_OPTS_VERSION, NULL, 0, NULL, 0, NULL, MW_TLS_STARTTLS, NULL, NULL, NULL, NULL,     \
-            NULL, NULL, NULL, NULL, NULL, 0, 1, 0, NULL, NULL, 0, 0, NULL                          \
+            NULL, NULL, NULL, NULL, NULL, 0, 1, 0, NULL, NULL, 0, 0, NULL, NULL, NULL              \
     }
 
 /* Reads up to len bytes of the message into buf: returns the number read, 0

@@ -292,8 +292,8 @@ int mw_pop3_capa(mw_pop3 *p)
 
 static int validate_opts(mw_pop3 *p, const mw_pop3_opts *o)
 {
-    if (o->version != MW_POP3_OPTS_VERSION)
-        return mwi_err_set(&p->err, MW_EINVAL, "mw_pop3_opts version %u is not %u", o->version,
+    if (o->version < 1 || o->version > MW_POP3_OPTS_VERSION)
+        return mwi_err_set(&p->err, MW_EINVAL, "mw_pop3_opts version %u is not 1..%u", o->version,
                            MW_POP3_OPTS_VERSION);
     if (o->tls < MW_TLS_STARTTLS || o->tls > MW_TLS_IMPLICIT)
         return mwi_err_set(&p->err, MW_EINVAL, "unknown TLS mode %d", o->tls);

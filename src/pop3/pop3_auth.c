@@ -120,14 +120,15 @@ static int send_auth_line(mw_pop3 *p, const char *line, size_t len)
 
 /* One AUTH attempt (RFC 5034 §4).  Returns 0, or an error; *local is set
  * when the failure came from our side before the server judged us. */
-static int sasl_try(mw_pop3 *p, const mw_pop3_opts *o, const char *mech, int *local)
+static int sasl_try(mw_pop3 *p, const mw_pop3_opts *o, const char *mech, const char *token,
+                    int *local)
 {
     mw_sasl_creds cr;
     memset(&cr, 0, sizeof cr);
     cr.authcid = o->user;
     cr.authzid = o->authzid;
     cr.password = o->password;
-    cr.token = o->token;
+    cr.token = token;
     cr.service = "pop";
     cr.hostname = p->host;
     cr.port = p->port;
@@ -222,7 +223,9 @@ static int login_sasl(mw_pop3 *p, const mw_pop3_opts *o, int automatic)
     pol.tls = p->tls != MW_TLS_NONE;
     pol.allow_plaintext = o->allow_plaintext;
     pol.has_password = o->password != NULL;
-    pol.has_token = o->token != NULL;
+    /* Version 2 options may name a token provider (token.h). */
+    mw_token_fn tfn = o->version >= 2 ? o->token_fn : NULL;
+    pol.has_token = o->token != NULL || tfn != NULL;
     pol.want_external = o->tls_opts && o->tls_opts->cert_file && pol.tls;
     if (pol.tls) {
         unsigned char cb[64];
@@ -239,11 +242,41 @@ static int login_sasl(mw_pop3 *p, const mw_pop3_opts *o, int automatic)
         if (automatic && rc == MW_EUNSUPPORTED) return 1; /* nothing usable offered: USER/PASS */
         return rc;
     }
-    if (!o->user && !o->token && strcasecmp(mechs[0], "EXTERNAL"))
+    if (!o->user && !o->token && !tfn && strcasecmp(mechs[0], "EXTERNAL"))
         return mwi_err_set(&p->err, MW_EINVAL, "AUTH needs a user name");
     for (size_t i = 0; i < nm; i++) {
         int local = 0;
-        rc = sasl_try(p, o, mechs[i], &local);
+        int oauth = !strcasecmp(mechs[i], "XOAUTH2") || !strcasecmp(mechs[i], "OAUTHBEARER");
+        char *fresh = NULL;
+        if (oauth && !o->token && tfn) {
+            mw_error_clear(&p->err);
+            rc = tfn(0, &fresh, &p->err, o->token_userdata);
+            if (rc) return rc; /* the callback's value, unchanged */
+            if (!fresh) return mwi_err_set(&p->err, MW_EINVAL, "the token provider gave no token");
+        }
+        rc = sasl_try(p, o, mechs[i], fresh ? fresh : o->token, &local);
+        if (rc == MW_EAUTH && !local && fresh && p->state != P3_BROKEN) {
+            /* Refused: the provider may know better (a token expired early,
+             * a clock behind); one new token, one more AUTH (RFC 5034 §4
+             * leaves the session in the AUTHORIZATION state). */
+            char *again = NULL;
+            mw_error keep = p->err;
+            int cr = tfn(1, &again, &p->err, o->token_userdata);
+            if (cr == 0 && again) {
+                wipe(fresh, strlen(fresh));
+                free(fresh);
+                fresh = again;
+                rc = sasl_try(p, o, mechs[i], fresh, &local);
+            } else if (cr == 0) {
+                p->err = keep;
+            } else {
+                rc = cr;
+            }
+        }
+        if (fresh) {
+            wipe(fresh, strlen(fresh));
+            free(fresh);
+        }
         /* Only a local failure (GNU SASL lacks the mechanism, a credential
          * it needs is missing) moves on to the next one; a server refusal
          * is final, so a wrong password is not tried over and over. */

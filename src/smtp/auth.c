@@ -5,7 +5,9 @@
 #include "util/err.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, int *fatal)
 {
@@ -88,6 +90,44 @@ static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, in
     return rc;
 }
 
+/* XOAUTH2 / OAUTHBEARER with a token from the caller's provider (token.h):
+ * when refused, one new token (refused = 1) and one more AUTH on the same
+ * connection (RFC 4954 §4 allows a retry after a failure). */
+static int auth_provided_token(mw_smtp *s, const char *mech, mw_sasl_creds *cr, int *fatal)
+{
+    char *fresh = NULL;
+    mw_error_clear(&s->err);
+    int rc = s->token_fn(0, &fresh, &s->err, s->token_ud);
+    if (rc || !fresh) {
+        *fatal = 1;
+        return rc ? rc : mwi_err_set(&s->err, MW_EINVAL, "the token provider gave no token");
+    }
+    cr->token = fresh;
+    rc = auth_one(s, mech, cr, fatal);
+    if (rc && !*fatal && s->state != ST_DEAD) {
+        char *again = NULL;
+        mw_error keep = s->err;
+        int rc2 = s->token_fn(1, &again, &s->err, s->token_ud);
+        if (rc2 == 0 && again) {
+            explicit_bzero(fresh, strlen(fresh));
+            free(fresh);
+            fresh = again;
+            cr->token = fresh;
+            mwi_smtp_trace_info(s, "%s refused; again with a new token", mech);
+            rc = auth_one(s, mech, cr, fatal);
+        } else if (rc2 == 0) {
+            s->err = keep;
+        } else {
+            rc = rc2;
+            *fatal = 1;
+        }
+    }
+    explicit_bzero(fresh, strlen(fresh));
+    free(fresh);
+    cr->token = s->token;
+    return rc;
+}
+
 int mwi_smtp_authenticate(mw_smtp *s)
 {
     if (!(s->caps.flags & MW_SMTP_CAP_AUTH) || !s->caps.auth[0]) {
@@ -113,7 +153,7 @@ int mwi_smtp_authenticate(mw_smtp *s)
     pol.tls = s->tls_active;
     pol.allow_plaintext = s->allow_plaintext;
     pol.has_password = s->password != NULL;
-    pol.has_token = s->token != NULL;
+    pol.has_token = s->token != NULL || s->token_fn != NULL;
     pol.want_external = s->tls_active && s->tls.cert_file != NULL;
     pol.has_cb = cbt != NULL;
     const char *mechs[MW_SASL_MAX_MECHS];
@@ -137,7 +177,11 @@ int mwi_smtp_authenticate(mw_smtp *s)
     /* Strongest first; a refusal moves on to the next (RFC 4954 §4). */
     for (size_t i = 0; i < nm; i++) {
         int fatal = 0;
-        rc = auth_one(s, mechs[i], &cr, &fatal);
+        int oauth = !strcasecmp(mechs[i], "XOAUTH2") || !strcasecmp(mechs[i], "OAUTHBEARER");
+        if (oauth && !s->token && s->token_fn)
+            rc = auth_provided_token(s, mechs[i], &cr, &fatal);
+        else
+            rc = auth_one(s, mechs[i], &cr, &fatal);
         if (rc == 0) {
             mwi_smtp_trace_info(s, "authenticated with %s", mechs[i]);
             return 0;

@@ -346,7 +346,7 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
         if (rc) return rc;
         if (s->rep->code == 421) return mwi_smtp_reply_error(s, "QUED");
     }
-    if (s->username || s->token) {
+    if (s->username || s->token || s->token_fn) {
         if ((rc = mwi_smtp_authenticate(s)) != 0) return rc;
     }
     mwi_conn_set_deadline(s->c, MW_NO_DEADLINE);
@@ -402,7 +402,7 @@ static int check_opts(const mw_smtp_opts *o, mw_error *err)
                          "octet");
     else if (o->tls < MW_TLS_STARTTLS || o->tls > MW_TLS_IMPLICIT)
         rc = mwi_err_set(err, MW_EINVAL, "unknown TLS mode %d", o->tls);
-    else if ((o->user && !o->password && !o->token))
+    else if ((o->user && !o->password && !o->token && !(o->version >= 2 && o->token_fn)))
         rc = mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
     for (size_t i = 0; !rc && i < o->nservers; i++)
         if (!o->servers[i] || !*o->servers[i] || mwi_smtp_bad_arg(o->servers[i], 0))
@@ -417,7 +417,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
 {
     if (!out) return mwi_err_set(err, MW_EINVAL, "no output pointer");
     *out = NULL;
-    if (!o || o->version != MW_SMTP_OPTS_VERSION) {
+    if (!o || o->version < 1 || o->version > MW_SMTP_OPTS_VERSION) {
         if (o && o->stream) mw_stream_free(o->stream);
         return mwi_err_set(err, MW_EINVAL, "options missing or of an unknown version");
     }
@@ -451,6 +451,10 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     s->username = xstrdup(o->user);
     s->password = xstrdup(o->password);
     s->token = xstrdup(o->token);
+    if (o->version >= 2) {
+        s->token_fn = o->token_fn;
+        s->token_ud = o->token_userdata;
+    }
     s->authzid = xstrdup(o->authzid);
     s->auth = xstrdup(o->sasl_mechs);
     s->allow_plaintext = o->allow_plaintext;

@@ -47,6 +47,8 @@ struct mw_smtp {
     mw_net_opts net;
     char *client;
     char *username, *password, *token, *authzid, *auth;
+    mw_token_fn token_fn; /* version 2 options: the token provider (token.h) */
+    void *token_ud;
     int allow_plaintext, no_ir, queue;
     mw_smtp_tlspolicy_fn tlspolicy;
     void *tlspolicy_ud;

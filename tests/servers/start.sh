@@ -437,4 +437,9 @@ write_env \
   "MW_MAIL_OWNER=$mail_uid:$mail_gid" >"$D/env.tmp"
 mv "$D/env.tmp" "$D/env"
 started_ok=1
+# The OAuth 2.0 provider, its Dovecot and a Postfix listener (opt out with
+# MW_OAUTH_SERVERS=0); a failure is recorded in env for the OAuth tests only.
+if [ "${MW_OAUTH_SERVERS:-1}" != 0 ]; then
+  bash "$here/start-oauth.sh" "$D" || echo "start.sh: the OAuth servers did not start (MW_OAUTH_FAILED in env)" >&2
+fi
 echo "start.sh: servers up in $D (POP3 $pop3_port, POP3S $pop3s_port, submission $smtp_port, SMTPS $smtps_port, no-auth $noauth_port, sink $sink_port)"

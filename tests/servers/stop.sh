@@ -43,6 +43,13 @@ pfq=$D/postfix/queue
   add_target "$(awk '{print $1; exit}' "$pfq/pid/master.pid")" master postfix-master
 # Dovecot: master.pid in its base_dir; on SIGTERM it stops its children.
 [ -f "$D/dovecot/run/master.pid" ] && add_target "$(cat "$D/dovecot/run/master.pid")" dovecot dovecot
+# start-oauth.sh: the OAuth provider (node) and the second Dovecot.
+# (Debian's binary is /usr/bin/node, some builds call it nodejs.)
+if [ -f "$D/oauth/provider.pid" ]; then
+  add_target "$(cat "$D/oauth/provider.pid")" node oauth-provider
+  add_target "$(cat "$D/oauth/provider.pid")" nodejs oauth-provider
+fi
+[ -f "$D/dvo/run/master.pid" ] && add_target "$(cat "$D/dvo/run/master.pid")" dovecot dovecot-oauth
 
 for t in "${targets[@]}"; do
   set -- $t
@@ -73,7 +80,7 @@ if [ ${#targets[@]} != 0 ]; then
     fi
   done
 fi
-rm -f "$D/smtp-sink.pid"
+rm -f "$D/smtp-sink.pid" "$D/oauth/provider.pid"
 
 # Children that outlive their master (they should not) are found by being a
 # Dovecot, Postfix or smtp-sink binary whose working directory is in DIR
