@@ -1,11 +1,94 @@
-/* Internals shared by the store module's files. */
+/* Internals shared by the store module's files: the store object, the ops
+ * table each backend (maildir.c, mbox.c, mda.c) fills in, and the byte
+ * pipeline and error helpers of store.c the backends use. */
 #ifndef MW_STORE_INT_H
 #define MW_STORE_INT_H
 
 #include "mailwire/error.h"
 #include "mailwire/store.h"
+#include "util/proc.h"
 
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define MWI_STORE_OUTBUF  65536
+#define MWI_STORE_PATHMAX 4096
+
+/* One backend.  Chosen once by mw_store_open; store.c calls through it. */
+struct mwi_store_ops {
+    int mboxrd;  /* the byte pipeline quotes ^>*From lines (mboxrd) */
+    int to_pipe; /* the fd is a non-blocking pipe to a child: SIGPIPE held
+                    back, EAGAIN waited for until s->deadline */
+    /* Prepares the target at mw_store_open; NULL: nothing to prepare. */
+    int (*open)(mw_store *s);
+    /* Starts a delivery: sets s->fd (from: the checked envelope sender). */
+    int (*begin)(mw_store *s, const char *from);
+    /* Makes the message durable; the pipeline is finished and, unless
+     * mboxrd, flushed.  On failure store.c calls undo. */
+    int (*commit)(mw_store *s);
+    /* Takes a failed or aborted delivery back. */
+    int (*undo)(mw_store *s);
+    /* mw_store_sync; NULL: nothing deferred. */
+    int (*sync)(mw_store *s);
+    /* The name of s->fd in error messages. */
+    const char *(*fd_name)(const mw_store *s);
+};
+
+extern const struct mwi_store_ops mwi_store_maildir_ops;
+extern const struct mwi_store_ops mwi_store_mbox_ops;
+extern const struct mwi_store_ops mwi_store_mda_ops;
+
+struct mw_store {
+    const struct mwi_store_ops *ops;
+    char *target;
+    char *hostname; /* Maildir: already made safe for a file name */
+    char *envelope_from;
+    int keep_crlf;
+    int lock_timeout_ms;
+    int mda_timeout_ms;
+    mw_store_fault_fn fault;
+    void *fault_ud;
+    mw_error err;
+    int defer_dir_sync; /* Maildir: commit leaves the fsync of new/ to mw_store_sync() */
+    int dir_unsynced;   /* a link into new/ happened since new/ was last fsync'd */
+
+    /* the delivery in progress */
+    int active;
+    int fd;                           /* tmp file, mbox, or the MDA's stdin pipe */
+    char tmp_path[MWI_STORE_PATHMAX]; /* Maildir tmp file; mbox dotlock path */
+    char unique[256];                 /* Maildir unique name */
+    int dotlocked, fcntl_locked;
+    off_t mbox_old_size;
+    char pending_path[MWI_STORE_PATHMAX]; /* mbox: "<mbox>.mwpending" while a message is written */
+    int pending_written;
+    mwi_proc mda;          /* the MDA's process; its stdin is fd */
+    int mda_epipe;         /* the MDA closed its input early */
+    int64_t deadline;      /* MDA */
+    uint64_t written;      /* bytes handed to the file/pipe */
+    int pending_cr;        /* CRLF→LF: a CR seen, its LF not yet */
+    int at_bol, in_prefix; /* mboxrd quoting state */
+    size_t gt, fm;
+    int last_byte; /* last byte emitted into the message (-1: none) */
+    char out[MWI_STORE_OUTBUF];
+    size_t outlen;
+
+    char last_path[MWI_STORE_PATHMAX];
+    uint64_t last_size;
+};
+
+/* ---- store.c, for the backends ---- */
+
+/* Sets s->err to "cannot <what> <path>: <errno text>"; returns MW_EIO. */
+int mwi_store_sys_fail(mw_store *s, const char *what, const char *path, int e);
+/* The fault hook of s asked about op on path (errno set to its answer). */
+int mwi_store_fault(mw_store *s, mw_store_op op, const char *path);
+/* The process-wide delivery counter, atomic: a fresh number per call. */
+unsigned long mwi_store_next_counter(void);
+/* Bytes into the output buffer, written out when it is full. */
+int mwi_store_put_bytes(mw_store *s, const char *p, size_t n);
+/* Writes what the output buffer holds. */
+int mwi_store_flush(mw_store *s);
 
 /* Asks the fault hook (if any) about op on path; returns the errno it
  * injects (and sets errno to it), or 0. */

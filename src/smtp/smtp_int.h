@@ -1,0 +1,200 @@
+/* Internals shared by the SMTP session's files (docs/ARCHITECTURE.md):
+ *   smtp.c        the session: commands and replies, the state setter,
+ *                 connect and failover, greeting, EHLO/HELO, STARTTLS, QUIT
+ *   auth.c        AUTH through the SASL engine (RFC 4954)
+ *   transaction.c one transaction: MAIL, RCPT, DATA or BDAT, replies, RSET;
+ *                 mw_smtp_send
+ *   bcc.c         Tcllib's Bcc digest, a second transaction
+ *   message.c     the message source (data, fd, read), the header read
+ *                 ahead, encoding (dot-stuffing) and BDAT chunks
+ *   batch.c       mw_smtp_send_batch: messages pipelined one after another */
+#ifndef MW_SMTP_INT_H
+#define MW_SMTP_INT_H
+
+#include "mailwire/smtp.h"
+
+#include "net/conn.h"
+#include "proto/smtp_data.h"
+#include "proto/smtp_reply.h"
+#include "smtp/envelope.h"
+#include "util/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One state variable, changed only in mwi_smtp_set_state (docs/ARCHITECTURE.md). */
+enum mwi_smtp_st {
+    ST_INIT,   /* connecting, greeting, EHLO, TLS, AUTH */
+    ST_READY,  /* between transactions */
+    ST_DEAD,   /* the connection failed or the server closed it */
+    ST_CLOSED, /* QUIT sent */
+};
+
+/* Body chunks are read and encoded this many octets at a time; BDAT
+ * chunks are about this large. */
+#define MWI_SMTP_CHUNK (64 * 1024)
+
+struct mw_smtp {
+    mw_conn *c;
+    enum mwi_smtp_st state;
+    mw_error err;
+    mw_smtp_reply *rep;
+    mw_smtp_caps caps;
+    int tls_active;
+    int tls_mode;
+    mw_tls_opts tls;
+    int have_tls_opts;
+    mw_net_opts net;
+    char *client;
+    char *username, *password, *token, *authzid, *auth;
+    mw_token_fn token_fn; /* version 2 options: the token provider (token.h) */
+    void *token_ud;
+    int allow_plaintext, no_ir, queue;
+    mw_smtp_tlspolicy_fn tlspolicy;
+    void *tlspolicy_ud;
+    mw_trace_fn trace;
+    void *trace_ud;
+    int trace_secrets;
+    char *server;
+    unsigned port;
+    char *ehlo_text[2];
+    char *greeting; /* the 220 text (mw_smtp_greeting) */
+    int helo_only;  /* EHLO refused, HELO used (mw_smtp_esmtp) */
+    char auth_mech[32];
+    char hostname[256];
+    int dirty; /* a transaction was left open: RSET before the next */
+    int maxtime_ms;
+    int no_message_pipelining; /* mw_smtp_set_message_pipelining(s, 0) */
+    int64_t tx_deadline;       /* of the transaction in progress (maxsecs) */
+    int stop;                  /* an error not worth trying the next server for */
+    /* Kept across the messages of a batch instead of allocated for each:
+     * the buffer a stream source is read into, and the encoded output. */
+    char *chunk;
+    mw_buf xout;
+};
+
+/* ---- the session (smtp.c) ---- */
+
+void mwi_smtp_set_state(mw_smtp *s, enum mwi_smtp_st st);
+/* An MW_TRACE_INFO line, when tracing. */
+void mwi_smtp_trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Any failure of the connection itself makes the session unusable; returns rc. */
+int mwi_smtp_conn_failed(mw_smtp *s, int rc);
+/* Queues one command line.  `shown` is what the trace and the error
+ * record get (masked for AUTH), NULL = the line itself. */
+int mwi_smtp_put_line(mw_smtp *s, const char *line, size_t len, const char *shown);
+int mwi_smtp_put_cmd(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int mwi_smtp_flush(mw_smtp *s);
+/* Reads one complete reply into s->rep.  `cmd` names what it answers (for
+ * the error record). */
+int mwi_smtp_get_reply(mw_smtp *s, const char *cmd);
+/* Makes an error of the reply in s->rep: 4xx temporary, 5xx permanent. */
+int mwi_smtp_reply_error(mw_smtp *s, const char *what);
+int mwi_smtp_is_2xx(const mw_smtp *s);
+/* A control octet (or, unless allowed, a space) in v. */
+int mwi_smtp_bad_arg(const char *v, int allow_space);
+
+/* ---- AUTH (auth.c) ---- */
+
+/* Strongest offered mechanism first, the next after a refusal. */
+int mwi_smtp_authenticate(mw_smtp *s);
+
+/* ---- the message source (message.c) ---- */
+
+typedef struct mwi_smtp_src {
+    const mw_smtp_msg *m;
+    size_t pos; /* memory: next octet */
+    char *pre;  /* fd/callback: octets read ahead (the header block) */
+    size_t prelen, prepos;
+    int eof;
+} mwi_smtp_src;
+
+/* Reads the header block ahead: into r->pre (streams) or just measures it
+ * (memory).  Points *hdr and *hlen at the block. */
+int mwi_smtp_src_header(mwi_smtp_src *r, const char **hdr, size_t *hlen, mw_error *err);
+/* Whether the rest of the message is in memory (header read-ahead, data). */
+int mwi_smtp_src_in_memory(const mwi_smtp_src *r);
+
+/* The start of a transfer: the encoder, its output, and a local failure
+ * met while encoding ahead (reported by transfer as if met there). */
+typedef struct mwi_smtp_xfer {
+    mw_smtp_data_enc enc;
+    mw_buf out;
+    mw_error local;
+    int rc;
+    int started; /* header encoded and the original header skipped */
+    /* Set by mwi_smtp_transfer_send when the data went out (or the write failed)
+     * and its replies are still to be read by mwi_smtp_transfer_replies. */
+    int pending;
+    int wrc;         /* the write's outcome */
+    int outstanding; /* BDAT replies owed */
+    int chunking;
+    int hold; /* set by the caller: queue the end of the data, do not mwi_smtp_flush */
+    int held; /* it was: the caller flushes (with the next envelope) */
+} mwi_smtp_xfer;
+
+/* Encodes ahead, while the replies to the envelope are on their way. */
+void mwi_smtp_xfer_ahead(mwi_smtp_xfer *x, mwi_smtp_src *r, const mw_smtp_env *env, size_t skip,
+                         int forbid8, char *buf, int chunking);
+/* The message goes out, up to its end and the flush; 0 with x->pending
+ * set, or non-zero when the transfer is over already. */
+int mwi_smtp_transfer_send(mw_smtp *s, mwi_smtp_src *r, const mw_smtp_env *env, size_t skip,
+                           int chunking, int forbid8, mw_smtp_result *res, mwi_smtp_xfer *x);
+/* Every reply still owed; the first failure counts. */
+int mwi_smtp_transfer_replies(mw_smtp *s, mwi_smtp_xfer *x, mw_smtp_result *res);
+/* Writes one BDAT chunk (RFC 3030 §2). */
+int mwi_smtp_put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding);
+/* Hands the output buffer back to the session for the next message. */
+void mwi_smtp_xout_release(mw_smtp *s, mw_buf *b);
+
+/* ---- the transaction (transaction.c) ---- */
+
+/* One transaction, in three steps so that a batch can prepare the next
+ * message while the server is still answering this one:
+ *   mwi_smtp_tx_prepare  checks the message, reads its header ahead, builds the
+ *               envelope, the result and the MAIL line (no network);
+ *   tx_begin    RSET, MAIL, RCPT, DATA/BDAT and the data, up to the mwi_smtp_flush
+ *               of its end, leaving the final reply unread (xf.pending);
+ *   mwi_smtp_tx_end      reads what is owed, resets after a failure, sends the Bcc
+ *               digest, frees.
+ * mw_smtp_send runs the three in a row. */
+enum mwi_smtp_tx_after { AFTER_OUT = 0, AFTER_RESET, AFTER_421 };
+typedef struct mwi_smtp_tx {
+    mw_smtp_msg m; /* the caller's message (version 1 upgraded) */
+    mwi_smtp_src r;
+    mwi_smtp_xfer xf;
+    mw_smtp_env env;
+    int built; /* env and res exist: mwi_smtp_tx_end must run */
+    mw_smtp_result *res;
+    size_t skip;
+    int chunking, forbid8, pipelining, dsn;
+    char mail[700];
+    size_t ml;
+    enum mwi_smtp_tx_after after;
+    int pipe_data; /* DATA went with the envelope (PIPELINING) */
+    int pipe_bdat; /* the whole message went with it as BDAT LAST (RFC 3030 §4.2) */
+    int had_rset;  /* an RSET reply is owed before MAIL's */
+    int env_sent;  /* mwi_smtp_tx_envelope is done */
+    int prep_rc;   /* batch: mwi_smtp_tx_prepare's outcome, kept until its turn */
+    mw_error prep_err;
+} mwi_smtp_tx;
+
+/* The reply's text, printable, for a result; NULL when out of memory. */
+char *mwi_smtp_reply_text_dup(const mw_smtp_reply *rep);
+int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m);
+int mwi_smtp_tx_envelope(mw_smtp *s, mwi_smtp_tx *t);
+int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t);
+int mwi_smtp_tx_end(mw_smtp *s, mwi_smtp_tx *t, int rc);
+void mwi_smtp_tx_discard(mw_smtp *s, mwi_smtp_tx *t);
+/* One transaction, its three steps in a row (mw_smtp_send). */
+int mwi_smtp_send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp);
+/* Sets the "not ready to send" error; returns MW_ESTATE. */
+int mwi_smtp_not_ready(mw_smtp *s);
+
+/* ---- the Bcc digest (bcc.c) ---- */
+
+/* The Bcc copy to env's Bcc recipients; their results are appended to res. */
+int mwi_smtp_send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
+                             mw_smtp_result *res);
+
+#endif

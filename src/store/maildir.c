@@ -1,0 +1,182 @@
+/* The Maildir backend: write into tmp/, fsync, link into new/, fsync new/
+ * -- only then is a message delivered (the order in
+ * include/mailwire/fetch.h).  Called through mwi_store_maildir_ops by
+ * store.c. */
+#include "store/store_int.h"
+#include "util/err.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+static int ensure_dir(mw_store *s, const char *path)
+{
+    if (mkdir(path, 0700) == 0 || errno == EEXIST) {
+        struct stat st;
+        if (stat(path, &st) != 0) return mwi_store_sys_fail(s, "stat", path, errno);
+        if (!S_ISDIR(st.st_mode))
+            return mwi_err_set(&s->err, MW_EIO, "%s exists and is not a directory", path);
+        return 0;
+    }
+    return mwi_store_sys_fail(s, "create directory", path, errno);
+}
+
+/* Maildir spec: files in tmp/ not accessed for 36 hours are left over from
+ * deliveries that crashed and may be deleted.  Best effort: errors here do
+ * not stop a delivery. */
+#define MAILDIR_TMP_STALE_S (36 * 3600)
+static void maildir_clean_tmp(const char *tmpdir)
+{
+    DIR *d = opendir(tmpdir);
+    if (!d) return;
+    time_t now = time(NULL);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (now - st.st_atime > MAILDIR_TMP_STALE_S && now - st.st_mtime > MAILDIR_TMP_STALE_S)
+            unlinkat(dirfd(d), e->d_name, 0);
+    }
+    closedir(d);
+}
+
+static int open_maildir(mw_store *s)
+{
+    char p[MWI_STORE_PATHMAX];
+    int rc = ensure_dir(s, s->target);
+    static const char *const sub[] = {"tmp", "new", "cur"};
+    for (size_t i = 0; rc == 0 && i < 3; i++) {
+        if ((size_t)snprintf(p, sizeof p, "%s/%s", s->target, sub[i]) >= sizeof p)
+            return mwi_err_set(&s->err, MW_EINVAL, "Maildir path too long: %s", s->target);
+        rc = ensure_dir(s, p);
+    }
+    if (rc == 0) {
+        snprintf(p, sizeof p, "%s/tmp", s->target);
+        maildir_clean_tmp(p);
+    }
+    return rc;
+}
+
+static int maildir_begin(mw_store *s, const char *from)
+{
+    (void)from;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        unsigned long q = mwi_store_next_counter() + 1;
+        snprintf(s->unique, sizeof s->unique, "%lld.M%ldP%ldQ%lu.%s", (long long)tv.tv_sec,
+                 (long)tv.tv_usec, (long)getpid(), q, s->hostname);
+        snprintf(s->tmp_path, sizeof s->tmp_path, "%s/tmp/%s", s->target, s->unique);
+        if (mwi_store_fault(s, MW_STORE_OP_OPEN, s->tmp_path))
+            return mwi_store_sys_fail(s, "create", s->tmp_path, errno);
+        s->fd = open(s->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (s->fd >= 0) return 0;
+        if (errno != EEXIST) return mwi_store_sys_fail(s, "create", s->tmp_path, errno);
+    }
+    return mwi_err_set(&s->err, MW_EIO, "cannot find a unique file name in %s/tmp", s->target);
+}
+
+static int maildir_cleanup(mw_store *s)
+{
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    if (s->tmp_path[0]) unlink(s->tmp_path);
+    s->tmp_path[0] = '\0';
+    return 0;
+}
+
+static int maildir_commit(mw_store *s)
+{
+    char eb[128];
+    if (mwi_store_fault(s, MW_STORE_OP_FSYNC, s->tmp_path) || fsync(s->fd) != 0)
+        return mwi_store_sys_fail(s, "fsync", s->tmp_path, errno);
+    struct stat st;
+    if (fstat(s->fd, &st) != 0) return mwi_store_sys_fail(s, "stat", s->tmp_path, errno);
+    if (close(s->fd) != 0) {
+        s->fd = -1;
+        return mwi_store_sys_fail(s, "close", s->tmp_path, errno);
+    }
+    s->fd = -1;
+    char newp[MWI_STORE_PATHMAX];
+    /* Maildir++: ",S=<size>" lets readers know the size without a stat. */
+    snprintf(newp, sizeof newp, "%s/new/%s,S=%llu", s->target, s->unique,
+             (unsigned long long)st.st_size);
+    if (mwi_store_fault(s, MW_STORE_OP_RENAME, newp))
+        return mwi_store_sys_fail(s, "link into", newp, errno);
+    /* link() never replaces an existing file; where hard links are not
+     * supported, rename() is the fall back. */
+    if (link(s->tmp_path, newp) != 0) {
+        int e = errno;
+        if (e != EPERM && e != ENOSYS && e != EOPNOTSUPP && e != EXDEV)
+            return mwi_store_sys_fail(s, "link into", newp, e);
+        if (rename(s->tmp_path, newp) != 0)
+            return mwi_store_sys_fail(s, "rename into", newp, errno);
+    }
+    char newdir[MWI_STORE_PATHMAX];
+    snprintf(newdir, sizeof newdir, "%s/new", s->target);
+    /* Deferred mode: the file's data is durable (fsync above) and complete
+     * in new/, but its directory entry is not until new/ is fsync'd.  That
+     * is left to mw_store_sync(), one fsync for a whole batch instead of
+     * one per message (about 5 ms each here).  Nothing is lost by waiting:
+     * a message only counts as delivered — recorded in the state, deleted
+     * on the server — after that sync returned 0, and a crash before it
+     * leaves the message on the server to be fetched again. */
+    int e = 0;
+    if (s->defer_dir_sync)
+        s->dir_unsynced = 1;
+    else
+        e = mwi_store_fsync_dir(s->fault, s->fault_ud, newdir);
+    if (e) {
+        /* Not durable, so not delivered: take it back out of new/. */
+        unlink(newp);
+        return mwi_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
+                           mwi_errno_text(e, eb, sizeof eb));
+    }
+    unlink(s->tmp_path);
+    s->tmp_path[0] = '\0';
+    snprintf(s->last_path, sizeof s->last_path, "%s", newp);
+    s->last_size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* The fsync of new/ that deferred commits left for a whole batch. */
+static int maildir_sync(mw_store *s)
+{
+    if (!s->dir_unsynced) return 0;
+    char newdir[MWI_STORE_PATHMAX], eb[128];
+    snprintf(newdir, sizeof newdir, "%s/new", s->target);
+    int e = mwi_store_fsync_dir(s->fault, s->fault_ud, newdir);
+    if (e)
+        /* dir_unsynced stays set: the next call tries again.  The files are
+         * not taken back out of new/ (they are complete and fsync'd); the
+         * caller just must not treat them as delivered. */
+        return mwi_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
+                           mwi_errno_text(e, eb, sizeof eb));
+    s->dir_unsynced = 0;
+    return 0;
+}
+
+static const char *maildir_fd_name(const mw_store *s)
+{
+    return s->tmp_path;
+}
+
+const struct mwi_store_ops mwi_store_maildir_ops = {
+    .mboxrd = 0,
+    .to_pipe = 0,
+    .open = open_maildir,
+    .begin = maildir_begin,
+    .commit = maildir_commit,
+    .undo = maildir_cleanup,
+    .sync = maildir_sync,
+    .fd_name = maildir_fd_name,
+};
