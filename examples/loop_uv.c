@@ -1,14 +1,18 @@
-/* Fetching several POP3 accounts at once from inside libuv's event loop,
- * with mailwire's loop driven through its descriptor/timeout API
- * (include/mailwire/loop.h, way (a)): libuv watches the descriptors
- * mw_loop_fds names and runs a timer for mw_loop_timeout_ms; every event
- * goes to mw_loop_action, and then the watches are brought up to date.
+/* Fetching several POP3 accounts and sending through SMTP, all at once
+ * from inside libuv's event loop, with mailwire's loop driven through its
+ * descriptor/timeout API (include/mailwire/loop.h, way (a)): libuv watches
+ * the descriptors mw_loop_fds names and runs a timer for
+ * mw_loop_timeout_ms; every event goes to mw_loop_action, and then the
+ * watches are brought up to date.
  *
- *     loop_uv HOST PORT CA_FILE MAILDIR_BASE USER PASSWORD [USER PASSWORD ...]
+ *     loop_uv HOST POP3_PORT SMTP_PORT CA_FILE MAILDIR_BASE NOTIFY
+ *             USER PASSWORD [USER PASSWORD ...]
  *
  * Each USER's mail goes into MAILDIR_BASE/USER (STLS, verified against
- * CA_FILE; HOST is a numeric address).  One line of JSON per account on
- * stdout; exit 0 when every fetch succeeded.
+ * CA_FILE; HOST is a numeric address).  Beside each fetch, USER sends a
+ * note to the address NOTIFY through the submission server at SMTP_PORT
+ * (STARTTLS, AUTH PLAIN).  One line of JSON per job on stdout; exit 0
+ * when every job succeeded.
  *
  * libuv must not watch a descriptor that was closed and reused under it,
  * so this example adds every job before the loop starts (no job is added
@@ -109,9 +113,11 @@ static void on_done(mw_loop_job *job, const mw_loop_result *res, void *userdata)
 {
     (void)job;
     const char *user = userdata;
-    printf("{\"user\": \"%s\", \"code\": %d, \"messages\": %llu, \"stored\": %llu, "
+    printf("{\"job\": \"%s\", \"user\": \"%s\", \"code\": %d, \"sent\": %d, \"messages\": %llu, "
+           "\"stored\": %llu, "
            "\"deleted\": %llu, \"quit_ok\": %d, \"error\": \"",
-           user, res->code, (unsigned long long)res->messages, (unsigned long long)res->stored,
+           res->sent ? "send" : "fetch", user, res->code, res->sent,
+           (unsigned long long)res->messages, (unsigned long long)res->stored,
            (unsigned long long)res->deleted, res->quit_ok);
     for (const char *c = res->err->message; res->code && *c; c++)
         printf((*c == '"' || *c == '\\') ? "\\%c" : "%c", *c);
@@ -120,10 +126,47 @@ static void on_done(mw_loop_job *job, const mw_loop_result *res, void *userdata)
     if (res->code) failures++;
 }
 
+/* One note from user to notify, sent on the same loop as the fetches.
+ * The message is copied into a buffer that lives until the loop ends. */
+static int add_note(const char *host, const char *port, const mw_tls_opts *tls, const char *user,
+                    const char *password, const char *notify, mw_error *err)
+{
+    static char notes[64][512], from[64][300];
+    static const char *rcpt[1];
+    static int used;
+    mw_error_clear(err);
+    if (used == 64 || strlen(user) > 200 || strlen(notify) > 200) {
+        snprintf(err->message, sizeof err->message, "at most 64 accounts, names of 200 octets");
+        return err->code = MW_ETOOBIG;
+    }
+    char *m = notes[used];
+    int n = snprintf(m, sizeof notes[0],
+                     "From: <%s@test.domain>\r\nTo: <%s>\r\nSubject: loop_uv note from %s\r\n"
+                     "\r\n.%s is being fetched on the same loop.\r\n",
+                     user, notify, user, user);
+    snprintf(from[used], sizeof from[0], "%s@test.domain", user);
+    rcpt[0] = notify;
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.host = host;
+    o.port = (unsigned)strtoul(port, NULL, 10);
+    o.tls_opts = tls;
+    o.user = user;
+    o.password = password;
+    o.from = from[used++];
+    o.rcpt = rcpt;
+    o.nrcpt = 1;
+    o.message = m;
+    o.message_len = (size_t)n;
+    return mw_loop_add_smtp_send(mloop, NULL, &o, on_done, (void *)user, err);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 7 || (argc - 5) % 2) {
-        fprintf(stderr, "usage: %s HOST PORT CA_FILE MAILDIR_BASE USER PASSWORD [...]\n", argv[0]);
+    if (argc < 9 || (argc - 7) % 2) {
+        fprintf(stderr,
+                "usage: %s HOST POP3_PORT SMTP_PORT CA_FILE MAILDIR_BASE NOTIFY USER PASSWORD "
+                "[...]\n",
+                argv[0]);
         return 2;
     }
     mw_error err = {0};
@@ -134,12 +177,13 @@ int main(int argc, char **argv)
     uloop = uv_default_loop();
     uv_timer_init(uloop, &timer);
     mw_tls_opts tls = MW_TLS_OPTS_INIT;
-    tls.ca_file = argv[3];
-    int naccounts = (argc - 5) / 2;
+    tls.ca_file = argv[4];
+    int naccounts = (argc - 7) / 2;
     mw_store **stores = calloc((size_t)naccounts, sizeof *stores);
     for (int i = 0; stores && i < naccounts; i++) {
         char path[4096];
-        if (snprintf(path, sizeof path, "%s/%s", argv[4], argv[5 + 2 * i]) >= (int)sizeof path ||
+        const char *user = argv[7 + 2 * i], *password = argv[8 + 2 * i];
+        if (snprintf(path, sizeof path, "%s/%s", argv[5], user) >= (int)sizeof path ||
             mw_store_open(&stores[i], MW_STORE_MAILDIR, path, NULL, &err) != 0) {
             fprintf(stderr, "%s: %s\n", path, err.message);
             return 1;
@@ -148,11 +192,15 @@ int main(int argc, char **argv)
         o.host = argv[1];
         o.port = (unsigned)strtoul(argv[2], NULL, 10);
         o.tls_opts = &tls;
-        o.user = argv[5 + 2 * i];
-        o.password = argv[6 + 2 * i];
+        o.user = user;
+        o.password = password;
         o.store = stores[i];
-        if (mw_loop_add_pop3_fetch(mloop, NULL, &o, on_done, argv[5 + 2 * i], &err) != 0) {
+        if (mw_loop_add_pop3_fetch(mloop, NULL, &o, on_done, argv[7 + 2 * i], &err) != 0) {
             fprintf(stderr, "%s: %s\n", o.user, err.message);
+            return 1;
+        }
+        if (add_note(argv[1], argv[3], &tls, user, password, argv[6], &err) != 0) {
+            fprintf(stderr, "%s: %s\n", user, err.message);
             return 1;
         }
     }
