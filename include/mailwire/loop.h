@@ -125,6 +125,28 @@ typedef void (*mw_loop_done_fn)(mw_loop_job *job, const mw_loop_result *res, voi
 typedef int (*mw_loop_stored_fn)(mw_loop_job *job, uint64_t msg, const char *uid, uint64_t size,
                                  void *userdata);
 
+/* A listed message, as the plan callback sees it. */
+typedef struct mw_loop_msg {
+    uint64_t num;    /* its number in this session (RFC 1939 §5) */
+    uint64_t size;   /* octets, as LIST gave them */
+    const char *uid; /* its unique-id (UIDL), or NULL without one */
+} mw_loop_msg;
+/* What to do with a listed message (bits of the plan's actions[]). */
+#define MW_LOOP_GET  1 /* RETR it into the store */
+#define MW_LOOP_DELE 2 /* delete it on the server (when also GET: only once stored) */
+/* Called once after LIST and UIDL.  actions[i] (for msgs[i]) starts as
+ * MW_LOOP_GET, plus MW_LOOP_DELE unless keep; the callback may change any
+ * of them.  Return 0 to go on; another value ends the job with it (no
+ * DELE sent).  With a plan callback, deletions are deferred: they go in
+ * one pipeline after every RETR was answered and the commit callback
+ * returned 0. */
+typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t n,
+                               unsigned char *actions, void *userdata);
+/* With a plan: called once, after the last message was stored and before
+ * the first DELE.  Make durable whatever records the stored messages (a
+ * UIDL state file), then return 0; another value ends the job with it and
+ * nothing is deleted. */
+typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
 #define MW_LOOP_POP3_OPTS_VERSION 1
 typedef struct mw_loop_pop3_opts {
     unsigned version;
@@ -149,11 +171,14 @@ typedef struct mw_loop_pop3_opts {
     void *stored_userdata;
     mw_trace_fn trace;
     void *trace_userdata;
+    mw_loop_plan_fn plan;     /* NULL: fetch every message (and delete it unless keep) */
+    mw_loop_commit_fn commit; /* with plan; NULL: none */
+    void *plan_userdata;      /* for plan and commit */
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
-            0, 16, NULL, NULL, NULL, NULL, NULL                                                    \
+            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL                                  \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and

@@ -48,6 +48,8 @@ static const char *const kind_name[] = {"greeting", "CAPA", "STLS", "USER", "PAS
 typedef struct p3l_msg {
     uint64_t num, size;
     char *uid;
+    unsigned char act; /* MW_LOOP_GET | MW_LOOP_DELE */
+    unsigned char stored;
 } p3l_msg;
 
 typedef struct p3l_cmd {
@@ -66,6 +68,11 @@ typedef struct p3l {
     mw_store *store;
     mw_loop_stored_fn stored;
     void *stored_ud;
+    mw_loop_plan_fn plan;     /* set: deletions deferred until commit (below) */
+    mw_loop_commit_fn commit; /* called once before the first deferred DELE */
+    void *plan_ud;
+    int committed;    /* the commit callback said 0 */
+    size_t next_dele; /* deferred DELE cursor into msgs */
     mw_trace_fn trace;
     void *trace_ud;
     mwi_ltls_cfg tlscfg;
@@ -258,25 +265,95 @@ static void after_capa(p3l *p)
     start_login(p);
 }
 
+/* With a plan callback, deletions wait until every RETR is answered and
+ * the commit callback said 0 (the caller made its record durable), then
+ * go in one pipeline; a message to fetch and delete is deleted only when
+ * it was stored. */
+static int next_deferred_dele(p3l *p, char *line, size_t cap)
+{
+    if (p->q_len || p->in_body) return 0;
+    if (!p->committed) {
+        int rc = p->commit ? p->commit(p->job, p->plan_ud) : 0;
+        if (rc) {
+            end_job(p, rc, "%s", "stopped by the commit callback; nothing deleted");
+            return -1;
+        }
+        p->committed = 1;
+    }
+    while (p->next_dele < p->nmsgs) {
+        const p3l_msg *m = &p->msgs[p->next_dele++];
+        if ((m->act & MW_LOOP_DELE) && (!(m->act & MW_LOOP_GET) || m->stored)) {
+            snprintf(line, cap, "DELE %llu", (unsigned long long)m->num);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void fill_window(p3l *p)
 {
     unsigned window = p->capa_pipelining ? p->window : 1;
-    while (!p->job->done && p->next_retr < p->nmsgs && p->q_len < window) {
+    while (!p->job->done && p->q_len < window) {
         char line[40];
-        snprintf(line, sizeof line, "RETR %llu", (unsigned long long)p->msgs[p->next_retr].num);
-        if (send_cmd(p, K_RETR, line, p->next_retr) != 0) return;
-        p->next_retr++;
+        if (p->next_retr < p->nmsgs) {
+            const p3l_msg *m = &p->msgs[p->next_retr];
+            if (m->act & MW_LOOP_GET) {
+                snprintf(line, sizeof line, "RETR %llu", (unsigned long long)m->num);
+                if (send_cmd(p, K_RETR, line, p->next_retr) != 0) return;
+            }
+            p->next_retr++;
+            continue;
+        }
+        if (!p->plan) break;
+        int more = next_deferred_dele(p, line, sizeof line);
+        if (more < 0) return;
+        if (!more) break;
+        if (send_cmd(p, K_DELE, line, 0) != 0) return;
     }
-    if (!p->job->done && p->next_retr >= p->nmsgs && p->q_len == 0 && !p->in_body) {
+    if (!p->job->done && p->next_retr >= p->nmsgs && p->q_len == 0 && !p->in_body &&
+        (!p->plan || (p->committed && p->next_dele >= p->nmsgs))) {
         set_state(p, S_QUIT);
         send_cmd(p, K_QUIT, "QUIT", 0);
     }
 }
 
+/* Every listed message is fetched (and deleted unless keep), or as the
+ * plan callback decides. */
+static int make_plan(p3l *p)
+{
+    for (size_t i = 0; i < p->nmsgs; i++)
+        p->msgs[i].act = MW_LOOP_GET | (p->keep ? 0 : MW_LOOP_DELE);
+    if (!p->plan) return 0;
+    mw_loop_msg *v = calloc(p->nmsgs ? p->nmsgs : 1, sizeof *v);
+    unsigned char *act = malloc(p->nmsgs ? p->nmsgs : 1);
+    int rc = 0;
+    if (!v || !act) {
+        end_job(p, MW_ENOMEM, "out of memory");
+        rc = -1;
+    }
+    for (size_t i = 0; !rc && i < p->nmsgs; i++) {
+        v[i].num = p->msgs[i].num;
+        v[i].size = p->msgs[i].size;
+        v[i].uid = p->msgs[i].uid;
+        act[i] = p->msgs[i].act;
+    }
+    if (!rc && (rc = p->plan(p->job, v, p->nmsgs, act, p->plan_ud)) != 0)
+        end_job(p, rc, "%s", "stopped by the plan callback");
+    for (size_t i = 0; !rc && i < p->nmsgs; i++)
+        p->msgs[i].act = act[i] & (MW_LOOP_GET | MW_LOOP_DELE);
+    free(v);
+    free(act);
+    return rc;
+}
+
 static void start_transfer(p3l *p)
 {
-    tracef(p, "%zu messages to fetch", p->nmsgs);
     p->job->result.messages = p->nmsgs;
+    if (make_plan(p)) return;
+    size_t want = 0;
+    for (size_t i = 0; i < p->nmsgs; i++)
+        want += (p->msgs[i].act & MW_LOOP_GET) != 0;
+    tracef(p, "%zu messages listed, %zu to fetch", p->nmsgs, want);
     set_state(p, S_TRANSFER);
     fill_window(p);
 }
@@ -294,6 +371,7 @@ static void message_done(p3l *p)
         return;
     }
     p->job->result.stored++;
+    m->stored = 1;
     tracef(p, "message %llu stored (%llu octets)", (unsigned long long)m->num,
            (unsigned long long)p->body.produced);
     if (p->stored) {
@@ -308,7 +386,7 @@ static void message_done(p3l *p)
         end_job(p, p->job->cancel_rc, "cancelled after message %llu", (unsigned long long)m->num);
         return;
     }
-    if (!p->keep) {
+    if (!p->plan && (m->act & MW_LOOP_DELE)) {
         char line[40];
         snprintf(line, sizeof line, "DELE %llu", (unsigned long long)m->num);
         if (send_cmd(p, K_DELE, line, m->num) != 0) return;
@@ -364,16 +442,22 @@ static void ml_line(p3l *p, const char *l, size_t len)
         const char *uid;
         size_t ul;
         if (mwi_pop3_parse_uidl(l, len, &a, &uid, &ul) != 0) return; /* a bad UID: none kept */
-        for (size_t i = 0; i < p->nmsgs; i++)
-            if (p->msgs[i].num == a && !p->msgs[i].uid) {
-                if (!(p->msgs[i].uid = malloc(ul + 1))) {
-                    end_job(p, MW_ENOMEM, "out of memory");
-                    return;
-                }
-                memcpy(p->msgs[i].uid, uid, ul);
-                p->msgs[i].uid[ul] = 0;
-                break;
+        size_t lo = 0, hi = p->nmsgs; /* LIST is in ascending order (add_msg) */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (p->msgs[mid].num < a)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < p->nmsgs && p->msgs[lo].num == a && !p->msgs[lo].uid) {
+            if (!(p->msgs[lo].uid = malloc(ul + 1))) {
+                end_job(p, MW_ENOMEM, "out of memory");
+                return;
             }
+            memcpy(p->msgs[lo].uid, uid, ul);
+            p->msgs[lo].uid[ul] = 0;
+        }
     }
 }
 
@@ -472,6 +556,24 @@ static void status_line(p3l *p, const char *l, size_t len)
     }
 }
 
+/* A RETR may bring its announced size plus max(size, 64 KiB), as the
+ * blocking session allows (src/pop3): past that the message is aborted in
+ * the store, left on the server, and the job ends. */
+static int body_too_long(p3l *p)
+{
+    const p3l_msg *m = &p->msgs[p->body_msg];
+    uint64_t slack = m->size > 65536 ? m->size : 65536;
+    if (p->body.produced <= m->size + slack) return 0;
+    mw_store_abort(p->store);
+    p->in_body = 0;
+    end_job(p, MW_ETOOBIG,
+            "RETR %llu: the server sent over %llu octets for a message announced as %llu octets; "
+            "not stored, left on the server",
+            (unsigned long long)m->num, (unsigned long long)(m->size + slack),
+            (unsigned long long)m->size);
+    return 1;
+}
+
 /* Takes what is in p->in as far as it goes. */
 static void process(p3l *p)
 {
@@ -489,6 +591,7 @@ static void process(p3l *p)
             }
             p->job->result.bytes += made;
             pos += used;
+            if (body_too_long(p)) break;
             if (fin) {
                 message_done(p);
                 continue;
@@ -776,6 +879,9 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
     p->store = o->store;
     p->stored = o->stored;
     p->stored_ud = o->stored_userdata;
+    p->plan = o->plan;
+    p->commit = o->commit;
+    p->plan_ud = o->plan_userdata;
     p->trace = o->trace;
     p->trace_ud = o->trace_userdata;
     int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
