@@ -1,5 +1,6 @@
 /* mailwire fetch [ACCOUNT...] [--all]: POP3 accounts into Maildir, mbox or
- * an MDA, in the order that never loses mail (mw_fetch_account).  Uses
+ * an MDA, in the order that never loses mail (mw_fetch_account; with
+ * --jobs N above 1, mw_loop_add_fetch on one loop in this thread).  Uses
  * only the public API. */
 #include "commands.h"
 #include "connopts.h"
@@ -7,6 +8,7 @@
 
 #include "mailwire/config.h"
 #include "mailwire/fetch.h"
+#include "mailwire/loop.h"
 #include "mailwire/netrc.h"
 #include "mailwire/sasl.h"
 
@@ -18,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,7 +33,8 @@ static void usage(FILE *f)
         "  --config FILE         accounts file (default $XDG_CONFIG_HOME/mailwire/config)\n"
         "  --all                 every account in the file (no ACCOUNT: the one called\n"
         "                        \"default\", else the first)\n"
-        "  --jobs N              fetch N accounts at once (default 1)\n"
+        "  --jobs N              fetch N accounts at once, in one thread (default 1,\n"
+        "                        at most 100000)\n"
         "  --quiet               no summary lines (errors still go to stderr)\n"
         "  --json                one JSON array with a record per account on stdout\n"
         "  --state FILE          UIDL state file (one-shot; default\n"
@@ -69,6 +73,8 @@ typedef struct job {
     int active;
     const mw_account *oauth; /* tokens from the OAuth store (cli/cmd_oauth.c) */
     int token_failed;        /* the store or the provider failed (not the server) */
+    mw_loop_job *lj;         /* running on the loop (--jobs above 1) */
+    int blocking;            /* the loop cannot take it: fetched after, one at a time */
 } job;
 
 typedef struct runner {
@@ -147,32 +153,144 @@ static int job_token(job *j, int refused)
     return 0;
 }
 
-static void *worker(void *arg)
+/* One account through the blocking fetch. */
+static void run_blocking(runner *r, job *j)
 {
-    runner *r = arg;
-    for (;;) {
-        pthread_mutex_lock(&r->mu);
-        size_t i = r->next < r->n ? r->next++ : r->n;
-        if (i < r->n) r->jobs[i].start_ms = mw_now_ms(); /* read by on_progress */
-        pthread_mutex_unlock(&r->mu);
-        if (i >= r->n) return NULL;
-        job *j = &r->jobs[i];
+    j->start_ms = mw_now_ms(); /* read by on_progress */
+    if (r->tty) {
+        j->fo.progress = on_progress;
+        j->fo.progress_userdata = j;
+    }
+    /* OAuth: the token is taken (refreshed when due) when the job
+     * starts, not when it was set up: earlier jobs may outlast it. */
+    j->rc = j->oauth ? job_token(j, 0) : 0;
+    if (!j->rc) j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+    if (j->rc == MW_EAUTH && j->oauth && !j->token_failed) {
+        /* The server refused the token: refresh once and log in again
+         * (nothing was fetched or deleted before the login). */
+        mw_error_clear(&j->err);
+        j->rc = job_token(j, 1);
+        if (!j->rc) j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+    }
+    j->seconds = (double)(mw_now_ms() - j->start_ms) / 1000.0;
+}
+
+/* --jobs N above 1: the accounts on one mw_loop in this thread, at most N
+ * at once, a new one started as one ends.  An account the loop cannot take
+ * yet (OAuth, SASL or APOP asked for, a filter, a proxy: MW_EUNSUPPORTED)
+ * is fetched afterwards through the blocking fetch. */
+typedef struct loop_run {
+    runner *r;
+    mw_loop *loop;
+    size_t width, running;
+} loop_run;
+
+static loop_run *g_lrun;
+
+static void top_up(loop_run *lr);
+
+static void loop_done(mw_loop_job *lj, const mw_fetch_result *res, const mw_error *err, void *ud)
+{
+    (void)lj;
+    job *j = ud;
+    j->lj = NULL;
+    j->res = *res;
+    j->err = *err;
+    j->rc = err->code;
+    j->seconds = (double)(mw_now_ms() - j->start_ms) / 1000.0;
+    g_lrun->running--;
+    top_up(g_lrun);
+}
+
+static void top_up(loop_run *lr)
+{
+    runner *r = lr->r;
+    while (lr->running < lr->width && r->next < r->n) {
+        job *j = &r->jobs[r->next++];
+        if (j->oauth) {
+            j->blocking = 1;
+            continue;
+        }
         if (r->tty) {
             j->fo.progress = on_progress;
             j->fo.progress_userdata = j;
         }
-        /* OAuth: the token is taken (refreshed when due) when the job
-         * starts, not when it was set up: earlier jobs may outlast it. */
-        j->rc = j->oauth ? job_token(j, 0) : 0;
-        if (!j->rc) j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
-        if (j->rc == MW_EAUTH && j->oauth && !j->token_failed) {
-            /* The server refused the token: refresh once and log in again
-             * (nothing was fetched or deleted before the login). */
-            mw_error_clear(&j->err);
-            j->rc = job_token(j, 1);
-            if (!j->rc) j->rc = mw_fetch_account(&j->res, &j->fo, &j->err);
+        j->start_ms = mw_now_ms();
+        mw_error e;
+        int rc = mw_loop_add_fetch(lr->loop, &j->lj, &j->fo, loop_done, j, &e);
+        if (rc == MW_EUNSUPPORTED) {
+            j->blocking = 1;
+        } else if (rc) {
+            j->rc = rc;
+            j->err = e;
+        } else {
+            lr->running++;
         }
-        j->seconds = (double)(mw_now_ms() - j->start_ms) / 1000.0;
+    }
+}
+
+/* Room for a descriptor per session: the soft limit raised to the hard one. */
+static void raise_fd_limit(size_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want + 64 &&
+        rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+static void run_on_loop(runner *r, size_t width)
+{
+    loop_run lr = {r, NULL, width, 0};
+    mw_loop_opts lo = MW_LOOP_OPTS_INIT;
+    mw_error e;
+    memset(&e, 0, sizeof e);
+    raise_fd_limit(width);
+    int rc = mw_loop_new(&lr.loop, &lo, &e);
+    if (rc) { /* no loop: every account through the blocking fetch */
+        for (size_t k = 0; k < r->n; k++)
+            r->jobs[k].blocking = 1;
+        r->next = r->n;
+    } else {
+        g_lrun = &lr;
+        top_up(&lr);
+        int cancelled = 0;
+        while (mw_loop_running(lr.loop)) {
+            /* A signal (on_signal) ends every running fetch cleanly: no
+             * QUIT, so the server deletes nothing of those sessions. */
+            if (!cancelled && mw_cancel_requested(g_cancel)) {
+                cancelled = 1;
+                r->next = r->n;
+                for (size_t k = 0; k < r->n; k++)
+                    if (r->jobs[k].lj) mw_loop_cancel(lr.loop, r->jobs[k].lj);
+            }
+            rc = mw_loop_run(lr.loop, mw_now_ms() + 200, &e);
+            if (rc && rc != MW_ETIMEOUT) break;
+            rc = 0;
+        }
+        mw_loop_free(lr.loop); /* closes what is left without QUIT, no callbacks */
+        g_lrun = NULL;
+    }
+    for (size_t k = 0; k < r->n; k++) {
+        job *j = &r->jobs[k];
+        if (j->lj) { /* the loop itself failed under it */
+            j->rc = rc;
+            j->err = e;
+        } else if (!j->start_ms && !j->blocking && !j->rc) {
+            j->rc = MW_ECANCELED;
+            snprintf(j->err.message, sizeof j->err.message, "cancelled before it started");
+        }
+    }
+    for (size_t k = 0; k < r->n; k++) {
+        job *j = &r->jobs[k];
+        if (!j->blocking) continue;
+        if (!mw_cancel_requested(g_cancel)) {
+            run_blocking(r, j);
+        } else {
+            j->rc = MW_ECANCELED;
+            snprintf(j->err.message, sizeof j->err.message, "cancelled before it started");
+        }
     }
 }
 
@@ -413,7 +531,7 @@ int mw_cmd_fetch(int argc, char **argv)
             errno = 0;
             unsigned long long v = strtoull(next, &end, 10);
             if (errno || *end || !*next || next[0] == '-' ||
-                (!strcmp(a, "--jobs") && (v < 1 || v > 64))) {
+                (!strcmp(a, "--jobs") && (v < 1 || v > 100000))) {
                 fprintf(stderr, "mailwire fetch: bad value '%s' for %s\n", next, a);
                 ex = EX_USAGE_;
                 goto done;
@@ -638,16 +756,10 @@ int mw_cmd_fetch(int argc, char **argv)
     g_run = &r;
     size_t nt = (size_t)jobs < nj ? (size_t)jobs : nj;
     if (nt <= 1) {
-        worker(&r);
+        for (size_t k = 0; k < nj; k++)
+            run_blocking(&r, &js[k]);
     } else {
-        pthread_t *th = calloc(nt, sizeof *th);
-        size_t started = 0;
-        for (; th && started < nt; started++)
-            if (pthread_create(&th[started], NULL, worker, &r)) break;
-        if (!started) worker(&r);
-        for (size_t k = 0; k < started; k++)
-            pthread_join(th[k], NULL);
-        free(th);
+        run_on_loop(&r, nt);
     }
     pthread_mutex_destroy(&r.mu);
 

@@ -1,7 +1,8 @@
 /* mailwire — the event loop: many sessions in one thread, none of them
  * blocking.
  *
- * A loop holds jobs (today: a POP3 fetch of one account into a store).
+ * A loop holds jobs: a POP3 fetch of one account into a store (with or
+ * without src/fetch's UIDL state), and a send of one message.
  * Every job is a state machine over a non-blocking socket; the loop never
  * waits by itself except in mw_loop_run().  Two ways to drive it:
  *
@@ -32,6 +33,7 @@
 
 #include "common.h"
 #include "error.h"
+#include "fetch.h"
 #include "net.h"
 #include "store.h"
 #include "trace.h"
@@ -194,6 +196,26 @@ MW_EXTERN int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out,
                                      const mw_loop_pop3_opts *opts, mw_loop_done_fn done,
                                      void *userdata, mw_error *err);
 
+/* The end of a fetch added with mw_loop_add_fetch: res and err as
+ * mw_fetch_account gives them (err->code is 0 on success). */
+typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *res,
+                                      const mw_error *err, void *userdata);
+/* Adds a fetch of one account as mw_fetch_account does it (fetch.h): the
+ * state's lock taken here, the UIDL state, keep, only_new,
+ * delete_after_days, size_limit / size_delete, batch and progress; each
+ * message durable in the store and its UID in a saved state before any
+ * DELE, QUIT last.  o->pop3 gives the port, TLS (STARTTLS, IMPLICIT or
+ * NONE; tls_opts as in mw_loop_pop3_opts), user and password, allow_plaintext,
+ * net's connect_timeout_ms / io_timeout_ms / max_time_ms / family,
+ * pipelining, window and trace.  Not on the loop yet, refused with
+ * MW_EUNSUPPORTED: the filter, SASL, APOP, tokens, a caller's stream,
+ * msex, proxies.  A host name is looked up in this call (getaddrinfo
+ * blocks); the certificate is checked against that name.  Strings of o are
+ * used during this call only.  Returns 0 (done will be called), or the
+ * codes of mw_fetch_account's setup and of mw_loop_add_pop3_fetch; then
+ * nothing was added and err says why. */
+MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
+                                mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
 #define MW_LOOP_SMTP_OPTS_VERSION 1
 typedef struct mw_loop_smtp_opts {
     unsigned version;

@@ -2,6 +2,7 @@
  * loses mail (see include/mailwire/fetch.h and docs/ARCHITECTURE.md). */
 #include "mailwire/fetch.h"
 
+#include "fetch/fetch_int.h"
 #include "pop3/pop3_int.h"
 #include "util/buf.h"
 #include "util/err.h"
@@ -21,119 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum action { A_SKIP = 0, A_GET, A_DELE };
-
-typedef struct plan {
-    uint64_t num;
-    uint64_t size;
-    const char *uid; /* into the UIDL list, or NULL */
-    int action;
-    int stored;  /* committed in the store */
-    int saved;   /* its UID is in a state file that was saved */
-    int bad_uid; /* UIDL gave it a unique-id that breaks RFC 1939 §7 */
-} plan;
-
-typedef struct fctx {
-    const mw_fetch_opts *o;
-    mw_fetch_result *res;
-    mw_error *err;
-    int first_rc;
-    mw_pop3 *p;
-    mw_store *s;
-    mw_state *st;
-    plan *pl;
-    size_t n;
-    size_t cursor; /* plan index of the message being received */
-    uint64_t cur;  /* its number, valid while open */
-    uint64_t done; /* the last message whose reply ended (stored or not) */
-    int open;      /* a store delivery is in progress */
-    int stop;      /* the store or state failed: take no more messages */
-    int state_dirty;
-    size_t unsaved;
-    int64_t now;
-    mw_fetch_progress prog;
-    uint64_t last_progress_bytes;
-} fctx;
-
-/* Keeps the first error (with the prefix naming the step) and its code. */
-static int fail(fctx *c, int code, const char *step, const mw_error *src, const char *fallback)
-{
-    if (!c->first_rc) {
-        c->first_rc = code;
-        if (c->err) {
-            if (src)
-                *c->err = *src;
-            else
-                mw_error_clear(c->err);
-            /* src is never c->err, so its message survives the copy. */
-            const char *what = src && src->message[0] ? src->message : fallback;
-            mwi_err_set(c->err, code, "%s: %s", step, what ? what : mw_strerror(code));
-        }
-    }
-    return code;
-}
-
-static void progress(fctx *c, int phase)
-{
-    c->prog.phase = phase;
-    c->last_progress_bytes = c->prog.bytes_done;
-    if (c->o->progress) c->o->progress(&c->prog, c->o->progress_userdata);
-}
-
 /* ---- state ------------------------------------------------------------------ */
-
-/* Makes the stored messages durable, then writes the state; on success
- * every stored message with a UID counts as saved, and only those may be
- * deleted on the server.
- *
- * The store runs with defer_dir_sync: a commit fsyncs the message file and
- * links it into new/, and mw_store_sync() fsyncs new/ once for the batch (one
- * directory fsync per batch instead of per message).  A message is durable
- * once its file AND its directory entry are fsync'd, so the sync comes
- * first, the state naming its UID second, DELE (delete_marked, after the
- * final save) last.  A crash anywhere before leaves the message on the
- * server and out of the state: fetched again, never lost.  Messages without
- * a UID are deleted on "stored" alone, which is safe because the final
- * save_state() — and so this sync — always runs before delete_marked(). */
-static int save_state(fctx *c)
-{
-    int rc = c->s ? mw_store_sync(c->s) : 0;
-    if (rc) {
-        c->stop = 1;
-        return fail(c, rc, "store", mw_store_error(c->s), NULL);
-    }
-    if (!c->state_dirty) return 0;
-    rc = mw_state_save(c->st);
-    if (rc) {
-        c->stop = 1;
-        return fail(c, rc, "state", mw_state_error(c->st), NULL);
-    }
-    for (size_t i = 0; i < c->n; i++)
-        if (c->pl[i].stored && c->pl[i].uid) c->pl[i].saved = 1;
-    c->state_dirty = 0;
-    c->unsaved = 0;
-    return 0;
-}
-
-typedef struct prune_ctx {
-    char **uids; /* sorted */
-    size_t n;
-} prune_ctx;
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Forget UIDs the server no longer lists (deleted by an earlier run), so
- * the state does not grow for ever. */
-static int prune_visit(const char *uid, int64_t first_seen, void *ud)
-{
-    prune_ctx *pc = ud;
-    (void)first_seen;
-    const char *key = uid;
-    return bsearch(&key, pc->uids, pc->n, sizeof *pc->uids, cmp_str) ? 0 : 1;
-}
 
 /* ---- sessions ---------------------------------------------------------------- */
 
@@ -146,7 +35,7 @@ static int open_session(fctx *c)
     po.skip_stat = 1;
     mw_error e;
     int rc = mw_pop3_open(&c->p, c->o->host, &po, &e);
-    if (rc) return fail(c, rc, "pop3", &e, NULL);
+    if (rc) return mwi_fetch_fail(c, rc, "pop3", &e, NULL);
     mwi_pop3_set_message_cap(c->p, c->o->size_limit);
     return 0;
 }
@@ -161,13 +50,15 @@ static int reopen(fctx *c)
     mw_pop3_free(c->p);
     c->p = NULL;
     if (c->o->pop3 && c->o->pop3->stream)
-        return fail(c, MW_ENET, "pop3", NULL,
-                    "cannot reconnect over a caller-made stream; the rest is left for the next "
-                    "run");
+        return mwi_fetch_fail(
+            c, MW_ENET, "pop3", NULL,
+            "cannot reconnect over a caller-made stream; the rest is left for the next "
+            "run");
     if (c->res->uid_mode != 2)
-        return fail(c, MW_EPROTO, "pop3", NULL,
-                    "without UIDL the messages of a new session cannot be matched to this one's; "
-                    "the rest is left for the next run");
+        return mwi_fetch_fail(
+            c, MW_EPROTO, "pop3", NULL,
+            "without UIDL the messages of a new session cannot be matched to this one's; "
+            "the rest is left for the next run");
     int rc = open_session(c);
     if (rc) return rc;
     mw_pop3_listing *sizes = NULL;
@@ -191,12 +82,13 @@ static int reopen(fctx *c)
     }
     mw_pop3_list_free(sizes);
     mw_pop3_uidl_free(uids);
-    if (rc) return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+    if (rc) return mwi_fetch_fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
     if (!same) {
         mw_pop3_free(c->p);
         c->p = NULL;
-        return fail(c, MW_EPROTO, "pop3", NULL,
-                    "the mailbox changed between sessions; the rest is left for the next run");
+        return mwi_fetch_fail(
+            c, MW_EPROTO, "pop3", NULL,
+            "the mailbox changed between sessions; the rest is left for the next run");
     }
     return 0;
 }
@@ -320,7 +212,7 @@ static void filter_one(fctx *c, plan *p, const char *hdr, size_t len)
         char msg[300];
         snprintf(msg, sizeof msg, "message %llu: %s; left on the server",
                  (unsigned long long)p->num, why);
-        fail(c, rc, "filter", NULL, msg);
+        mwi_fetch_fail(c, rc, "filter", NULL, msg);
         p->action = A_SKIP;
         c->res->errors++;
         return;
@@ -377,7 +269,7 @@ static int apply_filter(fctx *c)
         filter_run f = {c, i, c->pl[i].num, MW_BUF_INIT(256 * 1024), 0, 0, 0};
         /* The LIST sizes bound each TOP reply (mwi_pop3_top_msgs). */
         mw_pop3_listing *run = calloc(j - i + 1, sizeof *run);
-        if (!run) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+        if (!run) return mwi_fetch_fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
         for (size_t k = i; k <= j; k++) {
             run[k - i].msg = c->pl[k].num;
             run[k - i].size = c->pl[k].size;
@@ -395,7 +287,7 @@ static int apply_filter(fctx *c)
              * left on the server, a new session goes on after it. */
             char m[sizeof c->err->message + 64];
             snprintf(m, sizeof m, "%s; message left on the server", mw_pop3_error(c->p)->message);
-            fail(c, rc, "filter: TOP", NULL, m);
+            mwi_fetch_fail(c, rc, "filter: TOP", NULL, m);
             size_t k = i + (size_t)(over - c->pl[i].num);
             c->pl[k].action = A_SKIP;
             c->res->errors++;
@@ -404,14 +296,14 @@ static int apply_filter(fctx *c)
             continue;
         }
         if (rc != MW_ESERVER && rc != MW_ETEMP && rc != MW_ETOOBIG)
-            return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+            return mwi_fetch_fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
         /* The message the run stopped at: its headers were too big, or its
          * TOP was the reply after the last one that ended. */
         uint64_t bad = f.too_big ? f.too_big : f.last_end ? f.last_end + 1 : c->pl[i].num;
         size_t k = i + (size_t)(bad - c->pl[i].num);
-        if (k > j) return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
-        fail(c, rc, "filter: TOP", rc == MW_ETOOBIG ? NULL : mw_pop3_error(c->p),
-             "headers over 256 KiB; message left on the server");
+        if (k > j) return mwi_fetch_fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+        mwi_fetch_fail(c, rc, "filter: TOP", rc == MW_ETOOBIG ? NULL : mw_pop3_error(c->p),
+                       "headers over 256 KiB; message left on the server");
         c->pl[k].action = A_SKIP;
         c->res->errors++;
         i = k + 1;
@@ -442,7 +334,7 @@ static int store_failed(fctx *c, int rc)
     abort_open(c);
     c->stop = 1;
     c->res->errors++;
-    fail(c, rc, "store", mw_store_error(c->s), NULL);
+    mwi_fetch_fail(c, rc, "store", mw_store_error(c->s), NULL);
     return rc;
 }
 
@@ -462,7 +354,7 @@ static int on_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr
         int rc = mw_store_write(c->s, data, len);
         if (rc) return store_failed(c, rc);
         c->prog.bytes_done += len;
-        if (c->prog.bytes_done - c->last_progress_bytes >= 256 * 1024) progress(c, 2);
+        if (c->prog.bytes_done - c->last_progress_bytes >= 256 * 1024) mwi_fetch_progress(c, 2);
         return 0;
     }
     c->done = msg;
@@ -477,7 +369,7 @@ static int on_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr
                  "%llu); not stored, left on the server",
                  (unsigned long long)msg, (unsigned long long)info->octets,
                  (unsigned long long)info->declared);
-        fail(c, MW_EPROTO, "pop3", NULL, m);
+        mwi_fetch_fail(c, MW_EPROTO, "pop3", NULL, m);
         return 0;
     }
     int rc = mw_store_commit(c->s);
@@ -490,12 +382,13 @@ static int on_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr
     if (pl->uid) {
         if ((rc = mw_state_add(c->st, pl->uid, c->now))) {
             c->stop = 1;
-            return fail(c, rc, "state", NULL, "cannot record a UID");
+            return mwi_fetch_fail(c, rc, "state", NULL, "cannot record a UID");
         }
         c->state_dirty = 1;
-        if (++c->unsaved >= (c->o->batch ? c->o->batch : 100) && (rc = save_state(c))) return rc;
+        if (++c->unsaved >= (c->o->batch ? c->o->batch : 100) && (rc = mwi_fetch_save_state(c)))
+            return rc;
     }
-    progress(c, 2);
+    mwi_fetch_progress(c, 2);
     return 0;
 }
 
@@ -505,7 +398,7 @@ static int on_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr
 static int retrieve(fctx *c)
 {
     mw_pop3_listing *want = calloc(c->n ? c->n : 1, sizeof *want);
-    if (!want) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+    if (!want) return mwi_fetch_fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
     size_t i = 0;
     int ret = 0;
     while (i < c->n && !c->stop) {
@@ -528,7 +421,7 @@ static int retrieve(fctx *c)
                  * order, so the refused one is the first wanted message
                  * after the last reply that ended. */
                 c->res->errors++;
-                fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+                mwi_fetch_fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
                 while (i < c->n && (c->pl[i].action != A_GET || c->pl[i].num <= c->done))
                     i++;
                 i++; /* the one refused */
@@ -540,7 +433,7 @@ static int retrieve(fctx *c)
                 char m[sizeof c->err->message + 64];
                 snprintf(m, sizeof m, "%s; not stored, left on the server",
                          mw_pop3_error(c->p)->message);
-                fail(c, rc, "pop3", NULL, m);
+                mwi_fetch_fail(c, rc, "pop3", NULL, m);
                 /* A reply far past its announced size: that message stays
                  * on the server, and a new session fetches the rest. */
                 while (i < c->n && c->pl[i].num <= over)
@@ -548,7 +441,7 @@ static int retrieve(fctx *c)
                 if ((ret = reopen(c))) break;
                 continue;
             }
-            ret = fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+            ret = mwi_fetch_fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
         }
         break;
     }
@@ -568,7 +461,7 @@ static int deletable(const fctx *c, const plan *p)
 static int delete_marked(fctx *c)
 {
     uint64_t *nums = calloc(c->n ? c->n : 1, sizeof *nums);
-    if (!nums) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+    if (!nums) return mwi_fetch_fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
     size_t k = 0;
     for (size_t i = 0; i < c->n; i++)
         if (deletable(c, &c->pl[i])) nums[k++] = c->pl[i].num;
@@ -577,7 +470,7 @@ static int delete_marked(fctx *c)
     free(nums);
     c->res->deleted += done;
     if (rc) {
-        fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+        mwi_fetch_fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
         if (rc != MW_ESERVER && rc != MW_ETEMP) return rc;
     }
     return 0;
@@ -600,12 +493,12 @@ static int list_and_uids(fctx *c, uid_list *ul, uint64_t *last)
     size_t nsizes = 0;
     int urc = 0;
     int rc = mw_pop3_list_uidl(c->p, &sizes, &nsizes, &ul->items, &ul->n, &urc);
-    if (rc) return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+    if (rc) return mwi_fetch_fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
     c->res->messages = nsizes;
     c->pl = calloc(nsizes ? nsizes : 1, sizeof *c->pl);
     if (!c->pl) {
         mw_pop3_list_free(sizes);
-        return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+        return mwi_fetch_fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
     }
     c->n = nsizes;
     for (size_t i = 0; i < nsizes; i++) {
@@ -623,99 +516,36 @@ static int list_and_uids(fctx *c, uid_list *ul, uint64_t *last)
                 if (ul->items[k].uid[0])
                     c->pl[i].uid = ul->items[k].uid;
                 else
-                    c->pl[i].bad_uid = 1; /* RFC 1939 §7 broken: see decide() */
+                    c->pl[i].bad_uid = 1; /* RFC 1939 §7 broken: see mwi_fetch_decide() */
             }
         }
         return 0;
     }
     if (urc != MW_ESERVER && urc != MW_EUNSUPPORTED)
-        return fail(c, urc, "pop3", mw_pop3_error(c->p), NULL);
+        return mwi_fetch_fail(c, urc, "pop3", mw_pop3_error(c->p), NULL);
     rc = mw_pop3_last(c->p, last);
     if (!rc) {
         c->res->uid_mode = 1;
         return 0;
     }
     if (rc != MW_ESERVER && rc != MW_EUNSUPPORTED)
-        return fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
+        return mwi_fetch_fail(c, rc, "pop3", mw_pop3_error(c->p), NULL);
     c->res->uid_mode = 0;
     return 0;
 }
 
-static int prune(fctx *c, const uid_list *ul)
+static int prune_listed(fctx *c, const uid_list *ul)
 {
-    prune_ctx pc = {calloc(ul->n ? ul->n : 1, sizeof(char *)), ul->n};
-    if (!pc.uids) return fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+    const char **uids = calloc(ul->n ? ul->n : 1, sizeof *uids);
+    if (!uids) return mwi_fetch_fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
     for (size_t i = 0; i < ul->n; i++)
-        pc.uids[i] = ul->items[i].uid;
-    qsort(pc.uids, pc.n, sizeof *pc.uids, cmp_str);
-    size_t before = mw_state_count(c->st);
-    mw_state_filter(c->st, prune_visit, &pc);
-    if (mw_state_count(c->st) != before) c->state_dirty = 1;
-    free(pc.uids);
-    return 0;
-}
-
-static void decide(fctx *c, uint64_t last)
-{
-    const mw_fetch_opts *o = c->o;
-    for (size_t i = 0; i < c->n; i++) {
-        plan *p = &c->pl[i];
-        int seen = 0;
-        int64_t first = -1;
-        if (p->bad_uid) {
-            /* Its unique-id cannot be kept in the state (nor told apart
-             * from others'): left on the server, the rest goes on. */
-            char m[200];
-            snprintf(m, sizeof m,
-                     "message %llu: UIDL gave it a unique-id that breaks RFC 1939 §7 (a space, "
-                     "over 70 octets or an octet outside 0x21-0x7E); not fetched, left on the "
-                     "server",
-                     (unsigned long long)p->num);
-            fail(c, MW_EPROTO, "pop3", NULL, m);
-            c->res->errors++;
-            p->action = A_SKIP;
-            continue;
-        }
-        if (p->uid) {
-            seen = mw_state_contains(c->st, p->uid);
-            first = mw_state_first_seen(c->st, p->uid);
-        } else if (c->res->uid_mode == 1 && p->num <= last) {
-            seen = 1;
-        }
-        if (seen && o->only_new) {
-            /* Stored by an earlier run (the state on disk says so), which
-             * may have stopped before DELE/QUIT: delete it now unless kept.
-             * With LAST only, "seen" is the server's word, not ours. */
-            if (p->uid && !o->keep)
-                p->action = A_DELE;
-            else if (p->uid && o->keep && o->delete_after_days >= 0 && first >= 0 &&
-                     c->now - first >= (int64_t)o->delete_after_days * 86400)
-                p->action = A_DELE;
-            else
-                p->action = A_SKIP;
-            continue;
-        }
-        if (o->size_limit && p->size > o->size_limit) {
-            p->action = o->size_delete ? A_DELE : A_SKIP;
-            continue;
-        }
-        p->action = A_GET;
-    }
+        uids[i] = ul->items[i].uid;
+    int rc = mwi_fetch_prune(c, uids, ul->n);
+    free(uids);
+    return rc;
 }
 
 /* ---- the whole account ------------------------------------------------------ */
-
-static int check_opts(const mw_fetch_opts *o, mw_error *err)
-{
-    if (!o || o->version != MW_FETCH_OPTS_VERSION)
-        return mwi_err_set(err, MW_EINVAL, "fetch: options missing or of another version");
-    if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "fetch: no host given");
-    if (!o->store_target || !*o->store_target)
-        return mwi_err_set(err, MW_EINVAL, "fetch: no delivery target given");
-    if (!o->state_path || !*o->state_path)
-        return mwi_err_set(err, MW_EINVAL, "fetch: no state file given");
-    return 0;
-}
 
 int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
 {
@@ -723,7 +553,7 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
     if (!res) res = &dummy;
     memset(res, 0, sizeof *res);
     if (err) mw_error_clear(err);
-    int rc = check_opts(o, err);
+    int rc = mwi_fetch_check_opts(o, err);
     if (rc) {
         if (o && o->pop3 && o->pop3->stream) mw_stream_free(o->pop3->stream);
         return rc;
@@ -741,40 +571,23 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
     mw_error tmp;
     memset(&tmp, 0, sizeof tmp);
 
-    progress(&c, 0);
+    mwi_fetch_progress(&c, 0);
     /* The lock first: a second fetch of this account stops before it
      * touches the server. */
     rc = mw_state_open(&c.st, o->state_path, o->state_opts, &tmp);
     if (rc) {
-        fail(&c, rc, "state", &tmp, NULL);
+        mwi_fetch_fail(&c, rc, "state", &tmp, NULL);
         goto out;
     }
-    /* The caller's store options, with the directory fsync deferred to
-     * save_state() (see there).  A version-1 struct ends before
-     * defer_dir_sync. */
-    mw_store_options so = MW_STORE_OPTIONS_INIT;
-    const mw_store_options *sop = &so;
-    if (o->store_opts && o->store_opts->version == 1)
-        memcpy(&so, o->store_opts, offsetof(mw_store_options, defer_dir_sync));
-    else if (o->store_opts && o->store_opts->version == MW_STORE_OPTIONS_VERSION)
-        so = *o->store_opts;
-    else if (o->store_opts)
-        sop = o->store_opts; /* unknown version: mw_store_open names it */
-    so.version = MW_STORE_OPTIONS_VERSION;
-    so.defer_dir_sync = 1;
-    rc = mw_store_open(&c.s, (mw_store_kind)o->store_kind, o->store_target, sop, &tmp);
-    if (rc) {
-        fail(&c, rc, "store", &tmp, NULL);
-        goto out;
-    }
+    if (mwi_fetch_open_store(&c)) goto out;
     /* The number of messages comes from LIST (list_and_uids): STAT after
      * login would cost a round trip for nothing. */
     opened = 1; /* the session owns the caller's stream from here on */
     if (open_session(&c)) goto out;
-    progress(&c, 1);
+    mwi_fetch_progress(&c, 1);
     if (list_and_uids(&c, &ul, &last)) goto out;
-    if (c.res->uid_mode == 2 && (rc = prune(&c, &ul))) goto out;
-    decide(&c, last);
+    if (c.res->uid_mode == 2 && (rc = prune_listed(&c, &ul))) goto out;
+    mwi_fetch_decide(&c, last);
     if (o->filter && *o->filter && apply_filter(&c)) goto out;
     for (size_t i = 0; i < c.n; i++) {
         if (c.pl[i].action == A_GET) {
@@ -784,26 +597,26 @@ int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err
             res->skipped++;
         }
     }
-    progress(&c, 2);
+    mwi_fetch_progress(&c, 2);
     if (retrieve(&c)) goto out;
     /* Durable record before any DELE (the heart of it). */
-    if (save_state(&c)) goto out;
-    progress(&c, 3);
+    if (mwi_fetch_save_state(&c)) goto out;
+    mwi_fetch_progress(&c, 3);
     if (delete_marked(&c)) goto out;
     int confirmed = 0;
     rc = mw_pop3_quit(c.p, &confirmed);
     res->quit_confirmed = confirmed;
-    if (rc) fail(&c, rc, "pop3", mw_pop3_error(c.p), NULL);
+    if (rc) mwi_fetch_fail(&c, rc, "pop3", mw_pop3_error(c.p), NULL);
 out:
     /* A caller-made stream is ours from the call on (as mw_pop3_open's). */
     if (!opened && o->pop3 && o->pop3->stream) mw_stream_free(o->pop3->stream);
     abort_open(&c);
     /* Whatever happened, what was stored is recorded. */
-    if (c.st) save_state(&c);
+    if (c.st) mwi_fetch_save_state(&c);
     if (c.res && c.pl)
         for (size_t i = 0; i < c.n; i++)
             if (c.pl[i].action == A_GET && !c.pl[i].stored && c.stop) res->skipped++;
-    progress(&c, 4);
+    mwi_fetch_progress(&c, 4);
     mw_pop3_free(c.p); /* closes without QUIT if we did not get there */
     mw_pop3_uidl_free(ul.items);
     mw_store_free(c.s);

@@ -1,0 +1,64 @@
+/* Internal: what the blocking fetch (fetch.c) and the fetch on the event
+ * loop (src/loop/fetch_job.c) share: the plan of one run, its context, and
+ * the steps that do not talk to the server (plan.c). */
+#ifndef MW_FETCH_INT_H
+#define MW_FETCH_INT_H
+
+#include "mailwire/fetch.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct mw_pop3;
+
+enum action { A_SKIP = 0, A_GET, A_DELE };
+
+typedef struct plan {
+    uint64_t num;
+    uint64_t size;
+    const char *uid; /* into the UIDL list, or NULL */
+    int action;
+    int stored;  /* committed in the store */
+    int saved;   /* its UID is in a state file that was saved */
+    int bad_uid; /* UIDL gave it a unique-id that breaks RFC 1939 §7 */
+} plan;
+
+typedef struct fctx {
+    const mw_fetch_opts *o;
+    mw_fetch_result *res;
+    mw_error *err;
+    int first_rc;
+    struct mw_pop3 *p; /* the blocking session (fetch.c); NULL on the loop */
+    mw_store *s;
+    mw_state *st;
+    plan *pl;
+    size_t n;
+    size_t cursor; /* plan index of the message being received */
+    uint64_t cur;  /* its number, valid while open */
+    uint64_t done; /* the last message whose reply ended (stored or not) */
+    int open;      /* a store delivery is in progress */
+    int stop;      /* the store or state failed: take no more messages */
+    int state_dirty;
+    size_t unsaved;
+    int64_t now;
+    mw_fetch_progress prog;
+    uint64_t last_progress_bytes;
+} fctx;
+
+/* Keeps the first error (the message prefixed with the step's name) and
+ * returns code. */
+int mwi_fetch_fail(fctx *c, int code, const char *step, const mw_error *src, const char *fallback);
+/* Reports progress (phase as in mw_fetch_progress) to the caller. */
+void mwi_fetch_progress(fctx *c, int phase);
+/* Store sync, then the state save; marks stored messages saved. */
+int mwi_fetch_save_state(fctx *c);
+/* Forgets state UIDs the server no longer lists (uids: those it lists). */
+int mwi_fetch_prune(fctx *c, const char *const *uids, size_t n);
+/* Sets every plan entry's action from the state and the options. */
+void mwi_fetch_decide(fctx *c, uint64_t last);
+/* Checks the options common to both ways of fetching. */
+int mwi_fetch_check_opts(const mw_fetch_opts *o, mw_error *err);
+/* Opens the store with the directory fsync deferred to mwi_fetch_save_state. */
+int mwi_fetch_open_store(fctx *c);
+
+#endif

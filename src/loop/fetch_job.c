@@ -1,0 +1,268 @@
+/* A fetch of one account on the loop (loop.h, mw_loop_add_fetch): the
+ * POP3 job of pop3_job.c with the plan and records of src/fetch (the UIDL
+ * state, keep rules, size limit), in the order of include/mailwire/fetch.h:
+ * each message durable in the store, its UID in a saved state, then DELE,
+ * then QUIT.  The steps that do not talk to the server are the blocking
+ * fetch's own (src/fetch/plan.c). */
+#include "mailwire/loop.h"
+
+#include "fetch/fetch_int.h"
+#include "util/err.h"
+
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+typedef struct lfetch {
+    fctx c;
+    mw_fetch_opts o; /* the caller's, with only what the run reads later */
+    mw_fetch_result res;
+    mw_error err;
+    mw_loop_fetch_done_fn done;
+    void *userdata;
+} lfetch;
+
+static void lfetch_free(lfetch *f)
+{
+    if (f->c.s) {
+        mw_store_abort(f->c.s); /* a delivery cut short is removed */
+        mw_store_free(f->c.s);
+    }
+    mw_state_free(f->c.st);
+    free(f->c.pl);
+    free(f);
+}
+
+/* After LIST and UIDL: the plan of src/fetch (state, keep, size limit). */
+static int on_plan(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned char *act,
+                   void *ud)
+{
+    (void)job;
+    lfetch *f = ud;
+    fctx *c = &f->c;
+    c->res->messages = n;
+    if (!(c->pl = calloc(n ? n : 1, sizeof *c->pl)))
+        return mwi_fetch_fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+    c->n = n;
+    const char **uids = calloc(n ? n : 1, sizeof *uids);
+    if (!uids) return mwi_fetch_fail(c, MW_ENOMEM, "fetch", NULL, "out of memory");
+    size_t nu = 0;
+    for (size_t i = 0; i < n; i++) {
+        c->pl[i].num = msgs[i].num;
+        c->pl[i].size = msgs[i].size;
+        c->pl[i].uid = msgs[i].uid;
+        if (msgs[i].uid) uids[nu++] = msgs[i].uid;
+    }
+    /* The job keeps no unique-id that breaks RFC 1939 §7: with UIDs for
+     * the others, such a message is left alone, as the blocking fetch does. */
+    c->res->uid_mode = nu ? 2 : 0;
+    for (size_t i = 0; nu && i < n; i++)
+        if (!c->pl[i].uid) c->pl[i].bad_uid = 1;
+    int rc = nu ? mwi_fetch_prune(c, uids, nu) : 0;
+    free(uids);
+    if (rc) return rc;
+    mwi_fetch_decide(c, 0);
+    for (size_t i = 0; i < n; i++) {
+        const plan *p = &c->pl[i];
+        if (p->action == A_GET) {
+            act[i] = MW_LOOP_GET | (f->o.keep ? 0 : MW_LOOP_DELE);
+            c->prog.msgs_total++;
+            c->prog.bytes_total += p->size;
+        } else {
+            act[i] = p->action == A_DELE ? MW_LOOP_DELE : 0;
+            if (p->action == A_SKIP) c->res->skipped++;
+        }
+    }
+    mwi_fetch_progress(c, 2);
+    return 0;
+}
+
+static plan *find_plan(fctx *c, uint64_t num)
+{
+    size_t lo = 0, hi = c->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->pl[mid].num < num)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n && c->pl[lo].num == num ? &c->pl[lo] : NULL;
+}
+
+/* A message is durable in the store: its UID goes into the state, saved
+ * every batch messages. */
+static int on_stored(mw_loop_job *job, uint64_t msg, const char *uid, uint64_t size, void *ud)
+{
+    (void)job;
+    (void)uid;
+    lfetch *f = ud;
+    fctx *c = &f->c;
+    plan *p = find_plan(c, msg);
+    if (!p) return mwi_fetch_fail(c, MW_EPROTO, "fetch", NULL, "a message that was not planned");
+    p->stored = 1;
+    c->res->fetched++;
+    c->res->bytes += size;
+    c->prog.msgs_done++;
+    c->prog.bytes_done += size;
+    if (p->uid) {
+        if (mw_state_add(c->st, p->uid, c->now) != 0)
+            return mwi_fetch_fail(c, mw_state_error(c->st)->code, "state", mw_state_error(c->st),
+                                  NULL);
+        c->state_dirty = 1;
+        c->unsaved++;
+    }
+    if (c->unsaved >= (f->o.batch ? f->o.batch : 100)) {
+        int rc = mwi_fetch_save_state(c);
+        if (rc) return rc;
+    }
+    mwi_fetch_progress(c, 2);
+    return 0;
+}
+
+/* Before the first DELE: every stored message recorded durably. */
+static int on_commit(mw_loop_job *job, void *ud)
+{
+    (void)job;
+    lfetch *f = ud;
+    int rc = mwi_fetch_save_state(&f->c);
+    if (!rc) mwi_fetch_progress(&f->c, 3);
+    return rc;
+}
+
+static void on_done(mw_loop_job *job, const mw_loop_result *r, void *ud)
+{
+    lfetch *f = ud;
+    fctx *c = &f->c;
+    f->res.deleted = r->deleted;
+    f->res.quit_confirmed = r->quit_ok;
+    if (r->code) mwi_fetch_fail(c, r->code, "pop3", r->err, NULL);
+    /* Whatever happened, what was stored is recorded. */
+    mwi_fetch_save_state(c);
+    for (size_t i = 0; c->pl && i < c->n; i++)
+        if (c->pl[i].action == A_GET && !c->pl[i].stored) f->res.skipped++;
+    mwi_fetch_progress(c, 4);
+    if (f->done) f->done(job, &f->res, &f->err, f->userdata);
+    lfetch_free(f);
+}
+
+/* What the loop's POP3 job cannot do yet is refused, never ignored. */
+static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
+{
+    const mw_pop3_opts *po = o->pop3;
+    if (o->filter && *o->filter)
+        return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: the filter is not on the loop yet");
+    if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
+    if (po->stream || po->token || po->token_fn || po->authzid || po->sasl_mechs || po->msex ||
+        (po->auth != MW_POP3_AUTH_AUTO && po->auth != MW_POP3_AUTH_USER))
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "fetch: the loop logs in with USER/PASS only (no SASL, APOP, "
+                           "token or stream of the caller's yet)");
+    if (po->net && po->net->proxy && *po->net->proxy)
+        return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: proxies are not on the loop yet");
+    if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
+        return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: TLS mode %d is not on the loop yet",
+                           po->tls);
+    return 0;
+}
+
+/* The host as a numeric address.  A name is looked up here, before the
+ * job starts (getaddrinfo blocks: name lookup is not on the loop yet). */
+static int numeric_host(const char *host, int family, char *out, size_t cap, mw_error *err)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int g = getaddrinfo(host, NULL, &hints, &ai);
+    if (g != 0 || !ai)
+        return mwi_err_set(err, MW_ENET, "fetch: cannot resolve %s: %s", host, gai_strerror(g));
+    g = getnameinfo(ai->ai_addr, ai->ai_addrlen, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST);
+    freeaddrinfo(ai);
+    if (g != 0)
+        return mwi_err_set(err, MW_ENET, "fetch: %s: no numeric address: %s", host,
+                           gai_strerror(g));
+    return 0;
+}
+
+static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *addr,
+                           mw_tls_opts *tls)
+{
+    lo->host = addr;
+    lo->port = po->port;
+    lo->tls = po->tls;
+    lo->tls_opts = tls;
+    lo->user = po->user;
+    lo->password = po->password;
+    lo->allow_plaintext = po->allow_plaintext;
+    if (po->net) {
+        if (po->net->connect_timeout_ms > 0) lo->connect_timeout_ms = po->net->connect_timeout_ms;
+        if (po->net->io_timeout_ms > 0) lo->io_timeout_ms = po->net->io_timeout_ms;
+        lo->max_time_ms = po->net->max_time_ms;
+    }
+    if (po->pipelining == 0)
+        lo->window = 1;
+    else if (po->window)
+        lo->window = po->window;
+    lo->trace = po->trace;
+    lo->trace_userdata = po->trace_userdata;
+}
+
+int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
+                      mw_loop_fetch_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    if (err) mw_error_clear(err);
+    int rc = mwi_fetch_check_opts(o, err);
+    if (!rc) rc = check_loop_opts(o, err);
+    char addr[64];
+    if (!rc)
+        rc = numeric_host(o->host, o->pop3->net ? o->pop3->net->family : 0, addr, sizeof addr, err);
+    if (rc) return rc;
+    lfetch *f = calloc(1, sizeof *f);
+    if (!f) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    f->o = *o;
+    f->done = done;
+    f->userdata = userdata;
+    f->c.o = &f->o;
+    f->c.res = &f->res;
+    f->c.err = &f->err;
+    f->c.now = o->now ? o->now : (int64_t)time(NULL);
+    mwi_fetch_progress(&f->c, 0);
+    /* The lock first: a second fetch of this account stops before it
+     * touches the server. */
+    mw_error tmp;
+    memset(&tmp, 0, sizeof tmp);
+    rc = mw_state_open(&f->c.st, o->state_path, o->state_opts, &tmp);
+    if (rc) mwi_fetch_fail(&f->c, rc, "state", &tmp, NULL);
+    if (!rc) rc = mwi_fetch_open_store(&f->c);
+    mw_tls_opts tls = MW_TLS_OPTS_INIT;
+    if (o->pop3->tls_opts) tls = *o->pop3->tls_opts;
+    if (!tls.servername) tls.servername = o->host; /* verified against the name, not addr */
+    mw_loop_pop3_opts lo = MW_LOOP_POP3_OPTS_INIT;
+    pop3_opts_from(&lo, o->pop3, addr, &tls);
+    lo.store = f->c.s;
+    lo.stored = on_stored;
+    lo.stored_userdata = f;
+    lo.plan = on_plan;
+    lo.commit = on_commit;
+    lo.plan_userdata = f;
+    if (!rc) {
+        rc = mw_loop_add_pop3_fetch(loop, out, &lo, on_done, f, &tmp);
+        if (rc) mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
+    }
+    if (rc) {
+        if (err) *err = f->err;
+        lfetch_free(f);
+        return rc;
+    }
+    /* Only the scalars and the progress callback are read from here on. */
+    f->o.host = f->o.store_target = f->o.state_path = f->o.filter = NULL;
+    f->o.pop3 = NULL;
+    f->o.store_opts = NULL;
+    f->o.state_opts = NULL;
+    return 0;
+}
