@@ -716,6 +716,8 @@ int mw_cmd_fetch(int argc, char **argv)
             }
             if (keep) js[k].fo.keep = 1;
             if (!only_new) js[k].fo.only_new = 0;
+            if (size_limit) js[k].fo.size_limit = size_limit; /* the flag over the file */
+            if (filter) js[k].fo.filter = filter;
         }
     }
     if (mw_cancel_new(&g_cancel, NULL)) {
@@ -755,7 +757,7 @@ int mw_cmd_fetch(int argc, char **argv)
     pthread_mutex_init(&r.mu, NULL);
     g_run = &r;
     size_t nt = (size_t)jobs < nj ? (size_t)jobs : nj;
-    if (nt <= 1) {
+    if (jobs <= 1) {
         for (size_t k = 0; k < nj; k++)
             run_blocking(&r, &js[k]);
     } else {
