@@ -717,6 +717,7 @@ int mw_cmd_fetch(int argc, char **argv)
             if (keep) js[k].fo.keep = 1;
             if (!only_new) js[k].fo.only_new = 0;
             if (size_limit) js[k].fo.size_limit = size_limit; /* the flag over the file */
+            if (conn.allow_plaintext) js[k].po.allow_plaintext = 1;
             if (filter) js[k].fo.filter = filter;
         }
     }

@@ -75,6 +75,10 @@ for i in $(seq 1 5); do users+=("d$i"); done
 for p in h q o t a g; do for i in $(seq 1 10); do users+=("$p$i"); done; done
 # e1..e200: the event-loop engine's many concurrent sessions.
 for i in $(seq 1 200); do users+=("e$i"); done
+# b1..bN for benches only (bench/accounts): MW_SRV_BULK_USERS=N.
+for i in $(seq 1 "${MW_SRV_BULK_USERS:-0}"); do users+=("b$i"); done
+# Concurrent POP3 sessions Dovecot serves (a process each); benches raise it.
+pop3_limit=${MW_SRV_POP3_LIMIT:-256}
 domain=test.domain
 
 started_ok=0
@@ -332,7 +336,7 @@ service pop3-login {
 service pop3 {
   service_count = 0
   client_limit = 1
-  process_limit = 256
+  process_limit = $pop3_limit
 }
 # No authentication penalty: every test connects from 127.0.0.1, and
 # tests of wrong passwords would otherwise slow every later login from it
