@@ -2,11 +2,11 @@
  * arbitrary server bytes in arbitrary splits, through the loop
  * (mw_loop_action), over a socketpair whose other end plays the server.
  *
- * Input: one flags byte (bit 0: keep, bits 1-2: window 1/2/4/16), then
- * chunks, each a length byte (1 + L % 64 octets follow) and the octets.
- * After the last chunk the server end is closed.  The job must then end,
- * exactly once, whatever came before: a job still running is a hang and
- * aborts (a finding). */
+ * Input: one flags byte (bit 0: keep, bits 1-2: window 1/2/4/16, bit 3:
+ * plan and commit callbacks, bits 4-5: the plan's first action, bit 6: the
+ * commit callback refuses), then chunks, each a length byte (1 + L % 64 octets follow) and the
+ * octets. After the last chunk the server end is closed.  The job must then end, exactly once,
+ * whatever came before: a job still running is a hang and aborts (a finding). */
 #include "loop/loop_int.h"
 #include "mailwire/loop.h"
 #include "mailwire/store.h"
@@ -51,6 +51,26 @@ static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
     if (res->code != res->err->code || (res->code == 0 && !res->quit_ok)) abort();
 }
 
+/* The plan gives message i the actions (first + i) % 4 (none, GET, DELE,
+ * both); a message without a UID must still be handled. */
+static int plan_cb(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned char *act,
+                   void *ud)
+{
+    (void)job;
+    unsigned first = *(const uint8_t *)ud >> 4 & 3;
+    for (size_t i = 0; i < n; i++) {
+        if (msgs[i].uid && strlen(msgs[i].uid) > 70) abort(); /* RFC 1939 §7 bound kept */
+        act[i] = (unsigned char)((first + i) % 4);
+    }
+    return 0;
+}
+
+static int commit_cb(mw_loop_job *job, void *ud)
+{
+    (void)job;
+    return (*(const uint8_t *)ud & 64) ? MW_ECANCELED : 0;
+}
+
 static void drain(int s)
 {
     char buf[4096];
@@ -79,6 +99,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.keep = data[0] & 1;
     o.window = windows[(data[0] >> 1) & 3];
     o.store = g_store;
+    uint8_t flags = data[0];
+    if (flags & 8) {
+        o.plan = plan_cb;
+        o.commit = commit_cb;
+        o.plan_userdata = &flags;
+    }
     int ended = 0;
     mw_loop_job *job = NULL;
     if (mwi_loop_add_pop3_fetch_fd(loop, &job, &o, sv[0], done_cb, &ended, NULL) != 0) abort();
