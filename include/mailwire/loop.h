@@ -121,7 +121,8 @@ typedef struct mw_loop_result {
 } mw_loop_result;
 
 typedef void (*mw_loop_done_fn)(mw_loop_job *job, const mw_loop_result *res, void *userdata);
-/* After each message is durable in the store: its number, its unique-id
+/* After each message is committed to the store (and, without a plan
+ * callback, mw_store_sync returned 0): its number, its unique-id
  * ("" without UIDL) and its size.  Return 0 to go on; any other value ends
  * the job like mw_loop_cancel, with that value as its result. */
 typedef int (*mw_loop_stored_fn)(mw_loop_job *job, uint64_t msg, const char *uid, uint64_t size,
@@ -144,8 +145,9 @@ typedef struct mw_loop_msg {
  * returned 0. */
 typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t n,
                                unsigned char *actions, void *userdata);
-/* With a plan: called once, after the last message was stored and before
- * the first DELE.  Make durable whatever records the stored messages (a
+/* With a plan: called once, after the last message was stored, after
+ * mw_store_sync (so every message committed is durable) and before the
+ * first DELE.  Make durable whatever records the stored messages (a
  * UIDL state file), then return 0; another value ends the job with it and
  * nothing is deleted. */
 typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);

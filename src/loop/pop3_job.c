@@ -273,7 +273,12 @@ static int next_deferred_dele(p3l *p, char *line, size_t cap)
 {
     if (p->q_len || p->in_body) return 0;
     if (!p->committed) {
-        int rc = p->commit ? p->commit(p->job, p->plan_ud) : 0;
+        int rc = mw_store_sync(p->store);
+        if (rc) {
+            end_job(p, rc, "store: %s; nothing deleted", mw_store_error(p->store)->message);
+            return -1;
+        }
+        rc = p->commit ? p->commit(p->job, p->plan_ud) : 0;
         if (rc) {
             end_job(p, rc, "%s", "stopped by the commit callback; nothing deleted");
             return -1;
@@ -364,7 +369,9 @@ static void message_done(p3l *p)
     p3l_msg *m = &p->msgs[p->body_msg];
     p->in_body = 0;
     int rc = mw_store_commit(p->store);
-    if (rc == 0) rc = mw_store_sync(p->store);
+    /* With a plan, deletions wait (next_deferred_dele), and one sync there
+     * covers every message committed before it. */
+    if (rc == 0 && !p->plan) rc = mw_store_sync(p->store);
     if (rc) {
         end_job(p, rc, "storing message %llu: %s", (unsigned long long)m->num,
                 mw_store_error(p->store)->message);
