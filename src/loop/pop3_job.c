@@ -4,8 +4,8 @@
  * durable store, QUIT (RFC 1939 §6).  The replies go through the I/O-free
  * codecs of src/proto; TLS is OpenSSL over the non-blocking socket, its
  * WANT_READ / WANT_WRITE becoming the events the job waits for. */
+#include "loop/lconn.h"
 #include "loop/loop_int.h"
-#include "loop/loop_tls.h"
 #include "proto/pop3_codec.h"
 #include "util/err.h"
 
@@ -60,10 +60,10 @@ typedef struct p3l_cmd {
 typedef struct p3l {
     mw_loop_job *job;
     int state;
-    char *host, *user, *password;
-    unsigned port;
+    mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
+    char *user, *password;
     int tls_mode, allow_plaintext, keep;
-    int connect_timeout_ms, io_timeout_ms;
+    int connect_timeout_ms;
     unsigned window;
     mw_store *store;
     mw_loop_stored_fn stored;
@@ -75,17 +75,6 @@ typedef struct p3l {
     size_t next_dele; /* deferred DELE cursor into msgs */
     mw_trace_fn trace;
     void *trace_ud;
-    mwi_ltls_cfg tlscfg;
-    mwi_ltls *tls;
-    int64_t total_deadline, step_deadline;
-    char in[P3L_IN_CAP];
-    size_t in_len;
-    char *out;
-    size_t out_len, out_off;
-    int wblock; /* the last write would block: MW_LOOP_OUT or MW_LOOP_IN (TLS) */
-    int rwant;  /* a TLS read needs this too (MW_LOOP_OUT during renegotiation) */
-    int eof;
-    int after_stls;
     int capa_stls, capa_pipelining, capa_uidl;
     int ml;      /* in a multi-line reply of this kind (K_CAPA, K_LIST, K_UIDL), or -1 */
     int in_body; /* in a RETR body */
@@ -93,7 +82,6 @@ typedef struct p3l {
     size_t body_msg; /* index into msgs */
     p3l_cmd *q;      /* commands in flight, a ring of q_cap */
     size_t q_cap, q_head, q_len;
-    size_t out_cap;
     p3l_msg *msgs;
     size_t nmsgs, msgs_cap;
     size_t next_retr;
@@ -125,20 +113,6 @@ static void set_state(p3l *p, int st)
     p->state = st;
 }
 
-static void close_conn(p3l *p)
-{
-    if (p->tls) {
-        mwi_ltls_free(p->tls);
-        p->tls = NULL;
-    }
-    if (p->job->fd >= 0) {
-        int fd = p->job->fd;
-        mwi_loop_set_fd(p->job, -1);
-        close(fd);
-    }
-    p->job->want = 0;
-}
-
 /* Ends the job: the connection is closed without QUIT unless QUIT was
  * answered already.  The code goes into the job's error as it is. */
 static void end_job(p3l *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -159,15 +133,9 @@ static void end_job(p3l *p, int code, const char *fmt, ...)
     }
     if (p->in_body && p->store) mw_store_abort(p->store);
     p->in_body = 0;
-    close_conn(p);
+    mwi_lconn_close(&p->c);
     set_state(p, S_DONE);
     j->done = 1;
-}
-
-static void progress(p3l *p)
-{
-    p->step_deadline =
-        p->io_timeout_ms > 0 ? mw_now_ms() + p->io_timeout_ms : (int64_t)MW_NO_DEADLINE;
 }
 
 /* Queues a command line (CR LF added); arg is the number for RETR/DELE. */
@@ -178,18 +146,10 @@ static int send_cmd(p3l *p, int kind, const char *line, uint64_t arg)
         end_job(p, MW_EINVAL, "command %s refused: too long or holding CR/LF", kind_name[kind]);
         return -1;
     }
-    if (p->out_off) { /* written already: make room */
-        memmove(p->out, p->out + p->out_off, p->out_len - p->out_off);
-        p->out_len -= p->out_off;
-        p->out_off = 0;
-    }
-    if (p->q_len >= p->q_cap || p->out_len + len + 2 > p->out_cap) {
+    if (p->q_len >= p->q_cap || mwi_lconn_queue_line(&p->c, line) != 0) {
         end_job(p, MW_ETOOBIG, "too many commands queued");
         return -1;
     }
-    memcpy(p->out + p->out_len, line, len);
-    memcpy(p->out + p->out_len + len, "\r\n", 2);
-    p->out_len += len + 2;
     size_t slot = (p->q_head + p->q_len) % p->q_cap;
     p->q[slot].kind = kind;
     p->q[slot].arg = arg;
@@ -235,11 +195,9 @@ static void refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code)
             p->job->err.reply);
 }
 
-static void start_handshake(p3l *p);
-
 static void start_login(p3l *p)
 {
-    if (!p->tls && !p->allow_plaintext) {
+    if (!p->c.tls && !p->allow_plaintext) {
         end_job(p, MW_EPOLICY,
                 "login over an unencrypted connection not allowed "
                 "(allow_plaintext)");
@@ -253,7 +211,7 @@ static void start_login(p3l *p)
 
 static void after_capa(p3l *p)
 {
-    if (!p->tls && p->tls_mode == MW_TLS_STARTTLS) {
+    if (!p->c.tls && p->tls_mode == MW_TLS_STARTTLS) {
         if (!p->capa_stls) {
             end_job(p, MW_ETLS, "the server does not offer STLS (RFC 2595) and TLS is required");
             return;
@@ -516,7 +474,8 @@ static void status_line(p3l *p, const char *l, size_t len)
         return;
     case K_STLS:
         if (!ok) return refuse(p, &c, &st, MW_ETLS);
-        start_handshake(p); /* process() checks that nothing follows the +OK */
+        set_state(p, S_HANDSHAKE);
+        p->c.tls_pending = 1; /* process() checks that nothing follows the +OK */
         return;
     case K_USER:
         if (!ok) return refuse(p, &c, &st, MW_EAUTH);
@@ -581,16 +540,17 @@ static int body_too_long(p3l *p)
     return 1;
 }
 
-/* Takes what is in p->in as far as it goes. */
+/* Takes what is in p->c.in as far as it goes. */
 static void process(p3l *p)
 {
     size_t pos = 0;
     while (!p->job->done && p->state != S_HANDSHAKE) {
         if (p->in_body) {
             size_t used = 0, made = 0;
-            if (pos == p->in_len) break;
-            int fin = mwi_pop3_body_decode(&p->body, p->in + pos, p->in_len - pos, &used, &made);
-            if (made && mw_store_write(p->store, p->in + pos, made) != 0) {
+            if (pos == p->c.in_len) break;
+            int fin =
+                mwi_pop3_body_decode(&p->body, p->c.in + pos, p->c.in_len - pos, &used, &made);
+            if (made && mw_store_write(p->store, p->c.in + pos, made) != 0) {
                 int sc = mw_store_error(p->store)->code;
                 p->in_body = 0; /* the store aborted the delivery itself */
                 end_job(p, sc ? sc : MW_EIO, "store: %s", mw_store_error(p->store)->message);
@@ -606,13 +566,13 @@ static void process(p3l *p)
             if (used == 0) break; /* a CR kept for the next read */
             continue;
         }
-        char *nl = memchr(p->in + pos, '\n', p->in_len - pos);
+        char *nl = memchr(p->c.in + pos, '\n', p->c.in_len - pos);
         if (!nl) {
-            if (p->in_len - pos > P3L_LINE_MAX)
+            if (p->c.in_len - pos > P3L_LINE_MAX)
                 end_job(p, MW_ETOOBIG, "a reply line is longer than %d octets", P3L_LINE_MAX);
             break;
         }
-        char *l = p->in + pos;
+        char *l = p->c.in + pos;
         size_t len = (size_t)(nl - l);
         pos += len + 1;
         if (len && l[len - 1] == '\r') len--;
@@ -631,170 +591,64 @@ static void process(p3l *p)
         } else {
             status_line(p, l, len);
         }
-        if (p->state == S_HANDSHAKE && pos != p->in_len) {
-            /* RFC 2595 §4 leaves no room for bytes between +OK and the
-             * handshake: they would be taken as said under TLS. */
-            end_job(p, MW_EPROTO, "the server sent data after its STLS reply");
-            break;
-        }
+        /* RFC 2595 §4 leaves no room for bytes between +OK and the
+         * handshake: they would be taken as said under TLS. */
+        if (p->c.tls_pending && mwi_lconn_after_line(&p->c, pos)) break;
     }
     if (pos) {
-        memmove(p->in, p->in + pos, p->in_len - pos);
-        p->in_len -= pos;
+        memmove(p->c.in, p->c.in + pos, p->c.in_len - pos);
+        p->c.in_len -= pos;
     }
 }
 
-static int do_write(p3l *p)
-{
-    while (p->out_off < p->out_len) {
-        size_t n = 0;
-        int rc = p->tls ? mwi_ltls_write(p->tls, p->out + p->out_off, p->out_len - p->out_off, &n,
-                                         &p->wblock, &p->job->err)
-                        : mwi_lplain_write(p->job->fd, p->out + p->out_off, p->out_len - p->out_off,
-                                           &n, &p->wblock, &p->job->err);
-        if (rc) return rc;
-        if (!n) return 0;
-        p->out_off += n;
-        progress(p);
-    }
-    p->out_off = p->out_len = 0;
-    p->wblock = 0;
-    return 0;
-}
+/* ---- the connection half's hooks (lconn.h) ---------------------------------- */
 
-static int do_read(p3l *p, size_t *total)
+static void on_connected(void *impl)
 {
-    p->rwant = 0;
-    while (p->in_len < sizeof p->in && !p->eof) {
-        size_t n = 0;
-        int rc = p->tls ? mwi_ltls_read(p->tls, p->in + p->in_len, sizeof p->in - p->in_len, &n,
-                                        &p->rwant, &p->eof, &p->job->err)
-                        : mwi_lplain_read(p->job->fd, p->in + p->in_len, sizeof p->in - p->in_len,
-                                          &n, &p->eof, &p->job->err);
-        if (rc) return rc;
-        if (!n) break;
-        p->in_len += n;
-        *total += n;
-        progress(p);
-    }
-    return 0;
-}
-
-static void update_wait(p3l *p)
-{
-    mw_loop_job *j = p->job;
-    if (j->done) return;
-    int w = 0;
-    if (p->state == S_CONNECTING) {
-        w = MW_LOOP_OUT;
-    } else if (p->state == S_HANDSHAKE) {
-        w = p->wblock ? p->wblock : MW_LOOP_IN;
+    p3l *p = impl;
+    p->q[0].kind = K_GREET;
+    p->q_head = 0;
+    p->q_len = 1;
+    if (p->tls_mode == MW_TLS_IMPLICIT) {
+        set_state(p, S_HANDSHAKE);
+        mwi_lconn_start_tls(&p->c);
     } else {
-        w = MW_LOOP_IN | p->rwant;
-        if (p->out_off < p->out_len) w |= p->wblock ? p->wblock : MW_LOOP_OUT;
+        set_state(p, S_GREETING);
     }
-    j->want = w;
-    j->deadline = p->step_deadline < p->total_deadline ? p->step_deadline : p->total_deadline;
 }
 
-static void start_handshake(p3l *p)
+static void on_tls_up(void *impl)
 {
-    int rc = mwi_ltls_new(&p->tls, &p->tlscfg, mwi_loop_tls_cache(p->job->loop), p->job->fd,
-                          p->host, &p->job->err);
-    if (rc) {
-        end_job(p, rc, "%s", p->job->err.message);
-        return;
+    p3l *p = impl;
+    if (p->q_len) {
+        set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
+    } else {
+        set_state(p, S_CAPA); /* RFC 2595 §4: capabilities again after STLS */
+        send_cmd(p, K_CAPA, "CAPA", 0);
     }
-    set_state(p, S_HANDSHAKE);
-    int hs = p->tlscfg.handshake_timeout_ms > 0 ? p->tlscfg.handshake_timeout_ms : 30000;
-    p->step_deadline = mw_now_ms() + hs;
 }
+
+static void on_process(void *impl)
+{
+    process(impl);
+}
+
+static void on_fail(void *impl, int code, const char *msg)
+{
+    end_job(impl, code, "%s", msg);
+}
+
+static const char *on_state(void *impl)
+{
+    return state_name[((p3l *)impl)->state];
+}
+
+static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process,
+                                       NULL,         on_fail,   on_state};
 
 static void step(mw_loop_job *j, int events)
 {
-    p3l *p = j->impl;
-    if (j->cancel_rc) {
-        end_job(p, j->cancel_rc, "cancelled by the caller (in state %s)", state_name[p->state]);
-        return;
-    }
-    if (p->state == S_CONNECTING) {
-        if (!(events & MW_LOOP_OUT)) goto deadline;
-        int e = 0;
-        socklen_t el = sizeof e;
-        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
-        if (e == EINPROGRESS || e == EALREADY) goto deadline;
-        if (e) {
-            end_job(p, MW_ENET, "connect to %s port %u: %s", p->host, p->port, MW_ERRNO_TEXT(e));
-            return;
-        }
-        tracef(p, "connected to %s port %u", p->host, p->port);
-        progress(p);
-        p->q[0].kind = K_GREET;
-        p->q_head = 0;
-        p->q_len = 1;
-        if (p->tls_mode == MW_TLS_IMPLICIT) {
-            start_handshake(p);
-            if (j->done) return;
-        } else {
-            set_state(p, S_GREETING);
-        }
-    }
-    size_t step_total = 0; /* bytes read in this step, for fairness */
-    for (int round = 0; !j->done; round++) {
-        if (p->state == S_HANDSHAKE) {
-            int rc = mwi_ltls_handshake(p->tls, &p->wblock, &j->err);
-            if (rc < 0) {
-                end_job(p, rc, "%s", j->err.message);
-                return;
-            }
-            if (rc == 0) break; /* waiting for p->wblock */
-            p->wblock = 0;
-            tracef(p, "TLS established (%s)", mwi_ltls_version(p->tls));
-            progress(p);
-            if (p->q_len) {
-                set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
-            } else {
-                set_state(p, S_CAPA); /* RFC 2595 §4: capabilities again after STLS */
-                send_cmd(p, K_CAPA, "CAPA", 0);
-            }
-            continue;
-        }
-        size_t got = 0;
-        size_t before = p->out_len - p->out_off;
-        int rc = do_write(p);
-        if (!rc) rc = do_read(p, &got);
-        if (rc) {
-            end_job(p, rc, "%s (in state %s)", j->err.message, state_name[p->state]);
-            return;
-        }
-        size_t had = p->in_len;
-        process(p);
-        if (j->done) return;
-        if (p->state == S_HANDSHAKE) continue;
-        int wrote = before != p->out_len - p->out_off;
-        if (p->eof && p->in_len == had) {
-            end_job(p, MW_ENET, "the server closed the connection (in state %s)",
-                    state_name[p->state]);
-            return;
-        }
-        if (!got && !wrote && p->out_off == p->out_len) break;
-        if (!got && p->out_off < p->out_len && p->wblock) break;
-        step_total += got;
-        if (round > 64 || step_total >= P3L_READ_BUDGET) {
-            j->again = 1; /* let the other jobs run; come back without an event */
-            break;
-        }
-    }
-deadline:
-    if (j->done) return;
-    if (mw_now_ms() >=
-        (p->step_deadline < p->total_deadline ? p->step_deadline : p->total_deadline)) {
-        end_job(p, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",
-                p->step_deadline < p->total_deadline ? "timeout" : "max_time_ms",
-                state_name[p->state]);
-        return;
-    }
-    update_wait(p);
+    mwi_lconn_step(&((p3l *)j->impl)->c, events);
 }
 
 static void destroy(mw_loop_job *j)
@@ -802,19 +656,16 @@ static void destroy(mw_loop_job *j)
     p3l *p = j->impl;
     if (!p) return;
     if (p->in_body && p->store) mw_store_abort(p->store);
-    close_conn(p);
+    mwi_lconn_free(&p->c);
     for (size_t i = 0; i < p->nmsgs; i++)
         free(p->msgs[i].uid);
     free(p->msgs);
-    free(p->out);
     free(p->q);
-    free(p->host);
     free(p->user);
     if (p->password) {
         explicit_bzero(p->password, strlen(p->password));
         free(p->password);
     }
-    mwi_ltls_cfg_free(&p->tlscfg);
     free(p);
     j->impl = NULL;
 }
@@ -866,23 +717,28 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
     p->job = j;
     p->ml = -1;
     int fail = 0;
-    p->host = dup_or_null(o->host, &fail);
+    p->c.host = dup_or_null(o->host, &fail);
     p->user = dup_or_null(o->user, &fail);
     p->password = dup_or_null(o->password, &fail);
     p->tls_mode = o->tls;
-    p->port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 995 : 110);
+    p->c.port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 995 : 110);
     p->allow_plaintext = o->allow_plaintext;
     p->keep = o->keep;
     p->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 30000;
-    p->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
-    p->total_deadline = o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
+    p->c.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
+    p->c.total_deadline =
+        o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
+    p->c.trace = o->trace;
+    p->c.trace_ud = o->trace_userdata;
     p->window = o->window ? o->window : 16;
     /* In flight at most: the window's RETRs, one DELE, LIST and UIDL. */
     p->q_cap = p->window + 8;
-    p->out_cap = p->q_cap * (P3L_CMD_MAX + 2);
     p->q = calloc(p->q_cap, sizeof *p->q);
-    p->out = malloc(p->out_cap);
-    if (!p->q || !p->out) fail = 1;
+    if (mwi_lconn_init(&p->c, j, &conn_ops, p, P3L_IN_CAP, p->q_cap * (P3L_CMD_MAX + 2),
+                       P3L_READ_BUDGET) != 0 ||
+        !p->q)
+        fail = 1;
+    p->c.connecting = 1;
     p->store = o->store;
     p->stored = o->stored;
     p->stored_ud = o->stored_userdata;
@@ -892,7 +748,7 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
     p->trace = o->trace;
     p->trace_ud = o->trace_userdata;
     int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
-    if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->tlscfg, o->tls_opts, err);
+    if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
     if (rc) {
         destroy(j);
         free(j);
@@ -932,17 +788,17 @@ int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_
     if (rc) return rc;
     p3l *p = j->impl;
     int fd = -1, cr = 0, ce = 0;
-    if ((rc = mwi_loop_tcp_socket(p->host, p->port, &fd, &cr, &ce, err)) != 0) {
+    if ((rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err)) != 0) {
         destroy(j);
         free(j);
         return rc;
     }
     if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
-    p->step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
     if (!j->done && cr != 0 && ce != EINPROGRESS)
-        end_job(p, MW_ENET, "connect to %s port %u: %s", p->host, p->port, MW_ERRNO_TEXT(ce));
+        end_job(p, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port, MW_ERRNO_TEXT(ce));
     /* Connected already or not: the first OUT event (or the deadline) says. */
-    if (!j->done) update_wait(p);
+    if (!j->done) mwi_lconn_arm(&p->c);
     if (out) *out = j;
     return 0;
 }
@@ -958,15 +814,15 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
         return rc;
     }
     p3l *p = j->impl;
-    if (!p->host && !(p->host = strdup("peer"))) {
+    if (!p->c.host && !(p->c.host = strdup("peer"))) {
         close(fd);
         destroy(j);
         free(j);
         return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
-    p->step_deadline = mw_now_ms() + p->connect_timeout_ms;
-    if (!j->done) update_wait(p);
+    p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    if (!j->done) mwi_lconn_arm(&p->c);
     if (out) *out = j;
     return 0;
 }

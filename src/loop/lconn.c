@@ -1,0 +1,266 @@
+/* The connection half of a loop job (lconn.h). */
+#include "loop/lconn.h"
+#include "util/err.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Rounds of write/read/process in one step before the job yields. */
+#define MW_LCONN_MAX_ROUNDS 64
+
+int mwi_lconn_init(mwi_lconn *c, mw_loop_job *job, const mwi_lconn_ops *ops, void *impl,
+                   size_t in_cap, size_t out_max, size_t read_budget)
+{
+    mw_buf ob = MW_BUF_INIT(out_max);
+    c->job = job;
+    c->ops = ops;
+    c->impl = impl;
+    c->out = ob;
+    c->in_cap = in_cap;
+    c->read_budget = read_budget;
+    c->in = malloc(in_cap);
+    return c->in ? 0 : MW_ENOMEM;
+}
+
+void mwi_lconn_close(mwi_lconn *c)
+{
+    mwi_ltls_free(c->tls);
+    c->tls = NULL;
+    if (c->job->fd >= 0) {
+        int fd = c->job->fd;
+        mwi_loop_set_fd(c->job, -1);
+        close(fd);
+    }
+    c->job->want = 0;
+}
+
+void mwi_lconn_free(mwi_lconn *c)
+{
+    if (!c->job) return;
+    mwi_lconn_close(c);
+    free(c->in);
+    free(c->host);
+    mwi_buf_free(&c->out);
+    mwi_ltls_cfg_free(&c->tlscfg);
+    c->in = c->host = NULL;
+}
+
+static void info(mwi_lconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void info(mwi_lconn *c, const char *fmt, ...)
+{
+    if (!c->trace) return;
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n >= 0)
+        c->trace(MW_TRACE_INFO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1,
+                 c->trace_ud);
+}
+
+static void fail(mwi_lconn *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(mwi_lconn *c, int code, const char *fmt, ...)
+{
+    char msg[320];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->ops->fail(c->impl, code, msg);
+}
+
+void mwi_lconn_progress(mwi_lconn *c)
+{
+    c->step_deadline =
+        c->io_timeout_ms > 0 ? mw_now_ms() + c->io_timeout_ms : (int64_t)MW_NO_DEADLINE;
+}
+
+size_t mwi_lconn_pending(const mwi_lconn *c)
+{
+    return c->out.len - c->out_off;
+}
+
+int mwi_lconn_queue_line(mwi_lconn *c, const char *line)
+{
+    if (strpbrk(line, "\r\n")) return MW_EINVAL;
+    if (c->out_off) { /* written already: make room */
+        mwi_buf_consume(&c->out, c->out_off);
+        c->out_off = 0;
+    }
+    size_t len = strlen(line), before = c->out.len;
+    int rc = mwi_buf_append(&c->out, line, len);
+    if (!rc) rc = mwi_buf_append(&c->out, "\r\n", 2);
+    if (rc) c->out.len = before; /* all of the line or nothing */
+    return rc;
+}
+
+void mwi_lconn_start_tls(mwi_lconn *c)
+{
+    int rc = mwi_ltls_new(&c->tls, &c->tlscfg, mwi_loop_tls_cache(c->job->loop), c->job->fd,
+                          c->host, &c->job->err);
+    if (rc) {
+        c->ops->fail(c->impl, rc, c->job->err.message);
+        return;
+    }
+    c->handshaking = 1;
+    c->wblock = 0;
+    c->step_deadline = mw_now_ms() + c->tlscfg.handshake_timeout_ms;
+}
+
+int mwi_lconn_after_line(mwi_lconn *c, size_t pos)
+{
+    if (!c->tls_pending) return 0;
+    c->tls_pending = 0;
+    if (pos != c->in_len) {
+        fail(c, MW_EPROTO, "the server sent data after its reply to STLS / STARTTLS");
+        return 1;
+    }
+    mwi_lconn_start_tls(c);
+    return 1;
+}
+
+static int do_write(mwi_lconn *c)
+{
+    for (;;) {
+        if (c->out_off == c->out.len) {
+            mwi_buf_reset(&c->out);
+            c->out_off = 0;
+            if (c->ops->feed) c->ops->feed(c->impl);
+            if (c->job->done || c->out.len == 0) break;
+        }
+        size_t n = 0;
+        int rc = c->tls ? mwi_ltls_write(c->tls, c->out.data + c->out_off, mwi_lconn_pending(c), &n,
+                                         &c->wblock, &c->job->err)
+                        : mwi_lplain_write(c->job->fd, c->out.data + c->out_off,
+                                           mwi_lconn_pending(c), &n, &c->wblock, &c->job->err);
+        if (rc) return rc;
+        if (!n) return 0;
+        c->out_off += n;
+        mwi_lconn_progress(c);
+    }
+    c->wblock = 0;
+    return 0;
+}
+
+static int do_read(mwi_lconn *c, size_t *total)
+{
+    c->rwant = 0;
+    while (c->in_len < c->in_cap && !c->eof) {
+        size_t n = 0;
+        int rc = c->tls ? mwi_ltls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len, &n,
+                                        &c->rwant, &c->eof, &c->job->err)
+                        : mwi_lplain_read(c->job->fd, c->in + c->in_len, c->in_cap - c->in_len, &n,
+                                          &c->eof, &c->job->err);
+        if (rc) return rc;
+        if (!n) break;
+        c->in_len += n;
+        *total += n;
+        mwi_lconn_progress(c);
+    }
+    return 0;
+}
+
+static void update_wait(mwi_lconn *c)
+{
+    mw_loop_job *j = c->job;
+    int w;
+    if (c->connecting)
+        w = MW_LOOP_OUT;
+    else if (c->handshaking)
+        w = c->wblock ? c->wblock : MW_LOOP_IN;
+    else {
+        w = MW_LOOP_IN | c->rwant;
+        if (mwi_lconn_pending(c)) w |= c->wblock ? c->wblock : MW_LOOP_OUT;
+    }
+    j->want = w;
+    j->deadline = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
+}
+
+void mwi_lconn_arm(mwi_lconn *c)
+{
+    if (!c->job->done) update_wait(c);
+}
+
+void mwi_lconn_step(mwi_lconn *c, int events)
+{
+    mw_loop_job *j = c->job;
+    if (j->cancel_rc) {
+        fail(c, j->cancel_rc, "cancelled by the caller (in state %s)", c->ops->state(c->impl));
+        return;
+    }
+    if (c->connecting) {
+        if (!(events & MW_LOOP_OUT)) goto deadline;
+        int e = 0;
+        socklen_t el = sizeof e;
+        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
+        if (e == EINPROGRESS || e == EALREADY) goto deadline;
+        if (e) {
+            fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
+            return;
+        }
+        c->connecting = 0;
+        info(c, "connected to %s port %u", c->host, c->port);
+        mwi_lconn_progress(c);
+        c->ops->connected(c->impl);
+        if (j->done) return;
+    }
+    size_t step_total = 0; /* bytes read in this step, for fairness */
+    for (int round = 0; !j->done; round++) {
+        if (c->handshaking) {
+            int rc = mwi_ltls_handshake(c->tls, &c->wblock, &j->err);
+            if (rc < 0) {
+                c->ops->fail(c->impl, rc, j->err.message);
+                return;
+            }
+            if (rc == 0) break; /* waiting for c->wblock */
+            c->handshaking = 0;
+            c->wblock = 0;
+            info(c, "TLS established (%s)", mwi_ltls_version(c->tls));
+            mwi_lconn_progress(c);
+            c->ops->tls_up(c->impl);
+            continue;
+        }
+        size_t got = 0, before = mwi_lconn_pending(c);
+        int rc = do_write(c);
+        if (!rc && !j->done) rc = do_read(c, &got);
+        if (j->done) return;
+        if (rc) {
+            fail(c, rc, "%s (in state %s)", j->err.message, c->ops->state(c->impl));
+            return;
+        }
+        size_t had = c->in_len;
+        c->ops->process(c->impl);
+        if (j->done) return;
+        if (c->handshaking) continue;
+        if (c->eof && c->in_len == had) {
+            fail(c, MW_ENET, "the server closed the connection (in state %s)",
+                 c->ops->state(c->impl));
+            return;
+        }
+        int wrote = before != mwi_lconn_pending(c);
+        if (!got && !wrote && !mwi_lconn_pending(c)) break;
+        if (!got && mwi_lconn_pending(c) && c->wblock) break;
+        step_total += got;
+        if (round > MW_LCONN_MAX_ROUNDS || step_total >= c->read_budget) {
+            j->again = 1; /* let the other jobs run; come back without an event */
+            break;
+        }
+    }
+deadline:
+    if (j->done) return;
+    if (mw_now_ms() >=
+        (c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline)) {
+        fail(c, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",
+             c->step_deadline < c->total_deadline ? "timeout" : "max_time_ms",
+             c->ops->state(c->impl));
+        return;
+    }
+    update_wait(c);
+}

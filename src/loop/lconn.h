@@ -1,0 +1,77 @@
+/* Internal: the connection half of a loop job, one for POP3 and SMTP
+ * (pop3_job.c, smtp_job.c): the non-blocking connect, TLS (implicit or
+ * after STLS / STARTTLS, with the one injection check), bounded input and
+ * output buffers, reads and writes as far as they go, the events to wait
+ * for, the per-job deadlines and the fairness budget.  The protocol gives
+ * hooks; it sees whole buffers and never a socket. */
+#ifndef MW_LOOP_LCONN_H
+#define MW_LOOP_LCONN_H
+
+#include "loop/loop_int.h"
+#include "loop/loop_tls.h"
+#include "util/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct mwi_lconn_ops {
+    void (*connected)(void *impl); /* TCP is up (before TLS, if any) */
+    void (*tls_up)(void *impl);    /* the handshake is done, the certificate accepted */
+    void (*process)(void *impl);   /* take what is in `in` (and compact it) */
+    void (*feed)(void *impl);      /* top up `out` before writing; may be NULL */
+    void (*fail)(void *impl, int code, const char *msg); /* end the job */
+    const char *(*state)(void *impl);                    /* the job's state, for messages */
+} mwi_lconn_ops;
+
+typedef struct mwi_lconn {
+    mw_loop_job *job;
+    const mwi_lconn_ops *ops;
+    void *impl;
+    char *host;
+    unsigned port;
+    int connecting, handshaking, tls_pending;
+    mwi_ltls_cfg tlscfg;
+    mwi_ltls *tls;
+    char *in;
+    size_t in_len, in_cap;
+    mw_buf out; /* bounded by out.max */
+    size_t out_off;
+    int wblock, rwant, eof;
+    int io_timeout_ms;
+    int64_t step_deadline, total_deadline;
+    size_t read_budget;
+    mw_trace_fn trace;
+    void *trace_ud;
+} mwi_lconn;
+
+/* Sets up c (in buffer of in_cap, output bounded by out_max).  Returns 0
+ * or MW_ENOMEM. */
+int mwi_lconn_init(mwi_lconn *c, mw_loop_job *job, const mwi_lconn_ops *ops, void *impl,
+                   size_t in_cap, size_t out_max, size_t read_budget);
+/* Closes the connection (no goodbye) and frees what c holds. */
+void mwi_lconn_free(mwi_lconn *c);
+/* Closes the socket and TLS; the job waits for nothing more. */
+void mwi_lconn_close(mwi_lconn *c);
+/* Appends a line and CR LF to the output.  Returns 0, MW_EINVAL (CR or LF
+ * in it), MW_ETOOBIG, MW_ENOMEM. */
+int mwi_lconn_queue_line(mwi_lconn *c, const char *line);
+/* Starts the TLS handshake now (implicit TLS). */
+void mwi_lconn_start_tls(mwi_lconn *c);
+/* After each reply line the protocol took: `pos` octets of `in` are used.
+ * When the protocol set tls_pending (the server said yes to STLS /
+ * STARTTLS), nothing may follow that reply before the handshake (RFC 2595
+ * §4, RFC 3207 §4: such bytes could be a man in the middle's): then the
+ * job fails, else the handshake starts.  Returns 1 when processing must
+ * stop here. */
+int mwi_lconn_after_line(mwi_lconn *c, size_t pos);
+/* Output octets not written yet. */
+size_t mwi_lconn_pending(const mwi_lconn *c);
+/* The loop's step for the job: see loop_int.h. */
+void mwi_lconn_step(mwi_lconn *c, int events);
+/* Sets the job's events and deadline from the connection's state (after
+ * the job was added; mwi_lconn_step does it after every step). */
+void mwi_lconn_arm(mwi_lconn *c);
+/* The job made progress now: the io deadline moves. */
+void mwi_lconn_progress(mwi_lconn *c);
+
+#endif
