@@ -5,7 +5,7 @@
  * One command at a time.  Its socket and TLS handling mirror pop3_job.c
  * (the shared command/response engine of both is still to be written). */
 #include "loop/loop_int.h"
-#include "loop/loop_tls.h"
+#include "loop/lconn.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_reply.h"
 #include "util/base64.h"
@@ -48,23 +48,16 @@ static const char *const state_name[] = {"connecting", "TLS handshake", "greetin
 typedef struct sj {
     mw_loop_job *job;
     int state;
-    char *host, *user, *password, *helo, *from;
+    mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
+    char *user, *password, *helo, *from;
     char **rcpt;
     size_t nrcpt, rcpt_i;
     const char *msg;
     size_t msg_len, msg_off;
-    unsigned port;
-    int tls_mode, allow_plaintext, connect_timeout_ms, io_timeout_ms;
-    mwi_ltls_cfg tlscfg;
-    mwi_ltls *tls;
+    int tls_mode, allow_plaintext, connect_timeout_ms;
     mw_trace_fn trace;
     void *trace_ud;
-    int64_t total_deadline, step_deadline;
-    char in[SJ_IN_CAP];
-    size_t in_len;
-    mw_buf out;
-    size_t out_off;
-    int wblock, rwant, eof, body_queued;
+    int body_queued;
     mw_smtp_reply *reply;
     mw_smtp_caps caps;
     mw_smtp_data_enc enc;
@@ -91,18 +84,6 @@ static void set_state(sj *p, int st)
     p->state = st;
 }
 
-static void close_conn(sj *p)
-{
-    mwi_ltls_free(p->tls);
-    p->tls = NULL;
-    if (p->job->fd >= 0) {
-        int fd = p->job->fd;
-        mwi_loop_set_fd(p->job, -1);
-        close(fd);
-    }
-    p->job->want = 0;
-}
-
 static void end_job(sj *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void end_job(sj *p, int code, const char *fmt, ...)
 {
@@ -119,15 +100,9 @@ static void end_job(sj *p, int code, const char *fmt, ...)
     } else {
         j->err.code = 0;
     }
-    close_conn(p);
+    mwi_lconn_close(&p->c);
     set_state(p, S_DONE);
     j->done = 1;
-}
-
-static void progress(sj *p)
-{
-    p->step_deadline =
-        p->io_timeout_ms > 0 ? mw_now_ms() + p->io_timeout_ms : (int64_t)MW_NO_DEADLINE;
 }
 
 /* Queues one command; `shown` is what the trace and mw_error show. */
@@ -138,8 +113,9 @@ static void send_cmd(sj *p, int st, const char *line, const char *shown)
         return;
     }
     snprintf(p->cmd, sizeof p->cmd, "%s", shown ? shown : line);
-    if (mwi_buf_append_str(&p->out, line) || mwi_buf_append(&p->out, "\r\n", 2)) {
-        end_job(p, MW_ENOMEM, "out of memory");
+    int rc = mwi_lconn_queue_line(&p->c, line);
+    if (rc) {
+        end_job(p, rc, "command refused: %s", mw_strerror(rc));
         return;
     }
     tracef(p, MW_TRACE_SEND, "%s", p->cmd);
@@ -161,8 +137,6 @@ static void refuse(sj *p, int code)
             e->reply);
 }
 
-static void start_handshake(sj *p);
-
 static void send_ehlo(sj *p)
 {
     char line[SJ_ARG_MAX + 8];
@@ -183,7 +157,7 @@ static void after_ehlo(sj *p)
         end_job(p, MW_EPROTO, "cannot read the EHLO reply");
         return;
     }
-    if (!p->tls && p->tls_mode == MW_TLS_STARTTLS) {
+    if (!p->c.tls && p->tls_mode == MW_TLS_STARTTLS) {
         if (!(p->caps.flags & MW_SMTP_CAP_STARTTLS)) {
             end_job(p, MW_ETLS,
                     "the server does not offer STARTTLS (RFC 3207) and TLS is "
@@ -197,7 +171,7 @@ static void after_ehlo(sj *p)
         send_mail(p);
         return;
     }
-    if (!p->tls && !p->allow_plaintext) {
+    if (!p->c.tls && !p->allow_plaintext) {
         end_job(p, MW_EPOLICY,
                 "login over an unencrypted connection not allowed "
                 "(allow_plaintext)");
@@ -246,7 +220,8 @@ static void on_reply(sj *p)
         return;
     case S_STARTTLS:
         if (c != 220) return refuse(p, MW_ETLS);
-        start_handshake(p);
+        set_state(p, S_HANDSHAKE);
+        p->c.tls_pending = 1; /* process() checks that nothing follows the 220 */
         return;
     case S_AUTH:
         if (c != 235) return refuse(p, MW_EAUTH);
@@ -294,14 +269,14 @@ static void process(sj *p)
 {
     size_t pos = 0;
     while (!p->job->done && p->state != S_HANDSHAKE) {
-        char *nl = memchr(p->in + pos, '\n', p->in_len - pos);
+        char *nl = memchr(p->c.in + pos, '\n', p->c.in_len - pos);
         if (!nl) {
-            if (p->in_len - pos > MW_SMTP_REPLY_MAX_LINE)
+            if (p->c.in_len - pos > MW_SMTP_REPLY_MAX_LINE)
                 end_job(p, MW_ETOOBIG, "a reply line is longer than %d octets",
                         MW_SMTP_REPLY_MAX_LINE);
             break;
         }
-        char *l = p->in + pos;
+        char *l = p->c.in + pos;
         size_t len = (size_t)(nl - l);
         pos += len + 1;
         if (len && l[len - 1] == '\r') len--;
@@ -312,15 +287,12 @@ static void process(sj *p)
             break;
         }
         if (rc == 1) on_reply(p);
-        if (p->state == S_HANDSHAKE && pos != p->in_len) {
-            /* RFC 3207 §4: nothing may be taken from before the handshake. */
-            end_job(p, MW_EPROTO, "the server sent data after its STARTTLS reply");
-            break;
-        }
+        /* RFC 3207 §4: nothing may be taken from before the handshake. */
+        if (p->c.tls_pending && mwi_lconn_after_line(&p->c, pos)) break;
     }
     if (pos) {
-        memmove(p->in, p->in + pos, p->in_len - pos);
-        p->in_len -= pos;
+        memmove(p->c.in, p->c.in + pos, p->c.in_len - pos);
+        p->c.in_len -= pos;
     }
 }
 
@@ -328,11 +300,11 @@ static void process(sj *p)
 static void feed_body(sj *p)
 {
     if (p->state != S_BODY || p->body_queued) return;
-    while (p->out.len - p->out_off < SJ_OUT_LOW && !p->job->done) {
+    while (mwi_lconn_pending(&p->c) < SJ_OUT_LOW && !p->job->done) {
         size_t n = p->msg_len - p->msg_off;
         if (n > SJ_CHUNK) n = SJ_CHUNK;
-        int rc = n ? mwi_smtp_data_encode(&p->enc, p->msg + p->msg_off, n, &p->out, &p->job->err)
-                   : mwi_smtp_data_finish(&p->enc, &p->out, &p->job->err);
+        int rc = n ? mwi_smtp_data_encode(&p->enc, p->msg + p->msg_off, n, &p->c.out, &p->job->err)
+                   : mwi_smtp_data_finish(&p->enc, &p->c.out, &p->job->err);
         if (rc) {
             end_job(p, rc, "the message: %s", p->job->err.message);
             return;
@@ -348,169 +320,67 @@ static void feed_body(sj *p)
     }
 }
 
-static int do_write(sj *p)
+/* ---- the connection half's hooks (lconn.h) ---------------------------------- */
+
+static void on_connected(void *impl)
 {
-    while (p->out_off < p->out.len) {
-        size_t n = 0;
-        int rc = p->tls ? mwi_ltls_write(p->tls, p->out.data + p->out_off, p->out.len - p->out_off,
-                                         &n, &p->wblock, &p->job->err)
-                        : mwi_lplain_write(p->job->fd, p->out.data + p->out_off,
-                                           p->out.len - p->out_off, &n, &p->wblock, &p->job->err);
-        if (rc) return rc;
-        if (!n) return 0;
-        p->out_off += n;
-        progress(p);
-        if (p->out_off == p->out.len) {
-            mwi_buf_reset(&p->out);
-            p->out_off = 0;
-            feed_body(p);
-        }
+    sj *p = impl;
+    mwi_smtp_reply_init(p->reply);
+    if (p->tls_mode == MW_TLS_IMPLICIT) {
+        set_state(p, S_HANDSHAKE);
+        mwi_lconn_start_tls(&p->c);
+    } else {
+        set_state(p, S_GREETING);
     }
-    p->wblock = 0;
-    return 0;
 }
 
-static int do_read(sj *p, size_t *total)
+static void on_tls_up(void *impl)
 {
-    p->rwant = 0;
-    while (p->in_len < sizeof p->in && !p->eof) {
-        size_t n = 0;
-        int rc = p->tls ? mwi_ltls_read(p->tls, p->in + p->in_len, sizeof p->in - p->in_len, &n,
-                                        &p->rwant, &p->eof, &p->job->err)
-                        : mwi_lplain_read(p->job->fd, p->in + p->in_len, sizeof p->in - p->in_len,
-                                          &n, &p->eof, &p->job->err);
-        if (rc) return rc;
-        if (!n) break;
-        p->in_len += n;
-        *total += n;
-        progress(p);
+    sj *p = impl;
+    if (p->caps.flags) {
+        send_ehlo(p); /* RFC 3207 §4.2: forget what was learnt, EHLO again */
+        memset(&p->caps, 0, sizeof p->caps);
+    } else {
+        set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
     }
-    return 0;
 }
 
-static void update_wait(sj *p)
+static void on_process(void *impl)
 {
-    mw_loop_job *j = p->job;
-    if (j->done) return;
-    int w;
-    if (p->state == S_CONNECTING)
-        w = MW_LOOP_OUT;
-    else if (p->state == S_HANDSHAKE)
-        w = p->wblock ? p->wblock : MW_LOOP_IN;
-    else {
-        w = MW_LOOP_IN | p->rwant;
-        if (p->out_off < p->out.len) w |= p->wblock ? p->wblock : MW_LOOP_OUT;
-    }
-    j->want = w;
-    j->deadline = p->step_deadline < p->total_deadline ? p->step_deadline : p->total_deadline;
+    process(impl);
 }
 
-static void start_handshake(sj *p)
+static void on_feed(void *impl)
 {
-    int rc = mwi_ltls_new(&p->tls, &p->tlscfg, mwi_loop_tls_cache(p->job->loop), p->job->fd,
-                          p->host, &p->job->err);
-    if (rc) {
-        end_job(p, rc, "%s", p->job->err.message);
-        return;
-    }
-    set_state(p, S_HANDSHAKE);
-    p->step_deadline = mw_now_ms() + p->tlscfg.handshake_timeout_ms;
+    feed_body(impl);
 }
+
+static void on_fail(void *impl, int code, const char *msg)
+{
+    end_job(impl, code, "%s", msg);
+}
+
+static const char *on_state(void *impl)
+{
+    return state_name[((sj *)impl)->state];
+}
+
+static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process,
+                                       on_feed,      on_fail,   on_state};
 
 static void step(mw_loop_job *j, int events)
 {
-    sj *p = j->impl;
-    if (j->cancel_rc) {
-        end_job(p, j->cancel_rc, "cancelled by the caller (in state %s)", state_name[p->state]);
-        return;
-    }
-    if (p->state == S_CONNECTING) {
-        if (!(events & MW_LOOP_OUT)) goto deadline;
-        int e = 0;
-        socklen_t el = sizeof e;
-        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
-        if (e == EINPROGRESS || e == EALREADY) goto deadline;
-        if (e) {
-            end_job(p, MW_ENET, "connect to %s port %u: %s", p->host, p->port, MW_ERRNO_TEXT(e));
-            return;
-        }
-        tracef(p, MW_TRACE_INFO, "connected to %s port %u", p->host, p->port);
-        progress(p);
-        mwi_smtp_reply_init(p->reply);
-        if (p->tls_mode == MW_TLS_IMPLICIT) {
-            start_handshake(p);
-            if (j->done) return;
-        } else {
-            set_state(p, S_GREETING);
-        }
-    }
-    size_t step_total = 0; /* bytes read in this step, for fairness */
-    for (int round = 0; !j->done; round++) {
-        if (p->state == S_HANDSHAKE) {
-            int rc = mwi_ltls_handshake(p->tls, &p->wblock, &j->err);
-            if (rc < 0) {
-                end_job(p, rc, "%s", j->err.message);
-                return;
-            }
-            if (rc == 0) break;
-            p->wblock = 0;
-            tracef(p, MW_TRACE_INFO, "TLS established (%s)", mwi_ltls_version(p->tls));
-            progress(p);
-            if (p->caps.flags) {
-                send_ehlo(p); /* RFC 3207 §4.2: forget what was learnt, EHLO again */
-                memset(&p->caps, 0, sizeof p->caps);
-            } else {
-                set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
-            }
-            continue;
-        }
-        size_t got = 0, before = p->out.len - p->out_off;
-        feed_body(p);
-        int rc = do_write(p);
-        if (!rc) rc = do_read(p, &got);
-        if (rc) {
-            end_job(p, rc, "%s (in state %s)", j->err.message, state_name[p->state]);
-            return;
-        }
-        size_t had = p->in_len;
-        process(p);
-        if (j->done) return;
-        if (p->state == S_HANDSHAKE) continue;
-        if (p->eof && p->in_len == had) {
-            end_job(p, MW_ENET, "the server closed the connection (in state %s)",
-                    state_name[p->state]);
-            return;
-        }
-        int wrote = before != p->out.len - p->out_off;
-        if (!got && !wrote) break;
-        if (!got && p->out_off < p->out.len && p->wblock) break;
-        step_total += got;
-        if (round > 64 || step_total >= SJ_READ_BUDGET) {
-            j->again = 1;
-            break;
-        }
-    }
-deadline:
-    if (j->done) return;
-    if (mw_now_ms() >=
-        (p->step_deadline < p->total_deadline ? p->step_deadline : p->total_deadline)) {
-        end_job(p, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",
-                p->step_deadline < p->total_deadline ? "timeout" : "max_time_ms",
-                state_name[p->state]);
-        return;
-    }
-    update_wait(p);
+    mwi_lconn_step(&((sj *)j->impl)->c, events);
 }
 
 static void destroy(mw_loop_job *j)
 {
     sj *p = j->impl;
     if (!p) return;
-    close_conn(p);
+    mwi_lconn_free(&p->c);
     for (size_t i = 0; i < p->nrcpt; i++)
         free(p->rcpt ? p->rcpt[i] : NULL);
     free(p->rcpt);
-    free(p->host);
     free(p->user);
     free(p->helo);
     free(p->from);
@@ -518,9 +388,7 @@ static void destroy(mw_loop_job *j)
         explicit_bzero(p->password, strlen(p->password));
         free(p->password);
     }
-    mwi_buf_free(&p->out);
     free(p->reply);
-    mwi_ltls_cfg_free(&p->tlscfg);
     free(p);
     j->impl = NULL;
 }
@@ -575,10 +443,9 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     j->ops = &smtp_ops;
     j->fd = -1;
     p->job = j;
-    mw_buf ob = MW_BUF_INIT(SJ_OUT_MAX);
-    p->out = ob;
-    int fail = 0;
-    p->host = dup_s(o->host, &fail);
+    int fail = mwi_lconn_init(&p->c, j, &conn_ops, p, SJ_IN_CAP, SJ_OUT_MAX, SJ_READ_BUDGET) != 0;
+    p->c.connecting = 1;
+    p->c.host = dup_s(o->host, &fail);
     p->user = dup_s(o->user, &fail);
     p->password = dup_s(o->user ? o->password : NULL, &fail);
     p->helo = dup_s(o->helo ? o->helo : "localhost", &fail);
@@ -592,18 +459,19 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     p->msg = o->message;
     p->msg_len = o->message_len;
     p->tls_mode = o->tls;
-    p->port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 465 : 587);
+    p->c.port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 465 : 587);
     p->allow_plaintext = o->allow_plaintext;
     p->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 30000;
-    p->io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
-    p->total_deadline = o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
-    p->trace = o->trace;
-    p->trace_ud = o->trace_userdata;
+    p->c.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
+    p->c.total_deadline =
+        o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
+    p->trace = p->c.trace = o->trace;
+    p->trace_ud = p->c.trace_ud = o->trace_userdata;
     int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
-    if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->tlscfg, o->tls_opts, err);
+    if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
-    if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->host, p->port, &fd, &cr, &ce, err);
+    if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);
     if (!rc) rc = mwi_loop_attach(loop, j, err);
     if (rc) {
         if (fd >= 0) close(fd);
@@ -613,14 +481,14 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     }
     j->done_fn = done;
     j->userdata = userdata;
-    p->step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
     if (mwi_loop_set_fd(j, fd) != 0) {
         close(fd);
         end_job(p, MW_ETOOBIG, "descriptor %d cannot be watched", fd);
     } else if (cr != 0 && ce != EINPROGRESS) {
-        end_job(p, MW_ENET, "connect to %s port %u: %s", p->host, p->port, MW_ERRNO_TEXT(ce));
+        end_job(p, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port, MW_ERRNO_TEXT(ce));
     }
-    if (!j->done) update_wait(p);
+    if (!j->done) mwi_lconn_arm(&p->c);
     if (out) *out = j;
     return 0;
 }
