@@ -19,7 +19,8 @@
 # Env: ACCOUNTS (1000), MSGS (20), SIZE (20480), DELAY (25), RUNS (1),
 # TOOLS ("mailwire mpop-x16 mpop-a fetchmail"), PROXY_TOOLS (TOOLS, through
 # the proxy), PARTS ("loopback proxy"),
-# OUTROOT (/tmp).  Prints wall, client CPU (user+sys, children included)
+# OUTROOT (/tmp), MW_WRAP (a command put before mailwire, e.g. "perf record
+# -o FILE").  Prints wall, client CPU (user+sys, children included)
 # and peak RSS (GNU time), and the ratios the issue names.  Not a test.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -113,7 +114,7 @@ prep() {
 }
 cmd() { # TOOL
   case $1 in
-    mailwire) CMD=(env XDG_STATE_HOME="$work/xdg" "$mw" fetch --config "$work/mwrc" --all
+    mailwire) CMD=(env XDG_STATE_HOME="$work/xdg" ${MW_WRAP:-} "$mw" fetch --config "$work/mwrc" --all
                    --jobs "$ACCOUNTS" --allow-plaintext-password --quiet) ;;
     mpop-a) CMD=(mpop -C "$work/mpoprc" -a -q) ;;
     mpop-x16) CMD=(sh -c 'seq 1 "$1" | sed s/^/b/ | xargs -P16 -n1 mpop -C "$2" -q' sh "$ACCOUNTS" "$work/mpoprc") ;;
