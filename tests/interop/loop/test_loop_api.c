@@ -1,8 +1,8 @@
 /* The loop's API without a server: constructors, the fd/timeout calls on
  * an empty and a full loop, max_jobs, cancel (once, then MW_ESTATE), a
  * job's own deadline, mw_loop_run's deadline, and mw_loop_free with jobs
- * still running (no callback).  Jobs run over socketpairs whose other end
- * the test plays.  TAP. */
+ * still running (no callback), the plan and commit callbacks.  Jobs run over socketpairs whose
+ * other end the test plays.  TAP. */
 #include "loop/loop_int.h"
 #include "mailwire/loop.h"
 
@@ -121,9 +121,112 @@ static void stls_cases(void)
        "SMTP: STARTTLS not offered with TLS required: MW_ETLS, no MAIL sent");
 }
 
+/* The plan and commit callbacks (loop.h): message 1 fetched and deleted,
+ * 2 deleted without a RETR, 3 left alone; every DELE only after the commit
+ * callback, which runs once, after the last message was stored. */
+typedef struct plan_probe {
+    int peer;
+    char sent[2048];
+    size_t used;
+    int commits, dele_before_commit, refuse;
+} plan_probe;
+
+static void probe_drain(plan_probe *pp)
+{
+    ssize_t n = recv(pp->peer, pp->sent + pp->used, sizeof pp->sent - pp->used - 1, MSG_DONTWAIT);
+    if (n > 0) pp->used += (size_t)n;
+    pp->sent[pp->used] = 0;
+}
+
+static int plan_cb(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned char *act,
+                   void *ud)
+{
+    (void)job;
+    (void)ud;
+    if (n != 3 || !msgs[1].uid || strcmp(msgs[1].uid, "b") || msgs[2].size != 30) return 99;
+    act[0] = MW_LOOP_GET | MW_LOOP_DELE;
+    act[1] = MW_LOOP_DELE;
+    act[2] = 0;
+    return 0;
+}
+
+static int commit_cb(mw_loop_job *job, void *ud)
+{
+    (void)job;
+    plan_probe *pp = ud;
+    probe_drain(pp);
+    pp->commits++;
+    if (strstr(pp->sent, "DELE")) pp->dele_before_commit = 1;
+    return pp->refuse ? MW_ECANCELED : 0;
+}
+
+static int plan_run(plan_probe *pp)
+{
+    static const char *const script[] = {"+OK hi\r\n",
+                                         "+OK\r\nUSER\r\nUIDL\r\n.\r\n",
+                                         "+OK\r\n",
+                                         "+OK\r\n",
+                                         "+OK 3\r\n1 10\r\n2 20\r\n3 30\r\n.\r\n",
+                                         "+OK\r\n1 a\r\n2 b\r\n3 c\r\n.\r\n",
+                                         "+OK\r\nhello\r\n.\r\n",
+                                         "+OK\r\n",
+                                         "+OK\r\n",
+                                         "+OK bye\r\n",
+                                         NULL};
+    mw_loop *loop = NULL;
+    int sv[2];
+    res r = {0};
+    if (mw_loop_new(&loop, NULL, NULL) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv))
+        return 1;
+    pp->peer = sv[1];
+    mw_loop_pop3_opts o = MW_LOOP_POP3_OPTS_INIT;
+    o.user = "u";
+    o.password = "p";
+    o.tls = MW_TLS_NONE;
+    o.allow_plaintext = 1;
+    o.store = g_store;
+    o.plan = plan_cb;
+    o.commit = commit_cb;
+    o.plan_userdata = pp;
+    int rc = mwi_loop_add_pop3_fetch_fd(loop, NULL, &o, sv[0], done_cb, &r, NULL);
+    for (int k = 0; !rc && mw_loop_running(loop) && k < 50; k++) {
+        if (k > 0 && script[k - 1] && send(sv[1], script[k - 1], strlen(script[k - 1]), 0) < 0)
+            break;
+        mw_loop_fd f;
+        if (mw_loop_fds(loop, &f, 1) == 1) mw_loop_action(loop, f.fd, MW_LOOP_IN | MW_LOOP_OUT);
+        probe_drain(pp);
+        if (k > 0 && !script[k - 1]) break;
+    }
+    close(sv[1]);
+    mw_loop_run(loop, mw_now_ms() + 60000, NULL);
+    mw_loop_free(loop);
+    return rc ? rc : r.n == 1 ? r.code : 1;
+}
+
+static void plan_cases(void)
+{
+    plan_probe pp;
+    memset(&pp, 0, sizeof pp);
+    int rc = plan_run(&pp);
+    ok(rc == 0 && strstr(pp.sent, "RETR 1\r\n") && !strstr(pp.sent, "RETR 2") &&
+           !strstr(pp.sent, "RETR 3") && strstr(pp.sent, "DELE 1\r\n") &&
+           strstr(pp.sent, "DELE 2\r\n") && !strstr(pp.sent, "DELE 3") &&
+           strstr(pp.sent, "QUIT\r\n"),
+       "plan: 1 fetched and deleted, 2 deleted without RETR, 3 left alone, QUIT");
+    ok(pp.commits == 1 && !pp.dele_before_commit,
+       "commit called once, after the RETR and before any DELE");
+    memset(&pp, 0, sizeof pp);
+    pp.refuse = 1;
+    rc = plan_run(&pp);
+    ok(rc == MW_ECANCELED && pp.commits == 1 && !strstr(pp.sent, "DELE") &&
+           !strstr(pp.sent, "QUIT"),
+       "a commit callback that refuses: its code, no DELE, no QUIT");
+}
+
 int main(void)
 {
-    printf("1..20\n");
+    printf("1..23\n");
     char tmpl[] = "/tmp/mw-loop-api-XXXXXX";
     char *base = mkdtemp(tmpl);
     if (!base || mw_store_open(&g_store, MW_STORE_MAILDIR, base, NULL, NULL) != 0) {
@@ -197,6 +300,7 @@ int main(void)
     close(p2);
     close(p4);
     stls_cases();
+    plan_cases();
     mw_store_free(g_store);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
