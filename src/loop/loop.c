@@ -1,5 +1,6 @@
 /* The event loop: descriptors to jobs, deadlines, ending jobs, and the
- * poll(2) runner (include/mailwire/loop.h). */
+ * runner, on epoll(7) where there is one, else poll(2)
+ * (include/mailwire/loop.h). */
 #include "loop/loop_int.h"
 #include "loop/loop_tls.h"
 #include "util/err.h"
@@ -9,6 +10,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#ifdef __linux__
+#include <sys/epoll.h>
+#endif
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -30,6 +34,7 @@ struct mw_loop {
     size_t pfd_cap;
     int reaping;
     mwi_ltls_cache *tls_cache;
+    int epfd; /* mw_loop_run's epoll set, -1 until made */
 };
 
 mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop)
@@ -46,6 +51,7 @@ int mw_loop_new(mw_loop **out, const mw_loop_opts *opts, mw_error *err)
     mw_loop *l = calloc(1, sizeof *l);
     if (!l) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     l->max_jobs = opts && opts->max_jobs ? opts->max_jobs : MW_LOOP_DEFAULT_MAX_JOBS;
+    l->epfd = -1;
     *out = l;
     return 0;
 }
@@ -78,6 +84,7 @@ void mw_loop_free(mw_loop *loop)
     free(loop->fdmap);
     free(loop->pfd);
     free(loop->lfd);
+    if (loop->epfd >= 0) close(loop->epfd);
     free(loop);
 }
 
@@ -88,6 +95,7 @@ int mwi_loop_attach(mw_loop *loop, struct mw_loop_job *job, mw_error *err)
                            loop->njobs);
     job->loop = loop;
     job->fd = -1;
+    job->reg_fd = -1;
     job->prev = loop->tail;
     job->next = NULL;
     if (loop->tail)
@@ -190,6 +198,7 @@ size_t mw_loop_action(mw_loop *loop, int fd, int events)
             if (events & MW_LOOP_ERR) ev |= MW_LOOP_IN | (j->want & MW_LOOP_OUT);
             j->again = 0;
             j->ops->step(j, ev);
+            if (!j->done) return loop->njobs; /* nothing to reap */
         }
     } else {
         int64_t now = mw_now_ms();
@@ -213,9 +222,18 @@ int mw_loop_cancel(mw_loop *loop, mw_loop_job *job)
     return 0;
 }
 
-int mw_loop_run(mw_loop *loop, int64_t deadline_ms, mw_error *err)
+/* The wait of mw_loop_run: t ms at most (-1: no bound). */
+static int run_timeout(mw_loop *loop, int64_t deadline_ms, int64_t now)
 {
-    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    int t = mw_loop_timeout_ms(loop);
+    if (deadline_ms != MW_NO_DEADLINE && (t < 0 || deadline_ms - now < t))
+        t = (int)(deadline_ms - now);
+    return t;
+}
+
+/* poll(2): every descriptor handed to the kernel at every wait. */
+int mwi_loop_run_poll(mw_loop *loop, int64_t deadline_ms, mw_error *err)
+{
     while (loop->njobs) {
         size_t n = mw_loop_fds(loop, loop->lfd, loop->pfd_cap);
         if (n > loop->pfd_cap) {
@@ -238,10 +256,7 @@ int mw_loop_run(mw_loop *loop, int64_t deadline_ms, mw_error *err)
         if (deadline_ms != MW_NO_DEADLINE && now >= deadline_ms)
             return mwi_err_set(err, MW_ETIMEOUT, "%zu jobs still running at the deadline",
                                loop->njobs);
-        int t = mw_loop_timeout_ms(loop);
-        if (deadline_ms != MW_NO_DEADLINE && (t < 0 || deadline_ms - now < t))
-            t = (int)(deadline_ms - now);
-        int r = poll(loop->pfd, (nfds_t)n, t);
+        int r = poll(loop->pfd, (nfds_t)n, run_timeout(loop, deadline_ms, now));
         if (r < 0) {
             if (errno == EINTR) continue;
             return mwi_err_set(err, MW_ENET, "poll: %s", MW_ERRNO_TEXT(errno));
@@ -256,6 +271,74 @@ int mw_loop_run(mw_loop *loop, int64_t deadline_ms, mw_error *err)
         mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
     }
     return 0;
+}
+
+#ifdef __linux__
+/* Brings the epoll set in line with what each job waits for.  A closed
+ * descriptor left the set by itself (epoll(7)); a number used again is
+ * added anew. */
+static void epoll_sync(mw_loop *loop)
+{
+    for (struct mw_loop_job *j = loop->head; j; j = j->next) {
+        int want = j->done || j->fd < 0 ? 0 : j->want;
+        if (j->reg_fd == j->fd && j->reg_want == want) continue;
+        if (!want) {
+            if (j->reg_fd >= 0 && j->reg_fd == j->fd)
+                epoll_ctl(loop->epfd, EPOLL_CTL_DEL, j->fd, NULL);
+            j->reg_fd = -1;
+            j->reg_want = 0;
+            continue;
+        }
+        struct epoll_event e;
+        memset(&e, 0, sizeof e);
+        e.events = ((want & MW_LOOP_IN) ? EPOLLIN : 0) | ((want & MW_LOOP_OUT) ? EPOLLOUT : 0);
+        e.data.fd = j->fd;
+        int op = j->reg_fd == j->fd ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        int rc = epoll_ctl(loop->epfd, op, j->fd, &e);
+        if (rc != 0 && errno == ENOENT) rc = epoll_ctl(loop->epfd, EPOLL_CTL_ADD, j->fd, &e);
+        if (rc != 0 && errno == EEXIST) rc = epoll_ctl(loop->epfd, EPOLL_CTL_MOD, j->fd, &e);
+        j->reg_fd = rc == 0 ? j->fd : -1;
+        j->reg_want = rc == 0 ? want : 0;
+    }
+}
+
+/* epoll(7): the kernel keeps the set; a wait costs what is ready, not
+ * what is watched. */
+static int run_epoll(mw_loop *loop, int64_t deadline_ms, mw_error *err)
+{
+    struct epoll_event ev[256];
+    while (loop->njobs) {
+        epoll_sync(loop);
+        int64_t now = mw_now_ms();
+        if (deadline_ms != MW_NO_DEADLINE && now >= deadline_ms)
+            return mwi_err_set(err, MW_ETIMEOUT, "%zu jobs still running at the deadline",
+                               loop->njobs);
+        int r = epoll_wait(loop->epfd, ev, (int)(sizeof ev / sizeof ev[0]),
+                           run_timeout(loop, deadline_ms, now));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return mwi_err_set(err, MW_ENET, "epoll_wait: %s", MW_ERRNO_TEXT(errno));
+        }
+        for (int i = 0; i < r; i++) {
+            uint32_t re = ev[i].events;
+            int e = ((re & EPOLLIN) ? MW_LOOP_IN : 0) | ((re & EPOLLOUT) ? MW_LOOP_OUT : 0) |
+                    ((re & (EPOLLERR | EPOLLHUP)) ? MW_LOOP_ERR : 0);
+            mw_loop_action(loop, ev[i].data.fd, e);
+        }
+        mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
+    }
+    return 0;
+}
+#endif
+
+int mw_loop_run(mw_loop *loop, int64_t deadline_ms, mw_error *err)
+{
+    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+#ifdef __linux__
+    if (loop->epfd < 0) loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (loop->epfd >= 0) return run_epoll(loop, deadline_ms, err);
+#endif
+    return mwi_loop_run_poll(loop, deadline_ms, err);
 }
 
 int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_rc,

@@ -30,6 +30,8 @@ struct mw_loop_job {
     int64_t deadline; /* mw_now_ms() clock, MW_NO_DEADLINE for none */
     int again;        /* work left that no descriptor event will announce */
     int done;         /* ended: result holds the outcome */
+    int reg_fd;       /* mw_loop_run's epoll registration: descriptor (-1: none) */
+    int reg_want;     /* and its events */
     int cancel_rc;    /* nonzero: end with this at the next step */
     mw_loop_result result;
     mw_error err;
@@ -49,6 +51,10 @@ int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
  * lookup on the loop yet) or MW_ENET (no socket). */
 int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_rc,
                         int *connect_errno, mw_error *err);
+
+/* loop.c: mw_loop_run's poll(2) runner, the one used where there is no
+ * epoll(7); the tests call it to keep it tried. */
+int mwi_loop_run_poll(mw_loop *loop, int64_t deadline_ms, mw_error *err);
 
 /* loop.c: the loop's TLS context cache (loop_tls.h). */
 struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
