@@ -1,20 +1,68 @@
 /* HTTPS POST to OAuth endpoints through libcurl, with the mail connection's
- * CA, CRL, pin, client certificate and proxy options. */
+ * CA, CRL, pin, client certificate and proxy options.
+ *
+ * libcurl is loaded with dlopen(3) on the first request, not linked: it
+ * brings some thirty libraries (GnuTLS, Kerberos, LDAP, ...) whose loading
+ * would cost every mailwire process, `mailwire send` from cron included,
+ * milliseconds for a feature most runs never use. */
 #include "oauth/oauth_int.h"
 #include "util/err.h"
 
+#define CURL_DISABLE_TYPECHECK /* calls go through the pointers below */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+/* The libcurl calls used here, resolved once per process and read-only
+ * after (curl_global_init is not safe to race either). */
+static struct {
+    CURLcode (*global_init)(long);
+    CURL *(*easy_init)(void);
+    CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
+    CURLcode (*easy_perform)(CURL *);
+    CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
+    void (*easy_cleanup)(CURL *);
+    const char *(*easy_strerror)(CURLcode);
+    struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
+    void (*slist_free_all)(struct curl_slist *);
+} lc;
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc = CURLE_FAILED_INIT;
+static char curl_load_error[200];
+
 static void curl_init(void)
 {
-    /* Once per process: curl_global_init is not safe to race. */
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(curl_load_error, sizeof curl_load_error, "%s", dlerror());
+        return;
+    }
+    /* POSIX dlsym returns void *; the cast to a function pointer is the
+     * documented way (dlsym(3)). */
+#define MW_CURL_SYM(field, name) *(void **)&lc.field = dlsym(h, name)
+    MW_CURL_SYM(global_init, "curl_global_init");
+    MW_CURL_SYM(easy_init, "curl_easy_init");
+    MW_CURL_SYM(easy_setopt, "curl_easy_setopt");
+    MW_CURL_SYM(easy_perform, "curl_easy_perform");
+    MW_CURL_SYM(easy_getinfo, "curl_easy_getinfo");
+    MW_CURL_SYM(easy_cleanup, "curl_easy_cleanup");
+    MW_CURL_SYM(easy_strerror, "curl_easy_strerror");
+    MW_CURL_SYM(slist_append, "curl_slist_append");
+    MW_CURL_SYM(slist_free_all, "curl_slist_free_all");
+#undef MW_CURL_SYM
+    if (!lc.global_init || !lc.easy_init || !lc.easy_setopt || !lc.easy_perform ||
+        !lc.easy_getinfo || !lc.easy_cleanup || !lc.easy_strerror || !lc.slist_append ||
+        !lc.slist_free_all) {
+        snprintf(curl_load_error, sizeof curl_load_error, "a function is missing from it");
+        return; /* the handle stays open: the process keeps what it loaded */
+    }
+    curl_init_rc = lc.global_init(CURL_GLOBAL_DEFAULT);
+    if (curl_init_rc != CURLE_OK)
+        snprintf(curl_load_error, sizeof curl_load_error, "curl_global_init failed");
 }
 
 int mwi_oauth_form_add(char **s, const char *name, const char *value)
@@ -102,50 +150,52 @@ int mwi_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *for
         return mwi_err_set(err, MW_EPOLICY,
                            "OAuth endpoint %.200s is not https: tokens only go over TLS", url);
     pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK) return mwi_err_set(err, MW_ENOMEM, "libcurl did not initialize");
-    CURL *c = curl_easy_init();
+    if (curl_init_rc != CURLE_OK)
+        return mwi_err_set(err, MW_EUNSUPPORTED, "OAuth needs libcurl (libcurl.so.4): %s",
+                           curl_load_error);
+    CURL *c = lc.easy_init();
     if (!c) return mwi_err_set(err, MW_ENOMEM, "out of memory (curl handle)");
     sink s = {NULL, 0, 0};
     char ebuf[CURL_ERROR_SIZE] = "";
     char *pin = NULL;
-    struct curl_slist *hdr = curl_slist_append(NULL, "Accept: application/json");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &s);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(o->timeout_ms > 0 ? o->timeout_ms : 30000));
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "mailwire-oauth");
+    struct curl_slist *hdr = lc.slist_append(NULL, "Accept: application/json");
+    lc.easy_setopt(c, CURLOPT_URL, url);
+    lc.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    lc.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+    lc.easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+    lc.easy_setopt(c, CURLOPT_POSTFIELDS, form);
+    lc.easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    lc.easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    lc.easy_setopt(c, CURLOPT_WRITEDATA, &s);
+    lc.easy_setopt(c, CURLOPT_ERRORBUFFER, ebuf);
+    lc.easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(o->timeout_ms > 0 ? o->timeout_ms : 30000));
+    lc.easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    lc.easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    lc.easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    lc.easy_setopt(c, CURLOPT_USERAGENT, "mailwire-oauth");
     /* No proxy from the environment: only the one the caller names. */
-    curl_easy_setopt(c, CURLOPT_PROXY, o->proxy ? o->proxy : "");
+    lc.easy_setopt(c, CURLOPT_PROXY, o->proxy ? o->proxy : "");
     const mw_tls_opts *t = o->tls_opts;
     if (t) {
-        if (t->ca_file) curl_easy_setopt(c, CURLOPT_CAINFO, t->ca_file);
-        if (t->ca_dir) curl_easy_setopt(c, CURLOPT_CAPATH, t->ca_dir);
-        if (t->crl_file) curl_easy_setopt(c, CURLOPT_CRLFILE, t->crl_file);
-        if (t->cert_file) curl_easy_setopt(c, CURLOPT_SSLCERT, t->cert_file);
+        if (t->ca_file) lc.easy_setopt(c, CURLOPT_CAINFO, t->ca_file);
+        if (t->ca_dir) lc.easy_setopt(c, CURLOPT_CAPATH, t->ca_dir);
+        if (t->crl_file) lc.easy_setopt(c, CURLOPT_CRLFILE, t->crl_file);
+        if (t->cert_file) lc.easy_setopt(c, CURLOPT_SSLCERT, t->cert_file);
         if (t->key_file || t->cert_file)
-            curl_easy_setopt(c, CURLOPT_SSLKEY, t->key_file ? t->key_file : t->cert_file);
+            lc.easy_setopt(c, CURLOPT_SSLKEY, t->key_file ? t->key_file : t->cert_file);
         if (t->pin) {
             pin = curl_pin(t->pin);
-            if (pin) curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, pin);
+            if (pin) lc.easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, pin);
         }
         if (t->insecure) {
-            curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-            curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+            lc.easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+            lc.easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
         }
     }
-    CURLcode cr = curl_easy_perform(c);
+    CURLcode cr = lc.easy_perform(c);
     int rc = 0;
     if (cr == CURLE_OK) {
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+        lc.easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
         *body = s.buf ? s.buf : strdup("");
         *len = s.len;
         s.buf = NULL;
@@ -154,7 +204,7 @@ int mwi_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *for
         rc = mwi_err_set(err, MW_ETOOBIG, "OAuth endpoint %.150s: response over %d bytes", url,
                          MW_OAUTH_MAX_BODY);
     } else {
-        const char *why = ebuf[0] ? ebuf : curl_easy_strerror(cr);
+        const char *why = ebuf[0] ? ebuf : lc.easy_strerror(cr);
         switch (cr) {
         case CURLE_PEER_FAILED_VERIFICATION:
         case CURLE_SSL_CACERT_BADFILE:
@@ -186,7 +236,7 @@ int mwi_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *for
     }
     free(s.buf);
     free(pin);
-    curl_slist_free_all(hdr);
-    curl_easy_cleanup(c);
+    lc.slist_free_all(hdr);
+    lc.easy_cleanup(c);
     return rc;
 }
