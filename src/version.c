@@ -1,7 +1,7 @@
 #include "mailwire/common.h"
 #include "mw_config.h"
 
-#include <gsasl.h>
+#include "sasl/sasl.h"
 #include <openssl/crypto.h>
 
 const char *mw_version(void)
@@ -16,6 +16,5 @@ const char *mw_openssl_version(void)
 
 const char *mw_gsasl_version(void)
 {
-    const char *v = gsasl_check_version(NULL);
-    return v ? v : "unknown";
+    return mwi_sasl_gsasl_version();
 }

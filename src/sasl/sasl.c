@@ -3,6 +3,7 @@
 #include "sasl/sasl.h"
 #include "sasl/mech.h"
 
+#include <dlfcn.h>
 #include <gsasl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -47,6 +48,63 @@ struct mw_sasl {
 /* gsasl_init is called once per engine; the lock keeps the library's own
  * one-time set-up (crypto back end) from racing between threads. */
 static pthread_mutex_t gsasl_init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* GNU SASL is loaded with dlopen(3) when a mechanism it runs is first
+ * used, not linked: with its libraries (GSS, NTLM, IDN) it cost every
+ * process about 0.5 ms of start-up, `mailwire send` from cron included,
+ * and most sessions use the mechanisms written here.  Resolved once per
+ * process, read-only after. */
+static struct {
+    int (*init)(Gsasl **);
+    void (*done)(Gsasl *);
+    void (*callback_set)(Gsasl *, Gsasl_callback_function);
+    int (*client_start)(Gsasl *, const char *, Gsasl_session **);
+    int (*property_set)(Gsasl_session *, Gsasl_property, const char *);
+    int (*step)(Gsasl_session *, const char *, size_t, char **, size_t *);
+    void (*finish)(Gsasl_session *);
+    void (*free_)(void *);
+    const char *(*strerror_)(int);
+    const char *(*check_version)(const char *);
+} G;
+static pthread_once_t gs_once = PTHREAD_ONCE_INIT;
+static int gs_loaded;
+static char gs_load_error[200];
+
+static void gs_load(void)
+{
+    void *h = dlopen("libgsasl.so.18", RTLD_NOW | RTLD_LOCAL);
+    if (!h) h = dlopen("libgsasl.so.7", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(gs_load_error, sizeof gs_load_error, "%s", dlerror());
+        return;
+    }
+    /* dlsym(3): the cast through void ** is the documented way. */
+#define MW_GS_SYM(field, name) *(void **)&G.field = dlsym(h, name)
+    MW_GS_SYM(init, "gsasl_init");
+    MW_GS_SYM(done, "gsasl_done");
+    MW_GS_SYM(callback_set, "gsasl_callback_set");
+    MW_GS_SYM(client_start, "gsasl_client_start");
+    MW_GS_SYM(property_set, "gsasl_property_set");
+    MW_GS_SYM(step, "gsasl_step");
+    MW_GS_SYM(finish, "gsasl_finish");
+    MW_GS_SYM(free_, "gsasl_free");
+    MW_GS_SYM(strerror_, "gsasl_strerror");
+    MW_GS_SYM(check_version, "gsasl_check_version");
+#undef MW_GS_SYM
+    if (!G.init || !G.done || !G.callback_set || !G.client_start || !G.property_set || !G.step ||
+        !G.finish || !G.free_ || !G.strerror_ || !G.check_version) {
+        snprintf(gs_load_error, sizeof gs_load_error, "a function is missing from it");
+        return;
+    }
+    gs_loaded = 1;
+}
+
+const char *mwi_sasl_gsasl_version(void)
+{
+    pthread_once(&gs_once, gs_load);
+    const char *v = gs_loaded ? G.check_version(NULL) : NULL;
+    return v ? v : "not loaded";
+}
 
 static void wipe_free(void *p, size_t n)
 {
@@ -282,7 +340,7 @@ static int gs_map(mw_sasl *s, int grc, mw_error *err)
     case GSASL_NO_HOSTNAME:
     case GSASL_NO_CB_TLS_UNIQUE:
     case GSASL_NO_CB_TLS_EXPORTER:
-        return failf(s, err, MW_EINVAL, "a credential is missing (%s)", gsasl_strerror(grc));
+        return failf(s, err, MW_EINVAL, "a credential is missing (%s)", G.strerror_(grc));
     case GSASL_MECHANISM_CALLED_TOO_MANY_TIMES:
         return fail(s, err, MW_EPROTO, "the server sent a challenge after the exchange finished");
     case GSASL_SASLPREP_ERROR:
@@ -291,16 +349,16 @@ static int gs_map(mw_sasl *s, int grc, mw_error *err)
     default:
         if (s->challenges == 0)
             return failf(s, err, MW_EINVAL, "GNU SASL cannot make the first message (%s)",
-                         gsasl_strerror(grc));
+                         G.strerror_(grc));
         return failf(s, err, MW_EPROTO, "malformed challenge from the server (%s)",
-                     gsasl_strerror(grc));
+                     G.strerror_(grc));
     }
 }
 
 static int set_prop(mw_sasl *s, Gsasl_property p, const char *v)
 {
     if (!v || !*v) return 0;
-    return gsasl_property_set(s->gs, p, v) == GSASL_OK ? 0 : MW_ENOMEM;
+    return G.property_set(s->gs, p, v) == GSASL_OK ? 0 : MW_ENOMEM;
 }
 
 static int gs_start(mw_sasl *s, const mw_sasl_creds *c, mw_error *err)
@@ -322,20 +380,24 @@ static int gs_start(mw_sasl *s, const mw_sasl_creds *c, mw_error *err)
     if (c->cb_len > 1024)
         return mwi_err_set(err, MW_EINVAL, "channel binding data over 1024 bytes");
 
+    pthread_once(&gs_once, gs_load);
+    if (!gs_loaded)
+        return mwi_err_set(err, MW_EUNSUPPORTED, "%s needs GNU SASL (libgsasl.so.18): %s", name,
+                           gs_load_error);
     pthread_mutex_lock(&gsasl_init_lock);
-    int grc = gsasl_init(&s->ctx);
+    int grc = G.init(&s->ctx);
     pthread_mutex_unlock(&gsasl_init_lock);
     if (grc != GSASL_OK) {
         s->ctx = NULL;
         return mwi_err_set(err, grc == GSASL_MALLOC_ERROR ? MW_ENOMEM : MW_EUNSUPPORTED,
-                           "GNU SASL failed to start: %s", gsasl_strerror(grc));
+                           "GNU SASL failed to start: %s", G.strerror_(grc));
     }
-    gsasl_callback_set(s->ctx, no_callback);
-    grc = gsasl_client_start(s->ctx, name, &s->gs);
+    G.callback_set(s->ctx, no_callback);
+    grc = G.client_start(s->ctx, name, &s->gs);
     if (grc != GSASL_OK) {
         s->gs = NULL;
         return mwi_err_set(err, grc == GSASL_MALLOC_ERROR ? MW_ENOMEM : MW_EUNSUPPORTED,
-                           "GNU SASL cannot run %s: %s", name, gsasl_strerror(grc));
+                           "GNU SASL cannot run %s: %s", name, G.strerror_(grc));
     }
     rc = set_prop(s, GSASL_AUTHID, c->authcid);
     if (!rc) rc = set_prop(s, GSASL_AUTHZID, c->authzid);
@@ -363,7 +425,7 @@ static int gs_start(mw_sasl *s, const mw_sasl_creds *c, mw_error *err)
         char *b64 = malloc(mwi_base64_encoded_len(c->cb_len) + 1);
         if (!b64) return mwi_err_set(err, MW_ENOMEM, "out of memory starting %s", name);
         mwi_base64_encode(b64, c->cb_data, c->cb_len);
-        grc = gsasl_property_set(s->gs, p, b64);
+        grc = G.property_set(s->gs, p, b64);
         free(b64);
         if (grc != GSASL_OK) return mwi_err_set(err, MW_ENOMEM, "out of memory starting %s", name);
     }
@@ -482,9 +544,9 @@ static int gs_step(mw_sasl *s, const char *in, size_t n, mw_error *err)
 {
     char *o = NULL;
     size_t olen = 0;
-    int grc = gsasl_step(s->gs, in, n, &o, &olen);
+    int grc = G.step(s->gs, in, n, &o, &olen);
     if (grc != GSASL_OK && grc != GSASL_NEEDS_MORE) {
-        if (o) gsasl_free(o);
+        if (o) G.free_(o);
         if (grc == GSASL_AUTHENTICATION_ERROR && (s->m->flags & MW_MF_SCRAM) && s->scram_stage == 2)
             return fail(s, err, MW_EAUTH, "server signature did not verify");
         if (grc == GSASL_AUTHENTICATION_ERROR && s->m->id == MW_M_DIGEST_MD5 && s->challenges > 1)
@@ -494,7 +556,7 @@ static int gs_step(mw_sasl *s, const char *in, size_t n, mw_error *err)
     int rc = set_out(s, o ? o : "", o ? olen : 0);
     if (o) {
         explicit_bzero(o, olen);
-        gsasl_free(o);
+        G.free_(o);
     }
     if (rc) return fail(s, err, rc, "out of memory");
     if (grc == GSASL_OK) s->finished = 1;
@@ -693,8 +755,8 @@ const char *mwi_sasl_server_error(const mw_sasl *s)
 void mwi_sasl_free(mw_sasl *s)
 {
     if (!s) return;
-    if (s->gs) gsasl_finish(s->gs);
-    if (s->ctx) gsasl_done(s->ctx);
+    if (s->gs) G.finish(s->gs);
+    if (s->ctx) G.done(s->ctx);
     wipe_free(s->first, s->first_len + 1);
     free(s->cnonce);
     wipe_free(s->out, s->out_len + 1);

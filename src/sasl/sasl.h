@@ -166,4 +166,7 @@ void mwi_sasl_free(mw_sasl *s);
  * NUL; returns the length written. */
 size_t mwi_sasl_mask(char *out, size_t outsz, const char *line, size_t len);
 
+/* GNU SASL's version (loading it, as its mechanisms do), or "not loaded". */
+const char *mwi_sasl_gsasl_version(void);
+
 #endif
