@@ -108,6 +108,36 @@ run "$MW" fetch --config "$srv/home/config" demo
 run "$MW" fetch --config "$srv/home/config" demo
 echo "Maildir now holds $(ls "$srv/home/Maildir/new" | wc -l) messages; the server still holds 4 (keep on)."
 
+say "Several mailboxes at once, in one thread: 'fetch --all --jobs N' runs them on the event loop"
+printf 'From: %s@%s\nTo: d3@%s\nSubject: for d3\n\nHello d3.\n' "$user" "$MW_MAIL_DOMAIN" "$MW_MAIL_DOMAIN" \
+  | MAILWIRE_PASSWORD=pw-$user "$MW" send "${common[@]}" --port "$MW_SMTP_PORT" -t
+for _ in $(seq 1 100); do # Postfix delivers asynchronously
+  n=$(MAILWIRE_PASSWORD=pw-d3 "$MW" pop3 --host 127.0.0.1 --cafile "$MW_CA_FILE" --user d3 \
+      --port "$MW_POP3_PORT" stat | cut -d' ' -f1)
+  [ "$n" -ge 1 ] && break
+  sleep 0.2
+done
+cat >"$srv/home/config-many" <<CONF
+defaults
+  host 127.0.0.1
+  port $MW_POP3_PORT
+  tls starttls
+  cafile $MW_CA_FILE
+
+account d2
+  user d2
+  passwordeval echo pw-d2
+  delivery maildir $srv/home/Maildir-d2
+
+account d3
+  user d3
+  passwordeval echo pw-d3
+  delivery maildir $srv/home/Maildir-d3
+CONF
+chmod 600 "$srv/home/config-many"
+run "$MW" fetch --config "$srv/home/config-many" --all --jobs 2
+echo "(both sessions ran at once on one event loop in this one process, and each deleted on the server only what it had stored)"
+
 say "Safety by default"
 echo "A server certificate from an untrusted CA is refused:"
 MAILWIRE_PASSWORD=pw-$user run "$MW" pop3 --host 127.0.0.1 --user "$user" --port "$MW_POP3S_PORT" --tls implicit stat || echo "(exit $?)"
