@@ -178,11 +178,16 @@ typedef struct mw_loop_pop3_opts {
     mw_loop_plan_fn plan;     /* NULL: fetch every message (and delete it unless keep) */
     mw_loop_commit_fn commit; /* with plan; NULL: none */
     void *plan_userdata;      /* for plan and commit */
+    /* > 0: an idle session instead of a fetch: connect, TLS, log in, then
+     * stay, a NOOP (RFC 1939 §5) every idle_noop_ms, until cancelled or
+     * the server closes; store may be NULL.  For watching many mailboxes
+     * at little cost; the job ends only with an error or MW_ECANCELED. */
+    int idle_noop_ms;
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
-            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL                                  \
+            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0                               \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and

@@ -255,6 +255,11 @@ void mwi_lconn_step(mwi_lconn *c, int events)
     }
 deadline:
     if (j->done) return;
+    if (c->ops->deadline && mw_now_ms() >= c->step_deadline && mw_now_ms() < c->total_deadline &&
+        c->ops->deadline(c->impl)) {
+        if (!j->done) update_wait(c);
+        return;
+    }
     if (mw_now_ms() >=
         (c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline)) {
         fail(c, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",

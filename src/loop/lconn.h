@@ -21,6 +21,10 @@ typedef struct mwi_lconn_ops {
     void (*feed)(void *impl);      /* top up `out` before writing; may be NULL */
     void (*fail)(void *impl, int code, const char *msg); /* end the job */
     const char *(*state)(void *impl);                    /* the job's state, for messages */
+    /* The step deadline passed: return 1 when the job handled it (an idle
+     * session's next NOOP, with a new step_deadline), 0 for a timeout.
+     * May be NULL. */
+    int (*deadline)(void *impl);
 } mwi_lconn_ops;
 
 typedef struct mwi_lconn {

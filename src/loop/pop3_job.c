@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #define P3L_IN_CAP      (32 * 1024) /* input buffer: a few reads' worth */
+#define P3L_IDLE_IN_CAP 2048        /* an idle session's input buffer */
 #define P3L_LINE_MAX    8192        /* a status or listing line */
 #define P3L_CMD_MAX     255         /* RFC 2449 §4 */
 #define P3L_WINDOW_MAX  1024
@@ -35,15 +36,28 @@ enum p3l_state {
     S_LIST,
     S_TRANSFER,
     S_QUIT,
+    S_IDLE,
     S_DONE,
 };
 static const char *const state_name[] = {"connecting", "TLS handshake", "greeting", "CAPA",
                                          "STLS",       "USER",          "PASS",     "LIST/UIDL",
-                                         "transfer",   "QUIT",          "done"};
+                                         "transfer",   "QUIT",          "idle",     "done"};
 
-enum p3l_kind { K_GREET, K_CAPA, K_STLS, K_USER, K_PASS, K_LIST, K_UIDL, K_RETR, K_DELE, K_QUIT };
-static const char *const kind_name[] = {"greeting", "CAPA", "STLS", "USER", "PASS",
-                                        "LIST",     "UIDL", "RETR", "DELE", "QUIT"};
+enum p3l_kind {
+    K_GREET,
+    K_CAPA,
+    K_STLS,
+    K_USER,
+    K_PASS,
+    K_LIST,
+    K_UIDL,
+    K_RETR,
+    K_DELE,
+    K_QUIT,
+    K_NOOP
+};
+static const char *const kind_name[] = {"greeting", "CAPA", "STLS", "USER", "PASS", "LIST",
+                                        "UIDL",     "RETR", "DELE", "QUIT", "NOOP"};
 
 typedef struct p3l_msg {
     uint64_t num, size;
@@ -64,6 +78,7 @@ typedef struct p3l {
     char *user, *password;
     int tls_mode, allow_plaintext, keep;
     int connect_timeout_ms;
+    int idle_noop_ms; /* > 0: an idle session (loop.h) */
     unsigned window;
     mw_store *store;
     mw_loop_stored_fn stored;
@@ -392,8 +407,10 @@ static void ml_line(p3l *p, const char *l, size_t len)
 {
     uint64_t a, b;
     if (p->ml == K_CAPA) {
-        size_t w = strcspn(l, " ");
-        if (w > len) w = len;
+        /* The line is not NUL-terminated: the keyword ends at a space
+         * within len, or at len. */
+        const char *sp = memchr(l, ' ', len);
+        size_t w = sp ? (size_t)(sp - l) : len;
         if (w == 4 && !memcmp(l, "STLS", 4)) p->capa_stls = 1;
         if (w == 10 && !memcmp(l, "PIPELINING", 10)) p->capa_pipelining = 1;
         if (w == 4 && !memcmp(l, "UIDL", 4)) p->capa_uidl = 1;
@@ -489,6 +506,11 @@ static void status_line(p3l *p, const char *l, size_t len)
         return;
     case K_PASS:
         if (!ok) return refuse(p, &c, &st, MW_EAUTH);
+        if (p->idle_noop_ms > 0) { /* an idle session: logged in, waiting */
+            set_state(p, S_IDLE);
+            p->c.step_deadline = mw_now_ms() + p->idle_noop_ms;
+            return;
+        }
         set_state(p, S_LIST);
         send_cmd(p, K_LIST, "LIST", 0);
         if (p->capa_uidl && p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
@@ -513,6 +535,10 @@ static void status_line(p3l *p, const char *l, size_t len)
         if (!ok) return refuse(p, &c, &st, MW_ESERVER);
         p->job->result.deleted++;
         fill_window(p);
+        return;
+    case K_NOOP:
+        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
+        p->c.step_deadline = mw_now_ms() + p->idle_noop_ms;
         return;
     case K_QUIT:
         if (!ok) return refuse(p, &c, &st, MW_ESERVER);
@@ -568,8 +594,11 @@ static void process(p3l *p)
         }
         char *nl = memchr(p->c.in + pos, '\n', p->c.in_len - pos);
         if (!nl) {
-            if (p->c.in_len - pos > P3L_LINE_MAX)
-                end_job(p, MW_ETOOBIG, "a reply line is longer than %d octets", P3L_LINE_MAX);
+            /* Bounded by the line limit and by the input buffer (smaller
+             * for an idle session). */
+            size_t maxl = p->c.in_cap - 1 < P3L_LINE_MAX ? p->c.in_cap - 1 : P3L_LINE_MAX;
+            if (p->c.in_len - pos > maxl)
+                end_job(p, MW_ETOOBIG, "a reply line is longer than %zu octets", maxl);
             break;
         }
         char *l = p->c.in + pos;
@@ -643,8 +672,20 @@ static const char *on_state(void *impl)
     return state_name[((p3l *)impl)->state];
 }
 
-static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process,
-                                       NULL,         on_fail,   on_state};
+/* An idle session's timer: a NOOP (RFC 1939 §5) keeps it alive; a NOOP
+ * still unanswered when the next is due is a timeout. */
+static int on_deadline(void *impl)
+{
+    p3l *p = impl;
+    if (p->state != S_IDLE || p->q_len) return 0;
+    send_cmd(p, K_NOOP, "NOOP", 0);
+    if (p->job->done) return 1;
+    p->c.step_deadline = mw_now_ms() + (p->c.io_timeout_ms > 0 ? p->c.io_timeout_ms : 60000);
+    return 1;
+}
+
+static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, NULL,
+                                       on_fail,      on_state,  on_deadline};
 
 static void step(mw_loop_job *j, int events)
 {
@@ -696,7 +737,8 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
                            "user and password must be given, without CR or LF, at most %d "
                            "octets",
                            P3L_CMD_MAX - 7);
-    if (!o->store) return mwi_err_set(err, MW_EINVAL, "no store to fetch into");
+    if (!o->store && o->idle_noop_ms <= 0)
+        return mwi_err_set(err, MW_EINVAL, "no store to fetch into");
     if (with_host && (!o->host || !*o->host))
         return mwi_err_set(err, MW_EINVAL, "no host to connect to");
     if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE)
@@ -734,7 +776,11 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
     /* In flight at most: the window's RETRs, one DELE, LIST and UIDL. */
     p->q_cap = p->window + 8;
     p->q = calloc(p->q_cap, sizeof *p->q);
-    if (mwi_lconn_init(&p->c, j, &conn_ops, p, P3L_IN_CAP, p->q_cap * (P3L_CMD_MAX + 2),
+    p->idle_noop_ms = o->idle_noop_ms;
+    /* An idle session reads only short status lines (RFC 2449 §4: 512
+     * octets): a small input buffer keeps thousands of them cheap. */
+    size_t in_cap = p->idle_noop_ms > 0 ? P3L_IDLE_IN_CAP : P3L_IN_CAP;
+    if (mwi_lconn_init(&p->c, j, &conn_ops, p, in_cap, p->q_cap * (P3L_CMD_MAX + 2),
                        P3L_READ_BUDGET) != 0 ||
         !p->q)
         fail = 1;

@@ -365,8 +365,8 @@ static const char *on_state(void *impl)
     return state_name[((sj *)impl)->state];
 }
 
-static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process,
-                                       on_feed,      on_fail,   on_state};
+static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, on_feed,
+                                       on_fail,      on_state,  NULL};
 
 static void step(mw_loop_job *j, int events)
 {

@@ -224,9 +224,60 @@ static void plan_cases(void)
        "a commit callback that refuses: its code, no DELE, no QUIT");
 }
 
+/* An idle session (idle_noop_ms): logs in, fetches nothing, sends NOOP
+ * when its timer is due, again after each answer, and ends only when
+ * cancelled (no QUIT).  Progress is counted by what the peer received. */
+static void idle_cases(void)
+{
+    mw_loop *loop = NULL;
+    int sv[2];
+    res r = {0};
+    char sent[4096];
+    size_t used = 0;
+    if (mw_loop_new(&loop, NULL, NULL) ||
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv)) {
+        ok(0, "idle: set-up");
+        return;
+    }
+    mw_loop_pop3_opts o = MW_LOOP_POP3_OPTS_INIT;
+    o.user = "u";
+    o.password = "p";
+    o.tls = MW_TLS_NONE;
+    o.allow_plaintext = 1;
+    o.idle_noop_ms = 1; /* due at once: the test counts NOOPs, not time */
+    mw_loop_job *job = NULL;
+    int rc = mwi_loop_add_pop3_fetch_fd(loop, &job, &o, sv[0], done_cb, &r, NULL);
+    static const char *const login[] = {"+OK hi\r\n", "+OK\r\nUSER\r\n.\r\n", "+OK\r\n", "+OK\r\n"};
+    int noops = 0;
+    for (int k = 0; !rc && k < 4000 && noops < 3 && mw_loop_running(loop); k++) {
+        if (k < 4 && send(sv[1], login[k], strlen(login[k]), 0) < 0) break;
+        mw_loop_fd f;
+        if (mw_loop_fds(loop, &f, 1) == 1) mw_loop_action(loop, f.fd, MW_LOOP_IN | MW_LOOP_OUT);
+        mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
+        ssize_t n = recv(sv[1], sent + used, sizeof sent - used - 1, MSG_DONTWAIT);
+        if (n > 0) {
+            used += (size_t)n;
+            sent[used] = 0;
+            int now = 0;
+            for (const char *q = sent; (q = strstr(q, "NOOP\r\n")); q++)
+                now++;
+            for (; noops < now; noops++)
+                if (send(sv[1], "+OK\r\n", 5, 0) < 0) break;
+        }
+        if (k >= 4) usleep(1000); /* a bound on the spin, not a measurement */
+    }
+    ok(noops >= 3 && mw_loop_running(loop) == 1 && !strstr(sent, "LIST") && !strstr(sent, "RETR"),
+       "idle session: logged in, three NOOPs answered, no LIST or RETR, still running");
+    ok(mw_loop_cancel(loop, job) == 0 && mw_loop_run(loop, mw_now_ms() + 60000, NULL) == 0 &&
+           r.n == 1 && r.code == MW_ECANCELED && !strstr(sent, "QUIT"),
+       "idle session cancelled: MW_ECANCELED once, no QUIT");
+    close(sv[1]);
+    mw_loop_free(loop);
+}
+
 int main(void)
 {
-    printf("1..23\n");
+    printf("1..25\n");
     char tmpl[] = "/tmp/mw-loop-api-XXXXXX";
     char *base = mkdtemp(tmpl);
     if (!base || mw_store_open(&g_store, MW_STORE_MAILDIR, base, NULL, NULL) != 0) {
@@ -304,6 +355,7 @@ int main(void)
     close(p4);
     stls_cases();
     plan_cases();
+    idle_cases();
     mw_store_free(g_store);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", base);
