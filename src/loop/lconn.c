@@ -50,11 +50,15 @@ void mwi_lconn_free(mwi_lconn *c)
     c->in = c->host = NULL;
 }
 
-static void info(mwi_lconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void info(mwi_lconn *c, const char *fmt, ...)
+void mwi_lconn_trace(mwi_lconn *c, int dir, const char *line, size_t len)
+{
+    if (c->trace) c->trace(dir, line, len, c->trace_ud);
+}
+
+void mwi_lconn_info(mwi_lconn *c, const char *fmt, ...)
 {
     if (!c->trace) return;
-    char buf[256];
+    char buf[512];
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
@@ -62,6 +66,20 @@ static void info(mwi_lconn *c, const char *fmt, ...)
     if (n >= 0)
         c->trace(MW_TRACE_INFO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1,
                  c->trace_ud);
+}
+
+void mwi_lconn_end(mwi_lconn *c, int code, const char *msg)
+{
+    mw_loop_job *j = c->job;
+    if (j->done) return;
+    if (code) {
+        mwi_err_set(&j->err, code, "%s", msg);
+        mwi_lconn_info(c, "job ends: %s", msg);
+    } else {
+        j->err.code = 0;
+    }
+    mwi_lconn_close(c);
+    j->done = 1;
 }
 
 static void fail(mwi_lconn *c, int code, const char *fmt, ...)
@@ -206,7 +224,7 @@ void mwi_lconn_step(mwi_lconn *c, int events)
             return;
         }
         c->connecting = 0;
-        info(c, "connected to %s port %u", c->host, c->port);
+        mwi_lconn_info(c, "connected to %s port %u", c->host, c->port);
         mwi_lconn_progress(c);
         c->ops->connected(c->impl);
         if (j->done) return;
@@ -222,7 +240,7 @@ void mwi_lconn_step(mwi_lconn *c, int events)
             if (rc == 0) break; /* waiting for c->wblock */
             c->handshaking = 0;
             c->wblock = 0;
-            info(c, "TLS established (%s)", mwi_ltls_version(c->tls));
+            mwi_lconn_info(c, "TLS established (%s)", mwi_ltls_version(c->tls));
             mwi_lconn_progress(c);
             c->ops->tls_up(c->impl);
             continue;

@@ -54,6 +54,13 @@ int mwi_lconn_init(mwi_lconn *c, mw_loop_job *job, const mwi_lconn_ops *ops, voi
                    size_t in_cap, size_t out_max, size_t read_budget);
 /* Closes the connection (no goodbye) and frees what c holds. */
 void mwi_lconn_free(mwi_lconn *c);
+/* Ends the job once: code (0: success) and msg into the job's error, a
+ * trace line, the connection closed (no goodbye).  The protocol cleans up
+ * its own part first. */
+void mwi_lconn_end(mwi_lconn *c, int code, const char *msg);
+/* Trace lines: one as it is, and an MW_TRACE_INFO line made with printf. */
+void mwi_lconn_trace(mwi_lconn *c, int dir, const char *line, size_t len);
+void mwi_lconn_info(mwi_lconn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Closes the socket and TLS; the job waits for nothing more. */
 void mwi_lconn_close(mwi_lconn *c);
 /* Appends a line and CR LF to the output.  Returns 0, MW_EINVAL (CR or LF

@@ -88,8 +88,6 @@ typedef struct p3l {
     void *plan_ud;
     int committed;    /* the commit callback said 0 */
     size_t next_dele; /* deferred DELE cursor into msgs */
-    mw_trace_fn trace;
-    void *trace_ud;
     int capa_stls, capa_pipelining, capa_uidl;
     int ml;      /* in a multi-line reply of this kind (K_CAPA, K_LIST, K_UIDL), or -1 */
     int in_body; /* in a RETR body */
@@ -103,28 +101,10 @@ typedef struct p3l {
     int list_done, uidl_done;
 } p3l;
 
-static void trace(p3l *p, int dir, const char *line, size_t len)
-{
-    if (p->trace) p->trace(dir, line, len, p->trace_ud);
-}
-
-static void tracef(p3l *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tracef(p3l *p, const char *fmt, ...)
-{
-    if (!p->trace) return;
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    trace(p, MW_TRACE_INFO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-}
-
 static void set_state(p3l *p, int st)
 {
     if (p->state == st || p->state == S_DONE) return;
-    tracef(p, "state %s -> %s", state_name[p->state], state_name[st]);
+    mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
     p->state = st;
 }
 
@@ -133,24 +113,18 @@ static void set_state(p3l *p, int st)
 static void end_job(p3l *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void end_job(p3l *p, int code, const char *fmt, ...)
 {
-    mw_loop_job *j = p->job;
-    if (j->done) return;
+    if (p->job->done) return;
+    char msg[sizeof p->job->err.message] = "";
     if (code) {
-        char msg[sizeof j->err.message];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        mwi_err_set(&j->err, code, "%s", msg);
-        tracef(p, "job ends: %s", msg);
-    } else {
-        j->err.code = 0;
     }
     if (p->in_body && p->store) mw_store_abort(p->store);
     p->in_body = 0;
-    mwi_lconn_close(&p->c);
+    mwi_lconn_end(&p->c, code, msg);
     set_state(p, S_DONE);
-    j->done = 1;
 }
 
 /* Queues a command line (CR LF added); arg is the number for RETR/DELE. */
@@ -170,9 +144,9 @@ static int send_cmd(p3l *p, int kind, const char *line, uint64_t arg)
     p->q[slot].arg = arg;
     p->q_len++;
     if (kind == K_PASS)
-        trace(p, MW_TRACE_SEND, "PASS ****", 9);
+        mwi_lconn_trace(&p->c, MW_TRACE_SEND, "PASS ****", 9);
     else
-        trace(p, MW_TRACE_SEND, line, len);
+        mwi_lconn_trace(&p->c, MW_TRACE_SEND, line, len);
     return 0;
 }
 
@@ -331,7 +305,7 @@ static void start_transfer(p3l *p)
     size_t want = 0;
     for (size_t i = 0; i < p->nmsgs; i++)
         want += (p->msgs[i].act & MW_LOOP_GET) != 0;
-    tracef(p, "%zu messages listed, %zu to fetch", p->nmsgs, want);
+    mwi_lconn_info(&p->c, "%zu messages listed, %zu to fetch", p->nmsgs, want);
     set_state(p, S_TRANSFER);
     fill_window(p);
 }
@@ -352,8 +326,8 @@ static void message_done(p3l *p)
     }
     p->job->result.stored++;
     m->stored = 1;
-    tracef(p, "message %llu stored (%llu octets)", (unsigned long long)m->num,
-           (unsigned long long)p->body.produced);
+    mwi_lconn_info(&p->c, "message %llu stored (%llu octets)", (unsigned long long)m->num,
+                   (unsigned long long)p->body.produced);
     if (p->stored) {
         rc = p->stored(p->job, m->num, m->uid ? m->uid : "", p->body.produced, p->stored_ud);
         if (rc) {
@@ -609,7 +583,7 @@ static void process(p3l *p)
             end_job(p, MW_ETOOBIG, "a reply line is longer than %d octets", P3L_LINE_MAX);
             break;
         }
-        trace(p, MW_TRACE_RECV, l, len);
+        mwi_lconn_trace(&p->c, MW_TRACE_RECV, l, len);
         if (p->ml >= 0) {
             if (len == 1 && l[0] == '.')
                 ml_end(p);
@@ -791,8 +765,6 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
     p->plan = o->plan;
     p->commit = o->commit;
     p->plan_ud = o->plan_userdata;
-    p->trace = o->trace;
-    p->trace_ud = o->trace_userdata;
     int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
     if (rc) {

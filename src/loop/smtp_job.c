@@ -55,8 +55,6 @@ typedef struct sj {
     const char *msg;
     size_t msg_len, msg_off;
     int tls_mode, allow_plaintext, connect_timeout_ms;
-    mw_trace_fn trace;
-    void *trace_ud;
     int body_queued;
     mw_smtp_reply *reply;
     mw_smtp_caps caps;
@@ -64,45 +62,26 @@ typedef struct sj {
     char cmd[520]; /* the command in flight, masked */
 } sj;
 
-static void tracef(sj *p, int dir, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void tracef(sj *p, int dir, const char *fmt, ...)
-{
-    if (!p->trace) return;
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n >= 0)
-        p->trace(dir, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1, p->trace_ud);
-}
-
 static void set_state(sj *p, int st)
 {
     if (p->state == st || p->state == S_DONE) return;
-    tracef(p, MW_TRACE_INFO, "state %s -> %s", state_name[p->state], state_name[st]);
+    mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
     p->state = st;
 }
 
 static void end_job(sj *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void end_job(sj *p, int code, const char *fmt, ...)
 {
-    mw_loop_job *j = p->job;
-    if (j->done) return;
+    if (p->job->done) return;
+    char msg[sizeof p->job->err.message] = "";
     if (code) {
-        char msg[sizeof j->err.message];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        mwi_err_set(&j->err, code, "%s", msg);
-        tracef(p, MW_TRACE_INFO, "job ends: %s", msg);
-    } else {
-        j->err.code = 0;
     }
-    mwi_lconn_close(&p->c);
+    mwi_lconn_end(&p->c, code, msg);
     set_state(p, S_DONE);
-    j->done = 1;
 }
 
 /* Queues one command; `shown` is what the trace and mw_error show. */
@@ -118,7 +97,7 @@ static void send_cmd(sj *p, int st, const char *line, const char *shown)
         end_job(p, rc, "command refused: %s", mw_strerror(rc));
         return;
     }
-    tracef(p, MW_TRACE_SEND, "%s", p->cmd);
+    mwi_lconn_trace(&p->c, MW_TRACE_SEND, p->cmd, strlen(p->cmd));
     mwi_smtp_reply_init(p->reply);
     set_state(p, st);
 }
@@ -280,7 +259,7 @@ static void process(sj *p)
         size_t len = (size_t)(nl - l);
         pos += len + 1;
         if (len && l[len - 1] == '\r') len--;
-        if (p->trace) p->trace(MW_TRACE_RECV, l, len, p->trace_ud);
+        mwi_lconn_trace(&p->c, MW_TRACE_RECV, l, len);
         int rc = mwi_smtp_reply_feed(p->reply, l, len, &p->job->err);
         if (rc < 0) {
             end_job(p, rc, "%s", p->job->err.message);
@@ -313,8 +292,7 @@ static void feed_body(sj *p)
         p->job->result.bytes += n;
         if (!n) {
             p->body_queued = 1;
-            tracef(p, MW_TRACE_INFO, "message sent (%zu octets), waiting for the reply",
-                   p->msg_len);
+            mwi_lconn_info(&p->c, "message sent (%zu octets), waiting for the reply", p->msg_len);
             return;
         }
     }
@@ -465,8 +443,8 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     p->c.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
     p->c.total_deadline =
         o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
-    p->trace = p->c.trace = o->trace;
-    p->trace_ud = p->c.trace_ud = o->trace_userdata;
+    p->c.trace = o->trace;
+    p->c.trace_ud = o->trace_userdata;
     int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
     int fd = given_fd, ce = 0, cr = 0;
