@@ -6,11 +6,11 @@
  * would cost every mailwire process, `mailwire send` from cron included,
  * milliseconds for a feature most runs never use. */
 #include "oauth/oauth_int.h"
+#include "util/dl.h"
 #include "util/err.h"
 
 #define CURL_DISABLE_TYPECHECK /* calls go through the pointers below */
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,30 +36,23 @@ static char curl_load_error[200];
 
 static void curl_init(void)
 {
-    void *h = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        snprintf(curl_load_error, sizeof curl_load_error, "%s", dlerror());
+    /* dlsym(3) gives void *: each function pointer is stored through
+     * void ** (the documented way). */
+    static const char *const libs[] = {"libcurl.so.4", NULL};
+    const mwi_dl_sym syms[] = {
+        {"curl_global_init", (void **)&lc.global_init},
+        {"curl_easy_init", (void **)&lc.easy_init},
+        {"curl_easy_setopt", (void **)&lc.easy_setopt},
+        {"curl_easy_perform", (void **)&lc.easy_perform},
+        {"curl_easy_getinfo", (void **)&lc.easy_getinfo},
+        {"curl_easy_cleanup", (void **)&lc.easy_cleanup},
+        {"curl_easy_strerror", (void **)&lc.easy_strerror},
+        {"curl_slist_append", (void **)&lc.slist_append},
+        {"curl_slist_free_all", (void **)&lc.slist_free_all},
+    };
+    if (mwi_dl_load(libs, syms, sizeof syms / sizeof syms[0], curl_load_error,
+                    sizeof curl_load_error) != 0)
         return;
-    }
-    /* POSIX dlsym returns void *; the cast to a function pointer is the
-     * documented way (dlsym(3)). */
-#define MW_CURL_SYM(field, name) *(void **)&lc.field = dlsym(h, name)
-    MW_CURL_SYM(global_init, "curl_global_init");
-    MW_CURL_SYM(easy_init, "curl_easy_init");
-    MW_CURL_SYM(easy_setopt, "curl_easy_setopt");
-    MW_CURL_SYM(easy_perform, "curl_easy_perform");
-    MW_CURL_SYM(easy_getinfo, "curl_easy_getinfo");
-    MW_CURL_SYM(easy_cleanup, "curl_easy_cleanup");
-    MW_CURL_SYM(easy_strerror, "curl_easy_strerror");
-    MW_CURL_SYM(slist_append, "curl_slist_append");
-    MW_CURL_SYM(slist_free_all, "curl_slist_free_all");
-#undef MW_CURL_SYM
-    if (!lc.global_init || !lc.easy_init || !lc.easy_setopt || !lc.easy_perform ||
-        !lc.easy_getinfo || !lc.easy_cleanup || !lc.easy_strerror || !lc.slist_append ||
-        !lc.slist_free_all) {
-        snprintf(curl_load_error, sizeof curl_load_error, "a function is missing from it");
-        return; /* the handle stays open: the process keeps what it loaded */
-    }
     curl_init_rc = lc.global_init(CURL_GLOBAL_DEFAULT);
     if (curl_init_rc != CURLE_OK)
         snprintf(curl_load_error, sizeof curl_load_error, "curl_global_init failed");

@@ -3,7 +3,6 @@
 #include "sasl/sasl.h"
 #include "sasl/mech.h"
 
-#include <dlfcn.h>
 #include <gsasl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -13,6 +12,7 @@
 #include <string.h>
 
 #include "util/base64.h"
+#include "util/dl.h"
 #include "util/err.h"
 
 /* Highest SCRAM iteration count we agree to compute (RFC 5802 §5.1 lets
@@ -72,31 +72,23 @@ static char gs_load_error[200];
 
 static void gs_load(void)
 {
-    void *h = dlopen("libgsasl.so.18", RTLD_NOW | RTLD_LOCAL);
-    if (!h) h = dlopen("libgsasl.so.7", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        snprintf(gs_load_error, sizeof gs_load_error, "%s", dlerror());
-        return;
-    }
-    /* dlsym(3): the cast through void ** is the documented way. */
-#define MW_GS_SYM(field, name) *(void **)&G.field = dlsym(h, name)
-    MW_GS_SYM(init, "gsasl_init");
-    MW_GS_SYM(done, "gsasl_done");
-    MW_GS_SYM(callback_set, "gsasl_callback_set");
-    MW_GS_SYM(client_start, "gsasl_client_start");
-    MW_GS_SYM(property_set, "gsasl_property_set");
-    MW_GS_SYM(step, "gsasl_step");
-    MW_GS_SYM(finish, "gsasl_finish");
-    MW_GS_SYM(free_, "gsasl_free");
-    MW_GS_SYM(strerror_, "gsasl_strerror");
-    MW_GS_SYM(check_version, "gsasl_check_version");
-#undef MW_GS_SYM
-    if (!G.init || !G.done || !G.callback_set || !G.client_start || !G.property_set || !G.step ||
-        !G.finish || !G.free_ || !G.strerror_ || !G.check_version) {
-        snprintf(gs_load_error, sizeof gs_load_error, "a function is missing from it");
-        return;
-    }
-    gs_loaded = 1;
+    /* dlsym(3) gives void *: each function pointer is stored through
+     * void ** (the documented way). */
+    static const char *const libs[] = {"libgsasl.so.18", "libgsasl.so.7", NULL};
+    const mwi_dl_sym syms[] = {
+        {"gsasl_init", (void **)&G.init},
+        {"gsasl_done", (void **)&G.done},
+        {"gsasl_callback_set", (void **)&G.callback_set},
+        {"gsasl_client_start", (void **)&G.client_start},
+        {"gsasl_property_set", (void **)&G.property_set},
+        {"gsasl_step", (void **)&G.step},
+        {"gsasl_finish", (void **)&G.finish},
+        {"gsasl_free", (void **)&G.free_},
+        {"gsasl_strerror", (void **)&G.strerror_},
+        {"gsasl_check_version", (void **)&G.check_version},
+    };
+    gs_loaded = mwi_dl_load(libs, syms, sizeof syms / sizeof syms[0], gs_load_error,
+                            sizeof gs_load_error) == 0;
 }
 
 const char *mwi_sasl_gsasl_version(void)
