@@ -297,7 +297,7 @@ class CaseRun:
                 for v, ph in subs:
                     data = data.replace(v, ph)
                 if runs and runs[-1][0] == who:
-                    runs[-1][1].extend(data)
+                    runs[-1][1].extend(b"\n" + data)
                 else:
                     runs.append((who, bytearray(data)))
             self.canon[s.label] = [(w, bytes(d)) for w, d in runs]
