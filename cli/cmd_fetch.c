@@ -198,7 +198,7 @@ static void not_on_loop(job *j, const char *why)
         return;
     }
     j->rc = MW_EUNSUPPORTED;
-    snprintf(j->err.message, sizeof j->err.message, "not on the loop engine yet: %s", why);
+    snprintf(j->err.message, sizeof j->err.message, "not on the loop engine yet: %.250s", why);
 }
 
 static void top_up(loop_run *lr);

@@ -103,8 +103,8 @@ typedef struct p3l {
     mw_error first_err; /* the first message-level failure (below) */
     mwi_loop_msg_error_fn msg_error;
     void *msg_error_ud;
-    int uid_mode;      /* 2: UIDL answered, 1: LAST instead, 0: neither (RFC 1460) */
-    uint64_t last;     /* LAST's answer */
+    int uid_mode;  /* 2: UIDL answered, 1: LAST instead, 0: neither (RFC 1460) */
+    uint64_t last; /* LAST's answer */
     int uidl_refused;
     /* The size a RETR reply announced ("+OK 120 octets"), checked against
      * what came; UINT64_MAX: none.  After a reply without one, no more

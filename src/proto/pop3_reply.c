@@ -199,7 +199,6 @@ int mwi_pop3_status_error(mw_error *err, const mw_pop3_status *st, int dflt, con
     mwi_err_set_reply(err, st->text, st->text_len);
     mwi_copy_printable(err->resp_code, sizeof err->resp_code, st->code, strlen(st->code));
     if (st->kind == MW_POP3_CONT)
-        return mwi_err_set(err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what,
-                           err->reply);
+        return mwi_err_set(err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what, err->reply);
     return mwi_err_set(err, code, "%s: server said -ERR %s", what, err->reply);
 }
