@@ -25,13 +25,13 @@ struct mwi_sasld {
     const char *mech;    /* the one being tried */
     mw_sasl *eng;
     int state;
-    int rounds;     /* continuations answered under this mechanism */
-    int in_exch;    /* the last line was a continuation or "*" */
-    int fatal;      /* FAIL that leaves the connection unusable */
-    int refresh;    /* the token asked for replaces a refused one */
-    int refreshed;  /* this mechanism already had its one refresh */
-    char *token;    /* from the provider (secret) */
-    char *line;     /* the line to send (secret) */
+    int rounds;    /* continuations answered under this mechanism */
+    int in_exch;   /* the last line was a continuation or "*" */
+    int fatal;     /* FAIL that leaves the connection unusable */
+    int refresh;   /* the token asked for replaces a refused one */
+    int refreshed; /* this mechanism already had its one refresh */
+    char *token;   /* from the provider (secret) */
+    char *line;    /* the line to send (secret) */
     size_t line_len, line_cap;
     char shown[200];
     mw_error err;
@@ -219,8 +219,7 @@ int mwi_sasld_token(mwi_sasld *d, int rc, char *token, const mw_error *perr)
     }
     if (!token) {
         /* On a refresh, "nothing newer": the refusal stands. */
-        if (!d->refresh)
-            mwi_err_set(&d->err, MW_EINVAL, "the token provider gave no token");
+        if (!d->refresh) mwi_err_set(&d->err, MW_EINVAL, "the token provider gave no token");
         return fail(d, 0);
     }
     wipe_str(&d->token);

@@ -472,8 +472,8 @@ static void early_success_is_refused(void **state)
 static void endless_continuations_are_bounded(void **state)
 {
     (void)state;
-    static const char *const mechs[] = {"PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2", "OAUTHBEARER",
-                                        "EXTERNAL"};
+    static const char *const mechs[] = {"PLAIN",   "LOGIN",       "CRAM-MD5",
+                                        "XOAUTH2", "OAUTHBEARER", "EXTERNAL"};
     static const char *const challenges[] = {"", "VXNlcm5hbWU6", "PDEyMzQ1QHNjcmlwdGVkPg=="};
     for (size_t i = 0; i < 2; i++) {
         for (size_t m = 0; m < sizeof mechs / sizeof mechs[0]; m++) {
