@@ -211,10 +211,12 @@ int mwi_sasld_token(mwi_sasld *d, int rc, char *token, const mw_error *perr)
     if (rc) {
         /* The provider's error, unchanged: it knows why. */
         wipe_str(&token);
-        if (perr && perr->code == rc)
+        if (perr && (perr->code == rc || perr->message[0])) {
             d->err = *perr;
-        else
+            d->err.code = rc;
+        } else {
             mwi_err_set(&d->err, rc, "the token provider failed (%s)", mw_strerror(rc));
+        }
         return fail(d, 0);
     }
     if (!token) {

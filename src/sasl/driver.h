@@ -29,6 +29,15 @@
  *
  * Every call returns at once; a job keeps `act` and the driver between
  * events.  A read or write failure is the caller's: it stops driving.
+ * From an event-loop job: on entering its AUTH state, make the driver and
+ * run the switch above up to the first SEND (NEXT and TOKEN are answered at
+ * once); queue the line, return to the loop; when ONE complete reply has
+ * arrived (POP3: one status line through mwi_pop3_parse_status; SMTP: a
+ * complete mw_smtp_reply) feed it and run the switch again.  The lines can
+ * be up to MWI_SASLD_MAX_LINE long; only the first is a command (the one
+ * an error names).  The token provider (token.h) is a blocking callback:
+ * a job that has none fails TOKEN with mwi_sasld_token(d, MW_EUNSUPPORTED,
+ * NULL, NULL).
  *
  * THE FALLBACK RULE (docs/CONVENTIONS.md, "SASL fallback"), both protocols:
  * the mechanisms tried are those the caller allows (named, in the caller's
