@@ -151,7 +151,7 @@ typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t
  * UIDL state file), then return 0; another value ends the job with it and
  * nothing is deleted. */
 typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
-#define MW_LOOP_POP3_OPTS_VERSION 1
+#define MW_LOOP_POP3_OPTS_VERSION 2
 typedef struct mw_loop_pop3_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address (no name lookup yet) */
@@ -183,11 +183,22 @@ typedef struct mw_loop_pop3_opts {
      * the server closes; store may be NULL.  For watching many mailboxes
      * at little cost; the job ends only with an error or MW_ECANCELED. */
     int idle_noop_ms;
+    /* Version 2.  How to log in, as mw_pop3_opts says it (pop3.h):
+     * MW_POP3_AUTH_USER (the default of version 1), _AUTO, _APOP, _SASL
+     * with sasl_mechs, _NONE (cmds only); sasl_ir, authzid and
+     * trace_secrets as there.  Channel binding (-PLUS) and token providers
+     * are not on the loop yet. */
+    int auth;
+    const char *sasl_mechs;
+    const char *authzid;
+    int sasl_ir;
+    int trace_secrets;
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
-            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0                               \
+            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,     \
+            NULL, NULL, 1, 0                                                                       \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
@@ -206,6 +217,61 @@ typedef struct mw_loop_pop3_opts {
 MW_EXTERN int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out,
                                      const mw_loop_pop3_opts *opts, mw_loop_done_fn done,
                                      void *userdata, mw_error *err);
+
+/* A POP3 command sequence (RFC 1939 §5): after the login and a STAT (as
+ * mw_pop3_open does), the commands one after the other, then QUIT. */
+enum mw_loop_pop3_op {
+    MW_LOOP_POP3_STAT = 1,
+    MW_LOOP_POP3_LIST, /* msg 0: every message; else that one */
+    MW_LOOP_POP3_UIDL, /* msg 0: every message; else that one */
+    MW_LOOP_POP3_RETR,
+    MW_LOOP_POP3_TOP, /* msg, lines */
+    MW_LOOP_POP3_DELE,
+    MW_LOOP_POP3_NOOP,
+    MW_LOOP_POP3_RSET,
+    MW_LOOP_POP3_LAST,
+    MW_LOOP_POP3_CAPA,
+};
+typedef struct mw_loop_pop3_cmd {
+    int op; /* enum mw_loop_pop3_op */
+    uint64_t msg;
+    uint64_t lines;
+} mw_loop_pop3_cmd;
+/* What arrived for command `index`, in order: the status (kind
+ * MW_LOOP_POP3_STATUS: data is the text after "+OK"), then for a multi-line
+ * reply each listing or CAPA line (_LINE) or each piece of a message
+ * (_DATA: octets as the server holds them, dot-unstuffed, CR LF kept),
+ * then _END.  msg/value: STAT count and octets, a listing entry's number
+ * and size (uid: its unique-id), LAST's number; at a RETR's _END value
+ * is the octets received and msg the size its reply announced
+ * (UINT64_MAX: none).  A -ERR ends the job instead (no QUIT: nothing
+ * the sequence deleted is applied), with the error mw_pop3_* gives. */
+#define MW_LOOP_POP3_STATUS 1
+#define MW_LOOP_POP3_LINE   2
+#define MW_LOOP_POP3_DATA   3
+#define MW_LOOP_POP3_END    4
+typedef struct mw_loop_pop3_reply {
+    size_t index; /* into the commands */
+    int op;
+    int kind;
+    const char *data;
+    size_t len;
+    uint64_t msg, value;
+    const char *uid;
+} mw_loop_pop3_reply;
+/* Returns 0 to go on; another value ends the job like mw_loop_cancel,
+ * with that value as its result. */
+typedef int (*mw_loop_pop3_reply_fn)(mw_loop_job *job, const mw_loop_pop3_reply *r,
+                                     void *userdata);
+/* Adds a POP3 session that runs cmds[0..n) (copied) after the login and
+ * a STAT, then QUIT; the same bytes as the blocking calls (pop3.h) send
+ * for them.  A message number over STAT's count is refused before it is
+ * sent, as there.  opts->store and the fetch callbacks are not used.
+ * Returns as mw_loop_add_pop3_fetch. */
+MW_EXTERN int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out,
+                                    const mw_loop_pop3_opts *opts, const mw_loop_pop3_cmd *cmds,
+                                    size_t n, mw_loop_pop3_reply_fn reply, void *reply_userdata,
+                                    mw_loop_done_fn done, void *userdata, mw_error *err);
 
 /* The end of a fetch added with mw_loop_add_fetch: res and err as
  * mw_fetch_account gives them (err->code is 0 on success). */

@@ -153,6 +153,7 @@ int main(void)
         case 6:
             o.user = "a10";
             o.password = "pw-a10";
+            o.auth = MW_POP3_AUTH_USER; /* the default (auto) takes SCRAM from Dovecot */
             break;
         }
         mw_error err = {0};
