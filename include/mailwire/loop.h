@@ -186,19 +186,20 @@ typedef struct mw_loop_pop3_opts {
     /* Version 2.  How to log in, as mw_pop3_opts says it (pop3.h):
      * MW_POP3_AUTH_USER (the default of version 1), _AUTO, _APOP, _SASL
      * with sasl_mechs, _NONE (cmds only); sasl_ir, authzid and
-     * trace_secrets as there.  Channel binding (-PLUS) and token providers
-     * are not on the loop yet. */
+     * trace_secrets as there; token as mw_pop3_opts.token.  Channel
+     * binding (-PLUS) and token providers are not on the loop yet. */
     int auth;
     const char *sasl_mechs;
     const char *authzid;
     int sasl_ir;
     int trace_secrets;
+    const char *token; /* an OAuth 2.0 bearer token for XOAUTH2 / OAUTHBEARER */
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
             0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,     \
-            NULL, NULL, 1, 0                                                                       \
+            NULL, NULL, 1, 0, NULL                                                                 \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
@@ -284,9 +285,9 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * DELE, QUIT last.  o->pop3 gives the port, TLS (STARTTLS, IMPLICIT or
  * NONE; tls_opts as in mw_loop_pop3_opts), user and password, allow_plaintext,
  * net's connect_timeout_ms / io_timeout_ms / max_time_ms / family,
- * pipelining, window and trace.  Not on the loop yet, refused with
- * MW_EUNSUPPORTED: the filter, SASL, APOP, tokens, a caller's stream,
- * msex, proxies.  A host name is looked up in this call (getaddrinfo
+ * pipelining, window and trace, the login (auth, sasl_mechs, authzid,
+ * sasl_ir, token).  Not on the loop yet, refused with MW_EUNSUPPORTED:
+ * the filter, token providers, a caller's stream, msex, proxies.  A host name is looked up in this call (getaddrinfo
  * blocks); the certificate is checked against that name.  Strings of o are
  * used during this call only.  Returns 0 (done will be called), or the
  * codes of mw_fetch_account's setup and of mw_loop_add_pop3_fetch; then

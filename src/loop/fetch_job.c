@@ -168,11 +168,10 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
     if (o->filter && *o->filter)
         return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: the filter is not on the loop yet");
     if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
-    if (po->stream || po->token || po->token_fn || po->authzid || po->sasl_mechs || po->msex ||
-        (po->auth != MW_POP3_AUTH_AUTO && po->auth != MW_POP3_AUTH_USER))
+    if (po->stream || (po->version >= 2 && po->token_fn) || po->msex ||
+        po->auth == MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "fetch: the loop logs in with USER/PASS only (no SASL, APOP, "
-                           "token or stream of the caller's yet)");
+                           "fetch: no token provider, caller's stream or msex on the loop yet");
     if (po->net && po->net->proxy && *po->net->proxy)
         return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: proxies are not on the loop yet");
     if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
@@ -210,6 +209,12 @@ static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const 
     lo->user = po->user;
     lo->password = po->password;
     lo->allow_plaintext = po->allow_plaintext;
+    lo->auth = po->auth;
+    lo->sasl_mechs = po->sasl_mechs;
+    lo->authzid = po->authzid;
+    lo->sasl_ir = po->sasl_ir;
+    lo->trace_secrets = po->trace_secrets;
+    lo->token = po->token;
     if (po->net) {
         if (po->net->connect_timeout_ms > 0) lo->connect_timeout_ms = po->net->connect_timeout_ms;
         if (po->net->io_timeout_ms > 0) lo->io_timeout_ms = po->net->io_timeout_ms;

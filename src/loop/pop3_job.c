@@ -407,6 +407,10 @@ static void destroy(mw_loop_job *j)
     free(p->authzid);
     free(p->sasl_mechs);
     free(p->sasl_offered);
+    if (p->token) {
+        explicit_bzero(p->token, strlen(p->token));
+        free(p->token);
+    }
     if (p->password) {
         explicit_bzero(p->password, strlen(p->password));
         free(p->password);
@@ -440,6 +444,8 @@ static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
     if (auth == MW_POP3_AUTH_NONE && mode != P3L_CMDS)
         return mwi_err_set(err, MW_EINVAL, "a fetch or an idle session needs a login");
     int need_pw = auth == MW_POP3_AUTH_USER || auth == MW_POP3_AUTH_APOP;
+    if (o->version >= 2 && o->token && strpbrk(o->token, "\r\n"))
+        return mwi_err_set(err, MW_EINVAL, "CR or LF in the token");
     if (auth != MW_POP3_AUTH_NONE && (bad_arg(o->user, 0) || bad_arg(o->password, !need_pw)))
         return mwi_err_set(err, MW_EINVAL,
                            "user and password must be given, without CR or LF, at most %d "
@@ -481,6 +487,7 @@ static void take_opts(p3l *p, const mw_loop_pop3_opts *o, int *fail)
         p->sasl_mechs = dup_or_null(o->sasl_mechs, fail);
         p->sasl_ir = o->sasl_ir;
         p->trace_secrets = o->trace_secrets;
+        p->token = dup_or_null(o->token, fail);
     }
     p->tls_mode = o->tls;
     p->c.port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 995 : 110);

@@ -82,7 +82,7 @@ typedef struct p3l {
     int state;
     int mode;    /* enum p3l_mode */
     mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
-    char *user, *password, *authzid, *sasl_mechs;
+    char *user, *password, *authzid, *sasl_mechs, *token;
     int auth; /* enum mw_pop3_auth_mode (pop3.h) */
     int sasl_ir, trace_secrets;
     int tls_mode, allow_plaintext, keep;

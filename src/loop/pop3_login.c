@@ -2,8 +2,9 @@
  * with its words: USER/PASS (RFC 1939 §7), APOP (RFC 1939 §7, only when
  * asked for), AUTH (RFC 5034) driven by the one SASL driver
  * (src/sasl/driver.h), and with MW_POP3_AUTH_AUTO the strongest SASL
- * mechanism offered, else USER/PASS.  Not on the loop yet: channel
- * binding (-PLUS mechanisms) and token providers. */
+ * mechanism offered, else USER/PASS.  A bearer token is taken as given.
+ * Not on the loop yet: channel binding (-PLUS mechanisms) and token
+ * providers (a refused token is not refreshed). */
 #include "loop/pop3_job.h"
 #include "sasl/driver.h"
 #include "util/err.h"
@@ -84,6 +85,8 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c)
     c->policy.tls = p->c.tls != NULL;
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
+    c->policy.has_token = p->token != NULL;
+    c->creds.token = p->token;
     c->creds.authcid = p->user;
     c->creds.authzid = p->authzid;
     c->creds.password = p->password;
