@@ -198,7 +198,7 @@ typedef struct mw_loop_pop3_opts {
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
-            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,     \
+            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,   \
             NULL, NULL, 1, 0, NULL                                                                 \
     }
 
@@ -262,16 +262,15 @@ typedef struct mw_loop_pop3_reply {
 } mw_loop_pop3_reply;
 /* Returns 0 to go on; another value ends the job like mw_loop_cancel,
  * with that value as its result. */
-typedef int (*mw_loop_pop3_reply_fn)(mw_loop_job *job, const mw_loop_pop3_reply *r,
-                                     void *userdata);
+typedef int (*mw_loop_pop3_reply_fn)(mw_loop_job *job, const mw_loop_pop3_reply *r, void *userdata);
 /* Adds a POP3 session that runs cmds[0..n) (copied) after the login and
  * a STAT, then QUIT; the same bytes as the blocking calls (pop3.h) send
  * for them.  A message number over STAT's count is refused before it is
  * sent, as there.  opts->store and the fetch callbacks are not used.
  * Returns as mw_loop_add_pop3_fetch. */
-MW_EXTERN int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out,
-                                    const mw_loop_pop3_opts *opts, const mw_loop_pop3_cmd *cmds,
-                                    size_t n, mw_loop_pop3_reply_fn reply, void *reply_userdata,
+MW_EXTERN int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                                    const mw_loop_pop3_cmd *cmds, size_t n,
+                                    mw_loop_pop3_reply_fn reply, void *reply_userdata,
                                     mw_loop_done_fn done, void *userdata, mw_error *err);
 
 /* The end of a fetch added with mw_loop_add_fetch: res and err as
@@ -287,11 +286,10 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * net's connect_timeout_ms / io_timeout_ms / max_time_ms / family,
  * pipelining, window and trace, the login (auth, sasl_mechs, authzid,
  * sasl_ir, token).  Not on the loop yet, refused with MW_EUNSUPPORTED:
- * the filter, token providers, a caller's stream, msex, proxies.  A host name is looked up in this call (getaddrinfo
- * blocks); the certificate is checked against that name.  Strings of o are
- * used during this call only.  Returns 0 (done will be called), or the
- * codes of mw_fetch_account's setup and of mw_loop_add_pop3_fetch; then
- * nothing was added and err says why. */
+ * the filter, token providers, a caller's stream, msex, proxies.  A host name is looked up in this
+ * call (getaddrinfo blocks); the certificate is checked against that name.  Strings of o are used
+ * during this call only.  Returns 0 (done will be called), or the codes of mw_fetch_account's setup
+ * and of mw_loop_add_pop3_fetch; then nothing was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
 #define MW_LOOP_SMTP_OPTS_VERSION 1

@@ -278,6 +278,20 @@ deadline:
         if (!j->done) update_wait(c);
         return;
     }
+    if (mw_now_ms() >= c->total_deadline && c->max_time_ms > 0) {
+        /* src/net's words for it (stream.c, max_time_exceeded). */
+        int ms = c->max_time_ms;
+        char t[32];
+        snprintf(t, sizeof t, ms % 1000 ? "%d ms" : "%d s", ms % 1000 ? ms : ms / 1000);
+        if (c->connecting)
+            fail(c, MW_ETIMEOUT,
+                 "session exceeded its max-time of %s while connecting to %s port %u", t, c->host,
+                 c->port);
+        else
+            fail(c, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
+                 c->handshaking ? "in the TLS handshake" : "reading a line");
+        return;
+    }
     if (mw_now_ms() >=
         (c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline)) {
         fail(c, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",

@@ -29,8 +29,7 @@ static int deliver(p3l *p, int kind, const char *data, size_t len, uint64_t msg,
     if (!p->reply) return 0;
     mw_loop_pop3_reply r = {p->next_cmd, cur(p)->op, kind, data, len, msg, value, uid};
     int rc = p->reply(p->job, &r, p->reply_ud);
-    if (rc)
-        mwi_p3l_end(p, rc, "%s: stopped by the reply callback (%d)", p->cur_cmd, rc);
+    if (rc) mwi_p3l_end(p, rc, "%s: stopped by the reply callback (%d)", p->cur_cmd, rc);
     return rc;
 }
 
@@ -241,15 +240,16 @@ void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
     uint64_t m, s = 0;
     const char *u = NULL;
     size_t ul = 0;
-    int bad = uidl ? mwi_pop3_parse_uidl(l, len, &m, &u, &ul) : mwi_pop3_parse_listing(l, len, &m, &s);
+    int bad =
+        uidl ? mwi_pop3_parse_uidl(l, len, &m, &u, &ul) : mwi_pop3_parse_listing(l, len, &m, &s);
     mw_error *e = &p->job->err;
     if (bad || (p->have_count && m > p->count) || (p->have_count && p->ml_n >= p->count)) {
         mwi_err_set_command(e, what, 4);
         mwi_err_set_reply(e, l, len);
         if (bad || m > p->count)
             mwi_p3l_end(p, MW_EPROTO,
-                        bad ? "bad %s line: '%s'" : "%s names a message over the count: '%s'",
-                        what, e->reply);
+                        bad ? "bad %s line: '%s'" : "%s names a message over the count: '%s'", what,
+                        e->reply);
         else
             mwi_p3l_end(p, MW_EPROTO,
                         "%s lists more entries than the %llu messages: '%s'; stopped reading it",

@@ -141,11 +141,12 @@ static void message_done(p3l *p)
         mw_store_abort(p->store);
         char what[48];
         snprintf(what, sizeof what, "RETR %llu", (unsigned long long)m->num);
-        mwi_p3l_msg_failed(p, m->num, MW_EPROTO, what,
-                   "message %llu arrived incomplete or not as announced (%llu octets, server said "
-                   "%llu); not stored, left on the server",
-                   (unsigned long long)m->num, (unsigned long long)p->body.produced,
-                   (unsigned long long)p->declared);
+        mwi_p3l_msg_failed(
+            p, m->num, MW_EPROTO, what,
+            "message %llu arrived incomplete or not as announced (%llu octets, server said "
+            "%llu); not stored, left on the server",
+            (unsigned long long)m->num, (unsigned long long)p->body.produced,
+            (unsigned long long)p->declared);
         mwi_p3l_fill_window(p);
         return;
     }
@@ -155,7 +156,7 @@ static void message_done(p3l *p)
     if (rc == 0 && !p->plan) rc = mw_store_sync(p->store);
     if (rc) {
         mwi_p3l_end(p, rc, "storing message %llu: %s", (unsigned long long)m->num,
-                mw_store_error(p->store)->message);
+                    mw_store_error(p->store)->message);
         return;
     }
     p->job->result.stored++;
@@ -166,12 +167,13 @@ static void message_done(p3l *p)
         rc = p->stored(p->job, m->num, m->uid ? m->uid : "", p->body.produced, p->stored_ud);
         if (rc) {
             mwi_p3l_end(p, rc, "stopped by the stored callback after message %llu",
-                    (unsigned long long)m->num);
+                        (unsigned long long)m->num);
             return;
         }
     }
     if (p->job->cancel_rc) {
-        mwi_p3l_end(p, p->job->cancel_rc, "cancelled after message %llu", (unsigned long long)m->num);
+        mwi_p3l_end(p, p->job->cancel_rc, "cancelled after message %llu",
+                    (unsigned long long)m->num);
         return;
     }
     if (!p->plan && (m->act & MW_LOOP_DELE)) {
@@ -188,9 +190,9 @@ static int add_msg(p3l *p, uint64_t num, uint64_t size)
         /* src/pop3's words for it (pop3.c, list_line): the loop sends no
          * STAT either. */
         mwi_p3l_end(p, MW_ETOOBIG,
-                "LIST reply of over %u entries with no message count (STAT) to bound it; "
-                "stopped reading it",
-                P3L_MAX_MSGS);
+                    "LIST reply of over %u entries with no message count (STAT) to bound it; "
+                    "stopped reading it",
+                    P3L_MAX_MSGS);
         return -1;
     }
     if (p->nmsgs == p->msgs_cap) {
@@ -205,7 +207,7 @@ static int add_msg(p3l *p, uint64_t num, uint64_t size)
     }
     if (p->nmsgs && p->msgs[p->nmsgs - 1].num >= num) {
         mwi_p3l_end(p, MW_EPROTO, "LIST not in ascending message order at %llu",
-                (unsigned long long)num);
+                    (unsigned long long)num);
         return -1;
     }
     p->msgs[p->nmsgs].num = num;
@@ -226,11 +228,12 @@ static int body_too_long(p3l *p)
     if (p->body.produced <= m->size + slack) return 0;
     mw_store_abort(p->store);
     p->in_body = 0;
-    mwi_p3l_end(p, MW_ETOOBIG,
-            "RETR %llu: the server sent over %llu octets for a message announced as %llu octets; "
-            "not stored, left on the server",
-            (unsigned long long)m->num, (unsigned long long)(m->size + slack),
-            (unsigned long long)m->size);
+    mwi_p3l_end(
+        p, MW_ETOOBIG,
+        "RETR %llu: the server sent over %llu octets for a message announced as %llu octets; "
+        "not stored, left on the server",
+        (unsigned long long)m->num, (unsigned long long)(m->size + slack),
+        (unsigned long long)m->size);
     return 1;
 }
 void mwi_loop_pop3_on_msg_error(mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud)

@@ -18,11 +18,11 @@
 #include <unistd.h>
 
 static const char *const state_name[] = {
-    "connecting", "TLS handshake", "greeting", "CAPA", "STLS", "USER",    "PASS",     "LIST/UIDL",
-    "transfer",   "QUIT",          "idle",     "done", "AUTH", "STAT",    "commands",
+    "connecting", "TLS handshake", "greeting", "CAPA", "STLS", "USER", "PASS",     "LIST/UIDL",
+    "transfer",   "QUIT",          "idle",     "done", "AUTH", "STAT", "commands",
 };
-const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER", "PASS", "LIST",
-                                         "UIDL",     "RETR", "DELE", "QUIT", "NOOP", "LAST",
+const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER",   "PASS", "LIST",
+                                         "UIDL",     "RETR", "DELE", "QUIT",   "NOOP", "LAST",
                                          "AUTH",     "APOP", "STAT", "command"};
 
 void mwi_p3l_set_state(p3l *p, int st)
@@ -102,7 +102,6 @@ void mwi_p3l_err_command(p3l *p, const p3l_cmd *c)
     if (n > 0) mwi_err_set_command(&p->job->err, buf, strlen(buf));
 }
 
-
 /* A -ERR ends the job with the error the blocking session gives for it
  * (mwi_pop3_status_error, src/proto/pop3_reply.c), named as src/pop3 names
  * it: "RETR 2: server said -ERR ...", a refused login "PASS refused: ...". */
@@ -140,7 +139,6 @@ static void after_capa(p3l *p)
     }
     mwi_p3l_login(p);
 }
-
 
 /* One line of a multi-line reply (dot-unstuffed already). */
 static void ml_line(p3l *p, const char *l, size_t len)
@@ -193,11 +191,21 @@ static void status_line(p3l *p, const char *l, size_t len)
     p3l_cmd c = p->q[p->q_head];
     p->q_head = (p->q_head + 1) % p->q_cap;
     p->q_len--;
-    if (mwi_pop3_parse_status(&st, l, len) != 0 || (st.kind == MW_POP3_CONT && c.kind != K_AUTH)) {
-        mwi_p3l_err_command(p, &c);
-        mwi_err_set_reply(&p->job->err, l, len);
-        mwi_p3l_end(p, MW_EPROTO, "neither +OK nor -ERR in answer to %s",
-                c.kind == K_GREET ? "the greeting" : mwi_p3l_kind_name[c.kind]);
+    mw_error *je = &p->job->err;
+    if (mwi_pop3_parse_status(&st, l, len) != 0) {
+        /* src/pop3's words (pop3.c, mwi_pop3_read_status). */
+        if (c.kind != K_GREET) mwi_p3l_err_command(p, &c);
+        mwi_err_set_reply(je, l, len);
+        mwi_p3l_end(p, MW_EPROTO, "server sent neither +OK nor -ERR: '%.300s'", je->reply);
+        return;
+    }
+    if (st.kind == MW_POP3_CONT && c.kind != K_AUTH) {
+        /* A "+ " outside AUTH: the reply stream can no longer be trusted. */
+        char what[sizeof je->command];
+        if (c.kind != K_GREET) mwi_p3l_err_command(p, &c);
+        snprintf(what, sizeof what, "%s", c.kind == K_GREET ? "greeting" : je->command);
+        int rc = mwi_pop3_status_error(je, &st, MW_EPROTO, what);
+        mwi_p3l_end(p, rc, "%.300s", je->message);
         return;
     }
     int ok = st.kind == MW_POP3_OK;
@@ -263,6 +271,15 @@ static void status_line(p3l *p, const char *l, size_t len)
         mwi_p3l_fetch_reply(p, &c, &st);
 }
 
+/* src/pop3's words (mwi_pop3_read_status): the command whose reply it is. */
+static void line_too_long(p3l *p, size_t most)
+{
+    mw_error *e = &p->job->err;
+    if (p->q_len && p->q[p->q_head].kind != K_GREET) mwi_p3l_err_command(p, &p->q[p->q_head]);
+    mwi_p3l_end(p, MW_ETOOBIG, "reply line over the %zu-octet limit (after %s)", most,
+                e->command[0] ? e->command : "connecting");
+}
+
 /* Takes what is in p->c.in as far as it goes. */
 static void process(p3l *p)
 {
@@ -283,8 +300,7 @@ static void process(p3l *p)
             /* Bounded by the line limit and by the input buffer (smaller
              * for an idle session). */
             size_t maxl = p->c.in_cap - 1 < P3L_LINE_MAX ? p->c.in_cap - 1 : P3L_LINE_MAX;
-            if (p->c.in_len - pos > maxl)
-                mwi_p3l_end(p, MW_ETOOBIG, "a reply line is longer than %zu octets", maxl);
+            if (p->c.in_len - pos > maxl) line_too_long(p, maxl);
             break;
         }
         char *l = p->c.in + pos;
@@ -292,7 +308,7 @@ static void process(p3l *p)
         pos += len + 1;
         if (len && l[len - 1] == '\r') len--;
         if (len > P3L_LINE_MAX) {
-            mwi_p3l_end(p, MW_ETOOBIG, "a reply line is longer than %d octets", P3L_LINE_MAX);
+            line_too_long(p, P3L_LINE_MAX);
             break;
         }
         mwi_p3l_trace_recv(p, l, len);
@@ -497,6 +513,7 @@ static void take_opts(p3l *p, const mw_loop_pop3_opts *o, int *fail)
     p->c.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
     p->c.total_deadline =
         o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
+    p->c.max_time_ms = o->max_time_ms;
     p->c.trace = o->trace;
     p->c.trace_ud = o->trace_userdata;
     p->window = o->window ? o->window : 16;
@@ -608,16 +625,14 @@ int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_
 
 int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                           const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
-                          void *reply_userdata, mw_loop_done_fn done, void *userdata,
-                          mw_error *err)
+                          void *reply_userdata, mw_loop_done_fn done, void *userdata, mw_error *err)
 {
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
     if (n && !cmds) return mwi_err_set(err, MW_EINVAL, "no commands");
     for (size_t i = 0; i < n; i++)
         if (cmds[i].op < MW_LOOP_POP3_STAT || cmds[i].op > MW_LOOP_POP3_CAPA)
-            return mwi_err_set(err, MW_EINVAL, "command %zu: unknown operation %d", i,
-                               cmds[i].op);
+            return mwi_err_set(err, MW_EINVAL, "command %zu: unknown operation %d", i, cmds[i].op);
     mw_loop_job *j;
     int rc = build(&j, opts, P3L_CMDS, 1, err);
     if (rc) return rc;

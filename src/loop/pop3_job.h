@@ -133,9 +133,9 @@ typedef struct p3l {
     void *reply_ud;
     uint64_t count; /* STAT's */
     int have_count;
-    size_t ml_n;      /* entries of the listing being read */
-    char cur_cmd[64];    /* the caller's command or login line in flight, as errors name it */
-    char body_what[48];  /* "RETR 2", "TOP 2": the message being read */
+    size_t ml_n;        /* entries of the listing being read */
+    char cur_cmd[64];   /* the caller's command or login line in flight, as errors name it */
+    char body_what[48]; /* "RETR 2", "TOP 2": the message being read */
 } p3l;
 
 void mwi_p3l_set_state(p3l *p, int st);

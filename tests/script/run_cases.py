@@ -300,6 +300,11 @@ class CaseRun:
                     runs[-1][1].extend(b"\n" + data)
                 else:
                     runs.append((who, bytearray(data)))
+            # What the server said after the client's last line depends on
+            # when the client closed (a send into a closed socket ends the
+            # script): not compared.
+            while runs and runs[-1][0] == "S" and any(w == "C" for w, _ in runs):
+                runs.pop()
             self.canon[s.label] = [(w, bytes(d)) for w, d in runs]
 
     @staticmethod
