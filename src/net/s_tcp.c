@@ -109,6 +109,81 @@ size_t mwi_tcp_order(const struct addrinfo *res, const struct addrinfo **out, si
     return n;
 }
 
+/* A race of connection attempts (RFC 8305 §5) in progress. */
+struct race {
+    const struct addrinfo *order[MW_TCP_MAX_ADDRS];
+    size_t n, next;             /* addresses, and the next to try */
+    int pend[MW_TCP_MAX_ADDRS]; /* attempts still connecting */
+    size_t np;
+    int64_t next_at; /* when the next attempt is due */
+    int delay_ms;
+    int *tried, *last_errno;
+    char *last;
+    size_t lastsz;
+};
+
+/* Starts the next attempt when it is due (at once when none is pending),
+ * one per delay; an address that fails at once makes way for the next.
+ * Returns a socket that connected at once, or -1. */
+static int race_start(struct race *r, int64_t now)
+{
+    while (r->next < r->n && (r->np == 0 || now >= r->next_at)) {
+        const struct addrinfo *ai = r->order[r->next++];
+        (*r->tried)++;
+        addr_text(ai, r->last, r->lastsz);
+        int fd =
+            socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+        if (fd < 0) {
+            *r->last_errno = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) return fd;
+        if (errno != EINPROGRESS && errno != EINTR) {
+            *r->last_errno = errno;
+            close(fd);
+            continue;
+        }
+        r->pend[r->np++] = fd;
+        r->next_at = now + r->delay_ms;
+        break;
+    }
+    return -1;
+}
+
+/* Waits for the pending attempts until the next is due, the deadline or
+ * a cancel, and settles those that finished.  Returns the socket that
+ * connected, -1 (none yet) or -2 (poll failed: *last_errno). */
+static int race_wait(struct race *r, int64_t now, int64_t deadline, mw_cancel *cancel)
+{
+    struct pollfd pf[MW_TCP_MAX_ADDRS + 1];
+    for (size_t k = 0; k < r->np; k++)
+        pf[k] = (struct pollfd){.fd = r->pend[k], .events = POLLOUT};
+    int cfd = mwi_cancel_fd(cancel);
+    pf[r->np] = (struct pollfd){.fd = cfd, .events = POLLIN};
+    int64_t wait = -1;
+    if (r->next < r->n) wait = r->next_at > now ? r->next_at - now : 0;
+    if (deadline != MW_NO_DEADLINE && (wait < 0 || deadline - now < wait)) wait = deadline - now;
+    if (wait > INT_MAX) wait = INT_MAX;
+    int rc = poll(pf, r->np + (cfd >= 0), (int)wait);
+    if (rc < 0) {
+        if (errno == EINTR) return -1;
+        *r->last_errno = errno;
+        return -2;
+    }
+    for (size_t k = r->np; k-- > 0;) {
+        if (!pf[k].revents) continue;
+        int soerr = 0, fd = r->pend[k];
+        socklen_t sl = sizeof soerr;
+        if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
+        r->pend[k] = r->pend[--r->np];
+        if (soerr == 0) return fd;
+        *r->last_errno = soerr;
+        close(fd);
+        r->next_at = now; /* a failure starts the next attempt at once */
+    }
+    return -1;
+}
+
 /* Happy Eyeballs (RFC 8305 §5): one connection attempt is started, and the
  * next after `delay_ms` if none has connected by then (at once when one
  * fails); the first to connect wins and the others are closed.  Every
@@ -120,13 +195,15 @@ int mwi_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_
                           mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,
                           size_t lastsz)
 {
-    const struct addrinfo *order[MW_TCP_MAX_ADDRS];
-    size_t n = mwi_tcp_order(res, order, MW_TCP_MAX_ADDRS);
-    int pend[MW_TCP_MAX_ADDRS];
-    size_t np = 0, next = 0;
+    struct race r = {.delay_ms = delay_ms,
+                     .tried = tried,
+                     .last_errno = last_errno,
+                     .last = last,
+                     .lastsz = lastsz};
+    r.n = mwi_tcp_order(res, r.order, MW_TCP_MAX_ADDRS);
     int64_t now = mw_now_ms();
     int64_t deadline = timeout_ms > 0 ? now + timeout_ms : MW_NO_DEADLINE;
-    int64_t next_at = now;
+    r.next_at = now;
     int rc = MW_ENET, winner = -1;
     *tried = 0;
     *last_errno = ECONNREFUSED;
@@ -141,71 +218,15 @@ int mwi_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_
             rc = MW_ETIMEOUT;
             break;
         }
-        /* Start the next attempt when it is due (at once when none is
-         * pending), one per delay. */
-        while (next < n && (np == 0 || now >= next_at)) {
-            const struct addrinfo *ai = order[next++];
-            (*tried)++;
-            addr_text(ai, last, lastsz);
-            int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                            ai->ai_protocol);
-            if (fd < 0) {
-                *last_errno = errno;
-                continue;
-            }
-            if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
-                winner = fd;
-                break;
-            }
-            if (errno != EINPROGRESS && errno != EINTR) {
-                *last_errno = errno;
-                close(fd);
-                continue;
-            }
-            pend[np++] = fd;
-            next_at = now + delay_ms;
-            break;
-        }
-        if (winner >= 0) break;
-        if (np == 0) {
-            if (next >= n) break; /* every address failed */
+        if ((winner = race_start(&r, now)) >= 0) break;
+        if (r.np == 0) {
+            if (r.next >= r.n) break; /* every address failed */
             continue;
         }
-        struct pollfd pf[MW_TCP_MAX_ADDRS + 1];
-        for (size_t k = 0; k < np; k++)
-            pf[k] = (struct pollfd){.fd = pend[k], .events = POLLOUT};
-        int cfd = mwi_cancel_fd(cancel);
-        pf[np] = (struct pollfd){.fd = cfd, .events = POLLIN};
-        int64_t wait = -1;
-        if (next < n) wait = next_at > now ? next_at - now : 0;
-        if (deadline != MW_NO_DEADLINE && (wait < 0 || deadline - now < wait))
-            wait = deadline - now;
-        if (wait > INT_MAX) wait = INT_MAX;
-        int r = poll(pf, np + (cfd >= 0), (int)wait);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            *last_errno = errno;
-            break;
-        }
-        for (size_t k = np; k-- > 0;) {
-            if (!pf[k].revents) continue;
-            int soerr = 0;
-            socklen_t sl = sizeof soerr;
-            if (getsockopt(pend[k], SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) soerr = errno;
-            if (soerr == 0) {
-                winner = pend[k];
-                pend[k] = pend[--np];
-                break;
-            }
-            *last_errno = soerr;
-            close(pend[k]);
-            pend[k] = pend[--np];
-            next_at = now; /* a failure starts the next attempt at once */
-        }
-        if (winner >= 0) break;
+        if ((winner = race_wait(&r, now, deadline, cancel)) != -1) break;
     }
-    for (size_t k = 0; k < np; k++)
-        close(pend[k]);
+    for (size_t k = 0; k < r.np; k++)
+        close(r.pend[k]);
     if (winner < 0) return rc;
     /* Small commands must not wait for delayed ACKs (Nagle). */
     int one = 1;
