@@ -6,7 +6,6 @@
 #include "util/err.h"
 #include "util/proc.h"
 
-
 /* The command gets EOF on stdin (the descriptors closed first) and a
  * bounded time to finish, then TERM, then KILL, so freeing a stream never
  * leaves a zombie nor hangs for long. */
