@@ -33,7 +33,7 @@
  * The timeout set is never later than the deadline; it is changed only when
  * it would be (a shrinking operation deadline), and a timeout that fires
  * before the deadline just loops.  Returns 1 when it did not apply. */
-static int sock_timed_read(struct mwi_fd *s, void *buf, size_t len, size_t *got, int64_t deadline,
+static int sock_timed_read(struct mwi_fd *f, void *buf, size_t len, size_t *got, int64_t deadline,
                            mw_error *err)
 {
     for (;;) {
@@ -43,20 +43,20 @@ static int sock_timed_read(struct mwi_fd *s, void *buf, size_t len, size_t *got,
             if (left <= 0) return 1; /* the poll path reports the timeout */
             if (left > INT_MAX / 2) left = INT_MAX / 2;
         }
-        if ((left == 0 && s->rcvtimeo_ms != 0) ||
-            (left > 0 && (s->rcvtimeo_ms == 0 || s->rcvtimeo_ms > left))) {
+        if ((left == 0 && f->rcvtimeo_ms != 0) ||
+            (left > 0 && (f->rcvtimeo_ms == 0 || f->rcvtimeo_ms > left))) {
             struct timeval tv = {.tv_sec = (time_t)(left / 1000),
                                  .tv_usec = (suseconds_t)(left % 1000) * 1000};
-            if (setsockopt(s->rfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
-                s->sock_timed = 0; /* poll from now on */
+            if (setsockopt(f->rfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+                f->sock_timed = 0; /* poll from now on */
                 return 1;
             }
-            s->rcvtimeo_ms = (int)left;
+            f->rcvtimeo_ms = (int)left;
         }
-        ssize_t n = recv(s->rfd, buf, len, 0);
+        ssize_t n = recv(f->rfd, buf, len, 0);
         if (n >= 0) {
             *got = (size_t)n;
-            s->rd_short = (size_t)n < len;
+            f->rd_short = (size_t)n < len;
             return 0;
         }
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
