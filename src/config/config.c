@@ -2,7 +2,6 @@
  * mpop and msmtp (`defaults`, `account NAME [: PARENT, …]`, `key value`). */
 #include "mailwire/config.h"
 #include "mailwire/store.h"
-#include "store/store_int.h"
 #include "util/err.h"
 
 #include <ctype.h>
