@@ -4,6 +4,7 @@
  * only the public API. */
 #include "commands.h"
 #include "connopts.h"
+#include "engine.h"
 #include "fetch_cli.h"
 #include "oauth_cli.h"
 
@@ -160,6 +161,19 @@ typedef struct loop_run {
 } loop_run;
 
 static loop_run *g_lrun;
+static int g_engine_loop; /* MAILWIRE_ENGINE=loop (cli/engine.h): no blocking fallback */
+
+/* An account the loop cannot take: fetched afterwards through the blocking
+ * fetch, or under MAILWIRE_ENGINE=loop an error naming why. */
+static void not_on_loop(job *j, const char *why)
+{
+    if (!g_engine_loop) {
+        j->blocking = 1;
+        return;
+    }
+    j->rc = MW_EUNSUPPORTED;
+    snprintf(j->err.message, sizeof j->err.message, "not on the loop engine yet: %.250s", why);
+}
 
 static void top_up(loop_run *lr);
 
@@ -182,7 +196,7 @@ static void top_up(loop_run *lr)
     while (lr->running < lr->width && r->next < r->n) {
         job *j = &r->jobs[r->next++];
         if (j->oauth) {
-            j->blocking = 1;
+            not_on_loop(j, "an OAuth account");
             continue;
         }
         if (r->tty) {
@@ -193,7 +207,7 @@ static void top_up(loop_run *lr)
         mw_error e;
         int rc = mw_loop_add_fetch(lr->loop, &j->lj, &j->fo, loop_done, j, &e);
         if (rc == MW_EUNSUPPORTED) {
-            j->blocking = 1;
+            not_on_loop(j, e.message);
         } else if (rc) {
             j->rc = rc;
             j->err = e;
@@ -441,7 +455,8 @@ static int run_and_report(fetch_args *fa, job *js, size_t nj)
     pthread_mutex_init(&r.mu, NULL);
     g_run = &r;
     size_t nt = (size_t)jobs < nj ? (size_t)jobs : nj;
-    if (jobs <= 1) {
+    g_engine_loop = fa->engine == MW_CLI_ENGINE_LOOP;
+    if (jobs <= 1 && !g_engine_loop) {
         for (size_t k = 0; k < nj; k++)
             run_blocking(&r, &js[k]);
     } else {
@@ -482,7 +497,12 @@ int mw_cmd_fetch(int argc, char **argv)
     job *js = NULL;
     size_t nj = 0;
     mw_config *cfg = NULL;
+    fa.engine = mw_cli_engine("fetch");
     if (!fa.names) return EX_SOFTWARE_;
+    if (fa.engine < 0) {
+        free(fa.names);
+        return EX_USAGE_;
+    }
     int ex = parse_args(&fa, argc, argv);
     if (ex) {
         if (ex < 0) ex = 0; /* --help */

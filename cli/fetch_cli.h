@@ -46,6 +46,7 @@ typedef struct fetch_args {
     const char *config, *state, *filter;
     const char *maildir, *mbox, *mda;
     int all, jobs, quiet, keep, only_new, keep_crlf, host_given;
+    int engine; /* mw_cli_engine (cli/engine.h): MAILWIRE_ENGINE */
     uint64_t size_limit;
     char **names; /* ACCOUNT arguments (and --account) */
     size_t nnames;
