@@ -137,7 +137,13 @@ int mwi_lconn_after_line(mwi_lconn *c, size_t pos)
     if (!c->tls_pending) return 0;
     c->tls_pending = 0;
     if (pos != c->in_len) {
-        fail(c, MW_EPROTO, "the server sent data after its reply to STLS / STARTTLS");
+        if (c->tls_reply)
+            fail(c, MW_EPROTO,
+                 "server sent %zu bytes after its %s, before the TLS handshake (possible "
+                 "injection); refusing",
+                 c->in_len - pos, c->tls_reply);
+        else
+            fail(c, MW_EPROTO, "the server sent data after its reply to STLS / STARTTLS");
         return 1;
     }
     mwi_lconn_start_tls(c);
@@ -206,6 +212,40 @@ void mwi_lconn_arm(mwi_lconn *c)
     if (!c->job->done) update_wait(c);
 }
 
+/* After a step: an idle job's timer, the max-time, the step deadline. */
+static void deadlines(mwi_lconn *c)
+{
+    mw_loop_job *j = c->job;
+    if (j->done) return;
+    if (c->ops->deadline && mw_now_ms() >= c->step_deadline && mw_now_ms() < c->total_deadline &&
+        c->ops->deadline(c->impl)) {
+        if (!j->done) update_wait(c);
+        return;
+    }
+    if (mw_now_ms() >= c->total_deadline && c->max_time_ms > 0) {
+        /* src/net's words for it (stream.c, max_time_exceeded). */
+        int ms = c->max_time_ms;
+        char t[32];
+        snprintf(t, sizeof t, ms % 1000 ? "%d ms" : "%d s", ms % 1000 ? ms : ms / 1000);
+        if (c->connecting)
+            fail(c, MW_ETIMEOUT,
+                 "session exceeded its max-time of %s while connecting to %s port %u", t, c->host,
+                 c->port);
+        else
+            fail(c, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
+                 c->handshaking ? "in the TLS handshake" : "reading a line");
+        return;
+    }
+    if (mw_now_ms() >=
+        (c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline)) {
+        fail(c, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",
+             c->step_deadline < c->total_deadline ? "timeout" : "max_time_ms",
+             c->ops->state(c->impl));
+        return;
+    }
+    update_wait(c);
+}
+
 void mwi_lconn_step(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
@@ -272,32 +312,5 @@ void mwi_lconn_step(mwi_lconn *c, int events)
         }
     }
 deadline:
-    if (j->done) return;
-    if (c->ops->deadline && mw_now_ms() >= c->step_deadline && mw_now_ms() < c->total_deadline &&
-        c->ops->deadline(c->impl)) {
-        if (!j->done) update_wait(c);
-        return;
-    }
-    if (mw_now_ms() >= c->total_deadline && c->max_time_ms > 0) {
-        /* src/net's words for it (stream.c, max_time_exceeded). */
-        int ms = c->max_time_ms;
-        char t[32];
-        snprintf(t, sizeof t, ms % 1000 ? "%d ms" : "%d s", ms % 1000 ? ms : ms / 1000);
-        if (c->connecting)
-            fail(c, MW_ETIMEOUT,
-                 "session exceeded its max-time of %s while connecting to %s port %u", t, c->host,
-                 c->port);
-        else
-            fail(c, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
-                 c->handshaking ? "in the TLS handshake" : "reading a line");
-        return;
-    }
-    if (mw_now_ms() >=
-        (c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline)) {
-        fail(c, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",
-             c->step_deadline < c->total_deadline ? "timeout" : "max_time_ms",
-             c->ops->state(c->impl));
-        return;
-    }
-    update_wait(c);
+    deadlines(c);
 }

@@ -130,7 +130,9 @@ static void after_capa(p3l *p)
     if (!p->c.tls && p->tls_mode == MW_TLS_STARTTLS) {
         if (!p->capa_stls) {
             mwi_p3l_end(p, MW_ETLS,
-                        "the server does not offer STLS (RFC 2595) and TLS is required");
+                        "STLS was asked for but the server does not offer it%s; not going on in "
+                        "plain text",
+                        p->capa_known ? "" : " (CAPA failed)");
             return;
         }
         mwi_p3l_set_state(p, S_STLS);
@@ -148,6 +150,12 @@ static void ml_line(p3l *p, const char *l, size_t len)
             mwi_p3l_cmds_line(p, l, len);
         else
             mwi_p3l_fetch_line(p, l, len);
+        return;
+    }
+    /* A CAPA reply longer than this is not a capability list: src/pop3's
+     * bound (pop3.c, capa_line). */
+    if (++p->capa_lines > 1000) {
+        mwi_p3l_end(p, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it", 1000);
         return;
     }
     /* The line is not NUL-terminated: the keyword ends at a space within
@@ -180,6 +188,27 @@ static void ml_end(p3l *p)
         mwi_p3l_fetch_ml_end(p, k);
 }
 
+/* A line that is no status, or a "+ " outside AUTH, ends the job with
+ * src/pop3's words (pop3.c, mwi_pop3_read_status, mwi_pop3_server_error):
+ * the reply stream can no longer be trusted.  Returns 1 then. */
+static int not_a_status(p3l *p, const p3l_cmd *c, mw_pop3_status *st, const char *l, size_t len)
+{
+    mw_error *je = &p->job->err;
+    if (mwi_pop3_parse_status(st, l, len) != 0) {
+        if (c->kind != K_GREET) mwi_p3l_err_command(p, c);
+        mwi_err_set_reply(je, l, len);
+        mwi_p3l_end(p, MW_EPROTO, "server sent neither +OK nor -ERR: '%.300s'", je->reply);
+        return 1;
+    }
+    if (st->kind != MW_POP3_CONT || c->kind == K_AUTH) return 0;
+    char what[sizeof je->command];
+    if (c->kind != K_GREET) mwi_p3l_err_command(p, c);
+    snprintf(what, sizeof what, "%s", c->kind == K_GREET ? "greeting" : je->command);
+    int rc = mwi_pop3_status_error(je, st, MW_EPROTO, what);
+    mwi_p3l_end(p, rc, "%.300s", je->message);
+    return 1;
+}
+
 /* A status line, the answer to the oldest command in flight. */
 static void status_line(p3l *p, const char *l, size_t len)
 {
@@ -191,23 +220,7 @@ static void status_line(p3l *p, const char *l, size_t len)
     p3l_cmd c = p->q[p->q_head];
     p->q_head = (p->q_head + 1) % p->q_cap;
     p->q_len--;
-    mw_error *je = &p->job->err;
-    if (mwi_pop3_parse_status(&st, l, len) != 0) {
-        /* src/pop3's words (pop3.c, mwi_pop3_read_status). */
-        if (c.kind != K_GREET) mwi_p3l_err_command(p, &c);
-        mwi_err_set_reply(je, l, len);
-        mwi_p3l_end(p, MW_EPROTO, "server sent neither +OK nor -ERR: '%.300s'", je->reply);
-        return;
-    }
-    if (st.kind == MW_POP3_CONT && c.kind != K_AUTH) {
-        /* A "+ " outside AUTH: the reply stream can no longer be trusted. */
-        char what[sizeof je->command];
-        if (c.kind != K_GREET) mwi_p3l_err_command(p, &c);
-        snprintf(what, sizeof what, "%s", c.kind == K_GREET ? "greeting" : je->command);
-        int rc = mwi_pop3_status_error(je, &st, MW_EPROTO, what);
-        mwi_p3l_end(p, rc, "%.300s", je->message);
-        return;
-    }
+    if (not_a_status(p, &c, &st, l, len)) return;
     int ok = st.kind == MW_POP3_OK;
     switch (c.kind) {
     case K_GREET:
@@ -235,6 +248,8 @@ static void status_line(p3l *p, const char *l, size_t len)
         p->capa_stls = p->capa_pipelining = p->capa_uidl = p->capa_resp_codes = 0;
         free(p->sasl_offered);
         p->sasl_offered = NULL;
+        p->capa_known = ok;
+        p->capa_lines = 0;
         if (ok)
             p->ml = K_CAPA;
         else
@@ -351,6 +366,7 @@ static void on_connected(void *impl)
 static void on_tls_up(void *impl)
 {
     p3l *p = impl;
+    mwi_lconn_info(&p->c, "TLS established (%s)", p->q_len ? "implicit" : "STLS");
     if (p->q_len) {
         mwi_p3l_set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
     } else {
@@ -514,6 +530,7 @@ static void take_opts(p3l *p, const mw_loop_pop3_opts *o, int *fail)
     p->c.total_deadline =
         o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
     p->c.max_time_ms = o->max_time_ms;
+    p->c.tls_reply = "STLS +OK";
     p->c.trace = o->trace;
     p->c.trace_ud = o->trace_userdata;
     p->window = o->window ? o->window : 16;

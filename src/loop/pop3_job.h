@@ -105,6 +105,8 @@ typedef struct p3l {
     int committed;    /* the commit callback said 0 */
     size_t next_dele; /* deferred DELE cursor into msgs */
     int capa_stls, capa_pipelining, capa_uidl;
+    int capa_known; /* CAPA said +OK */
+    int capa_lines;
     int ml;      /* in a multi-line reply of this kind (K_CAPA, K_LIST, K_UIDL, K_CMD), or -1 */
     int in_body; /* in a RETR body */
     mw_pop3_body body;

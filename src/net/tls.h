@@ -6,6 +6,7 @@
 #include "mailwire/error.h"
 #include "mailwire/net.h"
 
+#include <openssl/x509.h>
 #include <stdint.h>
 
 /* The handshake with an explicit overall deadline (the earlier of it and
@@ -16,5 +17,10 @@ int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int
 
 /* "sha256:BASE64" of a 32-byte digest, as mw_tls_opts.pin takes it. */
 void mwi_tls_pin_text(const unsigned char d[32], char out[52]);
+
+/* Why certificate verification failed (vr from SSL_get_verify_result),
+ * as every error of ours says it; cert (may be NULL) names the host a
+ * mismatch was for.  Used by the loop's TLS too (src/loop/loop_tls.c). */
+void mwi_tls_verify_reason(long vr, X509 *cert, char *buf, size_t len);
 
 #endif
