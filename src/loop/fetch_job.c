@@ -172,6 +172,14 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
         po->auth == MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED,
                            "fetch: no token provider, caller's stream or msex on the loop yet");
+    /* The default rate floor (1 byte/s over 300 s) is within the loop's
+     * io timeout; another one is not on the loop. */
+    const mw_net_opts *n = po->net;
+    if (n && n->version >= 3 && n->speed_limit &&
+        (n->speed_limit != MW_NET_DEFAULT_SPEED_LIMIT ||
+         n->speed_time_ms != MW_NET_DEFAULT_SPEED_TIME_MS))
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "fetch: a transfer rate floor (speed_limit) is not on the loop yet");
     if (po->net && po->net->proxy && *po->net->proxy)
         return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: proxies are not on the loop yet");
     if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
