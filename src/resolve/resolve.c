@@ -87,7 +87,7 @@ static void server_failed(mwi_rslv *r, int code, const char *what)
 {
     char ns[64];
     ns_text(&r->conf.ns[r->iserver], ns, sizeof ns);
-    snprintf(r->last, sizeof r->last, "%s from %s", what, ns);
+    snprintf(r->last, sizeof r->last, "%s (from %s)", what, ns);
     r->last_code = code;
     r->heard = 1;
 }
@@ -195,6 +195,15 @@ static int start_tcp(mwi_rslv *r)
 
 static void next_server(mwi_rslv *r);
 
+/* For an error: the name asked, when the search list made another. */
+static const char *asked_as(mwi_rslv *r)
+{
+    static const char none[] = "";
+    if (!strcmp(r->cand[r->icand], r->name)) return none;
+    snprintf(r->asked, sizeof r->asked, " (asked as %s)", r->cand[r->icand]);
+    return r->asked;
+}
+
 /* The current server failed (what): on to the next. */
 static void drop_server(mwi_rslv *r, int code, const char *what)
 {
@@ -218,13 +227,13 @@ static void next_server(mwi_rslv *r)
         if (r->err.code) break; /* no random bytes: no query */
     }
     if (r->err.code) {
-        fail(r, r->err.code, "%s: %s", r->cand[r->icand], r->err.message);
+        fail(r, r->err.code, "%s: %s%s", r->name, r->err.message, asked_as(r));
     } else if (r->last[0]) {
-        fail(r, r->last_code, "%s: %s", r->cand[r->icand], r->last);
+        fail(r, r->last_code, "%s: %s%s", r->name, r->last, asked_as(r));
     } else {
-        fail(r, MW_ETIMEOUT, "%s: no answer within %d ms from %zu server%s (%d attempt%s each)",
-             r->cand[r->icand], r->conf.timeout_ms, r->conf.nns, r->conf.nns == 1 ? "" : "s",
-             r->conf.attempts, r->conf.attempts == 1 ? "" : "s");
+        fail(r, MW_ETIMEOUT, "%s: no answer within %d ms from %zu server%s (%d attempt%s each)%s",
+             r->name, r->conf.timeout_ms, r->conf.nns, r->conf.nns == 1 ? "" : "s",
+             r->conf.attempts, r->conf.attempts == 1 ? "" : "s", asked_as(r));
     }
 }
 
@@ -519,7 +528,7 @@ int mwi_rslv_step(mwi_rslv *r, int events, mw_error *err)
     }
     int64_t now = mw_now_ms();
     if (!r->done && !r->code && now >= r->deadline)
-        fail(r, MW_ETIMEOUT, "%s: no answer before the deadline (%s%s)", r->cand[r->icand],
+        fail(r, MW_ETIMEOUT, "%s: no answer before the deadline (%s%s)", r->name,
              r->last[0] ? "last: " : "asking ", r->last[0] ? r->last : "the nameservers");
     if (!r->done && !r->code && now >= r->try_deadline) next_server(r);
     if (r->code) {
