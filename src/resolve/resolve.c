@@ -50,6 +50,7 @@ struct mwi_rslv {
     int done, code;
     int heard;      /* a server answered in this round (not all silent) */
     char last[200]; /* the last server's failure, for the final error */
+    char asked[270];
     int last_code;
     mw_error err;
 };
