@@ -283,12 +283,12 @@ static void candidate_done(mwi_rslv *r)
         begin_candidate(r, r->icand + 1);
         return;
     }
-    fail(r, MW_ENET, "%s: %s from %s", r->cand[r->icand],
+    fail(r, MW_ENET, "%s: %s from %s%s", r->name,
          nx               ? "no such name (NXDOMAIN)"
          : r->family == 4 ? "no address (no A record)"
          : r->family == 6 ? "no address (no AAAA record)"
                           : "no address (no A or AAAA record)",
-         ns);
+         ns, r->ncand > 1 ? " (also with the search list)" : "");
 }
 
 static const char *rcode_text(int rc)
