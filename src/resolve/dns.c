@@ -157,6 +157,7 @@ static int follow_cnames(const uint8_t *msg, size_t len, size_t start, unsigned 
 static int bad(mwi_dns_reply *out, const char *why)
 {
     out->why = why;
+    out->naddrs = 0; /* nothing of a bad reply is used */
     return MWI_DNS_BAD;
 }
 
