@@ -231,6 +231,14 @@ static int connect_next(mwi_lconn *c, int *e)
             setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             if (connect(s, (struct sockaddr *)&ss, sl) == 0 || errno == EINPROGRESS) {
                 if (mwi_loop_set_fd(c->job, s) == 0) {
+                    int64_t now = mw_now_ms(), end = c->step_deadline < c->total_deadline
+                                                         ? c->step_deadline
+                                                         : c->total_deadline;
+                    /* An equal share of what is left for each address left. */
+                    c->attempt_deadline =
+                        end == MW_NO_DEADLINE
+                            ? end
+                            : now + (end - now) / (int64_t)(c->naddrs - c->next_addr + 1);
                     mwi_lconn_info(c, "connecting to %s (%s) port %u", c->host, at, c->port);
                     return 0;
                 }
@@ -322,12 +330,51 @@ static void update_wait(mwi_lconn *c)
     }
     j->want = w;
     j->deadline = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
+    if (c->connecting && c->next_addr < c->naddrs && c->attempt_deadline < j->deadline)
+        j->deadline = c->attempt_deadline;
 }
 
 void mwi_lconn_arm(mwi_lconn *c)
 {
     if (c->connecting && c->job->fd < 0 && !c->rslv && !c->addrs) c->resolving = 1;
     if (!c->job->done) update_wait(c);
+}
+
+/* The connect's outcome.  A name's next address is tried when this one
+ * fails, or when its share of the connect time is over (one descriptor
+ * per job: one attempt at a time, not RFC 8305's parallel ones).  Returns
+ * 1 when connected, 0 to wait on, -1 when the job ended. */
+static int connect_done(mwi_lconn *c, int events)
+{
+    mw_loop_job *j = c->job;
+    int e = -1; /* -1: still connecting */
+    if (events & MW_LOOP_OUT) {
+        socklen_t el = sizeof e;
+        e = 0;
+        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
+        if (e == EINPROGRESS || e == EALREADY) e = -1;
+    }
+    if (e == -1) {
+        if (c->next_addr >= c->naddrs || mw_now_ms() < c->attempt_deadline) return 0;
+        e = ETIMEDOUT;
+    }
+    if (e && c->next_addr < c->naddrs) { /* the name's next address */
+        mwi_lconn_info(c, "connect to %s port %u: %s; trying its next address", c->host, c->port,
+                       MW_ERRNO_TEXT(e));
+        int fd = j->fd;
+        mwi_loop_set_fd(j, -1);
+        close(fd);
+        if (connect_next(c, &e) == 0) return 0;
+    }
+    if (e) {
+        fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
+        return -1;
+    }
+    c->connecting = 0;
+    mwi_lconn_info(c, "connected to %s port %u", c->host, c->port);
+    mwi_lconn_progress(c);
+    c->ops->connected(c->impl);
+    return j->done ? -1 : 1;
 }
 
 void mwi_lconn_step(mwi_lconn *c, int events)
@@ -343,28 +390,9 @@ void mwi_lconn_step(mwi_lconn *c, int events)
         return;
     }
     if (c->connecting) {
-        if (!(events & MW_LOOP_OUT)) goto deadline;
-        int e = 0;
-        socklen_t el = sizeof e;
-        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
-        if (e == EINPROGRESS || e == EALREADY) goto deadline;
-        if (e && c->next_addr < c->naddrs) { /* the name's next address */
-            mwi_lconn_info(c, "connect to %s port %u: %s; trying its next address", c->host,
-                           c->port, MW_ERRNO_TEXT(e));
-            int fd = j->fd;
-            mwi_loop_set_fd(j, -1);
-            close(fd);
-            if (connect_next(c, &e) == 0) goto deadline;
-        }
-        if (e) {
-            fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
-            return;
-        }
-        c->connecting = 0;
-        mwi_lconn_info(c, "connected to %s port %u", c->host, c->port);
-        mwi_lconn_progress(c);
-        c->ops->connected(c->impl);
-        if (j->done) return;
+        int r = connect_done(c, events);
+        if (r < 0) return;
+        if (r == 0) goto deadline;
     }
     size_t step_total = 0; /* bytes read in this step, for fairness */
     for (int round = 0; !j->done; round++) {

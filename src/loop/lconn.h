@@ -52,6 +52,7 @@ typedef struct mwi_lconn {
     struct mwi_rslv *rslv;
     struct mwi_raddr *addrs;
     size_t naddrs, next_addr;
+    int64_t attempt_deadline; /* the current address's share of the connect time */
 } mwi_lconn;
 
 /* Sets up c (in buffer of in_cap, output bounded by out_max).  Returns 0

@@ -135,6 +135,16 @@ int mwi_loop_set_fd(struct mw_loop_job *job, int fd)
     mw_loop *l = job->loop;
     if (job->fd >= 0 && (size_t)job->fd < l->fdmap_len && l->fdmap[job->fd] == job)
         l->fdmap[job->fd] = NULL;
+#ifdef __linux__
+    /* Out of mw_loop_run's epoll set now (a job that changes descriptors,
+     * as a name lookup does, may get the same number again for another
+     * socket: epoll_sync must add that one anew). */
+    if (job->reg_fd >= 0 && fd != job->reg_fd) {
+        if (l->epfd >= 0) epoll_ctl(l->epfd, EPOLL_CTL_DEL, job->reg_fd, NULL);
+        job->reg_fd = -1;
+        job->reg_want = 0;
+    }
+#endif
     job->fd = -1;
     if (fd < 0) return 0;
     if (fd >= MW_LOOP_FDMAP_MAX) return MW_ETOOBIG;
