@@ -49,7 +49,7 @@ struct mwi_rslv {
     size_t naddrs;
     int done, code;
     int heard;      /* a server answered in this round (not all silent) */
-    char last[200]; /* the last server's failure, for the final error */
+    char last[240]; /* the last server's failure, for the final error */
     char asked[270];
     int last_code;
     mw_error err;
@@ -443,18 +443,22 @@ static void tcp_io(mwi_rslv *r, int events)
  * then with the search domains; else the other way round. */
 static void candidates(mwi_rslv *r, int absolute)
 {
-    size_t dots = 0;
+    size_t dots = 0, nl = strlen(r->name); /* under 254: set_name checked */
     for (const char *p = r->name; *p; p++)
         dots += *p == '.';
     int first = absolute || dots >= (size_t)r->conf.ndots;
-    if (first) snprintf(r->cand[r->ncand++], sizeof r->cand[0], "%s", r->name);
+    if (first) memcpy(r->cand[r->ncand++], r->name, nl + 1);
     for (size_t i = 0; !absolute && i < r->conf.nsearch; i++) {
         char *c = r->cand[r->ncand];
+        size_t sl = strlen(r->conf.search[i]);
         uint8_t w[MWI_DNS_NAME_MAX];
-        int n = snprintf(c, sizeof r->cand[0], "%s.%s", r->name, r->conf.search[i]);
-        if (n > 0 && (size_t)n < sizeof r->cand[0] && mwi_dns_name_wire(c, w)) r->ncand++;
+        if (nl + 1 + sl >= sizeof r->cand[0]) continue;
+        memcpy(c, r->name, nl);
+        c[nl] = '.';
+        memcpy(c + nl + 1, r->conf.search[i], sl + 1);
+        if (mwi_dns_name_wire(c, w)) r->ncand++;
     }
-    if (!first) snprintf(r->cand[r->ncand++], sizeof r->cand[0], "%s", r->name);
+    if (!first) memcpy(r->cand[r->ncand++], r->name, nl + 1);
 }
 
 /* Checks the name and takes it into r.  Returns 0 or MW_EINVAL. */

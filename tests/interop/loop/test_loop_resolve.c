@@ -1,5 +1,5 @@
 /* Loop jobs whose host is a name (src/resolve through src/loop/lconn.c),
- * against the real Dovecot (tests/servers/README.md, users r7..r10) and
+ * against the real Dovecot (tests/servers/README.md, users r6..r10) and
  * the scripted DNS server (tests/tools/dnsserver.py), all on one loop at
  * once:
  *   r10 fetches from "mail.hosts", found in a hosts file of the test's own
@@ -8,7 +8,8 @@
  *   r8  "mail.hosts" without a certificate name: MW_ECERT, the name checked
  *       is the host name, not its address;
  *   r7  "nx.test": MW_ENET naming NXDOMAIN, nothing fetched;
- *   and "silent.test" (no answer) ends by the job's connect deadline.
+ *   and "silent.test" (no answer) ends by the job's connect deadline;
+ *   r6  sends to itself through Postfix at "mail.test" (the SMTP job).
  * Every message of r10 and r9 is stored and deleted on the server; r7 and
  * r8 keep theirs.  Deadlines are generous bounds, never measurements.  TAP.
  *
@@ -141,54 +142,22 @@ static int write_file(const char *path, const char *text)
     return fclose(f);
 }
 
-int main(int argc, char **argv)
+static job jobs[] = {{.user = "r10", .host = "mail.hosts"},
+                     {.user = "r9", .host = "mail.test"},
+                     {.user = "r8", .host = "mail.hosts"},
+                     {.user = "r7", .host = "nx.test"},
+                     {.user = "r7", .host = "silent.test"}};
+enum { NJOBS = sizeof jobs / sizeof jobs[0] };
+static job sendjob = {.user = "r6", .host = "mail.test"};
+
+/* The fetches, and a send through Postfix (r6 to itself), all by name.
+ * Returns how many were added. */
+static int add_jobs(mw_loop *loop, const char *port, const char *sport, const char *ca)
 {
-    const char *port = getenv("MW_POP3_PORT"), *ca = getenv("MW_CA_FILE");
-    const char *root = getenv("MW_MAILDIR_ROOT"), *own = getenv("MW_MAIL_OWNER");
-    if (!port || !ca || !root || !own || argc < 2) {
-        printf("1..1\nok 1 - loop by name # SKIP servers not running\n");
-        return 0;
-    }
-    printf("1..10\n");
-    uid_t uid = (uid_t)strtoul(own, NULL, 10);
-    gid_t gid = (gid_t)strtoul(strchr(own, ':') ? strchr(own, ':') + 1 : own, NULL, 10);
-    char tmpl[] = "/tmp/mw-resolve-XXXXXX";
-    char *base = mkdtemp(tmpl);
-    pid_t dns_pid = -1;
-    int dns_in = -1;
-    int dport = base ? start_dns(argv[1], &dns_pid, &dns_in) : -1;
-    char rc_path[300], hosts_path[300], text[200];
-    snprintf(rc_path, sizeof rc_path, "%s/resolv.conf", base ? base : "/nonexistent");
-    snprintf(hosts_path, sizeof hosts_path, "%s/hosts", base ? base : "/nonexistent");
-    snprintf(text, sizeof text, "nameserver [127.0.0.1]:%d\noptions timeout:30 attempts:2\n",
-             dport);
-    int setup = dport > 0 && write_file(rc_path, text) == 0 &&
-                write_file(hosts_path, "::1 mail.hosts\n127.0.0.1 mail.hosts\n") == 0;
-    static job jobs[] = {{.user = "r10", .host = "mail.hosts"},
-                         {.user = "r9", .host = "mail.test"},
-                         {.user = "r8", .host = "mail.hosts"},
-                         {.user = "r7", .host = "nx.test"},
-                         {.user = "r7", .host = "silent.test"}};
-    enum { NJOBS = sizeof jobs / sizeof jobs[0] };
-    for (int i = 0; setup && i < 4; i++)
-        setup = fill(root, jobs[i].user, uid, gid) == 0;
-    for (int i = 0; setup && i < NJOBS; i++) {
-        snprintf(jobs[i].local, sizeof jobs[i].local, "%s/local%d", base, i);
-        setup = mw_store_open(&jobs[i].store, MW_STORE_MAILDIR, jobs[i].local, NULL, NULL) == 0;
-    }
-    ok(setup, "the scripted DNS server up, resolv.conf and hosts written, r7..r10 filled");
-    mw_loop *loop = NULL;
-    mw_error err = {0};
-    ok(setup && mw_loop_new(&loop, NULL, &err) == 0 &&
-           mwi_loop_set_resolv_paths(loop, rc_path, hosts_path) == 0,
-       "a loop reading the test's resolv.conf and hosts file");
-    if (!loop) {
-        printf("Bail out! setup failed\n");
-        return 1;
-    }
-    mw_tls_opts tls = MW_TLS_OPTS_INIT, tls_noname = MW_TLS_OPTS_INIT;
+    static mw_tls_opts tls = MW_TLS_OPTS_INIT, tls_noname = MW_TLS_OPTS_INIT;
     tls.ca_file = tls_noname.ca_file = ca;
-    tls.servername = "localhost"; /* the name in Dovecot's certificate */
+    tls.servername = "localhost"; /* the name in the servers' certificate */
+    mw_error err = {0};
     int added = 0;
     for (int i = 0; i < NJOBS; i++) {
         char pw[16];
@@ -205,16 +174,35 @@ int main(int argc, char **argv)
         if (i == 4) o.connect_timeout_ms = 1000; /* the silent server: the job's deadline */
         added += mw_loop_add_pop3_fetch(loop, NULL, &o, done_cb, &jobs[i], &err) == 0;
     }
-    ok(added == NJOBS, "five jobs by name added (no lookup in the call)");
-    int rc = mw_loop_run(loop, mw_now_ms() + 300000, &err); /* a bound against a hang */
-    ok(rc == 0 && mw_loop_running(loop) == 0, "every job ended");
+    static const char *const to[] = {"r6@test.domain"};
+    static const char msg[] = "From: r6@test.domain\nTo: r6@test.domain\nSubject: by name\n\nhi\n";
+    mw_loop_smtp_opts so = MW_LOOP_SMTP_OPTS_INIT;
+    so.host = sendjob.host;
+    so.port = (unsigned)strtoul(sport, NULL, 10);
+    so.tls_opts = &tls;
+    so.user = "r6";
+    so.password = "pw-r6";
+    so.from = "r6@test.domain";
+    so.rcpt = to;
+    so.nrcpt = 1;
+    so.message = msg;
+    so.message_len = sizeof msg - 1;
+    so.trace = trace_cb;
+    so.trace_userdata = &sendjob;
+    added += mw_loop_add_smtp_send(loop, NULL, &so, done_cb, &sendjob, &err) == 0;
+    return added;
+}
+
+static void check(const char *root)
+{
     for (int i = 0; i < NJOBS; i++)
         printf("# %s %s: %d %s (%d results)\n", jobs[i].user, jobs[i].host, jobs[i].code,
                jobs[i].msg, jobs[i].results);
+    printf("# send: %d %s\n", sendjob.code, sendjob.msg);
     char d[400];
     snprintf(d, sizeof d, "%s/new", jobs[0].local);
     ok(jobs[0].code == 0 && count_dir(d) == NMSG && server_count(root, "r10") == 0,
-       "r10 by a hosts-file name (::1 refused, then 127.0.0.1): all fetched and deleted");
+       "r10 by a hosts-file name (::1 first, then 127.0.0.1): all fetched and deleted");
     snprintf(d, sizeof d, "%s/new", jobs[1].local);
     ok(jobs[1].code == 0 && count_dir(d) == NMSG && server_count(root, "r9") == 0,
        "r9 by a name from the scripted DNS server: all fetched and deleted");
@@ -226,10 +214,58 @@ int main(int argc, char **argv)
        "an unknown name: MW_ENET naming NXDOMAIN and its server, r7 untouched");
     ok(jobs[4].code == MW_ETIMEOUT && strstr(jobs[4].msg, "silent.test"),
        "a name no server answers: MW_ETIMEOUT by the job's connect deadline");
-    int once = 1;
+    ok(sendjob.code == 0, "an SMTP send to a name from the scripted DNS server (Postfix)");
+    int once = sendjob.results == 1;
     for (int i = 0; i < NJOBS; i++)
         once &= jobs[i].results == 1;
     ok(once, "each job reported exactly one result");
+}
+
+int main(int argc, char **argv)
+{
+    const char *port = getenv("MW_POP3_PORT"), *ca = getenv("MW_CA_FILE");
+    const char *root = getenv("MW_MAILDIR_ROOT"), *own = getenv("MW_MAIL_OWNER");
+    const char *sport = getenv("MW_SMTP_PORT");
+    if (!port || !sport || !ca || !root || !own || argc < 2) {
+        printf("1..1\nok 1 - loop by name # SKIP servers not running\n");
+        return 0;
+    }
+    printf("1..11\n");
+    uid_t uid = (uid_t)strtoul(own, NULL, 10);
+    gid_t gid = (gid_t)strtoul(strchr(own, ':') ? strchr(own, ':') + 1 : own, NULL, 10);
+    char tmpl[] = "/tmp/mw-resolve-XXXXXX";
+    char *base = mkdtemp(tmpl);
+    pid_t dns_pid = -1;
+    int dns_in = -1;
+    int dport = base ? start_dns(argv[1], &dns_pid, &dns_in) : -1;
+    char rc_path[300], hosts_path[300], text[200];
+    snprintf(rc_path, sizeof rc_path, "%s/resolv.conf", base ? base : "/nonexistent");
+    snprintf(hosts_path, sizeof hosts_path, "%s/hosts", base ? base : "/nonexistent");
+    snprintf(text, sizeof text, "nameserver [127.0.0.1]:%d\noptions timeout:30 attempts:2\n",
+             dport);
+    int setup = dport > 0 && write_file(rc_path, text) == 0 &&
+                write_file(hosts_path, "::1 mail.hosts\n127.0.0.1 mail.hosts\n") == 0;
+    for (int i = 0; setup && i < 4; i++)
+        setup = fill(root, jobs[i].user, uid, gid) == 0;
+    for (int i = 0; setup && i < NJOBS; i++) {
+        snprintf(jobs[i].local, sizeof jobs[i].local, "%s/local%d", base, i);
+        setup = mw_store_open(&jobs[i].store, MW_STORE_MAILDIR, jobs[i].local, NULL, NULL) == 0;
+    }
+    ok(setup, "the scripted DNS server up, resolv.conf and hosts written, r7..r10 filled");
+    mw_loop *loop = NULL;
+    mw_error err = {0};
+    ok(setup && mw_loop_new(&loop, NULL, &err) == 0 &&
+           mwi_loop_set_resolv_paths(loop, rc_path, hosts_path) == 0,
+       "a loop reading the test's resolv.conf and hosts file");
+    if (!loop) {
+        printf("Bail out! setup failed\n");
+        return 1;
+    }
+    ok(add_jobs(loop, port, sport, ca) == NJOBS + 1,
+       "six jobs by name added (no lookup in the call)");
+    int rc = mw_loop_run(loop, mw_now_ms() + 300000, &err); /* a bound against a hang */
+    ok(rc == 0 && mw_loop_running(loop) == 0, "every job ended");
+    check(root);
     mw_loop_free(loop);
     for (int i = 0; i < NJOBS; i++)
         mw_store_free(jobs[i].store);
