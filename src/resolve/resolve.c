@@ -171,7 +171,8 @@ static int send_udp(mwi_rslv *r)
 static int start_tcp(mwi_rslv *r)
 {
     close_fd(r);
-    if (!r->tin && !(r->tin = malloc(TCP_MSG_MAX))) return -1;
+    if (!r->tin && !(r->tin = malloc(TCP_MSG_MAX)))
+        return mwi_err_set(&r->err, MW_ENOMEM, "out of memory"), -1;
     const mwi_raddr *ns = &r->conf.ns[r->iserver];
     struct sockaddr_storage ss;
     socklen_t sl = to_sockaddr(ns, &ss);
