@@ -4,6 +4,7 @@
  * only the public API. */
 #include "commands.h"
 #include "connopts.h"
+#include "engine.h"
 #include "oauth_cli.h"
 
 #include "mailwire/config.h"
@@ -186,6 +187,19 @@ typedef struct loop_run {
 } loop_run;
 
 static loop_run *g_lrun;
+static int g_engine_loop; /* MAILWIRE_ENGINE=loop (cli/engine.h): no blocking fallback */
+
+/* An account the loop cannot take: fetched afterwards through the blocking
+ * fetch, or under MAILWIRE_ENGINE=loop an error naming why. */
+static void not_on_loop(job *j, const char *why)
+{
+    if (!g_engine_loop) {
+        j->blocking = 1;
+        return;
+    }
+    j->rc = MW_EUNSUPPORTED;
+    snprintf(j->err.message, sizeof j->err.message, "not on the loop engine yet: %.250s", why);
+}
 
 static void top_up(loop_run *lr);
 
@@ -208,7 +222,7 @@ static void top_up(loop_run *lr)
     while (lr->running < lr->width && r->next < r->n) {
         job *j = &r->jobs[r->next++];
         if (j->oauth) {
-            j->blocking = 1;
+            not_on_loop(j, "an OAuth account");
             continue;
         }
         if (r->tty) {
@@ -219,7 +233,7 @@ static void top_up(loop_run *lr)
         mw_error e;
         int rc = mw_loop_add_fetch(lr->loop, &j->lj, &j->fo, loop_done, j, &e);
         if (rc == MW_EUNSUPPORTED) {
-            j->blocking = 1;
+            not_on_loop(j, e.message);
         } else if (rc) {
             j->rc = rc;
             j->err = e;
@@ -493,7 +507,12 @@ int mw_cmd_fetch(int argc, char **argv)
     size_t nj = 0;
     mw_config *cfg = NULL;
     int ex = 0;
+    int engine = mw_cli_engine("fetch");
     if (!names) return EX_SOFTWARE_;
+    if (engine < 0) {
+        free(names);
+        return EX_USAGE_;
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--host") || !strncmp(a, "--host=", 7)) host_given = 1;
@@ -758,7 +777,8 @@ int mw_cmd_fetch(int argc, char **argv)
     pthread_mutex_init(&r.mu, NULL);
     g_run = &r;
     size_t nt = (size_t)jobs < nj ? (size_t)jobs : nj;
-    if (jobs <= 1) {
+    g_engine_loop = engine == MW_CLI_ENGINE_LOOP;
+    if (jobs <= 1 && !g_engine_loop) {
         for (size_t k = 0; k < nj; k++)
             run_blocking(&r, &js[k]);
     } else {

@@ -196,7 +196,11 @@ typedef struct mw_loop_pop3_opts {
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
  * UIDL, RETR of every message (pipelined when the server offers
  * PIPELINING) into opts->store, DELE of each message only after its
- * commit and mw_store_sync returned 0 (unless keep), QUIT.  The strings
+ * commit and mw_store_sync returned 0 (unless keep), QUIT.  As the
+ * blocking fetch (fetch.h), a RETR the server refuses, or a message that
+ * is not of the size its reply announced ("+OK n octets"), costs that
+ * message only: it is neither stored nor deleted, the others go on, and
+ * the first such failure is the job's result after QUIT.  The strings
  * of opts are copied; the store is borrowed until the job ends.  *out
  * (may be NULL) is the job, valid until its done callback returned.
  * Returns 0 (the job runs; done will be called), or MW_EINVAL,

@@ -40,7 +40,6 @@ static void lfetch_free(lfetch *f)
 static int on_plan(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned char *act,
                    void *ud)
 {
-    (void)job;
     lfetch *f = ud;
     fctx *c = &f->c;
     c->res->messages = n;
@@ -58,13 +57,14 @@ static int on_plan(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned
     }
     /* The job keeps no unique-id that breaks RFC 1939 §7: with UIDs for
      * the others, such a message is left alone, as the blocking fetch does. */
-    c->res->uid_mode = nu ? 2 : 0;
-    for (size_t i = 0; nu && i < n; i++)
+    uint64_t last = 0;
+    c->res->uid_mode = mwi_loop_pop3_uid_mode(job, &last);
+    for (size_t i = 0; c->res->uid_mode == 2 && i < n; i++)
         if (!c->pl[i].uid) c->pl[i].bad_uid = 1;
-    int rc = nu ? mwi_fetch_prune(c, uids, nu) : 0;
+    int rc = c->res->uid_mode == 2 ? mwi_fetch_prune(c, uids, nu) : 0;
     free(uids);
     if (rc) return rc;
-    mwi_fetch_decide(c, 0);
+    mwi_fetch_decide(c, last);
     for (size_t i = 0; i < n; i++) {
         const plan *p = &c->pl[i];
         if (p->action == A_GET) {
@@ -123,10 +123,21 @@ static int on_stored(mw_loop_job *job, uint64_t msg, const char *uid, uint64_t s
     return 0;
 }
 
+/* A message the job could not take: an error of the run, as the blocking
+ * fetch counts it; the run goes on. */
+static void on_msg_error(mw_loop_job *job, uint64_t msg, const mw_error *err, void *ud)
+{
+    (void)job;
+    lfetch *f = ud;
+    plan *p = find_plan(&f->c, msg);
+    if (p) p->failed = 1;
+    f->c.res->errors++;
+    mwi_fetch_fail(&f->c, err->code, "pop3", err, NULL);
+}
+
 /* Before the first DELE: every stored message recorded durably. */
 static int on_commit(mw_loop_job *job, void *ud)
 {
-    (void)job;
     lfetch *f = ud;
     int rc = mwi_fetch_save_state(&f->c);
     if (!rc) mwi_fetch_progress(&f->c, 3);
@@ -143,7 +154,7 @@ static void on_done(mw_loop_job *job, const mw_loop_result *r, void *ud)
     /* Whatever happened, what was stored is recorded. */
     mwi_fetch_save_state(c);
     for (size_t i = 0; c->pl && i < c->n; i++)
-        if (c->pl[i].action == A_GET && !c->pl[i].stored) f->res.skipped++;
+        if (c->pl[i].action == A_GET && !c->pl[i].stored && !c->pl[i].failed) f->res.skipped++;
     mwi_fetch_progress(c, 4);
     if (f->done) f->done(job, &f->res, &f->err, f->userdata);
     lfetch_free(f);
@@ -229,13 +240,17 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     lo.commit = on_commit;
     lo.plan_userdata = f;
     if (!rc) {
-        mw_loop_job *j = NULL;
-        rc = mw_loop_add_pop3_fetch(loop, &j, &lo, on_done, f, &tmp);
-        if (rc) mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
-        /* A name is looked up at the job's first step (lconn.h), for
-         * the family asked. */
-        if (j && o->pop3->net) j->family = o->pop3->net->family;
-        if (out) *out = j;
+        mw_loop_job *lj = NULL;
+        rc = mw_loop_add_pop3_fetch(loop, &lj, &lo, on_done, f, &tmp);
+        if (rc) {
+            mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
+        } else {
+            mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
+            /* A name is looked up at the job's first step (lconn.h), for
+             * the family asked. */
+            if (o->pop3->net) lj->family = o->pop3->net->family;
+            if (out) *out = lj;
+        }
     }
     if (rc) {
         if (err) *err = f->err;

@@ -72,6 +72,14 @@ struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
  * tests that play the server over a socketpair (opts->tls as given; the
  * certificate name is tls_opts->servername, else "peer").  The job owns
  * fd from the call on, even on failure. */
+/* A message the POP3 job could not take (refused, cut off, not of its
+ * LIST size): it is neither stored nor deleted; err says why. */
+typedef void (*mwi_loop_msg_error_fn)(struct mw_loop_job *job, uint64_t msg, const mw_error *err,
+                                      void *ud);
+void mwi_loop_pop3_on_msg_error(struct mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud);
+/* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
+ * LAST was instead (*last: its answer), 0 when neither. */
+int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
 

@@ -54,10 +54,11 @@ enum p3l_kind {
     K_RETR,
     K_DELE,
     K_QUIT,
-    K_NOOP
+    K_NOOP,
+    K_LAST
 };
 static const char *const kind_name[] = {"greeting", "CAPA", "STLS", "USER", "PASS", "LIST",
-                                        "UIDL",     "RETR", "DELE", "QUIT", "NOOP"};
+                                        "UIDL",     "RETR", "DELE", "QUIT", "NOOP", "LAST"};
 
 typedef struct p3l_msg {
     uint64_t num, size;
@@ -99,6 +100,17 @@ typedef struct p3l {
     size_t nmsgs, msgs_cap;
     size_t next_retr;
     int list_done, uidl_done;
+    mw_error first_err; /* the first message-level failure (below) */
+    mwi_loop_msg_error_fn msg_error;
+    void *msg_error_ud;
+    int uid_mode;  /* 2: UIDL answered, 1: LAST instead, 0: neither (RFC 1460) */
+    uint64_t last; /* LAST's answer */
+    int uidl_refused;
+    /* The size a RETR reply announced ("+OK 120 octets"), checked against
+     * what came; UINT64_MAX: none.  After a reply without one, no more
+     * checks: src/pop3 then switches to LIST sizes for good (retr_mode). */
+    uint64_t declared;
+    int no_retr_size;
 } p3l;
 
 static void set_state(p3l *p, int st)
@@ -155,7 +167,8 @@ static void err_command(p3l *p, const p3l_cmd *c)
     char buf[64];
     int n;
     if (c->kind == K_RETR || c->kind == K_DELE)
-        n = snprintf(buf, sizeof buf, "%s %llu", kind_name[c->kind], (unsigned long long)c->arg);
+        n = snprintf(buf, sizeof buf, "%s %llu", kind_name[c->kind],
+                     (unsigned long long)(c->kind == K_RETR ? p->msgs[c->arg].num : c->arg));
     else if (c->kind == K_PASS)
         n = snprintf(buf, sizeof buf, "PASS ****");
     else if (c->kind == K_USER)
@@ -165,23 +178,48 @@ static void err_command(p3l *p, const p3l_cmd *c)
     if (n > 0) mwi_err_set_command(&p->job->err, buf, strlen(buf));
 }
 
-/* -ERR to a command: the code for it (RFC 2449 §8, RFC 3206). */
-static int err_code(const mw_pop3_status *st, int dflt)
+/* A failure that costs one message, not the session (as src/fetch's
+ * blocking fetch counts them): the message is neither stored nor deleted,
+ * the first such failure becomes the job's error once QUIT was said, and
+ * the hook (mwi_loop_pop3_on_msg_error) hears of each. */
+static void msg_failed(p3l *p, uint64_t num, int code, const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void msg_failed(p3l *p, uint64_t num, int code, const char *command, const char *fmt, ...)
 {
-    if (!strcmp(st->code, "IN-USE") || !strcmp(st->code, "LOGIN-DELAY") ||
-        !strcmp(st->code, "SYS/TEMP"))
-        return MW_ETEMP;
-    if (!strcmp(st->code, "AUTH")) return MW_EAUTH;
-    return dflt;
+    mw_error e;
+    memset(&e, 0, sizeof e);
+    char msg[sizeof e.message];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (command) mwi_err_set_command(&e, command, strlen(command));
+    mwi_err_set(&e, code, "%s", msg);
+    if (!p->first_err.code) p->first_err = e;
+    if (p->msg_error) p->msg_error(p->job, num, &e, p->msg_error_ud);
 }
 
+/* A -ERR ends the job with the error the blocking session gives for it
+ * (mwi_pop3_status_error, src/proto/pop3_reply.c), named as src/pop3 names
+ * it: "RETR 2: server said -ERR ...", a refused login "PASS refused: ...". */
 static void refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code)
 {
+    char what[48];
+    if (c->kind == K_RETR || c->kind == K_DELE)
+        snprintf(what, sizeof what, "%s %llu", kind_name[c->kind],
+                 (unsigned long long)(c->kind == K_RETR ? p->msgs[c->arg].num : c->arg));
+    else
+        snprintf(what, sizeof what, "%s", kind_name[c->kind]);
+    mw_error *e = &p->job->err;
     if (c->kind != K_GREET) err_command(p, c);
-    mwi_err_set_reply(&p->job->err, st->text, st->text_len);
-    snprintf(p->job->err.resp_code, sizeof p->job->err.resp_code, "%s", st->code);
-    end_job(p, err_code(st, code), "%s refused by the server: %.200s", kind_name[c->kind],
-            p->job->err.reply);
+    char cmd[sizeof e->command];
+    memcpy(cmd, e->command, sizeof cmd);
+    int rc = mwi_pop3_status_error(e, st, code, what);
+    memcpy(e->command, cmd, sizeof cmd);
+    if (c->kind == K_USER || c->kind == K_PASS)
+        end_job(p, rc, "%s refused: -ERR %.200s", what, e->reply);
+    else
+        end_job(p, rc, "%.300s", e->message);
 }
 
 static void start_login(p3l *p)
@@ -216,9 +254,11 @@ static void after_capa(p3l *p)
  * the commit callback said 0 (the caller made its record durable), then
  * go in one pipeline; a message to fetch and delete is deleted only when
  * it was stored. */
-static int next_deferred_dele(p3l *p, char *line, size_t cap)
+static int next_deferred_dele(p3l *p, char *line, size_t cap, uint64_t *num)
 {
-    if (p->q_len || p->in_body) return 0;
+    /* Before the commit every RETR must be answered; after it the DELEs
+     * go pipelined, as src/pop3's mw_pop3_dele_msgs sends them. */
+    if (!p->committed && (p->q_len || p->in_body)) return 0;
     if (!p->committed) {
         int rc = mw_store_sync(p->store);
         if (rc) {
@@ -236,6 +276,7 @@ static int next_deferred_dele(p3l *p, char *line, size_t cap)
         const p3l_msg *m = &p->msgs[p->next_dele++];
         if ((m->act & MW_LOOP_DELE) && (!(m->act & MW_LOOP_GET) || m->stored)) {
             snprintf(line, cap, "DELE %llu", (unsigned long long)m->num);
+            *num = m->num;
             return 1;
         }
     }
@@ -257,10 +298,11 @@ static void fill_window(p3l *p)
             continue;
         }
         if (!p->plan) break;
-        int more = next_deferred_dele(p, line, sizeof line);
+        uint64_t num = 0;
+        int more = next_deferred_dele(p, line, sizeof line, &num);
         if (more < 0) return;
         if (!more) break;
-        if (send_cmd(p, K_DELE, line, 0) != 0) return;
+        if (send_cmd(p, K_DELE, line, num) != 0) return;
     }
     if (!p->job->done && p->next_retr >= p->nmsgs && p->q_len == 0 && !p->in_body &&
         (!p->plan || (p->committed && p->next_dele >= p->nmsgs))) {
@@ -315,6 +357,20 @@ static void message_done(p3l *p)
 {
     p3l_msg *m = &p->msgs[p->body_msg];
     p->in_body = 0;
+    if (p->declared != UINT64_MAX && p->body.produced != p->declared) {
+        /* Not as the reply announced it (RFC 1939 §5 sizes are exact): never
+         * delivered, never deleted, as src/fetch does. */
+        mw_store_abort(p->store);
+        char what[48];
+        snprintf(what, sizeof what, "RETR %llu", (unsigned long long)m->num);
+        msg_failed(p, m->num, MW_EPROTO, what,
+                   "message %llu arrived incomplete or not as announced (%llu octets, server said "
+                   "%llu); not stored, left on the server",
+                   (unsigned long long)m->num, (unsigned long long)p->body.produced,
+                   (unsigned long long)p->declared);
+        fill_window(p);
+        return;
+    }
     int rc = mw_store_commit(p->store);
     /* With a plan, deletions wait (next_deferred_dele), and one sync there
      * covers every message committed before it. */
@@ -351,7 +407,12 @@ static void message_done(p3l *p)
 static int add_msg(p3l *p, uint64_t num, uint64_t size)
 {
     if (p->nmsgs >= P3L_MAX_MSGS) {
-        end_job(p, MW_ETOOBIG, "more than %u messages listed", P3L_MAX_MSGS);
+        /* src/pop3's words for it (pop3.c, list_line): the loop sends no
+         * STAT either. */
+        end_job(p, MW_ETOOBIG,
+                "LIST reply of over %u entries with no message count (STAT) to bound it; "
+                "stopped reading it",
+                P3L_MAX_MSGS);
         return -1;
     }
     if (p->nmsgs == p->msgs_cap) {
@@ -372,6 +433,8 @@ static int add_msg(p3l *p, uint64_t num, uint64_t size)
     p->msgs[p->nmsgs].num = num;
     p->msgs[p->nmsgs].size = size;
     p->msgs[p->nmsgs].uid = NULL;
+    p->msgs[p->nmsgs].act = 0;
+    p->msgs[p->nmsgs].stored = 0; /* realloc'd memory: a DELE depends on it */
     p->nmsgs++;
     return 0;
 }
@@ -425,9 +488,16 @@ static void ml_end(p3l *p)
         after_capa(p);
     } else if (k == K_LIST || k == K_UIDL) {
         if (k == K_LIST) p->list_done = 1;
+        if (k == K_LIST && p->uidl_refused) {
+            send_cmd(p, K_LAST, "LAST", 0);
+            return;
+        }
         if (k == K_UIDL) p->uidl_done = 1;
-        if (k == K_LIST && p->capa_uidl && !p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
-        if (p->list_done && (p->uidl_done || !p->capa_uidl)) start_transfer(p);
+        if (k == K_UIDL) p->uid_mode = 2;
+        /* As src/pop3's mw_pop3_list_uidl: UIDL is asked whatever CAPA
+         * says; lock-step without PIPELINING. */
+        if (k == K_LIST && !p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
+        if (p->list_done && p->uidl_done) start_transfer(p);
     }
 }
 
@@ -487,15 +557,42 @@ static void status_line(p3l *p, const char *l, size_t len)
         }
         set_state(p, S_LIST);
         send_cmd(p, K_LIST, "LIST", 0);
-        if (p->capa_uidl && p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
+        if (p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
+        return;
+    case K_UIDL:
+        if (!ok) {
+            /* No UIDL: LAST (RFC 1460) tells which messages were read, as
+             * src/fetch's blocking fetch asks it. */
+            p->uidl_done = p->uidl_refused = 1;
+            if (p->list_done) send_cmd(p, K_LAST, "LAST", 0);
+            return;
+        }
+        p->ml = c.kind;
+        return;
+    case K_LAST:
+        if (ok && !mwi_pop3_parse_retr_size(st.text, st.text_len, &p->last)) {
+            mwi_err_set_reply(&p->job->err, st.text, st.text_len);
+            end_job(p, MW_EPROTO, "LAST reply is not a number: '%.200s'", p->job->err.reply);
+            return;
+        }
+        p->uid_mode = ok ? 1 : 0;
+        start_transfer(p);
         return;
     case K_LIST:
-    case K_UIDL:
         if (!ok) return refuse(p, &c, &st, MW_ESERVER);
         p->ml = c.kind;
         return;
     case K_RETR:
-        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
+        if (!ok) {
+            char what[48];
+            snprintf(what, sizeof what, "RETR %llu", (unsigned long long)p->msgs[c.arg].num);
+            mw_error e;
+            memset(&e, 0, sizeof e);
+            int rc = mwi_pop3_status_error(&e, &st, MW_ESERVER, what);
+            msg_failed(p, p->msgs[c.arg].num, rc, what, "%s", e.message);
+            fill_window(p);
+            return;
+        }
         if (mw_store_begin(p->store, NULL) != 0) {
             end_job(p, mw_store_error(p->store)->code ? mw_store_error(p->store)->code : MW_EIO,
                     "store: %s", mw_store_error(p->store)->message);
@@ -503,11 +600,24 @@ static void status_line(p3l *p, const char *l, size_t len)
         }
         p->in_body = 1;
         p->body_msg = (size_t)c.arg;
+        p->declared = UINT64_MAX;
+        if (!p->no_retr_size && !mwi_pop3_parse_retr_size(st.text, st.text_len, &p->declared)) {
+            p->declared = UINT64_MAX;
+            p->no_retr_size = 1;
+        }
         mwi_pop3_body_init(&p->body);
         return;
     case K_DELE:
-        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
-        p->job->result.deleted++;
+        /* As src/pop3's DELE pipeline: every +OK counts, the first -ERR is
+         * the job's error once QUIT was said (the rest still applies). */
+        if (ok) {
+            p->job->result.deleted++;
+        } else if (!p->first_err.code) {
+            char what[48];
+            snprintf(what, sizeof what, "DELE %llu", (unsigned long long)c.arg);
+            mwi_err_set_command(&p->first_err, what, strlen(what));
+            mwi_pop3_status_error(&p->first_err, &st, MW_ESERVER, what);
+        }
         fill_window(p);
         return;
     case K_NOOP:
@@ -515,6 +625,12 @@ static void status_line(p3l *p, const char *l, size_t len)
         p->c.step_deadline = mw_now_ms() + p->idle_noop_ms;
         return;
     case K_QUIT:
+        if (p->first_err.code) {
+            p->job->result.quit_ok = ok;
+            p->job->err = p->first_err;
+            end_job(p, p->first_err.code, "%s", p->first_err.message);
+            return;
+        }
         if (!ok) return refuse(p, &c, &st, MW_ESERVER);
         p->job->result.quit_ok = 1;
         end_job(p, 0, "%s", "done");
@@ -638,7 +754,18 @@ static void on_process(void *impl)
 
 static void on_fail(void *impl, int code, const char *msg)
 {
-    end_job(impl, code, "%s", msg);
+    p3l *p = impl;
+    if (p->in_body && !p->job->done) {
+        /* Cut off inside a message: src/pop3's words for it. */
+        const p3l_msg *m = &p->msgs[p->body_msg];
+        char what[48];
+        snprintf(what, sizeof what, "RETR %llu", (unsigned long long)m->num);
+        msg_failed(p, m->num, code, what, "%s: %s after %llu octets; the message is incomplete",
+                   what, msg, (unsigned long long)p->body.produced);
+        end_job(p, code, "%s", p->first_err.message);
+        return;
+    }
+    end_job(p, code, "%s", msg);
 }
 
 static const char *on_state(void *impl)
@@ -819,6 +946,20 @@ int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_
     if (!j->done) mwi_lconn_arm(&p->c);
     if (out) *out = j;
     return 0;
+}
+
+void mwi_loop_pop3_on_msg_error(mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud)
+{
+    p3l *p = job->impl;
+    p->msg_error = fn;
+    p->msg_error_ud = ud;
+}
+
+int mwi_loop_pop3_uid_mode(const mw_loop_job *job, uint64_t *last)
+{
+    const p3l *p = job->impl;
+    *last = p->last;
+    return p->uid_mode;
 }
 
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,

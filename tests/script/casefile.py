@@ -11,7 +11,7 @@ PLACEHOLDER_RE = re.compile(
     r"\{(mailwire|build|port(?::[A-Za-z0-9_.-]+)?|closedport|host|certdir|ca|tmp|srcdir|top|python)\}")
 
 HEADER_SINGLE = {"name", "cmd", "sh", "stdin", "stdin-file", "exit", "stdout",
-                 "timeout", "max-duration", "min-duration", "parallel"}
+                 "timeout", "max-duration", "min-duration", "parallel", "loop-skip"}
 HEADER_MULTI = {"env", "env-unset", "stdout-re", "stdout-not-re", "stderr-re",
                 "stderr-not-re", "file-re", "file-absent", "requires"}
 BLOCK_MODIFIERS = {"crlf", "nonl", "esc"}

@@ -111,16 +111,19 @@ def tail(text, n=TAIL_LINES, width=300):
 
 
 class CaseRun:
-    def __init__(self, path, certs, verbose, time_left):
+    def __init__(self, path, certs, verbose, time_left, engine=None):
         self.path = path
         self.certs = certs
         self.verbose = verbose
         self.time_left = time_left
+        self.engine = engine    # MAILWIRE_ENGINE for the client (cli/engine.h), or None
         self.name = os.path.basename(path)
         self.problems = []      # why the case failed
         self.diag = []          # extra # lines (transcripts, outputs)
         self.skip = None
         self.duration = None
+        self.rc = None
+        self.canon = {}         # server label -> [(who, bytes)], this run's values put back as placeholders
 
     # Placeholders --------------------------------------------------------
 
@@ -162,6 +165,9 @@ class CaseRun:
             return
         self.case = case
         self.name = case.name
+        if self.engine == "loop" and case.get("loop-skip") is not None:
+            self.skip = "not on the loop engine yet: " + case.get("loop-skip")
+            return
         tmp = tempfile.mkdtemp(prefix="mw-case-")
         with _running_lock:
             _temp_dirs.add(tmp)
@@ -210,6 +216,8 @@ class CaseRun:
             timeout = max(left, 1.0)
         env = dict(os.environ)
         env["HOME"] = tmp
+        if self.engine:
+            env["MAILWIRE_ENGINE"] = self.engine
         env.pop("MAILHOST", None)
         for _, v in case.multi["env"]:
             k, _, val = v.partition("=")
@@ -275,7 +283,24 @@ class CaseRun:
             s.stop()
         for s in servers.values():
             s.join(SERVER_JOIN)
+        self.rc = proc.returncode
+        self._keep_canon(servers)
         self._check(case, servers, proc.returncode, out, err, timed_out, timeout, shown)
+
+    def _keep_canon(self, servers):
+        # Ports and the temp dir differ between runs: put the placeholders back.
+        subs = sorted(((v.encode(), ("{" + k + "}").encode()) for k, v in self.vals.items()
+                       if k != "host" and len(v) >= 4), key=lambda kv: -len(kv[0]))
+        for s in servers.values():
+            runs = []
+            for who, data in s.log.canon:
+                for v, ph in subs:
+                    data = data.replace(v, ph)
+                if runs and runs[-1][0] == who:
+                    runs[-1][1].extend(b"\n" + data)
+                else:
+                    runs.append((who, bytearray(data)))
+            self.canon[s.label] = [(w, bytes(d)) for w, d in runs]
 
     @staticmethod
     def _kill_group(proc):
@@ -375,6 +400,27 @@ class CaseRun:
                 f"({len(want)} bytes expected, {len(got)} got)")
 
 
+def compare_engines(b, lp, problems):
+    """Both runs passed: the servers must have seen the same bytes, line for
+    line (consecutive lines of one side joined), and the client must have
+    exited the same way."""
+    if b.rc != lp.rc:
+        problems.append(f"engines: exit {b.rc} with blocking, {lp.rc} on the loop")
+    for label in sorted(set(b.canon) | set(lp.canon)):
+        x, y = b.canon.get(label, []), lp.canon.get(label, [])
+        for i in range(max(len(x), len(y))):
+            ex = x[i] if i < len(x) else ("-", b"(nothing more)")
+            ey = y[i] if i < len(y) else ("-", b"(nothing more)")
+            if ex != ey:
+                pos = next((k for k, (c, d) in enumerate(zip(ex[1], ey[1])) if c != d),
+                           min(len(ex[1]), len(ey[1])))
+                problems.append(
+                    f"engines: transcript {label} differs at entry {i + 1}, byte {pos}: "
+                    f"blocking {ex[0]}: {scripted.show(ex[1][max(0, pos - 20):pos + 60])}, "
+                    f"loop {ey[0]}: {scripted.show(ey[1][max(0, pos - 20):pos + 60])}")
+                break
+
+
 def collect(paths, filt):
     files = []
     for p in paths:
@@ -414,6 +460,9 @@ def main(argv):
     ap.add_argument("--filter")
     ap.add_argument("--time-limit", type=float, default=480.0)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--engines", action="store_true",
+                    help="run each case with MAILWIRE_ENGINE=blocking, then =loop: both must "
+                         "pass and the servers must see the same bytes")
     ap.add_argument("paths", nargs="+")
     a = ap.parse_args(argv)
 
@@ -423,7 +472,7 @@ def main(argv):
     if not files:
         print(f"1..0 # SKIP no cases in {' '.join(a.paths)}", flush=True)
         return 0
-    print(f"1..{len(files)}", flush=True)
+    print(f"1..{len(files) * (2 if a.engines else 1)}", flush=True)
     end = time.monotonic() + a.time_limit
     time_left = lambda: end - time.monotonic()  # noqa: E731
     certs = CertDir()
@@ -450,7 +499,25 @@ def main(argv):
             sys.stdout.flush()
 
     def run_one(path):
-        r = CaseRun(path, certs, a.verbose, time_left)
+        """The results to report: one, or with --engines two (the blocking
+        run, then the loop run compared with it)."""
+        if not a.engines:
+            return [run_engine(path, None)]
+        b = run_engine(path, "blocking")
+        b.name += " [blocking]"
+        if b.skip or b.problems:
+            lp = CaseRun(path, certs, a.verbose, time_left, "loop")
+            lp.name = b.name[:-len(" [blocking]")] + " [loop]"
+            lp.skip = "the blocking run did not pass"
+            return [b, lp]
+        lp = run_engine(path, "loop")
+        lp.name += " [loop, same bytes as blocking]"
+        if not lp.problems and not lp.skip:
+            compare_engines(b, lp, lp.problems)
+        return [b, lp]
+
+    def run_engine(path, engine):
+        r = CaseRun(path, certs, a.verbose, time_left, engine)
         if time_left() <= 0:
             r.problems.append(f"not run: the runner's time limit of {a.time_limit:g} s was reached")
             return r
@@ -466,9 +533,11 @@ def main(argv):
     try:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
             for fut in concurrent.futures.as_completed([pool.submit(run_one, f) for f in par]):
-                report(fut.result())
+                for r in fut.result():
+                    report(r)
         for f in seq:
-            report(run_one(f))
+            for r in run_one(f):
+                report(r)
     finally:
         certs.cleanup()
     print(f"# {counter[0]} cases, {counter[1]} failed, {time.monotonic() - t0:.1f} s", flush=True)

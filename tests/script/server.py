@@ -297,11 +297,22 @@ class Transcript:
     def __init__(self, keep=60):
         self.entries = collections.deque(maxlen=keep)
         self.dropped = 0
+        # Every line each side said, whole, for comparing two runs of a case
+        # (run_cases.py --engines); a line the script matched by a pattern
+        # is kept as that pattern, since it may differ between runs.
+        self.canon = []
 
     def add(self, who, data):
         if len(self.entries) == self.entries.maxlen:
             self.dropped += 1
         self.entries.append(f"{who}: {show(data, 120)}")
+        if who in ("C", "S"):
+            self.canon.append((who, data.encode("utf-8") if isinstance(data, str) else bytes(data)))
+
+    def canon_pattern(self, what):
+        """The last client line is only known to match `what`."""
+        if self.canon and self.canon[-1][0] == "C":
+            self.canon[-1] = ("C", f"<{what}>".encode("utf-8", "surrogateescape"))
 
     def note(self, text):
         if len(self.entries) == self.entries.maxlen:
@@ -550,12 +561,15 @@ class ScriptServer:
                 raise Mismatch(f"expected {op}: {show(want)}, but {self._closed_text(conn)}") from None
             text = line.decode("utf-8", "surrogateescape")
             ok = re.fullmatch(want, text) is not None if op == "C-re" else text == want
+            if op == "C-re":
+                log.canon_pattern(f"C-re {want}")
             if not ok or ending != b"\r\n":
                 raise Mismatch(f"expected {op}: {show(want)}, got {show(line)}{self._ending_note(ending)}")
         elif op == "C-any":
             for i in range(d.count):
                 try:
                     _, ending = self._expect_line(conn, d)
+                    log.canon_pattern("C-any")
                 except (_Eof, _Stopped):
                     raise Mismatch(f"expected {d.count} line(s) (C-any), "
                                    f"{self._closed_text(conn)} after {i}") from None
@@ -566,6 +580,8 @@ class ScriptServer:
                     raise Mismatch(f"expected C-until: {show(d.arg)}, {self._closed_text(conn)} "
                                    f"after {i} other lines")
                 line, ending = got
+                if line.decode("utf-8", "surrogateescape") != d.arg:
+                    log.canon.append(("C", bytes(line)))  # not shown, but compared
                 if line.decode("utf-8", "surrogateescape") == d.arg:
                     log.add("C", line)
                     log.note(f"C-until skipped {i} lines")
@@ -601,6 +617,7 @@ class ScriptServer:
             except (_Eof, _Stopped):
                 raise Mismatch(f"expected an AUTH line with a SCRAM client-first message, "
                                f"but {self._closed_text(conn)}") from None
+            log.canon_pattern("SCRAM client-first")
             try:
                 first = base64.b64decode(line.split()[-1], validate=True).decode("ascii")
                 cnonce = next(f[2:] for f in first.split(",") if f.startswith("r="))
