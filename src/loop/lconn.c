@@ -302,6 +302,10 @@ static void resolve_step(mwi_lconn *c, int events)
         resolved(c);
         return;
     }
+    /* The resolver may have closed its socket and opened another under
+     * the same number (the next server, TCP): forget the old one first,
+     * so that mw_loop_run's epoll set takes the new one. */
+    mwi_loop_set_fd(j, -1);
     if ((rc = mwi_loop_set_fd(j, mwi_rslv_fd(c->rslv))) != 0)
         fail(c, rc, "descriptor %d cannot be watched", mwi_rslv_fd(c->rslv));
 }

@@ -6,6 +6,8 @@ What it answers depends on the name asked (RFC 1035 §4.1 messages):
   ok.test         A 192.0.2.1 192.0.2.2, AAAA 2001:db8::1
   v4only.test     A 192.0.2.7, no AAAA
   mail.test       A 127.0.0.1, no AAAA (the interop fetch)
+  mail2.test      SERVFAIL from a "main" server, A 127.0.0.1 from a "backup"
+  tcmail.test     over UDP an empty reply with TC set; over TCP A 127.0.0.1
   short.test      A 192.0.2.13 (found through the search list)
   servfail.test   SERVFAIL from a "main" server, A 192.0.2.9 from a "backup"
   silent.test     no reply at all
@@ -118,6 +120,14 @@ class Server:
             return [reply(qid, question, addr_rrs(qtype, ["192.0.2.7"]))]
         if name == "mail.test":
             return [reply(qid, question, addr_rrs(qtype, ["127.0.0.1"]))]
+        if name == "mail2.test":
+            if self.role == "main":
+                return [reply(qid, question, rcode=2)]
+            return [reply(qid, question, addr_rrs(qtype, ["127.0.0.1"]))]
+        if name == "tcmail.test":
+            if transport == "udp":
+                return [reply(qid, question, tc=True)]
+            return [reply(qid, question, addr_rrs(qtype, ["127.0.0.1"]))]
         if name == "short.test":
             return [reply(qid, question, addr_rrs(qtype, ["192.0.2.13"]))]
         if name == "servfail.test":
@@ -219,8 +229,11 @@ def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--role":
         role = sys.argv[2]
     s = Server(role)
-    print(s.port, flush=True)
+    sys.stdout.write("%d\n" % s.port)  # one write: the reader stops at the newline
+    sys.stdout.flush()
     sys.stdin.read()  # until the parent closes it
+    print("dnsserver: %s on port %d: standard input closed, stopping" % (role, s.port),
+          file=sys.stderr)
 
 
 if __name__ == "__main__":

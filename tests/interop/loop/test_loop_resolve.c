@@ -1,5 +1,5 @@
 /* Loop jobs whose host is a name (src/resolve through src/loop/lconn.c),
- * against the real Dovecot (tests/servers/README.md, users r6..r10) and
+ * against the real Dovecot (tests/servers/README.md, users r4..r10) and
  * the scripted DNS server (tests/tools/dnsserver.py), all on one loop at
  * once:
  *   r10 fetches from "mail.hosts", found in a hosts file of the test's own
@@ -9,6 +9,9 @@
  *       is the host name, not its address;
  *   r7  "nx.test": MW_ENET naming NXDOMAIN, nothing fetched;
  *   and "silent.test" (no answer) ends by the job's connect deadline;
+ *   r5  fetches from "mail2.test": SERVFAIL from the first server, the
+ *       second answers (the job's descriptor changes: a new socket);
+ *   r4  fetches from "tcmail.test": truncated over UDP, then over TCP;
  *   r6  sends to itself through Postfix at "mail.test" (the SMTP job).
  * Every message of r10 and r9 is stored and deleted on the server; r7 and
  * r8 keep theirs.  Deadlines are generous bounds, never measurements.  TAP.
@@ -112,7 +115,7 @@ static int fill(const char *root, const char *user, uid_t uid, gid_t gid)
 
 /* Starts the scripted DNS server; its port, and its pid and stdin (closing
  * it ends the server). */
-static int start_dns(const char *script, pid_t *pid, int *in_fd)
+static int start_dns(const char *script, const char *role, pid_t *pid, int *in_fd)
 {
     int to[2], from[2];
     if (pipe(to) || pipe(from)) return -1;
@@ -122,14 +125,16 @@ static int start_dns(const char *script, pid_t *pid, int *in_fd)
         dup2(from[1], 1);
         close(to[1]);
         close(from[0]);
-        execlp("python3", "python3", script, (char *)NULL);
+        execlp("python3", "python3", script, "--role", role, (char *)NULL);
         _exit(127);
     }
     close(to[0]);
     close(from[1]);
     *in_fd = to[1];
     char buf[32] = {0};
-    ssize_t n = read(from[0], buf, sizeof buf - 1);
+    size_t n = 0; /* up to the newline: the server writes nothing after it */
+    while (n < sizeof buf - 1 && read(from[0], buf + n, 1) == 1 && buf[n] != '\n')
+        n++;
     close(from[0]);
     return n > 0 ? atoi(buf) : -1;
 }
@@ -142,11 +147,10 @@ static int write_file(const char *path, const char *text)
     return fclose(f);
 }
 
-static job jobs[] = {{.user = "r10", .host = "mail.hosts"},
-                     {.user = "r9", .host = "mail.test"},
-                     {.user = "r8", .host = "mail.hosts"},
-                     {.user = "r7", .host = "nx.test"},
-                     {.user = "r7", .host = "silent.test"}};
+static job jobs[] = {{.user = "r10", .host = "mail.hosts"}, {.user = "r9", .host = "mail.test"},
+                     {.user = "r8", .host = "mail.hosts"},  {.user = "r7", .host = "nx.test"},
+                     {.user = "r7", .host = "silent.test"}, {.user = "r5", .host = "mail2.test"},
+                     {.user = "r4", .host = "tcmail.test"}};
 enum { NJOBS = sizeof jobs / sizeof jobs[0] };
 static job sendjob = {.user = "r6", .host = "mail.test"};
 
@@ -214,6 +218,12 @@ static void check(const char *root)
        "an unknown name: MW_ENET naming NXDOMAIN and its server, r7 untouched");
     ok(jobs[4].code == MW_ETIMEOUT && strstr(jobs[4].msg, "silent.test"),
        "a name no server answers: MW_ETIMEOUT by the job's connect deadline");
+    snprintf(d, sizeof d, "%s/new", jobs[5].local);
+    ok(jobs[5].code == 0 && count_dir(d) == NMSG && server_count(root, "r5") == 0,
+       "r5 by a name the first server fails (SERVFAIL), the second answers: all fetched");
+    snprintf(d, sizeof d, "%s/new", jobs[6].local);
+    ok(jobs[6].code == 0 && count_dir(d) == NMSG && server_count(root, "r4") == 0,
+       "r4 by a name whose UDP reply is truncated, asked again over TCP: all fetched");
     ok(sendjob.code == 0, "an SMTP send to a name from the scripted DNS server (Postfix)");
     int once = sendjob.results == 1;
     for (int i = 0; i < NJOBS; i++)
@@ -230,28 +240,31 @@ int main(int argc, char **argv)
         printf("1..1\nok 1 - loop by name # SKIP servers not running\n");
         return 0;
     }
-    printf("1..11\n");
+    printf("1..13\n");
     uid_t uid = (uid_t)strtoul(own, NULL, 10);
     gid_t gid = (gid_t)strtoul(strchr(own, ':') ? strchr(own, ':') + 1 : own, NULL, 10);
     char tmpl[] = "/tmp/mw-resolve-XXXXXX";
     char *base = mkdtemp(tmpl);
-    pid_t dns_pid = -1;
-    int dns_in = -1;
-    int dport = base ? start_dns(argv[1], &dns_pid, &dns_in) : -1;
+    pid_t dns_pid = -1, dns2_pid = -1;
+    int dns_in = -1, dns2_in = -1;
+    int dport = base ? start_dns(argv[1], "main", &dns_pid, &dns_in) : -1;
+    int dport2 = base ? start_dns(argv[1], "backup", &dns2_pid, &dns2_in) : -1;
     char rc_path[300], hosts_path[300], text[200];
     snprintf(rc_path, sizeof rc_path, "%s/resolv.conf", base ? base : "/nonexistent");
     snprintf(hosts_path, sizeof hosts_path, "%s/hosts", base ? base : "/nonexistent");
-    snprintf(text, sizeof text, "nameserver [127.0.0.1]:%d\noptions timeout:30 attempts:2\n",
-             dport);
-    int setup = dport > 0 && write_file(rc_path, text) == 0 &&
+    snprintf(text, sizeof text,
+             "nameserver [127.0.0.1]:%d\nnameserver [127.0.0.1]:%d\noptions timeout:30 "
+             "attempts:2\n",
+             dport, dport2);
+    int setup = dport > 0 && dport2 > 0 && write_file(rc_path, text) == 0 &&
                 write_file(hosts_path, "::1 mail.hosts\n127.0.0.1 mail.hosts\n") == 0;
-    for (int i = 0; setup && i < 4; i++)
-        setup = fill(root, jobs[i].user, uid, gid) == 0;
+    for (int i = 0; setup && i < NJOBS; i++)
+        setup = i == 4 || fill(root, jobs[i].user, uid, gid) == 0;
     for (int i = 0; setup && i < NJOBS; i++) {
         snprintf(jobs[i].local, sizeof jobs[i].local, "%s/local%d", base, i);
         setup = mw_store_open(&jobs[i].store, MW_STORE_MAILDIR, jobs[i].local, NULL, NULL) == 0;
     }
-    ok(setup, "the scripted DNS server up, resolv.conf and hosts written, r7..r10 filled");
+    ok(setup, "two scripted DNS servers up, resolv.conf and hosts written, mailboxes filled");
     mw_loop *loop = NULL;
     mw_error err = {0};
     ok(setup && mw_loop_new(&loop, NULL, &err) == 0 &&
@@ -262,7 +275,7 @@ int main(int argc, char **argv)
         return 1;
     }
     ok(add_jobs(loop, port, sport, ca) == NJOBS + 1,
-       "six jobs by name added (no lookup in the call)");
+       "eight jobs by name added (no lookup in the call)");
     int rc = mw_loop_run(loop, mw_now_ms() + 300000, &err); /* a bound against a hang */
     ok(rc == 0 && mw_loop_running(loop) == 0, "every job ended");
     check(root);
@@ -270,6 +283,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < NJOBS; i++)
         mw_store_free(jobs[i].store);
     if (dns_in >= 0) close(dns_in);
+    if (dns2_in >= 0) close(dns2_in);
     if (dns_pid > 0) waitpid(dns_pid, NULL, 0);
+    if (dns2_pid > 0) waitpid(dns2_pid, NULL, 0);
     return failed;
 }
