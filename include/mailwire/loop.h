@@ -24,9 +24,12 @@
  * mw_loop_action / mw_loop_run, never from the call that added or cancelled
  * it.  The job handle is invalid once the callback returned.
  *
- * One loop is used by one thread at a time; it starts no thread.  Name
- * lookup is not on the loop yet: a job's host must be a numeric address
- * (getaddrinfo would block).  The store (include/mailwire/store.h) is
+ * One loop is used by one thread at a time; it starts no thread.  A job's
+ * host may be a name: it is looked up on the loop, by the job itself,
+ * without a thread or a blocking call (the hosts file, then DNS over UDP
+ * and TCP to the nameservers of resolv.conf), within the job's connect
+ * deadline; its addresses are then tried one after the other, IPv6 and
+ * IPv4 interleaved.  The store (include/mailwire/store.h) is
  * called from the loop: its fsyncs take the time the local disk takes. */
 #ifndef MAILWIRE_LOOP_H
 #define MAILWIRE_LOOP_H
@@ -154,7 +157,7 @@ typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
 #define MW_LOOP_POP3_OPTS_VERSION 2
 typedef struct mw_loop_pop3_opts {
     unsigned version;
-    const char *host; /* a numeric IPv4 or IPv6 address (no name lookup yet) */
+    const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
     unsigned port;    /* 0: 110, or 995 with MW_TLS_IMPLICIT */
     int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or MW_TLS_NONE */
     /* The CA to verify against (ca_file / ca_dir, else the system's),
@@ -286,16 +289,18 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * net's connect_timeout_ms / io_timeout_ms / max_time_ms / family,
  * pipelining, window and trace, the login (auth, sasl_mechs, authzid,
  * sasl_ir, token).  Not on the loop yet, refused with MW_EUNSUPPORTED:
- * the filter, token providers, a caller's stream, msex, proxies.  A host name is looked up in this
- * call (getaddrinfo blocks); the certificate is checked against that name.  Strings of o are used
- * during this call only.  Returns 0 (done will be called), or the codes of mw_fetch_account's setup
- * and of mw_loop_add_pop3_fetch; then nothing was added and err says why. */
+ * the filter, token providers, a caller's stream, msex, proxies, a rate
+ * floor.  A host name is looked up on the loop, for net's family, not in
+ * this call; the certificate is checked against that name.  Strings of o
+ * are used during this call only.  Returns 0 (done will be called), or
+ * the codes of mw_fetch_account's setup and of mw_loop_add_pop3_fetch;
+ * then nothing was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
 #define MW_LOOP_SMTP_OPTS_VERSION 1
 typedef struct mw_loop_smtp_opts {
     unsigned version;
-    const char *host; /* a numeric IPv4 or IPv6 address (no name lookup yet) */
+    const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
     unsigned port;    /* 0: 587, or 465 with MW_TLS_IMPLICIT */
     int tls;          /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or NONE */
     const mw_tls_opts *tls_opts; /* as in mw_loop_pop3_opts */

@@ -10,7 +10,6 @@
 #include "loop/loop_int.h"
 #include "util/err.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,29 +187,10 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
     return 0;
 }
 
-/* The host as a numeric address.  A name is looked up here, before the
- * job starts (getaddrinfo blocks: name lookup is not on the loop yet). */
-static int numeric_host(const char *host, int family, char *out, size_t cap, mw_error *err)
-{
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    int g = getaddrinfo(host, NULL, &hints, &ai);
-    if (g != 0 || !ai)
-        return mwi_err_set(err, MW_ENET, "fetch: cannot resolve %s: %s", host, gai_strerror(g));
-    g = getnameinfo(ai->ai_addr, ai->ai_addrlen, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST);
-    freeaddrinfo(ai);
-    if (g != 0)
-        return mwi_err_set(err, MW_ENET, "fetch: %s: no numeric address: %s", host,
-                           gai_strerror(g));
-    return 0;
-}
-
-static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *addr,
+static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *host,
                            mw_tls_opts *tls)
 {
-    lo->host = addr;
+    lo->host = host;
     lo->port = po->port;
     lo->tls = po->tls;
     lo->tls_opts = tls;
@@ -243,9 +223,6 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     if (err) mw_error_clear(err);
     int rc = mwi_fetch_check_opts(o, err);
     if (!rc) rc = check_loop_opts(o, err);
-    char addr[64];
-    if (!rc)
-        rc = numeric_host(o->host, o->pop3->net ? o->pop3->net->family : 0, addr, sizeof addr, err);
     if (rc) return rc;
     lfetch *f = calloc(1, sizeof *f);
     if (!f) return mwi_err_set(err, MW_ENOMEM, "out of memory");
@@ -266,9 +243,9 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     if (!rc) rc = mwi_fetch_open_store(&f->c);
     mw_tls_opts tls = MW_TLS_OPTS_INIT;
     if (o->pop3->tls_opts) tls = *o->pop3->tls_opts;
-    if (!tls.servername) tls.servername = o->host; /* verified against the name, not addr */
+    if (!tls.servername) tls.servername = o->host;
     mw_loop_pop3_opts lo = MW_LOOP_POP3_OPTS_INIT;
-    pop3_opts_from(&lo, o->pop3, addr, &tls);
+    pop3_opts_from(&lo, o->pop3, o->host, &tls);
     lo.store = f->c.s;
     lo.stored = on_stored;
     lo.stored_userdata = f;
@@ -282,6 +259,9 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
             mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
         } else {
             mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
+            /* A name is looked up at the job's first step (lconn.h), for
+             * the family asked. */
+            if (o->pop3->net) lj->family = o->pop3->net->family;
             if (out) *out = lj;
         }
     }

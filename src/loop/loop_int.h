@@ -33,6 +33,7 @@ struct mw_loop_job {
     int reg_fd;       /* mw_loop_run's epoll registration: descriptor (-1: none) */
     int reg_want;     /* and its events */
     int cancel_rc;    /* nonzero: end with this at the next step */
+    int family;       /* a host name's addresses: 0 any, 4 IPv4 only, 6 IPv6 only */
     mw_loop_result result;
     mw_error err;
     mw_loop_done_fn done_fn;
@@ -47,10 +48,18 @@ int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
 
 /* loop.c: a non-blocking TCP socket to a numeric host, its connect
  * started (*connect_rc, *connect_errno: connect's result; EINPROGRESS is
- * the usual).  Returns 0, MW_EUNSUPPORTED (not a numeric address: no name
- * lookup on the loop yet) or MW_ENET (no socket). */
+ * the usual).  A host that is no numeric address gives *fd -1 and
+ * EINPROGRESS: the job's connection half looks the name up on the loop
+ * (lconn.h, mwi_lconn_arm).  Returns 0 or MW_ENET (no socket). */
 int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_rc,
                         int *connect_errno, mw_error *err);
+
+/* loop.c: where the loop's name lookups read resolv.conf and the hosts
+ * file (NULL: the system's files); copied.  For the tests: the library
+ * reads no environment variable.  Returns 0 or MW_ENOMEM. */
+int mwi_loop_set_resolv_paths(mw_loop *loop, const char *resolv_conf, const char *hosts);
+/* loop.c: those paths, for src/resolve. */
+const struct mwi_rslv_paths *mwi_loop_resolv_paths(mw_loop *loop);
 
 /* loop.c: mw_loop_run's poll(2) runner, the one used where there is no
  * epoll(7); the tests call it to keep it tried. */
