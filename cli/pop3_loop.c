@@ -4,6 +4,7 @@
  * words and exit status.  What the loop cannot run yet is an error naming
  * it, never a quiet fallback to the blocking API. */
 #include "commands.h"
+#include "engine.h"
 #include "pop3_cli.h"
 
 #include "mailwire/loop.h"
@@ -260,6 +261,7 @@ int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest
         mw_loop_free(loop);
         return not_on_loop(e.message);
     }
+    if (!rc) mw_cli_engine_note("pop3");
     if (rc) {
         mw_loop_free(loop);
         return mw_cli_pop3_report_err(&e, rc);
