@@ -160,10 +160,9 @@ typedef struct mw_loop_pop3_opts {
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
     unsigned port;    /* 0: 110, or 995 with MW_TLS_IMPLICIT */
     int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or MW_TLS_NONE */
-    /* The CA to verify against (ca_file / ca_dir, else the system's),
-     * servername, min_version and handshake_timeout_ms are used; pin,
-     * policy, client certificates, CRLs and insecure are not on the loop
-     * yet and are refused (MW_EUNSUPPORTED).  NULL: defaults. */
+    /* Every field, as the blocking session takes it (the same
+     * configuration and checks, src/net/tls_conf.c); policy_userdata must
+     * live as long as the job.  NULL: defaults. */
     const mw_tls_opts *tls_opts;
     const char *user;
     const char *password;

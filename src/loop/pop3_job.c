@@ -476,9 +476,11 @@ static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
     if (auth == MW_POP3_AUTH_NONE && mode != P3L_CMDS)
         return mwi_err_set(err, MW_EINVAL, "a fetch or an idle session needs a login");
     int need_pw = auth == MW_POP3_AUTH_USER || auth == MW_POP3_AUTH_APOP;
+    /* SASL may go without a user (EXTERNAL): pop3_login.c checks then. */
+    int sasl = auth == MW_POP3_AUTH_SASL || auth == MW_POP3_AUTH_AUTO;
     if (o->version >= 2 && o->token && strpbrk(o->token, "\r\n"))
         return mwi_err_set(err, MW_EINVAL, "CR or LF in the token");
-    if (auth != MW_POP3_AUTH_NONE && (bad_arg(o->user, 0) || bad_arg(o->password, !need_pw)))
+    if (auth != MW_POP3_AUTH_NONE && (bad_arg(o->user, sasl) || bad_arg(o->password, !need_pw)))
         return mwi_err_set(err, MW_EINVAL,
                            "user and password must be given, without CR or LF, at most %d "
                            "octets",
