@@ -241,8 +241,10 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     rc = mw_state_open(&f->c.st, o->state_path, o->state_opts, &tmp);
     if (rc) mwi_fetch_fail(&f->c, rc, "state", &tmp, NULL);
     if (!rc) rc = mwi_fetch_open_store(&f->c);
-    mw_tls_opts tls = MW_TLS_OPTS_INIT;
-    if (o->pop3->tls_opts) tls = *o->pop3->tls_opts;
+    mw_tls_opts tls;
+    /* Its version's fields only (a version 1 struct ends before crl_file);
+     * another version is refused by the POP3 job with its words. */
+    if (mw_tls_opts_copy(&tls, o->pop3->tls_opts) != 0) tls.version = o->pop3->tls_opts->version;
     if (!tls.servername) tls.servername = o->host;
     mw_loop_pop3_opts lo = MW_LOOP_POP3_OPTS_INIT;
     pop3_opts_from(&lo, o->pop3, o->host, &tls);
