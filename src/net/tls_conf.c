@@ -549,6 +549,8 @@ void mwi_tls_check_free(mwi_tls_check *k)
     k->bad_cert = NULL;
     free(k->der);
     k->der = NULL;
+    k->peer.der = NULL;
+    k->peer.der_len = 0;
 }
 
 int mwi_tls_channel_binding(SSL *ssl, const char *type, unsigned char *buf, size_t len,

@@ -80,6 +80,7 @@ int mwi_tls_check_refused(mwi_tls_check *k, const char *host, mw_error *err);
  * 0 (accepted; k->peer filled), MW_ECERT, MW_ENOMEM. */
 int mwi_tls_check_decide(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, const char *host,
                          mw_error *err);
+/* Frees what k holds (the peer's DER with it); k stays usable. */
 void mwi_tls_check_free(mwi_tls_check *k);
 
 /* RFC 9266 "tls-exporter" or RFC 5929 "tls-unique" of an established
