@@ -122,10 +122,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mw_loop_job *job = NULL;
     if (flags & 128) {
         static const mw_loop_pop3_cmd cmds[] = {
-            {MW_LOOP_POP3_LIST, 0, 0}, {MW_LOOP_POP3_UIDL, 1, 0}, {MW_LOOP_POP3_RETR, 1, 0},
-            {MW_LOOP_POP3_TOP, 2, 3},  {MW_LOOP_POP3_UIDL, 0, 0}, {MW_LOOP_POP3_LIST, 2, 0},
-            {MW_LOOP_POP3_CAPA, 0, 0}, {MW_LOOP_POP3_LAST, 0, 0}, {MW_LOOP_POP3_DELE, 1, 0},
-            {MW_LOOP_POP3_STAT, 0, 0}, {MW_LOOP_POP3_NOOP, 0, 0}, {MW_LOOP_POP3_RSET, 0, 0},
+            {MW_LOOP_POP3_LIST, 0, 0, 0},          {MW_LOOP_POP3_UIDL, 1, 0, 0},
+            {MW_LOOP_POP3_RETR, 1, 0, 0},          {MW_LOOP_POP3_TOP, 2, 3, 0},
+            {MW_LOOP_POP3_UIDL, 0, 0, 0},          {MW_LOOP_POP3_LIST, 2, 0, 0},
+            {MW_LOOP_POP3_RETR, 1, 0, UINT64_MAX}, {MW_LOOP_POP3_CAPA, 0, 0, 0},
+            {MW_LOOP_POP3_LAST, 0, 0, 0},          {MW_LOOP_POP3_DELE, 1, 0, 3},
+            {MW_LOOP_POP3_STAT, 0, 0, 0},          {MW_LOOP_POP3_NOOP, 0, 0, 0},
+            {MW_LOOP_POP3_RSET, 0, 0, 0},
         };
         size_t from = (size_t)(flags & 15) % (sizeof cmds / sizeof cmds[0]);
         o.auth = flags & 16 ? MW_POP3_AUTH_USER : MW_POP3_AUTH_AUTO;
