@@ -184,7 +184,7 @@ int mwi_ltls_handshake(mwi_ltls *t, int *want, mw_error *err)
     int rc = mwi_tls_check_decide(&t->chk, t->ssl, t->conf, t->host, err);
     if (rc) return rc;
     /* The loop shows no peer after the decision: its copy goes (memory
-     * per session, bench/idle). */
+     * per session, bench/idle: the check left is a few words). */
     mwi_tls_check_free(&t->chk);
     t->up = 1;
     return 1;

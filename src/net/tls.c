@@ -322,7 +322,7 @@ static const mwi_stream_vt tls_vt = {"tls", tls_read, tls_write, tls_pollfd, tls
 const mw_tls_peer *mw_stream_tls_peer(const mw_stream *s)
 {
     const struct mw_tls *t = s && s->vt == &tls_vt ? s->impl : NULL;
-    return t && t->chk.der ? &t->chk.peer : NULL;
+    return t ? mwi_tls_check_peer(&t->chk) : NULL;
 }
 
 int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned char *buf, size_t len,

@@ -178,10 +178,15 @@ int mwi_tls_conf_init(mwi_tls_conf *c, const mw_tls_opts *opts, mw_error *err)
     if (o.min_version != 0 && o.min_version != 12 && o.min_version != 13)
         return mwi_err_set(err, MW_EINVAL, "invalid TLS min_version %d (0, 12 or 13)",
                            o.min_version);
-    int rc = o.pin ? parse_pins(o.pin, c->pins, &c->npins, err) : 0;
-    if (rc) return rc;
     if (o.servername && strpbrk(o.servername, "\r\n"))
         return mwi_err_set(err, MW_EINVAL, "invalid TLS server name");
+    if (o.pin && !(c->pins = malloc(MWI_TLS_MAX_PINS * sizeof *c->pins)))
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    int rc = o.pin ? parse_pins(o.pin, c->pins, &c->npins, err) : 0;
+    if (rc) {
+        mwi_tls_conf_free(c);
+        return rc;
+    }
     int fail = 0;
     c->ca_file = dup_opt(o.ca_file, &fail);
     c->ca_dir = dup_opt(o.ca_dir, &fail);
@@ -209,6 +214,7 @@ void mwi_tls_conf_free(mwi_tls_conf *c)
     free(c->key_file);
     free(c->crl_file);
     free(c->servername);
+    free(c->pins);
     memset(c, 0, sizeof *c);
 }
 
@@ -466,21 +472,20 @@ int mwi_tls_check_setup(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, const
 int mwi_tls_check_refused(mwi_tls_check *k, const char *host, mw_error *err)
 {
     if (!k->strict || k->first_vr == X509_V_OK) return 0;
-    mwi_tls_verify_reason(k->first_vr, k->bad_cert, k->verify_error, sizeof k->verify_error);
+    char why[320];
+    mwi_tls_verify_reason(k->first_vr, k->bad_cert, why, sizeof why);
     return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s",
-                       host ? host : "the server", k->verify_error);
+                       host ? host : "the server", why);
 }
 
-static int fill_peer(mwi_tls_check *k, SSL *ssl, X509 *cert)
+static int fill_peer(mwi_tls_peerinfo *k, SSL *ssl, X509 *cert)
 {
     mw_tls_peer *p = &k->peer;
-    memset(p, 0, sizeof *p);
     X509_NAME_oneline(X509_get_subject_name(cert), k->subject, sizeof k->subject);
     X509_NAME_oneline(X509_get_issuer_name(cert), k->issuer, sizeof k->issuer);
     p->subject = k->subject;
     p->issuer = k->issuer;
     int l = i2d_X509(cert, NULL);
-    free(k->der);
     if (l <= 0 || !(k->der = malloc((size_t)l))) return MW_ENOMEM;
     unsigned char *w = k->der;
     i2d_X509(cert, &w);
@@ -500,7 +505,7 @@ static int fill_peer(mwi_tls_check *k, SSL *ssl, X509 *cert)
     return 0;
 }
 
-static int pin_mismatch(const mwi_tls_check *k, const mwi_tls_conf *c, const char *who,
+static int pin_mismatch(const mwi_tls_peerinfo *k, const mwi_tls_conf *c, const char *who,
                         mw_error *err)
 {
     char want[52], gc[52], gk[52];
@@ -519,38 +524,43 @@ int mwi_tls_check_decide(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, cons
     const char *who = host ? host : "the server";
     X509 *cert = SSL_get0_peer_certificate(ssl);
     if (!cert) return mwi_err_set(err, MW_ECERT, "%s presented no certificate", who);
+    mwi_tls_peerinfo *pi = k->pi = calloc(1, sizeof *pi); /* none before: once a connection */
+    if (!pi || fill_peer(pi, ssl, cert)) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     long vr = k->first_vr != X509_V_OK ? k->first_vr : SSL_get_verify_result(ssl);
-    if (vr != X509_V_OK) mwi_tls_verify_reason(vr, cert, k->verify_error, sizeof k->verify_error);
-    if (fill_peer(k, ssl, cert)) return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    k->peer.verified = vr == X509_V_OK;
+    if (vr != X509_V_OK) mwi_tls_verify_reason(vr, cert, pi->verify_error, sizeof pi->verify_error);
+    pi->peer.verified = vr == X509_V_OK;
     int pinned = 0;
     for (int i = 0; i < c->npins; i++)
-        if (!memcmp(c->pins[i], k->peer.cert_sha256, 32) ||
-            !memcmp(c->pins[i], k->peer.spki_sha256, 32))
+        if (!memcmp(c->pins[i], pi->peer.cert_sha256, 32) ||
+            !memcmp(c->pins[i], pi->peer.spki_sha256, 32))
             pinned = 1;
-    if (c->npins && !pinned) return pin_mismatch(k, c, who, err);
+    if (c->npins && !pinned) return pin_mismatch(pi, c, who, err);
     if (c->policy) {
-        if (c->policy(&k->peer, c->policy_userdata) == 0) return 0;
-        if (k->peer.verified)
+        if (c->policy(&pi->peer, c->policy_userdata) == 0) return 0;
+        if (pi->peer.verified)
             return mwi_err_set(err, MW_ECERT, "certificate of %s refused by the caller's policy",
                                who);
         return mwi_err_set(err, MW_ECERT,
                            "certificate of %s refused by the caller's policy (not verified: %s)",
-                           who, k->verify_error);
+                           who, pi->verify_error);
     }
     /* A matching pin is enough (mw_tls_opts.pin); insecure is explicit. */
-    if (pinned || c->insecure || k->peer.verified) return 0;
-    return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", who, k->verify_error);
+    if (pinned || c->insecure || pi->peer.verified) return 0;
+    return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", who, pi->verify_error);
+}
+
+const mw_tls_peer *mwi_tls_check_peer(const mwi_tls_check *k)
+{
+    return k->pi && k->pi->der ? &k->pi->peer : NULL;
 }
 
 void mwi_tls_check_free(mwi_tls_check *k)
 {
     X509_free(k->bad_cert);
     k->bad_cert = NULL;
-    free(k->der);
-    k->der = NULL;
-    k->peer.der = NULL;
-    k->peer.der_len = 0;
+    if (k->pi) free(k->pi->der);
+    free(k->pi);
+    k->pi = NULL;
 }
 
 int mwi_tls_channel_binding(SSL *ssl, const char *type, unsigned char *buf, size_t len,

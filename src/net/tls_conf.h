@@ -20,7 +20,7 @@
 /* mw_tls_opts as a connection uses it: strings owned, pins decoded. */
 typedef struct mwi_tls_conf {
     char *ca_file, *ca_dir, *cert_file, *key_file, *crl_file, *servername;
-    unsigned char pins[MWI_TLS_MAX_PINS][32];
+    unsigned char (*pins)[32]; /* npins digests, allocated only when a pin is given */
     int npins;
     int min_version;          /* 0, 12 or 13 */
     int handshake_timeout_ms; /* as given (0: none of its own) */
@@ -51,16 +51,23 @@ SSL_CTX *mwi_tls_ctx_get(const mwi_tls_ctx *x);
 mwi_tls_ctx *mwi_tls_ctx_ref(mwi_tls_ctx *x);
 void mwi_tls_ctx_unref(mwi_tls_ctx *x);
 
-/* One connection's verification state and the peer it learned. */
+/* The peer as the decision saw it (mwi_tls_check_peer). */
+typedef struct mwi_tls_peerinfo {
+    mw_tls_peer peer;
+    unsigned char *der; /* peer.der */
+    char subject[256];
+    char issuer[256];
+    char verify_error[320];
+} mwi_tls_peerinfo;
+
+/* One connection's verification state; the peer it learned is allocated
+ * by the decision, so a connection that keeps none (the loop's) holds
+ * only these few words. */
 typedef struct mwi_tls_check {
     int strict;
     long first_vr;  /* the first verification error seen, or X509_V_OK */
     X509 *bad_cert; /* the certificate it was about (for names), ref held */
-    mw_tls_peer peer;
-    unsigned char *der; /* peer.der, once decided */
-    char subject[256];
-    char issuer[256];
-    char verify_error[320];
+    mwi_tls_peerinfo *pi;
 } mwi_tls_check;
 
 /* Before the handshake: k zeroed and tied to ssl (its app data), the
@@ -77,10 +84,12 @@ int mwi_tls_conf_host(const mwi_tls_conf *c, const char *host, const char **out,
  * error when OpenSSL ended it for that, else 0 (some other failure). */
 int mwi_tls_check_refused(mwi_tls_check *k, const char *host, mw_error *err);
 /* After the handshake: pin, policy, verification, in that order.  Returns
- * 0 (accepted; k->peer filled), MW_ECERT, MW_ENOMEM. */
+ * 0 (accepted; the peer kept, mwi_tls_check_peer), MW_ECERT, MW_ENOMEM. */
 int mwi_tls_check_decide(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, const char *host,
                          mw_error *err);
-/* Frees what k holds (the peer's DER with it); k stays usable. */
+/* The peer of a decided connection, or NULL. */
+const mw_tls_peer *mwi_tls_check_peer(const mwi_tls_check *k);
+/* Frees what k holds (the peer with it); k stays usable. */
 void mwi_tls_check_free(mwi_tls_check *k);
 
 /* RFC 9266 "tls-exporter" or RFC 5929 "tls-unique" of an established
