@@ -119,7 +119,7 @@ int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, mwi_ltls_cache **cache
     }
     SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                              SSL_MODE_RELEASE_BUFFERS);
-    if ((rc = mwi_tls_check_setup(&t->chk, t->ssl, t->conf, name, err)) != 0) goto fail;
+    if ((rc = mwi_tls_check_setup(&t->chk, t->ssl, t->conf, name, 0, err)) != 0) goto fail;
     *out = t;
     return 0;
 fail:

@@ -136,7 +136,7 @@ static int setup(struct mw_tls *t, const char *host, mw_error *err)
                            mwi_tls_ssl_reason(why, sizeof why));
     BIO_set_data(bio, t);
     SSL_set_bio(t->ssl, bio, bio);
-    return mwi_tls_check_setup(&t->chk, t->ssl, &t->conf, host, err);
+    return mwi_tls_check_setup(&t->chk, t->ssl, &t->conf, host, 1, err);
 }
 
 /* A handshake that did not complete, in words. */

@@ -446,10 +446,11 @@ static int is_ip_literal(const char *h)
 }
 
 int mwi_tls_check_setup(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, const char *host,
-                        mw_error *err)
+                        int keep_peer, mw_error *err)
 {
     memset(k, 0, sizeof *k);
     k->first_vr = X509_V_OK;
+    k->keep_peer = keep_peer;
     /* Strict: OpenSSL aborts the handshake itself on a bad chain (and tells
      * the server why).  Otherwise the decision comes after the handshake
      * (pin, policy, insecure), from the result OpenSSL still keeps. */
@@ -524,9 +525,17 @@ int mwi_tls_check_decide(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, cons
     const char *who = host ? host : "the server";
     X509 *cert = SSL_get0_peer_certificate(ssl);
     if (!cert) return mwi_err_set(err, MW_ECERT, "%s presented no certificate", who);
+    long vr = k->first_vr != X509_V_OK ? k->first_vr : SSL_get_verify_result(ssl);
+    if (k->strict && !k->keep_peer) {
+        /* Verification alone decides, and nothing shows the peer later:
+         * no copy of it (memory per loop session). */
+        char why[320];
+        if (vr == X509_V_OK) return 0;
+        mwi_tls_verify_reason(vr, cert, why, sizeof why);
+        return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", who, why);
+    }
     mwi_tls_peerinfo *pi = k->pi = calloc(1, sizeof *pi); /* none before: once a connection */
     if (!pi || fill_peer(pi, ssl, cert)) return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    long vr = k->first_vr != X509_V_OK ? k->first_vr : SSL_get_verify_result(ssl);
     if (vr != X509_V_OK) mwi_tls_verify_reason(vr, cert, pi->verify_error, sizeof pi->verify_error);
     pi->peer.verified = vr == X509_V_OK;
     int pinned = 0;

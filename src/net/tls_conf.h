@@ -65,6 +65,7 @@ typedef struct mwi_tls_peerinfo {
  * only these few words. */
 typedef struct mwi_tls_check {
     int strict;
+    int keep_peer;  /* the caller shows the peer later (mw_stream_tls_peer) */
     long first_vr;  /* the first verification error seen, or X509_V_OK */
     X509 *bad_cert; /* the certificate it was about (for names), ref held */
     mwi_tls_peerinfo *pi;
@@ -73,10 +74,11 @@ typedef struct mwi_tls_check {
 /* Before the handshake: k zeroed and tied to ssl (its app data), the
  * verification mode, the host name or IP address to check and the SNI
  * (none for an address, RFC 6066 §3).  host may be NULL only when the
- * configuration does not need it (see mwi_tls_conf_host).  Returns 0,
+ * configuration does not need it (see mwi_tls_conf_host).  keep_peer 0:
+ * the peer is copied only when a pin or a policy needs it.  Returns 0,
  * MW_EINVAL. */
 int mwi_tls_check_setup(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, const char *host,
-                        mw_error *err);
+                        int keep_peer, mw_error *err);
 /* The name to check: the configured servername, else host; MW_EINVAL
  * when there is none and nothing else (insecure, pin, policy) decides. */
 int mwi_tls_conf_host(const mwi_tls_conf *c, const char *host, const char **out, mw_error *err);
@@ -84,7 +86,8 @@ int mwi_tls_conf_host(const mwi_tls_conf *c, const char *host, const char **out,
  * error when OpenSSL ended it for that, else 0 (some other failure). */
 int mwi_tls_check_refused(mwi_tls_check *k, const char *host, mw_error *err);
 /* After the handshake: pin, policy, verification, in that order.  Returns
- * 0 (accepted; the peer kept, mwi_tls_check_peer), MW_ECERT, MW_ENOMEM. */
+ * 0 (accepted; the peer kept when asked for, mwi_tls_check_peer),
+ * MW_ECERT, MW_ENOMEM. */
 int mwi_tls_check_decide(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, const char *host,
                          mw_error *err);
 /* The peer of a decided connection, or NULL. */
