@@ -35,6 +35,7 @@
 #include "error.h"
 #include "fetch.h"
 #include "net.h"
+#include "smtp.h"
 #include "store.h"
 #include "trace.h"
 
@@ -223,7 +224,7 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * nothing was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
-#define MW_LOOP_SMTP_OPTS_VERSION 1
+#define MW_LOOP_SMTP_OPTS_VERSION 2
 typedef struct mw_loop_smtp_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address (no name lookup yet) */
@@ -245,18 +246,35 @@ typedef struct mw_loop_smtp_opts {
     int max_time_ms;        /* default 0 = none */
     mw_trace_fn trace;
     void *trace_userdata;
+    /* Version 2.  msg: the message as mw_smtp_send takes it (smtp.h), its
+     * envelope, header rewrite, DSN, SIZE, BODY, SMTPUTF8 and PIPELINING
+     * as the blocking session does them; from, rcpt and message are then
+     * unused.  Not on the loop yet (MW_EUNSUPPORTED): bcc_digest, BDAT
+     * (use_chunking, BINARYMIME).  Borrowed until the job ends; a read
+     * callback or fd source is read from inside the loop. */
+    const mw_smtp_msg *msg;
+    /* Version 2, may be NULL: *result gets the transaction's result (free
+     * it with mw_smtp_result_free), NULL when the job ended before the
+     * transaction; *ready becomes 1 once greeting, EHLO, TLS and AUTH are
+     * done (a failure before is the session's, after it the message's). */
+    mw_smtp_result **result;
+    int *ready;
+    const char *auth; /* version 2: as mw_smtp_opts.sasl_mechs; NULL: the strongest offered */
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
-            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL                                          \
+            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL                  \
     }
 
-/* Adds a send of one message: EHLO, STARTTLS (RFC 3207) and EHLO again,
- * AUTH PLAIN when a user is set, MAIL, RCPT for each recipient (every one
- * must be accepted), DATA with the message dot-stuffed and its line ends
- * made CRLF (RFC 5321 §4.5.2), QUIT.  One command at a time (no
- * PIPELINING yet).  result.sent is 1 once the server accepted the data.
+/* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send
+ * say to one server: EHLO (HELO after a 5xx but 554), STARTTLS (RFC 3207)
+ * and EHLO again, AUTH PLAIN when a user is set (when the strongest
+ * mechanism offered is another, MW_EUNSUPPORTED: SASL is not on the loop
+ * yet), MAIL, RCPT for each recipient, DATA with the message dot-stuffed
+ * and its line ends made CRLF (RFC 5321 §4.5.2), pipelined when offered
+ * (RFC 2920), RSET after a refusal, QUIT.  Without msg every recipient
+ * must be accepted.  result.sent is 1 once the server accepted the data.
  * Returns as mw_loop_add_pop3_fetch. */
 MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                                     mw_loop_done_fn done, void *userdata, mw_error *err);

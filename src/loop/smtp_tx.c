@@ -1,0 +1,268 @@
+/* The loop's SMTP transaction (smtp_job.h): MAIL, RCPT, DATA and the
+ * message, as src/smtp/transaction.c does them, without blocking.  The
+ * transaction is prepared by mwi_smtp_tx_prepare on the session shell
+ * (the MAIL line, the envelope, the result) and the message encoded by
+ * message.c's encoder; here are the order of the commands and what each
+ * reply does (RFC 5321 §3.3, RFC 2920 §3.1). */
+#include "loop/smtp_job.h"
+#include "util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SJ_OUT_LOW (8 * 1024) /* refill the DATA stream below this */
+
+static int send_rcpt(sj *p, size_t i)
+{
+    char line[MWI_SMTP_RCPT_LINE];
+    size_t len = mwi_smtp_rcpt_line(line, sizeof line, &p->t.m, p->t.dsn, p->t.res->rcpt[i].address);
+    if (!len) {
+        p->dead = 1;
+        mwi_err_set(&p->sh->err, MW_ETOOBIG, "the RCPT command for <%s> would be over %zu octets",
+                    p->t.res->rcpt[i].address, sizeof line - 1);
+        mwi_sj_finish(p, MW_ETOOBIG, 0);
+        return -1;
+    }
+    return mwi_sj_send(p, S_ENVELOPE, line, len, NULL, "RCPT");
+}
+
+void mwi_sj_tx_start(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    int rc = mwi_smtp_tx_prepare(p->sh, t, p->msg);
+    if (!rc && t->chunking)
+        rc = mwi_err_set(&p->sh->err, MW_EUNSUPPORTED,
+                         "not on the loop engine yet: BDAT (RFC 3030 CHUNKING)");
+    if (rc) {
+        mwi_sj_finish(p, rc, 0);
+        return;
+    }
+    /* RFC 2920: MAIL, every RCPT and DATA in one write, DATA only when no
+     * RCPT outcome could make us stop (transaction.c says why). */
+    t->pipe_data = t->pipelining && (t->m.atleastone || t->res->nrcpt == 1);
+    p->rcpt_got = p->rcpt_sent = 0;
+    p->owed = 1;
+    if (mwi_sj_send(p, S_ENVELOPE, t->mail, t->ml, NULL, "MAIL")) return;
+    if (!t->pipelining) return;
+    for (size_t i = 0; i < t->res->nrcpt; i++)
+        if (send_rcpt(p, i)) return;
+    p->rcpt_sent = t->res->nrcpt;
+    p->owed += t->res->nrcpt;
+    if (t->pipe_data) {
+        if (mwi_sj_send(p, S_ENVELOPE, "DATA", 4, NULL, "DATA")) return;
+        p->owed++;
+    }
+    p->waiting = "MAIL";
+}
+
+static void keep_final(sj *p)
+{
+    free(p->t.res->final_text);
+    p->t.res->final_code = p->reply->code;
+    p->t.res->final_text = mwi_smtp_reply_text_dup(p->reply);
+}
+
+/* After DATA's reply (pipelined or alone): the message, or the refusal. */
+static void data_reply(sj *p)
+{
+    if (p->reply->code != 354) {
+        int rc = mwi_smtp_reply_error(p->sh, "DATA refused");
+        keep_final(p);
+        mwi_sj_finish(p, rc, p->reply->code != 421);
+        return;
+    }
+    mwi_smtp_tx *t = &p->t;
+    mwi_smtp_xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, p->chunk, 0);
+    p->body_queued = 0;
+    p->waiting = "end of data (.)";
+    mwi_sj_set_state(p, S_BODY);
+    mwi_smtp_reply_init(p->reply);
+}
+
+/* Every RCPT answered: as mwi_smtp_tx_rest, the count and what follows. */
+static void after_rcpts(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    mw_smtp_result *res = t->res;
+    size_t nacc = 0, nperm = 0;
+    for (size_t i = 0; i < res->nrcpt; i++) {
+        mw_smtp_rcpt *rr = &res->rcpt[i];
+        rr->accepted = rr->code == 250 || rr->code == 251;
+        rr->permanent = rr->code >= 500;
+        if (rr->accepted)
+            nacc++;
+        else {
+            res->nrejected++;
+            nperm += rr->permanent;
+        }
+        if (rr->code == 421) {
+            mwi_sj_finish(p, mwi_smtp_reply_error(p->sh, "server closing the connection"), 0);
+            return;
+        }
+    }
+    if (nacc == 0 || (res->nrejected && !t->m.atleastone)) {
+        int rc = mwi_smtp_rcpt_refusal(p->sh, res, nperm);
+        /* A server that took DATA anyway leaves no way out but hanging up. */
+        if (t->pipe_data && p->reply->code == 354) p->dead = 1;
+        mwi_sj_finish(p, rc, 1);
+        return;
+    }
+    if (t->pipe_data) {
+        data_reply(p);
+        return;
+    }
+    mwi_sj_send(p, S_DATA, "DATA", 4, NULL, "DATA");
+}
+
+/* One reply of the envelope, in the order the commands went. */
+static void envelope_reply(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    mw_smtp_result *res = t->res;
+    size_t idx = p->rcpt_got++;
+    int code = p->reply->code;
+    p->owed--;
+    if (idx == 0) {
+        p->mail_code = code;
+        if (code != 250) {
+            mwi_smtp_reply_error(p->sh, "sender refused");
+            p->mail_err = p->sh->err;
+            keep_final(p);
+            if (!t->pipelining) {
+                mwi_sj_finish(p, p->mail_err.code, 1);
+                return;
+            }
+        }
+    } else if (idx <= res->nrcpt) {
+        mwi_smtp_rcpt_reply(p->sh, &res->rcpt[idx - 1]);
+        if (!t->pipelining && code == 421) {
+            mwi_sj_finish(p, mwi_smtp_reply_error(p->sh, "server closing the connection"), 0);
+            return;
+        }
+    }
+    if (!t->pipelining) {
+        if (p->rcpt_sent < res->nrcpt) {
+            p->owed++;
+            send_rcpt(p, p->rcpt_sent++);
+            return;
+        }
+        after_rcpts(p);
+        return;
+    }
+    if (p->owed) {
+        p->waiting = p->rcpt_got <= res->nrcpt ? "RCPT" : "DATA";
+        mwi_smtp_reply_init(p->reply);
+        return;
+    }
+    if (p->mail_code != 250) {
+        /* DATA taken although MAIL failed: only hanging up ends it. */
+        if (t->pipe_data && code == 354) p->dead = 1;
+        p->sh->err = p->mail_err;
+        mwi_sj_finish(p, p->mail_err.code, 1);
+        return;
+    }
+    after_rcpts(p);
+}
+
+/* The reply to the end of the data (RFC 5321 §4.1.1.4). */
+static void final_reply(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    keep_final(p);
+    if (p->reply->code / 100 != 2) {
+        mwi_sj_finish(p, mwi_smtp_reply_error(p->sh, "message data refused"), 0);
+        return;
+    }
+    t->res->sent = 1;
+    for (size_t i = 0; i < t->res->nrcpt; i++)
+        t->res->rcpt[i].delivered = t->res->rcpt[i].accepted;
+    p->job->result.sent = 1;
+    p->job->result.messages = 1;
+    mwi_sj_finish(p, 0, 0);
+}
+
+void mwi_sj_tx_reply(sj *p)
+{
+    switch (p->state) {
+    case S_ENVELOPE:
+        envelope_reply(p);
+        return;
+    case S_DATA:
+        data_reply(p);
+        return;
+    case S_BODY:
+        /* A reply before the end of the data is read as the blocking
+         * session reads it: after the whole message went out. */
+        if (p->body_queued) final_reply(p);
+        return;
+    default:
+        return;
+    }
+}
+
+/* A failure of our own in the middle of DATA (the source, 8-bit data for
+ * a server without 8BITMIME): the data cannot be aborted (RFC 5321
+ * §4.1.1.4), so the connection is dropped and the server discards it. */
+static void abort_transfer(sj *p)
+{
+    mwi_smtp_xfer *x = &p->t.xf;
+    if (x->local.code) p->sh->err = x->local;
+    p->dead = 1;
+    mwi_lconn_info(&p->c, "aborting the transfer: %s", p->sh->err.message);
+    mwi_sj_finish(p, x->rc, 0);
+}
+
+void mwi_sj_tx_feed(sj *p)
+{
+    mwi_smtp_xfer *x = &p->t.xf;
+    while (p->state == S_BODY && !p->body_queued && !p->job->done &&
+           mwi_lconn_pending(&p->c) < SJ_OUT_LOW) {
+        if (x->rc < 0) { /* met while encoding ahead: nothing of it goes */
+            abort_transfer(p);
+            return;
+        }
+        if (x->out.len) {
+            if (p->c.out_off) {
+                mwi_buf_consume(&p->c.out, p->c.out_off);
+                p->c.out_off = 0;
+            }
+            if (mwi_buf_append(&p->c.out, x->out.data, x->out.len)) {
+                mwi_err_set(&p->sh->err, MW_ENOMEM, "out of memory");
+                p->dead = 1;
+                mwi_sj_finish(p, MW_ENOMEM, 0);
+                return;
+            }
+            p->job->result.bytes += x->out.len;
+            x->out.len = 0;
+            continue;
+        }
+        if (x->rc == 1) {
+            p->body_queued = 1;
+            p->t.res->octets = x->enc.out_octets;
+            mwi_lconn_info(&p->c, "(%llu octets of message data)",
+                           (unsigned long long)x->enc.out_octets);
+            return;
+        }
+        /* 1: the end is encoded, sent with what is in x->out */
+        x->rc = mwi_smtp_xfer_more(x, &p->t.r, p->t.forbid8, p->chunk);
+    }
+}
+
+void mwi_sj_tx_free(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    if (t->built) {
+        free(t->r.pre);
+        t->r.pre = NULL;
+        mwi_smtp_xout_release(p->sh, &t->xf.out);
+        mwi_smtp_env_free(&t->env);
+        t->built = 0;
+    }
+    if (p->result_out && !*p->result_out) {
+        *p->result_out = t->res;
+    } else {
+        mw_smtp_result_free(t->res);
+    }
+    t->res = NULL;
+}
