@@ -76,7 +76,8 @@ int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, 
         return rc;
     }
     p->waiting = what;
-    mwi_smtp_reply_init(p->reply);
+    /* BDAT chunks go while earlier replies may be arriving: keep them. */
+    if (!(p->state == S_BODY && st == S_BODY)) mwi_smtp_reply_init(p->reply);
     mwi_sj_set_state(p, st);
     return 0;
 }

@@ -50,6 +50,10 @@ typedef struct sj {
     char *chunk; /* MWI_SMTP_CHUNK octets: a stream source is read into it */
     size_t owed, rcpt_sent, rcpt_got;
     int mail_code, body_queued, end_rc;
+    /* BDAT (RFC 3030): replies owed, chunks sent, the first refusal. */
+    size_t bdat_owed, bdat_chunks;
+    int bdat_rc;
+    mw_error bdat_err;
     mw_error mail_err, end_err; /* MAIL's refusal; the outcome kept through RSET/QUIT */
     mw_smtp_result **result_out;
     int *ready_out;

@@ -27,20 +27,59 @@ static int send_rcpt(sj *p, size_t i)
     return mwi_sj_send(p, S_ENVELOPE, line, len, NULL, "RCPT");
 }
 
+/* Queues one BDAT chunk (RFC 3030 §2): the command, then the octets of
+ * x->out as they are. */
+static int put_bdat(sj *p, int last)
+{
+    mw_buf *b = &p->t.xf.out;
+    char line[64];
+    int n = snprintf(line, sizeof line, "BDAT %zu%s", b->len, last ? " LAST" : "");
+    if (mwi_sj_send(p, p->state, line, (size_t)n, NULL, "BDAT")) return -1;
+    if (b->len && mwi_buf_append(&p->c.out, b->data, b->len)) {
+        mwi_err_set(&p->sh->err, MW_ETOOBIG, "the BDAT chunk does not fit the output");
+        p->dead = 1;
+        mwi_sj_finish(p, MW_ETOOBIG, 0);
+        return -1;
+    }
+    p->job->result.bytes += b->len;
+    b->len = 0;
+    p->bdat_owed++;
+    return 0;
+}
+
+/* RFC 3030 §4.2, as transaction.c's bdat_with_envelope: a message that
+ * fits one chunk goes with its envelope as BDAT LAST.  1 when it went. */
+static int bdat_whole(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    mwi_smtp_xfer *x = &t->xf;
+    mwi_smtp_xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, p->chunk, t->chunking);
+    int whole = !x->rc && !mwi_smtp_src_in_memory(&t->r) && (t->r.eof || t->m.data);
+    if (!whole) return 0;
+    if ((x->rc = mwi_smtp_data_finish(&x->enc, &x->out, &p->sh->err)) != 0) {
+        mwi_sj_finish(p, x->rc, 0);
+        return 1;
+    }
+    t->res->octets = x->enc.out_octets;
+    if (put_bdat(p, 1)) return 1;
+    t->pipe_bdat = 1;
+    p->bdat_owed = 0;
+    p->owed++;
+    p->waiting = "MAIL";
+    return 1;
+}
+
 void mwi_sj_tx_start(sj *p)
 {
     mwi_smtp_tx *t = &p->t;
     int rc = mwi_smtp_tx_prepare(p->sh, t, p->msg);
-    if (!rc && t->chunking)
-        rc = mwi_err_set(&p->sh->err, MW_EUNSUPPORTED,
-                         "not on the loop engine yet: BDAT (RFC 3030 CHUNKING)");
     if (rc) {
         mwi_sj_finish(p, rc, 0);
         return;
     }
     /* RFC 2920: MAIL, every RCPT and DATA in one write, DATA only when no
      * RCPT outcome could make us stop (transaction.c says why). */
-    t->pipe_data = t->pipelining && (t->m.atleastone || t->res->nrcpt == 1);
+    t->pipe_data = t->pipelining && !t->chunking && (t->m.atleastone || t->res->nrcpt == 1);
     p->rcpt_got = p->rcpt_sent = 0;
     p->owed = 1;
     if (mwi_sj_send(p, S_ENVELOPE, t->mail, t->ml, NULL, "MAIL")) return;
@@ -53,6 +92,7 @@ void mwi_sj_tx_start(sj *p)
         if (mwi_sj_send(p, S_ENVELOPE, "DATA", 4, NULL, "DATA")) return;
         p->owed++;
     }
+    if (t->chunking && (t->m.atleastone || t->res->nrcpt == 1) && bdat_whole(p)) return;
     p->waiting = "MAIL";
 }
 
@@ -61,6 +101,22 @@ static void keep_final(sj *p)
     free(p->t.res->final_text);
     p->t.res->final_code = p->reply->code;
     p->t.res->final_text = mwi_smtp_reply_text_dup(p->reply);
+}
+
+static void final_reply(sj *p);
+
+/* BDAT after the envelope's replies: the message in chunks (mwi_sj_tx_feed). */
+static void start_bdat(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    if (!t->xf.started)
+        mwi_smtp_xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, p->chunk, t->chunking);
+    p->body_queued = 0;
+    p->bdat_owed = p->bdat_chunks = 0;
+    p->bdat_rc = 0;
+    p->waiting = "BDAT";
+    mwi_sj_set_state(p, S_BODY);
+    mwi_smtp_reply_init(p->reply);
 }
 
 /* After DATA's reply (pipelined or alone): the message, or the refusal. */
@@ -108,8 +164,16 @@ static void after_rcpts(sj *p)
         mwi_sj_finish(p, rc, 1);
         return;
     }
+    if (t->pipe_bdat) {
+        final_reply(p); /* the last reply read was BDAT LAST's */
+        return;
+    }
     if (t->pipe_data) {
         data_reply(p);
+        return;
+    }
+    if (t->chunking) {
+        start_bdat(p);
         return;
     }
     mwi_sj_send(p, S_DATA, "DATA", 4, NULL, "DATA");
@@ -182,6 +246,29 @@ static void final_reply(sj *p)
     mwi_sj_finish(p, 0, 0);
 }
 
+/* One reply to BDAT, as message.c reads them: the first refusal counts;
+ * every reply owed is read; after a refusal no more chunks go (RFC 3030
+ * §2: the rest would fail too). */
+static void bdat_reply(sj *p)
+{
+    p->bdat_owed--;
+    if (p->reply->code / 100 != 2 && !p->bdat_rc) {
+        p->bdat_rc = mwi_smtp_reply_error(p->sh, "message data refused");
+        p->bdat_err = p->sh->err;
+    }
+    if (p->bdat_owed > 0 || (!p->bdat_rc && !p->body_queued)) {
+        mwi_smtp_reply_init(p->reply);
+        return;
+    }
+    if (p->body_queued) keep_final(p);
+    if (!p->bdat_rc) {
+        final_reply(p);
+        return;
+    }
+    p->sh->err = p->bdat_err;
+    mwi_sj_finish(p, p->bdat_rc, 0);
+}
+
 void mwi_sj_tx_reply(sj *p)
 {
     switch (p->state) {
@@ -192,6 +279,10 @@ void mwi_sj_tx_reply(sj *p)
         data_reply(p);
         return;
     case S_BODY:
+        if (p->t.chunking) {
+            bdat_reply(p);
+            return;
+        }
         /* A reply before the end of the data is read as the blocking
          * session reads it: after the whole message went out. */
         if (p->body_queued) final_reply(p);
@@ -208,13 +299,53 @@ static void abort_transfer(sj *p)
 {
     mwi_smtp_xfer *x = &p->t.xf;
     if (x->local.code) p->sh->err = x->local;
+    if (p->t.chunking && p->bdat_chunks == 0) {
+        /* Before any BDAT: nothing reached the server, the session lives. */
+        mwi_lconn_info(&p->c, "not sending the message: %s", p->sh->err.message);
+        mwi_sj_finish(p, x->rc, 0);
+        return;
+    }
     p->dead = 1;
     mwi_lconn_info(&p->c, "aborting the transfer: %s", p->sh->err.message);
     mwi_sj_finish(p, x->rc, 0);
 }
 
+/* The message in BDAT chunks of at least MWI_SMTP_CHUNK octets, as
+ * message.c cuts them, with at most 16 replies owed under PIPELINING
+ * (none without: each chunk waits for its reply). */
+static void feed_bdat(sj *p)
+{
+    mwi_smtp_xfer *x = &p->t.xf;
+    size_t window = p->t.pipelining ? 16 : 0;
+    while (p->state == S_BODY && !p->body_queued && !p->job->done && !p->bdat_rc &&
+           p->bdat_owed <= window && mwi_lconn_pending(&p->c) < SJ_OUT_LOW) {
+        if (x->rc < 0) { /* met while encoding ahead */
+            abort_transfer(p);
+            return;
+        }
+        if (x->rc == 1) {
+            p->t.res->octets = x->enc.out_octets;
+            if (put_bdat(p, 1) == 0) p->body_queued = 1;
+            return;
+        }
+        x->rc = mwi_smtp_xfer_more(x, &p->t.r, p->t.forbid8, p->chunk);
+        if (x->rc < 0) {
+            abort_transfer(p);
+            return;
+        }
+        if (x->rc == 0 && x->out.len >= MWI_SMTP_CHUNK) {
+            if (put_bdat(p, 0)) return;
+            p->bdat_chunks++;
+        }
+    }
+}
+
 void mwi_sj_tx_feed(sj *p)
 {
+    if (p->t.chunking) {
+        feed_bdat(p);
+        return;
+    }
     mwi_smtp_xfer *x = &p->t.xf;
     while (p->state == S_BODY && !p->body_queued && !p->job->done &&
            mwi_lconn_pending(&p->c) < SJ_OUT_LOW) {
