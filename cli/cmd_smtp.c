@@ -2,6 +2,7 @@
  * (cmd_send.c): SMTP submission from the command line, public API only. */
 #include "commands.h"
 #include "connopts.h"
+#include "engine.h"
 #include "smtp_cli.h"
 #include "oauth_cli.h"
 
@@ -677,6 +678,14 @@ static void batch_done(size_t index, int rc, const mw_smtp_result *r, const mw_e
 
 int mw_cmd_smtp(int argc, char **argv)
 {
+    /* MAILWIRE_ENGINE (engine.h): never a quiet fallback to blocking. */
+    int engine = mw_cli_engine("smtp");
+    if (engine < 0) return EX_USAGE_;
+    if (engine == MW_CLI_ENGINE_LOOP) {
+        fprintf(stderr, "mailwire smtp: not on the loop engine yet: mailwire smtp runs blocking "
+                        "only\n");
+        return EX_UNAVAILABLE_;
+    }
     smtp_cli c;
     memset(&c, 0, sizeof c);
     c.prog = "smtp";
