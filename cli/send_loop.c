@@ -9,7 +9,6 @@
 #include "mailwire/error.h"
 #include "mailwire/loop.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,25 +27,17 @@ static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
     o->err = *res->err;
 }
 
-static int numeric_host(const char *h)
-{
-    unsigned char a[16];
-    return inet_pton(AF_INET, h, a) == 1 || inet_pton(AF_INET6, h, a) == 1;
-}
 
 /* Why the loop cannot send this yet, or NULL. */
 static const char *not_on_loop(const smtp_cli *c, const send_args *A)
 {
-    if (c->nservers > 1 || c->nports > 1) return "failover over several servers or ports";
-    if (c->opportunistic) return "--tls opportunistic";
     if (c->token_file || c->token_eval || mw_cli_auth_is_token(c->conn.auth))
         return "OAuth tokens (SASL)";
-    if (c->queue) return "--queue (QUED)";
     if (A->bcc_digest) return "--bcc-digest";
     if (A->downgrade && A->body == MW_SMTP_BODY_BINARYMIME) return "--downgrade";
     if (c->conn.proxy) return "--proxy";
-    if (c->conn.speed_limit_given || c->conn.speed_time_given) return "--speed-limit/--speed-time";
-    if (!numeric_host(c->servers[0])) return "a host name (name lookup is not on the loop yet)";
+    if ((c->conn.speed_limit_given || c->conn.speed_time_given) && c->conn.speed_limit > 0)
+        return "--speed-limit/--speed-time";
     return NULL;
 }
 
@@ -62,9 +53,8 @@ static void fill_opts(smtp_cli *c, mw_loop_smtp_opts *o, const mw_smtp_msg *m)
 {
     mw_cli_conn_tls_opts(&c->conn, &c->tls);
     mw_cli_conn_net_opts(&c->conn, &c->net);
-    o->host = c->servers[0];
-    o->port = c->ports[0];
-    o->tls = c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+    o->tls = c->opportunistic                     ? MW_TLS_OPPORTUNISTIC
+             : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
              : c->conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
                                                 : MW_TLS_STARTTLS;
     o->tls_opts = &c->tls;
@@ -79,8 +69,43 @@ static void fill_opts(smtp_cli *c, mw_loop_smtp_opts *o, const mw_smtp_msg *m)
     o->connect_timeout_ms = c->net.connect_timeout_ms;
     o->io_timeout_ms = c->net.io_timeout_ms;
     o->max_time_ms = c->net.max_time_ms;
+    o->tx_max_time_ms = c->maxsecs * 1000;
+    o->queue = c->queue;
     o->trace = c->conn.trace_fn;
     o->trace_userdata = c->conn.trace_ud;
+}
+
+/* A failure another server would meet too (smtp.c's failover stops). */
+static int stops(int ready, int rc)
+{
+    return ready < 0 || rc == MW_EINVAL || rc == MW_ENOMEM || rc == MW_ECANCELED ||
+           rc == MW_EPOLICY;
+}
+
+/* mw_smtp_open's failover: every port of a server before the next, one
+ * job at a time, until one got ready or a failure that stops it.  0, or
+ * the loop's own failure (in err). */
+static int failover(mw_loop *loop, const smtp_cli *c, mw_loop_smtp_opts *o, loop_out *out,
+                    mw_error *err)
+{
+    for (size_t i = 0; i < c->nservers; i++) {
+        for (size_t k = 0; k < c->nports; k++) {
+            o->host = c->servers[i];
+            o->port = c->ports[k];
+            int rc = mw_loop_add_smtp_send(loop, NULL, o, done_cb, out, err);
+            if (rc == MW_ENET) { /* a name that does not resolve: the next */
+                out->rc = rc;
+                out->err = *err;
+                continue;
+            }
+            if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
+            if (rc) return rc;
+            if (*o->ready > 0 || stops(*o->ready, out->rc)) return 0;
+            mw_smtp_result_free(*o->result);
+            *o->result = NULL;
+        }
+    }
+    return 0;
 }
 
 int send_loop_refuse(const smtp_cli *c, const char *why)
@@ -111,14 +136,10 @@ int send_on_loop(smtp_cli *c, const send_args *A, const mw_smtp_msg *m)
     fill_opts(c, &o, m);
     o.result = &r;
     o.ready = &ready;
-    rc = mw_loop_add_smtp_send(loop, NULL, &o, done_cb, &out, &err);
-    if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, &err);
+    rc = failover(loop, c, &o, &out, &err);
     mw_loop_free(loop);
     if (rc) return open_failed(c, rc, &err);
-    if (!ready) {
-        mw_smtp_result_free(r);
-        return open_failed(c, out.rc, &out.err);
-    }
+    if (ready <= 0) return open_failed(c, out.rc, &out.err);
     print_result(c, NULL, out.rc, r, &out.err);
     int ex = tx_exit(out.rc, r);
     json_tx_error(ex, out.rc, r, &out.err, NULL);

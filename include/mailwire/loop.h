@@ -227,9 +227,12 @@ MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch
 #define MW_LOOP_SMTP_OPTS_VERSION 2
 typedef struct mw_loop_smtp_opts {
     unsigned version;
-    const char *host; /* a numeric IPv4 or IPv6 address (no name lookup yet) */
+    /* A numeric IPv4 or IPv6 address, or a name looked up in
+     * mw_loop_add_smtp_send (getaddrinfo blocks; the certificate is
+     * checked against the name). */
+    const char *host;
     unsigned port;    /* 0: 587, or 465 with MW_TLS_IMPLICIT */
-    int tls;          /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or NONE */
+    int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), IMPLICIT, NONE or OPPORTUNISTIC */
     const mw_tls_opts *tls_opts; /* as in mw_loop_pop3_opts */
     const char *user;            /* AUTH PLAIN (RFC 4616) when set */
     const char *password;
@@ -258,13 +261,15 @@ typedef struct mw_loop_smtp_opts {
      * transaction; *ready becomes 1 once greeting, EHLO, TLS and AUTH are
      * done (a failure before is the session's, after it the message's). */
     mw_smtp_result **result;
-    int *ready;
-    const char *auth; /* version 2: as mw_smtp_opts.sasl_mechs; NULL: the strongest offered */
+    int *ready; /* -1: it failed in AUTH (mw_smtp_open would try no other server) */
+    const char *auth;   /* version 2: as mw_smtp_opts.sasl_mechs; NULL: the strongest offered */
+    int tx_max_time_ms; /* version 2: from MAIL to the last reply, as mw_smtp_set_maxtime; 0 none */
+    int queue;          /* version 2: QUED when the server offers XQUE, as mw_smtp_opts.queue */
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
-            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL                  \
+            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0            \
     }
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,7 +29,7 @@
 #define SJ_READ_BUDGET (64 * 1024)
 
 static const char *const state_name[] = {
-    "connecting", "TLS handshake", "greeting", "EHLO", "HELO",  "STARTTLS", "AUTH",
+    "connecting", "TLS handshake", "greeting", "EHLO", "HELO",  "STARTTLS", "QUED", "AUTH",
     "envelope",   "DATA",          "message",  "RSET", "QUIT", "QUIT",     "done"};
 
 void mwi_sj_set_state(sj *p, int st)
@@ -111,6 +113,7 @@ static void open_fail(sj *p, int code)
     mwi_lconn_info(&p->c, "%s", e->message);
     p->end_rc = code;
     p->end_err = *e;
+    if (p->ready_out && p->in_auth) *p->ready_out = -1;
     if (p->dead || code == MW_ETLS || code == MW_ECERT) {
         mwi_sj_end(p, code);
         return;
@@ -129,6 +132,10 @@ static void session_ready(sj *p)
 {
     p->ready = 1;
     if (p->ready_out) *p->ready_out = 1;
+    if (p->tx_max_time_ms > 0) { /* mw_smtp_set_maxtime: from here to the end of the data */
+        int64_t d = mw_now_ms() + p->tx_max_time_ms;
+        if (d < p->c.total_deadline) p->c.total_deadline = d;
+    }
     mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port, p->c.tls ? " (TLS)" : "");
     mwi_sj_tx_start(p);
 }
@@ -141,7 +148,8 @@ static void start_auth(sj *p)
     mw_error *e = &p->sh->err;
     mw_smtp_caps *caps = &p->sh->caps;
     if (!(caps->flags & MW_SMTP_CAP_AUTH) || !caps->auth[0]) {
-        mwi_err_set(e, MW_EUNSUPPORTED,
+        p->in_auth = 1;
+    mwi_err_set(e, MW_EUNSUPPORTED,
                     "credentials given but the server offers no AUTH (RFC 4954)%s",
                     p->c.tls ? "" : " before TLS");
         open_fail(p, MW_EUNSUPPORTED);
@@ -154,6 +162,7 @@ static void start_auth(sj *p)
     pol.has_password = 1;
     const char *mechs[MW_SASL_MAX_MECHS];
     size_t nm = 0;
+    p->in_auth = 1;
     int rc = mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, caps->auth, &pol, e);
     if (rc) {
         open_fail(p, rc);
@@ -166,6 +175,7 @@ static void start_auth(sj *p)
         return;
     }
     p->auth_more = nm > 1 ? mechs[1] : NULL;
+    p->in_auth = 1; /* a failure from here on stops a failover (smtp.c's s->stop) */
     size_t ul = strlen(p->user), pl = strlen(p->password), n = ul + pl + 2;
     unsigned char raw[2 * SJ_ARG_MAX + 2];
     char line[16 + 4 * ((2 * SJ_ARG_MAX + 2 + 2) / 3) + 1];
@@ -217,7 +227,13 @@ static void auth_reply(sj *p)
 /* EHLO (or HELO) answered 250: STARTTLS, AUTH or the transaction. */
 static void after_ehlo(sj *p)
 {
-    if (!p->c.tls && p->tls_mode == MW_TLS_STARTTLS) {
+    int opp = p->tls_mode == MW_TLS_OPPORTUNISTIC;
+    if (!p->c.tls && !p->plain_ok && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
+        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && opp) {
+            p->plain_ok = 1; /* opportunistic: plain text it is */
+            after_ehlo(p);
+            return;
+        }
         if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS)) {
             mwi_err_set(&p->sh->err, MW_ETLS,
                         "the server does not offer STARTTLS (RFC 3207) and TLS is required");
@@ -225,6 +241,12 @@ static void after_ehlo(sj *p)
             return;
         }
         mwi_sj_send(p, S_STARTTLS, "STARTTLS", 8, NULL, "STARTTLS");
+        return;
+    }
+    if (p->queue && (p->sh->caps.flags & MW_SMTP_CAP_XQUE)) {
+        /* Tcllib -queue: QUED asks the server to queue, not deliver now. */
+        p->queue = 0;
+        mwi_sj_send(p, S_QUED, "QUED", 4, NULL, "QUED");
         return;
     }
     if (p->user)
@@ -273,11 +295,23 @@ static void on_reply(sj *p)
     case S_STARTTLS:
         if (c != 220) {
             int rc = mwi_smtp_reply_error(p->sh, "STARTTLS refused");
+            if (c != 421 && p->tls_mode == MW_TLS_OPPORTUNISTIC) {
+                mwi_lconn_info(&p->c, "STARTTLS refused; going on in plain text (opportunistic)");
+                mw_error_clear(&p->sh->err);
+                p->plain_ok = 1;
+                after_ehlo(p);
+                return;
+            }
             if (c != 421) p->sh->err.code = rc = MW_ETLS;
             return open_fail(p, rc);
         }
         mwi_sj_set_state(p, S_HANDSHAKE);
         p->c.tls_pending = 1; /* process() checks that nothing follows the 220 */
+        return;
+    case S_QUED:
+        if (c == 421) return open_fail(p, mwi_smtp_reply_error(p->sh, "QUED"));
+        p->plain_ok = 1; /* TLS is settled by now */
+        after_ehlo(p);
         return;
     case S_AUTH:
         auth_reply(p);
@@ -339,7 +373,7 @@ static void process(sj *p)
         char *nl = memchr(p->c.in + pos, '\n', p->c.in_len - pos);
         if (!nl) {
             if (p->c.in_len - pos > MW_SMTP_REPLY_MAX_LINE) {
-                mwi_err_set(&p->sh->err, MW_EPROTO, "a reply line is longer than %d octets",
+                mwi_err_set(&p->sh->err, MW_EPROTO, "line longer than the %d-byte limit",
                             MW_SMTP_REPLY_MAX_LINE);
                 p->dead = 1;
                 fail_now(p, MW_EPROTO);
@@ -415,10 +449,77 @@ static void on_feed(void *impl)
     mwi_sj_tx_feed(p);
 }
 
+/* The session's max-time passed: in the words of src/net/stream.c. */
+static int max_time_passed(sj *p, int code)
+{
+    if (code != MW_ETIMEOUT || p->max_time_ms <= 0 || mw_now_ms() < p->c.total_deadline ||
+        p->c.total_deadline != p->session_deadline)
+        return 0;
+    char t[32];
+    if (p->max_time_ms % 1000 == 0)
+        snprintf(t, sizeof t, "%d s", p->max_time_ms / 1000);
+    else
+        snprintf(t, sizeof t, "%d ms", p->max_time_ms);
+    mwi_err_set(&p->sh->err, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
+                mwi_lconn_pending(&p->c) ? "sending" : "reading a line");
+    return 1;
+}
+
+/* The server may reply in the middle of the data and close (RFC 5321
+ * §4.1.1.4): a write fails, and the reply, already received, is the real
+ * reason, as message.c's salvage_reply finds it.  Reads what is there
+ * without waiting; 1 when it held a complete reply (the job ends). */
+static int salvage_reply(sj *p, const char *why)
+{
+    char buf[4096];
+    size_t have = p->c.in_len < sizeof buf ? p->c.in_len : sizeof buf, start = 0;
+    memcpy(buf, p->c.in, have);
+    for (int eof = 0; have < sizeof buf && !eof;) {
+        size_t n = 0;
+        int want = 0;
+        mw_error tmp = {0};
+        int rc = p->c.tls ? mwi_ltls_read(p->c.tls, buf + have, sizeof buf - have, &n, &want, &eof,
+                                          &tmp)
+                          : mwi_lplain_read(p->job->fd, buf + have, sizeof buf - have, &n, &eof,
+                                            &tmp);
+        if (rc || !n) break;
+        have += n;
+    }
+    mwi_smtp_reply_init(p->reply);
+    char *nl;
+    while ((nl = memchr(buf + start, '\n', have - start)) != NULL) {
+        size_t len = (size_t)(nl - (buf + start));
+        if (len > 0 && buf[start + len - 1] == '\r') len--;
+        mwi_lconn_trace(&p->c, MW_TRACE_RECV, buf + start, len);
+        mw_error tmp = {0};
+        int fr = mwi_smtp_reply_feed(p->reply, buf + start, len, &tmp);
+        start = (size_t)(nl - buf) + 1;
+        if (fr < 0) return 0;
+        if (fr == 1) {
+            char label[sizeof p->sh->err.message + 64];
+            snprintf(label, sizeof label, "message data refused (the server replied, then %.120s)",
+                     why);
+            int rc = mwi_smtp_reply_error(p->sh, label);
+            p->dead = 1;
+            if (p->t.res) {
+                p->t.res->final_code = p->reply->code;
+                free(p->t.res->final_text);
+                p->t.res->final_text = mwi_smtp_reply_text_dup(p->reply);
+            }
+            mwi_sj_finish(p, rc, 0);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static void on_fail(void *impl, int code, const char *msg)
 {
     sj *p = impl;
-    if (p->c.eof && code == MW_ENET && p->waiting) {
+    if (p->state == S_BODY && code != MW_ETIMEOUT && salvage_reply(p, msg)) return;
+    if (max_time_passed(p, code)) {
+        /* said */
+    } else if (p->c.eof && code == MW_ENET && p->waiting) {
         mwi_err_set(&p->sh->err, MW_ENET,
                     "connection closed by the server waiting for the reply to %s", p->waiting);
         mwi_err_set_command(&p->sh->err, p->waiting, strlen(p->waiting));
@@ -509,7 +610,8 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, mw_error
                            "user, password and auth: without CR, LF, < or >, under %d "
                            "octets",
                            SJ_ARG_MAX);
-    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE)
+    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE &&
+        o->tls != MW_TLS_OPPORTUNISTIC)
         return mwi_err_set(err, MW_EUNSUPPORTED, "TLS mode %d not on the loop yet", o->tls);
     if (o->msg) {
         if (o->msg->bcc_digest)
@@ -571,6 +673,32 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o)
     return fail;
 }
 
+/* The host as a numeric address: a name is looked up here, before the
+ * job starts (getaddrinfo blocks: name lookup is not on the loop yet). */
+static int numeric_addr(const char *host, unsigned port, char *out, size_t cap, mw_error *err)
+{
+    struct addrinfo hints, *ai = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICHOST;
+    if (getaddrinfo(host, NULL, &hints, &ai) == 0) {
+        freeaddrinfo(ai);
+        snprintf(out, cap, "%s", host);
+        return 0;
+    }
+    hints.ai_flags = 0;
+    int g = getaddrinfo(host, NULL, &hints, &ai);
+    if (g == 0 && ai)
+        g = getnameinfo(ai->ai_addr, ai->ai_addrlen, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST);
+    else if (g == 0)
+        g = EAI_NONAME;
+    if (ai) freeaddrinfo(ai);
+    if (g != 0)
+        return mwi_err_set(err, MW_ENET, "%.200s port %u: cannot resolve %s: %s", host, port, host,
+                           gai_strerror(g));
+    return 0;
+}
+
 /* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
  * from the call on). */
 static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in, int given_fd,
@@ -602,6 +730,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->auth = o.auth && *o.auth && strcasecmp(o.auth, "auto") ? dup_s(o.auth, &fail) : NULL;
     p->tls_mode = o.tls;
     p->allow_plaintext = o.allow_plaintext;
+    p->queue = o.queue;
     p->result_out = o.result;
     p->ready_out = o.ready;
     if (p->result_out) *p->result_out = NULL;
@@ -609,13 +738,18 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->connect_timeout_ms = o.connect_timeout_ms > 0 ? o.connect_timeout_ms : 30000;
     p->c.io_timeout_ms = o.io_timeout_ms > 0 ? o.io_timeout_ms : 60000;
     p->c.total_deadline = o.max_time_ms > 0 ? mw_now_ms() + o.max_time_ms : (int64_t)MW_NO_DEADLINE;
+    p->session_deadline = p->c.total_deadline;
+    p->max_time_ms = o.max_time_ms;
+    p->tx_max_time_ms = o.tx_max_time_ms;
     p->c.trace = o.trace;
     p->c.trace_ud = o.trace_userdata;
     rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && o.tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o.tls_opts, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
-    if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);
+    char addr[INET6_ADDRSTRLEN + 1];
+    if (given_fd < 0 && !rc) rc = numeric_addr(p->c.host, p->c.port, addr, sizeof addr, err);
+    if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(addr, p->c.port, &fd, &cr, &ce, err);
     if (!rc) rc = mwi_loop_attach(loop, j, err);
     if (rc) {
         if (fd >= 0) close(fd);

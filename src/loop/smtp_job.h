@@ -20,6 +20,7 @@ enum sj_state {
     S_EHLO,
     S_HELO,
     S_STARTTLS,
+    S_QUED,
     S_AUTH,
     S_ENVELOPE, /* the replies to MAIL, RCPT..., DATA */
     S_DATA,     /* DATA sent alone (no pipelining, or after the RCPTs) */
@@ -38,6 +39,11 @@ typedef struct sj {
     char *user, *password, *auth;
     int tls_mode, allow_plaintext, connect_timeout_ms;
     int ready, dead; /* dead: a 421 or a broken connection: no QUIT */
+    int in_auth;     /* AUTH started: a failure now stops a failover */
+    int queue;       /* QUED when XQUE is offered */
+    int plain_ok;    /* opportunistic TLS: STARTTLS not offered or refused */
+    int max_time_ms, tx_max_time_ms;
+    int64_t session_deadline;
     mw_smtp_reply *reply;
     const char *waiting; /* what the reply awaited answers (error texts) */
     /* The message: the caller's (v2), or one made of from/rcpt/message. */

@@ -18,6 +18,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* Why certificate verification failed (an X509_V_ERR_* code), with the
+ * certificate's names for a mismatch; cert (an X509 *) may be NULL. */
+struct x509_st;
+void mwi_tls_verify_reason(long vr, struct x509_st *cert, char *buf, size_t len);
+
 enum mw_stream_kind {
     MW_STREAM_FD = 1,  /* fd, TCP and command streams */
     MW_STREAM_CB = 2,  /* caller callbacks */

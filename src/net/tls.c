@@ -178,8 +178,9 @@ static void cert_names(X509 *cert, char *buf, size_t len)
     }
 }
 
-/* Why verification failed, in the words tests and users look for. */
-static void verify_reason(long vr, X509 *cert, char *buf, size_t len)
+/* Why verification failed, in the words tests and users look for (the
+ * loop's TLS, src/loop/loop_tls.c, says it with the same words). */
+void mwi_tls_verify_reason(long vr, X509 *cert, char *buf, size_t len)
 {
     char names[200];
     switch (vr) {
@@ -495,7 +496,7 @@ static int decide(struct mw_tls *t, const mw_tls_opts *o, const char *host,
     X509 *cert = SSL_get0_peer_certificate(t->ssl);
     if (!cert) return mwi_err_set(err, MW_ECERT, "%s presented no certificate", who);
     long vr = t->first_vr != X509_V_OK ? t->first_vr : SSL_get_verify_result(t->ssl);
-    if (vr != X509_V_OK) verify_reason(vr, cert, t->verify_error, sizeof t->verify_error);
+    if (vr != X509_V_OK) mwi_tls_verify_reason(vr, cert, t->verify_error, sizeof t->verify_error);
     if (fill_peer(t, cert)) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     t->peer.verified = vr == X509_V_OK;
     int pinned = 0;
@@ -576,7 +577,7 @@ int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int
     if (SSL_connect(t->ssl) != 1) {
         char why[200];
         if (strict && t->first_vr != X509_V_OK) {
-            verify_reason(t->first_vr, t->bad_cert, t->verify_error, sizeof t->verify_error);
+            mwi_tls_verify_reason(t->first_vr, t->bad_cert, t->verify_error, sizeof t->verify_error);
             rc = mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", host,
                              t->verify_error);
         } else if (t->io_rc) {
