@@ -52,7 +52,8 @@ void send_verbose_result(const mw_smtp_result *r)
         ok += r->rcpt[k].accepted != 0;
     fprintf(stderr, "mailwire send: %s to %zu of %zu recipient%s via %s port %u: %d %s\n",
             r->sent ? "sent" : "not sent", r->sent ? ok : 0, r->nrcpt, r->nrcpt == 1 ? "" : "s",
-            r->server ? r->server : "?", r->port, r->final_code, r->final_text ? r->final_text : "");
+            r->server ? r->server : "?", r->port, r->final_code,
+            r->final_text ? r->final_text : "");
 }
 
 int mw_cli_sendmail(int argc, char **argv)

@@ -27,7 +27,6 @@ static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
     o->err = *res->err;
 }
 
-
 /* Why the loop cannot send this yet, or NULL. */
 static const char *not_on_loop(const smtp_cli *c, const send_args *A)
 {
@@ -55,8 +54,8 @@ static void fill_opts(smtp_cli *c, mw_loop_smtp_opts *o, const mw_smtp_msg *m)
     mw_cli_conn_net_opts(&c->conn, &c->net);
     o->tls = c->opportunistic                     ? MW_TLS_OPPORTUNISTIC
              : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
-             : c->conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
-                                                : MW_TLS_STARTTLS;
+             : c->conn.tls == MW_CLI_TLS_NONE     ? MW_TLS_NONE
+                                                  : MW_TLS_STARTTLS;
     o->tls_opts = &c->tls;
     if (c->conn.user) {
         o->user = c->conn.user;

@@ -110,8 +110,7 @@ static void date_now(char *out, size_t n)
 /* Stores the message with its envelope, then tries it once at once.
  * Exit 0 when it went or is queued, 67 when recipients failed for good,
  * 75 when it could not be stored (nothing of it is left then). */
-int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin,
-                        const char *sender)
+int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin, const char *sender)
 {
     const char *data = sin->head;
     size_t len = sin->hlen;

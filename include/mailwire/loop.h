@@ -231,7 +231,7 @@ typedef struct mw_loop_smtp_opts {
      * mw_loop_add_smtp_send (getaddrinfo blocks; the certificate is
      * checked against the name). */
     const char *host;
-    unsigned port;    /* 0: 587, or 465 with MW_TLS_IMPLICIT */
+    unsigned port; /* 0: 587, or 465 with MW_TLS_IMPLICIT */
     int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), IMPLICIT, NONE or OPPORTUNISTIC */
     const mw_tls_opts *tls_opts; /* as in mw_loop_pop3_opts */
     const char *user;            /* AUTH PLAIN (RFC 4616) when set */
@@ -261,7 +261,7 @@ typedef struct mw_loop_smtp_opts {
      * transaction; *ready becomes 1 once greeting, EHLO, TLS and AUTH are
      * done (a failure before is the session's, after it the message's). */
     mw_smtp_result **result;
-    int *ready; /* -1: it failed in AUTH (mw_smtp_open would try no other server) */
+    int *ready;         /* -1: it failed in AUTH (mw_smtp_open would try no other server) */
     const char *auth;   /* version 2: as mw_smtp_opts.sasl_mechs; NULL: the strongest offered */
     int tx_max_time_ms; /* version 2: from MAIL to the last reply, as mw_smtp_set_maxtime; 0 none */
     int queue;          /* version 2: QUED when the server offers XQUE, as mw_smtp_opts.queue */
@@ -279,7 +279,8 @@ typedef struct mw_loop_smtp_opts {
  * yet), MAIL, RCPT for each recipient, DATA with the message dot-stuffed
  * and its line ends made CRLF (RFC 5321 §4.5.2), pipelined when offered
  * (RFC 2920), RSET after a refusal, QUIT.  Without msg every recipient
- * must be accepted.  result.sent is 1 once the server accepted the data.
+ * must be accepted and AUTH is PLAIN whenever offered (opts.auth "PLAIN").
+ * result.sent is 1 once the server accepted the data.
  * Returns as mw_loop_add_pop3_fetch. */
 MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                                     mw_loop_done_fn done, void *userdata, mw_error *err);

@@ -24,12 +24,12 @@
 #include <unistd.h>
 
 #define SJ_IN_CAP      8192
-#define SJ_ARG_MAX     256 /* a path or name in a command (RFC 5321 §4.5.3.1.3) */
+#define SJ_ARG_MAX     256          /* a path or name in a command (RFC 5321 §4.5.3.1.3) */
 #define SJ_OUT_MAX     (512 * 1024) /* commands, or a chunk of the message encoded */
 #define SJ_READ_BUDGET (64 * 1024)
 
 static const char *const state_name[] = {
-    "connecting", "TLS handshake", "greeting", "EHLO", "HELO",  "STARTTLS", "QUED", "AUTH",
+    "connecting", "TLS handshake", "greeting", "EHLO", "HELO", "STARTTLS", "QUED", "AUTH",
     "envelope",   "DATA",          "message",  "RSET", "QUIT", "QUIT",     "done"};
 
 void mwi_sj_set_state(sj *p, int st)
@@ -68,7 +68,8 @@ int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, 
         mwi_err_set_command(e, sh, strlen(sh));
         rc = mwi_lconn_queue_line(&p->c, buf);
         explicit_bzero(buf, sizeof buf);
-        if (rc) mwi_err_set(e, rc, "command refused: %s", mw_strerror(rc));
+        if (rc)
+            mwi_err_set(e, rc, "command refused: %s", mw_strerror(rc));
         else
             mwi_lconn_trace(&p->c, MW_TRACE_SEND, sh, strlen(sh));
     }
@@ -149,7 +150,7 @@ static void start_auth(sj *p)
     mw_smtp_caps *caps = &p->sh->caps;
     if (!(caps->flags & MW_SMTP_CAP_AUTH) || !caps->auth[0]) {
         p->in_auth = 1;
-    mwi_err_set(e, MW_EUNSUPPORTED,
+        mwi_err_set(e, MW_EUNSUPPORTED,
                     "credentials given but the server offers no AUTH (RFC 4954)%s",
                     p->c.tls ? "" : " before TLS");
         open_fail(p, MW_EUNSUPPORTED);
@@ -478,10 +479,9 @@ static int salvage_reply(sj *p, const char *why)
         size_t n = 0;
         int want = 0;
         mw_error tmp = {0};
-        int rc = p->c.tls ? mwi_ltls_read(p->c.tls, buf + have, sizeof buf - have, &n, &want, &eof,
-                                          &tmp)
-                          : mwi_lplain_read(p->job->fd, buf + have, sizeof buf - have, &n, &eof,
-                                            &tmp);
+        int rc = p->c.tls
+                     ? mwi_ltls_read(p->c.tls, buf + have, sizeof buf - have, &n, &want, &eof, &tmp)
+                     : mwi_lplain_read(p->job->fd, buf + have, sizeof buf - have, &n, &eof, &tmp);
         if (rc || !n) break;
         have += n;
     }
@@ -728,6 +728,8 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->user = dup_s(o.user, &fail);
     p->password = dup_s(o.user ? o.password : NULL, &fail);
     p->auth = o.auth && *o.auth && strcasecmp(o.auth, "auto") ? dup_s(o.auth, &fail) : NULL;
+    /* Without msg, as before version 2: AUTH PLAIN whenever it is offered. */
+    if (!o.msg && !p->auth) p->auth = dup_s("PLAIN", &fail);
     p->tls_mode = o.tls;
     p->allow_plaintext = o.allow_plaintext;
     p->queue = o.queue;

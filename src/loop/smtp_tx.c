@@ -16,7 +16,8 @@
 static int send_rcpt(sj *p, size_t i)
 {
     char line[MWI_SMTP_RCPT_LINE];
-    size_t len = mwi_smtp_rcpt_line(line, sizeof line, &p->t.m, p->t.dsn, p->t.res->rcpt[i].address);
+    size_t len =
+        mwi_smtp_rcpt_line(line, sizeof line, &p->t.m, p->t.dsn, p->t.res->rcpt[i].address);
     if (!len) {
         p->dead = 1;
         mwi_err_set(&p->sh->err, MW_ETOOBIG, "the RCPT command for <%s> would be over %zu octets",

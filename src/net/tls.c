@@ -577,7 +577,8 @@ int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int
     if (SSL_connect(t->ssl) != 1) {
         char why[200];
         if (strict && t->first_vr != X509_V_OK) {
-            mwi_tls_verify_reason(t->first_vr, t->bad_cert, t->verify_error, sizeof t->verify_error);
+            mwi_tls_verify_reason(t->first_vr, t->bad_cert, t->verify_error,
+                                  sizeof t->verify_error);
             rc = mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", host,
                              t->verify_error);
         } else if (t->io_rc) {
