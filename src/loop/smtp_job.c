@@ -366,11 +366,19 @@ static int injected(sj *p, size_t pos)
     return 1;
 }
 
+/* In S_BODY, a complete reply nothing was sent for yet. */
+static int held(const sj *p)
+{
+    return p->t.chunking ? p->bdat_owed == 0 : !p->body_queued;
+}
+
 static void process(sj *p)
 {
     size_t pos = 0;
     while (!p->job->done && p->state != S_HANDSHAKE) {
-        if (p->state == S_BODY && !p->body_queued && p->reply->complete) break;
+        /* A reply ahead of its command waits for it (read in order, as the
+         * blocking session reads them). */
+        if (p->state == S_BODY && p->reply->complete && held(p)) break;
         char *nl = memchr(p->c.in + pos, '\n', p->c.in_len - pos);
         if (!nl) {
             if (p->c.in_len - pos > MW_SMTP_REPLY_MAX_LINE) {
@@ -435,7 +443,7 @@ static void on_tls_up(void *impl)
 static void on_process(void *impl)
 {
     sj *p = impl;
-    if (p->state == S_BODY && p->body_queued && p->reply->complete) mwi_sj_tx_reply(p);
+    if (p->state == S_BODY && p->reply->complete && !held(p)) mwi_sj_tx_reply(p);
     if (!p->job->done) process(p);
 }
 

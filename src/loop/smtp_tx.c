@@ -281,7 +281,7 @@ void mwi_sj_tx_reply(sj *p)
         return;
     case S_BODY:
         if (p->t.chunking) {
-            bdat_reply(p);
+            if (p->bdat_owed) bdat_reply(p); /* else it waits for its BDAT */
             return;
         }
         /* A reply before the end of the data is read as the blocking
