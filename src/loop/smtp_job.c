@@ -458,74 +458,11 @@ static void on_feed(void *impl)
     mwi_sj_tx_feed(p);
 }
 
-/* The session's max-time passed: in the words of src/net/stream.c. */
-static int max_time_passed(sj *p, int code)
-{
-    if (code != MW_ETIMEOUT || p->max_time_ms <= 0 || mw_now_ms() < p->c.total_deadline ||
-        p->c.total_deadline != p->session_deadline)
-        return 0;
-    char t[32];
-    if (p->max_time_ms % 1000 == 0)
-        snprintf(t, sizeof t, "%d s", p->max_time_ms / 1000);
-    else
-        snprintf(t, sizeof t, "%d ms", p->max_time_ms);
-    mwi_err_set(&p->sh->err, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
-                mwi_lconn_pending(&p->c) ? "sending" : "reading a line");
-    return 1;
-}
-
-/* The server may reply in the middle of the data and close (RFC 5321
- * §4.1.1.4): a write fails, and the reply, already received, is the real
- * reason, as message.c's salvage_reply finds it.  Reads what is there
- * without waiting; 1 when it held a complete reply (the job ends). */
-static int salvage_reply(sj *p, const char *why)
-{
-    char buf[4096];
-    size_t have = p->c.in_len < sizeof buf ? p->c.in_len : sizeof buf, start = 0;
-    memcpy(buf, p->c.in, have);
-    for (int eof = 0; have < sizeof buf && !eof;) {
-        size_t n = 0;
-        int want = 0;
-        mw_error tmp = {0};
-        int rc = p->c.tls
-                     ? mwi_ltls_read(p->c.tls, buf + have, sizeof buf - have, &n, &want, &eof, &tmp)
-                     : mwi_lplain_read(p->job->fd, buf + have, sizeof buf - have, &n, &eof, &tmp);
-        if (rc || !n) break;
-        have += n;
-    }
-    mwi_smtp_reply_init(p->reply);
-    char *nl;
-    while ((nl = memchr(buf + start, '\n', have - start)) != NULL) {
-        size_t len = (size_t)(nl - (buf + start));
-        if (len > 0 && buf[start + len - 1] == '\r') len--;
-        mwi_lconn_trace(&p->c, MW_TRACE_RECV, buf + start, len);
-        mw_error tmp = {0};
-        int fr = mwi_smtp_reply_feed(p->reply, buf + start, len, &tmp);
-        start = (size_t)(nl - buf) + 1;
-        if (fr < 0) return 0;
-        if (fr == 1) {
-            char label[sizeof p->sh->err.message + 64];
-            snprintf(label, sizeof label, "message data refused (the server replied, then %.120s)",
-                     why);
-            int rc = mwi_smtp_reply_error(p->sh, label);
-            p->dead = 1;
-            if (p->t.res) {
-                p->t.res->final_code = p->reply->code;
-                free(p->t.res->final_text);
-                p->t.res->final_text = mwi_smtp_reply_text_dup(p->reply);
-            }
-            mwi_sj_finish(p, rc, 0);
-            return 1;
-        }
-    }
-    return 0;
-}
-
 static void on_fail(void *impl, int code, const char *msg)
 {
     sj *p = impl;
-    if (p->state == S_BODY && code != MW_ETIMEOUT && salvage_reply(p, msg)) return;
-    if (max_time_passed(p, code)) {
+    if (p->state == S_BODY && code != MW_ETIMEOUT && mwi_sj_salvage_reply(p, msg)) return;
+    if (mwi_sj_max_time_passed(p, code)) {
         /* said */
     } else if (p->c.eof && code == MW_ENET && p->waiting) {
         mwi_err_set(&p->sh->err, MW_ENET,

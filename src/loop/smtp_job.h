@@ -82,6 +82,12 @@ void mwi_sj_tx_start(sj *p);
 void mwi_sj_tx_reply(sj *p);
 /* Keeps the output fed with the message while in S_BODY. */
 void mwi_sj_tx_feed(sj *p);
+/* ETIMEOUT at the session's max-time: its message as src/net/stream.c
+ * says it (1), or 0. */
+int mwi_sj_max_time_passed(sj *p, int code);
+/* After a failed write during the data: the server's reply, when it sent
+ * one before closing, is the outcome (1: the job ends with it), or 0. */
+int mwi_sj_salvage_reply(sj *p, const char *why);
 /* Hands the result out and frees the transaction's parts. */
 void mwi_sj_tx_free(sj *p);
 
