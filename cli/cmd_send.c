@@ -56,284 +56,323 @@ void send_verbose_result(const mw_smtp_result *r)
             r->final_text ? r->final_text : "");
 }
 
-int mw_cli_sendmail(int argc, char **argv)
-{
+/* One run of `mailwire send`: what it holds, freed in one place. */
+typedef struct send_run {
     smtp_cli c;
-    memset(&c, 0, sizeof c);
-    c.prog = "send";
-    mw_cli_conn_init(&c.conn, "send", 587, 465);
     send_args A;
-    memset(&A, 0, sizeof A);
-    A.mode = 'm';
-    A.body = MW_SMTP_BODY_AUTO;
-    A.rcpt = calloc((size_t)argc + 1, sizeof *A.rcpt);
-    A.qargv = calloc((size_t)argc + 5, sizeof *A.qargv);
-    int rc = 0;
-    int engine = mw_cli_engine("send");
-    stdin_src *sin = NULL;
-    char *fromhdr = NULL, *sender = NULL, *whole = NULL, *seven = NULL;
-    size_t whole_len = 0, seven_len = 0;
-    mw_smtp_result *r = NULL;
-    if (!A.rcpt || !A.qargv) {
-        free(A.rcpt);
-        free(A.qargv);
-        return EX_SOFTWARE_;
-    }
-    if (engine < 0) {
-        free(A.rcpt);
-        free(A.qargv);
-        return EX_USAGE_;
-    }
-    A.qargv[A.qargc++] = (char *)"queue";
+    int engine; /* MW_CLI_ENGINE_* (engine.h) */
+    stdin_src *sin;
+    char *fromhdr, *sender, *whole, *seven;
+    size_t whole_len, seven_len;
+    const char *originator;
+    mw_smtp_result *r;
+} send_run;
+
+/* A long option of `send` itself: 1 taken, 0 not one of them. */
+static int send_flag(send_args *A, const char *a)
+{
+    if (!strcmp(a, "--all-or-nothing"))
+        A->all_or_nothing = 1;
+    else if (!strcmp(a, "--bcc-digest"))
+        A->bcc_digest = 1;
+    else if (!strcmp(a, "--enqueue"))
+        A->enqueue = 1;
+    else if (!strcmp(a, "--downgrade"))
+        A->downgrade = 1;
+    else
+        return 0;
+    return 1;
+}
+
+/* The arguments: -1 go on, else the exit code (0 after --help). */
+static int parse_args(send_run *R, int argc, char **argv)
+{
+    send_args *A = &R->A;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--")) {
             while (++i < argc)
-                A.rcpt[A.nrcpt++] = argv[i];
+                A->rcpt[A->nrcpt++] = argv[i];
             break;
         }
         /* -h alone is help; with more it is sendmail's -h HOPS. */
         if (!strcmp(a, "--help") || (!strcmp(a, "-h") && argc == 2)) {
             send_usage(stdout);
-            goto out;
+            return 0;
         }
-        if (!strcmp(a, "--all-or-nothing")) {
-            A.all_or_nothing = 1;
-            continue;
-        }
-        if (!strcmp(a, "--bcc-digest")) {
-            A.bcc_digest = 1;
-            continue;
-        }
-        if (!strcmp(a, "--enqueue")) {
-            A.enqueue = 1;
-            continue;
-        }
-        if (!strcmp(a, "--downgrade")) {
-            A.downgrade = 1;
-            continue;
-        }
+        if (send_flag(A, a)) continue;
         if (a[0] == '-' && a[1] == '-') {
             int start = i;
-            int r2 = queue_option(&A.qc, argc, argv, &i, "send");
-            if (r2 == 0) r2 = smtp_option(&c, argc, argv, &i);
+            int r2 = queue_option(&A->qc, argc, argv, &i, "send");
+            if (r2 == 0) r2 = smtp_option(&R->c, argc, argv, &i);
             if (r2 > 0) {
                 for (int k = start; k <= i; k++)
-                    A.qargv[A.qargc++] = argv[k];
+                    A->qargv[A->qargc++] = argv[k];
                 continue;
             }
             if (r2 == 0) {
                 fprintf(stderr, "mailwire send: unknown option '%s'\n", a);
                 send_usage(stderr);
             }
-            rc = EX_USAGE_;
-            goto out;
+            return EX_USAGE_;
         }
         if (a[0] == '-' && a[1]) {
-            if (short_options(&A, &c, argc, argv, &i) < 0) {
-                rc = EX_USAGE_;
-                goto out;
-            }
+            if (short_options(A, &R->c, argc, argv, &i) < 0) return EX_USAGE_;
             continue;
         }
-        A.rcpt[A.nrcpt++] = a;
+        A->rcpt[A->nrcpt++] = a;
     }
-    if (A.mode == 'i') goto out; /* -bi / -I: no alias database to build */
-    if (A.verbose > 1 && !c.conn.trace_path) c.conn.trace_path = "-";
-    if (engine == MW_CLI_ENGINE_LOOP && A.mode != 'm') {
-        rc = send_loop_refuse(&c, A.mode == 's' ? "-bs (SMTP on stdin)" : "the queue (-q, -bp)");
-        goto out;
-    }
-    if (A.mode == 'q' || A.mode == 'p') {
+    return -1;
+}
+
+/* The modes but delivery: -bi, -q, -bp, -bs.  -1 for delivery, else the
+ * exit code. */
+static int other_modes(send_run *R)
+{
+    send_args *A = &R->A;
+    smtp_cli *c = &R->c;
+    if (A->mode == 'i') return 0; /* -bi / -I: no alias database to build */
+    if (R->engine == MW_CLI_ENGINE_LOOP && A->mode != 'm')
+        return send_loop_refuse(c, A->mode == 's' ? "-bs (SMTP on stdin)" : "the queue (-q, -bp)");
+    if (A->mode == 'q' || A->mode == 'p') {
         /* -q is `queue flush` (deliver all queued mail), -bp `queue list`. */
-        if (c.conn.config_path) { /* -C */
-            A.qargv[A.qargc++] = (char *)"--config";
-            A.qargv[A.qargc++] = (char *)c.conn.config_path;
+        if (c->conn.config_path) { /* -C */
+            A->qargv[A->qargc++] = (char *)"--config";
+            A->qargv[A->qargc++] = (char *)c->conn.config_path;
         }
-        A.qargv[A.qargc++] = (char *)(A.mode == 'q' ? "flush" : "list");
-        A.qargv[A.qargc] = NULL;
-        rc = mw_cmd_queue(A.qargc, A.qargv);
-        goto out;
+        A->qargv[A->qargc++] = (char *)(A->mode == 'q' ? "flush" : "list");
+        A->qargv[A->qargc] = NULL;
+        return mw_cmd_queue(A->qargc, A->qargv);
     }
-    if (A.mode == 's') {
-        c.conn.json = 0; /* stdout is the SMTP dialogue */
-        rc = bs_session(&c, &A);
-        goto out;
+    if (A->mode == 's') {
+        c->conn.json = 0; /* stdout is the SMTP dialogue */
+        return bs_session(c, A);
     }
-    if (!A.extract && A.nrcpt == 0) {
+    return -1;
+}
+
+/* Checks the delivery's arguments, reads the header block ahead (all of
+ * the message with --bcc-digest), finds the sender and with it the
+ * account.  -1 go on, else the exit code. */
+static int read_ahead(send_run *R)
+{
+    send_args *A = &R->A;
+    if (!A->extract && A->nrcpt == 0) {
         fprintf(stderr, "mailwire send: no recipients: give them as arguments or use -t\n");
-        rc = EX_USAGE_;
-        goto out;
+        return EX_USAGE_;
     }
-    if (A.ret && strcasecmp(A.ret, "full") && strcasecmp(A.ret, "hdrs")) {
+    if (A->ret && strcasecmp(A->ret, "full") && strcasecmp(A->ret, "hdrs")) {
         fprintf(stderr, "mailwire send: -R takes full or hdrs\n");
-        rc = EX_USAGE_;
-        goto out;
+        return EX_USAGE_;
     }
-    /* Streamed: only the header block is read before connecting (all of
-     * the message with --bcc-digest). */
-    if (!(sin = calloc(1, sizeof *sin))) {
-        rc = EX_SOFTWARE_;
-        goto out;
-    }
-    sin->ignore_dots = A.ignore_dots;
-    if (sin_read_ahead(sin, A.bcc_digest) != 0) {
+    if (!(R->sin = calloc(1, sizeof *R->sin))) return EX_SOFTWARE_;
+    R->sin->ignore_dots = A->ignore_dots;
+    if (sin_read_ahead(R->sin, A->bcc_digest) != 0) {
         fprintf(stderr, "mailwire send: cannot read the message: %s\n",
-                errno != EFBIG ? strerror(errno)
-                : A.bcc_digest ? "over 256 MiB (--bcc-digest holds it in memory)"
-                               : "no end of the header block in its first 1 MiB");
-        rc = errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
-        goto out;
+                errno != EFBIG  ? strerror(errno)
+                : A->bcc_digest ? "over 256 MiB (--bcc-digest holds it in memory)"
+                                : "no end of the header block in its first 1 MiB");
+        return errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;
     }
-    const char *data = sin->head;
-    size_t len = sin->hlen;
     /* Without --account or --host, the sender picks the account (-f, else
      * the From field), as msmtp's --read-envelope-from does; with no
      * sender, or none matching, the account called "default". */
-    sender = A.from ? strdup(A.from) : from_field_address(data, len);
-    c.conn.from_address = sender ? sender : "";
-    if ((rc = smtp_finish(&c)) != 0) goto out;
-    const char *originator = A.from;
-    if (!sender) {
-        if (!(sender = default_sender(&c.conn))) {
-            rc = EX_SOFTWARE_;
-            goto out;
-        }
-        originator = sender;
+    R->sender = A->from ? strdup(A->from) : from_field_address(R->sin->head, R->sin->hlen);
+    R->c.conn.from_address = R->sender ? R->sender : "";
+    int rc = smtp_finish(&R->c);
+    if (rc) return rc;
+    R->originator = A->from;
+    if (!R->sender) {
+        if (!(R->sender = default_sender(&R->c.conn))) return EX_SOFTWARE_;
+        R->originator = R->sender;
     }
-    {
-        const mw_account *acct =
-            c.conn.config && c.conn.account ? mw_config_find(c.conn.config, c.conn.account) : NULL;
-        if ((A.enqueue || (acct && acct->queue)) && engine == MW_CLI_ENGINE_LOOP) {
-            rc = send_loop_refuse(&c, "the queue (--enqueue, queue on)");
-            goto out;
-        }
-        if (A.enqueue || (acct && acct->queue)) {
-            rc = send_enqueue(&c, &A, &A.qc, sin, originator ? originator : sender);
-            goto out;
-        }
-    }
-    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    return -1;
+}
+
+/* The message and its envelope for the library, as sendmail makes them.
+ * 0 or an exit code. */
+static int build_msg(send_run *R, mw_smtp_msg *m)
+{
+    send_args *A = &R->A;
+    smtp_cli *c = &R->c;
+    const char *data = R->sin->head, *originator = R->originator;
+    size_t len = R->sin->hlen;
     struct stat st;
-    if (!sin->done) {
-        m.read = send_source_read;
-        m.read_userdata = sin;
+    if (!R->sin->done) {
+        m->read = send_source_read;
+        m->read_userdata = R->sin;
         /* SIZE= from a regular file on stdin (an estimate, RFC 1870 §4). */
         if (fstat(0, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-            m.size_hint = (uint64_t)st.st_size;
+            m->size_hint = (uint64_t)st.st_size;
     } else {
         /* Read whole already (all of a short message came with its
          * header): from memory, so SIZE and the 8-bit check are exact. */
-        m.data = data;
-        m.len = len;
+        m->data = data;
+        m->len = len;
     }
-    m.originator = originator;
+    m->originator = originator;
     /* sendmail's header rules: Bcc removed, From/Date/Message-ID added
      * when missing, never a Sender field (envelope.c). */
-    m.rewrite_headers = MW_SMTP_REWRITE_SENDMAIL;
-    m.body = A.body;
+    m->rewrite_headers = MW_SMTP_REWRITE_SENDMAIL;
+    m->body = A->body;
     /* -t: the recipients come from To/Cc/Bcc (the library removes Bcc),
      * plus any recipient arguments, as Postfix's sendmail ("added to any
      * recipients specified on the command line") and msmtp do; Sendmail 8
      * and Exim by default remove the argument addresses instead, which
      * would silently drop mail the caller named, so we add. */
-    m.recipients = A.nrcpt ? A.rcpt : NULL;
-    m.nrecipients = A.nrcpt;
-    m.header_recipients = A.extract;
-    m.headers = c.headers;
-    m.nheaders = c.nheaders;
-    if (A.fullname && originator && originator[0] && !has_header(data, len, "From")) {
-        size_t fl = strlen(A.fullname) + strlen(originator) + 16;
-        fromhdr = malloc(fl);
-        if (!fromhdr) {
-            rc = EX_SOFTWARE_;
-            goto out;
+    m->recipients = A->nrcpt ? A->rcpt : NULL;
+    m->nrecipients = A->nrcpt;
+    m->header_recipients = A->extract;
+    if (A->fullname && originator && originator[0] && !has_header(data, len, "From")) {
+        size_t fl = strlen(A->fullname) + strlen(originator) + 16;
+        if (!(R->fromhdr = malloc(fl))) return EX_SOFTWARE_;
+        snprintf(R->fromhdr, fl, "From: %s <%s>", A->fullname, originator);
+        c->headers[c->nheaders++] = R->fromhdr;
+    }
+    m->headers = c->headers;
+    m->nheaders = c->nheaders;
+    m->atleastone = !A->all_or_nothing;
+    m->bcc_digest = A->bcc_digest;
+    m->dsn_notify = A->notify;
+    m->dsn_ret = A->ret;
+    m->dsn_envid = A->envid;
+    m->dsn_orcpt = c->dsn_orcpt;
+    return 0;
+}
+
+/* The rest of stdin into R->whole (--downgrade re-encodes it in memory);
+ * NULL, or why not. */
+static const char *slurp(send_run *R)
+{
+    char tmp[65536];
+    size_t cap = 0;
+    long n;
+    while ((n = send_source_read(tmp, sizeof tmp, R->sin)) > 0) {
+        if (R->whole_len + (size_t)n > SEND_MAX_MESSAGE)
+            return "over 256 MiB (--downgrade holds it in memory)";
+        if (R->whole_len + (size_t)n > cap) {
+            size_t nc = cap ? cap * 2 : 131072;
+            while (nc < R->whole_len + (size_t)n)
+                nc *= 2;
+            char *nb = realloc(R->whole, nc);
+            if (!nb) return "out of memory";
+            R->whole = nb;
+            cap = nc;
         }
-        snprintf(fromhdr, fl, "From: %s <%s>", A.fullname, originator);
-        c.headers[c.nheaders++] = fromhdr;
-        m.nheaders = c.nheaders;
+        memcpy(R->whole + R->whole_len, tmp, (size_t)n);
+        R->whole_len += (size_t)n;
     }
-    m.atleastone = !A.all_or_nothing;
-    m.bcc_digest = A.bcc_digest;
-    m.dsn_notify = A.notify;
-    m.dsn_ret = A.ret;
-    m.dsn_envid = A.envid;
-    m.dsn_orcpt = c.dsn_orcpt;
-    if (engine == MW_CLI_ENGINE_LOOP) {
-        rc = send_on_loop(&c, &A, &m);
-        goto out;
+    return n < 0 ? "cannot read the message" : NULL;
+}
+
+/* --downgrade: a binary message the server cannot take as it is goes as
+ * 7-bit.  0 or an exit code (printed). */
+static int downgrade(send_run *R, mw_smtp *s, mw_smtp_msg *m)
+{
+    if (!R->A.downgrade || R->A.body != MW_SMTP_BODY_BINARYMIME ||
+        (ehlo_has(s, "BINARYMIME") && ehlo_has(s, "CHUNKING")))
+        return 0;
+    const char *why = slurp(R);
+    mw_error derr;
+    mw_error_clear(&derr);
+    if (!why && mw_smtp_downgrade_7bit(R->whole, R->whole_len, &R->seven, &R->seven_len, &derr))
+        why = derr.message;
+    if (why) {
+        fprintf(stderr, "mailwire send: cannot downgrade the message to 7-bit: %s\n", why);
+        return EX_DATAERR_;
     }
+    m->read = NULL;
+    m->read_userdata = NULL;
+    m->data = R->seven;
+    m->len = R->seven_len;
+    m->size_hint = 0;
+    m->body = MW_SMTP_BODY_7BIT;
+    if (R->A.verbose)
+        fprintf(stderr, "mailwire send: the server does not offer BINARYMIME: the message "
+                        "goes re-encoded as 7-bit (base64)\n");
+    return 0;
+}
+
+/* The message through the blocking API: open, send, print, quit. */
+static int send_blocking(send_run *R, mw_smtp_msg *m)
+{
     mw_smtp *s = NULL;
-    if ((rc = smtp_open(&c, &s, 1)) != 0) goto out;
-    if (A.downgrade && A.body == MW_SMTP_BODY_BINARYMIME &&
-        !(ehlo_has(s, "BINARYMIME") && ehlo_has(s, "CHUNKING"))) {
-        /* The server cannot take it as it is: this one message, 7-bit. */
-        const char *why = NULL;
-        char tmp[65536];
-        size_t cap = 0;
-        long n;
-        while ((n = send_source_read(tmp, sizeof tmp, sin)) > 0) {
-            if (whole_len + (size_t)n > SEND_MAX_MESSAGE) {
-                why = "over 256 MiB (--downgrade holds it in memory)";
-                break;
-            }
-            if (whole_len + (size_t)n > cap) {
-                size_t nc = cap ? cap * 2 : 131072;
-                while (nc < whole_len + (size_t)n)
-                    nc *= 2;
-                char *nb = realloc(whole, nc);
-                if (!nb) {
-                    why = "out of memory";
-                    break;
-                }
-                whole = nb;
-                cap = nc;
-            }
-            memcpy(whole + whole_len, tmp, (size_t)n);
-            whole_len += (size_t)n;
-        }
-        if (!why && n < 0) why = "cannot read the message";
-        mw_error derr;
-        mw_error_clear(&derr);
-        if (!why && mw_smtp_downgrade_7bit(whole, whole_len, &seven, &seven_len, &derr) != 0)
-            why = derr.message;
-        if (!why) {
-            m.read = NULL;
-            m.read_userdata = NULL;
-            m.data = seven;
-            m.len = seven_len;
-            m.size_hint = 0;
-            m.body = MW_SMTP_BODY_7BIT;
-            if (A.verbose)
-                fprintf(stderr, "mailwire send: the server does not offer BINARYMIME: the message "
-                                "goes re-encoded as 7-bit (base64)\n");
-        } else {
-            fprintf(stderr, "mailwire send: cannot downgrade the message to 7-bit: %s\n", why);
-            mw_smtp_quit(s);
-            mw_smtp_free(s);
-            rc = EX_DATAERR_;
-            goto out;
-        }
+    int rc = smtp_open(&R->c, &s, 1);
+    if (rc) return rc;
+    if ((rc = downgrade(R, s, m)) != 0) {
+        mw_smtp_quit(s);
+        mw_smtp_free(s);
+        return rc;
     }
-    int src = mw_smtp_send(s, &m, &r);
-    print_result(&c, NULL, src, r, mw_smtp_error(s));
-    rc = tx_exit(src, r);
-    json_tx_error(rc, src, r, mw_smtp_error(s), NULL);
-    if (A.verbose && !c.conn.json && r) send_verbose_result(r);
+    int src = mw_smtp_send(s, m, &R->r);
+    print_result(&R->c, NULL, src, R->r, mw_smtp_error(s));
+    rc = tx_exit(src, R->r);
+    json_tx_error(rc, src, R->r, mw_smtp_error(s), NULL);
+    if (R->A.verbose && !R->c.conn.json && R->r) send_verbose_result(R->r);
     mw_smtp_quit(s);
     mw_smtp_free(s);
-out:
-    mw_smtp_result_free(r);
-    free(fromhdr);
-    free(sender);
-    free(whole);
-    free(seven);
-    if (sin) free(sin->head);
-    free(sin);
-    free(A.rcpt);
-    free(A.qargv);
-    free(A.config_buf);
-    smtp_cli_free(&c);
+    return rc;
+}
+
+/* Delivery: the message read ahead, then queued, or sent on the engine
+ * MAILWIRE_ENGINE names. */
+static int deliver(send_run *R)
+{
+    int rc = read_ahead(R);
+    if (rc >= 0) return rc;
+    const mw_account *acct = R->c.conn.config && R->c.conn.account
+                                 ? mw_config_find(R->c.conn.config, R->c.conn.account)
+                                 : NULL;
+    if (R->A.enqueue || (acct && acct->queue)) {
+        if (R->engine == MW_CLI_ENGINE_LOOP)
+            return send_loop_refuse(&R->c, "the queue (--enqueue, queue on)");
+        return send_enqueue(&R->c, &R->A, &R->A.qc, R->sin,
+                            R->originator ? R->originator : R->sender);
+    }
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    if ((rc = build_msg(R, &m)) != 0) return rc;
+    if (R->engine == MW_CLI_ENGINE_LOOP) return send_on_loop(&R->c, &R->A, &m);
+    return send_blocking(R, &m);
+}
+
+static void send_run_free(send_run *R)
+{
+    mw_smtp_result_free(R->r);
+    free(R->fromhdr);
+    free(R->sender);
+    free(R->whole);
+    free(R->seven);
+    if (R->sin) free(R->sin->head);
+    free(R->sin);
+    free(R->A.rcpt);
+    free(R->A.qargv);
+    free(R->A.config_buf);
+    smtp_cli_free(&R->c);
+}
+
+int mw_cli_sendmail(int argc, char **argv)
+{
+    send_run *R = calloc(1, sizeof *R);
+    if (!R) return EX_SOFTWARE_;
+    R->c.prog = "send";
+    mw_cli_conn_init(&R->c.conn, "send", 587, 465);
+    R->A.mode = 'm';
+    R->A.body = MW_SMTP_BODY_AUTO;
+    R->A.rcpt = calloc((size_t)argc + 1, sizeof *R->A.rcpt);
+    R->A.qargv = calloc((size_t)argc + 5, sizeof *R->A.qargv);
+    R->engine = mw_cli_engine("send");
+    int rc = !R->A.rcpt || !R->A.qargv ? EX_SOFTWARE_ : R->engine < 0 ? EX_USAGE_ : -1;
+    if (rc < 0) {
+        R->A.qargv[R->A.qargc++] = (char *)"queue";
+        rc = parse_args(R, argc, argv);
+    }
+    if (rc < 0) {
+        if (R->A.verbose > 1 && !R->c.conn.trace_path) R->c.conn.trace_path = "-";
+        rc = other_modes(R);
+    }
+    if (rc < 0) rc = deliver(R);
+    send_run_free(R);
+    free(R);
     return rc;
 }
 
