@@ -267,188 +267,230 @@ static void bs_via_queue(smtp_cli *c, send_args *A, mw_queue *q, bs_in *in, cons
                  x.kind == MW_QUEUE_EV_FAILED ? " (some recipients failed: see the report)" : "");
 }
 
+/* One -bs dialogue: the caller's transaction in progress and the relay. */
+typedef struct bs_state {
+    smtp_cli *c;
+    send_args *A;
+    bs_in *in;
+    char *line;
+    char **rcpt;
+    char *mail;
+    size_t nrcpt;
+    int have_mail, finished, rc;
+    mw_smtp *s;
+    mw_queue *q;
+    char host[256];
+} bs_state;
+
+static void bs_clear(bs_state *b)
+{
+    for (size_t k = 0; k < b->nrcpt; k++)
+        free(b->rcpt[k]);
+    b->nrcpt = 0;
+    b->have_mail = 0;
+}
+
+static void bs_mail(bs_state *b)
+{
+    const char *params = NULL;
+    char *a = bs_path(b->line + 10, &params);
+    if (b->have_mail) {
+        bs_reply("503 5.5.1 nested MAIL command");
+        free(a);
+    } else if (!a) {
+        bs_reply("501 5.1.7 bad sender address syntax");
+    } else {
+        free(b->mail);
+        b->mail = a;
+        b->have_mail = 1;
+        bs_reply("250 2.1.0 Ok");
+    }
+}
+
+static void bs_rcpt(bs_state *b)
+{
+    const char *params = NULL;
+    char *a = bs_path(b->line + 8, &params);
+    if (!b->have_mail) {
+        bs_reply("503 5.5.1 need MAIL first");
+        free(a);
+    } else if (!a || !a[0]) {
+        bs_reply("501 5.1.3 bad recipient address syntax");
+        free(a);
+    } else if (b->nrcpt >= BS_MAX_RCPT) {
+        bs_reply("452 4.5.3 too many recipients");
+        free(a);
+    } else {
+        b->rcpt[b->nrcpt++] = a;
+        bs_reply("250 2.1.5 Ok");
+    }
+}
+
+/* The transaction relayed on the session (orc 0), or refused with 451
+ * (the client keeps the message).  1 when the input ended inside DATA. */
+static int bs_relay(bs_state *b, int orc, mw_error *openerr)
+{
+    mw_smtp_result *r = NULL;
+    int src;
+    const mw_error *err = openerr;
+    if (orc == 0) {
+        mw_smtp_msg m = MW_SMTP_MSG_INIT;
+        m.read = bs_data_read;
+        m.read_userdata = b->in;
+        m.originator = b->mail;
+        m.recipients = (const char *const *)b->rcpt;
+        m.nrecipients = b->nrcpt;
+        m.rewrite_headers = 0; /* what the client sent, as it is */
+        m.atleastone = 0;
+        m.body = b->A->body;
+        m.dsn_notify = b->A->notify;
+        m.dsn_ret = b->A->ret;
+        m.dsn_envid = b->A->envid;
+        src = mw_smtp_send(b->s, &m, &r);
+        err = mw_smtp_error(b->s);
+    } else {
+        src = MW_ENET;
+        if (!openerr->message[0])
+            snprintf(openerr->message, sizeof openerr->message, "%s",
+                     b->finished < 0 ? "no relay server configured (see stderr)"
+                                     : "cannot log in to the relay server (see stderr)");
+    }
+    /* The rest of the data when the relay stopped early. */
+    char scratch[4096];
+    bs_in *in = b->in;
+    while (!in->done && !(in->eof && in->s == in->e))
+        if (bs_data_read(scratch, sizeof scratch, in) < 0) break;
+    if (!in->done) { /* input ended inside DATA: nothing to answer */
+        mw_smtp_result_free(r);
+        return 1;
+    }
+    bs_final(src, r, err);
+    if (b->A->verbose) print_result(b->c, NULL, src, r, err);
+    mw_smtp_result_free(r);
+    if (b->s && !mw_smtp_alive(b->s)) {
+        mw_smtp_free(b->s);
+        b->s = NULL;
+    }
+    return 0;
+}
+
+/* DATA: the relay opened on the first (its sender picks the account),
+ * then the message through the queue or the session.  1: stop. */
+static int bs_data(bs_state *b)
+{
+    smtp_cli *c = b->c;
+    if (!b->have_mail || b->nrcpt == 0) {
+        bs_reply("%s",
+                 !b->have_mail ? "503 5.5.1 need MAIL first" : "554 5.5.1 no valid recipients");
+        return 0;
+    }
+    bs_reply("354 End data with <CR><LF>.<CR><LF>");
+    b->in->bol = 1;
+    b->in->done = 0;
+    int orc = 0;
+    mw_error openerr;
+    mw_error_clear(&openerr);
+    if (!b->s) {
+        if (!b->finished) {
+            c->conn.from_address = b->mail;
+            b->finished = smtp_finish(c) == 0 ? 1 : -1;
+        }
+        orc = b->finished < 0              ? EX_USAGE_
+              : b->q || use_queue(c, b->A) ? 0
+                                           : smtp_open_err(c, &b->s, 1, &openerr);
+    }
+    if (b->finished > 0 && !b->q && use_queue(c, b->A) &&
+        queue_cli_open(&b->A->qc, &b->q, "send") != 0) {
+        b->rc = EX_TEMPFAIL_;
+        return 1;
+    }
+    if (b->q) {
+        /* Through the queue: 250 once it is sent or safely queued. */
+        if (b->s) { /* no direct session in this mode */
+            mw_smtp_quit(b->s);
+            mw_smtp_free(b->s);
+            b->s = NULL;
+        }
+        bs_via_queue(c, b->A, b->q, b->in, b->mail, b->rcpt, b->nrcpt);
+        if (!b->in->done) return 1; /* input ended inside DATA */
+        bs_clear(b);
+        return 0;
+    }
+    if (bs_relay(b, orc, &openerr)) return 1;
+    bs_clear(b);
+    return 0;
+}
+
+/* One command of the dialogue; 1 ends it. */
+static int bs_command(bs_state *b)
+{
+    const char *line = b->line;
+    if (bs_cmd(line, "EHLO")) {
+        bs_reply("250-%s\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES", b->host);
+        b->have_mail = 0;
+    } else if (bs_cmd(line, "HELO")) {
+        bs_reply("250 %s", b->host);
+        b->have_mail = 0;
+    } else if (bs_cmd(line, "MAIL") && !strncasecmp(line + 4, " FROM:", 6)) {
+        bs_mail(b);
+    } else if (bs_cmd(line, "RCPT") && !strncasecmp(line + 4, " TO:", 4)) {
+        bs_rcpt(b);
+    } else if (bs_cmd(line, "DATA")) {
+        return bs_data(b);
+    } else if (bs_cmd(line, "RSET")) {
+        bs_clear(b);
+        bs_reply("250 2.0.0 Ok");
+    } else if (bs_cmd(line, "NOOP")) {
+        bs_reply("250 2.0.0 Ok");
+    } else if (bs_cmd(line, "VRFY")) {
+        bs_reply("252 2.0.0 cannot verify, but will relay");
+    } else if (bs_cmd(line, "HELP")) {
+        bs_reply("214 2.0.0 EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT");
+    } else if (bs_cmd(line, "QUIT")) {
+        bs_reply("221 2.0.0 Bye");
+        return 1;
+    } else {
+        bs_reply("502 5.5.2 command not implemented");
+    }
+    return 0;
+}
+
 int bs_session(smtp_cli *c, send_args *A)
 {
-    bs_in *in = calloc(1, sizeof *in);
-    char *line = malloc(BS_MAX_LINE + 1);
-    char **rcpt = calloc(BS_MAX_RCPT, sizeof *rcpt);
-    char *mail = NULL;
-    size_t nrcpt = 0;
-    int have_mail = 0, finished = 0, rc = 0;
-    mw_smtp *s = NULL;
-    mw_queue *q = NULL;
-    char host[256] = "localhost";
-    if (!in || !line || !rcpt) {
-        rc = EX_SOFTWARE_;
-        goto out;
-    }
-    if (gethostname(host, sizeof host - 1) != 0 || !host[0])
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = '\0';
-    bs_reply("220 %s ESMTP mailwire send -bs", host);
-    for (;;) {
-        size_t n = 0;
-        int g = bs_line(in, line, &n);
-        if (g == 0) break;
-        if (g == -2) {
-            bs_reply("500 5.5.2 line too long");
-            continue;
-        }
-        if (bs_cmd(line, "EHLO")) {
-            bs_reply("250-%s\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES", host);
-            have_mail = 0;
-        } else if (bs_cmd(line, "HELO")) {
-            bs_reply("250 %s", host);
-            have_mail = 0;
-        } else if (bs_cmd(line, "MAIL") && !strncasecmp(line + 4, " FROM:", 6)) {
-            const char *params = NULL;
-            char *a = bs_path(line + 10, &params);
-            if (have_mail) {
-                bs_reply("503 5.5.1 nested MAIL command");
-                free(a);
-            } else if (!a) {
-                bs_reply("501 5.1.7 bad sender address syntax");
-            } else {
-                free(mail);
-                mail = a;
-                have_mail = 1;
-                bs_reply("250 2.1.0 Ok");
-            }
-        } else if (bs_cmd(line, "RCPT") && !strncasecmp(line + 4, " TO:", 4)) {
-            const char *params = NULL;
-            char *a = bs_path(line + 8, &params);
-            if (!have_mail) {
-                bs_reply("503 5.5.1 need MAIL first");
-                free(a);
-            } else if (!a || !a[0]) {
-                bs_reply("501 5.1.3 bad recipient address syntax");
-                free(a);
-            } else if (nrcpt >= BS_MAX_RCPT) {
-                bs_reply("452 4.5.3 too many recipients");
-                free(a);
-            } else {
-                rcpt[nrcpt++] = a;
-                bs_reply("250 2.1.5 Ok");
-            }
-        } else if (bs_cmd(line, "DATA")) {
-            if (!have_mail || nrcpt == 0) {
-                bs_reply("%s", !have_mail ? "503 5.5.1 need MAIL first"
-                                          : "554 5.5.1 no valid recipients");
+    bs_state b;
+    memset(&b, 0, sizeof b);
+    b.c = c;
+    b.A = A;
+    b.in = calloc(1, sizeof *b.in);
+    b.line = malloc(BS_MAX_LINE + 1);
+    b.rcpt = calloc(BS_MAX_RCPT, sizeof *b.rcpt);
+    if (!b.in || !b.line || !b.rcpt) {
+        b.rc = EX_SOFTWARE_;
+    } else {
+        if (gethostname(b.host, sizeof b.host - 1) != 0 || !b.host[0])
+            snprintf(b.host, sizeof b.host, "localhost");
+        b.host[sizeof b.host - 1] = '\0';
+        bs_reply("220 %s ESMTP mailwire send -bs", b.host);
+        for (;;) {
+            size_t n = 0;
+            int g = bs_line(b.in, b.line, &n);
+            if (g == 0) break;
+            if (g == -2) {
+                bs_reply("500 5.5.2 line too long");
                 continue;
             }
-            bs_reply("354 End data with <CR><LF>.<CR><LF>");
-            in->bol = 1;
-            in->done = 0;
-            int orc = 0;
-            mw_error openerr;
-            mw_error_clear(&openerr);
-            if (!s) {
-                /* The first transaction's sender picks the account. */
-                if (!finished) {
-                    c->conn.from_address = mail;
-                    finished = smtp_finish(c) == 0 ? 1 : -1;
-                }
-                orc = finished < 0           ? EX_USAGE_
-                      : q || use_queue(c, A) ? 0
-                                             : smtp_open_err(c, &s, 1, &openerr);
-            }
-            if (finished > 0 && !q && use_queue(c, A)) {
-                if (queue_cli_open(&A->qc, &q, "send") != 0) {
-                    rc = EX_TEMPFAIL_;
-                    break;
-                }
-            }
-            if (q) {
-                /* Through the queue: 250 once it is sent or safely queued. */
-                if (s) { /* no direct session in this mode */
-                    mw_smtp_quit(s);
-                    mw_smtp_free(s);
-                    s = NULL;
-                }
-                bs_via_queue(c, A, q, in, mail, rcpt, nrcpt);
-                if (!in->done) break; /* input ended inside DATA */
-                for (size_t k = 0; k < nrcpt; k++)
-                    free(rcpt[k]);
-                nrcpt = 0;
-                have_mail = 0;
-                continue;
-            }
-            mw_smtp_result *r = NULL;
-            int src;
-            const mw_error *err = NULL;
-            if (orc == 0) {
-                mw_smtp_msg m = MW_SMTP_MSG_INIT;
-                m.read = bs_data_read;
-                m.read_userdata = in;
-                m.originator = mail;
-                m.recipients = (const char *const *)rcpt;
-                m.nrecipients = nrcpt;
-                m.rewrite_headers = 0; /* what the client sent, as it is */
-                m.atleastone = 0;
-                m.body = A->body;
-                m.dsn_notify = A->notify;
-                m.dsn_ret = A->ret;
-                m.dsn_envid = A->envid;
-                src = mw_smtp_send(s, &m, &r);
-                err = mw_smtp_error(s);
-            } else {
-                /* Not relayed: 451, so the client keeps the message. */
-                src = MW_ENET;
-                if (!openerr.message[0])
-                    snprintf(openerr.message, sizeof openerr.message, "%s",
-                             finished < 0 ? "no relay server configured (see stderr)"
-                                          : "cannot log in to the relay server (see stderr)");
-                err = &openerr;
-            }
-            /* The rest of the data when the relay stopped early. */
-            char scratch[4096];
-            while (!in->done && !(in->eof && in->s == in->e))
-                if (bs_data_read(scratch, sizeof scratch, in) < 0) break;
-            if (!in->done) { /* input ended inside DATA: nothing to answer */
-                mw_smtp_result_free(r);
-                break;
-            }
-            bs_final(src, r, err);
-            if (A->verbose) print_result(c, NULL, src, r, err);
-            mw_smtp_result_free(r);
-            if (s && !mw_smtp_alive(s)) {
-                mw_smtp_free(s);
-                s = NULL;
-            }
-            for (size_t k = 0; k < nrcpt; k++)
-                free(rcpt[k]);
-            nrcpt = 0;
-            have_mail = 0;
-        } else if (bs_cmd(line, "RSET")) {
-            for (size_t k = 0; k < nrcpt; k++)
-                free(rcpt[k]);
-            nrcpt = 0;
-            have_mail = 0;
-            bs_reply("250 2.0.0 Ok");
-        } else if (bs_cmd(line, "NOOP")) {
-            bs_reply("250 2.0.0 Ok");
-        } else if (bs_cmd(line, "VRFY")) {
-            bs_reply("252 2.0.0 cannot verify, but will relay");
-        } else if (bs_cmd(line, "HELP")) {
-            bs_reply("214 2.0.0 EHLO HELO MAIL RCPT DATA RSET NOOP VRFY QUIT");
-        } else if (bs_cmd(line, "QUIT")) {
-            bs_reply("221 2.0.0 Bye");
-            break;
-        } else {
-            bs_reply("502 5.5.2 command not implemented");
+            if (bs_command(&b)) break;
         }
     }
-out:
-    if (s) {
-        mw_smtp_quit(s);
-        mw_smtp_free(s);
+    if (b.s) {
+        mw_smtp_quit(b.s);
+        mw_smtp_free(b.s);
     }
-    mw_queue_close(q);
-    for (size_t k = 0; k < nrcpt; k++)
-        free(rcpt[k]);
-    free(rcpt);
-    free(mail);
-    free(line);
-    free(in);
-    return rc;
+    mw_queue_close(b.q);
+    if (b.rcpt) bs_clear(&b);
+    free(b.rcpt);
+    free(b.mail);
+    free(b.line);
+    free(b.in);
+    return b.rc;
 }
