@@ -52,41 +52,133 @@ void send_usage(FILE *f)
     mw_cli_conn_usage(f);
 }
 
+/* A letter without a value at p: 1 taken, 2 taken with the rest of the
+ * word (-q...), 0 not one of them. */
+static int flag_letter(send_args *A, const char *p)
+{
+    switch (*p) {
+    case 't':
+        A->extract = 1;
+        return 1;
+    case 'i':
+        A->ignore_dots = 1;
+        return 1;
+    case 'v':
+        A->verbose++;
+        return 1;
+    case 'G': /* gateway submission: we never rewrite addresses anyway */
+    case 'U': /* initial user submission */
+    case 'n': /* no aliasing */
+    case 'm': /* me too */
+    case 'c': /* the rest: undocumented letters Postfix's getopt takes */
+    case 'x':
+    case '7':
+    case '8':
+        return 1;
+    case 'I':
+        A->mode = 'i';
+        return 1;
+    case 'q':
+        /* -q, -qIID, -qRSITE, -qSSITE: run the queue (all of it: we
+         * have one destination); -qINTERVAL is ignored, as Postfix does. */
+        if (!p[1] || strchr("IRS", p[1])) A->mode = 'q';
+        return 2;
+    default:
+        return 0;
+    }
+}
+
+/* A letter with its value v: 1 taken, -1 usage error (printed). */
+static int value_letter(send_args *A, smtp_cli *c, char o, const char *v, const char *word)
+{
+    switch (o) {
+    case 'b':
+        if (!strcmp(v, "m")) {
+            A->mode = 'm';
+        } else if (!strcmp(v, "i")) {
+            A->mode = 'i';
+        } else if (!strcmp(v, "s")) {
+            A->mode = 's';
+        } else if (!strcmp(v, "p")) {
+            A->mode = 'p';
+        } else {
+            fprintf(stderr,
+                    "mailwire send: -b%s is not supported (mailwire is a client: -bm "
+                    "delivers, -bs speaks SMTP, -bi does nothing)\n",
+                    v);
+            return -1;
+        }
+        return 1;
+    case 'f':
+    case 'r':
+        A->from = v;
+        return 1;
+    case 'F':
+        A->fullname = v;
+        return 1;
+    case 'N':
+        A->notify = v;
+        return 1;
+    case 'R':
+        A->ret = v;
+        return 1;
+    case 'V':
+        A->envid = v;
+        return 1;
+    case 'B':
+        if (!strcasecmp(v, "8BITMIME"))
+            A->body = MW_SMTP_BODY_AUTO; /* 8-bit allowed: BODY=8BITMIME when offered */
+        else if (!strcasecmp(v, "7BIT"))
+            A->body = MW_SMTP_BODY_7BIT;
+        else if (!strcasecmp(v, "BINARYMIME"))
+            A->body = MW_SMTP_BODY_BINARYMIME;
+        else {
+            fprintf(stderr, "mailwire send: -B takes 7BIT, 8BITMIME or BINARYMIME, not '%s'\n", v);
+            return -1;
+        }
+        return 1;
+    case 'C': {
+        /* Postfix: main.cf or its directory; ours: the accounts file. */
+        struct stat st;
+        free(A->config_buf);
+        A->config_buf = NULL;
+        if (stat(v, &st) == 0 && S_ISDIR(st.st_mode)) {
+            size_t n = strlen(v) + 8;
+            if (!(A->config_buf = malloc(n))) return -1;
+            snprintf(A->config_buf, n, "%s/config", v);
+            c->conn.config_path = A->config_buf;
+        } else {
+            c->conn.config_path = v;
+        }
+        return 1;
+    }
+    case 'L': /* log label */
+    case 'X': /* traffic log: Postfix ignores it too */
+    case 'h': /* hop count */
+    case 'A':
+    case 'e':
+    case 'O':
+    case 'p':
+        return 1;
+    case 'o':
+        /* -oi is -i; every other -oX (-oem -oee -odi -odb -o7 -o8
+         * -oA...) is ignored, as Postfix does. */
+        if (!strcmp(v, "i")) A->ignore_dots = 1;
+        return 1;
+    default:
+        fprintf(stderr, "mailwire send: unknown option '-%c' (in '%s')\n", o, word);
+        return -1;
+    }
+}
+
 int short_options(send_args *A, smtp_cli *c, int argc, char **argv, int *i)
 {
     const char *a = argv[*i];
     for (const char *p = a + 1; *p; p++) {
+        int f = flag_letter(A, p);
+        if (f == 1) continue;
+        if (f == 2) return 1;
         char o = *p;
-        switch (o) {
-        case 't':
-            A->extract = 1;
-            continue;
-        case 'i':
-            A->ignore_dots = 1;
-            continue;
-        case 'v':
-            A->verbose++;
-            continue;
-        case 'G': /* gateway submission: we never rewrite addresses anyway */
-        case 'U': /* initial user submission */
-        case 'n': /* no aliasing */
-        case 'm': /* me too */
-        case 'c': /* the rest: undocumented letters Postfix's getopt takes */
-        case 'x':
-        case '7':
-        case '8':
-            continue;
-        case 'I':
-            A->mode = 'i';
-            continue;
-        case 'q':
-            /* -q, -qIID, -qRSITE, -qSSITE: run the queue (all of it: we
-             * have one destination); -qINTERVAL is ignored, as Postfix does. */
-            if (!p[1] || strchr("IRS", p[1])) A->mode = 'q';
-            return 1;
-        default:
-            break;
-        }
         /* The rest take a value: what follows the letter, else the next word. */
         const char *v = p[1] ? p + 1 : NULL;
         if (!v && strchr("bfrFNRVBCLXhoAeOp", o)) {
@@ -96,85 +188,7 @@ int short_options(send_args *A, smtp_cli *c, int argc, char **argv, int *i)
             }
             v = argv[++*i];
         }
-        switch (o) {
-        case 'b':
-            if (!strcmp(v, "m")) {
-                A->mode = 'm';
-            } else if (!strcmp(v, "i")) {
-                A->mode = 'i';
-            } else if (!strcmp(v, "s")) {
-                A->mode = 's';
-            } else if (!strcmp(v, "p")) {
-                A->mode = 'p';
-            } else {
-                fprintf(stderr,
-                        "mailwire send: -b%s is not supported (mailwire is a client: -bm "
-                        "delivers, -bs speaks SMTP, -bi does nothing)\n",
-                        v);
-                return -1;
-            }
-            return 1;
-        case 'f':
-        case 'r':
-            A->from = v;
-            return 1;
-        case 'F':
-            A->fullname = v;
-            return 1;
-        case 'N':
-            A->notify = v;
-            return 1;
-        case 'R':
-            A->ret = v;
-            return 1;
-        case 'V':
-            A->envid = v;
-            return 1;
-        case 'B':
-            if (!strcasecmp(v, "8BITMIME"))
-                A->body = MW_SMTP_BODY_AUTO; /* 8-bit allowed: BODY=8BITMIME when offered */
-            else if (!strcasecmp(v, "7BIT"))
-                A->body = MW_SMTP_BODY_7BIT;
-            else if (!strcasecmp(v, "BINARYMIME"))
-                A->body = MW_SMTP_BODY_BINARYMIME;
-            else {
-                fprintf(stderr, "mailwire send: -B takes 7BIT, 8BITMIME or BINARYMIME, not '%s'\n",
-                        v);
-                return -1;
-            }
-            return 1;
-        case 'C': {
-            /* Postfix: main.cf or its directory; ours: the accounts file. */
-            struct stat st;
-            free(A->config_buf);
-            A->config_buf = NULL;
-            if (stat(v, &st) == 0 && S_ISDIR(st.st_mode)) {
-                size_t n = strlen(v) + 8;
-                if (!(A->config_buf = malloc(n))) return -1;
-                snprintf(A->config_buf, n, "%s/config", v);
-                c->conn.config_path = A->config_buf;
-            } else {
-                c->conn.config_path = v;
-            }
-            return 1;
-        }
-        case 'L': /* log label */
-        case 'X': /* traffic log: Postfix ignores it too */
-        case 'h': /* hop count */
-        case 'A':
-        case 'e':
-        case 'O':
-        case 'p':
-            return 1;
-        case 'o':
-            /* -oi is -i; every other -oX (-oem -oee -odi -odb -o7 -o8
-             * -oA...) is ignored, as Postfix does. */
-            if (!strcmp(v, "i")) A->ignore_dots = 1;
-            return 1;
-        default:
-            fprintf(stderr, "mailwire send: unknown option '-%c' (in '%s')\n", o, a);
-            return -1;
-        }
+        return value_letter(A, c, o, v, a);
     }
     return 1;
 }

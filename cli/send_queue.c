@@ -110,90 +110,108 @@ static void date_now(char *out, size_t n)
 /* Stores the message with its envelope, then tries it once at once.
  * Exit 0 when it went or is queued, 67 when recipients failed for good,
  * 75 when it could not be stored (nothing of it is left then). */
-int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin, const char *sender)
+/* The recipients for the queue: the arguments, then with -t the To, Cc
+ * and Bcc fields' addresses (the address lists kept: rl points into
+ * them). */
+typedef struct enq_rcpts {
+    const char **rl;
+    size_t nr, cap;
+    mw_mime_headers *h;
+    mw_mime_addrlist **lists;
+    size_t nlists;
+} enq_rcpts;
+
+static void enq_rcpts_free(enq_rcpts *R)
 {
-    const char *data = sin->head;
-    size_t len = sin->hlen;
-    const char **rl = NULL;
-    size_t nr = 0, cap = 0;
-    int rc = 0;
-    char *pre = NULL;
-    size_t prelen = 0;
-    mw_mime_headers *h = NULL;
-    mw_mime_addrlist **lists = NULL;
-    size_t nlists = 0;
-    mw_queue *q = NULL;
+    for (size_t i = 0; i < R->nlists; i++)
+        mw_mime_addrlist_free(R->lists[i]);
+    free(R->lists);
+    mw_mime_headers_free(R->h);
+    free(R->rl);
+}
+
+/* One header field's addresses into R; -1 out of memory. */
+static int enq_field(enq_rcpts *R, const char *v)
+{
+    mw_mime_addrlist *l = NULL;
+    if (!v || mw_mime_addrlist_parse(&l, v, strlen(v), NULL) != 0) return 0;
+    mw_mime_addrlist **nl = realloc(R->lists, (R->nlists + 1) * sizeof *nl);
+    if (!nl) {
+        mw_mime_addrlist_free(l);
+        return -1;
+    }
+    R->lists = nl;
+    R->lists[R->nlists++] = l;
+    for (size_t m = 0; m < mw_mime_addrlist_count(l); m++) {
+        const mw_mime_address *ad = mw_mime_addrlist_at(l, m);
+        if (ad && ad->address && ad->address[0] && add_unique(&R->rl, &R->nr, &R->cap, ad->address))
+            return -1;
+    }
+    return 0;
+}
+
+static int enq_recipients(enq_rcpts *R, const send_args *A, const char *data, size_t len)
+{
     for (size_t i = 0; i < A->nrcpt; i++)
-        if (add_unique(&rl, &nr, &cap, A->rcpt[i])) goto nomem;
+        if (add_unique(&R->rl, &R->nr, &R->cap, A->rcpt[i])) return -1;
     size_t hb = header_block_end(data, len);
-    if (A->extract && mw_mime_headers_parse(&h, data, hb ? hb : len, NULL, NULL, NULL) == 0) {
-        const char *names[] = {"To", "Cc", "Bcc"};
-        for (size_t k = 0; k < 3; k++)
-            for (size_t j = 0; j < mw_mime_headers_count_name(h, names[k]); j++) {
-                const char *v = mw_mime_headers_get(h, names[k], j);
-                mw_mime_addrlist *l = NULL;
-                if (!v || mw_mime_addrlist_parse(&l, v, strlen(v), NULL) != 0) continue;
-                mw_mime_addrlist **nl = realloc(lists, (nlists + 1) * sizeof *nl);
-                if (!nl) {
-                    mw_mime_addrlist_free(l);
-                    goto nomem;
-                }
-                lists = nl;
-                lists[nlists++] = l;
-                for (size_t m = 0; m < mw_mime_addrlist_count(l); m++) {
-                    const mw_mime_address *ad = mw_mime_addrlist_at(l, m);
-                    if (ad && ad->address && ad->address[0] &&
-                        add_unique(&rl, &nr, &cap, ad->address))
-                        goto nomem;
-                }
-            }
+    if (!A->extract || mw_mime_headers_parse(&R->h, data, hb ? hb : len, NULL, NULL, NULL) != 0)
+        return 0;
+    const char *names[] = {"To", "Cc", "Bcc"};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t j = 0; j < mw_mime_headers_count_name(R->h, names[k]); j++)
+            if (enq_field(R, mw_mime_headers_get(R->h, names[k], j))) return -1;
+    return 0;
+}
+
+/* What sendmail mode adds, added now: every attempt then sends the same
+ * bytes (one Message-ID however many attempts).  -1 out of memory. */
+static int enq_added_header(const smtp_cli *c, const send_args *A, const char *data, size_t len,
+                            const char *sender, char **pre, size_t *prelen)
+{
+    FILE *f = open_memstream(pre, prelen);
+    if (!f) return -1;
+    for (size_t i = 0; i < c->nheaders; i++)
+        fprintf(f, "%s\r\n", c->headers[i]);
+    if (!has_header(data, len, "From")) {
+        if (A->fullname)
+            fprintf(f, "From: %s <%s>\r\n", A->fullname, sender);
+        else
+            fprintf(f, "From: <%s>\r\n", sender);
     }
-    if (nr == 0) {
-        fprintf(stderr, "mailwire send: no recipients: give them as arguments, or To/Cc/Bcc "
-                        "fields with -t\n");
-        rc = EX_USAGE_;
-        goto out;
+    if (!has_header(data, len, "Date")) {
+        char d[64];
+        date_now(d, sizeof d);
+        fprintf(f, "Date: %s\r\n", d);
     }
-    /* What sendmail mode adds, added now: every attempt then sends the
-     * same bytes (one Message-ID however many attempts). */
-    {
-        FILE *f = open_memstream(&pre, &prelen);
-        if (!f) goto nomem;
-        for (size_t i = 0; i < c->nheaders; i++)
-            fprintf(f, "%s\r\n", c->headers[i]);
-        if (!has_header(data, len, "From")) {
-            if (A->fullname)
-                fprintf(f, "From: %s <%s>\r\n", A->fullname, sender);
-            else
-                fprintf(f, "From: <%s>\r\n", sender);
+    if (!has_header(data, len, "Message-ID")) {
+        char host[256] = "localhost";
+        if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+            snprintf(host, sizeof host, "localhost");
+        host[sizeof host - 1] = '\0';
+        uint32_t r = 0;
+        int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (ufd >= 0) {
+            if (read(ufd, &r, sizeof r) != (ssize_t)sizeof r) r = 0;
+            close(ufd);
         }
-        if (!has_header(data, len, "Date")) {
-            char d[64];
-            date_now(d, sizeof d);
-            fprintf(f, "Date: %s\r\n", d);
-        }
-        if (!has_header(data, len, "Message-ID")) {
-            char host[256] = "localhost";
-            if (gethostname(host, sizeof host - 1) != 0 || !host[0])
-                snprintf(host, sizeof host, "localhost");
-            host[sizeof host - 1] = '\0';
-            uint32_t r = 0;
-            int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-            if (ufd >= 0) {
-                if (read(ufd, &r, sizeof r) != (ssize_t)sizeof r) r = 0;
-                close(ufd);
-            }
-            fprintf(f, "Message-ID: <%lld.%ld.%08x@%s>\r\n", (long long)time(NULL), (long)getpid(),
-                    (unsigned)r, host);
-        }
-        if (fclose(f) != 0) goto nomem;
+        fprintf(f, "Message-ID: <%lld.%ld.%08x@%s>\r\n", (long long)time(NULL), (long)getpid(),
+                (unsigned)r, host);
     }
-    if ((rc = queue_cli_open(qc, &q, "send")) != 0) goto out;
-    enq_src E = {pre, prelen, 0, sin};
+    return fclose(f) != 0 ? -1 : 0;
+}
+
+/* Into the queue and one attempt at once; the exit code. */
+static int enq_send(smtp_cli *c, send_args *A, queue_cli *qc, enq_src *E, const enq_rcpts *R,
+                    const char *sender)
+{
+    mw_queue *q = NULL;
+    int rc = queue_cli_open(qc, &q, "send");
+    if (rc) return rc;
     mw_queue_env env = {MW_QUEUE_ENV_VERSION,
                         sender,
-                        rl,
-                        nr,
+                        R->rl,
+                        R->nr,
                         c->conn.account,
                         A->notify,
                         A->ret,
@@ -212,7 +230,8 @@ int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin, const
     ro.event_userdata = &x;
     ro.maxtime_ms = c->maxsecs * 1000;
     int queued = 0;
-    int qrc = mw_queue_send(q, &env, enq_read, &E, &ro, id, &queued, &err);
+    int qrc = mw_queue_send(q, &env, enq_read, E, &ro, id, &queued, &err);
+    mw_queue_close(q);
     if (qrc) {
         fprintf(stderr, "mailwire send: not queued, nothing kept: %s\n", err.message);
         if (c->conn.json) {
@@ -220,29 +239,40 @@ int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin, const
             mw_cli_json_string(stdout, err.message, strlen(err.message));
             printf("}\n");
         }
-        rc = qrc == MW_EINVAL               ? EX_DATAERR_
-             : qrc == MW_EIO && sin->failed ? EX_IOERR_
-                                            : EX_TEMPFAIL_;
-        goto out;
+        return qrc == MW_EINVAL                  ? EX_DATAERR_
+               : qrc == MW_EIO && E->sin->failed ? EX_IOERR_
+                                                 : EX_TEMPFAIL_;
     }
     if (x.kind == MW_QUEUE_EV_SENT) {
         queue_kick(qc); /* the server is reachable: wake a daemon for the rest */
     } else if (x.kind == MW_QUEUE_EV_FAILED) {
-        rc = EX_NOUSER_;
+        return EX_NOUSER_;
     } else if (!c->conn.json) {
         fprintf(stderr, "mailwire send: queued as %s%s%s\n", id, x.why[0] ? ": " : "", x.why);
     }
-    goto out;
-nomem:
-    fprintf(stderr, "mailwire send: out of memory\n");
-    rc = EX_SOFTWARE_;
-out:
-    mw_queue_close(q);
-    for (size_t i = 0; i < nlists; i++)
-        mw_mime_addrlist_free(lists[i]);
-    free(lists);
-    mw_mime_headers_free(h);
+    return 0;
+}
+
+int send_enqueue(smtp_cli *c, send_args *A, queue_cli *qc, stdin_src *sin, const char *sender)
+{
+    enq_rcpts R;
+    memset(&R, 0, sizeof R);
+    char *pre = NULL;
+    size_t prelen = 0;
+    int rc = 0;
+    if (enq_recipients(&R, A, sin->head, sin->hlen) ||
+        (R.nr && enq_added_header(c, A, sin->head, sin->hlen, sender, &pre, &prelen))) {
+        fprintf(stderr, "mailwire send: out of memory\n");
+        rc = EX_SOFTWARE_;
+    } else if (R.nr == 0) {
+        fprintf(stderr, "mailwire send: no recipients: give them as arguments, or To/Cc/Bcc "
+                        "fields with -t\n");
+        rc = EX_USAGE_;
+    } else {
+        enq_src E = {pre, prelen, 0, sin};
+        rc = enq_send(c, A, qc, &E, &R, sender);
+    }
+    enq_rcpts_free(&R);
     free(pre);
-    free(rl);
     return rc;
 }
