@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "connopts.h"
 #include "engine.h"
+#include "fetch_cli.h"
 #include "oauth_cli.h"
 
 #include "mailwire/config.h"
@@ -50,33 +51,6 @@ static void usage(FILE *f)
         f);
     mw_cli_conn_usage(f);
 }
-
-typedef struct job {
-    char name[300];
-    char host[256];
-    mw_pop3_opts po;
-    mw_tls_opts tls;
-    mw_net_opts net;
-    mw_store_options so;
-    mw_fetch_opts fo;
-    char *password;       /* owned, wiped */
-    char netrc_user[256]; /* the ~/.netrc login, when the account names none */
-    char state_path[4096];
-    char target[4096];
-    /* results */
-    int rc;
-    mw_fetch_result res;
-    mw_error err;
-    double seconds;
-    /* progress display */
-    int64_t start_ms;
-    mw_fetch_progress prog; /* the latest, under runner.mu */
-    int active;
-    const mw_account *oauth; /* tokens from the OAuth store (cli/cmd_oauth.c) */
-    int token_failed;        /* the store or the provider failed (not the server) */
-    mw_loop_job *lj;         /* running on the loop (--jobs above 1) */
-    int blocking;            /* the loop cannot take it: fetched after, one at a time */
-} job;
 
 typedef struct runner {
     job *jobs;
@@ -198,7 +172,7 @@ static void not_on_loop(job *j, const char *why)
         return;
     }
     j->rc = MW_EUNSUPPORTED;
-    snprintf(j->err.message, sizeof j->err.message, "not on the loop engine yet: %s", why);
+    snprintf(j->err.message, sizeof j->err.message, "not on the loop engine yet: %.250s", why);
 }
 
 static void top_up(loop_run *lr);
@@ -323,154 +297,6 @@ static int mkparents(const char *path)
     return 0;
 }
 
-static int default_state(char *out, size_t size, const char *leaf)
-{
-    const char *x = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
-    int n;
-    if (x && *x)
-        n = snprintf(out, size, "%s/mailwire/uidl/%s", x, leaf);
-    else if (home && *home)
-        n = snprintf(out, size, "%s/.local/state/mailwire/uidl/%s", home, leaf);
-    else
-        return -1;
-    return n > 0 && (size_t)n < size ? 0 : -1;
-}
-
-/* A UID state file name from an account name: '/' cannot be in it. */
-static void safe_leaf(char *out, size_t size, const char *s)
-{
-    size_t k = 0;
-    for (; *s && k + 1 < size; s++)
-        out[k++] = (*s == '/' || (unsigned char)*s < 0x20) ? '_' : *s;
-    out[k] = '\0';
-}
-
-static int auth_from(mw_pop3_opts *po, const char *auth)
-{
-    if (!auth || !strcmp(auth, "auto") || !strcmp(auth, "on"))
-        po->auth = MW_POP3_AUTH_AUTO;
-    else if (!strcmp(auth, "off"))
-        po->auth = MW_POP3_AUTH_NONE;
-    else if (!strcmp(auth, "user"))
-        po->auth = MW_POP3_AUTH_USER;
-    else if (!strcmp(auth, "apop"))
-        po->auth = MW_POP3_AUTH_APOP;
-    else if (mw_sasl_mechanism_supported(auth)) {
-        po->auth = MW_POP3_AUTH_SASL;
-        po->sasl_mechs = auth;
-    } else {
-        fprintf(stderr, "mailwire fetch: auth '%s' is not auto, user, apop or a SASL mechanism\n",
-                auth);
-        return EX_USAGE_;
-    }
-    return 0;
-}
-
-static int job_from_account(job *j, const mw_account *a, const char *home)
-{
-    snprintf(j->name, sizeof j->name, "%s", a->name);
-    if (!a->host) {
-        fprintf(stderr, "mailwire fetch: %s:%d: account %s has no host\n", a->file, a->line,
-                a->name);
-        return EX_USAGE_;
-    }
-    snprintf(j->host, sizeof j->host, "%s", a->host);
-    mw_pop3_opts po = MW_POP3_OPTS_INIT;
-    j->po = po;
-    mw_tls_opts t = MW_TLS_OPTS_INIT;
-    j->tls = t;
-    mw_net_opts n = MW_NET_OPTS_INIT;
-    j->net = n;
-    j->tls.ca_file = a->cafile;
-    j->tls.crl_file = a->crlfile;
-    j->tls.pin = a->pin;
-    j->tls.cert_file = a->cert;
-    j->tls.key_file = a->key;
-    if (a->timeout_s > 0) j->net.io_timeout_ms = j->net.connect_timeout_ms = a->timeout_s * 1000;
-    j->net.proxy = a->proxy;
-    j->po.port = a->port > 0 ? (unsigned)a->port : 0;
-    j->po.tls = a->tls == MW_CONFIG_TLS_OFF        ? MW_TLS_NONE
-                : a->tls == MW_CONFIG_TLS_IMPLICIT ? MW_TLS_IMPLICIT
-                                                   : MW_TLS_STARTTLS;
-    j->po.tls_opts = &j->tls;
-    j->po.net = &j->net;
-    j->po.user = a->user;
-    const char *auth = a->auth;
-    if (mw_cli_oauth_enabled(a) && (!auth || !strcmp(auth, "on"))) auth = mw_cli_oauth_mechanism(a);
-    int ex = auth_from(&j->po, auth);
-    if (ex) return ex;
-    if (j->po.auth != MW_POP3_AUTH_NONE) {
-        mw_error e;
-        if (mw_cli_oauth_enabled(a) && mw_cli_auth_is_token(auth)) {
-            j->oauth = a;
-            if (mw_cli_oauth_pop3_two_step(a)) j->po.sasl_ir = 0;
-            /* The token itself comes when the trace is known (mw_cmd_fetch). */
-        } else if (a->password) {
-            j->password = strdup(a->password);
-        } else if (a->password_file) {
-            int rc = mw_config_read_password_file(&j->password, a->password_file, &e);
-            if (rc) {
-                fprintf(stderr, "mailwire fetch: %s: %s\n", a->name, e.message);
-                return mw_cli_exit_code(rc);
-            }
-        } else if (a->passwordeval) {
-            const char *why = "unknown error";
-            j->password = mw_cli_password_from_command(a->passwordeval, &why);
-            if (!j->password) {
-                fprintf(stderr, "mailwire fetch: %s: passwordeval gave no password: %s\n", a->name,
-                        why);
-                return EX_NOPERM_;
-            }
-        } else {
-            /* No password in the account: ~/.netrc, as for one-shot fetches
-             * (its mode is checked; the machine matched without regard to case). */
-            char path[4096];
-            mw_netrc_entry ne;
-            mw_error_clear(&e);
-            if (mw_netrc_default_path(path, sizeof path) == 0) {
-                int rc = mw_netrc_lookup(&ne, path, a->host, a->user, &e);
-                if (rc < 0) {
-                    fprintf(stderr, "mailwire fetch: %s: %s\n", a->name, e.message);
-                    return mw_cli_exit_code(rc);
-                }
-                if (rc == 1 && ne.password[0]) {
-                    j->password = strdup(ne.password);
-                    if (!j->po.user && ne.login[0]) {
-                        snprintf(j->netrc_user, sizeof j->netrc_user, "%s", ne.login);
-                        j->po.user = j->netrc_user;
-                    }
-                }
-                mw_netrc_entry_clear(&ne);
-            }
-        }
-        j->po.password = j->password;
-        if (mw_cli_auth_is_token(auth)) {
-            j->po.token = j->password; /* the password sources hold the token */
-            j->po.password = NULL;
-        }
-    }
-    mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
-    j->fo = fo;
-    int kind = a->delivery ? a->delivery : MW_STORE_MAILDIR;
-    if (a->delivery_target)
-        snprintf(j->target, sizeof j->target, "%s", a->delivery_target);
-    else if (kind == MW_STORE_MAILDIR && home)
-        snprintf(j->target, sizeof j->target, "%s/Maildir", home);
-    j->fo.store_kind = kind;
-    j->fo.keep = a->keep;
-    j->fo.only_new = a->only_new;
-    j->fo.size_limit = a->size_limit;
-    j->fo.filter = a->filter;
-    j->fo.delete_after_days = a->delete_after_days;
-    char leaf[300];
-    safe_leaf(leaf, sizeof leaf, a->name);
-    if (default_state(j->state_path, sizeof j->state_path, leaf)) {
-        fprintf(stderr, "mailwire fetch: no $HOME or $XDG_STATE_HOME for the state file\n");
-        return EX_USAGE_;
-    }
-    return 0;
-}
-
 static void json_result(FILE *f, const job *j, int first)
 {
     fprintf(f, "%s{\"account\":", first ? "" : ",");
@@ -493,257 +319,103 @@ static void json_result(FILE *f, const job *j, int first)
     fputc('}', f);
 }
 
-int mw_cmd_fetch(int argc, char **argv)
+/* --jobs N (1..100000) or --size-limit N: 0, or -1 when bad (printed). */
+static int num_option(fetch_args *fa, const char *a, const char *next)
 {
-    mw_cli_conn conn;
-    mw_cli_conn_init(&conn, "fetch", 110, 995);
-    const char *config = NULL, *state = NULL, *filter = NULL;
-    const char *maildir = NULL, *mbox = NULL, *mda = NULL;
-    int all = 0, jobs = 1, quiet = 0, keep = 0, only_new = 1, keep_crlf = 0, host_given = 0;
-    uint64_t size_limit = 0;
-    char **names = calloc((size_t)argc + 1, sizeof *names);
-    size_t nnames = 0;
-    job *js = NULL;
-    size_t nj = 0;
-    mw_config *cfg = NULL;
-    int ex = 0;
-    int engine = mw_cli_engine("fetch");
-    if (!names) return EX_SOFTWARE_;
-    if (engine < 0) {
-        free(names);
-        return EX_USAGE_;
+    if (!next) {
+        fprintf(stderr, "mailwire fetch: %s needs a value\n", a);
+        return -1;
     }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(next, &end, 10);
+    if (errno || *end || !*next || next[0] == '-' ||
+        (!strcmp(a, "--jobs") && (v < 1 || v > 100000))) {
+        fprintf(stderr, "mailwire fetch: bad value '%s' for %s\n", next, a);
+        return -1;
+    }
+    if (!strcmp(a, "--jobs"))
+        fa->jobs = (int)v;
+    else
+        fa->size_limit = v;
+    return 0;
+}
+
+/* A fetch option that is not a connection option: 1 taken (and *i moved
+ * past its value), 0 an account name, -1 usage error (printed), 2 --help
+ * (printed). */
+static int fetch_option(fetch_args *fa, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    const char *next = *i + 1 < argc ? argv[*i + 1] : NULL;
+    static const char *const valued[] = {"--state", "--filter", "--maildir", "--mbox", "--mda"};
+    const char **dst[] = {&fa->state, &fa->filter, &fa->maildir, &fa->mbox, &fa->mda};
+    for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) {
+        if (strcmp(a, valued[k])) continue;
+        if (!next) {
+            fprintf(stderr, "mailwire fetch: %s needs a value\n", valued[k]);
+            return -1;
+        }
+        *dst[k] = next;
+        ++*i;
+        return 1;
+    }
+    if (!strcmp(a, "--jobs") || !strcmp(a, "--size-limit")) {
+        if (num_option(fa, a, next)) return -1;
+        ++*i;
+        return 1;
+    }
+    if (!strcmp(a, "--all"))
+        fa->all = 1;
+    else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
+        fa->quiet = 1;
+    else if (!strcmp(a, "--keep"))
+        fa->keep = 1;
+    else if (!strcmp(a, "--only-new"))
+        fa->only_new = 1;
+    else if (!strcmp(a, "--all-messages"))
+        fa->only_new = 0;
+    else if (!strcmp(a, "--keep-crlf"))
+        fa->keep_crlf = 1;
+    else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        usage(stdout);
+        return 2;
+    } else if (a[0] == '-') {
+        fprintf(stderr, "mailwire fetch: unknown option '%s'\n", a);
+        usage(stderr);
+        return -1;
+    } else
+        return 0;
+    return 1;
+}
+
+/* The command line into fa: 0, an exit code, or -1 after --help. */
+static int parse_args(fetch_args *fa, int argc, char **argv)
+{
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--host") || !strncmp(a, "--host=", 7)) host_given = 1;
-        int r = a[0] == '-' ? mw_cli_conn_option(&conn, argc, argv, &i) : 0;
-        if (r < 0) {
-            ex = EX_USAGE_;
-            goto done;
-        }
-        if (r > 0) continue;
-        const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-#define VAL(opt, var)                                                                              \
-    if (!strcmp(a, opt)) {                                                                         \
-        if (!next) {                                                                               \
-            fprintf(stderr, "mailwire fetch: %s needs a value\n", opt);                            \
-            ex = EX_USAGE_;                                                                        \
-            goto done;                                                                             \
-        }                                                                                          \
-        var = next;                                                                                \
-        i++;                                                                                       \
-        continue;                                                                                  \
-    }
-        const char *jobs_s = NULL, *size_s = NULL;
-        VAL("--state", state)
-        VAL("--filter", filter)
-        VAL("--maildir", maildir)
-        VAL("--mbox", mbox)
-        VAL("--mda", mda)
-        if (!strcmp(a, "--jobs") || !strcmp(a, "--size-limit")) {
-            if (!next) {
-                fprintf(stderr, "mailwire fetch: %s needs a value\n", a);
-                ex = EX_USAGE_;
-                goto done;
-            }
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(next, &end, 10);
-            if (errno || *end || !*next || next[0] == '-' ||
-                (!strcmp(a, "--jobs") && (v < 1 || v > 100000))) {
-                fprintf(stderr, "mailwire fetch: bad value '%s' for %s\n", next, a);
-                ex = EX_USAGE_;
-                goto done;
-            }
-            if (!strcmp(a, "--jobs"))
-                jobs = (int)v, jobs_s = next;
-            else
-                size_limit = v, size_s = next;
-            (void)jobs_s;
-            (void)size_s;
-            i++;
-            continue;
-        }
-        if (!strcmp(a, "--all"))
-            all = 1;
-        else if (!strcmp(a, "--quiet") || !strcmp(a, "-q"))
-            quiet = 1;
-        else if (!strcmp(a, "--keep"))
-            keep = 1;
-        else if (!strcmp(a, "--only-new"))
-            only_new = 1;
-        else if (!strcmp(a, "--all-messages"))
-            only_new = 0;
-        else if (!strcmp(a, "--keep-crlf"))
-            keep_crlf = 1;
-        else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            goto done;
-        } else if (a[0] == '-') {
-            fprintf(stderr, "mailwire fetch: unknown option '%s'\n", a);
-            usage(stderr);
-            ex = EX_USAGE_;
-            goto done;
-        } else
-            names[nnames++] = argv[i];
+        if (!strcmp(a, "--host") || !strncmp(a, "--host=", 7)) fa->host_given = 1;
+        int r = a[0] == '-' ? mw_cli_conn_option(&fa->conn, argc, argv, &i) : 0;
+        if (r == 0) r = fetch_option(fa, argc, argv, &i);
+        if (r < 0) return EX_USAGE_;
+        if (r == 2) return -1;
+        if (r == 0) fa->names[fa->nnames++] = argv[i];
     }
     /* connopts takes --config and --account (shared with pop3 and send). */
-    if (conn.config_path) config = conn.config_path;
-    if (conn.account) names[nnames++] = (char *)conn.account;
-    if (!!maildir + !!mbox + !!mda > 1) {
+    if (fa->conn.config_path) fa->config = fa->conn.config_path;
+    if (fa->conn.account) fa->names[fa->nnames++] = (char *)fa->conn.account;
+    if (!!fa->maildir + !!fa->mbox + !!fa->mda > 1) {
         fprintf(stderr, "mailwire fetch: give one of --maildir, --mbox, --mda\n");
-        ex = EX_USAGE_;
-        goto done;
+        return EX_USAGE_;
     }
-    const char *home = getenv("HOME");
-    if (host_given) {
-        /* One-shot: the account is the command line. */
-        if (nnames || all || config) {
-            fprintf(stderr, "mailwire fetch: --host does not go with accounts or --config\n");
-            ex = EX_USAGE_;
-            goto done;
-        }
-        if ((ex = mw_cli_conn_finish(&conn))) goto done;
-        js = calloc(1, sizeof *js);
-        if (!js) {
-            ex = EX_SOFTWARE_;
-            goto done;
-        }
-        nj = 1;
-        job *j = js;
-        snprintf(j->name, sizeof j->name, "%s@%s", conn.user ? conn.user : "", conn.host);
-        snprintf(j->host, sizeof j->host, "%s", conn.host);
-        mw_pop3_opts po = MW_POP3_OPTS_INIT;
-        j->po = po;
-        if ((ex = auth_from(&j->po, conn.auth))) goto done;
-        if (!conn.user && j->po.auth != MW_POP3_AUTH_NONE) {
-            fprintf(stderr, "mailwire fetch: no user: give --user or a ~/.netrc login for %s\n",
-                    conn.host);
-            ex = EX_USAGE_;
-            goto done;
-        }
-        if (j->po.auth != MW_POP3_AUTH_NONE && (!conn.auth || strcasecmp(conn.auth, "EXTERNAL")) &&
-            (ex = mw_cli_conn_password(&conn)))
-            goto done;
-        mw_cli_conn_tls_opts(&conn, &j->tls);
-        mw_cli_conn_net_opts(&conn, &j->net);
-        j->po.port = conn.port;
-        j->po.tls = conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
-                    : conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
-                                                    : MW_TLS_STARTTLS;
-        j->po.tls_opts = &j->tls;
-        j->po.net = &j->net;
-        j->po.user = conn.user;
-        j->po.password = conn.password;
-        if (mw_cli_auth_is_token(conn.auth)) {
-            j->po.token = conn.password; /* the password sources hold the token */
-            j->po.password = NULL;
-        }
-        j->oauth = mw_cli_oauth_account(&conn);
-        if (j->oauth && mw_cli_oauth_pop3_two_step(j->oauth)) j->po.sasl_ir = 0;
-        j->po.allow_plaintext = conn.allow_plaintext;
-        j->po.trace = conn.trace_fn;
-        j->po.trace_userdata = conn.trace_ud;
-        mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
-        j->fo = fo;
-        j->fo.store_kind = mbox ? MW_STORE_MBOX : mda ? MW_STORE_MDA : MW_STORE_MAILDIR;
-        const char *t = maildir ? maildir : mbox ? mbox : mda;
-        if (t)
-            snprintf(j->target, sizeof j->target, "%s", t);
-        else if (home)
-            snprintf(j->target, sizeof j->target, "%s/Maildir", home);
-        if (state) {
-            snprintf(j->state_path, sizeof j->state_path, "%s", state);
-        } else {
-            char leaf[600];
-            snprintf(leaf, sizeof leaf, "%s@%s:%u", conn.user ? conn.user : "", conn.host,
-                     conn.port);
-            char safe[600];
-            safe_leaf(safe, sizeof safe, leaf);
-            if (default_state(j->state_path, sizeof j->state_path, safe)) {
-                fprintf(stderr, "mailwire fetch: give --state FILE (no $HOME)\n");
-                ex = EX_USAGE_;
-                goto done;
-            }
-        }
-        j->fo.keep = keep;
-        j->fo.only_new = only_new;
-        j->fo.size_limit = size_limit;
-        j->fo.filter = filter;
-    } else {
-        char path[4096];
-        if (!config) {
-            const char *x = getenv("XDG_CONFIG_HOME");
-            if (x && *x)
-                snprintf(path, sizeof path, "%s/mailwire/config", x);
-            else if (home && *home)
-                snprintf(path, sizeof path, "%s/.config/mailwire/config", home);
-            else {
-                fprintf(stderr, "mailwire fetch: no --config, $XDG_CONFIG_HOME or $HOME\n");
-                ex = EX_USAGE_;
-                goto done;
-            }
-            config = path;
-        }
-        mw_config_options co = MW_CONFIG_OPTIONS_INIT;
-        co.home = home;
-        mw_error e;
-        int rc = mw_config_load(&cfg, config, &co, &e);
-        if (rc) {
-            fprintf(stderr, "mailwire fetch: %s\n", e.message);
-            ex = rc == MW_EIO || rc == MW_EFORMAT ? 78 /* EX_CONFIG */ : mw_cli_exit_code(rc);
-            goto done;
-        }
-        size_t want = all ? mw_config_count(cfg) : nnames;
-        if (!want && !all) want = mw_config_count(cfg) ? 1 : 0;
-        if (!want) {
-            fprintf(stderr, "mailwire fetch: %s has no accounts\n", config);
-            ex = EX_USAGE_;
-            goto done;
-        }
-        js = calloc(want, sizeof *js);
-        if (!js) {
-            ex = EX_SOFTWARE_;
-            goto done;
-        }
-        for (size_t k = 0; k < want; k++) {
-            const mw_account *a;
-            if (all)
-                a = mw_config_account_at(cfg, k);
-            else if (!nnames) /* as mpop: the account called "default", else the first */
-                a = mw_config_find(cfg, "default") ? mw_config_find(cfg, "default")
-                                                   : mw_config_account_at(cfg, 0);
-            else if (!(a = mw_config_find(cfg, names[k]))) {
-                fprintf(stderr, "mailwire fetch: no account '%s' in %s\n", names[k], config);
-                ex = EX_USAGE_;
-                goto done;
-            }
-            nj++;
-            if ((ex = job_from_account(&js[k], a, home))) goto done;
-            mw_cli_conn_limits(&conn, a, &js[k].net); /* max_time, speed_limit, speed_time */
-            if (conn.trace_path) {
-                /* --trace in account mode: every job's conversation (lines of
-                 * parallel jobs interleave, each line whole). */
-                if ((ex = mw_cli_conn_open_trace(&conn))) goto done;
-                js[k].po.trace = conn.trace_fn;
-                js[k].po.trace_userdata = conn.trace_ud;
-            }
-            if (!js[k].target[0]) {
-                fprintf(stderr, "mailwire fetch: %s: no delivery target\n", a->name);
-                ex = EX_USAGE_;
-                goto done;
-            }
-            if (keep) js[k].fo.keep = 1;
-            if (!only_new) js[k].fo.only_new = 0;
-            if (size_limit) js[k].fo.size_limit = size_limit; /* the flag over the file */
-            if (conn.allow_plaintext) js[k].po.allow_plaintext = 1;
-            if (filter) js[k].fo.filter = filter;
-        }
-    }
-    if (mw_cancel_new(&g_cancel, NULL)) {
-        ex = EX_SOFTWARE_;
-        goto done;
-    }
+    return 0;
+}
+
+/* The cancel token and the signals that set it; each job's last options
+ * and its state file's directory. */
+static int prepare_jobs(job *js, size_t nj, int keep_crlf)
+{
+    if (mw_cancel_new(&g_cancel, NULL)) return EX_SOFTWARE_;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -764,20 +436,26 @@ int mw_cmd_fetch(int argc, char **argv)
         if (mkparents(j->state_path)) {
             fprintf(stderr, "mailwire fetch: cannot create the directory of %s: %s\n",
                     j->state_path, strerror(errno));
-            ex = EX_IOERR_;
-            goto done;
+            return EX_IOERR_;
         }
     }
+    return 0;
+}
 
+/* Runs the jobs (blocking one after another, or --jobs N on the loop) and
+ * prints a line or a JSON record per account.  Returns the exit code. */
+static int run_and_report(fetch_args *fa, job *js, size_t nj)
+{
+    int ex = 0, jobs = fa->jobs, quiet = fa->quiet;
     runner r;
     memset(&r, 0, sizeof r);
     r.jobs = js;
     r.n = nj;
-    r.tty = !quiet && !conn.json && isatty(2);
+    r.tty = !quiet && !fa->conn.json && isatty(2);
     pthread_mutex_init(&r.mu, NULL);
     g_run = &r;
     size_t nt = (size_t)jobs < nj ? (size_t)jobs : nj;
-    g_engine_loop = engine == MW_CLI_ENGINE_LOOP;
+    g_engine_loop = fa->engine == MW_CLI_ENGINE_LOOP;
     if (jobs <= 1 && !g_engine_loop) {
         for (size_t k = 0; k < nj; k++)
             run_blocking(&r, &js[k]);
@@ -786,14 +464,14 @@ int mw_cmd_fetch(int argc, char **argv)
     }
     pthread_mutex_destroy(&r.mu);
 
-    if (conn.json) fputc('[', stdout);
+    if (fa->conn.json) fputc('[', stdout);
     for (size_t k = 0; k < nj; k++) {
         job *j = &js[k];
         if (j->rc) {
             fprintf(stderr, "mailwire fetch: %s: %s\n", j->name, j->err.message);
             if (!ex) ex = mw_cli_exit_code(j->rc);
         }
-        if (conn.json)
+        if (fa->conn.json)
             json_result(stdout, j, k == 0);
         else if (!quiet)
             printf("%s: %llu fetched, %llu skipped, %llu deleted, %llu bytes, %llu errors, "
@@ -802,9 +480,41 @@ int mw_cmd_fetch(int argc, char **argv)
                    (unsigned long long)j->res.deleted, (unsigned long long)j->res.bytes,
                    (unsigned long long)j->res.errors, j->seconds, j->rc ? " (failed)" : "");
     }
-    if (conn.json) fputs("]\n", stdout);
-    if (conn.json) mw_cli_json_handled(); /* the records hold the errors */
+    if (fa->conn.json) fputs("]\n", stdout);
+    if (fa->conn.json) mw_cli_json_handled(); /* the records hold the errors */
     if (fflush(stdout) && !ex) ex = EX_IOERR_;
+    return ex;
+}
+
+int mw_cmd_fetch(int argc, char **argv)
+{
+    fetch_args fa;
+    memset(&fa, 0, sizeof fa);
+    mw_cli_conn_init(&fa.conn, "fetch", 110, 995);
+    fa.jobs = 1;
+    fa.only_new = 1;
+    fa.names = calloc((size_t)argc + 1, sizeof *fa.names);
+    job *js = NULL;
+    size_t nj = 0;
+    mw_config *cfg = NULL;
+    fa.engine = mw_cli_engine("fetch");
+    if (!fa.names) return EX_SOFTWARE_;
+    if (fa.engine < 0) {
+        free(fa.names);
+        return EX_USAGE_;
+    }
+    int ex = parse_args(&fa, argc, argv);
+    if (ex) {
+        if (ex < 0) ex = 0; /* --help */
+        goto done;
+    }
+    const char *home = getenv("HOME");
+    if (fa.host_given)
+        ex = mw_cli_fetch_job_oneshot(&fa, home, &js, &nj);
+    else
+        ex = mw_cli_fetch_jobs_config(&fa, home, &cfg, &js, &nj);
+    if (!ex) ex = prepare_jobs(js, nj, fa.keep_crlf);
+    if (!ex) ex = run_and_report(&fa, js, nj);
 done:
     if (g_cancel) {
         signal(SIGINT, SIG_DFL);
@@ -818,8 +528,8 @@ done:
             free(js[k].password);
         }
     free(js);
-    free(names);
+    free(fa.names);
     mw_config_free(cfg);
-    mw_cli_conn_free(&conn);
+    mw_cli_conn_free(&fa.conn);
     return ex;
 }

@@ -225,6 +225,31 @@ static void print_part(mw_mime_part *p, int json, int *first)
         print_part(mw_mime_part_child(p, i), json, first);
 }
 
+/* Reads the file into the parser until its end or the parser's failure
+ * (*rc); EX_OK_, or EX_IOERR_ after a read error (printed). */
+static int feed_file(mw_mime_parser *p, int in, const char *file, char *buf, int *rc)
+{
+    for (;;) {
+        ssize_t r = read(in, buf, READ_CHUNK);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            fprintf(stderr, "mailwire: %s: %s\n", file, strerror(errno));
+            return EX_IOERR_;
+        }
+        if (r == 0) return EX_OK_;
+        if ((*rc = mw_mime_parser_feed(p, buf, (size_t)r))) return EX_OK_;
+    }
+}
+
+/* The part tree on stdout: a line each, or one JSON array. */
+static void print_tree(mw_mime_part *root, int json)
+{
+    int first = 1;
+    if (json) fputs("[", stdout);
+    print_part(root, json, &first);
+    if (json) fputs("\n]\n", stdout);
+}
+
 static int cmd_parse(int argc, char **argv)
 {
     int json = 0, utf8 = 0;
@@ -283,29 +308,14 @@ static int cmd_parse(int argc, char **argv)
         fprintf(stderr, "mailwire: out of memory\n");
         ex = EX_SOFTWARE_;
     }
-    while (ex == EX_OK_) {
-        ssize_t r = read(in, buf, READ_CHUNK);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) {
-            fprintf(stderr, "mailwire: %s: %s\n", file, strerror(errno));
-            ex = EX_IOERR_;
-            break;
-        }
-        if (r == 0) break;
-        if ((rc = mw_mime_parser_feed(p, buf, (size_t)r))) break;
-    }
+    if (ex == EX_OK_) ex = feed_file(p, in, file, buf, &rc);
     mw_mime_part *root = NULL;
     if (ex == EX_OK_ && !rc) rc = mw_mime_parser_finish(p, &root);
     if (ex == EX_OK_ && rc) {
         fprintf(stderr, "mailwire: %s: %s\n", file, mw_mime_parser_error(p)->message);
         ex = c.failed ? MIME_EX_CANTCREAT : mw_cli_exit_code(rc);
     }
-    if (root) {
-        int first = 1;
-        if (json) fputs("[", stdout);
-        print_part(root, json, &first);
-        if (json) fputs("\n]\n", stdout);
-    }
+    if (root) print_tree(root, json);
     if (c.fd >= 0) close(c.fd);
     if (c.extract_dir >= 0) close(c.extract_dir);
     if (in > 0) close(in);
@@ -461,6 +471,66 @@ static mw_mime_part *text_part(const char *type, const char *file, mw_error *err
     return p;
 }
 
+/* The message body: text/plain, text/html, or both as
+ * multipart/alternative.  NULL with *ex set on failure. */
+static mw_mime_part *build_body(const char *text, const char *html, mw_error *err, int *ex)
+{
+    mw_mime_part *body = NULL;
+    mw_mime_part *tp = (text || !html) ? text_part("text/plain", text, err, ex) : NULL;
+    mw_mime_part *hp = (!*ex && html) ? text_part("text/html", html, err, ex) : NULL;
+    if (!*ex && tp && hp) {
+        if (mw_mime_part_new(&body, "multipart/alternative", err) ||
+            mw_mime_part_add(body, tp, err) || (tp = NULL, mw_mime_part_add(body, hp, err)))
+            *ex = EX_SOFTWARE_;
+        hp = NULL;
+    } else if (!*ex) {
+        body = tp ? tp : hp;
+        tp = hp = NULL;
+    }
+    mw_mime_part_free(tp);
+    mw_mime_part_free(hp);
+    if (*ex) {
+        mw_mime_part_free(body);
+        return NULL;
+    }
+    return body;
+}
+
+/* multipart/mixed of body (taken) and the files attached.  NULL with *ex
+ * set on failure. */
+static mw_mime_part *with_attachments(mw_mime_part *body, char **att, int natt, mw_error *err,
+                                      int *ex)
+{
+    mw_mime_part *root = NULL;
+    if (mw_mime_part_new(&root, "multipart/mixed", err) || mw_mime_part_add(root, body, err)) {
+        mw_mime_part_free(body);
+        mw_mime_part_free(root);
+        *ex = EX_SOFTWARE_;
+        return NULL;
+    }
+    for (int i = 0; i < natt && !*ex; i++) {
+        mw_mime_part *a;
+        const char *base = strrchr(att[i], '/');
+        base = base ? base + 1 : att[i];
+        if (mw_mime_part_new(&a, guess_type(att[i]), err)) {
+            *ex = EX_SOFTWARE_;
+            break;
+        }
+        int rc = mw_mime_part_set_body_file(a, att[i], err);
+        if (!rc) rc = mw_mime_part_set_disposition(a, "attachment", base, err);
+        if (!rc) rc = mw_mime_part_add(root, a, err);
+        if (rc) {
+            mw_mime_part_free(a);
+            *ex = rc == MW_EIO ? MIME_EX_NOINPUT : mw_cli_exit_code(rc);
+        }
+    }
+    if (*ex) {
+        mw_mime_part_free(root);
+        return NULL;
+    }
+    return root;
+}
+
 static int cmd_build(int argc, char **argv)
 {
     char *to[64], *cc[64], *att[64];
@@ -506,42 +576,12 @@ static int cmd_build(int argc, char **argv)
     }
     mw_error err = {0};
     int ex = EX_OK_;
-    mw_mime_part *body = NULL, *root = NULL;
-    mw_mime_part *tp = (text || !html) ? text_part("text/plain", text, &err, &ex) : NULL;
-    mw_mime_part *hp = (!ex && html) ? text_part("text/html", html, &err, &ex) : NULL;
-    if (!ex && tp && hp) {
-        if (mw_mime_part_new(&body, "multipart/alternative", &err) ||
-            mw_mime_part_add(body, tp, &err) || (tp = NULL, mw_mime_part_add(body, hp, &err)))
-            ex = EX_SOFTWARE_;
-        hp = NULL;
-    } else if (!ex) {
-        body = tp ? tp : hp;
-        tp = hp = NULL;
-    }
+    mw_mime_part *body = build_body(text, html, &err, &ex);
+    mw_mime_part *root = NULL;
     if (!ex && natt) {
-        if (mw_mime_part_new(&root, "multipart/mixed", &err) || mw_mime_part_add(root, body, &err))
-            ex = EX_SOFTWARE_;
-        else
-            body = NULL;
-        for (int i = 0; i < natt && !ex; i++) {
-            mw_mime_part *a;
-            const char *base = strrchr(att[i], '/');
-            base = base ? base + 1 : att[i];
-            if (mw_mime_part_new(&a, guess_type(att[i]), &err)) {
-                ex = EX_SOFTWARE_;
-                break;
-            }
-            int rc = mw_mime_part_set_body_file(a, att[i], &err);
-            if (!rc) rc = mw_mime_part_set_disposition(a, "attachment", base, &err);
-            if (!rc) rc = mw_mime_part_add(root, a, &err);
-            if (rc) {
-                mw_mime_part_free(a);
-                ex = rc == MW_EIO ? MIME_EX_NOINPUT : mw_cli_exit_code(rc);
-            }
-        }
+        root = with_attachments(body, att, natt, &err, &ex);
     } else if (!ex) {
         root = body;
-        body = NULL;
     }
     char *subj = NULL;
     if (!ex && (add_addresses(root, "From", (char **)&from, 1, &err) ||
@@ -559,9 +599,6 @@ static int cmd_build(int argc, char **argv)
         if (rc) ex = rc == MW_EIO ? EX_IOERR_ : mw_cli_exit_code(rc);
     }
     if (ex) fprintf(stderr, "mailwire mime build: %s\n", err.message[0] ? err.message : "failed");
-    mw_mime_part_free(tp);
-    mw_mime_part_free(hp);
-    mw_mime_part_free(body);
     mw_mime_part_free(root);
     return ex;
 }

@@ -378,6 +378,121 @@ static void iso_time(char *out, size_t n, long long t)
     strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* The options after the verb: 0 or EX_USAGE_ (printed). */
+static int oauth_args(mw_cli_conn *c, int argc, char **argv, int *flow, int *login_timeout,
+                      const char **account)
+{
+    for (int i = 2; i < argc; i++) {
+        int r = mw_cli_conn_option(c, argc, argv, &i);
+        if (r < 0) return EX_USAGE_;
+        if (r > 0) continue;
+        if (!strcmp(argv[i], "--device")) {
+            *flow = 1;
+        } else if (!strcmp(argv[i], "--browser")) {
+            *flow = 2;
+        } else if (!strcmp(argv[i], "--login-timeout") && i + 1 < argc) {
+            char *end;
+            long v = strtol(argv[++i], &end, 10);
+            if (*end || v < 1 || v > 86400) {
+                fprintf(stderr, "mailwire oauth: bad --login-timeout %s (1..86400 seconds)\n",
+                        argv[i]);
+                return EX_USAGE_;
+            }
+            *login_timeout = (int)v;
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "mailwire oauth: unknown option %s\n", argv[i]);
+            return EX_USAGE_;
+        } else if (!*account) {
+            *account = argv[i];
+        } else {
+            fprintf(stderr, "mailwire oauth: one ACCOUNT only\n");
+            return EX_USAGE_;
+        }
+    }
+    return 0;
+}
+
+/* oauth login: the device grant when the provider has one (or --device),
+ * else the browser (--browser). */
+static int do_login(mw_oauth *oa, const mw_account *a, int flow, int login_timeout, int json,
+                    mw_error *e)
+{
+    int rc;
+    login_ui ui = {json};
+    mw_oauth_opts probe = MW_OAUTH_OPTS_INIT;
+    char path[4096];
+    mw_error pe;
+    fill_opts(a, &probe, path, sizeof path, &pe); /* checked by open_oauth already */
+    if (flow == 0) flow = probe.device_url ? 1 : 2;
+    if (flow == 1)
+        rc = mw_oauth_login_device(oa, show_device, &ui, e);
+    else
+        rc = mw_oauth_login_pkce(oa, show_url, &ui, login_timeout, e);
+    if (rc == 0) {
+        mw_oauth_status st;
+        mw_oauth_get_status(oa, &st, e);
+        if (json)
+            printf("{\"event\":\"logged_in\",\"account\":\"%s\",\"refresh_token\":%s}\n", a->name,
+                   st.logged_in ? "true" : "false");
+        fprintf(stderr, "mailwire oauth: %s: logged in%s\n", a->name,
+                st.logged_in ? ""
+                             : " (the provider gave no refresh token: login again when "
+                               "the access token expires)");
+    }
+    return rc;
+}
+
+/* oauth status: MW_ESTATE when not logged in. */
+static int do_status(mw_oauth *oa, const mw_account *a, int json, mw_error *e)
+{
+    mw_oauth_status st;
+    int rc = mw_oauth_get_status(oa, &st, e);
+    if (rc == 0) {
+        long long now = (long long)time(NULL);
+        char when[40] = "";
+        if (st.expires_at) iso_time(when, sizeof when, st.expires_at);
+        if (json) {
+            printf("{\"account\":");
+            mw_cli_json_string(stdout, a->name, strlen(a->name));
+            printf(",\"logged_in\":%s,\"access_token_cached\":%s,\"expires_at\":%lld,"
+                   "\"expires_in\":%lld,\"refreshes\":%lld,\"scope\":",
+                   st.logged_in ? "true" : "false", st.have_access ? "true" : "false",
+                   st.expires_at, st.expires_at ? st.expires_at - now : 0, st.refreshes);
+            mw_cli_json_string(stdout, st.scope, strlen(st.scope));
+            printf("}\n");
+            mw_cli_json_handled(); /* logged_in says it: no second object */
+        } else if (!st.logged_in && !st.have_access) {
+            printf("%s: not logged in (run mailwire oauth login %s)\n", a->name, a->name);
+        } else {
+            printf("%s: logged in%s\n", a->name, st.logged_in ? "" : " (no refresh token)");
+            if (st.expires_at)
+                printf("access token: %s %s (%lld s)\n",
+                       st.expires_at > now ? "expires" : "expired", when,
+                       st.expires_at > now ? st.expires_at - now : now - st.expires_at);
+            printf("scope: %s\nrefreshes: %lld\n", st.scope[0] ? st.scope : "(not given)",
+                   st.refreshes);
+        }
+        if (!st.logged_in && !st.have_access) rc = MW_ESTATE;
+    }
+    return rc;
+}
+
+/* oauth logout: not being logged in is fine. */
+static int do_logout(mw_oauth *oa, const mw_account *a, mw_error *e)
+{
+    int rc = mw_oauth_logout(oa, e);
+    if (rc == MW_ESTATE) {
+        fprintf(stderr, "mailwire oauth: %s: not logged in\n", a->name);
+        rc = 0;
+    } else if (rc == 0) {
+        fprintf(stderr, "mailwire oauth: %s: tokens revoked and deleted\n", a->name);
+    } else {
+        fprintf(stderr, "mailwire oauth: %s: tokens deleted here, but revocation failed\n",
+                a->name);
+    }
+    return rc;
+}
+
 int mw_cmd_oauth(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -394,33 +509,8 @@ int mw_cmd_oauth(int argc, char **argv)
     int flow = 0; /* 0 auto, 1 device, 2 browser */
     int login_timeout = 600;
     const char *account = NULL;
-    for (int i = 2; i < argc; i++) {
-        int r = mw_cli_conn_option(&c, argc, argv, &i);
-        if (r < 0) return EX_USAGE_;
-        if (r > 0) continue;
-        if (!strcmp(argv[i], "--device")) {
-            flow = 1;
-        } else if (!strcmp(argv[i], "--browser")) {
-            flow = 2;
-        } else if (!strcmp(argv[i], "--login-timeout") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 86400) {
-                fprintf(stderr, "mailwire oauth: bad --login-timeout %s (1..86400 seconds)\n",
-                        argv[i]);
-                return EX_USAGE_;
-            }
-            login_timeout = (int)v;
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "mailwire oauth: unknown option %s\n", argv[i]);
-            return EX_USAGE_;
-        } else if (!account) {
-            account = argv[i];
-        } else {
-            fprintf(stderr, "mailwire oauth: one ACCOUNT only\n");
-            return EX_USAGE_;
-        }
-    }
+    int r = oauth_args(&c, argc, argv, &flow, &login_timeout, &account);
+    if (r) return r;
     if (!account && c.account) account = c.account;
     if (!account) {
         fprintf(stderr, "mailwire oauth: %s needs an ACCOUNT\n", verb);
@@ -459,74 +549,17 @@ int mw_cmd_oauth(int argc, char **argv)
     mw_error e;
     mw_error_clear(&e);
     int rc = 0;
-    login_ui ui = {c.json};
     if (!strcmp(verb, "login")) {
-        mw_oauth_opts probe = MW_OAUTH_OPTS_INIT;
-        char path[4096];
-        mw_error pe;
-        fill_opts(a, &probe, path, sizeof path, &pe); /* checked by open_oauth already */
-        if (flow == 0) flow = probe.device_url ? 1 : 2;
-        if (flow == 1)
-            rc = mw_oauth_login_device(oa, show_device, &ui, &e);
-        else
-            rc = mw_oauth_login_pkce(oa, show_url, &ui, login_timeout, &e);
-        if (rc == 0) {
-            mw_oauth_status st;
-            mw_oauth_get_status(oa, &st, &e);
-            if (c.json)
-                printf("{\"event\":\"logged_in\",\"account\":\"%s\",\"refresh_token\":%s}\n",
-                       a->name, st.logged_in ? "true" : "false");
-            fprintf(stderr, "mailwire oauth: %s: logged in%s\n", a->name,
-                    st.logged_in ? ""
-                                 : " (the provider gave no refresh token: login again when "
-                                   "the access token expires)");
-        }
+        rc = do_login(oa, a, flow, login_timeout, c.json, &e);
     } else if (!strcmp(verb, "status")) {
-        mw_oauth_status st;
-        rc = mw_oauth_get_status(oa, &st, &e);
-        if (rc == 0) {
-            long long now = (long long)time(NULL);
-            char when[40] = "";
-            if (st.expires_at) iso_time(when, sizeof when, st.expires_at);
-            if (c.json) {
-                printf("{\"account\":");
-                mw_cli_json_string(stdout, a->name, strlen(a->name));
-                printf(",\"logged_in\":%s,\"access_token_cached\":%s,\"expires_at\":%lld,"
-                       "\"expires_in\":%lld,\"refreshes\":%lld,\"scope\":",
-                       st.logged_in ? "true" : "false", st.have_access ? "true" : "false",
-                       st.expires_at, st.expires_at ? st.expires_at - now : 0, st.refreshes);
-                mw_cli_json_string(stdout, st.scope, strlen(st.scope));
-                printf("}\n");
-                mw_cli_json_handled(); /* logged_in says it: no second object */
-            } else if (!st.logged_in && !st.have_access) {
-                printf("%s: not logged in (run mailwire oauth login %s)\n", a->name, a->name);
-            } else {
-                printf("%s: logged in%s\n", a->name, st.logged_in ? "" : " (no refresh token)");
-                if (st.expires_at)
-                    printf("access token: %s %s (%lld s)\n",
-                           st.expires_at > now ? "expires" : "expired", when,
-                           st.expires_at > now ? st.expires_at - now : now - st.expires_at);
-                printf("scope: %s\nrefreshes: %lld\n", st.scope[0] ? st.scope : "(not given)",
-                       st.refreshes);
-            }
-            if (!st.logged_in && !st.have_access) rc = MW_ESTATE;
-        }
+        rc = do_status(oa, a, c.json, &e);
         if (rc == MW_ESTATE) {
             mw_oauth_free(oa);
             mw_cli_conn_free(&c);
             return EX_NOPERM_; /* not logged in */
         }
     } else {
-        rc = mw_oauth_logout(oa, &e);
-        if (rc == MW_ESTATE) {
-            fprintf(stderr, "mailwire oauth: %s: not logged in\n", a->name);
-            rc = 0;
-        } else if (rc == 0) {
-            fprintf(stderr, "mailwire oauth: %s: tokens revoked and deleted\n", a->name);
-        } else {
-            fprintf(stderr, "mailwire oauth: %s: tokens deleted here, but revocation failed\n",
-                    a->name);
-        }
+        rc = do_logout(oa, a, &e);
     }
     if (rc) {
         fprintf(stderr, "mailwire oauth: %s: %s\n", a->name, e.message);

@@ -2,6 +2,8 @@
  * in, COMMAND, QUIT.  Uses only the public API. */
 #include "commands.h"
 #include "connopts.h"
+#include "engine.h"
+#include "pop3_cli.h"
 #include "oauth_cli.h"
 
 #include "mailwire/pop3.h"
@@ -41,23 +43,7 @@ static void usage(FILE *f)
     mw_cli_conn_usage(f);
 }
 
-/* run_command's answer for bad arguments (library codes are negative). */
-#define USAGE_ERR 1000
-
-typedef struct cli_state {
-    mw_cli_conn conn;
-    const char *outdir;
-    int json;
-    int json_first;
-    FILE *out;
-    /* retr RANGE -o DIR */
-    int fd;
-    uint64_t fd_msg;
-    char path[4096];
-    int write_failed;
-} cli_state;
-
-static int report_err(const mw_error *e, int rc)
+int mw_cli_pop3_report_err(const mw_error *e, int rc)
 {
     const char *msg = e && e->message[0] ? e->message : mw_strerror(rc);
     fprintf(stderr, "mailwire pop3: %s", msg);
@@ -70,10 +56,10 @@ static int report_err(const mw_error *e, int rc)
 
 static int report(mw_pop3 *p, int rc)
 {
-    return report_err(mw_pop3_error(p), rc);
+    return mw_cli_pop3_report_err(mw_pop3_error(p), rc);
 }
 
-static int parse_num(const char *s, uint64_t *v)
+int mw_cli_pop3_parse_num(const char *s, uint64_t *v)
 {
     if (!s || !*s || strlen(s) > 18) return -1;
     uint64_t x = 0;
@@ -102,7 +88,7 @@ static int range_words(const char *r, char *a, char *b, size_t n, int *has_end)
     const char *dash = strchr(r, '-');
     uint64_t x, y;
     if (!dash) {
-        if (parse_num(r, &x) || x == 0) return -1;
+        if (mw_cli_pop3_parse_num(r, &x) || x == 0) return -1;
         snprintf(a, n, "%s", r);
         *has_end = 0;
         return 0;
@@ -112,13 +98,14 @@ static int range_words(const char *r, char *a, char *b, size_t n, int *has_end)
     if (ll == 0 || ll >= sizeof left) return -1;
     memcpy(left, r, ll);
     left[ll] = '\0';
-    if (parse_num(left, &x) || parse_num(dash + 1, &y) || x == 0 || y < x) return -1;
+    if (mw_cli_pop3_parse_num(left, &x) || mw_cli_pop3_parse_num(dash + 1, &y) || x == 0 || y < x)
+        return -1;
     snprintf(a, n, "%s", left);
     snprintf(b, n, "%s", dash + 1);
     return 0;
 }
 
-static int stdout_sink(const char *data, size_t len, void *ud)
+int mw_cli_pop3_stdout_sink(const char *data, size_t len, void *ud)
 {
     cli_state *s = ud;
     if (fwrite(data, 1, len, s->out) != len) {
@@ -186,13 +173,7 @@ static int file_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_re
     return 0;
 }
 
-/* Collects a message for --json output. */
-typedef struct grow {
-    char *data;
-    size_t len, cap;
-} grow;
-
-static int grow_sink(const char *data, size_t len, void *ud)
+int mw_cli_pop3_grow_sink(const char *data, size_t len, void *ud)
 {
     grow *g = ud;
     if (g->len + len > ((size_t)256 << 20)) return MW_ETOOBIG;
@@ -311,6 +292,102 @@ static int serverinfo(mw_pop3 *p, cli_state *s)
     return 0;
 }
 
+/* ---- the output of each command (pop3_cli.h) ------------------------------ */
+
+void mw_cli_pop3_print_stat(cli_state *s, uint64_t n, uint64_t m)
+{
+    if (s->json)
+        fprintf(s->out, "{\"count\":%llu,\"octets\":%llu}\n", (unsigned long long)n,
+                (unsigned long long)m);
+    else
+        fprintf(s->out, "%llu %llu\n", (unsigned long long)n, (unsigned long long)m);
+}
+
+void mw_cli_pop3_print_entry(cli_state *s, int uidl, uint64_t n, uint64_t m, const char *uid)
+{
+    FILE *o = s->out;
+    if (s->json) {
+        fprintf(o, "{\"msg\":%llu,", (unsigned long long)n);
+        if (uidl) {
+            fputs("\"uid\":", o);
+            mw_cli_json_string(o, uid, strlen(uid));
+        } else {
+            fprintf(o, "\"size\":%llu", (unsigned long long)m);
+        }
+        fputs("}\n", o);
+    } else if (uidl) {
+        fprintf(o, "%llu %s\n", (unsigned long long)n, uid);
+    } else {
+        fprintf(o, "%llu %llu\n", (unsigned long long)n, (unsigned long long)m);
+    }
+}
+
+void mw_cli_pop3_print_uidl(cli_state *s, const mw_pop3_uid *u, size_t cnt)
+{
+    FILE *o = s->out;
+    if (s->json) fputc('[', o);
+    for (size_t i = 0; i < cnt; i++) {
+        if (s->json) {
+            fprintf(o, "%s{\"msg\":%llu,\"uid\":", i ? "," : "", (unsigned long long)u[i].msg);
+            mw_cli_json_string(o, u[i].uid, strlen(u[i].uid));
+            fputc('}', o);
+        } else {
+            fprintf(o, "%llu %s\n", (unsigned long long)u[i].msg, u[i].uid);
+        }
+    }
+    if (s->json) fputs("]\n", o);
+}
+
+void mw_cli_pop3_print_list(cli_state *s, const mw_pop3_listing *l, size_t cnt)
+{
+    FILE *o = s->out;
+    if (s->json) fputc('[', o);
+    for (size_t i = 0; i < cnt; i++) {
+        if (s->json)
+            fprintf(o, "%s{\"msg\":%llu,\"size\":%llu}", i ? "," : "", (unsigned long long)l[i].msg,
+                    (unsigned long long)l[i].size);
+        else
+            fprintf(o, "%llu %llu\n", (unsigned long long)l[i].msg, (unsigned long long)l[i].size);
+    }
+    if (s->json) fputs("]\n", o);
+}
+
+/* After a RETR or TOP: the JSON record (g: the message, NULL when it went
+ * to stdout as it came) and a size that was not as announced. */
+void mw_cli_pop3_print_message(cli_state *s, int top, uint64_t n, const grow *g,
+                               const mw_pop3_retr_info *info)
+{
+    FILE *o = s->out;
+    if (g) {
+        fprintf(o, "{\"msg\":%llu,\"octets\":%zu,", (unsigned long long)n, g->len);
+        if (!top) fprintf(o, "\"size_mismatch\":%s,", info->size_mismatch ? "true" : "false");
+        fputs("\"data\":", o);
+        mw_cli_json_string(o, g->data ? g->data : "", g->len);
+        fputs("}\n", o);
+    }
+    if (info->size_mismatch)
+        fprintf(stderr,
+                "mailwire pop3: warning: message %llu: the server announced %llu octets but "
+                "sent %llu\n",
+                (unsigned long long)n, (unsigned long long)info->declared,
+                (unsigned long long)info->octets);
+}
+
+void mw_cli_pop3_print_capa(cli_state *s, const char *const *lines, size_t c)
+{
+    FILE *o = s->out;
+    if (s->json) fputc('[', o);
+    for (size_t i = 0; i < c; i++) {
+        if (s->json) {
+            if (i) fputc(',', o);
+            mw_cli_json_string(o, lines[i], strlen(lines[i]));
+        } else {
+            fprintf(o, "%s\n", lines[i]);
+        }
+    }
+    if (s->json) fputs("]\n", o);
+}
+
 static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
 {
     const char *cmd = argv[0];
@@ -320,95 +397,48 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
     if (!strcmp(cmd, "stat")) {
         if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_stat(p, &n, &m))) return rc;
-        if (s->json)
-            fprintf(o, "{\"count\":%llu,\"octets\":%llu}\n", (unsigned long long)n,
-                    (unsigned long long)m);
-        else
-            fprintf(o, "%llu %llu\n", (unsigned long long)n, (unsigned long long)m);
+        mw_cli_pop3_print_stat(s, n, m);
     } else if (!strcmp(cmd, "list") || !strcmp(cmd, "uidl")) {
         int uidl = cmd[0] == 'u';
-        if (argc > 2 || (argc == 2 && (parse_num(argv[1], &n) || n == 0))) return USAGE_ERR;
+        if (argc > 2 || (argc == 2 && (mw_cli_pop3_parse_num(argv[1], &n) || n == 0)))
+            return USAGE_ERR;
         if (argc == 2) {
             char uid[71];
             rc = uidl ? mw_pop3_uidl_one(p, n, uid) : mw_pop3_list_one(p, n, &m);
             if (rc) return rc;
-            if (s->json) {
-                fprintf(o, "{\"msg\":%llu,", (unsigned long long)n);
-                if (uidl) {
-                    fputs("\"uid\":", o);
-                    mw_cli_json_string(o, uid, strlen(uid));
-                } else {
-                    fprintf(o, "\"size\":%llu", (unsigned long long)m);
-                }
-                fputs("}\n", o);
-            } else if (uidl) {
-                fprintf(o, "%llu %s\n", (unsigned long long)n, uid);
-            } else {
-                fprintf(o, "%llu %llu\n", (unsigned long long)n, (unsigned long long)m);
-            }
+            mw_cli_pop3_print_entry(s, uidl, n, m, uid);
             return 0;
         }
         size_t cnt = 0;
         if (uidl) {
             mw_pop3_uid *u;
             if ((rc = mw_pop3_uidl(p, &u, &cnt))) return rc;
-            if (s->json) fputc('[', o);
-            for (size_t i = 0; i < cnt; i++) {
-                if (s->json) {
-                    fprintf(o, "%s{\"msg\":%llu,\"uid\":", i ? "," : "",
-                            (unsigned long long)u[i].msg);
-                    mw_cli_json_string(o, u[i].uid, strlen(u[i].uid));
-                    fputc('}', o);
-                } else {
-                    fprintf(o, "%llu %s\n", (unsigned long long)u[i].msg, u[i].uid);
-                }
-            }
+            mw_cli_pop3_print_uidl(s, u, cnt);
             mw_pop3_uidl_free(u);
         } else {
             mw_pop3_listing *l;
             if ((rc = mw_pop3_list(p, &l, &cnt))) return rc;
-            if (s->json) fputc('[', o);
-            for (size_t i = 0; i < cnt; i++) {
-                if (s->json)
-                    fprintf(o, "%s{\"msg\":%llu,\"size\":%llu}", i ? "," : "",
-                            (unsigned long long)l[i].msg, (unsigned long long)l[i].size);
-                else
-                    fprintf(o, "%llu %llu\n", (unsigned long long)l[i].msg,
-                            (unsigned long long)l[i].size);
-            }
+            mw_cli_pop3_print_list(s, l, cnt);
             mw_pop3_list_free(l);
         }
-        if (s->json) fputs("]\n", o);
     } else if (!strcmp(cmd, "top") || (!strcmp(cmd, "retr") && argc == 2 && !s->outdir)) {
         int top = cmd[0] == 't';
-        if ((top && argc != 3) || parse_num(argv[1], &n) || n == 0 ||
-            (top && parse_num(argv[2], &m)))
+        if ((top && argc != 3) || mw_cli_pop3_parse_num(argv[1], &n) || n == 0 ||
+            (top && mw_cli_pop3_parse_num(argv[2], &m)))
             return USAGE_ERR;
         mw_pop3_retr_info info;
         memset(&info, 0, sizeof info);
         if (s->json) {
             grow g = {NULL, 0, 0};
-            rc = top ? mw_pop3_top(p, n, m, grow_sink, &g)
-                     : mw_pop3_retr(p, n, grow_sink, &g, &info);
-            if (!rc) {
-                fprintf(o, "{\"msg\":%llu,\"octets\":%zu,", (unsigned long long)n, g.len);
-                if (!top)
-                    fprintf(o, "\"size_mismatch\":%s,", info.size_mismatch ? "true" : "false");
-                fputs("\"data\":", o);
-                mw_cli_json_string(o, g.data ? g.data : "", g.len);
-                fputs("}\n", o);
-            }
+            rc = top ? mw_pop3_top(p, n, m, mw_cli_pop3_grow_sink, &g)
+                     : mw_pop3_retr(p, n, mw_cli_pop3_grow_sink, &g, &info);
+            if (!rc) mw_cli_pop3_print_message(s, top, n, &g, &info);
             free(g.data);
         } else {
-            rc = top ? mw_pop3_top(p, n, m, stdout_sink, s)
-                     : mw_pop3_retr(p, n, stdout_sink, s, &info);
+            rc = top ? mw_pop3_top(p, n, m, mw_cli_pop3_stdout_sink, s)
+                     : mw_pop3_retr(p, n, mw_cli_pop3_stdout_sink, s, &info);
+            if (!rc) mw_cli_pop3_print_message(s, top, n, NULL, &info);
         }
-        if (!rc && info.size_mismatch)
-            fprintf(stderr,
-                    "mailwire pop3: warning: message %llu: the server announced %llu octets but "
-                    "sent %llu\n",
-                    (unsigned long long)n, (unsigned long long)info.declared,
-                    (unsigned long long)info.octets);
         return rc;
     } else if (!strcmp(cmd, "retr") || !strcmp(cmd, "dele")) {
         char a[32], b[32];
@@ -423,7 +453,8 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
         if ((rc = mw_pop3_range(p, a, has_end ? b : NULL, &first, &last))) return rc;
         if (!has_end && first > mw_pop3_count(p)) {
             /* A single number over the count: let the library say so. */
-            return dele ? mw_pop3_dele(p, first) : mw_pop3_retr(p, first, stdout_sink, s, NULL);
+            return dele ? mw_pop3_dele(p, first)
+                        : mw_pop3_retr(p, first, mw_cli_pop3_stdout_sink, s, NULL);
         }
         if (s->json) fputs(dele ? "{\"deleted\":[" : "[", o);
         if (dele) {
@@ -451,17 +482,10 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
         if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_capa(p))) return rc;
         size_t c = mw_pop3_capa_count(p);
-        if (s->json) fputc('[', o);
-        for (size_t i = 0; i < c; i++) {
-            const char *l = mw_pop3_capa_line(p, i);
-            if (s->json) {
-                if (i) fputc(',', o);
-                mw_cli_json_string(o, l, strlen(l));
-            } else {
-                fprintf(o, "%s\n", l);
-            }
-        }
-        if (s->json) fputs("]\n", o);
+        const char *lines[128];
+        for (size_t i = 0; i < c && i < 128; i++)
+            lines[i] = mw_pop3_capa_line(p, i);
+        mw_cli_pop3_print_capa(s, lines, c < 128 ? c : 128);
     } else if (!strcmp(cmd, "serverinfo")) {
         if (argc != 1) return USAGE_ERR;
         return serverinfo(p, s);
@@ -483,6 +507,8 @@ int mw_cmd_pop3(int argc, char **argv)
     s.out = stdout;
     mw_cli_conn_init(&s.conn, "pop3", 110, 995);
     mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    int engine = mw_cli_engine("pop3");
+    if (engine < 0) return EX_USAGE_;
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     int nrest = 0;
     if (!rest) return EX_SOFTWARE_;
@@ -596,6 +622,10 @@ int mw_cmd_pop3(int argc, char **argv)
 
     const mw_account *oauth_acct = mw_cli_oauth_account(&s.conn);
     if (oauth_acct && mw_cli_oauth_pop3_two_step(oauth_acct)) o.sasl_ir = 0;
+    if (engine == MW_CLI_ENGINE_LOOP) {
+        ex = mw_cli_pop3_loop(&s, &o, nrest, rest);
+        goto done;
+    }
     mw_pop3 *p = NULL;
     mw_error oe;
     int rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
@@ -608,7 +638,7 @@ int mw_cmd_pop3(int argc, char **argv)
         rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
     }
     if (rc) {
-        ex = report_err(&oe, rc);
+        ex = mw_cli_pop3_report_err(&oe, rc);
         goto done;
     }
     rc = run_command(p, &s, nrest, rest);

@@ -375,6 +375,61 @@ static int daemon_loop(mw_queue *q, run_ctx *x, const queue_cli *qc, long interv
     }
 }
 
+/* --daemon, --no-wait, --interval SECONDS: 1 taken, 0 not one, -1 bad. */
+static int run_option(int argc, char **argv, int *i, int *daemon, int *nowait, long *interval)
+{
+    const char *a = argv[*i];
+    if (!strcmp(a, "--daemon")) {
+        *daemon = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--no-wait")) {
+        *nowait = 1;
+        return 1;
+    }
+    if (strcmp(a, "--interval")) return 0;
+    if (*i + 1 >= argc || num_opt(argv[*i + 1], 1, 7L * 86400, interval)) {
+        fprintf(stderr, "mailwire queue: --interval wants seconds\n");
+        return -1;
+    }
+    ++*i;
+    return 1;
+}
+
+/* The subcommand, and IDs only for drop: 0 or EX_USAGE_ (printed). */
+static int check_sub(const char *sub, size_t nids)
+{
+    if (!sub || (strcmp(sub, "run") && strcmp(sub, "flush") && strcmp(sub, "list") &&
+                 strcmp(sub, "drop"))) {
+        fprintf(stderr, "mailwire queue: say run, flush, list or drop\n");
+        queue_usage(stderr);
+        return EX_USAGE_;
+    }
+    if ((!strcmp(sub, "drop")) != (nids > 0)) {
+        fprintf(stderr, "mailwire queue: %s\n",
+                nids ? "only drop takes IDs" : "drop wants the IDs to remove");
+        return EX_USAGE_;
+    }
+    return 0;
+}
+
+/* queue drop ID...: each removed (the last failure's exit code). */
+static int drop_ids(mw_queue *q, const char **ids, size_t nids, int json)
+{
+    int rc = 0;
+    for (size_t k = 0; k < nids; k++) {
+        mw_error err;
+        mw_error_clear(&err);
+        if (mw_queue_drop(q, ids[k], &err) != 0) {
+            fprintf(stderr, "mailwire queue: %s\n", err.message);
+            rc = err.code == MW_ESTATE ? EX_TEMPFAIL_ : EX_DATAERR_;
+        } else if (!json) {
+            fprintf(stderr, "mailwire queue: %s dropped\n", ids[k]);
+        }
+    }
+    return rc;
+}
+
 int mw_cmd_queue(int argc, char **argv)
 {
     queue_cli qc;
@@ -401,24 +456,8 @@ int mw_cmd_queue(int argc, char **argv)
             queue_usage(stdout);
             goto out;
         }
-        if (!strcmp(a, "--daemon")) {
-            daemon = 1;
-            continue;
-        }
-        if (!strcmp(a, "--no-wait")) {
-            nowait = 1;
-            continue;
-        }
-        if (!strcmp(a, "--interval")) {
-            if (i + 1 >= argc || num_opt(argv[i + 1], 1, 7L * 86400, &interval)) {
-                fprintf(stderr, "mailwire queue: --interval wants seconds\n");
-                rc = EX_USAGE_;
-                goto out;
-            }
-            i++;
-            continue;
-        }
-        int r = queue_option(&qc, argc, argv, &i, "queue");
+        int r = run_option(argc, argv, &i, &daemon, &nowait, &interval);
+        if (r == 0) r = queue_option(&qc, argc, argv, &i, "queue");
         if (r < 0) {
             rc = EX_USAGE_;
             goto out;
@@ -447,33 +486,12 @@ int mw_cmd_queue(int argc, char **argv)
             ids[nids++] = a;
     }
     x.json = probe.conn.json;
-    if (!sub || (strcmp(sub, "run") && strcmp(sub, "flush") && strcmp(sub, "list") &&
-                 strcmp(sub, "drop"))) {
-        fprintf(stderr, "mailwire queue: say run, flush, list or drop\n");
-        queue_usage(stderr);
-        rc = EX_USAGE_;
-        goto out;
-    }
-    if ((!strcmp(sub, "drop")) != (nids > 0)) {
-        fprintf(stderr, "mailwire queue: %s\n",
-                nids ? "only drop takes IDs" : "drop wants the IDs to remove");
-        rc = EX_USAGE_;
-        goto out;
-    }
+    if ((rc = check_sub(sub, nids)) != 0) goto out;
     if ((rc = queue_cli_open(&qc, &q, "queue")) != 0) goto out;
     if (!strcmp(sub, "list")) {
         rc = queue_list(q, x.json, "queue");
     } else if (!strcmp(sub, "drop")) {
-        for (size_t k = 0; k < nids; k++) {
-            mw_error err;
-            mw_error_clear(&err);
-            if (mw_queue_drop(q, ids[k], &err) != 0) {
-                fprintf(stderr, "mailwire queue: %s\n", err.message);
-                rc = err.code == MW_ESTATE ? EX_TEMPFAIL_ : EX_DATAERR_;
-            } else if (!x.json) {
-                fprintf(stderr, "mailwire queue: %s dropped\n", ids[k]);
-            }
-        }
+        rc = drop_ids(q, ids, nids, x.json);
     } else if (daemon) {
         rc = daemon_loop(q, &x, &qc, interval);
     } else {

@@ -1,5 +1,6 @@
-/* mailwire smtp [OPTIONS] send|capa, and the engine of `mailwire send`
- * (cmd_send.c): SMTP submission from the command line, public API only. */
+/* mailwire smtp [OPTIONS] send|capa|serverinfo: SMTP submission from the
+ * command line, public API only.  The options and session opening it
+ * shares with `mailwire send` are in smtp_cli.c. */
 #include "commands.h"
 #include "connopts.h"
 #include "engine.h"
@@ -20,338 +21,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-static int split_list(char *s, const char **out, size_t *n)
-{
-    *n = 0;
-    for (char *save = NULL, *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        if (*n >= MAX_LIST) return -1;
-        out[(*n)++] = t;
-    }
-    return *n ? 0 : -1;
-}
-
-/* Options shared by `send` and `smtp`: the connection options plus
- * --servers, --ports, --tls opportunistic, --client, --maxsecs.  Returns 1
- * consumed, 0 not ours, -1 usage error (printed). */
-int smtp_option(smtp_cli *c, int argc, char **argv, int *i)
-{
-    const char *a = argv[*i];
-    const char *v = NULL;
-    const char *names[] = {"--servers", "--ports", "--client", "--maxsecs"};
-    for (size_t k = 0; k < 4; k++) {
-        size_t nl = strlen(names[k]);
-        if (strncmp(a, names[k], nl) != 0 || (a[nl] != '\0' && a[nl] != '=')) continue;
-        if (a[nl] == '=')
-            v = a + nl + 1;
-        else if (*i + 1 < argc)
-            v = argv[++*i];
-        else {
-            fprintf(stderr, "mailwire %s: %s needs a value\n", c->prog, names[k]);
-            return -1;
-        }
-        if (k == 0) {
-            free(c->servers_buf);
-            c->servers_buf = strdup(v);
-            if (!c->servers_buf || split_list(c->servers_buf, c->servers, &c->nservers)) {
-                fprintf(stderr, "mailwire %s: --servers wants H1,H2,... (at most %d)\n", c->prog,
-                        MAX_LIST);
-                return -1;
-            }
-        } else if (k == 1) {
-            char tmp[512];
-            const char *p[MAX_LIST];
-            snprintf(tmp, sizeof tmp, "%s", v);
-            if (split_list(tmp, p, &c->nports)) {
-                fprintf(stderr, "mailwire %s: --ports wants P1,P2,...\n", c->prog);
-                return -1;
-            }
-            for (size_t j = 0; j < c->nports; j++) {
-                char *end;
-                errno = 0;
-                unsigned long n = strtoul(p[j], &end, 10);
-                if (errno || *end || n == 0 || n > 65535 || p[j][0] == '-') {
-                    fprintf(stderr, "mailwire %s: bad port '%s'\n", c->prog, p[j]);
-                    return -1;
-                }
-                c->ports[j] = (unsigned)n;
-            }
-        } else if (k == 2) {
-            c->client = v;
-        } else {
-            char *end;
-            long n = strtol(v, &end, 10);
-            if (*end || n < 0 || n > 86400) {
-                fprintf(stderr, "mailwire %s: bad --maxsecs '%s'\n", c->prog, v);
-                return -1;
-            }
-            c->maxsecs = (int)n;
-        }
-        return 1;
-    }
-    if (!strcmp(a, "--header") || !strncmp(a, "--header=", 9)) {
-        const char *hv = a[8] == '=' ? a + 9 : (*i + 1 < argc ? argv[++*i] : NULL);
-        if (!hv || c->nheaders >= MAX_LIST || !strchr(hv, ':')) {
-            fprintf(stderr, "mailwire %s: --header wants \"Name: value\" (at most %d)\n", c->prog,
-                    MAX_LIST);
-            return -1;
-        }
-        c->headers[c->nheaders++] = hv;
-        return 1;
-    }
-    if (!strcmp(a, "--queue")) {
-        c->queue = 1;
-        return 1;
-    }
-    if (!strcmp(a, "--dsn-orcpt")) {
-        c->dsn_orcpt = 1;
-        return 1;
-    }
-    if (!strcmp(a, "--oauth-token-file") || !strcmp(a, "--oauth-token-eval")) {
-        if (*i + 1 >= argc) {
-            fprintf(stderr, "mailwire %s: %s needs a value\n", c->prog, a);
-            return -1;
-        }
-        if (a[14] == 'f')
-            c->token_file = argv[++*i];
-        else
-            c->token_eval = argv[++*i];
-        return 1;
-    }
-    if (!strcmp(a, "--tls=opportunistic") ||
-        (!strcmp(a, "--tls") && *i + 1 < argc && !strcmp(argv[*i + 1], "opportunistic"))) {
-        if (a[5] == '\0') ++*i;
-        c->opportunistic = 1;
-        c->conn.tls = MW_CLI_TLS_STARTTLS;
-        return 1;
-    }
-    return mw_cli_conn_option(&c->conn, argc, argv, i);
-}
-
-int smtp_finish(smtp_cli *c)
-{
-    if (c->nservers && !c->conn.host) c->conn.host = c->servers[0];
-    int rc = mw_cli_conn_finish(&c->conn);
-    if (rc) return rc;
-    if (!c->nservers) {
-        c->servers[0] = c->conn.host;
-        c->nservers = 1;
-    }
-    if (!c->nports) {
-        c->ports[0] = c->conn.port;
-        c->nports = 1;
-    }
-    return 0;
-}
-
-int exit_for(int rc)
-{
-    if (rc == MW_ETOOBIG || rc == MW_EFORMAT) return EX_DATAERR_;
-    if (rc == MW_EUNSUPPORTED) return EX_UNAVAILABLE_;
-    return mw_cli_exit_code(rc);
-}
-
-static int load_token(smtp_cli *c)
-{
-    /* The library's one secret reader: the first line, at most
-     * MW_SECRET_MAX bytes, from the file or the command's output. */
-    mw_error e;
-    mw_error_clear(&e);
-    const char *why = NULL;
-    if (c->token_file) {
-        int fd = open(c->token_file, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
-            fprintf(stderr, "mailwire %s: cannot read --oauth-token-file %s: %s\n", c->prog,
-                    c->token_file, strerror(errno));
-            return EX_IOERR_;
-        }
-        if (mw_secret_from_fd(&c->token, fd, c->token_file, &e)) why = e.message;
-        close(fd);
-    } else {
-        fflush(NULL);
-        if (mw_secret_from_command(&c->token, c->token_eval, &e)) why = e.message;
-    }
-    if (!c->token) {
-        fprintf(stderr, "mailwire %s: no OAuth token from %s: %s\n", c->prog,
-                c->token_file ? c->token_file : "--oauth-token-eval", why ? why : "unknown error");
-        return EX_IOERR_;
-    }
-    return 0;
-}
-
 static void json_str(const char *s)
 {
     mw_cli_json_string(stdout, s ? s : "", s ? strlen(s) : 0);
-}
-
-int smtp_open(smtp_cli *c, mw_smtp **s, int login)
-{
-    return smtp_open_err(c, s, login, NULL);
-}
-
-int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
-{
-    int want_token = login && (c->token_file || c->token_eval);
-    if (want_token && !c->token) {
-        int rc = load_token(c);
-        if (rc) return rc;
-    }
-    if (login && c->conn.user && !want_token) {
-        int rc = mw_cli_conn_password(&c->conn);
-        if (rc) return rc;
-    }
-    mw_cli_conn_tls_opts(&c->conn, &c->tls);
-    mw_cli_conn_net_opts(&c->conn, &c->net);
-    mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.servers = c->servers;
-    o.nservers = c->nservers;
-    o.ports = c->ports;
-    o.nports = c->nports;
-    o.client = c->client;
-    o.tls = c->opportunistic                     ? MW_TLS_OPPORTUNISTIC
-            : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
-            : c->conn.tls == MW_CLI_TLS_NONE     ? MW_TLS_NONE
-                                                 : MW_TLS_STARTTLS;
-    o.tls_opts = &c->tls;
-    o.net = &c->net;
-    if (want_token) {
-        /* XOAUTH2 needs the user name; OAUTHBEARER takes it when given. */
-        o.user = c->conn.user;
-        o.token = c->token;
-        o.sasl_mechs = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
-    } else if (login && c->conn.user) {
-        o.user = c->conn.user;
-        o.password = c->conn.password;
-        o.sasl_mechs = (c->conn.auth && strcasecmp(c->conn.auth, "auto")) ? c->conn.auth : NULL;
-        if (mw_cli_auth_is_token(c->conn.auth)) {
-            o.token = o.password; /* the password sources hold the token */
-            o.password = NULL;
-        }
-    }
-    o.allow_plaintext = c->conn.allow_plaintext;
-    o.queue = c->queue;
-    o.trace = c->conn.trace_fn;
-    o.trace_userdata = c->conn.trace_ud;
-    mw_error err;
-    mw_error_clear(&err);
-    int rc = mw_smtp_open(s, &o, &err);
-    if (rc == MW_EAUTH && o.token && !want_token && mw_cli_oauth_account(&c->conn)) {
-        /* The server refused the token: refresh once (cli/cmd_oauth.c). */
-        int ex = mw_cli_oauth_conn_token(&c->conn, 1);
-        if (ex) return ex;
-        o.token = c->conn.password;
-        mw_error_clear(&err);
-        rc = mw_smtp_open(s, &o, &err);
-    }
-    if (rc && out) *out = err;
-    if (rc) {
-        fprintf(stderr, "mailwire %s: %s\n", c->prog, err.message);
-        /* Programs get the failure as JSON too (nothing was sent). */
-        mw_cli_json_error(exit_for(rc), rc, &err, NULL);
-        return exit_for(rc);
-    }
-    mw_smtp_set_maxtime(*s, c->maxsecs * 1000);
-    return 0;
-}
-
-void print_result(const smtp_cli *c, const char *name, int rc, const mw_smtp_result *r,
-                  const mw_error *err)
-{
-    if (c->conn.json) {
-        printf("{\"message\":");
-        json_str(name);
-        printf(",\"sent\":%s", r && r->sent ? "true" : "false");
-        if (rc) {
-            printf(",\"error\":");
-            json_str(err->message);
-            printf(",\"category\":");
-            json_str(mw_error_category(rc));
-        }
-        if (r) {
-            printf(",\"server\":");
-            json_str(r->server);
-            printf(",\"port\":%u,\"originator\":", r->port);
-            json_str(r->originator);
-            printf(",\"code\":%d,\"text\":", r->final_code);
-            json_str(r->final_text);
-            printf(",\"chunking\":%s,\"octets\":%llu,\"recipients\":[",
-                   r->chunking ? "true" : "false", (unsigned long long)r->octets);
-            for (size_t i = 0; i < r->nrcpt; i++) {
-                const mw_smtp_rcpt *p = &r->rcpt[i];
-                printf("%s{\"address\":", i ? "," : "");
-                json_str(p->address);
-                printf(",\"code\":%d,\"enhanced\":", p->code);
-                json_str(p->enhanced);
-                printf(",\"text\":");
-                json_str(p->text);
-                printf(",\"accepted\":%s,\"permanent\":%s}", p->accepted ? "true" : "false",
-                       p->permanent ? "true" : "false");
-            }
-            printf("]");
-        }
-        printf("}\n");
-        return;
-    }
-    /* Rejected recipients on stderr, one per line (Tcllib's list). */
-    if (r)
-        for (size_t i = 0; i < r->nrcpt; i++)
-            if (!r->rcpt[i].accepted && r->rcpt[i].code)
-                fprintf(stderr, "mailwire %s: %s: %d %s%s%s\n", c->prog, r->rcpt[i].address,
-                        r->rcpt[i].code, r->rcpt[i].enhanced, r->rcpt[i].enhanced[0] ? " " : "",
-                        r->rcpt[i].text ? r->rcpt[i].text : "");
-    if (rc)
-        fprintf(stderr, "mailwire %s: %s%s%s\n", c->prog, name ? name : "", name ? ": " : "",
-                err->message);
-}
-
-/* The --json error object of a failed transaction (after its result). */
-void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_error *err, const char *name)
-{
-    if (!ex || !mw_cli_json_on()) return;
-    char msg[600];
-    if (rc) {
-        snprintf(msg, sizeof msg, "%s%s%s", name ? name : "", name ? ": " : "", err->message);
-        mw_cli_json_error(ex, rc, err, msg);
-        return;
-    }
-    /* Sent, but some recipients were refused (exit 67 or 75). */
-    mw_error e;
-    mw_error_clear(&e);
-    for (size_t i = 0; r && i < r->nrcpt; i++) {
-        const mw_smtp_rcpt *p = &r->rcpt[i];
-        if (p->accepted) continue;
-        snprintf(msg, sizeof msg, "%s%s%zu recipient%s refused; first: %s: %d %s", name ? name : "",
-                 name ? ": " : "", r->nrejected, r->nrejected == 1 ? "" : "s", p->address, p->code,
-                 p->text ? p->text : "");
-        snprintf(e.command, sizeof e.command, "RCPT TO:<%s>", p->address);
-        snprintf(e.reply, sizeof e.reply, "%s", p->text ? p->text : "");
-        e.reply_code = p->code;
-        snprintf(e.enhanced, sizeof e.enhanced, "%s", p->enhanced);
-        break;
-    }
-    mw_cli_json_error(ex, 0, &e, msg);
-}
-
-/* Exit code of one transaction (issue 4): 0 sent to all, 67 a recipient
- * rejected, 75 temporary, 65 bad message, ... */
-int tx_exit(int rc, const mw_smtp_result *r)
-{
-    if (r && r->nrejected) {
-        int perm = 0;
-        for (size_t i = 0; i < r->nrcpt; i++)
-            if (!r->rcpt[i].accepted && r->rcpt[i].permanent) perm = 1;
-        if (rc == 0 || rc == MW_ESERVER || rc == MW_ETEMP) return perm ? EX_NOUSER_ : EX_TEMPFAIL_;
-    }
-    return rc ? exit_for(rc) : 0;
-}
-
-void smtp_cli_free(smtp_cli *c)
-{
-    mw_cli_conn_free(&c->conn);
-    free(c->servers_buf);
-    if (c->token) {
-        explicit_bzero(c->token, strlen(c->token));
-        free(c->token);
-    }
 }
 
 static void smtp_usage(FILE *f)
@@ -448,102 +120,96 @@ static size_t ehlo_kw(const char *l, size_t len)
 /* serverinfo: greeting, TLS and the EHLO keywords before login (after
  * STARTTLS when TLS is on), as msmtp --serverinfo shows them.  A server that
  * refuses EHLO (HELO only) is no error. */
-static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
-{
+/* What serverinfo shows, gathered from the session. */
+typedef struct srvinfo {
+    const char *srv, *g, *ehlo, *kws, *auth, *how;
     unsigned port;
-    const char *srv = mw_smtp_server(s, &port);
-    const char *g = mw_smtp_greeting(s);
-    int esmtp = mw_smtp_esmtp(s);
-    const char *ehlo = *mw_smtp_ehlo_text(s, 1) ? mw_smtp_ehlo_text(s, 1) : mw_smtp_ehlo_text(s, 0);
+    int esmtp, tls, size_given;
+    size_t namelen, authlen;
+    unsigned long long size;
     mw_tls_info ti;
-    int tls = mw_smtp_tls_info(s, &ti) == 0;
-    const char *how = c->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STARTTLS";
+} srvinfo;
+
+static const char noesmtp[] = "the server does not speak ESMTP (EHLO refused, HELO "
+                              "accepted): no extensions";
+
+static void srvinfo_get(srvinfo *v, const smtp_cli *c, mw_smtp *s)
+{
+    memset(v, 0, sizeof *v);
+    v->srv = mw_smtp_server(s, &v->port);
+    v->g = mw_smtp_greeting(s);
+    v->esmtp = mw_smtp_esmtp(s);
+    v->ehlo = *mw_smtp_ehlo_text(s, 1) ? mw_smtp_ehlo_text(s, 1) : mw_smtp_ehlo_text(s, 0);
+    v->tls = mw_smtp_tls_info(s, &v->ti) == 0;
+    v->how = c->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STARTTLS";
     /* The first line of the EHLO reply is the server's name; then keywords. */
-    const char *kws = strchr(ehlo, '\n');
-    kws = esmtp && kws ? kws + 1 : "";
-    const char *first_nl = strchr(ehlo, '\n');
-    size_t namelen = first_nl ? (size_t)(first_nl - ehlo) : strlen(ehlo);
-    unsigned long long size = 0;
-    int size_given = 0;
-    const char *auth = NULL;
-    size_t authlen = 0;
-    for (const char *p = kws; *p;) {
+    const char *nl = strchr(v->ehlo, '\n');
+    v->kws = v->esmtp && nl ? nl + 1 : "";
+    v->namelen = nl ? (size_t)(nl - v->ehlo) : strlen(v->ehlo);
+    for (const char *p = v->kws; *p;) {
         size_t l = strcspn(p, "\n");
         size_t k = ehlo_kw(p, l);
         if (k == 4 && !strncasecmp(p, "SIZE", 4)) {
-            size_given = 1;
-            size = l > 5 ? strtoull(p + 5, NULL, 10) : 0;
+            v->size_given = 1;
+            v->size = l > 5 ? strtoull(p + 5, NULL, 10) : 0;
         }
-        if (k == 4 && !strncasecmp(p, "AUTH", 4) && !auth) {
-            auth = l > 5 ? p + 5 : "";
-            authlen = l > 5 ? l - 5 : 0;
+        if (k == 4 && !strncasecmp(p, "AUTH", 4) && !v->auth) {
+            v->auth = l > 5 ? p + 5 : "";
+            v->authlen = l > 5 ? l - 5 : 0;
         }
         p += l + (p[l] == '\n');
     }
-    static const char noesmtp[] = "the server does not speak ESMTP (EHLO refused, HELO "
-                                  "accepted): no extensions";
-    if (c->conn.json) {
-        printf("{\"protocol\":\"smtp\",\"host\":");
-        json_str(srv);
-        printf(",\"port\":%u,\"greeting\":", port);
-        json_str(g);
-        printf(",\"esmtp\":%s,\"name\":", esmtp ? "true" : "false");
-        mw_cli_json_string(stdout, ehlo, namelen);
-        printf(",\"tls\":");
-        mw_cli_print_tls_info(stdout, tls ? &ti : NULL, how, 1);
-        printf(",\"capabilities\":[");
-        int first = 1;
-        for (const char *p = kws; *p;) {
-            size_t l = strcspn(p, "\n");
-            if (l) {
-                printf("%s", first ? "" : ",");
-                mw_cli_json_string(stdout, p, l);
-                first = 0;
-            }
-            p += l + (p[l] == '\n');
+}
+
+/* The items of p[0..n) split at sep, as JSON strings (empty items left
+ * out). */
+static void json_items(const char *p, size_t n, char sep)
+{
+    char set[2] = {sep, '\0'};
+    int first = 1;
+    for (size_t i = 0; p && i < n;) {
+        size_t l = strcspn(p + i, set);
+        if (l > n - i) l = n - i;
+        if (l) {
+            printf("%s", first ? "" : ",");
+            mw_cli_json_string(stdout, p + i, l);
+            first = 0;
         }
-        printf("],\"size\":");
-        if (size_given)
-            printf("%llu", size);
-        else
-            printf("null");
-        printf(",\"auth\":[");
-        first = 1;
-        for (size_t i = 0; auth && i < authlen;) {
-            size_t l = strcspn(auth + i, " ");
-            if (l > authlen - i) l = authlen - i;
-            if (l) {
-                printf("%s", first ? "" : ",");
-                mw_cli_json_string(stdout, auth + i, l);
-                first = 0;
-            }
-            i += l + 1;
-        }
-        printf("]");
-        if (!esmtp) {
-            printf(",\"note\":");
-            json_str(noesmtp);
-        }
-        printf("}\n");
-        return 0;
+        i += l + 1;
     }
-    printf("SMTP server at %s port %u\nGreeting: 220 ", srv, port);
-    for (const char *p = g; *p; p++) { /* a multi-line greeting, one line each */
-        if (*p == '\n')
-            fputs("\n              ", stdout);
-        else
-            putchar(*p);
+}
+
+static void srvinfo_json(const srvinfo *v)
+{
+    printf("{\"protocol\":\"smtp\",\"host\":");
+    json_str(v->srv);
+    printf(",\"port\":%u,\"greeting\":", v->port);
+    json_str(v->g);
+    printf(",\"esmtp\":%s,\"name\":", v->esmtp ? "true" : "false");
+    mw_cli_json_string(stdout, v->ehlo, v->namelen);
+    printf(",\"tls\":");
+    mw_cli_print_tls_info(stdout, v->tls ? &v->ti : NULL, v->how, 1);
+    printf(",\"capabilities\":[");
+    json_items(v->kws, strlen(v->kws), '\n');
+    printf("],\"size\":");
+    if (v->size_given)
+        printf("%llu", v->size);
+    else
+        printf("null");
+    printf(",\"auth\":[");
+    json_items(v->auth, v->authlen, ' ');
+    printf("]");
+    if (!v->esmtp) {
+        printf(",\"note\":");
+        json_str(noesmtp);
     }
-    putchar('\n');
-    mw_cli_print_tls_info(stdout, tls ? &ti : NULL, how, 0);
-    if (!esmtp) {
-        printf("Capabilities: %s\n", noesmtp);
-        return 0;
-    }
-    printf("EHLO name: ");
-    put_printable(ehlo, namelen);
-    putchar('\n');
-    printf("Capabilities (before login%s):\n", tls ? ", over TLS" : "");
+    printf("}\n");
+}
+
+/* The EHLO keywords, one a line with what each means; 1 when STARTTLS is
+ * among them. */
+static int print_keywords(const char *kws)
+{
     int starttls = 0;
     for (const char *p = kws; *p;) {
         size_t l = strcspn(p, "\n");
@@ -561,15 +227,49 @@ static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
         if (k == 8 && !strncasecmp(p, "STARTTLS", 8)) starttls = 1;
         p += l + (p[l] == '\n');
     }
-    if (size_given && size)
-        printf("Maximum message size: %llu bytes (%.2f MiB)\n", size, (double)size / 1048576.0);
-    else if (size_given)
+    return starttls;
+}
+
+static void srvinfo_text(const srvinfo *v)
+{
+    printf("SMTP server at %s port %u\nGreeting: 220 ", v->srv, v->port);
+    for (const char *p = v->g; *p; p++) { /* a multi-line greeting, one line each */
+        if (*p == '\n')
+            fputs("\n              ", stdout);
+        else
+            putchar(*p);
+    }
+    putchar('\n');
+    mw_cli_print_tls_info(stdout, v->tls ? &v->ti : NULL, v->how, 0);
+    if (!v->esmtp) {
+        printf("Capabilities: %s\n", noesmtp);
+        return;
+    }
+    printf("EHLO name: ");
+    put_printable(v->ehlo, v->namelen);
+    putchar('\n');
+    printf("Capabilities (before login%s):\n", v->tls ? ", over TLS" : "");
+    int starttls = print_keywords(v->kws);
+    if (v->size_given && v->size)
+        printf("Maximum message size: %llu bytes (%.2f MiB)\n", v->size,
+               (double)v->size / 1048576.0);
+    else if (v->size_given)
         printf("Maximum message size: no fixed limit (SIZE 0)\n");
     printf("Authentication: ");
-    put_printable(auth ? auth : "none", auth ? authlen : 4);
+    put_printable(v->auth ? v->auth : "none", v->auth ? v->authlen : 4);
     putchar('\n');
-    if (!tls && starttls)
+    if (!v->tls && starttls)
         printf("(A server may offer more, or other, mechanisms after STARTTLS.)\n");
+}
+
+static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
+{
+    srvinfo v;
+    srvinfo_get(&v, c, s);
+    if (c->conn.json)
+        srvinfo_json(&v);
+    else
+        srvinfo_text(&v);
     return 0;
 }
 
@@ -676,6 +376,131 @@ static void batch_done(size_t index, int rc, const mw_smtp_result *r, const mw_e
     if (b->tty) batch_progress(b, 0);
 }
 
+/* `smtp send`'s own options and files. */
+typedef struct send_args {
+    const char *from;
+    const char *to[MAX_LIST * 8];
+    size_t nto;
+    char **files;
+    size_t nfiles;
+    int all_or_nothing, no_msg_pipelining;
+} send_args;
+
+/* After a batch ended with the connection gone: the files left queued for
+ * the next connection, which is made when this one got a message through
+ * (or one of the two before did).  1: go on with *sp; 0: done (the files
+ * left reported as not sent). */
+static int after_lost(batch *b, mw_smtp **sp, int *fruitless, size_t sent_before)
+{
+    /* Left: those lost with the connection, then those not taken. */
+    size_t left = b->nretry;
+    for (size_t k = b->taken; k < b->ntodo; k++)
+        b->retry[left++] = b->todo[k];
+    memcpy(b->todo, b->retry, left * sizeof *b->todo);
+    b->ntodo = left;
+    if (left == 0) return 0;
+    *fruitless = b->sent > sent_before ? 0 : *fruitless + 1;
+    mw_smtp_free(*sp);
+    *sp = NULL;
+    if (b->may_retry) {
+        if (b->shown) fputs("\r\033[K", stderr);
+        b->shown = 0;
+        fprintf(stderr,
+                "mailwire smtp: the connection was lost; connecting again for the %zu "
+                "message%s left\n",
+                left, left == 1 ? "" : "s");
+        if (smtp_open(b->c, sp, 1) == 0) return 1;
+    }
+    /* The remaining files are not sent. */
+    for (size_t k = 0; k < b->ntodo; k++)
+        fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n", b->files[b->todo[k]]);
+    if (!b->rc) {
+        char m[300];
+        snprintf(m, sizeof m, "%zu message%s not sent: the connection was lost", b->ntodo,
+                 b->ntodo == 1 ? "" : "s");
+        mw_cli_json_error(EX_TEMPFAIL_, 0, NULL, m);
+    }
+    if (!b->rc) b->rc = EX_TEMPFAIL_;
+    return 0;
+}
+
+/* Every file over the one connection: one login for the batch, and each
+ * file opened while the server answers the previous.  A connection lost
+ * (or closed by the server: a per-connection message limit) is made again
+ * for the files left, as long as each connection gets at least one
+ * message through (3 tries).  Returns the exit status. */
+static int send_files(smtp_cli *c, mw_smtp **sp, const send_args *sa)
+{
+    size_t nfiles = sa->nfiles;
+    int rc = 0;
+    batch b = {.c = c,
+               .files = sa->files,
+               .nfiles = nfiles,
+               .from = sa->from,
+               .to = sa->to,
+               .nto = sa->nto,
+               .atleastone = !sa->all_or_nothing};
+    b.tty = !c->conn.json && nfiles > 1 && isatty(2);
+    b.start_ms = mw_now_ms();
+    b.fd = calloc(nfiles, sizeof *b.fd);
+    b.name = calloc(nfiles, sizeof *b.name);
+    b.todo = calloc(nfiles, sizeof *b.todo);
+    b.retry = calloc(nfiles, sizeof *b.retry);
+    if (!b.fd || !b.name || !b.todo || !b.retry) {
+        rc = EX_SOFTWARE_;
+        nfiles = 0;
+    }
+    for (size_t f = 0; f < nfiles; f++)
+        b.todo[f] = f;
+    b.ntodo = nfiles;
+    int fruitless = 0;
+    while (b.ntodo > 0) {
+        if (sa->no_msg_pipelining) mw_smtp_set_message_pipelining(*sp, 0);
+        b.s = *sp;
+        b.taken = 0;
+        b.nretry = 0;
+        b.may_retry = fruitless < 2;
+        size_t sent_before = b.sent;
+        int brc = mw_smtp_send_batch(*sp, batch_next, batch_done, &b);
+        if (brc == MW_ENOMEM && !b.rc) b.rc = EX_SOFTWARE_;
+        if (mw_smtp_alive(*sp)) break;
+        if (!after_lost(&b, sp, &fruitless, sent_before)) break;
+    }
+    free(b.fd);
+    free(b.name);
+    free(b.todo);
+    free(b.retry);
+    if (b.tty && b.done) batch_progress(&b, 1);
+    if (b.rc && !rc) rc = b.rc;
+    return rc;
+}
+
+/* An option of `smtp send`: 1 taken, 0 not one, -1 usage error. */
+static int send_option(send_args *sa, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    if ((!strcmp(a, "--from") || !strcmp(a, "--to")) && *i + 1 < argc) {
+        if (a[2] == 'f') {
+            sa->from = argv[++*i];
+        } else if (sa->nto < sizeof sa->to / sizeof sa->to[0]) {
+            sa->to[sa->nto++] = argv[++*i];
+        } else {
+            fprintf(stderr, "mailwire smtp: too many --to\n");
+            return -1;
+        }
+        return 1;
+    }
+    if (!strcmp(a, "--all-or-nothing")) {
+        sa->all_or_nothing = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--no-message-pipelining")) {
+        sa->no_msg_pipelining = 1;
+        return 1;
+    }
+    return 0;
+}
+
 int mw_cmd_smtp(int argc, char **argv)
 {
     /* MAILWIRE_ENGINE (engine.h): never a quiet fallback to blocking. */
@@ -690,44 +515,20 @@ int mw_cmd_smtp(int argc, char **argv)
     memset(&c, 0, sizeof c);
     c.prog = "smtp";
     mw_cli_conn_init(&c.conn, "smtp", 587, 465);
-    const char *from = NULL;
-    const char *to[MAX_LIST * 8];
-    size_t nto = 0;
-    int all_or_nothing = 0, no_msg_pipelining = 0;
+    send_args sa;
+    memset(&sa, 0, sizeof sa);
     const char *sub = NULL;
-    char **files = calloc((size_t)argc + 1, sizeof *files);
-    size_t nfiles = 0;
+    sa.files = calloc((size_t)argc + 1, sizeof *sa.files);
     int rc = 0;
-    if (!files) return EX_SOFTWARE_;
+    if (!sa.files) return EX_SOFTWARE_;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             smtp_usage(stdout);
             goto out;
         }
-        if (sub && !strcmp(sub, "send")) {
-            if ((!strcmp(a, "--from") || !strcmp(a, "--to")) && i + 1 < argc) {
-                if (a[2] == 'f')
-                    from = argv[++i];
-                else if (nto < sizeof to / sizeof to[0])
-                    to[nto++] = argv[++i];
-                else {
-                    fprintf(stderr, "mailwire smtp: too many --to\n");
-                    rc = EX_USAGE_;
-                    goto out;
-                }
-                continue;
-            }
-            if (!strcmp(a, "--all-or-nothing")) {
-                all_or_nothing = 1;
-                continue;
-            }
-            if (!strcmp(a, "--no-message-pipelining")) {
-                no_msg_pipelining = 1;
-                continue;
-            }
-        }
-        int r = smtp_option(&c, argc, argv, &i);
+        int r = sub && !strcmp(sub, "send") ? send_option(&sa, argc, argv, &i) : 0;
+        if (r == 0) r = smtp_option(&c, argc, argv, &i);
         if (r < 0) {
             rc = EX_USAGE_;
             goto out;
@@ -738,7 +539,7 @@ int mw_cmd_smtp(int argc, char **argv)
             continue;
         }
         if (sub && !strcmp(sub, "send") && (a[0] != '-' || !strcmp(a, "-"))) {
-            files[nfiles++] = argv[i];
+            sa.files[sa.nfiles++] = argv[i];
             continue;
         }
         fprintf(stderr, "mailwire smtp: unexpected argument '%s'\n", a);
@@ -746,7 +547,7 @@ int mw_cmd_smtp(int argc, char **argv)
         rc = EX_USAGE_;
         goto out;
     }
-    if (!sub || (!strcmp(sub, "send") && nfiles == 0)) {
+    if (!sub || (!strcmp(sub, "send") && sa.nfiles == 0)) {
         smtp_usage(stderr);
         rc = EX_USAGE_;
         goto out;
@@ -754,90 +555,16 @@ int mw_cmd_smtp(int argc, char **argv)
     if ((rc = smtp_finish(&c)) != 0) goto out;
     mw_smtp *s = NULL;
     if ((rc = smtp_open(&c, &s, !strcmp(sub, "send"))) != 0) goto out;
-    if (!strcmp(sub, "capa")) {
+    if (!strcmp(sub, "capa"))
         rc = cmd_capa(&c, s);
-    } else if (!strcmp(sub, "serverinfo")) {
+    else if (!strcmp(sub, "serverinfo"))
         rc = cmd_serverinfo(&c, s);
-    } else {
-        /* Every file over the one connection: one login for the batch,
-         * and each file opened while the server answers the previous.  A
-         * connection lost (or closed by the server: a per-connection
-         * message limit) is made again for the files left, as long as
-         * each connection gets at least one message through (3 tries). */
-        batch b = {.c = &c,
-                   .files = files,
-                   .nfiles = nfiles,
-                   .from = from,
-                   .to = to,
-                   .nto = nto,
-                   .atleastone = !all_or_nothing};
-        b.tty = !c.conn.json && nfiles > 1 && isatty(2);
-        b.start_ms = mw_now_ms();
-        b.fd = calloc(nfiles, sizeof *b.fd);
-        b.name = calloc(nfiles, sizeof *b.name);
-        b.todo = calloc(nfiles, sizeof *b.todo);
-        b.retry = calloc(nfiles, sizeof *b.retry);
-        if (!b.fd || !b.name || !b.todo || !b.retry) {
-            rc = EX_SOFTWARE_;
-            nfiles = 0;
-        }
-        for (size_t f = 0; f < nfiles; f++)
-            b.todo[f] = f;
-        b.ntodo = nfiles;
-        int fruitless = 0;
-        while (b.ntodo > 0) {
-            if (no_msg_pipelining) mw_smtp_set_message_pipelining(s, 0);
-            b.s = s;
-            b.taken = 0;
-            b.nretry = 0;
-            b.may_retry = fruitless < 2;
-            size_t sent_before = b.sent;
-            int brc = mw_smtp_send_batch(s, batch_next, batch_done, &b);
-            if (brc == MW_ENOMEM && !b.rc) b.rc = EX_SOFTWARE_;
-            if (mw_smtp_alive(s)) break;
-            /* Left: those lost with the connection, then those not taken. */
-            size_t left = b.nretry;
-            for (size_t k = b.taken; k < b.ntodo; k++)
-                b.retry[left++] = b.todo[k];
-            memcpy(b.todo, b.retry, left * sizeof *b.todo);
-            b.ntodo = left;
-            if (left == 0) break;
-            fruitless = b.sent > sent_before ? 0 : fruitless + 1;
-            mw_smtp_free(s);
-            s = NULL;
-            if (b.may_retry) {
-                if (b.shown) fputs("\r\033[K", stderr);
-                b.shown = 0;
-                fprintf(stderr,
-                        "mailwire smtp: the connection was lost; connecting again for the %zu "
-                        "message%s left\n",
-                        left, left == 1 ? "" : "s");
-                if (smtp_open(&c, &s, 1) == 0) continue;
-            }
-            /* The remaining files are not sent. */
-            for (size_t k = 0; k < b.ntodo; k++)
-                fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n",
-                        files[b.todo[k]]);
-            if (!b.rc) {
-                char m[300];
-                snprintf(m, sizeof m, "%zu message%s not sent: the connection was lost", b.ntodo,
-                         b.ntodo == 1 ? "" : "s");
-                mw_cli_json_error(EX_TEMPFAIL_, 0, NULL, m);
-            }
-            if (!b.rc) b.rc = EX_TEMPFAIL_;
-            break;
-        }
-        free(b.fd);
-        free(b.name);
-        free(b.todo);
-        free(b.retry);
-        if (b.tty && b.done) batch_progress(&b, 1);
-        if (b.rc && !rc) rc = b.rc;
-    }
+    else
+        rc = send_files(&c, &s, &sa);
     mw_smtp_quit(s);
     mw_smtp_free(s);
 out:
-    free(files);
+    free(sa.files);
     smtp_cli_free(&c);
     return rc;
 }

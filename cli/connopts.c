@@ -90,55 +90,12 @@ static int parse_port(const char *s, unsigned *out)
     return 0;
 }
 
-int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
+/* The options whose value is checked: --tls, --timeout, --max-time,
+ * --speed-time, --speed-limit (1 taken, 0 not one, -1 bad). */
+static int checked_option(mw_cli_conn *c, int argc, char **argv, int *i)
 {
-    const char *a = argv[*i], *v = NULL;
+    const char *v = NULL;
     int r;
-    if (!strcmp(a, "--allow-plaintext-password")) {
-        c->allow_plaintext = 1;
-        return 1;
-    }
-    if (!strcmp(a, "--json")) {
-        c->json = 1;
-        return 1;
-    }
-    if (!strcmp(a, "--password") || !strncmp(a, "--password=", 11)) {
-        fprintf(stderr,
-                "mailwire %s: a password is never taken from the command line (others can "
-                "read it); use MAILWIRE_PASSWORD, --password-file, --passwordeval or ~/.netrc\n",
-                c->prog);
-        return -1;
-    }
-#define STR_OPT(name, field)                                                                       \
-    if ((r = opt_value(name, argc, argv, i, &v)) != 0) {                                           \
-        if (r < 0) return -1;                                                                      \
-        c->field = v;                                                                              \
-        return 1;                                                                                  \
-    }
-    STR_OPT("--host", host)
-    STR_OPT("--user", user)
-    STR_OPT("--auth", auth)
-    STR_OPT("--cafile", cafile)
-    STR_OPT("--crlfile", crlfile)
-    STR_OPT("--proxy", proxy)
-    STR_OPT("--pin", pin)
-    STR_OPT("--cert", cert)
-    STR_OPT("--key", key)
-    STR_OPT("--trace", trace_path)
-    STR_OPT("--password-file", password_file)
-    STR_OPT("--passwordeval", passwordeval)
-    STR_OPT("--account", account)
-    STR_OPT("--config", config_path)
-#undef STR_OPT
-    if ((r = opt_value("--port", argc, argv, i, &v)) != 0) {
-        if (r < 0) return -1;
-        if (parse_port(v, &c->port)) {
-            fprintf(stderr, "mailwire %s: --port wants a number from 1 to 65535, not '%s'\n",
-                    c->prog, v);
-            return -1;
-        }
-        return 1;
-    }
     if ((r = opt_value("--tls", argc, argv, i, &v)) != 0) {
         if (r < 0) return -1;
         c->tls_given = 1;
@@ -208,6 +165,58 @@ int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
         return 1;
     }
     return 0;
+}
+
+int mw_cli_conn_option(mw_cli_conn *c, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i], *v = NULL;
+    int r;
+    if (!strcmp(a, "--allow-plaintext-password")) {
+        c->allow_plaintext = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--json")) {
+        c->json = 1;
+        return 1;
+    }
+    if (!strcmp(a, "--password") || !strncmp(a, "--password=", 11)) {
+        fprintf(stderr,
+                "mailwire %s: a password is never taken from the command line (others can "
+                "read it); use MAILWIRE_PASSWORD, --password-file, --passwordeval or ~/.netrc\n",
+                c->prog);
+        return -1;
+    }
+#define STR_OPT(name, field)                                                                       \
+    if ((r = opt_value(name, argc, argv, i, &v)) != 0) {                                           \
+        if (r < 0) return -1;                                                                      \
+        c->field = v;                                                                              \
+        return 1;                                                                                  \
+    }
+    STR_OPT("--host", host)
+    STR_OPT("--user", user)
+    STR_OPT("--auth", auth)
+    STR_OPT("--cafile", cafile)
+    STR_OPT("--crlfile", crlfile)
+    STR_OPT("--proxy", proxy)
+    STR_OPT("--pin", pin)
+    STR_OPT("--cert", cert)
+    STR_OPT("--key", key)
+    STR_OPT("--trace", trace_path)
+    STR_OPT("--password-file", password_file)
+    STR_OPT("--passwordeval", passwordeval)
+    STR_OPT("--account", account)
+    STR_OPT("--config", config_path)
+#undef STR_OPT
+    if ((r = opt_value("--port", argc, argv, i, &v)) != 0) {
+        if (r < 0) return -1;
+        if (parse_port(v, &c->port)) {
+            fprintf(stderr, "mailwire %s: --port wants a number from 1 to 65535, not '%s'\n",
+                    c->prog, v);
+            return -1;
+        }
+        return 1;
+    }
+    return checked_option(c, argc, argv, i);
 }
 
 static void trace_to_file(int dir, const char *line, size_t len, void *ud)

@@ -92,11 +92,6 @@ static int failover(mw_loop *loop, const smtp_cli *c, mw_loop_smtp_opts *o, loop
             o->host = c->servers[i];
             o->port = c->ports[k];
             int rc = mw_loop_add_smtp_send(loop, NULL, o, done_cb, out, err);
-            if (rc == MW_ENET) { /* a name that does not resolve: the next */
-                out->rc = rc;
-                out->err = *err;
-                continue;
-            }
             if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
             if (rc) return rc;
             if (*o->ready > 0 || stops(*o->ready, out->rc)) return 0;

@@ -1,6 +1,6 @@
-/* The SMTP side of the CLI shared by `mailwire smtp` (cmd_smtp.c, where
- * these live), `mailwire send` (cmd_send.c) and `mailwire queue`
- * (cmd_queue.c): options, opening a session, printing results. */
+/* The SMTP side of the CLI shared by `mailwire smtp` (cmd_smtp.c),
+ * `mailwire send` (cmd_send.c) and `mailwire queue` (cmd_queue.c):
+ * options, opening a session, printing results; in smtp_cli.c. */
 #ifndef MW_CLI_SMTP_CLI_H
 #define MW_CLI_SMTP_CLI_H
 

@@ -53,7 +53,10 @@ def put(user, msgs):
     """Writes messages into user's Maildir as the delivery agent would."""
     owner = os.environ.get("MW_MAIL_OWNER", "65534:65534").split(":")
     for i, m in enumerate(msgs):
-        name = "%d.M%dP%d.mwexample,S=%d:2," % (int(time.time()), i, os.getpid(), len(m))
+        # S= the file's size, W= its size with CRLF line ends, as Dovecot's
+        # own delivery names them: POP3 sizes (LIST, "+OK n octets") are W.
+        virt = len(m) + m.count(b"\n") - m.count(b"\r\n")
+        name = "%d.M%dP%d.mwexample,S=%d,W=%d:2," % (int(time.time()), i, os.getpid(), len(m), virt)
         p = os.path.join(maildir(user), "cur", name)
         with open(p, "wb") as f:
             f.write(m)

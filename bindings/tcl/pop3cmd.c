@@ -14,6 +14,7 @@
  * line, trimmed, from its fifth character — when the server said no, else
  * mailwire's own message. */
 #include "mwtcl.h"
+#include "pop3tcl.h"
 
 #include <mailwire/pop3.h>
 
@@ -21,196 +22,6 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct sess {
-    Tcl_Interp *interp;
-    Tcl_Channel chan;
-    char name[128];
-    mw_pop3 *p;
-    Tcl_HashTable *table;
-    int eat_capa;    /* the engine's first CAPA is answered here */
-    int hide_recv;   /* hide the local answer from -trace */
-    char inject[32]; /* the local answer, served before channel data */
-    size_t inj_len, inj_off;
-    char last_recv[512]; /* the last status line received (for error texts) */
-    char last_sent[16];  /* keyword of the last command sent */
-    int busy;            /* inside an engine call */
-    int closed;          /* the program closed the channel */
-    int stacked;         /* not a plain Tcl TCP channel (e.g. tls::socket's) */
-    Tcl_Obj *trace_cmd;
-    Tcl_Obj *tls_cmd;
-    char host[256];
-} sess;
-
-/* ---- the channel as an mw_stream -------------------------------------- */
-
-static int wait_chan(sess *s, short events, int64_t deadline)
-{
-    ClientData h;
-    if (Tcl_GetChannelHandle(s->chan, events == POLLIN ? TCL_READABLE : TCL_WRITABLE, &h) != TCL_OK)
-        return MW_ENET;
-    struct pollfd pf = {(int)(intptr_t)h, events, 0};
-    for (;;) {
-        int ms = -1;
-        if (deadline != MW_NO_DEADLINE) {
-            int64_t left = deadline - mw_now_ms();
-            if (left <= 0) return MW_ETIMEOUT;
-            ms = left > 3600000 ? 3600000 : (int)left;
-        }
-        int r = poll(&pf, 1, ms);
-        if (r > 0) return 0;
-        if (r < 0 && errno != EINTR) return MW_ENET;
-    }
-}
-
-static long chan_read(void *buf, size_t len, int64_t deadline, void *ud)
-{
-    sess *s = ud;
-    if (s->inj_off < s->inj_len) {
-        size_t n = s->inj_len - s->inj_off;
-        if (n > len) n = len;
-        memcpy(buf, s->inject + s->inj_off, n);
-        s->inj_off += n;
-        return (long)n;
-    }
-    if (len > 1 << 20) len = 1 << 20;
-    for (;;) {
-        if (s->closed) return MW_ENET;
-        /* A plain socket: straight from the driver into the engine's
-         * buffer (what Tcl already buffered comes first).  A stacked
-         * channel (tls::socket) through Tcl's buffers, which drive its
-         * handshake. */
-        int n = s->stacked ? Tcl_Read(s->chan, buf, (int)len) : Tcl_ReadRaw(s->chan, buf, (int)len);
-        if (n > 0) return n;
-        if (Tcl_Eof(s->chan)) return 0;
-        if (n < 0 && Tcl_GetErrno() != EAGAIN) return MW_ENET;
-        int rc = wait_chan(s, POLLIN, deadline);
-        if (rc) return rc;
-    }
-}
-
-static long chan_write(const void *buf, size_t len, int64_t deadline, void *ud)
-{
-    sess *s = ud;
-    const char *b = buf;
-    size_t skip = 0;
-    if (s->eat_capa) {
-        s->eat_capa = 0;
-        if (len >= 6 && !memcmp(b, "CAPA\r\n", 6))
-            skip = 6;
-        else if (len >= 5 && !memcmp(b, "CAPA\n", 5))
-            skip = 5;
-        if (skip) {
-            memcpy(s->inject, "-ERR not sent\r\n", 15);
-            s->inj_len = 15;
-            s->inj_off = 0;
-        }
-    }
-    if (s->closed) return MW_ENET;
-    const char *p = b + skip;
-    size_t left = len - skip;
-    if (!s->stacked) {
-        /* A plain socket: straight to the driver, waiting (up to the
-         * deadline) while the socket's buffer is full. */
-        while (left > 0) {
-            int chunk = left > (1 << 30) ? 1 << 30 : (int)left;
-            int n = Tcl_WriteRaw(s->chan, p, chunk);
-            if (n > 0) {
-                p += n;
-                left -= (size_t)n;
-                continue;
-            }
-            if (n < 0 && Tcl_GetErrno() != EAGAIN) return MW_ENET;
-            int rc = wait_chan(s, POLLOUT, deadline);
-            if (rc) return rc;
-            if (s->closed) return MW_ENET;
-        }
-    } else if (left > 0) {
-        /* A stacked channel (tls::socket): Tcl's own write, in blocking
-         * mode for the while (a non-blocking flush would be left to an
-         * event loop that is not running).  Commands are short; the
-         * deadline is not watched here. */
-        if (Tcl_SetChannelOption(NULL, s->chan, "-blocking", "1") != TCL_OK) return MW_ENET;
-        int bad = Tcl_Write(s->chan, p, (int)left) < 0 || Tcl_Flush(s->chan) != TCL_OK;
-        if (Tcl_SetChannelOption(NULL, s->chan, "-blocking", "0") != TCL_OK) bad = 1;
-        if (bad) return MW_ENET;
-    }
-    return (long)len;
-}
-
-static void chan_close(void *ud)
-{
-    (void)ud; /* the channel belongs to the program (pop3.tcl closes it) */
-}
-
-/* ---- trace and TLS policy ---------------------------------------------- */
-
-static void on_trace(int dir, const char *line, size_t len, void *ud)
-{
-    sess *s = ud;
-    if (dir == MW_TRACE_SEND) {
-        size_t k = 0;
-        while (k < len && k < sizeof s->last_sent - 1 && line[k] != ' ')
-            k++;
-        memcpy(s->last_sent, line, k);
-        s->last_sent[k] = 0;
-        if (s->eat_capa && len == 4 && !memcmp(line, "CAPA", 4)) {
-            s->hide_recv = 1;
-            return;
-        }
-    } else if (dir == MW_TRACE_RECV) {
-        if (s->hide_recv) {
-            s->hide_recv = 0;
-            return;
-        }
-        size_t n = len < sizeof s->last_recv - 1 ? len : sizeof s->last_recv - 1;
-        memcpy(s->last_recv, line, n);
-        s->last_recv[n] = 0;
-    }
-    if (!s->trace_cmd) return;
-    Tcl_Obj *cmd = Tcl_DuplicateObj(s->trace_cmd);
-    Tcl_IncrRefCount(cmd);
-    const char *d = dir == MW_TRACE_SEND ? "send" : dir == MW_TRACE_RECV ? "recv" : "info";
-    Tcl_ListObjAppendElement(NULL, cmd, Tcl_NewStringObj(d, -1));
-    Tcl_ListObjAppendElement(NULL, cmd, Tcl_NewStringObj(line, (int)len));
-    if (Tcl_EvalObjEx(s->interp, cmd, TCL_EVAL_GLOBAL) != TCL_OK)
-        Tcl_BackgroundException(s->interp, TCL_ERROR);
-    Tcl_DecrRefCount(cmd);
-}
-
-/* -tls-callback: called as tcl-tls calls its -command at verification,
- * "cmd verify channel depth cert status error"; a true result accepts. */
-static int on_tls_peer(const mw_tls_peer *peer, void *ud)
-{
-    sess *s = ud;
-    if (!s->tls_cmd) return peer->verified ? 0 : 1;
-    Tcl_Obj *cmd = Tcl_DuplicateObj(s->tls_cmd);
-    Tcl_IncrRefCount(cmd);
-    Tcl_Obj *cert = Tcl_NewListObj(0, NULL);
-    Tcl_ListObjAppendElement(NULL, cert, Tcl_NewStringObj("subject", -1));
-    Tcl_ListObjAppendElement(NULL, cert, Tcl_NewStringObj(peer->subject, -1));
-    Tcl_ListObjAppendElement(NULL, cert, Tcl_NewStringObj("issuer", -1));
-    Tcl_ListObjAppendElement(NULL, cert, Tcl_NewStringObj(peer->issuer, -1));
-    char hex[65];
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", peer->cert_sha256[i]);
-    Tcl_ListObjAppendElement(NULL, cert, Tcl_NewStringObj("sha256_hash", -1));
-    Tcl_ListObjAppendElement(NULL, cert, Tcl_NewStringObj(hex, 64));
-    Tcl_ListObjAppendElement(NULL, cmd, Tcl_NewStringObj("verify", -1));
-    Tcl_ListObjAppendElement(NULL, cmd, Tcl_NewStringObj(s->name, -1));
-    Tcl_ListObjAppendElement(NULL, cmd, Tcl_NewIntObj(0));
-    Tcl_ListObjAppendElement(NULL, cmd, cert);
-    Tcl_ListObjAppendElement(NULL, cmd, Tcl_NewIntObj(peer->verified));
-    Tcl_ListObjAppendElement(NULL, cmd, Tcl_NewStringObj(peer->verify_error, -1));
-    int ok = 0;
-    if (Tcl_EvalObjEx(s->interp, cmd, TCL_EVAL_GLOBAL) == TCL_OK)
-        Tcl_GetBooleanFromObj(NULL, Tcl_GetObjResult(s->interp), &ok);
-    else
-        Tcl_BackgroundException(s->interp, TCL_ERROR);
-    Tcl_ResetResult(s->interp);
-    Tcl_DecrRefCount(cmd);
-    return ok ? 0 : 1;
-}
 
 /* ---- sessions ------------------------------------------------------------ */
 
@@ -374,31 +185,35 @@ static int sink_range(uint64_t msg, const char *data, size_t len, const mw_pop3_
 
 static const char *const mode_names[] = {"retr", "list", "slow", NULL};
 
-/* _open chan host user password ?-option value ...? */
-static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
-{
-    Tcl_HashTable *t = cd;
-    if (objc < 5 || (objc - 5) % 2) {
-        Tcl_WrongNumArgs(interp, 1, objv, "chan host user password ?-option value ...?");
-        return TCL_ERROR;
-    }
-    const char *cname = Tcl_GetString(objv[1]);
-    Tcl_Channel ch = Tcl_GetChannel(interp, cname, NULL);
-    if (!ch) return TCL_ERROR;
+/* What _open's arguments give. */
+typedef struct open_cfg {
+    mw_pop3_opts o;
+    mw_net_opts net;
+    mw_tls_opts tls;
+    int want_capa, verify, requiretls;
+    Tcl_Obj *trace, *tlscb;
+} open_cfg;
 
+/* _open's options (objv[5..]) into oc, over Tcllib's defaults.  long: one
+ * flat switch, a case per option. */
+static int open_options(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], open_cfg *oc)
+{
     mw_pop3_opts o = MW_POP3_OPTS_INIT;
     mw_net_opts net = MW_NET_OPTS_INIT;
     mw_tls_opts tls = MW_TLS_OPTS_INIT;
-    o.user = Tcl_GetString(objv[3]);
-    o.password = Tcl_GetString(objv[4]);
-    o.auth = MW_POP3_AUTH_USER;
-    o.tls = MW_TLS_NONE;   /* Tcllib: plain text unless -stls (or a TLS -socketcmd) */
-    o.allow_plaintext = 1; /* Tcllib's API: plain USER/PASS unless -stls or a TLS socket */
-    o.pipelining = 0;
-    o.net = &net;
-    o.tls_opts = &tls;
-    int want_capa = 0, verify = 1, requiretls = 0;
-    Tcl_Obj *trace = NULL, *tlscb = NULL;
+    memset(oc, 0, sizeof *oc);
+    oc->o = o;
+    oc->net = net;
+    oc->tls = tls;
+    oc->verify = 1;
+    oc->o.net = &oc->net;
+    oc->o.tls_opts = &oc->tls;
+    oc->o.user = Tcl_GetString(objv[3]);
+    oc->o.password = Tcl_GetString(objv[4]);
+    oc->o.auth = MW_POP3_AUTH_USER;
+    oc->o.tls = MW_TLS_NONE;   /* Tcllib: plain text unless -stls (or a TLS -socketcmd) */
+    oc->o.allow_plaintext = 1; /* Tcllib's API: plain USER/PASS unless -stls or a TLS socket */
+    oc->o.pipelining = 0;
     static const char *const names[] = {
         "-msex",      "-retr-mode",  "-stls",       "-tls-callback", "-cafile",
         "-tlsverify", "-timeout",    "-auth",       "-mechanisms",   "-trace",
@@ -427,33 +242,33 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         switch (idx) {
         case O_MSEX:
             if (Tcl_GetBooleanFromObj(interp, val, &b) != TCL_OK) return TCL_ERROR;
-            o.msex = b;
+            oc->o.msex = b;
             break;
         case O_MODE:
             if (Tcl_GetIndexFromObj(interp, val, mode_names, "mode", 0, &v) != TCL_OK)
                 return TCL_ERROR;
-            o.retr_mode = v;
+            oc->o.retr_mode = v;
             break;
         case O_STLS:
             if (Tcl_GetBooleanFromObj(interp, val, &b) != TCL_OK) return TCL_ERROR;
-            o.tls = b ? MW_TLS_STARTTLS : MW_TLS_NONE;
-            if (b) want_capa = 1;
+            oc->o.tls = b ? MW_TLS_STARTTLS : MW_TLS_NONE;
+            if (b) oc->want_capa = 1;
             break;
         case O_TLSCB:
-            if (Tcl_GetCharLength(val)) tlscb = val;
+            if (Tcl_GetCharLength(val)) oc->tlscb = val;
             break;
         case O_CAFILE:
-            if (Tcl_GetCharLength(val)) tls.ca_file = Tcl_GetString(val);
+            if (Tcl_GetCharLength(val)) oc->tls.ca_file = Tcl_GetString(val);
             break;
         case O_VERIFY:
-            if (Tcl_GetBooleanFromObj(interp, val, &verify) != TCL_OK) return TCL_ERROR;
+            if (Tcl_GetBooleanFromObj(interp, val, &oc->verify) != TCL_OK) return TCL_ERROR;
             break;
         case O_TIMEOUT:
             if (Tcl_GetIntFromObj(interp, val, &v) != TCL_OK) return TCL_ERROR;
             if (v < 0) v = 0;
-            net.io_timeout_ms = v; /* 0: no deadline, as Tcllib */
-            net.connect_timeout_ms = v ? v : 30000;
-            tls.handshake_timeout_ms = v ? v : 30000;
+            oc->net.io_timeout_ms = v; /* 0: no deadline, as Tcllib */
+            oc->net.connect_timeout_ms = v ? v : 30000;
+            oc->tls.handshake_timeout_ms = v ? v : 30000;
             break;
         case O_AUTH: {
             static const char *const auths[] = {"auto", "user", "apop", "sasl", NULL};
@@ -461,35 +276,61 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
                                        MW_POP3_AUTH_SASL};
             if (Tcl_GetIndexFromObj(interp, val, auths, "auth method", 0, &v) != TCL_OK)
                 return TCL_ERROR;
-            o.auth = amap[v];
-            if (o.auth != MW_POP3_AUTH_USER && o.auth != MW_POP3_AUTH_APOP) want_capa = 1;
+            oc->o.auth = amap[v];
+            if (oc->o.auth != MW_POP3_AUTH_USER && oc->o.auth != MW_POP3_AUTH_APOP)
+                oc->want_capa = 1;
             break;
         }
         case O_MECHS:
-            if (Tcl_GetCharLength(val)) o.sasl_mechs = Tcl_GetString(val);
+            if (Tcl_GetCharLength(val)) oc->o.sasl_mechs = Tcl_GetString(val);
             break;
         case O_TRACE:
-            if (Tcl_GetCharLength(val)) trace = val;
+            if (Tcl_GetCharLength(val)) oc->trace = val;
             break;
         case O_PIPE:
             if (Tcl_GetBooleanFromObj(interp, val, &b) != TCL_OK) return TCL_ERROR;
-            o.pipelining = b;
-            if (b) want_capa = 1;
+            oc->o.pipelining = b;
+            if (b) oc->want_capa = 1;
             break;
         case O_SNI:
-            if (Tcl_GetCharLength(val)) tls.servername = Tcl_GetString(val);
+            if (Tcl_GetCharLength(val)) oc->tls.servername = Tcl_GetString(val);
             break;
         case O_REQTLS:
-            if (Tcl_GetBooleanFromObj(interp, val, &requiretls) != TCL_OK) return TCL_ERROR;
+            if (Tcl_GetBooleanFromObj(interp, val, &oc->requiretls) != TCL_OK) return TCL_ERROR;
             break;
         case O_SECRETS:
             if (Tcl_GetBooleanFromObj(interp, val, &b) != TCL_OK) return TCL_ERROR;
-            o.trace_secrets = b;
+            oc->o.trace_secrets = b;
             break;
         }
     }
-    if (requiretls && o.tls == MW_TLS_NONE) o.allow_plaintext = 0;
+    if (oc->requiretls && oc->o.tls == MW_TLS_NONE) oc->o.allow_plaintext = 0;
+    return TCL_OK;
+}
 
+/* The stage an open failed in, as Tcllib names it: what was sent last. */
+static const char *open_stage(const sess *s, int rc)
+{
+    const char *stage = "connect";
+    if (!strcmp(s->last_sent, "CAPA") || !strcmp(s->last_sent, "STLS"))
+        stage = rc == MW_ETLS && !strcmp(s->last_sent, "CAPA") ? "nostls" : "stls";
+    else if (!strcmp(s->last_sent, "USER") || !strcmp(s->last_sent, "PASS") ||
+             !strcmp(s->last_sent, "APOP") || !strcmp(s->last_sent, "AUTH"))
+        stage = "login";
+    else if (!strcmp(s->last_sent, "STAT"))
+        stage = "stat";
+    if (rc == MW_ETLS || rc == MW_ECERT) {
+        if (strcmp(stage, "nostls")) stage = "tls";
+    }
+    if (rc == MW_EPOLICY) stage = "login";
+    return stage;
+}
+
+/* A new session on channel ch (replacing the channel's old one), in
+ * table t, with the engine's callbacks set in oc; NULL after a Tcl error. */
+static sess *sess_new(Tcl_Interp *interp, Tcl_HashTable *t, Tcl_Channel ch, const char *cname,
+                      const char *host, open_cfg *oc)
+{
     Tcl_HashEntry *old = Tcl_FindHashEntry(t, cname);
     if (old) sess_drop(Tcl_GetHashValue(old));
 
@@ -499,42 +340,61 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
     s->chan = ch;
     s->table = t;
     snprintf(s->name, sizeof s->name, "%s", cname);
-    snprintf(s->host, sizeof s->host, "%s", Tcl_GetString(objv[2]));
-    s->eat_capa = !want_capa;
+    snprintf(s->host, sizeof s->host, "%s", host);
+    s->eat_capa = !oc->want_capa;
     /* Only Tcl's own TCP channel with nothing stacked on it is read raw;
      * anything else (tls::socket's, a reflected channel) goes through
      * Tcl's buffers.  (Tcl_GetChannel gives the bottom of a stack.) */
     s->stacked =
         Tcl_GetTopChannel(ch) != ch || strcmp(Tcl_GetChannelType(ch)->typeName, "tcp") != 0;
-    if (trace) {
-        s->trace_cmd = trace;
-        Tcl_IncrRefCount(trace);
+    if (oc->trace) {
+        s->trace_cmd = oc->trace;
+        Tcl_IncrRefCount(oc->trace);
     }
-    if (tlscb) {
-        s->tls_cmd = tlscb;
-        Tcl_IncrRefCount(tlscb);
+    if (oc->tlscb) {
+        s->tls_cmd = oc->tlscb;
+        Tcl_IncrRefCount(oc->tlscb);
     }
-    if (!tls.servername) tls.servername = s->host;
+    if (!oc->tls.servername) oc->tls.servername = s->host;
     if (s->tls_cmd) {
-        tls.policy = on_tls_peer;
-        tls.policy_userdata = s;
-    } else if (!verify) {
-        tls.insecure = 1;
+        oc->tls.policy = mwtcl_pop3_on_tls_peer;
+        oc->tls.policy_userdata = s;
+    } else if (!oc->verify) {
+        oc->tls.insecure = 1;
     }
-    o.trace = on_trace;
-    o.trace_userdata = s;
+    oc->o.trace = mwtcl_pop3_on_trace;
+    oc->o.trace_userdata = s;
 
     if (Tcl_SetChannelOption(interp, ch, "-translation", "binary") != TCL_OK ||
         Tcl_SetChannelOption(interp, ch, "-buffering", "none") != TCL_OK ||
         Tcl_SetChannelOption(interp, ch, "-blocking", "0") != TCL_OK) {
         sess_free(s);
-        return TCL_ERROR;
+        return NULL;
     }
     Tcl_CreateCloseHandler(ch, on_chan_close, s);
     int isnew;
     Tcl_SetHashValue(Tcl_CreateHashEntry(t, s->name, &isnew), s);
+    return s;
+}
 
-    static const mw_stream_ops ops = {chan_read, chan_write, chan_close};
+/* _open chan host user password ?-option value ...? */
+static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    Tcl_HashTable *t = cd;
+    if (objc < 5 || (objc - 5) % 2) {
+        Tcl_WrongNumArgs(interp, 1, objv, "chan host user password ?-option value ...?");
+        return TCL_ERROR;
+    }
+    const char *cname = Tcl_GetString(objv[1]);
+    Tcl_Channel ch = Tcl_GetChannel(interp, cname, NULL);
+    if (!ch) return TCL_ERROR;
+    open_cfg oc;
+    if (open_options(interp, objc, objv, &oc) != TCL_OK) return TCL_ERROR;
+
+    sess *s = sess_new(interp, t, ch, cname, Tcl_GetString(objv[2]), &oc);
+    if (!s) return TCL_ERROR;
+    static const mw_stream_ops ops = {mwtcl_pop3_chan_read, mwtcl_pop3_chan_write,
+                                      mwtcl_pop3_chan_close};
     mw_error e;
     mw_error_clear(&e);
     mw_stream *st = NULL;
@@ -543,10 +403,10 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         sess_drop(s);
         return mwtcl_error(interp, "POP3", "connect", rc, e.message);
     }
-    o.stream = st;
+    oc.o.stream = st;
     s->busy = 1;
     mw_error_clear(&e);
-    rc = mw_pop3_open(&s->p, s->host, &o, &e);
+    rc = mw_pop3_open(&s->p, s->host, &oc.o, &e);
     s->busy = 0;
     if (s->closed) {
         sess_forget(s);
@@ -554,19 +414,7 @@ static int cmd_open(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         return mwtcl_error(interp, "POP3", "connect", MW_ENET, "channel closed during open");
     }
     if (rc) {
-        const char *stage = "connect";
-        if (!strcmp(s->last_sent, "CAPA") || !strcmp(s->last_sent, "STLS"))
-            stage = rc == MW_ETLS && !strcmp(s->last_sent, "CAPA") ? "nostls" : "stls";
-        else if (!strcmp(s->last_sent, "USER") || !strcmp(s->last_sent, "PASS") ||
-                 !strcmp(s->last_sent, "APOP") || !strcmp(s->last_sent, "AUTH"))
-            stage = "login";
-        else if (!strcmp(s->last_sent, "STAT"))
-            stage = "stat";
-        if (rc == MW_ETLS || rc == MW_ECERT) {
-            if (strcmp(stage, "nostls")) stage = "tls";
-        }
-        if (rc == MW_EPOLICY) stage = "login";
-        int r = fail_err(s, rc, stage, &e);
+        int r = fail_err(s, rc, open_stage(s, rc), &e);
         sess_drop(s);
         return r;
     }
@@ -602,6 +450,110 @@ static int parse_u64(Tcl_Interp *interp, Tcl_Obj *o, uint64_t *v)
     return TCL_OK;
 }
 
+/* list N / uidl N: "n value". */
+static int op_listing_one(sess *s, op_t op, Tcl_Obj *num)
+{
+    Tcl_Interp *interp = s->interp;
+    uint64_t a = 0, b = 0;
+    int rc;
+    if (parse_u64(interp, num, &a) != TCL_OK) return TCL_ERROR;
+    char line[128];
+    if (op == OP_LIST) {
+        if ((rc = mw_pop3_list_one(s->p, a, &b))) return fail(s, rc, "list");
+        snprintf(line, sizeof line, "%llu %llu", (unsigned long long)a, (unsigned long long)b);
+    } else {
+        char uid[71];
+        if ((rc = mw_pop3_uidl_one(s->p, a, uid))) return fail(s, rc, "uidl");
+        snprintf(line, sizeof line, "%llu %s", (unsigned long long)a, uid);
+    }
+    Tcl_SetObjResult(interp, Tcl_NewStringObj(line, -1));
+    return TCL_OK;
+}
+
+/* list / uidl: Tcllib returns the listing as the server sent it, one
+ * "n value" line each, LF-terminated. */
+static int op_listing(sess *s, op_t op)
+{
+    Tcl_Obj *r = Tcl_NewObj();
+    int rc;
+    size_t n = 0;
+    if (op == OP_LIST) {
+        mw_pop3_listing *it = NULL;
+        if ((rc = mw_pop3_list(s->p, &it, &n))) return fail(s, rc, "list");
+        for (size_t i = 0; i < n; i++) {
+            char line[64];
+            int k = snprintf(line, sizeof line, "%llu %llu\n", (unsigned long long)it[i].msg,
+                             (unsigned long long)it[i].size);
+            Tcl_AppendToObj(r, line, k);
+        }
+        mw_pop3_list_free(it);
+    } else {
+        mw_pop3_uid *it = NULL;
+        if ((rc = mw_pop3_uidl(s->p, &it, &n))) return fail(s, rc, "uidl");
+        for (size_t i = 0; i < n; i++) {
+            char line[128];
+            int k =
+                snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)it[i].msg, it[i].uid);
+            Tcl_AppendToObj(r, line, k);
+        }
+        mw_pop3_uidl_free(it);
+    }
+    Tcl_SetObjResult(s->interp, r);
+    return TCL_OK;
+}
+
+/* retr A B: the messages A..B as a list, pipelined when the server can. */
+static int op_retr(sess *s, uint64_t a, uint64_t b)
+{
+    int rc = 0;
+    range_ctx r = {{0}, Tcl_NewListObj(0, NULL), 0};
+    Tcl_IncrRefCount(r.list);
+    mw_pop3_config c;
+    mw_pop3_config_get(s->p, &c);
+    if (a <= b && c.pipelining) {
+        rc = mw_pop3_retr_range(s->p, a, b, -1, sink_range, &r);
+    } else {
+        /* One at a time, as Tcllib: with -retr-mode list that is
+         * LIST n, RETR n for each message. */
+        for (uint64_t m = a; m <= b && !rc; m++) {
+            rc = mw_pop3_retr(s->p, m, sink_buf, &r.cur, NULL);
+            if (!rc) {
+                Tcl_ListObjAppendElement(NULL, r.list, lf_text(r.cur.d, r.cur.len));
+                r.cur.len = 0;
+            }
+        }
+    }
+    Tcl_Free(r.cur.d);
+    if (rc) {
+        Tcl_DecrRefCount(r.list);
+        return fail(s, rc, "retr");
+    }
+    Tcl_SetObjResult(s->interp, r.list);
+    Tcl_DecrRefCount(r.list);
+    return TCL_OK;
+}
+
+/* info: the session's settings as a dict. */
+static int op_info(sess *s)
+{
+    mw_pop3_config c;
+    mw_pop3_config_get(s->p, &c);
+    Tcl_Obj *d = Tcl_NewDictObj();
+    Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("auth", -1), Tcl_NewStringObj(c.auth_used, -1));
+    Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("pipelining", -1), Tcl_NewIntObj(c.pipelining));
+    Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("tls", -1),
+                   Tcl_NewStringObj(c.tls == MW_TLS_STARTTLS   ? "stls"
+                                    : c.tls == MW_TLS_IMPLICIT ? "implicit"
+                                                               : "none",
+                                    -1));
+    Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("greeting", -1),
+                   Tcl_NewStringObj(c.greeting ? c.greeting : "", -1));
+    Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("count", -1),
+                   Tcl_NewWideIntObj((Tcl_WideInt)mw_pop3_count(s->p)));
+    Tcl_SetObjResult(s->interp, d);
+    return TCL_OK;
+}
+
 static int run_op(sess *s, op_t op, int objc, Tcl_Obj *const objv[])
 {
     Tcl_Interp *interp = s->interp;
@@ -629,50 +581,7 @@ static int run_op(sess *s, op_t op, int objc, Tcl_Obj *const objv[])
         return TCL_OK;
     case OP_LIST:
     case OP_UIDL:
-        if (objc == 3) {
-            if (parse_u64(interp, objv[2], &a) != TCL_OK) return TCL_ERROR;
-            char line[128];
-            if (op == OP_LIST) {
-                if ((rc = mw_pop3_list_one(s->p, a, &b))) return fail(s, rc, "list");
-                snprintf(line, sizeof line, "%llu %llu", (unsigned long long)a,
-                         (unsigned long long)b);
-            } else {
-                char uid[71];
-                if ((rc = mw_pop3_uidl_one(s->p, a, uid))) return fail(s, rc, "uidl");
-                snprintf(line, sizeof line, "%llu %s", (unsigned long long)a, uid);
-            }
-            Tcl_SetObjResult(interp, Tcl_NewStringObj(line, -1));
-            return TCL_OK;
-        } else {
-            /* Tcllib returns the listing as the server sent it, one
-             * "n value" line each, LF-terminated. */
-            Tcl_Obj *r = Tcl_NewObj();
-            if (op == OP_LIST) {
-                mw_pop3_listing *it = NULL;
-                size_t n = 0;
-                if ((rc = mw_pop3_list(s->p, &it, &n))) return fail(s, rc, "list");
-                for (size_t i = 0; i < n; i++) {
-                    char line[64];
-                    int k = snprintf(line, sizeof line, "%llu %llu\n",
-                                     (unsigned long long)it[i].msg, (unsigned long long)it[i].size);
-                    Tcl_AppendToObj(r, line, k);
-                }
-                mw_pop3_list_free(it);
-            } else {
-                mw_pop3_uid *it = NULL;
-                size_t n = 0;
-                if ((rc = mw_pop3_uidl(s->p, &it, &n))) return fail(s, rc, "uidl");
-                for (size_t i = 0; i < n; i++) {
-                    char line[128];
-                    int k = snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)it[i].msg,
-                                     it[i].uid);
-                    Tcl_AppendToObj(r, line, k);
-                }
-                mw_pop3_uidl_free(it);
-            }
-            Tcl_SetObjResult(interp, r);
-            return TCL_OK;
-        }
+        return objc == 3 ? op_listing_one(s, op, objv[2]) : op_listing(s, op);
     case OP_TOP: {
         if (parse_u64(interp, objv[2], &a) != TCL_OK || parse_u64(interp, objv[3], &b) != TCL_OK)
             return TCL_ERROR;
@@ -690,36 +599,9 @@ static int run_op(sess *s, op_t op, int objc, Tcl_Obj *const objv[])
     case OP_DELE:
         if (parse_u64(interp, objv[2], &a) != TCL_OK || parse_u64(interp, objv[3], &b) != TCL_OK)
             return TCL_ERROR;
-        if (op == OP_DELE) {
-            if (a <= b && (rc = mw_pop3_dele_range(s->p, a, b))) return fail(s, rc, "dele");
-            return TCL_OK;
-        } else {
-            range_ctx r = {{0}, Tcl_NewListObj(0, NULL), 0};
-            Tcl_IncrRefCount(r.list);
-            mw_pop3_config c;
-            mw_pop3_config_get(s->p, &c);
-            if (a <= b && c.pipelining) {
-                rc = mw_pop3_retr_range(s->p, a, b, -1, sink_range, &r);
-            } else {
-                /* One at a time, as Tcllib: with -retr-mode list that is
-                 * LIST n, RETR n for each message. */
-                for (uint64_t m = a; m <= b && !rc; m++) {
-                    rc = mw_pop3_retr(s->p, m, sink_buf, &r.cur, NULL);
-                    if (!rc) {
-                        Tcl_ListObjAppendElement(NULL, r.list, lf_text(r.cur.d, r.cur.len));
-                        r.cur.len = 0;
-                    }
-                }
-            }
-            Tcl_Free(r.cur.d);
-            if (rc) {
-                Tcl_DecrRefCount(r.list);
-                return fail(s, rc, "retr");
-            }
-            Tcl_SetObjResult(interp, r.list);
-            Tcl_DecrRefCount(r.list);
-            return TCL_OK;
-        }
+        if (op == OP_RETR) return op_retr(s, a, b);
+        if (a <= b && (rc = mw_pop3_dele_range(s->p, a, b))) return fail(s, rc, "dele");
+        return TCL_OK;
     case OP_CAPA: {
         if ((rc = mw_pop3_capa(s->p))) return fail(s, rc, "capa");
         Tcl_Obj *l = Tcl_NewListObj(0, NULL);
@@ -742,24 +624,8 @@ static int run_op(sess *s, op_t op, int objc, Tcl_Obj *const objv[])
         Tcl_SetObjResult(interp, Tcl_NewStringObj(mode_names[c.retr_mode], -1));
         return TCL_OK;
     }
-    case OP_INFO: {
-        mw_pop3_config c;
-        mw_pop3_config_get(s->p, &c);
-        Tcl_Obj *d = Tcl_NewDictObj();
-        Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("auth", -1), Tcl_NewStringObj(c.auth_used, -1));
-        Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("pipelining", -1), Tcl_NewIntObj(c.pipelining));
-        Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("tls", -1),
-                       Tcl_NewStringObj(c.tls == MW_TLS_STARTTLS   ? "stls"
-                                        : c.tls == MW_TLS_IMPLICIT ? "implicit"
-                                                                   : "none",
-                                        -1));
-        Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("greeting", -1),
-                       Tcl_NewStringObj(c.greeting ? c.greeting : "", -1));
-        Tcl_DictObjPut(NULL, d, Tcl_NewStringObj("count", -1),
-                       Tcl_NewWideIntObj((Tcl_WideInt)mw_pop3_count(s->p)));
-        Tcl_SetObjResult(interp, d);
-        return TCL_OK;
-    }
+    case OP_INFO:
+        return op_info(s);
     case OP_FORGET:
         return TCL_OK;
     }

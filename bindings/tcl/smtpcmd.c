@@ -193,13 +193,26 @@ out:
     return ret;
 }
 
-static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+/* _send's options. */
+typedef struct send_args {
+    Tcl_Obj *servers, *ports, *rcpts, *bcc, *data, *bccdata, *messages;
+    const char *client, *user, *pass, *sender, *cafile, *mechs;
+    int usetls, debug, maxsecs, queue, alo, verify, plain, timeout, rule15;
+    ctx c;
+} send_args;
+
+/* _send's options into a, over Tcllib's defaults.  long: one flat switch,
+ * a case per option. */
+static int send_options(Tcl_Interp *interp, int objc, Tcl_Obj *const objv[], send_args *a)
 {
-    (void)cd;
-    if (objc % 2 != 1) {
-        Tcl_WrongNumArgs(interp, 1, objv, "?-option value ...?");
-        return TCL_ERROR;
-    }
+    memset(a, 0, sizeof *a);
+    a->sender = "";
+    a->usetls = 1;
+    a->maxsecs = 120;
+    a->verify = 1;
+    a->plain = -1;
+    a->timeout = -1;
+    a->c.interp = interp;
     static const char *const names[] = {
         "-servers",   "-ports",      "-portrule",       "-client",  "-usetls",  "-tlspolicy",
         "-username",  "-password",   "-debug",          "-maxsecs", "-queue",   "-atleastone",
@@ -232,13 +245,6 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         O_TRACE,
         O_MESSAGES
     };
-    Tcl_Obj *servers = NULL, *ports = NULL, *rcpts = NULL, *bcc = NULL, *data = NULL,
-            *bccdata = NULL, *messages = NULL;
-    const char *client = NULL, *user = NULL, *pass = NULL, *sender = "", *cafile = NULL,
-               *mechs = NULL;
-    int usetls = 1, debug = 0, maxsecs = 120, queue = 0, alo = 0, verify = 1, plain = -1,
-        timeout = -1, rule15 = 0;
-    ctx c = {interp, NULL, NULL, 0};
     for (int i = 1; i < objc; i += 2) {
         int idx;
         if (Tcl_GetIndexFromObj(interp, objv[i], names, "option", 0, &idx) != TCL_OK)
@@ -247,137 +253,128 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         int ok = TCL_OK;
         switch (idx) {
         case O_SERVERS:
-            servers = v;
+            a->servers = v;
             break;
         case O_PORTS:
-            ports = v;
+            a->ports = v;
             break;
         case O_PORTRULE:
-            rule15 = !strcmp(Tcl_GetString(v), "1.5");
+            a->rule15 = !strcmp(Tcl_GetString(v), "1.5");
             break;
         case O_CLIENT:
-            client = Tcl_GetString(v);
+            a->client = Tcl_GetString(v);
             break;
         case O_USETLS:
-            ok = Tcl_GetBooleanFromObj(interp, v, &usetls);
+            ok = Tcl_GetBooleanFromObj(interp, v, &a->usetls);
             break;
         case O_POLICY:
-            if (Tcl_GetCharLength(v)) c.policy = v;
+            if (Tcl_GetCharLength(v)) a->c.policy = v;
             break;
         case O_USER:
-            user = Tcl_GetString(v);
+            a->user = Tcl_GetString(v);
             break;
         case O_PASS:
-            pass = Tcl_GetString(v);
+            a->pass = Tcl_GetString(v);
             break;
         case O_DEBUG:
-            ok = Tcl_GetBooleanFromObj(interp, v, &debug);
+            ok = Tcl_GetBooleanFromObj(interp, v, &a->debug);
             break;
         case O_MAXSECS:
-            ok = Tcl_GetIntFromObj(interp, v, &maxsecs);
+            ok = Tcl_GetIntFromObj(interp, v, &a->maxsecs);
             break;
         case O_QUEUE:
-            ok = Tcl_GetBooleanFromObj(interp, v, &queue);
+            ok = Tcl_GetBooleanFromObj(interp, v, &a->queue);
             break;
         case O_ALO:
-            ok = Tcl_GetBooleanFromObj(interp, v, &alo);
+            ok = Tcl_GetBooleanFromObj(interp, v, &a->alo);
             break;
         case O_SENDER:
-            sender = Tcl_GetString(v);
+            a->sender = Tcl_GetString(v);
             break;
         case O_RCPTS:
-            rcpts = v;
+            a->rcpts = v;
             break;
         case O_DATA:
-            data = v;
+            a->data = v;
             break;
         case O_BCC:
-            bcc = v;
+            a->bcc = v;
             break;
         case O_BCCDATA:
-            bccdata = v;
+            a->bccdata = v;
             break;
         case O_CAFILE:
-            cafile = Tcl_GetString(v);
+            a->cafile = Tcl_GetString(v);
             break;
         case O_VERIFY:
-            ok = Tcl_GetBooleanFromObj(interp, v, &verify);
+            ok = Tcl_GetBooleanFromObj(interp, v, &a->verify);
             break;
         case O_MECHS:
-            if (Tcl_GetCharLength(v)) mechs = Tcl_GetString(v);
+            if (Tcl_GetCharLength(v)) a->mechs = Tcl_GetString(v);
             break;
         case O_PLAIN:
-            ok = Tcl_GetBooleanFromObj(interp, v, &plain);
+            ok = Tcl_GetBooleanFromObj(interp, v, &a->plain);
             break;
         case O_TIMEOUT:
-            ok = Tcl_GetIntFromObj(interp, v, &timeout);
+            ok = Tcl_GetIntFromObj(interp, v, &a->timeout);
             break;
         case O_TRACE:
-            if (Tcl_GetCharLength(v)) c.trace = v;
+            if (Tcl_GetCharLength(v)) a->c.trace = v;
             break;
         case O_MESSAGES:
-            messages = v;
+            a->messages = v;
             break;
         }
         if (ok != TCL_OK) return TCL_ERROR;
     }
-    if (!data && !messages) return mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "no -data");
-    c.debug = debug;
+    if (!a->data && !a->messages) return mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "no -data");
+    a->c.debug = a->debug;
+    return TCL_OK;
+}
 
-    const char **srv = NULL, **rc_list = NULL, **bcc_list = NULL, **port_s = NULL;
-    size_t nsrv = 0, nrc = 0, nbcc = 0, nport = 0;
-    int ret = TCL_ERROR;
-    mw_smtp *s = NULL;
-    if (servers && str_list(interp, servers, &srv, &nsrv) != TCL_OK) goto out;
-    if (ports && str_list(interp, ports, &port_s, &nport) != TCL_OK) goto out;
-    if (rcpts && str_list(interp, rcpts, &rc_list, &nrc) != TCL_OK) goto out;
-    if (bcc && str_list(interp, bcc, &bcc_list, &nbcc) != TCL_OK) goto out;
-
+/* Tcllib's server loop: 1.4.5 takes -ports by an index that moves on only
+ * when EHLO/HELO was refused (so servers reuse a port after a refused
+ * connection); 1.5 pairs them (a missing port is 25).  The first session
+ * opened goes to *out. */
+static int open_first(Tcl_Interp *interp, send_args *a, const char **srv, size_t nsrv,
+                      const char **port_s, size_t nport, mw_smtp **out)
+{
     mw_tls_opts tls = MW_TLS_OPTS_INIT;
-    tls.ca_file = cafile && *cafile ? cafile : NULL;
-    tls.insecure = !verify;
+    tls.ca_file = a->cafile && *a->cafile ? a->cafile : NULL;
+    tls.insecure = !a->verify;
     mw_net_opts net = MW_NET_OPTS_INIT;
-    if (timeout >= 0) {
-        net.io_timeout_ms = timeout;
-        if (timeout) net.connect_timeout_ms = timeout;
+    if (a->timeout >= 0) {
+        net.io_timeout_ms = a->timeout;
+        if (a->timeout) net.connect_timeout_ms = a->timeout;
     }
     mw_smtp_opts o = MW_SMTP_OPTS_INIT;
-    o.client = client && *client ? client : NULL;
-    o.tls = usetls ? MW_TLS_OPPORTUNISTIC : MW_TLS_NONE;
+    o.client = a->client && *a->client ? a->client : NULL;
+    o.tls = a->usetls ? MW_TLS_OPPORTUNISTIC : MW_TLS_NONE;
     o.tls_opts = &tls;
     o.tlspolicy = on_policy;
-    o.tlspolicy_userdata = &c;
+    o.tlspolicy_userdata = &a->c;
     o.net = &net;
-    o.user = user && *user ? user : NULL;
-    o.password = pass && *pass ? pass : NULL;
-    o.sasl_mechs = mechs;
+    o.user = a->user && *a->user ? a->user : NULL;
+    o.password = a->pass && *a->pass ? a->pass : NULL;
+    o.sasl_mechs = a->mechs;
     /* Credentials in clear only when the program turned TLS off itself
      * (-usetls 0) or says so (-allowplaintext 1). */
-    o.allow_plaintext = plain >= 0 ? plain : !usetls;
-    o.queue = queue;
+    o.allow_plaintext = a->plain >= 0 ? a->plain : !a->usetls;
+    o.queue = a->queue;
     o.trace = on_trace;
-    o.trace_userdata = &c;
-
-    /* Tcllib's server loop: 1.4.5 takes -ports by an index that moves on
-     * only when EHLO/HELO was refused (so servers reuse a port after a
-     * refused connection); 1.5 pairs them (a missing port is 25). */
+    o.trace_userdata = &a->c;
     mw_error err;
     mw_error_clear(&err);
     int rc = MW_ENET;
     size_t pidx = 0;
-    if (nsrv == 0) {
-        static const char *const dflt[] = {"localhost"};
-        srv = (const char **)Tcl_Alloc(sizeof(char *));
-        srv[0] = dflt[0];
-        nsrv = 1;
-    }
+    mw_smtp *s = NULL;
     for (size_t i = 0; i < nsrv && !s; i++) {
         if (!*srv[i]) continue;
-        size_t k = rule15 ? i : pidx;
+        size_t k = a->rule15 ? i : pidx;
         unsigned port = 25;
         if (k < nport && *port_s[k]) {
             int p;
-            if (Tcl_GetInt(interp, port_s[k], &p) != TCL_OK) goto out;
+            if (Tcl_GetInt(interp, port_s[k], &p) != TCL_OK) return TCL_ERROR;
             port = (unsigned)p;
         }
         const char *one[1] = {srv[i]};
@@ -389,72 +386,105 @@ static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const 
         rc = mw_smtp_open(&s, &o, &err);
         if (rc && (rc == MW_ESERVER || rc == MW_EPROTO)) pidx++;
     }
-    if (!s) {
-        ret = mwtcl_error(interp, "SMTP", "connect", rc,
-                          err.message[0] ? err.message : mw_strerror(rc));
-        goto out;
-    }
-    if (maxsecs > 0) mw_smtp_set_maxtime(s, maxsecs * 1000);
+    if (!s)
+        return mwtcl_error(interp, "SMTP", "connect", rc,
+                           err.message[0] ? err.message : mw_strerror(rc));
+    *out = s;
+    return TCL_OK;
+}
 
-    Tcl_Obj *res;
-    if (!messages) {
-        const char *sd = sender;
-        ret = send_message(interp, s, sd, rc_list, nrc, data, bcc_list, nbcc, bccdata, alo, &res);
-        if (ret != TCL_OK) goto out;
-    } else {
-        /* The batch extension: each element is {-sender s -recipients l
-         * -data d ?-bcc l -bccdata d?}; one result per message. */
-        int nm;
-        Tcl_Obj **ms;
-        if (Tcl_ListObjGetElements(interp, messages, &nm, &ms) != TCL_OK) goto out;
-        res = Tcl_NewListObj(0, NULL);
-        Tcl_IncrRefCount(res);
-        for (int i = 0; i < nm; i++) {
-            Tcl_Obj *d = NULL, *bd = NULL, *rl = NULL, *bl = NULL;
-            const char *sd = "";
-            int ne;
-            Tcl_Obj **e;
-            if (Tcl_ListObjGetElements(interp, ms[i], &ne, &e) != TCL_OK || ne % 2) {
-                Tcl_DecrRefCount(res);
-                ret = mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "bad -messages element");
-                goto out;
-            }
-            for (int k = 0; k < ne; k += 2) {
-                const char *key = Tcl_GetString(e[k]);
-                if (!strcmp(key, "-sender"))
-                    sd = Tcl_GetString(e[k + 1]);
-                else if (!strcmp(key, "-recipients"))
-                    rl = e[k + 1];
-                else if (!strcmp(key, "-data"))
-                    d = e[k + 1];
-                else if (!strcmp(key, "-bcc"))
-                    bl = e[k + 1];
-                else if (!strcmp(key, "-bccdata"))
-                    bd = e[k + 1];
-            }
-            const char **r_l = NULL, **b_l = NULL;
-            size_t nr = 0, nb = 0;
-            Tcl_Obj *one = NULL;
-            int ok = d && (!rl || str_list(interp, rl, &r_l, &nr) == TCL_OK) &&
-                     (!bl || str_list(interp, bl, &b_l, &nb) == TCL_OK);
-            if (ok)
-                ok = send_message(interp, s, sd, r_l, nr, d, b_l, nb, bd, alo, &one) == TCL_OK;
-            else if (!d)
-                mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "a message without -data");
-            Tcl_Free((char *)r_l);
-            Tcl_Free((char *)b_l);
-            if (!ok) {
-                Tcl_DecrRefCount(res);
-                goto out;
-            }
-            Tcl_ListObjAppendElement(NULL, res, one);
-            Tcl_DecrRefCount(one);
-        }
+/* One element of -messages, {-sender s -recipients l -data d ?-bcc l
+ * -bccdata d?}, sent; *one gets its result (a reference held). */
+static int batch_message(Tcl_Interp *interp, mw_smtp *s, Tcl_Obj *msg, int alo, Tcl_Obj **one)
+{
+    Tcl_Obj *d = NULL, *bd = NULL, *rl = NULL, *bl = NULL;
+    const char *sd = "";
+    int ne;
+    Tcl_Obj **e;
+    if (Tcl_ListObjGetElements(interp, msg, &ne, &e) != TCL_OK || ne % 2)
+        return mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "bad -messages element");
+    for (int k = 0; k < ne; k += 2) {
+        const char *key = Tcl_GetString(e[k]);
+        if (!strcmp(key, "-sender"))
+            sd = Tcl_GetString(e[k + 1]);
+        else if (!strcmp(key, "-recipients"))
+            rl = e[k + 1];
+        else if (!strcmp(key, "-data"))
+            d = e[k + 1];
+        else if (!strcmp(key, "-bcc"))
+            bl = e[k + 1];
+        else if (!strcmp(key, "-bccdata"))
+            bd = e[k + 1];
     }
+    const char **r_l = NULL, **b_l = NULL;
+    size_t nr = 0, nb = 0;
+    int ok = d && (!rl || str_list(interp, rl, &r_l, &nr) == TCL_OK) &&
+             (!bl || str_list(interp, bl, &b_l, &nb) == TCL_OK);
+    if (ok)
+        ok = send_message(interp, s, sd, r_l, nr, d, b_l, nb, bd, alo, one) == TCL_OK;
+    else if (!d)
+        mwtcl_error(interp, "SMTP", "args", MW_EINVAL, "a message without -data");
+    Tcl_Free((char *)r_l);
+    Tcl_Free((char *)b_l);
+    return ok ? TCL_OK : TCL_ERROR;
+}
+
+/* The batch extension: each element of -messages sent in turn over s; one
+ * result per message in *out (a reference held). */
+static int send_batch(Tcl_Interp *interp, mw_smtp *s, Tcl_Obj *messages, int alo, Tcl_Obj **out)
+{
+    int nm;
+    Tcl_Obj **ms;
+    if (Tcl_ListObjGetElements(interp, messages, &nm, &ms) != TCL_OK) return TCL_ERROR;
+    Tcl_Obj *res = Tcl_NewListObj(0, NULL);
+    Tcl_IncrRefCount(res);
+    for (int i = 0; i < nm; i++) {
+        Tcl_Obj *one = NULL;
+        if (batch_message(interp, s, ms[i], alo, &one) != TCL_OK) {
+            Tcl_DecrRefCount(res);
+            return TCL_ERROR;
+        }
+        Tcl_ListObjAppendElement(NULL, res, one);
+        Tcl_DecrRefCount(one);
+    }
+    *out = res;
+    return TCL_OK;
+}
+
+static int cmd_send(ClientData cd, Tcl_Interp *interp, int objc, Tcl_Obj *const objv[])
+{
+    (void)cd;
+    if (objc % 2 != 1) {
+        Tcl_WrongNumArgs(interp, 1, objv, "?-option value ...?");
+        return TCL_ERROR;
+    }
+    send_args a;
+    if (send_options(interp, objc, objv, &a) != TCL_OK) return TCL_ERROR;
+    const char **srv = NULL, **rc_list = NULL, **bcc_list = NULL, **port_s = NULL;
+    size_t nsrv = 0, nrc = 0, nbcc = 0, nport = 0;
+    int ret = TCL_ERROR;
+    mw_smtp *s = NULL;
+    if (a.servers && str_list(interp, a.servers, &srv, &nsrv) != TCL_OK) goto out;
+    if (a.ports && str_list(interp, a.ports, &port_s, &nport) != TCL_OK) goto out;
+    if (a.rcpts && str_list(interp, a.rcpts, &rc_list, &nrc) != TCL_OK) goto out;
+    if (a.bcc && str_list(interp, a.bcc, &bcc_list, &nbcc) != TCL_OK) goto out;
+    if (nsrv == 0) {
+        srv = (const char **)Tcl_Alloc(sizeof(char *));
+        srv[0] = "localhost";
+        nsrv = 1;
+    }
+    if ((ret = open_first(interp, &a, srv, nsrv, port_s, nport, &s)) != TCL_OK) goto out;
+    if (a.maxsecs > 0) mw_smtp_set_maxtime(s, a.maxsecs * 1000);
+    Tcl_Obj *res;
+    if (!a.messages)
+        ret = send_message(interp, s, a.sender, rc_list, nrc, a.data, bcc_list, nbcc, a.bccdata,
+                           a.alo, &res);
+    else
+        ret = send_batch(interp, s, a.messages, a.alo, &res);
+    if (ret != TCL_OK) goto out;
     mw_smtp_quit(s);
     Tcl_SetObjResult(interp, res);
     Tcl_DecrRefCount(res);
-    ret = TCL_OK;
 out:
     if (s) mw_smtp_free(s);
     Tcl_Free((char *)srv);

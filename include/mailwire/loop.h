@@ -24,9 +24,12 @@
  * mw_loop_action / mw_loop_run, never from the call that added or cancelled
  * it.  The job handle is invalid once the callback returned.
  *
- * One loop is used by one thread at a time; it starts no thread.  Name
- * lookup is not on the loop yet: a job's host must be a numeric address
- * (getaddrinfo would block).  The store (include/mailwire/store.h) is
+ * One loop is used by one thread at a time; it starts no thread.  A job's
+ * host may be a name: it is looked up on the loop, by the job itself,
+ * without a thread or a blocking call (the hosts file, then DNS over UDP
+ * and TCP to the nameservers of resolv.conf), within the job's connect
+ * deadline; its addresses are then tried one after the other, IPv6 and
+ * IPv4 interleaved.  The store (include/mailwire/store.h) is
  * called from the loop: its fsyncs take the time the local disk takes. */
 #ifndef MAILWIRE_LOOP_H
 #define MAILWIRE_LOOP_H
@@ -152,10 +155,10 @@ typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t
  * UIDL state file), then return 0; another value ends the job with it and
  * nothing is deleted. */
 typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
-#define MW_LOOP_POP3_OPTS_VERSION 1
+#define MW_LOOP_POP3_OPTS_VERSION 2
 typedef struct mw_loop_pop3_opts {
     unsigned version;
-    const char *host; /* a numeric IPv4 or IPv6 address (no name lookup yet) */
+    const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
     unsigned port;    /* 0: 110, or 995 with MW_TLS_IMPLICIT */
     int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or MW_TLS_NONE */
     /* The CA to verify against (ca_file / ca_dir, else the system's),
@@ -184,17 +187,33 @@ typedef struct mw_loop_pop3_opts {
      * the server closes; store may be NULL.  For watching many mailboxes
      * at little cost; the job ends only with an error or MW_ECANCELED. */
     int idle_noop_ms;
+    /* Version 2.  How to log in, as mw_pop3_opts says it (pop3.h):
+     * MW_POP3_AUTH_USER (the default of version 1), _AUTO, _APOP, _SASL
+     * with sasl_mechs, _NONE (cmds only); sasl_ir, authzid and
+     * trace_secrets as there; token as mw_pop3_opts.token.  Channel
+     * binding (-PLUS) and token providers are not on the loop yet. */
+    int auth;
+    const char *sasl_mechs;
+    const char *authzid;
+    int sasl_ir;
+    int trace_secrets;
+    const char *token; /* an OAuth 2.0 bearer token for XOAUTH2 / OAUTHBEARER */
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
-            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0                               \
+            0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,   \
+            NULL, NULL, 1, 0, NULL                                                                 \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
  * UIDL, RETR of every message (pipelined when the server offers
  * PIPELINING) into opts->store, DELE of each message only after its
- * commit and mw_store_sync returned 0 (unless keep), QUIT.  The strings
+ * commit and mw_store_sync returned 0 (unless keep), QUIT.  As the
+ * blocking fetch (fetch.h), a RETR the server refuses, or a message that
+ * is not of the size its reply announced ("+OK n octets"), costs that
+ * message only: it is neither stored nor deleted, the others go on, and
+ * the first such failure is the job's result after QUIT.  The strings
  * of opts are copied; the store is borrowed until the job ends.  *out
  * (may be NULL) is the job, valid until its done callback returned.
  * Returns 0 (the job runs; done will be called), or MW_EINVAL,
@@ -203,6 +222,60 @@ typedef struct mw_loop_pop3_opts {
 MW_EXTERN int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out,
                                      const mw_loop_pop3_opts *opts, mw_loop_done_fn done,
                                      void *userdata, mw_error *err);
+
+/* A POP3 command sequence (RFC 1939 §5): after the login and a STAT (as
+ * mw_pop3_open does), the commands one after the other, then QUIT. */
+enum mw_loop_pop3_op {
+    MW_LOOP_POP3_STAT = 1,
+    MW_LOOP_POP3_LIST, /* msg 0: every message; else that one */
+    MW_LOOP_POP3_UIDL, /* msg 0: every message; else that one */
+    MW_LOOP_POP3_RETR,
+    MW_LOOP_POP3_TOP, /* msg, lines */
+    MW_LOOP_POP3_DELE,
+    MW_LOOP_POP3_NOOP,
+    MW_LOOP_POP3_RSET,
+    MW_LOOP_POP3_LAST,
+    MW_LOOP_POP3_CAPA,
+};
+typedef struct mw_loop_pop3_cmd {
+    int op; /* enum mw_loop_pop3_op */
+    uint64_t msg;
+    uint64_t lines;
+} mw_loop_pop3_cmd;
+/* What arrived for command `index`, in order: the status (kind
+ * MW_LOOP_POP3_STATUS: data is the text after "+OK"), then for a multi-line
+ * reply each listing or CAPA line (_LINE) or each piece of a message
+ * (_DATA: octets as the server holds them, dot-unstuffed, CR LF kept),
+ * then _END.  msg/value: STAT count and octets, a listing entry's number
+ * and size (uid: its unique-id), LAST's number; at a RETR's _END value
+ * is the octets received and msg the size its reply announced
+ * (UINT64_MAX: none).  A -ERR ends the job instead (no QUIT: nothing
+ * the sequence deleted is applied), with the error mw_pop3_* gives. */
+#define MW_LOOP_POP3_STATUS 1
+#define MW_LOOP_POP3_LINE   2
+#define MW_LOOP_POP3_DATA   3
+#define MW_LOOP_POP3_END    4
+typedef struct mw_loop_pop3_reply {
+    size_t index; /* into the commands */
+    int op;
+    int kind;
+    const char *data;
+    size_t len;
+    uint64_t msg, value;
+    const char *uid;
+} mw_loop_pop3_reply;
+/* Returns 0 to go on; another value ends the job like mw_loop_cancel,
+ * with that value as its result. */
+typedef int (*mw_loop_pop3_reply_fn)(mw_loop_job *job, const mw_loop_pop3_reply *r, void *userdata);
+/* Adds a POP3 session that runs cmds[0..n) (copied) after the login and
+ * a STAT, then QUIT; the same bytes as the blocking calls (pop3.h) send
+ * for them.  A message number over STAT's count is refused before it is
+ * sent, as there.  opts->store and the fetch callbacks are not used.
+ * Returns as mw_loop_add_pop3_fetch. */
+MW_EXTERN int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                                    const mw_loop_pop3_cmd *cmds, size_t n,
+                                    mw_loop_pop3_reply_fn reply, void *reply_userdata,
+                                    mw_loop_done_fn done, void *userdata, mw_error *err);
 
 /* The end of a fetch added with mw_loop_add_fetch: res and err as
  * mw_fetch_account gives them (err->code is 0 on success). */
@@ -215,23 +288,21 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * DELE, QUIT last.  o->pop3 gives the port, TLS (STARTTLS, IMPLICIT or
  * NONE; tls_opts as in mw_loop_pop3_opts), user and password, allow_plaintext,
  * net's connect_timeout_ms / io_timeout_ms / max_time_ms / family,
- * pipelining, window and trace.  Not on the loop yet, refused with
- * MW_EUNSUPPORTED: the filter, SASL, APOP, tokens, a caller's stream,
- * msex, proxies.  A host name is looked up in this call (getaddrinfo
- * blocks); the certificate is checked against that name.  Strings of o are
- * used during this call only.  Returns 0 (done will be called), or the
- * codes of mw_fetch_account's setup and of mw_loop_add_pop3_fetch; then
- * nothing was added and err says why. */
+ * pipelining, window and trace, the login (auth, sasl_mechs, authzid,
+ * sasl_ir, token).  Not on the loop yet, refused with MW_EUNSUPPORTED:
+ * the filter, token providers, a caller's stream, msex, proxies, a rate
+ * floor.  A host name is looked up on the loop, for net's family, not in
+ * this call; the certificate is checked against that name.  Strings of o
+ * are used during this call only.  Returns 0 (done will be called), or
+ * the codes of mw_fetch_account's setup and of mw_loop_add_pop3_fetch;
+ * then nothing was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
 #define MW_LOOP_SMTP_OPTS_VERSION 2
 typedef struct mw_loop_smtp_opts {
     unsigned version;
-    /* A numeric IPv4 or IPv6 address, or a name looked up in
-     * mw_loop_add_smtp_send (getaddrinfo blocks; the certificate is
-     * checked against the name). */
-    const char *host;
-    unsigned port; /* 0: 587, or 465 with MW_TLS_IMPLICIT */
+    const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
+    unsigned port;    /* 0: 587, or 465 with MW_TLS_IMPLICIT */
     int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), IMPLICIT, NONE or OPPORTUNISTIC */
     const mw_tls_opts *tls_opts; /* as in mw_loop_pop3_opts */
     const char *user;            /* AUTH PLAIN (RFC 4616) when set */

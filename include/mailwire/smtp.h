@@ -206,7 +206,7 @@ MW_EXTERN void mw_smtp_result_free(mw_smtp_result *r);
  * message prefixed with "HOST port N: ").
  * Returns 0, MW_EINVAL (bad option: CR/LF/NUL in the EHLO name or identity),
  * MW_ENET, MW_ETIMEOUT, MW_ETLS (STARTTLS missing or refused, handshake
- * failed), MW_ECERT, MW_EAUTH (every mechanism refused), MW_EPOLICY
+ * failed), MW_ECERT, MW_EAUTH (credentials or every mechanism refused), MW_EPOLICY
  * (password would go in clear), MW_EUNSUPPORTED (credentials given, no AUTH
  * offered), MW_ETEMP (421/4xx), MW_ESERVER (5xx), MW_EPROTO (not SMTP,
  * mixed codes, a reply over the line/line-count/size caps, bytes injected

@@ -21,6 +21,7 @@ typedef struct plan {
     int stored;  /* committed in the store */
     int saved;   /* its UID is in a state file that was saved */
     int bad_uid; /* UIDL gave it a unique-id that breaks RFC 1939 §7 */
+    int failed;  /* on the loop: its transfer failed (counted as an error, not a skip) */
 } plan;
 
 typedef struct fctx {

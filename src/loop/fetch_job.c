@@ -7,9 +7,9 @@
 #include "mailwire/loop.h"
 
 #include "fetch/fetch_int.h"
+#include "loop/loop_int.h"
 #include "util/err.h"
 
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +40,6 @@ static void lfetch_free(lfetch *f)
 static int on_plan(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned char *act,
                    void *ud)
 {
-    (void)job;
     lfetch *f = ud;
     fctx *c = &f->c;
     c->res->messages = n;
@@ -58,13 +57,14 @@ static int on_plan(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned
     }
     /* The job keeps no unique-id that breaks RFC 1939 §7: with UIDs for
      * the others, such a message is left alone, as the blocking fetch does. */
-    c->res->uid_mode = nu ? 2 : 0;
-    for (size_t i = 0; nu && i < n; i++)
+    uint64_t last = 0;
+    c->res->uid_mode = mwi_loop_pop3_uid_mode(job, &last);
+    for (size_t i = 0; c->res->uid_mode == 2 && i < n; i++)
         if (!c->pl[i].uid) c->pl[i].bad_uid = 1;
-    int rc = nu ? mwi_fetch_prune(c, uids, nu) : 0;
+    int rc = c->res->uid_mode == 2 ? mwi_fetch_prune(c, uids, nu) : 0;
     free(uids);
     if (rc) return rc;
-    mwi_fetch_decide(c, 0);
+    mwi_fetch_decide(c, last);
     for (size_t i = 0; i < n; i++) {
         const plan *p = &c->pl[i];
         if (p->action == A_GET) {
@@ -123,10 +123,21 @@ static int on_stored(mw_loop_job *job, uint64_t msg, const char *uid, uint64_t s
     return 0;
 }
 
+/* A message the job could not take: an error of the run, as the blocking
+ * fetch counts it; the run goes on. */
+static void on_msg_error(mw_loop_job *job, uint64_t msg, const mw_error *err, void *ud)
+{
+    (void)job;
+    lfetch *f = ud;
+    plan *p = find_plan(&f->c, msg);
+    if (p) p->failed = 1;
+    f->c.res->errors++;
+    mwi_fetch_fail(&f->c, err->code, "pop3", err, NULL);
+}
+
 /* Before the first DELE: every stored message recorded durably. */
 static int on_commit(mw_loop_job *job, void *ud)
 {
-    (void)job;
     lfetch *f = ud;
     int rc = mwi_fetch_save_state(&f->c);
     if (!rc) mwi_fetch_progress(&f->c, 3);
@@ -143,7 +154,7 @@ static void on_done(mw_loop_job *job, const mw_loop_result *r, void *ud)
     /* Whatever happened, what was stored is recorded. */
     mwi_fetch_save_state(c);
     for (size_t i = 0; c->pl && i < c->n; i++)
-        if (c->pl[i].action == A_GET && !c->pl[i].stored) f->res.skipped++;
+        if (c->pl[i].action == A_GET && !c->pl[i].stored && !c->pl[i].failed) f->res.skipped++;
     mwi_fetch_progress(c, 4);
     if (f->done) f->done(job, &f->res, &f->err, f->userdata);
     lfetch_free(f);
@@ -156,11 +167,18 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
     if (o->filter && *o->filter)
         return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: the filter is not on the loop yet");
     if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
-    if (po->stream || po->token || po->token_fn || po->authzid || po->sasl_mechs || po->msex ||
-        (po->auth != MW_POP3_AUTH_AUTO && po->auth != MW_POP3_AUTH_USER))
+    if (po->stream || (po->version >= 2 && po->token_fn) || po->msex ||
+        po->auth == MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "fetch: the loop logs in with USER/PASS only (no SASL, APOP, "
-                           "token or stream of the caller's yet)");
+                           "fetch: no token provider, caller's stream or msex on the loop yet");
+    /* The default rate floor (1 byte/s over 300 s) is within the loop's
+     * io timeout; another one is not on the loop. */
+    const mw_net_opts *n = po->net;
+    if (n && n->version >= 3 && n->speed_limit &&
+        (n->speed_limit != MW_NET_DEFAULT_SPEED_LIMIT ||
+         n->speed_time_ms != MW_NET_DEFAULT_SPEED_TIME_MS))
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "fetch: a transfer rate floor (speed_limit) is not on the loop yet");
     if (po->net && po->net->proxy && *po->net->proxy)
         return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: proxies are not on the loop yet");
     if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
@@ -169,35 +187,22 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
     return 0;
 }
 
-/* The host as a numeric address.  A name is looked up here, before the
- * job starts (getaddrinfo blocks: name lookup is not on the loop yet). */
-static int numeric_host(const char *host, int family, char *out, size_t cap, mw_error *err)
-{
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = family == 4 ? AF_INET : family == 6 ? AF_INET6 : AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    int g = getaddrinfo(host, NULL, &hints, &ai);
-    if (g != 0 || !ai)
-        return mwi_err_set(err, MW_ENET, "fetch: cannot resolve %s: %s", host, gai_strerror(g));
-    g = getnameinfo(ai->ai_addr, ai->ai_addrlen, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST);
-    freeaddrinfo(ai);
-    if (g != 0)
-        return mwi_err_set(err, MW_ENET, "fetch: %s: no numeric address: %s", host,
-                           gai_strerror(g));
-    return 0;
-}
-
-static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *addr,
+static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *host,
                            mw_tls_opts *tls)
 {
-    lo->host = addr;
+    lo->host = host;
     lo->port = po->port;
     lo->tls = po->tls;
     lo->tls_opts = tls;
     lo->user = po->user;
     lo->password = po->password;
     lo->allow_plaintext = po->allow_plaintext;
+    lo->auth = po->auth;
+    lo->sasl_mechs = po->sasl_mechs;
+    lo->authzid = po->authzid;
+    lo->sasl_ir = po->sasl_ir;
+    lo->trace_secrets = po->trace_secrets;
+    lo->token = po->token;
     if (po->net) {
         if (po->net->connect_timeout_ms > 0) lo->connect_timeout_ms = po->net->connect_timeout_ms;
         if (po->net->io_timeout_ms > 0) lo->io_timeout_ms = po->net->io_timeout_ms;
@@ -218,9 +223,6 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     if (err) mw_error_clear(err);
     int rc = mwi_fetch_check_opts(o, err);
     if (!rc) rc = check_loop_opts(o, err);
-    char addr[64];
-    if (!rc)
-        rc = numeric_host(o->host, o->pop3->net ? o->pop3->net->family : 0, addr, sizeof addr, err);
     if (rc) return rc;
     lfetch *f = calloc(1, sizeof *f);
     if (!f) return mwi_err_set(err, MW_ENOMEM, "out of memory");
@@ -241,9 +243,9 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     if (!rc) rc = mwi_fetch_open_store(&f->c);
     mw_tls_opts tls = MW_TLS_OPTS_INIT;
     if (o->pop3->tls_opts) tls = *o->pop3->tls_opts;
-    if (!tls.servername) tls.servername = o->host; /* verified against the name, not addr */
+    if (!tls.servername) tls.servername = o->host;
     mw_loop_pop3_opts lo = MW_LOOP_POP3_OPTS_INIT;
-    pop3_opts_from(&lo, o->pop3, addr, &tls);
+    pop3_opts_from(&lo, o->pop3, o->host, &tls);
     lo.store = f->c.s;
     lo.stored = on_stored;
     lo.stored_userdata = f;
@@ -251,8 +253,17 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     lo.commit = on_commit;
     lo.plan_userdata = f;
     if (!rc) {
-        rc = mw_loop_add_pop3_fetch(loop, out, &lo, on_done, f, &tmp);
-        if (rc) mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
+        mw_loop_job *lj = NULL;
+        rc = mw_loop_add_pop3_fetch(loop, &lj, &lo, on_done, f, &tmp);
+        if (rc) {
+            mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
+        } else {
+            mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
+            /* A name is looked up at the job's first step (lconn.h), for
+             * the family asked. */
+            if (o->pop3->net) lj->family = o->pop3->net->family;
+            if (out) *out = lj;
+        }
     }
     if (rc) {
         if (err) *err = f->err;

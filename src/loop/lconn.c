@@ -1,8 +1,12 @@
 /* The connection half of a loop job (lconn.h). */
 #include "loop/lconn.h"
+#include "resolve/resolve.h"
 #include "util/err.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +33,11 @@ int mwi_lconn_init(mwi_lconn *c, mw_loop_job *job, const mwi_lconn_ops *ops, voi
 
 void mwi_lconn_close(mwi_lconn *c)
 {
+    if (c->rslv) { /* its descriptor is its own to close */
+        mwi_loop_set_fd(c->job, -1);
+        mwi_rslv_free(c->rslv);
+        c->rslv = NULL;
+    }
     mwi_ltls_free(c->tls);
     c->tls = NULL;
     if (c->job->fd >= 0) {
@@ -45,6 +54,8 @@ void mwi_lconn_free(mwi_lconn *c)
     mwi_lconn_close(c);
     free(c->in);
     free(c->host);
+    free(c->addrs);
+    c->addrs = NULL;
     mwi_buf_free(&c->out);
     mwi_ltls_cfg_free(&c->tlscfg);
     c->in = c->host = NULL;
@@ -137,7 +148,13 @@ int mwi_lconn_after_line(mwi_lconn *c, size_t pos)
     if (!c->tls_pending) return 0;
     c->tls_pending = 0;
     if (pos != c->in_len) {
-        fail(c, MW_EPROTO, "the server sent data after its reply to STLS / STARTTLS");
+        if (c->tls_reply)
+            fail(c, MW_EPROTO,
+                 "server sent %zu bytes after its %s, before the TLS handshake (possible "
+                 "injection); refusing",
+                 c->in_len - pos, c->tls_reply);
+        else
+            fail(c, MW_EPROTO, "the server sent data after its reply to STLS / STARTTLS");
         return 1;
     }
     mwi_lconn_start_tls(c);
@@ -185,10 +202,134 @@ static int do_read(mwi_lconn *c, size_t *total)
     return 0;
 }
 
+static void addr_text(const mwi_raddr *a, char *buf, size_t cap)
+{
+    if (!inet_ntop(a->family, a->addr, buf, (socklen_t)cap)) snprintf(buf, cap, "?");
+}
+
+/* Starts a connect to the next address of the name.  Returns 0, or -1
+ * when none is left (*e: the last error). */
+static int connect_next(mwi_lconn *c, int *e)
+{
+    while (c->next_addr < c->naddrs) {
+        const mwi_raddr *a = &c->addrs[c->next_addr++];
+        struct sockaddr_storage ss;
+        memset(&ss, 0, sizeof ss);
+        socklen_t sl;
+        if (a->family == AF_INET) {
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            s4->sin_family = AF_INET;
+            s4->sin_port = htons((uint16_t)c->port);
+            memcpy(&s4->sin_addr, a->addr, 4);
+            sl = sizeof *s4;
+        } else {
+            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+            s6->sin6_family = AF_INET6;
+            s6->sin6_port = htons((uint16_t)c->port);
+            memcpy(&s6->sin6_addr, a->addr, 16);
+            sl = sizeof *s6;
+        }
+        char at[INET6_ADDRSTRLEN];
+        addr_text(a, at, sizeof at);
+        int s = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (s >= 0) {
+            int one = 1;
+            setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            if (connect(s, (struct sockaddr *)&ss, sl) == 0 || errno == EINPROGRESS) {
+                if (mwi_loop_set_fd(c->job, s) == 0) {
+                    int64_t now = mw_now_ms(), end = c->step_deadline < c->total_deadline
+                                                         ? c->step_deadline
+                                                         : c->total_deadline;
+                    /* An equal share of what is left for each address left. */
+                    c->attempt_deadline =
+                        end == MW_NO_DEADLINE
+                            ? end
+                            : now + (end - now) / (int64_t)(c->naddrs - c->next_addr + 1);
+                    mwi_lconn_info(c, "connecting to %s (%s) port %u", c->host, at, c->port);
+                    return 0;
+                }
+                errno = EMFILE;
+            }
+        }
+        *e = errno;
+        if (s >= 0) close(s);
+        mwi_lconn_info(c, "connect to %s (%s) port %u: %s", c->host, at, c->port,
+                       MW_ERRNO_TEXT(*e));
+    }
+    return -1;
+}
+
+/* The name is looked up: its addresses, then the first connect. */
+static void resolved(mwi_lconn *c)
+{
+    size_t n = 0;
+    const mwi_raddr *a = mwi_rslv_addrs(c->rslv, &n);
+    c->addrs = malloc(n * sizeof *a);
+    if (c->addrs) memcpy(c->addrs, a, n * sizeof *a);
+    c->naddrs = c->addrs ? n : 0;
+    c->next_addr = 0;
+    mwi_loop_set_fd(c->job, -1);
+    mwi_rslv_free(c->rslv);
+    c->rslv = NULL;
+    c->resolving = 0;
+    if (!c->addrs) {
+        fail(c, MW_ENOMEM, "out of memory");
+        return;
+    }
+    char first[INET6_ADDRSTRLEN];
+    addr_text(&c->addrs[0], first, sizeof first);
+    mwi_lconn_info(c, "%s is %s%s", c->host, first, n > 1 ? " (and more addresses)" : "");
+    int e = 0;
+    if (connect_next(c, &e))
+        fail(c, MW_ENET, "connect to %s port %u: %s (%zu address%s tried)", c->host, c->port,
+             MW_ERRNO_TEXT(e), c->naddrs, c->naddrs == 1 ? "" : "es");
+}
+
+/* A step of the name lookup (src/resolve): started at the first step, its
+ * descriptor the job's while it runs, within the connect deadline. */
+static void resolve_step(mwi_lconn *c, int events)
+{
+    mw_loop_job *j = c->job;
+    int rc;
+    if (!c->rslv) {
+        int64_t dl = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
+        mwi_lconn_info(c, "looking up %s", c->host);
+        rc = mwi_rslv_start(&c->rslv, c->host, j->family, mwi_loop_resolv_paths(j->loop), dl,
+                            &j->err);
+        if (!rc) rc = mwi_rslv_done(c->rslv);
+    } else {
+        rc = mwi_rslv_step(c->rslv, events, &j->err);
+    }
+    if (rc < 0) {
+        fail(c, rc, "%s", j->err.message);
+        return;
+    }
+    if (rc == 1) {
+        resolved(c);
+        return;
+    }
+    /* The resolver may have closed its socket and opened another under
+     * the same number (the next server, TCP): forget the old one first,
+     * so that mw_loop_run's epoll set takes the new one. */
+    mwi_loop_set_fd(j, -1);
+    if ((rc = mwi_loop_set_fd(j, mwi_rslv_fd(c->rslv))) != 0)
+        fail(c, rc, "descriptor %d cannot be watched", mwi_rslv_fd(c->rslv));
+}
+
 static void update_wait(mwi_lconn *c)
 {
     mw_loop_job *j = c->job;
     int w;
+    if (c->resolving) {
+        if (c->rslv) {
+            j->want = mwi_rslv_want(c->rslv);
+            j->deadline = mwi_rslv_deadline(c->rslv);
+        } else {
+            j->want = 0;
+            j->again = 1; /* the lookup starts at the first step */
+        }
+        return;
+    }
     if (c->connecting)
         w = MW_LOOP_OUT;
     else if (c->handshaking)
@@ -199,11 +340,85 @@ static void update_wait(mwi_lconn *c)
     }
     j->want = w;
     j->deadline = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
+    if (c->connecting && c->next_addr < c->naddrs && c->attempt_deadline < j->deadline)
+        j->deadline = c->attempt_deadline;
 }
 
 void mwi_lconn_arm(mwi_lconn *c)
 {
+    if (c->connecting && c->job->fd < 0 && !c->rslv && !c->addrs) c->resolving = 1;
     if (!c->job->done) update_wait(c);
+}
+
+/* After a step: an idle job's timer, the max-time, the step deadline. */
+static void deadlines(mwi_lconn *c)
+{
+    mw_loop_job *j = c->job;
+    if (j->done) return;
+    if (c->ops->deadline && mw_now_ms() >= c->step_deadline && mw_now_ms() < c->total_deadline &&
+        c->ops->deadline(c->impl)) {
+        if (!j->done) update_wait(c);
+        return;
+    }
+    if (mw_now_ms() >= c->total_deadline && c->max_time_ms > 0) {
+        /* src/net's words for it (stream.c, max_time_exceeded). */
+        int ms = c->max_time_ms;
+        char t[32];
+        snprintf(t, sizeof t, ms % 1000 ? "%d ms" : "%d s", ms % 1000 ? ms : ms / 1000);
+        if (c->connecting)
+            fail(c, MW_ETIMEOUT,
+                 "session exceeded its max-time of %s while connecting to %s port %u", t, c->host,
+                 c->port);
+        else
+            fail(c, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
+                 c->handshaking ? "in the TLS handshake" : "reading a line");
+        return;
+    }
+    if (mw_now_ms() >=
+        (c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline)) {
+        fail(c, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",
+             c->step_deadline < c->total_deadline ? "timeout" : "max_time_ms",
+             c->ops->state(c->impl));
+        return;
+    }
+    update_wait(c);
+}
+
+/* The connect's outcome.  A name's next address is tried when this one
+ * fails, or when its share of the connect time is over (one descriptor
+ * per job: one attempt at a time, not RFC 8305's parallel ones).  Returns
+ * 1 when connected, 0 to wait on, -1 when the job ended. */
+static int connect_done(mwi_lconn *c, int events)
+{
+    mw_loop_job *j = c->job;
+    int e = -1; /* -1: still connecting */
+    if (events & MW_LOOP_OUT) {
+        socklen_t el = sizeof e;
+        e = 0;
+        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
+        if (e == EINPROGRESS || e == EALREADY) e = -1;
+    }
+    if (e == -1) {
+        if (c->next_addr >= c->naddrs || mw_now_ms() < c->attempt_deadline) return 0;
+        e = ETIMEDOUT;
+    }
+    if (e && c->next_addr < c->naddrs) { /* the name's next address */
+        mwi_lconn_info(c, "connect to %s port %u: %s; trying its next address", c->host, c->port,
+                       MW_ERRNO_TEXT(e));
+        int fd = j->fd;
+        mwi_loop_set_fd(j, -1);
+        close(fd);
+        if (connect_next(c, &e) == 0) return 0;
+    }
+    if (e) {
+        fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
+        return -1;
+    }
+    c->connecting = 0;
+    mwi_lconn_info(c, "connected to %s port %u", c->host, c->port);
+    mwi_lconn_progress(c);
+    c->ops->connected(c->impl);
+    return j->done ? -1 : 1;
 }
 
 void mwi_lconn_step(mwi_lconn *c, int events)
@@ -213,21 +428,15 @@ void mwi_lconn_step(mwi_lconn *c, int events)
         fail(c, j->cancel_rc, "cancelled by the caller (in state %s)", c->ops->state(c->impl));
         return;
     }
+    if (c->resolving) {
+        resolve_step(c, events);
+        if (!j->done) update_wait(c);
+        return;
+    }
     if (c->connecting) {
-        if (!(events & MW_LOOP_OUT)) goto deadline;
-        int e = 0;
-        socklen_t el = sizeof e;
-        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
-        if (e == EINPROGRESS || e == EALREADY) goto deadline;
-        if (e) {
-            fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
-            return;
-        }
-        c->connecting = 0;
-        mwi_lconn_info(c, "connected to %s port %u", c->host, c->port);
-        mwi_lconn_progress(c);
-        c->ops->connected(c->impl);
-        if (j->done) return;
+        int r = connect_done(c, events);
+        if (r < 0) return;
+        if (r == 0) goto deadline;
     }
     size_t step_total = 0; /* bytes read in this step, for fairness */
     for (int round = 0; !j->done; round++) {
@@ -272,18 +481,5 @@ void mwi_lconn_step(mwi_lconn *c, int events)
         }
     }
 deadline:
-    if (j->done) return;
-    if (c->ops->deadline && mw_now_ms() >= c->step_deadline && mw_now_ms() < c->total_deadline &&
-        c->ops->deadline(c->impl)) {
-        if (!j->done) update_wait(c);
-        return;
-    }
-    if (mw_now_ms() >=
-        (c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline)) {
-        fail(c, MW_ETIMEOUT, "%s: no progress before the deadline (in state %s)",
-             c->step_deadline < c->total_deadline ? "timeout" : "max_time_ms",
-             c->ops->state(c->impl));
-        return;
-    }
-    update_wait(c);
+    deadlines(c);
 }

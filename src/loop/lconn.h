@@ -43,9 +43,18 @@ typedef struct mwi_lconn {
     int wblock, rwant, eof;
     int io_timeout_ms;
     int64_t step_deadline, total_deadline;
+    int max_time_ms; /* what total_deadline came from, for its error (0: none) */
+    const char *tls_reply; /* "STLS +OK": names the reply in the injection error, or NULL */
     size_t read_budget;
     mw_trace_fn trace;
     void *trace_ud;
+    /* A host that is a name: looked up first on the loop (src/resolve),
+     * then its addresses tried in turn until one connects. */
+    int resolving;
+    struct mwi_rslv *rslv;
+    struct mwi_raddr *addrs;
+    size_t naddrs, next_addr;
+    int64_t attempt_deadline; /* the current address's share of the connect time */
 } mwi_lconn;
 
 /* Sets up c (in buffer of in_cap, output bounded by out_max).  Returns 0
@@ -80,7 +89,11 @@ size_t mwi_lconn_pending(const mwi_lconn *c);
 /* The loop's step for the job: see loop_int.h. */
 void mwi_lconn_step(mwi_lconn *c, int events);
 /* Sets the job's events and deadline from the connection's state (after
- * the job was added; mwi_lconn_step does it after every step). */
+ * the job was added; mwi_lconn_step does it after every step).  A job
+ * still connecting without a descriptor has a host that is a name
+ * (mwi_loop_tcp_socket gave fd -1): the first step looks it up, on the
+ * loop, for the family in job->family, within the connect deadline, then
+ * connects to its addresses one after the other. */
 void mwi_lconn_arm(mwi_lconn *c);
 /* The job made progress now: the io deadline moves. */
 void mwi_lconn_progress(mwi_lconn *c);

@@ -3,6 +3,7 @@
  * (include/mailwire/loop.h). */
 #include "loop/loop_int.h"
 #include "loop/loop_tls.h"
+#include "resolve/resolve.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -34,8 +35,29 @@ struct mw_loop {
     size_t pfd_cap;
     int reaping;
     mwi_ltls_cache *tls_cache;
-    int epfd; /* mw_loop_run's epoll set, -1 until made */
+    int epfd;                  /* mw_loop_run's epoll set, -1 until made */
+    mwi_rslv_paths rslv_paths; /* NULL members: the system's files */
 };
+
+int mwi_loop_set_resolv_paths(mw_loop *loop, const char *resolv_conf, const char *hosts)
+{
+    char *a = resolv_conf ? strdup(resolv_conf) : NULL, *b = hosts ? strdup(hosts) : NULL;
+    if ((resolv_conf && !a) || (hosts && !b)) {
+        free(a);
+        free(b);
+        return MW_ENOMEM;
+    }
+    free((char *)loop->rslv_paths.resolv_conf);
+    free((char *)loop->rslv_paths.hosts);
+    loop->rslv_paths.resolv_conf = a;
+    loop->rslv_paths.hosts = b;
+    return 0;
+}
+
+const mwi_rslv_paths *mwi_loop_resolv_paths(mw_loop *loop)
+{
+    return &loop->rslv_paths;
+}
 
 mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop)
 {
@@ -85,6 +107,7 @@ void mw_loop_free(mw_loop *loop)
     free(loop->pfd);
     free(loop->lfd);
     if (loop->epfd >= 0) close(loop->epfd);
+    mwi_loop_set_resolv_paths(loop, NULL, NULL);
     free(loop);
 }
 
@@ -112,6 +135,16 @@ int mwi_loop_set_fd(struct mw_loop_job *job, int fd)
     mw_loop *l = job->loop;
     if (job->fd >= 0 && (size_t)job->fd < l->fdmap_len && l->fdmap[job->fd] == job)
         l->fdmap[job->fd] = NULL;
+#ifdef __linux__
+    /* Out of mw_loop_run's epoll set now (a job that changes descriptors,
+     * as a name lookup does, may get the same number again for another
+     * socket: epoll_sync must add that one anew). */
+    if (job->reg_fd >= 0 && fd != job->reg_fd) {
+        if (l->epfd >= 0) epoll_ctl(l->epfd, EPOLL_CTL_DEL, job->reg_fd, NULL);
+        job->reg_fd = -1;
+        job->reg_want = 0;
+    }
+#endif
     job->fd = -1;
     if (fd < 0) return 0;
     if (fd >= MW_LOOP_FDMAP_MAX) return MW_ETOOBIG;
@@ -350,10 +383,11 @@ int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_r
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
     snprintf(ps, sizeof ps, "%u", port);
-    if (getaddrinfo(host, ps, &hints, &res) != 0 || !res)
-        return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "%s is not a numeric address (name lookup is not on the loop yet)",
-                           host);
+    if (getaddrinfo(host, ps, &hints, &res) != 0 || !res) {
+        *connect_rc = -1; /* a name: looked up on the loop (lconn.h) */
+        *connect_errno = EINPROGRESS;
+        return 0;
+    }
     int s = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (s < 0) {
         int e = errno;

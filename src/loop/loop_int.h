@@ -33,6 +33,7 @@ struct mw_loop_job {
     int reg_fd;       /* mw_loop_run's epoll registration: descriptor (-1: none) */
     int reg_want;     /* and its events */
     int cancel_rc;    /* nonzero: end with this at the next step */
+    int family;       /* a host name's addresses: 0 any, 4 IPv4 only, 6 IPv6 only */
     mw_loop_result result;
     mw_error err;
     mw_loop_done_fn done_fn;
@@ -47,10 +48,18 @@ int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
 
 /* loop.c: a non-blocking TCP socket to a numeric host, its connect
  * started (*connect_rc, *connect_errno: connect's result; EINPROGRESS is
- * the usual).  Returns 0, MW_EUNSUPPORTED (not a numeric address: no name
- * lookup on the loop yet) or MW_ENET (no socket). */
+ * the usual).  A host that is no numeric address gives *fd -1 and
+ * EINPROGRESS: the job's connection half looks the name up on the loop
+ * (lconn.h, mwi_lconn_arm).  Returns 0 or MW_ENET (no socket). */
 int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_rc,
                         int *connect_errno, mw_error *err);
+
+/* loop.c: where the loop's name lookups read resolv.conf and the hosts
+ * file (NULL: the system's files); copied.  For the tests: the library
+ * reads no environment variable.  Returns 0 or MW_ENOMEM. */
+int mwi_loop_set_resolv_paths(mw_loop *loop, const char *resolv_conf, const char *hosts);
+/* loop.c: those paths, for src/resolve. */
+const struct mwi_rslv_paths *mwi_loop_resolv_paths(mw_loop *loop);
 
 /* loop.c: mw_loop_run's poll(2) runner, the one used where there is no
  * epoll(7); the tests call it to keep it tried. */
@@ -63,6 +72,14 @@ struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
  * tests that play the server over a socketpair (opts->tls as given; the
  * certificate name is tls_opts->servername, else "peer").  The job owns
  * fd from the call on, even on failure. */
+/* A message the POP3 job could not take (refused, cut off, not of its
+ * LIST size): it is neither stored nor deleted; err says why. */
+typedef void (*mwi_loop_msg_error_fn)(struct mw_loop_job *job, uint64_t msg, const mw_error *err,
+                                      void *ud);
+void mwi_loop_pop3_on_msg_error(struct mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud);
+/* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
+ * LAST was instead (*last: its answer), 0 when neither. */
+int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
 

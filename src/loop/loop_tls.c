@@ -1,7 +1,7 @@
 /* TLS over a non-blocking socket for the loop (loop_tls.h): OpenSSL's
  * WANT_READ / WANT_WRITE become the events the job waits for. */
 #include "loop/loop_tls.h"
-#include "net/stream_int.h"
+#include "net/tls.h"
 #include "mailwire/loop.h"
 #include "util/err.h"
 
@@ -226,10 +226,8 @@ static int ssl_fail(mwi_ltls *t, int r, const char *what, int *want, int *eof, m
         long vr = SSL_get_verify_result(t->ssl);
         if (vr != X509_V_OK) {
             ERR_clear_error();
-            char reason[400];
-            mwi_tls_verify_reason(vr, SSL_get0_peer_certificate(t->ssl), reason, sizeof reason);
-            return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", t->host,
-                               reason);
+            mwi_tls_verify_reason(vr, SSL_get0_peer_certificate(t->ssl), why, sizeof why);
+            return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", t->host, why);
         }
         int rc = mwi_err_set(err, MW_ETLS, "TLS %s with %s failed: %s", what, t->host,
                              ssl_reason(why, sizeof why));

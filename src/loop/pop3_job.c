@@ -1,12 +1,11 @@
-/* A POP3 fetch as a non-blocking state machine on the loop (loop.h):
- * connect, greeting, CAPA, STLS (RFC 2595), USER/PASS (RFC 1939 §7),
- * LIST and UIDL, RETR pipelined (RFC 2449 §6.6), store, DELE after the
- * durable store, QUIT (RFC 1939 §6).  The replies go through the I/O-free
- * codecs of src/proto; TLS is OpenSSL over the non-blocking socket, its
- * WANT_READ / WANT_WRITE becoming the events the job waits for. */
-#include "loop/lconn.h"
-#include "loop/loop_int.h"
-#include "proto/pop3_codec.h"
+/* A POP3 session as a non-blocking state machine on the loop (loop.h):
+ * connect, greeting, CAPA, STLS (RFC 2595), the login (pop3_login.c), then
+ * a fetch into a store (pop3_fetch.c), an idle session, or the caller's
+ * commands (pop3_cmds.c), and QUIT (RFC 1939 §6).  The replies go through
+ * the I/O-free codecs of src/proto; TLS is OpenSSL over the non-blocking
+ * socket, its WANT_READ / WANT_WRITE becoming the events the job waits
+ * for (lconn.c). */
+#include "loop/pop3_job.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -14,94 +13,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define P3L_IN_CAP      (32 * 1024) /* input buffer: a few reads' worth */
-#define P3L_IDLE_IN_CAP 2048        /* an idle session's input buffer */
-#define P3L_LINE_MAX    8192        /* a status or listing line */
-#define P3L_CMD_MAX     255         /* RFC 2449 §4 */
-#define P3L_WINDOW_MAX  1024
-#define P3L_MAX_MSGS    (1000u * 1000)
-#define P3L_READ_BUDGET (256 * 1024) /* bytes per step before yielding to other jobs */
-
-enum p3l_state {
-    S_CONNECTING,
-    S_HANDSHAKE,
-    S_GREETING,
-    S_CAPA,
-    S_STLS,
-    S_USER,
-    S_PASS,
-    S_LIST,
-    S_TRANSFER,
-    S_QUIT,
-    S_IDLE,
-    S_DONE,
+static const char *const state_name[] = {
+    "connecting", "TLS handshake", "greeting", "CAPA", "STLS", "USER", "PASS",     "LIST/UIDL",
+    "transfer",   "QUIT",          "idle",     "done", "AUTH", "STAT", "commands",
 };
-static const char *const state_name[] = {"connecting", "TLS handshake", "greeting", "CAPA",
-                                         "STLS",       "USER",          "PASS",     "LIST/UIDL",
-                                         "transfer",   "QUIT",          "idle",     "done"};
+const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER",   "PASS", "LIST",
+                                         "UIDL",     "RETR", "DELE", "QUIT",   "NOOP", "LAST",
+                                         "AUTH",     "APOP", "STAT", "command"};
 
-enum p3l_kind {
-    K_GREET,
-    K_CAPA,
-    K_STLS,
-    K_USER,
-    K_PASS,
-    K_LIST,
-    K_UIDL,
-    K_RETR,
-    K_DELE,
-    K_QUIT,
-    K_NOOP
-};
-static const char *const kind_name[] = {"greeting", "CAPA", "STLS", "USER", "PASS", "LIST",
-                                        "UIDL",     "RETR", "DELE", "QUIT", "NOOP"};
-
-typedef struct p3l_msg {
-    uint64_t num, size;
-    char *uid;
-    unsigned char act; /* MW_LOOP_GET | MW_LOOP_DELE */
-    unsigned char stored;
-} p3l_msg;
-
-typedef struct p3l_cmd {
-    int kind;
-    uint64_t arg;
-} p3l_cmd;
-
-typedef struct p3l {
-    mw_loop_job *job;
-    int state;
-    mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
-    char *user, *password;
-    int tls_mode, allow_plaintext, keep;
-    int connect_timeout_ms;
-    int idle_noop_ms; /* > 0: an idle session (loop.h) */
-    unsigned window;
-    mw_store *store;
-    mw_loop_stored_fn stored;
-    void *stored_ud;
-    mw_loop_plan_fn plan;     /* set: deletions deferred until commit (below) */
-    mw_loop_commit_fn commit; /* called once before the first deferred DELE */
-    void *plan_ud;
-    int committed;    /* the commit callback said 0 */
-    size_t next_dele; /* deferred DELE cursor into msgs */
-    int capa_stls, capa_pipelining, capa_uidl;
-    int ml;      /* in a multi-line reply of this kind (K_CAPA, K_LIST, K_UIDL), or -1 */
-    int in_body; /* in a RETR body */
-    mw_pop3_body body;
-    size_t body_msg; /* index into msgs */
-    p3l_cmd *q;      /* commands in flight, a ring of q_cap */
-    size_t q_cap, q_head, q_len;
-    p3l_msg *msgs;
-    size_t nmsgs, msgs_cap;
-    size_t next_retr;
-    int list_done, uidl_done;
-} p3l;
-
-static void set_state(p3l *p, int st)
+void mwi_p3l_set_state(p3l *p, int st)
 {
     if (p->state == st || p->state == S_DONE) return;
     mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
@@ -110,8 +34,7 @@ static void set_state(p3l *p, int st)
 
 /* Ends the job: the connection is closed without QUIT unless QUIT was
  * answered already.  The code goes into the job's error as it is. */
-static void end_job(p3l *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void end_job(p3l *p, int code, const char *fmt, ...)
+void mwi_p3l_end(p3l *p, int code, const char *fmt, ...)
 {
     if (p->job->done) return;
     char msg[sizeof p->job->err.message] = "";
@@ -124,295 +47,131 @@ static void end_job(p3l *p, int code, const char *fmt, ...)
     if (p->in_body && p->store) mw_store_abort(p->store);
     p->in_body = 0;
     mwi_lconn_end(&p->c, code, msg);
-    set_state(p, S_DONE);
+    mwi_p3l_set_state(p, S_DONE);
 }
 
-/* Queues a command line (CR LF added); arg is the number for RETR/DELE. */
-static int send_cmd(p3l *p, int kind, const char *line, uint64_t arg)
+int mwi_p3l_send(p3l *p, int kind, const char *line, uint64_t arg, const char *shown)
 {
     size_t len = strlen(line);
-    if (len > P3L_CMD_MAX - 2 || strpbrk(line, "\r\n")) {
-        end_job(p, MW_EINVAL, "command %s refused: too long or holding CR/LF", kind_name[kind]);
+    /* The lines of a SASL exchange are not commands (RFC 5034 §4 bounds
+     * only the AUTH line). */
+    size_t most = kind == K_AUTH && p->in_auth ? 16384 : P3L_CMD_MAX - 2;
+    if (len > most || strpbrk(line, "\r\n")) {
+        mwi_p3l_end(p, MW_EINVAL, "command %s refused: too long or holding CR/LF",
+                    mwi_p3l_kind_name[kind]);
         return -1;
     }
     if (p->q_len >= p->q_cap || mwi_lconn_queue_line(&p->c, line) != 0) {
-        end_job(p, MW_ETOOBIG, "too many commands queued");
+        mwi_p3l_end(p, MW_ETOOBIG, "too many commands queued");
         return -1;
     }
     size_t slot = (p->q_head + p->q_len) % p->q_cap;
     p->q[slot].kind = kind;
     p->q[slot].arg = arg;
     p->q_len++;
-    if (kind == K_PASS)
-        mwi_lconn_trace(&p->c, MW_TRACE_SEND, "PASS ****", 9);
+    if (shown && !p->trace_secrets)
+        mwi_lconn_trace(&p->c, MW_TRACE_SEND, shown, strlen(shown));
     else
         mwi_lconn_trace(&p->c, MW_TRACE_SEND, line, len);
     return 0;
 }
 
-static void err_command(p3l *p, const p3l_cmd *c)
+void mwi_p3l_trace_recv(p3l *p, const char *l, size_t len)
+{
+    if (p->in_auth && !p->trace_secrets && len && l[0] == '+' && (len == 1 || l[1] == ' '))
+        mwi_lconn_trace(&p->c, MW_TRACE_RECV, "+ ****", 6);
+    else
+        mwi_lconn_trace(&p->c, MW_TRACE_RECV, l, len);
+}
+
+void mwi_p3l_err_command(p3l *p, const p3l_cmd *c)
 {
     char buf[64];
     int n;
     if (c->kind == K_RETR || c->kind == K_DELE)
-        n = snprintf(buf, sizeof buf, "%s %llu", kind_name[c->kind], (unsigned long long)c->arg);
+        n = snprintf(buf, sizeof buf, "%s %llu", mwi_p3l_kind_name[c->kind],
+                     (unsigned long long)(c->kind == K_RETR ? p->msgs[c->arg].num : c->arg));
     else if (c->kind == K_PASS)
         n = snprintf(buf, sizeof buf, "PASS ****");
+    else if (c->kind == K_CMD || c->kind == K_APOP || c->kind == K_AUTH)
+        n = snprintf(buf, sizeof buf, "%s", p->cur_cmd);
     else if (c->kind == K_USER)
         n = snprintf(buf, sizeof buf, "USER %.40s", p->user);
     else
-        n = snprintf(buf, sizeof buf, "%s", kind_name[c->kind]);
+        n = snprintf(buf, sizeof buf, "%s", mwi_p3l_kind_name[c->kind]);
     if (n > 0) mwi_err_set_command(&p->job->err, buf, strlen(buf));
 }
 
-/* -ERR to a command: the code for it (RFC 2449 §8, RFC 3206). */
-static int err_code(const mw_pop3_status *st, int dflt)
+/* A -ERR ends the job with the error the blocking session gives for it
+ * (mwi_pop3_status_error, src/proto/pop3_reply.c), named as src/pop3 names
+ * it: "RETR 2: server said -ERR ...", a refused login "PASS refused: ...". */
+void mwi_p3l_refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code)
 {
-    if (!strcmp(st->code, "IN-USE") || !strcmp(st->code, "LOGIN-DELAY") ||
-        !strcmp(st->code, "SYS/TEMP"))
-        return MW_ETEMP;
-    if (!strcmp(st->code, "AUTH")) return MW_EAUTH;
-    return dflt;
-}
-
-static void refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code)
-{
-    if (c->kind != K_GREET) err_command(p, c);
-    mwi_err_set_reply(&p->job->err, st->text, st->text_len);
-    snprintf(p->job->err.resp_code, sizeof p->job->err.resp_code, "%s", st->code);
-    end_job(p, err_code(st, code), "%s refused by the server: %.200s", kind_name[c->kind],
-            p->job->err.reply);
-}
-
-static void start_login(p3l *p)
-{
-    if (!p->c.tls && !p->allow_plaintext) {
-        end_job(p, MW_EPOLICY,
-                "login over an unencrypted connection not allowed "
-                "(allow_plaintext)");
-        return;
-    }
-    char line[P3L_CMD_MAX + 1];
-    snprintf(line, sizeof line, "USER %s", p->user);
-    set_state(p, S_USER);
-    send_cmd(p, K_USER, line, 0);
+    char what[48];
+    if (c->kind == K_RETR || c->kind == K_DELE)
+        snprintf(what, sizeof what, "%s %llu", mwi_p3l_kind_name[c->kind],
+                 (unsigned long long)(c->kind == K_RETR ? p->msgs[c->arg].num : c->arg));
+    else
+        snprintf(what, sizeof what, "%s", mwi_p3l_kind_name[c->kind]);
+    mw_error *e = &p->job->err;
+    if (c->kind != K_GREET) mwi_p3l_err_command(p, c);
+    char cmd[sizeof e->command];
+    memcpy(cmd, e->command, sizeof cmd);
+    int rc = mwi_pop3_status_error(e, st, code, what);
+    memcpy(e->command, cmd, sizeof cmd);
+    if (c->kind == K_USER || c->kind == K_PASS || c->kind == K_APOP)
+        mwi_p3l_end(p, rc, "%s refused: -ERR %.200s", what, e->reply);
+    else
+        mwi_p3l_end(p, rc, "%.300s", e->message);
 }
 
 static void after_capa(p3l *p)
 {
     if (!p->c.tls && p->tls_mode == MW_TLS_STARTTLS) {
         if (!p->capa_stls) {
-            end_job(p, MW_ETLS, "the server does not offer STLS (RFC 2595) and TLS is required");
+            mwi_p3l_end(p, MW_ETLS,
+                        "STLS was asked for but the server does not offer it%s; not going on in "
+                        "plain text",
+                        p->capa_known ? "" : " (CAPA failed)");
             return;
         }
-        set_state(p, S_STLS);
-        send_cmd(p, K_STLS, "STLS", 0);
+        mwi_p3l_set_state(p, S_STLS);
+        mwi_p3l_send(p, K_STLS, "STLS", 0, NULL);
         return;
     }
-    start_login(p);
-}
-
-/* With a plan callback, deletions wait until every RETR is answered and
- * the commit callback said 0 (the caller made its record durable), then
- * go in one pipeline; a message to fetch and delete is deleted only when
- * it was stored. */
-static int next_deferred_dele(p3l *p, char *line, size_t cap)
-{
-    if (p->q_len || p->in_body) return 0;
-    if (!p->committed) {
-        int rc = mw_store_sync(p->store);
-        if (rc) {
-            end_job(p, rc, "store: %s; nothing deleted", mw_store_error(p->store)->message);
-            return -1;
-        }
-        rc = p->commit ? p->commit(p->job, p->plan_ud) : 0;
-        if (rc) {
-            end_job(p, rc, "%s", "stopped by the commit callback; nothing deleted");
-            return -1;
-        }
-        p->committed = 1;
-    }
-    while (p->next_dele < p->nmsgs) {
-        const p3l_msg *m = &p->msgs[p->next_dele++];
-        if ((m->act & MW_LOOP_DELE) && (!(m->act & MW_LOOP_GET) || m->stored)) {
-            snprintf(line, cap, "DELE %llu", (unsigned long long)m->num);
-            return 1;
-        }
-    }
-    return 0;
-}
-
-static void fill_window(p3l *p)
-{
-    unsigned window = p->capa_pipelining ? p->window : 1;
-    while (!p->job->done && p->q_len < window) {
-        char line[40];
-        if (p->next_retr < p->nmsgs) {
-            const p3l_msg *m = &p->msgs[p->next_retr];
-            if (m->act & MW_LOOP_GET) {
-                snprintf(line, sizeof line, "RETR %llu", (unsigned long long)m->num);
-                if (send_cmd(p, K_RETR, line, p->next_retr) != 0) return;
-            }
-            p->next_retr++;
-            continue;
-        }
-        if (!p->plan) break;
-        int more = next_deferred_dele(p, line, sizeof line);
-        if (more < 0) return;
-        if (!more) break;
-        if (send_cmd(p, K_DELE, line, 0) != 0) return;
-    }
-    if (!p->job->done && p->next_retr >= p->nmsgs && p->q_len == 0 && !p->in_body &&
-        (!p->plan || (p->committed && p->next_dele >= p->nmsgs))) {
-        set_state(p, S_QUIT);
-        send_cmd(p, K_QUIT, "QUIT", 0);
-    }
-}
-
-/* Every listed message is fetched (and deleted unless keep), or as the
- * plan callback decides. */
-static int make_plan(p3l *p)
-{
-    for (size_t i = 0; i < p->nmsgs; i++)
-        p->msgs[i].act = MW_LOOP_GET | (p->keep ? 0 : MW_LOOP_DELE);
-    if (!p->plan) return 0;
-    mw_loop_msg *v = calloc(p->nmsgs ? p->nmsgs : 1, sizeof *v);
-    unsigned char *act = malloc(p->nmsgs ? p->nmsgs : 1);
-    int rc = 0;
-    if (!v || !act) {
-        end_job(p, MW_ENOMEM, "out of memory");
-        rc = -1;
-    }
-    for (size_t i = 0; !rc && i < p->nmsgs; i++) {
-        v[i].num = p->msgs[i].num;
-        v[i].size = p->msgs[i].size;
-        v[i].uid = p->msgs[i].uid;
-        act[i] = p->msgs[i].act;
-    }
-    if (!rc && (rc = p->plan(p->job, v, p->nmsgs, act, p->plan_ud)) != 0)
-        end_job(p, rc, "%s", "stopped by the plan callback");
-    for (size_t i = 0; !rc && i < p->nmsgs; i++)
-        p->msgs[i].act = act[i] & (MW_LOOP_GET | MW_LOOP_DELE);
-    free(v);
-    free(act);
-    return rc;
-}
-
-static void start_transfer(p3l *p)
-{
-    p->job->result.messages = p->nmsgs;
-    if (make_plan(p)) return;
-    size_t want = 0;
-    for (size_t i = 0; i < p->nmsgs; i++)
-        want += (p->msgs[i].act & MW_LOOP_GET) != 0;
-    mwi_lconn_info(&p->c, "%zu messages listed, %zu to fetch", p->nmsgs, want);
-    set_state(p, S_TRANSFER);
-    fill_window(p);
-}
-
-/* The message is complete: durable store first, then DELE (never before). */
-static void message_done(p3l *p)
-{
-    p3l_msg *m = &p->msgs[p->body_msg];
-    p->in_body = 0;
-    int rc = mw_store_commit(p->store);
-    /* With a plan, deletions wait (next_deferred_dele), and one sync there
-     * covers every message committed before it. */
-    if (rc == 0 && !p->plan) rc = mw_store_sync(p->store);
-    if (rc) {
-        end_job(p, rc, "storing message %llu: %s", (unsigned long long)m->num,
-                mw_store_error(p->store)->message);
-        return;
-    }
-    p->job->result.stored++;
-    m->stored = 1;
-    mwi_lconn_info(&p->c, "message %llu stored (%llu octets)", (unsigned long long)m->num,
-                   (unsigned long long)p->body.produced);
-    if (p->stored) {
-        rc = p->stored(p->job, m->num, m->uid ? m->uid : "", p->body.produced, p->stored_ud);
-        if (rc) {
-            end_job(p, rc, "stopped by the stored callback after message %llu",
-                    (unsigned long long)m->num);
-            return;
-        }
-    }
-    if (p->job->cancel_rc) {
-        end_job(p, p->job->cancel_rc, "cancelled after message %llu", (unsigned long long)m->num);
-        return;
-    }
-    if (!p->plan && (m->act & MW_LOOP_DELE)) {
-        char line[40];
-        snprintf(line, sizeof line, "DELE %llu", (unsigned long long)m->num);
-        if (send_cmd(p, K_DELE, line, m->num) != 0) return;
-    }
-    fill_window(p);
-}
-
-static int add_msg(p3l *p, uint64_t num, uint64_t size)
-{
-    if (p->nmsgs >= P3L_MAX_MSGS) {
-        end_job(p, MW_ETOOBIG, "more than %u messages listed", P3L_MAX_MSGS);
-        return -1;
-    }
-    if (p->nmsgs == p->msgs_cap) {
-        size_t cap = p->msgs_cap ? p->msgs_cap * 2 : 16;
-        p3l_msg *m = realloc(p->msgs, cap * sizeof *m);
-        if (!m) {
-            end_job(p, MW_ENOMEM, "out of memory");
-            return -1;
-        }
-        p->msgs = m;
-        p->msgs_cap = cap;
-    }
-    if (p->nmsgs && p->msgs[p->nmsgs - 1].num >= num) {
-        end_job(p, MW_EPROTO, "LIST not in ascending message order at %llu",
-                (unsigned long long)num);
-        return -1;
-    }
-    p->msgs[p->nmsgs].num = num;
-    p->msgs[p->nmsgs].size = size;
-    p->msgs[p->nmsgs].uid = NULL;
-    p->nmsgs++;
-    return 0;
+    mwi_p3l_login(p);
 }
 
 /* One line of a multi-line reply (dot-unstuffed already). */
 static void ml_line(p3l *p, const char *l, size_t len)
 {
-    uint64_t a, b;
-    if (p->ml == K_CAPA) {
-        /* The line is not NUL-terminated: the keyword ends at a space
-         * within len, or at len. */
-        const char *sp = memchr(l, ' ', len);
-        size_t w = sp ? (size_t)(sp - l) : len;
-        if (w == 4 && !memcmp(l, "STLS", 4)) p->capa_stls = 1;
-        if (w == 10 && !memcmp(l, "PIPELINING", 10)) p->capa_pipelining = 1;
-        if (w == 4 && !memcmp(l, "UIDL", 4)) p->capa_uidl = 1;
-    } else if (p->ml == K_LIST) {
-        if (mwi_pop3_parse_listing(l, len, &a, &b) != 0) {
-            end_job(p, MW_EPROTO, "malformed LIST line: %.*s", (int)(len > 80 ? 80 : len), l);
-            return;
-        }
-        add_msg(p, a, b);
-    } else if (p->ml == K_UIDL) {
-        const char *uid;
-        size_t ul;
-        if (mwi_pop3_parse_uidl(l, len, &a, &uid, &ul) != 0) return; /* a bad UID: none kept */
-        size_t lo = 0, hi = p->nmsgs; /* LIST is in ascending order (add_msg) */
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (p->msgs[mid].num < a)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < p->nmsgs && p->msgs[lo].num == a && !p->msgs[lo].uid) {
-            if (!(p->msgs[lo].uid = malloc(ul + 1))) {
-                end_job(p, MW_ENOMEM, "out of memory");
-                return;
-            }
-            memcpy(p->msgs[lo].uid, uid, ul);
-            p->msgs[lo].uid[ul] = 0;
+    if (p->ml != K_CAPA) {
+        if (p->mode == P3L_CMDS)
+            mwi_p3l_cmds_line(p, l, len);
+        else
+            mwi_p3l_fetch_line(p, l, len);
+        return;
+    }
+    /* A CAPA reply longer than this is not a capability list: src/pop3's
+     * bound (pop3.c, capa_line). */
+    if (++p->capa_lines > 1000) {
+        mwi_p3l_end(p, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it", 1000);
+        return;
+    }
+    /* The line is not NUL-terminated: the keyword ends at a space within
+     * len, or at len. */
+    const char *sp = memchr(l, ' ', len);
+    size_t w = sp ? (size_t)(sp - l) : len;
+    if (w == 4 && !strncasecmp(l, "STLS", 4)) p->capa_stls = 1;
+    if (w == 10 && !strncasecmp(l, "PIPELINING", 10)) p->capa_pipelining = 1;
+    if (w == 4 && !strncasecmp(l, "UIDL", 4)) p->capa_uidl = 1;
+    if (w == 14 && !strncasecmp(l, "AUTH-RESP-CODE", 14)) p->capa_resp_codes = 1;
+    if (w == 4 && !strncasecmp(l, "SASL", 4)) {
+        free(p->sasl_offered);
+        size_t off = sp ? w + 1 : w;
+        if ((p->sasl_offered = malloc(len - off + 1)) != NULL) {
+            memcpy(p->sasl_offered, l + off, len - off);
+            p->sasl_offered[len - off] = '\0';
         }
     }
 }
@@ -421,14 +180,33 @@ static void ml_end(p3l *p)
 {
     int k = p->ml;
     p->ml = -1;
-    if (k == K_CAPA) {
+    if (k == K_CAPA)
         after_capa(p);
-    } else if (k == K_LIST || k == K_UIDL) {
-        if (k == K_LIST) p->list_done = 1;
-        if (k == K_UIDL) p->uidl_done = 1;
-        if (k == K_LIST && p->capa_uidl && !p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
-        if (p->list_done && (p->uidl_done || !p->capa_uidl)) start_transfer(p);
+    else if (p->mode == P3L_CMDS)
+        mwi_p3l_cmds_ml_end(p);
+    else
+        mwi_p3l_fetch_ml_end(p, k);
+}
+
+/* A line that is no status, or a "+ " outside AUTH, ends the job with
+ * src/pop3's words (pop3.c, mwi_pop3_read_status, mwi_pop3_server_error):
+ * the reply stream can no longer be trusted.  Returns 1 then. */
+static int not_a_status(p3l *p, const p3l_cmd *c, mw_pop3_status *st, const char *l, size_t len)
+{
+    mw_error *je = &p->job->err;
+    if (mwi_pop3_parse_status(st, l, len) != 0) {
+        if (c->kind != K_GREET) mwi_p3l_err_command(p, c);
+        mwi_err_set_reply(je, l, len);
+        mwi_p3l_end(p, MW_EPROTO, "server sent neither +OK nor -ERR: '%.300s'", je->reply);
+        return 1;
     }
+    if (st->kind != MW_POP3_CONT || c->kind == K_AUTH) return 0;
+    char what[sizeof je->command];
+    if (c->kind != K_GREET) mwi_p3l_err_command(p, c);
+    snprintf(what, sizeof what, "%s", c->kind == K_GREET ? "greeting" : je->command);
+    int rc = mwi_pop3_status_error(je, st, MW_EPROTO, what);
+    mwi_p3l_end(p, rc, "%.300s", je->message);
+    return 1;
 }
 
 /* A status line, the answer to the oldest command in flight. */
@@ -436,108 +214,85 @@ static void status_line(p3l *p, const char *l, size_t len)
 {
     mw_pop3_status st;
     if (p->q_len == 0) {
-        end_job(p, MW_EPROTO, "the server sent a line no command asked for");
+        mwi_p3l_end(p, MW_EPROTO, "the server sent a line no command asked for");
         return;
     }
     p3l_cmd c = p->q[p->q_head];
     p->q_head = (p->q_head + 1) % p->q_cap;
     p->q_len--;
-    if (mwi_pop3_parse_status(&st, l, len) != 0 || st.kind == MW_POP3_CONT) {
-        err_command(p, &c);
-        mwi_err_set_reply(&p->job->err, l, len);
-        end_job(p, MW_EPROTO, "neither +OK nor -ERR in answer to %s",
-                c.kind == K_GREET ? "the greeting" : kind_name[c.kind]);
-        return;
-    }
+    if (not_a_status(p, &c, &st, l, len)) return;
     int ok = st.kind == MW_POP3_OK;
     switch (c.kind) {
     case K_GREET:
-        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
-        set_state(p, S_CAPA);
-        send_cmd(p, K_CAPA, "CAPA", 0);
+        if (!ok) {
+            /* src/pop3's words (pop3.c, read_greeting). */
+            mw_error *e = &p->job->err;
+            int rc = mwi_pop3_status_error(e, &st, MW_ESERVER, "greeting");
+            mwi_p3l_end(p, rc, "server refused the connection: -ERR %.300s", e->reply);
+            return;
+        }
+        {
+            mwi_copy_printable(p->greeting, sizeof p->greeting, st.text, st.text_len);
+            const char *ts;
+            size_t tl;
+            if (mwi_pop3_find_timestamp(st.text, st.text_len, &ts, &tl) &&
+                tl < sizeof p->timestamp) {
+                memcpy(p->timestamp, ts, tl);
+                p->timestamp[tl] = '\0';
+            }
+        }
+        mwi_p3l_set_state(p, S_CAPA);
+        mwi_p3l_send(p, K_CAPA, "CAPA", 0, NULL);
         return;
     case K_CAPA:
-        p->capa_stls = p->capa_pipelining = p->capa_uidl = 0;
+        p->capa_stls = p->capa_pipelining = p->capa_uidl = p->capa_resp_codes = 0;
+        free(p->sasl_offered);
+        p->sasl_offered = NULL;
+        p->capa_known = ok;
+        p->capa_lines = 0;
         if (ok)
             p->ml = K_CAPA;
         else
             after_capa(p); /* no CAPA (RFC 2449 is optional): nothing offered */
         return;
     case K_STLS:
-        if (!ok) return refuse(p, &c, &st, MW_ETLS);
-        set_state(p, S_HANDSHAKE);
+        if (!ok) {
+            mw_error *e = &p->job->err;
+            mwi_p3l_err_command(p, &c);
+            mwi_pop3_status_error(e, &st, MW_ETLS, "STLS");
+            mwi_p3l_end(p, MW_ETLS, "server refused STLS: -ERR %.300s; not going on in plain text",
+                        e->reply);
+            return;
+        }
+        mwi_p3l_set_state(p, S_HANDSHAKE);
         p->c.tls_pending = 1; /* process() checks that nothing follows the +OK */
         return;
     case K_USER:
-        if (!ok) return refuse(p, &c, &st, MW_EAUTH);
-        set_state(p, S_PASS);
-        {
-            char line[P3L_CMD_MAX + 1];
-            snprintf(line, sizeof line, "PASS %s", p->password);
-            send_cmd(p, K_PASS, line, 0);
-            explicit_bzero(line, sizeof line);
-        }
-        return;
     case K_PASS:
-        if (!ok) return refuse(p, &c, &st, MW_EAUTH);
-        if (p->idle_noop_ms > 0) { /* an idle session: logged in, waiting */
-            set_state(p, S_IDLE);
-            p->c.step_deadline = mw_now_ms() + p->idle_noop_ms;
-            return;
-        }
-        set_state(p, S_LIST);
-        send_cmd(p, K_LIST, "LIST", 0);
-        if (p->capa_uidl && p->capa_pipelining) send_cmd(p, K_UIDL, "UIDL", 0);
-        return;
-    case K_LIST:
-    case K_UIDL:
-        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
-        p->ml = c.kind;
-        return;
-    case K_RETR:
-        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
-        if (mw_store_begin(p->store, NULL) != 0) {
-            end_job(p, mw_store_error(p->store)->code ? mw_store_error(p->store)->code : MW_EIO,
-                    "store: %s", mw_store_error(p->store)->message);
-            return;
-        }
-        p->in_body = 1;
-        p->body_msg = (size_t)c.arg;
-        mwi_pop3_body_init(&p->body);
-        return;
-    case K_DELE:
-        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
-        p->job->result.deleted++;
-        fill_window(p);
+    case K_APOP:
+    case K_AUTH:
+        mwi_p3l_login_reply(p, &c, &st);
         return;
     case K_NOOP:
-        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
+        if (!ok) return mwi_p3l_refuse(p, &c, &st, MW_ESERVER);
         p->c.step_deadline = mw_now_ms() + p->idle_noop_ms;
         return;
-    case K_QUIT:
-        if (!ok) return refuse(p, &c, &st, MW_ESERVER);
-        p->job->result.quit_ok = 1;
-        end_job(p, 0, "%s", "done");
-        return;
+    default:
+        break;
     }
+    if (p->mode == P3L_CMDS)
+        mwi_p3l_cmds_reply(p, &c, &st);
+    else
+        mwi_p3l_fetch_reply(p, &c, &st);
 }
 
-/* A RETR may bring its announced size plus max(size, 64 KiB), as the
- * blocking session allows (src/pop3): past that the message is aborted in
- * the store, left on the server, and the job ends. */
-static int body_too_long(p3l *p)
+/* src/pop3's words (mwi_pop3_read_status): the command whose reply it is. */
+static void line_too_long(p3l *p, size_t most)
 {
-    const p3l_msg *m = &p->msgs[p->body_msg];
-    uint64_t slack = m->size > 65536 ? m->size : 65536;
-    if (p->body.produced <= m->size + slack) return 0;
-    mw_store_abort(p->store);
-    p->in_body = 0;
-    end_job(p, MW_ETOOBIG,
-            "RETR %llu: the server sent over %llu octets for a message announced as %llu octets; "
-            "not stored, left on the server",
-            (unsigned long long)m->num, (unsigned long long)(m->size + slack),
-            (unsigned long long)m->size);
-    return 1;
+    mw_error *e = &p->job->err;
+    if (p->q_len && p->q[p->q_head].kind != K_GREET) mwi_p3l_err_command(p, &p->q[p->q_head]);
+    mwi_p3l_end(p, MW_ETOOBIG, "reply line over the %zu-octet limit (after %s)", most,
+                e->command[0] ? e->command : "connecting");
 }
 
 /* Takes what is in p->c.in as far as it goes. */
@@ -546,24 +301,13 @@ static void process(p3l *p)
     size_t pos = 0;
     while (!p->job->done && p->state != S_HANDSHAKE) {
         if (p->in_body) {
-            size_t used = 0, made = 0;
             if (pos == p->c.in_len) break;
-            int fin =
-                mwi_pop3_body_decode(&p->body, p->c.in + pos, p->c.in_len - pos, &used, &made);
-            if (made && mw_store_write(p->store, p->c.in + pos, made) != 0) {
-                int sc = mw_store_error(p->store)->code;
-                p->in_body = 0; /* the store aborted the delivery itself */
-                end_job(p, sc ? sc : MW_EIO, "store: %s", mw_store_error(p->store)->message);
-                break;
-            }
-            p->job->result.bytes += made;
-            pos += used;
-            if (body_too_long(p)) break;
-            if (fin) {
-                message_done(p);
-                continue;
-            }
-            if (used == 0) break; /* a CR kept for the next read */
+            size_t before = pos;
+            if (p->mode == P3L_CMDS)
+                mwi_p3l_cmds_body(p, &pos);
+            else
+                mwi_p3l_fetch_body(p, &pos);
+            if (pos == before && p->in_body) break; /* a CR kept for the next read */
             continue;
         }
         char *nl = memchr(p->c.in + pos, '\n', p->c.in_len - pos);
@@ -571,8 +315,7 @@ static void process(p3l *p)
             /* Bounded by the line limit and by the input buffer (smaller
              * for an idle session). */
             size_t maxl = p->c.in_cap - 1 < P3L_LINE_MAX ? p->c.in_cap - 1 : P3L_LINE_MAX;
-            if (p->c.in_len - pos > maxl)
-                end_job(p, MW_ETOOBIG, "a reply line is longer than %zu octets", maxl);
+            if (p->c.in_len - pos > maxl) line_too_long(p, maxl);
             break;
         }
         char *l = p->c.in + pos;
@@ -580,10 +323,10 @@ static void process(p3l *p)
         pos += len + 1;
         if (len && l[len - 1] == '\r') len--;
         if (len > P3L_LINE_MAX) {
-            end_job(p, MW_ETOOBIG, "a reply line is longer than %d octets", P3L_LINE_MAX);
+            line_too_long(p, P3L_LINE_MAX);
             break;
         }
-        mwi_lconn_trace(&p->c, MW_TRACE_RECV, l, len);
+        mwi_p3l_trace_recv(p, l, len);
         if (p->ml >= 0) {
             if (len == 1 && l[0] == '.')
                 ml_end(p);
@@ -613,21 +356,22 @@ static void on_connected(void *impl)
     p->q_head = 0;
     p->q_len = 1;
     if (p->tls_mode == MW_TLS_IMPLICIT) {
-        set_state(p, S_HANDSHAKE);
+        mwi_p3l_set_state(p, S_HANDSHAKE);
         mwi_lconn_start_tls(&p->c);
     } else {
-        set_state(p, S_GREETING);
+        mwi_p3l_set_state(p, S_GREETING);
     }
 }
 
 static void on_tls_up(void *impl)
 {
     p3l *p = impl;
+    mwi_lconn_info(&p->c, "TLS established (%s)", p->q_len ? "implicit" : "STLS");
     if (p->q_len) {
-        set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
+        mwi_p3l_set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
     } else {
-        set_state(p, S_CAPA); /* RFC 2595 §4: capabilities again after STLS */
-        send_cmd(p, K_CAPA, "CAPA", 0);
+        mwi_p3l_set_state(p, S_CAPA); /* RFC 2595 §4: capabilities again after STLS */
+        mwi_p3l_send(p, K_CAPA, "CAPA", 0, NULL);
     }
 }
 
@@ -638,7 +382,20 @@ static void on_process(void *impl)
 
 static void on_fail(void *impl, int code, const char *msg)
 {
-    end_job(impl, code, "%s", msg);
+    p3l *p = impl;
+    if (p->in_body && !p->job->done) {
+        /* Cut off inside a message: src/pop3's words for it. */
+        char m[sizeof p->job->err.message];
+        snprintf(m, sizeof m, "%s: %s after %llu octets; the message is incomplete", p->body_what,
+                 msg, (unsigned long long)p->body.produced);
+        if (p->mode == P3L_FETCH) {
+            const p3l_msg *pm = &p->msgs[p->body_msg];
+            mwi_p3l_msg_failed(p, pm->num, code, p->body_what, "%s", m);
+        }
+        mwi_p3l_end(p, code, "%s", m);
+        return;
+    }
+    mwi_p3l_end(p, code, "%s", msg);
 }
 
 static const char *on_state(void *impl)
@@ -652,7 +409,7 @@ static int on_deadline(void *impl)
 {
     p3l *p = impl;
     if (p->state != S_IDLE || p->q_len) return 0;
-    send_cmd(p, K_NOOP, "NOOP", 0);
+    mwi_p3l_send(p, K_NOOP, "NOOP", 0, NULL);
     if (p->job->done) return 1;
     p->c.step_deadline = mw_now_ms() + (p->c.io_timeout_ms > 0 ? p->c.io_timeout_ms : 60000);
     return 1;
@@ -670,13 +427,22 @@ static void destroy(mw_loop_job *j)
 {
     p3l *p = j->impl;
     if (!p) return;
-    if (p->in_body && p->store) mw_store_abort(p->store);
+    if (p->in_body && p->store && p->mode == P3L_FETCH) mw_store_abort(p->store);
     mwi_lconn_free(&p->c);
+    mwi_p3l_login_free(p);
     for (size_t i = 0; i < p->nmsgs; i++)
         free(p->msgs[i].uid);
     free(p->msgs);
     free(p->q);
+    free(p->cmds);
     free(p->user);
+    free(p->authzid);
+    free(p->sasl_mechs);
+    free(p->sasl_offered);
+    if (p->token) {
+        explicit_bzero(p->token, strlen(p->token));
+        free(p->token);
+    }
     if (p->password) {
         explicit_bzero(p->password, strlen(p->password));
         free(p->password);
@@ -687,9 +453,10 @@ static void destroy(mw_loop_job *j)
 
 static const mwi_job_ops pop3_ops = {step, destroy};
 
-static int bad_arg(const char *s)
+static int bad_arg(const char *s, int may_be_null)
 {
-    return !s || !*s || strpbrk(s, "\r\n") || strlen(s) > P3L_CMD_MAX - 7;
+    if (!s) return !may_be_null;
+    return !*s || strpbrk(s, "\r\n") || strlen(s) > P3L_CMD_MAX - 7;
 }
 
 static char *dup_or_null(const char *s, int *fail)
@@ -700,18 +467,34 @@ static char *dup_or_null(const char *s, int *fail)
     return d;
 }
 
-/* Checks opts and builds the job (not attached, no socket yet). */
-static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, mw_error *err)
+/* The login options: version 1 knew USER/PASS only. */
+static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
 {
-    *out = NULL;
-    if (!o || o->version != MW_LOOP_POP3_OPTS_VERSION)
-        return mwi_err_set(err, MW_EINVAL, "mw_loop_pop3_opts missing or of another version");
-    if (bad_arg(o->user) || bad_arg(o->password))
+    int auth = o->version >= 2 ? o->auth : MW_POP3_AUTH_USER;
+    if (auth < MW_POP3_AUTH_AUTO || auth > MW_POP3_AUTH_NONE)
+        return mwi_err_set(err, MW_EINVAL, "unknown login method %d", auth);
+    if (auth == MW_POP3_AUTH_NONE && mode != P3L_CMDS)
+        return mwi_err_set(err, MW_EINVAL, "a fetch or an idle session needs a login");
+    int need_pw = auth == MW_POP3_AUTH_USER || auth == MW_POP3_AUTH_APOP;
+    if (o->version >= 2 && o->token && strpbrk(o->token, "\r\n"))
+        return mwi_err_set(err, MW_EINVAL, "CR or LF in the token");
+    if (auth != MW_POP3_AUTH_NONE && (bad_arg(o->user, 0) || bad_arg(o->password, !need_pw)))
         return mwi_err_set(err, MW_EINVAL,
                            "user and password must be given, without CR or LF, at most %d "
                            "octets",
                            P3L_CMD_MAX - 7);
-    if (!o->store && o->idle_noop_ms <= 0)
+    if (o->version >= 2 && (bad_arg(o->authzid, 1) || bad_arg(o->sasl_mechs, 1)))
+        return mwi_err_set(err, MW_EINVAL, "CR or LF in the authzid or the SASL mechanism list");
+    return 0;
+}
+
+static int check_opts(const mw_loop_pop3_opts *o, int mode, int with_host, mw_error *err)
+{
+    if (!o || o->version < 1 || o->version > MW_LOOP_POP3_OPTS_VERSION)
+        return mwi_err_set(err, MW_EINVAL, "mw_loop_pop3_opts missing or of another version");
+    int rc = check_login(o, mode, err);
+    if (rc) return rc;
+    if (mode == P3L_FETCH && !o->store)
         return mwi_err_set(err, MW_EINVAL, "no store to fetch into");
     if (with_host && (!o->host || !*o->host))
         return mwi_err_set(err, MW_EINVAL, "no host to connect to");
@@ -720,6 +503,53 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
                            "TLS mode %d not on the loop yet (STARTTLS, IMPLICIT or NONE)", o->tls);
     if (o->window > P3L_WINDOW_MAX)
         return mwi_err_set(err, MW_EINVAL, "window %u over %d", o->window, P3L_WINDOW_MAX);
+    return 0;
+}
+
+static void take_opts(p3l *p, const mw_loop_pop3_opts *o, int *fail)
+{
+    p->c.host = dup_or_null(o->host, fail);
+    p->user = dup_or_null(o->user, fail);
+    p->password = dup_or_null(o->password, fail);
+    p->auth = MW_POP3_AUTH_USER;
+    p->sasl_ir = 1;
+    if (o->version >= 2) {
+        p->auth = o->auth;
+        p->authzid = dup_or_null(o->authzid, fail);
+        p->sasl_mechs = dup_or_null(o->sasl_mechs, fail);
+        p->sasl_ir = o->sasl_ir;
+        p->trace_secrets = o->trace_secrets;
+        p->token = dup_or_null(o->token, fail);
+    }
+    p->tls_mode = o->tls;
+    p->c.port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 995 : 110);
+    p->allow_plaintext = o->allow_plaintext;
+    p->keep = o->keep;
+    p->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 30000;
+    p->c.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
+    p->c.total_deadline =
+        o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
+    p->c.max_time_ms = o->max_time_ms;
+    p->c.tls_reply = "STLS +OK";
+    p->c.trace = o->trace;
+    p->c.trace_ud = o->trace_userdata;
+    p->window = o->window ? o->window : 16;
+    p->idle_noop_ms = o->idle_noop_ms;
+    p->store = o->store;
+    p->stored = o->stored;
+    p->stored_ud = o->stored_userdata;
+    p->plan = o->plan;
+    p->commit = o->commit;
+    p->plan_ud = o->plan_userdata;
+}
+
+/* Checks opts and builds the job (not attached, no socket yet). */
+static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int with_host,
+                 mw_error *err)
+{
+    *out = NULL;
+    int rc = check_opts(o, mode, with_host, err);
+    if (rc) return rc;
     mw_loop_job *j = calloc(1, sizeof *j);
     p3l *p = calloc(1, sizeof *p);
     if (!j || !p) {
@@ -732,40 +562,21 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int with_host, m
     j->fd = -1;
     p->job = j;
     p->ml = -1;
+    p->mode = mode;
     int fail = 0;
-    p->c.host = dup_or_null(o->host, &fail);
-    p->user = dup_or_null(o->user, &fail);
-    p->password = dup_or_null(o->password, &fail);
-    p->tls_mode = o->tls;
-    p->c.port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 995 : 110);
-    p->allow_plaintext = o->allow_plaintext;
-    p->keep = o->keep;
-    p->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 30000;
-    p->c.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
-    p->c.total_deadline =
-        o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
-    p->c.trace = o->trace;
-    p->c.trace_ud = o->trace_userdata;
-    p->window = o->window ? o->window : 16;
+    take_opts(p, o, &fail);
     /* In flight at most: the window's RETRs, one DELE, LIST and UIDL. */
     p->q_cap = p->window + 8;
     p->q = calloc(p->q_cap, sizeof *p->q);
-    p->idle_noop_ms = o->idle_noop_ms;
     /* An idle session reads only short status lines (RFC 2449 §4: 512
      * octets): a small input buffer keeps thousands of them cheap. */
-    size_t in_cap = p->idle_noop_ms > 0 ? P3L_IDLE_IN_CAP : P3L_IN_CAP;
-    if (mwi_lconn_init(&p->c, j, &conn_ops, p, in_cap, p->q_cap * (P3L_CMD_MAX + 2),
-                       P3L_READ_BUDGET) != 0 ||
-        !p->q)
+    size_t in_cap = mode == P3L_IDLE ? P3L_IDLE_IN_CAP : P3L_IN_CAP;
+    /* Output: the window's commands, or a SASL line (driver.h). */
+    size_t out_max = p->q_cap * (P3L_CMD_MAX + 2) + 16386;
+    if (mwi_lconn_init(&p->c, j, &conn_ops, p, in_cap, out_max, P3L_READ_BUDGET) != 0 || !p->q)
         fail = 1;
     p->c.connecting = 1;
-    p->store = o->store;
-    p->stored = o->stored;
-    p->stored_ud = o->stored_userdata;
-    p->plan = o->plan;
-    p->commit = o->commit;
-    p->plan_ud = o->plan_userdata;
-    int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
+    rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
     if (rc) {
         destroy(j);
@@ -791,8 +602,30 @@ static int attach(mw_loop *loop, mw_loop_job *j, int fd, mw_loop_done_fn done, v
     if ((rc = mwi_loop_set_fd(j, fd)) != 0) {
         close(fd);
         mwi_err_set(&j->err, rc, "descriptor %d cannot be watched", fd);
-        end_job(j->impl, rc, "descriptor %d cannot be watched", fd);
+        mwi_p3l_end(j->impl, rc, "descriptor %d cannot be watched", fd);
     }
+    return 0;
+}
+
+/* Connects (fd < 0) or takes fd, and attaches the built job. */
+static int start(mw_loop *loop, mw_loop_job **out, mw_loop_job *j, int fd, mw_loop_done_fn done,
+                 void *userdata, mw_error *err)
+{
+    p3l *p = j->impl;
+    int rc, cr = 0, ce = 0;
+    if (fd < 0 && (rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err)) != 0) {
+        destroy(j);
+        free(j);
+        return rc;
+    }
+    if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
+    p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    if (!j->done && cr != 0 && ce != EINPROGRESS)
+        mwi_p3l_end(p, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port,
+                    MW_ERRNO_TEXT(ce));
+    /* Connected already or not: the first OUT event (or the deadline) says. */
+    if (!j->done) mwi_lconn_arm(&p->c);
+    if (out) *out = j;
     return 0;
 }
 
@@ -802,23 +635,35 @@ int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
     mw_loop_job *j;
-    int rc = build(&j, opts, 1, err);
+    int mode = opts && opts->idle_noop_ms > 0 ? P3L_IDLE : P3L_FETCH;
+    int rc = build(&j, opts, mode, 1, err);
+    return rc ? rc : start(loop, out, j, -1, done, userdata, err);
+}
+
+int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                          const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
+                          void *reply_userdata, mw_loop_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    if (n && !cmds) return mwi_err_set(err, MW_EINVAL, "no commands");
+    for (size_t i = 0; i < n; i++)
+        if (cmds[i].op < MW_LOOP_POP3_STAT || cmds[i].op > MW_LOOP_POP3_CAPA)
+            return mwi_err_set(err, MW_EINVAL, "command %zu: unknown operation %d", i, cmds[i].op);
+    mw_loop_job *j;
+    int rc = build(&j, opts, P3L_CMDS, 1, err);
     if (rc) return rc;
     p3l *p = j->impl;
-    int fd = -1, cr = 0, ce = 0;
-    if ((rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err)) != 0) {
+    if (n && !(p->cmds = malloc(n * sizeof *cmds))) {
         destroy(j);
         free(j);
-        return rc;
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
-    if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
-    p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
-    if (!j->done && cr != 0 && ce != EINPROGRESS)
-        end_job(p, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port, MW_ERRNO_TEXT(ce));
-    /* Connected already or not: the first OUT event (or the deadline) says. */
-    if (!j->done) mwi_lconn_arm(&p->c);
-    if (out) *out = j;
-    return 0;
+    if (n) memcpy(p->cmds, cmds, n * sizeof *cmds);
+    p->ncmds = n;
+    p->reply = reply;
+    p->reply_ud = reply_userdata;
+    return start(loop, out, j, -1, done, userdata, err);
 }
 
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
@@ -826,7 +671,8 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
 {
     if (out) *out = NULL;
     mw_loop_job *j;
-    int rc = build(&j, opts, 0, err);
+    int mode = opts && opts->idle_noop_ms > 0 ? P3L_IDLE : P3L_FETCH;
+    int rc = build(&j, opts, mode, 0, err);
     if (rc) {
         close(fd);
         return rc;
@@ -838,9 +684,5 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
         free(j);
         return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
-    if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
-    p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
-    if (!j->done) mwi_lconn_arm(&p->c);
-    if (out) *out = j;
-    return 0;
+    return start(loop, out, j, fd, done, userdata, err);
 }

@@ -18,8 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -135,7 +133,10 @@ static void session_ready(sj *p)
     if (p->ready_out) *p->ready_out = 1;
     if (p->tx_max_time_ms > 0) { /* mw_smtp_set_maxtime: from here to the end of the data */
         int64_t d = mw_now_ms() + p->tx_max_time_ms;
-        if (d < p->c.total_deadline) p->c.total_deadline = d;
+        if (d < p->c.total_deadline) {
+            p->c.total_deadline = d;
+            p->c.max_time_ms = 0; /* what runs out now is not the session's max-time */
+        }
     }
     mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port, p->c.tls ? " (TLS)" : "");
     mwi_sj_tx_start(p);
@@ -462,9 +463,7 @@ static void on_fail(void *impl, int code, const char *msg)
 {
     sj *p = impl;
     if (p->state == S_BODY && code != MW_ETIMEOUT && mwi_sj_salvage_reply(p, msg)) return;
-    if (mwi_sj_max_time_passed(p, code)) {
-        /* said */
-    } else if (p->c.eof && code == MW_ENET && p->waiting) {
+    if (p->c.eof && code == MW_ENET && p->waiting) {
         mwi_err_set(&p->sh->err, MW_ENET,
                     "connection closed by the server waiting for the reply to %s", p->waiting);
         mwi_err_set_command(&p->sh->err, p->waiting, strlen(p->waiting));
@@ -618,32 +617,6 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o)
     return fail;
 }
 
-/* The host as a numeric address: a name is looked up here, before the
- * job starts (getaddrinfo blocks: name lookup is not on the loop yet). */
-static int numeric_addr(const char *host, unsigned port, char *out, size_t cap, mw_error *err)
-{
-    struct addrinfo hints, *ai = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICHOST;
-    if (getaddrinfo(host, NULL, &hints, &ai) == 0) {
-        freeaddrinfo(ai);
-        snprintf(out, cap, "%s", host);
-        return 0;
-    }
-    hints.ai_flags = 0;
-    int g = getaddrinfo(host, NULL, &hints, &ai);
-    if (g == 0 && ai)
-        g = getnameinfo(ai->ai_addr, ai->ai_addrlen, out, (socklen_t)cap, NULL, 0, NI_NUMERICHOST);
-    else if (g == 0)
-        g = EAI_NONAME;
-    if (ai) freeaddrinfo(ai);
-    if (g != 0)
-        return mwi_err_set(err, MW_ENET, "%.200s port %u: cannot resolve %s: %s", host, port, host,
-                           gai_strerror(g));
-    return 0;
-}
-
 /* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
  * from the call on). */
 static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in, int given_fd,
@@ -685,8 +658,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->connect_timeout_ms = o.connect_timeout_ms > 0 ? o.connect_timeout_ms : 30000;
     p->c.io_timeout_ms = o.io_timeout_ms > 0 ? o.io_timeout_ms : 60000;
     p->c.total_deadline = o.max_time_ms > 0 ? mw_now_ms() + o.max_time_ms : (int64_t)MW_NO_DEADLINE;
-    p->session_deadline = p->c.total_deadline;
-    p->max_time_ms = o.max_time_ms;
+    p->c.max_time_ms = o.max_time_ms; /* lconn says src/net's words when it runs out */
     p->tx_max_time_ms = o.tx_max_time_ms;
     p->c.trace = o.trace;
     p->c.trace_ud = o.trace_userdata;
@@ -694,9 +666,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     if (!rc && o.tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o.tls_opts, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
-    char addr[INET6_ADDRSTRLEN + 1];
-    if (given_fd < 0 && !rc) rc = numeric_addr(p->c.host, p->c.port, addr, sizeof addr, err);
-    if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(addr, p->c.port, &fd, &cr, &ce, err);
+    if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);
     if (!rc) rc = mwi_loop_attach(loop, j, err);
     if (rc) {
         if (fd >= 0) close(fd);

@@ -42,8 +42,7 @@ typedef struct sj {
     int in_auth;     /* AUTH started: a failure now stops a failover */
     int queue;       /* QUED when XQUE is offered */
     int plain_ok;    /* opportunistic TLS: STARTTLS not offered or refused */
-    int max_time_ms, tx_max_time_ms;
-    int64_t session_deadline;
+    int tx_max_time_ms;
     mw_smtp_reply *reply;
     const char *waiting; /* what the reply awaited answers (error texts) */
     /* The message: the caller's (v2), or one made of from/rcpt/message. */
@@ -82,9 +81,6 @@ void mwi_sj_tx_start(sj *p);
 void mwi_sj_tx_reply(sj *p);
 /* Keeps the output fed with the message while in S_BODY. */
 void mwi_sj_tx_feed(sj *p);
-/* ETIMEOUT at the session's max-time: its message as src/net/stream.c
- * says it (1), or 0. */
-int mwi_sj_max_time_passed(sj *p, int code);
 /* After a failed write during the data: the server's reply, when it sent
  * one before closing, is the outcome (1: the job ends with it), or 0. */
 int mwi_sj_salvage_reply(sj *p, const char *why);

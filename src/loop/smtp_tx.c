@@ -400,22 +400,6 @@ void mwi_sj_tx_free(sj *p)
     t->res = NULL;
 }
 
-/* The session's max-time passed: in the words of src/net/stream.c. */
-int mwi_sj_max_time_passed(sj *p, int code)
-{
-    if (code != MW_ETIMEOUT || p->max_time_ms <= 0 || mw_now_ms() < p->c.total_deadline ||
-        p->c.total_deadline != p->session_deadline)
-        return 0;
-    char t[32];
-    if (p->max_time_ms % 1000 == 0)
-        snprintf(t, sizeof t, "%d s", p->max_time_ms / 1000);
-    else
-        snprintf(t, sizeof t, "%d ms", p->max_time_ms);
-    mwi_err_set(&p->sh->err, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
-                mwi_lconn_pending(&p->c) ? "sending" : "reading a line");
-    return 1;
-}
-
 /* The server may reply in the middle of the data and close (RFC 5321
  * §4.1.1.4): a write fails, and the reply, already received, is the real
  * reason, as message.c's salvage_reply finds it.  Reads what is there

@@ -252,6 +252,41 @@ static int mailbox(const struct tok *t, size_t n, const char *comment, const cha
     return rc;
 }
 
+/* Appends tk to the item's tokens (at most MAX_TOKENS); 0, MW_ETOOBIG
+ * (err set) or MW_ENOMEM. */
+static int push_tok(struct tok **t, size_t *nt, size_t *cap, const struct tok *tk, mw_error *err)
+{
+    if (*nt == MAX_TOKENS)
+        return mwi_err_set(err, MW_ETOOBIG, "address list has more than %d tokens", MAX_TOKENS);
+    if (*nt == *cap) {
+        size_t nc = *cap ? *cap * 2 : 32;
+        struct tok *nn = realloc(*t, nc * sizeof *nn);
+        if (!nn) return MW_ENOMEM;
+        *t = nn;
+        *cap = nc;
+    }
+    (*t)[(*nt)++] = *tk;
+    return 0;
+}
+
+/* The mailbox of one item's tokens appended to l (at most MAX_ADDRS); 0,
+ * MW_ETOOBIG (err set) or MW_ENOMEM. */
+static int add_mailbox(mw_mime_addrlist *l, const struct tok *t, size_t nt, const char *comment,
+                       const char *group, mw_error *err)
+{
+    if (l->n == MAX_ADDRS) return mwi_err_set(err, MW_ETOOBIG, "more than %d addresses", MAX_ADDRS);
+    mw_mime_address *na = realloc(l->a, (l->n + 1) * sizeof *na);
+    if (!na) return MW_ENOMEM;
+    l->a = na;
+    int rc = mailbox(t, nt, comment, group, &l->a[l->n]);
+    if (rc) {
+        free_addr(&l->a[l->n]);
+        return rc;
+    }
+    l->n++;
+    return 0;
+}
+
 int mw_mime_addrlist_parse(mw_mime_addrlist **out, const char *s, size_t len, mw_error *err)
 {
     *out = NULL;
@@ -283,22 +318,7 @@ int mw_mime_addrlist_parse(mw_mime_addrlist **out, const char *s, size_t len, mw
         int boundary = end || (tk.kind == T_SPECIAL && !in_angle &&
                                (tk.s[0] == ',' || (tk.s[0] == ';' && group)));
         if (!boundary) {
-            if (nt == MAX_TOKENS) {
-                rc = mwi_err_set(err, MW_ETOOBIG, "address list has more than %d tokens",
-                                 MAX_TOKENS);
-                break;
-            }
-            if (nt == cap) {
-                size_t nc = cap ? cap * 2 : 32;
-                struct tok *nn = realloc(t, nc * sizeof *nn);
-                if (!nn) {
-                    rc = MW_ENOMEM;
-                    break;
-                }
-                t = nn;
-                cap = nc;
-            }
-            t[nt++] = tk;
+            if ((rc = push_tok(&t, &nt, &cap, &tk, err))) break;
             if (is_sp(&tk, '<'))
                 in_angle = 1;
             else if (is_sp(&tk, '>'))
@@ -307,23 +327,7 @@ int mw_mime_addrlist_parse(mw_mime_addrlist **out, const char *s, size_t len, mw
                 seen_at = 1;
             continue;
         }
-        if (nt > 0) {
-            if (l->n == MAX_ADDRS) {
-                rc = mwi_err_set(err, MW_ETOOBIG, "more than %d addresses", MAX_ADDRS);
-                break;
-            }
-            mw_mime_address *na = realloc(l->a, (l->n + 1) * sizeof *na);
-            if (!na) {
-                rc = MW_ENOMEM;
-                break;
-            }
-            l->a = na;
-            if ((rc = mailbox(t, nt, lx.comment.data, group, &l->a[l->n]))) {
-                free_addr(&l->a[l->n]);
-                break;
-            }
-            l->n++;
-        }
+        if (nt > 0 && (rc = add_mailbox(l, t, nt, lx.comment.data, group, err))) break;
         lx.comment.len = 0;
         if (lx.comment.data) lx.comment.data[0] = '\0';
         nt = 0;

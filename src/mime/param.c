@@ -176,6 +176,44 @@ static int cmp_section(const void *a, const void *b)
     return x->section - y->section;
 }
 
+/* An RFC 2231 value in charset: converted to UTF-8 in place when the
+ * charset is known (else left as it is). */
+static void to_utf8(mw_buf *v, const char *charset)
+{
+    mw_buf u = MW_BUF_INIT(0);
+    int r = mwi_charset_to_utf8(charset, v->data ? v->data : "", v->len, &u);
+    if (r == 0) {
+        mwi_buf_free(v);
+        *v = u;
+    } else {
+        mwi_buf_free(&u);
+    }
+}
+
+/* Parameter base = *v appended to ct, taking *v, *charset and *lang
+ * (set to NULL when taken); 0 or MW_ENOMEM. */
+static int append_param(mw_mime_ctype *ct, const char *base, mw_buf *v, char **charset, char **lang)
+{
+    mw_mime_param *np = realloc(ct->p, (ct->n + 1) * sizeof *np);
+    if (!np) return MW_ENOMEM;
+    ct->p = np;
+    mw_mime_param *p = &ct->p[ct->n];
+    memset(p, 0, sizeof *p);
+    p->name = dup_n(base, strlen(base));
+    p->value_len = v->len;
+    p->value = v->data ? mwi_buf_take(v, NULL) : dup_n("", 0);
+    p->charset = *charset;
+    p->language = *lang;
+    if (!p->name || !p->value) {
+        free((char *)p->name);
+        free((char *)p->value);
+        return MW_ENOMEM;
+    }
+    ct->n++;
+    *charset = *lang = NULL;
+    return 0;
+}
+
 /* Builds the final value of one parameter from its raw pieces. */
 static int merge(mw_mime_ctype *ct, struct rawp *raw, size_t nraw, const char *base)
 {
@@ -234,50 +272,17 @@ static int merge(mw_mime_ctype *ct, struct rawp *raw, size_t nraw, const char *b
             rc = mwi_buf_append(&v, plain->val, plain->vlen);
         }
     }
-    if (!rc && ext_any && charset) {
-        mw_buf u = MW_BUF_INIT(0);
-        int r = mwi_charset_to_utf8(charset, v.data ? v.data : "", v.len, &u);
-        if (r == 0) {
-            mwi_buf_free(&v);
-            v = u;
-        } else {
-            mwi_buf_free(&u);
-        }
-    }
-    mw_mime_param *np = realloc(ct->p, (ct->n + 1) * sizeof *np);
-    if (!np) rc = MW_ENOMEM;
-    if (!rc) {
-        ct->p = np;
-        mw_mime_param *p = &ct->p[ct->n];
-        memset(p, 0, sizeof *p);
-        p->name = dup_n(base, strlen(base));
-        p->value_len = v.len;
-        p->value = v.data ? mwi_buf_take(&v, NULL) : dup_n("", 0);
-        p->charset = charset;
-        p->language = lang;
-        if (!p->name || !p->value) {
-            free((char *)p->name);
-            free((char *)p->value);
-            rc = MW_ENOMEM;
-        } else {
-            ct->n++;
-            charset = lang = NULL;
-        }
-    }
+    if (!rc && ext_any && charset) to_utf8(&v, charset);
+    if (!rc) rc = append_param(ct, base, &v, &charset, &lang);
     free(charset);
     free(lang);
     mwi_buf_free(&v);
     return rc;
 }
 
-int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error *err)
+/* "type/subtype" (lower-cased) into ct->value; *pi after it. */
+static int parse_type(mw_mime_ctype *ct, const char *s, size_t len, size_t *pi, mw_error *err)
 {
-    *out = NULL;
-    mw_mime_ctype *ct = calloc(1, sizeof *ct);
-    struct rawp raw[MAX_PARAMS];
-    size_t nraw = 0;
-    int rc = 0;
-    if (!ct) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     size_t i = skip_cfws(s, 0, len);
     size_t st = i;
     while (i < len && is_tchar((unsigned char)s[i]))
@@ -290,25 +295,66 @@ int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error
         while (i < len && is_tchar((unsigned char)s[i]))
             i++;
         if (i == s2 || tend == st) {
-            rc = mwi_err_set(err, MW_EFORMAT, "content type without a type or subtype");
-            goto fail;
+            return mwi_err_set(err, MW_EFORMAT, "content type without a type or subtype");
         }
         mw_buf t = MW_BUF_INIT(0);
         if (mwi_buf_append(&t, s + st, tend - st) || mwi_buf_append_char(&t, '/') ||
             mwi_buf_append(&t, s + s2, i - s2)) {
             mwi_buf_free(&t);
-            rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
-            goto fail;
+            return mwi_err_set(err, MW_ENOMEM, "out of memory");
         }
         ct->value = dup_lower(t.data, t.len);
         mwi_buf_free(&t);
     } else {
         ct->value = dup_lower(s + st, tend - st);
     }
-    if (!ct->value) {
-        rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
-        goto fail;
+    if (!ct->value) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    *pi = i;
+    return 0;
+}
+
+/* RFC 2231 §3/§4: the section and extended flag of a parameter name
+ * (name*N, name*N*, name*) into r; returns the length of its base name. */
+static size_t rfc2231_name(const char *name, size_t len, struct rawp *r)
+{
+    const char *star = memchr(name, '*', len);
+    size_t bl = star ? (size_t)(star - name) : len;
+    r->section = -1;
+    r->ext = 0;
+    if (!star) return bl;
+    const char *q = star + 1, *e = name + len;
+    if (q < e && *q >= '0' && *q <= '9') {
+        int num = 0;
+        while (q < e && *q >= '0' && *q <= '9') {
+            if (num <= MAX_SECTION) num = num * 10 + (*q - '0');
+            q++;
+        }
+        r->section = num > MAX_SECTION ? MAX_SECTION : num;
+        if (q < e && *q == '*') {
+            r->ext = 1;
+            q++;
+        }
+    } else {
+        r->ext = 1; /* name*=charset'lang'value */
     }
+    if (q != e || bl == 0) { /* not RFC 2231 after all: a plain name */
+        bl = len;
+        r->section = -1;
+        r->ext = 0;
+    }
+    return bl;
+}
+
+int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error *err)
+{
+    *out = NULL;
+    mw_mime_ctype *ct = calloc(1, sizeof *ct);
+    struct rawp raw[MAX_PARAMS];
+    size_t nraw = 0;
+    int rc = 0;
+    if (!ct) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    size_t i = 0;
+    if ((rc = parse_type(ct, s, len, &i, err))) goto fail;
     /* Parameters: ; attribute = value ... */
     while (i < len) {
         i = skip_cfws(s, i, len);
@@ -334,33 +380,7 @@ int mw_mime_ctype_parse(mw_mime_ctype **out, const char *s, size_t len, mw_error
             rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
             goto fail;
         }
-        /* RFC 2231 §3/§4: name*N, name*N*, name* */
-        const char *star = memchr(s + ns, '*', ne - ns);
-        size_t bl = star ? (size_t)(star - (s + ns)) : ne - ns;
-        r->section = -1;
-        r->ext = 0;
-        if (star) {
-            const char *q = star + 1, *e = s + ne;
-            if (q < e && *q >= '0' && *q <= '9') {
-                int num = 0;
-                while (q < e && *q >= '0' && *q <= '9') {
-                    if (num <= MAX_SECTION) num = num * 10 + (*q - '0');
-                    q++;
-                }
-                r->section = num > MAX_SECTION ? MAX_SECTION : num;
-                if (q < e && *q == '*') {
-                    r->ext = 1;
-                    q++;
-                }
-            } else {
-                r->ext = 1; /* name*=charset'lang'value */
-            }
-            if (q != e || bl == 0) { /* not RFC 2231 after all: a plain name */
-                bl = ne - ns;
-                r->section = -1;
-                r->ext = 0;
-            }
-        }
+        size_t bl = rfc2231_name(s + ns, ne - ns, r);
         r->base = dup_lower(s + ns, bl);
         r->vlen = v.len;
         r->val = v.data ? mwi_buf_take(&v, NULL) : dup_n("", 0);

@@ -449,6 +449,37 @@ static int on_boundary(mw_mime_parser *p, size_t lvl, int isclose, const char *l
     return 0;
 }
 
+/* Header bytes of the current part from d[*i..n) (to the line end when
+ * boundaries are watched): fed, counted against the limit of all header
+ * blocks, *i moved past them; the body begins after the blank line. */
+static int feed_headers(mw_mime_parser *p, const char *d, size_t n, size_t *i)
+{
+    size_t end = n;
+    if (p->nm) {
+        const char *nl = memchr(d + *i, '\n', n - *i);
+        if (nl) end = (size_t)(nl - d) + 1;
+    }
+    size_t used = 0;
+    int r = mw_mime_headers_feed(p->cur->hdr, d + *i, end - *i, &used);
+    size_t all = p->o.headers.max_total > SIZE_MAX / ALL_HEADERS_FACTOR
+                     ? SIZE_MAX
+                     : p->o.headers.max_total * ALL_HEADERS_FACTOR;
+    p->hdr_bytes += used;
+    if (r >= 0 && p->hdr_bytes > all) {
+        return fail(p, mwi_err_set(&p->err, MW_ETOOBIG,
+                                   "part %s: the header blocks of all parts are over the "
+                                   "%zu bytes allowed together",
+                                   p->cur->path, all));
+    }
+    if (r < 0)
+        return fail(p, mwi_err_set(&p->err, r, "part %s: %s", p->cur->path,
+                                   mw_mime_headers_error(p->cur->hdr)->message));
+    *i += used;
+    if (r == 1) return begin_body(p);
+    p->bol = d[end - 1] == '\n';
+    return 0;
+}
+
 /* Processes p->in; leaves at most a few bytes (an undecided line start or
  * a CR) for the next call unless eof. */
 static int run(mw_mime_parser *p, int eof)
@@ -470,35 +501,7 @@ static int run(mw_mime_parser *p, int eof)
                     continue;
                 }
             }
-            size_t end = n;
-            if (p->nm) {
-                const char *nl = memchr(d + i, '\n', n - i);
-                if (nl) end = (size_t)(nl - d) + 1;
-            }
-            size_t used = 0;
-            int r = mw_mime_headers_feed(p->cur->hdr, d + i, end - i, &used);
-            size_t all = p->o.headers.max_total > SIZE_MAX / ALL_HEADERS_FACTOR
-                             ? SIZE_MAX
-                             : p->o.headers.max_total * ALL_HEADERS_FACTOR;
-            p->hdr_bytes += used;
-            if (r >= 0 && p->hdr_bytes > all) {
-                rc = fail(p, mwi_err_set(&p->err, MW_ETOOBIG,
-                                         "part %s: the header blocks of all parts are over the "
-                                         "%zu bytes allowed together",
-                                         p->cur->path, all));
-                break;
-            }
-            if (r < 0) {
-                rc = fail(p, mwi_err_set(&p->err, r, "part %s: %s", p->cur->path,
-                                         mw_mime_headers_error(p->cur->hdr)->message));
-                break;
-            }
-            i += used;
-            if (r == 1) {
-                rc = begin_body(p);
-            } else {
-                p->bol = d[end - 1] == '\n';
-            }
+            rc = feed_headers(p, d, n, &i);
             continue;
         }
         if (p->nm == 0) {

@@ -1,7 +1,7 @@
 /* Cancellation tokens: an atomic flag for cheap checks plus a self-pipe so a
  * thread blocked in poll() wakes up.  mw_cancel_request() only does an atomic
  * store and a write(2), both async-signal-safe (POSIX.1-2017 §2.4.3). */
-#include "net/stream_int.h"
+#include "net/cancel.h"
 #include "util/err.h"
 
 #include <errno.h>

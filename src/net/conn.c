@@ -1,6 +1,7 @@
 /* Buffered, line-aware connection (see conn.h). */
 #include "net/conn.h"
-#include "net/stream_int.h"
+#include "net/stream.h"
+#include "net/tls.h"
 #include "util/buf.h"
 #include "util/err.h"
 

@@ -6,7 +6,6 @@
  * verified against the target host, never the proxy. */
 #include "net/proxy.h"
 
-#include "net/stream_int.h"
 #include "util/base64.h"
 #include "util/err.h"
 

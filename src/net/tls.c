@@ -6,7 +6,8 @@
  * The BIO is blocking-with-deadline: it never asks OpenSSL to retry, so each
  * SSL_* call either completes or fails with the inner stream's error, which
  * we keep and report instead of OpenSSL's less helpful "syscall" error. */
-#include "net/stream_int.h"
+#include "net/tls.h"
+#include "net/stream.h"
 #include "util/base64.h"
 #include "util/err.h"
 
@@ -49,6 +50,8 @@ struct mw_tls {
     int strict;
     X509_LOOKUP_METHOD *lazy_meth; /* the system bundle, loaded on demand */
 };
+
+static const mwi_stream_vt tls_vt; /* below */
 
 /* ---- BIO over the inner stream --------------------------------------------- */
 
@@ -178,8 +181,7 @@ static void cert_names(X509 *cert, char *buf, size_t len)
     }
 }
 
-/* Why verification failed, in the words tests and users look for (the
- * loop's TLS, src/loop/loop_tls.c, says it with the same words). */
+/* Why verification failed, in the words tests and users look for (tls.h). */
 void mwi_tls_verify_reason(long vr, X509 *cert, char *buf, size_t len)
 {
     char names[200];
@@ -253,7 +255,7 @@ static int parse_pins(const char *spec, unsigned char pins[][32], int *npins, mw
     return 0;
 }
 
-static void pin_text(const unsigned char d[32], char out[52])
+void mwi_tls_pin_text(const unsigned char d[32], char out[52])
 {
     memcpy(out, "sha256:", 7);
     mwi_base64_encode(out + 7, d, 32);
@@ -374,7 +376,6 @@ static void tls_free(struct mw_tls *t)
     BIO_meth_free(t->meth);
     mw_stream_free(t->inner);
     free(t->der);
-    free(t);
 }
 
 static int is_ip_literal(const char *h)
@@ -505,9 +506,9 @@ static int decide(struct mw_tls *t, const mw_tls_opts *o, const char *host,
             pinned = 1;
     if (npins && !pinned) {
         char want[52], gc[52], gk[52];
-        pin_text(pins[0], want);
-        pin_text(t->peer.cert_sha256, gc);
-        pin_text(t->peer.spki_sha256, gk);
+        mwi_tls_pin_text(pins[0], want);
+        mwi_tls_pin_text(t->peer.cert_sha256, gc);
+        mwi_tls_pin_text(t->peer.spki_sha256, gk);
         return mwi_err_set(err, MW_ECERT,
                            "certificate of %s not accepted: pin mismatch: expected %s%s, got %s "
                            "(certificate) / %s (public key)",
@@ -556,17 +557,15 @@ int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int
                          "no host name to check the certificate against (set servername)");
     if (!rc && host && strpbrk(host, "\r\n"))
         rc = mwi_err_set(err, MW_EINVAL, "invalid TLS server name");
-    struct mw_tls *t = NULL;
     mw_stream *s = NULL;
-    if (!rc && (!(t = calloc(1, sizeof *t)) || !(s = mwi_stream_alloc(MW_STREAM_TLS))))
+    if (!rc && !(s = mwi_stream_new(&tls_vt, sizeof(struct mw_tls))))
         rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
     if (rc) {
-        free(t);
         mw_stream_free(inner);
         return rc;
     }
+    struct mw_tls *t = s->impl;
     t->inner = inner;
-    s->tls = t;
     s->inner = inner;
     s->cancel = inner->cancel;
     int strict = !o->insecure && !npins && !o->policy;
@@ -630,10 +629,10 @@ static int io_failure(struct mw_tls *t, int r, const char *what, mw_error *err)
     return rc;
 }
 
-int mwi_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
-                 mw_error *err)
+static int tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadline_ms,
+                    mw_error *err)
 {
-    struct mw_tls *t = s->tls;
+    struct mw_tls *t = s->impl;
     if (t->deferred) {
         t->deferred = 0;
         if (err) *err = t->deferred_err;
@@ -680,9 +679,10 @@ int mwi_tls_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadl
     return 0;
 }
 
-int mwi_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms, mw_error *err)
+static int tls_write(mw_stream *s, const void *buf, size_t len, size_t *written,
+                     int64_t deadline_ms, mw_error *err)
 {
-    struct mw_tls *t = s->tls;
+    struct mw_tls *t = s->impl;
     if (t->failed)
         return mwi_err_set(err, MW_ETLS, "TLS connection unusable after an earlier error");
     t->deadline = deadline_ms;
@@ -690,14 +690,23 @@ int mwi_tls_write(mw_stream *s, const void *buf, size_t len, int64_t deadline_ms
     ERR_clear_error();
     size_t done = 0;
     int r = SSL_write_ex(t->ssl, buf, len, &done);
-    if (r == 1 && done == len) return 0;
+    if (r == 1 && done == len) {
+        *written = len;
+        return 0;
+    }
     return io_failure(t, r, "write", err);
 }
 
-void mwi_tls_close(mw_stream *s)
+/* The inner stream's: TLS has no descriptor of its own.  Bytes OpenSSL
+ * already holds do not show there. */
+static int tls_pollfd(const mw_stream *s)
 {
-    struct mw_tls *t = s->tls;
-    if (!t) return;
+    return mwi_stream_pollfd(s->inner);
+}
+
+static void tls_close(mw_stream *s)
+{
+    struct mw_tls *t = s->impl;
     if (t->established && !t->failed && !mw_cancel_requested(s->cancel)) {
         /* Send our close_notify (RFC 8446 §6.1) without waiting for the
          * server's: bounded, best effort. */
@@ -706,13 +715,15 @@ void mwi_tls_close(mw_stream *s)
     }
     ERR_clear_error();
     tls_free(t);
-    s->tls = NULL;
     s->inner = NULL;
 }
 
+static const mwi_stream_vt tls_vt = {"tls", tls_read, tls_write, tls_pollfd, tls_close};
+
 const mw_tls_peer *mw_stream_tls_peer(const mw_stream *s)
 {
-    return (s && s->kind == MW_STREAM_TLS && s->tls && s->tls->der) ? &s->tls->peer : NULL;
+    const struct mw_tls *t = s && s->vt == &tls_vt ? s->impl : NULL;
+    return t && t->der ? &t->peer : NULL;
 }
 
 int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned char *buf, size_t len,
@@ -720,8 +731,9 @@ int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned char *buf
 {
     if (out_len) *out_len = 0;
     if (!s || !type || !out_len || (!buf && len)) return MW_EINVAL;
-    if (s->kind != MW_STREAM_TLS || !s->tls || !s->tls->established) return MW_EUNSUPPORTED;
-    SSL *ssl = s->tls->ssl;
+    const struct mw_tls *t = s->vt == &tls_vt ? s->impl : NULL;
+    if (!t || !t->established) return MW_EUNSUPPORTED;
+    SSL *ssl = t->ssl;
     int tls13 = SSL_version(ssl) >= TLS1_3_VERSION;
     unsigned char tmp[64];
     size_t n;
@@ -747,66 +759,5 @@ int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned char *buf
     if (n > len) return MW_ETOOBIG;
     memcpy(buf, tmp, n);
     *out_len = n;
-    return 0;
-}
-
-/* ---- session details (mw_stream_tls_info) ------------------------------------ */
-
-/* RFC 2253 form of a name; non-ASCII and control octets escaped by OpenSSL
- * (ASN1_STRFLGS_ESC_MSB / ESC_CTRL), anything left over made '?'. */
-static void name_2253(const X509_NAME *name, char *out, size_t outsz)
-{
-    out[0] = '\0';
-    BIO *b = BIO_new(BIO_s_mem());
-    if (!b) return;
-    if (X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253) >= 0) {
-        char *data = NULL;
-        long n = BIO_get_mem_data(b, &data);
-        if (n > 0 && data) mwi_copy_printable(out, outsz, data, (size_t)n);
-    }
-    BIO_free(b);
-}
-
-static void time_iso(const ASN1_TIME *t, char *out, size_t outsz)
-{
-    struct tm tm;
-    char buf[96]; /* room for any int values: no truncation to reason about */
-    out[0] = '\0';
-    if (!t || ASN1_TIME_to_tm(t, &tm) != 1) return;
-    int n = snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
-                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    if (n > 0 && (size_t)n < outsz) memcpy(out, buf, (size_t)n + 1);
-}
-
-int mw_stream_tls_info(const mw_stream *s, mw_tls_info *out)
-{
-    if (!out) return MW_EINVAL;
-    memset(out, 0, sizeof *out);
-    if (!s) return MW_EINVAL;
-    const struct mw_tls *t = s->kind == MW_STREAM_TLS ? s->tls : NULL;
-    if (!t || !t->established || !t->der) return MW_EUNSUPPORTED;
-    const mw_tls_peer *p = &t->peer;
-    snprintf(out->protocol, sizeof out->protocol, "%s", p->protocol ? p->protocol : "");
-    snprintf(out->cipher, sizeof out->cipher, "%s", p->cipher ? p->cipher : "");
-    const unsigned char *d = t->der;
-    X509 *cert = d2i_X509(NULL, &d, (long)p->der_len);
-    if (cert) {
-        name_2253(X509_get_subject_name(cert), out->subject, sizeof out->subject);
-        name_2253(X509_get_issuer_name(cert), out->issuer, sizeof out->issuer);
-        time_iso(X509_get0_notBefore(cert), out->not_before, sizeof out->not_before);
-        time_iso(X509_get0_notAfter(cert), out->not_after, sizeof out->not_after);
-        X509_free(cert);
-    }
-    static const char hex[] = "0123456789ABCDEF";
-    for (int i = 0; i < 32; i++) {
-        out->sha256[i * 3] = hex[p->cert_sha256[i] >> 4];
-        out->sha256[i * 3 + 1] = hex[p->cert_sha256[i] & 15];
-        out->sha256[i * 3 + 2] = i < 31 ? ':' : '\0';
-    }
-    pin_text(p->cert_sha256, out->cert_pin);
-    pin_text(p->spki_sha256, out->spki_pin);
-    out->verified = p->verified;
-    snprintf(out->verify_error, sizeof out->verify_error, "%s",
-             p->verify_error ? p->verify_error : "");
     return 0;
 }

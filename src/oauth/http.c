@@ -133,6 +133,56 @@ static char *curl_pin(const char *pin)
     return out;
 }
 
+/* The mail connection's trust settings on handle c: CA, CRL, client
+ * certificate, pin (the returned string, which c uses until it is
+ * cleaned up; NULL without a pin). */
+static char *set_tls(CURL *c, const mw_tls_opts *t)
+{
+    char *pin = NULL;
+    if (t->ca_file) lc.easy_setopt(c, CURLOPT_CAINFO, t->ca_file);
+    if (t->ca_dir) lc.easy_setopt(c, CURLOPT_CAPATH, t->ca_dir);
+    if (t->crl_file) lc.easy_setopt(c, CURLOPT_CRLFILE, t->crl_file);
+    if (t->cert_file) lc.easy_setopt(c, CURLOPT_SSLCERT, t->cert_file);
+    if (t->key_file || t->cert_file)
+        lc.easy_setopt(c, CURLOPT_SSLKEY, t->key_file ? t->key_file : t->cert_file);
+    if (t->pin) {
+        pin = curl_pin(t->pin);
+        if (pin) lc.easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, pin);
+    }
+    if (t->insecure) {
+        lc.easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+        lc.easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    return pin;
+}
+
+/* A failed transfer's curl code as the mail connection's codes. */
+static int curl_fail(CURLcode cr, const char *url, const char *why, mw_error *err)
+{
+    switch (cr) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+        return mwi_err_set(err, MW_ECERT,
+                           "OAuth endpoint %.120s: certificate not accepted: %.120s; check "
+                           "--cafile/--pin",
+                           url, why);
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+        return mwi_err_set(err, MW_ETLS, "OAuth endpoint %.120s: TLS: %.150s", url, why);
+    case CURLE_OPERATION_TIMEDOUT:
+        return mwi_err_set(err, MW_ETIMEOUT, "OAuth endpoint %.120s: timed out: %.120s", url, why);
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+        return mwi_err_set(err, MW_EINVAL, "OAuth endpoint %.120s: %.150s", url, why);
+    default:
+        return mwi_err_set(err, MW_ENET, "OAuth endpoint %.120s: %.150s", url, why);
+    }
+}
+
 int mwi_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *form, long *status,
                         char **body, size_t *len, mw_error *err)
 {
@@ -168,23 +218,7 @@ int mwi_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *for
     lc.easy_setopt(c, CURLOPT_USERAGENT, "mailwire-oauth");
     /* No proxy from the environment: only the one the caller names. */
     lc.easy_setopt(c, CURLOPT_PROXY, o->proxy ? o->proxy : "");
-    const mw_tls_opts *t = o->tls_opts;
-    if (t) {
-        if (t->ca_file) lc.easy_setopt(c, CURLOPT_CAINFO, t->ca_file);
-        if (t->ca_dir) lc.easy_setopt(c, CURLOPT_CAPATH, t->ca_dir);
-        if (t->crl_file) lc.easy_setopt(c, CURLOPT_CRLFILE, t->crl_file);
-        if (t->cert_file) lc.easy_setopt(c, CURLOPT_SSLCERT, t->cert_file);
-        if (t->key_file || t->cert_file)
-            lc.easy_setopt(c, CURLOPT_SSLKEY, t->key_file ? t->key_file : t->cert_file);
-        if (t->pin) {
-            pin = curl_pin(t->pin);
-            if (pin) lc.easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, pin);
-        }
-        if (t->insecure) {
-            lc.easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-            lc.easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-        }
-    }
+    if (o->tls_opts) pin = set_tls(c, o->tls_opts);
     CURLcode cr = lc.easy_perform(c);
     int rc = 0;
     if (cr == CURLE_OK) {
@@ -197,35 +231,7 @@ int mwi_oauth_http_post(const mw_oauth_opts *o, const char *url, const char *for
         rc = mwi_err_set(err, MW_ETOOBIG, "OAuth endpoint %.150s: response over %d bytes", url,
                          MW_OAUTH_MAX_BODY);
     } else {
-        const char *why = ebuf[0] ? ebuf : lc.easy_strerror(cr);
-        switch (cr) {
-        case CURLE_PEER_FAILED_VERIFICATION:
-        case CURLE_SSL_CACERT_BADFILE:
-        case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        case CURLE_SSL_CRL_BADFILE:
-        case CURLE_SSL_ISSUER_ERROR:
-            rc = mwi_err_set(err, MW_ECERT,
-                             "OAuth endpoint %.120s: certificate not accepted: %.120s; check "
-                             "--cafile/--pin",
-                             url, why);
-            break;
-        case CURLE_SSL_CONNECT_ERROR:
-        case CURLE_SSL_CERTPROBLEM:
-        case CURLE_SSL_CIPHER:
-            rc = mwi_err_set(err, MW_ETLS, "OAuth endpoint %.120s: TLS: %.150s", url, why);
-            break;
-        case CURLE_OPERATION_TIMEDOUT:
-            rc =
-                mwi_err_set(err, MW_ETIMEOUT, "OAuth endpoint %.120s: timed out: %.120s", url, why);
-            break;
-        case CURLE_UNSUPPORTED_PROTOCOL:
-        case CURLE_URL_MALFORMAT:
-            rc = mwi_err_set(err, MW_EINVAL, "OAuth endpoint %.120s: %.150s", url, why);
-            break;
-        default:
-            rc = mwi_err_set(err, MW_ENET, "OAuth endpoint %.120s: %.150s", url, why);
-            break;
-        }
+        rc = curl_fail(cr, url, ebuf[0] ? ebuf : lc.easy_strerror(cr), err);
     }
     free(s.buf);
     free(pin);

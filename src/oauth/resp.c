@@ -81,17 +81,11 @@ static int get_secs(json_object *o, const char *key, long long *out, mw_error *e
     return 0;
 }
 
-int mwi_oauth_parse_resp(const char *body, size_t len, long http_status, int kind, mw_oauth_resp *r,
-                         mw_error *err)
+/* The body as one JSON object (strict, depth-limited, only white space
+ * after it) into *out; else the error its HTTP status explains. */
+static int parse_object(const char *body, size_t len, long http_status, json_object **out,
+                        mw_error *err)
 {
-    memset(r, 0, sizeof *r);
-    r->expires_in = r->interval = -1;
-    if (len > MW_OAUTH_MAX_BODY)
-        return mwi_err_set(err, MW_ETOOBIG, "token endpoint: response of %zu bytes (limit %d)", len,
-                           MW_OAUTH_MAX_BODY);
-    if (memchr(body, '\0', len))
-        return mwi_err_set(err, MW_EPROTO, "token endpoint: NUL byte in the response (HTTP %ld)",
-                           http_status);
     /* Depth 8: a token response is one flat object. */
     json_tokener *tk = json_tokener_new_ex(8);
     if (!tk) return mwi_err_set(err, MW_ENOMEM, "out of memory");
@@ -121,6 +115,67 @@ int mwi_oauth_parse_resp(const char *body, size_t len, long http_status, int kin
         json_object_put(o);
         return rc;
     }
+    *out = o;
+    return 0;
+}
+
+/* A device authorization answer's fields (RFC 8628 section 3.2). */
+static int device_fields(json_object *o, mw_oauth_resp *r, mw_error *err)
+{
+    int rc;
+    if ((rc = get_str(o, "device_code", 1, &r->device_code, err)) ||
+        (rc = get_str(o, "user_code", 0, &r->user_code, err)) ||
+        (rc = get_str(o, "verification_uri", 1, &r->verification_uri, err)) ||
+        (rc = get_str(o, "verification_uri_complete", 1, &r->verification_uri_complete, err)) ||
+        (rc = get_secs(o, "expires_in", &r->expires_in, err)) ||
+        (rc = get_secs(o, "interval", &r->interval, err)))
+        return rc;
+    /* Google says verification_url. */
+    if (!r->verification_uri && (rc = get_str(o, "verification_url", 1, &r->verification_uri, err)))
+        return rc;
+    if (!r->device_code || !r->user_code || !r->verification_uri) {
+        return mwi_err_set(err, MW_EPROTO,
+                           "device authorization: device_code, user_code or verification_uri "
+                           "missing");
+    }
+    return 0;
+}
+
+/* A token answer's fields (RFC 6749 section 5.1): Bearer only. */
+static int token_fields(json_object *o, mw_oauth_resp *r, mw_error *err)
+{
+    int rc;
+    if ((rc = get_str(o, "access_token", 1, &r->access_token, err)) ||
+        (rc = get_str(o, "refresh_token", 1, &r->refresh_token, err)) ||
+        (rc = get_str(o, "token_type", 1, &r->token_type, err)) ||
+        (rc = get_str(o, "scope", 0, &r->scope, err)) ||
+        (rc = get_secs(o, "expires_in", &r->expires_in, err)))
+        return rc;
+    if (!r->access_token || !r->access_token[0]) {
+        return mwi_err_set(err, MW_EPROTO, "token endpoint: no access_token in the answer");
+    }
+    if (r->token_type && strcasecmp(r->token_type, "bearer") != 0) {
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "token endpoint: token_type \"%.40s\" (only Bearer is supported)",
+                           r->token_type);
+    }
+    return 0;
+}
+
+int mwi_oauth_parse_resp(const char *body, size_t len, long http_status, int kind, mw_oauth_resp *r,
+                         mw_error *err)
+{
+    memset(r, 0, sizeof *r);
+    r->expires_in = r->interval = -1;
+    if (len > MW_OAUTH_MAX_BODY)
+        return mwi_err_set(err, MW_ETOOBIG, "token endpoint: response of %zu bytes (limit %d)", len,
+                           MW_OAUTH_MAX_BODY);
+    if (memchr(body, '\0', len))
+        return mwi_err_set(err, MW_EPROTO, "token endpoint: NUL byte in the response (HTTP %ld)",
+                           http_status);
+    json_object *o = NULL;
+    int rc = parse_object(body, len, http_status, &o, err);
+    if (rc) return rc;
     if ((rc = get_str(o, "error", 1, &r->error, err)) ||
         (rc = get_str(o, "error_description", 0, &r->error_description, err)))
         goto out;
@@ -140,42 +195,7 @@ int mwi_oauth_parse_resp(const char *body, size_t len, long http_status, int kin
                          http_status);
         goto out;
     }
-    if (kind == MW_OAUTH_RESP_DEVICE) {
-        if ((rc = get_str(o, "device_code", 1, &r->device_code, err)) ||
-            (rc = get_str(o, "user_code", 0, &r->user_code, err)) ||
-            (rc = get_str(o, "verification_uri", 1, &r->verification_uri, err)) ||
-            (rc = get_str(o, "verification_uri_complete", 1, &r->verification_uri_complete, err)) ||
-            (rc = get_secs(o, "expires_in", &r->expires_in, err)) ||
-            (rc = get_secs(o, "interval", &r->interval, err)))
-            goto out;
-        /* Google says verification_url. */
-        if (!r->verification_uri &&
-            (rc = get_str(o, "verification_url", 1, &r->verification_uri, err)))
-            goto out;
-        if (!r->device_code || !r->user_code || !r->verification_uri) {
-            rc = mwi_err_set(err, MW_EPROTO,
-                             "device authorization: device_code, user_code or verification_uri "
-                             "missing");
-            goto out;
-        }
-    } else {
-        if ((rc = get_str(o, "access_token", 1, &r->access_token, err)) ||
-            (rc = get_str(o, "refresh_token", 1, &r->refresh_token, err)) ||
-            (rc = get_str(o, "token_type", 1, &r->token_type, err)) ||
-            (rc = get_str(o, "scope", 0, &r->scope, err)) ||
-            (rc = get_secs(o, "expires_in", &r->expires_in, err)))
-            goto out;
-        if (!r->access_token || !r->access_token[0]) {
-            rc = mwi_err_set(err, MW_EPROTO, "token endpoint: no access_token in the answer");
-            goto out;
-        }
-        if (r->token_type && strcasecmp(r->token_type, "bearer") != 0) {
-            rc = mwi_err_set(err, MW_EUNSUPPORTED,
-                             "token endpoint: token_type \"%.40s\" (only Bearer is supported)",
-                             r->token_type);
-            goto out;
-        }
-    }
+    rc = kind == MW_OAUTH_RESP_DEVICE ? device_fields(o, r, err) : token_fields(o, r, err);
 out:
     json_object_put(o);
     return rc;

@@ -139,23 +139,9 @@ int mwi_pop3_read_status(mw_pop3 *p, mw_pop3_status *st)
 
 int mwi_pop3_server_error(mw_pop3 *p, const mw_pop3_status *st, int dflt, const char *what)
 {
-    int code = dflt;
-    /* RFC 2449 §8.1 / RFC 3206: temporary conditions are worth retrying. */
-    if (!strcasecmp(st->code, "IN-USE") || !strcasecmp(st->code, "LOGIN-DELAY") ||
-        !strncasecmp(st->code, "SYS/TEMP", 8))
-        code = MW_ETEMP;
-    else if (!strcasecmp(st->code, "AUTH"))
-        code = MW_EAUTH;
-    else if (!strncasecmp(st->code, "SYS/PERM", 8) && dflt != MW_EAUTH)
-        code = MW_ESERVER;
-    mwi_err_set_reply(&p->err, st->text, st->text_len);
-    mwi_copy_printable(p->err.resp_code, sizeof p->err.resp_code, st->code, strlen(st->code));
-    if (st->kind == MW_POP3_CONT) {
-        /* A "+ " outside AUTH: the reply stream can no longer be trusted. */
-        mwi_err_set(&p->err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what, p->err.reply);
-        return mwi_pop3_fatal(p, MW_EPROTO);
-    }
-    return mwi_err_set(&p->err, code, "%s: server said -ERR %s", what, p->err.reply);
+    int rc = mwi_pop3_status_error(&p->err, st, dflt, what);
+    /* A "+ " outside AUTH: the reply stream can no longer be trusted. */
+    return st->kind == MW_POP3_CONT ? mwi_pop3_fatal(p, rc) : rc;
 }
 
 int mwi_pop3_simple(mw_pop3 *p, mw_pop3_status *st, const char *what, const char *fmt, ...)

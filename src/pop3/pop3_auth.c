@@ -3,7 +3,7 @@
  * the caller allowed it (docs/CONVENTIONS.md, "Safe defaults"). */
 #include "pop3/pop3_int.h"
 
-#include "sasl/sasl.h"
+#include "sasl/driver.h"
 #include "util/err.h"
 
 #include <openssl/evp.h>
@@ -110,178 +110,127 @@ static int login_apop(mw_pop3 *p, const mw_pop3_opts *o)
     return 0;
 }
 
-/* Sends one line of the AUTH exchange, masked in traces. */
-static int send_auth_line(mw_pop3 *p, const char *line, size_t len)
+/* The channel binding data of a TLS connection (RFC 9266 tls-exporter,
+ * else RFC 5929 tls-unique) into cb[64]; its type, or NULL. */
+static const char *channel_binding(mw_pop3 *p, unsigned char *cb, size_t *cbl)
 {
-    char masked[64];
-    if (!p->trace_secrets) mwi_sasl_mask(masked, sizeof masked, line, len);
-    return mwi_pop3_send(p, line, len, p->trace_secrets ? NULL : masked, 1);
+    *cbl = 0;
+    if (p->tls == MW_TLS_NONE) return NULL;
+    mw_stream *s = mwi_conn_stream(p->conn);
+    if (s && mw_stream_channel_binding(s, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
+        return "tls-exporter";
+    if (s && mw_stream_channel_binding(s, "tls-unique", cb, 64, cbl) == 0 && *cbl)
+        return "tls-unique";
+    *cbl = 0;
+    return NULL;
 }
 
-/* One AUTH attempt (RFC 5034 §4).  Returns 0, or an error; *local is set
- * when the failure came from our side before the server judged us. */
-static int sasl_try(mw_pop3 *p, const mw_pop3_opts *o, const char *mech, const char *token,
-                    int *local)
+static int has_capa(const mw_pop3 *p, const char *name)
 {
-    mw_sasl_creds cr;
-    memset(&cr, 0, sizeof cr);
-    cr.authcid = o->user;
-    cr.authzid = o->authzid;
-    cr.password = o->password;
-    cr.token = token;
-    cr.service = "pop";
-    cr.hostname = p->host;
-    cr.port = p->port;
-    unsigned char cb[64];
+    for (size_t i = 0; i < p->ncapa; i++)
+        if (!strcasecmp(p->capa[i], name)) return 1;
+    return 0;
+}
+
+/* The driver's configuration from the options and the CAPA reply. */
+static void sasl_cfg(mw_pop3 *p, const mw_pop3_opts *o, mwi_sasld_cfg *c, unsigned char *cb)
+{
+    memset(c, 0, sizeof *c);
+    c->proto = &mwi_sasl_proto_pop3;
+    for (size_t i = 0; i < p->ncapa; i++)
+        if (!strncasecmp(p->capa[i], "SASL", 4) && (p->capa[i][4] == ' ' || !p->capa[i][4]))
+            c->offered = p->capa[i][4] ? p->capa[i] + 5 : "";
+    /* Version 2 options may name a token provider (token.h). */
+    mw_token_fn tfn = o->version >= 2 ? o->token_fn : NULL;
     size_t cbl = 0;
-    if (p->tls != MW_TLS_NONE) {
-        mw_stream *s = mwi_conn_stream(p->conn);
-        if (s && mw_stream_channel_binding(s, "tls-exporter", cb, sizeof cb, &cbl) == 0 && cbl) {
-            cr.cb_type = "tls-exporter";
-        } else if (s && mw_stream_channel_binding(s, "tls-unique", cb, sizeof cb, &cbl) == 0 &&
-                   cbl) {
-            cr.cb_type = "tls-unique";
-        }
-        if (cr.cb_type) {
-            cr.cb_data = cb;
-            cr.cb_len = cbl;
-        }
-    }
-    *local = 1;
-    mw_sasl *s = NULL;
-    const char *ir = NULL;
-    mw_error_clear(&p->err);
-    int rc = mwi_sasl_start(&s, o->sasl_ir ? &ir : NULL, mech, &cr, &p->err);
-    if (rc) return rc;
-    char line[P3_MAX_CMD + 1];
-    int n;
-    /* RFC 5034 §4: the initial response may go with AUTH unless the line
-     * would pass 255 octets; then it waits for the server's empty "+ ". */
-    if (ir && strlen("AUTH ") + strlen(mech) + 1 + strlen(ir) + 2 <= P3_MAX_CMD)
-        n = snprintf(line, sizeof line, "AUTH %s %s", mech, ir);
-    else
-        n = snprintf(line, sizeof line, "AUTH %s", mech);
-    rc = send_auth_line(p, line, (size_t)n);
-    wipe(line, sizeof line);
-    p->in_auth = 1; /* from here on, lines of the exchange are masked */
-    *local = 0;
+    const char *cbt = channel_binding(p, cb, &cbl);
+    c->policy.want = o->sasl_mechs;
+    c->policy.tls = p->tls != MW_TLS_NONE;
+    c->policy.allow_plaintext = o->allow_plaintext;
+    c->policy.has_password = o->password != NULL;
+    c->policy.has_token = o->token != NULL || tfn != NULL;
+    c->policy.want_external = o->tls_opts && o->tls_opts->cert_file && c->policy.tls;
+    c->policy.has_cb = cbt != NULL;
+    c->creds.authcid = o->user;
+    c->creds.authzid = o->authzid;
+    c->creds.password = o->password;
+    c->creds.token = o->token;
+    c->creds.hostname = p->host;
+    c->creds.port = p->port;
+    c->creds.cb_type = cbt;
+    c->creds.cb_data = cbt ? cb : NULL;
+    c->creds.cb_len = cbl;
+    c->use_ir = o->sasl_ir;
+    c->has_token_fn = tfn != NULL;
+    c->trace_secrets = p->trace_secrets;
+    c->flags = has_capa(p, "AUTH-RESP-CODE") ? MWI_SASLD_F_RESP_CODES : 0;
+}
+
+/* Sends what the driver says and feeds it the reply (RFC 5034 §4). */
+static int sasl_exchange(mw_pop3 *p, mwi_sasld *d, int *act)
+{
+    size_t len;
+    const char *line = mwi_sasld_line(d, &len);
+    /* The continuation lines are not commands: the AUTH line stays the
+     * command an error names, and the server's "+ " lines are masked. */
+    p->in_auth = mwi_sasld_in_exchange(d);
+    int rc = mwi_pop3_send(p, line, len, mwi_sasld_shown(d), 1);
+    p->in_auth = 1;
     mw_pop3_status st;
-    while (!rc) {
-        if ((rc = mwi_pop3_read_status(p, &st))) break;
-        if (st.kind == MW_POP3_OK) {
-            /* Early success: a mutual mechanism whose server proof never
-             * came is refused (mwi_sasl_check_success). */
-            rc = mwi_sasl_check_success(s, &p->err);
-            if (rc) {
-                mwi_pop3_fatal(p, rc);
-                mwi_err_set(&p->err, rc, "AUTH %s: server said +OK before proving itself: %s", mech,
-                            p->err.message);
-            }
-            break;
-        }
-        if (st.kind == MW_POP3_ERR) {
-            rc = login_failed(p, &st, "AUTH");
-            const char *se = mwi_sasl_server_error(s);
-            if (se && *se) {
-                char msg[sizeof p->err.message];
-                memcpy(msg, p->err.message, sizeof msg);
-                mwi_err_set(&p->err, rc, "%s (%s)", msg, se);
-            }
-            break;
-        }
-        const char *resp = NULL;
-        int sr = mwi_sasl_step(s, &resp, st.text, st.text_len, &p->err);
-        if (sr < 0) {
-            /* RFC 5034 §4: "*" cancels; the server answers -ERR. */
-            char why[sizeof p->err.message];
-            snprintf(why, sizeof why, "%s", p->err.message);
-            int cr2 = send_auth_line(p, "*", 1);
-            if (!cr2) cr2 = mwi_pop3_read_status(p, &st);
-            rc = sr;
-            if (!cr2 || p->state != P3_BROKEN)
-                mwi_err_set(&p->err, sr, "AUTH %s: bad server challenge, cancelled: %s", mech, why);
-            break;
-        }
-        rc = send_auth_line(p, resp, strlen(resp));
-    }
+    if (!rc) rc = mwi_pop3_read_status(p, &st);
     p->in_auth = 0;
-    wipe(cb, sizeof cb);
-    mwi_sasl_free(s);
-    if (!rc) snprintf(p->auth_used, sizeof p->auth_used, "SASL %s", mech);
+    if (!rc) *act = mwi_sasld_feed(d, &st);
     return rc;
 }
 
+/* SASL login: a thin loop over the driver (src/sasl/driver.h).  Returns 0,
+ * an error, or 1 when `automatic` and nothing usable is offered. */
 static int login_sasl(mw_pop3 *p, const mw_pop3_opts *o, int automatic)
 {
-    const char *line = NULL;
-    for (size_t i = 0; i < p->ncapa; i++)
-        if (!strncasecmp(p->capa[i], "SASL", 4) && (p->capa[i][4] == ' ' || !p->capa[i][4]))
-            line = p->capa[i][4] ? p->capa[i] + 5 : "";
-    mw_sasl_policy pol;
-    memset(&pol, 0, sizeof pol);
-    pol.want = o->sasl_mechs;
-    pol.tls = p->tls != MW_TLS_NONE;
-    pol.allow_plaintext = o->allow_plaintext;
-    pol.has_password = o->password != NULL;
-    /* Version 2 options may name a token provider (token.h). */
     mw_token_fn tfn = o->version >= 2 ? o->token_fn : NULL;
-    pol.has_token = o->token != NULL || tfn != NULL;
-    pol.want_external = o->tls_opts && o->tls_opts->cert_file && pol.tls;
-    if (pol.tls) {
-        unsigned char cb[64];
-        size_t cbl = 0;
-        mw_stream *s = mwi_conn_stream(p->conn);
-        pol.has_cb = s && (mw_stream_channel_binding(s, "tls-exporter", cb, sizeof cb, &cbl) == 0 ||
-                           mw_stream_channel_binding(s, "tls-unique", cb, sizeof cb, &cbl) == 0);
-    }
-    const char *mechs[MW_SASL_MAX_MECHS];
-    size_t nm = 0;
+    unsigned char cb[64];
+    mwi_sasld_cfg cfg;
+    sasl_cfg(p, o, &cfg, cb);
+    mwi_sasld *d = NULL;
     mw_error_clear(&p->err);
-    int rc = mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, line, &pol, &p->err);
-    if (rc) {
-        if (automatic && rc == MW_EUNSUPPORTED) return 1; /* nothing usable offered: USER/PASS */
-        return rc;
-    }
-    if (!o->user && !o->token && !tfn && strcasecmp(mechs[0], "EXTERNAL"))
+    int rc = mwi_sasld_new(&d, &cfg, &p->err);
+    wipe(cb, sizeof cb);
+    if (rc) return automatic && rc == MW_EUNSUPPORTED ? 1 : rc;
+    if (!o->user && !o->token && !tfn && strcasecmp(mwi_sasld_mech_first(d), "EXTERNAL")) {
+        mwi_sasld_free(d);
         return mwi_err_set(&p->err, MW_EINVAL, "AUTH needs a user name");
-    for (size_t i = 0; i < nm; i++) {
-        int local = 0;
-        int oauth = !strcasecmp(mechs[i], "XOAUTH2") || !strcasecmp(mechs[i], "OAUTHBEARER");
-        char *fresh = NULL;
-        if (oauth && !o->token && tfn) {
-            mw_error_clear(&p->err);
-            rc = tfn(0, &fresh, &p->err, o->token_userdata);
-            if (rc) return rc; /* the callback's value, unchanged */
-            if (!fresh) return mwi_err_set(&p->err, MW_EINVAL, "the token provider gave no token");
-        }
-        rc = sasl_try(p, o, mechs[i], fresh ? fresh : o->token, &local);
-        if (rc == MW_EAUTH && !local && fresh && p->state != P3_BROKEN) {
-            /* Refused: the provider may know better (a token expired early,
-             * a clock behind); one new token, one more AUTH (RFC 5034 §4
-             * leaves the session in the AUTHORIZATION state). */
-            char *again = NULL;
-            mw_error keep = p->err;
-            int cr = tfn(1, &again, &p->err, o->token_userdata);
-            if (cr == 0 && again) {
-                wipe(fresh, strlen(fresh));
-                free(fresh);
-                fresh = again;
-                rc = sasl_try(p, o, mechs[i], fresh, &local);
-            } else if (cr == 0) {
-                p->err = keep;
-            } else {
-                rc = cr;
-            }
-        }
-        if (fresh) {
-            wipe(fresh, strlen(fresh));
-            free(fresh);
-        }
-        /* Only a local failure (GNU SASL lacks the mechanism, a credential
-         * it needs is missing) moves on to the next one; a server refusal
-         * is final, so a wrong password is not tried over and over. */
-        if (!rc || !local) return rc;
     }
+    int act = mwi_sasld_start(d);
+    for (rc = 0; !rc;) {
+        if (act == MWI_SASLD_SEND) {
+            rc = sasl_exchange(p, d, &act);
+        } else if (act == MWI_SASLD_TOKEN) {
+            char *tok = NULL;
+            mw_error te;
+            mw_error_clear(&te);
+            int trc = tfn(mwi_sasld_token_refresh(d), &tok, &te, o->token_userdata);
+            act = mwi_sasld_token(d, trc, tok, &te);
+        } else if (act == MWI_SASLD_NEXT) {
+            char note[sizeof p->err.message + 40];
+            int n = snprintf(note, sizeof note, "%s failed: %s", mwi_sasld_mech(d),
+                             mwi_sasld_error(d)->message);
+            if (n > 0) mwi_conn_trace(p->conn, MW_TRACE_INFO, note, strlen(note));
+            p->err.command[0] = '\0';
+            act = mwi_sasld_start(d);
+        } else if (act == MWI_SASLD_DONE) {
+            snprintf(p->auth_used, sizeof p->auth_used, "SASL %s", mwi_sasld_mech(d));
+            break;
+        } else {
+            /* The driver's error; the command is the AUTH line as sent. */
+            char cmd[sizeof p->err.command];
+            memcpy(cmd, p->err.command, sizeof cmd);
+            p->err = *mwi_sasld_error(d);
+            if (cmd[0]) memcpy(p->err.command, cmd, sizeof cmd);
+            rc = p->err.code ? p->err.code : MW_EAUTH;
+            if (mwi_sasld_fatal(d)) mwi_pop3_fatal(p, rc);
+        }
+    }
+    mwi_sasld_free(d);
     return rc;
 }
 

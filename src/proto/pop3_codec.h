@@ -34,6 +34,16 @@ int mwi_pop3_parse_status(mw_pop3_status *out, const char *line, size_t len);
  * Numbers are decimal without sign, at most 18 digits (no overflow). */
 #define MW_POP3_MAX_NUMBER 999999999999999999ULL
 
+/* A -ERR (or a "+ " outside AUTH) in answer to `what` ("DELE 2") as an
+ * error, the one rule of both the blocking session and the loop: the
+ * RFC 2449 §8 / RFC 3206 response code picks the code (IN-USE, LOGIN-DELAY
+ * and SYS/TEMP: MW_ETEMP; AUTH: MW_EAUTH; SYS/PERM: MW_ESERVER unless dflt
+ * is MW_EAUTH), else dflt; a "+ " is MW_EPROTO.  Fills err (reply, code,
+ * message "WHAT: server said -ERR TEXT") and returns the code. */
+struct mw_error;
+int mwi_pop3_status_error(struct mw_error *err, const mw_pop3_status *st, int dflt,
+                          const char *what);
+
 /* RFC 1939 §5 STAT: "nn mm" (then optionally a space and anything).
  * Returns 0 or MW_EPROTO. */
 int mwi_pop3_parse_stat(const char *text, size_t len, uint64_t *count, uint64_t *octets);

@@ -2,8 +2,10 @@
 #include "proto/pop3_codec.h"
 
 #include "mailwire/error.h"
+#include "util/err.h"
 
 #include <string.h>
+#include <strings.h>
 
 static int is_digit(char c)
 {
@@ -182,4 +184,21 @@ int mwi_pop3_find_timestamp(const char *g, size_t len, const char **ts, size_t *
     *ts = lt;
     *ts_len = n;
     return 1;
+}
+
+int mwi_pop3_status_error(mw_error *err, const mw_pop3_status *st, int dflt, const char *what)
+{
+    int code = dflt;
+    if (!strcasecmp(st->code, "IN-USE") || !strcasecmp(st->code, "LOGIN-DELAY") ||
+        !strncasecmp(st->code, "SYS/TEMP", 8))
+        code = MW_ETEMP;
+    else if (!strcasecmp(st->code, "AUTH"))
+        code = MW_EAUTH;
+    else if (!strncasecmp(st->code, "SYS/PERM", 8) && dflt != MW_EAUTH)
+        code = MW_ESERVER;
+    mwi_err_set_reply(err, st->text, st->text_len);
+    mwi_copy_printable(err->resp_code, sizeof err->resp_code, st->code, strlen(st->code));
+    if (st->kind == MW_POP3_CONT)
+        return mwi_err_set(err, MW_EPROTO, "%s: unexpected continuation '+ %s'", what, err->reply);
+    return mwi_err_set(err, code, "%s: server said -ERR %s", what, err->reply);
 }

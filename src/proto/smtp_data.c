@@ -37,6 +37,10 @@ static int has_8bit(const char *p, size_t n)
     return (acc & UINT64_C(0x8080808080808080)) != 0;
 }
 
+/* The DATA encoding of in[0..n), appended to out.  long: one pass over the
+ * message's bytes with its state in locals (the write pointer, the next CR
+ * and LF), the send path's hot loop; cut up, that state would go through
+ * memory on every line. */
 int mwi_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *out, mw_error *err)
 {
     int rc = 0;

@@ -13,7 +13,10 @@
  * OAUTHBEARER (RFC 7628) are written here.  One GNU SASL context per engine
  * instance: engines in different threads share nothing.
  *
- * Typical session loop:
+ * The loop below is what src/sasl/driver.h runs for POP3 and SMTP alike;
+ * sessions use the driver, not these calls.
+ *
+ * The loop:
  *
  *     const char *mechs[MW_SASL_MAX_MECHS]; size_t n;
  *     rc = mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &n, offered, &policy, err);

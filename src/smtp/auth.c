@@ -1,131 +1,78 @@
-/* SMTP AUTH (RFC 4954) through the SASL engine (src/sasl): the
- * mechanisms offered, strongest first; a refusal moves on to the next. */
+/* SMTP AUTH (RFC 4954): a thin loop over the SASL driver (src/sasl/driver.h),
+ * which chooses the mechanisms and applies the fallback rule that POP3
+ * follows too (docs/CONVENTIONS.md, "SASL fallback"). */
 #include "smtp/smtp_int.h"
-#include "sasl/sasl.h"
+#include "sasl/driver.h"
 #include "util/err.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-static int auth_one(mw_smtp *s, const char *mech, const mw_sasl_creds *creds, int *fatal)
+/* The channel binding data of the TLS connection (RFC 9266 tls-exporter,
+ * else RFC 5929 tls-unique) into cb[64]; its type, or NULL. */
+static const char *channel_binding(mw_smtp *s, unsigned char *cb, size_t *cbl)
 {
-    mw_sasl *sa = NULL;
-    const char *ir = NULL;
-    int rc = mwi_sasl_start(&sa, s->no_ir ? NULL : &ir, mech, creds, &s->err);
-    if (rc) return rc;
-    char line[MW_SASL_MAX_CHALLENGE + 64];
-    char shown[200];
-    int n;
-    /* RFC 4954 §4: the AUTH line with its initial response must fit the
-     * 512-octet command line; otherwise the response goes on its own. */
-    if (ir && strlen(ir) + strlen(mech) + 8 <= 510)
-        n = snprintf(line, sizeof line, "AUTH %s %s", mech, ir);
-    else
-        n = snprintf(line, sizeof line, "AUTH %s", mech);
-    if (s->trace_secrets)
-        mwi_copy_printable(shown, sizeof shown, line, (size_t)n);
-    else
-        mwi_sasl_mask(shown, sizeof shown, line, (size_t)n);
-    rc = mwi_smtp_put_line(s, line, (size_t)n, shown);
+    *cbl = 0;
+    if (!s->tls_active) return NULL;
+    mw_stream *st = mwi_conn_stream(s->c);
+    if (mw_stream_channel_binding(st, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
+        return "tls-exporter";
+    if (mw_stream_channel_binding(st, "tls-unique", cb, 64, cbl) == 0 && *cbl) return "tls-unique";
+    *cbl = 0;
+    return NULL;
+}
+
+static void sasl_cfg(mw_smtp *s, mwi_sasld_cfg *c, unsigned char *cb)
+{
+    memset(c, 0, sizeof *c);
+    size_t cbl = 0;
+    const char *cbt = channel_binding(s, cb, &cbl);
+    c->proto = &mwi_sasl_proto_smtp;
+    c->offered = s->caps.auth;
+    c->policy.want = s->auth;
+    c->policy.tls = s->tls_active;
+    c->policy.allow_plaintext = s->allow_plaintext;
+    c->policy.has_password = s->password != NULL;
+    c->policy.has_token = s->token != NULL || s->token_fn != NULL;
+    c->policy.want_external = s->tls_active && s->tls.cert_file != NULL;
+    c->policy.has_cb = cbt != NULL;
+    c->creds.authcid = s->username;
+    c->creds.authzid = s->authzid;
+    c->creds.password = s->password;
+    c->creds.token = s->token;
+    c->creds.hostname = s->server;
+    c->creds.port = s->port;
+    c->creds.cb_type = cbt;
+    c->creds.cb_data = cbt ? cb : NULL;
+    c->creds.cb_len = cbl;
+    c->use_ir = !s->no_ir;
+    c->has_token_fn = s->token_fn != NULL;
+    c->trace_secrets = s->trace_secrets;
+}
+
+/* Sends what the driver says and feeds it the reply. */
+static int exchange(mw_smtp *s, mwi_sasld *d, int *act)
+{
+    size_t len;
+    const char *line = mwi_sasld_line(d, &len);
+    int cancel = len == 1 && line[0] == '*' && mwi_sasld_in_exchange(d);
+    int rc = mwi_smtp_put_line(s, line, len, mwi_sasld_shown(d));
     if (!rc) rc = mwi_smtp_flush(s);
-    while (!rc) {
-        if ((rc = mwi_smtp_get_reply(s, "AUTH")) != 0) break;
-        int code = s->rep->code;
-        if (code == 334) {
-            size_t cl;
-            const char *ch = mwi_smtp_reply_line(s->rep, 0, &cl);
-            const char *resp = NULL;
-            int st = mwi_sasl_step(sa, &resp, ch, cl, &s->err);
-            if (st < 0) {
-                /* RFC 4954 §4: "*" cancels the exchange; the server says 501. */
-                int keep = st;
-                mw_error saved = s->err;
-                rc = mwi_smtp_put_line(s, "*", 1, NULL);
-                if (!rc) rc = mwi_smtp_flush(s);
-                if (!rc) rc = mwi_smtp_get_reply(s, "AUTH *");
-                if (!rc) {
-                    s->err = saved;
-                    rc = keep;
-                }
-                break;
-            }
-            size_t rl = strlen(resp);
-            if (s->trace_secrets)
-                rc = mwi_smtp_put_line(s, resp, rl, NULL);
-            else {
-                mwi_sasl_mask(shown, sizeof shown, resp, rl);
-                rc = mwi_smtp_put_line(s, resp, rl, shown);
-            }
-            if (!rc) rc = mwi_smtp_flush(s);
-            continue;
-        }
-        if (code == 235) {
-            rc = mwi_sasl_check_success(sa, &s->err);
-            if (rc)
-                *fatal = 1; /* the server skipped its proof: do not trust it */
-            else
-                snprintf(s->auth_mech, sizeof s->auth_mech, "%s", mwi_sasl_mech(sa));
-            break;
-        }
-        rc = mwi_smtp_reply_error(s, "authentication failed");
-        /* The command that failed is the exchange, not its last (masked)
-         * line. */
-        char cmd[64];
-        int cl = snprintf(cmd, sizeof cmd, "AUTH %s", mech);
-        mwi_err_set_command(&s->err, cmd, cl > 0 && (size_t)cl < sizeof cmd ? (size_t)cl : 0);
-        /* 421: the server is going away; anything else (535, 534, 538,
-         * 454, 504) lets the next mechanism try. */
-        s->err.code = rc = code == 421 ? MW_ETEMP : MW_EAUTH;
-        if (code == 421) *fatal = 1;
-        const char *se = mwi_sasl_server_error(sa);
-        if (se && *se) {
-            size_t ml = strlen(s->err.message);
-            snprintf(s->err.message + ml, sizeof s->err.message - ml, " (%s)", se);
-        }
-        break;
-    }
-    mwi_sasl_free(sa);
+    if (!rc) rc = mwi_smtp_get_reply(s, cancel ? "AUTH *" : "AUTH");
+    if (!rc) *act = mwi_sasld_feed(d, s->rep);
     return rc;
 }
 
-/* XOAUTH2 / OAUTHBEARER with a token from the caller's provider (token.h):
- * when refused, one new token (refused = 1) and one more AUTH on the same
- * connection (RFC 4954 §4 allows a retry after a failure). */
-static int auth_provided_token(mw_smtp *s, const char *mech, mw_sasl_creds *cr, int *fatal)
+static int provide_token(mw_smtp *s, mwi_sasld *d)
 {
-    char *fresh = NULL;
-    mw_error_clear(&s->err);
-    int rc = s->token_fn(0, &fresh, &s->err, s->token_ud);
-    if (rc || !fresh) {
-        *fatal = 1;
-        return rc ? rc : mwi_err_set(&s->err, MW_EINVAL, "the token provider gave no token");
-    }
-    cr->token = fresh;
-    rc = auth_one(s, mech, cr, fatal);
-    if (rc && !*fatal && s->state != ST_DEAD) {
-        char *again = NULL;
-        mw_error keep = s->err;
-        int rc2 = s->token_fn(1, &again, &s->err, s->token_ud);
-        if (rc2 == 0 && again) {
-            explicit_bzero(fresh, strlen(fresh));
-            free(fresh);
-            fresh = again;
-            cr->token = fresh;
-            mwi_smtp_trace_info(s, "%s refused; again with a new token", mech);
-            rc = auth_one(s, mech, cr, fatal);
-        } else if (rc2 == 0) {
-            s->err = keep;
-        } else {
-            rc = rc2;
-            *fatal = 1;
-        }
-    }
-    explicit_bzero(fresh, strlen(fresh));
-    free(fresh);
-    cr->token = s->token;
-    return rc;
+    int refresh = mwi_sasld_token_refresh(d);
+    if (refresh) mwi_smtp_trace_info(s, "%s refused; again with a new token", mwi_sasld_mech(d));
+    char *tok = NULL;
+    mw_error te;
+    mw_error_clear(&te);
+    int rc = s->token_fn(refresh, &tok, &te, s->token_ud);
+    return mwi_sasld_token(d, rc, tok, &te);
 }
 
 int mwi_smtp_authenticate(mw_smtp *s)
@@ -137,58 +84,34 @@ int mwi_smtp_authenticate(mw_smtp *s)
                            s->tls_active ? "" : " before TLS");
     }
     unsigned char cb[64];
-    size_t cbl = 0;
-    const char *cbt = NULL;
-    if (s->tls_active) {
-        mw_stream *st = mwi_conn_stream(s->c);
-        if (mw_stream_channel_binding(st, "tls-exporter", cb, sizeof cb, &cbl) == 0 && cbl)
-            cbt = "tls-exporter";
-        else if (mw_stream_channel_binding(st, "tls-unique", cb, sizeof cb, &cbl) == 0 && cbl)
-            cbt = "tls-unique";
-        else
-            cbl = 0;
-    }
-    mw_sasl_policy pol = {0};
-    pol.want = s->auth;
-    pol.tls = s->tls_active;
-    pol.allow_plaintext = s->allow_plaintext;
-    pol.has_password = s->password != NULL;
-    pol.has_token = s->token != NULL || s->token_fn != NULL;
-    pol.want_external = s->tls_active && s->tls.cert_file != NULL;
-    pol.has_cb = cbt != NULL;
-    const char *mechs[MW_SASL_MAX_MECHS];
-    size_t nm = 0;
-    int rc = mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, s->caps.auth, &pol, &s->err);
+    mwi_sasld_cfg cfg;
+    sasl_cfg(s, &cfg, cb);
+    mwi_sasld *d = NULL;
+    int rc = mwi_sasld_new(&d, &cfg, &s->err);
+    explicit_bzero(cb, sizeof cb);
     if (rc) {
         s->stop = 1;
         return rc;
     }
-    mw_sasl_creds cr = {0};
-    cr.authcid = s->username;
-    cr.authzid = s->authzid;
-    cr.password = s->password;
-    cr.token = s->token;
-    cr.service = "smtp";
-    cr.hostname = s->server;
-    cr.port = s->port;
-    cr.cb_type = cbt;
-    cr.cb_data = cbt ? cb : NULL;
-    cr.cb_len = cbl;
-    /* Strongest first; a refusal moves on to the next (RFC 4954 §4). */
-    for (size_t i = 0; i < nm; i++) {
-        int fatal = 0;
-        int oauth = !strcasecmp(mechs[i], "XOAUTH2") || !strcasecmp(mechs[i], "OAUTHBEARER");
-        if (oauth && !s->token && s->token_fn)
-            rc = auth_provided_token(s, mechs[i], &cr, &fatal);
-        else
-            rc = auth_one(s, mechs[i], &cr, &fatal);
-        if (rc == 0) {
-            mwi_smtp_trace_info(s, "authenticated with %s", mechs[i]);
-            return 0;
+    int act = mwi_sasld_start(d);
+    for (rc = 0; !rc;) {
+        if (act == MWI_SASLD_SEND) {
+            rc = exchange(s, d, &act);
+        } else if (act == MWI_SASLD_TOKEN) {
+            act = provide_token(s, d);
+        } else if (act == MWI_SASLD_NEXT) {
+            mwi_smtp_trace_info(s, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
+            act = mwi_sasld_start(d);
+        } else if (act == MWI_SASLD_DONE) {
+            snprintf(s->auth_mech, sizeof s->auth_mech, "%s", mwi_sasld_mech(d));
+            mwi_smtp_trace_info(s, "authenticated with %s", mwi_sasld_mech(d));
+            break;
+        } else {
+            s->err = *mwi_sasld_error(d);
+            rc = s->err.code ? s->err.code : MW_EAUTH;
         }
-        if (fatal || s->state == ST_DEAD) break;
-        mwi_smtp_trace_info(s, "%s failed: %s", mechs[i], s->err.message);
     }
-    s->stop = 1;
+    mwi_sasld_free(d);
+    if (rc) s->stop = 1;
     return rc;
 }

@@ -1,7 +1,7 @@
 /* One way to run a command: "/bin/sh -c COMMAND" with chosen stdin and
  * stdout, nothing else inherited, a deadline on waiting for it, and an
  * end that never leaves a zombie (EOF, a grace time, TERM, then KILL).
- * Used by the command stream (src/net/stream.c), the MDA
+ * Used by the command stream (src/net/s_cmd.c), the MDA
  * (src/store/store.c), the fetch filter (src/fetch/fetch.c) and the secret
  * commands (src/util/secret.c). */
 #ifndef MW_UTIL_PROC_H

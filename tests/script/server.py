@@ -580,6 +580,8 @@ class ScriptServer:
                     raise Mismatch(f"expected C-until: {show(d.arg)}, {self._closed_text(conn)} "
                                    f"after {i} other lines")
                 line, ending = got
+                if line.decode("utf-8", "surrogateescape") != d.arg:
+                    log.canon.append(("C", bytes(line)))  # not shown, but compared
                 if line.decode("utf-8", "surrogateescape") == d.arg:
                     log.add("C", line)
                     log.note(f"C-until skipped {i} lines")

@@ -38,7 +38,7 @@ expect_pass() {
   fi
 }
 
-echo "1..28"
+echo "1..36"
 for call in strerror sprintf vsprintf strcpy strcat sscanf atoi atol rand srand localtime gmtime \
             ctime asctime strtok gets tmpnam system; do
   expect_fail "call-$call" "$call() is banned" "int f(int x) { return (int)$call (x); }"
@@ -70,4 +70,50 @@ else
   ok "a missing path: fails, naming it"
 fi
 expect_pass allowed $'/* checksrc: allow rand: a planted example with a reason */\nint f(void) { return rand(); }'
+
+# The length rules.  A function body of N lines ("{" to "}" at column 0).
+long_fn() {
+  local n=$1 i body=""
+  for ((i = 0; i < n - 2; i++)); do body+=$'    x++;\n'; done
+  printf 'int f(int x)\n{\n%s}\n' "$body"
+}
+expect_fail long-function "function of 81 lines, over 80" "$(long_fn 81)"
+expect_pass function-of-80 "$(long_fn 80)"
+expect_fail long-mark-without-reason "function of 90 lines" $'/* long: */\n'"$(long_fn 90)"
+expect_pass long-mark $'/* A planted table.  long: one flat switch, a case per option. */\n'"$(long_fn 90)"
+expect_fail long-file "file has 801 lines, over 800" "$(for ((i = 0; i < 801; i++)); do echo "int v$i;"; done)"
+expect_pass file-of-800 "$(for ((i = 0; i < 800; i++)); do echo "int v$i;"; done)"
+# --size-only: the length rules alone (cli/ and bindings/ may call strerror).
+mkdir -p "$tmp/size-only"
+{ echo 'const char *g(int e) { return strerror(e); }'; long_fn 81; } >"$tmp/size-only/planted.c"
+if out=$(cd "$tmp" && "$checksrc" --size-only size-only 2>&1); then
+  notok "--size-only: passed a planted long function"
+elif grep -qF "strerror() is banned" <<<"$out" || ! grep -qF "function of 81 lines" <<<"$out"; then
+  notok "--size-only: checked more, or less, than the length rules"; sed 's/^/#   /' <<<"$out"
+else
+  ok "--size-only: the length rules only"
+fi
+# SIZE_ALLOW: a listed file's length violations are TODO, not a failure.
+allowed=$(python3 - "$checksrc" <<'PY'
+import importlib.machinery, importlib.util, sys
+loader = importlib.machinery.SourceFileLoader("checksrc", sys.argv[1])
+spec = importlib.util.spec_from_loader("checksrc", loader)
+m = importlib.util.module_from_spec(spec)
+loader.exec_module(m)
+print(next(iter(m.SIZE_ALLOW), ""))
+PY
+)
+if [ -z "$allowed" ]; then
+  ok "SIZE_ALLOW: # SKIP the list is empty"
+else
+  mkdir -p "$tmp/$(dirname "$allowed")"
+  long_fn 81 >"$tmp/$allowed"
+  if ! out=$(cd "$tmp" && "$checksrc" --size-only "$allowed" 2>&1); then
+    notok "SIZE_ALLOW: a listed file failed the run"; sed 's/^/#   /' <<<"$out"
+  elif ! grep -qF "# TODO SIZE_ALLOW" <<<"$out" || ! grep -qF "function of 81 lines" <<<"$out"; then
+    notok "SIZE_ALLOW: a listed file's violation not reported"; sed 's/^/#   /' <<<"$out"
+  else
+    ok "SIZE_ALLOW: $allowed reported as TODO, not failed"
+  fi
+fi
 exit $rc

@@ -2,7 +2,6 @@
  * mpop and msmtp (`defaults`, `account NAME [: PARENT, …]`, `key value`). */
 #include "mailwire/config.h"
 #include "mailwire/store.h"
-#include "store/store_int.h"
 #include "util/err.h"
 
 #include <ctype.h>
@@ -277,6 +276,59 @@ static int is_on_off(const char *v, int *out)
     return -1;
 }
 
+/* size_limit: bytes, with an optional k, m or g suffix (powers of 1024). */
+static int parse_size(parser *p, const char *v, uint64_t *out)
+{
+    char num[32];
+    size_t n = strlen(v);
+    unsigned long long mult = 1, u;
+    if (n >= sizeof num) return perr(p, MW_EFORMAT, "size_limit: \"%s\" is too long", v);
+    memcpy(num, v, n + 1);
+    char last = n ? (char)tolower((unsigned char)num[n - 1]) : 0;
+    if (last == 'k' || last == 'm' || last == 'g') {
+        mult = last == 'k' ? 1024ull : last == 'm' ? 1024ull * 1024 : 1024ull * 1024 * 1024;
+        num[n - 1] = '\0';
+    }
+    if (parse_uint(num, (1ull << 50) / mult, &u) != 0)
+        return perr(p, MW_EFORMAT,
+                    "size_limit: \"%s\" is not a size in bytes (suffix k, m or g allowed)", v);
+    *out = u * mult;
+    return 0;
+}
+
+/* delivery maildir PATH | mbox PATH | mda COMMAND: the kind into *kind_out,
+ * the path (expanded) or command into *val (malloc'd). */
+static int parse_delivery(parser *p, const char *v, int *kind_out, char **val)
+{
+    const char *sp2 = strpbrk(v, " \t");
+    size_t wl = sp2 ? (size_t)(sp2 - v) : strlen(v);
+    const char *target = sp2 ? sp2 : "";
+    int rc;
+    while (*target == ' ' || *target == '\t')
+        target++;
+    int kind;
+    if (wl == 7 && !strncmp(v, "maildir", 7))
+        kind = MW_STORE_MAILDIR;
+    else if (wl == 4 && !strncmp(v, "mbox", 4))
+        kind = MW_STORE_MBOX;
+    else if (wl == 3 && !strncmp(v, "mda", 3))
+        kind = MW_STORE_MDA;
+    else
+        return perr(p, MW_EFORMAT, "delivery: expected maildir PATH, mbox PATH or mda COMMAND");
+    if (!*target)
+        return perr(p, MW_EFORMAT, "delivery %s needs a %s", kind == MW_STORE_MDA ? "mda" : "",
+                    kind == MW_STORE_MDA ? "command" : "path");
+    if (kind == MW_STORE_MDA)
+        *val = strdup(target);
+    else if ((rc = expand_path(p, "delivery", target, val)) != 0)
+        return rc;
+    if (!*val) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
+    *kind_out = kind;
+    return 0;
+}
+
+/* One key's value into the current account.  long: one flat switch, a case
+ * per kind of value. */
 static int set_value(parser *p, size_t k, const char *v)
 {
     const struct key *key = &keys[k];
@@ -361,50 +413,13 @@ static int set_value(parser *p, size_t k, const char *v)
         if (is_on_off(v, ip) != 0)
             return perr(p, MW_EFORMAT, "%s: \"%s\" is not on or off", key->name, v);
         break;
-    case K_SIZE: {
-        char num[32];
-        size_t n = strlen(v);
-        unsigned long long mult = 1;
-        if (n >= sizeof num) return perr(p, MW_EFORMAT, "size_limit: \"%s\" is too long", v);
-        memcpy(num, v, n + 1);
-        char last = n ? (char)tolower((unsigned char)num[n - 1]) : 0;
-        if (last == 'k' || last == 'm' || last == 'g') {
-            mult = last == 'k' ? 1024ull : last == 'm' ? 1024ull * 1024 : 1024ull * 1024 * 1024;
-            num[n - 1] = '\0';
-        }
-        if (parse_uint(num, (1ull << 50) / mult, &u) != 0)
-            return perr(p, MW_EFORMAT,
-                        "size_limit: \"%s\" is not a size in bytes (suffix k, m or g allowed)", v);
-        a->size_limit = u * mult;
+    case K_SIZE:
+        if ((rc = parse_size(p, v, &a->size_limit)) != 0) return rc;
         break;
-    }
-    case K_DELIVERY: {
-        const char *sp2 = strpbrk(v, " \t");
-        size_t wl = sp2 ? (size_t)(sp2 - v) : strlen(v);
-        const char *target = sp2 ? sp2 : "";
-        while (*target == ' ' || *target == '\t')
-            target++;
-        int kind;
-        if (wl == 7 && !strncmp(v, "maildir", 7))
-            kind = MW_STORE_MAILDIR;
-        else if (wl == 4 && !strncmp(v, "mbox", 4))
-            kind = MW_STORE_MBOX;
-        else if (wl == 3 && !strncmp(v, "mda", 3))
-            kind = MW_STORE_MDA;
-        else
-            return perr(p, MW_EFORMAT, "delivery: expected maildir PATH, mbox PATH or mda COMMAND");
-        if (!*target)
-            return perr(p, MW_EFORMAT, "delivery %s needs a %s", kind == MW_STORE_MDA ? "mda" : "",
-                        kind == MW_STORE_MDA ? "command" : "path");
-        if (kind == MW_STORE_MDA)
-            val = strdup(target);
-        else if ((rc = expand_path(p, "delivery", target, &val)) != 0)
-            return rc;
-        if (!val) return mwi_err_set(p->err, MW_ENOMEM, "out of memory");
-        *ip = kind;
+    case K_DELIVERY:
+        if ((rc = parse_delivery(p, v, ip, &val)) != 0) return rc;
         sp = str_at(a, key->off2);
         break;
-    }
     }
     if (key->kind == K_TOKEN || key->kind == K_TEXT || key->kind == K_PATH || key->kind == K_PIN ||
         key->kind == K_AUTH || key->kind == K_DELIVERY) {

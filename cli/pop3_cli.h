@@ -1,0 +1,54 @@
+/* What `mailwire pop3` (cmd_pop3.c) shares with its run on the event loop
+ * (pop3_loop.c, MAILWIRE_ENGINE=loop): the state, the output of each
+ * command, and the error report, so both engines print the same. */
+#ifndef MW_CLI_POP3_CLI_H
+#define MW_CLI_POP3_CLI_H
+
+#include "connopts.h"
+
+#include "mailwire/pop3.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* run_command's answer for bad arguments (library codes are negative). */
+#define USAGE_ERR 1000
+
+typedef struct cli_state {
+    mw_cli_conn conn;
+    const char *outdir;
+    int json;
+    int json_first;
+    FILE *out;
+    /* retr RANGE -o DIR */
+    int fd;
+    uint64_t fd_msg;
+    char path[4096];
+    int write_failed;
+} cli_state;
+
+/* Collects a message for --json output. */
+typedef struct grow {
+    char *data;
+    size_t len, cap;
+} grow;
+
+int mw_cli_pop3_report_err(const mw_error *e, int rc);
+int mw_cli_pop3_parse_num(const char *s, uint64_t *v);
+int mw_cli_pop3_stdout_sink(const char *data, size_t len, void *ud);
+int mw_cli_pop3_grow_sink(const char *data, size_t len, void *ud);
+
+/* The output of each command, as `mailwire pop3` prints it. */
+void mw_cli_pop3_print_stat(cli_state *s, uint64_t count, uint64_t octets);
+void mw_cli_pop3_print_entry(cli_state *s, int uidl, uint64_t msg, uint64_t size, const char *uid);
+void mw_cli_pop3_print_list(cli_state *s, const mw_pop3_listing *l, size_t n);
+void mw_cli_pop3_print_uidl(cli_state *s, const mw_pop3_uid *u, size_t n);
+void mw_cli_pop3_print_message(cli_state *s, int top, uint64_t msg, const grow *g,
+                               const mw_pop3_retr_info *info);
+void mw_cli_pop3_print_capa(cli_state *s, const char *const *lines, size_t n);
+
+/* MAILWIRE_ENGINE=loop: the command rest[0..nrest) on the event loop with
+ * the options o; returns the exit status. */
+int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest);
+
+#endif

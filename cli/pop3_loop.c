@@ -1,0 +1,273 @@
+/* `mailwire pop3` on the event loop (MAILWIRE_ENGINE=loop, engine.h): the
+ * command becomes a POP3 command sequence (mw_loop_add_pop3_cmds) on a
+ * loop of its own, and prints what cmd_pop3.c prints, with the same
+ * words and exit status.  What the loop cannot run yet is an error naming
+ * it, never a quiet fallback to the blocking API. */
+#include "commands.h"
+#include "pop3_cli.h"
+
+#include "mailwire/loop.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct lrun {
+    cli_state *s;
+    mw_loop_pop3_cmd cmd;
+    int name; /* 'S' stat, 'L' list, 'U' uidl, 'R' retr, 'T' top, 'D' dele, 'A' last, 'C' capa, 'N'
+                 noop */
+    int finished; /* the command's reply was whole (what fails after is QUIT) */
+    int rc;
+    mw_error err;
+    grow g;
+    mw_pop3_listing *lists;
+    mw_pop3_uid *uids;
+    char **capa;
+    size_t n, cap;
+} lrun;
+
+static int not_on_loop(const char *what)
+{
+    fprintf(stderr, "mailwire pop3: not on the loop engine yet: %s\n", what);
+    mw_error e;
+    memset(&e, 0, sizeof e);
+    e.code = MW_EUNSUPPORTED;
+    snprintf(e.message, sizeof e.message, "not on the loop engine yet: %s", what);
+    mw_cli_json_error(mw_cli_exit_code(MW_EUNSUPPORTED), MW_EUNSUPPORTED, &e, NULL);
+    return mw_cli_exit_code(MW_EUNSUPPORTED);
+}
+
+/* The command as the blocking run_command reads it; USAGE_ERR, 1 for a
+ * form the loop cannot run, 0. */
+static int parse(lrun *r, int argc, char **argv)
+{
+    const char *c = argv[0];
+    uint64_t n = 0, m = 0;
+    mw_loop_pop3_cmd *k = &r->cmd;
+    int one = argc == 1;
+    if (!strcmp(c, "stat") || !strcmp(c, "last") || !strcmp(c, "capa") || !strcmp(c, "noop")) {
+        if (!one) return USAGE_ERR;
+        k->op = c[0] == 's'   ? MW_LOOP_POP3_STAT
+                : c[0] == 'l' ? MW_LOOP_POP3_LAST
+                : c[0] == 'c' ? MW_LOOP_POP3_CAPA
+                              : MW_LOOP_POP3_NOOP;
+    } else if (!strcmp(c, "list") || !strcmp(c, "uidl")) {
+        if (argc > 2 || (argc == 2 && (mw_cli_pop3_parse_num(argv[1], &n) || n == 0)))
+            return USAGE_ERR;
+        k->op = c[0] == 'u' ? MW_LOOP_POP3_UIDL : MW_LOOP_POP3_LIST;
+        k->msg = n;
+    } else if (!strcmp(c, "top") || (!strcmp(c, "retr") && argc == 2 && !r->s->outdir)) {
+        int top = c[0] == 't';
+        if ((top && argc != 3) || mw_cli_pop3_parse_num(argv[1], &n) || n == 0 ||
+            (top && mw_cli_pop3_parse_num(argv[2], &m)))
+            return mw_cli_pop3_parse_num(argv[1], &n) == 0 || top ? USAGE_ERR : 1;
+        k->op = top ? MW_LOOP_POP3_TOP : MW_LOOP_POP3_RETR;
+        k->msg = n;
+        k->lines = m;
+    } else if (!strcmp(c, "dele") && argc == 2 && !mw_cli_pop3_parse_num(argv[1], &n) && n) {
+        k->op = MW_LOOP_POP3_DELE;
+        k->msg = n;
+    } else {
+        return 1; /* retr RANGE -o DIR, dele RANGE, serverinfo */
+    }
+    r->name = k->op == MW_LOOP_POP3_LAST ? 'A' : c[0] == 'l' ? 'L' : c[0] - 32;
+    return 0;
+}
+
+static int keep_line(lrun *r, const mw_loop_pop3_reply *p)
+{
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 64;
+        void *a = r->name == 'L'   ? realloc(r->lists, nc * sizeof *r->lists)
+                  : r->name == 'U' ? realloc(r->uids, nc * sizeof *r->uids)
+                                   : realloc(r->capa, nc * sizeof *r->capa);
+        if (!a) return MW_ENOMEM;
+        if (r->name == 'L')
+            r->lists = a;
+        else if (r->name == 'U')
+            r->uids = a;
+        else
+            r->capa = a;
+        r->cap = nc;
+    }
+    if (r->name == 'L') {
+        r->lists[r->n].msg = p->msg;
+        r->lists[r->n].size = p->value;
+    } else if (r->name == 'U') {
+        r->uids[r->n].msg = p->msg;
+        snprintf(r->uids[r->n].uid, sizeof r->uids[r->n].uid, "%s", p->uid);
+    } else if (!(r->capa[r->n] = strndup(p->data, p->len))) {
+        return MW_ENOMEM;
+    }
+    r->n++;
+    return 0;
+}
+
+/* At the end of the command's reply: cmd_pop3.c's output for it. */
+static void print(lrun *r, const mw_loop_pop3_reply *p)
+{
+    cli_state *s = r->s;
+    if (r->name == 'S') {
+        mw_cli_pop3_print_stat(s, r->cmd.msg, r->cmd.lines);
+    } else if ((r->name == 'L' || r->name == 'U') && r->cmd.msg) {
+        mw_cli_pop3_print_entry(s, r->name == 'U', r->cmd.msg, r->cmd.lines, r->g.data);
+    } else if (r->name == 'L') {
+        mw_cli_pop3_print_list(s, r->lists, r->n);
+    } else if (r->name == 'U') {
+        mw_cli_pop3_print_uidl(s, r->uids, r->n);
+    } else if (r->name == 'R' || r->name == 'T') {
+        mw_pop3_retr_info info;
+        memset(&info, 0, sizeof info);
+        info.msg = r->cmd.msg;
+        info.octets = p->value;
+        info.declared = p->msg;
+        info.size_known = p->msg != UINT64_MAX;
+        info.size_mismatch = r->name == 'R' && info.size_known && p->msg != p->value;
+        mw_cli_pop3_print_message(s, r->name == 'T', r->cmd.msg, s->json ? &r->g : NULL, &info);
+    } else if (r->name == 'A') {
+        fprintf(s->out, s->json ? "{\"last\":%llu}\n" : "%llu\n", (unsigned long long)p->value);
+    } else if (r->name == 'C') {
+        mw_cli_pop3_print_capa(s, (const char *const *)r->capa, r->n);
+    } else if (r->name == 'N' && s->json) {
+        fputs("{\"ok\":true}\n", s->out);
+    } else if (r->name == 'D' && s->json) {
+        fprintf(s->out, "{\"deleted\":[%llu]}\n", (unsigned long long)r->cmd.msg);
+    }
+}
+
+static int on_reply(mw_loop_job *job, const mw_loop_pop3_reply *p, void *ud)
+{
+    (void)job;
+    lrun *r = ud;
+    cli_state *s = r->s;
+    if (p->kind == MW_LOOP_POP3_DATA) {
+        return s->json ? mw_cli_pop3_grow_sink(p->data, p->len, &r->g)
+                       : mw_cli_pop3_stdout_sink(p->data, p->len, s);
+    }
+    if (p->kind == MW_LOOP_POP3_LINE) return keep_line(r, p);
+    if (p->kind == MW_LOOP_POP3_STATUS && (r->name == 'S' || p->uid || r->cmd.msg)) {
+        if (r->name == 'S' || r->name == 'L') r->cmd.lines = p->value; /* count / size */
+        if (r->name == 'S') r->cmd.msg = p->msg;
+        if (p->uid && !(r->g.data = strdup(p->uid))) return MW_ENOMEM;
+    }
+    if (p->kind == MW_LOOP_POP3_END) {
+        print(r, p);
+        r->finished = 1;
+        if (fflush(s->out) != 0) {
+            s->write_failed = 1;
+            return MW_EIO;
+        }
+    }
+    return 0;
+}
+
+static void on_done(mw_loop_job *job, const mw_loop_result *res, void *ud)
+{
+    (void)job;
+    lrun *r = ud;
+    r->rc = res->code;
+    r->err = *res->err;
+}
+
+static void loop_opts(mw_loop_pop3_opts *lo, const mw_pop3_opts *o, const char *host)
+{
+    lo->host = host;
+    lo->port = o->port;
+    lo->tls = o->tls;
+    lo->tls_opts = o->tls_opts;
+    lo->user = o->user;
+    lo->password = o->password;
+    lo->allow_plaintext = o->allow_plaintext;
+    lo->keep = 1;
+    lo->auth = o->auth;
+    lo->sasl_mechs = o->sasl_mechs;
+    lo->authzid = o->authzid;
+    lo->sasl_ir = o->sasl_ir;
+    lo->trace_secrets = o->trace_secrets;
+    lo->token = o->token;
+    lo->trace = o->trace;
+    lo->trace_userdata = o->trace_userdata;
+    if (o->net) {
+        if (o->net->connect_timeout_ms > 0) lo->connect_timeout_ms = o->net->connect_timeout_ms;
+        if (o->net->io_timeout_ms > 0) lo->io_timeout_ms = o->net->io_timeout_ms;
+        lo->max_time_ms = o->net->max_time_ms;
+    }
+}
+
+/* Options the loop does not take yet: named, never dropped. */
+static const char *unsupported(const mw_pop3_opts *o)
+{
+    if (o->msex) return "--msex";
+    if (o->retr_mode != MW_POP3_RETR_RETR) return "--retr-mode list or slow";
+    if (o->stream) return "a tunnel or command stream";
+    if (o->net && o->net->proxy && *o->net->proxy) return "a proxy";
+    /* The default floor (1 byte/s over 300 s) is within the loop's own
+     * io timeout; another one is not on the loop. */
+    if (o->net && o->net->speed_limit &&
+        (o->net->speed_limit != MW_NET_DEFAULT_SPEED_LIMIT ||
+         o->net->speed_time_ms != MW_NET_DEFAULT_SPEED_TIME_MS))
+        return "--speed-limit / --speed-time";
+    if (o->command_timeout_ms) return "a command timeout";
+    if (o->version >= 2 && o->token_fn) return "a token provider";
+    return NULL;
+}
+
+static void run_free(lrun *r)
+{
+    free(r->g.data);
+    free(r->lists);
+    free(r->uids);
+    for (size_t i = 0; r->capa && i < r->n; i++)
+        free(r->capa[i]);
+    free(r->capa);
+}
+
+static int outcome(lrun *r)
+{
+    cli_state *s = r->s;
+    if (!r->rc) return EX_OK_;
+    if (s->write_failed) return EX_IOERR_;
+    if (r->finished && r->name != 'D') {
+        /* The command's answer came: only QUIT failed (cmd_pop3.c). */
+        fprintf(stderr, "mailwire pop3: warning: QUIT not confirmed: %s\n", r->err.message);
+        return EX_OK_;
+    }
+    return mw_cli_pop3_report_err(&r->err, r->rc);
+}
+
+int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest)
+{
+    lrun r;
+    memset(&r, 0, sizeof r);
+    r.s = s;
+    int pr = parse(&r, nrest, rest);
+    if (pr == USAGE_ERR) {
+        fprintf(stderr, "mailwire pop3: bad arguments for '%s'\n", rest[0]);
+        return EX_USAGE_;
+    }
+    if (pr) return not_on_loop(rest[0]);
+    const char *why = unsupported(o);
+    if (why) return not_on_loop(why);
+    mw_loop *loop = NULL;
+    mw_loop_pop3_opts lo = MW_LOOP_POP3_OPTS_INIT;
+    loop_opts(&lo, o, s->conn.host);
+    mw_error e;
+    memset(&e, 0, sizeof e);
+    int rc = mw_loop_new(&loop, NULL, &e);
+    if (!rc) rc = mw_loop_add_pop3_cmds(loop, NULL, &lo, &r.cmd, 1, on_reply, &r, on_done, &r, &e);
+    if (rc == MW_EUNSUPPORTED) {
+        mw_loop_free(loop);
+        return not_on_loop(e.message);
+    }
+    if (rc) {
+        mw_loop_free(loop);
+        return mw_cli_pop3_report_err(&e, rc);
+    }
+    while (mw_loop_running(loop) && (rc = mw_loop_run(loop, MW_NO_DEADLINE, &e)) == 0)
+        ;
+    mw_loop_free(loop);
+    int ex = rc ? mw_cli_pop3_report_err(&e, rc) : outcome(&r);
+    run_free(&r);
+    return ex;
+}

@@ -1,0 +1,306 @@
+/* The POP3 job's command sequence (mw_loop_add_pop3_cmds, pop3_job.h):
+ * after the login a STAT, as mw_pop3_open sends it, then each command as
+ * the blocking call of pop3.h sends it, one at a time, and QUIT.  The
+ * checks and the words of errors are src/pop3's (pop3.c, pop3_retr.c),
+ * so both APIs say the same bytes and fail alike. */
+#include "loop/pop3_job.h"
+#include "util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* What src/pop3 calls a command in its errors ("LIST" for "LIST 3"). */
+static const char *op_what(int op)
+{
+    static const char *const w[] = {"",     "STAT", "LIST", "UIDL", "RETR", "TOP",
+                                    "DELE", "NOOP", "RSET", "LAST", "CAPA"};
+    return op >= MW_LOOP_POP3_STAT && op <= MW_LOOP_POP3_CAPA ? w[op] : "?";
+}
+
+static const mw_loop_pop3_cmd *cur(const p3l *p)
+{
+    return &p->cmds[p->next_cmd];
+}
+
+static int deliver(p3l *p, int kind, const char *data, size_t len, uint64_t msg, uint64_t value,
+                   const char *uid)
+{
+    if (!p->reply) return 0;
+    mw_loop_pop3_reply r = {p->next_cmd, cur(p)->op, kind, data, len, msg, value, uid};
+    int rc = p->reply(p->job, &r, p->reply_ud);
+    if (rc) mwi_p3l_end(p, rc, "%s: stopped by the reply callback (%d)", p->cur_cmd, rc);
+    return rc;
+}
+
+/* mwi_pop3_check_msg's rule and words (src/pop3/pop3.c). */
+static int check_msg(p3l *p, uint64_t msg)
+{
+    if (msg == 0) {
+        mwi_p3l_end(p, MW_EINVAL, "message numbers start at 1");
+        return -1;
+    }
+    if (p->have_count && msg > p->count) {
+        mwi_p3l_end(p, MW_EINVAL, "message %llu does not exist: the mailbox has %llu message%s",
+                    (unsigned long long)msg, (unsigned long long)p->count,
+                    p->count == 1 ? "" : "s");
+        return -1;
+    }
+    return 0;
+}
+
+static void next_cmd(p3l *p)
+{
+    if (p->job->done) return;
+    if (p->next_cmd >= p->ncmds) {
+        mwi_p3l_set_state(p, S_QUIT);
+        mwi_p3l_send(p, K_QUIT, "QUIT", 0, NULL);
+        return;
+    }
+    const mw_loop_pop3_cmd *c = cur(p);
+    char *l = p->cur_cmd;
+    size_t cap = sizeof p->cur_cmd;
+    unsigned long long m = (unsigned long long)c->msg;
+    int numbered = c->op == MW_LOOP_POP3_RETR || c->op == MW_LOOP_POP3_TOP ||
+                   c->op == MW_LOOP_POP3_DELE ||
+                   ((c->op == MW_LOOP_POP3_LIST || c->op == MW_LOOP_POP3_UIDL) && c->msg);
+    if (c->op == MW_LOOP_POP3_TOP && c->lines > 999999999) {
+        mwi_p3l_end(p, MW_EINVAL, "TOP line count too large");
+        return;
+    }
+    if (numbered && check_msg(p, c->msg)) return;
+    if (c->op == MW_LOOP_POP3_TOP)
+        snprintf(l, cap, "TOP %llu %llu", m, (unsigned long long)c->lines);
+    else if (numbered)
+        snprintf(l, cap, "%s %llu", op_what(c->op), m);
+    else
+        snprintf(l, cap, "%s", op_what(c->op));
+    p->ml_n = 0;
+    mwi_p3l_set_state(p, S_COMMANDS);
+    mwi_p3l_send(p, K_CMD, l, p->next_cmd, NULL);
+}
+
+void mwi_p3l_cmds_start(p3l *p)
+{
+    if (p->auth == MW_POP3_AUTH_NONE) {
+        next_cmd(p);
+        return;
+    }
+    mwi_p3l_set_state(p, S_STAT);
+    snprintf(p->cur_cmd, sizeof p->cur_cmd, "STAT");
+    mwi_p3l_send(p, K_STAT, "STAT", 0, NULL);
+}
+
+/* A reply that is not what the command promises: the session is over. */
+static void bad_reply(p3l *p, const mw_pop3_status *st, const char *head)
+{
+    mw_error *e = &p->job->err;
+    mwi_err_set_command(e, p->cur_cmd, strlen(p->cur_cmd));
+    mwi_err_set_reply(e, st->text, st->text_len);
+    mwi_p3l_end(p, MW_EPROTO, "%s: '%.300s'", head, e->reply);
+}
+
+static int stat_reply(p3l *p, const mw_pop3_status *st, int callers)
+{
+    uint64_t c, o;
+    if (mwi_pop3_parse_stat(st->text, st->text_len, &c, &o)) {
+        bad_reply(p, st, "STAT reply is not 'count octets'");
+        return -1;
+    }
+    p->count = c;
+    p->have_count = 1;
+    return callers ? deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, c, o, NULL) : 0;
+}
+
+/* LIST n / UIDL n: the entry is in the status line. */
+static void one_entry(p3l *p, const mw_pop3_status *st, int uidl)
+{
+    uint64_t m, s = 0;
+    const char *u = NULL;
+    size_t ul = 0;
+    int bad = uidl ? mwi_pop3_parse_uidl(st->text, st->text_len, &m, &u, &ul)
+                   : mwi_pop3_parse_listing(st->text, st->text_len, &m, &s);
+    if (bad || m != cur(p)->msg) {
+        char head[64];
+        snprintf(head, sizeof head, "bad %s %llu reply", uidl ? "UIDL" : "LIST",
+                 (unsigned long long)cur(p)->msg);
+        bad_reply(p, st, head);
+        return;
+    }
+    char uid[71];
+    memcpy(uid, u ? u : "", ul);
+    uid[ul] = '\0';
+    if (!deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, m, s, uidl ? uid : NULL) &&
+        !deliver(p, MW_LOOP_POP3_END, NULL, 0, m, s, NULL)) {
+        p->next_cmd++;
+        next_cmd(p);
+    }
+}
+
+static void refused(p3l *p, const mw_pop3_status *st, int op)
+{
+    mw_error *e = &p->job->err;
+    char what[48];
+    if (op == MW_LOOP_POP3_RETR || op == MW_LOOP_POP3_TOP)
+        snprintf(what, sizeof what, "%s %llu", op_what(op), (unsigned long long)cur(p)->msg);
+    else
+        snprintf(what, sizeof what, "%s", op ? op_what(op) : "QUIT");
+    int dflt = op == MW_LOOP_POP3_CAPA || op == MW_LOOP_POP3_LAST ? MW_EUNSUPPORTED : MW_ESERVER;
+    mwi_err_set_command(e, p->cur_cmd, strlen(p->cur_cmd));
+    int rc = mwi_pop3_status_error(e, st, dflt, what);
+    char msg[sizeof e->message];
+    if (op == MW_LOOP_POP3_LAST && rc == MW_EUNSUPPORTED)
+        snprintf(msg, sizeof msg, "server has no LAST command: -ERR %.250s", e->reply);
+    else
+        memcpy(msg, e->message, sizeof msg);
+    mwi_p3l_end(p, rc, "%s", msg);
+}
+
+static void cmd_reply(p3l *p, const mw_pop3_status *st)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    if (st->kind != MW_POP3_OK) return refused(p, st, c->op);
+    switch (c->op) {
+    case MW_LOOP_POP3_STAT:
+        if (stat_reply(p, st, 1) == 0 && !deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 0, NULL)) break;
+        return;
+    case MW_LOOP_POP3_LIST:
+    case MW_LOOP_POP3_UIDL:
+        if (c->msg) return one_entry(p, st, c->op == MW_LOOP_POP3_UIDL);
+        if (!deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 0, NULL)) p->ml = K_CMD;
+        return;
+    case MW_LOOP_POP3_CAPA:
+        if (!deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 0, NULL)) p->ml = K_CMD;
+        return;
+    case MW_LOOP_POP3_RETR:
+    case MW_LOOP_POP3_TOP:
+        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, c->msg, 0, NULL)) return;
+        snprintf(p->body_what, sizeof p->body_what, "%s %llu", op_what(c->op),
+                 (unsigned long long)c->msg);
+        p->declared = UINT64_MAX;
+        if (c->op == MW_LOOP_POP3_RETR && !p->no_retr_size &&
+            !mwi_pop3_parse_retr_size(st->text, st->text_len, &p->declared)) {
+            p->declared = UINT64_MAX;
+            p->no_retr_size = 1; /* src/pop3: no size in the reply, LIST sizes from now */
+        }
+        mwi_pop3_body_init(&p->body);
+        p->in_body = 1;
+        return;
+    case MW_LOOP_POP3_LAST: {
+        uint64_t v;
+        if (!mwi_pop3_parse_retr_size(st->text, st->text_len, &v)) {
+            bad_reply(p, st, "LAST reply is not a number");
+            return;
+        }
+        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, v, NULL) ||
+            deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, v, NULL))
+            return;
+        break;
+    }
+    default: /* DELE, NOOP, RSET */
+        if (c->op == MW_LOOP_POP3_DELE) p->job->result.deleted++;
+        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, c->msg, 0, NULL) ||
+            deliver(p, MW_LOOP_POP3_END, NULL, 0, c->msg, 0, NULL))
+            return;
+        break;
+    }
+    p->next_cmd++;
+    next_cmd(p);
+}
+
+void mwi_p3l_cmds_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
+{
+    if (c->kind == K_STAT) {
+        if (st->kind != MW_POP3_OK) return mwi_p3l_refuse(p, c, st, MW_ESERVER);
+        if (stat_reply(p, st, 0) == 0) next_cmd(p);
+        return;
+    }
+    if (c->kind == K_QUIT) {
+        if (st->kind != MW_POP3_OK) return refused(p, st, 0);
+        p->job->result.quit_ok = 1;
+        mwi_p3l_end(p, 0, "%s", "done");
+        return;
+    }
+    if (c->kind == K_CMD) return cmd_reply(p, st);
+    mwi_p3l_end(p, MW_EPROTO, "a reply to %s the session did not expect",
+                mwi_p3l_kind_name[c->kind]);
+}
+
+/* One line of a LIST, UIDL or CAPA reply, checked as src/pop3's
+ * list_line checks it. */
+void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    if (c->op == MW_LOOP_POP3_CAPA) {
+        deliver(p, MW_LOOP_POP3_LINE, l, len, 0, 0, NULL);
+        return;
+    }
+    int uidl = c->op == MW_LOOP_POP3_UIDL;
+    const char *what = uidl ? "UIDL" : "LIST";
+    uint64_t m, s = 0;
+    const char *u = NULL;
+    size_t ul = 0;
+    int bad =
+        uidl ? mwi_pop3_parse_uidl(l, len, &m, &u, &ul) : mwi_pop3_parse_listing(l, len, &m, &s);
+    mw_error *e = &p->job->err;
+    if (bad || (p->have_count && m > p->count) || (p->have_count && p->ml_n >= p->count)) {
+        mwi_err_set_command(e, what, 4);
+        mwi_err_set_reply(e, l, len);
+        if (bad || m > p->count)
+            mwi_p3l_end(p, MW_EPROTO,
+                        bad ? "bad %s line: '%s'" : "%s names a message over the count: '%s'", what,
+                        e->reply);
+        else
+            mwi_p3l_end(p, MW_EPROTO,
+                        "%s lists more entries than the %llu messages: '%s'; stopped reading it",
+                        what, (unsigned long long)p->count, e->reply);
+        return;
+    }
+    if (p->ml_n >= P3L_MAX_MSGS) {
+        mwi_p3l_end(p, MW_ETOOBIG, "%s reply of over %u entries%s; stopped reading it", what,
+                    P3L_MAX_MSGS, p->have_count ? "" : " with no message count (STAT) to bound it");
+        return;
+    }
+    p->ml_n++;
+    char uid[71];
+    memcpy(uid, u ? u : "", ul);
+    uid[ul] = '\0';
+    deliver(p, MW_LOOP_POP3_LINE, l, len, m, s, uidl ? uid : NULL);
+}
+
+void mwi_p3l_cmds_ml_end(p3l *p)
+{
+    if (deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, p->ml_n, NULL)) return;
+    p->next_cmd++;
+    next_cmd(p);
+}
+
+/* The message's octets from p->c.in at *pos to the reply callback; a RETR
+ * is bounded as src/pop3 bounds it (mwi_pop3_message_bound's rule). */
+void mwi_p3l_cmds_body(p3l *p, size_t *pos)
+{
+    size_t used = 0, made = 0;
+    int fin = mwi_pop3_body_decode(&p->body, p->c.in + *pos, p->c.in_len - *pos, &used, &made);
+    if (made && deliver(p, MW_LOOP_POP3_DATA, p->c.in + *pos, made, cur(p)->msg, 0, NULL)) return;
+    *pos += used;
+    uint64_t d = p->declared;
+    if (d != UINT64_MAX) {
+        uint64_t bound = d + (d > 65536 ? d : 65536);
+        if (p->body.produced > bound) {
+            p->in_body = 0;
+            mwi_p3l_end(p, MW_ETOOBIG,
+                        "%s: the server sent over %llu octets for a message announced as %llu "
+                        "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
+                        p->body_what, (unsigned long long)bound, (unsigned long long)d);
+            return;
+        }
+    }
+    if (!fin) return;
+    p->in_body = 0;
+    if (d != UINT64_MAX && d != p->body.produced)
+        mwi_lconn_info(&p->c, "%s: the server announced %llu octets but sent %llu", p->body_what,
+                       (unsigned long long)d, (unsigned long long)p->body.produced);
+    if (deliver(p, MW_LOOP_POP3_END, NULL, 0, d, p->body.produced, NULL)) return;
+    p->next_cmd++;
+    next_cmd(p);
+}

@@ -1,0 +1,181 @@
+/* Internal: the POP3 job of the loop, shared by its files.
+ *   pop3_job.c    the session: connect, greeting, CAPA, STLS, the reply
+ *                 dispatch, the job's hooks and constructors;
+ *   pop3_login.c  USER/PASS, APOP and SASL (over src/sasl/driver.h);
+ *   pop3_fetch.c  a fetch into a store: LIST/UIDL, RETR window, DELE;
+ *   pop3_cmds.c   a command sequence (mw_loop_add_pop3_cmds).
+ * One state variable, changed only by mwi_p3l_set_state (traced). */
+#ifndef MW_LOOP_POP3_JOB_H
+#define MW_LOOP_POP3_JOB_H
+
+#include "loop/lconn.h"
+#include "loop/loop_int.h"
+#include "proto/pop3_codec.h"
+
+#include <stdint.h>
+
+#define P3L_IN_CAP      (32 * 1024) /* input buffer: a few reads' worth */
+#define P3L_IDLE_IN_CAP 2048        /* an idle session's input buffer */
+#define P3L_LINE_MAX    8192        /* a status or listing line */
+#define P3L_CMD_MAX     255         /* RFC 2449 §4 */
+#define P3L_WINDOW_MAX  1024
+#define P3L_MAX_MSGS    (1000u * 1000)
+#define P3L_READ_BUDGET (256 * 1024) /* bytes per step before yielding to other jobs */
+
+enum p3l_state {
+    S_CONNECTING,
+    S_HANDSHAKE,
+    S_GREETING,
+    S_CAPA,
+    S_STLS,
+    S_USER,
+    S_PASS,
+    S_LIST,
+    S_TRANSFER,
+    S_QUIT,
+    S_IDLE,
+    S_DONE,
+    S_AUTH,
+    S_STAT,
+    S_COMMANDS,
+};
+
+/* What a command in flight was (the reply is matched to it). */
+enum p3l_kind {
+    K_GREET,
+    K_CAPA,
+    K_STLS,
+    K_USER,
+    K_PASS,
+    K_LIST,
+    K_UIDL,
+    K_RETR,
+    K_DELE,
+    K_QUIT,
+    K_NOOP,
+    K_LAST,
+    K_AUTH, /* a line of a SASL exchange */
+    K_APOP,
+    K_STAT,
+    K_CMD, /* a command of the caller's sequence (pop3_cmds.c) */
+};
+extern const char *const mwi_p3l_kind_name[];
+
+enum p3l_mode { P3L_FETCH, P3L_IDLE, P3L_CMDS };
+
+typedef struct p3l_msg {
+    uint64_t num, size;
+    char *uid;
+    unsigned char act; /* MW_LOOP_GET | MW_LOOP_DELE */
+    unsigned char stored;
+} p3l_msg;
+
+typedef struct p3l_cmd {
+    int kind;
+    uint64_t arg;
+} p3l_cmd;
+
+struct mwi_sasld;
+
+typedef struct p3l {
+    mw_loop_job *job;
+    int state;
+    int mode;    /* enum p3l_mode */
+    mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
+    char *user, *password, *authzid, *sasl_mechs, *token;
+    int auth; /* enum mw_pop3_auth_mode (pop3.h) */
+    int sasl_ir, trace_secrets;
+    int tls_mode, allow_plaintext, keep;
+    int connect_timeout_ms;
+    int idle_noop_ms; /* > 0: an idle session (loop.h) */
+    unsigned window;
+    char timestamp[256];  /* APOP: the greeting's, brackets included, or "" */
+    char greeting[512];   /* its text, printable */
+    char *sasl_offered;   /* CAPA's SASL line (its mechanisms), or NULL */
+    int capa_resp_codes;  /* CAPA lists AUTH-RESP-CODE (RFC 3206 §6) */
+    struct mwi_sasld *sd; /* the SASL exchange under way */
+    int in_auth;          /* server "+ " lines are masked in traces */
+    /* fetch (pop3_fetch.c) */
+    mw_store *store;
+    mw_loop_stored_fn stored;
+    void *stored_ud;
+    mw_loop_plan_fn plan;     /* set: deletions deferred until commit (below) */
+    mw_loop_commit_fn commit; /* called once before the first deferred DELE */
+    void *plan_ud;
+    int committed;    /* the commit callback said 0 */
+    size_t next_dele; /* deferred DELE cursor into msgs */
+    int capa_stls, capa_pipelining, capa_uidl;
+    int capa_known; /* CAPA said +OK */
+    int capa_lines;
+    int ml;      /* in a multi-line reply of this kind (K_CAPA, K_LIST, K_UIDL, K_CMD), or -1 */
+    int in_body; /* in a RETR body */
+    mw_pop3_body body;
+    size_t body_msg; /* index into msgs */
+    p3l_cmd *q;      /* commands in flight, a ring of q_cap */
+    size_t q_cap, q_head, q_len;
+    p3l_msg *msgs;
+    size_t nmsgs, msgs_cap;
+    size_t next_retr;
+    int list_done, uidl_done;
+    mw_error first_err; /* the first message-level failure (pop3_fetch.c) */
+    mwi_loop_msg_error_fn msg_error;
+    void *msg_error_ud;
+    int uid_mode;  /* 2: UIDL answered, 1: LAST instead, 0: neither (RFC 1460) */
+    uint64_t last; /* LAST's answer */
+    int uidl_refused;
+    /* The size a RETR reply announced ("+OK 120 octets"), checked against
+     * what came; UINT64_MAX: none.  After a reply without one, no more
+     * checks: src/pop3 then switches to LIST sizes for good (retr_mode). */
+    uint64_t declared;
+    int no_retr_size;
+    /* a command sequence (pop3_cmds.c) */
+    mw_loop_pop3_cmd *cmds;
+    size_t ncmds, next_cmd;
+    mw_loop_pop3_reply_fn reply;
+    void *reply_ud;
+    uint64_t count; /* STAT's */
+    int have_count;
+    size_t ml_n;        /* entries of the listing being read */
+    char cur_cmd[64];   /* the caller's command or login line in flight, as errors name it */
+    char body_what[48]; /* "RETR 2", "TOP 2": the message being read */
+} p3l;
+
+void mwi_p3l_set_state(p3l *p, int st);
+/* Ends the job (no QUIT unless answered already); the message is made
+ * with printf. */
+void mwi_p3l_end(p3l *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Queues a command line (CR LF added); arg: RETR's index into msgs, DELE's
+ * number, a K_CMD's index into cmds.  `shown` (NULL: the line) is what
+ * the trace and errors show.  Returns 0, or -1 when the job ended. */
+int mwi_p3l_send(p3l *p, int kind, const char *line, uint64_t arg, const char *shown);
+void mwi_p3l_err_command(p3l *p, const p3l_cmd *c);
+/* A -ERR ends the job with the blocking session's error for it. */
+void mwi_p3l_refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code);
+void mwi_p3l_trace_recv(p3l *p, const char *l, size_t len);
+
+/* pop3_login.c: after CAPA (and STLS): log in as opts say, then
+ * mwi_p3l_logged_in. */
+void mwi_p3l_login(p3l *p);
+/* The reply to a login command (K_USER, K_PASS, K_APOP, K_AUTH). */
+void mwi_p3l_login_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st);
+void mwi_p3l_logged_in(p3l *p);
+void mwi_p3l_login_free(p3l *p);
+
+/* pop3_fetch.c */
+void mwi_p3l_fetch_start(p3l *p);
+void mwi_p3l_fetch_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st);
+void mwi_p3l_fetch_line(p3l *p, const char *l, size_t len);
+void mwi_p3l_fetch_ml_end(p3l *p, int kind);
+void mwi_p3l_fetch_body(p3l *p, size_t *pos);
+void mwi_p3l_msg_failed(p3l *p, uint64_t num, int code, const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void mwi_p3l_fill_window(p3l *p);
+
+/* pop3_cmds.c */
+void mwi_p3l_cmds_start(p3l *p);
+void mwi_p3l_cmds_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st);
+void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len);
+void mwi_p3l_cmds_ml_end(p3l *p);
+void mwi_p3l_cmds_body(p3l *p, size_t *pos);
+
+#endif

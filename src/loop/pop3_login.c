@@ -1,0 +1,218 @@
+/* The POP3 job's login (pop3_job.h), as src/pop3/pop3_auth.c does it and
+ * with its words: USER/PASS (RFC 1939 §7), APOP (RFC 1939 §7, only when
+ * asked for), AUTH (RFC 5034) driven by the one SASL driver
+ * (src/sasl/driver.h), and with MW_POP3_AUTH_AUTO the strongest SASL
+ * mechanism offered, else USER/PASS.  A bearer token is taken as given.
+ * Not on the loop yet: channel binding (-PLUS mechanisms) and token
+ * providers (a refused token is not refreshed). */
+#include "loop/pop3_job.h"
+#include "sasl/driver.h"
+#include "util/err.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void wipe(void *v, size_t n)
+{
+    volatile unsigned char *b = v;
+    while (n--)
+        *b++ = 0;
+}
+
+static void start_user(p3l *p)
+{
+    if (!p->c.tls && !p->allow_plaintext) {
+        mwi_p3l_end(p, MW_EPOLICY,
+                    "USER/PASS would send the password unencrypted; use TLS or allow plaintext "
+                    "passwords explicitly");
+        return;
+    }
+    char line[P3L_CMD_MAX + 1];
+    snprintf(line, sizeof line, "USER %s", p->user);
+    mwi_p3l_set_state(p, S_USER);
+    mwi_p3l_send(p, K_USER, line, 0, NULL);
+}
+
+/* RFC 1939 §7: APOP name digest, digest = MD5(timestamp password) in
+ * lower-case hex. */
+static void start_apop(p3l *p)
+{
+    if (!p->c.tls && !p->allow_plaintext) {
+        mwi_p3l_end(p, MW_EPOLICY,
+                    "APOP: no login over an unencrypted connection (use TLS, or allow plaintext "
+                    "logins explicitly)");
+        return;
+    }
+    if (!p->timestamp[0]) {
+        mwi_p3l_end(p, MW_EUNSUPPORTED,
+                    "APOP asked for, but the greeting has no valid timestamp: '%.300s'",
+                    p->greeting);
+        return;
+    }
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) &&
+             EVP_DigestUpdate(ctx, p->timestamp, strlen(p->timestamp)) &&
+             EVP_DigestUpdate(ctx, p->password, strlen(p->password)) &&
+             EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    if (!ok || mdlen != 16) {
+        mwi_p3l_end(p, MW_EUNSUPPORTED, "MD5 is not available for APOP");
+        return;
+    }
+    char hex[33], line[P3L_CMD_MAX + 1];
+    for (unsigned i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    snprintf(line, sizeof line, "APOP %s %s", p->user, hex);
+    snprintf(p->cur_cmd, sizeof p->cur_cmd, "APOP %.40s ****", p->user);
+    wipe(hex, sizeof hex);
+    mwi_p3l_set_state(p, S_USER);
+    mwi_p3l_send(p, K_APOP, line, 0, p->cur_cmd);
+    wipe(line, sizeof line);
+}
+
+/* The driver's configuration, as pop3_auth.c's sasl_cfg makes it. */
+static void sasl_cfg(p3l *p, mwi_sasld_cfg *c)
+{
+    memset(c, 0, sizeof *c);
+    c->proto = &mwi_sasl_proto_pop3;
+    c->offered = p->sasl_offered;
+    c->policy.want = p->sasl_mechs;
+    c->policy.tls = p->c.tls != NULL;
+    c->policy.allow_plaintext = p->allow_plaintext;
+    c->policy.has_password = p->password != NULL;
+    c->policy.has_token = p->token != NULL;
+    c->creds.token = p->token;
+    c->creds.authcid = p->user;
+    c->creds.authzid = p->authzid;
+    c->creds.password = p->password;
+    c->creds.hostname = p->c.host;
+    c->creds.port = p->c.port;
+    c->use_ir = p->sasl_ir;
+    c->trace_secrets = p->trace_secrets;
+    c->flags = p->capa_resp_codes ? MWI_SASLD_F_RESP_CODES : 0;
+}
+
+/* Runs the driver up to its next line to send, or to its end. */
+static void drive(p3l *p, int act)
+{
+    mwi_sasld *d = p->sd;
+    for (;;) {
+        if (act == MWI_SASLD_SEND) {
+            size_t len;
+            const char *line = mwi_sasld_line(d, &len);
+            const char *shown = mwi_sasld_shown(d);
+            p->in_auth = mwi_sasld_in_exchange(d);
+            if (!p->in_auth) snprintf(p->cur_cmd, sizeof p->cur_cmd, "%s", shown ? shown : line);
+            mwi_p3l_set_state(p, S_AUTH);
+            mwi_p3l_send(p, K_AUTH, line, 0, shown);
+            p->in_auth = 1; /* the server's "+ " lines are masked */
+            return;
+        }
+        if (act == MWI_SASLD_TOKEN) {
+            act = mwi_sasld_token(d, MW_EUNSUPPORTED, NULL, NULL);
+        } else if (act == MWI_SASLD_NEXT) {
+            mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
+            act = mwi_sasld_start(d);
+        } else if (act == MWI_SASLD_DONE) {
+            mwi_p3l_login_free(p);
+            mwi_p3l_logged_in(p);
+            return;
+        } else {
+            mw_error *e = &p->job->err;
+            *e = *mwi_sasld_error(d);
+            if (p->cur_cmd[0]) mwi_err_set_command(e, p->cur_cmd, strlen(p->cur_cmd));
+            int rc = e->code ? e->code : MW_EAUTH;
+            char msg[sizeof e->message];
+            memcpy(msg, e->message, sizeof msg);
+            mwi_p3l_login_free(p);
+            mwi_p3l_end(p, rc, "%s", msg);
+            return;
+        }
+    }
+}
+
+/* Returns 1 when `automatic` and no SASL mechanism is usable. */
+static int start_sasl(p3l *p, int automatic)
+{
+    mwi_sasld_cfg cfg;
+    sasl_cfg(p, &cfg);
+    mw_error e;
+    memset(&e, 0, sizeof e);
+    int rc = mwi_sasld_new(&p->sd, &cfg, &e);
+    if (rc && automatic && rc == MW_EUNSUPPORTED) return 1;
+    if (rc) {
+        p->job->err = e;
+        mwi_p3l_end(p, rc, "%s", e.message);
+        return 0;
+    }
+    drive(p, mwi_sasld_start(p->sd));
+    return 0;
+}
+
+void mwi_p3l_login(p3l *p)
+{
+    switch (p->auth) {
+    case MW_POP3_AUTH_NONE:
+        mwi_p3l_logged_in(p);
+        return;
+    case MW_POP3_AUTH_USER:
+        start_user(p);
+        return;
+    case MW_POP3_AUTH_APOP:
+        start_apop(p);
+        return;
+    case MW_POP3_AUTH_SASL:
+        start_sasl(p, 0);
+        return;
+    default:
+        if (start_sasl(p, 1) == 1) start_user(p);
+        return;
+    }
+}
+
+void mwi_p3l_login_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
+{
+    int ok = st->kind == MW_POP3_OK;
+    if (c->kind == K_AUTH) {
+        p->in_auth = 0;
+        drive(p, mwi_sasld_feed(p->sd, st));
+        return;
+    }
+    if (!ok) {
+        mwi_p3l_refuse(p, c, st, MW_EAUTH);
+        return;
+    }
+    if (c->kind == K_USER) {
+        char line[P3L_CMD_MAX + 1];
+        snprintf(line, sizeof line, "PASS %s", p->password);
+        mwi_p3l_set_state(p, S_PASS);
+        mwi_p3l_send(p, K_PASS, line, 0, "PASS ****");
+        wipe(line, sizeof line);
+        return;
+    }
+    mwi_p3l_logged_in(p); /* PASS or APOP said +OK */
+}
+
+void mwi_p3l_logged_in(p3l *p)
+{
+    p->in_auth = 0;
+    if (p->mode == P3L_IDLE) { /* an idle session: logged in, waiting */
+        mwi_p3l_set_state(p, S_IDLE);
+        p->c.step_deadline = mw_now_ms() + p->idle_noop_ms;
+    } else if (p->mode == P3L_CMDS) {
+        mwi_p3l_cmds_start(p);
+    } else {
+        mwi_p3l_fetch_start(p);
+    }
+}
+
+void mwi_p3l_login_free(p3l *p)
+{
+    mwi_sasld_free(p->sd);
+    p->sd = NULL;
+}
