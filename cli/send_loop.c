@@ -4,6 +4,7 @@
  * (the same texts: the job's errors are the blocking session's).  What the
  * loop cannot do yet is an error naming it, never a fallback. */
 #include "commands.h"
+#include "oauth_cli.h"
 #include "send_int.h"
 
 #include "mailwire/error.h"
@@ -30,8 +31,8 @@ static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
 /* Why the loop cannot send this yet, or NULL. */
 static const char *not_on_loop(const smtp_cli *c, const send_args *A)
 {
-    if (c->token_file || c->token_eval || mw_cli_auth_is_token(c->conn.auth))
-        return "OAuth tokens (SASL)";
+    if (mw_cli_oauth_account(&c->conn))
+        return "an OAuth account (its token refreshed on a refusal)";
     if (A->bcc_digest) return "--bcc-digest";
     if (A->downgrade && A->body == MW_SMTP_BODY_BINARYMIME) return "--downgrade";
     if (c->conn.proxy) return "--proxy";
@@ -57,10 +58,18 @@ static void fill_opts(smtp_cli *c, mw_loop_smtp_opts *o, const mw_smtp_msg *m)
              : c->conn.tls == MW_CLI_TLS_NONE     ? MW_TLS_NONE
                                                   : MW_TLS_STARTTLS;
     o->tls_opts = &c->tls;
-    if (c->conn.user) {
+    /* As smtp_open_err (smtp_cli.c) gives them to mw_smtp_open. */
+    int want_token = c->token_file || c->token_eval;
+    if (want_token || c->conn.user) {
         o->user = c->conn.user;
-        o->password = c->conn.password;
         o->auth = c->conn.auth;
+    }
+    if (want_token) {
+        o->token = c->token;
+    } else if (c->conn.user && mw_cli_auth_is_token(c->conn.auth)) {
+        o->token = c->conn.password; /* the password sources hold the token */
+    } else if (c->conn.user) {
+        o->password = c->conn.password;
     }
     o->allow_plaintext = c->conn.allow_plaintext;
     o->helo = c->client;
@@ -116,7 +125,12 @@ int send_on_loop(smtp_cli *c, const send_args *A, const mw_smtp_msg *m)
     mw_error_clear(&err);
     const char *why = not_on_loop(c, A);
     if (why) return send_loop_refuse(c, why);
-    if (c->conn.user) {
+    int want_token = c->token_file || c->token_eval;
+    if (want_token && !c->token) {
+        int rc = smtp_load_token(c);
+        if (rc) return rc;
+    }
+    if (c->conn.user && !want_token) {
         int rc = mw_cli_conn_password(&c->conn);
         if (rc) return rc;
     }

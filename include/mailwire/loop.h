@@ -336,23 +336,23 @@ typedef struct mw_loop_smtp_opts {
     const char *auth;   /* version 2: as mw_smtp_opts.sasl_mechs; NULL: the strongest offered */
     int tx_max_time_ms; /* version 2: from MAIL to the last reply, as mw_smtp_set_maxtime; 0 none */
     int queue;          /* version 2: QUED when the server offers XQUE, as mw_smtp_opts.queue */
+    const char *token;  /* version 2: an OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER) */
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
-            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0            \
+            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL      \
     }
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send
  * say to one server: EHLO (HELO after a 5xx but 554), STARTTLS (RFC 3207)
- * and EHLO again, AUTH PLAIN when a user is set (when the strongest
- * mechanism offered is another, MW_EUNSUPPORTED: SASL is not on the loop
- * yet), MAIL, RCPT for each recipient, DATA with the message dot-stuffed
- * and its line ends made CRLF (RFC 5321 §4.5.2), pipelined when offered
- * (RFC 2920), RSET after a refusal, QUIT.  Without msg every recipient
- * must be accepted and AUTH is PLAIN whenever offered (opts.auth "PLAIN").
- * result.sent is 1 once the server accepted the data.
- * Returns as mw_loop_add_pop3_fetch. */
+ * and EHLO again, AUTH when a user or token is set (the mechanisms and the
+ * fallback of mw_smtp_open; channel binding, the -PLUS mechanisms, is not
+ * on the loop yet: MW_EUNSUPPORTED when one would be chosen), MAIL, RCPT for each recipient, DATA
+ * with the message dot-stuffed and its line ends made CRLF (RFC 5321 §4.5.2), pipelined when
+ * offered (RFC 2920), RSET after a refusal, QUIT.  Without msg every recipient must be accepted and
+ * AUTH is PLAIN whenever offered (opts.auth "PLAIN"). result.sent is 1 once the server accepted the
+ * data. Returns as mw_loop_add_pop3_fetch. */
 MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                                     mw_loop_done_fn done, void *userdata, mw_error *err);
 

@@ -5,9 +5,8 @@
  * QUIT; the error texts are those of src/smtp/smtp.c.  Replies through
  * src/proto/smtp_reply.h; the socket and TLS through lconn.c. */
 #include "loop/smtp_job.h"
+#include "sasl/driver.h"
 #include "proto/smtp_reply.h"
-#include "sasl/sasl.h"
-#include "util/base64.h"
 #include "util/buf.h"
 #include "util/err.h"
 
@@ -54,7 +53,7 @@ void mwi_sj_end(sj *p, int code)
 int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, const char *what)
 {
     mw_error *e = &p->sh->err;
-    char buf[MWI_SMTP_RCPT_LINE + 8];
+    char buf[MWI_SASLD_MAX_LINE]; /* the longest line: an AUTH continuation */
     int rc = 0;
     if (len >= sizeof buf || memchr(line, '\r', len) || memchr(line, '\n', len) ||
         memchr(line, '\0', len))
@@ -102,7 +101,7 @@ void mwi_sj_finish(sj *p, int code, int reset)
 /* A failure before the session was ready, as mw_smtp_open's failover
  * reports it: "HOST port N: why", and QUIT when the server can still
  * hear (not after a TLS or certificate failure). */
-static void open_fail(sj *p, int code)
+void mwi_sj_open_fail(sj *p, int code)
 {
     mw_error *e = &p->sh->err;
     if (e->code == 0) mwi_err_set(e, code, "%s", mw_strerror(code));
@@ -127,7 +126,7 @@ static void send_ehlo(sj *p, int st)
     mwi_sj_send(p, st, line, (size_t)n, NULL, st == S_HELO ? "HELO" : "EHLO");
 }
 
-static void session_ready(sj *p)
+void mwi_sj_session_ready(sj *p)
 {
     p->ready = 1;
     if (p->ready_out) *p->ready_out = 1;
@@ -140,90 +139,6 @@ static void session_ready(sj *p)
     }
     mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port, p->c.tls ? " (TLS)" : "");
     mwi_sj_tx_start(p);
-}
-
-/* AUTH as auth.c picks it (mwi_sasl_choose): PLAIN with its initial
- * response (RFC 4616 §2, RFC 4954 §4) is on the loop; another mechanism
- * is not yet. */
-static void start_auth(sj *p)
-{
-    mw_error *e = &p->sh->err;
-    mw_smtp_caps *caps = &p->sh->caps;
-    if (!(caps->flags & MW_SMTP_CAP_AUTH) || !caps->auth[0]) {
-        p->in_auth = 1;
-        mwi_err_set(e, MW_EUNSUPPORTED,
-                    "credentials given but the server offers no AUTH (RFC 4954)%s",
-                    p->c.tls ? "" : " before TLS");
-        open_fail(p, MW_EUNSUPPORTED);
-        return;
-    }
-    mw_sasl_policy pol = {0};
-    pol.want = p->auth;
-    pol.tls = p->c.tls != NULL;
-    pol.allow_plaintext = p->allow_plaintext;
-    pol.has_password = 1;
-    const char *mechs[MW_SASL_MAX_MECHS];
-    size_t nm = 0;
-    p->in_auth = 1;
-    int rc = mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, caps->auth, &pol, e);
-    if (rc) {
-        open_fail(p, rc);
-        return;
-    }
-    if (strcmp(mechs[0], "PLAIN") != 0) {
-        mwi_err_set(e, MW_EUNSUPPORTED, "not on the loop engine yet: AUTH %s (SASL)", mechs[0]);
-        p->dead = 1; /* no goodbye the blocking session would not say */
-        open_fail(p, MW_EUNSUPPORTED);
-        return;
-    }
-    p->auth_more = nm > 1 ? mechs[1] : NULL;
-    p->in_auth = 1; /* a failure from here on stops a failover (smtp.c's s->stop) */
-    size_t ul = strlen(p->user), pl = strlen(p->password), n = ul + pl + 2;
-    unsigned char raw[2 * SJ_ARG_MAX + 2];
-    char line[16 + 4 * ((2 * SJ_ARG_MAX + 2 + 2) / 3) + 1];
-    char shown[200];
-    raw[0] = 0;
-    memcpy(raw + 1, p->user, ul);
-    raw[1 + ul] = 0;
-    memcpy(raw + 2 + ul, p->password, pl);
-    memcpy(line, "AUTH PLAIN ", 11);
-    mwi_base64_encode(line + 11, raw, n);
-    size_t ll = strlen(line);
-    mwi_sasl_mask(shown, sizeof shown, line, ll);
-    mwi_sj_send(p, S_AUTH, line, ll, shown, "AUTH");
-    explicit_bzero(raw, sizeof raw);
-    explicit_bzero(line, sizeof line);
-}
-
-static void auth_reply(sj *p)
-{
-    int code = p->reply->code;
-    if (code == 235) {
-        mwi_lconn_info(&p->c, "authenticated with PLAIN");
-        session_ready(p);
-        return;
-    }
-    mw_error *e = &p->sh->err;
-    if (code == 334) {
-        mwi_err_set(e, MW_EUNSUPPORTED,
-                    "not on the loop engine yet: a challenge (334) to AUTH PLAIN with its "
-                    "initial response");
-        p->dead = 1;
-        open_fail(p, MW_EUNSUPPORTED);
-        return;
-    }
-    int rc = mwi_smtp_reply_error(p->sh, "authentication failed");
-    mwi_err_set_command(e, "AUTH PLAIN", 10);
-    e->code = rc = code == 421 ? MW_ETEMP : MW_EAUTH;
-    if (p->auth_more && code != 421) {
-        /* auth.c tries the next mechanism offered (RFC 4954 §4). */
-        mwi_err_set(e, MW_EUNSUPPORTED,
-                    "not on the loop engine yet: AUTH %s after PLAIN was refused (SASL)",
-                    p->auth_more);
-        p->dead = 1;
-        rc = MW_EUNSUPPORTED;
-    }
-    open_fail(p, rc);
 }
 
 /* EHLO (or HELO) answered 250: STARTTLS, AUTH or the transaction. */
@@ -239,7 +154,7 @@ static void after_ehlo(sj *p)
         if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS)) {
             mwi_err_set(&p->sh->err, MW_ETLS,
                         "the server does not offer STARTTLS (RFC 3207) and TLS is required");
-            open_fail(p, MW_ETLS);
+            mwi_sj_open_fail(p, MW_ETLS);
             return;
         }
         mwi_sj_send(p, S_STARTTLS, "STARTTLS", 8, NULL, "STARTTLS");
@@ -251,10 +166,10 @@ static void after_ehlo(sj *p)
         mwi_sj_send(p, S_QUED, "QUED", 4, NULL, "QUED");
         return;
     }
-    if (p->user)
-        start_auth(p);
+    if (p->user || p->token)
+        mwi_sj_auth_start(p);
     else
-        session_ready(p);
+        mwi_sj_session_ready(p);
 }
 
 static void ehlo_reply(sj *p)
@@ -263,7 +178,7 @@ static void ehlo_reply(sj *p)
     memset(&p->sh->caps, 0, sizeof p->sh->caps);
     if (p->state == S_HELO) {
         if (code != 250) {
-            open_fail(p, mwi_smtp_reply_error(p->sh, "HELO refused"));
+            mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "HELO refused"));
             return;
         }
         p->sh->helo_only = 1;
@@ -276,7 +191,7 @@ static void ehlo_reply(sj *p)
     } else if (code >= 500 && code != 554) {
         send_ehlo(p, S_HELO); /* smtp.c says why not after 554 */
     } else {
-        open_fail(p, mwi_smtp_reply_error(p->sh, "EHLO refused"));
+        mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "EHLO refused"));
     }
 }
 
@@ -287,7 +202,7 @@ static void on_reply(sj *p)
     if (c == 421) p->dead = 1; /* RFC 5321 §3.8: the server is closing */
     switch (p->state) {
     case S_GREETING:
-        if (c != 220) return open_fail(p, mwi_smtp_reply_error(p->sh, "greeting"));
+        if (c != 220) return mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "greeting"));
         send_ehlo(p, S_EHLO);
         return;
     case S_EHLO:
@@ -305,18 +220,18 @@ static void on_reply(sj *p)
                 return;
             }
             if (c != 421) p->sh->err.code = rc = MW_ETLS;
-            return open_fail(p, rc);
+            return mwi_sj_open_fail(p, rc);
         }
         mwi_sj_set_state(p, S_HANDSHAKE);
         p->c.tls_pending = 1; /* process() checks that nothing follows the 220 */
         return;
     case S_QUED:
-        if (c == 421) return open_fail(p, mwi_smtp_reply_error(p->sh, "QUED"));
+        if (c == 421) return mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "QUED"));
         p->plain_ok = 1; /* TLS is settled by now */
         after_ehlo(p);
         return;
     case S_AUTH:
-        auth_reply(p);
+        mwi_sj_auth_reply(p);
         return;
     case S_RSET:
         if (p->dead) {
@@ -346,7 +261,7 @@ static void fail_now(sj *p, int code)
         p->sh->err = p->end_err;
         mwi_sj_end(p, p->end_rc);
     } else if (!p->ready) {
-        open_fail(p, code);
+        mwi_sj_open_fail(p, code);
     } else {
         mwi_sj_finish(p, code, 0);
     }
@@ -363,7 +278,7 @@ static int injected(sj *p, size_t pos)
                 p->c.in_len - pos);
     p->c.tls_pending = 0;
     p->dead = 1;
-    open_fail(p, MW_EPROTO);
+    mwi_sj_open_fail(p, MW_EPROTO);
     return 1;
 }
 
@@ -491,6 +406,7 @@ static void destroy(mw_loop_job *j)
     sj *p = j->impl;
     if (!p) return;
     mwi_lconn_free(&p->c);
+    mwi_sj_auth_free(p);
     mwi_sj_tx_free(p);
     for (size_t i = 0; p->own_rcpt && i < p->nown; i++)
         free(p->own_rcpt[i]);
@@ -498,6 +414,10 @@ static void destroy(mw_loop_job *j)
     free(p->own_from);
     free(p->user);
     free(p->auth);
+    if (p->token) {
+        explicit_bzero(p->token, strlen(p->token));
+        free(p->token);
+    }
     if (p->password) {
         explicit_bzero(p->password, strlen(p->password));
         free(p->password);
@@ -548,11 +468,14 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, mw_error
         return mwi_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     if (o->helo && (!*o->helo || strlen(o->helo) > 255))
         return mwi_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
-    if ((o->user && (bad(o->user, 0) || bad(o->password, 0))) ||
-        (o->auth && mwi_smtp_bad_arg(o->auth, 1)))
+    if (o->user && !o->password && !o->token)
+        return mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
+    if ((o->user && (!*o->user || strlen(o->user) >= SJ_ARG_MAX || mwi_smtp_bad_arg(o->user, 1))) ||
+        mwi_smtp_bad_arg(o->password, 1) || mwi_smtp_bad_arg(o->token, 0) ||
+        mwi_smtp_bad_arg(o->auth, 1))
         return mwi_err_set(err, MW_EINVAL,
-                           "user, password and auth: without CR, LF, < or >, under %d "
-                           "octets",
+                           "user, password, token and auth: without control octets (a user "
+                           "under %d octets)",
                            SJ_ARG_MAX);
     if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE &&
         o->tls != MW_TLS_OPPORTUNISTIC)
@@ -645,6 +568,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     fail |= make_parts(p, &o);
     p->user = dup_s(o.user, &fail);
     p->password = dup_s(o.user ? o.password : NULL, &fail);
+    p->token = dup_s(o.token, &fail);
     p->auth = o.auth && *o.auth && strcasecmp(o.auth, "auto") ? dup_s(o.auth, &fail) : NULL;
     /* Without msg, as before version 2: AUTH PLAIN whenever it is offered. */
     if (!o.msg && !p->auth) p->auth = dup_s("PLAIN", &fail);
@@ -686,7 +610,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
         mwi_err_set(&p->sh->err, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port,
                     MW_ERRNO_TEXT(ce));
         p->dead = 1;
-        open_fail(p, MW_ENET);
+        mwi_sj_open_fail(p, MW_ENET);
     }
     if (!j->done) mwi_lconn_arm(&p->c);
     if (out) *out = j;

@@ -1,6 +1,7 @@
 /* Internal: the loop's SMTP send job, in two files: smtp_job.c the
  * session (connect, greeting, EHLO/HELO, STARTTLS, AUTH PLAIN, QUIT, the
- * connection hooks, adding the job) and smtp_tx.c the transaction (MAIL,
+ * connection hooks, adding the job), smtp_auth.c AUTH through the SASL
+ * driver, and smtp_tx.c the transaction (MAIL,
  * RCPT, DATA, pipelined as RFC 2920 allows, RSET).  Both say what the
  * blocking session (src/smtp/) says: the transaction is prepared by its
  * own I/O-free code (mwi_smtp_tx_prepare, envelope.c, message.c's
@@ -36,7 +37,8 @@ typedef struct sj {
     int state;
     mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
     mw_smtp *sh; /* the shell: caps, err, rep (= reply), server, hostname */
-    char *user, *password, *auth;
+    char *user, *password, *auth, *token;
+    struct mwi_sasld *sd; /* AUTH in progress (smtp_auth.c) */
     int tls_mode, allow_plaintext, connect_timeout_ms;
     int ready, dead; /* dead: a 421 or a broken connection: no QUIT */
     int in_auth;     /* AUTH started: a failure now stops a failover */
@@ -73,6 +75,18 @@ int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, 
 void mwi_sj_finish(sj *p, int code, int reset);
 /* Ends the job now with sh->err (code 0: success). */
 void mwi_sj_end(sj *p, int code);
+
+/* The session is ready (after AUTH, if any): the transaction starts. */
+void mwi_sj_session_ready(sj *p);
+/* A failure before the session was ready, as mw_smtp_open's failover says
+ * it ("HOST port N: why"), QUIT when the server can still hear. */
+void mwi_sj_open_fail(sj *p, int code);
+
+/* ---- smtp_auth.c ---- */
+/* AUTH through the SASL driver: started, a reply fed, freed. */
+void mwi_sj_auth_start(sj *p);
+void mwi_sj_auth_reply(sj *p);
+void mwi_sj_auth_free(sj *p);
 
 /* ---- smtp_tx.c ---- */
 /* The session is ready: prepare the transaction and send its envelope. */
