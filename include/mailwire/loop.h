@@ -305,10 +305,10 @@ typedef struct mw_loop_smtp_opts {
     unsigned port;    /* 0: 587, or 465 with MW_TLS_IMPLICIT */
     int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), IMPLICIT, NONE or OPPORTUNISTIC */
     const mw_tls_opts *tls_opts; /* as in mw_loop_pop3_opts */
-    const char *user;            /* AUTH PLAIN (RFC 4616) when set */
+    const char *user;            /* AUTH (RFC 4954) when set, or with a token */
     const char *password;
     int allow_plaintext; /* 1: AUTH without TLS allowed */
-    const char *helo;    /* the EHLO name; default "localhost" */
+    const char *helo;    /* the EHLO name; default as mw_smtp_open's client */
     const char *from;    /* the envelope sender ("" for the null path) */
     const char *const *rcpt;
     size_t nrcpt;
@@ -322,10 +322,11 @@ typedef struct mw_loop_smtp_opts {
     void *trace_userdata;
     /* Version 2.  msg: the message as mw_smtp_send takes it (smtp.h), its
      * envelope, header rewrite, DSN, SIZE, BODY, SMTPUTF8 and PIPELINING
-     * as the blocking session does them; from, rcpt and message are then
-     * unused.  Not on the loop yet (MW_EUNSUPPORTED): bcc_digest, BDAT
-     * (use_chunking, BINARYMIME).  Borrowed until the job ends; a read
-     * callback or fd source is read from inside the loop. */
+     * as the blocking session does them, BDAT (CHUNKING, BINARYMIME)
+     * included; from, rcpt and message are then unused.  Not on the loop
+     * yet (MW_EUNSUPPORTED): bcc_digest.  Borrowed until the job ends; a
+     * read callback or fd source is read from inside the loop (as long as
+     * it takes). */
     const mw_smtp_msg *msg;
     /* Version 2, may be NULL: *result gets the transaction's result (free
      * it with mw_smtp_result_free), NULL when the job ended before the
@@ -346,13 +347,15 @@ typedef struct mw_loop_smtp_opts {
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send
  * say to one server: EHLO (HELO after a 5xx but 554), STARTTLS (RFC 3207)
- * and EHLO again, AUTH when a user or token is set (the mechanisms and the
- * fallback of mw_smtp_open; channel binding, the -PLUS mechanisms, is not
- * on the loop yet: MW_EUNSUPPORTED when one would be chosen), MAIL, RCPT for each recipient, DATA
- * with the message dot-stuffed and its line ends made CRLF (RFC 5321 §4.5.2), pipelined when
- * offered (RFC 2920), RSET after a refusal, QUIT.  Without msg every recipient must be accepted and
- * AUTH is PLAIN whenever offered (opts.auth "PLAIN"). result.sent is 1 once the server accepted the
- * data. Returns as mw_loop_add_pop3_fetch. */
+ * and EHLO again, AUTH when a user or token is set (the mechanisms and
+ * the fallback of mw_smtp_open; channel binding, the -PLUS mechanisms, is
+ * not on the loop yet: MW_EUNSUPPORTED when one would be chosen), MAIL,
+ * RCPT for each recipient, DATA with the message dot-stuffed and its line
+ * ends made CRLF (RFC 5321 §4.5.2) or BDAT, pipelined when offered (RFC
+ * 2920), RSET after a refusal, QUIT.  Without msg every recipient must be
+ * accepted and AUTH is PLAIN whenever offered (opts.auth "PLAIN").
+ * result.sent is 1 once the server accepted the data.  Returns as
+ * mw_loop_add_pop3_fetch. */
 MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                                     mw_loop_done_fn done, void *userdata, mw_error *err);
 
