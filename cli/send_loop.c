@@ -34,7 +34,6 @@ static const char *not_on_loop(const smtp_cli *c, const send_args *A)
     if (mw_cli_oauth_account(&c->conn))
         return "an OAuth account (its token refreshed on a refusal)";
     if (A->bcc_digest) return "--bcc-digest";
-    if (A->downgrade && A->body == MW_SMTP_BODY_BINARYMIME) return "--downgrade";
     if (c->conn.proxy) return "--proxy";
     if ((c->conn.speed_limit_given || c->conn.speed_time_given) && c->conn.speed_limit > 0)
         return "--speed-limit/--speed-time";
@@ -143,6 +142,7 @@ int send_on_loop(smtp_cli *c, const send_args *A, const mw_smtp_msg *m)
     loop_out out = {0};
     fill_opts(c, &o, m);
     o.result = &r;
+    o.downgrade = A->downgrade;
     o.ready = &ready;
     rc = failover(loop, c, &o, &out, &err);
     mw_loop_free(loop);

@@ -338,11 +338,16 @@ typedef struct mw_loop_smtp_opts {
     int tx_max_time_ms; /* version 2: from MAIL to the last reply, as mw_smtp_set_maxtime; 0 none */
     int queue;          /* version 2: QUED when the server offers XQUE, as mw_smtp_opts.queue */
     const char *token;  /* version 2: an OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER) */
+    /* Version 2: with msg->body MW_SMTP_BODY_BINARYMIME and a server that
+     * offers not both BINARYMIME and CHUNKING, the message goes re-encoded
+     * as 7-bit (mw_smtp_downgrade_7bit, read whole first: up to 256 MiB),
+     * BODY=7BIT, instead of being refused. */
+    int downgrade;
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
-            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL      \
+            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0   \
     }
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send

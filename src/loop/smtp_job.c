@@ -430,6 +430,8 @@ static void destroy(mw_loop_job *j)
         free(p->sh);
     }
     free(p->chunk);
+    free(p->whole);
+    free(p->seven);
     free(p);
     j->impl = NULL;
 }
@@ -575,6 +577,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->tls_mode = o.tls;
     p->allow_plaintext = o.allow_plaintext;
     p->queue = o.queue;
+    p->downgrade = o.downgrade;
     p->result_out = o.result;
     p->ready_out = o.ready;
     if (p->result_out) *p->result_out = NULL;

@@ -40,10 +40,13 @@ typedef struct sj {
     char *user, *password, *auth, *token;
     struct mwi_sasld *sd; /* AUTH in progress (smtp_auth.c) */
     int tls_mode, allow_plaintext, connect_timeout_ms;
-    int ready, dead; /* dead: a 421 or a broken connection: no QUIT */
-    int in_auth;     /* AUTH started: a failure now stops a failover */
-    int queue;       /* QUED when XQUE is offered */
-    int plain_ok;    /* opportunistic TLS: STARTTLS not offered or refused */
+    int ready, dead;     /* dead: a 421 or a broken connection: no QUIT */
+    int in_auth;         /* AUTH started: a failure now stops a failover */
+    int queue;           /* QUED when XQUE is offered */
+    int downgrade;       /* opts.downgrade: a binary message re-encoded when needed */
+    char *whole, *seven; /* --downgrade: the message read whole, and as 7-bit */
+    size_t whole_len, seven_len;
+    int plain_ok; /* opportunistic TLS: STARTTLS not offered or refused */
     int tx_max_time_ms;
     mw_smtp_reply *reply;
     const char *waiting; /* what the reply awaited answers (error texts) */

@@ -8,11 +8,14 @@
 #include "loop/loop_tls.h"
 #include "util/err.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define SJ_OUT_LOW (8 * 1024) /* refill the DATA stream below this */
+#define SJ_OUT_LOW   (8 * 1024)           /* refill the DATA stream below this */
+#define SJ_WHOLE_MAX (256u * 1024 * 1024) /* --downgrade: the message in memory */
 
 static int send_rcpt(sj *p, size_t i)
 {
@@ -71,8 +74,77 @@ static int bdat_whole(sj *p)
     return 1;
 }
 
+/* The whole message from the caller's source into p->whole (a message
+ * in memory is used where it is); NULL, or why not. */
+static const char *read_whole(sj *p, const char **data, size_t *len)
+{
+    const mw_smtp_msg *m = p->msg;
+    if (m->data) {
+        *data = m->data;
+        *len = m->len;
+        return NULL;
+    }
+    size_t cap = 0;
+    for (;;) {
+        if (p->whole_len + MWI_SMTP_CHUNK > cap) {
+            if (cap >= SJ_WHOLE_MAX) return "over 256 MiB (--downgrade holds it in memory)";
+            size_t nc = cap ? cap * 2 : 2 * MWI_SMTP_CHUNK;
+            char *nb = realloc(p->whole, nc);
+            if (!nb) return "out of memory";
+            p->whole = nb;
+            cap = nc;
+        }
+        long n = m->read ? m->read(p->whole + p->whole_len, MWI_SMTP_CHUNK, m->read_userdata)
+                         : (long)read(m->fd, p->whole + p->whole_len, MWI_SMTP_CHUNK);
+        if (n < 0 && !m->read && errno == EINTR) continue;
+        if (n < 0) return "cannot read the message";
+        if (n == 0) break;
+        p->whole_len += (size_t)n;
+    }
+    *data = p->whole;
+    *len = p->whole_len;
+    return NULL;
+}
+
+/* opts.downgrade: a binary message the server cannot take as it is
+ * (no BINARYMIME and CHUNKING) goes re-encoded as 7-bit, BODY=7BIT, as
+ * cli/cmd_send.c's --downgrade does it over the blocking session.  0, or
+ * -1 when the job ends (QUIT follows). */
+static int downgrade(sj *p)
+{
+    unsigned need = MW_SMTP_CAP_BINARYMIME | MW_SMTP_CAP_CHUNKING;
+    if (!p->downgrade || p->msg->body != MW_SMTP_BODY_BINARYMIME ||
+        (p->sh->caps.flags & need) == need)
+        return 0;
+    const char *data = NULL;
+    size_t len = 0;
+    mw_error derr;
+    mw_error_clear(&derr);
+    const char *why = read_whole(p, &data, &len);
+    if (!why && mw_smtp_downgrade_7bit(data, len, &p->seven, &p->seven_len, &derr) != 0)
+        why = derr.message;
+    if (why) {
+        mwi_err_set(&p->sh->err, MW_EFORMAT, "cannot downgrade the message to 7-bit: %.200s", why);
+        mwi_sj_finish(p, MW_EFORMAT, 0);
+        return -1;
+    }
+    if (p->msg != &p->own) p->own = *p->msg;
+    p->own.data = p->seven;
+    p->own.len = p->seven_len;
+    p->own.read = NULL;
+    p->own.read_userdata = NULL;
+    p->own.fd = -1;
+    p->own.size_hint = 0;
+    p->own.body = MW_SMTP_BODY_7BIT;
+    p->msg = &p->own;
+    mwi_lconn_info(&p->c, "the server does not offer BINARYMIME: the message goes re-encoded as "
+                          "7-bit (base64)");
+    return 0;
+}
+
 void mwi_sj_tx_start(sj *p)
 {
+    if (downgrade(p)) return;
     mwi_smtp_tx *t = &p->t;
     int rc = mwi_smtp_tx_prepare(p->sh, t, p->msg);
     if (rc) {
