@@ -6,7 +6,8 @@
  * recipients, bit 3: a large message, bit 4: the message as an mw_smtp_msg
  * (the blocking session's transaction: PIPELINING, BDAT, header rewrite,
  * atleastone), bit 5: with bit 4, read from a callback instead of
- * memory), then chunks, each a length byte
+ * memory, bit 6: with bit 4, a BINARYMIME body with downgrade), then
+ * chunks, each a length byte
  * (1 + L % 64 octets follow) and the octets.  After the last chunk the
  * server end is closed; the job must then end, exactly once. */
 #include "loop/loop_int.h"
@@ -95,6 +96,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         m.originator = o.from;
         m.recipients = rcpt;
         m.nrecipients = o.nrcpt;
+        if (data[0] & 64) {
+            m.body = MW_SMTP_BODY_BINARYMIME;
+            o.downgrade = 1;
+        }
         o.msg = &m;
         o.result = &res;
         o.ready = &ready;
