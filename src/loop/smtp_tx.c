@@ -476,8 +476,26 @@ void mwi_sj_tx_free(sj *p)
  * §4.1.1.4): a write fails, and the reply, already received, is the real
  * reason, as message.c's salvage_reply finds it.  Reads what is there
  * without waiting; 1 when it held a complete reply (the job ends). */
+/* The reply in p->reply is the outcome: the job ends with it. */
+static int salvaged(sj *p, const char *why)
+{
+    char label[sizeof p->sh->err.message + 64];
+    snprintf(label, sizeof label, "message data refused (the server replied, then %.120s)", why);
+    int rc = mwi_smtp_reply_error(p->sh, label);
+    p->dead = 1;
+    if (p->t.res) {
+        p->t.res->final_code = p->reply->code;
+        free(p->t.res->final_text);
+        p->t.res->final_text = mwi_smtp_reply_text_dup(p->reply);
+    }
+    mwi_sj_finish(p, rc, 0);
+    return 1;
+}
+
 int mwi_sj_salvage_reply(sj *p, const char *why)
 {
+    /* Read already, held until the end of the data went out (process()). */
+    if (p->reply->complete) return salvaged(p, why);
     char buf[4096];
     size_t have = p->c.in_len < sizeof buf ? p->c.in_len : sizeof buf, start = 0;
     memcpy(buf, p->c.in, have);
@@ -491,7 +509,7 @@ int mwi_sj_salvage_reply(sj *p, const char *why)
         if (rc || !n) break;
         have += n;
     }
-    mwi_smtp_reply_init(p->reply);
+    /* p->reply goes on from the lines process() fed it already. */
     char *nl;
     while ((nl = memchr(buf + start, '\n', have - start)) != NULL) {
         size_t len = (size_t)(nl - (buf + start));
@@ -501,20 +519,7 @@ int mwi_sj_salvage_reply(sj *p, const char *why)
         int fr = mwi_smtp_reply_feed(p->reply, buf + start, len, &tmp);
         start = (size_t)(nl - buf) + 1;
         if (fr < 0) return 0;
-        if (fr == 1) {
-            char label[sizeof p->sh->err.message + 64];
-            snprintf(label, sizeof label, "message data refused (the server replied, then %.120s)",
-                     why);
-            int rc = mwi_smtp_reply_error(p->sh, label);
-            p->dead = 1;
-            if (p->t.res) {
-                p->t.res->final_code = p->reply->code;
-                free(p->t.res->final_text);
-                p->t.res->final_text = mwi_smtp_reply_text_dup(p->reply);
-            }
-            mwi_sj_finish(p, rc, 0);
-            return 1;
-        }
+        if (fr == 1) return salvaged(p, why);
     }
     return 0;
 }
