@@ -213,6 +213,7 @@ static void top_up(loop_run *lr)
             j->err = e;
         } else {
             lr->running++;
+            mw_cli_engine_note("fetch");
         }
     }
 }

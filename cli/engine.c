@@ -13,3 +13,13 @@ int mw_cli_engine(const char *cmd)
     fprintf(stderr, "mailwire %s: MAILWIRE_ENGINE wants blocking or loop, not '%.40s'\n", cmd, v);
     return -1;
 }
+
+void mw_cli_engine_note(const char *what)
+{
+    const char *path = getenv("MAILWIRE_ENGINE_LOG");
+    if (!path || !*path) return;
+    FILE *f = fopen(path, "a");
+    if (!f) return;
+    fprintf(f, "%s\n", what);
+    fclose(f);
+}

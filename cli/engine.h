@@ -14,4 +14,9 @@
  * stderr naming `cmd`) for anything else. */
 int mw_cli_engine(const char *cmd);
 
+/* A session was added to a loop (MAILWIRE_ENGINE=loop): appends `what`
+ * and a newline to the file MAILWIRE_ENGINE_LOG names, when set, so the
+ * scripted runner can tell a loop run from a run that used no loop. */
+void mw_cli_engine_note(const char *what);
+
 #endif

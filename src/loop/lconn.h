@@ -43,7 +43,7 @@ typedef struct mwi_lconn {
     int wblock, rwant, eof;
     int io_timeout_ms;
     int64_t step_deadline, total_deadline;
-    int max_time_ms; /* what total_deadline came from, for its error (0: none) */
+    int max_time_ms;       /* what total_deadline came from, for its error (0: none) */
     const char *tls_reply; /* "STLS +OK": names the reply in the injection error, or NULL */
     size_t read_budget;
     mw_trace_fn trace;

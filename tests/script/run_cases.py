@@ -130,6 +130,8 @@ class CaseRun:
         self.skip = None
         self.duration = None
         self.rc = None
+        self.loop_sessions = None  # loop runs: did the client run a session on a loop?
+        self.engine_log = None
         self.canon = {}         # server label -> [(who, bytes)], this run's values put back as placeholders
 
     # Placeholders --------------------------------------------------------
@@ -225,6 +227,9 @@ class CaseRun:
         env["HOME"] = tmp
         if self.engine:
             env["MAILWIRE_ENGINE"] = self.engine
+            # The CLI notes each session it runs on a loop (cli/engine.h).
+            self.engine_log = os.path.join(tmp, ".engine-log")
+            env["MAILWIRE_ENGINE_LOG"] = self.engine_log
         env.pop("MAILHOST", None)
         for _, v in case.multi["env"]:
             k, _, val = v.partition("=")
@@ -291,6 +296,8 @@ class CaseRun:
         for s in servers.values():
             s.join(SERVER_JOIN)
         self.rc = proc.returncode
+        if self.engine == "loop":
+            self.loop_sessions = os.path.exists(self.engine_log)
         self._keep_canon(servers)
         self._check(case, servers, proc.returncode, out, err, timed_out, timeout, shown)
 
@@ -528,6 +535,10 @@ def main(argv):
         lp.name += " [loop, same bytes as blocking]"
         if not lp.problems and not lp.skip:
             compare_engines(b, lp, lp.problems)
+            if not lp.loop_sessions:
+                # A loop run that ran no session on a loop shows nothing.
+                lp.problems.append("engines: the loop run added no session to a loop; mark the "
+                                   "case loop-skip with the reason, or run its command there")
         return [b, lp]
 
     def run_engine(path, engine):
