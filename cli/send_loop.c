@@ -4,6 +4,7 @@
  * (the same texts: the job's errors are the blocking session's).  What the
  * loop cannot do yet is an error naming it, never a fallback. */
 #include "commands.h"
+#include "engine.h"
 #include "oauth_cli.h"
 #include "send_int.h"
 
@@ -100,6 +101,7 @@ static int failover(mw_loop *loop, const smtp_cli *c, mw_loop_smtp_opts *o, loop
             o->host = c->servers[i];
             o->port = c->ports[k];
             int rc = mw_loop_add_smtp_send(loop, NULL, o, done_cb, out, err);
+            if (!rc) mw_cli_engine_note("send");
             if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
             if (rc) return rc;
             if (*o->ready > 0 || stops(*o->ready, out->rc)) return 0;
