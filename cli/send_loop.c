@@ -34,7 +34,6 @@ static const char *not_on_loop(const smtp_cli *c, const send_args *A)
 {
     if (mw_cli_oauth_account(&c->conn))
         return "an OAuth account (its token refreshed on a refusal)";
-    if (A->bcc_digest) return "--bcc-digest";
     if (c->conn.proxy) return "--proxy";
     if ((c->conn.speed_limit_given || c->conn.speed_time_given) && c->conn.speed_limit > 0)
         return "--speed-limit/--speed-time";

@@ -40,6 +40,10 @@ void mwi_sj_end(sj *p, int code)
 {
     if (p->job->done) return;
     mw_error *e = &p->job->err;
+    if (p->bcc_state == 1 && p->main_rc) { /* the Bcc copy's failure does not count */
+        code = p->main_rc;
+        p->sh->err = p->main_err;
+    }
     if (code) {
         if (p->sh->err.code == 0) mwi_err_set(&p->sh->err, code, "%s", mw_strerror(code));
         *e = p->sh->err;
@@ -95,7 +99,7 @@ void mwi_sj_finish(sj *p, int code, int reset)
     if (reset)
         mwi_sj_send(p, S_RSET, "RSET", 4, NULL, "RSET");
     else
-        mwi_sj_send(p, S_QUIT, "QUIT", 4, NULL, "QUIT");
+        mwi_sj_tx_after(p);
 }
 
 /* A failure before the session was ready, as mw_smtp_open's failover
@@ -238,7 +242,8 @@ static void on_reply(sj *p)
             p->sh->err = p->end_err;
             return mwi_sj_end(p, p->end_rc);
         }
-        mwi_sj_send(p, S_QUIT, "QUIT", 4, NULL, "QUIT");
+        p->sh->err = p->end_err; /* RSET's own outcome does not count */
+        mwi_sj_tx_after(p);
         return;
     case S_QUIT:
         p->job->result.quit_ok = c == 221;
@@ -432,6 +437,8 @@ static void destroy(mw_loop_job *j)
     free(p->chunk);
     free(p->whole);
     free(p->seven);
+    free(p->bcc_built);
+    mwi_smtp_env_free(&p->main_env);
     free(p);
     j->impl = NULL;
 }
@@ -482,11 +489,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, mw_error
     if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE &&
         o->tls != MW_TLS_OPPORTUNISTIC)
         return mwi_err_set(err, MW_EUNSUPPORTED, "TLS mode %d not on the loop yet", o->tls);
-    if (o->msg) {
-        if (o->msg->bcc_digest)
-            return mwi_err_set(err, MW_EUNSUPPORTED, "not on the loop engine yet: the Bcc digest");
-        return 0;
-    }
+    if (o->msg) return 0;
     if (bad(o->from, 1) || !o->nrcpt || !o->rcpt || (!o->message && o->message_len))
         return mwi_err_set(err, MW_EINVAL,
                            "from, rcpt and message: given, without CR, LF, < or >, under %d "

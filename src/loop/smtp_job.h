@@ -65,6 +65,16 @@ typedef struct sj {
     int bdat_rc;
     mw_error bdat_err;
     mw_error mail_err, end_err; /* MAIL's refusal; the outcome kept through RSET/QUIT */
+    /* The Bcc digest (bcc.c), a second transaction after the first: 1
+     * while it runs, 2 once done; the first's result, outcome and envelope
+     * (its Bcc list) kept meanwhile. */
+    int bcc_state;
+    char *bcc_built;
+    mw_smtp_msg bcc_msg;
+    mw_smtp_result *main_res;
+    int main_rc;
+    mw_error main_err;
+    mw_smtp_env main_env;
     mw_smtp_result **result_out;
     int *ready_out;
 } sj;
@@ -101,6 +111,9 @@ void mwi_sj_tx_feed(sj *p);
 /* After a failed write during the data: the server's reply, when it sent
  * one before closing, is the outcome (1: the job ends with it), or 0. */
 int mwi_sj_salvage_reply(sj *p, const char *why);
+/* The transaction is over (after RSET when one was owed): the Bcc copy
+ * when the message asks for one, else QUIT. */
+void mwi_sj_tx_after(sj *p);
 /* Hands the result out and frees the transaction's parts. */
 void mwi_sj_tx_free(sj *p);
 

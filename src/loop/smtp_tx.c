@@ -454,15 +454,91 @@ void mwi_sj_tx_feed(sj *p)
     }
 }
 
+/* The transaction's envelope, source and output go (not its result). */
+static void tx_release(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    if (!t->built) return;
+    free(t->r.pre);
+    t->r.pre = NULL;
+    mwi_smtp_xout_release(p->sh, &t->xf.out);
+    mwi_smtp_env_free(&t->env);
+    t->built = 0;
+}
+
+/* The Bcc copy (bcc.c's two halves around a transaction of the job's):
+ * 1 when it started. */
+static int bcc_start(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    if (p->bcc_state || !t->built || !t->res || !t->m.bcc_digest || t->env.nbcc == 0) return 0;
+    p->bcc_state = 1;
+    mw_error keep = p->sh->err;
+    int rc = mwi_smtp_bcc_msg(p->sh, &t->m, &t->env, t->skip, t->res, &p->bcc_msg, &p->bcc_built);
+    if (rc) {
+        p->bcc_state = 2;
+        if (!p->end_rc) {
+            p->end_rc = rc;
+            p->end_err = p->sh->err;
+        } else {
+            p->sh->err = keep;
+        }
+        return 0;
+    }
+    p->main_res = t->res;
+    t->res = NULL;
+    p->main_rc = p->end_rc;
+    p->main_err = p->end_err;
+    p->main_env = t->env; /* bcc_msg's recipients are its Bcc list */
+    memset(&t->env, 0, sizeof t->env);
+    tx_release(p);
+    p->msg = &p->bcc_msg;
+    p->body_queued = 0;
+    p->bdat_owed = p->bdat_chunks = 0;
+    p->bdat_rc = 0;
+    mwi_lconn_info(&p->c, "sending the Bcc copy (multipart/digest) to %zu recipients",
+                   p->bcc_msg.nrecipients);
+    mwi_sj_tx_start(p);
+    return 1;
+}
+
+/* The Bcc copy's recipients join the first result; the first's failure
+ * is the one reported (transaction.c's tx_end). */
+static void bcc_done(sj *p)
+{
+    int keep_sent = p->main_res->sent;
+    int rc = mwi_smtp_bcc_merge(p->sh, p->main_res, p->t.res, p->end_rc);
+    p->t.res = p->main_res;
+    p->main_res = NULL;
+    p->bcc_state = 2;
+    p->job->result.sent = keep_sent;
+    if (p->main_rc) {
+        p->end_rc = p->main_rc;
+        p->end_err = p->main_err;
+    } else if (rc != p->end_rc) {
+        p->end_rc = rc;
+        p->end_err = p->sh->err;
+    }
+    p->sh->err = p->end_err;
+}
+
+void mwi_sj_tx_after(sj *p)
+{
+    if (p->bcc_state == 1)
+        bcc_done(p);
+    else if (bcc_start(p))
+        return;
+    if (!p->job->done) mwi_sj_send(p, S_QUIT, "QUIT", 4, NULL, "QUIT");
+}
+
 void mwi_sj_tx_free(sj *p)
 {
     mwi_smtp_tx *t = &p->t;
-    if (t->built) {
-        free(t->r.pre);
-        t->r.pre = NULL;
-        mwi_smtp_xout_release(p->sh, &t->xf.out);
-        mwi_smtp_env_free(&t->env);
-        t->built = 0;
+    tx_release(p);
+    if (p->main_res) { /* ended during the Bcc copy */
+        mwi_smtp_bcc_merge(p->sh, p->main_res, t->res, 0);
+        t->res = p->main_res;
+        p->main_res = NULL;
     }
     if (p->result_out && !*p->result_out) {
         *p->result_out = t->res;

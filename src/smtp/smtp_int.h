@@ -210,6 +210,13 @@ int mwi_smtp_not_ready(mw_smtp *s);
 /* ---- the Bcc digest (bcc.c) ---- */
 
 /* The Bcc copy to env's Bcc recipients; their results are appended to res. */
+/* Its two halves without I/O (the loop's SMTP job runs the transaction
+ * between them): the Bcc copy's message into *b (*built holds its bytes,
+ * to free), and the second transaction's recipients appended to res (r2
+ * freed; rc kept, or MW_ENOMEM). */
+int mwi_smtp_bcc_msg(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
+                     const mw_smtp_result *res, mw_smtp_msg *b, char **built);
+int mwi_smtp_bcc_merge(mw_smtp *s, mw_smtp_result *res, mw_smtp_result *r2, int rc);
 int mwi_smtp_send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
                              mw_smtp_result *res);
 

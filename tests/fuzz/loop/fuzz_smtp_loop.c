@@ -6,8 +6,9 @@
  * recipients, bit 3: a large message, bit 4: the message as an mw_smtp_msg
  * (the blocking session's transaction: PIPELINING, BDAT, header rewrite,
  * atleastone), bit 5: with bit 4, read from a callback instead of
- * memory, bit 6: with bit 4, a BINARYMIME body with downgrade), then
- * chunks, each a length byte
+ * memory, bit 6: with bit 4, a BINARYMIME body with downgrade, bit 7:
+ * with bit 4, recipients from To and Bcc with the Bcc digest, a second
+ * transaction), then chunks, each a length byte
  * (1 + L % 64 octets follow) and the octets.  After the last chunk the
  * server end is closed; the job must then end, exactly once. */
 #include "loop/loop_int.h"
@@ -96,6 +97,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         m.originator = o.from;
         m.recipients = rcpt;
         m.nrecipients = o.nrcpt;
+        if (data[0] & 128) {
+            static const char hdr[] = "To: a@test.domain\nBcc: b@test.domain\nSubject: s\n\nbody\n";
+            if (!m.read) {
+                m.data = hdr;
+                m.len = sizeof hdr - 1;
+            }
+            m.recipients = NULL;
+            m.nrecipients = 0;
+            m.bcc_digest = 1;
+        }
         if (data[0] & 64) {
             m.body = MW_SMTP_BODY_BINARYMIME;
             o.downgrade = 1;
