@@ -43,7 +43,7 @@ typedef struct mwi_lconn {
     int wblock, rwant, eof;
     int io_timeout_ms;
     int64_t step_deadline, total_deadline;
-    int max_time_ms; /* what total_deadline came from, for its error (0: none) */
+    int max_time_ms;       /* what total_deadline came from, for its error (0: none) */
     const char *tls_reply; /* "STLS +OK": names the reply in the injection error, or NULL */
     size_t read_budget;
     mw_trace_fn trace;
@@ -55,6 +55,10 @@ typedef struct mwi_lconn {
     struct mwi_raddr *addrs;
     size_t naddrs, next_addr;
     int64_t attempt_deadline; /* the current address's share of the connect time */
+    /* Through a proxy (lproxy.h): set up by the job before its connect;
+     * proxying while the handshake runs, between the connect and TLS. */
+    struct mwi_lproxy *proxy;
+    int proxying;
 } mwi_lconn;
 
 /* Sets up c (in buffer of in_cap, output bounded by out_max).  Returns 0

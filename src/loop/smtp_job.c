@@ -6,6 +6,7 @@
  * (the shared command/response engine of both is still to be written). */
 #include "loop/loop_int.h"
 #include "loop/lconn.h"
+#include "loop/lproxy.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_reply.h"
 #include "util/base64.h"
@@ -393,7 +394,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
 {
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
-    if (!o || o->version != MW_LOOP_SMTP_OPTS_VERSION)
+    if (!o || o->version < 1 || o->version > MW_LOOP_SMTP_OPTS_VERSION)
         return mwi_err_set(err, MW_EINVAL, "mw_loop_smtp_opts missing or of another version");
     if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "no host to connect to");
     if (bad(o->from, 1) || !o->nrcpt || !o->rcpt || (o->helo && bad(o->helo, 0)) ||
@@ -447,6 +448,8 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     p->c.trace_ud = o->trace_userdata;
     int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
+    if (!rc && o->version >= 2 && o->proxy && *o->proxy)
+        rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
     if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);
