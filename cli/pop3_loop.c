@@ -34,7 +34,8 @@ static int not_on_loop(const char *what)
     mw_error e;
     memset(&e, 0, sizeof e);
     e.code = MW_EUNSUPPORTED;
-    snprintf(e.message, sizeof e.message, "not on the loop engine yet: %s", what);
+    /* what may be an mw_error's message: the prefix leaves room for 280 */
+    snprintf(e.message, sizeof e.message, "not on the loop engine yet: %.280s", what);
     mw_cli_json_error(mw_cli_exit_code(MW_EUNSUPPORTED), MW_EUNSUPPORTED, &e, NULL);
     return mw_cli_exit_code(MW_EUNSUPPORTED);
 }
