@@ -387,6 +387,15 @@ static char *dup_s(const char *s, int *fail)
     return d;
 }
 
+/* The TLS configuration and (version 2) the proxy of o. */
+static int conn_setup(sj *p, const mw_loop_smtp_opts *o, mw_error *err)
+{
+    int rc = o->tls != MW_TLS_NONE ? mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err) : 0;
+    if (!rc && o->version >= 2 && o->proxy && *o->proxy)
+        rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
+    return rc;
+}
+
 /* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
  * from the call on). */
 static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o, int given_fd,
@@ -447,9 +456,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     p->c.trace = o->trace;
     p->c.trace_ud = o->trace_userdata;
     int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
-    if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
-    if (!rc && o->version >= 2 && o->proxy && *o->proxy)
-        rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
+    if (!rc) rc = conn_setup(p, o, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
     if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);
