@@ -85,8 +85,8 @@ void mwi_lconn_end(mwi_lconn *c, int code, const char *msg)
 {
     mw_loop_job *j = c->job;
     if (j->done) return;
-    char pw[sizeof j->err.message];
-    if (code && c->proxy) msg = mwi_lproxy_words(c, code, msg, pw, sizeof pw);
+    char words[sizeof j->err.message]; /* a proxy's phase: src/net's words */
+    if (code && c->proxy) msg = mwi_lproxy_words(c, code, msg, words, sizeof words);
     if (code) {
         mwi_err_set(&j->err, code, "%s", msg);
         mwi_lconn_info(c, "job ends: %s", msg);
