@@ -72,7 +72,7 @@ int mw_cli_pop3_parse_num(const char *s, uint64_t *v)
 }
 
 /* RANGE: N, A-B, all, next → Tcllib start/end keywords. */
-static int range_words(const char *r, char *a, char *b, size_t n, int *has_end)
+int mw_cli_pop3_range_words(const char *r, char *a, char *b, size_t n, int *has_end)
 {
     *has_end = 1;
     if (!strcmp(r, "all")) {
@@ -121,8 +121,8 @@ static void json_sep(cli_state *s)
     s->json_first = 0;
 }
 
-static int file_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr_info *info,
-                    void *ud)
+int mw_cli_pop3_file_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr_info *info,
+                         void *ud)
 {
     cli_state *s = ud;
     if (s->fd < 0 || s->fd_msg != msg) {
@@ -443,7 +443,8 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
     } else if (!strcmp(cmd, "retr") || !strcmp(cmd, "dele")) {
         char a[32], b[32];
         int has_end;
-        if (argc != 2 || range_words(argv[1], a, b, sizeof a, &has_end)) return USAGE_ERR;
+        if (argc != 2 || mw_cli_pop3_range_words(argv[1], a, b, sizeof a, &has_end))
+            return USAGE_ERR;
         int dele = cmd[0] == 'd';
         if (!dele && !s->outdir) {
             fprintf(stderr, "mailwire pop3: retr of a range needs -o DIR\n");
@@ -464,7 +465,7 @@ static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
                     fprintf(o, "%s%llu", i == first ? "" : ",", (unsigned long long)i);
         } else {
             s->json_first = 1;
-            rc = mw_pop3_retr_range(p, first, last, -1, file_msg, s);
+            rc = mw_pop3_retr_range(p, first, last, -1, mw_cli_pop3_file_msg, s);
             if (s->fd >= 0) {
                 /* Stopped mid-message: no partial file is left behind. */
                 close(s->fd);

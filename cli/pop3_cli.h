@@ -37,6 +37,12 @@ int mw_cli_pop3_report_err(const mw_error *e, int rc);
 int mw_cli_pop3_parse_num(const char *s, uint64_t *v);
 int mw_cli_pop3_stdout_sink(const char *data, size_t len, void *ud);
 int mw_cli_pop3_grow_sink(const char *data, size_t len, void *ud);
+/* RANGE: N, A-B, all, next as mw_pop3_range's start/end words. */
+int mw_cli_pop3_range_words(const char *r, char *a, char *b, size_t n, int *has_end);
+/* retr RANGE -o DIR: a piece of message msg into DIR/msg.eml (info NULL),
+ * or its end (info set: the file closed, its path or JSON record printed). */
+int mw_cli_pop3_file_msg(uint64_t msg, const char *data, size_t len, const mw_pop3_retr_info *info,
+                         void *ud);
 
 /* The output of each command, as `mailwire pop3` prints it. */
 void mw_cli_pop3_print_stat(cli_state *s, uint64_t count, uint64_t octets);

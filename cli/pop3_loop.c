@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct lrun {
     cli_state *s;
@@ -38,6 +39,38 @@ static int not_on_loop(const char *what)
     snprintf(e.message, sizeof e.message, "not on the loop engine yet: %.280s", what);
     mw_cli_json_error(mw_cli_exit_code(MW_EUNSUPPORTED), MW_EUNSUPPORTED, &e, NULL);
     return mw_cli_exit_code(MW_EUNSUPPORTED);
+}
+
+/* retr RANGE -o DIR, dele RANGE: a run (mw_loop_pop3_cmd.last) from the
+ * words mw_pop3_range takes; a single number N is the run N..N, refused
+ * when over the count as mw_pop3_retr / mw_pop3_dele refuse it. */
+static int parse_range(lrun *r, int argc, char **argv)
+{
+    char a[32], b[32];
+    int has_end;
+    uint64_t x = 0, y = 0;
+    if (argc != 2 || mw_cli_pop3_range_words(argv[1], a, b, sizeof a, &has_end)) return USAGE_ERR;
+    int dele = argv[0][0] == 'd';
+    if (!dele && !r->s->outdir) {
+        fprintf(stderr, "mailwire pop3: retr of a range needs -o DIR\n");
+        return USAGE_ERR;
+    }
+    if (!strcmp(a, "next")) return 1; /* LAST first: not on the loop yet */
+    if (!strcmp(a, "start"))
+        x = 1;
+    else if (mw_cli_pop3_parse_num(a, &x))
+        return USAGE_ERR;
+    if (!has_end)
+        y = x;
+    else if (!strcmp(b, "end"))
+        y = UINT64_MAX;
+    else if (mw_cli_pop3_parse_num(b, &y))
+        return USAGE_ERR;
+    r->cmd.op = dele ? MW_LOOP_POP3_DELE : MW_LOOP_POP3_RETR;
+    r->cmd.msg = x;
+    r->cmd.last = y;
+    r->name = dele ? 'd' : 'r';
+    return 0;
 }
 
 /* The command as the blocking run_command reads it; USAGE_ERR, 1 for a
@@ -67,11 +100,10 @@ static int parse(lrun *r, int argc, char **argv)
         k->op = top ? MW_LOOP_POP3_TOP : MW_LOOP_POP3_RETR;
         k->msg = n;
         k->lines = m;
-    } else if (!strcmp(c, "dele") && argc == 2 && !mw_cli_pop3_parse_num(argv[1], &n) && n) {
-        k->op = MW_LOOP_POP3_DELE;
-        k->msg = n;
+    } else if (!strcmp(c, "retr") || !strcmp(c, "dele")) {
+        return parse_range(r, argc, argv);
     } else {
-        return 1; /* retr RANGE -o DIR, dele RANGE, serverinfo */
+        return 1; /* serverinfo */
     }
     r->name = k->op == MW_LOOP_POP3_LAST ? 'A' : c[0] == 'l' ? 'L' : c[0] - 32;
     return 0;
@@ -123,9 +155,9 @@ static void print(lrun *r, const mw_loop_pop3_reply *p)
         memset(&info, 0, sizeof info);
         info.msg = r->cmd.msg;
         info.octets = p->value;
-        info.declared = p->msg;
-        info.size_known = p->msg != UINT64_MAX;
-        info.size_mismatch = r->name == 'R' && info.size_known && p->msg != p->value;
+        info.declared = p->lines;
+        info.size_known = p->lines != UINT64_MAX;
+        info.size_mismatch = r->name == 'R' && info.size_known && p->lines != p->value;
         mw_cli_pop3_print_message(s, r->name == 'T', r->cmd.msg, s->json ? &r->g : NULL, &info);
     } else if (r->name == 'A') {
         fprintf(s->out, s->json ? "{\"last\":%llu}\n" : "%llu\n", (unsigned long long)p->value);
@@ -138,11 +170,49 @@ static void print(lrun *r, const mw_loop_pop3_reply *p)
     }
 }
 
+/* retr RANGE -o DIR and dele RANGE, as cmd_pop3.c's run_command prints
+ * them: a file per message, the numbers deleted. */
+static int on_run(lrun *r, const mw_loop_pop3_reply *p)
+{
+    cli_state *s = r->s;
+    if (p->kind == MW_LOOP_POP3_END && !p->msg) r->finished = 1; /* the run's end */
+    if (r->name == 'd') {
+        if (p->kind == MW_LOOP_POP3_END && p->msg) {
+            if (r->n == r->cap) {
+                size_t nc = r->cap ? r->cap * 2 : 64;
+                mw_pop3_listing *a = realloc(r->lists, nc * sizeof *a);
+                if (!a) return MW_ENOMEM;
+                r->lists = a;
+                r->cap = nc;
+            }
+            r->lists[r->n++].msg = p->msg;
+        }
+        return 0;
+    }
+    if (p->kind == MW_LOOP_POP3_DATA) return mw_cli_pop3_file_msg(p->msg, p->data, p->len, NULL, s);
+    if (p->kind != MW_LOOP_POP3_END || !p->msg) return 0;
+    mw_pop3_retr_info info;
+    memset(&info, 0, sizeof info);
+    info.msg = p->msg;
+    info.octets = p->value;
+    info.declared = p->lines;
+    info.size_known = p->lines != UINT64_MAX;
+    info.size_mismatch = info.size_known && p->lines != p->value;
+    info.complete = 1;
+    /* An empty message wrote no piece: its file is made now. */
+    if (s->fd < 0 || s->fd_msg != p->msg) {
+        int rc = mw_cli_pop3_file_msg(p->msg, "", 0, NULL, s);
+        if (rc) return rc;
+    }
+    return mw_cli_pop3_file_msg(p->msg, NULL, 0, &info, s);
+}
+
 static int on_reply(mw_loop_job *job, const mw_loop_pop3_reply *p, void *ud)
 {
     (void)job;
     lrun *r = ud;
     cli_state *s = r->s;
+    if (r->name == 'd' || r->name == 'r') return on_run(r, p);
     if (p->kind == MW_LOOP_POP3_DATA) {
         return s->json ? mw_cli_pop3_grow_sink(p->data, p->len, &r->g)
                        : mw_cli_pop3_stdout_sink(p->data, p->len, s);
@@ -182,6 +252,8 @@ static void loop_opts(mw_loop_pop3_opts *lo, const mw_pop3_opts *o, const char *
     lo->password = o->password;
     lo->allow_plaintext = o->allow_plaintext;
     lo->keep = 1;
+    /* mw_pop3_open's window: 32 commands, 1 without pipelining. */
+    lo->window = !o->pipelining ? 1 : o->window ? o->window : 32;
     lo->auth = o->auth;
     lo->sasl_mechs = o->sasl_mechs;
     lo->authzid = o->authzid;
@@ -225,12 +297,31 @@ static void run_free(lrun *r)
     free(r->capa);
 }
 
+/* After a run: no partial file left behind, the JSON closed. */
+static void run_end(lrun *r)
+{
+    cli_state *s = r->s;
+    if (r->name == 'r') {
+        if (s->fd >= 0) {
+            close(s->fd);
+            s->fd = -1;
+            unlink(s->path);
+        }
+        if (s->json) fputs("]\n", s->out);
+    } else if (r->name == 'd' && s->json) {
+        fputs("{\"deleted\":[", s->out);
+        for (size_t i = 0; !r->rc && i < r->n; i++)
+            fprintf(s->out, "%s%llu", i ? "," : "", (unsigned long long)r->lists[i].msg);
+        fputs("]}\n", s->out);
+    }
+}
+
 static int outcome(lrun *r)
 {
     cli_state *s = r->s;
     if (!r->rc) return EX_OK_;
     if (s->write_failed) return EX_IOERR_;
-    if (r->finished && r->name != 'D') {
+    if (r->finished && r->name != 'D' && r->name != 'd') {
         /* The command's answer came: only QUIT failed (cmd_pop3.c). */
         fprintf(stderr, "mailwire pop3: warning: QUIT not confirmed: %s\n", r->err.message);
         return EX_OK_;
@@ -267,9 +358,12 @@ int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest
         mw_loop_free(loop);
         return mw_cli_pop3_report_err(&e, rc);
     }
+    if (s->json && r.name == 'r') fputc('[', s->out);
+    s->json_first = 1;
     while (mw_loop_running(loop) && (rc = mw_loop_run(loop, MW_NO_DEADLINE, &e)) == 0)
         ;
     mw_loop_free(loop);
+    run_end(&r);
     int ex = rc ? mw_cli_pop3_report_err(&e, rc) : outcome(&r);
     run_free(&r);
     return ex;

@@ -249,15 +249,23 @@ typedef struct mw_loop_pop3_cmd {
     int op; /* enum mw_loop_pop3_op */
     uint64_t msg;
     uint64_t lines;
+    /* RETR, TOP, DELE: > 0 makes msg..last a run, pipelined (RFC 2449
+     * §6.6) in the job's window when the server offers PIPELINING, as
+     * mw_pop3_retr_range / mw_pop3_dele_range send it; last is cut to the
+     * STAT count (UINT64_MAX: through the last message), and a run whose
+     * msg is past it is empty.  A DELE run stops at the first -ERR. */
+    uint64_t last;
 } mw_loop_pop3_cmd;
 /* What arrived for command `index`, in order: the status (kind
  * MW_LOOP_POP3_STATUS: data is the text after "+OK"), then for a multi-line
  * reply each listing or CAPA line (_LINE) or each piece of a message
  * (_DATA: octets as the server holds them, dot-unstuffed, CR LF kept),
  * then _END.  msg/value: STAT count and octets, a listing entry's number
- * and size (uid: its unique-id), LAST's number; at a RETR's _END value
- * is the octets received and msg the size its reply announced
- * (UINT64_MAX: none).  A -ERR ends the job instead (no QUIT: nothing
+ * and size (uid: its unique-id), LAST's number; for RETR, TOP and DELE
+ * msg is the message's number, and at a RETR's _END value is the octets
+ * received and lines the size its reply announced (UINT64_MAX: none).
+ * A run gives status .. _END for each of its messages, in order, then an
+ * _END with msg 0 for the whole run.  A -ERR ends the job instead (no QUIT: nothing
  * the sequence deleted is applied), with the error mw_pop3_* gives. */
 #define MW_LOOP_POP3_STATUS 1
 #define MW_LOOP_POP3_LINE   2
@@ -271,6 +279,7 @@ typedef struct mw_loop_pop3_reply {
     size_t len;
     uint64_t msg, value;
     const char *uid;
+    uint64_t lines;
 } mw_loop_pop3_reply;
 /* Returns 0 to go on; another value ends the job like mw_loop_cancel,
  * with that value as its result. */

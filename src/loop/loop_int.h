@@ -80,6 +80,11 @@ void mwi_loop_pop3_on_msg_error(struct mw_loop_job *job, mwi_loop_msg_error_fn f
 /* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
  * LAST was instead (*last: its answer), 0 when neither. */
 int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);
+/* mw_loop_add_pop3_cmds over a connected descriptor (tests, fuzzing). */
+int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                              const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
+                              void *reply_userdata, int fd, mw_loop_done_fn done, void *userdata,
+                              mw_error *err);
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
 

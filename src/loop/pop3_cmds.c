@@ -23,14 +23,88 @@ static const mw_loop_pop3_cmd *cur(const p3l *p)
     return &p->cmds[p->next_cmd];
 }
 
-static int deliver(p3l *p, int kind, const char *data, size_t len, uint64_t msg, uint64_t value,
-                   const char *uid)
+/* A run of RETR, TOP or DELE (mw_loop_pop3_cmd.last). */
+static int is_run(const mw_loop_pop3_cmd *c)
+{
+    return c->last &&
+           (c->op == MW_LOOP_POP3_RETR || c->op == MW_LOOP_POP3_TOP || c->op == MW_LOOP_POP3_DELE);
+}
+
+/* The message the reply being read is about. */
+static uint64_t cur_num(const p3l *p)
+{
+    return is_run(cur(p)) ? p->run_got : cur(p)->msg;
+}
+
+static int deliver_l(p3l *p, int kind, const char *data, size_t len, uint64_t msg, uint64_t value,
+                     const char *uid, uint64_t lines)
 {
     if (!p->reply) return 0;
-    mw_loop_pop3_reply r = {p->next_cmd, cur(p)->op, kind, data, len, msg, value, uid};
+    mw_loop_pop3_reply r = {p->next_cmd, cur(p)->op, kind, data, len, msg, value, uid, lines};
     int rc = p->reply(p->job, &r, p->reply_ud);
     if (rc) mwi_p3l_end(p, rc, "%s: stopped by the reply callback (%d)", p->cur_cmd, rc);
     return rc;
+}
+
+static int deliver(p3l *p, int kind, const char *data, size_t len, uint64_t msg, uint64_t value,
+                   const char *uid)
+{
+    return deliver_l(p, kind, data, len, msg, value, uid, 0);
+}
+
+static void next_cmd(p3l *p);
+
+/* Sends the run's next commands, as many as the window lets (src/pop3's
+ * retr_run and dele_run: the window is refilled after every reply). */
+static void run_send(p3l *p)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    uint64_t window = p->capa_pipelining ? p->window : 1;
+    while (!p->job->done && p->run_next <= p->run_end && p->run_next - p->run_got < window) {
+        char line[64];
+        unsigned long long m = (unsigned long long)p->run_next;
+        if (c->op == MW_LOOP_POP3_TOP)
+            snprintf(line, sizeof line, "TOP %llu %llu", m, (unsigned long long)c->lines);
+        else
+            snprintf(line, sizeof line, "%s %llu", op_what(c->op), m);
+        if (mwi_p3l_send(p, K_CMD, line, p->next_cmd, NULL) != 0) return;
+        p->run_next++;
+    }
+}
+
+/* msg..last, cut to the count, as mw_pop3_range and check_range make it. */
+static void run_start(p3l *p)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    p->run_next = p->run_got = c->msg ? c->msg : 1;
+    p->run_end = p->have_count && c->last > p->count ? p->count : c->last;
+    memset(&p->run_err, 0, sizeof p->run_err);
+    if (p->run_got > p->run_end) { /* an empty run */
+        if (deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 0, NULL)) return;
+        p->next_cmd++;
+        next_cmd(p);
+        return;
+    }
+    run_send(p);
+}
+
+/* A message of the run was answered: the next, or the run is over (a DELE
+ * run's first -ERR is its result then: src/pop3's dele_run). */
+static void run_advance(p3l *p)
+{
+    p->run_got++;
+    if (p->run_got <= p->run_end || p->run_got < p->run_next) {
+        run_send(p);
+        return;
+    }
+    if (p->run_err.code) {
+        p->job->err = p->run_err;
+        mwi_p3l_end(p, p->run_err.code, "%s", p->run_err.message);
+        return;
+    }
+    if (deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 0, NULL)) return; /* the whole run */
+    p->next_cmd++;
+    next_cmd(p);
 }
 
 /* mwi_pop3_check_msg's rule and words (src/pop3/pop3.c). */
@@ -66,6 +140,12 @@ static void next_cmd(p3l *p)
                    ((c->op == MW_LOOP_POP3_LIST || c->op == MW_LOOP_POP3_UIDL) && c->msg);
     if (c->op == MW_LOOP_POP3_TOP && c->lines > 999999999) {
         mwi_p3l_end(p, MW_EINVAL, "TOP line count too large");
+        return;
+    }
+    p->ml_n = 0;
+    if (is_run(c)) {
+        mwi_p3l_set_state(p, S_COMMANDS);
+        run_start(p);
         return;
     }
     if (numbered && check_msg(p, c->msg)) return;
@@ -142,7 +222,9 @@ static void refused(p3l *p, const mw_pop3_status *st, int op)
     mw_error *e = &p->job->err;
     char what[48];
     if (op == MW_LOOP_POP3_RETR || op == MW_LOOP_POP3_TOP)
-        snprintf(what, sizeof what, "%s %llu", op_what(op), (unsigned long long)cur(p)->msg);
+        snprintf(what, sizeof what, "%s %llu", op_what(op), (unsigned long long)cur_num(p));
+    else if (op == MW_LOOP_POP3_DELE && is_run(cur(p)))
+        snprintf(what, sizeof what, "DELE %llu", (unsigned long long)cur_num(p));
     else
         snprintf(what, sizeof what, "%s", op ? op_what(op) : "QUIT");
     int dflt = op == MW_LOOP_POP3_CAPA || op == MW_LOOP_POP3_LAST ? MW_EUNSUPPORTED : MW_ESERVER;
@@ -159,6 +241,22 @@ static void refused(p3l *p, const mw_pop3_status *st, int op)
 static void cmd_reply(p3l *p, const mw_pop3_status *st)
 {
     const mw_loop_pop3_cmd *c = cur(p);
+    uint64_t m = cur_num(p);
+    if (is_run(c))
+        snprintf(p->cur_cmd, sizeof p->cur_cmd, "%s %llu", op_what(c->op), (unsigned long long)m);
+    if (st->kind != MW_POP3_OK && c->op == MW_LOOP_POP3_DELE && is_run(c)) {
+        /* src/pop3's dele_run: no DELE after the first -ERR; what is in
+         * flight is still read and counted. */
+        if (!p->run_err.code) {
+            char what[48];
+            snprintf(what, sizeof what, "DELE %llu", (unsigned long long)m);
+            mwi_err_set_command(&p->run_err, what, strlen(what));
+            mwi_pop3_status_error(&p->run_err, st, MW_ESERVER, what);
+            p->run_end = p->run_next - 1;
+        }
+        run_advance(p);
+        return;
+    }
     if (st->kind != MW_POP3_OK) return refused(p, st, c->op);
     switch (c->op) {
     case MW_LOOP_POP3_STAT:
@@ -174,9 +272,9 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
         return;
     case MW_LOOP_POP3_RETR:
     case MW_LOOP_POP3_TOP:
-        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, c->msg, 0, NULL)) return;
+        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, m, 0, NULL)) return;
         snprintf(p->body_what, sizeof p->body_what, "%s %llu", op_what(c->op),
-                 (unsigned long long)c->msg);
+                 (unsigned long long)m);
         p->declared = UINT64_MAX;
         if (c->op == MW_LOOP_POP3_RETR && !p->no_retr_size &&
             !mwi_pop3_parse_retr_size(st->text, st->text_len, &p->declared)) {
@@ -199,9 +297,13 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
     }
     default: /* DELE, NOOP, RSET */
         if (c->op == MW_LOOP_POP3_DELE) p->job->result.deleted++;
-        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, c->msg, 0, NULL) ||
-            deliver(p, MW_LOOP_POP3_END, NULL, 0, c->msg, 0, NULL))
+        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, m, 0, NULL) ||
+            deliver(p, MW_LOOP_POP3_END, NULL, 0, m, 0, NULL))
             return;
+        if (is_run(c)) {
+            run_advance(p);
+            return;
+        }
         break;
     }
     p->next_cmd++;
@@ -281,7 +383,7 @@ void mwi_p3l_cmds_body(p3l *p, size_t *pos)
 {
     size_t used = 0, made = 0;
     int fin = mwi_pop3_body_decode(&p->body, p->c.in + *pos, p->c.in_len - *pos, &used, &made);
-    if (made && deliver(p, MW_LOOP_POP3_DATA, p->c.in + *pos, made, cur(p)->msg, 0, NULL)) return;
+    if (made && deliver(p, MW_LOOP_POP3_DATA, p->c.in + *pos, made, cur_num(p), 0, NULL)) return;
     *pos += used;
     uint64_t d = p->declared;
     if (d != UINT64_MAX) {
@@ -300,7 +402,11 @@ void mwi_p3l_cmds_body(p3l *p, size_t *pos)
     if (d != UINT64_MAX && d != p->body.produced)
         mwi_lconn_info(&p->c, "%s: the server announced %llu octets but sent %llu", p->body_what,
                        (unsigned long long)d, (unsigned long long)p->body.produced);
-    if (deliver(p, MW_LOOP_POP3_END, NULL, 0, d, p->body.produced, NULL)) return;
+    if (deliver_l(p, MW_LOOP_POP3_END, NULL, 0, cur_num(p), p->body.produced, NULL, d)) return;
+    if (is_run(cur(p))) {
+        run_advance(p);
+        return;
+    }
     p->next_cmd++;
     next_cmd(p);
 }

@@ -643,18 +643,17 @@ int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_
     return rc ? rc : start(loop, out, j, -1, done, userdata, err);
 }
 
-int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
-                          const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
-                          void *reply_userdata, mw_loop_done_fn done, void *userdata, mw_error *err)
+/* The command sequence job, not attached yet. */
+static int build_cmds(mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                      const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
+                      void *reply_userdata, int with_host, mw_error *err)
 {
-    if (out) *out = NULL;
-    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
     if (n && !cmds) return mwi_err_set(err, MW_EINVAL, "no commands");
     for (size_t i = 0; i < n; i++)
         if (cmds[i].op < MW_LOOP_POP3_STAT || cmds[i].op > MW_LOOP_POP3_CAPA)
             return mwi_err_set(err, MW_EINVAL, "command %zu: unknown operation %d", i, cmds[i].op);
     mw_loop_job *j;
-    int rc = build(&j, opts, P3L_CMDS, 1, err);
+    int rc = build(&j, opts, P3L_CMDS, with_host, err);
     if (rc) return rc;
     p3l *p = j->impl;
     if (n && !(p->cmds = malloc(n * sizeof *cmds))) {
@@ -666,7 +665,41 @@ int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_o
     p->ncmds = n;
     p->reply = reply;
     p->reply_ud = reply_userdata;
-    return start(loop, out, j, -1, done, userdata, err);
+    *out = j;
+    return 0;
+}
+
+int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                          const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
+                          void *reply_userdata, mw_loop_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    mw_loop_job *j;
+    int rc = build_cmds(&j, opts, cmds, n, reply, reply_userdata, 1, err);
+    return rc ? rc : start(loop, out, j, -1, done, userdata, err);
+}
+
+int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
+                              const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
+                              void *reply_userdata, int fd, mw_loop_done_fn done, void *userdata,
+                              mw_error *err)
+{
+    if (out) *out = NULL;
+    mw_loop_job *j;
+    int rc = build_cmds(&j, opts, cmds, n, reply, reply_userdata, 0, err);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    p3l *p = j->impl;
+    if (!p->c.host && !(p->c.host = strdup("peer"))) {
+        close(fd);
+        destroy(j);
+        free(j);
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    return start(loop, out, j, fd, done, userdata, err);
 }
 
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,

@@ -135,7 +135,10 @@ typedef struct p3l {
     void *reply_ud;
     uint64_t count; /* STAT's */
     int have_count;
-    size_t ml_n;        /* entries of the listing being read */
+    size_t ml_n; /* entries of the listing being read */
+    /* a run of RETR/TOP/DELE (mw_loop_pop3_cmd.last) */
+    uint64_t run_next, run_got, run_end; /* next to send, next to answer, last */
+    mw_error run_err;                    /* a DELE run's first -ERR */
     char cur_cmd[64];   /* the caller's command or login line in flight, as errors name it */
     char body_what[48]; /* "RETR 2", "TOP 2": the message being read */
 } p3l;

@@ -4,7 +4,9 @@
  *
  * Input: one flags byte (bit 0: keep, bits 1-2: window 1/2/4/16, bit 3:
  * plan and commit callbacks, bits 4-5: the plan's first action, bit 6: the
- * commit callback refuses), then chunks, each a length byte (1 + L % 64 octets follow) and the
+ * commit callback refuses, bit 7: a command sequence (pop3_cmds.c) instead
+ * of a fetch, bits 0-3 then choosing where in a fixed list it starts),
+ * then chunks, each a length byte (1 + L % 64 octets follow) and the
  * octets. After the last chunk the server end is closed.  The job must then end, exactly once,
  * whatever came before: a job still running is a hang and aborts (a finding). */
 #include "loop/loop_int.h"
@@ -71,6 +73,17 @@ static int commit_cb(mw_loop_job *job, void *ud)
     return (*(const uint8_t *)ud & 64) ? MW_ECANCELED : 0;
 }
 
+/* Every reply piece is checked against what the job promises. */
+static int reply_cb(mw_loop_job *job, const mw_loop_pop3_reply *r, void *ud)
+{
+    (void)job;
+    (void)ud;
+    if (r->kind < MW_LOOP_POP3_STATUS || r->kind > MW_LOOP_POP3_END) abort();
+    if (r->len && !r->data) abort();
+    if (r->uid && strlen(r->uid) > 70) abort(); /* RFC 1939 §7 bound kept */
+    return 0;
+}
+
 static void drain(int s)
 {
     char buf[4096];
@@ -107,7 +120,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     int ended = 0;
     mw_loop_job *job = NULL;
-    if (mwi_loop_add_pop3_fetch_fd(loop, &job, &o, sv[0], done_cb, &ended, NULL) != 0) abort();
+    if (flags & 128) {
+        static const mw_loop_pop3_cmd cmds[] = {
+            {MW_LOOP_POP3_LIST, 0, 0, 0},          {MW_LOOP_POP3_UIDL, 1, 0, 0},
+            {MW_LOOP_POP3_RETR, 1, 0, 0},          {MW_LOOP_POP3_TOP, 2, 3, 0},
+            {MW_LOOP_POP3_UIDL, 0, 0, 0},          {MW_LOOP_POP3_LIST, 2, 0, 0},
+            {MW_LOOP_POP3_RETR, 1, 0, UINT64_MAX}, {MW_LOOP_POP3_CAPA, 0, 0, 0},
+            {MW_LOOP_POP3_LAST, 0, 0, 0},          {MW_LOOP_POP3_DELE, 1, 0, 3},
+            {MW_LOOP_POP3_STAT, 0, 0, 0},          {MW_LOOP_POP3_NOOP, 0, 0, 0},
+            {MW_LOOP_POP3_RSET, 0, 0, 0},
+        };
+        size_t from = (size_t)(flags & 15) % (sizeof cmds / sizeof cmds[0]);
+        o.auth = flags & 16 ? MW_POP3_AUTH_USER : MW_POP3_AUTH_AUTO;
+        if (mwi_loop_add_pop3_cmds_fd(loop, &job, &o, cmds + from,
+                                      sizeof cmds / sizeof cmds[0] - from, reply_cb, NULL, sv[0],
+                                      done_cb, &ended, NULL) != 0)
+            abort();
+    } else if (mwi_loop_add_pop3_fetch_fd(loop, &job, &o, sv[0], done_cb, &ended, NULL) != 0) {
+        abort();
+    }
     size_t i = 1;
     while (i < size && mw_loop_running(loop)) {
         size_t n = 1 + data[i++] % 64;
