@@ -675,7 +675,7 @@ int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_o
 {
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int rc = build_cmds(&j, opts, cmds, n, reply, reply_userdata, 1, err);
     return rc ? rc : start(loop, out, j, -1, done, userdata, err);
 }
@@ -686,7 +686,7 @@ int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_po
                               mw_error *err)
 {
     if (out) *out = NULL;
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int rc = build_cmds(&j, opts, cmds, n, reply, reply_userdata, 0, err);
     if (rc) {
         close(fd);
