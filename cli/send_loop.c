@@ -34,7 +34,6 @@ static const char *not_on_loop(const smtp_cli *c, const send_args *A)
 {
     if (mw_cli_oauth_account(&c->conn))
         return "an OAuth account (its token refreshed on a refusal)";
-    if (c->conn.proxy) return "--proxy";
     if ((c->conn.speed_limit_given || c->conn.speed_time_given) && c->conn.speed_limit > 0)
         return "--speed-limit/--speed-time";
     return NULL;
@@ -57,6 +56,7 @@ static void fill_opts(smtp_cli *c, mw_loop_smtp_opts *o, const mw_smtp_msg *m)
              : c->conn.tls == MW_CLI_TLS_NONE     ? MW_TLS_NONE
                                                   : MW_TLS_STARTTLS;
     o->tls_opts = &c->tls;
+    o->proxy = c->net.proxy;
     /* As smtp_open_err (smtp_cli.c) gives them to mw_smtp_open. */
     int want_token = c->token_file || c->token_eval;
     if (want_token || c->conn.user) {

@@ -29,7 +29,9 @@
  * without a thread or a blocking call (the hosts file, then DNS over UDP
  * and TCP to the nameservers of resolv.conf), within the job's connect
  * deadline; its addresses are then tried one after the other, IPv6 and
- * IPv4 interleaved.  The store (include/mailwire/store.h) is
+ * IPv4 interleaved.  A job may connect through a SOCKS5 or HTTP CONNECT
+ * proxy (the proxy field of its options): the proxy's handshake runs on
+ * the loop too.  The store (include/mailwire/store.h) is
  * called from the loop: its fsyncs take the time the local disk takes. */
 #ifndef MAILWIRE_LOOP_H
 #define MAILWIRE_LOOP_H
@@ -155,7 +157,7 @@ typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t
  * UIDL state file), then return 0; another value ends the job with it and
  * nothing is deleted. */
 typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
-#define MW_LOOP_POP3_OPTS_VERSION 2
+#define MW_LOOP_POP3_OPTS_VERSION 3
 typedef struct mw_loop_pop3_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -198,12 +200,19 @@ typedef struct mw_loop_pop3_opts {
     int sasl_ir;
     int trace_secrets;
     const char *token; /* an OAuth 2.0 bearer token for XOAUTH2 / OAUTHBEARER */
+    /* Version 3.  Through a proxy, as mw_net_opts.proxy (net.h):
+     * "socks5://", "socks5h://" (the proxy looks the host up) or "http://"
+     * (CONNECT), with user and password if any.  The proxy's name is looked
+     * up on the loop; the handshake runs on the loop after the connect to
+     * it, within a connect timeout of its own, before TLS, which verifies
+     * the mail server, never the proxy.  NULL or "": none. */
+    const char *proxy;
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
             0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,   \
-            NULL, NULL, 1, 0, NULL                                                                 \
+            NULL, NULL, 1, 0, NULL, NULL                                                           \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
@@ -298,16 +307,16 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * NONE; tls_opts as in mw_loop_pop3_opts), user and password, allow_plaintext,
  * net's connect_timeout_ms / io_timeout_ms / max_time_ms / family,
  * pipelining, window and trace, the login (auth, sasl_mechs, authzid,
- * sasl_ir, token).  Not on the loop yet, refused with MW_EUNSUPPORTED:
- * the filter, token providers, a caller's stream, msex, proxies, a rate
- * floor.  A host name is looked up on the loop, for net's family, not in
+ * sasl_ir, token), net's proxy.  Not on the loop yet, refused with
+ * MW_EUNSUPPORTED: the filter, token providers, a caller's stream, msex,
+ * a rate floor.  A host name is looked up on the loop, for net's family, not in
  * this call; the certificate is checked against that name.  Strings of o
  * are used during this call only.  Returns 0 (done will be called), or
  * the codes of mw_fetch_account's setup and of mw_loop_add_pop3_fetch;
  * then nothing was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
-#define MW_LOOP_SMTP_OPTS_VERSION 2
+#define MW_LOOP_SMTP_OPTS_VERSION 3
 typedef struct mw_loop_smtp_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -352,11 +361,13 @@ typedef struct mw_loop_smtp_opts {
      * as 7-bit (mw_smtp_downgrade_7bit, read whole first: up to 256 MiB),
      * BODY=7BIT, instead of being refused. */
     int downgrade;
+    const char *proxy; /* version 3: as in mw_loop_pop3_opts */
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
-            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0   \
+            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0,  \
+            NULL                                                                                   \
     }
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send

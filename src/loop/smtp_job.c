@@ -4,6 +4,7 @@
  * PLAIN (RFC 4954, RFC 4616), then the transaction (smtp_tx.c), RSET and
  * QUIT; the error texts are those of src/smtp/smtp.c.  Replies through
  * src/proto/smtp_reply.h; the socket and TLS through lconn.c. */
+#include "loop/lproxy.h"
 #include "loop/smtp_job.h"
 #include "sasl/driver.h"
 #include "proto/smtp_reply.h"
@@ -458,6 +459,15 @@ static char *dup_s(const char *s, int *fail)
     return d;
 }
 
+/* The TLS configuration and (version 3) the proxy of o. */
+static int conn_setup(sj *p, const mw_loop_smtp_opts *o, mw_error *err)
+{
+    int rc = o->tls != MW_TLS_NONE ? mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err) : 0;
+    if (!rc && o->proxy && *o->proxy)
+        rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
+    return rc;
+}
+
 static int is_loopback(const char *h)
 {
     return !strcasecmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1");
@@ -467,10 +477,13 @@ static int is_loopback(const char *h)
  * made of from, rcpt and message (every recipient must be accepted). */
 static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, mw_error *err)
 {
-    if (!in || (in->version != MW_LOOP_SMTP_OPTS_VERSION && in->version != 1))
+    if (!in || in->version < 1 || in->version > MW_LOOP_SMTP_OPTS_VERSION)
         return mwi_err_set(err, MW_EINVAL, "mw_loop_smtp_opts missing or of another version");
     memset(o, 0, sizeof *o);
-    memcpy(o, in, in->version == 1 ? offsetof(mw_loop_smtp_opts, msg) : sizeof *o);
+    memcpy(o, in,
+           in->version == 1   ? offsetof(mw_loop_smtp_opts, msg)
+           : in->version == 2 ? offsetof(mw_loop_smtp_opts, proxy)
+                              : sizeof *o);
     if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "no host to connect to");
     /* The EHLO name as mw_smtp_open checks it (smtp.c). */
     if (o->helo && mwi_smtp_bad_arg(o->helo, 0))
@@ -593,7 +606,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->c.trace = o.trace;
     p->c.trace_ud = o.trace_userdata;
     rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
-    if (!rc && o.tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o.tls_opts, err);
+    if (!rc) rc = conn_setup(p, &o, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
     if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);
