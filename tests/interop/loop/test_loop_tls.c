@@ -9,7 +9,8 @@
  * certificate file with OpenSSL, not by the library.  Last, --auth auto
  * over TLS picks the same mechanism on the loop as on the blocking
  * session (Dovecot 2.3 offers no -PLUS: SCRAM-SHA-256; the -PLUS choice
- * is in tests/script/cases/pop3/scram-plus-*.case).  TAP. */
+ * is in tests/script/cases/pop3/scram-plus-*.case).  Two SMTP sends on
+ * the same loop (n1 to n1, Postfix): pinned, and a pin mismatch.  TAP. */
 #include "mailwire/loop.h"
 #include "mailwire/pop3.h"
 
@@ -280,6 +281,43 @@ static void check(const unsigned char spki[32])
        "a CRL file without a CRL: MW_ETLS naming it");
 }
 
+/* Two SMTP sends on the same loop, n1 to n1 through Postfix's submission
+ * port (STARTTLS, its certificate is good.pem too): pinned without the
+ * CA, and a pin that does not match. */
+static job sends[2];
+static int add_sends(mw_loop *loop, unsigned port, const char *pin)
+{
+    static mw_tls_opts tls[2];
+    static const char *const to[] = {"n1@test.domain"};
+    static const char msg[] =
+        "From: n1@test.domain\nTo: n1@test.domain\nSubject: loop tls\n\npinned\n";
+    int added = 1;
+    for (int k = 0; k < 2; k++) {
+        mw_tls_opts init = MW_TLS_OPTS_INIT;
+        tls[k] = init;
+        tls[k].pin = k ? "sha256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" : pin;
+        mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+        o.host = "127.0.0.1";
+        o.port = port;
+        o.tls_opts = &tls[k];
+        o.user = "n1";
+        o.password = "pw-n1";
+        o.from = "n1@test.domain";
+        o.rcpt = to;
+        o.nrcpt = 1;
+        o.message = msg;
+        o.message_len = strlen(msg);
+        o.trace = trace_cb;
+        o.trace_userdata = &sends[k];
+        mw_error err = {0};
+        if (mw_loop_add_smtp_send(loop, NULL, &o, done_cb, &sends[k], &err) != 0) {
+            printf("# send %d not added: %s\n", k, err.message);
+            added = 0;
+        }
+    }
+    return added;
+}
+
 int main(void)
 {
     const char *port = getenv("MW_POP3_PORT"), *sport = getenv("MW_POP3S_PORT");
@@ -325,11 +363,20 @@ int main(void)
             added = 0;
         }
     }
+    const char *smtp = getenv("MW_SMTP_PORT");
+    if (smtp && !add_sends(loop, (unsigned)strtoul(smtp, NULL, 10), spki_pin)) added = 0;
     ok(added, "every TLS option is taken by the loop (none refused as unsupported)");
     mw_error err = {0};
     int rc = mw_loop_run(loop, mw_now_ms() + 300000, &err); /* a bound against a hang */
     ok(rc == 0 && mw_loop_running(loop) == 0, "every job ended");
     check(spki);
+    for (int k = 0; k < 2; k++)
+        printf("# send %d: %d %s\n", k, sends[k].code, sends[k].msg);
+    ok(!smtp || (sends[0].results == 1 && sends[0].code == 0 && sends[0].res.sent),
+       "SMTP on the same loop, pinned without the CA: sent");
+    ok(!smtp || (sends[1].results == 1 && sends[1].code == MW_ECERT && !sends[1].res.sent &&
+                 strstr(sends[1].msg, "pin mismatch") && !strstr(sends[1].trace, "\n>AUTH")),
+       "SMTP with a pin that does not match: MW_ECERT, no AUTH, nothing sent");
 
     char lm[64], bm[64];
     auth_mech(jobs[0].trace, lm, sizeof lm);
