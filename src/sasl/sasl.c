@@ -624,6 +624,35 @@ int mwi_sasl_start(mw_sasl **out, const char **ir_b64, const char *mech, const m
     return 0;
 }
 
+/* The challenge decoded into *raw (malloc'd, NUL-ended) and *n, within the mechanism's bound. */
+static int decode_challenge(mw_sasl *s, const char *challenge, size_t len, unsigned char **raw,
+                            size_t *n, mw_error *err)
+{
+    *raw = NULL;
+    *n = 0;
+    unsigned char *r = malloc(len / 4 * 3 + 1);
+    if (!r) return fail(s, err, MW_ENOMEM, "out of memory");
+    long dl = len ? mwi_base64_decode_strict(r, challenge, len) : 0;
+    if (dl < 0) {
+        free(r);
+        return fail(s, err, MW_EPROTO, "the server's challenge is not valid base64");
+    }
+    size_t rn = (size_t)dl;
+    r[rn] = '\0';
+    /* RFC 2831 §2.1.1: a digest-challenge is less than 2048 bytes; GNU SASL
+     * parses whatever it is given, so the bound is kept here. */
+    if (s->m->id == MW_M_DIGEST_MD5 && rn >= MW_SASL_DIGEST_MD5_MAX) {
+        free(r);
+        return failf(s, err, MW_ETOOBIG,
+                     "a challenge of %zu bytes is over the limit (RFC 2831 section 2.1.1: "
+                     "less than %d)",
+                     rn, MW_SASL_DIGEST_MD5_MAX);
+    }
+    *raw = r;
+    *n = rn;
+    return 0;
+}
+
 int mwi_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size_t len,
                   mw_error *err)
 {
@@ -639,26 +668,10 @@ int mwi_sasl_step(mw_sasl *s, const char **resp_b64, const char *challenge, size
     s->ir_outstanding = 0;
     s->challenges++;
 
-    unsigned char *raw = malloc(len / 4 * 3 + 1);
-    if (!raw) return fail(s, err, MW_ENOMEM, "out of memory");
-    long dl = len ? mwi_base64_decode_strict(raw, challenge, len) : 0;
-    if (dl < 0) {
-        free(raw);
-        return fail(s, err, MW_EPROTO, "the server's challenge is not valid base64");
-    }
-    size_t n = (size_t)dl;
-    raw[n] = '\0';
-    int rc = 0;
-    /* RFC 2831 §2.1.1: a digest-challenge is less than 2048 bytes; GNU SASL
-     * parses whatever it is given, so the bound is kept here. */
-    if (s->m->id == MW_M_DIGEST_MD5 && n >= MW_SASL_DIGEST_MD5_MAX) {
-        free(raw);
-        return failf(s, err, MW_ETOOBIG,
-                     "a challenge of %zu bytes is over the limit (RFC 2831 section 2.1.1: "
-                     "less than %d)",
-                     n, MW_SASL_DIGEST_MD5_MAX);
-    }
-
+    unsigned char *raw;
+    size_t n;
+    int rc = decode_challenge(s, challenge, len, &raw, &n, err);
+    if (rc) return rc;
     if (!s->started && (s->m->flags & MW_MF_CLIENT_FIRST)) {
         /* A client-first mechanism without initial response: RFC 4422 §5
          * has the server send an empty challenge first. */

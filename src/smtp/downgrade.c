@@ -101,6 +101,95 @@ static int put_as_is(dg *g, const char *d, size_t n, const char *what)
     return 0;
 }
 
+static int entity(dg *g, const char *d, size_t n, int depth, int top, int final_eol);
+
+/* Content-Type's unfolded value of the header d[0..hb) into ctv, its length returned. */
+static size_t scan_header(const char *d, size_t n, size_t hb, char *ctv, size_t cap, int *have_mv,
+                          int *have_ct)
+{
+    size_t ctl = 0;
+    int in_ct = 0;
+    for (size_t i = 0; i < hb;) {
+        size_t l, e = line_end(d, hb, i, &l);
+        if (l == 0) break;
+        if (d[i] != ' ' && d[i] != '\t') {
+            in_ct = field_is(d, n, i, "Content-Type");
+            *have_ct |= in_ct;
+            if (field_is(d, n, i, "MIME-Version")) *have_mv = 1;
+            if (in_ct) {
+                size_t k = l - 13 < cap - 1 ? l - 13 : cap - 1;
+                memcpy(ctv, d + i + 13, k);
+                ctl = k;
+            }
+        } else if (in_ct && ctl + l < cap - 1) {
+            memcpy(ctv + ctl, d + i, l);
+            ctl += l;
+        }
+        i = e;
+    }
+    ctv[ctl] = '\0';
+    return ctl;
+}
+
+/* The header d[0..hb), line by line with CRLF, without Content-Transfer-Encoding unless leaf_ok. */
+static int put_header(dg *g, const char *d, size_t n, size_t hb, int leaf_ok)
+{
+    /* Content-Transfer-Encoding goes where this entity's body changes. */
+    int rc = 0, skip = 0;
+    for (size_t i = 0; i < hb && !rc;) {
+        size_t l, e = line_end(d, hb, i, &l);
+        if (l == 0) break;
+        if (d[i] != ' ' && d[i] != '\t')
+            skip = !leaf_ok && field_is(d, n, i, "Content-Transfer-Encoding");
+        if (!skip) rc = put_as_is(g, d + i, l, "a header field");
+        if (!skip) fputs("\r\n", g->f);
+        i = e;
+    }
+    return rc;
+}
+
+/* A multipart body: preamble, delimiters and epilogue as they are, each part made 7-bit. */
+static int put_multipart(dg *g, const char *body, size_t bn, const char *boundary, size_t bl,
+                         int depth, int final_eol)
+{
+    /* The delimiter lines "--B" and "--B--" (RFC 2046 §5.1.1); the line
+     * end before a delimiter belongs to it. */
+    int rc = 0;
+    size_t i = 0, part = SIZE_MAX;
+    int closed = 0;
+    while (i < bn && !rc) {
+        size_t l, e = line_end(body, bn, i, &l);
+        int delim = l >= 2 + bl && body[i] == '-' && body[i + 1] == '-' &&
+                    !memcmp(body + i + 2, boundary, bl);
+        if (delim) {
+            size_t cut = i;
+            if (cut > 0 && body[cut - 1] == '\n') cut--;
+            if (cut > 0 && body[cut - 1] == '\r') cut--;
+            if (part == SIZE_MAX) {
+                rc = put_as_is(g, body, i, "the multipart preamble");
+            } else {
+                rc = entity(g, body + part, cut > part ? cut - part : 0, depth + 1, 0, 0);
+                fputs("\r\n", g->f);
+            }
+            if (!rc) rc = put_as_is(g, body + i, l, "a multipart delimiter line");
+            fputs("\r\n", g->f);
+            part = e;
+            if (l >= 4 + bl && body[i + 2 + bl] == '-' && body[i + 3 + bl] == '-') {
+                closed = 1;
+                if (!rc) rc = put_as_is(g, body + e, bn - e, "the multipart epilogue");
+                break;
+            }
+        }
+        i = e;
+    }
+    if (!rc && !closed && part != SIZE_MAX && part < bn)
+        rc = entity(g, body + part, bn - part, depth + 1, 0, final_eol);
+    else if (!rc && part == SIZE_MAX)
+        rc = put_as_is(g, body, bn, "a multipart body without delimiters");
+    return rc;
+}
+
+/* One entity d[0..n) made 7-bit: its header, then its body by its type. */
 static int entity(dg *g, const char *d, size_t n, int depth, int top, int final_eol)
 {
     if (depth > DG_MAX_DEPTH)
@@ -110,27 +199,8 @@ static int entity(dg *g, const char *d, size_t n, int depth, int top, int final_
                            DG_MAX_DEPTH);
     size_t hb = header_end(d, n);
     char ctv[2048];
-    size_t ctl = 0;
-    int in_ct = 0, have_mv = 0, have_ct = 0;
-    for (size_t i = 0; i < hb;) {
-        size_t l, e = line_end(d, hb, i, &l);
-        if (l == 0) break;
-        if (d[i] != ' ' && d[i] != '\t') {
-            in_ct = field_is(d, n, i, "Content-Type");
-            have_ct |= in_ct;
-            if (field_is(d, n, i, "MIME-Version")) have_mv = 1;
-            if (in_ct) {
-                size_t k = l - 13 < sizeof ctv - 1 ? l - 13 : sizeof ctv - 1;
-                memcpy(ctv, d + i + 13, k);
-                ctl = k;
-            }
-        } else if (in_ct && ctl + l < sizeof ctv - 1) {
-            memcpy(ctv + ctl, d + i, l);
-            ctl += l;
-        }
-        i = e;
-    }
-    ctv[ctl] = '\0';
+    int have_mv = 0, have_ct = 0;
+    size_t ctl = scan_header(d, n, hb, ctv, sizeof ctv, &have_mv, &have_ct);
     mw_mime_ctype *ct = NULL;
     const char *type = "text/plain", *boundary = NULL;
     if (have_ct && mw_mime_ctype_parse(&ct, ctv, ctl, NULL) == 0) {
@@ -143,19 +213,7 @@ static int entity(dg *g, const char *d, size_t n, int depth, int top, int final_
     const char *body = d + hb;
     size_t bn = n - hb;
     int leaf_ok = !multi && !message && is_7bit(body, bn);
-    int rc = 0;
-    /* The header, line by line with CRLF; Content-Transfer-Encoding goes
-     * where this entity's body changes. */
-    int skip = 0;
-    for (size_t i = 0; i < hb && !rc;) {
-        size_t l, e = line_end(d, hb, i, &l);
-        if (l == 0) break;
-        if (d[i] != ' ' && d[i] != '\t')
-            skip = !leaf_ok && field_is(d, n, i, "Content-Transfer-Encoding");
-        if (!skip) rc = put_as_is(g, d + i, l, "a header field");
-        if (!skip) fputs("\r\n", g->f);
-        i = e;
-    }
+    int rc = put_header(g, d, n, hb, leaf_ok);
     if (!rc && top && !have_mv) fputs("MIME-Version: 1.0\r\n", g->f);
     if (rc) {
     } else if (leaf_ok) {
@@ -168,40 +226,8 @@ static int entity(dg *g, const char *d, size_t n, int depth, int top, int final_
         fputs("\r\n", g->f);
         rc = entity(g, body, bn, depth + 1, 0, final_eol);
     } else {
-        /* The delimiter lines "--B" and "--B--" (RFC 2046 §5.1.1); the line
-         * end before a delimiter belongs to it. */
         fputs("\r\n", g->f);
-        size_t i = 0, part = SIZE_MAX;
-        int closed = 0;
-        while (i < bn && !rc) {
-            size_t l, e = line_end(body, bn, i, &l);
-            int delim = l >= 2 + bl && body[i] == '-' && body[i + 1] == '-' &&
-                        !memcmp(body + i + 2, boundary, bl);
-            if (delim) {
-                size_t cut = i;
-                if (cut > 0 && body[cut - 1] == '\n') cut--;
-                if (cut > 0 && body[cut - 1] == '\r') cut--;
-                if (part == SIZE_MAX) {
-                    rc = put_as_is(g, body, i, "the multipart preamble");
-                } else {
-                    rc = entity(g, body + part, cut > part ? cut - part : 0, depth + 1, 0, 0);
-                    fputs("\r\n", g->f);
-                }
-                if (!rc) rc = put_as_is(g, body + i, l, "a multipart delimiter line");
-                fputs("\r\n", g->f);
-                part = e;
-                if (l >= 4 + bl && body[i + 2 + bl] == '-' && body[i + 3 + bl] == '-') {
-                    closed = 1;
-                    if (!rc) rc = put_as_is(g, body + e, bn - e, "the multipart epilogue");
-                    break;
-                }
-            }
-            i = e;
-        }
-        if (!rc && !closed && part != SIZE_MAX && part < bn)
-            rc = entity(g, body + part, bn - part, depth + 1, 0, final_eol);
-        else if (!rc && part == SIZE_MAX)
-            rc = put_as_is(g, body, bn, "a multipart body without delimiters");
+        rc = put_multipart(g, body, bn, boundary, bl, depth, final_eol);
     }
     mw_mime_ctype_free(ct);
     return rc;

@@ -211,196 +211,276 @@ static int add_field(mw_buf *b, const char *name, const char *value)
     return rc;
 }
 
-int mwi_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr, size_t hlen,
-                       const char *host, mw_error *err)
+/* What mwi_smtp_env_build works on: the fields of the header and of the
+ * caller's extra headers, and what they were found to say. */
+typedef struct build {
+    mw_smtp_env *env;
+    const mw_smtp_msg *msg;
+    mw_error *err;
+    field *fs, *xs; /* the header's fields, the extra ones (parsed first) */
+    size_t nf, nx;
+    mw_mime_headers *hfs, *hxs;
+    mw_buf extra;
+    char **from; /* the From mailboxes */
+    size_t nfrom;
+    /* The field names of the envelope, Resent- ones for a resent message. */
+    const char *n_from, *n_sender, *n_to, *n_cc, *n_bcc, *n_date, *n_mid;
+    int have_from, have_sender, have_date, have_mid;
+    const char *sender_val;
+} build;
+
+/* Field i of the extra fields followed by the header's. */
+static field *field_at(build *b, size_t i)
 {
-    memset(env, 0, sizeof *env);
-    env->header.max = MW_SMTP_MAX_HEADER + 64 * 1024;
+    return i < b->nx ? &b->xs[i] : &b->fs[i - b->nx];
+}
+
+/* The caller's extra fields and the header hdr[0..hlen) split into fields. */
+static int parse_fields(build *b, const char *hdr, size_t hlen)
+{
     int rc = 0;
-    field *fs = NULL, *xs = NULL;
-    size_t nf = 0, nx = 0;
-    mw_mime_headers *hfs = NULL, *hxs = NULL;
-    mw_buf extra = MW_BUF_INIT(MW_SMTP_MAX_HEADER);
-    char **from = NULL;
-    size_t nfrom = 0;
-
     /* The caller's extra fields are parsed as if they were at the top. */
-    for (size_t i = 0; i < msg->nheaders && !rc; i++) {
-        rc = check_extra_header(msg->headers[i], err);
-        if (!rc &&
-            (mwi_buf_append_str(&extra, msg->headers[i]) || mwi_buf_append(&extra, "\r\n", 2)))
-            rc = mwi_err_set(err, MW_ETOOBIG, "extra headers too large");
+    for (size_t i = 0; i < b->msg->nheaders && !rc; i++) {
+        rc = check_extra_header(b->msg->headers[i], b->err);
+        if (!rc && (mwi_buf_append_str(&b->extra, b->msg->headers[i]) ||
+                    mwi_buf_append(&b->extra, "\r\n", 2)))
+            rc = mwi_err_set(b->err, MW_ETOOBIG, "extra headers too large");
     }
-    if (!rc) rc = split_fields(extra.data ? extra.data : "", extra.len, &xs, &nx, &hxs, err);
-    if (!rc) rc = split_fields(hdr, hlen, &fs, &nf, &hfs, err);
-    if (rc) goto out;
+    if (!rc)
+        rc = split_fields(b->extra.data ? b->extra.data : "", b->extra.len, &b->xs, &b->nx, &b->hxs,
+                          b->err);
+    if (!rc) rc = split_fields(hdr, hlen, &b->fs, &b->nf, &b->hfs, b->err);
+    return rc;
+}
 
+/* The envelope's field names: the Resent- ones when any field is one. */
+static void pick_names(build *b)
+{
     /* RFC 5322 §3.6.6: a resent message takes its envelope from the
      * Resent- fields (Tcllib: when any -header is resent-*). */
     int resent = 0;
-    for (size_t i = 0; i < nf + nx; i++) {
-        field *f = i < nx ? &xs[i] : &fs[i - nx];
+    for (size_t i = 0; i < b->nf + b->nx; i++) {
+        field *f = field_at(b, i);
         if (f->name_len > 7 && strncasecmp(f->name, "Resent-", 7) == 0) resent = 1;
     }
-    const char *n_from = resent ? "Resent-From" : "From";
-    const char *n_sender = resent ? "Resent-Sender" : "Sender";
-    const char *n_to = resent ? "Resent-To" : "To";
-    const char *n_cc = resent ? "Resent-Cc" : "Cc";
-    const char *n_bcc = resent ? "Resent-Bcc" : "Bcc";
-    const char *n_date = resent ? "Resent-Date" : "Date";
-    const char *n_mid = resent ? "Resent-Message-ID" : "Message-ID";
-    int have_from = 0, have_sender = 0, have_date = 0, have_mid = 0;
-    const char *sender_val = NULL;
-    for (size_t i = 0; i < nf + nx && !rc; i++) {
-        field *f = i < nx ? &xs[i] : &fs[i - nx];
+    b->n_from = resent ? "Resent-From" : "From";
+    b->n_sender = resent ? "Resent-Sender" : "Sender";
+    b->n_to = resent ? "Resent-To" : "To";
+    b->n_cc = resent ? "Resent-Cc" : "Cc";
+    b->n_bcc = resent ? "Resent-Bcc" : "Bcc";
+    b->n_date = resent ? "Resent-Date" : "Date";
+    b->n_mid = resent ? "Resent-Message-ID" : "Message-ID";
+}
+
+/* What the fields say: From, Sender, recipients, Subject; Bcc marked to drop. */
+static int scan_fields(build *b)
+{
+    mw_smtp_env *env = b->env;
+    const mw_smtp_msg *msg = b->msg;
+    mw_error *err = b->err;
+    int rc = 0;
+    for (size_t i = 0; i < b->nf + b->nx && !rc; i++) {
+        field *f = field_at(b, i);
         if (!f->name) continue;
         if (has_8bit(f->raw, f->raw_len)) env->utf8 = 1;
-        if (name_is(f, n_from)) {
-            have_from = 1;
-            rc = mwi_smtp_parse_addresses(f->value, strlen(f->value), &from, &nfrom, err);
-        } else if (name_is(f, n_sender)) {
-            have_sender = 1;
-            sender_val = f->value;
-        } else if (name_is(f, n_date)) {
-            have_date = 1;
-        } else if (name_is(f, n_mid)) {
-            have_mid = 1;
+        if (name_is(f, b->n_from)) {
+            b->have_from = 1;
+            rc = mwi_smtp_parse_addresses(f->value, strlen(f->value), &b->from, &b->nfrom, err);
+        } else if (name_is(f, b->n_sender)) {
+            b->have_sender = 1;
+            b->sender_val = f->value;
+        } else if (name_is(f, b->n_date)) {
+            b->have_date = 1;
+        } else if (name_is(f, b->n_mid)) {
+            b->have_mid = 1;
         }
         int hdr_rcpt = !msg->recipients || msg->header_recipients;
-        if (hdr_rcpt && msg->bcc_digest && name_is(f, n_bcc))
+        if (hdr_rcpt && msg->bcc_digest && name_is(f, b->n_bcc))
             rc = mwi_smtp_parse_addresses(f->value, strlen(f->value), &env->bcc, &env->nbcc, err);
-        else if (hdr_rcpt && (name_is(f, n_to) || name_is(f, n_cc) || name_is(f, n_bcc)))
+        else if (hdr_rcpt && (name_is(f, b->n_to) || name_is(f, b->n_cc) || name_is(f, b->n_bcc)))
             rc = mwi_smtp_parse_addresses(f->value, strlen(f->value), &env->rcpt, &env->nrcpt, err);
         if (!rc && name_is(f, "Subject") && !env->subject && !(env->subject = strdup(f->value)))
             rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
         /* Bcc never reaches the transmitted message (RFC 5322 §3.6.3). */
         if (name_is(f, "Bcc") || name_is(f, "Resent-Bcc")) f->drop = 1;
     }
-    if (rc) goto out;
+    return rc;
+}
 
+/* The envelope's originator, checked for the command line. */
+static int pick_originator(build *b)
+{
+    mw_smtp_env *env = b->env;
+    mw_error *err = b->err;
+    int rc = 0;
     /* Originator: the option, else From when it holds one mailbox, else
      * Sender (RFC 5322 §3.6.2 requires it when From holds several). */
-    if (msg->originator) {
-        env->originator = strdup(msg->originator);
-    } else if (nfrom == 1) {
-        env->originator = strdup(from[0]);
-    } else if (sender_val) {
+    if (b->msg->originator) {
+        env->originator = strdup(b->msg->originator);
+    } else if (b->nfrom == 1) {
+        env->originator = strdup(b->from[0]);
+    } else if (b->sender_val) {
         char **s = NULL;
         size_t ns = 0;
-        rc = mwi_smtp_parse_addresses(sender_val, strlen(sender_val), &s, &ns, err);
+        rc = mwi_smtp_parse_addresses(b->sender_val, strlen(b->sender_val), &s, &ns, err);
         if (!rc && ns == 1) env->originator = strdup(s[0]);
         for (size_t i = 0; i < ns; i++)
             free(s[i]);
         free(s);
         if (!rc && ns != 1)
-            rc = mwi_err_set(err, MW_EFORMAT, "%s must hold exactly one mailbox", n_sender);
-    } else if (nfrom > 1) {
+            rc = mwi_err_set(err, MW_EFORMAT, "%s must hold exactly one mailbox", b->n_sender);
+    } else if (b->nfrom > 1) {
         rc = mwi_err_set(err, MW_EFORMAT, "too many mailboxes in %s and no %s: give an originator",
-                         n_from, n_sender);
+                         b->n_from, b->n_sender);
     } else {
-        rc = mwi_err_set(err, MW_EFORMAT, "no originator: give one, or a %s field", n_from);
+        rc = mwi_err_set(err, MW_EFORMAT, "no originator: give one, or a %s field", b->n_from);
     }
     if (!rc && !env->originator) rc = mwi_err_set(err, MW_ENOMEM, "out of memory");
-    if (rc) goto out;
-    if ((rc = mwi_smtp_check_address(env->originator, "the originator", err)) != 0) goto out;
+    if (rc) return rc;
+    if ((rc = mwi_smtp_check_address(env->originator, "the originator", err)) != 0) return rc;
     if (has_8bit(env->originator, strlen(env->originator))) env->utf8 = 1;
+    return 0;
+}
 
-    if (msg->recipients) {
-        size_t from_header = env->nrcpt; /* header_recipients: found above */
-        for (size_t i = 0; i < msg->nrecipients && !rc; i++) {
-            int dup = 0;
-            for (size_t j = 0; j < from_header && !dup; j++)
-                dup = !strcasecmp(env->rcpt[j], msg->recipients[i]);
-            for (size_t j = 0; j < env->nbcc && !dup; j++)
-                dup = !strcasecmp(env->bcc[j], msg->recipients[i]);
-            if (!dup)
-                rc = push_addr(&env->rcpt, &env->nrcpt, msg->recipients[i],
-                               strlen(msg->recipients[i]), err);
-        }
-        if (rc) goto out;
+/* The caller's recipients added to those of the header, less duplicates. */
+static int add_recipients(build *b)
+{
+    mw_smtp_env *env = b->env;
+    const mw_smtp_msg *msg = b->msg;
+    int rc = 0;
+    size_t from_header = env->nrcpt; /* header_recipients: found above */
+    for (size_t i = 0; i < msg->nrecipients && !rc; i++) {
+        int dup = 0;
+        for (size_t j = 0; j < from_header && !dup; j++)
+            dup = !strcasecmp(env->rcpt[j], msg->recipients[i]);
+        for (size_t j = 0; j < env->nbcc && !dup; j++)
+            dup = !strcasecmp(env->bcc[j], msg->recipients[i]);
+        if (!dup)
+            rc = push_addr(&env->rcpt, &env->nrcpt, msg->recipients[i], strlen(msg->recipients[i]),
+                           b->err);
     }
-    if (env->nrcpt == 0) {
-        rc = mwi_err_set(err, MW_EFORMAT, "no recipients: give some, or %s/%s/%s fields", n_to,
-                         n_cc, n_bcc);
-        goto out;
-    }
+    return rc;
+}
+
+/* At least one recipient, and every one (Bcc too) fit for the command line. */
+static int check_recipients(build *b)
+{
+    mw_smtp_env *env = b->env;
+    mw_error *err = b->err;
+    if (env->nrcpt == 0)
+        return mwi_err_set(err, MW_EFORMAT, "no recipients: give some, or %s/%s/%s fields", b->n_to,
+                           b->n_cc, b->n_bcc);
     for (size_t i = 0; i < env->nrcpt; i++) {
         if (mwi_smtp_check_address(env->rcpt[i], "", NULL) != 0) {
             /* Named only when refused: no snprintf per good recipient. */
             char what[64];
             snprintf(what, sizeof what, "recipient %zu", i + 1);
-            rc = mwi_smtp_check_address(env->rcpt[i], what, err);
-            goto out;
+            return mwi_smtp_check_address(env->rcpt[i], what, err);
         }
-        if (!env->rcpt[i][0]) {
-            rc = mwi_err_set(err, MW_EINVAL, "recipient %zu is empty", i + 1);
-            goto out;
-        }
+        if (!env->rcpt[i][0]) return mwi_err_set(err, MW_EINVAL, "recipient %zu is empty", i + 1);
         if (has_8bit(env->rcpt[i], strlen(env->rcpt[i]))) env->utf8 = 1;
     }
-    for (size_t i = 0; i < env->nbcc; i++)
-        if ((rc = mwi_smtp_check_address(env->bcc[i], "a Bcc recipient", err)) != 0) goto out;
+    for (size_t i = 0; i < env->nbcc; i++) {
+        int rc = mwi_smtp_check_address(env->bcc[i], "a Bcc recipient", err);
+        if (rc) return rc;
+    }
+    return 0;
+}
 
-    if (!msg->rewrite_headers) {
-        if (nx > 0) { /* extra headers are still added */
-            env->rewritten = 1;
-            if (mwi_buf_append(&env->header, extra.data, extra.len) ||
-                mwi_buf_append(&env->header, hdr, hlen))
-                rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
-        }
-        goto out;
-    }
-    env->rewritten = 1;
-    mw_buf *b = &env->header;
-    for (size_t i = 0; i < nf + nx && !rc; i++) {
-        field *f = i < nx ? &xs[i] : &fs[i - nx];
-        if (!f->drop && mwi_buf_append(b, f->raw, f->raw_len))
-            rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
-        /* A last field without a line end (no body) gets one. */
-        if (!rc && !f->drop && (f->raw_len == 0 || f->raw[f->raw_len - 1] != '\n') &&
-            mwi_buf_append(b, "\r\n", 2))
-            rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
-    }
+/* The fields added when missing: From or Sender, Date, Message-ID; then the empty line. */
+static int add_missing(build *b, const char *host)
+{
+    mw_smtp_env *env = b->env;
+    const mw_smtp_msg *msg = b->msg;
+    mw_buf *hb = &env->header;
+    int rc = 0;
     char tmp[400];
     mw_fmt f;
-    if (!rc && !have_from && env->originator[0]) {
+    if (!b->have_from && env->originator[0]) {
         mw_fmt_init(&f, tmp, sizeof tmp);
         mw_fmt_mem(&f, "<", 1);
         mw_fmt_str(&f, env->originator);
         mw_fmt_mem(&f, ">", 1);
-        rc = add_field(b, n_from, tmp);
-    } else if (!rc && msg->rewrite_headers == 1 && msg->originator && env->originator[0] &&
-               !have_sender && nfrom > 0) {
+        rc = add_field(hb, b->n_from, tmp);
+    } else if (msg->rewrite_headers == 1 && msg->originator && env->originator[0] &&
+               !b->have_sender && b->nfrom > 0) {
         /* RFC 5322 §3.6.2: when the agent sending is not the author, name
          * it in Sender (Tcllib adds one when the originator differs). */
         int differs = 1;
-        for (size_t i = 0; i < nfrom; i++)
-            if (strcasecmp(from[i], env->originator) == 0) differs = 0;
+        for (size_t i = 0; i < b->nfrom; i++)
+            if (strcasecmp(b->from[i], env->originator) == 0) differs = 0;
         if (differs) {
             mw_fmt_init(&f, tmp, sizeof tmp);
             mw_fmt_mem(&f, "<", 1);
             mw_fmt_str(&f, env->originator);
             mw_fmt_mem(&f, ">", 1);
-            rc = add_field(b, n_sender, tmp);
+            rc = add_field(hb, b->n_sender, tmp);
         }
     }
-    if (!rc && !have_date) {
+    if (!rc && !b->have_date) {
         mwi_smtp_make_date(tmp, sizeof tmp);
-        rc = add_field(b, n_date, tmp);
+        rc = add_field(hb, b->n_date, tmp);
     }
-    if (!rc && !have_mid) {
-        if ((rc = mwi_smtp_make_msgid(tmp, sizeof tmp, host, err))) goto out;
-        rc = add_field(b, n_mid, tmp);
+    if (!rc && !b->have_mid) {
+        if ((rc = mwi_smtp_make_msgid(tmp, sizeof tmp, host, b->err))) return rc;
+        rc = add_field(hb, b->n_mid, tmp);
     }
-    if (!rc) rc = mwi_buf_append(b, "\r\n", 2);
+    if (!rc) rc = mwi_buf_append(hb, "\r\n", 2);
+    if (rc && rc != MW_EFORMAT) rc = mwi_err_set(b->err, rc, "header block too large");
+    return rc;
+}
+
+/* The header to send: as given (after the extra fields), or rewritten without Bcc and completed. */
+static int make_header(build *b, const char *hdr, size_t hlen, const char *host)
+{
+    mw_smtp_env *env = b->env;
+    mw_error *err = b->err;
+    int rc = 0;
+    if (!b->msg->rewrite_headers) {
+        if (b->nx > 0) { /* extra headers are still added */
+            env->rewritten = 1;
+            if (mwi_buf_append(&env->header, b->extra.data, b->extra.len) ||
+                mwi_buf_append(&env->header, hdr, hlen))
+                rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
+        }
+        return rc;
+    }
+    env->rewritten = 1;
+    mw_buf *hb = &env->header;
+    for (size_t i = 0; i < b->nf + b->nx && !rc; i++) {
+        field *f = field_at(b, i);
+        if (!f->drop && mwi_buf_append(hb, f->raw, f->raw_len))
+            rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
+        /* A last field without a line end (no body) gets one. */
+        if (!rc && !f->drop && (f->raw_len == 0 || f->raw[f->raw_len - 1] != '\n') &&
+            mwi_buf_append(hb, "\r\n", 2))
+            rc = mwi_err_set(err, MW_ETOOBIG, "header block too large");
+    }
     if (rc && rc != MW_EFORMAT) rc = mwi_err_set(err, rc, "header block too large");
-out:
-    for (size_t i = 0; i < nfrom; i++)
-        free(from[i]);
-    free(from);
-    free_fields(fs, hfs);
-    free_fields(xs, hxs);
-    mwi_buf_free(&extra);
+    return rc ? rc : add_missing(b, host);
+}
+
+int mwi_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr, size_t hlen,
+                       const char *host, mw_error *err)
+{
+    memset(env, 0, sizeof *env);
+    env->header.max = MW_SMTP_MAX_HEADER + 64 * 1024;
+    build b = {.env = env, .msg = msg, .err = err, .extra = MW_BUF_INIT(MW_SMTP_MAX_HEADER)};
+    int rc = parse_fields(&b, hdr, hlen);
+    if (!rc) {
+        pick_names(&b);
+        rc = scan_fields(&b);
+    }
+    if (!rc) rc = pick_originator(&b);
+    if (!rc && msg->recipients) rc = add_recipients(&b);
+    if (!rc) rc = check_recipients(&b);
+    if (!rc) rc = make_header(&b, hdr, hlen, host);
+    for (size_t i = 0; i < b.nfrom; i++)
+        free(b.from[i]);
+    free(b.from);
+    free_fields(b.fs, b.hfs);
+    free_fields(b.xs, b.hxs);
+    mwi_buf_free(&b.extra);
     if (rc) mwi_smtp_env_free(env);
     return rc;
 }
