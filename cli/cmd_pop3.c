@@ -200,95 +200,129 @@ static int has_timestamp(const char *g)
     return gt && at && at < gt;
 }
 
+/* What serverinfo learned before login. */
+typedef struct server_facts {
+    mw_pop3_config cf;
+    mw_tls_info ti;
+    int tls;          /* ti is set */
+    const char *how;  /* how TLS was started */
+    int capa;         /* 0: the server refused CAPA */
+    size_t nc;        /* capability lines */
+    const char *sasl; /* the SASL capability's mechanisms, NULL without it */
+    int user, apop;
+} server_facts;
+
+static const char nocapa[] = "no CAPA: the server predates RFC 2449";
+
+/* serverinfo's step 1: the greeting, TLS and capabilities, with CAPA asked
+ * again when the open learned none. */
+static int learn_server(mw_pop3 *p, const cli_state *s, server_facts *f)
+{
+    mw_pop3_config_get(p, &f->cf);
+    f->tls = mw_pop3_tls_info(p, &f->ti) == 0;
+    f->how = s->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STLS";
+    f->capa = 1;
+    if (mw_pop3_capa_count(p) == 0) {
+        /* None known from the open: ask again to tell "-ERR" from an
+         * empty list. */
+        int rc = mw_pop3_capa(p);
+        if (rc == MW_EUNSUPPORTED || rc == MW_ESERVER) {
+            f->capa = 0;
+            rc = 0;
+        }
+        if (rc) return rc;
+    }
+    f->nc = mw_pop3_capa_count(p);
+    f->sasl = NULL;
+    f->user = 0; /* without CAPA unknown: USER/PASS is optional in RFC 1939 §7 */
+    for (size_t i = 0; i < f->nc; i++) {
+        const char *l = mw_pop3_capa_line(p, i);
+        if (!strncasecmp(l, "SASL", 4) && (l[4] == ' ' || !l[4])) f->sasl = l[4] ? l + 5 : "";
+        if (!strcasecmp(l, "USER")) f->user = 1;
+    }
+    f->apop = has_timestamp(f->cf.greeting);
+    return 0;
+}
+
+/* serverinfo's step 2 with --json: one object. */
+static void print_server_json(mw_pop3 *p, cli_state *s, const server_facts *f)
+{
+    FILE *o = s->out;
+    fputs("{\"protocol\":\"pop3\",\"host\":", o);
+    mw_cli_json_string(o, f->cf.host, strlen(f->cf.host));
+    fprintf(o, ",\"port\":%u,\"greeting\":", f->cf.port);
+    mw_cli_json_string(o, f->cf.greeting, strlen(f->cf.greeting));
+    fputs(",\"tls\":", o);
+    mw_cli_print_tls_info(o, f->tls ? &f->ti : NULL, f->how, 1);
+    fprintf(o, ",\"capa\":%s,\"capabilities\":[", f->capa ? "true" : "false");
+    for (size_t i = 0; i < f->nc; i++) {
+        const char *l = mw_pop3_capa_line(p, i);
+        if (i) fputc(',', o);
+        mw_cli_json_string(o, l, strlen(l));
+    }
+    fputs("],\"sasl\":[", o);
+    int first = 1;
+    for (const char *w = f->sasl; w && *w;) {
+        size_t l = strcspn(w, " ");
+        if (l) {
+            if (!first) fputc(',', o);
+            mw_cli_json_string(o, w, l);
+            first = 0;
+        }
+        w += l;
+        w += strspn(w, " ");
+    }
+    fprintf(o, "],\"user\":%s,\"apop\":%s",
+            !f->capa  ? "null"
+            : f->user ? "true"
+                      : "false",
+            f->apop ? "true" : "false");
+    if (!f->capa) {
+        fputs(",\"note\":", o);
+        mw_cli_json_string(o, nocapa, strlen(nocapa));
+    }
+    fputs("}\n", o);
+}
+
+/* serverinfo's step 2 as text, as mpop --serverinfo prints it. */
+static void print_server_text(mw_pop3 *p, cli_state *s, const server_facts *f)
+{
+    FILE *o = s->out;
+    fprintf(o, "POP3 server at %s port %u\nGreeting: +OK %s\n", f->cf.host, f->cf.port,
+            f->cf.greeting);
+    mw_cli_print_tls_info(o, f->tls ? &f->ti : NULL, f->how, 0);
+    if (!f->capa) {
+        fprintf(o, "Capabilities: %s\n", nocapa);
+    } else {
+        fprintf(o, "Capabilities (before login%s):\n", f->tls ? ", over TLS" : "");
+        for (size_t i = 0; i < f->nc; i++)
+            fprintf(o, "    %s\n", mw_pop3_capa_line(p, i));
+        if (f->nc == 0) fputs("    (none: CAPA gave an empty list)\n", o);
+    }
+    char login[700] = "";
+    if (f->sasl && *f->sasl) snprintf(login, sizeof login, "SASL %.600s", f->sasl);
+    if (f->user)
+        snprintf(login + strlen(login), sizeof login - strlen(login), "%sUSER", *login ? ", " : "");
+    if (f->apop)
+        snprintf(login + strlen(login), sizeof login - strlen(login), "%sAPOP", *login ? ", " : "");
+    if (!f->capa)
+        fprintf(o, "Login: %s%s(USER/PASS not known without CAPA)\n", login, *login ? " " : "");
+    else
+        fprintf(o, "Login: %s\n", *login ? login : "none offered");
+}
+
 /* serverinfo: what the server shows before login (after STLS when TLS is
  * on), as mpop --serverinfo does.  A server that refuses CAPA (RFC 2449
  * came after it) is no error. */
 static int serverinfo(mw_pop3 *p, cli_state *s)
 {
-    FILE *o = s->out;
-    mw_pop3_config cf;
-    mw_pop3_config_get(p, &cf);
-    mw_tls_info ti;
-    int tls = mw_pop3_tls_info(p, &ti) == 0;
-    const char *how = s->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STLS";
-    int capa = 1, rc = 0;
-    if (mw_pop3_capa_count(p) == 0) {
-        /* None known from the open: ask again to tell "-ERR" from an
-         * empty list. */
-        rc = mw_pop3_capa(p);
-        if (rc == MW_EUNSUPPORTED || rc == MW_ESERVER) {
-            capa = 0;
-            rc = 0;
-        }
-        if (rc) return rc;
-    }
-    size_t nc = mw_pop3_capa_count(p);
-    const char *sasl = NULL;
-    int user = 0; /* without CAPA unknown: USER/PASS is optional in RFC 1939 §7 */
-    for (size_t i = 0; i < nc; i++) {
-        const char *l = mw_pop3_capa_line(p, i);
-        if (!strncasecmp(l, "SASL", 4) && (l[4] == ' ' || !l[4])) sasl = l[4] ? l + 5 : "";
-        if (!strcasecmp(l, "USER")) user = 1;
-    }
-    int apop = has_timestamp(cf.greeting);
-    static const char nocapa[] = "no CAPA: the server predates RFC 2449";
-    if (s->json) {
-        fputs("{\"protocol\":\"pop3\",\"host\":", o);
-        mw_cli_json_string(o, cf.host, strlen(cf.host));
-        fprintf(o, ",\"port\":%u,\"greeting\":", cf.port);
-        mw_cli_json_string(o, cf.greeting, strlen(cf.greeting));
-        fputs(",\"tls\":", o);
-        mw_cli_print_tls_info(o, tls ? &ti : NULL, how, 1);
-        fprintf(o, ",\"capa\":%s,\"capabilities\":[", capa ? "true" : "false");
-        for (size_t i = 0; i < nc; i++) {
-            const char *l = mw_pop3_capa_line(p, i);
-            if (i) fputc(',', o);
-            mw_cli_json_string(o, l, strlen(l));
-        }
-        fputs("],\"sasl\":[", o);
-        int first = 1;
-        for (const char *w = sasl; w && *w;) {
-            size_t l = strcspn(w, " ");
-            if (l) {
-                if (!first) fputc(',', o);
-                mw_cli_json_string(o, w, l);
-                first = 0;
-            }
-            w += l;
-            w += strspn(w, " ");
-        }
-        fprintf(o, "],\"user\":%s,\"apop\":%s",
-                !capa  ? "null"
-                : user ? "true"
-                       : "false",
-                apop ? "true" : "false");
-        if (!capa) {
-            fputs(",\"note\":", o);
-            mw_cli_json_string(o, nocapa, strlen(nocapa));
-        }
-        fputs("}\n", o);
-        return 0;
-    }
-    fprintf(o, "POP3 server at %s port %u\nGreeting: +OK %s\n", cf.host, cf.port, cf.greeting);
-    mw_cli_print_tls_info(o, tls ? &ti : NULL, how, 0);
-    if (!capa) {
-        fprintf(o, "Capabilities: %s\n", nocapa);
-    } else {
-        fprintf(o, "Capabilities (before login%s):\n", tls ? ", over TLS" : "");
-        for (size_t i = 0; i < nc; i++)
-            fprintf(o, "    %s\n", mw_pop3_capa_line(p, i));
-        if (nc == 0) fputs("    (none: CAPA gave an empty list)\n", o);
-    }
-    char login[700] = "";
-    if (sasl && *sasl) snprintf(login, sizeof login, "SASL %.600s", sasl);
-    if (user)
-        snprintf(login + strlen(login), sizeof login - strlen(login), "%sUSER", *login ? ", " : "");
-    if (apop)
-        snprintf(login + strlen(login), sizeof login - strlen(login), "%sAPOP", *login ? ", " : "");
-    if (!capa)
-        fprintf(o, "Login: %s%s(USER/PASS not known without CAPA)\n", login, *login ? " " : "");
+    server_facts f;
+    int rc = learn_server(p, s, &f);
+    if (rc) return rc;
+    if (s->json)
+        print_server_json(p, s, &f);
     else
-        fprintf(o, "Login: %s\n", *login ? login : "none offered");
+        print_server_text(p, s, &f);
     return 0;
 }
 
@@ -388,116 +422,319 @@ void mw_cli_pop3_print_capa(cli_state *s, const char *const *lines, size_t c)
     if (s->json) fputs("]\n", o);
 }
 
+/* list|uidl [N]: one entry, or the whole listing. */
+static int cmd_listing(mw_pop3 *p, cli_state *s, int uidl, int argc, char **argv)
+{
+    int rc = 0;
+    uint64_t n = 0, m = 0;
+    if (argc > 2 || (argc == 2 && (mw_cli_pop3_parse_num(argv[1], &n) || n == 0))) return USAGE_ERR;
+    if (argc == 2) {
+        char uid[71];
+        rc = uidl ? mw_pop3_uidl_one(p, n, uid) : mw_pop3_list_one(p, n, &m);
+        if (rc) return rc;
+        mw_cli_pop3_print_entry(s, uidl, n, m, uid);
+        return 0;
+    }
+    size_t cnt = 0;
+    if (uidl) {
+        mw_pop3_uid *u;
+        if ((rc = mw_pop3_uidl(p, &u, &cnt))) return rc;
+        mw_cli_pop3_print_uidl(s, u, cnt);
+        mw_pop3_uidl_free(u);
+    } else {
+        mw_pop3_listing *l;
+        if ((rc = mw_pop3_list(p, &l, &cnt))) return rc;
+        mw_cli_pop3_print_list(s, l, cnt);
+        mw_pop3_list_free(l);
+    }
+    return 0;
+}
+
+/* top N LINES | retr N: one message, on stdout as it comes or in a JSON
+ * record. */
+static int cmd_message(mw_pop3 *p, cli_state *s, int top, int argc, char **argv)
+{
+    int rc;
+    uint64_t n = 0, m = 0;
+    if ((top && argc != 3) || mw_cli_pop3_parse_num(argv[1], &n) || n == 0 ||
+        (top && mw_cli_pop3_parse_num(argv[2], &m)))
+        return USAGE_ERR;
+    mw_pop3_retr_info info;
+    memset(&info, 0, sizeof info);
+    if (s->json) {
+        grow g = {NULL, 0, 0};
+        rc = top ? mw_pop3_top(p, n, m, mw_cli_pop3_grow_sink, &g)
+                 : mw_pop3_retr(p, n, mw_cli_pop3_grow_sink, &g, &info);
+        if (!rc) mw_cli_pop3_print_message(s, top, n, &g, &info);
+        free(g.data);
+    } else {
+        rc = top ? mw_pop3_top(p, n, m, mw_cli_pop3_stdout_sink, s)
+                 : mw_pop3_retr(p, n, mw_cli_pop3_stdout_sink, s, &info);
+        if (!rc) mw_cli_pop3_print_message(s, top, n, NULL, &info);
+    }
+    return rc;
+}
+
+/* retr RANGE -o DIR | dele N|RANGE: a range, one file a message or marked
+ * for deletion. */
+static int cmd_range(mw_pop3 *p, cli_state *s, int dele, int argc, char **argv)
+{
+    FILE *o = s->out;
+    int rc;
+    char a[32], b[32];
+    int has_end;
+    if (argc != 2 || mw_cli_pop3_range_words(argv[1], a, b, sizeof a, &has_end)) return USAGE_ERR;
+    if (!dele && !s->outdir) {
+        fprintf(stderr, "mailwire pop3: retr of a range needs -o DIR\n");
+        return USAGE_ERR;
+    }
+    uint64_t first, last;
+    if ((rc = mw_pop3_range(p, a, has_end ? b : NULL, &first, &last))) return rc;
+    if (!has_end && first > mw_pop3_count(p)) {
+        /* A single number over the count: let the library say so. */
+        return dele ? mw_pop3_dele(p, first)
+                    : mw_pop3_retr(p, first, mw_cli_pop3_stdout_sink, s, NULL);
+    }
+    if (s->json) fputs(dele ? "{\"deleted\":[" : "[", o);
+    if (dele) {
+        rc = mw_pop3_dele_range(p, first, last);
+        if (s->json && !rc)
+            for (uint64_t i = first; i <= last; i++)
+                fprintf(o, "%s%llu", i == first ? "" : ",", (unsigned long long)i);
+    } else {
+        s->json_first = 1;
+        rc = mw_pop3_retr_range(p, first, last, -1, mw_cli_pop3_file_msg, s);
+        if (s->fd >= 0) {
+            /* Stopped mid-message: no partial file is left behind. */
+            close(s->fd);
+            s->fd = -1;
+            unlink(s->path);
+        }
+    }
+    if (s->json) fputs(dele ? "]}\n" : "]\n", o);
+    return rc;
+}
+
+/* capa: the capabilities, asked again (at most 128 lines). */
+static int cmd_capa(mw_pop3 *p, cli_state *s)
+{
+    int rc = mw_pop3_capa(p);
+    if (rc) return rc;
+    size_t c = mw_pop3_capa_count(p);
+    const char *lines[128];
+    for (size_t i = 0; i < c && i < 128; i++)
+        lines[i] = mw_pop3_capa_line(p, i);
+    mw_cli_pop3_print_capa(s, lines, c < 128 ? c : 128);
+    return 0;
+}
+
+/* The command argv[0..argc) on the open session: 0, a library code, or
+ * USAGE_ERR. */
 static int run_command(mw_pop3 *p, cli_state *s, int argc, char **argv)
 {
     const char *cmd = argv[0];
     FILE *o = s->out;
     int rc = 0;
     uint64_t n = 0, m = 0;
+    if (!strcmp(cmd, "list") || !strcmp(cmd, "uidl"))
+        return cmd_listing(p, s, cmd[0] == 'u', argc, argv);
+    if (!strcmp(cmd, "top") || (!strcmp(cmd, "retr") && argc == 2 && !s->outdir))
+        return cmd_message(p, s, cmd[0] == 't', argc, argv);
+    if (!strcmp(cmd, "retr") || !strcmp(cmd, "dele"))
+        return cmd_range(p, s, cmd[0] == 'd', argc, argv);
+    if (argc != 1) return USAGE_ERR; /* the rest take no arguments */
     if (!strcmp(cmd, "stat")) {
-        if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_stat(p, &n, &m))) return rc;
         mw_cli_pop3_print_stat(s, n, m);
-    } else if (!strcmp(cmd, "list") || !strcmp(cmd, "uidl")) {
-        int uidl = cmd[0] == 'u';
-        if (argc > 2 || (argc == 2 && (mw_cli_pop3_parse_num(argv[1], &n) || n == 0)))
-            return USAGE_ERR;
-        if (argc == 2) {
-            char uid[71];
-            rc = uidl ? mw_pop3_uidl_one(p, n, uid) : mw_pop3_list_one(p, n, &m);
-            if (rc) return rc;
-            mw_cli_pop3_print_entry(s, uidl, n, m, uid);
-            return 0;
-        }
-        size_t cnt = 0;
-        if (uidl) {
-            mw_pop3_uid *u;
-            if ((rc = mw_pop3_uidl(p, &u, &cnt))) return rc;
-            mw_cli_pop3_print_uidl(s, u, cnt);
-            mw_pop3_uidl_free(u);
-        } else {
-            mw_pop3_listing *l;
-            if ((rc = mw_pop3_list(p, &l, &cnt))) return rc;
-            mw_cli_pop3_print_list(s, l, cnt);
-            mw_pop3_list_free(l);
-        }
-    } else if (!strcmp(cmd, "top") || (!strcmp(cmd, "retr") && argc == 2 && !s->outdir)) {
-        int top = cmd[0] == 't';
-        if ((top && argc != 3) || mw_cli_pop3_parse_num(argv[1], &n) || n == 0 ||
-            (top && mw_cli_pop3_parse_num(argv[2], &m)))
-            return USAGE_ERR;
-        mw_pop3_retr_info info;
-        memset(&info, 0, sizeof info);
-        if (s->json) {
-            grow g = {NULL, 0, 0};
-            rc = top ? mw_pop3_top(p, n, m, mw_cli_pop3_grow_sink, &g)
-                     : mw_pop3_retr(p, n, mw_cli_pop3_grow_sink, &g, &info);
-            if (!rc) mw_cli_pop3_print_message(s, top, n, &g, &info);
-            free(g.data);
-        } else {
-            rc = top ? mw_pop3_top(p, n, m, mw_cli_pop3_stdout_sink, s)
-                     : mw_pop3_retr(p, n, mw_cli_pop3_stdout_sink, s, &info);
-            if (!rc) mw_cli_pop3_print_message(s, top, n, NULL, &info);
-        }
-        return rc;
-    } else if (!strcmp(cmd, "retr") || !strcmp(cmd, "dele")) {
-        char a[32], b[32];
-        int has_end;
-        if (argc != 2 || mw_cli_pop3_range_words(argv[1], a, b, sizeof a, &has_end))
-            return USAGE_ERR;
-        int dele = cmd[0] == 'd';
-        if (!dele && !s->outdir) {
-            fprintf(stderr, "mailwire pop3: retr of a range needs -o DIR\n");
-            return USAGE_ERR;
-        }
-        uint64_t first, last;
-        if ((rc = mw_pop3_range(p, a, has_end ? b : NULL, &first, &last))) return rc;
-        if (!has_end && first > mw_pop3_count(p)) {
-            /* A single number over the count: let the library say so. */
-            return dele ? mw_pop3_dele(p, first)
-                        : mw_pop3_retr(p, first, mw_cli_pop3_stdout_sink, s, NULL);
-        }
-        if (s->json) fputs(dele ? "{\"deleted\":[" : "[", o);
-        if (dele) {
-            rc = mw_pop3_dele_range(p, first, last);
-            if (s->json && !rc)
-                for (uint64_t i = first; i <= last; i++)
-                    fprintf(o, "%s%llu", i == first ? "" : ",", (unsigned long long)i);
-        } else {
-            s->json_first = 1;
-            rc = mw_pop3_retr_range(p, first, last, -1, mw_cli_pop3_file_msg, s);
-            if (s->fd >= 0) {
-                /* Stopped mid-message: no partial file is left behind. */
-                close(s->fd);
-                s->fd = -1;
-                unlink(s->path);
-            }
-        }
-        if (s->json) fputs(dele ? "]}\n" : "]\n", o);
-        return rc;
     } else if (!strcmp(cmd, "last")) {
-        if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_last(p, &n))) return rc;
         fprintf(o, s->json ? "{\"last\":%llu}\n" : "%llu\n", (unsigned long long)n);
     } else if (!strcmp(cmd, "capa")) {
-        if (argc != 1) return USAGE_ERR;
-        if ((rc = mw_pop3_capa(p))) return rc;
-        size_t c = mw_pop3_capa_count(p);
-        const char *lines[128];
-        for (size_t i = 0; i < c && i < 128; i++)
-            lines[i] = mw_pop3_capa_line(p, i);
-        mw_cli_pop3_print_capa(s, lines, c < 128 ? c : 128);
+        return cmd_capa(p, s);
     } else if (!strcmp(cmd, "serverinfo")) {
-        if (argc != 1) return USAGE_ERR;
         return serverinfo(p, s);
     } else if (!strcmp(cmd, "noop")) {
-        if (argc != 1) return USAGE_ERR;
         if ((rc = mw_pop3_noop(p))) return rc;
         if (s->json) fputs("{\"ok\":true}\n", o);
     } else {
         return USAGE_ERR;
     }
     return rc;
+}
+
+/* mw_cmd_pop3's step 1: the options and the command words into rest;
+ * returns -1 to go on, else the exit status (--help: EX_OK_). */
+static int parse_args(cli_state *s, mw_pop3_opts *o, int argc, char **argv, char **rest, int *nrest)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = *nrest == 0 || a[0] == '-' ? mw_cli_conn_option(&s->conn, argc, argv, &i) : 0;
+        if (r < 0) return EX_USAGE_;
+        if (r > 0) continue;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return EX_OK_;
+        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "mailwire pop3: -o needs a directory\n");
+                return EX_USAGE_;
+            }
+            s->outdir = argv[++i];
+        } else if (!strcmp(a, "--msex")) {
+            o->msex = 1;
+        } else if (!strcmp(a, "--no-pipelining")) {
+            o->pipelining = 0;
+        } else if (!strcmp(a, "--retr-mode")) {
+            const char *v = i + 1 < argc ? argv[++i] : "";
+            if (!strcmp(v, "retr"))
+                o->retr_mode = MW_POP3_RETR_RETR;
+            else if (!strcmp(v, "list"))
+                o->retr_mode = MW_POP3_RETR_LIST;
+            else if (!strcmp(v, "slow"))
+                o->retr_mode = MW_POP3_RETR_SLOW;
+            else {
+                fprintf(stderr, "mailwire pop3: --retr-mode wants retr, list or slow\n");
+                return EX_USAGE_;
+            }
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "mailwire pop3: unknown option '%s'\n", a);
+            return EX_USAGE_;
+        } else {
+            rest[(*nrest)++] = argv[i];
+        }
+    }
+    return -1;
+}
+
+/* mw_cmd_pop3's step 2: a known command; returns -1 to go on, else the
+ * exit status. */
+static int check_command(int nrest, char **rest)
+{
+    if (nrest == 0) {
+        usage(stderr);
+        return EX_USAGE_;
+    }
+    static const char *known[] = {"stat", "list", "uidl", "top",        "retr", "dele",
+                                  "last", "capa", "noop", "serverinfo", NULL};
+    int ok = 0;
+    for (int k = 0; known[k]; k++)
+        ok |= !strcmp(rest[0], known[k]);
+    if (!ok) {
+        fprintf(stderr, "mailwire pop3: unknown command '%s'\n", rest[0]);
+        return EX_USAGE_;
+    }
+    return -1;
+}
+
+/* mw_cmd_pop3's step 3: the login method from --auth (none for
+ * serverinfo), the user, and the password unless EXTERNAL; returns 0 or
+ * the exit status. */
+static int choose_login(cli_state *s, mw_pop3_opts *o, int info)
+{
+    const char *auth = s->conn.auth;
+    if (!strcmp(auth, "auto"))
+        o->auth = MW_POP3_AUTH_AUTO;
+    else if (!strcmp(auth, "user"))
+        o->auth = MW_POP3_AUTH_USER;
+    else if (!strcmp(auth, "apop"))
+        o->auth = MW_POP3_AUTH_APOP;
+    else if (mw_sasl_mechanism_supported(auth)) {
+        o->auth = MW_POP3_AUTH_SASL;
+        o->sasl_mechs = auth;
+    } else {
+        fprintf(stderr,
+                "mailwire pop3: --auth wants auto, user, apop or a SASL mechanism, "
+                "not '%s'\n",
+                auth);
+        return EX_USAGE_;
+    }
+    if (info) o->auth = MW_POP3_AUTH_NONE;
+    if (!info && !s->conn.user && strcasecmp(auth, "EXTERNAL")) {
+        fprintf(stderr, "mailwire pop3: no user: give --user or a ~/.netrc login for %s\n",
+                s->conn.host);
+        return EX_USAGE_;
+    }
+    if (!info && strcasecmp(auth, "EXTERNAL")) return mw_cli_conn_password(&s->conn);
+    return 0;
+}
+
+/* mw_cmd_pop3's step 4: the session options from the connection options
+ * (t and n filled here, as o points to them). */
+static void fill_opts(cli_state *s, mw_pop3_opts *o, mw_tls_opts *t, mw_net_opts *n, int info)
+{
+    mw_cli_conn_tls_opts(&s->conn, t);
+    mw_cli_conn_net_opts(&s->conn, n);
+    o->port = s->conn.port;
+    o->tls = s->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+             : s->conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
+                                                : MW_TLS_STARTTLS;
+    o->tls_opts = t;
+    o->net = n;
+    o->user = info ? NULL : s->conn.user;
+    o->password = info ? NULL : s->conn.password;
+    if (mw_cli_auth_is_token(s->conn.auth)) {
+        o->token = o->password; /* the password sources hold the token */
+        o->password = NULL;
+    }
+    o->allow_plaintext = s->conn.allow_plaintext;
+    o->trace = s->conn.trace_fn;
+    o->trace_userdata = s->conn.trace_ud;
+}
+
+/* mw_cmd_pop3's step 5: the open and login into *pp; a token the server
+ * refused is refreshed once (cli/cmd_oauth.c).  Returns -1 to go on, else
+ * the exit status. */
+static int open_session(cli_state *s, mw_pop3_opts *o, const mw_account *oauth_acct, mw_pop3 **pp)
+{
+    mw_error oe;
+    int rc = mw_pop3_open(pp, s->conn.host, o, &oe);
+    if (rc == MW_EAUTH && o->token && oauth_acct) {
+        mw_pop3_free(*pp);
+        *pp = NULL;
+        int ex = mw_cli_oauth_conn_token(&s->conn, 1);
+        if (ex) return ex;
+        o->token = s->conn.password;
+        rc = mw_pop3_open(pp, s->conn.host, o, &oe);
+    }
+    if (rc) return mw_cli_pop3_report_err(&oe, rc);
+    return -1;
+}
+
+/* mw_cmd_pop3's step 6: the command, then QUIT only after its success
+ * (deletions are applied by QUIT, RFC 1939 §6); frees p, returns the exit
+ * status. */
+static int run_and_quit(mw_pop3 *p, cli_state *s, int nrest, char **rest)
+{
+    int ex = EX_OK_;
+    int rc = run_command(p, s, nrest, rest);
+    if (rc == USAGE_ERR) {
+        fprintf(stderr, "mailwire pop3: bad arguments for '%s'\n", rest[0]);
+        usage(stderr);
+        mw_pop3_free(p); /* no QUIT: nothing is applied */
+        return EX_USAGE_;
+    }
+    if (rc) {
+        ex = s->write_failed ? EX_IOERR_ : report(p, rc);
+        /* Deletions are applied only by a QUIT after success. */
+        mw_pop3_free(p);
+        return ex;
+    }
+    if (fflush(s->out) != 0) {
+        fprintf(stderr, "mailwire pop3: cannot write output: %s\n", strerror(errno));
+        mw_pop3_free(p);
+        return EX_IOERR_;
+    }
+    int confirmed = 0;
+    rc = mw_pop3_quit(p, &confirmed);
+    if (rc && !strcmp(rest[0], "dele")) {
+        /* The deletion is only real once QUIT is confirmed. */
+        ex = report(p, rc);
+    } else if (rc) {
+        fprintf(stderr, "mailwire pop3: warning: QUIT not confirmed: %s\n",
+                mw_pop3_error(p)->message);
+    }
+    mw_pop3_free(p);
+    return ex;
 }
 
 int mw_cmd_pop3(int argc, char **argv)
@@ -513,113 +750,15 @@ int mw_cmd_pop3(int argc, char **argv)
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     int nrest = 0;
     if (!rest) return EX_SOFTWARE_;
-    int ex = EX_OK_;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        int r = nrest == 0 || a[0] == '-' ? mw_cli_conn_option(&s.conn, argc, argv, &i) : 0;
-        if (r < 0) {
-            ex = EX_USAGE_;
-            goto done;
-        }
-        if (r > 0) continue;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            goto done;
-        } else if (!strcmp(a, "-o") || !strcmp(a, "--output")) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, "mailwire pop3: -o needs a directory\n");
-                ex = EX_USAGE_;
-                goto done;
-            }
-            s.outdir = argv[++i];
-        } else if (!strcmp(a, "--msex")) {
-            o.msex = 1;
-        } else if (!strcmp(a, "--no-pipelining")) {
-            o.pipelining = 0;
-        } else if (!strcmp(a, "--retr-mode")) {
-            const char *v = i + 1 < argc ? argv[++i] : "";
-            if (!strcmp(v, "retr"))
-                o.retr_mode = MW_POP3_RETR_RETR;
-            else if (!strcmp(v, "list"))
-                o.retr_mode = MW_POP3_RETR_LIST;
-            else if (!strcmp(v, "slow"))
-                o.retr_mode = MW_POP3_RETR_SLOW;
-            else {
-                fprintf(stderr, "mailwire pop3: --retr-mode wants retr, list or slow\n");
-                ex = EX_USAGE_;
-                goto done;
-            }
-        } else if (a[0] == '-' && a[1] != '\0') {
-            fprintf(stderr, "mailwire pop3: unknown option '%s'\n", a);
-            ex = EX_USAGE_;
-            goto done;
-        } else {
-            rest[nrest++] = argv[i];
-        }
-    }
-    if (nrest == 0) {
-        usage(stderr);
-        ex = EX_USAGE_;
-        goto done;
-    }
-    static const char *known[] = {"stat", "list", "uidl", "top",        "retr", "dele",
-                                  "last", "capa", "noop", "serverinfo", NULL};
-    int ok = 0;
-    for (int k = 0; known[k]; k++)
-        ok |= !strcmp(rest[0], known[k]);
-    if (!ok) {
-        fprintf(stderr, "mailwire pop3: unknown command '%s'\n", rest[0]);
-        ex = EX_USAGE_;
-        goto done;
-    }
+    int ex = parse_args(&s, &o, argc, argv, rest, &nrest);
+    if (ex >= 0 || (ex = check_command(nrest, rest)) >= 0) goto done;
     if ((ex = mw_cli_conn_finish(&s.conn))) goto done;
     s.json = s.conn.json;
-    const char *auth = s.conn.auth;
-    if (!strcmp(auth, "auto"))
-        o.auth = MW_POP3_AUTH_AUTO;
-    else if (!strcmp(auth, "user"))
-        o.auth = MW_POP3_AUTH_USER;
-    else if (!strcmp(auth, "apop"))
-        o.auth = MW_POP3_AUTH_APOP;
-    else if (mw_sasl_mechanism_supported(auth)) {
-        o.auth = MW_POP3_AUTH_SASL;
-        o.sasl_mechs = auth;
-    } else {
-        fprintf(stderr,
-                "mailwire pop3: --auth wants auto, user, apop or a SASL mechanism, "
-                "not '%s'\n",
-                auth);
-        ex = EX_USAGE_;
-        goto done;
-    }
     int info = !strcmp(rest[0], "serverinfo"); /* no login at all */
-    if (info) o.auth = MW_POP3_AUTH_NONE;
-    if (!info && !s.conn.user && strcasecmp(auth, "EXTERNAL")) {
-        fprintf(stderr, "mailwire pop3: no user: give --user or a ~/.netrc login for %s\n",
-                s.conn.host);
-        ex = EX_USAGE_;
-        goto done;
-    }
-    if (!info && strcasecmp(auth, "EXTERNAL") && (ex = mw_cli_conn_password(&s.conn))) goto done;
+    if ((ex = choose_login(&s, &o, info))) goto done;
     mw_tls_opts t;
     mw_net_opts n;
-    mw_cli_conn_tls_opts(&s.conn, &t);
-    mw_cli_conn_net_opts(&s.conn, &n);
-    o.port = s.conn.port;
-    o.tls = s.conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
-            : s.conn.tls == MW_CLI_TLS_NONE   ? MW_TLS_NONE
-                                              : MW_TLS_STARTTLS;
-    o.tls_opts = &t;
-    o.net = &n;
-    o.user = info ? NULL : s.conn.user;
-    o.password = info ? NULL : s.conn.password;
-    if (mw_cli_auth_is_token(auth)) {
-        o.token = o.password; /* the password sources hold the token */
-        o.password = NULL;
-    }
-    o.allow_plaintext = s.conn.allow_plaintext;
-    o.trace = s.conn.trace_fn;
-    o.trace_userdata = s.conn.trace_ud;
+    fill_opts(&s, &o, &t, &n, info);
 
     const mw_account *oauth_acct = mw_cli_oauth_account(&s.conn);
     if (oauth_acct && mw_cli_oauth_pop3_two_step(oauth_acct)) o.sasl_ir = 0;
@@ -628,50 +767,8 @@ int mw_cmd_pop3(int argc, char **argv)
         goto done;
     }
     mw_pop3 *p = NULL;
-    mw_error oe;
-    int rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
-    if (rc == MW_EAUTH && o.token && oauth_acct) {
-        /* The server refused the token: refresh once (cli/cmd_oauth.c). */
-        mw_pop3_free(p);
-        p = NULL;
-        if ((ex = mw_cli_oauth_conn_token(&s.conn, 1))) goto done;
-        o.token = s.conn.password;
-        rc = mw_pop3_open(&p, s.conn.host, &o, &oe);
-    }
-    if (rc) {
-        ex = mw_cli_pop3_report_err(&oe, rc);
-        goto done;
-    }
-    rc = run_command(p, &s, nrest, rest);
-    if (rc == USAGE_ERR) {
-        fprintf(stderr, "mailwire pop3: bad arguments for '%s'\n", rest[0]);
-        usage(stderr);
-        ex = EX_USAGE_;
-        mw_pop3_free(p); /* no QUIT: nothing is applied */
-        goto done;
-    }
-    if (rc) {
-        ex = s.write_failed ? EX_IOERR_ : report(p, rc);
-        /* Deletions are applied only by a QUIT after success. */
-        mw_pop3_free(p);
-        goto done;
-    }
-    if (fflush(s.out) != 0) {
-        fprintf(stderr, "mailwire pop3: cannot write output: %s\n", strerror(errno));
-        ex = EX_IOERR_;
-        mw_pop3_free(p);
-        goto done;
-    }
-    int confirmed = 0;
-    rc = mw_pop3_quit(p, &confirmed);
-    if (rc && !strcmp(rest[0], "dele")) {
-        /* The deletion is only real once QUIT is confirmed. */
-        ex = report(p, rc);
-    } else if (rc) {
-        fprintf(stderr, "mailwire pop3: warning: QUIT not confirmed: %s\n",
-                mw_pop3_error(p)->message);
-    }
-    mw_pop3_free(p);
+    if ((ex = open_session(&s, &o, oauth_acct, &p)) >= 0) goto done;
+    ex = run_and_quit(p, &s, nrest, rest);
 done:
     free(rest);
     mw_cli_conn_free(&s.conn);
