@@ -287,8 +287,9 @@ static void run_on_loop(runner *r, size_t width)
 static int mkparents(const char *path)
 {
     char buf[4096];
-    if (strlen(path) >= sizeof buf) return -1;
-    strcpy(buf, path);
+    size_t n = strlen(path);
+    if (n >= sizeof buf) return -1;
+    memcpy(buf, path, n + 1);
     for (char *s = buf + 1; *s; s++) {
         if (*s != '/') continue;
         *s = '\0';
@@ -436,7 +437,7 @@ static int prepare_jobs(job *js, size_t nj, int keep_crlf)
         j->fo.state_path = j->state_path;
         if (mkparents(j->state_path)) {
             fprintf(stderr, "mailwire fetch: cannot create the directory of %s: %s\n",
-                    j->state_path, strerror(errno));
+                    j->state_path, mw_cli_errno_text(errno));
             return EX_IOERR_;
         }
     }

@@ -84,7 +84,7 @@ static int on_part(mw_mime_part *p, void *ud)
     c->fd =
         openat(c->extract_dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (c->fd < 0) {
-        fprintf(stderr, "mailwire: cannot create %s: %s\n", name, strerror(errno));
+        fprintf(stderr, "mailwire: cannot create %s: %s\n", name, mw_cli_errno_text(errno));
         c->failed = 1;
         return 1;
     }
@@ -102,7 +102,7 @@ static int on_body(mw_mime_part *p, const char *d, size_t n, void *ud)
         ssize_t w = write(c->fd, d, n);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
-            fprintf(stderr, "mailwire: write: %s\n", strerror(errno));
+            fprintf(stderr, "mailwire: write: %s\n", mw_cli_errno_text(errno));
             c->failed = 1;
             return 1;
         }
@@ -117,7 +117,7 @@ static int on_part_end(mw_mime_part *p, void *ud)
     struct pctx *c = ud;
     if (c->fd >= 0 && c->fd_part == p) {
         if (close(c->fd) != 0) {
-            fprintf(stderr, "mailwire: close: %s\n", strerror(errno));
+            fprintf(stderr, "mailwire: close: %s\n", mw_cli_errno_text(errno));
             c->failed = 1;
         }
         c->fd = -1;
@@ -233,7 +233,7 @@ static int feed_file(mw_mime_parser *p, int in, const char *file, char *buf, int
         ssize_t r = read(in, buf, READ_CHUNK);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0) {
-            fprintf(stderr, "mailwire: %s: %s\n", file, strerror(errno));
+            fprintf(stderr, "mailwire: %s: %s\n", file, mw_cli_errno_text(errno));
             return EX_IOERR_;
         }
         if (r == 0) return EX_OK_;
@@ -280,14 +280,14 @@ static int cmd_parse(int argc, char **argv)
     }
     int in = strcmp(file, "-") ? open(file, O_RDONLY | O_CLOEXEC) : 0;
     if (in < 0) {
-        fprintf(stderr, "mailwire: %s: %s\n", file, strerror(errno));
+        fprintf(stderr, "mailwire: %s: %s\n", file, mw_cli_errno_text(errno));
         return MIME_EX_NOINPUT;
     }
     struct pctx c = {-1, -1, NULL, 0, 0};
     if (dir) {
         c.extract_dir = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (c.extract_dir < 0) {
-            fprintf(stderr, "mailwire: %s: %s\n", dir, strerror(errno));
+            fprintf(stderr, "mailwire: %s: %s\n", dir, mw_cli_errno_text(errno));
             if (in) close(in);
             return MIME_EX_CANTCREAT;
         }
@@ -453,7 +453,8 @@ static mw_mime_part *text_part(const char *type, const char *file, mw_error *err
         char *b;
         size_t n;
         if (read_stdin(&b, &n)) {
-            snprintf(err->message, sizeof err->message, "standard input: %s", strerror(errno));
+            snprintf(err->message, sizeof err->message, "standard input: %s",
+                     mw_cli_errno_text(errno));
             *ex = EX_IOERR_;
             mw_mime_part_free(p);
             return NULL;

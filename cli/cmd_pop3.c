@@ -130,7 +130,8 @@ int mw_cli_pop3_file_msg(uint64_t msg, const char *data, size_t len, const mw_po
         s->fd = open(s->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         s->fd_msg = msg;
         if (s->fd < 0) {
-            fprintf(stderr, "mailwire pop3: cannot create %s: %s\n", s->path, strerror(errno));
+            fprintf(stderr, "mailwire pop3: cannot create %s: %s\n", s->path,
+                    mw_cli_errno_text(errno));
             s->write_failed = 1;
             return MW_EIO;
         }
@@ -139,7 +140,8 @@ int mw_cli_pop3_file_msg(uint64_t msg, const char *data, size_t len, const mw_po
         ssize_t n = write(s->fd, data, len);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {
-            fprintf(stderr, "mailwire pop3: cannot write %s: %s\n", s->path, strerror(errno));
+            fprintf(stderr, "mailwire pop3: cannot write %s: %s\n", s->path,
+                    mw_cli_errno_text(errno));
             s->write_failed = 1;
             return MW_EIO;
         }
@@ -150,7 +152,8 @@ int mw_cli_pop3_file_msg(uint64_t msg, const char *data, size_t len, const mw_po
         int rc = close(s->fd);
         s->fd = -1;
         if (rc) {
-            fprintf(stderr, "mailwire pop3: cannot write %s: %s\n", s->path, strerror(errno));
+            fprintf(stderr, "mailwire pop3: cannot write %s: %s\n", s->path,
+                    mw_cli_errno_text(errno));
             s->write_failed = 1;
             return MW_EIO;
         }
@@ -720,7 +723,7 @@ static int run_and_quit(mw_pop3 *p, cli_state *s, int nrest, char **rest)
         return ex;
     }
     if (fflush(s->out) != 0) {
-        fprintf(stderr, "mailwire pop3: cannot write output: %s\n", strerror(errno));
+        fprintf(stderr, "mailwire pop3: cannot write output: %s\n", mw_cli_errno_text(errno));
         mw_pop3_free(p);
         return EX_IOERR_;
     }

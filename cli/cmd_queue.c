@@ -348,13 +348,13 @@ static int daemon_loop(mw_queue *q, run_ctx *x, const queue_cli *qc, long interv
     char p[4200];
     kick_path(qc, p, sizeof p);
     if (mkfifo(p, 0600) != 0 && errno != EEXIST) {
-        fprintf(stderr, "mailwire queue: cannot make %s: %s\n", p, strerror(errno));
+        fprintf(stderr, "mailwire queue: cannot make %s: %s\n", p, mw_cli_errno_text(errno));
         return EX_IOERR_;
     }
     /* O_RDWR: the FIFO never reports end of file while we hold it. */
     int fd = open(p, O_RDWR | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
-        fprintf(stderr, "mailwire queue: cannot open %s: %s\n", p, strerror(errno));
+        fprintf(stderr, "mailwire queue: cannot open %s: %s\n", p, mw_cli_errno_text(errno));
         return EX_IOERR_;
     }
     int flush = 0;

@@ -169,7 +169,7 @@ static int read_ahead(send_run *R)
     R->sin->ignore_dots = A->ignore_dots;
     if (sin_read_ahead(R->sin, A->bcc_digest) != 0) {
         fprintf(stderr, "mailwire send: cannot read the message: %s\n",
-                errno != EFBIG  ? strerror(errno)
+                errno != EFBIG  ? mw_cli_errno_text(errno)
                 : A->bcc_digest ? "over 256 MiB (--bcc-digest holds it in memory)"
                                 : "no end of the header block in its first 1 MiB");
         return errno == EFBIG ? EX_DATAERR_ : EX_IOERR_;

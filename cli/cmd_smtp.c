@@ -323,7 +323,7 @@ static int batch_next(size_t index, mw_smtp_msg *m, void *ud)
         /* Streamed from the file: a large message costs no memory. */
         int fd = strcmp(path, "-") ? open(path, O_RDONLY | O_CLOEXEC) : 0;
         if (fd < 0) {
-            fprintf(stderr, "mailwire smtp: cannot read %s: %s\n", path, strerror(errno));
+            fprintf(stderr, "mailwire smtp: cannot read %s: %s\n", path, mw_cli_errno_text(errno));
             if (!b->rc) b->rc = EX_IOERR_;
             continue;
         }

@@ -27,6 +27,9 @@ struct mw_cli_command {
 
 /* Maps a library error code to the exit code documented for the CLI. */
 int mw_cli_exit_code(int mw_code);
+/* The text of an errno value, from a buffer of the calling thread's own
+ * (strerror's is shared by all threads). */
+const char *mw_cli_errno_text(int e);
 
 /* POP3: `mailwire pop3` (cmd_pop3.c). */
 int mw_cmd_pop3(int argc, char **argv);

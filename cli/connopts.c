@@ -335,7 +335,7 @@ int mw_cli_conn_open_trace(mw_cli_conn *c)
             c->trace = fd >= 0 ? fdopen(fd, "w") : NULL;
             if (!c->trace) {
                 fprintf(stderr, "mailwire %s: cannot write trace file %s: %s\n", c->prog,
-                        c->trace_path, strerror(errno));
+                        c->trace_path, mw_cli_errno_text(errno));
                 if (fd >= 0) close(fd);
                 return EX_IOERR_;
             }

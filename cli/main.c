@@ -91,3 +91,12 @@ int main(int argc, char **argv)
     usage(stderr);
     return mw_cli_json_finish(EX_USAGE_);
 }
+
+const char *mw_cli_errno_text(int e)
+{
+    static _Thread_local char buf[128];
+    /* GNU strerror_r (_GNU_SOURCE): returns the text, in buf or static.
+     * checksrc: allow strerror_r: the CLI's one wrapper; the CLI sees no src/ */
+    const char *t = strerror_r(e, buf, sizeof buf);
+    return t ? t : "unknown error";
+}

@@ -176,7 +176,7 @@ int smtp_load_token(smtp_cli *c)
         int fd = open(c->token_file, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
             fprintf(stderr, "mailwire %s: cannot read --oauth-token-file %s: %s\n", c->prog,
-                    c->token_file, strerror(errno));
+                    c->token_file, mw_cli_errno_text(errno));
             return EX_IOERR_;
         }
         if (mw_secret_from_fd(&c->token, fd, c->token_file, &e)) why = e.message;
