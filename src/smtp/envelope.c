@@ -231,7 +231,8 @@ int mwi_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr
             (mwi_buf_append_str(&extra, msg->headers[i]) || mwi_buf_append(&extra, "\r\n", 2)))
             rc = mwi_err_set(err, MW_ETOOBIG, "extra headers too large");
     }
-    if (!rc) rc = split_fields(extra.data ? extra.data : "", extra.len, &xs, &nx, &hxs, err);
+    /* No extra fields (the common case): nothing to parse. */
+    if (!rc && extra.len) rc = split_fields(extra.data, extra.len, &xs, &nx, &hxs, err);
     if (!rc) rc = split_fields(hdr, hlen, &fs, &nf, &hfs, err);
     if (rc) goto out;
 
