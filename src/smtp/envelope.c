@@ -353,6 +353,10 @@ int mwi_smtp_env_build(mw_smtp_env *env, const mw_smtp_msg *msg, const char *hdr
     }
     env->rewritten = 1;
     mw_buf *b = &env->header;
+    /* One allocation for the fields and those added (From, Date,
+     * Message-ID: under 512 octets), not one per doubling.  Too big: the
+     * appends below say so. */
+    (void)mwi_buf_reserve(b, extra.len + hlen + 512);
     for (size_t i = 0; i < nf + nx && !rc; i++) {
         field *f = i < nx ? &xs[i] : &fs[i - nx];
         if (!f->drop && mwi_buf_append(b, f->raw, f->raw_len))
