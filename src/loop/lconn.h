@@ -55,6 +55,10 @@ typedef struct mwi_lconn {
     struct mwi_raddr *addrs;
     size_t naddrs, next_addr;
     int64_t attempt_deadline; /* the current address's share of the connect time */
+    /* Through a proxy (lproxy.h): set up by the job before its connect;
+     * proxying while the handshake runs, between the connect and TLS. */
+    struct mwi_lproxy *proxy;
+    int proxying;
 } mwi_lconn;
 
 /* Sets up c (in buffer of in_cap, output bounded by out_max).  Returns 0

@@ -5,6 +5,7 @@
  * the I/O-free codecs of src/proto; TLS is OpenSSL over the non-blocking
  * socket, its WANT_READ / WANT_WRITE becoming the events the job waits
  * for (lconn.c). */
+#include "loop/lproxy.h"
 #include "loop/pop3_job.h"
 #include "util/err.h"
 
@@ -578,6 +579,8 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int wi
     p->c.connecting = 1;
     rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
+    if (!rc && o->version >= 3 && o->proxy && *o->proxy)
+        rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
     if (rc) {
         destroy(j);
         free(j);
@@ -672,7 +675,7 @@ int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_o
 {
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int rc = build_cmds(&j, opts, cmds, n, reply, reply_userdata, 1, err);
     return rc ? rc : start(loop, out, j, -1, done, userdata, err);
 }
@@ -683,7 +686,7 @@ int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_po
                               mw_error *err)
 {
     if (out) *out = NULL;
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int rc = build_cmds(&j, opts, cmds, n, reply, reply_userdata, 0, err);
     if (rc) {
         close(fd);

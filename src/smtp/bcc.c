@@ -61,6 +61,47 @@ static int digest_build(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env
     return rc;
 }
 
+int mwi_smtp_bcc_msg(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
+                     const mw_smtp_result *res, mw_smtp_msg *b, char **built)
+{
+    size_t blen = 0;
+    *built = NULL;
+    int rc = digest_build(s, m, env, skip, res->originator, built, &blen);
+    if (rc) return rc;
+    mw_smtp_msg d = MW_SMTP_MSG_INIT;
+    d.data = *built;
+    d.len = blen;
+    d.originator = res->originator;
+    d.recipients = (const char *const *)env->bcc;
+    d.nrecipients = env->nbcc;
+    d.rewrite_headers = 0;
+    d.atleastone = m->atleastone;
+    d.body = m->body;
+    d.use_chunking = m->use_chunking;
+    d.dsn_notify = m->dsn_notify;
+    d.dsn_ret = m->dsn_ret;
+    d.dsn_orcpt = m->dsn_orcpt;
+    *b = d;
+    return 0;
+}
+
+int mwi_smtp_bcc_merge(mw_smtp *s, mw_smtp_result *res, mw_smtp_result *r2, int rc)
+{
+    if (!r2) return rc;
+    mw_smtp_rcpt *all = realloc(res->rcpt, (res->nrcpt + r2->nrcpt) * sizeof *all);
+    if (all) {
+        memcpy(all + res->nrcpt, r2->rcpt, r2->nrcpt * sizeof *all);
+        res->rcpt = all;
+        res->nrcpt += r2->nrcpt;
+        res->nrejected += r2->nrejected;
+        r2->nrcpt = 0; /* moved */
+    } else if (!rc) {
+        rc = mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
+    }
+    mw_smtp_result_free(r2);
+    return rc;
+}
+
 /* Tcllib's Bcc copy: a second transaction to the Bcc
  * recipients whose message is a multipart/digest (RFC 2046 §5.1.5) holding
  * the message as sent.  Its recipients' results are appended to res. */
@@ -68,38 +109,12 @@ int mwi_smtp_send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env
                              mw_smtp_result *res)
 {
     char *built = NULL;
-    size_t blen = 0;
-    int rc = digest_build(s, m, env, skip, res->originator, &built, &blen);
+    mw_smtp_msg b;
+    int rc = mwi_smtp_bcc_msg(s, m, env, skip, res, &b, &built);
     if (rc) return rc;
-    mw_smtp_msg b = MW_SMTP_MSG_INIT;
-    b.data = built;
-    b.len = blen;
-    b.originator = res->originator;
-    b.recipients = (const char *const *)env->bcc;
-    b.nrecipients = env->nbcc;
-    b.rewrite_headers = 0;
-    b.atleastone = m->atleastone;
-    b.body = m->body;
-    b.use_chunking = m->use_chunking;
-    b.dsn_notify = m->dsn_notify;
-    b.dsn_ret = m->dsn_ret;
-    b.dsn_orcpt = m->dsn_orcpt;
     mw_smtp_result *r2 = NULL;
     mwi_smtp_trace_info(s, "sending the Bcc copy (multipart/digest) to %zu recipients", env->nbcc);
     rc = mwi_smtp_send_tx(s, &b, &r2);
     free(built);
-    if (r2) {
-        mw_smtp_rcpt *all = realloc(res->rcpt, (res->nrcpt + r2->nrcpt) * sizeof *all);
-        if (all) {
-            memcpy(all + res->nrcpt, r2->rcpt, r2->nrcpt * sizeof *all);
-            res->rcpt = all;
-            res->nrcpt += r2->nrcpt;
-            res->nrejected += r2->nrejected;
-            r2->nrcpt = 0; /* moved */
-        } else if (!rc) {
-            rc = mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
-        }
-        mw_smtp_result_free(r2);
-    }
-    return rc;
+    return mwi_smtp_bcc_merge(s, res, r2, rc);
 }
