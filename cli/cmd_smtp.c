@@ -527,6 +527,11 @@ int mw_cmd_smtp(int argc, char **argv)
             smtp_usage(stdout);
             goto out;
         }
+        /* A file: every option starts with '-', so no option table to try. */
+        if (sub && a[0] != '-' && !strcmp(sub, "send")) {
+            sa.files[sa.nfiles++] = argv[i];
+            continue;
+        }
         int r = sub && !strcmp(sub, "send") ? send_option(&sa, argc, argv, &i) : 0;
         if (r == 0) r = smtp_option(&c, argc, argv, &i);
         if (r < 0) {

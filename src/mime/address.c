@@ -229,8 +229,10 @@ static int mailbox(const struct tok *t, size_t n, const char *comment, const cha
         a->local = dupn(local.data ? local.data : "", local.len);
         a->domain = at < ns ? dupn(dom.data ? dom.data : "", dom.len) : NULL;
         mw_buf full = MW_BUF_INIT(0);
-        rc = mwi_buf_append(&full, local.data ? local.data : "", local.len);
-        if (!rc && at < ns) rc = mwi_buf_printf(&full, "@%s", dom.data ? dom.data : "");
+        rc = mwi_buf_reserve(&full, local.len + 1 + dom.len); /* one allocation */
+        if (!rc) rc = mwi_buf_append(&full, local.data ? local.data : "", local.len);
+        if (!rc && at < ns) rc = mwi_buf_append(&full, "@", 1);
+        if (!rc && at < ns) rc = mwi_buf_append(&full, dom.data ? dom.data : "", dom.len);
         if (!rc) a->address = full.data ? mwi_buf_take(&full, NULL) : dupn("", 0);
         mwi_buf_free(&full);
         if (!a->local || (at < ns && !a->domain) || !a->address) rc = MW_ENOMEM;

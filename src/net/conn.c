@@ -326,6 +326,25 @@ int mwi_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err)
     return 0;
 }
 
+/* Queues all of *b.  When nothing is queued yet, the two buffers trade
+ * storage instead (no copy of a message's end held for the next write);
+ * *b comes back empty either way. */
+int mwi_conn_queue_buf(mw_conn *c, mw_buf *b, mw_error *err)
+{
+    if (c->wbuf.len || c->wbuf.max != b->max) {
+        int rc = mwi_conn_queue(c, b->data, b->len, err);
+        if (!rc) mwi_buf_reset(b);
+        return rc;
+    }
+    int rc = check_usable(c, err);
+    if (rc) return rc;
+    mw_buf t = c->wbuf;
+    c->wbuf = *b;
+    *b = t;
+    mwi_buf_reset(b);
+    return 0;
+}
+
 int mwi_conn_starttls(mw_conn *c, const mw_tls_opts *opts, mw_error *err)
 {
     int rc = check_usable(c, err);

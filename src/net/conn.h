@@ -26,6 +26,7 @@
 #include "mailwire/error.h"
 #include "mailwire/net.h"
 #include "mailwire/trace.h"
+#include "util/buf.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -82,6 +83,8 @@ int mwi_conn_flush(mw_conn *c, mw_error *err);
  * that must leave in one write with what follows it (SMTP: the end of a
  * message and the next envelope, so that the server answers both at once). */
 int mwi_conn_queue(mw_conn *c, const void *data, size_t len, mw_error *err);
+/* The same for a whole buffer, without a copy when nothing is queued. */
+int mwi_conn_queue_buf(mw_conn *c, mw_buf *b, mw_error *err);
 
 /* Wraps the stream in TLS (STARTTLS/STLS).  Refused with MW_EPROTO "N bytes
  * received before the TLS handshake (possible injection)" when bytes from

@@ -79,8 +79,29 @@ static int push_addr(char ***list, size_t *count, const char *a, size_t n, mw_er
  * comments, quoted local parts, routes dropped).  An address it names an
  * error for is still taken as written: the server judges it (RCPT), and
  * mwi_smtp_check_address refuses what must never reach a command line. */
+/* Whether v[0..n) is one bare addr-spec of dot-atoms: atext and '.' (RFC
+ * 5322 §3.2.3; 8-bit octets as RFC 6532), one '@', something either side.
+ * The list parser would give exactly these octets back as the one address. */
+static int plain_addr_spec(const char *v, size_t n)
+{
+    size_t at = n;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c == '@') {
+            if (at != n) return 0;
+            at = i;
+        } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c >= 0x80 || c == '.' || (c > 0x20 && strchr("!#$%&'*+-/=?^_`{|}~", c)))) {
+            return 0;
+        }
+    }
+    return at > 0 && at + 1 < n;
+}
+
 int mwi_smtp_parse_addresses(const char *v, size_t n, char ***list, size_t *count, mw_error *err)
 {
+    /* The common field "From: a@b.example" without the parser's lists. */
+    if (plain_addr_spec(v, n)) return push_addr(list, count, v, n, err);
     mw_mime_addrlist *l = NULL;
     int rc = mw_mime_addrlist_parse(&l, v, n, err);
     for (size_t i = 0; !rc && i < mw_mime_addrlist_count(l); i++) {
@@ -246,9 +267,9 @@ static int parse_fields(build *b, const char *hdr, size_t hlen)
                     mwi_buf_append(&b->extra, "\r\n", 2)))
             rc = mwi_err_set(b->err, MW_ETOOBIG, "extra headers too large");
     }
-    if (!rc)
-        rc = split_fields(b->extra.data ? b->extra.data : "", b->extra.len, &b->xs, &b->nx, &b->hxs,
-                          b->err);
+    /* No extra fields (the common case): nothing to parse. */
+    if (!rc && b->extra.len)
+        rc = split_fields(b->extra.data, b->extra.len, &b->xs, &b->nx, &b->hxs, b->err);
     if (!rc) rc = split_fields(hdr, hlen, &b->fs, &b->nf, &b->hfs, b->err);
     return rc;
 }
@@ -447,6 +468,10 @@ static int make_header(build *b, const char *hdr, size_t hlen, const char *host)
     }
     env->rewritten = 1;
     mw_buf *hb = &env->header;
+    /* One allocation for the fields and those added (From, Date,
+     * Message-ID: under 512 octets), not one per doubling.  Too big: the
+     * appends below say so. */
+    (void)mwi_buf_reserve(hb, b->extra.len + hlen + 512);
     for (size_t i = 0; i < b->nf + b->nx && !rc; i++) {
         field *f = field_at(b, i);
         if (!f->drop && mwi_buf_append(hb, f->raw, f->raw_len))

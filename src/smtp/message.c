@@ -337,7 +337,7 @@ static void local_failure(mw_smtp *s, const mw_error *local, int nothing_sent)
 static int put_end(mw_smtp *s, mw_buf *out, int chunking, int hold, int *outstanding)
 {
     if (chunking) return mwi_smtp_put_bdat(s, out, 1, outstanding);
-    if (hold) return mwi_smtp_conn_failed(s, mwi_conn_queue(s->c, out->data, out->len, &s->err));
+    if (hold) return mwi_smtp_conn_failed(s, mwi_conn_queue_buf(s->c, out, &s->err));
     return mwi_smtp_conn_failed(s, mwi_conn_write(s->c, out->data, out->len, &s->err));
 }
 
