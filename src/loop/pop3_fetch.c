@@ -61,9 +61,24 @@ static int next_deferred_dele(p3l *p, char *line, size_t cap, uint64_t *num)
     return 0;
 }
 
+/* A refused RETR (retr_reply): no RETR goes out while any is still in
+ * flight; then the run starts again after the refused one, as src/fetch's
+ * retrieve() does (src/pop3 reads and drops what was in flight). */
+static int retr_draining(p3l *p)
+{
+    if (!p->retr_drain) return 0;
+    for (size_t i = 0; i < p->q_len; i++)
+        if (p->q[(p->q_head + i) % p->q_cap].kind == K_RETR) return 1;
+    if (p->in_body) return 1;
+    p->retr_drain = 0;
+    p->next_retr = p->retr_restart;
+    return 0;
+}
+
 void mwi_p3l_fill_window(p3l *p)
 {
     unsigned window = p->capa_pipelining ? p->window : 1;
+    if (retr_draining(p)) return;
     while (!p->job->done && p->q_len < window) {
         char line[40];
         if (p->next_retr < p->nmsgs) {
@@ -135,6 +150,11 @@ static void message_done(p3l *p)
 {
     p3l_msg *m = &p->msgs[p->body_msg];
     p->in_body = 0;
+    if (p->body_discard) {
+        p->body_discard = 0;
+        mwi_p3l_fill_window(p);
+        return;
+    }
     if (p->declared != UINT64_MAX && p->body.produced != p->declared) {
         /* Not as the reply announced it (RFC 1939 §5 sizes are exact): never
          * delivered, never deleted, as src/fetch does. */
@@ -226,7 +246,7 @@ static int body_too_long(p3l *p)
     const p3l_msg *m = &p->msgs[p->body_msg];
     uint64_t slack = m->size > 65536 ? m->size : 65536;
     if (p->body.produced <= m->size + slack) return 0;
-    mw_store_abort(p->store);
+    if (!p->body_discard) mw_store_abort(p->store);
     p->in_body = 0;
     mwi_p3l_end(
         p, MW_ETOOBIG,
@@ -311,7 +331,7 @@ void mwi_p3l_fetch_body(p3l *p, size_t *pos)
 {
     size_t used = 0, made = 0;
     int fin = mwi_pop3_body_decode(&p->body, p->c.in + *pos, p->c.in_len - *pos, &used, &made);
-    if (made && mw_store_write(p->store, p->c.in + *pos, made) != 0) {
+    if (made && !p->body_discard && mw_store_write(p->store, p->c.in + *pos, made) != 0) {
         int sc = mw_store_error(p->store)->code;
         p->in_body = 0; /* the store aborted the delivery itself */
         mwi_p3l_end(p, sc ? sc : MW_EIO, "store: %s", mw_store_error(p->store)->message);
@@ -331,12 +351,19 @@ static void retr_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
         snprintf(what, sizeof what, "RETR %llu", (unsigned long long)num);
         mw_error e;
         memset(&e, 0, sizeof e);
+        if (p->retr_drain) { /* dropped with the rest in flight */
+            mwi_p3l_fill_window(p);
+            return;
+        }
         int rc = mwi_pop3_status_error(&e, st, MW_ESERVER, what);
         mwi_p3l_msg_failed(p, num, rc, what, "%s", e.message);
+        p->retr_drain = 1;
+        p->retr_restart = (size_t)c->arg + 1;
         mwi_p3l_fill_window(p);
         return;
     }
-    if (mw_store_begin(p->store, NULL) != 0) {
+    p->body_discard = p->retr_drain;
+    if (!p->body_discard && mw_store_begin(p->store, NULL) != 0) {
         mwi_p3l_end(p, mw_store_error(p->store)->code ? mw_store_error(p->store)->code : MW_EIO,
                     "store: %s", mw_store_error(p->store)->message);
         return;

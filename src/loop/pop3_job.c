@@ -44,7 +44,7 @@ void mwi_p3l_end(p3l *p, int code, const char *fmt, ...)
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
     }
-    if (p->in_body && p->store) mw_store_abort(p->store);
+    if (p->in_body && p->store && !p->body_discard) mw_store_abort(p->store);
     p->in_body = 0;
     mwi_lconn_end(&p->c, code, msg);
     mwi_p3l_set_state(p, S_DONE);
@@ -427,7 +427,8 @@ static void destroy(mw_loop_job *j)
 {
     p3l *p = j->impl;
     if (!p) return;
-    if (p->in_body && p->store && p->mode == P3L_FETCH) mw_store_abort(p->store);
+    if (p->in_body && p->store && p->mode == P3L_FETCH && !p->body_discard)
+        mw_store_abort(p->store);
     mwi_lconn_free(&p->c);
     mwi_p3l_login_free(p);
     for (size_t i = 0; i < p->nmsgs; i++)

@@ -128,6 +128,10 @@ typedef struct p3l {
      * checks: src/pop3 then switches to LIST sizes for good (retr_mode). */
     uint64_t declared;
     int no_retr_size;
+    /* After a refused RETR, as src/fetch: the replies in flight are read
+     * and dropped (body_discard), then the RETRs start again after it. */
+    int retr_drain, body_discard;
+    size_t retr_restart;
     /* a command sequence (pop3_cmds.c) */
     mw_loop_pop3_cmd *cmds;
     size_t ncmds, next_cmd;
