@@ -23,6 +23,7 @@ typedef struct lfetch {
     mw_error err;
     mw_loop_fetch_done_fn done;
     void *userdata;
+    char *filter; /* the caller's o->filter, copied */
 } lfetch;
 
 static void lfetch_free(lfetch *f)
@@ -33,6 +34,7 @@ static void lfetch_free(lfetch *f)
     }
     mw_state_free(f->c.st);
     free(f->c.pl);
+    free(f->filter);
     free(f);
 }
 
@@ -135,6 +137,51 @@ static void on_msg_error(mw_loop_job *job, uint64_t msg, const mw_error *err, vo
     mwi_fetch_fail(&f->c, err->code, "pop3", err, NULL);
 }
 
+/* A message the filter took from the fetch: off the totals; a skipped
+ * one counted (src/fetch counts them after its apply_filter).  Returns
+ * the job's action for it. */
+static int filtered(lfetch *f, plan *p)
+{
+    fctx *c = &f->c;
+    if (p->action != A_GET) {
+        c->prog.msgs_total--;
+        c->prog.bytes_total -= p->size;
+    }
+    if (p->action == A_SKIP) c->res->skipped++;
+    if (p->action == A_GET) return MW_LOOP_GET | (f->o.keep ? 0 : MW_LOOP_DELE);
+    return p->action == A_DELE ? MW_LOOP_DELE : 0;
+}
+
+/* The headers of a message to get (TOP n 0): the filter decides it, as in
+ * the blocking fetch (src/fetch/filter.c).  It runs synchronously: the
+ * loop's other jobs wait meanwhile (loop.h). */
+static int on_headers(mw_loop_job *job, uint64_t msg, const char *hdr, size_t len, void *ud)
+{
+    (void)job;
+    lfetch *f = ud;
+    plan *p = find_plan(&f->c, msg);
+    if (!p || p->action != A_GET) return 0;
+    mwi_fetch_filter_one(&f->c, p, hdr, len);
+    return filtered(f, p);
+}
+
+/* A TOP that failed: the message is left on the server, an error of the
+ * run, in src/fetch's words ("filter: TOP: ..."). */
+static void on_top_fail(mw_loop_job *job, uint64_t msg, int code, const mw_error *err,
+                        const char *why, void *ud)
+{
+    (void)job;
+    lfetch *f = ud;
+    fctx *c = &f->c;
+    mwi_fetch_fail(c, code, "filter: TOP", err, why);
+    c->res->errors++;
+    plan *p = find_plan(c, msg);
+    if (p && p->action == A_GET) {
+        p->action = A_SKIP;
+        filtered(f, p);
+    }
+}
+
 /* Before the first DELE: every stored message recorded durably. */
 static int on_commit(mw_loop_job *job, void *ud)
 {
@@ -164,8 +211,6 @@ static void on_done(mw_loop_job *job, const mw_loop_result *r, void *ud)
 static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
 {
     const mw_pop3_opts *po = o->pop3;
-    if (o->filter && *o->filter)
-        return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: the filter is not on the loop yet");
     if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
     if (po->stream || (po->version >= 2 && po->token_fn) || po->msex ||
         po->auth == MW_POP3_AUTH_NONE)
@@ -227,6 +272,11 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     lfetch *f = calloc(1, sizeof *f);
     if (!f) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     f->o = *o;
+    if (o->filter && *o->filter && !(f->filter = strdup(o->filter))) {
+        free(f);
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    f->o.filter = f->filter;
     f->done = done;
     f->userdata = userdata;
     f->c.o = &f->o;
@@ -259,6 +309,7 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
             mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
         } else {
             mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
+            if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
             /* A name is looked up at the job's first step (lconn.h), for
              * the family asked. */
             if (o->pop3->net) lj->family = o->pop3->net->family;
@@ -270,8 +321,9 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
         lfetch_free(f);
         return rc;
     }
-    /* Only the scalars and the progress callback are read from here on. */
-    f->o.host = f->o.store_target = f->o.state_path = f->o.filter = NULL;
+    /* Only the scalars, the filter (copied) and the progress callback are
+     * read from here on. */
+    f->o.host = f->o.store_target = f->o.state_path = NULL;
     f->o.pop3 = NULL;
     f->o.store_opts = NULL;
     f->o.state_opts = NULL;

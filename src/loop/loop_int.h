@@ -77,6 +77,18 @@ struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
 typedef void (*mwi_loop_msg_error_fn)(struct mw_loop_job *job, uint64_t msg, const mw_error *err,
                                       void *ud);
 void mwi_loop_pop3_on_msg_error(struct mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud);
+/* The fetch filter on a POP3 fetch job (pop3_top.c): after the plan, TOP
+ * n 0 of every message to get, pipelined in runs of consecutive numbers
+ * as src/fetch sends them.  headers() gets a message's headers and gives
+ * its new action (MW_LOOP_GET, MW_LOOP_DELE, both, or 0); top_fail()
+ * hears of a message whose TOP failed (err: the refusal, or NULL and
+ * why), which is then neither fetched nor deleted. */
+typedef int (*mwi_loop_headers_fn)(struct mw_loop_job *job, uint64_t msg, const char *hdr,
+                                   size_t len, void *ud);
+typedef void (*mwi_loop_top_fail_fn)(struct mw_loop_job *job, uint64_t msg, int code,
+                                     const mw_error *err, const char *why, void *ud);
+void mwi_loop_pop3_on_headers(struct mw_loop_job *job, mwi_loop_headers_fn headers,
+                              mwi_loop_top_fail_fn fail, void *ud);
 /* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
  * LAST was instead (*last: its answer), 0 when neither. */
 int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);

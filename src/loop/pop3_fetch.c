@@ -137,6 +137,14 @@ static void start_transfer(p3l *p)
 {
     p->job->result.messages = p->nmsgs;
     if (make_plan(p)) return;
+    if (p->headers)
+        mwi_p3l_top_start(p); /* the filter first; then mwi_p3l_transfer */
+    else
+        mwi_p3l_transfer(p);
+}
+
+void mwi_p3l_transfer(p3l *p)
+{
     size_t want = 0;
     for (size_t i = 0; i < p->nmsgs; i++)
         want += (p->msgs[i].act & MW_LOOP_GET) != 0;
@@ -329,6 +337,10 @@ void mwi_p3l_fetch_ml_end(p3l *p, int k)
 /* Message octets from p->c.in at *pos into the store. */
 void mwi_p3l_fetch_body(p3l *p, size_t *pos)
 {
+    if (p->in_top) {
+        mwi_p3l_top_body(p, pos);
+        return;
+    }
     size_t used = 0, made = 0;
     int fin = mwi_pop3_body_decode(&p->body, p->c.in + *pos, p->c.in_len - *pos, &used, &made);
     if (made && !p->body_discard && mw_store_write(p->store, p->c.in + *pos, made) != 0) {
@@ -423,6 +435,8 @@ void mwi_p3l_fetch_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
         return;
     case K_RETR:
         return retr_reply(p, c, st);
+    case K_TOP:
+        return mwi_p3l_top_reply(p, c, st);
     case K_DELE:
         return dele_reply(p, c, st);
     case K_QUIT:

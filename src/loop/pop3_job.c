@@ -19,11 +19,11 @@
 
 static const char *const state_name[] = {
     "connecting", "TLS handshake", "greeting", "CAPA", "STLS", "USER", "PASS",     "LIST/UIDL",
-    "transfer",   "QUIT",          "idle",     "done", "AUTH", "STAT", "commands",
+    "transfer",   "QUIT",          "idle",     "done", "AUTH", "STAT", "commands", "TOP (filter)",
 };
-const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER",   "PASS", "LIST",
-                                         "UIDL",     "RETR", "DELE", "QUIT",   "NOOP", "LAST",
-                                         "AUTH",     "APOP", "STAT", "command"};
+const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER",    "PASS", "LIST",
+                                         "UIDL",     "RETR", "DELE", "QUIT",    "NOOP", "LAST",
+                                         "AUTH",     "APOP", "STAT", "command", "TOP"};
 
 void mwi_p3l_set_state(p3l *p, int st)
 {
@@ -91,6 +91,8 @@ void mwi_p3l_err_command(p3l *p, const p3l_cmd *c)
     if (c->kind == K_RETR || c->kind == K_DELE)
         n = snprintf(buf, sizeof buf, "%s %llu", mwi_p3l_kind_name[c->kind],
                      (unsigned long long)(c->kind == K_RETR ? p->msgs[c->arg].num : c->arg));
+    else if (c->kind == K_TOP)
+        n = snprintf(buf, sizeof buf, "TOP %llu 0", (unsigned long long)p->msgs[c->arg].num);
     else if (c->kind == K_PASS)
         n = snprintf(buf, sizeof buf, "PASS ****");
     else if (c->kind == K_CMD || c->kind == K_APOP || c->kind == K_AUTH)
@@ -388,7 +390,7 @@ static void on_fail(void *impl, int code, const char *msg)
         char m[sizeof p->job->err.message];
         snprintf(m, sizeof m, "%s: %s after %llu octets; the message is incomplete", p->body_what,
                  msg, (unsigned long long)p->body.produced);
-        if (p->mode == P3L_FETCH) {
+        if (p->mode == P3L_FETCH && !p->in_top) {
             const p3l_msg *pm = &p->msgs[p->body_msg];
             mwi_p3l_msg_failed(p, pm->num, code, p->body_what, "%s", m);
         }
@@ -440,6 +442,7 @@ static void destroy(mw_loop_job *j)
     free(p->authzid);
     free(p->sasl_mechs);
     free(p->sasl_offered);
+    mwi_buf_free(&p->hdr);
     if (p->token) {
         explicit_bzero(p->token, strlen(p->token));
         free(p->token);

@@ -11,6 +11,7 @@
 #include "loop/lconn.h"
 #include "loop/loop_int.h"
 #include "proto/pop3_codec.h"
+#include "util/buf.h"
 
 #include <stdint.h>
 
@@ -38,6 +39,7 @@ enum p3l_state {
     S_AUTH,
     S_STAT,
     S_COMMANDS,
+    S_TOP, /* the fetch filter's TOP runs (pop3_top.c) */
 };
 
 /* What a command in flight was (the reply is matched to it). */
@@ -58,6 +60,7 @@ enum p3l_kind {
     K_APOP,
     K_STAT,
     K_CMD, /* a command of the caller's sequence (pop3_cmds.c) */
+    K_TOP, /* TOP n 0 for the fetch filter; arg: index into msgs */
 };
 extern const char *const mwi_p3l_kind_name[];
 
@@ -132,6 +135,16 @@ typedef struct p3l {
      * and dropped (body_discard), then the RETRs start again after it. */
     int retr_drain, body_discard;
     size_t retr_restart;
+    /* the fetch filter's TOP runs (pop3_top.c): a run is top_lo..top_hi
+     * (indexes into msgs), TOPs sent up to top_next, answered up to
+     * top_got; after a failure none past top_end, the run going on after
+     * top_bad */
+    mwi_loop_headers_fn headers;
+    mwi_loop_top_fail_fn top_fail;
+    void *headers_ud;
+    size_t top_lo, top_hi, top_next, top_got, top_end, top_bad;
+    int top_stopped, in_top;
+    mw_buf hdr; /* the headers of the TOP being read, bounded */
     /* a command sequence (pop3_cmds.c) */
     mw_loop_pop3_cmd *cmds;
     size_t ncmds, next_cmd;
@@ -177,6 +190,13 @@ void mwi_p3l_fetch_body(p3l *p, size_t *pos);
 void mwi_p3l_msg_failed(p3l *p, uint64_t num, int code, const char *command, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void mwi_p3l_fill_window(p3l *p);
+
+void mwi_p3l_transfer(p3l *p);
+
+/* pop3_top.c */
+void mwi_p3l_top_start(p3l *p);
+void mwi_p3l_top_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st);
+void mwi_p3l_top_body(p3l *p, size_t *pos);
 
 /* pop3_cmds.c */
 void mwi_p3l_cmds_start(p3l *p);
