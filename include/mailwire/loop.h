@@ -302,10 +302,12 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * arrive; it runs synchronously in the loop's thread, so every other job
  * of the loop waits while it runs (at most filter_timeout_ms each).  Not
  * on the loop yet, refused with MW_EUNSUPPORTED: token providers, a
- * caller's stream, msex, proxies, a rate floor.  A host name is looked up on the loop, for net's
- * family, not in this call; the certificate is checked against that name.  Strings of o are used
- * during this call only.  Returns 0 (done will be called), or the codes of mw_fetch_account's setup
- * and of mw_loop_add_pop3_fetch; then nothing was added and err says why. */
+ * caller's stream, msex, proxies, a rate floor.  A host name is looked
+ * up on the loop, for net's family, not in this call; the certificate is
+ * checked against that name.  Strings of o are used during this call
+ * only.  Returns 0 (done will be called), or the codes of
+ * mw_fetch_account's setup and of mw_loop_add_pop3_fetch; then nothing
+ * was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
 #define MW_LOOP_SMTP_OPTS_VERSION 1
