@@ -300,7 +300,10 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * sasl_ir, token).  The filter (o->filter) runs as in mw_fetch_account:
  * TOP n 0 pipelined, the command run on each message's headers as they
  * arrive; it runs synchronously in the loop's thread, so every other job
- * of the loop waits while it runs (at most filter_timeout_ms each).  Not
+ * of the loop waits while it runs (at most filter_timeout_ms each).  A
+ * RETR or TOP reply far past its bound leaves that message on the server
+ * and, as there, the job logs in again (a new connection) and goes on
+ * when the new listing matches the plan.  Not
  * on the loop yet, refused with MW_EUNSUPPORTED: token providers, a
  * caller's stream, msex, proxies, a rate floor.  A host name is looked
  * up on the loop, for net's family, not in this call; the certificate is

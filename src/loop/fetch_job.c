@@ -309,6 +309,7 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
             mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
         } else {
             mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
+            mwi_loop_pop3_set_message_cap(lj, o->size_limit);
             if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
             /* A name is looked up at the job's first step (lconn.h), for
              * the family asked. */

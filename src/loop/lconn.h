@@ -84,6 +84,12 @@ void mwi_lconn_start_tls(mwi_lconn *c);
  * job fails, else the handshake starts.  Returns 1 when processing must
  * stop here. */
 int mwi_lconn_after_line(mwi_lconn *c, size_t pos);
+/* Closes the connection (no goodbye) and starts a new one to the same
+ * host and port, for a job's next session: buffers emptied, TLS off, the
+ * connect deadline connect_timeout_ms from now, the name looked up again.
+ * The step that called it stops there.  Returns 0, or an error code with
+ * the job's err set. */
+int mwi_lconn_reconnect(mwi_lconn *c, int connect_timeout_ms);
 /* Output octets not written yet. */
 size_t mwi_lconn_pending(const mwi_lconn *c);
 /* The loop's step for the job: see loop_int.h. */

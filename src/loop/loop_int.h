@@ -89,6 +89,9 @@ typedef void (*mwi_loop_top_fail_fn)(struct mw_loop_job *job, uint64_t msg, int 
                                      const mw_error *err, const char *why, void *ud);
 void mwi_loop_pop3_on_headers(struct mw_loop_job *job, mwi_loop_headers_fn headers,
                               mwi_loop_top_fail_fn fail, void *ud);
+/* The cap on a message's octets (0: none), as src/pop3's size limit: a
+ * RETR reply past it is cut (with a plan: a new session goes on). */
+void mwi_loop_pop3_set_message_cap(struct mw_loop_job *job, uint64_t cap);
 /* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
  * LAST was instead (*last: its answer), 0 when neither. */
 int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);

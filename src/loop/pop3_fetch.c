@@ -252,17 +252,26 @@ static int add_msg(p3l *p, uint64_t num, uint64_t size)
 static int body_too_long(p3l *p)
 {
     const p3l_msg *m = &p->msgs[p->body_msg];
-    uint64_t slack = m->size > 65536 ? m->size : 65536;
-    if (p->body.produced <= m->size + slack) return 0;
+    uint64_t announced = m->size;
+    if (p->declared != UINT64_MAX && p->declared < announced) announced = p->declared;
+    uint64_t bound = mwi_p3l_bound(announced, p->max_message);
+    if (p->body.produced <= bound) return 0;
     if (!p->body_discard) mw_store_abort(p->store);
-    p->in_body = 0;
-    mwi_p3l_end(
-        p, MW_ETOOBIG,
-        "RETR %llu: the server sent over %llu octets for a message announced as %llu octets; "
-        "not stored, left on the server",
-        (unsigned long long)m->num, (unsigned long long)(m->size + slack),
-        (unsigned long long)m->size);
+    p->in_body = p->body_discard = 0;
+    char why[sizeof p->job->err.message];
+    mwi_p3l_past_bound(p, announced, bound, why, sizeof why);
+    if (p->plan) { /* as src/fetch: a new session fetches the rest */
+        mwi_p3l_msg_failed(p, m->num, MW_ETOOBIG, p->body_what,
+                           "%s; not stored, left on the server", why);
+        mwi_p3l_reopen_after(p, p->body_msg, 0);
+        return 1;
+    }
+    mwi_p3l_end(p, MW_ETOOBIG, "%s; not stored, left on the server", why);
     return 1;
+}
+void mwi_loop_pop3_set_message_cap(mw_loop_job *job, uint64_t cap)
+{
+    ((p3l *)job->impl)->max_message = cap;
 }
 void mwi_loop_pop3_on_msg_error(mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud)
 {
@@ -289,6 +298,10 @@ void mwi_p3l_fetch_start(p3l *p)
 void mwi_p3l_fetch_line(p3l *p, const char *l, size_t len)
 {
     uint64_t a, b;
+    if (p->relist) {
+        mwi_p3l_relist_line(p, l, len);
+        return;
+    }
     if (p->ml == K_LIST) {
         if (mwi_pop3_parse_listing(l, len, &a, &b) != 0) {
             mwi_p3l_end(p, MW_EPROTO, "malformed LIST line: %.*s", (int)(len > 80 ? 80 : len), l);
@@ -321,6 +334,10 @@ void mwi_p3l_fetch_line(p3l *p, const char *l, size_t len)
 void mwi_p3l_fetch_ml_end(p3l *p, int k)
 {
     if (k != K_LIST && k != K_UIDL) return;
+    if (p->relist) {
+        mwi_p3l_relist_end(p, k);
+        return;
+    }
     if (k == K_LIST) p->list_done = 1;
     if (k == K_LIST && p->uidl_refused) {
         mwi_p3l_send(p, K_LAST, "LAST", 0, NULL);
@@ -411,6 +428,7 @@ void mwi_p3l_fetch_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
     int ok = st->kind == MW_POP3_OK;
     switch (c->kind) {
     case K_UIDL:
+        if (!ok && p->relist) return mwi_p3l_refuse(p, c, st, MW_ESERVER);
         if (!ok) {
             /* No UIDL: LAST (RFC 1460) tells which messages were read, as
              * src/fetch's blocking fetch asks it. */

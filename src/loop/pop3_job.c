@@ -301,7 +301,7 @@ static void line_too_long(p3l *p, size_t most)
 static void process(p3l *p)
 {
     size_t pos = 0;
-    while (!p->job->done && p->state != S_HANDSHAKE) {
+    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending) {
         if (p->in_body) {
             if (pos == p->c.in_len) break;
             size_t before = pos;
@@ -347,6 +347,7 @@ static void process(p3l *p)
         memmove(p->c.in, p->c.in + pos, p->c.in_len - pos);
         p->c.in_len -= pos;
     }
+    if (p->reopen_pending && !p->job->done) mwi_p3l_reopen(p);
 }
 
 /* ---- the connection half's hooks (lconn.h) ---------------------------------- */

@@ -71,6 +71,7 @@ typedef struct p3l_msg {
     char *uid;
     unsigned char act; /* MW_LOOP_GET | MW_LOOP_DELE */
     unsigned char stored;
+    unsigned char seen; /* in a new session's listing (pop3_reopen.c) */
 } p3l_msg;
 
 typedef struct p3l_cmd {
@@ -145,6 +146,12 @@ typedef struct p3l {
     size_t top_lo, top_hi, top_next, top_got, top_end, top_bad;
     int top_stopped, in_top;
     mw_buf hdr; /* the headers of the TOP being read, bounded */
+    /* a new session after a reply cut past its bound (pop3_reopen.c) */
+    uint64_t max_message; /* the caller's cap on a message's octets (0: none) */
+    int reopen_pending;   /* close and reconnect once process() is out */
+    int relist;           /* the new session's LIST/UIDL is being checked */
+    int reopen_top;       /* the cut reply was a TOP: go on with the filter */
+    size_t reopen_after;  /* go on from this index into msgs */
     /* a command sequence (pop3_cmds.c) */
     mw_loop_pop3_cmd *cmds;
     size_t ncmds, next_cmd;
@@ -193,10 +200,23 @@ void mwi_p3l_fill_window(p3l *p);
 
 void mwi_p3l_transfer(p3l *p);
 
+/* pop3_reopen.c */
+uint64_t mwi_p3l_bound(uint64_t announced, uint64_t cap);
+/* src/pop3's words for a reply past its bound, into why. */
+void mwi_p3l_past_bound(const p3l *p, uint64_t announced, uint64_t bound, char *why, size_t cap);
+/* The reply to msgs[idx] was cut: that message is left, and with a plan
+ * a new session goes on after it (top: in the filter's TOP runs). */
+void mwi_p3l_reopen_after(p3l *p, size_t idx, int top);
+void mwi_p3l_reopen(p3l *p);
+void mwi_p3l_relist_line(p3l *p, const char *l, size_t len);
+void mwi_p3l_relist_end(p3l *p, int kind);
+
 /* pop3_top.c */
 void mwi_p3l_top_start(p3l *p);
 void mwi_p3l_top_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st);
 void mwi_p3l_top_body(p3l *p, size_t *pos);
+/* The TOP runs again from msgs[from], in a new session. */
+void mwi_p3l_top_resume(p3l *p, size_t from);
 
 /* pop3_cmds.c */
 void mwi_p3l_cmds_start(p3l *p);

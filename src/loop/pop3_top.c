@@ -64,6 +64,17 @@ static void top_fill(p3l *p)
     }
 }
 
+void mwi_p3l_top_resume(p3l *p, size_t from)
+{
+    mwi_p3l_set_state(p, S_TOP);
+    p->top_lo = from;
+    if (!next_run(p)) {
+        mwi_p3l_transfer(p);
+        return;
+    }
+    top_fill(p);
+}
+
 void mwi_p3l_top_start(p3l *p)
 {
     mw_buf b = MW_BUF_INIT(P3L_HDR_MAX);
@@ -120,18 +131,18 @@ void mwi_p3l_top_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
 static int top_too_long(p3l *p)
 {
     const p3l_msg *m = &p->msgs[p->body_msg];
-    uint64_t slack = m->size > 65536 ? m->size : 65536;
-    uint64_t bound = m->size + slack;
+    uint64_t bound = mwi_p3l_bound(m->size, 0);
     if (p->body.produced <= bound) return 0;
-    char why[sizeof p->job->err.message];
-    snprintf(why, sizeof why,
-             "%s: the server sent over %llu octets for a message announced as %llu octets (RFC "
-             "1939 §5); stopped reading it, the message is incomplete; message left on the server",
-             p->body_what, (unsigned long long)bound, (unsigned long long)m->size);
+    char why[sizeof p->job->err.message], msg[sizeof why];
+    mwi_p3l_past_bound(p, m->size, bound, why, sizeof why);
+    snprintf(msg, sizeof msg, "%.*s; message left on the server", (int)sizeof why - 40, why);
     p->in_body = p->in_top = p->body_discard = 0;
     if (!p->top_stopped || p->top_bad != p->body_msg)
-        top_failed(p, p->body_msg, MW_ETOOBIG, NULL, why);
-    mwi_p3l_end(p, MW_ETOOBIG, "%s", why);
+        top_failed(p, p->body_msg, MW_ETOOBIG, NULL, msg);
+    if (p->plan)
+        mwi_p3l_reopen_after(p, p->body_msg, 1); /* as src/fetch: a new session */
+    else
+        mwi_p3l_end(p, MW_ETOOBIG, "%s", msg);
     return 1;
 }
 
