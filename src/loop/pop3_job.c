@@ -695,6 +695,7 @@ int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_po
         return rc;
     }
     p3l *p = j->impl;
+    p->given_fd = 1;
     if (!p->c.host && !(p->c.host = strdup("peer"))) {
         close(fd);
         destroy(j);
@@ -716,6 +717,7 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
         return rc;
     }
     p3l *p = j->impl;
+    p->given_fd = 1;
     if (!p->c.host && !(p->c.host = strdup("peer"))) {
         close(fd);
         destroy(j);

@@ -152,6 +152,7 @@ typedef struct p3l {
     int relist;           /* the new session's LIST/UIDL is being checked */
     int reopen_top;       /* the cut reply was a TOP: go on with the filter */
     size_t reopen_after;  /* go on from this index into msgs */
+    int given_fd;         /* the caller's connection (the _fd constructors): none again */
     /* a command sequence (pop3_cmds.c) */
     mw_loop_pop3_cmd *cmds;
     size_t ncmds, next_cmd;

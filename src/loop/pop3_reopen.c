@@ -40,6 +40,12 @@ void mwi_p3l_past_bound(const p3l *p, uint64_t announced, uint64_t bound, char *
 void mwi_p3l_reopen_after(p3l *p, size_t idx, int top)
 {
     p->msgs[idx].act = 0;
+    if (p->given_fd) { /* src/fetch's words for a caller-made stream */
+        mwi_p3l_end(p, MW_ENET,
+                    "cannot reconnect over a caller-made connection; the rest is left for the "
+                    "next run");
+        return;
+    }
     if (p->uid_mode != 2) {
         mwi_p3l_end(p, MW_EPROTO,
                     "without UIDL the messages of a new session cannot be matched to this one's; "
