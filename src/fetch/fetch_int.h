@@ -62,6 +62,10 @@ int mwi_fetch_check_opts(const mw_fetch_opts *o, mw_error *err);
 /* Runs the filter on one message's headers (filter.c) and sets its
  * action; a filter that fails leaves the message (an error of the run). */
 void mwi_fetch_filter_one(fctx *c, plan *p, const char *hdr, size_t len);
+/* mw_fetch_account as a thin driver over the loop's POP3 fetch machine
+ * (src/loop/fetch_job.c, pop3_drive.c): same options and results; not
+ * yet what mw_fetch_account runs (token providers, msex refused). */
+int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err);
 /* Opens the store with the directory fsync deferred to mwi_fetch_save_state. */
 int mwi_fetch_open_store(fctx *c);
 

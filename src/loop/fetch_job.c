@@ -261,14 +261,15 @@ static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const 
     lo->trace_userdata = po->trace_userdata;
 }
 
-int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
-                      mw_loop_fetch_done_fn done, void *userdata, mw_error *err)
+/* The run's part that is not the session: the state's lock (first: a
+ * second fetch of this account stops before it touches the server), the
+ * store, and the POP3 job's options with this file's hooks into *lo
+ * (tls: its TLS options' storage).  On failure err is set and nothing is
+ * left. */
+static int lfetch_new(lfetch **out, const mw_fetch_opts *o, mw_loop_pop3_opts *lo, mw_tls_opts *tls,
+                      mw_error *err)
 {
-    if (out) *out = NULL;
-    if (err) mw_error_clear(err);
-    int rc = mwi_fetch_check_opts(o, err);
-    if (!rc) rc = check_loop_opts(o, err);
-    if (rc) return rc;
+    *out = NULL;
     lfetch *f = calloc(1, sizeof *f);
     if (!f) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     f->o = *o;
@@ -277,51 +278,72 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
         return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     f->o.filter = f->filter;
-    f->done = done;
-    f->userdata = userdata;
     f->c.o = &f->o;
     f->c.res = &f->res;
     f->c.err = &f->err;
     f->c.now = o->now ? o->now : (int64_t)time(NULL);
     mwi_fetch_progress(&f->c, 0);
-    /* The lock first: a second fetch of this account stops before it
-     * touches the server. */
     mw_error tmp;
     memset(&tmp, 0, sizeof tmp);
-    rc = mw_state_open(&f->c.st, o->state_path, o->state_opts, &tmp);
+    int rc = mw_state_open(&f->c.st, o->state_path, o->state_opts, &tmp);
     if (rc) mwi_fetch_fail(&f->c, rc, "state", &tmp, NULL);
     if (!rc) rc = mwi_fetch_open_store(&f->c);
-    mw_tls_opts tls = MW_TLS_OPTS_INIT;
-    if (o->pop3->tls_opts) tls = *o->pop3->tls_opts;
-    if (!tls.servername) tls.servername = o->host;
-    mw_loop_pop3_opts lo = MW_LOOP_POP3_OPTS_INIT;
-    pop3_opts_from(&lo, o->pop3, o->host, &tls);
-    lo.store = f->c.s;
-    lo.stored = on_stored;
-    lo.stored_userdata = f;
-    lo.plan = on_plan;
-    lo.commit = on_commit;
-    lo.plan_userdata = f;
-    if (!rc) {
-        mw_loop_job *lj = NULL;
-        rc = mw_loop_add_pop3_fetch(loop, &lj, &lo, on_done, f, &tmp);
-        if (rc) {
-            mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
-        } else {
-            mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
-            mwi_loop_pop3_set_message_cap(lj, o->size_limit);
-            if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
-            /* A name is looked up at the job's first step (lconn.h), for
-             * the family asked. */
-            if (o->pop3->net) lj->family = o->pop3->net->family;
-            if (out) *out = lj;
-        }
-    }
     if (rc) {
         if (err) *err = f->err;
         lfetch_free(f);
         return rc;
     }
+    *tls = (mw_tls_opts)MW_TLS_OPTS_INIT;
+    if (o->pop3->tls_opts) *tls = *o->pop3->tls_opts;
+    if (!tls->servername) tls->servername = o->host;
+    *lo = (mw_loop_pop3_opts)MW_LOOP_POP3_OPTS_INIT;
+    pop3_opts_from(lo, o->pop3, o->host, tls);
+    lo->store = f->c.s;
+    lo->stored = on_stored;
+    lo->stored_userdata = f;
+    lo->plan = on_plan;
+    lo->commit = on_commit;
+    lo->plan_userdata = f;
+    *out = f;
+    return 0;
+}
+
+static void lfetch_hooks(lfetch *f, mw_loop_job *lj, const mw_fetch_opts *o)
+{
+    mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
+    mwi_loop_pop3_set_message_cap(lj, o->size_limit);
+    if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
+}
+
+int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
+                      mw_loop_fetch_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    if (err) mw_error_clear(err);
+    int rc = mwi_fetch_check_opts(o, err);
+    if (!rc) rc = check_loop_opts(o, err);
+    if (rc) return rc;
+    lfetch *f;
+    mw_loop_pop3_opts lo;
+    mw_tls_opts tls;
+    if ((rc = lfetch_new(&f, o, &lo, &tls, err)) != 0) return rc;
+    f->done = done;
+    f->userdata = userdata;
+    mw_error tmp;
+    memset(&tmp, 0, sizeof tmp);
+    mw_loop_job *lj = NULL;
+    rc = mw_loop_add_pop3_fetch(loop, &lj, &lo, on_done, f, &tmp);
+    if (rc) {
+        mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
+        if (err) *err = f->err;
+        lfetch_free(f);
+        return rc;
+    }
+    lfetch_hooks(f, lj, o);
+    /* A name is looked up at the job's first step (lconn.h), for the
+     * family asked. */
+    if (o->pop3->net) lj->family = o->pop3->net->family;
+    if (out) *out = lj;
     /* Only the scalars, the filter (copied) and the progress callback are
      * read from here on. */
     f->o.host = f->o.store_target = f->o.state_path = NULL;
@@ -329,4 +351,71 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     f->o.store_opts = NULL;
     f->o.state_opts = NULL;
     return 0;
+}
+
+/* ---- the same machine, driven over a blocking stream ------------------------ */
+
+typedef struct driven {
+    mw_fetch_result *res;
+    mw_error *err;
+    int rc;
+} driven;
+
+static void driven_done(mw_loop_job *job, const mw_fetch_result *res, const mw_error *err, void *ud)
+{
+    (void)job;
+    driven *d = ud;
+    *d->res = *res;
+    if (d->err) *d->err = *err;
+    d->rc = err->code;
+}
+
+/* What the machine cannot do yet in the driver (src/net does the rest). */
+static int check_driven_opts(const mw_fetch_opts *o, mw_error *err)
+{
+    const mw_pop3_opts *po = o->pop3;
+    if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
+    if ((po->version >= 2 && po->token_fn) || po->msex || po->auth == MW_POP3_AUTH_NONE)
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "fetch: no token provider or msex on the driven machine yet");
+    if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "fetch: TLS mode %d is not on the driven machine yet", po->tls);
+    return 0;
+}
+
+int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
+{
+    mw_fetch_result dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    if (err) mw_error_clear(err);
+    mw_stream *given = o && o->pop3 ? o->pop3->stream : NULL;
+    int rc = mwi_fetch_check_opts(o, err);
+    if (!rc) rc = check_driven_opts(o, err);
+    lfetch *f = NULL;
+    mw_loop_pop3_opts lo;
+    mw_tls_opts tls;
+    if (!rc) rc = lfetch_new(&f, o, &lo, &tls, err);
+    mw_loop_job *lj = NULL;
+    mw_error tmp;
+    memset(&tmp, 0, sizeof tmp);
+    lo.tls_opts = NULL; /* the stream's TLS is src/net's, from o->pop3 */
+    if (!rc && (rc = mwi_loop_pop3_fetch_new(&lj, &lo, &tmp)) != 0) {
+        mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
+        if (err) *err = f->err;
+        lfetch_free(f);
+    }
+    if (rc) {
+        if (given) mw_stream_free(given);
+        return rc;
+    }
+    driven d = {res, err, 0};
+    f->done = driven_done;
+    f->userdata = &d;
+    lj->done_fn = on_done;
+    lj->userdata = f;
+    lfetch_hooks(f, lj, o);
+    mwi_loop_pop3_drive(lj, o->host, o->pop3, given);
+    return d.rc;
 }

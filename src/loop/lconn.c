@@ -58,6 +58,8 @@ int mwi_lconn_reconnect(mwi_lconn *c, int connect_timeout_ms)
     c->addrs = NULL;
     c->naddrs = c->next_addr = 0;
     c->connecting = 1;
+    c->ext_tls_up = 0;
+    if (c->external) return 0; /* the driver connects */
     c->step_deadline = mw_now_ms() + connect_timeout_ms;
     int fd = -1, cr = 0, ce = 0;
     int rc = mwi_loop_tcp_socket(c->host, c->port, &fd, &cr, &ce, &c->job->err);
@@ -153,6 +155,10 @@ int mwi_lconn_queue_line(mwi_lconn *c, const char *line)
 
 void mwi_lconn_start_tls(mwi_lconn *c)
 {
+    if (c->external) { /* the driver's stream gets TLS (pop3_drive.c) */
+        c->handshaking = 1;
+        return;
+    }
     int rc = mwi_ltls_new(&c->tls, &c->tlscfg, mwi_loop_tls_cache(c->job->loop), c->job->fd,
                           c->host, &c->job->err);
     if (rc) {

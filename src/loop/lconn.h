@@ -55,7 +55,16 @@ typedef struct mwi_lconn {
     struct mwi_raddr *addrs;
     size_t naddrs, next_addr;
     int64_t attempt_deadline; /* the current address's share of the connect time */
+    /* External I/O (a blocking driver, pop3_drive.c): the buffers without
+     * the socket.  The driver writes `out`, reads into `in` and calls
+     * process; handshaking set means the job asks for TLS, which the
+     * driver puts up (ext_tls_up) before calling tls_up; connecting set
+     * again (mwi_lconn_reconnect) asks for a new connection. */
+    int external, ext_tls_up;
 } mwi_lconn;
+
+/* TLS is up on the connection (the socket's, or the driver's). */
+#define MWI_LCONN_SECURE(c) ((c)->tls != NULL || (c)->ext_tls_up)
 
 /* Sets up c (in buffer of in_cap, output bounded by out_max).  Returns 0
  * or MW_ENOMEM. */

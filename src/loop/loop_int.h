@@ -103,6 +103,17 @@ int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_po
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
 
+/* pop3_drive.c: a POP3 fetch job on no loop and no socket, for a blocking
+ * driver (external I/O, lconn.h); run it with mwi_loop_pop3_drive, which
+ * ends it (its done callback called, the job freed). */
+int mwi_loop_pop3_fetch_new(struct mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err);
+/* Runs job to its end over a blocking stream: `given` (the caller's, owned
+ * from the call on) or one mw_stream_tcp opens to host with po's port and
+ * net options, TLS as po says through mw_stream_tls; a new session (a cut
+ * reply) opens a new stream.  Then the done callback and the job freed. */
+void mwi_loop_pop3_drive(struct mw_loop_job *job, const char *host, const mw_pop3_opts *po,
+                         mw_stream *given);
+
 /* smtp_job.c: the same for a send job. */
 int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                               int fd, mw_loop_done_fn done, void *userdata, mw_error *err);

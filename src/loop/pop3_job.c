@@ -129,7 +129,7 @@ void mwi_p3l_refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code
 
 static void after_capa(p3l *p)
 {
-    if (!p->c.tls && p->tls_mode == MW_TLS_STARTTLS) {
+    if (!MWI_LCONN_SECURE(&p->c) && p->tls_mode == MW_TLS_STARTTLS) {
         if (!p->capa_stls) {
             mwi_p3l_end(p, MW_ETLS,
                         "STLS was asked for but the server does not offer it%s; not going on in "
@@ -631,6 +631,21 @@ static int start(mw_loop *loop, mw_loop_job **out, mw_loop_job *j, int fd, mw_lo
     /* Connected already or not: the first OUT event (or the deadline) says. */
     if (!j->done) mwi_lconn_arm(&p->c);
     if (out) *out = j;
+    return 0;
+}
+
+int mwi_loop_pop3_fetch_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
+{
+    int rc = build(out, opts, P3L_FETCH, 0, err);
+    if (rc) return rc;
+    p3l *p = (*out)->impl;
+    p->c.external = 1;
+    if (!p->c.host && !(p->c.host = strdup(""))) {
+        destroy(*out);
+        free(*out);
+        *out = NULL;
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
     return 0;
 }
 

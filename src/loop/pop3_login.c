@@ -24,7 +24,7 @@ static void wipe(void *v, size_t n)
 
 static void start_user(p3l *p)
 {
-    if (!p->c.tls && !p->allow_plaintext) {
+    if (!MWI_LCONN_SECURE(&p->c) && !p->allow_plaintext) {
         mwi_p3l_end(p, MW_EPOLICY,
                     "USER/PASS would send the password unencrypted; use TLS or allow plaintext "
                     "passwords explicitly");
@@ -40,7 +40,7 @@ static void start_user(p3l *p)
  * lower-case hex. */
 static void start_apop(p3l *p)
 {
-    if (!p->c.tls && !p->allow_plaintext) {
+    if (!MWI_LCONN_SECURE(&p->c) && !p->allow_plaintext) {
         mwi_p3l_end(p, MW_EPOLICY,
                     "APOP: no login over an unencrypted connection (use TLS, or allow plaintext "
                     "logins explicitly)");
@@ -82,7 +82,7 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c)
     c->proto = &mwi_sasl_proto_pop3;
     c->offered = p->sasl_offered;
     c->policy.want = p->sasl_mechs;
-    c->policy.tls = p->c.tls != NULL;
+    c->policy.tls = MWI_LCONN_SECURE(&p->c);
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
     c->policy.has_token = p->token != NULL;
