@@ -435,7 +435,7 @@ static int prune_listed(fctx *c, const uid_list *ul)
 
 /* ---- the whole account ------------------------------------------------------ */
 
-int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
+int mwi_fetch_account_session(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
 {
     mw_fetch_result dummy;
     if (!res) res = &dummy;

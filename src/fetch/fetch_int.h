@@ -66,6 +66,9 @@ void mwi_fetch_filter_one(fctx *c, plan *p, const char *hdr, size_t len);
  * (src/loop/fetch_job.c, pop3_drive.c): same options and results; not
  * yet what mw_fetch_account runs (token providers, msex refused). */
 int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err);
+/* The blocking session of fetch.c, for what the machine cannot do yet
+ * (token providers, msex); mw_fetch_account chooses (fetch_job.c). */
+int mwi_fetch_account_session(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err);
 /* Opens the store with the directory fsync deferred to mwi_fetch_save_state. */
 int mwi_fetch_open_store(fctx *c);
 

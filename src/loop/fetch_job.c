@@ -182,6 +182,18 @@ static void on_top_fail(mw_loop_job *job, uint64_t msg, int code, const mw_error
     }
 }
 
+/* The store failed: no more messages are taken (src/fetch's store_failed);
+ * what was stored is still recorded and deleted. */
+static void on_store_error(mw_loop_job *job, uint64_t msg, const mw_error *err, void *ud)
+{
+    (void)job;
+    (void)msg;
+    lfetch *f = ud;
+    f->c.stop = 1;
+    f->c.res->errors++;
+    mwi_fetch_fail(&f->c, err->code, "store", err, NULL);
+}
+
 /* Before the first DELE: every stored message recorded durably. */
 static int on_commit(mw_loop_job *job, void *ud)
 {
@@ -311,6 +323,7 @@ static int lfetch_new(lfetch **out, const mw_fetch_opts *o, mw_loop_pop3_opts *l
 static void lfetch_hooks(lfetch *f, mw_loop_job *lj, const mw_fetch_opts *o)
 {
     mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
+    mwi_loop_pop3_on_store_error(lj, on_store_error);
     mwi_loop_pop3_set_message_cap(lj, o->size_limit);
     if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
 }
@@ -418,4 +431,17 @@ int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_er
     lfetch_hooks(f, lj, o);
     mwi_loop_pop3_drive(lj, o->host, o->pop3, given);
     return d.rc;
+}
+
+/* mw_fetch_account (fetch.h): the loop's POP3 fetch machine driven over a
+ * blocking stream, one engine for both APIs; what the machine cannot do
+ * yet (token providers, msex, opportunistic TLS) still runs src/fetch's
+ * blocking session. */
+int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
+{
+    const mw_pop3_opts *po = o ? o->pop3 : NULL;
+    if (!po || (po->version >= 2 && po->token_fn) || po->msex || po->auth == MW_POP3_AUTH_NONE ||
+        (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE))
+        return mwi_fetch_account_session(res, o, err);
+    return mwi_fetch_account_driven(res, o, err);
 }

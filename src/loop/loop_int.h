@@ -92,6 +92,10 @@ void mwi_loop_pop3_on_headers(struct mw_loop_job *job, mwi_loop_headers_fn heade
 /* The cap on a message's octets (0: none), as src/pop3's size limit: a
  * RETR reply past it is cut (with a plan: a new session goes on). */
 void mwi_loop_pop3_set_message_cap(struct mw_loop_job *job, uint64_t cap);
+/* With a plan: the store failed for msg (err: the store's error); the job
+ * takes no more messages but still deletes what was stored (pop3_fetch.c).
+ * Called with mwi_loop_pop3_on_msg_error's ud. */
+void mwi_loop_pop3_on_store_error(struct mw_loop_job *job, mwi_loop_msg_error_fn fn);
 /* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
  * LAST was instead (*last: its answer), 0 when neither. */
 int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);

@@ -6,6 +6,7 @@
  * feature of src/net (proxies, pins, CRLs, client certificates, a
  * caller's stream, cancel tokens, rate floors) is the stream's. */
 #include "loop/pop3_job.h"
+#include "net/stream.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -46,6 +47,7 @@ static int drive_open(drive *d, mw_stream *given)
             return rc;
         }
     }
+    if (d->net->cancel) mwi_stream_set_cancel(d->s, d->net->cancel);
     d->p->c.connecting = 0;
     mwi_lconn_info(&d->p->c, "connected to %s port %u", d->host, d->p->c.port);
     d->p->c.ops->connected(d->p->c.impl);
@@ -79,8 +81,25 @@ static int drive_tls(drive *d)
 
 static int64_t io_deadline(const drive *d)
 {
-    int ms = d->net && d->net->io_timeout_ms > 0 ? d->net->io_timeout_ms : 60000;
-    return mw_now_ms() + ms;
+    return mwi_deadline_min(MW_NO_DEADLINE, d->net->io_timeout_ms);
+}
+
+/* src/net/conn.c's words for a read that failed (timeout_detail, fill),
+ * so that both engines say the same. */
+static int read_failed(const drive *d, int rc, mw_error *e)
+{
+    const char *what = d->p->in_body ? "reading data" : "reading a line";
+    if (rc == 0) return mwi_err_set(e, MW_ENET, "the server closed the connection while %s", what);
+    if (rc != MW_ETIMEOUT) return rc;
+    if (mwi_stream_limit_hit(d->s)) {
+        char m[sizeof e->message];
+        snprintf(m, sizeof m, "%s", e->message);
+        char *w = strstr(m, " while ");
+        if (w) *w = '\0';
+        return mwi_err_set(e, MW_ETIMEOUT, "%s while %s", m, what);
+    }
+    return mwi_err_set(e, MW_ETIMEOUT, "no progress for %d ms while %s", d->net->io_timeout_ms,
+                       what);
 }
 
 /* One round: write what is queued, else read and process. */
@@ -108,11 +127,7 @@ static void drive_round(drive *d)
     size_t got = 0;
     int rc =
         mw_stream_read(d->s, c->in + c->in_len, c->in_cap - c->in_len, &got, io_deadline(d), &e);
-    if (!rc && !got) {
-        mwi_err_set(&e, MW_ENET, "the server closed the connection (in state %s)",
-                    c->ops->state(c->impl));
-        rc = MW_ENET;
-    }
+    if (rc || !got) rc = read_failed(d, rc, &e);
     if (rc) {
         drive_fail(d, rc, &e);
         return;

@@ -28,6 +28,34 @@ void mwi_p3l_msg_failed(p3l *p, uint64_t num, int code, const char *command, con
     if (!p->first_err.code) p->first_err = e;
     if (p->msg_error) p->msg_error(p->job, num, &e, p->msg_error_ud);
 }
+/* The store failed for message num (begin, write or commit).  With a plan,
+ * as src/fetch: that message is not delivered, no more are taken (the
+ * replies in flight are read and dropped), what was stored is still
+ * recorded and deleted, and the store's error is the job's after QUIT.
+ * Without a plan the job ends (what: the words for it).  Returns 1 when
+ * the job ended. */
+static int store_failed(p3l *p, uint64_t num, const char *what)
+{
+    const mw_error *se = mw_store_error(p->store);
+    int rc = se->code ? se->code : MW_EIO;
+    if (!p->plan) {
+        mwi_p3l_end(p, rc, "%s%s", what, se->message);
+        return 1;
+    }
+    mw_error e = *se;
+    e.code = rc;
+    if (!p->first_err.code) p->first_err = e;
+    if (p->store_error) p->store_error(p->job, num, &e, p->msg_error_ud);
+    p->retr_drain = 1;
+    p->retr_restart = p->nmsgs;
+    return 0;
+}
+
+void mwi_loop_pop3_on_store_error(mw_loop_job *job, mwi_loop_msg_error_fn fn)
+{
+    ((p3l *)job->impl)->store_error = fn;
+}
+
 /* With a plan callback, deletions wait until every RETR is answered and
  * the commit callback said 0 (the caller made its record durable), then
  * go in one pipeline; a message to fetch and delete is deleted only when
@@ -183,8 +211,9 @@ static void message_done(p3l *p)
      * covers every message committed before it. */
     if (rc == 0 && !p->plan) rc = mw_store_sync(p->store);
     if (rc) {
-        mwi_p3l_end(p, rc, "storing message %llu: %s", (unsigned long long)m->num,
-                    mw_store_error(p->store)->message);
+        char what[48];
+        snprintf(what, sizeof what, "storing message %llu: ", (unsigned long long)m->num);
+        if (!store_failed(p, m->num, what)) mwi_p3l_fill_window(p);
         return;
     }
     p->job->result.stored++;
@@ -361,10 +390,12 @@ void mwi_p3l_fetch_body(p3l *p, size_t *pos)
     size_t used = 0, made = 0;
     int fin = mwi_pop3_body_decode(&p->body, p->c.in + *pos, p->c.in_len - *pos, &used, &made);
     if (made && !p->body_discard && mw_store_write(p->store, p->c.in + *pos, made) != 0) {
-        int sc = mw_store_error(p->store)->code;
-        p->in_body = 0; /* the store aborted the delivery itself */
-        mwi_p3l_end(p, sc ? sc : MW_EIO, "store: %s", mw_store_error(p->store)->message);
-        return;
+        /* The store aborted the delivery itself; the rest is dropped. */
+        p->body_discard = 1;
+        if (store_failed(p, p->msgs[p->body_msg].num, "store: ")) {
+            p->in_body = 0;
+            return;
+        }
     }
     p->job->result.bytes += made;
     *pos += used;
@@ -393,9 +424,8 @@ static void retr_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
     }
     p->body_discard = p->retr_drain;
     if (!p->body_discard && mw_store_begin(p->store, NULL) != 0) {
-        mwi_p3l_end(p, mw_store_error(p->store)->code ? mw_store_error(p->store)->code : MW_EIO,
-                    "store: %s", mw_store_error(p->store)->message);
-        return;
+        if (store_failed(p, num, "store: ")) return;
+        p->body_discard = 1; /* read and dropped */
     }
     p->in_body = 1;
     p->body_msg = (size_t)c->arg;

@@ -123,6 +123,7 @@ typedef struct p3l {
     int list_done, uidl_done;
     mw_error first_err; /* the first message-level failure (pop3_fetch.c) */
     mwi_loop_msg_error_fn msg_error;
+    mwi_loop_msg_error_fn store_error; /* with msg_error_ud */
     void *msg_error_ud;
     int uid_mode;  /* 2: UIDL answered, 1: LAST instead, 0: neither (RFC 1460) */
     uint64_t last; /* LAST's answer */
