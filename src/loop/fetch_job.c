@@ -224,10 +224,9 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
 {
     const mw_pop3_opts *po = o->pop3;
     if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
-    if (po->stream || (po->version >= 2 && po->token_fn) || po->msex ||
-        po->auth == MW_POP3_AUTH_NONE)
+    if (po->stream || po->auth == MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "fetch: no token provider, caller's stream or msex on the loop yet");
+                           "fetch: a caller's stream, or no login, is not on the loop");
     /* The default rate floor (1 byte/s over 300 s) is within the loop's
      * io timeout; another one is not on the loop. */
     const mw_net_opts *n = po->net;
@@ -325,6 +324,9 @@ static void lfetch_hooks(lfetch *f, mw_loop_job *lj, const mw_fetch_opts *o)
     mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
     mwi_loop_pop3_on_store_error(lj, on_store_error);
     mwi_loop_pop3_set_message_cap(lj, o->size_limit);
+    const mw_pop3_opts *po = o->pop3;
+    mwi_loop_pop3_set_login(lj, po->version >= 2 ? po->token_fn : NULL,
+                            po->version >= 2 ? po->token_userdata : NULL, po->msex);
     if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
 }
 
@@ -383,14 +385,23 @@ static void driven_done(mw_loop_job *job, const mw_fetch_result *res, const mw_e
     d->rc = err->code;
 }
 
+/* What the POP3 machine does as src/pop3 does it: not a session without
+ * login, the retr_mode list/slow, a command timeout, another line limit. */
+static int machine_can(const mw_pop3_opts *po)
+{
+    return po->auth != MW_POP3_AUTH_NONE && po->retr_mode == MW_POP3_RETR_RETR &&
+           po->command_timeout_ms <= 0 && (po->max_line == 0 || po->max_line == 8192);
+}
+
 /* What the machine cannot do yet in the driver (src/net does the rest). */
 static int check_driven_opts(const mw_fetch_opts *o, mw_error *err)
 {
     const mw_pop3_opts *po = o->pop3;
     if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
-    if ((po->version >= 2 && po->token_fn) || po->msex || po->auth == MW_POP3_AUTH_NONE)
+    if (!machine_can(po))
         return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "fetch: no token provider or msex on the driven machine yet");
+                           "fetch: no login, a retr_mode, a command timeout or another line "
+                           "limit: not on the driven machine yet");
     if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED,
                            "fetch: TLS mode %d is not on the driven machine yet", po->tls);
@@ -440,7 +451,7 @@ int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_er
 int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
 {
     const mw_pop3_opts *po = o ? o->pop3 : NULL;
-    if (!po || (po->version >= 2 && po->token_fn) || po->msex || po->auth == MW_POP3_AUTH_NONE ||
+    if (!po || !machine_can(po) ||
         (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE))
         return mwi_fetch_account_session(res, o, err);
     return mwi_fetch_account_driven(res, o, err);

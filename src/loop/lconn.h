@@ -61,6 +61,7 @@ typedef struct mwi_lconn {
      * driver puts up (ext_tls_up) before calling tls_up; connecting set
      * again (mwi_lconn_reconnect) asks for a new connection. */
     int external, ext_tls_up;
+    int lf_only; /* lines end in a bare LF (src/pop3's msex, old Exchange) */
 } mwi_lconn;
 
 /* TLS is up on the connection (the socket's, or the driver's). */

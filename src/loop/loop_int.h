@@ -96,6 +96,10 @@ void mwi_loop_pop3_set_message_cap(struct mw_loop_job *job, uint64_t cap);
  * takes no more messages but still deletes what was stored (pop3_fetch.c).
  * Called with mwi_loop_pop3_on_msg_error's ud. */
 void mwi_loop_pop3_on_store_error(struct mw_loop_job *job, mwi_loop_msg_error_fn fn);
+/* The login's token provider (token.h; called synchronously, also on a
+ * loop, whose other jobs then wait) and msex (commands ended by a bare
+ * LF), as src/pop3 has them. */
+void mwi_loop_pop3_set_login(struct mw_loop_job *job, mw_token_fn fn, void *ud, int msex);
 /* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
  * LAST was instead (*last: its answer), 0 when neither. */
 int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);

@@ -654,7 +654,7 @@ int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_
 {
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int mode = opts && opts->idle_noop_ms > 0 ? P3L_IDLE : P3L_FETCH;
     int rc = build(&j, opts, mode, 1, err);
     return rc ? rc : start(loop, out, j, -1, done, userdata, err);
@@ -669,7 +669,7 @@ static int build_cmds(mw_loop_job **out, const mw_loop_pop3_opts *opts,
     for (size_t i = 0; i < n; i++)
         if (cmds[i].op < MW_LOOP_POP3_STAT || cmds[i].op > MW_LOOP_POP3_CAPA)
             return mwi_err_set(err, MW_EINVAL, "command %zu: unknown operation %d", i, cmds[i].op);
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int rc = build(&j, opts, P3L_CMDS, with_host, err);
     if (rc) return rc;
     p3l *p = j->impl;
@@ -692,7 +692,7 @@ int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_o
 {
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int rc = build_cmds(&j, opts, cmds, n, reply, reply_userdata, 1, err);
     return rc ? rc : start(loop, out, j, -1, done, userdata, err);
 }
@@ -703,7 +703,7 @@ int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_po
                               mw_error *err)
 {
     if (out) *out = NULL;
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int rc = build_cmds(&j, opts, cmds, n, reply, reply_userdata, 0, err);
     if (rc) {
         close(fd);
@@ -724,7 +724,7 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err)
 {
     if (out) *out = NULL;
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int mode = opts && opts->idle_noop_ms > 0 ? P3L_IDLE : P3L_FETCH;
     int rc = build(&j, opts, mode, 0, err);
     if (rc) {

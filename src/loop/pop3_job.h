@@ -124,6 +124,8 @@ typedef struct p3l {
     mw_error first_err; /* the first message-level failure (pop3_fetch.c) */
     mwi_loop_msg_error_fn msg_error;
     mwi_loop_msg_error_fn store_error; /* with msg_error_ud */
+    mw_token_fn token_fn;              /* called synchronously (pop3_login.c) */
+    void *token_ud;
     void *msg_error_ud;
     int uid_mode;  /* 2: UIDL answered, 1: LAST instead, 0: neither (RFC 1460) */
     uint64_t last; /* LAST's answer */

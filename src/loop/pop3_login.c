@@ -85,7 +85,8 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c)
     c->policy.tls = MWI_LCONN_SECURE(&p->c);
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
-    c->policy.has_token = p->token != NULL;
+    c->policy.has_token = p->token != NULL || p->token_fn != NULL;
+    c->has_token_fn = p->token_fn != NULL;
     c->creds.token = p->token;
     c->creds.authcid = p->user;
     c->creds.authzid = p->authzid;
@@ -113,7 +114,16 @@ static void drive(p3l *p, int act)
             p->in_auth = 1; /* the server's "+ " lines are masked */
             return;
         }
-        if (act == MWI_SASLD_TOKEN) {
+        if (act == MWI_SASLD_TOKEN && p->token_fn) {
+            /* The caller's provider, as pop3_auth.c calls it (once more
+             * with refresh set after a refused token); it runs in this
+             * thread, so on a loop the other jobs wait meanwhile. */
+            char *tok = NULL;
+            mw_error te;
+            mw_error_clear(&te);
+            int trc = p->token_fn(mwi_sasld_token_refresh(d), &tok, &te, p->token_ud);
+            act = mwi_sasld_token(d, trc, tok, &te);
+        } else if (act == MWI_SASLD_TOKEN) {
             act = mwi_sasld_token(d, MW_EUNSUPPORTED, NULL, NULL);
         } else if (act == MWI_SASLD_NEXT) {
             mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
@@ -152,6 +162,14 @@ static int start_sasl(p3l *p, int automatic)
     }
     drive(p, mwi_sasld_start(p->sd));
     return 0;
+}
+
+void mwi_loop_pop3_set_login(mw_loop_job *job, mw_token_fn fn, void *ud, int msex)
+{
+    p3l *p = job->impl;
+    p->token_fn = fn;
+    p->token_ud = ud;
+    p->c.lf_only = msex != 0;
 }
 
 void mwi_p3l_login(p3l *p)
