@@ -3,6 +3,7 @@
  * shares with `mailwire send` are in smtp_cli.c. */
 #include "commands.h"
 #include "connopts.h"
+#include "engine.h"
 #include "smtp_cli.h"
 #include "oauth_cli.h"
 
@@ -502,6 +503,14 @@ static int send_option(send_args *sa, int argc, char **argv, int *i)
 
 int mw_cmd_smtp(int argc, char **argv)
 {
+    /* MAILWIRE_ENGINE (engine.h): never a quiet fallback to blocking. */
+    int engine = mw_cli_engine("smtp");
+    if (engine < 0) return EX_USAGE_;
+    if (engine == MW_CLI_ENGINE_LOOP) {
+        fprintf(stderr, "mailwire smtp: not on the loop engine yet: mailwire smtp runs blocking "
+                        "only\n");
+        return EX_UNAVAILABLE_;
+    }
     smtp_cli c;
     memset(&c, 0, sizeof c);
     c.prog = "smtp";

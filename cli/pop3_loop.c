@@ -35,7 +35,8 @@ static int not_on_loop(const char *what)
     mw_error e;
     memset(&e, 0, sizeof e);
     e.code = MW_EUNSUPPORTED;
-    snprintf(e.message, sizeof e.message, "not on the loop engine yet: %s", what);
+    /* what may be an mw_error's message: the prefix leaves room for 280 */
+    snprintf(e.message, sizeof e.message, "not on the loop engine yet: %.280s", what);
     mw_cli_json_error(mw_cli_exit_code(MW_EUNSUPPORTED), MW_EUNSUPPORTED, &e, NULL);
     return mw_cli_exit_code(MW_EUNSUPPORTED);
 }
@@ -265,6 +266,7 @@ static void loop_opts(mw_loop_pop3_opts *lo, const mw_pop3_opts *o, const char *
         if (o->net->connect_timeout_ms > 0) lo->connect_timeout_ms = o->net->connect_timeout_ms;
         if (o->net->io_timeout_ms > 0) lo->io_timeout_ms = o->net->io_timeout_ms;
         lo->max_time_ms = o->net->max_time_ms;
+        lo->proxy = o->net->proxy;
     }
 }
 
@@ -274,7 +276,6 @@ static const char *unsupported(const mw_pop3_opts *o)
     if (o->msex) return "--msex";
     if (o->retr_mode != MW_POP3_RETR_RETR) return "--retr-mode list or slow";
     if (o->stream) return "a tunnel or command stream";
-    if (o->net && o->net->proxy && *o->net->proxy) return "a proxy";
     /* The default floor (1 byte/s over 300 s) is within the loop's own
      * io timeout; another one is not on the loop. */
     if (o->net && o->net->speed_limit &&

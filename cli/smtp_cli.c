@@ -165,7 +165,7 @@ int exit_for(int rc)
     return mw_cli_exit_code(rc);
 }
 
-static int load_token(smtp_cli *c)
+int smtp_load_token(smtp_cli *c)
 {
     /* The library's one secret reader: the first line, at most
      * MW_SECRET_MAX bytes, from the file or the command's output. */
@@ -207,7 +207,7 @@ int smtp_open_err(smtp_cli *c, mw_smtp **s, int login, mw_error *out)
 {
     int want_token = login && (c->token_file || c->token_eval);
     if (want_token && !c->token) {
-        int rc = load_token(c);
+        int rc = smtp_load_token(c);
         if (rc) return rc;
     }
     if (login && c->conn.user && !want_token) {

@@ -40,6 +40,9 @@ int smtp_option(smtp_cli *c, int argc, char **argv, int *i);
 int smtp_finish(smtp_cli *c);
 /* A sysexits code for a library code. */
 int exit_for(int rc);
+/* The OAuth token of --oauth-token-file / --oauth-token-eval into
+ * c->token; 0 or a sysexits code (printed). */
+int smtp_load_token(smtp_cli *c);
 /* Opens a session (with login when `login`); 0 or a sysexits code, the
  * failure printed (and as JSON with --json). */
 int smtp_open(smtp_cli *c, mw_smtp **s, int login);

@@ -80,7 +80,13 @@ if curl:
                       "--mail-rcpt", "b@y.test", "-T", f] for f in per_proc], n / nproc, None))
 
 null = open(os.devnull, "wb")
+import resource
+cpu_of = {}  # the CPU (user + system) of the last run's processes
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 def run(cmds):
+    c0 = children_cpu()
     t0 = time.perf_counter()
     for c in cmds:
         stdin = None
@@ -90,17 +96,20 @@ def run(cmds):
         r = subprocess.run(c, stdin=stdin, stdout=null, stderr=subprocess.PIPE)
         if r.returncode:
             sys.exit("%s failed (%d): %s" % (c[0], r.returncode, r.stderr.decode()[:300]))
+    cpu_of["last"] = children_cpu() - c0
     return time.perf_counter() - t0
 
 # Interleaved: each run times every client once, so a change of machine
 # load touches all of them alike.  The slow process-per-message clients
 # run a third as often.
 times = {c[0]: [] for c in clients}
+cpus = {c[0]: [] for c in clients}
 for i in range(runs):
     for name, cmds, scale, _ in clients:
         if scale != 1 and i % 3:
             continue
         times[name].append(run(cmds) * scale)
+        cpus[name].append(cpu_of["last"] * scale)
 # One-message runs: the fixed cost of a process (start-up, connection).
 one = {"raw reference": [], "mailwire smtp send": []}
 for i in range(runs):
@@ -111,10 +120,16 @@ med = {k: statistics.median(v) for k, v in times.items()}
 base = med["raw reference"]
 print("SMTP bench: %d x %d bytes to smtp-sink on 127.0.0.1, median of %d interleaved runs"
       % (n, size, runs))
-print("%-44s %9s %8s %12s" % ("client", "time", "x raw", "x same-proto"))
+cmed = {k: statistics.median(v) for k, v in cpus.items()}
+cbase = cmed["raw reference"]
+print("%-44s %9s %8s %12s %9s %8s %12s" % ("client", "time", "x raw", "x same-proto", "CPU",
+                                          "x raw", "x same-proto"))
 for name, _, _, ref in clients:
     same = "%.2f" % (med[name] / med[ref]) if ref else ""
-    print("%-44s %8.3fs %7.2fx %12s" % (name, med[name], med[name] / base, same))
+    csame = "%.2f" % (cmed[name] / cmed[ref]) if ref and cmed[ref] else ""
+    print("%-44s %8.3fs %7.2fx %12s %8.3fs %7.2fx %12s" % (
+        name, med[name], med[name] / base, same, cmed[name],
+        cmed[name] / cbase if cbase else 0, csame))
 o_raw, o_mw = (statistics.median(one[k]) for k in ("raw reference", "mailwire smtp send"))
 print("one message (start-up + connection): raw %.1f ms, mailwire %.1f ms" % (o_raw * 1e3, o_mw * 1e3))
 pm = lambda t, o: (t - o) / (n - 1) * 1e6

@@ -29,7 +29,9 @@
  * without a thread or a blocking call (the hosts file, then DNS over UDP
  * and TCP to the nameservers of resolv.conf), within the job's connect
  * deadline; its addresses are then tried one after the other, IPv6 and
- * IPv4 interleaved.  The store (include/mailwire/store.h) is
+ * IPv4 interleaved.  A job may connect through a SOCKS5 or HTTP CONNECT
+ * proxy (the proxy field of its options): the proxy's handshake runs on
+ * the loop too.  The store (include/mailwire/store.h) is
  * called from the loop: its fsyncs take the time the local disk takes. */
 #ifndef MAILWIRE_LOOP_H
 #define MAILWIRE_LOOP_H
@@ -38,6 +40,7 @@
 #include "error.h"
 #include "fetch.h"
 #include "net.h"
+#include "smtp.h"
 #include "store.h"
 #include "trace.h"
 
@@ -154,16 +157,15 @@ typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t
  * UIDL state file), then return 0; another value ends the job with it and
  * nothing is deleted. */
 typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
-#define MW_LOOP_POP3_OPTS_VERSION 2
+#define MW_LOOP_POP3_OPTS_VERSION 3
 typedef struct mw_loop_pop3_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
     unsigned port;    /* 0: 110, or 995 with MW_TLS_IMPLICIT */
     int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or MW_TLS_NONE */
-    /* The CA to verify against (ca_file / ca_dir, else the system's),
-     * servername, min_version and handshake_timeout_ms are used; pin,
-     * policy, client certificates, CRLs and insecure are not on the loop
-     * yet and are refused (MW_EUNSUPPORTED).  NULL: defaults. */
+    /* Every field, as the blocking session takes it (the same
+     * configuration and checks, src/net/tls_conf.c); policy_userdata must
+     * live as long as the job.  NULL: defaults. */
     const mw_tls_opts *tls_opts;
     const char *user;
     const char *password;
@@ -197,12 +199,19 @@ typedef struct mw_loop_pop3_opts {
     int sasl_ir;
     int trace_secrets;
     const char *token; /* an OAuth 2.0 bearer token for XOAUTH2 / OAUTHBEARER */
+    /* Version 3.  Through a proxy, as mw_net_opts.proxy (net.h):
+     * "socks5://", "socks5h://" (the proxy looks the host up) or "http://"
+     * (CONNECT), with user and password if any.  The proxy's name is looked
+     * up on the loop; the handshake runs on the loop after the connect to
+     * it, within a connect timeout of its own, before TLS, which verifies
+     * the mail server, never the proxy.  NULL or "": none. */
+    const char *proxy;
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
             0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,   \
-            NULL, NULL, 1, 0, NULL                                                                 \
+            NULL, NULL, 1, 0, NULL, NULL                                                           \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
@@ -297,33 +306,33 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * NONE; tls_opts as in mw_loop_pop3_opts), user and password, allow_plaintext,
  * net's connect_timeout_ms / io_timeout_ms / max_time_ms / family,
  * pipelining, window and trace, the login (auth, sasl_mechs, authzid,
- * sasl_ir, token).  The filter (o->filter) runs as in mw_fetch_account:
- * TOP n 0 pipelined, the command run on each message's headers as they
- * arrive; it runs synchronously in the loop's thread, so every other job
- * of the loop waits while it runs (at most filter_timeout_ms each).  A
- * RETR or TOP reply far past its bound leaves that message on the server
- * and, as there, the job logs in again (a new connection) and goes on
- * when the new listing matches the plan.  Not
- * on the loop yet, refused with MW_EUNSUPPORTED: token providers, a
- * caller's stream, msex, proxies, a rate floor.  A host name is looked
- * up on the loop, for net's family, not in this call; the certificate is
- * checked against that name.  Strings of o are used during this call
- * only.  Returns 0 (done will be called), or the codes of
+ * sasl_ir, token, token_fn, msex), net's proxy.  The filter (o->filter)
+ * runs as in mw_fetch_account: TOP n 0 pipelined, the command run on each
+ * message's headers as they arrive; it runs synchronously in the loop's
+ * thread, so every other job of the loop waits while it runs (at most
+ * filter_timeout_ms each); so does a token provider (token_fn).  A RETR
+ * or TOP reply far past its bound leaves that message on the server and,
+ * as there, the job logs in again (a new connection) and goes on when the
+ * new listing matches the plan.  Not on the loop yet, refused with
+ * MW_EUNSUPPORTED: a caller's stream, a rate floor.  A host name is
+ * looked up on the loop, for net's family, not in this call; the
+ * certificate is checked against that name.  Strings of o are used during
+ * this call only.  Returns 0 (done will be called), or the codes of
  * mw_fetch_account's setup and of mw_loop_add_pop3_fetch; then nothing
  * was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
-#define MW_LOOP_SMTP_OPTS_VERSION 1
+#define MW_LOOP_SMTP_OPTS_VERSION 3
 typedef struct mw_loop_smtp_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
     unsigned port;    /* 0: 587, or 465 with MW_TLS_IMPLICIT */
-    int tls;          /* enum mw_tls_mode: MW_TLS_STARTTLS (default), MW_TLS_IMPLICIT or NONE */
+    int tls; /* enum mw_tls_mode: MW_TLS_STARTTLS (default), IMPLICIT, NONE or OPPORTUNISTIC */
     const mw_tls_opts *tls_opts; /* as in mw_loop_pop3_opts */
-    const char *user;            /* AUTH PLAIN (RFC 4616) when set */
+    const char *user;            /* AUTH (RFC 4954) when set, or with a token */
     const char *password;
     int allow_plaintext; /* 1: AUTH without TLS allowed */
-    const char *helo;    /* the EHLO name; default "localhost" */
+    const char *helo;    /* the EHLO name; default as mw_smtp_open's client */
     const char *from;    /* the envelope sender ("" for the null path) */
     const char *const *rcpt;
     size_t nrcpt;
@@ -335,19 +344,49 @@ typedef struct mw_loop_smtp_opts {
     int max_time_ms;        /* default 0 = none */
     mw_trace_fn trace;
     void *trace_userdata;
+    /* Version 2.  msg: the message as mw_smtp_send takes it (smtp.h), its
+     * envelope, header rewrite, DSN, SIZE, BODY, SMTPUTF8 and PIPELINING
+     * as the blocking session does them, BDAT (CHUNKING, BINARYMIME)
+     * included; from, rcpt and message are then unused.  Not on the loop
+     * yet (MW_EUNSUPPORTED): bcc_digest.  Borrowed until the job ends; a
+     * read callback or fd source is read from inside the loop (as long as
+     * it takes). */
+    const mw_smtp_msg *msg;
+    /* Version 2, may be NULL: *result gets the transaction's result (free
+     * it with mw_smtp_result_free), NULL when the job ended before the
+     * transaction; *ready becomes 1 once greeting, EHLO, TLS and AUTH are
+     * done (a failure before is the session's, after it the message's). */
+    mw_smtp_result **result;
+    int *ready;         /* -1: it failed in AUTH (mw_smtp_open would try no other server) */
+    const char *auth;   /* version 2: as mw_smtp_opts.sasl_mechs; NULL: the strongest offered */
+    int tx_max_time_ms; /* version 2: from MAIL to the last reply, as mw_smtp_set_maxtime; 0 none */
+    int queue;          /* version 2: QUED when the server offers XQUE, as mw_smtp_opts.queue */
+    const char *token;  /* version 2: an OAuth 2.0 bearer token (XOAUTH2, OAUTHBEARER) */
+    /* Version 2: with msg->body MW_SMTP_BODY_BINARYMIME and a server that
+     * offers not both BINARYMIME and CHUNKING, the message goes re-encoded
+     * as 7-bit (mw_smtp_downgrade_7bit, read whole first: up to 256 MiB),
+     * BODY=7BIT, instead of being refused. */
+    int downgrade;
+    const char *proxy; /* version 3: as in mw_loop_pop3_opts */
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
-            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL                                          \
+            NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0,  \
+            NULL                                                                                   \
     }
 
-/* Adds a send of one message: EHLO, STARTTLS (RFC 3207) and EHLO again,
- * AUTH PLAIN when a user is set, MAIL, RCPT for each recipient (every one
- * must be accepted), DATA with the message dot-stuffed and its line ends
- * made CRLF (RFC 5321 §4.5.2), QUIT.  One command at a time (no
- * PIPELINING yet).  result.sent is 1 once the server accepted the data.
- * Returns as mw_loop_add_pop3_fetch. */
+/* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send
+ * say to one server: EHLO (HELO after a 5xx but 554), STARTTLS (RFC 3207)
+ * and EHLO again, AUTH when a user or token is set (the mechanisms and
+ * the fallback of mw_smtp_open; channel binding, the -PLUS mechanisms, is
+ * not on the loop yet: MW_EUNSUPPORTED when one would be chosen), MAIL,
+ * RCPT for each recipient, DATA with the message dot-stuffed and its line
+ * ends made CRLF (RFC 5321 §4.5.2) or BDAT, pipelined when offered (RFC
+ * 2920), RSET after a refusal, QUIT.  Without msg every recipient must be
+ * accepted and AUTH is PLAIN whenever offered (opts.auth "PLAIN").
+ * result.sent is 1 once the server accepted the data.  Returns as
+ * mw_loop_add_pop3_fetch. */
 MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                                     mw_loop_done_fn done, void *userdata, mw_error *err);
 

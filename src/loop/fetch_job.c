@@ -235,8 +235,6 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
          n->speed_time_ms != MW_NET_DEFAULT_SPEED_TIME_MS))
         return mwi_err_set(err, MW_EUNSUPPORTED,
                            "fetch: a transfer rate floor (speed_limit) is not on the loop yet");
-    if (po->net && po->net->proxy && *po->net->proxy)
-        return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: proxies are not on the loop yet");
     if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: TLS mode %d is not on the loop yet",
                            po->tls);
@@ -263,6 +261,7 @@ static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const 
         if (po->net->connect_timeout_ms > 0) lo->connect_timeout_ms = po->net->connect_timeout_ms;
         if (po->net->io_timeout_ms > 0) lo->io_timeout_ms = po->net->io_timeout_ms;
         lo->max_time_ms = po->net->max_time_ms;
+        lo->proxy = po->net->proxy;
     }
     if (po->pipelining == 0)
         lo->window = 1;
@@ -304,8 +303,9 @@ static int lfetch_new(lfetch **out, const mw_fetch_opts *o, mw_loop_pop3_opts *l
         lfetch_free(f);
         return rc;
     }
-    *tls = (mw_tls_opts)MW_TLS_OPTS_INIT;
-    if (o->pop3->tls_opts) *tls = *o->pop3->tls_opts;
+    /* Its version's fields only (a version 1 struct ends before crl_file);
+     * another version is refused by the POP3 job with its words. */
+    if (mw_tls_opts_copy(tls, o->pop3->tls_opts) != 0) tls->version = o->pop3->tls_opts->version;
     if (!tls->servername) tls->servername = o->host;
     *lo = (mw_loop_pop3_opts)MW_LOOP_POP3_OPTS_INIT;
     pop3_opts_from(lo, o->pop3, o->host, tls);

@@ -1,5 +1,6 @@
 /* The connection half of a loop job (lconn.h). */
 #include "loop/lconn.h"
+#include "loop/lproxy.h"
 #include "resolve/resolve.h"
 #include "util/err.h"
 
@@ -75,6 +76,7 @@ void mwi_lconn_free(mwi_lconn *c)
 {
     if (!c->job) return;
     mwi_lconn_close(c);
+    mwi_lproxy_free(c);
     free(c->in);
     free(c->host);
     free(c->addrs);
@@ -106,6 +108,8 @@ void mwi_lconn_end(mwi_lconn *c, int code, const char *msg)
 {
     mw_loop_job *j = c->job;
     if (j->done) return;
+    char words[sizeof j->err.message]; /* a proxy's phase: src/net's words */
+    if (code && c->proxy) msg = mwi_lproxy_words(c, code, msg, words, sizeof words);
     if (code) {
         mwi_err_set(&j->err, code, "%s", msg);
         mwi_lconn_info(c, "job ends: %s", msg);
@@ -306,6 +310,7 @@ static void resolved(mwi_lconn *c)
     char first[INET6_ADDRSTRLEN];
     addr_text(&c->addrs[0], first, sizeof first);
     mwi_lconn_info(c, "%s is %s%s", c->host, first, n > 1 ? " (and more addresses)" : "");
+    if (c->proxy && mwi_lproxy_resolved(c)) return;
     int e = 0;
     if (connect_next(c, &e))
         fail(c, MW_ENET, "connect to %s port %u: %s (%zu address%s tried)", c->host, c->port,
@@ -359,6 +364,8 @@ static void update_wait(mwi_lconn *c)
     }
     if (c->connecting)
         w = MW_LOOP_OUT;
+    else if (c->proxying)
+        w = mwi_lproxy_want(c);
     else if (c->handshaking)
         w = c->wblock ? c->wblock : MW_LOOP_IN;
     else {
@@ -392,7 +399,7 @@ static void deadlines(mwi_lconn *c)
         int ms = c->max_time_ms;
         char t[32];
         snprintf(t, sizeof t, ms % 1000 ? "%d ms" : "%d s", ms % 1000 ? ms : ms / 1000);
-        if (c->connecting)
+        if (c->connecting || c->proxying)
             fail(c, MW_ETIMEOUT,
                  "session exceeded its max-time of %s while connecting to %s port %u", t, c->host,
                  c->port);
@@ -444,7 +451,10 @@ static int connect_done(mwi_lconn *c, int events)
     c->connecting = 0;
     mwi_lconn_info(c, "connected to %s port %u", c->host, c->port);
     mwi_lconn_progress(c);
-    c->ops->connected(c->impl);
+    if (c->proxy)
+        mwi_lproxy_begin(c); /* the handshake first, then connected */
+    else
+        c->ops->connected(c->impl);
     return j->done ? -1 : 1;
 }
 
@@ -465,6 +475,7 @@ void mwi_lconn_step(mwi_lconn *c, int events)
         if (r < 0) return;
         if (r == 0) goto deadline;
     }
+    if (c->proxying && mwi_lproxy_step(c) <= 0) goto deadline;
     size_t step_total = 0; /* bytes read in this step, for fairness */
     for (int round = 0; !j->done; round++) {
         if (c->handshaking) {

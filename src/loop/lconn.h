@@ -61,7 +61,13 @@ typedef struct mwi_lconn {
      * driver puts up (ext_tls_up) before calling tls_up; connecting set
      * again (mwi_lconn_reconnect) asks for a new connection. */
     int external, ext_tls_up;
-    int lf_only; /* lines end in a bare LF (src/pop3's msex, old Exchange) */
+    int lf_only;           /* lines end in a bare LF (src/pop3's msex, old Exchange) */
+    mw_stream *ext_stream; /* the driver's stream once TLS is up (channel binding) */
+    int ext_cert;          /* the driver's TLS presents a client certificate */
+    /* Through a proxy (lproxy.h): set up by the job before its connect;
+     * proxying while the handshake runs, between the connect and TLS. */
+    struct mwi_lproxy *proxy;
+    int proxying;
 } mwi_lconn;
 
 /* TLS is up on the connection (the socket's, or the driver's). */

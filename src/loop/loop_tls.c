@@ -1,141 +1,101 @@
 /* TLS over a non-blocking socket for the loop (loop_tls.h): OpenSSL's
  * WANT_READ / WANT_WRITE become the events the job waits for. */
 #include "loop/loop_tls.h"
-#include "net/tls.h"
+#include "net/tls_conf.h"
 #include "mailwire/loop.h"
 #include "util/err.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 struct mwi_ltls {
-    SSL_CTX *ctx;
+    mwi_tls_ctx *xctx;
     SSL *ssl;
+    const mwi_tls_conf *conf; /* the job's (lconn.h), which outlives this */
+    mwi_tls_check chk;
+    int up; /* handshake done, certificate accepted */
     char host[256];
 };
-
-static char *dup_opt(const char *s, int *fail)
-{
-    if (!s) return NULL;
-    char *d = strdup(s);
-    if (!d) *fail = 1;
-    return d;
-}
 
 int mwi_ltls_cfg_init(mwi_ltls_cfg *cfg, const mw_tls_opts *o, mw_error *err)
 {
     memset(cfg, 0, sizeof *cfg);
-    mw_tls_opts c = MW_TLS_OPTS_INIT;
-    if (o && mw_tls_opts_copy(&c, o) != 0)
-        return mwi_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported", o->version);
-    if (c.pin || c.policy || c.cert_file || c.crl_file || c.insecure)
-        return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "TLS pins, policies, client certificates, CRLs and insecure are not "
-                           "on the loop yet");
-    if (c.min_version != 0 && c.min_version != 12 && c.min_version != 13)
-        return mwi_err_set(err, MW_EINVAL, "invalid TLS min_version %d (0, 12 or 13)",
-                           c.min_version);
-    if (c.servername && strpbrk(c.servername, "\r\n"))
-        return mwi_err_set(err, MW_EINVAL, "invalid TLS server name");
-    int fail = 0;
-    cfg->ca_file = dup_opt(c.ca_file, &fail);
-    cfg->ca_dir = dup_opt(c.ca_dir, &fail);
-    cfg->servername = dup_opt(c.servername, &fail);
-    cfg->min_version = c.min_version;
-    cfg->handshake_timeout_ms = c.handshake_timeout_ms > 0 ? c.handshake_timeout_ms : 30000;
-    if (fail) {
-        mwi_ltls_cfg_free(cfg);
-        return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    }
+    int rc = mwi_tls_conf_init(&cfg->conf, o, err);
+    if (rc) return rc;
+    /* The loop always has a deadline: the default when none is given. */
+    int ms = cfg->conf.handshake_timeout_ms;
+    cfg->handshake_timeout_ms = ms > 0 ? ms : 30000;
     return 0;
 }
 
 void mwi_ltls_cfg_free(mwi_ltls_cfg *cfg)
 {
-    free(cfg->ca_file);
-    free(cfg->ca_dir);
-    free(cfg->servername);
+    mwi_tls_conf_free(&cfg->conf);
     memset(cfg, 0, sizeof *cfg);
-}
-
-static const char *ssl_reason(char *buf, size_t len)
-{
-    unsigned long e = ERR_peek_last_error();
-    if (!e) {
-        snprintf(buf, len, "unknown TLS error");
-        return buf;
-    }
-    ERR_error_string_n(e, buf, len);
-    return buf;
 }
 
 void mwi_ltls_free(mwi_ltls *t)
 {
     if (!t) return;
     SSL_free(t->ssl);
-    SSL_CTX_free(t->ctx);
+    mwi_tls_ctx_unref(t->xctx);
+    mwi_tls_check_free(&t->chk);
     free(t);
 }
 
+/* The context of the last configuration used, with the files and floor it
+ * was made from (mwi_tls_conf_same_ctx). */
 struct mwi_ltls_cache {
-    char *ca_file, *ca_dir;
-    int min_version;
-    SSL_CTX *ctx;
+    mwi_tls_conf key;
+    mwi_tls_ctx *xctx;
 };
 
 void mwi_ltls_cache_free(mwi_ltls_cache *c)
 {
     if (!c) return;
-    SSL_CTX_free(c->ctx);
-    free(c->ca_file);
-    free(c->ca_dir);
+    mwi_tls_ctx_unref(c->xctx);
+    mwi_tls_conf_free(&c->key);
     free(c);
 }
 
-static int same_str(const char *a, const char *b)
+/* Keeps x as the loop's context for conf; only memory is lost, not
+ * safety, when there is no room for that. */
+static void cache_put(mwi_ltls_cache **cache, const mwi_tls_conf *conf, mwi_tls_ctx *x)
 {
-    return (!a && !b) || (a && b && !strcmp(a, b));
+    mwi_ltls_cache *nc = calloc(1, sizeof *nc);
+    if (!nc) return;
+    mw_tls_opts o = MW_TLS_OPTS_INIT;
+    o.ca_file = conf->ca_file;
+    o.ca_dir = conf->ca_dir;
+    o.cert_file = conf->cert_file;
+    o.key_file = conf->key_file;
+    o.crl_file = conf->crl_file;
+    o.min_version = conf->min_version;
+    if (mwi_tls_conf_init(&nc->key, &o, NULL) != 0) {
+        free(nc);
+        return;
+    }
+    nc->xctx = mwi_tls_ctx_ref(x);
+    mwi_ltls_cache_free(*cache);
+    *cache = nc;
 }
 
-/* The context: trust store, TLS floor, verification.  One per loop and
- * configuration (the trust store is the bulk of a context's memory). */
-static int make_ctx(SSL_CTX **out, const mwi_ltls_cfg *cfg, mw_error *err)
+/* The context: one per loop and configuration (the trust store is the
+ * bulk of a context's memory), made as src/net/tls.c makes its own. */
+static int get_ctx(mwi_ltls *t, const mwi_ltls_cfg *cfg, mwi_ltls_cache **cache, mw_error *err)
 {
-    char why[200];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    *out = NULL;
-    if (!ctx)
-        return mwi_err_set(err, MW_ENOMEM, "cannot create TLS context: %s",
-                           ssl_reason(why, sizeof why));
-    /* As src/net/tls.c: TLS 1.2 floor (RFC 8996), EOF without
-     * close_notify is an end of stream, full verification. */
-    SSL_CTX_set_min_proto_version(ctx, cfg->min_version == 13 ? TLS1_3_VERSION : TLS1_2_VERSION);
-    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_COMPRESSION);
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
-    int rc = 0;
-    if (cfg->ca_file || cfg->ca_dir) {
-        if (SSL_CTX_load_verify_locations(ctx, cfg->ca_file, cfg->ca_dir) != 1)
-            rc =
-                mwi_err_set(err, MW_ETLS, "cannot load CA %s: %s",
-                            cfg->ca_file ? cfg->ca_file : cfg->ca_dir, ssl_reason(why, sizeof why));
-    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-        rc = mwi_err_set(err, MW_ETLS, "cannot use the system CA store: %s",
-                         ssl_reason(why, sizeof why));
+    mwi_ltls_cache *c = cache ? *cache : NULL;
+    if (c && mwi_tls_conf_same_ctx(&c->key, &cfg->conf)) {
+        t->xctx = mwi_tls_ctx_ref(c->xctx);
+        return 0;
     }
-    if (rc) {
-        SSL_CTX_free(ctx);
-        return rc;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    *out = ctx;
-    return 0;
+    int rc = mwi_tls_ctx_new(&t->xctx, &cfg->conf, err);
+    if (!rc && cache) cache_put(cache, &cfg->conf, t->xctx);
+    return rc;
 }
 
 int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, mwi_ltls_cache **cache, int fd,
@@ -143,50 +103,23 @@ int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, mwi_ltls_cache **cache
 {
     char why[200];
     *out = NULL;
-    const char *name = cfg->servername ? cfg->servername : host;
-    if (!name || !*name) return mwi_err_set(err, MW_EINVAL, "no host name to check against");
+    const char *name = NULL;
+    int rc = mwi_tls_conf_host(&cfg->conf, host, &name, err);
+    if (rc) return rc;
     mwi_ltls *t = calloc(1, sizeof *t);
     if (!t) return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    snprintf(t->host, sizeof t->host, "%s", name);
+    snprintf(t->host, sizeof t->host, "%s", name ? name : "the server");
+    t->conf = &cfg->conf;
     ERR_clear_error();
-    int rc = 0;
-    mwi_ltls_cache *c = cache ? *cache : NULL;
-    if (c && same_str(c->ca_file, cfg->ca_file) && same_str(c->ca_dir, cfg->ca_dir) &&
-        c->min_version == cfg->min_version && SSL_CTX_up_ref(c->ctx) == 1) {
-        t->ctx = c->ctx;
-    } else {
-        if ((rc = make_ctx(&t->ctx, cfg, err)) != 0) goto fail;
-        mwi_ltls_cache *nc = cache ? calloc(1, sizeof *nc) : NULL;
-        if (nc && (!cfg->ca_file || (nc->ca_file = strdup(cfg->ca_file))) &&
-            (!cfg->ca_dir || (nc->ca_dir = strdup(cfg->ca_dir))) && SSL_CTX_up_ref(t->ctx) == 1) {
-            nc->ctx = t->ctx;
-            nc->min_version = cfg->min_version;
-            mwi_ltls_cache_free(*cache);
-            *cache = nc;
-        } else if (nc) {
-            free(nc->ca_file);
-            free(nc->ca_dir);
-            free(nc); /* no cache this time: only memory is lost, not safety */
-        }
-    }
-    if (!(t->ssl = SSL_new(t->ctx)) || SSL_set_fd(t->ssl, fd) != 1) {
-        rc = mwi_err_set(err, MW_ENOMEM, "cannot set up TLS: %s", ssl_reason(why, sizeof why));
+    if ((rc = get_ctx(t, cfg, cache, err)) != 0) goto fail;
+    if (!(t->ssl = SSL_new(mwi_tls_ctx_get(t->xctx))) || SSL_set_fd(t->ssl, fd) != 1) {
+        rc = mwi_err_set(err, MW_ENOMEM, "cannot set up TLS: %s",
+                         mwi_tls_ssl_reason(why, sizeof why));
         goto fail;
     }
-    unsigned char addr[16];
-    if (inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1) {
-        /* RFC 6066 §3: no SNI for an address; the IP SAN is checked. */
-        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name) != 1) {
-            rc = mwi_err_set(err, MW_EINVAL, "cannot check address %s", name);
-            goto fail;
-        }
-    } else {
-        SSL_set_hostflags(t->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        if (SSL_set1_host(t->ssl, name) != 1 || SSL_set_tlsext_host_name(t->ssl, name) != 1) {
-            rc = mwi_err_set(err, MW_EINVAL, "invalid TLS server name %s", name);
-            goto fail;
-        }
-    }
+    SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                             SSL_MODE_RELEASE_BUFFERS);
+    if ((rc = mwi_tls_check_setup(&t->chk, t->ssl, t->conf, name, 0, err)) != 0) goto fail;
     *out = t;
     return 0;
 fail:
@@ -220,17 +153,18 @@ static int ssl_fail(mwi_ltls *t, int r, const char *what, int *want, int *eof, m
             *want = MW_LOOP_IN;
             return 0;
         }
+        if (!sys && !eof && !strcmp(what, "handshake"))
+            return mwi_err_set(err, MW_ETLS, "%s closed the connection during the TLS handshake",
+                               t->host);
         return mwi_err_set(err, MW_ENET, "TLS %s with %s: %s", what, t->host,
                            sys ? MW_ERRNO_TEXT(sys) : "connection closed");
     default: {
-        long vr = SSL_get_verify_result(t->ssl);
-        if (vr != X509_V_OK) {
-            ERR_clear_error();
-            mwi_tls_verify_reason(vr, SSL_get0_peer_certificate(t->ssl), why, sizeof why);
-            return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", t->host, why);
-        }
-        int rc = mwi_err_set(err, MW_ETLS, "TLS %s with %s failed: %s", what, t->host,
-                             ssl_reason(why, sizeof why));
+        /* OpenSSL ended the handshake on the chain or the name: the words
+         * of src/net/tls.c (tls_conf.c). */
+        int rc = mwi_tls_check_refused(&t->chk, t->host, err);
+        if (!rc)
+            rc = mwi_err_set(err, MW_ETLS, "TLS %s with %s failed: %s", what, t->host,
+                             mwi_tls_ssl_reason(why, sizeof why));
         ERR_clear_error();
         return rc;
     }
@@ -246,11 +180,22 @@ int mwi_ltls_handshake(mwi_ltls *t, int *want, mw_error *err)
         int rc = ssl_fail(t, r, "handshake", want, NULL, err);
         return rc ? rc : 0;
     }
-    /* SSL_VERIFY_PEER aborted a handshake with a bad chain or name; this is
-     * a second look, so no path accepts an unverified peer. */
-    if (!SSL_get0_peer_certificate(t->ssl) || SSL_get_verify_result(t->ssl) != X509_V_OK)
-        return mwi_err_set(err, MW_ECERT, "certificate of %s not verified", t->host);
+    /* Pin, policy, verification, as the blocking stream decides. */
+    int rc = mwi_tls_check_decide(&t->chk, t->ssl, t->conf, t->host, err);
+    if (rc) return rc;
+    /* The loop shows no peer after the decision: its copy goes (memory
+     * per session, bench/idle: the check left is a few words). */
+    mwi_tls_check_free(&t->chk);
+    t->up = 1;
     return 1;
+}
+
+int mwi_ltls_channel_binding(mwi_ltls *t, const char *type, unsigned char *buf, size_t len,
+                             size_t *out_len)
+{
+    *out_len = 0;
+    if (!t || !t->up) return MW_EUNSUPPORTED;
+    return mwi_tls_channel_binding(t->ssl, type, buf, len, out_len);
 }
 
 int mwi_ltls_read(mwi_ltls *t, void *buf, size_t len, size_t *n, int *want, int *eof, mw_error *err)

@@ -1,27 +1,26 @@
 /* Internal: TLS and plain socket I/O for the loop's jobs, never waiting.
- * Verification is as strict as src/net/tls.c's default path: the peer's
- * chain must verify against the given CAs (or the system's), the host name
- * (or IP address) must match, TLS 1.2 at least.  What tls.c adds on top
- * (pins, a caller's policy, client certificates, CRLs, insecure) is not
- * here yet and is refused when asked for, never ignored. */
+ * The configuration, the context and the checks are src/net/tls_conf.h's,
+ * the blocking TLS stream's own: every mw_tls_opts field (CAs, floor,
+ * client certificate, CRLs, pins, policy, insecure, servername), with the
+ * same error words. */
 #ifndef MW_LOOP_LOOP_TLS_H
 #define MW_LOOP_LOOP_TLS_H
 
 #include "mailwire/error.h"
 #include "mailwire/net.h"
+#include "net/tls_conf.h"
 
 #include <stddef.h>
 
 typedef struct mwi_ltls_cfg {
-    char *ca_file, *ca_dir, *servername;
-    int min_version;
-    int handshake_timeout_ms;
+    mwi_tls_conf conf;
+    int handshake_timeout_ms; /* the conf's, or 30000 when it has none */
 } mwi_ltls_cfg;
 
 typedef struct mwi_ltls mwi_ltls;
 
-/* Copies what the loop supports from o (NULL: defaults).  Returns 0,
- * MW_EUNSUPPORTED (a feature the loop lacks), MW_EINVAL, MW_ENOMEM. */
+/* Checks and copies o (NULL: defaults).  Returns 0, MW_EINVAL, MW_ENOMEM.
+ * A policy's userdata must live as long as the job. */
 int mwi_ltls_cfg_init(mwi_ltls_cfg *cfg, const mw_tls_opts *o, mw_error *err);
 void mwi_ltls_cfg_free(mwi_ltls_cfg *cfg);
 
@@ -47,6 +46,11 @@ int mwi_ltls_read(mwi_ltls *t, void *buf, size_t len, size_t *n, int *want, int 
 /* Writes: *n bytes taken (0 when it would wait, *want says for what). */
 int mwi_ltls_write(mwi_ltls *t, const void *buf, size_t len, size_t *n, int *want, mw_error *err);
 const char *mwi_ltls_version(const mwi_ltls *t);
+/* The channel binding of an accepted connection (type "tls-exporter" or
+ * "tls-unique"), as mw_stream_channel_binding gives it: 0, MW_EUNSUPPORTED
+ * (not up yet, or not for this TLS version), MW_EINVAL, MW_ETOOBIG. */
+int mwi_ltls_channel_binding(mwi_ltls *t, const char *type, unsigned char *buf, size_t len,
+                             size_t *out_len);
 
 int mwi_lplain_read(int fd, void *buf, size_t len, size_t *n, int *eof, mw_error *err);
 int mwi_lplain_write(int fd, const void *buf, size_t len, size_t *n, int *want, mw_error *err);

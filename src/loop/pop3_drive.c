@@ -36,6 +36,7 @@ static int drive_open(drive *d, mw_stream *given)
     memset(&e, 0, sizeof e);
     mw_stream_free(d->s);
     d->s = NULL;
+    d->p->c.ext_stream = NULL;
     if (given && !d->used_given) {
         d->s = given;
         d->used_given = 1;
@@ -75,6 +76,8 @@ static int drive_tls(drive *d)
     }
     d->p->c.handshaking = 0;
     d->p->c.ext_tls_up = 1;
+    d->p->c.ext_stream = d->s;
+    d->p->c.ext_cert = d->po->tls_opts && d->po->tls_opts->cert_file;
     d->p->c.ops->tls_up(d->p->c.impl);
     return 0;
 }
@@ -159,6 +162,7 @@ void mwi_loop_pop3_drive(mw_loop_job *j, const char *host, const mw_pop3_opts *p
         drive_round(&d);
     }
     if (given && !d.used_given) mw_stream_free(given);
+    d.p->c.ext_stream = NULL;
     mw_stream_free(d.s);
     j->ops->destroy(j);
     j->result.code = j->err.code;

@@ -5,6 +5,7 @@
  * the I/O-free codecs of src/proto; TLS is OpenSSL over the non-blocking
  * socket, its WANT_READ / WANT_WRITE becoming the events the job waits
  * for (lconn.c). */
+#include "loop/lproxy.h"
 #include "loop/pop3_job.h"
 #include "util/err.h"
 
@@ -481,9 +482,11 @@ static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
     if (auth == MW_POP3_AUTH_NONE && mode != P3L_CMDS)
         return mwi_err_set(err, MW_EINVAL, "a fetch or an idle session needs a login");
     int need_pw = auth == MW_POP3_AUTH_USER || auth == MW_POP3_AUTH_APOP;
+    /* SASL may go without a user (EXTERNAL): pop3_login.c checks then. */
+    int sasl = auth == MW_POP3_AUTH_SASL || auth == MW_POP3_AUTH_AUTO;
     if (o->version >= 2 && o->token && strpbrk(o->token, "\r\n"))
         return mwi_err_set(err, MW_EINVAL, "CR or LF in the token");
-    if (auth != MW_POP3_AUTH_NONE && (bad_arg(o->user, 0) || bad_arg(o->password, !need_pw)))
+    if (auth != MW_POP3_AUTH_NONE && (bad_arg(o->user, sasl) || bad_arg(o->password, !need_pw)))
         return mwi_err_set(err, MW_EINVAL,
                            "user and password must be given, without CR or LF, at most %d "
                            "octets",
@@ -583,6 +586,8 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int wi
     p->c.connecting = 1;
     rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
+    if (!rc && o->version >= 3 && o->proxy && *o->proxy)
+        rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
     if (rc) {
         destroy(j);
         free(j);

@@ -3,7 +3,8 @@
  * asked for), AUTH (RFC 5034) driven by the one SASL driver
  * (src/sasl/driver.h), and with MW_POP3_AUTH_AUTO the strongest SASL
  * mechanism offered, else USER/PASS.  A bearer token is taken as given.
- * Not on the loop yet: channel binding (-PLUS mechanisms) and token
+ * Channel binding (-PLUS mechanisms) and EXTERNAL with a client
+ * certificate as pop3_auth.c offers them.  Not on the loop yet: token
  * providers (a refused token is not refreshed). */
 #include "loop/pop3_job.h"
 #include "sasl/driver.h"
@@ -22,8 +23,19 @@ static void wipe(void *v, size_t n)
         *b++ = 0;
 }
 
+/* pop3_auth.c's need_password: a login without SASL needs both. */
+static int need_password(p3l *p, const char *what)
+{
+    if (!p->user)
+        mwi_p3l_end(p, MW_EINVAL, "%s needs a user name", what);
+    else if (!p->password)
+        mwi_p3l_end(p, MW_EINVAL, "%s needs a password", what);
+    return !p->user || !p->password;
+}
+
 static void start_user(p3l *p)
 {
+    if (need_password(p, "USER/PASS")) return;
     if (!MWI_LCONN_SECURE(&p->c) && !p->allow_plaintext) {
         mwi_p3l_end(p, MW_EPOLICY,
                     "USER/PASS would send the password unencrypted; use TLS or allow plaintext "
@@ -40,6 +52,7 @@ static void start_user(p3l *p)
  * lower-case hex. */
 static void start_apop(p3l *p)
 {
+    if (need_password(p, "APOP")) return;
     if (!MWI_LCONN_SECURE(&p->c) && !p->allow_plaintext) {
         mwi_p3l_end(p, MW_EPOLICY,
                     "APOP: no login over an unencrypted connection (use TLS, or allow plaintext "
@@ -75,10 +88,30 @@ static void start_apop(p3l *p)
     wipe(line, sizeof line);
 }
 
-/* The driver's configuration, as pop3_auth.c's sasl_cfg makes it. */
-static void sasl_cfg(p3l *p, mwi_sasld_cfg *c)
+/* The connection's channel binding, as pop3_auth.c's channel_binding():
+ * tls-exporter (RFC 9266), else tls-unique (RFC 5929), else none. */
+static const char *channel_binding(p3l *p, unsigned char *cb, size_t *cbl)
+{
+    if (p->c.tls && mwi_ltls_channel_binding(p->c.tls, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
+        return "tls-exporter";
+    if (p->c.tls && mwi_ltls_channel_binding(p->c.tls, "tls-unique", cb, 64, cbl) == 0 && *cbl)
+        return "tls-unique";
+    mw_stream *s = p->c.ext_stream; /* the blocking driver's (pop3_drive.c) */
+    if (s && mw_stream_channel_binding(s, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
+        return "tls-exporter";
+    if (s && mw_stream_channel_binding(s, "tls-unique", cb, 64, cbl) == 0 && *cbl)
+        return "tls-unique";
+    *cbl = 0;
+    return NULL;
+}
+
+/* The driver's configuration, as pop3_auth.c's sasl_cfg makes it; cb
+ * holds 64 bytes (the driver copies them). */
+static void sasl_cfg(p3l *p, mwi_sasld_cfg *c, unsigned char *cb)
 {
     memset(c, 0, sizeof *c);
+    size_t cbl = 0;
+    const char *cbt = channel_binding(p, cb, &cbl);
     c->proto = &mwi_sasl_proto_pop3;
     c->offered = p->sasl_offered;
     c->policy.want = p->sasl_mechs;
@@ -87,6 +120,12 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c)
     c->policy.has_password = p->password != NULL;
     c->policy.has_token = p->token != NULL || p->token_fn != NULL;
     c->has_token_fn = p->token_fn != NULL;
+    c->policy.want_external =
+        (p->c.tlscfg.conf.cert_file && p->c.tls) || (p->c.ext_cert && p->c.ext_tls_up);
+    c->policy.has_cb = cbt != NULL;
+    c->creds.cb_type = cbt;
+    c->creds.cb_data = cbt ? cb : NULL;
+    c->creds.cb_len = cbl;
     c->creds.token = p->token;
     c->creds.authcid = p->user;
     c->creds.authzid = p->authzid;
@@ -150,14 +189,21 @@ static void drive(p3l *p, int act)
 static int start_sasl(p3l *p, int automatic)
 {
     mwi_sasld_cfg cfg;
-    sasl_cfg(p, &cfg);
+    unsigned char cb[64];
+    sasl_cfg(p, &cfg, cb);
     mw_error e;
     memset(&e, 0, sizeof e);
     int rc = mwi_sasld_new(&p->sd, &cfg, &e);
+    wipe(cb, sizeof cb);
     if (rc && automatic && rc == MW_EUNSUPPORTED) return 1;
     if (rc) {
         p->job->err = e;
         mwi_p3l_end(p, rc, "%s", e.message);
+        return 0;
+    }
+    if (!p->user && !p->token && strcasecmp(mwi_sasld_mech_first(p->sd), "EXTERNAL")) {
+        mwi_p3l_login_free(p);
+        mwi_p3l_end(p, MW_EINVAL, "AUTH needs a user name");
         return 0;
     }
     drive(p, mwi_sasld_start(p->sd));

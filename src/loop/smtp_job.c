@@ -1,258 +1,314 @@
-/* An SMTP send as a non-blocking state machine on the loop (loop.h):
- * greeting, EHLO, STARTTLS (RFC 3207) and EHLO again, AUTH PLAIN
- * (RFC 4954, RFC 4616), MAIL, RCPT, DATA (RFC 5321 §4.5.2 through
- * src/proto/smtp_data.h), QUIT.  Replies through src/proto/smtp_reply.h.
- * One command at a time.  Its socket and TLS handling mirror pop3_job.c
- * (the shared command/response engine of both is still to be written). */
-#include "loop/loop_int.h"
-#include "loop/lconn.h"
-#include "proto/smtp_data.h"
+/* An SMTP send as a non-blocking state machine on the loop (loop.h), the
+ * session half (smtp_job.h): connect, greeting, EHLO (HELO after a 5xx
+ * but 554, RFC 5321 §4.1.4), STARTTLS (RFC 3207) and EHLO again, AUTH
+ * PLAIN (RFC 4954, RFC 4616), then the transaction (smtp_tx.c), RSET and
+ * QUIT; the error texts are those of src/smtp/smtp.c.  Replies through
+ * src/proto/smtp_reply.h; the socket and TLS through lconn.c. */
+#include "loop/lproxy.h"
+#include "loop/smtp_job.h"
+#include "sasl/driver.h"
 #include "proto/smtp_reply.h"
-#include "util/base64.h"
 #include "util/buf.h"
 #include "util/err.h"
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define SJ_IN_CAP      8192
-#define SJ_ARG_MAX     256         /* a path or name in a command (RFC 5321 §4.5.3.1.3) */
-#define SJ_OUT_LOW     (8 * 1024)  /* refill the DATA stream below this */
-#define SJ_CHUNK       (16 * 1024) /* message octets encoded at a time */
-#define SJ_OUT_MAX     (64 * 1024)
+#define SJ_ARG_MAX     256          /* a path or name in a command (RFC 5321 §4.5.3.1.3) */
+#define SJ_OUT_MAX     (512 * 1024) /* commands, or a chunk of the message encoded */
 #define SJ_READ_BUDGET (64 * 1024)
 
-enum sj_state {
-    S_CONNECTING,
-    S_HANDSHAKE,
-    S_GREETING,
-    S_EHLO,
-    S_STARTTLS,
-    S_AUTH,
-    S_MAIL,
-    S_RCPT,
-    S_DATA,
-    S_BODY,
-    S_QUIT,
-    S_DONE
-};
-static const char *const state_name[] = {"connecting", "TLS handshake", "greeting", "EHLO",
-                                         "STARTTLS",   "AUTH",          "MAIL",     "RCPT",
-                                         "DATA",       "message",       "QUIT",     "done"};
+static const char *const state_name[] = {
+    "connecting", "TLS handshake", "greeting", "EHLO", "HELO", "STARTTLS", "QUED", "AUTH",
+    "envelope",   "DATA",          "message",  "RSET", "QUIT", "QUIT",     "done"};
 
-typedef struct sj {
-    mw_loop_job *job;
-    int state;
-    mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
-    char *user, *password, *helo, *from;
-    char **rcpt;
-    size_t nrcpt, rcpt_i;
-    const char *msg;
-    size_t msg_len, msg_off;
-    int tls_mode, allow_plaintext, connect_timeout_ms;
-    int body_queued;
-    mw_smtp_reply *reply;
-    mw_smtp_caps caps;
-    mw_smtp_data_enc enc;
-    char cmd[520]; /* the command in flight, masked */
-} sj;
-
-static void set_state(sj *p, int st)
+void mwi_sj_set_state(sj *p, int st)
 {
     if (p->state == st || p->state == S_DONE) return;
     mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
     p->state = st;
 }
 
-static void end_job(sj *p, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void end_job(sj *p, int code, const char *fmt, ...)
+void mwi_sj_end(sj *p, int code)
 {
     if (p->job->done) return;
-    char msg[sizeof p->job->err.message] = "";
-    if (code) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-    }
-    mwi_lconn_end(&p->c, code, msg);
-    set_state(p, S_DONE);
-}
-
-/* Queues one command; `shown` is what the trace and mw_error show. */
-static void send_cmd(sj *p, int st, const char *line, const char *shown)
-{
-    if (strpbrk(line, "\r\n") || strlen(line) > 512 - 2) {
-        end_job(p, MW_EINVAL, "command refused: CR/LF or over 510 octets");
-        return;
-    }
-    snprintf(p->cmd, sizeof p->cmd, "%s", shown ? shown : line);
-    int rc = mwi_lconn_queue_line(&p->c, line);
-    if (rc) {
-        end_job(p, rc, "command refused: %s", mw_strerror(rc));
-        return;
-    }
-    mwi_lconn_trace(&p->c, MW_TRACE_SEND, p->cmd, strlen(p->cmd));
-    mwi_smtp_reply_init(p->reply);
-    set_state(p, st);
-}
-
-static void refuse(sj *p, int code)
-{
     mw_error *e = &p->job->err;
-    size_t len;
-    const char *sum = mwi_smtp_reply_summary(p->reply, &len);
-    mwi_err_set_command(e, p->cmd, strlen(p->cmd));
-    mwi_err_set_reply(e, sum, len);
-    e->reply_code = p->reply->code;
-    snprintf(e->enhanced, sizeof e->enhanced, "%s", p->reply->enhanced);
-    if (p->reply->code >= 400 && p->reply->code < 500) code = MW_ETEMP;
-    end_job(p, code, "%s refused by the server: %d %.200s", state_name[p->state], p->reply->code,
-            e->reply);
+    if (p->bcc_state == 1 && p->main_rc) { /* the Bcc copy's failure does not count */
+        code = p->main_rc;
+        p->sh->err = p->main_err;
+    }
+    if (code) {
+        if (p->sh->err.code == 0) mwi_err_set(&p->sh->err, code, "%s", mw_strerror(code));
+        *e = p->sh->err;
+    }
+    mwi_sj_tx_free(p);
+    mwi_lconn_end(&p->c, code, code ? p->sh->err.message : "");
+    if (code) e->code = code;
+    mwi_sj_set_state(p, S_DONE);
 }
 
-static void send_ehlo(sj *p)
+int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, const char *what)
+{
+    mw_error *e = &p->sh->err;
+    char buf[MWI_SASLD_MAX_LINE]; /* the longest line: an AUTH continuation */
+    int rc = 0;
+    if (len >= sizeof buf || memchr(line, '\r', len) || memchr(line, '\n', len) ||
+        memchr(line, '\0', len))
+        rc = mwi_err_set(e, MW_EINVAL, "CR, LF or NUL in a command: refused");
+    if (!rc) {
+        memcpy(buf, line, len);
+        buf[len] = '\0';
+        const char *sh = shown ? shown : buf;
+        mwi_err_set_command(e, sh, strlen(sh));
+        rc = mwi_lconn_queue_line(&p->c, buf);
+        explicit_bzero(buf, sizeof buf);
+        if (rc)
+            mwi_err_set(e, rc, "command refused: %s", mw_strerror(rc));
+        else
+            mwi_lconn_trace(&p->c, MW_TRACE_SEND, sh, strlen(sh));
+    }
+    if (rc) {
+        p->dead = 1;
+        mwi_sj_end(p, rc);
+        return rc;
+    }
+    p->waiting = what;
+    /* BDAT chunks go while earlier replies may be arriving: keep them. */
+    if (!(p->state == S_BODY && st == S_BODY)) mwi_smtp_reply_init(p->reply);
+    mwi_sj_set_state(p, st);
+    return 0;
+}
+
+void mwi_sj_finish(sj *p, int code, int reset)
+{
+    p->end_rc = code;
+    p->end_err = p->sh->err;
+    if (code && p->end_err.code == 0) mwi_err_set(&p->end_err, code, "%s", mw_strerror(code));
+    if (p->dead) {
+        p->sh->err = p->end_err;
+        mwi_sj_end(p, code);
+        return;
+    }
+    if (reset)
+        mwi_sj_send(p, S_RSET, "RSET", 4, NULL, "RSET");
+    else
+        mwi_sj_tx_after(p);
+}
+
+/* A failure before the session was ready, as mw_smtp_open's failover
+ * reports it: "HOST port N: why", and QUIT when the server can still
+ * hear (not after a TLS or certificate failure). */
+void mwi_sj_open_fail(sj *p, int code)
+{
+    mw_error *e = &p->sh->err;
+    if (e->code == 0) mwi_err_set(e, code, "%s", mw_strerror(code));
+    char msg[sizeof e->message + 300];
+    snprintf(msg, sizeof msg, "%.200s port %u: %s", p->c.host, p->c.port, e->message);
+    mwi_copy_printable(e->message, sizeof e->message, msg, strlen(msg));
+    mwi_lconn_info(&p->c, "%s", e->message);
+    p->end_rc = code;
+    p->end_err = *e;
+    if (p->ready_out && p->in_auth) *p->ready_out = -1;
+    if (p->dead || code == MW_ETLS || code == MW_ECERT) {
+        mwi_sj_end(p, code);
+        return;
+    }
+    if (mwi_sj_send(p, S_BYE, "QUIT", 4, NULL, "QUIT") == 0) p->sh->err = p->end_err;
+}
+
+static void send_ehlo(sj *p, int st)
 {
     char line[SJ_ARG_MAX + 8];
-    snprintf(line, sizeof line, "EHLO %s", p->helo);
-    send_cmd(p, S_EHLO, line, NULL);
+    int n = snprintf(line, sizeof line, "%s %s", st == S_HELO ? "HELO" : "EHLO", p->sh->client);
+    mwi_sj_send(p, st, line, (size_t)n, NULL, st == S_HELO ? "HELO" : "EHLO");
 }
 
-static void send_mail(sj *p)
+void mwi_sj_session_ready(sj *p)
 {
-    char line[SJ_ARG_MAX + 16];
-    snprintf(line, sizeof line, "MAIL FROM:<%s>", p->from);
-    send_cmd(p, S_MAIL, line, NULL);
+    p->ready = 1;
+    if (p->ready_out) *p->ready_out = 1;
+    if (p->tx_max_time_ms > 0) { /* mw_smtp_set_maxtime: from here to the end of the data */
+        int64_t d = mw_now_ms() + p->tx_max_time_ms;
+        if (d < p->c.total_deadline) {
+            p->c.total_deadline = d;
+            p->c.max_time_ms = 0; /* what runs out now is not the session's max-time */
+        }
+    }
+    mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port, p->c.tls ? " (TLS)" : "");
+    mwi_sj_tx_start(p);
 }
 
+/* EHLO (or HELO) answered 250: STARTTLS, AUTH or the transaction. */
 static void after_ehlo(sj *p)
 {
-    if (mwi_smtp_caps_parse(&p->caps, p->reply) != 0) {
-        end_job(p, MW_EPROTO, "cannot read the EHLO reply");
-        return;
-    }
-    if (!p->c.tls && p->tls_mode == MW_TLS_STARTTLS) {
-        if (!(p->caps.flags & MW_SMTP_CAP_STARTTLS)) {
-            end_job(p, MW_ETLS,
-                    "the server does not offer STARTTLS (RFC 3207) and TLS is "
-                    "required");
+    int opp = p->tls_mode == MW_TLS_OPPORTUNISTIC;
+    if (!p->c.tls && !p->plain_ok && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
+        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && opp) {
+            p->plain_ok = 1; /* opportunistic: plain text it is */
+            after_ehlo(p);
             return;
         }
-        send_cmd(p, S_STARTTLS, "STARTTLS", NULL);
+        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS)) {
+            mwi_err_set(&p->sh->err, MW_ETLS,
+                        "the server does not offer STARTTLS (RFC 3207) and TLS is required");
+            mwi_sj_open_fail(p, MW_ETLS);
+            return;
+        }
+        mwi_sj_send(p, S_STARTTLS, "STARTTLS", 8, NULL, "STARTTLS");
         return;
     }
-    if (!p->user) {
-        send_mail(p);
+    if (p->queue && (p->sh->caps.flags & MW_SMTP_CAP_XQUE)) {
+        /* Tcllib -queue: QUED asks the server to queue, not deliver now. */
+        p->queue = 0;
+        mwi_sj_send(p, S_QUED, "QUED", 4, NULL, "QUED");
         return;
     }
-    if (!p->c.tls && !p->allow_plaintext) {
-        end_job(p, MW_EPOLICY,
-                "login over an unencrypted connection not allowed "
-                "(allow_plaintext)");
-        return;
-    }
-    if (!mwi_smtp_caps_has_auth(&p->caps, "PLAIN")) {
-        end_job(p, MW_EUNSUPPORTED,
-                "the server does not offer AUTH PLAIN (the loop's only "
-                "mechanism yet)");
-        return;
-    }
-    /* RFC 4616 §2: authzid NUL authcid NUL passwd, base64 (RFC 4954 §4). */
-    size_t ul = strlen(p->user), pl = strlen(p->password), n = ul + pl + 2;
-    unsigned char raw[2 * SJ_ARG_MAX + 2];
-    char line[16 + 4 * ((2 * SJ_ARG_MAX + 2 + 2) / 3) + 1];
-    raw[0] = 0;
-    memcpy(raw + 1, p->user, ul);
-    raw[1 + ul] = 0;
-    memcpy(raw + 2 + ul, p->password, pl);
-    memcpy(line, "AUTH PLAIN ", 11);
-    mwi_base64_encode(line + 11, raw, n);
-    send_cmd(p, S_AUTH, line, "AUTH PLAIN ****");
-    explicit_bzero(raw, sizeof raw);
-    explicit_bzero(line, sizeof line);
+    if (p->user || p->token)
+        mwi_sj_auth_start(p);
+    else
+        mwi_sj_session_ready(p);
 }
 
-static void send_rcpt(sj *p)
+static void ehlo_reply(sj *p)
 {
-    char line[SJ_ARG_MAX + 16];
-    snprintf(line, sizeof line, "RCPT TO:<%s>", p->rcpt[p->rcpt_i]);
-    send_cmd(p, S_RCPT, line, NULL);
+    int code = p->reply->code;
+    memset(&p->sh->caps, 0, sizeof p->sh->caps);
+    if (p->state == S_HELO) {
+        if (code != 250) {
+            mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "HELO refused"));
+            return;
+        }
+        p->sh->helo_only = 1;
+        after_ehlo(p);
+        return;
+    }
+    if (code == 250) {
+        mwi_smtp_caps_parse(&p->sh->caps, p->reply);
+        after_ehlo(p);
+    } else if (code >= 500 && code != 554) {
+        send_ehlo(p, S_HELO); /* smtp.c says why not after 554 */
+    } else {
+        mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "EHLO refused"));
+    }
 }
 
 /* A complete reply, to the command of the current state. */
 static void on_reply(sj *p)
 {
     int c = p->reply->code;
+    if (c == 421) p->dead = 1; /* RFC 5321 §3.8: the server is closing */
     switch (p->state) {
     case S_GREETING:
-        if (c != 220) return refuse(p, MW_ESERVER);
-        send_ehlo(p);
+        if (c != 220) return mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "greeting"));
+        send_ehlo(p, S_EHLO);
         return;
     case S_EHLO:
-        if (c != 250) return refuse(p, MW_ESERVER);
-        after_ehlo(p);
+    case S_HELO:
+        ehlo_reply(p);
         return;
     case S_STARTTLS:
-        if (c != 220) return refuse(p, MW_ETLS);
-        set_state(p, S_HANDSHAKE);
+        if (c != 220) {
+            int rc = mwi_smtp_reply_error(p->sh, "STARTTLS refused");
+            if (c != 421 && p->tls_mode == MW_TLS_OPPORTUNISTIC) {
+                mwi_lconn_info(&p->c, "STARTTLS refused; going on in plain text (opportunistic)");
+                mw_error_clear(&p->sh->err);
+                p->plain_ok = 1;
+                after_ehlo(p);
+                return;
+            }
+            if (c != 421) p->sh->err.code = rc = MW_ETLS;
+            return mwi_sj_open_fail(p, rc);
+        }
+        mwi_sj_set_state(p, S_HANDSHAKE);
         p->c.tls_pending = 1; /* process() checks that nothing follows the 220 */
         return;
+    case S_QUED:
+        if (c == 421) return mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "QUED"));
+        p->plain_ok = 1; /* TLS is settled by now */
+        after_ehlo(p);
+        return;
     case S_AUTH:
-        if (c != 235) return refuse(p, MW_EAUTH);
-        send_mail(p);
+        mwi_sj_auth_reply(p);
         return;
-    case S_MAIL:
-        if (c / 100 != 2) return refuse(p, MW_ESERVER);
-        p->rcpt_i = 0;
-        send_rcpt(p);
-        return;
-    case S_RCPT:
-        if (c != 250 && c != 251) return refuse(p, MW_ESERVER);
-        if (++p->rcpt_i < p->nrcpt)
-            send_rcpt(p);
-        else
-            send_cmd(p, S_DATA, "DATA", NULL);
-        return;
-    case S_DATA:
-        if (c != 354) return refuse(p, MW_ESERVER);
-        set_state(p, S_BODY);
-        mwi_smtp_data_init(&p->enc, 0);
-        mwi_smtp_reply_init(p->reply);
-        snprintf(p->cmd, sizeof p->cmd, "(end of data)");
-        return;
-    case S_BODY:
-        if (!p->body_queued) {
-            end_job(p, MW_EPROTO, "a reply before the end of the data");
-            return;
+    case S_RSET:
+        if (p->dead) {
+            p->sh->err = p->end_err;
+            return mwi_sj_end(p, p->end_rc);
         }
-        if (c / 100 != 2) return refuse(p, MW_ESERVER);
-        p->job->result.sent = 1;
-        p->job->result.messages = 1;
-        send_cmd(p, S_QUIT, "QUIT", NULL);
+        p->sh->err = p->end_err; /* RSET's own outcome does not count */
+        mwi_sj_tx_after(p);
         return;
     case S_QUIT:
         p->job->result.quit_ok = c == 221;
-        end_job(p, 0, "%s", "done");
+        p->sh->err = p->end_err;
+        mwi_sj_end(p, p->end_rc);
         return;
+    case S_BYE:
+        return; /* ends once QUIT is written (on_feed) */
     default:
-        end_job(p, MW_EPROTO, "a reply no command asked for (in state %s)", state_name[p->state]);
+        mwi_sj_tx_reply(p);
     }
+}
+
+/* A failure that ends the connection: before the session was ready as
+ * mw_smtp_open reports it; during RSET or QUIT the outcome stays. */
+static void fail_now(sj *p, int code)
+{
+    p->dead = 1;
+    if (p->state == S_RSET || p->state == S_QUIT || p->state == S_BYE) {
+        p->sh->err = p->end_err;
+        mwi_sj_end(p, p->end_rc);
+    } else if (!p->ready) {
+        mwi_sj_open_fail(p, code);
+    } else {
+        mwi_sj_finish(p, code, 0);
+    }
+}
+
+/* RFC 3207 §4.2 (and the STARTTLS command-injection attacks): anything
+ * after the 220 and before the handshake is refused, as smtp.c says it. */
+static int injected(sj *p, size_t pos)
+{
+    if (!p->c.tls_pending || pos == p->c.in_len) return 0;
+    mwi_err_set(&p->sh->err, MW_EPROTO,
+                "%zu bytes received after the 220 to STARTTLS, before the TLS handshake "
+                "(possible injection): refused",
+                p->c.in_len - pos);
+    p->c.tls_pending = 0;
+    p->dead = 1;
+    mwi_sj_open_fail(p, MW_EPROTO);
+    return 1;
+}
+
+/* In S_BODY, a complete reply nothing was sent for yet. */
+static int held(const sj *p)
+{
+    return p->t.chunking ? p->bdat_owed == 0 : !p->body_queued;
 }
 
 static void process(sj *p)
 {
     size_t pos = 0;
     while (!p->job->done && p->state != S_HANDSHAKE) {
+        /* A reply ahead of its command waits for it (read in order, as the
+         * blocking session reads them). */
+        if (p->state == S_BODY && p->reply->complete && held(p)) break;
         char *nl = memchr(p->c.in + pos, '\n', p->c.in_len - pos);
         if (!nl) {
-            if (p->c.in_len - pos > MW_SMTP_REPLY_MAX_LINE)
-                end_job(p, MW_ETOOBIG, "a reply line is longer than %d octets",
-                        MW_SMTP_REPLY_MAX_LINE);
+            if (p->c.in_len - pos > MW_SMTP_REPLY_MAX_LINE) {
+                mwi_err_set(&p->sh->err, MW_EPROTO, "line longer than the %d-byte limit",
+                            MW_SMTP_REPLY_MAX_LINE);
+                p->dead = 1;
+                fail_now(p, MW_EPROTO);
+            }
             break;
         }
         char *l = p->c.in + pos;
@@ -260,41 +316,21 @@ static void process(sj *p)
         pos += len + 1;
         if (len && l[len - 1] == '\r') len--;
         mwi_lconn_trace(&p->c, MW_TRACE_RECV, l, len);
-        int rc = mwi_smtp_reply_feed(p->reply, l, len, &p->job->err);
+        int rc = mwi_smtp_reply_feed(p->reply, l, len, &p->sh->err);
+        if (rc == MW_ETOOBIG) rc = p->sh->err.code = MW_EPROTO;
         if (rc < 0) {
-            end_job(p, rc, "%s", p->job->err.message);
+            mwi_err_set_command(&p->sh->err, p->waiting, strlen(p->waiting));
+            p->dead = 1;
+            fail_now(p, rc);
             break;
         }
         if (rc == 1) on_reply(p);
-        /* RFC 3207 §4: nothing may be taken from before the handshake. */
+        if (rc == 1 && injected(p, pos)) break;
         if (p->c.tls_pending && mwi_lconn_after_line(&p->c, pos)) break;
     }
     if (pos) {
         memmove(p->c.in, p->c.in + pos, p->c.in_len - pos);
         p->c.in_len -= pos;
-    }
-}
-
-/* DATA: keeps the output fed from the message, a chunk at a time. */
-static void feed_body(sj *p)
-{
-    if (p->state != S_BODY || p->body_queued) return;
-    while (mwi_lconn_pending(&p->c) < SJ_OUT_LOW && !p->job->done) {
-        size_t n = p->msg_len - p->msg_off;
-        if (n > SJ_CHUNK) n = SJ_CHUNK;
-        int rc = n ? mwi_smtp_data_encode(&p->enc, p->msg + p->msg_off, n, &p->c.out, &p->job->err)
-                   : mwi_smtp_data_finish(&p->enc, &p->c.out, &p->job->err);
-        if (rc) {
-            end_job(p, rc, "the message: %s", p->job->err.message);
-            return;
-        }
-        p->msg_off += n;
-        p->job->result.bytes += n;
-        if (!n) {
-            p->body_queued = 1;
-            mwi_lconn_info(&p->c, "message sent (%zu octets), waiting for the reply", p->msg_len);
-            return;
-        }
     }
 }
 
@@ -304,38 +340,58 @@ static void on_connected(void *impl)
 {
     sj *p = impl;
     mwi_smtp_reply_init(p->reply);
+    p->waiting = "the greeting";
     if (p->tls_mode == MW_TLS_IMPLICIT) {
-        set_state(p, S_HANDSHAKE);
+        mwi_sj_set_state(p, S_HANDSHAKE);
         mwi_lconn_start_tls(&p->c);
     } else {
-        set_state(p, S_GREETING);
+        mwi_sj_set_state(p, S_GREETING);
     }
 }
 
 static void on_tls_up(void *impl)
 {
     sj *p = impl;
-    if (p->caps.flags) {
-        send_ehlo(p); /* RFC 3207 §4.2: forget what was learnt, EHLO again */
-        memset(&p->caps, 0, sizeof p->caps);
-    } else {
-        set_state(p, S_GREETING); /* implicit TLS: the greeting comes now */
+    if (p->tls_mode == MW_TLS_IMPLICIT) {
+        mwi_sj_set_state(p, S_GREETING); /* the greeting comes now */
+        return;
     }
+    mwi_lconn_info(&p->c, "TLS established");
+    /* RFC 3207 §4.2: forget what was said in plain text, ask again. */
+    memset(&p->sh->caps, 0, sizeof p->sh->caps);
+    send_ehlo(p, S_EHLO);
 }
 
 static void on_process(void *impl)
 {
-    process(impl);
+    sj *p = impl;
+    if (p->state == S_BODY && p->reply->complete && !held(p)) mwi_sj_tx_reply(p);
+    if (!p->job->done) process(p);
 }
 
 static void on_feed(void *impl)
 {
-    feed_body(impl);
+    sj *p = impl;
+    if (p->state == S_BYE && !mwi_lconn_pending(&p->c)) {
+        p->sh->err = p->end_err;
+        mwi_sj_end(p, p->end_rc);
+        return;
+    }
+    mwi_sj_tx_feed(p);
 }
 
 static void on_fail(void *impl, int code, const char *msg)
 {
-    end_job(impl, code, "%s", msg);
+    sj *p = impl;
+    if (p->state == S_BODY && code != MW_ETIMEOUT && mwi_sj_salvage_reply(p, msg)) return;
+    if (p->c.eof && code == MW_ENET && p->waiting) {
+        mwi_err_set(&p->sh->err, MW_ENET,
+                    "connection closed by the server waiting for the reply to %s", p->waiting);
+        mwi_err_set_command(&p->sh->err, p->waiting, strlen(p->waiting));
+    } else {
+        mwi_err_set(&p->sh->err, code, "%s", msg);
+    }
+    fail_now(p, code);
 }
 
 static const char *on_state(void *impl)
@@ -356,17 +412,34 @@ static void destroy(mw_loop_job *j)
     sj *p = j->impl;
     if (!p) return;
     mwi_lconn_free(&p->c);
-    for (size_t i = 0; i < p->nrcpt; i++)
-        free(p->rcpt ? p->rcpt[i] : NULL);
-    free(p->rcpt);
+    mwi_sj_auth_free(p);
+    mwi_sj_tx_free(p);
+    for (size_t i = 0; p->own_rcpt && i < p->nown; i++)
+        free(p->own_rcpt[i]);
+    free(p->own_rcpt);
+    free(p->own_from);
     free(p->user);
-    free(p->helo);
-    free(p->from);
+    free(p->auth);
+    if (p->token) {
+        explicit_bzero(p->token, strlen(p->token));
+        free(p->token);
+    }
     if (p->password) {
         explicit_bzero(p->password, strlen(p->password));
         free(p->password);
     }
-    free(p->reply);
+    if (p->sh) {
+        free(p->sh->rep);
+        free(p->sh->client);
+        free(p->sh->server);
+        mwi_buf_free(&p->sh->xout);
+        free(p->sh);
+    }
+    free(p->chunk);
+    free(p->whole);
+    free(p->seven);
+    free(p->bcc_built);
+    mwi_smtp_env_free(&p->main_env);
     free(p);
     j->impl = NULL;
 }
@@ -386,30 +459,115 @@ static char *dup_s(const char *s, int *fail)
     return d;
 }
 
-/* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
- * from the call on). */
-static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o, int given_fd,
-                    int *fd_taken, mw_loop_done_fn done, void *userdata, mw_error *err)
+/* The TLS configuration and (version 3) the proxy of o. */
+static int conn_setup(sj *p, const mw_loop_smtp_opts *o, mw_error *err)
 {
-    if (out) *out = NULL;
-    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
-    if (!o || o->version != MW_LOOP_SMTP_OPTS_VERSION)
+    int rc = o->tls != MW_TLS_NONE ? mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err) : 0;
+    if (!rc && o->proxy && *o->proxy)
+        rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
+    return rc;
+}
+
+static int is_loopback(const char *h)
+{
+    return !strcasecmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1");
+}
+
+/* The options as version 2, checked.  Version 1 callers get a message
+ * made of from, rcpt and message (every recipient must be accepted). */
+static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, mw_error *err)
+{
+    if (!in || in->version < 1 || in->version > MW_LOOP_SMTP_OPTS_VERSION)
         return mwi_err_set(err, MW_EINVAL, "mw_loop_smtp_opts missing or of another version");
+    memset(o, 0, sizeof *o);
+    memcpy(o, in,
+           in->version == 1   ? offsetof(mw_loop_smtp_opts, msg)
+           : in->version == 2 ? offsetof(mw_loop_smtp_opts, proxy)
+                              : sizeof *o);
     if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "no host to connect to");
-    if (bad(o->from, 1) || !o->nrcpt || !o->rcpt || (o->helo && bad(o->helo, 0)) ||
-        (o->user && (bad(o->user, 0) || bad(o->password, 0))) || (!o->message && o->message_len))
+    /* The EHLO name as mw_smtp_open checks it (smtp.c). */
+    if (o->helo && mwi_smtp_bad_arg(o->helo, 0))
+        return mwi_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
+    if (o->helo && (!*o->helo || strlen(o->helo) > 255))
+        return mwi_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
+    if (o->user && !o->password && !o->token)
+        return mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
+    if ((o->user && (!*o->user || strlen(o->user) >= SJ_ARG_MAX || mwi_smtp_bad_arg(o->user, 1))) ||
+        mwi_smtp_bad_arg(o->password, 1) || mwi_smtp_bad_arg(o->token, 0) ||
+        mwi_smtp_bad_arg(o->auth, 1))
         return mwi_err_set(err, MW_EINVAL,
-                           "from, rcpt, helo, user and password: given, without CR, LF, < or "
-                           ">, under %d octets",
+                           "user, password, token and auth: without control octets (a user "
+                           "under %d octets)",
+                           SJ_ARG_MAX);
+    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE &&
+        o->tls != MW_TLS_OPPORTUNISTIC)
+        return mwi_err_set(err, MW_EUNSUPPORTED, "TLS mode %d not on the loop yet", o->tls);
+    if (o->msg) return 0;
+    if (bad(o->from, 1) || !o->nrcpt || !o->rcpt || (!o->message && o->message_len))
+        return mwi_err_set(err, MW_EINVAL,
+                           "from, rcpt and message: given, without CR, LF, < or >, under %d "
+                           "octets",
                            SJ_ARG_MAX);
     for (size_t i = 0; i < o->nrcpt; i++)
         if (bad(o->rcpt[i], 0))
             return mwi_err_set(err, MW_EINVAL,
-                               "recipient %zu is empty, too long or holds CR, "
-                               "LF, < or >",
-                               i + 1);
-    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE)
-        return mwi_err_set(err, MW_EUNSUPPORTED, "TLS mode %d not on the loop yet", o->tls);
+                               "recipient %zu is empty, too long or holds CR, LF, < or >", i + 1);
+    return 0;
+}
+
+/* The message of a version 1 caller, and the session shell. */
+static int make_parts(sj *p, const mw_loop_smtp_opts *o)
+{
+    int fail = 0;
+    if (!(p->sh = calloc(1, sizeof *p->sh)) || !(p->sh->rep = malloc(sizeof *p->sh->rep)) ||
+        !(p->chunk = malloc(MWI_SMTP_CHUNK)))
+        return 1;
+    mw_smtp *s = p->sh;
+    p->reply = s->rep;
+    s->state = ST_READY;
+    s->tls_mode = o->tls;
+    s->port = p->c.port;
+    s->server = dup_s(o->host, &fail);
+    if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 || mwi_smtp_bad_arg(s->hostname, 0))
+        s->hostname[0] = '\0';
+    s->client = dup_s(o->helo                ? o->helo
+                      : is_loopback(o->host) ? "localhost"
+                      : s->hostname[0]       ? s->hostname
+                                             : "localhost",
+                      &fail);
+    if (o->msg) {
+        p->msg = o->msg;
+        return fail;
+    }
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    p->own = m;
+    p->own.data = o->message ? o->message : "";
+    p->own.len = o->message_len;
+    p->own.originator = p->own_from = dup_s(o->from, &fail);
+    p->own.atleastone = 0;
+    p->own.rewrite_headers = 0;
+    p->own.use_chunking = 0;
+    p->own_rcpt = calloc(o->nrcpt, sizeof *p->own_rcpt);
+    if (!p->own_rcpt) return 1;
+    p->nown = o->nrcpt;
+    for (size_t i = 0; i < o->nrcpt; i++)
+        p->own_rcpt[i] = dup_s(o->rcpt[i], &fail);
+    p->own.recipients = (const char *const *)p->own_rcpt;
+    p->own.nrecipients = o->nrcpt;
+    p->msg = &p->own;
+    return fail;
+}
+
+/* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
+ * from the call on). */
+static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in, int given_fd,
+                    int *fd_taken, mw_loop_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    mw_loop_smtp_opts o;
+    int rc = take_opts(&o, in, err);
+    if (rc) return rc;
     mw_loop_job *j = calloc(1, sizeof *j);
     sj *p = calloc(1, sizeof *p);
     if (!j || !p) {
@@ -423,30 +581,32 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     p->job = j;
     int fail = mwi_lconn_init(&p->c, j, &conn_ops, p, SJ_IN_CAP, SJ_OUT_MAX, SJ_READ_BUDGET) != 0;
     p->c.connecting = 1;
-    p->c.host = dup_s(o->host, &fail);
-    p->user = dup_s(o->user, &fail);
-    p->password = dup_s(o->user ? o->password : NULL, &fail);
-    p->helo = dup_s(o->helo ? o->helo : "localhost", &fail);
-    p->from = dup_s(o->from, &fail);
-    p->rcpt = calloc(o->nrcpt, sizeof *p->rcpt);
-    p->reply = malloc(sizeof *p->reply);
-    if (!p->rcpt || !p->reply) fail = 1;
-    for (size_t i = 0; p->rcpt && i < o->nrcpt; i++)
-        p->rcpt[i] = dup_s(o->rcpt[i], &fail);
-    p->nrcpt = o->nrcpt;
-    p->msg = o->message;
-    p->msg_len = o->message_len;
-    p->tls_mode = o->tls;
-    p->c.port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 465 : 587);
-    p->allow_plaintext = o->allow_plaintext;
-    p->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 30000;
-    p->c.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 60000;
-    p->c.total_deadline =
-        o->max_time_ms > 0 ? mw_now_ms() + o->max_time_ms : (int64_t)MW_NO_DEADLINE;
-    p->c.trace = o->trace;
-    p->c.trace_ud = o->trace_userdata;
-    int rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
-    if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
+    p->c.host = dup_s(o.host, &fail);
+    p->c.port = o.port ? o.port : (o.tls == MW_TLS_IMPLICIT ? 465 : 587);
+    fail |= make_parts(p, &o);
+    p->user = dup_s(o.user, &fail);
+    p->password = dup_s(o.user ? o.password : NULL, &fail);
+    p->token = dup_s(o.token, &fail);
+    p->auth = o.auth && *o.auth && strcasecmp(o.auth, "auto") ? dup_s(o.auth, &fail) : NULL;
+    /* Without msg, as before version 2: AUTH PLAIN whenever it is offered. */
+    if (!o.msg && !p->auth) p->auth = dup_s("PLAIN", &fail);
+    p->tls_mode = o.tls;
+    p->allow_plaintext = o.allow_plaintext;
+    p->queue = o.queue;
+    p->downgrade = o.downgrade;
+    p->result_out = o.result;
+    p->ready_out = o.ready;
+    if (p->result_out) *p->result_out = NULL;
+    if (p->ready_out) *p->ready_out = 0;
+    p->connect_timeout_ms = o.connect_timeout_ms > 0 ? o.connect_timeout_ms : 30000;
+    p->c.io_timeout_ms = o.io_timeout_ms > 0 ? o.io_timeout_ms : 60000;
+    p->c.total_deadline = o.max_time_ms > 0 ? mw_now_ms() + o.max_time_ms : (int64_t)MW_NO_DEADLINE;
+    p->c.max_time_ms = o.max_time_ms; /* lconn says src/net's words when it runs out */
+    p->tx_max_time_ms = o.tx_max_time_ms;
+    p->c.trace = o.trace;
+    p->c.trace_ud = o.trace_userdata;
+    rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
+    if (!rc) rc = conn_setup(p, &o, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
     if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);
@@ -462,9 +622,14 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *o
     p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
     if (mwi_loop_set_fd(j, fd) != 0) {
         close(fd);
-        end_job(p, MW_ETOOBIG, "descriptor %d cannot be watched", fd);
+        mwi_err_set(&p->sh->err, MW_ETOOBIG, "descriptor %d cannot be watched", fd);
+        p->dead = 1;
+        mwi_sj_end(p, MW_ETOOBIG);
     } else if (cr != 0 && ce != EINPROGRESS) {
-        end_job(p, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port, MW_ERRNO_TEXT(ce));
+        mwi_err_set(&p->sh->err, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port,
+                    MW_ERRNO_TEXT(ce));
+        p->dead = 1;
+        mwi_sj_open_fail(p, MW_ENET);
     }
     if (!j->done) mwi_lconn_arm(&p->c);
     if (out) *out = j;

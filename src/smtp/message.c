@@ -266,6 +266,24 @@ void mwi_smtp_xfer_ahead(mwi_smtp_xfer *x, mwi_smtp_src *r, const mw_smtp_env *e
     }
 }
 
+int mwi_smtp_xfer_more(mwi_smtp_xfer *x, mwi_smtp_src *r, int forbid8, char *buf)
+{
+    if (x->rc) return x->rc;
+    const char *p;
+    long n = src_next(r, &p, buf, MWI_SMTP_CHUNK, &x->local);
+    if (n < 0) return x->rc = (int)n;
+    if (n == 0) {
+        x->rc = mwi_smtp_data_finish(&x->enc, &x->out, &x->local);
+        return x->rc ? x->rc : 1;
+    }
+    x->rc = mwi_smtp_data_encode(&x->enc, p, (size_t)n, &x->out, &x->local);
+    if (!x->rc && forbid8 && x->enc.saw_8bit)
+        x->rc = mwi_err_set(&x->local, MW_EUNSUPPORTED,
+                            "the message has 8-bit data and the server does not offer "
+                            "8BITMIME (RFC 6152): transfer aborted");
+    return x->rc;
+}
+
 /* Without PIPELINING each BDAT chunk waits for its reply; with it, at
  * most 16 replies are left unread so the server never blocks writing them
  * while we block writing chunks (the deadlock of RFC 2920 §3.1). */

@@ -136,6 +136,11 @@ typedef struct mwi_smtp_xfer {
 /* Encodes ahead, while the replies to the envelope are on their way. */
 void mwi_smtp_xfer_ahead(mwi_smtp_xfer *x, mwi_smtp_src *r, const mw_smtp_env *env, size_t skip,
                          int forbid8, char *buf, int chunking);
+/* Encodes the next piece of the source into x->out (after
+ * mwi_smtp_xfer_ahead), reading into buf (MWI_SMTP_CHUNK octets): 0 more
+ * to come, 1 the end is encoded too, or a negative code (x->local says).
+ * No I/O but the source's: the loop's SMTP job streams with it. */
+int mwi_smtp_xfer_more(mwi_smtp_xfer *x, mwi_smtp_src *r, int forbid8, char *buf);
 /* The message goes out, up to its end and the flush; 0 with x->pending
  * set, or non-zero when the transfer is over already. */
 int mwi_smtp_transfer_send(mw_smtp *s, mwi_smtp_src *r, const mw_smtp_env *env, size_t skip,
@@ -188,12 +193,30 @@ int mwi_smtp_tx_end(mw_smtp *s, mwi_smtp_tx *t, int rc);
 void mwi_smtp_tx_discard(mw_smtp *s, mwi_smtp_tx *t);
 /* One transaction, its three steps in a row (mw_smtp_send). */
 int mwi_smtp_send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp);
+/* The RCPT line for one address (ORCPT may triple a 256-octet address):
+ * its length, 0 when over cap.  No I/O (the loop's job uses it too). */
+#define MWI_SMTP_RCPT_LINE 1200
+size_t mwi_smtp_rcpt_line(char *line, size_t cap, const mw_smtp_msg *m, int dsn,
+                          const char *address);
+/* Keeps the reply in s->rep to one RCPT in its result. */
+void mwi_smtp_rcpt_reply(mw_smtp *s, mw_smtp_rcpt *rr);
+/* The error (in s->err) and the result when recipients were refused and
+ * the message is not sent: the first refusal names the reason.  nperm:
+ * how many were refused permanently. */
+int mwi_smtp_rcpt_refusal(mw_smtp *s, mw_smtp_result *res, size_t nperm);
 /* Sets the "not ready to send" error; returns MW_ESTATE. */
 int mwi_smtp_not_ready(mw_smtp *s);
 
 /* ---- the Bcc digest (bcc.c) ---- */
 
 /* The Bcc copy to env's Bcc recipients; their results are appended to res. */
+/* Its two halves without I/O (the loop's SMTP job runs the transaction
+ * between them): the Bcc copy's message into *b (*built holds its bytes,
+ * to free), and the second transaction's recipients appended to res (r2
+ * freed; rc kept, or MW_ENOMEM). */
+int mwi_smtp_bcc_msg(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
+                     const mw_smtp_result *res, mw_smtp_msg *b, char **built);
+int mwi_smtp_bcc_merge(mw_smtp *s, mw_smtp_result *res, mw_smtp_result *r2, int rc);
 int mwi_smtp_send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
                              mw_smtp_result *res);
 

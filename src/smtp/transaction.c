@@ -323,13 +323,14 @@ static int tx_stop(mwi_smtp_tx *t, enum mwi_smtp_tx_after after, int rc)
     return rc;
 }
 
-/* Queues the RCPT command for one address, with the DSN parameters the
- * server takes (RFC 3461 §4.1, §4.2). */
-static int put_rcpt(mw_smtp *s, const mw_smtp_msg *m, int dsn, const char *address)
+/* The RCPT command for one address, with the DSN parameters the server
+ * takes (RFC 3461 §4.1, §4.2), into line[0..cap); its length, or 0 when
+ * it would not fit.  No I/O: the loop's SMTP job uses it too. */
+size_t mwi_smtp_rcpt_line(char *line, size_t cap, const mw_smtp_msg *m, int dsn,
+                          const char *address)
 {
-    char line[1200]; /* ORCPT may triple a 256-octet address */
     mw_fmt lf;
-    mw_fmt_init(&lf, line, sizeof line);
+    mw_fmt_init(&lf, line, cap);
     mw_fmt_mem(&lf, "RCPT TO:<", 9);
     mw_fmt_str(&lf, address);
     mw_fmt_mem(&lf, ">", 1);
@@ -343,7 +344,15 @@ static int put_rcpt(mw_smtp *s, const mw_smtp_msg *m, int dsn, const char *addre
         mw_fmt_mem(&lf, " ORCPT=rfc822;", 14);
         mw_fmt_str(&lf, x);
     }
-    if (lf.over) {
+    return lf.over ? 0 : lf.len;
+}
+
+/* Queues the RCPT command for one address. */
+static int put_rcpt(mw_smtp *s, const mw_smtp_msg *m, int dsn, const char *address)
+{
+    char line[MWI_SMTP_RCPT_LINE];
+    size_t len = mwi_smtp_rcpt_line(line, sizeof line, m, dsn, address);
+    if (!len) {
         /* Cannot happen (addresses, NOTIFY and ORCPT are bounded), but
          * MAIL is queued already: never leave the session out of step. */
         mwi_smtp_set_state(s, ST_DEAD);
@@ -351,11 +360,10 @@ static int put_rcpt(mw_smtp *s, const mw_smtp_msg *m, int dsn, const char *addre
                            "the RCPT command for <%s> would be over %zu octets", address,
                            sizeof line - 1);
     }
-    return mwi_smtp_put_line(s, line, lf.len, NULL);
+    return mwi_smtp_put_line(s, line, len, NULL);
 }
 
-/* Keeps the reply to one RCPT in its result. */
-static void rcpt_reply(mw_smtp *s, mw_smtp_rcpt *rr)
+void mwi_smtp_rcpt_reply(mw_smtp *s, mw_smtp_rcpt *rr)
 {
     rr->code = s->rep->code;
     memcpy(rr->enhanced, s->rep->enhanced, sizeof rr->enhanced);
@@ -441,7 +449,7 @@ int mwi_smtp_tx_envelope(mw_smtp *s, mwi_smtp_tx *t)
         if ((rc = put_rcpt(s, m, dsn, res->rcpt[i].address)) != 0) goto out;
         if (!pipelining) {
             if ((rc = mwi_smtp_flush(s)) || (rc = mwi_smtp_get_reply(s, "RCPT"))) goto out;
-            rcpt_reply(s, &res->rcpt[i]);
+            mwi_smtp_rcpt_reply(s, &res->rcpt[i]);
             if (s->rep->code == 421) goto out421;
         }
     }
@@ -482,9 +490,7 @@ static int bdat_drain(mw_smtp *s, mwi_smtp_tx *t)
     return rc;
 }
 
-/* The error and the result when recipients were refused and the message
- * is not sent: the first refusal names the reason. */
-static int rcpt_refusal(mw_smtp *s, mw_smtp_result *res, size_t nperm)
+int mwi_smtp_rcpt_refusal(mw_smtp *s, mw_smtp_result *res, size_t nperm)
 {
     mw_smtp_rcpt *first = NULL;
     for (size_t i = 0; i < res->nrcpt && !first; i++)
@@ -528,7 +534,7 @@ static int envelope_replies(mw_smtp *s, mwi_smtp_tx *t, int *refused)
     }
     for (size_t i = 0; i < res->nrcpt; i++) {
         if ((rc = mwi_smtp_get_reply(s, "RCPT")) != 0) return rc;
-        rcpt_reply(s, &res->rcpt[i]);
+        mwi_smtp_rcpt_reply(s, &res->rcpt[i]);
     }
     if (t->pipe_data) {
         if ((rc = mwi_smtp_get_reply(s, "DATA")) != 0) return rc;
@@ -580,7 +586,7 @@ int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t)
     if (nacc == 0 || (res->nrejected && !m->atleastone)) {
         /* Tcllib: no DATA unless every recipient was accepted, or at least
          * one with -atleastone; RSET and report the rejected ones. */
-        rc = rcpt_refusal(s, res, nperm);
+        rc = mwi_smtp_rcpt_refusal(s, res, nperm);
         if (pipe_data && s->rep->code == 354) {
             /* DATA is pipelined only with atleastone or one recipient, so
              * here nacc == 0 and a compliant server refuses DATA (RFC 2920

@@ -3,13 +3,15 @@
 when --auth is given) and HTTP CONNECT on one 127.0.0.1 port, relaying to
 whatever the client asks for (the test servers are on 127.0.0.1 too).
 
-    proxy.py [--auth USER:PASS] [--refuse] [--garbage] PORTFILE LOGFILE
+    proxy.py [--auth USER:PASS] [--refuse] [--garbage] [--alias NAME=ADDR]...
+             PORTFILE LOGFILE
 
 It listens on a free port, writes the port number to PORTFILE, and appends
 one line per request to LOGFILE: "socks5 HOST PORT", "socks5-ip ADDR PORT",
 "http HOST PORT", or "auth-fail ...".  --refuse answers every CONNECT with
 a failure (SOCKS5 reply 5, HTTP 502); --garbage answers with bytes that are
-no proxy protocol.  Runs until killed.  Test tooling, not part of mailwire.
+no proxy protocol.  --alias makes NAME, a name only the proxy knows,
+connect to ADDR (the log shows NAME).  Runs until killed.  Test tooling, not part of mailwire.
 """
 import argparse
 import base64
@@ -57,6 +59,10 @@ def relay(a, b):
     b.close()
 
 
+def upstream(args, host, port):
+    return socket.create_connection((args.aliases.get(host, host), port), timeout=10)
+
+
 def socks5(c, args, first):
     nmethods = recv_exact(c, 1)[0]
     methods = recv_exact(c, nmethods)
@@ -95,7 +101,7 @@ def socks5(c, args, first):
         c.sendall(b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00")
         return
     try:
-        up = socket.create_connection((host, port), timeout=10)
+        up = upstream(args, host, port)
     except OSError:
         c.sendall(b"\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00")
         return
@@ -130,7 +136,7 @@ def http(c, args, first):
         c.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
         return
     try:
-        up = socket.create_connection((host, int(port)), timeout=10)
+        up = upstream(args, host, int(port))
     except OSError:
         c.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
         return
@@ -159,9 +165,11 @@ def main():
     ap.add_argument("--auth")
     ap.add_argument("--refuse", action="store_true")
     ap.add_argument("--garbage", action="store_true")
+    ap.add_argument("--alias", action="append", default=[])
     ap.add_argument("portfile")
     ap.add_argument("log")
     args = ap.parse_args()
+    args.aliases = dict(a.split("=", 1) for a in args.alias)
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))

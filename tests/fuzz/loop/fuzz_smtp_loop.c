@@ -3,7 +3,12 @@
  * a socketpair whose other end plays the server.
  *
  * Input: one flags byte (bit 0: log in with AUTH PLAIN, bits 1-2: 1 to 4
- * recipients, bit 3: a large message), then chunks, each a length byte
+ * recipients, bit 3: a large message, bit 4: the message as an mw_smtp_msg
+ * (the blocking session's transaction: PIPELINING, BDAT, header rewrite,
+ * atleastone), bit 5: with bit 4, read from a callback instead of
+ * memory, bit 6: with bit 4, a BINARYMIME body with downgrade, bit 7:
+ * with bit 4, recipients from To and Bcc with the Bcc digest, a second
+ * transaction), then chunks, each a length byte
  * (1 + L % 64 octets follow) and the octets.  After the last chunk the
  * server end is closed; the job must then end, exactly once. */
 #include "loop/loop_int.h"
@@ -27,6 +32,21 @@ static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
         fprintf(stderr, "job: %d sent %d quit %d: %s\n", res->code, res->sent, res->quit_ok,
                 res->err->message);
     if (res->code != res->err->code || (res->code == 0 && !res->sent)) abort();
+}
+
+typedef struct src {
+    const char *p;
+    size_t len, off;
+} src;
+
+static long src_read(void *buf, size_t len, void *ud)
+{
+    src *s = ud;
+    size_t n = s->len - s->off < len ? s->len - s->off : len;
+    if (n > 1000) n = 1000; /* short reads, as a pipe gives them */
+    memcpy(buf, s->p + s->off, n);
+    s->off += n;
+    return (long)n;
 }
 
 static void drain(int s)
@@ -62,6 +82,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.nrcpt = 1 + ((data[0] >> 1) & 3);
     o.message = (data[0] & 8) ? big : small;
     o.message_len = (data[0] & 8) ? sizeof big : sizeof small - 1;
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    src rs = {o.message, o.message_len, 0};
+    mw_smtp_result *res = NULL;
+    int ready = 0;
+    if (data[0] & 16) {
+        if (data[0] & 32) {
+            m.read = src_read;
+            m.read_userdata = &rs;
+        } else {
+            m.data = o.message;
+            m.len = o.message_len;
+        }
+        m.originator = o.from;
+        m.recipients = rcpt;
+        m.nrecipients = o.nrcpt;
+        if (data[0] & 128) {
+            static const char hdr[] = "To: a@test.domain\nBcc: b@test.domain\nSubject: s\n\nbody\n";
+            if (!m.read) {
+                m.data = hdr;
+                m.len = sizeof hdr - 1;
+            }
+            m.recipients = NULL;
+            m.nrecipients = 0;
+            m.bcc_digest = 1;
+        }
+        if (data[0] & 64) {
+            m.body = MW_SMTP_BODY_BINARYMIME;
+            o.downgrade = 1;
+        }
+        o.msg = &m;
+        o.result = &res;
+        o.ready = &ready;
+    }
     int ended = 0;
     if (mwi_loop_add_smtp_send_fd(loop, NULL, &o, sv[0], done_cb, &ended, NULL) != 0) abort();
     size_t i = 1;
@@ -80,6 +133,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
     }
     if (mw_loop_running(loop) || ended != 1) abort();
+    if (res && (res->sent ? ready != 1 : 0)) abort(); /* sent only by a ready session */
+    mw_smtp_result_free(res);
     mw_loop_free(loop);
     return 0;
 }

@@ -2,6 +2,8 @@
 # `mailwire pop3` against the real Dovecot: retr all -o DIR byte-identical to
 # the Maildir files (CRLF), wrong password exits 77 with the server's text,
 # dele + QUIT, POP3S, exit codes.  TAP; skipped when servers are not running.
+# Run twice by meson: blocking, and with MAILWIRE_ENGINE=loop (the session
+# on the event loop), each on a mailbox of its own (MW_CLI_POP3_USER).
 set -u
 mw=$1
 n=0
@@ -13,7 +15,7 @@ if [ -z "${MW_POP3_PORT:-}" ] || [ -z "${MW_MAILDIR_ROOT:-}" ]; then
   echo "ok 1 - interop pop3 cli # SKIP servers not running"
   exit 0
 fi
-user=p6
+user=${MW_CLI_POP3_USER:-p6}
 md=$MW_MAILDIR_ROOT/$user/Maildir
 mkdir -p "$md/new" "$md/cur" "$md/tmp"
 rm -f "$md"/new/* "$md"/cur/* "$md"/dovecot* 2>/dev/null
@@ -30,6 +32,8 @@ for i in 1 2 3 4; do
   cp "$src/$i" "$md/new/$(date +%s).M${i}P$$.cli"
 done
 chown -R "$MW_MAIL_OWNER" "$MW_MAILDIR_ROOT/$user"
+# With MAILWIRE_ENGINE=loop every session must have gone onto a loop.
+if [ -n "${MAILWIRE_ENGINE:-}" ]; then export MAILWIRE_ENGINE_LOG=$out.engine; fi
 common=(--host localhost --port "$MW_POP3_PORT" --cafile "$MW_CA_FILE" --user "$user")
 export MAILWIRE_PASSWORD=pw-$user
 
@@ -80,5 +84,11 @@ err=$("$mw" pop3 --host localhost --port "$MW_POP3_PORT" --user "$user" --tls no
 err=$("$mw" pop3 --host localhost --port "$MW_POP3_PORT" --user "$user" stat 2>&1 >/dev/null); rc=$?
 [ $rc = 77 ] && [[ $err == *certificate* ]] && ok "STLS to an untrusted CA exits 77" || nok "untrusted CA" "rc $rc: $err"
 
+if [ "${MAILWIRE_ENGINE:-}" = loop ]; then
+  # 11 sessions above (the refused ones too: each was put on a loop).
+  got=$(grep -c '^pop3$' "$MAILWIRE_ENGINE_LOG" 2>/dev/null); got=${got:-0}
+  [ "$got" -ge 11 ] && ok "MAILWIRE_ENGINE=loop: every session ran on a loop ($got noted)"     || nok "sessions on the loop" "$got noted in $MAILWIRE_ENGINE_LOG"
+  rm -f "$MAILWIRE_ENGINE_LOG"
+fi
 echo "1..$n"
 exit $fail

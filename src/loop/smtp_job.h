@@ -1,0 +1,120 @@
+/* Internal: the loop's SMTP send job, in two files: smtp_job.c the
+ * session (connect, greeting, EHLO/HELO, STARTTLS, AUTH PLAIN, QUIT, the
+ * connection hooks, adding the job), smtp_auth.c AUTH through the SASL
+ * driver, and smtp_tx.c the transaction (MAIL,
+ * RCPT, DATA, pipelined as RFC 2920 allows, RSET).  Both say what the
+ * blocking session (src/smtp/) says: the transaction is prepared by its
+ * own I/O-free code (mwi_smtp_tx_prepare, envelope.c, message.c's
+ * encoder) run on `sh`, a session shell without a connection, so the
+ * commands, the result and the error texts are the same. */
+#ifndef MW_LOOP_SMTP_JOB_H
+#define MW_LOOP_SMTP_JOB_H
+
+#include "loop/lconn.h"
+#include "loop/loop_int.h"
+#include "smtp/smtp_int.h"
+
+enum sj_state {
+    S_CONNECTING,
+    S_HANDSHAKE,
+    S_GREETING,
+    S_EHLO,
+    S_HELO,
+    S_STARTTLS,
+    S_QUED,
+    S_AUTH,
+    S_ENVELOPE, /* the replies to MAIL, RCPT..., DATA */
+    S_DATA,     /* DATA sent alone (no pipelining, or after the RCPTs) */
+    S_BODY,
+    S_RSET,
+    S_QUIT,
+    S_BYE, /* QUIT sent after a failure to open: no reply awaited */
+    S_DONE
+};
+
+typedef struct sj {
+    mw_loop_job *job;
+    int state;
+    mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
+    mw_smtp *sh; /* the shell: caps, err, rep (= reply), server, hostname */
+    char *user, *password, *auth, *token;
+    struct mwi_sasld *sd; /* AUTH in progress (smtp_auth.c) */
+    int tls_mode, allow_plaintext, connect_timeout_ms;
+    int ready, dead;     /* dead: a 421 or a broken connection: no QUIT */
+    int in_auth;         /* AUTH started: a failure now stops a failover */
+    int queue;           /* QUED when XQUE is offered */
+    int downgrade;       /* opts.downgrade: a binary message re-encoded when needed */
+    char *whole, *seven; /* --downgrade: the message read whole, and as 7-bit */
+    size_t whole_len, seven_len;
+    int plain_ok; /* opportunistic TLS: STARTTLS not offered or refused */
+    int tx_max_time_ms;
+    mw_smtp_reply *reply;
+    const char *waiting; /* what the reply awaited answers (error texts) */
+    /* The message: the caller's (v2), or one made of from/rcpt/message. */
+    const mw_smtp_msg *msg;
+    mw_smtp_msg own;
+    char **own_rcpt, *own_from; /* own's envelope, copied */
+    size_t nown;
+    const char *auth_more; /* the mechanism auth.c would try after PLAIN */
+    mwi_smtp_tx t;
+    char *chunk; /* MWI_SMTP_CHUNK octets: a stream source is read into it */
+    size_t owed, rcpt_sent, rcpt_got;
+    int mail_code, body_queued, end_rc;
+    /* BDAT (RFC 3030): replies owed, chunks sent, the first refusal. */
+    size_t bdat_owed, bdat_chunks;
+    int bdat_rc;
+    mw_error bdat_err;
+    mw_error mail_err, end_err; /* MAIL's refusal; the outcome kept through RSET/QUIT */
+    /* The Bcc digest (bcc.c), a second transaction after the first: 1
+     * while it runs, 2 once done; the first's result, outcome and envelope
+     * (its Bcc list) kept meanwhile. */
+    int bcc_state;
+    char *bcc_built;
+    mw_smtp_msg bcc_msg;
+    mw_smtp_result *main_res;
+    int main_rc;
+    mw_error main_err;
+    mw_smtp_env main_env;
+    mw_smtp_result **result_out;
+    int *ready_out;
+} sj;
+
+/* ---- smtp_job.c ---- */
+void mwi_sj_set_state(sj *p, int st);
+/* Queues one command; `shown` is what the trace and mw_error show. */
+int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, const char *what);
+/* The job's end after the session was ready: code and sh->err kept, then
+ * RSET (reset) and QUIT unless the connection is dead. */
+void mwi_sj_finish(sj *p, int code, int reset);
+/* Ends the job now with sh->err (code 0: success). */
+void mwi_sj_end(sj *p, int code);
+
+/* The session is ready (after AUTH, if any): the transaction starts. */
+void mwi_sj_session_ready(sj *p);
+/* A failure before the session was ready, as mw_smtp_open's failover says
+ * it ("HOST port N: why"), QUIT when the server can still hear. */
+void mwi_sj_open_fail(sj *p, int code);
+
+/* ---- smtp_auth.c ---- */
+/* AUTH through the SASL driver: started, a reply fed, freed. */
+void mwi_sj_auth_start(sj *p);
+void mwi_sj_auth_reply(sj *p);
+void mwi_sj_auth_free(sj *p);
+
+/* ---- smtp_tx.c ---- */
+/* The session is ready: prepare the transaction and send its envelope. */
+void mwi_sj_tx_start(sj *p);
+/* A complete reply in the transaction's states. */
+void mwi_sj_tx_reply(sj *p);
+/* Keeps the output fed with the message while in S_BODY. */
+void mwi_sj_tx_feed(sj *p);
+/* After a failed write during the data: the server's reply, when it sent
+ * one before closing, is the outcome (1: the job ends with it), or 0. */
+int mwi_sj_salvage_reply(sj *p, const char *why);
+/* The transaction is over (after RSET when one was owed): the Bcc copy
+ * when the message asks for one, else QUIT. */
+void mwi_sj_tx_after(sj *p);
+/* Hands the result out and frees the transaction's parts. */
+void mwi_sj_tx_free(sj *p);
+
+#endif
