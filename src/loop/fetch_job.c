@@ -8,6 +8,7 @@
 
 #include "fetch/fetch_int.h"
 #include "loop/loop_int.h"
+#include "loop/pop3_job.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -325,6 +326,7 @@ static void lfetch_hooks(lfetch *f, mw_loop_job *lj, const mw_fetch_opts *o)
     mwi_loop_pop3_on_store_error(lj, on_store_error);
     mwi_loop_pop3_set_message_cap(lj, o->size_limit);
     const mw_pop3_opts *po = o->pop3;
+    if (po->max_line) mwi_loop_pop3_set_max_line(lj, po->max_line);
     mwi_loop_pop3_set_login(lj, po->version >= 2 ? po->token_fn : NULL,
                             po->version >= 2 ? po->token_userdata : NULL, po->msex);
     if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
@@ -390,7 +392,8 @@ static void driven_done(mw_loop_job *job, const mw_fetch_result *res, const mw_e
 static int machine_can(const mw_pop3_opts *po)
 {
     return po->auth != MW_POP3_AUTH_NONE && po->retr_mode == MW_POP3_RETR_RETR &&
-           po->command_timeout_ms <= 0 && (po->max_line == 0 || po->max_line == 8192);
+           po->command_timeout_ms <= 0 &&
+           (po->max_line == 0 || (po->max_line >= 512 && po->max_line < P3L_IN_CAP));
 }
 
 /* What the machine cannot do yet in the driver (src/net does the rest). */

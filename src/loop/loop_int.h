@@ -100,6 +100,9 @@ void mwi_loop_pop3_on_store_error(struct mw_loop_job *job, mwi_loop_msg_error_fn
  * loop, whose other jobs then wait) and msex (commands ended by a bare
  * LF), as src/pop3 has them. */
 void mwi_loop_pop3_set_login(struct mw_loop_job *job, mw_token_fn fn, void *ud, int msex);
+/* The longest status or listing line (src/pop3's max_line): 512 up to
+ * the input buffer less one.  Returns 0 or MW_EINVAL. */
+int mwi_loop_pop3_set_max_line(struct mw_loop_job *job, size_t max_line);
 /* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
  * LAST was instead (*last: its answer), 0 when neither. */
 int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);

@@ -302,6 +302,14 @@ void mwi_loop_pop3_set_message_cap(mw_loop_job *job, uint64_t cap)
 {
     ((p3l *)job->impl)->max_message = cap;
 }
+
+int mwi_loop_pop3_set_max_line(mw_loop_job *job, size_t max_line)
+{
+    p3l *p = job->impl;
+    if (max_line < 512 || max_line > p->c.in_cap - 1) return MW_EINVAL;
+    p->max_line = max_line;
+    return 0;
+}
 void mwi_loop_pop3_on_msg_error(mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud)
 {
     p3l *p = job->impl;

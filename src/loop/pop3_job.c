@@ -317,7 +317,7 @@ static void process(p3l *p)
         if (!nl) {
             /* Bounded by the line limit and by the input buffer (smaller
              * for an idle session). */
-            size_t maxl = p->c.in_cap - 1 < P3L_LINE_MAX ? p->c.in_cap - 1 : P3L_LINE_MAX;
+            size_t maxl = p->c.in_cap - 1 < p->max_line ? p->c.in_cap - 1 : p->max_line;
             if (p->c.in_len - pos > maxl) line_too_long(p, maxl);
             break;
         }
@@ -325,8 +325,8 @@ static void process(p3l *p)
         size_t len = (size_t)(nl - l);
         pos += len + 1;
         if (len && l[len - 1] == '\r') len--;
-        if (len > P3L_LINE_MAX) {
-            line_too_long(p, P3L_LINE_MAX);
+        if (len > p->max_line) {
+            line_too_long(p, p->max_line);
             break;
         }
         mwi_p3l_trace_recv(p, l, len);
@@ -571,6 +571,7 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int wi
     p->job = j;
     p->ml = -1;
     p->mode = mode;
+    p->max_line = P3L_LINE_MAX;
     int fail = 0;
     take_opts(p, o, &fail);
     /* In flight at most: the window's RETRs, one DELE, LIST and UIDL. */
