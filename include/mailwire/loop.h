@@ -221,7 +221,8 @@ typedef struct mw_loop_pop3_opts {
  * blocking fetch (fetch.h), a RETR the server refuses, or a message that
  * is not of the size its reply announced ("+OK n octets"), costs that
  * message only: it is neither stored nor deleted, the others go on, and
- * the first such failure is the job's result after QUIT.  The strings
+ * the first such failure is the job's result after QUIT.  After a refused
+ * RETR the replies in flight are read and dropped and asked for again.  The strings
  * of opts are copied; the store is borrowed until the job ends.  *out
  * (may be NULL) is the job, valid until its done callback returned.
  * Returns 0 (the job runs; done will be called), or MW_EINVAL,

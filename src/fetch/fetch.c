@@ -1,5 +1,9 @@
 /* mailwire fetch: one POP3 account into a store, in the order that never
- * loses mail (see include/mailwire/fetch.h and docs/ARCHITECTURE.md). */
+ * loses mail (see include/mailwire/fetch.h and docs/ARCHITECTURE.md).
+ * mw_fetch_account runs the loop's POP3 fetch machine through a blocking
+ * driver (src/loop/fetch_job.c, pop3_drive.c); this session over the
+ * blocking POP3 API is what it still runs for what the machine lacks
+ * (no login, retr_mode list/slow, a command timeout, opportunistic TLS). */
 #include "mailwire/fetch.h"
 
 #include "fetch/fetch_int.h"
