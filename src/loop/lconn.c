@@ -152,7 +152,8 @@ int mwi_lconn_queue_line(mwi_lconn *c, const char *line)
     }
     size_t len = strlen(line), before = c->out.len;
     int rc = mwi_buf_append(&c->out, line, len);
-    if (!rc) rc = mwi_buf_append(&c->out, "\r\n" + c->lf_only, 2 - (size_t)c->lf_only);
+    if (!rc)
+        rc = c->lf_only ? mwi_buf_append(&c->out, "\n", 1) : mwi_buf_append(&c->out, "\r\n", 2);
     if (rc) c->out.len = before; /* all of the line or nothing */
     return rc;
 }
