@@ -152,7 +152,7 @@ static void run_blocking(runner *r, job *j)
 
 /* --jobs N above 1: the accounts on one mw_loop in this thread, at most N
  * at once, a new one started as one ends.  An account the loop cannot take
- * yet (OAuth, SASL or APOP asked for, a filter: MW_EUNSUPPORTED)
+ * yet (a token provider asked for on no login, a caller's stream: MW_EUNSUPPORTED)
  * is fetched afterwards through the blocking fetch. */
 typedef struct loop_run {
     runner *r;

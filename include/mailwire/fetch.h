@@ -113,7 +113,9 @@ typedef struct mw_fetch_opts {
  * the server said [IN-USE]), the codes of mw_pop3_open/retr (MW_ENET,
  * MW_ETIMEOUT, MW_ETLS, MW_ECERT, MW_EAUTH, MW_EPROTO, MW_ESERVER, ...),
  * MW_EIO (store or state: disk full, fsync failed, MDA failed),
- * MW_EFORMAT (damaged state file), MW_ENOMEM. */
+ * MW_EFORMAT (damaged state file), MW_ENOMEM.  It runs the same POP3
+ * machine as mw_loop_add_fetch (loop.h), driven over a blocking stream;
+ * a filter or a token provider is called in the caller's thread. */
 MW_EXTERN int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *opts, mw_error *err);
 
 #ifdef __cplusplus

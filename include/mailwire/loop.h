@@ -221,7 +221,8 @@ typedef struct mw_loop_pop3_opts {
  * blocking fetch (fetch.h), a RETR the server refuses, or a message that
  * is not of the size its reply announced ("+OK n octets"), costs that
  * message only: it is neither stored nor deleted, the others go on, and
- * the first such failure is the job's result after QUIT.  The strings
+ * the first such failure is the job's result after QUIT.  After a refused
+ * RETR the replies in flight are read and dropped and asked for again.  The strings
  * of opts are copied; the store is borrowed until the job ends.  *out
  * (may be NULL) is the job, valid until its done callback returned.
  * Returns 0 (the job runs; done will be called), or MW_EINVAL,
@@ -306,13 +307,20 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * NONE; tls_opts as in mw_loop_pop3_opts), user and password, allow_plaintext,
  * net's connect_timeout_ms / io_timeout_ms / max_time_ms / family,
  * pipelining, window and trace, the login (auth, sasl_mechs, authzid,
- * sasl_ir, token), net's proxy.  Not on the loop yet, refused with
- * MW_EUNSUPPORTED: the filter, token providers, a caller's stream, msex,
- * a rate floor.  A host name is looked up on the loop, for net's family, not in
- * this call; the certificate is checked against that name.  Strings of o
- * are used during this call only.  Returns 0 (done will be called), or
- * the codes of mw_fetch_account's setup and of mw_loop_add_pop3_fetch;
- * then nothing was added and err says why. */
+ * sasl_ir, token, token_fn, msex), net's proxy.  The filter (o->filter)
+ * runs as in mw_fetch_account: TOP n 0 pipelined, the command run on each
+ * message's headers as they arrive; it runs synchronously in the loop's
+ * thread, so every other job of the loop waits while it runs (at most
+ * filter_timeout_ms each); so does a token provider (token_fn).  A RETR
+ * or TOP reply far past its bound leaves that message on the server and,
+ * as there, the job logs in again (a new connection) and goes on when the
+ * new listing matches the plan.  Not on the loop yet, refused with
+ * MW_EUNSUPPORTED: a caller's stream, a rate floor.  A host name is
+ * looked up on the loop, for net's family, not in this call; the
+ * certificate is checked against that name.  Strings of o are used during
+ * this call only.  Returns 0 (done will be called), or the codes of
+ * mw_fetch_account's setup and of mw_loop_add_pop3_fetch; then nothing
+ * was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
 #define MW_LOOP_SMTP_OPTS_VERSION 3

@@ -1,5 +1,9 @@
 /* mailwire fetch: one POP3 account into a store, in the order that never
- * loses mail (see include/mailwire/fetch.h and docs/ARCHITECTURE.md). */
+ * loses mail (see include/mailwire/fetch.h and docs/ARCHITECTURE.md).
+ * mw_fetch_account runs the loop's POP3 fetch machine through a blocking
+ * driver (src/loop/fetch_job.c, pop3_drive.c); this session over the
+ * blocking POP3 API is what it still runs for what the machine lacks
+ * (no login, retr_mode list/slow, a command timeout, opportunistic TLS). */
 #include "mailwire/fetch.h"
 
 #include "fetch/fetch_int.h"
@@ -95,100 +99,6 @@ static int reopen(fctx *c)
 
 /* ---- filter ----------------------------------------------------------------- */
 
-/* Writes all of data to fd before the deadline; SIGPIPE is blocked for this
- * thread so a filter that exits early cannot kill the process. */
-static int write_all(int fd, const char *data, size_t len, int64_t deadline)
-{
-    sigset_t set, old, pend;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    sigpending(&pend);
-    int was_pending = sigismember(&pend, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, &old);
-    int rc = 0, epipe = 0;
-    while (len) {
-        int64_t left = deadline - mw_now_ms();
-        if (left <= 0) {
-            rc = MW_ETIMEOUT;
-            break;
-        }
-        struct pollfd pfd = {fd, POLLOUT, 0};
-        int pr = poll(&pfd, 1, (int)(left > 1000 ? 1000 : left));
-        if (pr < 0 && errno != EINTR) {
-            rc = MW_EIO;
-            break;
-        }
-        if (pr <= 0) continue;
-        ssize_t w = write(fd, data, len);
-        if (w < 0) {
-            if (errno == EINTR || errno == EAGAIN) continue;
-            if (errno == EPIPE) epipe = 1;
-            /* A filter that does not read its input may still answer. */
-            break;
-        }
-        data += w;
-        len -= (size_t)w;
-    }
-    if (epipe && !was_pending) {
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return rc;
-}
-
-/* Runs the filter with the headers on stdin; *decision from its exit
- * status (mpop: 0 fetch, 1 delete, 2 skip). */
-static int run_filter(fctx *c, const char *hdr, size_t len, int *decision, char *why, size_t whylen)
-{
-    mwi_proc pr;
-    mw_error e;
-    if (mwi_proc_start(&pr, c->o->filter, MWI_PROC_IN_PIPE | MWI_PROC_OUT_NULL, &e)) {
-        snprintf(why, whylen, "the filter: %.180s", e.message);
-        return MW_EIO;
-    }
-    int tmo = c->o->filter_timeout_ms > 0 ? c->o->filter_timeout_ms : 30000;
-    int64_t deadline = mw_now_ms() + tmo;
-    int rc = write_all(pr.in, hdr, len, deadline);
-    close(pr.in);
-    pr.in = -1;
-    int status = 0;
-    int w = mwi_proc_wait(&pr, deadline, &status);
-    if (w < 0) {
-        snprintf(why, whylen, "waitpid: %s", MW_ERRNO_TEXT(errno));
-        mwi_proc_end(&pr, 0, NULL);
-        return MW_EIO;
-    }
-    if (w == 0) {
-        mwi_proc_end(&pr, 0, &status);
-        snprintf(why, whylen, "the filter ran longer than %d ms and was killed", tmo);
-        return MW_ETIMEOUT;
-    }
-    if (rc == MW_ETIMEOUT) {
-        snprintf(why, whylen, "the filter did not read its input within %d ms", tmo);
-        return rc;
-    }
-    if (!WIFEXITED(status)) {
-        snprintf(why, whylen, "the filter was killed by signal %d", WTERMSIG(status));
-        return MW_EIO;
-    }
-    switch (WEXITSTATUS(status)) {
-    case 0:
-        *decision = MW_FETCH_GET;
-        return 0;
-    case 1:
-        *decision = MW_FETCH_DELETE;
-        return 0;
-    case 2:
-        *decision = MW_FETCH_SKIP;
-        return 0;
-    default:
-        snprintf(why, whylen, "the filter exited with status %d (0 fetch, 1 delete, 2 skip)",
-                 WEXITSTATUS(status));
-        return MW_EIO;
-    }
-}
-
 /* TOP n 0 (RFC 1939 §7) for each candidate, then the filter's decision. */
 /* The filter's view of one run of TOPs: the headers of the message being
  * received, and how far the run got. */
@@ -201,24 +111,6 @@ typedef struct filter_run {
     uint64_t too_big;  /* a message whose headers passed the bound */
     int stopped;       /* the run failed: what is still in flight is ignored */
 } filter_run;
-
-/* Decides one message from its headers (the filter command). */
-static void filter_one(fctx *c, plan *p, const char *hdr, size_t len)
-{
-    int decision = MW_FETCH_GET;
-    char why[200];
-    int rc = run_filter(c, hdr, len, &decision, why, sizeof why);
-    if (rc) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "message %llu: %s; left on the server",
-                 (unsigned long long)p->num, why);
-        mwi_fetch_fail(c, rc, "filter", NULL, msg);
-        p->action = A_SKIP;
-        c->res->errors++;
-        return;
-    }
-    p->action = decision == MW_FETCH_GET ? A_GET : decision == MW_FETCH_DELETE ? A_DELE : A_SKIP;
-}
 
 /* mw_pop3_retr_range's callback for TOP n 0: a piece of headers, or (data
  * NULL) the end of a message's, when the filter decides it. */
@@ -243,8 +135,8 @@ static int filter_top(uint64_t msg, const char *data, size_t len, const mw_pop3_
         return rc;
     }
     f->last_end = msg;
-    filter_one(f->c, &f->c->pl[f->base + (size_t)(msg - f->first)], f->hdr.data ? f->hdr.data : "",
-               f->hdr.len);
+    mwi_fetch_filter_one(f->c, &f->c->pl[f->base + (size_t)(msg - f->first)],
+                         f->hdr.data ? f->hdr.data : "", f->hdr.len);
     mwi_buf_reset(&f->hdr);
     return 0;
 }
@@ -547,7 +439,7 @@ static int prune_listed(fctx *c, const uid_list *ul)
 
 /* ---- the whole account ------------------------------------------------------ */
 
-int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
+int mwi_fetch_account_session(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
 {
     mw_fetch_result dummy;
     if (!res) res = &dummy;

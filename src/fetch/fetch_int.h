@@ -59,6 +59,16 @@ int mwi_fetch_prune(fctx *c, const char *const *uids, size_t n);
 void mwi_fetch_decide(fctx *c, uint64_t last);
 /* Checks the options common to both ways of fetching. */
 int mwi_fetch_check_opts(const mw_fetch_opts *o, mw_error *err);
+/* Runs the filter on one message's headers (filter.c) and sets its
+ * action; a filter that fails leaves the message (an error of the run). */
+void mwi_fetch_filter_one(fctx *c, plan *p, const char *hdr, size_t len);
+/* mw_fetch_account as a thin driver over the loop's POP3 fetch machine
+ * (src/loop/fetch_job.c, pop3_drive.c): same options and results; not
+ * yet what mw_fetch_account runs (token providers, msex refused). */
+int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err);
+/* The blocking session of fetch.c, for what the machine cannot do yet
+ * (token providers, msex); mw_fetch_account chooses (fetch_job.c). */
+int mwi_fetch_account_session(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err);
 /* Opens the store with the directory fsync deferred to mwi_fetch_save_state. */
 int mwi_fetch_open_store(fctx *c);
 

@@ -8,6 +8,7 @@
 
 #include "fetch/fetch_int.h"
 #include "loop/loop_int.h"
+#include "loop/pop3_job.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -23,6 +24,7 @@ typedef struct lfetch {
     mw_error err;
     mw_loop_fetch_done_fn done;
     void *userdata;
+    char *filter; /* the caller's o->filter, copied */
 } lfetch;
 
 static void lfetch_free(lfetch *f)
@@ -33,6 +35,7 @@ static void lfetch_free(lfetch *f)
     }
     mw_state_free(f->c.st);
     free(f->c.pl);
+    free(f->filter);
     free(f);
 }
 
@@ -135,6 +138,63 @@ static void on_msg_error(mw_loop_job *job, uint64_t msg, const mw_error *err, vo
     mwi_fetch_fail(&f->c, err->code, "pop3", err, NULL);
 }
 
+/* A message the filter took from the fetch: off the totals; a skipped
+ * one counted (src/fetch counts them after its apply_filter).  Returns
+ * the job's action for it. */
+static int filtered(lfetch *f, plan *p)
+{
+    fctx *c = &f->c;
+    if (p->action != A_GET) {
+        c->prog.msgs_total--;
+        c->prog.bytes_total -= p->size;
+    }
+    if (p->action == A_SKIP) c->res->skipped++;
+    if (p->action == A_GET) return MW_LOOP_GET | (f->o.keep ? 0 : MW_LOOP_DELE);
+    return p->action == A_DELE ? MW_LOOP_DELE : 0;
+}
+
+/* The headers of a message to get (TOP n 0): the filter decides it, as in
+ * the blocking fetch (src/fetch/filter.c).  It runs synchronously: the
+ * loop's other jobs wait meanwhile (loop.h). */
+static int on_headers(mw_loop_job *job, uint64_t msg, const char *hdr, size_t len, void *ud)
+{
+    (void)job;
+    lfetch *f = ud;
+    plan *p = find_plan(&f->c, msg);
+    if (!p || p->action != A_GET) return 0;
+    mwi_fetch_filter_one(&f->c, p, hdr, len);
+    return filtered(f, p);
+}
+
+/* A TOP that failed: the message is left on the server, an error of the
+ * run, in src/fetch's words ("filter: TOP: ..."). */
+static void on_top_fail(mw_loop_job *job, uint64_t msg, int code, const mw_error *err,
+                        const char *why, void *ud)
+{
+    (void)job;
+    lfetch *f = ud;
+    fctx *c = &f->c;
+    mwi_fetch_fail(c, code, "filter: TOP", err, why);
+    c->res->errors++;
+    plan *p = find_plan(c, msg);
+    if (p && p->action == A_GET) {
+        p->action = A_SKIP;
+        filtered(f, p);
+    }
+}
+
+/* The store failed: no more messages are taken (src/fetch's store_failed);
+ * what was stored is still recorded and deleted. */
+static void on_store_error(mw_loop_job *job, uint64_t msg, const mw_error *err, void *ud)
+{
+    (void)job;
+    (void)msg;
+    lfetch *f = ud;
+    f->c.stop = 1;
+    f->c.res->errors++;
+    mwi_fetch_fail(&f->c, err->code, "store", err, NULL);
+}
+
 /* Before the first DELE: every stored message recorded durably. */
 static int on_commit(mw_loop_job *job, void *ud)
 {
@@ -164,13 +224,10 @@ static void on_done(mw_loop_job *job, const mw_loop_result *r, void *ud)
 static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
 {
     const mw_pop3_opts *po = o->pop3;
-    if (o->filter && *o->filter)
-        return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: the filter is not on the loop yet");
     if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
-    if (po->stream || (po->version >= 2 && po->token_fn) || po->msex ||
-        po->auth == MW_POP3_AUTH_NONE)
+    if (po->stream || po->auth == MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "fetch: no token provider, caller's stream or msex on the loop yet");
+                           "fetch: a caller's stream, or no login, is not on the loop");
     /* The default rate floor (1 byte/s over 300 s) is within the loop's
      * io timeout; another one is not on the loop. */
     const mw_net_opts *n = po->net;
@@ -215,6 +272,66 @@ static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const 
     lo->trace_userdata = po->trace_userdata;
 }
 
+/* The run's part that is not the session: the state's lock (first: a
+ * second fetch of this account stops before it touches the server), the
+ * store, and the POP3 job's options with this file's hooks into *lo
+ * (tls: its TLS options' storage).  On failure err is set and nothing is
+ * left. */
+static int lfetch_new(lfetch **out, const mw_fetch_opts *o, mw_loop_pop3_opts *lo, mw_tls_opts *tls,
+                      mw_error *err)
+{
+    *out = NULL;
+    lfetch *f = calloc(1, sizeof *f);
+    if (!f) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    f->o = *o;
+    if (o->filter && *o->filter && !(f->filter = strdup(o->filter))) {
+        free(f);
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    f->o.filter = f->filter;
+    f->c.o = &f->o;
+    f->c.res = &f->res;
+    f->c.err = &f->err;
+    f->c.now = o->now ? o->now : (int64_t)time(NULL);
+    mwi_fetch_progress(&f->c, 0);
+    mw_error tmp;
+    memset(&tmp, 0, sizeof tmp);
+    int rc = mw_state_open(&f->c.st, o->state_path, o->state_opts, &tmp);
+    if (rc) mwi_fetch_fail(&f->c, rc, "state", &tmp, NULL);
+    if (!rc) rc = mwi_fetch_open_store(&f->c);
+    if (rc) {
+        if (err) *err = f->err;
+        lfetch_free(f);
+        return rc;
+    }
+    /* Its version's fields only (a version 1 struct ends before crl_file);
+     * another version is refused by the POP3 job with its words. */
+    if (mw_tls_opts_copy(tls, o->pop3->tls_opts) != 0) tls->version = o->pop3->tls_opts->version;
+    if (!tls->servername) tls->servername = o->host;
+    *lo = (mw_loop_pop3_opts)MW_LOOP_POP3_OPTS_INIT;
+    pop3_opts_from(lo, o->pop3, o->host, tls);
+    lo->store = f->c.s;
+    lo->stored = on_stored;
+    lo->stored_userdata = f;
+    lo->plan = on_plan;
+    lo->commit = on_commit;
+    lo->plan_userdata = f;
+    *out = f;
+    return 0;
+}
+
+static void lfetch_hooks(lfetch *f, mw_loop_job *lj, const mw_fetch_opts *o)
+{
+    mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
+    mwi_loop_pop3_on_store_error(lj, on_store_error);
+    mwi_loop_pop3_set_message_cap(lj, o->size_limit);
+    const mw_pop3_opts *po = o->pop3;
+    if (po->max_line) mwi_loop_pop3_set_max_line(lj, po->max_line);
+    mwi_loop_pop3_set_login(lj, po->version >= 2 ? po->token_fn : NULL,
+                            po->version >= 2 ? po->token_userdata : NULL, po->msex);
+    if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
+}
+
 int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                       mw_loop_fetch_done_fn done, void *userdata, mw_error *err)
 {
@@ -223,58 +340,122 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     int rc = mwi_fetch_check_opts(o, err);
     if (!rc) rc = check_loop_opts(o, err);
     if (rc) return rc;
-    lfetch *f = calloc(1, sizeof *f);
-    if (!f) return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    f->o = *o;
+    lfetch *f;
+    mw_loop_pop3_opts lo;
+    mw_tls_opts tls;
+    if ((rc = lfetch_new(&f, o, &lo, &tls, err)) != 0) return rc;
     f->done = done;
     f->userdata = userdata;
-    f->c.o = &f->o;
-    f->c.res = &f->res;
-    f->c.err = &f->err;
-    f->c.now = o->now ? o->now : (int64_t)time(NULL);
-    mwi_fetch_progress(&f->c, 0);
-    /* The lock first: a second fetch of this account stops before it
-     * touches the server. */
     mw_error tmp;
     memset(&tmp, 0, sizeof tmp);
-    rc = mw_state_open(&f->c.st, o->state_path, o->state_opts, &tmp);
-    if (rc) mwi_fetch_fail(&f->c, rc, "state", &tmp, NULL);
-    if (!rc) rc = mwi_fetch_open_store(&f->c);
-    mw_tls_opts tls;
-    /* Its version's fields only (a version 1 struct ends before crl_file);
-     * another version is refused by the POP3 job with its words. */
-    if (mw_tls_opts_copy(&tls, o->pop3->tls_opts) != 0) tls.version = o->pop3->tls_opts->version;
-    if (!tls.servername) tls.servername = o->host;
-    mw_loop_pop3_opts lo = MW_LOOP_POP3_OPTS_INIT;
-    pop3_opts_from(&lo, o->pop3, o->host, &tls);
-    lo.store = f->c.s;
-    lo.stored = on_stored;
-    lo.stored_userdata = f;
-    lo.plan = on_plan;
-    lo.commit = on_commit;
-    lo.plan_userdata = f;
-    if (!rc) {
-        mw_loop_job *lj = NULL;
-        rc = mw_loop_add_pop3_fetch(loop, &lj, &lo, on_done, f, &tmp);
-        if (rc) {
-            mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
-        } else {
-            mwi_loop_pop3_on_msg_error(lj, on_msg_error, f);
-            /* A name is looked up at the job's first step (lconn.h), for
-             * the family asked. */
-            if (o->pop3->net) lj->family = o->pop3->net->family;
-            if (out) *out = lj;
-        }
-    }
+    mw_loop_job *lj = NULL;
+    rc = mw_loop_add_pop3_fetch(loop, &lj, &lo, on_done, f, &tmp);
     if (rc) {
+        mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
         if (err) *err = f->err;
         lfetch_free(f);
         return rc;
     }
-    /* Only the scalars and the progress callback are read from here on. */
-    f->o.host = f->o.store_target = f->o.state_path = f->o.filter = NULL;
+    lfetch_hooks(f, lj, o);
+    /* A name is looked up at the job's first step (lconn.h), for the
+     * family asked. */
+    if (o->pop3->net) lj->family = o->pop3->net->family;
+    if (out) *out = lj;
+    /* Only the scalars, the filter (copied) and the progress callback are
+     * read from here on. */
+    f->o.host = f->o.store_target = f->o.state_path = NULL;
     f->o.pop3 = NULL;
     f->o.store_opts = NULL;
     f->o.state_opts = NULL;
     return 0;
+}
+
+/* ---- the same machine, driven over a blocking stream ------------------------ */
+
+typedef struct driven {
+    mw_fetch_result *res;
+    mw_error *err;
+    int rc;
+} driven;
+
+static void driven_done(mw_loop_job *job, const mw_fetch_result *res, const mw_error *err, void *ud)
+{
+    (void)job;
+    driven *d = ud;
+    *d->res = *res;
+    if (d->err) *d->err = *err;
+    d->rc = err->code;
+}
+
+/* What the POP3 machine does as src/pop3 does it: not a session without
+ * login, the retr_mode list/slow, a command timeout, another line limit. */
+static int machine_can(const mw_pop3_opts *po)
+{
+    return po->auth != MW_POP3_AUTH_NONE && po->retr_mode == MW_POP3_RETR_RETR &&
+           po->command_timeout_ms <= 0 &&
+           (po->max_line == 0 || (po->max_line >= 512 && po->max_line < P3L_IN_CAP));
+}
+
+/* What the machine cannot do yet in the driver (src/net does the rest). */
+static int check_driven_opts(const mw_fetch_opts *o, mw_error *err)
+{
+    const mw_pop3_opts *po = o->pop3;
+    if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
+    if (!machine_can(po))
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "fetch: no login, a retr_mode, a command timeout or another line "
+                           "limit: not on the driven machine yet");
+    if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
+        return mwi_err_set(err, MW_EUNSUPPORTED,
+                           "fetch: TLS mode %d is not on the driven machine yet", po->tls);
+    return 0;
+}
+
+int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
+{
+    mw_fetch_result dummy;
+    if (!res) res = &dummy;
+    memset(res, 0, sizeof *res);
+    if (err) mw_error_clear(err);
+    mw_stream *given = o && o->pop3 ? o->pop3->stream : NULL;
+    int rc = mwi_fetch_check_opts(o, err);
+    if (!rc) rc = check_driven_opts(o, err);
+    lfetch *f = NULL;
+    mw_loop_pop3_opts lo;
+    mw_tls_opts tls;
+    if (!rc) rc = lfetch_new(&f, o, &lo, &tls, err);
+    mw_loop_job *lj = NULL;
+    mw_error tmp;
+    memset(&tmp, 0, sizeof tmp);
+    lo.tls_opts = NULL; /* the stream's TLS is src/net's, from o->pop3 */
+    if (!rc && (rc = mwi_loop_pop3_fetch_new(&lj, &lo, &tmp)) != 0) {
+        mwi_fetch_fail(&f->c, rc, "pop3", &tmp, NULL);
+        if (err) *err = f->err;
+        lfetch_free(f);
+    }
+    if (rc) {
+        if (given) mw_stream_free(given);
+        return rc;
+    }
+    driven d = {res, err, 0};
+    f->done = driven_done;
+    f->userdata = &d;
+    lj->done_fn = on_done;
+    lj->userdata = f;
+    lfetch_hooks(f, lj, o);
+    mwi_loop_pop3_drive(lj, o->host, o->pop3, given);
+    return d.rc;
+}
+
+/* mw_fetch_account (fetch.h): the loop's POP3 fetch machine driven over a
+ * blocking stream, one engine for both APIs; what the machine cannot do
+ * yet (token providers, msex, opportunistic TLS) still runs src/fetch's
+ * blocking session. */
+int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
+{
+    const mw_pop3_opts *po = o ? o->pop3 : NULL;
+    if (!po || !machine_can(po) ||
+        (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE))
+        return mwi_fetch_account_session(res, o, err);
+    return mwi_fetch_account_driven(res, o, err);
 }

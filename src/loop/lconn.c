@@ -49,6 +49,29 @@ void mwi_lconn_close(mwi_lconn *c)
     c->job->want = 0;
 }
 
+int mwi_lconn_reconnect(mwi_lconn *c, int connect_timeout_ms)
+{
+    mwi_lconn_close(c);
+    c->in_len = c->out_off = 0;
+    mwi_buf_reset(&c->out);
+    c->eof = c->wblock = c->rwant = c->handshaking = c->tls_pending = 0;
+    free(c->addrs);
+    c->addrs = NULL;
+    c->naddrs = c->next_addr = 0;
+    c->connecting = 1;
+    c->ext_tls_up = 0;
+    if (c->external) return 0; /* the driver connects */
+    c->step_deadline = mw_now_ms() + connect_timeout_ms;
+    int fd = -1, cr = 0, ce = 0;
+    int rc = mwi_loop_tcp_socket(c->host, c->port, &fd, &cr, &ce, &c->job->err);
+    if (!rc && fd >= 0 && (rc = mwi_loop_set_fd(c->job, fd)) != 0) close(fd);
+    if (!rc && fd >= 0 && cr != 0 && ce != EINPROGRESS)
+        rc = mwi_err_set(&c->job->err, MW_ENET, "connect to %s port %u: %s", c->host, c->port,
+                         MW_ERRNO_TEXT(ce));
+    c->resolving = !rc && fd < 0;
+    return rc;
+}
+
 void mwi_lconn_free(mwi_lconn *c)
 {
     if (!c->job) return;
@@ -129,13 +152,18 @@ int mwi_lconn_queue_line(mwi_lconn *c, const char *line)
     }
     size_t len = strlen(line), before = c->out.len;
     int rc = mwi_buf_append(&c->out, line, len);
-    if (!rc) rc = mwi_buf_append(&c->out, "\r\n", 2);
+    if (!rc)
+        rc = c->lf_only ? mwi_buf_append(&c->out, "\n", 1) : mwi_buf_append(&c->out, "\r\n", 2);
     if (rc) c->out.len = before; /* all of the line or nothing */
     return rc;
 }
 
 void mwi_lconn_start_tls(mwi_lconn *c)
 {
+    if (c->external) { /* the driver's stream gets TLS (pop3_drive.c) */
+        c->handshaking = 1;
+        return;
+    }
     int rc = mwi_ltls_new(&c->tls, &c->tlscfg, mwi_loop_tls_cache(c->job->loop), c->job->fd,
                           c->host, &c->job->err);
     if (rc) {
@@ -477,6 +505,7 @@ void mwi_lconn_step(mwi_lconn *c, int events)
         c->ops->process(c->impl);
         if (j->done) return;
         if (c->handshaking) continue;
+        if (c->connecting) break; /* a new session (mwi_lconn_reconnect) */
         if (c->eof && c->in_len == had) {
             fail(c, MW_ENET, "the server closed the connection (in state %s)",
                  c->ops->state(c->impl));

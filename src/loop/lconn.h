@@ -55,11 +55,23 @@ typedef struct mwi_lconn {
     struct mwi_raddr *addrs;
     size_t naddrs, next_addr;
     int64_t attempt_deadline; /* the current address's share of the connect time */
+    /* External I/O (a blocking driver, pop3_drive.c): the buffers without
+     * the socket.  The driver writes `out`, reads into `in` and calls
+     * process; handshaking set means the job asks for TLS, which the
+     * driver puts up (ext_tls_up) before calling tls_up; connecting set
+     * again (mwi_lconn_reconnect) asks for a new connection. */
+    int external, ext_tls_up;
+    int lf_only;           /* lines end in a bare LF (src/pop3's msex, old Exchange) */
+    mw_stream *ext_stream; /* the driver's stream once TLS is up (channel binding) */
+    int ext_cert;          /* the driver's TLS presents a client certificate */
     /* Through a proxy (lproxy.h): set up by the job before its connect;
      * proxying while the handshake runs, between the connect and TLS. */
     struct mwi_lproxy *proxy;
     int proxying;
 } mwi_lconn;
+
+/* TLS is up on the connection (the socket's, or the driver's). */
+#define MWI_LCONN_SECURE(c) ((c)->tls != NULL || (c)->ext_tls_up)
 
 /* Sets up c (in buffer of in_cap, output bounded by out_max).  Returns 0
  * or MW_ENOMEM. */
@@ -88,6 +100,12 @@ void mwi_lconn_start_tls(mwi_lconn *c);
  * job fails, else the handshake starts.  Returns 1 when processing must
  * stop here. */
 int mwi_lconn_after_line(mwi_lconn *c, size_t pos);
+/* Closes the connection (no goodbye) and starts a new one to the same
+ * host and port, for a job's next session: buffers emptied, TLS off, the
+ * connect deadline connect_timeout_ms from now, the name looked up again.
+ * The step that called it stops there.  Returns 0, or an error code with
+ * the job's err set. */
+int mwi_lconn_reconnect(mwi_lconn *c, int connect_timeout_ms);
 /* Output octets not written yet. */
 size_t mwi_lconn_pending(const mwi_lconn *c);
 /* The loop's step for the job: see loop_int.h. */

@@ -77,6 +77,32 @@ struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
 typedef void (*mwi_loop_msg_error_fn)(struct mw_loop_job *job, uint64_t msg, const mw_error *err,
                                       void *ud);
 void mwi_loop_pop3_on_msg_error(struct mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud);
+/* The fetch filter on a POP3 fetch job (pop3_top.c): after the plan, TOP
+ * n 0 of every message to get, pipelined in runs of consecutive numbers
+ * as src/fetch sends them.  headers() gets a message's headers and gives
+ * its new action (MW_LOOP_GET, MW_LOOP_DELE, both, or 0); top_fail()
+ * hears of a message whose TOP failed (err: the refusal, or NULL and
+ * why), which is then neither fetched nor deleted. */
+typedef int (*mwi_loop_headers_fn)(struct mw_loop_job *job, uint64_t msg, const char *hdr,
+                                   size_t len, void *ud);
+typedef void (*mwi_loop_top_fail_fn)(struct mw_loop_job *job, uint64_t msg, int code,
+                                     const mw_error *err, const char *why, void *ud);
+void mwi_loop_pop3_on_headers(struct mw_loop_job *job, mwi_loop_headers_fn headers,
+                              mwi_loop_top_fail_fn fail, void *ud);
+/* The cap on a message's octets (0: none), as src/pop3's size limit: a
+ * RETR reply past it is cut (with a plan: a new session goes on). */
+void mwi_loop_pop3_set_message_cap(struct mw_loop_job *job, uint64_t cap);
+/* With a plan: the store failed for msg (err: the store's error); the job
+ * takes no more messages but still deletes what was stored (pop3_fetch.c).
+ * Called with mwi_loop_pop3_on_msg_error's ud. */
+void mwi_loop_pop3_on_store_error(struct mw_loop_job *job, mwi_loop_msg_error_fn fn);
+/* The login's token provider (token.h; called synchronously, also on a
+ * loop, whose other jobs then wait) and msex (commands ended by a bare
+ * LF), as src/pop3 has them. */
+void mwi_loop_pop3_set_login(struct mw_loop_job *job, mw_token_fn fn, void *ud, int msex);
+/* The longest status or listing line (src/pop3's max_line): 512 up to
+ * the input buffer less one.  Returns 0 or MW_EINVAL. */
+int mwi_loop_pop3_set_max_line(struct mw_loop_job *job, size_t max_line);
 /* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
  * LAST was instead (*last: its answer), 0 when neither. */
 int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);
@@ -87,6 +113,17 @@ int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_po
                               mw_error *err);
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
+
+/* pop3_drive.c: a POP3 fetch job on no loop and no socket, for a blocking
+ * driver (external I/O, lconn.h); run it with mwi_loop_pop3_drive, which
+ * ends it (its done callback called, the job freed). */
+int mwi_loop_pop3_fetch_new(struct mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err);
+/* Runs job to its end over a blocking stream: `given` (the caller's, owned
+ * from the call on) or one mw_stream_tcp opens to host with po's port and
+ * net options, TLS as po says through mw_stream_tls; a new session (a cut
+ * reply) opens a new stream.  Then the done callback and the job freed. */
+void mwi_loop_pop3_drive(struct mw_loop_job *job, const char *host, const mw_pop3_opts *po,
+                         mw_stream *given);
 
 /* smtp_job.c: the same for a send job. */
 int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,

@@ -28,6 +28,34 @@ void mwi_p3l_msg_failed(p3l *p, uint64_t num, int code, const char *command, con
     if (!p->first_err.code) p->first_err = e;
     if (p->msg_error) p->msg_error(p->job, num, &e, p->msg_error_ud);
 }
+/* The store failed for message num (begin, write or commit).  With a plan,
+ * as src/fetch: that message is not delivered, no more are taken (the
+ * replies in flight are read and dropped), what was stored is still
+ * recorded and deleted, and the store's error is the job's after QUIT.
+ * Without a plan the job ends (what: the words for it).  Returns 1 when
+ * the job ended. */
+static int store_failed(p3l *p, uint64_t num, const char *what)
+{
+    const mw_error *se = mw_store_error(p->store);
+    int rc = se->code ? se->code : MW_EIO;
+    if (!p->plan) {
+        mwi_p3l_end(p, rc, "%s%s", what, se->message);
+        return 1;
+    }
+    mw_error e = *se;
+    e.code = rc;
+    if (!p->first_err.code) p->first_err = e;
+    if (p->store_error) p->store_error(p->job, num, &e, p->msg_error_ud);
+    p->retr_drain = 1;
+    p->retr_restart = p->nmsgs;
+    return 0;
+}
+
+void mwi_loop_pop3_on_store_error(mw_loop_job *job, mwi_loop_msg_error_fn fn)
+{
+    ((p3l *)job->impl)->store_error = fn;
+}
+
 /* With a plan callback, deletions wait until every RETR is answered and
  * the commit callback said 0 (the caller made its record durable), then
  * go in one pipeline; a message to fetch and delete is deleted only when
@@ -61,9 +89,24 @@ static int next_deferred_dele(p3l *p, char *line, size_t cap, uint64_t *num)
     return 0;
 }
 
+/* A refused RETR (retr_reply): no RETR goes out while any is still in
+ * flight; then the run starts again after the refused one, as src/fetch's
+ * retrieve() does (src/pop3 reads and drops what was in flight). */
+static int retr_draining(p3l *p)
+{
+    if (!p->retr_drain) return 0;
+    for (size_t i = 0; i < p->q_len; i++)
+        if (p->q[(p->q_head + i) % p->q_cap].kind == K_RETR) return 1;
+    if (p->in_body) return 1;
+    p->retr_drain = 0;
+    p->next_retr = p->retr_restart;
+    return 0;
+}
+
 void mwi_p3l_fill_window(p3l *p)
 {
     unsigned window = p->capa_pipelining ? p->window : 1;
+    if (retr_draining(p)) return;
     while (!p->job->done && p->q_len < window) {
         char line[40];
         if (p->next_retr < p->nmsgs) {
@@ -122,6 +165,14 @@ static void start_transfer(p3l *p)
 {
     p->job->result.messages = p->nmsgs;
     if (make_plan(p)) return;
+    if (p->headers)
+        mwi_p3l_top_start(p); /* the filter first; then mwi_p3l_transfer */
+    else
+        mwi_p3l_transfer(p);
+}
+
+void mwi_p3l_transfer(p3l *p)
+{
     size_t want = 0;
     for (size_t i = 0; i < p->nmsgs; i++)
         want += (p->msgs[i].act & MW_LOOP_GET) != 0;
@@ -135,6 +186,11 @@ static void message_done(p3l *p)
 {
     p3l_msg *m = &p->msgs[p->body_msg];
     p->in_body = 0;
+    if (p->body_discard) {
+        p->body_discard = 0;
+        mwi_p3l_fill_window(p);
+        return;
+    }
     if (p->declared != UINT64_MAX && p->body.produced != p->declared) {
         /* Not as the reply announced it (RFC 1939 §5 sizes are exact): never
          * delivered, never deleted, as src/fetch does. */
@@ -155,8 +211,9 @@ static void message_done(p3l *p)
      * covers every message committed before it. */
     if (rc == 0 && !p->plan) rc = mw_store_sync(p->store);
     if (rc) {
-        mwi_p3l_end(p, rc, "storing message %llu: %s", (unsigned long long)m->num,
-                    mw_store_error(p->store)->message);
+        char what[48];
+        snprintf(what, sizeof what, "storing message %llu: ", (unsigned long long)m->num);
+        if (!store_failed(p, m->num, what)) mwi_p3l_fill_window(p);
         return;
     }
     p->job->result.stored++;
@@ -224,17 +281,34 @@ static int add_msg(p3l *p, uint64_t num, uint64_t size)
 static int body_too_long(p3l *p)
 {
     const p3l_msg *m = &p->msgs[p->body_msg];
-    uint64_t slack = m->size > 65536 ? m->size : 65536;
-    if (p->body.produced <= m->size + slack) return 0;
-    mw_store_abort(p->store);
-    p->in_body = 0;
-    mwi_p3l_end(
-        p, MW_ETOOBIG,
-        "RETR %llu: the server sent over %llu octets for a message announced as %llu octets; "
-        "not stored, left on the server",
-        (unsigned long long)m->num, (unsigned long long)(m->size + slack),
-        (unsigned long long)m->size);
+    uint64_t announced = m->size;
+    if (p->declared != UINT64_MAX && p->declared < announced) announced = p->declared;
+    uint64_t bound = mwi_p3l_bound(announced, p->max_message);
+    if (p->body.produced <= bound) return 0;
+    if (!p->body_discard) mw_store_abort(p->store);
+    p->in_body = p->body_discard = 0;
+    char why[sizeof p->job->err.message];
+    mwi_p3l_past_bound(p, announced, bound, why, sizeof why);
+    if (p->plan) { /* as src/fetch: a new session fetches the rest */
+        mwi_p3l_msg_failed(p, m->num, MW_ETOOBIG, p->body_what,
+                           "%s; not stored, left on the server", why);
+        mwi_p3l_reopen_after(p, p->body_msg, 0);
+        return 1;
+    }
+    mwi_p3l_end(p, MW_ETOOBIG, "%s; not stored, left on the server", why);
     return 1;
+}
+void mwi_loop_pop3_set_message_cap(mw_loop_job *job, uint64_t cap)
+{
+    ((p3l *)job->impl)->max_message = cap;
+}
+
+int mwi_loop_pop3_set_max_line(mw_loop_job *job, size_t max_line)
+{
+    p3l *p = job->impl;
+    if (max_line < 512 || max_line > p->c.in_cap - 1) return MW_EINVAL;
+    p->max_line = max_line;
+    return 0;
 }
 void mwi_loop_pop3_on_msg_error(mw_loop_job *job, mwi_loop_msg_error_fn fn, void *ud)
 {
@@ -261,6 +335,10 @@ void mwi_p3l_fetch_start(p3l *p)
 void mwi_p3l_fetch_line(p3l *p, const char *l, size_t len)
 {
     uint64_t a, b;
+    if (p->relist) {
+        mwi_p3l_relist_line(p, l, len);
+        return;
+    }
     if (p->ml == K_LIST) {
         if (mwi_pop3_parse_listing(l, len, &a, &b) != 0) {
             mwi_p3l_end(p, MW_EPROTO, "malformed LIST line: %.*s", (int)(len > 80 ? 80 : len), l);
@@ -293,6 +371,10 @@ void mwi_p3l_fetch_line(p3l *p, const char *l, size_t len)
 void mwi_p3l_fetch_ml_end(p3l *p, int k)
 {
     if (k != K_LIST && k != K_UIDL) return;
+    if (p->relist) {
+        mwi_p3l_relist_end(p, k);
+        return;
+    }
     if (k == K_LIST) p->list_done = 1;
     if (k == K_LIST && p->uidl_refused) {
         mwi_p3l_send(p, K_LAST, "LAST", 0, NULL);
@@ -309,13 +391,19 @@ void mwi_p3l_fetch_ml_end(p3l *p, int k)
 /* Message octets from p->c.in at *pos into the store. */
 void mwi_p3l_fetch_body(p3l *p, size_t *pos)
 {
+    if (p->in_top) {
+        mwi_p3l_top_body(p, pos);
+        return;
+    }
     size_t used = 0, made = 0;
     int fin = mwi_pop3_body_decode(&p->body, p->c.in + *pos, p->c.in_len - *pos, &used, &made);
-    if (made && mw_store_write(p->store, p->c.in + *pos, made) != 0) {
-        int sc = mw_store_error(p->store)->code;
-        p->in_body = 0; /* the store aborted the delivery itself */
-        mwi_p3l_end(p, sc ? sc : MW_EIO, "store: %s", mw_store_error(p->store)->message);
-        return;
+    if (made && !p->body_discard && mw_store_write(p->store, p->c.in + *pos, made) != 0) {
+        /* The store aborted the delivery itself; the rest is dropped. */
+        p->body_discard = 1;
+        if (store_failed(p, p->msgs[p->body_msg].num, "store: ")) {
+            p->in_body = 0;
+            return;
+        }
     }
     p->job->result.bytes += made;
     *pos += used;
@@ -331,15 +419,21 @@ static void retr_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
         snprintf(what, sizeof what, "RETR %llu", (unsigned long long)num);
         mw_error e;
         memset(&e, 0, sizeof e);
+        if (p->retr_drain) { /* dropped with the rest in flight */
+            mwi_p3l_fill_window(p);
+            return;
+        }
         int rc = mwi_pop3_status_error(&e, st, MW_ESERVER, what);
         mwi_p3l_msg_failed(p, num, rc, what, "%s", e.message);
+        p->retr_drain = 1;
+        p->retr_restart = (size_t)c->arg + 1;
         mwi_p3l_fill_window(p);
         return;
     }
-    if (mw_store_begin(p->store, NULL) != 0) {
-        mwi_p3l_end(p, mw_store_error(p->store)->code ? mw_store_error(p->store)->code : MW_EIO,
-                    "store: %s", mw_store_error(p->store)->message);
-        return;
+    p->body_discard = p->retr_drain;
+    if (!p->body_discard && mw_store_begin(p->store, NULL) != 0) {
+        if (store_failed(p, num, "store: ")) return;
+        p->body_discard = 1; /* read and dropped */
     }
     p->in_body = 1;
     p->body_msg = (size_t)c->arg;
@@ -372,6 +466,7 @@ void mwi_p3l_fetch_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
     int ok = st->kind == MW_POP3_OK;
     switch (c->kind) {
     case K_UIDL:
+        if (!ok && p->relist) return mwi_p3l_refuse(p, c, st, MW_ESERVER);
         if (!ok) {
             /* No UIDL: LAST (RFC 1460) tells which messages were read, as
              * src/fetch's blocking fetch asks it. */
@@ -396,6 +491,8 @@ void mwi_p3l_fetch_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
         return;
     case K_RETR:
         return retr_reply(p, c, st);
+    case K_TOP:
+        return mwi_p3l_top_reply(p, c, st);
     case K_DELE:
         return dele_reply(p, c, st);
     case K_QUIT:

@@ -20,11 +20,11 @@
 
 static const char *const state_name[] = {
     "connecting", "TLS handshake", "greeting", "CAPA", "STLS", "USER", "PASS",     "LIST/UIDL",
-    "transfer",   "QUIT",          "idle",     "done", "AUTH", "STAT", "commands",
+    "transfer",   "QUIT",          "idle",     "done", "AUTH", "STAT", "commands", "TOP (filter)",
 };
-const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER",   "PASS", "LIST",
-                                         "UIDL",     "RETR", "DELE", "QUIT",   "NOOP", "LAST",
-                                         "AUTH",     "APOP", "STAT", "command"};
+const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER",    "PASS", "LIST",
+                                         "UIDL",     "RETR", "DELE", "QUIT",    "NOOP", "LAST",
+                                         "AUTH",     "APOP", "STAT", "command", "TOP"};
 
 void mwi_p3l_set_state(p3l *p, int st)
 {
@@ -45,7 +45,7 @@ void mwi_p3l_end(p3l *p, int code, const char *fmt, ...)
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
     }
-    if (p->in_body && p->store) mw_store_abort(p->store);
+    if (p->in_body && p->store && !p->body_discard) mw_store_abort(p->store);
     p->in_body = 0;
     mwi_lconn_end(&p->c, code, msg);
     mwi_p3l_set_state(p, S_DONE);
@@ -92,6 +92,8 @@ void mwi_p3l_err_command(p3l *p, const p3l_cmd *c)
     if (c->kind == K_RETR || c->kind == K_DELE)
         n = snprintf(buf, sizeof buf, "%s %llu", mwi_p3l_kind_name[c->kind],
                      (unsigned long long)(c->kind == K_RETR ? p->msgs[c->arg].num : c->arg));
+    else if (c->kind == K_TOP)
+        n = snprintf(buf, sizeof buf, "TOP %llu 0", (unsigned long long)p->msgs[c->arg].num);
     else if (c->kind == K_PASS)
         n = snprintf(buf, sizeof buf, "PASS ****");
     else if (c->kind == K_CMD || c->kind == K_APOP || c->kind == K_AUTH)
@@ -128,7 +130,7 @@ void mwi_p3l_refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code
 
 static void after_capa(p3l *p)
 {
-    if (!p->c.tls && p->tls_mode == MW_TLS_STARTTLS) {
+    if (!MWI_LCONN_SECURE(&p->c) && p->tls_mode == MW_TLS_STARTTLS) {
         if (!p->capa_stls) {
             mwi_p3l_end(p, MW_ETLS,
                         "STLS was asked for but the server does not offer it%s; not going on in "
@@ -300,7 +302,7 @@ static void line_too_long(p3l *p, size_t most)
 static void process(p3l *p)
 {
     size_t pos = 0;
-    while (!p->job->done && p->state != S_HANDSHAKE) {
+    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending) {
         if (p->in_body) {
             if (pos == p->c.in_len) break;
             size_t before = pos;
@@ -315,7 +317,7 @@ static void process(p3l *p)
         if (!nl) {
             /* Bounded by the line limit and by the input buffer (smaller
              * for an idle session). */
-            size_t maxl = p->c.in_cap - 1 < P3L_LINE_MAX ? p->c.in_cap - 1 : P3L_LINE_MAX;
+            size_t maxl = p->c.in_cap - 1 < p->max_line ? p->c.in_cap - 1 : p->max_line;
             if (p->c.in_len - pos > maxl) line_too_long(p, maxl);
             break;
         }
@@ -323,8 +325,8 @@ static void process(p3l *p)
         size_t len = (size_t)(nl - l);
         pos += len + 1;
         if (len && l[len - 1] == '\r') len--;
-        if (len > P3L_LINE_MAX) {
-            line_too_long(p, P3L_LINE_MAX);
+        if (len > p->max_line) {
+            line_too_long(p, p->max_line);
             break;
         }
         mwi_p3l_trace_recv(p, l, len);
@@ -346,6 +348,7 @@ static void process(p3l *p)
         memmove(p->c.in, p->c.in + pos, p->c.in_len - pos);
         p->c.in_len -= pos;
     }
+    if (p->reopen_pending && !p->job->done) mwi_p3l_reopen(p);
 }
 
 /* ---- the connection half's hooks (lconn.h) ---------------------------------- */
@@ -389,7 +392,7 @@ static void on_fail(void *impl, int code, const char *msg)
         char m[sizeof p->job->err.message];
         snprintf(m, sizeof m, "%s: %s after %llu octets; the message is incomplete", p->body_what,
                  msg, (unsigned long long)p->body.produced);
-        if (p->mode == P3L_FETCH) {
+        if (p->mode == P3L_FETCH && !p->in_top) {
             const p3l_msg *pm = &p->msgs[p->body_msg];
             mwi_p3l_msg_failed(p, pm->num, code, p->body_what, "%s", m);
         }
@@ -428,7 +431,8 @@ static void destroy(mw_loop_job *j)
 {
     p3l *p = j->impl;
     if (!p) return;
-    if (p->in_body && p->store && p->mode == P3L_FETCH) mw_store_abort(p->store);
+    if (p->in_body && p->store && p->mode == P3L_FETCH && !p->body_discard)
+        mw_store_abort(p->store);
     mwi_lconn_free(&p->c);
     mwi_p3l_login_free(p);
     for (size_t i = 0; i < p->nmsgs; i++)
@@ -440,6 +444,7 @@ static void destroy(mw_loop_job *j)
     free(p->authzid);
     free(p->sasl_mechs);
     free(p->sasl_offered);
+    mwi_buf_free(&p->hdr);
     if (p->token) {
         explicit_bzero(p->token, strlen(p->token));
         free(p->token);
@@ -566,6 +571,7 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int wi
     p->job = j;
     p->ml = -1;
     p->mode = mode;
+    p->max_line = P3L_LINE_MAX;
     int fail = 0;
     take_opts(p, o, &fail);
     /* In flight at most: the window's RETRs, one DELE, LIST and UIDL. */
@@ -634,12 +640,27 @@ static int start(mw_loop *loop, mw_loop_job **out, mw_loop_job *j, int fd, mw_lo
     return 0;
 }
 
+int mwi_loop_pop3_fetch_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
+{
+    int rc = build(out, opts, P3L_FETCH, 0, err);
+    if (rc) return rc;
+    p3l *p = (*out)->impl;
+    p->c.external = 1;
+    if (!p->c.host && !(p->c.host = strdup(""))) {
+        destroy(*out);
+        free(*out);
+        *out = NULL;
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
 int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                            mw_loop_done_fn done, void *userdata, mw_error *err)
 {
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int mode = opts && opts->idle_noop_ms > 0 ? P3L_IDLE : P3L_FETCH;
     int rc = build(&j, opts, mode, 1, err);
     return rc ? rc : start(loop, out, j, -1, done, userdata, err);
@@ -654,7 +675,7 @@ static int build_cmds(mw_loop_job **out, const mw_loop_pop3_opts *opts,
     for (size_t i = 0; i < n; i++)
         if (cmds[i].op < MW_LOOP_POP3_STAT || cmds[i].op > MW_LOOP_POP3_CAPA)
             return mwi_err_set(err, MW_EINVAL, "command %zu: unknown operation %d", i, cmds[i].op);
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int rc = build(&j, opts, P3L_CMDS, with_host, err);
     if (rc) return rc;
     p3l *p = j->impl;
@@ -695,6 +716,7 @@ int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_po
         return rc;
     }
     p3l *p = j->impl;
+    p->given_fd = 1;
     if (!p->c.host && !(p->c.host = strdup("peer"))) {
         close(fd);
         destroy(j);
@@ -708,7 +730,7 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
                                int fd, mw_loop_done_fn done, void *userdata, mw_error *err)
 {
     if (out) *out = NULL;
-    mw_loop_job *j;
+    mw_loop_job *j = NULL;
     int mode = opts && opts->idle_noop_ms > 0 ? P3L_IDLE : P3L_FETCH;
     int rc = build(&j, opts, mode, 0, err);
     if (rc) {
@@ -716,6 +738,7 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
         return rc;
     }
     p3l *p = j->impl;
+    p->given_fd = 1;
     if (!p->c.host && !(p->c.host = strdup("peer"))) {
         close(fd);
         destroy(j);

@@ -11,6 +11,7 @@
 #include "loop/lconn.h"
 #include "loop/loop_int.h"
 #include "proto/pop3_codec.h"
+#include "util/buf.h"
 
 #include <stdint.h>
 
@@ -38,6 +39,7 @@ enum p3l_state {
     S_AUTH,
     S_STAT,
     S_COMMANDS,
+    S_TOP, /* the fetch filter's TOP runs (pop3_top.c) */
 };
 
 /* What a command in flight was (the reply is matched to it). */
@@ -58,6 +60,7 @@ enum p3l_kind {
     K_APOP,
     K_STAT,
     K_CMD, /* a command of the caller's sequence (pop3_cmds.c) */
+    K_TOP, /* TOP n 0 for the fetch filter; arg: index into msgs */
 };
 extern const char *const mwi_p3l_kind_name[];
 
@@ -68,6 +71,7 @@ typedef struct p3l_msg {
     char *uid;
     unsigned char act; /* MW_LOOP_GET | MW_LOOP_DELE */
     unsigned char stored;
+    unsigned char seen; /* in a new session's listing (pop3_reopen.c) */
 } p3l_msg;
 
 typedef struct p3l_cmd {
@@ -119,6 +123,9 @@ typedef struct p3l {
     int list_done, uidl_done;
     mw_error first_err; /* the first message-level failure (pop3_fetch.c) */
     mwi_loop_msg_error_fn msg_error;
+    mwi_loop_msg_error_fn store_error; /* with msg_error_ud */
+    mw_token_fn token_fn;              /* called synchronously (pop3_login.c) */
+    void *token_ud;
     void *msg_error_ud;
     int uid_mode;  /* 2: UIDL answered, 1: LAST instead, 0: neither (RFC 1460) */
     uint64_t last; /* LAST's answer */
@@ -128,6 +135,28 @@ typedef struct p3l {
      * checks: src/pop3 then switches to LIST sizes for good (retr_mode). */
     uint64_t declared;
     int no_retr_size;
+    /* After a refused RETR, as src/fetch: the replies in flight are read
+     * and dropped (body_discard), then the RETRs start again after it. */
+    int retr_drain, body_discard;
+    size_t retr_restart;
+    /* the fetch filter's TOP runs (pop3_top.c): a run is top_lo..top_hi
+     * (indexes into msgs), TOPs sent up to top_next, answered up to
+     * top_got; after a failure none past top_end, the run going on after
+     * top_bad */
+    mwi_loop_headers_fn headers;
+    mwi_loop_top_fail_fn top_fail;
+    void *headers_ud;
+    size_t top_lo, top_hi, top_next, top_got, top_end, top_bad;
+    int top_stopped, in_top;
+    mw_buf hdr; /* the headers of the TOP being read, bounded */
+    /* a new session after a reply cut past its bound (pop3_reopen.c) */
+    uint64_t max_message; /* the caller's cap on a message's octets (0: none) */
+    int reopen_pending;   /* close and reconnect once process() is out */
+    int relist;           /* the new session's LIST/UIDL is being checked */
+    int reopen_top;       /* the cut reply was a TOP: go on with the filter */
+    size_t reopen_after;  /* go on from this index into msgs */
+    size_t max_line;      /* a status or listing line (mwi_loop_pop3_set_max_line) */
+    int given_fd;         /* the caller's connection (the _fd constructors): none again */
     /* a command sequence (pop3_cmds.c) */
     mw_loop_pop3_cmd *cmds;
     size_t ncmds, next_cmd;
@@ -173,6 +202,26 @@ void mwi_p3l_fetch_body(p3l *p, size_t *pos);
 void mwi_p3l_msg_failed(p3l *p, uint64_t num, int code, const char *command, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void mwi_p3l_fill_window(p3l *p);
+
+void mwi_p3l_transfer(p3l *p);
+
+/* pop3_reopen.c */
+uint64_t mwi_p3l_bound(uint64_t announced, uint64_t cap);
+/* src/pop3's words for a reply past its bound, into why. */
+void mwi_p3l_past_bound(const p3l *p, uint64_t announced, uint64_t bound, char *why, size_t cap);
+/* The reply to msgs[idx] was cut: that message is left, and with a plan
+ * a new session goes on after it (top: in the filter's TOP runs). */
+void mwi_p3l_reopen_after(p3l *p, size_t idx, int top);
+void mwi_p3l_reopen(p3l *p);
+void mwi_p3l_relist_line(p3l *p, const char *l, size_t len);
+void mwi_p3l_relist_end(p3l *p, int kind);
+
+/* pop3_top.c */
+void mwi_p3l_top_start(p3l *p);
+void mwi_p3l_top_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st);
+void mwi_p3l_top_body(p3l *p, size_t *pos);
+/* The TOP runs again from msgs[from], in a new session. */
+void mwi_p3l_top_resume(p3l *p, size_t from);
 
 /* pop3_cmds.c */
 void mwi_p3l_cmds_start(p3l *p);

@@ -36,7 +36,7 @@ static int need_password(p3l *p, const char *what)
 static void start_user(p3l *p)
 {
     if (need_password(p, "USER/PASS")) return;
-    if (!p->c.tls && !p->allow_plaintext) {
+    if (!MWI_LCONN_SECURE(&p->c) && !p->allow_plaintext) {
         mwi_p3l_end(p, MW_EPOLICY,
                     "USER/PASS would send the password unencrypted; use TLS or allow plaintext "
                     "passwords explicitly");
@@ -53,7 +53,7 @@ static void start_user(p3l *p)
 static void start_apop(p3l *p)
 {
     if (need_password(p, "APOP")) return;
-    if (!p->c.tls && !p->allow_plaintext) {
+    if (!MWI_LCONN_SECURE(&p->c) && !p->allow_plaintext) {
         mwi_p3l_end(p, MW_EPOLICY,
                     "APOP: no login over an unencrypted connection (use TLS, or allow plaintext "
                     "logins explicitly)");
@@ -96,6 +96,11 @@ static const char *channel_binding(p3l *p, unsigned char *cb, size_t *cbl)
         return "tls-exporter";
     if (p->c.tls && mwi_ltls_channel_binding(p->c.tls, "tls-unique", cb, 64, cbl) == 0 && *cbl)
         return "tls-unique";
+    mw_stream *s = p->c.ext_stream; /* the blocking driver's (pop3_drive.c) */
+    if (s && mw_stream_channel_binding(s, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
+        return "tls-exporter";
+    if (s && mw_stream_channel_binding(s, "tls-unique", cb, 64, cbl) == 0 && *cbl)
+        return "tls-unique";
     *cbl = 0;
     return NULL;
 }
@@ -110,11 +115,13 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->proto = &mwi_sasl_proto_pop3;
     c->offered = p->sasl_offered;
     c->policy.want = p->sasl_mechs;
-    c->policy.tls = p->c.tls != NULL;
+    c->policy.tls = MWI_LCONN_SECURE(&p->c);
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
-    c->policy.has_token = p->token != NULL;
-    c->policy.want_external = p->c.tlscfg.conf.cert_file && p->c.tls;
+    c->policy.has_token = p->token != NULL || p->token_fn != NULL;
+    c->has_token_fn = p->token_fn != NULL;
+    c->policy.want_external =
+        (p->c.tlscfg.conf.cert_file && p->c.tls) || (p->c.ext_cert && p->c.ext_tls_up);
     c->policy.has_cb = cbt != NULL;
     c->creds.cb_type = cbt;
     c->creds.cb_data = cbt ? cb : NULL;
@@ -146,7 +153,16 @@ static void drive(p3l *p, int act)
             p->in_auth = 1; /* the server's "+ " lines are masked */
             return;
         }
-        if (act == MWI_SASLD_TOKEN) {
+        if (act == MWI_SASLD_TOKEN && p->token_fn) {
+            /* The caller's provider, as pop3_auth.c calls it (once more
+             * with refresh set after a refused token); it runs in this
+             * thread, so on a loop the other jobs wait meanwhile. */
+            char *tok = NULL;
+            mw_error te;
+            mw_error_clear(&te);
+            int trc = p->token_fn(mwi_sasld_token_refresh(d), &tok, &te, p->token_ud);
+            act = mwi_sasld_token(d, trc, tok, &te);
+        } else if (act == MWI_SASLD_TOKEN) {
             act = mwi_sasld_token(d, MW_EUNSUPPORTED, NULL, NULL);
         } else if (act == MWI_SASLD_NEXT) {
             mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
@@ -192,6 +208,14 @@ static int start_sasl(p3l *p, int automatic)
     }
     drive(p, mwi_sasld_start(p->sd));
     return 0;
+}
+
+void mwi_loop_pop3_set_login(mw_loop_job *job, mw_token_fn fn, void *ud, int msex)
+{
+    p3l *p = job->impl;
+    p->token_fn = fn;
+    p->token_ud = ud;
+    p->c.lf_only = msex != 0;
 }
 
 void mwi_p3l_login(p3l *p)

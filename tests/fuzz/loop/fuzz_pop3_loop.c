@@ -5,7 +5,10 @@
  * Input: one flags byte (bit 0: keep, bits 1-2: window 1/2/4/16, bit 3:
  * plan and commit callbacks, bits 4-5: the plan's first action, bit 6: the
  * commit callback refuses, bit 7: a command sequence (pop3_cmds.c) instead
- * of a fetch, bits 0-3 then choosing where in a fixed list it starts),
+ * of a fetch, bits 0-3 then choosing where in a fixed list it starts);
+ * bits 0 and 3-6 all set (0x79): the fetch filter's hooks too (its TOP
+ * runs, pop3_top.c; the plan gets every message), deciding each message
+ * from its headers, and a 4 KiB cap on a message (a cut RETR),
  * then chunks, each a length byte (1 + L % 64 octets follow) and the
  * octets. After the last chunk the server end is closed.  The job must then end, exactly once,
  * whatever came before: a job still running is a hang and aborts (a finding). */
@@ -59,12 +62,35 @@ static int plan_cb(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned
                    void *ud)
 {
     (void)job;
-    unsigned first = *(const uint8_t *)ud >> 4 & 3;
+    uint8_t flags = *(const uint8_t *)ud;
+    unsigned first = flags >> 4 & 3;
     for (size_t i = 0; i < n; i++) {
         if (msgs[i].uid && strlen(msgs[i].uid) > 70) abort(); /* RFC 1939 §7 bound kept */
         act[i] = (unsigned char)((first + i) % 4);
+        if ((flags & 0x79) == 0x79) /* the filter decides: runs of TOPs */
+            act[i] = (unsigned char)(MW_LOOP_GET | (i & 1 ? MW_LOOP_DELE : 0));
     }
     return 0;
+}
+
+/* The filter's hook: the headers are bounded (256 KiB); the decision is
+ * drawn from their length (DELE only, or GET with or without DELE). */
+static int headers_cb(mw_loop_job *job, uint64_t msg, const char *hdr, size_t len, void *ud)
+{
+    (void)job;
+    (void)msg;
+    (void)ud;
+    if (!hdr || len > 256 * 1024) abort();
+    return len % 4 == 3 ? MW_LOOP_DELE : MW_LOOP_GET | (int)(len & MW_LOOP_DELE);
+}
+
+static void top_fail_cb(mw_loop_job *job, uint64_t msg, int code, const mw_error *err,
+                        const char *why, void *ud)
+{
+    (void)job;
+    (void)msg;
+    (void)ud;
+    if (!code || (!err && !why)) abort();
 }
 
 static int commit_cb(mw_loop_job *job, void *ud)
@@ -138,6 +164,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
     } else if (mwi_loop_add_pop3_fetch_fd(loop, &job, &o, sv[0], done_cb, &ended, NULL) != 0) {
         abort();
+    } else if ((flags & 0x79) == 0x79) {
+        mwi_loop_pop3_on_headers(job, headers_cb, top_fail_cb, NULL);
+        mwi_loop_pop3_set_message_cap(job, 4096);
     }
     size_t i = 1;
     while (i < size && mw_loop_running(loop)) {

@@ -5,8 +5,11 @@
  *   session_token STORE TOKEN_URL CA PORT USER MECH TRACE pop3|smtp
  *
  * pop3: logs in over POP3S, STAT, QUIT.  smtp: STARTTLS, AUTH, QUIT.
+ * fetch: mw_fetch_account over POP3S into the Maildir TRACE.md (keep),
+ * its state TRACE.state: the POP3 machine's login with token_fn.
  * Prints "ok ..." or "error: ..." and exits 0 or 1.  The trace (oauth
  * HTTP exchanges and the session's lines, secrets masked) goes to TRACE. */
+#include "mailwire/fetch.h"
 #include "mailwire/smtp.h"
 #include "mailwire/oauth.h"
 #include "mailwire/pop3.h"
@@ -88,6 +91,28 @@ int main(int argc, char **argv)
     po.token_userdata = oa;
     po.trace = to_file;
     po.trace_userdata = tr;
+    if (!strcmp(argv[8], "fetch")) {
+        char md[4096], st[4096];
+        snprintf(md, sizeof md, "%s.md", argv[7]);
+        snprintf(st, sizeof st, "%s.state", argv[7]);
+        mw_fetch_opts fo = MW_FETCH_OPTS_INIT;
+        fo.host = "127.0.0.1";
+        fo.pop3 = &po;
+        fo.store_kind = MW_STORE_MAILDIR;
+        fo.store_target = md;
+        fo.state_path = st;
+        fo.keep = 1;
+        mw_fetch_result res;
+        rc = mw_fetch_account(&res, &fo, &e);
+        mw_oauth_free(oa);
+        fclose(tr);
+        if (rc) {
+            printf("error: %s\n", e.message);
+            return 1;
+        }
+        printf("ok fetched %llu\n", (unsigned long long)res.fetched);
+        return 0;
+    }
     mw_pop3 *p = NULL;
     rc = mw_pop3_open(&p, "127.0.0.1", &po, &e);
     if (rc) {

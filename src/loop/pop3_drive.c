@@ -1,0 +1,172 @@
+/* The POP3 fetch job driven over a blocking stream (loop_int.h,
+ * mwi_loop_pop3_drive): the same machine as on the loop, its connection
+ * half in external I/O mode (lconn.h).  The driver writes what the job
+ * queued, reads what the stream has, lets the job take it, and puts TLS
+ * up when the job asks (STLS +OK, or implicit TLS), so every transport
+ * feature of src/net (proxies, pins, CRLs, client certificates, a
+ * caller's stream, cancel tokens, rate floors) is the stream's. */
+#include "loop/pop3_job.h"
+#include "net/stream.h"
+#include "util/err.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct drive {
+    p3l *p;
+    const char *host;
+    const mw_pop3_opts *po;
+    const mw_net_opts *net;
+    mw_stream *s;
+    int used_given;
+} drive;
+
+static void drive_fail(drive *d, int rc, const mw_error *e)
+{
+    char m[sizeof e->message];
+    snprintf(m, sizeof m, "%s", e->message[0] ? e->message : mw_strerror(rc));
+    d->p->c.ops->fail(d->p->c.impl, rc, m);
+}
+
+/* A connection: the caller's stream the first time, else a new one. */
+static int drive_open(drive *d, mw_stream *given)
+{
+    mw_error e;
+    memset(&e, 0, sizeof e);
+    mw_stream_free(d->s);
+    d->s = NULL;
+    d->p->c.ext_stream = NULL;
+    if (given && !d->used_given) {
+        d->s = given;
+        d->used_given = 1;
+    } else {
+        int rc = mw_stream_tcp(&d->s, d->host, d->p->c.port, d->net, &e);
+        if (rc) {
+            d->s = NULL;
+            drive_fail(d, rc, &e);
+            return rc;
+        }
+    }
+    if (d->net->cancel) mwi_stream_set_cancel(d->s, d->net->cancel);
+    d->p->c.connecting = 0;
+    mwi_lconn_info(&d->p->c, "connected to %s port %u", d->host, d->p->c.port);
+    d->p->c.ops->connected(d->p->c.impl);
+    return 0;
+}
+
+/* The job asked for TLS: the stream is wrapped (its handshake, its checks). */
+static int drive_tls(drive *d)
+{
+    mw_error e;
+    memset(&e, 0, sizeof e);
+    mw_tls_opts t;
+    if (mw_tls_opts_copy(&t, d->po->tls_opts) != 0) {
+        mwi_err_set(&e, MW_EINVAL, "mw_tls_opts not supported");
+        drive_fail(d, MW_EINVAL, &e);
+        return MW_EINVAL;
+    }
+    if (!t.servername && d->host && *d->host) t.servername = d->host;
+    mw_stream *ts = NULL;
+    int rc = mw_stream_tls(&ts, d->s, &t, &e); /* owns d->s, also on failure */
+    d->s = ts;
+    if (rc) {
+        drive_fail(d, rc, &e);
+        return rc;
+    }
+    d->p->c.handshaking = 0;
+    d->p->c.ext_tls_up = 1;
+    d->p->c.ext_stream = d->s;
+    d->p->c.ext_cert = d->po->tls_opts && d->po->tls_opts->cert_file;
+    d->p->c.ops->tls_up(d->p->c.impl);
+    return 0;
+}
+
+static int64_t io_deadline(const drive *d)
+{
+    return mwi_deadline_min(MW_NO_DEADLINE, d->net->io_timeout_ms);
+}
+
+/* src/net/conn.c's words for a read that failed (timeout_detail, fill),
+ * so that both engines say the same. */
+static int read_failed(const drive *d, int rc, mw_error *e)
+{
+    const char *what = d->p->in_body ? "reading data" : "reading a line";
+    if (rc == 0) return mwi_err_set(e, MW_ENET, "the server closed the connection while %s", what);
+    if (rc != MW_ETIMEOUT) return rc;
+    if (mwi_stream_limit_hit(d->s)) {
+        char m[sizeof e->message];
+        snprintf(m, sizeof m, "%s", e->message);
+        char *w = strstr(m, " while ");
+        if (w) *w = '\0';
+        return mwi_err_set(e, MW_ETIMEOUT, "%s while %s", m, what);
+    }
+    return mwi_err_set(e, MW_ETIMEOUT, "no progress for %d ms while %s", d->net->io_timeout_ms,
+                       what);
+}
+
+/* One round: write what is queued, else read and process. */
+static void drive_round(drive *d)
+{
+    mwi_lconn *c = &d->p->c;
+    mw_error e;
+    memset(&e, 0, sizeof e);
+    size_t pending = mwi_lconn_pending(c);
+    if (pending) {
+        int rc = mw_stream_write(d->s, c->out.data + c->out_off, pending, io_deadline(d), &e);
+        if (rc) {
+            drive_fail(d, rc, &e);
+            return;
+        }
+        mwi_buf_reset(&c->out);
+        c->out_off = 0;
+        return;
+    }
+    if (c->in_len == c->in_cap) {
+        mwi_err_set(&e, MW_ETOOBIG, "input buffer full (in state %s)", c->ops->state(c->impl));
+        drive_fail(d, MW_ETOOBIG, &e);
+        return;
+    }
+    size_t got = 0;
+    int rc =
+        mw_stream_read(d->s, c->in + c->in_len, c->in_cap - c->in_len, &got, io_deadline(d), &e);
+    if (rc || !got) rc = read_failed(d, rc, &e);
+    if (rc) {
+        drive_fail(d, rc, &e);
+        return;
+    }
+    c->in_len += got;
+    c->ops->process(c->impl);
+}
+
+void mwi_loop_pop3_drive(mw_loop_job *j, const char *host, const mw_pop3_opts *po, mw_stream *given)
+{
+    mw_net_opts ndflt = MW_NET_OPTS_INIT;
+    drive d = {j->impl, host ? host : "", po, po->net ? po->net : &ndflt, NULL, 0};
+    d.p->c.connecting = 1;
+    while (!j->done) {
+        if (d.p->c.connecting) {
+            if (d.used_given) { /* src/fetch's words for a caller-made stream */
+                mwi_p3l_end(d.p, MW_ENET,
+                            "cannot reconnect over a caller-made stream; the rest is left for "
+                            "the next run");
+                break;
+            }
+            if (drive_open(&d, given)) break;
+            continue;
+        }
+        if (d.p->c.handshaking) {
+            if (drive_tls(&d)) break;
+            continue;
+        }
+        drive_round(&d);
+    }
+    if (given && !d.used_given) mw_stream_free(given);
+    d.p->c.ext_stream = NULL;
+    mw_stream_free(d.s);
+    j->ops->destroy(j);
+    j->result.code = j->err.code;
+    j->result.err = &j->err;
+    if (j->done_fn) j->done_fn(j, &j->result, j->userdata);
+    free(j);
+}
