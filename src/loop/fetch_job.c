@@ -264,10 +264,9 @@ static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const 
         lo->max_time_ms = po->net->max_time_ms;
         lo->proxy = po->net->proxy;
     }
-    if (po->pipelining == 0)
-        lo->window = 1;
-    else if (po->window)
-        lo->window = po->window;
+    /* The blocking fetch's window (mw_pop3_retr_msgs): 1024 commands and
+     * 16 MiB of LIST sizes; mw_pop3_opts.window is not used for it. */
+    lo->window = po->pipelining == 0 ? 1 : MW_POP3_WINDOW_MAX;
     lo->trace = po->trace;
     lo->trace_userdata = po->trace_userdata;
 }
@@ -327,6 +326,7 @@ static void lfetch_hooks(lfetch *f, mw_loop_job *lj, const mw_fetch_opts *o)
     mwi_loop_pop3_set_message_cap(lj, o->size_limit);
     const mw_pop3_opts *po = o->pop3;
     if (po->max_line) mwi_loop_pop3_set_max_line(lj, po->max_line);
+    mwi_loop_pop3_set_window_bytes(lj, MW_POP3_WINDOW_BYTES);
     mwi_loop_pop3_set_login(lj, po->version >= 2 ? po->token_fn : NULL,
                             po->version >= 2 ? po->token_userdata : NULL, po->msex);
     if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);

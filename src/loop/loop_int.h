@@ -103,6 +103,9 @@ void mwi_loop_pop3_set_login(struct mw_loop_job *job, mw_token_fn fn, void *ud, 
 /* The longest status or listing line (src/pop3's max_line): 512 up to
  * the input buffer less one.  Returns 0 or MW_EINVAL. */
 int mwi_loop_pop3_set_max_line(struct mw_loop_job *job, size_t max_line);
+/* A fetch's RETR window in octets of LIST sizes as well as in commands,
+ * as src/pop3's mw_pop3_retr_msgs keeps it (0: commands only). */
+void mwi_loop_pop3_set_window_bytes(struct mw_loop_job *job, uint64_t bytes);
 /* For a POP3 fetch job's plan callback: 2 when UIDL was answered, 1 when
  * LAST was instead (*last: its answer), 0 when neither. */
 int mwi_loop_pop3_uid_mode(const struct mw_loop_job *job, uint64_t *last);

@@ -103,15 +103,34 @@ static int retr_draining(p3l *p)
     return 0;
 }
 
+/* The LIST sizes of the RETRs not answered whole yet (src/pop3's
+ * retr_run counts its window so). */
+static uint64_t bytes_in_flight(const p3l *p)
+{
+    uint64_t b = p->in_body ? p->msgs[p->body_msg].size : 0;
+    for (size_t i = 0; i < p->q_len; i++) {
+        const p3l_cmd *c = &p->q[(p->q_head + i) % p->q_cap];
+        if (c->kind == K_RETR) b += p->msgs[c->arg].size;
+    }
+    return b;
+}
+
 void mwi_p3l_fill_window(p3l *p)
 {
     unsigned window = p->capa_pipelining ? p->window : 1;
     if (retr_draining(p)) return;
+    uint64_t flight = p->window_bytes ? bytes_in_flight(p) : 0;
     while (!p->job->done && p->q_len < window) {
         char line[40];
         if (p->next_retr < p->nmsgs) {
             const p3l_msg *m = &p->msgs[p->next_retr];
+            /* With a byte window (mwi_loop_pop3_set_window_bytes): at most
+             * that many octets of LIST sizes unanswered, always one. */
+            if ((m->act & MW_LOOP_GET) && p->window_bytes && (p->q_len || p->in_body) &&
+                (flight > p->window_bytes || m->size > p->window_bytes - flight))
+                break;
             if (m->act & MW_LOOP_GET) {
+                flight += m->size;
                 snprintf(line, sizeof line, "RETR %llu", (unsigned long long)m->num);
                 if (mwi_p3l_send(p, K_RETR, line, p->next_retr, NULL) != 0) return;
             }
@@ -301,6 +320,11 @@ static int body_too_long(p3l *p)
 void mwi_loop_pop3_set_message_cap(mw_loop_job *job, uint64_t cap)
 {
     ((p3l *)job->impl)->max_message = cap;
+}
+
+void mwi_loop_pop3_set_window_bytes(mw_loop_job *job, uint64_t bytes)
+{
+    ((p3l *)job->impl)->window_bytes = bytes;
 }
 
 int mwi_loop_pop3_set_max_line(mw_loop_job *job, size_t max_line)

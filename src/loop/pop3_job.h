@@ -156,6 +156,7 @@ typedef struct p3l {
     int reopen_top;       /* the cut reply was a TOP: go on with the filter */
     size_t reopen_after;  /* go on from this index into msgs */
     size_t max_line;      /* a status or listing line (mwi_loop_pop3_set_max_line) */
+    uint64_t window_bytes; /* RETR: LIST sizes in flight at most (0: commands only) */
     int given_fd;         /* the caller's connection (the _fd constructors): none again */
     /* a command sequence (pop3_cmds.c) */
     mw_loop_pop3_cmd *cmds;
