@@ -703,6 +703,21 @@ int mw_loop_add_pop3_cmds(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_o
     return rc ? rc : start(loop, out, j, -1, done, userdata, err);
 }
 
+/* A built job over a descriptor the caller connected (tests, fuzzing). */
+static int start_given(mw_loop *loop, mw_loop_job **out, mw_loop_job *j, int fd,
+                       mw_loop_done_fn done, void *userdata, mw_error *err)
+{
+    p3l *p = j->impl;
+    p->given_fd = 1;
+    if (!p->c.host && !(p->c.host = strdup("peer"))) {
+        close(fd);
+        destroy(j);
+        free(j);
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    return start(loop, out, j, fd, done, userdata, err);
+}
+
 int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                               const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
                               void *reply_userdata, int fd, mw_loop_done_fn done, void *userdata,
@@ -715,15 +730,7 @@ int mwi_loop_add_pop3_cmds_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_po
         close(fd);
         return rc;
     }
-    p3l *p = j->impl;
-    p->given_fd = 1;
-    if (!p->c.host && !(p->c.host = strdup("peer"))) {
-        close(fd);
-        destroy(j);
-        free(j);
-        return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    }
-    return start(loop, out, j, fd, done, userdata, err);
+    return start_given(loop, out, j, fd, done, userdata, err);
 }
 
 int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
@@ -737,13 +744,5 @@ int mwi_loop_add_pop3_fetch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_p
         close(fd);
         return rc;
     }
-    p3l *p = j->impl;
-    p->given_fd = 1;
-    if (!p->c.host && !(p->c.host = strdup("peer"))) {
-        close(fd);
-        destroy(j);
-        free(j);
-        return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    }
-    return start(loop, out, j, fd, done, userdata, err);
+    return start_given(loop, out, j, fd, done, userdata, err);
 }

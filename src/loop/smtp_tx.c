@@ -216,20 +216,9 @@ static void after_rcpts(sj *p)
     mwi_smtp_tx *t = &p->t;
     mw_smtp_result *res = t->res;
     size_t nacc = 0, nperm = 0;
-    for (size_t i = 0; i < res->nrcpt; i++) {
-        mw_smtp_rcpt *rr = &res->rcpt[i];
-        rr->accepted = rr->code == 250 || rr->code == 251;
-        rr->permanent = rr->code >= 500;
-        if (rr->accepted)
-            nacc++;
-        else {
-            res->nrejected++;
-            nperm += rr->permanent;
-        }
-        if (rr->code == 421) {
-            mwi_sj_finish(p, mwi_smtp_reply_error(p->sh, "server closing the connection"), 0);
-            return;
-        }
+    if (mwi_smtp_tally_rcpts(res, &nacc, &nperm)) {
+        mwi_sj_finish(p, mwi_smtp_reply_error(p->sh, "server closing the connection"), 0);
+        return;
     }
     if (nacc == 0 || (res->nrejected && !t->m.atleastone)) {
         int rc = mwi_smtp_rcpt_refusal(p->sh, res, nperm);

@@ -184,6 +184,11 @@ typedef struct mwi_smtp_tx {
     mw_error prep_err;
 } mwi_smtp_tx;
 
+/* Every recipient's reply counted (accepted: 250 or 251; permanent: 5xx)
+ * into *nacc, *nperm and res->nrejected; 1 at the first 421 (the server
+ * is closing), the rest then uncounted. */
+int mwi_smtp_tally_rcpts(mw_smtp_result *res, size_t *nacc, size_t *nperm);
+
 /* The reply's text, printable, for a result; NULL when out of memory. */
 char *mwi_smtp_reply_text_dup(const mw_smtp_reply *rep);
 int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m);

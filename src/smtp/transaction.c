@@ -490,6 +490,23 @@ static int bdat_drain(mw_smtp *s, mwi_smtp_tx *t)
     return rc;
 }
 
+int mwi_smtp_tally_rcpts(mw_smtp_result *res, size_t *nacc, size_t *nperm)
+{
+    for (size_t i = 0; i < res->nrcpt; i++) {
+        mw_smtp_rcpt *rr = &res->rcpt[i];
+        rr->accepted = rr->code == 250 || rr->code == 251;
+        rr->permanent = rr->code >= 500;
+        if (rr->accepted) {
+            (*nacc)++;
+        } else {
+            res->nrejected++;
+            *nperm += rr->permanent;
+        }
+        if (rr->code == 421) return 1;
+    }
+    return 0;
+}
+
 int mwi_smtp_rcpt_refusal(mw_smtp *s, mw_smtp_result *res, size_t nperm)
 {
     mw_smtp_rcpt *first = NULL;
@@ -571,18 +588,7 @@ int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t)
         if (rc) goto out;
     }
     size_t nacc = 0, nperm = 0;
-    for (size_t i = 0; i < res->nrcpt; i++) {
-        mw_smtp_rcpt *rr = &res->rcpt[i];
-        rr->accepted = rr->code == 250 || rr->code == 251;
-        rr->permanent = rr->code >= 500;
-        if (rr->accepted)
-            nacc++;
-        else {
-            res->nrejected++;
-            nperm += rr->permanent;
-        }
-        if (rr->code == 421) goto out421;
-    }
+    if (mwi_smtp_tally_rcpts(res, &nacc, &nperm)) goto out421;
     if (nacc == 0 || (res->nrejected && !m->atleastone)) {
         /* Tcllib: no DATA unless every recipient was accepted, or at least
          * one with -atleastone; RSET and report the rejected ones. */
