@@ -150,14 +150,14 @@ typedef struct p3l {
     int top_stopped, in_top;
     mw_buf hdr; /* the headers of the TOP being read, bounded */
     /* a new session after a reply cut past its bound (pop3_reopen.c) */
-    uint64_t max_message; /* the caller's cap on a message's octets (0: none) */
-    int reopen_pending;   /* close and reconnect once process() is out */
-    int relist;           /* the new session's LIST/UIDL is being checked */
-    int reopen_top;       /* the cut reply was a TOP: go on with the filter */
-    size_t reopen_after;  /* go on from this index into msgs */
-    size_t max_line;      /* a status or listing line (mwi_loop_pop3_set_max_line) */
+    uint64_t max_message;  /* the caller's cap on a message's octets (0: none) */
+    int reopen_pending;    /* close and reconnect once process() is out */
+    int relist;            /* the new session's LIST/UIDL is being checked */
+    int reopen_top;        /* the cut reply was a TOP: go on with the filter */
+    size_t reopen_after;   /* go on from this index into msgs */
+    size_t max_line;       /* a status or listing line (mwi_loop_pop3_set_max_line) */
     uint64_t window_bytes; /* RETR: LIST sizes in flight at most (0: commands only) */
-    int given_fd;         /* the caller's connection (the _fd constructors): none again */
+    int given_fd;          /* the caller's connection (the _fd constructors): none again */
     /* a command sequence (pop3_cmds.c) */
     mw_loop_pop3_cmd *cmds;
     size_t ncmds, next_cmd;
