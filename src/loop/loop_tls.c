@@ -190,12 +190,10 @@ int mwi_ltls_handshake(mwi_ltls *t, int *want, mw_error *err)
     return 1;
 }
 
-int mwi_ltls_channel_binding(mwi_ltls *t, const char *type, unsigned char *buf, size_t len,
-                             size_t *out_len)
+const char *mwi_ltls_channel_binding_best(mwi_ltls *t, unsigned char *cb, size_t *len)
 {
-    *out_len = 0;
-    if (!t || !t->up) return MW_EUNSUPPORTED;
-    return mwi_tls_channel_binding(t->ssl, type, buf, len, out_len);
+    *len = 0;
+    return t && t->up ? mwi_tls_channel_binding_best(t->ssl, cb, len) : NULL;
 }
 
 int mwi_ltls_read(mwi_ltls *t, void *buf, size_t len, size_t *n, int *want, int *eof, mw_error *err)

@@ -46,11 +46,10 @@ int mwi_ltls_read(mwi_ltls *t, void *buf, size_t len, size_t *n, int *want, int 
 /* Writes: *n bytes taken (0 when it would wait, *want says for what). */
 int mwi_ltls_write(mwi_ltls *t, const void *buf, size_t len, size_t *n, int *want, mw_error *err);
 const char *mwi_ltls_version(const mwi_ltls *t);
-/* The channel binding of an accepted connection (type "tls-exporter" or
- * "tls-unique"), as mw_stream_channel_binding gives it: 0, MW_EUNSUPPORTED
- * (not up yet, or not for this TLS version), MW_EINVAL, MW_ETOOBIG. */
-int mwi_ltls_channel_binding(mwi_ltls *t, const char *type, unsigned char *buf, size_t len,
-                             size_t *out_len);
+/* The channel binding a SCRAM-*-PLUS login takes on an accepted
+ * connection: mwi_tls_channel_binding_best (net/tls_conf.h); NULL, *len 0,
+ * when it is not up yet or has none. */
+const char *mwi_ltls_channel_binding_best(mwi_ltls *t, unsigned char *cb, size_t *len);
 
 int mwi_lplain_read(int fd, void *buf, size_t len, size_t *n, int *eof, mw_error *err);
 int mwi_lplain_write(int fd, const void *buf, size_t len, size_t *n, int *want, mw_error *err);

@@ -355,6 +355,19 @@ void mwi_p3l_fetch_start(p3l *p)
     if (p->capa_pipelining) mwi_p3l_send(p, K_UIDL, "UIDL", 0, NULL);
 }
 
+p3l_msg *mwi_p3l_find_msg(p3l *p, uint64_t num)
+{
+    size_t lo = 0, hi = p->nmsgs; /* LIST is in ascending order (add_msg) */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p->msgs[mid].num < num)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < p->nmsgs && p->msgs[lo].num == num ? &p->msgs[lo] : NULL;
+}
+
 /* One line of a LIST or UIDL reply (dot-unstuffed already). */
 void mwi_p3l_fetch_line(p3l *p, const char *l, size_t len)
 {
@@ -373,21 +386,14 @@ void mwi_p3l_fetch_line(p3l *p, const char *l, size_t len)
         const char *uid;
         size_t ul;
         if (mwi_pop3_parse_uidl(l, len, &a, &uid, &ul) != 0) return; /* a bad UID: none kept */
-        size_t lo = 0, hi = p->nmsgs; /* LIST is in ascending order (add_msg) */
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (p->msgs[mid].num < a)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < p->nmsgs && p->msgs[lo].num == a && !p->msgs[lo].uid) {
-            if (!(p->msgs[lo].uid = malloc(ul + 1))) {
+        p3l_msg *m = mwi_p3l_find_msg(p, a);
+        if (m && !m->uid) {
+            if (!(m->uid = malloc(ul + 1))) {
                 mwi_p3l_end(p, MW_ENOMEM, "out of memory");
                 return;
             }
-            memcpy(p->msgs[lo].uid, uid, ul);
-            p->msgs[lo].uid[ul] = 0;
+            memcpy(m->uid, uid, ul);
+            m->uid[ul] = 0;
         }
     }
 }

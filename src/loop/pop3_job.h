@@ -203,6 +203,8 @@ void mwi_p3l_fetch_body(p3l *p, size_t *pos);
 void mwi_p3l_msg_failed(p3l *p, uint64_t num, int code, const char *command, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void mwi_p3l_fill_window(p3l *p);
+/* The listed message of that number (msgs is in ascending order), or NULL. */
+p3l_msg *mwi_p3l_find_msg(p3l *p, uint64_t num);
 
 void mwi_p3l_transfer(p3l *p);
 

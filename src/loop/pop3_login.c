@@ -8,6 +8,7 @@
  * providers (a refused token is not refreshed). */
 #include "loop/pop3_job.h"
 #include "sasl/driver.h"
+#include "net/tls.h"
 #include "util/err.h"
 
 #include <openssl/evp.h>
@@ -92,17 +93,9 @@ static void start_apop(p3l *p)
  * tls-exporter (RFC 9266), else tls-unique (RFC 5929), else none. */
 static const char *channel_binding(p3l *p, unsigned char *cb, size_t *cbl)
 {
-    if (p->c.tls && mwi_ltls_channel_binding(p->c.tls, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
-        return "tls-exporter";
-    if (p->c.tls && mwi_ltls_channel_binding(p->c.tls, "tls-unique", cb, 64, cbl) == 0 && *cbl)
-        return "tls-unique";
-    mw_stream *s = p->c.ext_stream; /* the blocking driver's (pop3_drive.c) */
-    if (s && mw_stream_channel_binding(s, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
-        return "tls-exporter";
-    if (s && mw_stream_channel_binding(s, "tls-unique", cb, 64, cbl) == 0 && *cbl)
-        return "tls-unique";
-    *cbl = 0;
-    return NULL;
+    const char *t = mwi_ltls_channel_binding_best(p->c.tls, cb, cbl);
+    /* Else the blocking driver's stream (pop3_drive.c). */
+    return t ? t : mwi_stream_channel_binding_best(p->c.ext_stream, cb, cbl);
 }
 
 /* The driver's configuration, as pop3_auth.c's sasl_cfg makes it; cb

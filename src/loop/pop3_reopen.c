@@ -92,19 +92,6 @@ void mwi_p3l_reopen(p3l *p)
     }
 }
 
-static p3l_msg *find_msg(p3l *p, uint64_t num)
-{
-    size_t lo = 0, hi = p->nmsgs;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (p->msgs[mid].num < num)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < p->nmsgs && p->msgs[lo].num == num ? &p->msgs[lo] : NULL;
-}
-
 /* seen: 1 listed with its size, 2 its UID again, 4 something differs. */
 void mwi_p3l_relist_line(p3l *p, const char *l, size_t len)
 {
@@ -114,14 +101,14 @@ void mwi_p3l_relist_line(p3l *p, const char *l, size_t len)
             mwi_p3l_end(p, MW_EPROTO, "malformed LIST line: %.*s", (int)(len > 80 ? 80 : len), l);
             return;
         }
-        p3l_msg *m = find_msg(p, a);
+        p3l_msg *m = mwi_p3l_find_msg(p, a);
         if (m) m->seen |= m->size == b ? 1 : 4;
         return;
     }
     const char *uid;
     size_t ul;
     if (p->ml != K_UIDL || mwi_pop3_parse_uidl(l, len, &a, &uid, &ul) != 0) return;
-    p3l_msg *m = find_msg(p, a);
+    p3l_msg *m = mwi_p3l_find_msg(p, a);
     if (m) m->seen |= m->uid && strlen(m->uid) == ul && !memcmp(m->uid, uid, ul) ? 2 : 4;
 }
 

@@ -325,6 +325,13 @@ const mw_tls_peer *mw_stream_tls_peer(const mw_stream *s)
     return t ? mwi_tls_check_peer(&t->chk) : NULL;
 }
 
+const char *mwi_stream_channel_binding_best(mw_stream *s, unsigned char *cb, size_t *len)
+{
+    const struct mw_tls *t = s && s->vt == &tls_vt ? s->impl : NULL;
+    *len = 0;
+    return t && t->established ? mwi_tls_channel_binding_best(t->ssl, cb, len) : NULL;
+}
+
 int mw_stream_channel_binding(mw_stream *s, const char *type, unsigned char *buf, size_t len,
                               size_t *out_len)
 {

@@ -16,4 +16,8 @@
 int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
                  mw_error *err);
 
+/* mwi_tls_channel_binding_best of a TLS stream (NULL, *len 0, for any
+ * other stream or before the handshake). */
+const char *mwi_stream_channel_binding_best(mw_stream *s, unsigned char *cb, size_t *len);
+
 #endif

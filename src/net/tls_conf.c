@@ -572,6 +572,15 @@ void mwi_tls_check_free(mwi_tls_check *k)
     k->pi = NULL;
 }
 
+const char *mwi_tls_channel_binding_best(SSL *ssl, unsigned char *cb, size_t *len)
+{
+    static const char *const types[] = {"tls-exporter", "tls-unique"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (mwi_tls_channel_binding(ssl, types[i], cb, 64, len) == 0 && *len) return types[i];
+    *len = 0;
+    return NULL;
+}
+
 int mwi_tls_channel_binding(SSL *ssl, const char *type, unsigned char *buf, size_t len,
                             size_t *out_len)
 {

@@ -99,6 +99,10 @@ void mwi_tls_check_free(mwi_tls_check *k);
  * connection, as mw_stream_channel_binding returns it. */
 int mwi_tls_channel_binding(SSL *ssl, const char *type, unsigned char *buf, size_t len,
                             size_t *out_len);
+/* The binding a SCRAM-*-PLUS login takes: "tls-exporter" (RFC 9266), else
+ * "tls-unique" (RFC 5929), its data in cb[64] and *len; NULL (*len 0)
+ * when neither can be had.  The one order, for every session. */
+const char *mwi_tls_channel_binding_best(SSL *ssl, unsigned char *cb, size_t *len);
 
 /* The first OpenSSL error of this thread, in words. */
 const char *mwi_tls_ssl_reason(char *buf, size_t len);

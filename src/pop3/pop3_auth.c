@@ -4,6 +4,7 @@
 #include "pop3/pop3_int.h"
 
 #include "sasl/driver.h"
+#include "net/tls.h"
 #include "util/err.h"
 
 #include <openssl/evp.h>
@@ -116,13 +117,7 @@ static const char *channel_binding(mw_pop3 *p, unsigned char *cb, size_t *cbl)
 {
     *cbl = 0;
     if (p->tls == MW_TLS_NONE) return NULL;
-    mw_stream *s = mwi_conn_stream(p->conn);
-    if (s && mw_stream_channel_binding(s, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
-        return "tls-exporter";
-    if (s && mw_stream_channel_binding(s, "tls-unique", cb, 64, cbl) == 0 && *cbl)
-        return "tls-unique";
-    *cbl = 0;
-    return NULL;
+    return mwi_stream_channel_binding_best(mwi_conn_stream(p->conn), cb, cbl);
 }
 
 static int has_capa(const mw_pop3 *p, const char *name)

@@ -3,6 +3,7 @@
  * follows too (docs/CONVENTIONS.md, "SASL fallback"). */
 #include "smtp/smtp_int.h"
 #include "sasl/driver.h"
+#include "net/tls.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -15,12 +16,7 @@ static const char *channel_binding(mw_smtp *s, unsigned char *cb, size_t *cbl)
 {
     *cbl = 0;
     if (!s->tls_active) return NULL;
-    mw_stream *st = mwi_conn_stream(s->c);
-    if (mw_stream_channel_binding(st, "tls-exporter", cb, 64, cbl) == 0 && *cbl)
-        return "tls-exporter";
-    if (mw_stream_channel_binding(st, "tls-unique", cb, 64, cbl) == 0 && *cbl) return "tls-unique";
-    *cbl = 0;
-    return NULL;
+    return mwi_stream_channel_binding_best(mwi_conn_stream(s->c), cb, cbl);
 }
 
 static void sasl_cfg(mw_smtp *s, mwi_sasld_cfg *c, unsigned char *cb)
