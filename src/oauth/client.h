@@ -51,6 +51,13 @@ int mwi_oauth_add_client(const mw_oauth *oa, char **form);
  * secrets.  r is always safe to clear. */
 int mwi_oauth_request(const mw_oauth *oa, const char *url, const char *what, const char *form,
                       int kind, long *status, mw_oauth_resp *r, mw_error *err);
+/* A token request (RFC 6749 §4.1.3, §6): the caller's form (form_rc the
+ * code of its last step), the client's credentials added, POSTed to the
+ * token endpoint at *t0; the form is wiped and freed whatever happens.
+ * 0 when the answer is a token, else the error (an answer's "error"
+ * member included).  r is always safe to clear. */
+int mwi_oauth_token_request(const mw_oauth *oa, const char *what, char *form, int form_rc,
+                            mw_oauth_resp *r, long long *t0, mw_error *err);
 /* Folds a successful token response into the store (keeps the old refresh
  * token when none came, RFC 6749 section 6). */
 int mwi_oauth_absorb(mwi_oauth_store *s, mw_oauth_resp *r, long long t0);

@@ -186,18 +186,9 @@ static int do_refresh(mw_oauth *oa, mwi_oauth_store *s, mw_error *err)
     char *form = NULL;
     int rc = mwi_oauth_form_add(&form, "grant_type", "refresh_token");
     if (!rc) rc = mwi_oauth_form_add(&form, "refresh_token", s->refresh_token);
-    if (!rc) rc = mwi_oauth_add_client(oa, &form);
-    if (rc) {
-        mwi_oauth_wipe_free(form);
-        return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    }
-    long status;
     mw_oauth_resp r;
-    long long t0 = mwi_oauth_now_s();
-    rc = mwi_oauth_request(oa, oa->o.token_url, "grant_type=refresh_token", form,
-                           MW_OAUTH_RESP_TOKEN, &status, &r, err);
-    mwi_oauth_wipe_free(form);
-    if (rc == 0 && r.error) rc = mwi_oauth_error_for(&r, "token", err);
+    long long t0;
+    rc = mwi_oauth_token_request(oa, "grant_type=refresh_token", form, rc, &r, &t0, err);
     if (rc == 0) {
         mwi_oauth_absorb(s, &r, t0);
         s->refreshes++;
@@ -206,6 +197,24 @@ static int do_refresh(mw_oauth *oa, mwi_oauth_store *s, mw_error *err)
         rc = mwi_oauth_store_save(oa, s, err);
     }
     mwi_oauth_resp_clear(&r);
+    return rc;
+}
+
+int mwi_oauth_token_request(const mw_oauth *oa, const char *what, char *form, int form_rc,
+                            mw_oauth_resp *r, long long *t0, mw_error *err)
+{
+    memset(r, 0, sizeof *r);
+    *t0 = mwi_oauth_now_s();
+    if (!form_rc) form_rc = mwi_oauth_add_client(oa, &form);
+    if (form_rc) {
+        mwi_oauth_wipe_free(form);
+        return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    }
+    long status;
+    int rc =
+        mwi_oauth_request(oa, oa->o.token_url, what, form, MW_OAUTH_RESP_TOKEN, &status, r, err);
+    mwi_oauth_wipe_free(form);
+    if (rc == 0 && r->error) rc = mwi_oauth_error_for(r, "token", err);
     return rc;
 }
 

@@ -225,18 +225,9 @@ static int exchange_code(mw_oauth *oa, const char *code, const char *redirect, c
     if (!rc) rc = mwi_oauth_form_add(&form, "code", code);
     if (!rc) rc = mwi_oauth_form_add(&form, "redirect_uri", redirect);
     if (!rc) rc = mwi_oauth_form_add(&form, "code_verifier", verifier);
-    if (!rc) rc = mwi_oauth_add_client(oa, &form);
-    if (rc) {
-        mwi_oauth_wipe_free(form);
-        return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    }
-    long status;
     mw_oauth_resp r;
-    long long t0 = mwi_oauth_now_s();
-    rc = mwi_oauth_request(oa, oa->o.token_url, "grant_type=authorization_code", form,
-                           MW_OAUTH_RESP_TOKEN, &status, &r, err);
-    mwi_oauth_wipe_free(form);
-    if (rc == 0 && r.error) rc = mwi_oauth_error_for(&r, "token", err);
+    long long t0;
+    rc = mwi_oauth_token_request(oa, "grant_type=authorization_code", form, rc, &r, &t0, err);
     if (rc == 0) rc = mwi_oauth_save_login(oa, &r, t0, err);
     mwi_oauth_resp_clear(&r);
     return rc;
