@@ -1,5 +1,6 @@
 /* The connection half of a loop job (lconn.h). */
 #include "loop/lconn.h"
+#include "loop/leyes.h"
 #include "loop/lproxy.h"
 #include "resolve/resolve.h"
 #include "util/err.h"
@@ -34,6 +35,7 @@ int mwi_lconn_init(mwi_lconn *c, mw_loop_job *job, const mwi_lconn_ops *ops, voi
 
 void mwi_lconn_close(mwi_lconn *c)
 {
+    mwi_leyes_free(c);
     if (c->rslv) { /* its descriptor is its own to close */
         mwi_loop_set_fd(c->job, -1);
         mwi_rslv_free(c->rslv);
@@ -57,9 +59,10 @@ int mwi_lconn_reconnect(mwi_lconn *c, int connect_timeout_ms)
     c->eof = c->wblock = c->rwant = c->handshaking = c->tls_pending = 0;
     free(c->addrs);
     c->addrs = NULL;
-    c->naddrs = c->next_addr = 0;
+    c->naddrs = 0;
     c->connecting = 1;
     c->ext_tls_up = 0;
+    c->connect_timeout_ms = connect_timeout_ms;
     if (c->external) return 0; /* the driver connects */
     c->step_deadline = mw_now_ms() + connect_timeout_ms;
     int fd = -1, cr = 0, ce = 0;
@@ -239,58 +242,6 @@ static void addr_text(const mwi_raddr *a, char *buf, size_t cap)
     if (!inet_ntop(a->family, a->addr, buf, (socklen_t)cap)) snprintf(buf, cap, "?");
 }
 
-/* Starts a connect to the next address of the name.  Returns 0, or -1
- * when none is left (*e: the last error). */
-static int connect_next(mwi_lconn *c, int *e)
-{
-    while (c->next_addr < c->naddrs) {
-        const mwi_raddr *a = &c->addrs[c->next_addr++];
-        struct sockaddr_storage ss;
-        memset(&ss, 0, sizeof ss);
-        socklen_t sl;
-        if (a->family == AF_INET) {
-            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-            s4->sin_family = AF_INET;
-            s4->sin_port = htons((uint16_t)c->port);
-            memcpy(&s4->sin_addr, a->addr, 4);
-            sl = sizeof *s4;
-        } else {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-            s6->sin6_family = AF_INET6;
-            s6->sin6_port = htons((uint16_t)c->port);
-            memcpy(&s6->sin6_addr, a->addr, 16);
-            sl = sizeof *s6;
-        }
-        char at[INET6_ADDRSTRLEN];
-        addr_text(a, at, sizeof at);
-        int s = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (s >= 0) {
-            int one = 1;
-            setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            if (connect(s, (struct sockaddr *)&ss, sl) == 0 || errno == EINPROGRESS) {
-                if (mwi_loop_set_fd(c->job, s) == 0) {
-                    int64_t now = mw_now_ms(), end = c->step_deadline < c->total_deadline
-                                                         ? c->step_deadline
-                                                         : c->total_deadline;
-                    /* An equal share of what is left for each address left. */
-                    c->attempt_deadline =
-                        end == MW_NO_DEADLINE
-                            ? end
-                            : now + (end - now) / (int64_t)(c->naddrs - c->next_addr + 1);
-                    mwi_lconn_info(c, "connecting to %s (%s) port %u", c->host, at, c->port);
-                    return 0;
-                }
-                errno = EMFILE;
-            }
-        }
-        *e = errno;
-        if (s >= 0) close(s);
-        mwi_lconn_info(c, "connect to %s (%s) port %u: %s", c->host, at, c->port,
-                       MW_ERRNO_TEXT(*e));
-    }
-    return -1;
-}
-
 /* The name is looked up: its addresses, then the first connect. */
 static void resolved(mwi_lconn *c)
 {
@@ -299,7 +250,6 @@ static void resolved(mwi_lconn *c)
     c->addrs = malloc(n * sizeof *a);
     if (c->addrs) memcpy(c->addrs, a, n * sizeof *a);
     c->naddrs = c->addrs ? n : 0;
-    c->next_addr = 0;
     mwi_loop_set_fd(c->job, -1);
     mwi_rslv_free(c->rslv);
     c->rslv = NULL;
@@ -312,10 +262,7 @@ static void resolved(mwi_lconn *c)
     addr_text(&c->addrs[0], first, sizeof first);
     mwi_lconn_info(c, "%s is %s%s", c->host, first, n > 1 ? " (and more addresses)" : "");
     if (c->proxy && mwi_lproxy_resolved(c)) return;
-    int e = 0;
-    if (connect_next(c, &e))
-        fail(c, MW_ENET, "connect to %s port %u: %s (%zu address%s tried)", c->host, c->port,
-             MW_ERRNO_TEXT(e), c->naddrs, c->naddrs == 1 ? "" : "es");
+    mwi_leyes_start(c);
 }
 
 /* A step of the name lookup (src/resolve): started at the first step, its
@@ -375,8 +322,7 @@ static void update_wait(mwi_lconn *c)
     }
     j->want = w;
     j->deadline = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
-    if (c->connecting && c->next_addr < c->naddrs && c->attempt_deadline < j->deadline)
-        j->deadline = c->attempt_deadline;
+    if (c->race && mwi_leyes_deadline(c) < j->deadline) j->deadline = mwi_leyes_deadline(c);
 }
 
 void mwi_lconn_arm(mwi_lconn *c)
@@ -419,35 +365,28 @@ static void deadlines(mwi_lconn *c)
     update_wait(c);
 }
 
-/* The connect's outcome.  A name's next address is tried when this one
- * fails, or when its share of the connect time is over (one descriptor
- * per job: one attempt at a time, not RFC 8305's parallel ones).  Returns
- * 1 when connected, 0 to wait on, -1 when the job ended. */
+/* The connect's outcome: a name's race (leyes.h), or the one socket of
+ * an address.  Returns 1 when connected, 0 to wait on, -1 when the job
+ * ended. */
 static int connect_done(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
-    int e = -1; /* -1: still connecting */
-    if (events & MW_LOOP_OUT) {
-        socklen_t el = sizeof e;
-        e = 0;
-        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
-        if (e == EINPROGRESS || e == EALREADY) e = -1;
-    }
-    if (e == -1) {
-        if (c->next_addr >= c->naddrs || mw_now_ms() < c->attempt_deadline) return 0;
-        e = ETIMEDOUT;
-    }
-    if (e && c->next_addr < c->naddrs) { /* the name's next address */
-        mwi_lconn_info(c, "connect to %s port %u: %s; trying its next address", c->host, c->port,
-                       MW_ERRNO_TEXT(e));
-        int fd = j->fd;
-        mwi_loop_set_fd(j, -1);
-        close(fd);
-        if (connect_next(c, &e) == 0) return 0;
-    }
-    if (e) {
-        fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
-        return -1;
+    if (c->race) {
+        int r = mwi_leyes_step(c);
+        if (r <= 0) return r;
+    } else {
+        int e = -1; /* -1: still connecting */
+        if (events & MW_LOOP_OUT) {
+            socklen_t el = sizeof e;
+            e = 0;
+            if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
+            if (e == EINPROGRESS || e == EALREADY) e = -1;
+        }
+        if (e == -1) return 0;
+        if (e) {
+            fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
+            return -1;
+        }
     }
     c->connecting = 0;
     mwi_lconn_info(c, "connected to %s port %u", c->host, c->port);

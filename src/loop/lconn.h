@@ -49,12 +49,13 @@ typedef struct mwi_lconn {
     mw_trace_fn trace;
     void *trace_ud;
     /* A host that is a name: looked up first on the loop (src/resolve),
-     * then its addresses tried in turn until one connects. */
+     * then its addresses raced (Happy Eyeballs, leyes.h). */
     int resolving;
     struct mwi_rslv *rslv;
     struct mwi_raddr *addrs;
-    size_t naddrs, next_addr;
-    int64_t attempt_deadline; /* the current address's share of the connect time */
+    size_t naddrs;
+    struct mwi_leyes *race; /* the connects in flight, or NULL */
+    int connect_timeout_ms; /* the race's own deadline (0: the one set) */
     /* External I/O (a blocking driver, pop3_drive.c): the buffers without
      * the socket.  The driver writes `out`, reads into `in` and calls
      * process; handshaking set means the job asks for TLS, which the
@@ -102,7 +103,8 @@ void mwi_lconn_start_tls(mwi_lconn *c);
 int mwi_lconn_after_line(mwi_lconn *c, size_t pos);
 /* Closes the connection (no goodbye) and starts a new one to the same
  * host and port, for a job's next session: buffers emptied, TLS off, the
- * connect deadline connect_timeout_ms from now, the name looked up again.
+ * connect deadline connect_timeout_ms from now (and that timeout the
+ * race's, c->connect_timeout_ms), the name looked up again.
  * The step that called it stops there.  Returns 0, or an error code with
  * the job's err set. */
 int mwi_lconn_reconnect(mwi_lconn *c, int connect_timeout_ms);
@@ -115,7 +117,7 @@ void mwi_lconn_step(mwi_lconn *c, int events);
  * still connecting without a descriptor has a host that is a name
  * (mwi_loop_tcp_socket gave fd -1): the first step looks it up, on the
  * loop, for the family in job->family, within the connect deadline, then
- * connects to its addresses one after the other. */
+ * races connects to its addresses (leyes.h). */
 void mwi_lconn_arm(mwi_lconn *c);
 /* The job made progress now: the io deadline moves. */
 void mwi_lconn_progress(mwi_lconn *c);

@@ -4,6 +4,7 @@
 #include "loop/loop_int.h"
 #include "loop/loop_tls.h"
 #include "resolve/resolve.h"
+#include "util/addrorder.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -37,7 +38,18 @@ struct mw_loop {
     mwi_ltls_cache *tls_cache;
     int epfd;                  /* mw_loop_run's epoll set, -1 until made */
     mwi_rslv_paths rslv_paths; /* NULL members: the system's files */
+    int attempt_delay_ms;      /* 0: MWI_HE_ATTEMPT_DELAY_MS */
 };
+
+int mwi_loop_attempt_delay(const mw_loop *loop)
+{
+    return loop->attempt_delay_ms > 0 ? loop->attempt_delay_ms : MWI_HE_ATTEMPT_DELAY_MS;
+}
+
+void mwi_loop_set_attempt_delay(mw_loop *loop, int ms)
+{
+    loop->attempt_delay_ms = ms;
+}
 
 int mwi_loop_set_resolv_paths(mw_loop *loop, const char *resolv_conf, const char *hosts)
 {
@@ -90,6 +102,9 @@ static void unlink_job(mw_loop *l, struct mw_loop_job *j)
         l->tail = j->prev;
     j->prev = j->next = NULL;
     mwi_loop_set_fd(j, -1);
+    mwi_loop_set_xfds(j, NULL, 0);
+    free(j->xfd);
+    j->xfd = NULL;
     l->njobs--;
 }
 
@@ -130,6 +145,24 @@ int mwi_loop_attach(mw_loop *loop, struct mw_loop_job *job, mw_error *err)
     return 0;
 }
 
+/* Maps fd to job in the descriptor map.  Returns 0, MW_ETOOBIG, MW_ENOMEM. */
+static int map_fd(mw_loop *l, int fd, struct mw_loop_job *job)
+{
+    if (fd >= MW_LOOP_FDMAP_MAX) return MW_ETOOBIG;
+    if ((size_t)fd >= l->fdmap_len) {
+        size_t n = l->fdmap_len ? l->fdmap_len : 64;
+        while (n <= (size_t)fd)
+            n *= 2;
+        struct mw_loop_job **m = realloc(l->fdmap, n * sizeof *m);
+        if (!m) return MW_ENOMEM;
+        memset(m + l->fdmap_len, 0, (n - l->fdmap_len) * sizeof *m);
+        l->fdmap = m;
+        l->fdmap_len = n;
+    }
+    l->fdmap[fd] = job;
+    return 0;
+}
+
 int mwi_loop_set_fd(struct mw_loop_job *job, int fd)
 {
     mw_loop *l = job->loop;
@@ -147,19 +180,34 @@ int mwi_loop_set_fd(struct mw_loop_job *job, int fd)
 #endif
     job->fd = -1;
     if (fd < 0) return 0;
-    if (fd >= MW_LOOP_FDMAP_MAX) return MW_ETOOBIG;
-    if ((size_t)fd >= l->fdmap_len) {
-        size_t n = l->fdmap_len ? l->fdmap_len : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        struct mw_loop_job **m = realloc(l->fdmap, n * sizeof *m);
-        if (!m) return MW_ENOMEM;
-        memset(m + l->fdmap_len, 0, (n - l->fdmap_len) * sizeof *m);
-        l->fdmap = m;
-        l->fdmap_len = n;
+    int rc = map_fd(l, fd, job);
+    if (!rc) job->fd = fd;
+    return rc;
+}
+
+int mwi_loop_set_xfds(struct mw_loop_job *job, const int *fds, size_t n)
+{
+    mw_loop *l = job->loop;
+    for (size_t k = 0; k < job->nxfd; k++) {
+        int fd = job->xfd[k];
+        if ((size_t)fd < l->fdmap_len && l->fdmap[fd] == job) l->fdmap[fd] = NULL;
+#ifdef __linux__
+        if (job->xreg && l->epfd >= 0) epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+#endif
     }
-    l->fdmap[fd] = job;
-    job->fd = fd;
+    job->nxfd = 0;
+    job->xreg = 0;
+    if (!n) return 0;
+    if (n > MWI_LOOP_XFD_MAX) return MW_ETOOBIG;
+    if (!job->xfd && !(job->xfd = malloc(MWI_LOOP_XFD_MAX * sizeof *job->xfd))) return MW_ENOMEM;
+    for (size_t k = 0; k < n; k++) {
+        int rc = fds[k] < 0 ? MW_EINVAL : map_fd(l, fds[k], job);
+        if (rc) {
+            mwi_loop_set_xfds(job, NULL, 0);
+            return rc;
+        }
+        job->xfd[job->nxfd++] = fds[k];
+    }
     return 0;
 }
 
@@ -174,6 +222,14 @@ size_t mw_loop_fds(mw_loop *loop, mw_loop_fd *fds, size_t cap)
             fds[n].events = j->want;
         }
         n++;
+    }
+    for (struct mw_loop_job *j = loop->head; j; j = j->next) {
+        for (size_t k = 0; !j->done && k < j->nxfd; k++, n++) {
+            if (fds && n < cap) {
+                fds[n].fd = j->xfd[k];
+                fds[n].events = MW_LOOP_OUT;
+            }
+        }
     }
     return n;
 }
@@ -335,6 +391,23 @@ static void epoll_sync(mw_loop *loop)
     }
 }
 
+/* The jobs' other descriptors (a race's connects) into the set. */
+static void epoll_sync_xfds(mw_loop *loop)
+{
+    for (struct mw_loop_job *j = loop->head; j; j = j->next) {
+        if (j->done || j->xreg || !j->nxfd) continue;
+        for (size_t k = 0; k < j->nxfd; k++) {
+            struct epoll_event e;
+            memset(&e, 0, sizeof e);
+            e.events = EPOLLOUT;
+            e.data.fd = j->xfd[k];
+            if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, j->xfd[k], &e) != 0 && errno == EEXIST)
+                epoll_ctl(loop->epfd, EPOLL_CTL_MOD, j->xfd[k], &e);
+        }
+        j->xreg = 1;
+    }
+}
+
 /* epoll(7): the kernel keeps the set; a wait costs what is ready, not
  * what is watched. */
 static int run_epoll(mw_loop *loop, int64_t deadline_ms, mw_error *err)
@@ -342,6 +415,7 @@ static int run_epoll(mw_loop *loop, int64_t deadline_ms, mw_error *err)
     struct epoll_event ev[256];
     while (loop->njobs) {
         epoll_sync(loop);
+        epoll_sync_xfds(loop);
         int64_t now = mw_now_ms();
         if (deadline_ms != MW_NO_DEADLINE && now >= deadline_ms)
             return mwi_err_set(err, MW_ETIMEOUT, "%zu jobs still running at the deadline",

@@ -34,6 +34,12 @@ struct mw_loop_job {
     int reg_want;     /* and its events */
     int cancel_rc;    /* nonzero: end with this at the next step */
     int family;       /* a host name's addresses: 0 any, 4 IPv4 only, 6 IPv6 only */
+    /* Descriptors besides fd, each waiting for MW_LOOP_OUT: the racing
+     * connects of Happy Eyeballs (leyes.c).  An event on one steps the job
+     * as one on fd does.  Set with mwi_loop_set_xfds; the loop's copy. */
+    int *xfd;
+    size_t nxfd;
+    int xreg; /* mw_loop_run's epoll set holds them */
     mw_loop_result result;
     mw_error err;
     mw_loop_done_fn done_fn;
@@ -45,6 +51,17 @@ struct mw_loop_job {
 int mwi_loop_attach(mw_loop *loop, struct mw_loop_job *job, mw_error *err);
 /* loop.c: the job now uses descriptor fd (or -1); keeps the fd map. */
 int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
+
+/* loop.c: the job's other descriptors are now fds[0..n) (n at most
+ * MWI_LOOP_XFD_MAX), each waiting for MW_LOOP_OUT; the ones no longer
+ * listed are forgotten (call it before closing them).  Returns 0,
+ * MW_ETOOBIG or MW_ENOMEM (the job then has none). */
+#define MWI_LOOP_XFD_MAX 16
+int mwi_loop_set_xfds(struct mw_loop_job *job, const int *fds, size_t n);
+/* loop.c: the delay between two connect attempts of a race (leyes.c):
+ * MWI_HE_ATTEMPT_DELAY_MS (util/addrorder.h) unless a test set another. */
+int mwi_loop_attempt_delay(const mw_loop *loop);
+void mwi_loop_set_attempt_delay(mw_loop *loop, int ms);
 
 /* loop.c: a non-blocking TCP socket to a numeric host, its connect
  * started (*connect_rc, *connect_errno: connect's result; EINPROGRESS is

@@ -81,7 +81,7 @@ int mwi_lproxy_resolved(mwi_lconn *c)
     inet_ntop(a->family, a->addr, lp->ask, sizeof lp->ask);
     free(c->addrs);
     c->addrs = NULL;
-    c->naddrs = c->next_addr = 0;
+    c->naddrs = 0;
     lp->phase = LP_DIAL;
     swap_host(c);
     mwi_lconn_info(c, "through the proxy %s port %u, asking for %s", c->host, c->port, lp->ask);
@@ -197,7 +197,8 @@ const char *mwi_lproxy_words(const mwi_lconn *c, int code, const char *msg, char
     const mwi_lproxy *lp = c->proxy;
     if (code == MW_ECANCELED || !strncmp(msg, "session exceeded", 16)) return msg;
     if (lp->phase == LP_DIAL) {
-        snprintf(buf, cap, "proxy: %s%s", strncmp(msg, "connect to ", 11) ? "" : "cannot ", msg);
+        snprintf(buf, cap, "proxy: %s%s",
+                 strncmp(msg, "connect to ", 11) || code == MW_ETIMEOUT ? "" : "cannot ", msg);
         return buf;
     }
     if (lp->phase == LP_SHAKE && code == MW_ETIMEOUT) {

@@ -631,6 +631,7 @@ static int start(mw_loop *loop, mw_loop_job **out, mw_loop_job *j, int fd, mw_lo
     }
     if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
     p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    p->c.connect_timeout_ms = p->connect_timeout_ms; /* a name's race (leyes.h) */
     if (!j->done && cr != 0 && ce != EINPROGRESS)
         mwi_p3l_end(p, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port,
                     MW_ERRNO_TEXT(ce));
