@@ -276,12 +276,6 @@ static const char *unsupported(const mw_pop3_opts *o)
     if (o->msex) return "--msex";
     if (o->retr_mode != MW_POP3_RETR_RETR) return "--retr-mode list or slow";
     if (o->stream) return "a tunnel or command stream";
-    /* The default floor (1 byte/s over 300 s) is within the loop's own
-     * io timeout; another one is not on the loop. */
-    if (o->net && o->net->speed_limit &&
-        (o->net->speed_limit != MW_NET_DEFAULT_SPEED_LIMIT ||
-         o->net->speed_time_ms != MW_NET_DEFAULT_SPEED_TIME_MS))
-        return "--speed-limit / --speed-time";
     if (o->command_timeout_ms) return "a command timeout";
     if (o->version >= 2 && o->token_fn) return "a token provider";
     return NULL;
@@ -348,7 +342,10 @@ int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest
     mw_error e;
     memset(&e, 0, sizeof e);
     int rc = mw_loop_new(&loop, NULL, &e);
-    if (!rc) rc = mw_loop_add_pop3_cmds(loop, NULL, &lo, &r.cmd, 1, on_reply, &r, on_done, &r, &e);
+    mw_loop_job *job = NULL;
+    if (!rc) rc = mw_loop_add_pop3_cmds(loop, &job, &lo, &r.cmd, 1, on_reply, &r, on_done, &r, &e);
+    if (!rc && o->net) /* the rate floor, the default one too, as the blocking stream's */
+        mw_loop_set_speed_limit(loop, job, o->net->speed_limit, o->net->speed_time_ms);
     if (rc == MW_EUNSUPPORTED) {
         mw_loop_free(loop);
         return not_on_loop(e.message);

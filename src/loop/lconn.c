@@ -2,6 +2,7 @@
 #include "loop/lconn.h"
 #include "loop/leyes.h"
 #include "loop/lproxy.h"
+#include "net/stream.h"
 #include "resolve/resolve.h"
 #include "util/err.h"
 
@@ -213,6 +214,7 @@ static int do_write(mwi_lconn *c)
         if (rc) return rc;
         if (!n) return 0;
         c->out_off += n;
+        c->moved += n;
         mwi_lconn_progress(c);
     }
     c->wblock = 0;
@@ -231,6 +233,7 @@ static int do_read(mwi_lconn *c, size_t *total)
         if (rc) return rc;
         if (!n) break;
         c->in_len += n;
+        c->moved += n;
         *total += n;
         mwi_lconn_progress(c);
     }
@@ -398,7 +401,7 @@ static int connect_done(mwi_lconn *c, int events)
     return j->done ? -1 : 1;
 }
 
-void mwi_lconn_step(mwi_lconn *c, int events)
+static void step(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
     if (j->cancel_rc) {
@@ -461,4 +464,53 @@ void mwi_lconn_step(mwi_lconn *c, int events)
     }
 deadline:
     deadlines(c);
+}
+
+/* The connection is up and the job waits for the server: the time counts
+ * for the rate floor (not the connect, the lookup, a proxy or TLS
+ * handshake, each under its own timeout). */
+static int rate_live(const mwi_lconn *c)
+{
+    return c->rate_set && !c->external && !c->resolving && !c->connecting && !c->proxying &&
+           !c->handshaking && c->job->fd >= 0;
+}
+
+/* src/net/stream.c's words for a transfer under the floor. */
+static void too_slow(mwi_lconn *c)
+{
+    char t[32];
+    mwi_ms_text(t, sizeof t, c->job->speed_time_ms);
+    unsigned lim = c->job->speed_limit;
+    unsigned long long got = (unsigned long long)c->rate.failed_bytes;
+    fail(c, MW_ETIMEOUT, "transfer slower than %u byte%s/s over %s (%llu byte%s moved) while %s",
+         lim, lim == 1 ? "" : "s", t, got, got == 1 ? "" : "s",
+         mwi_lconn_pending(c) ? "sending" : "reading a line");
+}
+
+/* A step, and the rate floor around it: the octets it moved against the
+ * wait before it, as src/net/stream.c counts each read and write against
+ * its wait; the job wakes when the window would end. */
+void mwi_lconn_step(mwi_lconn *c, int events)
+{
+    mw_loop_job *j = c->job;
+    if (!c->rate_set && j->speed_limit) {
+        mwi_rate_init(&c->rate, j->speed_limit, j->speed_time_ms);
+        c->rate_set = 1;
+    }
+    int live = rate_live(c) && c->rate_mark;
+    int64_t t0 = mw_now_ms();
+    uint64_t before = c->moved;
+    step(c, events);
+    if (j->done || !c->rate_set) return;
+    if (live && mwi_rate_account(&c->rate, t0 - c->rate_mark, c->moved - before) != 0) {
+        too_slow(c);
+        return;
+    }
+    if (!rate_live(c)) {
+        c->rate_mark = 0;
+        return;
+    }
+    c->rate_mark = mw_now_ms();
+    int64_t end = c->rate_mark + mwi_rate_budget(&c->rate);
+    if (end < j->deadline) j->deadline = end;
 }

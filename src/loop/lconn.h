@@ -9,6 +9,7 @@
 
 #include "loop/loop_int.h"
 #include "loop/loop_tls.h"
+#include "net/rate.h"
 #include "util/buf.h"
 
 #include <stddef.h>
@@ -69,6 +70,12 @@ typedef struct mwi_lconn {
      * proxying while the handshake runs, between the connect and TLS. */
     struct mwi_lproxy *proxy;
     int proxying;
+    /* The job's rate floor (mw_loop_set_speed_limit), src/net/rate.c's
+     * bookkeeping: each step's octets against the wait before it. */
+    mw_rate rate;
+    int rate_set;      /* rate initialised from the job's floor */
+    int64_t rate_mark; /* the end of the last step that counted (0: none) */
+    uint64_t moved;    /* octets read and written so far */
 } mwi_lconn;
 
 /* TLS is up on the connection (the socket's, or the driver's). */

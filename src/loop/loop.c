@@ -311,6 +311,16 @@ int mw_loop_cancel(mw_loop *loop, mw_loop_job *job)
     return 0;
 }
 
+int mw_loop_set_speed_limit(mw_loop *loop, mw_loop_job *job, unsigned bytes_per_s,
+                            int speed_time_ms)
+{
+    if (!loop || !job || job->loop != loop || job->done) return MW_EINVAL;
+    if (bytes_per_s && speed_time_ms <= 0) return MW_EINVAL;
+    job->speed_limit = bytes_per_s;
+    job->speed_time_ms = bytes_per_s ? speed_time_ms : 0;
+    return 0;
+}
+
 /* The wait of mw_loop_run: t ms at most (-1: no bound). */
 static int run_timeout(mw_loop *loop, int64_t deadline_ms, int64_t now)
 {

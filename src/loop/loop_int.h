@@ -40,6 +40,9 @@ struct mw_loop_job {
     int *xfd;
     size_t nxfd;
     int xreg; /* mw_loop_run's epoll set holds them */
+    /* mw_loop_set_speed_limit's floor (0: none), lconn.c's to apply. */
+    unsigned speed_limit;
+    int speed_time_ms;
     mw_loop_result result;
     mw_error err;
     mw_loop_done_fn done_fn;
