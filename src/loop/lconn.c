@@ -1,4 +1,5 @@
 /* The connection half of a loop job (lconn.h). */
+#include "loop/lcache.h"
 #include "loop/lconn.h"
 #include "loop/leyes.h"
 #include "loop/lproxy.h"
@@ -34,9 +35,24 @@ int mwi_lconn_init(mwi_lconn *c, mw_loop_job *job, const mwi_lconn_ops *ops, voi
     return c->in ? 0 : MW_ENOMEM;
 }
 
+/* This job's lookup of its name ended (code 0, n 0: abandoned): the
+ * loop's cache learns it, the jobs waiting for it are woken. */
+static void lookup_end(mwi_lconn *c, const mwi_raddr *a, size_t n, uint32_t ttl, int code,
+                       const char *msg)
+{
+    if (!c->dns_owner) return;
+    c->dns_owner = 0;
+    mw_loop *l = c->job->loop;
+    mwi_lcache_end(*mwi_loop_dns_cache(l), c->host, c->job->family, a, n, ttl, code, msg,
+                   mw_now_ms());
+    mwi_loop_wake_dns(l);
+}
+
 void mwi_lconn_close(mwi_lconn *c)
 {
     mwi_leyes_free(c);
+    lookup_end(c, NULL, 0, 0, 0, NULL);
+    c->job->dns_wait = 0;
     if (c->rslv) { /* its descriptor is its own to close */
         mwi_loop_set_fd(c->job, -1);
         mwi_rslv_free(c->rslv);
@@ -245,17 +261,13 @@ static void addr_text(const mwi_raddr *a, char *buf, size_t cap)
     if (!inet_ntop(a->family, a->addr, buf, (socklen_t)cap)) snprintf(buf, cap, "?");
 }
 
-/* The name is looked up: its addresses, then the first connect. */
-static void resolved(mwi_lconn *c)
+/* The name is looked up (by this job, or the loop's cache): its
+ * addresses, then the race. */
+static void resolved(mwi_lconn *c, const mwi_raddr *a, size_t n)
 {
-    size_t n = 0;
-    const mwi_raddr *a = mwi_rslv_addrs(c->rslv, &n);
     c->addrs = malloc(n * sizeof *a);
     if (c->addrs) memcpy(c->addrs, a, n * sizeof *a);
     c->naddrs = c->addrs ? n : 0;
-    mwi_loop_set_fd(c->job, -1);
-    mwi_rslv_free(c->rslv);
-    c->rslv = NULL;
     c->resolving = 0;
     if (!c->addrs) {
         fail(c, MW_ENOMEM, "out of memory");
@@ -268,14 +280,52 @@ static void resolved(mwi_lconn *c)
     mwi_leyes_start(c);
 }
 
-/* A step of the name lookup (src/resolve): started at the first step, its
- * descriptor the job's while it runs, within the connect deadline. */
+/* Before a lookup: what the loop's cache knows.  Returns 1 when that
+ * settled it (addresses, a failure, or waiting for another job's lookup),
+ * 0 to look the name up (claimed, when there is room). */
+static int from_cache(mwi_lconn *c, int64_t dl)
+{
+    mw_loop_job *j = c->job;
+    mwi_lcache **cache = mwi_loop_dns_cache(j->loop);
+    mwi_raddr a[MWI_RSLV_ADDRS_MAX];
+    size_t n = 0;
+    int code = 0;
+    char msg[256];
+    int64_t now = mw_now_ms();
+    switch (mwi_lcache_get(*cache, c->host, j->family, now, &c->dns_gen, a, &n, &code, msg,
+                           sizeof msg)) {
+    case MWI_LCACHE_HIT:
+        mwi_lconn_info(c, "%s: from the loop's cache of lookups", c->host);
+        resolved(c, a, n);
+        return 1;
+    case MWI_LCACHE_FAILED:
+        fail(c, code, "%s", msg);
+        return 1;
+    case MWI_LCACHE_PENDING:
+        if (now >= dl) {
+            fail(c, MW_ETIMEOUT, "%s: no answer before the deadline (another job's lookup)",
+                 c->host);
+            return 1;
+        }
+        if (!j->dns_wait) mwi_lconn_info(c, "%s: waiting for another job's lookup", c->host);
+        j->dns_wait = 1;
+        return 1;
+    default:
+        c->dns_owner = mwi_lcache_claim(cache, c->host, j->family) == 0;
+        return 0;
+    }
+}
+
+/* A step of the name lookup (src/resolve): started at the first step
+ * unless the loop's cache has the name, its descriptor the job's while it
+ * runs, within the connect deadline. */
 static void resolve_step(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
     int rc;
     if (!c->rslv) {
         int64_t dl = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
+        if (from_cache(c, dl)) return;
         mwi_lconn_info(c, "looking up %s", c->host);
         rc = mwi_rslv_start(&c->rslv, c->host, j->family, mwi_loop_resolv_paths(j->loop), dl,
                             &j->err);
@@ -284,11 +334,20 @@ static void resolve_step(mwi_lconn *c, int events)
         rc = mwi_rslv_step(c->rslv, events, &j->err);
     }
     if (rc < 0) {
+        lookup_end(c, NULL, 0, 0, rc, j->err.message);
         fail(c, rc, "%s", j->err.message);
         return;
     }
     if (rc == 1) {
-        resolved(c);
+        size_t n = 0;
+        const mwi_raddr *a = mwi_rslv_addrs(c->rslv, &n);
+        mwi_raddr got[MWI_RSLV_ADDRS_MAX];
+        memcpy(got, a, n * sizeof *a);
+        lookup_end(c, got, n, mwi_rslv_ttl(c->rslv), 0, NULL);
+        mwi_loop_set_fd(j, -1);
+        mwi_rslv_free(c->rslv);
+        c->rslv = NULL;
+        resolved(c, got, n);
         return;
     }
     /* The resolver may have closed its socket and opened another under
@@ -307,6 +366,10 @@ static void update_wait(mwi_lconn *c)
         if (c->rslv) {
             j->want = mwi_rslv_want(c->rslv);
             j->deadline = mwi_rslv_deadline(c->rslv);
+        } else if (j->dns_wait) { /* woken by the other job's lookup, or the deadline */
+            j->want = 0;
+            j->deadline =
+                c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
         } else {
             j->want = 0;
             j->again = 1; /* the lookup starts at the first step */

@@ -56,6 +56,8 @@ typedef struct mwi_lconn {
     struct mwi_raddr *addrs;
     size_t naddrs;
     struct mwi_leyes *race; /* the connects in flight, or NULL */
+    int dns_owner;          /* this job's lookup is the loop's for its name (lcache.h) */
+    unsigned dns_gen;       /* or the one it waits for */
     int connect_timeout_ms; /* the race's own deadline (0: the one set) */
     /* External I/O (a blocking driver, pop3_drive.c): the buffers without
      * the socket.  The driver writes `out`, reads into `in` and calls

@@ -1,6 +1,7 @@
 /* The event loop: descriptors to jobs, deadlines, ending jobs, and the
  * runner, on epoll(7) where there is one, else poll(2)
  * (include/mailwire/loop.h). */
+#include "loop/lcache.h"
 #include "loop/loop_int.h"
 #include "loop/loop_tls.h"
 #include "resolve/resolve.h"
@@ -39,7 +40,22 @@ struct mw_loop {
     int epfd;                  /* mw_loop_run's epoll set, -1 until made */
     mwi_rslv_paths rslv_paths; /* NULL members: the system's files */
     int attempt_delay_ms;      /* 0: MWI_HE_ATTEMPT_DELAY_MS */
+    mwi_lcache *dns_cache;     /* made at the first lookup */
 };
+
+mwi_lcache **mwi_loop_dns_cache(mw_loop *loop)
+{
+    return &loop->dns_cache;
+}
+
+void mwi_loop_wake_dns(mw_loop *loop)
+{
+    for (struct mw_loop_job *j = loop->head; j; j = j->next)
+        if (j->dns_wait) {
+            j->dns_wait = 0;
+            j->again = 1;
+        }
+}
 
 int mwi_loop_attempt_delay(const mw_loop *loop)
 {
@@ -118,6 +134,7 @@ void mw_loop_free(mw_loop *loop)
         free(j);
     }
     mwi_ltls_cache_free(loop->tls_cache);
+    mwi_lcache_free(loop->dns_cache);
     free(loop->fdmap);
     free(loop->pfd);
     free(loop->lfd);

@@ -39,7 +39,8 @@ struct mw_loop_job {
      * as one on fd does.  Set with mwi_loop_set_xfds; the loop's copy. */
     int *xfd;
     size_t nxfd;
-    int xreg; /* mw_loop_run's epoll set holds them */
+    int xreg;     /* mw_loop_run's epoll set holds them */
+    int dns_wait; /* waits for another job's name lookup (lcache.h) */
     /* mw_loop_set_speed_limit's floor (0: none), lconn.c's to apply. */
     unsigned speed_limit;
     int speed_time_ms;
@@ -84,6 +85,11 @@ const struct mwi_rslv_paths *mwi_loop_resolv_paths(mw_loop *loop);
 /* loop.c: mw_loop_run's poll(2) runner, the one used where there is no
  * epoll(7); the tests call it to keep it tried. */
 int mwi_loop_run_poll(mw_loop *loop, int64_t deadline_ms, mw_error *err);
+
+/* loop.c: the loop's cache of name lookups (lcache.h), and the wake-up
+ * of the jobs waiting for one (dns_wait): each is stepped once more. */
+struct mwi_lcache **mwi_loop_dns_cache(mw_loop *loop);
+void mwi_loop_wake_dns(mw_loop *loop);
 
 /* loop.c: the loop's TLS context cache (loop_tls.h). */
 struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);
