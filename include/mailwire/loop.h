@@ -173,7 +173,7 @@ typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t
  * UIDL state file), then return 0; another value ends the job with it and
  * nothing is deleted. */
 typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
-#define MW_LOOP_POP3_OPTS_VERSION 3
+#define MW_LOOP_POP3_OPTS_VERSION 4
 typedef struct mw_loop_pop3_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -222,12 +222,18 @@ typedef struct mw_loop_pop3_opts {
      * it, within a connect timeout of its own, before TLS, which verifies
      * the mail server, never the proxy.  NULL or "": none. */
     const char *proxy;
+    /* Version 4.  As mw_pop3_opts says them (pop3.h): msex (commands end
+     * in a bare LF), retr_mode (how a command sequence's RETR learns the
+     * size, falling back as there).  tls may then also be
+     * MW_TLS_OPPORTUNISTIC (STLS when CAPA offers it). */
+    int msex;
+    int retr_mode;
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
             0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,   \
-            NULL, NULL, 1, 0, NULL, NULL                                                           \
+            NULL, NULL, 1, 0, NULL, NULL, 0, MW_POP3_RETR_RETR                                     \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
@@ -273,6 +279,10 @@ typedef struct mw_loop_pop3_cmd {
      * msg is past it is empty.  A DELE run stops at the first -ERR. */
     uint64_t last;
 } mw_loop_pop3_cmd;
+/* A run's msg: LAST + 1 (RFC 1460), or 1 when LAST fails, as
+ * mw_pop3_range's "next" (LAST is sent first); as its last: the same
+ * message as msg (no mailbox holds that many). */
+#define MW_LOOP_POP3_NEXT (UINT64_MAX - 1)
 /* What arrived for command `index`, in order: the status (kind
  * MW_LOOP_POP3_STATUS: data is the text after "+OK"), then for a multi-line
  * reply each listing or CAPA line (_LINE) or each piece of a message
