@@ -2,7 +2,8 @@
  * blocking.
  *
  * A loop holds jobs: a POP3 fetch of one account into a store (with or
- * without src/fetch's UIDL state), and a send of one message.
+ * without src/fetch's UIDL state), a send of one message, and a batch of
+ * messages over one SMTP session.
  * Every job is a state machine over a non-blocking socket; the loop never
  * waits by itself except in mw_loop_run().  Two ways to drive it:
  *
@@ -417,6 +418,53 @@ typedef struct mw_loop_smtp_opts {
  * mw_loop_add_pop3_fetch. */
 MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                                     mw_loop_done_fn done, void *userdata, mw_error *err);
+
+/* A batch of messages over one SMTP session, as mw_smtp_send_batch sends
+ * them (smtp.h): the next message is asked for once the session is ready
+ * and after each transaction; RSET after a failed one; with PIPELINING
+ * (and no BDAT, Bcc digest or downgrade) the next envelope goes out in the
+ * same write as the end of the previous message's data (RFC 2920 §3.1).
+ * next(job, index, msg, ud): fill *msg (it arrives as MW_SMTP_MSG_INIT),
+ *   return 1; 0 when there are no more (QUIT follows); a negative mw_code
+ *   ends the batch with it.  What msg points to must stay valid until the
+ *   message's done was called.
+ * done(job, index, rc, result, err, ud): exactly once for every message
+ *   next gave, in order, with what mw_smtp_send would return for it;
+ *   result (NULL when the transaction never reached the envelope) and
+ *   err are valid only during the call.  A message in hand when the
+ *   session dies gets MW_ESTATE.  mw_loop_smtp_alive says whether the
+ *   session goes on after it (mw_smtp_alive). */
+typedef int (*mw_loop_smtp_next_fn)(mw_loop_job *job, size_t index, mw_smtp_msg *msg,
+                                    void *userdata);
+typedef void (*mw_loop_smtp_msg_fn)(mw_loop_job *job, size_t index, int rc,
+                                    const mw_smtp_result *result, const mw_error *err,
+                                    void *userdata);
+#define MW_LOOP_SMTP_BATCH_VERSION 1
+typedef struct mw_loop_smtp_batch {
+    unsigned version;
+    mw_loop_smtp_next_fn next;
+    mw_loop_smtp_msg_fn done;
+    void *userdata;            /* for next and done */
+    int no_message_pipelining; /* 1: each envelope waits for the previous final reply */
+} mw_loop_smtp_batch;
+#define MW_LOOP_SMTP_BATCH_INIT                                                                    \
+    {                                                                                              \
+        MW_LOOP_SMTP_BATCH_VERSION, NULL, NULL, NULL, 0                                            \
+    }
+/* Adds a batch: the session of mw_loop_add_smtp_send (opts: its
+ * connection, TLS, AUTH, tx_max_time_ms for each message, ready; msg,
+ * from, rcpt, message and result are not used), then the messages of
+ * b->next.  The job's result: 0 when every message was tried (each one's
+ * outcome went to b->done), next's negative code, or the failure that
+ * ended the session (before it was ready: no message was asked for);
+ * res->messages counts the messages taken, res->sent those accepted.
+ * Returns as mw_loop_add_pop3_fetch. */
+MW_EXTERN int mw_loop_add_smtp_batch(mw_loop *loop, mw_loop_job **out,
+                                     const mw_loop_smtp_opts *opts, const mw_loop_smtp_batch *b,
+                                     mw_loop_done_fn done, void *userdata, mw_error *err);
+/* 1 while a batch job's session can take another message (from inside
+ * its callbacks: not dead, QUIT not sent), else 0. */
+MW_EXTERN int mw_loop_smtp_alive(const mw_loop_job *job);
 
 #ifdef __cplusplus
 }
