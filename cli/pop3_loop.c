@@ -55,8 +55,9 @@ static int parse_range(lrun *r, int argc, char **argv)
         fprintf(stderr, "mailwire pop3: retr of a range needs -o DIR\n");
         return USAGE_ERR;
     }
-    if (!strcmp(a, "next")) return 1; /* LAST first: not on the loop yet */
-    if (!strcmp(a, "start"))
+    if (!strcmp(a, "next")) /* LAST first, on the job (loop.h) */
+        x = MW_LOOP_POP3_NEXT;
+    else if (!strcmp(a, "start"))
         x = 1;
     else if (mw_cli_pop3_parse_num(a, &x))
         return USAGE_ERR;
@@ -260,6 +261,8 @@ static void loop_opts(mw_loop_pop3_opts *lo, const mw_pop3_opts *o, const char *
     lo->sasl_ir = o->sasl_ir;
     lo->trace_secrets = o->trace_secrets;
     lo->token = o->token;
+    lo->msex = o->msex;
+    lo->retr_mode = o->retr_mode;
     lo->trace = o->trace;
     lo->trace_userdata = o->trace_userdata;
     if (o->net) {
@@ -273,8 +276,6 @@ static void loop_opts(mw_loop_pop3_opts *lo, const mw_pop3_opts *o, const char *
 /* Options the loop does not take yet: named, never dropped. */
 static const char *unsupported(const mw_pop3_opts *o)
 {
-    if (o->msex) return "--msex";
-    if (o->retr_mode != MW_POP3_RETR_RETR) return "--retr-mode list or slow";
     if (o->stream) return "a tunnel or command stream";
     if (o->command_timeout_ms) return "a command timeout";
     if (o->version >= 2 && o->token_fn) return "a token provider";

@@ -2,7 +2,8 @@
  * blocking.
  *
  * A loop holds jobs: a POP3 fetch of one account into a store (with or
- * without src/fetch's UIDL state), and a send of one message.
+ * without src/fetch's UIDL state), a send of one message, and a batch of
+ * messages over one SMTP session.
  * Every job is a state machine over a non-blocking socket; the loop never
  * waits by itself except in mw_loop_run().  Two ways to drive it:
  *
@@ -173,7 +174,7 @@ typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t
  * UIDL state file), then return 0; another value ends the job with it and
  * nothing is deleted. */
 typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
-#define MW_LOOP_POP3_OPTS_VERSION 3
+#define MW_LOOP_POP3_OPTS_VERSION 4
 typedef struct mw_loop_pop3_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -222,12 +223,18 @@ typedef struct mw_loop_pop3_opts {
      * it, within a connect timeout of its own, before TLS, which verifies
      * the mail server, never the proxy.  NULL or "": none. */
     const char *proxy;
+    /* Version 4.  As mw_pop3_opts says them (pop3.h): msex (commands end
+     * in a bare LF), retr_mode (how a command sequence's RETR learns the
+     * size, falling back as there).  tls may then also be
+     * MW_TLS_OPPORTUNISTIC (STLS when CAPA offers it). */
+    int msex;
+    int retr_mode;
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
             0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,   \
-            NULL, NULL, 1, 0, NULL, NULL                                                           \
+            NULL, NULL, 1, 0, NULL, NULL, 0, MW_POP3_RETR_RETR                                     \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
@@ -273,6 +280,10 @@ typedef struct mw_loop_pop3_cmd {
      * msg is past it is empty.  A DELE run stops at the first -ERR. */
     uint64_t last;
 } mw_loop_pop3_cmd;
+/* A run's msg: LAST + 1 (RFC 1460), or 1 when LAST fails, as
+ * mw_pop3_range's "next" (LAST is sent first); as its last: the same
+ * message as msg (no mailbox holds that many). */
+#define MW_LOOP_POP3_NEXT (UINT64_MAX - 1)
 /* What arrived for command `index`, in order: the status (kind
  * MW_LOOP_POP3_STATUS: data is the text after "+OK"), then for a multi-line
  * reply each listing or CAPA line (_LINE) or each piece of a message
@@ -407,6 +418,53 @@ typedef struct mw_loop_smtp_opts {
  * mw_loop_add_pop3_fetch. */
 MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                                     mw_loop_done_fn done, void *userdata, mw_error *err);
+
+/* A batch of messages over one SMTP session, as mw_smtp_send_batch sends
+ * them (smtp.h): the next message is asked for once the session is ready
+ * and after each transaction; RSET after a failed one; with PIPELINING
+ * (and no BDAT, Bcc digest or downgrade) the next envelope goes out in the
+ * same write as the end of the previous message's data (RFC 2920 §3.1).
+ * next(job, index, msg, ud): fill *msg (it arrives as MW_SMTP_MSG_INIT),
+ *   return 1; 0 when there are no more (QUIT follows); a negative mw_code
+ *   ends the batch with it.  What msg points to must stay valid until the
+ *   message's done was called.
+ * done(job, index, rc, result, err, ud): exactly once for every message
+ *   next gave, in order, with what mw_smtp_send would return for it;
+ *   result (NULL when the transaction never reached the envelope) and
+ *   err are valid only during the call.  A message in hand when the
+ *   session dies gets MW_ESTATE.  mw_loop_smtp_alive says whether the
+ *   session goes on after it (mw_smtp_alive). */
+typedef int (*mw_loop_smtp_next_fn)(mw_loop_job *job, size_t index, mw_smtp_msg *msg,
+                                    void *userdata);
+typedef void (*mw_loop_smtp_msg_fn)(mw_loop_job *job, size_t index, int rc,
+                                    const mw_smtp_result *result, const mw_error *err,
+                                    void *userdata);
+#define MW_LOOP_SMTP_BATCH_VERSION 1
+typedef struct mw_loop_smtp_batch {
+    unsigned version;
+    mw_loop_smtp_next_fn next;
+    mw_loop_smtp_msg_fn done;
+    void *userdata;            /* for next and done */
+    int no_message_pipelining; /* 1: each envelope waits for the previous final reply */
+} mw_loop_smtp_batch;
+#define MW_LOOP_SMTP_BATCH_INIT                                                                    \
+    {                                                                                              \
+        MW_LOOP_SMTP_BATCH_VERSION, NULL, NULL, NULL, 0                                            \
+    }
+/* Adds a batch: the session of mw_loop_add_smtp_send (opts: its
+ * connection, TLS, AUTH, tx_max_time_ms for each message, ready; msg,
+ * from, rcpt, message and result are not used), then the messages of
+ * b->next.  The job's result: 0 when every message was tried (each one's
+ * outcome went to b->done), next's negative code, or the failure that
+ * ended the session (before it was ready: no message was asked for);
+ * res->messages counts the messages taken, res->sent those accepted.
+ * Returns as mw_loop_add_pop3_fetch. */
+MW_EXTERN int mw_loop_add_smtp_batch(mw_loop *loop, mw_loop_job **out,
+                                     const mw_loop_smtp_opts *opts, const mw_loop_smtp_batch *b,
+                                     mw_loop_done_fn done, void *userdata, mw_error *err);
+/* 1 while a batch job's session can take another message (from inside
+ * its callbacks: not dead, QUIT not sent), else 0. */
+MW_EXTERN int mw_loop_smtp_alive(const mw_loop_job *job);
 
 #ifdef __cplusplus
 }

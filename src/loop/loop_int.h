@@ -157,5 +157,8 @@ void mwi_loop_pop3_drive(struct mw_loop_job *job, const char *host, const mw_pop
 /* smtp_job.c: the same for a send job. */
 int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                               int fd, mw_loop_done_fn done, void *userdata, mw_error *err);
+int mwi_loop_add_smtp_batch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                               const mw_loop_smtp_batch *b, int fd, mw_loop_done_fn done,
+                               void *userdata, mw_error *err);
 
 #endif

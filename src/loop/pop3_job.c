@@ -130,7 +130,10 @@ void mwi_p3l_refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code
 
 static void after_capa(p3l *p)
 {
-    if (!MWI_LCONN_SECURE(&p->c) && p->tls_mode == MW_TLS_STARTTLS) {
+    /* Opportunistic TLS (net.h): STLS when offered, else on in plain
+     * text, where a login then needs allow_plaintext (pop3_login.c). */
+    int opp = p->tls_mode == MW_TLS_OPPORTUNISTIC && p->capa_known && p->capa_stls;
+    if (!MWI_LCONN_SECURE(&p->c) && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
         if (!p->capa_stls) {
             mwi_p3l_end(p, MW_ETLS,
                         "STLS was asked for but the server does not offer it%s; not going on in "
@@ -506,9 +509,12 @@ static int check_opts(const mw_loop_pop3_opts *o, int mode, int with_host, mw_er
         return mwi_err_set(err, MW_EINVAL, "no store to fetch into");
     if (with_host && (!o->host || !*o->host))
         return mwi_err_set(err, MW_EINVAL, "no host to connect to");
-    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE)
+    int opp = o->version >= 4 && o->tls == MW_TLS_OPPORTUNISTIC;
+    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE && !opp)
         return mwi_err_set(err, MW_EUNSUPPORTED,
                            "TLS mode %d not on the loop yet (STARTTLS, IMPLICIT or NONE)", o->tls);
+    if (o->version >= 4 && (o->retr_mode < MW_POP3_RETR_RETR || o->retr_mode > MW_POP3_RETR_SLOW))
+        return mwi_err_set(err, MW_EINVAL, "unknown retr mode %d", o->retr_mode);
     if (o->window > P3L_WINDOW_MAX)
         return mwi_err_set(err, MW_EINVAL, "window %u over %d", o->window, P3L_WINDOW_MAX);
     return 0;
@@ -530,6 +536,10 @@ static void take_opts(p3l *p, const mw_loop_pop3_opts *o, int *fail)
         p->token = dup_or_null(o->token, fail);
     }
     p->tls_mode = o->tls;
+    if (o->version >= 4) {
+        p->c.lf_only = o->msex != 0;
+        p->retr_mode = o->retr_mode;
+    }
     p->c.port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 995 : 110);
     p->allow_plaintext = o->allow_plaintext;
     p->keep = o->keep;

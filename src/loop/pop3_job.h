@@ -65,6 +65,9 @@ enum p3l_kind {
 extern const char *const mwi_p3l_kind_name[];
 
 enum p3l_mode { P3L_FETCH, P3L_IDLE, P3L_CMDS };
+/* Sent before a command of a sequence (pop3_cmds.c): LIST n or LIST
+ * (retr_mode list), LAST (a run from MW_LOOP_POP3_NEXT). */
+enum p3l_pre { P3L_PRE_NONE, P3L_PRE_LIST_ONE, P3L_PRE_LIST_ALL, P3L_PRE_LAST };
 
 typedef struct p3l_msg {
     uint64_t num, size;
@@ -169,6 +172,11 @@ typedef struct p3l {
     /* a run of RETR/TOP/DELE (mw_loop_pop3_cmd.last) */
     uint64_t run_next, run_got, run_end; /* next to send, next to answer, last */
     mw_error run_err;                    /* a DELE run's first -ERR */
+    /* retr_mode (pop3.h), falling back as src/pop3's: RETR without a
+     * size in its reply -> LIST, LIST n refused -> SLOW, for good */
+    int retr_mode;
+    int pre;            /* P3L_PRE_*: what was sent before the caller's command */
+    uint64_t list_size; /* LIST n's answer for the RETR that follows */
     char cur_cmd[64];   /* the caller's command or login line in flight, as errors name it */
     char body_what[48]; /* "RETR 2", "TOP 2": the message being read */
 } p3l;

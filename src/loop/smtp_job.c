@@ -49,6 +49,7 @@ void mwi_sj_end(sj *p, int code)
         if (p->sh->err.code == 0) mwi_err_set(&p->sh->err, code, "%s", mw_strerror(code));
         *e = p->sh->err;
     }
+    if (p->b) mwi_sjb_abandon(p, code);
     mwi_sj_tx_free(p);
     mwi_lconn_end(&p->c, code, code ? p->sh->err.message : "");
     if (code) e->code = code;
@@ -69,11 +70,11 @@ int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, 
         const char *sh = shown ? shown : buf;
         mwi_err_set_command(e, sh, strlen(sh));
         rc = mwi_lconn_queue_line(&p->c, buf);
-        explicit_bzero(buf, sizeof buf);
         if (rc)
             mwi_err_set(e, rc, "command refused: %s", mw_strerror(rc));
-        else
+        else /* before the wipe: sh may be buf */
             mwi_lconn_trace(&p->c, MW_TRACE_SEND, sh, strlen(sh));
+        explicit_bzero(buf, sizeof buf);
     }
     if (rc) {
         p->dead = 1;
@@ -135,6 +136,12 @@ void mwi_sj_session_ready(sj *p)
 {
     p->ready = 1;
     if (p->ready_out) *p->ready_out = 1;
+    if (p->b) { /* a batch: each message's deadline in smtp_batch.c */
+        mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port,
+                       p->c.tls ? " (TLS)" : "");
+        mwi_sjb_start(p);
+        return;
+    }
     if (p->tx_max_time_ms > 0) { /* mw_smtp_set_maxtime: from here to the end of the data */
         int64_t d = mw_now_ms() + p->tx_max_time_ms;
         if (d < p->c.total_deadline) {
@@ -413,6 +420,7 @@ static void destroy(mw_loop_job *j)
     if (!p) return;
     mwi_lconn_free(&p->c);
     mwi_sj_auth_free(p);
+    mwi_sjb_free(p);
     mwi_sj_tx_free(p);
     for (size_t i = 0; p->own_rcpt && i < p->nown; i++)
         free(p->own_rcpt[i]);
@@ -475,7 +483,7 @@ static int is_loopback(const char *h)
 
 /* The options as version 2, checked.  Version 1 callers get a message
  * made of from, rcpt and message (every recipient must be accepted). */
-static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, mw_error *err)
+static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batch, mw_error *err)
 {
     if (!in || in->version < 1 || in->version > MW_LOOP_SMTP_OPTS_VERSION)
         return mwi_err_set(err, MW_EINVAL, "mw_loop_smtp_opts missing or of another version");
@@ -502,7 +510,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, mw_error
     if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE &&
         o->tls != MW_TLS_OPPORTUNISTIC)
         return mwi_err_set(err, MW_EUNSUPPORTED, "TLS mode %d not on the loop yet", o->tls);
-    if (o->msg) return 0;
+    if (o->msg || batch) return 0;
     if (bad(o->from, 1) || !o->nrcpt || !o->rcpt || (!o->message && o->message_len))
         return mwi_err_set(err, MW_EINVAL,
                            "from, rcpt and message: given, without CR, LF, < or >, under %d "
@@ -516,7 +524,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, mw_error
 }
 
 /* The message of a version 1 caller, and the session shell. */
-static int make_parts(sj *p, const mw_loop_smtp_opts *o)
+static int make_parts(sj *p, const mw_loop_smtp_opts *o, int batch)
 {
     int fail = 0;
     if (!(p->sh = calloc(1, sizeof *p->sh)) || !(p->sh->rep = malloc(sizeof *p->sh->rep)) ||
@@ -535,8 +543,8 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o)
                       : s->hostname[0]       ? s->hostname
                                              : "localhost",
                       &fail);
-    if (o->msg) {
-        p->msg = o->msg;
+    if (o->msg || batch) {
+        p->msg = batch ? NULL : o->msg; /* a batch's come from its next callback */
         return fail;
     }
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
@@ -560,14 +568,16 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o)
 
 /* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
  * from the call on). */
-static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in, int given_fd,
-                    int *fd_taken, mw_loop_done_fn done, void *userdata, mw_error *err)
+static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in,
+                    const mw_loop_smtp_batch *batch, int given_fd, int *fd_taken,
+                    mw_loop_done_fn done, void *userdata, mw_error *err)
 {
     if (out) *out = NULL;
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
     mw_loop_smtp_opts o;
-    int rc = take_opts(&o, in, err);
+    int rc = take_opts(&o, in, batch != NULL, err);
     if (rc) return rc;
+    if (batch) o.result = NULL; /* each message's goes to the batch's done */
     mw_loop_job *j = calloc(1, sizeof *j);
     sj *p = calloc(1, sizeof *p);
     if (!j || !p) {
@@ -583,13 +593,13 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->c.connecting = 1;
     p->c.host = dup_s(o.host, &fail);
     p->c.port = o.port ? o.port : (o.tls == MW_TLS_IMPLICIT ? 465 : 587);
-    fail |= make_parts(p, &o);
+    fail |= make_parts(p, &o, batch != NULL);
     p->user = dup_s(o.user, &fail);
     p->password = dup_s(o.user ? o.password : NULL, &fail);
     p->token = dup_s(o.token, &fail);
     p->auth = o.auth && *o.auth && strcasecmp(o.auth, "auto") ? dup_s(o.auth, &fail) : NULL;
     /* Without msg, as before version 2: AUTH PLAIN whenever it is offered. */
-    if (!o.msg && !p->auth) p->auth = dup_s("PLAIN", &fail);
+    if (!o.msg && !batch && !p->auth) p->auth = dup_s("PLAIN", &fail);
     p->tls_mode = o.tls;
     p->allow_plaintext = o.allow_plaintext;
     p->queue = o.queue;
@@ -606,6 +616,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->c.trace = o.trace;
     p->c.trace_ud = o.trace_userdata;
     rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
+    if (!rc && batch) rc = mwi_sjb_new(p, batch, err);
     if (!rc) rc = conn_setup(p, &o, err);
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
@@ -641,14 +652,42 @@ int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_o
                           mw_loop_done_fn done, void *userdata, mw_error *err)
 {
     int taken = 0;
-    return add_send(loop, out, opts, -1, &taken, done, userdata, err);
+    return add_send(loop, out, opts, NULL, -1, &taken, done, userdata, err);
+}
+
+int mw_loop_add_smtp_batch(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                           const mw_loop_smtp_batch *b, mw_loop_done_fn done, void *userdata,
+                           mw_error *err)
+{
+    int taken = 0;
+    if (!b) return mwi_err_set(err, MW_EINVAL, "no batch callbacks");
+    return add_send(loop, out, opts, b, -1, &taken, done, userdata, err);
+}
+
+int mwi_loop_add_smtp_batch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                               const mw_loop_smtp_batch *b, int fd, mw_loop_done_fn done,
+                               void *userdata, mw_error *err)
+{
+    int taken = 0;
+    int rc = b ? add_send(loop, out, opts, b, fd, &taken, done, userdata, err)
+               : mwi_err_set(err, MW_EINVAL, "no batch callbacks");
+    if (!taken) close(fd);
+    return rc;
+}
+
+int mw_loop_smtp_alive(const mw_loop_job *job)
+{
+    if (!job || job->ops != &smtp_ops || job->done || !job->impl) return 0;
+    const sj *p = job->impl;
+    if (p->dead || mwi_sjb_ending(p)) return 0;
+    return p->ready && p->state != S_QUIT && p->state != S_BYE && p->state != S_DONE;
 }
 
 int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                               int fd, mw_loop_done_fn done, void *userdata, mw_error *err)
 {
     int taken = 0;
-    int rc = add_send(loop, out, opts, fd, &taken, done, userdata, err);
+    int rc = add_send(loop, out, opts, NULL, fd, &taken, done, userdata, err);
     if (!taken) close(fd);
     return rc;
 }

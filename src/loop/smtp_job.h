@@ -1,8 +1,9 @@
-/* Internal: the loop's SMTP send job, in two files: smtp_job.c the
+/* Internal: the loop's SMTP send job, in four files: smtp_job.c the
  * session (connect, greeting, EHLO/HELO, STARTTLS, AUTH PLAIN, QUIT, the
  * connection hooks, adding the job), smtp_auth.c AUTH through the SASL
- * driver, and smtp_tx.c the transaction (MAIL,
- * RCPT, DATA, pipelined as RFC 2920 allows, RSET).  Both say what the
+ * driver, smtp_tx.c the transaction (MAIL,
+ * RCPT, DATA, pipelined as RFC 2920 allows, RSET), and smtp_batch.c the
+ * messages of a batch one after another on the session.  Both say what the
  * blocking session (src/smtp/) says: the transaction is prepared by its
  * own I/O-free code (mwi_smtp_tx_prepare, envelope.c, message.c's
  * encoder) run on `sh`, a session shell without a connection, so the
@@ -77,6 +78,7 @@ typedef struct sj {
     mw_smtp_env main_env;
     mw_smtp_result **result_out;
     int *ready_out;
+    struct sjb *b; /* a batch (smtp_batch.c), or NULL: one message */
 } sj;
 
 /* ---- smtp_job.c ---- */
@@ -104,6 +106,8 @@ void mwi_sj_auth_free(sj *p);
 /* ---- smtp_tx.c ---- */
 /* The session is ready: prepare the transaction and send its envelope. */
 void mwi_sj_tx_start(sj *p);
+/* The envelope of the transaction prepared in p->t, from MAIL on. */
+void mwi_sj_tx_send(sj *p);
 /* A complete reply in the transaction's states. */
 void mwi_sj_tx_reply(sj *p);
 /* Keeps the output fed with the message while in S_BODY. */
@@ -116,5 +120,22 @@ int mwi_sj_salvage_reply(sj *p, const char *why);
 void mwi_sj_tx_after(sj *p);
 /* Hands the result out and frees the transaction's parts. */
 void mwi_sj_tx_free(sj *p);
+
+/* ---- smtp_batch.c ---- */
+/* Sets up a batch on p (the callbacks checked).  0, or an error code. */
+int mwi_sjb_new(sj *p, const mw_loop_smtp_batch *b, mw_error *err);
+void mwi_sjb_free(sj *p);
+/* The session is ready: the first message. */
+void mwi_sjb_start(sj *p);
+/* The transaction (and its Bcc copy) is over, with p->end_rc and
+ * p->end_err: the message is reported, the next one starts or QUIT. */
+void mwi_sjb_after(sj *p);
+/* The end of a message's data is queued: the next envelope behind it,
+ * when RFC 2920 §3.1 allows. */
+void mwi_sjb_cross(sj *p);
+/* The job ends with code: the messages in hand are reported. */
+void mwi_sjb_abandon(sj *p, int code);
+/* 1 once the job is ending (mw_loop_smtp_alive). */
+int mwi_sjb_ending(const sj *p);
 
 #endif

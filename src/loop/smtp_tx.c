@@ -151,6 +151,12 @@ void mwi_sj_tx_start(sj *p)
         mwi_sj_finish(p, rc, 0);
         return;
     }
+    mwi_sj_tx_send(p);
+}
+
+void mwi_sj_tx_send(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
     /* RFC 2920: MAIL, every RCPT and DATA in one write, DATA only when no
      * RCPT outcome could make us stop (transaction.c says why). */
     t->pipe_data = t->pipelining && !t->chunking && (t->m.atleastone || t->res->nrcpt == 1);
@@ -304,8 +310,12 @@ static void final_reply(sj *p)
     t->res->sent = 1;
     for (size_t i = 0; i < t->res->nrcpt; i++)
         t->res->rcpt[i].delivered = t->res->rcpt[i].accepted;
-    p->job->result.sent = 1;
-    p->job->result.messages = 1;
+    if (p->b) {
+        p->job->result.sent++; /* a batch: messages accepted */
+    } else {
+        p->job->result.sent = 1;
+        p->job->result.messages = 1;
+    }
     mwi_sj_finish(p, 0, 0);
 }
 
@@ -436,6 +446,7 @@ void mwi_sj_tx_feed(sj *p)
             p->t.res->octets = x->enc.out_octets;
             mwi_lconn_info(&p->c, "(%llu octets of message data)",
                            (unsigned long long)x->enc.out_octets);
+            if (p->b) mwi_sjb_cross(p); /* a batch: the next envelope behind it */
             return;
         }
         /* 1: the end is encoded, sent with what is in x->out */
@@ -517,7 +528,11 @@ void mwi_sj_tx_after(sj *p)
         bcc_done(p);
     else if (bcc_start(p))
         return;
-    if (!p->job->done) mwi_sj_send(p, S_QUIT, "QUIT", 4, NULL, "QUIT");
+    if (p->job->done) return;
+    if (p->b) /* a batch: this message reported, the next one */
+        mwi_sjb_after(p);
+    else
+        mwi_sj_send(p, S_QUIT, "QUIT", 4, NULL, "QUIT");
 }
 
 void mwi_sj_tx_free(sj *p)

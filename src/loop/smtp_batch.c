@@ -1,0 +1,301 @@
+/* The loop's SMTP batch (loop.h, mw_loop_add_smtp_batch; smtp_job.h):
+ * the send job's session kept after each transaction for the next
+ * message, as src/smtp/batch.c sends a batch over the blocking session.
+ * A message is taken from the caller's next callback when its turn comes;
+ * with PIPELINING, the next one is taken as soon as the end of the
+ * current message's data is queued, and its envelope goes out behind it
+ * (RFC 2920 §3.1: message content may be followed by the next group), so
+ * the server answers both at once.  Each message's outcome goes to the
+ * caller's done callback, in order, exactly once. */
+#include "loop/smtp_job.h"
+#include "util/err.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct sjb {
+    mw_loop_smtp_batch cb;
+    mw_smtp_msg m[2]; /* the caller's: m[slot] is p->t's message, the other nt's */
+    int slot;
+    size_t index; /* of p->t's message */
+    size_t asked; /* messages taken from next */
+    int more;     /* next may have more: 1; none: 0; its failure: < 0 */
+    int in_hand;  /* p->t's message is not reported yet */
+    int crossed;  /* nt holds message nt_index */
+    int nt_sent;  /* its envelope went out behind the data (nt_owed replies) */
+    size_t nt_index, nt_owed;
+    mwi_smtp_tx nt;   /* the next message, prepared */
+    int depth, again; /* run()'s trampoline: no recursion message after message */
+    int ending;       /* the job is ending (mw_loop_smtp_alive) */
+    int64_t deadline; /* the session's own (max_time_ms), between messages */
+    int max_time_ms;
+} sjb;
+
+int mwi_sjb_new(sj *p, const mw_loop_smtp_batch *b, mw_error *err)
+{
+    if (!b || b->version != MW_LOOP_SMTP_BATCH_VERSION || !b->next || !b->done)
+        return mwi_err_set(err, MW_EINVAL,
+                           "mw_loop_smtp_batch missing, of another version, or without next "
+                           "and done");
+    if (!(p->b = calloc(1, sizeof *p->b))) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+    p->b->cb = *b;
+    p->b->more = 1;
+    return 0;
+}
+
+/* A prepared transaction that will not be sent: its memory goes. */
+static void tx_drop(sj *p, mwi_smtp_tx *t)
+{
+    mwi_smtp_tx_discard(p->sh, t);
+    mw_smtp_result_free(t->res);
+    t->res = NULL;
+}
+
+void mwi_sjb_free(sj *p)
+{
+    if (!p->b) return;
+    if (p->b->crossed) tx_drop(p, &p->b->nt);
+    free(p->b);
+    p->b = NULL;
+}
+
+int mwi_sjb_ending(const sj *p)
+{
+    return p->b && p->b->ending;
+}
+
+/* Asks next for message `asked` into m[k]: 1 when it gave one. */
+static int take(sj *p, int k)
+{
+    sjb *b = p->b;
+    if (b->more <= 0 || p->job->cancel_rc) return 0;
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    b->more = b->cb.next(p->job, b->asked, &m, b->cb.userdata);
+    if (b->more <= 0) return 0;
+    b->m[k] = m;
+    b->asked++;
+    p->job->result.messages++;
+    return 1;
+}
+
+/* The deadline of the transaction starting now: the session's, or
+ * tx_max_time_ms from now when that comes first (mw_smtp_set_maxtime). */
+static void tx_deadline(sj *p)
+{
+    sjb *b = p->b;
+    p->c.total_deadline = b->deadline;
+    p->c.max_time_ms = b->max_time_ms;
+    if (p->tx_max_time_ms > 0) {
+        int64_t d = mw_now_ms() + p->tx_max_time_ms;
+        if (d < p->c.total_deadline) {
+            p->c.total_deadline = d;
+            p->c.max_time_ms = 0; /* what runs out now is not the session's max-time */
+        }
+    }
+}
+
+/* What one message left in sj, cleared for the next. */
+static void tx_reset(sj *p)
+{
+    p->body_queued = p->end_rc = p->bdat_rc = p->mail_code = 0;
+    p->bdat_owed = p->bdat_chunks = 0;
+    mw_error_clear(&p->end_err);
+    mw_error_clear(&p->mail_err);
+    mw_error_clear(&p->bdat_err);
+    p->bcc_state = 0;
+    free(p->bcc_built);
+    p->bcc_built = NULL;
+    mwi_smtp_env_free(&p->main_env);
+    free(p->whole);
+    free(p->seven);
+    p->whole = p->seven = NULL;
+    p->whole_len = p->seven_len = 0;
+    if (p->msg == &p->own) p->msg = NULL;
+}
+
+/* p->t's message to done() with rc and e; then its transaction goes. */
+static void report(sj *p, int rc, const mw_error *e)
+{
+    sjb *b = p->b;
+    mwi_smtp_tx *t = &p->t;
+    if (p->main_res) { /* ended during the Bcc copy: its recipients join */
+        mwi_smtp_bcc_merge(p->sh, p->main_res, t->res, 0);
+        t->res = p->main_res;
+        p->main_res = NULL;
+    }
+    mw_error er;
+    mw_error_clear(&er);
+    if (rc) {
+        er = *e;
+        if (er.code == 0) mwi_err_set(&er, rc, "%s", mw_strerror(rc));
+    }
+    b->in_hand = 0;
+    b->cb.done(p->job, b->index, rc, t->res, &er, b->cb.userdata);
+    mwi_sj_tx_free(p); /* result_out is NULL: the result is freed */
+    tx_reset(p);
+}
+
+/* No more messages (or next failed, or a cancel is pending): QUIT, with
+ * the batch's outcome. */
+static void quit(sj *p)
+{
+    sjb *b = p->b;
+    p->c.total_deadline = b->deadline;
+    p->c.max_time_ms = b->max_time_ms;
+    p->end_rc = b->more < 0 ? b->more : 0;
+    mw_error_clear(&p->end_err);
+    if (p->end_rc)
+        mwi_err_set(&p->end_err, p->end_rc, "the batch's next callback ended it: %s",
+                    mw_strerror(p->end_rc));
+    mwi_sj_send(p, S_QUIT, "QUIT", 4, NULL, "QUIT");
+}
+
+/* The crossed message becomes p->t: its replies are the next to come. */
+static void switch_to_next(sj *p)
+{
+    sjb *b = p->b;
+    b->crossed = 0;
+    b->slot ^= 1;
+    b->index = b->nt_index;
+    b->in_hand = 1;
+    p->t = b->nt;
+    p->t.r.m = &p->t.m; /* the one pointer into itself */
+    memset(&b->nt, 0, sizeof b->nt);
+    p->msg = &b->m[b->slot];
+    mw_error_clear(&p->sh->err);
+    tx_deadline(p);
+    if (p->t.prep_rc) {
+        p->sh->err = p->t.prep_err;
+        mwi_sj_finish(p, p->t.prep_rc, 0);
+        return;
+    }
+    if (!b->nt_sent) {
+        mwi_sj_tx_send(p);
+        return;
+    }
+    p->rcpt_got = 0;
+    p->rcpt_sent = p->t.res->nrcpt;
+    p->owed = b->nt_owed;
+    p->waiting = "MAIL";
+    mwi_sj_set_state(p, S_ENVELOPE);
+    mwi_smtp_reply_init(p->reply);
+}
+
+/* The next message: the crossed one, or one taken now; else QUIT. */
+static void advance(sj *p)
+{
+    sjb *b = p->b;
+    if (b->crossed) {
+        switch_to_next(p);
+        return;
+    }
+    if (!take(p, b->slot)) {
+        quit(p);
+        return;
+    }
+    b->index = b->asked - 1;
+    b->in_hand = 1;
+    p->msg = &b->m[b->slot];
+    mw_error_clear(&p->sh->err);
+    tx_deadline(p);
+    mwi_sj_tx_start(p);
+}
+
+/* advance() until a message waits for the server: a message that fails
+ * before anything is sent is reported from inside advance(), which asks
+ * for the next one here instead of recursing. */
+static void run(sj *p)
+{
+    sjb *b = p->b;
+    if (b->depth) {
+        b->again = 1;
+        return;
+    }
+    b->depth = 1;
+    do {
+        b->again = 0;
+        advance(p);
+    } while (b->again && !p->job->done);
+    b->depth = 0;
+}
+
+void mwi_sjb_start(sj *p)
+{
+    p->b->deadline = p->c.total_deadline;
+    p->b->max_time_ms = p->c.max_time_ms;
+    run(p);
+}
+
+void mwi_sjb_after(sj *p)
+{
+    report(p, p->end_rc, &p->end_err);
+    if (!p->job->done) run(p);
+}
+
+/* Queues the prepared nt's MAIL, RCPTs and DATA behind the data (the
+ * state stays S_BODY, awaiting the final reply).  0, or -1 when the job
+ * ended. */
+static int send_crossed(sj *p, mwi_smtp_tx *n)
+{
+    sjb *b = p->b;
+    char line[MWI_SMTP_RCPT_LINE];
+    for (size_t i = 0; i < n->res->nrcpt; i++) /* a line over the cap: sent in its turn */
+        if (!mwi_smtp_rcpt_line(line, sizeof line, &n->m, n->dsn, n->res->rcpt[i].address))
+            return 0;
+    mw_error keep = p->sh->err;
+    const char *waiting = p->waiting;
+    n->pipe_data = n->m.atleastone || n->res->nrcpt == 1;
+    if (mwi_sj_send(p, S_BODY, n->mail, n->ml, NULL, "MAIL")) return -1;
+    for (size_t i = 0; i < n->res->nrcpt; i++) {
+        size_t len = mwi_smtp_rcpt_line(line, sizeof line, &n->m, n->dsn, n->res->rcpt[i].address);
+        if (mwi_sj_send(p, S_BODY, line, len, NULL, "RCPT")) return -1;
+    }
+    if (n->pipe_data && mwi_sj_send(p, S_BODY, "DATA", 4, NULL, "DATA")) return -1;
+    p->sh->err = keep;
+    p->waiting = waiting;
+    b->nt_sent = 1;
+    b->nt_owed = 1 + n->res->nrcpt + (size_t)n->pipe_data;
+    return 0;
+}
+
+void mwi_sjb_cross(sj *p)
+{
+    sjb *b = p->b;
+    mwi_smtp_tx *t = &p->t;
+    if (b->crossed || b->cb.no_message_pipelining || !t->pipelining || t->chunking ||
+        p->downgrade || p->bcc_state || (t->m.bcc_digest && t->env.nbcc > 0))
+        return;
+    int k = b->slot ^ 1;
+    if (!take(p, k)) return;
+    b->crossed = 1;
+    b->nt_sent = 0;
+    b->nt_index = b->asked - 1;
+    mw_error keep = p->sh->err;
+    mw_error_clear(&p->sh->err);
+    mwi_smtp_tx *n = &b->nt;
+    int rc = mwi_smtp_tx_prepare(p->sh, n, &b->m[k]);
+    n->prep_rc = rc;
+    n->prep_err = p->sh->err;
+    p->sh->err = keep;
+    /* Only a message as the current one (pipelined, DATA) goes behind it;
+     * BDAT or a refusal waits for its turn. */
+    if (rc || n->chunking || !n->pipelining) return;
+    send_crossed(p, n);
+}
+
+void mwi_sjb_abandon(sj *p, int code)
+{
+    sjb *b = p->b;
+    b->ending = 1;
+    if (b->in_hand) report(p, code ? code : MW_ESTATE, &p->sh->err);
+    if (b->crossed) {
+        b->crossed = 0;
+        tx_drop(p, &b->nt);
+        mw_error e;
+        mw_error_clear(&e);
+        mwi_err_set(&e, MW_ESTATE,
+                    "the session is not ready to send (the connection failed "
+                    "earlier)");
+        b->cb.done(p->job, b->nt_index, MW_ESTATE, NULL, &e, b->cb.userdata);
+    }
+}

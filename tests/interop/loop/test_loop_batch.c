@@ -1,0 +1,329 @@
+/* The loop's SMTP batch (mw_loop_add_smtp_batch) without a server: the
+ * peer is a thread playing a script over a socketpair, and the client's
+ * bytes are compared line by line with what the script expects.  Cases:
+ * message pipelining (the next envelope behind the data, RFC 2920 §3.1)
+ * with a refused recipient in the middle (RSET, then the next message),
+ * no PIPELINING, pipelining turned off, the final reply 421 with the next
+ * envelope out (the next message MW_ESTATE), a connection lost between
+ * messages, a message refused before anything was sent, next's own
+ * failure, and a batch of none.  Every per-message callback counted and
+ * ordered.  TAP; the peer waits on its socket, never on time. */
+#include "loop/loop_int.h"
+#include "mailwire/loop.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int ntest, failed;
+static void ok(int cond, const char *name)
+{
+    printf("%sok %d - %s\n", cond ? "" : "not ", ++ntest, name);
+    if (!cond) failed = 1;
+}
+
+/* The peer: "C:text" a client line that must be text, "D" client lines up
+ * to the lone dot, "S:raw" written (\n becomes CR LF), "X" close. */
+typedef struct peer {
+    int fd;
+    const char *const *script;
+    char in[8192];
+    size_t len;
+    int bad; /* the step where the client said something else, + 1 */
+    char got[200];
+} peer;
+
+static int peer_line(peer *pp, char *line, size_t cap)
+{
+    for (;;) {
+        char *nl = memchr(pp->in, '\n', pp->len);
+        if (nl) {
+            size_t l = (size_t)(nl - pp->in);
+            size_t c = l && nl[-1] == '\r' ? l - 1 : l;
+            if (c >= cap) c = cap - 1;
+            memcpy(line, pp->in, c);
+            line[c] = 0;
+            memmove(pp->in, nl + 1, pp->len - l - 1);
+            pp->len -= l + 1;
+            return 0;
+        }
+        if (pp->len == sizeof pp->in) return -1;
+        ssize_t n = recv(pp->fd, pp->in + pp->len, sizeof pp->in - pp->len, 0);
+        if (n <= 0) return -1;
+        pp->len += (size_t)n;
+    }
+}
+
+static void *peer_run(void *arg)
+{
+    peer *pp = arg;
+    char line[1200];
+    for (int k = 0; pp->script[k] && !pp->bad; k++) {
+        const char *s = pp->script[k];
+        if (s[0] == 'S') {
+            char out[1024];
+            size_t o = 0;
+            for (const char *q = s + 2; *q && o + 2 < sizeof out; q++) {
+                if (*q == '\n') out[o++] = '\r';
+                out[o++] = *q;
+            }
+            if (send(pp->fd, out, o, MSG_NOSIGNAL) != (ssize_t)o) pp->bad = k + 1;
+        } else if (s[0] == 'C') {
+            if (peer_line(pp, line, sizeof line) || strcmp(line, s + 2)) {
+                snprintf(pp->got, sizeof pp->got, "%.199s", line);
+                pp->bad = k + 1;
+            }
+        } else if (s[0] == 'D') {
+            do {
+                if (peer_line(pp, line, sizeof line)) pp->bad = k + 1;
+            } while (!pp->bad && strcmp(line, "."));
+        } else if (s[0] == 'X') {
+            shutdown(pp->fd, SHUT_RDWR);
+        }
+    }
+    return NULL;
+}
+
+/* The batch's side: messages from a table, outcomes recorded. */
+typedef struct bt {
+    int n;              /* messages next gives */
+    int fail_at;        /* next returns MW_EIO at this index (-1: never) */
+    const char *bad_to; /* message 1's recipient, when set */
+    const char *to[1];
+    int rc[8];
+    size_t order[8];
+    int ndone, alive[8];
+    int job_n, job_code, job_sent;
+    uint64_t job_msgs;
+    char first_err[200];
+} bt;
+
+static int next_cb(mw_loop_job *job, size_t i, mw_smtp_msg *m, void *ud)
+{
+    (void)job;
+    bt *b = ud;
+    if ((int)i == b->fail_at) return MW_EIO;
+    if ((int)i >= b->n) return 0;
+    static const char body[] = "Subject: batch\n\nhello\n";
+    m->data = body;
+    m->len = sizeof body - 1;
+    m->originator = "a@x.test";
+    m->recipients = i == 1 && b->bad_to ? &b->bad_to : b->to;
+    m->nrecipients = 1;
+    m->atleastone = 0;
+    return 1;
+}
+
+static void msg_cb(mw_loop_job *job, size_t i, int rc, const mw_smtp_result *r, const mw_error *e,
+                   void *ud)
+{
+    (void)r;
+    bt *b = ud;
+    if (b->ndone < 8) {
+        b->order[b->ndone] = i;
+        b->rc[b->ndone] = rc;
+        b->alive[b->ndone] = mw_loop_smtp_alive(job);
+    }
+    if (rc && !b->first_err[0]) snprintf(b->first_err, sizeof b->first_err, "%.199s", e->message);
+    b->ndone++;
+}
+
+static void job_cb(mw_loop_job *job, const mw_loop_result *r, void *ud)
+{
+    (void)job;
+    bt *b = ud;
+    b->job_n++;
+    b->job_code = r->code;
+    b->job_sent = r->sent;
+    b->job_msgs = r->messages;
+}
+
+/* Runs a batch of b against script; returns the peer's first bad step
+ * (0: every line as expected). */
+static int run(bt *b, const char *const *script, int no_msg_pipelining)
+{
+    int sv[2];
+    mw_loop *loop = NULL;
+    if (mw_loop_new(&loop, NULL, NULL) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return -1;
+    peer pp = {.fd = sv[1], .script = script};
+    pthread_t th;
+    if (pthread_create(&th, NULL, peer_run, &pp)) return -1;
+    b->to[0] = "b@y.test";
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.host = "peer";
+    o.tls = MW_TLS_NONE;
+    o.helo = "localhost";
+    o.io_timeout_ms = 120000;
+    mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
+    cb.next = next_cb;
+    cb.done = msg_cb;
+    cb.userdata = b;
+    cb.no_message_pipelining = no_msg_pipelining;
+    mw_error err = {0};
+    int rc = mwi_loop_add_smtp_batch_fd(loop, NULL, &o, &cb, sv[0], job_cb, b, &err);
+    if (!rc) rc = mw_loop_run(loop, mw_now_ms() + 300000, &err);
+    mw_loop_free(loop);
+    shutdown(sv[1], SHUT_RDWR); /* the peer stops waiting, if it still does */
+    pthread_join(th, NULL);
+    close(sv[1]);
+    if (pp.bad) printf("# peer step %d: got \"%s\"\n", pp.bad, pp.got);
+    return rc ? -1 : pp.bad;
+}
+
+#define HELLO "S:220 scripted\n", "C:EHLO localhost"
+#define ENV   "C:MAIL FROM:<a@x.test>", "C:RCPT TO:<b@y.test>", "C:DATA"
+
+static void pipelined(void)
+{
+    /* Message 2's recipient is refused: RSET, then message 3. */
+    static const char *const s[] = {
+        HELLO, "S:250-scripted\n250 PIPELINING\n", ENV, "S:250 ok\n250 ok\n354 go\n", "D",
+        /* the next envelope before the reply to the dot */
+        ENV, "S:250 ok 1\n250 ok\n550 5.1.1 no such user\n554 no rcpt\n", "C:RSET", "S:250 reset\n",
+        ENV, "S:250 ok\n250 ok\n354 go\n", "D", "S:250 ok 3\n", "C:QUIT", "S:221 bye\n", NULL};
+    bt b = {.n = 3, .fail_at = -1};
+    int bad = run(&b, s, 0);
+    ok(bad == 0, "pipelined batch: the next envelope behind the data, RSET after the refusal");
+    ok(b.ndone == 3 && b.order[0] == 0 && b.order[1] == 1 && b.order[2] == 2 && b.rc[0] == 0 &&
+           b.rc[1] == MW_ESERVER && b.rc[2] == 0 && b.alive[1] == 1,
+       "each message reported once, in order: sent, MW_ESERVER (session alive), sent");
+    ok(strstr(b.first_err, "550") != NULL, "the refusal's error names the 550");
+    ok(b.job_n == 1 && b.job_code == 0 && b.job_msgs == 3 && b.job_sent == 2,
+       "the job: 0, 3 messages taken, 2 sent");
+}
+
+static void not_pipelined(void)
+{
+    static const char *const plain[] = {HELLO,
+                                        "S:250 scripted\n",
+                                        "C:MAIL FROM:<a@x.test>",
+                                        "S:250 ok\n",
+                                        "C:RCPT TO:<b@y.test>",
+                                        "S:250 ok\n",
+                                        "C:DATA",
+                                        "S:354 go\n",
+                                        "D",
+                                        "S:250 ok 1\n",
+                                        "C:MAIL FROM:<a@x.test>",
+                                        "S:250 ok\n",
+                                        "C:RCPT TO:<b@y.test>",
+                                        "S:250 ok\n",
+                                        "C:DATA",
+                                        "S:354 go\n",
+                                        "D",
+                                        "S:250 ok 2\n",
+                                        "C:QUIT",
+                                        "S:221 bye\n",
+                                        NULL};
+    bt b = {.n = 2, .fail_at = -1};
+    ok(run(&b, plain, 0) == 0 && b.ndone == 2 && b.rc[0] == 0 && b.rc[1] == 0 && b.job_code == 0 &&
+           b.job_sent == 2,
+       "no PIPELINING: command by command, two messages sent");
+    /* PIPELINING offered, message pipelining off: each waits for the dot. */
+    static const char *const off[] = {HELLO,    "S:250-scripted\n250 PIPELINING\n",
+                                      ENV,      "S:250 ok\n250 ok\n354 go\n",
+                                      "D",      "S:250 ok 1\n",
+                                      ENV,      "S:250 ok\n250 ok\n354 go\n",
+                                      "D",      "S:250 ok 2\n",
+                                      "C:QUIT", "S:221 bye\n",
+                                      NULL};
+    bt c = {.n = 2, .fail_at = -1};
+    ok(run(&c, off, 1) == 0 && c.ndone == 2 && c.rc[0] == 0 && c.rc[1] == 0 && c.job_sent == 2,
+       "no_message_pipelining: each envelope after the previous final reply");
+}
+
+static void session_dies(void)
+{
+    /* 421 to the dot while message 2's envelope is out: 1 MW_ETEMP, 2 MW_ESTATE. */
+    static const char *const s421[] = {HELLO,
+                                       "S:250-scripted\n250 PIPELINING\n",
+                                       ENV,
+                                       "S:250 ok\n250 ok\n354 go\n",
+                                       "D",
+                                       ENV,
+                                       "S:421 4.3.2 going down\n",
+                                       "X",
+                                       NULL};
+    bt b = {.n = 3, .fail_at = -1};
+    ok(run(&b, s421, 0) == 0 && b.ndone == 2 && b.rc[0] == MW_ETEMP && b.rc[1] == MW_ESTATE &&
+           b.alive[0] == 0 && b.order[1] == 1,
+       "421 to the dot: that message MW_ETEMP, the crossed one MW_ESTATE, no third asked");
+    ok(b.job_n == 1 && b.job_code == MW_ETEMP && b.job_msgs == 2,
+       "the job ends with the failure that ended the session");
+    /* Closed after the first message's reply: the second was in flight. */
+    static const char *const cut[] = {HELLO,
+                                      "S:250-scripted\n250 PIPELINING\n",
+                                      ENV,
+                                      "S:250 ok\n250 ok\n354 go\n",
+                                      "D",
+                                      ENV,
+                                      "S:250 ok 1\n",
+                                      "X",
+                                      NULL};
+    bt c = {.n = 2, .fail_at = -1};
+    ok(run(&c, cut, 0) == 0 && c.ndone == 2 && c.rc[0] == 0 && c.rc[1] == MW_ENET &&
+           c.alive[1] == 0 && c.job_code == MW_ENET,
+       "connection lost after a reply: the first sent, the second MW_ENET, session not alive");
+}
+
+static void refusals(void)
+{
+    /* Message 2 has a recipient with a space: refused before anything goes. */
+    static const char *const s[] = {HELLO,    "S:250-scripted\n250 PIPELINING\n",
+                                    ENV,      "S:250 ok\n250 ok\n354 go\n",
+                                    "D",      "S:250 ok 1\n",
+                                    ENV,      "S:250 ok\n250 ok\n354 go\n",
+                                    "D",      "S:250 ok 3\n",
+                                    "C:QUIT", "S:221 bye\n",
+                                    NULL};
+    bt b = {.n = 3, .fail_at = -1, .bad_to = "bad\r\nRSET@y.test"};
+    ok(run(&b, s, 0) == 0 && b.ndone == 3 && b.rc[0] == 0 && b.rc[1] == MW_EINVAL && b.rc[2] == 0 &&
+           b.job_code == 0,
+       "a message refused before sending (CR LF in an address): MW_EINVAL, the others sent");
+    /* next fails at the second message: QUIT, the job ends with its code. */
+    static const char *const f[] = {HELLO,
+                                    "S:250 scripted\n",
+                                    "C:MAIL FROM:<a@x.test>",
+                                    "S:250 ok\n",
+                                    "C:RCPT TO:<b@y.test>",
+                                    "S:250 ok\n",
+                                    "C:DATA",
+                                    "S:354 go\n",
+                                    "D",
+                                    "S:250 ok 1\n",
+                                    "C:QUIT",
+                                    "S:221 bye\n",
+                                    NULL};
+    bt c = {.n = 3, .fail_at = 1};
+    ok(run(&c, f, 0) == 0 && c.ndone == 1 && c.rc[0] == 0 && c.job_code == MW_EIO,
+       "next's failure: QUIT, the job's result is its code");
+    /* No message at all: EHLO and QUIT. */
+    static const char *const none[] = {HELLO, "S:250 scripted\n", "C:QUIT", "S:221 bye\n", NULL};
+    bt d = {.n = 0, .fail_at = -1};
+    ok(run(&d, none, 0) == 0 && d.ndone == 0 && d.job_code == 0 && d.job_msgs == 0,
+       "a batch of none: EHLO, QUIT, result 0");
+}
+
+int main(void)
+{
+    printf("1..13\n");
+    mw_loop *loop = NULL;
+    mw_loop_new(&loop, NULL, NULL);
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.host = "127.0.0.1";
+    mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
+    mw_error err = {0};
+    ok(mw_loop_add_smtp_batch(loop, NULL, &o, &cb, NULL, NULL, &err) == MW_EINVAL &&
+           mw_loop_running(loop) == 0,
+       "a batch without next and done: MW_EINVAL, nothing added");
+    mw_loop_free(loop);
+    pipelined();
+    not_pipelined();
+    session_dies();
+    refusals();
+    return failed;
+}
