@@ -65,6 +65,9 @@ typedef struct sj {
     size_t bdat_owed, bdat_chunks;
     int bdat_rc;
     mw_error bdat_err;
+    /* A batch: a BDAT transfer failed, RSET goes before the next MAIL
+     * (RFC 3030 §2); that RSET's reply is owed first. */
+    int bdat_dirty, rset_owed;
     mw_error mail_err, end_err; /* MAIL's refusal; the outcome kept through RSET/QUIT */
     /* The Bcc digest (bcc.c), a second transaction after the first: 1
      * while it runs, 2 once done; the first's result, outcome and envelope
