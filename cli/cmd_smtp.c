@@ -43,7 +43,7 @@ static void smtp_usage(FILE *f)
     mw_cli_conn_usage(f);
 }
 
-static int cmd_capa(smtp_cli *c, mw_smtp *s)
+static int cmd_capa(smtp_cli *c, const mw_smtp *s)
 {
     const char *t[2] = {mw_smtp_ehlo_text(s, 0), mw_smtp_ehlo_text(s, 1)};
     unsigned port;
@@ -133,7 +133,7 @@ typedef struct srvinfo {
 static const char noesmtp[] = "the server does not speak ESMTP (EHLO refused, HELO "
                               "accepted): no extensions";
 
-static void srvinfo_get(srvinfo *v, const smtp_cli *c, mw_smtp *s)
+static void srvinfo_get(srvinfo *v, const smtp_cli *c, const mw_smtp *s)
 {
     memset(v, 0, sizeof *v);
     v->srv = mw_smtp_server(s, &v->port);
@@ -262,7 +262,7 @@ static void srvinfo_text(const srvinfo *v)
         printf("(A server may offer more, or other, mechanisms after STARTTLS.)\n");
 }
 
-static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
+static int cmd_serverinfo(smtp_cli *c, const mw_smtp *s)
 {
     srvinfo v;
     srvinfo_get(&v, c, s);
@@ -563,19 +563,58 @@ static int send_option(send_args *sa, int argc, char **argv, int *i)
     return 0;
 }
 
+/* capa and serverinfo on the loop: a batch of no message, whose next
+ * callback (asked once the session is ready) prints the session. */
+typedef struct show {
+    smtp_cli *c;
+    const char *sub;
+    int rc;
+} show;
+
+static int show_next(mw_loop_job *job, size_t index, mw_smtp_msg *m, void *ud)
+{
+    (void)index;
+    (void)m;
+    show *w = ud;
+    const mw_smtp *s = mw_loop_smtp_session(job);
+    w->rc = !strcmp(w->sub, "capa") ? cmd_capa(w->c, s) : cmd_serverinfo(w->c, s);
+    return 0;
+}
+
+static void show_done(mw_loop_job *job, size_t index, int rc, const mw_smtp_result *r,
+                      const mw_error *err, void *ud)
+{
+    (void)job, (void)index, (void)rc, (void)r, (void)err, (void)ud; /* no message */
+}
+
+static int show_on_loop(smtp_cli *c, const char *sub)
+{
+    show w = {c, sub, 0};
+    mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
+    cb.next = show_next;
+    cb.done = show_done;
+    cb.userdata = &w;
+    int ready = 0;
+    mw_error err;
+    mw_error_clear(&err);
+    int rc = smtp_loop_run(c, &cb, 0, &ready, &err);
+    if (rc || ready <= 0) return smtp_loop_failed(c, rc ? rc : err.code, &err);
+    return w.rc;
+}
+
 /* `mailwire smtp` under MAILWIRE_ENGINE=loop: send as a batch job;
  * what the loop cannot do yet is an error naming it, never a fallback. */
 static int smtp_on_loop(smtp_cli *c, const char *sub, const send_args *sa)
 {
     int login = !strcmp(sub, "send");
-    const char *why = login ? smtp_loop_gap(c, login) : "smtp capa and serverinfo";
+    const char *why = smtp_loop_gap(c, login);
     if (why) {
         fprintf(stderr, "mailwire smtp: not on the loop engine yet: %s\n", why);
         return EX_UNAVAILABLE_;
     }
     int rc = smtp_loop_creds(c, login);
     if (rc) return rc;
-    return send_files(c, NULL, sa);
+    return login ? send_files(c, NULL, sa) : show_on_loop(c, sub);
 }
 
 int mw_cmd_smtp(int argc, char **argv)

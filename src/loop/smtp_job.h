@@ -47,7 +47,8 @@ typedef struct sj {
     int downgrade;       /* opts.downgrade: a binary message re-encoded when needed */
     char *whole, *seven; /* --downgrade: the message read whole, and as 7-bit */
     size_t whole_len, seven_len;
-    int plain_ok; /* opportunistic TLS: STARTTLS not offered or refused */
+    int plain_ok;   /* opportunistic TLS: STARTTLS not offered or refused */
+    int after_stls; /* EHLO after STARTTLS: its text is mw_smtp_ehlo_text(s, 1) */
     int tx_max_time_ms;
     mw_smtp_reply *reply;
     const char *waiting; /* what the reply awaited answers (error texts) */
