@@ -132,8 +132,8 @@ static int other_modes(send_run *R)
     send_args *A = &R->A;
     smtp_cli *c = &R->c;
     if (A->mode == 'i') return 0; /* -bi / -I: no alias database to build */
-    if (R->engine == MW_CLI_ENGINE_LOOP && A->mode != 'm')
-        return send_loop_refuse(c, A->mode == 's' ? "-bs (SMTP on stdin)" : "the queue (-q, -bp)");
+    if (R->engine == MW_CLI_ENGINE_LOOP && A->mode != 'm' && A->mode != 's')
+        return send_loop_refuse(c, "the queue (-q, -bp)");
     if (A->mode == 'q' || A->mode == 'p') {
         /* -q is `queue flush` (deliver all queued mail), -bp `queue list`. */
         if (c->conn.config_path) { /* -C */

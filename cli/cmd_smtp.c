@@ -43,7 +43,7 @@ static void smtp_usage(FILE *f)
     mw_cli_conn_usage(f);
 }
 
-static int cmd_capa(smtp_cli *c, mw_smtp *s)
+static int cmd_capa(smtp_cli *c, const mw_smtp *s)
 {
     const char *t[2] = {mw_smtp_ehlo_text(s, 0), mw_smtp_ehlo_text(s, 1)};
     unsigned port;
@@ -133,7 +133,7 @@ typedef struct srvinfo {
 static const char noesmtp[] = "the server does not speak ESMTP (EHLO refused, HELO "
                               "accepted): no extensions";
 
-static void srvinfo_get(srvinfo *v, const smtp_cli *c, mw_smtp *s)
+static void srvinfo_get(srvinfo *v, const smtp_cli *c, const mw_smtp *s)
 {
     memset(v, 0, sizeof *v);
     v->srv = mw_smtp_server(s, &v->port);
@@ -262,7 +262,7 @@ static void srvinfo_text(const srvinfo *v)
         printf("(A server may offer more, or other, mechanisms after STARTTLS.)\n");
 }
 
-static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
+static int cmd_serverinfo(smtp_cli *c, const mw_smtp *s)
 {
     srvinfo v;
     srvinfo_get(&v, c, s);
@@ -277,7 +277,8 @@ static int cmd_serverinfo(smtp_cli *c, mw_smtp *s)
  * the server is still answering the previous one. */
 typedef struct batch {
     smtp_cli *c;
-    mw_smtp *s;
+    mw_smtp *s;       /* the blocking session, or NULL on the loop engine: */
+    mw_loop_job *job; /* the loop's batch job, during its callbacks */
     char **files;
     size_t nfiles;
     /* This connection's share: files[todo[0..ntodo)], taken so far; those
@@ -352,7 +353,8 @@ static int lost_with_connection(int rc)
 static void batch_done(size_t index, int rc, const mw_smtp_result *r, const mw_error *err, void *ud)
 {
     batch *b = ud;
-    if (rc && b->may_retry && lost_with_connection(rc) && !mw_smtp_alive(b->s)) {
+    int alive = b->s ? mw_smtp_alive(b->s) : mw_loop_smtp_alive(b->job);
+    if (rc && b->may_retry && lost_with_connection(rc) && !alive) {
         /* Sent again over a new connection (at worst a duplicate, if the
          * server took it and its reply was lost: RFC 5321 §6.1). */
         if (b->fd[index] != 0) close(b->fd[index]);
@@ -376,6 +378,20 @@ static void batch_done(size_t index, int rc, const mw_smtp_result *r, const mw_e
     if (b->tty) batch_progress(b, 0);
 }
 
+/* The loop engine's batch job calls the same two (engine.h). */
+static int loop_next(mw_loop_job *job, size_t index, mw_smtp_msg *m, void *ud)
+{
+    (void)job;
+    return batch_next(index, m, ud);
+}
+
+static void loop_done(mw_loop_job *job, size_t index, int rc, const mw_smtp_result *r,
+                      const mw_error *err, void *ud)
+{
+    ((batch *)ud)->job = job;
+    batch_done(index, rc, r, err, ud);
+}
+
 /* `smtp send`'s own options and files. */
 typedef struct send_args {
     const char *from;
@@ -385,6 +401,8 @@ typedef struct send_args {
     size_t nfiles;
     int all_or_nothing, no_msg_pipelining;
 } send_args;
+
+static void not_sent(batch *b);
 
 /* After a batch ended with the connection gone: the files left queued for
  * the next connection, which is made when this one got a message through
@@ -400,8 +418,10 @@ static int after_lost(batch *b, mw_smtp **sp, int *fruitless, size_t sent_before
     b->ntodo = left;
     if (left == 0) return 0;
     *fruitless = b->sent > sent_before ? 0 : *fruitless + 1;
-    mw_smtp_free(*sp);
-    *sp = NULL;
+    if (sp) {
+        mw_smtp_free(*sp);
+        *sp = NULL;
+    }
     if (b->may_retry) {
         if (b->shown) fputs("\r\033[K", stderr);
         b->shown = 0;
@@ -409,9 +429,16 @@ static int after_lost(batch *b, mw_smtp **sp, int *fruitless, size_t sent_before
                 "mailwire smtp: the connection was lost; connecting again for the %zu "
                 "message%s left\n",
                 left, left == 1 ? "" : "s");
+        if (!sp) return 1; /* the loop engine: the next round's job connects */
         if (smtp_open(b->c, sp, 1) == 0) return 1;
     }
-    /* The remaining files are not sent. */
+    not_sent(b);
+    return 0;
+}
+
+/* The files left after a lost connection are not sent. */
+static void not_sent(batch *b)
+{
     for (size_t k = 0; k < b->ntodo; k++)
         fprintf(stderr, "mailwire smtp: %s: not sent (connection lost)\n", b->files[b->todo[k]]);
     if (!b->rc) {
@@ -421,7 +448,41 @@ static int after_lost(batch *b, mw_smtp **sp, int *fruitless, size_t sent_before
         mw_cli_json_error(EX_TEMPFAIL_, 0, NULL, m);
     }
     if (!b->rc) b->rc = EX_TEMPFAIL_;
-    return 0;
+}
+
+/* The rounds of send_files on the loop engine: a batch job for the files
+ * left, connected as smtp_open would (failover), until one lasted to its
+ * QUIT; the first failing to open is the command's failure. */
+static void loop_rounds(batch *b, const send_args *sa)
+{
+    mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
+    cb.next = loop_next;
+    cb.done = loop_done;
+    cb.userdata = b;
+    cb.no_message_pipelining = sa->no_msg_pipelining;
+    int fruitless = 0;
+    for (int round = 0; b->ntodo > 0; round++) {
+        b->job = NULL;
+        b->taken = 0;
+        b->nretry = 0;
+        b->may_retry = fruitless < 2;
+        size_t sent_before = b->sent;
+        int ready = 0;
+        mw_error err;
+        mw_error_clear(&err);
+        int rc = smtp_loop_run(b->c, &cb, 1, &ready, &err);
+        if (rc || ready <= 0) {
+            int ex = smtp_loop_failed(b->c, rc ? rc : err.code, &err);
+            if (round == 0)
+                b->rc = ex;
+            else
+                not_sent(b);
+            return;
+        }
+        if (err.code == MW_ENOMEM && !b->rc) b->rc = EX_SOFTWARE_;
+        if (err.code == 0) return; /* the session lasted to its QUIT */
+        if (!after_lost(b, NULL, &fruitless, sent_before)) return;
+    }
 }
 
 /* Every file over the one connection: one login for the batch, and each
@@ -454,7 +515,8 @@ static int send_files(smtp_cli *c, mw_smtp **sp, const send_args *sa)
         b.todo[f] = f;
     b.ntodo = nfiles;
     int fruitless = 0;
-    while (b.ntodo > 0) {
+    if (!sp) loop_rounds(&b, sa); /* the loop engine */
+    while (sp && b.ntodo > 0) {
         if (sa->no_msg_pipelining) mw_smtp_set_message_pipelining(*sp, 0);
         b.s = *sp;
         b.taken = 0;
@@ -501,16 +563,65 @@ static int send_option(send_args *sa, int argc, char **argv, int *i)
     return 0;
 }
 
+/* capa and serverinfo on the loop: a batch of no message, whose next
+ * callback (asked once the session is ready) prints the session. */
+typedef struct show {
+    smtp_cli *c;
+    const char *sub;
+    int rc;
+} show;
+
+static int show_next(mw_loop_job *job, size_t index, mw_smtp_msg *m, void *ud)
+{
+    (void)index;
+    (void)m;
+    show *w = ud;
+    const mw_smtp *s = mw_loop_smtp_session(job);
+    w->rc = !strcmp(w->sub, "capa") ? cmd_capa(w->c, s) : cmd_serverinfo(w->c, s);
+    return 0;
+}
+
+static void show_done(mw_loop_job *job, size_t index, int rc, const mw_smtp_result *r,
+                      const mw_error *err, void *ud)
+{
+    (void)job, (void)index, (void)rc, (void)r, (void)err, (void)ud; /* no message */
+}
+
+static int show_on_loop(smtp_cli *c, const char *sub)
+{
+    show w = {c, sub, 0};
+    mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
+    cb.next = show_next;
+    cb.done = show_done;
+    cb.userdata = &w;
+    int ready = 0;
+    mw_error err;
+    mw_error_clear(&err);
+    int rc = smtp_loop_run(c, &cb, 0, &ready, &err);
+    if (rc || ready <= 0) return smtp_loop_failed(c, rc ? rc : err.code, &err);
+    return w.rc;
+}
+
+/* `mailwire smtp` under MAILWIRE_ENGINE=loop: send as a batch job;
+ * what the loop cannot do yet is an error naming it, never a fallback. */
+static int smtp_on_loop(smtp_cli *c, const char *sub, const send_args *sa)
+{
+    int login = !strcmp(sub, "send");
+    const char *why = smtp_loop_gap(c, login);
+    if (why) {
+        fprintf(stderr, "mailwire smtp: not on the loop engine yet: %s\n", why);
+        return EX_UNAVAILABLE_;
+    }
+    int rc = smtp_loop_creds(c, login);
+    if (rc) return rc;
+    return login ? send_files(c, NULL, sa) : show_on_loop(c, sub);
+}
+
 int mw_cmd_smtp(int argc, char **argv)
 {
     /* MAILWIRE_ENGINE (engine.h): never a quiet fallback to blocking. */
     int engine = mw_cli_engine("smtp");
     if (engine < 0) return EX_USAGE_;
-    if (engine == MW_CLI_ENGINE_LOOP) {
-        fprintf(stderr, "mailwire smtp: not on the loop engine yet: mailwire smtp runs blocking "
-                        "only\n");
-        return EX_UNAVAILABLE_;
-    }
     smtp_cli c;
     memset(&c, 0, sizeof c);
     c.prog = "smtp";
@@ -558,6 +669,10 @@ int mw_cmd_smtp(int argc, char **argv)
         goto out;
     }
     if ((rc = smtp_finish(&c)) != 0) goto out;
+    if (engine == MW_CLI_ENGINE_LOOP) {
+        rc = smtp_on_loop(&c, sub, &sa);
+        goto out;
+    }
     mw_smtp *s = NULL;
     if ((rc = smtp_open(&c, &s, !strcmp(sub, "send"))) != 0) goto out;
     if (!strcmp(sub, "capa"))

@@ -2,9 +2,11 @@
 #include "send_int.h"
 #include "commands.h"
 #include "connopts.h"
+#include "engine.h"
 
 #include "mailwire/config.h"
 #include "mailwire/error.h"
+#include "mailwire/loop.h"
 #include "mailwire/mime.h"
 #include "mailwire/smtp.h"
 
@@ -280,6 +282,9 @@ typedef struct bs_state {
     mw_smtp *s;
     mw_queue *q;
     char host[256];
+    /* MAILWIRE_ENGINE=loop: the relay is a batch job whose next callback
+     * runs the dialogue up to the next DATA (bs_next) */
+    int loop, job_on, ended;
 } bs_state;
 
 static void bs_clear(bs_state *b)
@@ -326,6 +331,36 @@ static void bs_rcpt(bs_state *b)
     }
 }
 
+/* The caller's transaction as the relay sends it. */
+static void bs_msg(bs_state *b, mw_smtp_msg *m)
+{
+    m->read = bs_data_read;
+    m->read_userdata = b->in;
+    m->originator = b->mail;
+    m->recipients = (const char *const *)b->rcpt;
+    m->nrecipients = b->nrcpt;
+    m->rewrite_headers = 0; /* what the client sent, as it is */
+    m->atleastone = 0;
+    m->body = b->A->body;
+    m->dsn_notify = b->A->notify;
+    m->dsn_ret = b->A->ret;
+    m->dsn_envid = b->A->envid;
+}
+
+/* After the relay's outcome: the rest of the data read when the relay
+ * stopped early, the reply.  1 when the input ended inside DATA. */
+static int bs_answer(bs_state *b, int src, const mw_smtp_result *r, const mw_error *err)
+{
+    char scratch[4096];
+    bs_in *in = b->in;
+    while (!in->done && !(in->eof && in->s == in->e))
+        if (bs_data_read(scratch, sizeof scratch, in) < 0) break;
+    if (!in->done) return 1; /* input ended inside DATA: nothing to answer */
+    bs_final(src, r, err);
+    if (b->A->verbose) print_result(b->c, NULL, src, r, err);
+    return 0;
+}
+
 /* The transaction relayed on the session (orc 0), or refused with 451
  * (the client keeps the message).  1 when the input ended inside DATA. */
 static int bs_relay(bs_state *b, int orc, mw_error *openerr)
@@ -335,17 +370,7 @@ static int bs_relay(bs_state *b, int orc, mw_error *openerr)
     const mw_error *err = openerr;
     if (orc == 0) {
         mw_smtp_msg m = MW_SMTP_MSG_INIT;
-        m.read = bs_data_read;
-        m.read_userdata = b->in;
-        m.originator = b->mail;
-        m.recipients = (const char *const *)b->rcpt;
-        m.nrecipients = b->nrcpt;
-        m.rewrite_headers = 0; /* what the client sent, as it is */
-        m.atleastone = 0;
-        m.body = b->A->body;
-        m.dsn_notify = b->A->notify;
-        m.dsn_ret = b->A->ret;
-        m.dsn_envid = b->A->envid;
+        bs_msg(b, &m);
         src = mw_smtp_send(b->s, &m, &r);
         err = mw_smtp_error(b->s);
     } else {
@@ -355,17 +380,10 @@ static int bs_relay(bs_state *b, int orc, mw_error *openerr)
                      b->finished < 0 ? "no relay server configured (see stderr)"
                                      : "cannot log in to the relay server (see stderr)");
     }
-    /* The rest of the data when the relay stopped early. */
-    char scratch[4096];
-    bs_in *in = b->in;
-    while (!in->done && !(in->eof && in->s == in->e))
-        if (bs_data_read(scratch, sizeof scratch, in) < 0) break;
-    if (!in->done) { /* input ended inside DATA: nothing to answer */
+    if (bs_answer(b, src, r, err)) {
         mw_smtp_result_free(r);
         return 1;
     }
-    bs_final(src, r, err);
-    if (b->A->verbose) print_result(b->c, NULL, src, r, err);
     mw_smtp_result_free(r);
     if (b->s && !mw_smtp_alive(b->s)) {
         mw_smtp_free(b->s);
@@ -374,8 +392,12 @@ static int bs_relay(bs_state *b, int orc, mw_error *openerr)
     return 0;
 }
 
+static int bs_command(bs_state *b);
+static int bs_data_loop(bs_state *b);
+
 /* DATA: the relay opened on the first (its sender picks the account),
- * then the message through the queue or the session.  1: stop. */
+ * then the message through the queue or the session.  1: stop; 2 (the
+ * loop engine, a relay job running): the message is ready for it. */
 static int bs_data(bs_state *b)
 {
     smtp_cli *c = b->c;
@@ -387,6 +409,7 @@ static int bs_data(bs_state *b)
     bs_reply("354 End data with <CR><LF>.<CR><LF>");
     b->in->bol = 1;
     b->in->done = 0;
+    if (b->loop) return bs_data_loop(b);
     int orc = 0;
     mw_error openerr;
     mw_error_clear(&openerr);
@@ -417,6 +440,91 @@ static int bs_data(bs_state *b)
         return 0;
     }
     if (bs_relay(b, orc, &openerr)) return 1;
+    bs_clear(b);
+    return 0;
+}
+
+/* ---- MAILWIRE_ENGINE=loop: the relay as a batch job ----
+ * Its next callback runs the dialogue (stdin, synchronously: the loop
+ * holds this job only) up to the next DATA; message pipelining is off, so
+ * each transaction is answered before the next command is read. */
+
+static int bs_next(mw_loop_job *job, size_t index, mw_smtp_msg *m, void *ud)
+{
+    (void)job;
+    bs_state *b = ud;
+    if (b->ended) return 0;
+    int g = index == 0 ? 2 : 0; /* the first: the DATA that started the job */
+    while (g != 2) {
+        size_t n = 0;
+        g = bs_line(b->in, b->line, &n);
+        if (g == 0) break;
+        if (g == -2) {
+            bs_reply("500 5.5.2 line too long");
+            continue;
+        }
+        g = bs_command(b);
+        if (g == 1) break;
+    }
+    if (g != 2) {
+        b->ended = 1; /* QUIT or the end of the input: the relay quits too */
+        return 0;
+    }
+    bs_msg(b, m);
+    return 1;
+}
+
+static void bs_done(mw_loop_job *job, size_t index, int rc, const mw_smtp_result *r,
+                    const mw_error *err, void *ud)
+{
+    (void)job;
+    (void)index;
+    bs_state *b = ud;
+    if (bs_answer(b, rc, r, err))
+        b->ended = 1;
+    else
+        bs_clear(b);
+}
+
+/* The transaction ready after 354: a relay job started for it, on which
+ * the dialogue goes on until the session ends; or, when it cannot be
+ * opened, refused with 451 as bs_relay does.  1: stop. */
+static int bs_data_loop(bs_state *b)
+{
+    smtp_cli *c = b->c;
+    if (b->job_on) return 2; /* the job's next callback takes it */
+    if (!b->finished) {
+        c->conn.from_address = b->mail;
+        b->finished = smtp_finish(c) == 0 ? 1 : -1;
+    }
+    mw_error err;
+    mw_error_clear(&err);
+    int orc = EX_USAGE_;
+    if (b->finished > 0 && use_queue(c, b->A)) {
+        fprintf(stderr, "mailwire send: not on the loop engine yet: the queue (--enqueue, "
+                        "queue on)\n");
+        bs_reply("451 4.3.0 not on the loop engine yet: the queue");
+        b->rc = EX_UNAVAILABLE_;
+        return 1;
+    }
+    const char *why = b->finished > 0 ? smtp_loop_gap(c, 1) : NULL;
+    if (why) {
+        fprintf(stderr, "mailwire send: not on the loop engine yet: %s\n", why);
+        snprintf(err.message, sizeof err.message, "not on the loop engine yet: %s", why);
+    } else if (b->finished > 0 && (orc = smtp_loop_creds(c, 1)) == 0) {
+        mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
+        cb.next = bs_next;
+        cb.done = bs_done;
+        cb.userdata = b;
+        cb.no_message_pipelining = 1;
+        int ready = 0;
+        b->job_on = 1;
+        int rc = smtp_loop_run(c, &cb, 1, &ready, &err);
+        b->job_on = 0;
+        if (!rc && ready > 0) return b->ended;
+        orc = smtp_loop_failed(c, rc ? rc : err.code, &err);
+    }
+    if (bs_relay(b, orc, &err)) return 1;
     bs_clear(b);
     return 0;
 }
@@ -461,6 +569,7 @@ int bs_session(smtp_cli *c, send_args *A)
     memset(&b, 0, sizeof b);
     b.c = c;
     b.A = A;
+    b.loop = mw_cli_engine("send") == MW_CLI_ENGINE_LOOP;
     b.in = calloc(1, sizeof *b.in);
     b.line = malloc(BS_MAX_LINE + 1);
     b.rcpt = calloc(BS_MAX_RCPT, sizeof *b.rcpt);
@@ -479,7 +588,7 @@ int bs_session(smtp_cli *c, send_args *A)
                 bs_reply("500 5.5.2 line too long");
                 continue;
             }
-            if (bs_command(&b)) break;
+            if (bs_command(&b) || b.ended) break;
         }
     }
     if (b.s) {

@@ -32,9 +32,8 @@ static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
 /* Why the loop cannot send this yet, or NULL. */
 static const char *not_on_loop(const smtp_cli *c, const send_args *A)
 {
-    if (mw_cli_oauth_account(&c->conn))
-        return "an OAuth account (its token refreshed on a refusal)";
-    return NULL;
+    (void)A;
+    return smtp_loop_gap(c, 1);
 }
 
 /* A failure of the session (before it was ready), as smtp_open prints it. */
@@ -47,37 +46,8 @@ static int open_failed(const smtp_cli *c, int rc, const mw_error *err)
 
 static void fill_opts(smtp_cli *c, mw_loop_smtp_opts *o, const mw_smtp_msg *m)
 {
-    mw_cli_conn_tls_opts(&c->conn, &c->tls);
-    mw_cli_conn_net_opts(&c->conn, &c->net);
-    o->tls = c->opportunistic                     ? MW_TLS_OPPORTUNISTIC
-             : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
-             : c->conn.tls == MW_CLI_TLS_NONE     ? MW_TLS_NONE
-                                                  : MW_TLS_STARTTLS;
-    o->tls_opts = &c->tls;
-    o->proxy = c->net.proxy;
-    /* As smtp_open_err (smtp_cli.c) gives them to mw_smtp_open. */
-    int want_token = c->token_file || c->token_eval;
-    if (want_token || c->conn.user) {
-        o->user = c->conn.user;
-        o->auth = c->conn.auth;
-    }
-    if (want_token) {
-        o->token = c->token;
-    } else if (c->conn.user && mw_cli_auth_is_token(c->conn.auth)) {
-        o->token = c->conn.password; /* the password sources hold the token */
-    } else if (c->conn.user) {
-        o->password = c->conn.password;
-    }
-    o->allow_plaintext = c->conn.allow_plaintext;
-    o->helo = c->client;
+    smtp_loop_opts(c, o, 1);
     o->msg = m;
-    o->connect_timeout_ms = c->net.connect_timeout_ms;
-    o->io_timeout_ms = c->net.io_timeout_ms;
-    o->max_time_ms = c->net.max_time_ms;
-    o->tx_max_time_ms = c->maxsecs * 1000;
-    o->queue = c->queue;
-    o->trace = c->conn.trace_fn;
-    o->trace_userdata = c->conn.trace_ud;
 }
 
 /* A failure another server would meet too (smtp.c's failover stops). */
@@ -126,17 +96,10 @@ int send_on_loop(smtp_cli *c, const send_args *A, const mw_smtp_msg *m)
     mw_error_clear(&err);
     const char *why = not_on_loop(c, A);
     if (why) return send_loop_refuse(c, why);
-    int want_token = c->token_file || c->token_eval;
-    if (want_token && !c->token) {
-        int rc = smtp_load_token(c);
-        if (rc) return rc;
-    }
-    if (c->conn.user && !want_token) {
-        int rc = mw_cli_conn_password(&c->conn);
-        if (rc) return rc;
-    }
+    int rc = smtp_loop_creds(c, 1);
+    if (rc) return rc;
     mw_loop *loop = NULL;
-    int rc = mw_loop_new(&loop, NULL, &err);
+    rc = mw_loop_new(&loop, NULL, &err);
     if (rc) return open_failed(c, rc, &err);
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
     mw_smtp_result *r = NULL;

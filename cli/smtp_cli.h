@@ -6,6 +6,7 @@
 
 #include "connopts.h"
 
+#include "mailwire/loop.h"
 #include "mailwire/smtp.h"
 
 #define MAX_LIST 32
@@ -58,5 +59,24 @@ int tx_exit(int rc, const mw_smtp_result *r);
  * is tx_exit's code, name the file or NULL. */
 void json_tx_error(int ex, int rc, const mw_smtp_result *r, const mw_error *err, const char *name);
 void smtp_cli_free(smtp_cli *c);
+
+/* ---- smtp_loop.c: the session on the loop engine (engine.h) ---- */
+/* The loop job's options as smtp_open gives mw_smtp_open its own
+ * (credentials only with `login`). */
+void smtp_loop_opts(smtp_cli *c, mw_loop_smtp_opts *o, int login);
+/* What the loop cannot do yet for this command line, or NULL. */
+const char *smtp_loop_gap(const smtp_cli *c, int login);
+/* The token or password loaded, as smtp_open does first; 0 or a sysexits
+ * code (printed). */
+int smtp_loop_creds(smtp_cli *c, int login);
+/* Runs a batch job per server and port (mw_smtp_open's failover) on a
+ * private loop until one got ready (*ready > 0: the whole batch ran on
+ * it) or a failure that stops the failover.  *err: that job's outcome
+ * (err->code 0: QUIT after every message).  Returns 0, or the loop's own
+ * failure (in err). */
+int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *ready, mw_error *err);
+/* A session that could not be opened, printed as smtp_open prints it;
+ * the exit code. */
+int smtp_loop_failed(const smtp_cli *c, int rc, const mw_error *err);
 
 #endif

@@ -465,6 +465,15 @@ MW_EXTERN int mw_loop_add_smtp_batch(mw_loop *loop, mw_loop_job **out,
 /* 1 while a batch job's session can take another message (from inside
  * its callbacks: not dead, QUIT not sent), else 0. */
 MW_EXTERN int mw_loop_smtp_alive(const mw_loop_job *job);
+/* The session of an SMTP job (send or batch) as the blocking accessors
+ * read one: mw_smtp_greeting, mw_smtp_ehlo_text, mw_smtp_esmtp,
+ * mw_smtp_server, mw_smtp_is_tls, mw_smtp_auth_mech, and for a batch
+ * mw_smtp_tls_info, say of it what they say of mw_smtp_open's session
+ * (a batch's next callback, asked once the session is ready, sees it
+ * whole: `mailwire smtp capa` prints it there).  Valid during the job's
+ * callbacks; NULL for a job of another kind.  Not for mw_smtp_send,
+ * mw_smtp_quit or mw_smtp_free. */
+MW_EXTERN const mw_smtp *mw_loop_smtp_session(mw_loop_job *job);
 
 #ifdef __cplusplus
 }

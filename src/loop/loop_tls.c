@@ -17,7 +17,8 @@ struct mwi_ltls {
     SSL *ssl;
     const mwi_tls_conf *conf; /* the job's (lconn.h), which outlives this */
     mwi_tls_check chk;
-    int up; /* handshake done, certificate accepted */
+    int up;        /* handshake done, certificate accepted */
+    int keep_peer; /* the peer stays after the decision (mwi_ltls_peer) */
     char host[256];
 };
 
@@ -119,7 +120,9 @@ int mwi_ltls_new(mwi_ltls **out, const mwi_ltls_cfg *cfg, mwi_ltls_cache **cache
     }
     SSL_set_mode(t->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                              SSL_MODE_RELEASE_BUFFERS);
-    if ((rc = mwi_tls_check_setup(&t->chk, t->ssl, t->conf, name, 0, err)) != 0) goto fail;
+    t->keep_peer = cfg->keep_peer;
+    if ((rc = mwi_tls_check_setup(&t->chk, t->ssl, t->conf, name, t->keep_peer, err)) != 0)
+        goto fail;
     *out = t;
     return 0;
 fail:
@@ -183,11 +186,16 @@ int mwi_ltls_handshake(mwi_ltls *t, int *want, mw_error *err)
     /* Pin, policy, verification, as the blocking stream decides. */
     int rc = mwi_tls_check_decide(&t->chk, t->ssl, t->conf, t->host, err);
     if (rc) return rc;
-    /* The loop shows no peer after the decision: its copy goes (memory
-     * per session, bench/idle: the check left is a few words). */
-    mwi_tls_check_free(&t->chk);
+    /* The loop shows no peer after the decision unless asked: its copy
+     * goes (memory per session, bench/idle: the check left is a few words). */
+    if (!t->keep_peer) mwi_tls_check_free(&t->chk);
     t->up = 1;
     return 1;
+}
+
+const mw_tls_peer *mwi_ltls_peer(const mwi_ltls *t)
+{
+    return t && t->up && t->keep_peer ? mwi_tls_check_peer(&t->chk) : NULL;
 }
 
 const char *mwi_ltls_channel_binding_best(mwi_ltls *t, unsigned char *cb, size_t *len)

@@ -15,6 +15,7 @@
 typedef struct mwi_ltls_cfg {
     mwi_tls_conf conf;
     int handshake_timeout_ms; /* the conf's, or 30000 when it has none */
+    int keep_peer;            /* the peer kept after the decision (mwi_ltls_peer) */
 } mwi_ltls_cfg;
 
 typedef struct mwi_ltls mwi_ltls;
@@ -46,6 +47,8 @@ int mwi_ltls_read(mwi_ltls *t, void *buf, size_t len, size_t *n, int *want, int 
 /* Writes: *n bytes taken (0 when it would wait, *want says for what). */
 int mwi_ltls_write(mwi_ltls *t, const void *buf, size_t len, size_t *n, int *want, mw_error *err);
 const char *mwi_ltls_version(const mwi_ltls *t);
+/* The accepted peer, with cfg->keep_peer; else NULL. */
+const mw_tls_peer *mwi_ltls_peer(const mwi_ltls *t);
 /* The channel binding a SCRAM-*-PLUS login takes on an accepted
  * connection: mwi_tls_channel_binding_best (net/tls_conf.h); NULL, *len 0,
  * when it is not up yet or has none. */

@@ -63,6 +63,7 @@ static void drive(sj *p, int act)
             act = mwi_sasld_start(d);
         } else if (act == MWI_SASLD_DONE) {
             mwi_lconn_info(&p->c, "authenticated with %s", mwi_sasld_mech(d));
+            snprintf(p->sh->auth_mech, sizeof p->sh->auth_mech, "%s", mwi_sasld_mech(d));
             mwi_sasld_free(d);
             p->sd = NULL;
             mwi_sj_session_ready(p);

@@ -184,6 +184,29 @@ static void after_ehlo(sj *p)
         mwi_sj_session_ready(p);
 }
 
+/* What mw_smtp_greeting and mw_smtp_ehlo_text give (mw_loop_smtp_session),
+ * kept as smtp.c keeps them: the greeting printable (control octets but
+ * the line breaks '?', the last line break gone), the EHLO text as it is.
+ * 0, or -1 when out of memory (the job has ended). */
+static int keep_text(sj *p, char **to, int printable)
+{
+    size_t n = p->reply->text_len;
+    while (printable && n > 0 && p->reply->text[n - 1] == '\n')
+        n--;
+    free(*to);
+    if (!(*to = malloc(n + 1))) {
+        mwi_err_set(&p->sh->err, MW_ENOMEM, "out of memory");
+        mwi_sj_open_fail(p, MW_ENOMEM);
+        return -1;
+    }
+    for (size_t k = 0; k < n; k++) {
+        unsigned char ch = (unsigned char)p->reply->text[k];
+        (*to)[k] = printable && ((ch < 0x20 && ch != '\n') || ch == 0x7F) ? '?' : (char)ch;
+    }
+    (*to)[n] = '\0';
+    return 0;
+}
+
 static void ehlo_reply(sj *p)
 {
     int code = p->reply->code;
@@ -194,11 +217,14 @@ static void ehlo_reply(sj *p)
             return;
         }
         p->sh->helo_only = 1;
+        if (keep_text(p, &p->sh->ehlo_text[p->after_stls], 0)) return;
         after_ehlo(p);
         return;
     }
+    p->sh->helo_only = 0;
     if (code == 250) {
         mwi_smtp_caps_parse(&p->sh->caps, p->reply);
+        if (keep_text(p, &p->sh->ehlo_text[p->after_stls], 0)) return;
         after_ehlo(p);
     } else if (code >= 500 && code != 554) {
         send_ehlo(p, S_HELO); /* smtp.c says why not after 554 */
@@ -215,6 +241,7 @@ static void on_reply(sj *p)
     switch (p->state) {
     case S_GREETING:
         if (c != 220) return mwi_sj_open_fail(p, mwi_smtp_reply_error(p->sh, "greeting"));
+        if (keep_text(p, &p->sh->greeting, 1)) return;
         send_ehlo(p, S_EHLO);
         return;
     case S_EHLO:
@@ -359,6 +386,7 @@ static void on_connected(void *impl)
 static void on_tls_up(void *impl)
 {
     sj *p = impl;
+    p->sh->tls_active = 1;
     if (p->tls_mode == MW_TLS_IMPLICIT) {
         mwi_sj_set_state(p, S_GREETING); /* the greeting comes now */
         return;
@@ -366,6 +394,7 @@ static void on_tls_up(void *impl)
     mwi_lconn_info(&p->c, "TLS established");
     /* RFC 3207 §4.2: forget what was said in plain text, ask again. */
     memset(&p->sh->caps, 0, sizeof p->sh->caps);
+    p->after_stls = 1;
     send_ehlo(p, S_EHLO);
 }
 
@@ -437,6 +466,10 @@ static void destroy(mw_loop_job *j)
         free(p->password);
     }
     if (p->sh) {
+        free(p->sh->greeting);
+        free(p->sh->ehlo_text[0]);
+        free(p->sh->ehlo_text[1]);
+        free(p->sh->tls_info);
         free(p->sh->rep);
         free(p->sh->client);
         free(p->sh->server);
@@ -471,6 +504,7 @@ static char *dup_s(const char *s, int *fail)
 static int conn_setup(sj *p, const mw_loop_smtp_opts *o, mw_error *err)
 {
     int rc = o->tls != MW_TLS_NONE ? mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err) : 0;
+    p->c.tlscfg.keep_peer = p->b != NULL; /* a batch shows it (mw_loop_smtp_session) */
     if (!rc && o->proxy && *o->proxy)
         rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
     return rc;
@@ -673,6 +707,17 @@ int mwi_loop_add_smtp_batch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_s
                : mwi_err_set(err, MW_EINVAL, "no batch callbacks");
     if (!taken) close(fd);
     return rc;
+}
+
+const mw_smtp *mw_loop_smtp_session(mw_loop_job *job)
+{
+    if (!job || job->ops != &smtp_ops || !job->impl) return NULL;
+    sj *p = job->impl;
+    mw_smtp *s = p->sh;
+    const mw_tls_peer *peer = mwi_ltls_peer(p->c.tls);
+    if (peer && !s->tls_info && (s->tls_info = malloc(sizeof *s->tls_info)) != NULL)
+        mwi_tls_info_of_peer(peer, s->tls_info);
+    return s;
 }
 
 int mw_loop_smtp_alive(const mw_loop_job *job)

@@ -47,7 +47,8 @@ typedef struct sj {
     int downgrade;       /* opts.downgrade: a binary message re-encoded when needed */
     char *whole, *seven; /* --downgrade: the message read whole, and as 7-bit */
     size_t whole_len, seven_len;
-    int plain_ok; /* opportunistic TLS: STARTTLS not offered or refused */
+    int plain_ok;   /* opportunistic TLS: STARTTLS not offered or refused */
+    int after_stls; /* EHLO after STARTTLS: its text is mw_smtp_ehlo_text(s, 1) */
     int tx_max_time_ms;
     mw_smtp_reply *reply;
     const char *waiting; /* what the reply awaited answers (error texts) */
@@ -65,6 +66,9 @@ typedef struct sj {
     size_t bdat_owed, bdat_chunks;
     int bdat_rc;
     mw_error bdat_err;
+    /* A batch: a BDAT transfer failed, RSET goes before the next MAIL
+     * (RFC 3030 §2); that RSET's reply is owed first. */
+    int bdat_dirty, rset_owed;
     mw_error mail_err, end_err; /* MAIL's refusal; the outcome kept through RSET/QUIT */
     /* The Bcc digest (bcc.c), a second transaction after the first: 1
      * while it runs, 2 once done; the first's result, outcome and envelope

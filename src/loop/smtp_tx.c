@@ -154,13 +154,11 @@ void mwi_sj_tx_start(sj *p)
     mwi_sj_tx_send(p);
 }
 
-void mwi_sj_tx_send(sj *p)
+/* MAIL, and with PIPELINING the RCPTs, DATA or the whole message as BDAT
+ * LAST, in one group. */
+static void send_group(sj *p)
 {
     mwi_smtp_tx *t = &p->t;
-    /* RFC 2920: MAIL, every RCPT and DATA in one write, DATA only when no
-     * RCPT outcome could make us stop (transaction.c says why). */
-    t->pipe_data = t->pipelining && !t->chunking && (t->m.atleastone || t->res->nrcpt == 1);
-    p->rcpt_got = p->rcpt_sent = 0;
     p->owed = 1;
     if (mwi_sj_send(p, S_ENVELOPE, t->mail, t->ml, NULL, "MAIL")) return;
     if (!t->pipelining) return;
@@ -173,7 +171,25 @@ void mwi_sj_tx_send(sj *p)
         p->owed++;
     }
     if (t->chunking && (t->m.atleastone || t->res->nrcpt == 1) && bdat_whole(p)) return;
-    p->waiting = "MAIL";
+    p->waiting = p->rset_owed ? "RSET" : "MAIL";
+}
+
+void mwi_sj_tx_send(sj *p)
+{
+    mwi_smtp_tx *t = &p->t;
+    /* RFC 2920: MAIL, every RCPT and DATA in one write, DATA only when no
+     * RCPT outcome could make us stop (transaction.c says why). */
+    t->pipe_data = t->pipelining && !t->chunking && (t->m.atleastone || t->res->nrcpt == 1);
+    p->rcpt_got = p->rcpt_sent = 0;
+    if (p->bdat_dirty) {
+        /* A batch after a failed BDAT transfer: RSET first (RFC 3030 §2),
+         * in the group with PIPELINING, as transaction.c sends it. */
+        p->bdat_dirty = 0;
+        p->rset_owed = 1;
+        if (mwi_sj_send(p, S_ENVELOPE, "RSET", 4, NULL, "RSET")) return;
+        if (!t->pipelining) return; /* MAIL once it is answered */
+    }
+    send_group(p);
 }
 
 static void keep_final(sj *p)
@@ -252,6 +268,18 @@ static void after_rcpts(sj *p)
 static void envelope_reply(sj *p)
 {
     mwi_smtp_tx *t = &p->t;
+    if (p->rset_owed) { /* its outcome does not count, as transaction.c reads it */
+        p->rset_owed = 0;
+        if (p->reply->code == 421) {
+            mwi_sj_finish(p, mwi_smtp_reply_error(p->sh, "server closing the connection"), 0);
+        } else if (!t->pipelining) {
+            send_group(p);
+        } else {
+            p->waiting = "MAIL";
+            mwi_smtp_reply_init(p->reply);
+        }
+        return;
+    }
     mw_smtp_result *res = t->res;
     size_t idx = p->rcpt_got++;
     int code = p->reply->code;
@@ -304,6 +332,7 @@ static void final_reply(sj *p)
     mwi_smtp_tx *t = &p->t;
     keep_final(p);
     if (p->reply->code / 100 != 2) {
+        p->bdat_dirty = t->chunking != 0; /* RFC 3030 §2 */
         mwi_sj_finish(p, mwi_smtp_reply_error(p->sh, "message data refused"), 0);
         return;
     }
@@ -328,6 +357,7 @@ static void bdat_reply(sj *p)
     if (p->reply->code / 100 != 2 && !p->bdat_rc) {
         p->bdat_rc = mwi_smtp_reply_error(p->sh, "message data refused");
         p->bdat_err = p->sh->err;
+        p->bdat_dirty = 1;
     }
     if (p->bdat_owed > 0 || (!p->bdat_rc && !p->body_queued)) {
         mwi_smtp_reply_init(p->reply);
@@ -375,6 +405,7 @@ static void abort_transfer(sj *p)
     if (p->t.chunking && p->bdat_chunks == 0) {
         /* Before any BDAT: nothing reached the server, the session lives. */
         mwi_lconn_info(&p->c, "not sending the message: %s", p->sh->err.message);
+        p->bdat_dirty = 1; /* the envelope is open: RSET before the next */
         mwi_sj_finish(p, x->rc, 0);
         return;
     }

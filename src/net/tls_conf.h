@@ -92,6 +92,9 @@ int mwi_tls_check_decide(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, cons
                          mw_error *err);
 /* The peer of a decided connection, or NULL. */
 const mw_tls_peer *mwi_tls_check_peer(const mwi_tls_check *k);
+/* mw_stream_tls_info's details of a peer (tls_info.c): 0, or
+ * MW_EUNSUPPORTED (p NULL: *out zeroed). */
+int mwi_tls_info_of_peer(const mw_tls_peer *p, mw_tls_info *out);
 /* Frees what k holds (the peer with it); k stays usable. */
 void mwi_tls_check_free(mwi_tls_check *k);
 

@@ -43,7 +43,12 @@ int mw_stream_tls_info(const mw_stream *s, mw_tls_info *out)
     if (!s) return MW_EINVAL;
     /* The peer is there once the handshake is done (and gone when it
      * failed): the same test as before, without reaching into tls.c. */
-    const mw_tls_peer *p = mw_stream_tls_peer(s);
+    return mwi_tls_info_of_peer(mw_stream_tls_peer(s), out);
+}
+
+int mwi_tls_info_of_peer(const mw_tls_peer *p, mw_tls_info *out)
+{
+    memset(out, 0, sizeof *out);
     if (!p) return MW_EUNSUPPORTED;
     snprintf(out->protocol, sizeof out->protocol, "%s", p->protocol ? p->protocol : "");
     snprintf(out->cipher, sizeof out->cipher, "%s", p->cipher ? p->cipher : "");

@@ -575,6 +575,10 @@ int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out)
     if (!out) return MW_EINVAL;
     memset(out, 0, sizeof *out);
     if (!s) return MW_EINVAL;
+    if (!s->c && s->tls_info && s->tls_active) { /* a loop job's session */
+        *out = *s->tls_info;
+        return 0;
+    }
     if (!s->c || !s->tls_active) return MW_EUNSUPPORTED;
     return mw_stream_tls_info(mwi_conn_stream(s->c), out);
 }

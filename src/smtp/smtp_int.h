@@ -71,6 +71,9 @@ struct mw_smtp {
      * the buffer a stream source is read into, and the encoded output. */
     char *chunk;
     mw_buf xout;
+    /* The loop's session shell (src/loop/smtp_job.h) has no connection:
+     * the TLS details copied for mw_smtp_tls_info (mw_loop_smtp_session). */
+    mw_tls_info *tls_info;
 };
 
 /* ---- the session (smtp.c) ---- */

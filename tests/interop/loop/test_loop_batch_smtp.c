@@ -38,6 +38,9 @@ typedef struct st {
     /* the trace: sends counted, and how often MAIL followed the end of a
      * message's data with no reply read between */
     int ehlo, auth, mail, crossed, after_data;
+    /* mw_loop_smtp_session at the first message: what the blocking
+     * accessors read of it */
+    int session_ok;
 } st;
 
 static void trace_cb(int dir, const char *line, size_t len, void *ud)
@@ -61,8 +64,21 @@ static void trace_cb(int dir, const char *line, size_t len, void *ud)
 
 static int next_cb(mw_loop_job *job, size_t i, mw_smtp_msg *m, void *ud)
 {
-    (void)job;
     st *s = ud;
+    if (i == 0) {
+        const mw_smtp *ss = mw_loop_smtp_session(job);
+        mw_tls_info ti;
+        unsigned port = 0;
+        s->session_ok = ss && mw_smtp_is_tls(ss) && mw_smtp_esmtp(ss) &&
+                        strstr(mw_smtp_greeting(ss), "ESMTP") &&
+                        strstr(mw_smtp_ehlo_text(ss, 0), "STARTTLS") &&
+                        strstr(mw_smtp_ehlo_text(ss, 1), "AUTH") && *mw_smtp_auth_mech(ss) &&
+                        !strcmp(mw_smtp_server(ss, &port), "127.0.0.1") && port &&
+                        mw_smtp_tls_info(ss, &ti) == 0 && !strncmp(ti.protocol, "TLSv1", 5) &&
+                        ti.verified && strstr(ti.subject, "CN=");
+        printf("# session: greeting \"%s\", mechanism %s, %s %s\n", mw_smtp_greeting(ss),
+               mw_smtp_auth_mech(ss), ti.protocol, ti.subject);
+    }
     if (i >= NMSG) return 0;
     m->data = s->text[i];
     m->len = strlen(s->text[i]);
@@ -133,7 +149,7 @@ int main(void)
         printf("1..1\nok 1 - loop smtp batch # SKIP servers not running\n");
         return 0;
     }
-    printf("1..6\n");
+    printf("1..7\n");
     static st s;
     s.to[0] = "l2@test.domain";
     s.to[1] = "nobody-batch@test.domain";
@@ -190,5 +206,8 @@ int main(void)
         usleep(100 * 1000);
     }
     ok(found == NMSG - 1, "the 5 accepted messages arrived in l2's Maildir");
+    ok(s.session_ok,
+       "mw_loop_smtp_session: greeting, EHLO before and after STARTTLS, the "
+       "mechanism, server and port, the TLS details (verified) as blocking reads them");
     return failed;
 }

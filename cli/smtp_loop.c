@@ -1,0 +1,125 @@
+/* The SMTP session on the event loop (MAILWIRE_ENGINE=loop, engine.h),
+ * for `mailwire smtp` and `mailwire send`: the loop job's options made
+ * from the command line as smtp_open gives them to mw_smtp_open, and
+ * mw_smtp_open's failover (every port of a server before the next, one
+ * job at a time on a private loop) around a batch job. */
+#include "commands.h"
+#include "engine.h"
+#include "oauth_cli.h"
+#include "smtp_cli.h"
+
+#include "mailwire/error.h"
+#include "mailwire/loop.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+void smtp_loop_opts(smtp_cli *c, mw_loop_smtp_opts *o, int login)
+{
+    mw_cli_conn_tls_opts(&c->conn, &c->tls);
+    mw_cli_conn_net_opts(&c->conn, &c->net);
+    o->tls = c->opportunistic                     ? MW_TLS_OPPORTUNISTIC
+             : c->conn.tls == MW_CLI_TLS_IMPLICIT ? MW_TLS_IMPLICIT
+             : c->conn.tls == MW_CLI_TLS_NONE     ? MW_TLS_NONE
+                                                  : MW_TLS_STARTTLS;
+    o->tls_opts = &c->tls;
+    o->proxy = c->net.proxy;
+    /* As smtp_open_err (smtp_cli.c) gives them to mw_smtp_open. */
+    int want_token = login && (c->token_file || c->token_eval);
+    if (want_token || (login && c->conn.user)) {
+        o->user = c->conn.user;
+        o->auth = c->conn.auth;
+    }
+    if (want_token) {
+        o->token = c->token;
+    } else if (login && c->conn.user && mw_cli_auth_is_token(c->conn.auth)) {
+        o->token = c->conn.password; /* the password sources hold the token */
+    } else if (login && c->conn.user) {
+        o->password = c->conn.password;
+    }
+    o->allow_plaintext = c->conn.allow_plaintext;
+    o->helo = c->client;
+    o->connect_timeout_ms = c->net.connect_timeout_ms;
+    o->io_timeout_ms = c->net.io_timeout_ms;
+    o->max_time_ms = c->net.max_time_ms;
+    o->tx_max_time_ms = c->maxsecs * 1000;
+    o->queue = c->queue;
+    o->trace = c->conn.trace_fn;
+    o->trace_userdata = c->conn.trace_ud;
+}
+
+const char *smtp_loop_gap(const smtp_cli *c, int login)
+{
+    if (login && mw_cli_oauth_account(&c->conn))
+        return "an OAuth account (its token refreshed on a refusal)";
+    return NULL;
+}
+
+int smtp_loop_creds(smtp_cli *c, int login)
+{
+    int want_token = login && (c->token_file || c->token_eval);
+    if (want_token && !c->token) {
+        int rc = smtp_load_token(c);
+        if (rc) return rc;
+    }
+    if (login && c->conn.user && !want_token) return mw_cli_conn_password(&c->conn);
+    return 0;
+}
+
+int smtp_loop_failed(const smtp_cli *c, int rc, const mw_error *err)
+{
+    fprintf(stderr, "mailwire %s: %s\n", c->prog, err->message);
+    mw_cli_json_error(exit_for(rc), rc, err, NULL);
+    return exit_for(rc);
+}
+
+typedef struct lout {
+    int rc;
+    mw_error err;
+} lout;
+
+static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
+{
+    (void)job;
+    lout *o = ud;
+    o->rc = res->code;
+    o->err = *res->err;
+}
+
+/* A failure another server would meet too (smtp.c's failover stops). */
+static int stops(int ready, int rc)
+{
+    return ready < 0 || rc == MW_EINVAL || rc == MW_ENOMEM || rc == MW_ECANCELED ||
+           rc == MW_EPOLICY;
+}
+
+int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *ready, mw_error *err)
+{
+    mw_loop *loop = NULL;
+    *ready = 0;
+    int rc = mw_loop_new(&loop, NULL, err);
+    if (rc) return rc;
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    smtp_loop_opts(c, &o, login);
+    o.ready = ready;
+    lout out = {0};
+    for (size_t i = 0; !rc && i < c->nservers; i++) {
+        for (size_t k = 0; !rc && k < c->nports; k++) {
+            o.host = c->servers[i];
+            o.port = c->ports[k];
+            memset(&out, 0, sizeof out);
+            mw_loop_job *job = NULL;
+            rc = mw_loop_add_smtp_batch(loop, &job, &o, b, done_cb, &out, err);
+            if (!rc) /* the rate floor, the default one too, as the blocking stream's */
+                mw_loop_set_speed_limit(loop, job, c->conn.speed_limit, c->conn.speed_time_ms);
+            if (!rc) mw_cli_engine_note("smtp");
+            if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
+            if (!rc && (*ready > 0 || stops(*ready, out.rc))) goto done;
+        }
+    }
+done:
+    mw_loop_free(loop);
+    if (!rc) *err = out.err;
+    return rc;
+}
