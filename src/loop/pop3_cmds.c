@@ -158,6 +158,10 @@ static int check_msg(p3l *p, uint64_t msg)
 static void next_cmd(p3l *p)
 {
     if (p->job->done) return;
+    if (p->next_cmd >= p->ncmds && p->held) {
+        mwi_p3l_set_state(p, S_HELD); /* the owner's next command (pop3_held.c) */
+        return;
+    }
     if (p->next_cmd >= p->ncmds) {
         mwi_p3l_set_state(p, S_QUIT);
         mwi_p3l_send(p, K_QUIT, "QUIT", 0, NULL);
@@ -204,7 +208,7 @@ static void next_cmd(p3l *p)
 
 void mwi_p3l_cmds_start(p3l *p)
 {
-    if (p->auth == MW_POP3_AUTH_NONE) {
+    if (p->auth == MW_POP3_AUTH_NONE || p->no_stat) {
         next_cmd(p);
         return;
     }
