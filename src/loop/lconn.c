@@ -263,7 +263,7 @@ static void addr_text(const mwi_raddr *a, char *buf, size_t cap)
 
 /* The name is looked up (by this job, or the loop's cache): its
  * addresses, then the race. */
-static void resolved(mwi_lconn *c, const mwi_raddr *a, size_t n)
+static void resolved(mwi_lconn *c, const mwi_raddr *a, size_t n, int say)
 {
     c->addrs = malloc(n * sizeof *a);
     if (c->addrs) memcpy(c->addrs, a, n * sizeof *a);
@@ -275,7 +275,7 @@ static void resolved(mwi_lconn *c, const mwi_raddr *a, size_t n)
     }
     char first[INET6_ADDRSTRLEN];
     addr_text(&c->addrs[0], first, sizeof first);
-    mwi_lconn_info(c, "%s is %s%s", c->host, first, n > 1 ? " (and more addresses)" : "");
+    if (say) mwi_lconn_info(c, "%s is %s%s", c->host, first, n > 1 ? " (and more addresses)" : "");
     if (c->proxy && mwi_lproxy_resolved(c)) return;
     mwi_leyes_start(c);
 }
@@ -296,7 +296,7 @@ static int from_cache(mwi_lconn *c, int64_t dl)
                            sizeof msg)) {
     case MWI_LCACHE_HIT:
         mwi_lconn_info(c, "%s: from the loop's cache of lookups", c->host);
-        resolved(c, a, n);
+        resolved(c, a, n, 1);
         return 1;
     case MWI_LCACHE_FAILED:
         fail(c, code, "%s", msg);
@@ -325,6 +325,13 @@ static void resolve_step(mwi_lconn *c, int events)
     int rc;
     if (!c->rslv) {
         int64_t dl = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
+        mwi_raddr lit = {0};
+        if (inet_pton(AF_INET, c->host, lit.addr) == 1 ||
+            inet_pton(AF_INET6, c->host, lit.addr) == 1) { /* its own one address */
+            lit.family = strchr(c->host, ':') ? AF_INET6 : AF_INET;
+            resolved(c, &lit, 1, 0);
+            return;
+        }
         if (from_cache(c, dl)) return;
         mwi_lconn_info(c, "looking up %s", c->host);
         rc = mwi_rslv_start(&c->rslv, c->host, j->family, mwi_loop_resolv_paths(j->loop), dl,
@@ -347,7 +354,7 @@ static void resolve_step(mwi_lconn *c, int events)
         mwi_loop_set_fd(j, -1);
         mwi_rslv_free(c->rslv);
         c->rslv = NULL;
-        resolved(c, got, n);
+        resolved(c, got, n, 1);
         return;
     }
     /* The resolver may have closed its socket and opened another under

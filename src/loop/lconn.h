@@ -123,10 +123,11 @@ size_t mwi_lconn_pending(const mwi_lconn *c);
 void mwi_lconn_step(mwi_lconn *c, int events);
 /* Sets the job's events and deadline from the connection's state (after
  * the job was added; mwi_lconn_step does it after every step).  A job
- * still connecting without a descriptor has a host that is a name
- * (mwi_loop_tcp_socket gave fd -1): the first step looks it up, on the
- * loop, for the family in job->family, within the connect deadline, then
- * races connects to its addresses (leyes.h). */
+ * still connecting without a descriptor has a host that is a name or an
+ * address literal (mwi_loop_tcp_socket gave fd -1): the first step looks
+ * a name up, on the loop, for the family in job->family, within the
+ * connect deadline (a literal is its own address), then races connects
+ * to its addresses (leyes.h). */
 void mwi_lconn_arm(mwi_lconn *c);
 /* The job made progress now: the io deadline moves. */
 void mwi_lconn_progress(mwi_lconn *c);

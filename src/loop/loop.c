@@ -8,6 +8,7 @@
 #include "util/addrorder.h"
 #include "util/err.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -484,7 +485,12 @@ int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_r
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
     snprintf(ps, sizeof ps, "%u", port);
-    if (getaddrinfo(host, ps, &hints, &res) != 0 || !res) {
+    unsigned char lit[16];
+    /* A plain address literal is connected to at the first step too, as
+     * a race of one (leyes.c), for src/net's words; a scoped IPv6 one
+     * ("fe80::1%eth0") here. */
+    if (inet_pton(AF_INET, host, lit) == 1 || inet_pton(AF_INET6, host, lit) == 1 ||
+        getaddrinfo(host, ps, &hints, &res) != 0 || !res) {
         *connect_rc = -1; /* a name: looked up on the loop (lconn.h) */
         *connect_errno = EINPROGRESS;
         return 0;

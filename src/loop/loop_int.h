@@ -67,11 +67,13 @@ int mwi_loop_set_xfds(struct mw_loop_job *job, const int *fds, size_t n);
 int mwi_loop_attempt_delay(const mw_loop *loop);
 void mwi_loop_set_attempt_delay(mw_loop *loop, int ms);
 
-/* loop.c: a non-blocking TCP socket to a numeric host, its connect
- * started (*connect_rc, *connect_errno: connect's result; EINPROGRESS is
- * the usual).  A host that is no numeric address gives *fd -1 and
- * EINPROGRESS: the job's connection half looks the name up on the loop
- * (lconn.h, mwi_lconn_arm).  Returns 0 or MW_ENET (no socket). */
+/* loop.c: a non-blocking TCP socket to a scoped IPv6 literal, its
+ * connect started (*connect_rc, *connect_errno: connect's result;
+ * EINPROGRESS is the usual).  Any other host, a name or a plain address
+ * literal, gives *fd -1 and EINPROGRESS: the job's connection half looks
+ * the name up on the loop and races the addresses (lconn.h,
+ * mwi_lconn_arm; a literal is its own one address).  Returns 0 or MW_ENET
+ * (no socket). */
 int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_rc,
                         int *connect_errno, mw_error *err);
 

@@ -12,7 +12,9 @@
  *   - both swallow SYNs: the two connects are in flight at once (both
  *     descriptors listed by mw_loop_fds), and the race ends at its one
  *     deadline with src/net's words;
- *   - both refuse: src/net's words, both addresses counted.
+ *   - both refuse: src/net's words, both addresses counted;
+ *   - 127.0.0.1 itself refuses: the job's error is mw_stream_tcp's, word
+ *     for word (a literal is a race of one).
  * Bounds are generous; no verdict depends on the machine's speed.  TAP. */
 #include "loop/loop_int.h"
 #include "mailwire/loop.h"
@@ -166,10 +168,12 @@ static void trace_cb(int dir, const char *line, size_t len, void *ud)
 
 static char hosts_path[64];
 
+static const char *job_host = "he.test";
+
 static int add_job(mw_loop *loop, unsigned port, int connect_ms, res *r)
 {
     mw_loop_pop3_opts o = MW_LOOP_POP3_OPTS_INIT;
-    o.host = "he.test";
+    o.host = job_host;
     o.port = port;
     o.tls = MW_TLS_NONE;
     o.auth = MW_POP3_AUTH_NONE;
@@ -377,6 +381,27 @@ static void both_refuse(void)
     close(b6);
 }
 
+/* A literal that refuses: the loop's words are the blocking connect's. */
+static void literal_refuses(void)
+{
+    unsigned port = 0;
+    int b = sock_on(0, &port, -1);
+    mw_loop *loop = new_loop(0);
+    res r = {0};
+    job_host = "127.0.0.1";
+    if (b >= 0 && !add_job(loop, port, 120000, &r)) mw_loop_run(loop, mw_now_ms() + 60000, NULL);
+    job_host = "he.test";
+    mw_stream *s = NULL;
+    mw_error err = {0};
+    int rc = mw_stream_tcp(&s, "127.0.0.1", port, NULL, &err);
+    printf("# loop: %s\n# blocking: %s\n", r.msg, err.message);
+    ok(b >= 0 && r.n == 1 && r.code == MW_ENET && rc == MW_ENET && !strcmp(r.msg, err.message),
+       "127.0.0.1 refuses: the loop's error is mw_stream_tcp's, word for word");
+    mw_stream_free(s);
+    mw_loop_free(loop);
+    if (b >= 0) close(b);
+}
+
 int main(void)
 {
     snprintf(hosts_path, sizeof hosts_path, "/tmp/mw-eyeballs-%d.hosts", (int)getpid());
@@ -390,6 +415,7 @@ int main(void)
     refused_v6_at_once();
     both_silent();
     both_refuse();
+    literal_refuses();
     unlink(hosts_path);
     printf("1..%d\n", ntest);
     return failed;
