@@ -177,6 +177,15 @@ static void not_on_loop(job *j, const char *why)
 
 static void top_up(loop_run *lr);
 
+/* An OAuth account's token provider on the loop (token.h): the store's
+ * token, refreshed when due, or after the server refused it (refused 1);
+ * called in the loop's thread as the job logs in. */
+static int loop_token(int refused, char **token, mw_error *err, void *ud)
+{
+    job *j = ud;
+    return mw_cli_oauth_token_err(j->oauth, j->po.trace, j->po.trace_userdata, refused, token, err);
+}
+
 static void loop_done(mw_loop_job *lj, const mw_fetch_result *res, const mw_error *err, void *ud)
 {
     (void)lj;
@@ -195,9 +204,11 @@ static void top_up(loop_run *lr)
     runner *r = lr->r;
     while (lr->running < lr->width && r->next < r->n) {
         job *j = &r->jobs[r->next++];
-        if (j->oauth) {
-            not_on_loop(j, "an OAuth account");
-            continue;
+        if (j->oauth) { /* the token taken as the job logs in, not before */
+            j->po.token = NULL;
+            j->po.password = NULL;
+            j->po.token_fn = loop_token;
+            j->po.token_userdata = j;
         }
         if (r->tty) {
             j->fo.progress = on_progress;

@@ -607,11 +607,6 @@ static int show_on_loop(smtp_cli *c, const char *sub)
 static int smtp_on_loop(smtp_cli *c, const char *sub, const send_args *sa)
 {
     int login = !strcmp(sub, "send");
-    const char *why = smtp_loop_gap(c, login);
-    if (why) {
-        fprintf(stderr, "mailwire smtp: not on the loop engine yet: %s\n", why);
-        return EX_UNAVAILABLE_;
-    }
     int rc = smtp_loop_creds(c, login);
     if (rc) return rc;
     return login ? send_files(c, NULL, sa) : show_on_loop(c, sub);

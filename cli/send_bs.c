@@ -507,11 +507,7 @@ static int bs_data_loop(bs_state *b)
         b->rc = EX_UNAVAILABLE_;
         return 1;
     }
-    const char *why = b->finished > 0 ? smtp_loop_gap(c, 1) : NULL;
-    if (why) {
-        fprintf(stderr, "mailwire send: not on the loop engine yet: %s\n", why);
-        snprintf(err.message, sizeof err.message, "not on the loop engine yet: %s", why);
-    } else if (b->finished > 0 && (orc = smtp_loop_creds(c, 1)) == 0) {
+    if (b->finished > 0 && (orc = smtp_loop_creds(c, 1)) == 0) {
         mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
         cb.next = bs_next;
         cb.done = bs_done;

@@ -29,13 +29,6 @@ static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
     o->err = *res->err;
 }
 
-/* Why the loop cannot send this yet, or NULL. */
-static const char *not_on_loop(const smtp_cli *c, const send_args *A)
-{
-    (void)A;
-    return smtp_loop_gap(c, 1);
-}
-
 /* A failure of the session (before it was ready), as smtp_open prints it. */
 static int open_failed(const smtp_cli *c, int rc, const mw_error *err)
 {
@@ -94,8 +87,6 @@ int send_on_loop(smtp_cli *c, const send_args *A, const mw_smtp_msg *m)
 {
     mw_error err;
     mw_error_clear(&err);
-    const char *why = not_on_loop(c, A);
-    if (why) return send_loop_refuse(c, why);
     int rc = smtp_loop_creds(c, 1);
     if (rc) return rc;
     mw_loop *loop = NULL;
@@ -110,6 +101,13 @@ int send_on_loop(smtp_cli *c, const send_args *A, const mw_smtp_msg *m)
     o.downgrade = A->downgrade;
     o.ready = &ready;
     rc = failover(loop, c, &o, &out, &err);
+    if (!rc && smtp_loop_refresh(c, &o, ready, out.rc)) { /* nothing was sent */
+        memset(&out, 0, sizeof out);
+        ready = 0;
+        mw_smtp_result_free(r);
+        r = NULL;
+        rc = failover(loop, c, &o, &out, &err);
+    }
     mw_loop_free(loop);
     if (rc) return open_failed(c, rc, &err);
     if (ready <= 0) return open_failed(c, out.rc, &out.err);

@@ -64,8 +64,6 @@ void smtp_cli_free(smtp_cli *c);
 /* The loop job's options as smtp_open gives mw_smtp_open its own
  * (credentials only with `login`). */
 void smtp_loop_opts(smtp_cli *c, mw_loop_smtp_opts *o, int login);
-/* What the loop cannot do yet for this command line, or NULL. */
-const char *smtp_loop_gap(const smtp_cli *c, int login);
 /* The token or password loaded, as smtp_open does first; 0 or a sysexits
  * code (printed). */
 int smtp_loop_creds(smtp_cli *c, int login);
@@ -75,6 +73,10 @@ int smtp_loop_creds(smtp_cli *c, int login);
  * (err->code 0: QUIT after every message).  Returns 0, or the loop's own
  * failure (in err). */
 int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *ready, mw_error *err);
+/* After a job that failed in AUTH (ready < 0) with an OAuth account's
+ * token: the token refreshed once (cli/cmd_oauth.c), as smtp_open does;
+ * 1 when the job should run again with o->token. */
+int smtp_loop_refresh(smtp_cli *c, mw_loop_smtp_opts *o, int ready, int rc);
 /* A session that could not be opened, printed as smtp_open prints it;
  * the exit code. */
 int smtp_loop_failed(const smtp_cli *c, int rc, const mw_error *err);

@@ -49,13 +49,6 @@ void smtp_loop_opts(smtp_cli *c, mw_loop_smtp_opts *o, int login)
     o->trace_userdata = c->conn.trace_ud;
 }
 
-const char *smtp_loop_gap(const smtp_cli *c, int login)
-{
-    if (login && mw_cli_oauth_account(&c->conn))
-        return "an OAuth account (its token refreshed on a refusal)";
-    return NULL;
-}
-
 int smtp_loop_creds(smtp_cli *c, int login)
 {
     int want_token = login && (c->token_file || c->token_eval);
@@ -94,6 +87,40 @@ static int stops(int ready, int rc)
            rc == MW_EPOLICY;
 }
 
+/* One job per server and port until one got ready or a failure stops
+ * the failover.  0, or the loop's own failure (in err). */
+static int run_servers(smtp_cli *c, mw_loop *loop, mw_loop_smtp_opts *o,
+                       const mw_loop_smtp_batch *b, lout *out, mw_error *err)
+{
+    for (size_t i = 0; i < c->nservers; i++) {
+        for (size_t k = 0; k < c->nports; k++) {
+            o->host = c->servers[i];
+            o->port = c->ports[k];
+            memset(out, 0, sizeof *out);
+            *o->ready = 0;
+            mw_loop_job *job = NULL;
+            int rc = mw_loop_add_smtp_batch(loop, &job, o, b, done_cb, out, err);
+            if (!rc) /* the rate floor, the default one too, as the blocking stream's */
+                mw_loop_set_speed_limit(loop, job, c->conn.speed_limit, c->conn.speed_time_ms);
+            if (!rc) mw_cli_engine_note("smtp");
+            if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
+            if (rc) return rc;
+            if (*o->ready > 0 || stops(*o->ready, out->rc)) return 0;
+        }
+    }
+    return 0;
+}
+
+int smtp_loop_refresh(smtp_cli *c, mw_loop_smtp_opts *o, int ready, int rc)
+{
+    int want_token = c->token_file || c->token_eval;
+    if (ready >= 0 || rc != MW_EAUTH || !o->token || want_token || !mw_cli_oauth_account(&c->conn))
+        return 0;
+    if (mw_cli_oauth_conn_token(&c->conn, 1)) return 0; /* its failure printed */
+    o->token = c->conn.password;
+    return 1;
+}
+
 int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *ready, mw_error *err)
 {
     mw_loop *loop = NULL;
@@ -104,21 +131,11 @@ int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *read
     smtp_loop_opts(c, &o, login);
     o.ready = ready;
     lout out = {0};
-    for (size_t i = 0; !rc && i < c->nservers; i++) {
-        for (size_t k = 0; !rc && k < c->nports; k++) {
-            o.host = c->servers[i];
-            o.port = c->ports[k];
-            memset(&out, 0, sizeof out);
-            mw_loop_job *job = NULL;
-            rc = mw_loop_add_smtp_batch(loop, &job, &o, b, done_cb, &out, err);
-            if (!rc) /* the rate floor, the default one too, as the blocking stream's */
-                mw_loop_set_speed_limit(loop, job, c->conn.speed_limit, c->conn.speed_time_ms);
-            if (!rc) mw_cli_engine_note("smtp");
-            if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
-            if (!rc && (*ready > 0 || stops(*ready, out.rc))) goto done;
-        }
-    }
-done:
+    rc = run_servers(c, loop, &o, b, &out, err);
+    /* AUTH refused an OAuth account's token: nothing was taken from the
+     * batch yet (it starts once the session is ready), so it runs again. */
+    if (!rc && smtp_loop_refresh(c, &o, *ready, out.rc))
+        rc = run_servers(c, loop, &o, b, &out, err);
     mw_loop_free(loop);
     if (!rc) *err = out.err;
     return rc;

@@ -310,9 +310,15 @@ def t_jobs():
         for sub in ("new", "cur", "tmp"):
             os.makedirs(os.path.join(T, "md-" + u, sub))
     tr = os.path.join(T, "jobs.trace")
-    r = mw("fetch", "--config", CFG, "--jobs", "2", "--trace", tr, "--json", "o1", "o2")
+    # On the event loop, no blocking fallback: the token provider is the job's.
+    elog = os.path.join(T, "jobs.engine")
+    env = dict(ENV, MAILWIRE_ENGINE="loop", MAILWIRE_ENGINE_LOG=elog)
+    r = mw("fetch", "--config", CFG, "--jobs", "2", "--trace", tr, "--json", "o1", "o2", env=env)
     if r.returncode != 0:
         return "fetch exit %d: %s %s" % (r.returncode, r.stdout.decode(), r.stderr.decode())
+    noted = open(elog).read().split() if os.path.exists(elog) else []
+    if noted.count("fetch") != 2:
+        return "the loop engine log says %r, want two fetch sessions" % noted
     for u in ("o1", "o2"):
         got = maildir_files(os.path.join(T, "md-" + u))
         if sorted(got) != sorted(want[u]):
@@ -470,6 +476,47 @@ def t_skew():
         return "pop3 exit %d: %s\n%s" % (r.returncode, r.stderr.decode(), trace.decode()[-2000:])
     if b"refused the access token" not in trace or trace.count(b"grant_type=refresh_token") != 1:
         return "no single refresh after the refusal:\n" + trace.decode()[-2000:]
+    return None
+
+
+@case("send on the loop engine, token refused (clock behind): refreshed once, AUTH again, sent")
+def t_skew_send_loop():
+    # o3's token is dead at the provider (the previous cases); the store
+    # claims an hour left, so the first AUTH must fail.
+    write_config(account("o3", "o3", E["MW_OAUTH_POP3S_PORT"], "implicit",
+                         scope="openid offline_access mail short") +
+                 account("o3-send", "o3", E["MW_OAUTH_SMTP_PORT"], "starttls",
+                         scope="openid offline_access mail short",
+                         extra="from o3@test.domain\n"))
+    ok = wait_for(lambda: status("o3").get("expires_in", 1) < 0, 120, 0.5)
+    if not ok:
+        write_config()
+        return "o3's token never expired: %s" % status("o3")
+    p, s = store("o3")
+    now = int(time.time())
+    s["expires_at"], s["obtained_at"] = now + 3600, now
+    with open(p + ".new", "w") as f:
+        json.dump(s, f)
+    os.chmod(p + ".new", 0o600)
+    os.rename(p + ".new", p)
+    tr = os.path.join(T, "send-loop-o3.trace")
+    elog = os.path.join(T, "send-loop.engine")
+    env = dict(ENV, MAILWIRE_ENGINE="loop", MAILWIRE_ENGINE_LOG=elog)
+    msg = (b"From: o3@test.domain\r\nTo: o3@test.domain\r\nSubject: loop refresh\r\n\r\n"
+           b"sent after a refresh\r\n")
+    r = mw("send", "--config", CFG, "--account", "o3-send", "--trace", tr, "o3@test.domain",
+           stdin=msg, env=env)
+    write_config()
+    trace = open(tr, "rb").read() if os.path.exists(tr) else b""
+    if r.returncode != 0:
+        return "send exit %d: %s\n%s" % (r.returncode, r.stderr.decode(), trace.decode()[-2000:])
+    noted = open(elog).read().split() if os.path.exists(elog) else []
+    if noted.count("send") != 2:
+        return "the loop engine log says %r, want two send jobs (refused, then sent)" % noted
+    if trace.count(b"grant_type=refresh_token") != 1 or trace.count(b"C: AUTH XOAUTH2") != 2:
+        return "want one refresh and two AUTH:\n" + trace.decode()[-2000:]
+    if leaks([trace, r.stdout, r.stderr], secrets_of("o3")):
+        return "a token in the trace or the output"
     return None
 
 
