@@ -44,7 +44,7 @@ static int drive_open(p3l_drive *d)
     if (d->cancel) mwi_stream_set_cancel(d->s, d->cancel);
     if (d->command_timeout_ms > 0) d->deadline = mw_now_ms() + d->command_timeout_ms;
     d->p->c.connecting = 0;
-    if (!d->p->held) mwi_lconn_info(&d->p->c, "connected to %s port %u", d->host, d->p->c.port);
+    if (!d->p->quiet) mwi_lconn_info(&d->p->c, "connected to %s port %u", d->host, d->p->c.port);
     d->p->c.ops->connected(d->p->c.impl);
     return 0;
 }
@@ -132,6 +132,13 @@ static void drive_round(p3l_drive *d)
     }
     c->in_len += got;
     c->ops->process(c->impl);
+}
+
+void mwi_p3l_drive_resume(p3l_drive *d)
+{
+    mwi_lconn *c = &d->p->c;
+    if (!d->p->job->done && mwi_lconn_pending(c)) drive_round(d);
+    if (!d->p->job->done && c->in_len) c->ops->process(c->impl);
 }
 
 void mwi_p3l_drive(p3l_drive *d, int (*until)(const p3l *p))

@@ -31,7 +31,7 @@ void mwi_p3l_set_state(p3l *p, int st)
 {
     if (p->state == st || p->state == S_DONE) return;
     /* A held job traces what src/pop3 traced: the lines, TLS, SASL notes. */
-    if (!p->held) mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
+    if (!p->quiet) mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
     p->state = st;
 }
 
@@ -49,7 +49,10 @@ void mwi_p3l_end(p3l *p, int code, const char *fmt, ...)
     }
     if (p->in_body && p->store && !p->body_discard) mw_store_abort(p->store);
     p->in_body = 0;
+    mw_trace_fn trace = p->c.trace;
+    if (p->quiet) p->c.trace = NULL; /* src/pop3 did not trace its errors */
     mwi_lconn_end(&p->c, code, msg);
+    p->c.trace = trace;
     mwi_p3l_set_state(p, S_DONE);
 }
 
@@ -309,7 +312,9 @@ static void line_too_long(p3l *p, size_t most)
 static void process(p3l *p)
 {
     size_t pos = 0;
-    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending) {
+    /* Held, what came past the last reply waits for the next command, as
+     * it waited in src/pop3's buffer (pop3_held.c). */
+    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending && p->state != S_HELD) {
         if (p->in_body) {
             if (pos == p->c.in_len) break;
             size_t before = pos;
@@ -690,7 +695,7 @@ int mwi_p3l_held_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error 
     int rc = build_external(out, opts, P3L_CMDS, B_HELD, err);
     if (rc) return rc;
     p3l *p = (*out)->impl;
-    p->held = 1;
+    p->held = p->quiet = 1;
     return 0;
 }
 
