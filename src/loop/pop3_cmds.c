@@ -646,23 +646,16 @@ void mwi_p3l_cmds_body(p3l *p, size_t *pos)
     size_t used = 0, made = 0;
     int fin = mwi_pop3_body_decode(&p->body, p->c.in + *pos, p->c.in_len - *pos, &used, &made);
     uint64_t d = p->declared, a = p->announced;
-    /* src/pop3's bound, checked before the piece is given on: the size
-     * announced and its slack, a RETR's under the cap (fetch's limit) */
-    uint64_t cap = cur(p)->op == MW_LOOP_POP3_RETR ? p->max_message : 0;
-    uint64_t bound = a != UINT64_MAX ? mwi_p3l_bound(a, cap) : cap ? cap : UINT64_MAX;
+    /* src/pop3's bound (the size announced and its slack), checked
+     * before the piece is given on */
+    uint64_t bound = a != UINT64_MAX ? mwi_p3l_bound(a, 0) : UINT64_MAX;
     if (p->body.produced > bound) {
         p->body.produced -= made;
         mwi_err_set_command(&p->job->err, p->body_what, strlen(p->body_what));
-        if (a == UINT64_MAX || bound < mwi_p3l_bound(a, 0))
-            mwi_p3l_end(p, MW_ETOOBIG,
-                        "%s: the message runs past the %llu-octet size limit; stopped reading "
-                        "it, the message is incomplete",
-                        p->body_what, (unsigned long long)bound);
-        else
-            mwi_p3l_end(p, MW_ETOOBIG,
-                        "%s: the server sent over %llu octets for a message announced as %llu "
-                        "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
-                        p->body_what, (unsigned long long)bound, (unsigned long long)a);
+        mwi_p3l_end(p, MW_ETOOBIG,
+                    "%s: the server sent over %llu octets for a message announced as %llu "
+                    "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
+                    p->body_what, (unsigned long long)bound, (unsigned long long)a);
         return;
     }
     if (made && deliver(p, MW_LOOP_POP3_DATA, p->c.in + *pos, made, cur_num(p), 0, NULL)) return;

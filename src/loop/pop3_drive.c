@@ -160,6 +160,11 @@ void mwi_p3l_drive(p3l_drive *d, int (*until)(const p3l *p))
             continue;
         }
         if (until && until(d->p) && !mwi_lconn_pending(&d->p->c)) break;
+        /* A fetch's command deadline bounds the login and the listings,
+         * as src/pop3's did (mw_pop3_opts.command_timeout_ms). */
+        int st = d->p->state;
+        if (d->p->mode == P3L_FETCH && (st == S_TRANSFER || st == S_TOP || st == S_QUIT))
+            d->deadline = MW_NO_DEADLINE;
         drive_round(d);
     }
 }
@@ -186,6 +191,7 @@ void mwi_loop_pop3_drive(mw_loop_job *j, const char *host, const mw_pop3_opts *p
     d.io_timeout_ms = net->io_timeout_ms;
     d.cancel = net->cancel;
     d.given = given;
+    d.command_timeout_ms = po->command_timeout_ms;
     d.deadline = MW_NO_DEADLINE;
     d.p->c.connecting = 1;
     mwi_p3l_drive(&d, NULL);

@@ -273,11 +273,6 @@ int mwi_p3h_retr_mode(const mwi_p3h *h)
     return ((const p3l *)h->job->impl)->retr_mode;
 }
 
-void mwi_p3h_set_message_cap(mwi_p3h *h, uint64_t cap)
-{
-    ((p3l *)h->job->impl)->max_message = cap;
-}
-
 int mwi_p3h_tls_info(const mwi_p3h *h, mw_tls_info *out)
 {
     if (!h->d.s) return MW_EUNSUPPORTED;

@@ -71,8 +71,6 @@ void mwi_p3h_set_count(mwi_p3h *h, uint64_t count);
 /* After a CAPA: whether the window is used (pipelining). */
 void mwi_p3h_set_pipelining(mwi_p3h *h, int on);
 int mwi_p3h_retr_mode(const mwi_p3h *h);
-/* The cap on a RETR's octets (0: none), as mw_fetch's size limit. */
-void mwi_p3h_set_message_cap(mwi_p3h *h, uint64_t cap);
 int mwi_p3h_tls_info(const mwi_p3h *h, mw_tls_info *out);
 
 #endif

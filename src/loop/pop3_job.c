@@ -488,12 +488,13 @@ static char *dup_or_null(const char *s, int *fail)
 }
 
 /* The login options: version 1 knew USER/PASS only. */
-static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
+static int check_login(const mw_loop_pop3_opts *o, int mode, int driven, mw_error *err)
 {
     int auth = o->version >= 2 ? o->auth : MW_POP3_AUTH_USER;
     if (auth < MW_POP3_AUTH_AUTO || auth > MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EINVAL, "unknown login method %d", auth);
-    if (auth == MW_POP3_AUTH_NONE && mode != P3L_CMDS)
+    /* mw_fetch_account's stream may be logged in already (pop3.h) */
+    if (auth == MW_POP3_AUTH_NONE && mode != P3L_CMDS && !driven)
         return mwi_err_set(err, MW_EINVAL, "a fetch or an idle session needs a login");
     int need_pw = auth == MW_POP3_AUTH_USER || auth == MW_POP3_AUTH_APOP;
     /* SASL may go without a user (EXTERNAL): pop3_login.c checks then. */
@@ -512,15 +513,16 @@ static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
 
 /* build()'s flags: a host is needed; a held job (pop3_held.c), whose
  * login options src/pop3 checked and whose login says what is missing
- * in src/pop3's words. */
-#define B_HOST 1
-#define B_HELD 2
+ * in src/pop3's words; a job for a driver (pop3_drive.c). */
+#define B_HOST   1
+#define B_HELD   2
+#define B_DRIVEN 4
 
 static int check_opts(const mw_loop_pop3_opts *o, int mode, int flags, mw_error *err)
 {
     if (!o || o->version < 1 || o->version > MW_LOOP_POP3_OPTS_VERSION)
         return mwi_err_set(err, MW_EINVAL, "mw_loop_pop3_opts missing or of another version");
-    int rc = flags & B_HELD ? 0 : check_login(o, mode, err);
+    int rc = flags & B_HELD ? 0 : check_login(o, mode, flags & B_DRIVEN, err);
     if (rc) return rc;
     int with_host = flags & B_HOST;
     if (mode == P3L_FETCH && !o->store)
@@ -687,12 +689,12 @@ static int build_external(mw_loop_job **out, const mw_loop_pop3_opts *opts, int 
 
 int mwi_loop_pop3_fetch_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
 {
-    return build_external(out, opts, P3L_FETCH, 0, err);
+    return build_external(out, opts, P3L_FETCH, B_DRIVEN, err);
 }
 
 int mwi_p3l_held_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
 {
-    int rc = build_external(out, opts, P3L_CMDS, B_HELD, err);
+    int rc = build_external(out, opts, P3L_CMDS, B_HELD | B_DRIVEN, err);
     if (rc) return rc;
     p3l *p = (*out)->impl;
     p->held = p->quiet = 1;

@@ -37,7 +37,6 @@ struct mw_pop3 {
     size_t ncapa;
     int capa_known; /* CAPA answered +OK */
     char auth_used[48];
-    uint64_t overflow_msg; /* the message whose reply ran past its bound (0: none) */
 };
 
 void mwi_pop3_set_state(mw_pop3 *p, int state);
@@ -53,15 +52,5 @@ int mwi_pop3_have_count(const mw_pop3 *p, uint64_t *count);
  * the session is broken when the machine's job ended. */
 int mwi_pop3_run(mw_pop3 *p, const mw_loop_pop3_cmd *cmds, size_t n, const mwi_p3h_opts *ro,
                  mwi_p3h_fn fn, void *ud);
-
-/* Sets the cap on every RETR's octets (fetch's --size-limit); 0: none. */
-void mwi_pop3_set_message_cap(mw_pop3 *p, uint64_t cap);
-/* The message whose RETR was stopped past its bound (the session is then
- * broken), or 0. */
-uint64_t mwi_pop3_overflow_msg(const mw_pop3 *p);
-/* TOP msgs[i].msg lines for each (ascending, within the count), pipelined
- * as mw_pop3_retr_range; each reply bounded by msgs[i].size as a RETR. */
-int mwi_pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines,
-                      mw_pop3_msg_fn fn, void *userdata);
 
 #endif

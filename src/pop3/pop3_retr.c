@@ -78,20 +78,9 @@ static int on_piece(const mw_loop_pop3_reply *r, const mw_error *fail, void *ud)
     return 0;
 }
 
-void mwi_pop3_set_message_cap(mw_pop3 *p, uint64_t cap)
-{
-    if (p && p->h) mwi_p3h_set_message_cap(p->h, cap);
-}
-
-uint64_t mwi_pop3_overflow_msg(const mw_pop3 *p)
-{
-    return p ? p->overflow_msg : 0;
-}
-
 /* A run's end: its first failure, or the session's. */
 static int msgs_result(msgs_ctx *m, int rc)
 {
-    if (rc == MW_ETOOBIG && !mwi_p3h_alive(m->p->h)) m->p->overflow_msg = m->info->msg;
     if (rc && !mwi_p3h_alive(m->p->h)) return rc; /* p->err is the machine's */
     if (m->first_err) {
         m->p->err = m->saved;
@@ -122,7 +111,6 @@ static int retr_common(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink,
                           top < 0 ? 0 : (uint64_t)top, 0};
     rc = mwi_pop3_run(p, &c, 1, NULL, on_piece, &m);
     info->msg = msg;
-    if (rc == MW_ETOOBIG && !mwi_p3h_alive(p->h)) p->overflow_msg = msg;
     if (!rc && m.sink_rc) {
         p->err = m.saved;
         rc = m.sink_rc;
@@ -302,17 +290,6 @@ int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, uint64_
                        p->pipelining ? MW_POP3_WINDOW_MAX : 1,
                        window_bytes ? window_bytes : MW_POP3_WINDOW_BYTES,
                        0};
-    return retr_run(p, &c, &ro, fn, userdata);
-}
-
-int mwi_pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines,
-                      mw_pop3_msg_fn fn, void *userdata)
-{
-    if (!p || !fn || (n && !msgs) || lines < 0) return MW_EINVAL;
-    int rc = check_list(p, msgs, NULL, n, "TOP");
-    if (rc || n == 0) return rc;
-    mw_loop_pop3_cmd c = {MW_LOOP_POP3_TOP, 1, (uint64_t)lines, 1};
-    mwi_p3h_opts ro = {msgs, n, 0, 0, 0, 0};
     return retr_run(p, &c, &ro, fn, userdata);
 }
 
