@@ -398,9 +398,21 @@ static void pre_reply(p3l *p, const mw_pop3_status *st)
         run_send(p);
         return;
     }
-    /* LIST n before a RETR: refused, no size from now on (size_by_list) */
+    /* LIST n before a RETR (src/pop3's size_by_list): refused, no size
+     * from now on; refused for a while ([SYS/TEMP], [IN-USE]), the RETR
+     * fails with it */
     p->list_size = UINT64_MAX;
     if (!ok) {
+        mw_error *e = &p->job->err;
+        mwi_err_set_command(e, p->cur_cmd, strlen(p->cur_cmd));
+        int rc = mwi_pop3_status_error(e, st, MW_ESERVER, "LIST");
+        if (rc != MW_ESERVER) {
+            char msg[sizeof e->message];
+            memcpy(msg, e->message, sizeof msg);
+            cmd_failed(p, rc, msg);
+            return;
+        }
+        mw_error_clear(e);
         p->retr_mode = MW_POP3_RETR_SLOW;
     } else if (mwi_pop3_parse_listing(st->text, st->text_len, &m, &v) || m != c->msg) {
         char head[64];

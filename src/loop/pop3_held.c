@@ -13,6 +13,8 @@
 
 #define P3H_MAX_CAPA 128 /* lines kept, as src/pop3 kept them */
 
+_Static_assert(MWI_P3H_FAIL == P3L_FAIL, "one event kind for a failed command");
+
 struct mwi_p3h {
     mw_loop_job *job;
     p3l_drive d;
@@ -164,8 +166,6 @@ void mwi_p3h_info_get(const mwi_p3h *h, mwi_p3h_info *out)
     out->capa = p->capa_kept;
     out->ncapa = p->ncapa_kept;
     out->capa_known = p->capa_known;
-    out->count = p->count;
-    out->have_count = p->have_count;
     out->secure = MWI_LCONN_SECURE(&p->c);
 }
 

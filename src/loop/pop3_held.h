@@ -29,9 +29,7 @@ typedef struct mwi_p3h_info {
     char *const *capa;     /* CAPA's lines (printable, at most 128, none empty) */
     size_t ncapa;
     int capa_known; /* CAPA said +OK */
-    uint64_t count; /* STAT's */
-    int have_count;
-    int secure; /* over TLS */
+    int secure;     /* over TLS */
 } mwi_p3h_info;
 void mwi_p3h_info_get(const mwi_p3h *h, mwi_p3h_info *out);
 

@@ -3,7 +3,12 @@
  *                 dispatch, the job's hooks and constructors;
  *   pop3_login.c  USER/PASS, APOP and SASL (over src/sasl/driver.h);
  *   pop3_fetch.c  a fetch into a store: LIST/UIDL, RETR window, DELE;
- *   pop3_cmds.c   a command sequence (mw_loop_add_pop3_cmds).
+ *   pop3_cmds.c   a command sequence (mw_loop_add_pop3_cmds), or the
+ *                 commands of a held job, one call at a time;
+ *   pop3_top.c    the fetch filter's TOP runs;
+ *   pop3_reopen.c a fetch's next session after a reply cut past its bound;
+ *   pop3_drive.c  the job over a blocking stream (mw_fetch_account, pop3.h);
+ *   pop3_held.c   the blocking POP3 API's job, held between its commands.
  * One state variable, changed only by mwi_p3l_set_state (traced). */
 #ifndef MW_LOOP_POP3_JOB_H
 #define MW_LOOP_POP3_JOB_H
