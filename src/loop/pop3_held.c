@@ -182,12 +182,19 @@ static int on_reply(mw_loop_job *job, const mw_loop_pop3_reply *r, void *ud)
     return t->fn(r, r->kind == MWI_P3H_FAIL ? &t->p->cmd_err : NULL, t->ud);
 }
 
-/* Drives until the job is held again (or over); the command as a whole
- * within command_timeout_ms. */
+/* The commands src/pop3 bounded as a whole by command_timeout_ms (a
+ * reply that never ends): STAT, a whole LIST or UIDL, one RETR or TOP. */
+static int bounded(const mw_loop_pop3_cmd *c)
+{
+    if (c->last) return 0;
+    if (c->op == MW_LOOP_POP3_LIST || c->op == MW_LOOP_POP3_UIDL) return c->msg == 0;
+    return c->op == MW_LOOP_POP3_STAT || c->op == MW_LOOP_POP3_RETR || c->op == MW_LOOP_POP3_TOP;
+}
+
+/* Drives until the job is held again (or over). */
 static int drive_held(mwi_p3h *h, mw_error *err)
 {
     p3l *p = h->job->impl;
-    if (h->d.command_timeout_ms > 0) h->d.deadline = mw_now_ms() + h->d.command_timeout_ms;
     mwi_p3l_drive(&h->d, is_held);
     h->d.deadline = MW_NO_DEADLINE;
     if (h->job->done) {
@@ -218,6 +225,8 @@ int mwi_p3h_run(mwi_p3h *h, const mw_loop_pop3_cmd *cmds, size_t n, const mwi_p3
     p->run_max_bytes = ro->max_bytes;
     p->lenient_uidl = ro->lenient_uidl;
     trampoline t = {p, fn, ud};
+    if (h->d.command_timeout_ms > 0 && bounded(cmds))
+        h->d.deadline = mw_now_ms() + h->d.command_timeout_ms;
     mwi_p3l_push(p, cmds, n, on_reply, &t);
     mwi_p3l_drive_resume(&h->d);
     int rc = drive_held(h, err);
