@@ -1,6 +1,7 @@
-/* Internal: what the blocking fetch (fetch.c) and the fetch on the event
- * loop (src/loop/fetch_job.c) share: the plan of one run, its context, and
- * the steps that do not talk to the server (plan.c). */
+/* Internal: what the fetch on the POP3 machine (src/loop/fetch_job.c, on
+ * the loop or driven over a blocking stream) takes from src/fetch: the
+ * plan of one run, its context, and the steps that do not talk to the
+ * server (plan.c, filter.c). */
 #ifndef MW_FETCH_INT_H
 #define MW_FETCH_INT_H
 
@@ -8,8 +9,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-struct mw_pop3;
 
 enum action { A_SKIP = 0, A_GET, A_DELE };
 
@@ -29,16 +28,11 @@ typedef struct fctx {
     mw_fetch_result *res;
     mw_error *err;
     int first_rc;
-    struct mw_pop3 *p; /* the blocking session (fetch.c); NULL on the loop */
     mw_store *s;
     mw_state *st;
     plan *pl;
     size_t n;
-    size_t cursor; /* plan index of the message being received */
-    uint64_t cur;  /* its number, valid while open */
-    uint64_t done; /* the last message whose reply ended (stored or not) */
-    int open;      /* a store delivery is in progress */
-    int stop;      /* the store or state failed: take no more messages */
+    int stop; /* the store or state failed: take no more messages */
     int state_dirty;
     size_t unsaved;
     int64_t now;
@@ -62,13 +56,9 @@ int mwi_fetch_check_opts(const mw_fetch_opts *o, mw_error *err);
 /* Runs the filter on one message's headers (filter.c) and sets its
  * action; a filter that fails leaves the message (an error of the run). */
 void mwi_fetch_filter_one(fctx *c, plan *p, const char *hdr, size_t len);
-/* mw_fetch_account as a thin driver over the loop's POP3 fetch machine
- * (src/loop/fetch_job.c, pop3_drive.c): same options and results; not
- * yet what mw_fetch_account runs (token providers, msex refused). */
+/* mw_fetch_account: the loop's POP3 fetch machine driven over a blocking
+ * stream (src/loop/fetch_job.c, pop3_drive.c). */
 int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err);
-/* The blocking session of fetch.c, for what the machine cannot do yet
- * (token providers, msex); mw_fetch_account chooses (fetch_job.c). */
-int mwi_fetch_account_session(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err);
 /* Opens the store with the directory fsync deferred to mwi_fetch_save_state. */
 int mwi_fetch_open_store(fctx *c);
 

@@ -228,9 +228,8 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
     if (po->stream || po->auth == MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED,
                            "fetch: a caller's stream, or no login, is not on the loop");
-    if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
-        return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: TLS mode %d is not on the loop yet",
-                           po->tls);
+    if (po->tls < MW_TLS_STARTTLS || po->tls > MW_TLS_IMPLICIT)
+        return mwi_err_set(err, MW_EINVAL, "pop3: unknown TLS mode %d", po->tls);
     return 0;
 }
 
@@ -261,6 +260,8 @@ static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const 
     lo->window = po->pipelining == 0 ? 1 : MW_POP3_WINDOW_MAX;
     lo->trace = po->trace;
     lo->trace_userdata = po->trace_userdata;
+    lo->msex = po->msex;
+    lo->retr_mode = po->retr_mode;
 }
 
 /* The run's part that is not the session: the state's lock (first: a
@@ -382,27 +383,18 @@ static void driven_done(mw_loop_job *job, const mw_fetch_result *res, const mw_e
     d->rc = err->code;
 }
 
-/* What the POP3 machine does as src/pop3 does it: not a session without
- * login, the retr_mode list/slow, a command timeout, another line limit. */
-static int machine_can(const mw_pop3_opts *po)
-{
-    return po->auth != MW_POP3_AUTH_NONE && po->retr_mode == MW_POP3_RETR_RETR &&
-           po->command_timeout_ms <= 0 &&
-           (po->max_line == 0 || (po->max_line >= 512 && po->max_line < P3L_IN_CAP));
-}
-
-/* What the machine cannot do yet in the driver (src/net does the rest). */
+/* The POP3 options the machine refuses, in src/pop3's words (pop3.c,
+ * validate_opts); the transport's are src/net's. */
 static int check_driven_opts(const mw_fetch_opts *o, mw_error *err)
 {
     const mw_pop3_opts *po = o->pop3;
     if (!po) return mwi_err_set(err, MW_EINVAL, "fetch: no POP3 options (user, password)");
-    if (!machine_can(po))
-        return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "fetch: no login, a retr_mode, a command timeout or another line "
-                           "limit: not on the driven machine yet");
-    if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
-        return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "fetch: TLS mode %d is not on the driven machine yet", po->tls);
+    if (po->tls < MW_TLS_STARTTLS || po->tls > MW_TLS_IMPLICIT)
+        return mwi_err_set(err, MW_EINVAL, "pop3: unknown TLS mode %d", po->tls);
+    if (po->retr_mode < MW_POP3_RETR_RETR || po->retr_mode > MW_POP3_RETR_SLOW)
+        return mwi_err_set(err, MW_EINVAL, "pop3: unknown retr mode %d", po->retr_mode);
+    if (po->max_line && po->max_line < 512)
+        return mwi_err_set(err, MW_EINVAL, "pop3: max_line %zu under 512", po->max_line);
     return 0;
 }
 
@@ -443,14 +435,8 @@ int mwi_fetch_account_driven(mw_fetch_result *res, const mw_fetch_opts *o, mw_er
 }
 
 /* mw_fetch_account (fetch.h): the loop's POP3 fetch machine driven over a
- * blocking stream, one engine for both APIs; what the machine cannot do
- * yet (token providers, msex, opportunistic TLS) still runs src/fetch's
- * blocking session. */
+ * blocking stream, one engine for both APIs. */
 int mw_fetch_account(mw_fetch_result *res, const mw_fetch_opts *o, mw_error *err)
 {
-    const mw_pop3_opts *po = o ? o->pop3 : NULL;
-    if (!po || !machine_can(po) ||
-        (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE))
-        return mwi_fetch_account_session(res, o, err);
     return mwi_fetch_account_driven(res, o, err);
 }

@@ -30,11 +30,19 @@ static int is_run(const mw_loop_pop3_cmd *c)
            (c->op == MW_LOOP_POP3_RETR || c->op == MW_LOOP_POP3_TOP || c->op == MW_LOOP_POP3_DELE);
 }
 
+/* A run's i-th message: its number, or run_list's (1-based). */
+static uint64_t run_num(const p3l *p, uint64_t i)
+{
+    return p->run_list ? p->run_list[i - 1].msg : i;
+}
+
 /* The message the reply being read is about. */
 static uint64_t cur_num(const p3l *p)
 {
-    return is_run(cur(p)) ? p->run_got : cur(p)->msg;
+    return is_run(cur(p)) ? run_num(p, p->run_got) : cur(p)->msg;
 }
+
+static void next_cmd(p3l *p);
 
 static int deliver_l(p3l *p, int kind, const char *data, size_t len, uint64_t msg, uint64_t value,
                      const char *uid, uint64_t lines)
@@ -42,8 +50,33 @@ static int deliver_l(p3l *p, int kind, const char *data, size_t len, uint64_t ms
     if (!p->reply) return 0;
     mw_loop_pop3_reply r = {p->next_cmd, cur(p)->op, kind, data, len, msg, value, uid, lines};
     int rc = p->reply(p->job, &r, p->reply_ud);
+    if (rc && p->held) {
+        /* src/pop3's callbacks: the reply is read to its end, a run sends
+         * no more (what is in flight is read), the owner says why. */
+        if (!p->stop_rc) p->stop_rc = rc;
+        if (is_run(cur(p)) && p->run_end >= p->run_next) p->run_end = p->run_next - 1;
+        return 0;
+    }
     if (rc) mwi_p3l_end(p, rc, "%s: stopped by the reply callback (%d)", p->cur_cmd, rc);
     return rc;
+}
+
+/* A command failed.  Held, the job goes on with the next (src/pop3: a
+ * -ERR leaves the session usable) and the error is the command's;
+ * otherwise the job ends with it. */
+static void cmd_failed(p3l *p, int rc, const char *msg)
+{
+    if (!p->held) {
+        mwi_p3l_end(p, rc, "%s", msg);
+        return;
+    }
+    p->cmd_err = p->job->err;
+    p->cmd_err.code = rc;
+    snprintf(p->cmd_err.message, sizeof p->cmd_err.message, "%s", msg);
+    mw_error_clear(&p->job->err);
+    deliver_l(p, P3L_FAIL, NULL, 0, 0, (uint64_t)rc, NULL, 0);
+    p->next_cmd++;
+    next_cmd(p);
 }
 
 static int deliver(p3l *p, int kind, const char *data, size_t len, uint64_t msg, uint64_t value,
@@ -52,7 +85,6 @@ static int deliver(p3l *p, int kind, const char *data, size_t len, uint64_t msg,
     return deliver_l(p, kind, data, len, msg, value, uid, 0);
 }
 
-static void next_cmd(p3l *p);
 static void run_start_at(p3l *p, uint64_t start);
 
 /* Sends the run's next commands, as many as the window lets (src/pop3's
@@ -60,15 +92,22 @@ static void run_start_at(p3l *p, uint64_t start);
 static void run_send(p3l *p)
 {
     const mw_loop_pop3_cmd *c = cur(p);
-    uint64_t window = p->capa_pipelining ? p->window : 1;
+    uint64_t window = p->capa_pipelining ? (p->run_max_cmds ? p->run_max_cmds : p->window) : 1;
     while (!p->job->done && p->run_next <= p->run_end && p->run_next - p->run_got < window) {
+        /* A window in bytes (mw_pop3_retr_msgs): the LIST sizes of what
+         * is unanswered, always at least one command. */
+        uint64_t sz = p->run_list ? p->run_list[p->run_next - 1].size : 0;
+        if (p->run_max_bytes && p->run_next > p->run_got &&
+            (p->run_bytes > p->run_max_bytes || sz > p->run_max_bytes - p->run_bytes))
+            break;
         char line[64];
-        unsigned long long m = (unsigned long long)p->run_next;
+        unsigned long long m = (unsigned long long)run_num(p, p->run_next);
         if (c->op == MW_LOOP_POP3_TOP)
             snprintf(line, sizeof line, "TOP %llu %llu", m, (unsigned long long)c->lines);
         else
             snprintf(line, sizeof line, "%s %llu", op_what(c->op), m);
         if (mwi_p3l_send(p, K_CMD, line, p->next_cmd, NULL) != 0) return;
+        p->run_bytes += sz;
         p->run_next++;
     }
 }
@@ -94,6 +133,8 @@ static void run_begin(p3l *p, uint64_t start)
     p->run_next = p->run_got = start ? start : 1;
     uint64_t last = c->last == MW_LOOP_POP3_NEXT ? p->run_got : c->last;
     p->run_end = p->have_count && last > p->count ? p->count : last;
+    if (p->run_list) p->run_end = p->run_n; /* checked by src/pop3 */
+    p->run_bytes = 0;
     memset(&p->run_err, 0, sizeof p->run_err);
     if (p->run_got > p->run_end) { /* an empty run */
         if (deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 0, NULL)) return;
@@ -124,9 +165,16 @@ static void run_start_at(p3l *p, uint64_t start)
  * run's first -ERR is its result then: src/pop3's dele_run). */
 static void run_advance(p3l *p)
 {
+    if (p->run_list) p->run_bytes -= p->run_list[p->run_got - 1].size;
     p->run_got++;
     if (p->run_got <= p->run_end || p->run_got < p->run_next) {
         run_send(p);
+        return;
+    }
+    if (p->run_err.code && p->held) { /* the first -ERR is the run's result */
+        p->cmd_err = p->run_err;
+        p->next_cmd++;
+        next_cmd(p);
         return;
     }
     if (p->run_err.code) {
@@ -160,6 +208,12 @@ static void next_cmd(p3l *p)
     if (p->job->done) return;
     if (p->next_cmd >= p->ncmds && p->held) {
         mwi_p3l_set_state(p, S_HELD); /* the owner's next command (pop3_held.c) */
+        return;
+    }
+    if (p->sent_ahead && p->sent_ahead == p->next_cmd) { /* out with the one before */
+        p->sent_ahead = 0;
+        snprintf(p->cur_cmd, sizeof p->cur_cmd, "%s", op_what(cur(p)->op));
+        p->ml_n = 0;
         return;
     }
     if (p->next_cmd >= p->ncmds) {
@@ -203,7 +257,40 @@ static void next_cmd(p3l *p)
         snprintf(l, cap, "%s", op_what(c->op));
     p->ml_n = 0;
     mwi_p3l_set_state(p, S_COMMANDS);
-    mwi_p3l_send(p, K_CMD, l, p->next_cmd, NULL);
+    if (mwi_p3l_send(p, K_CMD, l, p->next_cmd, NULL) != 0) return;
+    /* LIST and UIDL in one write (RFC 2449 §6.6): src/pop3's
+     * mw_pop3_list_uidl, one round trip */
+    if (p->held && p->next_cmd + 1 < p->ncmds && p->capa_pipelining && p->want_pipe &&
+        mwi_p3l_send(p, K_CMD, op_what(p->cmds[p->next_cmd + 1].op), p->next_cmd + 1, NULL) == 0)
+        p->sent_ahead = p->next_cmd + 1;
+}
+
+void mwi_p3l_push(p3l *p, const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
+                  void *ud)
+{
+    mw_loop_pop3_cmd *a = realloc(p->cmds, n * sizeof *a);
+    if (!a) {
+        mwi_p3l_end(p, MW_ENOMEM, "out of memory");
+        return;
+    }
+    memcpy(a, cmds, n * sizeof *a);
+    p->cmds = a;
+    p->ncmds = n;
+    p->next_cmd = 0;
+    p->sent_ahead = 0;
+    p->reply = reply;
+    p->reply_ud = ud;
+    p->stop_rc = 0;
+    mw_error_clear(&p->cmd_err);
+    mw_error_clear(&p->job->err);
+    next_cmd(p);
+}
+
+void mwi_p3l_held_quit(p3l *p)
+{
+    p->held = 0;
+    p->ncmds = p->next_cmd = 0;
+    next_cmd(p);
 }
 
 void mwi_p3l_cmds_start(p3l *p)
@@ -281,7 +368,11 @@ static void refused(p3l *p, const mw_pop3_status *st, int op)
         snprintf(msg, sizeof msg, "server has no LAST command: -ERR %.250s", e->reply);
     else
         memcpy(msg, e->message, sizeof msg);
-    mwi_p3l_end(p, rc, "%s", msg);
+    /* A "+ " outside AUTH: the reply stream is not trusted further. */
+    if (op && st->kind != MW_POP3_CONT)
+        cmd_failed(p, rc, msg);
+    else
+        mwi_p3l_end(p, rc, "%s", msg);
 }
 
 /* The reply to what was sent before the caller's command (p->pre). */
@@ -307,9 +398,21 @@ static void pre_reply(p3l *p, const mw_pop3_status *st)
         run_send(p);
         return;
     }
-    /* LIST n before a RETR: refused, no size from now on (size_by_list) */
+    /* LIST n before a RETR (src/pop3's size_by_list): refused, no size
+     * from now on; refused for a while ([SYS/TEMP], [IN-USE]), the RETR
+     * fails with it */
     p->list_size = UINT64_MAX;
     if (!ok) {
+        mw_error *e = &p->job->err;
+        mwi_err_set_command(e, p->cur_cmd, strlen(p->cur_cmd));
+        int rc = mwi_pop3_status_error(e, st, MW_ESERVER, "LIST");
+        if (rc != MW_ESERVER) {
+            char msg[sizeof e->message];
+            memcpy(msg, e->message, sizeof msg);
+            cmd_failed(p, rc, msg);
+            return;
+        }
+        mw_error_clear(e);
         p->retr_mode = MW_POP3_RETR_SLOW;
     } else if (mwi_pop3_parse_listing(st->text, st->text_len, &m, &v) || m != c->msg) {
         char head[64];
@@ -340,6 +443,26 @@ static uint64_t retr_declared(p3l *p, const mw_pop3_status *st, uint64_t m)
     return d;
 }
 
+/* A -ERR to a message of a run: src/pop3's dele_run and retr_run send
+ * no more after the first (unless run_go_on); what is in flight is still
+ * read. */
+static void run_refused(p3l *p, const mw_pop3_status *st, uint64_t m)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    if (!p->run_err.code) {
+        char what[48];
+        snprintf(what, sizeof what, "%s %llu", op_what(c->op), (unsigned long long)m);
+        mwi_err_set_command(&p->run_err, p->cur_cmd, strlen(p->cur_cmd));
+        mwi_pop3_status_error(&p->run_err, st, MW_ESERVER, what);
+        if (!p->run_go_on && p->run_end >= p->run_next) p->run_end = p->run_next - 1;
+        if (p->held) {
+            p->cmd_err = p->run_err;
+            deliver_l(p, P3L_FAIL, NULL, 0, m, (uint64_t)p->run_err.code, NULL, 0);
+        }
+    }
+    run_advance(p);
+}
+
 static void cmd_reply(p3l *p, const mw_pop3_status *st)
 {
     if (p->pre) {
@@ -350,17 +473,11 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
     uint64_t m = cur_num(p);
     if (is_run(c))
         snprintf(p->cur_cmd, sizeof p->cur_cmd, "%s %llu", op_what(c->op), (unsigned long long)m);
-    if (st->kind != MW_POP3_OK && c->op == MW_LOOP_POP3_DELE && is_run(c)) {
-        /* src/pop3's dele_run: no DELE after the first -ERR; what is in
-         * flight is still read and counted. */
-        if (!p->run_err.code) {
-            char what[48];
-            snprintf(what, sizeof what, "DELE %llu", (unsigned long long)m);
-            mwi_err_set_command(&p->run_err, what, strlen(what));
-            mwi_pop3_status_error(&p->run_err, st, MW_ESERVER, what);
-            p->run_end = p->run_next - 1;
-        }
-        run_advance(p);
+    if (c->op == MW_LOOP_POP3_TOP && is_run(c))
+        snprintf(p->cur_cmd, sizeof p->cur_cmd, "TOP %llu %llu", (unsigned long long)m,
+                 (unsigned long long)c->lines);
+    if (st->kind == MW_POP3_ERR && is_run(c) && (c->op == MW_LOOP_POP3_DELE || p->held)) {
+        run_refused(p, st, m);
         return;
     }
     if (st->kind != MW_POP3_OK) return refused(p, st, c->op);
@@ -382,13 +499,27 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
         snprintf(p->body_what, sizeof p->body_what, "%s %llu", op_what(c->op),
                  (unsigned long long)m);
         p->declared = c->op == MW_LOOP_POP3_RETR ? retr_declared(p, st, m) : UINT64_MAX;
+        /* the caller's LIST size bounds it too (mw_pop3_retr_msgs) */
+        p->announced = p->declared;
+        if (p->run_list && is_run(c) && p->run_list[p->run_got - 1].size < p->announced)
+            p->announced = p->run_list[p->run_got - 1].size;
         mwi_pop3_body_init(&p->body);
         p->in_body = 1;
         return;
     case MW_LOOP_POP3_LAST: {
         uint64_t v;
         if (!mwi_pop3_parse_retr_size(st->text, st->text_len, &v)) {
-            bad_reply(p, st, "LAST reply is not a number");
+            if (!p->held) {
+                bad_reply(p, st, "LAST reply is not a number");
+                return;
+            }
+            /* src/pop3: the session stays usable */
+            mw_error *e = &p->job->err;
+            char msg[sizeof e->message];
+            mwi_err_set_command(e, p->cur_cmd, strlen(p->cur_cmd));
+            mwi_err_set_reply(e, st->text, st->text_len);
+            snprintf(msg, sizeof msg, "LAST reply is not a number: '%.285s'", e->reply);
+            cmd_failed(p, MW_EPROTO, msg);
             return;
         }
         if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, v, NULL) ||
@@ -456,6 +587,11 @@ void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
 {
     const mw_loop_pop3_cmd *c = cur(p);
     if (c->op == MW_LOOP_POP3_CAPA) {
+        /* src/pop3's bound (pop3.c, capa_line) */
+        if (++p->ml_n > 1000) {
+            mwi_p3l_end(p, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it", 1000);
+            return;
+        }
         deliver(p, MW_LOOP_POP3_LINE, l, len, 0, 0, NULL);
         return;
     }
@@ -466,6 +602,13 @@ void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
     size_t ul = 0;
     int bad =
         uidl ? mwi_pop3_parse_uidl(l, len, &m, &u, &ul) : mwi_pop3_parse_listing(l, len, &m, &s);
+    /* RFC 1939 §7 broken in the unique-id only: that message's entry has
+     * uid "" (src/pop3's mw_pop3_list_uidl; fetch leaves it) */
+    if (bad && uidl && p->lenient_uidl && !mwi_pop3_parse_uidl_msg(l, len, &m)) {
+        bad = 0;
+        u = "";
+        ul = 0;
+    }
     mw_error *e = &p->job->err;
     if (bad || (p->have_count && m > p->count) || (p->have_count && p->ml_n >= p->count)) {
         mwi_err_set_command(e, what, 4);
@@ -514,20 +657,21 @@ void mwi_p3l_cmds_body(p3l *p, size_t *pos)
 {
     size_t used = 0, made = 0;
     int fin = mwi_pop3_body_decode(&p->body, p->c.in + *pos, p->c.in_len - *pos, &used, &made);
+    uint64_t d = p->declared, a = p->announced;
+    /* src/pop3's bound (the size announced and its slack), checked
+     * before the piece is given on */
+    uint64_t bound = a != UINT64_MAX ? mwi_p3l_bound(a, 0) : UINT64_MAX;
+    if (p->body.produced > bound) {
+        p->body.produced -= made;
+        mwi_err_set_command(&p->job->err, p->body_what, strlen(p->body_what));
+        mwi_p3l_end(p, MW_ETOOBIG,
+                    "%s: the server sent over %llu octets for a message announced as %llu "
+                    "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
+                    p->body_what, (unsigned long long)bound, (unsigned long long)a);
+        return;
+    }
     if (made && deliver(p, MW_LOOP_POP3_DATA, p->c.in + *pos, made, cur_num(p), 0, NULL)) return;
     *pos += used;
-    uint64_t d = p->declared;
-    if (d != UINT64_MAX) {
-        uint64_t bound = d + (d > 65536 ? d : 65536);
-        if (p->body.produced > bound) {
-            p->in_body = 0;
-            mwi_p3l_end(p, MW_ETOOBIG,
-                        "%s: the server sent over %llu octets for a message announced as %llu "
-                        "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
-                        p->body_what, (unsigned long long)bound, (unsigned long long)d);
-            return;
-        }
-    }
     if (!fin) return;
     p->in_body = 0;
     if (d != UINT64_MAX && d != p->body.produced)

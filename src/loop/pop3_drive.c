@@ -44,7 +44,7 @@ static int drive_open(p3l_drive *d)
     if (d->cancel) mwi_stream_set_cancel(d->s, d->cancel);
     if (d->command_timeout_ms > 0) d->deadline = mw_now_ms() + d->command_timeout_ms;
     d->p->c.connecting = 0;
-    if (!d->p->held) mwi_lconn_info(&d->p->c, "connected to %s port %u", d->host, d->p->c.port);
+    if (!d->p->quiet) mwi_lconn_info(&d->p->c, "connected to %s port %u", d->host, d->p->c.port);
     d->p->c.ops->connected(d->p->c.impl);
     return 0;
 }
@@ -134,6 +134,13 @@ static void drive_round(p3l_drive *d)
     c->ops->process(c->impl);
 }
 
+void mwi_p3l_drive_resume(p3l_drive *d)
+{
+    mwi_lconn *c = &d->p->c;
+    if (!d->p->job->done && mwi_lconn_pending(c)) drive_round(d);
+    if (!d->p->job->done && c->in_len) c->ops->process(c->impl);
+}
+
 void mwi_p3l_drive(p3l_drive *d, int (*until)(const p3l *p))
 {
     mw_loop_job *j = d->p->job;
@@ -153,6 +160,11 @@ void mwi_p3l_drive(p3l_drive *d, int (*until)(const p3l *p))
             continue;
         }
         if (until && until(d->p) && !mwi_lconn_pending(&d->p->c)) break;
+        /* A fetch's command deadline bounds the login and the listings,
+         * as src/pop3's did (mw_pop3_opts.command_timeout_ms). */
+        int st = d->p->state;
+        if (d->p->mode == P3L_FETCH && (st == S_TRANSFER || st == S_TOP || st == S_QUIT))
+            d->deadline = MW_NO_DEADLINE;
         drive_round(d);
     }
 }
@@ -179,6 +191,7 @@ void mwi_loop_pop3_drive(mw_loop_job *j, const char *host, const mw_pop3_opts *p
     d.io_timeout_ms = net->io_timeout_ms;
     d.cancel = net->cancel;
     d.given = given;
+    d.command_timeout_ms = po->command_timeout_ms;
     d.deadline = MW_NO_DEADLINE;
     d.p->c.connecting = 1;
     mwi_p3l_drive(&d, NULL);

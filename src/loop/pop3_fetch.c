@@ -330,6 +330,13 @@ void mwi_loop_pop3_set_window_bytes(mw_loop_job *job, uint64_t bytes)
 int mwi_loop_pop3_set_max_line(mw_loop_job *job, size_t max_line)
 {
     p3l *p = job->impl;
+    if (max_line >= 512 && max_line + 2 > p->c.in_cap && p->c.external) {
+        /* driven (pop3_drive.c): a blocking caller's line limit, as src/pop3 took it */
+        char *n = realloc(p->c.in, max_line + 2);
+        if (!n) return MW_ENOMEM;
+        p->c.in = n;
+        p->c.in_cap = max_line + 2;
+    }
     if (max_line < 512 || max_line > p->c.in_cap - 1) return MW_EINVAL;
     p->max_line = max_line;
     return 0;
@@ -468,8 +475,13 @@ static void retr_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
     p->in_body = 1;
     p->body_msg = (size_t)c->arg;
     snprintf(p->body_what, sizeof p->body_what, "RETR %llu", (unsigned long long)num);
+    /* retr_mode (pop3.h): the reply's size (none after a reply without
+     * one, as src/pop3), LIST's, or none (slow) */
     p->declared = UINT64_MAX;
-    if (!p->no_retr_size && !mwi_pop3_parse_retr_size(st->text, st->text_len, &p->declared)) {
+    if (p->retr_mode == MW_POP3_RETR_LIST) {
+        p->declared = p->msgs[c->arg].size;
+    } else if (p->retr_mode == MW_POP3_RETR_RETR && !p->no_retr_size &&
+               !mwi_pop3_parse_retr_size(st->text, st->text_len, &p->declared)) {
         p->declared = UINT64_MAX;
         p->no_retr_size = 1;
     }

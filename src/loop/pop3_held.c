@@ -13,6 +13,8 @@
 
 #define P3H_MAX_CAPA 128 /* lines kept, as src/pop3 kept them */
 
+_Static_assert(MWI_P3H_FAIL == P3L_FAIL, "one event kind for a failed command");
+
 struct mwi_p3h {
     mw_loop_job *job;
     p3l_drive d;
@@ -74,6 +76,18 @@ static int line_room(p3l *p, size_t max_line)
     return 0;
 }
 
+/* Room for mw_pop3_retr_msgs' window of MW_POP3_WINDOW_MAX commands. */
+static int queue_room(p3l *p)
+{
+    size_t cap = MW_POP3_WINDOW_MAX + 8;
+    p3l_cmd *q = realloc(p->q, cap * sizeof *q);
+    if (!q) return MW_ENOMEM;
+    p->q = q;
+    p->q_cap = cap;
+    p->c.out.max = cap * (P3L_CMD_MAX + 2) + 16386;
+    return 0;
+}
+
 static int is_held(const p3l *p)
 {
     return p->state == S_HELD;
@@ -124,6 +138,12 @@ int mwi_p3h_open(mwi_p3h **out, const char *host, const mw_pop3_opts *po, mw_err
         fail_open(h, err);
         return rc;
     }
+    p->want_pipe = po->pipelining;
+    if ((rc = queue_room(p)) != 0) {
+        mwi_err_set(&h->job->err, rc, "out of memory");
+        fail_open(h, err);
+        return rc;
+    }
     p->c.connecting = 1;
     mwi_p3l_drive(d, is_held);
     d->deadline = MW_NO_DEADLINE;
@@ -146,20 +166,126 @@ void mwi_p3h_info_get(const mwi_p3h *h, mwi_p3h_info *out)
     out->capa = p->capa_kept;
     out->ncapa = p->ncapa_kept;
     out->capa_known = p->capa_known;
-    out->count = p->count;
-    out->have_count = p->have_count;
     out->secure = MWI_LCONN_SECURE(&p->c);
 }
 
-mw_stream *mwi_p3h_release(mwi_p3h *h, const char **left, size_t *nleft)
+typedef struct trampoline {
+    p3l *p;
+    mwi_p3h_fn fn;
+    void *ud;
+} trampoline;
+
+static int on_reply(mw_loop_job *job, const mw_loop_pop3_reply *r, void *ud)
+{
+    (void)job;
+    trampoline *t = ud;
+    return t->fn(r, r->kind == MWI_P3H_FAIL ? &t->p->cmd_err : NULL, t->ud);
+}
+
+/* The commands src/pop3 bounded as a whole by command_timeout_ms (a
+ * reply that never ends): STAT, a whole LIST or UIDL, one RETR or TOP. */
+static int bounded(const mw_loop_pop3_cmd *c)
+{
+    if (c->last) return 0;
+    if (c->op == MW_LOOP_POP3_LIST || c->op == MW_LOOP_POP3_UIDL) return c->msg == 0;
+    return c->op == MW_LOOP_POP3_STAT || c->op == MW_LOOP_POP3_RETR || c->op == MW_LOOP_POP3_TOP;
+}
+
+/* Drives until the job is held again (or over). */
+static int drive_held(mwi_p3h *h, mw_error *err)
 {
     p3l *p = h->job->impl;
-    *left = p->c.in;
-    *nleft = p->c.in_len;
-    mw_stream *s = h->d.s;
-    h->d.s = NULL;
-    p->c.ext_stream = NULL;
-    return s;
+    mwi_p3l_drive(&h->d, is_held);
+    h->d.deadline = MW_NO_DEADLINE;
+    if (h->job->done) {
+        if (err) *err = h->job->err;
+        return h->job->err.code ? h->job->err.code : MW_ESTATE;
+    }
+    if (p->cmd_err.code) {
+        if (err) *err = p->cmd_err;
+        return p->cmd_err.code;
+    }
+    return 0;
+}
+
+int mwi_p3h_run(mwi_p3h *h, const mw_loop_pop3_cmd *cmds, size_t n, const mwi_p3h_opts *ro,
+                mwi_p3h_fn fn, void *ud, mw_error *err)
+{
+    p3l *p = h->job->impl;
+    if (h->job->done || p->state != S_HELD) {
+        if (err) *err = h->job->err;
+        return h->job->err.code ? h->job->err.code : MW_ESTATE;
+    }
+    static const mwi_p3h_opts none;
+    if (!ro) ro = &none;
+    p->run_list = ro->list;
+    p->run_n = ro->nlist;
+    p->run_go_on = ro->go_on;
+    p->run_max_cmds = ro->max_cmds;
+    p->run_max_bytes = ro->max_bytes;
+    p->lenient_uidl = ro->lenient_uidl;
+    trampoline t = {p, fn, ud};
+    if (h->d.command_timeout_ms > 0 && bounded(cmds))
+        h->d.deadline = mw_now_ms() + h->d.command_timeout_ms;
+    mwi_p3l_push(p, cmds, n, on_reply, &t);
+    mwi_p3l_drive_resume(&h->d);
+    int rc = drive_held(h, err);
+    p->run_list = NULL;
+    p->reply = NULL;
+    return rc;
+}
+
+int mwi_p3h_quit(mwi_p3h *h, int *confirmed, mw_error *err)
+{
+    p3l *p = h->job->impl;
+    *confirmed = 0;
+    if (h->job->done || p->state != S_HELD) {
+        if (err) *err = h->job->err;
+        return h->job->err.code ? h->job->err.code : MW_ESTATE;
+    }
+    mw_error_clear(&h->job->err);
+    mwi_p3l_held_quit(p);
+    mwi_p3l_drive_resume(&h->d);
+    mwi_p3l_drive(&h->d, NULL);
+    mwi_p3l_drive_free(&h->d); /* QUIT closes the connection, answered or not */
+    *confirmed = h->job->result.quit_ok;
+    if (h->job->err.code && err) *err = h->job->err;
+    return h->job->err.code;
+}
+
+int mwi_p3h_alive(const mwi_p3h *h)
+{
+    return h && !h->job->done;
+}
+
+int mwi_p3h_count(const mwi_p3h *h, uint64_t *count)
+{
+    const p3l *p = h->job->impl;
+    *count = p->have_count ? p->count : 0;
+    return p->have_count;
+}
+
+void mwi_p3h_set_count(mwi_p3h *h, uint64_t count)
+{
+    p3l *p = h->job->impl;
+    p->count = count;
+    p->have_count = 1;
+}
+
+void mwi_p3h_set_pipelining(mwi_p3h *h, int on)
+{
+    ((p3l *)h->job->impl)->capa_pipelining = on;
+}
+
+int mwi_p3h_retr_mode(const mwi_p3h *h)
+{
+    return ((const p3l *)h->job->impl)->retr_mode;
+}
+
+int mwi_p3h_tls_info(const mwi_p3h *h, mw_tls_info *out)
+{
+    if (!h->d.s) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(h->d.s, out);
 }
 
 void mwi_p3h_free(mwi_p3h *h)

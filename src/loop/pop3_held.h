@@ -4,6 +4,7 @@
 #ifndef MW_LOOP_POP3_HELD_H
 #define MW_LOOP_POP3_HELD_H
 
+#include "mailwire/loop.h"
 #include "mailwire/pop3.h"
 
 #include <stddef.h>
@@ -28,14 +29,46 @@ typedef struct mwi_p3h_info {
     char *const *capa;     /* CAPA's lines (printable, at most 128, none empty) */
     size_t ncapa;
     int capa_known; /* CAPA said +OK */
-    uint64_t count; /* STAT's */
-    int have_count;
-    int secure; /* over TLS */
+    int secure;     /* over TLS */
 } mwi_p3h_info;
 void mwi_p3h_info_get(const mwi_p3h *h, mwi_p3h_info *out);
 
-/* Ends the job and hands its stream over, with the bytes that came past
- * the last reply (*left, valid until mwi_p3h_free). */
-mw_stream *mwi_p3h_release(mwi_p3h *h, const char **left, size_t *nleft);
+/* A command's pieces, in order (mw_loop_pop3_reply, loop.h); fail is
+ * set (kind MWI_P3H_FAIL) when a command failed and left the session
+ * usable (a -ERR).  A value other than 0 stops: the rest of the reply is
+ * read, a run sends no more and what is in flight is read. */
+#define MWI_P3H_FAIL 5
+typedef int (*mwi_p3h_fn)(const mw_loop_pop3_reply *r, const mw_error *fail, void *ud);
+
+/* How a run (mw_loop_pop3_cmd.last) goes: over list[0..nlist) instead
+ * of msg..last (numbers checked by the caller); on after an -ERR; a
+ * window of max_cmds commands (0: the session's) and of max_bytes of
+ * LIST sizes (0: none); sizes bounding each RETR and TOP; a UIDL line
+ * with a bad unique-id giving uid "". */
+typedef struct mwi_p3h_opts {
+    const mw_pop3_listing *list;
+    size_t nlist;
+    int go_on;
+    unsigned max_cmds;
+    uint64_t max_bytes;
+    int lenient_uidl;
+} mwi_p3h_opts;
+
+/* Sends cmds[0..n) (n 2: LIST and UIDL, in one write when pipelining)
+ * and drives the stream until their replies are whole, each piece to fn.
+ * Returns 0, or the code with *err set: of a command that failed (the
+ * job is still held), or of the job's end (mwi_p3h_alive 0 then). */
+int mwi_p3h_run(mwi_p3h *h, const mw_loop_pop3_cmd *cmds, size_t n, const mwi_p3h_opts *ro,
+                mwi_p3h_fn fn, void *ud, mw_error *err);
+/* QUIT; *confirmed 1 when it said +OK.  The job is over after it. */
+int mwi_p3h_quit(mwi_p3h *h, int *confirmed, mw_error *err);
+int mwi_p3h_alive(const mwi_p3h *h);
+/* The message count (STAT's, or set), 0 without one. */
+int mwi_p3h_count(const mwi_p3h *h, uint64_t *count);
+void mwi_p3h_set_count(mwi_p3h *h, uint64_t count);
+/* After a CAPA: whether the window is used (pipelining). */
+void mwi_p3h_set_pipelining(mwi_p3h *h, int on);
+int mwi_p3h_retr_mode(const mwi_p3h *h);
+int mwi_p3h_tls_info(const mwi_p3h *h, mw_tls_info *out);
 
 #endif

@@ -31,7 +31,7 @@ void mwi_p3l_set_state(p3l *p, int st)
 {
     if (p->state == st || p->state == S_DONE) return;
     /* A held job traces what src/pop3 traced: the lines, TLS, SASL notes. */
-    if (!p->held) mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
+    if (!p->quiet) mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
     p->state = st;
 }
 
@@ -49,7 +49,10 @@ void mwi_p3l_end(p3l *p, int code, const char *fmt, ...)
     }
     if (p->in_body && p->store && !p->body_discard) mw_store_abort(p->store);
     p->in_body = 0;
+    mw_trace_fn trace = p->c.trace;
+    if (p->quiet) p->c.trace = NULL; /* src/pop3 did not trace its errors */
     mwi_lconn_end(&p->c, code, msg);
+    p->c.trace = trace;
     mwi_p3l_set_state(p, S_DONE);
 }
 
@@ -309,7 +312,9 @@ static void line_too_long(p3l *p, size_t most)
 static void process(p3l *p)
 {
     size_t pos = 0;
-    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending) {
+    /* Held, what came past the last reply waits for the next command, as
+     * it waited in src/pop3's buffer (pop3_held.c). */
+    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending && p->state != S_HELD) {
         if (p->in_body) {
             if (pos == p->c.in_len) break;
             size_t before = pos;
@@ -483,12 +488,13 @@ static char *dup_or_null(const char *s, int *fail)
 }
 
 /* The login options: version 1 knew USER/PASS only. */
-static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
+static int check_login(const mw_loop_pop3_opts *o, int mode, int driven, mw_error *err)
 {
     int auth = o->version >= 2 ? o->auth : MW_POP3_AUTH_USER;
     if (auth < MW_POP3_AUTH_AUTO || auth > MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EINVAL, "unknown login method %d", auth);
-    if (auth == MW_POP3_AUTH_NONE && mode != P3L_CMDS)
+    /* mw_fetch_account's stream may be logged in already (pop3.h) */
+    if (auth == MW_POP3_AUTH_NONE && mode != P3L_CMDS && !driven)
         return mwi_err_set(err, MW_EINVAL, "a fetch or an idle session needs a login");
     int need_pw = auth == MW_POP3_AUTH_USER || auth == MW_POP3_AUTH_APOP;
     /* SASL may go without a user (EXTERNAL): pop3_login.c checks then. */
@@ -507,15 +513,16 @@ static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
 
 /* build()'s flags: a host is needed; a held job (pop3_held.c), whose
  * login options src/pop3 checked and whose login says what is missing
- * in src/pop3's words. */
-#define B_HOST 1
-#define B_HELD 2
+ * in src/pop3's words; a job for a driver (pop3_drive.c). */
+#define B_HOST   1
+#define B_HELD   2
+#define B_DRIVEN 4
 
 static int check_opts(const mw_loop_pop3_opts *o, int mode, int flags, mw_error *err)
 {
     if (!o || o->version < 1 || o->version > MW_LOOP_POP3_OPTS_VERSION)
         return mwi_err_set(err, MW_EINVAL, "mw_loop_pop3_opts missing or of another version");
-    int rc = flags & B_HELD ? 0 : check_login(o, mode, err);
+    int rc = flags & B_HELD ? 0 : check_login(o, mode, flags & B_DRIVEN, err);
     if (rc) return rc;
     int with_host = flags & B_HOST;
     if (mode == P3L_FETCH && !o->store)
@@ -683,15 +690,15 @@ static int build_external(mw_loop_job **out, const mw_loop_pop3_opts *opts, int 
 
 int mwi_loop_pop3_fetch_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
 {
-    return build_external(out, opts, P3L_FETCH, 0, err);
+    return build_external(out, opts, P3L_FETCH, B_DRIVEN, err);
 }
 
 int mwi_p3l_held_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
 {
-    int rc = build_external(out, opts, P3L_CMDS, B_HELD, err);
+    int rc = build_external(out, opts, P3L_CMDS, B_HELD | B_DRIVEN, err);
     if (rc) return rc;
     p3l *p = (*out)->impl;
-    p->held = 1;
+    p->held = p->quiet = 1;
     return 0;
 }
 

@@ -3,7 +3,12 @@
  *                 dispatch, the job's hooks and constructors;
  *   pop3_login.c  USER/PASS, APOP and SASL (over src/sasl/driver.h);
  *   pop3_fetch.c  a fetch into a store: LIST/UIDL, RETR window, DELE;
- *   pop3_cmds.c   a command sequence (mw_loop_add_pop3_cmds).
+ *   pop3_cmds.c   a command sequence (mw_loop_add_pop3_cmds), or the
+ *                 commands of a held job, one call at a time;
+ *   pop3_top.c    the fetch filter's TOP runs;
+ *   pop3_reopen.c a fetch's next session after a reply cut past its bound;
+ *   pop3_drive.c  the job over a blocking stream (mw_fetch_account, pop3.h);
+ *   pop3_held.c   the blocking POP3 API's job, held between its commands.
  * One state variable, changed only by mwi_p3l_set_state (traced). */
 #ifndef MW_LOOP_POP3_JOB_H
 #define MW_LOOP_POP3_JOB_H
@@ -181,9 +186,21 @@ typedef struct p3l {
     /* held (pop3_held.c): after the login the job waits for its owner's
      * next command instead of sending QUIT; CAPA's lines are kept */
     int held, no_stat;
+    int quiet; /* traces only what src/pop3 traced (no states, no connects) */
     char **capa_kept;
     size_t ncapa_kept;
-    char auth_used[48]; /* "USER", "APOP", "SASL PLAIN", "" */
+    char auth_used[48];              /* "USER", "APOP", "SASL PLAIN", "" */
+    int want_pipe;                   /* mw_pop3_opts.pipelining: LIST and UIDL go out together */
+    mw_error cmd_err;                /* the last command's failure that left the job held */
+    int stop_rc;                     /* the owner's callback said stop: a run sends no more */
+    const mw_pop3_listing *run_list; /* a run over these (indexes 1..run_n), borrowed */
+    size_t run_n;
+    int run_go_on;                     /* a run goes on after an -ERR (mw_pop3_dele_msgs) */
+    uint64_t run_bytes, run_max_bytes; /* LIST sizes in flight, and the most (0: no limit) */
+    unsigned run_max_cmds;             /* commands in flight at most (0: the window) */
+    int lenient_uidl;   /* a UIDL line with a bad unique-id gives uid "" (mw_pop3_list_uidl) */
+    size_t sent_ahead;  /* the command sent with the one before it (0: none) */
+    uint64_t announced; /* the size a RETR reply is bounded by (UINT64_MAX: none) */
     char cur_cmd[64];   /* the caller's command or login line in flight, as errors name it */
     char body_what[48]; /* "RETR 2", "TOP 2": the message being read */
 } p3l;
@@ -206,12 +223,24 @@ typedef struct p3l_drive {
 /* Runs the job until it ends, or until until(p) says 1 (NULL: never)
  * with nothing left to write. */
 void mwi_p3l_drive(p3l_drive *d, int (*until)(const p3l *p));
+/* After the job was given a command: writes it, then lets the job take
+ * what came before it was sent (a held job leaves it waiting). */
+void mwi_p3l_drive_resume(p3l_drive *d);
 /* Frees the stream (and a caller's stream never used). */
 void mwi_p3l_drive_free(p3l_drive *d);
 
 /* pop3_job.c: a command-sequence job for a driver, held after its
  * login (pop3_held.c). */
 int mwi_p3l_held_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err);
+/* A held job's event (mw_loop_pop3_reply.kind) for a command that failed
+ * and left it usable: its error is p->cmd_err. */
+#define P3L_FAIL 5
+/* pop3_cmds.c: the owner's next command (n 1), or LIST and UIDL together
+ * (n 2, pipelined when offered and wanted); the job must be held. */
+void mwi_p3l_push(p3l *p, const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_reply_fn reply,
+                  void *ud);
+/* QUIT now, then the end. */
+void mwi_p3l_held_quit(p3l *p);
 /* pop3_held.c: CAPA's lines, kept for a held job's owner. */
 void mwi_p3l_capa_keep(p3l *p, const char *l, size_t len);
 void mwi_p3l_capa_forget(p3l *p);

@@ -1,6 +1,7 @@
 /* POP3 listings: LIST and UIDL, whole or of one message, and both in one
- * round trip (RFC 1939 §5 and §7, RFC 2449 §6.6), each entry checked and
- * the listing bounded by the message count. */
+ * round trip (RFC 1939 §5 and §7, RFC 2449 §6.6), on the machine, which
+ * checks each entry and bounds the listing by the message count
+ * (src/loop/pop3_cmds.c). */
 #include "pop3/pop3_int.h"
 
 #include "util/err.h"
@@ -11,105 +12,84 @@
 
 /* ---- LIST / UIDL ------------------------------------------------------------ */
 
-typedef struct list_acc {
-    void *items;
-    size_t n, cap, size;
-    int uidl;
-    int lenient; /* UIDL: a bad unique-id gives an entry with uid "" */
-} list_acc;
+/* The entries of one listing, and the failure of its command. */
+typedef struct listing {
+    mw_pop3_listing *items;
+    mw_pop3_uid *uids;
+    size_t n, cap;
+    mw_error err; /* a -ERR (the session goes on) */
+} listing;
 
-/* A listing that runs past what it may hold ends the session at once: the
- * rest of the reply is not read (it may never end). */
-static int list_overflow(mw_pop3 *p, int rc)
+static int keep_entry(listing *a, const mw_loop_pop3_reply *r)
 {
-    return mwi_pop3_fatal(p, rc);
-}
-
-static int list_line(mw_pop3 *p, const char *line, size_t len, void *ud)
-{
-    list_acc *a = ud;
-    uint64_t msg, size = 0;
-    const char *uid = NULL;
-    size_t ul = 0;
-    int bad = a->uidl ? mwi_pop3_parse_uidl(line, len, &msg, &uid, &ul)
-                      : mwi_pop3_parse_listing(line, len, &msg, &size);
-    /* RFC 1939 §7: a unique-id is 1-70 octets of 0x21-0x7E.  One that is
-     * not costs its own message only (fetch leaves it on the server): the
-     * entry keeps the number, with an empty uid. */
-    if (bad && a->lenient && !mwi_pop3_parse_uidl_msg(line, len, &msg)) {
-        bad = 0;
-        uid = "";
-        ul = 0;
-    }
-    if (bad || (p->have_count && msg > p->count)) {
-        mwi_err_set_reply(&p->err, line, len);
-        mwi_err_set(&p->err, MW_EPROTO,
-                    bad ? "bad %s line: '%s'" : "%s names a message over the count: '%s'",
-                    a->uidl ? "UIDL" : "LIST", p->err.reply);
-        return list_overflow(p, MW_EPROTO);
-    }
-    /* A listing has at most one entry per message: the count bounds what
-     * we allocate for it, and how long we read. */
-    if (p->have_count && a->n >= p->count) {
-        mwi_err_set_reply(&p->err, line, len);
-        mwi_err_set(&p->err, MW_EPROTO,
-                    "%s lists more entries than the %llu messages: '%s'; stopped reading it",
-                    a->uidl ? "UIDL" : "LIST", (unsigned long long)p->count, p->err.reply);
-        return list_overflow(p, MW_EPROTO);
-    }
-    size_t most = P3_MAX_LIST_ITEMS;
-    if (a->n >= most) {
-        mwi_err_set(&p->err, MW_ETOOBIG, "%s reply of over %zu entries%s; stopped reading it",
-                    a->uidl ? "UIDL" : "LIST", most,
-                    p->have_count ? "" : " with no message count (STAT) to bound it");
-        return list_overflow(p, MW_ETOOBIG);
-    }
+    int uidl = r->op == MW_LOOP_POP3_UIDL;
     if (a->n == a->cap) {
         size_t ncap = a->cap ? a->cap * 2 : 64;
-        if (ncap > most) ncap = most;
-        void *ni = realloc(a->items, ncap * a->size);
-        if (!ni) return mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
-        a->items = ni;
+        void *ni = uidl ? realloc(a->uids, ncap * sizeof *a->uids)
+                        : realloc(a->items, ncap * sizeof *a->items);
+        if (!ni) return MW_ENOMEM;
+        if (uidl)
+            a->uids = ni;
+        else
+            a->items = ni;
         a->cap = ncap;
     }
-    if (a->uidl) {
-        mw_pop3_uid *u = (mw_pop3_uid *)a->items + a->n;
-        u->msg = msg;
-        memcpy(u->uid, uid, ul);
-        u->uid[ul] = '\0';
+    if (uidl) {
+        a->uids[a->n].msg = r->msg;
+        snprintf(a->uids[a->n].uid, sizeof a->uids[a->n].uid, "%s", r->uid ? r->uid : "");
     } else {
-        mw_pop3_listing *l = (mw_pop3_listing *)a->items + a->n;
-        l->msg = msg;
-        l->size = size;
+        a->items[a->n].msg = r->msg;
+        a->items[a->n].size = r->value;
     }
     a->n++;
     return 0;
 }
 
-/* Reads one LIST or UIDL reply whose command was sent: its status line,
- * then every entry, checked and bounded by list_line. */
-static int read_listing(mw_pop3 *p, int uidl, int lenient, void **items, size_t *n)
+/* LIST and UIDL, one listing each. */
+typedef struct listings {
+    mw_pop3 *p;
+    listing l[2];
+    int count_from; /* LIST's entries may give the count (count_from_list) */
+    int nomem;
+} listings;
+
+/* Without a STAT (mw_pop3_opts.skip_stat) the count comes from LIST: RFC
+ * 1939 §5 counts in STAT exactly the messages LIST lists (neither includes
+ * those marked deleted).  Only a listing numbered 1..n, as a session that
+ * deleted nothing has, is taken; the count then bounds the UIDL that
+ * follows as STAT's would. */
+static void count_from_list(mw_pop3 *p, const listing *a)
 {
-    *items = NULL;
-    *n = 0;
-    const char *what = uidl ? "UIDL" : "LIST";
-    /* Named in errors even when the other command went out after it. */
-    mwi_err_set_command(&p->err, what, 4);
-    mw_pop3_status st;
-    int rc = mwi_pop3_read_status(p, &st);
-    if (rc) return rc;
-    if (st.kind != MW_POP3_OK) return mwi_pop3_server_error(p, &st, MW_ESERVER, what);
-    list_acc a = {NULL, 0, 0, uidl ? sizeof(mw_pop3_uid) : sizeof(mw_pop3_listing), uidl, lenient};
-    rc = mwi_pop3_read_lines(p, list_line, &a);
-    if (rc == MW_EPROTO && p->state != P3_BROKEN)
-        mwi_pop3_fatal(p, rc); /* a server that lies in listings is not trusted further */
-    if (rc) {
-        free(a.items);
-        return rc;
+    uint64_t c;
+    if (mwi_pop3_have_count(p, &c)) return;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->items[i].msg != i + 1) return;
+    mwi_p3h_set_count(p->h, a->n);
+}
+
+static int on_listing(const mw_loop_pop3_reply *r, const mw_error *fail, void *ud)
+{
+    listings *ls = ud;
+    listing *a = &ls->l[r->op == MW_LOOP_POP3_UIDL];
+    if (fail) {
+        a->err = *fail;
+        return 0;
     }
-    *items = a.items;
-    *n = a.n;
+    if (r->kind == MW_LOOP_POP3_LINE && !ls->nomem && keep_entry(a, r)) {
+        ls->nomem = 1;
+        return MW_ENOMEM;
+    }
+    if (r->kind == MW_LOOP_POP3_END && r->op == MW_LOOP_POP3_LIST && ls->count_from)
+        count_from_list(ls->p, a);
     return 0;
+}
+
+static void listings_free(listings *ls)
+{
+    for (int i = 0; i < 2; i++) {
+        free(ls->l[i].items);
+        free(ls->l[i].uids);
+    }
 }
 
 static int list_all(mw_pop3 *p, int uidl, void **items, size_t *n)
@@ -119,27 +99,24 @@ static int list_all(mw_pop3 *p, int uidl, void **items, size_t *n)
     const char *what = uidl ? "UIDL" : "LIST";
     int rc = mwi_pop3_require(p, P3_TRANS, what);
     if (rc) return rc;
-    mwi_pop3_command_deadline(p, 1);
-    rc = mwi_pop3_send(p, what, 4, NULL, 1);
-    if (!rc) rc = read_listing(p, uidl, 0, items, n);
-    mwi_pop3_command_deadline(p, 0);
-    return rc;
+    listings ls;
+    memset(&ls, 0, sizeof ls);
+    ls.p = p;
+    mw_loop_pop3_cmd c = {uidl ? MW_LOOP_POP3_UIDL : MW_LOOP_POP3_LIST, 0, 0, 0};
+    rc = mwi_pop3_run(p, &c, 1, NULL, on_listing, &ls);
+    if (!rc && ls.nomem) rc = mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
+    if (rc) {
+        listings_free(&ls);
+        return rc;
+    }
+    *items = uidl ? (void *)ls.l[1].uids : (void *)ls.l[0].items;
+    *n = ls.l[uidl].n;
+    return 0;
 }
 
-/* Without a STAT (mw_pop3_opts.skip_stat) the count comes from LIST: RFC
- * 1939 §5 counts in STAT exactly the messages LIST lists (neither includes
- * those marked deleted).  Only a listing numbered 1..n, as a session that
- * deleted nothing has, is taken; the count then bounds the UIDL that
- * follows as STAT's would. */
-static void count_from_list(mw_pop3 *p, const mw_pop3_listing *l, size_t n)
-{
-    if (p->have_count) return;
-    for (size_t i = 0; i < n; i++)
-        if (l[i].msg != i + 1) return;
-    p->count = n;
-    p->have_count = 1;
-}
-
+/* LIST, then UIDL: in one write when pipelining (both replies read, even
+ * after a LIST -ERR, so the session stays in step), else UIDL only after
+ * a LIST that succeeded. */
 int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_uid **uids,
                       size_t *nuids, int *uidl_rc)
 {
@@ -150,43 +127,34 @@ int mw_pop3_list_uidl(mw_pop3 *p, mw_pop3_listing **items, size_t *n, mw_pop3_ui
     *uidl_rc = 0;
     int rc = mwi_pop3_require(p, P3_TRANS, "LIST");
     if (rc) return rc;
-    /* RFC 2449 §6.6: with PIPELINING the client may send several commands
-     * before reading; the replies come back in order.  Two short lines go
-     * in one write, so the server's two replies cost one round trip. */
+    listings ls;
+    memset(&ls, 0, sizeof ls);
+    ls.p = p;
+    ls.count_from = 1;
+    mw_loop_pop3_cmd c[2] = {{MW_LOOP_POP3_LIST, 0, 0, 0}, {MW_LOOP_POP3_UIDL, 0, 0, 0}};
+    mwi_p3h_opts ro = {NULL, 0, 0, 0, 0, 1};
     int piped = p->pipelining;
-    mwi_pop3_command_deadline(p, 1);
-    rc = mwi_pop3_send(p, "LIST", 4, NULL, !piped);
-    if (!rc && piped) rc = mwi_pop3_send(p, "UIDL", 4, NULL, 1);
-    void *li = NULL, *ui = NULL;
-    size_t nl = 0, nu = 0;
-    if (!rc) rc = read_listing(p, 0, 0, &li, &nl);
-    if (!rc) count_from_list(p, li, nl);
-    if (p->state == P3_TRANS && (piped || !rc)) {
-        /* Pipelined, the UIDL reply is read even after a LIST -ERR, so the
-         * session stays in step; LIST's error is the one reported. */
-        mw_error list_err = p->err;
-        int urc = piped ? 0 : mwi_pop3_send(p, "UIDL", 4, NULL, 1);
-        if (!urc) urc = read_listing(p, 1, 1, &ui, &nu);
-        if (p->state == P3_BROKEN) {
-            rc = urc;
-        } else if (rc) {
-            free(ui);
-            ui = NULL;
-            p->err = list_err;
-        } else if (urc) {
-            *uidl_rc = urc; /* the detail stays in mw_pop3_error(p) */
-        }
+    rc = mwi_pop3_run(p, c, piped ? 2 : 1, &ro, on_listing, &ls);
+    if (!piped && !rc && !ls.nomem) rc = mwi_pop3_run(p, &c[1], 1, &ro, on_listing, &ls);
+    if (ls.nomem && mwi_p3h_alive(p->h)) rc = mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
+    if (p->state == P3_BROKEN || ls.nomem || ls.l[0].err.code) {
+        if (ls.l[0].err.code && p->state != P3_BROKEN) p->err = ls.l[0].err;
+        listings_free(&ls);
+        return p->state == P3_BROKEN || ls.nomem ? rc : p->err.code;
     }
-    mwi_pop3_command_deadline(p, 0);
-    if (rc) {
-        free(li);
-        free(ui);
-        return rc;
+    if (ls.l[1].err.code) {
+        *uidl_rc = ls.l[1].err.code; /* the detail stays in mw_pop3_error(p) */
+        p->err = ls.l[1].err;
+        free(ls.l[1].uids);
+        ls.l[1].uids = NULL;
+        ls.l[1].n = 0;
+    } else {
+        mw_error_clear(&p->err);
     }
-    *items = li;
-    *n = nl;
-    *uids = ui;
-    *nuids = nu;
+    *items = ls.l[0].items;
+    *n = ls.l[0].n;
+    *uids = ls.l[1].uids;
+    *nuids = ls.l[1].n;
     return 0;
 }
 
@@ -217,43 +185,48 @@ void mw_pop3_uidl_free(mw_pop3_uid *items)
     free(items);
 }
 
+/* LIST n or UIDL n: the entry is in the status line (checked by the
+ * machine: a bad one ends the session). */
+typedef struct entry {
+    uint64_t size;
+    char uid[71];
+} entry;
+
+static int on_entry(const mw_loop_pop3_reply *r, const mw_error *fail, void *ud)
+{
+    (void)fail;
+    entry *e = ud;
+    if (r->kind == MW_LOOP_POP3_STATUS) {
+        e->size = r->value;
+        if (r->uid) snprintf(e->uid, sizeof e->uid, "%s", r->uid);
+    }
+    return 0;
+}
+
+static int one(mw_pop3 *p, int op, uint64_t msg, entry *e)
+{
+    int rc = mwi_pop3_require(p, P3_TRANS, op == MW_LOOP_POP3_UIDL ? "UIDL" : "LIST");
+    if (!rc) rc = mwi_pop3_check_msg(p, msg);
+    if (rc) return rc;
+    memset(e, 0, sizeof *e);
+    mw_loop_pop3_cmd c = {op, msg, 0, 0};
+    return mwi_pop3_run(p, &c, 1, NULL, on_entry, e);
+}
+
 int mw_pop3_list_one(mw_pop3 *p, uint64_t msg, uint64_t *size)
 {
     if (!p) return MW_EINVAL;
-    int rc = mwi_pop3_require(p, P3_TRANS, "LIST");
-    if (!rc) rc = mwi_pop3_check_msg(p, msg);
-    if (rc) return rc;
-    mw_pop3_status st;
-    rc = mwi_pop3_simple(p, &st, "LIST", "LIST %llu", (unsigned long long)msg);
-    if (rc) return rc;
-    uint64_t m, s;
-    if (mwi_pop3_parse_listing(st.text, st.text_len, &m, &s) || m != msg) {
-        mwi_err_set_reply(&p->err, st.text, st.text_len);
-        return mwi_pop3_fatal(p, mwi_err_set(&p->err, MW_EPROTO, "bad LIST %llu reply: '%s'",
-                                             (unsigned long long)msg, p->err.reply));
-    }
-    if (size) *size = s;
-    return 0;
+    entry e;
+    int rc = one(p, MW_LOOP_POP3_LIST, msg, &e);
+    if (!rc && size) *size = e.size;
+    return rc;
 }
 
 int mw_pop3_uidl_one(mw_pop3 *p, uint64_t msg, char uid[71])
 {
     if (!p || !uid) return MW_EINVAL;
-    int rc = mwi_pop3_require(p, P3_TRANS, "UIDL");
-    if (!rc) rc = mwi_pop3_check_msg(p, msg);
-    if (rc) return rc;
-    mw_pop3_status st;
-    rc = mwi_pop3_simple(p, &st, "UIDL", "UIDL %llu", (unsigned long long)msg);
-    if (rc) return rc;
-    uint64_t m;
-    const char *u;
-    size_t ul;
-    if (mwi_pop3_parse_uidl(st.text, st.text_len, &m, &u, &ul) || m != msg) {
-        mwi_err_set_reply(&p->err, st.text, st.text_len);
-        return mwi_pop3_fatal(p, mwi_err_set(&p->err, MW_EPROTO, "bad UIDL %llu reply: '%s'",
-                                             (unsigned long long)msg, p->err.reply));
-    }
-    memcpy(uid, u, ul);
-    uid[ul] = '\0';
-    return 0;
+    entry e;
+    int rc = one(p, MW_LOOP_POP3_UIDL, msg, &e);
+    if (!rc) memcpy(uid, e.uid, sizeof e.uid);
+    return rc;
 }

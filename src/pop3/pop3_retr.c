@@ -1,5 +1,8 @@
 /* POP3 message retrieval: RETR/TOP streamed and dot-unstuffed, ranges with
- * a pipelining window (RFC 2449 §6.6), scsh retrieve-message/-headers. */
+ * a pipelining window (RFC 2449 §6.6), scsh retrieve-message/-headers.
+ * The commands, their windows, the bounds on each reply and the
+ * dot-unstuffing are the machine's (src/loop/pop3_cmds.c); here the
+ * pieces go to the caller's sink or callback. */
 #include "pop3/pop3_int.h"
 
 #include "util/buf.h"
@@ -11,160 +14,79 @@
 
 #define DEFAULT_BUF_MAX ((size_t)64 * 1024 * 1024)
 
-uint64_t mwi_pop3_message_bound(uint64_t size, uint64_t cap)
+/* The pieces of RETR/TOP replies on their way to the caller: one
+ * message's sink (mw_pop3_retr), or a run's callback (ranges). */
+typedef struct msgs_ctx {
+    mw_pop3 *p;
+    mw_pop3_sink_fn sink;
+    void *sink_ud;
+    mw_pop3_msg_fn fn;
+    void *fn_ud;
+    mw_pop3_retr_info *info; /* the message being read */
+    int top;
+    int sink_rc;   /* this message's receiver said stop: no more of it */
+    int first_err; /* a run stops at its first failure (what is in flight is read) */
+    mw_error saved;
+} msgs_ctx;
+
+static void stopped(msgs_ctx *m, int rc)
 {
-    uint64_t slack = size > P3_SIZE_SLACK_MIN ? size : P3_SIZE_SLACK_MIN;
-    uint64_t b = size > UINT64_MAX - slack ? UINT64_MAX : size + slack;
-    return cap && cap < b ? cap : b;
+    if (m->first_err) return;
+    m->first_err = rc;
+    mw_error_clear(&m->saved);
+    char what[48];
+    snprintf(what, sizeof what, "%s %llu", m->top ? "TOP" : "RETR",
+             (unsigned long long)m->info->msg);
+    /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
+    mwi_err_set(&m->saved, rc, "%s: the receiver of the message stopped it (%d)", what, rc);
 }
 
-void mwi_pop3_set_message_cap(mw_pop3 *p, uint64_t cap)
+static int on_piece(const mw_loop_pop3_reply *r, const mw_error *fail, void *ud)
 {
-    if (p) p->max_message = cap;
-}
-
-uint64_t mwi_pop3_overflow_msg(const mw_pop3 *p)
-{
-    return p ? p->overflow_msg : 0;
-}
-
-int mwi_pop3_read_body(mw_pop3 *p, mw_pop3_sink_fn sink, void *ud, mw_pop3_retr_info *info,
-                       const char *what, uint64_t announced, uint64_t bound)
-{
-    mw_pop3_body b;
-    mwi_pop3_body_init(&b);
-    /* The decoder leaves at most one byte unconsumed (a CR after a
-     * line-start dot); then two bytes are needed for it to go on. */
-    size_t carry = 0;
-    int sink_rc = 0;
-    for (;;) {
-        char *data;
-        size_t len;
-        int rc = mwi_conn_peek_mut(p->conn, carry + 1, &data, &len, &p->err);
-        if (rc) {
-            info->octets = b.produced;
-            info->complete = 0;
-            char why[sizeof p->err.message];
-            snprintf(why, sizeof why, "%s", p->err.message);
-            mwi_err_set(&p->err, rc, "%s: %s after %llu octets; the message is incomplete", what,
-                        why, (unsigned long long)b.produced);
-            return mwi_pop3_fatal(p, rc);
+    msgs_ctx *m = ud;
+    mw_pop3_retr_info *info = m->info;
+    if (fail) {
+        if (!m->first_err) {
+            m->first_err = fail->code;
+            m->saved = *fail;
         }
-        /* Un-stuffed in place in the connection's buffer: the output never
-         * passes the input, and what is decoded is consumed, so no byte is
-         * copied before the sink sees it.  What follows the terminator is
-         * the next reply: it is left unconsumed. */
-        size_t used, out;
-        int done = mwi_pop3_body_decode(&b, data, len, &used, &out);
-        if (b.produced > bound) {
-            /* A reply far longer than announced: stop reading it (what is
-             * left of it may never end); the session cannot go on. */
-            info->octets = b.produced - out;
-            info->complete = 0;
-            p->overflow_msg = info->msg;
-            mw_error_clear(&p->err);
-            mwi_err_set_command(&p->err, what, strlen(what));
-            if (announced == UINT64_MAX || bound < mwi_pop3_message_bound(announced, 0))
-                mwi_err_set(&p->err, MW_ETOOBIG,
-                            "%s: the message runs past the %llu-octet size limit; stopped reading "
-                            "it, the message is incomplete",
-                            what, (unsigned long long)bound);
-            else
-                mwi_err_set(&p->err, MW_ETOOBIG,
-                            "%s: the server sent over %llu octets for a message announced as %llu "
-                            "octets (RFC 1939 §5); stopped reading it, the message is incomplete",
-                            what, (unsigned long long)bound, (unsigned long long)announced);
-            return mwi_pop3_fatal(p, MW_ETOOBIG);
+        return 0;
+    }
+    if (r->kind == MW_LOOP_POP3_STATUS) {
+        memset(info, 0, sizeof *info);
+        info->msg = r->msg;
+        m->sink_rc = 0;
+    } else if (r->kind == MW_LOOP_POP3_DATA) {
+        info->octets += r->len;
+        if (m->sink_rc) return 0;
+        m->sink_rc = m->sink ? m->sink(r->data, r->len, m->sink_ud)
+                             : m->fn(r->msg, r->data, r->len, NULL, m->fn_ud);
+        if (m->sink_rc) stopped(m, m->sink_rc);
+        return m->sink_rc;
+    } else if (r->kind == MW_LOOP_POP3_END && r->msg) {
+        info->octets = r->value;
+        info->complete = 1;
+        info->size_known = !m->top && r->lines != UINT64_MAX;
+        info->declared = info->size_known ? r->lines : 0;
+        info->size_mismatch = info->size_known && r->lines != r->value;
+        if (m->fn && !m->sink_rc && !m->first_err) {
+            int rc = m->fn(r->msg, NULL, 0, info, m->fn_ud);
+            if (rc) stopped(m, rc);
+            return rc;
         }
-        if (out && !sink_rc) sink_rc = sink(data, out, ud);
-        mwi_conn_consume(p->conn, used);
-        if (done) break;
-        carry = len - used;
-    }
-    info->octets = b.produced;
-    info->complete = 1;
-    if (info->size_known && info->declared != b.produced) {
-        info->size_mismatch = 1;
-        char note[128];
-        int n = snprintf(note, sizeof note, "%s: the server announced %llu octets but sent %llu",
-                         what, (unsigned long long)info->declared, (unsigned long long)b.produced);
-        mwi_conn_trace(p->conn, MW_TRACE_INFO, note, (size_t)n);
-    }
-    if (sink_rc) {
-        mw_error_clear(&p->err);
-        /* The callback's value comes back unchanged (docs/CONVENTIONS.md). */
-        return mwi_err_set(&p->err, sink_rc, "%s: the receiver of the message stopped it (%d)",
-                           what, sink_rc);
     }
     return 0;
 }
 
-/* Reads the reply to one RETR/TOP already sent: status, then the body.
- * listed: the size the caller knows (LIST), UINT64_MAX when none.  A RETR
- * is bounded by the smallest size announced (listed, the LIST n of
- * -retr-mode list, the "+OK n octets" of the reply) plus the slack of
- * mwi_pop3_message_bound, and by the session's cap. */
-static int read_message_reply(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink, void *ud,
-                              mw_pop3_retr_info *info, uint64_t listed)
+/* A run's end: its first failure, or the session's. */
+static int msgs_result(msgs_ctx *m, int rc)
 {
-    char what[48];
-    snprintf(what, sizeof what, top < 0 ? "RETR %llu" : "TOP %llu", (unsigned long long)msg);
-    mw_pop3_status st;
-    int rc = mwi_pop3_read_status(p, &st);
-    if (rc) return rc;
-    char cmd[48];
-    if (top < 0)
-        snprintf(cmd, sizeof cmd, "RETR %llu", (unsigned long long)msg);
-    else
-        snprintf(cmd, sizeof cmd, "TOP %llu %ld", (unsigned long long)msg, top);
-    mwi_err_set_command(&p->err, cmd, strlen(cmd));
-    if (st.kind != MW_POP3_OK) return mwi_pop3_server_error(p, &st, MW_ESERVER, what);
-    info->msg = msg;
-    if (top < 0 && p->retr_mode == MW_POP3_RETR_RETR && !info->size_known) {
-        uint64_t sz;
-        if (mwi_pop3_parse_retr_size(st.text, st.text_len, &sz)) {
-            info->declared = sz;
-            info->size_known = 1;
-        } else {
-            /* Tcllib: no size in the RETR reply switches to LIST for good. */
-            p->retr_mode = MW_POP3_RETR_LIST;
-        }
+    if (rc && !mwi_p3h_alive(m->p->h)) return rc; /* p->err is the machine's */
+    if (m->first_err) {
+        m->p->err = m->saved;
+        return m->first_err;
     }
-    uint64_t announced = UINT64_MAX, bound = UINT64_MAX;
-    if (top >= 0 && listed != UINT64_MAX) {
-        /* TOP brings a part of the message: its size bounds it too. */
-        announced = listed;
-        bound = mwi_pop3_message_bound(listed, 0);
-    } else if (top < 0) {
-        if (info->size_known) announced = info->declared;
-        if (listed < announced) announced = listed;
-        if (announced != UINT64_MAX)
-            bound = mwi_pop3_message_bound(announced, p->max_message);
-        else if (p->max_message)
-            bound = p->max_message;
-    }
-    return mwi_pop3_read_body(p, sink, ud, info, what, announced, bound);
-}
-
-static int send_retr(mw_pop3 *p, uint64_t msg, long top, int flush)
-{
-    if (top < 0) return mwi_pop3_sendf(p, flush, "RETR %llu", (unsigned long long)msg);
-    return mwi_pop3_sendf(p, flush, "TOP %llu %ld", (unsigned long long)msg, top);
-}
-
-/* LIST n for -retr-mode list; no usable size falls back to slow for good. */
-static int size_by_list(mw_pop3 *p, uint64_t msg, mw_pop3_retr_info *info)
-{
-    uint64_t sz;
-    int rc = mw_pop3_list_one(p, msg, &sz);
-    if (rc == 0) {
-        info->declared = sz;
-        info->size_known = 1;
-        return 0;
-    }
-    if (p->state == P3_BROKEN) return rc;
-    if (rc == MW_ESERVER || rc == MW_EPROTO) p->retr_mode = MW_POP3_RETR_SLOW;
-    return rc == MW_ESERVER ? 0 : rc;
+    return rc;
 }
 
 static int retr_common(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink, void *ud,
@@ -177,13 +99,22 @@ static int retr_common(mw_pop3 *p, uint64_t msg, long top, mw_pop3_sink_fn sink,
     if (!p || !sink) return MW_EINVAL;
     int rc = mwi_pop3_require(p, P3_TRANS, top < 0 ? "RETR" : "TOP");
     if (!rc) rc = mwi_pop3_check_msg(p, msg);
-    if (!rc && top < 0 && p->retr_mode == MW_POP3_RETR_LIST) rc = size_by_list(p, msg, info);
     if (rc) return rc;
-    if (p->command_timeout_ms > 0)
-        mwi_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
-    rc = send_retr(p, msg, top, 1);
-    if (!rc) rc = read_message_reply(p, msg, top, sink, ud, info, UINT64_MAX);
-    if (p->conn) mwi_conn_set_deadline(p->conn, MW_NO_DEADLINE);
+    msgs_ctx m;
+    memset(&m, 0, sizeof m);
+    m.p = p;
+    m.sink = sink;
+    m.sink_ud = ud;
+    m.info = info;
+    m.top = top >= 0;
+    mw_loop_pop3_cmd c = {top < 0 ? MW_LOOP_POP3_RETR : MW_LOOP_POP3_TOP, msg,
+                          top < 0 ? 0 : (uint64_t)top, 0};
+    rc = mwi_pop3_run(p, &c, 1, NULL, on_piece, &m);
+    info->msg = msg;
+    if (!rc && m.sink_rc) {
+        p->err = m.saved;
+        rc = m.sink_rc;
+    }
     return rc;
 }
 
@@ -248,12 +179,13 @@ int mw_pop3_range(mw_pop3 *p, const char *start, const char *end, uint64_t *firs
     if (!p || !start || !first || !last) return MW_EINVAL;
     int rc = mwi_pop3_require(p, P3_TRANS, "range");
     if (rc) return rc;
-    if (!p->have_count && (rc = mw_pop3_stat(p, NULL, NULL))) return rc;
+    uint64_t count;
+    if (!mwi_pop3_have_count(p, &count) && (rc = mw_pop3_stat(p, &count, NULL))) return rc;
     uint64_t a, b;
     if (!strcmp(start, "start")) {
         a = 1;
     } else if (!strcmp(start, "end")) {
-        a = p->count;
+        a = count;
     } else if (!strcmp(start, "next")) {
         uint64_t l = 0;
         rc = mw_pop3_last(p, &l);
@@ -269,141 +201,68 @@ int mw_pop3_range(mw_pop3 *p, const char *start, const char *end, uint64_t *firs
     if (!end) {
         b = a;
     } else if (!strcmp(end, "end") || !strcmp(end, "last")) {
-        b = p->count;
+        b = count;
     } else if (parse_index(end, &b)) {
         mw_error_clear(&p->err);
         return mwi_err_set(&p->err, MW_EINVAL, "bad end index '%s' (a number, end, last)", end);
     }
-    if (b > p->count) b = p->count;
+    if (b > count) b = count;
     *first = a;
     *last = b;
     mw_error_clear(&p->err);
     return 0;
 }
 
-typedef struct range_ctx {
-    mw_pop3_msg_fn fn;
-    void *ud;
-    uint64_t msg;
-} range_ctx;
-
-static int range_sink(const char *data, size_t len, void *ud)
-{
-    range_ctx *r = ud;
-    return r->fn(r->msg, data, len, NULL, r->ud);
-}
-
 static int check_range(mw_pop3 *p, uint64_t first, uint64_t last, const char *what)
 {
     int rc = mwi_pop3_require(p, P3_TRANS, what);
     if (rc) return rc;
-    if (first == 0 || (p->have_count && last > p->count && first <= last)) {
+    uint64_t count;
+    int have = mwi_pop3_have_count(p, &count);
+    if (first == 0 || (have && last > count && first <= last)) {
         mw_error_clear(&p->err);
         return mwi_err_set(&p->err, MW_EINVAL, "%s: range %llu-%llu is outside 1-%llu", what,
                            (unsigned long long)first, (unsigned long long)last,
-                           (unsigned long long)p->count);
+                           (unsigned long long)count);
     }
     return 0;
 }
 
-/* The messages of one pipelined run: first..first+n-1, or a list. */
-typedef struct run {
-    const mw_pop3_listing *list; /* RETR: numbers and sizes (for the byte window) */
-    const uint64_t *nums;        /* DELE: numbers */
-    uint64_t first;              /* neither: a range */
-    uint64_t n;
-} run;
-
-static uint64_t run_msg(const run *r, uint64_t i)
+/* Message numbers of a list: each within the count, strictly ascending (the
+ * replies are matched to them in order, and a number twice is a mistake). */
+static int check_list(mw_pop3 *p, const mw_pop3_listing *l, const uint64_t *nums, size_t n,
+                      const char *what)
 {
-    return r->list ? r->list[i].msg : r->nums ? r->nums[i] : r->first + i;
-}
-
-static uint64_t run_size(const run *r, uint64_t i)
-{
-    return r->list ? r->list[i].size : 0;
+    int rc = mwi_pop3_require(p, P3_TRANS, what);
+    for (size_t i = 0; !rc && i < n; i++) {
+        uint64_t m = l ? l[i].msg : nums[i], prev = !i ? 0 : l ? l[i - 1].msg : nums[i - 1];
+        rc = mwi_pop3_check_msg(p, m);
+        if (!rc && i && m <= prev)
+            rc =
+                mwi_err_set(&p->err, MW_EINVAL, "%s: message numbers not in ascending order", what);
+    }
+    return rc;
 }
 
 /* RETR/TOP over a run with a window of commands in flight (RFC 2449 §6.6),
  * refilled after every reply so the server always has the next requests
- * queued: at most max_cmds unanswered, and, when sizes are known, at most
- * max_bytes of announced size unanswered (always at least one).
- *
- * No deadlock.  RFC 2449 §6.6: "If either the client or server uses
- * blocking writes, it MUST not exceed the window size of the underlying
- * transport layer."  Our writes block (until a deadline), so we write only
- * after a whole reply was read, and what is unanswered is at most 1024
- * commands of at most 37 octets ("TOP <20 digits> <9 digits>" CRLF), under
- * 40 KB — within the 64 KB a TCP window holds without scaling.  The
- * replies the window asks for cost no memory here: they are read as they
- * come. */
-static int retr_run(mw_pop3 *p, const run *r, long top_lines, uint64_t max_cmds, uint64_t max_bytes,
+ * queued; stops at the first failure after reading what is in flight.
+ * The machine writes only what the window holds, so a server that
+ * answers before reading more never deadlocks with us (RFC 2449 §6.6). */
+static int retr_run(mw_pop3 *p, const mw_loop_pop3_cmd *c, const mwi_p3h_opts *ro,
                     mw_pop3_msg_fn fn, void *userdata)
 {
-    /* -retr-mode list: one LIST for every size instead of one per message. */
-    mw_pop3_listing *sizes = NULL;
-    size_t nsizes = 0;
-    int rc;
-    if (top_lines < 0 && p->retr_mode == MW_POP3_RETR_LIST) {
-        rc = mw_pop3_list(p, &sizes, &nsizes);
-        if (rc && p->state == P3_BROKEN) return rc;
-        if (rc) {
-            p->retr_mode = MW_POP3_RETR_SLOW;
-            sizes = NULL;
-            nsizes = 0;
-        }
-    }
-    uint64_t sent = 0, got = 0, stop_at = r->n, in_flight = 0;
-    int first_err = 0;
-    mw_error saved;
-    memset(&saved, 0, sizeof saved);
-    range_ctx rctx = {fn, userdata, 0};
-    size_t si = 0;
-    while (got < stop_at) {
-        int queued = 0;
-        while (sent < stop_at && sent - got < max_cmds &&
-               (sent == got ||
-                (in_flight <= max_bytes && run_size(r, sent) <= max_bytes - in_flight))) {
-            if ((rc = send_retr(p, run_msg(r, sent), top_lines, 0))) goto out;
-            in_flight += run_size(r, sent);
-            sent++;
-            queued = 1;
-        }
-        /* One write for whatever went into the queue; QUIT is never part
-         * of it. */
-        if (queued && (rc = mwi_conn_flush(p->conn, &p->err))) {
-            rc = mwi_pop3_fatal(p, rc);
-            goto out;
-        }
-        uint64_t msg = run_msg(r, got);
-        mw_pop3_retr_info info;
-        memset(&info, 0, sizeof info);
-        info.msg = msg;
-        while (si < nsizes && sizes[si].msg < msg)
-            si++;
-        if (si < nsizes && sizes[si].msg == msg) {
-            info.declared = sizes[si].size;
-            info.size_known = 1;
-        }
-        rctx.msg = msg;
-        rc = read_message_reply(p, msg, top_lines, range_sink, &rctx, &info,
-                                r->list ? run_size(r, got) : UINT64_MAX);
-        if (p->state == P3_BROKEN) goto out;
-        in_flight -= run_size(r, got);
-        if (!rc && !first_err) rc = fn(msg, NULL, 0, &info, userdata);
-        if (rc && !first_err) {
-            /* Stop asking; read what is already in flight. */
-            first_err = rc;
-            saved = p->err;
-            stop_at = sent;
-        }
-        got++;
-    }
-    rc = first_err;
-    if (rc) p->err = saved;
-out:
-    free(sizes);
-    return rc;
+    mw_pop3_retr_info info;
+    memset(&info, 0, sizeof info);
+    msgs_ctx m;
+    memset(&m, 0, sizeof m);
+    m.p = p;
+    m.fn = fn;
+    m.fn_ud = userdata;
+    m.info = &info;
+    m.top = c->op == MW_LOOP_POP3_TOP;
+    int rc = mwi_pop3_run(p, c, 1, ro, on_piece, &m);
+    return msgs_result(&m, rc);
 }
 
 int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long top_lines, mw_pop3_msg_fn fn,
@@ -413,86 +272,33 @@ int mw_pop3_retr_range(mw_pop3 *p, uint64_t first, uint64_t last, long top_lines
     const char *what = top_lines < 0 ? "RETR" : "TOP";
     int rc = check_range(p, first, last, what);
     if (rc || first > last) return rc;
-    run r = {NULL, NULL, first, last - first + 1};
-    return retr_run(p, &r, top_lines, p->pipelining ? p->window : 1, UINT64_MAX, fn, userdata);
-}
-
-/* Message numbers of a list: each within the count, strictly ascending (the
- * replies are matched to them in order, and a number twice is a mistake). */
-static int check_list(mw_pop3 *p, const run *r, const char *what)
-{
-    int rc = mwi_pop3_require(p, P3_TRANS, what);
-    for (uint64_t i = 0; !rc && i < r->n; i++) {
-        rc = mwi_pop3_check_msg(p, run_msg(r, i));
-        if (!rc && i && run_msg(r, i) <= run_msg(r, i - 1))
-            rc =
-                mwi_err_set(&p->err, MW_EINVAL, "%s: message numbers not in ascending order", what);
-    }
-    return rc;
+    mw_loop_pop3_cmd c = {top_lines < 0 ? MW_LOOP_POP3_RETR : MW_LOOP_POP3_TOP, first,
+                          top_lines < 0 ? 0 : (uint64_t)top_lines, last};
+    return retr_run(p, &c, NULL, fn, userdata);
 }
 
 int mw_pop3_retr_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, uint64_t window_bytes,
                       mw_pop3_msg_fn fn, void *userdata)
 {
     if (!p || !fn || (n && !msgs)) return MW_EINVAL;
-    run r = {msgs, NULL, 0, n};
-    int rc = check_list(p, &r, "RETR");
+    int rc = check_list(p, msgs, NULL, n, "RETR");
     if (rc || n == 0) return rc;
-    uint64_t bytes = window_bytes ? window_bytes : MW_POP3_WINDOW_BYTES;
-    return retr_run(p, &r, -1, p->pipelining ? MW_POP3_WINDOW_MAX : 1, bytes, fn, userdata);
+    mw_loop_pop3_cmd c = {MW_LOOP_POP3_RETR, 1, 0, 1};
+    mwi_p3h_opts ro = {msgs,
+                       n,
+                       0,
+                       p->pipelining ? MW_POP3_WINDOW_MAX : 1,
+                       window_bytes ? window_bytes : MW_POP3_WINDOW_BYTES,
+                       0};
+    return retr_run(p, &c, &ro, fn, userdata);
 }
 
-int mwi_pop3_top_msgs(mw_pop3 *p, const mw_pop3_listing *msgs, size_t n, long lines,
-                      mw_pop3_msg_fn fn, void *userdata)
+/* DELE over a run, pipelined as RETR is; every +OK counted. */
+static int on_dele(const mw_loop_pop3_reply *r, const mw_error *fail, void *ud)
 {
-    if (!p || !fn || (n && !msgs) || lines < 0) return MW_EINVAL;
-    run r = {msgs, NULL, 0, n};
-    int rc = check_list(p, &r, "TOP");
-    if (rc || n == 0) return rc;
-    return retr_run(p, &r, lines, p->pipelining ? p->window : 1, UINT64_MAX, fn, userdata);
-}
-
-/* DELE over a run, pipelined as RETR is.  stop: no more DELE after the
- * first -ERR (what is in flight is still read and counted). */
-static int dele_run(mw_pop3 *p, const run *r, int stop, size_t *deleted)
-{
-    uint64_t window = p->pipelining ? p->window : 1;
-    uint64_t sent = 0, got = 0, stop_at = r->n;
-    size_t ok = 0;
-    int first_err = 0, rc = 0;
-    mw_error saved;
-    memset(&saved, 0, sizeof saved);
-    while (got < stop_at) {
-        int queued = 0;
-        while (sent < stop_at && sent - got < window) {
-            if ((rc = mwi_pop3_sendf(p, 0, "DELE %llu", (unsigned long long)run_msg(r, sent))))
-                goto out;
-            sent++;
-            queued = 1;
-        }
-        if (queued && (rc = mwi_conn_flush(p->conn, &p->err))) {
-            rc = mwi_pop3_fatal(p, rc);
-            goto out;
-        }
-        mw_pop3_status st;
-        if ((rc = mwi_pop3_read_status(p, &st))) goto out;
-        if (st.kind == MW_POP3_OK) {
-            ok++;
-        } else if (!first_err) {
-            char what[40];
-            snprintf(what, sizeof what, "DELE %llu", (unsigned long long)run_msg(r, got));
-            mwi_err_set_command(&p->err, what, strlen(what));
-            first_err = mwi_pop3_server_error(p, &st, MW_ESERVER, what);
-            saved = p->err;
-            if (stop) stop_at = sent;
-        }
-        got++;
-    }
-    rc = first_err;
-    if (first_err) p->err = saved;
-out:
-    if (deleted) *deleted = ok;
-    return rc;
+    size_t *ok = ud;
+    if (!fail && r->kind == MW_LOOP_POP3_END && r->msg) (*ok)++;
+    return 0;
 }
 
 int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last)
@@ -500,18 +306,30 @@ int mw_pop3_dele_range(mw_pop3 *p, uint64_t first, uint64_t last)
     if (!p) return MW_EINVAL;
     int rc = check_range(p, first, last, "DELE");
     if (rc || first > last) return rc;
-    run r = {NULL, NULL, first, last - first + 1};
-    return dele_run(p, &r, 1, NULL);
+    /* No DELE after the first -ERR (what is in flight is still read). */
+    mw_loop_pop3_cmd c = {MW_LOOP_POP3_DELE, first, 0, last};
+    size_t ok = 0;
+    return mwi_pop3_run(p, &c, 1, NULL, on_dele, &ok);
 }
 
 int mw_pop3_dele_msgs(mw_pop3 *p, const uint64_t *msgs, size_t n, size_t *deleted)
 {
     if (deleted) *deleted = 0;
     if (!p || (n && !msgs)) return MW_EINVAL;
-    run r = {NULL, msgs, 0, n};
-    int rc = check_list(p, &r, "DELE");
+    int rc = check_list(p, NULL, msgs, n, "DELE");
     if (rc || n == 0) return rc;
-    return dele_run(p, &r, 0, deleted);
+    mw_pop3_listing *l = calloc(n, sizeof *l);
+    if (!l) return mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        l[i].msg = msgs[i];
+    /* On after an -ERR: one message refused does not keep the others. */
+    mw_loop_pop3_cmd c = {MW_LOOP_POP3_DELE, 1, 0, 1};
+    mwi_p3h_opts ro = {l, n, 1, 0, 0, 0};
+    size_t ok = 0;
+    rc = mwi_pop3_run(p, &c, 1, &ro, on_dele, &ok);
+    free(l);
+    if (deleted) *deleted = ok;
+    return rc;
 }
 
 /* ---- scsh retrieve-message / retrieve-headers --------------------------------- */

@@ -34,6 +34,7 @@ typedef struct fake {
     int dele_bad;    /* DELEs that came too early */
     int after_quit;  /* commands after QUIT */
     int quit_seen;
+    int logins;             /* USER or PASS lines */
     int max_retr_in_flight; /* RETRs received before the first one was answered */
     int retr_unanswered;
     char deleted[NMSG + 1];
@@ -53,6 +54,9 @@ static int fail_dir_sync;
 static int bad_uid_msg, overflow_msg;
 /* mw_fetch_opts.filter and filter_timeout_ms for the next run (test_filter_timeout). */
 static const char *filter_cmd;
+/* test_no_login_retr_modes: the login and retr_mode asked, and a server
+ * announcing one octet more than it sends */
+static int auth_mode = MW_POP3_AUTH_USER, retr_mode = MW_POP3_RETR_RETR, lie_size;
 static int filter_ms;
 
 static int ends_with(const char *s, const char *tail)
@@ -144,6 +148,7 @@ static void command(fake *f, const char *line)
     if (!strcmp(line, "CAPA")) {
         say(f, "+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n");
     } else if (!strncmp(line, "USER ", 5) || !strncmp(line, "PASS ", 5)) {
+        f->logins++;
         say(f, "+OK\r\n");
     } else if (!strcmp(line, "STAT")) {
         snprintf(buf, sizeof buf, "+OK %d 0\r\n", NMSG);
@@ -170,7 +175,7 @@ static void command(fake *f, const char *line)
         if (f->retr_unanswered > f->max_retr_in_flight) f->max_retr_in_flight = f->retr_unanswered;
         char b[256];
         body_of(n, b, sizeof b);
-        snprintf(buf, sizeof buf, "+OK %zu octets\r\n%s", octets_of(n), b);
+        snprintf(buf, sizeof buf, "+OK %zu octets\r\n%s", octets_of(n) + (lie_size != 0), b);
         say(f, buf);
         for (int k = 0; n == overflow_msg && k < 1000; k++)
             say(f, "an 80-octet line of a message far longer than its announced size........\r\n");
@@ -266,7 +271,8 @@ static int run_fake_at(env *e, fake *f, int keep, int days, int64_t now, mw_fetc
     po.stream = s;
     po.user = "u";
     po.password = "pw";
-    po.auth = MW_POP3_AUTH_USER;
+    po.auth = auth_mode;
+    po.retr_mode = retr_mode;
     po.tls = MW_TLS_NONE; /* the fake server speaks no TLS */
     po.allow_plaintext = 1;
     po.window = 4;
@@ -296,6 +302,43 @@ static int run_fake_at(env *e, fake *f, int keep, int days, int64_t now, mw_fetc
 static int run_fake(env *e, fake *f, int keep, mw_fetch_result *res, mw_error *err)
 {
     return run_fake_at(e, f, keep, -1, 0, res, err);
+}
+
+/* What only src/fetch's old blocking session took, on the machine: a
+ * stream logged in already (no USER, no PASS), and retr_mode: a reply
+ * announcing another size costs its message (RETR), is checked against
+ * LIST (LIST: the sizes are right), or is not checked (SLOW). */
+static void test_no_login_retr_modes(void **unused)
+{
+    (void)unused;
+    static const int modes[] = {MW_POP3_RETR_RETR, MW_POP3_RETR_LIST, MW_POP3_RETR_SLOW};
+    for (int i = 0; i < 3; i++) {
+        env e;
+        env_make(&e);
+        fake *f = calloc(1, sizeof *f);
+        mw_fetch_result r;
+        mw_error err;
+        auth_mode = MW_POP3_AUTH_NONE;
+        retr_mode = modes[i];
+        lie_size = 1;
+        int rc = run_fake(&e, f, 1, &r, &err);
+        auth_mode = MW_POP3_AUTH_USER;
+        retr_mode = MW_POP3_RETR_RETR;
+        lie_size = 0;
+        assert_int_equal(f->logins, 0);
+        assert_int_equal(f->quit_seen, 1);
+        if (modes[i] == MW_POP3_RETR_RETR) {
+            /* the first reply's size is wrong: that message stays */
+            assert_int_equal(rc, MW_EPROTO);
+            assert_int_equal(r.fetched, 0);
+            assert_int_equal(r.errors, NMSG);
+        } else {
+            assert_int_equal(rc, 0);
+            assert_int_equal(r.fetched, NMSG);
+        }
+        free(f);
+        env_drop(&e);
+    }
 }
 
 static void test_order(void **unused)
@@ -581,6 +624,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order),
+        cmocka_unit_test(test_no_login_retr_modes),
         cmocka_unit_test(test_dir_sync_fails),
         cmocka_unit_test(test_second_run_deletes_only),
         cmocka_unit_test(test_delete_after_days),
