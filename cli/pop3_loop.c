@@ -55,8 +55,9 @@ static int parse_range(lrun *r, int argc, char **argv)
         fprintf(stderr, "mailwire pop3: retr of a range needs -o DIR\n");
         return USAGE_ERR;
     }
-    if (!strcmp(a, "next")) return 1; /* LAST first: not on the loop yet */
-    if (!strcmp(a, "start"))
+    if (!strcmp(a, "next")) /* LAST first, on the job (loop.h) */
+        x = MW_LOOP_POP3_NEXT;
+    else if (!strcmp(a, "start"))
         x = 1;
     else if (mw_cli_pop3_parse_num(a, &x))
         return USAGE_ERR;
@@ -260,6 +261,8 @@ static void loop_opts(mw_loop_pop3_opts *lo, const mw_pop3_opts *o, const char *
     lo->sasl_ir = o->sasl_ir;
     lo->trace_secrets = o->trace_secrets;
     lo->token = o->token;
+    lo->msex = o->msex;
+    lo->retr_mode = o->retr_mode;
     lo->trace = o->trace;
     lo->trace_userdata = o->trace_userdata;
     if (o->net) {
@@ -273,15 +276,7 @@ static void loop_opts(mw_loop_pop3_opts *lo, const mw_pop3_opts *o, const char *
 /* Options the loop does not take yet: named, never dropped. */
 static const char *unsupported(const mw_pop3_opts *o)
 {
-    if (o->msex) return "--msex";
-    if (o->retr_mode != MW_POP3_RETR_RETR) return "--retr-mode list or slow";
     if (o->stream) return "a tunnel or command stream";
-    /* The default floor (1 byte/s over 300 s) is within the loop's own
-     * io timeout; another one is not on the loop. */
-    if (o->net && o->net->speed_limit &&
-        (o->net->speed_limit != MW_NET_DEFAULT_SPEED_LIMIT ||
-         o->net->speed_time_ms != MW_NET_DEFAULT_SPEED_TIME_MS))
-        return "--speed-limit / --speed-time";
     if (o->command_timeout_ms) return "a command timeout";
     if (o->version >= 2 && o->token_fn) return "a token provider";
     return NULL;
@@ -348,7 +343,10 @@ int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest
     mw_error e;
     memset(&e, 0, sizeof e);
     int rc = mw_loop_new(&loop, NULL, &e);
-    if (!rc) rc = mw_loop_add_pop3_cmds(loop, NULL, &lo, &r.cmd, 1, on_reply, &r, on_done, &r, &e);
+    mw_loop_job *job = NULL;
+    if (!rc) rc = mw_loop_add_pop3_cmds(loop, &job, &lo, &r.cmd, 1, on_reply, &r, on_done, &r, &e);
+    if (!rc && o->net) /* the rate floor, the default one too, as the blocking stream's */
+        mw_loop_set_speed_limit(loop, job, o->net->speed_limit, o->net->speed_time_ms);
     if (rc == MW_EUNSUPPORTED) {
         mw_loop_free(loop);
         return not_on_loop(e.message);

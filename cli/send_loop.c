@@ -67,7 +67,10 @@ static int failover(mw_loop *loop, const smtp_cli *c, mw_loop_smtp_opts *o, loop
         for (size_t k = 0; k < c->nports; k++) {
             o->host = c->servers[i];
             o->port = c->ports[k];
-            int rc = mw_loop_add_smtp_send(loop, NULL, o, done_cb, out, err);
+            mw_loop_job *job = NULL;
+            int rc = mw_loop_add_smtp_send(loop, &job, o, done_cb, out, err);
+            if (!rc) /* the rate floor, the default one too, as the blocking stream's */
+                mw_loop_set_speed_limit(loop, job, c->conn.speed_limit, c->conn.speed_time_ms);
             if (!rc) mw_cli_engine_note("send");
             if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
             if (rc) return rc;

@@ -53,8 +53,6 @@ const char *smtp_loop_gap(const smtp_cli *c, int login)
 {
     if (login && mw_cli_oauth_account(&c->conn))
         return "an OAuth account (its token refreshed on a refusal)";
-    if ((c->conn.speed_limit_given || c->conn.speed_time_given) && c->conn.speed_limit > 0)
-        return "--speed-limit/--speed-time";
     return NULL;
 }
 
@@ -111,7 +109,10 @@ int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *read
             o.host = c->servers[i];
             o.port = c->ports[k];
             memset(&out, 0, sizeof out);
-            rc = mw_loop_add_smtp_batch(loop, NULL, &o, b, done_cb, &out, err);
+            mw_loop_job *job = NULL;
+            rc = mw_loop_add_smtp_batch(loop, &job, &o, b, done_cb, &out, err);
+            if (!rc) /* the rate floor, the default one too, as the blocking stream's */
+                mw_loop_set_speed_limit(loop, job, c->conn.speed_limit, c->conn.speed_time_ms);
             if (!rc) mw_cli_engine_note("smtp");
             if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
             if (!rc && (*ready > 0 || stops(*ready, out.rc))) goto done;

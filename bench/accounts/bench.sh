@@ -17,11 +17,17 @@
 #     bash bench/accounts/bench.sh [BUILD_DIR]
 #
 # Env: ACCOUNTS (1000), MSGS (20), SIZE (20480), DELAY (25), RUNS (1),
-# TOOLS ("mailwire mpop-x16 mpop-a fetchmail"), PROXY_TOOLS (TOOLS, through
-# the proxy), PARTS ("loopback proxy"),
+# TOOLS ("mailwire mpop-x16 mpop-a fetchmail"; also mw-old: OLD_MW, a
+# second mailwire binary, for a before/after in one run), PROXY_TOOLS
+# (TOOLS, through the proxy), PARTS ("loopback proxy"),
 # OUTROOT (/tmp), MW_WRAP (a command put before mailwire, e.g. "perf record
-# -o FILE").  Prints wall, client CPU (user+sys, children included)
-# and peak RSS (GNU time), and the ratios the issue names.  Not a test.
+# -o FILE"; with perf, the run as perf's child).  Prints wall, client CPU
+# (user+sys, children included; for mailwire without the CPU of
+# bench/accounts/schedstat.py, its small wrapper that reads how its thread
+# spent the wall time)
+# and peak RSS (GNU time), the CPU Dovecot's processes and the proxy used
+# meanwhile, how busy the whole machine was (/proc; cpusnap below), and the
+# ratios the issue names.  Not a test.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-/tmp/mailwire-build-bench-accounts}
@@ -107,34 +113,90 @@ rcfiles() { # PORT
   } >"$work/fetchmailrc"
   chmod 600 "$work/mwrc" "$work/mpoprc" "$work/fetchmailrc"
 }
+# The previous run's files are moved aside, not deleted, until the bench
+# ends: on ext4 without a journal (this machine's), the inode allocator
+# skips every inode freed in the last 60 s (360 s while its table block is
+# dirty; fs/ext4/ialloc.c, recently_deleted), so deleting 20,000 files just
+# before a run made the next run's file creations scan past them: 60 % of
+# the client's CPU, whichever client it was.
 prep() {
-  rm -rf "$out/c" "$out"/uidls-* "$work/xdg" "$work/fmhome"
+  local old; old=$(mktemp -d "$out/old.XXXXXX")
+  for f in "$out/c" "$out"/uidls-* "$out/fmids" "$work/xdg" "$work/fmhome"; do
+    [ -e "$f" ] && mv "$f" "$old/"
+  done
   mkdir -p "$work/xdg" "$work/fmhome"
   for i in $(seq 1 "$ACCOUNTS"); do mkdir -p "$out/c/b$i/new" "$out/c/b$i/cur" "$out/c/b$i/tmp"; done
 }
 cmd() { # TOOL
   case $1 in
-    mailwire) CMD=(env XDG_STATE_HOME="$work/xdg" ${MW_WRAP:-} "$mw" fetch --config "$work/mwrc" --all
+    mailwire) CMD=(env XDG_STATE_HOME="$work/xdg" python3 "$top/bench/accounts/schedstat.py" "$work/sched"
+                   ${MW_WRAP:-} "$mw" fetch --config "$work/mwrc" --all
                    --jobs "$ACCOUNTS" --allow-plaintext-password --quiet) ;;
+    mw-old) CMD=(env XDG_STATE_HOME="$work/xdg" python3 "$top/bench/accounts/schedstat.py" "$work/sched"
+                 "$OLD_MW" fetch --config "$work/mwrc" --all
+                 --jobs "$ACCOUNTS" --allow-plaintext-password --quiet) ;;
     mpop-a) CMD=(mpop -C "$work/mpoprc" -a -q) ;;
     mpop-x16) CMD=(sh -c 'seq 1 "$1" | sed s/^/b/ | xargs -P16 -n1 mpop -C "$2" -q' sh "$ACCOUNTS" "$work/mpoprc") ;;
     fetchmail) CMD=(env FETCHMAILHOME="$work/fmhome" fetchmail -f "$work/fetchmailrc" --nosyslog -N -s
                     --idfile "$out/fmids") ;;
   esac
 }
-measure() { # TOOL -> "wall cpu rss" (median of RUNS)
-  local walls=() cpus=() rsss=() failed=0
+# CPU ticks (CLK_TCK) used so far: "SERVER PROXY BUSY ALL".  SERVER: the
+# Dovecot master and every live descendant (utime+stime+cutime+cstime: a
+# process that ended was reaped by its parent, so its time is in the
+# parent's cutime/cstime); PROXY: the delaying proxy; BUSY/ALL: the whole
+# machine's non-idle and total ticks over all cores (/proc/stat).
+cpusnap() {
+  python3 - "$(cat "$srv/dovecot/run/master.pid" 2>/dev/null || echo 0)" "${proxy_pid:-0}" <<'PY'
+import os, sys
+master, proxy = int(sys.argv[1]), int(sys.argv[2])
+kids, tick = {}, {}
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    try:
+        f = open("/proc/%s/stat" % d).read().rsplit(")", 1)[1].split()
+    except OSError:
+        continue
+    pid = int(d)
+    kids.setdefault(int(f[1]), []).append(pid)
+    tick[pid] = (int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))
+srv, todo = 0, [master] if master in tick else []
+while todo:
+    pid = todo.pop()
+    srv += sum(tick.get(pid, (0, 0)))
+    todo += kids.get(pid, [])
+c = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+print(srv, sum(tick.get(proxy, (0, 0))), sum(c) - c[3] - c[4], sum(c))
+PY
+}
+measure() { # TOOL -> "wall cpu rss srvcpu proxycpu busy%" (median of RUNS)
+  local walls=() cpus=() rsss=() srvs=() pxs=() busys=() failed=0
+  local hz; hz=$(getconf CLK_TCK)
   for _ in $(seq "$RUNS"); do
     prep
     cmd "$1"
-    local t0 t1
+    rm -f "$work/sched"
+    local t0 t1 s0 s1
+    s0=$(cpusnap)
     t0=$(date +%s.%N)
     /usr/bin/time -o "$work/time" -f '%U %S %M' "${CMD[@]}" >/dev/null 2>"$work/err" || { [ "$1" = fetchmail ] || failed=1; }
     t1=$(date +%s.%N)
+    s1=$(cpusnap)
+    read -r -a a0 <<<"$s0"
+    read -r -a a1 <<<"$s1"
+    srvs+=("$(echo "(${a1[0]} - ${a0[0]}) / $hz" | bc -l)")
+    pxs+=("$(echo "(${a1[1]} - ${a0[1]}) / $hz" | bc -l)")
+    busys+=("$(echo "100 * (${a1[2]} - ${a0[2]}) / (${a1[3]} - ${a0[3]})" | bc -l)")
+    # mailwire's one thread: on CPU, ready but waiting for a CPU, asleep.
+    [ -s "$work/sched" ] && awk '{printf "    (thread: on CPU %.2fs, waiting for a CPU %.2fs, asleep %.2fs)\n", $1, $2, $3 - $1 - $2}' \
+      "$work/sched" >&2
     local got; got=$(find "$out/c" -type f | wc -l)
     [ "$got" = $((ACCOUNTS * MSGS)) ] || { echo "$1: $got of $((ACCOUNTS * MSGS)) messages arrived" >>"$work/err"; failed=1; }
     walls+=("$(echo "$t1 - $t0" | bc -l)")
-    cpus+=("$(tail -1 "$work/time" | awk '{print $1 + $2}')")
+    local self=0
+    [ -s "$work/sched" ] && self=$(awk '{print $4}' "$work/sched")
+    cpus+=("$(tail -1 "$work/time" | awk -v self="$self" '{print $1 + $2 - self}')")
     rsss+=("$(tail -1 "$work/time" | awk '{print $3}')")
   done
   [ $failed = 0 ] || { echo "FAILED: $(tail -3 "$work/err" | tr '\n' ' ')" >&2; return 1; }
@@ -142,6 +204,9 @@ measure() { # TOOL -> "wall cpu rss" (median of RUNS)
   printf '%s\n' "${walls[@]}" | sort -g | awk "$med"
   printf '%s\n' "${cpus[@]}" | sort -g | awk "$med"
   printf '%s\n' "${rsss[@]}" | sort -g | awk "$med"
+  printf '%s\n' "${srvs[@]}" | sort -g | awk "$med"
+  printf '%s\n' "${pxs[@]}" | sort -g | awk "$med"
+  printf '%s\n' "${busys[@]}" | sort -g | awk "$med"
   echo
 }
 
@@ -170,7 +235,8 @@ for part in $PARTS; do
     r=$(measure "$tool") || { echo "  $tool FAILED"; continue; }
     set -- $r
     wall[$tool]=$1 cpu[$tool]=$2
-    printf '  %-10s wall %8.3fs  cpu %8.3fs  rss %7d KiB\n' "$tool" "$1" "$2" "$3"
+    printf '  %-10s wall %8.3fs  cpu %8.3fs  rss %7d KiB  server cpu %8.3fs  proxy cpu %7.3fs  machine busy %3.0f%%\n' \
+      "$tool" "$1" "$2" "$3" "$4" "$5" "$6"
   done
   if [ -n "${wall[mailwire]:-}" ]; then
     [ -n "${wall[mpop-a]:-}" ] && printf '  mpop-a / mailwire (wall)        %6.2fx\n' "$(echo "${wall[mpop-a]} / ${wall[mailwire]}" | bc -l)"

@@ -115,6 +115,22 @@ MW_EXTERN int mw_loop_run(mw_loop *loop, int64_t deadline_ms, mw_error *err);
  * the loop.  Returns 0, or MW_ESTATE when the job has already ended. */
 MW_EXTERN int mw_loop_cancel(mw_loop *loop, mw_loop_job *job);
 
+/* A floor on a job's transfer rate, as mw_net_opts' speed_limit /
+ * speed_time_ms (net.h) and with its words: fewer than bytes_per_s bytes
+ * per second (both directions) averaged over speed_time_ms of waiting for
+ * the server ends the job with MW_ETIMEOUT ("transfer slower than 3
+ * bytes/s over 4 s (2 bytes moved) while reading a line").  Waiting counts
+ * from the end of the connect and the TLS handshakes (those have their own
+ * timeouts) and is the time between the job's steps; an idle session's
+ * wait for its next NOOP counts too, so give such a job no floor.  Call it
+ * right after adding the job (a fetch added with mw_loop_add_fetch gets
+ * net's floor, the default one included, without it).  bytes_per_s 0: no
+ * floor (the default of mw_loop_add_pop3_* and mw_loop_add_smtp_send).
+ * Returns 0, MW_EINVAL (speed_time_ms <= 0 with a floor, or not a running
+ * job of loop). */
+MW_EXTERN int mw_loop_set_speed_limit(mw_loop *loop, mw_loop_job *job, unsigned bytes_per_s,
+                                      int speed_time_ms);
+
 /* What a job did, given to its done callback. */
 typedef struct mw_loop_result {
     int code;            /* 0, or the negative MW_E* code (or a callback's stop value) */
@@ -158,7 +174,7 @@ typedef int (*mw_loop_plan_fn)(mw_loop_job *job, const mw_loop_msg *msgs, size_t
  * UIDL state file), then return 0; another value ends the job with it and
  * nothing is deleted. */
 typedef int (*mw_loop_commit_fn)(mw_loop_job *job, void *userdata);
-#define MW_LOOP_POP3_OPTS_VERSION 3
+#define MW_LOOP_POP3_OPTS_VERSION 4
 typedef struct mw_loop_pop3_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -207,12 +223,18 @@ typedef struct mw_loop_pop3_opts {
      * it, within a connect timeout of its own, before TLS, which verifies
      * the mail server, never the proxy.  NULL or "": none. */
     const char *proxy;
+    /* Version 4.  As mw_pop3_opts says them (pop3.h): msex (commands end
+     * in a bare LF), retr_mode (how a command sequence's RETR learns the
+     * size, falling back as there).  tls may then also be
+     * MW_TLS_OPPORTUNISTIC (STLS when CAPA offers it). */
+    int msex;
+    int retr_mode;
 } mw_loop_pop3_opts;
 #define MW_LOOP_POP3_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_POP3_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, 0, 30000, 60000, \
             0, 16, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0 /* MW_POP3_AUTH_AUTO */,   \
-            NULL, NULL, 1, 0, NULL, NULL                                                           \
+            NULL, NULL, 1, 0, NULL, NULL, 0, MW_POP3_RETR_RETR                                     \
     }
 
 /* Adds a fetch of one POP3 account: connect, STLS, USER/PASS, LIST and
@@ -258,6 +280,10 @@ typedef struct mw_loop_pop3_cmd {
      * msg is past it is empty.  A DELE run stops at the first -ERR. */
     uint64_t last;
 } mw_loop_pop3_cmd;
+/* A run's msg: LAST + 1 (RFC 1460), or 1 when LAST fails, as
+ * mw_pop3_range's "next" (LAST is sent first); as its last: the same
+ * message as msg (no mailbox holds that many). */
+#define MW_LOOP_POP3_NEXT (UINT64_MAX - 1)
 /* What arrived for command `index`, in order: the status (kind
  * MW_LOOP_POP3_STATUS: data is the text after "+OK"), then for a multi-line
  * reply each listing or CAPA line (_LINE) or each piece of a message
@@ -315,8 +341,9 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * filter_timeout_ms each); so does a token provider (token_fn).  A RETR
  * or TOP reply far past its bound leaves that message on the server and,
  * as there, the job logs in again (a new connection) and goes on when the
- * new listing matches the plan.  Not on the loop yet, refused with
- * MW_EUNSUPPORTED: a caller's stream, a rate floor.  A host name is
+ * new listing matches the plan.  net's rate floor is the job's
+ * (mw_loop_set_speed_limit).  Not on the loop yet, refused with
+ * MW_EUNSUPPORTED: a caller's stream.  A host name is
  * looked up on the loop, for net's family, not in this call; the
  * certificate is checked against that name.  Strings of o are used during
  * this call only.  Returns 0 (done will be called), or the codes of

@@ -228,14 +228,6 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
     if (po->stream || po->auth == MW_POP3_AUTH_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED,
                            "fetch: a caller's stream, or no login, is not on the loop");
-    /* The default rate floor (1 byte/s over 300 s) is within the loop's
-     * io timeout; another one is not on the loop. */
-    const mw_net_opts *n = po->net;
-    if (n && n->version >= 3 && n->speed_limit &&
-        (n->speed_limit != MW_NET_DEFAULT_SPEED_LIMIT ||
-         n->speed_time_ms != MW_NET_DEFAULT_SPEED_TIME_MS))
-        return mwi_err_set(err, MW_EUNSUPPORTED,
-                           "fetch: a transfer rate floor (speed_limit) is not on the loop yet");
     if (po->tls != MW_TLS_STARTTLS && po->tls != MW_TLS_IMPLICIT && po->tls != MW_TLS_NONE)
         return mwi_err_set(err, MW_EUNSUPPORTED, "fetch: TLS mode %d is not on the loop yet",
                            po->tls);
@@ -360,6 +352,9 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     /* A name is looked up at the job's first step (lconn.h), for the
      * family asked. */
     if (o->pop3->net) lj->family = o->pop3->net->family;
+    mw_net_opts no = MW_NET_OPTS_INIT; /* net's rate floor, its default one too */
+    if (!o->pop3->net || mw_net_opts_copy(&no, o->pop3->net) == 0)
+        mw_loop_set_speed_limit(loop, lj, no.speed_limit, no.speed_time_ms);
     if (out) *out = lj;
     /* Only the scalars, the filter (copied) and the progress callback are
      * read from here on. */

@@ -1,6 +1,9 @@
 /* The connection half of a loop job (lconn.h). */
+#include "loop/lcache.h"
 #include "loop/lconn.h"
+#include "loop/leyes.h"
 #include "loop/lproxy.h"
+#include "net/stream.h"
 #include "resolve/resolve.h"
 #include "util/err.h"
 
@@ -32,8 +35,24 @@ int mwi_lconn_init(mwi_lconn *c, mw_loop_job *job, const mwi_lconn_ops *ops, voi
     return c->in ? 0 : MW_ENOMEM;
 }
 
+/* This job's lookup of its name ended (code 0, n 0: abandoned): the
+ * loop's cache learns it, the jobs waiting for it are woken. */
+static void lookup_end(mwi_lconn *c, const mwi_raddr *a, size_t n, uint32_t ttl, int code,
+                       const char *msg)
+{
+    if (!c->dns_owner) return;
+    c->dns_owner = 0;
+    mw_loop *l = c->job->loop;
+    mwi_lcache_end(*mwi_loop_dns_cache(l), c->host, c->job->family, a, n, ttl, code, msg,
+                   mw_now_ms());
+    mwi_loop_wake_dns(l);
+}
+
 void mwi_lconn_close(mwi_lconn *c)
 {
+    mwi_leyes_free(c);
+    lookup_end(c, NULL, 0, 0, 0, NULL);
+    c->job->dns_wait = 0;
     if (c->rslv) { /* its descriptor is its own to close */
         mwi_loop_set_fd(c->job, -1);
         mwi_rslv_free(c->rslv);
@@ -57,9 +76,10 @@ int mwi_lconn_reconnect(mwi_lconn *c, int connect_timeout_ms)
     c->eof = c->wblock = c->rwant = c->handshaking = c->tls_pending = 0;
     free(c->addrs);
     c->addrs = NULL;
-    c->naddrs = c->next_addr = 0;
+    c->naddrs = 0;
     c->connecting = 1;
     c->ext_tls_up = 0;
+    c->connect_timeout_ms = connect_timeout_ms;
     if (c->external) return 0; /* the driver connects */
     c->step_deadline = mw_now_ms() + connect_timeout_ms;
     int fd = -1, cr = 0, ce = 0;
@@ -210,6 +230,7 @@ static int do_write(mwi_lconn *c)
         if (rc) return rc;
         if (!n) return 0;
         c->out_off += n;
+        c->moved += n;
         mwi_lconn_progress(c);
     }
     c->wblock = 0;
@@ -228,6 +249,7 @@ static int do_read(mwi_lconn *c, size_t *total)
         if (rc) return rc;
         if (!n) break;
         c->in_len += n;
+        c->moved += n;
         *total += n;
         mwi_lconn_progress(c);
     }
@@ -239,70 +261,13 @@ static void addr_text(const mwi_raddr *a, char *buf, size_t cap)
     if (!inet_ntop(a->family, a->addr, buf, (socklen_t)cap)) snprintf(buf, cap, "?");
 }
 
-/* Starts a connect to the next address of the name.  Returns 0, or -1
- * when none is left (*e: the last error). */
-static int connect_next(mwi_lconn *c, int *e)
+/* The name is looked up (by this job, or the loop's cache): its
+ * addresses, then the race. */
+static void resolved(mwi_lconn *c, const mwi_raddr *a, size_t n, int say)
 {
-    while (c->next_addr < c->naddrs) {
-        const mwi_raddr *a = &c->addrs[c->next_addr++];
-        struct sockaddr_storage ss;
-        memset(&ss, 0, sizeof ss);
-        socklen_t sl;
-        if (a->family == AF_INET) {
-            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-            s4->sin_family = AF_INET;
-            s4->sin_port = htons((uint16_t)c->port);
-            memcpy(&s4->sin_addr, a->addr, 4);
-            sl = sizeof *s4;
-        } else {
-            struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-            s6->sin6_family = AF_INET6;
-            s6->sin6_port = htons((uint16_t)c->port);
-            memcpy(&s6->sin6_addr, a->addr, 16);
-            sl = sizeof *s6;
-        }
-        char at[INET6_ADDRSTRLEN];
-        addr_text(a, at, sizeof at);
-        int s = socket(a->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (s >= 0) {
-            int one = 1;
-            setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            if (connect(s, (struct sockaddr *)&ss, sl) == 0 || errno == EINPROGRESS) {
-                if (mwi_loop_set_fd(c->job, s) == 0) {
-                    int64_t now = mw_now_ms(), end = c->step_deadline < c->total_deadline
-                                                         ? c->step_deadline
-                                                         : c->total_deadline;
-                    /* An equal share of what is left for each address left. */
-                    c->attempt_deadline =
-                        end == MW_NO_DEADLINE
-                            ? end
-                            : now + (end - now) / (int64_t)(c->naddrs - c->next_addr + 1);
-                    mwi_lconn_info(c, "connecting to %s (%s) port %u", c->host, at, c->port);
-                    return 0;
-                }
-                errno = EMFILE;
-            }
-        }
-        *e = errno;
-        if (s >= 0) close(s);
-        mwi_lconn_info(c, "connect to %s (%s) port %u: %s", c->host, at, c->port,
-                       MW_ERRNO_TEXT(*e));
-    }
-    return -1;
-}
-
-/* The name is looked up: its addresses, then the first connect. */
-static void resolved(mwi_lconn *c)
-{
-    size_t n = 0;
-    const mwi_raddr *a = mwi_rslv_addrs(c->rslv, &n);
     c->addrs = malloc(n * sizeof *a);
     if (c->addrs) memcpy(c->addrs, a, n * sizeof *a);
     c->naddrs = c->addrs ? n : 0;
-    c->next_addr = 0;
-    mwi_loop_set_fd(c->job, -1);
-    mwi_rslv_free(c->rslv);
-    c->rslv = NULL;
     c->resolving = 0;
     if (!c->addrs) {
         fail(c, MW_ENOMEM, "out of memory");
@@ -310,22 +275,64 @@ static void resolved(mwi_lconn *c)
     }
     char first[INET6_ADDRSTRLEN];
     addr_text(&c->addrs[0], first, sizeof first);
-    mwi_lconn_info(c, "%s is %s%s", c->host, first, n > 1 ? " (and more addresses)" : "");
+    if (say) mwi_lconn_info(c, "%s is %s%s", c->host, first, n > 1 ? " (and more addresses)" : "");
     if (c->proxy && mwi_lproxy_resolved(c)) return;
-    int e = 0;
-    if (connect_next(c, &e))
-        fail(c, MW_ENET, "connect to %s port %u: %s (%zu address%s tried)", c->host, c->port,
-             MW_ERRNO_TEXT(e), c->naddrs, c->naddrs == 1 ? "" : "es");
+    mwi_leyes_start(c);
 }
 
-/* A step of the name lookup (src/resolve): started at the first step, its
- * descriptor the job's while it runs, within the connect deadline. */
+/* Before a lookup: what the loop's cache knows.  Returns 1 when that
+ * settled it (addresses, a failure, or waiting for another job's lookup),
+ * 0 to look the name up (claimed, when there is room). */
+static int from_cache(mwi_lconn *c, int64_t dl)
+{
+    mw_loop_job *j = c->job;
+    mwi_lcache **cache = mwi_loop_dns_cache(j->loop);
+    mwi_raddr a[MWI_RSLV_ADDRS_MAX];
+    size_t n = 0;
+    int code = 0;
+    char msg[256];
+    int64_t now = mw_now_ms();
+    switch (mwi_lcache_get(*cache, c->host, j->family, now, &c->dns_gen, a, &n, &code, msg,
+                           sizeof msg)) {
+    case MWI_LCACHE_HIT:
+        mwi_lconn_info(c, "%s: from the loop's cache of lookups", c->host);
+        resolved(c, a, n, 1);
+        return 1;
+    case MWI_LCACHE_FAILED:
+        fail(c, code, "%s", msg);
+        return 1;
+    case MWI_LCACHE_PENDING:
+        if (now >= dl) {
+            fail(c, MW_ETIMEOUT, "%s: no answer before the deadline (another job's lookup)",
+                 c->host);
+            return 1;
+        }
+        if (!j->dns_wait) mwi_lconn_info(c, "%s: waiting for another job's lookup", c->host);
+        j->dns_wait = 1;
+        return 1;
+    default:
+        c->dns_owner = mwi_lcache_claim(cache, c->host, j->family) == 0;
+        return 0;
+    }
+}
+
+/* A step of the name lookup (src/resolve): started at the first step
+ * unless the loop's cache has the name, its descriptor the job's while it
+ * runs, within the connect deadline. */
 static void resolve_step(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
     int rc;
     if (!c->rslv) {
         int64_t dl = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
+        mwi_raddr lit = {0};
+        if (inet_pton(AF_INET, c->host, lit.addr) == 1 ||
+            inet_pton(AF_INET6, c->host, lit.addr) == 1) { /* its own one address */
+            lit.family = strchr(c->host, ':') ? AF_INET6 : AF_INET;
+            resolved(c, &lit, 1, 0);
+            return;
+        }
+        if (from_cache(c, dl)) return;
         mwi_lconn_info(c, "looking up %s", c->host);
         rc = mwi_rslv_start(&c->rslv, c->host, j->family, mwi_loop_resolv_paths(j->loop), dl,
                             &j->err);
@@ -334,11 +341,20 @@ static void resolve_step(mwi_lconn *c, int events)
         rc = mwi_rslv_step(c->rslv, events, &j->err);
     }
     if (rc < 0) {
+        lookup_end(c, NULL, 0, 0, rc, j->err.message);
         fail(c, rc, "%s", j->err.message);
         return;
     }
     if (rc == 1) {
-        resolved(c);
+        size_t n = 0;
+        const mwi_raddr *a = mwi_rslv_addrs(c->rslv, &n);
+        mwi_raddr got[MWI_RSLV_ADDRS_MAX];
+        memcpy(got, a, n * sizeof *a);
+        lookup_end(c, got, n, mwi_rslv_ttl(c->rslv), 0, NULL);
+        mwi_loop_set_fd(j, -1);
+        mwi_rslv_free(c->rslv);
+        c->rslv = NULL;
+        resolved(c, got, n, 1);
         return;
     }
     /* The resolver may have closed its socket and opened another under
@@ -357,6 +373,10 @@ static void update_wait(mwi_lconn *c)
         if (c->rslv) {
             j->want = mwi_rslv_want(c->rslv);
             j->deadline = mwi_rslv_deadline(c->rslv);
+        } else if (j->dns_wait) { /* woken by the other job's lookup, or the deadline */
+            j->want = 0;
+            j->deadline =
+                c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
         } else {
             j->want = 0;
             j->again = 1; /* the lookup starts at the first step */
@@ -375,8 +395,7 @@ static void update_wait(mwi_lconn *c)
     }
     j->want = w;
     j->deadline = c->step_deadline < c->total_deadline ? c->step_deadline : c->total_deadline;
-    if (c->connecting && c->next_addr < c->naddrs && c->attempt_deadline < j->deadline)
-        j->deadline = c->attempt_deadline;
+    if (c->race && mwi_leyes_deadline(c) < j->deadline) j->deadline = mwi_leyes_deadline(c);
 }
 
 void mwi_lconn_arm(mwi_lconn *c)
@@ -419,35 +438,28 @@ static void deadlines(mwi_lconn *c)
     update_wait(c);
 }
 
-/* The connect's outcome.  A name's next address is tried when this one
- * fails, or when its share of the connect time is over (one descriptor
- * per job: one attempt at a time, not RFC 8305's parallel ones).  Returns
- * 1 when connected, 0 to wait on, -1 when the job ended. */
+/* The connect's outcome: a name's race (leyes.h), or the one socket of
+ * an address.  Returns 1 when connected, 0 to wait on, -1 when the job
+ * ended. */
 static int connect_done(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
-    int e = -1; /* -1: still connecting */
-    if (events & MW_LOOP_OUT) {
-        socklen_t el = sizeof e;
-        e = 0;
-        if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
-        if (e == EINPROGRESS || e == EALREADY) e = -1;
-    }
-    if (e == -1) {
-        if (c->next_addr >= c->naddrs || mw_now_ms() < c->attempt_deadline) return 0;
-        e = ETIMEDOUT;
-    }
-    if (e && c->next_addr < c->naddrs) { /* the name's next address */
-        mwi_lconn_info(c, "connect to %s port %u: %s; trying its next address", c->host, c->port,
-                       MW_ERRNO_TEXT(e));
-        int fd = j->fd;
-        mwi_loop_set_fd(j, -1);
-        close(fd);
-        if (connect_next(c, &e) == 0) return 0;
-    }
-    if (e) {
-        fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
-        return -1;
+    if (c->race) {
+        int r = mwi_leyes_step(c);
+        if (r <= 0) return r;
+    } else {
+        int e = -1; /* -1: still connecting */
+        if (events & MW_LOOP_OUT) {
+            socklen_t el = sizeof e;
+            e = 0;
+            if (getsockopt(j->fd, SOL_SOCKET, SO_ERROR, &e, &el) != 0) e = errno;
+            if (e == EINPROGRESS || e == EALREADY) e = -1;
+        }
+        if (e == -1) return 0;
+        if (e) {
+            fail(c, MW_ENET, "connect to %s port %u: %s", c->host, c->port, MW_ERRNO_TEXT(e));
+            return -1;
+        }
     }
     c->connecting = 0;
     mwi_lconn_info(c, "connected to %s port %u", c->host, c->port);
@@ -459,7 +471,7 @@ static int connect_done(mwi_lconn *c, int events)
     return j->done ? -1 : 1;
 }
 
-void mwi_lconn_step(mwi_lconn *c, int events)
+static void step(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
     if (j->cancel_rc) {
@@ -522,4 +534,53 @@ void mwi_lconn_step(mwi_lconn *c, int events)
     }
 deadline:
     deadlines(c);
+}
+
+/* The connection is up and the job waits for the server: the time counts
+ * for the rate floor (not the connect, the lookup, a proxy or TLS
+ * handshake, each under its own timeout). */
+static int rate_live(const mwi_lconn *c)
+{
+    return c->rate_set && !c->external && !c->resolving && !c->connecting && !c->proxying &&
+           !c->handshaking && c->job->fd >= 0;
+}
+
+/* src/net/stream.c's words for a transfer under the floor. */
+static void too_slow(mwi_lconn *c)
+{
+    char t[32];
+    mwi_ms_text(t, sizeof t, c->job->speed_time_ms);
+    unsigned lim = c->job->speed_limit;
+    unsigned long long got = (unsigned long long)c->rate.failed_bytes;
+    fail(c, MW_ETIMEOUT, "transfer slower than %u byte%s/s over %s (%llu byte%s moved) while %s",
+         lim, lim == 1 ? "" : "s", t, got, got == 1 ? "" : "s",
+         mwi_lconn_pending(c) ? "sending" : "reading a line");
+}
+
+/* A step, and the rate floor around it: the octets it moved against the
+ * wait before it, as src/net/stream.c counts each read and write against
+ * its wait; the job wakes when the window would end. */
+void mwi_lconn_step(mwi_lconn *c, int events)
+{
+    mw_loop_job *j = c->job;
+    if (!c->rate_set && j->speed_limit) {
+        mwi_rate_init(&c->rate, j->speed_limit, j->speed_time_ms);
+        c->rate_set = 1;
+    }
+    int live = rate_live(c) && c->rate_mark;
+    int64_t t0 = mw_now_ms();
+    uint64_t before = c->moved;
+    step(c, events);
+    if (j->done || !c->rate_set) return;
+    if (live && mwi_rate_account(&c->rate, t0 - c->rate_mark, c->moved - before) != 0) {
+        too_slow(c);
+        return;
+    }
+    if (!rate_live(c)) {
+        c->rate_mark = 0;
+        return;
+    }
+    c->rate_mark = mw_now_ms();
+    int64_t end = c->rate_mark + mwi_rate_budget(&c->rate);
+    if (end < j->deadline) j->deadline = end;
 }

@@ -9,6 +9,7 @@
 
 #include "loop/loop_int.h"
 #include "loop/loop_tls.h"
+#include "net/rate.h"
 #include "util/buf.h"
 
 #include <stddef.h>
@@ -49,12 +50,15 @@ typedef struct mwi_lconn {
     mw_trace_fn trace;
     void *trace_ud;
     /* A host that is a name: looked up first on the loop (src/resolve),
-     * then its addresses tried in turn until one connects. */
+     * then its addresses raced (Happy Eyeballs, leyes.h). */
     int resolving;
     struct mwi_rslv *rslv;
     struct mwi_raddr *addrs;
-    size_t naddrs, next_addr;
-    int64_t attempt_deadline; /* the current address's share of the connect time */
+    size_t naddrs;
+    struct mwi_leyes *race; /* the connects in flight, or NULL */
+    int dns_owner;          /* this job's lookup is the loop's for its name (lcache.h) */
+    unsigned dns_gen;       /* or the one it waits for */
+    int connect_timeout_ms; /* the race's own deadline (0: the one set) */
     /* External I/O (a blocking driver, pop3_drive.c): the buffers without
      * the socket.  The driver writes `out`, reads into `in` and calls
      * process; handshaking set means the job asks for TLS, which the
@@ -68,6 +72,12 @@ typedef struct mwi_lconn {
      * proxying while the handshake runs, between the connect and TLS. */
     struct mwi_lproxy *proxy;
     int proxying;
+    /* The job's rate floor (mw_loop_set_speed_limit), src/net/rate.c's
+     * bookkeeping: each step's octets against the wait before it. */
+    mw_rate rate;
+    int rate_set;      /* rate initialised from the job's floor */
+    int64_t rate_mark; /* the end of the last step that counted (0: none) */
+    uint64_t moved;    /* octets read and written so far */
 } mwi_lconn;
 
 /* TLS is up on the connection (the socket's, or the driver's). */
@@ -102,7 +112,8 @@ void mwi_lconn_start_tls(mwi_lconn *c);
 int mwi_lconn_after_line(mwi_lconn *c, size_t pos);
 /* Closes the connection (no goodbye) and starts a new one to the same
  * host and port, for a job's next session: buffers emptied, TLS off, the
- * connect deadline connect_timeout_ms from now, the name looked up again.
+ * connect deadline connect_timeout_ms from now (and that timeout the
+ * race's, c->connect_timeout_ms), the name looked up again.
  * The step that called it stops there.  Returns 0, or an error code with
  * the job's err set. */
 int mwi_lconn_reconnect(mwi_lconn *c, int connect_timeout_ms);
@@ -112,10 +123,11 @@ size_t mwi_lconn_pending(const mwi_lconn *c);
 void mwi_lconn_step(mwi_lconn *c, int events);
 /* Sets the job's events and deadline from the connection's state (after
  * the job was added; mwi_lconn_step does it after every step).  A job
- * still connecting without a descriptor has a host that is a name
- * (mwi_loop_tcp_socket gave fd -1): the first step looks it up, on the
- * loop, for the family in job->family, within the connect deadline, then
- * connects to its addresses one after the other. */
+ * still connecting without a descriptor has a host that is a name or an
+ * address literal (mwi_loop_tcp_socket gave fd -1): the first step looks
+ * a name up, on the loop, for the family in job->family, within the
+ * connect deadline (a literal is its own address), then races connects
+ * to its addresses (leyes.h). */
 void mwi_lconn_arm(mwi_lconn *c);
 /* The job made progress now: the io deadline moves. */
 void mwi_lconn_progress(mwi_lconn *c);

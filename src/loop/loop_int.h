@@ -34,6 +34,16 @@ struct mw_loop_job {
     int reg_want;     /* and its events */
     int cancel_rc;    /* nonzero: end with this at the next step */
     int family;       /* a host name's addresses: 0 any, 4 IPv4 only, 6 IPv6 only */
+    /* Descriptors besides fd, each waiting for MW_LOOP_OUT: the racing
+     * connects of Happy Eyeballs (leyes.c).  An event on one steps the job
+     * as one on fd does.  Set with mwi_loop_set_xfds; the loop's copy. */
+    int *xfd;
+    size_t nxfd;
+    int xreg;     /* mw_loop_run's epoll set holds them */
+    int dns_wait; /* waits for another job's name lookup (lcache.h) */
+    /* mw_loop_set_speed_limit's floor (0: none), lconn.c's to apply. */
+    unsigned speed_limit;
+    int speed_time_ms;
     mw_loop_result result;
     mw_error err;
     mw_loop_done_fn done_fn;
@@ -46,11 +56,24 @@ int mwi_loop_attach(mw_loop *loop, struct mw_loop_job *job, mw_error *err);
 /* loop.c: the job now uses descriptor fd (or -1); keeps the fd map. */
 int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
 
-/* loop.c: a non-blocking TCP socket to a numeric host, its connect
- * started (*connect_rc, *connect_errno: connect's result; EINPROGRESS is
- * the usual).  A host that is no numeric address gives *fd -1 and
- * EINPROGRESS: the job's connection half looks the name up on the loop
- * (lconn.h, mwi_lconn_arm).  Returns 0 or MW_ENET (no socket). */
+/* loop.c: the job's other descriptors are now fds[0..n) (n at most
+ * MWI_LOOP_XFD_MAX), each waiting for MW_LOOP_OUT; the ones no longer
+ * listed are forgotten (call it before closing them).  Returns 0,
+ * MW_ETOOBIG or MW_ENOMEM (the job then has none). */
+#define MWI_LOOP_XFD_MAX 16
+int mwi_loop_set_xfds(struct mw_loop_job *job, const int *fds, size_t n);
+/* loop.c: the delay between two connect attempts of a race (leyes.c):
+ * MWI_HE_ATTEMPT_DELAY_MS (util/addrorder.h) unless a test set another. */
+int mwi_loop_attempt_delay(const mw_loop *loop);
+void mwi_loop_set_attempt_delay(mw_loop *loop, int ms);
+
+/* loop.c: a non-blocking TCP socket to a scoped IPv6 literal, its
+ * connect started (*connect_rc, *connect_errno: connect's result;
+ * EINPROGRESS is the usual).  Any other host, a name or a plain address
+ * literal, gives *fd -1 and EINPROGRESS: the job's connection half looks
+ * the name up on the loop and races the addresses (lconn.h,
+ * mwi_lconn_arm; a literal is its own one address).  Returns 0 or MW_ENET
+ * (no socket). */
 int mwi_loop_tcp_socket(const char *host, unsigned port, int *fd, int *connect_rc,
                         int *connect_errno, mw_error *err);
 
@@ -64,6 +87,11 @@ const struct mwi_rslv_paths *mwi_loop_resolv_paths(mw_loop *loop);
 /* loop.c: mw_loop_run's poll(2) runner, the one used where there is no
  * epoll(7); the tests call it to keep it tried. */
 int mwi_loop_run_poll(mw_loop *loop, int64_t deadline_ms, mw_error *err);
+
+/* loop.c: the loop's cache of name lookups (lcache.h), and the wake-up
+ * of the jobs waiting for one (dns_wait): each is stepped once more. */
+struct mwi_lcache **mwi_loop_dns_cache(mw_loop *loop);
+void mwi_loop_wake_dns(mw_loop *loop);
 
 /* loop.c: the loop's TLS context cache (loop_tls.h). */
 struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);

@@ -81,25 +81,11 @@ int mwi_lproxy_resolved(mwi_lconn *c)
     inet_ntop(a->family, a->addr, lp->ask, sizeof lp->ask);
     free(c->addrs);
     c->addrs = NULL;
-    c->naddrs = c->next_addr = 0;
+    c->naddrs = 0;
     lp->phase = LP_DIAL;
     swap_host(c);
     mwi_lconn_info(c, "through the proxy %s port %u, asking for %s", c->host, c->port, lp->ask);
-    mw_loop_job *j = c->job;
-    if (!numeric(c->host)) {
-        c->resolving = 1; /* the proxy's name, at the next step */
-        return 1;
-    }
-    int fd = -1, cr = 0, ce = 0;
-    int rc = mwi_loop_tcp_socket(c->host, c->port, &fd, &cr, &ce, &j->err);
-    if (!rc && (rc = mwi_loop_set_fd(j, fd)) != 0) {
-        close(fd);
-        mwi_err_set(&j->err, rc, "descriptor %d cannot be watched", fd);
-    }
-    if (!rc && cr != 0 && ce != EINPROGRESS)
-        rc = mwi_err_set(&j->err, MW_ENET, "connect to %s port %u: %s", c->host, c->port,
-                         MW_ERRNO_TEXT(ce));
-    if (rc) c->ops->fail(c->impl, rc, j->err.message);
+    c->resolving = 1; /* the proxy's name or address, at the next step */
     return 1;
 }
 
@@ -197,7 +183,8 @@ const char *mwi_lproxy_words(const mwi_lconn *c, int code, const char *msg, char
     const mwi_lproxy *lp = c->proxy;
     if (code == MW_ECANCELED || !strncmp(msg, "session exceeded", 16)) return msg;
     if (lp->phase == LP_DIAL) {
-        snprintf(buf, cap, "proxy: %s%s", strncmp(msg, "connect to ", 11) ? "" : "cannot ", msg);
+        snprintf(buf, cap, "proxy: %s%s",
+                 strncmp(msg, "connect to ", 11) || code == MW_ETIMEOUT ? "" : "cannot ", msg);
         return buf;
     }
     if (lp->phase == LP_SHAKE && code == MW_ETIMEOUT) {

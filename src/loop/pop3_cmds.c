@@ -53,6 +53,7 @@ static int deliver(p3l *p, int kind, const char *data, size_t len, uint64_t msg,
 }
 
 static void next_cmd(p3l *p);
+static void run_start_at(p3l *p, uint64_t start);
 
 /* Sends the run's next commands, as many as the window lets (src/pop3's
  * retr_run and dele_run: the window is refilled after every reply). */
@@ -72,12 +73,27 @@ static void run_send(p3l *p)
     }
 }
 
-/* msg..last, cut to the count, as mw_pop3_range and check_range make it. */
-static void run_start(p3l *p)
+/* What goes before a run: LAST for MW_LOOP_POP3_NEXT (src/pop3's
+ * mw_pop3_range).  Returns 1 when it was sent. */
+static int run_pre(p3l *p, uint64_t start)
+{
+    if (start == MW_LOOP_POP3_NEXT) {
+        p->pre = P3L_PRE_LAST;
+        snprintf(p->cur_cmd, sizeof p->cur_cmd, "LAST");
+        mwi_p3l_send(p, K_CMD, "LAST", p->next_cmd, NULL);
+        return 1;
+    }
+    return 0;
+}
+
+/* msg..last, cut to the count, as mw_pop3_range and check_range make it;
+ * start: msg, or what LAST made of MW_LOOP_POP3_NEXT. */
+static void run_begin(p3l *p, uint64_t start)
 {
     const mw_loop_pop3_cmd *c = cur(p);
-    p->run_next = p->run_got = c->msg ? c->msg : 1;
-    p->run_end = p->have_count && c->last > p->count ? p->count : c->last;
+    p->run_next = p->run_got = start ? start : 1;
+    uint64_t last = c->last == MW_LOOP_POP3_NEXT ? p->run_got : c->last;
+    p->run_end = p->have_count && last > p->count ? p->count : last;
     memset(&p->run_err, 0, sizeof p->run_err);
     if (p->run_got > p->run_end) { /* an empty run */
         if (deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 0, NULL)) return;
@@ -85,7 +101,23 @@ static void run_start(p3l *p)
         next_cmd(p);
         return;
     }
+    if (c->op == MW_LOOP_POP3_RETR && p->retr_mode == MW_POP3_RETR_LIST) {
+        /* pop3_retr.c's retr_run: one LIST for every size */
+        p->pre = P3L_PRE_LIST_ALL;
+        p->ml_n = 0;
+        for (size_t i = 0; i < p->nmsgs; i++)
+            free(p->msgs[i].uid);
+        p->nmsgs = 0;
+        snprintf(p->cur_cmd, sizeof p->cur_cmd, "LIST");
+        mwi_p3l_send(p, K_CMD, "LIST", p->next_cmd, NULL);
+        return;
+    }
     run_send(p);
+}
+
+static void run_start_at(p3l *p, uint64_t start)
+{
+    if (!run_pre(p, start)) run_begin(p, start);
 }
 
 /* A message of the run was answered: the next, or the run is over (a DELE
@@ -126,6 +158,10 @@ static int check_msg(p3l *p, uint64_t msg)
 static void next_cmd(p3l *p)
 {
     if (p->job->done) return;
+    if (p->next_cmd >= p->ncmds && p->held) {
+        mwi_p3l_set_state(p, S_HELD); /* the owner's next command (pop3_held.c) */
+        return;
+    }
     if (p->next_cmd >= p->ncmds) {
         mwi_p3l_set_state(p, S_QUIT);
         mwi_p3l_send(p, K_QUIT, "QUIT", 0, NULL);
@@ -145,10 +181,20 @@ static void next_cmd(p3l *p)
     p->ml_n = 0;
     if (is_run(c)) {
         mwi_p3l_set_state(p, S_COMMANDS);
-        run_start(p);
+        p->pre = P3L_PRE_NONE;
+        run_start_at(p, c->msg);
         return;
     }
     if (numbered && check_msg(p, c->msg)) return;
+    if (c->op == MW_LOOP_POP3_RETR && p->retr_mode == MW_POP3_RETR_LIST) {
+        /* src/pop3's size_by_list: LIST n first */
+        p->pre = P3L_PRE_LIST_ONE;
+        snprintf(l, cap, "LIST %llu", m);
+        mwi_p3l_set_state(p, S_COMMANDS);
+        mwi_p3l_send(p, K_CMD, l, p->next_cmd, NULL);
+        return;
+    }
+    p->pre = P3L_PRE_NONE;
     if (c->op == MW_LOOP_POP3_TOP)
         snprintf(l, cap, "TOP %llu %llu", m, (unsigned long long)c->lines);
     else if (numbered)
@@ -162,7 +208,7 @@ static void next_cmd(p3l *p)
 
 void mwi_p3l_cmds_start(p3l *p)
 {
-    if (p->auth == MW_POP3_AUTH_NONE) {
+    if (p->auth == MW_POP3_AUTH_NONE || p->no_stat) {
         next_cmd(p);
         return;
     }
@@ -238,8 +284,68 @@ static void refused(p3l *p, const mw_pop3_status *st, int op)
     mwi_p3l_end(p, rc, "%s", msg);
 }
 
+/* The reply to what was sent before the caller's command (p->pre). */
+static void pre_reply(p3l *p, const mw_pop3_status *st)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    int ok = st->kind == MW_POP3_OK, pre = p->pre;
+    uint64_t v = 0, m;
+    p->pre = P3L_PRE_NONE;
+    if (pre == P3L_PRE_LAST) {
+        /* Tcllib: a failed LAST counts as 0 (src/pop3's mw_pop3_range) */
+        int got = ok && mwi_pop3_parse_retr_size(st->text, st->text_len, &v);
+        run_begin(p, got ? v + 1 : 1);
+        return;
+    }
+    if (pre == P3L_PRE_LIST_ALL) {
+        if (ok) {
+            p->pre = pre;
+            p->ml = K_CMD;
+            return;
+        }
+        p->retr_mode = MW_POP3_RETR_SLOW; /* pop3_retr.c: no sizes, for good */
+        run_send(p);
+        return;
+    }
+    /* LIST n before a RETR: refused, no size from now on (size_by_list) */
+    p->list_size = UINT64_MAX;
+    if (!ok) {
+        p->retr_mode = MW_POP3_RETR_SLOW;
+    } else if (mwi_pop3_parse_listing(st->text, st->text_len, &m, &v) || m != c->msg) {
+        char head[64];
+        snprintf(head, sizeof head, "bad LIST %llu reply", (unsigned long long)c->msg);
+        bad_reply(p, st, head);
+        return;
+    } else {
+        p->list_size = v;
+    }
+    snprintf(p->cur_cmd, sizeof p->cur_cmd, "RETR %llu", (unsigned long long)c->msg);
+    mwi_p3l_send(p, K_CMD, p->cur_cmd, p->next_cmd, NULL);
+}
+
+/* The size a RETR reply is read against, as src/pop3 learns it
+ * (pop3_retr.c, read_message_reply): UINT64_MAX for none. */
+static uint64_t retr_declared(p3l *p, const mw_pop3_status *st, uint64_t m)
+{
+    uint64_t d = UINT64_MAX;
+    if (p->retr_mode == MW_POP3_RETR_RETR) {
+        if (!mwi_pop3_parse_retr_size(st->text, st->text_len, &d)) {
+            d = UINT64_MAX;
+            p->retr_mode = MW_POP3_RETR_LIST; /* Tcllib: LIST sizes from now on */
+        }
+    } else if (p->retr_mode == MW_POP3_RETR_LIST) {
+        const p3l_msg *pm = is_run(cur(p)) ? mwi_p3l_find_msg(p, m) : NULL;
+        d = !is_run(cur(p)) ? p->list_size : pm ? pm->size : UINT64_MAX;
+    }
+    return d;
+}
+
 static void cmd_reply(p3l *p, const mw_pop3_status *st)
 {
+    if (p->pre) {
+        pre_reply(p, st);
+        return;
+    }
     const mw_loop_pop3_cmd *c = cur(p);
     uint64_t m = cur_num(p);
     if (is_run(c))
@@ -275,12 +381,7 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
         if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, m, 0, NULL)) return;
         snprintf(p->body_what, sizeof p->body_what, "%s %llu", op_what(c->op),
                  (unsigned long long)m);
-        p->declared = UINT64_MAX;
-        if (c->op == MW_LOOP_POP3_RETR && !p->no_retr_size &&
-            !mwi_pop3_parse_retr_size(st->text, st->text_len, &p->declared)) {
-            p->declared = UINT64_MAX;
-            p->no_retr_size = 1; /* src/pop3: no size in the reply, LIST sizes from now */
-        }
+        p->declared = c->op == MW_LOOP_POP3_RETR ? retr_declared(p, st, m) : UINT64_MAX;
         mwi_pop3_body_init(&p->body);
         p->in_body = 1;
         return;
@@ -328,6 +429,27 @@ void mwi_p3l_cmds_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
                 mwi_p3l_kind_name[c->kind]);
 }
 
+/* A LIST entry kept for a RETR run's sizes (retr_mode list). */
+static void keep_size(p3l *p, uint64_t m, uint64_t s)
+{
+    if (p->nmsgs == p->msgs_cap) {
+        size_t nc = p->msgs_cap ? p->msgs_cap * 2 : 64;
+        p3l_msg *a = realloc(p->msgs, nc * sizeof *a);
+        if (!a) {
+            mwi_p3l_end(p, MW_ENOMEM, "out of memory");
+            return;
+        }
+        p->msgs = a;
+        p->msgs_cap = nc;
+    }
+    /* mwi_p3l_find_msg wants them ascending: a LIST out of order is
+     * taken as giving no size past the disorder */
+    if (p->nmsgs && p->msgs[p->nmsgs - 1].num >= m) return;
+    memset(&p->msgs[p->nmsgs], 0, sizeof p->msgs[p->nmsgs]);
+    p->msgs[p->nmsgs].num = m;
+    p->msgs[p->nmsgs++].size = s;
+}
+
 /* One line of a LIST, UIDL or CAPA reply, checked as src/pop3's
  * list_line checks it. */
 void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
@@ -364,6 +486,10 @@ void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
         return;
     }
     p->ml_n++;
+    if (p->pre == P3L_PRE_LIST_ALL) {
+        keep_size(p, m, s);
+        return;
+    }
     char uid[71];
     memcpy(uid, u ? u : "", ul);
     uid[ul] = '\0';
@@ -372,6 +498,11 @@ void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
 
 void mwi_p3l_cmds_ml_end(p3l *p)
 {
+    if (p->pre == P3L_PRE_LIST_ALL) { /* the sizes for a RETR run */
+        p->pre = P3L_PRE_NONE;
+        run_send(p);
+        return;
+    }
     if (deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, p->ml_n, NULL)) return;
     p->next_cmd++;
     next_cmd(p);

@@ -19,8 +19,9 @@
 #include <unistd.h>
 
 static const char *const state_name[] = {
-    "connecting", "TLS handshake", "greeting", "CAPA", "STLS", "USER", "PASS",     "LIST/UIDL",
-    "transfer",   "QUIT",          "idle",     "done", "AUTH", "STAT", "commands", "TOP (filter)",
+    "connecting", "TLS handshake", "greeting", "CAPA",         "STLS", "USER",
+    "PASS",       "LIST/UIDL",     "transfer", "QUIT",         "idle", "done",
+    "AUTH",       "STAT",          "commands", "TOP (filter)", "held",
 };
 const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER",    "PASS", "LIST",
                                          "UIDL",     "RETR", "DELE", "QUIT",    "NOOP", "LAST",
@@ -29,7 +30,8 @@ const char *const mwi_p3l_kind_name[] = {"greeting", "CAPA", "STLS", "USER",    
 void mwi_p3l_set_state(p3l *p, int st)
 {
     if (p->state == st || p->state == S_DONE) return;
-    mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
+    /* A held job traces what src/pop3 traced: the lines, TLS, SASL notes. */
+    if (!p->held) mwi_lconn_info(&p->c, "state %s -> %s", state_name[p->state], state_name[st]);
     p->state = st;
 }
 
@@ -130,7 +132,10 @@ void mwi_p3l_refuse(p3l *p, const p3l_cmd *c, const mw_pop3_status *st, int code
 
 static void after_capa(p3l *p)
 {
-    if (!MWI_LCONN_SECURE(&p->c) && p->tls_mode == MW_TLS_STARTTLS) {
+    /* Opportunistic TLS (net.h): STLS when offered, else on in plain
+     * text, where a login then needs allow_plaintext (pop3_login.c). */
+    int opp = p->tls_mode == MW_TLS_OPPORTUNISTIC && p->capa_known && p->capa_stls;
+    if (!MWI_LCONN_SECURE(&p->c) && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
         if (!p->capa_stls) {
             mwi_p3l_end(p, MW_ETLS,
                         "STLS was asked for but the server does not offer it%s; not going on in "
@@ -165,6 +170,7 @@ static void ml_line(p3l *p, const char *l, size_t len)
      * len, or at len. */
     const char *sp = memchr(l, ' ', len);
     size_t w = sp ? (size_t)(sp - l) : len;
+    if (p->held) mwi_p3l_capa_keep(p, l, len);
     if (w == 4 && !strncasecmp(l, "STLS", 4)) p->capa_stls = 1;
     if (w == 10 && !strncasecmp(l, "PIPELINING", 10)) p->capa_pipelining = 1;
     if (w == 4 && !strncasecmp(l, "UIDL", 4)) p->capa_uidl = 1;
@@ -253,6 +259,7 @@ static void status_line(p3l *p, const char *l, size_t len)
         p->sasl_offered = NULL;
         p->capa_known = ok;
         p->capa_lines = 0;
+        mwi_p3l_capa_forget(p);
         if (ok)
             p->ml = K_CAPA;
         else
@@ -444,6 +451,8 @@ static void destroy(mw_loop_job *j)
     free(p->authzid);
     free(p->sasl_mechs);
     free(p->sasl_offered);
+    mwi_p3l_capa_forget(p);
+    free(p->capa_kept);
     mwi_buf_free(&p->hdr);
     if (p->token) {
         explicit_bzero(p->token, strlen(p->token));
@@ -496,19 +505,29 @@ static int check_login(const mw_loop_pop3_opts *o, int mode, mw_error *err)
     return 0;
 }
 
-static int check_opts(const mw_loop_pop3_opts *o, int mode, int with_host, mw_error *err)
+/* build()'s flags: a host is needed; a held job (pop3_held.c), whose
+ * login options src/pop3 checked and whose login says what is missing
+ * in src/pop3's words. */
+#define B_HOST 1
+#define B_HELD 2
+
+static int check_opts(const mw_loop_pop3_opts *o, int mode, int flags, mw_error *err)
 {
     if (!o || o->version < 1 || o->version > MW_LOOP_POP3_OPTS_VERSION)
         return mwi_err_set(err, MW_EINVAL, "mw_loop_pop3_opts missing or of another version");
-    int rc = check_login(o, mode, err);
+    int rc = flags & B_HELD ? 0 : check_login(o, mode, err);
     if (rc) return rc;
+    int with_host = flags & B_HOST;
     if (mode == P3L_FETCH && !o->store)
         return mwi_err_set(err, MW_EINVAL, "no store to fetch into");
     if (with_host && (!o->host || !*o->host))
         return mwi_err_set(err, MW_EINVAL, "no host to connect to");
-    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE)
+    int opp = o->version >= 4 && o->tls == MW_TLS_OPPORTUNISTIC;
+    if (o->tls != MW_TLS_STARTTLS && o->tls != MW_TLS_IMPLICIT && o->tls != MW_TLS_NONE && !opp)
         return mwi_err_set(err, MW_EUNSUPPORTED,
                            "TLS mode %d not on the loop yet (STARTTLS, IMPLICIT or NONE)", o->tls);
+    if (o->version >= 4 && (o->retr_mode < MW_POP3_RETR_RETR || o->retr_mode > MW_POP3_RETR_SLOW))
+        return mwi_err_set(err, MW_EINVAL, "unknown retr mode %d", o->retr_mode);
     if (o->window > P3L_WINDOW_MAX)
         return mwi_err_set(err, MW_EINVAL, "window %u over %d", o->window, P3L_WINDOW_MAX);
     return 0;
@@ -530,6 +549,10 @@ static void take_opts(p3l *p, const mw_loop_pop3_opts *o, int *fail)
         p->token = dup_or_null(o->token, fail);
     }
     p->tls_mode = o->tls;
+    if (o->version >= 4) {
+        p->c.lf_only = o->msex != 0;
+        p->retr_mode = o->retr_mode;
+    }
     p->c.port = o->port ? o->port : (o->tls == MW_TLS_IMPLICIT ? 995 : 110);
     p->allow_plaintext = o->allow_plaintext;
     p->keep = o->keep;
@@ -552,11 +575,10 @@ static void take_opts(p3l *p, const mw_loop_pop3_opts *o, int *fail)
 }
 
 /* Checks opts and builds the job (not attached, no socket yet). */
-static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int with_host,
-                 mw_error *err)
+static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int flags, mw_error *err)
 {
     *out = NULL;
-    int rc = check_opts(o, mode, with_host, err);
+    int rc = check_opts(o, mode, flags, err);
     if (rc) return rc;
     mw_loop_job *j = calloc(1, sizeof *j);
     p3l *p = calloc(1, sizeof *p);
@@ -631,6 +653,7 @@ static int start(mw_loop *loop, mw_loop_job **out, mw_loop_job *j, int fd, mw_lo
     }
     if ((rc = attach(loop, j, fd, done, userdata, err)) != 0) return rc;
     p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    p->c.connect_timeout_ms = p->connect_timeout_ms; /* a name's race (leyes.h) */
     if (!j->done && cr != 0 && ce != EINPROGRESS)
         mwi_p3l_end(p, MW_ENET, "connect to %s port %u: %s", p->c.host, p->c.port,
                     MW_ERRNO_TEXT(ce));
@@ -640,9 +663,12 @@ static int start(mw_loop *loop, mw_loop_job **out, mw_loop_job *j, int fd, mw_lo
     return 0;
 }
 
-int mwi_loop_pop3_fetch_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
+/* A job for a driver (pop3_drive.c): external I/O, a host name ("" for
+ * none) for errors and TLS. */
+static int build_external(mw_loop_job **out, const mw_loop_pop3_opts *opts, int mode, int flags,
+                          mw_error *err)
 {
-    int rc = build(out, opts, P3L_FETCH, 0, err);
+    int rc = build(out, opts, mode, flags, err);
     if (rc) return rc;
     p3l *p = (*out)->impl;
     p->c.external = 1;
@@ -655,6 +681,20 @@ int mwi_loop_pop3_fetch_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw
     return 0;
 }
 
+int mwi_loop_pop3_fetch_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
+{
+    return build_external(out, opts, P3L_FETCH, 0, err);
+}
+
+int mwi_p3l_held_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err)
+{
+    int rc = build_external(out, opts, P3L_CMDS, B_HELD, err);
+    if (rc) return rc;
+    p3l *p = (*out)->impl;
+    p->held = 1;
+    return 0;
+}
+
 int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_opts *opts,
                            mw_loop_done_fn done, void *userdata, mw_error *err)
 {
@@ -662,7 +702,7 @@ int mw_loop_add_pop3_fetch(mw_loop *loop, mw_loop_job **out, const mw_loop_pop3_
     if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
     mw_loop_job *j = NULL;
     int mode = opts && opts->idle_noop_ms > 0 ? P3L_IDLE : P3L_FETCH;
-    int rc = build(&j, opts, mode, 1, err);
+    int rc = build(&j, opts, mode, B_HOST, err);
     return rc ? rc : start(loop, out, j, -1, done, userdata, err);
 }
 
@@ -676,7 +716,7 @@ static int build_cmds(mw_loop_job **out, const mw_loop_pop3_opts *opts,
         if (cmds[i].op < MW_LOOP_POP3_STAT || cmds[i].op > MW_LOOP_POP3_CAPA)
             return mwi_err_set(err, MW_EINVAL, "command %zu: unknown operation %d", i, cmds[i].op);
     mw_loop_job *j = NULL;
-    int rc = build(&j, opts, P3L_CMDS, with_host, err);
+    int rc = build(&j, opts, P3L_CMDS, with_host ? B_HOST : 0, err);
     if (rc) return rc;
     p3l *p = j->impl;
     if (n && !(p->cmds = malloc(n * sizeof *cmds))) {

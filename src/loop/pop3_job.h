@@ -39,7 +39,8 @@ enum p3l_state {
     S_AUTH,
     S_STAT,
     S_COMMANDS,
-    S_TOP, /* the fetch filter's TOP runs (pop3_top.c) */
+    S_TOP,  /* the fetch filter's TOP runs (pop3_top.c) */
+    S_HELD, /* waiting for the owner's next command (pop3_held.c) */
 };
 
 /* What a command in flight was (the reply is matched to it). */
@@ -65,6 +66,9 @@ enum p3l_kind {
 extern const char *const mwi_p3l_kind_name[];
 
 enum p3l_mode { P3L_FETCH, P3L_IDLE, P3L_CMDS };
+/* Sent before a command of a sequence (pop3_cmds.c): LIST n or LIST
+ * (retr_mode list), LAST (a run from MW_LOOP_POP3_NEXT). */
+enum p3l_pre { P3L_PRE_NONE, P3L_PRE_LIST_ONE, P3L_PRE_LIST_ALL, P3L_PRE_LAST };
 
 typedef struct p3l_msg {
     uint64_t num, size;
@@ -169,9 +173,48 @@ typedef struct p3l {
     /* a run of RETR/TOP/DELE (mw_loop_pop3_cmd.last) */
     uint64_t run_next, run_got, run_end; /* next to send, next to answer, last */
     mw_error run_err;                    /* a DELE run's first -ERR */
+    /* retr_mode (pop3.h), falling back as src/pop3's: RETR without a
+     * size in its reply -> LIST, LIST n refused -> SLOW, for good */
+    int retr_mode;
+    int pre;            /* P3L_PRE_*: what was sent before the caller's command */
+    uint64_t list_size; /* LIST n's answer for the RETR that follows */
+    /* held (pop3_held.c): after the login the job waits for its owner's
+     * next command instead of sending QUIT; CAPA's lines are kept */
+    int held, no_stat;
+    char **capa_kept;
+    size_t ncapa_kept;
+    char auth_used[48]; /* "USER", "APOP", "SASL PLAIN", "" */
     char cur_cmd[64];   /* the caller's command or login line in flight, as errors name it */
     char body_what[48]; /* "RETR 2", "TOP 2": the message being read */
 } p3l;
+
+/* pop3_drive.c: the job over a blocking stream (external I/O, lconn.h).
+ * Set p, host, tls_opts, net (while connecting), io_timeout_ms, cancel,
+ * given (the caller's stream, taken), command_timeout_ms (the greeting
+ * to the login as a whole; 0: none) and deadline (MW_NO_DEADLINE). */
+typedef struct p3l_drive {
+    p3l *p;
+    const char *host;
+    const mw_tls_opts *tls_opts;
+    const mw_net_opts *net;
+    int io_timeout_ms, command_timeout_ms;
+    mw_cancel *cancel;
+    mw_stream *s, *given;
+    int used_given;
+    int64_t deadline; /* the command's as a whole, or MW_NO_DEADLINE */
+} p3l_drive;
+/* Runs the job until it ends, or until until(p) says 1 (NULL: never)
+ * with nothing left to write. */
+void mwi_p3l_drive(p3l_drive *d, int (*until)(const p3l *p));
+/* Frees the stream (and a caller's stream never used). */
+void mwi_p3l_drive_free(p3l_drive *d);
+
+/* pop3_job.c: a command-sequence job for a driver, held after its
+ * login (pop3_held.c). */
+int mwi_p3l_held_new(mw_loop_job **out, const mw_loop_pop3_opts *opts, mw_error *err);
+/* pop3_held.c: CAPA's lines, kept for a held job's owner. */
+void mwi_p3l_capa_keep(p3l *p, const char *l, size_t len);
+void mwi_p3l_capa_forget(p3l *p);
 
 void mwi_p3l_set_state(p3l *p, int st);
 /* Ends the job (no QUIT unless answered already); the message is made

@@ -161,6 +161,7 @@ static void drive(p3l *p, int act)
             mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
             act = mwi_sasld_start(d);
         } else if (act == MWI_SASLD_DONE) {
+            snprintf(p->auth_used, sizeof p->auth_used, "SASL %s", mwi_sasld_mech(d));
             mwi_p3l_login_free(p);
             mwi_p3l_logged_in(p);
             return;
@@ -252,6 +253,7 @@ void mwi_p3l_login_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
         wipe(line, sizeof line);
         return;
     }
+    snprintf(p->auth_used, sizeof p->auth_used, "%s", c->kind == K_APOP ? "APOP" : "USER");
     mwi_p3l_logged_in(p); /* PASS or APOP said +OK */
 }
 

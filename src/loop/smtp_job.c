@@ -665,6 +665,7 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     j->done_fn = done;
     j->userdata = userdata;
     p->c.step_deadline = mw_now_ms() + p->connect_timeout_ms;
+    p->c.connect_timeout_ms = p->connect_timeout_ms; /* a name's race (leyes.h) */
     if (mwi_loop_set_fd(j, fd) != 0) {
         close(fd);
         mwi_err_set(&p->sh->err, MW_ETOOBIG, "descriptor %d cannot be watched", fd);

@@ -116,6 +116,21 @@ size_t mwi_conn_buffered(const mw_conn *c)
     return c ? c->rend - c->rstart : 0;
 }
 
+int mwi_conn_unread(mw_conn *c, const char *data, size_t len, mw_error *err)
+{
+    if (c->rend != c->rstart) return mwi_err_set(err, MW_EINVAL, "bytes buffered already");
+    if (len > c->rcap) {
+        char *n = realloc(c->rbuf, len);
+        if (!n) return mwi_err_set(err, MW_ENOMEM, "out of memory");
+        c->rbuf = n;
+        c->rcap = len;
+    }
+    if (len) memcpy(c->rbuf, data, len);
+    c->rstart = c->scanned = 0;
+    c->rend = len;
+    return 0;
+}
+
 static int check_usable(mw_conn *c, mw_error *err)
 {
     if (c->broken)

@@ -72,6 +72,9 @@ void mwi_conn_consume(mw_conn *c, size_t n);
 int mwi_conn_peek_mut(mw_conn *c, size_t min, char **data, size_t *len, mw_error *err);
 /* Bytes received but not consumed yet. */
 size_t mwi_conn_buffered(const mw_conn *c);
+/* Puts bytes received by another reader of the stream (a driver's) in
+ * front of what comes; only while nothing is buffered (MW_EINVAL). */
+int mwi_conn_unread(mw_conn *c, const char *data, size_t len, mw_error *err);
 
 /* Queues bytes; they go out on mwi_conn_flush (or when the queue reaches
  * 64 KiB).  A write of 64 KiB or more goes out at once, after the queue,

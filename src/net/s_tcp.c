@@ -5,6 +5,7 @@
  * with no cancel token to watch is one recv under SO_RCVTIMEO. */
 #include "net/s_tcp.h"
 #include "net/s_fd.h"
+#include "util/addrorder.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -85,28 +86,24 @@ static void addr_text(const struct addrinfo *ai, char *buf, size_t len)
         snprintf(buf, len, "?");
 }
 
-/* RFC 8305 §4: the addresses in the order to try them — the families
- * alternating, starting with the resolver's first choice (which follows
- * RFC 6724), so that one broken family costs one attempt delay, not every
- * address of it in turn. */
+/* RFC 8305 §4: the addresses in the order to try them (util/addrorder.h,
+ * the loop's order too), starting with the resolver's first choice, which
+ * follows RFC 6724.  The first 2 * MW_TCP_MAX_ADDRS of the list are
+ * considered. */
 size_t mwi_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max)
 {
-    const struct addrinfo *a[MW_TCP_MAX_ADDRS], *b[MW_TCP_MAX_ADDRS];
-    size_t na = 0, nb = 0, n = 0, i = 0, j = 0;
+    const struct addrinfo *all[2 * MW_TCP_MAX_ADDRS];
+    int fam[2 * MW_TCP_MAX_ADDRS];
+    size_t idx[MW_TCP_MAX_ADDRS], n = 0;
     if (max > MW_TCP_MAX_ADDRS) max = MW_TCP_MAX_ADDRS;
-    int fam = res ? res->ai_family : 0;
-    for (const struct addrinfo *p = res; p; p = p->ai_next) {
-        if (p->ai_family == fam) {
-            if (na < max) a[na++] = p;
-        } else if (nb < max) {
-            b[nb++] = p;
-        }
+    for (const struct addrinfo *p = res; p && n < 2 * MW_TCP_MAX_ADDRS; p = p->ai_next) {
+        all[n] = p;
+        fam[n++] = p->ai_family;
     }
-    while ((i < na || j < nb) && n < max) {
-        if (i < na) out[n++] = a[i++];
-        if (j < nb && n < max) out[n++] = b[j++];
-    }
-    return n;
+    size_t k = mwi_he_order(fam, n, 0, idx, max);
+    for (size_t i = 0; i < k; i++)
+        out[i] = all[idx[i]];
+    return k;
 }
 
 /* A race of connection attempts (RFC 8305 §5) in progress. */

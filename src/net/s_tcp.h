@@ -6,6 +6,7 @@
 
 #include "mailwire/error.h"
 #include "mailwire/net.h"
+#include "util/addrorder.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -15,7 +16,7 @@ struct addrinfo;
 /* The order of attempts (families alternating) and the racing connect.
  * The unit tests call them with hand-made address lists. */
 #define MW_TCP_MAX_ADDRS        32
-#define MW_TCP_ATTEMPT_DELAY_MS 250 /* RFC 8305 §5 "Connection Attempt Delay" */
+#define MW_TCP_ATTEMPT_DELAY_MS MWI_HE_ATTEMPT_DELAY_MS /* util/addrorder.h */
 size_t mwi_tcp_order(const struct addrinfo *res, const struct addrinfo **out, size_t max);
 int mwi_tcp_connect_happy(const struct addrinfo *res, int timeout_ms, int delay_ms,
                           mw_cancel *cancel, int *fdout, int *tried, int *last_errno, char *last,

@@ -2,6 +2,8 @@
  * (RFC 1939, RFC 2449, RFC 2595). */
 #include "pop3/pop3_int.h"
 
+#include "loop/pop3_held.h"
+
 #include "util/err.h"
 
 #include <stdarg.h>
@@ -301,75 +303,6 @@ static int validate_opts(mw_pop3 *p, const mw_pop3_opts *o)
     return 0;
 }
 
-static int read_greeting(mw_pop3 *p)
-{
-    mw_pop3_status st;
-    int rc = mwi_pop3_read_status(p, &st);
-    if (rc) return rc;
-    if (st.kind != MW_POP3_OK) {
-        mwi_pop3_server_error(p, &st, MW_ESERVER, "greeting");
-        mwi_err_set(&p->err, p->err.code, "server refused the connection: -ERR %s", p->err.reply);
-        return mwi_pop3_fatal(p, p->err.code);
-    }
-    mwi_copy_printable(p->greeting, sizeof p->greeting, st.text, st.text_len);
-    const char *ts;
-    size_t tl;
-    if (mwi_pop3_find_timestamp(st.text, st.text_len, &ts, &tl) && tl < sizeof p->timestamp) {
-        memcpy(p->timestamp, ts, tl);
-        p->timestamp[tl] = '\0';
-    }
-    mwi_pop3_set_state(p, P3_AUTH);
-    return 0;
-}
-
-/* RFC 2595 §4: STLS, then TLS, then CAPA again (the list from before TLS is
- * forgotten: a man in the middle could have changed it). */
-static int do_stls(mw_pop3 *p, const mw_pop3_opts *o)
-{
-    if (!p->capa_known || !capa_find(p, "STLS")) {
-        mw_error_clear(&p->err);
-        mwi_err_set(&p->err, MW_ETLS,
-                    "STLS was asked for but the server does not offer it%s; not going on in "
-                    "plain text",
-                    p->capa_known ? "" : " (CAPA failed)");
-        return mwi_pop3_fatal(p, MW_ETLS);
-    }
-    mw_pop3_status st;
-    int rc = mwi_pop3_send(p, "STLS", 4, NULL, 1);
-    if (!rc) rc = mwi_pop3_read_status(p, &st);
-    if (rc) return rc;
-    if (st.kind != MW_POP3_OK) {
-        mwi_pop3_server_error(p, &st, MW_ETLS, "STLS");
-        mwi_err_set(&p->err, MW_ETLS, "server refused STLS: -ERR %s; not going on in plain text",
-                    p->err.reply);
-        return mwi_pop3_fatal(p, MW_ETLS);
-    }
-    size_t extra = mwi_conn_buffered(p->conn);
-    if (extra) {
-        mwi_err_set(&p->err, MW_EPROTO,
-                    "server sent %zu bytes after its STLS +OK, before the TLS handshake "
-                    "(possible injection); refusing",
-                    extra);
-        return mwi_pop3_fatal(p, MW_EPROTO);
-    }
-    /* The name given to open is the one checked, also on a caller's stream
-     * (RFC 2595 §2.4), unless tls_opts names another. */
-    mw_tls_opts t;
-    if (mw_tls_opts_copy(&t, o->tls_opts) != 0)
-        return mwi_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
-                           o->tls_opts->version);
-    if (!t.servername && p->host[0]) t.servername = p->host;
-    rc = mwi_conn_starttls(p->conn, &t, &p->err);
-    if (rc) return mwi_pop3_fatal(p, rc);
-    mwi_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (STLS)", 22);
-    capa_forget(p);
-    rc = mwi_pop3_do_capa(p);
-    if (rc && p->state == P3_BROKEN) return rc;
-    return 0;
-}
-
-/* mw_pop3_open's work; *out is set as soon as a handle exists, so that the
- * error record can be read on failure. */
 /* The session's settings from the options. */
 static void take_opts(mw_pop3 *p, const mw_pop3_opts *o)
 {
@@ -386,67 +319,49 @@ static void take_opts(mw_pop3 *p, const mw_pop3_opts *o)
     p->trace_secrets = o->trace_secrets;
 }
 
-/* The stream: the caller's, or a TCP connection (src/net), wrapped in TLS
- * at once for implicit TLS; then the connection over it. */
-static int connect_stream(mw_pop3 *p, const char *host, const mw_pop3_opts *o, const mw_net_opts *n)
+/* What the machine learned while opening (src/loop/pop3_held.c). */
+static int take_info(mw_pop3 *p, const mwi_p3h *h, const mw_pop3_opts *o)
 {
-    mw_stream *s = o->stream;
-    int rc = s ? 0 : mw_stream_tcp(&s, host, p->port, n, &p->err);
-    if (!rc && o->tls == MW_TLS_IMPLICIT) {
-        mw_tls_opts t;
-        if (mw_tls_opts_copy(&t, o->tls_opts) != 0) {
-            mw_stream_free(s);
-            return mwi_err_set(&p->err, MW_EINVAL, "mw_tls_opts version %u not supported",
-                               o->tls_opts->version);
-        }
-        if (!t.servername && host && *host) t.servername = host;
-        mw_stream *ts = NULL;
-        rc = mw_stream_tls(&ts, s, &t, &p->err); /* owns s from here, also on failure */
-        s = ts;
+    mwi_p3h_info in;
+    mwi_p3h_info_get(h, &in);
+    snprintf(p->greeting, sizeof p->greeting, "%s", in.greeting);
+    snprintf(p->auth_used, sizeof p->auth_used, "%s", in.auth_used);
+    for (size_t i = 0; i < in.ncapa && p->ncapa < P3_MAX_CAPA; i++) {
+        if (!(p->capa[p->ncapa] = strdup(in.capa[i])))
+            return mwi_err_set(&p->err, MW_ENOMEM, "out of memory");
+        p->ncapa++;
     }
-    if (!rc) rc = mwi_conn_new(&p->conn, s, &p->err);
-    if (rc) {
-        mwi_pop3_set_state(p, P3_BROKEN);
-        return rc;
-    }
+    p->capa_known = in.capa_known;
+    p->count = in.count;
+    p->have_count = in.have_count;
+    /* Opportunistic TLS: what it came to (a login then needed
+     * allow_plaintext without it). */
+    if (o->tls == MW_TLS_OPPORTUNISTIC) p->tls = in.secure ? MW_TLS_STARTTLS : MW_TLS_NONE;
+    p->pipelining = p->want_pipelining && capa_find(p, "PIPELINING");
+    return 0;
+}
+
+/* The connection over the machine's stream, for the calls src/pop3 still
+ * reads and writes itself: the bytes that came past the last reply go
+ * first. */
+static int take_stream(mw_pop3 *p, mwi_p3h *h, const mw_net_opts *n)
+{
+    const char *left;
+    size_t nleft;
+    mw_stream *s = mwi_p3h_release(h, &left, &nleft);
+    int rc = mwi_conn_new(&p->conn, s, &p->err);
+    if (!rc) rc = mwi_conn_unread(p->conn, left, nleft, &p->err);
+    if (rc) return rc;
     mwi_conn_set_io_timeout(p->conn, n->io_timeout_ms);
     mwi_conn_set_max_line(p->conn, p->max_line);
     if (n->cancel) mwi_conn_set_cancel(p->conn, n->cancel);
-    mwi_conn_set_trace(p->conn, o->trace, o->trace_userdata);
-    if (p->command_timeout_ms > 0)
-        mwi_conn_set_deadline(p->conn, mw_now_ms() + p->command_timeout_ms);
-    if (o->tls == MW_TLS_IMPLICIT)
-        mwi_conn_trace(p->conn, MW_TRACE_INFO, "TLS established (implicit)", 25);
+    mwi_conn_set_trace(p->conn, p->trace, p->trace_ud);
     return 0;
 }
 
-/* Greeting, CAPA, STLS as asked, the login, a STAT (RFC 1939 §4-5). */
-static int greet_and_login(mw_pop3 *p, const mw_pop3_opts *o)
-{
-    int rc;
-    if ((rc = read_greeting(p))) return rc;
-    /* RFC 2449 §5: CAPA may be refused by old servers; that is not fatal
-     * unless we need it (STLS). */
-    rc = mwi_pop3_do_capa(p);
-    if (rc && p->state == P3_BROKEN) return rc;
-    if (o->tls == MW_TLS_STARTTLS && (rc = do_stls(p, o))) return rc;
-    if (o->tls == MW_TLS_OPPORTUNISTIC) {
-        if (p->capa_known && capa_find(p, "STLS")) {
-            if ((rc = do_stls(p, o))) return rc;
-            p->tls = MW_TLS_STARTTLS;
-        } else {
-            p->tls = MW_TLS_NONE; /* a login now needs allow_plaintext */
-        }
-    }
-    if ((rc = mwi_pop3_login(p, o))) return rc;
-    p->pipelining = p->want_pipelining && capa_find(p, "PIPELINING");
-    if (!o->skip_stat && o->auth != MW_POP3_AUTH_NONE) {
-        uint64_t c, oct;
-        if ((rc = mw_pop3_stat(p, &c, &oct))) return rc;
-    }
-    return 0;
-}
-
+/* mw_pop3_open's work; *out is set as soon as a handle exists, so that the
+ * error record can be read on failure.  Connect, greeting, CAPA, STLS,
+ * the login and STAT run on the loop's POP3 machine (pop3_held.h). */
 static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opts)
 {
     mw_pop3_opts dflt = MW_POP3_OPTS_INIT;
@@ -472,9 +387,16 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
     }
     take_opts(p, o);
     mw_net_opts ndflt = MW_NET_OPTS_INIT;
-    if ((rc = connect_stream(p, host, o, o->net ? o->net : &ndflt))) return rc;
-    if ((rc = greet_and_login(p, o))) return rc;
-    if (p->command_timeout_ms > 0) mwi_conn_set_deadline(p->conn, MW_NO_DEADLINE);
+    mwi_p3h *h = NULL;
+    rc = mwi_p3h_open(&h, host, o, &p->err); /* o->stream is its from here */
+    if (!rc) rc = take_info(p, h, o);
+    if (!rc) rc = take_stream(p, h, o->net ? o->net : &ndflt);
+    mwi_p3h_free(h);
+    if (rc) {
+        mwi_pop3_set_state(p, P3_BROKEN);
+        return rc;
+    }
+    mwi_pop3_set_state(p, o->auth == MW_POP3_AUTH_NONE ? P3_AUTH : P3_TRANS);
     mw_error_clear(&p->err);
     return 0;
 }

@@ -110,6 +110,5 @@ int mwi_pop3_do_capa(mw_pop3 *p);
 /* Bounds the command that follows as a whole (on), or lifts it (off),
  * when the session has a command_timeout_ms. */
 void mwi_pop3_command_deadline(mw_pop3 *p, int on);
-int mwi_pop3_login(mw_pop3 *p, const mw_pop3_opts *o);
 
 #endif

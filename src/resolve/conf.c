@@ -1,5 +1,6 @@
 /* resolv.conf and hosts files for the stub resolver (resolve.h). */
 #include "resolve/resolve.h"
+#include "util/addrorder.h"
 #include "util/err.h"
 
 #include <arpa/inet.h>
@@ -232,17 +233,15 @@ int mwi_hosts_lookup(const char *path, const char *name, int family, mwi_raddr *
 void mwi_rslv_interleave(mwi_raddr *a, size_t n)
 {
     mwi_raddr tmp[MWI_RSLV_ADDRS_MAX];
-    size_t v6[MWI_RSLV_ADDRS_MAX], v4[MWI_RSLV_ADDRS_MAX], n6 = 0, n4 = 0, o = 0;
+    int fam[MWI_RSLV_ADDRS_MAX];
+    size_t idx[MWI_RSLV_ADDRS_MAX];
     if (n > MWI_RSLV_ADDRS_MAX) n = MWI_RSLV_ADDRS_MAX;
-    for (size_t i = 0; i < n; i++) {
-        if (a[i].family == AF_INET6)
-            v6[n6++] = i;
-        else
-            v4[n4++] = i;
-    }
-    for (size_t i = 0; i < n6 || i < n4; i++) {
-        if (i < n6) tmp[o++] = a[v6[i]];
-        if (i < n4) tmp[o++] = a[v4[i]];
-    }
-    memcpy(a, tmp, n * sizeof *a);
+    for (size_t i = 0; i < n; i++)
+        fam[i] = a[i].family;
+    /* The blocking side's order (util/addrorder.h), IPv6 first: the
+     * resolver has no RFC 6724 sort of its own. */
+    size_t k = mwi_he_order(fam, n, AF_INET6, idx, n);
+    for (size_t i = 0; i < k; i++)
+        tmp[i] = a[idx[i]];
+    memcpy(a, tmp, k * sizeof *a);
 }

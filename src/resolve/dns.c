@@ -100,6 +100,7 @@ typedef struct rr {
     uint8_t owner[MWI_DNS_NAME_MAX];
     size_t olen;
     unsigned type, cls;
+    uint32_t ttl;        /* seconds; one with the top bit set is 0 (RFC 2181 §8) */
     size_t rdata, rdlen; /* offset and length in msg */
 } rr;
 
@@ -112,6 +113,8 @@ static int read_rr(const uint8_t *msg, size_t len, size_t *pos, rr *r, const cha
     const uint8_t *p = msg + *pos;
     r->type = get16(p);
     r->cls = get16(p + 2);
+    r->ttl = (uint32_t)get16(p + 4) << 16 | get16(p + 6);
+    if (r->ttl & 0x80000000u) r->ttl = 0;
     r->rdlen = get16(p + 8);
     r->rdata = *pos + 10;
     if (r->rdlen > len - r->rdata)
@@ -129,7 +132,7 @@ static int same(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
  * msg[start], ancount records; the final name into cur.  Returns 0 or -1
  * with *why. */
 static int follow_cnames(const uint8_t *msg, size_t len, size_t start, unsigned ancount,
-                         uint8_t *cur, size_t *clen, const char **why)
+                         uint8_t *cur, size_t *clen, uint32_t *ttl, const char **why)
 {
     rr r;
     for (int hops = 0;; hops++) {
@@ -148,6 +151,7 @@ static int follow_cnames(const uint8_t *msg, size_t len, size_t start, unsigned 
             if (p != r.rdata + r.rdlen) return *why = "a CNAME's data is not one name", -1;
             memcpy(cur, target, tl);
             *clen = tl;
+            if (r.ttl < *ttl) *ttl = r.ttl;
             found = 1;
         }
         if (!found) return 0;
@@ -158,6 +162,7 @@ static int bad(mwi_dns_reply *out, const char *why)
 {
     out->why = why;
     out->naddrs = 0; /* nothing of a bad reply is used */
+    out->ttl = 0;
     return MWI_DNS_BAD;
 }
 
@@ -175,7 +180,9 @@ static int take_addrs(const uint8_t *msg, size_t len, size_t pos, unsigned ancou
             return bad(out, type == MWI_DNS_T_A ? "an A record is not 4 octets"
                                                 : "an AAAA record is not 16 octets");
         if (out->naddrs < MWI_DNS_ADDRS_MAX) memcpy(out->addrs[out->naddrs++], msg + r.rdata, want);
+        if (r.ttl < out->ttl) out->ttl = r.ttl;
     }
+    if (!out->naddrs) out->ttl = 0;
     return MWI_DNS_OK;
 }
 
@@ -205,6 +212,7 @@ int mwi_dns_parse(const uint8_t *msg, size_t len, uint16_t id, const uint8_t *qn
     uint8_t cur[MWI_DNS_NAME_MAX];
     size_t clen = qlen;
     memcpy(cur, qname, qlen);
-    if (follow_cnames(msg, len, pos, ancount, cur, &clen, &why)) return bad(out, why);
+    out->ttl = UINT32_MAX; /* the least of the chain's and the records' */
+    if (follow_cnames(msg, len, pos, ancount, cur, &clen, &out->ttl, &why)) return bad(out, why);
     return take_addrs(msg, len, pos, ancount, cur, clen, type, out);
 }

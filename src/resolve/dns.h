@@ -46,6 +46,7 @@ size_t mwi_dns_build_query(uint8_t *out, uint16_t id, const uint8_t *qname, size
 typedef struct mwi_dns_reply {
     uint8_t addrs[MWI_DNS_ADDRS_MAX][16]; /* 4 octets each for A, 16 for AAAA */
     size_t naddrs;
+    uint32_t ttl; /* seconds: the least TTL of the CNAMEs followed and the records taken */
     int rcode;
     const char *why; /* MWI_DNS_BAD: what was wrong (a static string) */
 } mwi_dns_reply;

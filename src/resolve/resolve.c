@@ -47,6 +47,7 @@ struct mwi_rslv {
     size_t tout_len, tout_off;
     mwi_raddr addrs[MWI_RSLV_ADDRS_MAX];
     size_t naddrs;
+    uint32_t ttl; /* of the DNS answers taken; 0 from the hosts file */
     int done, code;
     int heard;      /* a server answered in this round (not all silent) */
     char last[240]; /* the last server's failure, for the final error */
@@ -256,6 +257,7 @@ static void begin_candidate(mwi_rslv *r, size_t i)
 
 static void take(mwi_rslv *r, const query *q)
 {
+    if (q->rep.naddrs && (!r->naddrs || q->rep.ttl < r->ttl)) r->ttl = q->rep.ttl;
     for (size_t i = 0; i < q->rep.naddrs && r->naddrs < MWI_RSLV_ADDRS_MAX; i++) {
         mwi_raddr *a = &r->addrs[r->naddrs++];
         memset(a, 0, sizeof *a);
@@ -565,6 +567,11 @@ int64_t mwi_rslv_deadline(const mwi_rslv *r)
 int mwi_rslv_done(const mwi_rslv *r)
 {
     return r->done;
+}
+
+uint32_t mwi_rslv_ttl(const mwi_rslv *r)
+{
+    return r->done ? r->ttl : 0;
 }
 
 const mwi_raddr *mwi_rslv_addrs(const mwi_rslv *r, size_t *n)

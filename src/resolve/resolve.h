@@ -90,6 +90,10 @@ int mwi_rslv_step(mwi_rslv *r, int events, mw_error *err);
 int mwi_rslv_done(const mwi_rslv *r);
 /* The addresses found, in Happy Eyeballs order. */
 const mwi_raddr *mwi_rslv_addrs(const mwi_rslv *r, size_t *n);
+/* How long the addresses may be kept, in seconds: the least TTL of the
+ * DNS records they came from (RFC 1035 §3.2.1); 0 for the hosts file's or
+ * when not done. */
+uint32_t mwi_rslv_ttl(const mwi_rslv *r);
 /* Closes the descriptor and frees r (NULL is fine). */
 void mwi_rslv_free(mwi_rslv *r);
 

@@ -6,6 +6,8 @@ What it answers depends on the name asked (RFC 1035 §4.1 messages):
   ok.test         A 192.0.2.1 192.0.2.2, AAAA 2001:db8::1
   v4only.test     A 192.0.2.7, no AAAA
   mail.test       A 127.0.0.1, no AAAA (the interop fetch)
+  cached.test     A 127.0.0.1 with TTL 3600, no AAAA (the loop's cache)
+  ttl0.test       A 127.0.0.1 with TTL 0, no AAAA (not to be kept)
   mail2.test      SERVFAIL from a "main" server, A 127.0.0.1 from a "backup"
   tcmail.test     over UDP an empty reply with TC set; over TCP A 127.0.0.1
   short.test      A 192.0.2.13 (found through the search list)
@@ -22,7 +24,9 @@ What it answers depends on the name asked (RFC 1035 §4.1 messages):
   anything else   NXDOMAIN
 
 Run alone, it prints its port on a line and serves until its standard input
-closes: `python3 dnsserver.py [--role main|backup]`.
+closes: `python3 dnsserver.py [--role main|backup] [--log FILE]`; with --log
+a line "NAME TYPE TRANSPORT" is appended to FILE for each query, before it
+is answered.
 """
 
 import os
@@ -57,9 +61,9 @@ def parse_query(msg):
     return qid, ".".join(labels), qtype, msg[12:pos + 5]
 
 
-def rr(owner, rtype, rdata):
+def rr(owner, rtype, rdata, ttl=60):
     """A record of class IN, TTL 60; owner already in wire form."""
-    return owner + struct.pack("!HHIH", rtype, 1, 60, len(rdata)) + rdata
+    return owner + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
 
 
 def reply(qid, question, answers=(), rcode=0, tc=False, qdcount=1):
@@ -72,17 +76,18 @@ QPTR = b"\xc0\x0c"  # the question's name (RFC 1035 §4.1.4)
 A, CNAME, AAAA = 1, 5, 28
 
 
-def addr_rrs(qtype, v4, v6=()):
+def addr_rrs(qtype, v4, v6=(), ttl=60):
     if qtype == A:
-        return [rr(QPTR, A, socket.inet_pton(socket.AF_INET, a)) for a in v4]
+        return [rr(QPTR, A, socket.inet_pton(socket.AF_INET, a), ttl) for a in v4]
     if qtype == AAAA:
-        return [rr(QPTR, AAAA, socket.inet_pton(socket.AF_INET6, a)) for a in v6]
+        return [rr(QPTR, AAAA, socket.inet_pton(socket.AF_INET6, a), ttl) for a in v6]
     return []
 
 
 class Server:
-    def __init__(self, role="main"):
+    def __init__(self, role="main", log=None):
         self.role = role
+        self.log = log
         self.counts = {}
         self.lock = threading.Lock()
         for _ in range(50):
@@ -101,10 +106,13 @@ class Server:
         for f in (self.serve_udp, self.serve_tcp):
             threading.Thread(target=f, daemon=True).start()
 
-    def count(self, name, transport):
+    def count(self, name, transport, qtype=0):
         with self.lock:
             k = (name, transport)
             self.counts[k] = self.counts.get(k, 0) + 1
+            if self.log:
+                with open(self.log, "a") as f:
+                    f.write("%s %d %s\n" % (name, qtype, transport))
 
     def answer(self, msg, transport):
         """The messages to send back for one query (maybe none)."""
@@ -112,7 +120,11 @@ class Server:
         if not q:
             return []
         qid, name, qtype, question = q
-        self.count(name, transport)
+        self.count(name, transport, qtype)
+        if name == "cached.test":
+            return [reply(qid, question, addr_rrs(qtype, ["127.0.0.1"], ttl=3600))]
+        if name == "ttl0.test":
+            return [reply(qid, question, addr_rrs(qtype, ["127.0.0.1"], ttl=0))]
         if name == "ok.test":
             return [reply(qid, question, addr_rrs(qtype, ["192.0.2.1", "192.0.2.2"],
                                                   ["2001:db8::1"]))]
@@ -225,10 +237,15 @@ class Server:
 
 
 def main():
-    role = "main"
-    if len(sys.argv) == 3 and sys.argv[1] == "--role":
-        role = sys.argv[2]
-    s = Server(role)
+    role, log = "main", None
+    args = sys.argv[1:]
+    while len(args) >= 2 and args[0] in ("--role", "--log"):
+        if args[0] == "--role":
+            role = args[1]
+        else:
+            log = args[1]
+        args = args[2:]
+    s = Server(role, log)
     sys.stdout.write("%d\n" % s.port)  # one write: the reader stops at the newline
     sys.stdout.flush()
     sys.stdin.read()  # until the parent closes it

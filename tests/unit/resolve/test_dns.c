@@ -105,6 +105,20 @@ static void replies_and_their_outcomes(void **state)
     assert_int_equal(parse(m, n, 1, &r), MWI_DNS_OK);
     assert_int_equal(r.naddrs, 1);
     assert_memory_equal(r.addrs[0], "\xc0\x00\x02\x01", 4);
+    assert_int_equal(r.ttl, 60);
+    /* Two records: the least TTL; one with the top bit set counts as 0
+     * (RFC 2181 §8). */
+    static const uint8_t two[] = {0xc0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 192, 0, 2, 1,
+                                  0xc0, 12, 0, 1, 0, 1, 0, 0, 0,    30,   0, 4, 192, 0, 2, 2};
+    n = reply(m, 0x1234, 0x8180, 2, 1, two, sizeof two);
+    assert_int_equal(parse(m, n, 1, &r), MWI_DNS_OK);
+    assert_int_equal(r.naddrs, 2);
+    assert_int_equal(r.ttl, 30);
+    static const uint8_t neg[] = {0xc0, 12, 0, 1, 0, 1, 0x80, 0, 0, 60, 0, 4, 192, 0, 2, 1};
+    n = reply(m, 0x1234, 0x8180, 1, 1, neg, sizeof neg);
+    assert_int_equal(parse(m, n, 1, &r), MWI_DNS_OK);
+    assert_int_equal(r.ttl, 0);
+    n = reply(m, 0x1234, 0x8180, 1, 1, a, sizeof a);
     /* Every shorter cut is refused, none read past its end (ASan). */
     for (size_t k = 0; k < n; k++)
         assert_int_not_equal(parse(m, k, 1, &r), MWI_DNS_OK);
