@@ -73,7 +73,7 @@ typedef struct sj {
     /* The Bcc digest (bcc.c), a second transaction after the first: 1
      * while it runs, 2 once done; the first's result, outcome and envelope
      * (its Bcc list) kept meanwhile. */
-    int bcc_state;
+    int bcc_state, bcc_sent;
     char *bcc_built;
     mw_smtp_msg bcc_msg;
     mw_smtp_result *main_res;

@@ -519,6 +519,7 @@ static int bcc_start(sj *p)
     p->main_res = t->res;
     t->res = NULL;
     p->main_rc = p->end_rc;
+    p->bcc_sent = p->job->result.sent; /* the copy does not count (bcc_done) */
     p->main_err = p->end_err;
     p->main_env = t->env; /* bcc_msg's recipients are its Bcc list */
     memset(&t->env, 0, sizeof t->env);
@@ -537,7 +538,7 @@ static int bcc_start(sj *p)
  * is the one reported (transaction.c's tx_end). */
 static void bcc_done(sj *p)
 {
-    int keep_sent = p->main_res->sent;
+    int keep_sent = p->b ? p->bcc_sent : p->main_res->sent;
     int rc = mwi_smtp_bcc_merge(p->sh, p->main_res, p->t.res, p->end_rc);
     p->t.res = p->main_res;
     p->main_res = NULL;

@@ -92,6 +92,8 @@ typedef struct bt {
     int n;              /* messages next gives */
     int fail_at;        /* next returns MW_EIO at this index (-1: never) */
     const char *bad_to; /* message 1's recipient, when set */
+    int bcc;            /* message 1: To and Bcc in its header, the Bcc digest */
+    size_t nrcpt0;      /* message `bcc`'s recipients in its result */
     const char *to[1];
     int rc[8];
     size_t order[8];
@@ -114,14 +116,22 @@ static int next_cb(mw_loop_job *job, size_t i, mw_smtp_msg *m, void *ud)
     m->recipients = i == 1 && b->bad_to ? &b->bad_to : b->to;
     m->nrecipients = 1;
     m->atleastone = 0;
+    if (i == 1 && b->bcc) {
+        static const char hdr[] = "From: a@x.test\nTo: b@y.test\nBcc: c@y.test\nSubject: b\n\nhi\n";
+        m->data = hdr;
+        m->len = sizeof hdr - 1;
+        m->recipients = NULL;
+        m->nrecipients = 0;
+        m->bcc_digest = 1;
+    }
     return 1;
 }
 
 static void msg_cb(mw_loop_job *job, size_t i, int rc, const mw_smtp_result *r, const mw_error *e,
                    void *ud)
 {
-    (void)r;
     bt *b = ud;
+    if (i == (size_t)b->bcc && r) b->nrcpt0 = r->nrcpt;
     if (b->ndone < 8) {
         b->order[b->ndone] = i;
         b->rc[b->ndone] = rc;
@@ -308,9 +318,43 @@ static void refusals(void)
        "a batch of none: EHLO, QUIT, result 0");
 }
 
+static void bcc_in_batch(void)
+{
+    /* Message 1's Bcc copy is a second transaction; the next message
+     * waits for it (no envelope behind either data); the copy is not
+     * counted as a message sent. */
+    static const char *const s[] = {HELLO,
+                                    "S:250-scripted\n250 PIPELINING\n",
+                                    ENV,
+                                    "S:250 ok\n250 ok\n354 go\n",
+                                    "D",
+                                    ENV,
+                                    "S:250 ok 1\n250 ok\n250 ok\n354 go\n",
+                                    "D",
+                                    "S:250 ok 2\n",
+                                    "C:MAIL FROM:<a@x.test>",
+                                    "C:RCPT TO:<c@y.test>",
+                                    "C:DATA",
+                                    "S:250 ok\n250 ok\n354 go\n",
+                                    "D",
+                                    "S:250 ok bcc\n",
+                                    ENV,
+                                    "S:250 ok\n250 ok\n354 go\n",
+                                    "D",
+                                    "S:250 ok 3\n",
+                                    "C:QUIT",
+                                    "S:221 bye\n",
+                                    NULL};
+    bt b = {.n = 3, .fail_at = -1, .bcc = 1};
+    ok(run(&b, s, 0) == 0 && b.ndone == 3 && b.rc[0] == 0 && b.rc[1] == 0 && b.rc[2] == 0 &&
+           b.nrcpt0 == 2 && b.job_sent == 3,
+       "a Bcc digest in a batch: its copy after the message, both recipients in its result, "
+       "then the next message; 3 messages sent, the copy not counted");
+}
+
 int main(void)
 {
-    printf("1..13\n");
+    printf("1..14\n");
     mw_loop *loop = NULL;
     mw_loop_new(&loop, NULL, NULL);
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
@@ -325,5 +369,6 @@ int main(void)
     not_pipelined();
     session_dies();
     refusals();
+    bcc_in_batch();
     return failed;
 }
