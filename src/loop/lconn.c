@@ -237,21 +237,27 @@ static int do_write(mwi_lconn *c)
     return 0;
 }
 
+/* A plain read shorter than asked emptied the socket: no more reads in
+ * this step (each would be an EAGAIN); what comes later wakes the job
+ * again, the loop's readiness being level-triggered (loop.c).  TLS reads
+ * go on until the record layer says so: OpenSSL may hold bytes the socket
+ * no longer has. */
 static int do_read(mwi_lconn *c, size_t *total)
 {
     c->rwant = 0;
-    while (c->in_len < c->in_cap && !c->eof) {
-        size_t n = 0;
-        int rc = c->tls ? mwi_ltls_read(c->tls, c->in + c->in_len, c->in_cap - c->in_len, &n,
-                                        &c->rwant, &c->eof, &c->job->err)
-                        : mwi_lplain_read(c->job->fd, c->in + c->in_len, c->in_cap - c->in_len, &n,
-                                          &c->eof, &c->job->err);
+    while (c->in_len < c->in_cap && !c->eof && !(c->drained && !c->tls)) {
+        size_t n = 0, ask = c->in_cap - c->in_len;
+        int rc =
+            c->tls ? mwi_ltls_read(c->tls, c->in + c->in_len, ask, &n, &c->rwant, &c->eof,
+                                   &c->job->err)
+                   : mwi_lplain_read(c->job->fd, c->in + c->in_len, ask, &n, &c->eof, &c->job->err);
         if (rc) return rc;
         if (!n) break;
         c->in_len += n;
         c->moved += n;
         *total += n;
         mwi_lconn_progress(c);
+        if (!c->tls && n < ask) c->drained = 1;
     }
     return 0;
 }
@@ -490,6 +496,7 @@ static void step(mwi_lconn *c, int events)
     }
     if (c->proxying && mwi_lproxy_step(c) <= 0) goto deadline;
     size_t step_total = 0; /* bytes read in this step, for fairness */
+    c->drained = 0;
     for (int round = 0; !j->done; round++) {
         if (c->handshaking) {
             int rc = mwi_ltls_handshake(c->tls, &c->wblock, &j->err);

@@ -42,6 +42,7 @@ typedef struct mwi_lconn {
     mw_buf out; /* bounded by out.max */
     size_t out_off;
     int wblock, rwant, eof;
+    int drained; /* plain: a read this step came back short, the socket is empty */
     int io_timeout_ms;
     int64_t step_deadline, total_deadline;
     int max_time_ms;       /* what total_deadline came from, for its error (0: none) */

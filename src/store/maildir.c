@@ -94,13 +94,35 @@ static int maildir_cleanup(mw_store *s)
     return 0;
 }
 
+/* tmp/ to new/ without ever replacing a file there (the Maildir rule):
+ * renameat2(RENAME_NOREPLACE), one call, where the kernel and the file
+ * system have it; else link(2), the tmp name then unlinked by the caller;
+ * where hard links are not supported either, rename(2).  Returns 1 when
+ * the tmp name is gone, 0 when it is still to unlink, or a negative MW_E*
+ * code (s->err set). */
+static int move_into_new(mw_store *s, const char *newp)
+{
+#ifdef RENAME_NOREPLACE
+    if (renameat2(AT_FDCWD, s->tmp_path, AT_FDCWD, newp, RENAME_NOREPLACE) == 0) return 1;
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return mwi_store_sys_fail(s, "link into", newp, errno);
+#endif
+    if (link(s->tmp_path, newp) == 0) return 0;
+    int e = errno;
+    if (e != EPERM && e != ENOSYS && e != EOPNOTSUPP && e != EXDEV)
+        return mwi_store_sys_fail(s, "link into", newp, e);
+    if (rename(s->tmp_path, newp) != 0) return mwi_store_sys_fail(s, "rename into", newp, errno);
+    return 1;
+}
+
 static int maildir_commit(mw_store *s)
 {
     char eb[128];
     if (mwi_store_fault(s, MW_STORE_OP_FSYNC, s->tmp_path) || fsync(s->fd) != 0)
         return mwi_store_sys_fail(s, "fsync", s->tmp_path, errno);
-    struct stat st;
-    if (fstat(s->fd, &st) != 0) return mwi_store_sys_fail(s, "stat", s->tmp_path, errno);
+    /* The file is new and written in order from its start: its size is
+     * what the pipeline wrote into it (store.c), no stat needed. */
+    const uint64_t size = s->written;
     if (close(s->fd) != 0) {
         s->fd = -1;
         return mwi_store_sys_fail(s, "close", s->tmp_path, errno);
@@ -108,19 +130,11 @@ static int maildir_commit(mw_store *s)
     s->fd = -1;
     char newp[MWI_STORE_PATHMAX];
     /* Maildir++: ",S=<size>" lets readers know the size without a stat. */
-    snprintf(newp, sizeof newp, "%s/new/%s,S=%llu", s->target, s->unique,
-             (unsigned long long)st.st_size);
+    snprintf(newp, sizeof newp, "%s/new/%s,S=%llu", s->target, s->unique, (unsigned long long)size);
     if (mwi_store_fault(s, MW_STORE_OP_RENAME, newp))
         return mwi_store_sys_fail(s, "link into", newp, errno);
-    /* link() never replaces an existing file; where hard links are not
-     * supported, rename() is the fall back. */
-    if (link(s->tmp_path, newp) != 0) {
-        int e = errno;
-        if (e != EPERM && e != ENOSYS && e != EOPNOTSUPP && e != EXDEV)
-            return mwi_store_sys_fail(s, "link into", newp, e);
-        if (rename(s->tmp_path, newp) != 0)
-            return mwi_store_sys_fail(s, "rename into", newp, errno);
-    }
+    int moved = move_into_new(s, newp);
+    if (moved < 0) return moved;
     char newdir[MWI_STORE_PATHMAX];
     snprintf(newdir, sizeof newdir, "%s/new", s->target);
     /* Deferred mode: the file's data is durable (fsync above) and complete
@@ -141,10 +155,10 @@ static int maildir_commit(mw_store *s)
         return mwi_err_set(&s->err, MW_EIO, "cannot fsync directory %s: %s", newdir,
                            mwi_errno_text(e, eb, sizeof eb));
     }
-    unlink(s->tmp_path);
+    if (!moved) unlink(s->tmp_path);
     s->tmp_path[0] = '\0';
     snprintf(s->last_path, sizeof s->last_path, "%s", newp);
-    s->last_size = (uint64_t)st.st_size;
+    s->last_size = size;
     return 0;
 }
 
