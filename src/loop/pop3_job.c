@@ -309,7 +309,7 @@ static void line_too_long(p3l *p, size_t most)
 static void process(p3l *p)
 {
     size_t pos = 0;
-    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending) {
+    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending && !p->top_wait) {
         if (p->in_body) {
             if (pos == p->c.in_len) break;
             size_t before = pos;
@@ -431,7 +431,11 @@ static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, NULL
 
 static void step(mw_loop_job *j, int events)
 {
-    mwi_lconn_step(&((p3l *)j->impl)->c, events);
+    p3l *p = j->impl;
+    if (p->headers_wait)
+        mwi_p3l_top_step(p, events); /* a filter that decides later (pop3_top.c) */
+    else
+        mwi_lconn_step(&p->c, events);
 }
 
 static void destroy(mw_loop_job *j)
@@ -440,6 +444,7 @@ static void destroy(mw_loop_job *j)
     if (!p) return;
     if (p->in_body && p->store && p->mode == P3L_FETCH && !p->body_discard)
         mw_store_abort(p->store);
+    if (p->top_wait && p->headers_drop) p->headers_drop(j, p->headers_ud);
     mwi_lconn_free(&p->c);
     mwi_p3l_login_free(p);
     for (size_t i = 0; i < p->nmsgs; i++)
