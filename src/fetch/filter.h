@@ -19,12 +19,12 @@ int mwi_filter_timeout_ms(const mw_fetch_opts *o);
 
 /* How one run of the filter ended. */
 typedef struct mwi_filter_end {
-    int waited;       /* 1: it exited before its deadline (status), 0: it was
-                       * killed at its deadline, -1: it could not be waited for */
-    int status;       /* as waitpid gives it */
-    int wait_errno;   /* waited -1: why */
-    int input_late;   /* its stdin was not all written by the deadline */
-    int timeout_ms;   /* the deadline's length, for the words */
+    int waited;     /* 1: it exited before its deadline (status), 0: it was
+                     * killed at its deadline, -1: it could not be waited for */
+    int status;     /* as waitpid gives it */
+    int wait_errno; /* waited -1: why */
+    int input_late; /* its stdin was not all written by the deadline */
+    int timeout_ms; /* the deadline's length, for the words */
 } mwi_filter_end;
 
 /* The verdict (mpop's: exit 0 fetch, 1 delete, 2 skip) into *decision

@@ -34,8 +34,8 @@ static int write_all(int fd, const char *data, size_t len, int64_t deadline)
 }
 
 /* Runs the filter with the headers on stdin: its verdict, or an error. */
-static int run_filter(const mw_fetch_opts *o, const char *hdr, size_t len, int *decision,
-                      char *why, size_t whylen)
+static int run_filter(const mw_fetch_opts *o, const char *hdr, size_t len, int *decision, char *why,
+                      size_t whylen)
 {
     mwi_proc pr;
     int rc = mwi_filter_spawn(&pr, o->filter, why, whylen);

@@ -26,7 +26,7 @@ typedef struct lfetch {
     mw_error err;
     mw_loop_fetch_done_fn done;
     void *userdata;
-    char *filter; /* the caller's o->filter, copied */
+    char *filter;     /* the caller's o->filter, copied */
     mwi_lchild child; /* the filter running on the loop (child_plan: for whom) */
     plan *child_plan;
 } lfetch;

@@ -14,17 +14,17 @@
 #include <stdint.h>
 
 typedef struct mwi_lchild {
-    mwi_proc pr;        /* pr.in: its stdin until all is written (then closed) */
-    int pidfd;          /* readable once it ended, or -1 (polled) */
-    const char *in;     /* what goes to its stdin: the caller's, valid while it runs */
+    mwi_proc pr;    /* pr.in: its stdin until all is written (then closed) */
+    int pidfd;      /* readable once it ended, or -1 (polled) */
+    const char *in; /* what goes to its stdin: the caller's, valid while it runs */
     size_t in_len, in_off;
-    int64_t deadline;   /* TERM then */
-    int64_t kill_at;    /* after TERM: KILL then (0: TERM not sent) */
-    int64_t poll_at;    /* no pidfd: the next waitpid */
+    int64_t deadline; /* TERM then */
+    int64_t kill_at;  /* after TERM: KILL then (0: TERM not sent) */
+    int64_t poll_at;  /* no pidfd: the next waitpid */
     int kill_sent;
-    int killed;         /* stopped at its deadline */
-    int input_late;     /* the deadline came before its stdin was all written */
-    int ended;          /* 1: reaped (status), -1: cannot be waited for (wait_errno) */
+    int killed;     /* stopped at its deadline */
+    int input_late; /* the deadline came before its stdin was all written */
+    int ended;      /* 1: reaped (status), -1: cannot be waited for (wait_errno) */
     int status, wait_errno;
 } mwi_lchild;
 

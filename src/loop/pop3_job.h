@@ -155,7 +155,7 @@ typedef struct p3l {
     mwi_loop_hdr_wait_fn headers_wait; /* a filter that decides later */
     mwi_loop_hdr_drop_fn headers_drop;
     int top_wait; /* msgs[body_msg] waits for headers_wait: no reply taken */
-    mw_buf hdr; /* the headers of the TOP being read, bounded */
+    mw_buf hdr;   /* the headers of the TOP being read, bounded */
     /* a new session after a reply cut past its bound (pop3_reopen.c) */
     uint64_t max_message;  /* the caller's cap on a message's octets (0: none) */
     int reopen_pending;    /* close and reconnect once process() is out */
