@@ -336,9 +336,11 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * pipelining, window and trace, the login (auth, sasl_mechs, authzid,
  * sasl_ir, token, token_fn, msex), net's proxy.  The filter (o->filter)
  * runs as in mw_fetch_account: TOP n 0 pipelined, the command run on each
- * message's headers as they arrive; it runs synchronously in the loop's
- * thread, so every other job of the loop waits while it runs (at most
- * filter_timeout_ms each); so does a token provider (token_fn).  A RETR
+ * message's headers as they arrive; it runs beside the loop's other jobs
+ * (its stdin and exit are events of the job, no signal handler), the job
+ * waiting for its verdict, killed past filter_timeout_ms.  A token
+ * provider (token_fn) is called synchronously: the loop's other jobs
+ * wait while it runs.  A RETR
  * or TOP reply far past its bound leaves that message on the server and,
  * as there, the job logs in again (a new connection) and goes on when the
  * new listing matches the plan.  net's rate floor is the job's

@@ -7,6 +7,8 @@
 #include "mailwire/loop.h"
 
 #include "fetch/fetch_int.h"
+#include "fetch/filter.h"
+#include "loop/lchild.h"
 #include "loop/loop_int.h"
 #include "loop/pop3_job.h"
 #include "util/err.h"
@@ -24,11 +26,14 @@ typedef struct lfetch {
     mw_error err;
     mw_loop_fetch_done_fn done;
     void *userdata;
-    char *filter; /* the caller's o->filter, copied */
+    char *filter;     /* the caller's o->filter, copied */
+    mwi_lchild child; /* the filter running on the loop (child_plan: for whom) */
+    plan *child_plan;
 } lfetch;
 
 static void lfetch_free(lfetch *f)
 {
+    if (f->child_plan) mwi_lchild_free(&f->child, NULL);
     if (f->c.s) {
         mw_store_abort(f->c.s); /* a delivery cut short is removed */
         mw_store_free(f->c.s);
@@ -154,16 +159,68 @@ static int filtered(lfetch *f, plan *p)
 }
 
 /* The headers of a message to get (TOP n 0): the filter decides it, as in
- * the blocking fetch (src/fetch/filter.c).  It runs synchronously: the
- * loop's other jobs wait meanwhile (loop.h). */
+ * the blocking fetch (src/fetch/filter.h).  Driven over a blocking stream
+ * (no loop) it runs there and then (filter_run.c); on a loop it is
+ * started and the job waits for it (on_filter_wait), the loop's other
+ * jobs going on. */
 static int on_headers(mw_loop_job *job, uint64_t msg, const char *hdr, size_t len, void *ud)
 {
-    (void)job;
     lfetch *f = ud;
     plan *p = find_plan(&f->c, msg);
     if (!p || p->action != A_GET) return 0;
-    mwi_fetch_filter_one(&f->c, p, hdr, len);
+    if (!job->loop) {
+        mwi_fetch_filter_one(&f->c, p, hdr, len);
+        return filtered(f, p);
+    }
+    mwi_proc pr;
+    char why[200];
+    int rc = mwi_filter_spawn(&pr, f->o.filter, why, sizeof why);
+    if (rc) {
+        mwi_filter_apply(&f->c, p, rc, MW_FETCH_GET, why);
+        return filtered(f, p);
+    }
+    mwi_lchild_start(&f->child, &pr, hdr, len, mwi_filter_timeout_ms(&f->o));
+    f->child_plan = p;
+    return MWI_LOOP_HDR_WAIT;
+}
+
+/* The filter on the loop: its stdin, its exit and its deadline as events
+ * of the job (lchild.h); once it ended, the verdict of the blocking
+ * runner's rules (filter.c). */
+static int on_filter_wait(mw_loop_job *job, uint64_t msg, int64_t *deadline, void *ud)
+{
+    (void)msg;
+    lfetch *f = ud;
+    mwi_lchild *ch = &f->child;
+    if (!f->child_plan) return 0;
+    if (!mwi_lchild_step(ch, job)) {
+        *deadline = mwi_lchild_deadline(ch);
+        return MWI_LOOP_HDR_WAIT;
+    }
+    mwi_filter_end e;
+    memset(&e, 0, sizeof e);
+    e.waited = ch->ended < 0 ? -1 : ch->killed ? 0 : 1;
+    e.status = ch->status;
+    e.wait_errno = ch->wait_errno;
+    e.input_late = ch->input_late;
+    e.timeout_ms = mwi_filter_timeout_ms(&f->o);
+    int decision = MW_FETCH_GET;
+    char why[200];
+    int rc = mwi_filter_verdict(&e, &decision, why, sizeof why);
+    mwi_lchild_free(ch, job);
+    plan *p = f->child_plan;
+    f->child_plan = NULL;
+    mwi_filter_apply(&f->c, p, rc, decision, why);
     return filtered(f, p);
+}
+
+/* The job ends while the filter runs: it is killed, the message left. */
+static void on_filter_drop(mw_loop_job *job, void *ud)
+{
+    lfetch *f = ud;
+    if (!f->child_plan) return;
+    mwi_lchild_free(&f->child, job);
+    f->child_plan = NULL;
 }
 
 /* A TOP that failed: the message is left on the server, an error of the
@@ -323,6 +380,7 @@ static void lfetch_hooks(lfetch *f, mw_loop_job *lj, const mw_fetch_opts *o)
     mwi_loop_pop3_set_login(lj, po->version >= 2 ? po->token_fn : NULL,
                             po->version >= 2 ? po->token_userdata : NULL, po->msex);
     if (f->filter) mwi_loop_pop3_on_headers(lj, on_headers, on_top_fail, f);
+    if (f->filter && lj->loop) mwi_loop_pop3_on_headers_wait(lj, on_filter_wait, on_filter_drop);
 }
 
 int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,

@@ -121,7 +121,9 @@ static void unlink_job(mw_loop *l, struct mw_loop_job *j)
     mwi_loop_set_fd(j, -1);
     mwi_loop_set_xfds(j, NULL, 0);
     free(j->xfd);
+    free(j->xev);
     j->xfd = NULL;
+    j->xev = NULL;
     l->njobs--;
 }
 
@@ -205,6 +207,11 @@ int mwi_loop_set_fd(struct mw_loop_job *job, int fd)
 
 int mwi_loop_set_xfds(struct mw_loop_job *job, const int *fds, size_t n)
 {
+    return mwi_loop_set_xfds_ev(job, fds, NULL, n);
+}
+
+int mwi_loop_set_xfds_ev(struct mw_loop_job *job, const int *fds, const int *events, size_t n)
+{
     mw_loop *l = job->loop;
     for (size_t k = 0; k < job->nxfd; k++) {
         int fd = job->xfd[k];
@@ -218,12 +225,14 @@ int mwi_loop_set_xfds(struct mw_loop_job *job, const int *fds, size_t n)
     if (!n) return 0;
     if (n > MWI_LOOP_XFD_MAX) return MW_ETOOBIG;
     if (!job->xfd && !(job->xfd = malloc(MWI_LOOP_XFD_MAX * sizeof *job->xfd))) return MW_ENOMEM;
+    if (!job->xev && !(job->xev = malloc(MWI_LOOP_XFD_MAX * sizeof *job->xev))) return MW_ENOMEM;
     for (size_t k = 0; k < n; k++) {
         int rc = fds[k] < 0 ? MW_EINVAL : map_fd(l, fds[k], job);
         if (rc) {
             mwi_loop_set_xfds(job, NULL, 0);
             return rc;
         }
+        job->xev[job->nxfd] = events ? events[k] & (MW_LOOP_IN | MW_LOOP_OUT) : MW_LOOP_OUT;
         job->xfd[job->nxfd++] = fds[k];
     }
     return 0;
@@ -245,7 +254,7 @@ size_t mw_loop_fds(mw_loop *loop, mw_loop_fd *fds, size_t cap)
         for (size_t k = 0; !j->done && k < j->nxfd; k++, n++) {
             if (fds && n < cap) {
                 fds[n].fd = j->xfd[k];
-                fds[n].events = MW_LOOP_OUT;
+                fds[n].events = j->xev[k];
             }
         }
     }
@@ -427,7 +436,8 @@ static void epoll_sync_xfds(mw_loop *loop)
         for (size_t k = 0; k < j->nxfd; k++) {
             struct epoll_event e;
             memset(&e, 0, sizeof e);
-            e.events = EPOLLOUT;
+            e.events = ((j->xev[k] & MW_LOOP_IN) ? EPOLLIN : 0) |
+                       ((j->xev[k] & MW_LOOP_OUT) ? EPOLLOUT : 0);
             e.data.fd = j->xfd[k];
             if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, j->xfd[k], &e) != 0 && errno == EEXIST)
                 epoll_ctl(loop->epfd, EPOLL_CTL_MOD, j->xfd[k], &e);

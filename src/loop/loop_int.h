@@ -38,6 +38,7 @@ struct mw_loop_job {
      * connects of Happy Eyeballs (leyes.c).  An event on one steps the job
      * as one on fd does.  Set with mwi_loop_set_xfds; the loop's copy. */
     int *xfd;
+    int *xev; /* their events (mwi_loop_set_xfds_ev), MW_LOOP_OUT for each */
     size_t nxfd;
     int xreg;     /* mw_loop_run's epoll set holds them */
     int dns_wait; /* waits for another job's name lookup (lcache.h) */
@@ -62,6 +63,9 @@ int mwi_loop_set_fd(struct mw_loop_job *job, int fd);
  * MW_ETOOBIG or MW_ENOMEM (the job then has none). */
 #define MWI_LOOP_XFD_MAX 16
 int mwi_loop_set_xfds(struct mw_loop_job *job, const int *fds, size_t n);
+/* The same, each descriptor waiting for its own events (MW_LOOP_IN,
+ * MW_LOOP_OUT): a child's stdin and pidfd (lchild.h). */
+int mwi_loop_set_xfds_ev(struct mw_loop_job *job, const int *fds, const int *events, size_t n);
 /* loop.c: the delay between two connect attempts of a race (leyes.c):
  * MWI_HE_ATTEMPT_DELAY_MS (util/addrorder.h) unless a test set another. */
 int mwi_loop_attempt_delay(const mw_loop *loop);
@@ -117,6 +121,19 @@ typedef void (*mwi_loop_top_fail_fn)(struct mw_loop_job *job, uint64_t msg, int 
                                      const mw_error *err, const char *why, void *ud);
 void mwi_loop_pop3_on_headers(struct mw_loop_job *job, mwi_loop_headers_fn headers,
                               mwi_loop_top_fail_fn fail, void *ud);
+/* headers() may also return MWI_LOOP_HDR_WAIT: the message is decided
+ * later and the job reads no more replies meanwhile (its socket rests;
+ * the headers given stay valid).  At each of the job's steps it calls
+ * wait(), which looks at its own descriptors (mwi_loop_set_xfds_ev) and
+ * returns the action, or MWI_LOOP_HDR_WAIT with *deadline: when to be
+ * called again at the latest.  drop() hears that the job ends (cancelled,
+ * max-time, freed) while it waits. */
+#define MWI_LOOP_HDR_WAIT (-1)
+typedef int (*mwi_loop_hdr_wait_fn)(struct mw_loop_job *job, uint64_t msg, int64_t *deadline,
+                                    void *ud);
+typedef void (*mwi_loop_hdr_drop_fn)(struct mw_loop_job *job, void *ud);
+void mwi_loop_pop3_on_headers_wait(struct mw_loop_job *job, mwi_loop_hdr_wait_fn wait,
+                                   mwi_loop_hdr_drop_fn drop);
 /* The cap on a message's octets (0: none), as src/pop3's size limit: a
  * RETR reply past it is cut (with a plan: a new session goes on). */
 void mwi_loop_pop3_set_message_cap(struct mw_loop_job *job, uint64_t cap);

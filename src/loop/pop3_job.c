@@ -314,7 +314,8 @@ static void process(p3l *p)
     size_t pos = 0;
     /* Held, what came past the last reply waits for the next command, as
      * it waited in src/pop3's buffer (pop3_held.c). */
-    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending && p->state != S_HELD) {
+    while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending && p->state != S_HELD &&
+           !p->top_wait) {
         if (p->in_body) {
             if (pos == p->c.in_len) break;
             size_t before = pos;
@@ -436,7 +437,11 @@ static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, NULL
 
 static void step(mw_loop_job *j, int events)
 {
-    mwi_lconn_step(&((p3l *)j->impl)->c, events);
+    p3l *p = j->impl;
+    if (p->headers_wait)
+        mwi_p3l_top_step(p, events); /* a filter that decides later (pop3_top.c) */
+    else
+        mwi_lconn_step(&p->c, events);
 }
 
 static void destroy(mw_loop_job *j)
@@ -445,6 +450,7 @@ static void destroy(mw_loop_job *j)
     if (!p) return;
     if (p->in_body && p->store && p->mode == P3L_FETCH && !p->body_discard)
         mw_store_abort(p->store);
+    if (p->top_wait && p->headers_drop) p->headers_drop(j, p->headers_ud);
     mwi_lconn_free(&p->c);
     mwi_p3l_login_free(p);
     for (size_t i = 0; i < p->nmsgs; i++)

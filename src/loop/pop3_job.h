@@ -157,7 +157,10 @@ typedef struct p3l {
     void *headers_ud;
     size_t top_lo, top_hi, top_next, top_got, top_end, top_bad;
     int top_stopped, in_top;
-    mw_buf hdr; /* the headers of the TOP being read, bounded */
+    mwi_loop_hdr_wait_fn headers_wait; /* a filter that decides later */
+    mwi_loop_hdr_drop_fn headers_drop;
+    int top_wait; /* msgs[body_msg] waits for headers_wait: no reply taken */
+    mw_buf hdr;   /* the headers of the TOP being read, bounded */
     /* a new session after a reply cut past its bound (pop3_reopen.c) */
     uint64_t max_message;  /* the caller's cap on a message's octets (0: none) */
     int reopen_pending;    /* close and reconnect once process() is out */
@@ -297,6 +300,8 @@ void mwi_p3l_top_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st);
 void mwi_p3l_top_body(p3l *p, size_t *pos);
 /* The TOP runs again from msgs[from], in a new session. */
 void mwi_p3l_top_resume(p3l *p, size_t from);
+/* The job's step when a filter may wait (headers_wait set). */
+void mwi_p3l_top_step(p3l *p, int events);
 
 /* pop3_cmds.c */
 void mwi_p3l_cmds_start(p3l *p);

@@ -5,8 +5,10 @@
  * A TOP refused, or headers over 256 KiB, leave that message on the
  * server: what is in flight is read and dropped and the run goes on after
  * it.  A TOP reply far past the message's LIST size ends the session.
- * The filter is the caller's hook (src/loop/fetch_job.c): it runs an
- * external command synchronously, so the loop waits for it. */
+ * The filter is the caller's hook (src/loop/fetch_job.c): it decides at
+ * once, or later (MWI_LOOP_HDR_WAIT, loop_int.h) while its command runs
+ * as events of the job; meanwhile the job takes no reply and its socket
+ * rests, the TOPs in flight (the window) waiting in the buffers. */
 #include "loop/pop3_job.h"
 #include "util/err.h"
 
@@ -148,6 +150,68 @@ static int top_too_long(p3l *p)
 
 /* Header octets from p->c.in at *pos; at the end of the reply the filter
  * decides the message. */
+void mwi_loop_pop3_on_headers_wait(mw_loop_job *job, mwi_loop_hdr_wait_fn wait,
+                                   mwi_loop_hdr_drop_fn drop)
+{
+    p3l *p = job->impl;
+    p->headers_wait = wait;
+    p->headers_drop = drop;
+}
+
+/* The message of the TOP just read is decided: the next reply. */
+static void top_next_reply(p3l *p)
+{
+    p->body_discard = 0;
+    mwi_buf_reset(&p->hdr);
+    p->top_got++;
+    top_fill(p);
+}
+
+/* Asks the filter for its decision.  Returns 1 when it came (the run
+ * goes on), 0 while it waits: the socket rests (no event asked for), the
+ * job wakes on the filter's descriptors or deadline, or the session's
+ * max-time. */
+static int top_wait_poll(p3l *p)
+{
+    mw_loop_job *j = p->job;
+    p3l_msg *m = &p->msgs[p->body_msg];
+    int64_t dl = MW_NO_DEADLINE;
+    int act = p->headers_wait(j, m->num, &dl, p->headers_ud);
+    if (act == MWI_LOOP_HDR_WAIT) {
+        j->want = 0;
+        j->deadline = dl < p->c.total_deadline ? dl : p->c.total_deadline;
+        return 0;
+    }
+    m->act = (unsigned char)(act & (MW_LOOP_GET | MW_LOOP_DELE));
+    p->top_wait = 0;
+    /* As after the blocking fetch's filter: the server's time counts
+     * again from now (the io timeout, the rate floor). */
+    mwi_lconn_progress(&p->c);
+    p->c.rate_mark = 0;
+    top_next_reply(p);
+    return 1;
+}
+
+void mwi_p3l_top_step(p3l *p, int events)
+{
+    mw_loop_job *j = p->job;
+    if (p->top_wait) {
+        if (j->cancel_rc || mw_now_ms() >= p->c.total_deadline) {
+            /* The job ends (lconn.c says why): the filter is stopped. */
+            p->top_wait = 0;
+            if (p->headers_drop) p->headers_drop(j, p->headers_ud);
+        } else if (!top_wait_poll(p)) {
+            return;
+        }
+        if (j->done) return;
+    }
+    mwi_lconn_step(&p->c, events);
+    /* A decision just asked for: the filter's first look (its stdin
+     * written as far as the pipe takes it); one that came at once goes
+     * on at the next step. */
+    if (p->top_wait && !j->done && top_wait_poll(p)) j->again = 1;
+}
+
 void mwi_p3l_top_body(p3l *p, size_t *pos)
 {
     size_t used = 0, made = 0;
@@ -168,10 +232,12 @@ void mwi_p3l_top_body(p3l *p, size_t *pos)
         p3l_msg *m = &p->msgs[p->body_msg];
         int act =
             p->headers(p->job, m->num, p->hdr.data ? p->hdr.data : "", p->hdr.len, p->headers_ud);
+        if (act == MWI_LOOP_HDR_WAIT && p->headers_wait) {
+            p->top_wait = 1; /* process() stops here; mwi_p3l_top_step goes on */
+            return;
+        }
+        if (act == MWI_LOOP_HDR_WAIT) act = 0; /* no one to ask later: left alone */
         m->act = (unsigned char)(act & (MW_LOOP_GET | MW_LOOP_DELE));
     }
-    p->body_discard = 0;
-    mwi_buf_reset(&p->hdr);
-    p->top_got++;
-    top_fill(p);
+    top_next_reply(p);
 }

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
@@ -138,4 +139,23 @@ void mwi_proc_end(mwi_proc *p, int grace_ms, int *status)
     if (mwi_proc_wait(p, mw_now_ms() + 500, status) != 0) return;
     kill(p->pid, SIGKILL);
     mwi_proc_wait(p, MW_NO_DEADLINE, status);
+}
+
+long mwi_proc_write(int fd, const void *data, size_t len)
+{
+    sigset_t set, old, pend;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigpending(&pend);
+    int was_pending = sigismember(&pend, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    ssize_t w = write(fd, data, len);
+    int e = errno;
+    if (w < 0 && e == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {}
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return (long)w;
 }

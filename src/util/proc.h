@@ -9,6 +9,7 @@
 
 #include "mailwire/error.h"
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -37,5 +38,10 @@ int mwi_proc_wait(mwi_proc *p, int64_t deadline, int *status);
  * to finish, then TERM and 500 ms, then KILL; always reaps it.  *status
  * (may be NULL) as waitpid gives it.  Fine on a child already reaped. */
 void mwi_proc_end(mwi_proc *p, int grace_ms, int *status);
+/* One write(2) to a child's stdin with SIGPIPE blocked for this thread
+ * (and a SIGPIPE it raised taken back), so a child that stopped reading
+ * gives EPIPE instead of killing the process; no handler installed.
+ * Returns what write gives, errno kept. */
+long mwi_proc_write(int fd, const void *data, size_t len);
 
 #endif
