@@ -312,8 +312,7 @@ static void line_too_long(p3l *p, size_t most)
 static void process(p3l *p)
 {
     size_t pos = 0;
-    /* Held, what came past the last reply waits for the next command, as
-     * it waited in src/pop3's buffer (pop3_held.c). */
+    /* Held (pop3_held.c) or a filter running (pop3_top.c): the rest waits. */
     while (!p->job->done && p->state != S_HANDSHAKE && !p->reopen_pending && p->state != S_HELD &&
            !p->top_wait) {
         if (p->in_body) {
