@@ -43,6 +43,7 @@
 #include "net.h"
 #include "smtp.h"
 #include "store.h"
+#include "token.h"
 #include "trace.h"
 
 #include <stddef.h>
@@ -353,7 +354,7 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
-#define MW_LOOP_SMTP_OPTS_VERSION 3
+#define MW_LOOP_SMTP_OPTS_VERSION 4
 typedef struct mw_loop_smtp_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -399,19 +400,26 @@ typedef struct mw_loop_smtp_opts {
      * BODY=7BIT, instead of being refused. */
     int downgrade;
     const char *proxy; /* version 3: as in mw_loop_pop3_opts */
+    /* Version 4: a token provider, as mw_smtp_opts.token_fn (token.h):
+     * asked for the XOAUTH2/OAUTHBEARER token when token is NULL, and once
+     * more with refused = 1 after the server refused it, then AUTH again
+     * on the same connection.  Called synchronously: the loop's other jobs
+     * wait while it runs. */
+    mw_token_fn token_fn;
+    void *token_userdata;
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
             NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0,  \
-            NULL                                                                                   \
+            NULL, NULL, NULL                                                                       \
     }
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send
  * say to one server: EHLO (HELO after a 5xx but 554), STARTTLS (RFC 3207)
- * and EHLO again, AUTH when a user or token is set (the mechanisms and
- * the fallback of mw_smtp_open; channel binding, the -PLUS mechanisms, is
- * not on the loop yet: MW_EUNSUPPORTED when one would be chosen), MAIL,
+ * and EHLO again, AUTH when a user, token or token_fn is set (the
+ * mechanisms and the fallback of mw_smtp_open, the -PLUS ones bound to
+ * the loop's TLS connection as there: RFC 9266, else RFC 5929), MAIL,
  * RCPT for each recipient, DATA with the message dot-stuffed and its line
  * ends made CRLF (RFC 5321 §4.5.2) or BDAT, pipelined when offered (RFC
  * 2920), RSET after a refusal, QUIT.  Without msg every recipient must be

@@ -1,9 +1,10 @@
 /* The loop's SMTP AUTH (RFC 4954, smtp_job.h): src/sasl/driver.h's SASL
  * driver, run as src/smtp/auth.c runs it (the same choice of mechanisms,
- * the same fallback rule, the same masked lines), one reply per event.
- * Not on the loop yet: channel binding (a -PLUS mechanism the blocking
- * session would pick is refused, named) and token providers (a bearer
- * token is taken as given). */
+ * the same fallback rule, the same masked lines), one reply per event:
+ * the -PLUS mechanisms bound to the loop's TLS connection, a token
+ * provider asked as auth.c asks it (once more after a refusal, then AUTH
+ * again on the same connection). */
+#include "loop/loop_tls.h"
 #include "loop/smtp_job.h"
 #include "sasl/driver.h"
 #include "util/err.h"
@@ -12,37 +13,39 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void sasl_cfg(sj *p, mwi_sasld_cfg *c)
+/* auth.c's channel_binding: tls-exporter (RFC 9266), else tls-unique
+ * (RFC 5929), of the loop's TLS connection into cb[64]; its type, or
+ * NULL. */
+static const char *channel_binding(sj *p, unsigned char *cb, size_t *cbl)
+{
+    *cbl = 0;
+    return p->c.tls ? mwi_ltls_channel_binding_best(p->c.tls, cb, cbl) : NULL;
+}
+
+static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
 {
     memset(c, 0, sizeof *c);
+    size_t cbl = 0;
+    const char *cbt = channel_binding(p, cb, &cbl);
     c->proto = &mwi_sasl_proto_smtp;
     c->offered = p->sh->caps.auth;
     c->policy.want = p->auth;
     c->policy.tls = p->c.tls != NULL;
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
-    c->policy.has_token = p->token != NULL;
+    c->policy.has_token = p->token != NULL || p->token_fn != NULL;
+    c->policy.want_external = p->c.tls != NULL && p->c.tlscfg.conf.cert_file != NULL;
+    c->policy.has_cb = cbt != NULL;
     c->creds.authcid = p->user;
     c->creds.password = p->password;
     c->creds.token = p->token;
     c->creds.hostname = p->sh->server;
     c->creds.port = p->c.port;
+    c->creds.cb_type = cbt;
+    c->creds.cb_data = cbt ? cb : NULL;
+    c->creds.cb_len = cbl;
     c->use_ir = 1;
-}
-
-/* What auth.c would try first when it had channel binding: a -PLUS
- * mechanism, or NULL. */
-static const char *needs_cb(sj *p, const mwi_sasld_cfg *cfg)
-{
-    if (!p->c.tls) return NULL;
-    mw_sasl_policy pol = cfg->policy;
-    pol.has_cb = 1;
-    const char *mechs[MW_SASL_MAX_MECHS];
-    size_t nm = 0;
-    if (mwi_sasl_choose(mechs, MW_SASL_MAX_MECHS, &nm, cfg->offered, &pol, NULL) || !nm)
-        return NULL;
-    size_t l = strlen(mechs[0]);
-    return l > 5 && !strcmp(mechs[0] + l - 5, "-PLUS") ? mechs[0] : NULL;
+    c->has_token_fn = p->token_fn != NULL;
 }
 
 static void drive(sj *p, int act)
@@ -56,8 +59,10 @@ static void drive(sj *p, int act)
             mwi_sj_send(p, S_AUTH, line, len, mwi_sasld_shown(d), cancel ? "AUTH *" : "AUTH");
             return;
         }
-        if (act == MWI_SASLD_TOKEN) { /* no provider on the loop: the token is as given */
-            act = mwi_sasld_token(d, MW_EUNSUPPORTED, NULL, NULL);
+        if (act == MWI_SASLD_TOKEN) {
+            if (mwi_sasld_token_refresh(d))
+                mwi_lconn_info(&p->c, "%s refused; again with a new token", mwi_sasld_mech(d));
+            act = mwi_sasld_ask_token(d, p->token_fn, p->token_ud);
         } else if (act == MWI_SASLD_NEXT) {
             mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
             act = mwi_sasld_start(d);
@@ -91,17 +96,11 @@ void mwi_sj_auth_start(sj *p)
         mwi_sj_open_fail(p, MW_EUNSUPPORTED);
         return;
     }
+    unsigned char cb[64];
     mwi_sasld_cfg cfg;
-    sasl_cfg(p, &cfg);
-    const char *plus = needs_cb(p, &cfg);
-    if (plus) {
-        mwi_err_set(e, MW_EUNSUPPORTED,
-                    "not on the loop engine yet: AUTH %s (channel binding, RFC 5929)", plus);
-        p->dead = 1; /* no goodbye the blocking session would not say */
-        mwi_sj_open_fail(p, MW_EUNSUPPORTED);
-        return;
-    }
+    sasl_cfg(p, &cfg, cb);
     int rc = mwi_sasld_new(&p->sd, &cfg, e);
+    explicit_bzero(cb, sizeof cb);
     if (rc) {
         mwi_sj_open_fail(p, rc);
         return;

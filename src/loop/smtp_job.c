@@ -178,7 +178,7 @@ static void after_ehlo(sj *p)
         mwi_sj_send(p, S_QUED, "QUED", 4, NULL, "QUED");
         return;
     }
-    if (p->user || p->token)
+    if (p->user || p->token || p->token_fn)
         mwi_sj_auth_start(p);
     else
         mwi_sj_session_ready(p);
@@ -515,7 +515,8 @@ static int is_loopback(const char *h)
     return !strcasecmp(h, "localhost") || !strncmp(h, "127.", 4) || !strcmp(h, "::1");
 }
 
-/* The options as version 2, checked.  Version 1 callers get a message
+/* The options as the current version, checked (the fields a caller's
+ * older version lacks are zero).  Version 1 callers get a message
  * made of from, rcpt and message (every recipient must be accepted). */
 static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batch, mw_error *err)
 {
@@ -525,6 +526,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
     memcpy(o, in,
            in->version == 1   ? offsetof(mw_loop_smtp_opts, msg)
            : in->version == 2 ? offsetof(mw_loop_smtp_opts, proxy)
+           : in->version == 3 ? offsetof(mw_loop_smtp_opts, token_fn)
                               : sizeof *o);
     if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "no host to connect to");
     /* The EHLO name as mw_smtp_open checks it (smtp.c). */
@@ -532,7 +534,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
         return mwi_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     if (o->helo && (!*o->helo || strlen(o->helo) > 255))
         return mwi_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
-    if (o->user && !o->password && !o->token)
+    if (o->user && !o->password && !o->token && !o->token_fn)
         return mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
     if ((o->user && (!*o->user || strlen(o->user) >= SJ_ARG_MAX || mwi_smtp_bad_arg(o->user, 1))) ||
         mwi_smtp_bad_arg(o->password, 1) || mwi_smtp_bad_arg(o->token, 0) ||
@@ -631,6 +633,8 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->user = dup_s(o.user, &fail);
     p->password = dup_s(o.user ? o.password : NULL, &fail);
     p->token = dup_s(o.token, &fail);
+    p->token_fn = o.token_fn;
+    p->token_ud = o.token_userdata;
     p->auth = o.auth && *o.auth && strcasecmp(o.auth, "auto") ? dup_s(o.auth, &fail) : NULL;
     /* Without msg, as before version 2: AUTH PLAIN whenever it is offered. */
     if (!o.msg && !batch && !p->auth) p->auth = dup_s("PLAIN", &fail);

@@ -39,6 +39,8 @@ typedef struct sj {
     mwi_lconn c; /* the connection half: socket, TLS, buffers, deadlines */
     mw_smtp *sh; /* the shell: caps, err, rep (= reply), server, hostname */
     char *user, *password, *auth, *token;
+    mw_token_fn token_fn; /* version 4: the token provider (token.h) */
+    void *token_ud;
     struct mwi_sasld *sd; /* AUTH in progress (smtp_auth.c) */
     int tls_mode, allow_plaintext, connect_timeout_ms;
     int ready, dead;     /* dead: a 421 or a broken connection: no QUIT */

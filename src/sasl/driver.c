@@ -229,6 +229,16 @@ int mwi_sasld_token(mwi_sasld *d, int rc, char *token, const mw_error *perr)
     return begin(d);
 }
 
+int mwi_sasld_ask_token(mwi_sasld *d, mw_token_fn fn, void *userdata)
+{
+    if (!fn) return mwi_sasld_token(d, MW_EUNSUPPORTED, NULL, NULL);
+    char *tok = NULL;
+    mw_error te;
+    mw_error_clear(&te);
+    int rc = fn(mwi_sasld_token_refresh(d), &tok, &te, userdata);
+    return mwi_sasld_token(d, rc, tok, &te);
+}
+
 /* Answers a challenge we cannot accept with "*" (RFC 4954 §4, RFC 5034
  * §4); d->err holds why.  The login ends when the refusal comes. */
 static int cancel(mwi_sasld *d)

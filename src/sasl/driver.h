@@ -17,9 +17,10 @@
  *     case MWI_SASLD_SEND:   send mwi_sasld_line() + CRLF (trace
  *                            mwi_sasld_shown()), read ONE complete reply,
  *                            act = mwi_sasld_feed(d, &reply);
- *     case MWI_SASLD_TOKEN:  ask the token provider (refresh flag:
- *                            mwi_sasld_token_refresh()), then
- *                            act = mwi_sasld_token(d, rc, token, &perr);
+ *     case MWI_SASLD_TOKEN:  act = mwi_sasld_ask_token(d, fn, ud);
+ *                            (or ask the provider yourself, refresh
+ *                            flag mwi_sasld_token_refresh(), then
+ *                            act = mwi_sasld_token(d, rc, token, &perr))
  *     case MWI_SASLD_NEXT:   (trace mwi_sasld_error()) act = mwi_sasld_start(d);
  *     case MWI_SASLD_DONE:   logged in with mwi_sasld_mech();
  *     case MWI_SASLD_FAIL:   mwi_sasld_error() is the error to report;
@@ -36,8 +37,8 @@
  * complete mw_smtp_reply) feed it and run the switch again.  The lines can
  * be up to MWI_SASLD_MAX_LINE long; only the first is a command (the one
  * an error names).  The token provider (token.h) is a blocking callback:
- * a job that has none fails TOKEN with mwi_sasld_token(d, MW_EUNSUPPORTED,
- * NULL, NULL).
+ * a job calls it through mwi_sasld_ask_token, which fails TOKEN when there
+ * is none.
  *
  * THE FALLBACK RULE (docs/CONVENTIONS.md, "SASL fallback"), both protocols:
  * the mechanisms tried are those the caller allows (named, in the caller's
@@ -73,6 +74,7 @@
 #include <stddef.h>
 
 #include "mailwire/error.h"
+#include "mailwire/token.h"
 #include "sasl/sasl.h"
 
 /* Continuations accepted per mechanism (SCRAM and DIGEST-MD5 need 2, an
@@ -163,6 +165,11 @@ int mwi_sasld_feed_class(mwi_sasld *d, const mwi_sasld_reply *r);
  * malloc'd string the driver now owns (wiped and freed by it), perr its
  * error.  SEND, NEXT or FAIL. */
 int mwi_sasld_token(mwi_sasld *d, int rc, char *token, const mw_error *perr);
+/* Answers TOKEN with the caller's provider (token.h), as both sessions
+ * call it: fn(mwi_sasld_token_refresh(d), ...) and its answer handed to
+ * mwi_sasld_token.  A NULL fn fails it with MW_EUNSUPPORTED.  Runs in the
+ * calling thread (on a loop the other jobs wait).  SEND, NEXT or FAIL. */
+int mwi_sasld_ask_token(mwi_sasld *d, mw_token_fn fn, void *userdata);
 
 /* 1 when the token asked for replaces one the server refused. */
 int mwi_sasld_token_refresh(const mwi_sasld *d);

@@ -62,13 +62,9 @@ static int exchange(mw_smtp *s, mwi_sasld *d, int *act)
 
 static int provide_token(mw_smtp *s, mwi_sasld *d)
 {
-    int refresh = mwi_sasld_token_refresh(d);
-    if (refresh) mwi_smtp_trace_info(s, "%s refused; again with a new token", mwi_sasld_mech(d));
-    char *tok = NULL;
-    mw_error te;
-    mw_error_clear(&te);
-    int rc = s->token_fn(refresh, &tok, &te, s->token_ud);
-    return mwi_sasld_token(d, rc, tok, &te);
+    if (mwi_sasld_token_refresh(d))
+        mwi_smtp_trace_info(s, "%s refused; again with a new token", mwi_sasld_mech(d));
+    return mwi_sasld_ask_token(d, s->token_fn, s->token_ud);
 }
 
 int mwi_smtp_authenticate(mw_smtp *s)

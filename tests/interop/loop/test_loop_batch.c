@@ -7,7 +7,10 @@
  * envelope out (the next message MW_ESTATE), a connection lost between
  * messages, a message refused before anything was sent, next's own
  * failure, and a batch of none.  Every per-message callback counted and
- * ordered.  TAP; the peer waits on its socket, never on time. */
+ * ordered.  The token provider (version 4, token_fn): a refused token
+ * refreshed once and AUTH again on the same connection, a refresh with
+ * nothing newer, a provider's own failure, and a version 3 caller whose
+ * token_fn field is not read.  TAP; the peer waits on its socket, never on time. */
 #include "loop/loop_int.h"
 #include "mailwire/loop.h"
 
@@ -153,7 +156,8 @@ static void job_cb(mw_loop_job *job, const mw_loop_result *r, void *ud)
 
 /* Runs a batch of b against script; returns the peer's first bad step
  * (0: every line as expected). */
-static int run(bt *b, const char *const *script, int no_msg_pipelining)
+static int run_o(bt *b, const char *const *script, int no_msg_pipelining,
+                 const mw_loop_smtp_opts *base)
 {
     int sv[2];
     mw_loop *loop = NULL;
@@ -164,6 +168,7 @@ static int run(bt *b, const char *const *script, int no_msg_pipelining)
     if (pthread_create(&th, NULL, peer_run, &pp)) return -1;
     b->to[0] = "b@y.test";
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    if (base) o = *base;
     o.host = "peer";
     o.tls = MW_TLS_NONE;
     o.helo = "localhost";
@@ -182,6 +187,11 @@ static int run(bt *b, const char *const *script, int no_msg_pipelining)
     close(sv[1]);
     if (pp.bad) printf("# peer step %d: got \"%s\"\n", pp.bad, pp.got);
     return rc ? -1 : pp.bad;
+}
+
+static int run(bt *b, const char *const *script, int no_msg_pipelining)
+{
+    return run_o(b, script, no_msg_pipelining, NULL);
 }
 
 #define HELLO "S:220 scripted\n", "C:EHLO localhost"
@@ -352,9 +362,148 @@ static void bcc_in_batch(void)
        "then the next message; 3 messages sent, the copy not counted");
 }
 
+/* The token provider's side: the tokens it gives in turn (NULL: none),
+ * the refused flags it was called with, a failure to return. */
+typedef struct tp {
+    const char *give[3];
+    int fail_rc;
+    int calls, refused[3];
+    char trace[4096];
+    size_t tlen;
+} tp;
+
+static int token_cb(int refused, char **token, mw_error *err, void *ud)
+{
+    tp *t = ud;
+    if (t->calls < 3) t->refused[t->calls] = refused;
+    const char *g = t->calls < 3 ? t->give[t->calls] : NULL;
+    t->calls++;
+    if (t->fail_rc) {
+        snprintf(err->message, sizeof err->message, "the test's provider has no token");
+        err->code = t->fail_rc;
+        return t->fail_rc;
+    }
+    *token = g ? strdup(g) : NULL;
+    return 0;
+}
+
+static void trace_cb(int dir, const char *line, size_t len, void *ud)
+{
+    (void)dir;
+    tp *t = ud;
+    if (len > sizeof t->trace - 1 - t->tlen) len = sizeof t->trace - 1 - t->tlen;
+    memcpy(t->trace + t->tlen, line, len);
+    t->tlen += len;
+    t->trace[t->tlen] = 0;
+}
+
+/* XOAUTH2 initial responses (base64 of "user=u^Aauth=Bearer TOKEN^A^A"),
+ * and the error challenge {"status":"401","schemes":"bearer"}. */
+#define XO_TOK1 "dXNlcj11AWF1dGg9QmVhcmVyIHRvazEBAQ=="
+#define XO_TOK2 "dXNlcj11AWF1dGg9QmVhcmVyIHRvazIBAQ=="
+#define XO_401  "S:334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=\n"
+
+static void token_run(bt *b, tp *t, const char *const *script, int *bad)
+{
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.user = "u";
+    o.auth = "XOAUTH2";
+    o.allow_plaintext = 1;
+    o.token_fn = token_cb;
+    o.token_userdata = t;
+    o.trace = trace_cb;
+    o.trace_userdata = t;
+    *bad = run_o(b, script, 0, &o);
+}
+
+static void token_provider(void)
+{
+    /* Refused (RFC 4954 §4: the error challenge answered empty, then 535),
+     * refreshed, accepted on the same connection, the message sent. */
+    static const char *const s[] = {HELLO,
+                                    "S:250-scripted\n250 AUTH XOAUTH2\n",
+                                    "C:AUTH XOAUTH2 " XO_TOK1,
+                                    XO_401,
+                                    "C:",
+                                    "S:535 5.7.8 token expired\n",
+                                    "C:AUTH XOAUTH2 " XO_TOK2,
+                                    "S:235 2.7.0 ok\n",
+                                    "C:MAIL FROM:<a@x.test>",
+                                    "S:250 ok\n",
+                                    "C:RCPT TO:<b@y.test>",
+                                    "S:250 ok\n",
+                                    "C:DATA",
+                                    "S:354 go\n",
+                                    "D",
+                                    "S:250 ok 1\n",
+                                    "C:QUIT",
+                                    "S:221 bye\n",
+                                    NULL};
+    bt b = {.n = 1, .fail_at = -1};
+    tp t = {.give = {"tok1", "tok2"}};
+    int bad;
+    token_run(&b, &t, s, &bad);
+    ok(bad == 0 && t.calls == 2 && t.refused[0] == 0 && t.refused[1] == 1,
+       "token_fn: asked (refused 0), the 535 asks again (refused 1), AUTH again on the same "
+       "connection with the new token");
+    ok(b.ndone == 1 && b.rc[0] == 0 && b.job_code == 0 && b.job_sent == 1,
+       "token_fn: logged in with the refreshed token, the message sent");
+    ok(strstr(t.trace, "again with a new token") && !strstr(t.trace, "tok1") &&
+           !strstr(t.trace, XO_TOK1) && !strstr(t.trace, XO_TOK2),
+       "token_fn: the trace says the token was refreshed and shows neither token");
+
+    /* Nothing newer on the refresh: the refusal stands, QUIT. */
+    static const char *const n[] = {HELLO,
+                                    "S:250-scripted\n250 AUTH XOAUTH2\n",
+                                    "C:AUTH XOAUTH2 " XO_TOK1,
+                                    "S:535 5.7.8 bad token\n",
+                                    "C:QUIT",
+                                    "S:221 bye\n",
+                                    NULL};
+    bt c = {.n = 1, .fail_at = -1};
+    tp u = {.give = {"tok1", NULL}};
+    token_run(&c, &u, n, &bad);
+    ok(bad == 0 && u.calls == 2 && u.refused[1] == 1 && c.job_code == MW_EAUTH && c.ndone == 0,
+       "token_fn with nothing newer after a refusal: MW_EAUTH, no second AUTH, QUIT");
+
+    /* The provider fails: its code and words, no AUTH sent. */
+    static const char *const f[] = {HELLO, "S:250-scripted\n250 AUTH XOAUTH2\n", "C:QUIT",
+                                    "S:221 bye\n", NULL};
+    bt d = {.n = 1, .fail_at = -1};
+    tp v = {.fail_rc = MW_EIO};
+    token_run(&d, &v, f, &bad);
+    ok(bad == 0 && v.calls == 1 && d.job_code == MW_EIO, "token_fn failing: its code, no AUTH");
+}
+
+/* A version 3 caller: the fields after proxy are not read, so a user with
+ * neither password nor token is refused even with token_fn set there.
+ * An unknown TLS mode, checked after the user, keeps both calls from
+ * connecting. */
+static void version3(void)
+{
+    mw_loop *loop = NULL;
+    mw_loop_new(&loop, NULL, NULL);
+    tp t = {.give = {"tok1"}};
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.version = 3;
+    o.host = "127.0.0.1";
+    o.user = "u";
+    o.token_fn = token_cb;
+    o.token_userdata = &t;
+    o.tls = 99;
+    mw_error err = {0}, err4 = {0};
+    int rc = mw_loop_add_smtp_send(loop, NULL, &o, NULL, NULL, &err);
+    o.version = 4;
+    int rc4 = mw_loop_add_smtp_send(loop, NULL, &o, NULL, NULL, &err4);
+    ok(rc == MW_EINVAL && strstr(err.message, "without a password or token") && t.calls == 0 &&
+           rc4 == MW_EUNSUPPORTED && mw_loop_running(loop) == 0,
+       "version 3 opts: token_fn not read (user without password refused); version 4 reads it");
+    mw_loop_free(loop);
+}
+
 int main(void)
 {
-    printf("1..14\n");
+    printf("1..20\n");
     mw_loop *loop = NULL;
     mw_loop_new(&loop, NULL, NULL);
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
@@ -370,5 +519,7 @@ int main(void)
     session_dies();
     refusals();
     bcc_in_batch();
+    token_provider();
+    version3();
     return failed;
 }
