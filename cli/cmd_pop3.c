@@ -755,6 +755,12 @@ int mw_cmd_pop3(int argc, char **argv)
     if (!rest) return EX_SOFTWARE_;
     int ex = parse_args(&s, &o, argc, argv, rest, &nrest);
     if (ex >= 0 || (ex = check_command(nrest, rest)) >= 0) goto done;
+    if (!mw_cli_pop3_args_ok(&s, nrest, rest)) {
+        fprintf(stderr, "mailwire pop3: bad arguments for '%s'\n", rest[0]);
+        usage(stderr);
+        ex = EX_USAGE_;
+        goto done;
+    }
     if ((ex = mw_cli_conn_finish(&s.conn))) goto done;
     s.json = s.conn.json;
     int info = !strcmp(rest[0], "serverinfo"); /* no login at all */

@@ -56,5 +56,9 @@ void mw_cli_pop3_print_capa(cli_state *s, const char *const *lines, size_t n);
 /* MAILWIRE_ENGINE=loop: the command rest[0..nrest) on the event loop with
  * the options o; returns the exit status. */
 int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest);
+/* 1 when the command's arguments are well formed (pop3_loop.c's parse,
+ * run before connecting under either engine: a usage error costs no
+ * login), else 0. */
+int mw_cli_pop3_args_ok(cli_state *s, int nrest, char **rest);
 
 #endif

@@ -324,6 +324,14 @@ static int outcome(lrun *r)
     return mw_cli_pop3_report_err(&r->err, r->rc);
 }
 
+int mw_cli_pop3_args_ok(cli_state *s, int nrest, char **rest)
+{
+    lrun r;
+    memset(&r, 0, sizeof r);
+    r.s = s;
+    return parse(&r, nrest, rest) != USAGE_ERR;
+}
+
 int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest)
 {
     lrun r;
