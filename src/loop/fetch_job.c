@@ -10,6 +10,7 @@
 #include "fetch/filter.h"
 #include "loop/lchild.h"
 #include "loop/loop_int.h"
+#include "loop/pop3_held.h"
 #include "loop/pop3_job.h"
 #include "util/err.h"
 
@@ -293,19 +294,8 @@ static int check_loop_opts(const mw_fetch_opts *o, mw_error *err)
 static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *host,
                            mw_tls_opts *tls)
 {
-    lo->host = host;
-    lo->port = po->port;
-    lo->tls = po->tls;
+    mwi_loop_pop3_opts_from(lo, po, host);
     lo->tls_opts = tls;
-    lo->user = po->user;
-    lo->password = po->password;
-    lo->allow_plaintext = po->allow_plaintext;
-    lo->auth = po->auth;
-    lo->sasl_mechs = po->sasl_mechs;
-    lo->authzid = po->authzid;
-    lo->sasl_ir = po->sasl_ir;
-    lo->trace_secrets = po->trace_secrets;
-    lo->token = po->token;
     if (po->net) {
         if (po->net->connect_timeout_ms > 0) lo->connect_timeout_ms = po->net->connect_timeout_ms;
         if (po->net->io_timeout_ms > 0) lo->io_timeout_ms = po->net->io_timeout_ms;
@@ -315,10 +305,6 @@ static void pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const 
     /* The blocking fetch's window (mw_pop3_retr_msgs): 1024 commands and
      * 16 MiB of LIST sizes; mw_pop3_opts.window is not used for it. */
     lo->window = po->pipelining == 0 ? 1 : MW_POP3_WINDOW_MAX;
-    lo->trace = po->trace;
-    lo->trace_userdata = po->trace_userdata;
-    lo->msex = po->msex;
-    lo->retr_mode = po->retr_mode;
 }
 
 /* The run's part that is not the session: the state's lock (first: a

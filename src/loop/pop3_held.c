@@ -39,13 +39,11 @@ void mwi_p3l_capa_forget(p3l *p)
     p->ncapa_kept = 0;
 }
 
-/* The machine's options from src/pop3's. */
-static void opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *host)
+void mwi_loop_pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *host)
 {
     lo->host = host;
     lo->port = po->port;
     lo->tls = po->tls;
-    lo->tls_opts = NULL; /* the stream's TLS is src/net's, from po */
     lo->user = po->user;
     lo->password = po->password;
     lo->allow_plaintext = po->allow_plaintext;
@@ -55,7 +53,6 @@ static void opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char 
     lo->sasl_ir = po->sasl_ir;
     lo->trace_secrets = po->trace_secrets;
     lo->token = po->token;
-    lo->window = !po->pipelining ? 1 : po->window ? po->window : 32;
     lo->trace = po->trace;
     lo->trace_userdata = po->trace_userdata;
     lo->msex = po->msex;
@@ -112,7 +109,9 @@ int mwi_p3h_open(mwi_p3h **out, const char *host, const mw_pop3_opts *po, mw_err
     mw_net_opts ndflt = MW_NET_OPTS_INIT;
     h->net = po->net ? *po->net : ndflt;
     mw_loop_pop3_opts lo = MW_LOOP_POP3_OPTS_INIT;
-    opts_from(&lo, po, h->host);
+    mwi_loop_pop3_opts_from(&lo, po, h->host);
+    lo.tls_opts = NULL; /* the stream's TLS is src/net's, from po */
+    lo.window = !po->pipelining ? 1 : po->window ? po->window : 32;
     int rc = mwi_p3l_held_new(&h->job, &lo, err);
     if (rc) {
         if (po->stream) mw_stream_free(po->stream);

@@ -70,5 +70,9 @@ void mwi_p3h_set_count(mwi_p3h *h, uint64_t count);
 void mwi_p3h_set_pipelining(mwi_p3h *h, int on);
 int mwi_p3h_retr_mode(const mwi_p3h *h);
 int mwi_p3h_tls_info(const mwi_p3h *h, mw_tls_info *out);
+/* The loop job's options that src/pop3's give as they are (host, port,
+ * TLS mode, login, trace, msex, retr_mode); the held session and the
+ * fetch job set the rest (TLS options, window, net's limits). */
+void mwi_loop_pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *host);
 
 #endif
