@@ -16,7 +16,8 @@
 #
 #     bash bench/accounts/bench.sh [BUILD_DIR]
 #
-# Env: ACCOUNTS (1000), MSGS (20), SIZE (20480), DELAY (25), RUNS (1),
+# Env: ACCOUNTS (1000), MSGS (20), SIZE (20480), DELAY (25), RUNS (1: runs
+# of each tool, the tools taking turns; medians shown),
 # TOOLS ("mailwire mpop-x16 mpop-a fetchmail"; also mw-old: OLD_MW, a
 # second mailwire binary, for a before/after in one run), PROXY_TOOLS
 # (TOOLS, through the proxy), PARTS ("loopback proxy"),
@@ -170,43 +171,41 @@ c = [int(x) for x in open("/proc/stat").readline().split()[1:]]
 print(srv, sum(tick.get(proxy, (0, 0))), sum(c) - c[3] - c[4], sum(c))
 PY
 }
-measure() { # TOOL -> "wall cpu rss srvcpu proxycpu busy%" (median of RUNS)
-  local walls=() cpus=() rsss=() srvs=() pxs=() busys=() failed=0
+measure1() { # TOOL -> "wall cpu rss srvcpu proxycpu busy%" of one run
   local hz; hz=$(getconf CLK_TCK)
-  for _ in $(seq "$RUNS"); do
-    prep
-    cmd "$1"
-    rm -f "$work/sched"
-    local t0 t1 s0 s1
-    s0=$(cpusnap)
-    t0=$(date +%s.%N)
-    /usr/bin/time -o "$work/time" -f '%U %S %M' "${CMD[@]}" >/dev/null 2>"$work/err" || { [ "$1" = fetchmail ] || failed=1; }
-    t1=$(date +%s.%N)
-    s1=$(cpusnap)
-    read -r -a a0 <<<"$s0"
-    read -r -a a1 <<<"$s1"
-    srvs+=("$(echo "(${a1[0]} - ${a0[0]}) / $hz" | bc -l)")
-    pxs+=("$(echo "(${a1[1]} - ${a0[1]}) / $hz" | bc -l)")
-    busys+=("$(echo "100 * (${a1[2]} - ${a0[2]}) / (${a1[3]} - ${a0[3]})" | bc -l)")
-    # mailwire's one thread: on CPU, ready but waiting for a CPU, asleep.
-    [ -s "$work/sched" ] && awk '{printf "    (thread: on CPU %.2fs, waiting for a CPU %.2fs, asleep %.2fs)\n", $1, $2, $3 - $1 - $2}' \
-      "$work/sched" >&2
-    local got; got=$(find "$out/c" -type f | wc -l)
-    [ "$got" = $((ACCOUNTS * MSGS)) ] || { echo "$1: $got of $((ACCOUNTS * MSGS)) messages arrived" >>"$work/err"; failed=1; }
-    walls+=("$(echo "$t1 - $t0" | bc -l)")
-    local self=0
-    [ -s "$work/sched" ] && self=$(awk '{print $4}' "$work/sched")
-    cpus+=("$(tail -1 "$work/time" | awk -v self="$self" '{print $1 + $2 - self}')")
-    rsss+=("$(tail -1 "$work/time" | awk '{print $3}')")
-  done
+  prep
+  cmd "$1"
+  rm -f "$work/sched"
+  local t0 t1 s0 s1 failed=0
+  s0=$(cpusnap)
+  t0=$(date +%s.%N)
+  /usr/bin/time -o "$work/time" -f '%U %S %M' "${CMD[@]}" >/dev/null 2>"$work/err" || { [ "$1" = fetchmail ] || failed=1; }
+  t1=$(date +%s.%N)
+  s1=$(cpusnap)
+  local got; got=$(find "$out/c" -type f | wc -l)
+  [ "$got" = $((ACCOUNTS * MSGS)) ] || { echo "$1: $got of $((ACCOUNTS * MSGS)) messages arrived" >>"$work/err"; failed=1; }
   [ $failed = 0 ] || { echo "FAILED: $(tail -3 "$work/err" | tr '\n' ' ')" >&2; return 1; }
-  local med='{a[NR]=$1} END {printf "%s ", a[int((NR+1)/2)]}'
-  printf '%s\n' "${walls[@]}" | sort -g | awk "$med"
-  printf '%s\n' "${cpus[@]}" | sort -g | awk "$med"
-  printf '%s\n' "${rsss[@]}" | sort -g | awk "$med"
-  printf '%s\n' "${srvs[@]}" | sort -g | awk "$med"
-  printf '%s\n' "${pxs[@]}" | sort -g | awk "$med"
-  printf '%s\n' "${busys[@]}" | sort -g | awk "$med"
+  # mailwire's one thread: on CPU, ready but waiting for a CPU, asleep.
+  local self=0
+  if [ -s "$work/sched" ]; then
+    awk -v t="$1" '{printf "    (%s thread: on CPU %.2fs, waiting for a CPU %.2fs, asleep %.2fs)\n", t, $1, $2, $3 - $1 - $2}' \
+      "$work/sched" >&2
+    self=$(awk '{print $4}' "$work/sched")
+  fi
+  read -r -a a0 <<<"$s0"
+  read -r -a a1 <<<"$s1"
+  echo "$(echo "$t1 - $t0" | bc -l)" \
+    "$(tail -1 "$work/time" | awk -v self="$self" '{print $1 + $2 - self}')" \
+    "$(tail -1 "$work/time" | awk '{print $3}')" \
+    "$(echo "(${a1[0]} - ${a0[0]}) / $hz" | bc -l)" \
+    "$(echo "(${a1[1]} - ${a0[1]}) / $hz" | bc -l)" \
+    "$(echo "100 * (${a1[2]} - ${a0[2]}) / (${a1[3]} - ${a0[3]})" | bc -l)"
+}
+median6() { # lines of 6 numbers on stdin -> the median of each column
+  local in c; in=$(cat)
+  for c in 1 2 3 4 5 6; do
+    printf '%s\n' "$in" | awk -v c="$c" 'NF {print $c}' | sort -g | awk '{a[NR]=$1} END {printf "%s ", a[int((NR+1)/2)]}'
+  done
   echo
 }
 
@@ -231,9 +230,18 @@ for part in $PARTS; do
   declare -A wall=() cpu=()
   tools=$TOOLS
   [ "$part" = proxy ] && tools=$PROXY_TOOLS
+  # The tools take turns run by run, so that a drift of the machine's load
+  # (or of the file system, above) spreads over all of them.
+  declare -A runs=() failed=()
+  for _ in $(seq "$RUNS"); do
+    for tool in $tools; do
+      [ -n "${failed[$tool]:-}" ] && continue
+      if r=$(measure1 "$tool"); then runs[$tool]+="$r"$'\n'; else failed[$tool]=1; fi
+    done
+  done
   for tool in $tools; do
-    r=$(measure "$tool") || { echo "  $tool FAILED"; continue; }
-    set -- $r
+    [ -n "${failed[$tool]:-}" ] && { echo "  $tool FAILED"; continue; }
+    set -- $(printf '%s' "${runs[$tool]}" | median6)
     wall[$tool]=$1 cpu[$tool]=$2
     printf '  %-10s wall %8.3fs  cpu %8.3fs  rss %7d KiB  server cpu %8.3fs  proxy cpu %7.3fs  machine busy %3.0f%%\n' \
       "$tool" "$1" "$2" "$3" "$4" "$5" "$6"
@@ -244,6 +252,6 @@ for part in $PARTS; do
     [ -n "${cpu[mpop-x16]:-}" ] && printf '  mailwire / mpop-x16 (CPU)       %6.2fx\n' "$(echo "${cpu[mailwire]} / ${cpu[mpop-x16]}" | bc -l)"
     [ -n "${wall[fetchmail]:-}" ] && printf '  fetchmail / mailwire (wall)     %6.2fx\n' "$(echo "${wall[fetchmail]} / ${wall[mailwire]}" | bc -l)"
   fi
-  unset wall cpu
+  unset wall cpu runs failed
   if [ -n "$proxy_pid" ]; then kill "$proxy_pid" 2>/dev/null || true; wait "$proxy_pid" 2>/dev/null || true; proxy_pid=; fi
 done

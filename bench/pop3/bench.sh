@@ -8,7 +8,8 @@
 #   bash bench/pop3/bench.sh [BUILD_DIR]     (a release build is best)
 # Env: RUNS (default 5), SETS ("2000x20480 200x1048576"), BIG_MB (default
 # 1024; 0 skips), MODES ("plain stls pop3s"), TOOLS ("mailwire mpop curl
-# poplib"; curl opens no pipeline and takes minutes for 2000 messages).  Uses its own private servers
+# poplib"; curl opens no pipeline and takes minutes for 2000 messages; "base"
+# with MW_BASE, below).  Uses its own private servers
 # (tests/servers/start.sh; or the ones in the environment when MW_POP3_PORT
 # is set) and the demo user d1.  Not a test: prints figures.
 set -euo pipefail
@@ -81,6 +82,12 @@ cmd_mailwire() {
     --allow-plaintext-password --auth user --user $user retr all -o "$outroot/out")
 }
 check_mailwire() { check_count "$outroot/out"; }
+# MW_BASE=/path/to/another/mailwire adds tool "base" (TOOLS="mailwire base
+# ..."): the same command from another build, in the same rounds, so a
+# change is compared with what it changed under the same load.
+prep_base() { prep_mailwire; }
+cmd_base() { cmd_mailwire "$1"; CMD[2]=${MW_BASE:?MW_BASE names the other mailwire binary}; }
+check_base() { check_mailwire; }
 # Every run must have delivered every message, or its time means nothing.
 check_count() {
   local got; got=$(find "$1" -type f | grep -vc 'uidls$' || true)

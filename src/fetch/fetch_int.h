@@ -53,7 +53,7 @@ int mwi_fetch_prune(fctx *c, const char *const *uids, size_t n);
 void mwi_fetch_decide(fctx *c, uint64_t last);
 /* Checks the options common to both ways of fetching. */
 int mwi_fetch_check_opts(const mw_fetch_opts *o, mw_error *err);
-/* Runs the filter on one message's headers (filter.c) and sets its
+/* Runs the filter on one message's headers (filter_run.c) and sets its
  * action; a filter that fails leaves the message (an error of the run). */
 void mwi_fetch_filter_one(fctx *c, plan *p, const char *hdr, size_t len);
 /* mw_fetch_account: the loop's POP3 fetch machine driven over a blocking

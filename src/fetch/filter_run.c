@@ -1,7 +1,7 @@
 /* The blocking runner of the fetch filter (filter.h): the headers
  * written to its stdin and its exit waited for, in the caller's thread,
- * within filter_timeout_ms.  Used by the blocking fetch (fetch.c) and by
- * the fetch machine driven over a blocking stream (src/loop/fetch_job.c);
+ * within filter_timeout_ms.  Used by the blocking fetch (mw_fetch_account:
+ * the fetch machine driven over a blocking stream, src/loop/fetch_job.c);
  * on a loop the filter runs as events of the job instead. */
 #include "fetch/filter.h"
 #include "util/err.h"

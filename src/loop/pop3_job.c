@@ -436,11 +436,7 @@ static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, NULL
 
 static void step(mw_loop_job *j, int events)
 {
-    p3l *p = j->impl;
-    if (p->headers_wait)
-        mwi_p3l_top_step(p, events); /* a filter that decides later (pop3_top.c) */
-    else
-        mwi_lconn_step(&p->c, events);
+    mwi_p3l_top_step(j->impl, events); /* lconn.c's step, or a filter's wait (pop3_top.c) */
 }
 
 static void destroy(mw_loop_job *j)

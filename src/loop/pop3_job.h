@@ -300,7 +300,7 @@ void mwi_p3l_top_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st);
 void mwi_p3l_top_body(p3l *p, size_t *pos);
 /* The TOP runs again from msgs[from], in a new session. */
 void mwi_p3l_top_resume(p3l *p, size_t from);
-/* The job's step when a filter may wait (headers_wait set). */
+/* The job's step: lconn.c's, unless a filter's decision is awaited. */
 void mwi_p3l_top_step(p3l *p, int events);
 
 /* pop3_cmds.c */

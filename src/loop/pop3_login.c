@@ -34,6 +34,19 @@ static int need_password(p3l *p, const char *what)
     return !p->user || !p->password;
 }
 
+/* src/pop3's words for a login line of n octets past RFC 2449 §4's
+ * 255: the field too long for the line, or the line with its CR LF over
+ * the limit.  Returns 1 when the job ended. */
+static int line_too_long(p3l *p, size_t n, const char *field)
+{
+    if (n > P3L_CMD_MAX)
+        mwi_p3l_end(p, MW_EINVAL, "%s too long", field);
+    else if (n + 2 > P3L_CMD_MAX)
+        mwi_p3l_end(p, MW_EINVAL, "command of %zu octets is over the %d-octet limit", n + 2,
+                    P3L_CMD_MAX);
+    return p->job->done;
+}
+
 static void start_user(p3l *p)
 {
     if (need_password(p, "USER/PASS")) return;
@@ -43,6 +56,7 @@ static void start_user(p3l *p)
                     "passwords explicitly");
         return;
     }
+    if (line_too_long(p, 5 + strlen(p->user), "user name")) return;
     char line[P3L_CMD_MAX + 1];
     snprintf(line, sizeof line, "USER %s", p->user);
     mwi_p3l_set_state(p, S_USER);
@@ -78,6 +92,7 @@ static void start_apop(p3l *p)
         mwi_p3l_end(p, MW_EUNSUPPORTED, "MD5 is not available for APOP");
         return;
     }
+    if (line_too_long(p, 6 + strlen(p->user) + 32, "user name")) return;
     char hex[33], line[P3L_CMD_MAX + 1];
     for (unsigned i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
@@ -246,6 +261,7 @@ void mwi_p3l_login_reply(p3l *p, const p3l_cmd *c, const mw_pop3_status *st)
         return;
     }
     if (c->kind == K_USER) {
+        if (line_too_long(p, 5 + strlen(p->password), "password")) return;
         char line[P3L_CMD_MAX + 1];
         snprintf(line, sizeof line, "PASS %s", p->password);
         mwi_p3l_set_state(p, S_PASS);

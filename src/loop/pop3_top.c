@@ -195,16 +195,11 @@ static int top_wait_poll(p3l *p)
 void mwi_p3l_top_step(p3l *p, int events)
 {
     mw_loop_job *j = p->job;
-    if (p->top_wait) {
-        if (j->cancel_rc || mw_now_ms() >= p->c.total_deadline) {
-            /* The job ends (lconn.c says why): the filter is stopped. */
-            p->top_wait = 0;
-            if (p->headers_drop) p->headers_drop(j, p->headers_ud);
-        } else if (!top_wait_poll(p)) {
-            return;
-        }
-        if (j->done) return;
-    }
+    /* Cancelled or past the max-time while waiting: lconn.c ends the job
+     * in its words, no reply taken; freeing it stops the filter. */
+    if (p->top_wait && !j->cancel_rc && mw_now_ms() < p->c.total_deadline && !top_wait_poll(p))
+        return;
+    if (j->done) return;
     mwi_lconn_step(&p->c, events);
     /* A decision just asked for: the filter's first look (its stdin
      * written as far as the pipe takes it); one that came at once goes

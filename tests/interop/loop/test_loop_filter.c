@@ -8,13 +8,15 @@
  *    filter_timeout_ms: the timeout's error, nothing deleted;
  *  - a filter that closes its stdin on ~200 KiB of headers, one that
  *    writes megabytes to stdout, one exit status of each kind (0, 1, 2,
- *    3, killed by a signal), the last compared with mw_fetch_account. */
+ *    3, killed by a signal), the last compared with mw_fetch_account;
+ *  - a job cancelled while its filter runs: the filter killed and reaped. */
 #include "mailwire/fetch.h"
 #include "mailwire/loop.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -258,6 +260,53 @@ static void test_concurrent(void)
     mw_loop_free(l);
 }
 
+/* ---- a job cancelled while its filter runs ------------------------------ */
+
+static char g_pidfile[128];
+
+static int pid_written(void)
+{
+    struct stat st;
+    return stat(g_pidfile, &st) == 0 && st.st_size > 0;
+}
+
+static void test_cancel(void)
+{
+    static const char *const m[] = {"Subject: cancelled\n\nbody\n"};
+    snprintf(g_pidfile, sizeof g_pidfile, "%s/filter.pid", g_base);
+    char filter[512];
+    /* Runs until stopped; a job that does not stop it ends by the
+     * timeout's error instead (checked below). */
+    snprintf(filter, sizeof filter,
+             "cat >/dev/null; echo $$ >'%s.tmp'; mv '%s.tmp' '%s'; while :; do sleep 0.05; done",
+             g_pidfile, g_pidfile, g_pidfile);
+    facct a;
+    acct_init(&a, "m10", filter, 120000);
+    mw_loop *l = NULL;
+    mw_loop_job *job = NULL;
+    mw_error err = {0};
+    int setup = put_server("m10", m, 1) == 0 && mw_loop_new(&l, NULL, &err) == 0 &&
+                mw_loop_add_fetch(l, &job, &a.o, done_cb, &a, &err) == 0;
+    int64_t bound = mw_now_ms() + 300000;
+    int started = setup && pump(l, pid_written, bound) == 0 && pid_written() && !a.done;
+    long pid = 0;
+    FILE *f = started ? fopen(g_pidfile, "r") : NULL;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+        fclose(f);
+    }
+    int cancelled = started && pid > 0 && mw_loop_cancel(l, job) == 0;
+    int ended = cancelled && pump(l, NULL, bound) == 0 && a.done;
+    errno = 0;
+    int gone = ended && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    ok(ended && a.err.code == MW_ECANCELED && a.res.deleted == 0 && a.res.fetched == 0 &&
+           server_count("m10") == 1 && gone,
+       "a job cancelled while its filter runs: MW_ECANCELED, the filter killed and reaped, "
+       "nothing deleted");
+    if (setup) printf("# %s (filter pid %ld)\n", a.err.message, pid);
+    mw_loop_free(l);
+}
+
 /* ---- one fetch on a loop of its own ------------------------------------- */
 
 static int run_one(facct *a)
@@ -376,9 +425,10 @@ int main(void)
         printf("Bail out! mkdtemp\n");
         return 1;
     }
-    printf("1..12\n");
+    printf("1..13\n");
     test_concurrent();
     test_timeout();
+    test_cancel();
     test_stdin_closed();
     test_stdout_flood();
     test_verdicts();

@@ -35,6 +35,7 @@ typedef struct fake {
     int after_quit;  /* commands after QUIT */
     int quit_seen;
     int logins;             /* USER or PASS lines */
+    int stalled;            /* LIST went unanswered */
     int max_retr_in_flight; /* RETRs received before the first one was answered */
     int retr_unanswered;
     char deleted[NMSG + 1];
@@ -57,6 +58,9 @@ static const char *filter_cmd;
 /* test_no_login_retr_modes: the login and retr_mode asked, and a server
  * announcing one octet more than it sends */
 static int auth_mode = MW_POP3_AUTH_USER, retr_mode = MW_POP3_RETR_RETR, lie_size;
+/* test_command_timeout: the command deadline, and a server that never
+ * answers LIST */
+static int cmd_timeout_ms, stall_list;
 static int filter_ms;
 
 static int ends_with(const char *s, const char *tail)
@@ -145,6 +149,7 @@ static void command(fake *f, const char *line)
     char buf[512];
     int n = 0;
     if (f->quit_seen) f->after_quit++;
+    if (f->stalled) return; /* a hung server answers nothing more */
     if (!strcmp(line, "CAPA")) {
         say(f, "+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n");
     } else if (!strncmp(line, "USER ", 5) || !strncmp(line, "PASS ", 5)) {
@@ -153,6 +158,8 @@ static void command(fake *f, const char *line)
     } else if (!strcmp(line, "STAT")) {
         snprintf(buf, sizeof buf, "+OK %d 0\r\n", NMSG);
         say(f, buf);
+    } else if (!strcmp(line, "LIST") && stall_list) {
+        f->stalled = 1; /* no answer */
     } else if (!strcmp(line, "LIST")) {
         say(f, "+OK\r\n");
         for (int i = 1; i <= NMSG; i++) {
@@ -222,7 +229,12 @@ static long fake_write(const void *data, size_t len, int64_t deadline, void *ud)
 static long fake_read(void *buf, size_t len, int64_t deadline, void *ud)
 {
     fake *f = ud;
-    (void)deadline;
+    if (f->out_pos == f->out_len && f->stalled) {
+        /* a server that never answers: the client's deadline ends the wait */
+        while (deadline != MW_NO_DEADLINE && mw_now_ms() < deadline)
+            usleep(1000);
+        return deadline == MW_NO_DEADLINE ? MW_ENET : MW_ETIMEOUT;
+    }
     if (f->out_pos == f->out_len) {
         if (f->quit_seen) return 0;
         return MW_ENET; /* the client waits for an answer to nothing */
@@ -273,6 +285,7 @@ static int run_fake_at(env *e, fake *f, int keep, int days, int64_t now, mw_fetc
     po.password = "pw";
     po.auth = auth_mode;
     po.retr_mode = retr_mode;
+    po.command_timeout_ms = cmd_timeout_ms;
     po.tls = MW_TLS_NONE; /* the fake server speaks no TLS */
     po.allow_plaintext = 1;
     po.window = 4;
@@ -302,6 +315,32 @@ static int run_fake_at(env *e, fake *f, int keep, int days, int64_t now, mw_fetc
 static int run_fake(env *e, fake *f, int keep, mw_fetch_result *res, mw_error *err)
 {
     return run_fake_at(e, f, keep, -1, 0, res, err);
+}
+
+/* mw_pop3_opts.command_timeout_ms bounds the login and the listings as a
+ * whole (the io timeout is a minute): a LIST never answered ends the run
+ * with the operation deadline's words, nothing deleted.  The bound is
+ * what is judged, not how long it took. */
+static void test_command_timeout(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    cmd_timeout_ms = 300;
+    stall_list = 1;
+    int rc = run_fake(&e, f, 0, &r, &err);
+    cmd_timeout_ms = 0;
+    stall_list = 0;
+    assert_int_equal(rc, MW_ETIMEOUT);
+    assert_non_null(strstr(err.message, "operation deadline passed while reading a line"));
+    assert_int_equal(f->stalled, 1);
+    assert_int_equal(r.fetched, 0);
+    assert_int_equal(f->dele_ok + f->dele_bad, 0);
+    free(f);
+    env_drop(&e);
 }
 
 /* What only src/fetch's old blocking session took, on the machine: a
@@ -625,6 +664,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_order),
         cmocka_unit_test(test_no_login_retr_modes),
+        cmocka_unit_test(test_command_timeout),
         cmocka_unit_test(test_dir_sync_fails),
         cmocka_unit_test(test_second_run_deletes_only),
         cmocka_unit_test(test_delete_after_days),

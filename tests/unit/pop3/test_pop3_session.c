@@ -322,6 +322,41 @@ static void test_injection_in_arguments(void **state)
     mw_pop3_free(p);
 }
 
+/* A login line past RFC 2449 §4's 255 octets is never sent: the field
+ * too long for the line, or the line with its CR LF over the limit. */
+static void test_login_line_limits(void **state)
+{
+    (void)state;
+    static const struct {
+        size_t user, pass;
+        const char *words;
+    } c[] = {
+        {251, 2, "user name too long"},
+        {249, 2, "command of 256 octets is over the 255-octet limit"},
+        {1, 251, "password too long"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        char user[300], pass[300];
+        memset(user, 'u', c[i].user);
+        user[c[i].user] = '\0';
+        memset(pass, 'p', c[i].pass);
+        pass[c[i].pass] = '\0';
+        char uline[320];
+        snprintf(uline, sizeof uline, "USER %s", user);
+        step st[] = {{"CAPA", CAPA_PLAIN}, {uline, "+OK\r\n"}};
+        peer pr;
+        mw_pop3_opts o = MW_POP3_OPTS_INIT;
+        o.user = user;
+        o.password = pass;
+        int rc;
+        mw_pop3 *p = open_with(&pr, st, c[i].pass > 2 ? 2 : 1, &o, &rc);
+        assert_int_equal(rc, MW_EINVAL);
+        assert_null(p);
+        assert_string_equal(open_err.message, c[i].words);
+        assert_null(strstr(pr.log, "PASS"));
+    }
+}
+
 typedef struct sink_acc {
     char data[4096];
     size_t len;
@@ -1096,6 +1131,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_default_stls_then_nothing),
     cmocka_unit_test(test_plaintext_policy),
     cmocka_unit_test(test_injection_in_arguments),
+    cmocka_unit_test(test_login_line_limits),
     cmocka_unit_test(test_retr_chunks_and_sink_stop),
     cmocka_unit_test(test_retr_mode_list_fallback),
     cmocka_unit_test(test_pipelined_range),
