@@ -584,6 +584,42 @@ def t_session_cb_smtp():
     return None
 
 
+@case("loop SMTP job, mw_loop_smtp_opts.token_fn: refused token (Postfix via Dovecot) -> refreshed, AUTH again")
+def t_loop_smtp_cb():
+    if not SESSION_TOKEN:
+        return "session_token helper not given"
+    write_config(account("o3", "o3", E["MW_OAUTH_POP3S_PORT"], "implicit",
+                         scope="openid offline_access mail short"))
+    # The token of the previous case (5 s) must be dead at the provider.
+    ok = wait_for(lambda: status("o3").get("expires_in", 1) < 0, 120, 0.5)
+    write_config()
+    if not ok:
+        return "o3's token never expired: %s" % status("o3")
+    p, s = store("o3")
+    now = int(time.time())
+    s["expires_at"], s["obtained_at"] = now + 3600, now
+    with open(p + ".new", "w") as f:
+        json.dump(s, f)
+    os.chmod(p + ".new", 0o600)
+    os.rename(p + ".new", p)
+    tr = os.path.join(T, "loop-smtp-cb.trace")
+    r = subprocess.run([SESSION_TOKEN, p, ISS + "/token", CA, E["MW_OAUTH_SMTP_PORT"], "o3",
+                        "XOAUTH2", tr, "loop-smtp"], capture_output=True, timeout=300, env=ENV)
+    out = r.stdout.decode()
+    trace = open(tr).read() if os.path.exists(tr) else ""
+    if r.returncode != 0 or not out.startswith("ok loop-smtp"):
+        return "exit %d: %s %s\n%s" % (r.returncode, out, r.stderr.decode(), trace[-2000:])
+    # "C: ": the EHLO reply's "250-AUTH XOAUTH2 OAUTHBEARER" is not counted
+    if trace.count("C: AUTH XOAUTH2") != 2 or trace.count("grant_type=refresh_token") != 1 \
+            or trace.count("C: STARTTLS") != 1:
+        return "want 2 AUTH and 1 refresh on one connection:\n" + trace[-2000:]
+    if "again with a new token" not in trace:
+        return "no trace of the refresh:\n" + trace[-2000:]
+    if leaks([trace, out], secrets_of("o3")):
+        return "a token in the trace"
+    return None
+
+
 @case("mw_fetch_account (the POP3 machine), token_fn: refused token -> refreshed once, AUTH again")
 def t_fetch_cb():
     if not SESSION_TOKEN:
