@@ -161,17 +161,11 @@ static void drive(p3l *p, int act)
             p->in_auth = 1; /* the server's "+ " lines are masked */
             return;
         }
-        if (act == MWI_SASLD_TOKEN && p->token_fn) {
-            /* The caller's provider, as pop3_auth.c calls it (once more
-             * with refresh set after a refused token); it runs in this
-             * thread, so on a loop the other jobs wait meanwhile. */
-            char *tok = NULL;
-            mw_error te;
-            mw_error_clear(&te);
-            int trc = p->token_fn(mwi_sasld_token_refresh(d), &tok, &te, p->token_ud);
-            act = mwi_sasld_token(d, trc, tok, &te);
-        } else if (act == MWI_SASLD_TOKEN) {
-            act = mwi_sasld_token(d, MW_EUNSUPPORTED, NULL, NULL);
+        if (act == MWI_SASLD_TOKEN) {
+            /* The caller's provider (once more with refresh set after a
+             * refused token); it runs in this thread, so on a loop the
+             * other jobs wait meanwhile. */
+            act = mwi_sasld_ask_token(d, p->token_fn, p->token_ud);
         } else if (act == MWI_SASLD_NEXT) {
             mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
             act = mwi_sasld_start(d);
