@@ -203,6 +203,24 @@ static int check_msg(p3l *p, uint64_t msg)
     return 0;
 }
 
+/* CAPA with MW_LOOP_POP3_CAPA_IF_NONE when the session knows lines: its
+ * reply is the kept lines, nothing sent.  Returns 1 when it ran. */
+static int capa_kept(p3l *p)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    if (c->op != MW_LOOP_POP3_CAPA || c->lines != MW_LOOP_POP3_CAPA_IF_NONE || !p->ncapa_kept)
+        return 0;
+    if (deliver(p, MW_LOOP_POP3_STATUS, "", 0, 0, 0, NULL)) return 1;
+    for (size_t i = 0; i < p->ncapa_kept; i++) {
+        const char *l = p->capa_kept[i];
+        if (deliver(p, MW_LOOP_POP3_LINE, l, strlen(l), 0, 0, NULL)) return 1;
+    }
+    if (deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 0, NULL)) return 1;
+    p->next_cmd++;
+    next_cmd(p);
+    return 1;
+}
+
 static void next_cmd(p3l *p)
 {
     if (p->job->done) return;
@@ -221,6 +239,7 @@ static void next_cmd(p3l *p)
         mwi_p3l_send(p, K_QUIT, "QUIT", 0, NULL);
         return;
     }
+    if (capa_kept(p)) return;
     const mw_loop_pop3_cmd *c = cur(p);
     char *l = p->cur_cmd;
     size_t cap = sizeof p->cur_cmd;
@@ -478,6 +497,15 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
                  (unsigned long long)c->lines);
     if (st->kind == MW_POP3_ERR && is_run(c) && (c->op == MW_LOOP_POP3_DELE || p->held)) {
         run_refused(p, st, m);
+        return;
+    }
+    if (st->kind == MW_POP3_ERR && c->op == MW_LOOP_POP3_CAPA &&
+        c->lines == MW_LOOP_POP3_CAPA_IF_NONE) { /* an answer: the server has no CAPA */
+        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 1, NULL) ||
+            deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 1, NULL))
+            return;
+        p->next_cmd++;
+        next_cmd(p);
         return;
     }
     if (st->kind != MW_POP3_OK) return refused(p, st, c->op);

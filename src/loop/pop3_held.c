@@ -39,6 +39,47 @@ void mwi_p3l_capa_forget(p3l *p)
     p->ncapa_kept = 0;
 }
 
+/* ---- a job's facts before the login (loop.h) ----------------------------- */
+
+static const p3l *p3l_of(const mw_loop_job *job)
+{
+    return job && job->ops == &mwi_p3l_ops && !job->done ? job->impl : NULL;
+}
+
+const char *mw_loop_pop3_greeting(const mw_loop_job *job)
+{
+    const p3l *p = p3l_of(job);
+    return p ? p->greeting : NULL;
+}
+
+int mw_loop_pop3_capa_known(const mw_loop_job *job)
+{
+    const p3l *p = p3l_of(job);
+    return p && p->capa_known;
+}
+
+size_t mw_loop_pop3_capa_count(const mw_loop_job *job)
+{
+    const p3l *p = p3l_of(job);
+    return p ? p->ncapa_kept : 0;
+}
+
+const char *mw_loop_pop3_capa_line(const mw_loop_job *job, size_t i)
+{
+    const p3l *p = p3l_of(job);
+    return p && i < p->ncapa_kept ? p->capa_kept[i] : NULL;
+}
+
+int mw_loop_pop3_tls_info(const mw_loop_job *job, mw_tls_info *out)
+{
+    if (!out) return MW_EINVAL;
+    memset(out, 0, sizeof *out);
+    const p3l *p = p3l_of(job);
+    if (!p) return MW_EINVAL;
+    const mw_tls_peer *peer = MWI_LCONN_SECURE(&p->c) ? mwi_ltls_peer(p->c.tls) : NULL;
+    return peer ? mwi_tls_info_of_peer(peer, out) : MW_EUNSUPPORTED;
+}
+
 void mwi_loop_pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *host)
 {
     lo->host = host;
