@@ -27,6 +27,7 @@ typedef struct seen {
     size_t ncapa;
     char capa[4][64];
     int done, code;
+    int done_greeting_null;
     char message[400];
 } seen;
 
@@ -57,8 +58,8 @@ static void on_done(mw_loop_job *job, const mw_loop_result *r, void *ud)
     s->done++;
     s->code = r->code;
     snprintf(s->message, sizeof s->message, "%s", r->err->message);
-    /* the job is gone: the accessors must not see it (it is not passed on) */
-    (void)job;
+    /* the job has ended: the accessors no longer read it */
+    s->done_greeting_null = mw_loop_pop3_greeting(job) == NULL && mw_loop_pop3_capa_count(job) == 0;
 }
 
 /* Runs one command-sequence job (no TLS) against a server that answers
@@ -116,6 +117,7 @@ int main(void)
                  MW_POP3_AUTH_NONE, &ifnone, &s, sent, sizeof sent);
     ok(rc == 0 && s.done == 1 && s.code == 0,
        "serverinfo-like job over a CAPA with lines ends with 0");
+    ok(s.done_greeting_null, "in the done callback the accessors give NULL and 0 (the job ended)");
     ok(!strcmp(sent, "CAPA\r\nQUIT\r\n"),
        "CAPA once, then QUIT: the kept lines answer the command");
     ok(s.ends == 1 && s.status_value == 0 && !strcmp(s.status, "") && s.lines == 2,
