@@ -482,6 +482,22 @@ static void run_refused(p3l *p, const mw_pop3_status *st, uint64_t m)
     run_advance(p);
 }
 
+/* A -ERR to CAPA with MW_LOOP_POP3_CAPA_IF_NONE is its answer (the
+ * server has no CAPA), not an error.  Returns 1 when it was that. */
+static int capa_none(p3l *p, const mw_pop3_status *st)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    if (st->kind != MW_POP3_ERR || c->op != MW_LOOP_POP3_CAPA ||
+        c->lines != MW_LOOP_POP3_CAPA_IF_NONE)
+        return 0;
+    if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 1, NULL) ||
+        deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 1, NULL))
+        return 1;
+    p->next_cmd++;
+    next_cmd(p);
+    return 1;
+}
+
 static void cmd_reply(p3l *p, const mw_pop3_status *st)
 {
     if (p->pre) {
@@ -499,15 +515,7 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
         run_refused(p, st, m);
         return;
     }
-    if (st->kind == MW_POP3_ERR && c->op == MW_LOOP_POP3_CAPA &&
-        c->lines == MW_LOOP_POP3_CAPA_IF_NONE) { /* an answer: the server has no CAPA */
-        if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 1, NULL) ||
-            deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 1, NULL))
-            return;
-        p->next_cmd++;
-        next_cmd(p);
-        return;
-    }
+    if (capa_none(p, st)) return;
     if (st->kind != MW_POP3_OK) return refused(p, st, c->op);
     switch (c->op) {
     case MW_LOOP_POP3_STAT:
