@@ -19,7 +19,6 @@ typedef struct lrun {
     mw_loop_pop3_cmd cmd;
     int name; /* 'S' stat, 'L' list, 'U' uidl, 'R' retr, 'T' top, 'D' dele, 'A' last, 'C' capa, 'N'
                  noop, 'I' serverinfo */
-    int no_capa;  /* serverinfo: the server refused CAPA */
     int finished; /* the command's reply was whole (what fails after is QUIT) */
     int rc;
     mw_error err;
@@ -217,7 +216,7 @@ static int on_run(lrun *r, const mw_loop_pop3_reply *p)
 }
 
 /* serverinfo at the end of its CAPA: the job's facts, while it lives. */
-static void print_server(lrun *r, mw_loop_job *job)
+static int print_server(lrun *r, mw_loop_job *job)
 {
     cli_state *s = r->s;
     mw_cli_server_facts f;
@@ -227,10 +226,18 @@ static void print_server(lrun *r, mw_loop_job *job)
     f.greeting = mw_loop_pop3_greeting(job);
     if (!f.greeting) f.greeting = "";
     f.tls = mw_loop_pop3_tls_info(job, &f.ti) == 0;
-    f.capa = !r->no_capa;
-    f.lines = (const char *const *)r->capa;
-    f.nc = r->n;
+    f.capa = mw_loop_pop3_capa_known(job);
+    /* the lines as the job keeps them (printable, none empty), as
+     * mw_pop3_capa_line gives them */
+    f.nc = mw_loop_pop3_capa_count(job);
+    const char **lines = calloc(f.nc ? f.nc : 1, sizeof *lines);
+    if (!lines) return MW_ENOMEM;
+    for (size_t i = 0; i < f.nc; i++)
+        lines[i] = mw_loop_pop3_capa_line(job, i);
+    f.lines = lines;
     mw_cli_pop3_print_server(s, &f);
+    free(lines);
+    return 0;
 }
 
 static int on_reply(mw_loop_job *job, const mw_loop_pop3_reply *p, void *ud)
@@ -238,8 +245,11 @@ static int on_reply(mw_loop_job *job, const mw_loop_pop3_reply *p, void *ud)
     lrun *r = ud;
     cli_state *s = r->s;
     if (r->name == 'd' || r->name == 'r') return on_run(r, p);
-    if (r->name == 'I' && p->kind == MW_LOOP_POP3_STATUS) r->no_capa = p->value == 1;
-    if (r->name == 'I' && p->kind == MW_LOOP_POP3_END) print_server(r, job);
+    if (r->name == 'I' && p->kind == MW_LOOP_POP3_LINE) return 0; /* kept by the job */
+    if (r->name == 'I' && p->kind == MW_LOOP_POP3_END) {
+        int rc = print_server(r, job);
+        if (rc) return rc;
+    }
     if (p->kind == MW_LOOP_POP3_DATA) {
         return s->json ? mw_cli_pop3_grow_sink(p->data, p->len, &r->g)
                        : mw_cli_pop3_stdout_sink(p->data, p->len, s);

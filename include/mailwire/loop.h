@@ -362,9 +362,10 @@ MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch
  * of another kind, or NULL: NULL, 0, MW_EINVAL.
  * greeting: the text after "+OK" (printable), "" before it came.
  * capa_known: 1 when the last CAPA before the login (RFC 2449 §5; after
- *   STLS the one over TLS) said +OK, 0 when refused or not asked yet.
- * capa_count / capa_line: its lines (printable, none empty, at most 128),
- *   for a command sequence only (a fetch keeps none: 0, NULL).
+ *   STLS the one over TLS), or a MW_LOOP_POP3_CAPA_IF_NONE command sent
+ *   since, said +OK; 0 when refused or not asked yet.
+ * capa_count / capa_line: that CAPA's lines (printable, none empty, at
+ *   most 128), for a command sequence only (a fetch keeps none: 0, NULL).
  * tls_info: the handshake's details as mw_stream_tls_info gives them
  *   (net.h), for a command sequence over TLS; MW_EUNSUPPORTED (and *out
  *   zeroed) without TLS or for a fetch. */

@@ -527,6 +527,7 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
         if (!deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 0, NULL)) p->ml = K_CMD;
         return;
     case MW_LOOP_POP3_CAPA:
+        if (c->lines == MW_LOOP_POP3_CAPA_IF_NONE) p->capa_known = 1; /* its lines kept */
         if (!deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 0, NULL)) p->ml = K_CMD;
         return;
     case MW_LOOP_POP3_RETR:
@@ -628,6 +629,7 @@ void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
             mwi_p3l_end(p, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it", 1000);
             return;
         }
+        if (c->lines == MW_LOOP_POP3_CAPA_IF_NONE) mwi_p3l_capa_keep(p, l, len); /* loop.h */
         deliver(p, MW_LOOP_POP3_LINE, l, len, 0, 0, NULL);
         return;
     }

@@ -144,8 +144,20 @@ int main(void)
         (const char *[]){"+OK x\r\n", "+OK\r\n.\r\n", "+OK\r\nTOP\r\n.\r\n", "+OK bye\r\n", NULL},
         MW_POP3_AUTH_NONE, &ifnone, &s, sent, sizeof sent);
     ok(rc == 0 && !strcmp(sent, "CAPA\r\nCAPA\r\nQUIT\r\n") && s.status_value == 0 &&
-           s.lines == 1 && s.capa_known == 1,
-       "an empty CAPA list: asked again, its line given, capa_known 1");
+           s.lines == 1 && s.capa_known == 1 && s.ncapa == 1 && !strcmp(s.capa[0], "TOP"),
+       "an empty CAPA list: asked again, its line given and kept, capa_known 1");
+
+    /* Refused at the open, answered when asked again: those lines, kept
+     * printable. */
+    rc = run((const char *[]){"+OK x\r\n", "-ERR later\r\n", "+OK\r\nUSER\r\nX-\033[31m\r\n.\r\n",
+                              "+OK bye\r\n", NULL},
+             MW_POP3_AUTH_NONE, &ifnone, &s, sent, sizeof sent);
+    ok(rc == 0 && s.code == 0 && !strcmp(sent, "CAPA\r\nCAPA\r\nQUIT\r\n") && s.status_value == 0 &&
+           s.lines == 2,
+       "refused, then answered: the second CAPA's status and lines");
+    ok(s.capa_known == 1 && s.ncapa == 2 && !strcmp(s.capa[0], "USER") &&
+           !strcmp(s.capa[1], "X-?[31m"),
+       "capa_known 1 and the second answer's lines kept, control octets as '?'");
 
     /* A plain CAPA command (no flag) refused still ends the job. */
     mw_loop_pop3_cmd plain = {MW_LOOP_POP3_CAPA, 0, 0, 0};
