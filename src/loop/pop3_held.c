@@ -100,15 +100,19 @@ void mwi_loop_pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, cons
     lo->retr_mode = po->retr_mode;
 }
 
-/* The input buffer holds a line of max_line octets and its CR LF. */
+/* The input buffer holds a line of max_line octets and its CR LF, and
+ * at least a read of HELD_READ: one session per thread takes the blocks
+ * src/net reads (64 KiB), where a loop's thousands keep 32 KiB. */
+#define HELD_READ (64 * 1024)
 static int line_room(p3l *p, size_t max_line)
 {
     if (!max_line) max_line = 8192;
-    if (max_line + 2 > p->c.in_cap) {
-        char *n = realloc(p->c.in, max_line + 2);
+    size_t want = max_line + 2 > HELD_READ ? max_line + 2 : HELD_READ;
+    if (want > p->c.in_cap) {
+        char *n = realloc(p->c.in, want);
         if (!n) return MW_ENOMEM;
         p->c.in = n;
-        p->c.in_cap = max_line + 2;
+        p->c.in_cap = want;
     }
     p->max_line = max_line;
     return 0;
