@@ -354,7 +354,7 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
-#define MW_LOOP_SMTP_OPTS_VERSION 4
+#define MW_LOOP_SMTP_OPTS_VERSION 5
 typedef struct mw_loop_smtp_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -407,12 +407,19 @@ typedef struct mw_loop_smtp_opts {
      * wait while it runs. */
     mw_token_fn token_fn;
     void *token_userdata;
+    /* Version 5, as mw_smtp_opts says them (smtp.h): authzid (act as this
+     * user), sasl_ir (1, the default: the initial response on the AUTH
+     * line; 0: after the server's empty 334) and trace_secrets (1: AUTH
+     * lines traced unmasked).  Older versions: NULL, 1, 0. */
+    const char *authzid;
+    int sasl_ir;
+    int trace_secrets;
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
             NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0,  \
-            NULL, NULL, NULL                                                                       \
+            NULL, NULL, NULL, NULL, 1, 0                                                           \
     }
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send

@@ -37,6 +37,7 @@ static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->policy.want_external = p->c.tls != NULL && p->c.tlscfg.conf.cert_file != NULL;
     c->policy.has_cb = cbt != NULL;
     c->creds.authcid = p->user;
+    c->creds.authzid = p->authzid;
     c->creds.password = p->password;
     c->creds.token = p->token;
     c->creds.hostname = p->sh->server;
@@ -44,8 +45,9 @@ static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->creds.cb_type = cbt;
     c->creds.cb_data = cbt ? cb : NULL;
     c->creds.cb_len = cbl;
-    c->use_ir = 1;
+    c->use_ir = !p->no_ir;
     c->has_token_fn = p->token_fn != NULL;
+    c->trace_secrets = p->trace_secrets;
 }
 
 static void drive(sj *p, int act)

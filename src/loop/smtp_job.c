@@ -456,6 +456,7 @@ static void destroy(mw_loop_job *j)
     free(p->own_rcpt);
     free(p->own_from);
     free(p->user);
+    free(p->authzid);
     free(p->auth);
     if (p->token) {
         explicit_bzero(p->token, strlen(p->token));
@@ -527,7 +528,9 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
            in->version == 1   ? offsetof(mw_loop_smtp_opts, msg)
            : in->version == 2 ? offsetof(mw_loop_smtp_opts, proxy)
            : in->version == 3 ? offsetof(mw_loop_smtp_opts, token_fn)
+           : in->version == 4 ? offsetof(mw_loop_smtp_opts, authzid)
                               : sizeof *o);
+    if (in->version < 5) o->sasl_ir = 1;
     if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "no host to connect to");
     /* The EHLO name as mw_smtp_open checks it (smtp.c). */
     if (o->helo && mwi_smtp_bad_arg(o->helo, 0))
@@ -536,6 +539,9 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
         return mwi_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
     if (o->user && !o->password && !o->token && !o->token_fn)
         return mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
+    if (mwi_smtp_bad_arg(o->authzid, 1)) /* as mw_smtp_open checks it (smtp.c) */
+        return mwi_err_set(err, MW_EINVAL,
+                           "the AUTH identity contains CR, LF, NUL or a control octet");
     if ((o->user && (!*o->user || strlen(o->user) >= SJ_ARG_MAX || mwi_smtp_bad_arg(o->user, 1))) ||
         mwi_smtp_bad_arg(o->password, 1) || mwi_smtp_bad_arg(o->token, 0) ||
         mwi_smtp_bad_arg(o->auth, 1))
@@ -635,6 +641,9 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->token = dup_s(o.token, &fail);
     p->token_fn = o.token_fn;
     p->token_ud = o.token_userdata;
+    p->authzid = dup_s(o.authzid, &fail);
+    p->no_ir = !o.sasl_ir;
+    p->trace_secrets = o.trace_secrets;
     p->auth = o.auth && *o.auth && strcasecmp(o.auth, "auto") ? dup_s(o.auth, &fail) : NULL;
     /* Without msg, as before version 2: AUTH PLAIN whenever it is offered. */
     if (!o.msg && !batch && !p->auth) p->auth = dup_s("PLAIN", &fail);

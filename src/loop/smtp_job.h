@@ -41,6 +41,9 @@ typedef struct sj {
     char *user, *password, *auth, *token;
     mw_token_fn token_fn; /* version 4: the token provider (token.h) */
     void *token_ud;
+    char *authzid;        /* version 5: as mw_smtp_opts.authzid */
+    int no_ir;            /* version 5: !sasl_ir */
+    int trace_secrets;    /* version 5: AUTH lines traced unmasked */
     struct mwi_sasld *sd; /* AUTH in progress (smtp_auth.c) */
     int tls_mode, allow_plaintext, connect_timeout_ms;
     int ready, dead;     /* dead: a 421 or a broken connection: no QUIT */

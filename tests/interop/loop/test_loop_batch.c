@@ -10,7 +10,10 @@
  * ordered.  The token provider (version 4, token_fn): a refused token
  * refreshed once and AUTH again on the same connection, a refresh with
  * nothing newer, a provider's own failure, and a version 3 caller whose
- * token_fn field is not read.  TAP; the peer waits on its socket, never on time. */
+ * token_fn field is not read.  Version 5: authzid in AUTH PLAIN, sasl_ir 0
+ * (the response after the empty 334), trace_secrets (the AUTH line
+ * unmasked only then), a version 4 caller's authzid not read.  TAP; the
+ * peer waits on its socket, never on time. */
 #include "loop/loop_int.h"
 #include "mailwire/loop.h"
 
@@ -501,9 +504,80 @@ static void version3(void)
     mw_loop_free(loop);
 }
 
+/* Version 5: authzid, sasl_ir, trace_secrets on the loop's AUTH, as
+ * mw_smtp_opts gives them to src/smtp/auth.c. */
+static void auth_v5_run(bt *b, tp *t, const char *const *script, int version, int ir, int secrets,
+                        int *bad)
+{
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.version = (unsigned)version;
+    o.user = "u";
+    o.password = "pw";
+    o.auth = "PLAIN";
+    o.allow_plaintext = 1;
+    o.authzid = "boss";
+    o.sasl_ir = ir;
+    o.trace_secrets = secrets;
+    o.trace = trace_cb;
+    o.trace_userdata = t;
+    *bad = run_o(b, script, 0, &o);
+}
+
+#define PLAIN_BOSS "Ym9zcwB1AHB3" /* base64 "boss\0u\0pw" (RFC 4616 §2) */
+#define PLAIN_NONE "AHUAcHc="     /* base64 "\0u\0pw" */
+#define SENT_ONE                                                                                   \
+    "S:235 2.7.0 ok\n", ENV, "S:250 ok\n250 ok\n354 go\n", "D", "S:250 ok 1\n", "C:QUIT",          \
+        "S:221 bye\n", NULL
+
+static void auth_v5(void)
+{
+    static const char *const ir[] = {HELLO, "S:250-scripted\n250-PIPELINING\n250 AUTH PLAIN\n",
+                                     "C:AUTH PLAIN " PLAIN_BOSS, SENT_ONE};
+    bt b = {.n = 1, .fail_at = -1};
+    tp t = {0};
+    int bad;
+    auth_v5_run(&b, &t, ir, 5, 1, 0, &bad);
+    ok(bad == 0 && b.job_code == 0 && b.job_sent == 1 && !strstr(t.trace, PLAIN_BOSS),
+       "version 5 authzid: AUTH PLAIN carries it (RFC 4616 §2); the trace masks the response");
+
+    static const char *const no_ir[] = {
+        HELLO,           "S:250-scripted\n250-PIPELINING\n250 AUTH PLAIN\n",
+        "C:AUTH PLAIN",  "S:334 \n",
+        "C:" PLAIN_BOSS, SENT_ONE};
+    bt c = {.n = 1, .fail_at = -1};
+    tp u = {0};
+    auth_v5_run(&c, &u, no_ir, 5, 0, 1, &bad);
+    ok(bad == 0 && c.job_code == 0 && c.job_sent == 1 && strstr(u.trace, PLAIN_BOSS),
+       "version 5 sasl_ir 0: AUTH PLAIN alone, the response after the empty 334; trace_secrets "
+       "shows it");
+
+    /* A version 4 caller: authzid, sasl_ir and trace_secrets not read
+     * (the initial response, no authzid, masked). */
+    static const char *const v4[] = {HELLO, "S:250-scripted\n250-PIPELINING\n250 AUTH PLAIN\n",
+                                     "C:AUTH PLAIN " PLAIN_NONE, SENT_ONE};
+    bt d = {.n = 1, .fail_at = -1};
+    tp v = {0};
+    auth_v5_run(&d, &v, v4, 4, 0, 1, &bad);
+    ok(bad == 0 && d.job_code == 0 && !strstr(v.trace, PLAIN_NONE),
+       "version 4 opts: authzid, sasl_ir and trace_secrets not read");
+
+    mw_loop *loop = NULL;
+    mw_loop_new(&loop, NULL, NULL);
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.host = "127.0.0.1";
+    o.user = "u";
+    o.password = "pw";
+    o.authzid = "bo\r\nss";
+    mw_error err = {0};
+    ok(mw_loop_add_smtp_send(loop, NULL, &o, NULL, NULL, &err) == MW_EINVAL &&
+           strstr(err.message, "AUTH identity") && mw_loop_running(loop) == 0,
+       "an authzid with CR LF: MW_EINVAL as mw_smtp_open says it, nothing added");
+    mw_loop_free(loop);
+}
+
 int main(void)
 {
-    printf("1..20\n");
+    printf("1..24\n");
     mw_loop *loop = NULL;
     mw_loop_new(&loop, NULL, NULL);
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
@@ -521,5 +595,6 @@ int main(void)
     bcc_in_batch();
     token_provider();
     version3();
+    auth_v5();
     return failed;
 }
