@@ -29,6 +29,7 @@ typedef struct sjb {
     int ending;       /* the job is ending (mw_loop_smtp_alive) */
     int64_t deadline; /* the session's own (max_time_ms), between messages */
     int max_time_ms;
+    int held; /* next's 0: none yet, wait in S_HELD (mwi_sjb_hold) */
 } sjb;
 
 int mwi_sjb_new(sj *p, const mw_loop_smtp_batch *b, mw_error *err)
@@ -70,7 +71,9 @@ static int take(sj *p, int k)
     sjb *b = p->b;
     if (b->more <= 0 || p->job->cancel_rc) return 0;
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    b->more = b->cb.next(p->job, b->asked, &m, b->cb.userdata);
+    int more = b->cb.next(p->job, b->asked, &m, b->cb.userdata);
+    if (more == 0 && b->held) return 0; /* none yet: more stays 1 */
+    b->more = more;
     if (b->more <= 0) return 0;
     b->m[k] = m;
     b->asked++;
@@ -150,6 +153,20 @@ static void quit(sj *p)
     mwi_sj_send(p, S_QUIT, "QUIT", 4, NULL, "QUIT");
 }
 
+/* A held batch with no message: nothing in flight, no io deadline (the
+ * session's max-time still counts) until push or release. */
+static void hold(sj *p)
+{
+    sjb *b = p->b;
+    p->c.total_deadline = b->deadline;
+    p->c.max_time_ms = b->max_time_ms;
+    p->c.step_deadline = MW_NO_DEADLINE;
+    p->waiting = NULL;
+    mw_error_clear(&p->sh->err);
+    mwi_smtp_reply_init(p->reply);
+    mwi_sj_set_state(p, S_HELD);
+}
+
 /* The crossed message becomes p->t: its replies are the next to come. */
 static void switch_to_next(sj *p)
 {
@@ -190,7 +207,10 @@ static void advance(sj *p)
         return;
     }
     if (!take(p, b->slot)) {
-        quit(p);
+        if (b->held && b->more > 0 && !p->job->cancel_rc)
+            hold(p);
+        else
+            quit(p);
         return;
     }
     b->index = b->asked - 1;
@@ -298,4 +318,31 @@ void mwi_sjb_abandon(sj *p, int code)
                     "earlier)");
         b->cb.done(p->job, b->nt_index, MW_ESTATE, NULL, &e, b->cb.userdata);
     }
+}
+
+int mwi_sjb_hold(sj *p)
+{
+    if (p->ready) return MW_ESTATE; /* next may have been asked already */
+    p->b->held = 1;
+    return 0;
+}
+
+int mwi_sjb_push(sj *p)
+{
+    if (!p->b->held || p->state != S_HELD) return MW_ESTATE;
+    mwi_lconn_progress(&p->c); /* the io deadline counts again */
+    run(p);
+    return 0;
+}
+
+int mwi_sjb_release(sj *p)
+{
+    sjb *b = p->b;
+    if (!b->held) return MW_ESTATE;
+    b->held = 0; /* next's 0 now means QUIT */
+    if (p->state == S_HELD) {
+        b->more = 0;
+        quit(p);
+    }
+    return 0;
 }

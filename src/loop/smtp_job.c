@@ -28,7 +28,7 @@
 
 static const char *const state_name[] = {
     "connecting", "TLS handshake", "greeting", "EHLO", "HELO", "STARTTLS", "QUED", "AUTH",
-    "envelope",   "DATA",          "message",  "RSET", "QUIT", "QUIT",     "done"};
+    "envelope",   "DATA",          "message",  "RSET", "QUIT", "QUIT",     "held", "done"};
 
 void mwi_sj_set_state(sj *p, int st)
 {
@@ -287,6 +287,8 @@ static void on_reply(sj *p)
         return;
     case S_BYE:
         return; /* ends once QUIT is written (on_feed) */
+    case S_HELD: /* process() leaves a held session's input alone */
+        return;
     default:
         mwi_sj_tx_reply(p);
     }
@@ -331,7 +333,9 @@ static int held(const sj *p)
 static void process(sj *p)
 {
     size_t pos = 0;
-    while (!p->job->done && p->state != S_HANDSHAKE) {
+    /* Held: what the server says unasked (a 421) is read as the reply to
+     * the next command, as the blocking session reads it. */
+    while (!p->job->done && p->state != S_HANDSHAKE && p->state != S_HELD) {
         /* A reply ahead of its command waits for it (read in order, as the
          * blocking session reads them). */
         if (p->state == S_BODY && p->reply->complete && held(p)) break;
@@ -435,8 +439,18 @@ static const char *on_state(void *impl)
     return state_name[((sj *)impl)->state];
 }
 
+/* A held session waits without an io deadline (the session's max-time
+ * still counts). */
+static int on_deadline(void *impl)
+{
+    sj *p = impl;
+    if (p->state != S_HELD) return 0;
+    p->c.step_deadline = MW_NO_DEADLINE;
+    return 1;
+}
+
 static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, on_feed,
-                                       on_fail,      on_state,  NULL};
+                                       on_fail,      on_state,  on_deadline};
 
 static void step(mw_loop_job *j, int events)
 {
@@ -739,6 +753,38 @@ int mw_loop_smtp_alive(const mw_loop_job *job)
     const sj *p = job->impl;
     if (p->dead || mwi_sjb_ending(p)) return 0;
     return p->ready && p->state != S_QUIT && p->state != S_BYE && p->state != S_DONE;
+}
+
+/* After a call from outside the loop's step: the job's events again. */
+static int rearm(sj *p, int rc)
+{
+    if (!rc && !p->job->done && !p->c.external) mwi_lconn_arm(&p->c);
+    return rc;
+}
+
+static sj *batch_of(mw_loop_job *job)
+{
+    if (!job || job->ops != &smtp_ops || job->done || !job->impl) return NULL;
+    sj *p = job->impl;
+    return p->b ? p : NULL;
+}
+
+int mwi_loop_smtp_hold(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? mwi_sjb_hold(p) : MW_ESTATE;
+}
+
+int mwi_loop_smtp_push(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? rearm(p, mwi_sjb_push(p)) : MW_ESTATE;
+}
+
+int mwi_loop_smtp_release(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? rearm(p, mwi_sjb_release(p)) : MW_ESTATE;
 }
 
 int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,

@@ -29,7 +29,8 @@ enum sj_state {
     S_BODY,
     S_RSET,
     S_QUIT,
-    S_BYE, /* QUIT sent after a failure to open: no reply awaited */
+    S_BYE,  /* QUIT sent after a failure to open: no reply awaited */
+    S_HELD, /* a held batch between messages: nothing in flight (smtp_batch.c) */
     S_DONE
 };
 
@@ -146,5 +147,11 @@ void mwi_sjb_cross(sj *p);
 void mwi_sjb_abandon(sj *p, int code);
 /* 1 once the job is ending (mw_loop_smtp_alive). */
 int mwi_sjb_ending(const sj *p);
+/* A held batch (loop_int.h, mwi_loop_smtp_hold): next's 0 means "none
+ * yet" and the session waits in S_HELD; push asks next again, release
+ * sends QUIT.  0, or MW_ESTATE (not held, or not waiting). */
+int mwi_sjb_hold(sj *p);
+int mwi_sjb_push(sj *p);
+int mwi_sjb_release(sj *p);
 
 #endif

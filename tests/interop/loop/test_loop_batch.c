@@ -12,11 +12,14 @@
  * nothing newer, a provider's own failure, and a version 3 caller whose
  * token_fn field is not read.  Version 5: authzid in AUTH PLAIN, sasl_ir 0
  * (the response after the empty 334), trace_secrets (the AUTH line
- * unmasked only then), a version 4 caller's authzid not read.  TAP; the
+ * unmasked only then), a version 4 caller's authzid not read.  A held
+ * batch (mwi_loop_smtp_hold): nothing sent while next has nothing, a
+ * pushed message sent, QUIT on release, a close while held.  TAP; the
  * peer waits on its socket, never on time. */
 #include "loop/loop_int.h"
 #include "mailwire/loop.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -575,9 +578,154 @@ static void auth_v5(void)
     mw_loop_free(loop);
 }
 
+/* A held batch: next gives what the test queued, else 0 ("none yet"). */
+typedef struct hb {
+    int queued, empty, ndone, rc0, job_n, job_code, quit_ok;
+} hb;
+
+static int held_next(mw_loop_job *job, size_t i, mw_smtp_msg *m, void *ud)
+{
+    (void)job;
+    (void)i;
+    hb *h = ud;
+    if (!h->queued) {
+        h->empty++;
+        return 0;
+    }
+    h->queued--;
+    static const char body[] = "Subject: held\n\nhello\n";
+    static const char *const to[] = {"b@y.test"};
+    m->data = body;
+    m->len = sizeof body - 1;
+    m->originator = "a@x.test";
+    m->recipients = to;
+    m->nrecipients = 1;
+    return 1;
+}
+
+static void held_done(mw_loop_job *job, size_t i, int rc, const mw_smtp_result *r,
+                      const mw_error *e, void *ud)
+{
+    (void)job;
+    (void)i;
+    (void)r;
+    (void)e;
+    hb *h = ud;
+    if (h->ndone++ == 0) h->rc0 = rc;
+}
+
+static void held_job(mw_loop_job *job, const mw_loop_result *r, void *ud)
+{
+    (void)job;
+    hb *h = ud;
+    h->job_n++;
+    h->job_code = r->code;
+    h->quit_ok = r->quit_ok;
+}
+
+/* The loop by hand (mw_loop_fds, poll, mw_loop_action) until *v reaches
+ * want, or no job runs.  The poll's bound is generous: the peer answers
+ * at once. */
+static void pump(mw_loop *loop, const int *v, int want)
+{
+    for (int k = 0; k < 100000 && *v < want && mw_loop_running(loop); k++) {
+        mw_loop_fd fds[4];
+        struct pollfd pf[4];
+        size_t n = mw_loop_fds(loop, fds, 4);
+        for (size_t i = 0; i < n && i < 4; i++)
+            pf[i] = (struct pollfd){.fd = fds[i].fd,
+                                    .events = (short)((fds[i].events & MW_LOOP_IN ? POLLIN : 0) |
+                                                      (fds[i].events & MW_LOOP_OUT ? POLLOUT : 0))};
+        int t = mw_loop_timeout_ms(loop);
+        int r = poll(pf, n < 4 ? n : 4, t < 0 || t > 120000 ? 120000 : t);
+        if (r <= 0) mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
+        for (size_t i = 0; r > 0 && i < n && i < 4; i++)
+            if (pf[i].revents)
+                mw_loop_action(loop, pf[i].fd,
+                               (pf[i].revents & POLLIN ? MW_LOOP_IN : 0) |
+                                   (pf[i].revents & POLLOUT ? MW_LOOP_OUT : 0) |
+                                   (pf[i].revents & (POLLERR | POLLHUP) ? MW_LOOP_ERR : 0));
+    }
+}
+
+static mw_loop_job *held_add(mw_loop *loop, int *sv, hb *h)
+{
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.host = "peer";
+    o.tls = MW_TLS_NONE;
+    o.helo = "localhost";
+    o.io_timeout_ms = 120000;
+    mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
+    cb.next = held_next;
+    cb.done = held_done;
+    cb.userdata = h;
+    mw_error err = {0};
+    mw_loop_job *job = NULL;
+    if (mwi_loop_add_smtp_batch_fd(loop, &job, &o, &cb, sv[0], held_job, h, &err)) return NULL;
+    return job;
+}
+
+static void held_batch(void)
+{
+    static const char *const s[] = {HELLO,    "S:250-scripted\n250 PIPELINING\n",
+                                    ENV,      "S:250 ok\n250 ok\n354 go\n",
+                                    "D",      "S:250 ok 1\n",
+                                    "C:QUIT", "S:221 bye\n",
+                                    NULL};
+    int sv[2];
+    mw_loop *loop = NULL;
+    hb h = {0};
+    if (mw_loop_new(&loop, NULL, NULL) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return;
+    peer pp = {.fd = sv[1], .script = s};
+    pthread_t th;
+    if (pthread_create(&th, NULL, peer_run, &pp)) return;
+    mw_loop_job *job = held_add(loop, sv, &h);
+    int hold = job ? mwi_loop_smtp_hold(job) : -1;
+    pump(loop, &h.empty, 1);
+    int alive = mw_loop_smtp_alive(job), late = mwi_loop_smtp_hold(job);
+    ok(hold == 0 && h.empty == 1 && h.ndone == 0 && alive == 1 && late == MW_ESTATE,
+       "held batch: ready, next has none yet, the session waits alive (hold only before ready)");
+    h.queued = 1;
+    int push = mwi_loop_smtp_push(job);
+    pump(loop, &h.ndone, 1);
+    int empty = h.empty;
+    ok(push == 0 && h.ndone == 1 && h.rc0 == 0 && empty >= 2 && h.job_n == 0 &&
+           mw_loop_smtp_alive(job),
+       "held batch: the pushed message sent, then held again");
+    int push2 = mwi_loop_smtp_push(job); /* nothing queued: held again, nothing sent */
+    int rel = mwi_loop_smtp_release(job);
+    pump(loop, &h.job_n, 1);
+    mw_loop_free(loop);
+    shutdown(sv[1], SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(sv[1]);
+    if (pp.bad) printf("# peer step %d: got \"%s\"\n", pp.bad, pp.got);
+    ok(push2 == 0 && h.empty == empty + 1 && rel == 0 && pp.bad == 0 && h.job_n == 1 &&
+           h.job_code == 0 && h.quit_ok && h.ndone == 1,
+       "held batch: a push with nothing sends nothing; release sends QUIT, the job ends with 0");
+
+    /* The server closes while the batch is held: the job ends, no
+     * message reported. */
+    static const char *const c[] = {HELLO, "S:250-scripted\n250 PIPELINING\n", "X", NULL};
+    hb g = {0};
+    if (mw_loop_new(&loop, NULL, NULL) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return;
+    peer pq = {.fd = sv[1], .script = c};
+    if (pthread_create(&th, NULL, peer_run, &pq)) return;
+    job = held_add(loop, sv, &g);
+    hold = job ? mwi_loop_smtp_hold(job) : -1;
+    pump(loop, &g.job_n, 1);
+    mw_loop_free(loop);
+    pthread_join(th, NULL);
+    close(sv[1]);
+    ok(hold == 0 && g.empty == 1 && g.job_n == 1 && g.job_code == MW_ENET && g.ndone == 0,
+       "held batch: the server closing while held ends the job (MW_ENET), nothing reported");
+}
+
 int main(void)
 {
-    printf("1..24\n");
+    printf("1..28\n");
     mw_loop *loop = NULL;
     mw_loop_new(&loop, NULL, NULL);
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
@@ -596,5 +744,6 @@ int main(void)
     token_provider();
     version3();
     auth_v5();
+    held_batch();
     return failed;
 }
