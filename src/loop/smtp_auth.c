@@ -6,6 +6,7 @@
  * again on the same connection). */
 #include "loop/loop_tls.h"
 #include "loop/smtp_job.h"
+#include "net/tls.h"
 #include "sasl/driver.h"
 #include "util/err.h"
 
@@ -14,12 +15,15 @@
 #include <string.h>
 
 /* auth.c's channel_binding: tls-exporter (RFC 9266), else tls-unique
- * (RFC 5929), of the loop's TLS connection into cb[64]; its type, or
- * NULL. */
+ * (RFC 5929), of the loop's TLS connection (or a driver's TLS stream,
+ * smtp_held.c) into cb[64]; its type, or NULL. */
 static const char *channel_binding(sj *p, unsigned char *cb, size_t *cbl)
 {
     *cbl = 0;
-    return p->c.tls ? mwi_ltls_channel_binding_best(p->c.tls, cb, cbl) : NULL;
+    if (p->c.tls) return mwi_ltls_channel_binding_best(p->c.tls, cb, cbl);
+    if (p->c.ext_tls_up && p->c.ext_stream)
+        return mwi_stream_channel_binding_best(p->c.ext_stream, cb, cbl);
+    return NULL;
 }
 
 static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
@@ -30,11 +34,12 @@ static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->proto = &mwi_sasl_proto_smtp;
     c->offered = p->sh->caps.auth;
     c->policy.want = p->auth;
-    c->policy.tls = p->c.tls != NULL;
+    c->policy.tls = MWI_LCONN_SECURE(&p->c);
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
     c->policy.has_token = p->token != NULL || p->token_fn != NULL;
-    c->policy.want_external = p->c.tls != NULL && p->c.tlscfg.conf.cert_file != NULL;
+    c->policy.want_external = (p->c.tls != NULL && p->c.tlscfg.conf.cert_file != NULL) ||
+                              (p->c.ext_tls_up && p->c.ext_cert);
     c->policy.has_cb = cbt != NULL;
     c->creds.authcid = p->user;
     c->creds.authzid = p->authzid;
@@ -94,7 +99,7 @@ void mwi_sj_auth_start(sj *p)
     if (!(p->sh->caps.flags & MW_SMTP_CAP_AUTH) || !p->sh->caps.auth[0]) {
         mwi_err_set(e, MW_EUNSUPPORTED,
                     "credentials given but the server offers no AUTH (RFC 4954)%s",
-                    p->c.tls ? "" : " before TLS");
+                    MWI_LCONN_SECURE(&p->c) ? "" : " before TLS");
         mwi_sj_open_fail(p, MW_EUNSUPPORTED);
         return;
     }

@@ -138,7 +138,7 @@ void mwi_sj_session_ready(sj *p)
     if (p->ready_out) *p->ready_out = 1;
     if (p->b) { /* a batch: each message's deadline in smtp_batch.c */
         mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port,
-                       p->c.tls ? " (TLS)" : "");
+                       MWI_LCONN_SECURE(&p->c) ? " (TLS)" : "");
         mwi_sjb_start(p);
         return;
     }
@@ -149,7 +149,8 @@ void mwi_sj_session_ready(sj *p)
             p->c.max_time_ms = 0; /* what runs out now is not the session's max-time */
         }
     }
-    mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port, p->c.tls ? " (TLS)" : "");
+    mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port,
+                   MWI_LCONN_SECURE(&p->c) ? " (TLS)" : "");
     mwi_sj_tx_start(p);
 }
 
@@ -157,7 +158,7 @@ void mwi_sj_session_ready(sj *p)
 static void after_ehlo(sj *p)
 {
     int opp = p->tls_mode == MW_TLS_OPPORTUNISTIC;
-    if (!p->c.tls && !p->plain_ok && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
+    if (!MWI_LCONN_SECURE(&p->c) && !p->plain_ok && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
         if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && opp) {
             p->plain_ok = 1; /* opportunistic: plain text it is */
             after_ehlo(p);
@@ -286,7 +287,7 @@ static void on_reply(sj *p)
         mwi_sj_end(p, p->end_rc);
         return;
     case S_BYE:
-        return; /* ends once QUIT is written (on_feed) */
+        return;  /* ends once QUIT is written (on_feed) */
     case S_HELD: /* process() leaves a held session's input alone */
         return;
     default:
@@ -622,14 +623,11 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o, int batch)
     return fail;
 }
 
-/* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
- * from the call on). */
-static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in,
-                    const mw_loop_smtp_batch *batch, int given_fd, int *fd_taken,
-                    mw_loop_done_fn done, void *userdata, mw_error *err)
+/* The job, not attached: *out, or an error code (nothing made). */
+static int build(mw_loop_job **out, const mw_loop_smtp_opts *in, const mw_loop_smtp_batch *batch,
+                 int external, mw_error *err)
 {
-    if (out) *out = NULL;
-    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    *out = NULL;
     mw_loop_smtp_opts o;
     int rc = take_opts(&o, in, batch != NULL, err);
     if (rc) return rc;
@@ -676,9 +674,44 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->tx_max_time_ms = o.tx_max_time_ms;
     p->c.trace = o.trace;
     p->c.trace_ud = o.trace_userdata;
+    p->c.external = external;
     rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && batch) rc = mwi_sjb_new(p, batch, err);
-    if (!rc) rc = conn_setup(p, &o, err);
+    if (!rc && !external) rc = conn_setup(p, &o, err);
+    if (rc) {
+        destroy(j);
+        free(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+int mwi_sj_external_new(mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                        const mw_loop_smtp_batch *b, mw_error *err)
+{
+    return build(out, opts, b, 1, err);
+}
+
+void mwi_sj_external_free(mw_loop_job *j)
+{
+    if (!j) return;
+    destroy(j);
+    free(j);
+}
+
+/* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
+ * from the call on). */
+static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in,
+                    const mw_loop_smtp_batch *batch, int given_fd, int *fd_taken,
+                    mw_loop_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    mw_loop_job *j = NULL;
+    int rc = build(&j, in, batch, 0, err);
+    if (rc) return rc;
+    sj *p = j->impl;
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
     if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);

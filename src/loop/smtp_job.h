@@ -107,6 +107,12 @@ void mwi_sj_session_ready(sj *p);
  * it ("HOST port N: why"), QUIT when the server can still hear. */
 void mwi_sj_open_fail(sj *p, int code);
 
+/* A job for a blocking driver (smtp_held.c): external I/O (lconn.h), not
+ * attached to a loop; freed with mwi_sj_external_free. */
+int mwi_sj_external_new(mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                        const mw_loop_smtp_batch *b, mw_error *err);
+void mwi_sj_external_free(mw_loop_job *j);
+
 /* ---- smtp_auth.c ---- */
 /* AUTH through the SASL driver: started, a reply fed, freed. */
 void mwi_sj_auth_start(sj *p);

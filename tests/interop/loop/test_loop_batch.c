@@ -14,9 +14,13 @@
  * (the response after the empty 334), trace_secrets (the AUTH line
  * unmasked only then), a version 4 caller's authzid not read.  A held
  * batch (mwi_loop_smtp_hold): nothing sent while next has nothing, a
- * pushed message sent, QUIT on release, a close while held.  TAP; the
+ * pushed message sent, QUIT on release, a close while held.  The held
+ * batch over a blocking stream (smtp_held.h) says to the peer what the
+ * blocking session (mw_smtp_open, mw_smtp_send, mw_smtp_quit) says, for
+ * two messages and a refused recipient.  TAP; the
  * peer waits on its socket, never on time. */
 #include "loop/loop_int.h"
+#include "loop/smtp_held.h"
 #include "mailwire/loop.h"
 
 #include <poll.h>
@@ -723,9 +727,105 @@ static void held_batch(void)
        "held batch: the server closing while held ends the job (MW_ENET), nothing reported");
 }
 
+/* Two messages (the second's recipient refused, RSET), then QUIT, through
+ * the blocking session (smh 0) or the held driver (smh 1). */
+static const char *const two_msgs[] = {
+    HELLO,
+    "S:250-scripted\n250-PIPELINING\n250 8BITMIME\n",
+    ENV,
+    "S:250 ok\n250 ok\n354 go\n",
+    "D",
+    "S:250 ok 1\n",
+    "C:MAIL FROM:<a@x.test>",
+    "C:RCPT TO:<nobody@y.test>",
+    "C:DATA",
+    "S:250 ok\n550 5.1.1 no such user\n503 5.5.1 no recipients\n",
+    "C:RSET",
+    "S:250 ok\n",
+    "C:QUIT",
+    "S:221 bye\n",
+    NULL};
+
+typedef struct two {
+    int open_rc, rc[2], quit_rc, alive;
+    size_t nrcpt[2];
+    char err1[200];
+} two;
+
+static int two_run(int smh, two *o)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return -1;
+    peer pp = {.fd = sv[1], .script = two_msgs};
+    pthread_t th;
+    if (pthread_create(&th, NULL, peer_run, &pp)) return -1;
+    mw_error err = {0};
+    mw_stream *st = NULL;
+    mw_stream_fd(&st, sv[0], sv[0], 1, NULL, &err);
+    static const char *const servers[] = {"peer"};
+    static const unsigned ports[] = {25};
+    mw_smtp_opts so = MW_SMTP_OPTS_INIT;
+    so.servers = servers;
+    so.nservers = 1;
+    so.ports = ports;
+    so.nports = 1;
+    so.tls = MW_TLS_NONE;
+    so.client = "localhost";
+    so.stream = st;
+    static const char body[] = "Subject: two\n\nhello\n";
+    static const char *const good[] = {"b@y.test"}, *const bad_to[] = {"nobody@y.test"};
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.data = body;
+    m.len = sizeof body - 1;
+    m.originator = "a@x.test";
+    m.nrecipients = 1;
+    m.atleastone = 1;
+    mw_smtp *s = NULL;
+    mwi_smh *h = NULL;
+    int stop = 0;
+    o->open_rc = smh ? mwi_smh_open(&h, "peer", 25, &so, st, MW_NO_DEADLINE, &stop, &err)
+                     : mw_smtp_open(&s, &so, &err);
+    for (int i = 0; !o->open_rc && i < 2; i++) {
+        mw_smtp_result *r = NULL;
+        m.recipients = i ? bad_to : good;
+        o->rc[i] = smh ? mwi_smh_send(h, &m, 0, &r, &err) : mw_smtp_send(s, &m, &r);
+        if (!smh && o->rc[i]) err = *mw_smtp_error(s);
+        if (i && o->rc[i]) snprintf(o->err1, sizeof o->err1, "%.199s", err.message);
+        o->nrcpt[i] = r ? r->nrcpt : 99;
+        mw_smtp_result_free(r);
+    }
+    if (!o->open_rc) {
+        o->alive = smh ? mwi_smh_alive(h) : mw_smtp_alive(s);
+        o->quit_rc = smh ? mwi_smh_quit(h, &err) : mw_smtp_quit(s);
+    }
+    mwi_smh_free(h);
+    mw_smtp_free(s);
+    shutdown(sv[1], SHUT_RDWR);
+    pthread_join(th, NULL);
+    close(sv[1]);
+    if (pp.bad)
+        printf("# %s: peer step %d: got \"%s\"\n", smh ? "held" : "blocking", pp.bad, pp.got);
+    return pp.bad;
+}
+
+static void held_driver(void)
+{
+    two b = {0}, d = {0};
+    int bad_b = two_run(0, &b), bad_d = two_run(1, &d);
+    printf("# blocking: %d %d %d %d; held: %d %d %d %d (%s / %s)\n", b.open_rc, b.rc[0], b.rc[1],
+           b.quit_rc, d.open_rc, d.rc[0], d.rc[1], d.quit_rc, b.err1, d.err1);
+    ok(bad_b == 0 && b.open_rc == 0 && b.rc[0] == 0 && b.rc[1] != 0 && b.quit_rc == 0,
+       "the blocking session over the script: sent, refused, QUIT");
+    ok(bad_d == 0 && d.open_rc == 0 && d.rc[0] == 0 && d.rc[1] == b.rc[1] &&
+           !strcmp(d.err1, b.err1) && d.nrcpt[0] == b.nrcpt[0] && d.nrcpt[1] == b.nrcpt[1] &&
+           d.alive == b.alive && d.quit_rc == 0,
+       "the held driver (smtp_held.h): the same lines to the peer, the same codes, error and "
+       "results");
+}
+
 int main(void)
 {
-    printf("1..28\n");
+    printf("1..30\n");
     mw_loop *loop = NULL;
     mw_loop_new(&loop, NULL, NULL);
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
@@ -745,5 +845,6 @@ int main(void)
     version3();
     auth_v5();
     held_batch();
+    held_driver();
     return failed;
 }
