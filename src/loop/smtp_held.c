@@ -7,11 +7,8 @@
  * and cancel tokens are the stream's (src/net), as pop3_drive.c does for
  * POP3.
  *
- * Missing before src/smtp can stand on it: mw_smtp_opts.tlspolicy (the
- * machine knows required and opportunistic TLS only), the reply a server
- * sent before closing in the middle of the data (smtp_tx.c's salvage reads
- * a socket, not the stream), and the trace lines src/smtp writes that the
- * machine words otherwise. */
+ * A write that fails during the data first reads what the server said
+ * before closing (salvage_read), for smtp_tx.c's salvage. */
 #include "loop/smtp_held.h"
 #include "loop/smtp_job.h"
 #include "net/stream.h"
@@ -34,6 +31,12 @@ struct mwi_smh {
     const mw_smtp_msg *pending;
     int got, rc;
     mw_error err;
+    /* A batch (mwi_smh_batch): the caller's callbacks, its first index. */
+    mw_smtp_next_fn bnext;
+    mw_smtp_done_fn bdone;
+    void *bud;
+    size_t base;
+    int bmore;
 };
 
 static void drive_fail(mwi_smh *h, int rc, const mw_error *e)
@@ -69,7 +72,41 @@ static int drive_tls(mwi_smh *h)
 
 static int64_t io_deadline(const mwi_smh *h)
 {
-    return mwi_deadline_min(h->deadline, h->net.io_timeout_ms);
+    int64_t d = h->p->c.total_deadline < h->deadline ? h->p->c.total_deadline : h->deadline;
+    return mwi_deadline_min(d, h->net.io_timeout_ms);
+}
+
+/* A write failed during the data: the server may have replied before
+ * closing (RFC 5321 §4.1.1.4).  What it sent goes into the input, within
+ * 2 s (as src/smtp/message.c waits), for smtp_tx.c's salvage to read. */
+static void salvage_read(mwi_smh *h)
+{
+    mwi_lconn *c = &h->p->c;
+    int64_t dl = mw_now_ms() + 2000;
+    if (c->total_deadline < dl) dl = c->total_deadline;
+    mw_error tmp = {0};
+    while (c->in_len < c->in_cap) {
+        size_t got = 0;
+        if (mw_stream_read(h->s, c->in + c->in_len, c->in_cap - c->in_len, &got, dl, &tmp) || !got)
+            break;
+        c->in_len += got;
+    }
+}
+
+/* src/net/conn.c's words for a read that failed, so that both engines
+ * say the same (as pop3_drive.c's read_failed). */
+static int read_failed(const mwi_smh *h, int rc, mw_error *e)
+{
+    if (rc == 0) {
+        h->p->c.eof = 1;
+        return mwi_err_set(e, MW_ENET, "the server closed the connection while reading a line");
+    }
+    if (rc != MW_ETIMEOUT) return rc;
+    char m[sizeof e->message];
+    snprintf(m, sizeof m, "%s", e->message);
+    char *w = strstr(m, " while ");
+    if (w) *w = '\0';
+    return mwi_err_set(e, MW_ETIMEOUT, "%s while reading a line", m);
 }
 
 /* One round: write what is queued (then the job tops it up), else read
@@ -77,8 +114,9 @@ static int64_t io_deadline(const mwi_smh *h)
 static void drive_round(mwi_smh *h)
 {
     mwi_lconn *c = &h->p->c;
-    mw_error e;
-    memset(&e, 0, sizeof e);
+    mw_error e; /* only its code and message are read (drive_fail), once set */
+    e.code = 0;
+    e.message[0] = '\0';
     size_t pending = mwi_lconn_pending(c);
     if (!pending && c->ops->feed) { /* the message's next part, as do_write asks (lconn.c) */
         c->ops->feed(c->impl);
@@ -88,12 +126,16 @@ static void drive_round(mwi_smh *h)
     if (pending) {
         int rc = mw_stream_write(h->s, c->out.data + c->out_off, pending, io_deadline(h), &e);
         if (rc) {
+            if (h->p->state == S_BODY) salvage_read(h);
             drive_fail(h, rc, &e);
             return;
         }
         c->moved += pending;
         mwi_buf_reset(&c->out);
         c->out_off = 0;
+        /* A reply read ahead (the final one, held until the data went
+         * out) or more input waits for this write: take it now. */
+        c->ops->process(c->impl);
         return;
     }
     if (c->in_len == c->in_cap) {
@@ -104,10 +146,7 @@ static void drive_round(mwi_smh *h)
     size_t got = 0;
     int rc =
         mw_stream_read(h->s, c->in + c->in_len, c->in_cap - c->in_len, &got, io_deadline(h), &e);
-    if (!rc && !got) {
-        c->eof = 1;
-        rc = mwi_err_set(&e, MW_ENET, "the server closed the connection while reading a line");
-    }
+    if (rc || !got) rc = read_failed(h, rc, &e);
     if (rc) {
         h->p->dead = 1;
         drive_fail(h, rc, &e);
@@ -136,6 +175,11 @@ static int next_cb(mw_loop_job *job, size_t index, mw_smtp_msg *msg, void *ud)
     (void)job;
     (void)index;
     mwi_smh *h = ud;
+    if (h->bnext) {
+        if (h->bmore <= 0) return 0;
+        h->bmore = h->bnext(index - h->base, msg, h->bud);
+        return h->bmore > 0 ? 1 : 0; /* 0 or a failure: held, the batch returns */
+    }
     if (!h->pending) return 0; /* none yet: held */
     *msg = *h->pending;
     h->pending = NULL;
@@ -149,6 +193,10 @@ static void done_cb(mw_loop_job *job, size_t index, int rc, const mw_smtp_result
     (void)index;
     (void)r; /* handed out through result_out (smtp_tx.c, mwi_sj_tx_free) */
     mwi_smh *h = ud;
+    if (h->bdone) {
+        h->bdone(index - h->base, rc, r, e, h->bud);
+        return;
+    }
     h->got = 1;
     h->rc = rc;
     h->err = *e;
@@ -227,6 +275,8 @@ int mwi_smh_open(mwi_smh **out, const char *host, unsigned port, const mw_smtp_o
         return rc;
     }
     h->p = h->job->impl;
+    h->p->tlspolicy = so->tlspolicy;
+    h->p->tlspolicy_ud = so->tlspolicy_userdata;
     mwi_lconn *c = &h->p->c;
     c->io_timeout_ms = h->net.io_timeout_ms;
     if (given) {
@@ -275,6 +325,8 @@ int mwi_smh_send(mwi_smh *h, const mw_smtp_msg *m, int tx_max_time_ms, mw_smtp_r
     p->tx_max_time_ms = tx_max_time_ms;
     h->deadline = tx_max_time_ms > 0 ? mw_now_ms() + tx_max_time_ms : MW_NO_DEADLINE;
     int rc = mwi_sjb_push(p);
+    /* What arrived while held (replies read ahead) is the next command's. */
+    if (!rc && !h->job->done && p->c.in_len) p->c.ops->process(p->c.impl);
     if (!rc) drive(h);
     p->result_out = NULL;
     h->pending = NULL;
@@ -293,10 +345,42 @@ int mwi_smh_send(mwi_smh *h, const mw_smtp_msg *m, int tx_max_time_ms, mw_smtp_r
     return rc;
 }
 
+int mwi_smh_batch(mwi_smh *h, mw_smtp_next_fn next, mw_smtp_done_fn done, void *ud,
+                  int tx_max_time_ms, int pipelining, mw_error *err)
+{
+    if (!mwi_smh_alive(h))
+        return mwi_err_set(err, MW_ESTATE,
+                           "the session is not ready to send (the connection failed earlier)");
+    sj *p = h->p;
+    h->bnext = next;
+    h->bdone = done;
+    h->bud = ud;
+    h->bmore = 1;
+    h->base = (size_t)h->job->result.messages;
+    p->tx_max_time_ms = tx_max_time_ms;
+    mwi_sjb_message_pipelining(p, pipelining);
+    int rc = mwi_sjb_push(p);
+    if (!rc && !h->job->done && p->c.in_len) p->c.ops->process(p->c.impl);
+    if (!rc) drive(h);
+    mwi_sjb_message_pipelining(p, 0);
+    h->bnext = NULL;
+    h->bdone = NULL;
+    if (rc) return mwi_err_set(err, rc, "the session is not held");
+    if (h->job->done && h->job->err.code) {
+        if (err) *err = h->job->err;
+        return h->bmore < 0 ? h->bmore : h->job->err.code;
+    }
+    if (h->bmore < 0)
+        return mwi_err_set(err, h->bmore, "the batch's next callback ended it: %s",
+                           mw_strerror(h->bmore));
+    return 0;
+}
+
 int mwi_smh_quit(mwi_smh *h, mw_error *err)
 {
     if (!mwi_smh_alive(h)) return mwi_err_set(err, MW_ESTATE, "the session is not ready");
     int rc = mwi_sjb_release(h->p);
+    if (!rc && !h->job->done && h->p->c.in_len) h->p->c.ops->process(h->p->c.impl);
     if (!rc) drive(h);
     if (rc) return mwi_err_set(err, rc, "the session is not held");
     if (!h->job->result.quit_ok) {
@@ -310,6 +394,12 @@ int mwi_smh_quit(mwi_smh *h, mw_error *err)
 int mwi_smh_alive(const mwi_smh *h)
 {
     return h && h->job && mw_loop_smtp_alive(h->job);
+}
+
+int mwi_smh_tls_info(const mwi_smh *h, mw_tls_info *out)
+{
+    if (!h || !h->s || !h->p->c.ext_tls_up) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(h->s, out);
 }
 
 const mw_smtp *mwi_smh_session(const mwi_smh *h)
