@@ -381,7 +381,7 @@ MW_EXTERN int mw_loop_pop3_tls_info(const mw_loop_job *job, mw_tls_info *out);
  * on.  With auth MW_POP3_AUTH_NONE, the moment to read the facts above
  * without another round trip when the server lists capabilities. */
 #define MW_LOOP_POP3_CAPA_IF_NONE 1
-#define MW_LOOP_SMTP_OPTS_VERSION 4
+#define MW_LOOP_SMTP_OPTS_VERSION 5
 typedef struct mw_loop_smtp_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -434,12 +434,19 @@ typedef struct mw_loop_smtp_opts {
      * wait while it runs. */
     mw_token_fn token_fn;
     void *token_userdata;
+    /* Version 5, as mw_smtp_opts says them (smtp.h): authzid (act as this
+     * user), sasl_ir (1, the default: the initial response on the AUTH
+     * line; 0: after the server's empty 334) and trace_secrets (1: AUTH
+     * lines traced unmasked).  Older versions: NULL, 1, 0. */
+    const char *authzid;
+    int sasl_ir;
+    int trace_secrets;
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
             NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0,  \
-            NULL, NULL, NULL                                                                       \
+            NULL, NULL, NULL, NULL, 1, 0                                                           \
     }
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send

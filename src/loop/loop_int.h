@@ -179,5 +179,16 @@ int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_sm
 int mwi_loop_add_smtp_batch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,
                                const mw_loop_smtp_batch *b, int fd, mw_loop_done_fn done,
                                void *userdata, mw_error *err);
+/* smtp_batch.c: a batch held between messages, for a blocking driver.
+ * hold (before the session is ready): next's 0 means "none yet", the
+ * session then waits with nothing in flight (no io deadline, the
+ * session's max-time still counts) instead of QUIT; push, once the
+ * caller has a message for next, asks next again; release ends the
+ * batch (QUIT now when waiting, else after the message in flight).
+ * Each returns 0, or MW_ESTATE (not a batch, over, not held or not
+ * waiting). */
+int mwi_loop_smtp_hold(mw_loop_job *job);
+int mwi_loop_smtp_push(mw_loop_job *job);
+int mwi_loop_smtp_release(mw_loop_job *job);
 
 #endif

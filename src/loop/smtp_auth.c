@@ -1,11 +1,12 @@
-/* The loop's SMTP AUTH (RFC 4954, smtp_job.h): src/sasl/driver.h's SASL
- * driver, run as src/smtp/auth.c runs it (the same choice of mechanisms,
- * the same fallback rule, the same masked lines), one reply per event:
- * the -PLUS mechanisms bound to the loop's TLS connection, a token
- * provider asked as auth.c asks it (once more after a refusal, then AUTH
- * again on the same connection). */
+/* The loop's SMTP AUTH (RFC 4954, smtp_job.h), also under the held driver
+ * (smtp_held.c): src/sasl/driver.h's SASL driver, one reply per
+ * event (the driver's one choice of mechanisms and fallback rule, its
+ * masked lines): the -PLUS mechanisms bound to the TLS connection, a token
+ * provider asked once more after a refusal, then AUTH again on the same
+ * connection. */
 #include "loop/loop_tls.h"
 #include "loop/smtp_job.h"
+#include "net/tls.h"
 #include "sasl/driver.h"
 #include "util/err.h"
 
@@ -13,13 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* auth.c's channel_binding: tls-exporter (RFC 9266), else tls-unique
- * (RFC 5929), of the loop's TLS connection into cb[64]; its type, or
- * NULL. */
+/* The channel binding: tls-exporter (RFC 9266), else tls-unique
+ * (RFC 5929), of the loop's TLS connection (or a driver's TLS stream,
+ * smtp_held.c) into cb[64]; its type, or NULL. */
 static const char *channel_binding(sj *p, unsigned char *cb, size_t *cbl)
 {
     *cbl = 0;
-    return p->c.tls ? mwi_ltls_channel_binding_best(p->c.tls, cb, cbl) : NULL;
+    if (p->c.tls) return mwi_ltls_channel_binding_best(p->c.tls, cb, cbl);
+    if (p->c.ext_tls_up && p->c.ext_stream)
+        return mwi_stream_channel_binding_best(p->c.ext_stream, cb, cbl);
+    return NULL;
 }
 
 static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
@@ -30,13 +34,15 @@ static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->proto = &mwi_sasl_proto_smtp;
     c->offered = p->sh->caps.auth;
     c->policy.want = p->auth;
-    c->policy.tls = p->c.tls != NULL;
+    c->policy.tls = MWI_LCONN_SECURE(&p->c);
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
     c->policy.has_token = p->token != NULL || p->token_fn != NULL;
-    c->policy.want_external = p->c.tls != NULL && p->c.tlscfg.conf.cert_file != NULL;
+    c->policy.want_external = (p->c.tls != NULL && p->c.tlscfg.conf.cert_file != NULL) ||
+                              (p->c.ext_tls_up && p->c.ext_cert);
     c->policy.has_cb = cbt != NULL;
     c->creds.authcid = p->user;
+    c->creds.authzid = p->authzid;
     c->creds.password = p->password;
     c->creds.token = p->token;
     c->creds.hostname = p->sh->server;
@@ -44,8 +50,9 @@ static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->creds.cb_type = cbt;
     c->creds.cb_data = cbt ? cb : NULL;
     c->creds.cb_len = cbl;
-    c->use_ir = 1;
+    c->use_ir = !p->no_ir;
     c->has_token_fn = p->token_fn != NULL;
+    c->trace_secrets = p->trace_secrets;
 }
 
 static void drive(sj *p, int act)
@@ -92,7 +99,7 @@ void mwi_sj_auth_start(sj *p)
     if (!(p->sh->caps.flags & MW_SMTP_CAP_AUTH) || !p->sh->caps.auth[0]) {
         mwi_err_set(e, MW_EUNSUPPORTED,
                     "credentials given but the server offers no AUTH (RFC 4954)%s",
-                    p->c.tls ? "" : " before TLS");
+                    MWI_LCONN_SECURE(&p->c) ? "" : " before TLS");
         mwi_sj_open_fail(p, MW_EUNSUPPORTED);
         return;
     }

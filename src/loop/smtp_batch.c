@@ -7,6 +7,7 @@
  * (RFC 2920 §3.1: message content may be followed by the next group), so
  * the server answers both at once.  Each message's outcome goes to the
  * caller's done callback, in order, exactly once. */
+#include "loop/loop_tls.h"
 #include "loop/smtp_job.h"
 #include "util/err.h"
 
@@ -29,6 +30,7 @@ typedef struct sjb {
     int ending;       /* the job is ending (mw_loop_smtp_alive) */
     int64_t deadline; /* the session's own (max_time_ms), between messages */
     int max_time_ms;
+    int held; /* next's 0: none yet, wait in S_HELD (mwi_sjb_hold) */
 } sjb;
 
 int mwi_sjb_new(sj *p, const mw_loop_smtp_batch *b, mw_error *err)
@@ -70,7 +72,9 @@ static int take(sj *p, int k)
     sjb *b = p->b;
     if (b->more <= 0 || p->job->cancel_rc) return 0;
     mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    b->more = b->cb.next(p->job, b->asked, &m, b->cb.userdata);
+    int more = b->cb.next(p->job, b->asked, &m, b->cb.userdata);
+    if (more == 0 && b->held) return 0; /* none yet: more stays 1 */
+    b->more = more;
     if (b->more <= 0) return 0;
     b->m[k] = m;
     b->asked++;
@@ -150,6 +154,20 @@ static void quit(sj *p)
     mwi_sj_send(p, S_QUIT, "QUIT", 4, NULL, "QUIT");
 }
 
+/* A held batch with no message: nothing in flight, no io deadline (the
+ * session's max-time still counts) until push or release. */
+static void hold(sj *p)
+{
+    sjb *b = p->b;
+    p->c.total_deadline = b->deadline;
+    p->c.max_time_ms = b->max_time_ms;
+    p->c.step_deadline = MW_NO_DEADLINE;
+    p->waiting = NULL;
+    mw_error_clear(&p->sh->err);
+    mwi_smtp_reply_init(p->reply);
+    mwi_sj_set_state(p, S_HELD);
+}
+
 /* The crossed message becomes p->t: its replies are the next to come. */
 static void switch_to_next(sj *p)
 {
@@ -190,7 +208,10 @@ static void advance(sj *p)
         return;
     }
     if (!take(p, b->slot)) {
-        quit(p);
+        if (b->held && b->more > 0 && !p->job->cancel_rc)
+            hold(p);
+        else
+            quit(p);
         return;
     }
     b->index = b->asked - 1;
@@ -298,4 +319,88 @@ void mwi_sjb_abandon(sj *p, int code)
                     "earlier)");
         b->cb.done(p->job, b->nt_index, MW_ESTATE, NULL, &e, b->cb.userdata);
     }
+}
+
+int mwi_sjb_hold(sj *p)
+{
+    if (p->ready) return MW_ESTATE; /* next may have been asked already */
+    p->b->held = 1;
+    return 0;
+}
+
+int mwi_sjb_push(sj *p)
+{
+    if (!p->b->held || p->state != S_HELD) return MW_ESTATE;
+    mwi_lconn_progress(&p->c); /* the io deadline counts again */
+    run(p);
+    return 0;
+}
+
+int mwi_sjb_release(sj *p)
+{
+    sjb *b = p->b;
+    if (!b->held) return MW_ESTATE;
+    b->held = 0; /* next's 0 now means QUIT */
+    if (p->state == S_HELD) {
+        b->more = 0;
+        quit(p);
+    }
+    return 0;
+}
+
+void mwi_sjb_message_pipelining(sj *p, int on)
+{
+    p->b->cb.no_message_pipelining = !on;
+}
+
+/* ---- the job's calls from outside (loop.h, loop_int.h) ---- */
+
+const mw_smtp *mw_loop_smtp_session(mw_loop_job *job)
+{
+    sj *p = mwi_sj_of(job);
+    if (!p) return NULL;
+    mw_smtp *s = p->sh;
+    const mw_tls_peer *peer = mwi_ltls_peer(p->c.tls);
+    if (peer && !s->tls_info && (s->tls_info = malloc(sizeof *s->tls_info)) != NULL)
+        mwi_tls_info_of_peer(peer, s->tls_info);
+    return s;
+}
+
+int mw_loop_smtp_alive(const mw_loop_job *job)
+{
+    const sj *p = mwi_sj_of(job);
+    if (!p || job->done) return 0;
+    if (p->dead || mwi_sjb_ending(p)) return 0;
+    return p->ready && p->state != S_QUIT && p->state != S_BYE && p->state != S_DONE;
+}
+
+/* After a call from outside the loop's step: the job's events again. */
+static int rearm(sj *p, int rc)
+{
+    if (!rc && !p->job->done && !p->c.external) mwi_lconn_arm(&p->c);
+    return rc;
+}
+
+static sj *batch_of(mw_loop_job *job)
+{
+    sj *p = mwi_sj_of(job);
+    return p && !job->done && p->b ? p : NULL;
+}
+
+int mwi_loop_smtp_hold(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? mwi_sjb_hold(p) : MW_ESTATE;
+}
+
+int mwi_loop_smtp_push(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? rearm(p, mwi_sjb_push(p)) : MW_ESTATE;
+}
+
+int mwi_loop_smtp_release(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? rearm(p, mwi_sjb_release(p)) : MW_ESTATE;
 }

@@ -28,7 +28,7 @@
 
 static const char *const state_name[] = {
     "connecting", "TLS handshake", "greeting", "EHLO", "HELO", "STARTTLS", "QUED", "AUTH",
-    "envelope",   "DATA",          "message",  "RSET", "QUIT", "QUIT",     "done"};
+    "envelope",   "DATA",          "message",  "RSET", "QUIT", "QUIT",     "held", "done"};
 
 void mwi_sj_set_state(sj *p, int st)
 {
@@ -138,7 +138,7 @@ void mwi_sj_session_ready(sj *p)
     if (p->ready_out) *p->ready_out = 1;
     if (p->b) { /* a batch: each message's deadline in smtp_batch.c */
         mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port,
-                       p->c.tls ? " (TLS)" : "");
+                       MWI_LCONN_SECURE(&p->c) ? " (TLS)" : "");
         mwi_sjb_start(p);
         return;
     }
@@ -149,7 +149,8 @@ void mwi_sj_session_ready(sj *p)
             p->c.max_time_ms = 0; /* what runs out now is not the session's max-time */
         }
     }
-    mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port, p->c.tls ? " (TLS)" : "");
+    mwi_lconn_info(&p->c, "ready on %s port %u%s", p->c.host, p->c.port,
+                   MWI_LCONN_SECURE(&p->c) ? " (TLS)" : "");
     mwi_sj_tx_start(p);
 }
 
@@ -157,8 +158,16 @@ void mwi_sj_session_ready(sj *p)
 static void after_ehlo(sj *p)
 {
     int opp = p->tls_mode == MW_TLS_OPPORTUNISTIC;
-    if (!p->c.tls && !p->plain_ok && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
-        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && opp) {
+    if (!MWI_LCONN_SECURE(&p->c) && !p->plain_ok && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
+        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && p->tlspolicy &&
+            p->tlspolicy(0, "STARTTLS not offered", p->tlspolicy_ud) ==
+                MW_SMTP_TLSPOLICY_INSECURE) {
+            mwi_lconn_info(&p->c, "STARTTLS not offered; the tlspolicy allows plain text");
+            p->plain_ok = 1;
+            after_ehlo(p);
+            return;
+        }
+        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && opp && !p->tlspolicy) {
             p->plain_ok = 1; /* opportunistic: plain text it is */
             after_ehlo(p);
             return;
@@ -251,7 +260,16 @@ static void on_reply(sj *p)
     case S_STARTTLS:
         if (c != 220) {
             int rc = mwi_smtp_reply_error(p->sh, "STARTTLS refused");
-            if (c != 421 && p->tls_mode == MW_TLS_OPPORTUNISTIC) {
+            if (c != 421 && p->tlspolicy) {
+                if (p->tlspolicy(c, p->sh->err.reply, p->tlspolicy_ud) ==
+                    MW_SMTP_TLSPOLICY_INSECURE) {
+                    mwi_lconn_info(&p->c, "STARTTLS refused; the tlspolicy allows plain text");
+                    mw_error_clear(&p->sh->err);
+                    p->plain_ok = 1;
+                    after_ehlo(p);
+                    return;
+                }
+            } else if (c != 421 && p->tls_mode == MW_TLS_OPPORTUNISTIC) {
                 mwi_lconn_info(&p->c, "STARTTLS refused; going on in plain text (opportunistic)");
                 mw_error_clear(&p->sh->err);
                 p->plain_ok = 1;
@@ -286,7 +304,9 @@ static void on_reply(sj *p)
         mwi_sj_end(p, p->end_rc);
         return;
     case S_BYE:
-        return; /* ends once QUIT is written (on_feed) */
+        return;  /* ends once QUIT is written (on_feed) */
+    case S_HELD: /* process() leaves a held session's input alone */
+        return;
     default:
         mwi_sj_tx_reply(p);
     }
@@ -331,7 +351,9 @@ static int held(const sj *p)
 static void process(sj *p)
 {
     size_t pos = 0;
-    while (!p->job->done && p->state != S_HANDSHAKE) {
+    /* Held: what the server says unasked (a 421) is read as the reply to
+     * the next command, as the blocking session reads it. */
+    while (!p->job->done && p->state != S_HANDSHAKE && p->state != S_HELD) {
         /* A reply ahead of its command waits for it (read in order, as the
          * blocking session reads them). */
         if (p->state == S_BODY && p->reply->complete && held(p)) break;
@@ -435,8 +457,18 @@ static const char *on_state(void *impl)
     return state_name[((sj *)impl)->state];
 }
 
+/* A held session waits without an io deadline (the session's max-time
+ * still counts). */
+static int on_deadline(void *impl)
+{
+    sj *p = impl;
+    if (p->state != S_HELD) return 0;
+    p->c.step_deadline = MW_NO_DEADLINE;
+    return 1;
+}
+
 static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, on_feed,
-                                       on_fail,      on_state,  NULL};
+                                       on_fail,      on_state,  on_deadline};
 
 static void step(mw_loop_job *j, int events)
 {
@@ -456,6 +488,7 @@ static void destroy(mw_loop_job *j)
     free(p->own_rcpt);
     free(p->own_from);
     free(p->user);
+    free(p->authzid);
     free(p->auth);
     if (p->token) {
         explicit_bzero(p->token, strlen(p->token));
@@ -527,7 +560,9 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
            in->version == 1   ? offsetof(mw_loop_smtp_opts, msg)
            : in->version == 2 ? offsetof(mw_loop_smtp_opts, proxy)
            : in->version == 3 ? offsetof(mw_loop_smtp_opts, token_fn)
+           : in->version == 4 ? offsetof(mw_loop_smtp_opts, authzid)
                               : sizeof *o);
+    if (in->version < 5) o->sasl_ir = 1;
     if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "no host to connect to");
     /* The EHLO name as mw_smtp_open checks it (smtp.c). */
     if (o->helo && mwi_smtp_bad_arg(o->helo, 0))
@@ -536,6 +571,9 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
         return mwi_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
     if (o->user && !o->password && !o->token && !o->token_fn)
         return mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
+    if (mwi_smtp_bad_arg(o->authzid, 1)) /* as mw_smtp_open checks it (smtp.c) */
+        return mwi_err_set(err, MW_EINVAL,
+                           "the AUTH identity contains CR, LF, NUL or a control octet");
     if ((o->user && (!*o->user || strlen(o->user) >= SJ_ARG_MAX || mwi_smtp_bad_arg(o->user, 1))) ||
         mwi_smtp_bad_arg(o->password, 1) || mwi_smtp_bad_arg(o->token, 0) ||
         mwi_smtp_bad_arg(o->auth, 1))
@@ -602,14 +640,11 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o, int batch)
     return fail;
 }
 
-/* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
- * from the call on). */
-static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in,
-                    const mw_loop_smtp_batch *batch, int given_fd, int *fd_taken,
-                    mw_loop_done_fn done, void *userdata, mw_error *err)
+/* The job, not attached: *out, or an error code (nothing made). */
+static int build(mw_loop_job **out, const mw_loop_smtp_opts *in, const mw_loop_smtp_batch *batch,
+                 int external, mw_error *err)
 {
-    if (out) *out = NULL;
-    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    *out = NULL;
     mw_loop_smtp_opts o;
     int rc = take_opts(&o, in, batch != NULL, err);
     if (rc) return rc;
@@ -635,6 +670,9 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->token = dup_s(o.token, &fail);
     p->token_fn = o.token_fn;
     p->token_ud = o.token_userdata;
+    p->authzid = dup_s(o.authzid, &fail);
+    p->no_ir = !o.sasl_ir;
+    p->trace_secrets = o.trace_secrets;
     p->auth = o.auth && *o.auth && strcasecmp(o.auth, "auto") ? dup_s(o.auth, &fail) : NULL;
     /* Without msg, as before version 2: AUTH PLAIN whenever it is offered. */
     if (!o.msg && !batch && !p->auth) p->auth = dup_s("PLAIN", &fail);
@@ -653,9 +691,42 @@ static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *i
     p->tx_max_time_ms = o.tx_max_time_ms;
     p->c.trace = o.trace;
     p->c.trace_ud = o.trace_userdata;
+    p->c.external = external;
     rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && batch) rc = mwi_sjb_new(p, batch, err);
-    if (!rc) rc = conn_setup(p, &o, err);
+    if (!rc && !external) rc = conn_setup(p, &o, err);
+    if (rc) {
+        mwi_sj_external_free(j);
+        return rc;
+    }
+    *out = j;
+    return 0;
+}
+
+int mwi_sj_external_new(mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                        const mw_loop_smtp_batch *b, mw_error *err)
+{
+    return build(out, opts, b, 1, err);
+}
+
+void mwi_sj_external_free(mw_loop_job *j)
+{
+    if (j) destroy(j);
+    free(j);
+}
+
+/* given_fd >= 0: a connected descriptor instead of a TCP connect (owned
+ * from the call on). */
+static int add_send(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *in,
+                    const mw_loop_smtp_batch *batch, int given_fd, int *fd_taken,
+                    mw_loop_done_fn done, void *userdata, mw_error *err)
+{
+    if (out) *out = NULL;
+    if (!loop) return mwi_err_set(err, MW_EINVAL, "no loop");
+    mw_loop_job *j = NULL;
+    int rc = build(&j, in, batch, 0, err);
+    if (rc) return rc;
+    sj *p = j->impl;
     int fd = given_fd, ce = 0, cr = 0;
     *fd_taken = 1; /* from here on every path closes fd or gives it to the job */
     if (given_fd < 0 && !rc) rc = mwi_loop_tcp_socket(p->c.host, p->c.port, &fd, &cr, &ce, err);
@@ -713,23 +784,9 @@ int mwi_loop_add_smtp_batch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_s
     return rc;
 }
 
-const mw_smtp *mw_loop_smtp_session(mw_loop_job *job)
+sj *mwi_sj_of(const mw_loop_job *job)
 {
-    if (!job || job->ops != &smtp_ops || !job->impl) return NULL;
-    sj *p = job->impl;
-    mw_smtp *s = p->sh;
-    const mw_tls_peer *peer = mwi_ltls_peer(p->c.tls);
-    if (peer && !s->tls_info && (s->tls_info = malloc(sizeof *s->tls_info)) != NULL)
-        mwi_tls_info_of_peer(peer, s->tls_info);
-    return s;
-}
-
-int mw_loop_smtp_alive(const mw_loop_job *job)
-{
-    if (!job || job->ops != &smtp_ops || job->done || !job->impl) return 0;
-    const sj *p = job->impl;
-    if (p->dead || mwi_sjb_ending(p)) return 0;
-    return p->ready && p->state != S_QUIT && p->state != S_BYE && p->state != S_DONE;
+    return job && job->ops == &smtp_ops ? job->impl : NULL;
 }
 
 int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,

@@ -29,7 +29,8 @@ enum sj_state {
     S_BODY,
     S_RSET,
     S_QUIT,
-    S_BYE, /* QUIT sent after a failure to open: no reply awaited */
+    S_BYE,  /* QUIT sent after a failure to open: no reply awaited */
+    S_HELD, /* a held batch between messages: nothing in flight (smtp_batch.c) */
     S_DONE
 };
 
@@ -41,6 +42,13 @@ typedef struct sj {
     char *user, *password, *auth, *token;
     mw_token_fn token_fn; /* version 4: the token provider (token.h) */
     void *token_ud;
+    char *authzid;     /* version 5: as mw_smtp_opts.authzid */
+    int no_ir;         /* version 5: !sasl_ir */
+    int trace_secrets; /* version 5: AUTH lines traced unmasked */
+    /* A held driver's (smtp_held.c): mw_smtp_opts.tlspolicy, asked when
+     * STARTTLS is missing or refused, as src/smtp asked it. */
+    mw_smtp_tlspolicy_fn tlspolicy;
+    void *tlspolicy_ud;
     struct mwi_sasld *sd; /* AUTH in progress (smtp_auth.c) */
     int tls_mode, allow_plaintext, connect_timeout_ms;
     int ready, dead;     /* dead: a 421 or a broken connection: no QUIT */
@@ -59,7 +67,7 @@ typedef struct sj {
     mw_smtp_msg own;
     char **own_rcpt, *own_from; /* own's envelope, copied */
     size_t nown;
-    const char *auth_more; /* the mechanism auth.c would try after PLAIN */
+    const char *auth_more; /* the mechanism to try after PLAIN */
     mwi_smtp_tx t;
     char *chunk; /* MWI_SMTP_CHUNK octets: a stream source is read into it */
     size_t owed, rcpt_sent, rcpt_got;
@@ -103,6 +111,15 @@ void mwi_sj_session_ready(sj *p);
  * it ("HOST port N: why"), QUIT when the server can still hear. */
 void mwi_sj_open_fail(sj *p, int code);
 
+/* A job for a blocking driver (smtp_held.c): external I/O (lconn.h), not
+ * attached to a loop; freed with mwi_sj_external_free. */
+int mwi_sj_external_new(mw_loop_job **out, const mw_loop_smtp_opts *opts,
+                        const mw_loop_smtp_batch *b, mw_error *err);
+void mwi_sj_external_free(mw_loop_job *j);
+
+/* The send or batch job's state (also once over), or NULL (another kind). */
+sj *mwi_sj_of(const mw_loop_job *job);
+
 /* ---- smtp_auth.c ---- */
 /* AUTH through the SASL driver: started, a reply fed, freed. */
 void mwi_sj_auth_start(sj *p);
@@ -143,5 +160,13 @@ void mwi_sjb_cross(sj *p);
 void mwi_sjb_abandon(sj *p, int code);
 /* 1 once the job is ending (mw_loop_smtp_alive). */
 int mwi_sjb_ending(const sj *p);
+/* A held batch (loop_int.h, mwi_loop_smtp_hold): next's 0 means "none
+ * yet" and the session waits in S_HELD; push asks next again, release
+ * sends QUIT.  0, or MW_ESTATE (not held, or not waiting). */
+int mwi_sjb_hold(sj *p);
+int mwi_sjb_push(sj *p);
+int mwi_sjb_release(sj *p);
+/* Whether the next envelope may go behind the data (RFC 2920 §3.1). */
+void mwi_sjb_message_pipelining(sj *p, int on);
 
 #endif

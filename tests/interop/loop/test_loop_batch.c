@@ -10,10 +10,20 @@
  * ordered.  The token provider (version 4, token_fn): a refused token
  * refreshed once and AUTH again on the same connection, a refresh with
  * nothing newer, a provider's own failure, and a version 3 caller whose
- * token_fn field is not read.  TAP; the peer waits on its socket, never on time. */
+ * token_fn field is not read.  Version 5: authzid in AUTH PLAIN, sasl_ir 0
+ * (the response after the empty 334), trace_secrets (the AUTH line
+ * unmasked only then), a version 4 caller's authzid not read.  A held
+ * batch (mwi_loop_smtp_hold): nothing sent while next has nothing, a
+ * pushed message sent, QUIT on release, a close while held.  The held
+ * batch over a blocking stream (smtp_held.h) says to the peer what the
+ * blocking session (mw_smtp_open, mw_smtp_send, mw_smtp_quit) says, for
+ * two messages and a refused recipient.  TAP; the
+ * peer waits on its socket, never on time. */
 #include "loop/loop_int.h"
+#include "loop/smtp_held.h"
 #include "mailwire/loop.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -505,9 +515,321 @@ static void version3(void)
     mw_loop_free(loop);
 }
 
+/* Version 5: authzid, sasl_ir, trace_secrets on the loop's AUTH, as
+ * mw_smtp_opts gives them to src/smtp/auth.c. */
+static void auth_v5_run(bt *b, tp *t, const char *const *script, int version, int ir, int secrets,
+                        int *bad)
+{
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.version = (unsigned)version;
+    o.user = "u";
+    o.password = "pw";
+    o.auth = "PLAIN";
+    o.allow_plaintext = 1;
+    o.authzid = "boss";
+    o.sasl_ir = ir;
+    o.trace_secrets = secrets;
+    o.trace = trace_cb;
+    o.trace_userdata = t;
+    *bad = run_o(b, script, 0, &o);
+}
+
+#define PLAIN_BOSS "Ym9zcwB1AHB3" /* base64 "boss\0u\0pw" (RFC 4616 §2) */
+#define PLAIN_NONE "AHUAcHc="     /* base64 "\0u\0pw" */
+#define SENT_ONE                                                                                   \
+    "S:235 2.7.0 ok\n", ENV, "S:250 ok\n250 ok\n354 go\n", "D", "S:250 ok 1\n", "C:QUIT",          \
+        "S:221 bye\n", NULL
+
+static void auth_v5(void)
+{
+    static const char *const ir[] = {HELLO, "S:250-scripted\n250-PIPELINING\n250 AUTH PLAIN\n",
+                                     "C:AUTH PLAIN " PLAIN_BOSS, SENT_ONE};
+    bt b = {.n = 1, .fail_at = -1};
+    tp t = {0};
+    int bad;
+    auth_v5_run(&b, &t, ir, 5, 1, 0, &bad);
+    ok(bad == 0 && b.job_code == 0 && b.job_sent == 1 && !strstr(t.trace, PLAIN_BOSS),
+       "version 5 authzid: AUTH PLAIN carries it (RFC 4616 §2); the trace masks the response");
+
+    static const char *const no_ir[] = {
+        HELLO,           "S:250-scripted\n250-PIPELINING\n250 AUTH PLAIN\n",
+        "C:AUTH PLAIN",  "S:334 \n",
+        "C:" PLAIN_BOSS, SENT_ONE};
+    bt c = {.n = 1, .fail_at = -1};
+    tp u = {0};
+    auth_v5_run(&c, &u, no_ir, 5, 0, 1, &bad);
+    ok(bad == 0 && c.job_code == 0 && c.job_sent == 1 && strstr(u.trace, PLAIN_BOSS),
+       "version 5 sasl_ir 0: AUTH PLAIN alone, the response after the empty 334; trace_secrets "
+       "shows it");
+
+    /* A version 4 caller: authzid, sasl_ir and trace_secrets not read
+     * (the initial response, no authzid, masked). */
+    static const char *const v4[] = {HELLO, "S:250-scripted\n250-PIPELINING\n250 AUTH PLAIN\n",
+                                     "C:AUTH PLAIN " PLAIN_NONE, SENT_ONE};
+    bt d = {.n = 1, .fail_at = -1};
+    tp v = {0};
+    auth_v5_run(&d, &v, v4, 4, 0, 1, &bad);
+    ok(bad == 0 && d.job_code == 0 && !strstr(v.trace, PLAIN_NONE),
+       "version 4 opts: authzid, sasl_ir and trace_secrets not read");
+
+    mw_loop *loop = NULL;
+    mw_loop_new(&loop, NULL, NULL);
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.host = "127.0.0.1";
+    o.user = "u";
+    o.password = "pw";
+    o.authzid = "bo\r\nss";
+    mw_error err = {0};
+    ok(mw_loop_add_smtp_send(loop, NULL, &o, NULL, NULL, &err) == MW_EINVAL &&
+           strstr(err.message, "AUTH identity") && mw_loop_running(loop) == 0,
+       "an authzid with CR LF: MW_EINVAL as mw_smtp_open says it, nothing added");
+    mw_loop_free(loop);
+}
+
+/* A held batch: next gives what the test queued, else 0 ("none yet"). */
+typedef struct hb {
+    int queued, empty, ndone, rc0, job_n, job_code, quit_ok;
+} hb;
+
+static int held_next(mw_loop_job *job, size_t i, mw_smtp_msg *m, void *ud)
+{
+    (void)job;
+    (void)i;
+    hb *h = ud;
+    if (!h->queued) {
+        h->empty++;
+        return 0;
+    }
+    h->queued--;
+    static const char body[] = "Subject: held\n\nhello\n";
+    static const char *const to[] = {"b@y.test"};
+    m->data = body;
+    m->len = sizeof body - 1;
+    m->originator = "a@x.test";
+    m->recipients = to;
+    m->nrecipients = 1;
+    return 1;
+}
+
+static void held_done(mw_loop_job *job, size_t i, int rc, const mw_smtp_result *r,
+                      const mw_error *e, void *ud)
+{
+    (void)job;
+    (void)i;
+    (void)r;
+    (void)e;
+    hb *h = ud;
+    if (h->ndone++ == 0) h->rc0 = rc;
+}
+
+static void held_job(mw_loop_job *job, const mw_loop_result *r, void *ud)
+{
+    (void)job;
+    hb *h = ud;
+    h->job_n++;
+    h->job_code = r->code;
+    h->quit_ok = r->quit_ok;
+}
+
+/* The loop by hand (mw_loop_fds, poll, mw_loop_action) until *v reaches
+ * want, or no job runs.  The poll's bound is generous: the peer answers
+ * at once. */
+static void pump(mw_loop *loop, const int *v, int want)
+{
+    for (int k = 0; k < 100000 && *v < want && mw_loop_running(loop); k++) {
+        mw_loop_fd fds[4];
+        struct pollfd pf[4];
+        size_t n = mw_loop_fds(loop, fds, 4);
+        for (size_t i = 0; i < n && i < 4; i++)
+            pf[i] = (struct pollfd){.fd = fds[i].fd,
+                                    .events = (short)((fds[i].events & MW_LOOP_IN ? POLLIN : 0) |
+                                                      (fds[i].events & MW_LOOP_OUT ? POLLOUT : 0))};
+        int t = mw_loop_timeout_ms(loop);
+        int r = poll(pf, n < 4 ? n : 4, t < 0 || t > 120000 ? 120000 : t);
+        if (r <= 0) mw_loop_action(loop, MW_LOOP_TIMEOUT, 0);
+        for (size_t i = 0; r > 0 && i < n && i < 4; i++)
+            if (pf[i].revents)
+                mw_loop_action(loop, pf[i].fd,
+                               (pf[i].revents & POLLIN ? MW_LOOP_IN : 0) |
+                                   (pf[i].revents & POLLOUT ? MW_LOOP_OUT : 0) |
+                                   (pf[i].revents & (POLLERR | POLLHUP) ? MW_LOOP_ERR : 0));
+    }
+}
+
+static mw_loop_job *held_add(mw_loop *loop, int *sv, hb *h)
+{
+    mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
+    o.host = "peer";
+    o.tls = MW_TLS_NONE;
+    o.helo = "localhost";
+    o.io_timeout_ms = 120000;
+    mw_loop_smtp_batch cb = MW_LOOP_SMTP_BATCH_INIT;
+    cb.next = held_next;
+    cb.done = held_done;
+    cb.userdata = h;
+    mw_error err = {0};
+    mw_loop_job *job = NULL;
+    if (mwi_loop_add_smtp_batch_fd(loop, &job, &o, &cb, sv[0], held_job, h, &err)) return NULL;
+    return job;
+}
+
+static void held_batch(void)
+{
+    static const char *const s[] = {HELLO,    "S:250-scripted\n250 PIPELINING\n",
+                                    ENV,      "S:250 ok\n250 ok\n354 go\n",
+                                    "D",      "S:250 ok 1\n",
+                                    "C:QUIT", "S:221 bye\n",
+                                    NULL};
+    int sv[2];
+    mw_loop *loop = NULL;
+    hb h = {0};
+    if (mw_loop_new(&loop, NULL, NULL) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return;
+    peer pp = {.fd = sv[1], .script = s};
+    pthread_t th;
+    if (pthread_create(&th, NULL, peer_run, &pp)) return;
+    mw_loop_job *job = held_add(loop, sv, &h);
+    int hold = job ? mwi_loop_smtp_hold(job) : -1;
+    pump(loop, &h.empty, 1);
+    int alive = mw_loop_smtp_alive(job), late = mwi_loop_smtp_hold(job);
+    ok(hold == 0 && h.empty == 1 && h.ndone == 0 && alive == 1 && late == MW_ESTATE,
+       "held batch: ready, next has none yet, the session waits alive (hold only before ready)");
+    h.queued = 1;
+    int push = mwi_loop_smtp_push(job);
+    pump(loop, &h.ndone, 1);
+    int empty = h.empty;
+    ok(push == 0 && h.ndone == 1 && h.rc0 == 0 && empty >= 2 && h.job_n == 0 &&
+           mw_loop_smtp_alive(job),
+       "held batch: the pushed message sent, then held again");
+    int push2 = mwi_loop_smtp_push(job); /* nothing queued: held again, nothing sent */
+    int rel = mwi_loop_smtp_release(job);
+    pump(loop, &h.job_n, 1);
+    mw_loop_free(loop);
+    /* Our end is closed: the peer reads what is left, then stops. */
+    pthread_join(th, NULL);
+    close(sv[1]);
+    if (pp.bad) printf("# peer step %d: got \"%s\"\n", pp.bad, pp.got);
+    ok(push2 == 0 && h.empty == empty + 1 && rel == 0 && pp.bad == 0 && h.job_n == 1 &&
+           h.job_code == 0 && h.quit_ok && h.ndone == 1,
+       "held batch: a push with nothing sends nothing; release sends QUIT, the job ends with 0");
+
+    /* The server closes while the batch is held: the job ends, no
+     * message reported. */
+    static const char *const c[] = {HELLO, "S:250-scripted\n250 PIPELINING\n", "X", NULL};
+    hb g = {0};
+    if (mw_loop_new(&loop, NULL, NULL) || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+        return;
+    peer pq = {.fd = sv[1], .script = c};
+    if (pthread_create(&th, NULL, peer_run, &pq)) return;
+    job = held_add(loop, sv, &g);
+    hold = job ? mwi_loop_smtp_hold(job) : -1;
+    pump(loop, &g.job_n, 1);
+    mw_loop_free(loop);
+    pthread_join(th, NULL);
+    close(sv[1]);
+    ok(hold == 0 && g.empty == 1 && g.job_n == 1 && g.job_code == MW_ENET && g.ndone == 0,
+       "held batch: the server closing while held ends the job (MW_ENET), nothing reported");
+}
+
+/* Two messages (the second's recipient refused, RSET), then QUIT, through
+ * the blocking session (smh 0) or the held driver (smh 1). */
+static const char *const two_msgs[] = {
+    HELLO,
+    "S:250-scripted\n250-PIPELINING\n250 8BITMIME\n",
+    ENV,
+    "S:250 ok\n250 ok\n354 go\n",
+    "D",
+    "S:250 ok 1\n",
+    "C:MAIL FROM:<a@x.test>",
+    "C:RCPT TO:<nobody@y.test>",
+    "C:DATA",
+    "S:250 ok\n550 5.1.1 no such user\n503 5.5.1 no recipients\n",
+    "C:RSET",
+    "S:250 ok\n",
+    "C:QUIT",
+    "S:221 bye\n",
+    NULL};
+
+typedef struct two {
+    int open_rc, rc[2], quit_rc, alive;
+    size_t nrcpt[2];
+    char err1[200];
+} two;
+
+static int two_run(int smh, two *o)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return -1;
+    peer pp = {.fd = sv[1], .script = two_msgs};
+    pthread_t th;
+    if (pthread_create(&th, NULL, peer_run, &pp)) return -1;
+    mw_error err = {0};
+    mw_stream *st = NULL;
+    mw_stream_fd(&st, sv[0], sv[0], 1, NULL, &err);
+    static const char *const servers[] = {"peer"};
+    static const unsigned ports[] = {25};
+    mw_smtp_opts so = MW_SMTP_OPTS_INIT;
+    so.servers = servers;
+    so.nservers = 1;
+    so.ports = ports;
+    so.nports = 1;
+    so.tls = MW_TLS_NONE;
+    so.client = "localhost";
+    so.stream = st;
+    static const char body[] = "Subject: two\n\nhello\n";
+    static const char *const good[] = {"b@y.test"}, *const bad_to[] = {"nobody@y.test"};
+    mw_smtp_msg m = MW_SMTP_MSG_INIT;
+    m.data = body;
+    m.len = sizeof body - 1;
+    m.originator = "a@x.test";
+    m.nrecipients = 1;
+    m.atleastone = 1;
+    mw_smtp *s = NULL;
+    mwi_smh *h = NULL;
+    int stop = 0;
+    o->open_rc = smh ? mwi_smh_open(&h, "peer", 25, &so, st, MW_NO_DEADLINE, &stop, &err)
+                     : mw_smtp_open(&s, &so, &err);
+    for (int i = 0; !o->open_rc && i < 2; i++) {
+        mw_smtp_result *r = NULL;
+        m.recipients = i ? bad_to : good;
+        o->rc[i] = smh ? mwi_smh_send(h, &m, 0, &r, &err) : mw_smtp_send(s, &m, &r);
+        if (!smh && o->rc[i]) err = *mw_smtp_error(s);
+        if (i && o->rc[i]) snprintf(o->err1, sizeof o->err1, "%.199s", err.message);
+        o->nrcpt[i] = r ? r->nrcpt : 99;
+        mw_smtp_result_free(r);
+    }
+    if (!o->open_rc) {
+        o->alive = smh ? mwi_smh_alive(h) : mw_smtp_alive(s);
+        o->quit_rc = smh ? mwi_smh_quit(h, &err) : mw_smtp_quit(s);
+    }
+    mwi_smh_free(h);
+    mw_smtp_free(s);
+    /* Our end is closed: the peer reads what is left, then stops. */
+    pthread_join(th, NULL);
+    close(sv[1]);
+    if (pp.bad)
+        printf("# %s: peer step %d: got \"%s\"\n", smh ? "held" : "blocking", pp.bad, pp.got);
+    return pp.bad;
+}
+
+static void held_driver(void)
+{
+    two b = {0}, d = {0};
+    int bad_b = two_run(0, &b), bad_d = two_run(1, &d);
+    printf("# blocking: %d %d %d %d; held: %d %d %d %d (%s / %s)\n", b.open_rc, b.rc[0], b.rc[1],
+           b.quit_rc, d.open_rc, d.rc[0], d.rc[1], d.quit_rc, b.err1, d.err1);
+    ok(bad_b == 0 && b.open_rc == 0 && b.rc[0] == 0 && b.rc[1] != 0 && b.quit_rc == 0,
+       "the blocking session over the script: sent, refused, QUIT");
+    ok(bad_d == 0 && d.open_rc == 0 && d.rc[0] == 0 && d.rc[1] == b.rc[1] &&
+           !strcmp(d.err1, b.err1) && d.nrcpt[0] == b.nrcpt[0] && d.nrcpt[1] == b.nrcpt[1] &&
+           d.alive == b.alive && d.quit_rc == 0,
+       "the held driver (smtp_held.h): the same lines to the peer, the same codes, error and "
+       "results");
+}
+
 int main(void)
 {
-    printf("1..20\n");
+    printf("1..30\n");
     mw_loop *loop = NULL;
     mw_loop_new(&loop, NULL, NULL);
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
@@ -525,5 +847,8 @@ int main(void)
     bcc_in_batch();
     token_provider();
     version3();
+    auth_v5();
+    held_batch();
+    held_driver();
     return failed;
 }
