@@ -2,6 +2,7 @@
  * blocking fetch (fetch.c) and the fetch on the loop (src/loop/fetch_job.c):
  * errors, progress, the state save, pruning, deciding. */
 #include "fetch/fetch_int.h"
+#include "store/store_defer.h"
 
 #include "util/err.h"
 
@@ -183,5 +184,9 @@ int mwi_fetch_open_store(fctx *c)
     mw_error tmp;
     memset(&tmp, 0, sizeof tmp);
     int rc = mw_store_open(&c->s, (mw_store_kind)o->store_kind, o->store_target, sop, &tmp);
-    return rc ? mwi_fetch_fail(c, rc, "store", &tmp, NULL) : 0;
+    if (rc) return mwi_fetch_fail(c, rc, "store", &tmp, NULL);
+    /* Maildir: each file's fsync and move into new/ wait for that same
+     * sync too (src/store/store_defer.h), the store's own budget of
+     * descriptors; a loop's fetch shares its loop's (fetch_job.c). */
+    return mwi_store_defer_files(c->s, NULL);
 }

@@ -12,6 +12,7 @@
 #include "loop/loop_int.h"
 #include "loop/pop3_held.h"
 #include "loop/pop3_job.h"
+#include "store/store_defer.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -381,6 +382,8 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
     mw_loop_pop3_opts lo;
     mw_tls_opts tls;
     if ((rc = lfetch_new(&f, o, &lo, &tls, err)) != 0) return rc;
+    /* The deferred files of all the loop's fetches under one bound. */
+    mwi_store_defer_files(f->c.s, mwi_loop_store_budget(loop));
     f->done = done;
     f->userdata = userdata;
     mw_error tmp;

@@ -5,6 +5,7 @@
 #include "loop/loop_int.h"
 #include "loop/loop_tls.h"
 #include "resolve/resolve.h"
+#include "store/store_defer.h"
 #include "util/addrorder.h"
 #include "util/err.h"
 
@@ -38,11 +39,17 @@ struct mw_loop {
     size_t pfd_cap;
     int reaping;
     mwi_ltls_cache *tls_cache;
-    int epfd;                  /* mw_loop_run's epoll set, -1 until made */
-    mwi_rslv_paths rslv_paths; /* NULL members: the system's files */
-    int attempt_delay_ms;      /* 0: MWI_HE_ATTEMPT_DELAY_MS */
-    mwi_lcache *dns_cache;     /* made at the first lookup */
+    int epfd;                   /* mw_loop_run's epoll set, -1 until made */
+    mwi_rslv_paths rslv_paths;  /* NULL members: the system's files */
+    int attempt_delay_ms;       /* 0: MWI_HE_ATTEMPT_DELAY_MS */
+    mwi_lcache *dns_cache;      /* made at the first lookup */
+    mwi_store_budget store_fds; /* the fetch jobs' deferred files (fetch_job.c) */
 };
+
+mwi_store_budget *mwi_loop_store_budget(mw_loop *loop)
+{
+    return &loop->store_fds;
+}
 
 mwi_lcache **mwi_loop_dns_cache(mw_loop *loop)
 {

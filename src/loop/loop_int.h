@@ -95,6 +95,9 @@ int mwi_loop_run_poll(mw_loop *loop, int64_t deadline_ms, mw_error *err);
 /* loop.c: the loop's cache of name lookups (lcache.h), and the wake-up
  * of the jobs waiting for one (dns_wait): each is stepped once more. */
 struct mwi_lcache **mwi_loop_dns_cache(mw_loop *loop);
+/* loop.c: the budget of deferred store files shared by the loop's fetch
+ * jobs (src/store/store_defer.h; the loop's thread alone uses it). */
+struct mwi_store_budget *mwi_loop_store_budget(mw_loop *loop);
 void mwi_loop_wake_dns(mw_loop *loop);
 
 /* loop.c: the loop's TLS context cache (loop_tls.h). */

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -118,6 +119,8 @@ int mw_store_open(mw_store **out, mw_store_kind kind, const char *target,
     if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     s->ops = backends[kind];
     s->fd = -1;
+    s->own_budget.max = MWI_STORE_DEFER_OWN;
+    s->budget = &s->own_budget;
     s->keep_crlf = opt->keep_crlf;
     s->lock_timeout_ms = opt->lock_timeout_ms > 0 ? opt->lock_timeout_ms : 0;
     s->mda_timeout_ms = opt->mda_timeout_ms > 0 ? opt->mda_timeout_ms : 300000;
@@ -155,10 +158,32 @@ void mw_store_free(mw_store *s)
     /* Best effort for a caller that forgot: its result cannot be reported,
      * which is why callers that delete mail must call mw_store_sync(). */
     (void)mw_store_sync(s);
+    free(s->deferred);
     free(s->target);
     free(s->hostname);
     free(s->envelope_from);
     free(s);
+}
+
+void mwi_store_budget_init(mwi_store_budget *b)
+{
+    struct rlimit rl;
+    size_t max = 16384;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < max)
+        max = rl.rlim_cur / 4 < 16 ? 16 : (size_t)(rl.rlim_cur / 4);
+    b->open = 0;
+    b->max = max;
+}
+
+int mwi_store_defer_files(mw_store *s, mwi_store_budget *b)
+{
+    if (s->ops != &mwi_store_maildir_ops) return 0;
+    if (s->ndeferred)
+        return mwi_err_set(&s->err, MW_ESTATE, "deferred files are waiting for mw_store_sync");
+    if (b && !b->max) mwi_store_budget_init(b);
+    s->budget = b ? b : &s->own_budget;
+    s->defer_files = 1;
+    return 0;
 }
 
 const mw_error *mw_store_error(const mw_store *s)

@@ -6,6 +6,7 @@
 
 #include "mailwire/error.h"
 #include "mailwire/store.h"
+#include "store/store_defer.h"
 #include "util/proc.h"
 
 #include <stddef.h>
@@ -39,6 +40,10 @@ extern const struct mwi_store_ops mwi_store_maildir_ops;
 extern const struct mwi_store_ops mwi_store_mbox_ops;
 extern const struct mwi_store_ops mwi_store_mda_ops;
 
+/* maildir.c: fsyncs the deferred files and moves them into new/ (new/
+ * left unsynced); 0, or MW_EIO when one failed (the store is then lost). */
+int mwi_store_maildir_flush_deferred(mw_store *s);
+
 struct mw_store {
     const struct mwi_store_ops *ops;
     char *target;
@@ -52,6 +57,16 @@ struct mw_store {
     mw_error err;
     int defer_dir_sync; /* Maildir: commit leaves the fsync of new/ to mw_store_sync() */
     int dir_unsynced;   /* a link into new/ happened since new/ was last fsync'd */
+    /* Deferred files (store_defer.h): committed, written back, still in
+     * tmp/ with their descriptors open, for mw_store_sync() to fsync and
+     * move into new/. */
+    int defer_files;
+    mwi_store_budget *budget; /* shared, or &own_budget */
+    mwi_store_budget own_budget;
+    struct mwi_store_deferred *deferred;
+    size_t ndeferred, deferred_cap;
+    int lost;          /* a deferred file was not made durable: every sync fails */
+    mw_error lost_err; /* why */
 
     /* the delivery in progress */
     int active;
@@ -75,6 +90,13 @@ struct mw_store {
 
     char last_path[MWI_STORE_PATHMAX];
     uint64_t last_size;
+};
+
+/* A message committed with its file sync deferred. */
+struct mwi_store_deferred {
+    int fd;
+    uint64_t size;
+    char *unique; /* its name in tmp/; in new/ with ",S=<size>" */
 };
 
 /* ---- store.c, for the backends ---- */

@@ -46,10 +46,27 @@ typedef struct fake {
     int state_saves;         /* state files renamed into place */
     int state_save_unsynced; /* ... while a link into new/ was not yet durable */
     int dele_unsynced;       /* DELEs while a link into new/ was not yet durable */
+    /* the events in order, one letter each: O a message file created in
+     * tmp/, F its fsync, L its move into new/, D an fsync of new/, S a
+     * state file saved, X a DELE arriving */
+    char ops[256];
+    size_t nops;
+    int file_syncs;             /* fsyncs of message files */
+    int link_before_fsync;      /* moves into new/ of a file not fsync'd before */
+    char synced[NMSG * 2][200]; /* the tmp/ names fsync'd */
+    int nsynced;
 } fake;
+
+static void op_log(fake *f, char c)
+{
+    if (f->nops + 1 < sizeof f->ops) f->ops[f->nops++] = c;
+}
 
 /* EIO for every fsync of new/ when set (test_dir_sync_fails). */
 static int fail_dir_sync;
+/* EIO for the fsync of the message file that is the Nth fsync'd (0: none;
+ * test_file_sync_fails). */
+static int fail_file_sync;
 /* A message whose UIDL unique-id breaks RFC 1939 §7, one whose RETR runs
  * 80 KB past its size (0: none; test_bad_uid, test_retr_overflow). */
 static int bad_uid_msg, overflow_msg;
@@ -72,10 +89,26 @@ static int ends_with(const char *s, const char *tail)
 static int store_hook(mw_store_op op, const char *path, void *ud)
 {
     fake *f = ud;
-    if (op == MW_STORE_OP_RENAME && strstr(path, "/md/new/")) {
+    const char *tmp = strstr(path, "/md/tmp/"), *nw = strstr(path, "/md/new/");
+    if (op == MW_STORE_OP_OPEN && tmp) {
+        op_log(f, 'O');
+    } else if (op == MW_STORE_OP_FSYNC && tmp) {
+        op_log(f, 'F');
+        if (++f->file_syncs == fail_file_sync) return EIO;
+        if (f->nsynced < NMSG * 2)
+            snprintf(f->synced[f->nsynced++], sizeof f->synced[0], "%s", tmp + 8);
+    } else if (op == MW_STORE_OP_RENAME && nw) {
+        op_log(f, 'L');
         f->links++;
         f->unsynced++;
+        /* new/NAME,S=n comes from tmp/NAME: fsync'd before? */
+        size_t n = strcspn(nw + 8, ",");
+        int found = 0;
+        for (int i = 0; i < f->nsynced && !found; i++)
+            found = strlen(f->synced[i]) == n && !strncmp(f->synced[i], nw + 8, n);
+        if (!found) f->link_before_fsync++;
     } else if (op == MW_STORE_OP_FSYNC && ends_with(path, "/md/new")) {
+        op_log(f, 'D');
         if (fail_dir_sync) return EIO;
         if (f->unsynced) f->dir_syncs++;
         f->unsynced = 0;
@@ -87,6 +120,7 @@ static int state_hook(mw_store_op op, const char *path, void *ud)
 {
     fake *f = ud;
     if (op == MW_STORE_OP_RENAME && ends_with(path, "/state")) {
+        op_log(f, 'S');
         f->state_saves++;
         if (f->unsynced) f->state_save_unsynced++;
     }
@@ -199,6 +233,7 @@ static void command(fake *f, const char *line)
         else
             f->dele_bad++;
         if (f->unsynced) f->dele_unsynced++;
+        op_log(f, 'X');
         f->deleted[n] = 1;
         say(f, "+OK\r\n");
     } else if (!strcmp(line, "QUIT")) {
@@ -406,6 +441,53 @@ static void test_order(void **unused)
     assert_int_equal(f->dele_unsynced, 0);
     assert_int_equal(f->state_saves, 3);
     assert_int_equal(f->dir_syncs, 3);
+    /* Each file's fsync waits for the batch's sync (src/store/store_defer.h):
+     * the batch's files are all created before the first of them is
+     * fsync'd, each fsync'd before its move into new/, new/ fsync'd once,
+     * then the state saved; the DELEs come after the last save. */
+    f->ops[f->nops] = '\0';
+    printf("# events: %s\n", f->ops);
+    assert_string_equal(f->ops, "OOOFLFLFLDS"
+                                "OOOFLFLFLDS"
+                                "OFLDS"
+                                "XXXXXXX");
+    assert_int_equal(f->file_syncs, NMSG);
+    assert_int_equal(f->link_before_fsync, 0);
+    free(f);
+    env_drop(&e);
+}
+
+static int dir_entries(const char *path);
+
+/* A message file's deferred fsync fails (the second of the first batch):
+ * that file never reaches new/, no UID is recorded from then on, nothing
+ * is deleted; the run says which file. */
+static void test_file_sync_fails(void **unused)
+{
+    (void)unused;
+    env e;
+    env_make(&e);
+    fake *f = calloc(1, sizeof *f);
+    mw_fetch_result r;
+    mw_error err;
+    fail_file_sync = 2;
+    int rc = run_fake(&e, f, 0, &r, &err);
+    fail_file_sync = 0;
+    f->ops[f->nops] = '\0';
+    printf("# events: %s (%s)\n", f->ops, err.message);
+    assert_int_equal(rc, MW_EIO);
+    assert_non_null(strstr(err.message, "fsync"));
+    assert_non_null(strstr(err.message, "/md/tmp/"));
+    assert_int_equal(r.deleted, 0);
+    assert_int_equal(f->dele_ok + f->dele_bad, 0);
+    assert_int_equal(f->state_saves, 0);
+    assert_false(file_has(e.state, " uid-"));
+    assert_false(maildir_has(e.dir, 2));
+    assert_int_equal(f->link_before_fsync, 0);
+    /* nothing of it left in tmp/ either */
+    char tmpd[256];
+    snprintf(tmpd, sizeof tmpd, "%s/tmp", e.md);
+    assert_int_equal(dir_entries(tmpd), 0);
     free(f);
     env_drop(&e);
 }
@@ -666,6 +748,7 @@ int main(void)
         cmocka_unit_test(test_no_login_retr_modes),
         cmocka_unit_test(test_command_timeout),
         cmocka_unit_test(test_dir_sync_fails),
+        cmocka_unit_test(test_file_sync_fails),
         cmocka_unit_test(test_second_run_deletes_only),
         cmocka_unit_test(test_delete_after_days),
         cmocka_unit_test(test_filter_timeout),
