@@ -1,5 +1,7 @@
 /* Crash safety of delivery + UIDL state: a child delivers N messages
- * (Maildir or mbox) and records each UID after its commit, as fetch will;
+ * (Maildir or mbox) and records each UID after its commit, as fetch will
+ * (Maildir deferred: commits of a batch, mw_store_sync, then the batch's
+ * UIDs, as the fetch does with src/store/store_defer.h);
  * it is SIGKILLed at random moments; after every kill every UID recorded
  * in the state file must have its message whole in the store, and the
  * state file must load.  A final complete run must leave every message
@@ -8,6 +10,8 @@
 #include "mwtest.h"
 #include "storetest.h"
 
+#include "store/store_defer.h"
+
 #define NMSG 30
 
 typedef struct scenario {
@@ -15,6 +19,7 @@ typedef struct scenario {
     char store_path[4200];
     char state_path[4200];
     mw_store_kind kind;
+    int deferred; /* Maildir, files synced by batch (store_defer.h) */
     int duplicates_max;
     int junk_max; /* mbox: partial messages left by a kill */
 } scenario;
@@ -45,10 +50,17 @@ static int worker(void *ud)
     mw_state_options so = MW_STATE_OPTIONS_INIT;
     so.lock_timeout_ms = 5000;
     mw_error err;
-    if (mw_store_open(&s, sc->kind, sc->store_path, NULL, &err) != 0) {
+    mw_store_options sto = MW_STORE_OPTIONS_INIT;
+    sto.defer_dir_sync = sc->deferred;
+    if (mw_store_open(&s, sc->kind, sc->store_path, &sto, &err) != 0) {
         fprintf(stderr, "# worker: %s\n", err.message);
         return 1;
     }
+    /* A budget of 3 open files for batches of 5: commits also sync early. */
+    mwi_store_budget budget = {0, 3};
+    if (sc->deferred) mwi_store_defer_files(s, &budget);
+    char batch[5][32];
+    int nbatch = 0;
     if (mw_state_open(&st, sc->state_path, &so, &err) != 0) {
         fprintf(stderr, "# worker: %s\n", err.message);
         return 2;
@@ -64,8 +76,20 @@ static int worker(void *ud)
             rc = mw_store_write(s, m + off, len - off < 1000 ? len - off : 1000);
         if (rc == 0) rc = mw_store_commit(s);
         free(m);
-        /* only after the commit returned 0 may the UID be recorded */
-        if (rc != 0 || mw_state_add(st, uid, 1700000000 + i) != 0 || mw_state_save(st) != 0) {
+        if (sc->deferred && rc == 0) {
+            /* the batch's UIDs only after the sync that follows their commits */
+            snprintf(batch[nbatch++], sizeof batch[0], "%s", uid);
+            if (nbatch < 5 && i + 1 < NMSG) continue;
+            rc = mw_store_sync(s);
+            for (int k = 0; rc == 0 && k < nbatch; k++)
+                rc = mw_state_add(st, batch[k], 1700000000 + i);
+            nbatch = 0;
+            if (rc == 0) rc = mw_state_save(st);
+        } else if (rc == 0) {
+            /* only after the commit returned 0 may the UID be recorded */
+            if ((rc = mw_state_add(st, uid, 1700000000 + i)) == 0) rc = mw_state_save(st);
+        }
+        if (rc != 0) {
             fprintf(stderr, "# worker: %s / %s\n", mw_store_error(s)->message,
                     mw_state_error(st)->message);
             return 3;
@@ -252,9 +276,10 @@ static void reset(void *ud)
     if (system(cmd) != 0) fprintf(stderr, "# reset failed\n");
 }
 
-static void run_scenario(mw_store_kind kind, int kills)
+static void run_scenario(mw_store_kind kind, int deferred, int kills)
 {
     scenario sc = {0};
+    sc.deferred = deferred;
     /* On tmpfs when there is one: a process crash does not depend on
      * fsync, and the run is many times faster, so kills hit more moments. */
     char tmpl[] = "/dev/shm/mw-crash.XXXXXX";
@@ -268,8 +293,8 @@ static void run_scenario(mw_store_kind kind, int kills)
     int rc = crash_run(&ops, kills, &res);
     printf("# %s: %d kills at random moments over a %lld us run, %d runs finished before "
            "their kill; at most %d duplicate(s) and %d partial mbox message(s) seen after a kill\n",
-           kind == MW_STORE_MAILDIR ? "Maildir" : "mbox", res.kills, (long long)res.full_run_us,
-           res.completed, sc.duplicates_max, sc.junk_max);
+           kind == MW_STORE_MAILDIR ? (deferred ? "Maildir, deferred" : "Maildir") : "mbox",
+           res.kills, (long long)res.full_run_us, res.completed, sc.duplicates_max, sc.junk_max);
     st_rm_rf(sc.dir);
     free(sc.dir);
     if (rc != 0) fail_msg("seed %u: %s", res.seed, res.why);
@@ -279,19 +304,26 @@ static void run_scenario(mw_store_kind kind, int kills)
 static void crash_maildir(void **state)
 {
     (void)state;
-    run_scenario(MW_STORE_MAILDIR, 200);
+    run_scenario(MW_STORE_MAILDIR, 0, 200);
+}
+
+static void crash_maildir_deferred(void **state)
+{
+    (void)state;
+    run_scenario(MW_STORE_MAILDIR, 1, 200);
 }
 
 static void crash_mbox(void **state)
 {
     (void)state;
-    run_scenario(MW_STORE_MBOX, 100);
+    run_scenario(MW_STORE_MBOX, 0, 100);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(crash_maildir),
+        cmocka_unit_test(crash_maildir_deferred),
         cmocka_unit_test(crash_mbox),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
