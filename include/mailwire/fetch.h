@@ -10,9 +10,13 @@
  *
  * The order (docs/CONVENTIONS.md "Never lose mail"):
  *   1. each message is streamed (RETR, pipelined) straight into the store,
- *      never held whole in memory; mw_store_commit() makes it durable;
+ *      never held whole in memory, and committed; a Maildir commit only
+ *      writes the file in tmp/ and starts its write-back: the file's
+ *      fsync, its move into new/ and one fsync of new/ come at the store's
+ *      sync (mw_store_sync), which runs before every state save;
  *   2. its UID is recorded in the state journal, saved atomically after
- *      every batch (opts.batch messages) and at the end;
+ *      every batch (opts.batch messages) and at the end, each save after
+ *      that sync returned 0 (a failed sync: no save, nothing deleted);
  *   3. only messages whose UID is in a state that was saved successfully
  *      are DELEted (pipelined), and only then QUIT is sent.
  * A message that did not arrive whole (connection dropped mid-RETR, size
@@ -58,7 +62,9 @@ typedef void (*mw_fetch_progress_fn)(const mw_fetch_progress *p, void *userdata)
 
 typedef struct mw_fetch_result {
     uint64_t messages;  /* on the server at login */
-    uint64_t fetched;   /* stored durably in this run */
+    uint64_t fetched;   /* committed to the store in this run (durable unless the
+                           run failed in the store: MW_EIO; then none of those
+                           not made durable is recorded or deleted) */
     uint64_t skipped;   /* left on the server unstored (old, size limit, filter) */
     uint64_t deleted;   /* DELE answered +OK (applied only if quit_confirmed) */
     uint64_t bytes;     /* octets of the stored messages, as received */

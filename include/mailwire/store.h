@@ -19,7 +19,12 @@
  * commit means "complete and fsync'd, entry not yet durable"; the caller
  * must call mw_store_sync() (one fsync of new/ for any number of messages)
  * and get 0 before it deletes those messages anywhere or records them as
- * delivered.  mw_fetch_account does exactly that before each state save. */
+ * delivered.  mw_fetch_account does exactly that before each state save.
+ *
+ * mw_fetch_account and mw_loop_add_fetch defer more with a Maildir: a
+ * commit there writes the file in tmp/ and starts its write-back, and the
+ * same mw_store_sync() fsyncs each file, moves it into new/ and fsyncs new/
+ * (src/store/store_defer.h); those stores are their own, not the caller's. */
 #ifndef MAILWIRE_STORE_H
 #define MAILWIRE_STORE_H
 
