@@ -3,6 +3,8 @@
 #include "mwtest.h"
 #include "storetest.h"
 
+#include "store/store_defer.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -643,6 +645,116 @@ static void mda_failures(void **state)
     mw_store_free(s);
 }
 
+/* Counts the fsyncs of message files (in tmp/) and of new/; EIO for the
+ * file fsync numbered fail_file (0: none). */
+typedef struct file_syncs {
+    int files, dirs, fail_file;
+} file_syncs;
+
+static int count_file_syncs(mw_store_op op, const char *path, void *ud)
+{
+    file_syncs *c = ud;
+    size_t len = strlen(path);
+    if (op != MW_STORE_OP_FSYNC) return 0;
+    if (len >= 4 && !strcmp(path + len - 4, "/new")) {
+        c->dirs++;
+    } else if (strstr(path, "/tmp/")) {
+        if (++c->files == c->fail_file) return EIO;
+    }
+    return 0;
+}
+
+/* Deferred files (src/store/store_defer.h): a commit leaves the file in
+ * tmp/, unsynced; mw_store_sync fsyncs each, moves it into new/, fsyncs
+ * new/ once.  The budget bounds the open files over the stores sharing
+ * it; a failed file fsync removes the file and fails every later sync. */
+static void maildir_deferred_files(void **state)
+{
+    (void)state;
+    file_syncs c = {0, 0, 0};
+    mwi_store_budget b = {0, 3};
+    mw_store *s, *s2;
+    mw_store_options o = MW_STORE_OPTIONS_INIT;
+    o.fault = count_file_syncs;
+    o.fault_userdata = &c;
+    o.defer_dir_sync = 1;
+    assert_int_equal(mw_store_open(&s, MW_STORE_MAILDIR, path_in("Mfiles"), &o, NULL), 0);
+    assert_int_equal(mwi_store_defer_files(s, &b), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    char last[4200];
+    snprintf(last, sizeof last, "%s", mw_store_last_path(s));
+    assert_non_null(strstr(last, "Mfiles/new/"));
+    assert_int_equal(c.files, 0);
+    assert_int_equal(c.dirs, 0);
+    assert_int_equal(b.open, 3);
+    assert_int_equal(st_count(path_in("Mfiles/new"), NULL, 0), 0);
+    assert_int_equal(st_count(path_in("Mfiles/tmp"), NULL, 0), 3);
+    assert_int_equal(mw_store_sync(s), 0);
+    assert_int_equal(c.files, 3);
+    assert_int_equal(c.dirs, 1);
+    assert_int_equal(b.open, 0);
+    assert_int_equal(st_count(path_in("Mfiles/new"), NULL, 0), 3);
+    assert_int_equal(st_count(path_in("Mfiles/tmp"), NULL, 0), 0);
+    size_t n, wn;
+    char *got = st_read(last, &n), *want = to_lf(msg1, sizeof msg1 - 1, &wn);
+    assert_non_null(got);
+    assert_int_equal(n, wn);
+    assert_memory_equal(got, want, n);
+    free(got);
+    free(want);
+
+    /* The budget spent: the next commit syncs this store's files first
+     * (new/ still left to mw_store_sync). */
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(c.files, 6);
+    assert_int_equal(c.dirs, 1);
+    assert_int_equal(b.open, 1);
+    assert_int_equal(st_count(path_in("Mfiles/new"), NULL, 0), 6);
+    assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(b.open, 3);
+
+    /* Another store on the same budget, with nothing of its own to sync:
+     * its commit is made durable at once (file fsync'd, in new/). */
+    mw_store_options o2 = o;
+    assert_int_equal(mw_store_open(&s2, MW_STORE_MAILDIR, path_in("Mfiles2"), &o2, NULL), 0);
+    assert_int_equal(mwi_store_defer_files(s2, &b), 0);
+    assert_int_equal(mw_store_deliver(s2, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(c.files, 7);
+    assert_int_equal(b.open, 3);
+    assert_int_equal(st_count(path_in("Mfiles2/new"), NULL, 0), 1);
+    assert_int_equal(mw_store_sync(s2), 0);
+    assert_int_equal(c.dirs, 2);
+    mw_store_free(s2);
+
+    /* The second of the three deferred files cannot be fsync'd: it is
+     * removed, the others reach new/, and every sync fails from now on. */
+    c.fail_file = c.files + 2;
+    assert_int_equal(mw_store_sync(s), MW_EIO);
+    assert_non_null(strstr(mw_store_error(s)->message, "fsync"));
+    assert_non_null(strstr(mw_store_error(s)->message, "Mfiles/tmp/"));
+    assert_int_equal(b.open, 0);
+    assert_int_equal(st_count(path_in("Mfiles/new"), NULL, 0), 8);
+    assert_int_equal(st_count(path_in("Mfiles/tmp"), NULL, 0), 0);
+    assert_int_equal(mw_store_sync(s), MW_EIO);
+    assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(mw_store_sync(s), MW_EIO);
+    assert_int_equal(st_count(path_in("Mfiles/new"), NULL, 0), 9);
+    mw_store_free(s);
+
+    /* Freed with a deferred file: it is synced into new/ (best effort). */
+    c.fail_file = 0;
+    assert_int_equal(mw_store_open(&s, MW_STORE_MAILDIR, path_in("Mfiles3"), &o, NULL), 0);
+    assert_int_equal(mwi_store_defer_files(s, &b), 0);
+    assert_int_equal(mw_store_deliver(s, msg1, sizeof msg1 - 1, NULL), 0);
+    assert_int_equal(st_count(path_in("Mfiles3/new"), NULL, 0), 0);
+    mw_store_free(s);
+    assert_int_equal(b.open, 0);
+    assert_int_equal(st_count(path_in("Mfiles3/new"), NULL, 0), 1);
+}
+
 static void bad_arguments(void **state)
 {
     (void)state;
@@ -750,6 +862,7 @@ int main(void)
         cmocka_unit_test(mda_byte_exact),
         cmocka_unit_test(mda_failures),
         cmocka_unit_test(bad_arguments),
+        cmocka_unit_test(maildir_deferred_files),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, setup, teardown);
