@@ -55,7 +55,11 @@ async def main():
             return
         await asyncio.gather(pump(cr, sw, delay), pump(sr, cw, delay), return_exceptions=True)
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    # A listen queue for a thousand connects at once (the accounts bench):
+    # with asyncio's default of 100, connections the queue dropped looked
+    # connected to the client, which then waited for a greeting that
+    # never came (TcpExtListenOverflows).
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=4096)
     print(server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()
