@@ -350,6 +350,10 @@ service auth {
   unix_listener auth-postfix {
     mode = 0666
   }
+  # Every POP3 process holds a connection to auth (its userdb lookup),
+  # besides the login processes': above the default 1000 with a bench's
+  # thousand sessions at once, logins then fail with "Internal error".
+  client_limit = $((pop3_limit + 1000))
 }
 protocol pop3 {
   mail_max_userip_connections = 1000
