@@ -346,3 +346,8 @@ int mwi_sjb_release(sj *p)
     }
     return 0;
 }
+
+void mwi_sjb_message_pipelining(sj *p, int on)
+{
+    p->b->cb.no_message_pipelining = !on;
+}

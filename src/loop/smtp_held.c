@@ -34,6 +34,12 @@ struct mwi_smh {
     const mw_smtp_msg *pending;
     int got, rc;
     mw_error err;
+    /* A batch (mwi_smh_batch): the caller's callbacks, its first index. */
+    mw_smtp_next_fn bnext;
+    mw_smtp_done_fn bdone;
+    void *bud;
+    size_t base;
+    int bmore;
 };
 
 static void drive_fail(mwi_smh *h, int rc, const mw_error *e)
@@ -69,7 +75,8 @@ static int drive_tls(mwi_smh *h)
 
 static int64_t io_deadline(const mwi_smh *h)
 {
-    return mwi_deadline_min(h->deadline, h->net.io_timeout_ms);
+    int64_t d = h->p->c.total_deadline < h->deadline ? h->p->c.total_deadline : h->deadline;
+    return mwi_deadline_min(d, h->net.io_timeout_ms);
 }
 
 /* One round: write what is queued (then the job tops it up), else read
@@ -94,6 +101,9 @@ static void drive_round(mwi_smh *h)
         c->moved += pending;
         mwi_buf_reset(&c->out);
         c->out_off = 0;
+        /* A reply read ahead (the final one, held until the data went
+         * out) or more input waits for this write: take it now. */
+        c->ops->process(c->impl);
         return;
     }
     if (c->in_len == c->in_cap) {
@@ -136,6 +146,11 @@ static int next_cb(mw_loop_job *job, size_t index, mw_smtp_msg *msg, void *ud)
     (void)job;
     (void)index;
     mwi_smh *h = ud;
+    if (h->bnext) {
+        if (h->bmore <= 0) return 0;
+        h->bmore = h->bnext(index - h->base, msg, h->bud);
+        return h->bmore > 0 ? 1 : 0; /* 0 or a failure: held, the batch returns */
+    }
     if (!h->pending) return 0; /* none yet: held */
     *msg = *h->pending;
     h->pending = NULL;
@@ -149,6 +164,10 @@ static void done_cb(mw_loop_job *job, size_t index, int rc, const mw_smtp_result
     (void)index;
     (void)r; /* handed out through result_out (smtp_tx.c, mwi_sj_tx_free) */
     mwi_smh *h = ud;
+    if (h->bdone) {
+        h->bdone(index - h->base, rc, r, e, h->bud);
+        return;
+    }
     h->got = 1;
     h->rc = rc;
     h->err = *e;
@@ -275,6 +294,8 @@ int mwi_smh_send(mwi_smh *h, const mw_smtp_msg *m, int tx_max_time_ms, mw_smtp_r
     p->tx_max_time_ms = tx_max_time_ms;
     h->deadline = tx_max_time_ms > 0 ? mw_now_ms() + tx_max_time_ms : MW_NO_DEADLINE;
     int rc = mwi_sjb_push(p);
+    /* What arrived while held (replies read ahead) is the next command's. */
+    if (!rc && !h->job->done && p->c.in_len) p->c.ops->process(p->c.impl);
     if (!rc) drive(h);
     p->result_out = NULL;
     h->pending = NULL;
@@ -293,10 +314,42 @@ int mwi_smh_send(mwi_smh *h, const mw_smtp_msg *m, int tx_max_time_ms, mw_smtp_r
     return rc;
 }
 
+int mwi_smh_batch(mwi_smh *h, mw_smtp_next_fn next, mw_smtp_done_fn done, void *ud,
+                  int tx_max_time_ms, int pipelining, mw_error *err)
+{
+    if (!mwi_smh_alive(h))
+        return mwi_err_set(err, MW_ESTATE,
+                           "the session is not ready to send (the connection failed earlier)");
+    sj *p = h->p;
+    h->bnext = next;
+    h->bdone = done;
+    h->bud = ud;
+    h->bmore = 1;
+    h->base = (size_t)h->job->result.messages;
+    p->tx_max_time_ms = tx_max_time_ms;
+    mwi_sjb_message_pipelining(p, pipelining);
+    int rc = mwi_sjb_push(p);
+    if (!rc && !h->job->done && p->c.in_len) p->c.ops->process(p->c.impl);
+    if (!rc) drive(h);
+    mwi_sjb_message_pipelining(p, 0);
+    h->bnext = NULL;
+    h->bdone = NULL;
+    if (rc) return mwi_err_set(err, rc, "the session is not held");
+    if (h->job->done && h->job->err.code) {
+        if (err) *err = h->job->err;
+        return h->bmore < 0 ? h->bmore : h->job->err.code;
+    }
+    if (h->bmore < 0)
+        return mwi_err_set(err, h->bmore, "the batch's next callback ended it: %s",
+                           mw_strerror(h->bmore));
+    return 0;
+}
+
 int mwi_smh_quit(mwi_smh *h, mw_error *err)
 {
     if (!mwi_smh_alive(h)) return mwi_err_set(err, MW_ESTATE, "the session is not ready");
     int rc = mwi_sjb_release(h->p);
+    if (!rc && !h->job->done && h->p->c.in_len) h->p->c.ops->process(h->p->c.impl);
     if (!rc) drive(h);
     if (rc) return mwi_err_set(err, rc, "the session is not held");
     if (!h->job->result.quit_ok) {

@@ -26,6 +26,13 @@ int mwi_smh_open(mwi_smh **out, const char *host, unsigned port, const mw_smtp_o
  * the result, *err the error.  The session stays held unless it died. */
 int mwi_smh_send(mwi_smh *h, const mw_smtp_msg *m, int tx_max_time_ms, mw_smtp_result **result,
                  mw_error *err);
+/* A batch, as mw_smtp_send_batch says it (smtp.h): next's messages one
+ * after the other on the held session, each envelope behind the previous
+ * data when pipelining allows it and pipelining is 1; each outcome to
+ * done; next's 0 ends the batch with the session held, its negative code
+ * too (returned). */
+int mwi_smh_batch(mwi_smh *h, mw_smtp_next_fn next, mw_smtp_done_fn done, void *ud,
+                  int tx_max_time_ms, int pipelining, mw_error *err);
 /* QUIT: 0 when it said 221, else the code with *err set.  The session
  * is over after it. */
 int mwi_smh_quit(mwi_smh *h, mw_error *err);

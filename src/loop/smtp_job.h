@@ -159,5 +159,7 @@ int mwi_sjb_ending(const sj *p);
 int mwi_sjb_hold(sj *p);
 int mwi_sjb_push(sj *p);
 int mwi_sjb_release(sj *p);
+/* Whether the next envelope may go behind the data (RFC 2920 §3.1). */
+void mwi_sjb_message_pipelining(sj *p, int on);
 
 #endif

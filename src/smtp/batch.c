@@ -2,6 +2,7 @@
  * next prepared while the server answers, and with PIPELINING the next
  * envelope in the same write as the previous message's end (RFC 2920 §3.1). */
 #include "smtp/smtp_int.h"
+#include "loop/smtp_held.h"
 #include "util/err.h"
 
 #include <stdlib.h>
@@ -145,6 +146,12 @@ int mw_smtp_send_batch(mw_smtp *s, mw_smtp_next_fn next, mw_smtp_done_fn done, v
     mw_error_clear(&s->err);
     if (!next || !done) return mwi_err_set(&s->err, MW_EINVAL, "next and done are both needed");
     if (s->state != ST_READY) return mwi_smtp_not_ready(s);
+    if (s->held) {
+        int rc = mwi_smh_batch(s->held, next, done, ud, s->maxtime_ms, !s->no_message_pipelining,
+                               &s->err);
+        if (!mwi_smh_alive(s->held)) mwi_smtp_set_state(s, ST_DEAD);
+        return rc;
+    }
     batch *b = batch_new(s, next, done, ud);
     if (!b) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
     mwi_smtp_tx *fin = NULL, *cur = batch_take(b), *pre = NULL;

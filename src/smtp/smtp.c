@@ -3,6 +3,7 @@
  * STARTTLS (RFC 3207), QUIT.  AUTH is in auth.c, the transaction in
  * transaction.c, the message source in message.c, batches in batch.c. */
 #include "smtp/smtp_int.h"
+#include "loop/smtp_held.h"
 #include "util/err.h"
 
 #include <errno.h>
@@ -155,6 +156,7 @@ int mwi_smtp_bad_arg(const char *v, int allow_space)
 static void free_session(mw_smtp *s)
 {
     if (!s) return;
+    mwi_smh_free(s->held);
     mwi_conn_free(s->c);
     free(s->rep);
     free(s->client);
@@ -283,6 +285,46 @@ static const mw_tls_opts *tls_for(mw_smtp *s, mw_tls_opts *tmp)
 }
 
 /* One server and port: connect, greeting, EHLO, TLS, QUED, AUTH. */
+static char *dup_or_null(const char *v)
+{
+    return v ? strdup(v) : NULL;
+}
+
+/* The machine's session (src/loop/smtp_held.h): what it learned, copied
+ * for the accessors. */
+static int try_held(mw_smtp *s, const char *host, unsigned port, mw_stream *given,
+                    int64_t deadline)
+{
+    int stop = 0;
+    mwi_smh_free(s->held);
+    s->held = NULL;
+    int rc = mwi_smh_open(&s->held, host, port, s->opening, given, deadline, &stop, &s->err);
+    if (rc) {
+        s->stop = stop;
+        s->state = ST_DEAD;
+        /* failover() names the server and port itself */
+        char pre[300];
+        int n = snprintf(pre, sizeof pre, "%.200s port %u: ", host, port);
+        if (n > 0 && !strncmp(s->err.message, pre, (size_t)n))
+            memmove(s->err.message, s->err.message + n, strlen(s->err.message + n) + 1);
+        return rc;
+    }
+    const mw_smtp *m = mwi_smh_session(s->held);
+    s->caps = m->caps;
+    s->helo_only = m->helo_only;
+    s->tls_active = m->tls_active;
+    snprintf(s->auth_mech, sizeof s->auth_mech, "%s", m->auth_mech);
+    free(s->greeting);
+    free(s->ehlo_text[0]);
+    free(s->ehlo_text[1]);
+    s->greeting = dup_or_null(m->greeting);
+    s->ehlo_text[0] = dup_or_null(m->ehlo_text[0]);
+    s->ehlo_text[1] = dup_or_null(m->ehlo_text[1]);
+    if (!s->client) s->client = dup_or_null(m->client);
+    s->state = ST_READY;
+    return 0;
+}
+
 static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given, int64_t deadline)
 {
     int rc;
@@ -294,6 +336,7 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     s->server = strdup(host);
     s->port = port;
     if (!s->server) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
+    if (!s->tlspolicy) return try_held(s, host, port, given, deadline);
     mw_stream *st = given;
     if (!st) {
         mwi_smtp_trace_info(s, "connecting to %s port %u", host, port);
@@ -477,10 +520,12 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
     size_t nports = o->nports ? o->nports : 1;
     int64_t deadline = o->open_timeout_ms > 0 ? mw_now_ms() + o->open_timeout_ms : MW_NO_DEADLINE;
 
+    s->opening = o;
     if (given)
         rc = try_one(s, servers[0], ports[0], given, deadline);
     else
         rc = failover(s, servers, nservers, ports, nports, deadline);
+    s->opening = NULL;
     if (rc) {
         if (err) *err = s->err;
         free_session(s);
@@ -500,6 +545,11 @@ void mw_smtp_set_maxtime(mw_smtp *s, int ms)
 int mw_smtp_quit(mw_smtp *s)
 {
     if (!s || s->state != ST_READY) return MW_ESTATE;
+    if (s->held) {
+        int rc = mwi_smh_quit(s->held, &s->err);
+        mwi_smtp_set_state(s, ST_CLOSED);
+        return rc;
+    }
     int rc = mwi_smtp_put_cmd(s, "QUIT");
     if (!rc) rc = mwi_smtp_flush(s);
     if (!rc) rc = mwi_smtp_get_reply(s, "QUIT");

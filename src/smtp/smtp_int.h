@@ -34,7 +34,10 @@ enum mwi_smtp_st {
  * chunks are about this large. */
 #define MWI_SMTP_CHUNK (64 * 1024)
 
+struct mwi_smh;
 struct mw_smtp {
+    struct mwi_smh *held;         /* the loop's machine held (src/loop/smtp_held.h), or NULL */
+    const mw_smtp_opts *opening;  /* during mw_smtp_open only */
     mw_conn *c;
     enum mwi_smtp_st state;
     mw_error err;

@@ -2,6 +2,7 @@
  * RCPT, DATA or BDAT, the replies and the per-recipient result, RSET, the
  * Bcc digest (bcc.c) after it; mw_smtp_send and mw_smtp_result_free. */
 #include "smtp/smtp_int.h"
+#include "loop/smtp_held.h"
 #include "util/err.h"
 #include "util/fmt.h"
 
@@ -710,6 +711,12 @@ int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
     if (!s) return MW_EINVAL;
     mw_error_clear(&s->err);
     if (s->state != ST_READY) return mwi_smtp_not_ready(s);
+    if (s->held) {
+        int rc = mwi_smh_send(s->held, msg, s->maxtime_ms, result, &s->err);
+        if (!mwi_smh_alive(s->held)) mwi_smtp_set_state(s, ST_DEAD);
+        if (rc && s->err.code == 0) mwi_err_set(&s->err, rc, "%s", mw_strerror(rc));
+        return rc;
+    }
     s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
     mwi_conn_set_deadline(s->c, s->tx_deadline);
     mw_smtp_result *res = NULL;
