@@ -79,6 +79,39 @@ static int64_t io_deadline(const mwi_smh *h)
     return mwi_deadline_min(d, h->net.io_timeout_ms);
 }
 
+/* A write failed during the data: the server may have replied before
+ * closing (RFC 5321 §4.1.1.4).  What it sent goes into the input, within
+ * 2 s (as src/smtp/message.c waits), for smtp_tx.c's salvage to read. */
+static void salvage_read(mwi_smh *h)
+{
+    mwi_lconn *c = &h->p->c;
+    int64_t dl = mw_now_ms() + 2000;
+    if (c->total_deadline < dl) dl = c->total_deadline;
+    mw_error tmp = {0};
+    while (c->in_len < c->in_cap) {
+        size_t got = 0;
+        if (mw_stream_read(h->s, c->in + c->in_len, c->in_cap - c->in_len, &got, dl, &tmp) || !got)
+            break;
+        c->in_len += got;
+    }
+}
+
+/* src/net/conn.c's words for a read that failed, so that both engines
+ * say the same (as pop3_drive.c's read_failed). */
+static int read_failed(const mwi_smh *h, int rc, mw_error *e)
+{
+    if (rc == 0) {
+        h->p->c.eof = 1;
+        return mwi_err_set(e, MW_ENET, "the server closed the connection while reading a line");
+    }
+    if (rc != MW_ETIMEOUT) return rc;
+    char m[sizeof e->message];
+    snprintf(m, sizeof m, "%s", e->message);
+    char *w = strstr(m, " while ");
+    if (w) *w = '\0';
+    return mwi_err_set(e, MW_ETIMEOUT, "%s while reading a line", m);
+}
+
 /* One round: write what is queued (then the job tops it up), else read
  * and process. */
 static void drive_round(mwi_smh *h)
@@ -95,6 +128,7 @@ static void drive_round(mwi_smh *h)
     if (pending) {
         int rc = mw_stream_write(h->s, c->out.data + c->out_off, pending, io_deadline(h), &e);
         if (rc) {
+            if (h->p->state == S_BODY) salvage_read(h);
             drive_fail(h, rc, &e);
             return;
         }
@@ -114,10 +148,7 @@ static void drive_round(mwi_smh *h)
     size_t got = 0;
     int rc =
         mw_stream_read(h->s, c->in + c->in_len, c->in_cap - c->in_len, &got, io_deadline(h), &e);
-    if (!rc && !got) {
-        c->eof = 1;
-        rc = mwi_err_set(&e, MW_ENET, "the server closed the connection while reading a line");
-    }
+    if (rc || !got) rc = read_failed(h, rc, &e);
     if (rc) {
         h->p->dead = 1;
         drive_fail(h, rc, &e);
@@ -363,6 +394,12 @@ int mwi_smh_quit(mwi_smh *h, mw_error *err)
 int mwi_smh_alive(const mwi_smh *h)
 {
     return h && h->job && mw_loop_smtp_alive(h->job);
+}
+
+int mwi_smh_tls_info(const mwi_smh *h, mw_tls_info *out)
+{
+    if (!h || !h->s || !h->p->c.ext_tls_up) return MW_EUNSUPPORTED;
+    return mw_stream_tls_info(h->s, out);
 }
 
 const mw_smtp *mwi_smh_session(const mwi_smh *h)

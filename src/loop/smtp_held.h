@@ -38,6 +38,8 @@ int mwi_smh_batch(mwi_smh *h, mw_smtp_next_fn next, mw_smtp_done_fn done, void *
 int mwi_smh_quit(mwi_smh *h, mw_error *err);
 /* 1 while another message can go (mw_smtp_alive). */
 int mwi_smh_alive(const mwi_smh *h);
+/* mw_smtp_tls_info of the driver's TLS stream; MW_EUNSUPPORTED without. */
+int mwi_smh_tls_info(const mwi_smh *h, mw_tls_info *out);
 /* The session as the accessors read it (greeting, EHLO texts, caps,
  * server, TLS, AUTH mechanism); lives as long as h. */
 const mw_smtp *mwi_smh_session(const mwi_smh *h);

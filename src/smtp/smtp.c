@@ -292,8 +292,7 @@ static char *dup_or_null(const char *v)
 
 /* The machine's session (src/loop/smtp_held.h): what it learned, copied
  * for the accessors. */
-static int try_held(mw_smtp *s, const char *host, unsigned port, mw_stream *given,
-                    int64_t deadline)
+static int try_held(mw_smtp *s, const char *host, unsigned port, mw_stream *given, int64_t deadline)
 {
     int stop = 0;
     mwi_smh_free(s->held);
@@ -587,6 +586,7 @@ int mw_smtp_is_tls(const mw_smtp *s)
 
 int mw_smtp_alive(const mw_smtp *s)
 {
+    if (s && s->held) return s->state == ST_READY && mwi_smh_alive(s->held);
     return s && s->state == ST_READY;
 }
 
@@ -625,6 +625,7 @@ int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out)
     if (!out) return MW_EINVAL;
     memset(out, 0, sizeof *out);
     if (!s) return MW_EINVAL;
+    if (s->held) return mwi_smh_tls_info(s->held, out);
     if (!s->c && s->tls_info && s->tls_active) { /* a loop job's session */
         *out = *s->tls_info;
         return 0;

@@ -36,8 +36,8 @@ enum mwi_smtp_st {
 
 struct mwi_smh;
 struct mw_smtp {
-    struct mwi_smh *held;         /* the loop's machine held (src/loop/smtp_held.h), or NULL */
-    const mw_smtp_opts *opening;  /* during mw_smtp_open only */
+    struct mwi_smh *held;        /* the loop's machine held (src/loop/smtp_held.h), or NULL */
+    const mw_smtp_opts *opening; /* during mw_smtp_open only */
     mw_conn *c;
     enum mwi_smtp_st state;
     mw_error err;
