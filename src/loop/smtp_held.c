@@ -7,11 +7,8 @@
  * and cancel tokens are the stream's (src/net), as pop3_drive.c does for
  * POP3.
  *
- * Missing before src/smtp can stand on it: mw_smtp_opts.tlspolicy (the
- * machine knows required and opportunistic TLS only), the reply a server
- * sent before closing in the middle of the data (smtp_tx.c's salvage reads
- * a socket, not the stream), and the trace lines src/smtp writes that the
- * machine words otherwise. */
+ * A write that fails during the data first reads what the server said
+ * before closing (salvage_read), for smtp_tx.c's salvage. */
 #include "loop/smtp_held.h"
 #include "loop/smtp_job.h"
 #include "net/stream.h"
@@ -277,6 +274,8 @@ int mwi_smh_open(mwi_smh **out, const char *host, unsigned port, const mw_smtp_o
         return rc;
     }
     h->p = h->job->impl;
+    h->p->tlspolicy = so->tlspolicy;
+    h->p->tlspolicy_ud = so->tlspolicy_userdata;
     mwi_lconn *c = &h->p->c;
     c->io_timeout_ms = h->net.io_timeout_ms;
     if (given) {

@@ -159,7 +159,15 @@ static void after_ehlo(sj *p)
 {
     int opp = p->tls_mode == MW_TLS_OPPORTUNISTIC;
     if (!MWI_LCONN_SECURE(&p->c) && !p->plain_ok && (p->tls_mode == MW_TLS_STARTTLS || opp)) {
-        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && opp) {
+        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && p->tlspolicy &&
+            p->tlspolicy(0, "STARTTLS not offered", p->tlspolicy_ud) ==
+                MW_SMTP_TLSPOLICY_INSECURE) {
+            mwi_lconn_info(&p->c, "STARTTLS not offered; the tlspolicy allows plain text");
+            p->plain_ok = 1;
+            after_ehlo(p);
+            return;
+        }
+        if (!(p->sh->caps.flags & MW_SMTP_CAP_STARTTLS) && opp && !p->tlspolicy) {
             p->plain_ok = 1; /* opportunistic: plain text it is */
             after_ehlo(p);
             return;
@@ -252,7 +260,16 @@ static void on_reply(sj *p)
     case S_STARTTLS:
         if (c != 220) {
             int rc = mwi_smtp_reply_error(p->sh, "STARTTLS refused");
-            if (c != 421 && p->tls_mode == MW_TLS_OPPORTUNISTIC) {
+            if (c != 421 && p->tlspolicy) {
+                if (p->tlspolicy(c, p->sh->err.reply, p->tlspolicy_ud) ==
+                    MW_SMTP_TLSPOLICY_INSECURE) {
+                    mwi_lconn_info(&p->c, "STARTTLS refused; the tlspolicy allows plain text");
+                    mw_error_clear(&p->sh->err);
+                    p->plain_ok = 1;
+                    after_ehlo(p);
+                    return;
+                }
+            } else if (c != 421 && p->tls_mode == MW_TLS_OPPORTUNISTIC) {
                 mwi_lconn_info(&p->c, "STARTTLS refused; going on in plain text (opportunistic)");
                 mw_error_clear(&p->sh->err);
                 p->plain_ok = 1;

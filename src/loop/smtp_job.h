@@ -42,9 +42,13 @@ typedef struct sj {
     char *user, *password, *auth, *token;
     mw_token_fn token_fn; /* version 4: the token provider (token.h) */
     void *token_ud;
-    char *authzid;        /* version 5: as mw_smtp_opts.authzid */
-    int no_ir;            /* version 5: !sasl_ir */
-    int trace_secrets;    /* version 5: AUTH lines traced unmasked */
+    char *authzid;     /* version 5: as mw_smtp_opts.authzid */
+    int no_ir;         /* version 5: !sasl_ir */
+    int trace_secrets; /* version 5: AUTH lines traced unmasked */
+    /* A held driver's (smtp_held.c): mw_smtp_opts.tlspolicy, asked when
+     * STARTTLS is missing or refused, as src/smtp asked it. */
+    mw_smtp_tlspolicy_fn tlspolicy;
+    void *tlspolicy_ud;
     struct mwi_sasld *sd; /* AUTH in progress (smtp_auth.c) */
     int tls_mode, allow_plaintext, connect_timeout_ms;
     int ready, dead;     /* dead: a 421 or a broken connection: no QUIT */

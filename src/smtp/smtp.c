@@ -335,7 +335,7 @@ static int try_one(mw_smtp *s, const char *host, unsigned port, mw_stream *given
     s->server = strdup(host);
     s->port = port;
     if (!s->server) return mwi_err_set(&s->err, MW_ENOMEM, "out of memory");
-    if (!s->tlspolicy) return try_held(s, host, port, given, deadline);
+    return try_held(s, host, port, given, deadline);
     mw_stream *st = given;
     if (!st) {
         mwi_smtp_trace_info(s, "connecting to %s port %u", host, port);
