@@ -7,6 +7,7 @@
  * (RFC 2920 §3.1: message content may be followed by the next group), so
  * the server answers both at once.  Each message's outcome goes to the
  * caller's done callback, in order, exactly once. */
+#include "loop/loop_tls.h"
 #include "loop/smtp_job.h"
 #include "util/err.h"
 
@@ -350,4 +351,56 @@ int mwi_sjb_release(sj *p)
 void mwi_sjb_message_pipelining(sj *p, int on)
 {
     p->b->cb.no_message_pipelining = !on;
+}
+
+/* ---- the job's calls from outside (loop.h, loop_int.h) ---- */
+
+const mw_smtp *mw_loop_smtp_session(mw_loop_job *job)
+{
+    sj *p = mwi_sj_of(job);
+    if (!p) return NULL;
+    mw_smtp *s = p->sh;
+    const mw_tls_peer *peer = mwi_ltls_peer(p->c.tls);
+    if (peer && !s->tls_info && (s->tls_info = malloc(sizeof *s->tls_info)) != NULL)
+        mwi_tls_info_of_peer(peer, s->tls_info);
+    return s;
+}
+
+int mw_loop_smtp_alive(const mw_loop_job *job)
+{
+    const sj *p = mwi_sj_of(job);
+    if (!p || job->done) return 0;
+    if (p->dead || mwi_sjb_ending(p)) return 0;
+    return p->ready && p->state != S_QUIT && p->state != S_BYE && p->state != S_DONE;
+}
+
+/* After a call from outside the loop's step: the job's events again. */
+static int rearm(sj *p, int rc)
+{
+    if (!rc && !p->job->done && !p->c.external) mwi_lconn_arm(&p->c);
+    return rc;
+}
+
+static sj *batch_of(mw_loop_job *job)
+{
+    sj *p = mwi_sj_of(job);
+    return p && !job->done && p->b ? p : NULL;
+}
+
+int mwi_loop_smtp_hold(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? mwi_sjb_hold(p) : MW_ESTATE;
+}
+
+int mwi_loop_smtp_push(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? rearm(p, mwi_sjb_push(p)) : MW_ESTATE;
+}
+
+int mwi_loop_smtp_release(mw_loop_job *job)
+{
+    sj *p = batch_of(job);
+    return p ? rearm(p, mwi_sjb_release(p)) : MW_ESTATE;
 }

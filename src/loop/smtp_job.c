@@ -696,8 +696,7 @@ static int build(mw_loop_job **out, const mw_loop_smtp_opts *in, const mw_loop_s
     if (!rc && batch) rc = mwi_sjb_new(p, batch, err);
     if (!rc && !external) rc = conn_setup(p, &o, err);
     if (rc) {
-        destroy(j);
-        free(j);
+        mwi_sj_external_free(j);
         return rc;
     }
     *out = j;
@@ -712,8 +711,7 @@ int mwi_sj_external_new(mw_loop_job **out, const mw_loop_smtp_opts *opts,
 
 void mwi_sj_external_free(mw_loop_job *j)
 {
-    if (!j) return;
-    destroy(j);
+    if (j) destroy(j);
     free(j);
 }
 
@@ -786,55 +784,9 @@ int mwi_loop_add_smtp_batch_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_s
     return rc;
 }
 
-const mw_smtp *mw_loop_smtp_session(mw_loop_job *job)
+sj *mwi_sj_of(const mw_loop_job *job)
 {
-    if (!job || job->ops != &smtp_ops || !job->impl) return NULL;
-    sj *p = job->impl;
-    mw_smtp *s = p->sh;
-    const mw_tls_peer *peer = mwi_ltls_peer(p->c.tls);
-    if (peer && !s->tls_info && (s->tls_info = malloc(sizeof *s->tls_info)) != NULL)
-        mwi_tls_info_of_peer(peer, s->tls_info);
-    return s;
-}
-
-int mw_loop_smtp_alive(const mw_loop_job *job)
-{
-    if (!job || job->ops != &smtp_ops || job->done || !job->impl) return 0;
-    const sj *p = job->impl;
-    if (p->dead || mwi_sjb_ending(p)) return 0;
-    return p->ready && p->state != S_QUIT && p->state != S_BYE && p->state != S_DONE;
-}
-
-/* After a call from outside the loop's step: the job's events again. */
-static int rearm(sj *p, int rc)
-{
-    if (!rc && !p->job->done && !p->c.external) mwi_lconn_arm(&p->c);
-    return rc;
-}
-
-static sj *batch_of(mw_loop_job *job)
-{
-    if (!job || job->ops != &smtp_ops || job->done || !job->impl) return NULL;
-    sj *p = job->impl;
-    return p->b ? p : NULL;
-}
-
-int mwi_loop_smtp_hold(mw_loop_job *job)
-{
-    sj *p = batch_of(job);
-    return p ? mwi_sjb_hold(p) : MW_ESTATE;
-}
-
-int mwi_loop_smtp_push(mw_loop_job *job)
-{
-    sj *p = batch_of(job);
-    return p ? rearm(p, mwi_sjb_push(p)) : MW_ESTATE;
-}
-
-int mwi_loop_smtp_release(mw_loop_job *job)
-{
-    sj *p = batch_of(job);
-    return p ? rearm(p, mwi_sjb_release(p)) : MW_ESTATE;
+    return job && job->ops == &smtp_ops ? job->impl : NULL;
 }
 
 int mwi_loop_add_smtp_send_fd(mw_loop *loop, mw_loop_job **out, const mw_loop_smtp_opts *opts,

@@ -117,6 +117,9 @@ int mwi_sj_external_new(mw_loop_job **out, const mw_loop_smtp_opts *opts,
                         const mw_loop_smtp_batch *b, mw_error *err);
 void mwi_sj_external_free(mw_loop_job *j);
 
+/* The send or batch job's state (also once over), or NULL (another kind). */
+sj *mwi_sj_of(const mw_loop_job *job);
+
 /* ---- smtp_auth.c ---- */
 /* AUTH through the SASL driver: started, a reply fed, freed. */
 void mwi_sj_auth_start(sj *p);

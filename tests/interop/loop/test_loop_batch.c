@@ -192,7 +192,8 @@ static int run_o(bt *b, const char *const *script, int no_msg_pipelining,
     int rc = mwi_loop_add_smtp_batch_fd(loop, NULL, &o, &cb, sv[0], job_cb, b, &err);
     if (!rc) rc = mw_loop_run(loop, mw_now_ms() + 300000, &err);
     mw_loop_free(loop);
-    shutdown(sv[1], SHUT_RDWR); /* the peer stops waiting, if it still does */
+    /* The job closed its end (its end or mw_loop_free): the peer reads
+     * what is left, then stops waiting. */
     pthread_join(th, NULL);
     close(sv[1]);
     if (pp.bad) printf("# peer step %d: got \"%s\"\n", pp.bad, pp.got);
@@ -701,7 +702,7 @@ static void held_batch(void)
     int rel = mwi_loop_smtp_release(job);
     pump(loop, &h.job_n, 1);
     mw_loop_free(loop);
-    shutdown(sv[1], SHUT_RDWR);
+    /* Our end is closed: the peer reads what is left, then stops. */
     pthread_join(th, NULL);
     close(sv[1]);
     if (pp.bad) printf("# peer step %d: got \"%s\"\n", pp.bad, pp.got);
@@ -800,7 +801,7 @@ static int two_run(int smh, two *o)
     }
     mwi_smh_free(h);
     mw_smtp_free(s);
-    shutdown(sv[1], SHUT_RDWR);
+    /* Our end is closed: the peer reads what is left, then stops. */
     pthread_join(th, NULL);
     close(sv[1]);
     if (pp.bad)
