@@ -1,9 +1,9 @@
-/* The loop's SMTP AUTH (RFC 4954, smtp_job.h): src/sasl/driver.h's SASL
- * driver, run as src/smtp/auth.c runs it (the same choice of mechanisms,
- * the same fallback rule, the same masked lines), one reply per event:
- * the -PLUS mechanisms bound to the loop's TLS connection, a token
- * provider asked as auth.c asks it (once more after a refusal, then AUTH
- * again on the same connection). */
+/* The SMTP AUTH (RFC 4954, smtp_job.h) of the loop and of the blocking
+ * API (over smtp_held.c): src/sasl/driver.h's SASL driver, one reply per
+ * event (the driver's one choice of mechanisms and fallback rule, its
+ * masked lines): the -PLUS mechanisms bound to the TLS connection, a token
+ * provider asked once more after a refusal, then AUTH again on the same
+ * connection. */
 #include "loop/loop_tls.h"
 #include "loop/smtp_job.h"
 #include "net/tls.h"
@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* auth.c's channel_binding: tls-exporter (RFC 9266), else tls-unique
+/* The channel binding: tls-exporter (RFC 9266), else tls-unique
  * (RFC 5929), of the loop's TLS connection (or a driver's TLS stream,
  * smtp_held.c) into cb[64]; its type, or NULL. */
 static const char *channel_binding(sj *p, unsigned char *cb, size_t *cbl)

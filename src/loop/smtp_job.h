@@ -67,7 +67,7 @@ typedef struct sj {
     mw_smtp_msg own;
     char **own_rcpt, *own_from; /* own's envelope, copied */
     size_t nown;
-    const char *auth_more; /* the mechanism auth.c would try after PLAIN */
+    const char *auth_more; /* the mechanism to try after PLAIN */
     mwi_smtp_tx t;
     char *chunk; /* MWI_SMTP_CHUNK octets: a stream source is read into it */
     size_t owed, rcpt_sent, rcpt_got;

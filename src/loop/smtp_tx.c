@@ -232,7 +232,7 @@ static void data_reply(sj *p)
     mwi_smtp_reply_init(p->reply);
 }
 
-/* Every RCPT answered: as mwi_smtp_tx_rest, the count and what follows. */
+/* Every RCPT answered: the count and what follows. */
 static void after_rcpts(sj *p)
 {
     mwi_smtp_tx *t = &p->t;
