@@ -114,8 +114,9 @@ static int read_failed(const mwi_smh *h, int rc, mw_error *e)
 static void drive_round(mwi_smh *h)
 {
     mwi_lconn *c = &h->p->c;
-    mw_error e;
-    memset(&e, 0, sizeof e);
+    mw_error e; /* only its code and message are read (drive_fail), once set */
+    e.code = 0;
+    e.message[0] = '\0';
     size_t pending = mwi_lconn_pending(c);
     if (!pending && c->ops->feed) { /* the message's next part, as do_write asks (lconn.c) */
         c->ops->feed(c->impl);

@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SJ_OUT_LOW   (8 * 1024)           /* refill the DATA stream below this */
+#define SJ_OUT_LOW                                                                                 \
+    (64 * 1024) /* refill the DATA stream below this: a chunk (MWI_SMTP_CHUNK) and its end in one  \
+                   write */
 #define SJ_WHOLE_MAX (256u * 1024 * 1024) /* --downgrade: the message in memory */
 
 static int send_rcpt(sj *p, size_t i)
@@ -451,8 +453,11 @@ void mwi_sj_tx_feed(sj *p)
         return;
     }
     mwi_smtp_xfer *x = &p->t.xf;
+    /* Below SJ_OUT_LOW the output is topped up; the end, once encoded and
+     * queued, is noted at once (whatever is pending) so that a batch's
+     * next envelope goes in the same write (RFC 2920 §3.1). */
     while (p->state == S_BODY && !p->body_queued && !p->job->done &&
-           mwi_lconn_pending(&p->c) < SJ_OUT_LOW) {
+           (mwi_lconn_pending(&p->c) < SJ_OUT_LOW || (x->rc == 1 && !x->out.len))) {
         if (x->rc < 0) { /* met while encoding ahead: nothing of it goes */
             abort_transfer(p);
             return;
