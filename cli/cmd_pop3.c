@@ -203,65 +203,36 @@ static int has_timestamp(const char *g)
     return gt && at && at < gt;
 }
 
-/* What serverinfo learned before login. */
-typedef struct server_facts {
-    mw_pop3_config cf;
-    mw_tls_info ti;
-    int tls;          /* ti is set */
-    const char *how;  /* how TLS was started */
-    int capa;         /* 0: the server refused CAPA */
-    size_t nc;        /* capability lines */
-    const char *sasl; /* the SASL capability's mechanisms, NULL without it */
-    int user, apop;
-} server_facts;
-
 static const char nocapa[] = "no CAPA: the server predates RFC 2449";
 
-/* serverinfo's step 1: the greeting, TLS and capabilities, with CAPA asked
- * again when the open learned none. */
-static int learn_server(mw_pop3 *p, const cli_state *s, server_facts *f)
+/* serverinfo's facts (pop3_cli.h): the SASL mechanisms, USER and APOP
+ * from the lines and the greeting. */
+static void server_derive(mw_cli_server_facts *f)
 {
-    mw_pop3_config_get(p, &f->cf);
-    f->tls = mw_pop3_tls_info(p, &f->ti) == 0;
-    f->how = s->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STLS";
-    f->capa = 1;
-    if (mw_pop3_capa_count(p) == 0) {
-        /* None known from the open: ask again to tell "-ERR" from an
-         * empty list. */
-        int rc = mw_pop3_capa(p);
-        if (rc == MW_EUNSUPPORTED || rc == MW_ESERVER) {
-            f->capa = 0;
-            rc = 0;
-        }
-        if (rc) return rc;
-    }
-    f->nc = mw_pop3_capa_count(p);
     f->sasl = NULL;
     f->user = 0; /* without CAPA unknown: USER/PASS is optional in RFC 1939 §7 */
     for (size_t i = 0; i < f->nc; i++) {
-        const char *l = mw_pop3_capa_line(p, i);
+        const char *l = f->lines[i];
         if (!strncasecmp(l, "SASL", 4) && (l[4] == ' ' || !l[4])) f->sasl = l[4] ? l + 5 : "";
         if (!strcasecmp(l, "USER")) f->user = 1;
     }
-    f->apop = has_timestamp(f->cf.greeting);
-    return 0;
+    f->apop = has_timestamp(f->greeting);
 }
 
-/* serverinfo's step 2 with --json: one object. */
-static void print_server_json(mw_pop3 *p, cli_state *s, const server_facts *f)
+/* serverinfo with --json: one object. */
+static void print_server_json(cli_state *s, const mw_cli_server_facts *f)
 {
     FILE *o = s->out;
     fputs("{\"protocol\":\"pop3\",\"host\":", o);
-    mw_cli_json_string(o, f->cf.host, strlen(f->cf.host));
-    fprintf(o, ",\"port\":%u,\"greeting\":", f->cf.port);
-    mw_cli_json_string(o, f->cf.greeting, strlen(f->cf.greeting));
+    mw_cli_json_string(o, f->host, strlen(f->host));
+    fprintf(o, ",\"port\":%u,\"greeting\":", f->port);
+    mw_cli_json_string(o, f->greeting, strlen(f->greeting));
     fputs(",\"tls\":", o);
     mw_cli_print_tls_info(o, f->tls ? &f->ti : NULL, f->how, 1);
     fprintf(o, ",\"capa\":%s,\"capabilities\":[", f->capa ? "true" : "false");
     for (size_t i = 0; i < f->nc; i++) {
-        const char *l = mw_pop3_capa_line(p, i);
         if (i) fputc(',', o);
-        mw_cli_json_string(o, l, strlen(l));
+        mw_cli_json_string(o, f->lines[i], strlen(f->lines[i]));
     }
     fputs("],\"sasl\":[", o);
     int first = 1;
@@ -287,19 +258,18 @@ static void print_server_json(mw_pop3 *p, cli_state *s, const server_facts *f)
     fputs("}\n", o);
 }
 
-/* serverinfo's step 2 as text, as mpop --serverinfo prints it. */
-static void print_server_text(mw_pop3 *p, cli_state *s, const server_facts *f)
+/* serverinfo as text, as mpop --serverinfo prints it. */
+static void print_server_text(cli_state *s, const mw_cli_server_facts *f)
 {
     FILE *o = s->out;
-    fprintf(o, "POP3 server at %s port %u\nGreeting: +OK %s\n", f->cf.host, f->cf.port,
-            f->cf.greeting);
+    fprintf(o, "POP3 server at %s port %u\nGreeting: +OK %s\n", f->host, f->port, f->greeting);
     mw_cli_print_tls_info(o, f->tls ? &f->ti : NULL, f->how, 0);
     if (!f->capa) {
         fprintf(o, "Capabilities: %s\n", nocapa);
     } else {
         fprintf(o, "Capabilities (before login%s):\n", f->tls ? ", over TLS" : "");
         for (size_t i = 0; i < f->nc; i++)
-            fprintf(o, "    %s\n", mw_pop3_capa_line(p, i));
+            fprintf(o, "    %s\n", f->lines[i]);
         if (f->nc == 0) fputs("    (none: CAPA gave an empty list)\n", o);
     }
     char login[700] = "";
@@ -314,18 +284,49 @@ static void print_server_text(mw_pop3 *p, cli_state *s, const server_facts *f)
         fprintf(o, "Login: %s\n", *login ? login : "none offered");
 }
 
+void mw_cli_pop3_print_server(cli_state *s, mw_cli_server_facts *f)
+{
+    f->how = s->conn.tls == MW_CLI_TLS_IMPLICIT ? "implicit" : "STLS";
+    server_derive(f);
+    if (s->json)
+        print_server_json(s, f);
+    else
+        print_server_text(s, f);
+}
+
 /* serverinfo: what the server shows before login (after STLS when TLS is
  * on), as mpop --serverinfo does.  A server that refuses CAPA (RFC 2449
- * came after it) is no error. */
+ * came after it) is no error.  When the open learned no line, CAPA is
+ * asked again: mw_pop3 says no more than "no lines", and the answer tells
+ * a refusal from an empty list (the loop engine asks the same:
+ * MW_LOOP_POP3_CAPA_IF_NONE). */
 static int serverinfo(mw_pop3 *p, cli_state *s)
 {
-    server_facts f;
-    int rc = learn_server(p, s, &f);
-    if (rc) return rc;
-    if (s->json)
-        print_server_json(p, s, &f);
-    else
-        print_server_text(p, s, &f);
+    mw_cli_server_facts f;
+    memset(&f, 0, sizeof f);
+    mw_pop3_config cf;
+    mw_pop3_config_get(p, &cf);
+    f.host = cf.host;
+    f.port = cf.port;
+    f.greeting = cf.greeting;
+    f.tls = mw_pop3_tls_info(p, &f.ti) == 0;
+    f.capa = 1;
+    if (mw_pop3_capa_count(p) == 0) {
+        int rc = mw_pop3_capa(p);
+        if (rc == MW_EUNSUPPORTED || rc == MW_ESERVER) {
+            f.capa = 0;
+            rc = 0;
+        }
+        if (rc) return rc;
+    }
+    f.nc = mw_pop3_capa_count(p);
+    const char **lines = calloc(f.nc ? f.nc : 1, sizeof *lines);
+    if (!lines) return MW_ENOMEM;
+    for (size_t i = 0; i < f.nc; i++)
+        lines[i] = mw_pop3_capa_line(p, i);
+    f.lines = lines;
+    mw_cli_pop3_print_server(s, &f);
+    free(lines);
     return 0;
 }
 

@@ -53,6 +53,25 @@ void mw_cli_pop3_print_message(cli_state *s, int top, uint64_t msg, const grow *
                                const mw_pop3_retr_info *info);
 void mw_cli_pop3_print_capa(cli_state *s, const char *const *lines, size_t n);
 
+/* What `mailwire pop3 serverinfo` shows, from mw_pop3 (cmd_pop3.c) or
+ * from a loop job (pop3_loop.c, mw_loop_pop3_greeting and the others). */
+typedef struct mw_cli_server_facts {
+    const char *host;
+    unsigned port;
+    const char *greeting;
+    mw_tls_info ti;
+    int tls;                  /* ti is set */
+    int capa;                 /* 0: the server refused CAPA */
+    const char *const *lines; /* CAPA's lines */
+    size_t nc;
+    /* set by mw_cli_pop3_print_server */
+    const char *how;  /* how TLS was started */
+    const char *sasl; /* the SASL capability's mechanisms, NULL without it */
+    int user, apop;
+} mw_cli_server_facts;
+/* Prints them, text or JSON (s->json). */
+void mw_cli_pop3_print_server(cli_state *s, mw_cli_server_facts *f);
+
 /* MAILWIRE_ENGINE=loop: the command rest[0..nrest) on the event loop with
  * the options o; returns the exit status. */
 int mw_cli_pop3_loop(cli_state *s, const mw_pop3_opts *o, int nrest, char **rest);

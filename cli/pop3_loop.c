@@ -18,7 +18,7 @@ typedef struct lrun {
     cli_state *s;
     mw_loop_pop3_cmd cmd;
     int name; /* 'S' stat, 'L' list, 'U' uidl, 'R' retr, 'T' top, 'D' dele, 'A' last, 'C' capa, 'N'
-                 noop */
+                 noop, 'I' serverinfo */
     int finished; /* the command's reply was whole (what fails after is QUIT) */
     int rc;
     mw_error err;
@@ -103,8 +103,15 @@ static int parse(lrun *r, int argc, char **argv)
         k->lines = m;
     } else if (!strcmp(c, "retr") || !strcmp(c, "dele")) {
         return parse_range(r, argc, argv);
+    } else if (!strcmp(c, "serverinfo")) {
+        /* CAPA again only when the open learned no line (cmd_pop3.c) */
+        if (!one) return USAGE_ERR;
+        k->op = MW_LOOP_POP3_CAPA;
+        k->lines = MW_LOOP_POP3_CAPA_IF_NONE;
+        r->name = 'I';
+        return 0;
     } else {
-        return 1; /* serverinfo */
+        return 1;
     }
     r->name = k->op == MW_LOOP_POP3_LAST ? 'A' : c[0] == 'l' ? 'L' : c[0] - 32;
     return 0;
@@ -208,12 +215,41 @@ static int on_run(lrun *r, const mw_loop_pop3_reply *p)
     return mw_cli_pop3_file_msg(p->msg, NULL, 0, &info, s);
 }
 
+/* serverinfo at the end of its CAPA: the job's facts, while it lives. */
+static int print_server(lrun *r, mw_loop_job *job)
+{
+    cli_state *s = r->s;
+    mw_cli_server_facts f;
+    memset(&f, 0, sizeof f);
+    f.host = s->conn.host;
+    f.port = s->conn.port;
+    f.greeting = mw_loop_pop3_greeting(job);
+    if (!f.greeting) f.greeting = "";
+    f.tls = mw_loop_pop3_tls_info(job, &f.ti) == 0;
+    f.capa = mw_loop_pop3_capa_known(job);
+    /* the lines as the job keeps them (printable, none empty), as
+     * mw_pop3_capa_line gives them */
+    f.nc = mw_loop_pop3_capa_count(job);
+    const char **lines = calloc(f.nc ? f.nc : 1, sizeof *lines);
+    if (!lines) return MW_ENOMEM;
+    for (size_t i = 0; i < f.nc; i++)
+        lines[i] = mw_loop_pop3_capa_line(job, i);
+    f.lines = lines;
+    mw_cli_pop3_print_server(s, &f);
+    free(lines);
+    return 0;
+}
+
 static int on_reply(mw_loop_job *job, const mw_loop_pop3_reply *p, void *ud)
 {
-    (void)job;
     lrun *r = ud;
     cli_state *s = r->s;
     if (r->name == 'd' || r->name == 'r') return on_run(r, p);
+    if (r->name == 'I' && p->kind == MW_LOOP_POP3_LINE) return 0; /* kept by the job */
+    if (r->name == 'I' && p->kind == MW_LOOP_POP3_END) {
+        int rc = print_server(r, job);
+        if (rc) return rc;
+    }
     if (p->kind == MW_LOOP_POP3_DATA) {
         return s->json ? mw_cli_pop3_grow_sink(p->data, p->len, &r->g)
                        : mw_cli_pop3_stdout_sink(p->data, p->len, s);

@@ -73,10 +73,21 @@ int smtp_loop_creds(smtp_cli *c, int login);
  * (err->code 0: QUIT after every message).  Returns 0, or the loop's own
  * failure (in err). */
 int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *ready, mw_error *err);
-/* After a job that failed in AUTH (ready < 0) with an OAuth account's
- * token: the token refreshed once (cli/cmd_oauth.c), as smtp_open does;
- * 1 when the job should run again with o->token. */
-int smtp_loop_refresh(smtp_cli *c, mw_loop_smtp_opts *o, int ready, int rc);
+/* Adds the job for o's host and port: mw_loop_add_smtp_batch, or a
+ * single send's wrapper of the same shape (b unused). */
+typedef int (*smtp_loop_add_fn)(mw_loop *loop, mw_loop_job **job, const mw_loop_smtp_opts *o,
+                                const mw_loop_smtp_batch *b, mw_loop_done_fn done, void *ud,
+                                mw_error *err);
+/* mw_smtp_open's failover on loop (every port of a server before the
+ * next, one job at a time) until a job got ready (*o->ready > 0) or a
+ * failure that stops it; after AUTH refused an OAuth account's token, the
+ * token refreshed once and the whole again.  what: the command noted in
+ * MAILWIRE_ENGINE_LOG.  *outcome: the last job's (code 0: it ended well);
+ * a send's *o->result is the last attempt's.  Returns 0, or the loop's
+ * own failure (in err). */
+int smtp_loop_failover(smtp_cli *c, mw_loop *loop, mw_loop_smtp_opts *o, const char *what,
+                       smtp_loop_add_fn add, const mw_loop_smtp_batch *b, mw_error *outcome,
+                       mw_error *err);
 /* A session that could not be opened, printed as smtp_open prints it;
  * the exit code. */
 int smtp_loop_failed(const smtp_cli *c, int rc, const mw_error *err);

@@ -67,17 +67,10 @@ int smtp_loop_failed(const smtp_cli *c, int rc, const mw_error *err)
     return exit_for(rc);
 }
 
-typedef struct lout {
-    int rc;
-    mw_error err;
-} lout;
-
 static void done_cb(mw_loop_job *job, const mw_loop_result *res, void *ud)
 {
     (void)job;
-    lout *o = ud;
-    o->rc = res->code;
-    o->err = *res->err;
+    *(mw_error *)ud = *res->err;
 }
 
 /* A failure another server would meet too (smtp.c's failover stops). */
@@ -88,30 +81,39 @@ static int stops(int ready, int rc)
 }
 
 /* One job per server and port until one got ready or a failure stops
- * the failover.  0, or the loop's own failure (in err). */
-static int run_servers(smtp_cli *c, mw_loop *loop, mw_loop_smtp_opts *o,
-                       const mw_loop_smtp_batch *b, lout *out, mw_error *err)
+ * the failover; a send's result from an attempt before is freed.  0, or
+ * the loop's own failure (in err). */
+static int run_servers(smtp_cli *c, mw_loop *loop, mw_loop_smtp_opts *o, const char *what,
+                       smtp_loop_add_fn add, const mw_loop_smtp_batch *b, mw_error *outcome,
+                       mw_error *err)
 {
     for (size_t i = 0; i < c->nservers; i++) {
         for (size_t k = 0; k < c->nports; k++) {
             o->host = c->servers[i];
             o->port = c->ports[k];
-            memset(out, 0, sizeof *out);
+            mw_error_clear(outcome);
             *o->ready = 0;
+            if (o->result) {
+                mw_smtp_result_free(*o->result);
+                *o->result = NULL;
+            }
             mw_loop_job *job = NULL;
-            int rc = mw_loop_add_smtp_batch(loop, &job, o, b, done_cb, out, err);
+            int rc = add(loop, &job, o, b, done_cb, outcome, err);
             if (!rc) /* the rate floor, the default one too, as the blocking stream's */
                 mw_loop_set_speed_limit(loop, job, c->conn.speed_limit, c->conn.speed_time_ms);
-            if (!rc) mw_cli_engine_note("smtp");
+            if (!rc) mw_cli_engine_note(what);
             if (!rc) rc = mw_loop_run(loop, MW_NO_DEADLINE, err);
             if (rc) return rc;
-            if (*o->ready > 0 || stops(*o->ready, out->rc)) return 0;
+            if (*o->ready > 0 || stops(*o->ready, outcome->code)) return 0;
         }
     }
     return 0;
 }
 
-int smtp_loop_refresh(smtp_cli *c, mw_loop_smtp_opts *o, int ready, int rc)
+/* After a job that failed in AUTH (ready < 0) with an OAuth account's
+ * token: the token refreshed once (cli/cmd_oauth.c), as smtp_open does;
+ * 1 when the job should run again with o->token. */
+static int refresh(smtp_cli *c, mw_loop_smtp_opts *o, int ready, int rc)
 {
     int want_token = c->token_file || c->token_eval;
     if (ready >= 0 || rc != MW_EAUTH || !o->token || want_token || !mw_cli_oauth_account(&c->conn))
@@ -119,6 +121,18 @@ int smtp_loop_refresh(smtp_cli *c, mw_loop_smtp_opts *o, int ready, int rc)
     if (mw_cli_oauth_conn_token(&c->conn, 1)) return 0; /* its failure printed */
     o->token = c->conn.password;
     return 1;
+}
+
+int smtp_loop_failover(smtp_cli *c, mw_loop *loop, mw_loop_smtp_opts *o, const char *what,
+                       smtp_loop_add_fn add, const mw_loop_smtp_batch *b, mw_error *outcome,
+                       mw_error *err)
+{
+    int rc = run_servers(c, loop, o, what, add, b, outcome, err);
+    /* AUTH refused an OAuth account's token: nothing was sent or taken
+     * from a batch (it starts once the session is ready): again. */
+    if (!rc && refresh(c, o, *o->ready, outcome->code))
+        rc = run_servers(c, loop, o, what, add, b, outcome, err);
+    return rc;
 }
 
 int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *ready, mw_error *err)
@@ -130,13 +144,10 @@ int smtp_loop_run(smtp_cli *c, const mw_loop_smtp_batch *b, int login, int *read
     mw_loop_smtp_opts o = MW_LOOP_SMTP_OPTS_INIT;
     smtp_loop_opts(c, &o, login);
     o.ready = ready;
-    lout out = {0};
-    rc = run_servers(c, loop, &o, b, &out, err);
-    /* AUTH refused an OAuth account's token: nothing was taken from the
-     * batch yet (it starts once the session is ready), so it runs again. */
-    if (!rc && smtp_loop_refresh(c, &o, *ready, out.rc))
-        rc = run_servers(c, loop, &o, b, &out, err);
+    mw_error outcome;
+    mw_error_clear(&outcome);
+    rc = smtp_loop_failover(c, loop, &o, "smtp", mw_loop_add_smtp_batch, b, &outcome, err);
     mw_loop_free(loop);
-    if (!rc) *err = out.err;
+    if (!rc) *err = outcome;
     return rc;
 }

@@ -354,6 +354,33 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * was added and err says why. */
 MW_EXTERN int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
                                 mw_loop_fetch_done_fn done, void *userdata, mw_error *err);
+/* What a POP3 job (mw_loop_add_pop3_fetch, mw_loop_add_pop3_cmds)
+ * learned before its login, as `mailwire pop3 serverinfo` shows it.
+ * Valid during the job's reply callbacks (the first comes after the
+ * login and STAT; with auth MW_POP3_AUTH_NONE right after the open's CAPA
+ * and STLS), not in its done callback: the job is gone then.  For a job
+ * of another kind, or NULL: NULL, 0, MW_EINVAL.
+ * greeting: the text after "+OK" (printable), "" before it came.
+ * capa_known: 1 when the last CAPA before the login (RFC 2449 §5; after
+ *   STLS the one over TLS), or a MW_LOOP_POP3_CAPA_IF_NONE command sent
+ *   since, said +OK; 0 when refused or not asked yet.
+ * capa_count / capa_line: that CAPA's lines (printable, none empty, at
+ *   most 128), for a command sequence only (a fetch keeps none: 0, NULL).
+ * tls_info: the handshake's details as mw_stream_tls_info gives them
+ *   (net.h), for a command sequence over TLS; MW_EUNSUPPORTED (and *out
+ *   zeroed) without TLS or for a fetch. */
+MW_EXTERN const char *mw_loop_pop3_greeting(const mw_loop_job *job);
+MW_EXTERN int mw_loop_pop3_capa_known(const mw_loop_job *job);
+MW_EXTERN size_t mw_loop_pop3_capa_count(const mw_loop_job *job);
+MW_EXTERN const char *mw_loop_pop3_capa_line(const mw_loop_job *job, size_t i);
+MW_EXTERN int mw_loop_pop3_tls_info(const mw_loop_job *job, mw_tls_info *out);
+/* As a CAPA command's lines: CAPA is sent only when the session knows no
+ * capability line (the open's CAPA was refused or empty); otherwise its
+ * reply is the kept lines (status text ""), nothing sent.  A -ERR to it is
+ * its answer, not an error: STATUS with value 1, END, the sequence goes
+ * on.  With auth MW_POP3_AUTH_NONE, the moment to read the facts above
+ * without another round trip when the server lists capabilities. */
+#define MW_LOOP_POP3_CAPA_IF_NONE 1
 #define MW_LOOP_SMTP_OPTS_VERSION 5
 typedef struct mw_loop_smtp_opts {
     unsigned version;

@@ -203,6 +203,24 @@ static int check_msg(p3l *p, uint64_t msg)
     return 0;
 }
 
+/* CAPA with MW_LOOP_POP3_CAPA_IF_NONE when the session knows lines: its
+ * reply is the kept lines, nothing sent.  Returns 1 when it ran. */
+static int capa_kept(p3l *p)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    if (c->op != MW_LOOP_POP3_CAPA || c->lines != MW_LOOP_POP3_CAPA_IF_NONE || !p->ncapa_kept)
+        return 0;
+    if (deliver(p, MW_LOOP_POP3_STATUS, "", 0, 0, 0, NULL)) return 1;
+    for (size_t i = 0; i < p->ncapa_kept; i++) {
+        const char *l = p->capa_kept[i];
+        if (deliver(p, MW_LOOP_POP3_LINE, l, strlen(l), 0, 0, NULL)) return 1;
+    }
+    if (deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 0, NULL)) return 1;
+    p->next_cmd++;
+    next_cmd(p);
+    return 1;
+}
+
 static void next_cmd(p3l *p)
 {
     if (p->job->done) return;
@@ -221,6 +239,7 @@ static void next_cmd(p3l *p)
         mwi_p3l_send(p, K_QUIT, "QUIT", 0, NULL);
         return;
     }
+    if (capa_kept(p)) return;
     const mw_loop_pop3_cmd *c = cur(p);
     char *l = p->cur_cmd;
     size_t cap = sizeof p->cur_cmd;
@@ -463,6 +482,22 @@ static void run_refused(p3l *p, const mw_pop3_status *st, uint64_t m)
     run_advance(p);
 }
 
+/* A -ERR to CAPA with MW_LOOP_POP3_CAPA_IF_NONE is its answer (the
+ * server has no CAPA), not an error.  Returns 1 when it was that. */
+static int capa_none(p3l *p, const mw_pop3_status *st)
+{
+    const mw_loop_pop3_cmd *c = cur(p);
+    if (st->kind != MW_POP3_ERR || c->op != MW_LOOP_POP3_CAPA ||
+        c->lines != MW_LOOP_POP3_CAPA_IF_NONE)
+        return 0;
+    if (deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 1, NULL) ||
+        deliver(p, MW_LOOP_POP3_END, NULL, 0, 0, 1, NULL))
+        return 1;
+    p->next_cmd++;
+    next_cmd(p);
+    return 1;
+}
+
 static void cmd_reply(p3l *p, const mw_pop3_status *st)
 {
     if (p->pre) {
@@ -480,6 +515,7 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
         run_refused(p, st, m);
         return;
     }
+    if (capa_none(p, st)) return;
     if (st->kind != MW_POP3_OK) return refused(p, st, c->op);
     switch (c->op) {
     case MW_LOOP_POP3_STAT:
@@ -491,6 +527,7 @@ static void cmd_reply(p3l *p, const mw_pop3_status *st)
         if (!deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 0, NULL)) p->ml = K_CMD;
         return;
     case MW_LOOP_POP3_CAPA:
+        if (c->lines == MW_LOOP_POP3_CAPA_IF_NONE) p->capa_known = 1; /* its lines kept */
         if (!deliver(p, MW_LOOP_POP3_STATUS, st->text, st->text_len, 0, 0, NULL)) p->ml = K_CMD;
         return;
     case MW_LOOP_POP3_RETR:
@@ -592,6 +629,7 @@ void mwi_p3l_cmds_line(p3l *p, const char *l, size_t len)
             mwi_p3l_end(p, MW_ETOOBIG, "CAPA reply of over %d lines; stopped reading it", 1000);
             return;
         }
+        if (c->lines == MW_LOOP_POP3_CAPA_IF_NONE) mwi_p3l_capa_keep(p, l, len); /* loop.h */
         deliver(p, MW_LOOP_POP3_LINE, l, len, 0, 0, NULL);
         return;
     }

@@ -39,6 +39,47 @@ void mwi_p3l_capa_forget(p3l *p)
     p->ncapa_kept = 0;
 }
 
+/* ---- a job's facts before the login (loop.h) ----------------------------- */
+
+static const p3l *p3l_of(const mw_loop_job *job)
+{
+    return job && job->ops == &mwi_p3l_ops && !job->done ? job->impl : NULL;
+}
+
+const char *mw_loop_pop3_greeting(const mw_loop_job *job)
+{
+    const p3l *p = p3l_of(job);
+    return p ? p->greeting : NULL;
+}
+
+int mw_loop_pop3_capa_known(const mw_loop_job *job)
+{
+    const p3l *p = p3l_of(job);
+    return p && p->capa_known;
+}
+
+size_t mw_loop_pop3_capa_count(const mw_loop_job *job)
+{
+    const p3l *p = p3l_of(job);
+    return p ? p->ncapa_kept : 0;
+}
+
+const char *mw_loop_pop3_capa_line(const mw_loop_job *job, size_t i)
+{
+    const p3l *p = p3l_of(job);
+    return p && i < p->ncapa_kept ? p->capa_kept[i] : NULL;
+}
+
+int mw_loop_pop3_tls_info(const mw_loop_job *job, mw_tls_info *out)
+{
+    if (!out) return MW_EINVAL;
+    memset(out, 0, sizeof *out);
+    const p3l *p = p3l_of(job);
+    if (!p) return MW_EINVAL;
+    const mw_tls_peer *peer = MWI_LCONN_SECURE(&p->c) ? mwi_ltls_peer(p->c.tls) : NULL;
+    return peer ? mwi_tls_info_of_peer(peer, out) : MW_EUNSUPPORTED;
+}
+
 void mwi_loop_pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, const char *host)
 {
     lo->host = host;
@@ -59,15 +100,19 @@ void mwi_loop_pop3_opts_from(mw_loop_pop3_opts *lo, const mw_pop3_opts *po, cons
     lo->retr_mode = po->retr_mode;
 }
 
-/* The input buffer holds a line of max_line octets and its CR LF. */
+/* The input buffer holds a line of max_line octets and its CR LF, and
+ * at least a read of HELD_READ: one session per thread takes the blocks
+ * src/net reads (64 KiB), where a loop's thousands keep 32 KiB. */
+#define HELD_READ (64 * 1024)
 static int line_room(p3l *p, size_t max_line)
 {
     if (!max_line) max_line = 8192;
-    if (max_line + 2 > p->c.in_cap) {
-        char *n = realloc(p->c.in, max_line + 2);
+    size_t want = max_line + 2 > HELD_READ ? max_line + 2 : HELD_READ;
+    if (want > p->c.in_cap) {
+        char *n = realloc(p->c.in, want);
         if (!n) return MW_ENOMEM;
         p->c.in = n;
-        p->c.in_cap = max_line + 2;
+        p->c.in_cap = want;
     }
     p->max_line = max_line;
     return 0;

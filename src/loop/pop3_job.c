@@ -173,7 +173,7 @@ static void ml_line(p3l *p, const char *l, size_t len)
      * len, or at len. */
     const char *sp = memchr(l, ' ', len);
     size_t w = sp ? (size_t)(sp - l) : len;
-    if (p->held) mwi_p3l_capa_keep(p, l, len);
+    if (p->mode == P3L_CMDS) mwi_p3l_capa_keep(p, l, len); /* mw_loop_pop3_capa_line */
     if (w == 4 && !strncasecmp(l, "STLS", 4)) p->capa_stls = 1;
     if (w == 10 && !strncasecmp(l, "PIPELINING", 10)) p->capa_pipelining = 1;
     if (w == 4 && !strncasecmp(l, "UIDL", 4)) p->capa_uidl = 1;
@@ -472,7 +472,7 @@ static void destroy(mw_loop_job *j)
     j->impl = NULL;
 }
 
-static const mwi_job_ops pop3_ops = {step, destroy};
+const mwi_job_ops mwi_p3l_ops = {step, destroy};
 
 static int bad_arg(const char *s, int may_be_null)
 {
@@ -596,7 +596,7 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int fl
         return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
     j->impl = p;
-    j->ops = &pop3_ops;
+    j->ops = &mwi_p3l_ops;
     j->fd = -1;
     p->job = j;
     p->ml = -1;
@@ -617,6 +617,7 @@ static int build(mw_loop_job **out, const mw_loop_pop3_opts *o, int mode, int fl
     p->c.connecting = 1;
     rc = fail ? mwi_err_set(err, MW_ENOMEM, "out of memory") : 0;
     if (!rc && o->tls != MW_TLS_NONE) rc = mwi_ltls_cfg_init(&p->c.tlscfg, o->tls_opts, err);
+    p->c.tlscfg.keep_peer = mode == P3L_CMDS; /* mw_loop_pop3_tls_info */
     if (!rc && o->version >= 3 && o->proxy && *o->proxy)
         rc = mwi_lproxy_setup(&p->c, o->proxy, p->connect_timeout_ms, err);
     if (rc) {

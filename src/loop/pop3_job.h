@@ -244,7 +244,9 @@ void mwi_p3l_push(p3l *p, const mw_loop_pop3_cmd *cmds, size_t n, mw_loop_pop3_r
                   void *ud);
 /* QUIT now, then the end. */
 void mwi_p3l_held_quit(p3l *p);
-/* pop3_held.c: CAPA's lines, kept for a held job's owner. */
+/* pop3_job.c: the job's hooks (a job is a POP3 job when its ops are these). */
+extern const mwi_job_ops mwi_p3l_ops;
+/* pop3_held.c: CAPA's lines, kept for a command sequence (held or not). */
 void mwi_p3l_capa_keep(p3l *p, const char *l, size_t len);
 void mwi_p3l_capa_forget(p3l *p);
 

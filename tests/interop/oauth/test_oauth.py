@@ -149,6 +149,20 @@ def store(user):
         return p, json.load(f)
 
 
+def claim_an_hour_left(user):
+    """Makes user's token store claim an hour left (a clock behind the
+    server's), written as the store is: 0600, renamed into place.  Returns
+    the store's path."""
+    p, s = store(user)
+    now = int(time.time())
+    s["expires_at"], s["obtained_at"] = now + 3600, now
+    with open(p + ".new", "w") as f:
+        json.dump(s, f)
+    os.chmod(p + ".new", 0o600)
+    os.rename(p + ".new", p)
+    return p
+
+
 def status(acct):
     r = mw("oauth", "status", "--config", CFG, "--json", acct)
     try:
@@ -460,13 +474,7 @@ def t_short():
 def t_skew():
     # o3's token expired at the provider (the previous case); make the store
     # claim an hour left, as a clock behind the server's would.
-    p, s = store("o3")
-    now = int(time.time())
-    s["expires_at"], s["obtained_at"] = now + 3600, now
-    with open(p + ".new", "w") as f:
-        json.dump(s, f)
-    os.chmod(p + ".new", 0o600)
-    os.rename(p + ".new", p)
+    claim_an_hour_left("o3")
     write_config(account("o3", "o3", E["MW_OAUTH_POP3S_PORT"], "implicit",
                          scope="openid offline_access mail short"))
     tr = os.path.join(T, "pop3-o3.trace")
@@ -492,13 +500,7 @@ def t_skew_send_loop():
     if not ok:
         write_config()
         return "o3's token never expired: %s" % status("o3")
-    p, s = store("o3")
-    now = int(time.time())
-    s["expires_at"], s["obtained_at"] = now + 3600, now
-    with open(p + ".new", "w") as f:
-        json.dump(s, f)
-    os.chmod(p + ".new", 0o600)
-    os.rename(p + ".new", p)
+    claim_an_hour_left("o3")
     tr = os.path.join(T, "send-loop-o3.trace")
     elog = os.path.join(T, "send-loop.engine")
     env = dict(ENV, MAILWIRE_ENGINE="loop", MAILWIRE_ENGINE_LOG=elog)
@@ -530,13 +532,7 @@ def t_session_cb():
                          scope="openid offline_access mail short"))
     if not wait_for(lambda: status("o3").get("expires_in", 1) < 0, 120, 0.5):
         return "o3's token never expired: %s" % status("o3")
-    p, s = store("o3")
-    now = int(time.time())
-    s["expires_at"], s["obtained_at"] = now + 3600, now
-    with open(p + ".new", "w") as f:
-        json.dump(s, f)
-    os.chmod(p + ".new", 0o600)
-    os.rename(p + ".new", p)
+    p = claim_an_hour_left("o3")
     tr = os.path.join(T, "session-cb.trace")
     r = subprocess.run([SESSION_TOKEN, p, ISS + "/token", CA, E["MW_OAUTH_POP3S_PORT"], "o3",
                         "XOAUTH2", tr, "pop3"], capture_output=True, timeout=300, env=ENV)
@@ -563,13 +559,7 @@ def t_session_cb_smtp():
     write_config()
     if not ok:
         return "o3's token never expired: %s" % status("o3")
-    p, s = store("o3")
-    now = int(time.time())
-    s["expires_at"], s["obtained_at"] = now + 3600, now
-    with open(p + ".new", "w") as f:
-        json.dump(s, f)
-    os.chmod(p + ".new", 0o600)
-    os.rename(p + ".new", p)
+    p = claim_an_hour_left("o3")
     tr = os.path.join(T, "session-cb-smtp.trace")
     r = subprocess.run([SESSION_TOKEN, p, ISS + "/token", CA, E["MW_OAUTH_SMTP_PORT"], "o3",
                         "OAUTHBEARER", tr, "smtp"], capture_output=True, timeout=300, env=ENV)
@@ -595,13 +585,7 @@ def t_loop_smtp_cb():
     write_config()
     if not ok:
         return "o3's token never expired: %s" % status("o3")
-    p, s = store("o3")
-    now = int(time.time())
-    s["expires_at"], s["obtained_at"] = now + 3600, now
-    with open(p + ".new", "w") as f:
-        json.dump(s, f)
-    os.chmod(p + ".new", 0o600)
-    os.rename(p + ".new", p)
+    p = claim_an_hour_left("o3")
     tr = os.path.join(T, "loop-smtp-cb.trace")
     r = subprocess.run([SESSION_TOKEN, p, ISS + "/token", CA, E["MW_OAUTH_SMTP_PORT"], "o3",
                         "XOAUTH2", tr, "loop-smtp"], capture_output=True, timeout=300, env=ENV)
@@ -631,13 +615,7 @@ def t_fetch_cb():
     write_config()
     if not ok:
         return "o3's token never expired: %s" % status("o3")
-    p, s = store("o3")
-    now = int(time.time())
-    s["expires_at"], s["obtained_at"] = now + 3600, now
-    with open(p + ".new", "w") as f:
-        json.dump(s, f)
-    os.chmod(p + ".new", 0o600)
-    os.rename(p + ".new", p)
+    p = claim_an_hour_left("o3")
     tr = os.path.join(T, "fetch-cb.trace")
     r = subprocess.run([SESSION_TOKEN, p, ISS + "/token", CA, E["MW_OAUTH_POP3S_PORT"], "o3",
                         "XOAUTH2", tr, "fetch"], capture_output=True, timeout=300, env=ENV)

@@ -27,6 +27,7 @@ HAVE = bool(E.get("MW_POP3_PORT"))
 MW = os.path.join(E.get("MW_BUILD_DIR", ""), "cli", "mailwire")
 cases = []
 TMP = tempfile.mkdtemp(prefix="mw-serverinfo-")
+ENGINE_LOG = os.path.join(TMP, "engine.log")
 
 
 def case(name):
@@ -43,6 +44,8 @@ def run(args, password=None, stdin=b""):
     env["HOME"] = TMP  # no personal ~/.netrc
     if password is not None:
         env["MAILWIRE_PASSWORD"] = password
+    if E.get("MAILWIRE_ENGINE") == "loop":  # each session noted (cli/engine.h)
+        env["MAILWIRE_ENGINE_LOG"] = ENGINE_LOG
     p = subprocess.run([MW] + args, input=stdin, capture_output=True, env=env, timeout=120)
     return p.returncode, p.stdout.decode("utf-8"), p.stderr.decode("utf-8", "replace")
 
@@ -261,6 +264,16 @@ def _():
                        password="wrong-h10")
     why = error_object(out, rc, "smtp", "auth")
     return "%s (exit %d) %s" % (why, rc, err) if why or rc != 77 else None
+
+
+if E.get("MAILWIRE_ENGINE") == "loop":
+    @case("MAILWIRE_ENGINE=loop: every command above put its session on a loop")
+    def _():
+        noted = open(ENGINE_LOG).read().split() if os.path.exists(ENGINE_LOG) else []
+        # 3 pop3 serverinfo, 3 smtp serverinfo, then pop3, send, smtp with a wrong password
+        want = {"pop3": 4, "smtp": 4, "send": 1}
+        got = {k: noted.count(k) for k in want}
+        return None if got == want else "sessions noted on a loop: %r, want %r" % (got, want)
 
 
 sys.exit(taplib.run_cases(cases, HAVE))
