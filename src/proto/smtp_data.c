@@ -67,6 +67,29 @@ static inline size_t copy_run(const char *in, size_t i, size_t n, char *o, __m12
     *acc = _mm_or_si128(*acc, _mm_cvtsi32_si128(hi));
     return k;
 }
+
+/* Whole lines from the line start i, each ended by a bare LF, at most
+ * max_line octets (0: no limit) and followed by a line that starts with
+ * neither '.' nor the end of the input: copied with CRLF, *o and *lines
+ * moved on.  Returns where it stopped, a line start; that line is the
+ * caller's (dot-stuffing, CR, a long line, the input's end). */
+static size_t plain_lines(const char *in, size_t i, size_t n, char **o, size_t max_line,
+                          uint64_t *lines, __m128i *acc)
+{
+    char *w = *o;
+    for (;;) {
+        size_t j = copy_run(in, i, n, w, acc);
+        if (j + 1 >= n || in[j] != '\n' || in[j + 1] == '.' || (max_line && j - i > max_line))
+            break;
+        w += j - i;
+        *w++ = '\r';
+        *w++ = '\n';
+        (*lines)++;
+        i = j + 1;
+    }
+    *o = w;
+    return i;
+}
 #endif
 
 /* The DATA encoding of in[0..n), appended to out.  long: one pass over the
@@ -167,6 +190,12 @@ int mwi_smtp_data_encode(mw_smtp_data_enc *e, const char *in, size_t n, mw_buf *
         e->at_line_start = 1;
         e->line_len = 0;
         e->line_no++;
+#if defined(__SSE2__)
+        /* After a bare LF, the lines that need none of the checks above
+         * (the send path's common case: text with LF line ends). */
+        if (!e->after_cr && !e->binary_body && i < n && in[i] != '.')
+            i = plain_lines(in, i, n, &o, e->max_line, &e->line_no, &acc);
+#endif
     }
 #if defined(__SSE2__)
     if (_mm_movemask_epi8(acc)) e->saw_8bit = 1;
