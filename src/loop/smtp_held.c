@@ -78,7 +78,8 @@ static int64_t io_deadline(const mwi_smh *h)
 
 /* A write failed during the data: the server may have replied before
  * closing (RFC 5321 §4.1.1.4).  What it sent goes into the input, within
- * 2 s (as src/smtp/message.c waits), for smtp_tx.c's salvage to read. */
+ * 2 s (a bound: such a reply is already on its way), for smtp_tx.c's
+ * salvage to read. */
 static void salvage_read(mwi_smh *h)
 {
     mwi_lconn *c = &h->p->c;
