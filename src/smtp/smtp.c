@@ -73,7 +73,6 @@ static void free_session(mw_smtp *s)
 {
     if (!s) return;
     mwi_smh_free(s->held);
-    mwi_conn_free(s->c);
     free(s->rep);
     free(s->client);
     free(s->username);
@@ -368,10 +367,9 @@ int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out)
     memset(out, 0, sizeof *out);
     if (!s) return MW_EINVAL;
     if (s->held) return mwi_smh_tls_info(s->held, out);
-    if (!s->c && s->tls_info && s->tls_active) { /* a loop job's session */
+    if (s->tls_info && s->tls_active) { /* a loop job's session */
         *out = *s->tls_info;
         return 0;
     }
-    if (!s->c || !s->tls_active) return MW_EUNSUPPORTED;
-    return mw_stream_tls_info(mwi_conn_stream(s->c), out);
+    return MW_EUNSUPPORTED;
 }

@@ -16,7 +16,6 @@
 
 #include "mailwire/smtp.h"
 
-#include "net/conn.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_reply.h"
 #include "smtp/envelope.h"
@@ -41,7 +40,6 @@ struct mwi_smh;
 struct mw_smtp {
     struct mwi_smh *held;        /* the loop's machine held (src/loop/smtp_held.h), or NULL */
     const mw_smtp_opts *opening; /* during mw_smtp_open only */
-    mw_conn *c;
     enum mwi_smtp_st state;
     mw_error err;
     mw_smtp_reply *rep;
