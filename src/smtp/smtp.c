@@ -75,22 +75,10 @@ static void free_session(mw_smtp *s)
     mwi_smh_free(s->held);
     free(s->rep);
     free(s->client);
-    free(s->username);
-    if (s->password) {
-        explicit_bzero(s->password, strlen(s->password));
-        free(s->password);
-    }
-    if (s->token) {
-        explicit_bzero(s->token, strlen(s->token));
-        free(s->token);
-    }
-    free(s->authzid);
-    free(s->auth);
     free(s->server);
     free(s->ehlo_text[0]);
     free(s->ehlo_text[1]);
     free(s->greeting);
-    free(s->chunk);
     mwi_buf_free(&s->xout);
     free(s);
 }
@@ -224,38 +212,26 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         mw_stream_free(given);
         return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
-    s->tls_mode = o->tls;
-    if (mw_tls_opts_copy(&s->tls, o->tls_opts) != 0) {
+    /* The machine reads the options (s->opening); their versions are
+     * checked here, before anything is sent. */
+    mw_tls_opts tls_copy;
+    mw_net_opts net_copy;
+    if (mw_tls_opts_copy(&tls_copy, o->tls_opts) != 0) {
         free(s->rep);
         free(s);
         mw_stream_free(given);
         return mwi_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported",
                            o->tls_opts->version);
     }
-    if (mw_net_opts_copy(&s->net, o->net) != 0) {
+    if (mw_net_opts_copy(&net_copy, o->net) != 0) {
         free(s->rep);
         free(s);
         mw_stream_free(given);
         return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", o->net->version);
     }
     s->client = xstrdup(o->client);
-    s->username = xstrdup(o->user);
-    s->password = xstrdup(o->password);
-    s->token = xstrdup(o->token);
-    if (o->version >= 2) {
-        s->token_fn = o->token_fn;
-        s->token_ud = o->token_userdata;
-    }
-    s->authzid = xstrdup(o->authzid);
-    s->auth = xstrdup(o->sasl_mechs);
-    s->allow_plaintext = o->allow_plaintext;
-    s->no_ir = !o->sasl_ir;
-    s->queue = o->queue;
-    s->tlspolicy = o->tlspolicy;
-    s->tlspolicy_ud = o->tlspolicy_userdata;
     s->trace = o->trace;
     s->trace_ud = o->trace_userdata;
-    s->trace_secrets = o->trace_secrets;
     if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 || mwi_smtp_bad_arg(s->hostname, 0))
         s->hostname[0] = '\0';
     s->hostname[sizeof s->hostname - 1] = '\0';

@@ -45,20 +45,9 @@ struct mw_smtp {
     mw_smtp_reply *rep;
     mw_smtp_caps caps;
     int tls_active;
-    int tls_mode;
-    mw_tls_opts tls;
-    int have_tls_opts;
-    mw_net_opts net;
     char *client;
-    char *username, *password, *token, *authzid, *auth;
-    mw_token_fn token_fn; /* version 2 options: the token provider (token.h) */
-    void *token_ud;
-    int allow_plaintext, no_ir, queue;
-    mw_smtp_tlspolicy_fn tlspolicy;
-    void *tlspolicy_ud;
     mw_trace_fn trace;
     void *trace_ud;
-    int trace_secrets;
     char *server;
     unsigned port;
     char *ehlo_text[2];
@@ -66,14 +55,11 @@ struct mw_smtp {
     int helo_only;  /* EHLO refused, HELO used (mw_smtp_esmtp) */
     char auth_mech[32];
     char hostname[256];
-    int dirty; /* a transaction was left open: RSET before the next */
     int maxtime_ms;
     int no_message_pipelining; /* mw_smtp_set_message_pipelining(s, 0) */
-    int64_t tx_deadline;       /* of the transaction in progress (maxsecs) */
     int stop;                  /* an error not worth trying the next server for */
     /* Kept across the messages of a batch instead of allocated for each:
-     * the buffer a stream source is read into, and the encoded output. */
-    char *chunk;
+     * the encoded output. */
     mw_buf xout;
     /* The loop's session shell (src/loop/smtp_job.h) has no connection:
      * the TLS details copied for mw_smtp_tls_info (mw_loop_smtp_session). */
