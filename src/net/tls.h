@@ -8,14 +8,6 @@
 #include "mailwire/net.h"
 #include "net/tls_conf.h"
 
-#include <stdint.h>
-
-/* The handshake with an explicit overall deadline (the earlier of it and
- * now + opts->handshake_timeout_ms applies).  Owns `inner` as
- * mw_stream_tls does. */
-int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
-                 mw_error *err);
-
 /* mwi_tls_channel_binding_best of a TLS stream (NULL, *len 0, for any
  * other stream or before the handshake). */
 const char *mwi_stream_channel_binding_best(mw_stream *s, unsigned char *cb, size_t *len);
