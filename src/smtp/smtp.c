@@ -25,8 +25,9 @@ void mwi_smtp_set_state(mw_smtp *s, enum mwi_smtp_st st)
     s->state = st;
 }
 
-void mwi_smtp_trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void mwi_smtp_trace_info(mw_smtp *s, const char *fmt, ...)
+/* An MW_TRACE_INFO line, when tracing. */
+static void trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trace_info(mw_smtp *s, const char *fmt, ...)
 {
     if (!s->trace) return;
     char line[400];
@@ -157,7 +158,7 @@ static int failover(mw_smtp *s, const char *const *servers, size_t nservers, con
             snprintf(msg, sizeof msg, "%.200s port %u: %s", servers[i], ports[j], s->err.message);
             mwi_copy_printable(s->err.message, sizeof s->err.message, msg, strlen(msg));
             /* The machine said QUIT when the server could still hear. */
-            mwi_smtp_trace_info(s, "%s", s->err.message);
+            trace_info(s, "%s", s->err.message);
             if (s->stop || rc == MW_EINVAL || rc == MW_ENOMEM || rc == MW_ECANCELED ||
                 rc == MW_EPOLICY)
                 return rc;
@@ -255,8 +256,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         free_session(s);
         return rc;
     }
-    mwi_smtp_trace_info(s, "ready on %s port %u%s", s->server, s->port,
-                        s->tls_active ? " (TLS)" : "");
+    trace_info(s, "ready on %s port %u%s", s->server, s->port, s->tls_active ? " (TLS)" : "");
     *out = s;
     return 0;
 }

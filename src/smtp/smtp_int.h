@@ -69,8 +69,6 @@ struct mw_smtp {
 /* ---- the session (smtp.c) ---- */
 
 void mwi_smtp_set_state(mw_smtp *s, enum mwi_smtp_st st);
-/* An MW_TRACE_INFO line, when tracing. */
-void mwi_smtp_trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Makes an error of the reply in s->rep: 4xx temporary, 5xx permanent. */
 int mwi_smtp_reply_error(mw_smtp *s, const char *what);
 /* A control octet (or, unless allowed, a space) in v. */
