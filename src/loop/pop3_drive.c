@@ -81,7 +81,7 @@ static int64_t io_deadline(const p3l_drive *d)
     return mwi_deadline_min(d->deadline, d->io_timeout_ms);
 }
 
-/* src/net/conn.c's words for a read that failed (timeout_detail, fill),
+/* The blocking sessions' words for a read that failed,
  * so that both engines say the same. */
 static int read_failed(const p3l_drive *d, int rc, mw_error *e)
 {

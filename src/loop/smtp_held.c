@@ -93,7 +93,7 @@ static void salvage_read(mwi_smh *h)
     }
 }
 
-/* src/net/conn.c's words for a read that failed, so that both engines
+/* The blocking sessions' words for a read that failed, so that both engines
  * say the same (as pop3_drive.c's read_failed). */
 static int read_failed(const mwi_smh *h, int rc, mw_error *e)
 {
