@@ -154,7 +154,8 @@ static int handshake_failure(struct mw_tls *t, const char *host, mw_error *err)
                        mwi_tls_ssl_reason(why, sizeof why));
 }
 
-int mw_stream_tls(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, mw_error *err)
+int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
+                 mw_error *err)
 {
     if (!out) {
         mw_stream_free(inner);
@@ -182,7 +183,7 @@ int mw_stream_tls(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, mw
     s->inner = inner;
     s->cancel = inner->cancel;
     /* The handshake deadline covers loading the trust store as well. */
-    t->deadline = mwi_deadline_min(MW_NO_DEADLINE, t->conf.handshake_timeout_ms);
+    t->deadline = mwi_deadline_min(deadline_ms, t->conf.handshake_timeout_ms);
     ERR_clear_error();
     if ((rc = setup(t, host, err))) goto fail;
     if (SSL_connect(t->ssl) != 1) {
@@ -198,6 +199,11 @@ fail:
     ERR_clear_error();
     mw_stream_free(s); /* frees t and inner */
     return rc;
+}
+
+int mw_stream_tls(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, mw_error *err)
+{
+    return mwi_tls_wrap(out, inner, opts, MW_NO_DEADLINE, err);
 }
 
 /* Turns a failed SSL_* call into our error. */
