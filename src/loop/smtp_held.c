@@ -12,6 +12,7 @@
 #include "loop/smtp_held.h"
 #include "loop/smtp_job.h"
 #include "net/stream.h"
+#include "net/tls.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -54,7 +55,8 @@ static int drive_tls(mwi_smh *h)
     mw_tls_opts t = h->tls;
     if (!t.servername && *h->host) t.servername = h->host;
     mw_stream *ts = NULL;
-    int rc = mw_stream_tls(&ts, h->s, &t, &e); /* owns h->s, also on failure */
+    int64_t dl = h->p->c.total_deadline < h->deadline ? h->p->c.total_deadline : h->deadline;
+    int rc = mwi_tls_wrap(&ts, h->s, &t, dl, &e); /* owns h->s, also on failure */
     h->s = ts;
     if (rc) {
         h->p->dead = 1;
@@ -94,7 +96,7 @@ static void salvage_read(mwi_smh *h)
     }
 }
 
-/* src/net/conn.c's words for a read that failed, so that both engines
+/* The blocking sessions' words for a read that failed, so that both engines
  * say the same (as pop3_drive.c's read_failed). */
 static int read_failed(const mwi_smh *h, int rc, mw_error *e)
 {

@@ -607,7 +607,6 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o, int batch)
     mw_smtp *s = p->sh;
     p->reply = s->rep;
     s->state = ST_READY;
-    s->tls_mode = o->tls;
     s->port = p->c.port;
     s->server = dup_s(o->host, &fail);
     if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 || mwi_smtp_bad_arg(s->hostname, 0))
