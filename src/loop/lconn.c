@@ -431,7 +431,15 @@ static void deadlines(mwi_lconn *c)
                  c->port);
         else
             fail(c, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
-                 c->handshaking ? "in the TLS handshake" : "reading a line");
+                 c->handshaking  ? "in the TLS handshake"
+                 : j->tok_ticket ? "waiting for the token provider"
+                                 : "reading a line");
+        return;
+    }
+    if (j->tok_ticket && mw_now_ms() >= c->step_deadline) { /* an answer never came */
+        char t[32];
+        mwi_ms_text(t, sizeof t, c->io_timeout_ms);
+        fail(c, MW_ETIMEOUT, "timeout: the token provider gave no answer within %s", t);
         return;
     }
     if (mw_now_ms() >=
@@ -549,7 +557,7 @@ deadline:
 static int rate_live(const mwi_lconn *c)
 {
     return c->rate_set && !c->external && !c->resolving && !c->connecting && !c->proxying &&
-           !c->handshaking && c->job->fd >= 0;
+           !c->handshaking && c->job->fd >= 0 && !c->job->tok_ticket;
 }
 
 /* src/net/stream.c's words for a transfer under the floor. */
