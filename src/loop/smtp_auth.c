@@ -105,6 +105,14 @@ static void drive(sj *p, int act)
     }
 }
 
+void mwi_sj_auth_opts(sj *p, const mw_loop_smtp_opts *o)
+{
+    p->token_fn = o->token_fn;
+    p->token_ud = o->token_userdata;
+    p->job->tok_fn = o->token_async;
+    p->job->tok_ud = o->token_async_userdata;
+}
+
 void mwi_sj_auth_start(sj *p)
 {
     mw_error *e = &p->sh->err;

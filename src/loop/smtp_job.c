@@ -669,10 +669,7 @@ static int build(mw_loop_job **out, const mw_loop_smtp_opts *in, const mw_loop_s
     p->user = dup_s(o.user, &fail);
     p->password = dup_s(o.user ? o.password : NULL, &fail);
     p->token = dup_s(o.token, &fail);
-    p->token_fn = o.token_fn;
-    p->token_ud = o.token_userdata;
-    j->tok_fn = o.token_async; /* ltoken.h */
-    j->tok_ud = o.token_async_userdata;
+    mwi_sj_auth_opts(p, &o); /* the token providers */
     p->authzid = dup_s(o.authzid, &fail);
     p->no_ir = !o.sasl_ir;
     p->trace_secrets = o.trace_secrets;
