@@ -246,8 +246,8 @@ typedef struct mw_loop_pop3_opts {
     /* Version 2.  How to log in, as mw_pop3_opts says it (pop3.h):
      * MW_POP3_AUTH_USER (the default of version 1), _AUTO, _APOP, _SASL
      * with sasl_mechs, _NONE (cmds only); sasl_ir, authzid and
-     * trace_secrets as there; token as mw_pop3_opts.token.  Channel
-     * binding (-PLUS) and token providers are not on the loop yet. */
+     * trace_secrets as there; token as mw_pop3_opts.token.  A token
+     * provider: mw_loop_set_token_provider (asynchronous). */
     int auth;
     const char *sasl_mechs;
     const char *authzid;
@@ -378,7 +378,8 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * (its stdin and exit are events of the job, no signal handler), the job
  * waiting for its verdict, killed past filter_timeout_ms.  A token
  * provider (token_fn) is called synchronously: the loop's other jobs
- * wait while it runs.  A RETR
+ * wait while it runs; one set with mw_loop_set_token_provider right
+ * after this call is used instead and need not block.  A RETR
  * or TOP reply far past its bound leaves that message on the server and,
  * as there, the job logs in again (a new connection) and goes on when the
  * new listing matches the plan.  net's rate floor is the job's
@@ -468,7 +469,7 @@ typedef struct mw_loop_smtp_opts {
      * asked for the XOAUTH2/OAUTHBEARER token when token is NULL, and once
      * more with refused = 1 after the server refused it, then AUTH again
      * on the same connection.  Called synchronously: the loop's other jobs
-     * wait while it runs. */
+     * wait while it runs (token_async, version 6, need not block). */
     mw_token_fn token_fn;
     void *token_userdata;
     /* Version 5, as mw_smtp_opts says them (smtp.h): authzid (act as this
