@@ -99,7 +99,8 @@ static void answer(st *s)
     uint64_t t = s->ticket;
     s->ticket = 0;
     if (s->flags & 64) {
-        mw_loop_cancel(s->loop, s->job); /* MW_ESTATE when it ended already */
+        if (!s->ended && mw_loop_cancel(s->loop, s->job) != 0)
+            abort(); /* the handle is gone after */
         return;
     }
     mw_error e;
