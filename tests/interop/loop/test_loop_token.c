@@ -15,6 +15,7 @@
 #include "loop/loop_int.h"
 #include "mailwire/loop.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -114,6 +115,9 @@ static int peer_start(peer *pp, pthread_t *th, const char *const *script, int *c
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return -1;
+    /* The job's end non-blocking (the loop reads until EAGAIN); the peer's
+     * blocking. */
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     memset(pp, 0, sizeof *pp);
     pp->fd = sv[1];
     pp->gate = -1;
@@ -635,6 +639,7 @@ static void smtp_retry(void)
 
 int main(void)
 {
+    setvbuf(stdout, NULL, _IOLBF, 0); /* a hang shows where it stopped */
     no_stall();
     refused_retry();
     never();
