@@ -178,6 +178,29 @@ int mwi_lconn_queue_line(mwi_lconn *c, const char *line)
     return rc;
 }
 
+int mwi_lconn_queue_buf(mwi_lconn *c, mw_buf *b)
+{
+    if (c->out.len != c->out_off || (c->out.max && b->len > c->out.max)) {
+        if (c->out_off) {
+            mwi_buf_consume(&c->out, c->out_off);
+            c->out_off = 0;
+        }
+        int rc = mwi_buf_append(&c->out, b->data, b->len);
+        if (!rc) mwi_buf_reset(b);
+        return rc;
+    }
+    char *data = c->out.data;
+    size_t cap = c->out.cap;
+    c->out.data = b->data;
+    c->out.cap = b->cap;
+    c->out.len = b->len;
+    c->out_off = 0;
+    b->data = data;
+    b->cap = cap;
+    mwi_buf_reset(b);
+    return 0;
+}
+
 void mwi_lconn_start_tls(mwi_lconn *c)
 {
     if (c->external) { /* the driver's stream gets TLS (pop3_drive.c) */

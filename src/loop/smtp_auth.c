@@ -1,5 +1,5 @@
-/* The loop's SMTP AUTH (RFC 4954, smtp_job.h), also under the held driver
- * (smtp_held.c): src/sasl/driver.h's SASL driver, one reply per
+/* The SMTP AUTH (RFC 4954, smtp_job.h) of the loop and of the blocking
+ * API (over smtp_held.c): src/sasl/driver.h's SASL driver, one reply per
  * event (the driver's one choice of mechanisms and fallback rule, its
  * masked lines): the -PLUS mechanisms bound to the TLS connection, a token
  * provider asked once more after a refusal, then AUTH again on the same

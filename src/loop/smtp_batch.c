@@ -178,7 +178,11 @@ static void switch_to_next(sj *p)
     b->in_hand = 1;
     p->t = b->nt;
     p->t.r.m = &p->t.m; /* the one pointer into itself */
-    memset(&b->nt, 0, sizeof b->nt);
+    /* What nt owned is p->t's now; nt is read again only once crossed,
+     * after mwi_smtp_tx_prepare has zeroed it (not twice per message). */
+    b->nt.built = 0;
+    b->nt.res = NULL;
+    b->nt.r.pre = NULL;
     p->msg = &b->m[b->slot];
     mw_error_clear(&p->sh->err);
     tx_deadline(p);

@@ -74,7 +74,7 @@ int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, 
             mwi_err_set(e, rc, "command refused: %s", mw_strerror(rc));
         else /* before the wipe: sh may be buf */
             mwi_lconn_trace(&p->c, MW_TRACE_SEND, sh, strlen(sh));
-        explicit_bzero(buf, sizeof buf);
+        explicit_bzero(buf, len + 1); /* what was copied, not the 16 KiB */
     }
     if (rc) {
         p->dead = 1;

@@ -463,18 +463,14 @@ void mwi_sj_tx_feed(sj *p)
             return;
         }
         if (x->out.len) {
-            if (p->c.out_off) {
-                mwi_buf_consume(&p->c.out, p->c.out_off);
-                p->c.out_off = 0;
-            }
-            if (mwi_buf_append(&p->c.out, x->out.data, x->out.len)) {
+            size_t n = x->out.len;
+            if (mwi_lconn_queue_buf(&p->c, &x->out)) {
                 mwi_err_set(&p->sh->err, MW_ENOMEM, "out of memory");
                 p->dead = 1;
                 mwi_sj_finish(p, MW_ENOMEM, 0);
                 return;
             }
-            p->job->result.bytes += x->out.len;
-            x->out.len = 0;
+            p->job->result.bytes += n;
             continue;
         }
         if (x->rc == 1) {
