@@ -111,7 +111,8 @@ static void *peer_run(void *arg)
     return NULL;
 }
 
-static int peer_start(peer *pp, pthread_t *th, const char *const *script, int *client_fd)
+static int peer_start_gated(peer *pp, pthread_t *th, const char *const *script, int *client_fd,
+                            int gate)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) return -1;
@@ -120,10 +121,15 @@ static int peer_start(peer *pp, pthread_t *th, const char *const *script, int *c
     fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
     memset(pp, 0, sizeof *pp);
     pp->fd = sv[1];
-    pp->gate = -1;
+    pp->gate = gate; /* before the thread starts: it reads it */
     pp->script = script;
     *client_fd = sv[0];
     return pthread_create(th, NULL, peer_run, pp) ? -1 : 0;
+}
+
+static int peer_start(peer *pp, pthread_t *th, const char *const *script, int *client_fd)
+{
+    return peer_start_gated(pp, th, script, client_fd, -1);
 }
 
 static void peer_end(peer *pp, pthread_t th)
@@ -292,8 +298,7 @@ static void no_stall(void)
     side a = {.pending = 1, .gate_w = gate[1]}, b = {.gate_w = -1};
     a.other = &b;
     peer_start(&pa, &ta, sa, &fa);
-    peer_start(&pb, &tb, sb, &fb);
-    pb.gate = gate[0];
+    peer_start_gated(&pb, &tb, sb, &fb, gate[0]);
     mw_loop_pop3_opts oa, ob;
     pop3_opts(&oa, 1);
     pop3_opts(&ob, 0);
@@ -305,6 +310,8 @@ static void no_stall(void)
        "A's provider asked once (refused 0, a ticket) before B's server said a word");
     ok(b.done == 1 && b.code == 0 && a.done == 0 && mw_loop_running(loop) == 1,
        "B ran its whole session (login, STAT, NOOP, QUIT) while A's token was pending");
+    if (b.code || a.done)
+        printf("# B: %d %s; A: done %d %d %s\n", b.code, b.message, a.done, a.code, a.message);
     ok(!strstr(pa.log, "AUTH"), "A sent no AUTH while its token was pending");
     answer_arg aa = {loop, a.ticket[0], -1};
     pthread_t at;
