@@ -3,6 +3,7 @@
 #include "loop/lconn.h"
 #include "loop/leyes.h"
 #include "loop/lproxy.h"
+#include "loop/ltoken.h"
 #include "net/stream.h"
 #include "resolve/resolve.h"
 #include "util/err.h"
@@ -609,6 +610,9 @@ void mwi_lconn_step(mwi_lconn *c, int events)
     int64_t t0 = mw_now_ms();
     uint64_t before = c->moved;
     step(c, events);
+    /* A job waiting for a token sends nothing; one that did (on its way
+     * out) no longer takes the answer (ltoken.h). */
+    if (j->tok_ticket && !j->done && mwi_lconn_pending(c)) mwi_ltok_forget(j->loop, j);
     if (j->done || !c->rate_set) return;
     if (live && mwi_rate_account(&c->rate, t0 - c->rate_mark, c->moved - before) != 0) {
         too_slow(c);
