@@ -513,7 +513,10 @@ static void step(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
     if (j->cancel_rc) {
-        fail(c, j->cancel_rc, "cancelled by the caller (in state %s)", c->ops->state(c->impl));
+        if (j->tok_ticket)
+            fail(c, j->cancel_rc, "cancelled by the caller while waiting for the token provider");
+        else
+            fail(c, j->cancel_rc, "cancelled by the caller (in state %s)", c->ops->state(c->impl));
         return;
     }
     if (c->resolving) {

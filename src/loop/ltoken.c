@@ -181,14 +181,14 @@ void mwi_ltok_wake(mw_loop *loop)
             wait_free(w);
             continue;
         }
-        j->tok_ticket = 0;
-        mwi_sasld *d = j->tok_sd;
-        j->tok_sd = NULL;
-        if (j->cancel_rc) { /* the next step ends it */
+        if (j->cancel_rc) { /* the next step ends it, still waiting */
             wait_free(w);
             j->again = 1;
             continue;
         }
+        j->tok_ticket = 0;
+        mwi_sasld *d = j->tok_sd;
+        j->tok_sd = NULL;
         char *tok = w->token;
         w->token = NULL;
         int act = mwi_sasld_token(d, w->rc, tok, &w->err);

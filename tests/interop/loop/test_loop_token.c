@@ -446,8 +446,10 @@ static void cancel_pending(void)
      * the job never logs in with it. */
     int early = mw_loop_token_answer(loop, a.ticket[0], 0, "tok1", 4, NULL);
     drive_until(loop, &a.done);
-    ok(calls == 1 && crc == 0 && a.done == 1 && a.code == MW_ECANCELED,
-       "cancel while the token is pending: the job ends with MW_ECANCELED");
+    ok(calls == 1 && crc == 0 && a.done == 1 && a.code == MW_ECANCELED &&
+           strstr(a.message, "waiting for the token provider"),
+       "cancel while the token is pending: MW_ECANCELED, the message says what it waited for");
+    printf("# %s\n", a.message);
     ok(early == 0 || early == MW_ESTATE, "an answer right after the cancel: 0 or MW_ESTATE");
     ok(mw_loop_token_answer(loop, a.ticket[0], 0, "tok1", 4, NULL) == MW_ESTATE,
        "an answer after the done callback: MW_ESTATE");
