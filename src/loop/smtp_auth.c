@@ -116,7 +116,7 @@ void mwi_sj_auth_opts(sj *p, const mw_loop_smtp_opts *o)
 void mwi_sj_auth_start(sj *p)
 {
     mw_error *e = &p->sh->err;
-    p->in_auth = 1; /* a failure from here on stops a failover (smtp.c's s->stop) */
+    p->in_auth = 1; /* a failure from here on stops mw_smtp_open's failover */
     if (!(p->sh->caps.flags & MW_SMTP_CAP_AUTH) || !p->sh->caps.auth[0]) {
         mwi_err_set(e, MW_EUNSUPPORTED,
                     "credentials given but the server offers no AUTH (RFC 4954)%s",

@@ -1,6 +1,6 @@
 /* The loop's SMTP batch (loop.h, mw_loop_add_smtp_batch; smtp_job.h):
  * the send job's session kept after each transaction for the next
- * message, as src/smtp/batch.c sends a batch over the blocking session.
+ * message (mw_smtp_send_batch runs it too, over smtp_held.c).
  * A message is taken from the caller's next callback when its turn comes;
  * with PIPELINING, the next one is taken as soon as the end of the
  * current message's data is queued, and its envelope goes out behind it

@@ -1,8 +1,8 @@
-/* An SMTP send as a non-blocking state machine on the loop (loop.h), the
- * session half (smtp_job.h): connect, greeting, EHLO (HELO after a 5xx
- * but 554, RFC 5321 §4.1.4), STARTTLS (RFC 3207) and EHLO again, AUTH
- * PLAIN (RFC 4954, RFC 4616), then the transaction (smtp_tx.c), RSET and
- * QUIT; the error texts are those of src/smtp/smtp.c.  Replies through
+/* The SMTP session as a non-blocking state machine, on a loop (loop.h)
+ * or under the blocking API (smtp_held.c), the session half
+ * (smtp_job.h): connect, greeting, EHLO (HELO after a 5xx but 554, RFC
+ * 5321 §4.1.4), STARTTLS (RFC 3207) and EHLO again, AUTH (smtp_auth.c),
+ * then the transaction (smtp_tx.c), RSET and QUIT.  Replies through
  * src/proto/smtp_reply.h; the socket and TLS through lconn.c. */
 #include "loop/lproxy.h"
 #include "loop/smtp_job.h"
@@ -608,7 +608,6 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o, int batch)
     mw_smtp *s = p->sh;
     p->reply = s->rep;
     s->state = ST_READY;
-    s->tls_mode = o->tls;
     s->port = p->c.port;
     s->server = dup_s(o->host, &fail);
     if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 || mwi_smtp_bad_arg(s->hostname, 0))

@@ -25,8 +25,9 @@ void mwi_smtp_set_state(mw_smtp *s, enum mwi_smtp_st st)
     s->state = st;
 }
 
-void mwi_smtp_trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void mwi_smtp_trace_info(mw_smtp *s, const char *fmt, ...)
+/* An MW_TRACE_INFO line, when tracing. */
+static void trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void trace_info(mw_smtp *s, const char *fmt, ...)
 {
     if (!s->trace) return;
     char line[400];
@@ -73,25 +74,12 @@ static void free_session(mw_smtp *s)
 {
     if (!s) return;
     mwi_smh_free(s->held);
-    mwi_conn_free(s->c);
     free(s->rep);
     free(s->client);
-    free(s->username);
-    if (s->password) {
-        explicit_bzero(s->password, strlen(s->password));
-        free(s->password);
-    }
-    if (s->token) {
-        explicit_bzero(s->token, strlen(s->token));
-        free(s->token);
-    }
-    free(s->authzid);
-    free(s->auth);
     free(s->server);
     free(s->ehlo_text[0]);
     free(s->ehlo_text[1]);
     free(s->greeting);
-    free(s->chunk);
     mwi_buf_free(&s->xout);
     free(s);
 }
@@ -170,7 +158,7 @@ static int failover(mw_smtp *s, const char *const *servers, size_t nservers, con
             snprintf(msg, sizeof msg, "%.200s port %u: %s", servers[i], ports[j], s->err.message);
             mwi_copy_printable(s->err.message, sizeof s->err.message, msg, strlen(msg));
             /* The machine said QUIT when the server could still hear. */
-            mwi_smtp_trace_info(s, "%s", s->err.message);
+            trace_info(s, "%s", s->err.message);
             if (s->stop || rc == MW_EINVAL || rc == MW_ENOMEM || rc == MW_ECANCELED ||
                 rc == MW_EPOLICY)
                 return rc;
@@ -225,38 +213,26 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         mw_stream_free(given);
         return mwi_err_set(err, MW_ENOMEM, "out of memory");
     }
-    s->tls_mode = o->tls;
-    if (mw_tls_opts_copy(&s->tls, o->tls_opts) != 0) {
+    /* The machine reads the options (s->opening); their versions are
+     * checked here, before anything is sent. */
+    mw_tls_opts tls_copy;
+    mw_net_opts net_copy;
+    if (mw_tls_opts_copy(&tls_copy, o->tls_opts) != 0) {
         free(s->rep);
         free(s);
         mw_stream_free(given);
         return mwi_err_set(err, MW_EINVAL, "mw_tls_opts version %u not supported",
                            o->tls_opts->version);
     }
-    if (mw_net_opts_copy(&s->net, o->net) != 0) {
+    if (mw_net_opts_copy(&net_copy, o->net) != 0) {
         free(s->rep);
         free(s);
         mw_stream_free(given);
         return mwi_err_set(err, MW_EINVAL, "mw_net_opts version %u not supported", o->net->version);
     }
     s->client = xstrdup(o->client);
-    s->username = xstrdup(o->user);
-    s->password = xstrdup(o->password);
-    s->token = xstrdup(o->token);
-    if (o->version >= 2) {
-        s->token_fn = o->token_fn;
-        s->token_ud = o->token_userdata;
-    }
-    s->authzid = xstrdup(o->authzid);
-    s->auth = xstrdup(o->sasl_mechs);
-    s->allow_plaintext = o->allow_plaintext;
-    s->no_ir = !o->sasl_ir;
-    s->queue = o->queue;
-    s->tlspolicy = o->tlspolicy;
-    s->tlspolicy_ud = o->tlspolicy_userdata;
     s->trace = o->trace;
     s->trace_ud = o->trace_userdata;
-    s->trace_secrets = o->trace_secrets;
     if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 || mwi_smtp_bad_arg(s->hostname, 0))
         s->hostname[0] = '\0';
     s->hostname[sizeof s->hostname - 1] = '\0';
@@ -280,8 +256,7 @@ int mw_smtp_open(mw_smtp **out, const mw_smtp_opts *o, mw_error *err)
         free_session(s);
         return rc;
     }
-    mwi_smtp_trace_info(s, "ready on %s port %u%s", s->server, s->port,
-                        s->tls_active ? " (TLS)" : "");
+    trace_info(s, "ready on %s port %u%s", s->server, s->port, s->tls_active ? " (TLS)" : "");
     *out = s;
     return 0;
 }
@@ -368,10 +343,9 @@ int mw_smtp_tls_info(const mw_smtp *s, mw_tls_info *out)
     memset(out, 0, sizeof *out);
     if (!s) return MW_EINVAL;
     if (s->held) return mwi_smh_tls_info(s->held, out);
-    if (!s->c && s->tls_info && s->tls_active) { /* a loop job's session */
+    if (s->tls_info && s->tls_active) { /* a loop job's session */
         *out = *s->tls_info;
         return 0;
     }
-    if (!s->c || !s->tls_active) return MW_EUNSUPPORTED;
-    return mw_stream_tls_info(mwi_conn_stream(s->c), out);
+    return MW_EUNSUPPORTED;
 }

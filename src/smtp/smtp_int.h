@@ -16,7 +16,6 @@
 
 #include "mailwire/smtp.h"
 
-#include "net/conn.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_reply.h"
 #include "smtp/envelope.h"
@@ -41,26 +40,14 @@ struct mwi_smh;
 struct mw_smtp {
     struct mwi_smh *held;        /* the loop's machine held (src/loop/smtp_held.h), or NULL */
     const mw_smtp_opts *opening; /* during mw_smtp_open only */
-    mw_conn *c;
     enum mwi_smtp_st state;
     mw_error err;
     mw_smtp_reply *rep;
     mw_smtp_caps caps;
     int tls_active;
-    int tls_mode;
-    mw_tls_opts tls;
-    int have_tls_opts;
-    mw_net_opts net;
     char *client;
-    char *username, *password, *token, *authzid, *auth;
-    mw_token_fn token_fn; /* version 2 options: the token provider (token.h) */
-    void *token_ud;
-    int allow_plaintext, no_ir, queue;
-    mw_smtp_tlspolicy_fn tlspolicy;
-    void *tlspolicy_ud;
     mw_trace_fn trace;
     void *trace_ud;
-    int trace_secrets;
     char *server;
     unsigned port;
     char *ehlo_text[2];
@@ -68,14 +55,11 @@ struct mw_smtp {
     int helo_only;  /* EHLO refused, HELO used (mw_smtp_esmtp) */
     char auth_mech[32];
     char hostname[256];
-    int dirty; /* a transaction was left open: RSET before the next */
     int maxtime_ms;
     int no_message_pipelining; /* mw_smtp_set_message_pipelining(s, 0) */
-    int64_t tx_deadline;       /* of the transaction in progress (maxsecs) */
     int stop;                  /* an error not worth trying the next server for */
     /* Kept across the messages of a batch instead of allocated for each:
-     * the buffer a stream source is read into, and the encoded output. */
-    char *chunk;
+     * the encoded output. */
     mw_buf xout;
     /* The loop's session shell (src/loop/smtp_job.h) has no connection:
      * the TLS details copied for mw_smtp_tls_info (mw_loop_smtp_session). */
@@ -85,8 +69,6 @@ struct mw_smtp {
 /* ---- the session (smtp.c) ---- */
 
 void mwi_smtp_set_state(mw_smtp *s, enum mwi_smtp_st st);
-/* An MW_TRACE_INFO line, when tracing. */
-void mwi_smtp_trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Makes an error of the reply in s->rep: 4xx temporary, 5xx permanent. */
 int mwi_smtp_reply_error(mw_smtp *s, const char *what);
 /* A control octet (or, unless allowed, a space) in v. */
