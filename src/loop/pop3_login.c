@@ -4,8 +4,10 @@
  * (src/sasl/driver.h), and with MW_POP3_AUTH_AUTO the strongest SASL
  * mechanism offered, else USER/PASS.  A bearer token is taken as given.
  * Channel binding (-PLUS mechanisms) and EXTERNAL with a client
- * certificate as pop3_auth.c offers them.  Not on the loop yet: token
- * providers (a refused token is not refreshed). */
+ * certificate as pop3_auth.c offers them.  A token provider, the
+ * synchronous one (token.h) or the job's asynchronous one (ltoken.h), is
+ * asked once more after a refused token. */
+#include "loop/ltoken.h"
 #include "loop/pop3_job.h"
 #include "sasl/driver.h"
 #include "net/tls.h"
@@ -126,8 +128,8 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->policy.tls = MWI_LCONN_SECURE(&p->c);
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
-    c->policy.has_token = p->token != NULL || p->token_fn != NULL;
-    c->has_token_fn = p->token_fn != NULL;
+    c->policy.has_token = p->token != NULL || p->token_fn != NULL || p->job->tok_fn != NULL;
+    c->has_token_fn = p->token_fn != NULL || p->job->tok_fn != NULL;
     c->policy.want_external =
         (p->c.tlscfg.conf.cert_file && p->c.tls) || (p->c.ext_cert && p->c.ext_tls_up);
     c->policy.has_cb = cbt != NULL;
@@ -143,6 +145,14 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->use_ir = p->sasl_ir;
     c->trace_secrets = p->trace_secrets;
     c->flags = p->capa_resp_codes ? MWI_SASLD_F_RESP_CODES : 0;
+}
+
+static void drive(p3l *p, int act);
+
+/* The asynchronous provider's answer came (ltoken.c). */
+static void token_resume(mw_loop_job *job, int act)
+{
+    drive(job->impl, act);
 }
 
 /* Runs the driver up to its next line to send, or to its end. */
@@ -163,9 +173,14 @@ static void drive(p3l *p, int act)
         }
         if (act == MWI_SASLD_TOKEN) {
             /* The caller's provider (once more with refresh set after a
-             * refused token); it runs in this thread, so on a loop the
-             * other jobs wait meanwhile. */
-            act = mwi_sasld_ask_token(d, p->token_fn, p->token_ud);
+             * refused token): a synchronous one runs in this thread (on a
+             * loop the other jobs wait); an asynchronous one may answer
+             * later, through token_resume. */
+            act = mwi_ltok_ask(p->job, d, p->token_fn, p->token_ud, token_resume);
+            if (act == MWI_SASLD_TOKEN) {
+                mwi_lconn_info(&p->c, "waiting for the token provider");
+                return;
+            }
         } else if (act == MWI_SASLD_NEXT) {
             mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
             act = mwi_sasld_start(d);

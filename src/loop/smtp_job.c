@@ -561,6 +561,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
            : in->version == 2 ? offsetof(mw_loop_smtp_opts, proxy)
            : in->version == 3 ? offsetof(mw_loop_smtp_opts, token_fn)
            : in->version == 4 ? offsetof(mw_loop_smtp_opts, authzid)
+           : in->version == 5 ? offsetof(mw_loop_smtp_opts, token_async)
                               : sizeof *o);
     if (in->version < 5) o->sasl_ir = 1;
     if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "no host to connect to");
@@ -569,7 +570,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
         return mwi_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     if (o->helo && (!*o->helo || strlen(o->helo) > 255))
         return mwi_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
-    if (o->user && !o->password && !o->token && !o->token_fn)
+    if (o->user && !o->password && !o->token && !o->token_fn && !o->token_async)
         return mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
     if (mwi_smtp_bad_arg(o->authzid, 1)) /* as mw_smtp_open checks it (smtp.c) */
         return mwi_err_set(err, MW_EINVAL,
@@ -667,8 +668,7 @@ static int build(mw_loop_job **out, const mw_loop_smtp_opts *in, const mw_loop_s
     p->user = dup_s(o.user, &fail);
     p->password = dup_s(o.user ? o.password : NULL, &fail);
     p->token = dup_s(o.token, &fail);
-    p->token_fn = o.token_fn;
-    p->token_ud = o.token_userdata;
+    mwi_sj_auth_opts(p, &o); /* the token providers */
     p->authzid = dup_s(o.authzid, &fail);
     p->no_ir = !o.sasl_ir;
     p->trace_secrets = o.trace_secrets;
