@@ -1,10 +1,10 @@
-/* The POP3 job's login (pop3_job.h), as src/pop3/pop3_auth.c does it and
- * with its words: USER/PASS (RFC 1939 §7), APOP (RFC 1939 §7, only when
+/* The POP3 job's login (pop3_job.h), on a loop and under the blocking
+ * API (pop3_held.c): USER/PASS (RFC 1939 §7), APOP (RFC 1939 §7, only when
  * asked for), AUTH (RFC 5034) driven by the one SASL driver
  * (src/sasl/driver.h), and with MW_POP3_AUTH_AUTO the strongest SASL
  * mechanism offered, else USER/PASS.  A bearer token is taken as given.
  * Channel binding (-PLUS mechanisms) and EXTERNAL with a client
- * certificate as pop3_auth.c offers them.  A token provider, the
+ * certificate.  A token provider, the
  * synchronous one (token.h) or the job's asynchronous one (ltoken.h), is
  * asked once more after a refused token. */
 #include "loop/ltoken.h"
@@ -26,7 +26,7 @@ static void wipe(void *v, size_t n)
         *b++ = 0;
 }
 
-/* pop3_auth.c's need_password: a login without SASL needs both. */
+/* A login without SASL needs both a user and a password. */
 static int need_password(p3l *p, const char *what)
 {
     if (!p->user)
@@ -106,7 +106,7 @@ static void start_apop(p3l *p)
     wipe(line, sizeof line);
 }
 
-/* The connection's channel binding, as pop3_auth.c's channel_binding():
+/* The connection's channel binding:
  * tls-exporter (RFC 9266), else tls-unique (RFC 5929), else none. */
 static const char *channel_binding(p3l *p, unsigned char *cb, size_t *cbl)
 {
@@ -115,7 +115,7 @@ static const char *channel_binding(p3l *p, unsigned char *cb, size_t *cbl)
     return t ? t : mwi_stream_channel_binding_best(p->c.ext_stream, cb, cbl);
 }
 
-/* The driver's configuration, as pop3_auth.c's sasl_cfg makes it; cb
+/* The driver's configuration; cb
  * holds 64 bytes (the driver copies them). */
 static void sasl_cfg(p3l *p, mwi_sasld_cfg *c, unsigned char *cb)
 {
