@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "fetch_cli.h"
 #include "oauth_cli.h"
+#include "token_async.h"
 
 #include "mailwire/config.h"
 #include "mailwire/fetch.h"
@@ -158,6 +159,10 @@ typedef struct loop_run {
     runner *r;
     mw_loop *loop;
     size_t width, running;
+    /* OAuth accounts: the token taken in a worker thread (token_async.h),
+     * the loop's other sessions going on meanwhile; one source per job. */
+    mw_cli_token_pool pool;
+    mw_cli_token_src *src;
 } loop_run;
 
 static loop_run *g_lrun;
@@ -179,7 +184,8 @@ static void top_up(loop_run *lr);
 
 /* An OAuth account's token provider on the loop (token.h): the store's
  * token, refreshed when due, or after the server refused it (refused 1);
- * called in the loop's thread as the job logs in. */
+ * the fallback should the asynchronous one (mw_cli_token_async, set on
+ * every OAuth job) not be taken: it would run in the loop's thread. */
 static int loop_token(int refused, char **token, mw_error *err, void *ud)
 {
     job *j = ud;
@@ -225,6 +231,15 @@ static void top_up(loop_run *lr)
         } else {
             lr->running++;
             mw_cli_engine_note("fetch");
+            if (j->oauth && lr->src) {
+                mw_cli_token_src *s = &lr->src[j - r->jobs];
+                s->pool = &lr->pool;
+                s->loop = lr->loop;
+                s->oauth = j->oauth;
+                s->trace = j->po.trace;
+                s->trace_ud = j->po.trace_userdata;
+                mw_loop_set_token_provider(lr->loop, j->lj, mw_cli_token_async, s);
+            }
         }
     }
 }
@@ -242,7 +257,12 @@ static void raise_fd_limit(size_t want)
 
 static void run_on_loop(runner *r, size_t width)
 {
-    loop_run lr = {r, NULL, width, 0};
+    loop_run lr;
+    memset(&lr, 0, sizeof lr);
+    lr.r = r;
+    lr.width = width;
+    mw_cli_token_pool_init(&lr.pool);
+    lr.src = calloc(r->n ? r->n : 1, sizeof *lr.src); /* NULL: tokens in this thread */
     mw_loop_opts lo = MW_LOOP_OPTS_INIT;
     mw_error e;
     memset(&e, 0, sizeof e);
@@ -252,7 +272,8 @@ static void run_on_loop(runner *r, size_t width)
         for (size_t k = 0; k < r->n; k++)
             r->jobs[k].blocking = 1;
         r->next = r->n;
-    } else {
+    }
+    if (!rc) {
         g_lrun = &lr;
         top_up(&lr);
         int cancelled = 0;
@@ -269,9 +290,15 @@ static void run_on_loop(runner *r, size_t width)
             if (rc && rc != MW_ETIMEOUT) break;
             rc = 0;
         }
+        /* Every token worker ends (within its HTTPS timeout) before the
+         * loop it answers to is freed. */
+        mw_cli_token_pool_join(&lr.pool);
         mw_loop_free(lr.loop); /* closes what is left without QUIT, no callbacks */
         g_lrun = NULL;
+    } else {
+        mw_cli_token_pool_join(&lr.pool);
     }
+    free(lr.src);
     for (size_t k = 0; k < r->n; k++) {
         job *j = &r->jobs[k];
         if (j->lj) { /* the loop itself failed under it */

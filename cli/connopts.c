@@ -223,6 +223,7 @@ static void trace_to_file(int dir, const char *line, size_t len, void *ud)
 {
     FILE *f = ud;
     const char *tag = dir == MW_TRACE_SEND ? "C: " : dir == MW_TRACE_RECV ? "S: " : "* ";
+    flockfile(f); /* one line whole: a token worker (token_async.c) traces too */
     fputs(tag, f);
     /* Control bytes other than TAB are shown as '?' so a trace stays one
      * line per line. */
@@ -232,6 +233,7 @@ static void trace_to_file(int dir, const char *line, size_t len, void *ud)
     }
     fputc('\n', f);
     fflush(f);
+    funlockfile(f);
 }
 
 /* Loads the accounts file (--config, else the XDG default) into c->config.

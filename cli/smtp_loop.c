@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "oauth_cli.h"
 #include "smtp_cli.h"
+#include "token_async.h"
 
 #include "mailwire/error.h"
 #include "mailwire/loop.h"
@@ -127,7 +128,27 @@ int smtp_loop_failover(smtp_cli *c, mw_loop *loop, mw_loop_smtp_opts *o, const c
                        smtp_loop_add_fn add, const mw_loop_smtp_batch *b, mw_error *outcome,
                        mw_error *err)
 {
+    /* An OAuth account's token from the store, taken (and refreshed when
+     * due, or once after a refusal, on the same connection) in a worker
+     * thread while the loop runs (token_async.h). */
+    const mw_account *oa = mw_cli_oauth_account(&c->conn);
+    mw_cli_token_pool pool;
+    mw_cli_token_src src = {&pool, loop, oa, c->conn.trace_fn, c->conn.trace_ud};
+    int async = oa && o->token && o->token == c->conn.password && !c->token_file && !c->token_eval;
+    if (async) {
+        mw_cli_token_pool_init(&pool);
+        o->token = NULL;
+        o->token_async = mw_cli_token_async;
+        o->token_async_userdata = &src;
+    }
     int rc = run_servers(c, loop, o, what, add, b, outcome, err);
+    if (async) { /* every worker done before the loop can go */
+        mw_cli_token_pool_join(&pool);
+        o->token = c->conn.password;
+        o->token_async = NULL;
+        o->token_async_userdata = NULL;
+        return rc;
+    }
     /* AUTH refused an OAuth account's token: nothing was sent or taken
      * from a batch (it starts once the session is ready): again. */
     if (!rc && refresh(c, o, *o->ready, outcome->code))

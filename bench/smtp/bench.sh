@@ -10,7 +10,9 @@
 #
 #   bash bench/smtp/bench.sh [BUILD_DIR]     (a release build is best)
 # Env: RUNS (default 15), N (1000), SIZE (10240), NPROC (20: messages sent by
-# the process-per-message clients; their time is scaled to N).
+# the process-per-message clients; their time is scaled to N), MW_BASE
+# (another mailwire binary, e.g. the build before a change: timed in the
+# same rounds as "mailwire smtp send (base)").
 # Uses its own private servers (tests/servers/start.sh).  Not a test.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,7 +33,7 @@ cc -O2 -o "$work/rawsmtp" "$top/bench/smtp/rawsmtp.c"
 bash "$top/tests/servers/start.sh" "$srv" >"$work/start.log" 2>&1 || { cat "$work/start.log"; exit 1; }
 set -a; . "$srv/env"; set +a
 
-python3 - "$work" "$mw" "$MW_SINK_PORT" <<'PY'
+MW_BASE=${MW_BASE:-} python3 - "$work" "$mw" "$MW_SINK_PORT" <<'PY'
 import os, statistics, subprocess, sys, time, shutil
 work, mw, port = sys.argv[1], sys.argv[2], sys.argv[3]
 runs, n, size, nproc = (int(os.environ[k]) for k in ("RUNS", "N", "SIZE", "NPROC"))
@@ -66,6 +68,8 @@ clients = [
     ("mailwire smtp send", [mwc + files], 1, "raw reference, messages pipelined"),
     ("mailwire smtp send --no-message-pipelining",
      [mwc + ["--no-message-pipelining"] + files], 1, "raw reference"),
+] + ([("mailwire smtp send (base)", [[os.environ["MW_BASE"]] + mwc[1:] + files], 1,
+       "raw reference, messages pipelined")] if os.environ.get("MW_BASE") else []) + [
     ("smtp-source -d", [["smtp-source", "-d", "-m", str(n), "-l", str(size), "-f", "a@x.test",
                          "-t", "b@y.test", "127.0.0.1:" + port]], 1, None),
     ("python smtplib", [[sys.executable, "-c", smtplib_py, port] + files], 1, None),
@@ -140,4 +144,18 @@ print("per message after start-up: raw %.1f us, mailwire --no-message-pipelining
           pm(med["raw reference, messages pipelined"], o_raw), pm(med["mailwire smtp send"], o_mw),
           pm(med["mailwire smtp send"], o_mw) / pm(med["raw reference, messages pipelined"], o_raw)))
 print("* sent %d messages, time scaled to %d" % (nproc, n))
+# Paired: each round's ratio to the raw reference of the same round, whose
+# median moves less with the machine's load than a ratio of medians.
+def paired(name, vals):
+    r = [a / b for a, b in zip(vals[name], vals["raw reference"]) if b > 0]
+    if len(r) < 4:
+        return "n/a"
+    q = statistics.quantiles(r, n=4)
+    return "%.2f (quartiles %.2f-%.2f)" % (statistics.median(r), q[0], q[2])
+for name in ["mailwire smtp send", "mailwire smtp send (base)",
+             "mailwire smtp send --no-message-pipelining"]:
+    if name in cpus:
+        print("paired, %s: time x raw %s; CPU x raw %s; least CPU %.4fs (raw %.4fs)" % (
+            name, paired(name, times), paired(name, cpus), min(cpus[name]),
+            min(cpus["raw reference"])))
 PY

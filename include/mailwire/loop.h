@@ -132,6 +132,43 @@ MW_EXTERN int mw_loop_cancel(mw_loop *loop, mw_loop_job *job);
 MW_EXTERN int mw_loop_set_speed_limit(mw_loop *loop, mw_loop_job *job, unsigned bytes_per_s,
                                       int speed_time_ms);
 
+/* An asynchronous token provider: asked, as mw_token_fn (token.h) is,
+ * for the XOAUTH2 / OAUTHBEARER token of a job's login (refused = 1 after
+ * the server refused the one it gave: once), but it need not answer at
+ * once.  Either it sets *token (malloc'd; the job wipes and frees it) and
+ * returns 0, or returns MW_LOOP_TOKEN_PENDING and answers later with
+ * mw_loop_token_answer(loop, ticket, ...), from this thread or another;
+ * any other value fails the login as mw_token_fn's does (err: why).
+ * Meanwhile the loop's other jobs run, and this one waits with its
+ * deadlines running: past the io timeout (or the max-time) without an
+ * answer it ends with MW_ETIMEOUT and a message naming the token
+ * provider; a cancel ends it as usual.  ticket is never 0 and never used
+ * twice on a loop: an answer can not reach another job. */
+#define MW_LOOP_TOKEN_PENDING 1
+typedef int (*mw_loop_token_fn)(mw_loop_job *job, uint64_t ticket, int refused, char **token,
+                                mw_error *err, void *userdata);
+/* Gives a POP3 or SMTP job (any mw_loop_add_*) an asynchronous token
+ * provider, used instead of a token_fn; call it right after adding the
+ * job, before the loop runs again (an SMTP job with a user and neither
+ * password nor token takes it in its options instead: token_async).
+ * Returns 0, or MW_EINVAL (fn NULL, not a running job of loop). */
+MW_EXTERN int mw_loop_set_token_provider(mw_loop *loop, mw_loop_job *job, mw_loop_token_fn fn,
+                                         void *userdata);
+/* The answer to a provider that said MW_LOOP_TOKEN_PENDING: rc 0 and the
+ * token (len octets, copied: wipe yours), or rc < 0 and err (may be NULL)
+ * saying why the login fails.  Safe from any thread while the loop
+ * exists (not during or after mw_loop_free): it wakes the loop through a
+ * descriptor of its own, which mw_loop_fds lists once a provider was
+ * asked (mw_loop_action on it hands the answer over; mw_loop_run does it
+ * by itself).  A token holding NUL ends the login (MW_EINVAL); CR or LF
+ * are refused as in a token given at once.  Returns 0 (taken: the job gets
+ * it at the loop's next action, unless it ends first; then it is wiped),
+ * MW_ESTATE (no job waits for this ticket: it ended, was cancelled, or
+ * was answered already; nothing kept), MW_EINVAL (loop NULL, ticket 0,
+ * rc 0 without a token, len over 64 KiB), MW_ENOMEM. */
+MW_EXTERN int mw_loop_token_answer(mw_loop *loop, uint64_t ticket, int rc, const char *token,
+                                   size_t len, const mw_error *err);
+
 /* What a job did, given to its done callback. */
 typedef struct mw_loop_result {
     int code;            /* 0, or the negative MW_E* code (or a callback's stop value) */
@@ -209,8 +246,8 @@ typedef struct mw_loop_pop3_opts {
     /* Version 2.  How to log in, as mw_pop3_opts says it (pop3.h):
      * MW_POP3_AUTH_USER (the default of version 1), _AUTO, _APOP, _SASL
      * with sasl_mechs, _NONE (cmds only); sasl_ir, authzid and
-     * trace_secrets as there; token as mw_pop3_opts.token.  Channel
-     * binding (-PLUS) and token providers are not on the loop yet. */
+     * trace_secrets as there; token as mw_pop3_opts.token.  A token
+     * provider: mw_loop_set_token_provider (asynchronous). */
     int auth;
     const char *sasl_mechs;
     const char *authzid;
@@ -341,7 +378,8 @@ typedef void (*mw_loop_fetch_done_fn)(mw_loop_job *job, const mw_fetch_result *r
  * (its stdin and exit are events of the job, no signal handler), the job
  * waiting for its verdict, killed past filter_timeout_ms.  A token
  * provider (token_fn) is called synchronously: the loop's other jobs
- * wait while it runs.  A RETR
+ * wait while it runs; one set with mw_loop_set_token_provider right
+ * after this call is used instead and need not block.  A RETR
  * or TOP reply far past its bound leaves that message on the server and,
  * as there, the job logs in again (a new connection) and goes on when the
  * new listing matches the plan.  net's rate floor is the job's
@@ -381,7 +419,7 @@ MW_EXTERN int mw_loop_pop3_tls_info(const mw_loop_job *job, mw_tls_info *out);
  * on.  With auth MW_POP3_AUTH_NONE, the moment to read the facts above
  * without another round trip when the server lists capabilities. */
 #define MW_LOOP_POP3_CAPA_IF_NONE 1
-#define MW_LOOP_SMTP_OPTS_VERSION 5
+#define MW_LOOP_SMTP_OPTS_VERSION 6
 typedef struct mw_loop_smtp_opts {
     unsigned version;
     const char *host; /* a numeric IPv4 or IPv6 address, or a name (looked up on the loop) */
@@ -431,7 +469,7 @@ typedef struct mw_loop_smtp_opts {
      * asked for the XOAUTH2/OAUTHBEARER token when token is NULL, and once
      * more with refused = 1 after the server refused it, then AUTH again
      * on the same connection.  Called synchronously: the loop's other jobs
-     * wait while it runs. */
+     * wait while it runs (token_async, version 6, need not block). */
     mw_token_fn token_fn;
     void *token_userdata;
     /* Version 5, as mw_smtp_opts says them (smtp.h): authzid (act as this
@@ -441,12 +479,16 @@ typedef struct mw_loop_smtp_opts {
     const char *authzid;
     int sasl_ir;
     int trace_secrets;
+    /* Version 6: an asynchronous token provider (mw_loop_token_fn), used
+     * instead of token_fn; the loop's other jobs run while it works. */
+    mw_loop_token_fn token_async;
+    void *token_async_userdata;
 } mw_loop_smtp_opts;
 #define MW_LOOP_SMTP_OPTS_INIT                                                                     \
     {                                                                                              \
         MW_LOOP_SMTP_OPTS_VERSION, NULL, 0, MW_TLS_STARTTLS, NULL, NULL, NULL, 0, NULL, NULL,      \
             NULL, 0, NULL, 0, 30000, 60000, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, NULL, 0,  \
-            NULL, NULL, NULL, NULL, 1, 0                                                           \
+            NULL, NULL, NULL, NULL, 1, 0, NULL, NULL                                               \
     }
 
 /* Adds a send of one message, saying what mw_smtp_open and mw_smtp_send

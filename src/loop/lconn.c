@@ -3,6 +3,7 @@
 #include "loop/lconn.h"
 #include "loop/leyes.h"
 #include "loop/lproxy.h"
+#include "loop/ltoken.h"
 #include "net/stream.h"
 #include "resolve/resolve.h"
 #include "util/err.h"
@@ -176,6 +177,29 @@ int mwi_lconn_queue_line(mwi_lconn *c, const char *line)
         rc = c->lf_only ? mwi_buf_append(&c->out, "\n", 1) : mwi_buf_append(&c->out, "\r\n", 2);
     if (rc) c->out.len = before; /* all of the line or nothing */
     return rc;
+}
+
+int mwi_lconn_queue_buf(mwi_lconn *c, mw_buf *b)
+{
+    if (c->out.len != c->out_off || (c->out.max && b->len > c->out.max)) {
+        if (c->out_off) {
+            mwi_buf_consume(&c->out, c->out_off);
+            c->out_off = 0;
+        }
+        int rc = mwi_buf_append(&c->out, b->data, b->len);
+        if (!rc) mwi_buf_reset(b);
+        return rc;
+    }
+    char *data = c->out.data;
+    size_t cap = c->out.cap;
+    c->out.data = b->data;
+    c->out.cap = b->cap;
+    c->out.len = b->len;
+    c->out_off = 0;
+    b->data = data;
+    b->cap = cap;
+    mwi_buf_reset(b);
+    return 0;
 }
 
 void mwi_lconn_start_tls(mwi_lconn *c)
@@ -431,7 +455,15 @@ static void deadlines(mwi_lconn *c)
                  c->port);
         else
             fail(c, MW_ETIMEOUT, "session exceeded its max-time of %s while %s", t,
-                 c->handshaking ? "in the TLS handshake" : "reading a line");
+                 c->handshaking  ? "in the TLS handshake"
+                 : j->tok_ticket ? "waiting for the token provider"
+                                 : "reading a line");
+        return;
+    }
+    if (j->tok_ticket && mw_now_ms() >= c->step_deadline) { /* an answer never came */
+        char t[32];
+        mwi_ms_text(t, sizeof t, c->io_timeout_ms);
+        fail(c, MW_ETIMEOUT, "timeout: the token provider gave no answer within %s", t);
         return;
     }
     if (mw_now_ms() >=
@@ -481,7 +513,10 @@ static void step(mwi_lconn *c, int events)
 {
     mw_loop_job *j = c->job;
     if (j->cancel_rc) {
-        fail(c, j->cancel_rc, "cancelled by the caller (in state %s)", c->ops->state(c->impl));
+        if (j->tok_ticket)
+            fail(c, j->cancel_rc, "cancelled by the caller while waiting for the token provider");
+        else
+            fail(c, j->cancel_rc, "cancelled by the caller (in state %s)", c->ops->state(c->impl));
         return;
     }
     if (c->resolving) {
@@ -549,7 +584,7 @@ deadline:
 static int rate_live(const mwi_lconn *c)
 {
     return c->rate_set && !c->external && !c->resolving && !c->connecting && !c->proxying &&
-           !c->handshaking && c->job->fd >= 0;
+           !c->handshaking && c->job->fd >= 0 && !c->job->tok_ticket;
 }
 
 /* src/net/stream.c's words for a transfer under the floor. */
@@ -578,6 +613,9 @@ void mwi_lconn_step(mwi_lconn *c, int events)
     int64_t t0 = mw_now_ms();
     uint64_t before = c->moved;
     step(c, events);
+    /* A job waiting for a token sends nothing; one that did (on its way
+     * out) no longer takes the answer (ltoken.h). */
+    if (j->tok_ticket && !j->done && mwi_lconn_pending(c)) mwi_ltok_forget(j->loop, j);
     if (j->done || !c->rate_set) return;
     if (live && mwi_rate_account(&c->rate, t0 - c->rate_mark, c->moved - before) != 0) {
         too_slow(c);

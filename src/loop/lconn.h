@@ -102,6 +102,11 @@ void mwi_lconn_close(mwi_lconn *c);
 /* Appends a line and CR LF to the output.  Returns 0, MW_EINVAL (CR or LF
  * in it), MW_ETOOBIG, MW_ENOMEM. */
 int mwi_lconn_queue_line(mwi_lconn *c, const char *line);
+/* Queues all of *b (0, or MW_ENOMEM / MW_ETOOBIG with nothing queued).  When nothing
+ * is pending the two buffers trade storage instead of copying (each keeps
+ * its own bound): a message's data goes out without a copy.  *b comes
+ * back empty when queued. */
+int mwi_lconn_queue_buf(mwi_lconn *c, mw_buf *b);
 /* Starts the TLS handshake now (implicit TLS). */
 void mwi_lconn_start_tls(mwi_lconn *c);
 /* After each reply line the protocol took: `pos` octets of `in` are used.

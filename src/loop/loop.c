@@ -4,6 +4,7 @@
 #include "loop/lcache.h"
 #include "loop/loop_int.h"
 #include "loop/loop_tls.h"
+#include "loop/ltoken.h"
 #include "resolve/resolve.h"
 #include "store/store_defer.h"
 #include "util/addrorder.h"
@@ -43,12 +44,19 @@ struct mw_loop {
     mwi_rslv_paths rslv_paths;  /* NULL members: the system's files */
     int attempt_delay_ms;       /* 0: MWI_HE_ATTEMPT_DELAY_MS */
     mwi_lcache *dns_cache;      /* made at the first lookup */
+    struct mwi_ltok *tok;       /* token answers (ltoken.h), made at the first asked */
+    int tok_reg;                /* its wake descriptor is in the epoll set */
     mwi_store_budget store_fds; /* the fetch jobs' deferred files (fetch_job.c) */
 };
 
 mwi_store_budget *mwi_loop_store_budget(mw_loop *loop)
 {
     return &loop->store_fds;
+}
+
+struct mwi_ltok **mwi_loop_tok(mw_loop *loop)
+{
+    return &loop->tok;
 }
 
 mwi_lcache **mwi_loop_dns_cache(mw_loop *loop)
@@ -125,6 +133,7 @@ static void unlink_job(mw_loop *l, struct mw_loop_job *j)
     else
         l->tail = j->prev;
     j->prev = j->next = NULL;
+    mwi_ltok_forget(l, j);
     mwi_loop_set_fd(j, -1);
     mwi_loop_set_xfds(j, NULL, 0);
     free(j->xfd);
@@ -145,6 +154,7 @@ void mw_loop_free(mw_loop *loop)
     }
     mwi_ltls_cache_free(loop->tls_cache);
     mwi_lcache_free(loop->dns_cache);
+    mwi_ltok_free(loop->tok);
     free(loop->fdmap);
     free(loop->pfd);
     free(loop->lfd);
@@ -265,6 +275,13 @@ size_t mw_loop_fds(mw_loop *loop, mw_loop_fd *fds, size_t cap)
             }
         }
     }
+    if (loop->tok) { /* the token answers' wake-up (ltoken.h) */
+        if (fds && n < cap) {
+            fds[n].fd = mwi_ltok_fd(loop->tok);
+            fds[n].events = MW_LOOP_IN;
+        }
+        n++;
+    }
     return n;
 }
 
@@ -314,6 +331,10 @@ static void reap(mw_loop *l)
 size_t mw_loop_action(mw_loop *loop, int fd, int events)
 {
     if (!loop) return 0;
+    if (fd >= 0 && loop->tok && fd == mwi_ltok_fd(loop->tok)) {
+        mwi_ltok_wake(loop); /* the jobs answered are stepped below */
+        fd = MW_LOOP_TIMEOUT;
+    }
     if (fd >= 0) {
         if ((size_t)fd < loop->fdmap_len && loop->fdmap[fd] && !loop->fdmap[fd]->done) {
             struct mw_loop_job *j = loop->fdmap[fd];
@@ -461,6 +482,13 @@ static int run_epoll(mw_loop *loop, int64_t deadline_ms, mw_error *err)
     while (loop->njobs) {
         epoll_sync(loop);
         epoll_sync_xfds(loop);
+        if (loop->tok && !loop->tok_reg) {
+            struct epoll_event e;
+            memset(&e, 0, sizeof e);
+            e.events = EPOLLIN;
+            e.data.fd = mwi_ltok_fd(loop->tok);
+            loop->tok_reg = epoll_ctl(loop->epfd, EPOLL_CTL_ADD, e.data.fd, &e) == 0;
+        }
         int64_t now = mw_now_ms();
         if (deadline_ms != MW_NO_DEADLINE && now >= deadline_ms)
             return mwi_err_set(err, MW_ETIMEOUT, "%zu jobs still running at the deadline",

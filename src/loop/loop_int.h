@@ -49,6 +49,13 @@ struct mw_loop_job {
     mw_error err;
     mw_loop_done_fn done_fn;
     void *userdata;
+    /* The asynchronous token provider (ltoken.h), and the wait for its
+     * answer: tok_ticket nonzero while one is pending. */
+    mw_loop_token_fn tok_fn;
+    void *tok_ud;
+    uint64_t tok_ticket;
+    struct mwi_sasld *tok_sd;
+    void (*tok_resume)(struct mw_loop_job *job, int act);
 };
 
 /* loop.c: takes a new job into the loop (counts it, links it).  Returns 0
@@ -99,6 +106,10 @@ struct mwi_lcache **mwi_loop_dns_cache(mw_loop *loop);
  * jobs (src/store/store_defer.h; the loop's thread alone uses it). */
 struct mwi_store_budget *mwi_loop_store_budget(mw_loop *loop);
 void mwi_loop_wake_dns(mw_loop *loop);
+
+/* loop.c: the loop's token answers (ltoken.h), made at the first
+ * asynchronous provider asked. */
+struct mwi_ltok **mwi_loop_tok(mw_loop *loop);
 
 /* loop.c: the loop's TLS context cache (loop_tls.h). */
 struct mwi_ltls_cache **mwi_loop_tls_cache(mw_loop *loop);

@@ -9,6 +9,7 @@
  * between its commands (pop3_held.c). */
 #include "loop/pop3_job.h"
 #include "net/stream.h"
+#include "net/tls.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -62,7 +63,7 @@ static int drive_tls(p3l_drive *d)
     }
     if (!t.servername && d->host && *d->host) t.servername = d->host;
     mw_stream *ts = NULL;
-    int rc = mw_stream_tls(&ts, d->s, &t, &e); /* owns d->s, also on failure */
+    int rc = mwi_tls_wrap(&ts, d->s, &t, d->deadline, &e); /* owns d->s, also on failure */
     d->s = ts;
     if (rc) {
         drive_fail(d, rc, &e);
@@ -81,7 +82,7 @@ static int64_t io_deadline(const p3l_drive *d)
     return mwi_deadline_min(d->deadline, d->io_timeout_ms);
 }
 
-/* src/net/conn.c's words for a read that failed (timeout_detail, fill),
+/* The blocking sessions' words for a read that failed,
  * so that both engines say the same. */
 static int read_failed(const p3l_drive *d, int rc, mw_error *e)
 {

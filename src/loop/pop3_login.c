@@ -1,11 +1,13 @@
-/* The POP3 job's login (pop3_job.h), as src/pop3/pop3_auth.c does it and
- * with its words: USER/PASS (RFC 1939 §7), APOP (RFC 1939 §7, only when
+/* The POP3 job's login (pop3_job.h), on a loop and under the blocking
+ * API (pop3_held.c): USER/PASS (RFC 1939 §7), APOP (RFC 1939 §7, only when
  * asked for), AUTH (RFC 5034) driven by the one SASL driver
  * (src/sasl/driver.h), and with MW_POP3_AUTH_AUTO the strongest SASL
  * mechanism offered, else USER/PASS.  A bearer token is taken as given.
  * Channel binding (-PLUS mechanisms) and EXTERNAL with a client
- * certificate as pop3_auth.c offers them.  Not on the loop yet: token
- * providers (a refused token is not refreshed). */
+ * certificate.  A token provider, the
+ * synchronous one (token.h) or the job's asynchronous one (ltoken.h), is
+ * asked once more after a refused token. */
+#include "loop/ltoken.h"
 #include "loop/pop3_job.h"
 #include "sasl/driver.h"
 #include "net/tls.h"
@@ -24,7 +26,7 @@ static void wipe(void *v, size_t n)
         *b++ = 0;
 }
 
-/* pop3_auth.c's need_password: a login without SASL needs both. */
+/* A login without SASL needs both a user and a password. */
 static int need_password(p3l *p, const char *what)
 {
     if (!p->user)
@@ -104,7 +106,7 @@ static void start_apop(p3l *p)
     wipe(line, sizeof line);
 }
 
-/* The connection's channel binding, as pop3_auth.c's channel_binding():
+/* The connection's channel binding:
  * tls-exporter (RFC 9266), else tls-unique (RFC 5929), else none. */
 static const char *channel_binding(p3l *p, unsigned char *cb, size_t *cbl)
 {
@@ -113,7 +115,7 @@ static const char *channel_binding(p3l *p, unsigned char *cb, size_t *cbl)
     return t ? t : mwi_stream_channel_binding_best(p->c.ext_stream, cb, cbl);
 }
 
-/* The driver's configuration, as pop3_auth.c's sasl_cfg makes it; cb
+/* The driver's configuration; cb
  * holds 64 bytes (the driver copies them). */
 static void sasl_cfg(p3l *p, mwi_sasld_cfg *c, unsigned char *cb)
 {
@@ -126,8 +128,8 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->policy.tls = MWI_LCONN_SECURE(&p->c);
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
-    c->policy.has_token = p->token != NULL || p->token_fn != NULL;
-    c->has_token_fn = p->token_fn != NULL;
+    c->policy.has_token = p->token != NULL || p->token_fn != NULL || p->job->tok_fn != NULL;
+    c->has_token_fn = p->token_fn != NULL || p->job->tok_fn != NULL;
     c->policy.want_external =
         (p->c.tlscfg.conf.cert_file && p->c.tls) || (p->c.ext_cert && p->c.ext_tls_up);
     c->policy.has_cb = cbt != NULL;
@@ -143,6 +145,14 @@ static void sasl_cfg(p3l *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->use_ir = p->sasl_ir;
     c->trace_secrets = p->trace_secrets;
     c->flags = p->capa_resp_codes ? MWI_SASLD_F_RESP_CODES : 0;
+}
+
+static void drive(p3l *p, int act);
+
+/* The asynchronous provider's answer came (ltoken.c). */
+static void token_resume(mw_loop_job *job, int act)
+{
+    drive(job->impl, act);
 }
 
 /* Runs the driver up to its next line to send, or to its end. */
@@ -163,9 +173,14 @@ static void drive(p3l *p, int act)
         }
         if (act == MWI_SASLD_TOKEN) {
             /* The caller's provider (once more with refresh set after a
-             * refused token); it runs in this thread, so on a loop the
-             * other jobs wait meanwhile. */
-            act = mwi_sasld_ask_token(d, p->token_fn, p->token_ud);
+             * refused token): a synchronous one runs in this thread (on a
+             * loop the other jobs wait); an asynchronous one may answer
+             * later, through token_resume. */
+            act = mwi_ltok_ask(p->job, d, p->token_fn, p->token_ud, token_resume);
+            if (act == MWI_SASLD_TOKEN) {
+                mwi_lconn_info(&p->c, "waiting for the token provider");
+                return;
+            }
         } else if (act == MWI_SASLD_NEXT) {
             mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
             act = mwi_sasld_start(d);

@@ -1,10 +1,11 @@
-/* The loop's SMTP AUTH (RFC 4954, smtp_job.h), also under the held driver
- * (smtp_held.c): src/sasl/driver.h's SASL driver, one reply per
+/* The SMTP AUTH (RFC 4954, smtp_job.h) of the loop and of the blocking
+ * API (over smtp_held.c): src/sasl/driver.h's SASL driver, one reply per
  * event (the driver's one choice of mechanisms and fallback rule, its
  * masked lines): the -PLUS mechanisms bound to the TLS connection, a token
  * provider asked once more after a refusal, then AUTH again on the same
  * connection. */
 #include "loop/loop_tls.h"
+#include "loop/ltoken.h"
 #include "loop/smtp_job.h"
 #include "net/tls.h"
 #include "sasl/driver.h"
@@ -37,7 +38,7 @@ static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->policy.tls = MWI_LCONN_SECURE(&p->c);
     c->policy.allow_plaintext = p->allow_plaintext;
     c->policy.has_password = p->password != NULL;
-    c->policy.has_token = p->token != NULL || p->token_fn != NULL;
+    c->policy.has_token = p->token != NULL || p->token_fn != NULL || p->job->tok_fn != NULL;
     c->policy.want_external = (p->c.tls != NULL && p->c.tlscfg.conf.cert_file != NULL) ||
                               (p->c.ext_tls_up && p->c.ext_cert);
     c->policy.has_cb = cbt != NULL;
@@ -51,8 +52,16 @@ static void sasl_cfg(sj *p, mwi_sasld_cfg *c, unsigned char *cb)
     c->creds.cb_data = cbt ? cb : NULL;
     c->creds.cb_len = cbl;
     c->use_ir = !p->no_ir;
-    c->has_token_fn = p->token_fn != NULL;
+    c->has_token_fn = p->token_fn != NULL || p->job->tok_fn != NULL;
     c->trace_secrets = p->trace_secrets;
+}
+
+static void drive(sj *p, int act);
+
+/* The asynchronous provider's answer came (ltoken.c). */
+static void token_resume(mw_loop_job *job, int act)
+{
+    drive(job->impl, act);
 }
 
 static void drive(sj *p, int act)
@@ -69,7 +78,11 @@ static void drive(sj *p, int act)
         if (act == MWI_SASLD_TOKEN) {
             if (mwi_sasld_token_refresh(d))
                 mwi_lconn_info(&p->c, "%s refused; again with a new token", mwi_sasld_mech(d));
-            act = mwi_sasld_ask_token(d, p->token_fn, p->token_ud);
+            act = mwi_ltok_ask(p->job, d, p->token_fn, p->token_ud, token_resume);
+            if (act == MWI_SASLD_TOKEN) {
+                mwi_lconn_info(&p->c, "waiting for the token provider");
+                return;
+            }
         } else if (act == MWI_SASLD_NEXT) {
             mwi_lconn_info(&p->c, "%s failed: %s", mwi_sasld_mech(d), mwi_sasld_error(d)->message);
             act = mwi_sasld_start(d);
@@ -92,10 +105,18 @@ static void drive(sj *p, int act)
     }
 }
 
+void mwi_sj_auth_opts(sj *p, const mw_loop_smtp_opts *o)
+{
+    p->token_fn = o->token_fn;
+    p->token_ud = o->token_userdata;
+    p->job->tok_fn = o->token_async;
+    p->job->tok_ud = o->token_async_userdata;
+}
+
 void mwi_sj_auth_start(sj *p)
 {
     mw_error *e = &p->sh->err;
-    p->in_auth = 1; /* a failure from here on stops a failover (smtp.c's s->stop) */
+    p->in_auth = 1; /* a failure from here on stops mw_smtp_open's failover */
     if (!(p->sh->caps.flags & MW_SMTP_CAP_AUTH) || !p->sh->caps.auth[0]) {
         mwi_err_set(e, MW_EUNSUPPORTED,
                     "credentials given but the server offers no AUTH (RFC 4954)%s",

@@ -1,6 +1,6 @@
 /* The loop's SMTP batch (loop.h, mw_loop_add_smtp_batch; smtp_job.h):
  * the send job's session kept after each transaction for the next
- * message, as src/smtp/batch.c sends a batch over the blocking session.
+ * message (mw_smtp_send_batch runs it too, over smtp_held.c).
  * A message is taken from the caller's next callback when its turn comes;
  * with PIPELINING, the next one is taken as soon as the end of the
  * current message's data is queued, and its envelope goes out behind it
@@ -178,7 +178,11 @@ static void switch_to_next(sj *p)
     b->in_hand = 1;
     p->t = b->nt;
     p->t.r.m = &p->t.m; /* the one pointer into itself */
-    memset(&b->nt, 0, sizeof b->nt);
+    /* What nt owned is p->t's now; nt is read again only once crossed,
+     * after mwi_smtp_tx_prepare has zeroed it (not twice per message). */
+    b->nt.built = 0;
+    b->nt.res = NULL;
+    b->nt.r.pre = NULL;
     p->msg = &b->m[b->slot];
     mw_error_clear(&p->sh->err);
     tx_deadline(p);

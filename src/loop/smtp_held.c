@@ -12,6 +12,7 @@
 #include "loop/smtp_held.h"
 #include "loop/smtp_job.h"
 #include "net/stream.h"
+#include "net/tls.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -54,7 +55,8 @@ static int drive_tls(mwi_smh *h)
     mw_tls_opts t = h->tls;
     if (!t.servername && *h->host) t.servername = h->host;
     mw_stream *ts = NULL;
-    int rc = mw_stream_tls(&ts, h->s, &t, &e); /* owns h->s, also on failure */
+    int64_t dl = h->p->c.total_deadline < h->deadline ? h->p->c.total_deadline : h->deadline;
+    int rc = mwi_tls_wrap(&ts, h->s, &t, dl, &e); /* owns h->s, also on failure */
     h->s = ts;
     if (rc) {
         h->p->dead = 1;
@@ -78,7 +80,8 @@ static int64_t io_deadline(const mwi_smh *h)
 
 /* A write failed during the data: the server may have replied before
  * closing (RFC 5321 §4.1.1.4).  What it sent goes into the input, within
- * 2 s (as src/smtp/message.c waits), for smtp_tx.c's salvage to read. */
+ * 2 s (a bound: such a reply is already on its way), for smtp_tx.c's
+ * salvage to read. */
 static void salvage_read(mwi_smh *h)
 {
     mwi_lconn *c = &h->p->c;
@@ -93,7 +96,7 @@ static void salvage_read(mwi_smh *h)
     }
 }
 
-/* src/net/conn.c's words for a read that failed, so that both engines
+/* The blocking sessions' words for a read that failed, so that both engines
  * say the same (as pop3_drive.c's read_failed). */
 static int read_failed(const mwi_smh *h, int rc, mw_error *e)
 {

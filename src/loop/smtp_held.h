@@ -1,9 +1,7 @@
 /* Internal: the loop's SMTP batch job held between messages and driven
  * over a blocking stream (smtp_held.c): what mw_smtp_open, mw_smtp_send
  * and mw_smtp_quit (smtp.h) are to stand on, one server and port at a
- * time (mw_smtp_open's failover goes around it).  Not used by src/smtp on
- * this branch: the switch (branch smtpheld-wip) passed the suite but cost
- * more CPU than src/smtp's own session. */
+ * time (mw_smtp_open's failover goes around it). */
 #ifndef MW_LOOP_SMTP_HELD_H
 #define MW_LOOP_SMTP_HELD_H
 

@@ -1,8 +1,8 @@
-/* An SMTP send as a non-blocking state machine on the loop (loop.h), the
- * session half (smtp_job.h): connect, greeting, EHLO (HELO after a 5xx
- * but 554, RFC 5321 §4.1.4), STARTTLS (RFC 3207) and EHLO again, AUTH
- * PLAIN (RFC 4954, RFC 4616), then the transaction (smtp_tx.c), RSET and
- * QUIT; the error texts are those of src/smtp/smtp.c.  Replies through
+/* The SMTP session as a non-blocking state machine, on a loop (loop.h)
+ * or under the blocking API (smtp_held.c), the session half
+ * (smtp_job.h): connect, greeting, EHLO (HELO after a 5xx but 554, RFC
+ * 5321 §4.1.4), STARTTLS (RFC 3207) and EHLO again, AUTH (smtp_auth.c),
+ * then the transaction (smtp_tx.c), RSET and QUIT.  Replies through
  * src/proto/smtp_reply.h; the socket and TLS through lconn.c. */
 #include "loop/lproxy.h"
 #include "loop/smtp_job.h"
@@ -74,7 +74,7 @@ int mwi_sj_send(sj *p, int st, const char *line, size_t len, const char *shown, 
             mwi_err_set(e, rc, "command refused: %s", mw_strerror(rc));
         else /* before the wipe: sh may be buf */
             mwi_lconn_trace(&p->c, MW_TRACE_SEND, sh, strlen(sh));
-        explicit_bzero(buf, sizeof buf);
+        explicit_bzero(buf, len + 1); /* what was copied, not the 16 KiB */
     }
     if (rc) {
         p->dead = 1;
@@ -561,6 +561,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
            : in->version == 2 ? offsetof(mw_loop_smtp_opts, proxy)
            : in->version == 3 ? offsetof(mw_loop_smtp_opts, token_fn)
            : in->version == 4 ? offsetof(mw_loop_smtp_opts, authzid)
+           : in->version == 5 ? offsetof(mw_loop_smtp_opts, token_async)
                               : sizeof *o);
     if (in->version < 5) o->sasl_ir = 1;
     if (!o->host || !*o->host) return mwi_err_set(err, MW_EINVAL, "no host to connect to");
@@ -569,7 +570,7 @@ static int take_opts(mw_loop_smtp_opts *o, const mw_loop_smtp_opts *in, int batc
         return mwi_err_set(err, MW_EINVAL, "the EHLO name contains a control octet or space");
     if (o->helo && (!*o->helo || strlen(o->helo) > 255))
         return mwi_err_set(err, MW_EINVAL, "the EHLO name is empty or too long");
-    if (o->user && !o->password && !o->token && !o->token_fn)
+    if (o->user && !o->password && !o->token && !o->token_fn && !o->token_async)
         return mwi_err_set(err, MW_EINVAL, "a user name without a password or token");
     if (mwi_smtp_bad_arg(o->authzid, 1)) /* as mw_smtp_open checks it (smtp.c) */
         return mwi_err_set(err, MW_EINVAL,
@@ -607,7 +608,6 @@ static int make_parts(sj *p, const mw_loop_smtp_opts *o, int batch)
     mw_smtp *s = p->sh;
     p->reply = s->rep;
     s->state = ST_READY;
-    s->tls_mode = o->tls;
     s->port = p->c.port;
     s->server = dup_s(o->host, &fail);
     if (gethostname(s->hostname, sizeof s->hostname - 1) != 0 || mwi_smtp_bad_arg(s->hostname, 0))
@@ -668,8 +668,7 @@ static int build(mw_loop_job **out, const mw_loop_smtp_opts *in, const mw_loop_s
     p->user = dup_s(o.user, &fail);
     p->password = dup_s(o.user ? o.password : NULL, &fail);
     p->token = dup_s(o.token, &fail);
-    p->token_fn = o.token_fn;
-    p->token_ud = o.token_userdata;
+    mwi_sj_auth_opts(p, &o); /* the token providers */
     p->authzid = dup_s(o.authzid, &fail);
     p->no_ir = !o.sasl_ir;
     p->trace_secrets = o.trace_secrets;

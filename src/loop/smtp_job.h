@@ -123,6 +123,8 @@ sj *mwi_sj_of(const mw_loop_job *job);
 /* ---- smtp_auth.c ---- */
 /* AUTH through the SASL driver: started, a reply fed, freed. */
 void mwi_sj_auth_start(sj *p);
+/* smtp_auth.c: the token providers of o (token_fn; token_async, ltoken.h). */
+void mwi_sj_auth_opts(sj *p, const mw_loop_smtp_opts *o);
 void mwi_sj_auth_reply(sj *p);
 void mwi_sj_auth_free(sj *p);
 

@@ -1,9 +1,10 @@
-/* The loop's SMTP transaction (smtp_job.h): MAIL, RCPT, DATA and the
- * message, as src/smtp/transaction.c does them, without blocking.  The
- * transaction is prepared by mwi_smtp_tx_prepare on the session shell
- * (the MAIL line, the envelope, the result) and the message encoded by
- * message.c's encoder; here are the order of the commands and what each
- * reply does (RFC 5321 §3.3, RFC 2920 §3.1). */
+/* The SMTP transaction (smtp_job.h): MAIL, RCPT, DATA and the message,
+ * without blocking, on a loop or under the blocking API (smtp_held.c).
+ * The transaction is prepared by mwi_smtp_tx_prepare
+ * (src/smtp/transaction.c) on the session shell (the MAIL line, the
+ * envelope, the result) and the message encoded by src/smtp/message.c's
+ * encoder; here are the order of the commands and what each reply does
+ * (RFC 5321 §3.3, RFC 2920 §3.1). */
 #include "loop/smtp_job.h"
 #include "loop/loop_tls.h"
 #include "util/err.h"
@@ -463,18 +464,14 @@ void mwi_sj_tx_feed(sj *p)
             return;
         }
         if (x->out.len) {
-            if (p->c.out_off) {
-                mwi_buf_consume(&p->c.out, p->c.out_off);
-                p->c.out_off = 0;
-            }
-            if (mwi_buf_append(&p->c.out, x->out.data, x->out.len)) {
+            size_t n = x->out.len;
+            if (mwi_lconn_queue_buf(&p->c, &x->out)) {
                 mwi_err_set(&p->sh->err, MW_ENOMEM, "out of memory");
                 p->dead = 1;
                 mwi_sj_finish(p, MW_ENOMEM, 0);
                 return;
             }
-            p->job->result.bytes += x->out.len;
-            x->out.len = 0;
+            p->job->result.bytes += n;
             continue;
         }
         if (x->rc == 1) {
@@ -589,10 +586,6 @@ void mwi_sj_tx_free(sj *p)
     t->res = NULL;
 }
 
-/* The server may reply in the middle of the data and close (RFC 5321
- * §4.1.1.4): a write fails, and the reply, already received, is the real
- * reason, as message.c's salvage_reply finds it.  Reads what is there
- * without waiting; 1 when it held a complete reply (the job ends). */
 /* The reply in p->reply is the outcome: the job ends with it. */
 static int salvaged(sj *p, const char *why)
 {
@@ -609,6 +602,11 @@ static int salvaged(sj *p, const char *why)
     return 1;
 }
 
+/* The server may reply in the middle of the data and close (RFC 5321
+ * §4.1.1.4): a write fails, and the reply, already received, is the real
+ * reason.  Reads what is there without waiting (under the blocking API,
+ * smtp_held.c's salvage_read has put it in the input); 1 when it held a
+ * complete reply (the job ends). */
 int mwi_sj_salvage_reply(sj *p, const char *why)
 {
     /* Read already, held until the end of the data went out (process()). */

@@ -171,12 +171,8 @@ static int push_rec(mw_mime_headers *h, const char *raw, size_t len, size_t at)
     return 0;
 }
 
-int mwi_mime_headers_add_raw(mw_mime_headers *h, const char *raw, size_t len)
-{
-    return push_rec(h, raw, len, h->n);
-}
-
-void mwi_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len)
+/* Sets the separator written after the fields. */
+static void set_sep(mw_mime_headers *h, const char *sep, size_t len)
 {
     h->sep_len = len > 2 ? 2 : len;
     memcpy(h->sep, sep, h->sep_len);
@@ -220,7 +216,7 @@ int mw_mime_headers_feed(mw_mime_headers *h, const char *data, size_t len, size_
             if (c == '\n') {
                 i++;
                 if ((rc = commit(h))) goto out;
-                mwi_mime_headers_set_sep(h, "\n", 1);
+                set_sep(h, "\n", 1);
                 rc = 1;
                 goto out;
             }
@@ -241,7 +237,7 @@ int mw_mime_headers_feed(mw_mime_headers *h, const char *data, size_t len, size_
             if (c == '\n') {
                 i++;
                 if ((rc = commit(h))) goto out;
-                mwi_mime_headers_set_sep(h, "\r\n", 2);
+                set_sep(h, "\r\n", 2);
                 rc = 1;
                 goto out;
             }
@@ -279,7 +275,7 @@ int mw_mime_headers_finish(mw_mime_headers *h)
         if ((rc = cur_append(h, "\r", 1))) return rc;
     }
     if ((rc = commit(h))) return rc;
-    mwi_mime_headers_set_sep(h, "", 0);
+    set_sep(h, "", 0);
     return 0;
 }
 
@@ -410,7 +406,7 @@ static int insert_field(mw_mime_headers *h, const char *name, const char *value,
     mwi_buf_free(&b);
     if (!rc && !h->complete && h->state != ST_DONE) {
         /* A block made by the caller ends with CRLF. */
-        mwi_mime_headers_set_sep(h, "\r\n", 2);
+        set_sep(h, "\r\n", 2);
     }
     return rc;
 }

@@ -20,12 +20,8 @@ int mwi_ascii_casecmp_n(const char *a, size_t alen, const char *b, size_t blen);
 
 /* Header block internals used by the message parser. */
 int mwi_mime_headers_init_defaults(mw_mime_header_opts *o, const mw_mime_header_opts *in);
-/* Appends a field from its raw bytes (name, colon, value, line end). */
-int mwi_mime_headers_add_raw(mw_mime_headers *h, const char *raw, size_t len);
 /* Moves the fields named name (at most 16) after all the others. */
 void mwi_mime_headers_move_last(mw_mime_headers *h, const char *name);
-/* Sets the separator written after the fields. */
-void mwi_mime_headers_set_sep(mw_mime_headers *h, const char *sep, size_t len);
 
 /* Streaming conversion to UTF-8 (glibc iconv).  Invalid input becomes
  * U+FFFD; output comes in blocks (see cv_block), all of it once final. */
@@ -87,7 +83,6 @@ mw_mime_part *mwi_part_new(mw_mime_part *parent, const mw_mime_header_opts *hopt
 /* Reads Content-Type, -Transfer-Encoding, -Disposition from the headers.
  * Returns the MW_MIME_F_ flags for what was malformed. */
 unsigned mwi_part_derive(mw_mime_part *p);
-int mwi_encoding_from_name(const char *s, size_t n);
 /* Writers (write.c, build.c). */
 int mwi_write_part(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);
 int mwi_write_built_body(mw_mime_part *p, mw_mime_write_fn fn, void *ud, mw_error *err);

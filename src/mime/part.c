@@ -92,7 +92,7 @@ const char *mw_mime_encoding_name(int e)
     return e == MW_MIME_ENC_NONE ? "7bit" : enc_names[e];
 }
 
-int mwi_encoding_from_name(const char *s, size_t n)
+static int encoding_from_name(const char *s, size_t n)
 {
     for (int e = MW_MIME_ENC_7BIT; e < MW_MIME_ENC_UNKNOWN; e++)
         if (!mwi_ascii_casecmp_n(s, n, enc_names[e], strlen(enc_names[e]))) return e;
@@ -142,7 +142,7 @@ unsigned mwi_part_derive(mw_mime_part *p)
         while (e < b && f.value[e] != ' ' && f.value[e] != '\t' && f.value[e] != '(' &&
                f.value[e] != ';')
             e++;
-        p->enc = mwi_encoding_from_name(f.value + a, e - a);
+        p->enc = encoding_from_name(f.value + a, e - a);
     }
     if (!mw_mime_headers_find(p->hdr, "content-disposition", 0, &f))
         mw_mime_ctype_parse(&p->cd, f.value, f.value_len, NULL);

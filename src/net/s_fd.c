@@ -17,8 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-int mwi_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
-                mw_error *err)
+/* Waits until fd is ready for `events` (POLLIN/POLLOUT), watching the cancel
+ * token.  Returns 0, MW_ETIMEOUT, MW_ECANCELED or MW_ENET (poll failure).
+ * `what` names the wait in the error message. */
+static int wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
+                   mw_error *err)
 {
     for (;;) {
         if (mw_cancel_requested(cancel))
@@ -53,7 +56,7 @@ int mwi_fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadli
      * first.  After a full read more may be queued: read first.  Past the
      * deadline, read first as well, so data already there is still taken. */
     if (f->rd_short && (deadline == MW_NO_DEADLINE || deadline > mw_now_ms())) {
-        int rc = mwi_wait_fd(f->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
+        int rc = wait_fd(f->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
         if (rc) return rc;
     }
     for (;;) {
@@ -66,7 +69,7 @@ int mwi_fd_read(mw_stream *s, void *buf, size_t len, size_t *got, int64_t deadli
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             return mwi_err_set(err, MW_ENET, "read failed: %s", MW_ERRNO_TEXT(errno));
-        int rc = mwi_wait_fd(f->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
+        int rc = wait_fd(f->rfd, POLLIN, deadline, s->cancel, "waiting for data", err);
         if (rc) return rc;
     }
 }
@@ -115,7 +118,7 @@ int mwi_fd_write(mw_stream *s, const void *buf, size_t len, size_t *done, int64_
                 return mwi_err_set(err, MW_ENET, "write failed: the peer closed the connection");
             return mwi_err_set(err, MW_ENET, "write failed: %s", MW_ERRNO_TEXT(errno));
         }
-        int rc = mwi_wait_fd(f->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
+        int rc = wait_fd(f->wfd, POLLOUT, deadline, s->cancel, "waiting to send", err);
         if (rc) return rc;
     }
     return 0;
@@ -142,7 +145,10 @@ static int is_socket(int fd)
     return fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode);
 }
 
-mw_stream *mwi_fd_stream_new(const mwi_stream_vt *vt, size_t impl_size, int rfd, int wfd, int own)
+/* A stream of kind vt (whose state begins with struct mwi_fd; impl_size
+ * its size) over rfd/wfd, which are not touched.  NULL on no memory. */
+static mw_stream *fd_stream_new(const mwi_stream_vt *vt, size_t impl_size, int rfd, int wfd,
+                                int own)
 {
     mw_stream *s = mwi_stream_new(vt, impl_size);
     if (!s) return NULL;
@@ -177,7 +183,7 @@ int mw_stream_fd(mw_stream **out, int rfd, int wfd, int own, const mw_net_opts *
     if (set_nonblock(rfd) != 0 || set_nonblock(wfd) != 0)
         return mwi_err_set(err, MW_EINVAL, "cannot make descriptor non-blocking: %s",
                            MW_ERRNO_TEXT(errno));
-    mw_stream *s = mwi_fd_stream_new(&fd_vt, sizeof(struct mwi_fd), rfd, wfd, own);
+    mw_stream *s = fd_stream_new(&fd_vt, sizeof(struct mwi_fd), rfd, wfd, own);
     if (!s) return mwi_err_set(err, MW_ENOMEM, "out of memory");
     if (opts) mwi_stream_apply_opts(s, &o, mw_now_ms()); /* NULL: no timeout, no limits (as ever) */
     *out = s;

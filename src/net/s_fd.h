@@ -21,10 +21,6 @@ struct mwi_fd {
     int rcvtimeo_ms; /* the SO_RCVTIMEO now set on rfd (0 = none, block) */
 };
 
-/* A stream of kind vt (whose state begins with struct mwi_fd; impl_size
- * its size) over rfd/wfd, which are not touched.  NULL on no memory. */
-mw_stream *mwi_fd_stream_new(const mwi_stream_vt *vt, size_t impl_size, int rfd, int wfd, int own);
-
 /* The fd kind's operations, for the vtables of the kinds built on it.
  * mwi_fd_read waits in poll (or reads at once after a full read) and
  * reads with read(2), or recv(MSG_DONTWAIT) on a blocking socket. */
@@ -33,11 +29,5 @@ int mwi_fd_write(mw_stream *s, const void *buf, size_t len, size_t *done, int64_
                  mw_error *err);
 int mwi_fd_pollfd(const mw_stream *s);
 void mwi_fd_close(mw_stream *s); /* closes owned descriptors */
-
-/* Waits until fd is ready for `events` (POLLIN/POLLOUT), watching the cancel
- * token.  Returns 0, MW_ETIMEOUT, MW_ECANCELED or MW_ENET (poll failure).
- * `what` names the wait in the error message ("reading", "connecting"). */
-int mwi_wait_fd(int fd, short events, int64_t deadline_ms, mw_cancel *cancel, const char *what,
-                mw_error *err);
 
 #endif

@@ -10,9 +10,10 @@
 
 #include <stdint.h>
 
-/* The handshake with an explicit overall deadline (the earlier of it and
- * now + opts->handshake_timeout_ms applies).  Owns `inner` as
- * mw_stream_tls does. */
+/* The handshake within a deadline as well (the earlier of deadline_ms and
+ * now + opts->handshake_timeout_ms applies): the blocking sessions' drivers
+ * give their operation deadline (src/loop/pop3_drive.c, smtp_held.c).
+ * Owns `inner` as mw_stream_tls does. */
 int mwi_tls_wrap(mw_stream **out, mw_stream *inner, const mw_tls_opts *opts, int64_t deadline_ms,
                  mw_error *err);
 

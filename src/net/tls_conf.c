@@ -81,7 +81,10 @@ static const char *crl_words(long vr)
     return NULL;
 }
 
-void mwi_tls_verify_reason(long vr, X509 *cert, char *buf, size_t len)
+/* Why certificate verification failed (vr from SSL_get_verify_result),
+ * as every error of ours says it; cert (may be NULL) names the host a
+ * mismatch was for. */
+static void verify_reason(long vr, X509 *cert, char *buf, size_t len)
 {
     char names[200];
     const char *w = crl_words(vr);
@@ -218,7 +221,9 @@ void mwi_tls_conf_free(mwi_tls_conf *c)
     memset(c, 0, sizeof *c);
 }
 
-int mwi_tls_conf_strict(const mwi_tls_conf *c)
+/* 1 when OpenSSL itself ends the handshake on a bad chain or name: no
+ * pin, no policy, not insecure. */
+static int conf_strict(const mwi_tls_conf *c)
 {
     return !c->insecure && !c->npins && !c->policy;
 }
@@ -239,7 +244,7 @@ int mwi_tls_conf_host(const mwi_tls_conf *c, const char *host, const char **out,
 {
     const char *h = c->servername ? c->servername : host;
     *out = h && *h ? h : NULL;
-    if (!*out && mwi_tls_conf_strict(c))
+    if (!*out && conf_strict(c))
         return mwi_err_set(err, MW_EINVAL,
                            "no host name to check the certificate against (set servername)");
     if (*out && strpbrk(*out, "\r\n"))
@@ -454,7 +459,7 @@ int mwi_tls_check_setup(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, const
     /* Strict: OpenSSL aborts the handshake itself on a bad chain (and tells
      * the server why).  Otherwise the decision comes after the handshake
      * (pin, policy, insecure), from the result OpenSSL still keeps. */
-    k->strict = mwi_tls_conf_strict(c);
+    k->strict = conf_strict(c);
     SSL_set_app_data(ssl, k);
     SSL_set_verify(ssl, k->strict ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, verify_cb);
     if (!host) return 0;
@@ -474,7 +479,7 @@ int mwi_tls_check_refused(mwi_tls_check *k, const char *host, mw_error *err)
 {
     if (!k->strict || k->first_vr == X509_V_OK) return 0;
     char why[320];
-    mwi_tls_verify_reason(k->first_vr, k->bad_cert, why, sizeof why);
+    verify_reason(k->first_vr, k->bad_cert, why, sizeof why);
     return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s",
                        host ? host : "the server", why);
 }
@@ -531,12 +536,12 @@ int mwi_tls_check_decide(mwi_tls_check *k, SSL *ssl, const mwi_tls_conf *c, cons
          * no copy of it (memory per loop session). */
         char why[320];
         if (vr == X509_V_OK) return 0;
-        mwi_tls_verify_reason(vr, cert, why, sizeof why);
+        verify_reason(vr, cert, why, sizeof why);
         return mwi_err_set(err, MW_ECERT, "certificate of %s not accepted: %s", who, why);
     }
     mwi_tls_peerinfo *pi = k->pi = calloc(1, sizeof *pi); /* none before: once a connection */
     if (!pi || fill_peer(pi, ssl, cert)) return mwi_err_set(err, MW_ENOMEM, "out of memory");
-    if (vr != X509_V_OK) mwi_tls_verify_reason(vr, cert, pi->verify_error, sizeof pi->verify_error);
+    if (vr != X509_V_OK) verify_reason(vr, cert, pi->verify_error, sizeof pi->verify_error);
     pi->peer.verified = vr == X509_V_OK;
     int pinned = 0;
     for (int i = 0; i < c->npins; i++)

@@ -34,9 +34,6 @@ typedef struct mwi_tls_conf {
  * on error c needs no free. */
 int mwi_tls_conf_init(mwi_tls_conf *c, const mw_tls_opts *o, mw_error *err);
 void mwi_tls_conf_free(mwi_tls_conf *c);
-/* 1 when OpenSSL itself ends the handshake on a bad chain or name: no
- * pin, no policy, not insecure. */
-int mwi_tls_conf_strict(const mwi_tls_conf *c);
 /* 1 when a context made for a fits b too (the same files and floor). */
 int mwi_tls_conf_same_ctx(const mwi_tls_conf *a, const mwi_tls_conf *b);
 
@@ -111,9 +108,5 @@ const char *mwi_tls_channel_binding_best(SSL *ssl, unsigned char *cb, size_t *le
 const char *mwi_tls_ssl_reason(char *buf, size_t len);
 /* "sha256:BASE64" of a 32-byte digest, as mw_tls_opts.pin takes it. */
 void mwi_tls_pin_text(const unsigned char d[32], char out[52]);
-/* Why certificate verification failed (vr from SSL_get_verify_result),
- * as every error of ours says it; cert (may be NULL) names the host a
- * mismatch was for. */
-void mwi_tls_verify_reason(long vr, X509 *cert, char *buf, size_t len);
 
 #endif

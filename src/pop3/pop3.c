@@ -27,7 +27,7 @@ static const char *state_name(int s)
     }
 }
 
-void mwi_pop3_set_state(mw_pop3 *p, int state)
+static void set_state(mw_pop3 *p, int state)
 {
     /* Policy lives here: once broken or closed, a session never comes back
      * (the machine's job is over then, its connection closed). */
@@ -35,9 +35,10 @@ void mwi_pop3_set_state(mw_pop3 *p, int state)
     p->state = state;
 }
 
-int mwi_pop3_fatal(mw_pop3 *p, int rc)
+/* Marks the session unusable after error rc and returns rc. */
+static int fatal(mw_pop3 *p, int rc)
 {
-    mwi_pop3_set_state(p, P3_BROKEN);
+    set_state(p, P3_BROKEN);
     if (p->err.code == 0) p->err.code = rc;
     return rc;
 }
@@ -80,7 +81,7 @@ int mwi_pop3_run(mw_pop3 *p, const mw_loop_pop3_cmd *cmds, size_t n, const mwi_p
 {
     mw_error_clear(&p->err);
     int rc = mwi_p3h_run(p->h, cmds, n, ro, fn, ud, &p->err);
-    if (rc && !mwi_p3h_alive(p->h)) mwi_pop3_fatal(p, rc);
+    if (rc && !mwi_p3h_alive(p->h)) fatal(p, rc);
     return rc;
 }
 
@@ -258,18 +259,18 @@ static int open_session(mw_pop3 **out, const char *host, const mw_pop3_opts *opt
         rc = mwi_err_set(&p->err, MW_EINVAL, "no host to connect to");
     if (rc) {
         if (o->stream) mw_stream_free(o->stream);
-        mwi_pop3_set_state(p, P3_BROKEN);
+        set_state(p, P3_BROKEN);
         return rc;
     }
     take_opts(p, o);
     rc = mwi_p3h_open(&p->h, host, o, &p->err); /* o->stream is its from here */
     if (!rc) rc = take_info(p, p->h, o);
     if (rc) {
-        mwi_pop3_set_state(p, P3_BROKEN);
+        set_state(p, P3_BROKEN);
         return rc;
     }
     mwi_p3h_set_pipelining(p->h, p->pipelining);
-    mwi_pop3_set_state(p, o->auth == MW_POP3_AUTH_NONE ? P3_AUTH : P3_TRANS);
+    set_state(p, o->auth == MW_POP3_AUTH_NONE ? P3_AUTH : P3_TRANS);
     mw_error_clear(&p->err);
     return 0;
 }
@@ -382,7 +383,7 @@ int mw_pop3_quit(mw_pop3 *p, int *confirmed)
     mw_error_clear(&p->err);
     int rc = mwi_p3h_quit(p->h, &ok, &p->err);
     if (confirmed) *confirmed = ok;
-    mwi_pop3_set_state(p, P3_CLOSED);
+    set_state(p, P3_CLOSED);
     return rc;
 }
 

@@ -9,7 +9,7 @@
 #include "loop/pop3_held.h"
 #include "mailwire/pop3.h"
 
-/* One state variable, changed only in mwi_pop3_set_state() (docs/ARCHITECTURE.md). */
+/* One state variable, changed only in pop3.c's set_state() (docs/ARCHITECTURE.md). */
 enum pop3_state {
     P3_NEW = 0, /* nothing sent yet */
     P3_AUTH,    /* RFC 1939 §4 AUTHORIZATION */
@@ -39,9 +39,6 @@ struct mw_pop3 {
     char auth_used[48];
 };
 
-void mwi_pop3_set_state(mw_pop3 *p, int state);
-/* Marks the session unusable after error rc and returns rc. */
-int mwi_pop3_fatal(mw_pop3 *p, int rc);
 /* Refuses a command in the wrong state (MW_ESTATE). */
 int mwi_pop3_require(mw_pop3 *p, int state, const char *what);
 /* Checks a message number against the count. */

@@ -11,7 +11,8 @@
  * hostile capability line costs bounded work. */
 #define MAX_OFFERED_NAMES 64
 
-const mw_sasl_mech_info mwi_sasl_mech_table[MW_M_COUNT] = {
+/* Indexed by enum mw_sasl_mech_id, which is also the preference order. */
+static const mw_sasl_mech_info mech_table[MW_M_COUNT] = {
     {"EXTERNAL", MW_M_EXTERNAL, MW_MF_CLIENT_FIRST | MW_MF_GSASL | MW_MF_EXTERNAL},
     /* RFC 7628 §5: bearer tokens only over TLS. */
     {"OAUTHBEARER", MW_M_OAUTHBEARER, MW_MF_CLIENT_FIRST | MW_MF_CLEARTEXT | MW_MF_TOKEN},
@@ -35,8 +36,8 @@ const mw_sasl_mech_info *mwi_sasl_mech_find(const char *name, size_t len)
 {
     if (!name || len == 0 || len > MW_SASL_MECH_NAME_MAX) return NULL;
     for (int i = 0; i < MW_M_COUNT; i++) {
-        const char *n = mwi_sasl_mech_table[i].name;
-        if (strlen(n) == len && strncasecmp(n, name, len) == 0) return &mwi_sasl_mech_table[i];
+        const char *n = mech_table[i].name;
+        if (strlen(n) == len && strncasecmp(n, name, len) == 0) return &mech_table[i];
     }
     return NULL;
 }
@@ -127,7 +128,7 @@ static int choose_auto(const char **out, size_t out_cap, size_t *n, unsigned off
     mw_error why;
     memset(&why, 0, sizeof why);
     for (int i = 0; i < MW_M_COUNT; i++) {
-        const mw_sasl_mech_info *m = &mwi_sasl_mech_table[i];
+        const mw_sasl_mech_info *m = &mech_table[i];
         if (!(offered & (1u << i))) continue;
         mw_error e;
         memset(&e, 0, sizeof e);

@@ -5,7 +5,7 @@
  * the initial response, base64, the continuation lines, the cancel "*",
  * masks what a trace shows, and applies one fallback rule.  It does no
  * I/O: it says what to send and is fed the replies, so the blocking
- * sessions (src/pop3/pop3_auth.c, src/smtp/auth.c) and a non-blocking job
+ * session (src/pop3/pop3_auth.c) and the loop's jobs (src/loop/smtp_auth.c)
  * drive it alike.  The protocol gives its codes through mwi_sasl_proto.
  *
  * Use:

@@ -37,9 +37,6 @@ typedef struct mw_sasl_mech_info {
     unsigned flags;
 } mw_sasl_mech_info;
 
-/* Indexed by enum mw_sasl_mech_id, which is also the preference order. */
-extern const mw_sasl_mech_info mwi_sasl_mech_table[MW_M_COUNT];
-
 /* The entry for name[0..len) (case-insensitive), or NULL. */
 const mw_sasl_mech_info *mwi_sasl_mech_find(const char *name, size_t len);
 

@@ -101,20 +101,3 @@ int mwi_smtp_bcc_merge(mw_smtp *s, mw_smtp_result *res, mw_smtp_result *r2, int 
     mw_smtp_result_free(r2);
     return rc;
 }
-
-/* Tcllib's Bcc copy: a second transaction to the Bcc
- * recipients whose message is a multipart/digest (RFC 2046 §5.1.5) holding
- * the message as sent.  Its recipients' results are appended to res. */
-int mwi_smtp_send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
-                             mw_smtp_result *res)
-{
-    char *built = NULL;
-    mw_smtp_msg b;
-    int rc = mwi_smtp_bcc_msg(s, m, env, skip, res, &b, &built);
-    if (rc) return rc;
-    mw_smtp_result *r2 = NULL;
-    mwi_smtp_trace_info(s, "sending the Bcc copy (multipart/digest) to %zu recipients", env->nbcc);
-    rc = mwi_smtp_send_tx(s, &b, &r2);
-    free(built);
-    return mwi_smtp_bcc_merge(s, res, r2, rc);
-}

@@ -1,19 +1,21 @@
-/* Internals shared by the SMTP session's files (docs/ARCHITECTURE.md):
- *   smtp.c        the session: commands and replies, the state setter,
- *                 connect and failover, greeting, EHLO/HELO, STARTTLS, QUIT
- *   auth.c        AUTH through the SASL engine (RFC 4954)
- *   transaction.c one transaction: MAIL, RCPT, DATA or BDAT, replies, RSET;
- *                 mw_smtp_send
+/* Internals shared by the SMTP session's files (docs/ARCHITECTURE.md).
+ * The I/O (greeting, EHLO, STARTTLS, AUTH, MAIL, RCPT, DATA or BDAT, RSET,
+ * QUIT) is the loop's machine's (src/loop/smtp_*.c), held between messages
+ * for the blocking API (src/loop/smtp_held.c); here is what it prepares
+ * and reports with:
+ *   smtp.c        the options, failover over servers and ports, the
+ *                 state setter, the accessors
+ *   transaction.c one transaction prepared (envelope, MAIL and RCPT lines,
+ *                 the result, the refusal texts); mw_smtp_send
  *   bcc.c         Tcllib's Bcc digest, a second transaction
  *   message.c     the message source (data, fd, read), the header read
  *                 ahead, encoding (dot-stuffing) and BDAT chunks
- *   batch.c       mw_smtp_send_batch: messages pipelined one after another */
+ *   batch.c       mw_smtp_send_batch */
 #ifndef MW_SMTP_INT_H
 #define MW_SMTP_INT_H
 
 #include "mailwire/smtp.h"
 
-#include "net/conn.h"
 #include "proto/smtp_data.h"
 #include "proto/smtp_reply.h"
 #include "smtp/envelope.h"
@@ -34,27 +36,18 @@ enum mwi_smtp_st {
  * chunks are about this large. */
 #define MWI_SMTP_CHUNK (64 * 1024)
 
+struct mwi_smh;
 struct mw_smtp {
-    mw_conn *c;
+    struct mwi_smh *held;        /* the loop's machine held (src/loop/smtp_held.h), or NULL */
+    const mw_smtp_opts *opening; /* during mw_smtp_open only */
     enum mwi_smtp_st state;
     mw_error err;
     mw_smtp_reply *rep;
     mw_smtp_caps caps;
     int tls_active;
-    int tls_mode;
-    mw_tls_opts tls;
-    int have_tls_opts;
-    mw_net_opts net;
     char *client;
-    char *username, *password, *token, *authzid, *auth;
-    mw_token_fn token_fn; /* version 2 options: the token provider (token.h) */
-    void *token_ud;
-    int allow_plaintext, no_ir, queue;
-    mw_smtp_tlspolicy_fn tlspolicy;
-    void *tlspolicy_ud;
     mw_trace_fn trace;
     void *trace_ud;
-    int trace_secrets;
     char *server;
     unsigned port;
     char *ehlo_text[2];
@@ -62,14 +55,11 @@ struct mw_smtp {
     int helo_only;  /* EHLO refused, HELO used (mw_smtp_esmtp) */
     char auth_mech[32];
     char hostname[256];
-    int dirty; /* a transaction was left open: RSET before the next */
     int maxtime_ms;
     int no_message_pipelining; /* mw_smtp_set_message_pipelining(s, 0) */
-    int64_t tx_deadline;       /* of the transaction in progress (maxsecs) */
     int stop;                  /* an error not worth trying the next server for */
     /* Kept across the messages of a batch instead of allocated for each:
-     * the buffer a stream source is read into, and the encoded output. */
-    char *chunk;
+     * the encoded output. */
     mw_buf xout;
     /* The loop's session shell (src/loop/smtp_job.h) has no connection:
      * the TLS details copied for mw_smtp_tls_info (mw_loop_smtp_session). */
@@ -79,28 +69,10 @@ struct mw_smtp {
 /* ---- the session (smtp.c) ---- */
 
 void mwi_smtp_set_state(mw_smtp *s, enum mwi_smtp_st st);
-/* An MW_TRACE_INFO line, when tracing. */
-void mwi_smtp_trace_info(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Any failure of the connection itself makes the session unusable; returns rc. */
-int mwi_smtp_conn_failed(mw_smtp *s, int rc);
-/* Queues one command line.  `shown` is what the trace and the error
- * record get (masked for AUTH), NULL = the line itself. */
-int mwi_smtp_put_line(mw_smtp *s, const char *line, size_t len, const char *shown);
-int mwi_smtp_put_cmd(mw_smtp *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int mwi_smtp_flush(mw_smtp *s);
-/* Reads one complete reply into s->rep.  `cmd` names what it answers (for
- * the error record). */
-int mwi_smtp_get_reply(mw_smtp *s, const char *cmd);
 /* Makes an error of the reply in s->rep: 4xx temporary, 5xx permanent. */
 int mwi_smtp_reply_error(mw_smtp *s, const char *what);
-int mwi_smtp_is_2xx(const mw_smtp *s);
 /* A control octet (or, unless allowed, a space) in v. */
 int mwi_smtp_bad_arg(const char *v, int allow_space);
-
-/* ---- AUTH (auth.c) ---- */
-
-/* Strongest offered mechanism first, the next after a refusal. */
-int mwi_smtp_authenticate(mw_smtp *s);
 
 /* ---- the message source (message.c) ---- */
 
@@ -126,8 +98,6 @@ typedef struct mwi_smtp_xfer {
     mw_error local;
     int rc;
     int started; /* header encoded and the original header skipped */
-    /* Set by mwi_smtp_transfer_send when the data went out (or the write failed)
-     * and its replies are still to be read by mwi_smtp_transfer_replies. */
     int pending;
     int wrc;         /* the write's outcome */
     int outstanding; /* BDAT replies owed */
@@ -144,14 +114,6 @@ void mwi_smtp_xfer_ahead(mwi_smtp_xfer *x, mwi_smtp_src *r, const mw_smtp_env *e
  * to come, 1 the end is encoded too, or a negative code (x->local says).
  * No I/O but the source's: the loop's SMTP job streams with it. */
 int mwi_smtp_xfer_more(mwi_smtp_xfer *x, mwi_smtp_src *r, int forbid8, char *buf);
-/* The message goes out, up to its end and the flush; 0 with x->pending
- * set, or non-zero when the transfer is over already. */
-int mwi_smtp_transfer_send(mw_smtp *s, mwi_smtp_src *r, const mw_smtp_env *env, size_t skip,
-                           int chunking, int forbid8, mw_smtp_result *res, mwi_smtp_xfer *x);
-/* Every reply still owed; the first failure counts. */
-int mwi_smtp_transfer_replies(mw_smtp *s, mwi_smtp_xfer *x, mw_smtp_result *res);
-/* Writes one BDAT chunk (RFC 3030 §2). */
-int mwi_smtp_put_bdat(mw_smtp *s, mw_buf *b, int last, int *outstanding);
 /* Hands the output buffer back to the session for the next message. */
 void mwi_smtp_xout_release(mw_smtp *s, mw_buf *b);
 
@@ -195,12 +157,7 @@ int mwi_smtp_tally_rcpts(mw_smtp_result *res, size_t *nacc, size_t *nperm);
 /* The reply's text, printable, for a result; NULL when out of memory. */
 char *mwi_smtp_reply_text_dup(const mw_smtp_reply *rep);
 int mwi_smtp_tx_prepare(mw_smtp *s, mwi_smtp_tx *t, const mw_smtp_msg *m);
-int mwi_smtp_tx_envelope(mw_smtp *s, mwi_smtp_tx *t);
-int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t);
-int mwi_smtp_tx_end(mw_smtp *s, mwi_smtp_tx *t, int rc);
 void mwi_smtp_tx_discard(mw_smtp *s, mwi_smtp_tx *t);
-/* One transaction, its three steps in a row (mw_smtp_send). */
-int mwi_smtp_send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp);
 /* The RCPT line for one address (ORCPT may triple a 256-octet address):
  * its length, 0 when over cap.  No I/O (the loop's job uses it too). */
 #define MWI_SMTP_RCPT_LINE 1200
@@ -225,7 +182,5 @@ int mwi_smtp_not_ready(mw_smtp *s);
 int mwi_smtp_bcc_msg(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
                      const mw_smtp_result *res, mw_smtp_msg *b, char **built);
 int mwi_smtp_bcc_merge(mw_smtp *s, mw_smtp_result *res, mw_smtp_result *r2, int rc);
-int mwi_smtp_send_bcc_digest(mw_smtp *s, const mw_smtp_msg *m, const mw_smtp_env *env, size_t skip,
-                             mw_smtp_result *res);
 
 #endif

@@ -2,6 +2,7 @@
  * RCPT, DATA or BDAT, the replies and the per-recipient result, RSET, the
  * Bcc digest (bcc.c) after it; mw_smtp_send and mw_smtp_result_free. */
 #include "smtp/smtp_int.h"
+#include "loop/smtp_held.h"
 #include "util/err.h"
 #include "util/fmt.h"
 
@@ -77,16 +78,6 @@ static int check_dsn(const mw_smtp_msg *m, mw_error *err)
     if (m->dsn_envid && (strlen(m->dsn_envid) > 100 || mwi_smtp_bad_arg(m->dsn_envid, 1)))
         return mwi_err_set(err, MW_EINVAL, "DSN ENVID too long or has control octets");
     return 0;
-}
-
-static int do_rset(mw_smtp *s)
-{
-    int rc = mwi_smtp_put_cmd(s, "RSET");
-    if (!rc) rc = mwi_smtp_flush(s);
-    if (!rc) rc = mwi_smtp_get_reply(s, "RSET");
-    if (!rc && s->rep->code != 250) rc = mwi_smtp_reply_error(s, "RSET refused");
-    if (!rc) s->dirty = 0;
-    return rc;
 }
 
 /* Takes the caller's message: checks it, reads its header ahead, builds
@@ -301,28 +292,6 @@ fail:
     return rc;
 }
 
-/* Post-transfer bookkeeping, once the transfer's outcome is known. */
-static void tx_transferred(mw_smtp *s, mwi_smtp_tx *t, int rc)
-{
-    if (rc == 0) {
-        t->res->sent = 1;
-        for (size_t i = 0; i < t->res->nrcpt; i++)
-            t->res->rcpt[i].delivered = t->res->rcpt[i].accepted;
-        s->dirty = 0;
-    } else if (s->state != ST_DEAD && (t->res->final_code >= 400 || t->chunking)) {
-        /* The transaction ended with the refusal; after BDAT failures
-         * RFC 3030 §2 asks for RSET. */
-        s->dirty = t->chunking;
-    }
-}
-
-/* Where a step of the transaction left it: what mwi_smtp_tx_end has to do. */
-static int tx_stop(mwi_smtp_tx *t, enum mwi_smtp_tx_after after, int rc)
-{
-    t->after = after;
-    return rc;
-}
-
 /* The RCPT command for one address, with the DSN parameters the server
  * takes (RFC 3461 §4.1, §4.2), into line[0..cap); its length, or 0 when
  * it would not fit.  No I/O: the loop's SMTP job uses it too. */
@@ -347,147 +316,11 @@ size_t mwi_smtp_rcpt_line(char *line, size_t cap, const mw_smtp_msg *m, int dsn,
     return lf.over ? 0 : lf.len;
 }
 
-/* Queues the RCPT command for one address. */
-static int put_rcpt(mw_smtp *s, const mw_smtp_msg *m, int dsn, const char *address)
-{
-    char line[MWI_SMTP_RCPT_LINE];
-    size_t len = mwi_smtp_rcpt_line(line, sizeof line, m, dsn, address);
-    if (!len) {
-        /* Cannot happen (addresses, NOTIFY and ORCPT are bounded), but
-         * MAIL is queued already: never leave the session out of step. */
-        mwi_smtp_set_state(s, ST_DEAD);
-        return mwi_err_set(&s->err, MW_ETOOBIG,
-                           "the RCPT command for <%s> would be over %zu octets", address,
-                           sizeof line - 1);
-    }
-    return mwi_smtp_put_line(s, line, len, NULL);
-}
-
 void mwi_smtp_rcpt_reply(mw_smtp *s, mw_smtp_rcpt *rr)
 {
     rr->code = s->rep->code;
     memcpy(rr->enhanced, s->rep->enhanced, sizeof rr->enhanced);
     rr->text = mwi_smtp_reply_text_dup(s->rep);
-}
-
-/* RFC 3030 §4.2: with PIPELINING, BDAT may follow the RCPTs in the same
- * group; a BDAT after a failed MAIL or with no accepted recipient is
- * refused, and its data (counted, not dot-terminated) is skipped, so
- * nothing is delivered and the session stays in step.  When the whole
- * message fits in one chunk it is encoded now and goes out with its
- * envelope as BDAT LAST: one round trip per message.  As for DATA,
- * only when no RCPT outcome could make us want to stop. */
-static int bdat_with_envelope(mw_smtp *s, mwi_smtp_tx *t)
-{
-    int rc;
-    const mw_smtp_msg *m = &t->m;
-    if (!s->chunk) s->chunk = malloc(MWI_SMTP_CHUNK);
-    mwi_smtp_xfer *x = &t->xf;
-    mwi_smtp_xfer_ahead(x, &t->r, &t->env, t->skip, t->forbid8, s->chunk, t->chunking);
-    int whole = !x->rc && !mwi_smtp_src_in_memory(&t->r) && (t->r.eof || m->data);
-    if (whole && (rc = mwi_smtp_data_finish(&x->enc, &x->out, &s->err)) != 0) return rc;
-    if (whole) {
-        int outstanding = 0;
-        mwi_smtp_trace_info(s, "(%llu octets of message data in BDAT chunks)",
-                            (unsigned long long)x->enc.out_octets);
-        if ((rc = mwi_smtp_put_bdat(s, &x->out, 1, &outstanding)) != 0) return rc;
-        t->res->octets = x->enc.out_octets;
-        mwi_smtp_xout_release(s, &x->out);
-        x->pending = 1;
-        x->wrc = 0;
-        x->outstanding = outstanding;
-        x->chunking = 1;
-        t->pipe_bdat = 1;
-    }
-    return 0;
-}
-
-/* The envelope: RSET when owed, MAIL, RCPT… and, pipelined, DATA.  With
- * PIPELINING it is written and flushed and the message encoded ahead, the
- * replies left unread (t->env_sent); without, each command waits for its
- * reply here. */
-int mwi_smtp_tx_envelope(mw_smtp *s, mwi_smtp_tx *t)
-{
-    int rc;
-    const mw_smtp_msg *m = &t->m;
-    mw_smtp_result *res = t->res;
-    int chunking = t->chunking, pipelining = t->pipelining, dsn = t->dsn;
-
-    /* RFC 2920: with PIPELINING, RSET, MAIL, every RCPT and DATA go out in
-     * one write and the replies are read in order afterwards.  DATA joins
-     * them only when no outcome of the RCPTs could make us want to stop:
-     * with atleastone (any accepted recipient gets the message), or with a
-     * single recipient — if its RCPT fails there is no valid recipient and
-     * RFC 2920 §3.1 has the server refuse DATA (503 or 554), so nothing is
-     * sent; if it succeeds every recipient was accepted.  With several
-     * recipients and atleastone off (Tcllib's all-or-nothing), DATA waits
-     * for the RCPT replies, since a server would accept DATA after only
-     * some of them were accepted. */
-    int pipe_data = t->pipe_data = pipelining && !chunking && (m->atleastone || res->nrcpt == 1);
-    int had_rset = s->dirty;
-    if (s->dirty) {
-        if ((rc = mwi_smtp_put_cmd(s, "RSET")) != 0) goto out;
-        if (!pipelining && (rc = mwi_smtp_flush(s)) == 0 &&
-            (rc = mwi_smtp_get_reply(s, "RSET")) == 0) {
-            had_rset = 0;
-            s->dirty = 0;
-        }
-        if (rc) goto out;
-    }
-    if ((rc = mwi_smtp_put_line(s, t->mail, t->ml, NULL)) != 0) goto out;
-    s->dirty = 1;
-    if (!pipelining) {
-        if ((rc = mwi_smtp_flush(s)) || (rc = mwi_smtp_get_reply(s, "MAIL"))) goto out;
-        if (s->rep->code != 250) {
-            rc = mwi_smtp_reply_error(s, "sender refused");
-            res->final_code = s->rep->code;
-            res->final_text = mwi_smtp_reply_text_dup(s->rep);
-            goto reset;
-        }
-    }
-    for (size_t i = 0; i < res->nrcpt; i++) {
-        if ((rc = put_rcpt(s, m, dsn, res->rcpt[i].address)) != 0) goto out;
-        if (!pipelining) {
-            if ((rc = mwi_smtp_flush(s)) || (rc = mwi_smtp_get_reply(s, "RCPT"))) goto out;
-            mwi_smtp_rcpt_reply(s, &res->rcpt[i]);
-            if (s->rep->code == 421) goto out421;
-        }
-    }
-    if (pipe_data && (rc = mwi_smtp_put_line(s, "DATA", 4, NULL)) != 0) goto out;
-    t->had_rset = had_rset;
-    if (pipelining && chunking && (m->atleastone || res->nrcpt == 1) &&
-        (rc = bdat_with_envelope(s, t)) != 0)
-        goto out;
-    if (pipelining) {
-        if ((rc = mwi_smtp_flush(s)) != 0) goto out;
-        /* The replies take a round trip: encode meanwhile what is already
-         * in memory (and read a small file to its end), so that after the
-         * 354 the message goes out at once. */
-        if (pipe_data) {
-            if (!s->chunk) s->chunk = malloc(MWI_SMTP_CHUNK);
-            mwi_smtp_xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, s->chunk, 0);
-        }
-    }
-    t->env_sent = 1;
-    return 0;
-out421:
-    return tx_stop(t, AFTER_421, rc);
-reset:
-    return tx_stop(t, AFTER_RESET, rc);
-out:
-    return tx_stop(t, AFTER_OUT, rc);
-}
-
-/* A transaction that failed before its data: reads the reply owed to a
- * BDAT LAST sent with the envelope, keeping the error that counts. */
-static int bdat_drain(mw_smtp *s, mwi_smtp_tx *t)
-{
-    if (!t->xf.pending) return 0;
-    t->xf.pending = 0;
-    mw_error keep = s->err;
-    int rc = mwi_smtp_get_reply(s, "BDAT");
-    if (!rc) s->err = keep;
-    return rc;
 }
 
 int mwi_smtp_tally_rcpts(mw_smtp_result *res, size_t *nacc, size_t *nperm)
@@ -531,148 +364,6 @@ int mwi_smtp_rcpt_refusal(mw_smtp *s, mw_smtp_result *res, size_t nperm)
     return rc;
 }
 
-/* The replies to a pipelined envelope (RFC 2920 §3.1), in order: RSET,
- * MAIL, each RCPT, DATA.  A refused MAIL sets *refused. */
-static int envelope_replies(mw_smtp *s, mwi_smtp_tx *t, int *refused)
-{
-    int rc;
-    mw_smtp_result *res = t->res;
-    if (t->had_rset) {
-        if ((rc = mwi_smtp_get_reply(s, "RSET")) != 0) return rc;
-    }
-    if ((rc = mwi_smtp_get_reply(s, "MAIL")) != 0) return rc;
-    int mail_code = s->rep->code;
-    mw_error mail_err = {0};
-    if (mail_code != 250) {
-        mwi_smtp_reply_error(s, "sender refused");
-        mail_err = s->err;
-        res->final_code = mail_code;
-        res->final_text = mwi_smtp_reply_text_dup(s->rep);
-    }
-    for (size_t i = 0; i < res->nrcpt; i++) {
-        if ((rc = mwi_smtp_get_reply(s, "RCPT")) != 0) return rc;
-        mwi_smtp_rcpt_reply(s, &res->rcpt[i]);
-    }
-    if (t->pipe_data) {
-        if ((rc = mwi_smtp_get_reply(s, "DATA")) != 0) return rc;
-        if (s->rep->code == 354 && (mail_code != 250)) {
-            /* The server took DATA although MAIL failed: the only way
-             * out of DATA without sending a message is to hang up. */
-            mwi_smtp_set_state(s, ST_DEAD);
-        }
-    }
-    if (mail_code != 250) {
-        if ((rc = bdat_drain(s, t)) != 0) return rc;
-        s->err = mail_err;
-        *refused = 1;
-        return mail_err.code;
-    }
-    return 0;
-}
-
-/* The rest: the envelope's replies (pipelined), DATA, the data. */
-int mwi_smtp_tx_rest(mw_smtp *s, mwi_smtp_tx *t)
-{
-    int rc = 0;
-    const mw_smtp_msg *m = &t->m;
-    mw_smtp_result *res = t->res;
-    mwi_smtp_src *r = &t->r;
-    mw_smtp_env *envp = &t->env;
-    int chunking = t->chunking, forbid8 = t->forbid8, pipelining = t->pipelining;
-    size_t skip = t->skip;
-    int pipe_data = t->pipe_data;
-    if (pipelining) {
-        int refused = 0;
-        rc = envelope_replies(s, t, &refused);
-        if (rc && refused) goto reset;
-        if (rc) goto out;
-    }
-    size_t nacc = 0, nperm = 0;
-    if (mwi_smtp_tally_rcpts(res, &nacc, &nperm)) goto out421;
-    if (nacc == 0 || (res->nrejected && !m->atleastone)) {
-        /* Tcllib: no DATA unless every recipient was accepted, or at least
-         * one with -atleastone; RSET and report the rejected ones. */
-        rc = mwi_smtp_rcpt_refusal(s, res, nperm);
-        if (pipe_data && s->rep->code == 354) {
-            /* DATA is pipelined only with atleastone or one recipient, so
-             * here nacc == 0 and a compliant server refuses DATA (RFC 2920
-             * §3.1); one that did not leaves us no way out but hanging up. */
-            mwi_smtp_set_state(s, ST_DEAD);
-            goto out;
-        }
-        /* The BDAT sent along is refused too (no valid recipient). */
-        if (t->pipe_bdat) {
-            int r2 = bdat_drain(s, t);
-            if (r2) {
-                rc = r2;
-                goto out;
-            }
-        }
-        goto reset;
-    }
-    if (t->pipe_bdat) goto out; /* the BDAT reply is read by mwi_smtp_tx_end */
-    if (!chunking) {
-        if (!pipe_data) {
-            if ((rc = mwi_smtp_put_cmd(s, "DATA")) || (rc = mwi_smtp_flush(s)) ||
-                (rc = mwi_smtp_get_reply(s, "DATA")))
-                goto out;
-        }
-        if (s->rep->code != 354) {
-            rc = mwi_smtp_reply_error(s, "DATA refused");
-            res->final_code = s->rep->code;
-            res->final_text = mwi_smtp_reply_text_dup(s->rep);
-            if (s->rep->code == 421) goto out;
-            goto reset;
-        }
-    }
-    rc = mwi_smtp_transfer_send(s, r, envp, skip, chunking, forbid8, res, &t->xf);
-    if (!t->xf.pending) tx_transferred(s, t, rc);
-    goto out;
-out421:
-    return tx_stop(t, AFTER_421, rc);
-reset:
-    return tx_stop(t, AFTER_RESET, rc);
-out:
-    return tx_stop(t, AFTER_OUT, rc);
-}
-
-static int tx_begin(mw_smtp *s, mwi_smtp_tx *t)
-{
-    int rc = t->env_sent ? 0 : mwi_smtp_tx_envelope(s, t);
-    return rc ? rc : mwi_smtp_tx_rest(s, t);
-}
-
-int mwi_smtp_tx_end(mw_smtp *s, mwi_smtp_tx *t, int rc)
-{
-    const mw_smtp_msg *m = &t->m;
-    if (t->xf.pending) {
-        rc = mwi_smtp_transfer_replies(s, &t->xf, t->res);
-        tx_transferred(s, t, rc);
-    }
-    if (t->after == AFTER_421) rc = mwi_smtp_reply_error(s, "server closing the connection");
-    if (t->after == AFTER_RESET && s->state == ST_READY) {
-        mw_error keep = s->err;
-        if (do_rset(s) == 0)
-            s->err = keep;
-        else if (s->state != ST_DEAD)
-            s->err = keep;
-    }
-    if (m->bcc_digest && t->env.nbcc > 0 && s->state == ST_READY) {
-        mw_error keep = s->err;
-        int rc2 = mwi_smtp_send_bcc_digest(s, m, &t->env, t->skip, t->res);
-        if (rc)
-            s->err = keep; /* the main transaction's failure is the one to report */
-        else
-            rc = rc2;
-    }
-    free(t->r.pre);
-    t->r.pre = NULL;
-    mwi_smtp_xout_release(s, &t->xf.out);
-    mwi_smtp_env_free(&t->env);
-    t->built = 0;
-    return rc;
-}
-
 /* A prepared transaction that will not be sent (the session died first):
  * only the memory goes. */
 void mwi_smtp_tx_discard(mw_smtp *s, mwi_smtp_tx *t)
@@ -686,18 +377,6 @@ void mwi_smtp_tx_discard(mw_smtp *s, mwi_smtp_tx *t)
     t->built = 0;
 }
 
-int mwi_smtp_send_tx(mw_smtp *s, const mw_smtp_msg *m, mw_smtp_result **resp)
-{
-    mwi_smtp_tx t;
-    int rc = mwi_smtp_tx_prepare(s, &t, m);
-    *resp = t.res;
-    if (t.built) {
-        if (!rc) rc = tx_begin(s, &t);
-        rc = mwi_smtp_tx_end(s, &t, rc);
-    }
-    return rc;
-}
-
 int mwi_smtp_not_ready(mw_smtp *s)
 {
     return mwi_err_set(&s->err, MW_ESTATE, "the session is not ready to send (%s)",
@@ -709,16 +388,10 @@ int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **result)
     if (result) *result = NULL;
     if (!s) return MW_EINVAL;
     mw_error_clear(&s->err);
-    if (s->state != ST_READY) return mwi_smtp_not_ready(s);
-    s->tx_deadline = s->maxtime_ms > 0 ? mw_now_ms() + s->maxtime_ms : MW_NO_DEADLINE;
-    mwi_conn_set_deadline(s->c, s->tx_deadline);
-    mw_smtp_result *res = NULL;
-    int rc = mwi_smtp_send_tx(s, msg, &res);
-    if (s->c) mwi_conn_set_deadline(s->c, MW_NO_DEADLINE);
+    if (s->state != ST_READY || !s->held) return mwi_smtp_not_ready(s);
+    /* The loop's machine held between messages (src/loop/smtp_held.c). */
+    int rc = mwi_smh_send(s->held, msg, s->maxtime_ms, result, &s->err);
+    if (!mwi_smh_alive(s->held)) mwi_smtp_set_state(s, ST_DEAD);
     if (rc && s->err.code == 0) mwi_err_set(&s->err, rc, "%s", mw_strerror(rc));
-    if (result)
-        *result = res;
-    else
-        mw_smtp_result_free(res);
     return rc;
 }

@@ -2,8 +2,9 @@
  * stdout, nothing else inherited, a deadline on waiting for it, and an
  * end that never leaves a zombie (EOF, a grace time, TERM, then KILL).
  * Used by the command stream (src/net/s_cmd.c), the MDA
- * (src/store/store.c), the fetch filter (src/fetch/fetch.c) and the secret
- * commands (src/util/secret.c). */
+ * (src/store/mda.c), the fetch filter (src/fetch/filter_run.c; on the loop
+ * src/loop/lchild.c), the secret commands (src/util/secret.c) and the
+ * OAuth token store's commands (src/oauth/tokstore.c). */
 #ifndef MW_UTIL_PROC_H
 #define MW_UTIL_PROC_H
 

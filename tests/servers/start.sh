@@ -72,7 +72,7 @@ for p in p s f; do for i in $(seq 1 20); do users+=("$p$i"); done; done
 for i in $(seq 1 5); do users+=("d$i"); done
 # Families of ten for later areas: h (hardening), q (sendmail/queue),
 # o (OAuth), t (Tcl binding), a (API/engine); see README.md "Users".
-for p in h q o t a g j k n r v i l m; do for i in $(seq 1 10); do users+=("$p$i"); done; done
+for p in h q o t a g j k n r v i l m w; do for i in $(seq 1 10); do users+=("$p$i"); done; done
 # e1..e200: the event-loop engine's many concurrent sessions.
 for i in $(seq 1 200); do users+=("e$i"); done
 # b1..bN for benches only (bench/accounts): MW_SRV_BULK_USERS=N.

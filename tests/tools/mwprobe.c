@@ -6,10 +6,17 @@
  * Options:  --ca FILE  --capath DIR  --pin PIN  --servername NAME
  *           --cert FILE  --key FILE  --insecure  --tls13
  *           --connect-timeout MS  --io-timeout MS  --deadline MS
- *           --handshake-timeout MS  --max-line N  --family 4|6
+ *           --handshake-timeout MS  --family 4|6
+ * The probe talks to the server over a mw_stream (mw_stream_tcp or
+ * mw_stream_command, then mw_stream_tls) as the blocking sessions' drivers
+ * do (src/loop/pop3_drive.c, smtp_held.c): --io-timeout is the stream's
+ * io_timeout_ms, --deadline the deadline given to each read and write.
+ * Lines are cut by tests/unit/lines.h (at most 8192 octets).
  * Actions, run in order:
  *   tls            wrap the connection in TLS now (implicit TLS)
- *   starttls       STARTTLS/STLS: wrap now, refusing buffered bytes
+ *   starttls       STARTTLS/STLS: wrap now; an error if bytes are buffered
+ *                  (the machines' own check is tested in the pop3 and smtp
+ *                  cases: pop3/stls-injection, smtp/starttls-injection)
  *   read           read one line and print it as "< LINE"
  *   read-until:T   read and print lines up to and including the line T
  *   read-all       read and print lines until the peer closes
@@ -21,7 +28,7 @@
  * class: 0 ok, 2 usage, 10 network, 11 timeout, 12 tls, 13 certificate,
  * 14 protocol, 15 limit, 16 canceled, 17 unsupported, 1 anything else. */
 #include "mailwire/net.h"
-#include "net/conn.h"
+#include "lines.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,7 +99,8 @@ int main(int argc, char **argv)
     mw_net_opts net = MW_NET_OPTS_INIT;
     mw_tls_opts tls = MW_TLS_OPTS_INIT;
     const char *command = NULL;
-    long io_timeout = 10000, deadline = 0, max_line = 0, v;
+    long deadline = 0, v;
+    net.io_timeout_ms = 10000;
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         const char *o = argv[i];
@@ -123,13 +131,11 @@ int main(int argc, char **argv)
         else if (!strcmp(o, "--connect-timeout"))
             net.connect_timeout_ms = (int)v;
         else if (!strcmp(o, "--io-timeout"))
-            io_timeout = v;
+            net.io_timeout_ms = (int)v;
         else if (!strcmp(o, "--deadline"))
             deadline = v;
         else if (!strcmp(o, "--handshake-timeout"))
             tls.handshake_timeout_ms = (int)v;
-        else if (!strcmp(o, "--max-line"))
-            max_line = v;
         else if (!strcmp(o, "--family"))
             net.family = (int)v;
         else
@@ -148,41 +154,47 @@ int main(int argc, char **argv)
         i += 2;
     }
     if (rc) return fail(rc, &err);
-    mw_conn *c = NULL;
-    if ((rc = mwi_conn_new(&c, s, &err))) return fail(rc, &err);
-    mwi_conn_set_io_timeout(c, (int)io_timeout);
-    if (deadline) mwi_conn_set_deadline(c, mw_now_ms() + deadline);
-    if (max_line) mwi_conn_set_max_line(c, (size_t)max_line);
+    tlines *c = malloc(sizeof *c);
+    if (!c) {
+        mw_stream_free(s);
+        return fail(MW_ENOMEM, &err);
+    }
+    tl_init(c, s);
+    if (deadline) c->deadline = mw_now_ms() + deadline;
     for (; i < argc && rc == 0; i++) {
         const char *a = argv[i];
         const char *line;
         size_t len;
         fflush(stdout);
-        if (!strcmp(a, "tls")) {
+        if (!strcmp(a, "tls") || !strcmp(a, "starttls")) {
             /* Implicit TLS is STARTTLS at the very start. */
-            rc = mwi_conn_starttls(c, &tls, &err);
-        } else if (!strcmp(a, "starttls")) {
-            rc = mwi_conn_starttls(c, &tls, &err);
+            if (tl_buffered(c)) {
+                rc = MW_EPROTO;
+                snprintf(err.message, sizeof err.message,
+                         "%zu bytes received before the TLS handshake", tl_buffered(c));
+                break;
+            }
+            mw_stream *t = NULL;
+            rc = mw_stream_tls(&t, c->s, &tls, &err); /* owns c->s, also on failure */
+            c->s = t;
         } else if (!strcmp(a, "read")) {
-            if ((rc = mwi_conn_read_line(c, &line, &len, &err)) == 0) print_line(line, len);
+            if ((rc = tl_read(c, &line, &len, &err)) == 0) print_line(line, len);
         } else if (!strncmp(a, "read-until:", 11)) {
             const char *t = a + 11;
             do {
-                if ((rc = mwi_conn_read_line(c, &line, &len, &err)) == 0) print_line(line, len);
+                if ((rc = tl_read(c, &line, &len, &err)) == 0) print_line(line, len);
             } while (rc == 0 && !(len == strlen(t) && !memcmp(line, t, len)));
         } else if (!strcmp(a, "read-all")) {
-            while ((rc = mwi_conn_read_line(c, &line, &len, &err)) == 0)
+            while ((rc = tl_read(c, &line, &len, &err)) == 0)
                 print_line(line, len);
-            if (rc == MW_ENET && mwi_conn_buffered(c) == 0 && strstr(err.message, "closed"))
+            if (rc == MW_ENET && tl_buffered(c) == 0 && strstr(err.message, "closed"))
                 rc = 0; /* the end we were waiting for */
         } else if (!strncmp(a, "send:", 5)) {
             if (strpbrk(a + 5, "\r\n")) return usage("send text with CR or LF");
             printf("> %s\n", a + 5);
-            if (!(rc = mwi_conn_write(c, a + 5, strlen(a + 5), &err)) &&
-                !(rc = mwi_conn_write(c, "\r\n", 2, &err)))
-                rc = mwi_conn_flush(c, &err);
+            rc = tl_send(c, a + 5, &err);
         } else if (!strcmp(a, "peer")) {
-            const mw_tls_peer *p = mw_stream_tls_peer(mwi_conn_stream(c));
+            const mw_tls_peer *p = mw_stream_tls_peer(c->s);
             if (!p) {
                 rc = MW_EUNSUPPORTED;
                 snprintf(err.message, sizeof err.message, "not a TLS connection");
@@ -193,18 +205,20 @@ int main(int argc, char **argv)
         } else if (!strncmp(a, "cb:", 3)) {
             unsigned char buf[64];
             size_t n = 0;
-            rc = mw_stream_channel_binding(mwi_conn_stream(c), a + 3, buf, sizeof buf, &n);
+            rc = mw_stream_channel_binding(c->s, a + 3, buf, sizeof buf, &n);
             if (rc) snprintf(err.message, sizeof err.message, "no %s channel binding", a + 3);
             printf("%s:", a + 3);
             for (size_t k = 0; k < n; k++)
                 printf("%02x", buf[k]);
             printf("\n");
         } else {
-            mwi_conn_free(c);
+            mw_stream_free(c->s);
+            free(c);
             return usage("unknown action");
         }
     }
     fflush(stdout);
-    mwi_conn_free(c);
+    mw_stream_free(c->s);
+    free(c);
     return rc ? fail(rc, &err) : 0;
 }

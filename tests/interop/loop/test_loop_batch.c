@@ -516,7 +516,7 @@ static void version3(void)
 }
 
 /* Version 5: authzid, sasl_ir, trace_secrets on the loop's AUTH, as
- * mw_smtp_opts gives them to src/smtp/auth.c. */
+ * mw_smtp_opts gives them to the blocking API. */
 static void auth_v5_run(bt *b, tp *t, const char *const *script, int version, int ir, int secrets,
                         int *bad)
 {

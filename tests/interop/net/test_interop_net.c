@@ -2,7 +2,7 @@
  * Dovecot POP3S and STLS, Postfix SMTPS and STARTTLS.  TAP output; without
  * MW_POP3S_PORT in the environment every case is reported skipped. */
 #include "mailwire/net.h"
-#include "net/conn.h"
+#include "lines.h"
 #include "util/base64.h"
 
 #include <openssl/evp.h>
@@ -32,9 +32,30 @@ static unsigned env_port(const char *name)
     return v ? (unsigned)strtoul(v, NULL, 10) : 0;
 }
 
-/* Connects (TLS when implicit), reads the greeting into out. */
-static int open_conn(mw_conn **c, unsigned port, int implicit, const mw_tls_opts *tls,
-                     mw_error *err)
+/* TLS over the connection now (implicit TLS, or after STLS / STARTTLS):
+ * the stream wrapped as the blocking sessions' drivers wrap it. */
+static int wrap(tlines *c, const mw_tls_opts *tls, mw_error *err)
+{
+    if (tl_buffered(c)) {
+        snprintf(err->message, sizeof err->message, "%zu bytes before the TLS handshake",
+                 tl_buffered(c));
+        return MW_EPROTO;
+    }
+    mw_stream *t = NULL;
+    int rc = mw_stream_tls(&t, c->s, tls, err); /* owns c->s, also on failure */
+    c->s = t;
+    return rc;
+}
+
+static void close_conn(tlines *c)
+{
+    if (!c) return;
+    mw_stream_free(c->s);
+    free(c);
+}
+
+/* Connects (TLS when implicit). */
+static int open_conn(tlines **c, unsigned port, int implicit, const mw_tls_opts *tls, mw_error *err)
 {
     mw_net_opts net = MW_NET_OPTS_INIT;
     net.connect_timeout_ms = 5000;
@@ -42,20 +63,23 @@ static int open_conn(mw_conn **c, unsigned port, int implicit, const mw_tls_opts
     mw_stream *s = NULL;
     int rc = mw_stream_tcp(&s, "127.0.0.1", port, &net, err);
     if (rc) return rc;
-    if ((rc = mwi_conn_new(c, s, err))) return rc;
-    mwi_conn_set_io_timeout(*c, 10000);
-    if (implicit && (rc = mwi_conn_starttls(*c, tls, err))) {
-        mwi_conn_free(*c);
+    if (!(*c = malloc(sizeof **c))) {
+        mw_stream_free(s);
+        return MW_ENOMEM;
+    }
+    tl_init(*c, s);
+    if (implicit && (rc = wrap(*c, tls, err))) {
+        close_conn(*c);
         *c = NULL;
     }
     return rc;
 }
 
-static int read_line(mw_conn *c, char *out, size_t outlen, mw_error *err)
+static int read_line(tlines *c, char *out, size_t outlen, mw_error *err)
 {
     const char *line;
     size_t len;
-    int rc = mwi_conn_read_line(c, &line, &len, err);
+    int rc = tl_read(c, &line, &len, err);
     if (rc) return rc;
     if (len >= outlen) len = outlen - 1;
     memcpy(out, line, len);
@@ -63,11 +87,9 @@ static int read_line(mw_conn *c, char *out, size_t outlen, mw_error *err)
     return 0;
 }
 
-static int send_line(mw_conn *c, const char *text, mw_error *err)
+static int send_line(tlines *c, const char *text, mw_error *err)
 {
-    int rc = mwi_conn_write(c, text, strlen(text), err);
-    if (!rc) rc = mwi_conn_write(c, "\r\n", 2, err);
-    return rc ? rc : mwi_conn_flush(c, err);
+    return tl_send(c, text, err);
 }
 
 /* "sha256:BASE64" of the SPKI of the certificate in a PEM file. */
@@ -115,19 +137,19 @@ int main(void)
     mw_tls_opts tls = MW_TLS_OPTS_INIT;
     tls.ca_file = ca;
     mw_error err = {0};
-    mw_conn *c = NULL;
+    tlines *c = NULL;
     char line[600];
     int rc;
 
     /* 1 */
     rc = open_conn(&c, pop3s, 1, &tls, &err);
     if (!rc) rc = read_line(c, line, sizeof line, &err);
-    const mw_tls_peer *peer = c ? mw_stream_tls_peer(mwi_conn_stream(c)) : NULL;
+    const mw_tls_peer *peer = c ? mw_stream_tls_peer(c->s) : NULL;
     ok(rc == 0 && !strncmp(line, "+OK", 3) && peer && peer->verified, names[0], err.message);
     if (peer) printf("# greeting: %s (%s, %s)\n", line, peer->protocol, peer->cipher);
     if (c) {
         send_line(c, "QUIT", &err);
-        mwi_conn_free(c);
+        close_conn(c);
         c = NULL;
     }
 
@@ -139,7 +161,7 @@ int main(void)
     ok(rc == MW_ECERT &&
            strstr(err.message, "unable to get local issuer certificate (CA not trusted)"),
        names[1], err.message);
-    mwi_conn_free(c);
+    close_conn(c);
     c = NULL;
 
     /* 3 */
@@ -151,7 +173,7 @@ int main(void)
     printf("# %s\n", err.message);
     ok(rc == MW_ECERT && strstr(err.message, "host name mismatch (certificate is for localhost"),
        names[2], err.message);
-    mwi_conn_free(c);
+    close_conn(c);
     c = NULL;
 
     /* 4 */
@@ -171,10 +193,9 @@ int main(void)
     /* 5 */
     unsigned char cb[64];
     size_t cbl = 0;
-    int cbrc =
-        c ? mw_stream_channel_binding(mwi_conn_stream(c), "tls-exporter", cb, sizeof cb, &cbl) : -1;
+    int cbrc = c ? mw_stream_channel_binding(c->s, "tls-exporter", cb, sizeof cb, &cbl) : -1;
     ok(cbrc == 0 && cbl == 32, names[4], "no tls-exporter data");
-    mwi_conn_free(c);
+    close_conn(c);
     c = NULL;
 
     /* 6: RFC 2595 §4 STLS */
@@ -185,13 +206,13 @@ int main(void)
     if (!rc) rc = read_line(c, line, sizeof line, &err);
     if (!rc && strncmp(line, "+OK", 3))
         rc = -1, snprintf(err.message, sizeof err.message, "STLS answered: %.200s", line);
-    if (!rc) rc = mwi_conn_starttls(c, &tls, &err);
+    if (!rc) rc = wrap(c, &tls, &err);
     int saw_user = 0;
     if (!rc) rc = send_line(c, "CAPA", &err);
     while (!rc && !(rc = read_line(c, line, sizeof line, &err)) && strcmp(line, "."))
         saw_user |= !strcmp(line, "USER");
     ok(rc == 0 && saw_user, names[5], err.message);
-    mwi_conn_free(c);
+    close_conn(c);
     c = NULL;
 
     /* 7 */
@@ -200,7 +221,7 @@ int main(void)
     if (!rc) rc = read_line(c, line, sizeof line, &err);
     ok(rc == 0 && !strncmp(line, "220", 3), names[6], err.message);
     if (c) send_line(c, "QUIT", &err);
-    mwi_conn_free(c);
+    close_conn(c);
     c = NULL;
 
     /* 8: RFC 3207 STARTTLS */
@@ -213,7 +234,7 @@ int main(void)
     if (!rc) rc = read_line(c, line, sizeof line, &err);
     if (!rc && strncmp(line, "220", 3))
         rc = -1, snprintf(err.message, sizeof err.message, "STARTTLS answered: %.200s", line);
-    if (!rc) rc = mwi_conn_starttls(c, &tls, &err);
+    if (!rc) rc = wrap(c, &tls, &err);
     int saw_auth = 0;
     if (!rc) rc = send_line(c, "EHLO probe.test", &err);
     while (!rc && !(rc = read_line(c, line, sizeof line, &err))) {
@@ -222,6 +243,6 @@ int main(void)
     }
     ok(rc == 0 && saw_auth, names[7], err.message);
     if (c) send_line(c, "QUIT", &err);
-    mwi_conn_free(c);
+    close_conn(c);
     return n_failed ? 1 : 0;
 }

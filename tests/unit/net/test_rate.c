@@ -6,7 +6,6 @@
 #include "mwtest.h"
 
 #include "mailwire/net.h"
-#include "net/conn.h"
 #include "net/rate.h"
 #include "net/stream_int.h"
 
@@ -180,26 +179,6 @@ static void rate_floor_ends_a_stuck_write_keeping_progress(void **st)
     close(peer);
 }
 
-static void conn_keeps_the_limit_message(void **st)
-{
-    (void)st;
-    mw_net_opts o = MW_NET_OPTS_INIT;
-    o.max_time_ms = 200;
-    int peer;
-    mw_stream *s = pair_stream(&peer, &o);
-    mw_conn *c = NULL;
-    mw_error err = {0};
-    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
-    mwi_conn_set_io_timeout(c, 60000);
-    const char *line;
-    size_t len;
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
-    assert_string_equal(err.message,
-                        "session exceeded its max-time of 200 ms while reading a line");
-    mwi_conn_free(c);
-    close(peer);
-}
-
 /* A connect that hangs (a listener whose accept queue is full) ends at
  * max_time_ms, well before connect_timeout_ms, and says so. */
 static void max_time_bounds_the_connect(void **st)
@@ -296,7 +275,6 @@ int main(void)
         cmocka_unit_test(max_time_ends_a_read),
         cmocka_unit_test(rate_floor_ends_a_silent_peer_not_a_fast_one),
         cmocka_unit_test(rate_floor_ends_a_stuck_write_keeping_progress),
-        cmocka_unit_test(conn_keeps_the_limit_message),
         cmocka_unit_test(max_time_bounds_the_connect),
         cmocka_unit_test(bad_limits_and_old_versions),
     };

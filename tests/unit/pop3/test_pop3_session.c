@@ -36,6 +36,8 @@ typedef struct peer {
     int closed;
     int trickle_ms;  /* >0: one byte per read, this long apart, forever once the script is out */
     size_t max_read; /* bytes per read at most; 0: 7 */
+    int silent;      /* once the script is out: says nothing, a read waits for its deadline */
+    int64_t seen_deadline; /* silent: the latest deadline a read was given */
 } peer;
 
 static void queue(peer *p, const char *s)
@@ -57,6 +59,17 @@ static long peer_read(void *buf, size_t len, int64_t deadline, void *ud)
         nanosleep(&ts, NULL);
         *(char *)buf = 'x';
         return 1;
+    }
+    if (p->silent && p->out_pos == p->out_len) {
+        if (deadline == MW_NO_DEADLINE) return MW_EPROTO; /* would wait forever: a finding */
+        if (deadline > p->seen_deadline) p->seen_deadline = deadline;
+        int64_t left = deadline - mw_now_ms();
+        if (left > 10000) return MW_ETIMEOUT; /* the test looks at seen_deadline */
+        if (left > 0) {
+            struct timespec ts = {(time_t)(left / 1000), (long)(left % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        return MW_ETIMEOUT;
     }
     if (p->out_pos == p->out_len) return 0; /* the script ran out: the server hangs up */
     size_t n = p->out_len - p->out_pos;
@@ -957,6 +970,59 @@ static void test_command_deadline(void **state)
     mw_pop3_free(p);
 }
 
+/* A server that stops answering: the held driver's io timeout ends the
+ * command, in its words, and the session is unusable after. */
+static void test_io_timeout(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {LOGIN_STEPS(CAPA_PLAIN), {"NOOP", ""}};
+    mw_net_opts net = MW_NET_OPTS_INIT;
+    net.io_timeout_ms = 300;
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    o.net = &net;
+    int rc;
+    mw_pop3 *p = open_with(&pr, st, 5, &o, &rc);
+    assert_int_equal(rc, 0);
+    pr.silent = 1;
+    int64_t t0 = mw_now_ms();
+    assert_int_equal(mw_pop3_noop(p), MW_ETIMEOUT);
+    int64_t took = mw_now_ms() - t0;
+    assert_true(took >= 250 && took < 60000); /* waited for it, and bounded */
+    assert_string_equal(mw_pop3_error(p)->message, "no progress for 300 ms while reading a line");
+    assert_int_equal(mw_pop3_noop(p), MW_ESTATE);
+    mw_pop3_free(p);
+}
+
+/* A server silent after its +OK to STLS: the handshake is bounded by
+ * command_timeout_ms, not only by the far longer handshake_timeout_ms. */
+static void test_stls_handshake_within_command_timeout(void **state)
+{
+    (void)state;
+    peer pr;
+    step st[] = {{"CAPA", "+OK\r\nSTLS\r\nUSER\r\n.\r\n"}, {"STLS", "+OK begin\r\n"}};
+    mw_pop3_opts o = MW_POP3_OPTS_INIT;
+    peer_start(&pr, st, 2, &o);
+    pr.silent = 1;
+    mw_tls_opts t = MW_TLS_OPTS_INIT;
+    t.handshake_timeout_ms = 60000;
+    o.tls = MW_TLS_STARTTLS;
+    o.tls_opts = &t;
+    o.user = "u";
+    o.password = "pw";
+    o.command_timeout_ms = 300;
+    mw_pop3 *p = NULL;
+    mw_error e = {0};
+    int rc = mw_pop3_open(&p, "localhost", &o, &e);
+    int64_t after = mw_now_ms();
+    print_message("# %s\n", e.message);
+    assert_int_not_equal(rc, 0);
+    assert_int_equal(pr.next, 2);                 /* STLS answered: the handshake began */
+    assert_true(pr.seen_deadline != 0);           /* and read with a deadline */
+    assert_true(pr.seen_deadline <= after + 300); /* the command's, not 60 s */
+    mw_pop3_free(p);
+}
+
 /* Counts what a sink got, keeping nothing. */
 static int count_sink(const char *d, size_t n, void *ud)
 {
@@ -1150,6 +1216,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_auth_plain_ir_and_errors),
     cmocka_unit_test(test_bad_opts),
     cmocka_unit_test(test_command_deadline),
+    cmocka_unit_test(test_io_timeout),
+    cmocka_unit_test(test_stls_handshake_within_command_timeout),
     cmocka_unit_test(test_retr_bound),
     cmocka_unit_test(test_retr_msgs_bound_by_list),
     cmocka_unit_test(test_listing_stops_at_count),

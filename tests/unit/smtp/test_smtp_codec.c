@@ -308,6 +308,47 @@ static void data_long_line(void **state)
     free(in);
 }
 
+/* Plain lines in one call (the encoder's fast path for LF-ended text),
+ * then a line of 998 octets (allowed) and one of 999: refused, naming
+ * its number; a line-start dot among them still doubled. */
+static void long_line_among_plain(int wide)
+{
+    size_t cap = 4000, n = 0;
+    char *in = malloc(cap);
+    const char *head = "one\ntwo\n.dot\nfour\n";
+    memcpy(in, head, strlen(head));
+    n = strlen(head);
+    memset(in + n, 'y', 998);
+    n += 998;
+    in[n++] = '\n';
+    memcpy(in + n, "six\n", 4);
+    n += 4;
+    mw_smtp_data_enc e;
+    mwi_smtp_data_init(&e, 0);
+    if (!wide) e.avx2 = 0;
+    mw_buf out = MW_BUF_INIT(0);
+    mw_error err = {0};
+    assert_int_equal(mwi_smtp_data_encode(&e, in, n, &out, &err), 0);
+    assert_int_equal(e.line_no, 7);
+    assert_non_null(strstr(out.data, "one\r\ntwo\r\n..dot\r\nfour\r\nyyy"));
+    assert_non_null(strstr(out.data, "y\r\nsix\r\n"));
+    assert_int_equal(out.len, n + 6 + 1);
+    memset(in + n, 'z', 999);
+    in[n + 999] = '\n';
+    memcpy(in + n + 1000, "eight\n", 6);
+    assert_int_equal(mwi_smtp_data_encode(&e, in + n, 1006, &out, &err), MW_ETOOBIG);
+    assert_non_null(strstr(err.message, "line 7 "));
+    mwi_buf_free(&out);
+    free(in);
+}
+
+static void data_long_line_among_plain(void **state)
+{
+    (void)state;
+    long_line_among_plain(1); /* AVX2 where the CPU has it */
+    long_line_among_plain(0);
+}
+
 static void data_flags(void **state)
 {
     (void)state;
@@ -395,39 +436,51 @@ static void data_random_vs_reference(void **state)
                     splits[a] = splits[b];
                     splits[b] = t;
                 }
-        mw_smtp_data_enc e;
-        mwi_smtp_data_init(&e, bdat);
-        mw_buf out = MW_BUF_INIT(0);
-        mw_error err = {0};
-        size_t pos = 0;
-        for (int k = 0; k <= 3; k++) {
-            size_t end = k < 3 ? splits[k] : n;
-            assert_int_equal(mwi_smtp_data_encode(&e, in + pos, end - pos, &out, &err), 0);
-            pos = end;
+        /* Twice: as init chose (AVX2 where the CPU has it), then the
+         * 16-octet path. */
+        for (int path = 0; path < 2; path++) {
+            mw_smtp_data_enc e;
+            mwi_smtp_data_init(&e, bdat);
+            if (path) e.avx2 = 0;
+            mw_buf out = MW_BUF_INIT(0);
+            mw_error err = {0};
+            size_t pos = 0;
+            for (int k = 0; k <= 3; k++) {
+                size_t end = k < 3 ? splits[k] : n;
+                assert_int_equal(mwi_smtp_data_encode(&e, in + pos, end - pos, &out, &err), 0);
+                pos = end;
+            }
+            assert_int_equal(mwi_smtp_data_finish(&e, &out, &err), 0);
+            if (out.len != wl || memcmp(out.data, want, wl) != 0)
+                fail_msg("round %d: output differs from the reference (%zu vs %zu octets)", round,
+                         out.len, wl);
+            assert_int_equal(out.data[out.len], '\0');
+            if (e.saw_8bit != saw8 || e.saw_bare_eol != bare)
+                fail_msg("round %d: flags 8bit %d bare %d, reference %d %d", round, e.saw_8bit,
+                         e.saw_bare_eol, saw8, bare);
+            assert_int_equal(e.out_octets, out.len);
+            assert_int_equal(e.in_octets, n);
+            mwi_buf_free(&out);
         }
-        assert_int_equal(mwi_smtp_data_finish(&e, &out, &err), 0);
-        if (out.len != wl || memcmp(out.data, want, wl) != 0)
-            fail_msg("round %d: output differs from the reference (%zu vs %zu octets)", round,
-                     out.len, wl);
-        assert_int_equal(out.data[out.len], '\0');
-        if (e.saw_8bit != saw8 || e.saw_bare_eol != bare)
-            fail_msg("round %d: flags 8bit %d bare %d, reference %d %d", round, e.saw_8bit,
-                     e.saw_bare_eol, saw8, bare);
-        assert_int_equal(e.out_octets, out.len);
-        assert_int_equal(e.in_octets, n);
-        mwi_buf_free(&out);
     }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(reply_single),      cmocka_unit_test(reply_multi),
-        cmocka_unit_test(reply_mixed_codes), cmocka_unit_test(reply_garbage),
-        cmocka_unit_test(reply_limits),      cmocka_unit_test(enhanced_codes),
-        cmocka_unit_test(ehlo_caps),         cmocka_unit_test(data_every_split),
-        cmocka_unit_test(data_no_bare_eol),  cmocka_unit_test(data_long_line),
-        cmocka_unit_test(data_flags),        cmocka_unit_test(data_random_vs_reference),
+        cmocka_unit_test(reply_single),
+        cmocka_unit_test(reply_multi),
+        cmocka_unit_test(reply_mixed_codes),
+        cmocka_unit_test(reply_garbage),
+        cmocka_unit_test(reply_limits),
+        cmocka_unit_test(enhanced_codes),
+        cmocka_unit_test(ehlo_caps),
+        cmocka_unit_test(data_every_split),
+        cmocka_unit_test(data_no_bare_eol),
+        cmocka_unit_test(data_long_line),
+        cmocka_unit_test(data_flags),
+        cmocka_unit_test(data_long_line_among_plain),
+        cmocka_unit_test(data_random_vs_reference),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);

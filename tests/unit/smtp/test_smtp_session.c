@@ -70,6 +70,58 @@ static mw_smtp *open_fake(fake *f, const char *replies, size_t step)
     return s;
 }
 
+/* ---- the TLS handshake within the open's deadline ---- */
+
+static int64_t tls_seen_deadline; /* the latest deadline a read was given */
+
+/* The replies, then silence: a read after them records its deadline and
+ * times out at once (nothing waits on the clock). */
+static long quiet_read(void *buf, size_t len, int64_t deadline, void *ud)
+{
+    fake *f = ud;
+    if (f->rpos < f->rlen) return fake_read(buf, len, deadline, ud);
+    if (deadline == MW_NO_DEADLINE || deadline > tls_seen_deadline) tls_seen_deadline = deadline;
+    return MW_ETIMEOUT;
+}
+
+static const mw_stream_ops quiet_ops = {quiet_read, fake_write, NULL};
+
+/* A server silent after its 220 to STARTTLS: the handshake is bounded by
+ * open_timeout_ms, not only by the far longer handshake_timeout_ms. */
+static void starttls_handshake_within_open_timeout(void **state)
+{
+    (void)state;
+    static fake f;
+    memset(&f, 0, sizeof f);
+    f.replies = "220 fake ESMTP\r\n250-fake\r\n250 STARTTLS\r\n220 go ahead\r\n";
+    f.rlen = strlen(f.replies);
+    f.step = 1; /* each reply after its command went out */
+    mw_stream *st;
+    mw_error err = {0};
+    assert_int_equal(mw_stream_callbacks(&st, &quiet_ops, &f, &err), 0);
+    mw_tls_opts t = MW_TLS_OPTS_INIT;
+    t.handshake_timeout_ms = 60000;
+    mw_smtp_opts o = MW_SMTP_OPTS_INIT;
+    static const char *const servers[] = {"127.0.0.1"};
+    o.servers = servers;
+    o.nservers = 1;
+    o.tls = MW_TLS_STARTTLS;
+    o.tls_opts = &t;
+    o.open_timeout_ms = 300;
+    o.stream = st;
+    tls_seen_deadline = 0;
+    mw_smtp *s = NULL;
+    int rc = mw_smtp_open(&s, &o, &err);
+    int64_t after = mw_now_ms();
+    assert_int_not_equal(rc, 0);
+    assert_null(s);
+    print_message("# %s\n", err.message);
+    assert_non_null(memmem(f.out, f.olen, "STARTTLS\r\n", 10));
+    assert_true(tls_seen_deadline != 0);              /* the handshake did read */
+    assert_true(tls_seen_deadline != MW_NO_DEADLINE); /* with a deadline */
+    assert_true(tls_seen_deadline <= after + 300);    /* the open's, not 60 s */
+}
+
 #define GREET "220 fake ESMTP\r\n250-fake\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
 #define TX_OK "250 ok\r\n250 ok\r\n354 go\r\n250 queued\r\n"
 
@@ -783,6 +835,7 @@ int main(void)
         cmocka_unit_test(batch_next_failure_returned),
         cmocka_unit_test(batch_session_death_reports_all),
         cmocka_unit_test(addresses_plain_as_parser),
+        cmocka_unit_test(starttls_handshake_within_open_timeout),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);

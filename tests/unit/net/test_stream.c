@@ -1,8 +1,10 @@
-/* Unit tests of src/net streams and the line-aware connection (conn.h). */
+/* Unit tests of src/net streams: callbacks, descriptors, TCP, Happy
+ * Eyeballs, proxies' URLs, commands, timeouts, deadlines and cancel.  Lines
+ * are cut by tests/unit/lines.h. */
 #include "mwtest.h"
 
+#include "lines.h"
 #include "mailwire/net.h"
-#include "net/conn.h"
 #include "net/proxy.h"
 #include "net/stream_int.h"
 #include "util/buf.h"
@@ -71,127 +73,6 @@ static long failing_read(void *buf, size_t len, int64_t deadline, void *ud)
     return MW_ETIMEOUT;
 }
 
-static const mw_stream_ops feed_ops = {feed_read, feed_write, NULL};
-
-static mw_conn *feed_conn(struct feed *f)
-{
-    mw_stream *s = NULL;
-    mw_conn *c = NULL;
-    mw_error err = {0};
-    assert_int_equal(mw_stream_callbacks(&s, &feed_ops, f, &err), 0);
-    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
-    return c;
-}
-
-/* Reads every line until the stream ends; returns them joined by '|'. */
-static int read_all_lines(mw_conn *c, char *out, size_t outlen, int *last_rc)
-{
-    size_t used = 0;
-    int n = 0;
-    out[0] = '\0';
-    for (;;) {
-        const char *line;
-        size_t len;
-        mw_error err = {0};
-        int rc = mwi_conn_read_line(c, &line, &len, &err);
-        if (rc) {
-            *last_rc = rc;
-            return n;
-        }
-        assert_true(used + len + 2 < outlen);
-        memcpy(out + used, line, len);
-        used += len;
-        out[used++] = '|';
-        out[used] = '\0';
-        n++;
-    }
-}
-
-static const char lines_in[] = "+OK hello\r\nsecond\nthird\r\n\r\nmid\rcr\r\n\nlast\r\n";
-static const char lines_out[] = "+OK hello|second|third||mid\rcr||last|";
-
-static void line_reader_every_chunk_size(void **state)
-{
-    (void)state;
-    size_t n = sizeof lines_in - 1;
-    for (size_t chunk = 1; chunk <= n; chunk++) {
-        struct feed f = {lines_in, n, 0, chunk, 0, 0, MW_BUF_INIT(0)};
-        mw_conn *c = feed_conn(&f);
-        char out[256];
-        int rc = 0;
-        assert_int_equal(read_all_lines(c, out, sizeof out, &rc), 7);
-        assert_string_equal(out, lines_out);
-        assert_int_equal(rc, MW_ENET); /* the feed ended: peer closed */
-        mwi_conn_free(c);
-    }
-}
-
-static void line_reader_every_split_point(void **state)
-{
-    (void)state;
-    size_t n = sizeof lines_in - 1;
-    for (size_t split = 1; split < n; split++) {
-        struct feed f = {lines_in, n, 0, 0, split, 0, MW_BUF_INIT(0)};
-        mw_conn *c = feed_conn(&f);
-        char out[256];
-        int rc = 0;
-        assert_int_equal(read_all_lines(c, out, sizeof out, &rc), 7);
-        assert_string_equal(out, lines_out);
-        mwi_conn_free(c);
-    }
-}
-
-/* A line of exactly max_line bytes passes with CRLF or LF; one byte more
- * fails with MW_ETOOBIG, whatever the chunking, and the conn stays failed. */
-static void line_reader_limit_at_every_chunk_size(void **state)
-{
-    (void)state;
-    const char *ok_crlf = "0123456789\r\nnext\r\n";
-    const char *ok_lf = "0123456789\nnext\n";
-    const char *big = "0123456789A\r\nnext\r\n";
-    const char *big_nolf = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    const char *ins[] = {ok_crlf, ok_lf, big, big_nolf};
-    int want[] = {0, 0, MW_ETOOBIG, MW_ETOOBIG};
-    for (int i = 0; i < 4; i++) {
-        size_t n = strlen(ins[i]);
-        for (size_t chunk = 1; chunk <= n; chunk++) {
-            struct feed f = {ins[i], n, 0, chunk, 0, 0, MW_BUF_INIT(0)};
-            mw_conn *c = feed_conn(&f);
-            mwi_conn_set_max_line(c, 10);
-            const char *line;
-            size_t len;
-            mw_error err = {0};
-            int rc = mwi_conn_read_line(c, &line, &len, &err);
-            assert_int_equal(rc, want[i]);
-            if (rc == 0) {
-                assert_int_equal(len, 10);
-                assert_memory_equal(line, "0123456789", 10);
-                assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
-                assert_int_equal(len, 4);
-            } else {
-                assert_non_null(strstr(err.message, "10-byte limit"));
-                /* No unbounded buffering: it stopped reading near the limit. */
-                assert_true(f.pos <= 10 + 2 + chunk);
-                assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ESTATE);
-            }
-            mwi_conn_free(c);
-        }
-    }
-}
-
-static void line_reader_eof_mid_line(void **state)
-{
-    (void)state;
-    struct feed f = {"+OK partial", 11, 0, 0, 0, 0, MW_BUF_INIT(0)};
-    mw_conn *c = feed_conn(&f);
-    const char *line;
-    size_t len;
-    mw_error err = {0};
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ENET);
-    assert_non_null(strstr(err.message, "closed the connection"));
-    mwi_conn_free(c);
-}
-
 static void callbacks_stream_rejects_bad_counts(void **state)
 {
     (void)state;
@@ -224,174 +105,39 @@ static void callbacks_stream_rejects_bad_counts(void **state)
     assert_null(s);
 }
 
-/* Writes are queued until flush, then arrive whole. */
-static void writes_are_buffered_until_flush(void **state)
-{
-    (void)state;
-    struct feed f = {"", 0, 0, 0, 0, 0, MW_BUF_INIT(0)};
-    mw_conn *c = feed_conn(&f);
-    mw_error err = {0};
-    assert_int_equal(mwi_conn_write(c, "USER a\r\n", 8, &err), 0);
-    assert_int_equal(mwi_conn_write(c, "PASS b\r\n", 8, &err), 0);
-    assert_int_equal(f.out.len, 0);
-    assert_int_equal(mwi_conn_flush(c, &err), 0);
-    assert_int_equal(f.out.len, 16);
-    assert_memory_equal(f.out.data, "USER a\r\nPASS b\r\n", 16);
-    /* A large block goes out without an explicit flush. */
-    size_t big = 200 * 1024;
-    char *p = malloc(big);
-    memset(p, 'x', big);
-    assert_int_equal(mwi_conn_write(c, "A", 1, &err), 0);
-    assert_int_equal(mwi_conn_write(c, p, big, &err), 0);
-    assert_int_equal(f.out.len, 16 + 1 + big);
-    free(p);
-    mwi_buf_free(&f.out);
-    mwi_conn_free(c);
-}
-
-struct traced {
-    int calls, dir;
-    char text[64];
-};
-
-static void trace_fn(int dir, const char *line, size_t len, void *ud)
-{
-    struct traced *t = ud;
-    t->calls++;
-    t->dir = dir;
-    snprintf(t->text, sizeof t->text, "%.*s", (int)len, line);
-}
-
-static void trace_hook_gets_lines(void **state)
-{
-    (void)state;
-    struct feed f = {"", 0, 0, 0, 0, 0, MW_BUF_INIT(0)};
-    mw_conn *c = feed_conn(&f);
-    mwi_conn_trace(c, MW_TRACE_SEND, "NOOP", 4); /* no hook yet: nothing */
-    struct traced t = {0};
-    mwi_conn_set_trace(c, trace_fn, &t);
-    mwi_conn_trace(c, MW_TRACE_RECV, "+OK hi", 6);
-    assert_int_equal(t.calls, 1);
-    assert_int_equal(t.dir, MW_TRACE_RECV);
-    assert_string_equal(t.text, "+OK hi");
-    mwi_conn_free(c);
-}
-
 /* ---- over socketpairs -------------------------------------------------------- */
 
-static mw_conn *pair_conn(int *peer, const mw_net_opts *opts)
+static mw_stream *pair_stream(int *peer, const mw_net_opts *opts)
 {
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     mw_stream *s = NULL;
-    mw_conn *c = NULL;
     mw_error err = {0};
     assert_int_equal(mw_stream_fd(&s, sv[0], sv[0], 1, opts, &err), 0);
-    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
     *peer = sv[1];
-    return c;
+    return s;
 }
 
-struct writer {
-    int fd;
-    size_t total;
-    size_t sent; /* already written (the letters go on from there) */
-};
-
-static void *write_body(void *arg)
-{
-    struct writer *w = arg;
-    char block[4096];
-    size_t sent = w->sent;
-    unsigned k = (unsigned)(w->sent % 26);
-    while (sent < w->total) {
-        size_t n = 0;
-        while (n < sizeof block && sent + n < w->total) {
-            block[n] = (char)('a' + (k++ % 26));
-            n++;
-        }
-        ssize_t r = write(w->fd, block, n);
-        if (r <= 0) break;
-        /* a short write: the remainder is regenerated with the right letters */
-        k -= (unsigned)(n - (size_t)r);
-        sent += (size_t)r;
-    }
-    close(w->fd);
-    return NULL;
-}
-
-/* A body is handed over in large blocks, not line by line, and intact. */
-static void peek_reads_large_blocks(void **state)
+/* A peer that says nothing: the read fails with MW_ETIMEOUT at the deadline
+ * it was given (the blocking sessions' drivers give theirs so), having
+ * waited for it. */
+static void stalled_peer_hits_the_deadline(void **state)
 {
     (void)state;
     int peer;
-    mw_conn *c = pair_conn(&peer, NULL);
-    struct writer w = {peer, 3 * 1024 * 1024, 0};
-    /* What is already queued when the reader starts: whatever the socket
-     * takes at once, so the first peek's size depends on the code, not on
-     * how the two threads happen to be scheduled. */
-    int fl = fcntl(peer, F_GETFL);
-    fcntl(peer, F_SETFL, fl | O_NONBLOCK);
-    char pre[4096];
-    while (w.sent < 256 * 1024) {
-        for (size_t i = 0; i < sizeof pre; i++)
-            pre[i] = (char)('a' + ((w.sent + i) % 26));
-        ssize_t r = write(peer, pre, sizeof pre);
-        if (r <= 0) break;
-        w.sent += (size_t)r;
-    }
-    fcntl(peer, F_SETFL, fl);
-    size_t queued = w.sent;
-    assert_true(queued >= 4096);
-    pthread_t th;
-    pthread_create(&th, NULL, write_body, &w);
-    size_t total = 0, biggest = 0, calls = 0, first = 0;
-    mw_error err = {0};
-    for (;;) {
-        const char *d;
-        size_t n;
-        int rc = mwi_conn_peek(c, &d, &n, &err);
-        if (rc == MW_ENET) break;
-        assert_int_equal(rc, 0);
-        for (size_t i = 0; i < n; i++)
-            assert_int_equal(d[i], (char)('a' + ((total + i) % 26)));
-        total += n;
-        biggest = n > biggest ? n : biggest;
-        if (!calls) first = n;
-        calls++;
-        mwi_conn_consume(c, n);
-    }
-    pthread_join(th, NULL);
-    mwi_conn_free(c);
-    assert_int_equal(total, w.total);
-    /* The first peek takes what was queued, up to the 64 KiB buffer (at
-     * least half of it), not a line or a small block. */
-    size_t want = queued < 32 * 1024 ? queued : 32 * 1024;
-    printf("# %zu octets queued before the first peek; it took %zu; %zu peeks in all\n", queued,
-           first, calls);
-    assert_true(first >= want);
-    assert_true(biggest >= want);
-}
-
-/* A peer that says nothing: the read fails with MW_ETIMEOUT within twice
- * the timeout (measured). */
-static void stalled_peer_hits_io_timeout(void **state)
-{
-    (void)state;
-    int peer;
-    mw_conn *c = pair_conn(&peer, NULL);
-    mwi_conn_set_io_timeout(c, 300);
-    const char *line;
-    size_t len;
+    mw_stream *s = pair_stream(&peer, NULL);
+    char buf[64];
+    size_t got = 9;
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
+    assert_int_equal(mw_stream_read(s, buf, sizeof buf, &got, t0 + 300, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
-    printf("# stalled read gave up after %lld ms (timeout 300 ms)\n", (long long)took);
+    printf("# stalled read gave up after %lld ms (deadline 300 ms)\n", (long long)took);
     assert_true(took >= 290 && took < 30000); /* the peer never writes: bounded, not a hang */
-    assert_non_null(strstr(err.message, "300 ms"));
+    assert_int_equal(got, 0);
+    assert_string_equal(err.message, "timed out waiting for data");
     close(peer);
-    mwi_conn_free(c);
+    mw_stream_free(s);
 }
 
 /* The stream's own io_timeout (mw_net_opts) applies too. */
@@ -401,27 +147,32 @@ static void stream_io_timeout_from_opts(void **state)
     int peer;
     mw_net_opts o = MW_NET_OPTS_INIT;
     o.io_timeout_ms = 200;
-    mw_conn *c = pair_conn(&peer, &o);
-    const char *d;
-    size_t n;
+    mw_stream *s = pair_stream(&peer, &o);
+    tlines t;
+    tl_init(&t, s);
+    const char *line;
+    size_t len;
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
-    assert_int_equal(mwi_conn_peek(c, &d, &n, &err), MW_ETIMEOUT);
+    assert_int_equal(tl_read(&t, &line, &len, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
     assert_true(took >= 190 && took < 30000);
     close(peer);
-    mwi_conn_free(c);
+    mw_stream_free(s);
 }
 
-/* A trickling peer resets the io timeout each time; the whole-operation
- * deadline still ends it. */
-static void operation_deadline_bounds_a_trickle(void **state)
+/* A trickling peer keeps each wait within the io timeout; the deadline
+ * given to the reads still ends them. */
+static void deadline_bounds_a_trickle(void **state)
 {
     (void)state;
     int peer;
-    mw_conn *c = pair_conn(&peer, NULL);
-    mwi_conn_set_io_timeout(c, 5000);
-    mwi_conn_set_deadline(c, mw_now_ms() + 300);
+    mw_net_opts o = MW_NET_OPTS_INIT;
+    o.io_timeout_ms = 5000;
+    mw_stream *s = pair_stream(&peer, &o);
+    tlines t;
+    tl_init(&t, s);
+    t.deadline = mw_now_ms() + 300;
     pid_t pid = fork();
     if (pid == 0) { /* trickles for 120 s: only the deadline can end the read sooner */
         for (int i = 0; i < 2400; i++) {
@@ -434,14 +185,15 @@ static void operation_deadline_bounds_a_trickle(void **state)
     size_t len;
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ETIMEOUT);
+    assert_int_equal(tl_read(&t, &line, &len, &err), MW_ETIMEOUT);
     int64_t took = mw_now_ms() - t0;
     assert_true(took < 60000);
-    assert_non_null(strstr(err.message, "deadline"));
+    assert_true(tl_buffered(&t) > 0); /* it did take the trickle meanwhile */
+    assert_non_null(strstr(err.message, "timed out"));
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     close(peer);
-    mwi_conn_free(c);
+    mw_stream_free(s);
 }
 
 struct canceller {
@@ -465,16 +217,19 @@ static void cancel_from_another_thread(void **state)
     mw_cancel *cancel = NULL;
     assert_int_equal(mw_cancel_new(&cancel, NULL), 0);
     int peer;
-    mw_conn *c = pair_conn(&peer, NULL);
-    mwi_conn_set_cancel(c, cancel);
-    mwi_conn_set_io_timeout(c, 10000);
+    mw_net_opts o = MW_NET_OPTS_INIT;
+    o.io_timeout_ms = 10000;
+    mw_stream *s = pair_stream(&peer, &o);
+    mwi_stream_set_cancel(s, cancel);
+    tlines t;
+    tl_init(&t, s);
     struct canceller k = {cancel, 100, 0};
     pthread_t th;
     pthread_create(&th, NULL, cancel_later, &k);
     const char *line;
     size_t len;
     mw_error err = {0};
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
+    assert_int_equal(tl_read(&t, &line, &len, &err), MW_ECANCELED);
     int64_t done = mw_now_ms();
     pthread_join(th, NULL);
     /* The read was blocked until the request (it did not return before it)
@@ -487,10 +242,10 @@ static void cancel_from_another_thread(void **state)
     /* After a reset the same connection works again. */
     mw_cancel_reset(cancel);
     assert_int_equal(write(peer, "+OK\r\n", 5), 5);
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(tl_read(&t, &line, &len, &err), 0);
     assert_memory_equal(line, "+OK", 3);
     close(peer);
-    mwi_conn_free(c);
+    mw_stream_free(s);
     mw_cancel_free(cancel);
 }
 
@@ -508,7 +263,9 @@ static void cancel_from_a_signal_handler(void **state)
     int peer;
     mw_net_opts o = MW_NET_OPTS_INIT;
     o.cancel = sig_cancel;
-    mw_conn *c = pair_conn(&peer, &o);
+    mw_stream *s = pair_stream(&peer, &o);
+    tlines t;
+    tl_init(&t, s);
     struct sigaction sa = {0}, old;
     sa.sa_handler = on_alarm;
     sigaction(SIGALRM, &sa, &old);
@@ -517,45 +274,24 @@ static void cancel_from_a_signal_handler(void **state)
     size_t len;
     mw_error err = {0};
     int64_t t0 = mw_now_ms();
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ECANCELED);
+    assert_int_equal(tl_read(&t, &line, &len, &err), MW_ECANCELED);
     assert_true(mw_now_ms() - t0 < 30000); /* nothing else would end the read */
     sigaction(SIGALRM, &old, NULL);
     close(peer);
-    mwi_conn_free(c);
+    mw_stream_free(s);
     mw_cancel_free(sig_cancel);
-}
-
-static void starttls_refused_with_buffered_bytes(void **state)
-{
-    (void)state;
-    int peer;
-    mw_conn *c = pair_conn(&peer, NULL);
-    /* The server's reply to STLS and an injected command in one segment. */
-    const char *in = "+OK Begin TLS\r\nINJECT\r\n";
-    assert_int_equal(write(peer, in, strlen(in)), (ssize_t)strlen(in));
-    const char *line;
-    size_t len;
-    mw_error err = {0};
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
-    assert_int_equal(mwi_conn_buffered(c), 8);
-    mw_tls_opts t = MW_TLS_OPTS_INIT;
-    assert_int_equal(mwi_conn_starttls(c, &t, &err), MW_EPROTO);
-    assert_string_equal(err.message,
-                        "8 bytes received before the TLS handshake (possible injection)");
-    close(peer);
-    mwi_conn_free(c);
 }
 
 static void peer_close_while_writing_is_enet(void **state)
 {
     (void)state;
     int peer;
-    mw_conn *c = pair_conn(&peer, NULL);
+    mw_stream *s = pair_stream(&peer, NULL);
     close(peer);
     mw_error err = {0};
-    assert_int_equal(mwi_conn_write(c, "QUIT\r\n", 6, &err), 0);
-    assert_int_equal(mwi_conn_flush(c, &err), MW_ENET);
-    mwi_conn_free(c);
+    assert_int_equal(mw_stream_write(s, "QUIT\r\n", 6, MW_NO_DEADLINE, &err), MW_ENET);
+    assert_non_null(strstr(err.message, "write failed"));
+    mw_stream_free(s);
 }
 
 /* mw_stream_fd over pipes: a write to a pipe without reader fails with
@@ -628,17 +364,16 @@ static void tcp_roundtrip(const char *host, int family)
     int a = accept(l, NULL, NULL);
     assert_true(a >= 0);
     assert_int_equal(write(a, "+OK ready\r\n", 11), 11);
-    mw_conn *c = NULL;
-    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
+    tlines t;
+    tl_init(&t, s);
     const char *line;
     size_t len;
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(tl_read(&t, &line, &len, &err), 0);
     assert_int_equal(len, 9);
-    assert_int_equal(mwi_conn_write(c, "QUIT\r\n", 6, &err), 0);
-    assert_int_equal(mwi_conn_flush(c, &err), 0);
+    assert_int_equal(tl_send(&t, "QUIT", &err), 0);
     char buf[16];
     assert_int_equal(read(a, buf, sizeof buf), 6);
-    mwi_conn_free(c);
+    mw_stream_free(s);
     close(a);
     close(l);
 }
@@ -936,19 +671,18 @@ static void command_stream_talks_and_reaps(void **state)
     assert_int_equal(mw_stream_command(&s, cmd, NULL, &err), 0);
     pid_t pid = s->pid;
     assert_true(pid > 0);
-    mw_conn *c = NULL;
-    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
-    mwi_conn_set_io_timeout(c, 5000);
-    assert_int_equal(mwi_conn_write(c, "hello\r\nworld\n", 13, &err), 0);
-    assert_int_equal(mwi_conn_flush(c, &err), 0);
+    tlines t;
+    tl_init(&t, s);
+    t.deadline = mw_now_ms() + 30000;
+    assert_int_equal(mw_stream_write(s, "hello\r\nworld\n", 13, t.deadline, &err), 0);
     const char *line;
     size_t len;
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(tl_read(&t, &line, &len, &err), 0);
     assert_int_equal(len, 5);
     assert_memory_equal(line, "hello", 5);
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(tl_read(&t, &line, &len, &err), 0);
     assert_memory_equal(line, "world", 5);
-    mwi_conn_free(c);
+    mw_stream_free(s);
     assert_int_equal(access(marker, F_OK), 0); /* cat ended on EOF, not on a signal */
     unlink(marker);
     /* Reaped: no zombie left for this pid. */
@@ -967,20 +701,20 @@ static void command_stream_leaks_no_descriptors(void **state)
              "test -e /proc/self/fd/0 && test -e /proc/self/fd/1 && echo std",
              leak);
     mw_stream *s = NULL;
-    mw_conn *c = NULL;
     mw_error err = {0};
     assert_int_equal(mw_stream_command(&s, cmd, NULL, &err), 0);
-    assert_int_equal(mwi_conn_new(&c, s, &err), 0);
-    mwi_conn_set_io_timeout(c, 5000);
+    tlines t;
+    tl_init(&t, s);
+    t.deadline = mw_now_ms() + 30000;
     const char *line;
     size_t len;
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(tl_read(&t, &line, &len, &err), 0);
     assert_int_equal(len, 5);
     assert_memory_equal(line, "clean", 5);
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), 0);
+    assert_int_equal(tl_read(&t, &line, &len, &err), 0);
     assert_memory_equal(line, "std", 3);
-    assert_int_equal(mwi_conn_read_line(c, &line, &len, &err), MW_ENET);
-    mwi_conn_free(c);
+    assert_int_equal(tl_read(&t, &line, &len, &err), MW_ENET);
+    mw_stream_free(s);
     close(leak);
 }
 
@@ -1005,17 +739,10 @@ static void command_stream_kills_a_stubborn_child(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(line_reader_every_chunk_size),
-        cmocka_unit_test(line_reader_every_split_point),
-        cmocka_unit_test(line_reader_limit_at_every_chunk_size),
-        cmocka_unit_test(line_reader_eof_mid_line),
         cmocka_unit_test(callbacks_stream_rejects_bad_counts),
-        cmocka_unit_test(writes_are_buffered_until_flush),
-        cmocka_unit_test(trace_hook_gets_lines),
-        cmocka_unit_test(peek_reads_large_blocks),
-        cmocka_unit_test(stalled_peer_hits_io_timeout),
+        cmocka_unit_test(stalled_peer_hits_the_deadline),
         cmocka_unit_test(stream_io_timeout_from_opts),
-        cmocka_unit_test(operation_deadline_bounds_a_trickle),
+        cmocka_unit_test(deadline_bounds_a_trickle),
         cmocka_unit_test(cancel_from_another_thread),
         cmocka_unit_test(proxy_urls_parsed_and_refused),
         cmocka_unit_test(happy_order_alternates_families),
@@ -1023,7 +750,6 @@ int main(void)
         cmocka_unit_test(happy_refused_first_goes_on_at_once),
         cmocka_unit_test(happy_all_blackholed_one_deadline),
         cmocka_unit_test(cancel_from_a_signal_handler),
-        cmocka_unit_test(starttls_refused_with_buffered_bytes),
         cmocka_unit_test(peer_close_while_writing_is_enet),
         cmocka_unit_test(fd_stream_over_pipes_no_sigpipe),
         cmocka_unit_test(tcp_connects_ipv4_and_ipv6),
