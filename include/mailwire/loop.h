@@ -77,8 +77,10 @@ typedef struct mw_loop_opts {
  * failure *out is NULL and err (may be NULL) says why. */
 MW_EXTERN int mw_loop_new(mw_loop **out, const mw_loop_opts *opts, mw_error *err);
 /* Closes every job's connection (no QUIT: nothing is deleted on the
- * server) and frees the loop, without calling done callbacks.  NULL is
- * fine.  Not from inside a callback of this loop. */
+ * server) and frees the loop, without calling done callbacks; what a
+ * fetch job holds (its store, with a delivery cut short removed, its
+ * UIDL state and lock, a running filter) goes with it.  NULL is fine.
+ * Not from inside a callback of this loop. */
 MW_EXTERN void mw_loop_free(mw_loop *loop);
 
 typedef struct mw_loop_fd {

@@ -46,6 +46,15 @@ static void lfetch_free(lfetch *f)
     free(f);
 }
 
+/* The loop is freed while the fetch runs (mw_loop_free): no done
+ * callback, but the store (a delivery cut short removed), the state and its
+ * lock go.  Nothing was deleted that is not recorded (the order of
+ * on_commit). */
+static void lfetch_abandon(void *ud)
+{
+    lfetch_free(ud);
+}
+
 /* After LIST and UIDL: the plan of src/fetch (state, keep, size limit). */
 static int on_plan(mw_loop_job *job, const mw_loop_msg *msgs, size_t n, unsigned char *act,
                    void *ud)
@@ -396,6 +405,7 @@ int mw_loop_add_fetch(mw_loop *loop, mw_loop_job **out, const mw_fetch_opts *o,
         lfetch_free(f);
         return rc;
     }
+    lj->ud_free = lfetch_abandon;
     lfetch_hooks(f, lj, o);
     /* A name is looked up at the job's first step (lconn.h), for the
      * family asked. */

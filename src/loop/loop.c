@@ -150,6 +150,7 @@ void mw_loop_free(mw_loop *loop)
         struct mw_loop_job *j = loop->head;
         j->ops->destroy(j); /* closes the job's descriptor: before unlinking forgets it */
         unlink_job(loop, j);
+        if (j->ud_free) j->ud_free(j->userdata); /* no done callback comes */
         free(j);
     }
     mwi_ltls_cache_free(loop->tls_cache);

@@ -48,6 +48,9 @@ struct mw_loop_job {
     mw_loop_result result;
     mw_error err;
     mw_loop_done_fn done_fn;
+    /* Frees userdata when the job goes without its done callback
+     * (mw_loop_free while it runs): the fetch job's own state (fetch_job.c). */
+    void (*ud_free)(void *userdata);
     void *userdata;
     /* The asynchronous token provider (ltoken.h), and the wait for its
      * answer: tok_ticket nonzero while one is pending. */

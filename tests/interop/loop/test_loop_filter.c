@@ -321,6 +321,46 @@ static int run_one(facct *a)
     return rc == 0 && a->done ? 0 : -1;
 }
 
+/* ---- the loop freed while a fetch runs ---------------------------------- */
+
+/* mw_loop_free while the fetch waits on its filter: no done callback, the
+ * filter killed and reaped, and the fetch's store and state (its lock
+ * included) freed with the job, so the same account fetches at once
+ * afterwards, the message still on the server. */
+static void test_free_running(void)
+{
+    static const char *const m[] = {"Subject: loop freed\n\nbody\n"};
+    snprintf(g_pidfile, sizeof g_pidfile, "%s/free.pid", g_base);
+    char filter[512];
+    snprintf(filter, sizeof filter,
+             "cat >/dev/null; echo $$ >'%s.tmp'; mv '%s.tmp' '%s'; while :; do sleep 0.05; done",
+             g_pidfile, g_pidfile, g_pidfile);
+    facct a;
+    acct_init(&a, "m10", filter, 120000);
+    mw_loop *l = NULL;
+    mw_error err = {0};
+    int setup = put_server("m10", m, 1) == 0 && mw_loop_new(&l, NULL, &err) == 0 &&
+                mw_loop_add_fetch(l, NULL, &a.o, done_cb, &a, &err) == 0;
+    int started = setup && pump(l, pid_written, mw_now_ms() + 300000) == 0 && pid_written();
+    long pid = 0;
+    FILE *f = started ? fopen(g_pidfile, "r") : NULL;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+        fclose(f);
+    }
+    mw_loop_free(l);
+    errno = 0;
+    int gone = pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    ok(started && !a.done && gone && server_count("m10") == 1,
+       "mw_loop_free while a fetch waits on its filter: no done callback, the filter reaped, "
+       "nothing deleted");
+    a.o.filter = NULL; /* the same account and state file, on a new loop */
+    int again = run_one(&a);
+    ok(again == 0 && a.err.code == 0 && local_count(&a) == 1,
+       "then the same account fetches at once: its state and lock went with the freed job");
+    if (again) printf("# %s\n", a.err.message);
+}
+
 static void test_timeout(void)
 {
     static const char *const m[] = {"Subject: never decided\n\nbody\n"};
@@ -425,10 +465,11 @@ int main(void)
         printf("Bail out! mkdtemp\n");
         return 1;
     }
-    printf("1..13\n");
+    printf("1..15\n");
     test_concurrent();
     test_timeout();
     test_cancel();
+    test_free_running();
     test_stdin_closed();
     test_stdout_flood();
     test_verdicts();
