@@ -511,7 +511,9 @@ MW_EXTERN int mw_loop_add_smtp_send(mw_loop *loop, mw_loop_job **out, const mw_l
  * them (smtp.h): the next message is asked for once the session is ready
  * and after each transaction; RSET after a failed one; with PIPELINING
  * (and no BDAT, Bcc digest or downgrade) the next envelope goes out in the
- * same write as the end of the previous message's data (RFC 2920 §3.1).
+ * same write as the end of the previous message's data (RFC 2920 §3.1),
+ * and while the replies to both are awaited that message's data is
+ * encoded and the one after it asked for (so up to three are in hand).
  * next(job, index, msg, ud): fill *msg (it arrives as MW_SMTP_MSG_INIT),
  *   return 1; 0 when there are no more (QUIT follows); a negative mw_code
  *   ends the batch with it.  What msg points to must stay valid until the

@@ -246,8 +246,8 @@ MW_EXTERN int mw_smtp_send(mw_smtp *s, const mw_smtp_msg *msg, mw_smtp_result **
  *   are valid only during the call.
  * Returns 0 when every message was tried, next's negative code, or, when
  * a failure left the session unusable, that failure's code: no more
- * messages are asked for then, and one already taken is reported to done
- * with MW_ESTATE. */
+ * messages are asked for then, and those already taken (up to two beyond
+ * the one in flight) are reported to done with MW_ESTATE. */
 /* With PIPELINING, a batch also sends the next message's envelope (MAIL,
  * RCPT… and DATA) in the same write as the end of a message's data (RFC
  * 2920 §3.1 allows message content first in a group): one round trip per

@@ -566,7 +566,11 @@ static void step(mwi_lconn *c, int events)
             return;
         }
         int wrote = before != mwi_lconn_pending(c);
-        if (!got && !wrote && !mwi_lconn_pending(c)) break;
+        if (!got && !wrote && !mwi_lconn_pending(c)) {
+            if (c->ops->ahead) c->ops->ahead(c->impl);
+            if (j->done || !mwi_lconn_pending(c)) break;
+            continue;
+        }
         if (!got && mwi_lconn_pending(c) && c->wblock) break;
         step_total += got;
         if (round > MW_LCONN_MAX_ROUNDS || step_total >= c->read_budget) {

@@ -26,6 +26,10 @@ typedef struct mwi_lconn_ops {
      * session's next NOOP, with a new step_deadline), 0 for a timeout.
      * May be NULL. */
     int (*deadline)(void *impl);
+    /* Nothing to write and input awaited: work that need not wait for it
+     * (the next message's preparation), done before the job sleeps; may
+     * queue output.  May be NULL. */
+    void (*ahead)(void *impl);
 } mwi_lconn_ops;
 
 typedef struct mwi_lconn {

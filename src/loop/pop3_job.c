@@ -431,8 +431,8 @@ static int on_deadline(void *impl)
     return 1;
 }
 
-static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, NULL,
-                                       on_fail,      on_state,  on_deadline};
+static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process,  NULL,
+                                       on_fail,      on_state,  on_deadline, NULL};
 
 static void step(mw_loop_job *j, int events)
 {

@@ -141,6 +141,10 @@ static void drive_round(mwi_smh *h)
         c->ops->process(c->impl);
         return;
     }
+    if (c->ops->ahead) { /* before the read blocks: the next message's work */
+        c->ops->ahead(c->impl);
+        if (h->job->done || mwi_lconn_pending(c)) return;
+    }
     if (c->in_len == c->in_cap) {
         mwi_err_set(&e, MW_ETOOBIG, "input buffer full (in state %s)", c->ops->state(c->impl));
         drive_fail(h, MW_ETOOBIG, &e);

@@ -467,8 +467,8 @@ static int on_deadline(void *impl)
     return 1;
 }
 
-static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process, on_feed,
-                                       on_fail,      on_state,  on_deadline};
+static const mwi_lconn_ops conn_ops = {on_connected, on_tls_up, on_process,  on_feed,
+                                       on_fail,      on_state,  on_deadline, mwi_sjb_ahead};
 
 static void step(mw_loop_job *j, int events)
 {

@@ -160,6 +160,9 @@ void mwi_sjb_after(sj *p);
 void mwi_sjb_cross(sj *p);
 /* The job ends with code: the messages in hand are reported. */
 void mwi_sjb_abandon(sj *p, int code);
+/* Nothing to write, replies awaited: the next messages' work done ahead
+ * (smtp_batch.c; lconn's ahead hook, impl an sj). */
+void mwi_sjb_ahead(void *impl);
 /* 1 once the job is ending (mw_loop_smtp_alive). */
 int mwi_sjb_ending(const sj *p);
 /* A held batch (loop_int.h, mwi_loop_smtp_hold): next's 0 means "none

@@ -228,7 +228,8 @@ static void data_reply(sj *p)
         return;
     }
     mwi_smtp_tx *t = &p->t;
-    mwi_smtp_xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, p->chunk, 0);
+    if (!t->xf.started) /* else encoded while the replies came (mwi_sjb_ahead) */
+        mwi_smtp_xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, p->chunk, 0);
     p->body_queued = 0;
     p->waiting = "end of data (.)";
     mwi_sj_set_state(p, S_BODY);
