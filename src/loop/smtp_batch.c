@@ -36,6 +36,8 @@ typedef struct sjb {
     mw_smtp_msg ahead;
     size_t ahead_index;
     int have_ahead;
+    mwi_smtp_tx at; /* its transaction, prepared then (at_ready) */
+    int at_ready;
     size_t taken; /* the index of the message take() gave last */
 } sjb;
 
@@ -63,6 +65,7 @@ void mwi_sjb_free(sj *p)
 {
     if (!p->b) return;
     if (p->b->crossed) tx_drop(p, &p->b->nt);
+    if (p->b->at_ready) tx_drop(p, &p->b->at);
     free(p->b);
     p->b = NULL;
 }
@@ -70,6 +73,18 @@ void mwi_sjb_free(sj *p)
 int mwi_sjb_ending(const sj *p)
 {
     return p->b && p->b->ending;
+}
+
+/* The transaction prepared ahead moves to *to (its one pointer into
+ * itself set again); at owns nothing after. */
+static void at_move(sjb *b, mwi_smtp_tx *to)
+{
+    *to = b->at;
+    to->r.m = &to->m;
+    b->at.built = 0;
+    b->at.res = NULL;
+    b->at.r.pre = NULL;
+    b->at_ready = 0;
 }
 
 /* Asks next for message `asked` into m[k]: 1 when it gave one. */
@@ -223,6 +238,7 @@ static void advance(sj *p)
         switch_to_next(p);
         return;
     }
+    int prepared = b->have_ahead && b->at_ready;
     if (!take(p, b->slot)) {
         if (b->held && b->more > 0 && !p->job->cancel_rc)
             hold(p);
@@ -235,7 +251,17 @@ static void advance(sj *p)
     p->msg = &b->m[b->slot];
     mw_error_clear(&p->sh->err);
     tx_deadline(p);
-    mwi_sj_tx_start(p);
+    if (!prepared) {
+        mwi_sj_tx_start(p);
+        return;
+    }
+    at_move(b, &p->t);
+    if (p->t.prep_rc) {
+        p->sh->err = p->t.prep_err;
+        mwi_sj_finish(p, p->t.prep_rc, 0);
+        return;
+    }
+    mwi_sj_tx_send(p);
 }
 
 /* advance() until a message waits for the server: a message that fails
@@ -303,17 +329,24 @@ void mwi_sjb_cross(sj *p)
         p->downgrade || p->bcc_state || (t->m.bcc_digest && t->env.nbcc > 0))
         return;
     int k = b->slot ^ 1;
+    int prepared = b->have_ahead && b->at_ready;
     if (!take(p, k)) return;
     b->crossed = 1;
     b->nt_sent = 0;
     b->nt_index = b->taken;
-    mw_error keep = p->sh->err;
-    mw_error_clear(&p->sh->err);
     mwi_smtp_tx *n = &b->nt;
-    int rc = mwi_smtp_tx_prepare(p->sh, n, &b->m[k]);
-    n->prep_rc = rc;
-    n->prep_err = p->sh->err;
-    p->sh->err = keep;
+    int rc;
+    if (prepared) { /* while the last replies came (mwi_sjb_ahead) */
+        at_move(b, n);
+        rc = n->prep_rc;
+    } else {
+        mw_error keep = p->sh->err;
+        mw_error_clear(&p->sh->err);
+        rc = mwi_smtp_tx_prepare(p->sh, n, &b->m[k]);
+        n->prep_rc = rc;
+        n->prep_err = p->sh->err;
+        p->sh->err = keep;
+    }
     /* Only a message as the current one (pipelined, DATA) goes behind it;
      * BDAT or a refusal waits for its turn. */
     if (rc || n->chunking || !n->pipelining) return;
@@ -335,6 +368,8 @@ void mwi_sjb_abandon(sj *p, int code)
                     "earlier)");
         b->cb.done(p->job, b->nt_index, MW_ESTATE, NULL, &e, b->cb.userdata);
     }
+    if (b->at_ready) tx_drop(p, &b->at);
+    b->at_ready = 0;
     if (b->have_ahead) { /* taken, never begun */
         b->have_ahead = 0;
         mw_error e;
@@ -371,6 +406,15 @@ void mwi_sjb_ahead(void *impl)
         b->ahead_index = b->asked++;
         b->have_ahead = 1;
         p->job->result.messages++;
+        /* Its envelope built and its header read now, the session's
+         * error kept as it was (mwi_sjb_cross does the same). */
+        mw_error keep = p->sh->err;
+        mw_error_clear(&p->sh->err);
+        int rc = mwi_smtp_tx_prepare(p->sh, &b->at, &b->ahead);
+        b->at.prep_rc = rc;
+        b->at.prep_err = p->sh->err;
+        p->sh->err = keep;
+        b->at_ready = 1;
     }
 }
 
