@@ -38,7 +38,8 @@ typedef struct sjb {
     int have_ahead;
     mwi_smtp_tx at; /* its transaction, prepared then (at_ready) */
     int at_ready;
-    size_t taken; /* the index of the message take() gave last */
+    int ask_ahead; /* the next message also asked for ahead when not crossed */
+    size_t taken;  /* the index of the message take() gave last */
 } sjb;
 
 int mwi_sjb_new(sj *p, const mw_loop_smtp_batch *b, mw_error *err)
@@ -392,10 +393,15 @@ void mwi_sjb_ahead(void *impl)
 {
     sj *p = impl;
     sjb *b = p->b;
-    if (!b || !b->crossed || !b->nt_sent || p->job->done) return;
-    mwi_smtp_tx *n = &b->nt;
-    if (n->built && !n->prep_rc && !n->chunking && !n->xf.started)
-        mwi_smtp_xfer_ahead(&n->xf, &n->r, &n->env, n->skip, n->forbid8, p->chunk, 0);
+    if (!b || p->job->done || p->downgrade || p->bcc_state) return;
+    if (b->crossed) {
+        if (!b->nt_sent) return;
+        mwi_smtp_tx *n = &b->nt;
+        if (n->built && !n->prep_rc && !n->chunking && !n->xf.started)
+            mwi_smtp_xfer_ahead(&n->xf, &n->r, &n->env, n->skip, n->forbid8, p->chunk, 0);
+    } else if (!b->ask_ahead || p->state != S_BODY || !p->body_queued) {
+        return; /* not crossed: only mw_smtp_send_batch asks while a final reply is awaited */
+    }
     if (!b->have_ahead && b->more > 0 && !p->job->cancel_rc) {
         mw_smtp_msg m = MW_SMTP_MSG_INIT;
         int more = b->cb.next(p->job, b->asked, &m, b->cb.userdata);
@@ -416,6 +422,10 @@ void mwi_sjb_ahead(void *impl)
         p->sh->err = keep;
         b->at_ready = 1;
     }
+    /* Not crossed: its data encoded now too (crossed, it is when it is nt). */
+    mwi_smtp_tx *a = &b->at;
+    if (!b->crossed && b->at_ready && a->built && !a->prep_rc && !a->chunking && !a->xf.started)
+        mwi_smtp_xfer_ahead(&a->xf, &a->r, &a->env, a->skip, a->forbid8, p->chunk, 0);
 }
 
 int mwi_sjb_hold(sj *p)
@@ -448,6 +458,11 @@ int mwi_sjb_release(sj *p)
 void mwi_sjb_message_pipelining(sj *p, int on)
 {
     p->b->cb.no_message_pipelining = !on;
+}
+
+void mwi_sjb_ask_ahead(sj *p, int on)
+{
+    p->b->ask_ahead = on;
 }
 
 /* ---- the job's calls from outside (loop.h, loop_int.h) ---- */

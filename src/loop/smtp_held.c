@@ -366,10 +366,12 @@ int mwi_smh_batch(mwi_smh *h, mw_smtp_next_fn next, mw_smtp_done_fn done, void *
     h->base = (size_t)h->job->result.messages;
     p->tx_max_time_ms = tx_max_time_ms;
     mwi_sjb_message_pipelining(p, pipelining);
+    mwi_sjb_ask_ahead(p, 1);
     int rc = mwi_sjb_push(p);
     if (!rc && !h->job->done && p->c.in_len) p->c.ops->process(p->c.impl);
     if (!rc) drive(h);
     mwi_sjb_message_pipelining(p, 0);
+    mwi_sjb_ask_ahead(p, 0);
     h->bnext = NULL;
     h->bdone = NULL;
     if (rc) return mwi_err_set(err, rc, "the session is not held");

@@ -173,5 +173,9 @@ int mwi_sjb_push(sj *p);
 int mwi_sjb_release(sj *p);
 /* Whether the next envelope may go behind the data (RFC 2920 §3.1). */
 void mwi_sjb_message_pipelining(sj *p, int on);
+/* 1: the next message is asked for (and prepared) while a final reply is
+ * awaited even when not crossed, as mw_smtp_send_batch promises (smtp.h);
+ * a loop batch asks only for crossing (loop.h). */
+void mwi_sjb_ask_ahead(sj *p, int on);
 
 #endif
