@@ -270,6 +270,18 @@ static int pid_written(void)
     return stat(g_pidfile, &st) == 0 && st.st_size > 0;
 }
 
+/* The filter's pid from g_pidfile, 0 when unreadable. */
+static long written_pid(void)
+{
+    long pid = 0;
+    FILE *f = fopen(g_pidfile, "r");
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1) pid = 0;
+        fclose(f);
+    }
+    return pid;
+}
+
 static void test_cancel(void)
 {
     static const char *const m[] = {"Subject: cancelled\n\nbody\n"};
@@ -289,12 +301,7 @@ static void test_cancel(void)
                 mw_loop_add_fetch(l, &job, &a.o, done_cb, &a, &err) == 0;
     int64_t bound = mw_now_ms() + 300000;
     int started = setup && pump(l, pid_written, bound) == 0 && pid_written() && !a.done;
-    long pid = 0;
-    FILE *f = started ? fopen(g_pidfile, "r") : NULL;
-    if (f) {
-        if (fscanf(f, "%ld", &pid) != 1) pid = 0;
-        fclose(f);
-    }
+    long pid = started ? written_pid() : 0;
     int cancelled = started && pid > 0 && mw_loop_cancel(l, job) == 0;
     int ended = cancelled && pump(l, NULL, bound) == 0 && a.done;
     errno = 0;
@@ -342,12 +349,7 @@ static void test_free_running(void)
     int setup = put_server("m10", m, 1) == 0 && mw_loop_new(&l, NULL, &err) == 0 &&
                 mw_loop_add_fetch(l, NULL, &a.o, done_cb, &a, &err) == 0;
     int started = setup && pump(l, pid_written, mw_now_ms() + 300000) == 0 && pid_written();
-    long pid = 0;
-    FILE *f = started ? fopen(g_pidfile, "r") : NULL;
-    if (f) {
-        if (fscanf(f, "%ld", &pid) != 1) pid = 0;
-        fclose(f);
-    }
+    long pid = started ? written_pid() : 0;
     mw_loop_free(l);
     errno = 0;
     int gone = pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
