@@ -31,15 +31,13 @@ typedef struct sjb {
     int64_t deadline; /* the session's own (max_time_ms), between messages */
     int max_time_ms;
     int held; /* next's 0: none yet, wait in S_HELD (mwi_sjb_hold) */
-    /* The message after nt, taken from next while the server answers
+    /* The message after nt (index asked - 1), taken from next and its
+     * transaction prepared in at while the server answers
      * (mwi_sjb_ahead): the next take() gives it. */
     mw_smtp_msg ahead;
-    size_t ahead_index;
     int have_ahead;
-    mwi_smtp_tx at; /* its transaction, prepared then (at_ready) */
-    int at_ready;
+    mwi_smtp_tx at;
     int ask_ahead; /* the next message also asked for ahead when not crossed */
-    size_t taken;  /* the index of the message take() gave last */
 } sjb;
 
 int mwi_sjb_new(sj *p, const mw_loop_smtp_batch *b, mw_error *err)
@@ -66,7 +64,7 @@ void mwi_sjb_free(sj *p)
 {
     if (!p->b) return;
     if (p->b->crossed) tx_drop(p, &p->b->nt);
-    if (p->b->at_ready) tx_drop(p, &p->b->at);
+    if (p->b->have_ahead) tx_drop(p, &p->b->at);
     free(p->b);
     p->b = NULL;
 }
@@ -85,29 +83,50 @@ static void at_move(sjb *b, mwi_smtp_tx *to)
     b->at.built = 0;
     b->at.res = NULL;
     b->at.r.pre = NULL;
-    b->at_ready = 0;
 }
 
-/* Asks next for message `asked` into m[k]: 1 when it gave one. */
+/* Asks next for message `asked` into *m: 1 when it gave one (asked is
+ * then past it). */
+static int ask(sj *p, mw_smtp_msg *m)
+{
+    sjb *b = p->b;
+    if (b->more <= 0 || p->job->cancel_rc) return 0;
+    mw_smtp_msg got = MW_SMTP_MSG_INIT; /* *m untouched unless one came */
+    int more = b->cb.next(p->job, b->asked, &got, b->cb.userdata);
+    if (more == 0 && b->held) return 0; /* none yet: more stays 1 */
+    b->more = more;
+    if (b->more <= 0) return 0;
+    *m = got;
+    b->asked++;
+    p->job->result.messages++;
+    return 1;
+}
+
+/* The next message (index asked - 1) into m[k]: 0 none, 1 taken now, 2
+ * taken ahead (its transaction in at, for at_move). */
 static int take(sj *p, int k)
 {
     sjb *b = p->b;
     if (b->have_ahead) {
         b->have_ahead = 0;
         b->m[k] = b->ahead;
-        b->taken = b->ahead_index;
-        return 1;
+        return 2;
     }
-    if (b->more <= 0 || p->job->cancel_rc) return 0;
-    mw_smtp_msg m = MW_SMTP_MSG_INIT;
-    int more = b->cb.next(p->job, b->asked, &m, b->cb.userdata);
-    if (more == 0 && b->held) return 0; /* none yet: more stays 1 */
-    b->more = more;
-    if (b->more <= 0) return 0;
-    b->m[k] = m;
-    b->taken = b->asked++;
-    p->job->result.messages++;
-    return 1;
+    return ask(p, &b->m[k]);
+}
+
+/* mwi_smtp_tx_prepare into t, its outcome kept in t (prep_rc, prep_err)
+ * and the session's error left as it was: a message prepared before its
+ * turn. */
+static int prepare(sj *p, mwi_smtp_tx *t, const mw_smtp_msg *m)
+{
+    mw_error keep = p->sh->err;
+    mw_error_clear(&p->sh->err);
+    int rc = mwi_smtp_tx_prepare(p->sh, t, m);
+    t->prep_rc = rc;
+    t->prep_err = p->sh->err;
+    p->sh->err = keep;
+    return rc;
 }
 
 /* The deadline of the transaction starting now: the session's, or
@@ -239,20 +258,20 @@ static void advance(sj *p)
         switch_to_next(p);
         return;
     }
-    int prepared = b->have_ahead && b->at_ready;
-    if (!take(p, b->slot)) {
+    int got = take(p, b->slot);
+    if (!got) {
         if (b->held && b->more > 0 && !p->job->cancel_rc)
             hold(p);
         else
             quit(p);
         return;
     }
-    b->index = b->taken;
+    b->index = b->asked - 1;
     b->in_hand = 1;
     p->msg = &b->m[b->slot];
     mw_error_clear(&p->sh->err);
     tx_deadline(p);
-    if (!prepared) {
+    if (got == 1) {
         mwi_sj_tx_start(p);
         return;
     }
@@ -330,28 +349,32 @@ void mwi_sjb_cross(sj *p)
         p->downgrade || p->bcc_state || (t->m.bcc_digest && t->env.nbcc > 0))
         return;
     int k = b->slot ^ 1;
-    int prepared = b->have_ahead && b->at_ready;
-    if (!take(p, k)) return;
+    int got = take(p, k);
+    if (!got) return;
     b->crossed = 1;
     b->nt_sent = 0;
-    b->nt_index = b->taken;
+    b->nt_index = b->asked - 1;
     mwi_smtp_tx *n = &b->nt;
     int rc;
-    if (prepared) { /* while the last replies came (mwi_sjb_ahead) */
+    if (got == 2) { /* prepared while the last replies came (mwi_sjb_ahead) */
         at_move(b, n);
         rc = n->prep_rc;
     } else {
-        mw_error keep = p->sh->err;
-        mw_error_clear(&p->sh->err);
-        rc = mwi_smtp_tx_prepare(p->sh, n, &b->m[k]);
-        n->prep_rc = rc;
-        n->prep_err = p->sh->err;
-        p->sh->err = keep;
+        rc = prepare(p, n, &b->m[k]);
     }
     /* Only a message as the current one (pipelined, DATA) goes behind it;
      * BDAT or a refusal waits for its turn. */
     if (rc || n->chunking || !n->pipelining) return;
     send_crossed(p, n);
+}
+
+/* A message taken but never begun goes to done with MW_ESTATE. */
+static void not_sent(sj *p, size_t index)
+{
+    mw_error e;
+    mw_error_clear(&e);
+    mwi_err_set(&e, MW_ESTATE, "the session is not ready to send (the connection failed earlier)");
+    p->b->cb.done(p->job, index, MW_ESTATE, NULL, &e, p->b->cb.userdata);
 }
 
 void mwi_sjb_abandon(sj *p, int code)
@@ -362,33 +385,31 @@ void mwi_sjb_abandon(sj *p, int code)
     if (b->crossed) {
         b->crossed = 0;
         tx_drop(p, &b->nt);
-        mw_error e;
-        mw_error_clear(&e);
-        mwi_err_set(&e, MW_ESTATE,
-                    "the session is not ready to send (the connection failed "
-                    "earlier)");
-        b->cb.done(p->job, b->nt_index, MW_ESTATE, NULL, &e, b->cb.userdata);
+        not_sent(p, b->nt_index);
     }
-    if (b->at_ready) tx_drop(p, &b->at);
-    b->at_ready = 0;
-    if (b->have_ahead) { /* taken, never begun */
+    if (b->have_ahead) { /* taken and prepared, never begun */
         b->have_ahead = 0;
-        mw_error e;
-        mw_error_clear(&e);
-        mwi_err_set(&e, MW_ESTATE,
-                    "the session is not ready to send (the connection failed "
-                    "earlier)");
-        b->cb.done(p->job, b->ahead_index, MW_ESTATE, NULL, &e, b->cb.userdata);
+        tx_drop(p, &b->at);
+        not_sent(p, b->asked - 1);
     }
 }
 
-/* The session waits for the replies to a message's end and to the next
- * one's envelope, with nothing to write: what can be done before they
- * come is done now, off the round trip (RFC 2920 §3.1's pipelining, as
- * the server sees it, is unchanged).  The crossed message's data is
- * encoded ahead (its 354 then sends at once) and the message after it
- * taken from next (its file opened, its header read), so that the reply
- * is followed by the next write with no file I/O between. */
+/* A prepared DATA transaction's first chunk encoded before its 354. */
+static void encode_ahead(sj *p, mwi_smtp_tx *t)
+{
+    if (t->built && !t->prep_rc && !t->chunking && !t->xf.started)
+        mwi_smtp_xfer_ahead(&t->xf, &t->r, &t->env, t->skip, t->forbid8, p->chunk, 0);
+}
+
+/* The session waits for the replies to a message's end (and to the next
+ * one's envelope, when crossed), with nothing to write: what can be done
+ * before they come is done now, off the round trip (what the server sees
+ * is unchanged).  The crossed message's data is encoded ahead (its 354
+ * then sends at once) and the message after it taken from next and
+ * prepared (its file opened, its header read, its envelope built), so
+ * that the reply is followed by the next write with no file I/O between.
+ * Not crossed, only under mw_smtp_send_batch (ask_ahead): a loop batch
+ * asks next only to cross, which send -bs relies on. */
 void mwi_sjb_ahead(void *impl)
 {
     sj *p = impl;
@@ -396,36 +417,16 @@ void mwi_sjb_ahead(void *impl)
     if (!b || p->job->done || p->downgrade || p->bcc_state) return;
     if (b->crossed) {
         if (!b->nt_sent) return;
-        mwi_smtp_tx *n = &b->nt;
-        if (n->built && !n->prep_rc && !n->chunking && !n->xf.started)
-            mwi_smtp_xfer_ahead(&n->xf, &n->r, &n->env, n->skip, n->forbid8, p->chunk, 0);
+        encode_ahead(p, &b->nt);
     } else if (!b->ask_ahead || p->state != S_BODY || !p->body_queued) {
-        return; /* not crossed: only mw_smtp_send_batch asks while a final reply is awaited */
+        return; /* not crossed: only while a final reply is awaited */
     }
-    if (!b->have_ahead && b->more > 0 && !p->job->cancel_rc) {
-        mw_smtp_msg m = MW_SMTP_MSG_INIT;
-        int more = b->cb.next(p->job, b->asked, &m, b->cb.userdata);
-        if (more == 0 && b->held) return; /* none yet */
-        b->more = more;
-        if (more <= 0) return;
-        b->ahead = m;
-        b->ahead_index = b->asked++;
+    if (!b->have_ahead && ask(p, &b->ahead)) {
         b->have_ahead = 1;
-        p->job->result.messages++;
-        /* Its envelope built and its header read now, the session's
-         * error kept as it was (mwi_sjb_cross does the same). */
-        mw_error keep = p->sh->err;
-        mw_error_clear(&p->sh->err);
-        int rc = mwi_smtp_tx_prepare(p->sh, &b->at, &b->ahead);
-        b->at.prep_rc = rc;
-        b->at.prep_err = p->sh->err;
-        p->sh->err = keep;
-        b->at_ready = 1;
+        prepare(p, &b->at, &b->ahead); /* its header read, its envelope built */
     }
     /* Not crossed: its data encoded now too (crossed, it is when it is nt). */
-    mwi_smtp_tx *a = &b->at;
-    if (!b->crossed && b->at_ready && a->built && !a->prep_rc && !a->chunking && !a->xf.started)
-        mwi_smtp_xfer_ahead(&a->xf, &a->r, &a->env, a->skip, a->forbid8, p->chunk, 0);
+    if (!b->crossed && b->have_ahead) encode_ahead(p, &b->at);
 }
 
 int mwi_sjb_hold(sj *p)
