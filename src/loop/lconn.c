@@ -5,6 +5,7 @@
 #include "loop/lproxy.h"
 #include "loop/ltoken.h"
 #include "net/stream.h"
+#include "net/tls.h"
 #include "resolve/resolve.h"
 #include "util/err.h"
 
@@ -199,6 +200,50 @@ int mwi_lconn_queue_buf(mwi_lconn *c, mw_buf *b)
     b->data = data;
     b->cap = cap;
     mwi_buf_reset(b);
+    return 0;
+}
+
+void mwi_lconn_ext_fail(mwi_lconn *c, int rc, const mw_error *e)
+{
+    char m[sizeof e->message];
+    snprintf(m, sizeof m, "%s", e->message[0] ? e->message : mw_strerror(rc));
+    c->ops->fail(c->impl, rc, m);
+}
+
+int mwi_lconn_ext_write(mwi_lconn *c, mw_stream *s, int64_t deadline, mw_error *e)
+{
+    size_t n = mwi_lconn_pending(c);
+    int rc = mw_stream_write(s, c->out.data + c->out_off, n, deadline, e);
+    if (rc) return rc;
+    c->moved += n;
+    mwi_buf_reset(&c->out);
+    c->out_off = 0;
+    return 0;
+}
+
+int mwi_lconn_ext_read(mwi_lconn *c, mw_stream *s, int64_t deadline, size_t *got, mw_error *e)
+{
+    *got = 0;
+    if (c->in_len == c->in_cap)
+        return mwi_err_set(e, MW_ETOOBIG, "input buffer full (in state %s)",
+                           c->ops->state(c->impl));
+    int rc = mw_stream_read(s, c->in + c->in_len, c->in_cap - c->in_len, got, deadline, e);
+    if (!rc) c->in_len += *got;
+    return rc;
+}
+
+int mwi_lconn_ext_tls(mwi_lconn *c, mw_stream **s, const mw_tls_opts *t, int64_t deadline, int cert,
+                      mw_error *e)
+{
+    mw_stream *ts = NULL;
+    int rc = mwi_tls_wrap(&ts, *s, t, deadline, e); /* owns *s, also on failure */
+    *s = ts;
+    if (rc) return rc;
+    c->handshaking = 0;
+    c->ext_tls_up = 1;
+    c->ext_stream = ts;
+    c->ext_cert = cert;
+    c->ops->tls_up(c->impl);
     return 0;
 }
 

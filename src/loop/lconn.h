@@ -111,6 +111,23 @@ int mwi_lconn_queue_line(mwi_lconn *c, const char *line);
  * its own bound): a message's data goes out without a copy.  *b comes
  * back empty when queued. */
 int mwi_lconn_queue_buf(mwi_lconn *c, mw_buf *b);
+
+/* ---- external I/O: the blocking drivers (pop3_drive.c, smtp_held.c) ---- */
+/* Ends the job with rc and e's message (mw_strerror(rc) when empty). */
+void mwi_lconn_ext_fail(mwi_lconn *c, int rc, const mw_error *e);
+/* Writes what is queued to s within deadline: 0 (the output empty), or
+ * the code with *e set. */
+int mwi_lconn_ext_write(mwi_lconn *c, mw_stream *s, int64_t deadline, mw_error *e);
+/* Reads what s has into the input within deadline: 0 with *got octets
+ * added (0: end of stream), MW_ETOOBIG when the input is full, or the
+ * stream's code, with *e set. */
+int mwi_lconn_ext_read(mwi_lconn *c, mw_stream *s, int64_t deadline, size_t *got, mw_error *e);
+/* The job asked for TLS: *s wrapped (owned, also on failure), its
+ * handshake within deadline; then the connection is secure (ext_stream,
+ * ext_cert: the TLS presents a client certificate) and tls_up runs.  0, or
+ * the code with *e set (the caller ends the job). */
+int mwi_lconn_ext_tls(mwi_lconn *c, mw_stream **s, const mw_tls_opts *t, int64_t deadline, int cert,
+                      mw_error *e);
 /* Starts the TLS handshake now (implicit TLS). */
 void mwi_lconn_start_tls(mwi_lconn *c);
 /* After each reply line the protocol took: `pos` octets of `in` are used.

@@ -9,7 +9,6 @@
  * between its commands (pop3_held.c). */
 #include "loop/pop3_job.h"
 #include "net/stream.h"
-#include "net/tls.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -18,9 +17,7 @@
 
 static void drive_fail(p3l_drive *d, int rc, const mw_error *e)
 {
-    char m[sizeof e->message];
-    snprintf(m, sizeof m, "%s", e->message[0] ? e->message : mw_strerror(rc));
-    d->p->c.ops->fail(d->p->c.impl, rc, m);
+    mwi_lconn_ext_fail(&d->p->c, rc, e);
 }
 
 /* A connection: the caller's stream the first time, else a new one. */
@@ -62,19 +59,10 @@ static int drive_tls(p3l_drive *d)
         return MW_EINVAL;
     }
     if (!t.servername && d->host && *d->host) t.servername = d->host;
-    mw_stream *ts = NULL;
-    int rc = mwi_tls_wrap(&ts, d->s, &t, d->deadline, &e); /* owns d->s, also on failure */
-    d->s = ts;
-    if (rc) {
-        drive_fail(d, rc, &e);
-        return rc;
-    }
-    d->p->c.handshaking = 0;
-    d->p->c.ext_tls_up = 1;
-    d->p->c.ext_stream = d->s;
-    d->p->c.ext_cert = d->tls_opts && d->tls_opts->cert_file;
-    d->p->c.ops->tls_up(d->p->c.impl);
-    return 0;
+    int rc = mwi_lconn_ext_tls(&d->p->c, &d->s, &t, d->deadline,
+                               d->tls_opts && d->tls_opts->cert_file, &e);
+    if (rc) drive_fail(d, rc, &e);
+    return rc;
 }
 
 static int64_t io_deadline(const p3l_drive *d)
@@ -107,31 +95,18 @@ static void drive_round(p3l_drive *d)
     mwi_lconn *c = &d->p->c;
     mw_error e;
     memset(&e, 0, sizeof e);
-    size_t pending = mwi_lconn_pending(c);
-    if (pending) {
-        int rc = mw_stream_write(d->s, c->out.data + c->out_off, pending, io_deadline(d), &e);
-        if (rc) {
-            drive_fail(d, rc, &e);
-            return;
-        }
-        mwi_buf_reset(&c->out);
-        c->out_off = 0;
-        return;
-    }
-    if (c->in_len == c->in_cap) {
-        mwi_err_set(&e, MW_ETOOBIG, "input buffer full (in state %s)", c->ops->state(c->impl));
-        drive_fail(d, MW_ETOOBIG, &e);
+    if (mwi_lconn_pending(c)) {
+        int rc = mwi_lconn_ext_write(c, d->s, io_deadline(d), &e);
+        if (rc) drive_fail(d, rc, &e);
         return;
     }
     size_t got = 0;
-    int rc =
-        mw_stream_read(d->s, c->in + c->in_len, c->in_cap - c->in_len, &got, io_deadline(d), &e);
+    int rc = mwi_lconn_ext_read(c, d->s, io_deadline(d), &got, &e);
     if (rc || !got) rc = read_failed(d, rc, &e);
     if (rc) {
         drive_fail(d, rc, &e);
         return;
     }
-    c->in_len += got;
     c->ops->process(c->impl);
 }
 

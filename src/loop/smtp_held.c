@@ -12,7 +12,6 @@
 #include "loop/smtp_held.h"
 #include "loop/smtp_job.h"
 #include "net/stream.h"
-#include "net/tls.h"
 #include "util/err.h"
 
 #include <stdio.h>
@@ -42,9 +41,14 @@ struct mwi_smh {
 
 static void drive_fail(mwi_smh *h, int rc, const mw_error *e)
 {
-    char m[sizeof e->message];
-    snprintf(m, sizeof m, "%s", e->message[0] ? e->message : mw_strerror(rc));
-    h->p->c.ops->fail(h->p->c.impl, rc, m);
+    mwi_lconn_ext_fail(&h->p->c, rc, e);
+}
+
+/* The operation's deadline: the job's (max-time, a transaction's) or the
+ * open's, whichever comes first. */
+static int64_t op_deadline(const mwi_smh *h)
+{
+    return h->p->c.total_deadline < h->deadline ? h->p->c.total_deadline : h->deadline;
 }
 
 /* The job asked for TLS: the stream is wrapped (its handshake, checks). */
@@ -54,28 +58,17 @@ static int drive_tls(mwi_smh *h)
     memset(&e, 0, sizeof e);
     mw_tls_opts t = h->tls;
     if (!t.servername && *h->host) t.servername = h->host;
-    mw_stream *ts = NULL;
-    int64_t dl = h->p->c.total_deadline < h->deadline ? h->p->c.total_deadline : h->deadline;
-    int rc = mwi_tls_wrap(&ts, h->s, &t, dl, &e); /* owns h->s, also on failure */
-    h->s = ts;
+    int rc = mwi_lconn_ext_tls(&h->p->c, &h->s, &t, op_deadline(h), h->tls.cert_file != NULL, &e);
     if (rc) {
         h->p->dead = 1;
         drive_fail(h, rc, &e);
-        return rc;
     }
-    mwi_lconn *c = &h->p->c;
-    c->handshaking = 0;
-    c->ext_tls_up = 1;
-    c->ext_stream = h->s;
-    c->ext_cert = h->tls.cert_file != NULL;
-    c->ops->tls_up(c->impl);
-    return 0;
+    return rc;
 }
 
 static int64_t io_deadline(const mwi_smh *h)
 {
-    int64_t d = h->p->c.total_deadline < h->deadline ? h->p->c.total_deadline : h->deadline;
-    return mwi_deadline_min(d, h->net.io_timeout_ms);
+    return mwi_deadline_min(op_deadline(h), h->net.io_timeout_ms);
 }
 
 /* A write failed during the data: the server may have replied before
@@ -127,15 +120,12 @@ static void drive_round(mwi_smh *h)
         pending = mwi_lconn_pending(c);
     }
     if (pending) {
-        int rc = mw_stream_write(h->s, c->out.data + c->out_off, pending, io_deadline(h), &e);
+        int rc = mwi_lconn_ext_write(c, h->s, io_deadline(h), &e);
         if (rc) {
             if (h->p->state == S_BODY) salvage_read(h);
             drive_fail(h, rc, &e);
             return;
         }
-        c->moved += pending;
-        mwi_buf_reset(&c->out);
-        c->out_off = 0;
         /* A reply read ahead (the final one, held until the data went
          * out) or more input waits for this write: take it now. */
         c->ops->process(c->impl);
@@ -145,21 +135,14 @@ static void drive_round(mwi_smh *h)
         c->ops->ahead(c->impl);
         if (h->job->done || mwi_lconn_pending(c)) return;
     }
-    if (c->in_len == c->in_cap) {
-        mwi_err_set(&e, MW_ETOOBIG, "input buffer full (in state %s)", c->ops->state(c->impl));
-        drive_fail(h, MW_ETOOBIG, &e);
-        return;
-    }
     size_t got = 0;
-    int rc =
-        mw_stream_read(h->s, c->in + c->in_len, c->in_cap - c->in_len, &got, io_deadline(h), &e);
+    int rc = mwi_lconn_ext_read(c, h->s, io_deadline(h), &got, &e);
     if (rc || !got) rc = read_failed(h, rc, &e);
     if (rc) {
-        h->p->dead = 1;
+        if (c->in_len < c->in_cap) h->p->dead = 1; /* a read failed, not a full input */
         drive_fail(h, rc, &e);
         return;
     }
-    c->in_len += got;
     c->ops->process(c->impl);
 }
 
