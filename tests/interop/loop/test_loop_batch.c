@@ -31,73 +31,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "script_peer.h"
+
 static int ntest, failed;
 static void ok(int cond, const char *name)
 {
     printf("%sok %d - %s\n", cond ? "" : "not ", ++ntest, name);
     if (!cond) failed = 1;
-}
-
-/* The peer: "C:text" a client line that must be text, "D" client lines up
- * to the lone dot, "S:raw" written (\n becomes CR LF), "X" close. */
-typedef struct peer {
-    int fd;
-    const char *const *script;
-    char in[8192];
-    size_t len;
-    int bad; /* the step where the client said something else, + 1 */
-    char got[200];
-} peer;
-
-static int peer_line(peer *pp, char *line, size_t cap)
-{
-    for (;;) {
-        char *nl = memchr(pp->in, '\n', pp->len);
-        if (nl) {
-            size_t l = (size_t)(nl - pp->in);
-            size_t c = l && nl[-1] == '\r' ? l - 1 : l;
-            if (c >= cap) c = cap - 1;
-            memcpy(line, pp->in, c);
-            line[c] = 0;
-            memmove(pp->in, nl + 1, pp->len - l - 1);
-            pp->len -= l + 1;
-            return 0;
-        }
-        if (pp->len == sizeof pp->in) return -1;
-        ssize_t n = recv(pp->fd, pp->in + pp->len, sizeof pp->in - pp->len, 0);
-        if (n <= 0) return -1;
-        pp->len += (size_t)n;
-    }
-}
-
-static void *peer_run(void *arg)
-{
-    peer *pp = arg;
-    char line[1200];
-    for (int k = 0; pp->script[k] && !pp->bad; k++) {
-        const char *s = pp->script[k];
-        if (s[0] == 'S') {
-            char out[1024];
-            size_t o = 0;
-            for (const char *q = s + 2; *q && o + 2 < sizeof out; q++) {
-                if (*q == '\n') out[o++] = '\r';
-                out[o++] = *q;
-            }
-            if (send(pp->fd, out, o, MSG_NOSIGNAL) != (ssize_t)o) pp->bad = k + 1;
-        } else if (s[0] == 'C') {
-            if (peer_line(pp, line, sizeof line) || strcmp(line, s + 2)) {
-                snprintf(pp->got, sizeof pp->got, "%.199s", line);
-                pp->bad = k + 1;
-            }
-        } else if (s[0] == 'D') {
-            do {
-                if (peer_line(pp, line, sizeof line)) pp->bad = k + 1;
-            } while (!pp->bad && strcmp(line, "."));
-        } else if (s[0] == 'X') {
-            shutdown(pp->fd, SHUT_RDWR);
-        }
-    }
-    return NULL;
 }
 
 /* The batch's side: messages from a table, outcomes recorded. */
