@@ -180,6 +180,31 @@ static int add_pop3(mw_loop *loop, const mw_loop_pop3_opts *o, int fd, side *s, 
     return rc;
 }
 
+/* One POP3 job on a new loop, its provider side a, against script s
+ * (o set by the caller): the loop to run; one_end frees it and joins the
+ * peer. */
+typedef struct one {
+    mw_loop *loop;
+    peer pp;
+    pthread_t th;
+} one;
+
+static mw_loop *one_start(one *t, const char *const *s, const mw_loop_pop3_opts *o, side *a)
+{
+    int fd = -1;
+    t->loop = NULL;
+    mw_loop_new(&t->loop, NULL, NULL);
+    peer_start(&t->pp, &t->th, s, &fd);
+    add_pop3(t->loop, o, fd, a, 1);
+    return t->loop;
+}
+
+static void one_end(one *t)
+{
+    mw_loop_free(t->loop);
+    peer_end(&t->pp, t->th);
+}
+
 /* XOAUTH2 initial responses (base64 of "user=u^Aauth=Bearer TOKEN^A^A"). */
 #define XO_TOK1 "dXNlcj11AWF1dGg9QmVhcmVyIHRvazEBAQ=="
 #define XO_TOK2 "dXNlcj11AWF1dGg9QmVhcmVyIHRvazIBAQ=="
@@ -263,16 +288,11 @@ static void refused_retry(void)
                                     "S:+OK in\n",
                                     P3_TAIL,
                                     NULL};
-    mw_loop *loop = NULL;
-    mw_loop_new(&loop, NULL, NULL);
-    peer pp;
-    pthread_t th;
-    int fd;
     side a = {.pending = 1, .gate_w = -1};
-    peer_start(&pp, &th, s, &fd);
     mw_loop_pop3_opts o;
     pop3_opts(&o, 1);
-    add_pop3(loop, &o, fd, &a, 1);
+    one f;
+    mw_loop *loop = one_start(&f, s, &o, &a);
     int wake_listed = 0, answered = 0;
     for (int k = 0; k < 100000 && !a.done && mw_loop_running(loop); k++) {
         if (a.calls > answered) {
@@ -289,26 +309,20 @@ static void refused_retry(void)
     ok(answered == 2 && wake_listed == 2, "both answered between passes; mw_loop_fds listed the "
                                           "wake descriptor");
     ok(a.done == 1 && a.code == 0, "AUTH again on the same connection with the new token: 0");
-    mw_loop_free(loop);
-    peer_end(&pp, th);
-    ok(pp.bad == 0, "the server saw both AUTH lines, STAT, NOOP, QUIT");
+    one_end(&f);
+    ok(f.pp.bad == 0, "the server saw both AUTH lines, STAT, NOOP, QUIT");
 }
 
 /* Never answered: the io timeout ends the job, naming the provider. */
 static void never(void)
 {
     static const char *const s[] = {P3_HELLO, "E", NULL};
-    mw_loop *loop = NULL;
-    mw_loop_new(&loop, NULL, NULL);
-    peer pp;
-    pthread_t th;
-    int fd;
     side a = {.pending = 1, .gate_w = -1};
-    peer_start(&pp, &th, s, &fd);
     mw_loop_pop3_opts o;
     pop3_opts(&o, 1);
     o.io_timeout_ms = 300;
-    add_pop3(loop, &o, fd, &a, 1);
+    one f;
+    mw_loop *loop = one_start(&f, s, &o, &a);
     mw_error e = {0};
     int rc = mw_loop_run(loop, mw_now_ms() + 300000, &e);
     ok(rc == 0 && a.calls == 1 && a.done == 1 && a.code == MW_ETIMEOUT &&
@@ -317,49 +331,37 @@ static void never(void)
     printf("# %s\n", a.message);
     ok(mw_loop_token_answer(loop, a.ticket[0], 0, "tok1", 4, NULL) == MW_ESTATE,
        "its answer after the end: MW_ESTATE, nothing kept");
-    mw_loop_free(loop);
-    peer_end(&pp, th);
-    ok(pp.bad == 0 && !strstr(pp.log, "AUTH"), "no AUTH was sent");
+    one_end(&f);
+    ok(f.pp.bad == 0 && !strstr(f.pp.log, "AUTH"), "no AUTH was sent");
 }
 
 /* The job's max-time while pending names the provider too. */
 static void never_max_time(void)
 {
     static const char *const s[] = {P3_HELLO, "E", NULL};
-    mw_loop *loop = NULL;
-    mw_loop_new(&loop, NULL, NULL);
-    peer pp;
-    pthread_t th;
-    int fd;
     side a = {.pending = 1, .gate_w = -1};
-    peer_start(&pp, &th, s, &fd);
     mw_loop_pop3_opts o;
     pop3_opts(&o, 1);
     o.max_time_ms = 500;
-    add_pop3(loop, &o, fd, &a, 1);
+    one f;
+    mw_loop *loop = one_start(&f, s, &o, &a);
     mw_error e = {0};
     mw_loop_run(loop, mw_now_ms() + 300000, &e);
     ok(a.done == 1 && a.code == MW_ETIMEOUT && strstr(a.message, "max-time") &&
            strstr(a.message, "token provider"),
        "max-time while the token is pending: MW_ETIMEOUT naming the token provider");
-    mw_loop_free(loop);
-    peer_end(&pp, th);
+    one_end(&f);
 }
 
 /* Cancelled while pending: MW_ECANCELED, no AUTH, a late answer refused. */
 static void cancel_pending(void)
 {
     static const char *const s[] = {P3_HELLO, "E", NULL};
-    mw_loop *loop = NULL;
-    mw_loop_new(&loop, NULL, NULL);
-    peer pp;
-    pthread_t th;
-    int fd;
     side a = {.pending = 1, .gate_w = -1};
-    peer_start(&pp, &th, s, &fd);
     mw_loop_pop3_opts o;
     pop3_opts(&o, 1);
-    add_pop3(loop, &o, fd, &a, 1);
+    one f;
+    mw_loop *loop = one_start(&f, s, &o, &a);
     int calls = 0;
     drive_until(loop, &a.calls);
     calls = a.calls;
@@ -375,9 +377,8 @@ static void cancel_pending(void)
     ok(early == 0 || early == MW_ESTATE, "an answer right after the cancel: 0 or MW_ESTATE");
     ok(mw_loop_token_answer(loop, a.ticket[0], 0, "tok1", 4, NULL) == MW_ESTATE,
        "an answer after the done callback: MW_ESTATE");
-    mw_loop_free(loop);
-    peer_end(&pp, th);
-    ok(pp.bad == 0 && !strstr(pp.log, "AUTH"), "no AUTH was sent after the cancel");
+    one_end(&f);
+    ok(f.pp.bad == 0 && !strstr(f.pp.log, "AUTH"), "no AUTH was sent after the cancel");
 }
 
 /* Answers that must not reach the server: NUL, CR LF; a failure. */
@@ -397,27 +398,22 @@ static void bad_answers(void)
     };
     for (size_t k = 0; k < sizeof c / sizeof c[0]; k++) {
         static const char *const s[] = {P3_HELLO, "E", NULL};
-        mw_loop *loop = NULL;
-        mw_loop_new(&loop, NULL, NULL);
-        peer pp;
-        pthread_t th;
-        int fd;
         side a = {.pending = 1, .gate_w = -1};
-        peer_start(&pp, &th, s, &fd);
         mw_loop_pop3_opts o;
         pop3_opts(&o, 1);
-        add_pop3(loop, &o, fd, &a, 1);
+        one f;
+        mw_loop *loop = one_start(&f, s, &o, &a);
         drive_until(loop, &a.calls);
         mw_error pe = {0};
         pe.code = c[k].rc;
         snprintf(pe.message, sizeof pe.message, "the test's provider is out of tokens");
         int arc = mw_loop_token_answer(loop, a.ticket[0], c[k].rc, c[k].tok, c[k].len, &pe);
         drive_until(loop, &a.done);
-        mw_loop_free(loop);
-        peer_end(&pp, th);
+        one_end(&f);
         printf("# %s\n", a.message);
         ok(arc == 0 && a.done == 1 && a.code != 0 && (c[k].rc == 0 || a.code == c[k].rc) &&
-               strstr(a.message, c[k].why) && !strstr(pp.log, "AUTH") && !strstr(pp.log, "DELE"),
+               strstr(a.message, c[k].why) && !strstr(f.pp.log, "AUTH") &&
+               !strstr(f.pp.log, "DELE"),
            c[k].name);
     }
 }
@@ -427,21 +423,15 @@ static void at_once(void)
 {
     static const char *const s[] = {P3_HELLO, "C:AUTH XOAUTH2 " XO_TOK1, "S:+OK in\n", P3_TAIL,
                                     NULL};
-    mw_loop *loop = NULL;
-    mw_loop_new(&loop, NULL, NULL);
-    peer pp;
-    pthread_t th;
-    int fd;
     side a = {.at_once = "tok1", .gate_w = -1};
-    peer_start(&pp, &th, s, &fd);
     mw_loop_pop3_opts o;
     pop3_opts(&o, 1);
-    add_pop3(loop, &o, fd, &a, 1);
+    one f;
+    mw_loop *loop = one_start(&f, s, &o, &a);
     mw_error e = {0};
     mw_loop_run(loop, mw_now_ms() + 300000, &e);
-    mw_loop_free(loop);
-    peer_end(&pp, th);
-    ok(a.calls == 1 && a.done == 1 && a.code == 0 && pp.bad == 0,
+    one_end(&f);
+    ok(a.calls == 1 && a.done == 1 && a.code == 0 && f.pp.bad == 0,
        "a token given at once: logged in, nothing pending");
 }
 
